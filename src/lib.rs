@@ -1,4 +1,29 @@
 //! pvce: a virtualized lab-environment orchestrator.
 //!
-//! The crate is one binary (`pvce`) whose library half is exposed so black-box
-//! tests can start the real server on port 0.
+//! A control server drives libvirt nodes to run students' personal
+//! copy-on-write VMs on course templates. The library half of the crate is
+//! exposed so black-box tests can start the real server on port 0
+//! ([`app::start`]); `main.rs` only parses the command line.
+//!
+//! Modules, one per domain concept: [`auth`], [`users`], [`nodes`],
+//! [`templates`], [`images`], [`courses`], [`vms`], [`placement`], [`libvirt`]
+//! (the only one that talks to libvirt), [`storage`], [`db`]; the HTTP API
+//! in [`http`]; wiring in [`app`] and [`cli`].
+
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod courses;
+pub mod db;
+pub mod http;
+pub mod images;
+pub mod libvirt;
+pub mod library;
+pub mod metrics;
+pub mod nodes;
+pub mod placement;
+pub mod storage;
+pub mod templates;
+pub mod users;
+pub mod vms;

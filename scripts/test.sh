@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Sets up a Debian machine and runs every check and test of pvce:
+# formatting, clippy (warnings are errors), unit tests and black-box tests
+# against the real local libvirtd with real TCG/KVM guests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/setup.sh
+
+export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --all-targets --locked -- -D warnings
+echo "== tests"
+# Build the tiny guest once up front so the first VM test doesn't pay for it.
+cargo test --locked --no-run
+# VM tests are CPU-heavy under TCG on 2 cores: run test binaries one at a time,
+# tests within a binary two at a time.
+cargo test --locked -- --test-threads="${PVCE_TEST_THREADS:-2}"
+echo "== all tests passed"

@@ -1,0 +1,108 @@
+//! The application: shared state, start-up (migrations, local node, root
+//! template, background loops) and serving. Tests start it on port 0.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use crate::auth::LoginLimiter;
+use crate::config::Config;
+use crate::db::{self, Pool};
+use crate::nodes::Nodes;
+use crate::storage::Storage;
+use crate::vms::VmManager;
+
+/// State shared by every request handler.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub pool: Pool,
+    pub config: Arc<Config>,
+    pub storage: Storage,
+    pub nodes: Arc<Nodes>,
+    pub vms: Arc<VmManager>,
+    pub login_limiter: Arc<LoginLimiter>,
+}
+
+/// Opens storage and the database (running migrations) — what every subcommand needs.
+pub async fn open(config: &Config) -> anyhow::Result<(Storage, Pool)> {
+    let storage = Storage::open(&config.data_dir)?;
+    let pool = db::connect(&config.database_url()).await?;
+    Ok((storage, pool))
+}
+
+impl AppState {
+    pub async fn new(config: Config) -> anyhow::Result<Self> {
+        let (storage, pool) = open(&config).await?;
+        let nodes = Arc::new(Nodes::new(pool.clone(), config.connect_timeout(), config.accel));
+        let vms = Arc::new(VmManager::new(
+            pool.clone(),
+            storage.clone(),
+            nodes.clone(),
+            config.shutdown_timeout(),
+            config.domain_prefix.clone(),
+        ));
+        Ok(Self {
+            pool,
+            config: Arc::new(config),
+            storage,
+            nodes,
+            vms,
+            login_limiter: Arc::new(LoginLimiter::default()),
+        })
+    }
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct Server {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    handle: tokio::task::JoinHandle<()>,
+    background: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Server {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops serving and the background loops (VMs keep running on their nodes).
+    pub fn abort(&self) {
+        self.handle.abort();
+        for b in &self.background {
+            b.abort();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.abort();
+    }
+}
+
+/// Prepares state, registers the local node and the root template, reconciles
+/// with libvirt, then serves on `listen` (port 0 picks a free port).
+pub async fn start(config: Config, listen: &str) -> anyhow::Result<Server> {
+    let state = AppState::new(config).await?;
+    state
+        .nodes
+        .ensure_local(&state.config.node_uri, &state.config.console_address)
+        .await?;
+    crate::templates::ensure_root(&state.pool, &state.storage).await?;
+    if let Err(e) = state.vms.reconcile_once().await {
+        tracing::warn!(error = %e, "initial reconcile failed");
+    }
+    let background = vec![state.nodes.clone().spawn_monitor(), state.vms.clone().spawn_reconciler()];
+    let listener = TcpListener::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    let router = crate::http::router(state.clone());
+    let handle = tokio::spawn(async move {
+        let service = router.into_make_service_with_connect_info::<SocketAddr>();
+        if let Err(e) = axum::serve(listener, service).await {
+            tracing::error!(error = %e, "server stopped");
+        }
+    });
+    Ok(Server { addr, state, handle, background })
+}

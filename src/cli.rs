@@ -1,0 +1,110 @@
+//! The `pvce` command line. Every subcommand takes the same [`Config`] flags
+//! (and `PVCE_*` variables), so they all share one data dir and database.
+
+use std::io::Read;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::auth::Role;
+use crate::config::Config;
+
+#[derive(Debug, Parser)]
+#[command(name = "pvce", version, about = "Virtualized lab-environment orchestrator")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (HTTP API, web UI, console proxy, node monitor).
+    Serve {
+        #[command(flatten)]
+        config: Config,
+        /// Address to listen on.
+        #[arg(long, env = "PVCE_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: String,
+    },
+    /// Manage users.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Manage the template library.
+    Templates {
+        #[command(subcommand)]
+        command: TemplatesCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user; the password is read from standard input.
+    Add {
+        #[command(flatten)]
+        config: Config,
+        #[arg(long)]
+        username: String,
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+        #[arg(long)]
+        display_name: Option<String>,
+        /// Read the password from stdin (the only way: never on the command line).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TemplatesCommand {
+    /// Build the templates declared in a templates-tree directory that are missing (idempotent).
+    Build {
+        #[command(flatten)]
+        config: Config,
+        /// The directory of template definitions.
+        dir: PathBuf,
+    },
+}
+
+fn parse_role(s: &str) -> Result<Role, String> {
+    Role::parse(s).ok_or_else(|| "role must be student, teacher or admin".into())
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve { config, listen } => {
+            let server = crate::app::start(config, &listen).await?;
+            tracing::info!(url = %server.url(), "pvce serving");
+            println!("pvce listening on {}", server.url());
+            tokio::signal::ctrl_c().await?;
+            server.abort();
+            Ok(())
+        }
+        Command::User { command: UserCommand::Add { config, username, role, display_name, password_stdin: _ } } => {
+            let mut password = String::new();
+            std::io::stdin().read_to_string(&mut password)?;
+            let password = password.trim_end_matches(['\n', '\r']).to_owned();
+            let (_, pool) = crate::app::open(&config).await?;
+            let user = crate::users::create(
+                &pool,
+                crate::users::NewUser { username, password, role, display_name },
+            )
+            .await?;
+            println!("created {} ({}) id {}", user.username, user.role.as_str(), user.id);
+            Ok(())
+        }
+        Command::Templates { command: TemplatesCommand::Build { config, dir } } => {
+            let (storage, pool) = crate::app::open(&config).await?;
+            let limits = crate::templates::ImportLimits {
+                max_upload_bytes: config.max_upload_bytes,
+                max_virtual_size: config.max_virtual_size,
+            };
+            let report = crate::library::build(&pool, &storage, limits, &dir).await?;
+            for line in report {
+                println!("{line}");
+            }
+            Ok(())
+        }
+    }
+}

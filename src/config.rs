@@ -1,0 +1,101 @@
+//! Configuration shared by every subcommand.
+//!
+//! Every value comes from a command-line flag or the matching `PVCE_*`
+//! environment variable, so `pvce user add --data-dir D` and
+//! `pvce serve --data-dir D` always agree on the database and storage paths.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::libvirt::AccelSetting;
+
+/// Settings common to all subcommands.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Config {
+    /// Directory holding the SQLite database, template layers and personal layers.
+    #[arg(long, env = "PVCE_DATA_DIR", default_value = "/var/lib/pvce")]
+    pub data_dir: PathBuf,
+
+    /// Database URL; defaults to a SQLite file `pvce.db` inside the data dir.
+    #[arg(long, env = "PVCE_DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    /// libvirt URI of the local node registered as `local` on first start.
+    #[arg(long, env = "PVCE_NODE_URI", default_value = "qemu:///system")]
+    pub node_uri: String,
+
+    /// Address the local node's VNC/SPICE consoles listen on (its management address).
+    #[arg(long, env = "PVCE_CONSOLE_ADDRESS", default_value = "127.0.0.1")]
+    pub console_address: String,
+
+    /// Accelerator for QEMU nodes: `auto` uses KVM only with real hardware virtualization.
+    #[arg(long, env = "PVCE_ACCEL", default_value = "auto", value_parser = parse_accel)]
+    pub accel: AccelSetting,
+
+    /// Largest accepted image upload, in bytes.
+    #[arg(long, env = "PVCE_MAX_UPLOAD_BYTES", default_value_t = 20 * 1024 * 1024 * 1024)]
+    pub max_upload_bytes: u64,
+
+    /// Largest accepted virtual disk size of an imported image, in bytes.
+    #[arg(long, env = "PVCE_MAX_VIRTUAL_SIZE", default_value_t = 256 * 1024 * 1024 * 1024)]
+    pub max_virtual_size: u64,
+
+    /// Seconds an ACPI shutdown may take before the VM is forced off.
+    #[arg(long, env = "PVCE_SHUTDOWN_TIMEOUT", default_value_t = 60)]
+    pub shutdown_timeout_secs: u64,
+
+    /// Seconds a libvirt connection attempt may take before the node counts as unreachable.
+    #[arg(long, env = "PVCE_CONNECT_TIMEOUT", default_value_t = 5)]
+    pub connect_timeout_secs: u64,
+
+    /// Prefix of the libvirt domain names pvce creates (`<prefix><vm-id>`).
+    #[arg(long, env = "PVCE_DOMAIN_PREFIX", default_value = "pvce-")]
+    pub domain_prefix: String,
+
+    /// Lifetime of a login session, in hours.
+    #[arg(long, env = "PVCE_SESSION_HOURS", default_value_t = 12)]
+    pub session_hours: u64,
+}
+
+fn parse_accel(s: &str) -> Result<AccelSetting, String> {
+    match s {
+        "auto" => Ok(AccelSetting::Auto),
+        "kvm" => Ok(AccelSetting::Kvm),
+        "tcg" => Ok(AccelSetting::Tcg),
+        other => Err(format!("unknown accelerator {other:?}; use auto, kvm or tcg")),
+    }
+}
+
+impl Config {
+    /// A configuration with defaults for everything but the data dir (used by tests).
+    pub fn for_data_dir(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            database_url: None,
+            node_uri: "qemu:///system".into(),
+            console_address: "127.0.0.1".into(),
+            accel: AccelSetting::Auto,
+            max_upload_bytes: 20 * 1024 * 1024 * 1024,
+            max_virtual_size: 256 * 1024 * 1024 * 1024,
+            shutdown_timeout_secs: 60,
+            connect_timeout_secs: 5,
+            domain_prefix: "pvce-".into(),
+            session_hours: 12,
+        }
+    }
+
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}", self.data_dir.join("pvce.db").display()),
+        }
+    }
+
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_secs(self.shutdown_timeout_secs)
+    }
+
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_secs(self.connect_timeout_secs)
+    }
+}

@@ -1,0 +1,387 @@
+//! Courses: a teacher's class, its VM specs and its enrolled students.
+//!
+//! Invariants:
+//! - A course belongs to one teacher; only that teacher and admins manage it.
+//! - Each VM spec names a ready, bootable template (not the blank root).
+//! - Enrolment gives every student one personal VM per spec (database
+//!   constraint `vms_spec_owner_key`); enrolling again only fills gaps, so it
+//!   is idempotent and safe to retry after a failure.
+//! - Removing a student or a course never removes a running VM's layer: the
+//!   VMs must be stopped first (409 `vm_running`).
+
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use uuid::Uuid;
+
+use crate::auth::Role;
+use crate::db::{self, Pool};
+use crate::storage::Storage;
+use crate::templates::{self, TemplateState};
+use crate::users::{self, User};
+use crate::vms::{self, VmError};
+
+pub const MAX_SPECS: usize = 10;
+pub const MAX_ENROL_BATCH: usize = 5000;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VmSpec {
+    pub id: Uuid,
+    pub name: String,
+    pub template_id: Uuid,
+    pub vcpus: u32,
+    pub memory_mib: u32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Course {
+    pub id: Uuid,
+    pub code: String,
+    pub name: String,
+    pub teacher_id: Uuid,
+    pub vm_specs: Vec<VmSpec>,
+    pub student_count: u64,
+    pub created_at: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewVmSpec {
+    pub name: String,
+    pub template_id: Uuid,
+    pub vcpus: i64,
+    pub memory_mib: i64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewCourse {
+    pub code: String,
+    pub name: String,
+    pub vm_specs: Vec<NewVmSpec>,
+    /// Admins may create a course on behalf of a teacher.
+    pub teacher_id: Option<Uuid>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct EnrolReport {
+    pub enrolled: Vec<String>,
+    pub unknown: Vec<String>,
+    /// Usernames that exist but are not students.
+    pub not_students: Vec<String>,
+    pub vms_created: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CourseError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("no such course")]
+    NotFound,
+    #[error("a course with code {0:?} already exists")]
+    CodeTaken(String),
+    #[error("{0}")]
+    VmRunning(String),
+    #[error(transparent)]
+    Vm(#[from] VmError),
+    #[error("storage error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+fn uuid_col(row: &sqlx::sqlite::SqliteRow, col: &str) -> Result<Uuid, sqlx::Error> {
+    let s: String = row.try_get(col)?;
+    Uuid::parse_str(&s).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+}
+
+fn printable(s: &str, max: usize) -> bool {
+    let n = s.chars().count();
+    n > 0 && n <= max && !s.chars().any(char::is_control) && s.trim() == s
+}
+
+async fn validate(pool: &Pool, new: &NewCourse) -> Result<(), CourseError> {
+    if !printable(&new.code, 32) {
+        return Err(CourseError::Invalid("code must be 1-32 printable characters".into()));
+    }
+    if !printable(&new.name, 200) {
+        return Err(CourseError::Invalid("name must be 1-200 printable characters".into()));
+    }
+    if new.vm_specs.is_empty() || new.vm_specs.len() > MAX_SPECS {
+        return Err(CourseError::Invalid(format!("a course needs 1-{MAX_SPECS} vm_specs")));
+    }
+    for (i, s) in new.vm_specs.iter().enumerate() {
+        let ok_name = !s.name.is_empty()
+            && s.name.len() <= 64
+            && s.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        if !ok_name {
+            return Err(CourseError::Invalid(format!(
+                "vm_specs[{i}].name must be 1-64 characters of a-z, A-Z, 0-9, '.', '_' or '-'"
+            )));
+        }
+        if new.vm_specs[..i].iter().any(|o| o.name == s.name) {
+            return Err(CourseError::Invalid(format!("vm_specs[{i}].name is used twice")));
+        }
+        if !(1..=32).contains(&s.vcpus) {
+            return Err(CourseError::Invalid(format!("vm_specs[{i}].vcpus must be 1-32")));
+        }
+        if !(64..=262_144).contains(&s.memory_mib) {
+            return Err(CourseError::Invalid(format!(
+                "vm_specs[{i}].memory_mib must be 64-262144"
+            )));
+        }
+        let t = match templates::get(pool, s.template_id).await {
+            Ok(t) => t,
+            Err(templates::TemplateError::NotFound) => {
+                return Err(CourseError::Invalid(format!(
+                    "vm_specs[{i}].template_id: no such template"
+                )));
+            }
+            Err(templates::TemplateError::Db(e)) => return Err(e.into()),
+            Err(e) => return Err(CourseError::Invalid(e.to_string())),
+        };
+        if t.state != TemplateState::Ready || t.parent_id.is_none() {
+            return Err(CourseError::Invalid(format!(
+                "vm_specs[{i}].template_id: template {:?} is not a ready, bootable template",
+                t.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+pub async fn create(pool: &Pool, actor: &User, new: NewCourse) -> Result<Course, CourseError> {
+    validate(pool, &new).await?;
+    let teacher_id = match (actor.role, new.teacher_id) {
+        (Role::Admin, Some(t)) => {
+            let teacher = users::get(pool, t)
+                .await
+                .map_err(|_| CourseError::Invalid("teacher_id: no such user".into()))?;
+            if teacher.role == Role::Student {
+                return Err(CourseError::Invalid("teacher_id must be a teacher or admin".into()));
+            }
+            t
+        }
+        (_, Some(t)) if t != actor.id => {
+            return Err(CourseError::Invalid("only admins may set teacher_id".into()));
+        }
+        _ => actor.id,
+    };
+    let id = Uuid::new_v4();
+    let mut tx = pool.begin().await?;
+    let res = sqlx::query("INSERT INTO courses (id, code, name, teacher_id, created_at) VALUES (?, ?, ?, ?, ?)")
+        .bind(id.to_string())
+        .bind(&new.code)
+        .bind(&new.name)
+        .bind(teacher_id.to_string())
+        .bind(db::now())
+        .execute(&mut *tx)
+        .await;
+    match res {
+        Err(e) if db::unique_violation(&e).is_some() => return Err(CourseError::CodeTaken(new.code)),
+        other => {
+            other?;
+        }
+    }
+    for (pos, s) in new.vm_specs.iter().enumerate() {
+        sqlx::query("INSERT INTO vm_specs (id, course_id, name, template_id, vcpus, memory_mib, position) VALUES (?, ?, ?, ?, ?, ?, ?)")
+            .bind(Uuid::new_v4().to_string())
+            .bind(id.to_string())
+            .bind(&s.name)
+            .bind(s.template_id.to_string())
+            .bind(s.vcpus)
+            .bind(s.memory_mib)
+            .bind(pos as i64)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    load(pool, id).await
+}
+
+async fn specs(pool: &Pool, course_id: Uuid) -> Result<Vec<VmSpec>, CourseError> {
+    let rows = sqlx::query("SELECT id, name, template_id, vcpus, memory_mib FROM vm_specs WHERE course_id = ? ORDER BY position")
+        .bind(course_id.to_string())
+        .fetch_all(pool)
+        .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in &rows {
+        out.push(VmSpec {
+            id: uuid_col(r, "id")?,
+            name: r.try_get("name")?,
+            template_id: uuid_col(r, "template_id")?,
+            vcpus: u32::try_from(r.try_get::<i64, _>("vcpus")?).unwrap_or(1),
+            memory_mib: u32::try_from(r.try_get::<i64, _>("memory_mib")?).unwrap_or(64),
+        });
+    }
+    Ok(out)
+}
+
+/// Loads a course without any visibility check.
+pub async fn load(pool: &Pool, id: Uuid) -> Result<Course, CourseError> {
+    let row = sqlx::query(
+        "SELECT c.id, c.code, c.name, c.teacher_id, c.created_at,
+                (SELECT COUNT(*) FROM enrolments e WHERE e.course_id = c.id) AS student_count
+         FROM courses c WHERE c.id = ?",
+    )
+    .bind(id.to_string())
+    .fetch_optional(pool)
+    .await?
+    .ok_or(CourseError::NotFound)?;
+    Ok(Course {
+        id,
+        code: row.try_get("code")?,
+        name: row.try_get("name")?,
+        teacher_id: uuid_col(&row, "teacher_id")?,
+        student_count: u64::try_from(row.try_get::<i64, _>("student_count")?).unwrap_or(0),
+        created_at: row.try_get("created_at")?,
+        vm_specs: specs(pool, id).await?,
+    })
+}
+
+/// True if `user` may see the course (students: enrolled; teachers: own; admins: all).
+pub async fn can_view(pool: &Pool, user: &User, course: &Course) -> Result<bool, CourseError> {
+    Ok(match user.role {
+        Role::Admin => true,
+        Role::Teacher => course.teacher_id == user.id,
+        Role::Student => is_enrolled(pool, course.id, user.id).await?,
+    })
+}
+
+/// True if `user` may manage the course (its teacher or an admin).
+pub fn can_manage(user: &User, course: &Course) -> bool {
+    user.role == Role::Admin || (user.role == Role::Teacher && course.teacher_id == user.id)
+}
+
+async fn is_enrolled(pool: &Pool, course_id: Uuid, user_id: Uuid) -> Result<bool, CourseError> {
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM enrolments WHERE course_id = ? AND user_id = ?")
+        .bind(course_id.to_string())
+        .bind(user_id.to_string())
+        .fetch_one(pool)
+        .await?;
+    Ok(n > 0)
+}
+
+/// A course the user may see, or NotFound (never reveals existence).
+pub async fn get_visible(pool: &Pool, user: &User, id: Uuid) -> Result<Course, CourseError> {
+    let course = load(pool, id).await?;
+    if can_view(pool, user, &course).await? {
+        Ok(course)
+    } else {
+        Err(CourseError::NotFound)
+    }
+}
+
+/// A course the user may manage; NotFound if it may not even see it, else Forbidden-as-NotFound.
+pub async fn get_managed(pool: &Pool, user: &User, id: Uuid) -> Result<Course, CourseError> {
+    let course = load(pool, id).await?;
+    if can_manage(user, &course) {
+        Ok(course)
+    } else {
+        Err(CourseError::NotFound)
+    }
+}
+
+pub async fn list(pool: &Pool, user: &User) -> Result<Vec<Course>, CourseError> {
+    let uid = user.id.to_string();
+    let ids: Vec<String> = match user.role {
+        Role::Admin => sqlx::query_scalar("SELECT id FROM courses ORDER BY code").fetch_all(pool).await?,
+        Role::Teacher => {
+            sqlx::query_scalar("SELECT id FROM courses WHERE teacher_id = ? ORDER BY code")
+                .bind(&uid)
+                .fetch_all(pool)
+                .await?
+        }
+        Role::Student => sqlx::query_scalar(
+            "SELECT c.id FROM courses c JOIN enrolments e ON e.course_id = c.id WHERE e.user_id = ? ORDER BY c.code",
+        )
+        .bind(&uid)
+        .fetch_all(pool)
+        .await?,
+    };
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        let id = Uuid::parse_str(&id).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+        out.push(load(pool, id).await?);
+    }
+    Ok(out)
+}
+
+/// Enrols students by username and provisions their personal VMs.
+pub async fn enrol(
+    pool: &Pool,
+    storage: &Storage,
+    course: &Course,
+    usernames: &[String],
+) -> Result<EnrolReport, CourseError> {
+    if usernames.len() > MAX_ENROL_BATCH {
+        return Err(CourseError::Invalid(format!(
+            "at most {MAX_ENROL_BATCH} usernames per request"
+        )));
+    }
+    let mut names: Vec<String> = usernames.iter().map(|u| u.trim().to_owned()).collect();
+    names.retain(|n| !n.is_empty());
+    names.sort();
+    names.dedup();
+    let (found, unknown) = users::find_by_usernames(pool, &names).await.map_err(|e| match e {
+        users::UserError::Db(e) => CourseError::Db(e),
+        other => CourseError::Invalid(other.to_string()),
+    })?;
+    let (students, others): (Vec<User>, Vec<User>) =
+        found.into_iter().partition(|u| u.role == Role::Student);
+
+    let now = db::now();
+    let mut tx = pool.begin().await?;
+    for s in &students {
+        sqlx::query("INSERT INTO enrolments (course_id, user_id, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING")
+            .bind(course.id.to_string())
+            .bind(s.id.to_string())
+            .bind(&now)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+
+    let owners: Vec<Uuid> = students.iter().map(|s| s.id).collect();
+    let vms_created = vms::provision(pool, storage, course.id, &course.vm_specs, &owners).await?;
+    Ok(EnrolReport {
+        enrolled: students.into_iter().map(|u| u.username).collect(),
+        unknown,
+        not_students: others.into_iter().map(|u| u.username).collect(),
+        vms_created,
+    })
+}
+
+/// Removes a student from a course together with their (stopped) VMs and layers.
+pub async fn unenrol(pool: &Pool, storage: &Storage, course: &Course, user_id: Uuid) -> Result<(), CourseError> {
+    if !is_enrolled(pool, course.id, user_id).await? {
+        return Err(CourseError::NotFound);
+    }
+    vms::delete_for(pool, storage, course.id, Some(user_id))
+        .await
+        .map_err(running_to_conflict)?;
+    sqlx::query("DELETE FROM enrolments WHERE course_id = ? AND user_id = ?")
+        .bind(course.id.to_string())
+        .bind(user_id.to_string())
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// Deletes a course, its VMs and their layers (all VMs must be stopped).
+pub async fn delete(pool: &Pool, storage: &Storage, course: &Course) -> Result<(), CourseError> {
+    vms::delete_for(pool, storage, course.id, None)
+        .await
+        .map_err(running_to_conflict)?;
+    sqlx::query("DELETE FROM courses WHERE id = ?")
+        .bind(course.id.to_string())
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+fn running_to_conflict(e: VmError) -> CourseError {
+    match e {
+        VmError::Conflict(_, msg) => CourseError::VmRunning(msg),
+        other => CourseError::Vm(other),
+    }
+}

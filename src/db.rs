@@ -1,0 +1,74 @@
+//! Database connection, migrations and the helpers every module's queries share.
+//!
+//! SQLite (a file in the data dir) is the default; the schema lives in
+//! `migrations/` and is applied at start-up by every subcommand, so the CLI and
+//! the server always see the same schema. Timestamps are RFC 3339 UTC text.
+//! Uniqueness is enforced by the database, and [`unique_violation`] tells a
+//! module which constraint fired so it can answer 409 with a precise code.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+pub type Pool = sqlx::SqlitePool;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database error: {0}")]
+    Sqlx(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("unsupported database URL (only sqlite:// is supported by this build)")]
+    UnsupportedUrl,
+}
+
+/// Opens the pool and runs pending migrations.
+pub async fn connect(url: &str) -> Result<Pool, DbError> {
+    if !url.starts_with("sqlite:") {
+        return Err(DbError::UnsupportedUrl);
+    }
+    let options = SqliteConnectOptions::from_str(url)?
+        .create_if_missing(true)
+        .foreign_keys(true)
+        // WAL lets the HTTP handlers read while a long enrolment transaction writes.
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(10));
+    let pool = SqlitePoolOptions::new()
+        .max_connections(8)
+        .connect_with(options)
+        .await?;
+    sqlx::migrate!("./migrations").run(&pool).await?;
+    Ok(pool)
+}
+
+/// Current time as RFC 3339 UTC text (the format stored and returned everywhere).
+pub fn now() -> String {
+    format_time(time::OffsetDateTime::now_utc())
+}
+
+pub fn format_time(t: time::OffsetDateTime) -> String {
+    t.replace_nanosecond(0)
+        .unwrap_or(t)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// If `err` is a UNIQUE/PRIMARY KEY violation, returns the `table.column[, ...]`
+/// that SQLite names in its message (SQLite reports columns, not constraint names).
+pub fn unique_violation(err: &sqlx::Error) -> Option<String> {
+    let db = err.as_database_error()?;
+    if !db.is_unique_violation() {
+        return None;
+    }
+    db.message()
+        .strip_prefix("UNIQUE constraint failed: ")
+        .map(str::to_owned)
+}
+
+/// True if `err` is a foreign-key violation (something still references the row).
+pub fn is_foreign_key_violation(err: &sqlx::Error) -> bool {
+    err.as_database_error()
+        .is_some_and(|db| db.is_foreign_key_violation())
+}

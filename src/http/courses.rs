@@ -1,0 +1,75 @@
+//! `/api/courses`: teachers manage their courses, students read theirs.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+
+use super::error::ApiError;
+use super::extract::{ApiJson, CurrentUser, IdPath, IdPath2};
+use crate::app::AppState;
+use crate::auth::Role;
+use crate::courses::{self, Course, EnrolReport, NewCourse};
+
+const STAFF: &[Role] = &[Role::Teacher, Role::Admin];
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/courses", get(list).post(create))
+        .route("/api/courses/{id}", get(show).delete(remove))
+        .route("/api/courses/{id}/students", post(enrol))
+        .route("/api/courses/{id}/students/{user_id}", delete(unenrol))
+}
+
+async fn list(State(state): State<AppState>, me: CurrentUser) -> Result<Json<Vec<Course>>, ApiError> {
+    Ok(Json(courses::list(&state.pool, &me.user).await?))
+}
+
+async fn create(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    ApiJson(body): ApiJson<NewCourse>,
+) -> Result<(StatusCode, Json<Course>), ApiError> {
+    me.require(STAFF)?;
+    Ok((StatusCode::CREATED, Json(courses::create(&state.pool, &me.user, body).await?)))
+}
+
+async fn show(State(state): State<AppState>, me: CurrentUser, IdPath(id): IdPath) -> Result<Json<Course>, ApiError> {
+    Ok(Json(courses::get_visible(&state.pool, &me.user, id).await?))
+}
+
+async fn remove(State(state): State<AppState>, me: CurrentUser, IdPath(id): IdPath) -> Result<StatusCode, ApiError> {
+    me.require(STAFF)?;
+    let course = courses::get_managed(&state.pool, &me.user, id).await?;
+    courses::delete(&state.pool, &state.storage, &course).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnrolBody {
+    usernames: Vec<String>,
+}
+
+async fn enrol(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    IdPath(id): IdPath,
+    ApiJson(body): ApiJson<EnrolBody>,
+) -> Result<Json<EnrolReport>, ApiError> {
+    me.require(STAFF)?;
+    let course = courses::get_managed(&state.pool, &me.user, id).await?;
+    Ok(Json(courses::enrol(&state.pool, &state.storage, &course, &body.usernames).await?))
+}
+
+async fn unenrol(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    IdPath2(id, user_id): IdPath2,
+) -> Result<StatusCode, ApiError> {
+    me.require(STAFF)?;
+    let course = courses::get_managed(&state.pool, &me.user, id).await?;
+    courses::unenrol(&state.pool, &state.storage, &course, user_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,171 @@
+//! The one place where errors become HTTP responses.
+//!
+//! Every module has its own error enum; each gets a `From` impl here that
+//! decides the status and the stable `error` code of API.md. Bodies are
+//! `{"error": code, "message": text}`; for 5xx the message is generic and the
+//! detail goes to the log only, so no SQL, path or stack ever reaches a client.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::auth::AuthError;
+use crate::courses::CourseError;
+use crate::images::ImageError;
+use crate::libvirt::LibvirtError;
+use crate::nodes::NodeError;
+use crate::placement::PlacementError;
+use crate::templates::TemplateError;
+use crate::users::UserError;
+use crate::vms::VmError;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into() }
+    }
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+    pub fn not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", "not found")
+    }
+    /// A server-side failure: logged in full, reported generically.
+    fn internal(detail: &dyn std::fmt::Display) -> Self {
+        tracing::error!(error = %detail, "internal error");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal server error")
+    }
+    fn unavailable(detail: &dyn std::fmt::Display) -> Self {
+        tracing::warn!(error = %detail, "node unavailable");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "node_unavailable",
+            "the hypervisor node is unavailable; try again later",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = axum::Json(json!({ "error": self.code, "message": self.message }));
+        (self.status, body).into_response()
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::BadCredentials => Self::new(StatusCode::UNAUTHORIZED, "bad_credentials", e.to_string()),
+            AuthError::Unauthenticated => Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", e.to_string()),
+            AuthError::Forbidden(_) => Self::new(StatusCode::FORBIDDEN, "forbidden", e.to_string()),
+            AuthError::RateLimited(_) => Self::new(StatusCode::TOO_MANY_REQUESTS, "too_many_attempts", e.to_string()),
+            AuthError::Hash | AuthError::Db(_) => Self::internal(&e),
+        }
+    }
+}
+
+impl From<UserError> for ApiError {
+    fn from(e: UserError) -> Self {
+        match e {
+            UserError::Invalid(m) => Self::bad_request(m),
+            UserError::UsernameTaken(_) => Self::new(StatusCode::CONFLICT, "username_taken", e.to_string()),
+            UserError::NotFound => Self::not_found(),
+            UserError::Auth(a) => a.into(),
+            UserError::Db(_) => Self::internal(&e),
+        }
+    }
+}
+
+impl From<ImageError> for ApiError {
+    fn from(e: ImageError) -> Self {
+        match e {
+            ImageError::Unsafe(_) | ImageError::FormatMismatch { .. } => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "unsafe_image", e.to_string())
+            }
+            ImageError::TooLarge { .. } => Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string()),
+            ImageError::Invalid(_) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_image", e.to_string()),
+            _ => Self::internal(&e),
+        }
+    }
+}
+
+impl From<TemplateError> for ApiError {
+    fn from(e: TemplateError) -> Self {
+        match e {
+            TemplateError::Invalid(m) => Self::bad_request(m),
+            TemplateError::NotFound => Self::not_found(),
+            TemplateError::NameTaken(_) => Self::new(StatusCode::CONFLICT, "name_taken", e.to_string()),
+            TemplateError::InUse(_) => Self::new(StatusCode::CONFLICT, "in_use", e.to_string()),
+            TemplateError::NotReady => Self::new(StatusCode::CONFLICT, "template_not_ready", e.to_string()),
+            TemplateError::UploadTooLarge(_) => Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string()),
+            TemplateError::UploadInterrupted(_) => Self::bad_request(e.to_string()),
+            TemplateError::Image(i) => i.into(),
+            TemplateError::Io(_) | TemplateError::Db(_) => Self::internal(&e),
+        }
+    }
+}
+
+impl From<CourseError> for ApiError {
+    fn from(e: CourseError) -> Self {
+        match e {
+            CourseError::Invalid(m) => Self::bad_request(m),
+            CourseError::NotFound => Self::not_found(),
+            CourseError::CodeTaken(_) => Self::new(StatusCode::CONFLICT, "code_taken", e.to_string()),
+            CourseError::VmRunning(m) => Self::new(StatusCode::CONFLICT, "vm_running", m),
+            CourseError::Vm(v) => v.into(),
+            CourseError::Io(_) | CourseError::Db(_) => Self::internal(&e),
+        }
+    }
+}
+
+impl From<LibvirtError> for ApiError {
+    fn from(e: LibvirtError) -> Self {
+        match e {
+            LibvirtError::Unreachable(_) | LibvirtError::Timeout => Self::unavailable(&e),
+            _ => {
+                tracing::error!(error = %e, "libvirt call failed");
+                Self::new(StatusCode::BAD_GATEWAY, "hypervisor_error", "the hypervisor refused the operation")
+            }
+        }
+    }
+}
+
+impl From<NodeError> for ApiError {
+    fn from(e: NodeError) -> Self {
+        match e {
+            NodeError::Invalid(m) => Self::bad_request(m),
+            NodeError::NotFound => Self::not_found(),
+            NodeError::Duplicate(_) => Self::new(StatusCode::CONFLICT, "node_exists", e.to_string()),
+            NodeError::Busy(_) => Self::new(StatusCode::CONFLICT, "node_busy", e.to_string()),
+            NodeError::Unavailable(_) => Self::unavailable(&e),
+            NodeError::Libvirt(l) => l.into(),
+            NodeError::Db(_) => Self::internal(&e),
+        }
+    }
+}
+
+impl From<PlacementError> for ApiError {
+    fn from(e: PlacementError) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "no_capacity", e.to_string())
+    }
+}
+
+impl From<VmError> for ApiError {
+    fn from(e: VmError) -> Self {
+        match e {
+            VmError::NotFound => Self::not_found(),
+            VmError::Conflict(code, m) => Self::new(StatusCode::CONFLICT, code, m),
+            VmError::Placement(p) => p.into(),
+            VmError::Node(n) => n.into(),
+            VmError::Libvirt(l) => l.into(),
+            VmError::Image(i) => i.into(),
+            VmError::Template(_) | VmError::Io(_) | VmError::Db(_) => Self::internal(&e),
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! The HTTP API: one file per resource, each handler only extracts,
+//! authorises, calls the domain function and maps the result; errors become
+//! responses in [`error`] only.
+//!
+//! Access logs record method, path and status — never the query string, which
+//! may carry a console token (`/ws/console?token=…`), and never bodies.
+
+pub mod auth;
+pub mod courses;
+pub mod error;
+pub mod extract;
+pub mod nodes;
+pub mod templates;
+pub mod users;
+pub mod vms;
+
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+use tower_http::trace::TraceLayer;
+
+use crate::app::AppState;
+use error::ApiError;
+
+/// The OpenAPI document of this API (kept by hand; a test checks every route is in it).
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(auth::router())
+        .merge(users::router())
+        .merge(nodes::router())
+        .merge(templates::router())
+        .merge(courses::router())
+        .merge(vms::router())
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/api/openapi.json", get(openapi))
+        .fallback(fallback)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                // Path only: the query string may hold a console token.
+                tracing::info_span!("http", method = %req.method(), path = %req.uri().path())
+            }),
+        )
+        .with_state(state)
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
+}
+
+async fn fallback() -> ApiError {
+    ApiError::not_found()
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed")
+}
+
+/// Prometheus text exposition of the control plane's state.
+async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let text = crate::metrics::render(&state)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "metrics_unavailable", e.to_string()))?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text))
+}

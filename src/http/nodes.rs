@@ -1,0 +1,61 @@
+//! `/api/nodes` (admin only).
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+
+use super::error::ApiError;
+use super::extract::{ApiJson, CurrentUser, IdPath};
+use crate::app::AppState;
+use crate::auth::Role;
+use crate::nodes::{NewNode, Node};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/nodes", get(list).post(create))
+        .route("/api/nodes/{id}", get(show).delete(remove))
+        .route("/api/nodes/{id}/maintenance", post(maintenance))
+}
+
+async fn list(State(state): State<AppState>, me: CurrentUser) -> Result<Json<Vec<Node>>, ApiError> {
+    me.require(&[Role::Admin])?;
+    Ok(Json(state.nodes.list().await?))
+}
+
+async fn show(State(state): State<AppState>, me: CurrentUser, IdPath(id): IdPath) -> Result<Json<Node>, ApiError> {
+    me.require(&[Role::Admin])?;
+    Ok(Json(state.nodes.get(id).await?))
+}
+
+async fn create(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    ApiJson(body): ApiJson<NewNode>,
+) -> Result<(StatusCode, Json<Node>), ApiError> {
+    me.require(&[Role::Admin])?;
+    Ok((StatusCode::CREATED, Json(state.nodes.register(body).await?)))
+}
+
+async fn remove(State(state): State<AppState>, me: CurrentUser, IdPath(id): IdPath) -> Result<StatusCode, ApiError> {
+    me.require(&[Role::Admin])?;
+    state.nodes.delete(id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MaintenanceBody {
+    enabled: bool,
+}
+
+async fn maintenance(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    IdPath(id): IdPath,
+    ApiJson(body): ApiJson<MaintenanceBody>,
+) -> Result<Json<Node>, ApiError> {
+    me.require(&[Role::Admin])?;
+    Ok(Json(state.nodes.set_maintenance(id, body.enabled).await?))
+}

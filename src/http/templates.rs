@@ -1,0 +1,92 @@
+//! `/api/templates` (teachers and admins).
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::error::ApiError;
+use super::extract::{ApiQuery, CurrentUser, IdPath};
+use crate::app::AppState;
+use crate::auth::Role;
+use crate::images::ImageFormat;
+use crate::templates::{self, ImportLimits, ImportParams, Template};
+
+const STAFF: &[Role] = &[Role::Teacher, Role::Admin];
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/templates", get(list))
+        .route("/api/templates/import", post(import))
+        .route("/api/templates/{id}", get(show).delete(remove))
+}
+
+async fn list(State(state): State<AppState>, me: CurrentUser) -> Result<Json<Vec<Template>>, ApiError> {
+    me.require(STAFF)?;
+    Ok(Json(templates::list(&state.pool).await?))
+}
+
+async fn show(State(state): State<AppState>, me: CurrentUser, IdPath(id): IdPath) -> Result<Json<Template>, ApiError> {
+    me.require(STAFF)?;
+    Ok(Json(templates::get(&state.pool, id).await?))
+}
+
+async fn remove(State(state): State<AppState>, me: CurrentUser, IdPath(id): IdPath) -> Result<StatusCode, ApiError> {
+    me.require(STAFF)?;
+    let t = templates::get(&state.pool, id).await?;
+    // Teachers may delete their own templates; admins any.
+    if me.user.role != Role::Admin && t.created_by != Some(me.user.id) {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "only the template's creator or an admin may delete it"));
+    }
+    templates::delete(&state.pool, &state.storage, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImportQuery {
+    name: String,
+    format: String,
+    #[serde(default)]
+    os: String,
+    #[serde(default)]
+    software: String,
+    parent_id: Option<Uuid>,
+}
+
+async fn import(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    ApiQuery(q): ApiQuery<ImportQuery>,
+    body: Body,
+) -> Result<(StatusCode, Json<Template>), ApiError> {
+    me.require(STAFF)?;
+    let format: ImageFormat = q
+        .format
+        .parse()
+        .map_err(|_| ApiError::bad_request("format must be raw, qcow2 or vmdk"))?;
+    let software: Vec<String> = q
+        .software
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(str::to_owned)
+        .collect();
+    let params = ImportParams { name: q.name, format, os: q.os, software, parent_id: q.parent_id };
+    let limits = ImportLimits {
+        max_upload_bytes: state.config.max_upload_bytes,
+        max_virtual_size: state.config.max_virtual_size,
+    };
+    let t = templates::import(
+        &state.pool,
+        &state.storage,
+        limits,
+        params,
+        me.user.id,
+        body.into_data_stream(),
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(t)))
+}

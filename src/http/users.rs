@@ -1,0 +1,37 @@
+//! `/api/users` (admin only).
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+
+use super::error::ApiError;
+use super::extract::{ApiJson, CurrentUser};
+use crate::app::AppState;
+use crate::auth::Role;
+use crate::users::{self, ImportReport, NewUser, User};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/users", get(list).post(create))
+        .route("/api/users/import", post(import))
+}
+
+async fn list(State(state): State<AppState>, me: CurrentUser) -> Result<Json<Vec<User>>, ApiError> {
+    me.require(&[Role::Admin])?;
+    Ok(Json(users::list(&state.pool).await?))
+}
+
+async fn create(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    ApiJson(body): ApiJson<NewUser>,
+) -> Result<(StatusCode, Json<User>), ApiError> {
+    me.require(&[Role::Admin])?;
+    Ok((StatusCode::CREATED, Json(users::create(&state.pool, body).await?)))
+}
+
+async fn import(State(state): State<AppState>, me: CurrentUser, body: String) -> Result<Json<ImportReport>, ApiError> {
+    me.require(&[Role::Admin])?;
+    Ok(Json(users::import_csv(&state.pool, &body).await?))
+}

@@ -1,0 +1,68 @@
+//! `/api/vms`: personal VMs (owner, the course's teacher, admins).
+
+use axum::extract::State;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::error::ApiError;
+use super::extract::{ApiQuery, CurrentUser, IdPath};
+use crate::app::AppState;
+use crate::vms::{self, Vm};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/vms", get(list))
+        .route("/api/vms/{id}", get(show))
+        .route("/api/vms/{id}/start", post(start))
+        .route("/api/vms/{id}/shutdown", post(shutdown))
+        .route("/api/vms/{id}/poweroff", post(poweroff))
+        .route("/api/vms/{id}/reboot", post(reboot))
+        .route("/api/vms/{id}/reset", post(reset))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    course_id: Option<Uuid>,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<Json<Vec<Vm>>, ApiError> {
+    Ok(Json(state.vms.list(&me.user, q.course_id).await?))
+}
+
+async fn show(State(state): State<AppState>, me: CurrentUser, IdPath(id): IdPath) -> Result<Json<Vm>, ApiError> {
+    state.vms.get_for(&me.user, id).await?;
+    Ok(Json(state.vms.refresh(id).await?))
+}
+
+async fn start(State(state): State<AppState>, me: CurrentUser, IdPath(id): IdPath) -> Result<Json<Vm>, ApiError> {
+    let vm = state.vms.get_for(&me.user, id).await?;
+    let (owner, course) = vms::labels(&state.pool, &vm).await?;
+    Ok(Json(state.vms.start(&vm, &owner, &course).await?))
+}
+
+async fn shutdown(State(state): State<AppState>, me: CurrentUser, IdPath(id): IdPath) -> Result<Json<Vm>, ApiError> {
+    let vm = state.vms.get_for(&me.user, id).await?;
+    Ok(Json(state.vms.shutdown(&vm).await?))
+}
+
+async fn poweroff(State(state): State<AppState>, me: CurrentUser, IdPath(id): IdPath) -> Result<Json<Vm>, ApiError> {
+    let vm = state.vms.get_for(&me.user, id).await?;
+    Ok(Json(state.vms.poweroff(&vm).await?))
+}
+
+async fn reboot(State(state): State<AppState>, me: CurrentUser, IdPath(id): IdPath) -> Result<Json<Vm>, ApiError> {
+    let vm = state.vms.get_for(&me.user, id).await?;
+    Ok(Json(state.vms.reboot(&vm).await?))
+}
+
+async fn reset(State(state): State<AppState>, me: CurrentUser, IdPath(id): IdPath) -> Result<Json<Vm>, ApiError> {
+    let vm = state.vms.get_for(&me.user, id).await?;
+    Ok(Json(state.vms.reset(&vm).await?))
+}

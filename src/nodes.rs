@@ -1,0 +1,325 @@
+//! Nodes: the libvirt hosts VMs run on, and the server's connections to them.
+//!
+//! A node is a stock libvirtd reached by URI; pvce runs no agent on it. The
+//! [`Nodes`] registry keeps one open [`libvirt::Node`] connection per node,
+//! reopening it (with a deadline) when it dies, and a monitor task refreshes
+//! each node's state and memory figures every few seconds. A node that cannot
+//! be reached is `down`; callers get 503 `node_unavailable` for it.
+//!
+//! Invariant: names and URIs are unique (`nodes_name_key`, `nodes_uri_key`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use tokio::sync::RwLock;
+use uuid::Uuid;
+
+use crate::db::{self, Pool};
+use crate::libvirt::{self, AccelSetting, Hypervisor, LibvirtError};
+
+pub const LOCAL_NODE_NAME: &str = "local";
+pub const MONITOR_INTERVAL: Duration = Duration::from_secs(3);
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Node {
+    pub id: Uuid,
+    pub name: String,
+    pub uri: String,
+    pub console_address: String,
+    pub state: &'static str,
+    pub maintenance: bool,
+    pub cpus: u32,
+    pub mem_total_mib: u64,
+    pub mem_used_mib: u64,
+    pub cpu_percent: f64,
+    pub vms_running: u64,
+    pub template_store_used_bytes: u64,
+    pub template_store_free_bytes: u64,
+    pub last_seen: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewNode {
+    pub name: String,
+    pub uri: String,
+    pub console_address: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("no such node")]
+    NotFound,
+    #[error("a node with this {0} already exists")]
+    Duplicate(&'static str),
+    #[error("{0} VM(s) still run on this node")]
+    Busy(u64),
+    #[error("node {0} is unavailable")]
+    Unavailable(String),
+    #[error(transparent)]
+    Libvirt(#[from] LibvirtError),
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+/// The registry of node connections.
+#[derive(Debug)]
+pub struct Nodes {
+    pool: Pool,
+    conns: RwLock<HashMap<Uuid, libvirt::Node>>,
+    connect_timeout: Duration,
+    accel: AccelSetting,
+}
+
+fn uuid_col(row: &sqlx::sqlite::SqliteRow, col: &str) -> Result<Uuid, sqlx::Error> {
+    let s: String = row.try_get(col)?;
+    Uuid::parse_str(&s).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+}
+
+const COLUMNS: &str = "n.id, n.name, n.uri, n.console_address, n.maintenance, n.state, n.cpus, n.mem_total_mib, n.mem_used_mib, n.last_seen,
+    (SELECT COUNT(*) FROM vms v WHERE v.node_id = n.id AND v.state IN ('starting', 'running', 'stopping')) AS vms_running";
+
+fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Node, sqlx::Error> {
+    let state: String = row.try_get("state")?;
+    let maintenance = row.try_get::<i64, _>("maintenance")? != 0;
+    Ok(Node {
+        id: uuid_col(row, "id")?,
+        name: row.try_get("name")?,
+        uri: row.try_get("uri")?,
+        console_address: row.try_get("console_address")?,
+        state: match (state.as_str(), maintenance) {
+            ("up", true) => "maintenance",
+            ("up", false) => "up",
+            _ => "down",
+        },
+        maintenance,
+        cpus: u32::try_from(row.try_get::<i64, _>("cpus")?).unwrap_or(0),
+        mem_total_mib: u64::try_from(row.try_get::<i64, _>("mem_total_mib")?).unwrap_or(0),
+        mem_used_mib: u64::try_from(row.try_get::<i64, _>("mem_used_mib")?).unwrap_or(0),
+        cpu_percent: 0.0,
+        vms_running: u64::try_from(row.try_get::<i64, _>("vms_running")?).unwrap_or(0),
+        template_store_used_bytes: 0,
+        template_store_free_bytes: 0,
+        last_seen: row.try_get("last_seen")?,
+    })
+}
+
+/// Accepts only the libvirt URI schemes pvce supports.
+pub fn validate_uri(uri: &str) -> Result<(), NodeError> {
+    const SCHEMES: [&str; 6] = ["qemu://", "qemu+tcp://", "qemu+tls://", "qemu+ssh://", "xen://", "test://"];
+    let ok = uri.len() <= 512
+        && !uri.chars().any(|c| c.is_control() || c.is_whitespace())
+        && SCHEMES.iter().any(|s| uri.starts_with(s));
+    if ok {
+        Ok(())
+    } else {
+        Err(NodeError::Invalid(
+            "uri must be a libvirt URI: qemu:///system, qemu+tcp://HOST/system, qemu+tls://, qemu+ssh:// or xen:///system".into(),
+        ))
+    }
+}
+
+impl Nodes {
+    pub fn new(pool: Pool, connect_timeout: Duration, accel: AccelSetting) -> Self {
+        Self { pool, conns: RwLock::new(HashMap::new()), connect_timeout, accel }
+    }
+
+    pub async fn list(&self) -> Result<Vec<Node>, NodeError> {
+        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM nodes n ORDER BY n.name"))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
+    }
+
+    pub async fn get(&self, id: Uuid) -> Result<Node, NodeError> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM nodes n WHERE n.id = ?"))
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(from_row).transpose()?.ok_or(NodeError::NotFound)
+    }
+
+    /// Registers a node. The node need not be reachable yet: it starts `down`
+    /// and the monitor brings it `up` once libvirt answers.
+    pub async fn register(&self, new: NewNode) -> Result<Node, NodeError> {
+        let name_ok = !new.name.is_empty()
+            && new.name.len() <= 64
+            && new.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        if !name_ok {
+            return Err(NodeError::Invalid(
+                "name must be 1-64 characters of a-z, A-Z, 0-9, '.', '_' or '-'".into(),
+            ));
+        }
+        validate_uri(&new.uri)?;
+        let console = new.console_address.unwrap_or_else(|| "127.0.0.1".into());
+        if console.parse::<std::net::IpAddr>().is_err() {
+            return Err(NodeError::Invalid("console_address must be an IP address".into()));
+        }
+        let id = Uuid::new_v4();
+        let res = sqlx::query("INSERT INTO nodes (id, name, uri, console_address, created_at) VALUES (?, ?, ?, ?, ?)")
+            .bind(id.to_string())
+            .bind(&new.name)
+            .bind(&new.uri)
+            .bind(&console)
+            .bind(db::now())
+            .execute(&self.pool)
+            .await;
+        match res {
+            Ok(_) => {}
+            Err(e) => {
+                return Err(match db::unique_violation(&e).as_deref() {
+                    Some("nodes.name") => NodeError::Duplicate("name"),
+                    Some("nodes.uri") => NodeError::Duplicate("uri"),
+                    _ => e.into(),
+                });
+            }
+        }
+        // Best effort: a reachable node is `up` right away.
+        let _ = self.probe(id).await;
+        self.get(id).await
+    }
+
+    /// Registers the local libvirt as node `local` if no node exists yet.
+    pub async fn ensure_local(&self, uri: &str, console_address: &str) -> Result<(), NodeError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM nodes").fetch_one(&self.pool).await?;
+        if n == 0 {
+            match self
+                .register(NewNode {
+                    name: LOCAL_NODE_NAME.into(),
+                    uri: uri.into(),
+                    console_address: Some(console_address.into()),
+                })
+                .await
+            {
+                Ok(_) | Err(NodeError::Duplicate(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn delete(&self, id: Uuid) -> Result<(), NodeError> {
+        let node = self.get(id).await?;
+        if node.vms_running > 0 {
+            return Err(NodeError::Busy(node.vms_running));
+        }
+        sqlx::query("UPDATE vms SET node_id = NULL WHERE node_id = ?")
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        sqlx::query("DELETE FROM nodes WHERE id = ?")
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        self.conns.write().await.remove(&id);
+        Ok(())
+    }
+
+    pub async fn set_maintenance(&self, id: Uuid, enabled: bool) -> Result<Node, NodeError> {
+        let res = sqlx::query("UPDATE nodes SET maintenance = ? WHERE id = ?")
+            .bind(i64::from(enabled))
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        if res.rows_affected() == 0 {
+            return Err(NodeError::NotFound);
+        }
+        self.get(id).await
+    }
+
+    /// The open connection to a node, (re)connecting with a deadline if needed.
+    pub async fn conn(&self, id: Uuid) -> Result<libvirt::Node, NodeError> {
+        if let Some(c) = self.conns.read().await.get(&id) {
+            if c.is_alive() {
+                return Ok(c.clone());
+            }
+        }
+        let node = self.get(id).await?;
+        match libvirt::Node::open(&node.uri, self.connect_timeout).await {
+            Ok(c) => {
+                self.conns.write().await.insert(id, c.clone());
+                Ok(c)
+            }
+            Err(e) => {
+                tracing::warn!(node = %node.name, error = %e, "node unreachable");
+                self.conns.write().await.remove(&id);
+                self.mark(id, false, None).await?;
+                Err(NodeError::Unavailable(node.name))
+            }
+        }
+    }
+
+    /// The hypervisor flavour domains on this node use.
+    pub fn hypervisor_for(&self, node: &Node) -> Hypervisor {
+        if node.uri.starts_with("xen") {
+            Hypervisor::Xen
+        } else {
+            // The accelerator is decided from this host's CPU flags: remote
+            // nodes in one lab are the same hardware as the server in practice,
+            // and an explicit `--accel kvm|tcg` overrides it.
+            libvirt::resolve_qemu_hypervisor(self.accel)
+        }
+    }
+
+    async fn mark(&self, id: Uuid, up: bool, info: Option<&libvirt::NodeInfo>) -> Result<(), NodeError> {
+        let (cpus, total, used) = info.map_or((None, None, None), |i| {
+            (
+                Some(i64::from(i.cpus)),
+                Some(i64::try_from(i.mem_total_mib).unwrap_or(0)),
+                Some(i64::try_from(i.mem_total_mib.saturating_sub(i.mem_free_mib)).unwrap_or(0)),
+            )
+        });
+        sqlx::query(
+            "UPDATE nodes SET state = ?, cpus = COALESCE(?, cpus), mem_total_mib = COALESCE(?, mem_total_mib),
+             mem_used_mib = COALESCE(?, mem_used_mib), last_seen = CASE WHEN ? THEN ? ELSE last_seen END WHERE id = ?",
+        )
+        .bind(if up { "up" } else { "down" })
+        .bind(cpus)
+        .bind(total)
+        .bind(used)
+        .bind(up)
+        .bind(db::now())
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Checks one node now and records the result.
+    pub async fn probe(&self, id: Uuid) -> Result<(), NodeError> {
+        let conn = self.conn(id).await?;
+        match conn.node_info().await {
+            Ok(info) => self.mark(id, true, Some(&info)).await,
+            Err(e) => {
+                self.conns.write().await.remove(&id);
+                self.mark(id, false, None).await?;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Probes every node concurrently, forever.
+    pub fn spawn_monitor(self: Arc<Self>) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(MONITOR_INTERVAL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Ok(nodes) = self.list().await else { continue };
+                let probes = nodes.iter().map(|n| {
+                    let this = self.clone();
+                    let id = n.id;
+                    async move {
+                        let _ = this.probe(id).await;
+                    }
+                });
+                futures::future::join_all(probes).await;
+            }
+        })
+    }
+}

@@ -1,0 +1,527 @@
+//! Templates: the course image library, a tree stored as a qcow2 backing chain.
+//!
+//! Invariants:
+//! - The root of the tree is a blank image (`parent_id = NULL`); bare OS images
+//!   sit at depth 1, each child's software set strictly contains its parent's.
+//! - A `ready` template's layer is immutable (mode 0444) and lives at
+//!   `templates/<id>.qcow2`; nothing writes to it after it becomes ready.
+//! - An upload is inspected by our own header parser ([`crate::images::inspect`])
+//!   before any qemu-img touches it, and converted with explicit formats; an
+//!   upload that fails any step leaves nothing behind (no file, no row).
+//! - Depth-1 layers are standalone: backing them onto the blank root would add
+//!   a lookup per read and nothing else, since the root holds no data.
+
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use tokio::io::AsyncWriteExt;
+use uuid::Uuid;
+
+use crate::db::{self, Pool};
+use crate::images::{self, ImageError, ImageFormat, InspectLimits};
+use crate::storage::{self, Storage};
+
+/// Virtual size of the blank root image.
+pub const ROOT_VIRTUAL_SIZE: u64 = 1024 * 1024 * 1024;
+pub const ROOT_NAME: &str = "blank";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TemplateState {
+    Draft,
+    Ready,
+    Failed,
+}
+
+impl TemplateState {
+    fn as_str(self) -> &'static str {
+        match self {
+            TemplateState::Draft => "draft",
+            TemplateState::Ready => "ready",
+            TemplateState::Failed => "failed",
+        }
+    }
+    fn parse(s: &str) -> Self {
+        match s {
+            "ready" => TemplateState::Ready,
+            "draft" => TemplateState::Draft,
+            _ => TemplateState::Failed,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Template {
+    pub id: Uuid,
+    pub name: String,
+    pub parent_id: Option<Uuid>,
+    pub os: String,
+    pub software: Vec<String>,
+    pub state: TemplateState,
+    pub size_bytes: u64,
+    pub virtual_size_bytes: u64,
+    pub depth: u32,
+    pub created_by: Option<Uuid>,
+    pub created_at: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("no such template")]
+    NotFound,
+    #[error("a template named {0:?} already exists")]
+    NameTaken(String),
+    #[error("template is in use: {0}")]
+    InUse(String),
+    #[error("template is not ready")]
+    NotReady,
+    #[error("upload is larger than the limit of {0} bytes")]
+    UploadTooLarge(u64),
+    #[error("upload interrupted: {0}")]
+    UploadInterrupted(String),
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    #[error("storage error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+const COLUMNS: &str = "id, name, parent_id, os, software, state, size_bytes, virtual_size_bytes, depth, created_by, created_at";
+
+fn parse_uuid(s: &str) -> Result<Uuid, sqlx::Error> {
+    Uuid::parse_str(s).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+}
+
+fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Template, sqlx::Error> {
+    let software: String = row.try_get("software")?;
+    Ok(Template {
+        id: parse_uuid(&row.try_get::<String, _>("id")?)?,
+        name: row.try_get("name")?,
+        parent_id: row
+            .try_get::<Option<String>, _>("parent_id")?
+            .map(|s| parse_uuid(&s))
+            .transpose()?,
+        os: row.try_get("os")?,
+        software: serde_json::from_str(&software).unwrap_or_default(),
+        state: TemplateState::parse(&row.try_get::<String, _>("state")?),
+        size_bytes: u64::try_from(row.try_get::<i64, _>("size_bytes")?).unwrap_or(0),
+        virtual_size_bytes: u64::try_from(row.try_get::<i64, _>("virtual_size_bytes")?).unwrap_or(0),
+        depth: u32::try_from(row.try_get::<i64, _>("depth")?).unwrap_or(0),
+        created_by: row
+            .try_get::<Option<String>, _>("created_by")?
+            .map(|s| parse_uuid(&s))
+            .transpose()?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+pub async fn list(pool: &Pool) -> Result<Vec<Template>, TemplateError> {
+    let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM templates ORDER BY depth, name"))
+        .fetch_all(pool)
+        .await?;
+    Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
+}
+
+pub async fn get(pool: &Pool, id: Uuid) -> Result<Template, TemplateError> {
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM templates WHERE id = ?"))
+        .bind(id.to_string())
+        .fetch_optional(pool)
+        .await?;
+    row.as_ref().map(from_row).transpose()?.ok_or(TemplateError::NotFound)
+}
+
+pub async fn find_by_name(pool: &Pool, name: &str) -> Result<Option<Template>, TemplateError> {
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM templates WHERE name = ?"))
+        .bind(name)
+        .fetch_optional(pool)
+        .await?;
+    Ok(row.as_ref().map(from_row).transpose()?)
+}
+
+/// Validates a template name: 1–100 printable characters.
+pub fn validate_name(name: &str) -> Result<(), TemplateError> {
+    let n = name.chars().count();
+    if n == 0 || n > 100 || name.chars().any(char::is_control) || name.trim() != name {
+        return Err(TemplateError::Invalid(
+            "name must be 1-100 printable characters without leading/trailing spaces".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Normalises a software list: lowercase, trimmed, sorted, deduplicated; each
+/// item 1–64 characters of `[a-z0-9+._-]`.
+pub fn normalise_software(items: &[String]) -> Result<Vec<String>, TemplateError> {
+    if items.len() > 200 {
+        return Err(TemplateError::Invalid("at most 200 software items".into()));
+    }
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        let s = item.trim().to_lowercase();
+        let ok = !s.is_empty()
+            && s.len() <= 64
+            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"+._-".contains(&b));
+        if !ok {
+            return Err(TemplateError::Invalid(format!(
+                "software item {item:?} must be 1-64 characters of a-z, 0-9, '+', '.', '_' or '-'"
+            )));
+        }
+        out.push(s);
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+fn validate_os(os: &str) -> Result<String, TemplateError> {
+    let os = os.trim().to_lowercase();
+    if os.is_empty()
+        || os.len() > 64
+        || !os.bytes().all(|b| b.is_ascii_alphanumeric() || b"+._-".contains(&b))
+    {
+        return Err(TemplateError::Invalid(
+            "os must be 1-64 characters of a-z, 0-9, '+', '.', '_' or '-'".into(),
+        ));
+    }
+    Ok(os)
+}
+
+/// Makes sure the blank root template exists; returns it.
+pub async fn ensure_root(pool: &Pool, storage: &Storage) -> Result<Template, TemplateError> {
+    if let Some(t) = find_by_name(pool, ROOT_NAME).await? {
+        if t.parent_id.is_none() {
+            return Ok(t);
+        }
+    }
+    let id = Uuid::new_v4();
+    let path = storage.template_path(id);
+    images::qemu_img::create_blank(&path, ROOT_VIRTUAL_SIZE).await?;
+    seal_file(&path)?;
+    let size = std::fs::metadata(&path)?.len();
+    let t = Template {
+        id,
+        name: ROOT_NAME.into(),
+        parent_id: None,
+        os: String::new(),
+        software: vec![],
+        state: TemplateState::Ready,
+        size_bytes: size,
+        virtual_size_bytes: ROOT_VIRTUAL_SIZE,
+        depth: 0,
+        created_by: None,
+        created_at: db::now(),
+    };
+    if let Err(e) = insert(pool, &t).await {
+        let _ = storage::remove_file_if_exists(&path);
+        // Another process created it concurrently: use theirs.
+        if let TemplateError::NameTaken(_) = e {
+            return find_by_name(pool, ROOT_NAME).await?.ok_or(TemplateError::NotFound);
+        }
+        return Err(e);
+    }
+    Ok(t)
+}
+
+pub(crate) async fn insert(pool: &Pool, t: &Template) -> Result<(), TemplateError> {
+    let res = sqlx::query(
+        "INSERT INTO templates (id, name, parent_id, os, software, state, size_bytes, virtual_size_bytes, depth, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(t.id.to_string())
+    .bind(&t.name)
+    .bind(t.parent_id.map(|p| p.to_string()))
+    .bind(&t.os)
+    .bind(serde_json::to_string(&t.software).unwrap_or_else(|_| "[]".into()))
+    .bind(t.state.as_str())
+    .bind(i64::try_from(t.size_bytes).unwrap_or(i64::MAX))
+    .bind(i64::try_from(t.virtual_size_bytes).unwrap_or(i64::MAX))
+    .bind(i64::from(t.depth))
+    .bind(t.created_by.map(|p| p.to_string()))
+    .bind(&t.created_at)
+    .execute(pool)
+    .await;
+    match res {
+        Ok(_) => Ok(()),
+        Err(e) if db::unique_violation(&e).is_some() => Err(TemplateError::NameTaken(t.name.clone())),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Template layers are immutable once ready: read-only for everyone.
+pub(crate) fn seal_file(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o444))
+}
+
+/// What the importer is told about an image.
+#[derive(Debug, Clone)]
+pub struct ImportParams {
+    pub name: String,
+    pub format: ImageFormat,
+    pub os: String,
+    pub software: Vec<String>,
+    pub parent_id: Option<Uuid>,
+}
+
+/// Deletes a file when dropped unless disarmed: no half-written upload or layer survives an error.
+struct FileGuard(Option<PathBuf>);
+impl FileGuard {
+    fn disarm(&mut self) {
+        self.0 = None;
+    }
+}
+impl Drop for FileGuard {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = storage::remove_file_if_exists(&p);
+        }
+    }
+}
+
+/// Limits applied to imports.
+#[derive(Debug, Clone, Copy)]
+pub struct ImportLimits {
+    pub max_upload_bytes: u64,
+    pub max_virtual_size: u64,
+}
+
+/// Validates parameters and resolves the parent; cheap, so it runs before the upload is read.
+async fn resolve_import(
+    pool: &Pool,
+    storage: &Storage,
+    params: &ImportParams,
+) -> Result<(Template, Vec<String>, String), TemplateError> {
+    validate_name(&params.name)?;
+    let os = validate_os(&params.os)?;
+    let software = normalise_software(&params.software)?;
+    if find_by_name(pool, &params.name).await?.is_some() {
+        return Err(TemplateError::NameTaken(params.name.clone()));
+    }
+    let parent = match params.parent_id {
+        Some(pid) => {
+            let p = get(pool, pid).await.map_err(|e| match e {
+                TemplateError::NotFound => TemplateError::Invalid("parent_id: no such template".into()),
+                other => other,
+            })?;
+            if p.state != TemplateState::Ready {
+                return Err(TemplateError::NotReady);
+            }
+            if p.parent_id.is_some() {
+                if p.os != os {
+                    return Err(TemplateError::Invalid(format!(
+                        "os must match the parent's ({:?})",
+                        p.os
+                    )));
+                }
+                if !is_strict_superset(&software, &p.software) {
+                    return Err(TemplateError::Invalid(
+                        "a child's software must strictly contain its parent's".into(),
+                    ));
+                }
+            }
+            p
+        }
+        None => ensure_root(pool, storage).await?,
+    };
+    Ok((parent, software, os))
+}
+
+/// `child` ⊋ `parent` (both normalised).
+pub fn is_strict_superset(child: &[String], parent: &[String]) -> bool {
+    child.len() > parent.len() && parent.iter().all(|p| child.contains(p))
+}
+
+/// Imports an uploaded image as a new ready template.
+///
+/// Steps: stream to a private upload file (size-capped) → our own header
+/// inspection → `qemu-img info` under limits as a second opinion → convert to
+/// a qcow2 layer with explicit formats → row. Every failure removes every file.
+pub async fn import<S, E>(
+    pool: &Pool,
+    storage: &Storage,
+    limits: ImportLimits,
+    params: ImportParams,
+    created_by: Uuid,
+    body: S,
+) -> Result<Template, TemplateError>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    let (parent, software, os) = resolve_import(pool, storage, &params).await?;
+    let upload = storage.upload_path();
+    let mut upload_guard = FileGuard(Some(upload.clone()));
+    receive_upload(&upload, body, limits.max_upload_bytes).await?;
+    let layer = import_file(
+        pool,
+        storage,
+        limits,
+        &params,
+        &parent,
+        software,
+        os,
+        Some(created_by),
+        &upload,
+    )
+    .await;
+    upload_guard.disarm();
+    let _ = storage::remove_file_if_exists(&upload);
+    layer
+}
+
+async fn receive_upload<S, E>(path: &Path, mut body: S, max: u64) -> Result<(), TemplateError>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    let mut file = tokio::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .await?;
+    let mut written: u64 = 0;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| TemplateError::UploadInterrupted(e.to_string()))?;
+        written += chunk.len() as u64;
+        if written > max {
+            return Err(TemplateError::UploadTooLarge(max));
+        }
+        file.write_all(&chunk).await?;
+    }
+    if written == 0 {
+        return Err(TemplateError::Invalid("the request body (the image) is empty".into()));
+    }
+    file.flush().await?;
+    Ok(())
+}
+
+/// Inspects and converts a local image file into a new template (used by the
+/// HTTP import and by `pvce templates build`). The source file is left alone.
+#[allow(clippy::too_many_arguments)]
+async fn import_file(
+    pool: &Pool,
+    storage: &Storage,
+    limits: ImportLimits,
+    params: &ImportParams,
+    parent: &Template,
+    software: Vec<String>,
+    os: String,
+    created_by: Option<Uuid>,
+    source: &Path,
+) -> Result<Template, TemplateError> {
+    let inspect_limits = InspectLimits { max_virtual_size: limits.max_virtual_size };
+    let declared = params.format;
+    let src = source.to_path_buf();
+    let report = tokio::task::spawn_blocking(move || images::inspect(&src, declared, &inspect_limits))
+        .await
+        .map_err(|e| TemplateError::Io(std::io::Error::other(e.to_string())))??;
+    // Second opinion from qemu-img itself, now that we know the format is safe to name.
+    let info = images::qemu_img::info(source, report.format).await?;
+    if info.backing_filename.is_some() || info.data_file.is_some() {
+        return Err(ImageError::Unsafe("image references another file".into()).into());
+    }
+    let id = Uuid::new_v4();
+    let dst = storage.template_path(id);
+    let mut layer_guard = FileGuard(Some(dst.clone()));
+    images::qemu_img::convert_to_qcow2(source, report.format, &dst).await?;
+    seal_file(&dst)?;
+    let t = Template {
+        id,
+        name: params.name.clone(),
+        parent_id: Some(parent.id),
+        os,
+        software,
+        state: TemplateState::Ready,
+        size_bytes: std::fs::metadata(&dst)?.len(),
+        virtual_size_bytes: report.virtual_size,
+        depth: parent.depth + 1,
+        created_by,
+        created_at: db::now(),
+    };
+    insert(pool, &t).await?;
+    layer_guard.disarm();
+    Ok(t)
+}
+
+/// Imports a file already on this machine (the built-in library builder).
+pub async fn import_local_file(
+    pool: &Pool,
+    storage: &Storage,
+    limits: ImportLimits,
+    params: ImportParams,
+    created_by: Option<Uuid>,
+    source: &Path,
+) -> Result<Template, TemplateError> {
+    let (parent, software, os) = resolve_import(pool, storage, &params).await?;
+    import_file(
+        pool, storage, limits, &params, &parent, software, os, created_by, source,
+    )
+    .await
+}
+
+/// Deletes a template that nothing uses; its layer goes with it.
+pub async fn delete(pool: &Pool, storage: &Storage, id: Uuid) -> Result<(), TemplateError> {
+    let t = get(pool, id).await?;
+    let id_s = id.to_string();
+    let children: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM templates WHERE parent_id = ?")
+        .bind(&id_s)
+        .fetch_one(pool)
+        .await?;
+    if children > 0 {
+        return Err(TemplateError::InUse(format!("{children} child template(s)")));
+    }
+    let specs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM vm_specs WHERE template_id = ?")
+        .bind(&id_s)
+        .fetch_one(pool)
+        .await?;
+    if specs > 0 {
+        return Err(TemplateError::InUse(format!("used by {specs} course VM spec(s)")));
+    }
+    let res = sqlx::query("DELETE FROM templates WHERE id = ?")
+        .bind(&id_s)
+        .execute(pool)
+        .await;
+    match res {
+        Ok(_) => {}
+        Err(e) if db::is_foreign_key_violation(&e) => {
+            return Err(TemplateError::InUse("still referenced".into()));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    storage::remove_file_if_exists(&storage.template_path(t.id))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn software_is_normalised() {
+        let s = normalise_software(&["GCC".into(), " make ".into(), "gcc".into()]).expect("ok");
+        assert_eq!(s, vec!["gcc".to_string(), "make".to_string()]);
+        assert!(normalise_software(&["rm -rf /".into()]).is_err());
+        assert!(normalise_software(&["".into()]).is_err());
+    }
+
+    #[test]
+    fn strict_superset() {
+        let p = vec!["gcc".to_string()];
+        assert!(is_strict_superset(&["gcc".into(), "make".into()], &p));
+        assert!(!is_strict_superset(&["gcc".into()], &p));
+        assert!(!is_strict_superset(&["make".into(), "vim".into()], &p));
+    }
+
+    #[test]
+    fn names() {
+        assert!(validate_name("Tiny Linux 1.0").is_ok());
+        assert!(validate_name("").is_err());
+        assert!(validate_name(&"x".repeat(101)).is_err());
+        assert!(validate_name("a\nb").is_err());
+    }
+}

@@ -1,0 +1,682 @@
+//! VMs: students' personal machines and their lifecycle.
+//!
+//! A VM is a row (intent) plus, while it runs, a transient libvirt domain named
+//! `pvce-<vm-id>` whose UUID is the VM id (what runs). Its disk is a personal
+//! qcow2 overlay backed by the course template's layer.
+//!
+//! Invariants:
+//! - One domain per VM: every state change of a VM happens under that VM's
+//!   async lock, and a start first looks for an existing domain, so two
+//!   concurrent starts yield one domain.
+//! - A failed start leaves no domain behind (it is destroyed) and the VM
+//!   `stopped` with `last_error` set.
+//! - The API state follows libvirt: reads refresh a VM from its node, and the
+//!   reconcile loop adopts/clears domains after restarts and guest shutdowns.
+//! - A personal layer is replaced only while the VM is stopped, atomically
+//!   (new file renamed over the old), so a crash never leaves half a layer.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use sqlx::Row;
+use uuid::Uuid;
+
+use crate::auth::Role;
+use crate::courses::VmSpec;
+use crate::db::{self, Pool};
+use crate::images::{self, ImageError};
+use crate::libvirt::{self, DomainState, GraphicsKind, LibvirtError};
+use crate::nodes::{NodeError, Nodes};
+use crate::placement::{self, Candidate, PlacementError, Policy, Reservations};
+use crate::storage::{self, Storage};
+use crate::templates;
+use crate::users::User;
+
+/// Memory kept free on every node for the host itself.
+pub const HOST_RESERVE_MIB: u64 = 256;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VmState {
+    Stopped,
+    Starting,
+    Running,
+    Stopping,
+    Error,
+}
+
+impl VmState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VmState::Stopped => "stopped",
+            VmState::Starting => "starting",
+            VmState::Running => "running",
+            VmState::Stopping => "stopping",
+            VmState::Error => "error",
+        }
+    }
+    fn parse(s: &str) -> Self {
+        match s {
+            "starting" => VmState::Starting,
+            "running" => VmState::Running,
+            "stopping" => VmState::Stopping,
+            "error" => VmState::Error,
+            _ => VmState::Stopped,
+        }
+    }
+    fn is_active(self) -> bool {
+        matches!(self, VmState::Starting | VmState::Running | VmState::Stopping)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Vm {
+    pub id: Uuid,
+    pub name: String,
+    pub course_id: Uuid,
+    pub owner_id: Uuid,
+    pub template_id: Uuid,
+    pub node_id: Option<Uuid>,
+    pub state: VmState,
+    pub vcpus: u32,
+    pub memory_mib: u32,
+    pub overlay_bytes: u64,
+    pub last_error: Option<String>,
+    pub last_started_at: Option<String>,
+    pub created_at: String,
+    #[serde(skip)]
+    pub overlay_path: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VmError {
+    #[error("no such VM")]
+    NotFound,
+    /// A state conflict: (error code, message), e.g. `vm_running`.
+    #[error("{1}")]
+    Conflict(&'static str, String),
+    #[error(transparent)]
+    Placement(#[from] PlacementError),
+    #[error(transparent)]
+    Node(#[from] NodeError),
+    #[error(transparent)]
+    Libvirt(#[from] LibvirtError),
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    #[error("template error: {0}")]
+    Template(String),
+    #[error("storage error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+const COLUMNS: &str = "id, name, course_id, owner_id, template_id, node_id, state, vcpus, memory_mib, overlay_path, last_error, last_started_at, created_at";
+
+fn uuid_of(s: &str) -> Result<Uuid, sqlx::Error> {
+    Uuid::parse_str(s).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+}
+
+fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Vm, sqlx::Error> {
+    let overlay_path = PathBuf::from(row.try_get::<String, _>("overlay_path")?);
+    // Bytes the personal layer really occupies (sparse-aware).
+    let overlay_bytes = {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(&overlay_path).map(|m| m.blocks() * 512).unwrap_or(0)
+    };
+    Ok(Vm {
+        id: uuid_of(&row.try_get::<String, _>("id")?)?,
+        name: row.try_get("name")?,
+        course_id: uuid_of(&row.try_get::<String, _>("course_id")?)?,
+        owner_id: uuid_of(&row.try_get::<String, _>("owner_id")?)?,
+        template_id: uuid_of(&row.try_get::<String, _>("template_id")?)?,
+        node_id: row
+            .try_get::<Option<String>, _>("node_id")?
+            .map(|s| uuid_of(&s))
+            .transpose()?,
+        state: VmState::parse(&row.try_get::<String, _>("state")?),
+        vcpus: u32::try_from(row.try_get::<i64, _>("vcpus")?).unwrap_or(1),
+        memory_mib: u32::try_from(row.try_get::<i64, _>("memory_mib")?).unwrap_or(64),
+        overlay_bytes,
+        last_error: row.try_get("last_error")?,
+        last_started_at: row.try_get("last_started_at")?,
+        created_at: row.try_get("created_at")?,
+        overlay_path,
+    })
+}
+
+async fn load(pool: &Pool, id: Uuid) -> Result<Vm, VmError> {
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM vms WHERE id = ?"))
+        .bind(id.to_string())
+        .fetch_optional(pool)
+        .await?;
+    row.as_ref().map(from_row).transpose()?.ok_or(VmError::NotFound)
+}
+
+/// Creates the missing personal VMs (one per spec per owner) of a course:
+/// overlays first, in parallel, then all rows in one transaction. On any
+/// failure every overlay this call created is removed again.
+pub async fn provision(
+    pool: &Pool,
+    storage: &Storage,
+    course_id: Uuid,
+    specs: &[VmSpec],
+    owners: &[Uuid],
+) -> Result<u64, VmError> {
+    if owners.is_empty() || specs.is_empty() {
+        return Ok(0);
+    }
+    let existing: Vec<(String, String)> =
+        sqlx::query_as("SELECT spec_id, owner_id FROM vms WHERE course_id = ?")
+            .bind(course_id.to_string())
+            .fetch_all(pool)
+            .await?;
+    let existing: std::collections::HashSet<(String, String)> = existing.into_iter().collect();
+    let mut backing = HashMap::new();
+    for spec in specs {
+        let t = templates::get(pool, spec.template_id)
+            .await
+            .map_err(|e| VmError::Template(e.to_string()))?;
+        backing.insert(spec.id, (storage.template_path(t.id), t.virtual_size_bytes));
+    }
+    struct NewVm<'a> {
+        id: Uuid,
+        spec: &'a VmSpec,
+        owner: Uuid,
+        path: PathBuf,
+    }
+    let mut todo = Vec::new();
+    for owner in owners {
+        storage.ensure_overlay_dir(*owner, course_id)?;
+        for spec in specs {
+            if existing.contains(&(spec.id.to_string(), owner.to_string())) {
+                continue;
+            }
+            let id = Uuid::new_v4();
+            todo.push(NewVm { id, spec, owner: *owner, path: storage.overlay_path(*owner, course_id, id) });
+        }
+    }
+    if todo.is_empty() {
+        return Ok(0);
+    }
+    let jobs: Vec<(PathBuf, PathBuf, u64)> = todo
+        .iter()
+        .map(|n| {
+            let (b, size) = &backing[&n.spec.id];
+            (n.path.clone(), b.clone(), *size)
+        })
+        .collect();
+    let cleanup_paths: Vec<PathBuf> = todo.iter().map(|n| n.path.clone()).collect();
+    let cleanup = move || {
+        for p in &cleanup_paths {
+            let _ = storage::remove_file_if_exists(p);
+        }
+    };
+    let created = tokio::task::spawn_blocking(move || images::overlay::create_overlays_parallel(&jobs))
+        .await
+        .map_err(|e| VmError::Io(std::io::Error::other(e.to_string())))?;
+    if let Err(e) = created {
+        cleanup();
+        return Err(e.into());
+    }
+    let insert = async {
+        let now = db::now();
+        let mut tx = pool.begin().await?;
+        for n in &todo {
+            sqlx::query(
+                "INSERT INTO vms (id, name, course_id, spec_id, owner_id, template_id, state, vcpus, memory_mib, overlay_path, created_at)
+                 VALUES (?, ?, ?, ?, ?, ?, 'stopped', ?, ?, ?, ?)",
+            )
+            .bind(n.id.to_string())
+            .bind(&n.spec.name)
+            .bind(course_id.to_string())
+            .bind(n.spec.id.to_string())
+            .bind(n.owner.to_string())
+            .bind(n.spec.template_id.to_string())
+            .bind(i64::from(n.spec.vcpus))
+            .bind(i64::from(n.spec.memory_mib))
+            .bind(n.path.to_string_lossy().into_owned())
+            .bind(&now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok::<_, sqlx::Error>(())
+    };
+    match insert.await {
+        Ok(()) => Ok(todo.len() as u64),
+        Err(e) => {
+            cleanup();
+            if db::unique_violation(&e).is_some() {
+                Err(VmError::Conflict(
+                    "enrolment_in_progress",
+                    "another enrolment of the same students is running; retry".into(),
+                ))
+            } else {
+                Err(e.into())
+            }
+        }
+    }
+}
+
+/// Deletes the VMs (and layers) of a course, or of one student in it.
+/// Refuses while any of them is active.
+pub async fn delete_for(
+    pool: &Pool,
+    storage: &Storage,
+    course_id: Uuid,
+    owner: Option<Uuid>,
+) -> Result<(), VmError> {
+    let mut sql = format!("SELECT {COLUMNS} FROM vms WHERE course_id = ?");
+    if owner.is_some() {
+        sql.push_str(" AND owner_id = ?");
+    }
+    let mut q = sqlx::query(&sql).bind(course_id.to_string());
+    if let Some(o) = owner {
+        q = q.bind(o.to_string());
+    }
+    let vms: Vec<Vm> = q.fetch_all(pool).await?.iter().map(from_row).collect::<Result<_, _>>()?;
+    if let Some(active) = vms.iter().find(|v| v.state.is_active()) {
+        return Err(VmError::Conflict(
+            "vm_running",
+            format!("VM {} is {}; stop it first", active.name, active.state.as_str()),
+        ));
+    }
+    let mut tx = pool.begin().await?;
+    for vm in &vms {
+        sqlx::query("DELETE FROM vms WHERE id = ?")
+            .bind(vm.id.to_string())
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    for vm in &vms {
+        storage::remove_file_if_exists(&vm.overlay_path)?;
+        storage::remove_file_if_exists(&storage.console_log_path(vm.id))?;
+    }
+    Ok(())
+}
+
+/// Runs VM lifecycle operations against the nodes.
+#[derive(Debug)]
+pub struct VmManager {
+    pool: Pool,
+    storage: Storage,
+    nodes: Arc<Nodes>,
+    reservations: Reservations,
+    locks: Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>,
+    shutdown_timeout: Duration,
+    policy: Policy,
+    domain_prefix: String,
+}
+
+impl VmManager {
+    pub fn new(
+        pool: Pool,
+        storage: Storage,
+        nodes: Arc<Nodes>,
+        shutdown_timeout: Duration,
+        domain_prefix: String,
+    ) -> Self {
+        Self {
+            pool,
+            storage,
+            nodes,
+            reservations: Reservations::default(),
+            locks: Mutex::new(HashMap::new()),
+            shutdown_timeout,
+            policy: Policy::Spread,
+            domain_prefix,
+        }
+    }
+
+    /// The libvirt domain name of a VM.
+    pub fn domain_name(&self, vm_id: Uuid) -> String {
+        format!("{}{vm_id}", self.domain_prefix)
+    }
+
+    fn lock_for(&self, id: Uuid) -> Arc<tokio::sync::Mutex<()>> {
+        let mut map = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(id).or_default().clone()
+    }
+
+    /// Lists the VMs a user may see, optionally for one course.
+    pub async fn list(&self, user: &User, course_id: Option<Uuid>) -> Result<Vec<Vm>, VmError> {
+        let mut sql = format!("SELECT {COLUMNS} FROM vms v WHERE 1=1");
+        let uid = user.id.to_string();
+        match user.role {
+            Role::Admin => {}
+            Role::Teacher => sql.push_str(
+                " AND (v.owner_id = ? OR v.course_id IN (SELECT id FROM courses WHERE teacher_id = ?))",
+            ),
+            Role::Student => sql.push_str(" AND v.owner_id = ?"),
+        }
+        if course_id.is_some() {
+            sql.push_str(" AND v.course_id = ?");
+        }
+        sql.push_str(" ORDER BY v.created_at, v.name");
+        let mut q = sqlx::query(&sql);
+        match user.role {
+            Role::Admin => {}
+            Role::Teacher => q = q.bind(uid.clone()).bind(uid),
+            Role::Student => q = q.bind(uid),
+        }
+        if let Some(c) = course_id {
+            q = q.bind(c.to_string());
+        }
+        let rows = q.fetch_all(&self.pool).await?;
+        Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
+    }
+
+    /// A VM the user may act on (owner, the course's teacher, admin), else NotFound.
+    pub async fn get_for(&self, user: &User, id: Uuid) -> Result<Vm, VmError> {
+        let vm = load(&self.pool, id).await?;
+        let allowed = match user.role {
+            Role::Admin => true,
+            _ if vm.owner_id == user.id => true,
+            Role::Teacher => {
+                let teacher: Option<String> = sqlx::query_scalar("SELECT teacher_id FROM courses WHERE id = ?")
+                    .bind(vm.course_id.to_string())
+                    .fetch_optional(&self.pool)
+                    .await?;
+                teacher.as_deref() == Some(user.id.to_string().as_str())
+            }
+            Role::Student => false,
+        };
+        if allowed { Ok(vm) } else { Err(VmError::NotFound) }
+    }
+
+    /// Brings one VM's row in line with libvirt and returns it.
+    pub async fn refresh(&self, id: Uuid) -> Result<Vm, VmError> {
+        let lock = self.lock_for(id);
+        // A start/stop in flight owns the VM; its result will be written by it.
+        let Ok(_guard) = lock.try_lock() else {
+            return load(&self.pool, id).await;
+        };
+        let vm = load(&self.pool, id).await?;
+        self.sync_with_node(vm).await
+    }
+
+    async fn sync_with_node(&self, vm: Vm) -> Result<Vm, VmError> {
+        let Some(node_id) = vm.node_id else {
+            return Ok(vm);
+        };
+        let Ok(conn) = self.nodes.conn(node_id).await else {
+            // Node unreachable: keep the recorded state; the node shows `down`.
+            return Ok(vm);
+        };
+        match conn.domain(&self.domain_name(vm.id)).await {
+            Ok(Some(d)) if matches!(d.state, DomainState::Running | DomainState::Paused) => {
+                if vm.state != VmState::Running && vm.state != VmState::Stopping {
+                    self.set_state(vm.id, VmState::Running, Some(node_id), None).await?;
+                }
+            }
+            Ok(_) => {
+                self.set_state(vm.id, VmState::Stopped, None, None).await?;
+            }
+            Err(e) => tracing::warn!(vm = %vm.id, error = %e, "could not read domain state"),
+        }
+        load(&self.pool, vm.id).await
+    }
+
+    async fn set_state(
+        &self,
+        id: Uuid,
+        state: VmState,
+        node_id: Option<Uuid>,
+        error: Option<String>,
+    ) -> Result<(), VmError> {
+        sqlx::query("UPDATE vms SET state = ?, node_id = ?, last_error = COALESCE(?, last_error) WHERE id = ?")
+            .bind(state.as_str())
+            .bind(node_id.map(|n| n.to_string()))
+            .bind(error)
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn candidates(&self, template_id: Uuid) -> Result<Vec<Candidate>, VmError> {
+        let _ = template_id; // every node reads templates from the shared data dir today
+        let nodes = self.nodes.list().await?;
+        Ok(nodes
+            .into_iter()
+            .map(|n| Candidate {
+                node_id: n.id,
+                up: n.state != "down",
+                maintenance: n.maintenance,
+                has_template: true,
+                mem_total_mib: n.mem_total_mib,
+                mem_used_mib: n.mem_used_mib,
+                cpu_percent: n.cpu_percent,
+                vms_running: n.vms_running,
+                name: n.name,
+            })
+            .collect())
+    }
+
+    /// Starts a VM (idempotent: a running VM is returned as it is).
+    pub async fn start(&self, vm: &Vm, owner_name: &str, course_code: &str) -> Result<Vm, VmError> {
+        let lock = self.lock_for(vm.id);
+        let _guard = lock.lock().await;
+        let vm = self.sync_with_node(load(&self.pool, vm.id).await?).await?;
+        match vm.state {
+            VmState::Running | VmState::Starting => return Ok(vm),
+            VmState::Stopping => {
+                return Err(VmError::Conflict("vm_stopping", "the VM is shutting down; try again when it has stopped".into()));
+            }
+            VmState::Stopped | VmState::Error => {}
+        }
+        let candidates = self.candidates(vm.template_id).await?;
+        let reservation = self.reservations.place(
+            &candidates,
+            u64::from(vm.memory_mib),
+            HOST_RESERVE_MIB,
+            self.policy,
+        )?;
+        let node_id = reservation.node_id();
+        let node = self.nodes.get(node_id).await?;
+        let conn = self.nodes.conn(node_id).await?;
+        self.set_state(vm.id, VmState::Starting, Some(node_id), None).await?;
+        let spec = libvirt::DomainSpec {
+            name: self.domain_name(vm.id),
+            uuid: vm.id,
+            title: format!("{owner_name} / {course_code} / {}", vm.name),
+            vcpus: vm.vcpus,
+            memory_mib: u64::from(vm.memory_mib),
+            hypervisor: self.nodes.hypervisor_for(&node),
+            disk_path: vm.overlay_path.clone(),
+            graphics: GraphicsKind::Vnc,
+            graphics_listen: node.console_address.clone(),
+            graphics_password: None,
+            serial_log: Some(self.storage.console_log_path(vm.id)),
+            smbios_serial: format!("vm-{}", &vm.id.simple().to_string()[..12]),
+            metadata: libvirt::PvceMetadata {
+                vm_id: vm.id,
+                owner_id: vm.owner_id,
+                course_id: vm.course_id,
+            },
+            network: None,
+        };
+        match conn.create_domain(&spec).await {
+            Ok(_) => {
+                sqlx::query("UPDATE vms SET state = 'running', node_id = ?, last_error = NULL, last_started_at = ? WHERE id = ?")
+                    .bind(node_id.to_string())
+                    .bind(db::now())
+                    .bind(vm.id.to_string())
+                    .execute(&self.pool)
+                    .await?;
+                drop(reservation);
+                load(&self.pool, vm.id).await
+            }
+            Err(e) => {
+                // Never leave a half-started domain behind.
+                let _ = conn.destroy(&spec.name).await;
+                tracing::warn!(vm = %vm.id, error = %e, "start failed");
+                self.set_state(vm.id, VmState::Stopped, None, Some(e.to_string())).await?;
+                Err(e.into())
+            }
+        }
+    }
+
+    async fn require_running(&self, vm: &Vm) -> Result<(Vm, libvirt::Node), VmError> {
+        let vm = self.sync_with_node(load(&self.pool, vm.id).await?).await?;
+        let node_id = match (vm.state, vm.node_id) {
+            (VmState::Running | VmState::Stopping, Some(n)) => n,
+            _ => return Err(VmError::Conflict("vm_not_running", "the VM is not running".into())),
+        };
+        let conn = self.nodes.conn(node_id).await?;
+        Ok((vm, conn))
+    }
+
+    /// ACPI shutdown; forced off if the guest has not stopped after the timeout.
+    pub async fn shutdown(self: &Arc<Self>, vm: &Vm) -> Result<Vm, VmError> {
+        let lock = self.lock_for(vm.id);
+        let _guard = lock.lock().await;
+        let current = self.sync_with_node(load(&self.pool, vm.id).await?).await?;
+        if current.state == VmState::Stopped {
+            return Ok(current);
+        }
+        let (vm, conn) = self.require_running(&current).await?;
+        conn.shutdown(&self.domain_name(vm.id)).await?;
+        self.set_state(vm.id, VmState::Stopping, vm.node_id, None).await?;
+        let this = Arc::clone(self);
+        let vm_id = vm.id;
+        tokio::spawn(async move { this.finish_shutdown(vm_id, conn).await });
+        load(&self.pool, vm.id).await
+    }
+
+    async fn finish_shutdown(&self, vm_id: Uuid, conn: libvirt::Node) {
+        let name = self.domain_name(vm_id);
+        let deadline = Instant::now() + self.shutdown_timeout;
+        loop {
+            match conn.domain(&name).await {
+                Ok(None) => break,
+                Ok(Some(d)) if d.state == DomainState::Shutoff => break,
+                _ => {}
+            }
+            if Instant::now() >= deadline {
+                tracing::info!(vm = %vm_id, "ACPI shutdown timed out; forcing off");
+                let _ = conn.destroy(&name).await;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        let lock = self.lock_for(vm_id);
+        let _guard = lock.lock().await;
+        let _ = self.set_state(vm_id, VmState::Stopped, None, None).await;
+    }
+
+    /// Forced power-off.
+    pub async fn poweroff(&self, vm: &Vm) -> Result<Vm, VmError> {
+        let lock = self.lock_for(vm.id);
+        let _guard = lock.lock().await;
+        let current = self.sync_with_node(load(&self.pool, vm.id).await?).await?;
+        if current.state == VmState::Stopped {
+            return Ok(current);
+        }
+        let (vm, conn) = self.require_running(&current).await?;
+        conn.destroy(&self.domain_name(vm.id)).await?;
+        self.set_state(vm.id, VmState::Stopped, None, None).await?;
+        load(&self.pool, vm.id).await
+    }
+
+    pub async fn reboot(&self, vm: &Vm) -> Result<Vm, VmError> {
+        let lock = self.lock_for(vm.id);
+        let _guard = lock.lock().await;
+        let (vm, conn) = self.require_running(vm).await?;
+        conn.reboot(&self.domain_name(vm.id)).await?;
+        Ok(vm)
+    }
+
+    /// Discards the personal layer: a fresh overlay on the template replaces it.
+    pub async fn reset(&self, vm: &Vm) -> Result<Vm, VmError> {
+        let lock = self.lock_for(vm.id);
+        let _guard = lock.lock().await;
+        let vm = self.sync_with_node(load(&self.pool, vm.id).await?).await?;
+        if vm.state.is_active() {
+            return Err(VmError::Conflict("vm_running", "stop the VM before resetting it".into()));
+        }
+        let t = templates::get(&self.pool, vm.template_id)
+            .await
+            .map_err(|e| VmError::Template(e.to_string()))?;
+        let path = vm.overlay_path.clone();
+        let backing = self.storage.template_path(t.id);
+        let size = t.virtual_size_bytes;
+        tokio::task::spawn_blocking(move || images::overlay::create_overlay(&path, &backing, size))
+            .await
+            .map_err(|e| VmError::Io(std::io::Error::other(e.to_string())))??;
+        sqlx::query("UPDATE vms SET state = 'stopped', node_id = NULL, last_error = NULL WHERE id = ?")
+            .bind(vm.id.to_string())
+            .execute(&self.pool)
+            .await?;
+        load(&self.pool, vm.id).await
+    }
+
+    /// One pass of reconciliation between the database and every reachable node:
+    /// active rows whose domain is gone become `stopped`; domains carrying our
+    /// metadata for a known VM are adopted; other domains are never touched.
+    pub async fn reconcile_once(&self) -> Result<(), VmError> {
+        let nodes = self.nodes.list().await?;
+        for node in nodes {
+            let Ok(conn) = self.nodes.conn(node.id).await else { continue };
+            let Ok(domains) = conn.list_pvce_domains().await else { continue };
+            let running: HashMap<Uuid, DomainState> = domains
+                .iter()
+                .filter_map(|d| d.metadata.as_ref().map(|m| (m.vm_id, d.state)))
+                .collect();
+            let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM vms WHERE node_id = ? OR id IN (SELECT value FROM json_each(?))"))
+                .bind(node.id.to_string())
+                .bind(serde_json::to_string(&running.keys().map(Uuid::to_string).collect::<Vec<_>>()).unwrap_or_else(|_| "[]".into()))
+                .fetch_all(&self.pool)
+                .await?;
+            for row in &rows {
+                let vm = from_row(row)?;
+                let lock = self.lock_for(vm.id);
+                let Ok(_guard) = lock.try_lock() else { continue };
+                let alive = running
+                    .get(&vm.id)
+                    .is_some_and(|s| matches!(s, DomainState::Running | DomainState::Paused));
+                if alive && (vm.node_id != Some(node.id) || !vm.state.is_active()) {
+                    tracing::info!(vm = %vm.id, node = %node.name, "adopting running domain");
+                    self.set_state(vm.id, VmState::Running, Some(node.id), None).await?;
+                } else if !alive && vm.node_id == Some(node.id) && vm.state.is_active() && vm.state != VmState::Starting {
+                    self.set_state(vm.id, VmState::Stopped, None, None).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn spawn_reconciler(self: Arc<Self>) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(2));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if let Err(e) = self.reconcile_once().await {
+                    tracing::warn!(error = %e, "reconcile failed");
+                }
+            }
+        })
+    }
+
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+}
+
+/// The owner's username and the course code, for the domain title.
+pub async fn labels(pool: &Pool, vm: &Vm) -> Result<(String, String), VmError> {
+    let row: (String, String) = sqlx::query_as(
+        "SELECT u.username, c.code FROM users u, courses c WHERE u.id = ? AND c.id = ?",
+    )
+    .bind(vm.owner_id.to_string())
+    .bind(vm.course_id.to_string())
+    .fetch_one(pool)
+    .await?;
+    Ok(row)
+}

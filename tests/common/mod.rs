@@ -1,0 +1,235 @@
+//! Shared helpers for black-box tests: a real server on port 0 with a fresh
+//! data dir, real users, an HTTP client per user, and the tiny guest image.
+//!
+//! Everything a test creates is named `test-*` and removed when the
+//! [`TestEnv`] is dropped, even when the test fails: domains are destroyed
+//! with `virsh`, the data dir is deleted.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use pvce::auth::Role;
+use pvce::config::Config;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+pub const PASSWORD: &str = "test-password-1";
+
+pub struct TestEnv {
+    pub server: pvce::app::Server,
+    pub dir: tempfile::TempDir,
+    started_domains: Mutex<Vec<String>>,
+}
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Initialises logging once (visible with `--nocapture`).
+fn init_tracing() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "pvce=info".into()))
+            .with_test_writer()
+            .try_init();
+    });
+}
+
+impl TestEnv {
+    pub async fn start() -> TestEnv {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestEnv {
+        init_tracing();
+        let dir = tempfile::Builder::new().prefix("test-pvce-").tempdir().unwrap();
+        let mut config = Config::for_data_dir(dir.path().join("data"));
+        config.domain_prefix = "test-pvce-".into();
+        config.shutdown_timeout_secs = 30;
+        tweak(&mut config);
+        let server = pvce::app::start(config, "127.0.0.1:0").await.unwrap();
+        TestEnv { server, dir, started_domains: Mutex::new(Vec::new()) }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.server.url(), path)
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Creates a user straight in the database (as `pvce user add` does).
+    pub async fn user(&self, username: &str, role: Role) -> Value {
+        let u = pvce::users::create(
+            &self.server.state.pool,
+            pvce::users::NewUser {
+                username: username.into(),
+                password: PASSWORD.into(),
+                role,
+                display_name: None,
+            },
+        )
+        .await
+        .unwrap();
+        serde_json::to_value(u).unwrap()
+    }
+
+    /// Logs in and returns a client that sends the bearer token.
+    pub async fn client(&self, username: &str) -> Client {
+        let http = reqwest::Client::new();
+        let res = http
+            .post(self.url("/api/auth/login"))
+            .json(&json!({"username": username, "password": PASSWORD}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "login {username}");
+        let body: Value = res.json().await.unwrap();
+        Client {
+            base: self.server.url(),
+            http,
+            token: body["token"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    /// Remembers a VM so its domain is destroyed at the end whatever happens.
+    pub fn track_vm(&self, vm_id: &str) {
+        self.started_domains.lock().unwrap().push(format!("test-pvce-{vm_id}"));
+    }
+
+    pub fn console_log(&self, vm_id: &str) -> PathBuf {
+        self.data_dir().join("consoles").join(format!("{vm_id}.log"))
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        self.server.abort();
+        for d in self.started_domains.lock().unwrap().iter() {
+            let _ = Command::new("virsh")
+                .args(["-q", "-c", "qemu:///system", "destroy", d])
+                .output();
+        }
+    }
+}
+
+pub struct Client {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub token: String,
+}
+
+impl Client {
+    pub fn anonymous(base: &str) -> Client {
+        Client { base: base.into(), http: reqwest::Client::new(), token: String::new() }
+    }
+
+    fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let r = self.http.request(method, format!("{}{}", self.base, path));
+        if self.token.is_empty() { r } else { r.bearer_auth(&self.token) }
+    }
+
+    pub async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut r = self.req(method, path);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let res = r.send().await.unwrap();
+        let status = res.status();
+        let text = res.text().await.unwrap();
+        let v = if text.is_empty() { Value::Null } else {
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("{status}: body is not JSON: {text}"))
+        };
+        (status, v)
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.send(reqwest::Method::GET, path, None).await
+    }
+    pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.send(reqwest::Method::POST, path, Some(body)).await
+    }
+    pub async fn post_empty(&self, path: &str) -> (StatusCode, Value) {
+        self.send(reqwest::Method::POST, path, None).await
+    }
+    pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
+        self.send(reqwest::Method::DELETE, path, None).await
+    }
+
+    /// Streams a file as the body of a POST.
+    pub async fn upload(&self, path: &str, file: &Path) -> (StatusCode, Value) {
+        let f = tokio::fs::File::open(file).await.unwrap();
+        let stream = tokio_util::io::ReaderStream::new(f);
+        let res = self
+            .req(reqwest::Method::POST, path)
+            .header("content-type", "application/octet-stream")
+            .body(reqwest::Body::wrap_stream(stream))
+            .send()
+            .await
+            .unwrap();
+        let status = res.status();
+        let text = res.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+}
+
+/// Asserts an API error: status and `error` code, with a human message.
+pub fn assert_error(got: &(StatusCode, Value), status: StatusCode, code: &str) {
+    assert_eq!(got.0, status, "body: {}", got.1);
+    assert_eq!(got.1["error"], code, "body: {}", got.1);
+    assert!(got.1["message"].as_str().is_some_and(|m| !m.is_empty()), "body: {}", got.1);
+}
+
+/// The tiny guest image, built once per machine into a cache shared by tests
+/// (guarded by a lock file so parallel test binaries build it once).
+pub fn tiny_image() -> PathBuf {
+    let cache = repo_root().join("target").join("pvce-test-cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    let image = cache.join("tiny-linux.qcow2");
+    let script = repo_root().join("scripts/build-tiny-guest.sh");
+    let lock = std::fs::File::create(cache.join("build.lock")).unwrap();
+    lock.lock().unwrap();
+    let stale = match (std::fs::metadata(&image), std::fs::metadata(&script)) {
+        (Ok(i), Ok(s)) => i.modified().unwrap() < s.modified().unwrap(),
+        _ => true,
+    };
+    if stale {
+        let tmp = cache.join("tiny-linux.qcow2.tmp");
+        let out = Command::new(&script).arg(&tmp).output().unwrap();
+        assert!(out.status.success(), "build-tiny-guest failed: {}", String::from_utf8_lossy(&out.stderr));
+        std::fs::rename(&tmp, &image).unwrap();
+    }
+    lock.unlock().unwrap();
+    image
+}
+
+/// Polls `f` until it returns Some or `timeout` passes (waiting for an
+/// external event such as a guest booting — not hiding a race).
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The libvirt state of a domain as `virsh domstate` reports it ("" if absent).
+pub fn virsh_domstate(domain: &str) -> String {
+    let out = Command::new("virsh")
+        .args(["-q", "-c", "qemu:///system", "domstate", domain])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}

@@ -1,0 +1,172 @@
+//! The spine, end to end on the real local libvirtd with the tiny guest:
+//! import → course → enrol → start → BOOT-OK → shutdown → reset → delete.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestEnv, assert_error, virsh_domstate, wait_for};
+use pvce::auth::Role;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
+
+async fn serial_contains(env: &TestEnv, vm_id: &str, needle: &str) -> bool {
+    tokio::fs::read_to_string(env.console_log(vm_id))
+        .await
+        .is_ok_and(|log| log.contains(needle))
+}
+
+#[tokio::test]
+async fn student_vm_boots_from_course_template_and_survives_the_lifecycle() {
+    let image = tokio::task::spawn_blocking(common::tiny_image).await.unwrap();
+    let env = TestEnv::start().await;
+    env.user("test-teacher", Role::Teacher).await;
+    env.user("test-teacher2", Role::Teacher).await;
+    env.user("test-alice", Role::Student).await;
+    env.user("test-bob", Role::Student).await;
+    let teacher = env.client("test-teacher").await;
+    let teacher2 = env.client("test-teacher2").await;
+    let alice = env.client("test-alice").await;
+    let bob = env.client("test-bob").await;
+
+    // Teacher imports the tiny image into the library.
+    let (status, tpl) = teacher
+        .upload("/api/templates/import?name=test-tiny&format=qcow2&os=tiny-linux&software=busybox", &image)
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{tpl}");
+    let tpl_id = tpl["id"].as_str().unwrap().to_owned();
+    let layer = env.data_dir().join("templates").join(format!("{tpl_id}.qcow2"));
+    let layer_before = std::fs::read(&layer).unwrap();
+
+    // A course with two VM specs; enrol two students (and an unknown name).
+    let (status, course) = teacher
+        .post(
+            "/api/courses",
+            json!({"code":"test-os101","name":"Operating Systems","vm_specs":[
+                {"name":"linux","template_id":tpl_id,"vcpus":1,"memory_mib":256},
+                {"name":"spare","template_id":tpl_id,"vcpus":1,"memory_mib":128}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{course}");
+    let cid = course["id"].as_str().unwrap().to_owned();
+    let (status, enrol) = teacher
+        .post(&format!("/api/courses/{cid}/students"), json!({"usernames":["test-alice","test-bob","test-ghost"]}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{enrol}");
+    assert_eq!(enrol["vms_created"], 4);
+    assert_eq!(enrol["unknown"], json!(["test-ghost"]));
+    // Enrolling again is idempotent.
+    let (_, again) = teacher.post(&format!("/api/courses/{cid}/students"), json!({"usernames":["test-alice"]})).await;
+    assert_eq!(again["vms_created"], 0);
+    // Same course code again → 409.
+    let (status, _) = teacher
+        .post("/api/courses", json!({"code":"test-os101","name":"x","vm_specs":[{"name":"a","template_id":tpl_id,"vcpus":1,"memory_mib":128}]}))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+
+    // Students see their own course and VMs only.
+    let (_, courses) = alice.get("/api/courses").await;
+    assert_eq!(courses.as_array().unwrap().len(), 1);
+    assert_eq!(courses[0]["student_count"], 2);
+    let (_, vms) = alice.get("/api/vms").await;
+    let vms = vms.as_array().unwrap();
+    assert_eq!(vms.len(), 2);
+    assert!(vms.iter().all(|v| v["state"] == "stopped"));
+    let vm: Value = vms.iter().find(|v| v["name"] == "linux").unwrap().clone();
+    let vm_id = vm["id"].as_str().unwrap().to_owned();
+    env.track_vm(&vm_id);
+
+    // Bob and a teacher of another course cannot see or touch Alice's VM.
+    for outsider in [&bob, &teacher2] {
+        assert_error(&outsider.get(&format!("/api/vms/{vm_id}")).await, StatusCode::NOT_FOUND, "not_found");
+        assert_error(&outsider.post_empty(&format!("/api/vms/{vm_id}/start")).await, StatusCode::NOT_FOUND, "not_found");
+        assert_error(&outsider.post_empty(&format!("/api/vms/{vm_id}/reset")).await, StatusCode::NOT_FOUND, "not_found");
+    }
+    assert_error(&teacher2.get(&format!("/api/courses/{cid}")).await, StatusCode::NOT_FOUND, "not_found");
+
+    // Two concurrent starts give one domain.
+    let path = format!("/api/vms/{vm_id}/start");
+    let (a, b) = tokio::join!(alice.post_empty(&path), alice.post_empty(&path));
+    assert_eq!(a.0, StatusCode::OK, "{}", a.1);
+    assert_eq!(b.0, StatusCode::OK, "{}", b.1);
+    assert_eq!(a.1["state"], "running");
+    assert_eq!(b.1["state"], "running");
+    let domain = format!("test-pvce-{vm_id}");
+    assert_eq!(virsh_domstate(&domain), "running");
+
+    // The guest boots from the course template: its serial console says so.
+    wait_for("BOOT-OK on the serial console", BOOT_TIMEOUT, || async {
+        serial_contains(&env, &vm_id, "BOOT-OK").await.then_some(())
+    })
+    .await;
+    assert!(serial_contains(&env, &vm_id, "pvce template: tiny-linux").await);
+    let (_, shown) = alice.get(&format!("/api/vms/{vm_id}")).await;
+    assert_eq!(shown["state"], "running");
+    assert!(shown["node_id"].is_string());
+
+    // Running VMs can't be reset; the course teacher can see it.
+    assert_error(&alice.post_empty(&format!("/api/vms/{vm_id}/reset")).await, StatusCode::CONFLICT, "vm_running");
+    let (s, _) = teacher.get(&format!("/api/vms/{vm_id}")).await;
+    assert_eq!(s, StatusCode::OK);
+    // Course deletion refuses while a VM runs.
+    assert_error(&teacher.delete(&format!("/api/courses/{cid}")).await, StatusCode::CONFLICT, "vm_running");
+
+    // ACPI shutdown: the guest powers itself off; API and libvirt agree.
+    let (s, v) = alice.post_empty(&format!("/api/vms/{vm_id}/shutdown")).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    wait_for("the VM to stop", Duration::from_secs(60), || async {
+        let (_, v) = alice.get(&format!("/api/vms/{vm_id}")).await;
+        (v["state"] == "stopped").then_some(())
+    })
+    .await;
+    assert_eq!(virsh_domstate(&domain), "");
+    assert_error(&alice.post_empty(&format!("/api/vms/{vm_id}/reboot")).await, StatusCode::CONFLICT, "vm_not_running");
+
+    // Reset gives a fresh, small overlay.
+    let (s, v) = alice.post_empty(&format!("/api/vms/{vm_id}/reset")).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert!(v["overlay_bytes"].as_u64().unwrap() < 1024 * 1024, "{v}");
+
+    // Start again and force off.
+    let (s, v) = alice.post_empty(&format!("/api/vms/{vm_id}/start")).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, v) = alice.post_empty(&format!("/api/vms/{vm_id}/poweroff")).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["state"], "stopped");
+    assert_eq!(virsh_domstate(&domain), "");
+
+    // The template layer is untouched by all of this.
+    assert_eq!(std::fs::read(&layer).unwrap(), layer_before);
+    // The template is in use: it can't be deleted.
+    assert_error(&teacher.delete(&format!("/api/templates/{tpl_id}")).await, StatusCode::CONFLICT, "in_use");
+
+    // Unenrol Bob, then delete the course: layers are gone.
+    let bob_id = bob.get("/api/me").await.1["user"]["id"].as_str().unwrap().to_owned();
+    let (s, _) = teacher.delete(&format!("/api/courses/{cid}/students/{bob_id}")).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (_, bob_vms) = bob.get("/api/vms").await;
+    assert_eq!(bob_vms.as_array().unwrap().len(), 0);
+    let (s, _) = teacher.delete(&format!("/api/courses/{cid}")).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let overlays: Vec<_> = walk(&env.data_dir().join("overlays"));
+    assert!(overlays.iter().all(|p| p.extension().is_none_or(|e| e != "qcow2")), "{overlays:?}");
+    let (s, _) = teacher.delete(&format!("/api/templates/{tpl_id}")).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
