@@ -7,11 +7,12 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use crate::auth::LoginLimiter;
+use crate::console::{self, ConsoleHub};
 use crate::config::Config;
 use crate::db::{self, Pool};
 use crate::nodes::Nodes;
 use crate::storage::Storage;
-use crate::vms::VmManager;
+use crate::vms::{VmManager, VmState};
 
 /// State shared by every request handler.
 #[derive(Clone, Debug)]
@@ -22,6 +23,7 @@ pub struct AppState {
     pub nodes: Arc<Nodes>,
     pub vms: Arc<VmManager>,
     pub login_limiter: Arc<LoginLimiter>,
+    pub console: Arc<ConsoleHub>,
 }
 
 /// Opens storage and the database (running migrations) — what every subcommand needs.
@@ -44,11 +46,16 @@ impl AppState {
         ));
         Ok(Self {
             pool,
-            config: Arc::new(config),
             storage,
             nodes,
             vms,
+            console: Arc::new(ConsoleHub::new(
+                std::time::Duration::from_secs(config.console_token_ttl_secs),
+                config.console_max_per_user,
+                config.console_max_total,
+            )),
             login_limiter: Arc::new(LoginLimiter::default()),
+            config: Arc::new(config),
         })
     }
 }
@@ -94,7 +101,11 @@ pub async fn start(config: Config, listen: &str) -> anyhow::Result<Server> {
     if let Err(e) = state.vms.reconcile_once().await {
         tracing::warn!(error = %e, "initial reconcile failed");
     }
-    let background = vec![state.nodes.clone().spawn_monitor(), state.vms.clone().spawn_reconciler()];
+    let background = vec![
+        state.nodes.clone().spawn_monitor(),
+        state.vms.clone().spawn_reconciler(),
+        spawn_console_closer(&state),
+    ];
     let listener = TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
     let router = crate::http::router(state.clone());
@@ -105,4 +116,24 @@ pub async fn start(config: Config, listen: &str) -> anyhow::Result<Server> {
         }
     });
     Ok(Server { addr, state, handle, background })
+}
+
+/// Ends console sessions when their VM stops or moves to another node.
+fn spawn_console_closer(state: &AppState) -> tokio::task::JoinHandle<()> {
+    let mut events = state.vms.subscribe();
+    let hub = state.console.clone();
+    tokio::spawn(async move {
+        loop {
+            match events.recv().await {
+                // Tokens issued before a restart name the old boot and are
+                // refused on redeem, so only stops need acting on here.
+                Ok(ev) if matches!(ev.state, VmState::Stopped | VmState::Error) => {
+                    hub.end_vm(ev.vm_id, console::close::VM_STOPPED, "VM stopped");
+                }
+                Ok(_) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(_) => return,
+            }
+        }
+    })
 }

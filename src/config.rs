@@ -52,6 +52,22 @@ pub struct Config {
     #[arg(long, env = "PVCE_DOMAIN_PREFIX", default_value = "pvce-")]
     pub domain_prefix: String,
 
+    /// Seconds a console token stays valid (it is single use).
+    #[arg(long, env = "PVCE_CONSOLE_TOKEN_TTL", default_value_t = 60)]
+    pub console_token_ttl_secs: u64,
+
+    /// Concurrent console sessions allowed per user.
+    #[arg(long, env = "PVCE_CONSOLE_MAX_PER_USER", default_value_t = 4)]
+    pub console_max_per_user: usize,
+
+    /// Concurrent console sessions allowed in total.
+    #[arg(long, env = "PVCE_CONSOLE_MAX_TOTAL", default_value_t = 1000)]
+    pub console_max_total: usize,
+
+    /// Extra Origins allowed to open console WebSockets (comma-separated), besides the server's own.
+    #[arg(long, env = "PVCE_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+
     /// Lifetime of a login session, in hours.
     #[arg(long, env = "PVCE_SESSION_HOURS", default_value_t = 12)]
     pub session_hours: u64,
@@ -80,6 +96,10 @@ impl Config {
             shutdown_timeout_secs: 60,
             connect_timeout_secs: 5,
             domain_prefix: "pvce-".into(),
+            console_token_ttl_secs: 60,
+            console_max_per_user: 4,
+            console_max_total: 1000,
+            allowed_origins: Vec::new(),
             session_hours: 12,
         }
     }

@@ -14,6 +14,7 @@ pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod courses;
 pub mod db;
 pub mod http;

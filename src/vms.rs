@@ -300,6 +300,14 @@ pub async fn delete_for(
     Ok(())
 }
 
+/// A change of a VM's state, broadcast to console sessions and UI streams.
+#[derive(Debug, Clone, Serialize)]
+pub struct VmEvent {
+    pub vm_id: Uuid,
+    pub state: VmState,
+    pub node_id: Option<Uuid>,
+}
+
 /// Runs VM lifecycle operations against the nodes.
 #[derive(Debug)]
 pub struct VmManager {
@@ -311,6 +319,7 @@ pub struct VmManager {
     shutdown_timeout: Duration,
     policy: Policy,
     domain_prefix: String,
+    events: tokio::sync::broadcast::Sender<VmEvent>,
 }
 
 impl VmManager {
@@ -330,7 +339,18 @@ impl VmManager {
             shutdown_timeout,
             policy: Policy::Spread,
             domain_prefix,
+            events: tokio::sync::broadcast::channel(1024).0,
         }
+    }
+
+    /// Subscribes to VM state changes.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<VmEvent> {
+        self.events.subscribe()
+    }
+
+    fn notify(&self, vm_id: Uuid, state: VmState, node_id: Option<Uuid>) {
+        // No subscribers is fine: nobody is watching.
+        let _ = self.events.send(VmEvent { vm_id, state, node_id });
     }
 
     /// The libvirt domain name of a VM.
@@ -436,6 +456,7 @@ impl VmManager {
             .bind(id.to_string())
             .execute(&self.pool)
             .await?;
+        self.notify(id, state, node_id);
         Ok(())
     }
 
@@ -510,6 +531,7 @@ impl VmManager {
                     .execute(&self.pool)
                     .await?;
                 drop(reservation);
+                self.notify(vm.id, VmState::Running, Some(node_id));
                 load(&self.pool, vm.id).await
             }
             Err(e) => {
@@ -613,6 +635,7 @@ impl VmManager {
             .bind(vm.id.to_string())
             .execute(&self.pool)
             .await?;
+        self.notify(vm.id, VmState::Stopped, None);
         load(&self.pool, vm.id).await
     }
 
@@ -662,6 +685,23 @@ impl VmManager {
                 }
             }
         })
+    }
+
+    /// Where a running VM's console listens: (vm, host, port, protocol).
+    pub async fn console_endpoint(&self, id: Uuid) -> Result<(Vm, String, u16, GraphicsKind), VmError> {
+        let vm = self.sync_with_node(load(&self.pool, id).await?).await?;
+        let (VmState::Running, Some(node_id)) = (vm.state, vm.node_id) else {
+            return Err(VmError::Conflict("vm_not_running", "the VM is not running".into()));
+        };
+        let node = self.nodes.get(node_id).await?;
+        let conn = self.nodes.conn(node_id).await?;
+        let graphics = conn
+            .domain(&self.domain_name(vm.id))
+            .await?
+            .and_then(|d| d.graphics)
+            .filter(|g| g.port > 0)
+            .ok_or_else(|| VmError::Conflict("vm_not_running", "the VM has no console yet".into()))?;
+        Ok((vm, node.console_address, graphics.port, graphics.kind))
     }
 
     pub fn storage(&self) -> &Storage {

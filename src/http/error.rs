@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::auth::AuthError;
+use crate::console::ConsoleError;
 use crate::courses::CourseError;
 use crate::images::ImageError;
 use crate::libvirt::LibvirtError;
@@ -166,6 +167,19 @@ impl From<VmError> for ApiError {
             VmError::Libvirt(l) => l.into(),
             VmError::Image(i) => i.into(),
             VmError::Template(_) | VmError::Io(_) | VmError::Db(_) => Self::internal(&e),
+        }
+    }
+}
+
+impl From<ConsoleError> for ApiError {
+    fn from(e: ConsoleError) -> Self {
+        match e {
+            ConsoleError::BadToken => Self::new(StatusCode::FORBIDDEN, "bad_token", e.to_string()),
+            ConsoleError::BadOrigin => Self::new(StatusCode::FORBIDDEN, "bad_origin", e.to_string()),
+            ConsoleError::NotRunning | ConsoleError::NoGraphics(_) => {
+                Self::new(StatusCode::CONFLICT, "vm_not_running", e.to_string())
+            }
+            ConsoleError::TooMany(_) => Self::new(StatusCode::TOO_MANY_REQUESTS, "too_many_consoles", e.to_string()),
         }
     }
 }

@@ -6,6 +6,7 @@
 //! may carry a console token (`/ws/console?token=…`), and never bodies.
 
 pub mod auth;
+pub mod console;
 pub mod courses;
 pub mod error;
 pub mod extract;
@@ -36,6 +37,7 @@ pub fn router(state: AppState) -> Router {
         .merge(templates::router())
         .merge(courses::router())
         .merge(vms::router())
+        .merge(console::router())
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/api/openapi.json", get(openapi))

@@ -1,0 +1,341 @@
+//! Console proxy: browser WebSocket ⇄ the VM's VNC/SPICE TCP port on its node.
+//!
+//! Tickets: `POST /api/vms/{id}/console` issues a 256-bit random token, kept
+//! only as its SHA-256, bound to (VM, user, node, boot), valid for
+//! `console_token_ttl` seconds and usable once. Redeeming re-checks that the
+//! VM is still running on the same node with the same boot (a stop, reset or
+//! migration in between voids it), before any byte goes to the node.
+//!
+//! Sessions: each relay registers in [`ConsoleHub`]; when a VM stops or moves
+//! the hub closes its sessions with a close code and a reason the UI shows.
+//! Limits on concurrent sessions per user and in total protect the server.
+//!
+//! Hot path: one reusable buffer per direction, frames handed to the socket as
+//! `Bytes` split off that buffer (no per-byte copies), and each direction
+//! awaits its writer before reading more, so a slow peer applies backpressure
+//! instead of growing a queue. A ping every [`PING_INTERVAL`] keeps idle
+//! consoles alive through proxies that cut quiet connections.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use bytes::BytesMut;
+use futures::{SinkExt, StreamExt};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::auth;
+
+pub const PING_INTERVAL: Duration = Duration::from_secs(20);
+const BUF_SIZE: usize = 64 * 1024;
+
+/// WebSocket close codes (application range) and their reasons.
+pub mod close {
+    pub const VM_STOPPED: u16 = 4001;
+    pub const VM_MOVED: u16 = 4002;
+    pub const NODE_UNREACHABLE: u16 = 4003;
+    pub const SERVER_SHUTDOWN: u16 = 4004;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConsoleError {
+    #[error("the console token is invalid, used or expired")]
+    BadToken,
+    #[error("the VM is not running")]
+    NotRunning,
+    #[error("too many open consoles ({0})")]
+    TooMany(&'static str),
+    #[error("the request's Origin is not allowed")]
+    BadOrigin,
+    #[error("the VM has no {0} console")]
+    NoGraphics(&'static str),
+}
+
+/// What a redeemed token grants.
+#[derive(Debug, Clone)]
+pub struct Ticket {
+    pub vm_id: Uuid,
+    pub user_id: Uuid,
+    pub node_id: Uuid,
+    /// `last_started_at` of the VM at issue time: identifies the boot.
+    pub boot: String,
+    expires: Instant,
+}
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub sessions_total: AtomicU64,
+    pub bytes_to_client: AtomicU64,
+    pub bytes_to_node: AtomicU64,
+    pub session_seconds_total: AtomicU64,
+    pub refused_total: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Session {
+    user_id: Uuid,
+    vm_id: Uuid,
+    stop: watch::Sender<Option<(u16, &'static str)>>,
+}
+
+/// Console tickets and live sessions.
+#[derive(Debug)]
+pub struct ConsoleHub {
+    tickets: Mutex<HashMap<String, Ticket>>,
+    sessions: Mutex<HashMap<u64, Session>>,
+    next_id: AtomicU64,
+    pub ttl: Duration,
+    pub max_per_user: usize,
+    pub max_total: usize,
+    pub metrics: Metrics,
+}
+
+fn hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+impl ConsoleHub {
+    pub fn new(ttl: Duration, max_per_user: usize, max_total: usize) -> Self {
+        Self {
+            tickets: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            ttl,
+            max_per_user,
+            max_total,
+            metrics: Metrics::default(),
+        }
+    }
+
+    /// Issues a single-use token; only its hash is kept.
+    pub fn issue(&self, vm_id: Uuid, user_id: Uuid, node_id: Uuid, boot: String) -> String {
+        let token = auth::random_token();
+        let mut map = self.tickets.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        map.retain(|_, t| t.expires > now);
+        map.insert(
+            hash(&token),
+            Ticket { vm_id, user_id, node_id, boot, expires: now + self.ttl },
+        );
+        token
+    }
+
+    /// Takes a token out (single use). Expired or unknown → BadToken.
+    pub fn redeem(&self, token: &str) -> Result<Ticket, ConsoleError> {
+        if token.is_empty() || token.len() > 128 {
+            return Err(ConsoleError::BadToken);
+        }
+        let mut map = self.tickets.lock().unwrap_or_else(|e| e.into_inner());
+        match map.remove(&hash(token)) {
+            Some(t) if t.expires > Instant::now() => Ok(t),
+            _ => {
+                self.metrics.refused_total.fetch_add(1, Ordering::Relaxed);
+                Err(ConsoleError::BadToken)
+            }
+        }
+    }
+
+    /// Voids every outstanding token of a VM (it stopped, was reset or moved).
+    pub fn void_tickets(&self, vm_id: Uuid) {
+        let mut map = self.tickets.lock().unwrap_or_else(|e| e.into_inner());
+        map.retain(|_, t| t.vm_id != vm_id);
+    }
+
+    /// Registers a session if the limits allow it.
+    fn open(&self, user_id: Uuid, vm_id: Uuid) -> Result<(u64, watch::Receiver<Option<(u16, &'static str)>>), ConsoleError> {
+        let mut map = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= self.max_total {
+            return Err(ConsoleError::TooMany("server"));
+        }
+        if map.values().filter(|s| s.user_id == user_id).count() >= self.max_per_user {
+            return Err(ConsoleError::TooMany("user"));
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = watch::channel(None);
+        map.insert(id, Session { user_id, vm_id, stop: tx });
+        self.metrics.sessions_total.fetch_add(1, Ordering::Relaxed);
+        Ok((id, rx))
+    }
+
+    fn close(&self, id: u64) {
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+    }
+
+    /// Ends every session (and token) of a VM with the given close code.
+    pub fn end_vm(&self, vm_id: Uuid, code: u16, reason: &'static str) {
+        self.void_tickets(vm_id);
+        let map = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        for s in map.values().filter(|s| s.vm_id == vm_id) {
+            let _ = s.stop.send(Some((code, reason)));
+        }
+    }
+
+    pub fn active_sessions(&self) -> usize {
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Relays a WebSocket to a TCP console until either side closes or the VM stops.
+    pub async fn relay(self: Arc<Self>, ticket: Ticket, mut ws: WebSocket, target: (String, u16)) {
+        let (sid, mut stop) = match self.open(ticket.user_id, ticket.vm_id) {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = ws.send(close_msg(1013, &e.to_string())).await;
+                return;
+            }
+        };
+        let started = Instant::now();
+        let tcp = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect((target.0.as_str(), target.1))).await;
+        let tcp = match tcp {
+            Ok(Ok(t)) => t,
+            _ => {
+                let _ = ws.send(close_msg(close::NODE_UNREACHABLE, "console unreachable")).await;
+                self.close(sid);
+                return;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let (mut tcp_rd, mut tcp_wr) = tcp.into_split();
+        let (mut ws_tx, mut ws_rx) = ws.split();
+        let metrics = &self.metrics;
+
+        // node → browser, with pings and stop signals on the same sender.
+        let down = async {
+            let mut buf = BytesMut::with_capacity(BUF_SIZE);
+            let mut ping = tokio::time::interval(PING_INTERVAL);
+            ping.tick().await;
+            loop {
+                if buf.capacity() < BUF_SIZE / 4 {
+                    buf.reserve(BUF_SIZE);
+                }
+                tokio::select! {
+                    n = tcp_rd.read_buf(&mut buf) => {
+                        match n {
+                            Ok(0) | Err(_) => {
+                                let _ = ws_tx.send(close_msg(close::VM_STOPPED, "VM stopped")).await;
+                                return;
+                            }
+                            Ok(n) => {
+                                metrics.bytes_to_client.fetch_add(n as u64, Ordering::Relaxed);
+                                let frame = buf.split().freeze();
+                                if ws_tx.send(Message::Binary(frame)).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                    _ = ping.tick() => {
+                        if ws_tx.send(Message::Ping(bytes::Bytes::new())).await.is_err() {
+                            return;
+                        }
+                    }
+                    changed = stop.changed() => {
+                        let reason = if changed.is_ok() { *stop.borrow() } else { None };
+                        let (code, text) = reason.unwrap_or((close::SERVER_SHUTDOWN, "server shutting down"));
+                        let _ = ws_tx.send(close_msg(code, text)).await;
+                        return;
+                    }
+                }
+            }
+        };
+        // browser → node.
+        let up = async {
+            while let Some(Ok(msg)) = ws_rx.next().await {
+                let data = match msg {
+                    Message::Binary(b) => b,
+                    // noVNC only sends binary; text frames are tolerated as bytes.
+                    Message::Text(t) => bytes::Bytes::copy_from_slice(t.as_bytes()),
+                    Message::Close(_) => break,
+                    Message::Ping(_) | Message::Pong(_) => continue,
+                };
+                metrics.bytes_to_node.fetch_add(data.len() as u64, Ordering::Relaxed);
+                if tcp_wr.write_all(&data).await.is_err() {
+                    break;
+                }
+            }
+            let _ = tcp_wr.shutdown().await;
+        };
+        tokio::select! {
+            () = down => {}
+            () = up => {}
+        }
+        self.metrics
+            .session_seconds_total
+            .fetch_add(started.elapsed().as_secs(), Ordering::Relaxed);
+        self.close(sid);
+    }
+}
+
+fn close_msg(code: u16, reason: &str) -> Message {
+    Message::Close(Some(CloseFrame { code, reason: reason.to_owned().into() }))
+}
+
+/// True if `origin` is allowed: same host as the request, or in the allow-list.
+pub fn origin_allowed(origin: Option<&str>, host: Option<&str>, allow: &[String]) -> bool {
+    let Some(origin) = origin else {
+        // Non-browser clients (remote tools, tests) send no Origin; tokens still gate them.
+        return true;
+    };
+    if allow.iter().any(|a| a == origin) {
+        return true;
+    }
+    let origin_host = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"));
+    matches!((origin_host, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_single_use_and_expire() {
+        let hub = ConsoleHub::new(Duration::from_millis(50), 2, 10);
+        let vm = Uuid::new_v4();
+        let t = hub.issue(vm, Uuid::new_v4(), Uuid::new_v4(), "boot".into());
+        assert!(hub.redeem(&t).is_ok());
+        assert!(matches!(hub.redeem(&t), Err(ConsoleError::BadToken)));
+        let t2 = hub.issue(vm, Uuid::new_v4(), Uuid::new_v4(), "boot".into());
+        hub.void_tickets(vm);
+        assert!(hub.redeem(&t2).is_err());
+        let expired = ConsoleHub::new(Duration::ZERO, 2, 10);
+        let t3 = expired.issue(vm, Uuid::new_v4(), Uuid::new_v4(), "boot".into());
+        assert!(expired.redeem(&t3).is_err());
+    }
+
+    #[test]
+    fn tokens_are_stored_hashed() {
+        let hub = ConsoleHub::new(Duration::from_secs(60), 2, 10);
+        let t = hub.issue(Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4(), String::new());
+        let map = hub.tickets.lock().expect("lock");
+        assert!(!map.contains_key(&t));
+        assert!(map.contains_key(&hash(&t)));
+    }
+
+    #[test]
+    fn session_limits() {
+        let hub = ConsoleHub::new(Duration::from_secs(60), 1, 2);
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let (s1, _r1) = hub.open(a, Uuid::new_v4()).expect("first");
+        assert!(matches!(hub.open(a, Uuid::new_v4()), Err(ConsoleError::TooMany("user"))));
+        let _s2 = hub.open(b, Uuid::new_v4()).expect("second user");
+        assert!(matches!(hub.open(Uuid::new_v4(), Uuid::new_v4()), Err(ConsoleError::TooMany("server"))));
+        hub.close(s1);
+        assert!(hub.open(a, Uuid::new_v4()).is_ok());
+    }
+
+    #[test]
+    fn origin_rules() {
+        assert!(origin_allowed(Some("http://lab.example:8080"), Some("lab.example:8080"), &[]));
+        assert!(origin_allowed(Some("https://lab.example"), Some("lab.example"), &[]));
+        assert!(!origin_allowed(Some("http://evil.example"), Some("lab.example"), &[]));
+        assert!(origin_allowed(Some("http://ui.example"), Some("api.example"), &["http://ui.example".into()]));
+        assert!(origin_allowed(None, Some("lab.example"), &[]));
+    }
+}

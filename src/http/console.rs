@@ -1,0 +1,76 @@
+//! `POST /api/vms/{id}/console` (issue a token) and `GET /ws/console` (the relay).
+
+use std::sync::Arc;
+
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::State;
+use axum::http::{header, HeaderMap};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::error::ApiError;
+use super::extract::{ApiQuery, CurrentUser, IdPath};
+use crate::app::AppState;
+use crate::console::{self, ConsoleError};
+use crate::libvirt::GraphicsKind;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/vms/{id}/console", post(issue))
+        .route("/ws/console", get(connect))
+}
+
+fn protocol(kind: GraphicsKind) -> &'static str {
+    match kind {
+        GraphicsKind::Vnc => "vnc",
+        GraphicsKind::Spice => "spice",
+    }
+}
+
+async fn issue(State(state): State<AppState>, me: CurrentUser, IdPath(id): IdPath) -> Result<Json<serde_json::Value>, ApiError> {
+    state.vms.get_for(&me.user, id).await?;
+    let (vm, _, _, kind) = state.vms.console_endpoint(id).await?;
+    let node_id = vm.node_id.ok_or_else(ApiError::not_found)?;
+    let token = state
+        .console
+        .issue(vm.id, me.user.id, node_id, vm.last_started_at.clone().unwrap_or_default());
+    Ok(Json(json!({
+        "token": token,
+        "url": format!("/ws/console?token={token}"),
+        "protocol": protocol(kind),
+        "expires_in": state.console.ttl.as_secs(),
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+struct ConnectQuery {
+    #[serde(default)]
+    token: String,
+}
+
+async fn connect(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiQuery(q): ApiQuery<ConnectQuery>,
+    ws: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    if !console::origin_allowed(origin, host, &state.config.allowed_origins) {
+        return Err(ConsoleError::BadOrigin.into());
+    }
+    let ticket = state.console.redeem(&q.token)?;
+    // The token is void if the VM stopped, restarted or moved since it was issued.
+    let (vm, host, port, _) = state.vms.console_endpoint(ticket.vm_id).await.map_err(|_| ConsoleError::NotRunning)?;
+    if vm.node_id != Some(ticket.node_id) || vm.last_started_at.clone().unwrap_or_default() != ticket.boot {
+        return Err(ConsoleError::BadToken.into());
+    }
+    let hub: Arc<console::ConsoleHub> = state.console.clone();
+    Ok(ws
+        .protocols(["binary"])
+        .on_upgrade(move |socket| hub.relay(ticket, socket, (host, port)))
+        .into_response())
+}
