@@ -28,12 +28,14 @@
 //! `spawn_blocking`.
 
 pub mod inspect;
+pub mod qemu_img;
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 pub use inspect::{DetectedFormat, InspectLimits, InspectReport, inspect};
+pub use qemu_img::{CheckReport, QemuImgInfo};
 
 /// Image formats a teacher may upload. Everything is converted to qcow2.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -133,6 +135,67 @@ impl ImageError {
     }
 }
 
+/// Turns an uploaded file into a self-contained qcow2 template layer at `dst`.
+///
+/// `src` must be a file the server wrote itself (the upload spool). Steps, each
+/// of which must pass before the next one touches the file:
+/// 1. our own header inspection (no qemu involved),
+/// 2. `qemu-img info` as a second opinion (still no backing file, data file or
+///    foreign VMDK extent; same virtual size),
+/// 3. `qemu-img convert -O qcow2` to a temporary name, fsync, rename to `dst`,
+/// 4. `qemu-img check` and `info` of the result (clean, self-contained).
+///
+/// On failure `dst` does not exist afterwards.
+pub async fn import_image(
+    src: &Path,
+    declared: ImageFormat,
+    dst: &Path,
+    limits: &InspectLimits,
+) -> Result<InspectReport, ImageError> {
+    let report = {
+        let src = src.to_path_buf();
+        let limits = limits.clone();
+        tokio::task::spawn_blocking(move || inspect(&src, declared, &limits))
+            .await
+            .map_err(|e| ImageError::Io(std::io::Error::other(e)))??
+    };
+
+    let info = qemu_img::info(src, declared).await?;
+    info.ensure_self_contained(src)?;
+    // qemu rounds a raw file up to whole sectors.
+    let expected = match declared {
+        ImageFormat::Raw => report.virtual_size.div_ceil(512) * 512,
+        _ => report.virtual_size,
+    };
+    if info.virtual_size != expected {
+        // Our parser and qemu read the header differently: something is off.
+        return Err(ImageError::Unsafe(format!(
+            "the image header is ambiguous (virtual size {} vs {})",
+            report.virtual_size, info.virtual_size
+        )));
+    }
+
+    qemu_img::convert_to_qcow2(src, declared, dst).await?;
+    let verify = async {
+        let check = qemu_img::check(dst).await?;
+        if !check.is_clean() {
+            return Err(ImageError::QemuImg {
+                op: "check",
+                detail: format!("converted image is not clean: {check:?}"),
+            });
+        }
+        let out = qemu_img::info(dst, ImageFormat::Qcow2).await?;
+        out.ensure_self_contained(dst)?;
+        Ok(())
+    };
+    if let Err(e) = verify.await {
+        // Never leave a layer behind that failed verification.
+        let _ = tokio::fs::remove_file(dst).await;
+        return Err(e);
+    }
+    Ok(report)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,5 +219,73 @@ mod tests {
             serde_json::to_string(&ImageFormat::Vmdk).ok().as_deref(),
             Some("\"vmdk\"")
         );
+    }
+
+    fn qemu_img(args: &[&str]) {
+        let ok = std::process::Command::new("qemu-img")
+            .args(args)
+            .status()
+            .expect("qemu-utils installed")
+            .success();
+        assert!(ok, "qemu-img {args:?}");
+    }
+
+    #[tokio::test]
+    async fn import_accepts_raw_and_vmdk() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let raw = d.path().join("upload.img");
+        std::fs::write(&raw, vec![7u8; 1000]).expect("write");
+        let dst = d.path().join("t1.qcow2");
+        let r = import_image(&raw, ImageFormat::Raw, &dst, &InspectLimits::default())
+            .await
+            .expect("raw import");
+        assert_eq!(r.virtual_size, 1000);
+        assert_eq!(
+            qemu_img::info(&dst, ImageFormat::Qcow2)
+                .await
+                .expect("info")
+                .virtual_size,
+            1024
+        );
+
+        let vmdk = d.path().join("upload.vmdk");
+        let v = vmdk.to_str().expect("utf-8");
+        qemu_img(&["create", "-q", "-f", "vmdk", v, "32M"]);
+        let dst = d.path().join("t2.qcow2");
+        let r = import_image(&vmdk, ImageFormat::Vmdk, &dst, &InspectLimits::default())
+            .await
+            .expect("vmdk import");
+        assert_eq!(r.virtual_size, 32 << 20);
+        assert!(dst.exists());
+    }
+
+    #[tokio::test]
+    async fn import_refuses_unsafe_without_leaving_files() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let evil = d.path().join("upload.qcow2");
+        let e = evil.to_str().expect("utf-8");
+        qemu_img(&[
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            "-u",
+            "-b",
+            "/etc/passwd",
+            "-F",
+            "raw",
+            e,
+            "1M",
+        ]);
+        let dst = d.path().join("t.qcow2");
+        let err = import_image(&evil, ImageFormat::Qcow2, &dst, &InspectLimits::default()).await;
+        assert!(matches!(&err, Err(e) if e.is_bad_image()), "{err:?}");
+        // Declared raw: the mismatch is caught before the backing file matters.
+        let err = import_image(&evil, ImageFormat::Raw, &dst, &InspectLimits::default()).await;
+        assert!(
+            matches!(err, Err(ImageError::FormatMismatch { .. })),
+            "{err:?}"
+        );
+        assert_eq!(std::fs::read_dir(d.path()).expect("read_dir").count(), 1);
     }
 }
