@@ -28,6 +28,7 @@
 //! `spawn_blocking`.
 
 pub mod inspect;
+pub mod overlay;
 pub mod qemu_img;
 
 use std::fmt;
@@ -35,6 +36,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 pub use inspect::{DetectedFormat, InspectLimits, InspectReport, inspect};
+pub use overlay::{OverlayJob, create_overlay, create_overlays_parallel, replace_overlay};
 pub use qemu_img::{CheckReport, QemuImgInfo};
 
 /// Image formats a teacher may upload. Everything is converted to qcow2.
