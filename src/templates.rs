@@ -84,6 +84,8 @@ pub enum TemplateError {
     UploadTooLarge(u64),
     #[error("upload interrupted: {0}")]
     UploadInterrupted(String),
+    #[error("qemu-img could not read the image; it may be damaged")]
+    Unreadable,
     #[error(transparent)]
     Image(#[from] ImageError),
     #[error("storage error: {0}")]
@@ -415,20 +417,22 @@ async fn import_file(
     source: &Path,
 ) -> Result<Template, TemplateError> {
     let inspect_limits = InspectLimits { max_virtual_size: limits.max_virtual_size };
-    let declared = params.format;
-    let src = source.to_path_buf();
-    let report = tokio::task::spawn_blocking(move || images::inspect(&src, declared, &inspect_limits))
-        .await
-        .map_err(|e| TemplateError::Io(std::io::Error::other(e.to_string())))??;
-    // Second opinion from qemu-img itself, now that we know the format is safe to name.
-    let info = images::qemu_img::info(source, report.format).await?;
-    if info.backing_filename.is_some() || info.data_file.is_some() {
-        return Err(ImageError::Unsafe("image references another file".into()).into());
-    }
     let id = Uuid::new_v4();
     let dst = storage.template_path(id);
     let mut layer_guard = FileGuard(Some(dst.clone()));
-    images::qemu_img::convert_to_qcow2(source, report.format, &dst).await?;
+    // Our own header inspection, qemu-img's second opinion, conversion with
+    // explicit formats and a check of the result (see `images`).
+    let report = images::import_image(source, params.format, &dst, &inspect_limits)
+        .await
+        .map_err(|e| match e {
+            // Our inspection passed, so qemu-img failing means the upload is
+            // damaged, not that the server is broken.
+            ImageError::QemuImg { .. } | ImageError::Timeout { .. } => {
+                tracing::warn!(error = %e, "qemu-img rejected an upload");
+                TemplateError::Unreadable
+            }
+            other => other.into(),
+        })?;
     seal_file(&dst)?;
     let t = Template {
         id,

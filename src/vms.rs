@@ -202,11 +202,11 @@ pub async fn provision(
     if todo.is_empty() {
         return Ok(0);
     }
-    let jobs: Vec<(PathBuf, PathBuf, u64)> = todo
+    let jobs: Vec<images::OverlayJob> = todo
         .iter()
         .map(|n| {
             let (b, size) = &backing[&n.spec.id];
-            (n.path.clone(), b.clone(), *size)
+            images::OverlayJob { path: n.path.clone(), backing: b.clone(), virtual_size: *size }
         })
         .collect();
     let cleanup_paths: Vec<PathBuf> = todo.iter().map(|n| n.path.clone()).collect();
@@ -218,7 +218,7 @@ pub async fn provision(
     let created = tokio::task::spawn_blocking(move || images::overlay::create_overlays_parallel(&jobs))
         .await
         .map_err(|e| VmError::Io(std::io::Error::other(e.to_string())))?;
-    if let Err(e) = created {
+    if let Some(e) = created.into_iter().find_map(Result::err) {
         cleanup();
         return Err(e.into());
     }
@@ -628,7 +628,7 @@ impl VmManager {
         let path = vm.overlay_path.clone();
         let backing = self.storage.template_path(t.id);
         let size = t.virtual_size_bytes;
-        tokio::task::spawn_blocking(move || images::overlay::create_overlay(&path, &backing, size))
+        tokio::task::spawn_blocking(move || images::replace_overlay(&path, &backing, size))
             .await
             .map_err(|e| VmError::Io(std::io::Error::other(e.to_string())))??;
         sqlx::query("UPDATE vms SET state = 'stopped', node_id = NULL, last_error = NULL WHERE id = ?")

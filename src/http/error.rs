@@ -86,12 +86,15 @@ impl From<UserError> for ApiError {
 impl From<ImageError> for ApiError {
     fn from(e: ImageError) -> Self {
         match e {
-            ImageError::Unsafe(_) | ImageError::FormatMismatch { .. } => {
+            ImageError::Unsafe(_) | ImageError::FormatMismatch { .. } | ImageError::Invalid { .. } => {
                 Self::new(StatusCode::UNPROCESSABLE_ENTITY, "unsafe_image", e.to_string())
             }
             ImageError::TooLarge { .. } => Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string()),
-            ImageError::Invalid(_) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_image", e.to_string()),
-            _ => Self::internal(&e),
+            ImageError::UnknownFormat(_) => Self::bad_request(e.to_string()),
+            ImageError::OverlayExists(_) => Self::new(StatusCode::CONFLICT, "conflict", "the layer already exists"),
+            ImageError::BadOverlay(_) | ImageError::QemuImg { .. } | ImageError::Timeout { .. } | ImageError::Io(_) => {
+                Self::internal(&e)
+            }
         }
     }
 }
@@ -106,6 +109,7 @@ impl From<TemplateError> for ApiError {
             TemplateError::NotReady => Self::new(StatusCode::CONFLICT, "template_not_ready", e.to_string()),
             TemplateError::UploadTooLarge(_) => Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string()),
             TemplateError::UploadInterrupted(_) => Self::bad_request(e.to_string()),
+            TemplateError::Unreadable => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_image", e.to_string()),
             TemplateError::Image(i) => i.into(),
             TemplateError::Io(_) | TemplateError::Db(_) => Self::internal(&e),
         }

@@ -287,6 +287,47 @@ pub async fn convert_to_qcow2(
     result
 }
 
+/// Creates an empty, self-contained qcow2 image (the blank root of the
+/// template tree), atomically like every other layer.
+pub async fn create_blank(dst: &Path, virtual_size: u64) -> Result<(), ImageError> {
+    let dst = absolute(dst)?;
+    let (dir, tmp) = temp_beside(&dst)?;
+    let size = virtual_size.to_string();
+    let result = async {
+        run(
+            "create",
+            QEMU_IMG,
+            INFO_LIMITS,
+            &[
+                "create".as_ref(),
+                "-q".as_ref(),
+                "-f".as_ref(),
+                "qcow2".as_ref(),
+                "-o".as_ref(),
+                "compat=1.1,cluster_size=65536,lazy_refcounts=off".as_ref(),
+                tmp.as_os_str(),
+                size.as_ref(),
+            ],
+            &[0],
+        )
+        .await?;
+        let (tmp, dst, dir) = (tmp.clone(), dst.clone(), dir.clone());
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            std::fs::File::open(&tmp)?.sync_all()?;
+            std::fs::rename(&tmp, &dst)?;
+            std::fs::File::open(&dir)?.sync_all()
+        })
+        .await
+        .map_err(|e| ImageError::Io(std::io::Error::other(e)))??;
+        Ok(())
+    }
+    .await;
+    if result.is_err() {
+        let _ = tokio::fs::remove_file(&tmp).await;
+    }
+    result
+}
+
 /// `dir` of `dst` and a unique temporary path in it.
 pub(super) fn temp_beside(dst: &Path) -> Result<(PathBuf, PathBuf), ImageError> {
     let (Some(dir), Some(name)) = (dst.parent(), dst.file_name()) else {
