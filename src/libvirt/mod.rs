@@ -26,9 +26,11 @@
 //!   anything else running on a node.
 
 pub mod accel;
+pub mod conn;
 pub mod xml;
 
 pub use accel::{AccelSetting, resolve_qemu_hypervisor};
+pub use conn::{DomainInfo, DomainState, DriverKind, Node, NodeInfo, NodeOptions};
 pub use xml::{
     DiskCache, DomainSpec, Graphics, GraphicsKind, Hypervisor, PVCE_XMLNS, PvceMetadata,
     domain_xml, parse_graphics, parse_metadata,
