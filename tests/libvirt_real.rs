@@ -70,7 +70,7 @@ fn blank_qcow2(path: &Path) {
     );
 }
 
-fn spec(dir: &Path, hypervisor: Hypervisor) -> DomainSpec {
+fn spec(dir: &Path, hypervisor: Hypervisor, graphics: GraphicsKind) -> DomainSpec {
     let uuid = uuid::Uuid::new_v4();
     let disk = dir.join("disk.qcow2");
     blank_qcow2(&disk);
@@ -84,9 +84,12 @@ fn spec(dir: &Path, hypervisor: Hypervisor) -> DomainSpec {
         disk_path: disk,
         // Tempdirs may be on tmpfs, which has no O_DIRECT.
         disk_cache: DiskCache::Writeback,
-        graphics: GraphicsKind::Vnc,
+        graphics,
         graphics_listen: "127.0.0.1".into(),
-        graphics_password: Some("s3cret".into()),
+        graphics_password: Some(match graphics {
+            GraphicsKind::Vnc => "s3cret".into(),
+            GraphicsKind::Spice => "a longer SPICE password".into(),
+        }),
         serial_log: Some(dir.join("serial.log")),
         smbios_serial: "test-host".into(),
         metadata: PvceMetadata {
@@ -101,6 +104,15 @@ fn spec(dir: &Path, hypervisor: Hypervisor) -> DomainSpec {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn transient_tcg_domain_runs_with_vnc_and_is_destroyed() {
+    domain_round_trip(GraphicsKind::Vnc).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn transient_tcg_domain_runs_with_spice_and_is_destroyed() {
+    domain_round_trip(GraphicsKind::Spice).await;
+}
+
+async fn domain_round_trip(kind: GraphicsKind) {
     let node = open_system().await;
     let hv = node
         .hypervisor_for(AccelSetting::Auto)
@@ -112,7 +124,7 @@ async fn transient_tcg_domain_runs_with_vnc_and_is_destroyed() {
     }
 
     let dir = reachable_tempdir();
-    let s = spec(dir.path(), hv);
+    let s = spec(dir.path(), hv, kind);
     let _guard = DomainGuard(s.name.clone());
 
     let info = node.create_domain(&s).await.expect("create domain");
@@ -124,17 +136,21 @@ async fn transient_tcg_domain_runs_with_vnc_and_is_destroyed() {
         .graphics
         .clone()
         .expect("graphics read back from live XML");
-    assert_eq!(g.kind, GraphicsKind::Vnc);
+    assert_eq!(g.kind, kind);
     assert_eq!(g.listen, "127.0.0.1");
     assert!(g.port >= 5900, "port {}", g.port);
 
-    // QEMU really serves VNC there: an RFB server speaks first with its version.
-    let mut sock = std::net::TcpStream::connect(("127.0.0.1", g.port)).expect("connect VNC");
-    sock.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    let mut banner = [0u8; 12];
-    sock.read_exact(&mut banner).expect("RFB banner");
-    assert!(banner.starts_with(b"RFB "), "{banner:?}");
+    // QEMU really serves the console there.
+    let mut sock = std::net::TcpStream::connect(("127.0.0.1", g.port)).expect("connect console");
+    if kind == GraphicsKind::Vnc {
+        // An RFB server speaks first, with its version.
+        sock.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let mut banner = [0u8; 12];
+        sock.read_exact(&mut banner).expect("RFB banner");
+        assert!(banner.starts_with(b"RFB "), "{banner:?}");
+    }
+    drop(sock);
 
     // Lookup and listing see it, as pvce's.
     let got = node.domain(&s.name).await.expect("lookup").expect("exists");
@@ -252,4 +268,17 @@ async fn keepalive_marks_a_frozen_node_dead() {
         .await
         .expect("reopen after thaw");
     again.node_info().await.expect("works after reopen");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_request_does_not_kill_the_connection() {
+    let node = open_system().await;
+    let dir = reachable_tempdir();
+    let mut s = spec(dir.path(), Hypervisor::Tcg, GraphicsKind::Vnc);
+    s.disk_path = dir.path().join("missing.qcow2");
+    let _guard = DomainGuard(s.name.clone());
+    let r = node.create_domain(&s).await;
+    assert!(matches!(r, Err(LibvirtError::Libvirt { .. })), "{r:?}");
+    assert!(node.is_alive());
+    node.node_info().await.expect("still usable");
 }
