@@ -1,0 +1,99 @@
+//! The only door to libvirt: every hypervisor call in pvce goes through this module,
+//! and it is the only module that imports the `virt` crate.
+//!
+//! Pieces:
+//! - [`xml`]: typed domain XML. A domain definition is built from typed structs and
+//!   serialised with serde + quick-xml, never by formatting strings, so no value a user
+//!   influenced (a VM title, a password) can inject XML. Also the readers for what we
+//!   need back from a live domain's XML (graphics port, our metadata).
+//! - [`accel`]: which accelerator a QEMU node should use (`auto|kvm|tcg`).
+//! - [`conn`]: [`Node`], one libvirt connection with its own worker threads,
+//!   timeouts and keep-alive.
+//!
+//! Invariants the rest of the server can rely on:
+//! - No call blocks the async runtime: libvirt calls run on the node's own worker
+//!   threads and every call has a deadline ([`LibvirtError::Timeout`]); opening a
+//!   connection has a deadline too, because `virConnectOpen` has none.
+//! - A node that stops answering is noticed (libvirt keep-alive) and its [`Node`] is
+//!   marked dead; from then on every call fails fast with
+//!   [`LibvirtError::Unreachable`] until the owner opens a new connection.
+//! - pvce only creates *transient* domains (`virDomainCreateXML`). The database is the
+//!   source of intent and the VM's disk is its state, so nothing needs to stay defined
+//!   on a node: when a VM stops, or a node reboots or dies, no stale definition is left
+//!   behind that could be started twice on two nodes or drift from the database. A VM
+//!   can then start on any node that reaches its disk. Domains pvce created carry a
+//!   `<pvce:vm>` metadata element, so the reconcile loop can tell them apart from
+//!   anything else running on a node.
+
+pub mod accel;
+pub mod conn;
+pub mod xml;
+
+pub use accel::{AccelSetting, resolve_qemu_hypervisor};
+pub use conn::{DomainInfo, DomainState, DriverKind, Node, NodeInfo, NodeOptions};
+pub use xml::{
+    DiskCache, DomainSpec, Graphics, GraphicsKind, Hypervisor, PVCE_XMLNS, PvceMetadata,
+    domain_xml, parse_graphics, parse_metadata,
+};
+
+/// Everything that can go wrong talking to libvirt, sorted by what the caller should do.
+#[derive(Debug, thiserror::Error)]
+pub enum LibvirtError {
+    /// Connecting failed or timed out, or the connection died (keep-alive expired,
+    /// socket closed). The node is unavailable: HTTP 503, and reconnect later.
+    #[error("node unreachable: {0}")]
+    Unreachable(String),
+    /// A call did not finish within its deadline. The node may be overloaded or hung;
+    /// the call may still complete on the node later (HTTP 503).
+    #[error("libvirt call timed out")]
+    Timeout,
+    /// No such domain.
+    #[error("no such domain")]
+    NotFound,
+    /// Any other libvirt error; `code` is libvirt's `virErrorNumber`.
+    #[error("libvirt error {code}: {message}")]
+    Libvirt { code: i32, message: String },
+    /// Domain XML could not be built or read back.
+    #[error("domain XML: {0}")]
+    Xml(String),
+    /// A [`DomainSpec`] field is not acceptable (e.g. a relative disk path, a title with
+    /// a newline). This is a bug in the caller, never something a user typed directly.
+    #[error("invalid domain spec: {0}")]
+    InvalidSpec(String),
+}
+
+impl LibvirtError {
+    /// True when the failure is about the node rather than the request (→ HTTP 503).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Unreachable(_) | Self::Timeout)
+    }
+
+    /// libvirt's `VIR_ERR_OPERATION_INVALID`: the domain is not in a state that allows
+    /// the operation (e.g. shutting down a paused domain) → HTTP 409.
+    pub fn is_operation_invalid(&self) -> bool {
+        matches!(self, Self::Libvirt { code, .. } if *code == virt::sys::VIR_ERR_OPERATION_INVALID as i32)
+    }
+}
+
+impl From<virt::error::Error> for LibvirtError {
+    fn from(e: virt::error::Error) -> Self {
+        use virt::enumutil::Enum;
+        use virt::error::ErrorNumber;
+        if matches!(e.code(), Enum::Known(ErrorNumber::NoDomain)) {
+            return Self::NotFound;
+        }
+        // Whether any other error means "the connection died" is decided by the caller
+        // holding the connection (conn.rs asks `virConnectIsAlive`), which is more
+        // reliable than guessing from codes: a dead socket surfaces as many codes.
+        if matches!(
+            e.code(),
+            Enum::Known(ErrorNumber::NoConnect | ErrorNumber::InvalidConn)
+        ) {
+            return Self::Unreachable(e.message().to_owned());
+        }
+        Self::Libvirt {
+            code: e.code().to_raw() as i32,
+            message: e.message().to_owned(),
+        }
+    }
+}

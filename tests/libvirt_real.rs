@@ -1,0 +1,284 @@
+//! The libvirt module against the real libvirtd of this machine (`qemu:///system`).
+//!
+//! These tests need a running libvirtd (where there is no systemd: `virtlogd -d;
+//! libvirtd -d`) and fail, rather than skip, without one. Guests run under TCG here
+//! (see DESIGN.md: this machine's /dev/kvm is nested PVM). Every domain they create is
+//! named `test-*` and destroyed even when an assertion fails.
+
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use pvce::libvirt::accel::cpuinfo_has_hw_virt;
+use pvce::libvirt::{
+    AccelSetting, DiskCache, DomainSpec, DomainState, GraphicsKind, Hypervisor, LibvirtError, Node,
+    NodeOptions, PvceMetadata,
+};
+
+const URI: &str = "qemu:///system";
+const LIBVIRT_SOCK: &str = "/run/libvirt/libvirt-sock";
+
+async fn open_system() -> Node {
+    match Node::open(URI, Duration::from_secs(10)).await {
+        Ok(node) => node,
+        Err(e) => panic!(
+            "cannot reach libvirtd at {URI}: {e}. These tests need a running libvirtd; \
+             without systemd start it with `virtlogd -d; libvirtd -d` (as root)"
+        ),
+    }
+}
+
+/// Destroys the domain when dropped, whatever happened in the test. Uses virsh so it
+/// does not depend on the code under test.
+struct DomainGuard(String);
+
+impl Drop for DomainGuard {
+    fn drop(&mut self) {
+        let _ = Command::new("virsh")
+            .args(["-c", URI, "destroy", &self.0])
+            .output();
+    }
+}
+
+/// A directory libvirt's QEMU user can reach: tempdirs are 0700, QEMU runs as
+/// libvirt-qemu, so open it up (libvirt chowns the disk image itself).
+fn reachable_tempdir() -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("pvce-libvirt-test-")
+        .tempdir()
+        .expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+        .expect("chmod tempdir");
+    dir
+}
+
+fn blank_qcow2(path: &Path) {
+    let out = Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2"])
+        .arg(path)
+        .arg("64M")
+        .output()
+        .expect("run qemu-img (install qemu-utils)");
+    assert!(
+        out.status.success(),
+        "qemu-img failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn spec(dir: &Path, hypervisor: Hypervisor, graphics: GraphicsKind) -> DomainSpec {
+    let uuid = uuid::Uuid::new_v4();
+    let disk = dir.join("disk.qcow2");
+    blank_qcow2(&disk);
+    DomainSpec {
+        name: format!("test-{uuid}"),
+        uuid,
+        title: "libvirt_real / tcg <&>".into(),
+        vcpus: 1,
+        memory_mib: 128,
+        hypervisor,
+        disk_path: disk,
+        // Tempdirs may be on tmpfs, which has no O_DIRECT.
+        disk_cache: DiskCache::Writeback,
+        graphics,
+        graphics_listen: "127.0.0.1".into(),
+        graphics_password: Some(match graphics {
+            GraphicsKind::Vnc => "s3cret".into(),
+            GraphicsKind::Spice => "a longer SPICE password".into(),
+        }),
+        serial_log: Some(dir.join("serial.log")),
+        smbios_serial: "test-host".into(),
+        metadata: PvceMetadata {
+            id: uuid.to_string(),
+            owner: "test-owner".into(),
+            course: Some("test-course".into()),
+            template: None,
+        },
+        network: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn transient_tcg_domain_runs_with_vnc_and_is_destroyed() {
+    domain_round_trip(GraphicsKind::Vnc).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn transient_tcg_domain_runs_with_spice_and_is_destroyed() {
+    domain_round_trip(GraphicsKind::Spice).await;
+}
+
+async fn domain_round_trip(kind: GraphicsKind) {
+    let node = open_system().await;
+    let hv = node
+        .hypervisor_for(AccelSetting::Auto)
+        .await
+        .expect("hypervisor");
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    if !cpuinfo_has_hw_virt(&cpuinfo) {
+        assert_eq!(hv, Hypervisor::Tcg, "auto must pick TCG without vmx/svm");
+    }
+
+    let dir = reachable_tempdir();
+    let s = spec(dir.path(), hv, kind);
+    let _guard = DomainGuard(s.name.clone());
+
+    let info = node.create_domain(&s).await.expect("create domain");
+    assert_eq!(info.name, s.name);
+    assert_eq!(info.uuid, s.uuid);
+    assert_eq!(info.state, DomainState::Running);
+    assert_eq!(info.metadata.as_ref(), Some(&s.metadata));
+    let g = info
+        .graphics
+        .clone()
+        .expect("graphics read back from live XML");
+    assert_eq!(g.kind, kind);
+    assert_eq!(g.listen, "127.0.0.1");
+    assert!(g.port >= 5900, "port {}", g.port);
+
+    // QEMU really serves the console there.
+    let mut sock = std::net::TcpStream::connect(("127.0.0.1", g.port)).expect("connect console");
+    if kind == GraphicsKind::Vnc {
+        // An RFB server speaks first, with its version.
+        sock.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let mut banner = [0u8; 12];
+        sock.read_exact(&mut banner).expect("RFB banner");
+        assert!(banner.starts_with(b"RFB "), "{banner:?}");
+    }
+    drop(sock);
+
+    // Lookup and listing see it, as pvce's.
+    let got = node.domain(&s.name).await.expect("lookup").expect("exists");
+    assert_eq!(got.state, DomainState::Running);
+    assert_eq!(got.graphics, Some(g));
+    let ours = node.list_pvce_domains().await.expect("list");
+    assert!(ours.iter().any(|d| d.name == s.name));
+
+    // Nothing stays defined: destroyed means gone.
+    assert!(node.destroy(&s.name).await.expect("destroy"));
+    assert_eq!(node.domain(&s.name).await.expect("lookup"), None);
+    assert!(!node.destroy(&s.name).await.expect("destroy again"));
+
+    let ni = node.node_info().await.expect("node info");
+    assert!(
+        ni.cpus > 0 && ni.mem_total_mib > 0 && ni.mem_free_mib > 0,
+        "{ni:?}"
+    );
+}
+
+/// A TCP front for the local libvirtd socket that can be frozen: it then keeps both
+/// connections open but forwards nothing, exactly like a hung node.
+struct FreezableProxy {
+    port: u16,
+    frozen: Arc<AtomicBool>,
+}
+
+impl FreezableProxy {
+    async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let frozen = Arc::new(AtomicBool::new(false));
+        let f = frozen.clone();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let unix = tokio::net::UnixStream::connect(LIBVIRT_SOCK)
+                    .await
+                    .expect("connect libvirt socket");
+                let (tr, tw) = tcp.into_split();
+                let (ur, uw) = unix.into_split();
+                tokio::spawn(pump(tr, uw, f.clone()));
+                tokio::spawn(pump(ur, tw, f.clone()));
+            }
+        });
+        Self { port, frozen }
+    }
+
+    fn uri(&self) -> String {
+        format!("qemu+tcp://127.0.0.1:{}/system", self.port)
+    }
+}
+
+async fn pump(
+    mut from: impl tokio::io::AsyncRead + Unpin,
+    mut to: impl tokio::io::AsyncWrite + Unpin,
+    frozen: Arc<AtomicBool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if frozen.load(Ordering::SeqCst) {
+            // Hold both sockets, answer nothing, forever.
+            std::future::pending::<()>().await;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keepalive_marks_a_frozen_node_dead() {
+    // Fail clearly when libvirtd is not running at all.
+    drop(open_system().await);
+
+    let proxy = FreezableProxy::start().await;
+    let opts = NodeOptions {
+        call_timeout: Duration::from_secs(30),
+        keepalive_interval_secs: 1,
+        keepalive_count: 2,
+        ..NodeOptions::default()
+    };
+    let node = Node::open_with(&proxy.uri(), Duration::from_secs(10), opts)
+        .await
+        .expect("open through proxy");
+    node.node_info().await.expect("works before freezing");
+    assert!(node.is_alive());
+
+    proxy.frozen.store(true, Ordering::SeqCst);
+    let started = Instant::now();
+    let r = node.node_info().await;
+    let took = started.elapsed();
+    // Keep-alive (1 s × 2) closes the connection long before the 30 s call deadline.
+    assert!(matches!(r, Err(LibvirtError::Unreachable(_))), "{r:?}");
+    assert!(took < Duration::from_secs(15), "took {took:?}");
+    eprintln!("frozen node noticed after {took:?}: {r:?}");
+    assert!(!node.is_alive());
+
+    // A dead node fails fast from then on…
+    let started = Instant::now();
+    let r = node.node_info().await;
+    assert!(matches!(r, Err(LibvirtError::Unreachable(_))), "{r:?}");
+    assert!(started.elapsed() < Duration::from_millis(100));
+
+    // …and a new connection works once the node answers again.
+    proxy.frozen.store(false, Ordering::SeqCst);
+    let again = node
+        .reopen(Duration::from_secs(10))
+        .await
+        .expect("reopen after thaw");
+    again.node_info().await.expect("works after reopen");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_request_does_not_kill_the_connection() {
+    let node = open_system().await;
+    let dir = reachable_tempdir();
+    let mut s = spec(dir.path(), Hypervisor::Tcg, GraphicsKind::Vnc);
+    s.disk_path = dir.path().join("missing.qcow2");
+    let _guard = DomainGuard(s.name.clone());
+    let r = node.create_domain(&s).await;
+    assert!(matches!(r, Err(LibvirtError::Libvirt { .. })), "{r:?}");
+    assert!(node.is_alive());
+    node.node_info().await.expect("still usable");
+}
