@@ -1,0 +1,460 @@
+#!/usr/bin/env bash
+# build-tiny-guest.sh — build the pvce "tiny-linux" test/demo guest, offline,
+# from Debian packages, without root-only tricks (no mount, loop or nbd).
+#
+# Usage: scripts/build-tiny-guest.sh OUTPUT.qcow2 [--name TEMPLATE_NAME] [--extra-dir DIR]
+#
+#   --name NAME      template name baked into the guest (/etc/pvce-template and the
+#                    boot banner "pvce template: NAME"); default "tiny-linux".
+#   --extra-dir DIR  copy DIR's contents over the root file system (after the base
+#                    files, so it may add or replace files), e.g. marker files of a
+#                    child template.
+#
+# What comes out: a compressed qcow2 (~15 MB on disk, virtual size 1 GiB — the same
+# as the "blank" root template, so the image can sit on top of it in a backing chain).
+#   MBR (syslinux mbr.bin)
+#   vda1  32 MiB FAT16, active: SYSLINUX, vmlinuz (Debian cloud kernel), initrd.gz
+#   vda2  ~991 MiB ext4 (label pvce-root), busybox-static userland, mounted by the
+#         initramfs with commit=1,nodelalloc so a hard power-off keeps recent writes.
+#
+# Guest behaviour (tests rely on these strings, on ttyS0 and on tty0/VGA):
+#   "pvce template: NAME"  then  "BOOT-OK HOSTNAME"
+# HOSTNAME is /sys/class/dmi/id/product_serial (SMBIOS type 1 serial, e.g. qemu
+# -smbios type=1,serial=X or libvirt <sysinfo type='smbios'><system><entry
+# name='serial'>X</entry> with <os><smbios mode='sysinfo'/>), reduced to
+# [A-Za-z0-9._-] and 63 chars; "tiny" if empty. After BOOT-OK a root shell runs on
+# ttyS0 and on tty1 (VGA/VNC), respawned by busybox init. ACPI power button ->
+# busybox acpid -> /etc/acpi/PWRF/00000080 -> sync + poweroff. The NIC must be
+# virtio (the cloud kernel has no e1000/rtl8139 drivers).
+#
+# Needs (Debian): apt (only for the first download), dpkg-deb, fdisk (sfdisk),
+# dosfstools (mkfs.fat), mtools (mcopy), syslinux + syslinux-common (mbr.bin),
+# e2fsprogs (mkfs.ext4 with -d), qemu-utils (qemu-img), gzip, coreutils.
+# Downloaded .debs are cached in ${PVCE_CACHE_DIR:-$HOME/.cache/pvce}/debs, the
+# extracted kernel + module subset in .../tiny-kernel; a re-run does not touch the
+# network. Environment overrides: PVCE_KERNEL_PKG (default: what
+# linux-image-cloud-amd64 depends on).
+set -euo pipefail
+
+PROG=build-tiny-guest
+die() { echo "$PROG: error: $*" >&2; exit 1; }
+log() { echo "$PROG: $*" >&2; }
+
+usage() {
+    sed -n '4,10p' "$0" | sed 's/^# \{0,1\}//' >&2
+    exit "${1:-2}"
+}
+
+# ---------------------------------------------------------------- arguments
+OUT=""
+NAME="tiny-linux"
+EXTRA_DIR=""
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --name) [ $# -ge 2 ] || die "--name needs a value"; NAME="$2"; shift 2 ;;
+        --name=*) NAME="${1#--name=}"; shift ;;
+        --extra-dir) [ $# -ge 2 ] || die "--extra-dir needs a value"; EXTRA_DIR="$2"; shift 2 ;;
+        --extra-dir=*) EXTRA_DIR="${1#--extra-dir=}"; shift ;;
+        -h|--help) usage 0 ;;
+        -*) die "unknown option: $1 (see --help)" ;;
+        *) [ -z "$OUT" ] || die "more than one OUTPUT given: '$OUT' and '$1'"; OUT="$1"; shift ;;
+    esac
+done
+[ -n "$OUT" ] || { echo "$PROG: error: OUTPUT.qcow2 is required" >&2; usage 2; }
+[[ "$NAME" =~ ^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$ ]] ||
+    die "template name '$NAME' must match [A-Za-z0-9][A-Za-z0-9._-]* (max 63 chars)"
+if [ -n "$EXTRA_DIR" ]; then
+    [ -d "$EXTRA_DIR" ] || die "--extra-dir '$EXTRA_DIR' is not a directory"
+    EXTRA_DIR="$(cd "$EXTRA_DIR" && pwd)"
+fi
+OUT_DIR="$(dirname -- "$OUT")"
+[ -d "$OUT_DIR" ] || die "output directory '$OUT_DIR' does not exist"
+[ -w "$OUT_DIR" ] || die "output directory '$OUT_DIR' is not writable"
+
+START_NS=$(date +%s%N)
+
+# ---------------------------------------------------------------- tools
+export PATH="$PATH:/usr/sbin:/sbin"
+need() {
+    local tool="$1" pkg="$2"
+    command -v "$tool" >/dev/null 2>&1 || die "'$tool' not found (install the Debian package '$pkg')"
+}
+need dpkg-deb dpkg
+need sfdisk fdisk
+need mkfs.fat dosfstools
+need mcopy mtools
+need syslinux syslinux
+need mkfs.ext4 e2fsprogs
+need qemu-img qemu-utils
+need gzip gzip
+
+MBR_BIN=""
+for f in /usr/lib/syslinux/mbr/mbr.bin /usr/lib/SYSLINUX/mbr.bin /usr/share/syslinux/mbr.bin; do
+    [ -f "$f" ] && { MBR_BIN="$f"; break; }
+done
+[ -n "$MBR_BIN" ] || die "syslinux mbr.bin not found (install the Debian package 'syslinux-common')"
+
+# ---------------------------------------------------------------- temp + cleanup
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/pvce-tiny-guest.XXXXXX")"
+OUT_TMP="$OUT.tmp.$$"
+cleanup() {
+    local rc=$?
+    rm -rf -- "$WORK"
+    rm -f -- "$OUT_TMP"
+    [ $rc -eq 0 ] || log "FAILED (exit $rc)"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---------------------------------------------------------------- packages (cached)
+CACHE_DIR="${PVCE_CACHE_DIR:-$HOME/.cache/pvce}"
+DEB_CACHE="$CACHE_DIR/debs"
+mkdir -p "$DEB_CACHE" || die "cannot create cache directory '$DEB_CACHE'"
+
+# Print the path of a cached .deb for package $1, downloading it if needed.
+# Prefers the apt candidate version; offline, falls back to the newest cached one.
+fetch_deb() {
+    local pkg="$1" ver="" file="" cached=""
+    if command -v apt-cache >/dev/null 2>&1; then
+        ver="$(apt-cache policy "$pkg" 2>/dev/null | awk '/Candidate:/ {print $2; exit}')"
+        [ "$ver" = "(none)" ] && ver=""
+    fi
+    if [ -n "$ver" ]; then
+        file="$DEB_CACHE/${pkg}_${ver//:/%3a}_amd64.deb"
+        if [ -s "$file" ]; then echo "$file"; return 0; fi
+        if command -v apt-get >/dev/null 2>&1; then
+            log "downloading $pkg $ver into $DEB_CACHE"
+            local dl="$WORK/dl-$pkg"
+            mkdir -p "$dl"
+            chmod 0777 "$dl" 2>/dev/null || true   # lets apt's _apt user write here
+            if (cd "$dl" && apt-get download -q "$pkg=$ver") >"$WORK/dl-$pkg.log" 2>&1; then
+                local got
+                got="$(ls "$dl"/*.deb 2>/dev/null | head -n1)"
+                if [ -n "$got" ]; then
+                    mv -f "$got" "$file.part" && mv -f "$file.part" "$file"
+                    echo "$file"; return 0
+                fi
+            fi
+            log "warning: 'apt-get download $pkg=$ver' failed:"
+            sed 's/^/    /' "$WORK/dl-$pkg.log" >&2 || true
+        fi
+    fi
+    cached="$(ls "$DEB_CACHE/${pkg}"_*.deb 2>/dev/null | sort -V | tail -n1 || true)"
+    [ -n "$cached" ] || die "package '$pkg' is not in $DEB_CACHE and could not be downloaded (needs a Debian mirror in apt's sources and 'apt-get update')"
+    log "using cached $(basename "$cached")"
+    echo "$cached"
+}
+
+KERNEL_PKG="${PVCE_KERNEL_PKG:-}"
+if [ -z "$KERNEL_PKG" ]; then
+    if command -v apt-cache >/dev/null 2>&1; then
+        KERNEL_PKG="$(apt-cache depends linux-image-cloud-amd64 2>/dev/null |
+            awk '$1 == "Depends:" && $2 ~ /^linux-image-[0-9].*-cloud-amd64$/ {print $2; exit}')"
+    fi
+    if [ -z "$KERNEL_PKG" ]; then
+        # offline / no apt: newest cached cloud kernel
+        KERNEL_PKG="$(ls "$DEB_CACHE"/linux-image-[0-9]*-cloud-amd64_*.deb 2>/dev/null |
+            sort -V | tail -n1 | xargs -r basename | sed 's/_.*//')"
+    fi
+    [ -n "$KERNEL_PKG" ] || die "cannot find the cloud kernel package: 'apt-cache depends linux-image-cloud-amd64' gave nothing (run 'apt-get update'?) and nothing is cached in $DEB_CACHE; set PVCE_KERNEL_PKG"
+fi
+KERNEL_DEB="$(fetch_deb "$KERNEL_PKG")"
+BUSYBOX_DEB="$(fetch_deb busybox-static)"
+
+# ---------------------------------------------------------------- busybox
+mkdir -p "$WORK/bb"
+dpkg-deb -x "$BUSYBOX_DEB" "$WORK/bb" || die "cannot unpack $BUSYBOX_DEB"
+BB="$WORK/bb/bin/busybox"
+[ -x "$BB" ] || die "$BUSYBOX_DEB has no bin/busybox"
+"$BB" true || die "the busybox from $BUSYBOX_DEB does not run here"
+
+# ---------------------------------------------------------------- kernel + modules (cached)
+# Modules loaded in the guest (plus their dependencies). Missing ones are skipped.
+MODULES="virtio_pci virtio_blk virtio_net virtio_console virtio_rng virtio_balloon virtio_input button evdev"
+KEY="$(basename "$KERNEL_DEB" .deb)-$(echo "$MODULES" | cksum | cut -d' ' -f1)"
+KCACHE="$CACHE_DIR/tiny-kernel/$KEY"
+if [ ! -f "$KCACHE/.complete" ]; then
+    log "unpacking $(basename "$KERNEL_DEB") (once; cached in $KCACHE)"
+    KX="$WORK/kernel-x"
+    mkdir -p "$KX"
+    dpkg-deb --fsys-tarfile "$KERNEL_DEB" | tar -x -C "$KX" --wildcards \
+        './boot/vmlinuz-*' './lib/modules/*' ||
+        die "cannot unpack $KERNEL_DEB"
+    VMLINUZ="$(ls "$KX"/boot/vmlinuz-* 2>/dev/null | head -n1)"
+    [ -n "$VMLINUZ" ] || die "$KERNEL_DEB has no /boot/vmlinuz-*"
+    KVER="${VMLINUZ##*/vmlinuz-}"
+    KMOD="$KX/lib/modules/$KVER"
+    [ -d "$KMOD/kernel" ] || die "$KERNEL_DEB has no /lib/modules/$KVER/kernel"
+
+    # name -> path index (module names compare with '-' == '_')
+    find "$KMOD/kernel" -name '*.ko' | sed 's|.*/\(.*\)\.ko$|\1 &|' |
+        awk '{n=$1; gsub("-","_",n); print n, $2}' >"$WORK/modindex"
+    declare -A SEEN=()
+    STAGE="$WORK/kcache"
+    mkdir -p "$STAGE/modules/lib/modules/$KVER"
+    add_module() {
+        local name="${1//-/_}" path dep
+        [ -n "${SEEN[$name]:-}" ] && return 0
+        SEEN[$name]=1
+        path="$(awk -v n="$name" '$1 == n {print $2; exit}' "$WORK/modindex")"
+        if [ -z "$path" ]; then
+            if grep -q "/${name}\.ko\$\|/${1}\.ko\$" "$KMOD/modules.builtin" 2>/dev/null; then
+                return 0   # built in
+            fi
+            log "note: module $name not in this kernel, skipped"
+            return 0
+        fi
+        local rel="${path#"$KMOD"/}"
+        mkdir -p "$STAGE/modules/lib/modules/$KVER/$(dirname "$rel")"
+        cp "$path" "$STAGE/modules/lib/modules/$KVER/$rel"
+        for dep in $(tr '\0' '\n' <"$path" | sed -n 's/^depends=//p' | tr ',' ' '); do
+            add_module "$dep"
+        done
+    }
+    for m in $MODULES; do add_module "$m"; done
+    cp "$KMOD/modules.builtin" "$KMOD/modules.order" "$STAGE/modules/lib/modules/$KVER/" 2>/dev/null || true
+    "$BB" depmod -b "$STAGE/modules" "$KVER" || die "busybox depmod failed"
+    [ -s "$STAGE/modules/lib/modules/$KVER/modules.dep" ] || die "busybox depmod made no modules.dep"
+    cp "$VMLINUZ" "$STAGE/vmlinuz"
+    echo "$KVER" >"$STAGE/kver"
+    rm -rf "$KX"
+    mkdir -p "$(dirname "$KCACHE")"
+    rm -rf "$KCACHE.new.$$"
+    cp -a "$STAGE" "$KCACHE.new.$$"
+    touch "$KCACHE.new.$$/.complete"
+    rm -rf "$KCACHE"
+    mv "$KCACHE.new.$$" "$KCACHE"
+fi
+KVER="$(cat "$KCACHE/kver")"
+MODTREE="$KCACHE/modules"
+
+# ---------------------------------------------------------------- file trees
+# install_busybox ROOT: busybox + one symlink per applet
+install_busybox() {
+    local root="$1" p
+    mkdir -p "$root/bin" "$root/sbin" "$root/usr/bin" "$root/usr/sbin"
+    cp "$BB" "$root/bin/busybox"
+    chmod 0755 "$root/bin/busybox"
+    for p in $("$BB" --list-full); do
+        case "$p" in linuxrc|bin/busybox) continue ;; esac
+        ln -sf /bin/busybox "$root/$p"
+    done
+}
+
+# ---- initramfs
+IR="$WORK/initramfs"
+mkdir -p "$IR"/{dev,proc,sys,newroot}
+install_busybox "$IR"
+cp -a "$MODTREE/lib" "$IR/"
+cat >"$IR/init" <<'EOF'
+#!/bin/sh
+# pvce tiny guest initramfs: load virtio drivers, mount the ext4 root, switch_root.
+export PATH=/sbin:/bin:/usr/sbin:/usr/bin
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+exec 0<>/dev/console 1>&0 2>&0
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+
+root=/dev/vda2
+rootflags=commit=1,nodelalloc
+for arg in $(cat /proc/cmdline); do
+    case "$arg" in
+        root=*) root="${arg#root=}" ;;
+        rootflags=*) rootflags="${arg#rootflags=}" ;;
+    esac
+done
+
+rescue() {
+    echo "pvce initramfs: $* -- dropping to a shell" >&2
+    exec setsid cttyhack sh
+}
+
+for m in virtio_pci virtio_blk virtio_net virtio_console virtio_rng virtio_balloon virtio_input button evdev; do
+    modprobe "$m" 2>/dev/null || echo "pvce initramfs: could not load $m" >&2
+done
+
+i=0
+while [ ! -b "$root" ]; do
+    i=$((i + 1))
+    [ $i -le 200 ] || rescue "root device $root did not appear in 20 s"
+    usleep 100000
+done
+mount -t ext4 -o "rw,$rootflags" "$root" /newroot || rescue "cannot mount $root"
+[ -x /newroot/sbin/init ] || rescue "no /sbin/init on $root"
+mount --move /dev /newroot/dev || umount /dev
+umount /sys /proc
+exec switch_root /newroot /sbin/init
+EOF
+chmod 0755 "$IR/init"
+(cd "$IR" && find . | "$BB" cpio -o -H newc -R 0:0 2>/dev/null) | gzip -9n >"$WORK/initrd.gz" ||
+    die "cannot build the initramfs"
+
+# ---- root file system
+RT="$WORK/root"
+mkdir -p "$RT"/{dev,proc,sys,run,tmp,root,etc/init.d,etc/acpi/PWRF,var/log,mnt,home,lib}
+chmod 1777 "$RT/tmp"
+chmod 0700 "$RT/root"
+ln -s /run "$RT/var/run"
+install_busybox "$RT"
+cp -a "$MODTREE/lib/modules" "$RT/lib/"
+echo "$NAME" >"$RT/etc/pvce-template"
+echo "tiny" >"$RT/etc/hostname"
+cat >"$RT/etc/passwd" <<'EOF'
+root:x:0:0:root:/root:/bin/sh
+EOF
+cat >"$RT/etc/group" <<'EOF'
+root:x:0:
+EOF
+cat >"$RT/etc/shadow" <<'EOF'
+root::1:0:99999:7:::
+EOF
+chmod 0600 "$RT/etc/shadow"
+cat >"$RT/etc/os-release" <<EOF
+NAME="pvce tiny guest"
+ID=pvce-tiny
+PRETTY_NAME="pvce tiny guest ($NAME)"
+VERSION_ID=1
+EOF
+cat >"$RT/etc/fstab" <<'EOF'
+/dev/vda2 / ext4 rw,commit=1,nodelalloc 0 1
+proc /proc proc defaults 0 0
+sysfs /sys sysfs defaults 0 0
+devpts /dev/pts devpts gid=5,mode=620 0 0
+tmpfs /run tmpfs mode=0755,nosuid,nodev 0 0
+tmpfs /tmp tmpfs mode=1777,nosuid,nodev 0 0
+EOF
+cat >"$RT/etc/profile" <<'EOF'
+export PATH=/sbin:/usr/sbin:/bin:/usr/bin
+export HOME=/root
+[ "$(id -u)" = 0 ] && PS1='\u@\h:\w# ' || PS1='\u@\h:\w$ '
+cd "$HOME" 2>/dev/null
+EOF
+cat >"$RT/etc/inittab" <<'EOF'
+# busybox init: rcS prints the banner and BOOT-OK, then root shells on
+# the serial console and on tty1 (VGA / VNC console), respawned.
+::sysinit:/etc/init.d/rcS
+ttyS0::respawn:-/bin/sh
+tty1::respawn:-/bin/sh
+::ctrlaltdel:/sbin/reboot
+::shutdown:/etc/init.d/rcK
+::restart:/sbin/init
+EOF
+cat >"$RT/etc/init.d/rcS" <<'EOF'
+#!/bin/sh
+# pvce tiny guest boot script (run once by busybox init)
+export PATH=/sbin:/usr/sbin:/bin:/usr/bin
+mounted() { grep -q " $1 " /proc/mounts 2>/dev/null; }
+mounted /proc || mount -t proc proc /proc
+mounted /sys || mount -t sysfs sysfs /sys
+mounted /dev || mount -t devtmpfs devtmpfs /dev
+mkdir -p /dev/pts /dev/shm
+mounted /dev/pts || mount -t devpts -o gid=5,mode=620 devpts /dev/pts
+mounted /run || mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs /run
+mounted /tmp || mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /tmp
+# the initramfs mounted / rw with commit=1,nodelalloc; make sure (e.g. if booted without it)
+mount -o remount,rw,commit=1,nodelalloc / 2>/dev/null
+
+say() {
+    for t in /dev/ttyS0 /dev/tty0; do
+        [ -c "$t" ] && echo "$*" >"$t" 2>/dev/null
+    done
+}
+
+# hostname: SMBIOS system serial (set per VM by pvce), else "tiny"
+hn=""
+if [ -r /sys/class/dmi/id/product_serial ]; then
+    hn="$(tr -cd 'A-Za-z0-9._-' </sys/class/dmi/id/product_serial | cut -c1-63)"
+fi
+[ -n "$hn" ] || hn=tiny
+hostname "$hn"
+
+template="$(cat /etc/pvce-template 2>/dev/null)"
+say "pvce template: ${template:-unknown}"
+
+for m in virtio_pci virtio_blk virtio_net virtio_console virtio_rng virtio_balloon virtio_input button evdev; do
+    modprobe "$m" 2>/dev/null
+done
+
+# ACPI power button -> /etc/acpi/PWRF/00000080 (busybox acpid reads /dev/input/event*)
+acpid -l /run/acpid.log -p /run/acpid.pid
+
+ifconfig lo 127.0.0.1 up
+[ -d /sys/class/net/eth0 ] && ifconfig eth0 up
+
+say "BOOT-OK $hn"
+EOF
+cat >"$RT/etc/init.d/rcK" <<'EOF'
+#!/bin/sh
+# run by busybox init on poweroff / reboot
+export PATH=/sbin:/usr/sbin:/bin:/usr/bin
+echo "pvce: shutting down" >/dev/console
+[ -f /run/acpid.pid ] && kill "$(cat /run/acpid.pid)" 2>/dev/null
+sync
+umount -a -r 2>/dev/null
+mount -o remount,ro / 2>/dev/null
+sync
+EOF
+cat >"$RT/etc/acpi/PWRF/00000080" <<'EOF'
+#!/bin/sh
+# busybox acpid runs this on an ACPI power-button event (e.g. virsh shutdown,
+# QMP system_powerdown): flush and power off cleanly.
+echo "pvce: ACPI power button, powering off" >/dev/console
+sync
+exec /sbin/poweroff
+EOF
+chmod 0755 "$RT/etc/init.d/rcS" "$RT/etc/init.d/rcK" "$RT/etc/acpi/PWRF/00000080"
+
+if [ -n "$EXTRA_DIR" ]; then
+    log "adding $EXTRA_DIR"
+    cp -a "$EXTRA_DIR"/. "$RT"/ || die "cannot copy --extra-dir '$EXTRA_DIR'"
+fi
+
+# ---------------------------------------------------------------- disk image
+SECTOR=512
+DISK_MIB=1024                    # virtual size
+BOOT_START=2048                  # 1 MiB alignment
+BOOT_SECTORS=$((32 * 2048))      # 32 MiB FAT16
+ROOT_START=$((BOOT_START + BOOT_SECTORS))
+DISK_SECTORS=$((DISK_MIB * 2048))
+ROOT_SECTORS=$((DISK_SECTORS - ROOT_START))
+
+# syslinux boot partition
+cat >"$WORK/syslinux.cfg" <<'EOF'
+SERIAL 0 115200
+DEFAULT pvce
+PROMPT 0
+TIMEOUT 0
+LABEL pvce
+  LINUX /vmlinuz
+  INITRD /initrd.gz
+  APPEND console=tty0 console=ttyS0,115200 root=/dev/vda2 rootflags=commit=1,nodelalloc
+EOF
+BOOTIMG="$WORK/boot.img"
+mkfs.fat -C -F 16 -n PVCEBOOT -h "$BOOT_START" "$BOOTIMG" $((BOOT_SECTORS / 2)) >/dev/null ||
+    die "mkfs.fat failed"
+syslinux --install "$BOOTIMG" || die "syslinux --install failed"
+mcopy -i "$BOOTIMG" -o "$KCACHE/vmlinuz" ::vmlinuz || die "mcopy vmlinuz failed"
+mcopy -i "$BOOTIMG" -o "$WORK/initrd.gz" ::initrd.gz || die "mcopy initrd.gz failed"
+mcopy -i "$BOOTIMG" -o "$WORK/syslinux.cfg" ::syslinux.cfg || die "mcopy syslinux.cfg failed"
+
+# whole disk: partition table, MBR boot code, boot partition, ext4 root made in place
+DISK="$WORK/disk.raw"
+truncate -s $((DISK_SECTORS * SECTOR)) "$DISK"
+sfdisk -q "$DISK" >/dev/null <<EOF || die "sfdisk failed"
+label: dos
+unit: sectors
+start=$BOOT_START, size=$BOOT_SECTORS, type=e, bootable
+start=$ROOT_START, size=$ROOT_SECTORS, type=83
+EOF
+dd if="$MBR_BIN" of="$DISK" bs=440 count=1 conv=notrunc status=none || die "writing mbr.bin failed"
+dd if="$BOOTIMG" of="$DISK" bs=1M seek=$((BOOT_START * SECTOR / 1048576)) conv=notrunc,sparse status=none ||
+    die "writing the boot partition failed"
+mkfs.ext4 -q -F -t ext4 -L pvce-root -m 0 \
+    -E "offset=$((ROOT_START * SECTOR)),root_owner=0:0,nodiscard" \
+    -d "$RT" "$DISK" $((ROOT_SECTORS / 2))k || die "mkfs.ext4 -d failed (e2fsprogs >= 1.43 needed)"
+
+qemu-img convert -q -c -f raw -O qcow2 "$DISK" "$OUT_TMP" || die "qemu-img convert failed"
+mv -f "$OUT_TMP" "$OUT"
+
+END_NS=$(date +%s%N)
+log "wrote $OUT: template '$NAME', kernel $KVER, $(du -k "$OUT" | cut -f1) KiB on disk, ${DISK_MIB} MiB virtual, $(( (END_NS - START_NS) / 1000000 )) ms"
