@@ -28,3 +28,4 @@ pub mod storage;
 pub mod templates;
 pub mod users;
 pub mod vms;
+pub mod web;

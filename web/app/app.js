@@ -1,0 +1,205 @@
+// pvce web UI: the shell (login, header, navigation) and a hash router that
+// mounts one view at a time. Views live in their own modules and are loaded
+// on demand; each exports mount(container, params, ctx) → { unmount() }.
+
+import { t, toggleLang, bind, onLangChange } from './i18n.js';
+import { h, icon, toast, toastError, replace } from './ui.js';
+import { get, post, setUnauthorizedHandler } from './api.js';
+
+const root = document.getElementById('app');
+
+/** The signed-in user, or null. */
+let me = null;
+let currentView = null;
+let routeSeq = 0;
+
+const ROUTES = [
+  // [pattern, module, roles allowed]
+  [/^courses$/, './student.js', ['student', 'teacher', 'admin']],
+  [/^desktop\/([\w-]+)$/, './desktop.js', ['student', 'teacher', 'admin']],
+  [/^teach$/, './teacher.js', ['teacher', 'admin']],
+  [/^teach\/new$/, './teacher.js', ['teacher', 'admin'], 'new'],
+  [/^teach\/([\w-]+)$/, './teacher.js', ['teacher', 'admin'], 'course'],
+  [/^templates$/, './templates.js', ['teacher', 'admin']],
+  [/^nodes$/, './admin.js', ['admin'], 'nodes'],
+  [/^users$/, './admin.js', ['admin'], 'users'],
+];
+
+function homeFor(user) {
+  if (user.role === 'admin') return 'nodes';
+  if (user.role === 'teacher') return 'teach';
+  return 'courses';
+}
+
+function navFor(user) {
+  if (user.role === 'admin') return [['nodes', 'nav.nodes'], ['users', 'nav.users'], ['teach', 'nav.teach'], ['templates', 'nav.templates']];
+  if (user.role === 'teacher') return [['teach', 'nav.teach'], ['templates', 'nav.templates']];
+  return [['courses', 'nav.courses']];
+}
+
+function langButton() {
+  return h('button', { type: 'button', class: 'btn ghost lang-toggle', i18nAria: 'lang.switch.aria', onclick: toggleLang },
+    icon('globe'), h('span', { i18n: 'lang.switch' }));
+}
+
+// ---------------------------------------------------------------- login
+
+function showLogin() {
+  unmountView();
+  me = null;
+  const user = h('input', { id: 'login-username', name: 'username', autocomplete: 'username', required: true, autocapitalize: 'none', spellcheck: 'false' });
+  const pass = h('input', { id: 'login-password', name: 'password', type: 'password', autocomplete: 'current-password', required: true });
+  const error = h('p', { class: 'form-error', role: 'alert', hidden: true });
+  const submit = h('button', { type: 'submit', class: 'btn primary block', i18n: 'login.submit' });
+  const form = h('form', { class: 'login-form', novalidate: true, 'aria-labelledby': 'login-title' },
+    h('h1', { id: 'login-title', i18n: 'login.title' }),
+    h('p', { class: 'muted', i18n: 'login.subtitle' }),
+    h('div', { class: 'field' }, h('label', { for: 'login-username', i18n: 'login.username' }), user),
+    h('div', { class: 'field' }, h('label', { for: 'login-password', i18n: 'login.password' }), pass),
+    error,
+    submit);
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    if (!user.value.trim() || !pass.value) {
+      (user.value.trim() ? pass : user).focus();
+      return;
+    }
+    submit.disabled = true;
+    bind(submit, 'login.busy');
+    error.hidden = true;
+    try {
+      const res = await post('/api/auth/login', { username: user.value.trim(), password: pass.value }, { quiet401: true });
+      pass.value = '';
+      me = res.user;
+      showApp();
+    } catch (err) {
+      error.hidden = false;
+      if (err.status === 401) bind(error, 'login.failed'); else { delete error.dataset.i18n; error.textContent = err.message; }
+      pass.select();
+    } finally {
+      submit.disabled = false;
+      bind(submit, 'login.submit');
+    }
+  });
+  replace(root,
+    h('div', { class: 'login-page' },
+      h('section', { class: 'login-hero', 'aria-hidden': 'false' },
+        h('div', { class: 'brand brand-light' }, logo(), h('span', { class: 'brand-name' }, 'pvce')),
+        h('div', { class: 'hero-copy' },
+          h('h2', { i18n: 'login.hero.title' }),
+          h('p', { i18n: 'login.hero.body' })),
+        heroArt()),
+      h('main', { class: 'login-main' },
+        h('div', { class: 'login-top' }, langButton()),
+        h('div', { class: 'card login-card' }, form))));
+  user.focus();
+}
+
+function logo() {
+  const img = h('img', { src: '/favicon.svg', alt: '', width: 32, height: 32, class: 'logo' });
+  return img;
+}
+
+function heroArt() {
+  // A stylised desktop window, pure CSS.
+  return h('div', { class: 'hero-art', 'aria-hidden': 'true' },
+    h('div', { class: 'hero-window' },
+      h('div', { class: 'hero-bar' }, h('i'), h('i'), h('i')),
+      h('div', { class: 'hero-screen' },
+        h('code', {}, '$ gcc hello.c -o hello'), h('code', {}, '$ ./hello'), h('code', {}, 'Hello, lab!'), h('code', { class: 'cursor' }, '$ '))));
+}
+
+// ---------------------------------------------------------------- shell
+
+let shell = null;
+
+function showApp() {
+  const nav = h('nav', { class: 'nav', i18nAria: 'nav.main' },
+    navFor(me).map(([route, key]) => h('a', { href: `#/${route}`, class: 'nav-link', dataset: { route }, i18n: key })));
+  const userChip = h('div', { class: 'user-chip' },
+    h('span', { class: 'avatar', 'aria-hidden': 'true' }, (me.display_name || me.username).slice(0, 1).toUpperCase()),
+    h('span', { class: 'user-text' },
+      h('span', { class: 'user-name' }, me.display_name || me.username),
+      h('span', { class: 'user-role', i18n: `role.${me.role}` })));
+  const logout = h('button', { type: 'button', class: 'btn ghost', i18nAria: 'logout', i18nTitle: 'logout', onclick: doLogout },
+    icon('logout'), h('span', { class: 'hide-narrow', i18n: 'logout' }));
+  const view = h('main', { id: 'view', class: 'view', tabindex: '-1' });
+  shell = { nav, view };
+  replace(root,
+    h('header', { class: 'topbar' },
+      h('a', { class: 'brand', href: `#/${homeFor(me)}` }, logo(), h('span', { class: 'brand-name' }, 'pvce'),
+        h('span', { class: 'brand-tag hide-narrow', i18n: 'app.tagline' })),
+      nav,
+      h('div', { class: 'topbar-right' }, langButton(), userChip, logout)),
+    view);
+  route();
+}
+
+async function doLogout() {
+  try { await post('/api/auth/logout'); } catch { /* the session may already be gone */ }
+  location.hash = '';
+  showLogin();
+}
+
+function unmountView() {
+  if (currentView && currentView.unmount) {
+    try { currentView.unmount(); } catch (e) { console.error(e); }
+  }
+  currentView = null;
+}
+
+async function route() {
+  if (!me || !shell) return;
+  const seq = ++routeSeq;
+  const path = location.hash.replace(/^#\/?/, '');
+  if (!path) { location.replace(`#/${homeFor(me)}`); return; }
+  let match = null;
+  for (const [re, mod, roles, kind] of ROUTES) {
+    const m = path.match(re);
+    if (m && roles.includes(me.role)) { match = { mod, params: m.slice(1), kind }; break; }
+  }
+  if (!match) { location.replace(`#/${homeFor(me)}`); return; }
+  for (const a of shell.nav.querySelectorAll('.nav-link')) {
+    const active = path === a.dataset.route || path.startsWith(`${a.dataset.route}/`);
+    a.classList.toggle('active', active);
+    if (active) a.setAttribute('aria-current', 'page'); else a.removeAttribute('aria-current');
+  }
+  document.body.dataset.route = path.split('/')[0];
+  unmountView();
+  replace(shell.view, h('div', { class: 'loading', role: 'status' }, h('span', { class: 'spinner', 'aria-hidden': 'true' }), h('span', { i18n: 'common.loading' })));
+  let mod;
+  try {
+    mod = await import(match.mod);
+  } catch (err) {
+    toastError(err);
+    return;
+  }
+  if (seq !== routeSeq) return;
+  const container = h('div', { class: 'view-inner' });
+  replace(shell.view, container);
+  currentView = mod.mount(container, match.params, { me, kind: match.kind }) || null;
+}
+
+window.addEventListener('hashchange', route);
+onLangChange(() => { document.title = `pvce · ${t('app.tagline')}`; });
+
+setUnauthorizedHandler(() => {
+  if (me) {
+    toast(t('error.session'), 'error');
+    showLogin();
+  }
+});
+
+async function boot() {
+  document.title = `pvce · ${t('app.tagline')}`;
+  try {
+    const res = await get('/api/me', { quiet401: true });
+    me = res.user;
+    showApp();
+  } catch (err) {
+    if (err.status !== 401) toastError(err);
+    showLogin();
+  }
+}
+
+boot();

@@ -1,0 +1,350 @@
+// The VM desktop in the page: noVNC (the real client, from npm) over the
+// console WebSocket. Gets a short-lived single-use token from
+// POST /api/vms/{id}/console, connects, scales the screen to the window, and
+// reconnects with a fresh token (with backoff) when the connection drops while
+// the VM is still running. Shows why when it can't.
+
+import RFB from '/vendor/novnc/core/rfb.js';
+import { t, bind, onLangChange } from './i18n.js';
+import { h, icon, button, replace, toast, toastError } from './ui.js';
+import { get, post } from './api.js';
+import { stateBadge, setBadge } from './vmcontrols.js';
+import { typeText } from './keys.js';
+
+const MAX_ATTEMPTS = 6;
+const VM_POLL_MS = 4000;
+
+/** Makes the API's console path (e.g. "/ws/console?token=…") an absolute ws:// or wss:// URL. */
+export function wsUrl(path) {
+  const u = new URL(path, location.href);
+  if (u.protocol === 'http:') u.protocol = 'ws:';
+  else if (u.protocol === 'https:') u.protocol = 'wss:';
+  return u.href;
+}
+
+function backoff(attempt) {
+  return Math.min(500 * 2 ** (attempt - 1), 8000);
+}
+
+export function mount(container, [vmId], { me }) {
+  let vm = null;
+  let rfb = null;
+  let lastClose = null; // { code, reason } of the last WebSocket close
+  let attempts = 0;
+  let retryTimer = null;
+  let pollTimer = null;
+  let unmounted = false;
+  let connected = false;
+  let typingAbort = null;
+  let connectSeq = 0;
+
+  // ---- layout
+  const back = h('a', { class: 'btn ghost icon-btn', href: me.role === 'student' ? '#/courses' : '#/teach', i18nAria: 'desktop.back', i18nTitle: 'desktop.back' }, icon('back'));
+  const title = h('h1', { class: 'desktop-title' });
+  const badge = stateBadge('stopped');
+  const status = h('p', { class: 'desktop-status', role: 'status', 'aria-live': 'polite' });
+  const pasteBtn = button({ label: 'desktop.paste', icon: 'paste', kind: 'small', attrs: { 'aria-expanded': 'false', 'aria-controls': 'paste-panel' } });
+  const cadBtn = button({ label: 'desktop.cad', icon: 'keyboard', kind: 'small', aria: ['desktop.cad.aria'] });
+  const fsBtn = button({ label: 'desktop.fullscreen', icon: 'fullscreen', kind: 'small' });
+  const pasteText = h('textarea', { id: 'paste-text', rows: 3, spellcheck: 'false', autocomplete: 'off' });
+  const pasteSend = button({ label: 'desktop.paste.send', kind: 'primary small' });
+  const pasteProgress = h('span', { class: 'muted paste-progress', 'aria-live': 'polite' });
+  const pastePanel = h('div', { id: 'paste-panel', class: 'paste-panel', hidden: true },
+    h('label', { for: 'paste-text', i18n: 'desktop.paste.label' }),
+    pasteText,
+    h('div', { class: 'paste-row' },
+      h('p', { class: 'muted small', i18n: 'desktop.paste.help' }),
+      pasteProgress, pasteSend));
+  const screen = h('div', { class: 'screen', role: 'application', i18nAria: 'desktop.screen' });
+  const overlayMsg = h('p', { class: 'overlay-msg' });
+  const overlayDetail = h('p', { class: 'overlay-detail muted' });
+  const overlayActions = h('div', { class: 'overlay-actions' });
+  const overlay = h('div', { class: 'screen-overlay', hidden: true },
+    h('div', { class: 'overlay-card' }, icon('monitor'), overlayMsg, overlayDetail, overlayActions));
+  const spinner = h('div', { class: 'screen-spinner', hidden: true }, h('span', { class: 'spinner large', 'aria-hidden': 'true' }));
+  const desk = h('div', { class: 'desktop', dataset: { conn: 'init' } },
+    h('div', { class: 'desktop-bar' },
+      back,
+      h('div', { class: 'desktop-heading' }, h('div', { class: 'desktop-title-row' }, title, badge), status),
+      h('div', { class: 'desktop-tools' }, pasteBtn, cadBtn, fsBtn)),
+    pastePanel,
+    h('div', { class: 'screen-wrap' }, screen, spinner, overlay));
+  replace(container, desk);
+  container.classList.add('desktop-container');
+
+  // ---- status helpers
+  function setStatus(conn, key, args) {
+    desk.dataset.conn = conn;
+    bind(status, key, args);
+    spinner.hidden = !(conn === 'connecting' || conn === 'reconnecting');
+  }
+
+  function showOverlay(msgKey, msgArgs, detail, actions) {
+    bind(overlayMsg, msgKey, msgArgs);
+    overlayDetail.textContent = detail || '';
+    overlayDetail.hidden = !detail;
+    replace(overlayActions, ...actions);
+    overlay.hidden = false;
+    spinner.hidden = true;
+  }
+
+  function hideOverlay() { overlay.hidden = true; }
+
+  function closeReason() {
+    if (!lastClose) return '';
+    if (lastClose.reason) return lastClose.reason;
+    const key = `desktop.close.${lastClose.code}`;
+    const s = t(key);
+    return s === key ? `code ${lastClose.code}` : s;
+  }
+
+  function startButton() {
+    const b = button({ label: 'desktop.startVm', icon: 'play', kind: 'primary' });
+    b.addEventListener('click', async () => {
+      b.disabled = true;
+      b.classList.add('busy');
+      try {
+        vm = await post(`/api/vms/${encodeURIComponent(vmId)}/start`);
+        updateVm(vm);
+        attempts = 0;
+        connect();
+      } catch (err) {
+        toastError(err);
+        b.disabled = false;
+        b.classList.remove('busy');
+      }
+    });
+    return b;
+  }
+
+  function reconnectButton() {
+    return button({ label: 'desktop.reconnect', icon: 'reboot', kind: 'primary', onclick: () => { attempts = 0; connect(); } });
+  }
+
+  function notRunning(detail) {
+    setStatus('stopped', 'desktop.status.stopped');
+    showOverlay('desktop.notRunning', { name: vm ? vm.name : '' }, detail, [startButton()]);
+  }
+
+  function updateVm(v) {
+    vm = v;
+    bind(title, 'desktop.title', { name: v.name });
+    setBadge(badge, v.state);
+    document.title = `${v.name} · pvce`;
+  }
+
+  // ---- connection
+  async function connect() {
+    const seq = ++connectSeq;
+    clearTimeout(retryTimer);
+    teardown();
+    hideOverlay();
+    setStatus(attempts > 0 ? 'reconnecting' : 'connecting',
+      attempts > 0 ? 'desktop.status.reconnecting' : 'desktop.status.connecting',
+      { n: attempts, max: MAX_ATTEMPTS });
+    let ticket;
+    try {
+      ticket = await post(`/api/vms/${encodeURIComponent(vmId)}/console`);
+    } catch (err) {
+      if (unmounted || seq !== connectSeq) return;
+      if (err.code === 'vm_not_running' || err.status === 409) {
+        refreshVm();
+        notRunning(err.message);
+        return;
+      }
+      if (err.status === 401 || err.status === 403 || err.status === 404) {
+        setStatus('failed', 'desktop.status.disconnected');
+        showOverlay('desktop.status.reason', { reason: err.message }, '', []);
+        return;
+      }
+      lastClose = { code: 0, reason: err.message };
+      retryOrGiveUp();
+      return;
+    }
+    if (unmounted || seq !== connectSeq) return;
+    if ((ticket.protocol || 'vnc') !== 'vnc') {
+      setStatus('failed', 'desktop.status.disconnected');
+      showOverlay('desktop.status.reason', { reason: `protocol ${ticket.protocol}` }, '', []);
+      return;
+    }
+    lastClose = null;
+    // We open the socket ourselves (noVNC accepts a WebSocket) so that the
+    // server's close code and reason ("VM stopped", "token expired") are ours to show.
+    let ws;
+    try {
+      ws = new WebSocket(wsUrl(ticket.url), ['binary']);
+    } catch (err) {
+      lastClose = { code: 0, reason: err.message };
+      retryOrGiveUp();
+      return;
+    }
+    ws.addEventListener('close', (e) => { lastClose = { code: e.code, reason: e.reason, clean: e.wasClean }; });
+    const r = new RFB(screen, ws, { shared: true });
+    rfb = r;
+    r.scaleViewport = true;
+    r.resizeSession = false;
+    r.clipViewport = false;
+    r.focusOnClick = true;
+    r.background = '#0d1117';
+    r.addEventListener('connect', () => {
+      if (r !== rfb) return;
+      connected = true;
+      attempts = 0;
+      hideOverlay();
+      const canvas = screen.querySelector('canvas');
+      if (canvas && canvas.width > 0) setStatus('connected', 'desktop.status.connectedSize', { w: canvas.width, h: canvas.height });
+      else setStatus('connected', 'desktop.status.connected');
+      r.focus({ preventScroll: true });
+    });
+    r.addEventListener('disconnect', (e) => {
+      if (r !== rfb) return;
+      connected = false;
+      rfb = null;
+      if (unmounted) return;
+      onDropped(e.detail && e.detail.clean);
+    });
+    r.addEventListener('securityfailure', (e) => {
+      lastClose = { code: 0, reason: t('desktop.status.security', { reason: (e.detail && e.detail.reason) || e.detail.status }) };
+    });
+    r.addEventListener('credentialsrequired', () => {
+      lastClose = { code: 0, reason: t('desktop.status.credentials') };
+      attempts = MAX_ATTEMPTS; // retrying won't help
+      r.disconnect();
+    });
+    r.addEventListener('desktopname', () => {
+      const canvas = screen.querySelector('canvas');
+      if (connected && canvas) setStatus('connected', 'desktop.status.connectedSize', { w: canvas.width, h: canvas.height });
+    });
+  }
+
+  async function onDropped(clean) {
+    const reason = closeReason() || (clean ? '' : t('desktop.status.unclean'));
+    // Is the VM still running? Then the drop is the network's: reconnect.
+    let v = null;
+    try { v = await get(`/api/vms/${encodeURIComponent(vmId)}`); } catch { /* treat as unknown */ }
+    if (unmounted) return;
+    if (v) updateVm(v);
+    if (v && v.state !== 'running' && v.state !== 'starting') {
+      notRunning(reason);
+      return;
+    }
+    retryOrGiveUp(reason);
+  }
+
+  function retryOrGiveUp(reason = closeReason()) {
+    if (attempts >= MAX_ATTEMPTS) {
+      setStatus('failed', 'desktop.status.gaveUp', { n: attempts });
+      showOverlay('desktop.status.gaveUp', { n: attempts }, reason ? t('desktop.status.reason', { reason }) : '', [reconnectButton()]);
+      return;
+    }
+    attempts += 1;
+    setStatus('reconnecting', 'desktop.status.reconnecting', { n: attempts, max: MAX_ATTEMPTS });
+    if (reason) status.title = reason;
+    retryTimer = setTimeout(connect, backoff(attempts));
+  }
+
+  function teardown() {
+    connected = false;
+    if (rfb) {
+      const r = rfb;
+      rfb = null; // its disconnect event is ignored from now on
+      try { r.disconnect(); } catch { /* already closed */ }
+    }
+    for (const c of screen.children) c.remove();
+  }
+
+  async function refreshVm() {
+    try {
+      const v = await get(`/api/vms/${encodeURIComponent(vmId)}`);
+      if (unmounted) return;
+      updateVm(v);
+      // Started elsewhere (another tab, the teacher) while we showed "not running".
+      if (v.state === 'running' && desk.dataset.conn === 'stopped') { attempts = 0; connect(); }
+    } catch { /* shown elsewhere */ }
+  }
+
+  function pollVm() {
+    pollTimer = setTimeout(async () => {
+      if (document.visibilityState === 'visible') await refreshVm();
+      if (!unmounted) pollVm();
+    }, VM_POLL_MS);
+  }
+
+  // ---- tools
+  cadBtn.addEventListener('click', () => {
+    if (rfb && connected) { rfb.sendCtrlAltDel(); rfb.focus({ preventScroll: true }); }
+  });
+
+  function isFullscreen() { return document.fullscreenElement === desk; }
+  function syncFs() {
+    const on = isFullscreen();
+    bind(fsBtn.querySelector('.label'), on ? 'desktop.exitFullscreen' : 'desktop.fullscreen');
+    fsBtn.setAttribute('aria-pressed', on ? 'true' : 'false');
+    desk.classList.toggle('is-fullscreen', on);
+  }
+  fsBtn.addEventListener('click', async () => {
+    try {
+      if (isFullscreen()) await document.exitFullscreen();
+      else await desk.requestFullscreen({ navigationUI: 'hide' });
+    } catch (err) { toastError(err); }
+    if (rfb) rfb.focus({ preventScroll: true });
+  });
+  document.addEventListener('fullscreenchange', syncFs);
+  syncFs();
+
+  pasteBtn.addEventListener('click', () => {
+    pastePanel.hidden = !pastePanel.hidden;
+    pasteBtn.setAttribute('aria-expanded', pastePanel.hidden ? 'false' : 'true');
+    if (!pastePanel.hidden) pasteText.focus();
+  });
+  pasteSend.addEventListener('click', async () => {
+    if (typingAbort) { typingAbort.abort(); return; }
+    if (!rfb || !connected) { toast(t('desktop.paste.notConnected'), 'error'); return; }
+    const text = pasteText.value;
+    if (!text) return;
+    typingAbort = new AbortController();
+    bind(pasteSend.querySelector('.label'), 'desktop.paste.stop');
+    const target = rfb;
+    const n = await typeText(target, text, {
+      signal: typingAbort.signal,
+      isConnected: () => connected && rfb === target,
+      onProgress: (done, total) => bind(pasteProgress, 'desktop.paste.typing', { done, total }),
+    });
+    typingAbort = null;
+    bind(pasteSend.querySelector('.label'), 'desktop.paste.send');
+    bind(pasteProgress, 'desktop.paste.done', { n });
+    if (rfb) rfb.focus({ preventScroll: true });
+  });
+
+  const offLang = onLangChange(() => { if (vm) document.title = `${vm.name} · pvce`; });
+
+  // ---- start
+  (async () => {
+    setStatus('connecting', 'desktop.status.connecting');
+    try {
+      updateVm(await get(`/api/vms/${encodeURIComponent(vmId)}`));
+    } catch (err) {
+      setStatus('failed', 'desktop.status.disconnected');
+      showOverlay('desktop.status.reason', { reason: err.message }, '', []);
+      return;
+    }
+    if (unmounted) return;
+    back.href = me.role === 'student' ? '#/courses' : `#/teach/${vm.course_id}`;
+    pollVm();
+    if (vm.state === 'running') connect(); else notRunning('');
+  })();
+
+  return {
+    unmount() {
+      unmounted = true;
+      clearTimeout(retryTimer);
+      clearTimeout(pollTimer);
+      if (typingAbort) typingAbort.abort();
+      teardown();
+      offLang();
+      document.removeEventListener('fullscreenchange', syncFs);
+      if (isFullscreen()) document.exitFullscreen().catch(() => {});
+      container.classList.remove('desktop-container');
+    },
+  };
+}

@@ -1,0 +1,173 @@
+// "My courses": each course the student is enrolled in, with the student's
+// personal VMs, their live state and power actions. The list is polled every
+// few seconds and updated in place (no re-render, no layout jumps).
+
+import { bind, onLangChange } from './i18n.js';
+import { h, icon, replace, formatBytes, formatMib, relativeTime, absoluteTime, toastError } from './ui.js';
+import { get } from './api.js';
+import { stateBadge, setBadge, actionBar } from './vmcontrols.js';
+
+const POLL_MS = 2500;
+
+export function mount(container, _params, { me }) {
+  let stopped = false;
+  let timer = null;
+  let templates = new Map();
+  const courseCards = new Map(); // course id → { card, list, empty }
+  const vmRows = new Map(); // vm id → { el, update(vm) }
+
+  const list = h('div', { class: 'course-list', 'aria-busy': 'true' });
+  replace(container,
+    h('div', { class: 'page-head' },
+      h('div', {},
+        h('h1', { i18n: 'student.title' }),
+        h('p', { class: 'muted', i18n: 'student.subtitle' }))),
+    list);
+
+  function vmRow(vm) {
+    const badge = stateBadge(vm.state);
+    const meta = h('div', { class: 'vm-meta' });
+    const specs = h('span', {});
+    const used = h('span', {});
+    const disk = h('span', {});
+    const tpl = h('span', { hidden: true });
+    meta.append(specs, used, disk, tpl);
+    const err = h('p', { class: 'vm-error', hidden: true });
+    const actions = actionBar(vm, {
+      onOpen: (v) => { location.hash = `#/desktop/${v.id}`; },
+      onChanged: (v) => update(v),
+    });
+    const el = h('li', { class: 'vm', dataset: { vmId: vm.id } },
+      h('div', { class: 'vm-main' },
+        h('div', { class: 'vm-icon', 'aria-hidden': 'true' }, icon('monitor')),
+        h('div', { class: 'vm-text' },
+          h('div', { class: 'vm-title' }, h('h3', { class: 'vm-name' }, vm.name), badge),
+          meta, err)),
+      actions.el);
+
+    function update(v) {
+      setBadge(badge, v.state);
+      bind(specs, 'vm.specs', { vcpus: v.vcpus, mem: formatMib(v.memory_mib) });
+      bind(used, 'vm.lastUsed', { when: relativeTime(v.last_started_at) });
+      used.title = absoluteTime(v.last_started_at);
+      bind(disk, 'vm.disk', { size: formatBytes(v.overlay_bytes) });
+      const tname = templates.get(v.template_id);
+      tpl.hidden = !tname;
+      if (tname) bind(tpl, 'vm.template', { name: tname });
+      const showErr = v.state === 'error' && v.last_error;
+      err.hidden = !showErr;
+      if (showErr) bind(err, 'vm.error', { msg: v.last_error });
+      el.dataset.state = v.state;
+      actions.update(v);
+    }
+    update(vm);
+    return { el, update };
+  }
+
+  function courseCard(course) {
+    const vmList = h('ul', { class: 'vm-list' });
+    const empty = h('p', { class: 'muted empty-small', i18n: 'course.novms', hidden: true });
+    const card = h('section', { class: 'card course', 'aria-labelledby': `course-${course.id}` },
+      h('header', { class: 'course-head' },
+        h('div', { class: 'course-icon', 'aria-hidden': 'true' }, icon('course')),
+        h('div', {},
+          h('span', { class: 'course-code' }, course.code),
+          h('h2', { id: `course-${course.id}` }, course.name))),
+      vmList, empty);
+    return { card, list: vmList, empty };
+  }
+
+  let lastVms = null;
+  function render(courses, vms) {
+    lastVms = vms;
+    list.removeAttribute('aria-busy');
+    if (!courses.length) {
+      if (!list.querySelector('.empty')) {
+        replace(list, h('div', { class: 'empty card' }, icon('course'), h('p', { i18n: 'student.empty' })));
+      }
+      courseCards.clear();
+      vmRows.clear();
+      return;
+    }
+    const empty = list.querySelector('.empty');
+    if (empty) empty.remove();
+    const seenCourses = new Set();
+    for (const c of courses) {
+      seenCourses.add(c.id);
+      let cc = courseCards.get(c.id);
+      if (!cc) { cc = courseCard(c); courseCards.set(c.id, cc); }
+      list.append(cc.card); // keeps server order; moving an element in place is a no-op
+    }
+    for (const [id, cc] of courseCards) {
+      if (!seenCourses.has(id)) { cc.card.remove(); courseCards.delete(id); }
+    }
+    const seenVms = new Set();
+    const sorted = [...vms].sort((a, b) => a.name.localeCompare(b.name) || a.id.localeCompare(b.id));
+    for (const vm of sorted) {
+      const cc = courseCards.get(vm.course_id);
+      if (!cc) continue;
+      seenVms.add(vm.id);
+      let row = vmRows.get(vm.id);
+      if (!row) { row = vmRow(vm); vmRows.set(vm.id, row); }
+      else row.update(vm);
+      if (row.el.parentElement !== cc.list) cc.list.append(row.el);
+    }
+    for (const [id, row] of vmRows) {
+      if (!seenVms.has(id)) { row.el.remove(); vmRows.delete(id); }
+    }
+    for (const cc of courseCards.values()) cc.empty.hidden = cc.list.children.length > 0;
+  }
+
+  let courses = [];
+  async function load() {
+    try {
+      const [cs, vms] = await Promise.all([get('/api/courses'), get('/api/vms')]);
+      if (stopped) return;
+      courses = cs;
+      render(courses, vms);
+    } catch (err) {
+      if (!stopped) toastError(err);
+    }
+    schedule();
+  }
+
+  async function poll() {
+    if (stopped) return;
+    if (document.visibilityState === 'visible') {
+      try {
+        const vms = await get('/api/vms');
+        if (stopped) return;
+        // A VM of a course we don't know yet: the student was just enrolled.
+        if (vms.some((v) => !courseCards.has(v.course_id))) {
+          courses = await get('/api/courses');
+          if (stopped) return;
+        }
+        render(courses, vms);
+      } catch (err) {
+        if (err.status !== 401 && err.code !== 'network') toastError(err);
+      }
+    }
+    schedule();
+  }
+
+  function schedule() {
+    if (!stopped) timer = setTimeout(poll, POLL_MS);
+  }
+
+  // Teachers and admins can read template names; students get 403, which is fine.
+  if (me.role !== 'student') {
+    get('/api/templates').then((ts) => { templates = new Map(ts.map((x) => [x.id, x.name])); }).catch(() => {});
+  }
+
+  // Relative times are computed strings: recompute them in the new language.
+  const offLang = onLangChange(() => { if (lastVms) render(courses, lastVms); });
+
+  load();
+  return {
+    unmount() {
+      stopped = true;
+      clearTimeout(timer);
+      offLang();
+    },
+  };
+}
