@@ -7,8 +7,8 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use crate::auth::LoginLimiter;
-use crate::console::{self, ConsoleHub};
 use crate::config::Config;
+use crate::console::{self, ConsoleHub};
 use crate::db::{self, Pool};
 use crate::nodes::Nodes;
 use crate::storage::Storage;
@@ -36,7 +36,11 @@ pub async fn open(config: &Config) -> anyhow::Result<(Storage, Pool)> {
 impl AppState {
     pub async fn new(config: Config) -> anyhow::Result<Self> {
         let (storage, pool) = open(&config).await?;
-        let nodes = Arc::new(Nodes::new(pool.clone(), config.connect_timeout(), config.accel));
+        let nodes = Arc::new(Nodes::new(
+            pool.clone(),
+            config.connect_timeout(),
+            config.accel,
+        ));
         let vms = Arc::new(VmManager::new(
             pool.clone(),
             storage.clone(),
@@ -115,7 +119,12 @@ pub async fn start(config: Config, listen: &str) -> anyhow::Result<Server> {
             tracing::error!(error = %e, "server stopped");
         }
     });
-    Ok(Server { addr, state, handle, background })
+    Ok(Server {
+        addr,
+        state,
+        handle,
+        background,
+    })
 }
 
 /// Ends console sessions when their VM stops or moves to another node.

@@ -13,8 +13,8 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -176,25 +176,26 @@ pub async fn login(
     let token = random_token();
     let expires = time::OffsetDateTime::now_utc()
         + time::Duration::seconds(i64::try_from(session_lifetime.as_secs()).unwrap_or(i64::MAX));
-    sqlx::query("INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)")
-        .bind(token_hash(&token))
-        .bind(user.id.to_string())
-        .bind(db::now())
-        .bind(db::format_time(expires))
-        .execute(pool)
-        .await?;
+    sqlx::query(
+        "INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
+    )
+    .bind(token_hash(&token))
+    .bind(user.id.to_string())
+    .bind(db::now())
+    .bind(db::format_time(expires))
+    .execute(pool)
+    .await?;
     Ok((user, token))
 }
 
 /// Resolves a session token to its (enabled) user.
 pub async fn authenticate(pool: &Pool, token: &str) -> Result<User, AuthError> {
-    let user_id: Option<String> = sqlx::query_scalar(
-        "SELECT user_id FROM sessions WHERE token_hash = ? AND expires_at > ?",
-    )
-    .bind(token_hash(token))
-    .bind(db::now())
-    .fetch_optional(pool)
-    .await?;
+    let user_id: Option<String> =
+        sqlx::query_scalar("SELECT user_id FROM sessions WHERE token_hash = ? AND expires_at > ?")
+            .bind(token_hash(token))
+            .bind(db::now())
+            .fetch_optional(pool)
+            .await?;
     let user_id = user_id.ok_or(AuthError::Unauthenticated)?;
     let user = users::get_by_id_str(pool, &user_id)
         .await?
@@ -225,7 +226,7 @@ pub fn require(user: &User, allowed: &[Role]) -> Result<(), AuthError> {
     if allowed.contains(&user.role) {
         Ok(())
     } else {
-        let needed = allowed.iter().map(|r| r.as_str()).last().unwrap_or("admin");
+        let needed = allowed.last().map_or("admin", |r| r.as_str());
         Err(AuthError::Forbidden(needed))
     }
 }
@@ -252,7 +253,10 @@ mod tests {
             assert!(l.check("alice", ip).is_ok());
             l.record_failure("alice", ip);
         }
-        assert!(matches!(l.check("alice", ip), Err(AuthError::RateLimited(_))));
+        assert!(matches!(
+            l.check("alice", ip),
+            Err(AuthError::RateLimited(_))
+        ));
         assert!(l.check("alice", other).is_ok());
         assert!(l.check("bob", ip).is_ok());
     }
@@ -274,6 +278,9 @@ mod tests {
             disabled: false,
         };
         assert!(require(&u, &[Role::Student, Role::Teacher, Role::Admin]).is_ok());
-        assert!(matches!(require(&u, &[Role::Teacher, Role::Admin]), Err(AuthError::Forbidden(_))));
+        assert!(matches!(
+            require(&u, &[Role::Teacher, Role::Admin]),
+            Err(AuthError::Forbidden(_))
+        ));
     }
 }

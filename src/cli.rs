@@ -10,7 +10,11 @@ use crate::auth::Role;
 use crate::config::Config;
 
 #[derive(Debug, Parser)]
-#[command(name = "pvce", version, about = "Virtualized lab-environment orchestrator")]
+#[command(
+    name = "pvce",
+    version,
+    about = "Virtualized lab-environment orchestrator"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -81,20 +85,41 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             server.abort();
             Ok(())
         }
-        Command::User { command: UserCommand::Add { config, username, role, display_name, password_stdin: _ } } => {
+        Command::User {
+            command:
+                UserCommand::Add {
+                    config,
+                    username,
+                    role,
+                    display_name,
+                    password_stdin: _,
+                },
+        } => {
             let mut password = String::new();
             std::io::stdin().read_to_string(&mut password)?;
             let password = password.trim_end_matches(['\n', '\r']).to_owned();
             let (_, pool) = crate::app::open(&config).await?;
             let user = crate::users::create(
                 &pool,
-                crate::users::NewUser { username, password, role, display_name },
+                crate::users::NewUser {
+                    username,
+                    password,
+                    role,
+                    display_name,
+                },
             )
             .await?;
-            println!("created {} ({}) id {}", user.username, user.role.as_str(), user.id);
+            println!(
+                "created {} ({}) id {}",
+                user.username,
+                user.role.as_str(),
+                user.id
+            );
             Ok(())
         }
-        Command::Templates { command: TemplatesCommand::Build { config, dir } } => {
+        Command::Templates {
+            command: TemplatesCommand::Build { config, dir },
+        } => {
             let (storage, pool) = crate::app::open(&config).await?;
             let limits = crate::templates::ImportLimits {
                 max_upload_bytes: config.max_upload_bytes,

@@ -78,7 +78,9 @@ fn parse_accel(s: &str) -> Result<AccelSetting, String> {
         "auto" => Ok(AccelSetting::Auto),
         "kvm" => Ok(AccelSetting::Kvm),
         "tcg" => Ok(AccelSetting::Tcg),
-        other => Err(format!("unknown accelerator {other:?}; use auto, kvm or tcg")),
+        other => Err(format!(
+            "unknown accelerator {other:?}; use auto, kvm or tcg"
+        )),
     }
 }
 

@@ -77,11 +77,14 @@ pub struct Metrics {
     pub refused_total: AtomicU64,
 }
 
+/// Why a session must end: a WebSocket close code and reason.
+type StopSignal = Option<(u16, &'static str)>;
+
 #[derive(Debug)]
 struct Session {
     user_id: Uuid,
     vm_id: Uuid,
-    stop: watch::Sender<Option<(u16, &'static str)>>,
+    stop: watch::Sender<StopSignal>,
 }
 
 /// Console tickets and live sessions.
@@ -121,7 +124,13 @@ impl ConsoleHub {
         map.retain(|_, t| t.expires > now);
         map.insert(
             hash(&token),
-            Ticket { vm_id, user_id, node_id, boot, expires: now + self.ttl },
+            Ticket {
+                vm_id,
+                user_id,
+                node_id,
+                boot,
+                expires: now + self.ttl,
+            },
         );
         token
     }
@@ -148,7 +157,11 @@ impl ConsoleHub {
     }
 
     /// Registers a session if the limits allow it.
-    fn open(&self, user_id: Uuid, vm_id: Uuid) -> Result<(u64, watch::Receiver<Option<(u16, &'static str)>>), ConsoleError> {
+    fn open(
+        &self,
+        user_id: Uuid,
+        vm_id: Uuid,
+    ) -> Result<(u64, watch::Receiver<StopSignal>), ConsoleError> {
         let mut map = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         if map.len() >= self.max_total {
             return Err(ConsoleError::TooMany("server"));
@@ -158,13 +171,23 @@ impl ConsoleHub {
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = watch::channel(None);
-        map.insert(id, Session { user_id, vm_id, stop: tx });
+        map.insert(
+            id,
+            Session {
+                user_id,
+                vm_id,
+                stop: tx,
+            },
+        );
         self.metrics.sessions_total.fetch_add(1, Ordering::Relaxed);
         Ok((id, rx))
     }
 
     fn close(&self, id: u64) {
-        self.sessions.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+        self.sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
     }
 
     /// Ends every session (and token) of a VM with the given close code.
@@ -177,7 +200,10 @@ impl ConsoleHub {
     }
 
     pub fn active_sessions(&self) -> usize {
-        self.sessions.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
     }
 
     /// Relays a WebSocket to a TCP console until either side closes or the VM stops.
@@ -190,11 +216,17 @@ impl ConsoleHub {
             }
         };
         let started = Instant::now();
-        let tcp = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect((target.0.as_str(), target.1))).await;
+        let tcp = tokio::time::timeout(
+            Duration::from_secs(5),
+            TcpStream::connect((target.0.as_str(), target.1)),
+        )
+        .await;
         let tcp = match tcp {
             Ok(Ok(t)) => t,
             _ => {
-                let _ = ws.send(close_msg(close::NODE_UNREACHABLE, "console unreachable")).await;
+                let _ = ws
+                    .send(close_msg(close::NODE_UNREACHABLE, "console unreachable"))
+                    .await;
                 self.close(sid);
                 return;
             }
@@ -253,7 +285,9 @@ impl ConsoleHub {
                     Message::Close(_) => break,
                     Message::Ping(_) | Message::Pong(_) => continue,
                 };
-                metrics.bytes_to_node.fetch_add(data.len() as u64, Ordering::Relaxed);
+                metrics
+                    .bytes_to_node
+                    .fetch_add(data.len() as u64, Ordering::Relaxed);
                 if tcp_wr.write_all(&data).await.is_err() {
                     break;
                 }
@@ -272,7 +306,10 @@ impl ConsoleHub {
 }
 
 fn close_msg(code: u16, reason: &str) -> Message {
-    Message::Close(Some(CloseFrame { code, reason: reason.to_owned().into() }))
+    Message::Close(Some(CloseFrame {
+        code,
+        reason: reason.to_owned().into(),
+    }))
 }
 
 /// True if `origin` is allowed: same host as the request, or in the allow-list.
@@ -312,7 +349,12 @@ mod tests {
     #[test]
     fn tokens_are_stored_hashed() {
         let hub = ConsoleHub::new(Duration::from_secs(60), 2, 10);
-        let t = hub.issue(Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4(), String::new());
+        let t = hub.issue(
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+            String::new(),
+        );
         let map = hub.tickets.lock().expect("lock");
         assert!(!map.contains_key(&t));
         assert!(map.contains_key(&hash(&t)));
@@ -323,19 +365,41 @@ mod tests {
         let hub = ConsoleHub::new(Duration::from_secs(60), 1, 2);
         let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
         let (s1, _r1) = hub.open(a, Uuid::new_v4()).expect("first");
-        assert!(matches!(hub.open(a, Uuid::new_v4()), Err(ConsoleError::TooMany("user"))));
+        assert!(matches!(
+            hub.open(a, Uuid::new_v4()),
+            Err(ConsoleError::TooMany("user"))
+        ));
         let _s2 = hub.open(b, Uuid::new_v4()).expect("second user");
-        assert!(matches!(hub.open(Uuid::new_v4(), Uuid::new_v4()), Err(ConsoleError::TooMany("server"))));
+        assert!(matches!(
+            hub.open(Uuid::new_v4(), Uuid::new_v4()),
+            Err(ConsoleError::TooMany("server"))
+        ));
         hub.close(s1);
         assert!(hub.open(a, Uuid::new_v4()).is_ok());
     }
 
     #[test]
     fn origin_rules() {
-        assert!(origin_allowed(Some("http://lab.example:8080"), Some("lab.example:8080"), &[]));
-        assert!(origin_allowed(Some("https://lab.example"), Some("lab.example"), &[]));
-        assert!(!origin_allowed(Some("http://evil.example"), Some("lab.example"), &[]));
-        assert!(origin_allowed(Some("http://ui.example"), Some("api.example"), &["http://ui.example".into()]));
+        assert!(origin_allowed(
+            Some("http://lab.example:8080"),
+            Some("lab.example:8080"),
+            &[]
+        ));
+        assert!(origin_allowed(
+            Some("https://lab.example"),
+            Some("lab.example"),
+            &[]
+        ));
+        assert!(!origin_allowed(
+            Some("http://evil.example"),
+            Some("lab.example"),
+            &[]
+        ));
+        assert!(origin_allowed(
+            Some("http://ui.example"),
+            Some("api.example"),
+            &["http://ui.example".into()]
+        ));
         assert!(origin_allowed(None, Some("lab.example"), &[]));
     }
 }

@@ -101,28 +101,40 @@ fn printable(s: &str, max: usize) -> bool {
 
 async fn validate(pool: &Pool, new: &NewCourse) -> Result<(), CourseError> {
     if !printable(&new.code, 32) {
-        return Err(CourseError::Invalid("code must be 1-32 printable characters".into()));
+        return Err(CourseError::Invalid(
+            "code must be 1-32 printable characters".into(),
+        ));
     }
     if !printable(&new.name, 200) {
-        return Err(CourseError::Invalid("name must be 1-200 printable characters".into()));
+        return Err(CourseError::Invalid(
+            "name must be 1-200 printable characters".into(),
+        ));
     }
     if new.vm_specs.is_empty() || new.vm_specs.len() > MAX_SPECS {
-        return Err(CourseError::Invalid(format!("a course needs 1-{MAX_SPECS} vm_specs")));
+        return Err(CourseError::Invalid(format!(
+            "a course needs 1-{MAX_SPECS} vm_specs"
+        )));
     }
     for (i, s) in new.vm_specs.iter().enumerate() {
         let ok_name = !s.name.is_empty()
             && s.name.len() <= 64
-            && s.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+            && s.name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
         if !ok_name {
             return Err(CourseError::Invalid(format!(
                 "vm_specs[{i}].name must be 1-64 characters of a-z, A-Z, 0-9, '.', '_' or '-'"
             )));
         }
         if new.vm_specs[..i].iter().any(|o| o.name == s.name) {
-            return Err(CourseError::Invalid(format!("vm_specs[{i}].name is used twice")));
+            return Err(CourseError::Invalid(format!(
+                "vm_specs[{i}].name is used twice"
+            )));
         }
         if !(1..=32).contains(&s.vcpus) {
-            return Err(CourseError::Invalid(format!("vm_specs[{i}].vcpus must be 1-32")));
+            return Err(CourseError::Invalid(format!(
+                "vm_specs[{i}].vcpus must be 1-32"
+            )));
         }
         if !(64..=262_144).contains(&s.memory_mib) {
             return Err(CourseError::Invalid(format!(
@@ -157,27 +169,35 @@ pub async fn create(pool: &Pool, actor: &User, new: NewCourse) -> Result<Course,
                 .await
                 .map_err(|_| CourseError::Invalid("teacher_id: no such user".into()))?;
             if teacher.role == Role::Student {
-                return Err(CourseError::Invalid("teacher_id must be a teacher or admin".into()));
+                return Err(CourseError::Invalid(
+                    "teacher_id must be a teacher or admin".into(),
+                ));
             }
             t
         }
         (_, Some(t)) if t != actor.id => {
-            return Err(CourseError::Invalid("only admins may set teacher_id".into()));
+            return Err(CourseError::Invalid(
+                "only admins may set teacher_id".into(),
+            ));
         }
         _ => actor.id,
     };
     let id = Uuid::new_v4();
     let mut tx = pool.begin().await?;
-    let res = sqlx::query("INSERT INTO courses (id, code, name, teacher_id, created_at) VALUES (?, ?, ?, ?, ?)")
-        .bind(id.to_string())
-        .bind(&new.code)
-        .bind(&new.name)
-        .bind(teacher_id.to_string())
-        .bind(db::now())
-        .execute(&mut *tx)
-        .await;
+    let res = sqlx::query(
+        "INSERT INTO courses (id, code, name, teacher_id, created_at) VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(id.to_string())
+    .bind(&new.code)
+    .bind(&new.name)
+    .bind(teacher_id.to_string())
+    .bind(db::now())
+    .execute(&mut *tx)
+    .await;
     match res {
-        Err(e) if db::unique_violation(&e).is_some() => return Err(CourseError::CodeTaken(new.code)),
+        Err(e) if db::unique_violation(&e).is_some() => {
+            return Err(CourseError::CodeTaken(new.code));
+        }
         other => {
             other?;
         }
@@ -253,11 +273,12 @@ pub fn can_manage(user: &User, course: &Course) -> bool {
 }
 
 async fn is_enrolled(pool: &Pool, course_id: Uuid, user_id: Uuid) -> Result<bool, CourseError> {
-    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM enrolments WHERE course_id = ? AND user_id = ?")
-        .bind(course_id.to_string())
-        .bind(user_id.to_string())
-        .fetch_one(pool)
-        .await?;
+    let n: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM enrolments WHERE course_id = ? AND user_id = ?")
+            .bind(course_id.to_string())
+            .bind(user_id.to_string())
+            .fetch_one(pool)
+            .await?;
     Ok(n > 0)
 }
 
@@ -322,10 +343,12 @@ pub async fn enrol(
     names.retain(|n| !n.is_empty());
     names.sort();
     names.dedup();
-    let (found, unknown) = users::find_by_usernames(pool, &names).await.map_err(|e| match e {
-        users::UserError::Db(e) => CourseError::Db(e),
-        other => CourseError::Invalid(other.to_string()),
-    })?;
+    let (found, unknown) = users::find_by_usernames(pool, &names)
+        .await
+        .map_err(|e| match e {
+            users::UserError::Db(e) => CourseError::Db(e),
+            other => CourseError::Invalid(other.to_string()),
+        })?;
     let (students, others): (Vec<User>, Vec<User>) =
         found.into_iter().partition(|u| u.role == Role::Student);
 
@@ -352,7 +375,12 @@ pub async fn enrol(
 }
 
 /// Removes a student from a course together with their (stopped) VMs and layers.
-pub async fn unenrol(pool: &Pool, storage: &Storage, course: &Course, user_id: Uuid) -> Result<(), CourseError> {
+pub async fn unenrol(
+    pool: &Pool,
+    storage: &Storage,
+    course: &Course,
+    user_id: Uuid,
+) -> Result<(), CourseError> {
     if !is_enrolled(pool, course.id, user_id).await? {
         return Err(CourseError::NotFound);
     }

@@ -92,12 +92,16 @@ pub fn load(dir: &Path) -> Result<Vec<Definition>, LibraryError> {
 
 /// Topological order, parents first; errors on unknown parents and cycles.
 fn order(defs: Vec<Definition>) -> Result<Vec<Definition>, LibraryError> {
-    let names: HashMap<String, usize> = defs.iter().enumerate().map(|(i, d)| (d.name.clone(), i)).collect();
+    let names: HashMap<String, usize> = defs
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (d.name.clone(), i))
+        .collect();
     for d in &defs {
-        if let Some(p) = &d.parent {
-            if !names.contains_key(p) {
-                return Err(LibraryError::UnknownParent(d.name.clone(), p.clone()));
-            }
+        if let Some(p) = &d.parent
+            && !names.contains_key(p)
+        {
+            return Err(LibraryError::UnknownParent(d.name.clone(), p.clone()));
         }
     }
     let mut placed: Vec<bool> = vec![false; defs.len()];
@@ -119,11 +123,19 @@ fn order(defs: Vec<Definition>) -> Result<Vec<Definition>, LibraryError> {
         }
     }
     let mut slots: Vec<Option<Definition>> = defs.into_iter().map(Some).collect();
-    Ok(order_idx.into_iter().filter_map(|i| slots[i].take()).collect())
+    Ok(order_idx
+        .into_iter()
+        .filter_map(|i| slots[i].take())
+        .collect())
 }
 
 /// Builds the missing templates of the tree in `dir`; returns a line per template.
-pub async fn build(pool: &Pool, storage: &Storage, limits: ImportLimits, dir: &Path) -> Result<Vec<String>, LibraryError> {
+pub async fn build(
+    pool: &Pool,
+    storage: &Storage,
+    limits: ImportLimits,
+    dir: &Path,
+) -> Result<Vec<String>, LibraryError> {
     let dir = std::fs::canonicalize(dir)?;
     let repo_root = dir.parent().unwrap_or(&dir).to_path_buf();
     let defs = load(&dir)?;
@@ -136,16 +148,29 @@ pub async fn build(pool: &Pool, storage: &Storage, limits: ImportLimits, dir: &P
         let t = match &def.build {
             Build::Blank { .. } => {
                 if def.parent.is_some() {
-                    return Err(LibraryError::Build(def.name.clone(), "a blank template must be the root".into()));
+                    return Err(LibraryError::Build(
+                        def.name.clone(),
+                        "a blank template must be the root".into(),
+                    ));
                 }
                 templates::ensure_root(pool, storage).await?
             }
-            Build::Script { script, args, format } => {
-                build_script(pool, storage, limits, &repo_root, &def, script, args, format).await?
+            Build::Script {
+                script,
+                args,
+                format,
+            } => {
+                build_script(
+                    pool, storage, limits, &repo_root, &def, script, args, format,
+                )
+                .await?
             }
             Build::Files { files_dir } => build_files(pool, storage, &dir, &def, files_dir).await?,
         };
-        report.push(format!("{}: built ({}, {} bytes)", def.name, t.id, t.size_bytes));
+        report.push(format!(
+            "{}: built ({}, {} bytes)",
+            def.name, t.id, t.size_bytes
+        ));
     }
     Ok(report)
 }
@@ -153,9 +178,9 @@ pub async fn build(pool: &Pool, storage: &Storage, limits: ImportLimits, dir: &P
 async fn parent_of(pool: &Pool, def: &Definition) -> Result<Option<Template>, LibraryError> {
     match &def.parent {
         None => Ok(None),
-        Some(p) => Ok(Some(templates::find_by_name(pool, p).await?.ok_or_else(|| {
-            LibraryError::UnknownParent(def.name.clone(), p.clone())
-        })?)),
+        Some(p) => Ok(Some(templates::find_by_name(pool, p).await?.ok_or_else(
+            || LibraryError::UnknownParent(def.name.clone(), p.clone()),
+        )?)),
     }
 }
 
@@ -183,7 +208,10 @@ async fn build_script(
         .await?;
     if !status.success() {
         let _ = storage::remove_file_if_exists(&out);
-        return Err(LibraryError::Build(def.name.clone(), format!("{script} exited with {status}")));
+        return Err(LibraryError::Build(
+            def.name.clone(),
+            format!("{script} exited with {status}"),
+        ));
     }
     let params = ImportParams {
         name: def.name.clone(),
@@ -203,7 +231,10 @@ async fn run(cmd: &mut tokio::process::Command, what: &str) -> Result<(), String
     if out.status.success() {
         Ok(())
     } else {
-        Err(format!("{what}: {}", String::from_utf8_lossy(&out.stderr).trim()))
+        Err(format!(
+            "{what}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
     }
 }
 
@@ -229,7 +260,9 @@ fn debugfs_script(root: &Path) -> Result<String, std::io::Error> {
             let rel = path.strip_prefix(root).map_err(std::io::Error::other)?;
             let rel = rel.to_string_lossy();
             if rel.contains(['"', '\n', ' ']) {
-                return Err(std::io::Error::other(format!("unsupported file name {rel:?}")));
+                return Err(std::io::Error::other(format!(
+                    "unsupported file name {rel:?}"
+                )));
             }
             if e.file_type()?.is_dir() {
                 out.push_str(&format!("mkdir /{rel}\n"));
@@ -265,7 +298,9 @@ async fn build_files(
     }
     let files = std::fs::canonicalize(dir.join(files_dir))?;
     if !files.starts_with(dir) {
-        return Err(fail("files_dir must be inside the templates-tree directory".into()));
+        return Err(fail(
+            "files_dir must be inside the templates-tree directory".into(),
+        ));
     }
     let parent_path = storage.template_path(parent.id);
     let scratch = storage.upload_path().with_extension("raw");
@@ -287,7 +322,8 @@ async fn build_files(
                 .and_then(|mut f| f.read_exact(&mut mbr))
                 .map_err(|e| e.to_string())?;
         }
-        let offset = linux_partition_offset(&mbr).ok_or("the parent image has no Linux (0x83) partition")?;
+        let offset =
+            linux_partition_offset(&mbr).ok_or("the parent image has no Linux (0x83) partition")?;
         let script = debugfs_script(&files).map_err(|e| e.to_string())?;
         let script_path = scratch.with_extension("debugfs");
         std::fs::write(&script_path, script).map_err(|e| e.to_string())?;
@@ -358,9 +394,16 @@ mod tests {
     #[test]
     fn orders_parents_first_and_rejects_bad_trees() {
         let defs = vec![def("c", Some("b")), def("b", Some("a")), def("a", None)];
-        let names: Vec<String> = order(defs).expect("order").into_iter().map(|d| d.name).collect();
+        let names: Vec<String> = order(defs)
+            .expect("order")
+            .into_iter()
+            .map(|d| d.name)
+            .collect();
         assert_eq!(names, ["a", "b", "c"]);
-        assert!(matches!(order(vec![def("x", Some("nope"))]), Err(LibraryError::UnknownParent(..))));
+        assert!(matches!(
+            order(vec![def("x", Some("nope"))]),
+            Err(LibraryError::UnknownParent(..))
+        ));
         assert!(matches!(
             order(vec![def("x", Some("y")), def("y", Some("x"))]),
             Err(LibraryError::BadTree)

@@ -18,7 +18,7 @@ use tokio::sync::RwLock;
 use uuid::Uuid;
 
 use crate::db::{self, Pool};
-use crate::libvirt::{self, AccelSetting, Hypervisor, LibvirtError};
+use crate::libvirt::{self, AccelSetting, LibvirtError};
 
 pub const LOCAL_NODE_NAME: &str = "local";
 pub const MONITOR_INTERVAL: Duration = Duration::from_secs(3);
@@ -111,7 +111,14 @@ fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Node, sqlx::Error> {
 
 /// Accepts only the libvirt URI schemes pvce supports.
 pub fn validate_uri(uri: &str) -> Result<(), NodeError> {
-    const SCHEMES: [&str; 6] = ["qemu://", "qemu+tcp://", "qemu+tls://", "qemu+ssh://", "xen://", "test://"];
+    const SCHEMES: [&str; 6] = [
+        "qemu://",
+        "qemu+tcp://",
+        "qemu+tls://",
+        "qemu+ssh://",
+        "xen://",
+        "test://",
+    ];
     let ok = uri.len() <= 512
         && !uri.chars().any(|c| c.is_control() || c.is_whitespace())
         && SCHEMES.iter().any(|s| uri.starts_with(s));
@@ -126,7 +133,12 @@ pub fn validate_uri(uri: &str) -> Result<(), NodeError> {
 
 impl Nodes {
     pub fn new(pool: Pool, connect_timeout: Duration, accel: AccelSetting) -> Self {
-        Self { pool, conns: RwLock::new(HashMap::new()), connect_timeout, accel }
+        Self {
+            pool,
+            conns: RwLock::new(HashMap::new()),
+            connect_timeout,
+            accel,
+        }
     }
 
     pub async fn list(&self) -> Result<Vec<Node>, NodeError> {
@@ -141,7 +153,10 @@ impl Nodes {
             .bind(id.to_string())
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(from_row).transpose()?.ok_or(NodeError::NotFound)
+        row.as_ref()
+            .map(from_row)
+            .transpose()?
+            .ok_or(NodeError::NotFound)
     }
 
     /// Registers a node. The node need not be reachable yet: it starts `down`
@@ -149,7 +164,10 @@ impl Nodes {
     pub async fn register(&self, new: NewNode) -> Result<Node, NodeError> {
         let name_ok = !new.name.is_empty()
             && new.name.len() <= 64
-            && new.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+            && new
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
         if !name_ok {
             return Err(NodeError::Invalid(
                 "name must be 1-64 characters of a-z, A-Z, 0-9, '.', '_' or '-'".into(),
@@ -158,17 +176,21 @@ impl Nodes {
         validate_uri(&new.uri)?;
         let console = new.console_address.unwrap_or_else(|| "127.0.0.1".into());
         if console.parse::<std::net::IpAddr>().is_err() {
-            return Err(NodeError::Invalid("console_address must be an IP address".into()));
+            return Err(NodeError::Invalid(
+                "console_address must be an IP address".into(),
+            ));
         }
         let id = Uuid::new_v4();
-        let res = sqlx::query("INSERT INTO nodes (id, name, uri, console_address, created_at) VALUES (?, ?, ?, ?, ?)")
-            .bind(id.to_string())
-            .bind(&new.name)
-            .bind(&new.uri)
-            .bind(&console)
-            .bind(db::now())
-            .execute(&self.pool)
-            .await;
+        let res = sqlx::query(
+            "INSERT INTO nodes (id, name, uri, console_address, created_at) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(id.to_string())
+        .bind(&new.name)
+        .bind(&new.uri)
+        .bind(&console)
+        .bind(db::now())
+        .execute(&self.pool)
+        .await;
         match res {
             Ok(_) => {}
             Err(e) => {
@@ -186,7 +208,9 @@ impl Nodes {
 
     /// Registers the local libvirt as node `local` if no node exists yet.
     pub async fn ensure_local(&self, uri: &str, console_address: &str) -> Result<(), NodeError> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM nodes").fetch_one(&self.pool).await?;
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM nodes")
+            .fetch_one(&self.pool)
+            .await?;
         if n == 0 {
             match self
                 .register(NewNode {
@@ -234,10 +258,10 @@ impl Nodes {
 
     /// The open connection to a node, (re)connecting with a deadline if needed.
     pub async fn conn(&self, id: Uuid) -> Result<libvirt::Node, NodeError> {
-        if let Some(c) = self.conns.read().await.get(&id) {
-            if c.is_alive() {
-                return Ok(c.clone());
-            }
+        if let Some(c) = self.conns.read().await.get(&id)
+            && c.is_alive()
+        {
+            return Ok(c.clone());
         }
         let node = self.get(id).await?;
         match libvirt::Node::open(&node.uri, self.connect_timeout).await {
@@ -254,19 +278,17 @@ impl Nodes {
         }
     }
 
-    /// The hypervisor flavour domains on this node use.
-    pub fn hypervisor_for(&self, node: &Node) -> Hypervisor {
-        if node.uri.starts_with("xen") {
-            Hypervisor::Xen
-        } else {
-            // The accelerator is decided from this host's CPU flags: remote
-            // nodes in one lab are the same hardware as the server in practice,
-            // and an explicit `--accel kvm|tcg` overrides it.
-            libvirt::resolve_qemu_hypervisor(self.accel)
-        }
+    /// The accelerator setting domains are created with.
+    pub fn accel(&self) -> AccelSetting {
+        self.accel
     }
 
-    async fn mark(&self, id: Uuid, up: bool, info: Option<&libvirt::NodeInfo>) -> Result<(), NodeError> {
+    async fn mark(
+        &self,
+        id: Uuid,
+        up: bool,
+        info: Option<&libvirt::NodeInfo>,
+    ) -> Result<(), NodeError> {
         let (cpus, total, used) = info.map_or((None, None, None), |i| {
             (
                 Some(i64::from(i.cpus)),
@@ -310,7 +332,9 @@ impl Nodes {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
-                let Ok(nodes) = self.list().await else { continue };
+                let Ok(nodes) = self.list().await else {
+                    continue;
+                };
                 let probes = nodes.iter().map(|n| {
                     let this = self.clone();
                     let id = n.id;

@@ -122,7 +122,11 @@ impl Reservations {
         let mut map = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let node_id = choose(candidates, need_mib, reserve_mib, &map, policy)?;
         *map.entry(node_id).or_insert(0) += need_mib;
-        Ok(Reservation { ledger: self, node_id, mib: need_mib })
+        Ok(Reservation {
+            ledger: self,
+            node_id,
+            mib: need_mib,
+        })
     }
 }
 
@@ -169,7 +173,10 @@ mod tests {
         let b = node("b", 8192, 6000);
         let cands = vec![a.clone(), b.clone()];
         let none = HashMap::new();
-        assert_eq!(choose(&cands, 512, 256, &none, Policy::Spread), Ok(a.node_id));
+        assert_eq!(
+            choose(&cands, 512, 256, &none, Policy::Spread),
+            Ok(a.node_id)
+        );
         assert_eq!(choose(&cands, 512, 256, &none, Policy::Pack), Ok(b.node_id));
     }
 
@@ -196,16 +203,27 @@ mod tests {
         let a = node("a", 4096, 0);
         let b = node("b", 4096, 0);
         let none = HashMap::new();
-        assert_eq!(choose(&[b, a.clone()], 256, 0, &none, Policy::Spread), Ok(a.node_id));
+        assert_eq!(
+            choose(&[b, a.clone()], 256, 0, &none, Policy::Spread),
+            Ok(a.node_id)
+        );
     }
 
     #[test]
     fn reservations_prevent_overcommit_and_release_on_drop() {
         let a = node("a", 2048, 0);
         let ledger = Reservations::default();
-        let r1 = ledger.place(&[a.clone()], 1024, 0, Policy::Spread).expect("first fits");
-        let r2 = ledger.place(&[a.clone()], 1024, 0, Policy::Spread).expect("second fits");
-        assert!(ledger.place(&[a.clone()], 1024, 0, Policy::Spread).is_err());
+        let r1 = ledger
+            .place(std::slice::from_ref(&a), 1024, 0, Policy::Spread)
+            .expect("first fits");
+        let r2 = ledger
+            .place(std::slice::from_ref(&a), 1024, 0, Policy::Spread)
+            .expect("second fits");
+        assert!(
+            ledger
+                .place(std::slice::from_ref(&a), 1024, 0, Policy::Spread)
+                .is_err()
+        );
         drop(r1);
         drop(r2);
         assert!(ledger.place(&[a], 1024, 0, Policy::Spread).is_ok());

@@ -51,7 +51,9 @@ impl Storage {
     }
 
     pub fn template_path(&self, template_id: Uuid) -> PathBuf {
-        self.root.join("templates").join(format!("{template_id}.qcow2"))
+        self.root
+            .join("templates")
+            .join(format!("{template_id}.qcow2"))
     }
 
     pub fn overlay_dir(&self, owner_id: Uuid, course_id: Uuid) -> PathBuf {

@@ -113,7 +113,8 @@ fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Template, sqlx::Error> {
         software: serde_json::from_str(&software).unwrap_or_default(),
         state: TemplateState::parse(&row.try_get::<String, _>("state")?),
         size_bytes: u64::try_from(row.try_get::<i64, _>("size_bytes")?).unwrap_or(0),
-        virtual_size_bytes: u64::try_from(row.try_get::<i64, _>("virtual_size_bytes")?).unwrap_or(0),
+        virtual_size_bytes: u64::try_from(row.try_get::<i64, _>("virtual_size_bytes")?)
+            .unwrap_or(0),
         depth: u32::try_from(row.try_get::<i64, _>("depth")?).unwrap_or(0),
         created_by: row
             .try_get::<Option<String>, _>("created_by")?
@@ -124,9 +125,11 @@ fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Template, sqlx::Error> {
 }
 
 pub async fn list(pool: &Pool) -> Result<Vec<Template>, TemplateError> {
-    let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM templates ORDER BY depth, name"))
-        .fetch_all(pool)
-        .await?;
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM templates ORDER BY depth, name"
+    ))
+    .fetch_all(pool)
+    .await?;
     Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
 }
 
@@ -135,7 +138,10 @@ pub async fn get(pool: &Pool, id: Uuid) -> Result<Template, TemplateError> {
         .bind(id.to_string())
         .fetch_optional(pool)
         .await?;
-    row.as_ref().map(from_row).transpose()?.ok_or(TemplateError::NotFound)
+    row.as_ref()
+        .map(from_row)
+        .transpose()?
+        .ok_or(TemplateError::NotFound)
 }
 
 pub async fn find_by_name(pool: &Pool, name: &str) -> Result<Option<Template>, TemplateError> {
@@ -168,7 +174,8 @@ pub fn normalise_software(items: &[String]) -> Result<Vec<String>, TemplateError
         let s = item.trim().to_lowercase();
         let ok = !s.is_empty()
             && s.len() <= 64
-            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"+._-".contains(&b));
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+._-".contains(&b));
         if !ok {
             return Err(TemplateError::Invalid(format!(
                 "software item {item:?} must be 1-64 characters of a-z, 0-9, '+', '.', '_' or '-'"
@@ -185,7 +192,9 @@ fn validate_os(os: &str) -> Result<String, TemplateError> {
     let os = os.trim().to_lowercase();
     if os.is_empty()
         || os.len() > 64
-        || !os.bytes().all(|b| b.is_ascii_alphanumeric() || b"+._-".contains(&b))
+        || !os
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+._-".contains(&b))
     {
         return Err(TemplateError::Invalid(
             "os must be 1-64 characters of a-z, 0-9, '+', '.', '_' or '-'".into(),
@@ -196,10 +205,10 @@ fn validate_os(os: &str) -> Result<String, TemplateError> {
 
 /// Makes sure the blank root template exists; returns it.
 pub async fn ensure_root(pool: &Pool, storage: &Storage) -> Result<Template, TemplateError> {
-    if let Some(t) = find_by_name(pool, ROOT_NAME).await? {
-        if t.parent_id.is_none() {
-            return Ok(t);
-        }
+    if let Some(t) = find_by_name(pool, ROOT_NAME).await?
+        && t.parent_id.is_none()
+    {
+        return Ok(t);
     }
     let id = Uuid::new_v4();
     let path = storage.template_path(id);
@@ -223,7 +232,9 @@ pub async fn ensure_root(pool: &Pool, storage: &Storage) -> Result<Template, Tem
         let _ = storage::remove_file_if_exists(&path);
         // Another process created it concurrently: use theirs.
         if let TemplateError::NameTaken(_) = e {
-            return find_by_name(pool, ROOT_NAME).await?.ok_or(TemplateError::NotFound);
+            return find_by_name(pool, ROOT_NAME)
+                .await?
+                .ok_or(TemplateError::NotFound);
         }
         return Err(e);
     }
@@ -249,7 +260,9 @@ pub(crate) async fn insert(pool: &Pool, t: &Template) -> Result<(), TemplateErro
     .await;
     match res {
         Ok(_) => Ok(()),
-        Err(e) if db::unique_violation(&e).is_some() => Err(TemplateError::NameTaken(t.name.clone())),
+        Err(e) if db::unique_violation(&e).is_some() => {
+            Err(TemplateError::NameTaken(t.name.clone()))
+        }
         Err(e) => Err(e.into()),
     }
 }
@@ -307,7 +320,9 @@ async fn resolve_import(
     let parent = match params.parent_id {
         Some(pid) => {
             let p = get(pool, pid).await.map_err(|e| match e {
-                TemplateError::NotFound => TemplateError::Invalid("parent_id: no such template".into()),
+                TemplateError::NotFound => {
+                    TemplateError::Invalid("parent_id: no such template".into())
+                }
                 other => other,
             })?;
             if p.state != TemplateState::Ready {
@@ -396,7 +411,9 @@ where
         file.write_all(&chunk).await?;
     }
     if written == 0 {
-        return Err(TemplateError::Invalid("the request body (the image) is empty".into()));
+        return Err(TemplateError::Invalid(
+            "the request body (the image) is empty".into(),
+        ));
     }
     file.flush().await?;
     Ok(())
@@ -416,7 +433,9 @@ async fn import_file(
     created_by: Option<Uuid>,
     source: &Path,
 ) -> Result<Template, TemplateError> {
-    let inspect_limits = InspectLimits { max_virtual_size: limits.max_virtual_size };
+    let inspect_limits = InspectLimits {
+        max_virtual_size: limits.max_virtual_size,
+    };
     let id = Uuid::new_v4();
     let dst = storage.template_path(id);
     let mut layer_guard = FileGuard(Some(dst.clone()));
@@ -477,14 +496,18 @@ pub async fn delete(pool: &Pool, storage: &Storage, id: Uuid) -> Result<(), Temp
         .fetch_one(pool)
         .await?;
     if children > 0 {
-        return Err(TemplateError::InUse(format!("{children} child template(s)")));
+        return Err(TemplateError::InUse(format!(
+            "{children} child template(s)"
+        )));
     }
     let specs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM vm_specs WHERE template_id = ?")
         .bind(&id_s)
         .fetch_one(pool)
         .await?;
     if specs > 0 {
-        return Err(TemplateError::InUse(format!("used by {specs} course VM spec(s)")));
+        return Err(TemplateError::InUse(format!(
+            "used by {specs} course VM spec(s)"
+        )));
     }
     let res = sqlx::query("DELETE FROM templates WHERE id = ?")
         .bind(&id_s)

@@ -68,12 +68,12 @@ fn validate_new(new: &NewUser) -> Result<(), UserError> {
             "password must be 8-{MAX_PASSWORD_LEN} characters"
         )));
     }
-    if let Some(d) = &new.display_name {
-        if d.chars().count() > 128 || d.chars().any(char::is_control) {
-            return Err(UserError::Invalid(
-                "display_name must be at most 128 printable characters".into(),
-            ));
-        }
+    if let Some(d) = &new.display_name
+        && (d.chars().count() > 128 || d.chars().any(char::is_control))
+    {
+        return Err(UserError::Invalid(
+            "display_name must be at most 128 printable characters".into(),
+        ));
     }
     Ok(())
 }
@@ -123,7 +123,9 @@ pub async fn create(pool: &Pool, new: NewUser) -> Result<User, UserError> {
     .await;
     match res {
         Ok(_) => Ok(user),
-        Err(e) if db::unique_violation(&e).is_some() => Err(UserError::UsernameTaken(user.username)),
+        Err(e) if db::unique_violation(&e).is_some() => {
+            Err(UserError::UsernameTaken(user.username))
+        }
         Err(e) => Err(e.into()),
     }
 }
@@ -150,17 +152,25 @@ pub async fn get(pool: &Pool, id: Uuid) -> Result<User, UserError> {
 }
 
 /// The user and its password hash, for login only.
-pub async fn find_with_hash(pool: &Pool, username: &str) -> Result<Option<(User, String)>, sqlx::Error> {
-    let row = sqlx::query(&format!("SELECT {COLUMNS}, password_hash FROM users WHERE username = ?"))
-        .bind(username)
-        .fetch_optional(pool)
-        .await?;
+pub async fn find_with_hash(
+    pool: &Pool,
+    username: &str,
+) -> Result<Option<(User, String)>, sqlx::Error> {
+    let row = sqlx::query(&format!(
+        "SELECT {COLUMNS}, password_hash FROM users WHERE username = ?"
+    ))
+    .bind(username)
+    .fetch_optional(pool)
+    .await?;
     row.map(|r| Ok((from_row(&r)?, r.try_get("password_hash")?)))
         .transpose()
 }
 
 /// Looks up many usernames at once: (found users, unknown names).
-pub async fn find_by_usernames(pool: &Pool, names: &[String]) -> Result<(Vec<User>, Vec<String>), UserError> {
+pub async fn find_by_usernames(
+    pool: &Pool,
+    names: &[String],
+) -> Result<(Vec<User>, Vec<String>), UserError> {
     let mut found = Vec::new();
     let mut unknown = Vec::new();
     for chunk in names.chunks(500) {
@@ -213,13 +223,20 @@ pub async fn import_csv(pool: &Pool, csv_text: &str) -> Result<ImportReport, Use
         ));
     };
     let id = col("display_name");
-    let mut report = ImportReport { created: vec![], skipped: vec![], errors: vec![] };
+    let mut report = ImportReport {
+        created: vec![],
+        skipped: vec![],
+        errors: vec![],
+    };
     for (i, record) in reader.records().enumerate() {
         let line = i as u64 + 2;
         let record = match record {
             Ok(r) => r,
             Err(e) => {
-                report.errors.push(ImportLineError { line, message: e.to_string() });
+                report.errors.push(ImportLineError {
+                    line,
+                    message: e.to_string(),
+                });
                 continue;
             }
         };
@@ -241,7 +258,9 @@ pub async fn import_csv(pool: &Pool, csv_text: &str) -> Result<ImportReport, Use
         match create(pool, new).await {
             Ok(_) => report.created.push(username),
             Err(UserError::UsernameTaken(_)) => report.skipped.push(username),
-            Err(UserError::Invalid(message)) => report.errors.push(ImportLineError { line, message }),
+            Err(UserError::Invalid(message)) => {
+                report.errors.push(ImportLineError { line, message })
+            }
             Err(e) => return Err(e),
         }
     }

@@ -30,7 +30,7 @@ use crate::db::{self, Pool};
 use crate::images::{self, ImageError};
 use crate::libvirt::{self, DomainState, GraphicsKind, LibvirtError};
 use crate::nodes::{NodeError, Nodes};
-use crate::placement::{self, Candidate, PlacementError, Policy, Reservations};
+use crate::placement::{Candidate, PlacementError, Policy, Reservations};
 use crate::storage::{self, Storage};
 use crate::templates;
 use crate::users::User;
@@ -68,7 +68,10 @@ impl VmState {
         }
     }
     fn is_active(self) -> bool {
-        matches!(self, VmState::Starting | VmState::Running | VmState::Stopping)
+        matches!(
+            self,
+            VmState::Starting | VmState::Running | VmState::Stopping
+        )
     }
 }
 
@@ -125,7 +128,9 @@ fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Vm, sqlx::Error> {
     // Bytes the personal layer really occupies (sparse-aware).
     let overlay_bytes = {
         use std::os::unix::fs::MetadataExt;
-        std::fs::metadata(&overlay_path).map(|m| m.blocks() * 512).unwrap_or(0)
+        std::fs::metadata(&overlay_path)
+            .map(|m| m.blocks() * 512)
+            .unwrap_or(0)
     };
     Ok(Vm {
         id: uuid_of(&row.try_get::<String, _>("id")?)?,
@@ -153,7 +158,10 @@ async fn load(pool: &Pool, id: Uuid) -> Result<Vm, VmError> {
         .bind(id.to_string())
         .fetch_optional(pool)
         .await?;
-    row.as_ref().map(from_row).transpose()?.ok_or(VmError::NotFound)
+    row.as_ref()
+        .map(from_row)
+        .transpose()?
+        .ok_or(VmError::NotFound)
 }
 
 /// Creates the missing personal VMs (one per spec per owner) of a course:
@@ -196,7 +204,12 @@ pub async fn provision(
                 continue;
             }
             let id = Uuid::new_v4();
-            todo.push(NewVm { id, spec, owner: *owner, path: storage.overlay_path(*owner, course_id, id) });
+            todo.push(NewVm {
+                id,
+                spec,
+                owner: *owner,
+                path: storage.overlay_path(*owner, course_id, id),
+            });
         }
     }
     if todo.is_empty() {
@@ -206,7 +219,11 @@ pub async fn provision(
         .iter()
         .map(|n| {
             let (b, size) = &backing[&n.spec.id];
-            images::OverlayJob { path: n.path.clone(), backing: b.clone(), virtual_size: *size }
+            images::OverlayJob {
+                path: n.path.clone(),
+                backing: b.clone(),
+                virtual_size: *size,
+            }
         })
         .collect();
     let cleanup_paths: Vec<PathBuf> = todo.iter().map(|n| n.path.clone()).collect();
@@ -215,9 +232,10 @@ pub async fn provision(
             let _ = storage::remove_file_if_exists(p);
         }
     };
-    let created = tokio::task::spawn_blocking(move || images::overlay::create_overlays_parallel(&jobs))
-        .await
-        .map_err(|e| VmError::Io(std::io::Error::other(e.to_string())))?;
+    let created =
+        tokio::task::spawn_blocking(move || images::overlay::create_overlays_parallel(&jobs))
+            .await
+            .map_err(|e| VmError::Io(std::io::Error::other(e.to_string())))?;
     if let Some(e) = created.into_iter().find_map(Result::err) {
         cleanup();
         return Err(e.into());
@@ -278,11 +296,20 @@ pub async fn delete_for(
     if let Some(o) = owner {
         q = q.bind(o.to_string());
     }
-    let vms: Vec<Vm> = q.fetch_all(pool).await?.iter().map(from_row).collect::<Result<_, _>>()?;
+    let vms: Vec<Vm> = q
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(from_row)
+        .collect::<Result<_, _>>()?;
     if let Some(active) = vms.iter().find(|v| v.state.is_active()) {
         return Err(VmError::Conflict(
             "vm_running",
-            format!("VM {} is {}; stop it first", active.name, active.state.as_str()),
+            format!(
+                "VM {} is {}; stop it first",
+                active.name,
+                active.state.as_str()
+            ),
         ));
     }
     let mut tx = pool.begin().await?;
@@ -350,7 +377,11 @@ impl VmManager {
 
     fn notify(&self, vm_id: Uuid, state: VmState, node_id: Option<Uuid>) {
         // No subscribers is fine: nobody is watching.
-        let _ = self.events.send(VmEvent { vm_id, state, node_id });
+        let _ = self.events.send(VmEvent {
+            vm_id,
+            state,
+            node_id,
+        });
     }
 
     /// The libvirt domain name of a VM.
@@ -398,15 +429,20 @@ impl VmManager {
             Role::Admin => true,
             _ if vm.owner_id == user.id => true,
             Role::Teacher => {
-                let teacher: Option<String> = sqlx::query_scalar("SELECT teacher_id FROM courses WHERE id = ?")
-                    .bind(vm.course_id.to_string())
-                    .fetch_optional(&self.pool)
-                    .await?;
+                let teacher: Option<String> =
+                    sqlx::query_scalar("SELECT teacher_id FROM courses WHERE id = ?")
+                        .bind(vm.course_id.to_string())
+                        .fetch_optional(&self.pool)
+                        .await?;
                 teacher.as_deref() == Some(user.id.to_string().as_str())
             }
             Role::Student => false,
         };
-        if allowed { Ok(vm) } else { Err(VmError::NotFound) }
+        if allowed {
+            Ok(vm)
+        } else {
+            Err(VmError::NotFound)
+        }
     }
 
     /// Brings one VM's row in line with libvirt and returns it.
@@ -431,7 +467,8 @@ impl VmManager {
         match conn.domain(&self.domain_name(vm.id)).await {
             Ok(Some(d)) if matches!(d.state, DomainState::Running | DomainState::Paused) => {
                 if vm.state != VmState::Running && vm.state != VmState::Stopping {
-                    self.set_state(vm.id, VmState::Running, Some(node_id), None).await?;
+                    self.set_state(vm.id, VmState::Running, Some(node_id), None)
+                        .await?;
                 }
             }
             Ok(_) => {
@@ -487,7 +524,10 @@ impl VmManager {
         match vm.state {
             VmState::Running | VmState::Starting => return Ok(vm),
             VmState::Stopping => {
-                return Err(VmError::Conflict("vm_stopping", "the VM is shutting down; try again when it has stopped".into()));
+                return Err(VmError::Conflict(
+                    "vm_stopping",
+                    "the VM is shutting down; try again when it has stopped".into(),
+                ));
             }
             VmState::Stopped | VmState::Error => {}
         }
@@ -501,24 +541,27 @@ impl VmManager {
         let node_id = reservation.node_id();
         let node = self.nodes.get(node_id).await?;
         let conn = self.nodes.conn(node_id).await?;
-        self.set_state(vm.id, VmState::Starting, Some(node_id), None).await?;
+        self.set_state(vm.id, VmState::Starting, Some(node_id), None)
+            .await?;
         let spec = libvirt::DomainSpec {
             name: self.domain_name(vm.id),
             uuid: vm.id,
             title: format!("{owner_name} / {course_code} / {}", vm.name),
             vcpus: vm.vcpus,
             memory_mib: u64::from(vm.memory_mib),
-            hypervisor: self.nodes.hypervisor_for(&node),
+            hypervisor: conn.hypervisor_for(self.nodes.accel()).await?,
             disk_path: vm.overlay_path.clone(),
             graphics: GraphicsKind::Vnc,
             graphics_listen: node.console_address.clone(),
             graphics_password: None,
             serial_log: Some(self.storage.console_log_path(vm.id)),
             smbios_serial: format!("vm-{}", &vm.id.simple().to_string()[..12]),
+            disk_cache: libvirt::DiskCache::default(),
             metadata: libvirt::PvceMetadata {
-                vm_id: vm.id,
-                owner_id: vm.owner_id,
-                course_id: vm.course_id,
+                id: vm.id.to_string(),
+                owner: vm.owner_id.to_string(),
+                course: Some(vm.course_id.to_string()),
+                template: None,
             },
             network: None,
         };
@@ -538,7 +581,8 @@ impl VmManager {
                 // Never leave a half-started domain behind.
                 let _ = conn.destroy(&spec.name).await;
                 tracing::warn!(vm = %vm.id, error = %e, "start failed");
-                self.set_state(vm.id, VmState::Stopped, None, Some(e.to_string())).await?;
+                self.set_state(vm.id, VmState::Stopped, None, Some(e.to_string()))
+                    .await?;
                 Err(e.into())
             }
         }
@@ -548,7 +592,12 @@ impl VmManager {
         let vm = self.sync_with_node(load(&self.pool, vm.id).await?).await?;
         let node_id = match (vm.state, vm.node_id) {
             (VmState::Running | VmState::Stopping, Some(n)) => n,
-            _ => return Err(VmError::Conflict("vm_not_running", "the VM is not running".into())),
+            _ => {
+                return Err(VmError::Conflict(
+                    "vm_not_running",
+                    "the VM is not running".into(),
+                ));
+            }
         };
         let conn = self.nodes.conn(node_id).await?;
         Ok((vm, conn))
@@ -564,7 +613,8 @@ impl VmManager {
         }
         let (vm, conn) = self.require_running(&current).await?;
         conn.shutdown(&self.domain_name(vm.id)).await?;
-        self.set_state(vm.id, VmState::Stopping, vm.node_id, None).await?;
+        self.set_state(vm.id, VmState::Stopping, vm.node_id, None)
+            .await?;
         let this = Arc::clone(self);
         let vm_id = vm.id;
         tokio::spawn(async move { this.finish_shutdown(vm_id, conn).await });
@@ -620,7 +670,10 @@ impl VmManager {
         let _guard = lock.lock().await;
         let vm = self.sync_with_node(load(&self.pool, vm.id).await?).await?;
         if vm.state.is_active() {
-            return Err(VmError::Conflict("vm_running", "stop the VM before resetting it".into()));
+            return Err(VmError::Conflict(
+                "vm_running",
+                "stop the VM before resetting it".into(),
+            ));
         }
         let t = templates::get(&self.pool, vm.template_id)
             .await
@@ -631,10 +684,12 @@ impl VmManager {
         tokio::task::spawn_blocking(move || images::replace_overlay(&path, &backing, size))
             .await
             .map_err(|e| VmError::Io(std::io::Error::other(e.to_string())))??;
-        sqlx::query("UPDATE vms SET state = 'stopped', node_id = NULL, last_error = NULL WHERE id = ?")
-            .bind(vm.id.to_string())
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "UPDATE vms SET state = 'stopped', node_id = NULL, last_error = NULL WHERE id = ?",
+        )
+        .bind(vm.id.to_string())
+        .execute(&self.pool)
+        .await?;
         self.notify(vm.id, VmState::Stopped, None);
         load(&self.pool, vm.id).await
     }
@@ -645,11 +700,18 @@ impl VmManager {
     pub async fn reconcile_once(&self) -> Result<(), VmError> {
         let nodes = self.nodes.list().await?;
         for node in nodes {
-            let Ok(conn) = self.nodes.conn(node.id).await else { continue };
-            let Ok(domains) = conn.list_pvce_domains().await else { continue };
+            let Ok(conn) = self.nodes.conn(node.id).await else {
+                continue;
+            };
+            let Ok(domains) = conn.list_pvce_domains().await else {
+                continue;
+            };
             let running: HashMap<Uuid, DomainState> = domains
                 .iter()
-                .filter_map(|d| d.metadata.as_ref().map(|m| (m.vm_id, d.state)))
+                .filter_map(|d| {
+                    let id = Uuid::parse_str(&d.metadata.as_ref()?.id).ok()?;
+                    Some((id, d.state))
+                })
                 .collect();
             let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM vms WHERE node_id = ? OR id IN (SELECT value FROM json_each(?))"))
                 .bind(node.id.to_string())
@@ -659,14 +721,21 @@ impl VmManager {
             for row in &rows {
                 let vm = from_row(row)?;
                 let lock = self.lock_for(vm.id);
-                let Ok(_guard) = lock.try_lock() else { continue };
+                let Ok(_guard) = lock.try_lock() else {
+                    continue;
+                };
                 let alive = running
                     .get(&vm.id)
                     .is_some_and(|s| matches!(s, DomainState::Running | DomainState::Paused));
                 if alive && (vm.node_id != Some(node.id) || !vm.state.is_active()) {
                     tracing::info!(vm = %vm.id, node = %node.name, "adopting running domain");
-                    self.set_state(vm.id, VmState::Running, Some(node.id), None).await?;
-                } else if !alive && vm.node_id == Some(node.id) && vm.state.is_active() && vm.state != VmState::Starting {
+                    self.set_state(vm.id, VmState::Running, Some(node.id), None)
+                        .await?;
+                } else if !alive
+                    && vm.node_id == Some(node.id)
+                    && vm.state.is_active()
+                    && vm.state != VmState::Starting
+                {
                     self.set_state(vm.id, VmState::Stopped, None, None).await?;
                 }
             }
@@ -688,10 +757,16 @@ impl VmManager {
     }
 
     /// Where a running VM's console listens: (vm, host, port, protocol).
-    pub async fn console_endpoint(&self, id: Uuid) -> Result<(Vm, String, u16, GraphicsKind), VmError> {
+    pub async fn console_endpoint(
+        &self,
+        id: Uuid,
+    ) -> Result<(Vm, String, u16, GraphicsKind), VmError> {
         let vm = self.sync_with_node(load(&self.pool, id).await?).await?;
         let (VmState::Running, Some(node_id)) = (vm.state, vm.node_id) else {
-            return Err(VmError::Conflict("vm_not_running", "the VM is not running".into()));
+            return Err(VmError::Conflict(
+                "vm_not_running",
+                "the VM is not running".into(),
+            ));
         };
         let node = self.nodes.get(node_id).await?;
         let conn = self.nodes.conn(node_id).await?;
@@ -700,7 +775,9 @@ impl VmManager {
             .await?
             .and_then(|d| d.graphics)
             .filter(|g| g.port > 0)
-            .ok_or_else(|| VmError::Conflict("vm_not_running", "the VM has no console yet".into()))?;
+            .ok_or_else(|| {
+                VmError::Conflict("vm_not_running", "the VM has no console yet".into())
+            })?;
         Ok((vm, node.console_address, graphics.port, graphics.kind))
     }
 

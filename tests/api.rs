@@ -1,6 +1,8 @@
 //! Black-box API tests that need no running VM: the role matrix, input
 //! validation, unsafe images, auth and sessions. Real server, real SQLite.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::{PASSWORD, TestEnv, assert_error};
@@ -24,39 +26,145 @@ async fn role_matrix_is_enforced_on_every_route() {
     let cases: Vec<(Method, String, Option<serde_json::Value>, [u16; 4])> = vec![
         (Method::GET, "/api/me".into(), None, [401, 200, 200, 200]),
         (Method::GET, "/api/users".into(), None, [401, 403, 403, 200]),
-        (Method::POST, "/api/users".into(), Some(json!({"username":"x","password":"short","role":"student"})), [401, 403, 403, 400]),
+        (
+            Method::POST,
+            "/api/users".into(),
+            Some(json!({"username":"x","password":"short","role":"student"})),
+            [401, 403, 403, 400],
+        ),
         (Method::GET, "/api/nodes".into(), None, [401, 403, 403, 200]),
-        (Method::POST, "/api/nodes".into(), Some(json!({"name":"n","uri":"bogus://"})), [401, 403, 403, 400]),
-        (Method::DELETE, format!("/api/nodes/{nil}"), None, [401, 403, 403, 404]),
-        (Method::POST, format!("/api/nodes/{nil}/maintenance"), Some(json!({"enabled":true})), [401, 403, 403, 404]),
-        (Method::GET, "/api/templates".into(), None, [401, 403, 200, 200]),
-        (Method::GET, format!("/api/templates/{nil}"), None, [401, 403, 404, 404]),
-        (Method::DELETE, format!("/api/templates/{nil}"), None, [401, 403, 404, 404]),
-        (Method::GET, "/api/courses".into(), None, [401, 200, 200, 200]),
-        (Method::POST, "/api/courses".into(), Some(json!({"code":"","name":"x","vm_specs":[]})), [401, 403, 400, 400]),
-        (Method::GET, format!("/api/courses/{nil}"), None, [401, 404, 404, 404]),
-        (Method::DELETE, format!("/api/courses/{nil}"), None, [401, 403, 404, 404]),
-        (Method::POST, format!("/api/courses/{nil}/students"), Some(json!({"usernames":[]})), [401, 403, 404, 404]),
-        (Method::DELETE, format!("/api/courses/{nil}/students/{nil}"), None, [401, 403, 404, 404]),
+        (
+            Method::POST,
+            "/api/nodes".into(),
+            Some(json!({"name":"n","uri":"bogus://"})),
+            [401, 403, 403, 400],
+        ),
+        (
+            Method::DELETE,
+            format!("/api/nodes/{nil}"),
+            None,
+            [401, 403, 403, 404],
+        ),
+        (
+            Method::POST,
+            format!("/api/nodes/{nil}/maintenance"),
+            Some(json!({"enabled":true})),
+            [401, 403, 403, 404],
+        ),
+        (
+            Method::GET,
+            "/api/templates".into(),
+            None,
+            [401, 403, 200, 200],
+        ),
+        (
+            Method::GET,
+            format!("/api/templates/{nil}"),
+            None,
+            [401, 403, 404, 404],
+        ),
+        (
+            Method::DELETE,
+            format!("/api/templates/{nil}"),
+            None,
+            [401, 403, 404, 404],
+        ),
+        (
+            Method::GET,
+            "/api/courses".into(),
+            None,
+            [401, 200, 200, 200],
+        ),
+        (
+            Method::POST,
+            "/api/courses".into(),
+            Some(json!({"code":"","name":"x","vm_specs":[]})),
+            [401, 403, 400, 400],
+        ),
+        (
+            Method::GET,
+            format!("/api/courses/{nil}"),
+            None,
+            [401, 404, 404, 404],
+        ),
+        (
+            Method::DELETE,
+            format!("/api/courses/{nil}"),
+            None,
+            [401, 403, 404, 404],
+        ),
+        (
+            Method::POST,
+            format!("/api/courses/{nil}/students"),
+            Some(json!({"usernames":[]})),
+            [401, 403, 404, 404],
+        ),
+        (
+            Method::DELETE,
+            format!("/api/courses/{nil}/students/{nil}"),
+            None,
+            [401, 403, 404, 404],
+        ),
         (Method::GET, "/api/vms".into(), None, [401, 200, 200, 200]),
-        (Method::GET, format!("/api/vms/{nil}"), None, [401, 404, 404, 404]),
-        (Method::POST, format!("/api/vms/{nil}/start"), None, [401, 404, 404, 404]),
-        (Method::POST, format!("/api/vms/{nil}/shutdown"), None, [401, 404, 404, 404]),
-        (Method::POST, format!("/api/vms/{nil}/poweroff"), None, [401, 404, 404, 404]),
-        (Method::POST, format!("/api/vms/{nil}/reboot"), None, [401, 404, 404, 404]),
-        (Method::POST, format!("/api/vms/{nil}/reset"), None, [401, 404, 404, 404]),
+        (
+            Method::GET,
+            format!("/api/vms/{nil}"),
+            None,
+            [401, 404, 404, 404],
+        ),
+        (
+            Method::POST,
+            format!("/api/vms/{nil}/start"),
+            None,
+            [401, 404, 404, 404],
+        ),
+        (
+            Method::POST,
+            format!("/api/vms/{nil}/shutdown"),
+            None,
+            [401, 404, 404, 404],
+        ),
+        (
+            Method::POST,
+            format!("/api/vms/{nil}/poweroff"),
+            None,
+            [401, 404, 404, 404],
+        ),
+        (
+            Method::POST,
+            format!("/api/vms/{nil}/reboot"),
+            None,
+            [401, 404, 404, 404],
+        ),
+        (
+            Method::POST,
+            format!("/api/vms/{nil}/reset"),
+            None,
+            [401, 404, 404, 404],
+        ),
     ];
     for (method, path, body, expected) in cases {
         for (who, client) in [&anon, &student, &teacher, &admin].iter().enumerate() {
             let got = client.send(method.clone(), &path, body.clone()).await;
-            assert_eq!(got.0.as_u16(), expected[who], "{method} {path} as #{who}: {}", got.1);
+            assert_eq!(
+                got.0.as_u16(),
+                expected[who],
+                "{method} {path} as #{who}: {}",
+                got.1
+            );
             if got.0.is_client_error() {
-                assert!(got.1["error"].is_string(), "{method} {path}: JSON error body expected, got {}", got.1);
+                assert!(
+                    got.1["error"].is_string(),
+                    "{method} {path}: JSON error body expected, got {}",
+                    got.1
+                );
             }
         }
     }
     // Templates import is staff-only too (checked before the body is read).
-    let got = student.post_empty("/api/templates/import?name=x&format=raw").await;
+    let got = student
+        .post_empty("/api/templates/import?name=x&format=raw")
+        .await;
     assert_error(&got, StatusCode::FORBIDDEN, "forbidden");
 }
 
@@ -74,7 +182,10 @@ async fn login_sessions_logout_and_rate_limit() {
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     let cookie = res.headers()["set-cookie"].to_str().unwrap().to_owned();
-    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"), "{cookie}");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
+        "{cookie}"
+    );
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(body["user"]["username"], "test-alice");
     assert!(body["user"].get("password_hash").is_none());
@@ -82,25 +193,55 @@ async fn login_sessions_logout_and_rate_limit() {
 
     // The cookie alone authenticates.
     let session = cookie.split(';').next().unwrap().to_owned();
-    let me = http.get(env.url("/api/me")).header("cookie", &session).send().await.unwrap();
+    let me = http
+        .get(env.url("/api/me"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(me.status(), StatusCode::OK);
 
     // Logout revokes the token.
-    let out = http.post(env.url("/api/auth/logout")).bearer_auth(&token).send().await.unwrap();
+    let out = http
+        .post(env.url("/api/auth/logout"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(out.status(), StatusCode::NO_CONTENT);
-    let me = http.get(env.url("/api/me")).bearer_auth(&token).send().await.unwrap();
+    let me = http
+        .get(env.url("/api/me"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(me.status(), StatusCode::UNAUTHORIZED);
 
     // Wrong password: 401 bad_credentials, then 429 after five failures — even with the right password.
     let anon = common::Client::anonymous(&env.server.url());
     for _ in 0..5 {
-        let got = anon.post("/api/auth/login", json!({"username":"test-alice","password":"wrong-one"})).await;
+        let got = anon
+            .post(
+                "/api/auth/login",
+                json!({"username":"test-alice","password":"wrong-one"}),
+            )
+            .await;
         assert_error(&got, StatusCode::UNAUTHORIZED, "bad_credentials");
     }
-    let got = anon.post("/api/auth/login", json!({"username":"test-alice","password":PASSWORD})).await;
+    let got = anon
+        .post(
+            "/api/auth/login",
+            json!({"username":"test-alice","password":PASSWORD}),
+        )
+        .await;
     assert_error(&got, StatusCode::TOO_MANY_REQUESTS, "too_many_attempts");
     // Unknown users get the same answer as wrong passwords.
-    let got = anon.post("/api/auth/login", json!({"username":"test-nobody","password":"x"})).await;
+    let got = anon
+        .post(
+            "/api/auth/login",
+            json!({"username":"test-nobody","password":"x"}),
+        )
+        .await;
     assert_error(&got, StatusCode::UNAUTHORIZED, "bad_credentials");
 }
 
@@ -113,9 +254,19 @@ async fn bad_input_gets_4xx_json_errors() {
     let teacher = env.client("test-teacher").await;
 
     // Unknown fields, wrong types, malformed JSON.
-    let got = admin.post("/api/users", json!({"username":"test-x","password":"longenough","role":"student","admin":true})).await;
+    let got = admin
+        .post(
+            "/api/users",
+            json!({"username":"test-x","password":"longenough","role":"student","admin":true}),
+        )
+        .await;
     assert_error(&got, StatusCode::BAD_REQUEST, "bad_request");
-    let got = admin.post("/api/users", json!({"username":"test-x","password":"longenough","role":"root"})).await;
+    let got = admin
+        .post(
+            "/api/users",
+            json!({"username":"test-x","password":"longenough","role":"root"}),
+        )
+        .await;
     assert_error(&got, StatusCode::BAD_REQUEST, "bad_request");
     let raw = admin
         .http
@@ -131,20 +282,46 @@ async fn bad_input_gets_4xx_json_errors() {
     assert_eq!(v["error"], "bad_request");
 
     // Huge names, bad usernames.
-    let got = admin.post("/api/users", json!({"username":"a".repeat(10_000),"password":"longenough","role":"student"})).await;
+    let got = admin
+        .post(
+            "/api/users",
+            json!({"username":"a".repeat(10_000),"password":"longenough","role":"student"}),
+        )
+        .await;
     assert_error(&got, StatusCode::BAD_REQUEST, "bad_request");
-    let got = admin.post("/api/users", json!({"username":"../etc","password":"longenough","role":"student"})).await;
+    let got = admin
+        .post(
+            "/api/users",
+            json!({"username":"../etc","password":"longenough","role":"student"}),
+        )
+        .await;
     assert_error(&got, StatusCode::BAD_REQUEST, "bad_request");
 
     // Duplicate username → 409.
-    let got = admin.post("/api/users", json!({"username":"test-dup","password":"longenough","role":"student"})).await;
+    let got = admin
+        .post(
+            "/api/users",
+            json!({"username":"test-dup","password":"longenough","role":"student"}),
+        )
+        .await;
     assert_eq!(got.0, StatusCode::CREATED);
-    let got = admin.post("/api/users", json!({"username":"test-dup","password":"longenough","role":"student"})).await;
+    let got = admin
+        .post(
+            "/api/users",
+            json!({"username":"test-dup","password":"longenough","role":"student"}),
+        )
+        .await;
     assert_error(&got, StatusCode::CONFLICT, "username_taken");
 
     // Courses: negative memory, zero vcpus, unknown template, huge name.
     let (_, templates) = teacher.get("/api/templates").await;
-    let root = templates.as_array().unwrap().iter().find(|t| t["parent_id"].is_null()).unwrap()["id"].clone();
+    let root = templates
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["parent_id"].is_null())
+        .unwrap()["id"]
+        .clone();
     let spec = |mem: i64, vcpus: i64, tid: serde_json::Value| json!({"code":"test-c1","name":"C","vm_specs":[{"name":"vm","template_id":tid,"vcpus":vcpus,"memory_mib":mem}]});
     for body in [
         spec(-512, 1, root.clone()),
@@ -159,7 +336,12 @@ async fn bad_input_gets_4xx_json_errors() {
     }
 
     // Nodes: bad URI.
-    let got = admin.post("/api/nodes", json!({"name":"test-n","uri":"file:///etc/passwd"})).await;
+    let got = admin
+        .post(
+            "/api/nodes",
+            json!({"name":"test-n","uri":"file:///etc/passwd"}),
+        )
+        .await;
     assert_error(&got, StatusCode::BAD_REQUEST, "bad_request");
     // Unknown routes and methods are JSON too.
     let got = admin.get("/api/nope").await;
@@ -167,7 +349,9 @@ async fn bad_input_gets_4xx_json_errors() {
     let got = admin.send(Method::PUT, "/api/users", None).await;
     assert_error(&got, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
     // Import with a bad format name or missing name.
-    let got = teacher.post_empty("/api/templates/import?name=test-t&format=exe").await;
+    let got = teacher
+        .post_empty("/api/templates/import?name=test-t&format=exe")
+        .await;
     assert_error(&got, StatusCode::BAD_REQUEST, "bad_request");
     let got = teacher.post_empty("/api/templates/import?format=raw").await;
     assert_error(&got, StatusCode::BAD_REQUEST, "bad_request");
@@ -175,8 +359,15 @@ async fn bad_input_gets_4xx_json_errors() {
 
 /// Runs qemu-img to make a test image.
 fn qemu_img(args: &[&str]) {
-    let out = std::process::Command::new("qemu-img").args(args).output().unwrap();
-    assert!(out.status.success(), "qemu-img {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = std::process::Command::new("qemu-img")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "qemu-img {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[tokio::test]
@@ -187,8 +378,27 @@ async fn unsafe_images_are_refused_and_leave_nothing_on_disk() {
     let work = tempfile::tempdir().unwrap();
     let p = |n: &str| work.path().join(n).to_string_lossy().into_owned();
 
-    qemu_img(&["create", "-f", "qcow2", "-u", "-b", "/etc/passwd", "-F", "raw", &p("backing.qcow2"), "64M"]);
-    qemu_img(&["create", "-f", "qcow2", "-o", &format!("data_file={}", p("data.raw")), &p("datafile.qcow2"), "64M"]);
+    qemu_img(&[
+        "create",
+        "-f",
+        "qcow2",
+        "-u",
+        "-b",
+        "/etc/passwd",
+        "-F",
+        "raw",
+        &p("backing.qcow2"),
+        "64M",
+    ]);
+    qemu_img(&[
+        "create",
+        "-f",
+        "qcow2",
+        "-o",
+        &format!("data_file={}", p("data.raw")),
+        &p("datafile.qcow2"),
+        "64M",
+    ]);
     qemu_img(&["create", "-f", "qcow2", &p("plain.qcow2"), "64M"]);
     std::fs::write(
         p("extent.vmdk"),
@@ -197,16 +407,44 @@ async fn unsafe_images_are_refused_and_leave_nothing_on_disk() {
     .unwrap();
 
     let cases = [
-        ("backing.qcow2", "qcow2", StatusCode::UNPROCESSABLE_ENTITY, "unsafe_image"),
-        ("datafile.qcow2", "qcow2", StatusCode::UNPROCESSABLE_ENTITY, "unsafe_image"),
-        ("extent.vmdk", "vmdk", StatusCode::UNPROCESSABLE_ENTITY, "unsafe_image"),
+        (
+            "backing.qcow2",
+            "qcow2",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unsafe_image",
+        ),
+        (
+            "datafile.qcow2",
+            "qcow2",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unsafe_image",
+        ),
+        (
+            "extent.vmdk",
+            "vmdk",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unsafe_image",
+        ),
         // A qcow2 declared raw would let a later probe read its backing file: refused.
-        ("plain.qcow2", "raw", StatusCode::UNPROCESSABLE_ENTITY, "unsafe_image"),
-        ("backing.qcow2", "raw", StatusCode::UNPROCESSABLE_ENTITY, "unsafe_image"),
+        (
+            "plain.qcow2",
+            "raw",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unsafe_image",
+        ),
+        (
+            "backing.qcow2",
+            "raw",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unsafe_image",
+        ),
     ];
     for (file, format, status, code) in cases {
         let got = teacher
-            .upload(&format!("/api/templates/import?name=test-{file}&format={format}&os=linux"), &work.path().join(file))
+            .upload(
+                &format!("/api/templates/import?name=test-{file}&format={format}&os=linux"),
+                &work.path().join(file),
+            )
             .await;
         assert_error(&got, status, code);
     }
@@ -216,7 +454,11 @@ async fn unsafe_images_are_refused_and_leave_nothing_on_disk() {
         .flat_map(|d| std::fs::read_dir(env.data_dir().join(d)).unwrap())
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(leftovers.len(), 1, "only the blank root should exist: {leftovers:?}");
+    assert_eq!(
+        leftovers.len(),
+        1,
+        "only the blank root should exist: {leftovers:?}"
+    );
     let (_, list) = teacher.get("/api/templates").await;
     assert_eq!(list.as_array().unwrap().len(), 1);
 
@@ -227,19 +469,39 @@ async fn unsafe_images_are_refused_and_leave_nothing_on_disk() {
     let teacher = env2.client("test-teacher").await;
     let big = work.path().join("big.raw");
     std::fs::write(&big, vec![0u8; 2 * 1024 * 1024]).unwrap();
-    let got = teacher.upload("/api/templates/import?name=test-big&format=raw&os=linux", &big).await;
+    let got = teacher
+        .upload(
+            "/api/templates/import?name=test-big&format=raw&os=linux",
+            &big,
+        )
+        .await;
     assert_error(&got, StatusCode::PAYLOAD_TOO_LARGE, "too_large");
-    assert_eq!(std::fs::read_dir(env2.data_dir().join("uploads")).unwrap().count(), 0);
+    assert_eq!(
+        std::fs::read_dir(env2.data_dir().join("uploads"))
+            .unwrap()
+            .count(),
+        0
+    );
 
     // A good raw image is accepted and becomes a qcow2 layer.
     std::fs::write(work.path().join("ok.raw"), vec![0u8; 512 * 1024]).unwrap();
-    let got = teacher.upload("/api/templates/import?name=test-ok&format=raw&os=linux&software=gcc,make", &work.path().join("ok.raw")).await;
+    let got = teacher
+        .upload(
+            "/api/templates/import?name=test-ok&format=raw&os=linux&software=gcc,make",
+            &work.path().join("ok.raw"),
+        )
+        .await;
     assert_eq!(got.0, StatusCode::CREATED, "{}", got.1);
     assert_eq!(got.1["state"], "ready");
     assert_eq!(got.1["depth"], 1);
     assert_eq!(got.1["software"], json!(["gcc", "make"]));
     // Same name again → 409.
-    let got = teacher.upload("/api/templates/import?name=test-ok&format=raw&os=linux", &work.path().join("ok.raw")).await;
+    let got = teacher
+        .upload(
+            "/api/templates/import?name=test-ok&format=raw&os=linux",
+            &work.path().join("ok.raw"),
+        )
+        .await;
     assert_error(&got, StatusCode::CONFLICT, "name_taken");
 }
 
@@ -254,16 +516,37 @@ async fn openapi_lists_every_route_and_health_and_metrics_answer() {
     assert_eq!(s, StatusCode::OK);
     let paths = doc["paths"].as_object().unwrap();
     for p in [
-        "/api/auth/login", "/api/auth/logout", "/api/me", "/api/users", "/api/users/import",
-        "/api/nodes", "/api/nodes/{id}", "/api/nodes/{id}/maintenance",
-        "/api/templates", "/api/templates/{id}", "/api/templates/import",
-        "/api/courses", "/api/courses/{id}", "/api/courses/{id}/students", "/api/courses/{id}/students/{user_id}",
-        "/api/vms", "/api/vms/{id}", "/api/vms/{id}/start", "/api/vms/{id}/shutdown", "/api/vms/{id}/poweroff",
-        "/api/vms/{id}/reboot", "/api/vms/{id}/reset",
+        "/api/auth/login",
+        "/api/auth/logout",
+        "/api/me",
+        "/api/users",
+        "/api/users/import",
+        "/api/nodes",
+        "/api/nodes/{id}",
+        "/api/nodes/{id}/maintenance",
+        "/api/templates",
+        "/api/templates/{id}",
+        "/api/templates/import",
+        "/api/courses",
+        "/api/courses/{id}",
+        "/api/courses/{id}/students",
+        "/api/courses/{id}/students/{user_id}",
+        "/api/vms",
+        "/api/vms/{id}",
+        "/api/vms/{id}/start",
+        "/api/vms/{id}/shutdown",
+        "/api/vms/{id}/poweroff",
+        "/api/vms/{id}/reboot",
+        "/api/vms/{id}/reset",
     ] {
         assert!(paths.contains_key(p), "openapi.json lacks {p}");
     }
-    let text = reqwest::get(env.url("/metrics")).await.unwrap().text().await.unwrap();
+    let text = reqwest::get(env.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(text.contains("pvce_vms{state=\"running\"}"), "{text}");
     assert!(text.contains("pvce_node_up{node=\"local\"} 1"), "{text}");
 }
@@ -293,7 +576,12 @@ async fn csv_import_creates_skips_and_reports_lines() {
     let v: serde_json::Value = res.json().await.unwrap();
     assert_eq!(v["created"], json!(["test-s1", "test-t1"]));
     assert_eq!(v["skipped"], json!(["test-existing"]));
-    let lines: Vec<u64> = v["errors"].as_array().unwrap().iter().map(|e| e["line"].as_u64().unwrap()).collect();
+    let lines: Vec<u64> = v["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["line"].as_u64().unwrap())
+        .collect();
     assert_eq!(lines, vec![4, 5]);
     let s1 = env.client("test-s1").await;
     let (_, me) = s1.get("/api/me").await;

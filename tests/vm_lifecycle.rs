@@ -1,6 +1,8 @@
 //! The spine, end to end on the real local libvirtd with the tiny guest:
 //! import → course → enrol → start → BOOT-OK → shutdown → reset → delete.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::time::Duration;
@@ -20,7 +22,9 @@ async fn serial_contains(env: &TestEnv, vm_id: &str, needle: &str) -> bool {
 
 #[tokio::test]
 async fn student_vm_boots_from_course_template_and_survives_the_lifecycle() {
-    let image = tokio::task::spawn_blocking(common::tiny_image).await.unwrap();
+    let image = tokio::task::spawn_blocking(common::tiny_image)
+        .await
+        .unwrap();
     let env = TestEnv::start().await;
     env.user("test-teacher", Role::Teacher).await;
     env.user("test-teacher2", Role::Teacher).await;
@@ -33,11 +37,17 @@ async fn student_vm_boots_from_course_template_and_survives_the_lifecycle() {
 
     // Teacher imports the tiny image into the library.
     let (status, tpl) = teacher
-        .upload("/api/templates/import?name=test-tiny&format=qcow2&os=tiny-linux&software=busybox", &image)
+        .upload(
+            "/api/templates/import?name=test-tiny&format=qcow2&os=tiny-linux&software=busybox",
+            &image,
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{tpl}");
     let tpl_id = tpl["id"].as_str().unwrap().to_owned();
-    let layer = env.data_dir().join("templates").join(format!("{tpl_id}.qcow2"));
+    let layer = env
+        .data_dir()
+        .join("templates")
+        .join(format!("{tpl_id}.qcow2"));
     let layer_before = std::fs::read(&layer).unwrap();
 
     // A course with two VM specs; enrol two students (and an unknown name).
@@ -52,13 +62,21 @@ async fn student_vm_boots_from_course_template_and_survives_the_lifecycle() {
     assert_eq!(status, StatusCode::CREATED, "{course}");
     let cid = course["id"].as_str().unwrap().to_owned();
     let (status, enrol) = teacher
-        .post(&format!("/api/courses/{cid}/students"), json!({"usernames":["test-alice","test-bob","test-ghost"]}))
+        .post(
+            &format!("/api/courses/{cid}/students"),
+            json!({"usernames":["test-alice","test-bob","test-ghost"]}),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{enrol}");
     assert_eq!(enrol["vms_created"], 4);
     assert_eq!(enrol["unknown"], json!(["test-ghost"]));
     // Enrolling again is idempotent.
-    let (_, again) = teacher.post(&format!("/api/courses/{cid}/students"), json!({"usernames":["test-alice"]})).await;
+    let (_, again) = teacher
+        .post(
+            &format!("/api/courses/{cid}/students"),
+            json!({"usernames":["test-alice"]}),
+        )
+        .await;
     assert_eq!(again["vms_created"], 0);
     // Same course code again → 409.
     let (status, _) = teacher
@@ -80,11 +98,31 @@ async fn student_vm_boots_from_course_template_and_survives_the_lifecycle() {
 
     // Bob and a teacher of another course cannot see or touch Alice's VM.
     for outsider in [&bob, &teacher2] {
-        assert_error(&outsider.get(&format!("/api/vms/{vm_id}")).await, StatusCode::NOT_FOUND, "not_found");
-        assert_error(&outsider.post_empty(&format!("/api/vms/{vm_id}/start")).await, StatusCode::NOT_FOUND, "not_found");
-        assert_error(&outsider.post_empty(&format!("/api/vms/{vm_id}/reset")).await, StatusCode::NOT_FOUND, "not_found");
+        assert_error(
+            &outsider.get(&format!("/api/vms/{vm_id}")).await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        );
+        assert_error(
+            &outsider
+                .post_empty(&format!("/api/vms/{vm_id}/start"))
+                .await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        );
+        assert_error(
+            &outsider
+                .post_empty(&format!("/api/vms/{vm_id}/reset"))
+                .await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        );
     }
-    assert_error(&teacher2.get(&format!("/api/courses/{cid}")).await, StatusCode::NOT_FOUND, "not_found");
+    assert_error(
+        &teacher2.get(&format!("/api/courses/{cid}")).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
 
     // Two concurrent starts give one domain.
     let path = format!("/api/vms/{vm_id}/start");
@@ -107,14 +145,24 @@ async fn student_vm_boots_from_course_template_and_survives_the_lifecycle() {
     assert!(shown["node_id"].is_string());
 
     // Running VMs can't be reset; the course teacher can see it.
-    assert_error(&alice.post_empty(&format!("/api/vms/{vm_id}/reset")).await, StatusCode::CONFLICT, "vm_running");
+    assert_error(
+        &alice.post_empty(&format!("/api/vms/{vm_id}/reset")).await,
+        StatusCode::CONFLICT,
+        "vm_running",
+    );
     let (s, _) = teacher.get(&format!("/api/vms/{vm_id}")).await;
     assert_eq!(s, StatusCode::OK);
     // Course deletion refuses while a VM runs.
-    assert_error(&teacher.delete(&format!("/api/courses/{cid}")).await, StatusCode::CONFLICT, "vm_running");
+    assert_error(
+        &teacher.delete(&format!("/api/courses/{cid}")).await,
+        StatusCode::CONFLICT,
+        "vm_running",
+    );
 
     // ACPI shutdown: the guest powers itself off; API and libvirt agree.
-    let (s, v) = alice.post_empty(&format!("/api/vms/{vm_id}/shutdown")).await;
+    let (s, v) = alice
+        .post_empty(&format!("/api/vms/{vm_id}/shutdown"))
+        .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     wait_for("the VM to stop", Duration::from_secs(60), || async {
         let (_, v) = alice.get(&format!("/api/vms/{vm_id}")).await;
@@ -122,7 +170,11 @@ async fn student_vm_boots_from_course_template_and_survives_the_lifecycle() {
     })
     .await;
     assert_eq!(virsh_domstate(&domain), "");
-    assert_error(&alice.post_empty(&format!("/api/vms/{vm_id}/reboot")).await, StatusCode::CONFLICT, "vm_not_running");
+    assert_error(
+        &alice.post_empty(&format!("/api/vms/{vm_id}/reboot")).await,
+        StatusCode::CONFLICT,
+        "vm_not_running",
+    );
 
     // Reset gives a fresh, small overlay.
     let (s, v) = alice.post_empty(&format!("/api/vms/{vm_id}/reset")).await;
@@ -132,7 +184,9 @@ async fn student_vm_boots_from_course_template_and_survives_the_lifecycle() {
     // Start again and force off.
     let (s, v) = alice.post_empty(&format!("/api/vms/{vm_id}/start")).await;
     assert_eq!(s, StatusCode::OK, "{v}");
-    let (s, v) = alice.post_empty(&format!("/api/vms/{vm_id}/poweroff")).await;
+    let (s, v) = alice
+        .post_empty(&format!("/api/vms/{vm_id}/poweroff"))
+        .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["state"], "stopped");
     assert_eq!(virsh_domstate(&domain), "");
@@ -140,18 +194,32 @@ async fn student_vm_boots_from_course_template_and_survives_the_lifecycle() {
     // The template layer is untouched by all of this.
     assert_eq!(std::fs::read(&layer).unwrap(), layer_before);
     // The template is in use: it can't be deleted.
-    assert_error(&teacher.delete(&format!("/api/templates/{tpl_id}")).await, StatusCode::CONFLICT, "in_use");
+    assert_error(
+        &teacher.delete(&format!("/api/templates/{tpl_id}")).await,
+        StatusCode::CONFLICT,
+        "in_use",
+    );
 
     // Unenrol Bob, then delete the course: layers are gone.
-    let bob_id = bob.get("/api/me").await.1["user"]["id"].as_str().unwrap().to_owned();
-    let (s, _) = teacher.delete(&format!("/api/courses/{cid}/students/{bob_id}")).await;
+    let bob_id = bob.get("/api/me").await.1["user"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (s, _) = teacher
+        .delete(&format!("/api/courses/{cid}/students/{bob_id}"))
+        .await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     let (_, bob_vms) = bob.get("/api/vms").await;
     assert_eq!(bob_vms.as_array().unwrap().len(), 0);
     let (s, _) = teacher.delete(&format!("/api/courses/{cid}")).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     let overlays: Vec<_> = walk(&env.data_dir().join("overlays"));
-    assert!(overlays.iter().all(|p| p.extension().is_none_or(|e| e != "qcow2")), "{overlays:?}");
+    assert!(
+        overlays
+            .iter()
+            .all(|p| p.extension().is_none_or(|e| e != "qcow2")),
+        "{overlays:?}"
+    );
     let (s, _) = teacher.delete(&format!("/api/templates/{tpl_id}")).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
 }

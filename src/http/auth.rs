@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -59,7 +59,10 @@ async fn login(
     Ok((headers, Json(json!({ "user": user, "token": token }))))
 }
 
-async fn logout(State(state): State<AppState>, me: CurrentUser) -> Result<impl IntoResponse, ApiError> {
+async fn logout(
+    State(state): State<AppState>,
+    me: CurrentUser,
+) -> Result<impl IntoResponse, ApiError> {
     auth::logout(&state.pool, &me.token).await?;
     let mut headers = HeaderMap::new();
     headers.insert(

@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
-use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::State;
-use axum::http::{header, HeaderMap};
+use axum::extract::ws::WebSocketUpgrade;
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -30,13 +30,20 @@ fn protocol(kind: GraphicsKind) -> &'static str {
     }
 }
 
-async fn issue(State(state): State<AppState>, me: CurrentUser, IdPath(id): IdPath) -> Result<Json<serde_json::Value>, ApiError> {
+async fn issue(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    IdPath(id): IdPath,
+) -> Result<Json<serde_json::Value>, ApiError> {
     state.vms.get_for(&me.user, id).await?;
     let (vm, _, _, kind) = state.vms.console_endpoint(id).await?;
     let node_id = vm.node_id.ok_or_else(ApiError::not_found)?;
-    let token = state
-        .console
-        .issue(vm.id, me.user.id, node_id, vm.last_started_at.clone().unwrap_or_default());
+    let token = state.console.issue(
+        vm.id,
+        me.user.id,
+        node_id,
+        vm.last_started_at.clone().unwrap_or_default(),
+    );
     Ok(Json(json!({
         "token": token,
         "url": format!("/ws/console?token={token}"),
@@ -64,8 +71,14 @@ async fn connect(
     }
     let ticket = state.console.redeem(&q.token)?;
     // The token is void if the VM stopped, restarted or moved since it was issued.
-    let (vm, host, port, _) = state.vms.console_endpoint(ticket.vm_id).await.map_err(|_| ConsoleError::NotRunning)?;
-    if vm.node_id != Some(ticket.node_id) || vm.last_started_at.clone().unwrap_or_default() != ticket.boot {
+    let (vm, host, port, _) = state
+        .vms
+        .console_endpoint(ticket.vm_id)
+        .await
+        .map_err(|_| ConsoleError::NotRunning)?;
+    if vm.node_id != Some(ticket.node_id)
+        || vm.last_started_at.clone().unwrap_or_default() != ticket.boot
+    {
         return Err(ConsoleError::BadToken.into());
     }
     let hub: Arc<console::ConsoleHub> = state.console.clone();

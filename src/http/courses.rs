@@ -22,7 +22,10 @@ pub fn router() -> Router<AppState> {
         .route("/api/courses/{id}/students/{user_id}", delete(unenrol))
 }
 
-async fn list(State(state): State<AppState>, me: CurrentUser) -> Result<Json<Vec<Course>>, ApiError> {
+async fn list(
+    State(state): State<AppState>,
+    me: CurrentUser,
+) -> Result<Json<Vec<Course>>, ApiError> {
     Ok(Json(courses::list(&state.pool, &me.user).await?))
 }
 
@@ -32,14 +35,25 @@ async fn create(
     ApiJson(body): ApiJson<NewCourse>,
 ) -> Result<(StatusCode, Json<Course>), ApiError> {
     me.require(STAFF)?;
-    Ok((StatusCode::CREATED, Json(courses::create(&state.pool, &me.user, body).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(courses::create(&state.pool, &me.user, body).await?),
+    ))
 }
 
-async fn show(State(state): State<AppState>, me: CurrentUser, IdPath(id): IdPath) -> Result<Json<Course>, ApiError> {
+async fn show(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    IdPath(id): IdPath,
+) -> Result<Json<Course>, ApiError> {
     Ok(Json(courses::get_visible(&state.pool, &me.user, id).await?))
 }
 
-async fn remove(State(state): State<AppState>, me: CurrentUser, IdPath(id): IdPath) -> Result<StatusCode, ApiError> {
+async fn remove(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    IdPath(id): IdPath,
+) -> Result<StatusCode, ApiError> {
     me.require(STAFF)?;
     let course = courses::get_managed(&state.pool, &me.user, id).await?;
     courses::delete(&state.pool, &state.storage, &course).await?;
@@ -60,7 +74,9 @@ async fn enrol(
 ) -> Result<Json<EnrolReport>, ApiError> {
     me.require(STAFF)?;
     let course = courses::get_managed(&state.pool, &me.user, id).await?;
-    Ok(Json(courses::enrol(&state.pool, &state.storage, &course, &body.usernames).await?))
+    Ok(Json(
+        courses::enrol(&state.pool, &state.storage, &course, &body.usernames).await?,
+    ))
 }
 
 async fn unenrol(

@@ -29,7 +29,11 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into() }
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
     }
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
@@ -40,7 +44,11 @@ impl ApiError {
     /// A server-side failure: logged in full, reported generically.
     fn internal(detail: &dyn std::fmt::Display) -> Self {
         tracing::error!(error = %detail, "internal error");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal server error")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal server error",
+        )
     }
     fn unavailable(detail: &dyn std::fmt::Display) -> Self {
         tracing::warn!(error = %detail, "node unavailable");
@@ -62,10 +70,18 @@ impl IntoResponse for ApiError {
 impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
         match e {
-            AuthError::BadCredentials => Self::new(StatusCode::UNAUTHORIZED, "bad_credentials", e.to_string()),
-            AuthError::Unauthenticated => Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", e.to_string()),
+            AuthError::BadCredentials => {
+                Self::new(StatusCode::UNAUTHORIZED, "bad_credentials", e.to_string())
+            }
+            AuthError::Unauthenticated => {
+                Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", e.to_string())
+            }
             AuthError::Forbidden(_) => Self::new(StatusCode::FORBIDDEN, "forbidden", e.to_string()),
-            AuthError::RateLimited(_) => Self::new(StatusCode::TOO_MANY_REQUESTS, "too_many_attempts", e.to_string()),
+            AuthError::RateLimited(_) => Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_attempts",
+                e.to_string(),
+            ),
             AuthError::Hash | AuthError::Db(_) => Self::internal(&e),
         }
     }
@@ -75,7 +91,9 @@ impl From<UserError> for ApiError {
     fn from(e: UserError) -> Self {
         match e {
             UserError::Invalid(m) => Self::bad_request(m),
-            UserError::UsernameTaken(_) => Self::new(StatusCode::CONFLICT, "username_taken", e.to_string()),
+            UserError::UsernameTaken(_) => {
+                Self::new(StatusCode::CONFLICT, "username_taken", e.to_string())
+            }
             UserError::NotFound => Self::not_found(),
             UserError::Auth(a) => a.into(),
             UserError::Db(_) => Self::internal(&e),
@@ -86,15 +104,24 @@ impl From<UserError> for ApiError {
 impl From<ImageError> for ApiError {
     fn from(e: ImageError) -> Self {
         match e {
-            ImageError::Unsafe(_) | ImageError::FormatMismatch { .. } | ImageError::Invalid { .. } => {
-                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "unsafe_image", e.to_string())
+            ImageError::Unsafe(_)
+            | ImageError::FormatMismatch { .. }
+            | ImageError::Invalid { .. } => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unsafe_image",
+                e.to_string(),
+            ),
+            ImageError::TooLarge { .. } => {
+                Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string())
             }
-            ImageError::TooLarge { .. } => Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string()),
             ImageError::UnknownFormat(_) => Self::bad_request(e.to_string()),
-            ImageError::OverlayExists(_) => Self::new(StatusCode::CONFLICT, "conflict", "the layer already exists"),
-            ImageError::BadOverlay(_) | ImageError::QemuImg { .. } | ImageError::Timeout { .. } | ImageError::Io(_) => {
-                Self::internal(&e)
+            ImageError::OverlayExists(_) => {
+                Self::new(StatusCode::CONFLICT, "conflict", "the layer already exists")
             }
+            ImageError::BadOverlay(_)
+            | ImageError::QemuImg { .. }
+            | ImageError::Timeout { .. }
+            | ImageError::Io(_) => Self::internal(&e),
         }
     }
 }
@@ -104,12 +131,22 @@ impl From<TemplateError> for ApiError {
         match e {
             TemplateError::Invalid(m) => Self::bad_request(m),
             TemplateError::NotFound => Self::not_found(),
-            TemplateError::NameTaken(_) => Self::new(StatusCode::CONFLICT, "name_taken", e.to_string()),
+            TemplateError::NameTaken(_) => {
+                Self::new(StatusCode::CONFLICT, "name_taken", e.to_string())
+            }
             TemplateError::InUse(_) => Self::new(StatusCode::CONFLICT, "in_use", e.to_string()),
-            TemplateError::NotReady => Self::new(StatusCode::CONFLICT, "template_not_ready", e.to_string()),
-            TemplateError::UploadTooLarge(_) => Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string()),
+            TemplateError::NotReady => {
+                Self::new(StatusCode::CONFLICT, "template_not_ready", e.to_string())
+            }
+            TemplateError::UploadTooLarge(_) => {
+                Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string())
+            }
             TemplateError::UploadInterrupted(_) => Self::bad_request(e.to_string()),
-            TemplateError::Unreadable => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_image", e.to_string()),
+            TemplateError::Unreadable => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_image",
+                e.to_string(),
+            ),
             TemplateError::Image(i) => i.into(),
             TemplateError::Io(_) | TemplateError::Db(_) => Self::internal(&e),
         }
@@ -121,7 +158,9 @@ impl From<CourseError> for ApiError {
         match e {
             CourseError::Invalid(m) => Self::bad_request(m),
             CourseError::NotFound => Self::not_found(),
-            CourseError::CodeTaken(_) => Self::new(StatusCode::CONFLICT, "code_taken", e.to_string()),
+            CourseError::CodeTaken(_) => {
+                Self::new(StatusCode::CONFLICT, "code_taken", e.to_string())
+            }
             CourseError::VmRunning(m) => Self::new(StatusCode::CONFLICT, "vm_running", m),
             CourseError::Vm(v) => v.into(),
             CourseError::Io(_) | CourseError::Db(_) => Self::internal(&e),
@@ -135,7 +174,11 @@ impl From<LibvirtError> for ApiError {
             LibvirtError::Unreachable(_) | LibvirtError::Timeout => Self::unavailable(&e),
             _ => {
                 tracing::error!(error = %e, "libvirt call failed");
-                Self::new(StatusCode::BAD_GATEWAY, "hypervisor_error", "the hypervisor refused the operation")
+                Self::new(
+                    StatusCode::BAD_GATEWAY,
+                    "hypervisor_error",
+                    "the hypervisor refused the operation",
+                )
             }
         }
     }
@@ -146,7 +189,9 @@ impl From<NodeError> for ApiError {
         match e {
             NodeError::Invalid(m) => Self::bad_request(m),
             NodeError::NotFound => Self::not_found(),
-            NodeError::Duplicate(_) => Self::new(StatusCode::CONFLICT, "node_exists", e.to_string()),
+            NodeError::Duplicate(_) => {
+                Self::new(StatusCode::CONFLICT, "node_exists", e.to_string())
+            }
             NodeError::Busy(_) => Self::new(StatusCode::CONFLICT, "node_busy", e.to_string()),
             NodeError::Unavailable(_) => Self::unavailable(&e),
             NodeError::Libvirt(l) => l.into(),
@@ -157,7 +202,11 @@ impl From<NodeError> for ApiError {
 
 impl From<PlacementError> for ApiError {
     fn from(e: PlacementError) -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "no_capacity", e.to_string())
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_capacity",
+            e.to_string(),
+        )
     }
 }
 
@@ -179,11 +228,17 @@ impl From<ConsoleError> for ApiError {
     fn from(e: ConsoleError) -> Self {
         match e {
             ConsoleError::BadToken => Self::new(StatusCode::FORBIDDEN, "bad_token", e.to_string()),
-            ConsoleError::BadOrigin => Self::new(StatusCode::FORBIDDEN, "bad_origin", e.to_string()),
+            ConsoleError::BadOrigin => {
+                Self::new(StatusCode::FORBIDDEN, "bad_origin", e.to_string())
+            }
             ConsoleError::NotRunning | ConsoleError::NoGraphics(_) => {
                 Self::new(StatusCode::CONFLICT, "vm_not_running", e.to_string())
             }
-            ConsoleError::TooMany(_) => Self::new(StatusCode::TOO_MANY_REQUESTS, "too_many_consoles", e.to_string()),
+            ConsoleError::TooMany(_) => Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_consoles",
+                e.to_string(),
+            ),
         }
     }
 }

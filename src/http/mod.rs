@@ -16,7 +16,7 @@ pub mod users;
 pub mod vms;
 
 use axum::extract::{Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -43,12 +43,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/openapi.json", get(openapi))
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(
-            TraceLayer::new_for_http().make_span_with(|req: &Request| {
-                // Path only: the query string may hold a console token.
-                tracing::info_span!("http", method = %req.method(), path = %req.uri().path())
-            }),
-        )
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            // Path only: the query string may hold a console token.
+            tracing::info_span!("http", method = %req.method(), path = %req.uri().path())
+        }))
         .with_state(state)
 }
 
@@ -65,13 +63,21 @@ async fn fallback() -> ApiError {
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed")
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "method not allowed",
+    )
 }
 
 /// Prometheus text exposition of the control plane's state.
 async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    let text = crate::metrics::render(&state)
-        .await
-        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "metrics_unavailable", e.to_string()))?;
+    let text = crate::metrics::render(&state).await.map_err(|e| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "metrics_unavailable",
+            e.to_string(),
+        )
+    })?;
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text))
 }

@@ -24,7 +24,11 @@ async fn list(State(state): State<AppState>, me: CurrentUser) -> Result<Json<Vec
     Ok(Json(state.nodes.list().await?))
 }
 
-async fn show(State(state): State<AppState>, me: CurrentUser, IdPath(id): IdPath) -> Result<Json<Node>, ApiError> {
+async fn show(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    IdPath(id): IdPath,
+) -> Result<Json<Node>, ApiError> {
     me.require(&[Role::Admin])?;
     Ok(Json(state.nodes.get(id).await?))
 }
@@ -38,7 +42,11 @@ async fn create(
     Ok((StatusCode::CREATED, Json(state.nodes.register(body).await?)))
 }
 
-async fn remove(State(state): State<AppState>, me: CurrentUser, IdPath(id): IdPath) -> Result<StatusCode, ApiError> {
+async fn remove(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    IdPath(id): IdPath,
+) -> Result<StatusCode, ApiError> {
     me.require(&[Role::Admin])?;
     state.nodes.delete(id).await?;
     Ok(StatusCode::NO_CONTENT)

@@ -24,22 +24,37 @@ pub fn router() -> Router<AppState> {
         .route("/api/templates/{id}", get(show).delete(remove))
 }
 
-async fn list(State(state): State<AppState>, me: CurrentUser) -> Result<Json<Vec<Template>>, ApiError> {
+async fn list(
+    State(state): State<AppState>,
+    me: CurrentUser,
+) -> Result<Json<Vec<Template>>, ApiError> {
     me.require(STAFF)?;
     Ok(Json(templates::list(&state.pool).await?))
 }
 
-async fn show(State(state): State<AppState>, me: CurrentUser, IdPath(id): IdPath) -> Result<Json<Template>, ApiError> {
+async fn show(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    IdPath(id): IdPath,
+) -> Result<Json<Template>, ApiError> {
     me.require(STAFF)?;
     Ok(Json(templates::get(&state.pool, id).await?))
 }
 
-async fn remove(State(state): State<AppState>, me: CurrentUser, IdPath(id): IdPath) -> Result<StatusCode, ApiError> {
+async fn remove(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    IdPath(id): IdPath,
+) -> Result<StatusCode, ApiError> {
     me.require(STAFF)?;
     let t = templates::get(&state.pool, id).await?;
     // Teachers may delete their own templates; admins any.
     if me.user.role != Role::Admin && t.created_by != Some(me.user.id) {
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "only the template's creator or an admin may delete it"));
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "only the template's creator or an admin may delete it",
+        ));
     }
     templates::delete(&state.pool, &state.storage, id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -74,7 +89,13 @@ async fn import(
         .filter(|s| !s.trim().is_empty())
         .map(str::to_owned)
         .collect();
-    let params = ImportParams { name: q.name, format, os: q.os, software, parent_id: q.parent_id };
+    let params = ImportParams {
+        name: q.name,
+        format,
+        os: q.os,
+        software,
+        parent_id: q.parent_id,
+    };
     let limits = ImportLimits {
         max_upload_bytes: state.config.max_upload_bytes,
         max_virtual_size: state.config.max_virtual_size,

@@ -28,10 +28,17 @@ async fn create(
     ApiJson(body): ApiJson<NewUser>,
 ) -> Result<(StatusCode, Json<User>), ApiError> {
     me.require(&[Role::Admin])?;
-    Ok((StatusCode::CREATED, Json(users::create(&state.pool, body).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(users::create(&state.pool, body).await?),
+    ))
 }
 
-async fn import(State(state): State<AppState>, me: CurrentUser, body: String) -> Result<Json<ImportReport>, ApiError> {
+async fn import(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    body: String,
+) -> Result<Json<ImportReport>, ApiError> {
     me.require(&[Role::Admin])?;
     Ok(Json(users::import_csv(&state.pool, &body).await?))
 }

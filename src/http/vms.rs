@@ -36,33 +36,57 @@ async fn list(
     Ok(Json(state.vms.list(&me.user, q.course_id).await?))
 }
 
-async fn show(State(state): State<AppState>, me: CurrentUser, IdPath(id): IdPath) -> Result<Json<Vm>, ApiError> {
+async fn show(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    IdPath(id): IdPath,
+) -> Result<Json<Vm>, ApiError> {
     state.vms.get_for(&me.user, id).await?;
     Ok(Json(state.vms.refresh(id).await?))
 }
 
-async fn start(State(state): State<AppState>, me: CurrentUser, IdPath(id): IdPath) -> Result<Json<Vm>, ApiError> {
+async fn start(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    IdPath(id): IdPath,
+) -> Result<Json<Vm>, ApiError> {
     let vm = state.vms.get_for(&me.user, id).await?;
     let (owner, course) = vms::labels(&state.pool, &vm).await?;
     Ok(Json(state.vms.start(&vm, &owner, &course).await?))
 }
 
-async fn shutdown(State(state): State<AppState>, me: CurrentUser, IdPath(id): IdPath) -> Result<Json<Vm>, ApiError> {
+async fn shutdown(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    IdPath(id): IdPath,
+) -> Result<Json<Vm>, ApiError> {
     let vm = state.vms.get_for(&me.user, id).await?;
     Ok(Json(state.vms.shutdown(&vm).await?))
 }
 
-async fn poweroff(State(state): State<AppState>, me: CurrentUser, IdPath(id): IdPath) -> Result<Json<Vm>, ApiError> {
+async fn poweroff(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    IdPath(id): IdPath,
+) -> Result<Json<Vm>, ApiError> {
     let vm = state.vms.get_for(&me.user, id).await?;
     Ok(Json(state.vms.poweroff(&vm).await?))
 }
 
-async fn reboot(State(state): State<AppState>, me: CurrentUser, IdPath(id): IdPath) -> Result<Json<Vm>, ApiError> {
+async fn reboot(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    IdPath(id): IdPath,
+) -> Result<Json<Vm>, ApiError> {
     let vm = state.vms.get_for(&me.user, id).await?;
     Ok(Json(state.vms.reboot(&vm).await?))
 }
 
-async fn reset(State(state): State<AppState>, me: CurrentUser, IdPath(id): IdPath) -> Result<Json<Vm>, ApiError> {
+async fn reset(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    IdPath(id): IdPath,
+) -> Result<Json<Vm>, ApiError> {
     let vm = state.vms.get_for(&me.user, id).await?;
     Ok(Json(state.vms.reset(&vm).await?))
 }

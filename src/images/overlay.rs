@@ -92,7 +92,7 @@ fn layout(backing: &Path, virtual_size: u64) -> Result<Layout, ImageError> {
             "backing path is too long or contains NUL".into(),
         ));
     }
-    if virtual_size == 0 || virtual_size % 512 != 0 {
+    if virtual_size == 0 || !virtual_size.is_multiple_of(512) {
         return Err(ImageError::BadOverlay(format!(
             "virtual size {virtual_size} is not a positive multiple of 512"
         )));

@@ -782,18 +782,15 @@ pub fn parse_graphics(xml: &str) -> Option<Graphics> {
                         tls_port: tls,
                         listen,
                     });
-                    if is_empty {
-                        if let Some(g) = current.take().and_then(PartialGraphics::finish) {
-                            return Some(g);
-                        }
+                    if is_empty && let Some(g) = current.take().and_then(PartialGraphics::finish) {
+                        return Some(g);
                     }
-                } else if path_is(&path, &[b"domain", b"devices", b"graphics"]) && name == b"listen"
+                } else if path_is(&path, &[b"domain", b"devices", b"graphics"])
+                    && name == b"listen"
+                    && let Some(cur) = current.as_mut()
+                    && cur.listen.is_none()
                 {
-                    if let Some(cur) = current.as_mut() {
-                        if cur.listen.is_none() {
-                            cur.listen = attr_value(e.attributes(), b"address");
-                        }
-                    }
+                    cur.listen = attr_value(e.attributes(), b"address");
                 }
                 if !is_empty {
                     path.push(name);
@@ -801,10 +798,10 @@ pub fn parse_graphics(xml: &str) -> Option<Graphics> {
             }
             Event::End(_) => {
                 let closed = path.pop();
-                if closed.as_deref() == Some(b"graphics".as_slice()) {
-                    if let Some(g) = current.take().and_then(PartialGraphics::finish) {
-                        return Some(g);
-                    }
+                if closed.as_deref() == Some(b"graphics".as_slice())
+                    && let Some(g) = current.take().and_then(PartialGraphics::finish)
+                {
+                    return Some(g);
                 }
             }
             Event::Eof => return None,

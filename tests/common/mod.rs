@@ -46,13 +46,20 @@ impl TestEnv {
 
     pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestEnv {
         init_tracing();
-        let dir = tempfile::Builder::new().prefix("test-pvce-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("test-pvce-")
+            .tempdir()
+            .unwrap();
         let mut config = Config::for_data_dir(dir.path().join("data"));
         config.domain_prefix = "test-pvce-".into();
         config.shutdown_timeout_secs = 30;
         tweak(&mut config);
         let server = pvce::app::start(config, "127.0.0.1:0").await.unwrap();
-        TestEnv { server, dir, started_domains: Mutex::new(Vec::new()) }
+        TestEnv {
+            server,
+            dir,
+            started_domains: Mutex::new(Vec::new()),
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -99,11 +106,16 @@ impl TestEnv {
 
     /// Remembers a VM so its domain is destroyed at the end whatever happens.
     pub fn track_vm(&self, vm_id: &str) {
-        self.started_domains.lock().unwrap().push(format!("test-pvce-{vm_id}"));
+        self.started_domains
+            .lock()
+            .unwrap()
+            .push(format!("test-pvce-{vm_id}"));
     }
 
     pub fn console_log(&self, vm_id: &str) -> PathBuf {
-        self.data_dir().join("consoles").join(format!("{vm_id}.log"))
+        self.data_dir()
+            .join("consoles")
+            .join(format!("{vm_id}.log"))
     }
 }
 
@@ -126,15 +138,28 @@ pub struct Client {
 
 impl Client {
     pub fn anonymous(base: &str) -> Client {
-        Client { base: base.into(), http: reqwest::Client::new(), token: String::new() }
+        Client {
+            base: base.into(),
+            http: reqwest::Client::new(),
+            token: String::new(),
+        }
     }
 
     fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         let r = self.http.request(method, format!("{}{}", self.base, path));
-        if self.token.is_empty() { r } else { r.bearer_auth(&self.token) }
+        if self.token.is_empty() {
+            r
+        } else {
+            r.bearer_auth(&self.token)
+        }
     }
 
-    pub async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let mut r = self.req(method, path);
         if let Some(b) = body {
             r = r.json(&b);
@@ -142,8 +167,11 @@ impl Client {
         let res = r.send().await.unwrap();
         let status = res.status();
         let text = res.text().await.unwrap();
-        let v = if text.is_empty() { Value::Null } else {
-            serde_json::from_str(&text).unwrap_or_else(|_| panic!("{status}: body is not JSON: {text}"))
+        let v = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text)
+                .unwrap_or_else(|_| panic!("{status}: body is not JSON: {text}"))
         };
         (status, v)
     }
@@ -174,7 +202,10 @@ impl Client {
             .unwrap();
         let status = res.status();
         let text = res.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 }
 
@@ -182,7 +213,11 @@ impl Client {
 pub fn assert_error(got: &(StatusCode, Value), status: StatusCode, code: &str) {
     assert_eq!(got.0, status, "body: {}", got.1);
     assert_eq!(got.1["error"], code, "body: {}", got.1);
-    assert!(got.1["message"].as_str().is_some_and(|m| !m.is_empty()), "body: {}", got.1);
+    assert!(
+        got.1["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "body: {}",
+        got.1
+    );
 }
 
 /// The tiny guest image, built once per machine into a cache shared by tests
@@ -201,7 +236,11 @@ pub fn tiny_image() -> PathBuf {
     if stale {
         let tmp = cache.join("tiny-linux.qcow2.tmp");
         let out = Command::new(&script).arg(&tmp).output().unwrap();
-        assert!(out.status.success(), "build-tiny-guest failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "build-tiny-guest failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         std::fs::rename(&tmp, &image).unwrap();
     }
     lock.unlock().unwrap();
@@ -220,7 +259,10 @@ where
         if let Some(v) = f().await {
             return v;
         }
-        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
