@@ -1,0 +1,173 @@
+//! The web UI in a real browser: headless Debian Chromium driven by Playwright
+//! (`playwright-core` from `web/node_modules`, installed by `build.rs`)
+//! against the real server. The Node scripts in `tests/browser/` do the
+//! clicking; these tests prepare users, images and courses through the API,
+//! run a script, and check its exit status and screenshots (saved in
+//! `target/test-artifacts/`).
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::{PASSWORD, TestEnv};
+use pvce::auth::Role;
+use reqwest::StatusCode;
+use serde_json::json;
+
+const SCRIPT_TIMEOUT: Duration = Duration::from_secs(300);
+
+fn artifact_dir() -> PathBuf {
+    let dir = common::repo_root().join("target").join("test-artifacts");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The base URL that serves the UI. The server's own router serves it once
+/// `pvce::web::router()` is merged into the API router; until then the test
+/// serves the API router plus the UI router itself, on the same state.
+async fn ui_base(env: &TestEnv) -> (String, Option<tokio::task::JoinHandle<()>>) {
+    let res = reqwest::get(env.url("/")).await.unwrap();
+    let is_html = res
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"));
+    if is_html {
+        return (env.server.url(), None);
+    }
+    let router = pvce::http::router(env.server.state.clone()).merge(pvce::web::router());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let handle = tokio::spawn(async move {
+        let service = router.into_make_service_with_connect_info::<SocketAddr>();
+        let _ = axum::serve(listener, service).await;
+    });
+    (format!("http://{addr}"), Some(handle))
+}
+
+fn check_tools() {
+    assert!(
+        Path::new("/usr/bin/chromium").exists() || std::env::var_os("PVCE_CHROMIUM").is_some(),
+        "Chromium is missing: install Debian's `chromium` (scripts/setup.sh does)"
+    );
+    let pw = common::repo_root().join("web/node_modules/playwright-core/package.json");
+    assert!(
+        pw.exists(),
+        "playwright-core is missing from web/node_modules (build.rs runs `npm ci` in web/)"
+    );
+}
+
+/// Runs `node tests/browser/<script> args…`, echoing its output; panics with
+/// it if the script fails or runs out of time.
+async fn run_script(script: &str, args: &[&str]) {
+    check_tools();
+    let path = common::repo_root().join("tests/browser").join(script);
+    let child = tokio::process::Command::new("node")
+        .arg(&path)
+        .args(args)
+        .kill_on_drop(true)
+        .output();
+    let out = match tokio::time::timeout(SCRIPT_TIMEOUT, child).await {
+        Ok(out) => out.unwrap_or_else(|e| panic!("cannot run node (install Node.js): {e}")),
+        Err(_) => panic!("{script} did not finish within {SCRIPT_TIMEOUT:?}"),
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{script} stdout:\n{stdout}");
+    eprintln!("{script} stderr:\n{stderr}");
+    assert!(
+        out.status.success(),
+        "{script} failed ({}):\n{stderr}\n{stdout}",
+        out.status
+    );
+}
+
+fn assert_png(path: &Path) {
+    let bytes =
+        std::fs::read(path).unwrap_or_else(|e| panic!("screenshot {}: {e}", path.display()));
+    assert!(
+        bytes.starts_with(b"\x89PNG") && bytes.len() > 1000,
+        "{} is not a real PNG",
+        path.display()
+    );
+}
+
+#[tokio::test]
+async fn login_page_language_switch_and_logout() {
+    let env = TestEnv::start().await;
+    env.user("test-web-lonely", Role::Student).await;
+    let (base, _serving) = ui_base(&env).await;
+    let dir = artifact_dir();
+    for f in ["login-en.png", "login-zh.png", "student-empty-en.png"] {
+        let _ = std::fs::remove_file(dir.join(f));
+    }
+    run_script(
+        "login.mjs",
+        &[&base, "test-web-lonely", PASSWORD, dir.to_str().unwrap()],
+    )
+    .await;
+    for f in ["login-en.png", "login-zh.png", "student-empty-en.png"] {
+        assert_png(&dir.join(f));
+    }
+}
+
+#[tokio::test]
+async fn student_starts_a_vm_and_types_into_its_desktop() {
+    let image = tokio::task::spawn_blocking(common::tiny_image)
+        .await
+        .unwrap();
+    let env = TestEnv::start().await;
+    env.user("test-web-teacher", Role::Teacher).await;
+    env.user("test-web-student", Role::Student).await;
+    let teacher = env.client("test-web-teacher").await;
+    let student = env.client("test-web-student").await;
+
+    let (status, tpl) = teacher
+        .upload(
+            "/api/templates/import?name=test-web-tiny&format=qcow2&os=tiny-linux&software=busybox",
+            &image,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{tpl}");
+    let (status, course) = teacher
+        .post(
+            "/api/courses",
+            json!({"code": "test-web101", "name": "Operating Systems Lab", "vm_specs": [
+                {"name": "linux", "template_id": tpl["id"], "vcpus": 1, "memory_mib": 256}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{course}");
+    let cid = course["id"].as_str().unwrap();
+    let (status, enrol) = teacher
+        .post(
+            &format!("/api/courses/{cid}/students"),
+            json!({"usernames": ["test-web-student"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{enrol}");
+    let (_, vms) = student.get("/api/vms").await;
+    let vms = vms.as_array().unwrap();
+    assert_eq!(vms.len(), 1, "{vms:?}");
+    let vm_id = vms[0]["id"].as_str().unwrap().to_owned();
+    env.track_vm(&vm_id);
+
+    let (base, _serving) = ui_base(&env).await;
+    let dir = artifact_dir();
+    let shot = dir.join("student-desktop.png");
+    let _ = std::fs::remove_file(&shot);
+    run_script(
+        "student.mjs",
+        &[&base, "test-web-student", PASSWORD, dir.to_str().unwrap()],
+    )
+    .await;
+    assert_png(&shot);
+
+    // The VM the page started is really running.
+    let (_, vm) = student.get(&format!("/api/vms/{vm_id}")).await;
+    assert_eq!(vm["state"], "running", "{vm}");
+    let _ = student
+        .post_empty(&format!("/api/vms/{vm_id}/poweroff"))
+        .await;
+}

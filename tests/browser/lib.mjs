@@ -1,0 +1,73 @@
+// Shared helpers for the browser tests: headless Debian Chromium driven by
+// playwright-core (resolved from web/node_modules, installed by build.rs).
+
+import { createRequire } from 'node:module';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+
+const require = createRequire(new URL('../../web/package.json', import.meta.url));
+const { chromium } = require('playwright-core');
+
+export const CHROMIUM = process.env.PVCE_CHROMIUM || '/usr/bin/chromium';
+
+export async function launch() {
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    // Playwright gives every launch a fresh temporary profile (user-data-dir).
+    args: [
+      '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    ],
+  });
+}
+
+/**
+ * Runs `body(ctx)` with a browser; on failure saves `<name>-failure.png`,
+ * prints the page's console, and exits 1 with the message.
+ */
+export async function run(name, artifactDir, body) {
+  mkdirSync(artifactDir, { recursive: true });
+  const started = Date.now();
+  const logs = [];
+  let browser;
+  let page;
+  const watchdog = setTimeout(() => {
+    console.error(`FAIL ${name}: overall time limit reached`);
+    process.exit(1);
+  }, Number(process.env.PVCE_BROWSER_TIMEOUT_MS || 240000));
+  const step = (msg) => console.log(`[${((Date.now() - started) / 1000).toFixed(1)}s] ${msg}`);
+  try {
+    browser = await launch();
+    const newPage = async (opts = {}) => {
+      const context = await browser.newContext({ viewport: { width: 1280, height: 860 }, ...opts });
+      const p = await context.newPage();
+      p.on('console', (m) => logs.push(`[console.${m.type()}] ${m.text()}`));
+      p.on('pageerror', (e) => logs.push(`[pageerror] ${e.message}`));
+      page = p;
+      return p;
+    };
+    await body({ newPage, step, shot: (p, file) => p.screenshot({ path: join(artifactDir, file) }), logs });
+    step('ok');
+    clearTimeout(watchdog);
+    await browser.close();
+  } catch (err) {
+    console.error(`FAIL ${name}: ${err && err.message ? err.message : err}`);
+    if (page) {
+      try { await page.screenshot({ path: join(artifactDir, `${name}-failure.png`) }); } catch { /* page gone */ }
+    }
+    if (logs.length) console.error(`page log:\n${logs.slice(-60).join('\n')}`);
+    if (browser) await browser.close().catch(() => {});
+    process.exit(1);
+  }
+}
+
+export function assert(cond, msg) {
+  if (!cond) throw new Error(msg);
+}
+
+/** Page errors and console errors other than failed resource loads (expected 401s). */
+export function unexpectedErrors(logs) {
+  return logs.filter((l) => l.startsWith('[pageerror]')
+    || (l.startsWith('[console.error]') && !l.includes('Failed to load resource')));
+}

@@ -1,0 +1,83 @@
+// Login page and language switch, no VM needed.
+// usage: node tests/browser/login.mjs <base-url> <username> <password> <artifact-dir>
+
+import { run, assert, unexpectedErrors } from './lib.mjs';
+
+const [base, username, password, artifactDir] = process.argv.slice(2);
+if (!artifactDir) {
+  console.error('usage: login.mjs <base-url> <username> <password> <artifact-dir>');
+  process.exit(2);
+}
+
+await run('login', artifactDir, async ({ newPage, step, shot, logs }) => {
+  // An English browser gets English.
+  let page = await newPage({ locale: 'en-US' });
+  const res = await page.goto(base);
+  const csp = res.headers()['content-security-policy'] || '';
+  assert(csp.includes("default-src 'self'") && csp.includes("script-src 'self'"), `strict CSP header expected, got "${csp}"`);
+  await page.waitForSelector('#login-title');
+  assert(await page.textContent('#login-title') === 'Sign in', 'English login title');
+  assert(await page.getAttribute('html', 'lang') === 'en', 'html lang=en');
+  // Every input has a label.
+  for (const id of ['login-username', 'login-password']) {
+    assert(await page.locator(`label[for=${id}]`).count() === 1, `label for #${id}`);
+  }
+  await shot(page, 'login-en.png');
+  step('English login page');
+
+  // Switch to Chinese: relabelled in place, remembered across reloads.
+  await page.click('.lang-toggle');
+  await page.waitForFunction(() => document.querySelector('#login-title').textContent === '登录');
+  assert(await page.getAttribute('html', 'lang') === 'zh-CN', 'html lang=zh-CN');
+  assert((await page.getAttribute('.lang-toggle', 'aria-label')).length > 0, 'language toggle has an aria-label');
+  await page.reload();
+  await page.waitForSelector('#login-title');
+  assert(await page.textContent('#login-title') === '登录', 'Chinese remembered after reload');
+  await shot(page, 'login-zh.png');
+  step('switched to Chinese, remembered');
+
+  // Wrong password: a clear message, not a raw dump.
+  await page.fill('#login-username', username);
+  await page.fill('#login-password', 'wrong-password');
+  await page.click('form.login-form button[type=submit]');
+  await page.waitForSelector('.form-error:not([hidden])');
+  const err = await page.textContent('.form-error');
+  assert(err === '用户名或密码错误。', `wrong-password message, got "${err}"`);
+  step('wrong password refused');
+
+  // Sign in: the student home, in Chinese; then back to English.
+  await page.fill('#login-password', password);
+  await page.click('form.login-form button[type=submit]');
+  await page.waitForSelector('.page-head h1');
+  assert(await page.textContent('.page-head h1') === '我的课程', 'student home in Chinese');
+  await page.waitForSelector('.course-list .empty');
+  await page.click('.lang-toggle');
+  await page.waitForFunction(() => document.querySelector('.page-head h1').textContent === 'My courses');
+  assert((await page.textContent('.course-list .empty')).includes('not enrolled'), 'empty state relabelled in English');
+  await shot(page, 'student-empty-en.png');
+  step('signed in; home relabelled in English');
+
+  // The session is the HttpOnly cookie: nothing but the language in localStorage.
+  const stored = await page.evaluate(() => Object.keys(localStorage));
+  assert(JSON.stringify(stored) === '["pvce.lang"]', `localStorage holds only the language, got ${JSON.stringify(stored)}`);
+  const cookies = await page.context().cookies();
+  assert(cookies.length > 0 && cookies.every((c) => c.httpOnly), 'session cookie is HttpOnly');
+  assert(!(await page.evaluate(() => document.cookie)), 'no cookie visible to scripts');
+
+  // Sign out → login page again; a reload stays signed out.
+  await page.click('.topbar button[data-i18n-aria=logout]');
+  await page.waitForSelector('#login-title');
+  await page.reload();
+  await page.waitForSelector('#login-title');
+  step('signed out');
+
+  // A Chinese browser gets Chinese by default (fresh context, empty storage).
+  page = await newPage({ locale: 'zh-CN' });
+  await page.goto(`${base}/some/deep/link`);
+  await page.waitForSelector('#login-title');
+  assert(await page.textContent('#login-title') === '登录', 'zh-CN browser gets Chinese');
+  step('zh-CN browser defaults to Chinese; deep links serve the app');
+
+  const bad = unexpectedErrors(logs);
+  assert(bad.length === 0, `page errors:\n${bad.join('\n')}`);
+});
