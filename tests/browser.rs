@@ -164,10 +164,7 @@ async fn student_starts_a_vm_and_types_into_its_desktop() {
     .await;
     assert_png(&shot);
 
-    // The VM the page started is really running.
+    // The script ended by forcing the VM off (and saw the page say so).
     let (_, vm) = student.get(&format!("/api/vms/{vm_id}")).await;
-    assert_eq!(vm["state"], "running", "{vm}");
-    let _ = student
-        .post_empty(&format!("/api/vms/{vm_id}/poweroff"))
-        .await;
+    assert_eq!(vm["state"], "stopped", "{vm}");
 }

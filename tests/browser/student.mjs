@@ -13,6 +13,30 @@ if (!artifactDir) {
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * Pixels of the noVNC canvas that differ from the snapshot taken by
+ * `snapshot(page)` (the blinking text cursor accounts for a few dozen).
+ */
+function snapshot(page) {
+  return page.evaluate(() => {
+    const c = document.querySelector('.screen canvas');
+    window.__pvceSnap = c.getContext('2d').getImageData(0, 0, c.width, c.height).data.slice();
+  });
+}
+function changedSinceSnapshot(page) {
+  return page.evaluate(() => {
+    const c = document.querySelector('.screen canvas');
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    const s = window.__pvceSnap;
+    if (!s || s.length !== d.length) return d.length / 4;
+    let n = 0;
+    for (let i = 0; i < d.length; i += 4) {
+      if (d[i] !== s[i] || d[i + 1] !== s[i + 1] || d[i + 2] !== s[i + 2]) n++;
+    }
+    return n;
+  });
+}
+
 /** Non-black pixel count and a hash of the noVNC canvas (null if none yet). */
 function canvasStats(page) {
   return page.evaluate(() => {
@@ -70,29 +94,44 @@ await run('student', artifactDir, async ({ newPage, step, shot, logs }) => {
   });
   step(`canvas ${first.w}x${first.h} shows ${first.lit} lit pixels`);
 
-  // Let the boot messages settle: the screen is stable for 3 s (bounded).
-  let prev = first.hash;
-  let stableSince = Date.now();
-  const settleEnd = Date.now() + 60000;
-  while (Date.now() - stableSince < 3000 && Date.now() < settleEnd) {
-    await sleep(300);
-    const s = await canvasStats(page);
-    if (s && s.hash !== prev) { prev = s.hash; stableSince = Date.now(); }
-  }
-  step('screen settled');
+  // Let the boot messages settle: the amount of text on screen stays the
+  // same for 3 s (the blinking cursor changes a few pixels only; bounded).
+  const settled = async () => {
+    let prev = (await canvasStats(page)).lit;
+    let stableSince = Date.now();
+    const end = Date.now() + 60000;
+    while (Date.now() - stableSince < 3000 && Date.now() < end) {
+      await sleep(300);
+      const s = await canvasStats(page);
+      if (Math.abs(s.lit - prev) > 60) { prev = s.lit; stableSince = Date.now(); }
+    }
+    return prev;
+  };
+  /** Waits until the screen differs clearly (not just the cursor) from the snapshot. */
+  const changed = (what) => waitFor(what, 20000, async () => (await changedSinceSnapshot(page)) > 400);
+  const lit = await settled();
+  step(`screen settled (${lit} lit pixels)`);
 
   // Type through the page: focus the canvas like a user would, then keys.
-  const before = (await canvasStats(page)).hash;
+  await snapshot(page);
   await page.click('.screen canvas');
   await page.keyboard.type('echo hello', { delay: 40 });
   await page.keyboard.press('Enter');
-  await waitFor('the framebuffer to change after typing', 20000, async () => {
-    const s = await canvasStats(page);
-    return s && s.hash !== before;
-  });
-  await sleep(1500); // let the echo land on screen for the screenshot
+  await changed('the command and its output on screen after typing');
+  await settled();
   await shot(page, 'student-desktop.png');
   step('typed `echo hello`; the screen changed; screenshot saved');
+
+  // Paste as typing: the text box types into the guest key by key.
+  await page.click('.desktop-tools button[aria-controls=paste-panel]');
+  await page.fill('#paste-text', 'echo Typed-By-Paste!\n');
+  await snapshot(page);
+  await page.click('#paste-panel .btn.primary');
+  await page.waitForFunction(() => document.querySelector('.paste-progress').textContent.startsWith('Typed'), null, { timeout: 20000 });
+  await changed('the pasted command on screen');
+  await settled();
+  await shot(page, 'student-desktop-paste.png');
+  step('paste as typing put text on screen');
 
   // The toolbar's tools are there and labelled.
   for (const sel of ['.desktop-tools button']) {
@@ -101,6 +140,20 @@ await run('student', artifactDir, async ({ newPage, step, shot, logs }) => {
       assert(name && name.trim(), 'every desktop tool has an accessible name');
     }
   }
+  // The connection drops while the VM runs: the page gets a fresh token and reconnects.
+  await page.dispatchEvent('.desktop', 'pvce:drop');
+  await page.waitForSelector('.desktop[data-connects="2"][data-conn=connected]', { timeout: 30000 });
+  step('reconnected by itself after a dropped connection');
+
+  // The VM is forced off elsewhere: the page says so and offers to start it.
+  const vmId = page.url().split('/desktop/')[1];
+  const status = await page.evaluate((id) => fetch(`/api/vms/${id}/poweroff`, { method: 'POST' }).then((r) => r.status), vmId);
+  assert(status === 200, `poweroff answered ${status}`);
+  await page.waitForSelector('.desktop[data-conn=stopped] .screen-overlay:not([hidden])', { timeout: 30000 });
+  assert(await page.locator('.screen-overlay .btn.primary').count() === 1, 'a Start button is offered');
+  await shot(page, 'student-desktop-stopped.png');
+  step(`VM stopped: the page shows "${(await page.textContent('.overlay-msg')).trim()}" / "${(await page.textContent('.overlay-detail')).trim()}"`);
+
   const bad = unexpectedErrors(logs);
   assert(bad.length === 0, `page errors:\n${bad.join('\n')}`);
 });

@@ -37,6 +37,8 @@ export function mount(container, [vmId], { me }) {
   let connected = false;
   let typingAbort = null;
   let connectSeq = 0;
+  let socket = null; // the current console WebSocket
+  let connects = 0;
 
   // ---- layout
   const back = h('a', { class: 'btn ghost icon-btn', href: me.role === 'student' ? '#/courses' : '#/teach', i18nAria: 'desktop.back', i18nTitle: 'desktop.back' }, icon('back'));
@@ -90,12 +92,14 @@ export function mount(container, [vmId], { me }) {
 
   function hideOverlay() { overlay.hidden = true; }
 
+  /** Why the last connection closed, in the user's language where the code is known. */
   function closeReason() {
     if (!lastClose) return '';
-    if (lastClose.reason) return lastClose.reason;
     const key = `desktop.close.${lastClose.code}`;
-    const s = t(key);
-    return s === key ? `code ${lastClose.code}` : s;
+    const known = t(key);
+    if (known !== key && (lastClose.code >= 4000 || !lastClose.reason)) return known;
+    if (lastClose.reason) return lastClose.reason;
+    return lastClose.code ? `code ${lastClose.code}` : '';
   }
 
   function startButton() {
@@ -121,9 +125,9 @@ export function mount(container, [vmId], { me }) {
     return button({ label: 'desktop.reconnect', icon: 'reboot', kind: 'primary', onclick: () => { attempts = 0; connect(); } });
   }
 
-  function notRunning(detail) {
+  function notRunning(reason) {
     setStatus('stopped', 'desktop.status.stopped');
-    showOverlay('desktop.notRunning', { name: vm ? vm.name : '' }, detail, [startButton()]);
+    showOverlay('desktop.notRunning', { name: vm ? vm.name : '' }, reason ? t('desktop.reasonLine', { reason }) : '', [startButton()]);
   }
 
   function updateVm(v) {
@@ -149,7 +153,7 @@ export function mount(container, [vmId], { me }) {
       if (unmounted || seq !== connectSeq) return;
       if (err.code === 'vm_not_running' || err.status === 409) {
         refreshVm();
-        notRunning(err.message);
+        notRunning(closeReason()); // why the previous connection ended, if there was one
         return;
       }
       if (err.status === 401 || err.status === 403 || err.status === 404) {
@@ -179,6 +183,7 @@ export function mount(container, [vmId], { me }) {
       return;
     }
     ws.addEventListener('close', (e) => { lastClose = { code: e.code, reason: e.reason, clean: e.wasClean }; });
+    socket = ws;
     const r = new RFB(screen, ws, { shared: true });
     rfb = r;
     r.scaleViewport = true;
@@ -190,6 +195,7 @@ export function mount(container, [vmId], { me }) {
       if (r !== rfb) return;
       connected = true;
       attempts = 0;
+      desk.dataset.connects = String(++connects);
       hideOverlay();
       const canvas = screen.querySelector('canvas');
       if (canvas && canvas.width > 0) setStatus('connected', 'desktop.status.connectedSize', { w: canvas.width, h: canvas.height });
@@ -228,6 +234,8 @@ export function mount(container, [vmId], { me }) {
       notRunning(reason);
       return;
     }
+    // The VM moved to another node: reconnect at once, it's not a failure.
+    if (lastClose && lastClose.code === 4002) { connect(); return; }
     retryOrGiveUp(reason);
   }
 
@@ -315,6 +323,9 @@ export function mount(container, [vmId], { me }) {
     bind(pasteProgress, 'desktop.paste.done', { n });
     if (rfb) rfb.focus({ preventScroll: true });
   });
+
+  // Simulates a network drop (used by the browser test of automatic reconnection).
+  desk.addEventListener('pvce:drop', () => { if (socket) socket.close(); });
 
   const offLang = onLangChange(() => { if (vm) document.title = `${vm.name} · pvce`; });
 

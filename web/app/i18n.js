@@ -112,6 +112,11 @@ const STRINGS = {
     'desktop.close.1006': 'the connection dropped',
     'desktop.close.1008': 'refused by the server',
     'desktop.close.1011': 'server error',
+    'desktop.close.4001': 'the VM stopped',
+    'desktop.close.4002': 'the VM moved to another node',
+    'desktop.close.4003': 'the VM\'s console cannot be reached',
+    'desktop.close.4004': 'the server is restarting',
+    'desktop.reasonLine': 'Reason: {reason}',
 
     'time.justNow': 'just now',
 
@@ -312,6 +317,11 @@ const STRINGS = {
     'desktop.close.1006': '连接中断',
     'desktop.close.1008': '被服务器拒绝',
     'desktop.close.1011': '服务器错误',
+    'desktop.close.4001': '虚拟机已停止',
+    'desktop.close.4002': '虚拟机已迁移到其他节点',
+    'desktop.close.4003': '无法连接虚拟机的控制台',
+    'desktop.close.4004': '服务器正在重启',
+    'desktop.reasonLine': '原因：{reason}',
 
     'time.justNow': '刚刚',
 
