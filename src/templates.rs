@@ -298,6 +298,9 @@ impl Drop for FileGuard {
     }
 }
 
+/// How much of an over-limit upload is read and discarded before answering 413.
+const UPLOAD_DRAIN_LIMIT: u64 = 64 * 1024 * 1024;
+
 /// Limits applied to imports.
 #[derive(Debug, Clone, Copy)]
 pub struct ImportLimits {
@@ -370,7 +373,13 @@ where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
-    let (parent, software, os) = resolve_import(pool, storage, &params).await?;
+    let (parent, software, os) = match resolve_import(pool, storage, &params).await {
+        Ok(r) => r,
+        Err(e) => {
+            drain(body).await;
+            return Err(e);
+        }
+    };
     let upload = storage.upload_path();
     let mut upload_guard = FileGuard(Some(upload.clone()));
     receive_upload(&upload, body, limits.max_upload_bytes).await?;
@@ -391,6 +400,21 @@ where
     layer
 }
 
+/// Reads (and drops) a bounded rest of a refused upload, so the client gets
+/// the error response instead of a broken pipe; a huge upload is cut off anyway.
+async fn drain<S, E>(mut body: S)
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+{
+    let mut drained: u64 = 0;
+    while let Some(Ok(rest)) = body.next().await {
+        drained += rest.len() as u64;
+        if drained > UPLOAD_DRAIN_LIMIT {
+            break;
+        }
+    }
+}
+
 async fn receive_upload<S, E>(path: &Path, mut body: S, max: u64) -> Result<(), TemplateError>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
@@ -406,6 +430,7 @@ where
         let chunk = chunk.map_err(|e| TemplateError::UploadInterrupted(e.to_string()))?;
         written += chunk.len() as u64;
         if written > max {
+            drain(body).await;
             return Err(TemplateError::UploadTooLarge(max));
         }
         file.write_all(&chunk).await?;

@@ -583,7 +583,7 @@ async fn csv_import_creates_skips_and_reports_lines() {
         .map(|e| e["line"].as_u64().unwrap())
         .collect();
     assert_eq!(lines, vec![4, 5]);
-    let s1 = env.client("test-s1").await;
+    let s1 = env.client_with_password("test-s1", "password-one").await;
     let (_, me) = s1.get("/api/me").await;
     assert_eq!(me["user"]["display_name"], "Student One");
 }

@@ -87,10 +87,10 @@ where
                 } else {
                     "bad_request"
                 };
-                let status = if status.is_client_error() {
-                    status
-                } else {
-                    StatusCode::BAD_REQUEST
+                // axum says 422 for well-formed JSON of the wrong shape; API.md says 400.
+                let status = match status {
+                    StatusCode::PAYLOAD_TOO_LARGE | StatusCode::UNSUPPORTED_MEDIA_TYPE => status,
+                    _ => StatusCode::BAD_REQUEST,
                 };
                 Err(ApiError::new(status, code, rej.body_text()))
             }

@@ -76,9 +76,18 @@ async fn import(
     State(state): State<AppState>,
     me: CurrentUser,
     ApiQuery(q): ApiQuery<ImportQuery>,
+    headers: axum::http::HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<Template>), ApiError> {
     me.require(STAFF)?;
+    // A declared length over the limit is refused before reading anything.
+    let declared_len = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared_len.is_some_and(|n| n > state.config.max_upload_bytes) {
+        return Err(templates::TemplateError::UploadTooLarge(state.config.max_upload_bytes).into());
+    }
     let format: ImageFormat = q
         .format
         .parse()

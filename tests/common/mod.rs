@@ -88,10 +88,14 @@ impl TestEnv {
 
     /// Logs in and returns a client that sends the bearer token.
     pub async fn client(&self, username: &str) -> Client {
+        self.client_with_password(username, PASSWORD).await
+    }
+
+    pub async fn client_with_password(&self, username: &str, password: &str) -> Client {
         let http = reqwest::Client::new();
         let res = http
             .post(self.url("/api/auth/login"))
-            .json(&json!({"username": username, "password": PASSWORD}))
+            .json(&json!({"username": username, "password": password}))
             .send()
             .await
             .unwrap();
