@@ -168,3 +168,65 @@ async fn student_starts_a_vm_and_types_into_its_desktop() {
     let (_, vm) = student.get(&format!("/api/vms/{vm_id}")).await;
     assert_eq!(vm["state"], "stopped", "{vm}");
 }
+
+#[tokio::test]
+async fn teacher_imports_an_image_creates_a_course_and_enrols_students() {
+    let image = tokio::task::spawn_blocking(common::tiny_image)
+        .await
+        .unwrap();
+    let env = TestEnv::start().await;
+    env.user("test-ui-teacher", Role::Teacher).await;
+    env.user("test-ui-s1", Role::Student).await;
+    env.user("test-ui-s2", Role::Student).await;
+    let (base, _serving) = ui_base(&env).await;
+    let dir = artifact_dir();
+    let _ = std::fs::remove_file(dir.join("teacher-class.png"));
+    run_script(
+        "teacher.mjs",
+        &[
+            &base,
+            "test-ui-teacher",
+            PASSWORD,
+            image.to_str().unwrap(),
+            "test-ui-s1,test-ui-s2",
+            dir.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert_png(&dir.join("teacher-class.png"));
+
+    // What the page did is real: the course exists and each student has a VM.
+    let s1 = env.client("test-ui-s1").await;
+    let (_, courses) = s1.get("/api/courses").await;
+    assert_eq!(courses[0]["code"], "test-ui-db", "{courses}");
+    let (_, vms) = s1.get("/api/vms").await;
+    assert_eq!(vms.as_array().unwrap().len(), 1, "{vms}");
+    assert_eq!(vms[0]["memory_mib"], 256);
+}
+
+#[tokio::test]
+async fn admin_sees_nodes_and_manages_users() {
+    let env = TestEnv::start().await;
+    env.user("test-ui-admin", Role::Admin).await;
+    let (base, _serving) = ui_base(&env).await;
+    let dir = artifact_dir();
+    let _ = std::fs::remove_file(dir.join("admin-users.png"));
+    run_script(
+        "admin.mjs",
+        &[&base, "test-ui-admin", PASSWORD, dir.to_str().unwrap()],
+    )
+    .await;
+    assert_png(&dir.join("admin-nodes.png"));
+    assert_png(&dir.join("admin-users.png"));
+    // The users the page created can sign in.
+    let (_, users) = env.client("test-ui-admin").await.get("/api/users").await;
+    let names: Vec<&str> = users
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|u| u["username"].as_str())
+        .collect();
+    for n in ["test-ui-made", "test-ui-csv1", "test-ui-csv2"] {
+        assert!(names.contains(&n), "{n} missing from {names:?}");
+    }
+}

@@ -19,11 +19,12 @@ export function setUnauthorizedHandler(f) { onUnauthorized = f; }
  * Sends a request and returns the parsed JSON body (null for 204).
  * Throws ApiError with the server's `{error, message}` on failure.
  */
-export async function api(method, path, body, { raw = false, quiet401 = false } = {}) {
+export async function api(method, path, body, { raw = false, contentType, quiet401 = false } = {}) {
   const init = { method, credentials: 'same-origin', headers: { Accept: 'application/json' } };
   if (body !== undefined && body !== null) {
     if (raw) {
       init.body = body;
+      if (contentType) init.headers['Content-Type'] = contentType;
     } else {
       init.headers['Content-Type'] = 'application/json';
       init.body = JSON.stringify(body);

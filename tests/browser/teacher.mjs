@@ -1,0 +1,72 @@
+// A teacher prepares a course in the browser: import an image (with the
+// upload progress bar), see it in the template tree, create a course on it,
+// enrol students by pasting usernames, and watch the class table.
+// usage: node tests/browser/teacher.mjs <base-url> <username> <password> <image> <students,comma,separated> <artifact-dir>
+
+import { run, assert, unexpectedErrors } from './lib.mjs';
+
+const [base, username, password, image, studentList, artifactDir] = process.argv.slice(2);
+if (!artifactDir) {
+  console.error('usage: teacher.mjs <base-url> <username> <password> <image> <students> <artifact-dir>');
+  process.exit(2);
+}
+const students = studentList.split(',');
+
+await run('teacher', artifactDir, async ({ newPage, step, shot, logs }) => {
+  const page = await newPage({ locale: 'en-US' });
+  await page.goto(base);
+  await page.fill('#login-username', username);
+  await page.fill('#login-password', password);
+  await page.click('form.login-form button[type=submit]');
+  await page.waitForSelector('.course-grid .empty');
+  assert(page.url().endsWith('#/teach'), `a teacher lands on #/teach, got ${page.url()}`);
+  step('signed in: no courses yet');
+
+  // Import the image through the page.
+  await page.click('a.nav-link[data-route=templates]');
+  await page.waitForSelector('.tree');
+  await page.setInputFiles('#up-file', image);
+  assert(await page.inputValue('#up-format') === 'qcow2', 'format guessed from the file name');
+  await page.fill('#up-name', 'test-ui-tiny');
+  await page.fill('#up-os', 'tiny-linux');
+  await page.fill('#up-software', 'busybox');
+  await page.click('.upload-card button[type=submit]');
+  await page.waitForSelector('.tree-name >> text=test-ui-tiny', { timeout: 60000 });
+  await page.waitForSelector('.toast-success');
+  await shot(page, 'teacher-templates.png');
+  step('image imported; it is in the tree');
+
+  // Create a course on it.
+  await page.click('a.nav-link[data-route=teach]');
+  await page.click('a[href="#/teach/new"]');
+  await page.waitForSelector('#spec-tpl-0');
+  await page.fill('#course-code', 'test-ui-db');
+  await page.fill('#course-name', 'Databases Lab');
+  const options = await page.locator('#spec-tpl-0 option').allTextContents();
+  const opt = options.find((o) => o.startsWith('test-ui-tiny'));
+  assert(opt, `the imported template is offered, got ${JSON.stringify(options)}`);
+  await page.selectOption('#spec-tpl-0', { label: opt });
+  await page.fill('#spec-mem-0', '256');
+  await page.click('form button[type=submit]');
+  await page.waitForURL(/#\/teach\/[\w-]+$/);
+  await page.waitForSelector('.page-head h1 >> text=Databases Lab');
+  step('course created');
+
+  // Enrol by pasting usernames (and one that doesn't exist).
+  await page.fill('#enrol-names', `${students.join('\n')}\nnobody-such`);
+  await page.click('.section-body button[type=submit]');
+  await page.waitForFunction((n) => document.querySelectorAll('table.data tbody tr').length === n, students.length, { timeout: 20000 });
+  const result = await page.textContent('.enrol-result');
+  assert(result.includes('nobody-such'), `unknown usernames reported, got "${result}"`);
+  const rows = await page.locator('table.data tbody tr').count();
+  assert(rows === students.length, `one VM row per student, got ${rows}`);
+  for (const s of await page.locator('tbody tr .badge').allTextContents()) assert(s === 'Stopped', `state ${s}`);
+  await shot(page, 'teacher-class.png');
+  await page.click('.lang-toggle');
+  await page.waitForSelector('.section-head h2 >> text=班级视图');
+  await shot(page, 'teacher-class-zh.png');
+  step(`enrolled ${rows} students; class table shown (en, zh)`);
+
+  const bad = unexpectedErrors(logs);
+  assert(bad.length === 0, `page errors:\n${bad.join('\n')}`);
+});

@@ -1,0 +1,290 @@
+// Teacher views: my courses (#/teach), a new course (#/teach/new) and the
+// class view of one course (#/teach/<id>): every student's VMs with live
+// state, power actions, the console, enrolment by pasted usernames.
+
+import { t, onLangChange } from './i18n.js';
+import { h, icon, button, replace, formatBytes, formatMib, relativeTime, absoluteTime, toast, toastError } from './ui.js';
+import { get, post } from './api.js';
+import { stateBadge, setBadge, actionBar, allowed } from './vmcontrols.js';
+
+const POLL_MS = 3000;
+
+export function mount(container, params, ctx) {
+  if (ctx.kind === 'new') return newCourse(container, ctx);
+  if (ctx.kind === 'course') return classView(container, params[0], ctx);
+  return courseList(container, ctx);
+}
+
+// ---------------------------------------------------------------- course list
+
+function courseList(container) {
+  let stopped = false;
+  const grid = h('div', { class: 'course-grid', 'aria-busy': 'true' });
+  replace(container,
+    h('div', { class: 'page-head' },
+      h('div', {}, h('h1', { i18n: 'teach.title' }), h('p', { class: 'muted', i18n: 'teach.subtitle' })),
+      h('a', { class: 'btn primary', href: '#/teach/new' }, icon('plus'), h('span', { i18n: 'teach.new' }))),
+    grid);
+  (async () => {
+    try {
+      const [courses, templates] = await Promise.all([get('/api/courses'), get('/api/templates').catch(() => [])]);
+      if (stopped) return;
+      const names = new Map(templates.map((x) => [x.id, x.name]));
+      grid.removeAttribute('aria-busy');
+      if (!courses.length) {
+        replace(grid, h('div', { class: 'empty card' }, icon('course'), h('p', { i18n: 'teach.empty' })));
+        return;
+      }
+      replace(grid, courses.map((c) => h('article', { class: 'card course-tile' },
+        h('div', { class: 'course-head-tile' },
+          h('span', { class: 'course-code' }, c.code),
+          h('h2', {}, c.name)),
+        h('p', { class: 'muted small', i18n: ['teach.students', { n: c.student_count }] }),
+        h('div', {}, (c.vm_specs || []).map((s) => h('span', { class: 'chip' },
+          `${s.name} · ${names.get(s.template_id) || '…'} · ${s.vcpus} vCPU · ${formatMib(s.memory_mib)}`))),
+        h('div', { class: 'tile-foot' },
+          h('span'),
+          h('a', { class: 'btn small', href: `#/teach/${c.id}` }, h('span', { i18n: 'teach.open' }), icon('chevron'))))));
+    } catch (err) { if (!stopped) toastError(err); }
+  })();
+  return { unmount() { stopped = true; } };
+}
+
+// ---------------------------------------------------------------- new course
+
+function newCourse(container) {
+  let templates = [];
+  const code = h('input', { id: 'course-code', required: true, maxlength: 32, autocomplete: 'off' });
+  const name = h('input', { id: 'course-name', required: true, maxlength: 200, autocomplete: 'off' });
+  const specs = h('div', { class: 'specs' });
+  const addSpec = button({ label: 'course.spec.add', icon: 'plus', kind: 'small' });
+  const submit = h('button', { type: 'submit', class: 'btn primary', i18n: 'common.create' });
+  const noTpl = h('p', { class: 'form-error', i18n: 'course.noTemplates', hidden: true });
+  let n = 0;
+
+  function specRow(first) {
+    const i = n++;
+    const sel = h('select', { id: `spec-tpl-${i}`, required: true },
+      templates.map((x) => h('option', { value: x.id }, `${x.name} (${x.os}${x.software.length ? ` + ${x.software.join(', ')}` : ''})`)));
+    const row = h('div', { class: 'spec-row' },
+      h('div', { class: 'field' }, h('label', { for: `spec-name-${i}`, i18n: 'course.spec.name' }),
+        h('input', { id: `spec-name-${i}`, value: first ? 'linux' : `vm${i + 1}`, required: true, maxlength: 64 })),
+      h('div', { class: 'field' }, h('label', { for: `spec-tpl-${i}`, i18n: 'course.spec.template' }), sel),
+      h('div', { class: 'field' }, h('label', { for: `spec-cpu-${i}`, i18n: 'course.spec.vcpus' }),
+        h('input', { id: `spec-cpu-${i}`, type: 'number', min: 1, max: 64, value: 1, required: true })),
+      h('div', { class: 'field' }, h('label', { for: `spec-mem-${i}`, i18n: 'course.spec.memory' }),
+        h('input', { id: `spec-mem-${i}`, type: 'number', min: 64, max: 262144, step: 64, value: 1024, required: true })),
+      first ? h('span', { class: 'tree-spacer' }) : h('button', {
+        type: 'button', class: 'btn ghost icon-btn', i18nAria: 'course.spec.remove', i18nTitle: 'course.spec.remove',
+        onclick: () => row.remove(),
+      }, icon('close')));
+    return row;
+  }
+
+  const form = h('form', { class: 'card section-body', novalidate: true },
+    h('div', { class: 'form-grid' },
+      h('div', { class: 'field' }, h('label', { for: 'course-code', i18n: 'course.code' }), code),
+      h('div', { class: 'field' }, h('label', { for: 'course-name', i18n: 'course.name' }), name)),
+    noTpl, specs,
+    h('div', { class: 'form-actions' }, addSpec, h('span', { style: 'flex:1' }),
+      h('a', { class: 'btn', href: '#/teach', i18n: 'common.cancel' }), submit));
+  addSpec.addEventListener('click', () => specs.append(specRow(false)));
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    if (!form.reportValidity()) return;
+    const vmSpecs = [...specs.querySelectorAll('.spec-row')].map((r) => {
+      const [nm, tpl, cpu, mem] = r.querySelectorAll('input, select');
+      return { name: nm.value.trim(), template_id: tpl.value, vcpus: Number(cpu.value), memory_mib: Number(mem.value) };
+    });
+    submit.disabled = true;
+    try {
+      const c = await post('/api/courses', { code: code.value.trim(), name: name.value.trim(), vm_specs: vmSpecs });
+      toast(t('course.created', { code: c.code }), 'success');
+      location.hash = `#/teach/${c.id}`;
+    } catch (err) {
+      toastError(err);
+    } finally {
+      submit.disabled = false;
+    }
+  });
+  replace(container,
+    h('div', { class: 'page-head' }, h('div', {}, h('h1', { i18n: 'teach.new' }))),
+    form);
+  get('/api/templates').then((ts) => {
+    templates = ts.filter((x) => x.state === 'ready' && (x.parent_id || x.depth > 0));
+    noTpl.hidden = templates.length > 0;
+    submit.disabled = templates.length === 0;
+    addSpec.disabled = templates.length === 0;
+    if (templates.length) specs.append(specRow(true));
+    code.focus();
+  }).catch(toastError);
+  return {};
+}
+
+// ---------------------------------------------------------------- class view
+
+function classView(container, courseId, { me }) {
+  let stopped = false;
+  let timer = null;
+  let course = null;
+  let lastVms = [];
+  const names = new Map(); // user id → username
+  const rows = new Map(); // vm id → { tr, update }
+
+  const title = h('h1', {});
+  const code = h('span', { class: 'course-code' });
+  const tbody = h('tbody', {});
+  const empty = h('p', { class: 'muted empty-small', i18n: 'teach.noStudents', hidden: true });
+  const startAll = button({ label: 'teach.startAll', icon: 'play', kind: 'small' });
+  const stopAll = button({ label: 'teach.stopAll', icon: 'power', kind: 'small' });
+  const usernames = h('textarea', { id: 'enrol-names', rows: 4, spellcheck: 'false', placeholder: 's2024001\ns2024002' });
+  const enrolBtn = h('button', { type: 'submit', class: 'btn primary', i18n: 'teach.enrol.submit' });
+  const enrolResult = h('div', { class: 'enrol-result', 'aria-live': 'polite' });
+  const enrolForm = h('form', { class: 'section-body' },
+    h('div', { class: 'field' }, h('label', { for: 'enrol-names', i18n: 'teach.enrol.label' }), usernames),
+    h('div', { class: 'form-actions' }, enrolResult, h('span', { style: 'flex:1' }), enrolBtn));
+
+  replace(container,
+    h('div', { class: 'page-head' },
+      h('div', {}, h('a', { href: '#/teach', class: 'back-link' }, icon('back'), h('span', { i18n: 'nav.teach' })), code, title)),
+    h('section', { class: 'card' },
+      h('div', { class: 'section-head' }, h('h2', { i18n: 'teach.class' }), h('div', { class: 'btn-group' }, startAll, stopAll)),
+      h('div', { class: 'table-wrap' },
+        h('table', { class: 'data' },
+          h('thead', {}, h('tr', {},
+            ['teach.col.student', 'teach.col.vm', 'teach.col.state', 'teach.col.lastUsed', 'teach.col.disk', 'teach.col.actions']
+              .map((k) => h('th', { scope: 'col', i18n: k })))),
+          tbody)),
+      empty),
+    h('section', { class: 'card section' },
+      h('div', { class: 'section-head' }, h('h2', { i18n: 'teach.enrol' })),
+      enrolForm));
+
+  function ownerName(id) {
+    return names.get(id) || id.slice(0, 8);
+  }
+  // The VM list may carry the owner's username itself (owner_username).
+  function learnNames(vms) {
+    for (const v of vms) if (v.owner_username) names.set(v.owner_id, v.owner_username);
+  }
+
+  function row(vm) {
+    const badge = stateBadge(vm.state);
+    const who = h('td', { class: 'student-cell' });
+    const used = h('td', { class: 'num' });
+    const disk = h('td', { class: 'num' });
+    const actions = actionBar(vm, {
+      compact: true,
+      onOpen: (v) => { location.hash = `#/desktop/${v.id}`; },
+      onChanged: (v) => update(v),
+    });
+    const tr = h('tr', { dataset: { vmId: vm.id } }, who, h('td', {}, vm.name), h('td', {}, badge), used, disk, h('td', {}, actions.el));
+    function update(v) {
+      who.textContent = ownerName(v.owner_id);
+      setBadge(badge, v.state);
+      used.textContent = relativeTime(v.last_started_at);
+      used.title = absoluteTime(v.last_started_at);
+      disk.textContent = formatBytes(v.overlay_bytes);
+      tr.dataset.state = v.state;
+      actions.update(v);
+    }
+    update(vm);
+    return { tr, update };
+  }
+
+  function render(vms) {
+    lastVms = vms;
+    learnNames(vms);
+    const sorted = [...vms].sort((a, b) => ownerName(a.owner_id).localeCompare(ownerName(b.owner_id)) || a.name.localeCompare(b.name));
+    const seen = new Set();
+    for (const vm of sorted) {
+      seen.add(vm.id);
+      let r = rows.get(vm.id);
+      if (!r) { r = row(vm); rows.set(vm.id, r); } else r.update(vm);
+      tbody.append(r.tr);
+    }
+    for (const [id, r] of rows) if (!seen.has(id)) { r.tr.remove(); rows.delete(id); }
+    empty.hidden = vms.length > 0;
+  }
+
+  async function loadNames() {
+    // Usernames: the course's student list if the server has it, the user list for admins.
+    try {
+      const list = await get(`/api/courses/${encodeURIComponent(courseId)}/students`);
+      if (Array.isArray(list)) for (const u of list) names.set(u.id, u.username);
+    } catch { /* not available */ }
+    if (me.role === 'admin') {
+      try { for (const u of await get('/api/users')) names.set(u.id, u.username); } catch { /* ignore */ }
+    }
+  }
+
+  async function refresh() {
+    const vms = await get(`/api/vms?course_id=${encodeURIComponent(courseId)}`);
+    if (!stopped) render(vms);
+  }
+
+  async function poll() {
+    if (stopped) return;
+    if (document.visibilityState === 'visible') {
+      try { await refresh(); } catch (err) { if (err.status !== 401 && err.code !== 'network') toastError(err); }
+    }
+    if (!stopped) timer = setTimeout(poll, POLL_MS);
+  }
+
+  async function bulk(action) {
+    const targets = lastVms.filter((v) => allowed(action, v.state));
+    const results = await Promise.allSettled(targets.map((v) => post(`/api/vms/${v.id}/${action}`)));
+    const failed = results.filter((r) => r.status === 'rejected');
+    if (failed.length) toastError(failed[0].reason);
+    toast(t('teach.bulkDone', { n: targets.length }), 'success');
+    refresh().catch(() => {});
+  }
+  startAll.addEventListener('click', async () => { startAll.classList.add('busy'); await bulk('start'); startAll.classList.remove('busy'); });
+  stopAll.addEventListener('click', async () => { stopAll.classList.add('busy'); await bulk('shutdown'); stopAll.classList.remove('busy'); });
+
+  enrolForm.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const list = usernames.value.split(/[\s,;]+/).map((s) => s.trim()).filter(Boolean);
+    if (!list.length) { usernames.focus(); return; }
+    enrolBtn.disabled = true;
+    try {
+      const r = await post(`/api/courses/${encodeURIComponent(courseId)}/students`, { usernames: list });
+      const lines = [h('p', { i18n: ['teach.enrol.done', { enrolled: r.enrolled.length, vms: r.vms_created }] })];
+      if (r.unknown && r.unknown.length) lines.push(h('p', { class: 'vm-error', i18n: ['teach.enrol.unknown', { names: r.unknown.join(', ') }] }));
+      if (r.not_students && r.not_students.length) lines.push(h('p', { class: 'vm-error', i18n: ['teach.enrol.notStudents', { names: r.not_students.join(', ') }] }));
+      replace(enrolResult, lines);
+      usernames.value = [...(r.unknown || []), ...(r.not_students || [])].join('\n');
+      await loadNames();
+      await refresh();
+    } catch (err) {
+      toastError(err);
+    } finally {
+      enrolBtn.disabled = false;
+    }
+  });
+
+  const offLang = onLangChange(() => render(lastVms));
+
+  (async () => {
+    try {
+      course = await get(`/api/courses/${encodeURIComponent(courseId)}`);
+      if (stopped) return;
+      title.textContent = course.name;
+      code.textContent = course.code;
+      document.title = `${course.code} · pvce`;
+      await loadNames();
+      await refresh();
+    } catch (err) {
+      if (!stopped) toastError(err);
+    }
+    if (!stopped) timer = setTimeout(poll, POLL_MS);
+  })();
+
+  return {
+    unmount() {
+      stopped = true;
+      clearTimeout(timer);
+      offLang();
+    },
+  };
+}

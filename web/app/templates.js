@@ -1,0 +1,171 @@
+// The template library as a tree (parent_id links it), and image import
+// with an upload progress bar (#/templates, teachers and admins).
+
+import { t, bind } from './i18n.js';
+import { h, icon, replace, formatBytes, toast, toastError } from './ui.js';
+import { get, upload } from './api.js';
+
+const TPL_STATES = { ready: 'running', draft: 'starting', failed: 'error' };
+
+export function mount(container) {
+  let stopped = false;
+  const collapsed = new Set();
+  const treeBox = h('div', { class: 'section-body', 'aria-busy': 'true' });
+  const parentSel = h('select', { id: 'up-parent' });
+  const uploadCard = uploadForm(parentSel, () => load());
+
+  replace(container,
+    h('div', { class: 'page-head' },
+      h('div', {}, h('h1', { i18n: 'tpl.title' }), h('p', { class: 'muted', i18n: 'tpl.subtitle' }))),
+    h('div', { class: 'grid-2 tpl-layout' },
+      h('section', { class: 'card' }, treeBox),
+      uploadCard));
+
+  function renderTree(templates, courses) {
+    const usedBy = new Map();
+    for (const c of courses) {
+      for (const s of c.vm_specs || []) {
+        if (!usedBy.has(s.template_id)) usedBy.set(s.template_id, new Set());
+        usedBy.get(s.template_id).add(c.code);
+      }
+    }
+    const children = new Map();
+    const ids = new Set(templates.map((x) => x.id));
+    for (const x of templates) {
+      const p = x.parent_id && ids.has(x.parent_id) ? x.parent_id : null;
+      if (!children.has(p)) children.set(p, []);
+      children.get(p).push(x);
+    }
+    for (const list of children.values()) list.sort((a, b) => a.name.localeCompare(b.name));
+
+    function node(x) {
+      const kids = children.get(x.id) || [];
+      const open = !collapsed.has(x.id);
+      const sub = kids.length ? h('ul', { role: 'group', hidden: !open }, kids.map(node)) : null;
+      let toggle;
+      if (kids.length) {
+        toggle = h('button', { type: 'button', class: 'tree-toggle', 'aria-expanded': String(open) }, icon('chevron'));
+        const label = () => bind(toggle, open2() ? 'tpl.collapse' : 'tpl.expand', { name: x.name }, 'aria-label');
+        const open2 = () => toggle.getAttribute('aria-expanded') === 'true';
+        label();
+        toggle.addEventListener('click', () => {
+          const now = !open2();
+          toggle.setAttribute('aria-expanded', String(now));
+          sub.hidden = !now;
+          if (now) collapsed.delete(x.id); else collapsed.add(x.id);
+          label();
+        });
+      } else {
+        toggle = h('span', { class: 'tree-spacer' });
+      }
+      const courses = usedBy.get(x.id);
+      const badgeState = TPL_STATES[x.state] || 'stopped';
+      return h('li', { role: 'treeitem', 'aria-expanded': kids.length ? String(open) : null },
+        h('div', { class: 'tree-node' },
+          toggle,
+          h('div', {},
+            h('div', {}, h('span', { class: 'tree-name' }, x.name), ' ',
+              x.os ? h('span', { class: 'chip os' }, x.os) : null,
+              (x.software || []).map((s) => h('span', { class: 'chip' }, s))),
+            h('div', { class: 'tree-meta' },
+              h('span', { i18n: ['tpl.size', { size: formatBytes(x.size_bytes) }] }),
+              courses ? ` · ${[...courses].join(', ')}` : '')),
+          h('span', { class: `badge state-${badgeState} tpl-state` }, h('span', { class: 'dot', 'aria-hidden': 'true' }),
+            h('span', { i18n: `tpl.state.${x.state}` }))),
+        sub);
+    }
+    treeBox.removeAttribute('aria-busy');
+    const roots = children.get(null) || [];
+    if (!roots.length) replace(treeBox, h('p', { class: 'muted', i18n: 'tpl.empty' }));
+    else replace(treeBox, h('ul', { class: 'tree', role: 'tree', i18nAria: 'tpl.title' }, roots.map(node)));
+
+    const current = parentSel.value;
+    replace(parentSel, h('option', { value: '', i18n: 'tpl.upload.noParent' }),
+      templates.filter((x) => x.state === 'ready').map((x) => h('option', { value: x.id }, x.name)));
+    parentSel.value = current;
+  }
+
+  async function load() {
+    try {
+      const [templates, courses] = await Promise.all([get('/api/templates'), get('/api/courses').catch(() => [])]);
+      if (!stopped) renderTree(templates, courses);
+    } catch (err) {
+      if (!stopped) toastError(err);
+    }
+  }
+  load();
+  return { unmount() { stopped = true; } };
+}
+
+function guessFormat(filename) {
+  const ext = filename.toLowerCase().split('.').pop();
+  if (ext === 'qcow2' || ext === 'qcow') return 'qcow2';
+  if (ext === 'vmdk') return 'vmdk';
+  return 'raw';
+}
+
+function uploadForm(parentSel, onDone) {
+  const file = h('input', { id: 'up-file', type: 'file', accept: '.qcow2,.qcow,.img,.raw,.vmdk,.iso' });
+  const name = h('input', { id: 'up-name', required: true, maxlength: 100, autocomplete: 'off' });
+  const format = h('select', { id: 'up-format' }, ['qcow2', 'raw', 'vmdk'].map((f) => h('option', { value: f }, f.toUpperCase())));
+  const os = h('input', { id: 'up-os', required: true, maxlength: 64, placeholder: 'debian-12' });
+  const software = h('input', { id: 'up-software', maxlength: 500, placeholder: 'gcc, make, python3' });
+  const bar = h('span', {});
+  const progress = h('div', { class: 'progress', role: 'progressbar', 'aria-valuemin': '0', 'aria-valuemax': '100', 'aria-valuenow': '0' }, bar);
+  const progressText = h('p', { class: 'muted small', 'aria-live': 'polite' });
+  const progressBox = h('div', { hidden: true }, progress, progressText);
+  const submit = h('button', { type: 'submit', class: 'btn primary' }, icon('upload'), h('span', { i18n: 'tpl.upload.submit' }));
+  const form = h('form', { class: 'section-body', novalidate: true },
+    h('div', { class: 'field' }, h('label', { for: 'up-file', i18n: 'tpl.upload.file' }), file),
+    h('div', { class: 'form-grid' },
+      h('div', { class: 'field' }, h('label', { for: 'up-name', i18n: 'tpl.upload.name' }), name),
+      h('div', { class: 'field' }, h('label', { for: 'up-format', i18n: 'tpl.upload.format' }), format)),
+    h('div', { class: 'form-grid' },
+      h('div', { class: 'field' }, h('label', { for: 'up-os', i18n: 'tpl.upload.os' }), os),
+      h('div', { class: 'field' }, h('label', { for: 'up-software', i18n: 'tpl.upload.software' }), software)),
+    h('div', { class: 'field' }, h('label', { for: 'up-parent', i18n: 'tpl.upload.parent' }), parentSel),
+    progressBox,
+    h('div', { class: 'form-actions' }, submit));
+
+  file.addEventListener('change', () => {
+    const f = file.files[0];
+    if (!f) return;
+    format.value = guessFormat(f.name);
+    if (!name.value) name.value = f.name.replace(/\.[^.]+$/, '');
+  });
+
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const f = file.files[0];
+    if (!f) { toast(t('tpl.upload.chooseFile'), 'error'); file.focus(); return; }
+    if (!form.reportValidity()) return;
+    const q = new URLSearchParams({ name: name.value.trim(), format: format.value, os: os.value.trim(), software: software.value.split(',').map((s) => s.trim()).filter(Boolean).join(',') });
+    if (parentSel.value) q.set('parent_id', parentSel.value);
+    submit.disabled = true;
+    progressBox.hidden = false;
+    const show = (done, total, finished) => {
+      const pct = total ? Math.floor((done / total) * 100) : 0;
+      bar.style.width = `${pct}%`;
+      progress.setAttribute('aria-valuenow', String(pct));
+      if (finished) bind(progressText, 'tpl.upload.processing');
+      else bind(progressText, 'tpl.upload.progress', { pct, done: formatBytes(done), total: formatBytes(total) });
+    };
+    show(0, f.size);
+    try {
+      const tpl = await upload(`/api/templates/import?${q}`, f, show);
+      toast(t('tpl.upload.done', { name: tpl.name }), 'success');
+      form.reset();
+      progressBox.hidden = true;
+      onDone();
+    } catch (err) {
+      toastError(err);
+      progressBox.hidden = true;
+    } finally {
+      submit.disabled = false;
+    }
+  });
+
+  return h('section', { class: 'card upload-card' },
+    h('div', { class: 'section-head' }, h('h2', { i18n: 'tpl.upload' })),
+    form);
+}
