@@ -153,7 +153,8 @@ fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Vm, sqlx::Error> {
     })
 }
 
-async fn load(pool: &Pool, id: Uuid) -> Result<Vm, VmError> {
+/// Loads a VM row without any access check.
+pub(crate) async fn load(pool: &Pool, id: Uuid) -> Result<Vm, VmError> {
     let row = sqlx::query(&format!("SELECT {COLUMNS} FROM vms WHERE id = ?"))
         .bind(id.to_string())
         .fetch_optional(pool)
@@ -389,7 +390,9 @@ impl VmManager {
         format!("{}{vm_id}", self.domain_prefix)
     }
 
-    fn lock_for(&self, id: Uuid) -> Arc<tokio::sync::Mutex<()>> {
+    /// The VM's lifecycle lock: hold it for any operation that must not race a
+    /// start/stop (e.g. touching the personal layer of a stopped VM).
+    pub(crate) fn lock_for(&self, id: Uuid) -> Arc<tokio::sync::Mutex<()>> {
         let mut map = self.locks.lock().unwrap_or_else(|e| e.into_inner());
         map.entry(id).or_default().clone()
     }
@@ -456,7 +459,8 @@ impl VmManager {
         self.sync_with_node(vm).await
     }
 
-    async fn sync_with_node(&self, vm: Vm) -> Result<Vm, VmError> {
+    /// Re-reads the VM's domain on its node and updates the row to match.
+    pub(crate) async fn sync_with_node(&self, vm: Vm) -> Result<Vm, VmError> {
         let Some(node_id) = vm.node_id else {
             return Ok(vm);
         };
@@ -779,6 +783,10 @@ impl VmManager {
                 VmError::Conflict("vm_not_running", "the VM has no console yet".into())
             })?;
         Ok((vm, node.console_address, graphics.port, graphics.kind))
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
     }
 
     pub fn storage(&self) -> &Storage {
