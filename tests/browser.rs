@@ -5,6 +5,8 @@
 //! run a script, and check its exit status and screenshots (saved in
 //! `target/test-artifacts/`).
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::net::SocketAddr;

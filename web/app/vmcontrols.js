@@ -44,7 +44,7 @@ const DONE = {
  * Runs a power action on `vm` (asking first for reset and force off).
  * Resolves the updated vm, or null when cancelled or failed (error toasted).
  */
-export async function runAction(action, vm) {
+export async function runAction(action, vm, { onConfirmed = () => {} } = {}) {
   if (action === 'reset') {
     const ok = await confirmDialog({
       title: ['reset.title', { name: vm.name }],
@@ -62,6 +62,7 @@ export async function runAction(action, vm) {
     });
     if (!ok) return null;
   }
+  onConfirmed();
   try {
     const updated = await post(`/api/vms/${encodeURIComponent(vm.id)}/${action}`);
     toast(t(DONE[action], { name: vm.name }), 'success');
@@ -96,8 +97,7 @@ export function actionBar(vm, { onOpen, onChanged, compact = false }) {
     const b = button({
       label, icon: ic, kind: `small ${kind}`, iconOnly: compact,
       onclick: async () => {
-        setBusy(action);
-        const updated = await runAction(action, current);
+        const updated = await runAction(action, current, { onConfirmed: () => setBusy(action) });
         setBusy(null);
         if (updated) { update(updated); onChanged && onChanged(updated); }
       },
