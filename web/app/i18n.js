@@ -522,3 +522,4 @@ export function bind(el, key, args, attr) {
 }
 
 document.documentElement.lang = current;
+
