@@ -210,7 +210,8 @@ export function mount(container, [vmId], { me }) {
       onDropped(e.detail && e.detail.clean);
     });
     r.addEventListener('securityfailure', (e) => {
-      lastClose = { code: 0, reason: t('desktop.status.security', { reason: (e.detail && e.detail.reason) || e.detail.status }) };
+      const d = e.detail || {};
+      lastClose = { code: 0, reason: t('desktop.status.security', { reason: d.reason || `status ${d.status}` }) };
     });
     r.addEventListener('credentialsrequired', () => {
       lastClose = { code: 0, reason: t('desktop.status.credentials') };
