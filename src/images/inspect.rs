@@ -21,6 +21,10 @@
 //!   without a parent. Descriptor-only VMDKs always name other files and are refused.
 //! - Every rejection message is for the uploader; the only string from the file
 //!   that is quoted is the offending file name, escaped and truncated.
+//! - [`inspect_layer`] is the one variant for uploaded personal layers
+//!   (overlays): it applies the same qcow2 rules but *reports* the backing file
+//!   name and format instead of refusing them. The name is never opened; the
+//!   caller rewrites it to a backing file of its own choosing.
 
 use std::fmt;
 use std::fs::File;
@@ -129,6 +133,67 @@ pub fn inspect(
         len: meta.len(),
     };
     inspect_source(&src, declared, limits)
+}
+
+/// What an acceptable copy-on-write layer (a qcow2 overlay) is, see [`inspect_layer`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerReport {
+    /// Guest-visible disk size in bytes.
+    pub virtual_size: u64,
+    /// The backing file name recorded in the header, as lossy UTF-8. Reported
+    /// for information only: it comes from the file, so it must never be opened
+    /// or trusted — the caller replaces it with a backing file it chose.
+    pub backing_file: Option<String>,
+    /// The backing format extension, if present (same caveat).
+    pub backing_format: Option<String>,
+    /// Number of internal snapshots in the layer.
+    pub snapshots: u32,
+}
+
+/// Inspects an uploaded personal layer: a qcow2 image that *may* have a backing
+/// file, which is reported instead of refused. Every other rule of [`inspect`]
+/// for qcow2 applies unchanged (no external data file, no encryption, not
+/// marked corrupt, no unknown incompatible features, size limit). Synchronous
+/// and bounded like [`inspect`].
+///
+/// The caller must never let anything open the file with its own backing name:
+/// rewrite it first (`qemu-img rebase -u`, which opens no backing file).
+pub fn inspect_layer(path: &Path, limits: &InspectLimits) -> Result<LayerReport, ImageError> {
+    let file = File::open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(invalid(ImageFormat::Qcow2, "not a regular file"));
+    }
+    let src = FileSource {
+        file,
+        len: meta.len(),
+    };
+    inspect_layer_source(&src, limits)
+}
+
+fn inspect_layer_source(
+    src: &dyn Source,
+    limits: &InspectLimits,
+) -> Result<LayerReport, ImageError> {
+    if src.len() == 0 {
+        return Err(invalid(ImageFormat::Qcow2, "the file is empty"));
+    }
+    let head = read_region(src, 0, PROBE_LEN)?;
+    let detected = detect(&head);
+    if detected != DetectedFormat::Qcow2 {
+        return Err(ImageError::FormatMismatch {
+            declared: ImageFormat::Qcow2,
+            detected,
+        });
+    }
+    let report = inspect_qcow2_header(src, true)?;
+    if report.virtual_size > limits.max_virtual_size {
+        return Err(ImageError::TooLarge {
+            virtual_size: report.virtual_size,
+            limit: limits.max_virtual_size,
+        });
+    }
+    Ok(report)
 }
 
 /// Random-access bytes: a file, or a slice in tests.
@@ -339,6 +404,14 @@ const SELF_CONTAINED_HINT: &str =
 
 /// Returns the virtual size of an acceptable qcow2 image.
 fn inspect_qcow2(src: &dyn Source) -> Result<u64, ImageError> {
+    inspect_qcow2_header(src, false).map(|h| h.virtual_size)
+}
+
+/// The qcow2 checks shared by [`inspect`] (`allow_backing = false`: any backing
+/// file is refused) and [`inspect_layer`] (`allow_backing = true`: the backing
+/// file name and format are reported, not followed; everything else is checked
+/// the same way).
+fn inspect_qcow2_header(src: &dyn Source, allow_backing: bool) -> Result<LayerReport, ImageError> {
     let bad = |reason: &str| invalid(ImageFormat::Qcow2, reason);
     if src.len() < 72 {
         return Err(bad("truncated qcow2 header"));
@@ -382,8 +455,20 @@ fn inspect_qcow2(src: &dyn Source) -> Result<u64, ImageError> {
 
     let header = read_region(src, 0, cluster_size)?;
 
+    let nb_snapshots = be32(&fixed, 60);
+    let mut backing_file = None;
+    if allow_backing && (backing_offset != 0 || backing_size != 0) {
+        // QEMU's own bounds: the name lies in the first cluster, at most 1023 bytes.
+        let name = usize::try_from(backing_offset)
+            .ok()
+            .filter(|_| (backing_size as usize) <= QCOW2_MAX_BACKING_NAME)
+            .and_then(|off| header.get(off..off.checked_add(backing_size as usize)?))
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| bad("the backing file name lies outside the header cluster"))?;
+        backing_file = Some(String::from_utf8_lossy(name).into_owned());
+    }
     // The backing file is the classic hole: report it first, by name.
-    if backing_offset != 0 || backing_size != 0 {
+    if !allow_backing && (backing_offset != 0 || backing_size != 0) {
         let name = usize::try_from(backing_offset).ok().and_then(|off| {
             let len = (backing_size as usize).min(QCOW2_MAX_BACKING_NAME);
             header.get(off..off.checked_add(len)?)
@@ -427,24 +512,35 @@ fn inspect_qcow2(src: &dyn Source) -> Result<u64, ImageError> {
         return Err(bad("compression type set without its feature flag"));
     }
 
-    check_qcow2_extensions(&header, header_length, cluster_size)?;
+    let backing_format =
+        check_qcow2_extensions(&header, header_length, cluster_size, allow_backing)?;
 
     if crypt_method != 0 {
         return Err(ImageError::Unsafe(
             "the qcow2 image is encrypted; upload an unencrypted image".into(),
         ));
     }
-    Ok(size)
+    Ok(LayerReport {
+        virtual_size: size,
+        backing_format: backing_file.as_ref().and(backing_format),
+        backing_file,
+        snapshots: nb_snapshots,
+    })
 }
 
 /// Walks the header extensions the way QEMU does (from the end of the header to
 /// the end of the first cluster, 8-byte aligned records, type 0 ends the list)
 /// and refuses the ones that point outside the file.
+///
+/// With `allow_backing`, the backing-format extension is returned instead of
+/// refused (as lossy UTF-8, for information only).
 fn check_qcow2_extensions(
     header: &[u8],
     header_length: usize,
     cluster_size: usize,
-) -> Result<(), ImageError> {
+    allow_backing: bool,
+) -> Result<Option<String>, ImageError> {
+    let mut backing_format = None;
     let mut off = header_length;
     // Each record is at least 8 bytes, so this loop runs ≤ cluster_size/8 times.
     while off + 8 <= cluster_size {
@@ -468,6 +564,11 @@ fn check_qcow2_extensions(
                     quote_name(name)
                 )));
             }
+            QCOW2_EXT_BACKING_FORMAT if allow_backing => {
+                let name = header.get(off..off + len).unwrap_or_default();
+                let name = &name[..name.len().min(QCOW2_MAX_BACKING_NAME)];
+                backing_format = Some(String::from_utf8_lossy(name).into_owned());
+            }
             QCOW2_EXT_BACKING_FORMAT => {
                 // Meaningless without a backing file; refuse rather than guess why.
                 return Err(ImageError::Unsafe(format!(
@@ -485,7 +586,7 @@ fn check_qcow2_extensions(
         }
         off += len.div_ceil(8) * 8;
     }
-    Ok(())
+    Ok(backing_format)
 }
 
 // ----------------------------------------------------------------- VMDK
@@ -1393,6 +1494,136 @@ mod tests {
             let d = Descriptor::parse(text.as_bytes());
             let _ = d.check_single_sparse_extent();
             let _ = check_bytes(text.as_bytes(), ImageFormat::Vmdk);
+        }
+    }
+
+    // ------------------------------------------------- layers (overlays)
+
+    #[test]
+    fn layer_with_backing_is_reported_not_refused() {
+        let d = tmp();
+        let base = d.path().join("base.qcow2");
+        qemu_img(&["create", "-q", "-f", "qcow2", path_str(&base), "64M"]);
+        let ov = d.path().join("ov.qcow2");
+        qemu_img(&[
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            "-b",
+            path_str(&base),
+            "-F",
+            "qcow2",
+            path_str(&ov),
+            "64M",
+        ]);
+        let r = inspect_layer(&ov, &limits()).expect("layer accepted");
+        assert_eq!(r.virtual_size, 64 * MIB);
+        assert_eq!(r.backing_file.as_deref(), Some(path_str(&base)));
+        assert_eq!(r.backing_format.as_deref(), Some("qcow2"));
+        assert_eq!(r.snapshots, 0);
+        // The same file is still refused by the template inspection.
+        assert!(unsafe_msg(inspect(&ov, ImageFormat::Qcow2, &limits())).contains("backing file"));
+
+        qemu_img(&["snapshot", "-f", "qcow2", "-c", "s1", path_str(&ov)]);
+        assert_eq!(inspect_layer(&ov, &limits()).expect("ok").snapshots, 1);
+
+        // A hostile backing name is only reported, never opened.
+        let evil = d.path().join("evil.qcow2");
+        qemu_img(&[
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            "-u",
+            "-b",
+            "/etc/passwd",
+            "-F",
+            "raw",
+            path_str(&evil),
+            "1M",
+        ]);
+        let r = inspect_layer(&evil, &limits()).expect("reported");
+        assert_eq!(r.backing_file.as_deref(), Some("/etc/passwd"));
+        assert_eq!(r.backing_format.as_deref(), Some("raw"));
+
+        // Self-contained qcow2 is a layer without backing.
+        let r = inspect_layer(&base, &limits()).expect("ok");
+        assert_eq!((r.backing_file, r.backing_format), (None, None));
+    }
+
+    #[test]
+    fn layer_inspection_keeps_every_other_rule() {
+        let d = tmp();
+        let df = d.path().join("df.qcow2");
+        let data = format!("data_file={}", d.path().join("df.raw").display());
+        qemu_img(&[
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            "-o",
+            &data,
+            path_str(&df),
+            "1M",
+        ]);
+        assert!(unsafe_msg_layer(inspect_layer(&df, &limits())).contains("data file"));
+
+        let mut b = craft_qcow2(3, MIB);
+        set_incompat(&mut b, QCOW2_INCOMPAT_CORRUPT);
+        assert!(unsafe_msg_layer(inspect_layer_source(&&b[..], &limits())).contains("corrupt"));
+        let mut b = craft_qcow2(3, MIB);
+        set_incompat(&mut b, 1 << 40);
+        assert!(unsafe_msg_layer(inspect_layer_source(&&b[..], &limits())).contains("unknown"));
+        let mut b = craft_qcow2(2, MIB);
+        b[32..36].copy_from_slice(&1u32.to_be_bytes());
+        assert!(unsafe_msg_layer(inspect_layer_source(&&b[..], &limits())).contains("encrypted"));
+        let b = craft_qcow2(3, 5 << 30);
+        assert!(matches!(
+            inspect_layer_source(&&b[..], &limits()),
+            Err(ImageError::TooLarge { .. })
+        ));
+        // Not qcow2 at all.
+        assert!(matches!(
+            inspect_layer_source(&&[0x55u8; 4096][..], &limits()),
+            Err(ImageError::FormatMismatch {
+                detected: DetectedFormat::Raw,
+                ..
+            })
+        ));
+        // A backing name that does not fit in the header cluster.
+        let mut b = craft_qcow2(3, MIB);
+        b[8..16].copy_from_slice(&500u64.to_be_bytes());
+        b[16..20].copy_from_slice(&100u32.to_be_bytes());
+        assert!(matches!(
+            inspect_layer_source(&&b[..], &limits()),
+            Err(ImageError::Invalid { .. })
+        ));
+        b[16..20].copy_from_slice(&5u32.to_be_bytes());
+        b[500..505].copy_from_slice(b"/a/b\0");
+        let r = inspect_layer_source(&&b[..], &limits()).expect("fits");
+        assert_eq!(r.backing_file.as_deref(), Some("/a/b\0"));
+    }
+
+    fn unsafe_msg_layer(r: Result<LayerReport, ImageError>) -> String {
+        match r {
+            Err(ImageError::Unsafe(m)) => m,
+            other => panic!("expected Unsafe, got {other:?}"),
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn mutated_layer_headers_never_panic(
+            edits in proptest::collection::vec((0usize..512, any::<u8>()), 0..24),
+            cut in 0usize..4096,
+        ) {
+            let mut base = craft_qcow2(3, MIB);
+            base[8..16].copy_from_slice(&400u64.to_be_bytes());
+            base[16..20].copy_from_slice(&8u32.to_be_bytes());
+            put_ext(&mut base, 112, QCOW2_EXT_BACKING_FORMAT, b"qcow2");
+            let b = mutate(base, edits, cut);
+            let _ = inspect_layer_source(&&b[..], &limits());
         }
     }
 }

@@ -406,6 +406,248 @@ async fn run(
     }
 }
 
+// ---------------------------------------------------------------------------
+// Personal layers: internal snapshots, backing rewrite, layer copies, guest reads.
+// Used by `crate::snapshots` and `crate::portable` on layers pvce placed itself
+// (a personal layer in place has always been created or rewritten by pvce, so
+// its backing file is our template).
+
+/// What `qemu-img snapshot` does to a layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapshotOp {
+    /// `-c`: record the current state under a tag.
+    Create,
+    /// `-a`: return the layer to a tagged state (writes only this layer; the
+    /// backing chain is opened read-only).
+    Apply,
+    /// `-d`: forget a tagged state and free its clusters.
+    Delete,
+}
+
+/// A tag we put on the command line: pvce only uses its own ids (UUIDs), but
+/// check anyway so nothing option-like or odd ever reaches qemu-img.
+fn check_tag(tag: &str) -> Result<(), ImageError> {
+    let ok = !tag.is_empty()
+        && tag.len() <= 64
+        && !tag.starts_with('-')
+        && tag.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(ImageError::BadOverlay(format!(
+            "invalid snapshot tag {tag:?}"
+        )))
+    }
+}
+
+/// `qemu-img snapshot -f qcow2 -c|-a|-d TAG <path>` (internal qcow2 snapshots).
+///
+/// The image must not be in use: qemu-img takes QEMU's image locks and fails
+/// if a running VM holds the layer.
+pub async fn snapshot(path: &Path, op: SnapshotOp, tag: &str) -> Result<(), ImageError> {
+    check_tag(tag)?;
+    let path = absolute(path)?;
+    let flag = match op {
+        SnapshotOp::Create => "-c",
+        SnapshotOp::Apply => "-a",
+        SnapshotOp::Delete => "-d",
+    };
+    run(
+        "snapshot",
+        QEMU_IMG,
+        CHECK_LIMITS,
+        &[
+            "snapshot".as_ref(),
+            "-q".as_ref(),
+            "-f".as_ref(),
+            "qcow2".as_ref(),
+            flag.as_ref(),
+            tag.as_ref(),
+            path.as_os_str(),
+        ],
+        &[0],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Names (tags) of the internal snapshots of a qcow2 image, from
+/// `qemu-img info --output=json -f qcow2` (which opens no backing file).
+pub async fn snapshot_tags(path: &Path) -> Result<Vec<String>, ImageError> {
+    #[derive(Deserialize)]
+    struct Snap {
+        name: String,
+    }
+    #[derive(Deserialize)]
+    struct Info {
+        #[serde(default)]
+        snapshots: Vec<Snap>,
+    }
+    let path = absolute(path)?;
+    let out = run(
+        "info",
+        QEMU_IMG,
+        INFO_LIMITS,
+        &[
+            "info".as_ref(),
+            "--output=json".as_ref(),
+            "-f".as_ref(),
+            "qcow2".as_ref(),
+            path.as_os_str(),
+        ],
+        &[0],
+    )
+    .await?;
+    let info: Info = serde_json::from_slice(&out.stdout).map_err(|e| ImageError::QemuImg {
+        op: "info",
+        detail: format!("unparsable JSON: {e}"),
+    })?;
+    Ok(info.snapshots.into_iter().map(|s| s.name).collect())
+}
+
+/// Points a qcow2 layer at `backing` (format qcow2) by rewriting only its
+/// header: `qemu-img rebase -u -f qcow2 -b <backing> -F qcow2 <path>`.
+///
+/// Unsafe mode opens neither the old nor the new backing file (verified with
+/// strace on QEMU 10), so a hostile backing name in an upload is replaced
+/// without ever being opened. Correct only when the layer was made on a chain
+/// with the same content as `backing`.
+pub async fn rebase_unsafe(path: &Path, backing: &Path) -> Result<(), ImageError> {
+    let path = absolute(path)?;
+    let backing = absolute(backing)?;
+    run(
+        "rebase",
+        QEMU_IMG,
+        INFO_LIMITS,
+        &[
+            "rebase".as_ref(),
+            "-q".as_ref(),
+            "-u".as_ref(),
+            "-f".as_ref(),
+            "qcow2".as_ref(),
+            "-b".as_ref(),
+            backing.as_os_str(),
+            "-F".as_ref(),
+            "qcow2".as_ref(),
+            path.as_os_str(),
+        ],
+        &[0],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Writes a compact copy of the overlay `src` to `dst` as a new overlay on
+/// `backing`: `qemu-img convert -f qcow2 -O qcow2 -B <backing> -F qcow2`.
+/// Only clusters the overlay itself holds are copied; internal snapshots are
+/// not. Atomic like [`convert_to_qcow2`].
+pub async fn convert_to_overlay(src: &Path, backing: &Path, dst: &Path) -> Result<(), ImageError> {
+    let src = absolute(src)?;
+    let backing = absolute(backing)?;
+    let dst = absolute(dst)?;
+    let (dir, tmp) = temp_beside(&dst)?;
+    let result = async {
+        run(
+            "convert",
+            QEMU_IMG,
+            CONVERT_LIMITS,
+            &[
+                "convert".as_ref(),
+                "-q".as_ref(),
+                "-f".as_ref(),
+                "qcow2".as_ref(),
+                "-O".as_ref(),
+                "qcow2".as_ref(),
+                "-o".as_ref(),
+                "compat=1.1,cluster_size=65536,lazy_refcounts=off".as_ref(),
+                "-B".as_ref(),
+                backing.as_os_str(),
+                "-F".as_ref(),
+                "qcow2".as_ref(),
+                src.as_os_str(),
+                tmp.as_os_str(),
+            ],
+            &[0],
+        )
+        .await?;
+        let (tmp, dst, dir) = (tmp.clone(), dst.clone(), dir.clone());
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            std::fs::File::open(&tmp)?.sync_all()?;
+            std::fs::rename(&tmp, &dst)?;
+            std::fs::File::open(&dir)?.sync_all()
+        })
+        .await
+        .map_err(|e| ImageError::Io(std::io::Error::other(e)))??;
+        Ok(())
+    }
+    .await;
+    if result.is_err() {
+        let _ = tokio::fs::remove_file(&tmp).await;
+    }
+    result
+}
+
+/// Largest guest range [`read_guest`] reads in one call.
+pub const MAX_GUEST_READ: usize = 8 << 20;
+
+/// Reads `len` bytes of what the guest sees at `offset` of a qcow2 disk
+/// (through its backing chain), read-only: `qemu-io -r -f qcow2 -c 'read -v'`.
+/// Never on a layer a running QEMU has open.
+pub async fn read_guest(path: &Path, offset: u64, len: usize) -> Result<Vec<u8>, ImageError> {
+    if len == 0 || len > MAX_GUEST_READ {
+        return Err(ImageError::BadOverlay(format!("guest read of {len} bytes")));
+    }
+    let path = absolute(path)?;
+    let cmd = format!("read -v {offset} {len}");
+    let out = run(
+        "read",
+        "qemu-io",
+        INFO_LIMITS,
+        &[
+            "-r".as_ref(),
+            "-f".as_ref(),
+            "qcow2".as_ref(),
+            "-c".as_ref(),
+            cmd.as_ref(),
+            path.as_os_str(),
+        ],
+        &[0],
+    )
+    .await?;
+    parse_hexdump(&out.stdout, offset, len).ok_or_else(|| ImageError::QemuImg {
+        op: "read",
+        detail: "unexpected qemu-io output".into(),
+    })
+}
+
+/// Parses qemu-io's `read -v` dump: `OFFSET:  xx xx … (16 per line)  ascii`.
+/// Bytes are taken by position (the ASCII column may contain spaces).
+fn parse_hexdump(out: &[u8], offset: u64, len: usize) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(out).ok()?;
+    let mut bytes = Vec::with_capacity(len);
+    for line in text.lines() {
+        let Some((addr, rest)) = line.split_once(':') else {
+            continue;
+        };
+        if addr.is_empty() || !addr.bytes().all(|b| b.is_ascii_hexdigit()) {
+            continue;
+        }
+        if u64::from_str_radix(addr, 16).ok()? != offset + bytes.len() as u64 {
+            return None;
+        }
+        let rest = rest.strip_prefix("  ")?;
+        let n = (len - bytes.len()).min(16);
+        for i in 0..n {
+            let h = rest.get(i * 3..i * 3 + 2)?;
+            bytes.push(u8::from_str_radix(h, 16).ok()?);
+        }
+        if bytes.len() == len {
+            break;
+        }
+    }
+    (bytes.len() == len).then_some(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -573,6 +815,96 @@ mod tests {
         let r = check(&p).await.expect("check");
         assert_eq!(r.corruptions, 1);
         assert!(!r.is_clean());
+    }
+
+    #[test]
+    fn hexdump_is_parsed_by_position() {
+        let out = b"00000400:  20 20 41 00 ff 10 11 12 13 14 15 16 17 18 19 1a    A............\n\
+00000410:  1b 20  . \nread 18/18 bytes at offset 1024\n";
+        let b = parse_hexdump(out, 1024, 18).expect("parsed");
+        assert_eq!(&b[..4], &[0x20, 0x20, 0x41, 0]);
+        assert_eq!(b[17], 0x20);
+        assert!(parse_hexdump(out, 0, 18).is_none(), "wrong start offset");
+        assert!(parse_hexdump(out, 1024, 19).is_none(), "short");
+    }
+
+    #[tokio::test]
+    async fn layer_operations_touch_only_the_layer() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let base = d.path().join("base.qcow2");
+        create(&["-f", "qcow2"], &base, "8M");
+        qemu(
+            "qemu-io",
+            &[
+                "-f".as_ref(),
+                "qcow2".as_ref(),
+                "-c".as_ref(),
+                "write -P 0x11 0 4M".as_ref(),
+                base.as_os_str(),
+            ],
+        );
+        let base_bytes = std::fs::read(&base).expect("read");
+        let ov = d.path().join("ov.qcow2");
+        let b = base.to_str().expect("utf-8");
+        create(&["-f", "qcow2", "-b", b, "-F", "qcow2"], &ov, "8M");
+        let write = |pat: &str| {
+            let cmd = format!("write -P {pat} 1M 64k");
+            qemu(
+                "qemu-io",
+                &[
+                    "-f".as_ref(),
+                    "qcow2".as_ref(),
+                    "-c".as_ref(),
+                    cmd.as_ref(),
+                    ov.as_os_str(),
+                ],
+            );
+        };
+        write("0x22");
+        let tag = uuid::Uuid::new_v4().to_string();
+        snapshot(&ov, SnapshotOp::Create, &tag)
+            .await
+            .expect("create");
+        assert_eq!(snapshot_tags(&ov).await.expect("tags"), vec![tag.clone()]);
+        write("0x33");
+        assert_eq!(read_guest(&ov, 1 << 20, 4).await.expect("read"), [0x33; 4]);
+        snapshot(&ov, SnapshotOp::Apply, &tag).await.expect("apply");
+        assert_eq!(read_guest(&ov, 1 << 20, 4).await.expect("read"), [0x22; 4]);
+        assert_eq!(read_guest(&ov, 0, 2).await.expect("read"), [0x11; 2]);
+        snapshot(&ov, SnapshotOp::Delete, &tag)
+            .await
+            .expect("delete");
+        assert!(snapshot_tags(&ov).await.expect("tags").is_empty());
+        assert!(matches!(
+            snapshot(&ov, SnapshotOp::Create, "-x").await,
+            Err(ImageError::BadOverlay(_))
+        ));
+
+        // A compact copy on the same backing holds only the overlay's clusters.
+        let copy = d.path().join("copy.qcow2");
+        convert_to_overlay(&ov, &base, &copy)
+            .await
+            .expect("convert");
+        let i = info(&copy, ImageFormat::Qcow2).await.expect("info");
+        assert_eq!(i.backing_filename.as_deref(), Some(b));
+        assert!(std::fs::metadata(&copy).expect("meta").len() < 1 << 20);
+        assert_eq!(
+            read_guest(&copy, 1 << 20, 4).await.expect("read"),
+            [0x22; 4]
+        );
+
+        // Unsafe rebase replaces a hostile backing name without opening it.
+        let evil = d.path().join("evil.qcow2");
+        create(
+            &["-f", "qcow2", "-u", "-b", "/etc/passwd", "-F", "raw"],
+            &evil,
+            "8M",
+        );
+        rebase_unsafe(&evil, &base).await.expect("rebase");
+        let i = info(&evil, ImageFormat::Qcow2).await.expect("info");
+        assert_eq!(i.backing_filename.as_deref(), Some(b));
+        assert_eq!(i.backing_format.as_deref(), Some("qcow2"));
+        assert_eq!(std::fs::read(&base).expect("read"), base_bytes);
     }
 
     #[tokio::test]
