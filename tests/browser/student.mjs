@@ -154,6 +154,21 @@ await run('student', artifactDir, async ({ newPage, step, shot, logs }) => {
   await shot(page, 'student-desktop-stopped.png');
   step(`VM stopped: the page shows "${(await page.textContent('.overlay-msg')).trim()}" / "${(await page.textContent('.overlay-detail')).trim()}"`);
 
+  // Back to the course list: reset asks first (all data lost), then resets.
+  await page.click('.desktop-bar a.btn');
+  await page.waitForSelector('li.vm[data-state=stopped] [data-action=reset]:not([disabled])');
+  await page.click('li.vm [data-action=reset]');
+  await page.waitForSelector('dialog[open]');
+  const warning = await page.textContent('dialog[open] p');
+  assert(warning.includes('All data in this virtual machine will be lost'), `reset warning, got "${warning}"`);
+  await shot(page, 'student-reset-confirm.png');
+  await page.click('dialog[open] button[value=cancel]');
+  await page.waitForSelector('dialog', { state: 'detached' });
+  await page.click('li.vm [data-action=reset]');
+  await page.click('dialog[open] button[value=ok]');
+  await page.waitForSelector('.toast-success >> text=was reset', { timeout: 30000 });
+  step('reset: confirmation dialog, then reset');
+
   const bad = unexpectedErrors(logs);
   assert(bad.length === 0, `page errors:\n${bad.join('\n')}`);
 });
