@@ -36,9 +36,26 @@ await run('teacher', artifactDir, async ({ newPage, step, shot, logs }) => {
   await shot(page, 'teacher-templates.png');
   step('image imported; it is in the tree');
 
+  // "What does my course need?" finds it (once the match API exists), and
+  // "Create a course on it" opens the course form with it preselected.
+  const matchStatus = await page.evaluate(() => fetch('/api/templates/match', {
+    method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ os: 'tiny-linux', software: ['busybox'] }),
+  }).then((r) => r.status));
+  if (matchStatus === 200) {
+    await page.fill('#match-os', 'tiny-linux');
+    await page.fill('#match-software', 'busybox');
+    await page.click('.match-card button[type=submit]');
+    await page.waitForSelector('.match-ok >> text=test-ui-tiny');
+    await shot(page, 'teacher-match.png');
+    await page.click('.match-result a.btn');
+    step('match found the exact template');
+  } else {
+    step(`POST /api/templates/match answers ${matchStatus}: the match form is not exercised`);
+    await page.click('a.nav-link[data-route=teach]');
+    await page.click('a[href="#/teach/new"]');
+  }
+
   // Create a course on it.
-  await page.click('a.nav-link[data-route=teach]');
-  await page.click('a[href="#/teach/new"]');
   await page.waitForSelector('#spec-tpl-0');
   await page.fill('#course-code', 'test-ui-db');
   await page.fill('#course-name', 'Databases Lab');

@@ -18,7 +18,7 @@ const ROUTES = [
   [/^courses$/, './student.js', ['student', 'teacher', 'admin']],
   [/^desktop\/([\w-]+)$/, './desktop.js', ['student', 'teacher', 'admin']],
   [/^teach$/, './teacher.js', ['teacher', 'admin']],
-  [/^teach\/new$/, './teacher.js', ['teacher', 'admin'], 'new'],
+  [/^teach\/new(?:\/([\w-]+))?$/, './teacher.js', ['teacher', 'admin'], 'new'],
   [/^teach\/([\w-]+)$/, './teacher.js', ['teacher', 'admin'], 'course'],
   [/^templates$/, './templates.js', ['teacher', 'admin']],
   [/^nodes$/, './admin.js', ['admin'], 'nodes'],

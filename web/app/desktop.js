@@ -6,7 +6,7 @@
 
 import RFB from '/vendor/novnc/core/rfb.js';
 import { t, bind, onLangChange } from './i18n.js';
-import { h, icon, button, replace, toast, toastError } from './ui.js';
+import { h, icon, button, replace, toast, toastError, confirmDialog } from './ui.js';
 import { get, post } from './api.js';
 import { stateBadge, setBadge } from './vmcontrols.js';
 import { typeText } from './keys.js';
@@ -325,6 +325,29 @@ export function mount(container, [vmId], { me }) {
     if (rfb) rfb.focus({ preventScroll: true });
   });
 
+  /** A build VM of a draft template (derive online): offer to seal the template. */
+  async function offerSeal() {
+    let tpl;
+    try { tpl = await get(`/api/templates/${encodeURIComponent(vm.template_id)}`); } catch { return; }
+    if (unmounted || tpl.state !== 'draft') return;
+    back.href = '#/templates';
+    const seal = button({ label: 'tpl.seal', icon: 'upload', kind: 'small primary' });
+    seal.addEventListener('click', async () => {
+      const ok = await confirmDialog({ title: ['tpl.seal.title', { name: tpl.name }], body: 'tpl.seal.body', confirm: 'tpl.seal' });
+      if (!ok) return;
+      seal.classList.add('busy');
+      try {
+        await post(`/api/templates/${encodeURIComponent(tpl.id)}/seal`);
+        toast(t('tpl.sealed', { name: tpl.name }), 'success');
+        location.hash = '#/templates';
+      } catch (err) {
+        toastError(err);
+        seal.classList.remove('busy');
+      }
+    });
+    desk.querySelector('.desktop-tools').prepend(seal);
+  }
+
   // Simulates a network drop (used by the browser test of automatic reconnection).
   desk.addEventListener('pvce:drop', () => { if (socket) socket.close(); });
 
@@ -342,6 +365,7 @@ export function mount(container, [vmId], { me }) {
     }
     if (unmounted) return;
     back.href = me.role === 'student' ? '#/courses' : `#/teach/${vm.course_id}`;
+    if (me.role !== 'student') offerSeal();
     pollVm();
     if (vm.state === 'running') connect(); else notRunning('');
   })();

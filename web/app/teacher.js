@@ -10,7 +10,7 @@ import { stateBadge, setBadge, actionBar, allowed } from './vmcontrols.js';
 const POLL_MS = 3000;
 
 export function mount(container, params, ctx) {
-  if (ctx.kind === 'new') return newCourse(container, ctx);
+  if (ctx.kind === 'new') return newCourse(container, params[0]);
   if (ctx.kind === 'course') return classView(container, params[0], ctx);
   return courseList(container, ctx);
 }
@@ -52,7 +52,7 @@ function courseList(container) {
 
 // ---------------------------------------------------------------- new course
 
-function newCourse(container) {
+function newCourse(container, preselect) {
   let templates = [];
   const code = h('input', { id: 'course-code', required: true, maxlength: 32, autocomplete: 'off' });
   const name = h('input', { id: 'course-name', required: true, maxlength: 200, autocomplete: 'off' });
@@ -66,6 +66,7 @@ function newCourse(container) {
     const i = n++;
     const sel = h('select', { id: `spec-tpl-${i}`, required: true },
       templates.map((x) => h('option', { value: x.id }, `${x.name} (${x.os}${x.software.length ? ` + ${x.software.join(', ')}` : ''})`)));
+    if (first && preselect && templates.some((x) => x.id === preselect)) sel.value = preselect;
     const row = h('div', { class: 'spec-row' },
       h('div', { class: 'field' }, h('label', { for: `spec-name-${i}`, i18n: 'course.spec.name' }),
         h('input', { id: `spec-name-${i}`, value: first ? 'linux' : `vm${i + 1}`, required: true, maxlength: 64 })),

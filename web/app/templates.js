@@ -3,7 +3,7 @@
 
 import { t, bind } from './i18n.js';
 import { h, icon, replace, formatBytes, toast, toastError } from './ui.js';
-import { get, upload } from './api.js';
+import { get, post, upload } from './api.js';
 
 const TPL_STATES = { ready: 'running', draft: 'starting', failed: 'error' };
 
@@ -19,7 +19,7 @@ export function mount(container) {
       h('div', {}, h('h1', { i18n: 'tpl.title' }), h('p', { class: 'muted', i18n: 'tpl.subtitle' }))),
     h('div', { class: 'grid-2 tpl-layout' },
       h('section', { class: 'card' }, treeBox),
-      uploadCard));
+      h('div', { class: 'stack' }, matchCard(), uploadCard)));
 
   function renderTree(templates, courses) {
     const usedBy = new Map();
@@ -95,6 +95,74 @@ export function mount(container) {
   }
   load();
   return { unmount() { stopped = true; } };
+}
+
+function softwareList(text) {
+  return text.split(',').map((s) => s.trim()).filter(Boolean);
+}
+
+/**
+ * "What does my course need?": finds the exact template or the best base
+ * (POST /api/templates/match), then offers to use it or to derive from it.
+ */
+function matchCard() {
+  const os = h('input', { id: 'match-os', required: true, maxlength: 64, placeholder: 'tiny-linux' });
+  const sw = h('input', { id: 'match-software', maxlength: 500, placeholder: 'gcc, make' });
+  const result = h('div', { class: 'match-result', 'aria-live': 'polite' });
+  const find = h('button', { type: 'submit', class: 'btn primary', i18n: 'tpl.match.find' });
+  const form = h('form', { class: 'section-body', novalidate: true },
+    h('div', { class: 'form-grid' },
+      h('div', { class: 'field' }, h('label', { for: 'match-os', i18n: 'tpl.upload.os' }), os),
+      h('div', { class: 'field' }, h('label', { for: 'match-software', i18n: 'tpl.upload.software' }), sw)),
+    result,
+    h('div', { class: 'form-actions' }, find));
+
+  function deriveForm(base, missing) {
+    const name = h('input', { id: 'derive-name', required: true, maxlength: 100, value: `${base.name}+${missing.join('+')}`.slice(0, 100) });
+    const go = h('button', { type: 'submit', class: 'btn primary', i18n: 'tpl.derive.go' });
+    const f = h('form', { class: 'derive-form' },
+      h('div', { class: 'field' }, h('label', { for: 'derive-name', i18n: 'tpl.derive.name' }), name),
+      h('div', { class: 'form-actions' }, go));
+    f.addEventListener('submit', async (e) => {
+      e.preventDefault();
+      if (!f.reportValidity()) return;
+      go.disabled = true;
+      try {
+        const r = await post(`/api/templates/${encodeURIComponent(base.id)}/derive`, { name: name.value.trim(), software: missing });
+        toast(t('tpl.derive.started', { name: r.template.name }), 'success');
+        location.hash = `#/desktop/${r.vm.id}`;
+      } catch (err) { toastError(err); } finally { go.disabled = false; }
+    });
+    return f;
+  }
+
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    if (!form.reportValidity()) return;
+    find.disabled = true;
+    try {
+      const r = await post('/api/templates/match', { os: os.value.trim(), software: softwareList(sw.value) });
+      if (r.exact) {
+        replace(result, h('p', { class: 'match-ok', i18n: ['tpl.match.exact', { name: r.exact.name }] }),
+          h('a', { class: 'btn small', href: `#/teach/new/${r.exact.id}`, i18n: 'tpl.match.use' }));
+      } else if (r.base) {
+        replace(result,
+          h('p', { i18n: ['tpl.match.base', { name: r.base.name }] }),
+          h('p', {}, h('span', { class: 'muted', i18n: 'tpl.match.missing' }), ' ', (r.missing || []).map((m) => h('span', { class: 'chip' }, m))),
+          deriveForm(r.base, r.missing || []));
+      } else {
+        replace(result, h('p', { class: 'vm-error', i18n: 'tpl.match.none' }));
+      }
+    } catch (err) {
+      toastError(err);
+    } finally {
+      find.disabled = false;
+    }
+  });
+
+  return h('section', { class: 'card match-card' },
+    h('div', { class: 'section-head' }, h('h2', { i18n: 'tpl.match' })),
+    form);
 }
 
 function guessFormat(filename) {
