@@ -327,6 +327,23 @@ pub async fn list(pool: &Pool, user: &User) -> Result<Vec<Course>, CourseError> 
     Ok(out)
 }
 
+/// The students enrolled in a course, by username.
+pub async fn students(pool: &Pool, course_id: Uuid) -> Result<Vec<User>, CourseError> {
+    let ids: Vec<String> = sqlx::query_scalar(
+        "SELECT e.user_id FROM enrolments e JOIN users u ON u.id = e.user_id WHERE e.course_id = ? ORDER BY u.username",
+    )
+    .bind(course_id.to_string())
+    .fetch_all(pool)
+    .await?;
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        if let Some(u) = users::get_by_id_str(pool, &id).await? {
+            out.push(u);
+        }
+    }
+    Ok(out)
+}
+
 /// Enrols students by username and provisions their personal VMs.
 pub async fn enrol(
     pool: &Pool,

@@ -18,7 +18,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/courses", get(list).post(create))
         .route("/api/courses/{id}", get(show).delete(remove))
-        .route("/api/courses/{id}/students", post(enrol))
+        .route("/api/courses/{id}/students", get(students).post(enrol))
         .route("/api/courses/{id}/students/{user_id}", delete(unenrol))
 }
 
@@ -58,6 +58,16 @@ async fn remove(
     let course = courses::get_managed(&state.pool, &me.user, id).await?;
     courses::delete(&state.pool, &state.storage, &course).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+async fn students(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    IdPath(id): IdPath,
+) -> Result<Json<Vec<crate::users::User>>, ApiError> {
+    me.require(STAFF)?;
+    let course = courses::get_managed(&state.pool, &me.user, id).await?;
+    Ok(Json(courses::students(&state.pool, course.id).await?))
 }
 
 #[derive(Debug, Deserialize)]

@@ -38,6 +38,7 @@ pub fn router(state: AppState) -> Router {
         .merge(courses::router())
         .merge(vms::router())
         .merge(console::router())
+        .merge(crate::web::router())
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/api/openapi.json", get(openapi))
