@@ -32,8 +32,10 @@
 # e2fsprogs (mkfs.ext4 with -d), qemu-utils (qemu-img), gzip, coreutils.
 # Downloaded .debs are cached in ${PVCE_CACHE_DIR:-$HOME/.cache/pvce}/debs, the
 # extracted kernel + module subset in .../tiny-kernel; a re-run does not touch the
-# network. Environment overrides: PVCE_KERNEL_PKG (default: what
-# linux-image-cloud-amd64 depends on).
+# network (nor apt: the chosen .debs are remembered in debs/tiny-guest.resolved).
+# Environment: PVCE_REFRESH=1 asks apt again (e.g. after a kernel update);
+# PVCE_KERNEL_PKG picks the kernel package (default: what linux-image-cloud-amd64
+# depends on).
 set -euo pipefail
 
 PROG=build-tiny-guest
@@ -145,21 +147,34 @@ fetch_deb() {
     echo "$cached"
 }
 
-KERNEL_PKG="${PVCE_KERNEL_PKG:-}"
-if [ -z "$KERNEL_PKG" ]; then
-    if command -v apt-cache >/dev/null 2>&1; then
-        KERNEL_PKG="$(apt-cache depends linux-image-cloud-amd64 2>/dev/null |
-            awk '$1 == "Depends:" && $2 ~ /^linux-image-[0-9].*-cloud-amd64$/ {print $2; exit}')"
-    fi
-    if [ -z "$KERNEL_PKG" ]; then
-        # offline / no apt: newest cached cloud kernel
-        KERNEL_PKG="$(ls "$DEB_CACHE"/linux-image-[0-9]*-cloud-amd64_*.deb 2>/dev/null |
-            sort -V | tail -n1 | xargs -r basename | sed 's/_.*//')"
-    fi
-    [ -n "$KERNEL_PKG" ] || die "cannot find the cloud kernel package: 'apt-cache depends linux-image-cloud-amd64' gave nothing (run 'apt-get update'?) and nothing is cached in $DEB_CACHE; set PVCE_KERNEL_PKG"
+# Which .debs to use is remembered in $RESOLVED, so a re-run asks apt nothing (apt-cache
+# alone can take seconds); PVCE_REFRESH=1 (or a missing .deb) resolves again.
+RESOLVED="$DEB_CACHE/tiny-guest.resolved"
+KERNEL_DEB=""
+BUSYBOX_DEB=""
+if [ "${PVCE_REFRESH:-0}" != 1 ] && [ -z "${PVCE_KERNEL_PKG:-}" ] && [ -f "$RESOLVED" ]; then
+    KERNEL_DEB="$(sed -n 's/^kernel=//p' "$RESOLVED")"
+    BUSYBOX_DEB="$(sed -n 's/^busybox=//p' "$RESOLVED")"
+    [ -s "$KERNEL_DEB" ] && [ -s "$BUSYBOX_DEB" ] || { KERNEL_DEB=""; BUSYBOX_DEB=""; }
 fi
-KERNEL_DEB="$(fetch_deb "$KERNEL_PKG")"
-BUSYBOX_DEB="$(fetch_deb busybox-static)"
+if [ -z "$KERNEL_DEB" ]; then
+    KERNEL_PKG="${PVCE_KERNEL_PKG:-}"
+    if [ -z "$KERNEL_PKG" ]; then
+        if command -v apt-cache >/dev/null 2>&1; then
+            KERNEL_PKG="$(apt-cache depends linux-image-cloud-amd64 2>/dev/null |
+                awk '$1 == "Depends:" && $2 ~ /^linux-image-[0-9].*-cloud-amd64$/ {print $2; exit}')"
+        fi
+        if [ -z "$KERNEL_PKG" ]; then
+            # offline / no apt: newest cached cloud kernel
+            KERNEL_PKG="$(ls "$DEB_CACHE"/linux-image-[0-9]*-cloud-amd64_*.deb 2>/dev/null |
+                sort -V | tail -n1 | xargs -r basename | sed 's/_.*//')"
+        fi
+        [ -n "$KERNEL_PKG" ] || die "cannot find the cloud kernel package: 'apt-cache depends linux-image-cloud-amd64' gave nothing (run 'apt-get update'?) and nothing is cached in $DEB_CACHE; set PVCE_KERNEL_PKG"
+    fi
+    KERNEL_DEB="$(fetch_deb "$KERNEL_PKG")"
+    BUSYBOX_DEB="$(fetch_deb busybox-static)"
+    printf 'kernel=%s\nbusybox=%s\n' "$KERNEL_DEB" "$BUSYBOX_DEB" >"$RESOLVED.$$" && mv -f "$RESOLVED.$$" "$RESOLVED"
+fi
 
 # ---------------------------------------------------------------- busybox
 mkdir -p "$WORK/bb"
@@ -235,10 +250,22 @@ install_busybox() {
     mkdir -p "$root/bin" "$root/sbin" "$root/usr/bin" "$root/usr/sbin"
     cp "$BB" "$root/bin/busybox"
     chmod 0755 "$root/bin/busybox"
-    for p in $("$BB" --list-full); do
-        case "$p" in linuxrc|bin/busybox) continue ;; esac
-        ln -sf /bin/busybox "$root/$p"
-    done
+    if command -v perl >/dev/null 2>&1; then
+        # one process instead of ~400 forks of ln (perl-base is Essential on Debian)
+        "$BB" --list-full | perl -e '
+            my $root = shift;
+            while (my $p = <STDIN>) {
+                chomp $p;
+                next if $p eq "" || $p eq "linuxrc" || $p eq "bin/busybox";
+                unlink "$root/$p";
+                symlink("/bin/busybox", "$root/$p") or die "symlink $root/$p: $!\n";
+            }' "$root" || die "cannot create the busybox applet links"
+    else
+        for p in $("$BB" --list-full); do
+            case "$p" in linuxrc|bin/busybox) continue ;; esac
+            ln -sf /bin/busybox "$root/$p"
+        done
+    fi
 }
 
 # ---- initramfs
@@ -286,7 +313,7 @@ umount /sys /proc
 exec switch_root /newroot /sbin/init
 EOF
 chmod 0755 "$IR/init"
-(cd "$IR" && find . | "$BB" cpio -o -H newc -R 0:0 2>/dev/null) | gzip -9n >"$WORK/initrd.gz" ||
+(cd "$IR" && find . | "$BB" cpio -o -H newc -R 0:0 2>/dev/null) | gzip -6n >"$WORK/initrd.gz" ||
     die "cannot build the initramfs"
 
 # ---- root file system
@@ -429,10 +456,21 @@ LABEL pvce
   INITRD /initrd.gz
   APPEND console=tty0 console=ttyS0,115200 root=/dev/vda2 rootflags=commit=1,nodelalloc
 EOF
+# An empty FAT with SYSLINUX installed is cached: 'syslinux --install' runs a
+# system-wide sync(), which can take seconds on a busy machine. Files copied in
+# later do not move ldlinux.sys, so the cached copy stays bootable.
+BOOT_KEY="$( { syslinux --version 2>&1 | head -n1; mkfs.fat --help 2>&1 | head -n1;
+    echo "$BOOT_SECTORS $BOOT_START v1"; } | cksum | cut -d' ' -f1)"
+BOOT_EMPTY="$CACHE_DIR/syslinux/boot-$BOOT_KEY.img"
+if [ ! -s "$BOOT_EMPTY" ]; then
+    mkdir -p "$CACHE_DIR/syslinux"
+    mkfs.fat -C -F 16 -n PVCEBOOT -h "$BOOT_START" "$WORK/boot-empty.img" $((BOOT_SECTORS / 2)) >/dev/null ||
+        die "mkfs.fat failed"
+    syslinux --install "$WORK/boot-empty.img" || die "syslinux --install failed"
+    cp "$WORK/boot-empty.img" "$BOOT_EMPTY.$$" && mv -f "$BOOT_EMPTY.$$" "$BOOT_EMPTY"
+fi
 BOOTIMG="$WORK/boot.img"
-mkfs.fat -C -F 16 -n PVCEBOOT -h "$BOOT_START" "$BOOTIMG" $((BOOT_SECTORS / 2)) >/dev/null ||
-    die "mkfs.fat failed"
-syslinux --install "$BOOTIMG" || die "syslinux --install failed"
+cp "$BOOT_EMPTY" "$BOOTIMG"
 mcopy -i "$BOOTIMG" -o "$KCACHE/vmlinuz" ::vmlinuz || die "mcopy vmlinuz failed"
 mcopy -i "$BOOTIMG" -o "$WORK/initrd.gz" ::initrd.gz || die "mcopy initrd.gz failed"
 mcopy -i "$BOOTIMG" -o "$WORK/syslinux.cfg" ::syslinux.cfg || die "mcopy syslinux.cfg failed"
