@@ -74,6 +74,13 @@ OUT_DIR="$(dirname -- "$OUT")"
 [ -w "$OUT_DIR" ] || die "output directory '$OUT_DIR' is not writable"
 
 START_NS=$(date +%s%N)
+export SOURCE_DATE_EPOCH="${SOURCE_DATE_EPOCH:-1700000000}"   # also read by mtools
+# Reproducible output: same inputs -> same image (timestamps, UUIDs, order fixed),
+# which also keeps a child template's diff against its parent small.
+EPOCH="$SOURCE_DATE_EPOCH"
+[[ "$EPOCH" =~ ^[0-9]+$ ]] || die "SOURCE_DATE_EPOCH must be a number of seconds"
+ROOT_UUID=6f1c3a52-7d0e-4c1b-9a55-70766365726f   # fixed on purpose, see above
+HASH_SEED=0b5e55ed-7063-4e65-8a11-746966697865
 
 # ---------------------------------------------------------------- tools
 export PATH="$PATH:/usr/sbin:/sbin"
@@ -313,7 +320,13 @@ umount /sys /proc
 exec switch_root /newroot /sbin/init
 EOF
 chmod 0755 "$IR/init"
-(cd "$IR" && find . | "$BB" cpio -o -H newc -R 0:0 2>/dev/null) | gzip -6n >"$WORK/initrd.gz" ||
+find "$IR" -exec touch -h -d "@$EPOCH" {} +
+if [[ "$(cpio --help 2>/dev/null || true)" == *--reproducible* ]]; then
+    CPIO=(cpio --quiet -o -H newc -R 0:0 --reproducible)   # GNU cpio: no inode/dev numbers
+else
+    CPIO=("$BB" cpio -o -H newc -R 0:0)                    # works, but not reproducible
+fi
+(cd "$IR" && find . | LC_ALL=C sort | "${CPIO[@]}" 2>/dev/null) | gzip -6n >"$WORK/initrd.gz" ||
     die "cannot build the initramfs"
 
 # ---- root file system
@@ -435,6 +448,7 @@ if [ -n "$EXTRA_DIR" ]; then
     log "adding $EXTRA_DIR"
     cp -a "$EXTRA_DIR"/. "$RT"/ || die "cannot copy --extra-dir '$EXTRA_DIR'"
 fi
+find "$RT" -exec touch -h -d "@$EPOCH" {} +
 
 # ---------------------------------------------------------------- disk image
 SECTOR=512
@@ -471,15 +485,18 @@ if [ ! -s "$BOOT_EMPTY" ]; then
 fi
 BOOTIMG="$WORK/boot.img"
 cp "$BOOT_EMPTY" "$BOOTIMG"
-mcopy -i "$BOOTIMG" -o "$KCACHE/vmlinuz" ::vmlinuz || die "mcopy vmlinuz failed"
-mcopy -i "$BOOTIMG" -o "$WORK/initrd.gz" ::initrd.gz || die "mcopy initrd.gz failed"
-mcopy -i "$BOOTIMG" -o "$WORK/syslinux.cfg" ::syslinux.cfg || die "mcopy syslinux.cfg failed"
+cp "$KCACHE/vmlinuz" "$WORK/vmlinuz"
+touch -d "@$EPOCH" "$WORK/vmlinuz" "$WORK/initrd.gz" "$WORK/syslinux.cfg"
+for f in vmlinuz initrd.gz syslinux.cfg; do
+    mcopy -m -i "$BOOTIMG" -o "$WORK/$f" "::$f" || die "mcopy $f failed"
+done
 
 # whole disk: partition table, MBR boot code, boot partition, ext4 root made in place
 DISK="$WORK/disk.raw"
 truncate -s $((DISK_SECTORS * SECTOR)) "$DISK"
 sfdisk -q "$DISK" >/dev/null <<EOF || die "sfdisk failed"
 label: dos
+label-id: 0x7076ce00
 unit: sectors
 start=$BOOT_START, size=$BOOT_SECTORS, type=e, bootable
 start=$ROOT_START, size=$ROOT_SECTORS, type=83
@@ -487,9 +504,30 @@ EOF
 dd if="$MBR_BIN" of="$DISK" bs=440 count=1 conv=notrunc status=none || die "writing mbr.bin failed"
 dd if="$BOOTIMG" of="$DISK" bs=1M seek=$((BOOT_START * SECTOR / 1048576)) conv=notrunc,sparse status=none ||
     die "writing the boot partition failed"
-mkfs.ext4 -q -F -t ext4 -L pvce-root -m 0 \
-    -E "offset=$((ROOT_START * SECTOR)),root_owner=0:0,nodiscard" \
+E2FSPROGS_FAKE_TIME="$EPOCH" mkfs.ext4 -q -F -t ext4 -L pvce-root -m 0 -U "$ROOT_UUID" \
+    -E "offset=$((ROOT_START * SECTOR)),root_owner=0:0,nodiscard,hash_seed=$HASH_SEED" \
     -d "$RT" "$DISK" $((ROOT_SECTORS / 2))k || die "mkfs.ext4 -d failed (e2fsprogs >= 1.43 needed)"
+# mkfs.ext4 -d copies each file's ctime, which touch cannot set: pin it with debugfs
+# on every inode in use (2 = /, 11.. = files), so the image is reproducible.
+if command -v debugfs >/dev/null 2>&1 && command -v dumpe2fs >/dev/null 2>&1; then
+    FSSPEC="$DISK?offset=$((ROOT_START * SECTOR))"
+    dumpe2fs "$FSSPEC" 2>/dev/null | awk -v t="$EPOCH" '
+        /^Inodes per group:/ { ipg = $4 + 0 }
+        /^Group [0-9]+:/ { base = ($2 + 0) * ipg; for (i = 1; i <= ipg; i++) used[base + i] = 1 }
+        /^  Free inodes: / {
+            s = $0; sub(/^  Free inodes: /, "", s); n = split(s, r, /, */)
+            for (k = 1; k <= n; k++) {
+                if (r[k] == "") continue
+                m = split(r[k], ab, "-"); a = ab[1] + 0; b = (m > 1 ? ab[2] + 0 : a)
+                for (i = a; i <= b; i++) delete used[i]
+            }
+        }
+        END { for (i in used) { j = i + 0; if (j == 2 || j >= 11) printf "sif <%d> ctime @%s\n", j, t } }
+    ' >"$WORK/ctime.cmds"
+    [ -s "$WORK/ctime.cmds" ] || die "could not list the inodes of the new ext4 (dumpe2fs)"
+    E2FSPROGS_FAKE_TIME="$EPOCH" debugfs -w -f "$WORK/ctime.cmds" "$FSSPEC" >/dev/null 2>"$WORK/debugfs.err" ||
+        { cat "$WORK/debugfs.err" >&2; die "debugfs could not set inode times"; }
+fi
 
 qemu-img convert -q -c -f raw -O qcow2 "$DISK" "$OUT_TMP" || die "qemu-img convert failed"
 mv -f "$OUT_TMP" "$OUT"
