@@ -2,13 +2,13 @@
 # build-tiny-guest.sh — build the pvce "tiny-linux" test/demo guest, offline,
 # from Debian packages, without root-only tricks (no mount, loop or nbd).
 #
-# Usage: scripts/build-tiny-guest.sh OUTPUT.qcow2 [--name TEMPLATE_NAME] [--extra-dir DIR]
+# Usage: scripts/build-tiny-guest.sh OUTPUT.qcow2 [--name TEMPLATE_NAME] [--extra-dir DIR]...
 #
 #   --name NAME      template name baked into the guest (/etc/pvce-template and the
 #                    boot banner "pvce template: NAME"); default "tiny-linux".
 #   --extra-dir DIR  copy DIR's contents over the root file system (after the base
 #                    files, so it may add or replace files), e.g. marker files of a
-#                    child template.
+#                    child template. May be repeated; applied in the order given.
 #
 # What comes out: a compressed qcow2 (~15 MB on disk, virtual size 1 GiB — the same
 # as the "blank" root template, so the image can sit on top of it in a backing chain).
@@ -50,13 +50,13 @@ usage() {
 # ---------------------------------------------------------------- arguments
 OUT=""
 NAME="tiny-linux"
-EXTRA_DIR=""
+EXTRA_DIRS=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --name) [ $# -ge 2 ] || die "--name needs a value"; NAME="$2"; shift 2 ;;
         --name=*) NAME="${1#--name=}"; shift ;;
-        --extra-dir) [ $# -ge 2 ] || die "--extra-dir needs a value"; EXTRA_DIR="$2"; shift 2 ;;
-        --extra-dir=*) EXTRA_DIR="${1#--extra-dir=}"; shift ;;
+        --extra-dir) [ $# -ge 2 ] || die "--extra-dir needs a value"; EXTRA_DIRS+=("$2"); shift 2 ;;
+        --extra-dir=*) EXTRA_DIRS+=("${1#--extra-dir=}"); shift ;;
         -h|--help) usage 0 ;;
         -*) die "unknown option: $1 (see --help)" ;;
         *) [ -z "$OUT" ] || die "more than one OUTPUT given: '$OUT' and '$1'"; OUT="$1"; shift ;;
@@ -65,10 +65,11 @@ done
 [ -n "$OUT" ] || { echo "$PROG: error: OUTPUT.qcow2 is required" >&2; usage 2; }
 [[ "$NAME" =~ ^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$ ]] ||
     die "template name '$NAME' must match [A-Za-z0-9][A-Za-z0-9._-]* (max 63 chars)"
-if [ -n "$EXTRA_DIR" ]; then
-    [ -d "$EXTRA_DIR" ] || die "--extra-dir '$EXTRA_DIR' is not a directory"
-    EXTRA_DIR="$(cd "$EXTRA_DIR" && pwd)"
-fi
+for i in "${!EXTRA_DIRS[@]}"; do
+    d="${EXTRA_DIRS[$i]}"
+    [ -d "$d" ] || die "--extra-dir '$d' is not a directory"
+    EXTRA_DIRS[$i]="$(cd "$d" && pwd)"
+done
 OUT_DIR="$(dirname -- "$OUT")"
 [ -d "$OUT_DIR" ] || die "output directory '$OUT_DIR' does not exist"
 [ -w "$OUT_DIR" ] || die "output directory '$OUT_DIR' is not writable"
@@ -338,6 +339,10 @@ ln -s /run "$RT/var/run"
 install_busybox "$RT"
 cp -a "$MODTREE/lib/modules" "$RT/lib/"
 echo "$NAME" >"$RT/etc/pvce-template"
+# software markers: one file per item of the template's software set (templates-tree/)
+mkdir -p "$RT/usr/share/pvce/software"
+echo "busybox (busybox-static $(basename "$BUSYBOX_DEB" .deb | cut -d_ -f2 | sed 's/%3a/:/'))" \
+    >"$RT/usr/share/pvce/software/busybox"
 echo "tiny" >"$RT/etc/hostname"
 cat >"$RT/etc/passwd" <<'EOF'
 root:x:0:0:root:/root:/bin/sh
@@ -444,10 +449,12 @@ exec /sbin/poweroff
 EOF
 chmod 0755 "$RT/etc/init.d/rcS" "$RT/etc/init.d/rcK" "$RT/etc/acpi/PWRF/00000080"
 
-if [ -n "$EXTRA_DIR" ]; then
-    log "adding $EXTRA_DIR"
-    cp -a "$EXTRA_DIR"/. "$RT"/ || die "cannot copy --extra-dir '$EXTRA_DIR'"
-fi
+for d in "${EXTRA_DIRS[@]}"; do
+    log "adding $d"
+    # contents, modes and symlinks; owner is whoever builds (root in the guest when root builds)
+    cp -R --preserve=mode,links "$d"/. "$RT"/ || die "cannot copy --extra-dir '$d'"
+done
+chmod 0700 "$RT/root"   # a checkout's root/ (0755) must not open up /root
 find "$RT" -exec touch -h -d "@$EPOCH" {} +
 
 # ---------------------------------------------------------------- disk image
