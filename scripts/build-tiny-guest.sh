@@ -2,20 +2,27 @@
 # build-tiny-guest.sh — build the pvce "tiny-linux" test/demo guest, offline,
 # from Debian packages, without root-only tricks (no mount, loop or nbd).
 #
-# Usage: scripts/build-tiny-guest.sh OUTPUT.qcow2 [--name TEMPLATE_NAME] [--extra-dir DIR]
+# Usage: scripts/build-tiny-guest.sh OUTPUT.qcow2 [--name TEMPLATE_NAME] [--extra-dir DIR]...
 #
 #   --name NAME      template name baked into the guest (/etc/pvce-template and the
 #                    boot banner "pvce template: NAME"); default "tiny-linux".
 #   --extra-dir DIR  copy DIR's contents over the root file system (after the base
 #                    files, so it may add or replace files), e.g. marker files of a
-#                    child template.
+#                    child template. May be repeated; applied in the order given.
 #
-# What comes out: a compressed qcow2 (~15 MB on disk, virtual size 1 GiB — the same
+# What comes out: a compressed qcow2 (~14 MB on disk, virtual size 1 GiB — the same
 # as the "blank" root template, so the image can sit on top of it in a backing chain).
-#   MBR (syslinux mbr.bin)
+#   MBR (syslinux mbr.bin, disk id 0x7076ce00)
 #   vda1  32 MiB FAT16, active: SYSLINUX, vmlinuz (Debian cloud kernel), initrd.gz
 #   vda2  ~991 MiB ext4 (label pvce-root), busybox-static userland, mounted by the
-#         initramfs with commit=1,nodelalloc so a hard power-off keeps recent writes.
+#         initramfs with commit=1,nodelalloc so a hard power-off keeps recent writes
+#         (measured: a write survives a SIGKILL of QEMU 1.5 s later).
+# Kernel command line: console=tty0 console=ttyS0,115200 root=/dev/vda2
+#   rootflags=commit=1,nodelalloc (the initramfs reads root= and rootflags=).
+# The image is reproducible: same inputs -> byte-identical qcow2 (fixed
+# SOURCE_DATE_EPOCH, default 1700000000; fixed file system UUIDs; sorted archives),
+# so a child template built with --extra-dir differs from its parent only where the
+# extra files are (see templates-tree/README.md).
 #
 # Guest behaviour (tests rely on these strings, on ttyS0 and on tty0/VGA):
 #   "pvce template: NAME"  then  "BOOT-OK HOSTNAME"
@@ -25,15 +32,21 @@
 # [A-Za-z0-9._-] and 63 chars; "tiny" if empty. After BOOT-OK a root shell runs on
 # ttyS0 and on tty1 (VGA/VNC), respawned by busybox init. ACPI power button ->
 # busybox acpid -> /etc/acpi/PWRF/00000080 -> sync + poweroff. The NIC must be
-# virtio (the cloud kernel has no e1000/rtl8139 drivers).
+# virtio (the cloud kernel has no e1000/rtl8139 drivers). /etc/pvce-template holds
+# NAME; /usr/share/pvce/software/busybox is the base software marker.
 #
-# Needs (Debian): apt (only for the first download), dpkg-deb, fdisk (sfdisk),
+# Needs (Debian): apt (only for the first download), dpkg (dpkg-deb), fdisk (sfdisk),
 # dosfstools (mkfs.fat), mtools (mcopy), syslinux + syslinux-common (mbr.bin),
-# e2fsprogs (mkfs.ext4 with -d), qemu-utils (qemu-img), gzip, coreutils.
+# e2fsprogs (mkfs.ext4 -d, debugfs, dumpe2fs), qemu-utils (qemu-img), gzip,
+# coreutils; optional: cpio (GNU cpio --reproducible; else busybox cpio, not
+# reproducible), perl (fast applet links; perl-base is Essential).
 # Downloaded .debs are cached in ${PVCE_CACHE_DIR:-$HOME/.cache/pvce}/debs, the
-# extracted kernel + module subset in .../tiny-kernel; a re-run does not touch the
-# network. Environment overrides: PVCE_KERNEL_PKG (default: what
-# linux-image-cloud-amd64 depends on).
+# extracted kernel + module subset in .../tiny-kernel, a SYSLINUX-ready FAT in
+# .../syslinux; a re-run does not touch the network (nor apt: the chosen .debs are
+# remembered in debs/tiny-guest.resolved).
+# Environment: PVCE_REFRESH=1 asks apt again (e.g. after a kernel update);
+# PVCE_KERNEL_PKG picks the kernel package (default: what linux-image-cloud-amd64
+# depends on); SOURCE_DATE_EPOCH sets the file times.
 set -euo pipefail
 
 PROG=build-tiny-guest
@@ -41,20 +54,20 @@ die() { echo "$PROG: error: $*" >&2; exit 1; }
 log() { echo "$PROG: $*" >&2; }
 
 usage() {
-    sed -n '4,10p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '/^# Usage:/,/^# What comes out/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2
     exit "${1:-2}"
 }
 
 # ---------------------------------------------------------------- arguments
 OUT=""
 NAME="tiny-linux"
-EXTRA_DIR=""
+EXTRA_DIRS=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --name) [ $# -ge 2 ] || die "--name needs a value"; NAME="$2"; shift 2 ;;
         --name=*) NAME="${1#--name=}"; shift ;;
-        --extra-dir) [ $# -ge 2 ] || die "--extra-dir needs a value"; EXTRA_DIR="$2"; shift 2 ;;
-        --extra-dir=*) EXTRA_DIR="${1#--extra-dir=}"; shift ;;
+        --extra-dir) [ $# -ge 2 ] || die "--extra-dir needs a value"; EXTRA_DIRS+=("$2"); shift 2 ;;
+        --extra-dir=*) EXTRA_DIRS+=("${1#--extra-dir=}"); shift ;;
         -h|--help) usage 0 ;;
         -*) die "unknown option: $1 (see --help)" ;;
         *) [ -z "$OUT" ] || die "more than one OUTPUT given: '$OUT' and '$1'"; OUT="$1"; shift ;;
@@ -63,15 +76,23 @@ done
 [ -n "$OUT" ] || { echo "$PROG: error: OUTPUT.qcow2 is required" >&2; usage 2; }
 [[ "$NAME" =~ ^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$ ]] ||
     die "template name '$NAME' must match [A-Za-z0-9][A-Za-z0-9._-]* (max 63 chars)"
-if [ -n "$EXTRA_DIR" ]; then
-    [ -d "$EXTRA_DIR" ] || die "--extra-dir '$EXTRA_DIR' is not a directory"
-    EXTRA_DIR="$(cd "$EXTRA_DIR" && pwd)"
-fi
+for i in "${!EXTRA_DIRS[@]}"; do
+    d="${EXTRA_DIRS[$i]}"
+    [ -d "$d" ] || die "--extra-dir '$d' is not a directory"
+    EXTRA_DIRS[$i]="$(cd "$d" && pwd)"
+done
 OUT_DIR="$(dirname -- "$OUT")"
 [ -d "$OUT_DIR" ] || die "output directory '$OUT_DIR' does not exist"
 [ -w "$OUT_DIR" ] || die "output directory '$OUT_DIR' is not writable"
 
 START_NS=$(date +%s%N)
+export SOURCE_DATE_EPOCH="${SOURCE_DATE_EPOCH:-1700000000}"   # also read by mtools
+# Reproducible output: same inputs -> same image (timestamps, UUIDs, order fixed),
+# which also keeps a child template's diff against its parent small.
+EPOCH="$SOURCE_DATE_EPOCH"
+[[ "$EPOCH" =~ ^[0-9]+$ ]] || die "SOURCE_DATE_EPOCH must be a number of seconds"
+ROOT_UUID=6f1c3a52-7d0e-4c1b-9a55-70766365726f   # fixed on purpose, see above
+HASH_SEED=0b5e55ed-7063-4e65-8a11-746966697865
 
 # ---------------------------------------------------------------- tools
 export PATH="$PATH:/usr/sbin:/sbin"
@@ -145,21 +166,34 @@ fetch_deb() {
     echo "$cached"
 }
 
-KERNEL_PKG="${PVCE_KERNEL_PKG:-}"
-if [ -z "$KERNEL_PKG" ]; then
-    if command -v apt-cache >/dev/null 2>&1; then
-        KERNEL_PKG="$(apt-cache depends linux-image-cloud-amd64 2>/dev/null |
-            awk '$1 == "Depends:" && $2 ~ /^linux-image-[0-9].*-cloud-amd64$/ {print $2; exit}')"
-    fi
-    if [ -z "$KERNEL_PKG" ]; then
-        # offline / no apt: newest cached cloud kernel
-        KERNEL_PKG="$(ls "$DEB_CACHE"/linux-image-[0-9]*-cloud-amd64_*.deb 2>/dev/null |
-            sort -V | tail -n1 | xargs -r basename | sed 's/_.*//')"
-    fi
-    [ -n "$KERNEL_PKG" ] || die "cannot find the cloud kernel package: 'apt-cache depends linux-image-cloud-amd64' gave nothing (run 'apt-get update'?) and nothing is cached in $DEB_CACHE; set PVCE_KERNEL_PKG"
+# Which .debs to use is remembered in $RESOLVED, so a re-run asks apt nothing (apt-cache
+# alone can take seconds); PVCE_REFRESH=1 (or a missing .deb) resolves again.
+RESOLVED="$DEB_CACHE/tiny-guest.resolved"
+KERNEL_DEB=""
+BUSYBOX_DEB=""
+if [ "${PVCE_REFRESH:-0}" != 1 ] && [ -z "${PVCE_KERNEL_PKG:-}" ] && [ -f "$RESOLVED" ]; then
+    KERNEL_DEB="$(sed -n 's/^kernel=//p' "$RESOLVED")"
+    BUSYBOX_DEB="$(sed -n 's/^busybox=//p' "$RESOLVED")"
+    [ -s "$KERNEL_DEB" ] && [ -s "$BUSYBOX_DEB" ] || { KERNEL_DEB=""; BUSYBOX_DEB=""; }
 fi
-KERNEL_DEB="$(fetch_deb "$KERNEL_PKG")"
-BUSYBOX_DEB="$(fetch_deb busybox-static)"
+if [ -z "$KERNEL_DEB" ]; then
+    KERNEL_PKG="${PVCE_KERNEL_PKG:-}"
+    if [ -z "$KERNEL_PKG" ]; then
+        if command -v apt-cache >/dev/null 2>&1; then
+            KERNEL_PKG="$(apt-cache depends linux-image-cloud-amd64 2>/dev/null |
+                awk '$1 == "Depends:" && $2 ~ /^linux-image-[0-9].*-cloud-amd64$/ {print $2; exit}')"
+        fi
+        if [ -z "$KERNEL_PKG" ]; then
+            # offline / no apt: newest cached cloud kernel
+            KERNEL_PKG="$(ls "$DEB_CACHE"/linux-image-[0-9]*-cloud-amd64_*.deb 2>/dev/null |
+                sort -V | tail -n1 | xargs -r basename | sed 's/_.*//')"
+        fi
+        [ -n "$KERNEL_PKG" ] || die "cannot find the cloud kernel package: 'apt-cache depends linux-image-cloud-amd64' gave nothing (run 'apt-get update'?) and nothing is cached in $DEB_CACHE; set PVCE_KERNEL_PKG"
+    fi
+    KERNEL_DEB="$(fetch_deb "$KERNEL_PKG")"
+    BUSYBOX_DEB="$(fetch_deb busybox-static)"
+    printf 'kernel=%s\nbusybox=%s\n' "$KERNEL_DEB" "$BUSYBOX_DEB" >"$RESOLVED.$$" && mv -f "$RESOLVED.$$" "$RESOLVED"
+fi
 
 # ---------------------------------------------------------------- busybox
 mkdir -p "$WORK/bb"
@@ -235,10 +269,22 @@ install_busybox() {
     mkdir -p "$root/bin" "$root/sbin" "$root/usr/bin" "$root/usr/sbin"
     cp "$BB" "$root/bin/busybox"
     chmod 0755 "$root/bin/busybox"
-    for p in $("$BB" --list-full); do
-        case "$p" in linuxrc|bin/busybox) continue ;; esac
-        ln -sf /bin/busybox "$root/$p"
-    done
+    if command -v perl >/dev/null 2>&1; then
+        # one process instead of ~400 forks of ln (perl-base is Essential on Debian)
+        "$BB" --list-full | perl -e '
+            my $root = shift;
+            while (my $p = <STDIN>) {
+                chomp $p;
+                next if $p eq "" || $p eq "linuxrc" || $p eq "bin/busybox";
+                unlink "$root/$p";
+                symlink("/bin/busybox", "$root/$p") or die "symlink $root/$p: $!\n";
+            }' "$root" || die "cannot create the busybox applet links"
+    else
+        for p in $("$BB" --list-full); do
+            case "$p" in linuxrc|bin/busybox) continue ;; esac
+            ln -sf /bin/busybox "$root/$p"
+        done
+    fi
 }
 
 # ---- initramfs
@@ -286,7 +332,13 @@ umount /sys /proc
 exec switch_root /newroot /sbin/init
 EOF
 chmod 0755 "$IR/init"
-(cd "$IR" && find . | "$BB" cpio -o -H newc -R 0:0 2>/dev/null) | gzip -9n >"$WORK/initrd.gz" ||
+find "$IR" -exec touch -h -d "@$EPOCH" {} +
+if [[ "$(cpio --help 2>/dev/null || true)" == *--reproducible* ]]; then
+    CPIO=(cpio --quiet -o -H newc -R 0:0 --reproducible)   # GNU cpio: no inode/dev numbers
+else
+    CPIO=("$BB" cpio -o -H newc -R 0:0)                    # works, but not reproducible
+fi
+(cd "$IR" && find . | LC_ALL=C sort | "${CPIO[@]}" 2>/dev/null) | gzip -6n >"$WORK/initrd.gz" ||
     die "cannot build the initramfs"
 
 # ---- root file system
@@ -298,6 +350,10 @@ ln -s /run "$RT/var/run"
 install_busybox "$RT"
 cp -a "$MODTREE/lib/modules" "$RT/lib/"
 echo "$NAME" >"$RT/etc/pvce-template"
+# software markers: one file per item of the template's software set (templates-tree/)
+mkdir -p "$RT/usr/share/pvce/software"
+echo "busybox (busybox-static $(basename "$BUSYBOX_DEB" .deb | cut -d_ -f2 | sed 's/%3a/:/'))" \
+    >"$RT/usr/share/pvce/software/busybox"
 echo "tiny" >"$RT/etc/hostname"
 cat >"$RT/etc/passwd" <<'EOF'
 root:x:0:0:root:/root:/bin/sh
@@ -404,10 +460,13 @@ exec /sbin/poweroff
 EOF
 chmod 0755 "$RT/etc/init.d/rcS" "$RT/etc/init.d/rcK" "$RT/etc/acpi/PWRF/00000080"
 
-if [ -n "$EXTRA_DIR" ]; then
-    log "adding $EXTRA_DIR"
-    cp -a "$EXTRA_DIR"/. "$RT"/ || die "cannot copy --extra-dir '$EXTRA_DIR'"
-fi
+for d in "${EXTRA_DIRS[@]}"; do
+    log "adding $d"
+    # contents, modes and symlinks; owner is whoever builds (root in the guest when root builds)
+    cp -R --preserve=mode,links "$d"/. "$RT"/ || die "cannot copy --extra-dir '$d'"
+done
+chmod 0700 "$RT/root"   # a checkout's root/ (0755) must not open up /root
+find "$RT" -exec touch -h -d "@$EPOCH" {} +
 
 # ---------------------------------------------------------------- disk image
 SECTOR=512
@@ -429,19 +488,33 @@ LABEL pvce
   INITRD /initrd.gz
   APPEND console=tty0 console=ttyS0,115200 root=/dev/vda2 rootflags=commit=1,nodelalloc
 EOF
+# An empty FAT with SYSLINUX installed is cached: 'syslinux --install' runs a
+# system-wide sync(), which can take seconds on a busy machine. Files copied in
+# later do not move ldlinux.sys, so the cached copy stays bootable.
+BOOT_KEY="$( { syslinux --version 2>&1 | head -n1; mkfs.fat --help 2>&1 | head -n1;
+    echo "$BOOT_SECTORS $BOOT_START v2"; } | cksum | cut -d' ' -f1)"
+BOOT_EMPTY="$CACHE_DIR/syslinux/boot-$BOOT_KEY.img"
+if [ ! -s "$BOOT_EMPTY" ]; then
+    mkdir -p "$CACHE_DIR/syslinux"
+    mkfs.fat -C -F 16 -n PVCEBOOT -i 7076CE00 -h "$BOOT_START" "$WORK/boot-empty.img" $((BOOT_SECTORS / 2)) >/dev/null ||
+        die "mkfs.fat failed"
+    syslinux --install "$WORK/boot-empty.img" || die "syslinux --install failed"
+    cp "$WORK/boot-empty.img" "$BOOT_EMPTY.$$" && mv -f "$BOOT_EMPTY.$$" "$BOOT_EMPTY"
+fi
 BOOTIMG="$WORK/boot.img"
-mkfs.fat -C -F 16 -n PVCEBOOT -h "$BOOT_START" "$BOOTIMG" $((BOOT_SECTORS / 2)) >/dev/null ||
-    die "mkfs.fat failed"
-syslinux --install "$BOOTIMG" || die "syslinux --install failed"
-mcopy -i "$BOOTIMG" -o "$KCACHE/vmlinuz" ::vmlinuz || die "mcopy vmlinuz failed"
-mcopy -i "$BOOTIMG" -o "$WORK/initrd.gz" ::initrd.gz || die "mcopy initrd.gz failed"
-mcopy -i "$BOOTIMG" -o "$WORK/syslinux.cfg" ::syslinux.cfg || die "mcopy syslinux.cfg failed"
+cp "$BOOT_EMPTY" "$BOOTIMG"
+cp "$KCACHE/vmlinuz" "$WORK/vmlinuz"
+touch -d "@$EPOCH" "$WORK/vmlinuz" "$WORK/initrd.gz" "$WORK/syslinux.cfg"
+for f in vmlinuz initrd.gz syslinux.cfg; do
+    mcopy -m -i "$BOOTIMG" -o "$WORK/$f" "::$f" || die "mcopy $f failed"
+done
 
 # whole disk: partition table, MBR boot code, boot partition, ext4 root made in place
 DISK="$WORK/disk.raw"
 truncate -s $((DISK_SECTORS * SECTOR)) "$DISK"
 sfdisk -q "$DISK" >/dev/null <<EOF || die "sfdisk failed"
 label: dos
+label-id: 0x7076ce00
 unit: sectors
 start=$BOOT_START, size=$BOOT_SECTORS, type=e, bootable
 start=$ROOT_START, size=$ROOT_SECTORS, type=83
@@ -449,9 +522,30 @@ EOF
 dd if="$MBR_BIN" of="$DISK" bs=440 count=1 conv=notrunc status=none || die "writing mbr.bin failed"
 dd if="$BOOTIMG" of="$DISK" bs=1M seek=$((BOOT_START * SECTOR / 1048576)) conv=notrunc,sparse status=none ||
     die "writing the boot partition failed"
-mkfs.ext4 -q -F -t ext4 -L pvce-root -m 0 \
-    -E "offset=$((ROOT_START * SECTOR)),root_owner=0:0,nodiscard" \
+E2FSPROGS_FAKE_TIME="$EPOCH" mkfs.ext4 -q -F -t ext4 -L pvce-root -m 0 -U "$ROOT_UUID" \
+    -E "offset=$((ROOT_START * SECTOR)),root_owner=0:0,nodiscard,hash_seed=$HASH_SEED" \
     -d "$RT" "$DISK" $((ROOT_SECTORS / 2))k || die "mkfs.ext4 -d failed (e2fsprogs >= 1.43 needed)"
+# mkfs.ext4 -d copies each file's ctime, which touch cannot set: pin it with debugfs
+# on every inode in use (2 = /, 11.. = files), so the image is reproducible.
+if command -v debugfs >/dev/null 2>&1 && command -v dumpe2fs >/dev/null 2>&1; then
+    FSSPEC="$DISK?offset=$((ROOT_START * SECTOR))"
+    dumpe2fs "$FSSPEC" 2>/dev/null | awk -v t="$EPOCH" '
+        /^Inodes per group:/ { ipg = $4 + 0 }
+        /^Group [0-9]+:/ { base = ($2 + 0) * ipg; for (i = 1; i <= ipg; i++) used[base + i] = 1 }
+        /^  Free inodes: / {
+            s = $0; sub(/^  Free inodes: /, "", s); n = split(s, r, /, */)
+            for (k = 1; k <= n; k++) {
+                if (r[k] == "") continue
+                m = split(r[k], ab, "-"); a = ab[1] + 0; b = (m > 1 ? ab[2] + 0 : a)
+                for (i = a; i <= b; i++) delete used[i]
+            }
+        }
+        END { for (i in used) { j = i + 0; if (j == 2 || j >= 11) printf "sif <%d> ctime @%s\n", j, t } }
+    ' >"$WORK/ctime.cmds"
+    [ -s "$WORK/ctime.cmds" ] || die "could not list the inodes of the new ext4 (dumpe2fs)"
+    E2FSPROGS_FAKE_TIME="$EPOCH" debugfs -w -f "$WORK/ctime.cmds" "$FSSPEC" >/dev/null 2>"$WORK/debugfs.err" ||
+        { cat "$WORK/debugfs.err" >&2; die "debugfs could not set inode times"; }
+fi
 
 qemu-img convert -q -c -f raw -O qcow2 "$DISK" "$OUT_TMP" || die "qemu-img convert failed"
 mv -f "$OUT_TMP" "$OUT"
