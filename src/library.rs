@@ -9,8 +9,9 @@
 //! - `files`: a child layer = the parent's layer plus files copied into its
 //!   ext4 root file system, built offline without mounting anything: the
 //!   parent is expanded to a scratch raw image, `debugfs -w` writes the files
-//!   into the root partition, and `qemu-img convert -B parent` keeps only the
-//!   clusters that differ from the parent, so the child costs only its files.
+//!   into the root partition, and a safe `qemu-img rebase` of an overlay on
+//!   that copy onto the parent keeps only the clusters that differ, so the
+//!   child costs only its files.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -239,7 +240,7 @@ async fn run(cmd: &mut tokio::process::Command, what: &str) -> Result<(), String
 }
 
 /// Byte offset of the first Linux (0x83) partition in an MBR disk image.
-fn linux_partition_offset(mbr: &[u8]) -> Option<u64> {
+pub(crate) fn linux_partition_offset(mbr: &[u8]) -> Option<u64> {
     if mbr.len() < 512 || mbr[510] != 0x55 || mbr[511] != 0xAA {
         return None;
     }
@@ -338,13 +339,23 @@ async fn build_files(
         .await;
         let _ = std::fs::remove_file(&script_path);
         r?;
+        // An overlay on the modified copy, then a *safe* rebase onto the
+        // parent: qemu-img compares both backings and keeps only the clusters
+        // that differ, so the child layer holds just the added files.
         run(
             tokio::process::Command::new("qemu-img")
-                .args(["convert", "-f", "raw", "-O", "qcow2", "-F", "qcow2", "-B"])
-                .arg(&parent_path)
+                .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
                 .arg(&scratch)
                 .arg(&child_path),
-            "write child layer",
+            "create child layer",
+        )
+        .await?;
+        run(
+            tokio::process::Command::new("qemu-img")
+                .args(["rebase", "-q", "-f", "qcow2", "-F", "qcow2", "-b"])
+                .arg(&parent_path)
+                .arg(&child_path),
+            "rebase child layer onto its parent",
         )
         .await?;
         templates::seal_file(&child_path).map_err(|e| e.to_string())?;
