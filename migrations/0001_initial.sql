@@ -80,11 +80,14 @@ CREATE TABLE enrolments (
     CONSTRAINT enrolments_pkey PRIMARY KEY (course_id, user_id)
 );
 
+-- A VM is either a student's personal VM of a course spec, or a teacher's
+-- build VM for a draft template (derive online), never both.
 CREATE TABLE vms (
     id           TEXT PRIMARY KEY,
     name         TEXT NOT NULL,
-    course_id    TEXT NOT NULL REFERENCES courses(id),
-    spec_id      TEXT NOT NULL REFERENCES vm_specs(id),
+    course_id    TEXT REFERENCES courses(id),
+    spec_id      TEXT REFERENCES vm_specs(id),
+    build_template_id TEXT REFERENCES templates(id),
     owner_id     TEXT NOT NULL REFERENCES users(id),
     template_id  TEXT NOT NULL REFERENCES templates(id),
     node_id      TEXT REFERENCES nodes(id),
@@ -95,7 +98,11 @@ CREATE TABLE vms (
     last_error   TEXT,
     last_started_at TEXT,
     created_at   TEXT NOT NULL,
-    CONSTRAINT vms_spec_owner_key UNIQUE (spec_id, owner_id)
+    CONSTRAINT vms_spec_owner_key UNIQUE (spec_id, owner_id),
+    CONSTRAINT vms_build_template_key UNIQUE (build_template_id),
+    CONSTRAINT vms_kind_check CHECK (
+        (course_id IS NOT NULL AND spec_id IS NOT NULL AND build_template_id IS NULL)
+        OR (course_id IS NULL AND spec_id IS NULL AND build_template_id IS NOT NULL))
 );
 CREATE INDEX vms_owner_idx ON vms(owner_id);
 CREATE INDEX vms_course_idx ON vms(course_id);

@@ -12,6 +12,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod builds;
 pub mod cli;
 pub mod config;
 pub mod console;

@@ -11,6 +11,8 @@
 //! - Depth-1 layers are standalone: backing them onto the blank root would add
 //!   a lookup per read and nothing else, since the root holds no data.
 
+pub mod matching;
+
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;

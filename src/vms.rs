@@ -79,7 +79,10 @@ impl VmState {
 pub struct Vm {
     pub id: Uuid,
     pub name: String,
-    pub course_id: Uuid,
+    /// The course of a student's personal VM; `None` for a template build VM.
+    pub course_id: Option<Uuid>,
+    /// The draft template a build VM prepares; `None` for personal VMs.
+    pub build_template_id: Option<Uuid>,
     pub owner_id: Uuid,
     pub template_id: Uuid,
     pub node_id: Option<Uuid>,
@@ -117,7 +120,7 @@ pub enum VmError {
     Db(#[from] sqlx::Error),
 }
 
-const COLUMNS: &str = "id, name, course_id, owner_id, template_id, node_id, state, vcpus, memory_mib, overlay_path, last_error, last_started_at, created_at";
+const COLUMNS: &str = "id, name, course_id, build_template_id, owner_id, template_id, node_id, state, vcpus, memory_mib, overlay_path, last_error, last_started_at, created_at";
 
 fn uuid_of(s: &str) -> Result<Uuid, sqlx::Error> {
     Uuid::parse_str(s).map_err(|e| sqlx::Error::Decode(Box::new(e)))
@@ -135,7 +138,14 @@ fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Vm, sqlx::Error> {
     Ok(Vm {
         id: uuid_of(&row.try_get::<String, _>("id")?)?,
         name: row.try_get("name")?,
-        course_id: uuid_of(&row.try_get::<String, _>("course_id")?)?,
+        course_id: row
+            .try_get::<Option<String>, _>("course_id")?
+            .map(|s| uuid_of(&s))
+            .transpose()?,
+        build_template_id: row
+            .try_get::<Option<String>, _>("build_template_id")?
+            .map(|s| uuid_of(&s))
+            .transpose()?,
         owner_id: uuid_of(&row.try_get::<String, _>("owner_id")?)?,
         template_id: uuid_of(&row.try_get::<String, _>("template_id")?)?,
         node_id: row
@@ -431,15 +441,16 @@ impl VmManager {
         let allowed = match user.role {
             Role::Admin => true,
             _ if vm.owner_id == user.id => true,
-            Role::Teacher => {
+            // A build VM has no course: only its owner (and admins) reach it.
+            Role::Teacher if vm.course_id.is_some() => {
                 let teacher: Option<String> =
                     sqlx::query_scalar("SELECT teacher_id FROM courses WHERE id = ?")
-                        .bind(vm.course_id.to_string())
+                        .bind(vm.course_id.map(|c| c.to_string()))
                         .fetch_optional(&self.pool)
                         .await?;
                 teacher.as_deref() == Some(user.id.to_string().as_str())
             }
-            Role::Student => false,
+            Role::Teacher | Role::Student => false,
         };
         if allowed {
             Ok(vm)
@@ -564,8 +575,8 @@ impl VmManager {
             metadata: libvirt::PvceMetadata {
                 id: vm.id.to_string(),
                 owner: vm.owner_id.to_string(),
-                course: Some(vm.course_id.to_string()),
-                template: None,
+                course: vm.course_id.map(|c| c.to_string()),
+                template: vm.build_template_id.map(|t| t.to_string()),
             },
             network: None,
         };
@@ -794,14 +805,15 @@ impl VmManager {
     }
 }
 
-/// The owner's username and the course code, for the domain title.
+/// The owner's username and the course code (or "template build"), for the domain title.
 pub async fn labels(pool: &Pool, vm: &Vm) -> Result<(String, String), VmError> {
-    let row: (String, String) = sqlx::query_as(
-        "SELECT u.username, c.code FROM users u, courses c WHERE u.id = ? AND c.id = ?",
-    )
-    .bind(vm.owner_id.to_string())
-    .bind(vm.course_id.to_string())
-    .fetch_one(pool)
-    .await?;
-    Ok(row)
+    let owner: String = sqlx::query_scalar("SELECT username FROM users WHERE id = ?")
+        .bind(vm.owner_id.to_string())
+        .fetch_one(pool)
+        .await?;
+    let context: Option<String> = sqlx::query_scalar("SELECT code FROM courses WHERE id = ?")
+        .bind(vm.course_id.map(|c| c.to_string()))
+        .fetch_optional(pool)
+        .await?;
+    Ok((owner, context.unwrap_or_else(|| "template build".into())))
 }

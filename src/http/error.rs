@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::auth::AuthError;
+use crate::builds::BuildError;
 use crate::console::ConsoleError;
 use crate::courses::CourseError;
 use crate::images::ImageError;
@@ -239,6 +240,19 @@ impl From<ConsoleError> for ApiError {
                 "too_many_consoles",
                 e.to_string(),
             ),
+        }
+    }
+}
+
+impl From<BuildError> for ApiError {
+    fn from(e: BuildError) -> Self {
+        match e {
+            BuildError::Template(t) => t.into(),
+            BuildError::Vm(v) => v.into(),
+            BuildError::NotOwner => Self::new(StatusCode::FORBIDDEN, "forbidden", e.to_string()),
+            BuildError::StillRunning => {
+                Self::new(StatusCode::CONFLICT, "vm_running", e.to_string())
+            }
         }
     }
 }

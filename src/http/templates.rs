@@ -9,10 +9,12 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::error::ApiError;
-use super::extract::{ApiQuery, CurrentUser, IdPath};
+use super::extract::{ApiJson, ApiQuery, CurrentUser, IdPath};
 use crate::app::AppState;
 use crate::auth::Role;
+use crate::builds::{self, DeriveRequest};
 use crate::images::ImageFormat;
+use crate::templates::matching::{self, MatchResult};
 use crate::templates::{self, ImportLimits, ImportParams, Template};
 
 const STAFF: &[Role] = &[Role::Teacher, Role::Admin];
@@ -21,6 +23,9 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/templates", get(list))
         .route("/api/templates/import", post(import))
+        .route("/api/templates/match", post(match_templates))
+        .route("/api/templates/{id}/derive", post(derive))
+        .route("/api/templates/{id}/seal", post(seal))
         .route("/api/templates/{id}", get(show).delete(remove))
 }
 
@@ -48,6 +53,10 @@ async fn remove(
 ) -> Result<StatusCode, ApiError> {
     me.require(STAFF)?;
     let t = templates::get(&state.pool, id).await?;
+    if t.state != templates::TemplateState::Ready {
+        builds::abandon(&state.pool, &state.storage, &state.vms, id, &me.user).await?;
+        return Ok(StatusCode::NO_CONTENT);
+    }
     // Teachers may delete their own templates; admins any.
     if me.user.role != Role::Admin && t.created_by != Some(me.user.id) {
         return Err(ApiError::new(
@@ -119,4 +128,62 @@ async fn import(
     )
     .await?;
     Ok((StatusCode::CREATED, Json(t)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MatchBody {
+    os: String,
+    software: Vec<String>,
+}
+
+async fn match_templates(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    ApiJson(body): ApiJson<MatchBody>,
+) -> Result<Json<MatchResult>, ApiError> {
+    me.require(STAFF)?;
+    if body.os.len() > 64 || body.software.len() > 200 || body.software.iter().any(|s| s.len() > 64)
+    {
+        return Err(ApiError::bad_request(
+            "os and software items are at most 64 characters, at most 200 items",
+        ));
+    }
+    let all = templates::list(&state.pool).await?;
+    Ok(Json(matching::find(&all, &body.os, &body.software)))
+}
+
+async fn derive(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    IdPath(id): IdPath,
+    ApiJson(body): ApiJson<DeriveRequest>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    me.require(STAFF)?;
+    let (template, vm) =
+        builds::derive(&state.pool, &state.storage, &state.vms, id, &me.user, body).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({ "template": template, "vm": vm })),
+    ))
+}
+
+async fn seal(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    IdPath(id): IdPath,
+) -> Result<Json<Template>, ApiError> {
+    me.require(STAFF)?;
+    let timeout = state.config.shutdown_timeout();
+    Ok(Json(
+        builds::seal(
+            &state.pool,
+            &state.storage,
+            &state.vms,
+            id,
+            &me.user,
+            timeout,
+        )
+        .await?,
+    ))
 }

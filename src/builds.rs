@@ -1,0 +1,285 @@
+//! Derive online (pVCE paper §2.1): a teacher boots the best base template,
+//! installs what the course still needs through the browser console, and
+//! seals the result as a new child template.
+//!
+//! Invariants:
+//! - A draft template's layer is a qcow2 overlay on its parent's layer; its
+//!   one build VM (owned by the teacher, `vms.build_template_id`) boots
+//!   straight from that layer, so what the teacher installs lands in it.
+//! - Nobody derives from or enrols into a draft (both require `ready`).
+//! - Seal shuts the build VM down cleanly (ACPI, forced after the timeout),
+//!   checks the layer, makes it read-only and only then marks it `ready`;
+//!   abandoning a draft removes the VM, the layer and the row.
+//! - The parent layer is never written: only the draft overlay is opened
+//!   read-write.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use uuid::Uuid;
+
+use crate::auth::Role;
+use crate::db::{self, Pool};
+use crate::images;
+use crate::storage::{self, Storage};
+use crate::templates::{self, Template, TemplateError, TemplateState};
+use crate::users::User;
+use crate::vms::{self, Vm, VmError, VmManager, VmState};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeriveRequest {
+    pub name: String,
+    /// Software the teacher will add (the child's set is the parent's plus these).
+    pub software: Vec<String>,
+    pub vcpus: Option<u32>,
+    pub memory_mib: Option<u32>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    #[error(transparent)]
+    Vm(#[from] VmError),
+    #[error("only the template's creator or an admin may do this")]
+    NotOwner,
+    #[error("the build VM did not stop in time; try again or force it off")]
+    StillRunning,
+}
+
+/// Creates a draft child of `parent_id` and boots its build VM.
+pub async fn derive(
+    pool: &Pool,
+    storage: &Storage,
+    vms: &Arc<VmManager>,
+    parent_id: Uuid,
+    teacher: &User,
+    req: DeriveRequest,
+) -> Result<(Template, Vm), BuildError> {
+    templates::validate_name(&req.name)?;
+    let vcpus = req.vcpus.unwrap_or(1);
+    let memory = req.memory_mib.unwrap_or(512);
+    if !(1..=32).contains(&vcpus) || !(64..=262_144).contains(&memory) {
+        return Err(
+            TemplateError::Invalid("vcpus must be 1-32 and memory_mib 64-262144".into()).into(),
+        );
+    }
+    let parent = templates::get(pool, parent_id).await?;
+    if parent.state != TemplateState::Ready {
+        return Err(TemplateError::NotReady.into());
+    }
+    if parent.parent_id.is_none() {
+        return Err(TemplateError::Invalid(
+            "derive from a bootable template, not the blank root".into(),
+        )
+        .into());
+    }
+    let added = templates::normalise_software(&req.software)?;
+    let mut software = parent.software.clone();
+    software.extend(added);
+    let software = templates::normalise_software(&software)?;
+    if !templates::is_strict_superset(&software, &parent.software) {
+        return Err(TemplateError::Invalid(
+            "name at least one piece of software the parent lacks".into(),
+        )
+        .into());
+    }
+    if templates::find_by_name(pool, &req.name).await?.is_some() {
+        return Err(TemplateError::NameTaken(req.name).into());
+    }
+
+    let id = Uuid::new_v4();
+    let layer = storage.template_path(id);
+    let parent_layer = storage.template_path(parent.id);
+    {
+        let (layer, parent_layer, size) = (
+            layer.clone(),
+            parent_layer.clone(),
+            parent.virtual_size_bytes,
+        );
+        tokio::task::spawn_blocking(move || images::create_overlay(&layer, &parent_layer, size))
+            .await
+            .map_err(|e| TemplateError::Io(std::io::Error::other(e.to_string())))?
+            .map_err(TemplateError::from)?;
+    }
+    let template = Template {
+        id,
+        name: req.name.clone(),
+        parent_id: Some(parent.id),
+        os: parent.os.clone(),
+        software,
+        state: TemplateState::Draft,
+        size_bytes: 0,
+        virtual_size_bytes: parent.virtual_size_bytes,
+        depth: parent.depth + 1,
+        created_by: Some(teacher.id),
+        created_at: db::now(),
+    };
+    if let Err(e) = templates::insert(pool, &template).await {
+        let _ = storage::remove_file_if_exists(&layer);
+        return Err(e.into());
+    }
+    let vm_id = Uuid::new_v4();
+    let inserted = sqlx::query(
+        "INSERT INTO vms (id, name, build_template_id, owner_id, template_id, state, vcpus, memory_mib, overlay_path, created_at)
+         VALUES (?, ?, ?, ?, ?, 'stopped', ?, ?, ?, ?)",
+    )
+    .bind(vm_id.to_string())
+    .bind("build")
+    .bind(id.to_string())
+    .bind(teacher.id.to_string())
+    .bind(parent.id.to_string())
+    .bind(i64::from(vcpus))
+    .bind(i64::from(memory))
+    .bind(layer.to_string_lossy().into_owned())
+    .bind(db::now())
+    .execute(pool)
+    .await;
+    if let Err(e) = inserted {
+        let _ = remove_draft(pool, storage, id).await;
+        return Err(TemplateError::Db(e).into());
+    }
+    let vm = vms.get_for(teacher, vm_id).await?;
+    match vms.start(&vm, &teacher.username, "template build").await {
+        Ok(vm) => Ok((templates::get(pool, id).await?, vm)),
+        Err(e) => {
+            // Nothing half-made stays behind: no VM row, no draft, no layer.
+            let _ = sqlx::query("DELETE FROM vms WHERE id = ?")
+                .bind(vm_id.to_string())
+                .execute(pool)
+                .await;
+            let _ = remove_draft(pool, storage, id).await;
+            Err(e.into())
+        }
+    }
+}
+
+async fn build_vm(pool: &Pool, template_id: Uuid) -> Result<Option<Uuid>, TemplateError> {
+    let id: Option<String> = sqlx::query_scalar("SELECT id FROM vms WHERE build_template_id = ?")
+        .bind(template_id.to_string())
+        .fetch_optional(pool)
+        .await?;
+    Ok(id.and_then(|s| Uuid::parse_str(&s).ok()))
+}
+
+fn check_owner(t: &Template, user: &User) -> Result<(), BuildError> {
+    if user.role == Role::Admin || t.created_by == Some(user.id) {
+        Ok(())
+    } else {
+        Err(BuildError::NotOwner)
+    }
+}
+
+/// Seals a draft: stops its build VM cleanly, checks and freezes the layer.
+pub async fn seal(
+    pool: &Pool,
+    storage: &Storage,
+    vms: &Arc<VmManager>,
+    template_id: Uuid,
+    user: &User,
+    shutdown_timeout: Duration,
+) -> Result<Template, BuildError> {
+    let t = templates::get(pool, template_id).await?;
+    check_owner(&t, user)?;
+    if t.state != TemplateState::Draft {
+        return Err(TemplateError::Invalid("only a draft template can be sealed".into()).into());
+    }
+    if let Some(vm_id) = build_vm(pool, template_id).await? {
+        let vm = vms.get_for(user, vm_id).await?;
+        let vm = vms.shutdown(&vm).await?;
+        if vm.state != VmState::Stopped {
+            // The manager forces the VM off after its shutdown timeout; wait for that.
+            let deadline = Instant::now() + shutdown_timeout + Duration::from_secs(15);
+            loop {
+                let vm = vms.refresh(vm_id).await?;
+                if vm.state == VmState::Stopped {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    return Err(BuildError::StillRunning);
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        }
+        let lock = vms.lock_for(vm_id);
+        let _guard = lock.lock().await;
+        let vm = vms::load(pool, vm_id).await?;
+        if vm.state != VmState::Stopped {
+            return Err(BuildError::StillRunning);
+        }
+        sqlx::query("DELETE FROM vms WHERE id = ?")
+            .bind(vm_id.to_string())
+            .execute(pool)
+            .await
+            .map_err(TemplateError::Db)?;
+        let _ = storage::remove_file_if_exists(&storage.console_log_path(vm_id));
+    }
+    let layer = storage.template_path(template_id);
+    let report = images::qemu_img::check(&layer)
+        .await
+        .map_err(TemplateError::from)?;
+    if !report.is_clean() {
+        let _ = sqlx::query("UPDATE templates SET state = 'failed' WHERE id = ?")
+            .bind(template_id.to_string())
+            .execute(pool)
+            .await;
+        return Err(
+            TemplateError::Invalid("the draft layer failed its consistency check".into()).into(),
+        );
+    }
+    templates::seal_file(&layer).map_err(TemplateError::from)?;
+    let size = std::fs::metadata(&layer)
+        .map_err(TemplateError::from)?
+        .len();
+    sqlx::query("UPDATE templates SET state = 'ready', size_bytes = ? WHERE id = ?")
+        .bind(i64::try_from(size).unwrap_or(i64::MAX))
+        .bind(template_id.to_string())
+        .execute(pool)
+        .await
+        .map_err(TemplateError::Db)?;
+    Ok(templates::get(pool, template_id).await?)
+}
+
+/// Abandons a draft: forces its build VM off and removes VM, layer and row.
+pub async fn abandon(
+    pool: &Pool,
+    storage: &Storage,
+    vms: &Arc<VmManager>,
+    template_id: Uuid,
+    user: &User,
+) -> Result<(), BuildError> {
+    let t = templates::get(pool, template_id).await?;
+    check_owner(&t, user)?;
+    if t.state != TemplateState::Draft && t.state != TemplateState::Failed {
+        return Err(TemplateError::Invalid("only drafts can be abandoned".into()).into());
+    }
+    if let Some(vm_id) = build_vm(pool, template_id).await? {
+        let vm = vms::load(pool, vm_id).await?;
+        vms.poweroff(&vm).await?;
+        let lock = vms.lock_for(vm_id);
+        let _guard = lock.lock().await;
+        sqlx::query("DELETE FROM vms WHERE id = ?")
+            .bind(vm_id.to_string())
+            .execute(pool)
+            .await
+            .map_err(TemplateError::Db)?;
+        let _ = storage::remove_file_if_exists(&storage.console_log_path(vm_id));
+    }
+    remove_draft(pool, storage, template_id).await?;
+    Ok(())
+}
+
+async fn remove_draft(
+    pool: &Pool,
+    storage: &Storage,
+    template_id: Uuid,
+) -> Result<(), TemplateError> {
+    sqlx::query("DELETE FROM templates WHERE id = ?")
+        .bind(template_id.to_string())
+        .execute(pool)
+        .await?;
+    storage::remove_file_if_exists(&storage.template_path(template_id))?;
+    Ok(())
+}
