@@ -25,6 +25,8 @@ pub mod libvirt;
 pub mod metrics;
 pub mod nodes;
 pub mod placement;
+pub mod portable;
+pub mod snapshots;
 pub mod storage;
 pub mod templates;
 pub mod users;

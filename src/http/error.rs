@@ -244,6 +244,44 @@ impl From<ConsoleError> for ApiError {
     }
 }
 
+impl From<crate::snapshots::SnapshotError> for ApiError {
+    fn from(e: crate::snapshots::SnapshotError) -> Self {
+        use crate::snapshots::SnapshotError as E;
+        match e {
+            E::Vm(v) => v.into(),
+            E::Invalid(m) => Self::bad_request(m),
+            E::NotFound => Self::not_found(),
+            E::Quota(_) => Self::new(StatusCode::CONFLICT, "snapshot_quota", e.to_string()),
+            E::NameTaken(_) => {
+                Self::new(StatusCode::CONFLICT, "snapshot_name_taken", e.to_string())
+            }
+            E::Missing => Self::new(StatusCode::CONFLICT, "snapshot_missing", e.to_string()),
+            // qemu-img on our own layer failing is a server-side problem.
+            E::Image(_) | E::Io(_) | E::Db(_) => Self::internal(&e),
+        }
+    }
+}
+
+impl From<crate::portable::PortableError> for ApiError {
+    fn from(e: crate::portable::PortableError) -> Self {
+        use crate::portable::PortableError as E;
+        match e {
+            E::Vm(v) => v.into(),
+            E::Template(t) => t.into(),
+            E::Snapshot(s) => s.into(),
+            E::BadArchive(m) => Self::new(StatusCode::BAD_REQUEST, "bad_archive", m),
+            E::Rejected(code, m) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, m),
+            E::TooLarge(_) => Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string()),
+            E::Interrupted(_) => {
+                Self::new(StatusCode::BAD_REQUEST, "upload_interrupted", e.to_string())
+            }
+            // Only bad-image variants come from the upload; the rest are ours.
+            E::Image(i) if i.is_bad_image() || matches!(i, ImageError::TooLarge { .. }) => i.into(),
+            E::Image(_) | E::Io(_) | E::Db(_) => Self::internal(&e),
+        }
+    }
+}
+
 impl From<BuildError> for ApiError {
     fn from(e: BuildError) -> Self {
         match e {

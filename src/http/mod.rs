@@ -11,6 +11,8 @@ pub mod courses;
 pub mod error;
 pub mod extract;
 pub mod nodes;
+pub mod portable;
+pub mod snapshots;
 pub mod templates;
 pub mod users;
 pub mod vms;
@@ -37,6 +39,8 @@ pub fn router(state: AppState) -> Router {
         .merge(templates::router())
         .merge(courses::router())
         .merge(vms::router())
+        .merge(snapshots::router())
+        .merge(portable::router())
         .merge(console::router())
         .merge(crate::web::router())
         .route("/healthz", get(healthz))

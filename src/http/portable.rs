@@ -1,0 +1,140 @@
+//! Portable personal environment and layer usage (same access as the VM:
+//! owner, the course's teacher, admins; others get 404):
+//! - `GET /api/vms/{id}/export[?standalone=true]` — download (tar of
+//!   `manifest.json` + `layer.qcow2`, or one flattened qcow2), streamed;
+//! - `GET /api/vms/{id}/export/manifest` — what the download page shows;
+//! - `POST /api/vms/{id}/import` — upload an export archive (streamed);
+//! - `GET /api/vms/{id}/disk` — layer size and guest file-system free space.
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures::StreamExt;
+use serde::Deserialize;
+
+use super::error::ApiError;
+use super::extract::{ApiQuery, CurrentUser, IdPath};
+use crate::app::AppState;
+use crate::portable::{self, DiskUsage, ExportInfo, ImportOutcome, PortableError};
+use crate::templates::ImportLimits;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/vms/{id}/export", get(export))
+        .route("/api/vms/{id}/export/manifest", get(manifest))
+        .route("/api/vms/{id}/import", post(import))
+        .route("/api/vms/{id}/disk", get(disk))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExportQuery {
+    #[serde(default)]
+    standalone: bool,
+}
+
+async fn export(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    IdPath(id): IdPath,
+    ApiQuery(q): ApiQuery<ExportQuery>,
+) -> Result<Response, ApiError> {
+    let vm = state.vms.get_for(&me.user, id).await?;
+    let ex = portable::export(&state.vms, &state.storage, vm.id, q.standalone).await?;
+    let (content_type, file_name, run) = (
+        if q.standalone {
+            "application/octet-stream"
+        } else {
+            "application/x-tar"
+        },
+        ex.file_name.clone(),
+        ex.run_command.clone(),
+    );
+    let (len, stream) = ex.into_stream()?;
+    let mut headers = HeaderMap::new();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    // The file name is built from ASCII only ([A-Za-z0-9_-] and the id).
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{file_name}\"")) {
+        headers.insert(header::CONTENT_DISPOSITION, v);
+    }
+    if let Some(v) = run.and_then(|r| HeaderValue::from_str(&r).ok()) {
+        headers.insert("x-pvce-run-command", v);
+    }
+    Ok((headers, Body::from_stream(stream)).into_response())
+}
+
+async fn manifest(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    IdPath(id): IdPath,
+) -> Result<Json<ExportInfo>, ApiError> {
+    state.vms.get_for(&me.user, id).await?;
+    let vm = state.vms.refresh(id).await?;
+    Ok(Json(
+        portable::export_info(&state.pool, &state.storage, &vm).await?,
+    ))
+}
+
+/// Reads (and drops) a bounded part of a refused upload so the client sees the error.
+async fn drain(body: Body) {
+    let mut s = body.into_data_stream();
+    let mut n: u64 = 0;
+    while let Some(Ok(chunk)) = s.next().await {
+        n += chunk.len() as u64;
+        if n > 64 << 20 {
+            break;
+        }
+    }
+}
+
+async fn import(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    IdPath(id): IdPath,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<ImportOutcome>, ApiError> {
+    let vm = match state.vms.get_for(&me.user, id).await {
+        Ok(vm) => vm,
+        Err(e) => {
+            drain(body).await;
+            return Err(e.into());
+        }
+    };
+    let limits = ImportLimits {
+        max_upload_bytes: state.config.max_upload_bytes,
+        max_virtual_size: state.config.max_virtual_size,
+    };
+    // The archive adds a few blocks to the layer; refuse a declared length
+    // beyond the limit before reading anything.
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limits.max_upload_bytes.saturating_add(1 << 20)) {
+        drain(body).await;
+        return Err(PortableError::TooLarge(limits.max_upload_bytes).into());
+    }
+    let outcome = portable::import(
+        &state.vms,
+        &state.storage,
+        limits,
+        vm.id,
+        body.into_data_stream(),
+    )
+    .await?;
+    Ok(Json(outcome))
+}
+
+async fn disk(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    IdPath(id): IdPath,
+) -> Result<Json<DiskUsage>, ApiError> {
+    let vm = state.vms.get_for(&me.user, id).await?;
+    Ok(Json(portable::disk_usage(&state.vms, vm.id).await?))
+}

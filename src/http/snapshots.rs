@@ -1,0 +1,75 @@
+//! `/api/vms/{id}/snapshots`: snapshots of a personal VM (owner, the course's
+//! teacher, admins — the same access as the VM itself; others get 404).
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+
+use super::error::ApiError;
+use super::extract::{ApiJson, CurrentUser, IdPath, IdPath2};
+use crate::app::AppState;
+use crate::snapshots::{self, Snapshot};
+use crate::vms::Vm;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/vms/{id}/snapshots", get(list).post(create))
+        .route("/api/vms/{id}/snapshots/{sid}", get(show).delete(remove))
+        .route("/api/vms/{id}/snapshots/{sid}/revert", post(revert))
+}
+
+async fn list(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    IdPath(id): IdPath,
+) -> Result<Json<Vec<Snapshot>>, ApiError> {
+    let vm = state.vms.get_for(&me.user, id).await?;
+    Ok(Json(snapshots::list(&state.pool, vm.id).await?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateBody {
+    name: String,
+}
+
+async fn create(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    IdPath(id): IdPath,
+    ApiJson(body): ApiJson<CreateBody>,
+) -> Result<(StatusCode, Json<Snapshot>), ApiError> {
+    let vm = state.vms.get_for(&me.user, id).await?;
+    let s = snapshots::create(&state.vms, vm.id, &body.name, snapshots::DEFAULT_QUOTA).await?;
+    Ok((StatusCode::CREATED, Json(s)))
+}
+
+async fn show(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    IdPath2(id, sid): IdPath2,
+) -> Result<Json<Snapshot>, ApiError> {
+    let vm = state.vms.get_for(&me.user, id).await?;
+    Ok(Json(snapshots::get(&state.pool, vm.id, sid).await?))
+}
+
+async fn revert(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    IdPath2(id, sid): IdPath2,
+) -> Result<Json<Vm>, ApiError> {
+    let vm = state.vms.get_for(&me.user, id).await?;
+    Ok(Json(snapshots::revert(&state.vms, vm.id, sid).await?))
+}
+
+async fn remove(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    IdPath2(id, sid): IdPath2,
+) -> Result<StatusCode, ApiError> {
+    let vm = state.vms.get_for(&me.user, id).await?;
+    snapshots::delete(&state.vms, vm.id, sid).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

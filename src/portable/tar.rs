@@ -1,0 +1,345 @@
+//! Just enough of the tar format for export bundles: writing ustar headers
+//! (GNU base-256 sizes above 8 GiB) and reading the entries of an archive a
+//! user may have re-packed with GNU tar, bsdtar or busybox (ustar, GNU and pax
+//! headers; `L` long names and pax `path`/`size` records are honoured, other
+//! metadata is ignored). Pure functions on 512-byte blocks; the streaming is
+//! in the parent module.
+
+pub const BLOCK: usize = 512;
+/// The end-of-archive marker: two zero blocks.
+pub const END: [u8; 2 * BLOCK] = [0; 2 * BLOCK];
+
+/// Bytes of zero padding after `size` bytes of entry data.
+pub fn padding(size: u64) -> usize {
+    ((BLOCK as u64 - size % BLOCK as u64) % BLOCK as u64) as usize
+}
+
+/// Total bytes an entry of `size` bytes takes (header, data, padding).
+pub fn entry_len(size: u64) -> u64 {
+    BLOCK as u64 + size + padding(size) as u64
+}
+
+fn put_octal(field: &mut [u8], value: u64) {
+    // width-1 digits then NUL, as GNU tar writes them.
+    let digits = field.len() - 1;
+    let s = format!("{value:0digits$o}");
+    field[..digits].copy_from_slice(&s.as_bytes()[s.len() - digits..]);
+    field[digits] = 0;
+}
+
+/// A ustar header for a regular file (mode 0644, owner 0/0 "pvce").
+pub fn header(name: &str, size: u64, mtime: u64) -> [u8; BLOCK] {
+    let mut h = [0u8; BLOCK];
+    let n = name.as_bytes();
+    let n = &n[..n.len().min(100)];
+    h[..n.len()].copy_from_slice(n);
+    put_octal(&mut h[100..108], 0o644);
+    put_octal(&mut h[108..116], 0);
+    put_octal(&mut h[116..124], 0);
+    if size < 8u64.pow(11) {
+        put_octal(&mut h[124..136], size);
+    } else {
+        // GNU base-256: high bit set, big-endian value in the rest.
+        h[124] = 0x80;
+        h[128..136].copy_from_slice(&size.to_be_bytes());
+    }
+    put_octal(&mut h[136..148], mtime.min(8u64.pow(11) - 1));
+    h[156] = b'0';
+    h[257..263].copy_from_slice(b"ustar\0");
+    h[263..265].copy_from_slice(b"00");
+    h[265..269].copy_from_slice(b"pvce");
+    h[297..301].copy_from_slice(b"pvce");
+    let sum: u32 = h.iter().map(|&b| u32::from(b)).sum::<u32>() + 8 * u32::from(b' ');
+    let s = format!("{sum:06o}");
+    h[148..154].copy_from_slice(s.as_bytes());
+    h[154] = 0;
+    h[155] = b' ';
+    h
+}
+
+/// Kinds of entries the reader distinguishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    File,
+    /// pax extended header for the next entry.
+    PaxNext,
+    /// pax global header (ignored).
+    PaxGlobal,
+    /// GNU long name for the next entry.
+    LongName,
+    /// Directories, links, anything else: skipped.
+    Other,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub name: String,
+    pub size: u64,
+    pub kind: Kind,
+}
+
+fn parse_number(field: &[u8]) -> Result<u64, String> {
+    if field.first().is_some_and(|b| b & 0x80 != 0) {
+        // base-256; only positive values that fit u64.
+        let rest = &field[1..];
+        let (high, low) = rest.split_at(rest.len().saturating_sub(8));
+        if field[0] != 0x80 || high.iter().any(|&b| b != 0) {
+            return Err("size out of range".into());
+        }
+        let mut v = [0u8; 8];
+        v[8 - low.len()..].copy_from_slice(low);
+        return Ok(u64::from_be_bytes(v));
+    }
+    let s: String = field
+        .iter()
+        .take_while(|&&b| b != 0)
+        .map(|&b| b as char)
+        .collect();
+    let s = s.trim();
+    if s.is_empty() {
+        return Ok(0);
+    }
+    u64::from_str_radix(s, 8).map_err(|_| format!("bad number {s:?}"))
+}
+
+fn cstr(field: &[u8]) -> String {
+    let end = field.iter().position(|&b| b == 0).unwrap_or(field.len());
+    String::from_utf8_lossy(&field[..end]).into_owned()
+}
+
+/// Parses one header block. `Ok(None)` is a zero block (end of archive).
+pub fn parse_header(h: &[u8; BLOCK]) -> Result<Option<Entry>, String> {
+    if h.iter().all(|&b| b == 0) {
+        return Ok(None);
+    }
+    let stored = parse_number(&h[148..156])?;
+    let unsigned: u64 = h
+        .iter()
+        .enumerate()
+        .map(|(i, &b)| u64::from(if (148..156).contains(&i) { b' ' } else { b }))
+        .sum();
+    let signed: i64 = h
+        .iter()
+        .enumerate()
+        .map(|(i, &b)| {
+            i64::from(if (148..156).contains(&i) {
+                b' ' as i8
+            } else {
+                b as i8
+            })
+        })
+        .sum();
+    if stored != unsigned && i64::try_from(stored).ok() != Some(signed) {
+        return Err("header checksum mismatch (not a tar archive?)".into());
+    }
+    let posix = &h[257..263] == b"ustar\0";
+    let gnu = &h[257..265] == b"ustar  \0";
+    if !posix && !gnu {
+        return Err("not a ustar/GNU tar header".into());
+    }
+    let mut name = cstr(&h[..100]);
+    if posix {
+        let prefix = cstr(&h[345..500]);
+        if !prefix.is_empty() {
+            name = format!("{prefix}/{name}");
+        }
+    }
+    let kind = match h[156] {
+        b'0' | 0 | b'7' => Kind::File,
+        b'x' => Kind::PaxNext,
+        b'g' => Kind::PaxGlobal,
+        b'L' => Kind::LongName,
+        _ => Kind::Other,
+    };
+    Ok(Some(Entry {
+        name,
+        size: parse_number(&h[124..136])?,
+        kind,
+    }))
+}
+
+/// The `path` and `size` records of a pax extended header.
+pub fn parse_pax(data: &[u8]) -> Result<(Option<String>, Option<u64>), String> {
+    let (mut path, mut size) = (None, None);
+    let mut rest = data;
+    while !rest.is_empty() {
+        let sp = rest
+            .iter()
+            .position(|&b| b == b' ')
+            .ok_or("bad pax record")?;
+        let len: usize = std::str::from_utf8(&rest[..sp])
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .filter(|&l| l > sp + 1 && l <= rest.len())
+            .ok_or("bad pax record length")?;
+        let record = &rest[sp + 1..len - 1];
+        if let Some(eq) = record.iter().position(|&b| b == b'=') {
+            let (k, v) = (&record[..eq], &record[eq + 1..]);
+            match k {
+                b"path" => path = Some(String::from_utf8_lossy(v).into_owned()),
+                b"size" => {
+                    size = Some(
+                        std::str::from_utf8(v)
+                            .ok()
+                            .and_then(|s| s.parse().ok())
+                            .ok_or("bad pax size")?,
+                    )
+                }
+                _ => {}
+            }
+        }
+        rest = &rest[len..];
+    }
+    Ok((path, size))
+}
+
+/// The last component of an entry name (`./x/layer.qcow2` → `layer.qcow2`).
+pub fn base_name(name: &str) -> &str {
+    name.trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    #[test]
+    fn headers_round_trip_and_gnu_tar_reads_them() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let mut archive = Vec::new();
+        for (name, data) in [
+            ("manifest.json", b"{\"a\":1}".to_vec()),
+            ("layer.qcow2", vec![7u8; 1500]),
+        ] {
+            let h = header(name, data.len() as u64, 1_700_000_000);
+            let e = parse_header(&h).expect("valid").expect("entry");
+            assert_eq!(
+                (e.name.as_str(), e.size, e.kind),
+                (name, data.len() as u64, Kind::File)
+            );
+            archive.extend_from_slice(&h);
+            archive.extend_from_slice(&data);
+            archive.extend(std::iter::repeat_n(0u8, padding(data.len() as u64)));
+        }
+        archive.extend_from_slice(&END);
+        assert_eq!(archive.len() as u64, entry_len(7) + entry_len(1500) + 1024);
+        let tar = d.path().join("x.tar");
+        std::fs::write(&tar, &archive).expect("write");
+        let out = Command::new("tar")
+            .arg("-tvf")
+            .arg(&tar)
+            .output()
+            .expect("tar");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let listing = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            listing.contains("manifest.json") && listing.contains("1500"),
+            "{listing}"
+        );
+        let out = Command::new("tar")
+            .arg("-xf")
+            .arg(&tar)
+            .arg("-C")
+            .arg(d.path())
+            .output()
+            .expect("tar");
+        assert!(out.status.success());
+        assert_eq!(
+            std::fs::read(d.path().join("layer.qcow2")).expect("read"),
+            vec![7u8; 1500]
+        );
+    }
+
+    #[test]
+    fn big_sizes_use_base_256() {
+        let size = 10u64 << 30;
+        let h = header("layer.qcow2", size, 0);
+        assert_eq!(h[124], 0x80);
+        assert_eq!(parse_header(&h).expect("ok").expect("entry").size, size);
+        let h = header("small", 8u64.pow(11) - 1, 0);
+        assert_eq!(
+            parse_header(&h).expect("ok").expect("entry").size,
+            8u64.pow(11) - 1
+        );
+    }
+
+    #[test]
+    fn reads_what_gnu_tar_and_pax_write() {
+        let d = tempfile::tempdir().expect("tempdir");
+        // 111 characters: a long name for GNU and pax, a prefix split for ustar.
+        let dir = "d".repeat(20);
+        let long = "n".repeat(90);
+        std::fs::create_dir(d.path().join(&dir)).expect("mkdir");
+        std::fs::write(d.path().join(&dir).join(&long), b"hello").expect("write");
+        for format in ["gnu", "pax", "ustar"] {
+            let tar = d.path().join(format!("{format}.tar"));
+            let out = Command::new("tar")
+                .arg(format!("--format={format}"))
+                .arg("-cf")
+                .arg(&tar)
+                .arg("-C")
+                .arg(d.path())
+                .arg(format!("{dir}/{long}"))
+                .output()
+                .expect("tar");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let bytes = std::fs::read(&tar).expect("read");
+            // Walk the archive the way the importer does.
+            let (mut off, mut next_name, mut next_size) = (0usize, None, None);
+            let mut found = None;
+            while off + BLOCK <= bytes.len() {
+                let h: [u8; BLOCK] = bytes[off..off + BLOCK].try_into().expect("block");
+                let Some(e) = parse_header(&h).expect(format) else {
+                    break;
+                };
+                let data = &bytes[off + BLOCK..off + BLOCK + e.size as usize];
+                match e.kind {
+                    Kind::PaxNext => {
+                        let (p, s) = parse_pax(data).expect("pax");
+                        next_name = p.or(next_name);
+                        next_size = s.or(next_size);
+                    }
+                    Kind::LongName => next_name = Some(cstr(data)),
+                    Kind::File => {
+                        let name = next_name.take().unwrap_or(e.name.clone());
+                        found = Some((name, next_size.take().unwrap_or(e.size)));
+                    }
+                    _ => {}
+                }
+                off += entry_len(e.size) as usize;
+            }
+            let (name, size) = found.expect(format);
+            assert_eq!(name, format!("{dir}/{long}"), "{format}");
+            assert_eq!(base_name(&name), long);
+            assert_eq!(size, 5);
+        }
+    }
+
+    #[test]
+    fn garbage_is_refused() {
+        let mut h = header("a", 1, 0);
+        h[0] = b'b';
+        assert!(parse_header(&h).is_err(), "checksum");
+        assert!(parse_header(&[0x41; BLOCK]).is_err());
+        assert_eq!(parse_header(&[0; BLOCK]), Ok(None));
+        assert!(parse_pax(b"99 path=x\n").is_err());
+        assert!(parse_pax(b"xx").is_err());
+        assert_eq!(
+            parse_pax(b"11 path=ab\n").expect("ok"),
+            (Some("ab".into()), None)
+        );
+        assert_eq!(base_name("./x/layer.qcow2"), "layer.qcow2");
+        assert_eq!(base_name("layer.qcow2"), "layer.qcow2");
+    }
+}

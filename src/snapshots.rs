@@ -1,0 +1,450 @@
+//! Snapshots of a personal VM.
+//!
+//! Design:
+//! - **Internal qcow2 snapshots of the personal layer**, made with
+//!   `qemu-img snapshot -c/-a/-d -f qcow2` while the VM is **stopped**. A
+//!   snapshot, a revert and a delete write only the personal layer: qemu-img
+//!   opens the backing chain (the course template) read-only, and the template
+//!   files are never named on a command line here (the tests compare the
+//!   template's bytes before and after). Internal rather than external
+//!   snapshots because the layer stays one file: export, import, reset and
+//!   migration keep working on `overlay_path` without chains of student files,
+//!   and a revert is an L1-table switch instead of a file shuffle.
+//! - **Running VM → 409 `vm_running`.** Live snapshots (libvirt
+//!   `virDomainSnapshotCreateXML` with a memory state, or an external
+//!   disk-only snapshot + blockcommit) are a possible later extension; they
+//!   would need the libvirt module and a way to revert a running guest.
+//! - **Names are labels, tags are ids.** The user's name (1–64 printable
+//!   characters, unique per VM) lives only in the `snapshots` table; the qcow2
+//!   tag is the row's UUID, so no user string reaches qemu-img.
+//! - **Quota** per VM: [`DEFAULT_QUOTA`] (5) unless the caller passes another
+//!   value; the backup kept by an import counts too.
+//! - **Backups.** An import (see [`crate::portable`]) replaces the whole layer; the
+//!   former layer is kept as one `backup` snapshot: a file
+//!   `<vm-id>.backup-<snapshot-id>.qcow2` beside the layer (paths from ids
+//!   only). Reverting to it copies it back into place (without the internal
+//!   snapshots it contained); internal snapshots taken in the replaced layer are
+//!   dropped, because their data was in that layer. At most one backup per VM.
+//! - **Reset keeps nothing**: [`forget_all`] removes every row and backup file
+//!   of a VM; the VM module calls it when it replaces the layer.
+//!
+//! Invariants:
+//! - Every change to a layer happens under the VM's lifecycle lock
+//!   ([`VmManager::lock_for`]) after re-reading the VM's state from its node, so
+//!   a snapshot can never race a start.
+//! - A qcow2 snapshot is created before its row is inserted (a crash leaves an
+//!   invisible snapshot, never a row pointing at nothing); a revert of a row
+//!   whose tag is gone answers 409 `snapshot_missing` and drops the row.
+//! - A layer is only ever replaced by renaming a complete, fsynced file over it.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use sqlx::Row;
+use uuid::Uuid;
+
+use crate::db::{self, Pool};
+use crate::images::ImageError;
+use crate::images::qemu_img::{self, SnapshotOp};
+use crate::storage;
+use crate::vms::{self, Vm, VmError, VmManager, VmState};
+
+/// Snapshots allowed per VM unless configured otherwise.
+pub const DEFAULT_QUOTA: usize = 5;
+/// Longest snapshot name, in characters.
+pub const MAX_NAME_CHARS: usize = 64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SnapshotKind {
+    /// An internal qcow2 snapshot of the current layer.
+    Internal,
+    /// A former layer kept as a file (made by an import).
+    Backup,
+}
+
+impl SnapshotKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            SnapshotKind::Internal => "internal",
+            SnapshotKind::Backup => "backup",
+        }
+    }
+}
+
+/// A snapshot as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Snapshot {
+    pub id: Uuid,
+    pub vm_id: Uuid,
+    pub name: String,
+    pub kind: SnapshotKind,
+    /// Bytes on disk for a backup; `null` for internal snapshots (their
+    /// clusters are shared with the layer).
+    pub size_bytes: Option<u64>,
+    pub created_at: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error(transparent)]
+    Vm(#[from] VmError),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("no such snapshot")]
+    NotFound,
+    #[error("this VM already has {0} snapshots, the most allowed; delete one first")]
+    Quota(usize),
+    #[error("a snapshot named {0:?} already exists for this VM")]
+    NameTaken(String),
+    #[error(
+        "the snapshot is no longer in the VM's layer (the layer was replaced); it has been removed"
+    )]
+    Missing,
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    #[error("storage error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+/// Checks a snapshot name: 1–64 printable characters, no surrounding blanks.
+pub fn validate_name(name: &str) -> Result<(), SnapshotError> {
+    let n = name.chars().count();
+    if n == 0 || n > MAX_NAME_CHARS || name.chars().any(char::is_control) || name.trim() != name {
+        return Err(SnapshotError::Invalid(format!(
+            "name must be 1-{MAX_NAME_CHARS} printable characters without leading/trailing spaces"
+        )));
+    }
+    Ok(())
+}
+
+fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Snapshot, sqlx::Error> {
+    let uuid = |s: String| Uuid::parse_str(&s).map_err(|e| sqlx::Error::Decode(Box::new(e)));
+    Ok(Snapshot {
+        id: uuid(row.try_get("id")?)?,
+        vm_id: uuid(row.try_get("vm_id")?)?,
+        name: row.try_get("name")?,
+        kind: if row.try_get::<String, _>("kind")? == "backup" {
+            SnapshotKind::Backup
+        } else {
+            SnapshotKind::Internal
+        },
+        size_bytes: row
+            .try_get::<Option<i64>, _>("size_bytes")?
+            .and_then(|n| u64::try_from(n).ok()),
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+const COLUMNS: &str = "id, vm_id, name, kind, size_bytes, created_at";
+
+/// The snapshots of a VM, oldest first.
+pub async fn list(pool: &Pool, vm_id: Uuid) -> Result<Vec<Snapshot>, SnapshotError> {
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM snapshots WHERE vm_id = ? ORDER BY created_at, rowid"
+    ))
+    .bind(vm_id.to_string())
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
+}
+
+/// One snapshot of a VM.
+pub async fn get(pool: &Pool, vm_id: Uuid, id: Uuid) -> Result<Snapshot, SnapshotError> {
+    let row = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM snapshots WHERE vm_id = ? AND id = ?"
+    ))
+    .bind(vm_id.to_string())
+    .bind(id.to_string())
+    .fetch_optional(pool)
+    .await?;
+    row.as_ref()
+        .map(from_row)
+        .transpose()?
+        .ok_or(SnapshotError::NotFound)
+}
+
+async fn delete_row(pool: &Pool, id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM snapshots WHERE id = ?")
+        .bind(id.to_string())
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// Where the backup snapshot `id` of `vm` keeps its file (beside the layer).
+pub fn backup_path(vm: &Vm, id: Uuid) -> PathBuf {
+    vm.overlay_path
+        .with_file_name(format!("{}.backup-{id}.qcow2", vm.id))
+}
+
+/// 409 `vm_running` unless the VM is stopped (or failed to start).
+pub(crate) fn ensure_stopped(vm: &Vm, what: &str) -> Result<(), VmError> {
+    match vm.state {
+        VmState::Stopped | VmState::Error => Ok(()),
+        VmState::Starting | VmState::Running | VmState::Stopping => Err(VmError::Conflict(
+            "vm_running",
+            format!("stop the VM first: {what} works on a stopped VM only"),
+        )),
+    }
+}
+
+/// Re-reads a VM (row + node) while the caller holds its lifecycle lock.
+pub(crate) async fn reload(vms: &VmManager, vm_id: Uuid) -> Result<Vm, VmError> {
+    let vm = vms::load(vms.pool(), vm_id).await?;
+    vms.sync_with_node(vm).await
+}
+
+/// Takes a snapshot of a stopped VM's layer.
+pub async fn create(
+    vms: &VmManager,
+    vm_id: Uuid,
+    name: &str,
+    quota: usize,
+) -> Result<Snapshot, SnapshotError> {
+    validate_name(name)?;
+    let lock = vms.lock_for(vm_id);
+    let _guard = lock.lock().await;
+    let vm = reload(vms, vm_id).await?;
+    ensure_stopped(&vm, "taking a snapshot")?;
+    let pool = vms.pool();
+    let existing = list(pool, vm.id).await?;
+    if existing.len() >= quota {
+        return Err(SnapshotError::Quota(quota));
+    }
+    if existing.iter().any(|s| s.name == name) {
+        return Err(SnapshotError::NameTaken(name.to_owned()));
+    }
+    let snap = Snapshot {
+        id: Uuid::new_v4(),
+        vm_id: vm.id,
+        name: name.to_owned(),
+        kind: SnapshotKind::Internal,
+        size_bytes: None,
+        created_at: db::now(),
+    };
+    let tag = snap.id.to_string();
+    qemu_img::snapshot(&vm.overlay_path, SnapshotOp::Create, &tag).await?;
+    if let Err(e) = insert(pool, &snap).await {
+        // No row, no snapshot.
+        if let Err(undo) = qemu_img::snapshot(&vm.overlay_path, SnapshotOp::Delete, &tag).await {
+            tracing::warn!(vm = %vm.id, error = %undo, "could not remove an unrecorded snapshot");
+        }
+        return Err(match db::unique_violation(&e) {
+            Some(_) => SnapshotError::NameTaken(name.to_owned()),
+            None => e.into(),
+        });
+    }
+    Ok(snap)
+}
+
+async fn insert<'e, E>(exec: E, s: &Snapshot) -> Result<(), sqlx::Error>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
+{
+    sqlx::query(
+        "INSERT INTO snapshots (id, vm_id, name, kind, size_bytes, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(s.id.to_string())
+    .bind(s.vm_id.to_string())
+    .bind(&s.name)
+    .bind(s.kind.as_str())
+    .bind(s.size_bytes.map(|n| i64::try_from(n).unwrap_or(i64::MAX)))
+    .bind(&s.created_at)
+    .execute(exec)
+    .await?;
+    Ok(())
+}
+
+/// Returns a stopped VM's layer to a snapshot. The snapshot is kept.
+pub async fn revert(vms: &VmManager, vm_id: Uuid, snapshot_id: Uuid) -> Result<Vm, SnapshotError> {
+    let lock = vms.lock_for(vm_id);
+    let _guard = lock.lock().await;
+    let vm = reload(vms, vm_id).await?;
+    ensure_stopped(&vm, "reverting to a snapshot")?;
+    let pool = vms.pool();
+    let snap = get(pool, vm.id, snapshot_id).await?;
+    match snap.kind {
+        SnapshotKind::Internal => {
+            let tag = snap.id.to_string();
+            if !qemu_img::snapshot_tags(&vm.overlay_path)
+                .await?
+                .contains(&tag)
+            {
+                delete_row(pool, snap.id).await?;
+                return Err(SnapshotError::Missing);
+            }
+            qemu_img::snapshot(&vm.overlay_path, SnapshotOp::Apply, &tag).await?;
+        }
+        SnapshotKind::Backup => {
+            let backup = backup_path(&vm, snap.id);
+            if !tokio::fs::try_exists(&backup).await? {
+                delete_row(pool, snap.id).await?;
+                return Err(SnapshotError::Missing);
+            }
+            let tmp = temp_beside(&vm.overlay_path);
+            let prepared = async {
+                let (from, to) = (backup.clone(), tmp.clone());
+                tokio::task::spawn_blocking(move || std::fs::copy(from, to))
+                    .await
+                    .map_err(|e| std::io::Error::other(e.to_string()))??;
+                // The copy starts without snapshots: those rows were dropped
+                // when the layer was replaced.
+                for tag in qemu_img::snapshot_tags(&tmp).await? {
+                    qemu_img::snapshot(&tmp, SnapshotOp::Delete, &tag).await?;
+                }
+                Ok::<(), SnapshotError>(())
+            }
+            .await;
+            if let Err(e) = prepared {
+                let _ = storage::remove_file_if_exists(&tmp);
+                return Err(e);
+            }
+            install_layer(&tmp, &vm.overlay_path).await?;
+            sqlx::query("DELETE FROM snapshots WHERE vm_id = ? AND kind = 'internal'")
+                .bind(vm.id.to_string())
+                .execute(pool)
+                .await?;
+        }
+    }
+    Ok(vms::load(pool, vm.id).await?)
+}
+
+/// Deletes a snapshot. Internal snapshots need a stopped VM (the layer is
+/// rewritten); a backup is only a file and can go at any time.
+pub async fn delete(vms: &VmManager, vm_id: Uuid, snapshot_id: Uuid) -> Result<(), SnapshotError> {
+    let lock = vms.lock_for(vm_id);
+    let _guard = lock.lock().await;
+    let vm = reload(vms, vm_id).await?;
+    let pool = vms.pool();
+    let snap = get(pool, vm.id, snapshot_id).await?;
+    match snap.kind {
+        SnapshotKind::Internal => {
+            ensure_stopped(&vm, "deleting a snapshot")?;
+            let tag = snap.id.to_string();
+            if qemu_img::snapshot_tags(&vm.overlay_path)
+                .await?
+                .contains(&tag)
+            {
+                qemu_img::snapshot(&vm.overlay_path, SnapshotOp::Delete, &tag).await?;
+            }
+            delete_row(pool, snap.id).await?;
+        }
+        SnapshotKind::Backup => {
+            delete_row(pool, snap.id).await?;
+            storage::remove_file_if_exists(&backup_path(&vm, snap.id))?;
+        }
+    }
+    Ok(())
+}
+
+/// Forgets every snapshot of a VM: rows and backup files. Call it whenever the
+/// layer is discarded (reset, deletion of the VM). Internal snapshots vanish
+/// with the layer they are in.
+pub async fn forget_all(pool: &Pool, vm: &Vm) -> Result<(), sqlx::Error> {
+    let backups: Vec<String> =
+        sqlx::query_scalar("SELECT id FROM snapshots WHERE vm_id = ? AND kind = 'backup'")
+            .bind(vm.id.to_string())
+            .fetch_all(pool)
+            .await?;
+    sqlx::query("DELETE FROM snapshots WHERE vm_id = ?")
+        .bind(vm.id.to_string())
+        .execute(pool)
+        .await?;
+    for id in backups.iter().filter_map(|s| Uuid::parse_str(s).ok()) {
+        if let Err(e) = storage::remove_file_if_exists(&backup_path(vm, id)) {
+            tracing::warn!(vm = %vm.id, error = %e, "could not remove a backup layer");
+        }
+    }
+    Ok(())
+}
+
+/// Records the former layer of `vm` — already hard-linked to
+/// [`backup_path`]`(vm, backup.id)` — as the VM's one backup snapshot, after
+/// an import replaced the layer: internal snapshot rows (their data was in the
+/// former layer) and an older backup go. Returns the ids of backups whose
+/// files the caller should now remove. Call under the VM's lifecycle lock.
+pub(crate) async fn record_import_backup(
+    pool: &Pool,
+    backup: &Snapshot,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let old: Vec<String> =
+        sqlx::query_scalar("SELECT id FROM snapshots WHERE vm_id = ? AND kind = 'backup'")
+            .bind(backup.vm_id.to_string())
+            .fetch_all(&mut *tx)
+            .await?;
+    sqlx::query("DELETE FROM snapshots WHERE vm_id = ?")
+        .bind(backup.vm_id.to_string())
+        .execute(&mut *tx)
+        .await?;
+    insert(&mut *tx, backup).await?;
+    tx.commit().await?;
+    Ok(old.iter().filter_map(|s| Uuid::parse_str(s).ok()).collect())
+}
+
+/// A fresh temporary name in the layer's directory (same file system, so the
+/// final rename is atomic).
+pub(crate) fn temp_beside(layer: &Path) -> PathBuf {
+    let name = layer
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    layer.with_file_name(format!(".{name}.{}.tmp", Uuid::new_v4().simple()))
+}
+
+/// Makes a complete file the VM's layer: mode 0644 (libvirt chowns it when
+/// QEMU opens it), fsync, rename over the layer, fsync the directory. On
+/// failure the temporary file is removed and the old layer is untouched.
+pub(crate) async fn install_layer(tmp: &Path, layer: &Path) -> Result<(), std::io::Error> {
+    let (tmp, layer) = (tmp.to_path_buf(), layer.to_path_buf());
+    tokio::task::spawn_blocking(move || {
+        let r = (|| {
+            use std::os::unix::fs::PermissionsExt;
+            let f = std::fs::File::open(&tmp)?;
+            f.set_permissions(std::fs::Permissions::from_mode(0o644))?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &layer)?;
+            if let Some(dir) = layer.parent() {
+                std::fs::File::open(dir)?.sync_all()?;
+            }
+            Ok(())
+        })();
+        if r.is_err() {
+            let _ = storage::remove_file_if_exists(&tmp);
+        }
+        r
+    })
+    .await
+    .map_err(|e| std::io::Error::other(e.to_string()))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(validate_name("before lab 2").is_ok());
+        assert!(validate_name("实验一之前").is_ok());
+        assert!(validate_name(&"x".repeat(64)).is_ok());
+        assert!(validate_name(&"实".repeat(64)).is_ok());
+        for bad in ["", " a", "a ", "a\nb", "tab\there", &"x".repeat(65)] {
+            assert!(validate_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn temp_names_stay_beside_the_layer() {
+        let layer = Path::new("/data/overlays/o/c/v.qcow2");
+        let t = temp_beside(layer);
+        assert_eq!(t.parent(), layer.parent());
+        assert!(t.file_name().is_some_and(|n| {
+            let n = n.to_string_lossy();
+            n.starts_with(".v.qcow2.") && n.ends_with(".tmp")
+        }));
+        assert_ne!(temp_beside(layer), t);
+    }
+}
