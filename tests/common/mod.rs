@@ -279,3 +279,165 @@ pub fn virsh_domstate(domain: &str) -> String {
         .unwrap();
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
+
+// ------------------------------------------------------------------
+// Guest serial console (the tiny guest runs a root shell on ttyS0).
+
+/// The pty libvirt gives a running test VM's serial console.
+pub fn serial_pty(vm_id: &str) -> String {
+    let domain = format!("test-pvce-{vm_id}");
+    let out = Command::new("virsh")
+        .args(["-q", "-c", "qemu:///system", "ttyconsole", &domain])
+        .output()
+        .unwrap();
+    let pty = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(
+        pty.starts_with("/dev/pts/"),
+        "no serial pty for {domain}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    pty
+}
+
+/// Types `line` + newline into the VM's serial console (raw mode, so the
+/// guest sees exactly these bytes), keeping the pty open for `hold` while
+/// draining what the guest prints: QEMU only reads the pty while a client
+/// has it open (it polls for a connection about once a second).
+pub fn serial_type(vm_id: &str, line: &str, hold: Duration) {
+    use std::io::{Read, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    const O_NONBLOCK: i32 = 0o4000;
+    let pty = serial_pty(vm_id);
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(O_NONBLOCK)
+        .open(&pty)
+        .unwrap();
+    let ok = Command::new("stty")
+        .args(["-F", &pty, "raw", "-echo"])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "stty {pty}");
+    f.write_all(format!("{line}\n").as_bytes()).unwrap();
+    let start = Instant::now();
+    let mut buf = [0u8; 4096];
+    while start.elapsed() < hold {
+        match f.read(&mut buf) {
+            Ok(n) if n > 0 => continue,
+            _ => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+/// Runs a shell command line in the guest until the serial log shows `expect`
+/// (typed again every few seconds in case the shell was not reading yet, so
+/// the line must be idempotent). Put `expect` behind shell arithmetic, e.g.
+/// `echo DONE-$((40+2))` → `DONE-42`, so the echo of the typed line does not match.
+pub async fn serial_run(env: &TestEnv, vm_id: &str, line: &str, expect: &str) {
+    let start = Instant::now();
+    loop {
+        let (id, l) = (vm_id.to_owned(), line.to_owned());
+        let typing = tokio::task::spawn_blocking(move || {
+            serial_type(&id, &l, Duration::from_secs(3));
+        });
+        let typed = Instant::now();
+        while typed.elapsed() < Duration::from_secs(4) {
+            let log = tokio::fs::read_to_string(env.console_log(vm_id))
+                .await
+                .unwrap_or_default();
+            if log.contains(expect) {
+                typing.await.unwrap();
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        typing.await.unwrap();
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{expect:?} never appeared on the serial console after typing {line:?}"
+        );
+    }
+}
+
+/// Waits for `needle` in the VM's serial log (a fresh log per boot).
+pub async fn wait_serial(env: &TestEnv, vm_id: &str, needle: &str, timeout: Duration) {
+    wait_for(
+        &format!("{needle:?} on the serial console"),
+        timeout,
+        || async {
+            tokio::fs::read_to_string(env.console_log(vm_id))
+                .await
+                .is_ok_and(|log| log.contains(needle))
+                .then_some(())
+        },
+    )
+    .await;
+}
+
+/// Sends a request and returns the status, headers and raw body bytes.
+pub async fn get_bytes(
+    client: &Client,
+    path: &str,
+) -> (StatusCode, reqwest::header::HeaderMap, Vec<u8>) {
+    let res = client
+        .http
+        .get(format!("{}{}", client.base, path))
+        .bearer_auth(&client.token)
+        .send()
+        .await
+        .unwrap();
+    let (status, headers) = (res.status(), res.headers().clone());
+    (status, headers, res.bytes().await.unwrap().to_vec())
+}
+
+/// SHA-256 of a file, hex.
+pub fn sha256_file(path: &Path) -> String {
+    let out = Command::new("sha256sum").arg(path).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+/// Streams a GET response body into `dest`; returns status and headers.
+pub async fn download(
+    client: &Client,
+    path: &str,
+    dest: &Path,
+) -> (StatusCode, reqwest::header::HeaderMap) {
+    use futures::StreamExt;
+    use tokio::io::AsyncWriteExt;
+    let res = client
+        .http
+        .get(format!("{}{}", client.base, path))
+        .bearer_auth(&client.token)
+        .send()
+        .await
+        .unwrap();
+    let (status, headers) = (res.status(), res.headers().clone());
+    let mut f = tokio::fs::File::create(dest).await.unwrap();
+    let mut body = res.bytes_stream();
+    while let Some(chunk) = body.next().await {
+        f.write_all(&chunk.unwrap()).await.unwrap();
+    }
+    f.flush().await.unwrap();
+    (status, headers)
+}
+
+/// The first file named `name` below `dir`.
+pub fn walk_find(dir: &Path, name: &str) -> Option<PathBuf> {
+    for e in std::fs::read_dir(dir).ok()?.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            if let Some(f) = walk_find(&p, name) {
+                return Some(f);
+            }
+        } else if p.file_name().is_some_and(|n| n == name) {
+            return Some(p);
+        }
+    }
+    None
+}

@@ -1,0 +1,284 @@
+//! Snapshots of a personal VM, end to end on the real local libvirtd with the
+//! tiny guest: snapshot → write a file in the guest (serial shell) → shut down
+//! → revert → boot → the file is gone; running VM → 409; quota → 409; other
+//! students → 404; the template layer is never written.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestEnv, assert_error, serial_run, sha256_file, wait_for, wait_serial};
+use pvce::auth::Role;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Teacher, template from the tiny image, a course with one VM per student.
+/// Returns (template id, alice's VM id).
+async fn setup(env: &TestEnv) -> (String, String) {
+    let image = tokio::task::spawn_blocking(common::tiny_image)
+        .await
+        .unwrap();
+    env.user("test-teacher", Role::Teacher).await;
+    env.user("test-alice", Role::Student).await;
+    env.user("test-bob", Role::Student).await;
+    let teacher = env.client("test-teacher").await;
+    let (s, tpl) = teacher
+        .upload(
+            "/api/templates/import?name=test-tiny&format=qcow2&os=tiny-linux&software=busybox",
+            &image,
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{tpl}");
+    let tpl_id = tpl["id"].as_str().unwrap().to_owned();
+    let (s, course) = teacher
+        .post(
+            "/api/courses",
+            json!({"code":"test-snap","name":"Snapshots","vm_specs":[
+                {"name":"linux","template_id":tpl_id,"vcpus":1,"memory_mib":256}]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{course}");
+    let cid = course["id"].as_str().unwrap();
+    let (s, e) = teacher
+        .post(
+            &format!("/api/courses/{cid}/students"),
+            json!({"usernames":["test-alice","test-bob"]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{e}");
+    let alice = env.client("test-alice").await;
+    let (_, vms) = alice.get("/api/vms").await;
+    let vm_id = vms[0]["id"].as_str().unwrap().to_owned();
+    env.track_vm(&vm_id);
+    (tpl_id, vm_id)
+}
+
+async fn wait_stopped(client: &common::Client, vm_id: &str) {
+    wait_for("the VM to stop", Duration::from_secs(60), || async {
+        let (_, v) = client.get(&format!("/api/vms/{vm_id}")).await;
+        (v["state"] == "stopped").then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn snapshot_write_revert_removes_the_file_and_never_touches_the_template() {
+    let env = TestEnv::start().await;
+    let (tpl_id, vm) = setup(&env).await;
+    let alice = env.client("test-alice").await;
+    let bob = env.client("test-bob").await;
+    let teacher = env.client("test-teacher").await;
+    let template_layer = env
+        .data_dir()
+        .join("templates")
+        .join(format!("{tpl_id}.qcow2"));
+    let template_sum = sha256_file(&template_layer);
+    let snaps = format!("/api/vms/{vm}/snapshots");
+
+    // A snapshot of the fresh layer.
+    let (s, clean) = alice.post(&snaps, json!({"name": "clean"})).await;
+    assert_eq!(s, StatusCode::CREATED, "{clean}");
+    assert_eq!(clean["name"], "clean");
+    assert_eq!(clean["kind"], "internal");
+    assert_eq!(clean["vm_id"], vm.as_str());
+    let clean_id = clean["id"].as_str().unwrap().to_owned();
+    // The user's name is only a label: the qcow2 tag is the snapshot's id.
+    let out = std::process::Command::new("qemu-img")
+        .args(["snapshot", "-f", "qcow2", "-l"])
+        .arg(common::walk_find(&env.data_dir().join("overlays"), &format!("{vm}.qcow2")).unwrap())
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&out.stdout);
+    assert!(listing.contains(&clean_id), "{listing}");
+    assert!(!listing.contains("clean "), "{listing}");
+
+    // Outsiders see nothing; the course teacher sees the list.
+    for path in [snaps.clone(), format!("{snaps}/{clean_id}")] {
+        let (s, _) = bob.get(&path).await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+    }
+    assert_error(
+        &bob.post(&snaps, json!({"name": "x"})).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    assert_error(
+        &bob.post_empty(&format!("{snaps}/{clean_id}/revert")).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    assert_error(
+        &bob.delete(&format!("{snaps}/{clean_id}")).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    let (s, list) = teacher.get(&snaps).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(list.as_array().unwrap().len(), 1);
+
+    // Boot, then snapshots are refused while it runs.
+    let (s, v) = alice.post_empty(&format!("/api/vms/{vm}/start")).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    wait_serial(&env, &vm, "BOOT-OK", BOOT_TIMEOUT).await;
+    assert_error(
+        &alice.post(&snaps, json!({"name": "live"})).await,
+        StatusCode::CONFLICT,
+        "vm_running",
+    );
+    assert_error(
+        &alice
+            .post_empty(&format!("{snaps}/{clean_id}/revert"))
+            .await,
+        StatusCode::CONFLICT,
+        "vm_running",
+    );
+    assert_error(
+        &alice.delete(&format!("{snaps}/{clean_id}")).await,
+        StatusCode::CONFLICT,
+        "vm_running",
+    );
+
+    // Write a file inside the guest through its serial shell, then shut down.
+    serial_run(
+        &env,
+        &vm,
+        "echo pvce-snapshot-data > /root/f; sync; cat /root/f; echo WROTE-$((40+2))",
+        "WROTE-42",
+    )
+    .await;
+    let (s, v) = alice.post_empty(&format!("/api/vms/{vm}/shutdown")).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    wait_stopped(&alice, &vm).await;
+
+    // A second snapshot with the file, then back to "clean".
+    let (s, with_file) = alice.post(&snaps, json!({"name": "with file"})).await;
+    assert_eq!(s, StatusCode::CREATED, "{with_file}");
+    let (s, v) = alice
+        .post_empty(&format!("{snaps}/{clean_id}/revert"))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["state"], "stopped");
+
+    // Boot: the file is gone.
+    let (s, v) = alice.post_empty(&format!("/api/vms/{vm}/start")).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    wait_serial(&env, &vm, "BOOT-OK", BOOT_TIMEOUT).await;
+    serial_run(
+        &env,
+        &vm,
+        "ls /root; test -e /root/f && echo FILE-PRESENT-$((1+1)) || echo FILE-ABSENT-$((1+1)); echo CHECKED-$((1+1))",
+        "CHECKED-2",
+    )
+    .await;
+    let log = tokio::fs::read_to_string(env.console_log(&vm))
+        .await
+        .unwrap();
+    assert!(log.contains("FILE-ABSENT-2"), "{log}");
+    assert!(!log.contains("FILE-PRESENT-2"), "{log}");
+    let (s, _) = alice.post_empty(&format!("/api/vms/{vm}/poweroff")).await;
+    assert_eq!(s, StatusCode::OK);
+
+    // Both snapshots are kept after a revert; going forward works too.
+    let (_, list) = alice.get(&snaps).await;
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["clean", "with file"]);
+    let wf = with_file["id"].as_str().unwrap();
+    let (s, v) = alice.post_empty(&format!("{snaps}/{wf}/revert")).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, v) = alice.post_empty(&format!("/api/vms/{vm}/start")).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    wait_serial(&env, &vm, "BOOT-OK", BOOT_TIMEOUT).await;
+    serial_run(&env, &vm, "cat /root/f; echo READ-$((6*7))", "READ-42").await;
+    let log = tokio::fs::read_to_string(env.console_log(&vm))
+        .await
+        .unwrap();
+    assert!(log.contains("\npvce-snapshot-data"), "{log}");
+    let (s, _) = alice.post_empty(&format!("/api/vms/{vm}/poweroff")).await;
+    assert_eq!(s, StatusCode::OK);
+
+    // The template layer was never written.
+    assert_eq!(sha256_file(&template_layer), template_sum);
+}
+
+#[tokio::test]
+async fn quota_names_and_delete() {
+    let env = TestEnv::start().await;
+    let (_, vm) = setup(&env).await;
+    let alice = env.client("test-alice").await;
+    let snaps = format!("/api/vms/{vm}/snapshots");
+
+    // Names: 1-64 printable characters, unique per VM.
+    for bad in [
+        json!({"name": ""}),
+        json!({"name": "a\nb"}),
+        json!({"name": "x".repeat(65)}),
+        json!({"nom": "x"}),
+    ] {
+        let got = alice.post(&snaps, bad.clone()).await;
+        assert_eq!(got.0, StatusCode::BAD_REQUEST, "{bad}: {}", got.1);
+    }
+    let mut ids = Vec::new();
+    for i in 0..pvce::snapshots::DEFAULT_QUOTA {
+        let (s, snap) = alice
+            .post(&snaps, json!({"name": format!("实验 {i}")}))
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{snap}");
+        ids.push(snap["id"].as_str().unwrap().to_owned());
+        if i == 0 {
+            assert_error(
+                &alice.post(&snaps, json!({"name": "实验 0"})).await,
+                StatusCode::CONFLICT,
+                "snapshot_name_taken",
+            );
+        }
+    }
+    assert_error(
+        &alice.post(&snaps, json!({"name": "one too many"})).await,
+        StatusCode::CONFLICT,
+        "snapshot_quota",
+    );
+
+    // Deleting frees a slot; unknown ids are 404.
+    let (s, _) = alice.delete(&format!("{snaps}/{}", ids[1])).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    assert_error(
+        &alice.delete(&format!("{snaps}/{}", ids[1])).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    assert_error(
+        &alice
+            .post_empty(&format!("{snaps}/not-a-uuid/revert"))
+            .await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    let (s, snap) = alice.post(&snaps, json!({"name": "one too many"})).await;
+    assert_eq!(s, StatusCode::CREATED, "{snap}");
+    let (_, list) = alice.get(&snaps).await;
+    let list: Vec<Value> = list.as_array().unwrap().clone();
+    assert_eq!(list.len(), pvce::snapshots::DEFAULT_QUOTA);
+    assert!(list.iter().all(|s| s["id"] != ids[1].as_str()));
+
+    // Reset discards the layer and with it every snapshot.
+    let (s, v) = alice.post_empty(&format!("/api/vms/{vm}/reset")).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let got = alice
+        .post_empty(&format!("{snaps}/{}/revert", ids[0]))
+        .await;
+    // 404 once reset forgets the rows (snapshots::forget_all); before that the
+    // stale row is detected and dropped (409 snapshot_missing).
+    assert!(
+        got.0 == StatusCode::NOT_FOUND || got.1["error"] == "snapshot_missing",
+        "{got:?}"
+    );
+}
