@@ -805,8 +805,10 @@ async fn import_inner<R: AsyncRead + Unpin>(
     reader: &mut ArchiveReader<R>,
 ) -> Result<ImportOutcome, PortableError> {
     let pool = vms.pool();
-    let vm = vms::load(pool, vm_id).await?;
-    // Cheap early answer; re-checked under the lock before anything changes.
+    // Early answer before the upload is read (state refreshed from the node
+    // unless a start/stop is in flight); re-checked under the lock before
+    // anything changes.
+    let vm = vms.refresh(vm_id).await?;
     snapshots::ensure_stopped(&vm, "importing a layer")?;
     let (t, _chain, chain_sha256) = template_chain(pool, storage, vm.template_id).await?;
     let template_path = storage.template_path(t.id);
@@ -1039,7 +1041,7 @@ pub async fn disk_usage(vms: &VmManager, vm_id: Uuid) -> Result<DiskUsage, Porta
         warning: false,
         note: None,
     };
-    if snapshots::ensure_stopped(&vm, "").is_err() {
+    if !matches!(vm.state, VmState::Stopped | VmState::Error) {
         usage.note =
             Some("the VM is running: its file system is read only while it is stopped".into());
         return Ok(usage);

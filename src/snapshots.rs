@@ -33,8 +33,10 @@
 //!   ([`VmManager::lock_for`]) after re-reading the VM's state from its node, so
 //!   a snapshot can never race a start.
 //! - A qcow2 snapshot is created before its row is inserted (a crash leaves an
-//!   invisible snapshot, never a row pointing at nothing); a revert of a row
-//!   whose tag is gone answers 409 `snapshot_missing` and drops the row.
+//!   invisible snapshot, never a row pointing at nothing). Rows whose tag is no
+//!   longer in the layer (it was replaced without [`forget_all`]) are dropped
+//!   when a snapshot is created, so they never eat the quota; reverting to one
+//!   answers 409 `snapshot_missing` and drops it.
 //! - A layer is only ever replaced by renaming a complete, fsynced file over it.
 
 use std::path::{Path, PathBuf};
@@ -210,6 +212,7 @@ pub async fn create(
     let vm = reload(vms, vm_id).await?;
     ensure_stopped(&vm, "taking a snapshot")?;
     let pool = vms.pool();
+    prune_missing(pool, &vm).await?;
     let existing = list(pool, vm.id).await?;
     if existing.len() >= quota {
         return Err(SnapshotError::Quota(quota));
@@ -238,6 +241,24 @@ pub async fn create(
         });
     }
     Ok(snap)
+}
+
+/// Drops the rows of internal snapshots that are no longer in the layer (it
+/// was replaced by something that did not call [`forget_all`]), so they do not
+/// count against the quota. The VM must be stopped and its lock held.
+async fn prune_missing(pool: &Pool, vm: &Vm) -> Result<(), SnapshotError> {
+    let rows = list(pool, vm.id).await?;
+    if !rows.iter().any(|s| s.kind == SnapshotKind::Internal) {
+        return Ok(());
+    }
+    let tags = qemu_img::snapshot_tags(&vm.overlay_path).await?;
+    for s in rows {
+        if s.kind == SnapshotKind::Internal && !tags.contains(&s.id.to_string()) {
+            tracing::info!(vm = %vm.id, snapshot = %s.id, "dropping a snapshot whose layer was replaced");
+            delete_row(pool, s.id).await?;
+        }
+    }
+    Ok(())
 }
 
 async fn insert<'e, E>(exec: E, s: &Snapshot) -> Result<(), sqlx::Error>

@@ -269,16 +269,20 @@ async fn quota_names_and_delete() {
     assert_eq!(list.len(), pvce::snapshots::DEFAULT_QUOTA);
     assert!(list.iter().all(|s| s["id"] != ids[1].as_str()));
 
-    // Reset discards the layer and with it every snapshot.
+    // Reset discards the layer and with it every snapshot: the quota is free
+    // again and the old snapshots are gone.
     let (s, v) = alice.post_empty(&format!("/api/vms/{vm}/reset")).await;
     assert_eq!(s, StatusCode::OK, "{v}");
-    let got = alice
-        .post_empty(&format!("{snaps}/{}/revert", ids[0]))
-        .await;
-    // 404 once reset forgets the rows (snapshots::forget_all); before that the
-    // stale row is detected and dropped (409 snapshot_missing).
-    assert!(
-        got.0 == StatusCode::NOT_FOUND || got.1["error"] == "snapshot_missing",
-        "{got:?}"
+    let (s, snap) = alice.post(&snaps, json!({"name": "after reset"})).await;
+    assert_eq!(s, StatusCode::CREATED, "{snap}");
+    let (_, list) = alice.get(&snaps).await;
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(list[0]["name"], "after reset");
+    assert_error(
+        &alice
+            .post_empty(&format!("{snaps}/{}/revert", ids[0]))
+            .await,
+        StatusCode::NOT_FOUND,
+        "not_found",
     );
 }
