@@ -14,6 +14,7 @@ pub mod app;
 pub mod auth;
 pub mod builds;
 pub mod cli;
+pub mod collect;
 pub mod config;
 pub mod console;
 pub mod courses;

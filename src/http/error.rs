@@ -294,3 +294,14 @@ impl From<BuildError> for ApiError {
         }
     }
 }
+
+impl From<crate::collect::CollectError> for ApiError {
+    fn from(e: crate::collect::CollectError) -> Self {
+        use crate::collect::CollectError as E;
+        match e {
+            E::Course(c) => c.into(),
+            E::Invalid(m) => Self::bad_request(m),
+            E::Db(_) => Self::internal(&e),
+        }
+    }
+}

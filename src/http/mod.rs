@@ -6,6 +6,7 @@
 //! may carry a console token (`/ws/console?token=…`), and never bodies.
 
 pub mod auth;
+pub mod collect;
 pub mod console;
 pub mod courses;
 pub mod error;
@@ -41,6 +42,7 @@ pub fn router(state: AppState) -> Router {
         .merge(vms::router())
         .merge(snapshots::router())
         .merge(portable::router())
+        .merge(collect::router())
         .merge(console::router())
         .merge(crate::web::router())
         .route("/healthz", get(healthz))

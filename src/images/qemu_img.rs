@@ -587,6 +587,36 @@ pub async fn convert_to_overlay(src: &Path, backing: &Path, dst: &Path) -> Resul
     result
 }
 
+/// Writes what the guest sees of a qcow2 disk (through its backing chain) to
+/// a sparse raw file `dst` (`qemu-img convert -f qcow2 -O raw`), for offline
+/// tools that need a raw view (e.g. `debugfs` on a partition offset). `dst`
+/// must not exist; it is complete when this returns Ok, absent otherwise.
+pub async fn convert_to_raw(src: &Path, dst: &Path) -> Result<(), ImageError> {
+    let src = absolute(src)?;
+    let dst = absolute(dst)?;
+    let result = run(
+        "convert",
+        QEMU_IMG,
+        CONVERT_LIMITS,
+        &[
+            "convert".as_ref(),
+            "-q".as_ref(),
+            "-f".as_ref(),
+            "qcow2".as_ref(),
+            "-O".as_ref(),
+            "raw".as_ref(),
+            src.as_os_str(),
+            dst.as_os_str(),
+        ],
+        &[0],
+    )
+    .await;
+    if result.is_err() {
+        let _ = tokio::fs::remove_file(&dst).await;
+    }
+    result.map(|_| ())
+}
+
 /// Largest guest range [`read_guest`] reads in one call.
 pub const MAX_GUEST_READ: usize = 8 << 20;
 
@@ -871,6 +901,11 @@ mod tests {
         snapshot(&ov, SnapshotOp::Apply, &tag).await.expect("apply");
         assert_eq!(read_guest(&ov, 1 << 20, 4).await.expect("read"), [0x22; 4]);
         assert_eq!(read_guest(&ov, 0, 2).await.expect("read"), [0x11; 2]);
+        let raw = d.path().join("view.raw");
+        convert_to_raw(&ov, &raw).await.expect("raw view");
+        let bytes = std::fs::read(&raw).expect("read");
+        assert_eq!(bytes.len(), 8 << 20);
+        assert_eq!((bytes[0], bytes[1 << 20]), (0x11, 0x22));
         snapshot(&ov, SnapshotOp::Delete, &tag)
             .await
             .expect("delete");

@@ -29,6 +29,35 @@ fn put_octal(field: &mut [u8], value: u64) {
 
 /// A ustar header for a regular file (mode 0644, owner 0/0 "pvce").
 pub fn header(name: &str, size: u64, mtime: u64) -> [u8; BLOCK] {
+    typed_header(name, size, mtime, b'0')
+}
+
+/// The headers of a regular file whose name may not fit ustar (longer than
+/// 100 bytes, or not ASCII): a pax extended header carrying `path`, then the
+/// ustar header with a truncated name. Short ASCII names get the ustar header only.
+pub fn file_headers(name: &str, size: u64, mtime: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(3 * BLOCK);
+    if name.len() > 100 || !name.is_ascii() {
+        // "<len> path=<name>\n", where <len> counts its own digits.
+        let body = format!(" path={name}\n");
+        let mut len = body.len() + 1;
+        while len.to_string().len() + body.len() != len {
+            len = len.to_string().len() + body.len();
+        }
+        let record = format!("{len}{body}");
+        out.extend_from_slice(&typed_header("PaxHeader", record.len() as u64, mtime, b'x'));
+        out.extend_from_slice(record.as_bytes());
+        out.resize(out.len() + padding(record.len() as u64), 0);
+    }
+    let mut cut = name.len().min(100);
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    out.extend_from_slice(&header(&name[..cut], size, mtime));
+    out
+}
+
+fn typed_header(name: &str, size: u64, mtime: u64, typeflag: u8) -> [u8; BLOCK] {
     let mut h = [0u8; BLOCK];
     let n = name.as_bytes();
     let n = &n[..n.len().min(100)];
@@ -44,7 +73,7 @@ pub fn header(name: &str, size: u64, mtime: u64) -> [u8; BLOCK] {
         h[128..136].copy_from_slice(&size.to_be_bytes());
     }
     put_octal(&mut h[136..148], mtime.min(8u64.pow(11) - 1));
-    h[156] = b'0';
+    h[156] = typeflag;
     h[257..263].copy_from_slice(b"ustar\0");
     h[263..265].copy_from_slice(b"00");
     h[265..269].copy_from_slice(b"pvce");
@@ -255,6 +284,48 @@ mod tests {
             std::fs::read(d.path().join("layer.qcow2")).expect("read"),
             vec![7u8; 1500]
         );
+    }
+
+    #[test]
+    fn long_and_unicode_names_use_pax_and_gnu_tar_reads_them() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let long = format!("course/王小明/linux/{}/作业.txt", "d".repeat(120));
+        let mut archive = Vec::new();
+        for (name, data) in [(long.as_str(), b"one".as_slice()), ("short.txt", b"two")] {
+            archive.extend_from_slice(&file_headers(name, data.len() as u64, 0));
+            archive.extend_from_slice(data);
+            archive.resize(archive.len() + padding(data.len() as u64), 0);
+        }
+        archive.extend_from_slice(&END);
+        assert_eq!(file_headers("short.txt", 3, 0).len(), BLOCK);
+        let tar = d.path().join("x.tar");
+        std::fs::write(&tar, &archive).expect("write");
+        let out = Command::new("tar")
+            .arg("-xf")
+            .arg(&tar)
+            .arg("-C")
+            .arg(d.path())
+            .output()
+            .expect("tar");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            std::fs::read(d.path().join(&long)).expect("long name"),
+            b"one"
+        );
+        assert_eq!(
+            std::fs::read(d.path().join("short.txt")).expect("short"),
+            b"two"
+        );
+        // Our own reader sees the pax path.
+        let h: [u8; BLOCK] = archive[..BLOCK].try_into().expect("block");
+        let e = parse_header(&h).expect("ok").expect("entry");
+        assert_eq!(e.kind, Kind::PaxNext);
+        let (p, _) = parse_pax(&archive[BLOCK..BLOCK + e.size as usize]).expect("pax");
+        assert_eq!(p.as_deref(), Some(long.as_str()));
     }
 
     #[test]

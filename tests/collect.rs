@@ -1,0 +1,233 @@
+//! Teacher collects work from every student's layer, end to end on the real
+//! local libvirtd with the tiny guest: files written inside the guests (serial
+//! shell) come back in one tar; a running VM is skipped and reported; the same
+//! student's VM in another course is never read; outsiders get 404.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::{TestEnv, assert_error, download, serial_run, wait_for, wait_serial};
+use pvce::auth::Role;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const BOOT_TIMEOUT: Duration = Duration::from_secs(180);
+
+async fn course(teacher: &common::Client, code: &str, tpl: &str, students: &[&str]) -> String {
+    let (s, c) = teacher
+        .post(
+            "/api/courses",
+            json!({"code": code, "name": code, "vm_specs":[
+                {"name":"linux","template_id":tpl,"vcpus":1,"memory_mib":192}]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{c}");
+    let id = c["id"].as_str().unwrap().to_owned();
+    let (s, e) = teacher
+        .post(
+            &format!("/api/courses/{id}/students"),
+            json!({ "usernames": students }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{e}");
+    id
+}
+
+/// The VM of `client` in `course_id`.
+async fn vm_of(env: &TestEnv, client: &common::Client, course_id: &str) -> String {
+    let (_, vms) = client.get(&format!("/api/vms?course_id={course_id}")).await;
+    let id = vms[0]["id"].as_str().unwrap().to_owned();
+    env.track_vm(&id);
+    id
+}
+
+#[tokio::test]
+async fn collection_holds_each_students_files_and_nothing_from_other_courses() {
+    let image = tokio::task::spawn_blocking(common::tiny_image)
+        .await
+        .unwrap();
+    let env = TestEnv::start().await;
+    env.user("test-teacher", Role::Teacher).await;
+    env.user("test-teacher2", Role::Teacher).await;
+    for s in ["test-alice", "test-bob", "test-carol"] {
+        env.user(s, Role::Student).await;
+    }
+    let teacher = env.client("test-teacher").await;
+    let teacher2 = env.client("test-teacher2").await;
+    let alice = env.client("test-alice").await;
+    let bob = env.client("test-bob").await;
+    let carol = env.client("test-carol").await;
+    let (s, tpl) = teacher
+        .upload(
+            "/api/templates/import?name=test-tiny&format=qcow2&os=tiny-linux&software=busybox",
+            &image,
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{tpl}");
+    let tpl = tpl["id"].as_str().unwrap();
+    let a = course(
+        &teacher,
+        "test-col-a",
+        tpl,
+        &["test-alice", "test-bob", "test-carol"],
+    )
+    .await;
+    let b = course(&teacher, "test-col-b", tpl, &["test-alice"]).await;
+    let alice_a = vm_of(&env, &alice, &a).await;
+    let alice_b = vm_of(&env, &alice, &b).await;
+    let bob_a = vm_of(&env, &bob, &a).await;
+    let carol_a = vm_of(&env, &carol, &a).await;
+
+    // Boot all four, write files through each guest's serial shell.
+    for (client, vm) in [
+        (&alice, &alice_a),
+        (&alice, &alice_b),
+        (&bob, &bob_a),
+        (&carol, &carol_a),
+    ] {
+        let (s, v) = client.post_empty(&format!("/api/vms/{vm}/start")).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+    }
+    let work = [
+        (
+            &alice_a,
+            "echo alice-a-$((1+1)) > /root/lab1/report.txt; mkdir -p /root/lab1/src; echo 'int main(){}' > /root/lab1/src/main.c; ln -sf /etc/passwd /root/lab1/link",
+        ),
+        (
+            &alice_b,
+            "echo alice-b-secret-$((1+1)) > /root/lab1/report.txt",
+        ),
+        (&bob_a, "echo bob-a-$((1+1)) > /root/lab1/report.txt"),
+        (&carol_a, "echo carol-a-$((1+1)) > /root/lab1/report.txt"),
+    ];
+    let boots = work.iter().map(|(vm, cmd)| {
+        let env = &env;
+        async move {
+            wait_serial(env, vm, "BOOT-OK", BOOT_TIMEOUT).await;
+            serial_run(
+                env,
+                vm,
+                &format!("mkdir -p /root/lab1; {cmd}; sync; echo DONE-$((40+2))"),
+                "DONE-42",
+            )
+            .await;
+        }
+    });
+    futures::future::join_all(boots).await;
+    // Carol keeps working; the others shut down.
+    for (client, vm) in [(&alice, &alice_a), (&alice, &alice_b), (&bob, &bob_a)] {
+        let (s, v) = client.post_empty(&format!("/api/vms/{vm}/shutdown")).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+    }
+    for (client, vm) in [(&alice, &alice_a), (&alice, &alice_b), (&bob, &bob_a)] {
+        wait_for("the VM to stop", Duration::from_secs(60), || async {
+            let (_, v) = client.get(&format!("/api/vms/{vm}")).await;
+            (v["state"] == "stopped").then_some(())
+        })
+        .await;
+    }
+
+    // Only the course's teacher (or an admin) may collect; the path is checked.
+    let collect = format!("/api/courses/{a}/collect?path=/root/lab1");
+    for outsider in [&alice, &teacher2] {
+        assert_error(
+            &outsider.get(&collect).await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        );
+    }
+    assert_error(
+        &teacher
+            .get(&format!("/api/courses/{a}/collect?path=/root/../etc"))
+            .await,
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+    );
+
+    let dir = env.dir.path().join("collected");
+    std::fs::create_dir_all(&dir).unwrap();
+    let archive = dir.join("a.tar");
+    let (s, headers) = download(&teacher, &collect, &archive).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(headers["content-type"], "application/x-tar");
+    assert_eq!(
+        headers["content-disposition"],
+        "attachment; filename=\"test-col-a-lab1.tar\""
+    );
+    let out = Command::new("tar")
+        .arg("-tvf")
+        .arg(&archive)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listing = String::from_utf8_lossy(&out.stdout).into_owned();
+    let out = Command::new("tar")
+        .arg("-xf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let read = |p: &str| std::fs::read_to_string(dir.join("test-col-a").join(p)).unwrap();
+    assert_eq!(read("test-alice/linux/lab1/report.txt"), "alice-a-2\n");
+    assert_eq!(read("test-alice/linux/lab1/src/main.c"), "int main(){}\n");
+    assert_eq!(read("test-bob/linux/lab1/report.txt"), "bob-a-2\n");
+    // No symlink is ever written out, and the running VM was not read.
+    assert!(!listing.contains("link"), "{listing}");
+    assert!(
+        !listing.starts_with('l') && !listing.contains("\nl"),
+        "{listing}"
+    );
+    assert!(!dir.join("test-col-a/test-carol").exists(), "{listing}");
+    // Nothing from the other course, though it is the same student and path.
+    let bytes = std::fs::read(&archive).unwrap();
+    assert!(
+        !bytes.windows(14).any(|w| w == b"alice-b-secret"),
+        "{listing}"
+    );
+    let report = read("REPORT.txt");
+    assert!(report.contains("test-alice/linux: 2 files"), "{report}");
+    assert!(report.contains("1 links/special files skipped"), "{report}");
+    assert!(report.contains("test-bob/linux: 1 files"), "{report}");
+    assert!(
+        report.contains("test-carol/linux: skipped, the VM is running"),
+        "{report}"
+    );
+
+    // A path nobody has: an archive with only the report.
+    let missing = dir.join("missing.tar");
+    let (s, _) = download(
+        &teacher,
+        &format!("/api/courses/{a}/collect?path=/root/lab9"),
+        &missing,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let out = Command::new("tar")
+        .arg("-tf")
+        .arg(&missing)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "test-col-a/REPORT.txt\n"
+    );
+
+    let (s, _): (StatusCode, Value) = carol
+        .post_empty(&format!("/api/vms/{carol_a}/poweroff"))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+}
