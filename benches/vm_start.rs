@@ -68,6 +68,9 @@ fn pct(mut v: Vec<f64>, p: f64) -> f64 {
 
 #[tokio::main]
 async fn main() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("pvce=warn")
+        .try_init();
     let n: usize = std::env::var("PVCE_BENCH_VMS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -142,7 +145,9 @@ async fn main() {
                     .send()
                     .await
                     .unwrap();
-                assert!(r.status().is_success(), "start {id}: {}", r.status());
+                let status = r.status();
+                let body = r.text().await.unwrap_or_default();
+                assert!(status.is_success(), "start {id}: {status} {body}");
                 t0.elapsed().as_secs_f64()
             }));
         }

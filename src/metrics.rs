@@ -65,6 +65,34 @@ pub async fn render(state: &AppState) -> Result<String, sqlx::Error> {
         out,
         "# HELP pvce_users Registered users.\n# TYPE pvce_users gauge\npvce_users {users}"
     );
+    let m = &state.console.metrics;
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+    let _ = writeln!(
+        out,
+        "# HELP pvce_console_sessions_active Open console sessions.\n# TYPE pvce_console_sessions_active gauge\npvce_console_sessions_active {}",
+        state.console.active_sessions()
+    );
+    let _ = writeln!(
+        out,
+        "# HELP pvce_console_sessions_total Console sessions opened.\n# TYPE pvce_console_sessions_total counter\npvce_console_sessions_total {}",
+        load(&m.sessions_total)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP pvce_console_bytes_total Bytes relayed by the console proxy.\n# TYPE pvce_console_bytes_total counter\npvce_console_bytes_total{{direction=\"to_client\"}} {}\npvce_console_bytes_total{{direction=\"to_node\"}} {}",
+        load(&m.bytes_to_client),
+        load(&m.bytes_to_node)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP pvce_console_session_seconds_total Summed duration of ended console sessions.\n# TYPE pvce_console_session_seconds_total counter\npvce_console_session_seconds_total {}",
+        load(&m.session_seconds_total)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP pvce_console_refused_total Console connections refused (bad, used or expired token).\n# TYPE pvce_console_refused_total counter\npvce_console_refused_total {}",
+        load(&m.refused_total)
+    );
     Ok(out)
 }
 
