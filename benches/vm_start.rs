@@ -61,6 +61,26 @@ impl Api {
     }
 }
 
+/// Destroys every benchmark domain when dropped, also when the run panics.
+struct Cleanup;
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let out = std::process::Command::new("virsh")
+            .args(["-q", "-c", "qemu:///system", "list", "--name"])
+            .output();
+        if let Ok(out) = out {
+            for name in String::from_utf8_lossy(&out.stdout).lines() {
+                if name.starts_with("test-pvce-bench-") {
+                    let _ = std::process::Command::new("virsh")
+                        .args(["-q", "-c", "qemu:///system", "destroy", name])
+                        .output();
+                }
+            }
+        }
+    }
+}
+
 fn pct(mut v: Vec<f64>, p: f64) -> f64 {
     v.sort_by(f64::total_cmp);
     v[((v.len() - 1) as f64 * p).round() as usize]
@@ -68,6 +88,7 @@ fn pct(mut v: Vec<f64>, p: f64) -> f64 {
 
 #[tokio::main]
 async fn main() {
+    let _cleanup = Cleanup;
     let _ = tracing_subscriber::fmt()
         .with_env_filter("pvce=warn")
         .try_init();
