@@ -312,6 +312,28 @@ fn close_msg(code: u16, reason: &str) -> Message {
     }))
 }
 
+/// The server's listener with TCP_NODELAY set on every accepted connection.
+///
+/// Serve the router that carries `/ws/console` with it
+/// (`axum::serve(console::nodelay(listener), …)`). axum leaves Nagle's
+/// algorithm on for accepted sockets, so a small console frame (a keystroke's
+/// echo, a cursor update) written while an earlier segment is still unacked
+/// waits for that ACK — millisecond tails on keystroke echoes and a stalled
+/// tail on every framebuffer update (compare `PVCE_BENCH_NAGLE=1` in
+/// `benches/console_proxy.rs`). The relay already sets TCP_NODELAY on its own
+/// connection to the node.
+pub fn nodelay(
+    listener: tokio::net::TcpListener,
+) -> axum::serve::TapIo<tokio::net::TcpListener, fn(&mut TcpStream)> {
+    use axum::serve::ListenerExt;
+    fn set(tcp: &mut TcpStream) {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY not set");
+        }
+    }
+    listener.tap_io(set as fn(&mut TcpStream))
+}
+
 /// True if `origin` is allowed: same host as the request, or in the allow-list.
 pub fn origin_allowed(origin: Option<&str>, host: Option<&str>, allow: &[String]) -> bool {
     let Some(origin) = origin else {

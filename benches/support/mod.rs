@@ -1,0 +1,556 @@
+//! Shared by the console benches (`console_proxy`, `console_load`): a
+//! synthetic VNC-like server, an RFB-ish client over plain TCP or a
+//! WebSocket, pvce's real relay mounted the way `/ws/console` mounts it (in a
+//! child process, so its CPU and RSS are its own), and small stats helpers.
+//!
+//! Loopback only: everything binds and connects to 127.0.0.1.
+//!
+//! The synthetic server speaks just enough RFB framing to be honest about
+//! message sizes: it sends the version banner, answers a
+//! FramebufferUpdateRequest (type 3) with one Raw rectangle of w×h×4 bytes,
+//! and answers a KeyEvent (type 4) with the 8×16 glyph a terminal would draw
+//! (a 512-byte Raw update) — the round trip a keystroke sees in a real VNC
+//! session. SetEncodings (type 2) is read and ignored.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use axum::Router;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use pvce::console::{self, ConsoleError, ConsoleHub};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+
+pub const VERSION: &[u8; 12] = b"RFB 003.008\n";
+/// The rectangle a keystroke's echo redraws (one 8×16 glyph).
+pub const GLYPH: (u16, u16) = (8, 16);
+const PATTERN_LEN: usize = 8 << 20;
+const SMALL_REPLY: usize = 64 * 1024;
+
+/// Reads a `NAME` environment variable, falling back to `default`.
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Parses "WxH".
+pub fn env_size(name: &str, default: (u16, u16)) -> (u16, u16) {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| {
+            let (w, h) = v.split_once('x')?;
+            Some((w.parse().ok()?, h.parse().ok()?))
+        })
+        .unwrap_or(default)
+}
+
+// ---------------------------------------------------------------- server
+
+/// Starts the synthetic VNC-like server on an ephemeral loopback port.
+pub async fn spawn_vnc_like() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    // Non-zero "pixels", shared by every connection (no per-reply allocation).
+    let pattern: Bytes = (0..PATTERN_LEN)
+        .map(|i| (i % 251) as u8 | 1)
+        .collect::<Vec<_>>()
+        .into();
+    tokio::spawn(async move {
+        loop {
+            if let Ok((sock, _)) = listener.accept().await {
+                tokio::spawn(serve_vnc_like(sock, pattern.clone()));
+            }
+        }
+    });
+    addr
+}
+
+fn fbu_header(w: u16, h: u16) -> [u8; 16] {
+    let mut b = [0u8; 16];
+    b[3] = 1; // FramebufferUpdate, 1 rectangle
+    b[8..10].copy_from_slice(&w.to_be_bytes());
+    b[10..12].copy_from_slice(&h.to_be_bytes());
+    // x = y = 0, encoding 0 (Raw)
+    b
+}
+
+async fn serve_vnc_like(sock: TcpStream, pattern: Bytes) -> std::io::Result<()> {
+    sock.set_nodelay(true)?;
+    let (rd, mut wr) = sock.into_split();
+    let mut rd = BufReader::new(rd);
+    wr.write_all(VERSION).await?;
+    let mut small = Vec::with_capacity(16 + SMALL_REPLY);
+    loop {
+        let Ok(t) = rd.read_u8().await else {
+            return Ok(());
+        };
+        let (w, h) = match t {
+            3 => {
+                let mut b = [0u8; 9];
+                rd.read_exact(&mut b).await?;
+                (
+                    u16::from_be_bytes([b[5], b[6]]),
+                    u16::from_be_bytes([b[7], b[8]]),
+                )
+            }
+            4 => {
+                let mut b = [0u8; 7];
+                rd.read_exact(&mut b).await?;
+                GLYPH
+            }
+            2 => {
+                let mut b = [0u8; 3];
+                rd.read_exact(&mut b).await?;
+                let n = usize::from(u16::from_be_bytes([b[1], b[2]]));
+                let mut skip = vec![0u8; 4 * n];
+                rd.read_exact(&mut skip).await?;
+                continue;
+            }
+            _ => return Ok(()),
+        };
+        let header = fbu_header(w, h);
+        let len = usize::from(w) * usize::from(h) * 4;
+        if len <= SMALL_REPLY {
+            small.clear();
+            small.extend_from_slice(&header);
+            small.extend_from_slice(&pattern[..len]);
+            wr.write_all(&small).await?;
+        } else {
+            wr.write_all(&header).await?;
+            let mut left = len;
+            while left > 0 {
+                let n = left.min(pattern.len());
+                wr.write_all(&pattern[..n]).await?;
+                left -= n;
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------- client
+
+enum Transport {
+    Tcp(TcpStream, Vec<u8>),
+    Ws(Box<WebSocketStream<TcpStream>>, Bytes),
+}
+
+/// An RFB-ish client of the synthetic server, directly or through a proxy.
+pub struct RfbClient {
+    t: Transport,
+    pos: usize,
+    end: usize,
+}
+
+impl RfbClient {
+    /// A direct TCP connection, banner read.
+    pub async fn tcp(addr: SocketAddr) -> anyhow::Result<Self> {
+        let s = TcpStream::connect(addr).await?;
+        s.set_nodelay(true)?;
+        let mut c = Self {
+            t: Transport::Tcp(s, vec![0u8; 256 * 1024]),
+            pos: 0,
+            end: 0,
+        };
+        c.banner().await?;
+        Ok(c)
+    }
+
+    /// A WebSocket (subprotocol `binary`, as noVNC asks) to `url`, banner read.
+    pub async fn ws(url: &str, origin: Option<&str>) -> anyhow::Result<Self> {
+        let mut req = url.into_client_request()?;
+        req.headers_mut()
+            .insert("sec-websocket-protocol", HeaderValue::from_static("binary"));
+        if let Some(o) = origin {
+            req.headers_mut()
+                .insert("origin", HeaderValue::from_str(o)?);
+        }
+        let host = req
+            .uri()
+            .authority()
+            .context("no host")?
+            .as_str()
+            .to_owned();
+        let s = TcpStream::connect(host).await?;
+        s.set_nodelay(true)?;
+        let (ws, _) = tokio_tungstenite::client_async(req, s)
+            .await
+            .context("WebSocket handshake")?;
+        let mut c = Self {
+            t: Transport::Ws(Box::new(ws), Bytes::new()),
+            pos: 0,
+            end: 0,
+        };
+        c.banner().await?;
+        Ok(c)
+    }
+
+    async fn banner(&mut self) -> anyhow::Result<()> {
+        let mut v = [0u8; 12];
+        self.read_exact(&mut v).await?;
+        if &v != VERSION {
+            bail!("bad banner {v:?}");
+        }
+        Ok(())
+    }
+
+    /// Makes sure some unread bytes are buffered.
+    async fn fill(&mut self) -> anyhow::Result<()> {
+        if self.pos < self.end {
+            return Ok(());
+        }
+        match &mut self.t {
+            Transport::Tcp(s, buf) => {
+                let n = s.read(buf).await?;
+                if n == 0 {
+                    bail!("connection closed");
+                }
+                self.pos = 0;
+                self.end = n;
+            }
+            Transport::Ws(ws, cur) => loop {
+                match ws.next().await.context("WebSocket ended")?? {
+                    Message::Binary(b) if !b.is_empty() => {
+                        self.pos = 0;
+                        self.end = b.len();
+                        *cur = b;
+                        break;
+                    }
+                    Message::Close(f) => bail!("WebSocket closed: {f:?}"),
+                    _ => {}
+                }
+            },
+        }
+        Ok(())
+    }
+
+    fn buffered(&self) -> &[u8] {
+        match &self.t {
+            Transport::Tcp(_, buf) => &buf[self.pos..self.end],
+            Transport::Ws(_, cur) => &cur[self.pos..self.end],
+        }
+    }
+
+    pub async fn read_exact(&mut self, out: &mut [u8]) -> anyhow::Result<()> {
+        let mut got = 0;
+        while got < out.len() {
+            self.fill().await?;
+            let b = self.buffered();
+            let n = b.len().min(out.len() - got);
+            out[got..got + n].copy_from_slice(&b[..n]);
+            self.pos += n;
+            got += n;
+        }
+        Ok(())
+    }
+
+    /// Consumes `n` bytes without copying them anywhere.
+    pub async fn skip(&mut self, mut n: usize) -> anyhow::Result<()> {
+        while n > 0 {
+            self.fill().await?;
+            let k = (self.end - self.pos).min(n);
+            self.pos += k;
+            n -= k;
+        }
+        Ok(())
+    }
+
+    pub async fn send(&mut self, b: &[u8]) -> anyhow::Result<()> {
+        match &mut self.t {
+            Transport::Tcp(s, _) => s.write_all(b).await?,
+            Transport::Ws(ws, _) => ws.send(Message::Binary(Bytes::copy_from_slice(b))).await?,
+        }
+        Ok(())
+    }
+
+    /// Reads one single-rectangle Raw FramebufferUpdate; returns its pixel bytes.
+    async fn update(&mut self) -> anyhow::Result<usize> {
+        let mut h = [0u8; 16];
+        self.read_exact(&mut h).await?;
+        if h[0] != 0 || h[3] != 1 {
+            bail!("not a FramebufferUpdate: {h:?}");
+        }
+        let w = usize::from(u16::from_be_bytes([h[8], h[9]]));
+        let hh = usize::from(u16::from_be_bytes([h[10], h[11]]));
+        let n = w * hh * 4;
+        self.skip(n).await?;
+        Ok(n)
+    }
+
+    /// Requests a w×h update and reads it; returns its pixel bytes.
+    pub async fn frame(&mut self, w: u16, h: u16) -> anyhow::Result<usize> {
+        let mut req = [3u8, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        req[6..8].copy_from_slice(&w.to_be_bytes());
+        req[8..10].copy_from_slice(&h.to_be_bytes());
+        self.send(&req).await?;
+        let n = self.update().await?;
+        if n != usize::from(w) * usize::from(h) * 4 {
+            bail!("short frame: {n} bytes");
+        }
+        Ok(n)
+    }
+
+    /// A key press and the glyph update it causes; returns the round trip.
+    pub async fn key(&mut self) -> anyhow::Result<Duration> {
+        let t0 = Instant::now();
+        self.send(&[4, 1, 0, 0, 0, 0, 0, b'a']).await?;
+        let n = self.update().await?;
+        let rtt = t0.elapsed();
+        if n != usize::from(GLYPH.0) * usize::from(GLYPH.1) * 4 {
+            bail!("unexpected glyph update of {n} bytes");
+        }
+        Ok(rtt)
+    }
+}
+
+// ---------------------------------------------------------------- pvce proxy
+
+#[derive(Clone)]
+struct ProxyState {
+    hub: Arc<ConsoleHub>,
+    target: (String, u16),
+}
+
+#[derive(serde::Deserialize)]
+struct ConnectQuery {
+    #[serde(default)]
+    token: String,
+}
+
+fn refuse(e: &ConsoleError) -> Response {
+    let status = match e {
+        ConsoleError::BadToken | ConsoleError::BadOrigin => StatusCode::FORBIDDEN,
+        ConsoleError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
+        _ => StatusCode::CONFLICT,
+    };
+    (status, e.to_string()).into_response()
+}
+
+/// What `POST /api/vms/{id}/console` does, minus the VM lookup: a token for a
+/// fresh (VM, user) pair, so the per-user limit counts one console per student.
+async fn issue(State(s): State<ProxyState>) -> String {
+    s.hub.issue(
+        uuid::Uuid::new_v4(),
+        uuid::Uuid::new_v4(),
+        uuid::Uuid::nil(),
+        "boot".into(),
+    )
+}
+
+/// What `GET /ws/console` does (src/http/console.rs), with the node console
+/// address fixed to the synthetic server instead of looked up in libvirt.
+async fn connect(
+    State(s): State<ProxyState>,
+    headers: HeaderMap,
+    Query(q): Query<ConnectQuery>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    if !console::origin_allowed(origin, host, &[]) {
+        return refuse(&ConsoleError::BadOrigin);
+    }
+    let ticket = match s.hub.redeem(&q.token) {
+        Ok(t) => t,
+        Err(e) => return refuse(&e),
+    };
+    let hub = s.hub.clone();
+    ws.protocols(["binary"])
+        .on_upgrade(move |socket| hub.relay(ticket, socket, s.target))
+        .into_response()
+}
+
+async fn stats(State(s): State<ProxyState>) -> String {
+    use std::sync::atomic::Ordering::Relaxed;
+    let m = &s.hub.metrics;
+    format!(
+        "{} {} {} {}",
+        s.hub.active_sessions(),
+        m.bytes_to_client.load(Relaxed),
+        m.bytes_to_node.load(Relaxed),
+        m.refused_total.load(Relaxed)
+    )
+}
+
+/// The child process's body: pvce's `ConsoleHub` with the server's default
+/// limits and TTL (from `Config`), relaying to `PVCE_BENCH_TARGET`, served
+/// with TCP_NODELAY on accepted sockets ([`console::nodelay`]; set
+/// `PVCE_BENCH_NAGLE=1` to compare without). Prints `LISTEN <addr>` once ready.
+pub fn run_proxy_child() {
+    let target: SocketAddr = std::env::var("PVCE_BENCH_TARGET").unwrap().parse().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async move {
+        let config = pvce::config::Config::for_data_dir("/nonexistent");
+        let hub = Arc::new(ConsoleHub::new(
+            Duration::from_secs(config.console_token_ttl_secs),
+            config.console_max_per_user,
+            config.console_max_total,
+        ));
+        let state = ProxyState {
+            hub,
+            target: (target.ip().to_string(), target.port()),
+        };
+        let app = Router::new()
+            .route("/token", post(issue))
+            .route("/ws/console", get(connect))
+            .route("/stats", get(stats))
+            .with_state(state);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        println!("LISTEN {}", listener.local_addr().unwrap());
+        if std::env::var_os("PVCE_BENCH_NAGLE").is_some() {
+            // For comparison: accepted sockets left with Nagle's algorithm on.
+            axum::serve(listener, app).await.unwrap();
+        } else {
+            axum::serve(console::nodelay(listener), app).await.unwrap();
+        }
+    });
+}
+
+/// The pvce proxy running in a child process (this same executable).
+pub struct ProxyChild {
+    pub child: tokio::process::Child,
+    pub addr: SocketAddr,
+    http: reqwest::Client,
+}
+
+impl ProxyChild {
+    pub async fn spawn(target: SocketAddr) -> ProxyChild {
+        let mut child = tokio::process::Command::new(std::env::current_exe().unwrap())
+            .env("PVCE_BENCH_ROLE", "proxy")
+            .env("PVCE_BENCH_TARGET", target.to_string())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let line = lines.next_line().await.unwrap().unwrap();
+        let addr = line.strip_prefix("LISTEN ").unwrap().parse().unwrap();
+        ProxyChild {
+            child,
+            addr,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id().unwrap()
+    }
+
+    pub async fn token(&self) -> anyhow::Result<String> {
+        Ok(self
+            .http
+            .post(format!("http://{}/token", self.addr))
+            .send()
+            .await?
+            .error_for_status()?
+            .text()
+            .await?)
+    }
+
+    /// A console session through pvce's relay, with a fresh token and the
+    /// page's own Origin.
+    pub async fn session(&self) -> anyhow::Result<RfbClient> {
+        let token = self.token().await?;
+        RfbClient::ws(
+            &format!("ws://{}/ws/console?token={token}", self.addr),
+            Some(&format!("http://{}", self.addr)),
+        )
+        .await
+    }
+
+    /// (active sessions, bytes to client, bytes to node, refused).
+    pub async fn stats(&self) -> anyhow::Result<(u64, u64, u64, u64)> {
+        let t = self
+            .http
+            .get(format!("http://{}/stats", self.addr))
+            .send()
+            .await?
+            .text()
+            .await?;
+        let v: Vec<u64> = t.split(' ').map(|x| x.parse().unwrap_or(0)).collect();
+        Ok((v[0], v[1], v[2], v[3]))
+    }
+}
+
+// ---------------------------------------------------------------- stats
+
+/// (VmRSS, VmHWM) of a process in KiB, from /proc/<pid>/status.
+pub fn rss_kib(pid: &str) -> (u64, u64) {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        s.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// Fields 3… of /proc/<pid>/stat (after the command name), so field N is at index N-3.
+fn stat_fields(pid: &str) -> Vec<String> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = s.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    rest.split_whitespace().map(str::to_owned).collect()
+}
+
+fn ticks(f: &[String], field: usize) -> f64 {
+    f.get(field - 3)
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 100.0
+}
+
+/// User+system CPU seconds of a process (utime + stime, fields 14 and 15).
+pub fn cpu_secs(pid: &str) -> f64 {
+    let f = stat_fields(pid);
+    ticks(&f, 14) + ticks(&f, 15)
+}
+
+/// CPU seconds of a process, its live descendants and its reaped children
+/// (websockify forks a process per connection).
+pub fn tree_cpu_secs(pid: u32) -> f64 {
+    let f = stat_fields(&pid.to_string());
+    let mut total = ticks(&f, 14) + ticks(&f, 15) + ticks(&f, 16) + ticks(&f, 17);
+    if let Ok(rd) = std::fs::read_dir("/proc") {
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Ok(child) = name.parse::<u32>() else {
+                continue;
+            };
+            let cf = stat_fields(&name);
+            if cf.get(1).and_then(|p| p.parse::<u32>().ok()) == Some(pid) {
+                total += tree_cpu_secs(child);
+            }
+        }
+    }
+    total
+}
+
+/// Percentile (0–100) of sorted samples.
+pub fn pct(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() - 1) as f64 * p / 100.0).round() as usize;
+    sorted[i]
+}
+
+pub fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
