@@ -246,71 +246,61 @@ pub async fn convert_to_qcow2(
     dst: &Path,
 ) -> Result<(), ImageError> {
     let src = absolute(src)?;
-    let dst = absolute(dst)?;
-    let (dir, tmp) = temp_beside(&dst)?;
-    let result = async {
-        run(
-            "convert",
-            QEMU_IMG,
-            CONVERT_LIMITS,
-            &[
-                "convert".as_ref(),
-                "-q".as_ref(),
-                "-f".as_ref(),
-                src_format.as_qemu_str().as_ref(),
-                "-O".as_ref(),
-                "qcow2".as_ref(),
-                "-o".as_ref(),
-                "compat=1.1,cluster_size=65536,lazy_refcounts=off".as_ref(),
-                src.as_os_str(),
-                tmp.as_os_str(),
-            ],
-            &[0],
-        )
-        .await?;
-        // qemu-img's default cache mode for the output is "unsafe" (no flush):
-        // durability is ours to provide before the name becomes visible.
-        let (tmp, dst, dir) = (tmp.clone(), dst.clone(), dir.clone());
-        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            std::fs::File::open(&tmp)?.sync_all()?;
-            std::fs::rename(&tmp, &dst)?;
-            std::fs::File::open(&dir)?.sync_all()
-        })
-        .await
-        .map_err(|e| ImageError::Io(std::io::Error::other(e)))??;
-        Ok(())
-    }
-    .await;
-    if result.is_err() {
-        let _ = tokio::fs::remove_file(&tmp).await;
-    }
-    result
+    run_into(dst, "convert", CONVERT_LIMITS, |tmp| {
+        vec![
+            "convert".into(),
+            "-q".into(),
+            "-f".into(),
+            src_format.as_qemu_str().into(),
+            "-O".into(),
+            "qcow2".into(),
+            "-o".into(),
+            LAYER_OPTIONS.into(),
+            src.clone().into_os_string(),
+            tmp.as_os_str().to_owned(),
+        ]
+    })
+    .await
 }
 
 /// Creates an empty, self-contained qcow2 image (the blank root of the
 /// template tree), atomically like every other layer.
 pub async fn create_blank(dst: &Path, virtual_size: u64) -> Result<(), ImageError> {
+    run_into(dst, "create", INFO_LIMITS, |tmp| {
+        vec![
+            "create".into(),
+            "-q".into(),
+            "-f".into(),
+            "qcow2".into(),
+            "-o".into(),
+            LAYER_OPTIONS.into(),
+            tmp.as_os_str().to_owned(),
+            virtual_size.to_string().into(),
+        ]
+    })
+    .await
+}
+
+/// qcow2 creation options of every layer pvce writes.
+const LAYER_OPTIONS: &str = "compat=1.1,cluster_size=65536,lazy_refcounts=off";
+
+/// Runs `qemu-img` with output to a temporary file beside `dst` (`args`
+/// gets its path), then makes it durable and renames it into place: `dst`
+/// appears whole or not at all.
+async fn run_into(
+    dst: &Path,
+    op: &'static str,
+    limits: ProcLimits,
+    args: impl FnOnce(&Path) -> Vec<std::ffi::OsString>,
+) -> Result<(), ImageError> {
     let dst = absolute(dst)?;
     let (dir, tmp) = temp_beside(&dst)?;
-    let size = virtual_size.to_string();
+    let argv = args(&tmp);
+    let argv: Vec<&OsStr> = argv.iter().map(|a| a.as_os_str()).collect();
     let result = async {
-        run(
-            "create",
-            QEMU_IMG,
-            INFO_LIMITS,
-            &[
-                "create".as_ref(),
-                "-q".as_ref(),
-                "-f".as_ref(),
-                "qcow2".as_ref(),
-                "-o".as_ref(),
-                "compat=1.1,cluster_size=65536,lazy_refcounts=off".as_ref(),
-                tmp.as_os_str(),
-                size.as_ref(),
-            ],
-            &[0],
-        )
-        .await?;
+        run(op, QEMU_IMG, limits, &argv, &[0]).await?;
+        // qemu-img's default cache mode for the output is "unsafe" (no flush):
+        // durability is ours to provide before the name becomes visible.
         let (tmp, dst, dir) = (tmp.clone(), dst.clone(), dir.clone());
         tokio::task::spawn_blocking(move || -> std::io::Result<()> {
             std::fs::File::open(&tmp)?.sync_all()?;
@@ -544,47 +534,25 @@ pub async fn rebase_unsafe(path: &Path, backing: &Path) -> Result<(), ImageError
 pub async fn convert_to_overlay(src: &Path, backing: &Path, dst: &Path) -> Result<(), ImageError> {
     let src = absolute(src)?;
     let backing = absolute(backing)?;
-    let dst = absolute(dst)?;
-    let (dir, tmp) = temp_beside(&dst)?;
-    let result = async {
-        run(
-            "convert",
-            QEMU_IMG,
-            CONVERT_LIMITS,
-            &[
-                "convert".as_ref(),
-                "-q".as_ref(),
-                "-f".as_ref(),
-                "qcow2".as_ref(),
-                "-O".as_ref(),
-                "qcow2".as_ref(),
-                "-o".as_ref(),
-                "compat=1.1,cluster_size=65536,lazy_refcounts=off".as_ref(),
-                "-B".as_ref(),
-                backing.as_os_str(),
-                "-F".as_ref(),
-                "qcow2".as_ref(),
-                src.as_os_str(),
-                tmp.as_os_str(),
-            ],
-            &[0],
-        )
-        .await?;
-        let (tmp, dst, dir) = (tmp.clone(), dst.clone(), dir.clone());
-        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            std::fs::File::open(&tmp)?.sync_all()?;
-            std::fs::rename(&tmp, &dst)?;
-            std::fs::File::open(&dir)?.sync_all()
-        })
-        .await
-        .map_err(|e| ImageError::Io(std::io::Error::other(e)))??;
-        Ok(())
-    }
-    .await;
-    if result.is_err() {
-        let _ = tokio::fs::remove_file(&tmp).await;
-    }
-    result
+    run_into(dst, "convert", CONVERT_LIMITS, |tmp| {
+        vec![
+            "convert".into(),
+            "-q".into(),
+            "-f".into(),
+            "qcow2".into(),
+            "-O".into(),
+            "qcow2".into(),
+            "-o".into(),
+            LAYER_OPTIONS.into(),
+            "-B".into(),
+            backing.clone().into_os_string(),
+            "-F".into(),
+            "qcow2".into(),
+            src.clone().into_os_string(),
+            tmp.as_os_str().to_owned(),
+        ]
+    })
+    .await
 }
 
 /// Writes what the guest sees of a qcow2 disk (through its backing chain) to
@@ -618,64 +586,57 @@ pub async fn convert_to_raw(src: &Path, dst: &Path) -> Result<(), ImageError> {
 }
 
 /// Largest guest range [`read_guest`] reads in one call.
-pub const MAX_GUEST_READ: usize = 8 << 20;
+pub const MAX_GUEST_READ: usize = 16 << 20;
 
 /// Reads `len` bytes of what the guest sees at `offset` of a qcow2 disk
-/// (through its backing chain), read-only: `qemu-io -r -f qcow2 -c 'read -v'`.
-/// Never on a layer a running QEMU has open.
+/// (through its backing chain), read-only: `qemu-img convert` of a `raw`
+/// node with `offset`/`size` on top of the qcow2 node into a private temporary
+/// file. Never on a layer a running QEMU has open.
 pub async fn read_guest(path: &Path, offset: u64, len: usize) -> Result<Vec<u8>, ImageError> {
     if len == 0 || len > MAX_GUEST_READ {
         return Err(ImageError::BadOverlay(format!("guest read of {len} bytes")));
     }
     let path = absolute(path)?;
-    let cmd = format!("read -v {offset} {len}");
-    let out = run(
-        "read",
-        "qemu-io",
-        INFO_LIMITS,
-        &[
-            "-r".as_ref(),
-            "-f".as_ref(),
-            "qcow2".as_ref(),
-            "-c".as_ref(),
-            cmd.as_ref(),
-            path.as_os_str(),
-        ],
-        &[0],
-    )
-    .await?;
-    parse_hexdump(&out.stdout, offset, len).ok_or_else(|| ImageError::QemuImg {
-        op: "read",
-        detail: "unexpected qemu-io output".into(),
-    })
-}
-
-/// Parses qemu-io's `read -v` dump: `OFFSET:  xx xx … (16 per line)  ascii`.
-/// Bytes are taken by position (the ASCII column may contain spaces).
-fn parse_hexdump(out: &[u8], offset: u64, len: usize) -> Option<Vec<u8>> {
-    let text = std::str::from_utf8(out).ok()?;
-    let mut bytes = Vec::with_capacity(len);
-    for line in text.lines() {
-        let Some((addr, rest)) = line.split_once(':') else {
-            continue;
-        };
-        if addr.is_empty() || !addr.bytes().all(|b| b.is_ascii_hexdigit()) {
-            continue;
-        }
-        if u64::from_str_radix(addr, 16).ok()? != offset + bytes.len() as u64 {
-            return None;
-        }
-        let rest = rest.strip_prefix("  ")?;
-        let n = (len - bytes.len()).min(16);
-        for i in 0..n {
-            let h = rest.get(i * 3..i * 3 + 2)?;
-            bytes.push(u8::from_str_radix(h, 16).ok()?);
-        }
-        if bytes.len() == len {
-            break;
-        }
+    // The raw driver wants sector-aligned windows.
+    let start = offset / 512 * 512;
+    let end = (offset + len as u64).div_ceil(512) * 512;
+    // In --image-opts a comma is written as two.
+    let file = path.to_string_lossy().replace(',', ",,");
+    let opts = format!(
+        "driver=raw,offset={start},size={},file.driver=qcow2,file.file.driver=file,file.file.filename={file}",
+        end - start
+    );
+    let tmp = std::env::temp_dir().join(format!("pvce-read-{}.raw", uuid::Uuid::new_v4().simple()));
+    let result = async {
+        run(
+            "read",
+            QEMU_IMG,
+            INFO_LIMITS,
+            &[
+                "convert".as_ref(),
+                "-q".as_ref(),
+                "--image-opts".as_ref(),
+                opts.as_ref(),
+                "-O".as_ref(),
+                "raw".as_ref(),
+                tmp.as_os_str(),
+            ],
+            &[0],
+        )
+        .await?;
+        let bytes = tokio::fs::read(&tmp).await?;
+        let from = (offset - start) as usize;
+        bytes
+            .get(from..from + len)
+            .map(<[u8]>::to_vec)
+            .ok_or_else(|| ImageError::QemuImg {
+                op: "read",
+                detail: "short read (past the end of the disk?)".into(),
+            })
     }
-    (bytes.len() == len).then_some(bytes)
+    .await;
+    let _ = tokio::fs::remove_file(&tmp).await;
+    result
 }
 
 #[cfg(test)]
@@ -847,17 +808,6 @@ mod tests {
         assert!(!r.is_clean());
     }
 
-    #[test]
-    fn hexdump_is_parsed_by_position() {
-        let out = b"00000400:  20 20 41 00 ff 10 11 12 13 14 15 16 17 18 19 1a    A............\n\
-00000410:  1b 20  . \nread 18/18 bytes at offset 1024\n";
-        let b = parse_hexdump(out, 1024, 18).expect("parsed");
-        assert_eq!(&b[..4], &[0x20, 0x20, 0x41, 0]);
-        assert_eq!(b[17], 0x20);
-        assert!(parse_hexdump(out, 0, 18).is_none(), "wrong start offset");
-        assert!(parse_hexdump(out, 1024, 19).is_none(), "short");
-    }
-
     #[tokio::test]
     async fn layer_operations_touch_only_the_layer() {
         let d = tempfile::tempdir().expect("tempdir");
@@ -901,6 +851,10 @@ mod tests {
         snapshot(&ov, SnapshotOp::Apply, &tag).await.expect("apply");
         assert_eq!(read_guest(&ov, 1 << 20, 4).await.expect("read"), [0x22; 4]);
         assert_eq!(read_guest(&ov, 0, 2).await.expect("read"), [0x11; 2]);
+        // Unaligned windows, across the overlay/backing boundary.
+        let window = read_guest(&ov, (1 << 20) - 3, 6).await.expect("read");
+        assert_eq!(window, [0x11, 0x11, 0x11, 0x22, 0x22, 0x22]);
+        assert!(read_guest(&ov, 8 << 20, 1).await.is_err(), "past the end");
         let raw = d.path().join("view.raw");
         convert_to_raw(&ov, &raw).await.expect("raw view");
         let bytes = std::fs::read(&raw).expect("read");
