@@ -50,9 +50,12 @@
 //!
 //! **Disk usage** (`GET /api/vms/{id}/disk`): the layer's bytes on disk always;
 //! for a stopped VM also the guest file system's size and free space, read
-//! offline from the ext2/3/4 superblock and group descriptors through
-//! `qemu-io -r` (no mount, no nbd, no FUSE; MBR disks with a Linux partition or
-//! a bare file system). A running VM's layer is never opened: `fs_*` are null.
+//! offline from the ext2/3/4 superblock and group descriptors — with the
+//! committed transactions of the guest's journal applied in memory, since a
+//! powered-off guest leaves its newest counts there — through read-only
+//! `qemu-img convert` windows of the disk (no mount, no nbd, no FUSE; MBR disks
+//! with a Linux partition or a bare file system). A running VM's layer is never
+//! opened: `fs_*` are null.
 
 pub mod ext4;
 pub mod tar;
@@ -965,8 +968,8 @@ pub struct DiskUsage {
     pub fs_free_bytes: Option<u64>,
     /// Percentage of the file system in use, if read.
     pub fs_used_percent: Option<u8>,
-    /// False if the guest was powered off without unmounting: the numbers
-    /// may miss its last seconds of writes.
+    /// False if the guest was powered off without unmounting and its journal
+    /// could not be read: the numbers may miss its last writes.
     pub fs_clean: Option<bool>,
     /// Less than 10 % of the file system is free.
     pub warning: bool,
@@ -1005,13 +1008,23 @@ async fn read_fs(layer: &Path) -> Result<Option<ext4::FsUsage>, ImageError> {
     let Ok(sb) = ext4::Superblock::parse(&raw) else {
         return Ok(None);
     };
-    let gdt = match sb.gdt_range() {
+    let mut gdt = match sb.gdt_range() {
         Some((start, len)) if len > 0 && len <= qemu_img::MAX_GUEST_READ as u64 => {
             Some(qemu_img::read_guest(layer, offset + start, len as usize).await?)
         }
         _ => None,
     };
-    Ok(Some(sb.usage(gdt.as_deref())))
+    // A guest powered off without unmounting keeps its newest descriptors in
+    // the journal: apply the committed ones (read-only).
+    let mut replayed = false;
+    if let Some(table) = gdt.as_mut() {
+        let read = |o: u64, n: usize| qemu_img::read_guest(layer, offset + o, n);
+        match ext4::replay_gdt(&sb, table, read).await {
+            Ok(r) => replayed = r,
+            Err(e) => tracing::warn!(error = %e, "could not read the guest's journal"),
+        }
+    }
+    Ok(Some(sb.usage_replayed(gdt.as_deref(), replayed)))
 }
 
 /// Layer size always; file-system usage only for a stopped VM (read under its

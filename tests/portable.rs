@@ -177,8 +177,10 @@ async fn export_reset_import_restores_the_file_and_tampering_never_reaches_qemu(
     .await;
     shutdown(&alice, &vm).await;
 
-    // Layer usage sees the 20 MiB.
+    // Layer usage sees the 20 MiB, though the guest powered off without
+    // unmounting (the newest counts are read from its journal).
     let (_, used) = alice.get(&format!("/api/vms/{vm}/disk")).await;
+    assert_eq!(used["fs_clean"], true, "{used}");
     let free_after = used["fs_free_bytes"].as_u64().unwrap();
     assert!(
         free_before - free_after >= 20 << 20,
@@ -254,7 +256,7 @@ async fn export_reset_import_restores_the_file_and_tampering_never_reaches_qemu(
     assert!(exported.get("snapshots").is_none(), "{exported}");
     // Compact: the student's data, not the template.
     let size = std::fs::metadata(&exported_layer).unwrap().len();
-    assert!((20 << 20..40 << 20).contains(&size), "{size}");
+    assert!((20 << 20..64 << 20).contains(&size), "{size}");
 
     // Reset, then import: the file is back.
     let (s, v) = alice.post_empty(&format!("/api/vms/{vm}/reset")).await;
