@@ -89,11 +89,6 @@ pub enum CourseError {
     Db(#[from] sqlx::Error),
 }
 
-fn uuid_col(row: &sqlx::sqlite::SqliteRow, col: &str) -> Result<Uuid, sqlx::Error> {
-    let s: String = row.try_get(col)?;
-    Uuid::parse_str(&s).map_err(|e| sqlx::Error::Decode(Box::new(e)))
-}
-
 fn printable(s: &str, max: usize) -> bool {
     let n = s.chars().count();
     n > 0 && n <= max && !s.chars().any(char::is_control) && s.trim() == s
@@ -226,9 +221,9 @@ async fn specs(pool: &Pool, course_id: Uuid) -> Result<Vec<VmSpec>, CourseError>
     let mut out = Vec::with_capacity(rows.len());
     for r in &rows {
         out.push(VmSpec {
-            id: uuid_col(r, "id")?,
+            id: db::uuid(r, "id")?,
             name: r.try_get("name")?,
-            template_id: uuid_col(r, "template_id")?,
+            template_id: db::uuid(r, "template_id")?,
             vcpus: u32::try_from(r.try_get::<i64, _>("vcpus")?).unwrap_or(1),
             memory_mib: u32::try_from(r.try_get::<i64, _>("memory_mib")?).unwrap_or(64),
         });
@@ -251,7 +246,7 @@ pub async fn load(pool: &Pool, id: Uuid) -> Result<Course, CourseError> {
         id,
         code: row.try_get("code")?,
         name: row.try_get("name")?,
-        teacher_id: uuid_col(&row, "teacher_id")?,
+        teacher_id: db::uuid(&row, "teacher_id")?,
         student_count: u64::try_from(row.try_get::<i64, _>("student_count")?).unwrap_or(0),
         created_at: row.try_get("created_at")?,
         vm_specs: specs(pool, id).await?,
@@ -321,7 +316,7 @@ pub async fn list(pool: &Pool, user: &User) -> Result<Vec<Course>, CourseError> 
     };
     let mut out = Vec::with_capacity(ids.len());
     for id in ids {
-        let id = Uuid::parse_str(&id).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+        let id = db::parse_uuid(&id)?;
         out.push(load(pool, id).await?);
     }
     Ok(out)

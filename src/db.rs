@@ -43,6 +43,28 @@ pub async fn connect(url: &str) -> Result<Pool, DbError> {
     Ok(pool)
 }
 
+/// Parses a UUID stored as text (a decode error if the database holds garbage).
+pub fn parse_uuid(s: &str) -> Result<uuid::Uuid, sqlx::Error> {
+    uuid::Uuid::parse_str(s).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+}
+
+/// Reads a UUID column.
+pub fn uuid(row: &sqlx::sqlite::SqliteRow, col: &str) -> Result<uuid::Uuid, sqlx::Error> {
+    use sqlx::Row;
+    parse_uuid(&row.try_get::<String, _>(col)?)
+}
+
+/// Reads a nullable UUID column.
+pub fn opt_uuid(
+    row: &sqlx::sqlite::SqliteRow,
+    col: &str,
+) -> Result<Option<uuid::Uuid>, sqlx::Error> {
+    use sqlx::Row;
+    row.try_get::<Option<String>, _>(col)?
+        .map(|s| parse_uuid(&s))
+        .transpose()
+}
+
 /// Current time as RFC 3339 UTC text (the format stored and returned everywhere).
 pub fn now() -> String {
     format_time(time::OffsetDateTime::now_utc())

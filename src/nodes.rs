@@ -76,11 +76,6 @@ pub struct Nodes {
     accel: AccelSetting,
 }
 
-fn uuid_col(row: &sqlx::sqlite::SqliteRow, col: &str) -> Result<Uuid, sqlx::Error> {
-    let s: String = row.try_get(col)?;
-    Uuid::parse_str(&s).map_err(|e| sqlx::Error::Decode(Box::new(e)))
-}
-
 const COLUMNS: &str = "n.id, n.name, n.uri, n.console_address, n.maintenance, n.state, n.cpus, n.mem_total_mib, n.mem_used_mib, n.last_seen,
     (SELECT COUNT(*) FROM vms v WHERE v.node_id = n.id AND v.state IN ('starting', 'running', 'stopping')) AS vms_running";
 
@@ -88,7 +83,7 @@ fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Node, sqlx::Error> {
     let state: String = row.try_get("state")?;
     let maintenance = row.try_get::<i64, _>("maintenance")? != 0;
     Ok(Node {
-        id: uuid_col(row, "id")?,
+        id: db::uuid(row, "id")?,
         name: row.try_get("name")?,
         uri: row.try_get("uri")?,
         console_address: row.try_get("console_address")?,

@@ -98,19 +98,12 @@ pub enum TemplateError {
 
 const COLUMNS: &str = "id, name, parent_id, os, software, state, size_bytes, virtual_size_bytes, depth, created_by, created_at";
 
-fn parse_uuid(s: &str) -> Result<Uuid, sqlx::Error> {
-    Uuid::parse_str(s).map_err(|e| sqlx::Error::Decode(Box::new(e)))
-}
-
 fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Template, sqlx::Error> {
     let software: String = row.try_get("software")?;
     Ok(Template {
-        id: parse_uuid(&row.try_get::<String, _>("id")?)?,
+        id: db::uuid(row, "id")?,
         name: row.try_get("name")?,
-        parent_id: row
-            .try_get::<Option<String>, _>("parent_id")?
-            .map(|s| parse_uuid(&s))
-            .transpose()?,
+        parent_id: db::opt_uuid(row, "parent_id")?,
         os: row.try_get("os")?,
         software: serde_json::from_str(&software).unwrap_or_default(),
         state: TemplateState::parse(&row.try_get::<String, _>("state")?),
@@ -118,10 +111,7 @@ fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Template, sqlx::Error> {
         virtual_size_bytes: u64::try_from(row.try_get::<i64, _>("virtual_size_bytes")?)
             .unwrap_or(0),
         depth: u32::try_from(row.try_get::<i64, _>("depth")?).unwrap_or(0),
-        created_by: row
-            .try_get::<Option<String>, _>("created_by")?
-            .map(|s| parse_uuid(&s))
-            .transpose()?,
+        created_by: db::opt_uuid(row, "created_by")?,
         created_at: row.try_get("created_at")?,
     })
 }

@@ -82,7 +82,7 @@ fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<User, sqlx::Error> {
     let id: String = row.try_get("id")?;
     let role: String = row.try_get("role")?;
     Ok(User {
-        id: Uuid::parse_str(&id).map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+        id: db::parse_uuid(&id)?,
         username: row.try_get("username")?,
         display_name: row.try_get("display_name")?,
         role: Role::parse(&role).unwrap_or(Role::Student),

@@ -122,10 +122,6 @@ pub enum VmError {
 
 const COLUMNS: &str = "id, name, course_id, build_template_id, owner_id, template_id, node_id, state, vcpus, memory_mib, overlay_path, last_error, last_started_at, created_at";
 
-fn uuid_of(s: &str) -> Result<Uuid, sqlx::Error> {
-    Uuid::parse_str(s).map_err(|e| sqlx::Error::Decode(Box::new(e)))
-}
-
 fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Vm, sqlx::Error> {
     let overlay_path = PathBuf::from(row.try_get::<String, _>("overlay_path")?);
     // Bytes the personal layer really occupies (sparse-aware).
@@ -136,22 +132,13 @@ fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Vm, sqlx::Error> {
             .unwrap_or(0)
     };
     Ok(Vm {
-        id: uuid_of(&row.try_get::<String, _>("id")?)?,
+        id: db::uuid(row, "id")?,
         name: row.try_get("name")?,
-        course_id: row
-            .try_get::<Option<String>, _>("course_id")?
-            .map(|s| uuid_of(&s))
-            .transpose()?,
-        build_template_id: row
-            .try_get::<Option<String>, _>("build_template_id")?
-            .map(|s| uuid_of(&s))
-            .transpose()?,
-        owner_id: uuid_of(&row.try_get::<String, _>("owner_id")?)?,
-        template_id: uuid_of(&row.try_get::<String, _>("template_id")?)?,
-        node_id: row
-            .try_get::<Option<String>, _>("node_id")?
-            .map(|s| uuid_of(&s))
-            .transpose()?,
+        course_id: db::opt_uuid(row, "course_id")?,
+        build_template_id: db::opt_uuid(row, "build_template_id")?,
+        owner_id: db::uuid(row, "owner_id")?,
+        template_id: db::uuid(row, "template_id")?,
+        node_id: db::opt_uuid(row, "node_id")?,
         state: VmState::parse(&row.try_get::<String, _>("state")?),
         vcpus: u32::try_from(row.try_get::<i64, _>("vcpus")?).unwrap_or(1),
         memory_mib: u32::try_from(row.try_get::<i64, _>("memory_mib")?).unwrap_or(64),
