@@ -504,6 +504,83 @@ pub async fn import_local_file(
     .await
 }
 
+/// Flattens a template into a new standalone layer with the same OS and
+/// software (admins do this when a chain grows deep). The copy sits beside the
+/// original in the tree (same parent) but needs no backing file: guests read
+/// it without walking the chain, at the price of storing the whole disk again.
+pub async fn flatten(
+    pool: &Pool,
+    storage: &Storage,
+    id: Uuid,
+    name: &str,
+    created_by: Uuid,
+) -> Result<Template, TemplateError> {
+    validate_name(name)?;
+    let src = get(pool, id).await?;
+    if src.state != TemplateState::Ready || src.parent_id.is_none() {
+        return Err(TemplateError::NotReady);
+    }
+    if find_by_name(pool, name).await?.is_some() {
+        return Err(TemplateError::NameTaken(name.to_owned()));
+    }
+    let new_id = Uuid::new_v4();
+    let dst = storage.template_path(new_id);
+    let mut guard = FileGuard(Some(dst.clone()));
+    // `convert` reads through the whole backing chain and writes one standalone layer.
+    images::qemu_img::convert_to_qcow2(&storage.template_path(src.id), ImageFormat::Qcow2, &dst)
+        .await?;
+    seal_file(&dst)?;
+    let t = Template {
+        id: new_id,
+        name: name.to_owned(),
+        parent_id: src.parent_id,
+        os: src.os.clone(),
+        software: src.software.clone(),
+        state: TemplateState::Ready,
+        size_bytes: std::fs::metadata(&dst)?.len(),
+        virtual_size_bytes: src.virtual_size_bytes,
+        depth: src.depth,
+        created_by: Some(created_by),
+        created_at: db::now(),
+    };
+    insert(pool, &t).await?;
+    guard.disarm();
+    Ok(t)
+}
+
+/// What the library costs on disk: its layers as stored vs. what flat copies
+/// of every template would take.
+#[derive(Debug, Clone, Serialize)]
+pub struct LibraryUsage {
+    pub templates: usize,
+    pub stored_bytes: u64,
+    pub flat_copies_bytes: u64,
+}
+
+pub async fn usage(pool: &Pool) -> Result<LibraryUsage, TemplateError> {
+    let all = list(pool).await?;
+    let by_id: std::collections::HashMap<Uuid, &Template> = all.iter().map(|t| (t.id, t)).collect();
+    let stored_bytes = all.iter().map(|t| t.size_bytes).sum();
+    // A flat copy of a template holds its own layer plus every ancestor's.
+    let flat_copies_bytes = all
+        .iter()
+        .map(|t| {
+            let mut total = 0;
+            let mut cur = Some(t);
+            while let Some(c) = cur {
+                total += c.size_bytes;
+                cur = c.parent_id.and_then(|p| by_id.get(&p).copied());
+            }
+            total
+        })
+        .sum();
+    Ok(LibraryUsage {
+        templates: all.len(),
+        stored_bytes,
+        flat_copies_bytes,
+    })
+}
+
 /// Deletes a template that nothing uses; its layer goes with it.
 pub async fn delete(pool: &Pool, storage: &Storage, id: Uuid) -> Result<(), TemplateError> {
     let t = get(pool, id).await?;

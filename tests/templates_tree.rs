@@ -36,6 +36,7 @@ async fn derive_seal_and_use_a_child_template() {
     env.user("test-teacher", Role::Teacher).await;
     env.user("test-other-teacher", Role::Teacher).await;
     env.user("test-alice", Role::Student).await;
+    env.user("test-admin", Role::Admin).await;
     let teacher = env.client("test-teacher").await;
     let other = env.client("test-other-teacher").await;
     let alice = env.client("test-alice").await;
@@ -268,6 +269,42 @@ async fn derive_seal_and_use_a_child_template() {
 
     // The parent template layer is byte-for-byte unchanged by all of this.
     assert_eq!(sha256_file(&c_layer), c_sum);
+
+    // Flatten (admin only): a standalone layer, same software, no backing file.
+    let flat_body = json!({"name":"test-c-gdb-flat"});
+    assert_error(
+        &teacher
+            .post(
+                &format!("/api/templates/{draft_id}/flatten"),
+                flat_body.clone(),
+            )
+            .await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
+    let admin = env.client("test-admin").await;
+    let (s, flat) = admin
+        .post(&format!("/api/templates/{draft_id}/flatten"), flat_body)
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{flat}");
+    assert_eq!(flat["software"], sealed["software"]);
+    let flat_layer = env
+        .data_dir()
+        .join("templates")
+        .join(format!("{}.qcow2", flat["id"].as_str().unwrap()));
+    let info = std::process::Command::new("qemu-img")
+        .args(["info", "-U", "--output=json", "-f", "qcow2"])
+        .arg(&flat_layer)
+        .output()
+        .unwrap();
+    let info: Value = serde_json::from_slice(&info.stdout).unwrap();
+    assert!(info.get("backing-filename").is_none(), "{info}");
+    // The tree stores much less than flat copies of every template would.
+    let (_, usage) = teacher.get("/api/templates/usage").await;
+    assert!(
+        usage["stored_bytes"].as_u64().unwrap() < usage["flat_copies_bytes"].as_u64().unwrap(),
+        "{usage}"
+    );
 
     // Abandoning a draft removes it and its build VM.
     let (s, d) = teacher

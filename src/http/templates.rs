@@ -26,6 +26,8 @@ pub fn router() -> Router<AppState> {
         .route("/api/templates/match", post(match_templates))
         .route("/api/templates/{id}/derive", post(derive))
         .route("/api/templates/{id}/seal", post(seal))
+        .route("/api/templates/{id}/flatten", post(flatten))
+        .route("/api/templates/usage", get(usage))
         .route("/api/templates/{id}", get(show).delete(remove))
 }
 
@@ -186,4 +188,29 @@ async fn seal(
         )
         .await?,
     ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FlattenBody {
+    name: String,
+}
+
+async fn flatten(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    IdPath(id): IdPath,
+    ApiJson(body): ApiJson<FlattenBody>,
+) -> Result<(StatusCode, Json<Template>), ApiError> {
+    me.require(&[Role::Admin])?;
+    let t = templates::flatten(&state.pool, &state.storage, id, &body.name, me.user.id).await?;
+    Ok((StatusCode::CREATED, Json(t)))
+}
+
+async fn usage(
+    State(state): State<AppState>,
+    me: CurrentUser,
+) -> Result<Json<templates::LibraryUsage>, ApiError> {
+    me.require(STAFF)?;
+    Ok(Json(templates::usage(&state.pool).await?))
 }
