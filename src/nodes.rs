@@ -259,7 +259,15 @@ impl Nodes {
             return Ok(c.clone());
         }
         let node = self.get(id).await?;
-        match libvirt::Node::open(&node.uri, self.connect_timeout).await {
+        // A class starting together (the paper's boot storm) issues many
+        // domain creations at once; enough workers keep them from queueing
+        // behind each other into the call timeout. libvirtd bounds its own
+        // concurrency (max_workers) anyway.
+        let options = libvirt::NodeOptions {
+            workers: 16,
+            ..libvirt::NodeOptions::default()
+        };
+        match libvirt::Node::open_with(&node.uri, self.connect_timeout, options).await {
             Ok(c) => {
                 self.conns.write().await.insert(id, c.clone());
                 Ok(c)
