@@ -352,8 +352,9 @@ async fn issue(State(s): State<ProxyState>) -> String {
     )
 }
 
-/// What `GET /ws/console` does (src/http/console.rs), with the node console
-/// address fixed to the synthetic server instead of looked up in libvirt.
+/// What `GET /ws/console` does (src/http/console.rs: Origin check, redeem,
+/// then `ConsoleHub::upgrade` → `relay`), with the node console address
+/// fixed to the synthetic server instead of looked up in libvirt.
 async fn connect(
     State(s): State<ProxyState>,
     headers: HeaderMap,
@@ -369,10 +370,15 @@ async fn connect(
         Ok(t) => t,
         Err(e) => return refuse(&e),
     };
-    let hub = s.hub.clone();
-    ws.protocols(["binary"])
-        .on_upgrade(move |socket| hub.relay(ticket, socket, s.target))
-        .into_response()
+    if std::env::var_os("PVCE_BENCH_WS_DEFAULT").is_some() {
+        // For comparison: tungstenite's default 128 KiB read buffer.
+        let hub = s.hub.clone();
+        return ws
+            .protocols(["binary"])
+            .on_upgrade(move |socket| hub.relay(ticket, socket, s.target))
+            .into_response();
+    }
+    s.hub.clone().upgrade(ws, ticket, s.target)
 }
 
 async fn stats(State(s): State<ProxyState>) -> String {
@@ -390,7 +396,9 @@ async fn stats(State(s): State<ProxyState>) -> String {
 /// The child process's body: pvce's `ConsoleHub` with the server's default
 /// limits and TTL (from `Config`), relaying to `PVCE_BENCH_TARGET`, served
 /// with TCP_NODELAY on accepted sockets ([`console::nodelay`]; set
-/// `PVCE_BENCH_NAGLE=1` to compare without). Prints `LISTEN <addr>` once ready.
+/// `PVCE_BENCH_NAGLE=1` to compare without; `PVCE_BENCH_WS_DEFAULT=1` to
+/// upgrade with axum's default WebSocket config instead of
+/// `ConsoleHub::upgrade`'s). Prints `LISTEN <addr>` once ready.
 pub fn run_proxy_child() {
     let target: SocketAddr = std::env::var("PVCE_BENCH_TARGET").unwrap().parse().unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
