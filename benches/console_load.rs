@@ -5,18 +5,20 @@
 //!
 //! Each session behaves like a student at a busy desktop: RATE times a second
 //! it presses a key (and waits for the glyph update it causes — the round trip
-//! timed) and requests a FRAME-sized Raw framebuffer update. The same workload
-//! runs first with direct TCP connections (the baseline) and then through the
-//! proxy; "added latency" is proxy minus direct at the same percentile.
+//! timed) and requests a FRAME-sized Raw framebuffer update. While the proxied
+//! sessions run, a few direct TCP "probe" sessions with the same workload run
+//! alongside, so the baseline sees the same CPU contention at the same time;
+//! "added latency" is proxied minus direct at the same percentile.
 //!
 //! Reports throughput, keystroke p50/p99 (direct, proxied, added), errors
 //! (must be 0: the process exits non-zero otherwise), sessions the hub saw,
 //! and the proxy process's RSS (VmRSS sampled, peak, VmHWM) and CPU.
 //!
-//! Run: `cargo bench --bench console_load`. Knobs (env): PVCE_LOAD_SESSIONS
-//! (200), PVCE_LOAD_SECS (30, proxied phase), PVCE_LOAD_BASELINE_SECS (10,
-//! direct phase), PVCE_LOAD_RATE (10 key+frame ticks per second per session;
-//! 0 = back to back), PVCE_LOAD_FRAME (128x128, i.e. 64 KiB per update).
+//! Run: `cargo bench --bench console_load` (or `scripts/bench-console.sh
+//! load`). Knobs (env): PVCE_LOAD_SESSIONS (200), PVCE_LOAD_SECS (30),
+//! PVCE_LOAD_PROBES (20 direct sessions), PVCE_LOAD_RATE (10 key+frame ticks
+//! per second per session; 0 = back to back), PVCE_LOAD_FRAME (128x128, i.e.
+//! 64 KiB per update).
 #![allow(clippy::unwrap_used)]
 
 mod support;
@@ -114,17 +116,15 @@ async fn session_loop(
     out
 }
 
-/// Opens every session (not timed), then runs them all for `secs`.
-async fn phase(
-    name: &str,
-    load: &Arc<Load>,
-    secs: f64,
+/// Opens `n` sessions, through the proxy or directly, 32 at a time (not timed).
+async fn open(
+    n: usize,
     vnc: SocketAddr,
     proxy: Option<&Arc<ProxyChild>>,
-) -> (Outcome, f64) {
+) -> (Vec<RfbClient>, Outcome) {
     let gate = Arc::new(Semaphore::new(32));
     let mut connecting = Vec::new();
-    for _ in 0..load.sessions {
+    for _ in 0..n {
         let gate = gate.clone();
         let proxy = proxy.cloned();
         connecting.push(tokio::spawn(async move {
@@ -140,15 +140,20 @@ async fn phase(
             }
         }));
     }
-    let mut total = Outcome::default();
+    let mut out = Outcome::default();
     let mut clients = Vec::new();
     for h in connecting {
         match h.await.unwrap() {
             Ok(c) => clients.push(c),
-            Err(e) => total.fail(format!("connect: {e}")),
+            Err(e) => out.fail(format!("connect: {e}")),
         }
     }
-    eprintln!("{name}: {} sessions open, running {secs} s…", clients.len());
+    (clients, out)
+}
+
+/// Runs every group of sessions at once for `secs`, ticks spread evenly over
+/// one period; returns each group's outcome (RTTs sorted) and the elapsed time.
+async fn run(load: &Arc<Load>, secs: f64, groups: Vec<Vec<RfbClient>>) -> (Vec<Outcome>, f64) {
     let start = Instant::now() + Duration::from_millis(100);
     let end = start + Duration::from_secs_f64(secs);
     let spread = if load.rate > 0.0 {
@@ -156,24 +161,33 @@ async fn phase(
     } else {
         0.0
     };
-    let n = clients.len().max(1);
-    let tasks: Vec<_> = clients
-        .into_iter()
-        .enumerate()
-        .map(|(i, c)| {
-            let offset = Duration::from_secs_f64(spread * i as f64 / n as f64);
-            tokio::spawn(session_loop(c, load.clone(), start, end, offset))
-        })
-        .collect();
-    for t in tasks {
-        match t.await {
-            Ok(o) => total.merge(o),
-            Err(e) => total.fail(format!("session task: {e}")),
-        }
+    let n = groups.iter().map(Vec::len).sum::<usize>().max(1);
+    let mut k = 0usize;
+    let mut tasks: Vec<Vec<_>> = Vec::new();
+    for g in groups {
+        tasks.push(
+            g.into_iter()
+                .map(|c| {
+                    let offset = Duration::from_secs_f64(spread * k as f64 / n as f64);
+                    k += 1;
+                    tokio::spawn(session_loop(c, load.clone(), start, end, offset))
+                })
+                .collect(),
+        );
     }
-    let el = start.elapsed().as_secs_f64();
-    total.rtts.sort();
-    (total, el)
+    let mut outs = Vec::new();
+    for group in tasks {
+        let mut total = Outcome::default();
+        for t in group {
+            match t.await {
+                Ok(o) => total.merge(o),
+                Err(e) => total.fail(format!("session task: {e}")),
+            }
+        }
+        total.rtts.sort();
+        outs.push(total);
+    }
+    (outs, start.elapsed().as_secs_f64())
 }
 
 fn report(name: &str, o: &Outcome, el: f64) {
@@ -190,6 +204,15 @@ fn report(name: &str, o: &Outcome, el: f64) {
     );
 }
 
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn main() {
     if std::env::var("PVCE_BENCH_ROLE").as_deref() == Ok("proxy") {
         support::run_proxy_child();
@@ -201,27 +224,34 @@ fn main() {
         frame: env_size("PVCE_LOAD_FRAME", (128, 128)),
     });
     let secs: f64 = env_or("PVCE_LOAD_SECS", 30.0);
-    let baseline_secs: f64 = env_or("PVCE_LOAD_BASELINE_SECS", 10.0);
+    let probes: usize = env_or("PVCE_LOAD_PROBES", 20);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let ok = rt.block_on(async move {
         let vnc = support::spawn_vnc_like().await;
         let proxy = Arc::new(ProxyChild::spawn(vnc).await);
         let pid = proxy.pid().to_string();
         println!(
-            "console load test: {} sessions, each {} key+{}x{} frame ticks/s ({} KiB per frame); direct {baseline_secs} s, then through pvce {secs} s; {} CPUs",
+            "console load test: {} sessions through pvce + {probes} direct probe sessions at once for {secs} s, each {} key+{}x{} frame ticks/s ({} KiB per frame); {} CPUs, load average {} at start",
             load.sessions,
             load.rate,
             load.frame.0,
             load.frame.1,
             usize::from(load.frame.0) * usize::from(load.frame.1) * 4 / 1024,
             std::thread::available_parallelism().map_or(0, |n| n.get()),
+            loadavg(),
         );
 
-        let (direct, direct_el) = phase("direct", &load, baseline_secs, vnc, None).await;
-
         let (rss_idle, _) = rss_kib(&pid);
+        let (proxied_clients, mut proxied) = open(load.sessions, vnc, Some(&proxy)).await;
+        let (direct_clients, mut direct) = open(probes, vnc, None).await;
+        eprintln!(
+            "{} sessions through pvce and {} direct probes open, running {secs} s…",
+            proxied_clients.len(),
+            direct_clients.len()
+        );
         let cpu0 = support::cpu_secs(&pid);
-        // Sample the proxy's RSS and active sessions while the proxied phase runs.
+        let me0 = support::cpu_secs("self");
+        // Sample the proxy's RSS and active sessions while the load runs.
         let sampling = Arc::new(AtomicBool::new(true));
         let sampler = {
             let (pid, sampling, proxy) = (pid.clone(), sampling.clone(), proxy.clone());
@@ -237,10 +267,14 @@ fn main() {
                 (peak_rss, peak_active)
             })
         };
-        let (proxied, proxied_el) = phase("pvce", &load, secs, vnc, Some(&proxy)).await;
+        let (outs, el) = run(&load, secs, vec![proxied_clients, direct_clients]).await;
+        let mut outs = outs.into_iter();
+        proxied.merge(outs.next().unwrap_or_default());
+        direct.merge(outs.next().unwrap_or_default());
         sampling.store(false, Ordering::Relaxed);
         let (peak_rss, peak_active) = sampler.await.unwrap();
         let proxy_cpu = support::cpu_secs(&pid) - cpu0;
+        let me_cpu = support::cpu_secs("self") - me0;
         let (_, hwm) = rss_kib(&pid);
         // Every session must be unregistered once its client is gone.
         let mut leftover = u64::MAX;
@@ -260,8 +294,8 @@ fn main() {
         println!(
             "|----------|---------:|----------:|---------:|--------:|---------:|---------:|---------:|-------:|"
         );
-        report("direct", &direct, direct_el);
-        report("pvce", &proxied, proxied_el);
+        report("direct", &direct, el);
+        report("pvce", &proxied, el);
         let added = |p: f64| us(pct(&proxied.rtts, p)) - us(pct(&direct.rtts, p));
         println!();
         println!(
@@ -274,15 +308,17 @@ fn main() {
             rss_idle as f64 / 1024.0,
             peak_rss as f64 / 1024.0,
             hwm as f64 / 1024.0,
-            100.0 * proxy_cpu / proxied_el,
+            100.0 * proxy_cpu / el,
             peak_active,
             leftover,
             stats.1 as f64 / 1e6,
             stats.3,
         );
         println!(
-            "bench process (clients + synthetic server): VmHWM {:.1} MiB",
-            rss_kib("self").1 as f64 / 1024.0
+            "bench process (clients + synthetic server): {:.0}% CPU, VmHWM {:.1} MiB; load average {} at the end",
+            100.0 * me_cpu / el,
+            rss_kib("self").1 as f64 / 1024.0,
+            loadavg()
         );
         let errors = direct.errors + proxied.errors;
         if let Some(e) = direct.first_error.as_ref().or(proxied.first_error.as_ref()) {

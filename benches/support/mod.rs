@@ -34,6 +34,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 pub const VERSION: &[u8; 12] = b"RFB 003.008\n";
 /// The rectangle a keystroke's echo redraws (one 8×16 glyph).
@@ -188,7 +189,10 @@ impl RfbClient {
             .to_owned();
         let s = TcpStream::connect(host).await?;
         s.set_nodelay(true)?;
-        let (ws, _) = tokio_tungstenite::client_async(req, s)
+        // tungstenite zero-fills its whole read buffer before every read; a
+        // browser does no such thing, so keep the client's cost small.
+        let config = WebSocketConfig::default().read_buffer_size(16 * 1024);
+        let (ws, _) = tokio_tungstenite::client_async_with_config(req, s, Some(config))
             .await
             .context("WebSocket handshake")?;
         let mut c = Self {
