@@ -1,11 +1,9 @@
 //! `POST /api/vms/{id}/console` (issue a token) and `GET /ws/console` (the relay).
 
-use std::sync::Arc;
-
 use axum::extract::State;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::http::{HeaderMap, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -70,6 +68,14 @@ async fn connect(
         return Err(ConsoleError::BadOrigin.into());
     }
     let ticket = state.console.redeem(&q.token)?;
+    // A browser also sends its session cookie: a token issued to someone else
+    // is refused (tools without a cookie are gated by the token alone).
+    if let Some(session) = super::extract::cookie_token(&headers)
+        && let Ok(user) = crate::auth::authenticate(&state.pool, &session).await
+        && user.id != ticket.user_id
+    {
+        return Err(ConsoleError::BadToken.into());
+    }
     // The token is void if the VM stopped, restarted or moved since it was issued.
     let (vm, host, port, _) = state
         .vms
@@ -81,9 +87,5 @@ async fn connect(
     {
         return Err(ConsoleError::BadToken.into());
     }
-    let hub: Arc<console::ConsoleHub> = state.console.clone();
-    Ok(ws
-        .protocols(["binary"])
-        .on_upgrade(move |socket| hub.relay(ticket, socket, (host, port)))
-        .into_response())
+    Ok(state.console.clone().upgrade(ws, ticket, (host, port)))
 }

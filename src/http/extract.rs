@@ -35,8 +35,12 @@ pub fn session_token(parts: &Parts) -> Option<String> {
     {
         return Some(t.trim().to_owned());
     }
-    parts
-        .headers
+    cookie_token(&parts.headers)
+}
+
+/// The session token carried in the `pvce_session` cookie, if any.
+pub fn cookie_token(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
