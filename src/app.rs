@@ -115,7 +115,8 @@ pub async fn start(config: Config, listen: &str) -> anyhow::Result<Server> {
     let router = crate::http::router(state.clone());
     let handle = tokio::spawn(async move {
         let service = router.into_make_service_with_connect_info::<SocketAddr>();
-        if let Err(e) = axum::serve(listener, service).await {
+        // TCP_NODELAY on every accepted socket: console echoes must not wait for ACKs.
+        if let Err(e) = axum::serve(crate::console::nodelay(listener), service).await {
             tracing::error!(error = %e, "server stopped");
         }
     });
