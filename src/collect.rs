@@ -405,6 +405,9 @@ async fn collect_vm(
                 vm.state.as_str()
             ));
         }
+        if snapshots::settle(&vm.overlay_path).await.is_err() {
+            return Some(format!("{label}: skipped, the VM's disk is still in use\n"));
+        }
         if let Err(e) = qemu_img::convert_to_raw(&vm.overlay_path, &raw).await {
             tracing::warn!(vm = %vm_id, error = %e, "collect: cannot read a layer");
             return Some(format!("{label}: skipped, the layer could not be read\n"));

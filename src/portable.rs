@@ -451,6 +451,7 @@ pub async fn export(
         let _held = lock.lock().await;
         let vm = snapshots::reload(vms, vm_id).await?;
         snapshots::ensure_stopped(&vm, "exporting")?;
+        snapshots::settle(&vm.overlay_path).await?;
         if standalone {
             qemu_img::convert_to_qcow2(&vm.overlay_path, ImageFormat::Qcow2, &tmp).await?;
         } else {
@@ -912,6 +913,7 @@ async fn import_inner<R: AsyncRead + Unpin>(
     let _held = lock.lock().await;
     let vm = snapshots::reload(vms, vm_id).await?;
     snapshots::ensure_stopped(&vm, "importing a layer")?;
+    snapshots::settle(&vm.overlay_path).await?;
     let backup = Snapshot {
         id: Uuid::new_v4(),
         vm_id: vm.id,
@@ -1057,6 +1059,10 @@ pub async fn disk_usage(vms: &VmManager, vm_id: Uuid) -> Result<DiskUsage, Porta
     if !matches!(vm.state, VmState::Stopped | VmState::Error) {
         usage.note =
             Some("the VM is running: its file system is read only while it is stopped".into());
+        return Ok(usage);
+    }
+    if let Err(e) = snapshots::settle(&vm.overlay_path).await {
+        usage.note = Some(e.to_string());
         return Ok(usage);
     }
     match read_fs(&vm.overlay_path).await {

@@ -193,6 +193,33 @@ pub(crate) fn ensure_stopped(vm: &Vm, what: &str) -> Result<(), VmError> {
     }
 }
 
+/// How long [`settle`] waits for QEMU to let go of a stopped VM's layer.
+const SETTLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Waits until nothing holds a stopped VM's layer open for writing. libvirt
+/// reports a guest shut off a moment before its QEMU process has released
+/// the image locks, so a tool started right then fails with "Failed to get
+/// … lock". Probes with `qemu-img info` (which opens no backing file) and
+/// answers 409 `layer_busy` if the layer stays locked. Call under the VM lock.
+pub(crate) async fn settle(layer: &Path) -> Result<(), VmError> {
+    let start = std::time::Instant::now();
+    loop {
+        match qemu_img::snapshot_tags(layer).await {
+            Err(ImageError::QemuImg { detail, .. }) if detail.contains("lock") => {
+                if start.elapsed() >= SETTLE_TIMEOUT {
+                    return Err(VmError::Conflict(
+                        "layer_busy",
+                        "the VM's disk is still in use; try again in a moment".into(),
+                    ));
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            }
+            // Other failures show up in the operation that follows.
+            _ => return Ok(()),
+        }
+    }
+}
+
 /// Re-reads a VM (row + node) while the caller holds its lifecycle lock.
 pub(crate) async fn reload(vms: &VmManager, vm_id: Uuid) -> Result<Vm, VmError> {
     let vm = vms::load(vms.pool(), vm_id).await?;
@@ -211,6 +238,7 @@ pub async fn create(
     let _guard = lock.lock().await;
     let vm = reload(vms, vm_id).await?;
     ensure_stopped(&vm, "taking a snapshot")?;
+    settle(&vm.overlay_path).await?;
     let pool = vms.pool();
     prune_missing(pool, &vm).await?;
     let existing = list(pool, vm.id).await?;
@@ -285,6 +313,7 @@ pub async fn revert(vms: &VmManager, vm_id: Uuid, snapshot_id: Uuid) -> Result<V
     let _guard = lock.lock().await;
     let vm = reload(vms, vm_id).await?;
     ensure_stopped(&vm, "reverting to a snapshot")?;
+    settle(&vm.overlay_path).await?;
     let pool = vms.pool();
     let snap = get(pool, vm.id, snapshot_id).await?;
     match snap.kind {
@@ -344,6 +373,7 @@ pub async fn delete(vms: &VmManager, vm_id: Uuid, snapshot_id: Uuid) -> Result<(
     match snap.kind {
         SnapshotKind::Internal => {
             ensure_stopped(&vm, "deleting a snapshot")?;
+            settle(&vm.overlay_path).await?;
             let tag = snap.id.to_string();
             if qemu_img::snapshot_tags(&vm.overlay_path)
                 .await?
@@ -455,6 +485,34 @@ mod tests {
         for bad in ["", " a", "a ", "a\nb", "tab\there", &"x".repeat(65)] {
             assert!(validate_name(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn settle_waits_for_the_image_lock() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let img = d.path().join("l.qcow2");
+        let ok = std::process::Command::new("qemu-img")
+            .args(["create", "-q", "-f", "qcow2"])
+            .arg(&img)
+            .arg("1M")
+            .status()
+            .expect("qemu-img")
+            .success();
+        assert!(ok);
+        // A writer holding the layer (as QEMU does while a VM shuts down).
+        let mut holder = tokio::process::Command::new("qemu-io")
+            .args(["-f", "qcow2", "-c", "sleep 1500"])
+            .arg(&img)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("qemu-io");
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(qemu_img::snapshot_tags(&img).await.is_err(), "locked");
+        let started = std::time::Instant::now();
+        settle(&img).await.expect("settles");
+        assert!(started.elapsed() >= std::time::Duration::from_millis(500));
+        assert!(qemu_img::snapshot_tags(&img).await.is_ok());
+        let _ = holder.wait().await;
     }
 
     #[test]

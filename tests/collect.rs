@@ -10,7 +10,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{TestEnv, assert_error, download, serial_run, wait_for, wait_serial};
+use common::{TestEnv, assert_error, download, serial_run, wait_serial};
 use pvce::auth::Role;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -124,11 +124,7 @@ async fn collection_holds_each_students_files_and_nothing_from_other_courses() {
         assert_eq!(s, StatusCode::OK, "{v}");
     }
     for (client, vm) in [(&alice, &alice_a), (&alice, &alice_b), (&bob, &bob_a)] {
-        wait_for("the VM to stop", Duration::from_secs(60), || async {
-            let (_, v) = client.get(&format!("/api/vms/{vm}")).await;
-            (v["state"] == "stopped").then_some(())
-        })
-        .await;
+        common::wait_vm_gone(client, vm).await;
     }
 
     // Only the course's teacher (or an admin) may collect; the path is checked.

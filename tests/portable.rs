@@ -71,11 +71,7 @@ async fn boot(env: &TestEnv, client: &common::Client, vm: &str) {
 async fn shutdown(client: &common::Client, vm: &str) {
     let (s, v) = client.post_empty(&format!("/api/vms/{vm}/shutdown")).await;
     assert_eq!(s, StatusCode::OK, "{v}");
-    wait_for("the VM to stop", Duration::from_secs(60), || async {
-        let (_, v) = client.get(&format!("/api/vms/{vm}")).await;
-        (v["state"] == "stopped").then_some(())
-    })
-    .await;
+    common::wait_vm_gone(client, vm).await;
 }
 
 fn run(cmd: &mut Command) -> String {

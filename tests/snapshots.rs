@@ -9,7 +9,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestEnv, assert_error, serial_run, sha256_file, wait_for, wait_serial};
+use common::{TestEnv, assert_error, serial_run, sha256_file, wait_serial};
 use pvce::auth::Role;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -58,11 +58,7 @@ async fn setup(env: &TestEnv) -> (String, String) {
 }
 
 async fn wait_stopped(client: &common::Client, vm_id: &str) {
-    wait_for("the VM to stop", Duration::from_secs(60), || async {
-        let (_, v) = client.get(&format!("/api/vms/{vm_id}")).await;
-        (v["state"] == "stopped").then_some(())
-    })
-    .await;
+    common::wait_vm_gone(client, vm_id).await;
 }
 
 #[tokio::test]

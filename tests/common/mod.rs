@@ -331,34 +331,58 @@ pub fn serial_type(vm_id: &str, line: &str, hold: Duration) {
     }
 }
 
-/// Runs a shell command line in the guest until the serial log shows `expect`
-/// (typed again every few seconds in case the shell was not reading yet, so
-/// the line must be idempotent). Put `expect` behind shell arithmetic, e.g.
-/// `echo DONE-$((40+2))` → `DONE-42`, so the echo of the typed line does not match.
+/// Runs a shell command line in the guest and waits until the serial log
+/// shows `expect` after it. The line is typed again only while the shell has
+/// not echoed it (it may not be reading yet right after boot); once echoed it
+/// is never typed twice, so a long command is not started again under itself.
+/// Put `expect` behind shell arithmetic, e.g. `echo DONE-$((40+2))` →
+/// `DONE-42`, so the echo of the typed line does not match.
 pub async fn serial_run(env: &TestEnv, vm_id: &str, line: &str, expect: &str) {
+    let log_path = env.console_log(vm_id);
+    let read_from = |from: usize| {
+        let p = log_path.clone();
+        async move {
+            let log = tokio::fs::read(&p).await.unwrap_or_default();
+            String::from_utf8_lossy(log.get(from..).unwrap_or(&log)).into_owned()
+        }
+    };
+    let from = tokio::fs::metadata(&log_path)
+        .await
+        .map_or(0, |m| m.len() as usize);
+    // What the shell echoes first: the line's beginning, before any redraw.
+    let echo: String = line.chars().take(12).collect();
     let start = Instant::now();
-    loop {
+    let mut accepted = false;
+    while !accepted {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the guest shell never read {line:?}"
+        );
         let (id, l) = (vm_id.to_owned(), line.to_owned());
         let typing = tokio::task::spawn_blocking(move || {
             serial_type(&id, &l, Duration::from_secs(3));
         });
         let typed = Instant::now();
         while typed.elapsed() < Duration::from_secs(4) {
-            let log = tokio::fs::read_to_string(env.console_log(vm_id))
-                .await
-                .unwrap_or_default();
+            let log = read_from(from).await;
             if log.contains(expect) {
                 typing.await.unwrap();
                 return;
             }
+            if log.contains(&echo) {
+                accepted = true;
+                break;
+            }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         typing.await.unwrap();
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "{expect:?} never appeared on the serial console after typing {line:?}"
-        );
     }
+    wait_for(
+        &format!("{expect:?} after typing {line:?}"),
+        Duration::from_secs(120),
+        || async { read_from(from).await.contains(expect).then_some(()) },
+    )
+    .await;
 }
 
 /// Waits for `needle` in the VM's serial log (a fresh log per boot).
@@ -440,4 +464,17 @@ pub fn walk_find(dir: &Path, name: &str) -> Option<PathBuf> {
         }
     }
     None
+}
+
+/// Waits until the API says a VM is stopped *and* libvirt has let its
+/// domain go. (The API may say "stopped" while libvirt still reports the
+/// domain as shutting down; a start or an image tool right then races QEMU's
+/// exit.)
+pub async fn wait_vm_gone(client: &Client, vm_id: &str) {
+    let domain = format!("test-pvce-{vm_id}");
+    wait_for("the VM to stop", Duration::from_secs(90), || async {
+        let (_, v) = client.get(&format!("/api/vms/{vm_id}")).await;
+        (v["state"] == "stopped" && virsh_domstate(&domain).is_empty()).then_some(())
+    })
+    .await;
 }
