@@ -20,6 +20,8 @@ const INSTALLED_LOCK: &str = "web/node_modules/.package-lock.json";
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    // sqlx::migrate! embeds migrations/: a new migration alone must rebuild the crate.
+    println!("cargo:rerun-if-changed=migrations");
     println!("cargo:rerun-if-changed=web/package.json");
     println!("cargo:rerun-if-changed={LOCK}");
     println!("cargo:rerun-if-changed={INSTALLED_LOCK}");

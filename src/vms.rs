@@ -310,6 +310,10 @@ pub async fn delete_for(
             ),
         ));
     }
+    for vm in &vms {
+        // Removes backup layers kept beside the overlay (rows cascade anyway).
+        crate::snapshots::forget_all(pool, vm).await?;
+    }
     let mut tx = pool.begin().await?;
     for vm in &vms {
         sqlx::query("DELETE FROM vms WHERE id = ?")
@@ -470,6 +474,14 @@ impl VmManager {
             Ok(Some(d)) if matches!(d.state, DomainState::Running | DomainState::Paused) => {
                 if vm.state != VmState::Running && vm.state != VmState::Stopping {
                     self.set_state(vm.id, VmState::Running, Some(node_id), None)
+                        .await?;
+                }
+            }
+            // Still shutting down (or otherwise alive): QEMU holds the layer,
+            // so the VM is not stopped yet.
+            Ok(Some(d)) if d.state != DomainState::Shutoff => {
+                if vm.state != VmState::Stopping {
+                    self.set_state(vm.id, VmState::Stopping, Some(node_id), None)
                         .await?;
                 }
             }
@@ -686,6 +698,8 @@ impl VmManager {
         tokio::task::spawn_blocking(move || images::replace_overlay(&path, &backing, size))
             .await
             .map_err(|e| VmError::Io(std::io::Error::other(e.to_string())))??;
+        // The old layer's snapshots went with it.
+        crate::snapshots::forget_all(&self.pool, &vm).await?;
         sqlx::query(
             "UPDATE vms SET state = 'stopped', node_id = NULL, last_error = NULL WHERE id = ?",
         )
@@ -729,11 +743,15 @@ impl VmManager {
                 let alive = running
                     .get(&vm.id)
                     .is_some_and(|s| matches!(s, DomainState::Running | DomainState::Paused));
+                // A domain still shutting down holds the layer: not stopped yet.
+                let present = running
+                    .get(&vm.id)
+                    .is_some_and(|s| *s != DomainState::Shutoff);
                 if alive && (vm.node_id != Some(node.id) || !vm.state.is_active()) {
                     tracing::info!(vm = %vm.id, node = %node.name, "adopting running domain");
                     self.set_state(vm.id, VmState::Running, Some(node.id), None)
                         .await?;
-                } else if !alive
+                } else if !present
                     && vm.node_id == Some(node.id)
                     && vm.state.is_active()
                     && vm.state != VmState::Starting
