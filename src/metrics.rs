@@ -19,45 +19,31 @@ pub async fn render(state: &AppState) -> Result<String, sqlx::Error> {
         let n = by_state.iter().find(|(k, _)| k == s).map_or(0, |(_, n)| *n);
         let _ = writeln!(out, "pvce_vms{{state=\"{s}\"}} {n}");
     }
-    let nodes: Vec<(String, String, i64, i64, i64)> = sqlx::query_as(
-        "SELECT name, state, maintenance, mem_total_mib, mem_used_mib FROM nodes ORDER BY name",
-    )
-    .fetch_all(&state.pool)
-    .await?;
-    let _ = writeln!(
-        out,
-        "# HELP pvce_node_up 1 if the node answers libvirt calls.\n# TYPE pvce_node_up gauge"
+    let nodes: Vec<NodeRow> =
+        sqlx::query_as("SELECT name, state, mem_total_mib, mem_used_mib FROM nodes ORDER BY name")
+            .fetch_all(&state.pool)
+            .await?;
+    per_node(
+        &mut out,
+        "pvce_node_up",
+        "1 if the node answers libvirt calls.",
+        &nodes,
+        |n| i64::from(n.1 == "up"),
     );
-    for (name, st, _, _, _) in &nodes {
-        let _ = writeln!(
-            out,
-            "pvce_node_up{{node=\"{}\"}} {}",
-            escape(name),
-            i32::from(st == "up")
-        );
-    }
-    let _ = writeln!(
-        out,
-        "# HELP pvce_node_memory_used_mib Host memory in use.\n# TYPE pvce_node_memory_used_mib gauge"
+    per_node(
+        &mut out,
+        "pvce_node_memory_used_mib",
+        "Host memory in use.",
+        &nodes,
+        |n| n.3,
     );
-    for (name, _, _, _, used) in &nodes {
-        let _ = writeln!(
-            out,
-            "pvce_node_memory_used_mib{{node=\"{}\"}} {used}",
-            escape(name)
-        );
-    }
-    let _ = writeln!(
-        out,
-        "# HELP pvce_node_memory_total_mib Host memory.\n# TYPE pvce_node_memory_total_mib gauge"
+    per_node(
+        &mut out,
+        "pvce_node_memory_total_mib",
+        "Host memory.",
+        &nodes,
+        |n| n.2,
     );
-    for (name, _, _, total, _) in &nodes {
-        let _ = writeln!(
-            out,
-            "pvce_node_memory_total_mib{{node=\"{}\"}} {total}",
-            escape(name)
-        );
-    }
     let users: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
         .fetch_one(&state.pool)
         .await?;
@@ -94,6 +80,23 @@ pub async fn render(state: &AppState) -> Result<String, sqlx::Error> {
         load(&m.refused_total)
     );
     Ok(out)
+}
+
+/// (name, state, mem_total_mib, mem_used_mib) of a node.
+type NodeRow = (String, String, i64, i64);
+
+/// One gauge with a sample per node.
+fn per_node(
+    out: &mut String,
+    metric: &str,
+    help: &str,
+    nodes: &[NodeRow],
+    value: impl Fn(&NodeRow) -> i64,
+) {
+    let _ = writeln!(out, "# HELP {metric} {help}\n# TYPE {metric} gauge");
+    for n in nodes {
+        let _ = writeln!(out, "{metric}{{node=\"{}\"}} {}", escape(&n.0), value(n));
+    }
 }
 
 fn escape(s: &str) -> String {
