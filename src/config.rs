@@ -71,6 +71,10 @@ pub struct Config {
     /// Lifetime of a login session, in hours.
     #[arg(long, env = "PVCE_SESSION_HOURS", default_value_t = 12)]
     pub session_hours: u64,
+
+    /// Snapshots allowed per personal VM (at least 1; an import's backup counts too).
+    #[arg(long, env = "PVCE_SNAPSHOT_QUOTA", default_value_t = crate::snapshots::DEFAULT_QUOTA, value_parser = parse_quota)]
+    pub snapshot_quota: usize,
 }
 
 fn parse_accel(s: &str) -> Result<AccelSetting, String> {
@@ -81,6 +85,16 @@ fn parse_accel(s: &str) -> Result<AccelSetting, String> {
         other => Err(format!(
             "unknown accelerator {other:?}; use auto, kvm or tcg"
         )),
+    }
+}
+
+/// A quota of 0 would make the snapshot feature unusable without saying so;
+/// refuse it at start-up instead.
+fn parse_quota(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err("the snapshot quota must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("not a whole number: {e}")),
     }
 }
 
@@ -103,6 +117,7 @@ impl Config {
             console_max_total: 1000,
             allowed_origins: Vec::new(),
             session_hours: 12,
+            snapshot_quota: crate::snapshots::DEFAULT_QUOTA,
         }
     }
 
@@ -119,5 +134,18 @@ impl Config {
 
     pub fn connect_timeout(&self) -> Duration {
         Duration::from_secs(self.connect_timeout_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_quota_must_be_positive() {
+        assert_eq!(parse_quota("3"), Ok(3));
+        assert!(parse_quota("0").is_err());
+        assert!(parse_quota("-1").is_err());
+        assert!(parse_quota("many").is_err());
     }
 }

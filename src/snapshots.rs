@@ -17,8 +17,9 @@
 //! - **Names are labels, tags are ids.** The user's name (1–64 printable
 //!   characters, unique per VM) lives only in the `snapshots` table; the qcow2
 //!   tag is the row's UUID, so no user string reaches qemu-img.
-//! - **Quota** per VM: [`DEFAULT_QUOTA`] (5) unless the caller passes another
-//!   value; the backup kept by an import counts too.
+//! - **Quota** per VM: `--snapshot-quota` / `PVCE_SNAPSHOT_QUOTA`
+//!   ([`crate::config::Config::snapshot_quota`], default [`DEFAULT_QUOTA`] = 5,
+//!   at least 1); the backup kept by an import counts too.
 //! - **Backups.** An import (see [`crate::portable`]) replaces the whole layer; the
 //!   former layer is kept as one `backup` snapshot: a file
 //!   `<vm-id>.backup-<snapshot-id>.qcow2` beside the layer (paths from ids

@@ -205,6 +205,35 @@ async fn snapshot_write_revert_removes_the_file_and_never_touches_the_template()
     assert_eq!(sha256_file(&template_layer), template_sum);
 }
 
+/// The quota comes from the configuration: with a quota of 2 the third
+/// snapshot is refused with the same 409, and deleting one frees a slot.
+#[tokio::test]
+async fn configured_quota_refuses_the_next_snapshot() {
+    let env = TestEnv::start_with(|c| c.snapshot_quota = 2).await;
+    let (_, vm) = setup(&env).await;
+    let alice = env.client("test-alice").await;
+    let snaps = format!("/api/vms/{vm}/snapshots");
+    let mut ids = Vec::new();
+    for i in 0..2 {
+        let (s, snap) = alice.post(&snaps, json!({"name": format!("s{i}")})).await;
+        assert_eq!(s, StatusCode::CREATED, "{snap}");
+        ids.push(snap["id"].as_str().unwrap().to_owned());
+    }
+    let got = alice.post(&snaps, json!({"name": "s2"})).await;
+    assert_error(&got, StatusCode::CONFLICT, "snapshot_quota");
+    assert!(
+        got.1["message"].as_str().unwrap().contains('2'),
+        "{}",
+        got.1
+    );
+    let (_, list) = alice.get(&snaps).await;
+    assert_eq!(list.as_array().unwrap().len(), 2, "{list}");
+    let (s, _) = alice.delete(&format!("{snaps}/{}", ids[0])).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, snap) = alice.post(&snaps, json!({"name": "s2"})).await;
+    assert_eq!(s, StatusCode::CREATED, "{snap}");
+}
+
 #[tokio::test]
 async fn quota_names_and_delete() {
     let env = TestEnv::start().await;

@@ -42,7 +42,7 @@ async fn create(
     ApiJson(body): ApiJson<CreateBody>,
 ) -> Result<(StatusCode, Json<Snapshot>), ApiError> {
     let vm = state.vms.get_for(&me.user, id).await?;
-    let s = snapshots::create(&state.vms, vm.id, &body.name, snapshots::DEFAULT_QUOTA).await?;
+    let s = snapshots::create(&state.vms, vm.id, &body.name, state.config.snapshot_quota).await?;
     Ok((StatusCode::CREATED, Json(s)))
 }
 
