@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 
@@ -107,6 +108,12 @@ pub async fn start(config: Config, listen: &str) -> anyhow::Result<Server> {
     }
     let background = vec![
         state.nodes.clone().spawn_monitor(),
+        Arc::new(crate::monitor::Monitor::new(
+            state.pool.clone(),
+            state.nodes.clone(),
+            Duration::from_secs(state.config.sample_interval_secs),
+        ))
+        .spawn(),
         state.vms.clone().spawn_reconciler(),
         spawn_console_closer(&state),
     ];

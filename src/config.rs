@@ -68,6 +68,10 @@ pub struct Config {
     #[arg(long, env = "PVCE_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
 
+    /// Seconds between two load samples of every node (history charts, load-aware placement).
+    #[arg(long, env = "PVCE_SAMPLE_INTERVAL", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub sample_interval_secs: u64,
+
     /// Lifetime of a login session, in hours.
     #[arg(long, env = "PVCE_SESSION_HOURS", default_value_t = 12)]
     pub session_hours: u64,
@@ -118,6 +122,7 @@ impl Config {
             allowed_origins: Vec::new(),
             session_hours: 12,
             snapshot_quota: crate::snapshots::DEFAULT_QUOTA,
+            sample_interval_secs: 5,
         }
     }
 

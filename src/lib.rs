@@ -24,6 +24,7 @@ pub mod images;
 pub mod library;
 pub mod libvirt;
 pub mod metrics;
+pub mod monitor;
 pub mod nodes;
 pub mod placement;
 pub mod portable;

@@ -4,6 +4,7 @@
 use std::fmt::Write;
 
 use crate::app::AppState;
+use crate::nodes::Node;
 
 pub async fn render(state: &AppState) -> Result<String, sqlx::Error> {
     let mut out = String::new();
@@ -19,31 +20,45 @@ pub async fn render(state: &AppState) -> Result<String, sqlx::Error> {
         let n = by_state.iter().find(|(k, _)| k == s).map_or(0, |(_, n)| *n);
         let _ = writeln!(out, "pvce_vms{{state=\"{s}\"}} {n}");
     }
-    let nodes: Vec<NodeRow> =
-        sqlx::query_as("SELECT name, state, mem_total_mib, mem_used_mib FROM nodes ORDER BY name")
-            .fetch_all(&state.pool)
-            .await?;
-    per_node(
-        &mut out,
-        "pvce_node_up",
-        "1 if the node answers libvirt calls.",
-        &nodes,
-        |n| i64::from(n.1 == "up"),
-    );
-    per_node(
-        &mut out,
-        "pvce_node_memory_used_mib",
-        "Host memory in use.",
-        &nodes,
-        |n| n.3,
-    );
-    per_node(
-        &mut out,
-        "pvce_node_memory_total_mib",
-        "Host memory.",
-        &nodes,
-        |n| n.2,
-    );
+    let nodes = state
+        .nodes
+        .list()
+        .await
+        .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+    #[allow(clippy::cast_precision_loss)] // gauges
+    let gauges: [NodeGauge; 6] = [
+        (
+            "pvce_node_up",
+            "1 if the node answers libvirt calls.",
+            |n| f64::from(u8::from(n.state != "down")),
+        ),
+        (
+            "pvce_node_maintenance",
+            "1 if the node takes no new VMs.",
+            |n| f64::from(u8::from(n.maintenance)),
+        ),
+        (
+            "pvce_node_cpu_percent",
+            "Host CPU busy, percent (latest sample).",
+            |n| n.cpu_percent,
+        ),
+        (
+            "pvce_node_memory_used_mib",
+            "Host memory in use (excluding page cache).",
+            |n| n.mem_used_mib as f64,
+        ),
+        ("pvce_node_memory_total_mib", "Host memory.", |n| {
+            n.mem_total_mib as f64
+        }),
+        (
+            "pvce_node_vms_running",
+            "pvce VMs running on the node.",
+            |n| n.vms_running as f64,
+        ),
+    ];
+    for (metric, help, value) in gauges {
+        per_node(&mut out, metric, help, &nodes, value);
+    }
     let users: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
         .fetch_one(&state.pool)
         .await?;
@@ -82,20 +97,14 @@ pub async fn render(state: &AppState) -> Result<String, sqlx::Error> {
     Ok(out)
 }
 
-/// (name, state, mem_total_mib, mem_used_mib) of a node.
-type NodeRow = (String, String, i64, i64);
+/// (metric, help, value) of a per-node gauge.
+type NodeGauge = (&'static str, &'static str, fn(&Node) -> f64);
 
 /// One gauge with a sample per node.
-fn per_node(
-    out: &mut String,
-    metric: &str,
-    help: &str,
-    nodes: &[NodeRow],
-    value: impl Fn(&NodeRow) -> i64,
-) {
+fn per_node(out: &mut String, metric: &str, help: &str, nodes: &[Node], value: fn(&Node) -> f64) {
     let _ = writeln!(out, "# HELP {metric} {help}\n# TYPE {metric} gauge");
     for n in nodes {
-        let _ = writeln!(out, "{metric}{{node=\"{}\"}} {}", escape(&n.0), value(n));
+        let _ = writeln!(out, "{metric}{{node=\"{}\"}} {}", escape(&n.name), value(n));
     }
 }
 

@@ -77,7 +77,8 @@ pub struct Nodes {
 }
 
 const COLUMNS: &str = "n.id, n.name, n.uri, n.console_address, n.maintenance, n.state, n.cpus, n.mem_total_mib, n.mem_used_mib, n.last_seen,
-    (SELECT COUNT(*) FROM vms v WHERE v.node_id = n.id AND v.state IN ('starting', 'running', 'stopping')) AS vms_running";
+    (SELECT COUNT(*) FROM vms v WHERE v.node_id = n.id AND v.state IN ('starting', 'running', 'stopping')) AS vms_running,
+    (SELECT s.cpu_percent FROM node_samples s WHERE s.node_id = n.id AND s.cpu_percent IS NOT NULL ORDER BY s.at DESC LIMIT 1) AS cpu_percent";
 
 fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Node, sqlx::Error> {
     let state: String = row.try_get("state")?;
@@ -96,7 +97,8 @@ fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Node, sqlx::Error> {
         cpus: u32::try_from(row.try_get::<i64, _>("cpus")?).unwrap_or(0),
         mem_total_mib: u64::try_from(row.try_get::<i64, _>("mem_total_mib")?).unwrap_or(0),
         mem_used_mib: u64::try_from(row.try_get::<i64, _>("mem_used_mib")?).unwrap_or(0),
-        cpu_percent: 0.0,
+        // The sampler's latest figure (src/monitor.rs); 0 until it has two readings.
+        cpu_percent: row.try_get::<Option<f64>, _>("cpu_percent")?.unwrap_or(0.0),
         vms_running: u64::try_from(row.try_get::<i64, _>("vms_running")?).unwrap_or(0),
         template_store_used_bytes: 0,
         template_store_free_bytes: 0,

@@ -53,6 +53,18 @@ async fn role_matrix_is_enforced_on_every_route() {
         ),
         (
             Method::GET,
+            format!("/api/nodes/{nil}/metrics?minutes=60"),
+            None,
+            [401, 403, 403, 404],
+        ),
+        (
+            Method::GET,
+            "/api/nodes/metrics".into(),
+            None,
+            [401, 403, 403, 200],
+        ),
+        (
+            Method::GET,
             "/api/templates".into(),
             None,
             [401, 403, 200, 200],
@@ -538,6 +550,8 @@ async fn openapi_lists_every_route_and_health_and_metrics_answer() {
         "/api/vms/{id}/poweroff",
         "/api/vms/{id}/reboot",
         "/api/vms/{id}/reset",
+        "/api/nodes/{id}/metrics",
+        "/api/nodes/metrics",
     ] {
         assert!(paths.contains_key(p), "openapi.json lacks {p}");
     }

@@ -201,6 +201,17 @@ impl From<NodeError> for ApiError {
     }
 }
 
+impl From<crate::monitor::MonitorError> for ApiError {
+    fn from(e: crate::monitor::MonitorError) -> Self {
+        use crate::monitor::MonitorError;
+        match e {
+            MonitorError::BadRange => Self::bad_request(e.to_string()),
+            MonitorError::NodeNotFound => Self::not_found(),
+            MonitorError::Db(_) => Self::internal(&e),
+        }
+    }
+}
+
 impl From<PlacementError> for ApiError {
     fn from(e: PlacementError) -> Self {
         Self::new(

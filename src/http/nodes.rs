@@ -7,9 +7,10 @@ use axum::{Json, Router};
 use serde::Deserialize;
 
 use super::error::ApiError;
-use super::extract::{ApiJson, CurrentUser, IdPath};
+use super::extract::{ApiJson, ApiQuery, CurrentUser, IdPath};
 use crate::app::AppState;
 use crate::auth::Role;
+use crate::monitor::{self, History, NodeHistory};
 use crate::nodes::{NewNode, Node};
 
 pub fn router() -> Router<AppState> {
@@ -17,6 +18,8 @@ pub fn router() -> Router<AppState> {
         .route("/api/nodes", get(list).post(create))
         .route("/api/nodes/{id}", get(show).delete(remove))
         .route("/api/nodes/{id}/maintenance", post(maintenance))
+        .route("/api/nodes/{id}/metrics", get(metrics))
+        .route("/api/nodes/metrics", get(cluster_metrics))
 }
 
 async fn list(State(state): State<AppState>, me: CurrentUser) -> Result<Json<Vec<Node>>, ApiError> {
@@ -66,4 +69,39 @@ async fn maintenance(
 ) -> Result<Json<Node>, ApiError> {
     me.require(&[Role::Admin])?;
     Ok(Json(state.nodes.set_maintenance(id, body.enabled).await?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RangeQuery {
+    /// Minutes of history, 1..=10080 (7 days); 60 when omitted.
+    minutes: Option<u32>,
+}
+
+async fn metrics(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    IdPath(id): IdPath,
+    ApiQuery(q): ApiQuery<RangeQuery>,
+) -> Result<Json<History>, ApiError> {
+    me.require(&[Role::Admin])?;
+    Ok(Json(
+        monitor::history(&state.pool, id, q.minutes.unwrap_or(60)).await?,
+    ))
+}
+
+#[derive(Debug, serde::Serialize)]
+struct ClusterHistory {
+    nodes: Vec<NodeHistory>,
+}
+
+async fn cluster_metrics(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    ApiQuery(q): ApiQuery<RangeQuery>,
+) -> Result<Json<ClusterHistory>, ApiError> {
+    me.require(&[Role::Admin])?;
+    Ok(Json(ClusterHistory {
+        nodes: monitor::cluster_history(&state.pool, q.minutes.unwrap_or(60)).await?,
+    }))
 }

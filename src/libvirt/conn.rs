@@ -493,6 +493,11 @@ impl Node {
         .await
     }
 
+    /// Cumulative host CPU times and current memory (see [`super::stats`]).
+    pub async fn host_stats(&self) -> Result<super::HostStats, LibvirtError> {
+        self.call(super::stats::host_stats).await
+    }
+
     /// The node's size and current memory/domain load.
     pub async fn node_info(&self) -> Result<NodeInfo, LibvirtError> {
         self.call(|c| {
@@ -500,8 +505,12 @@ impl Node {
             Ok(NodeInfo {
                 hostname: c.hostname()?,
                 cpus: ni.cpus,
-                mem_total_mib: ni.memory / 1024,                // KiB
-                mem_free_mib: c.free_memory()? / (1024 * 1024), // bytes
+                mem_total_mib: ni.memory / 1024, // KiB
+                // Free + buffers + cache, not MemFree: page cache is memory a guest can get.
+                mem_free_mib: {
+                    let m = super::stats::memory_stats(c)?;
+                    m.total_kib.saturating_sub(m.used_kib()) / 1024
+                },
                 running_domains: c.num_of_domains()?,
             })
         })

@@ -9,6 +9,8 @@
 //! - [`accel`]: which accelerator a QEMU node should use (`auto|kvm|tcg`).
 //! - [`conn`]: [`Node`], one libvirt connection with its own worker threads,
 //!   timeouts and keep-alive.
+//! - [`stats`]: host CPU and memory statistics (the crate's only `unsafe`: two FFI
+//!   calls `virt` does not wrap).
 //!
 //! Invariants the rest of the server can rely on:
 //! - No call blocks the async runtime: libvirt calls run on the node's own worker
@@ -27,10 +29,12 @@
 
 pub mod accel;
 pub mod conn;
+pub mod stats;
 pub mod xml;
 
 pub use accel::{AccelSetting, resolve_qemu_hypervisor};
 pub use conn::{DomainInfo, DomainState, DriverKind, Node, NodeInfo, NodeOptions};
+pub use stats::{CpuTimes, HostStats, MemoryStats};
 pub use xml::{
     DiskCache, DomainSpec, Graphics, GraphicsKind, Hypervisor, PVCE_XMLNS, PvceMetadata,
     domain_xml, parse_graphics, parse_metadata,
