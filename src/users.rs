@@ -29,6 +29,13 @@ pub enum UserError {
     UsernameTaken(String),
     #[error("no such user")]
     NotFound,
+    /// An admin may not demote or disable their own account (it would lock
+    /// the last admin out as easily as any other).
+    #[error("you cannot {0} your own account")]
+    OwnAccount(&'static str),
+    /// A teacher who still owns courses cannot become a student.
+    #[error("this teacher still owns {0} course(s); hand them over first")]
+    OwnsCourses(i64),
     #[error(transparent)]
     Auth(#[from] auth::AuthError),
     #[error(transparent)]
@@ -42,6 +49,17 @@ pub struct NewUser {
     pub password: String,
     pub role: Role,
     pub display_name: Option<String>,
+}
+
+/// An admin's change to an account; absent fields stay as they are.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserPatch {
+    pub display_name: Option<String>,
+    pub role: Option<Role>,
+    pub disabled: Option<bool>,
+    /// A new password (an admin resetting a forgotten one).
+    pub password: Option<String>,
 }
 
 pub const MAX_PASSWORD_LEN: usize = 1024;
@@ -61,21 +79,39 @@ pub fn validate_username(name: &str) -> Result<(), UserError> {
     }
 }
 
-fn validate_new(new: &NewUser) -> Result<(), UserError> {
-    validate_username(&new.username)?;
-    if new.password.len() < 8 || new.password.len() > MAX_PASSWORD_LEN {
+fn validate_password(password: &str) -> Result<(), UserError> {
+    if password.len() < 8 || password.len() > MAX_PASSWORD_LEN {
         return Err(UserError::Invalid(format!(
             "password must be 8-{MAX_PASSWORD_LEN} characters"
         )));
     }
-    if let Some(d) = &new.display_name
-        && (d.chars().count() > 128 || d.chars().any(char::is_control))
-    {
+    Ok(())
+}
+
+fn validate_display_name(d: &str) -> Result<(), UserError> {
+    if d.chars().count() > 128 || d.chars().any(char::is_control) {
         return Err(UserError::Invalid(
             "display_name must be at most 128 printable characters".into(),
         ));
     }
     Ok(())
+}
+
+fn validate_new(new: &NewUser) -> Result<(), UserError> {
+    validate_username(&new.username)?;
+    validate_password(&new.password)?;
+    if let Some(d) = &new.display_name {
+        validate_display_name(d)?;
+    }
+    Ok(())
+}
+
+async fn hash_off_thread(password: String) -> Result<String, UserError> {
+    Ok(
+        tokio::task::spawn_blocking(move || auth::hash_password(&password))
+            .await
+            .map_err(|_| auth::AuthError::Hash)??,
+    )
 }
 
 fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<User, sqlx::Error> {
@@ -94,12 +130,7 @@ const COLUMNS: &str = "id, username, display_name, role, disabled";
 
 pub async fn create(pool: &Pool, new: NewUser) -> Result<User, UserError> {
     validate_new(&new)?;
-    let hash = {
-        let password = new.password.clone();
-        tokio::task::spawn_blocking(move || auth::hash_password(&password))
-            .await
-            .map_err(|_| auth::AuthError::Hash)??
-    };
+    let hash = hash_off_thread(new.password.clone()).await?;
     let user = User {
         id: Uuid::new_v4(),
         display_name: new
@@ -149,6 +180,77 @@ pub async fn get(pool: &Pool, id: Uuid) -> Result<User, UserError> {
     get_by_id_str(pool, &id.to_string())
         .await?
         .ok_or(UserError::NotFound)
+}
+
+/// Applies an admin's change to user `id`. Disabling an account or setting
+/// its password ends all of its sessions (a disabled user is also refused at
+/// login and on every request). `actor` is the admin making the change.
+pub async fn update(
+    pool: &Pool,
+    actor: Uuid,
+    id: Uuid,
+    patch: UserPatch,
+) -> Result<User, UserError> {
+    if patch.display_name.is_none()
+        && patch.role.is_none()
+        && patch.disabled.is_none()
+        && patch.password.is_none()
+    {
+        return Err(UserError::Invalid(
+            "nothing to change: give display_name, role, disabled or password".into(),
+        ));
+    }
+    if let Some(d) = &patch.display_name {
+        validate_display_name(d)?;
+        if d.trim().is_empty() {
+            return Err(UserError::Invalid("display_name must not be empty".into()));
+        }
+    }
+    if let Some(p) = &patch.password {
+        validate_password(p)?;
+    }
+    let current = get(pool, id).await?;
+    if id == actor {
+        if patch.disabled == Some(true) {
+            return Err(UserError::OwnAccount("disable"));
+        }
+        if patch.role.is_some_and(|r| r != current.role) {
+            return Err(UserError::OwnAccount("change the role of"));
+        }
+    }
+    let hash = match patch.password {
+        Some(p) => Some(hash_off_thread(p).await?),
+        None => None,
+    };
+    let mut tx = pool.begin().await?;
+    if patch.role == Some(Role::Student) && current.role != Role::Student {
+        let owned: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM courses WHERE teacher_id = ?")
+            .bind(id.to_string())
+            .fetch_one(&mut *tx)
+            .await?;
+        if owned > 0 {
+            return Err(UserError::OwnsCourses(owned));
+        }
+    }
+    sqlx::query(
+        "UPDATE users SET display_name = COALESCE(?, display_name), role = COALESCE(?, role),
+         disabled = COALESCE(?, disabled), password_hash = COALESCE(?, password_hash) WHERE id = ?",
+    )
+    .bind(patch.display_name.as_deref().map(str::trim))
+    .bind(patch.role.map(Role::as_str))
+    .bind(patch.disabled.map(i64::from))
+    .bind(hash.as_deref())
+    .bind(id.to_string())
+    .execute(&mut *tx)
+    .await?;
+    if patch.disabled == Some(true) || hash.is_some() {
+        sqlx::query("DELETE FROM sessions WHERE user_id = ?")
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    get(pool, id).await
 }
 
 /// The user and its password hash, for login only.

@@ -32,6 +32,12 @@ async fn role_matrix_is_enforced_on_every_route() {
             Some(json!({"username":"x","password":"short","role":"student"})),
             [401, 403, 403, 400],
         ),
+        (
+            Method::PATCH,
+            format!("/api/users/{nil}"),
+            Some(json!({"display_name":"x"})),
+            [401, 403, 403, 404],
+        ),
         (Method::GET, "/api/nodes".into(), None, [401, 403, 403, 200]),
         (
             Method::POST,
@@ -552,6 +558,7 @@ async fn openapi_lists_every_route_and_health_and_metrics_answer() {
         "/api/vms/{id}/reset",
         "/api/nodes/{id}/metrics",
         "/api/nodes/metrics",
+        "/api/users/{id}",
     ] {
         assert!(paths.contains_key(p), "openapi.json lacks {p}");
     }
@@ -600,4 +607,109 @@ async fn csv_import_creates_skips_and_reports_lines() {
     let s1 = env.client_with_password("test-s1", "password-one").await;
     let (_, me) = s1.get("/api/me").await;
     assert_eq!(me["user"]["display_name"], "Student One");
+}
+
+#[tokio::test]
+async fn admin_changes_roles_disables_and_resets_passwords() {
+    let env = TestEnv::start().await;
+    let me = env.user("test-admin", Role::Admin).await;
+    let t = env.user("test-teach", Role::Teacher).await;
+    let s = env.user("test-stud", Role::Student).await;
+    let admin = env.client("test-admin").await;
+    let student = env.client("test-stud").await;
+    let sid = s["id"].as_str().unwrap();
+    let tid = t["id"].as_str().unwrap();
+
+    // Role change and display name.
+    let (status, u) = admin
+        .send(
+            Method::PATCH,
+            &format!("/api/users/{sid}"),
+            Some(json!({"role":"teacher","display_name":"  Li Lei "})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{u}");
+    assert_eq!(u["role"], "teacher");
+    assert_eq!(u["display_name"], "Li Lei");
+
+    // Disabling ends the running session and refuses new logins.
+    let (status, u) = admin
+        .send(
+            Method::PATCH,
+            &format!("/api/users/{sid}"),
+            Some(json!({"disabled":true})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{u}");
+    assert_eq!(u["disabled"], true);
+    assert_error(
+        &student.get("/api/me").await,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+    );
+    let res = reqwest::Client::new()
+        .post(env.url("/api/auth/login"))
+        .json(&json!({"username":"test-stud","password":PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+
+    // Re-enabled with a new password: only the new one works.
+    let (status, _) = admin
+        .send(
+            Method::PATCH,
+            &format!("/api/users/{sid}"),
+            Some(json!({"disabled":false,"password":"new-password-1"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    env.client_with_password("test-stud", "new-password-1")
+        .await;
+
+    // An admin can't lock themself out; a teacher with courses stays a teacher.
+    let my = format!("/api/users/{}", me["id"].as_str().unwrap());
+    for body in [json!({"disabled":true}), json!({"role":"student"})] {
+        let got = admin.send(Method::PATCH, &my, Some(body)).await;
+        assert_error(&got, StatusCode::CONFLICT, "own_account");
+    }
+    // A course owned by the teacher (straight in the database: a bootable
+    // template is beside the point here).
+    sqlx::query("INSERT INTO courses (id, code, name, teacher_id, created_at) VALUES (?, 'test-c1', 'C1', ?, '2026-01-01T00:00:00Z')")
+        .bind(uuid::Uuid::new_v4().to_string())
+        .bind(tid)
+        .execute(&env.server.state.pool)
+        .await
+        .unwrap();
+    let got = admin
+        .send(
+            Method::PATCH,
+            &format!("/api/users/{tid}"),
+            Some(json!({"role":"student"})),
+        )
+        .await;
+    assert_error(&got, StatusCode::CONFLICT, "in_use");
+
+    // Bad input at the boundary.
+    for body in [
+        json!({}),
+        json!({"role":"root"}),
+        json!({"password":"short"}),
+        json!({"display_name":"a\u{7}b"}),
+        json!({"display_name":"   "}),
+        json!({"username":"rename"}),
+    ] {
+        let got = admin
+            .send(
+                Method::PATCH,
+                &format!("/api/users/{tid}"),
+                Some(body.clone()),
+            )
+            .await;
+        assert!(
+            got.0 == StatusCode::BAD_REQUEST || got.0 == StatusCode::UNPROCESSABLE_ENTITY,
+            "{body}: {got:?}"
+        );
+        assert!(got.1["error"].is_string(), "{body}: {got:?}");
+    }
 }

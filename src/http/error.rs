@@ -96,6 +96,10 @@ impl From<UserError> for ApiError {
                 Self::new(StatusCode::CONFLICT, "username_taken", e.to_string())
             }
             UserError::NotFound => Self::not_found(),
+            UserError::OwnAccount(_) => {
+                Self::new(StatusCode::CONFLICT, "own_account", e.to_string())
+            }
+            UserError::OwnsCourses(_) => Self::new(StatusCode::CONFLICT, "in_use", e.to_string()),
             UserError::Auth(a) => a.into(),
             UserError::Db(_) => Self::internal(&e),
         }

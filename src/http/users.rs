@@ -2,19 +2,20 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::routing::{get, patch, post};
 use axum::{Json, Router};
 
 use super::error::ApiError;
-use super::extract::{ApiJson, CurrentUser};
+use super::extract::{ApiJson, CurrentUser, IdPath};
 use crate::app::AppState;
 use crate::auth::Role;
-use crate::users::{self, ImportReport, NewUser, User};
+use crate::users::{self, ImportReport, NewUser, User, UserPatch};
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/users", get(list).post(create))
         .route("/api/users/import", post(import))
+        .route("/api/users/{id}", patch(update))
 }
 
 async fn list(State(state): State<AppState>, me: CurrentUser) -> Result<Json<Vec<User>>, ApiError> {
@@ -41,4 +42,16 @@ async fn import(
 ) -> Result<Json<ImportReport>, ApiError> {
     me.require(&[Role::Admin])?;
     Ok(Json(users::import_csv(&state.pool, &body).await?))
+}
+
+async fn update(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    IdPath(id): IdPath,
+    ApiJson(body): ApiJson<UserPatch>,
+) -> Result<Json<User>, ApiError> {
+    me.require(&[Role::Admin])?;
+    Ok(Json(
+        users::update(&state.pool, me.user.id, id, body).await?,
+    ))
 }
