@@ -15,6 +15,7 @@ PACKAGES=(
   qemu-system-x86 qemu-utils qemu-block-extra
   busybox-static syslinux syslinux-common dosfstools mtools fdisk e2fsprogs cpio
   curl python3 chromium nodejs npm
+  iproute2 util-linux mount procps   # the multi-node test rig (scripts/multinode.sh)
 )
 
 missing=()
@@ -55,8 +56,10 @@ fi
 if [ -d /run/systemd/system ]; then
   $SUDO systemctl enable --now virtlogd libvirtd >/dev/null 2>&1 || $SUDO systemctl start virtlogd libvirtd
 else
-  pgrep -x virtlogd >/dev/null || $SUDO virtlogd -d
-  pgrep -x libvirtd >/dev/null || $SUDO libvirtd -d
+  # Ask the host's own pid file and socket, not pgrep: the multi-node test rig runs more
+  # libvirtd/virtlogd processes (in their own namespaces) that must not count.
+  { [ -f /run/virtlogd.pid ] && $SUDO kill -0 "$(cat /run/virtlogd.pid)"; } 2>/dev/null || $SUDO virtlogd -d
+  timeout 10 $SUDO virsh -c qemu:///system version >/dev/null 2>&1 || $SUDO libvirtd -d
 fi
 for _ in $(seq 1 50); do
   if $SUDO virsh -c qemu:///system version >/dev/null 2>&1; then break; fi

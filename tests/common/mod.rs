@@ -6,6 +6,8 @@
 //! with `virsh`, the data dir is deleted.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod multinode;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
