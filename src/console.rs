@@ -10,6 +10,17 @@
 //! the hub closes its sessions with a close code and a reason the UI shows.
 //! Limits on concurrent sessions per user and in total protect the server.
 //!
+//! Node authentication: every VM's console has a random per-boot password
+//! (set in its domain XML at start; VNC's is 8 characters, all VNC auth can
+//! use). The browser never sees it. For VNC, the proxy reads the console's
+//! current password from libvirt's secure domain XML when a session connects
+//! ([`ConsoleTarget`]), performs the RFB handshake with the node itself (VNC
+//! authentication, or None if the node offers only that) and offers the
+//! browser RFB 3.8 with security type None (see [`rfb`]); then it relays raw
+//! bytes. A node that rejects the password ends the session with
+//! [`close::AUTH_FAILED`]. SPICE streams are relayed untouched: a SPICE
+//! client authenticates with its own ticket.
+//!
 //! Hot path: one reusable buffer per direction, frames handed to the socket as
 //! `Bytes` split off that buffer (no per-byte copies), and each direction
 //! awaits its writer before reading more, so a slow peer applies backpressure
@@ -32,6 +43,10 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::auth;
+use crate::libvirt::GraphicsKind;
+
+mod rfb;
+pub use rfb::{RfbError, vnc_auth_response};
 
 pub const PING_INTERVAL: Duration = Duration::from_secs(20);
 const BUF_SIZE: usize = 64 * 1024;
@@ -48,6 +63,58 @@ pub mod close {
     pub const VM_MOVED: u16 = 4002;
     pub const NODE_UNREACHABLE: u16 = 4003;
     pub const SERVER_SHUTDOWN: u16 = 4004;
+    /// The node's console refused pvce's password or spoke no usable RFB.
+    pub const AUTH_FAILED: u16 = 4005;
+    /// The browser broke the RFB handshake (WebSocket "protocol error").
+    pub const PROTOCOL: u16 = 1002;
+}
+
+/// Bounds the RFB handshakes (node and browser) before relaying starts.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Where a console session goes and how pvce gets in. `Debug` never shows
+/// the password.
+#[derive(Clone)]
+pub struct ConsoleTarget {
+    pub host: String,
+    pub port: u16,
+    pub protocol: GraphicsKind,
+    /// The node console's current password; for VNC the proxy answers the
+    /// node's challenge with it. `None`: the console has none.
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for ConsoleTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsoleTarget")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("protocol", &self.protocol)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// True if a console password's expiry (`.vv` ticket) has passed or is
+/// about to (within 2 s, the time a connect needs), so the proxy renews it.
+pub fn password_expired(auth: &crate::libvirt::ConsoleAuth) -> bool {
+    auth.valid_to
+        .is_some_and(|t| t <= time::OffsetDateTime::now_utc() + time::Duration::seconds(2))
+}
+
+/// A fresh per-boot console password: 8 characters for VNC (all its DES
+/// authentication uses), 32 for SPICE; alphanumeric, from the OS RNG.
+pub fn new_console_password(kind: GraphicsKind) -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let len = match kind {
+        GraphicsKind::Vnc => 8,
+        GraphicsKind::Spice => 32,
+    };
+    let mut rng = rand::rngs::OsRng;
+    (0..len)
+        .map(|_| char::from(ALPHABET[rng.gen_range(0..ALPHABET.len())]))
+        .collect()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -222,7 +289,7 @@ impl ConsoleHub {
         self: Arc<Self>,
         ws: WebSocketUpgrade,
         ticket: Ticket,
-        target: (String, u16),
+        target: ConsoleTarget,
     ) -> Response {
         ws.protocols(["binary"])
             .read_buffer_size(WS_READ_BUFFER)
@@ -230,8 +297,10 @@ impl ConsoleHub {
             .into_response()
     }
 
-    /// Relays a WebSocket to a TCP console until either side closes or the VM stops.
-    pub async fn relay(self: Arc<Self>, ticket: Ticket, mut ws: WebSocket, target: (String, u16)) {
+    /// Relays a WebSocket to a TCP console until either side closes or the VM
+    /// stops; for VNC after authenticating to the node and greeting the
+    /// browser (module docs).
+    pub async fn relay(self: Arc<Self>, ticket: Ticket, mut ws: WebSocket, target: ConsoleTarget) {
         let (sid, mut stop) = match self.open(ticket.user_id, ticket.vm_id) {
             Ok(s) => s,
             Err(e) => {
@@ -242,10 +311,10 @@ impl ConsoleHub {
         let started = Instant::now();
         let tcp = tokio::time::timeout(
             Duration::from_secs(5),
-            TcpStream::connect((target.0.as_str(), target.1)),
+            TcpStream::connect((target.host.as_str(), target.port)),
         )
         .await;
-        let tcp = match tcp {
+        let mut tcp = match tcp {
             Ok(Ok(t)) => t,
             _ => {
                 let _ = ws
@@ -256,6 +325,43 @@ impl ConsoleHub {
             }
         };
         let _ = tcp.set_nodelay(true);
+        let mut early = bytes::Bytes::new();
+        if target.protocol == GraphicsKind::Vnc {
+            let handshakes = async {
+                rfb::authenticate_node(&mut tcp, target.password.as_deref()).await?;
+                rfb::greet_browser(&mut ws).await
+            };
+            let failure = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshakes).await {
+                Ok(Ok(pipelined)) => {
+                    early = pipelined;
+                    None
+                }
+                Ok(Err(e)) => Some(e),
+                Err(_) => Some(RfbError::Io(std::io::ErrorKind::TimedOut.into())),
+            };
+            if let Some(e) = failure {
+                tracing::warn!(vm = %ticket.vm_id, error = %e, "console handshake failed");
+                let (code, reason) = match e {
+                    RfbError::AuthFailed(_)
+                    | RfbError::NoUsableSecurity(_)
+                    | RfbError::Refused(_) => (close::AUTH_FAILED, "console authentication failed"),
+                    RfbError::Browser(_) => (close::PROTOCOL, "RFB handshake failed"),
+                    RfbError::Io(_) | RfbError::NotRfb => {
+                        (close::NODE_UNREACHABLE, "console unreachable")
+                    }
+                };
+                let _ = ws.send(close_msg(code, reason)).await;
+                self.close(sid);
+                return;
+            }
+        }
+        if !early.is_empty() && tcp.write_all(&early).await.is_err() {
+            let _ = ws
+                .send(close_msg(close::NODE_UNREACHABLE, "console unreachable"))
+                .await;
+            self.close(sid);
+            return;
+        }
         let (mut tcp_rd, mut tcp_wr) = tcp.into_split();
         let (mut ws_tx, mut ws_rx) = ws.split();
         let metrics = &self.metrics;

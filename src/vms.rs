@@ -25,6 +25,7 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use crate::auth::Role;
+use crate::console::{self, ConsoleTarget};
 use crate::courses::VmSpec;
 use crate::db::{self, Pool};
 use crate::images::{self, ImageError};
@@ -349,6 +350,8 @@ pub struct VmManager {
     policy: Policy,
     domain_prefix: String,
     events: tokio::sync::broadcast::Sender<VmEvent>,
+    /// Serialises console password changes (expiry renewal, `.vv` tickets).
+    console_passwords: tokio::sync::Mutex<()>,
 }
 
 impl VmManager {
@@ -369,6 +372,7 @@ impl VmManager {
             policy: Policy::Spread,
             domain_prefix,
             events: tokio::sync::broadcast::channel(1024).0,
+            console_passwords: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -567,7 +571,8 @@ impl VmManager {
             disk_path: vm.overlay_path.clone(),
             graphics: GraphicsKind::Vnc,
             graphics_listen: node.console_address.clone(),
-            graphics_password: None,
+            // Per boot, never stored: the console proxy reads it back from libvirt.
+            graphics_password: Some(console::new_console_password(GraphicsKind::Vnc)),
             serial_log: Some(self.storage.console_log_path(vm.id)),
             smbios_serial: format!("vm-{}", &vm.id.simple().to_string()[..12]),
             disk_cache: libvirt::DiskCache::default(),
@@ -776,11 +781,12 @@ impl VmManager {
         })
     }
 
-    /// Where a running VM's console listens: (vm, host, port, protocol).
-    pub async fn console_endpoint(
+    /// The running VM, its node and that node's connection; `vm_not_running`
+    /// otherwise.
+    async fn running_on_node(
         &self,
         id: Uuid,
-    ) -> Result<(Vm, String, u16, GraphicsKind), VmError> {
+    ) -> Result<(Vm, crate::nodes::Node, libvirt::Node), VmError> {
         let vm = self.sync_with_node(load(&self.pool, id).await?).await?;
         let (VmState::Running, Some(node_id)) = (vm.state, vm.node_id) else {
             return Err(VmError::Conflict(
@@ -790,15 +796,57 @@ impl VmManager {
         };
         let node = self.nodes.get(node_id).await?;
         let conn = self.nodes.conn(node_id).await?;
+        Ok((vm, node, conn))
+    }
+
+    fn no_console() -> VmError {
+        VmError::Conflict("vm_not_running", "the VM has no console yet".into())
+    }
+
+    /// Where a running VM's console listens: (vm, host, port, protocol).
+    pub async fn console_endpoint(
+        &self,
+        id: Uuid,
+    ) -> Result<(Vm, String, u16, GraphicsKind), VmError> {
+        let (vm, node, conn) = self.running_on_node(id).await?;
         let graphics = conn
             .domain(&self.domain_name(vm.id))
             .await?
             .and_then(|d| d.graphics)
-            .filter(|g| g.port > 0)
-            .ok_or_else(|| {
-                VmError::Conflict("vm_not_running", "the VM has no console yet".into())
-            })?;
+            .ok_or_else(Self::no_console)?;
         Ok((vm, node.console_address, graphics.port, graphics.kind))
+    }
+
+    /// What the console proxy connects to: the running VM's console and the
+    /// password it requires *now*, read from libvirt at every connect. If
+    /// that password has expired (a `.vv` ticket's `passwdValidTo` passed),
+    /// a fresh per-boot password without expiry replaces it first, so the
+    /// proxy always gets in (rule in `console`'s module docs).
+    pub async fn console_target(&self, id: Uuid) -> Result<(Vm, ConsoleTarget), VmError> {
+        let (vm, node, conn) = self.running_on_node(id).await?;
+        let name = self.domain_name(vm.id);
+        let (graphics, mut auth) = conn.console(&name).await?.ok_or_else(Self::no_console)?;
+        if console::password_expired(&auth) {
+            let _guard = self.console_passwords.lock().await;
+            // Another connect may have renewed it while we waited.
+            let (_, current) = conn.console(&name).await?.ok_or_else(Self::no_console)?;
+            auth = current;
+            if console::password_expired(&auth) {
+                let fresh = console::new_console_password(graphics.kind);
+                conn.set_console_password(&name, &fresh, None)
+                    .await?
+                    .ok_or_else(Self::no_console)?;
+                auth.password = Some(fresh);
+                auth.valid_to = None;
+            }
+        }
+        let target = ConsoleTarget {
+            host: node.console_address,
+            port: graphics.port,
+            protocol: graphics.kind,
+            password: auth.password,
+        };
+        Ok((vm, target))
     }
 
     pub fn pool(&self) -> &Pool {

@@ -1,7 +1,9 @@
 //! The console proxy, black-box, on the real local libvirtd with the tiny
 //! guest: a student gets a token, opens `/ws/console` with a WebSocket client,
 //! speaks RFB to the VM's real QEMU VNC server through the proxy (handshake,
-//! security type None, ClientInit/ServerInit, a full Raw framebuffer update),
+//! security type None, ClientInit/ServerInit, a full Raw framebuffer update)
+//! while the node's console itself requires VNC authentication with a
+//! password only pvce knows (a direct connection without it is refused),
 //! and every refusal the issue lists is checked: reused token, another
 //! student, wrong Origin, token voided by a stop, and the session closed with
 //! 4001 "VM stopped" when the VM is powered off under it. Tokens must never
@@ -250,6 +252,39 @@ impl Rfb {
     }
 }
 
+/// Connects straight to a node's VNC port, as an attacker on the management
+/// network would, and tries to get in without the password: returns the
+/// security types offered, after checking that a guessed response is refused.
+async fn direct_vnc_without_password(host: &str, port: u16) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::time::timeout(IO_TIMEOUT, TcpStream::connect((host, port)))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut v = [0u8; 12];
+    s.read_exact(&mut v).await.unwrap();
+    assert_eq!(&v, b"RFB 003.008\n");
+    s.write_all(b"RFB 003.008\n").await.unwrap();
+    let n = s.read_u8().await.unwrap();
+    let mut types = vec![0u8; usize::from(n)];
+    s.read_exact(&mut types).await.unwrap();
+    if types.contains(&1) {
+        return types; // None offered: the caller's assertion fails
+    }
+    s.write_u8(2).await.unwrap();
+    let mut challenge = [0u8; 16];
+    s.read_exact(&mut challenge).await.unwrap();
+    // The response for an empty password.
+    let guess = pvce::console::vnc_auth_response(&challenge, "");
+    s.write_all(&guess).await.unwrap();
+    assert_ne!(
+        s.read_u32().await.unwrap(),
+        0,
+        "a guessed password was accepted"
+    );
+    types
+}
+
 async fn token(client: &common::Client, vm_id: &str) -> String {
     let (s, v) = client
         .post_empty(&format!("/api/vms/{vm_id}/console"))
@@ -385,6 +420,22 @@ async fn browser_console_relays_rfb_and_refuses_what_it_must() {
     assert!(
         frame.iter().any(|&b| b != 0),
         "the guest's screen is all black"
+    );
+
+    // The node's console itself demands VNC authentication: a direct TCP
+    // client without the password is refused (only the proxy knows it).
+    let (_, host, port, _) = env
+        .server
+        .state
+        .vms
+        .console_endpoint(vm_id.parse().unwrap())
+        .await
+        .unwrap();
+    let types = direct_vnc_without_password(&host, port).await;
+    assert_eq!(
+        types,
+        vec![2],
+        "the node must offer only VNC authentication"
     );
 
     // The token was single use.

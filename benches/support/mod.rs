@@ -5,8 +5,9 @@
 //!
 //! Loopback only: everything binds and connects to 127.0.0.1.
 //!
-//! The synthetic server speaks just enough RFB framing to be honest about
-//! message sizes: it sends the version banner, answers a
+//! The synthetic server speaks just enough RFB to be honest about message
+//! sizes: the 3.8 handshake with security type None (so pvce's relay does
+//! its node-side handshake as with a real console), ServerInit, then it answers a
 //! FramebufferUpdateRequest (type 3) with one Raw rectangle of w×h×4 bytes,
 //! and answers a KeyEvent (type 4) with the 8×16 glyph a terminal would draw
 //! (a 512-byte Raw update) — the round trip a keystroke sees in a real VNC
@@ -82,6 +83,17 @@ pub async fn spawn_vnc_like() -> SocketAddr {
     addr
 }
 
+/// ServerInit: 1920×1080, 32 bpp true colour, name "bench".
+fn server_init() -> Vec<u8> {
+    let mut b = Vec::with_capacity(29);
+    b.extend_from_slice(&1920u16.to_be_bytes());
+    b.extend_from_slice(&1080u16.to_be_bytes());
+    b.extend_from_slice(&[32, 24, 0, 1, 0, 255, 0, 255, 0, 255, 16, 8, 0, 0, 0, 0]);
+    b.extend_from_slice(&5u32.to_be_bytes());
+    b.extend_from_slice(b"bench");
+    b
+}
+
 fn fbu_header(w: u16, h: u16) -> [u8; 16] {
     let mut b = [0u8; 16];
     b[3] = 1; // FramebufferUpdate, 1 rectangle
@@ -96,6 +108,15 @@ async fn serve_vnc_like(sock: TcpStream, pattern: Bytes) -> std::io::Result<()> 
     let (rd, mut wr) = sock.into_split();
     let mut rd = BufReader::new(rd);
     wr.write_all(VERSION).await?;
+    let mut v = [0u8; 12];
+    rd.read_exact(&mut v).await?;
+    wr.write_all(&[1, 1]).await?; // one security type: None
+    if rd.read_u8().await? != 1 {
+        return Ok(());
+    }
+    wr.write_all(&[0, 0, 0, 0]).await?; // SecurityResult OK
+    rd.read_u8().await?; // ClientInit
+    wr.write_all(&server_init()).await?;
     let mut small = Vec::with_capacity(16 + SMALL_REPLY);
     loop {
         let Ok(t) = rd.read_u8().await else {
@@ -204,12 +225,32 @@ impl RfbClient {
         Ok(c)
     }
 
+    /// The RFB 3.8 handshake with security type None, ClientInit, ServerInit.
     async fn banner(&mut self) -> anyhow::Result<()> {
         let mut v = [0u8; 12];
         self.read_exact(&mut v).await?;
         if &v != VERSION {
             bail!("bad banner {v:?}");
         }
+        self.send(VERSION).await?;
+        let mut n = [0u8; 1];
+        self.read_exact(&mut n).await?;
+        let mut types = vec![0u8; usize::from(n[0])];
+        self.read_exact(&mut types).await?;
+        if !types.contains(&1) {
+            bail!("security type None not offered: {types:?}");
+        }
+        self.send(&[1]).await?;
+        let mut result = [0u8; 4];
+        self.read_exact(&mut result).await?;
+        if result != [0; 4] {
+            bail!("SecurityResult {result:?}");
+        }
+        self.send(&[1]).await?; // ClientInit, shared
+        let mut init = [0u8; 24];
+        self.read_exact(&mut init).await?;
+        let name_len = u32::from_be_bytes([init[20], init[21], init[22], init[23]]);
+        self.skip(name_len as usize).await?;
         Ok(())
     }
 
@@ -327,7 +368,7 @@ impl RfbClient {
 #[derive(Clone)]
 struct ProxyState {
     hub: Arc<ConsoleHub>,
-    target: (String, u16),
+    target: console::ConsoleTarget,
 }
 
 #[derive(serde::Deserialize)]
@@ -415,7 +456,12 @@ pub fn run_proxy_child() {
         ));
         let state = ProxyState {
             hub,
-            target: (target.ip().to_string(), target.port()),
+            target: console::ConsoleTarget {
+                host: target.ip().to_string(),
+                port: target.port(),
+                protocol: pvce::libvirt::GraphicsKind::Vnc,
+                password: None,
+            },
         };
         let app = Router::new()
             .route("/token", post(issue))

@@ -77,9 +77,9 @@ async fn connect(
         return Err(ConsoleError::BadToken.into());
     }
     // The token is void if the VM stopped, restarted or moved since it was issued.
-    let (vm, host, port, _) = state
+    let (vm, target) = state
         .vms
-        .console_endpoint(ticket.vm_id)
+        .console_target(ticket.vm_id)
         .await
         .map_err(|_| ConsoleError::NotRunning)?;
     if vm.node_id != Some(ticket.node_id)
@@ -87,5 +87,5 @@ async fn connect(
     {
         return Err(ConsoleError::BadToken.into());
     }
-    Ok(state.console.clone().upgrade(ws, ticket, (host, port)))
+    Ok(state.console.clone().upgrade(ws, ticket, target))
 }

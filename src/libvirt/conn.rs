@@ -43,8 +43,8 @@ use virt::domain::Domain;
 
 use super::LibvirtError;
 use super::accel::{AccelSetting, resolve_from_capabilities};
-use super::xml::{DomainSpec, Graphics, Hypervisor, PvceMetadata, domain_xml};
-use super::xml::{parse_graphics, parse_metadata};
+use super::xml::{ConsoleAuth, DomainSpec, Graphics, Hypervisor, PvceMetadata, domain_xml};
+use super::xml::{graphics_password_xml, parse_console, parse_graphics, parse_metadata};
 
 /// Tunables of one connection.
 #[derive(Debug, Clone)]
@@ -447,6 +447,64 @@ impl Node {
         let mut all = self.list_domains().await?;
         all.retain(|d| d.metadata.is_some());
         Ok(all)
+    }
+
+    /// The running domain's console and the password it currently requires,
+    /// from its secure XML (the password is in it: never log the XML).
+    /// `None`: no such domain, or it has no console port yet.
+    pub async fn console(
+        &self,
+        name: &str,
+    ) -> Result<Option<(Graphics, ConsoleAuth)>, LibvirtError> {
+        let name = name.to_owned();
+        self.call(move |c| {
+            let Some(dom) = lookup(c, &name)? else {
+                return Ok(None);
+            };
+            match dom.xml_desc(virt::sys::VIR_DOMAIN_XML_SECURE) {
+                Ok(xml) => Ok(parse_console(&xml)),
+                Err(e) => match LibvirtError::from(e) {
+                    LibvirtError::NotFound => Ok(None),
+                    e => Err(e),
+                },
+            }
+        })
+        .await
+    }
+
+    /// Sets the live console password of the running domain `name`, valid
+    /// until `valid_to` (or for good). Clients already connected stay
+    /// connected. Returns the console it was set on; `Ok(None)`: no such
+    /// running domain, or it has no console.
+    pub async fn set_console_password(
+        &self,
+        name: &str,
+        password: &str,
+        valid_to: Option<time::OffsetDateTime>,
+    ) -> Result<Option<Graphics>, LibvirtError> {
+        let name = name.to_owned();
+        let password = password.to_owned();
+        self.call(move |c| {
+            let Some(dom) = lookup(c, &name)? else {
+                return Ok(None);
+            };
+            let xml = match dom.xml_desc(0) {
+                Ok(xml) => xml,
+                Err(e) => {
+                    return match LibvirtError::from(e) {
+                        LibvirtError::NotFound => Ok(None),
+                        e => Err(e),
+                    };
+                }
+            };
+            let Some(live) = parse_graphics(&xml) else {
+                return Ok(None);
+            };
+            let update = graphics_password_xml(&live, &password, valid_to)?;
+            dom.update_device_flags(&update, virt::sys::VIR_DOMAIN_AFFECT_LIVE)?;
+            Ok(Some(live))
+        })
+        .await
     }
 
     /// Ask the guest to shut down (ACPI). `Ok(false)`: no such running domain.

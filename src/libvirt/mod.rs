@@ -5,7 +5,8 @@
 //! - [`xml`]: typed domain XML. A domain definition is built from typed structs and
 //!   serialised with serde + quick-xml, never by formatting strings, so no value a user
 //!   influenced (a VM title, a password) can inject XML. Also the readers for what we
-//!   need back from a live domain's XML (graphics port, our metadata).
+//!   need back from a live domain's XML (graphics port, console password, our
+//!   metadata), and the `<graphics>` update that sets a console password.
 //! - [`accel`]: which accelerator a QEMU node should use (`auto|kvm|tcg`).
 //! - [`conn`]: [`Node`], one libvirt connection with its own worker threads,
 //!   timeouts and keep-alive.
@@ -36,8 +37,8 @@ pub use accel::{AccelSetting, resolve_qemu_hypervisor};
 pub use conn::{DomainInfo, DomainState, DriverKind, Node, NodeInfo, NodeOptions};
 pub use stats::{CpuTimes, HostStats, MemoryStats};
 pub use xml::{
-    DiskCache, DomainSpec, Graphics, GraphicsKind, Hypervisor, PVCE_XMLNS, PvceMetadata,
-    domain_xml, parse_graphics, parse_metadata,
+    ConsoleAuth, DiskCache, DomainSpec, Graphics, GraphicsKind, Hypervisor, PVCE_XMLNS,
+    PvceMetadata, domain_xml, parse_console, parse_graphics, parse_metadata,
 };
 
 /// Everything that can go wrong talking to libvirt, sorted by what the caller should do.

@@ -179,6 +179,30 @@ pub struct Graphics {
     pub tls_port: Option<u16>,
 }
 
+/// The password a live console currently requires, read from the domain's
+/// *secure* XML (`VIR_DOMAIN_XML_SECURE`). `Debug` never shows the password.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct ConsoleAuth {
+    /// `None`: the console has no password.
+    pub password: Option<String>,
+    /// When the password stops working (`passwdValidTo`, UTC); `None` = never.
+    pub valid_to: Option<time::OffsetDateTime>,
+}
+
+impl fmt::Debug for ConsoleAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConsoleAuth")
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("valid_to", &self.valid_to)
+            .finish()
+    }
+}
+
+/// `passwdValidTo`'s format: UTC, seconds, no zone (libvirt parses it with
+/// `%Y-%m-%dT%H:%M:%S` and `timegm`).
+const VALID_TO_FORMAT: &[time::format_description::FormatItem<'static>] =
+    time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]");
+
 // ---------------------------------------------------------------------------------------
 // Serialisation structs. Field order is element order; `@name` fields are attributes and
 // `$text` is element text (quick-xml's serde conventions).
@@ -451,13 +475,20 @@ struct XInput {
 }
 
 #[derive(Serialize)]
+#[serde(rename = "graphics")]
 struct XGraphics<'a> {
     #[serde(rename = "@type")]
     kind: &'static str,
+    #[serde(rename = "@port", skip_serializing_if = "Option::is_none")]
+    port: Option<u16>,
+    #[serde(rename = "@tlsPort", skip_serializing_if = "Option::is_none")]
+    tls_port: Option<u16>,
     #[serde(rename = "@autoport")]
     autoport: &'static str,
     #[serde(rename = "@passwd", skip_serializing_if = "Option::is_none")]
     passwd: Option<&'a str>,
+    #[serde(rename = "@passwdValidTo", skip_serializing_if = "Option::is_none")]
+    passwd_valid_to: Option<String>,
     listen: XListen<'a>,
 }
 
@@ -613,8 +644,11 @@ pub fn domain_xml(spec: &DomainSpec) -> Result<String, LibvirtError> {
             },
             graphics: XGraphics {
                 kind: spec.graphics.as_str(),
+                port: None,
+                tls_port: None,
                 autoport: "yes",
                 passwd: spec.graphics_password.as_deref(),
+                passwd_valid_to: None,
                 listen: XListen {
                     kind: "address",
                     address: &spec.graphics_listen,
@@ -650,6 +684,51 @@ fn mac_for(uuid: uuid::Uuid, hv: Hypervisor) -> String {
         b[13]
     };
     format!("{prefix}:{b13:02x}:{:02x}:{:02x}", b[14], b[15])
+}
+
+/// The `<graphics>` device XML for `virDomainUpdateDeviceFlags` that sets a
+/// live console's password, optionally expiring at `valid_to` (UTC, whole
+/// seconds). Port, TLS port, autoport and listen address repeat the live
+/// device's (`live`): libvirt refuses an update that would change them. pvce
+/// only creates `autoport='yes'` consoles.
+pub fn graphics_password_xml(
+    live: &Graphics,
+    password: &str,
+    valid_to: Option<time::OffsetDateTime>,
+) -> Result<String, LibvirtError> {
+    check_text("password", password, false)?;
+    if password.is_empty() {
+        return Err(invalid("a console password must not be empty"));
+    }
+    if live.kind == GraphicsKind::Vnc && password.len() > 8 {
+        return Err(invalid("a VNC password is at most 8 bytes"));
+    }
+    if live.listen.parse::<IpAddr>().is_err() {
+        return Err(invalid("the console's listen address is not an IP address"));
+    }
+    let valid_to = valid_to
+        .map(|t| {
+            t.to_offset(time::UtcOffset::UTC)
+                .format(VALID_TO_FORMAT)
+                .map_err(|e| LibvirtError::Xml(e.to_string()))
+        })
+        .transpose()?;
+    let g = XGraphics {
+        kind: live.kind.as_str(),
+        port: Some(live.port),
+        tls_port: live.tls_port,
+        autoport: "yes",
+        passwd: Some(password),
+        passwd_valid_to: valid_to,
+        listen: XListen {
+            kind: "address",
+            address: &live.listen,
+        },
+    };
+    let mut out = String::new();
+    g.serialize(quick_xml::se::Serializer::new(&mut out))
+        .map_err(|e| LibvirtError::Xml(e.to_string()))?;
+    Ok(out)
 }
 
 fn invalid(msg: impl Into<String>) -> LibvirtError {
@@ -756,6 +835,13 @@ fn attr_value(attrs: Attributes<'_>, name: &[u8]) -> Option<String> {
 /// The first VNC/SPICE console of a live domain, if it has one with a port assigned
 /// (a domain that is not running has `port='-1'` with autoport, so `None`).
 pub fn parse_graphics(xml: &str) -> Option<Graphics> {
+    parse_console(xml).map(|(g, _)| g)
+}
+
+/// [`parse_graphics`] plus the console's password and its expiry, which
+/// libvirt only includes in the *secure* XML. An unparsable `passwdValidTo`
+/// reads as already expired, so the caller replaces the password.
+pub fn parse_console(xml: &str) -> Option<(Graphics, ConsoleAuth)> {
     let mut reader = NsReader::from_str(xml);
     // Path of element local names from the root, to only look at domain/devices/graphics.
     let mut path: Vec<Vec<u8>> = Vec::new();
@@ -776,11 +862,18 @@ pub fn parse_graphics(xml: &str) -> Option<Graphics> {
                     let port = attr_value(e.attributes(), b"port").and_then(|p| p.parse().ok());
                     let tls = attr_value(e.attributes(), b"tlsPort").and_then(|p| p.parse().ok());
                     let listen = attr_value(e.attributes(), b"listen");
+                    let password = attr_value(e.attributes(), b"passwd");
+                    let valid_to = attr_value(e.attributes(), b"passwdValidTo").map(|v| {
+                        time::PrimitiveDateTime::parse(&v, VALID_TO_FORMAT)
+                            .map(time::PrimitiveDateTime::assume_utc)
+                            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+                    });
                     current = kind.map(|kind| PartialGraphics {
                         kind,
                         port,
                         tls_port: tls,
                         listen,
+                        auth: ConsoleAuth { password, valid_to },
                     });
                     if is_empty && let Some(g) = current.take().and_then(PartialGraphics::finish) {
                         return Some(g);
@@ -819,17 +912,19 @@ struct PartialGraphics {
     port: Option<u16>,
     tls_port: Option<u16>,
     listen: Option<String>,
+    auth: ConsoleAuth,
 }
 
 impl PartialGraphics {
-    fn finish(self) -> Option<Graphics> {
-        Some(Graphics {
+    fn finish(self) -> Option<(Graphics, ConsoleAuth)> {
+        let g = Graphics {
             kind: self.kind,
             listen: self.listen?,
             // port='-1' (not yet allocated) fails the u16 parse, and 0 is never real.
             port: self.port.filter(|&p| p != 0)?,
             tls_port: self.tls_port.filter(|&p| p != 0),
-        })
+        };
+        Some((g, self.auth))
     }
 }
 
@@ -1282,5 +1377,69 @@ mod tests {
         let ours = domain_xml(&spec(Hypervisor::Tcg)).expect("xml");
         assert_eq!(parse_graphics(&ours), None);
         assert_eq!(parse_graphics("not xml <"), None);
+    }
+
+    #[test]
+    fn console_password_from_secure_xml() {
+        let secure = r#"<domain><devices><graphics type='vnc' port='5901' autoport='yes' listen='127.0.0.1' passwd='s3cr&amp;t' passwdValidTo='2026-11-23T17:30:05'><listen type='address' address='127.0.0.1'/></graphics></devices></domain>"#;
+        let (g, auth) = parse_console(secure).expect("console");
+        assert_eq!(g.port, 5901);
+        assert_eq!(auth.password.as_deref(), Some("s3cr&t"));
+        assert_eq!(
+            auth.valid_to,
+            Some(time::macros::datetime!(2026-11-23 17:30:05 UTC))
+        );
+        assert!(
+            !format!("{auth:?}").contains("s3cr"),
+            "Debug shows the password"
+        );
+        // Without the secure flag libvirt leaves passwd out.
+        let plain = r#"<domain><devices><graphics type='vnc' port='5901' listen='127.0.0.1'/></devices></domain>"#;
+        assert_eq!(
+            parse_console(plain).expect("console").1,
+            ConsoleAuth::default()
+        );
+        // An expiry we cannot read counts as expired.
+        let odd = r#"<domain><devices><graphics type='vnc' port='5901' listen='127.0.0.1' passwd='x' passwdValidTo='soon'/></devices></domain>"#;
+        assert_eq!(
+            parse_console(odd).expect("console").1.valid_to,
+            Some(time::OffsetDateTime::UNIX_EPOCH)
+        );
+    }
+
+    #[test]
+    fn graphics_password_update_xml() {
+        let live = Graphics {
+            kind: GraphicsKind::Spice,
+            listen: "10.0.0.5".into(),
+            port: 5902,
+            tls_port: Some(5903),
+        };
+        let at = time::macros::datetime!(2026-11-23 19:30:05 +02:00);
+        let xml = graphics_password_xml(&live, "a'b<c", Some(at)).expect("xml");
+        let doc = flatten(&xml);
+        let g = find(&doc, "graphics");
+        assert_eq!(attr(g, "type"), "spice");
+        assert_eq!(attr(g, "port"), "5902");
+        assert_eq!(attr(g, "tlsPort"), "5903");
+        assert_eq!(attr(g, "autoport"), "yes");
+        assert_eq!(attr(g, "passwd"), "a'b<c");
+        assert_eq!(attr(g, "passwdValidTo"), "2026-11-23T17:30:05");
+        assert_eq!(attr(find(&doc, "graphics/listen"), "address"), "10.0.0.5");
+        // The live XML reads back what was set.
+        let (_, auth) =
+            parse_console(&format!("<domain><devices>{xml}</devices></domain>")).expect("console");
+        assert_eq!(auth.password.as_deref(), Some("a'b<c"));
+        assert_eq!(auth.valid_to, Some(at));
+
+        let vnc = Graphics {
+            kind: GraphicsKind::Vnc,
+            ..live
+        };
+        let xml = graphics_password_xml(&vnc, "12345678", None).expect("xml");
+        assert!(!has_attr(find(&flatten(&xml), "graphics"), "passwdValidTo"));
+        assert!(graphics_password_xml(&vnc, "123456789", None).is_err());
+        assert!(graphics_password_xml(&vnc, "", None).is_err());
+        assert!(graphics_password_xml(&vnc, "a\nb", None).is_err());
     }
 }

@@ -116,6 +116,8 @@ const STRINGS = {
     'desktop.close.4002': 'the VM moved to another node',
     'desktop.close.4003': 'the VM\'s console cannot be reached',
     'desktop.close.4004': 'the server is restarting',
+    'desktop.close.4005': 'the VM\'s console refused the server\'s credentials',
+    'desktop.close.1002': 'the console handshake failed',
     'desktop.reasonLine': 'Reason: {reason}',
 
     'time.justNow': 'just now',
@@ -345,6 +347,8 @@ const STRINGS = {
     'desktop.close.4002': '虚拟机已迁移到其他节点',
     'desktop.close.4003': '无法连接虚拟机的控制台',
     'desktop.close.4004': '服务器正在重启',
+    'desktop.close.4005': '虚拟机控制台拒绝了服务器的认证',
+    'desktop.close.1002': '控制台握手失败',
     'desktop.reasonLine': '原因：{reason}',
 
     'time.justNow': '刚刚',
