@@ -280,19 +280,28 @@ async fn query(
     if minutes == 0 || minutes > MAX_MINUTES {
         return Err(MonitorError::BadRange);
     }
-    let (table, resolution) = if minutes <= RAW_QUERY_MAX_MINUTES {
-        ("node_samples", 1)
-    } else {
-        ("node_samples_minute", 60)
-    };
-    let bucket = bucket_seconds(minutes, resolution);
+    let raw = minutes <= RAW_QUERY_MAX_MINUTES;
+    let bucket = bucket_seconds(minutes, if raw { 1 } else { 60 });
     let since = now - i64::from(minutes) * 60;
-    // `table` is one of two constants above, never input.
+    // Long ranges read the per-minute rollups, plus the raw samples newer
+    // than a node's last rollup (the current minute), so a fresh node or a
+    // minute not rolled up yet still shows.
+    let source = if raw {
+        "SELECT node_id, at, cpu_percent, mem_used_mib, mem_total_mib, vms_running
+         FROM node_samples WHERE at >= ?2 AND (?3 IS NULL OR node_id = ?3)"
+    } else {
+        "SELECT node_id, at, cpu_percent, mem_used_mib, mem_total_mib, vms_running
+         FROM node_samples_minute WHERE at >= ?2 AND (?3 IS NULL OR node_id = ?3)
+         UNION ALL
+         SELECT r.node_id, r.at, r.cpu_percent, r.mem_used_mib, r.mem_total_mib, r.vms_running
+         FROM node_samples r WHERE r.at >= ?2 AND (?3 IS NULL OR r.node_id = ?3)
+           AND r.at >= COALESCE((SELECT MAX(m.at) + 60 FROM node_samples_minute m WHERE m.node_id = r.node_id), 0)"
+    };
+    // `source` is one of two constants above, never input.
     let sql = format!(
         "SELECT node_id, at - (at % ?1) AS t, AVG(cpu_percent) AS cpu, CAST(AVG(mem_used_mib) AS INTEGER) AS used,
                 MAX(mem_total_mib) AS total, CAST(ROUND(AVG(vms_running)) AS INTEGER) AS vms
-         FROM {table} WHERE at >= ?2 AND (?3 IS NULL OR node_id = ?3)
-         GROUP BY node_id, t ORDER BY node_id, t"
+         FROM ({source}) GROUP BY node_id, t ORDER BY node_id, t"
     );
     let rows = sqlx::query(&sql)
         .bind(bucket)

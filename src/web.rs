@@ -4,7 +4,8 @@
 //! front-end code comes from npm at build time (`build.rs` runs `npm ci` in
 //! `web/`): noVNC's ES modules are embedded from
 //! `web/node_modules/@novnc/novnc/` and served under `/vendor/novnc/` (`core/`
-//! plus the `vendor/pako` it imports); nothing else from `node_modules` (e.g.
+//! plus the `vendor/pako` it imports), and uPlot's ES module and stylesheet
+//! (the admin charts) under `/vendor/uplot/`; nothing else from `node_modules` (e.g.
 //! Playwright, a test-only dev dependency) is embedded.
 //!
 //! Routes: `GET /` and any unknown non-API path without a file extension →
@@ -38,6 +39,14 @@ struct NoVncCore;
 #[folder = "web/node_modules/@novnc/novnc/vendor/"]
 struct NoVncVendor;
 
+/// uPlot (the admin views' charts), from npm (`uplot`), served as
+/// `/vendor/uplot/…`: its ES module and stylesheet only.
+#[derive(RustEmbed)]
+#[folder = "web/node_modules/uplot/dist/"]
+#[include = "uPlot.esm.js"]
+#[include = "uPlot.min.css"]
+struct UPlot;
+
 /// The policy sent with every response of the UI: our own scripts only, no
 /// inline script, WebSockets for the console, data:/blob: images (noVNC's cursor).
 pub const CSP: &str = "default-src 'self'; script-src 'self'; connect-src 'self' ws: wss:; \
@@ -45,6 +54,7 @@ pub const CSP: &str = "default-src 'self'; script-src 'self'; connect-src 'self'
     object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 const VENDOR_PREFIX: &str = "vendor/novnc/";
+const UPLOT_PREFIX: &str = "vendor/uplot/";
 
 /// The UI's routes. They don't touch the application state, so the router
 /// fits any state type: `.merge(pvce::web::router())` into the API router.
@@ -74,6 +84,12 @@ async fn asset(method: Method, uri: Uri, headers: HeaderMap) -> Response {
             None
         };
         return match file {
+            Some(file) => serve(&method, &headers, rest, file),
+            None => not_found(),
+        };
+    }
+    if let Some(rest) = path.strip_prefix(UPLOT_PREFIX) {
+        return match UPlot::get(rest) {
             Some(file) => serve(&method, &headers, rest, file),
             None => not_found(),
         };

@@ -210,7 +210,7 @@ async fn teacher_imports_an_image_creates_a_course_and_enrols_students() {
 
 #[tokio::test]
 async fn admin_sees_nodes_and_manages_users() {
-    let env = TestEnv::start().await;
+    let env = TestEnv::start_with(|c| c.sample_interval_secs = 1).await;
     env.user("test-ui-admin", Role::Admin).await;
     let (base, _serving) = ui_base(&env).await;
     let dir = artifact_dir();
@@ -233,6 +233,26 @@ async fn admin_sees_nodes_and_manages_users() {
     for n in ["test-ui-made", "test-ui-csv1", "test-ui-csv2"] {
         assert!(names.contains(&n), "{n} missing from {names:?}");
     }
+    let find = |name: &str| {
+        users
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["username"] == name)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(
+        find("test-ui-made")["role"],
+        "student",
+        "role changed in the page"
+    );
+    assert_eq!(
+        find("test-ui-csv1")["disabled"],
+        true,
+        "disabled in the page"
+    );
+    assert_png(&dir.join("admin-node.png"));
 }
 
 /// The embedded UI as plain HTTP: content types, security headers, caching,
@@ -261,6 +281,8 @@ async fn ui_files_are_served_with_strict_headers() {
             "/vendor/novnc/vendor/pako/lib/zlib/inflate.js",
             "text/javascript",
         ),
+        ("/vendor/uplot/uPlot.esm.js", "text/javascript"),
+        ("/vendor/uplot/uPlot.min.css", "text/css"),
     ] {
         let res = get(path).await.unwrap();
         assert_eq!(res.status(), StatusCode::OK, "{path}");
@@ -299,6 +321,8 @@ async fn ui_files_are_served_with_strict_headers() {
         "/vendor/novnc/core/%2e%2e/package.json",
         "/vendor/novnc/core/..%2f..%2fpackage.json",
         "/node_modules/@novnc/novnc/core/rfb.js",
+        "/vendor/uplot/uPlot.cjs.js",
+        "/vendor/uplot/../package.json",
         "/package.json",
     ] {
         assert_eq!(

@@ -1,4 +1,5 @@
-// The admin pages: the nodes table, creating a user, importing users from CSV.
+// The admin pages: node cards and load charts, node detail, the cluster VM
+// table, creating a user, importing users from CSV, changing a role, disabling.
 // usage: node tests/browser/admin.mjs <base-url> <username> <password> <artifact-dir>
 
 import { run, assert, unexpectedErrors } from './lib.mjs';
@@ -15,12 +16,43 @@ await run('admin', artifactDir, async ({ newPage, step, shot, logs }) => {
   await page.fill('#login-username', username);
   await page.fill('#login-password', password);
   await page.click('form.login-form button[type=submit]');
-  await page.waitForSelector('table.data tbody tr[data-node-id]', { timeout: 20000 });
+  await page.waitForSelector('.node-card[data-node-id]', { timeout: 20000 });
   assert(page.url().endsWith('#/nodes'), `an admin lands on #/nodes, got ${page.url()}`);
-  const state = await page.textContent('table.data tbody tr .badge');
+  const state = (await page.textContent('.node-card .badge')).trim();
   assert(state === 'Up', `the local node is up, got "${state}"`);
+  // The load charts: uPlot canvases with something drawn on them (the server
+  // samples every second in this test, so lines appear within a few polls).
+  await page.waitForSelector('.chart[data-chart=cpu] canvas', { timeout: 30000 });
+  // At least two samples per chart (a line, not a dot) and pixels drawn in the
+  // plot area's data colour.
+  const points = await page.waitForFunction(() => {
+    const charts = [...document.querySelectorAll('.chart[data-points]')];
+    const counts = charts.map((c) => Number(c.dataset.points));
+    return charts.length === 3 && counts.every((n) => n >= 2) ? counts : false;
+  }, null, { timeout: 30000, polling: 250 }).then((r) => r.jsonValue());
+  const blue = await page.$eval('.chart[data-chart=cpu] canvas', (c) => {
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    let n = 0;
+    for (let k = 0; k < d.length; k += 4) if (d[k] < 80 && d[k + 1] > 60 && d[k + 1] < 120 && d[k + 2] > 180) n += 1;
+    return n;
+  });
+  assert(blue > 0, `the CPU series is drawn (points ${JSON.stringify(points)}, line pixels ${blue})`);
   await shot(page, 'admin-nodes.png');
-  step('nodes table');
+  step('cluster overview with charts');
+
+  await page.click('.segmented .seg[data-range="1440"]');
+  await page.waitForFunction(() => document.querySelector('.seg[data-range="1440"]').getAttribute('aria-pressed') === 'true');
+  await page.click('.node-card a.btn');
+  await page.waitForSelector('#cluster-vms');
+  assert(/#\/nodes\/[\w-]+$/.test(page.url()), `node detail route, got ${page.url()}`);
+  await page.waitForSelector('.chart[data-chart=cpu] canvas', { timeout: 30000 });
+  await shot(page, 'admin-node.png');
+  step('node detail');
+
+  await page.click('a.nav-link[data-route=vms]');
+  await page.waitForSelector('#cluster-vms');
+  await page.waitForSelector('#cv-state option[value=running]', { state: 'attached' });
+  step('cluster VM table');
 
   await page.click('a.nav-link[data-route=users]');
   await page.waitForSelector(`tbody tr[data-username="${username}"]`);
@@ -41,8 +73,17 @@ await run('admin', artifactDir, async ({ newPage, step, shot, logs }) => {
   await page.waitForSelector('tbody tr[data-username="test-ui-csv2"]');
   const result = await page.textContent('.enrol-result');
   assert(result.includes('Created 2'), `import result, got "${result}"`);
-  await shot(page, 'admin-users.png');
   step('CSV import');
+
+  // Role change and disabling, inline in the table.
+  await page.selectOption('tbody tr[data-username="test-ui-made"] select', 'student');
+  await page.waitForSelector('.toast');
+  await page.click('tbody tr[data-username="test-ui-csv1"] button');
+  await page.waitForSelector('tbody tr.disabled-row[data-username="test-ui-csv1"]');
+  const own = await page.$eval(`tbody tr[data-username="${username}"] select`, (el) => el.disabled);
+  assert(own, 'an admin cannot change their own role from the table');
+  await shot(page, 'admin-users.png');
+  step('role change and disable');
 
   const bad = unexpectedErrors(logs);
   assert(bad.length === 0, `page errors:\n${bad.join('\n')}`);

@@ -1,93 +1,309 @@
-// Admin views: the nodes of the cluster with their load (#/nodes) and user
-// management (#/users: list, create, CSV import).
+// Admin views: the cluster overview with load charts (#/nodes), one node with
+// its VMs (#/nodes/<id>), every VM of the cluster (#/vms: filter, force off,
+// migrate) and user management (#/users: create, CSV import, role, disable).
 
 import { t, bind, onLangChange } from './i18n.js';
 import { h, icon, button, replace, formatBytes, formatMib, relativeTime, absoluteTime, toast, toastError } from './ui.js';
 import { get, post, api } from './api.js';
+import { lineChart, align } from './charts.js';
+import { stateBadge, runAction, allowed, STATES } from './vmcontrols.js';
 
 const POLL_MS = 5000;
+const RANGES = [['60', 'nodes.range.1h'], ['1440', 'nodes.range.24h'], ['10080', 'nodes.range.7d']];
 
-export function mount(container, _params, ctx) {
-  return ctx.kind === 'users' ? users(container) : nodes(container);
+export function mount(container, params, ctx) {
+  if (ctx.kind === 'users') return users(container, ctx.me);
+  if (ctx.kind === 'vms') return clusterVms(container, {});
+  if (ctx.kind === 'node') return nodeDetail(container, params[0]);
+  return nodes(container);
 }
 
 // ---------------------------------------------------------------- nodes
 
-function meter(pct) {
+function meter(pct, label) {
   const p = Math.max(0, Math.min(100, Number(pct) || 0));
-  return h('div', { class: `meter${p >= 85 ? ' hot' : ''}`, 'aria-hidden': 'true' }, h('span', { style: `width:${p}%` }));
+  return h('div', { class: `meter${p >= 85 ? ' hot' : ''}`, role: 'img', 'aria-label': label || `${Math.round(p)}%` }, h('span', { style: `width:${p}%` }));
+}
+
+function nodeBadge(state) {
+  return h('span', { class: `badge state-${state}` }, h('span', { class: 'dot', 'aria-hidden': 'true' }), h('span', { i18n: `nodes.state.${state}` }));
+}
+
+/** A polling loop that pauses while the tab is hidden; returns stop(). */
+function poller(fn, ms = POLL_MS) {
+  let stopped = false;
+  let timer = null;
+  async function tick() {
+    if (stopped) return;
+    if (document.visibilityState === 'visible') {
+      try { await fn(); } catch (err) { if (!stopped && err.status !== 401 && err.code !== 'network') toastError(err); }
+    }
+    if (!stopped) timer = setTimeout(tick, ms);
+  }
+  tick();
+  return () => { stopped = true; clearTimeout(timer); };
+}
+
+/** Three charts (CPU %, memory %, VMs) over a selectable range, one line per node. */
+function loadCharts(fetchHistory) {
+  let range = localStorage.getItem('pvce.range') || '60';
+  if (!RANGES.some(([r]) => r === range)) range = '60';
+  const tabs = h('div', { class: 'segmented', role: 'group', i18nAria: 'nodes.range.aria' },
+    RANGES.map(([r, key]) => {
+      const b = h('button', { type: 'button', class: 'seg', dataset: { range: r }, i18n: key });
+      b.setAttribute('aria-pressed', String(r === range));
+      b.addEventListener('click', () => {
+        range = r;
+        localStorage.setItem('pvce.range', r);
+        for (const x of tabs.querySelectorAll('.seg')) x.setAttribute('aria-pressed', String(x.dataset.range === r));
+        refresh().catch(toastError);
+      });
+      return b;
+    }));
+  const boxes = ['cpu', 'mem', 'vms'].map((k) => h('div', { class: 'chart', dataset: { chart: k } }));
+  const empty = h('p', { class: 'muted empty-small', i18n: 'nodes.noSamples', hidden: true });
+  const el = h('section', { class: 'card section charts-card' },
+    h('div', { class: 'section-head' }, h('h2', { i18n: 'nodes.charts' }), tabs),
+    empty,
+    h('div', { class: 'charts' }, boxes));
+  let charts = [];
+  let lastKey = '';
+  let lastNodes = [];
+
+  function draw(list) {
+    lastNodes = list;
+    const withData = list.filter((n) => n.samples.length > 0);
+    empty.hidden = withData.length > 0;
+    const names = withData.map((n) => n.name);
+    const data = [
+      align(withData, (s) => s.cpu_percent),
+      align(withData, (s) => (s.mem_total_mib ? (100 * s.mem_used_mib) / s.mem_total_mib : null)),
+      align(withData, (s) => s.vms_running),
+    ];
+    const key = `${names.join('|')}#${document.documentElement.lang}`;
+    if (key === lastKey && charts.length) {
+      charts.forEach((c, i) => c.update(data[i]));
+      return;
+    }
+    charts.forEach((c) => c.destroy());
+    charts = [];
+    lastKey = key;
+    if (!withData.length) return;
+    const specs = [
+      { title: t('nodes.chart.cpu'), unit: '%', max: 100 },
+      { title: t('nodes.chart.mem'), unit: '%', max: 100 },
+      { title: t('nodes.chart.vms'), unit: '' },
+    ];
+    charts = specs.map((spec, i) => {
+      boxes[i].replaceChildren();
+      return lineChart(boxes[i], { ...spec, names, data: data[i], spanSeconds: () => Number(range) * 60 });
+    });
+  }
+  async function refresh() {
+    draw(await fetchHistory(Number(range)));
+  }
+  const offLang = onLangChange(() => { lastKey = ''; draw(lastNodes); });
+  return { el, refresh, destroy() { offLang(); charts.forEach((c) => c.destroy()); } };
+}
+
+function maintenanceToggle(n, after) {
+  const inMaint = Boolean(n.maintenance) || n.state === 'maintenance';
+  const toggle = button({ label: inMaint ? 'nodes.maintenance.off' : 'nodes.maintenance.on', kind: 'small nowrap', aria: ['nodes.maintenance.aria', { name: n.name }] });
+  toggle.setAttribute('aria-pressed', String(inMaint));
+  toggle.addEventListener('click', async () => {
+    toggle.classList.add('busy');
+    try {
+      await post(`/api/nodes/${encodeURIComponent(n.id)}/maintenance`, { enabled: !inMaint });
+      await after();
+    } catch (err) { toastError(err); toggle.classList.remove('busy'); }
+  });
+  return toggle;
+}
+
+function nodeCard(n, after) {
+  const memPct = n.mem_total_mib ? (100 * n.mem_used_mib) / n.mem_total_mib : 0;
+  const storeTotal = (n.template_store_used_bytes || 0) + (n.template_store_free_bytes || 0);
+  const storePct = storeTotal ? (100 * n.template_store_used_bytes) / storeTotal : 0;
+  const cpu = Math.round(n.cpu_percent || 0);
+  return h('article', { class: `card node-card node-${n.state}`, dataset: { nodeId: n.id } },
+    h('div', { class: 'node-card-head' },
+      h('div', {},
+        h('h3', {}, h('a', { href: `#/nodes/${encodeURIComponent(n.id)}` }, n.name)),
+        h('div', { class: 'tree-meta' }, h('code', {}, n.uri))),
+      nodeBadge(n.state)),
+    h('dl', { class: 'node-stats' },
+      h('div', {}, h('dt', { i18n: 'nodes.col.cpu' }), h('dd', { class: 'num' }, `${cpu}% · ${n.cpus || '?'} vCPU`), meter(n.cpu_percent, `CPU ${cpu}%`)),
+      h('div', {}, h('dt', { i18n: 'nodes.col.mem' }), h('dd', { class: 'num' }, `${formatMib(n.mem_used_mib || 0)} / ${formatMib(n.mem_total_mib || 0)}`), meter(memPct)),
+      h('div', {}, h('dt', { i18n: 'nodes.col.vms' }), h('dd', { class: 'num' }, String(n.vms_running ?? 0))),
+      h('div', {}, h('dt', { i18n: 'nodes.col.store' }),
+        h('dd', { class: 'num' }, formatBytes(n.template_store_used_bytes || 0), ' · ', h('span', { i18n: ['nodes.free', { size: formatBytes(n.template_store_free_bytes || 0) }] })),
+        meter(storePct))),
+    h('div', { class: 'node-card-foot' },
+      h('span', { class: 'muted small', title: absoluteTime(n.last_seen) }, h('span', { i18n: 'nodes.col.seen' }), ': ', relativeTime(n.last_seen)),
+      h('span', { class: 'row-actions' },
+        h('a', { class: 'btn small', href: `#/nodes/${encodeURIComponent(n.id)}`, i18n: 'nodes.details' }),
+        maintenanceToggle(n, after))));
 }
 
 function nodes(container) {
-  let stopped = false;
-  let timer = null;
   let last = [];
   const summary = h('p', { class: 'muted' });
-  const tbody = h('tbody', {});
+  const grid = h('div', { class: 'node-grid' });
   const empty = h('p', { class: 'muted empty-small', i18n: 'nodes.empty', hidden: true });
+  const charts = loadCharts(async (minutes) => (await get(`/api/nodes/metrics?minutes=${minutes}`)).nodes);
   replace(container,
     h('div', { class: 'page-head' },
-      h('div', {}, h('h1', { i18n: 'nodes.title' }), summary)),
-    h('section', { class: 'card' },
+      h('div', {}, h('h1', { i18n: 'nodes.title' }), summary),
+      h('a', { class: 'btn', href: '#/vms' }, icon('monitor'), h('span', { i18n: 'nav.vms' }))),
+    grid, empty, charts.el);
+
+  function render(list) {
+    last = list;
+    const up = list.filter((n) => n.state !== 'down').length;
+    const vms = list.reduce((a, n) => a + (n.vms_running || 0), 0);
+    bind(summary, 'nodes.summary', { up, total: list.length, vms });
+    empty.hidden = list.length > 0;
+    replace(grid, list.map((n) => nodeCard(n, refresh)));
+  }
+  async function refresh() {
+    const list = await get('/api/nodes');
+    render(list);
+    await charts.refresh();
+  }
+  const offLang = onLangChange(() => render(last));
+  const stop = poller(refresh);
+  return { unmount() { stop(); offLang(); charts.destroy(); } };
+}
+
+function nodeDetail(container, id) {
+  const head = h('div', { class: 'page-head' });
+  const charts = loadCharts(async (minutes) => {
+    const r = await get(`/api/nodes/${encodeURIComponent(id)}/metrics?minutes=${minutes}`);
+    return [{ name: nodeName, samples: r.samples }];
+  });
+  let nodeName = '';
+  const cardBox = h('div', { class: 'node-grid single' });
+  const vmBox = h('div');
+  replace(container,
+    h('p', {}, h('a', { href: '#/nodes' }, '← ', h('span', { i18n: 'node.back' }))),
+    head, cardBox, charts.el, vmBox);
+  const table = clusterVms(vmBox, { node: id, embedded: true });
+  async function refresh() {
+    const n = await get(`/api/nodes/${encodeURIComponent(id)}`);
+    nodeName = n.name;
+    replace(head, h('div', {}, h('h1', {}, n.name), h('p', { class: 'muted' }, h('code', {}, n.uri))));
+    replace(cardBox, nodeCard(n, refresh));
+    await charts.refresh();
+  }
+  const stop = poller(refresh);
+  return { unmount() { stop(); charts.destroy(); table.unmount(); } };
+}
+
+// ---------------------------------------------------------------- cluster VMs
+
+function clusterVms(container, { node = '', embedded = false }) {
+  const filters = { course: '', node, state: '', student: '' };
+  let data = { vms: [], users: new Map(), courses: new Map(), nodes: [] };
+  const selCourse = h('select', { id: 'cv-course' });
+  const selNode = h('select', { id: 'cv-node' });
+  const selState = h('select', { id: 'cv-state' },
+    h('option', { value: '', i18n: 'cvms.all' }), STATES.map((s) => h('option', { value: s, i18n: `state.${s}` })));
+  const student = h('input', { id: 'cv-student', type: 'search', i18nPh: 'cvms.filter.studentPh', autocomplete: 'off' });
+  const count = h('p', { class: 'muted' });
+  const tbody = h('tbody', {});
+  const empty = h('p', { class: 'muted empty-small', i18n: 'cvms.empty', hidden: true });
+  const filterBar = h('div', { class: 'filters' },
+    h('div', { class: 'field' }, h('label', { for: 'cv-course', i18n: 'cvms.filter.course' }), selCourse),
+    embedded ? null : h('div', { class: 'field' }, h('label', { for: 'cv-node', i18n: 'cvms.filter.node' }), selNode),
+    h('div', { class: 'field' }, h('label', { for: 'cv-state', i18n: 'cvms.filter.state' }), selState),
+    h('div', { class: 'field' }, h('label', { for: 'cv-student', i18n: 'cvms.filter.student' }), student));
+  replace(container,
+    embedded
+      ? h('div', { class: 'section-head' }, h('h2', { i18n: 'node.vms' }), count)
+      : h('div', { class: 'page-head' }, h('div', {}, h('h1', { i18n: 'cvms.title' }), count)),
+    h('section', { class: 'card section' },
+      filterBar,
       h('div', { class: 'table-wrap' },
-        h('table', { class: 'data' },
-          h('thead', {}, h('tr', {}, ['nodes.col.name', 'nodes.col.state', 'nodes.col.cpu', 'nodes.col.mem', 'nodes.col.vms', 'nodes.col.store', 'nodes.col.seen', 'nodes.col.actions']
+        h('table', { class: 'data', id: 'cluster-vms' },
+          h('thead', {}, h('tr', {}, ['cvms.col.name', 'cvms.col.student', 'cvms.col.course', 'cvms.col.node', 'cvms.col.state', 'cvms.col.size', 'cvms.col.actions']
             .map((k) => h('th', { scope: 'col', i18n: k })))),
           tbody)),
       empty));
 
-  function render(list) {
-    last = list;
-    const up = list.filter((n) => n.state === 'up').length;
-    const vms = list.reduce((a, n) => a + (n.vms_running || 0), 0);
-    bind(summary, 'nodes.summary', { up, total: list.length, vms });
-    empty.hidden = list.length > 0;
-    replace(tbody, list.map((n) => {
-      const memPct = n.mem_total_mib ? (100 * n.mem_used_mib) / n.mem_total_mib : 0;
-      const storeTotal = (n.template_store_used_bytes || 0) + (n.template_store_free_bytes || 0);
-      const storePct = storeTotal ? (100 * n.template_store_used_bytes) / storeTotal : 0;
-      const inMaint = Boolean(n.maintenance) || n.state === 'maintenance';
-      const toggle = button({ label: inMaint ? 'nodes.maintenance.off' : 'nodes.maintenance.on', kind: 'small nowrap', aria: ['nodes.maintenance.aria', { name: n.name }] });
-      toggle.setAttribute('aria-pressed', String(inMaint));
-      toggle.addEventListener('click', async () => {
-        toggle.classList.add('busy');
-        try {
-          await post(`/api/nodes/${encodeURIComponent(n.id)}/maintenance`, { enabled: !inMaint });
-          await refresh();
-        } catch (err) { toastError(err); toggle.classList.remove('busy'); }
+  for (const [el, key] of [[selCourse, 'course'], [selNode, 'node'], [selState, 'state']]) {
+    el.addEventListener('change', () => { filters[key] = el.value; render(); });
+  }
+  student.addEventListener('input', () => { filters.student = student.value.trim().toLowerCase(); render(); });
+
+  function options(sel, items, current) {
+    replace(sel, h('option', { value: '', i18n: 'cvms.all' }), items.map(([v, label]) => h('option', { value: v }, label)));
+    sel.value = items.some(([v]) => v === current) ? current : '';
+  }
+
+  function migrateControl(vm) {
+    const targets = data.nodes.filter((n) => n.id !== vm.node_id && n.state === 'up');
+    const sel = h('select', { class: 'small', i18nAria: ['cvms.migrate.aria', { name: vm.name }] },
+      h('option', { value: '', i18n: 'cvms.migrate' }), targets.map((n) => h('option', { value: n.id }, n.name)));
+    sel.disabled = vm.state !== 'running' || targets.length === 0;
+    sel.addEventListener('change', async () => {
+      const target = sel.value;
+      if (!target) return;
+      sel.disabled = true;
+      try {
+        await post(`/api/vms/${encodeURIComponent(vm.id)}/migrate`, { node_id: target });
+        toast(t('cvms.migrated', { name: vm.name, node: data.nodes.find((n) => n.id === target)?.name || '' }), 'success');
+        await load();
+      } catch (err) { toastError(err); sel.value = ''; sel.disabled = false; }
+    });
+    return sel;
+  }
+
+  function render() {
+    const { vms, users: us, courses, nodes: ns } = data;
+    options(selCourse, [...courses.values()].map((c) => [c.id, `${c.code} · ${c.name}`]), filters.course);
+    options(selNode, ns.map((n) => [n.id, n.name]), filters.node);
+    const rows = vms.filter((vm) => (!filters.course || vm.course_id === filters.course)
+      && (!filters.node || vm.node_id === filters.node)
+      && (!filters.state || vm.state === filters.state)
+      && (!filters.student || (us.get(vm.owner_id)?.username || '').toLowerCase().includes(filters.student)
+        || (us.get(vm.owner_id)?.display_name || '').toLowerCase().includes(filters.student)));
+    bind(count, 'cvms.count', { shown: rows.length, total: vms.length });
+    empty.hidden = rows.length > 0;
+    replace(tbody, rows.map((vm) => {
+      const owner = us.get(vm.owner_id);
+      const course = courses.get(vm.course_id);
+      const nodeName = ns.find((n) => n.id === vm.node_id)?.name;
+      const off = button({ label: 'vm.poweroff', kind: 'small danger-text nowrap' });
+      off.disabled = !allowed('poweroff', vm.state);
+      off.addEventListener('click', async () => {
+        off.disabled = true;
+        if (await runAction('poweroff', vm)) await load();
+        else off.disabled = false;
       });
-      return h('tr', { dataset: { nodeId: n.id } },
-        h('td', {}, h('div', { class: 'tree-name' }, n.name), h('div', { class: 'tree-meta' }, h('code', {}, n.uri))),
-        h('td', {}, h('span', { class: `badge state-${n.state}` }, h('span', { class: 'dot', 'aria-hidden': 'true' }), h('span', { i18n: `nodes.state.${n.state}` }))),
-        h('td', { class: 'num' }, `${Math.round(n.cpu_percent || 0)}% · ${n.cpus || '?'} CPU`, meter(n.cpu_percent)),
-        h('td', { class: 'num' }, `${formatMib(n.mem_used_mib || 0)} / ${formatMib(n.mem_total_mib || 0)}`, meter(memPct)),
-        h('td', { class: 'num' }, String(n.vms_running ?? 0)),
-        h('td', { class: 'num' }, formatBytes(n.template_store_used_bytes || 0), ' · ',
-          h('span', { i18n: ['nodes.free', { size: formatBytes(n.template_store_free_bytes || 0) }] }), meter(storePct)),
-        h('td', { class: 'num', title: absoluteTime(n.last_seen) }, relativeTime(n.last_seen)),
-        h('td', {}, toggle));
+      return h('tr', { dataset: { vmId: vm.id } },
+        h('td', {}, vm.name),
+        h('td', { class: 'student-cell' }, owner ? owner.username : '?', owner && owner.display_name !== owner.username ? h('div', { class: 'tree-meta' }, owner.display_name) : null),
+        h('td', {}, course ? course.code : h('span', { class: 'muted', i18n: 'cvms.build' })),
+        h('td', {}, nodeName || h('span', { class: 'muted', i18n: 'common.none' })),
+        h('td', {}, stateBadge(vm.state)),
+        h('td', { class: 'num' }, `${vm.vcpus} vCPU · ${formatMib(vm.memory_mib)}`, h('div', { class: 'tree-meta' }, formatBytes(vm.overlay_bytes || 0))),
+        h('td', {}, h('span', { class: 'row-actions' }, off, migrateControl(vm))));
     }));
   }
 
-  async function refresh() {
-    const list = await get('/api/nodes');
-    if (!stopped) render(list);
+  async function load() {
+    const [vms, us, courses, ns] = await Promise.all([get('/api/vms'), get('/api/users'), get('/api/courses'), get('/api/nodes')]);
+    data = { vms, users: new Map(us.map((u) => [u.id, u])), courses: new Map(courses.map((c) => [c.id, c])), nodes: ns };
+    render();
   }
-  async function poll() {
-    if (stopped) return;
-    if (document.visibilityState === 'visible') {
-      try { await refresh(); } catch (err) { if (err.status !== 401 && err.code !== 'network') toastError(err); }
-    }
-    if (!stopped) timer = setTimeout(poll, POLL_MS);
-  }
-  const offLang = onLangChange(() => render(last));
-  poll();
-  return { unmount() { stopped = true; clearTimeout(timer); offLang(); } };
+  const offLang = onLangChange(render);
+  const stop = poller(load);
+  return { unmount() { stop(); offLang(); } };
 }
 
 // ---------------------------------------------------------------- users
 
-function users(container) {
+function users(container, me) {
   let stopped = false;
   const tbody = h('tbody', {});
   const uname = h('input', { id: 'nu-username', required: true, maxlength: 64, autocomplete: 'off', autocapitalize: 'none' });
@@ -120,18 +336,49 @@ function users(container) {
     h('section', { class: 'card section' },
       h('div', { class: 'table-wrap' },
         h('table', { class: 'data' },
-          h('thead', {}, h('tr', {}, ['users.col.username', 'users.col.name', 'users.col.role'].map((k) => h('th', { scope: 'col', i18n: k })))),
+          h('thead', {}, h('tr', {}, ['users.col.username', 'users.col.name', 'users.col.role', 'users.col.state', 'users.col.actions'].map((k) => h('th', { scope: 'col', i18n: k })))),
           tbody))));
+
+  // One account: its role can be changed and it can be disabled (which also
+  // ends its sessions) — except the admin's own, which the server refuses.
+  function userRow(u) {
+    const self = u.id === me.id;
+    const roleSel = h('select', { class: 'small', i18nAria: ['users.roleAria', { name: u.username }] },
+      ['student', 'teacher', 'admin'].map((r) => h('option', { value: r, i18n: `role.${r}` })));
+    roleSel.value = u.role;
+    roleSel.disabled = self;
+    roleSel.addEventListener('change', async () => {
+      roleSel.disabled = true;
+      try {
+        await api('PATCH', `/api/users/${encodeURIComponent(u.id)}`, { role: roleSel.value });
+        toast(t('users.updated', { name: u.username }), 'success');
+        load();
+      } catch (err) { toastError(err); roleSel.value = u.role; roleSel.disabled = false; }
+    });
+    const toggle = button({ label: u.disabled ? 'users.enable' : 'users.disable', kind: `small nowrap${u.disabled ? '' : ' danger-text'}`, aria: [u.disabled ? 'users.enableAria' : 'users.disableAria', { name: u.username }] });
+    toggle.disabled = self;
+    toggle.addEventListener('click', async () => {
+      toggle.disabled = true;
+      try {
+        await api('PATCH', `/api/users/${encodeURIComponent(u.id)}`, { disabled: !u.disabled });
+        toast(t('users.updated', { name: u.username }), 'success');
+        load();
+      } catch (err) { toastError(err); toggle.disabled = false; }
+    });
+    return h('tr', { dataset: { username: u.username }, class: u.disabled ? 'disabled-row' : null },
+      h('td', { class: 'student-cell' }, u.username),
+      h('td', {}, u.display_name || ''),
+      h('td', {}, roleSel),
+      h('td', {}, h('span', { class: `chip${u.disabled ? ' warn' : ''}`, i18n: u.disabled ? 'users.disabled' : 'users.active' })),
+      h('td', {}, toggle));
+  }
 
   async function load() {
     try {
       const list = await get('/api/users');
       if (stopped) return;
       list.sort((a, b) => a.username.localeCompare(b.username));
-      replace(tbody, list.map((u) => h('tr', { dataset: { username: u.username } },
-        h('td', { class: 'student-cell' }, u.username),
-        h('td', {}, u.display_name || ''),
-        h('td', {}, h('span', { class: `chip${u.role === 'student' ? '' : ' os'}`, i18n: `role.${u.role}` })))));
+      replace(tbody, list.map((u) => userRow(u)));
     } catch (err) { if (!stopped) toastError(err); }
   }
 

@@ -22,6 +22,8 @@ const ROUTES = [
   [/^teach\/([\w-]+)$/, './teacher.js', ['teacher', 'admin'], 'course'],
   [/^templates$/, './templates.js', ['teacher', 'admin']],
   [/^nodes$/, './admin.js', ['admin'], 'nodes'],
+  [/^nodes\/([\w-]+)$/, './admin.js', ['admin'], 'node'],
+  [/^vms$/, './admin.js', ['admin'], 'vms'],
   [/^users$/, './admin.js', ['admin'], 'users'],
 ];
 
@@ -32,7 +34,7 @@ function homeFor(user) {
 }
 
 function navFor(user) {
-  if (user.role === 'admin') return [['nodes', 'nav.nodes'], ['users', 'nav.users'], ['teach', 'nav.teach'], ['templates', 'nav.templates']];
+  if (user.role === 'admin') return [['nodes', 'nav.nodes'], ['vms', 'nav.vms'], ['users', 'nav.users'], ['teach', 'nav.teach'], ['templates', 'nav.templates']];
   if (user.role === 'teacher') return [['teach', 'nav.teach'], ['templates', 'nav.templates']];
   return [['courses', 'nav.courses']];
 }

@@ -1,0 +1,82 @@
+// Time-series charts for the admin views, drawn with uPlot (from npm, served
+// by the server under /vendor/uplot/). One chart = one metric, one line per
+// node. Charts follow their container's width and redraw on language change
+// by being rebuilt by their owner.
+
+import uPlot from '/vendor/uplot/uPlot.esm.js';
+import { h } from './ui.js';
+
+// uPlot's stylesheet, once per page (CSP allows our own stylesheets only).
+if (!document.querySelector('link[data-uplot]')) {
+  document.head.append(h('link', { rel: 'stylesheet', href: '/vendor/uplot/uPlot.min.css', dataset: { uplot: '1' } }));
+}
+
+// Distinguishable on white and for common colour-vision deficiencies.
+const PALETTE = ['#2457d6', '#d35400', '#17803a', '#8e44ad', '#c62828', '#0097a7', '#a86400', '#5c6779'];
+
+export function color(i) { return PALETTE[i % PALETTE.length]; }
+
+/**
+ * Aligns per-node samples (bucket-aligned timestamps) into uPlot's columnar
+ * data: [times, series1, series2, …], with null where a node has no point.
+ * `pick(sample)` extracts the plotted value.
+ */
+export function align(nodes, pick) {
+  const times = [...new Set(nodes.flatMap((n) => n.samples.map((s) => Date.parse(s.at) / 1000)))].sort((a, b) => a - b);
+  const index = new Map(times.map((t, i) => [t, i]));
+  const columns = nodes.map((n) => {
+    const col = new Array(times.length).fill(null);
+    for (const s of n.samples) {
+      const v = pick(s);
+      col[index.get(Date.parse(s.at) / 1000)] = v === undefined ? null : v;
+    }
+    return col;
+  });
+  return [times, ...columns];
+}
+
+/**
+ * A line chart in `container`. `names`: one label per series; `data` from
+ * align(); `unit` appended to values; `max` fixes the y-axis top (e.g. 100 %);
+ * `spanSeconds()` (optional) pins the x-axis to the last N seconds, so a young
+ * history is drawn at its true place instead of stretched over the chart.
+ * The container's data-points attribute counts plotted values (tests read it).
+ * Returns { update(data), destroy() }.
+ */
+export function lineChart(container, { title, names, data, unit = '', max = null, decimals = 0, spanSeconds = null }) {
+  const fmt = (v) => (v === null || v === undefined ? '–' : `${Number(v).toFixed(decimals)}${unit}`);
+  const width = () => Math.max(240, container.clientWidth || 320);
+  const opts = {
+    title,
+    width: width(),
+    height: 200,
+    cursor: { points: { size: 6 } },
+    legend: { live: true },
+    scales: { x: spanSeconds ? { time: true, range: () => { const now = Date.now() / 1000; return [now - spanSeconds(), now]; } } : { time: true }, y: max === null ? { range: (_u, lo, hi) => [0, Math.max(1, hi * 1.1)] } : { range: [0, max] } },
+    axes: [
+      { stroke: '#5c6779', grid: { stroke: '#eef0f3' } },
+      { stroke: '#5c6779', grid: { stroke: '#eef0f3' }, values: (_u, ticks) => ticks.map((v) => `${v}${unit}`), size: 56 },
+    ],
+    series: [
+      {},
+      ...names.map((name, i) => ({
+        label: name,
+        stroke: color(i),
+        width: 2,
+        spanGaps: false,
+        value: (_u, v) => fmt(v),
+      })),
+    ],
+  };
+  const countPoints = (d) => {
+    container.dataset.points = String(d.slice(1).reduce((a, col) => a + col.filter((v) => v !== null).length, 0));
+  };
+  countPoints(data);
+  const plot = new uPlot(opts, data, container);
+  const ro = new ResizeObserver(() => plot.setSize({ width: width(), height: 200 }));
+  ro.observe(container);
+  return {
+    update(next) { countPoints(next); plot.setData(next); },
+    destroy() { ro.disconnect(); plot.destroy(); },
+  };
+}
