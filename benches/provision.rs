@@ -93,6 +93,7 @@ async fn main() {
             code: "BENCH-1".into(),
             name: "Bench".into(),
             vm_specs: vec![spec("desktop"), spec("server"), spec("router")],
+            lab_network: false,
             teacher_id: None,
         },
     )

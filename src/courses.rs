@@ -39,6 +39,9 @@ pub struct Course {
     pub name: String,
     pub teacher_id: Uuid,
     pub vm_specs: Vec<VmSpec>,
+    /// Each student's VMs of the course share a private isolated network
+    /// (see [`crate::labnets`]).
+    pub lab_network: bool,
     pub student_count: u64,
     pub created_at: String,
 }
@@ -58,6 +61,9 @@ pub struct NewCourse {
     pub code: String,
     pub name: String,
     pub vm_specs: Vec<NewVmSpec>,
+    /// Give each student a private lab network for their VMs of this course.
+    #[serde(default)]
+    pub lab_network: bool,
     /// Admins may create a course on behalf of a teacher.
     pub teacher_id: Option<Uuid>,
 }
@@ -180,12 +186,13 @@ pub async fn create(pool: &Pool, actor: &User, new: NewCourse) -> Result<Course,
     let id = Uuid::new_v4();
     let mut tx = pool.begin().await?;
     let res = sqlx::query(
-        "INSERT INTO courses (id, code, name, teacher_id, created_at) VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO courses (id, code, name, teacher_id, lab_network, created_at) VALUES (?, ?, ?, ?, ?, ?)",
     )
     .bind(id.to_string())
     .bind(&new.code)
     .bind(&new.name)
     .bind(teacher_id.to_string())
+    .bind(new.lab_network)
     .bind(db::now())
     .execute(&mut *tx)
     .await;
@@ -234,7 +241,7 @@ async fn specs(pool: &Pool, course_id: Uuid) -> Result<Vec<VmSpec>, CourseError>
 /// Loads a course without any visibility check.
 pub async fn load(pool: &Pool, id: Uuid) -> Result<Course, CourseError> {
     let row = sqlx::query(
-        "SELECT c.id, c.code, c.name, c.teacher_id, c.created_at,
+        "SELECT c.id, c.code, c.name, c.teacher_id, c.lab_network, c.created_at,
                 (SELECT COUNT(*) FROM enrolments e WHERE e.course_id = c.id) AS student_count
          FROM courses c WHERE c.id = ?",
     )
@@ -247,6 +254,7 @@ pub async fn load(pool: &Pool, id: Uuid) -> Result<Course, CourseError> {
         code: row.try_get("code")?,
         name: row.try_get("name")?,
         teacher_id: db::uuid(&row, "teacher_id")?,
+        lab_network: row.try_get::<i64, _>("lab_network")? != 0,
         student_count: u64::try_from(row.try_get::<i64, _>("student_count")?).unwrap_or(0),
         created_at: row.try_get("created_at")?,
         vm_specs: specs(pool, id).await?,

@@ -21,6 +21,7 @@ pub mod courses;
 pub mod db;
 pub mod http;
 pub mod images;
+pub mod labnets;
 pub mod library;
 pub mod libvirt;
 pub mod metrics;

@@ -11,6 +11,12 @@
 //! spread (most free memory, default), pack (least free memory that fits),
 //! load-aware (lowest recent CPU). Ties break on fewer running VMs, then node
 //! name, so decisions are deterministic.
+//!
+//! Constraint: a start may be *pinned* to one node ([`Constraint::OnNode`]).
+//! Lab networks need it: a student's isolated lab network is a bridge on one
+//! host (see [`crate::labnets`]), so all of that student's running VMs of the
+//! course must share a node. A pinned start never falls back to another node:
+//! if the pinned node cannot take the VM, placement fails.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -40,12 +46,26 @@ pub struct Candidate {
     pub vms_running: u64,
 }
 
+/// Where a VM may go, besides the capacity rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Constraint {
+    /// Any usable node.
+    #[default]
+    Anywhere,
+    /// Only this node (e.g. where the VM's lab network already lives).
+    OnNode(Uuid),
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PlacementError {
     #[error("no node is up and out of maintenance")]
     NoNodes,
     #[error("no node has {0} MiB of free memory for this VM")]
     NoCapacity(u64),
+    #[error(
+        "this VM must run on the node that runs the student's other VMs on the same lab network, and that node is unavailable or has no {0} MiB free; stop those VMs or try later"
+    )]
+    PinnedNodeUnavailable(u64),
 }
 
 /// Picks a node for a VM needing `need_mib`, keeping `reserve_mib` free on the host.
@@ -56,7 +76,24 @@ pub fn choose(
     reserve_mib: u64,
     reserved: &HashMap<Uuid, u64>,
     policy: Policy,
+    constraint: Constraint,
 ) -> Result<Uuid, PlacementError> {
+    if let Constraint::OnNode(pin) = constraint {
+        let only: Vec<Candidate> = candidates
+            .iter()
+            .filter(|c| c.node_id == pin)
+            .cloned()
+            .collect();
+        return choose(
+            &only,
+            need_mib,
+            reserve_mib,
+            reserved,
+            policy,
+            Constraint::Anywhere,
+        )
+        .map_err(|_| PlacementError::PinnedNodeUnavailable(need_mib));
+    }
     let usable: Vec<&Candidate> = candidates
         .iter()
         .filter(|c| c.up && !c.maintenance && c.has_template)
@@ -118,9 +155,10 @@ impl Reservations {
         need_mib: u64,
         reserve_mib: u64,
         policy: Policy,
+        constraint: Constraint,
     ) -> Result<Reservation<'_>, PlacementError> {
         let mut map = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let node_id = choose(candidates, need_mib, reserve_mib, &map, policy)?;
+        let node_id = choose(candidates, need_mib, reserve_mib, &map, policy, constraint)?;
         *map.entry(node_id).or_insert(0) += need_mib;
         Ok(Reservation {
             ledger: self,
@@ -174,10 +212,20 @@ mod tests {
         let cands = vec![a.clone(), b.clone()];
         let none = HashMap::new();
         assert_eq!(
-            choose(&cands, 512, 256, &none, Policy::Spread),
+            choose(
+                &cands,
+                512,
+                256,
+                &none,
+                Policy::Spread,
+                Constraint::Anywhere
+            ),
             Ok(a.node_id)
         );
-        assert_eq!(choose(&cands, 512, 256, &none, Policy::Pack), Ok(b.node_id));
+        assert_eq!(
+            choose(&cands, 512, 256, &none, Policy::Pack, Constraint::Anywhere),
+            Ok(b.node_id)
+        );
     }
 
     #[test]
@@ -189,11 +237,25 @@ mod tests {
         let c = node("c", 1024, 900);
         let none = HashMap::new();
         assert_eq!(
-            choose(&[a.clone(), b.clone()], 512, 0, &none, Policy::Spread),
+            choose(
+                &[a.clone(), b.clone()],
+                512,
+                0,
+                &none,
+                Policy::Spread,
+                Constraint::Anywhere
+            ),
             Err(PlacementError::NoNodes)
         );
         assert_eq!(
-            choose(&[a, b, c], 512, 0, &none, Policy::Spread),
+            choose(
+                &[a, b, c],
+                512,
+                0,
+                &none,
+                Policy::Spread,
+                Constraint::Anywhere
+            ),
             Err(PlacementError::NoCapacity(512))
         );
     }
@@ -204,7 +266,14 @@ mod tests {
         let b = node("b", 4096, 0);
         let none = HashMap::new();
         assert_eq!(
-            choose(&[b, a.clone()], 256, 0, &none, Policy::Spread),
+            choose(
+                &[b, a.clone()],
+                256,
+                0,
+                &none,
+                Policy::Spread,
+                Constraint::Anywhere
+            ),
             Ok(a.node_id)
         );
     }
@@ -214,19 +283,41 @@ mod tests {
         let a = node("a", 2048, 0);
         let ledger = Reservations::default();
         let r1 = ledger
-            .place(std::slice::from_ref(&a), 1024, 0, Policy::Spread)
+            .place(
+                std::slice::from_ref(&a),
+                1024,
+                0,
+                Policy::Spread,
+                Constraint::Anywhere,
+            )
             .expect("first fits");
         let r2 = ledger
-            .place(std::slice::from_ref(&a), 1024, 0, Policy::Spread)
+            .place(
+                std::slice::from_ref(&a),
+                1024,
+                0,
+                Policy::Spread,
+                Constraint::Anywhere,
+            )
             .expect("second fits");
         assert!(
             ledger
-                .place(std::slice::from_ref(&a), 1024, 0, Policy::Spread)
+                .place(
+                    std::slice::from_ref(&a),
+                    1024,
+                    0,
+                    Policy::Spread,
+                    Constraint::Anywhere
+                )
                 .is_err()
         );
         drop(r1);
         drop(r2);
-        assert!(ledger.place(&[a], 1024, 0, Policy::Spread).is_ok());
+        assert!(
+            ledger
+                .place(&[a], 1024, 0, Policy::Spread, Constraint::Anywhere)
+                .is_ok()
+        );
     }
 
     proptest! {
@@ -243,7 +334,7 @@ mod tests {
                 c
             }).collect();
             let none = HashMap::new();
-            match choose(&cands, need, 128, &none, policy) {
+            match choose(&cands, need, 128, &none, policy, Constraint::Anywhere) {
                 Ok(id) => {
                     let c = cands.iter().find(|c| c.node_id == id).expect("chosen is a candidate");
                     prop_assert!(c.up && !c.maintenance);
@@ -251,6 +342,56 @@ mod tests {
                 }
                 Err(_) => {
                     prop_assert!(!cands.iter().any(|c| c.up && !c.maintenance && c.mem_total_mib - c.mem_used_mib >= need + 128));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_pinned_start_goes_to_its_node_or_nowhere() {
+        let roomy = node("a", 65536, 0);
+        let pinned = node("b", 2048, 0);
+        let cands = vec![roomy.clone(), pinned.clone()];
+        let none = HashMap::new();
+        let pin = Constraint::OnNode(pinned.node_id);
+        assert_eq!(
+            choose(&cands, 512, 256, &none, Policy::Spread, pin),
+            Ok(pinned.node_id)
+        );
+        // Full: no fallback to the roomy node.
+        assert_eq!(
+            choose(&cands, 4096, 256, &none, Policy::Spread, pin),
+            Err(PlacementError::PinnedNodeUnavailable(4096))
+        );
+        let mut down = pinned.clone();
+        down.up = false;
+        assert_eq!(
+            choose(&[roomy, down], 512, 0, &none, Policy::Spread, pin),
+            Err(PlacementError::PinnedNodeUnavailable(512))
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn pinned_placement_never_leaves_the_pinned_node(
+            nodes in prop::collection::vec((1024u64..65536, 0u64..65536, any::<bool>()), 1..20),
+            pick in any::<prop::sample::Index>(),
+            need in 64u64..8192,
+            policy in prop_oneof![Just(Policy::Spread), Just(Policy::Pack), Just(Policy::LoadAware)],
+        ) {
+            let cands: Vec<Candidate> = nodes.iter().enumerate().map(|(i, (t, u, up))| {
+                let mut c = node(&format!("n{i}"), *t, (*u).min(*t));
+                c.up = *up;
+                c
+            }).collect();
+            let pin = cands[pick.index(cands.len())].clone();
+            let none = HashMap::new();
+            let fits = pin.up && pin.mem_total_mib - pin.mem_used_mib >= need + 128;
+            match choose(&cands, need, 128, &none, policy, Constraint::OnNode(pin.node_id)) {
+                Ok(id) => prop_assert!(id == pin.node_id && fits),
+                Err(e) => {
+                    prop_assert!(!fits);
+                    prop_assert_eq!(e, PlacementError::PinnedNodeUnavailable(need));
                 }
             }
         }

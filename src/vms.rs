@@ -14,6 +14,9 @@
 //!   reconcile loop adopts/clears domains after restarts and guest shutdowns.
 //! - A personal layer is replaced only while the VM is stopped, atomically
 //!   (new file renamed over the old), so a crash never leaves half a layer.
+//! - A VM of a lab-network course starts on its student's network, on the
+//!   node where the student's other VMs of the course run; the network goes
+//!   when the last of them stops ([`crate::labnets`]).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -29,9 +32,10 @@ use crate::console::{self, ConsoleTarget};
 use crate::courses::VmSpec;
 use crate::db::{self, Pool};
 use crate::images::{self, ImageError};
+use crate::labnets::{self, LabNetError, LabNets};
 use crate::libvirt::{self, DomainState, GraphicsKind, LibvirtError};
 use crate::nodes::{NodeError, Nodes};
-use crate::placement::{Candidate, PlacementError, Policy, Reservations};
+use crate::placement::{Candidate, Constraint, PlacementError, Policy, Reservations};
 use crate::storage::{self, Storage};
 use crate::templates;
 use crate::users::User;
@@ -113,6 +117,8 @@ pub enum VmError {
     Libvirt(#[from] LibvirtError),
     #[error(transparent)]
     Image(#[from] ImageError),
+    #[error(transparent)]
+    LabNet(#[from] LabNetError),
     #[error("template error: {0}")]
     Template(String),
     #[error("storage error: {0}")]
@@ -352,6 +358,7 @@ pub struct VmManager {
     events: tokio::sync::broadcast::Sender<VmEvent>,
     /// Serialises console password changes (expiry renewal, `.vv` tickets).
     console_passwords: tokio::sync::Mutex<()>,
+    labnets: LabNets,
 }
 
 impl VmManager {
@@ -362,6 +369,7 @@ impl VmManager {
         shutdown_timeout: Duration,
         domain_prefix: String,
     ) -> Self {
+        let labnets = LabNets::new(pool.clone(), nodes.clone(), domain_prefix.clone());
         Self {
             pool,
             storage,
@@ -370,6 +378,7 @@ impl VmManager {
             locks: Mutex::new(HashMap::new()),
             shutdown_timeout,
             policy: Policy::Spread,
+            labnets,
             domain_prefix,
             events: tokio::sync::broadcast::channel(1024).0,
             console_passwords: tokio::sync::Mutex::new(()),
@@ -549,18 +558,51 @@ impl VmManager {
             }
             VmState::Stopped | VmState::Error => {}
         }
+        // A lab-network VM: hold its student's network lock for the whole start,
+        // so the student's concurrent starts agree on a node and one network.
+        let lab = match vm.course_id {
+            Some(c) if labnets::course_has_lab_network(&self.pool, c).await? => {
+                Some((c, vm.owner_id))
+            }
+            _ => None,
+        };
+        let lab_lock = lab.map(|pair| self.labnets.lock_for(pair));
+        let _lab_guard = match &lab_lock {
+            Some(l) => Some(l.lock().await),
+            None => None,
+        };
+        let constraint = match lab {
+            Some(pair) => self.labnets.constraint(pair, vm.id).await?,
+            None => Constraint::Anywhere,
+        };
         let candidates = self.candidates(vm.template_id).await?;
         let reservation = self.reservations.place(
             &candidates,
             u64::from(vm.memory_mib),
             HOST_RESERVE_MIB,
             self.policy,
+            constraint,
         )?;
         let node_id = reservation.node_id();
         let node = self.nodes.get(node_id).await?;
         let conn = self.nodes.conn(node_id).await?;
         self.set_state(vm.id, VmState::Starting, Some(node_id), None)
             .await?;
+        let network = match lab {
+            Some(pair) => match self.labnets.ensure(node_id, &conn, pair).await {
+                Ok(name) => Some(name),
+                Err(e) => {
+                    tracing::warn!(vm = %vm.id, error = %e, "lab network unavailable");
+                    if let Err(e2) = self.labnets.release_locked(pair).await {
+                        tracing::warn!(vm = %vm.id, error = %e2, "lab network cleanup failed");
+                    }
+                    self.set_state(vm.id, VmState::Stopped, None, Some(e.to_string()))
+                        .await?;
+                    return Err(e.into());
+                }
+            },
+            None => None,
+        };
         let spec = libvirt::DomainSpec {
             name: self.domain_name(vm.id),
             uuid: vm.id,
@@ -582,7 +624,7 @@ impl VmManager {
                 course: vm.course_id.map(|c| c.to_string()),
                 template: vm.build_template_id.map(|t| t.to_string()),
             },
-            network: None,
+            network,
         };
         match conn.create_domain(&spec).await {
             Ok(_) => {
@@ -597,8 +639,13 @@ impl VmManager {
                 load(&self.pool, vm.id).await
             }
             Err(e) => {
-                // Never leave a half-started domain behind.
+                // Never leave a half-started domain (or an unused network) behind.
                 let _ = conn.destroy(&spec.name).await;
+                if let Some(pair) = lab
+                    && let Err(e2) = self.labnets.release_locked(pair).await
+                {
+                    tracing::warn!(vm = %vm.id, error = %e2, "lab network cleanup failed");
+                }
                 tracing::warn!(vm = %vm.id, error = %e, "start failed");
                 self.set_state(vm.id, VmState::Stopped, None, Some(e.to_string()))
                     .await?;
@@ -659,6 +706,21 @@ impl VmManager {
         let lock = self.lock_for(vm_id);
         let _guard = lock.lock().await;
         let _ = self.set_state(vm_id, VmState::Stopped, None, None).await;
+        if let Ok(vm) = load(&self.pool, vm_id).await {
+            self.release_lab_network(&vm).await;
+        }
+    }
+
+    /// After a stop: removes the VM's lab network if no VM of its student in
+    /// its course runs on the node any more. Failures are logged; the
+    /// reconcile loop retries.
+    async fn release_lab_network(&self, vm: &Vm) {
+        let Some(course) = vm.course_id else {
+            return;
+        };
+        if let Err(e) = self.labnets.release((course, vm.owner_id)).await {
+            tracing::warn!(vm = %vm.id, error = %e, "lab network cleanup failed; reconcile retries");
+        }
     }
 
     /// Forced power-off.
@@ -672,6 +734,7 @@ impl VmManager {
         let (vm, conn) = self.require_running(&current).await?;
         conn.destroy(&self.domain_name(vm.id)).await?;
         self.set_state(vm.id, VmState::Stopped, None, None).await?;
+        self.release_lab_network(&vm).await;
         load(&self.pool, vm.id).await
     }
 
@@ -764,6 +827,11 @@ impl VmManager {
                     self.set_state(vm.id, VmState::Stopped, None, None).await?;
                 }
             }
+        }
+        // Lab networks whose VMs are all gone (guest shutdowns, crashes,
+        // failed cleanups, restarts).
+        if let Err(e) = self.labnets.sweep().await {
+            tracing::warn!(error = %e, "lab network sweep failed");
         }
         Ok(())
     }

@@ -138,7 +138,7 @@ async fn student_starts_a_vm_and_types_into_its_desktop() {
     let (status, course) = teacher
         .post(
             "/api/courses",
-            json!({"code": "test-web101", "name": "Operating Systems Lab", "vm_specs": [
+            json!({"code": "test-web101", "name": "Operating Systems Lab", "lab_network": true, "vm_specs": [
                 {"name": "linux", "template_id": tpl["id"], "vcpus": 1, "memory_mib": 256}]}),
         )
         .await;
@@ -171,6 +171,12 @@ async fn student_starts_a_vm_and_types_into_its_desktop() {
     // The script ended by forcing the VM off (and saw the page say so).
     let (_, vm) = student.get(&format!("/api/vms/{vm_id}")).await;
     assert_eq!(vm["state"], "stopped", "{vm}");
+    // The course has a lab network: it went with the VM.
+    let nets: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM lab_networks")
+        .fetch_one(&env.server.state.pool)
+        .await
+        .unwrap();
+    assert_eq!(nets, 0);
 }
 
 #[tokio::test]
@@ -206,6 +212,7 @@ async fn teacher_imports_an_image_creates_a_course_and_enrols_students() {
     let (_, vms) = s1.get("/api/vms").await;
     assert_eq!(vms.as_array().unwrap().len(), 1, "{vms}");
     assert_eq!(vms[0]["memory_mib"], 256);
+    assert_eq!(courses[0]["lab_network"], true, "{courses}");
 }
 
 #[tokio::test]

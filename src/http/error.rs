@@ -14,6 +14,7 @@ use crate::builds::BuildError;
 use crate::console::ConsoleError;
 use crate::courses::CourseError;
 use crate::images::ImageError;
+use crate::labnets::LabNetError;
 use crate::libvirt::LibvirtError;
 use crate::nodes::NodeError;
 use crate::placement::PlacementError;
@@ -235,7 +236,18 @@ impl From<VmError> for ApiError {
             VmError::Node(n) => n.into(),
             VmError::Libvirt(l) => l.into(),
             VmError::Image(i) => i.into(),
+            VmError::LabNet(l) => l.into(),
             VmError::Template(_) | VmError::Io(_) | VmError::Db(_) => Self::internal(&e),
+        }
+    }
+}
+
+impl From<LabNetError> for ApiError {
+    fn from(e: LabNetError) -> Self {
+        match e {
+            LabNetError::Node(n) => n.into(),
+            LabNetError::Libvirt(l) => l.into(),
+            LabNetError::Db(_) => Self::internal(&e),
         }
     }
 }

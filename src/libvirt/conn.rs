@@ -40,10 +40,14 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 use virt::connect::Connect;
 use virt::domain::Domain;
+use virt::network::Network;
 
 use super::LibvirtError;
 use super::accel::{AccelSetting, resolve_from_capabilities};
-use super::xml::{ConsoleAuth, DomainSpec, Graphics, Hypervisor, PvceMetadata, domain_xml};
+use super::xml::{
+    ConsoleAuth, DomainSpec, Graphics, Hypervisor, NetworkSpec, PvceMetadata, domain_xml,
+    network_xml,
+};
 use super::xml::{graphics_password_xml, parse_console, parse_graphics, parse_metadata};
 
 /// Tunables of one connection.
@@ -128,6 +132,15 @@ pub struct DomainInfo {
     pub metadata: Option<PvceMetadata>,
     /// CPU time used so far (ns); two samples give the domain's CPU load.
     pub cpu_time_ns: u64,
+}
+
+/// A libvirt network as seen on a node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkInfo {
+    pub name: String,
+    /// The host bridge device (empty if libvirt reports none).
+    pub bridge: String,
+    pub active: bool,
 }
 
 /// A node's size and load.
@@ -556,6 +569,94 @@ impl Node {
         self.call(super::stats::host_stats).await
     }
 
+    /// Create and start a *transient* isolated network (gone when destroyed or
+    /// when the node reboots, like pvce's domains). Idempotent: an active
+    /// network of that name is returned as it is, so the caller must own the
+    /// name. libvirt refuses a bridge name another network already uses.
+    pub async fn ensure_network(&self, spec: &NetworkSpec) -> Result<NetworkInfo, LibvirtError> {
+        let xml = network_xml(spec)?;
+        let name = spec.name.clone();
+        self.call(move |c| {
+            if let Some(net) = lookup_network(c, &name)? {
+                if net.is_active()? {
+                    return network_info(&net);
+                }
+                // Defined but inactive (someone defined it persistently): start it.
+                net.create()?;
+                return network_info(&net);
+            }
+            match c.create_network_xml(&xml) {
+                Ok(net) => network_info(&net),
+                Err(e) => {
+                    // Lost a race with another creator of the same name: fine.
+                    if let Some(net) = lookup_network(c, &name)?
+                        && net.is_active()?
+                    {
+                        return network_info(&net);
+                    }
+                    Err(e.into())
+                }
+            }
+        })
+        .await
+    }
+
+    /// The network called `name`, or `None`.
+    pub async fn network(&self, name: &str) -> Result<Option<NetworkInfo>, LibvirtError> {
+        let name = name.to_owned();
+        self.call(move |c| match lookup_network(c, &name)? {
+            Some(net) => match network_info(&net) {
+                Ok(i) => Ok(Some(i)),
+                Err(LibvirtError::NotFound) => Ok(None),
+                Err(e) => Err(e),
+            },
+            None => Ok(None),
+        })
+        .await
+    }
+
+    /// Names of every network on the node (active or not).
+    pub async fn list_network_names(&self) -> Result<Vec<String>, LibvirtError> {
+        self.call(|c| {
+            let mut out = Vec::new();
+            for net in c.list_all_networks(0)? {
+                match net.name() {
+                    Ok(n) => out.push(n),
+                    Err(e) => match LibvirtError::from(e) {
+                        LibvirtError::NotFound => {}
+                        other => return Err(other),
+                    },
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Stops (and, being transient, removes) the network `name`; a persistent
+    /// one is also undefined. `Ok(false)`: there was no such network.
+    pub async fn remove_network(&self, name: &str) -> Result<bool, LibvirtError> {
+        let name = name.to_owned();
+        self.call(move |c| {
+            let Some(net) = lookup_network(c, &name)? else {
+                return Ok(false);
+            };
+            let gone = |r: Result<(), virt::error::Error>| match r.map_err(LibvirtError::from) {
+                Ok(()) | Err(LibvirtError::NotFound) => Ok(()),
+                Err(e) if e.is_operation_invalid() => Ok(()), // not active
+                Err(e) => Err(e),
+            };
+            if net.is_active().unwrap_or(false) {
+                gone(net.destroy())?;
+            }
+            if net.is_persistent().unwrap_or(false) {
+                gone(net.undefine())?;
+            }
+            Ok(true)
+        })
+        .await
+    }
+
     /// The node's size and current memory/domain load.
     pub async fn node_info(&self) -> Result<NodeInfo, LibvirtError> {
         self.call(|c| {
@@ -629,6 +730,22 @@ fn lookup(c: &Connect, name: &str) -> Result<Option<Domain>, LibvirtError> {
     }
 }
 
+fn lookup_network(c: &Connect, name: &str) -> Result<Option<Network>, LibvirtError> {
+    match c.lookup_network_by_name(name).map_err(LibvirtError::from) {
+        Ok(n) => Ok(Some(n)),
+        Err(LibvirtError::NotFound) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn network_info(net: &Network) -> Result<NetworkInfo, LibvirtError> {
+    Ok(NetworkInfo {
+        name: net.name()?,
+        bridge: net.bridge_name().unwrap_or_default(),
+        active: net.is_active()?,
+    })
+}
+
 fn domain_info(dom: &Domain) -> Result<DomainInfo, LibvirtError> {
     let info = dom.info()?;
     let xml = dom.xml_desc(0)?;
@@ -681,6 +798,31 @@ mod tests {
             },
             network: None,
         }
+    }
+
+    #[tokio::test]
+    async fn isolated_networks_are_idempotent_and_removable() {
+        let node = test_node().await;
+        let tag = &uuid::Uuid::new_v4().simple().to_string()[..8];
+        let spec = NetworkSpec {
+            name: format!("test-lab-{tag}"),
+            bridge: format!("tpl{tag}"),
+        };
+        let a = node.ensure_network(&spec).await.expect("create");
+        assert!(a.active);
+        assert_eq!(a.bridge, spec.bridge);
+        // Twice is the same network.
+        assert_eq!(node.ensure_network(&spec).await.expect("again"), a);
+        assert!(
+            node.list_network_names()
+                .await
+                .expect("list")
+                .contains(&spec.name)
+        );
+        assert_eq!(node.network(&spec.name).await.expect("get"), Some(a));
+        assert!(node.remove_network(&spec.name).await.expect("remove"));
+        assert!(!node.remove_network(&spec.name).await.expect("remove again"));
+        assert_eq!(node.network(&spec.name).await.expect("get"), None);
     }
 
     #[tokio::test]

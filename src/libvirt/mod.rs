@@ -2,7 +2,8 @@
 //! and it is the only module that imports the `virt` crate.
 //!
 //! Pieces:
-//! - [`xml`]: typed domain XML. A domain definition is built from typed structs and
+//! - [`xml`]: typed domain XML (and the isolated networks of lab courses). A domain
+//!   definition is built from typed structs and
 //!   serialised with serde + quick-xml, never by formatting strings, so no value a user
 //!   influenced (a VM title, a password) can inject XML. Also the readers for what we
 //!   need back from a live domain's XML (graphics port, console password, our
@@ -34,11 +35,12 @@ pub mod stats;
 pub mod xml;
 
 pub use accel::{AccelSetting, resolve_qemu_hypervisor};
-pub use conn::{DomainInfo, DomainState, DriverKind, Node, NodeInfo, NodeOptions};
+pub use conn::{DomainInfo, DomainState, DriverKind, NetworkInfo, Node, NodeInfo, NodeOptions};
 pub use stats::{CpuTimes, HostStats, MemoryStats};
 pub use xml::{
-    ConsoleAuth, DiskCache, DomainSpec, Graphics, GraphicsKind, Hypervisor, PVCE_XMLNS,
-    PvceMetadata, domain_xml, parse_console, parse_graphics, parse_metadata,
+    ConsoleAuth, DiskCache, DomainSpec, Graphics, GraphicsKind, Hypervisor, MAX_BRIDGE_NAME,
+    NetworkSpec, PVCE_XMLNS, PvceMetadata, domain_xml, network_xml, parse_console, parse_graphics,
+    parse_metadata,
 };
 
 /// Everything that can go wrong talking to libvirt, sorted by what the caller should do.
@@ -52,8 +54,8 @@ pub enum LibvirtError {
     /// the call may still complete on the node later (HTTP 503).
     #[error("libvirt call timed out")]
     Timeout,
-    /// No such domain.
-    #[error("no such domain")]
+    /// No such domain (or, for network calls, no such network).
+    #[error("no such domain or network")]
     NotFound,
     /// Any other libvirt error; `code` is libvirt's `virErrorNumber`.
     #[error("libvirt error {code}: {message}")]
@@ -84,7 +86,10 @@ impl From<virt::error::Error> for LibvirtError {
     fn from(e: virt::error::Error) -> Self {
         use virt::enumutil::Enum;
         use virt::error::ErrorNumber;
-        if matches!(e.code(), Enum::Known(ErrorNumber::NoDomain)) {
+        if matches!(
+            e.code(),
+            Enum::Known(ErrorNumber::NoDomain | ErrorNumber::NoNetwork)
+        ) {
             return Self::NotFound;
         }
         // Whether any other error means "the connection died" is decided by the caller

@@ -822,6 +822,73 @@ fn validate(spec: &DomainSpec) -> Result<(), LibvirtError> {
 }
 
 // ---------------------------------------------------------------------------------------
+// Isolated networks (students' lab networks).
+
+/// Longest Linux interface name (`IFNAMSIZ` − 1).
+pub const MAX_BRIDGE_NAME: usize = 15;
+
+/// An isolated libvirt network: a host bridge with no `<forward>` (nothing leaves
+/// it) and no `<ip>` (the host has no address on it, so libvirt starts no dnsmasq
+/// and guests cannot reach the host). Guests on it only see each other.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkSpec {
+    /// libvirt network name; only `[A-Za-z0-9._-]`.
+    pub name: String,
+    /// Host bridge device, at most [`MAX_BRIDGE_NAME`] characters of `[a-z0-9-]`.
+    pub bridge: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename = "network")]
+struct XNetwork<'a> {
+    name: &'a str,
+    bridge: XBridge<'a>,
+}
+
+#[derive(Serialize)]
+struct XBridge<'a> {
+    #[serde(rename = "@name")]
+    name: &'a str,
+    // No spanning tree on a leaf bridge: it would delay each new port by the
+    // forwarding delay before guests can talk.
+    #[serde(rename = "@stp")]
+    stp: &'static str,
+    #[serde(rename = "@delay")]
+    delay: u32,
+}
+
+/// The XML for `virNetworkCreateXML` of an isolated network. Deliberately has no
+/// `<forward>`, `<ip>`, `<dns>` or `<domain>` element (see [`NetworkSpec`]).
+pub fn network_xml(spec: &NetworkSpec) -> Result<String, LibvirtError> {
+    check_name("network name", &spec.name)?;
+    let b = &spec.bridge;
+    let bridge_ok = !b.is_empty()
+        && b.len() <= MAX_BRIDGE_NAME
+        && b.bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+        && !b.starts_with('-');
+    if !bridge_ok {
+        return Err(invalid(format!(
+            "bridge must be 1-{MAX_BRIDGE_NAME} characters of [a-z0-9-]"
+        )));
+    }
+    let net = XNetwork {
+        name: &spec.name,
+        bridge: XBridge {
+            name: b,
+            stp: "off",
+            delay: 0,
+        },
+    };
+    let mut out = String::new();
+    let mut ser = quick_xml::se::Serializer::new(&mut out);
+    ser.indent(' ', 2);
+    net.serialize(ser)
+        .map_err(|e| LibvirtError::Xml(e.to_string()))?;
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------------------
 // Readers for live XML.
 
 fn attr_value(attrs: Attributes<'_>, name: &[u8]) -> Option<String> {
@@ -1441,5 +1508,41 @@ mod tests {
         assert!(graphics_password_xml(&vnc, "123456789", None).is_err());
         assert!(graphics_password_xml(&vnc, "", None).is_err());
         assert!(graphics_password_xml(&vnc, "a\nb", None).is_err());
+    }
+
+    #[test]
+    fn isolated_network_has_no_forward_and_no_ip() {
+        let spec = NetworkSpec {
+            name: "pvce-lab-abc".into(),
+            bridge: "pvl0123456789ab".into(),
+        };
+        let xml = network_xml(&spec).expect("xml");
+        let els = flatten(&xml);
+        assert_eq!(find(&els, "network/name").text, "pvce-lab-abc");
+        assert_eq!(
+            attr(find(&els, "network/bridge"), "name"),
+            "pvl0123456789ab"
+        );
+        assert_eq!(attr(find(&els, "network/bridge"), "stp"), "off");
+        for absent in [
+            "network/forward",
+            "network/ip",
+            "network/dns",
+            "network/domain",
+        ] {
+            assert!(!has(&els, absent), "{absent} in {xml}");
+        }
+        for bad_bridge in ["", "pvl0123456789abc", "Pvl1", "pv l", "-pvl", "pvl<x>"] {
+            let s = NetworkSpec {
+                bridge: bad_bridge.into(),
+                ..spec.clone()
+            };
+            assert!(network_xml(&s).is_err(), "{bad_bridge:?}");
+        }
+        let s = NetworkSpec {
+            name: "a/b".into(),
+            ..spec
+        };
+        assert!(network_xml(&s).is_err());
     }
 }

@@ -72,6 +72,10 @@ await run('student', artifactDir, async ({ newPage, step, shot, logs }) => {
   await page.click('form.login-form button[type=submit]');
   await page.waitForSelector('section.course', { timeout: 15000 });
   step('signed in, course visible');
+  // The course has a lab network: the course and its VM say so.
+  await page.waitForSelector('section.course .lab-net');
+  await page.waitForSelector('li.vm .chip.net:not([hidden])');
+  step('lab network shown on the course and the VM');
 
   const vm = page.locator('li.vm').first();
   await vm.waitFor();

@@ -59,6 +59,7 @@ await run('teacher', artifactDir, async ({ newPage, step, shot, logs }) => {
   await page.waitForSelector('#spec-tpl-0');
   await page.fill('#course-code', 'test-ui-db');
   await page.fill('#course-name', 'Databases Lab');
+  await page.check('#course-labnet');
   const options = await page.locator('#spec-tpl-0 option').allTextContents();
   const opt = options.find((o) => o.startsWith('test-ui-tiny'));
   assert(opt, `the imported template is offered, got ${JSON.stringify(options)}`);

@@ -24,6 +24,8 @@ pub struct TestEnv {
     pub server: pvce::app::Server,
     pub dir: tempfile::TempDir,
     started_domains: Mutex<Vec<String>>,
+    /// Users created by the test: their lab networks are removed at the end.
+    user_ids: Mutex<Vec<String>>,
 }
 
 pub fn repo_root() -> PathBuf {
@@ -61,6 +63,7 @@ impl TestEnv {
             server,
             dir,
             started_domains: Mutex::new(Vec::new()),
+            user_ids: Mutex::new(Vec::new()),
         }
     }
 
@@ -85,6 +88,10 @@ impl TestEnv {
         )
         .await
         .unwrap();
+        self.user_ids
+            .lock()
+            .unwrap()
+            .push(u.id.simple().to_string());
         serde_json::to_value(u).unwrap()
     }
 
@@ -132,6 +139,23 @@ impl Drop for TestEnv {
             let _ = Command::new("virsh")
                 .args(["-q", "-c", "qemu:///system", "destroy", d])
                 .output();
+        }
+        // Lab networks of this test's students (`test-pvce-lab-<course>-<owner>`),
+        // in case the test failed before pvce removed them.
+        let owners = self.user_ids.lock().unwrap();
+        if let Ok(out) = Command::new("virsh")
+            .args(["-q", "-c", "qemu:///system", "net-list", "--all", "--name"])
+            .output()
+        {
+            for net in String::from_utf8_lossy(&out.stdout).lines().map(str::trim) {
+                let ours = net.starts_with("test-pvce-lab-")
+                    && owners.iter().any(|o| net.ends_with(&format!("-{o}")));
+                if ours {
+                    let _ = Command::new("virsh")
+                        .args(["-q", "-c", "qemu:///system", "net-destroy", net])
+                        .output();
+                }
+            }
         }
     }
 }

@@ -31,7 +31,9 @@ export function mount(container, _params, { me }) {
     const used = h('span', {});
     const disk = h('span', {});
     const tpl = h('span', { hidden: true });
-    meta.append(specs, used, disk, tpl);
+    // The VM's NIC is on the student's private lab network of this course.
+    const net = h('span', { class: 'chip net', i18n: 'vm.labNetwork', i18nTitle: 'vm.labNetwork.hint', hidden: true });
+    meta.append(specs, used, disk, tpl, net);
     const err = h('p', { class: 'vm-error', hidden: true });
     const actions = actionBar(vm, {
       onOpen: (v) => { location.hash = `#/desktop/${v.id}`; },
@@ -61,7 +63,7 @@ export function mount(container, _params, { me }) {
       actions.update(v);
     }
     update(vm);
-    return { el, update };
+    return { el, update, setLab(on) { net.hidden = !on; } };
   }
 
   function courseCard(course) {
@@ -72,7 +74,8 @@ export function mount(container, _params, { me }) {
         h('div', { class: 'course-icon', 'aria-hidden': 'true' }, icon('course')),
         h('div', {},
           h('span', { class: 'course-code' }, course.code),
-          h('h2', { id: `course-${course.id}` }, course.name))),
+          h('h2', { id: `course-${course.id}` }, course.name),
+          course.lab_network ? h('p', { class: 'muted small lab-net', i18n: 'course.labNetwork.student' }) : null)),
       vmList, empty);
     return { card, list: vmList, empty };
   }
@@ -101,6 +104,7 @@ export function mount(container, _params, { me }) {
     for (const [id, cc] of courseCards) {
       if (!seenCourses.has(id)) { cc.card.remove(); courseCards.delete(id); }
     }
+    const labCourses = new Set(courses.filter((c) => c.lab_network).map((c) => c.id));
     const seenVms = new Set();
     const sorted = [...vms].sort((a, b) => a.name.localeCompare(b.name) || a.id.localeCompare(b.id));
     for (const vm of sorted) {
@@ -110,6 +114,7 @@ export function mount(container, _params, { me }) {
       let row = vmRows.get(vm.id);
       if (!row) { row = vmRow(vm); vmRows.set(vm.id, row); }
       else row.update(vm);
+      row.setLab(labCourses.has(vm.course_id));
       if (row.el.parentElement !== cc.list) cc.list.append(row.el);
     }
     for (const [id, row] of vmRows) {

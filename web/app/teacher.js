@@ -41,7 +41,8 @@ function courseList(container) {
           h('h2', {}, c.name)),
         h('p', { class: 'muted small', i18n: ['teach.students', { n: c.student_count }] }),
         h('div', {}, (c.vm_specs || []).map((s) => h('span', { class: 'chip' },
-          `${s.name} · ${names.get(s.template_id) || '…'} · ${s.vcpus} vCPU · ${formatMib(s.memory_mib)}`))),
+          `${s.name} · ${names.get(s.template_id) || '…'} · ${s.vcpus} vCPU · ${formatMib(s.memory_mib)}`)),
+          c.lab_network ? h('span', { class: 'chip net', i18n: 'course.labNetwork.chip' }) : null),
         h('div', { class: 'tile-foot' },
           h('span'),
           h('a', { class: 'btn small', href: `#/teach/${c.id}` }, h('span', { i18n: 'teach.open' }), icon('chevron'))))));
@@ -57,6 +58,7 @@ function newCourse(container, preselect) {
   const code = h('input', { id: 'course-code', required: true, maxlength: 32, autocomplete: 'off' });
   const name = h('input', { id: 'course-name', required: true, maxlength: 200, autocomplete: 'off' });
   const specs = h('div', { class: 'specs' });
+  const labNet = h('input', { id: 'course-labnet', type: 'checkbox' });
   const addSpec = button({ label: 'course.spec.add', icon: 'plus', kind: 'small' });
   const submit = h('button', { type: 'submit', class: 'btn primary', i18n: 'common.create' });
   const noTpl = h('p', { class: 'form-error', i18n: 'course.noTemplates', hidden: true });
@@ -86,6 +88,9 @@ function newCourse(container, preselect) {
     h('div', { class: 'form-grid' },
       h('div', { class: 'field' }, h('label', { for: 'course-code', i18n: 'course.code' }), code),
       h('div', { class: 'field' }, h('label', { for: 'course-name', i18n: 'course.name' }), name)),
+    h('div', { class: 'field check' },
+      h('label', { for: 'course-labnet' }, labNet, ' ', h('span', { i18n: 'course.labNetwork' })),
+      h('p', { class: 'muted small', i18n: 'course.labNetwork.hint' })),
     noTpl, specs,
     h('div', { class: 'form-actions' }, addSpec, h('span', { style: 'flex:1' }),
       h('a', { class: 'btn', href: '#/teach', i18n: 'common.cancel' }), submit));
@@ -99,7 +104,7 @@ function newCourse(container, preselect) {
     });
     submit.disabled = true;
     try {
-      const c = await post('/api/courses', { code: code.value.trim(), name: name.value.trim(), vm_specs: vmSpecs });
+      const c = await post('/api/courses', { code: code.value.trim(), name: name.value.trim(), lab_network: labNet.checked, vm_specs: vmSpecs });
       toast(t('course.created', { code: c.code }), 'success');
       location.hash = `#/teach/${c.id}`;
     } catch (err) {

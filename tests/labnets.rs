@@ -1,0 +1,283 @@
+//! Lab networks end to end on the real local libvirtd with the tiny guest: a
+//! course with `lab_network` and two VM specs; alice's two VMs and one of
+//! bob's run; static addresses through the serial console; alice's VMs ping
+//! each other, bob's VM (same subnet) reaches neither; the host has no
+//! address on the networks; the networks are isolated (no forward, no ip) and
+//! disappear when the last VM of their student stops.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::{Client, TestEnv, serial_run, wait_for, wait_serial};
+use pvce::auth::Role;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const BOOT_TIMEOUT: Duration = Duration::from_secs(180);
+
+fn virsh(args: &[&str]) -> (bool, String) {
+    let out = Command::new("virsh")
+        .args(["-q", "-c", "qemu:///system"])
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+fn network_exists(name: &str) -> bool {
+    virsh(&["net-info", name]).0
+}
+
+/// Runs `ping` in the guest and tells whether any reply came back.
+async fn guest_ping(env: &TestEnv, vm: &str, ip: &str, tag: u32) -> bool {
+    let log = env.console_log(vm);
+    let from = tokio::fs::metadata(&log)
+        .await
+        .map_or(0, |m| m.len() as usize);
+    serial_run(
+        env,
+        vm,
+        &format!(
+            "ping -c 3 -W 3 {ip} >/dev/null 2>&1 && echo PONG-$(({tag}+1)) || echo NOPONG-$(({tag}+1)); echo PINGED-$(({tag}+1))"
+        ),
+        &format!("PINGED-{}", tag + 1),
+    )
+    .await;
+    let text = tokio::fs::read(&log).await.unwrap();
+    let text = String::from_utf8_lossy(&text[from.min(text.len())..]).into_owned();
+    let pong = text.contains(&format!("\nPONG-{}", tag + 1));
+    let nopong = text.contains(&format!("\nNOPONG-{}", tag + 1));
+    assert!(pong != nopong, "unclear ping result: {text}");
+    pong
+}
+
+async fn vm_of(client: &Client, course: &str, name: &str) -> String {
+    let (s, vms) = client.get(&format!("/api/vms?course_id={course}")).await;
+    assert_eq!(s, StatusCode::OK, "{vms}");
+    vms.as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == name)
+        .unwrap_or_else(|| panic!("no VM {name}: {vms}"))["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn students_lab_networks_are_private_and_go_away() {
+    let env = TestEnv::start().await;
+    let image = tokio::task::spawn_blocking(common::tiny_image)
+        .await
+        .unwrap();
+    env.user("test-teacher", Role::Teacher).await;
+    let alice_user = env.user("test-alice", Role::Student).await;
+    let bob_user = env.user("test-bob", Role::Student).await;
+    let teacher = env.client("test-teacher").await;
+    let (s, tpl) = teacher
+        .upload(
+            "/api/templates/import?name=test-tiny&format=qcow2&os=tiny-linux&software=busybox",
+            &image,
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{tpl}");
+    let tpl_id = tpl["id"].as_str().unwrap();
+
+    // Without the flag a course has no lab network; bad values are 400.
+    let spec = json!({"name":"linux","template_id":tpl_id,"vcpus":1,"memory_mib":256});
+    let (s, plain) = teacher
+        .post(
+            "/api/courses",
+            json!({"code":"test-plain","name":"Plain","vm_specs":[spec]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{plain}");
+    assert_eq!(plain["lab_network"], false);
+    common::assert_error(
+        &teacher
+            .post(
+                "/api/courses",
+                json!({"code":"test-bad","name":"Bad","lab_network":"yes","vm_specs":[spec]}),
+            )
+            .await,
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+    );
+
+    let (s, course) = teacher
+        .post(
+            "/api/courses",
+            json!({"code":"test-net","name":"Networking","lab_network":true,"vm_specs":[
+                {"name":"a","template_id":tpl_id,"vcpus":1,"memory_mib":256},
+                {"name":"b","template_id":tpl_id,"vcpus":1,"memory_mib":256}]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{course}");
+    assert_eq!(course["lab_network"], true);
+    let cid = course["id"].as_str().unwrap().to_owned();
+    let (s, e) = teacher
+        .post(
+            &format!("/api/courses/{cid}/students"),
+            json!({"usernames":["test-alice","test-bob"]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{e}");
+
+    let compact = |v: &Value| v["id"].as_str().unwrap().replace('-', "");
+    let cid_c = cid.replace('-', "");
+    let alice_net = format!("test-pvce-lab-{cid_c}-{}", compact(&alice_user));
+    let bob_net = format!("test-pvce-lab-{cid_c}-{}", compact(&bob_user));
+    // (TestEnv's Drop removes them should the test fail half-way.)
+
+    let alice = env.client("test-alice").await;
+    let bob = env.client("test-bob").await;
+    let (s, cs) = alice.get("/api/courses").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        cs.as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["id"] == cid.as_str() && c["lab_network"] == true),
+        "{cs}"
+    );
+    let a1 = vm_of(&alice, &cid, "a").await;
+    let a2 = vm_of(&alice, &cid, "b").await;
+    let b1 = vm_of(&bob, &cid, "a").await;
+    for vm in [&a1, &a2, &b1] {
+        env.track_vm(vm);
+    }
+    assert!(!network_exists(&alice_net));
+
+    // Start all three at once: alice's two starts race for her network.
+    let starts = futures::future::join3(
+        alice.post_empty(&format!("/api/vms/{a1}/start")),
+        alice.post_empty(&format!("/api/vms/{a2}/start")),
+        bob.post_empty(&format!("/api/vms/{b1}/start")),
+    )
+    .await;
+    for (s, v) in [starts.0, starts.1, starts.2] {
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(v["state"], "running", "{v}");
+    }
+
+    // Each student has one isolated network: no forward, no ip, no dnsmasq.
+    for net in [&alice_net, &bob_net] {
+        let (ok, xml) = virsh(&["net-dumpxml", net]);
+        assert!(ok, "{net} missing");
+        assert!(xml.contains("<bridge name='pvl"), "{xml}");
+        for absent in ["<forward", "<ip", "<dns", "<domain"] {
+            assert!(!xml.contains(absent), "{absent} in {xml}");
+        }
+    }
+    let bridge = |net: &str| {
+        let (ok, out) = virsh(&["net-info", net]);
+        assert!(ok);
+        out.lines()
+            .find_map(|l| l.strip_prefix("Bridge:"))
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    let (alice_br, bob_br) = (bridge(&alice_net), bridge(&bob_net));
+    assert_ne!(alice_br, bob_br);
+    assert!(alice_br.len() <= 15, "{alice_br}");
+    // The VMs' NICs sit on their owner's network.
+    for (vm, net) in [(&a1, &alice_net), (&a2, &alice_net), (&b1, &bob_net)] {
+        let (ok, ifs) = virsh(&["domiflist", &format!("test-pvce-{vm}")]);
+        assert!(ok);
+        assert!(
+            ifs.contains(net.as_str()) && ifs.contains("virtio"),
+            "{ifs}"
+        );
+    }
+
+    for vm in [&a1, &a2, &b1] {
+        wait_serial(&env, vm, "BOOT-OK", BOOT_TIMEOUT).await;
+    }
+    // The host has no address on either network (nothing to reach, no DHCP).
+    for br in [&alice_br, &bob_br] {
+        let out = Command::new("ip")
+            .args(["-o", "addr", "show", "dev", br])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "no bridge {br}");
+        let addrs = String::from_utf8_lossy(&out.stdout);
+        assert!(addrs.trim().is_empty(), "host address on {br}: {addrs}");
+    }
+
+    // Same subnet for everybody: only the network separates them.
+    for (vm, ip, tag) in [
+        (&a1, "10.77.0.1", 100),
+        (&a2, "10.77.0.2", 200),
+        (&b1, "10.77.0.3", 300),
+    ] {
+        serial_run(
+            &env,
+            vm,
+            &format!("ifconfig eth0 {ip} netmask 255.255.255.0 up && echo IP-SET-$(({tag}+1))"),
+            &format!("IP-SET-{}", tag + 1),
+        )
+        .await;
+    }
+    assert!(
+        guest_ping(&env, &a1, "10.77.0.2", 400).await,
+        "a1 cannot reach a2"
+    );
+    assert!(
+        guest_ping(&env, &a2, "10.77.0.1", 410).await,
+        "a2 cannot reach a1"
+    );
+    assert!(
+        !guest_ping(&env, &b1, "10.77.0.1", 420).await,
+        "bob reached a1"
+    );
+    assert!(
+        !guest_ping(&env, &b1, "10.77.0.2", 430).await,
+        "bob reached a2"
+    );
+    assert!(
+        !guest_ping(&env, &a1, "10.77.0.3", 440).await,
+        "alice reached bob"
+    );
+
+    // Lifecycle: alice's network stays while one of her VMs runs, and goes
+    // with the last one; bob's goes with his.
+    let (s, v) = alice.post_empty(&format!("/api/vms/{a1}/poweroff")).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert!(network_exists(&alice_net), "removed while a2 still runs");
+    let (s, v) = alice.post_empty(&format!("/api/vms/{a2}/poweroff")).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert!(
+        !network_exists(&alice_net),
+        "alice's network outlived her VMs"
+    );
+    // A guest-initiated shutdown: the reconcile loop notices and cleans up.
+    serial_run(&env, &b1, "sync; echo GOING-$((3+4)); poweroff", "GOING-7").await;
+    common::wait_vm_gone(&bob, &b1).await;
+    wait_for("bob's network to go", Duration::from_secs(30), || async {
+        (!network_exists(&bob_net)).then_some(())
+    })
+    .await;
+    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM lab_networks")
+        .fetch_one(&env.server.state.pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 0);
+
+    // Unenrol and delete work as usual and leave nothing behind.
+    let bob_id = bob_user["id"].as_str().unwrap();
+    let (s, _) = teacher
+        .delete(&format!("/api/courses/{cid}/students/{bob_id}"))
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, _) = teacher.delete(&format!("/api/courses/{cid}")).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    assert!(!network_exists(&alice_net) && !network_exists(&bob_net));
+}
