@@ -85,6 +85,7 @@ async fn main() {
         template_id: t.id,
         vcpus: 1,
         memory_mib: 512,
+        graphics: None,
     };
     let course = pvce::courses::create(
         &pool,

@@ -56,6 +56,11 @@ pub struct Config {
     #[arg(long, env = "PVCE_CONSOLE_TOKEN_TTL", default_value_t = 60)]
     pub console_token_ttl_secs: u64,
 
+    /// Seconds the one-time password in a `.vv` file (`GET /api/vms/{id}/console.vv`)
+    /// works for a native viewer to connect (libvirt `passwdValidTo`).
+    #[arg(long, env = "PVCE_CONSOLE_TICKET_TTL", default_value_t = 90, value_parser = clap::value_parser!(u64).range(5..=3600))]
+    pub console_ticket_ttl_secs: u64,
+
     /// Concurrent console sessions allowed per user.
     #[arg(long, env = "PVCE_CONSOLE_MAX_PER_USER", default_value_t = 4)]
     pub console_max_per_user: usize,
@@ -117,6 +122,7 @@ impl Config {
             connect_timeout_secs: 5,
             domain_prefix: "pvce-".into(),
             console_token_ttl_secs: 60,
+            console_ticket_ttl_secs: 90,
             console_max_per_user: 4,
             console_max_total: 1000,
             allowed_origins: Vec::new(),

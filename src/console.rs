@@ -21,6 +21,23 @@
 //! [`close::AUTH_FAILED`]. SPICE streams are relayed untouched: a SPICE
 //! client authenticates with its own ticket.
 //!
+//! Native viewers (`GET /api/vms/{id}/console.vv`): like Proxmox and oVirt,
+//! pvce sets a fresh random password on the *live* console through libvirt
+//! (`virDomainUpdateDeviceFlags`) with `passwdValidTo` = now + the ticket
+//! lifetime (`--console-ticket-ttl`, default 90 s) and puts it in a
+//! virt-viewer file ([`virt_viewer_file`]) with the node's console address
+//! and live port. A console has one password, so for VNC the ticket *is* the
+//! node password until it expires. The rule that keeps the browser working:
+//! the proxy re-reads the live password at every connect, so during the
+//! ticket's lifetime it authenticates with the ticket, and once the ticket
+//! has expired (or is within 2 s of it, [`password_expired`]) it first sets a
+//! fresh per-boot password without expiry, under a lock shared with `.vv`
+//! issuing. Expired tickets therefore stay refused by the node; sessions
+//! already open are never cut by a password change. A `.vv` issued in the
+//! instant between a proxy's read of the password and its VNC answer makes
+//! that one connect fail with 4005; the web UI reconnects with a new token.
+//! Passwords and tickets are never logged (`Debug` impls redact them).
+//!
 //! Hot path: one reusable buffer per direction, frames handed to the socket as
 //! `Bytes` split off that buffer (no per-byte copies), and each direction
 //! awaits its writer before reading more, so a slow peer applies backpressure
@@ -93,6 +110,37 @@ impl std::fmt::Debug for ConsoleTarget {
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .finish()
     }
+}
+
+/// A virt-viewer connection file (`remote-viewer file.vv`) for a console at
+/// `host:port` with a one-time `password`. `title` is the window title;
+/// line breaks and other control characters in it are replaced, so nothing
+/// a user named can add keys to the file. `delete-this-file=1` makes
+/// remote-viewer remove the file (and the password in it) once read.
+pub fn virt_viewer_file(
+    kind: GraphicsKind,
+    host: &str,
+    port: u16,
+    password: &str,
+    title: &str,
+) -> String {
+    let title: String = title
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let clean = |v: &str| -> String { v.chars().filter(|c| !c.is_control()).collect() };
+    let mut out = String::from("[virt-viewer]\n");
+    out.push_str(&format!("type={kind}\n"));
+    out.push_str(&format!("host={}\n", clean(host)));
+    out.push_str(&format!("port={port}\n"));
+    out.push_str(&format!("password={}\n", clean(password)));
+    out.push_str("delete-this-file=1\n");
+    out.push_str(&format!("title={title}\n"));
+    // Ctrl+Alt+Del etc. go to the guest, and Shift+F12 releases the cursor,
+    // as in Proxmox's and oVirt's files.
+    out.push_str("release-cursor=shift+f12\n");
+    out.push_str("secure-attention=ctrl+alt+end\n");
+    out
 }
 
 /// True if a console password's expiry (`.vv` ticket) has passed or is
@@ -528,6 +576,27 @@ mod tests {
         ));
         hub.close(s1);
         assert!(hub.open(a, Uuid::new_v4()).is_ok());
+    }
+
+    #[test]
+    fn viewer_file() {
+        let f = virt_viewer_file(
+            GraphicsKind::Spice,
+            "10.0.0.5",
+            5901,
+            "Abc123",
+            "alice / OS\n[virt-viewer]\rhost=evil",
+        );
+        let lines: Vec<&str> = f.lines().collect();
+        assert_eq!(lines[0], "[virt-viewer]");
+        assert!(lines.contains(&"type=spice"));
+        assert!(lines.contains(&"host=10.0.0.5"));
+        assert!(lines.contains(&"port=5901"));
+        assert!(lines.contains(&"password=Abc123"));
+        assert!(lines.contains(&"delete-this-file=1"));
+        assert!(lines.contains(&"title=alice / OS [virt-viewer] host=evil"));
+        assert_eq!(lines.iter().filter(|l| l.starts_with("host=")).count(), 1);
+        assert_eq!(lines.iter().filter(|l| l.starts_with('[')).count(), 1);
     }
 
     #[test]

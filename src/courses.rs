@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use crate::auth::Role;
 use crate::db::{self, Pool};
+use crate::libvirt::GraphicsKind;
 use crate::storage::Storage;
 use crate::templates::{self, TemplateState};
 use crate::users::{self, User};
@@ -30,6 +31,8 @@ pub struct VmSpec {
     pub template_id: Uuid,
     pub vcpus: u32,
     pub memory_mib: u32,
+    /// Console protocol of the spec's VMs: `vnc` (default) or `spice`.
+    pub graphics: GraphicsKind,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -53,6 +56,20 @@ pub struct NewVmSpec {
     pub template_id: Uuid,
     pub vcpus: i64,
     pub memory_mib: i64,
+    /// `"vnc"` (default) or `"spice"`; checked by `validate` for a clear 400.
+    #[serde(default)]
+    pub graphics: Option<String>,
+}
+
+impl NewVmSpec {
+    /// The spec's console protocol; `None` if `graphics` is not a known one.
+    fn graphics_kind(&self) -> Option<GraphicsKind> {
+        match self.graphics.as_deref() {
+            None | Some("vnc") => Some(GraphicsKind::Vnc),
+            Some("spice") => Some(GraphicsKind::Spice),
+            Some(_) => None,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -142,6 +159,11 @@ async fn validate(pool: &Pool, new: &NewCourse) -> Result<(), CourseError> {
                 "vm_specs[{i}].memory_mib must be 64-262144"
             )));
         }
+        if s.graphics_kind().is_none() {
+            return Err(CourseError::Invalid(format!(
+                "vm_specs[{i}].graphics must be \"vnc\" or \"spice\""
+            )));
+        }
         let t = match templates::get(pool, s.template_id).await {
             Ok(t) => t,
             Err(templates::TemplateError::NotFound) => {
@@ -205,13 +227,15 @@ pub async fn create(pool: &Pool, actor: &User, new: NewCourse) -> Result<Course,
         }
     }
     for (pos, s) in new.vm_specs.iter().enumerate() {
-        sqlx::query("INSERT INTO vm_specs (id, course_id, name, template_id, vcpus, memory_mib, position) VALUES (?, ?, ?, ?, ?, ?, ?)")
+        let graphics = s.graphics_kind().unwrap_or(GraphicsKind::Vnc);
+        sqlx::query("INSERT INTO vm_specs (id, course_id, name, template_id, vcpus, memory_mib, graphics, position) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
             .bind(Uuid::new_v4().to_string())
             .bind(id.to_string())
             .bind(&s.name)
             .bind(s.template_id.to_string())
             .bind(s.vcpus)
             .bind(s.memory_mib)
+            .bind(graphics.to_string())
             .bind(pos as i64)
             .execute(&mut *tx)
             .await?;
@@ -221,7 +245,7 @@ pub async fn create(pool: &Pool, actor: &User, new: NewCourse) -> Result<Course,
 }
 
 async fn specs(pool: &Pool, course_id: Uuid) -> Result<Vec<VmSpec>, CourseError> {
-    let rows = sqlx::query("SELECT id, name, template_id, vcpus, memory_mib FROM vm_specs WHERE course_id = ? ORDER BY position")
+    let rows = sqlx::query("SELECT id, name, template_id, vcpus, memory_mib, graphics FROM vm_specs WHERE course_id = ? ORDER BY position")
         .bind(course_id.to_string())
         .fetch_all(pool)
         .await?;
@@ -233,9 +257,19 @@ async fn specs(pool: &Pool, course_id: Uuid) -> Result<Vec<VmSpec>, CourseError>
             template_id: db::uuid(r, "template_id")?,
             vcpus: u32::try_from(r.try_get::<i64, _>("vcpus")?).unwrap_or(1),
             memory_mib: u32::try_from(r.try_get::<i64, _>("memory_mib")?).unwrap_or(64),
+            graphics: graphics_from_db(&r.try_get::<String, _>("graphics")?),
         });
     }
     Ok(out)
+}
+
+/// The `graphics` column (constrained to 'vnc' | 'spice' by the schema).
+pub(crate) fn graphics_from_db(s: &str) -> GraphicsKind {
+    if s == "spice" {
+        GraphicsKind::Spice
+    } else {
+        GraphicsKind::Vnc
+    }
 }
 
 /// Loads a course without any visibility check.

@@ -336,6 +336,31 @@ pub async fn delete_for(
     Ok(())
 }
 
+/// What a native viewer needs to reach a running VM's console (`.vv`).
+/// `Debug` leaves the password out.
+pub struct ViewerTicket {
+    pub vm: Vm,
+    pub kind: GraphicsKind,
+    pub host: String,
+    pub port: u16,
+    pub password: String,
+    pub valid_to: time::OffsetDateTime,
+    /// Window title: owner / course / VM.
+    pub title: String,
+}
+
+impl std::fmt::Debug for ViewerTicket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ViewerTicket")
+            .field("vm", &self.vm.id)
+            .field("kind", &self.kind)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("valid_to", &self.valid_to)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A change of a VM's state, broadcast to console sessions and UI streams.
 #[derive(Debug, Clone, Serialize)]
 pub struct VmEvent {
@@ -586,6 +611,7 @@ impl VmManager {
         let node_id = reservation.node_id();
         let node = self.nodes.get(node_id).await?;
         let conn = self.nodes.conn(node_id).await?;
+        let graphics = graphics_of(&self.pool, vm.id).await?;
         self.set_state(vm.id, VmState::Starting, Some(node_id), None)
             .await?;
         let network = match lab {
@@ -611,10 +637,10 @@ impl VmManager {
             memory_mib: u64::from(vm.memory_mib),
             hypervisor: conn.hypervisor_for(self.nodes.accel()).await?,
             disk_path: vm.overlay_path.clone(),
-            graphics: GraphicsKind::Vnc,
+            graphics,
             graphics_listen: node.console_address.clone(),
             // Per boot, never stored: the console proxy reads it back from libvirt.
-            graphics_password: Some(console::new_console_password(GraphicsKind::Vnc)),
+            graphics_password: Some(console::new_console_password(graphics)),
             serial_log: Some(self.storage.console_log_path(vm.id)),
             smbios_serial: format!("vm-{}", &vm.id.simple().to_string()[..12]),
             disk_cache: libvirt::DiskCache::default(),
@@ -917,6 +943,43 @@ impl VmManager {
         Ok((vm, target))
     }
 
+    /// A one-time console password for a native viewer (`.vv` file): a fresh
+    /// random password set on the live console with `passwdValidTo` = now +
+    /// `ttl`, replacing the per-boot one (sessions already open stay open).
+    /// Returns where the console listens and the ticket. Never log the result.
+    pub async fn console_ticket(&self, id: Uuid, ttl: Duration) -> Result<ViewerTicket, VmError> {
+        let (vm, node, conn) = self.running_on_node(id).await?;
+        let name = self.domain_name(vm.id);
+        let _guard = self.console_passwords.lock().await;
+        let kind = conn
+            .console(&name)
+            .await?
+            .ok_or_else(Self::no_console)?
+            .0
+            .kind;
+        let password = console::new_console_password(kind);
+        let ttl = time::Duration::seconds(i64::try_from(ttl.as_secs()).unwrap_or(3600));
+        // Whole seconds: that is what libvirt stores.
+        let valid_to = time::OffsetDateTime::now_utc()
+            .replace_nanosecond(0)
+            .unwrap_or_else(|_| time::OffsetDateTime::now_utc())
+            + ttl;
+        let live = conn
+            .set_console_password(&name, &password, Some(valid_to))
+            .await?
+            .ok_or_else(Self::no_console)?;
+        let (owner, context) = labels(&self.pool, &vm).await?;
+        Ok(ViewerTicket {
+            title: format!("{owner} / {context} / {}", vm.name),
+            vm,
+            kind: live.kind,
+            host: node.console_address,
+            port: live.port,
+            password,
+            valid_to,
+        })
+    }
+
     pub fn pool(&self) -> &Pool {
         &self.pool
     }
@@ -924,6 +987,17 @@ impl VmManager {
     pub fn storage(&self) -> &Storage {
         &self.storage
     }
+}
+
+/// The console protocol a VM starts with: its course spec's (build VMs: VNC).
+async fn graphics_of(pool: &Pool, vm_id: Uuid) -> Result<GraphicsKind, VmError> {
+    let g: Option<String> = sqlx::query_scalar(
+        "SELECT s.graphics FROM vms v JOIN vm_specs s ON s.id = v.spec_id WHERE v.id = ?",
+    )
+    .bind(vm_id.to_string())
+    .fetch_optional(pool)
+    .await?;
+    Ok(g.map_or(GraphicsKind::Vnc, |g| crate::courses::graphics_from_db(&g)))
 }
 
 /// The owner's username and the course code (or "template build"), for the domain title.

@@ -160,6 +160,18 @@ async fn role_matrix_is_enforced_on_every_route() {
             None,
             [401, 404, 404, 404],
         ),
+        (
+            Method::POST,
+            format!("/api/vms/{nil}/console"),
+            None,
+            [401, 404, 404, 404],
+        ),
+        (
+            Method::GET,
+            format!("/api/vms/{nil}/console.vv"),
+            None,
+            [401, 404, 404, 404],
+        ),
     ];
     for (method, path, body, expected) in cases {
         for (who, client) in [&anon, &student, &teacher, &admin].iter().enumerate() {
@@ -351,6 +363,20 @@ async fn bad_input_gets_4xx_json_errors() {
     ] {
         let got = teacher.post("/api/courses", body).await;
         assert_error(&got, StatusCode::BAD_REQUEST, "bad_request");
+    }
+    // Console protocol: vnc or spice only (checked before the template).
+    for graphics in [json!("rdp"), json!(""), json!(5), json!("VNC")] {
+        let mut body = spec(512, 1, root.clone());
+        body["vm_specs"][0]["graphics"] = graphics.clone();
+        let got = teacher.post("/api/courses", body).await;
+        assert_error(&got, StatusCode::BAD_REQUEST, "bad_request");
+        if graphics.is_string() {
+            assert!(
+                got.1["message"].as_str().unwrap().contains("graphics"),
+                "{graphics}: {}",
+                got.1
+            );
+        }
     }
 
     // Nodes: bad URI.
@@ -556,6 +582,9 @@ async fn openapi_lists_every_route_and_health_and_metrics_answer() {
         "/api/vms/{id}/poweroff",
         "/api/vms/{id}/reboot",
         "/api/vms/{id}/reset",
+        "/api/vms/{id}/console",
+        "/api/vms/{id}/console.vv",
+        "/ws/console",
         "/api/nodes/{id}/metrics",
         "/api/nodes/metrics",
         "/api/users/{id}",

@@ -209,6 +209,7 @@ async fn teacher_imports_an_image_creates_a_course_and_enrols_students() {
     let s1 = env.client("test-ui-s1").await;
     let (_, courses) = s1.get("/api/courses").await;
     assert_eq!(courses[0]["code"], "test-ui-db", "{courses}");
+    assert_eq!(courses[0]["vm_specs"][0]["graphics"], "spice", "{courses}");
     let (_, vms) = s1.get("/api/vms").await;
     assert_eq!(vms.as_array().unwrap().len(), 1, "{vms}");
     assert_eq!(vms[0]["memory_mib"], 256);

@@ -1,9 +1,11 @@
-//! `POST /api/vms/{id}/console` (issue a token) and `GET /ws/console` (the relay).
+//! `POST /api/vms/{id}/console` (issue a token), `GET /ws/console` (the
+//! relay) and `GET /api/vms/{id}/console.vv` (a virt-viewer file with a
+//! one-time console password; the response is never cached or logged).
 
 use axum::extract::State;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::http::{HeaderMap, header};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -18,6 +20,7 @@ use crate::libvirt::GraphicsKind;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/vms/{id}/console", post(issue))
+        .route("/api/vms/{id}/console.vv", get(viewer_file))
         .route("/ws/console", get(connect))
 }
 
@@ -88,4 +91,28 @@ async fn connect(
         return Err(ConsoleError::BadToken.into());
     }
     Ok(state.console.clone().upgrade(ws, ticket, target))
+}
+
+async fn viewer_file(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    IdPath(id): IdPath,
+) -> Result<Response, ApiError> {
+    state.vms.get_for(&me.user, id).await?;
+    let ttl = std::time::Duration::from_secs(state.config.console_ticket_ttl_secs);
+    let t = state.vms.console_ticket(id, ttl).await?;
+    let body = console::virt_viewer_file(t.kind, &t.host, t.port, &t.password, &t.title);
+    let filename = format!("pvce-{}.vv", t.vm.id);
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/x-virt-viewer".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{filename}\""),
+            ),
+            (header::CACHE_CONTROL, "no-store".to_owned()),
+        ],
+        body,
+    )
+        .into_response())
 }

@@ -65,6 +65,7 @@ await run('teacher', artifactDir, async ({ newPage, step, shot, logs }) => {
   assert(opt, `the imported template is offered, got ${JSON.stringify(options)}`);
   await page.selectOption('#spec-tpl-0', { label: opt });
   await page.fill('#spec-mem-0', '256');
+  await page.selectOption('#spec-gfx-0', 'spice');
   await page.click('form button[type=submit]');
   await page.waitForURL(/#\/teach\/[\w-]+$/);
   await page.waitForSelector('.page-head h1 >> text=Databases Lab');

@@ -167,8 +167,14 @@ export function mount(container, [vmId], { me }) {
     }
     if (unmounted || seq !== connectSeq) return;
     if ((ticket.protocol || 'vnc') !== 'vnc') {
+      // SPICE: no in-browser client yet; a native viewer opens the .vv file
+      // (one-time password, valid for a short while after the download).
       setStatus('failed', 'desktop.status.disconnected');
-      showOverlay('desktop.status.reason', { reason: `protocol ${ticket.protocol}` }, '', []);
+      const vv = h('a', {
+        class: 'btn primary', id: 'download-vv', download: '',
+        href: `/api/vms/${encodeURIComponent(vmId)}/console.vv`,
+      }, icon('download'), h('span', { i18n: 'desktop.spice.download' }));
+      showOverlay('desktop.spice.noBrowser', {}, t('desktop.spice.howto'), [vv]);
       return;
     }
     lastClose = null;

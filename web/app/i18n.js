@@ -119,6 +119,9 @@ const STRINGS = {
     'desktop.close.4005': 'the VM\'s console refused the server\'s credentials',
     'desktop.close.1002': 'the console handshake failed',
     'desktop.reasonLine': 'Reason: {reason}',
+    'desktop.spice.noBrowser': 'This VM uses a SPICE console. A SPICE desktop in the browser is not available yet.',
+    'desktop.spice.howto': 'Download the connection file and open it with remote-viewer (virt-viewer). It works once, within about a minute.',
+    'desktop.spice.download': 'Download connection file (.vv)',
 
     'time.justNow': 'just now',
 
@@ -157,6 +160,9 @@ const STRINGS = {
     'course.spec.template': 'Template',
     'course.spec.vcpus': 'vCPUs',
     'course.spec.memory': 'Memory (MiB)',
+    'course.spec.graphics': 'Console',
+    'course.spec.graphics.vnc': 'VNC (desktop in the browser)',
+    'course.spec.graphics.spice': 'SPICE (native viewer)',
     'course.spec.add': 'Add another VM',
     'course.spec.remove': 'Remove this VM',
     'course.created': 'Course {code} created.',
@@ -399,6 +405,9 @@ const STRINGS = {
     'desktop.close.4005': '虚拟机控制台拒绝了服务器的认证',
     'desktop.close.1002': '控制台握手失败',
     'desktop.reasonLine': '原因：{reason}',
+    'desktop.spice.noBrowser': '这台虚拟机使用 SPICE 控制台，暂不支持在浏览器中打开 SPICE 桌面。',
+    'desktop.spice.howto': '请下载连接文件并用 remote-viewer（virt-viewer）打开。文件仅可使用一次，约一分钟内有效。',
+    'desktop.spice.download': '下载连接文件（.vv）',
 
     'time.justNow': '刚刚',
 
@@ -437,6 +446,9 @@ const STRINGS = {
     'course.spec.template': '模板',
     'course.spec.vcpus': 'vCPU 数',
     'course.spec.memory': '内存（MiB）',
+    'course.spec.graphics': '控制台',
+    'course.spec.graphics.vnc': 'VNC（在浏览器中使用桌面）',
+    'course.spec.graphics.spice': 'SPICE（本地查看器）',
     'course.spec.add': '再添加一台虚拟机',
     'course.spec.remove': '删除这台虚拟机',
     'course.created': '课程 {code} 已创建。',

@@ -41,7 +41,7 @@ function courseList(container) {
           h('h2', {}, c.name)),
         h('p', { class: 'muted small', i18n: ['teach.students', { n: c.student_count }] }),
         h('div', {}, (c.vm_specs || []).map((s) => h('span', { class: 'chip' },
-          `${s.name} · ${names.get(s.template_id) || '…'} · ${s.vcpus} vCPU · ${formatMib(s.memory_mib)}`)),
+          `${s.name} · ${names.get(s.template_id) || '…'} · ${s.vcpus} vCPU · ${formatMib(s.memory_mib)}${s.graphics === 'spice' ? ' · SPICE' : ''}`)),
           c.lab_network ? h('span', { class: 'chip net', i18n: 'course.labNetwork.chip' }) : null),
         h('div', { class: 'tile-foot' },
           h('span'),
@@ -77,6 +77,10 @@ function newCourse(container, preselect) {
         h('input', { id: `spec-cpu-${i}`, type: 'number', min: 1, max: 64, value: 1, required: true })),
       h('div', { class: 'field' }, h('label', { for: `spec-mem-${i}`, i18n: 'course.spec.memory' }),
         h('input', { id: `spec-mem-${i}`, type: 'number', min: 64, max: 262144, step: 64, value: 1024, required: true })),
+      h('div', { class: 'field' }, h('label', { for: `spec-gfx-${i}`, i18n: 'course.spec.graphics' }),
+        h('select', { id: `spec-gfx-${i}` },
+          h('option', { value: 'vnc', i18n: 'course.spec.graphics.vnc' }),
+          h('option', { value: 'spice', i18n: 'course.spec.graphics.spice' }))),
       first ? h('span', { class: 'tree-spacer' }) : h('button', {
         type: 'button', class: 'btn ghost icon-btn', i18nAria: 'course.spec.remove', i18nTitle: 'course.spec.remove',
         onclick: () => row.remove(),
@@ -99,8 +103,8 @@ function newCourse(container, preselect) {
     e.preventDefault();
     if (!form.reportValidity()) return;
     const vmSpecs = [...specs.querySelectorAll('.spec-row')].map((r) => {
-      const [nm, tpl, cpu, mem] = r.querySelectorAll('input, select');
-      return { name: nm.value.trim(), template_id: tpl.value, vcpus: Number(cpu.value), memory_mib: Number(mem.value) };
+      const [nm, tpl, cpu, mem, gfx] = r.querySelectorAll('input, select');
+      return { name: nm.value.trim(), template_id: tpl.value, vcpus: Number(cpu.value), memory_mib: Number(mem.value), graphics: gfx.value };
     });
     submit.disabled = true;
     try {
