@@ -73,7 +73,7 @@ use uuid::Uuid;
 
 use crate::db::{self, Pool};
 use crate::images::inspect::{InspectLimits, inspect_layer};
-use crate::images::{ImageError, ImageFormat, qemu_img};
+use crate::images::{self, ImageError, ImageFormat, qemu_img};
 use crate::snapshots::{self, Snapshot, SnapshotKind};
 use crate::storage::{self, Storage};
 use crate::templates::{self, ImportLimits, Template, TemplateError, TemplateState};
@@ -842,67 +842,23 @@ async fn import_inner<R: AsyncRead + Unpin>(
         ));
     }
 
-    // Our own header inspection before any qemu tool opens the file.
-    let report = {
-        let (path, limits) = (
-            upload.clone(),
-            InspectLimits {
-                max_virtual_size: limits.max_virtual_size,
-            },
-        );
-        tokio::task::spawn_blocking(move || inspect_layer(&path, &limits))
-            .await
-            .map_err(|e| io::Error::other(e.to_string()))??
+    // Our own header inspection before any qemu tool opens the file, then
+    // the upload's backing name replaced by the VM's template (shared with
+    // child-template imports, see `images::adopt_layer`).
+    let inspect_limits = InspectLimits {
+        max_virtual_size: limits.max_virtual_size,
     };
-    if report.backing_file.is_none() {
-        return Err(PortableError::Rejected(
-            "invalid_layer",
-            "the layer has no backing file: a standalone image cannot become a personal layer"
-                .into(),
-        ));
-    }
-    if report.virtual_size != t.virtual_size_bytes {
-        return Err(PortableError::Rejected(
-            "invalid_layer",
-            format!(
-                "the layer's disk is {} bytes but the template's is {}",
-                report.virtual_size, t.virtual_size_bytes
-            ),
-        ));
-    }
-    if report.snapshots != 0 {
-        return Err(PortableError::Rejected(
-            "invalid_layer",
-            "the layer contains internal snapshots; export it again from pvce".into(),
-        ));
-    }
-    // Never the name in the file: our template, by our path, format fixed.
-    qemu_img::rebase_unsafe(&upload, &template_path)
-        .await
-        .map_err(upload_image_error)?;
-    let info = qemu_img::info(&upload, ImageFormat::Qcow2)
-        .await
-        .map_err(upload_image_error)?;
-    let ours = std::path::absolute(&template_path)?;
-    if info.backing_filename.as_deref() != Some(ours.to_string_lossy().as_ref())
-        || info.backing_format.as_deref() != Some("qcow2")
-        || info.data_file.is_some()
-        || info.encrypted
-        || info.corrupt
-        || info.virtual_size != t.virtual_size_bytes
-    {
-        return Err(PortableError::Rejected(
-            "invalid_layer",
-            "the layer's header is ambiguous (qemu-img reads it differently)".into(),
-        ));
-    }
-    let check = qemu_img::check(&upload).await.map_err(upload_image_error)?;
-    if check.corruptions != 0 || check.check_errors != 0 {
-        return Err(PortableError::Rejected(
-            "invalid_layer",
-            "the layer is corrupt (qemu-img check)".into(),
-        ));
-    }
+    images::adopt_layer(
+        &upload,
+        &template_path,
+        t.virtual_size_bytes,
+        &inspect_limits,
+    )
+    .await
+    .map_err(|e| match e {
+        ImageError::BadLayer(m) => PortableError::Rejected("invalid_layer", m),
+        other => upload_image_error(other),
+    })?;
 
     // Stage beside the layer (same file system), then swap under the lock.
     let staged = snapshots::temp_beside(&vm.overlay_path);

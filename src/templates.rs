@@ -10,6 +10,11 @@
 //!   upload that fails any step leaves nothing behind (no file, no row).
 //! - Depth-1 layers are standalone: backing them onto the blank root would add
 //!   a lookup per read and nothing else, since the root holds no data.
+//! - An import with `parent_id` of a qcow2 *layer* (it names a backing file)
+//!   becomes a thin child of that parent: the backing name in the upload is
+//!   untrusted text that is never opened; pvce rebases the layer onto the
+//!   parent's layer (same virtual size required) exactly like a personal-layer
+//!   import ([`images::adopt_layer`]). Anywhere else a backing file is refused.
 
 pub mod matching;
 
@@ -23,7 +28,8 @@ use tokio::io::AsyncWriteExt;
 use uuid::Uuid;
 
 use crate::db::{self, Pool};
-use crate::images::{self, ImageError, ImageFormat, InspectLimits};
+use crate::images::inspect::inspect_layer;
+use crate::images::{self, ImageError, ImageFormat, InspectLimits, qemu_img};
 use crate::storage::{self, Storage};
 
 /// Virtual size of the blank root image.
@@ -456,19 +462,27 @@ async fn import_file(
     let id = Uuid::new_v4();
     let dst = storage.template_path(id);
     let mut layer_guard = FileGuard(Some(dst.clone()));
-    // Our own header inspection, qemu-img's second opinion, conversion with
-    // explicit formats and a check of the result (see `images`).
-    let report = images::import_image(source, params.format, &dst, &inspect_limits)
-        .await
-        .map_err(|e| match e {
-            // Our inspection passed, so qemu-img failing means the upload is
-            // damaged, not that the server is broken.
-            ImageError::QemuImg { .. } | ImageError::Timeout { .. } => {
-                tracing::warn!(error = %e, "qemu-img rejected an upload");
-                TemplateError::Unreadable
-            }
-            other => other.into(),
-        })?;
+    // Our inspection passed, so qemu-img failing means the upload is damaged,
+    // not that the server is broken.
+    let damaged = |e: ImageError| match e {
+        ImageError::QemuImg { .. } | ImageError::Timeout { .. } => {
+            tracing::warn!(error = %e, "qemu-img rejected an upload");
+            TemplateError::Unreadable
+        }
+        other => other.into(),
+    };
+    let virtual_size = if is_child_layer(params, parent, source, &inspect_limits).await {
+        import_child_layer(storage, parent, source, &dst, &inspect_limits)
+            .await
+            .map_err(damaged)?
+    } else {
+        // Our own header inspection, qemu-img's second opinion, conversion with
+        // explicit formats and a check of the result (see `images`).
+        images::import_image(source, params.format, &dst, &inspect_limits)
+            .await
+            .map_err(damaged)?
+            .virtual_size
+    };
     seal_file(&dst)?;
     let t = Template {
         id,
@@ -478,7 +492,7 @@ async fn import_file(
         software,
         state: TemplateState::Ready,
         size_bytes: std::fs::metadata(&dst)?.len(),
-        virtual_size_bytes: report.virtual_size,
+        virtual_size_bytes: virtual_size,
         depth: parent.depth + 1,
         created_by,
         created_at: db::now(),
@@ -486,6 +500,75 @@ async fn import_file(
     insert(pool, &t).await?;
     layer_guard.disarm();
     Ok(t)
+}
+
+/// True when an upload should become a thin child layer of `parent`: a qcow2
+/// that names a backing file, imported with a `parent_id` that is not the
+/// blank root. Only a peek at the header by our own parser (the backing name
+/// is not looked at, let alone opened); anything else goes the standalone way,
+/// whose inspection refuses backing files.
+async fn is_child_layer(
+    params: &ImportParams,
+    parent: &Template,
+    source: &Path,
+    limits: &InspectLimits,
+) -> bool {
+    if params.format != ImageFormat::Qcow2 || parent.parent_id.is_none() {
+        return false;
+    }
+    let (path, limits) = (source.to_path_buf(), limits.clone());
+    matches!(
+        tokio::task::spawn_blocking(move || inspect_layer(&path, &limits)).await,
+        Ok(Ok(r)) if r.backing_file.is_some()
+    )
+}
+
+/// Imports an uploaded copy-on-write layer as a thin child of `parent` at
+/// `dst`: a private copy of the upload is adopted onto the parent's layer
+/// ([`images::adopt_layer`]: inspected, same virtual size, its own backing
+/// name replaced by ours), then qemu-img writes the layer's own clusters into
+/// a fresh overlay on the parent, which is checked. `source` is left alone.
+/// Returns the virtual size.
+async fn import_child_layer(
+    storage: &Storage,
+    parent: &Template,
+    source: &Path,
+    dst: &Path,
+    limits: &InspectLimits,
+) -> Result<u64, ImageError> {
+    let work = storage.upload_path();
+    let _work_guard = FileGuard(Some(work.clone()));
+    tokio::fs::copy(source, &work).await?;
+    let parent_layer = storage.template_path(parent.id);
+    images::adopt_layer(&work, &parent_layer, parent.virtual_size_bytes, limits).await?;
+    qemu_img::convert_to_overlay(&work, &parent_layer, dst).await?;
+    let verify = async {
+        let info = qemu_img::info(dst, ImageFormat::Qcow2).await?;
+        let ours = std::path::absolute(&parent_layer)?;
+        if info.backing_filename.as_deref() != Some(ours.to_string_lossy().as_ref())
+            || info.backing_format.as_deref() != Some("qcow2")
+            || info.data_file.is_some()
+            || info.virtual_size != parent.virtual_size_bytes
+        {
+            return Err(ImageError::QemuImg {
+                op: "info",
+                detail: "the converted child layer does not back onto its parent".into(),
+            });
+        }
+        let check = qemu_img::check(dst).await?;
+        if !check.is_clean() {
+            return Err(ImageError::QemuImg {
+                op: "check",
+                detail: format!("converted child layer is not clean: {check:?}"),
+            });
+        }
+        Ok(())
+    };
+    if let Err(e) = verify.await {
+        let _ = storage::remove_file_if_exists(dst);
+        return Err(e);
+    }
+    Ok(parent.virtual_size_bytes)
 }
 
 /// Imports a file already on this machine (the built-in library builder).

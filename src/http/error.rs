@@ -117,6 +117,9 @@ impl From<ImageError> for ApiError {
                 "unsafe_image",
                 e.to_string(),
             ),
+            ImageError::BadLayer(m) => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_layer", m)
+            }
             ImageError::TooLarge { .. } => {
                 Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string())
             }

@@ -117,6 +117,12 @@ pub enum ImageError {
     #[error("cannot create overlay: {0}")]
     BadOverlay(String),
     /// `qemu-img` ran but failed, or printed something we could not parse.
+    /// An uploaded copy-on-write layer is well-formed but does not fit the
+    /// base it is meant for (no backing reference, other disk size, internal
+    /// snapshots, a header qemu-img reads differently, corrupt clusters).
+    /// The message is for the end user.
+    #[error("{0}")]
+    BadLayer(String),
     #[error("qemu-img {op} failed: {detail}")]
     QemuImg { op: &'static str, detail: String },
     /// `qemu-img` exceeded its wall-clock budget and was killed.
@@ -132,7 +138,10 @@ impl ImageError {
     pub fn is_bad_image(&self) -> bool {
         matches!(
             self,
-            ImageError::Unsafe(_) | ImageError::FormatMismatch { .. } | ImageError::Invalid { .. }
+            ImageError::Unsafe(_)
+                | ImageError::FormatMismatch { .. }
+                | ImageError::Invalid { .. }
+                | ImageError::BadLayer(_)
         )
     }
 }
@@ -194,6 +203,82 @@ pub async fn import_image(
         // Never leave a layer behind that failed verification.
         let _ = tokio::fs::remove_file(dst).await;
         return Err(e);
+    }
+    Ok(report)
+}
+
+/// Makes an uploaded qcow2 copy-on-write layer a layer on `backing` — a file
+/// pvce chose (a VM's template, or the parent of a child template) — in place.
+/// Shared by personal-layer imports ([`crate::portable`]) and child-template
+/// imports ([`crate::templates`]).
+///
+/// The backing name recorded in the upload is untrusted text: it is reported
+/// by our own parser, never opened, and replaced. Steps, each before the next
+/// touches the file:
+/// 1. [`inspect::inspect_layer`]: qcow2, *with* a backing reference, and every
+///    other rule of an upload (no external data file, no encryption, not
+///    corrupt, no unknown features, size limit);
+/// 2. the virtual size equals `virtual_size` (the base's) and the layer has no
+///    internal snapshots;
+/// 3. `qemu-img rebase -u` onto `backing` (opens neither the old nor the new
+///    backing file);
+/// 4. `qemu-img info` agrees: our backing path and format, no data file, same
+///    size; `qemu-img check` is clean.
+///
+/// Errors: the upload's faults are [`ImageError::BadLayer`] or
+/// [`ImageError::Unsafe`]/[`ImageError::Invalid`]/[`ImageError::FormatMismatch`];
+/// qemu-img failing on a file our parser accepted comes back as
+/// [`ImageError::QemuImg`] for the caller to call it damaged. The caller
+/// removes `upload` on error.
+pub async fn adopt_layer(
+    upload: &Path,
+    backing: &Path,
+    virtual_size: u64,
+    limits: &InspectLimits,
+) -> Result<inspect::LayerReport, ImageError> {
+    let report = {
+        let (path, limits) = (upload.to_path_buf(), limits.clone());
+        tokio::task::spawn_blocking(move || inspect::inspect_layer(&path, &limits))
+            .await
+            .map_err(|e| ImageError::Io(std::io::Error::other(e)))??
+    };
+    if report.backing_file.is_none() {
+        return Err(ImageError::BadLayer(
+            "the layer has no backing file: a standalone image is not a copy-on-write layer".into(),
+        ));
+    }
+    if report.virtual_size != virtual_size {
+        return Err(ImageError::BadLayer(format!(
+            "the layer's disk is {} bytes but its base's is {virtual_size}; it was not made on this base",
+            report.virtual_size
+        )));
+    }
+    if report.snapshots != 0 {
+        return Err(ImageError::BadLayer(
+            "the layer contains internal snapshots; remove them (or export it again from pvce)"
+                .into(),
+        ));
+    }
+    // Never the name in the file: our base, by our path, format fixed.
+    qemu_img::rebase_unsafe(upload, backing).await?;
+    let info = qemu_img::info(upload, ImageFormat::Qcow2).await?;
+    let ours = std::path::absolute(backing)?;
+    if info.backing_filename.as_deref() != Some(ours.to_string_lossy().as_ref())
+        || info.backing_format.as_deref() != Some("qcow2")
+        || info.data_file.is_some()
+        || info.encrypted
+        || info.corrupt
+        || info.virtual_size != virtual_size
+    {
+        return Err(ImageError::BadLayer(
+            "the layer's header is ambiguous (qemu-img reads it differently)".into(),
+        ));
+    }
+    let check = qemu_img::check(upload).await?;
+    if check.corruptions != 0 || check.check_errors != 0 {
+        return Err(ImageError::BadLayer(
+            "the layer is corrupt (qemu-img check)".into(),
+        ));
     }
     Ok(report)
 }
