@@ -578,6 +578,137 @@ mod tests {
         assert!(hub.open(a, Uuid::new_v4()).is_ok());
     }
 
+    /// A VNC server that demands VNC authentication with `password`, then
+    /// expects ClientInit and answers with a fake 4-byte "ServerInit".
+    async fn vnc_server(password: &'static str) -> std::net::SocketAddr {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = l.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                tokio::spawn(async move {
+                    s.write_all(b"RFB 003.008\n").await?;
+                    let mut v = [0u8; 12];
+                    s.read_exact(&mut v).await?;
+                    s.write_all(&[1, 2]).await?;
+                    s.read_u8().await?;
+                    let challenge = [7u8; 16];
+                    s.write_all(&challenge).await?;
+                    let mut r = [0u8; 16];
+                    s.read_exact(&mut r).await?;
+                    if r != vnc_auth_response(&challenge, password) {
+                        s.write_all(&[0, 0, 0, 1, 0, 0, 0, 4]).await?;
+                        s.write_all(b"nope").await?;
+                        return Ok::<_, std::io::Error>(());
+                    }
+                    s.write_all(&[0, 0, 0, 0]).await?;
+                    assert_eq!(s.read_u8().await?, 1, "ClientInit");
+                    s.write_all(b"INIT").await?;
+                    let mut rest = Vec::new();
+                    s.read_to_end(&mut rest).await?;
+                    Ok(())
+                });
+            }
+        });
+        addr
+    }
+
+    /// The relay behind a real WebSocket, authenticating to `node` with `password`.
+    async fn relay_server(node: std::net::SocketAddr, password: &'static str) -> String {
+        use axum::routing::get;
+        let hub = Arc::new(ConsoleHub::new(Duration::from_secs(60), 4, 10));
+        let target = ConsoleTarget {
+            host: node.ip().to_string(),
+            port: node.port(),
+            protocol: GraphicsKind::Vnc,
+            password: Some(password.into()),
+        };
+        let app = axum::Router::new().route(
+            "/ws",
+            get(move |ws: WebSocketUpgrade| {
+                let hub = hub.clone();
+                let target = target.clone();
+                async move {
+                    let t = hub.issue(
+                        Uuid::new_v4(),
+                        Uuid::new_v4(),
+                        Uuid::new_v4(),
+                        String::new(),
+                    );
+                    let ticket = hub.redeem(&t).expect("ticket");
+                    hub.upgrade(ws, ticket, target)
+                }
+            }),
+        );
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("ws://{}/ws", l.local_addr().expect("addr"));
+        tokio::spawn(async move { axum::serve(l, app).await });
+        url
+    }
+
+    #[tokio::test]
+    async fn relay_authenticates_to_the_node_and_reports_a_wrong_password() {
+        use tokio_tungstenite::tungstenite::Message as M;
+        let node = vnc_server("right").await;
+
+        // Right password: the browser sees RFB 3.8 with None, then the node's bytes.
+        let url = relay_server(node, "right").await;
+        let (mut ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("connect");
+        let mut got = Vec::new();
+        let next =
+            async |ws: &mut tokio_tungstenite::WebSocketStream<_>, got: &mut Vec<u8>, n: usize| {
+                while got.len() < n {
+                    let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+                        .await
+                        .expect("timed out");
+                    match msg.expect("open").expect("message") {
+                        M::Binary(b) => got.extend_from_slice(&b),
+                        M::Ping(_) | M::Pong(_) => {}
+                        other => panic!("unexpected {other:?}"),
+                    }
+                }
+                got.drain(..n).collect::<Vec<u8>>()
+            };
+        assert_eq!(next(&mut ws, &mut got, 12).await, b"RFB 003.008\n");
+        // Version, the choice of None and ClientInit pipelined in one message:
+        // the ClientInit byte must still reach the node.
+        ws.send(M::Binary(b"RFB 003.008\n\x01\x01".to_vec().into()))
+            .await
+            .expect("send");
+        assert_eq!(
+            next(&mut ws, &mut got, 2).await,
+            [1, 1],
+            "only None offered"
+        );
+        assert_eq!(
+            next(&mut ws, &mut got, 4).await,
+            [0, 0, 0, 0],
+            "SecurityResult"
+        );
+        assert_eq!(next(&mut ws, &mut got, 4).await, b"INIT");
+
+        // Wrong password: closed with 4005 and a reason, before any RFB byte.
+        let url = relay_server(node, "wrong").await;
+        let (mut ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("connect");
+        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("timed out");
+        match msg.expect("a message").expect("ok") {
+            M::Close(Some(f)) => {
+                assert_eq!(u16::from(f.code), close::AUTH_FAILED);
+                assert_eq!(f.reason.as_str(), "console authentication failed");
+            }
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    }
+
     #[test]
     fn viewer_file() {
         let f = virt_viewer_file(
