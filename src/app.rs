@@ -42,13 +42,16 @@ impl AppState {
             config.connect_timeout(),
             config.accel,
         ));
-        let vms = Arc::new(VmManager::new(
-            pool.clone(),
-            storage.clone(),
-            nodes.clone(),
-            config.shutdown_timeout(),
-            config.domain_prefix.clone(),
-        ));
+        let vms = Arc::new(
+            VmManager::new(
+                pool.clone(),
+                storage.clone(),
+                nodes.clone(),
+                config.shutdown_timeout(),
+                config.domain_prefix.clone(),
+            )
+            .with_disk_cache(config.disk_cache),
+        );
         Ok(Self {
             pool,
             storage,

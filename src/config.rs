@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::libvirt::AccelSetting;
+use crate::libvirt::{AccelSetting, DiskCache};
 
 /// Settings common to all subcommands.
 #[derive(clap::Args, Debug, Clone)]
@@ -31,6 +31,12 @@ pub struct Config {
     /// Accelerator for QEMU nodes: `auto` uses KVM only with real hardware virtualization.
     #[arg(long, env = "PVCE_ACCEL", default_value = "auto", value_parser = parse_accel)]
     pub accel: AccelSetting,
+
+    /// Host cache mode of VM disks: `writeback` works on any filesystem (tmpfs too);
+    /// `none` (O_DIRECT) is what libvirt requires for live migration of VMs whose
+    /// layers live on shared storage (several nodes).
+    #[arg(long, env = "PVCE_DISK_CACHE", default_value = "writeback", value_parser = parse_disk_cache)]
+    pub disk_cache: DiskCache,
 
     /// Largest accepted image upload, in bytes.
     #[arg(long, env = "PVCE_MAX_UPLOAD_BYTES", default_value_t = 20 * 1024 * 1024 * 1024)]
@@ -107,6 +113,16 @@ fn parse_quota(s: &str) -> Result<usize, String> {
     }
 }
 
+fn parse_disk_cache(s: &str) -> Result<DiskCache, String> {
+    match s {
+        "writeback" => Ok(DiskCache::Writeback),
+        "none" => Ok(DiskCache::None),
+        other => Err(format!(
+            "unknown disk cache mode {other:?}; use writeback or none"
+        )),
+    }
+}
+
 impl Config {
     /// A configuration with defaults for everything but the data dir (used by tests).
     pub fn for_data_dir(data_dir: impl Into<PathBuf>) -> Self {
@@ -116,6 +132,7 @@ impl Config {
             node_uri: "qemu:///system".into(),
             console_address: "127.0.0.1".into(),
             accel: AccelSetting::Auto,
+            disk_cache: DiskCache::Writeback,
             max_upload_bytes: 20 * 1024 * 1024 * 1024,
             max_virtual_size: 256 * 1024 * 1024 * 1024,
             shutdown_timeout_secs: 60,

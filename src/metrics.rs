@@ -9,14 +9,24 @@ use crate::nodes::Node;
 pub async fn render(state: &AppState) -> Result<String, sqlx::Error> {
     let mut out = String::new();
     let by_state: Vec<(String, i64)> =
-        sqlx::query_as("SELECT state, COUNT(*) FROM vms GROUP BY state")
+        sqlx::query_as(
+            "SELECT CASE WHEN node_down = 1 AND state IN ('starting', 'running', 'stopping') THEN 'node_down' ELSE state END AS s,
+             COUNT(*) FROM vms GROUP BY s",
+        )
             .fetch_all(&state.pool)
             .await?;
     let _ = writeln!(
         out,
         "# HELP pvce_vms Personal VMs by state.\n# TYPE pvce_vms gauge"
     );
-    for s in ["stopped", "starting", "running", "stopping", "error"] {
+    for s in [
+        "stopped",
+        "starting",
+        "running",
+        "stopping",
+        "error",
+        "node_down",
+    ] {
         let n = by_state.iter().find(|(k, _)| k == s).map_or(0, |(_, n)| *n);
         let _ = writeln!(out, "pvce_vms{{state=\"{s}\"}} {n}");
     }

@@ -6,6 +6,12 @@
 //! each node's state and memory figures every few seconds. A node that cannot
 //! be reached is `down`; callers get 503 `node_unavailable` for it.
 //!
+//! Health: every probe has a deadline ([`PROBE_DEADLINE`]) for connecting and
+//! for the answer, so a frozen node (TCP accepted, libvirt silent) is marked
+//! `down` within seconds and never holds up the probes of other nodes; its
+//! half-dead connection is dropped so the next probe reconnects (see
+//! `libvirt::conn` for why a hanging connect cannot pile up threads).
+//!
 //! Invariant: names and URIs are unique (`nodes_name_key`, `nodes_uri_key`).
 
 use std::collections::HashMap;
@@ -22,6 +28,11 @@ use crate::libvirt::{self, AccelSetting, LibvirtError};
 
 pub const LOCAL_NODE_NAME: &str = "local";
 pub const MONITOR_INTERVAL: Duration = Duration::from_secs(3);
+/// Longest a health probe may wait for a connection, and then for the node's
+/// answer. A node that stops answering is marked `down` within
+/// `MONITOR_INTERVAL + 2 × PROBE_DEADLINE` at worst (about 5 s when its
+/// connection breaks, about 6 s when it is frozen), well inside 10 s.
+pub const PROBE_DEADLINE: Duration = Duration::from_secs(3);
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Node {
@@ -255,6 +266,14 @@ impl Nodes {
 
     /// The open connection to a node, (re)connecting with a deadline if needed.
     pub async fn conn(&self, id: Uuid) -> Result<libvirt::Node, NodeError> {
+        self.conn_within(id, self.connect_timeout).await
+    }
+
+    async fn conn_within(
+        &self,
+        id: Uuid,
+        connect_timeout: Duration,
+    ) -> Result<libvirt::Node, NodeError> {
         if let Some(c) = self.conns.read().await.get(&id)
             && c.is_alive()
         {
@@ -269,7 +288,7 @@ impl Nodes {
             workers: 16,
             ..libvirt::NodeOptions::default()
         };
-        match libvirt::Node::open_with(&node.uri, self.connect_timeout, options).await {
+        match libvirt::Node::open_with(&node.uri, connect_timeout, options).await {
             Ok(c) => {
                 self.conns.write().await.insert(id, c.clone());
                 Ok(c)
@@ -317,12 +336,20 @@ impl Nodes {
         Ok(())
     }
 
-    /// Checks one node now and records the result.
+    /// Checks one node now and records the result; bounded by
+    /// [`PROBE_DEADLINE`] for the connection and again for the answer.
     pub async fn probe(&self, id: Uuid) -> Result<(), NodeError> {
-        let conn = self.conn(id).await?;
-        match conn.node_info().await {
+        let conn = self
+            .conn_within(id, self.connect_timeout.min(PROBE_DEADLINE))
+            .await?;
+        let answer = tokio::time::timeout(PROBE_DEADLINE, conn.node_info())
+            .await
+            .unwrap_or(Err(LibvirtError::Timeout));
+        match answer {
             Ok(info) => self.mark(id, true, Some(&info)).await,
             Err(e) => {
+                // Frozen or broken: forget this connection (calls still using
+                // it finish on their own deadlines) so the next probe reconnects.
                 self.conns.write().await.remove(&id);
                 self.mark(id, false, None).await?;
                 Err(e.into())

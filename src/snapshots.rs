@@ -187,10 +187,12 @@ pub fn backup_path(vm: &Vm, id: Uuid) -> PathBuf {
 pub(crate) fn ensure_stopped(vm: &Vm, what: &str) -> Result<(), VmError> {
     match vm.state {
         VmState::Stopped | VmState::Error => Ok(()),
-        VmState::Starting | VmState::Running | VmState::Stopping => Err(VmError::Conflict(
-            "vm_running",
-            format!("stop the VM first: {what} works on a stopped VM only"),
-        )),
+        VmState::Starting | VmState::Running | VmState::Stopping | VmState::NodeDown => {
+            Err(VmError::Conflict(
+                "vm_running",
+                format!("stop the VM first: {what} works on a stopped VM only"),
+            ))
+        }
     }
 }
 

@@ -17,6 +17,25 @@
 //! - A VM of a lab-network course starts on its student's network, on the
 //!   node where the student's other VMs of the course run; the network goes
 //!   when the last of them stops ([`crate::labnets`]).
+//!
+//! Node failure and fencing. A VM whose node stops answering is shown as
+//! `node_down`, never silently `running`: its QEMU may still run there and
+//! hold the layer. The layer must never be opened by two QEMUs at once, so
+//! such a VM starts again (on any node; layers are on shared storage) only
+//! after its old node is *fenced*, i.e. confirmed gone:
+//! - the node answers again and runs no domain for the VM (the reconcile loop
+//!   or a read then marks it `stopped`; a domain still running is adopted), or
+//! - an admin confirms the node is powered off (`POST /api/nodes/{id}/fence`,
+//!   refused while the node answers), which releases its VMs as `stopped`.
+//!
+//! Until then a start is refused with 409 `node_down`. Should a fenced node
+//! come back with a domain for a VM that meanwhile runs elsewhere, that stale
+//! copy is destroyed at once.
+//!
+//! Live migration (`migrate`, admin) moves a running VM between nodes that
+//! share its layer, with its console re-addressed to the target node; tokens
+//! for the old node are void (they are bound to the node). Maintenance with
+//! `drain` migrates a node's running VMs away one by one.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -42,6 +61,14 @@ use crate::users::User;
 
 /// Memory kept free on every node for the host itself.
 pub const HOST_RESERVE_MIB: u64 = 256;
+/// Longest a read of one VM's domain may take (a frozen node must not hold up
+/// API reads of its VMs for the whole libvirt call timeout).
+const SYNC_DEADLINE: Duration = Duration::from_secs(5);
+/// Longest a live migration may take before pvce stops waiting (libvirt goes
+/// on; the reconcile loop then finds the domain wherever it ended up).
+const MIGRATE_DEADLINE: Duration = Duration::from_secs(300);
+/// Longest one node's part of a reconcile pass may take.
+const RECONCILE_NODE_DEADLINE: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -51,6 +78,11 @@ pub enum VmState {
     Running,
     Stopping,
     Error,
+    /// The VM was active on a node that stopped answering: it may still run
+    /// there (and hold its layer), so it is neither running nor stopped until
+    /// the node is fenced (see the module docs).
+    #[serde(rename = "node_down")]
+    NodeDown,
 }
 
 impl VmState {
@@ -61,6 +93,7 @@ impl VmState {
             VmState::Running => "running",
             VmState::Stopping => "stopping",
             VmState::Error => "error",
+            VmState::NodeDown => "node_down",
         }
     }
     fn parse(s: &str) -> Self {
@@ -69,13 +102,16 @@ impl VmState {
             "running" => VmState::Running,
             "stopping" => VmState::Stopping,
             "error" => VmState::Error,
+            "node_down" => VmState::NodeDown,
             _ => VmState::Stopped,
         }
     }
+    /// True while a QEMU may hold the VM's layer open (a VM on a down node
+    /// counts: it may still run there).
     fn is_active(self) -> bool {
         matches!(
             self,
-            VmState::Starting | VmState::Running | VmState::Stopping
+            VmState::Starting | VmState::Running | VmState::Stopping | VmState::NodeDown
         )
     }
 }
@@ -109,6 +145,9 @@ pub enum VmError {
     /// A state conflict: (error code, message), e.g. `vm_running`.
     #[error("{1}")]
     Conflict(&'static str, String),
+    /// A well-formed request that cannot be acted on: (error code, message).
+    #[error("{1}")]
+    Unprocessable(&'static str, String),
     #[error(transparent)]
     Placement(#[from] PlacementError),
     #[error(transparent)]
@@ -127,7 +166,7 @@ pub enum VmError {
     Db(#[from] sqlx::Error),
 }
 
-const COLUMNS: &str = "id, name, course_id, build_template_id, owner_id, template_id, node_id, state, vcpus, memory_mib, overlay_path, last_error, last_started_at, created_at";
+const COLUMNS: &str = "id, name, course_id, build_template_id, owner_id, template_id, node_id, state, node_down, vcpus, memory_mib, overlay_path, last_error, last_started_at, created_at";
 
 fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Vm, sqlx::Error> {
     let overlay_path = PathBuf::from(row.try_get::<String, _>("overlay_path")?);
@@ -146,7 +185,11 @@ fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Vm, sqlx::Error> {
         owner_id: db::uuid(row, "owner_id")?,
         template_id: db::uuid(row, "template_id")?,
         node_id: db::opt_uuid(row, "node_id")?,
-        state: VmState::parse(&row.try_get::<String, _>("state")?),
+        // `node_down` is a flag beside the last known state (migration 0005).
+        state: match VmState::parse(&row.try_get::<String, _>("state")?) {
+            s if s.is_active() && row.try_get::<i64, _>("node_down")? != 0 => VmState::NodeDown,
+            s => s,
+        },
         vcpus: u32::try_from(row.try_get::<i64, _>("vcpus")?).unwrap_or(1),
         memory_mib: u32::try_from(row.try_get::<i64, _>("memory_mib")?).unwrap_or(64),
         overlay_bytes,
@@ -380,6 +423,7 @@ pub struct VmManager {
     shutdown_timeout: Duration,
     policy: Policy,
     domain_prefix: String,
+    disk_cache: libvirt::DiskCache,
     events: tokio::sync::broadcast::Sender<VmEvent>,
     /// Serialises console password changes (expiry renewal, `.vv` tickets).
     console_passwords: tokio::sync::Mutex<()>,
@@ -405,9 +449,17 @@ impl VmManager {
             policy: Policy::Spread,
             labnets,
             domain_prefix,
+            disk_cache: libvirt::DiskCache::default(),
             events: tokio::sync::broadcast::channel(1024).0,
             console_passwords: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// Host cache mode of VM disks (`none` for live migration on shared storage).
+    #[must_use]
+    pub fn with_disk_cache(mut self, cache: libvirt::DiskCache) -> Self {
+        self.disk_cache = cache;
+        self
     }
 
     /// Subscribes to VM state changes.
@@ -505,10 +557,23 @@ impl VmManager {
             return Ok(vm);
         };
         let Ok(conn) = self.nodes.conn(node_id).await else {
-            // Node unreachable: keep the recorded state; the node shows `down`.
+            // Node unreachable: the VM may still run there, so it is not
+            // `running` (nobody can reach it) nor `stopped` (its layer may be
+            // open): `node_down` until the node is back or fenced.
+            if vm.state.is_active() && vm.state != VmState::NodeDown {
+                self.set_state(vm.id, VmState::NodeDown, Some(node_id), None)
+                    .await?;
+                return load(&self.pool, vm.id).await;
+            }
             return Ok(vm);
         };
-        match conn.domain(&self.domain_name(vm.id)).await {
+        let name = self.domain_name(vm.id);
+        let found = tokio::time::timeout(SYNC_DEADLINE, conn.domain(&name))
+            .await
+            .unwrap_or(Err(LibvirtError::Timeout));
+        // The node answered: for a `node_down` VM this is the fence — a
+        // missing domain means nothing holds the layer any more.
+        match found {
             Ok(Some(d)) if matches!(d.state, DomainState::Running | DomainState::Paused) => {
                 if vm.state != VmState::Running && vm.state != VmState::Stopping {
                     self.set_state(vm.id, VmState::Running, Some(node_id), None)
@@ -538,8 +603,14 @@ impl VmManager {
         node_id: Option<Uuid>,
         error: Option<String>,
     ) -> Result<(), VmError> {
-        sqlx::query("UPDATE vms SET state = ?, node_id = ?, last_error = COALESCE(?, last_error) WHERE id = ?")
-            .bind(state.as_str())
+        // `node_down` keeps the last known state underneath (see migration 0005).
+        let (column_state, node_down) = match state {
+            VmState::NodeDown => (None, 1),
+            s => (Some(s.as_str()), 0),
+        };
+        sqlx::query("UPDATE vms SET state = COALESCE(?, state), node_down = ?, node_id = ?, last_error = COALESCE(?, last_error) WHERE id = ?")
+            .bind(column_state)
+            .bind(node_down)
             .bind(node_id.map(|n| n.to_string()))
             .bind(error)
             .bind(id.to_string())
@@ -552,6 +623,19 @@ impl VmManager {
     async fn candidates(&self, template_id: Uuid) -> Result<Vec<Candidate>, VmError> {
         let _ = template_id; // every node reads templates from the shared data dir today
         let nodes = self.nodes.list().await?;
+        // Memory promised to the VMs placed on each node. A guest touches its
+        // memory lazily, so a node's own figures lag far behind what its VMs
+        // may claim; counting the promise on top keeps placement from piling
+        // starts onto the node whose stats have not caught up (conservative:
+        // what a guest already touched counts twice).
+        let committed: HashMap<String, i64> = sqlx::query_as(
+            "SELECT node_id, SUM(memory_mib) FROM vms WHERE node_id IS NOT NULL
+             AND state IN ('starting', 'running', 'stopping') GROUP BY node_id",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .collect();
         Ok(nodes
             .into_iter()
             .map(|n| Candidate {
@@ -560,7 +644,11 @@ impl VmManager {
                 maintenance: n.maintenance,
                 has_template: true,
                 mem_total_mib: n.mem_total_mib,
-                mem_used_mib: n.mem_used_mib,
+                mem_used_mib: n.mem_used_mib.saturating_add(
+                    committed
+                        .get(&n.id.to_string())
+                        .map_or(0, |m| u64::try_from(*m).unwrap_or(0)),
+                ),
                 cpu_percent: n.cpu_percent,
                 vms_running: n.vms_running,
                 name: n.name,
@@ -581,6 +669,7 @@ impl VmManager {
                     "the VM is shutting down; try again when it has stopped".into(),
                 ));
             }
+            VmState::NodeDown => return Err(node_down_conflict()),
             VmState::Stopped | VmState::Error => {}
         }
         // A lab-network VM: hold its student's network lock for the whole start,
@@ -643,7 +732,7 @@ impl VmManager {
             graphics_password: Some(console::new_console_password(graphics)),
             serial_log: Some(self.storage.console_log_path(vm.id)),
             smbios_serial: format!("vm-{}", &vm.id.simple().to_string()[..12]),
-            disk_cache: libvirt::DiskCache::default(),
+            disk_cache: self.disk_cache,
             metadata: libvirt::PvceMetadata {
                 id: vm.id.to_string(),
                 owner: vm.owner_id.to_string(),
@@ -666,15 +755,22 @@ impl VmManager {
             }
             Err(e) => {
                 // Never leave a half-started domain (or an unused network) behind.
-                let _ = conn.destroy(&spec.name).await;
+                let destroyed = conn.destroy(&spec.name).await;
                 if let Some(pair) = lab
                     && let Err(e2) = self.labnets.release_locked(pair).await
                 {
                     tracing::warn!(vm = %vm.id, error = %e2, "lab network cleanup failed");
                 }
                 tracing::warn!(vm = %vm.id, error = %e, "start failed");
-                self.set_state(vm.id, VmState::Stopped, None, Some(e.to_string()))
-                    .await?;
+                if e.is_unavailable() && destroyed.is_err() {
+                    // The node stopped answering mid-start: the domain may run
+                    // there after all, so the VM is fenced like any other.
+                    self.set_state(vm.id, VmState::NodeDown, Some(node_id), Some(e.to_string()))
+                        .await?;
+                } else {
+                    self.set_state(vm.id, VmState::Stopped, None, Some(e.to_string()))
+                        .await?;
+                }
                 Err(e.into())
             }
         }
@@ -684,6 +780,7 @@ impl VmManager {
         let vm = self.sync_with_node(load(&self.pool, vm.id).await?).await?;
         let node_id = match (vm.state, vm.node_id) {
             (VmState::Running | VmState::Stopping, Some(n)) => n,
+            (VmState::NodeDown, _) => return Err(node_down_conflict()),
             _ => {
                 return Err(VmError::Conflict(
                     "vm_not_running",
@@ -804,55 +901,38 @@ impl VmManager {
         load(&self.pool, vm.id).await
     }
 
-    /// One pass of reconciliation between the database and every reachable node:
-    /// active rows whose domain is gone become `stopped`; domains carrying our
-    /// metadata for a known VM are adopted; other domains are never touched.
+    /// One pass of reconciliation between the database and every node, all
+    /// nodes at once, each bounded by [`RECONCILE_NODE_DEADLINE`] so a frozen
+    /// node holds up nobody:
+    /// - on a `down` node, active VMs become `node_down` (never silently
+    ///   `running`);
+    /// - on a reachable node, active rows whose domain is gone become
+    ///   `stopped` (for `node_down` rows this is the fence: the node answers
+    ///   and runs nothing for them), and domains carrying our metadata for a
+    ///   known VM are adopted — unless the VM is active on another node, in
+    ///   which case the domain is a stale copy on a node that was fenced and
+    ///   is destroyed;
+    /// - domains without pvce's metadata, or for VMs this database does not
+    ///   know, are never touched.
+    ///
+    /// VMs whose lifecycle lock is held (a start, stop or migration in
+    /// flight) are skipped; their operation writes the outcome.
     pub async fn reconcile_once(&self) -> Result<(), VmError> {
         let nodes = self.nodes.list().await?;
-        for node in nodes {
-            let Ok(conn) = self.nodes.conn(node.id).await else {
-                continue;
-            };
-            let Ok(domains) = conn.list_pvce_domains().await else {
-                continue;
-            };
-            let running: HashMap<Uuid, DomainState> = domains
-                .iter()
-                .filter_map(|d| {
-                    let id = Uuid::parse_str(&d.metadata.as_ref()?.id).ok()?;
-                    Some((id, d.state))
-                })
-                .collect();
-            let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM vms WHERE node_id = ? OR id IN (SELECT value FROM json_each(?))"))
-                .bind(node.id.to_string())
-                .bind(serde_json::to_string(&running.keys().map(Uuid::to_string).collect::<Vec<_>>()).unwrap_or_else(|_| "[]".into()))
-                .fetch_all(&self.pool)
-                .await?;
-            for row in &rows {
-                let vm = from_row(row)?;
-                let lock = self.lock_for(vm.id);
-                let Ok(_guard) = lock.try_lock() else {
-                    continue;
-                };
-                let alive = running
-                    .get(&vm.id)
-                    .is_some_and(|s| matches!(s, DomainState::Running | DomainState::Paused));
-                // A domain still shutting down holds the layer: not stopped yet.
-                let present = running
-                    .get(&vm.id)
-                    .is_some_and(|s| *s != DomainState::Shutoff);
-                if alive && (vm.node_id != Some(node.id) || !vm.state.is_active()) {
-                    tracing::info!(vm = %vm.id, node = %node.name, "adopting running domain");
-                    self.set_state(vm.id, VmState::Running, Some(node.id), None)
-                        .await?;
-                } else if !present
-                    && vm.node_id == Some(node.id)
-                    && vm.state.is_active()
-                    && vm.state != VmState::Starting
-                {
-                    self.set_state(vm.id, VmState::Stopped, None, None).await?;
+        let passes = nodes.iter().map(|node| async move {
+            if node.state == "down" {
+                return self.mark_node_down(node.id).await;
+            }
+            match tokio::time::timeout(RECONCILE_NODE_DEADLINE, self.reconcile_node(node)).await {
+                Ok(r) => r,
+                Err(_) => {
+                    tracing::warn!(node = %node.name, "reconcile timed out");
+                    Ok(())
                 }
             }
+        });
+        for r in futures::future::join_all(passes).await {
+            r?;
         }
         // Lab networks whose VMs are all gone (guest shutdowns, crashes,
         // failed cleanups, restarts).
@@ -860,6 +940,121 @@ impl VmManager {
             tracing::warn!(error = %e, "lab network sweep failed");
         }
         Ok(())
+    }
+
+    /// Marks the active VMs of a node that stopped answering `node_down`.
+    async fn mark_node_down(&self, node_id: Uuid) -> Result<(), VmError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM vms WHERE node_id = ? AND state IN ('starting', 'running', 'stopping') AND node_down = 0"
+        ))
+        .bind(node_id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        for row in &rows {
+            let vm = from_row(row)?;
+            let lock = self.lock_for(vm.id);
+            let Ok(_guard) = lock.try_lock() else {
+                continue;
+            };
+            tracing::warn!(vm = %vm.id, node = %node_id, "node down: VM state unknown until fenced");
+            self.set_state(vm.id, VmState::NodeDown, Some(node_id), None)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn reconcile_node(&self, node: &crate::nodes::Node) -> Result<(), VmError> {
+        let Ok(conn) = self.nodes.conn(node.id).await else {
+            return Ok(());
+        };
+        let Ok(domains) = conn.list_pvce_domains().await else {
+            return Ok(());
+        };
+        let running: HashMap<Uuid, DomainState> = domains
+            .iter()
+            .filter_map(|d| {
+                let id = Uuid::parse_str(&d.metadata.as_ref()?.id).ok()?;
+                Some((id, d.state))
+            })
+            .collect();
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM vms WHERE node_id = ? OR id IN (SELECT value FROM json_each(?))"
+        ))
+        .bind(node.id.to_string())
+        .bind(
+            serde_json::to_string(&running.keys().map(Uuid::to_string).collect::<Vec<_>>())
+                .unwrap_or_else(|_| "[]".into()),
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        for row in &rows {
+            let vm = from_row(row)?;
+            let lock = self.lock_for(vm.id);
+            let Ok(_guard) = lock.try_lock() else {
+                continue;
+            };
+            let alive = running
+                .get(&vm.id)
+                .is_some_and(|s| matches!(s, DomainState::Running | DomainState::Paused));
+            // A domain still shutting down holds the layer: not stopped yet.
+            let present = running
+                .get(&vm.id)
+                .is_some_and(|s| *s != DomainState::Shutoff);
+            let here = vm.node_id == Some(node.id);
+            if alive && !here && vm.node_id.is_some() && vm.state.is_active() {
+                // Started elsewhere after this node was fenced: this copy must
+                // not keep writing the layer.
+                tracing::warn!(vm = %vm.id, node = %node.name, "destroying a stale copy on a fenced node");
+                conn.destroy(&self.domain_name(vm.id)).await?;
+            } else if alive && (!here || !vm.state.is_active() || vm.state == VmState::NodeDown) {
+                tracing::info!(vm = %vm.id, node = %node.name, "adopting running domain");
+                self.set_state(vm.id, VmState::Running, Some(node.id), None)
+                    .await?;
+            } else if !present && here && vm.state.is_active() && vm.state != VmState::Starting {
+                self.set_state(vm.id, VmState::Stopped, None, None).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// An admin's confirmation that a `down` node is powered off (or its
+    /// QEMUs are otherwise gone): its VMs are fenced and become `stopped`, so
+    /// they can start on another node. Refused (409 `node_up`) while the node
+    /// answers — then the node itself tells what still runs. Returns how many
+    /// VMs were released.
+    pub async fn fence_node(&self, node_id: Uuid) -> Result<u64, VmError> {
+        let node = self.nodes.get(node_id).await?;
+        if node.state != "down" || self.nodes.probe(node_id).await.is_ok() {
+            return Err(VmError::Conflict(
+                "node_up",
+                "the node answers; its VMs are stopped through it, not fenced".into(),
+            ));
+        }
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM vms WHERE node_id = ? AND state IN ('starting', 'running', 'stopping')"
+        ))
+        .bind(node_id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        let mut released = 0;
+        for row in &rows {
+            let vm = from_row(row)?;
+            let lock = self.lock_for(vm.id);
+            let _guard = lock.lock().await;
+            tracing::warn!(vm = %vm.id, node = %node.name, "fenced by admin: node confirmed powered off");
+            self.set_state(
+                vm.id,
+                VmState::Stopped,
+                None,
+                Some(format!(
+                    "node {} was fenced (confirmed powered off)",
+                    node.name
+                )),
+            )
+            .await?;
+            released += 1;
+        }
+        Ok(released)
     }
 
     pub fn spawn_reconciler(self: Arc<Self>) -> tokio::task::JoinHandle<()> {
@@ -873,6 +1068,142 @@ impl VmManager {
                 }
             }
         })
+    }
+
+    /// Live-migrates a running VM to `target` (shared storage: only memory
+    /// moves). The VM stays `running` throughout and ends on `target` with
+    /// its console listening on the target's console address; console tokens
+    /// issued for the old node are void (they are bound to the node).
+    pub async fn migrate(&self, vm: &Vm, target: Uuid) -> Result<Vm, VmError> {
+        let lock = self.lock_for(vm.id);
+        let _guard = lock.lock().await;
+        let (vm, src) = self.require_running(vm).await?;
+        let (VmState::Running, Some(source)) = (vm.state, vm.node_id) else {
+            return Err(VmError::Conflict(
+                "vm_not_running",
+                "only a running VM can be migrated".into(),
+            ));
+        };
+        // A lab network lives on one node; multi-node lab networks do not exist yet.
+        if let Some(c) = vm.course_id
+            && labnets::course_has_lab_network(&self.pool, c).await?
+        {
+            return Err(VmError::Conflict(
+                "lab_network",
+                "VMs on a lab network cannot move to another node yet".into(),
+            ));
+        }
+        if source == target {
+            return Err(VmError::Unprocessable(
+                "same_node",
+                "the VM already runs on this node".into(),
+            ));
+        }
+        let node = match self.nodes.get(target).await {
+            Err(NodeError::NotFound) => {
+                return Err(VmError::Unprocessable(
+                    "unknown_node",
+                    "no such target node".into(),
+                ));
+            }
+            other => other?,
+        };
+        if node.maintenance {
+            return Err(VmError::Conflict(
+                "node_maintenance",
+                format!("node {} is in maintenance", node.name),
+            ));
+        }
+        if node.state == "down" {
+            return Err(VmError::Conflict(
+                "node_down",
+                format!("node {} is down", node.name),
+            ));
+        }
+        let candidate = Candidate {
+            node_id: node.id,
+            name: node.name.clone(),
+            up: true,
+            maintenance: false,
+            has_template: true,
+            mem_total_mib: node.mem_total_mib,
+            mem_used_mib: node.mem_used_mib,
+            cpu_percent: node.cpu_percent,
+            vms_running: node.vms_running,
+        };
+        let _reservation = self
+            .reservations
+            .place(
+                std::slice::from_ref(&candidate),
+                u64::from(vm.memory_mib),
+                HOST_RESERVE_MIB,
+                self.policy,
+                Constraint::Anywhere,
+            )
+            .map_err(|_| {
+                VmError::Conflict(
+                    "insufficient_memory",
+                    format!(
+                        "node {} lacks {} MiB of free memory for this VM",
+                        node.name, vm.memory_mib
+                    ),
+                )
+            })?;
+        let listen: std::net::IpAddr = node.console_address.parse().map_err(|_| {
+            VmError::Unprocessable(
+                "bad_console_address",
+                "the target node's console address is not an IP".into(),
+            )
+        })?;
+        let dst = self.nodes.conn(target).await?;
+        tracing::info!(vm = %vm.id, from = %source, to = %node.name, "live migration");
+        src.migrate_to(&self.domain_name(vm.id), &dst, listen, MIGRATE_DEADLINE)
+            .await?;
+        self.set_state(vm.id, VmState::Running, Some(target), None)
+            .await?;
+        load(&self.pool, vm.id).await
+    }
+
+    /// Live-migrates every running VM off a node (after maintenance was
+    /// switched on), one at a time, each to the node placement picks among
+    /// the others. VMs that cannot move (no room, a failed migration) stay
+    /// where they are and are logged; the admin sees them on the node.
+    pub fn spawn_drain(self: &Arc<Self>, node_id: Uuid) {
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            if let Err(e) = this.drain(node_id).await {
+                tracing::warn!(node = %node_id, error = %e, "drain failed");
+            }
+        });
+    }
+
+    async fn drain(&self, node_id: Uuid) -> Result<(), VmError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM vms WHERE node_id = ? AND state = 'running' ORDER BY id"
+        ))
+        .bind(node_id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        for row in &rows {
+            let vm = from_row(row)?;
+            let candidates = self.candidates(vm.template_id).await?;
+            let target = crate::placement::choose(
+                &candidates,
+                u64::from(vm.memory_mib),
+                HOST_RESERVE_MIB,
+                &HashMap::new(),
+                self.policy,
+                Constraint::Anywhere,
+            );
+            match target {
+                Ok(target) => match self.migrate(&vm, target).await {
+                    Ok(_) => tracing::info!(vm = %vm.id, "drained"),
+                    Err(e) => tracing::warn!(vm = %vm.id, error = %e, "drain: migration failed"),
+                },
+                Err(e) => tracing::warn!(vm = %vm.id, error = %e, "drain: no target"),
+            }
+        }
+        Ok(())
     }
 
     /// The running VM, its node and that node's connection; `vm_not_running`
@@ -998,6 +1329,13 @@ async fn graphics_of(pool: &Pool, vm_id: Uuid) -> Result<GraphicsKind, VmError> 
     .fetch_optional(pool)
     .await?;
     Ok(g.map_or(GraphicsKind::Vnc, |g| crate::courses::graphics_from_db(&g)))
+}
+
+fn node_down_conflict() -> VmError {
+    VmError::Conflict(
+        "node_down",
+        "the VM's node is down; the VM can be started again once the node answers or an admin confirms it is powered off".into(),
+    )
 }
 
 /// The owner's username and the course code (or "template build"), for the domain title.

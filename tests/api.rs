@@ -58,6 +58,18 @@ async fn role_matrix_is_enforced_on_every_route() {
             [401, 403, 403, 404],
         ),
         (
+            Method::POST,
+            format!("/api/nodes/{nil}/fence"),
+            Some(json!({"confirm_powered_off":true})),
+            [401, 403, 403, 404],
+        ),
+        (
+            Method::POST,
+            format!("/api/vms/{nil}/migrate"),
+            Some(json!({"node_id":nil})),
+            [401, 403, 403, 404],
+        ),
+        (
             Method::GET,
             format!("/api/nodes/{nil}/metrics?minutes=60"),
             None,
@@ -568,6 +580,8 @@ async fn openapi_lists_every_route_and_health_and_metrics_answer() {
         "/api/nodes",
         "/api/nodes/{id}",
         "/api/nodes/{id}/maintenance",
+        "/api/nodes/{id}/fence",
+        "/api/vms/{id}/migrate",
         "/api/templates",
         "/api/templates/{id}",
         "/api/templates/import",

@@ -1,20 +1,153 @@
 //! Several real nodes on one machine (`scripts/multinode.sh`): stock libvirtd
-//! instances in their own namespaces, reached over TCP like remote hosts.
-//! Tests here run one at a time (the rig is machine-wide and locked).
+//! instances in their own namespaces, reached over TCP like remote hosts, with
+//! real tiny-guest VMs on them. Covers registration, health (a killed node and
+//! a frozen one), spread placement and maintenance, failure handling with
+//! fencing, live migration with the console re-issued, and reconciliation
+//! after a server restart. The rig is machine-wide and locked, so these tests
+//! run one after another whatever `--test-threads` says.
 
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
-use std::time::Duration;
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
 
-use common::multinode::{self, Rig};
-use common::{TestEnv, wait_for};
+use common::multinode::{self, Rig, wait_node_state};
+use common::{Client, TestEnv, assert_error, serial_run_on, wait_for, wait_serial};
+use futures::{SinkExt, StreamExt};
 use pvce::auth::Role;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::{self, Message};
+
+const BOOT_TIMEOUT: Duration = Duration::from_secs(150);
+/// The issue's bound for noticing a dead node.
+const DOWN_WITHIN: Duration = Duration::from_secs(10);
+
+async fn rig(n: usize) -> Rig {
+    tokio::task::spawn_blocking(move || Rig::up(n))
+        .await
+        .unwrap()
+}
+
+/// A server whose nodes are the rig's, with a course on the tiny guest and
+/// one personal VM per student.
+struct Cluster {
+    env: TestEnv,
+    admin: Client,
+    students: Vec<Client>,
+    /// Node ids; index 0 is rig node 1.
+    nodes: Vec<String>,
+    /// VM ids; index i belongs to students[i].
+    vms: Vec<String>,
+}
+
+fn config(c: &mut pvce::config::Config) {
+    // Live migration on shared storage needs cache=none (see README).
+    c.disk_cache = pvce::libvirt::DiskCache::None;
+}
+
+async fn cluster(rig: &Rig, students: usize) -> Cluster {
+    let image = tokio::task::spawn_blocking(common::tiny_image)
+        .await
+        .unwrap();
+    let env = TestEnv::start_with(config).await;
+    env.user("test-admin", Role::Admin).await;
+    env.user("test-teacher", Role::Teacher).await;
+    let admin = env.client("test-admin").await;
+    let teacher = env.client("test-teacher").await;
+    let nodes = multinode::register(&admin, rig).await;
+    let (status, tpl) = teacher
+        .upload(
+            "/api/templates/import?name=test-tiny&format=qcow2&os=tiny-linux",
+            &image,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{tpl}");
+    let (status, course) = teacher
+        .post(
+            "/api/courses",
+            json!({"code":"test-cluster","name":"Cluster","vm_specs":[
+                {"name":"linux","template_id":tpl["id"],"vcpus":1,"memory_mib":256}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{course}");
+    let names: Vec<String> = (0..students).map(|i| format!("test-s{i}")).collect();
+    for n in &names {
+        env.user(n, Role::Student).await;
+    }
+    let (status, enrol) = teacher
+        .post(
+            &format!("/api/courses/{}/students", course["id"].as_str().unwrap()),
+            json!({"usernames": names}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{enrol}");
+    let mut clients = Vec::new();
+    let mut vms = Vec::new();
+    for n in &names {
+        let c = env.client(n).await;
+        let (_, list) = c.get("/api/vms").await;
+        vms.push(list[0]["id"].as_str().unwrap().to_owned());
+        clients.push(c);
+    }
+    Cluster {
+        env,
+        admin,
+        students: clients,
+        nodes,
+        vms,
+    }
+}
+
+fn domain(vm: &str) -> String {
+    format!("test-pvce-{vm}")
+}
+
+impl Cluster {
+    /// Rig index (1-based) of a node id.
+    fn index(&self, node_id: &Value) -> usize {
+        self.nodes
+            .iter()
+            .position(|n| node_id == n.as_str())
+            .unwrap_or_else(|| panic!("unknown node {node_id}"))
+            + 1
+    }
+
+    async fn start(&self, i: usize) -> Value {
+        let (status, vm) = self.students[i]
+            .post_empty(&format!("/api/vms/{}/start", self.vms[i]))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{vm}");
+        assert_eq!(vm["state"], "running", "{vm}");
+        vm
+    }
+
+    async fn vm(&self, i: usize) -> Value {
+        self.admin.get(&format!("/api/vms/{}", self.vms[i])).await.1
+    }
+
+    async fn wait_vm_state(&self, i: usize, state: &str, timeout: Duration) -> Value {
+        wait_for(&format!("VM {i} to be {state}"), timeout, || async {
+            let v = self.vm(i).await;
+            (v["state"] == state).then_some(v)
+        })
+        .await
+    }
+}
+
+/// Waits for a node to be marked down after `since`; returns how long it took.
+async fn time_to_down(admin: &Client, node: &str, since: Instant) -> Duration {
+    wait_node_state(admin, node, "down", Duration::from_secs(30)).await;
+    since.elapsed()
+}
 
 #[tokio::test]
 async fn three_nodes_register_and_come_up() {
-    let rig = tokio::task::spawn_blocking(|| Rig::up(3)).await.unwrap();
+    let rig = rig(3).await;
     let env = TestEnv::start().await;
     env.user("test-admin", Role::Admin).await;
     let admin = env.client("test-admin").await;
@@ -30,8 +163,8 @@ async fn three_nodes_register_and_come_up() {
         assert!(n["cpus"].as_u64().unwrap() > 0, "{n}");
         assert!(n["mem_total_mib"].as_u64().unwrap() > 0, "{n}");
     }
-    // Each node is its own libvirtd: distinct host UUIDs and hostnames.
-    let hostnames: std::collections::HashSet<String> = (1..=3)
+    // Each node is its own libvirtd: distinct hostnames.
+    let hostnames: HashSet<String> = (1..=3)
         .map(|i| {
             String::from_utf8_lossy(&rig.virsh(i, &["hostname"]).stdout)
                 .trim()
@@ -40,14 +173,472 @@ async fn three_nodes_register_and_come_up() {
         .collect();
     assert_eq!(hostnames.len(), 3, "{hostnames:?}");
     // The host's own libvirtd is not one of them and still answers.
-    wait_for("host libvirtd", Duration::from_secs(5), || async {
-        std::process::Command::new("virsh")
-            .args(["-q", "-c", "qemu:///system", "version"])
-            .output()
-            .unwrap()
-            .status
-            .success()
-            .then_some(())
-    })
+    let host = std::process::Command::new("virsh")
+        .args(["-q", "-c", "qemu:///system", "version"])
+        .output()
+        .unwrap();
+    assert!(host.status.success());
+}
+
+#[tokio::test]
+async fn dead_and_frozen_nodes_are_down_within_10s_and_hold_up_nobody() {
+    let rig = rig(3).await;
+    let c = cluster(&rig, 1).await;
+
+    // Killed: libvirtd and its QEMUs gone at once.
+    let t0 = Instant::now();
+    rig.kill(3);
+    let took = time_to_down(&c.admin, &c.nodes[2], t0).await;
+    eprintln!("killed node marked down after {took:?}");
+    assert!(
+        took <= DOWN_WITHIN,
+        "killed node took {took:?} to be marked down"
+    );
+    rig.start(3);
+    wait_node_state(&c.admin, &c.nodes[2], "up", Duration::from_secs(30)).await;
+
+    // Frozen: TCP still accepted, libvirt never answers.
+    rig.freeze(2);
+    let t0 = Instant::now();
+    let mut slowest = Duration::ZERO;
+    loop {
+        // The rest of the API answers promptly all along.
+        for path in ["/api/nodes", "/api/vms", &format!("/api/vms/{}", c.vms[0])] {
+            let t = Instant::now();
+            let (status, body) = c.admin.get(path).await;
+            assert_eq!(status, StatusCode::OK, "{path}: {body}");
+            slowest = slowest.max(t.elapsed());
+        }
+        let (_, n) = c.admin.get(&format!("/api/nodes/{}", c.nodes[1])).await;
+        if n["state"] == "down" {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "frozen node never marked down"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let took = t0.elapsed();
+    eprintln!("frozen node marked down after {took:?}; slowest API call meanwhile {slowest:?}");
+    assert!(
+        took <= DOWN_WITHIN,
+        "frozen node took {took:?} to be marked down"
+    );
+    assert!(
+        slowest < Duration::from_secs(2),
+        "an API call took {slowest:?}"
+    );
+    // Other nodes stay up and take VMs while node 2 is still frozen.
+    for i in [0, 2] {
+        let (_, n) = c.admin.get(&format!("/api/nodes/{}", c.nodes[i])).await;
+        assert_eq!(n["state"], "up", "{n}");
+    }
+    let t = Instant::now();
+    let vm = c.start(0).await;
+    eprintln!("start during the freeze took {:?}", t.elapsed());
+    assert_ne!(c.index(&vm["node_id"]), 2, "{vm}");
+    assert_eq!(
+        rig.domstate(c.index(&vm["node_id"]), &domain(&c.vms[0])),
+        "running"
+    );
+
+    rig.thaw(2);
+    wait_node_state(&c.admin, &c.nodes[1], "up", Duration::from_secs(30)).await;
+}
+
+#[tokio::test]
+async fn spread_uses_every_node_and_maintenance_gets_none() {
+    let rig = rig(3).await;
+    let c = cluster(&rig, 3).await;
+
+    let mut used = HashSet::new();
+    for i in 0..3 {
+        let vm = c.start(i).await;
+        let n = c.index(&vm["node_id"]);
+        assert_eq!(rig.domstate(n, &domain(&c.vms[i])), "running");
+        used.insert(n);
+    }
+    assert_eq!(used.len(), 3, "spread must use all three nodes: {used:?}");
+    for i in 0..3 {
+        let (status, vm) = c.students[i]
+            .post_empty(&format!("/api/vms/{}/poweroff", c.vms[i]))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{vm}");
+        assert_eq!(vm["state"], "stopped");
+    }
+
+    let (status, n) = c
+        .admin
+        .post(
+            &format!("/api/nodes/{}/maintenance", c.nodes[0]),
+            json!({"enabled": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{n}");
+    assert_eq!(n["state"], "maintenance");
+    for i in 0..3 {
+        let vm = c.start(i).await;
+        assert_ne!(
+            c.index(&vm["node_id"]),
+            1,
+            "placed on a node in maintenance: {vm}"
+        );
+        assert_eq!(rig.domstate(1, &domain(&c.vms[i])), "");
+    }
+}
+
+#[tokio::test]
+async fn a_dead_nodes_vm_is_fenced_then_restarts_elsewhere_with_its_data() {
+    let rig = rig(3).await;
+    let c = cluster(&rig, 1).await;
+    let vm = c.start(0).await;
+    let first = c.index(&vm["node_id"]);
+    wait_serial(&c.env, &c.vms[0], "BOOT-OK", BOOT_TIMEOUT).await;
+    serial_run_on(
+        &c.env,
+        &rig.uri(first),
+        &c.vms[0],
+        "echo pvce-failover-data > /root/f; sync; echo WROTE-$((40+2))",
+        "WROTE-42",
+    )
     .await;
+
+    // A node that answers cannot be fenced: it is asked instead.
+    let live = c.nodes[first % 3].clone();
+    assert_error(
+        &c.admin
+            .post(
+                &format!("/api/nodes/{live}/fence"),
+                json!({"confirm_powered_off": true}),
+            )
+            .await,
+        StatusCode::CONFLICT,
+        "node_up",
+    );
+
+    let t0 = Instant::now();
+    rig.kill(first);
+    let took = time_to_down(&c.admin, &c.nodes[first - 1], t0).await;
+    eprintln!("node with a running VM marked down after {took:?}");
+    assert!(took <= DOWN_WITHIN, "took {took:?}");
+    // Not silently running: the VM's state says its node is down.
+    let v = c
+        .wait_vm_state(0, "node_down", Duration::from_secs(10))
+        .await;
+    assert_eq!(v["node_id"], c.nodes[first - 1].as_str(), "{v}");
+    let (_, mine) = c.students[0].get("/api/vms").await;
+    assert_eq!(mine[0]["state"], "node_down");
+    // No restart before the fence: the layer may still be open there.
+    assert_error(
+        &c.students[0]
+            .post_empty(&format!("/api/vms/{}/start", c.vms[0]))
+            .await,
+        StatusCode::CONFLICT,
+        "node_down",
+    );
+    // Students cannot fence; the admin must confirm explicitly.
+    let fence = format!("/api/nodes/{}/fence", c.nodes[first - 1]);
+    assert_error(
+        &c.students[0]
+            .post(&fence, json!({"confirm_powered_off": true}))
+            .await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
+    assert_error(
+        &c.admin
+            .post(&fence, json!({"confirm_powered_off": false}))
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "confirmation_required",
+    );
+    let (status, fenced) = c
+        .admin
+        .post(&fence, json!({"confirm_powered_off": true}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{fenced}");
+    assert_eq!(fenced["vms_released"], 1, "{fenced}");
+    assert_eq!(c.vm(0).await["state"], "stopped");
+
+    // Restarted on another node, the student's file is there.
+    let vm = c.start(0).await;
+    let second = c.index(&vm["node_id"]);
+    assert_ne!(second, first);
+    // The expected line only exists if the file's content made it across
+    // (a missing file prints `DATA--END` and the wait fails).
+    serial_run_on(
+        &c.env,
+        &rig.uri(second),
+        &c.vms[0],
+        "echo DATA-$(cat /root/f)-END",
+        "DATA-pvce-failover-data-END",
+    )
+    .await;
+
+    // The dead node returns empty: it stays out of the VM's way.
+    rig.start(first);
+    wait_node_state(&c.admin, &c.nodes[first - 1], "up", Duration::from_secs(30)).await;
+    assert_eq!(c.vm(0).await["state"], "running");
+    assert_eq!(rig.domstate(second, &domain(&c.vms[0])), "running");
+}
+
+/// Opens `/ws/console?token=…` as noVNC does and reads the RFB handshake up to
+/// ServerInit; returns the framebuffer size.
+async fn rfb_handshake(env: &TestEnv, token: &str) -> Result<(u16, u16), tungstenite::Error> {
+    let mut req = format!(
+        "{}/ws/console?token={token}",
+        env.server.url().replacen("http://", "ws://", 1)
+    )
+    .into_client_request()
+    .unwrap();
+    req.headers_mut()
+        .insert("sec-websocket-protocol", HeaderValue::from_static("binary"));
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await?;
+    let mut buf: Vec<u8> = Vec::new();
+    let mut need = async |ws: &mut tokio_tungstenite::WebSocketStream<_>, n: usize| {
+        while buf.len() < n {
+            match tokio::time::timeout(Duration::from_secs(30), ws.next())
+                .await
+                .expect("RFB bytes")
+                .expect("WebSocket open")
+                .unwrap()
+            {
+                Message::Binary(b) => buf.extend_from_slice(&b),
+                Message::Ping(_) | Message::Pong(_) => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        buf.drain(..n).collect::<Vec<u8>>()
+    };
+    let version = need(&mut ws, 12).await;
+    assert!(version.starts_with(b"RFB 003."), "{version:?}");
+    ws.send(Message::Binary(b"RFB 003.008\n".to_vec().into()))
+        .await
+        .unwrap();
+    let n = need(&mut ws, 1).await[0];
+    let types = need(&mut ws, usize::from(n)).await;
+    assert!(types.contains(&1), "{types:?}");
+    ws.send(Message::Binary(vec![1].into())).await.unwrap();
+    assert_eq!(need(&mut ws, 4).await, [0, 0, 0, 0], "SecurityResult");
+    ws.send(Message::Binary(vec![1].into())).await.unwrap();
+    let init = need(&mut ws, 4).await;
+    Ok((
+        u16::from_be_bytes([init[0], init[1]]),
+        u16::from_be_bytes([init[2], init[3]]),
+    ))
+}
+
+async fn console_token(client: &Client, vm: &str) -> String {
+    let (status, t) = client.post_empty(&format!("/api/vms/{vm}/console")).await;
+    assert_eq!(status, StatusCode::OK, "{t}");
+    t["token"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn live_migration_moves_a_running_vm_and_its_console() {
+    let rig = rig(3).await;
+    let c = cluster(&rig, 1).await;
+    let vm = c.start(0).await;
+    let from = c.index(&vm["node_id"]);
+    let to = from % 3 + 1;
+    let other = to % 3 + 1;
+    wait_serial(&c.env, &c.vms[0], "BOOT-OK", BOOT_TIMEOUT).await;
+    let migrate = format!("/api/vms/{}/migrate", c.vms[0]);
+
+    // Refusals: role, same node, unknown node, maintenance, down.
+    assert_error(
+        &c.students[0]
+            .post(&migrate, json!({"node_id": c.nodes[to - 1]}))
+            .await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
+    assert_error(
+        &c.admin
+            .post(&migrate, json!({"node_id": c.nodes[from - 1]}))
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "same_node",
+    );
+    assert_error(
+        &c.admin
+            .post(
+                &migrate,
+                json!({"node_id": "00000000-0000-0000-0000-000000000000"}),
+            )
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "unknown_node",
+    );
+    assert_error(
+        &c.admin.post(&migrate, json!({"node": 1})).await,
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+    );
+    let maint = format!("/api/nodes/{}/maintenance", c.nodes[other - 1]);
+    c.admin.post(&maint, json!({"enabled": true})).await;
+    assert_error(
+        &c.admin
+            .post(&migrate, json!({"node_id": c.nodes[other - 1]}))
+            .await,
+        StatusCode::CONFLICT,
+        "node_maintenance",
+    );
+    c.admin.post(&maint, json!({"enabled": false})).await;
+    rig.kill(other);
+    wait_node_state(
+        &c.admin,
+        &c.nodes[other - 1],
+        "down",
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_error(
+        &c.admin
+            .post(&migrate, json!({"node_id": c.nodes[other - 1]}))
+            .await,
+        StatusCode::CONFLICT,
+        "node_down",
+    );
+    rig.start(other);
+    wait_node_state(&c.admin, &c.nodes[other - 1], "up", Duration::from_secs(30)).await;
+
+    // A console session before the move.
+    let before = console_token(&c.students[0], &c.vms[0]).await;
+    let stale = console_token(&c.students[0], &c.vms[0]).await;
+    let (w, h) = rfb_handshake(&c.env, &before).await.unwrap();
+    assert!(w > 0 && h > 0);
+
+    let t = Instant::now();
+    let (status, moved) = c
+        .admin
+        .post(&migrate, json!({"node_id": c.nodes[to - 1]}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{moved}");
+    eprintln!("live migration took {:?}", t.elapsed());
+    assert_eq!(moved["state"], "running");
+    assert_eq!(moved["node_id"], c.nodes[to - 1].as_str());
+    assert_eq!(rig.domstate(to, &domain(&c.vms[0])), "running");
+    assert_eq!(rig.domstate(from, &domain(&c.vms[0])), "");
+    // The console now listens on the new node's address.
+    let xml = String::from_utf8_lossy(&rig.virsh(to, &["dumpxml", &domain(&c.vms[0])]).stdout)
+        .into_owned();
+    assert!(xml.contains(&format!("listen='{}'", rig.addr(to))), "{xml}");
+
+    // A token issued for the old node is void; a fresh one works.
+    match rfb_handshake(&c.env, &stale).await {
+        Err(tungstenite::Error::Http(res)) => assert_eq!(res.status(), StatusCode::FORBIDDEN),
+        other => panic!("a token for the old node must be refused: {other:?}"),
+    }
+    let fresh = console_token(&c.students[0], &c.vms[0]).await;
+    let (w2, h2) = rfb_handshake(&c.env, &fresh).await.unwrap();
+    assert_eq!((w2, h2), (w, h));
+    // The guest kept running through the move.
+    serial_run_on(
+        &c.env,
+        &rig.uri(to),
+        &c.vms[0],
+        "echo ALIVE-$((6*7))",
+        "ALIVE-42",
+    )
+    .await;
+
+    // Maintenance with drain moves it off again.
+    let (status, n) = c
+        .admin
+        .post(
+            &format!("/api/nodes/{}/maintenance", c.nodes[to - 1]),
+            json!({"enabled": true, "drain": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{n}");
+    let v = wait_for(
+        "the drain to move the VM",
+        Duration::from_secs(90),
+        || async {
+            let v = c.vm(0).await;
+            (v["node_id"] != c.nodes[to - 1].as_str()).then_some(v)
+        },
+    )
+    .await;
+    assert_eq!(v["state"], "running", "{v}");
+    assert_eq!(
+        rig.domstate(c.index(&v["node_id"]), &domain(&c.vms[0])),
+        "running"
+    );
+    assert_eq!(rig.domstate(to, &domain(&c.vms[0])), "");
+}
+
+#[tokio::test]
+async fn a_restarted_server_reconciles_with_every_node() {
+    let rig = rig(3).await;
+    let mut c = cluster(&rig, 2).await;
+    let a = c.index(&c.start(0).await["node_id"]);
+    let b = c.index(&c.start(1).await["node_id"]);
+    // Something pvce did not create, on every node.
+    let foreign = "test-pvce-foreign";
+    let xml_path = c.env.dir.path().join("foreign.xml");
+    std::fs::write(
+        &xml_path,
+        format!(
+            "<domain type='qemu'><name>{foreign}</name><memory unit='MiB'>32</memory><vcpu>1</vcpu>\
+             <os><type arch='x86_64'>hvm</type></os><devices><graphics type='vnc' listen='{}'/></devices></domain>",
+            rig.addr(a)
+        ),
+    )
+    .unwrap();
+    let out = rig.virsh(a, &["create", xml_path.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The server goes away mid-run; meanwhile VM 1's domain dies behind its back.
+    c.env.server.abort();
+    let out = rig.virsh(b, &["destroy", &domain(&c.vms[1])]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let mut config = pvce::config::Config::for_data_dir(c.env.data_dir());
+    config.domain_prefix = "test-pvce-".into();
+    config.shutdown_timeout_secs = 30;
+    self::config(&mut config);
+    c.env.server = pvce::app::start(config, "127.0.0.1:0").await.unwrap();
+    let base = c.env.server.url();
+    c.admin.base = base.clone();
+    for s in &mut c.students {
+        s.base = base.clone();
+    }
+    // Adopted where it runs, the vanished one stopped, the foreign one untouched.
+    let v0 = c.vm(0).await;
+    assert_eq!(v0["state"], "running", "{v0}");
+    assert_eq!(c.index(&v0["node_id"]), a);
+    let v1 = c.vm(1).await;
+    assert_eq!(v1["state"], "stopped", "{v1}");
+    assert_eq!(v1["node_id"], Value::Null);
+    assert_eq!(rig.domstate(a, foreign), "running");
+    // Nothing orphaned: every pvce domain on the rig is a running VM here.
+    for n in 1..=3 {
+        let out = rig.virsh(n, &["list", "--name"]);
+        for d in String::from_utf8_lossy(&out.stdout).lines().map(str::trim) {
+            if d.is_empty() || d == foreign {
+                continue;
+            }
+            assert_eq!(d, domain(&c.vms[0]), "orphan on node {n}");
+            assert_eq!(n, a);
+        }
+    }
+    // And the restarted server drives the VMs as before.
+    c.start(1).await;
+    let (status, v) = c.students[0]
+        .post_empty(&format!("/api/vms/{}/poweroff", c.vms[0]))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(rig.domstate(a, foreign), "running");
+    let _ = rig.virsh(a, &["destroy", foreign]);
 }

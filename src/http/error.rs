@@ -235,6 +235,7 @@ impl From<VmError> for ApiError {
         match e {
             VmError::NotFound => Self::not_found(),
             VmError::Conflict(code, m) => Self::new(StatusCode::CONFLICT, code, m),
+            VmError::Unprocessable(code, m) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, m),
             VmError::Placement(p) => p.into(),
             VmError::Node(n) => n.into(),
             VmError::Libvirt(l) => l.into(),

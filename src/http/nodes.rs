@@ -4,7 +4,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiQuery, CurrentUser, IdPath};
@@ -20,6 +20,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/nodes/{id}/maintenance", post(maintenance))
         .route("/api/nodes/{id}/metrics", get(metrics))
         .route("/api/nodes/metrics", get(cluster_metrics))
+        .route("/api/nodes/{id}/fence", post(fence))
 }
 
 async fn list(State(state): State<AppState>, me: CurrentUser) -> Result<Json<Vec<Node>>, ApiError> {
@@ -59,6 +60,9 @@ async fn remove(
 #[serde(deny_unknown_fields)]
 struct MaintenanceBody {
     enabled: bool,
+    /// Also live-migrate the node's running VMs to other nodes (in the background).
+    #[serde(default)]
+    drain: bool,
 }
 
 async fn maintenance(
@@ -68,7 +72,46 @@ async fn maintenance(
     ApiJson(body): ApiJson<MaintenanceBody>,
 ) -> Result<Json<Node>, ApiError> {
     me.require(&[Role::Admin])?;
-    Ok(Json(state.nodes.set_maintenance(id, body.enabled).await?))
+    let node = state.nodes.set_maintenance(id, body.enabled).await?;
+    if body.enabled && body.drain {
+        state.vms.spawn_drain(id);
+    }
+    Ok(Json(node))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FenceBody {
+    /// The admin's statement that the node is powered off (or its QEMUs are
+    /// otherwise gone); must be `true`.
+    confirm_powered_off: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct Fenced {
+    node: Node,
+    vms_released: u64,
+}
+
+async fn fence(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    IdPath(id): IdPath,
+    ApiJson(body): ApiJson<FenceBody>,
+) -> Result<Json<Fenced>, ApiError> {
+    me.require(&[Role::Admin])?;
+    if !body.confirm_powered_off {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "confirmation_required",
+            "fencing needs confirm_powered_off: true",
+        ));
+    }
+    let vms_released = state.vms.fence_node(id).await?;
+    Ok(Json(Fenced {
+        node: state.nodes.get(id).await?,
+        vms_released,
+    }))
 }
 
 #[derive(Debug, Deserialize)]

@@ -7,8 +7,9 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::error::ApiError;
-use super::extract::{ApiQuery, CurrentUser, IdPath};
+use super::extract::{ApiJson, ApiQuery, CurrentUser, IdPath};
 use crate::app::AppState;
+use crate::auth::Role;
 use crate::vms::{self, Vm};
 
 pub fn router() -> Router<AppState> {
@@ -20,6 +21,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/vms/{id}/poweroff", post(poweroff))
         .route("/api/vms/{id}/reboot", post(reboot))
         .route("/api/vms/{id}/reset", post(reset))
+        .route("/api/vms/{id}/migrate", post(migrate))
 }
 
 #[derive(Debug, Deserialize)]
@@ -89,4 +91,21 @@ async fn reset(
 ) -> Result<Json<Vm>, ApiError> {
     let vm = state.vms.get_for(&me.user, id).await?;
     Ok(Json(state.vms.reset(&vm).await?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MigrateBody {
+    node_id: Uuid,
+}
+
+async fn migrate(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    IdPath(id): IdPath,
+    ApiJson(body): ApiJson<MigrateBody>,
+) -> Result<Json<Vm>, ApiError> {
+    me.require(&[Role::Admin])?;
+    let vm = state.vms.get_for(&me.user, id).await?;
+    Ok(Json(state.vms.migrate(&vm, body.node_id).await?))
 }

@@ -48,7 +48,9 @@ use super::xml::{
     ConsoleAuth, DomainSpec, Graphics, Hypervisor, NetworkSpec, PvceMetadata, domain_xml,
     network_xml,
 };
-use super::xml::{graphics_password_xml, parse_console, parse_graphics, parse_metadata};
+use super::xml::{
+    graphics_password_xml, parse_console, parse_graphics, parse_metadata, with_graphics_listen,
+};
 
 /// Tunables of one connection.
 #[derive(Debug, Clone)]
@@ -358,6 +360,15 @@ impl Node {
         T: Send + 'static,
         F: FnOnce(&Connect) -> Result<T, LibvirtError> + Send + 'static,
     {
+        self.call_within(self.inner.opts.call_timeout, f).await
+    }
+
+    /// [`Node::call`] with an explicit deadline (for calls known to be long).
+    async fn call_within<T, F>(&self, deadline: Duration, f: F) -> Result<T, LibvirtError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connect) -> Result<T, LibvirtError> + Send + 'static,
+    {
         if !self.is_alive() {
             return Err(self.dead_error());
         }
@@ -374,7 +385,7 @@ impl Node {
             .jobs
             .send(job)
             .map_err(|_| LibvirtError::Unreachable("libvirt worker threads are gone".into()))?;
-        match tokio::time::timeout(self.inner.opts.call_timeout, rx).await {
+        match tokio::time::timeout(deadline, rx).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(LibvirtError::Libvirt {
                 code: -1,
@@ -653,6 +664,49 @@ impl Node {
                 gone(net.undefine())?;
             }
             Ok(true)
+        })
+        .await
+    }
+
+    /// Live-migrates the running domain `name` to `dest`, storage shared (only
+    /// memory and device state move), its console listening on
+    /// `graphics_listen` there. The client-driven `virDomainMigrate2` is used:
+    /// pvce holds both connections, so the nodes need no credentials for each
+    /// other; the destination XML is the domain's migratable XML with only the
+    /// console address changed. Returns the domain as it runs on `dest`.
+    ///
+    /// Transient stays transient (no `PERSIST_DEST`), and no `UNSAFE` flag:
+    /// libvirt refuses a migration it cannot prove safe (e.g. storage it does
+    /// not consider shared, or a disk cache other than `none` on it).
+    pub async fn migrate_to(
+        &self,
+        name: &str,
+        dest: &Node,
+        graphics_listen: std::net::IpAddr,
+        deadline: Duration,
+    ) -> Result<DomainInfo, LibvirtError> {
+        if !dest.is_alive() {
+            return Err(dest.dead_error());
+        }
+        let dconn = dest.inner.conn.clone().ok_or_else(|| dest.dead_error())?;
+        let name = name.to_owned();
+        self.call_within(deadline, move |c| {
+            let dom = lookup(c, &name)?.ok_or(LibvirtError::NotFound)?;
+            // SECURE: the console password must move with the domain, or the
+            // destination's console would listen without one.
+            let xml = dom.xml_desc(
+                virt::sys::VIR_DOMAIN_XML_MIGRATABLE | virt::sys::VIR_DOMAIN_XML_SECURE,
+            )?;
+            let dxml = with_graphics_listen(&xml, graphics_listen)?;
+            let moved = dom.migrate2(
+                &dconn,
+                Some(&dxml),
+                virt::sys::VIR_MIGRATE_LIVE,
+                None,
+                None,
+                0,
+            )?;
+            domain_info(&moved)
         })
         .await
     }

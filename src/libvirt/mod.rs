@@ -40,7 +40,7 @@ pub use stats::{CpuTimes, HostStats, MemoryStats};
 pub use xml::{
     ConsoleAuth, DiskCache, DomainSpec, Graphics, GraphicsKind, Hypervisor, MAX_BRIDGE_NAME,
     NetworkSpec, PVCE_XMLNS, PvceMetadata, domain_xml, network_xml, parse_console, parse_graphics,
-    parse_metadata,
+    parse_metadata, with_graphics_listen,
 };
 
 /// Everything that can go wrong talking to libvirt, sorted by what the caller should do.

@@ -995,6 +995,77 @@ impl PartialGraphics {
     }
 }
 
+/// A live domain's XML with its consoles listening on `listen` instead: the
+/// destination XML of a live migration, whose console must listen on the new
+/// node's address. Only the `listen` attribute of `domain/devices/graphics` and
+/// the `address` of its `<listen type='address'>` children change; every other
+/// event passes through untouched, so libvirt's ABI check sees the same domain.
+pub fn with_graphics_listen(xml: &str, listen: IpAddr) -> Result<String, LibvirtError> {
+    use quick_xml::events::BytesStart;
+    fn replace_attr(
+        e: &BytesStart<'_>,
+        key: &str,
+        value: &str,
+    ) -> Result<BytesStart<'static>, LibvirtError> {
+        let name = String::from_utf8_lossy(e.name().as_ref()).into_owned();
+        let mut out = BytesStart::new(name);
+        for a in e.attributes() {
+            let a = a.map_err(|err| LibvirtError::Xml(err.to_string()))?;
+            if a.key.as_ref() == key.as_bytes() {
+                // (&str, &str) escapes the value.
+                out.push_attribute((key, value));
+            } else {
+                out.push_attribute(a);
+            }
+        }
+        Ok(out.into_owned())
+    }
+    let listen = listen.to_string();
+    let mut reader = quick_xml::Reader::from_str(xml);
+    let mut writer = quick_xml::Writer::new(Vec::new());
+    let mut path: Vec<Vec<u8>> = Vec::new();
+    loop {
+        let ev = reader
+            .read_event()
+            .map_err(|e| LibvirtError::Xml(e.to_string()))?;
+        let ev = match ev {
+            Event::Eof => break,
+            Event::Start(ref e) | Event::Empty(ref e) => {
+                let name = e.name().as_ref().to_vec();
+                let is_empty = matches!(ev, Event::Empty(_));
+                let graphics = path_is(&path, &[b"domain", b"devices"]) && name == b"graphics";
+                let listen_child = path_is(&path, &[b"domain", b"devices", b"graphics"])
+                    && name == b"listen"
+                    && attr_value(e.attributes(), b"type").as_deref() == Some("address");
+                let rewritten = if graphics && attr_value(e.attributes(), b"listen").is_some() {
+                    Some(replace_attr(e, "listen", &listen)?)
+                } else if listen_child {
+                    Some(replace_attr(e, "address", &listen)?)
+                } else {
+                    None
+                };
+                if !is_empty {
+                    path.push(name);
+                }
+                match (rewritten, is_empty) {
+                    (Some(e), true) => Event::Empty(e),
+                    (Some(e), false) => Event::Start(e),
+                    (None, _) => ev,
+                }
+            }
+            Event::End(_) => {
+                path.pop();
+                ev
+            }
+            other => other,
+        };
+        writer
+            .write_event(ev)
+            .map_err(|e| LibvirtError::Xml(e.to_string()))?;
+    }
+    String::from_utf8(writer.into_inner()).map_err(|e| LibvirtError::Xml(e.to_string()))
+}
+
 /// pvce's metadata from a domain's XML, if present. Matches the element by namespace,
 /// not by prefix, so XML that rebinds the prefix is read correctly.
 pub fn parse_metadata(xml: &str) -> Option<PvceMetadata> {
@@ -1023,6 +1094,30 @@ pub fn parse_metadata(xml: &str) -> Option<PvceMetadata> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn migration_xml_moves_only_the_console_listen_address() {
+        let xml = r#"<domain type='qemu'><name>x</name><description>listen='10.77.1.2' &amp; more</description><devices><disk type='file'/><graphics type='vnc' port='5900' autoport='yes' listen='10.77.1.2'><listen type='address' address='10.77.1.2'/></graphics><graphics type='spice' autoport='yes'><listen type='network' network='n'/></graphics></devices></domain>"#;
+        let out = with_graphics_listen(xml, "10.77.2.2".parse().expect("ip")).expect("rewrite");
+        assert!(
+            out.contains("listen='10.77.2.2'") || out.contains("listen=\"10.77.2.2\""),
+            "{out}"
+        );
+        assert!(out.contains("address=\"10.77.2.2\""), "{out}");
+        // Text, other elements and a listen of another type are untouched.
+        assert!(
+            out.contains("<description>listen='10.77.1.2' &amp; more</description>"),
+            "{out}"
+        );
+        assert!(
+            out.contains("<listen type='network' network='n'/>"),
+            "{out}"
+        );
+        assert_eq!(out.matches("10.77.1.2").count(), 1, "{out}");
+        let g = parse_graphics(&out).expect("graphics");
+        assert_eq!(g.listen, "10.77.2.2");
+        assert_eq!(g.port, 5900);
+    }
 
     fn spec(hv: Hypervisor) -> DomainSpec {
         DomainSpec {

@@ -311,9 +311,14 @@ pub fn virsh_domstate(domain: &str) -> String {
 
 /// The pty libvirt gives a running test VM's serial console.
 pub fn serial_pty(vm_id: &str) -> String {
+    serial_pty_on("qemu:///system", vm_id)
+}
+
+/// [`serial_pty`] of a VM running on the node at `uri`.
+pub fn serial_pty_on(uri: &str, vm_id: &str) -> String {
     let domain = format!("test-pvce-{vm_id}");
     let out = Command::new("virsh")
-        .args(["-q", "-c", "qemu:///system", "ttyconsole", &domain])
+        .args(["-q", "-c", uri, "ttyconsole", &domain])
         .output()
         .unwrap();
     let pty = String::from_utf8_lossy(&out.stdout).trim().to_owned();
@@ -330,10 +335,15 @@ pub fn serial_pty(vm_id: &str) -> String {
 /// draining what the guest prints: QEMU only reads the pty while a client
 /// has it open (it polls for a connection about once a second).
 pub fn serial_type(vm_id: &str, line: &str, hold: Duration) {
+    serial_type_on("qemu:///system", vm_id, line, hold);
+}
+
+/// [`serial_type`] for a VM running on the node at `uri`.
+pub fn serial_type_on(uri: &str, vm_id: &str, line: &str, hold: Duration) {
     use std::io::{Read, Write};
     use std::os::unix::fs::OpenOptionsExt;
     const O_NONBLOCK: i32 = 0o4000;
-    let pty = serial_pty(vm_id);
+    let pty = serial_pty_on(uri, vm_id);
     let mut f = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -364,6 +374,11 @@ pub fn serial_type(vm_id: &str, line: &str, hold: Duration) {
 /// Put `expect` behind shell arithmetic, e.g. `echo DONE-$((40+2))` →
 /// `DONE-42`, so the echo of the typed line does not match.
 pub async fn serial_run(env: &TestEnv, vm_id: &str, line: &str, expect: &str) {
+    serial_run_on(env, "qemu:///system", vm_id, line, expect).await;
+}
+
+/// [`serial_run`] for a VM running on the node at `uri`.
+pub async fn serial_run_on(env: &TestEnv, uri: &str, vm_id: &str, line: &str, expect: &str) {
     let log_path = env.console_log(vm_id);
     let read_from = |from: usize| {
         let p = log_path.clone();
@@ -384,9 +399,9 @@ pub async fn serial_run(env: &TestEnv, vm_id: &str, line: &str, expect: &str) {
             start.elapsed() < Duration::from_secs(60),
             "the guest shell never read {line:?}"
         );
-        let (id, l) = (vm_id.to_owned(), line.to_owned());
+        let (id, l, u) = (vm_id.to_owned(), line.to_owned(), uri.to_owned());
         let typing = tokio::task::spawn_blocking(move || {
-            serial_type(&id, &l, Duration::from_secs(3));
+            serial_type_on(&u, &id, &l, Duration::from_secs(3));
         });
         let typed = Instant::now();
         while typed.elapsed() < Duration::from_secs(4) {

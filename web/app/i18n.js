@@ -47,6 +47,7 @@ const STRINGS = {
     'state.running': 'Running',
     'state.stopping': 'Stopping',
     'state.error': 'Error',
+    'state.node_down': 'Node down',
 
     'student.title': 'My courses',
     'student.subtitle': 'Your personal virtual machines, one set per course.',
@@ -70,6 +71,7 @@ const STRINGS = {
     'vm.rebooted': '{name} is rebooting.',
     'vm.resetDone': '{name} was reset to a fresh copy of its template.',
     'vm.error': 'Problem: {msg}',
+    'vm.nodeDown': 'The computer this VM runs on stopped responding. Your files are kept safe; the VM can be started again once that computer is back or an administrator has confirmed it is switched off.',
     'reset.title': 'Reset “{name}”?',
     'reset.body': 'All data in this virtual machine will be lost: every file you created or changed is deleted and the machine goes back to a fresh copy of the course template. This cannot be undone.',
     'reset.confirm': 'Reset and lose all data',
@@ -333,6 +335,7 @@ const STRINGS = {
     'state.running': '运行中',
     'state.stopping': '正在关机',
     'state.error': '出错',
+    'state.node_down': '节点故障',
 
     'student.title': '我的课程',
     'student.subtitle': '你的个人虚拟机，每门课程一组。',
@@ -356,6 +359,7 @@ const STRINGS = {
     'vm.rebooted': '{name} 正在重启。',
     'vm.resetDone': '{name} 已重置为课程模板的全新副本。',
     'vm.error': '问题：{msg}',
+    'vm.nodeDown': '此虚拟机所在的计算机已失去响应。您的文件会被妥善保存；待该计算机恢复，或管理员确认其已关机后，即可重新启动虚拟机。',
     'reset.title': '重置“{name}”？',
     'reset.body': '该虚拟机中的所有数据都将丢失：你创建或修改过的所有文件都会被删除，虚拟机恢复为课程模板的全新副本。此操作无法撤销。',
     'reset.confirm': '重置并清除所有数据',

@@ -57,8 +57,11 @@ export function mount(container, _params, { me }) {
       tpl.hidden = !tname;
       if (tname) bind(tpl, 'vm.template', { name: tname });
       const showErr = v.state === 'error' && v.last_error;
-      err.hidden = !showErr;
-      if (showErr) bind(err, 'vm.error', { msg: v.last_error });
+      // A VM whose node stopped answering: say what happened and what to expect.
+      const nodeDown = v.state === 'node_down';
+      err.hidden = !showErr && !nodeDown;
+      if (nodeDown) bind(err, 'vm.nodeDown');
+      else if (showErr) bind(err, 'vm.error', { msg: v.last_error });
       el.dataset.state = v.state;
       actions.update(v);
     }

@@ -4,7 +4,7 @@ import { t, bind } from './i18n.js';
 import { h, button, confirmDialog, toast, toastError } from './ui.js';
 import { post } from './api.js';
 
-export const STATES = ['stopped', 'starting', 'running', 'stopping', 'error'];
+export const STATES = ['stopped', 'starting', 'running', 'stopping', 'error', 'node_down'];
 
 /** A coloured badge: dot + translated state. Update it with setBadge. */
 export function stateBadge(state) {
