@@ -42,11 +42,18 @@ impl AppState {
             config.connect_timeout(),
             config.accel,
         ));
+        let stores = Arc::new(crate::stores::Stores::new(
+            pool.clone(),
+            storage.clone(),
+            nodes.clone(),
+            config.template_pool.clone(),
+        ));
         let vms = Arc::new(
             VmManager::new(
                 pool.clone(),
                 storage.clone(),
                 nodes.clone(),
+                stores,
                 config.shutdown_timeout(),
                 config.domain_prefix.clone(),
             )
@@ -115,6 +122,7 @@ pub async fn start(config: Config, listen: &str) -> anyhow::Result<Server> {
             state.pool.clone(),
             state.nodes.clone(),
             Duration::from_secs(state.config.sample_interval_secs),
+            state.config.template_pool.clone(),
         ))
         .spawn(),
         state.vms.clone().spawn_reconciler(),

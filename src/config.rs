@@ -79,6 +79,11 @@ pub struct Config {
     #[arg(long, env = "PVCE_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
 
+    /// Name of the libvirt storage pool that is each node's template store
+    /// (a `dir` pool at the server's template directory path; see src/stores.rs).
+    #[arg(long, env = "PVCE_TEMPLATE_POOL", default_value = "pvce-templates")]
+    pub template_pool: String,
+
     /// Seconds between two load samples of every node (history charts, load-aware placement).
     #[arg(long, env = "PVCE_SAMPLE_INTERVAL", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=300))]
     pub sample_interval_secs: u64,
@@ -146,6 +151,7 @@ impl Config {
             session_hours: 12,
             snapshot_quota: crate::snapshots::DEFAULT_QUOTA,
             sample_interval_secs: 5,
+            template_pool: "pvce-templates".into(),
         }
     }
 

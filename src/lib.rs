@@ -31,6 +31,7 @@ pub mod placement;
 pub mod portable;
 pub mod snapshots;
 pub mod storage;
+pub mod stores;
 pub mod templates;
 pub mod users;
 pub mod vms;

@@ -8,7 +8,8 @@
 //! the node monitor's job in [`crate::nodes`]; the sampler only reads nodes
 //! the monitor says are up, through the registry's shared connection, so a
 //! down or frozen node never holds the sampler up beyond the libvirt call
-//! deadline (all nodes are sampled concurrently).
+//! deadline (all nodes are sampled concurrently). Each sample also records
+//! the node's template store capacity (its libvirt pool, see [`crate::stores`]).
 //!
 //! History is bounded and downsampled: raw samples are kept for
 //! [`RAW_RETENTION_SECS`]; once a minute they are rolled up into per-minute
@@ -89,15 +90,18 @@ pub struct Monitor {
     pool: Pool,
     nodes: Arc<Nodes>,
     interval: Duration,
+    /// The template store pool whose capacity is recorded with each sample.
+    store_pool: String,
     last_cpu: Mutex<HashMap<Uuid, CpuTimes>>,
 }
 
 impl Monitor {
-    pub fn new(pool: Pool, nodes: Arc<Nodes>, interval: Duration) -> Self {
+    pub fn new(pool: Pool, nodes: Arc<Nodes>, interval: Duration, store_pool: String) -> Self {
         Self {
             pool,
             nodes,
             interval,
+            store_pool,
             last_cpu: Mutex::new(HashMap::new()),
         }
     }
@@ -170,6 +174,15 @@ impl Monitor {
             last.insert(node_id, stats.cpu);
             pct
         };
+        // The template store's capacity (absent until a VM first needed it there).
+        if let Ok(Some(store)) = conn.pool_info(&self.store_pool).await {
+            sqlx::query("UPDATE nodes SET store_used_bytes = ?, store_free_bytes = ? WHERE id = ?")
+                .bind(to_i64(store.allocation))
+                .bind(to_i64(store.available))
+                .bind(node_id.to_string())
+                .execute(&self.pool)
+                .await?;
+        }
         let res = sqlx::query(
             "INSERT OR REPLACE INTO node_samples (node_id, at, cpu_percent, mem_used_mib, mem_total_mib, vms_running)
              VALUES (?, ?, ?, ?, ?, ?)",
@@ -402,7 +415,7 @@ mod tests {
             Duration::from_secs(1),
             crate::libvirt::AccelSetting::Tcg,
         ));
-        let m = Monitor::new(pool.clone(), nodes, Duration::from_secs(1));
+        let m = Monitor::new(pool.clone(), nodes, Duration::from_secs(1), "p".into());
         for _ in 0..2 {
             m.rollup_and_prune(now + 10).await.expect("rollup");
         }

@@ -49,6 +49,9 @@ pub struct Node {
     pub vms_running: u64,
     pub template_store_used_bytes: u64,
     pub template_store_free_bytes: u64,
+    /// Free bytes of the template store, `None` until it has been sampled.
+    #[serde(skip)]
+    pub store_free: Option<u64>,
     pub last_seen: Option<String>,
 }
 
@@ -87,13 +90,16 @@ pub struct Nodes {
     accel: AccelSetting,
 }
 
-const COLUMNS: &str = "n.id, n.name, n.uri, n.console_address, n.maintenance, n.state, n.cpus, n.mem_total_mib, n.mem_used_mib, n.last_seen,
+const COLUMNS: &str = "n.id, n.name, n.uri, n.console_address, n.maintenance, n.state, n.cpus, n.mem_total_mib, n.mem_used_mib, n.last_seen, n.store_used_bytes, n.store_free_bytes,
     (SELECT COUNT(*) FROM vms v WHERE v.node_id = n.id AND v.state IN ('starting', 'running', 'stopping')) AS vms_running,
     (SELECT s.cpu_percent FROM node_samples s WHERE s.node_id = n.id AND s.cpu_percent IS NOT NULL ORDER BY s.at DESC LIMIT 1) AS cpu_percent";
 
 fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Node, sqlx::Error> {
     let state: String = row.try_get("state")?;
     let maintenance = row.try_get::<i64, _>("maintenance")? != 0;
+    let store_free = row
+        .try_get::<Option<i64>, _>("store_free_bytes")?
+        .map(|v| u64::try_from(v).unwrap_or(0));
     Ok(Node {
         id: db::uuid(row, "id")?,
         name: row.try_get("name")?,
@@ -111,8 +117,11 @@ fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Node, sqlx::Error> {
         // The sampler's latest figure (src/monitor.rs); 0 until it has two readings.
         cpu_percent: row.try_get::<Option<f64>, _>("cpu_percent")?.unwrap_or(0.0),
         vms_running: u64::try_from(row.try_get::<i64, _>("vms_running")?).unwrap_or(0),
-        template_store_used_bytes: 0,
-        template_store_free_bytes: 0,
+        template_store_used_bytes: row
+            .try_get::<Option<i64>, _>("store_used_bytes")?
+            .map_or(0, |v| u64::try_from(v).unwrap_or(0)),
+        template_store_free_bytes: store_free.unwrap_or(0),
+        store_free,
         last_seen: row.try_get("last_seen")?,
     })
 }

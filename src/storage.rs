@@ -50,6 +50,11 @@ impl Storage {
         &self.root
     }
 
+    /// The template library's directory (also every node's template store path).
+    pub fn templates_dir(&self) -> PathBuf {
+        self.root.join("templates")
+    }
+
     pub fn template_path(&self, template_id: Uuid) -> PathBuf {
         self.root
             .join("templates")

@@ -56,6 +56,7 @@ use crate::libvirt::{self, DomainState, GraphicsKind, LibvirtError};
 use crate::nodes::{NodeError, Nodes};
 use crate::placement::{Candidate, Constraint, PlacementError, Policy, Reservations};
 use crate::storage::{self, Storage};
+use crate::stores::{StoreError, Stores};
 use crate::templates;
 use crate::users::User;
 
@@ -150,6 +151,8 @@ pub enum VmError {
     Unprocessable(&'static str, String),
     #[error(transparent)]
     Placement(#[from] PlacementError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
     #[error(transparent)]
     Node(#[from] NodeError),
     #[error(transparent)]
@@ -418,6 +421,7 @@ pub struct VmManager {
     pool: Pool,
     storage: Storage,
     nodes: Arc<Nodes>,
+    stores: Arc<Stores>,
     reservations: Reservations,
     locks: Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>,
     shutdown_timeout: Duration,
@@ -435,6 +439,7 @@ impl VmManager {
         pool: Pool,
         storage: Storage,
         nodes: Arc<Nodes>,
+        stores: Arc<Stores>,
         shutdown_timeout: Duration,
         domain_prefix: String,
     ) -> Self {
@@ -443,6 +448,7 @@ impl VmManager {
             pool,
             storage,
             nodes,
+            stores,
             reservations: Reservations::default(),
             locks: Mutex::new(HashMap::new()),
             shutdown_timeout,
@@ -621,7 +627,10 @@ impl VmManager {
     }
 
     async fn candidates(&self, template_id: Uuid) -> Result<Vec<Candidate>, VmError> {
-        let _ = template_id; // every node reads templates from the shared data dir today
+        // A node qualifies for the template if its store holds the whole chain,
+        // or has room to receive it (or its store has not been sampled yet:
+        // the copy itself will tell).
+        let (holders, chain_bytes) = self.stores.holders(template_id).await?;
         let nodes = self.nodes.list().await?;
         // Memory promised to the VMs placed on each node. A guest touches its
         // memory lazily, so a node's own figures lag far behind what its VMs
@@ -642,7 +651,8 @@ impl VmManager {
                 node_id: n.id,
                 up: n.state != "down",
                 maintenance: n.maintenance,
-                has_template: true,
+                has_template: holders.contains(&n.id)
+                    || n.store_free.is_none_or(|free| free >= chain_bytes),
                 mem_total_mib: n.mem_total_mib,
                 mem_used_mib: n.mem_used_mib.saturating_add(
                     committed
@@ -701,6 +711,9 @@ impl VmManager {
         let node = self.nodes.get(node_id).await?;
         let conn = self.nodes.conn(node_id).await?;
         let graphics = graphics_of(&self.pool, vm.id).await?;
+        // The template's layers must be in the node's store before QEMU opens
+        // the chain (a no-op once they are).
+        self.stores.ensure_chain(node_id, vm.template_id).await?;
         self.set_state(vm.id, VmState::Starting, Some(node_id), None)
             .await?;
         let network = match lab {

@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::process::Command;
 use std::time::Duration;
 
 use common::{TestEnv, assert_error, virsh_domstate, wait_for};
@@ -133,6 +134,33 @@ async fn student_vm_boots_from_course_template_and_survives_the_lifecycle() {
     assert_eq!(b.1["state"], "running");
     let domain = format!("test-pvce-{vm_id}");
     assert_eq!(virsh_domstate(&domain), "running");
+
+    // The node's template store (a libvirt dir pool at the library's path)
+    // now records the verified layer: the start went through distribution.
+    let pool_name = env.server.state.config.template_pool.clone();
+    let held: Vec<(String, String)> = sqlx::query_as("SELECT template_id, sha256 FROM node_layers")
+        .fetch_all(&env.server.state.pool)
+        .await
+        .unwrap();
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert_eq!(held[0].0, tpl_id);
+    assert_eq!(
+        held[0].1,
+        common::sha256_file(&layer),
+        "verified checksum recorded"
+    );
+    let pool_xml = Command::new("virsh")
+        .args(["-c", "qemu:///system", "pool-dumpxml", &pool_name])
+        .output()
+        .unwrap();
+    let pool_xml = String::from_utf8_lossy(&pool_xml.stdout);
+    assert!(
+        pool_xml.contains(&format!(
+            "<path>{}</path>",
+            env.data_dir().join("templates").display()
+        )),
+        "{pool_xml}"
+    );
 
     // The guest boots from the course template: its serial console says so.
     wait_for("BOOT-OK on the serial console", BOOT_TIMEOUT, || async {

@@ -241,6 +241,7 @@ impl From<VmError> for ApiError {
             VmError::Libvirt(l) => l.into(),
             VmError::Image(i) => i.into(),
             VmError::LabNet(l) => l.into(),
+            VmError::Store(s) => s.into(),
             VmError::Template(_) | VmError::Io(_) | VmError::Db(_) => Self::internal(&e),
         }
     }
@@ -252,6 +253,24 @@ impl From<LabNetError> for ApiError {
             LabNetError::Node(n) => n.into(),
             LabNetError::Libvirt(l) => l.into(),
             LabNetError::Db(_) => Self::internal(&e),
+        }
+    }
+}
+
+impl From<crate::stores::StoreError> for ApiError {
+    fn from(e: crate::stores::StoreError) -> Self {
+        use crate::stores::StoreError;
+        match e {
+            // The node can't serve this template; another node may (503 like
+            // any node-side unavailability; the message says what to fix).
+            StoreError::Mismatch { .. } => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "template_store_mismatch",
+                e.to_string(),
+            ),
+            StoreError::Node(n) => n.into(),
+            StoreError::Libvirt(l) => l.into(),
+            StoreError::Chain(_) | StoreError::Db(_) => Self::internal(&e),
         }
     }
 }

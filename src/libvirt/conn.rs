@@ -355,7 +355,21 @@ impl Node {
     }
 
     /// Run `f` on one of this node's workers, with the node's call deadline.
-    async fn call<T, F>(&self, f: F) -> Result<T, LibvirtError>
+    pub(super) async fn call<T, F>(&self, f: F) -> Result<T, LibvirtError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connect) -> Result<T, LibvirtError> + Send + 'static,
+    {
+        self.call_with_deadline(self.inner.opts.call_timeout, f)
+            .await
+    }
+
+    /// [`Node::call`] with its own deadline (long transfers).
+    pub(super) async fn call_with_deadline<T, F>(
+        &self,
+        deadline: Duration,
+        f: F,
+    ) -> Result<T, LibvirtError>
     where
         T: Send + 'static,
         F: FnOnce(&Connect) -> Result<T, LibvirtError> + Send + 'static,

@@ -11,6 +11,8 @@
 //! - [`accel`]: which accelerator a QEMU node should use (`auto|kvm|tcg`).
 //! - [`conn`]: [`Node`], one libvirt connection with its own worker threads,
 //!   timeouts and keep-alive.
+//! - [`storage`]: storage pools and volumes (the per-node template store: upload,
+//!   read back for a checksum).
 //! - [`stats`]: host CPU and memory statistics (the crate's only `unsafe`: two FFI
 //!   calls `virt` does not wrap).
 //!
@@ -32,11 +34,13 @@
 pub mod accel;
 pub mod conn;
 pub mod stats;
+pub mod storage;
 pub mod xml;
 
 pub use accel::{AccelSetting, resolve_qemu_hypervisor};
 pub use conn::{DomainInfo, DomainState, DriverKind, NetworkInfo, Node, NodeInfo, NodeOptions};
 pub use stats::{CpuTimes, HostStats, MemoryStats};
+pub use storage::PoolInfo;
 pub use xml::{
     ConsoleAuth, DiskCache, DomainSpec, Graphics, GraphicsKind, Hypervisor, MAX_BRIDGE_NAME,
     NetworkSpec, PVCE_XMLNS, PvceMetadata, domain_xml, network_xml, parse_console, parse_graphics,

@@ -56,6 +56,9 @@ impl TestEnv {
             .unwrap();
         let mut config = Config::for_data_dir(dir.path().join("data"));
         config.domain_prefix = "test-pvce-".into();
+        // Each test server gets its own template-store pool (removed on drop):
+        // pool names are global on the shared libvirtd, paths are per test.
+        config.template_pool = format!("{}-tpl", dir.path().file_name().unwrap().to_string_lossy());
         config.shutdown_timeout_secs = 30;
         tweak(&mut config);
         let server = pvce::app::start(config, "127.0.0.1:0").await.unwrap();
@@ -156,6 +159,12 @@ impl Drop for TestEnv {
                         .output();
                 }
             }
+        }
+        let pool = &self.server.state.config.template_pool;
+        for cmd in ["pool-destroy", "pool-undefine"] {
+            let _ = Command::new("virsh")
+                .args(["-q", "-c", "qemu:///system", cmd, pool])
+                .output();
         }
     }
 }

@@ -1,0 +1,404 @@
+//! Storage pools and volumes on a node: the per-node template store.
+//!
+//! A node's template store is a libvirt `dir` pool. Template layers are copied
+//! into it with `virStorageVolUpload` (the bytes travel over the libvirt
+//! connection, so nodes need nothing but libvirtd) and read back with
+//! `virStorageVolDownload` to verify a checksum. Pool and volume XML are built
+//! from typed structs like the domain XML.
+//!
+//! Transfers are long calls: they run on one of the node's workers with a
+//! deadline proportional to the size ([`transfer_deadline`]), not the
+//! connection's short call deadline.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use virt::connect::Connect;
+use virt::storage_pool::StoragePool;
+use virt::storage_vol::StorageVol;
+use virt::stream::Stream;
+
+use super::LibvirtError;
+use super::conn::Node;
+
+/// Capacity figures of a pool, bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PoolInfo {
+    pub capacity: u64,
+    pub allocation: u64,
+    pub available: u64,
+}
+
+#[derive(Serialize)]
+#[serde(rename = "pool")]
+struct XPool<'a> {
+    #[serde(rename = "@type")]
+    kind: &'static str,
+    name: &'a str,
+    target: XPoolTarget<'a>,
+}
+
+#[derive(Serialize)]
+struct XPoolTarget<'a> {
+    path: &'a str,
+}
+
+#[derive(Serialize)]
+#[serde(rename = "volume")]
+struct XVolume<'a> {
+    name: &'a str,
+    capacity: XBytes,
+    allocation: XBytes,
+    target: XVolTarget,
+}
+
+#[derive(Serialize)]
+struct XBytes {
+    #[serde(rename = "@unit")]
+    unit: &'static str,
+    #[serde(rename = "$value")]
+    value: u64,
+}
+
+#[derive(Serialize)]
+struct XVolTarget {
+    format: XFormat,
+}
+
+#[derive(Serialize)]
+struct XFormat {
+    #[serde(rename = "@type")]
+    kind: &'static str,
+}
+
+fn check_name(what: &str, name: &str) -> Result<(), LibvirtError> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(LibvirtError::InvalidSpec(format!(
+            "{what} must be 1-128 characters of [A-Za-z0-9._-], not starting with '.'"
+        )))
+    }
+}
+
+fn to_xml(v: &impl Serialize) -> Result<String, LibvirtError> {
+    let mut out = String::new();
+    v.serialize(quick_xml::se::Serializer::new(&mut out))
+        .map_err(|e| LibvirtError::Xml(e.to_string()))?;
+    Ok(out)
+}
+
+/// `<pool type='dir'>` for a store at `path`.
+pub fn pool_xml(name: &str, path: &Path) -> Result<String, LibvirtError> {
+    check_name("pool name", name)?;
+    let path = path
+        .to_str()
+        .filter(|p| p.starts_with('/') && !p.chars().any(char::is_control))
+        .ok_or_else(|| LibvirtError::InvalidSpec("pool path must be absolute UTF-8".into()))?;
+    to_xml(&XPool {
+        kind: "dir",
+        name,
+        target: XPoolTarget { path },
+    })
+}
+
+/// A sparse volume of exactly `bytes`, to be filled by an upload. Its format
+/// is `raw` because libvirt must not create an image of its own in it: the
+/// bytes uploaded are the layer file itself (a qcow2 file).
+pub fn volume_xml(name: &str, bytes: u64) -> Result<String, LibvirtError> {
+    check_name("volume name", name)?;
+    to_xml(&XVolume {
+        name,
+        capacity: XBytes {
+            unit: "bytes",
+            value: bytes,
+        },
+        allocation: XBytes {
+            unit: "bytes",
+            value: 0,
+        },
+        target: XVolTarget {
+            format: XFormat { kind: "raw" },
+        },
+    })
+}
+
+/// How long moving `bytes` over a libvirt connection may take: at least a
+/// minute, plus one second per 10 MB (slow links, busy nodes).
+pub fn transfer_deadline(bytes: u64) -> Duration {
+    Duration::from_secs(60 + bytes / 10_000_000)
+}
+
+const CHUNK: usize = 1 << 20;
+
+fn pool_info_of(p: &StoragePool) -> Result<PoolInfo, LibvirtError> {
+    let i = p.info()?;
+    Ok(PoolInfo {
+        capacity: i.capacity,
+        allocation: i.allocation,
+        available: i.available,
+    })
+}
+
+fn lookup_pool(c: &Connect, name: &str) -> Result<Option<StoragePool>, LibvirtError> {
+    match c.lookup_storage_pool_by_name(name) {
+        Ok(p) => Ok(Some(p)),
+        Err(e)
+            if matches!(
+                e.code(),
+                virt::enumutil::Enum::Known(virt::error::ErrorNumber::NoStoragePool)
+            ) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn lookup_vol(p: &StoragePool, name: &str) -> Result<Option<StorageVol>, LibvirtError> {
+    match p.lookup_storage_vol_by_name(name) {
+        Ok(v) => Ok(Some(v)),
+        Err(e)
+            if matches!(
+                e.code(),
+                virt::enumutil::Enum::Known(virt::error::ErrorNumber::NoStorageVolume)
+            ) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+impl Node {
+    /// Makes sure pool `name` exists as a `dir` pool at `path`, is active and
+    /// autostarts; returns its capacity figures. Idempotent. A pool of that
+    /// name at another path is an error (never redefined behind an admin's back).
+    pub async fn ensure_dir_pool(&self, name: &str, path: &Path) -> Result<PoolInfo, LibvirtError> {
+        let xml = pool_xml(name, path)?;
+        let (name, path) = (name.to_owned(), path.to_path_buf());
+        self.call(move |c| {
+            let pool = match lookup_pool(c, &name)? {
+                Some(p) => p,
+                None => {
+                    let p = c.define_storage_pool_xml(&xml, 0)?;
+                    // Creates the directory if missing (no-op otherwise).
+                    p.build(0)?;
+                    p.set_autostart(true)?;
+                    p
+                }
+            };
+            let actual = pool_target_path(&pool.xml_desc(0)?);
+            if actual.as_deref() != Some(path.as_path()) {
+                return Err(LibvirtError::InvalidSpec(format!(
+                    "storage pool {name} exists on this node at {}, not at {}",
+                    actual.map_or_else(|| "?".into(), |p| p.display().to_string()),
+                    path.display()
+                )));
+            }
+            if !pool.is_active()? {
+                pool.create(0)?;
+            }
+            pool.refresh(0)?;
+            pool_info_of(&pool)
+        })
+        .await
+    }
+
+    /// Capacity figures of pool `name`, `None` if the node has no such pool.
+    pub async fn pool_info(&self, name: &str) -> Result<Option<PoolInfo>, LibvirtError> {
+        let name = name.to_owned();
+        self.call(move |c| match lookup_pool(c, &name)? {
+            Some(p) if p.is_active()? => Ok(Some(pool_info_of(&p)?)),
+            _ => Ok(None),
+        })
+        .await
+    }
+
+    /// The size in bytes of volume `vol` in pool `pool` (after a refresh, so
+    /// files placed by other means are seen), `None` if absent.
+    pub async fn volume_size(&self, pool: &str, vol: &str) -> Result<Option<u64>, LibvirtError> {
+        let (pool, vol) = (pool.to_owned(), vol.to_owned());
+        self.call(move |c| {
+            let Some(p) = lookup_pool(c, &pool)? else {
+                return Ok(None);
+            };
+            p.refresh(0)?;
+            match lookup_vol(&p, &vol)? {
+                // The file's length: `capacity` would be a qcow2 file's virtual size.
+                Some(v) => Ok(Some(
+                    v.info_flags(virt::sys::VIR_STORAGE_VOL_GET_PHYSICAL)?
+                        .allocation,
+                )),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    /// Creates volume `vol` in `pool` and uploads local file `src` into it.
+    /// On any failure the partial volume is deleted, so a store never holds a
+    /// half-copied layer under its final name.
+    pub async fn upload_volume(
+        &self,
+        pool: &str,
+        vol: &str,
+        src: &Path,
+    ) -> Result<(), LibvirtError> {
+        let len = std::fs::metadata(src)
+            .map_err(|e| LibvirtError::Xml(format!("cannot read {}: {e}", src.display())))?
+            .len();
+        let xml = volume_xml(vol, len)?;
+        let (pool, src): (String, PathBuf) = (pool.to_owned(), src.to_path_buf());
+        self.call_with_deadline(transfer_deadline(len), move |c| {
+            let p = lookup_pool(c, &pool)?
+                .ok_or_else(|| LibvirtError::InvalidSpec(format!("no storage pool {pool}")))?;
+            let v = StorageVol::create_xml(&p, &xml, 0)?;
+            let result = (|| {
+                let stream = Stream::new(c, 0)?;
+                v.upload(&stream, 0, len, 0)?;
+                let mut f = std::fs::File::open(&src).map_err(|e| {
+                    LibvirtError::Xml(format!("cannot read {}: {e}", src.display()))
+                })?;
+                let mut buf = vec![0_u8; CHUNK];
+                loop {
+                    let n = f.read(&mut buf).map_err(|e| {
+                        LibvirtError::Xml(format!("cannot read {}: {e}", src.display()))
+                    })?;
+                    if n == 0 {
+                        break;
+                    }
+                    let mut sent = 0;
+                    while sent < n {
+                        let k = stream.send(&buf[sent..n])?;
+                        sent += usize::try_from(k).unwrap_or(0);
+                    }
+                }
+                stream.finish()?;
+                Ok(())
+            })();
+            if result.is_err() {
+                let _ = v.delete(0);
+            }
+            result
+        })
+        .await
+    }
+
+    /// Deletes volume `vol` of `pool` (absent is fine).
+    pub async fn delete_volume(&self, pool: &str, vol: &str) -> Result<(), LibvirtError> {
+        let (pool, vol) = (pool.to_owned(), vol.to_owned());
+        self.call(move |c| {
+            if let Some(p) = lookup_pool(c, &pool)?
+                && let Some(v) = lookup_vol(&p, &vol)?
+            {
+                v.delete(0)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Stops and undefines pool `name`, leaving its directory and files alone
+    /// (absent is fine). For tests and node removal.
+    pub async fn undefine_pool(&self, name: &str) -> Result<(), LibvirtError> {
+        let name = name.to_owned();
+        self.call(move |c| {
+            if let Some(p) = lookup_pool(c, &name)? {
+                if p.is_active()? {
+                    p.destroy()?;
+                }
+                p.undefine()?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// SHA-256 (lowercase hex) of volume `vol`'s bytes, read back through libvirt.
+    pub async fn volume_sha256(
+        &self,
+        pool: &str,
+        vol: &str,
+        len: u64,
+    ) -> Result<String, LibvirtError> {
+        let (pool, vol) = (pool.to_owned(), vol.to_owned());
+        self.call_with_deadline(transfer_deadline(len), move |c| {
+            let p = lookup_pool(c, &pool)?
+                .ok_or_else(|| LibvirtError::InvalidSpec(format!("no storage pool {pool}")))?;
+            let v = lookup_vol(&p, &vol)?.ok_or(LibvirtError::NotFound)?;
+            let stream = Stream::new(c, 0)?;
+            v.download(&stream, 0, 0, 0)?;
+            let mut h = Sha256::new();
+            let mut buf = vec![0_u8; CHUNK];
+            loop {
+                let n = stream.recv(&mut buf)?;
+                if n <= 0 {
+                    break;
+                }
+                h.update(&buf[..usize::try_from(n).unwrap_or(0)]);
+            }
+            stream.finish()?;
+            Ok(hex::encode(h.finalize()))
+        })
+        .await
+    }
+}
+
+/// `<target><path>` of a pool's XML.
+fn pool_target_path(xml: &str) -> Option<PathBuf> {
+    #[derive(serde::Deserialize)]
+    struct Pool {
+        target: Target,
+    }
+    #[derive(serde::Deserialize)]
+    struct Target {
+        path: PathBuf,
+    }
+    quick_xml::de::from_str::<Pool>(xml)
+        .ok()
+        .map(|p| p.target.path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pool_and_volume_xml_are_typed() {
+        let x = pool_xml("pvce-templates", Path::new("/var/lib/pvce/templates")).expect("xml");
+        assert_eq!(
+            x,
+            "<pool type=\"dir\"><name>pvce-templates</name><target><path>/var/lib/pvce/templates</path></target></pool>"
+        );
+        let v = volume_xml("abc.qcow2", 42).expect("xml");
+        assert!(v.contains("<capacity unit=\"bytes\">42</capacity>"), "{v}");
+        assert!(v.contains("<format type=\"raw\"/>"), "{v}");
+        assert!(volume_xml("../x", 1).is_err());
+        assert!(volume_xml("a b", 1).is_err());
+        assert!(pool_xml("p", Path::new("relative")).is_err());
+        assert!(pool_xml("p<x>", Path::new("/x")).is_err());
+    }
+
+    #[test]
+    fn reads_the_target_path() {
+        let xml = "<pool type='dir'><name>p</name><source/><target><path>/srv/t</path><permissions/></target></pool>";
+        assert_eq!(pool_target_path(xml), Some(PathBuf::from("/srv/t")));
+        assert_eq!(pool_target_path("<pool/>"), None);
+    }
+
+    #[test]
+    fn transfers_get_time_by_size() {
+        assert_eq!(transfer_deadline(0), Duration::from_secs(60));
+        assert_eq!(transfer_deadline(10_000_000_000), Duration::from_secs(1060));
+    }
+}
