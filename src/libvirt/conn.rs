@@ -360,25 +360,15 @@ impl Node {
         T: Send + 'static,
         F: FnOnce(&Connect) -> Result<T, LibvirtError> + Send + 'static,
     {
-        self.call_with_deadline(self.inner.opts.call_timeout, f)
-            .await
-    }
-
-    /// [`Node::call`] with its own deadline (long transfers).
-    pub(super) async fn call_with_deadline<T, F>(
-        &self,
-        deadline: Duration,
-        f: F,
-    ) -> Result<T, LibvirtError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Connect) -> Result<T, LibvirtError> + Send + 'static,
-    {
         self.call_within(self.inner.opts.call_timeout, f).await
     }
 
     /// [`Node::call`] with an explicit deadline (for calls known to be long).
-    async fn call_within<T, F>(&self, deadline: Duration, f: F) -> Result<T, LibvirtError>
+    pub(super) async fn call_within<T, F>(
+        &self,
+        deadline: Duration,
+        f: F,
+    ) -> Result<T, LibvirtError>
     where
         T: Send + 'static,
         F: FnOnce(&Connect) -> Result<T, LibvirtError> + Send + 'static,

@@ -259,7 +259,7 @@ impl Node {
             .len();
         let xml = volume_xml(vol, len)?;
         let (pool, src): (String, PathBuf) = (pool.to_owned(), src.to_path_buf());
-        self.call_with_deadline(transfer_deadline(len), move |c| {
+        self.call_within(transfer_deadline(len), move |c| {
             let p = lookup_pool(c, &pool)?
                 .ok_or_else(|| LibvirtError::InvalidSpec(format!("no storage pool {pool}")))?;
             let v = StorageVol::create_xml(&p, &xml, 0)?;
@@ -332,7 +332,7 @@ impl Node {
         len: u64,
     ) -> Result<String, LibvirtError> {
         let (pool, vol) = (pool.to_owned(), vol.to_owned());
-        self.call_with_deadline(transfer_deadline(len), move |c| {
+        self.call_within(transfer_deadline(len), move |c| {
             let p = lookup_pool(c, &pool)?
                 .ok_or_else(|| LibvirtError::InvalidSpec(format!("no storage pool {pool}")))?;
             let v = lookup_vol(&p, &vol)?.ok_or(LibvirtError::NotFound)?;
