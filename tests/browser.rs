@@ -362,3 +362,28 @@ async fn ui_files_are_served_with_strict_headers() {
         .unwrap();
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
 }
+
+/// The admin overview of a three-node cluster (the multi-node rig of
+/// tests/cluster.rs): three cards, all up, and charts with a line per node;
+/// screenshot saved as `admin-cluster.png`.
+#[tokio::test]
+async fn admin_sees_a_three_node_cluster_with_charts() {
+    let rig = tokio::task::spawn_blocking(|| common::multinode::Rig::up(3))
+        .await
+        .unwrap();
+    let env = TestEnv::start_with(|c| c.sample_interval_secs = 1).await;
+    env.user("test-ui-admin", Role::Admin).await;
+    let admin = env.client("test-ui-admin").await;
+    let ids = common::multinode::register(&admin, &rig).await;
+    assert_eq!(ids.len(), 3);
+    let (base, _serving) = ui_base(&env).await;
+    let dir = artifact_dir();
+    let _ = std::fs::remove_file(dir.join("admin-cluster.png"));
+    run_script(
+        "cluster.mjs",
+        &[&base, "test-ui-admin", PASSWORD, dir.to_str().unwrap(), "3"],
+    )
+    .await;
+    assert_png(&dir.join("admin-cluster.png"));
+    drop(rig);
+}
