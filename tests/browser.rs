@@ -385,5 +385,23 @@ async fn admin_sees_a_three_node_cluster_with_charts() {
     )
     .await;
     assert_png(&dir.join("admin-cluster.png"));
+
+    // Node 3 dies: the admin fences it from its card (dialog, then the API).
+    rig.kill(3);
+    common::multinode::wait_node_state(&admin, &ids[2], "down", Duration::from_secs(30)).await;
+    let (_, node) = admin.get(&format!("/api/nodes/{}", ids[2])).await;
+    let name = node["name"].as_str().unwrap().to_owned();
+    run_script(
+        "fence.mjs",
+        &[
+            &base,
+            "test-ui-admin",
+            PASSWORD,
+            dir.to_str().unwrap(),
+            &name,
+        ],
+    )
+    .await;
+    assert_png(&dir.join("admin-fence.png"));
     drop(rig);
 }

@@ -3,7 +3,7 @@
 // migrate) and user management (#/users: create, CSV import, role, disable).
 
 import { t, bind, onLangChange } from './i18n.js';
-import { h, icon, button, replace, formatBytes, formatMib, relativeTime, absoluteTime, toast, toastError } from './ui.js';
+import { h, icon, button, replace, formatBytes, formatMib, relativeTime, absoluteTime, toast, toastError, confirmDialog } from './ui.js';
 import { get, post, api } from './api.js';
 import { lineChart, align } from './charts.js';
 import { stateBadge, runAction, allowed, STATES } from './vmcontrols.js';
@@ -120,6 +120,39 @@ function maintenanceToggle(n, after) {
   return toggle;
 }
 
+// Drain: maintenance plus live-migrating the node's running VMs elsewhere.
+function drainButton(n, after) {
+  const b = button({ label: 'nodes.drain', kind: 'small nowrap', aria: ['nodes.drain.aria', { name: n.name }] });
+  b.addEventListener('click', async () => {
+    const ok = await confirmDialog({ title: ['nodes.drain.title', { name: n.name }], body: 'nodes.drain.body', confirm: 'nodes.drain' });
+    if (!ok) return;
+    b.classList.add('busy');
+    try {
+      await post(`/api/nodes/${encodeURIComponent(n.id)}/maintenance`, { enabled: true, drain: true });
+      toast(t('nodes.drain.started', { name: n.name }), 'success');
+      await after();
+    } catch (err) { toastError(err); b.classList.remove('busy'); }
+  });
+  return b;
+}
+
+// Fencing: the admin confirms a down node is really powered off, so its VMs
+// may start elsewhere (their disks must never be open on two hosts).
+function fenceButton(n, after) {
+  const b = button({ label: 'nodes.fence', kind: 'small danger-text nowrap', aria: ['nodes.fence.aria', { name: n.name }] });
+  b.addEventListener('click', async () => {
+    const ok = await confirmDialog({ title: ['nodes.fence.title', { name: n.name }], body: 'nodes.fence.body', confirm: 'nodes.fence', danger: true });
+    if (!ok) return;
+    b.classList.add('busy');
+    try {
+      await post(`/api/nodes/${encodeURIComponent(n.id)}/fence`, { confirm_powered_off: true });
+      toast(t('nodes.fence.done', { name: n.name }), 'success');
+      await after();
+    } catch (err) { toastError(err); b.classList.remove('busy'); }
+  });
+  return b;
+}
+
 function nodeCard(n, after) {
   const memPct = n.mem_total_mib ? (100 * n.mem_used_mib) / n.mem_total_mib : 0;
   const storeTotal = (n.template_store_used_bytes || 0) + (n.template_store_free_bytes || 0);
@@ -142,6 +175,8 @@ function nodeCard(n, after) {
       h('span', { class: 'muted small', title: absoluteTime(n.last_seen) }, h('span', { i18n: 'nodes.col.seen' }), ': ', relativeTime(n.last_seen)),
       h('span', { class: 'row-actions' },
         h('a', { class: 'btn small', href: `#/nodes/${encodeURIComponent(n.id)}`, i18n: 'nodes.details' }),
+        n.state === 'down' ? fenceButton(n, after) : null,
+        n.state === 'up' && (n.vms_running || 0) > 0 ? drainButton(n, after) : null,
         maintenanceToggle(n, after))));
 }
 
