@@ -324,13 +324,17 @@ async fn template_store_pool_upload_and_checksum() {
     assert!(info.capacity > 0, "{info:?}");
     assert!(store.is_dir(), "libvirt built the pool's directory");
     node.ensure_dir_pool(&name, &store).await.unwrap(); // idempotent
-    let other = node
-        .ensure_dir_pool(&name, &dir.path().join("elsewhere"))
-        .await;
+    // A pool of ours left at another path (the data dir moved) is repointed;
+    // the files at the old path stay.
+    std::fs::write(store.join("keep.txt"), b"keep").unwrap();
+    let moved = dir.path().join("elsewhere");
+    node.ensure_dir_pool(&name, &moved).await.unwrap();
+    assert!(moved.is_dir());
     assert!(
-        matches!(other, Err(LibvirtError::InvalidSpec(ref m)) if m.contains("exists")),
-        "{other:?}"
+        store.join("keep.txt").exists(),
+        "repointing never deletes files"
     );
+    node.ensure_dir_pool(&name, &store).await.unwrap();
 
     // A 3 MiB + 17 bytes file with varied content (not a multiple of the chunk).
     let src = dir.path().join("layer.qcow2");

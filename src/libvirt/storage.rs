@@ -182,29 +182,38 @@ fn lookup_vol(p: &StoragePool, name: &str) -> Result<Option<StorageVol>, Libvirt
 impl Node {
     /// Makes sure pool `name` exists as a `dir` pool at `path`, is active and
     /// autostarts; returns its capacity figures. Idempotent. A pool of that
-    /// name at another path is an error (never redefined behind an admin's back).
+    /// name at another path is redefined at `path` (pvce owns the pool by its
+    /// name; its files stay where they are).
     pub async fn ensure_dir_pool(&self, name: &str, path: &Path) -> Result<PoolInfo, LibvirtError> {
         let xml = pool_xml(name, path)?;
         let (name, path) = (name.to_owned(), path.to_path_buf());
         self.call(move |c| {
+            let define = || -> Result<StoragePool, LibvirtError> {
+                let p = c.define_storage_pool_xml(&xml, 0)?;
+                // Creates the directory if missing (no-op otherwise).
+                p.build(0)?;
+                p.set_autostart(true)?;
+                Ok(p)
+            };
             let pool = match lookup_pool(c, &name)? {
-                Some(p) => p,
-                None => {
-                    let p = c.define_storage_pool_xml(&xml, 0)?;
-                    // Creates the directory if missing (no-op otherwise).
-                    p.build(0)?;
-                    p.set_autostart(true)?;
-                    p
+                None => define()?,
+                Some(p) => {
+                    let actual = pool_target_path(&p.xml_desc(0)?);
+                    if actual.as_deref() == Some(path.as_path()) {
+                        p
+                    } else {
+                        // The pool is pvce's by name, left pointing elsewhere
+                        // (the data dir moved): repoint it. Undefining a dir
+                        // pool never touches its files.
+                        tracing::warn!(pool = %name, old = ?actual, new = %path.display(), "template store pool moved");
+                        if p.is_active()? {
+                            p.destroy()?;
+                        }
+                        p.undefine()?;
+                        define()?
+                    }
                 }
             };
-            let actual = pool_target_path(&pool.xml_desc(0)?);
-            if actual.as_deref() != Some(path.as_path()) {
-                return Err(LibvirtError::InvalidSpec(format!(
-                    "storage pool {name} exists on this node at {}, not at {}",
-                    actual.map_or_else(|| "?".into(), |p| p.display().to_string()),
-                    path.display()
-                )));
-            }
             if !pool.is_active()? {
                 pool.create(0)?;
             }
