@@ -49,6 +49,14 @@ async fn ui_base(env: &TestEnv) -> (String, Option<tokio::task::JoinHandle<()>>)
     (format!("http://{addr}"), Some(handle))
 }
 
+/// Browser tests run one at a time: the multi-node rig adds and removes host
+/// network interfaces, and Chromium aborts requests in flight when the host's
+/// network changes (`ERR_NETWORK_CHANGED`).
+async fn one_at_a_time() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    LOCK.lock().await
+}
+
 fn check_tools() {
     assert!(
         Path::new("/usr/bin/chromium").exists() || std::env::var_os("PVCE_CHROMIUM").is_some(),
@@ -98,6 +106,7 @@ fn assert_png(path: &Path) {
 
 #[tokio::test]
 async fn login_page_language_switch_and_logout() {
+    let _serial = one_at_a_time().await;
     let env = TestEnv::start().await;
     env.user("test-web-lonely", Role::Student).await;
     let (base, _serving) = ui_base(&env).await;
@@ -119,6 +128,7 @@ async fn login_page_language_switch_and_logout() {
 
 #[tokio::test]
 async fn student_starts_a_vm_and_types_into_its_desktop() {
+    let _serial = one_at_a_time().await;
     let image = tokio::task::spawn_blocking(common::tiny_image)
         .await
         .unwrap();
@@ -181,6 +191,7 @@ async fn student_starts_a_vm_and_types_into_its_desktop() {
 
 #[tokio::test]
 async fn teacher_imports_an_image_creates_a_course_and_enrols_students() {
+    let _serial = one_at_a_time().await;
     let image = tokio::task::spawn_blocking(common::tiny_image)
         .await
         .unwrap();
@@ -218,6 +229,7 @@ async fn teacher_imports_an_image_creates_a_course_and_enrols_students() {
 
 #[tokio::test]
 async fn admin_sees_nodes_and_manages_users() {
+    let _serial = one_at_a_time().await;
     let env = TestEnv::start_with(|c| c.sample_interval_secs = 1).await;
     env.user("test-ui-admin", Role::Admin).await;
     let (base, _serving) = ui_base(&env).await;
@@ -267,6 +279,7 @@ async fn admin_sees_nodes_and_manages_users() {
 /// the SPA fallback, and that unknown API paths stay JSON 404s.
 #[tokio::test]
 async fn ui_files_are_served_with_strict_headers() {
+    let _serial = one_at_a_time().await;
     let env = TestEnv::start().await;
     let (base, _serving) = ui_base(&env).await;
     let http = reqwest::Client::new();
@@ -368,6 +381,7 @@ async fn ui_files_are_served_with_strict_headers() {
 /// screenshot saved as `admin-cluster.png`.
 #[tokio::test]
 async fn admin_sees_a_three_node_cluster_with_charts() {
+    let _serial = one_at_a_time().await;
     let rig = tokio::task::spawn_blocking(|| common::multinode::Rig::up(3))
         .await
         .unwrap();
