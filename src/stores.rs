@@ -132,7 +132,12 @@ impl Stores {
         }
         let node = self.nodes.get(node_id).await?;
         let conn = self.nodes.conn(node_id).await?;
-        conn.ensure_dir_pool(&self.pool_name, &self.dir()).await?;
+        {
+            // One pool set-up per node at a time (concurrent starts of a class).
+            let lock = self.lock(node_id, Uuid::nil());
+            let _guard = lock.lock().await;
+            conn.ensure_dir_pool(&self.pool_name, &self.dir()).await?;
+        }
         for layer in missing {
             let lock = self.lock(node_id, layer.id);
             let _guard = lock.lock().await;

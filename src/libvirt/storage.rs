@@ -196,7 +196,11 @@ impl Node {
                 Ok(p)
             };
             let pool = match lookup_pool(c, &name)? {
-                None => define()?,
+                // Another server (or start) may define it at the same moment.
+                None => match define() {
+                    Ok(p) => p,
+                    Err(e) => lookup_pool(c, &name)?.ok_or(e)?,
+                },
                 Some(p) => {
                     let actual = pool_target_path(&p.xml_desc(0)?);
                     if actual.as_deref() == Some(path.as_path()) {
@@ -214,8 +218,12 @@ impl Node {
                     }
                 }
             };
-            if !pool.is_active()? {
-                pool.create(0)?;
+            // Racing starts may activate it between our check and our call.
+            if !pool.is_active()?
+                && let Err(e) = pool.create(0)
+                && !pool.is_active()?
+            {
+                return Err(e.into());
             }
             pool.refresh(0)?;
             pool_info_of(&pool)
