@@ -126,9 +126,15 @@ async fn main() {
     )
     .await
     .unwrap();
-    let report = pvce::courses::enrol(&pool, &storage, &course, &names)
-        .await
-        .unwrap();
+    let report = pvce::courses::enrol(
+        &pool,
+        &storage,
+        pvce::layers::LayerStorage::Shared,
+        &course,
+        &names,
+    )
+    .await
+    .unwrap();
     let layers: Vec<PathBuf> = sqlx::query_scalar::<_, String>("SELECT overlay_path FROM vms")
         .fetch_all(&pool)
         .await

@@ -102,9 +102,15 @@ async fn main() {
     .unwrap();
 
     let start = Instant::now();
-    let report = pvce::courses::enrol(&pool, &storage, &course, &names)
-        .await
-        .unwrap();
+    let report = pvce::courses::enrol(
+        &pool,
+        &storage,
+        pvce::layers::LayerStorage::Shared,
+        &course,
+        &names,
+    )
+    .await
+    .unwrap();
     let elapsed = start.elapsed();
     let overlays = report.vms_created;
     assert_eq!(overlays as usize, students * 3);

@@ -18,6 +18,11 @@
 #   readiness is checked with a real call). Everything else — in particular the
 #   pvce data dir with the template and student layers — is the host's
 #   filesystem, which is how the nodes share storage here.
+# - A node's own disk: $LOCAL_DIR (/var/lib/pvce-rig-local) is bind-mounted
+#   inside each node from /run/pvce-test-rig/node<i>/local, so what a node
+#   writes there only that node sees (the host's directory stays empty). Tests
+#   of node-local student layers (`--layer-pool-dir`) put the layer pool there;
+#   it survives `kill`/`start` of the node like a real disk.
 # - Each node runs in its own cgroup (pvce-test-node<i> in every v1 hierarchy
 #   and the v2 one) entered before `unshare --cgroup`, and cgroupfs is
 #   remounted inside, so libvirt's guest cgroups (`/machine/...`) of two nodes
@@ -53,6 +58,7 @@ READY_TIMEOUT=${PVCE_RIG_READY_TIMEOUT:-90}
 SHARED_DIRS=${PVCE_RIG_SHARED_DIRS:-/tmp /var/lib/pvce}
 CONTROLLERS=(cpu cpuacct cpuset memory devices freezer blkio pids)
 SELF=$(readlink -f "$0")
+LOCAL_DIR=/var/lib/pvce-rig-local
 
 die() { echo "multinode: $*" >&2; exit 1; }
 [ "$(id -u)" -eq 0 ] || die "must run as root"
@@ -183,7 +189,7 @@ net_setup() {
 
 write_config() {
   local i=$1 d=$RIG/node$1 f
-  mkdir -p "$d"/{etc,run,lib,cache,log}
+  mkdir -p "$d"/{etc,run,lib,cache,log,local}
   # The host's top-level configuration files only: no domains, networks or
   # storage pools defined on the host leak into a node.
   for f in /etc/libvirt/*; do
@@ -238,6 +244,7 @@ inside() {
   mount --bind "$d/lib" /var/lib/libvirt
   mount --bind "$d/cache" /var/cache/libvirt
   mount --bind "$d/log" /var/log/libvirt
+  mount --bind "$d/local" "$LOCAL_DIR"
   virtlogd -d -p "$d/virtlogd.pid"
   libvirtd -d -l -p "$d/libvirtd.pid"
 }
@@ -272,7 +279,7 @@ up() {
   local n=$1 i
   [[ "$n" =~ ^[1-9][0-9]?$ ]] || die "up: N must be 1..99"
   down
-  mkdir -p "$RIG"
+  mkdir -p "$RIG" "$LOCAL_DIR"
   for i in $(seq 1 "$n"); do
     net_setup "$i"
     write_config "$i"

@@ -57,7 +57,14 @@ impl AppState {
                 config.shutdown_timeout(),
                 config.domain_prefix.clone(),
             )
-            .with_disk_cache(config.disk_cache),
+            .with_disk_cache(config.disk_cache)
+            .with_layers(crate::layers::Layers::new(
+                pool.clone(),
+                nodes.clone(),
+                config.layer_storage,
+                config.layer_pool.clone(),
+                config.layer_pool_dir(),
+            )),
         );
         Ok(Self {
             pool,

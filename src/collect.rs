@@ -405,6 +405,10 @@ async fn collect_vm(
                 vm.state.as_str()
             ));
         }
+        let _work = match vms.checkout_layer(&vm).await {
+            Ok(w) => w,
+            Err(e) => return Some(format!("{label}: skipped ({e})\n")),
+        };
         if snapshots::settle(&vm.overlay_path).await.is_err() {
             return Some(format!("{label}: skipped, the VM's disk is still in use\n"));
         }

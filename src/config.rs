@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::layers::LayerStorage;
 use crate::libvirt::{AccelSetting, DiskCache};
 
 /// Settings common to all subcommands.
@@ -84,6 +85,23 @@ pub struct Config {
     #[arg(long, env = "PVCE_TEMPLATE_POOL", default_value = "pvce-templates")]
     pub template_pool: String,
 
+    /// Where new personal VMs keep their layers: `shared` (the data dir's
+    /// `overlays/`, mounted at the same path on every node: NFS/Gluster/Ceph;
+    /// VMs run anywhere and live-migrate) or `node-local` (a libvirt volume on
+    /// the node of the VM's first start; the VM is pinned there). Existing VMs
+    /// keep the storage they were created with. See src/layers.rs.
+    #[arg(long, env = "PVCE_LAYER_STORAGE", default_value = "shared", value_parser = parse_layer_storage)]
+    pub layer_storage: LayerStorage,
+
+    /// Name of the libvirt storage pool holding node-local layers on each node.
+    #[arg(long, env = "PVCE_LAYER_POOL", default_value = "pvce-layers")]
+    pub layer_pool: String,
+
+    /// Directory of that pool on every node (same path everywhere; default
+    /// `<data dir>/node-layers`).
+    #[arg(long, env = "PVCE_LAYER_POOL_DIR")]
+    pub layer_pool_dir: Option<PathBuf>,
+
     /// Seconds between two load samples of every node (history charts, load-aware placement).
     #[arg(long, env = "PVCE_SAMPLE_INTERVAL", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=300))]
     pub sample_interval_secs: u64,
@@ -116,6 +134,11 @@ fn parse_quota(s: &str) -> Result<usize, String> {
         Ok(n) => Ok(n),
         Err(e) => Err(format!("not a whole number: {e}")),
     }
+}
+
+fn parse_layer_storage(s: &str) -> Result<LayerStorage, String> {
+    LayerStorage::parse(s)
+        .ok_or_else(|| format!("unknown layer storage {s:?}; use shared or node-local"))
 }
 
 fn parse_disk_cache(s: &str) -> Result<DiskCache, String> {
@@ -152,6 +175,9 @@ impl Config {
             snapshot_quota: crate::snapshots::DEFAULT_QUOTA,
             sample_interval_secs: 5,
             template_pool: "pvce-templates".into(),
+            layer_storage: LayerStorage::Shared,
+            layer_pool: "pvce-layers".into(),
+            layer_pool_dir: None,
         }
     }
 
@@ -160,6 +186,13 @@ impl Config {
             Some(url) => url.clone(),
             None => format!("sqlite://{}", self.data_dir.join("pvce.db").display()),
         }
+    }
+
+    /// The node-local layer pool's directory (same path on every node).
+    pub fn layer_pool_dir(&self) -> PathBuf {
+        self.layer_pool_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("node-layers"))
     }
 
     pub fn shutdown_timeout(&self) -> Duration {

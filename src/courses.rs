@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use crate::auth::Role;
 use crate::db::{self, Pool};
+use crate::layers::{LayerStorage, Layers};
 use crate::libvirt::GraphicsKind;
 use crate::storage::Storage;
 use crate::templates::{self, TemplateState};
@@ -385,6 +386,7 @@ pub async fn students(pool: &Pool, course_id: Uuid) -> Result<Vec<User>, CourseE
 pub async fn enrol(
     pool: &Pool,
     storage: &Storage,
+    layer_storage: LayerStorage,
     course: &Course,
     usernames: &[String],
 ) -> Result<EnrolReport, CourseError> {
@@ -419,7 +421,15 @@ pub async fn enrol(
     tx.commit().await?;
 
     let owners: Vec<Uuid> = students.iter().map(|s| s.id).collect();
-    let vms_created = vms::provision(pool, storage, course.id, &course.vm_specs, &owners).await?;
+    let vms_created = vms::provision(
+        pool,
+        storage,
+        layer_storage,
+        course.id,
+        &course.vm_specs,
+        &owners,
+    )
+    .await?;
     Ok(EnrolReport {
         enrolled: students.into_iter().map(|u| u.username).collect(),
         unknown,
@@ -432,13 +442,14 @@ pub async fn enrol(
 pub async fn unenrol(
     pool: &Pool,
     storage: &Storage,
+    layers: &Layers,
     course: &Course,
     user_id: Uuid,
 ) -> Result<(), CourseError> {
     if !is_enrolled(pool, course.id, user_id).await? {
         return Err(CourseError::NotFound);
     }
-    vms::delete_for(pool, storage, course.id, Some(user_id))
+    vms::delete_for(pool, storage, layers, course.id, Some(user_id))
         .await
         .map_err(running_to_conflict)?;
     sqlx::query("DELETE FROM enrolments WHERE course_id = ? AND user_id = ?")
@@ -450,8 +461,13 @@ pub async fn unenrol(
 }
 
 /// Deletes a course, its VMs and their layers (all VMs must be stopped).
-pub async fn delete(pool: &Pool, storage: &Storage, course: &Course) -> Result<(), CourseError> {
-    vms::delete_for(pool, storage, course.id, None)
+pub async fn delete(
+    pool: &Pool,
+    storage: &Storage,
+    layers: &Layers,
+    course: &Course,
+) -> Result<(), CourseError> {
+    vms::delete_for(pool, storage, layers, course.id, None)
         .await
         .map_err(running_to_conflict)?;
     sqlx::query("DELETE FROM courses WHERE id = ?")

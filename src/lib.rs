@@ -22,6 +22,7 @@ pub mod db;
 pub mod http;
 pub mod images;
 pub mod labnets;
+pub mod layers;
 pub mod library;
 pub mod libvirt;
 pub mod metrics;

@@ -74,6 +74,7 @@ use uuid::Uuid;
 use crate::db::{self, Pool};
 use crate::images::inspect::{InspectLimits, inspect_layer};
 use crate::images::{self, ImageError, ImageFormat, qemu_img};
+use crate::layers::LayerStorage;
 use crate::snapshots::{self, Snapshot, SnapshotKind};
 use crate::storage::{self, Storage};
 use crate::templates::{self, ImportLimits, Template, TemplateError, TemplateState};
@@ -202,7 +203,7 @@ fn sha256_hex(digest: impl AsRef<[u8]>) -> String {
     hex::encode(digest.as_ref())
 }
 
-async fn sha256_file(path: &Path) -> io::Result<String> {
+pub(crate) async fn sha256_file(path: &Path) -> io::Result<String> {
     let path = path.to_path_buf();
     tokio::task::spawn_blocking(move || {
         use std::io::Read;
@@ -451,6 +452,7 @@ pub async fn export(
         let _held = lock.lock().await;
         let vm = snapshots::reload(vms, vm_id).await?;
         snapshots::ensure_stopped(&vm, "exporting")?;
+        let _work = vms.checkout_layer(&vm).await?;
         snapshots::settle(&vm.overlay_path).await?;
         if standalone {
             qemu_img::convert_to_qcow2(&vm.overlay_path, ImageFormat::Qcow2, &tmp).await?;
@@ -869,6 +871,7 @@ async fn import_inner<R: AsyncRead + Unpin>(
     let _held = lock.lock().await;
     let vm = snapshots::reload(vms, vm_id).await?;
     snapshots::ensure_stopped(&vm, "importing a layer")?;
+    let mut work = vms.checkout_layer(&vm).await?;
     snapshots::settle(&vm.overlay_path).await?;
     let backup = Snapshot {
         id: Uuid::new_v4(),
@@ -886,6 +889,12 @@ async fn import_inner<R: AsyncRead + Unpin>(
         return Err(e.into());
     }
     staged_guard.disarm();
+    // A node-local layer: the new one goes to the node before anything
+    // records the import.
+    if let Err(e) = work.commit().await {
+        let _ = storage::remove_file_if_exists(&backup_file);
+        return Err(VmError::from(e).into());
+    }
     let old = match snapshots::record_import_backup(pool, &backup).await {
         Ok(old) => old,
         Err(e) => {
@@ -1002,7 +1011,10 @@ pub async fn disk_usage(vms: &VmManager, vm_id: Uuid) -> Result<DiskUsage, Porta
     let mut usage = DiskUsage {
         vm_id: vm.id,
         state: vm.state,
-        overlay_bytes: allocated_bytes(&vm.overlay_path),
+        overlay_bytes: match vm.layer_storage {
+            LayerStorage::Shared => allocated_bytes(&vm.overlay_path),
+            LayerStorage::NodeLocal => vm.overlay_bytes,
+        },
         backup_bytes,
         virtual_size_bytes: t.virtual_size_bytes,
         fs_size_bytes: None,
@@ -1017,6 +1029,13 @@ pub async fn disk_usage(vms: &VmManager, vm_id: Uuid) -> Result<DiskUsage, Porta
             Some("the VM is running: its file system is read only while it is stopped".into());
         return Ok(usage);
     }
+    let _work = match vms.checkout_layer(&vm).await {
+        Ok(w) => w,
+        Err(e) => {
+            usage.note = Some(e.to_string());
+            return Ok(usage);
+        }
+    };
     if let Err(e) = snapshots::settle(&vm.overlay_path).await {
         usage.note = Some(e.to_string());
         return Ok(usage);

@@ -39,6 +39,9 @@
 //!   when a snapshot is created, so they never eat the quota; reverting to one
 //!   answers 409 `snapshot_missing` and drops it.
 //! - A layer is only ever replaced by renaming a complete, fsynced file over it.
+//! - A node-local layer ([`crate::layers`]) is worked on as a checked-out
+//!   copy at `overlay_path` and committed back before a row records the
+//!   change; backups of node-local layers stay on the server.
 
 use std::path::{Path, PathBuf};
 
@@ -241,6 +244,7 @@ pub async fn create(
     let _guard = lock.lock().await;
     let vm = reload(vms, vm_id).await?;
     ensure_stopped(&vm, "taking a snapshot")?;
+    let mut work = vms.checkout_layer(&vm).await?;
     settle(&vm.overlay_path).await?;
     let pool = vms.pool();
     prune_missing(pool, &vm).await?;
@@ -261,9 +265,15 @@ pub async fn create(
     };
     let tag = snap.id.to_string();
     qemu_img::snapshot(&vm.overlay_path, SnapshotOp::Create, &tag).await?;
+    work.commit().await.map_err(VmError::from)?;
     if let Err(e) = insert(pool, &snap).await {
         // No row, no snapshot.
-        if let Err(undo) = qemu_img::snapshot(&vm.overlay_path, SnapshotOp::Delete, &tag).await {
+        let undo = async {
+            qemu_img::snapshot(&vm.overlay_path, SnapshotOp::Delete, &tag).await?;
+            work.commit().await.map_err(VmError::from)?;
+            Ok::<(), SnapshotError>(())
+        };
+        if let Err(undo) = undo.await {
             tracing::warn!(vm = %vm.id, error = %undo, "could not remove an unrecorded snapshot");
         }
         return Err(match db::unique_violation(&e) {
@@ -316,6 +326,7 @@ pub async fn revert(vms: &VmManager, vm_id: Uuid, snapshot_id: Uuid) -> Result<V
     let _guard = lock.lock().await;
     let vm = reload(vms, vm_id).await?;
     ensure_stopped(&vm, "reverting to a snapshot")?;
+    let mut work = vms.checkout_layer(&vm).await?;
     settle(&vm.overlay_path).await?;
     let pool = vms.pool();
     let snap = get(pool, vm.id, snapshot_id).await?;
@@ -330,6 +341,7 @@ pub async fn revert(vms: &VmManager, vm_id: Uuid, snapshot_id: Uuid) -> Result<V
                 return Err(SnapshotError::Missing);
             }
             qemu_img::snapshot(&vm.overlay_path, SnapshotOp::Apply, &tag).await?;
+            work.commit().await.map_err(VmError::from)?;
         }
         SnapshotKind::Backup => {
             let backup = backup_path(&vm, snap.id);
@@ -356,6 +368,7 @@ pub async fn revert(vms: &VmManager, vm_id: Uuid, snapshot_id: Uuid) -> Result<V
                 return Err(e);
             }
             install_layer(&tmp, &vm.overlay_path).await?;
+            work.commit().await.map_err(VmError::from)?;
             sqlx::query("DELETE FROM snapshots WHERE vm_id = ? AND kind = 'internal'")
                 .bind(vm.id.to_string())
                 .execute(pool)
@@ -376,6 +389,7 @@ pub async fn delete(vms: &VmManager, vm_id: Uuid, snapshot_id: Uuid) -> Result<(
     match snap.kind {
         SnapshotKind::Internal => {
             ensure_stopped(&vm, "deleting a snapshot")?;
+            let mut work = vms.checkout_layer(&vm).await?;
             settle(&vm.overlay_path).await?;
             let tag = snap.id.to_string();
             if qemu_img::snapshot_tags(&vm.overlay_path)
@@ -383,6 +397,7 @@ pub async fn delete(vms: &VmManager, vm_id: Uuid, snapshot_id: Uuid) -> Result<(
                 .contains(&tag)
             {
                 qemu_img::snapshot(&vm.overlay_path, SnapshotOp::Delete, &tag).await?;
+                work.commit().await.map_err(VmError::from)?;
             }
             delete_row(pool, snap.id).await?;
         }

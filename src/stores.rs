@@ -98,7 +98,9 @@ impl Stores {
             .clone()
     }
 
-    async fn chain(&self, template_id: Uuid) -> Result<Vec<ChainLayer>, StoreError> {
+    /// The backing chain of `template_id` (child first), read once per start
+    /// and handed to [`Self::holders`] and [`Self::ensure_chain`].
+    pub async fn chain(&self, template_id: Uuid) -> Result<Vec<ChainLayer>, StoreError> {
         let (_, chain, _) = portable::template_chain(&self.pool, &self.storage, template_id)
             .await
             .map_err(|e| StoreError::Chain(e.to_string()))?;
@@ -117,10 +119,14 @@ impl Stores {
             .collect()
     }
 
-    /// Makes sure node `node_id` holds every layer under `template_id`,
-    /// copying and verifying what is missing. Cheap when nothing is.
-    pub async fn ensure_chain(&self, node_id: Uuid, template_id: Uuid) -> Result<(), StoreError> {
-        let chain = self.chain(template_id).await?;
+    /// Makes sure node `node_id` holds every layer of `chain` (from
+    /// [`Self::chain`]), copying and verifying what is missing. Cheap when
+    /// nothing is.
+    pub async fn ensure_chain(
+        &self,
+        node_id: Uuid,
+        chain: &[ChainLayer],
+    ) -> Result<(), StoreError> {
         let held = self.held(node_id).await?;
         let missing: Vec<&ChainLayer> = chain
             .iter()
@@ -198,10 +204,9 @@ impl Stores {
         Ok(())
     }
 
-    /// For placement: the nodes that hold every layer of `template_id`'s
-    /// chain, and the bytes of that chain (what a node without it must receive).
-    pub async fn holders(&self, template_id: Uuid) -> Result<(HashSet<Uuid>, u64), StoreError> {
-        let chain = self.chain(template_id).await?;
+    /// For placement: the nodes that hold every layer of `chain`, and the
+    /// bytes of that chain (what a node without it must receive).
+    pub async fn holders(&self, chain: &[ChainLayer]) -> Result<(HashSet<Uuid>, u64), StoreError> {
         let bytes = chain.iter().map(|l| l.size_bytes).sum();
         let rows: Vec<(String, String, String)> =
             sqlx::query_as("SELECT node_id, template_id, sha256 FROM node_layers")

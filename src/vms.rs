@@ -52,9 +52,11 @@ use crate::courses::VmSpec;
 use crate::db::{self, Pool};
 use crate::images::{self, ImageError};
 use crate::labnets::{self, LabNetError, LabNets};
+use crate::layers::{LayerError, LayerLocation, LayerStorage, Layers};
 use crate::libvirt::{self, DomainState, GraphicsKind, LibvirtError};
 use crate::nodes::{NodeError, Nodes};
 use crate::placement::{Candidate, Constraint, PlacementError, Policy, Reservations};
+use crate::portable::ChainLayer;
 use crate::storage::{self, Storage};
 use crate::stores::{StoreError, Stores};
 use crate::templates;
@@ -135,8 +137,28 @@ pub struct Vm {
     pub last_error: Option<String>,
     pub last_started_at: Option<String>,
     pub created_at: String,
+    /// Where the personal layer lives ([`crate::layers`]).
+    pub layer_storage: LayerStorage,
+    /// Node-local layer: the VM's home node, once its layer exists.
+    pub layer_node_id: Option<Uuid>,
+    /// Shared layer: the layer file. Node-local: where the server keeps a
+    /// working copy while it works on the layer offline.
     #[serde(skip)]
     pub overlay_path: PathBuf,
+    /// Node-local layer: its volume in the node's layer pool.
+    #[serde(skip)]
+    pub layer_volume: Option<String>,
+}
+
+impl Vm {
+    /// Where the VM's layer is.
+    pub fn layer(&self) -> LayerLocation {
+        LayerLocation {
+            storage: self.layer_storage,
+            node_id: self.layer_node_id,
+            volume: self.layer_volume.clone(),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -161,6 +183,8 @@ pub enum VmError {
     Image(#[from] ImageError),
     #[error(transparent)]
     LabNet(#[from] LabNetError),
+    #[error(transparent)]
+    Layer(#[from] LayerError),
     #[error("template error: {0}")]
     Template(String),
     #[error("storage error: {0}")]
@@ -169,16 +193,25 @@ pub enum VmError {
     Db(#[from] sqlx::Error),
 }
 
-const COLUMNS: &str = "id, name, course_id, build_template_id, owner_id, template_id, node_id, state, node_down, vcpus, memory_mib, overlay_path, last_error, last_started_at, created_at";
+const COLUMNS: &str = "id, name, course_id, build_template_id, owner_id, template_id, node_id, state, node_down, vcpus, memory_mib, overlay_path, last_error, last_started_at, created_at, layer_storage, layer_node_id, layer_volume, layer_bytes";
 
 fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Vm, sqlx::Error> {
     let overlay_path = PathBuf::from(row.try_get::<String, _>("overlay_path")?);
-    // Bytes the personal layer really occupies (sparse-aware).
-    let overlay_bytes = {
-        use std::os::unix::fs::MetadataExt;
-        std::fs::metadata(&overlay_path)
-            .map(|m| m.blocks() * 512)
-            .unwrap_or(0)
+    let layer_storage =
+        LayerStorage::parse(&row.try_get::<String, _>("layer_storage")?).unwrap_or_default();
+    let overlay_bytes = match layer_storage {
+        // Bytes the personal layer really occupies (sparse-aware).
+        LayerStorage::Shared => {
+            use std::os::unix::fs::MetadataExt;
+            std::fs::metadata(&overlay_path)
+                .map(|m| m.blocks() * 512)
+                .unwrap_or(0)
+        }
+        // On another node: its size as last read through libvirt.
+        LayerStorage::NodeLocal => row
+            .try_get::<Option<i64>, _>("layer_bytes")?
+            .and_then(|b| u64::try_from(b).ok())
+            .unwrap_or(0),
     };
     Ok(Vm {
         id: db::uuid(row, "id")?,
@@ -199,6 +232,9 @@ fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Vm, sqlx::Error> {
         last_error: row.try_get("last_error")?,
         last_started_at: row.try_get("last_started_at")?,
         created_at: row.try_get("created_at")?,
+        layer_storage,
+        layer_node_id: db::opt_uuid(row, "layer_node_id")?,
+        layer_volume: row.try_get("layer_volume")?,
         overlay_path,
     })
 }
@@ -217,10 +253,13 @@ pub(crate) async fn load(pool: &Pool, id: Uuid) -> Result<Vm, VmError> {
 
 /// Creates the missing personal VMs (one per spec per owner) of a course:
 /// overlays first, in parallel, then all rows in one transaction. On any
-/// failure every overlay this call created is removed again.
+/// failure every overlay this call created is removed again. With
+/// node-local layer storage only rows are written: each layer is created on
+/// its node at the VM's first start.
 pub async fn provision(
     pool: &Pool,
     storage: &Storage,
+    layer_storage: LayerStorage,
     course_id: Uuid,
     specs: &[VmSpec],
     owners: &[Uuid],
@@ -283,10 +322,14 @@ pub async fn provision(
             let _ = storage::remove_file_if_exists(p);
         }
     };
-    let created =
-        tokio::task::spawn_blocking(move || images::overlay::create_overlays_parallel(&jobs))
-            .await
-            .map_err(|e| VmError::Io(std::io::Error::other(e.to_string())))?;
+    let created = match layer_storage {
+        LayerStorage::Shared => {
+            tokio::task::spawn_blocking(move || images::overlay::create_overlays_parallel(&jobs))
+                .await
+                .map_err(|e| VmError::Io(std::io::Error::other(e.to_string())))?
+        }
+        LayerStorage::NodeLocal => Vec::new(),
+    };
     if let Some(e) = created.into_iter().find_map(Result::err) {
         cleanup();
         return Err(e.into());
@@ -296,8 +339,8 @@ pub async fn provision(
         let mut tx = pool.begin().await?;
         for n in &todo {
             sqlx::query(
-                "INSERT INTO vms (id, name, course_id, spec_id, owner_id, template_id, state, vcpus, memory_mib, overlay_path, created_at)
-                 VALUES (?, ?, ?, ?, ?, ?, 'stopped', ?, ?, ?, ?)",
+                "INSERT INTO vms (id, name, course_id, spec_id, owner_id, template_id, state, vcpus, memory_mib, overlay_path, created_at, layer_storage)
+                 VALUES (?, ?, ?, ?, ?, ?, 'stopped', ?, ?, ?, ?, ?)",
             )
             .bind(n.id.to_string())
             .bind(&n.spec.name)
@@ -309,6 +352,7 @@ pub async fn provision(
             .bind(i64::from(n.spec.memory_mib))
             .bind(n.path.to_string_lossy().into_owned())
             .bind(&now)
+            .bind(layer_storage.as_str())
             .execute(&mut *tx)
             .await?;
         }
@@ -336,6 +380,7 @@ pub async fn provision(
 pub async fn delete_for(
     pool: &Pool,
     storage: &Storage,
+    layers: &Layers,
     course_id: Uuid,
     owner: Option<Uuid>,
 ) -> Result<(), VmError> {
@@ -363,6 +408,9 @@ pub async fn delete_for(
             ),
         ));
     }
+    // Node-local layers: all homes must answer, or nothing is deleted.
+    let locations: Vec<LayerLocation> = vms.iter().map(Vm::layer).collect();
+    layers.require_reachable(&locations).await?;
     for vm in &vms {
         // Removes backup layers kept beside the overlay (rows cascade anyway).
         crate::snapshots::forget_all(pool, vm).await?;
@@ -376,6 +424,7 @@ pub async fn delete_for(
     }
     tx.commit().await?;
     for vm in &vms {
+        layers.delete_volume(vm.id, &vm.layer()).await;
         storage::remove_file_if_exists(&vm.overlay_path)?;
         storage::remove_file_if_exists(&storage.console_log_path(vm.id))?;
     }
@@ -432,6 +481,7 @@ pub struct VmManager {
     /// Serialises console password changes (expiry renewal, `.vv` tickets).
     console_passwords: tokio::sync::Mutex<()>,
     labnets: LabNets,
+    layers: Layers,
 }
 
 impl VmManager {
@@ -444,7 +494,15 @@ impl VmManager {
         domain_prefix: String,
     ) -> Self {
         let labnets = LabNets::new(pool.clone(), nodes.clone(), domain_prefix.clone());
+        let layers = Layers::new(
+            pool.clone(),
+            nodes.clone(),
+            LayerStorage::Shared,
+            "pvce-layers".into(),
+            storage.root().join("node-layers"),
+        );
         Self {
+            layers,
             pool,
             storage,
             nodes,
@@ -466,6 +524,17 @@ impl VmManager {
     pub fn with_disk_cache(mut self, cache: libvirt::DiskCache) -> Self {
         self.disk_cache = cache;
         self
+    }
+
+    /// Layer storage of new VMs and the node-local layer pools.
+    #[must_use]
+    pub fn with_layers(mut self, layers: Layers) -> Self {
+        self.layers = layers;
+        self
+    }
+
+    pub fn layers(&self) -> &Layers {
+        &self.layers
     }
 
     /// Subscribes to VM state changes.
@@ -626,11 +695,11 @@ impl VmManager {
         Ok(())
     }
 
-    async fn candidates(&self, template_id: Uuid) -> Result<Vec<Candidate>, VmError> {
+    async fn candidates(&self, chain: &[ChainLayer]) -> Result<Vec<Candidate>, VmError> {
         // A node qualifies for the template if its store holds the whole chain,
         // or has room to receive it (or its store has not been sampled yet:
         // the copy itself will tell).
-        let (holders, chain_bytes) = self.stores.holders(template_id).await?;
+        let (holders, chain_bytes) = self.stores.holders(chain).await?;
         let nodes = self.nodes.list().await?;
         // Memory promised to the VMs placed on each node. A guest touches its
         // memory lazily, so a node's own figures lag far behind what its VMs
@@ -699,7 +768,20 @@ impl VmManager {
             Some(pair) => self.labnets.constraint(pair, vm.id).await?,
             None => Constraint::Anywhere,
         };
-        let candidates = self.candidates(vm.template_id).await?;
+        // A node-local layer pins the VM to its home node.
+        let constraint = match (self.layers.pinned_node(&vm.layer()).await?, constraint) {
+            (None, c) => c,
+            (Some(home), Constraint::Anywhere) => Constraint::OnNode(home),
+            (Some(home), Constraint::OnNode(n)) if n == home => constraint,
+            (Some(_), Constraint::OnNode(_)) => {
+                return Err(VmError::Conflict(
+                    "lab_network",
+                    "this VM's disk is on another node than the one running the student's other VMs on the same lab network; stop those VMs first".into(),
+                ));
+            }
+        };
+        let chain = self.stores.chain(vm.template_id).await?;
+        let candidates = self.candidates(&chain).await?;
         let reservation = self.reservations.place(
             &candidates,
             u64::from(vm.memory_mib),
@@ -713,7 +795,25 @@ impl VmManager {
         let graphics = graphics_of(&self.pool, vm.id).await?;
         // The template's layers must be in the node's store before QEMU opens
         // the chain (a no-op once they are).
-        self.stores.ensure_chain(node_id, vm.template_id).await?;
+        self.stores.ensure_chain(node_id, &chain).await?;
+        // A node-local layer not created yet is created on the chosen node,
+        // which becomes its home (undone below if the start fails).
+        let mut layer = vm.layer();
+        let created_layer = layer.storage == LayerStorage::NodeLocal && layer.volume.is_none();
+        if created_layer {
+            let t = templates::get(&self.pool, vm.template_id)
+                .await
+                .map_err(|e| VmError::Template(e.to_string()))?;
+            layer = self
+                .layers
+                .create(
+                    node_id,
+                    vm.id,
+                    &self.storage.template_path(t.id),
+                    t.virtual_size_bytes,
+                )
+                .await?;
+        }
         self.set_state(vm.id, VmState::Starting, Some(node_id), None)
             .await?;
         let network = match lab {
@@ -721,6 +821,9 @@ impl VmManager {
                 Ok(name) => Some(name),
                 Err(e) => {
                     tracing::warn!(vm = %vm.id, error = %e, "lab network unavailable");
+                    if created_layer {
+                        self.discard_new_layer(vm.id, &layer).await;
+                    }
                     if let Err(e2) = self.labnets.release_locked(pair).await {
                         tracing::warn!(vm = %vm.id, error = %e2, "lab network cleanup failed");
                     }
@@ -738,7 +841,7 @@ impl VmManager {
             vcpus: vm.vcpus,
             memory_mib: u64::from(vm.memory_mib),
             hypervisor: conn.hypervisor_for(self.nodes.accel()).await?,
-            disk_path: vm.overlay_path.clone(),
+            disk_path: self.layers.disk_path(&vm.overlay_path, &layer),
             graphics,
             graphics_listen: node.console_address.clone(),
             // Per boot, never stored: the console proxy reads it back from libvirt.
@@ -769,6 +872,9 @@ impl VmManager {
             Err(e) => {
                 // Never leave a half-started domain (or an unused network) behind.
                 let destroyed = conn.destroy(&spec.name).await;
+                if created_layer && destroyed.is_ok() {
+                    self.discard_new_layer(vm.id, &layer).await;
+                }
                 if let Some(pair) = lab
                     && let Err(e2) = self.labnets.release_locked(pair).await
                 {
@@ -786,6 +892,47 @@ impl VmManager {
                 }
                 Err(e.into())
             }
+        }
+    }
+
+    /// The stopped VM's layer as a file on the server at its `overlay_path`
+    /// (a download for a node-local layer, see [`crate::layers`]); commit
+    /// the checkout after changing the file. Call under the VM's lock.
+    pub(crate) async fn checkout_layer(
+        &self,
+        vm: &Vm,
+    ) -> Result<crate::layers::Checkout<'_>, VmError> {
+        let (backing, size) = match vm.layer_storage {
+            LayerStorage::Shared => (PathBuf::new(), 0),
+            LayerStorage::NodeLocal => {
+                let t = templates::get(&self.pool, vm.template_id)
+                    .await
+                    .map_err(|e| VmError::Template(e.to_string()))?;
+                (self.storage.template_path(t.id), t.virtual_size_bytes)
+            }
+        };
+        Ok(self
+            .layers
+            .checkout(vm.id, &vm.overlay_path, &vm.layer(), &backing, size)
+            .await?)
+    }
+
+    /// Removes a node-local layer created by a start that then failed, so
+    /// the next start is placed afresh (logged if the node does not answer;
+    /// the layer then stays the VM's, empty).
+    async fn discard_new_layer(&self, vm_id: Uuid, layer: &LayerLocation) {
+        if let Err(e) = self.layers.discard(vm_id, layer).await {
+            tracing::warn!(vm = %vm_id, error = %e, "could not remove the layer of a failed start");
+        }
+    }
+
+    /// After a stop: a node-local layer's size, as the UI shows it.
+    async fn refresh_layer_bytes(&self, vm_id: Uuid) {
+        if let Ok(vm) = load(&self.pool, vm_id).await
+            && vm.layer_storage == LayerStorage::NodeLocal
+            && let Err(e) = self.layers.refresh_bytes(vm_id, &vm.layer()).await
+        {
+            tracing::debug!(vm = %vm_id, error = %e, "could not read the layer size");
         }
     }
 
@@ -845,6 +992,7 @@ impl VmManager {
         if let Ok(vm) = load(&self.pool, vm_id).await {
             self.release_lab_network(&vm).await;
         }
+        self.refresh_layer_bytes(vm_id).await;
     }
 
     /// After a stop: removes the VM's lab network if no VM of its student in
@@ -871,6 +1019,7 @@ impl VmManager {
         conn.destroy(&self.domain_name(vm.id)).await?;
         self.set_state(vm.id, VmState::Stopped, None, None).await?;
         self.release_lab_network(&vm).await;
+        self.refresh_layer_bytes(vm.id).await;
         load(&self.pool, vm.id).await
     }
 
@@ -893,15 +1042,21 @@ impl VmManager {
                 "stop the VM before resetting it".into(),
             ));
         }
-        let t = templates::get(&self.pool, vm.template_id)
-            .await
-            .map_err(|e| VmError::Template(e.to_string()))?;
-        let path = vm.overlay_path.clone();
-        let backing = self.storage.template_path(t.id);
-        let size = t.virtual_size_bytes;
-        tokio::task::spawn_blocking(move || images::replace_overlay(&path, &backing, size))
-            .await
-            .map_err(|e| VmError::Io(std::io::Error::other(e.to_string())))??;
+        match vm.layer_storage {
+            LayerStorage::Shared => {
+                let t = templates::get(&self.pool, vm.template_id)
+                    .await
+                    .map_err(|e| VmError::Template(e.to_string()))?;
+                let path = vm.overlay_path.clone();
+                let backing = self.storage.template_path(t.id);
+                let size = t.virtual_size_bytes;
+                tokio::task::spawn_blocking(move || images::replace_overlay(&path, &backing, size))
+                    .await
+                    .map_err(|e| VmError::Io(std::io::Error::other(e.to_string())))??;
+            }
+            // The next start creates a fresh layer wherever placement says.
+            LayerStorage::NodeLocal => self.layers.discard(vm.id, &vm.layer()).await?,
+        }
         // The old layer's snapshots went with it.
         crate::snapshots::forget_all(&self.pool, &vm).await?;
         sqlx::query(
@@ -1097,6 +1252,12 @@ impl VmManager {
                 "only a running VM can be migrated".into(),
             ));
         };
+        if vm.layer_storage == LayerStorage::NodeLocal {
+            return Err(VmError::Conflict(
+                "layer_node_local",
+                "this VM's disk is local to its node, so it cannot live-migrate; stop it, then move it (POST /api/vms/{id}/move)".into(),
+            ));
+        }
         // A lab network lives on one node; multi-node lab networks do not exist yet.
         if let Some(c) = vm.course_id
             && labnets::course_has_lab_network(&self.pool, c).await?
@@ -1162,6 +1323,10 @@ impl VmManager {
                     ),
                 )
             })?;
+        // Shared storage carries the layer, not the template: the target's
+        // store must hold the chain before QEMU there opens it.
+        let chain = self.stores.chain(vm.template_id).await?;
+        self.stores.ensure_chain(target, &chain).await?;
         let listen: std::net::IpAddr = node.console_address.parse().map_err(|_| {
             VmError::Unprocessable(
                 "bad_console_address",
@@ -1173,6 +1338,63 @@ impl VmManager {
         src.migrate_to(&self.domain_name(vm.id), &dst, listen, MIGRATE_DEADLINE)
             .await?;
         self.set_state(vm.id, VmState::Running, Some(target), None)
+            .await?;
+        load(&self.pool, vm.id).await
+    }
+
+    /// Moves a stopped VM's node-local layer to node `target` (admin): the
+    /// target's template store gets the chain, the layer is copied through
+    /// the server and verified, then the VM's home is the target. 409
+    /// `layer_shared` for a shared layer (it needs no move).
+    pub async fn move_layer(&self, vm: &Vm, target: Uuid) -> Result<Vm, VmError> {
+        let lock = self.lock_for(vm.id);
+        let _guard = lock.lock().await;
+        let vm = self.sync_with_node(load(&self.pool, vm.id).await?).await?;
+        if vm.state.is_active() {
+            return Err(VmError::Conflict(
+                "vm_running",
+                "stop the VM before moving its disk".into(),
+            ));
+        }
+        if vm.layer_storage == LayerStorage::Shared {
+            return Err(LayerError::Shared.into());
+        }
+        let node = match self.nodes.get(target).await {
+            Err(NodeError::NotFound) => {
+                return Err(VmError::Unprocessable(
+                    "unknown_node",
+                    "no such target node".into(),
+                ));
+            }
+            other => other?,
+        };
+        if node.maintenance {
+            return Err(VmError::Conflict(
+                "node_maintenance",
+                format!("node {} is in maintenance", node.name),
+            ));
+        }
+        if node.state == "down" {
+            return Err(VmError::Conflict(
+                "node_down",
+                format!("node {} is down", node.name),
+            ));
+        }
+        let chain = self.stores.chain(vm.template_id).await?;
+        self.stores.ensure_chain(target, &chain).await?;
+        let t = templates::get(&self.pool, vm.template_id)
+            .await
+            .map_err(|e| VmError::Template(e.to_string()))?;
+        tracing::info!(vm = %vm.id, to = %node.name, "moving a node-local layer");
+        self.layers
+            .move_to(
+                vm.id,
+                &vm.overlay_path,
+                &vm.layer(),
+                target,
+                &self.storage.template_path(t.id),
+                t.virtual_size_bytes,
+            )
             .await?;
         load(&self.pool, vm.id).await
     }
@@ -1199,7 +1421,12 @@ impl VmManager {
         .await?;
         for row in &rows {
             let vm = from_row(row)?;
-            let candidates = self.candidates(vm.template_id).await?;
+            if vm.layer_storage == LayerStorage::NodeLocal {
+                tracing::warn!(vm = %vm.id, "drain: the VM's layer is local to the node; it stays until stopped and moved");
+                continue;
+            }
+            let chain = self.stores.chain(vm.template_id).await?;
+            let candidates = self.candidates(&chain).await?;
             let target = crate::placement::choose(
                 &candidates,
                 u64::from(vm.memory_mib),

@@ -2,8 +2,9 @@
 //! instances in their own namespaces, reached over TCP like remote hosts, with
 //! real tiny-guest VMs on them. Covers registration, health (a killed node and
 //! a frozen one), spread placement and maintenance, failure handling with
-//! fencing, live migration with the console re-issued, and reconciliation
-//! after a server restart. The rig is machine-wide and locked, so these tests
+//! fencing, live migration with the console re-issued, reconciliation
+//! after a server restart, and node-local student layers (pinned to their
+//! node, moved between nodes with their data). The rig is machine-wide and locked, so these tests
 //! run one after another whatever `--test-threads` says.
 
 #![allow(clippy::unwrap_used)]
@@ -51,10 +52,18 @@ fn config(c: &mut pvce::config::Config) {
 }
 
 async fn cluster(rig: &Rig, students: usize) -> Cluster {
+    cluster_with(rig, students, config).await
+}
+
+async fn cluster_with(
+    rig: &Rig,
+    students: usize,
+    tweak: impl FnOnce(&mut pvce::config::Config),
+) -> Cluster {
     let image = tokio::task::spawn_blocking(common::tiny_image)
         .await
         .unwrap();
-    let env = TestEnv::start_with(config).await;
+    let env = TestEnv::start_with(tweak).await;
     env.user("test-admin", Role::Admin).await;
     env.user("test-teacher", Role::Teacher).await;
     let admin = env.client("test-admin").await;
@@ -641,4 +650,177 @@ async fn a_restarted_server_reconciles_with_every_node() {
     assert_eq!(status, StatusCode::OK, "{v}");
     assert_eq!(rig.domstate(a, foreign), "running");
     let _ = rig.virsh(a, &["destroy", foreign]);
+}
+
+/// Where each rig node has a directory only it sees (scripts/multinode.sh).
+const RIG_LOCAL_DIR: &str = "/var/lib/pvce-rig-local";
+const LAYER_POOL: &str = "test-pvce-layers";
+
+/// The node-local layer volumes of `vm` in node i's layer pool.
+fn layer_volumes(rig: &Rig, i: usize, vm: &str) -> Vec<String> {
+    let out = rig.virsh(i, &["vol-list", LAYER_POOL]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|name| name.starts_with(vm))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test]
+async fn node_local_layers_stay_on_their_node_and_move_with_their_data() {
+    let rig = rig(2).await;
+    let c = cluster_with(&rig, 1, |cfg| {
+        cfg.layer_storage = pvce::layers::LayerStorage::NodeLocal;
+        cfg.layer_pool = LAYER_POOL.into();
+        cfg.layer_pool_dir = Some(RIG_LOCAL_DIR.into());
+    })
+    .await;
+    let vm_id = c.vms[0].clone();
+    let v = c.vm(0).await;
+    assert_eq!(v["layer_storage"], "node-local", "{v}");
+    assert!(
+        v["layer_node_id"].is_null(),
+        "no layer before the first start: {v}"
+    );
+
+    // The first start creates the layer on the node it runs on, and only there.
+    let vm = c.start(0).await;
+    let first = c.index(&vm["node_id"]);
+    let other = 3 - first;
+    assert_eq!(vm["layer_node_id"], vm["node_id"], "{vm}");
+    assert_eq!(layer_volumes(&rig, first, &vm_id).len(), 1);
+    assert!(layer_volumes(&rig, other, &vm_id).is_empty());
+    // The server never sees the file: it lives on the node's own disk.
+    let host_files: Vec<_> = std::fs::read_dir(RIG_LOCAL_DIR)
+        .map(|d| d.filter_map(Result::ok).map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        !host_files
+            .iter()
+            .any(|f| f.to_string_lossy().starts_with(&vm_id)),
+        "{host_files:?}"
+    );
+    wait_serial(&c.env, &vm_id, "BOOT-OK", BOOT_TIMEOUT).await;
+    serial_run_on(
+        &c.env,
+        &rig.uri(first),
+        &vm_id,
+        "echo pvce-local-data > /root/f; sync; echo WROTE-$((40+2))",
+        "WROTE-42",
+    )
+    .await;
+
+    // Pinned: no live migration for a node-local layer.
+    let migrate = format!("/api/vms/{vm_id}/migrate");
+    assert_error(
+        &c.admin
+            .post(&migrate, json!({"node_id": c.nodes[other - 1]}))
+            .await,
+        StatusCode::CONFLICT,
+        "layer_node_local",
+    );
+    let (status, _) = c
+        .admin
+        .post_empty(&format!("/api/vms/{vm_id}/poweroff"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Moving is for admins, and for stopped VMs.
+    let mv = format!("/api/vms/{vm_id}/move");
+    assert_error(
+        &c.students[0]
+            .post(&mv, json!({"node_id": c.nodes[other - 1]}))
+            .await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
+    assert_error(
+        &c.admin
+            .post(
+                &mv,
+                json!({"node_id": "7e57a000-0000-4000-8000-000000000000"}),
+            )
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "unknown_node",
+    );
+    // The home node in maintenance: the VM cannot start anywhere.
+    let maint_path = format!("/api/nodes/{}/maintenance", c.nodes[first - 1]);
+    let maint = |on: bool| c.admin.post(&maint_path, json!({"enabled": on}));
+    assert_eq!(maint(true).await.0, StatusCode::OK);
+    assert_error(
+        &c.students[0]
+            .post_empty(&format!("/api/vms/{vm_id}/start"))
+            .await,
+        StatusCode::CONFLICT,
+        "layer_node_maintenance",
+    );
+    assert_eq!(maint(false).await.0, StatusCode::OK);
+
+    let (status, moved) = c
+        .admin
+        .post(&mv, json!({"node_id": c.nodes[other - 1]}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{moved}");
+    assert_eq!(
+        moved["layer_node_id"],
+        c.nodes[other - 1].as_str(),
+        "{moved}"
+    );
+    assert!(layer_volumes(&rig, first, &vm_id).is_empty());
+    assert_eq!(layer_volumes(&rig, other, &vm_id).len(), 1);
+
+    // A snapshot of a node-local layer is taken on a working copy and sent
+    // back as a new volume; the old one goes.
+    let before = layer_volumes(&rig, other, &vm_id);
+    let (status, snap) = c.students[0]
+        .post(
+            &format!("/api/vms/{vm_id}/snapshots"),
+            json!({"name": "test-moved"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{snap}");
+    let after = layer_volumes(&rig, other, &vm_id);
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert_ne!(after, before);
+
+    // Started again, it runs on its new home with the student's file.
+    let vm = c.start(0).await;
+    assert_eq!(c.index(&vm["node_id"]), other);
+    serial_run_on(
+        &c.env,
+        &rig.uri(other),
+        &vm_id,
+        "echo DATA-$(cat /root/f)-END",
+        "DATA-pvce-local-data-END",
+    )
+    .await;
+    let (status, _) = c
+        .admin
+        .post_empty(&format!("/api/vms/{vm_id}/poweroff"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    // A reset discards the layer on its node; the next start places afresh.
+    let (status, reset) = c.students[0]
+        .post_empty(&format!("/api/vms/{vm_id}/reset"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{reset}");
+    assert!(reset["layer_node_id"].is_null(), "{reset}");
+    assert!(layer_volumes(&rig, other, &vm_id).is_empty());
+
+    // Deleting the course removes a node-local layer through its node.
+    let vm = c.start(0).await;
+    let home = c.index(&vm["layer_node_id"]);
+    assert_eq!(layer_volumes(&rig, home, &vm_id).len(), 1);
+    let (status, _) = c
+        .admin
+        .post_empty(&format!("/api/vms/{vm_id}/poweroff"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let course = vm["course_id"].as_str().unwrap();
+    let (status, body) = c.admin.delete(&format!("/api/courses/{course}")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    assert!(layer_volumes(&rig, home, &vm_id).is_empty());
 }

@@ -56,7 +56,7 @@ async fn remove(
 ) -> Result<StatusCode, ApiError> {
     me.require(STAFF)?;
     let course = courses::get_managed(&state.pool, &me.user, id).await?;
-    courses::delete(&state.pool, &state.storage, &course).await?;
+    courses::delete(&state.pool, &state.storage, state.vms.layers(), &course).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -85,7 +85,14 @@ async fn enrol(
     me.require(STAFF)?;
     let course = courses::get_managed(&state.pool, &me.user, id).await?;
     Ok(Json(
-        courses::enrol(&state.pool, &state.storage, &course, &body.usernames).await?,
+        courses::enrol(
+            &state.pool,
+            &state.storage,
+            state.vms.layers().mode(),
+            &course,
+            &body.usernames,
+        )
+        .await?,
     ))
 }
 
@@ -96,6 +103,13 @@ async fn unenrol(
 ) -> Result<StatusCode, ApiError> {
     me.require(STAFF)?;
     let course = courses::get_managed(&state.pool, &me.user, id).await?;
-    courses::unenrol(&state.pool, &state.storage, &course, user_id).await?;
+    courses::unenrol(
+        &state.pool,
+        &state.storage,
+        state.vms.layers(),
+        &course,
+        user_id,
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }

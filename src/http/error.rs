@@ -242,6 +242,7 @@ impl From<VmError> for ApiError {
             VmError::Image(i) => i.into(),
             VmError::LabNet(l) => l.into(),
             VmError::Store(s) => s.into(),
+            VmError::Layer(l) => l.into(),
             VmError::Template(_) | VmError::Io(_) | VmError::Db(_) => Self::internal(&e),
         }
     }
@@ -253,6 +254,36 @@ impl From<LabNetError> for ApiError {
             LabNetError::Node(n) => n.into(),
             LabNetError::Libvirt(l) => l.into(),
             LabNetError::Db(_) => Self::internal(&e),
+        }
+    }
+}
+
+impl From<crate::layers::LayerError> for ApiError {
+    fn from(e: crate::layers::LayerError) -> Self {
+        use crate::layers::LayerError;
+        match e {
+            LayerError::HomeDown(_) => {
+                Self::new(StatusCode::CONFLICT, "layer_node_down", e.to_string())
+            }
+            LayerError::HomeMaintenance(_) => Self::new(
+                StatusCode::CONFLICT,
+                "layer_node_maintenance",
+                e.to_string(),
+            ),
+            LayerError::NotCreated => {
+                Self::new(StatusCode::CONFLICT, "layer_not_created", e.to_string())
+            }
+            LayerError::Shared => Self::new(StatusCode::CONFLICT, "layer_shared", e.to_string()),
+            // The node wrote something else than it was sent: a node-side fault.
+            LayerError::CopyMismatch(_) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "layer_copy_mismatch",
+                e.to_string(),
+            ),
+            LayerError::Node(n) => n.into(),
+            LayerError::Libvirt(l) => l.into(),
+            LayerError::Image(i) => i.into(),
+            LayerError::Io(_) | LayerError::Db(_) => Self::internal(&e),
         }
     }
 }

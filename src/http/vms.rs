@@ -22,6 +22,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/vms/{id}/reboot", post(reboot))
         .route("/api/vms/{id}/reset", post(reset))
         .route("/api/vms/{id}/migrate", post(migrate))
+        .route("/api/vms/{id}/move", post(move_layer))
 }
 
 #[derive(Debug, Deserialize)]
@@ -108,4 +109,16 @@ async fn migrate(
     me.require(&[Role::Admin])?;
     let vm = state.vms.get_for(&me.user, id).await?;
     Ok(Json(state.vms.migrate(&vm, body.node_id).await?))
+}
+
+/// Moves a stopped VM's node-local layer to another node (admin).
+async fn move_layer(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    IdPath(id): IdPath,
+    ApiJson(body): ApiJson<MigrateBody>,
+) -> Result<Json<Vm>, ApiError> {
+    me.require(&[Role::Admin])?;
+    let vm = state.vms.get_for(&me.user, id).await?;
+    Ok(Json(state.vms.move_layer(&vm, body.node_id).await?))
 }

@@ -1,10 +1,13 @@
-//! Storage pools and volumes on a node: the per-node template store.
+//! Storage pools and volumes on a node: the per-node template store and
+//! node-local personal layers ([`crate::layers`]).
 //!
 //! A node's template store is a libvirt `dir` pool. Template layers are copied
 //! into it with `virStorageVolUpload` (the bytes travel over the libvirt
 //! connection, so nodes need nothing but libvirtd) and read back with
 //! `virStorageVolDownload` to verify a checksum. Pool and volume XML are built
-//! from typed structs like the domain XML.
+//! from typed structs like the domain XML. A node-local personal layer is a
+//! qcow2 volume libvirt creates on its template's layer (`<backingStore>` with
+//! an explicit format) and that pvce downloads/uploads whole for offline work.
 //!
 //! Transfers are long calls: they run on one of the node's workers with a
 //! deadline proportional to the size ([`transfer_deadline`]), not the
@@ -68,6 +71,23 @@ struct XVolTarget {
     format: XFormat,
 }
 
+/// A qcow2 volume on a backing file (a personal layer on a template).
+#[derive(Serialize)]
+#[serde(rename = "volume")]
+struct XLayerVolume<'a> {
+    name: &'a str,
+    capacity: XBytes,
+    target: XVolTarget,
+    #[serde(rename = "backingStore")]
+    backing_store: XBackingStore<'a>,
+}
+
+#[derive(Serialize)]
+struct XBackingStore<'a> {
+    path: &'a str,
+    format: XFormat,
+}
+
 #[derive(Serialize)]
 struct XFormat {
     #[serde(rename = "@type")]
@@ -128,6 +148,31 @@ pub fn volume_xml(name: &str, bytes: u64) -> Result<String, LibvirtError> {
         },
         target: XVolTarget {
             format: XFormat { kind: "raw" },
+        },
+    })
+}
+
+/// A qcow2 volume of virtual size `capacity` whose backing file is the qcow2
+/// layer at `backing` (explicit format: nothing probes it). libvirt creates
+/// it with `qemu-img create` on the node.
+pub fn layer_volume_xml(name: &str, capacity: u64, backing: &Path) -> Result<String, LibvirtError> {
+    check_name("volume name", name)?;
+    let backing = backing
+        .to_str()
+        .filter(|p| p.starts_with('/') && !p.chars().any(char::is_control))
+        .ok_or_else(|| LibvirtError::InvalidSpec("backing path must be absolute UTF-8".into()))?;
+    to_xml(&XLayerVolume {
+        name,
+        capacity: XBytes {
+            unit: "bytes",
+            value: capacity,
+        },
+        target: XVolTarget {
+            format: XFormat { kind: "qcow2" },
+        },
+        backing_store: XBackingStore {
+            path: backing,
+            format: XFormat { kind: "qcow2" },
         },
     })
 }
@@ -311,6 +356,79 @@ impl Node {
         .await
     }
 
+    /// Creates volume `vol` in `pool`: an empty qcow2 layer of virtual size
+    /// `capacity` on the backing layer at `backing` (which must exist on the
+    /// node). Returns the volume's path on the node. A volume of that name
+    /// already there is an error (never overwritten).
+    pub async fn create_layer_volume(
+        &self,
+        pool: &str,
+        vol: &str,
+        capacity: u64,
+        backing: &Path,
+    ) -> Result<PathBuf, LibvirtError> {
+        let xml = layer_volume_xml(vol, capacity, backing)?;
+        let pool = pool.to_owned();
+        self.call(move |c| {
+            let p = lookup_pool(c, &pool)?
+                .ok_or_else(|| LibvirtError::InvalidSpec(format!("no storage pool {pool}")))?;
+            let v = StorageVol::create_xml(&p, &xml, 0)?;
+            Ok(PathBuf::from(v.path()?))
+        })
+        .await
+    }
+
+    /// Downloads volume `vol` of `pool` into local file `dest` (created or
+    /// truncated; fsynced), returning its length and SHA-256. On failure
+    /// `dest` is removed.
+    pub async fn download_volume(
+        &self,
+        pool: &str,
+        vol: &str,
+        dest: &Path,
+    ) -> Result<(u64, String), LibvirtError> {
+        use std::io::Write;
+        let len = self
+            .volume_size(pool, vol)
+            .await?
+            .ok_or(LibvirtError::NotFound)?;
+        let (pool, vol, dest) = (pool.to_owned(), vol.to_owned(), dest.to_path_buf());
+        self.call_within(transfer_deadline(len), move |c| {
+            let io = |e: std::io::Error| {
+                LibvirtError::Xml(format!("cannot write {}: {e}", dest.display()))
+            };
+            let result = (|| {
+                let p = lookup_pool(c, &pool)?
+                    .ok_or_else(|| LibvirtError::InvalidSpec(format!("no storage pool {pool}")))?;
+                let v = lookup_vol(&p, &vol)?.ok_or(LibvirtError::NotFound)?;
+                let mut f = std::fs::File::create(&dest).map_err(io)?;
+                let stream = Stream::new(c, 0)?;
+                v.download(&stream, 0, 0, 0)?;
+                let mut h = Sha256::new();
+                let mut total = 0_u64;
+                let mut buf = vec![0_u8; CHUNK];
+                loop {
+                    let n = stream.recv(&mut buf)?;
+                    if n <= 0 {
+                        break;
+                    }
+                    let chunk = &buf[..usize::try_from(n).unwrap_or(0)];
+                    h.update(chunk);
+                    f.write_all(chunk).map_err(io)?;
+                    total += chunk.len() as u64;
+                }
+                stream.finish()?;
+                f.sync_all().map_err(io)?;
+                Ok((total, hex::encode(h.finalize())))
+            })();
+            if result.is_err() {
+                let _ = std::fs::remove_file(&dest);
+            }
+            result
+        })
+        .await
+    }
+
     /// Deletes volume `vol` of `pool` (absent is fine).
     pub async fn delete_volume(&self, pool: &str, vol: &str) -> Result<(), LibvirtError> {
         let (pool, vol) = (pool.to_owned(), vol.to_owned());
@@ -404,6 +522,22 @@ mod tests {
         assert!(volume_xml("a b", 1).is_err());
         assert!(pool_xml("p", Path::new("relative")).is_err());
         assert!(pool_xml("p<x>", Path::new("/x")).is_err());
+    }
+
+    #[test]
+    fn layer_volume_names_its_backing_format() {
+        let x = layer_volume_xml(
+            "v.qcow2",
+            1 << 30,
+            Path::new("/var/lib/pvce/templates/t.qcow2"),
+        )
+        .expect("xml");
+        assert_eq!(
+            x,
+            "<volume><name>v.qcow2</name><capacity unit=\"bytes\">1073741824</capacity><target><format type=\"qcow2\"/></target><backingStore><path>/var/lib/pvce/templates/t.qcow2</path><format type=\"qcow2\"/></backingStore></volume>"
+        );
+        assert!(layer_volume_xml("v", 1, Path::new("rel")).is_err());
+        assert!(layer_volume_xml("../v", 1, Path::new("/t")).is_err());
     }
 
     #[test]
