@@ -37,7 +37,11 @@
 //!   in between leaves at most an unreferenced volume, never a half layer.
 //! - Everything here runs under the VM's lifecycle lock with the VM stopped
 //!   (callers' duty), so a working copy never races a running QEMU.
-//! - pvce deletes only volumes named after a VM id in its own layer pool.
+//! - pvce deletes only volumes named like its layers (`<vm-id>.<8 hex>.qcow2`)
+//!   in its own layer pool. The reconcile loop removes such volumes that no
+//!   VM row names on that node (an interrupted operation's leftovers), under
+//!   the VM's lock, which every volume-creating operation holds until the
+//!   row names its volume.
 //! - The server never opens a node-local layer through its own file system:
 //!   every byte goes through libvirt, so the pool directory may be a disk only
 //!   that node has (the multi-node tests mount a private tmpfs per node).
@@ -418,6 +422,75 @@ impl Layers {
     }
 }
 
+impl Layers {
+    /// Volumes in node `node_id`'s layer pool that are named like a pvce
+    /// layer (`<vm-id>.<generation>.qcow2`) but that no VM row names on that
+    /// node: left by an interrupted operation (a crash between creating a
+    /// volume and recording it) or a delete that failed. Returns (vm id,
+    /// volume name); anything not named like ours is never listed.
+    pub async fn unreferenced(
+        &self,
+        node_id: Uuid,
+        conn: &crate::libvirt::Node,
+    ) -> Result<Vec<(Uuid, String)>, LayerError> {
+        let Some(names) = conn.list_volumes(&self.pool_name).await? else {
+            return Ok(Vec::new());
+        };
+        let ours: Vec<(Uuid, String)> = names
+            .into_iter()
+            .filter_map(|n| parse_volume_name(&n).map(|id| (id, n)))
+            .collect();
+        if ours.is_empty() {
+            return Ok(ours);
+        }
+        let referenced: std::collections::HashSet<String> = sqlx::query_scalar(
+            "SELECT layer_volume FROM vms WHERE layer_node_id = ? AND layer_volume IS NOT NULL",
+        )
+        .bind(node_id.to_string())
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .collect();
+        Ok(ours
+            .into_iter()
+            .filter(|(_, n)| !referenced.contains(n))
+            .collect())
+    }
+
+    /// Deletes an unreferenced volume after checking once more that no row
+    /// names it. Call holding the lifecycle lock of the VM the name belongs
+    /// to (every operation that creates a volume holds it until the row
+    /// names the volume).
+    pub async fn remove_unreferenced(
+        &self,
+        node_id: Uuid,
+        conn: &crate::libvirt::Node,
+        volume: &str,
+    ) -> Result<bool, LayerError> {
+        let named: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM vms WHERE layer_node_id = ? AND layer_volume = ?")
+                .bind(node_id.to_string())
+                .bind(volume)
+                .fetch_optional(&self.pool)
+                .await?;
+        if named.is_some() {
+            return Ok(false);
+        }
+        conn.delete_volume(&self.pool_name, volume).await?;
+        Ok(true)
+    }
+}
+
+/// The VM id of a volume named like a pvce layer, `None` for anything else.
+fn parse_volume_name(name: &str) -> Option<Uuid> {
+    let stem = name.strip_suffix(".qcow2")?;
+    let (text, generation) = stem.split_once('.')?;
+    let ok = generation.len() == 8 && generation.bytes().all(|b| b.is_ascii_hexdigit());
+    let id = Uuid::parse_str(text).ok()?;
+    // Only the hyphenated form pvce writes.
+    (ok && id.hyphenated().to_string() == text).then_some(id)
+}
+
 /// A fresh volume name for a VM's layer: the VM id plus a generation, so a
 /// new version never overwrites the one the row names.
 fn volume_name(vm_id: Uuid) -> String {
@@ -548,6 +621,23 @@ mod tests {
             serde_json::to_string(&LayerStorage::NodeLocal).expect("json"),
             "\"node-local\""
         );
+    }
+
+    #[test]
+    fn only_layer_shaped_names_are_ours() {
+        let id = Uuid::new_v4();
+        assert_eq!(parse_volume_name(&volume_name(id)), Some(id));
+        assert_eq!(parse_volume_name(&format!("{id}.0badc0de.qcow2")), Some(id));
+        for other in [
+            format!("{id}.qcow2"),
+            format!("{id}.0badc0de.raw"),
+            format!("{id}.0badc0dex.qcow2"),
+            format!("{}.0badc0de.qcow2", id.simple()),
+            "foreign.qcow2".to_owned(),
+            "a.b.qcow2".to_owned(),
+        ] {
+            assert_eq!(parse_volume_name(&other), None, "{other}");
+        }
     }
 
     #[test]

@@ -1131,10 +1131,42 @@ impl VmManager {
         Ok(())
     }
 
+    /// Removes node-local layer volumes no VM names (see
+    /// [`Layers::unreferenced`]); failures are logged and retried next pass.
+    async fn sweep_layers(&self, node: &crate::nodes::Node, conn: &libvirt::Node) {
+        let orphans = match self.layers.unreferenced(node.id, conn).await {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::debug!(node = %node.name, error = %e, "layer sweep skipped");
+                return;
+            }
+        };
+        for (vm_id, volume) in orphans {
+            let lock = self.lock_for(vm_id);
+            let Ok(_guard) = lock.try_lock() else {
+                continue;
+            };
+            match self
+                .layers
+                .remove_unreferenced(node.id, conn, &volume)
+                .await
+            {
+                Ok(true) => {
+                    tracing::warn!(node = %node.name, %volume, "removed a layer volume no VM uses (left by an interrupted operation)");
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(node = %node.name, %volume, error = %e, "could not remove an unused layer volume")
+                }
+            }
+        }
+    }
+
     async fn reconcile_node(&self, node: &crate::nodes::Node) -> Result<(), VmError> {
         let Ok(conn) = self.nodes.conn(node.id).await else {
             return Ok(());
         };
+        self.sweep_layers(node, &conn).await;
         let Ok(domains) = conn.list_pvce_domains().await else {
             return Ok(());
         };

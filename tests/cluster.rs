@@ -701,6 +701,48 @@ async fn node_local_layers_stay_on_their_node_and_move_with_their_data() {
             .any(|f| f.to_string_lossy().starts_with(&vm_id)),
         "{host_files:?}"
     );
+    // Leftovers of an interrupted operation (a layer volume no row names,
+    // of this VM or of one long gone) are swept; anything else stays.
+    let strays = [
+        format!("{vm_id}.0badc0de.qcow2"),
+        "7e57a000-0000-4000-8000-00000000dead.0badc0de.qcow2".to_owned(),
+    ];
+    for name in strays
+        .iter()
+        .map(String::as_str)
+        .chain(["test-foreign.qcow2"])
+    {
+        let out = rig.virsh(
+            first,
+            &["vol-create-as", LAYER_POOL, name, "1M", "--format", "qcow2"],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let pool_names = || {
+        let out = rig.virsh(first, &["vol-list", LAYER_POOL]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    wait_for(
+        "stray layer volumes to be swept",
+        Duration::from_secs(20),
+        || async {
+            let names = pool_names();
+            (!strays.iter().any(|s| names.contains(s.as_str()))).then_some(())
+        },
+    )
+    .await;
+    assert!(pool_names().contains("test-foreign.qcow2"));
+    assert_eq!(layer_volumes(&rig, first, &vm_id).len(), 1);
+    let out = rig.virsh(
+        first,
+        &["vol-delete", "--pool", LAYER_POOL, "test-foreign.qcow2"],
+    );
+    assert!(out.status.success());
+
     wait_serial(&c.env, &vm_id, "BOOT-OK", BOOT_TIMEOUT).await;
     serial_run_on(
         &c.env,
@@ -784,6 +826,11 @@ async fn node_local_layers_stay_on_their_node_and_move_with_their_data() {
     let after = layer_volumes(&rig, other, &vm_id);
     assert_eq!(after.len(), 1, "{after:?}");
     assert_ne!(after, before);
+    // Disk usage reads the guest's file system from a working copy.
+    let (status, disk) = c.students[0].get(&format!("/api/vms/{vm_id}/disk")).await;
+    assert_eq!(status, StatusCode::OK, "{disk}");
+    assert!(disk["fs_size_bytes"].as_u64().unwrap_or(0) > 0, "{disk}");
+    assert!(disk["overlay_bytes"].as_u64().unwrap_or(0) > 0, "{disk}");
 
     // Started again, it runs on its new home with the student's file.
     let vm = c.start(0).await;

@@ -429,6 +429,17 @@ impl Node {
         .await
     }
 
+    /// Names of the volumes in pool `pool`; `None` if the node has no such
+    /// active pool.
+    pub async fn list_volumes(&self, pool: &str) -> Result<Option<Vec<String>>, LibvirtError> {
+        let pool = pool.to_owned();
+        self.call(move |c| match lookup_pool(c, &pool)? {
+            Some(p) if p.is_active()? => Ok(Some(p.list_volumes()?)),
+            _ => Ok(None),
+        })
+        .await
+    }
+
     /// Deletes volume `vol` of `pool` (absent is fine).
     pub async fn delete_volume(&self, pool: &str, vol: &str) -> Result<(), LibvirtError> {
         let (pool, vol) = (pool.to_owned(), vol.to_owned());

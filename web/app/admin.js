@@ -275,18 +275,25 @@ function clusterVms(container, { node = '', embedded = false }) {
     sel.value = items.some(([v]) => v === current) ? current : '';
   }
 
+  // Running VMs on shared storage live-migrate; a node-local layer cannot,
+  // so a stopped VM's layer is moved to another node instead.
   function migrateControl(vm) {
-    const targets = data.nodes.filter((n) => n.id !== vm.node_id && n.state === 'up');
-    const sel = h('select', { class: 'small', i18nAria: ['cvms.migrate.aria', { name: vm.name }] },
-      h('option', { value: '', i18n: 'cvms.migrate' }), targets.map((n) => h('option', { value: n.id }, n.name)));
-    sel.disabled = vm.state !== 'running' || targets.length === 0;
+    const local = vm.layer_storage === 'node-local';
+    const moving = local && vm.state !== 'running';
+    const from = moving ? vm.layer_node_id : vm.node_id;
+    const targets = data.nodes.filter((n) => n.id !== from && n.state === 'up');
+    const sel = h('select', { class: 'small', i18nAria: [moving ? 'cvms.move.aria' : 'cvms.migrate.aria', { name: vm.name }] },
+      h('option', { value: '', i18n: moving ? 'cvms.move' : 'cvms.migrate' }), targets.map((n) => h('option', { value: n.id }, n.name)));
+    sel.disabled = targets.length === 0 || (moving
+      ? !vm.layer_node_id || !['stopped', 'error'].includes(vm.state)
+      : local || vm.state !== 'running');
     sel.addEventListener('change', async () => {
       const target = sel.value;
       if (!target) return;
       sel.disabled = true;
       try {
-        await post(`/api/vms/${encodeURIComponent(vm.id)}/migrate`, { node_id: target });
-        toast(t('cvms.migrated', { name: vm.name, node: data.nodes.find((n) => n.id === target)?.name || '' }), 'success');
+        await post(`/api/vms/${encodeURIComponent(vm.id)}/${moving ? 'move' : 'migrate'}`, { node_id: target });
+        toast(t(moving ? 'cvms.moved' : 'cvms.migrated', { name: vm.name, node: data.nodes.find((n) => n.id === target)?.name || '' }), 'success');
         await load();
       } catch (err) { toastError(err); sel.value = ''; sel.disabled = false; }
     });
@@ -319,7 +326,8 @@ function clusterVms(container, { node = '', embedded = false }) {
         h('td', {}, vm.name),
         h('td', { class: 'student-cell' }, owner ? owner.username : '?', owner && owner.display_name !== owner.username ? h('div', { class: 'tree-meta' }, owner.display_name) : null),
         h('td', {}, course ? course.code : h('span', { class: 'muted', i18n: 'cvms.build' })),
-        h('td', {}, nodeName || h('span', { class: 'muted', i18n: 'common.none' })),
+        h('td', {}, nodeName || h('span', { class: 'muted', i18n: 'common.none' }),
+          vm.layer_node_id ? h('div', { class: 'tree-meta', i18n: ['cvms.diskOn', { node: ns.find((n) => n.id === vm.layer_node_id)?.name || '?' }] }) : null),
         h('td', {}, stateBadge(vm.state)),
         h('td', { class: 'num' }, `${vm.vcpus} vCPU · ${formatMib(vm.memory_mib)}`, h('div', { class: 'tree-meta' }, formatBytes(vm.overlay_bytes || 0))),
         h('td', {}, h('span', { class: 'row-actions' }, off, migrateControl(vm))));
