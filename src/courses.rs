@@ -479,7 +479,7 @@ pub async fn delete(
 
 fn running_to_conflict(e: VmError) -> CourseError {
     match e {
-        VmError::Conflict(_, msg) => CourseError::VmRunning(msg),
+        VmError::Conflict("vm_running", msg) => CourseError::VmRunning(msg),
         other => CourseError::Vm(other),
     }
 }

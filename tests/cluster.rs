@@ -857,7 +857,6 @@ async fn node_local_layers_stay_on_their_node_and_move_with_their_data() {
     assert!(reset["layer_node_id"].is_null(), "{reset}");
     assert!(layer_volumes(&rig, other, &vm_id).is_empty());
 
-    // Deleting the course removes a node-local layer through its node.
     let vm = c.start(0).await;
     let home = c.index(&vm["layer_node_id"]);
     assert_eq!(layer_volumes(&rig, home, &vm_id).len(), 1);
@@ -866,7 +865,40 @@ async fn node_local_layers_stay_on_their_node_and_move_with_their_data() {
         .post_empty(&format!("/api/vms/{vm_id}/poweroff"))
         .await;
     assert_eq!(status, StatusCode::OK);
+
+    // Its home node dies: the disk is out of reach, so the VM does not start
+    // anywhere else and the course cannot be deleted (its layer would stay
+    // behind); both work again once the node is back.
+    rig.kill(home);
+    wait_node_state(
+        &c.admin,
+        &c.nodes[home - 1],
+        "down",
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_error(
+        &c.students[0]
+            .post_empty(&format!("/api/vms/{vm_id}/start"))
+            .await,
+        StatusCode::CONFLICT,
+        "layer_node_down",
+    );
     let course = vm["course_id"].as_str().unwrap();
+    assert_error(
+        &c.admin.delete(&format!("/api/courses/{course}")).await,
+        StatusCode::CONFLICT,
+        "layer_node_down",
+    );
+    rig.start(home);
+    wait_node_state(&c.admin, &c.nodes[home - 1], "up", Duration::from_secs(30)).await;
+    assert_eq!(
+        layer_volumes(&rig, home, &vm_id).len(),
+        1,
+        "the node's disk kept the layer"
+    );
+
+    // Deleting the course removes a node-local layer through its node.
     let (status, body) = c.admin.delete(&format!("/api/courses/{course}")).await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
     assert!(layer_volumes(&rig, home, &vm_id).is_empty());
