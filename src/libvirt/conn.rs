@@ -172,6 +172,10 @@ struct Inner {
     conn: Option<Arc<Connect>>,
     jobs: mpsc::Sender<Job>,
     dead: Arc<AtomicBool>,
+    /// The driver kind and capabilities XML, read once per connection: they
+    /// do not change while it is open, and a class starting at once would
+    /// otherwise ask for them once per VM (the capabilities XML is large).
+    caps: tokio::sync::OnceCell<(DriverKind, String)>,
 }
 
 impl Drop for Inner {
@@ -329,6 +333,7 @@ impl Node {
                 conn: Some(conn),
                 jobs: tx,
                 dead: Arc::new(AtomicBool::new(false)),
+                caps: tokio::sync::OnceCell::new(),
             }),
         })
     }
@@ -418,11 +423,19 @@ impl Node {
     /// QEMU node, KVM or TCG per `setting`, resolving `auto` from the node's own
     /// capabilities (see [`super::accel`]).
     pub async fn hypervisor_for(&self, setting: AccelSetting) -> Result<Hypervisor, LibvirtError> {
-        if self.hypervisor_kind().await? == DriverKind::Xen {
+        let (kind, caps) = self
+            .inner
+            .caps
+            .get_or_try_init(|| async {
+                let kind = self.hypervisor_kind().await?;
+                let caps = self.call(|c| Ok(c.capabilities()?)).await?;
+                Ok::<_, LibvirtError>((kind, caps))
+            })
+            .await?;
+        if *kind == DriverKind::Xen {
             return Ok(Hypervisor::Xen);
         }
-        let caps = self.call(|c| Ok(c.capabilities()?)).await?;
-        Ok(resolve_from_capabilities(setting, &caps))
+        Ok(resolve_from_capabilities(setting, caps))
     }
 
     /// Create and start a transient domain (see the module docs of `libvirt` for why
