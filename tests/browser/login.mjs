@@ -50,6 +50,13 @@ await run('login', artifactDir, async ({ newPage, step, shot, logs }) => {
   await page.click('form.login-form button[type=submit]');
   await page.waitForSelector('.page-head h1');
   assert(await page.textContent('.page-head h1') === '我的课程', 'student home in Chinese');
+  // API errors read in Chinese too: a real refusal from the server (a
+  // student asking for the node list) through the UI's own error handling.
+  const refusal = await page.evaluate(async () => {
+    const [{ get }, { errorText }] = await Promise.all([import('/api.js'), import('/ui.js')]);
+    try { await get('/api/nodes'); return 'no error'; } catch (e) { return `${e.status} ${errorText(e)}`; }
+  });
+  assert(refusal === '403 您没有执行此操作的权限。', `Chinese API error, got "${refusal}"`);
   await page.waitForSelector('.course-list .empty');
   await page.click('.lang-toggle');
   await page.waitForFunction(() => document.querySelector('.page-head h1').textContent === 'My courses');

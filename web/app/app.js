@@ -3,7 +3,7 @@
 // on demand; each exports mount(container, params, ctx) → { unmount() }.
 
 import { t, toggleLang, bind, onLangChange } from './i18n.js';
-import { h, icon, toast, toastError, replace } from './ui.js';
+import { h, icon, toast, toastError, errorText, replace } from './ui.js';
 import { get, post, setUnauthorizedHandler } from './api.js';
 
 const root = document.getElementById('app');
@@ -76,7 +76,7 @@ function showLogin() {
       showApp();
     } catch (err) {
       error.hidden = false;
-      if (err.status === 401) bind(error, 'login.failed'); else { delete error.dataset.i18n; error.textContent = err.message; }
+      if (err.status === 401) bind(error, 'login.failed'); else { delete error.dataset.i18n; error.textContent = errorText(err); }
       pass.select();
     } finally {
       submit.disabled = false;

@@ -6,7 +6,7 @@
 
 import RFB from '/vendor/novnc/core/rfb.js';
 import { t, bind, onLangChange } from './i18n.js';
-import { h, icon, button, replace, toast, toastError, confirmDialog } from './ui.js';
+import { h, icon, button, replace, toast, toastError, errorText, confirmDialog } from './ui.js';
 import { get, post } from './api.js';
 import { stateBadge, setBadge } from './vmcontrols.js';
 import { typeText } from './keys.js';
@@ -158,10 +158,10 @@ export function mount(container, [vmId], { me }) {
       }
       if (err.status === 401 || err.status === 403 || err.status === 404) {
         setStatus('failed', 'desktop.status.disconnected');
-        showOverlay('desktop.status.reason', { reason: err.message }, '', []);
+        showOverlay('desktop.status.reason', { reason: errorText(err) }, '', []);
         return;
       }
-      lastClose = { code: 0, reason: err.message };
+      lastClose = { code: 0, reason: errorText(err) };
       retryOrGiveUp();
       return;
     }
@@ -184,7 +184,7 @@ export function mount(container, [vmId], { me }) {
     try {
       ws = new WebSocket(wsUrl(ticket.url), ['binary']);
     } catch (err) {
-      lastClose = { code: 0, reason: err.message };
+      lastClose = { code: 0, reason: errorText(err) };
       retryOrGiveUp();
       return;
     }
@@ -366,7 +366,7 @@ export function mount(container, [vmId], { me }) {
       updateVm(await get(`/api/vms/${encodeURIComponent(vmId)}`));
     } catch (err) {
       setStatus('failed', 'desktop.status.disconnected');
-      showOverlay('desktop.status.reason', { reason: err.message }, '', []);
+      showOverlay('desktop.status.reason', { reason: errorText(err) }, '', []);
       return;
     }
     if (unmounted) return;

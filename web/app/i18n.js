@@ -279,6 +279,22 @@ const STRINGS = {
     'cvms.move.aria': 'Move the node-local disk of {name} to another node',
     'cvms.moved': 'The disk of {name} is now on {node}.',
     'cvms.diskOn': 'disk on {node}',
+    'apierr.vm_running': 'Stop the VM first.',
+    'apierr.vm_stopping': 'The VM is shutting down; try again when it has stopped.',
+    'apierr.vm_not_running': 'The VM is not running.',
+    'apierr.node_down': 'The VM’s node is down. It can start again once the node answers or an administrator confirms it is powered off.',
+    'apierr.layer_node_down': 'The VM’s disk is on a node that is down; it can start once that node is back.',
+    'apierr.layer_node_maintenance': 'The VM’s disk is on a node in maintenance; ask an administrator to move it.',
+    'apierr.layer_busy': 'The VM’s disk is still in use; try again in a moment.',
+    'apierr.no_capacity': 'No node has room for this VM right now; try again later.',
+    'apierr.node_unavailable': 'The hypervisor node is unavailable; try again later.',
+    'apierr.snapshot_quota': 'This VM has as many snapshots as allowed; delete one first.',
+    'apierr.snapshot_name_taken': 'A snapshot of this VM already has that name.',
+    'apierr.too_many_attempts': 'Too many failed logins; wait a moment and try again.',
+    'apierr.too_many_consoles': 'Too many consoles open; close one first.',
+    'apierr.bad_credentials': 'Wrong username or password.',
+    'apierr.forbidden': 'You are not allowed to do this.',
+    'apierr.internal': 'Something went wrong on the server; try again.',
     'users.col.state': 'Status',
     'users.col.actions': 'Actions',
     'users.active': 'Active',
@@ -581,6 +597,22 @@ const STRINGS = {
     'cvms.move.aria': '将 {name} 的节点本地磁盘迁移到其他节点',
     'cvms.moved': '{name} 的磁盘已迁移到 {node}。',
     'cvms.diskOn': '磁盘位于 {node}',
+    'apierr.vm_running': '请先关闭虚拟机。',
+    'apierr.vm_stopping': '虚拟机正在关机，请在关机完成后重试。',
+    'apierr.vm_not_running': '虚拟机未在运行。',
+    'apierr.node_down': '虚拟机所在节点故障。节点恢复或管理员确认其已断电后，可重新启动虚拟机。',
+    'apierr.layer_node_down': '虚拟机磁盘所在节点故障，节点恢复后才能启动。',
+    'apierr.layer_node_maintenance': '虚拟机磁盘所在节点正在维护，请联系管理员迁移。',
+    'apierr.layer_busy': '虚拟机磁盘仍在使用中，请稍后重试。',
+    'apierr.no_capacity': '当前没有节点有足够资源运行此虚拟机，请稍后重试。',
+    'apierr.node_unavailable': '虚拟化节点暂不可用，请稍后重试。',
+    'apierr.snapshot_quota': '此虚拟机的快照数量已达上限，请先删除一个。',
+    'apierr.snapshot_name_taken': '此虚拟机已有同名快照。',
+    'apierr.too_many_attempts': '登录失败次数过多，请稍后再试。',
+    'apierr.too_many_consoles': '打开的控制台过多，请先关闭一个。',
+    'apierr.bad_credentials': '用户名或密码错误。',
+    'apierr.forbidden': '您没有执行此操作的权限。',
+    'apierr.internal': '服务器出错，请重试。',
     'users.col.state': '状态',
     'users.col.actions': '操作',
     'users.active': '正常',
@@ -644,6 +676,11 @@ export function t(key, args) {
   const s = (STRINGS[current] && STRINGS[current][key]) ?? STRINGS.en[key] ?? key;
   if (!args) return s;
   return s.replace(/\{(\w+)\}/g, (m, k) => (k in args ? String(args[k]) : m));
+}
+
+/** Whether `key` has a translation in the current language. */
+export function has(key) {
+  return Boolean(STRINGS[current] && key in STRINGS[current]);
 }
 
 /** Switches the language, remembers it and relabels the page. */

@@ -1,6 +1,6 @@
 // Small DOM helpers, toasts, a confirmation dialog and formatting.
 
-import { t, bind, lang } from './i18n.js';
+import { t, bind, lang, has } from './i18n.js';
 
 /**
  * Creates an element. `props`: `class`, `i18n` / `i18nAria` / `i18nTitle` /
@@ -109,8 +109,19 @@ export function toast(message, kind = 'info', { timeout } = {}) {
   return el;
 }
 
+/**
+ * The text of an API error for the user. The server's message is English and often names the
+ * node or VM; in other languages a translation of the error code is shown
+ * where there is one (`apierr.<code>`), so a student never reads English.
+ */
+export function errorText(err) {
+  const key = err && err.code ? `apierr.${err.code}` : null;
+  if (key && lang() !== 'en' && has(key)) return t(key);
+  return err && err.message ? err.message : String(err);
+}
+
 export function toastError(err) {
-  toast(err && err.message ? err.message : String(err), 'error');
+  toast(errorText(err), 'error');
 }
 
 // ---------------------------------------------------------------- dialog
