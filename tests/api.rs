@@ -602,6 +602,7 @@ async fn openapi_lists_every_route_and_health_and_metrics_answer() {
         "/api/nodes/{id}/metrics",
         "/api/nodes/metrics",
         "/api/users/{id}",
+        "/api/vms/{id}/move",
     ] {
         assert!(paths.contains_key(p), "openapi.json lacks {p}");
     }
