@@ -70,6 +70,12 @@ async fn role_matrix_is_enforced_on_every_route() {
             [401, 403, 403, 404],
         ),
         (
+            Method::POST,
+            format!("/api/vms/{nil}/move"),
+            Some(json!({"node_id":nil})),
+            [401, 403, 403, 404],
+        ),
+        (
             Method::GET,
             format!("/api/nodes/{nil}/metrics?minutes=60"),
             None,
