@@ -1305,27 +1305,7 @@ impl VmManager {
                 "the VM already runs on this node".into(),
             ));
         }
-        let node = match self.nodes.get(target).await {
-            Err(NodeError::NotFound) => {
-                return Err(VmError::Unprocessable(
-                    "unknown_node",
-                    "no such target node".into(),
-                ));
-            }
-            other => other?,
-        };
-        if node.maintenance {
-            return Err(VmError::Conflict(
-                "node_maintenance",
-                format!("node {} is in maintenance", node.name),
-            ));
-        }
-        if node.state == "down" {
-            return Err(VmError::Conflict(
-                "node_down",
-                format!("node {} is down", node.name),
-            ));
-        }
+        let node = self.target_node(target).await?;
         let candidate = Candidate {
             node_id: node.id,
             name: node.name.clone(),
@@ -1374,23 +1354,9 @@ impl VmManager {
         load(&self.pool, vm.id).await
     }
 
-    /// Moves a stopped VM's node-local layer to node `target` (admin): the
-    /// target's template store gets the chain, the layer is copied through
-    /// the server and verified, then the VM's home is the target. 409
-    /// `layer_shared` for a shared layer (it needs no move).
-    pub async fn move_layer(&self, vm: &Vm, target: Uuid) -> Result<Vm, VmError> {
-        let lock = self.lock_for(vm.id);
-        let _guard = lock.lock().await;
-        let vm = self.sync_with_node(load(&self.pool, vm.id).await?).await?;
-        if vm.state.is_active() {
-            return Err(VmError::Conflict(
-                "vm_running",
-                "stop the VM before moving its disk".into(),
-            ));
-        }
-        if vm.layer_storage == LayerStorage::Shared {
-            return Err(LayerError::Shared.into());
-        }
+    /// A node a VM may be moved to (migration, layer move): known (else 422
+    /// `unknown_node`), up and not in maintenance (else 409).
+    async fn target_node(&self, target: Uuid) -> Result<crate::nodes::Node, VmError> {
         let node = match self.nodes.get(target).await {
             Err(NodeError::NotFound) => {
                 return Err(VmError::Unprocessable(
@@ -1412,6 +1378,27 @@ impl VmManager {
                 format!("node {} is down", node.name),
             ));
         }
+        Ok(node)
+    }
+
+    /// Moves a stopped VM's node-local layer to node `target` (admin): the
+    /// target's template store gets the chain, the layer is copied through
+    /// the server and verified, then the VM's home is the target. 409
+    /// `layer_shared` for a shared layer (it needs no move).
+    pub async fn move_layer(&self, vm: &Vm, target: Uuid) -> Result<Vm, VmError> {
+        let lock = self.lock_for(vm.id);
+        let _guard = lock.lock().await;
+        let vm = self.sync_with_node(load(&self.pool, vm.id).await?).await?;
+        if vm.state.is_active() {
+            return Err(VmError::Conflict(
+                "vm_running",
+                "stop the VM before moving its disk".into(),
+            ));
+        }
+        if vm.layer_storage == LayerStorage::Shared {
+            return Err(LayerError::Shared.into());
+        }
+        let node = self.target_node(target).await?;
         let chain = self.stores.chain(vm.template_id).await?;
         self.stores.ensure_chain(target, &chain).await?;
         let t = templates::get(&self.pool, vm.template_id)
