@@ -130,6 +130,7 @@ pub async fn start(config: Config, listen: &str) -> anyhow::Result<Server> {
             state.nodes.clone(),
             Duration::from_secs(state.config.sample_interval_secs),
             state.config.template_pool.clone(),
+            state.config.domain_prefix.clone(),
         ))
         .spawn(),
         state.vms.clone().spawn_reconciler(),

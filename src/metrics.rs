@@ -4,9 +4,10 @@
 use std::fmt::Write;
 
 use crate::app::AppState;
+use crate::monitor::{self, MonitorError, VmLoad};
 use crate::nodes::Node;
 
-pub async fn render(state: &AppState) -> Result<String, sqlx::Error> {
+pub async fn render(state: &AppState) -> Result<String, MonitorError> {
     let mut out = String::new();
     let by_state: Vec<(String, i64)> =
         sqlx::query_as(
@@ -30,11 +31,7 @@ pub async fn render(state: &AppState) -> Result<String, sqlx::Error> {
         let n = by_state.iter().find(|(k, _)| k == s).map_or(0, |(_, n)| *n);
         let _ = writeln!(out, "pvce_vms{{state=\"{s}\"}} {n}");
     }
-    let nodes = state
-        .nodes
-        .list()
-        .await
-        .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+    let nodes = state.nodes.list().await?;
     #[allow(clippy::cast_precision_loss)] // gauges
     let gauges: [NodeGauge; 6] = [
         (
@@ -68,6 +65,23 @@ pub async fn render(state: &AppState) -> Result<String, sqlx::Error> {
     ];
     for (metric, help, value) in gauges {
         per_node(&mut out, metric, help, &nodes, value);
+    }
+    let vms = monitor::latest_vm_loads(&state.pool, state.config.sample_interval_secs).await?;
+    #[allow(clippy::cast_precision_loss)] // gauges
+    let vm_gauges: [VmGauge; 2] = [
+        (
+            "pvce_vm_cpu_percent",
+            "VM CPU busy, percent of its vCPUs (latest sample).",
+            |v| v.cpu_percent,
+        ),
+        (
+            "pvce_vm_memory_bytes",
+            "Memory the VM's guest has (balloon size, latest sample).",
+            |v| Some(v.mem_mib.saturating_mul(1024 * 1024) as f64),
+        ),
+    ];
+    for (metric, help, value) in vm_gauges {
+        per_vm(&mut out, metric, help, &vms, &nodes, value);
     }
     let users: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
         .fetch_one(&state.pool)
@@ -115,6 +129,34 @@ fn per_node(out: &mut String, metric: &str, help: &str, nodes: &[Node], value: f
     let _ = writeln!(out, "# HELP {metric} {help}\n# TYPE {metric} gauge");
     for n in nodes {
         let _ = writeln!(out, "{metric}{{node=\"{}\"}} {}", escape(&n.name), value(n));
+    }
+}
+
+/// (metric, help, value) of a per-VM gauge; `None` leaves the VM out.
+type VmGauge = (&'static str, &'static str, fn(&VmLoad) -> Option<f64>);
+
+/// One gauge with a sample per running VM, labelled with its id and node.
+fn per_vm(
+    out: &mut String,
+    metric: &str,
+    help: &str,
+    vms: &[VmLoad],
+    nodes: &[Node],
+    value: fn(&VmLoad) -> Option<f64>,
+) {
+    let _ = writeln!(out, "# HELP {metric} {help}\n# TYPE {metric} gauge");
+    for v in vms {
+        let Some(x) = value(v) else { continue };
+        let node = nodes
+            .iter()
+            .find(|n| n.id == v.node_id)
+            .map_or_else(|| v.node_id.to_string(), |n| n.name.clone());
+        let _ = writeln!(
+            out,
+            "{metric}{{vm=\"{}\",node=\"{}\"}} {x}",
+            v.vm_id,
+            escape(&node)
+        );
     }
 }
 

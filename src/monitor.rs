@@ -1,22 +1,32 @@
-//! Node load history: host CPU and memory of every node over time, for the
-//! admin charts, `/metrics` and load-aware placement.
+//! Load history: host CPU and memory of every node, and CPU and memory of
+//! every running VM, over time — for the admin charts, `/metrics` and
+//! load-aware placement.
 //!
 //! A sampler task reads each `up` node's libvirt host statistics every
 //! `interval` (CPU % needs two cumulative readings, so a node's first sample
 //! after a (re)connect has no CPU figure) and stores one row per node per
-//! sample in `node_samples`. Health (up/down) is not decided here — that is
-//! the node monitor's job in [`crate::nodes`]; the sampler only reads nodes
-//! the monitor says are up, through the registry's shared connection, so a
-//! down or frozen node never holds the sampler up beyond the libvirt call
-//! deadline (all nodes are sampled concurrently). Each sample also records
-//! the node's template store capacity (its libvirt pool, see [`crate::stores`]).
+//! sample in `node_samples`. In the same pass it reads the node's running
+//! domains named with pvce's domain prefix and stores one row per VM in
+//! `vm_samples` — only for VMs the database knows (domains of another pvce
+//! sharing the prefix, or left over, are ignored). A VM's CPU % is relative
+//! to its own vCPUs (100 % = all of them busy), from two readings of the same
+//! domain on the same node, so a VM's first sample after a start or a
+//! migration has none.
 //!
-//! History is bounded and downsampled: raw samples are kept for
-//! [`RAW_RETENTION_SECS`]; once a minute they are rolled up into per-minute
-//! averages (`node_samples_minute`, kept for [`MINUTE_RETENTION_SECS`],
-//! enough for the 7-day chart). A query for the last N minutes reads the raw
-//! table for short ranges and the minute table for long ones, averaged into
-//! at most [`MAX_POINTS`] buckets, so a chart costs the same for 1 h and 7 d.
+//! Health (up/down) is not decided here — that is the node monitor's job in
+//! [`crate::nodes`]; the sampler only reads nodes the monitor says are up,
+//! through the registry's shared connection, so a down or frozen node never
+//! holds the sampler up beyond the libvirt call deadline (all nodes are
+//! sampled concurrently). Each sample also records the node's template store
+//! capacity (its libvirt pool, see [`crate::stores`]).
+//!
+//! History is bounded and downsampled, nodes and VMs alike: raw samples are
+//! kept for [`RAW_RETENTION_SECS`]; once a minute they are rolled up into
+//! per-minute averages (`node_samples_minute`, `vm_samples_minute`, kept for
+//! [`MINUTE_RETENTION_SECS`], enough for the 7-day chart). A query for the
+//! last N minutes reads the raw table for short ranges and the minute table
+//! for long ones, averaged into at most [`MAX_POINTS`] buckets, so a chart
+//! costs the same for 1 h and 7 d.
 //! The tables live in the database, so history survives a server restart.
 //!
 //! Invariant: rollups are idempotent (recomputed minutes replace themselves),
@@ -31,8 +41,8 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use crate::db::{self, Pool};
-use crate::libvirt::CpuTimes;
-use crate::nodes::Nodes;
+use crate::libvirt::{CpuTimes, DomainStats};
+use crate::nodes::{NodeError, Nodes};
 
 /// Raw samples older than this are dropped (2 h: covers the 1 h chart at full
 /// resolution with room for restarts).
@@ -52,6 +62,8 @@ pub enum MonitorError {
     BadRange,
     #[error("no such node")]
     NodeNotFound,
+    #[error(transparent)]
+    Node(#[from] NodeError),
     #[error(transparent)]
     Db(#[from] sqlx::Error),
 }
@@ -84,7 +96,39 @@ pub struct NodeHistory {
     pub samples: Vec<Sample>,
 }
 
-/// The sampler: the previous CPU reading per node, for the next percentage.
+/// One point of a VM's history (a bucket average for long ranges).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct VmSample {
+    pub at: String,
+    /// Share of the VM's vCPUs busy, percent; `None` where no CPU figure was
+    /// available (first reading after a start or a move).
+    pub cpu_percent: Option<f64>,
+    /// Memory the guest has (its balloon size).
+    pub mem_mib: u64,
+    /// Host memory the VM's process occupies, where the node reports it.
+    pub rss_mib: Option<u64>,
+}
+
+/// A VM's history over a range.
+#[derive(Debug, Clone, Serialize)]
+pub struct VmHistory {
+    /// Width of one point, seconds.
+    pub interval_seconds: i64,
+    pub samples: Vec<VmSample>,
+}
+
+/// A running VM's latest figures.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct VmLoad {
+    pub vm_id: Uuid,
+    pub node_id: Uuid,
+    pub cpu_percent: Option<f64>,
+    pub mem_mib: u64,
+    pub rss_mib: Option<u64>,
+}
+
+/// The sampler: the previous CPU reading per node and per VM, for the next
+/// percentage.
 #[derive(Debug)]
 pub struct Monitor {
     pool: Pool,
@@ -92,17 +136,29 @@ pub struct Monitor {
     interval: Duration,
     /// The template store pool whose capacity is recorded with each sample.
     store_pool: String,
+    /// Names of pvce's domains start with this (`--domain-prefix`).
+    domain_prefix: String,
     last_cpu: Mutex<HashMap<Uuid, CpuTimes>>,
+    /// Per VM: the node it was last read on and that reading.
+    last_vm: Mutex<HashMap<Uuid, (Uuid, DomainStats)>>,
 }
 
 impl Monitor {
-    pub fn new(pool: Pool, nodes: Arc<Nodes>, interval: Duration, store_pool: String) -> Self {
+    pub fn new(
+        pool: Pool,
+        nodes: Arc<Nodes>,
+        interval: Duration,
+        store_pool: String,
+        domain_prefix: String,
+    ) -> Self {
         Self {
             pool,
             nodes,
             interval,
             store_pool,
+            domain_prefix,
             last_cpu: Mutex::new(HashMap::new()),
+            last_vm: Mutex::new(HashMap::new()),
         }
     }
 
@@ -131,10 +187,7 @@ impl Monitor {
 
     /// Takes one sample of every up node, concurrently.
     pub async fn sample_all(&self) -> Result<(), MonitorError> {
-        let nodes = self.nodes.list().await.map_err(|e| match e {
-            crate::nodes::NodeError::Db(e) => MonitorError::Db(e),
-            other => MonitorError::Db(sqlx::Error::Protocol(other.to_string())),
-        })?;
+        let nodes = self.nodes.list().await?;
         let at = unix_now();
         let jobs = nodes
             .iter()
@@ -183,6 +236,15 @@ impl Monitor {
                 .execute(&self.pool)
                 .await?;
         }
+        // The VMs' figures; without them the node's own row still counts.
+        let domains = match conn.domain_stats(&self.domain_prefix).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::debug!(node = %node_id, error = %e, "no domain stats");
+                Vec::new()
+            }
+        };
+        let vm_rows = self.vm_percentages(node_id, &domains);
         let res = sqlx::query(
             "INSERT OR REPLACE INTO node_samples (node_id, at, cpu_percent, mem_used_mib, mem_total_mib, vms_running)
              VALUES (?, ?, ?, ?, ?, ?)",
@@ -196,11 +258,38 @@ impl Monitor {
         .execute(&self.pool)
         .await;
         match res {
-            Ok(_) => Ok(()),
+            Ok(_) => {}
             // The node was deleted while we sampled it.
-            Err(e) if db::is_foreign_key_violation(&e) => Ok(()),
-            Err(e) => Err(e.into()),
+            Err(e) if db::is_foreign_key_violation(&e) => return Ok(()),
+            Err(e) => return Err(e.into()),
         }
+        store_vm_samples(&self.pool, node_id, at, &vm_rows).await
+    }
+
+    /// Pairs each domain read on `node_id` with its CPU % against the previous
+    /// reading of the same domain, and keeps these readings for next time
+    /// (dropping the node's VMs that no longer run there).
+    fn vm_percentages(
+        &self,
+        node_id: Uuid,
+        domains: &[DomainStats],
+    ) -> Vec<(DomainStats, Option<f64>)> {
+        let mut last = self.last_vm.lock().unwrap_or_else(|e| e.into_inner());
+        let rows = domains
+            .iter()
+            .map(|d| {
+                let pct = last
+                    .get(&d.uuid)
+                    .filter(|(node, _)| *node == node_id)
+                    .and_then(|(_, prev)| d.cpu_percent(prev));
+                (*d, pct)
+            })
+            .collect();
+        last.retain(|vm, (node, _)| *node != node_id || domains.iter().any(|d| d.uuid == *vm));
+        for d in domains {
+            last.insert(d.uuid, (node_id, *d));
+        }
+        rows
     }
 
     fn forget(&self, node_id: Uuid) {
@@ -208,6 +297,10 @@ impl Monitor {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&node_id);
+        self.last_vm
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, (node, _)| *node != node_id);
     }
 
     /// Recomputes the per-minute averages of the last few minutes (idempotent)
@@ -227,14 +320,27 @@ impl Monitor {
         .bind(this_minute)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("DELETE FROM node_samples WHERE at < ?")
-            .bind(now - RAW_RETENTION_SECS)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM node_samples_minute WHERE at < ?")
-            .bind(now - MINUTE_RETENTION_SECS)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT OR REPLACE INTO vm_samples_minute (vm_id, at, node_id, cpu_percent, mem_mib, rss_mib)
+             SELECT vm_id, at - (at % 60), MAX(node_id), AVG(cpu_percent), CAST(AVG(mem_mib) AS INTEGER),
+                    CAST(AVG(rss_mib) AS INTEGER)
+             FROM vm_samples WHERE at >= ? AND at < ? GROUP BY vm_id, at - (at % 60)",
+        )
+        .bind(from)
+        .bind(this_minute)
+        .execute(&mut *tx)
+        .await?;
+        for table in ["node_samples", "vm_samples"] {
+            // `table` is one of two constants, never input.
+            sqlx::query(&format!("DELETE FROM {table} WHERE at < ?"))
+                .bind(now - RAW_RETENTION_SECS)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(&format!("DELETE FROM {table}_minute WHERE at < ?"))
+                .bind(now - MINUTE_RETENTION_SECS)
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -284,18 +390,32 @@ pub fn bucket_seconds(minutes: u32, source_resolution: i64) -> i64 {
     width.max(source_resolution).max(1)
 }
 
+/// Which table a range reads, its bucket width and its start.
+struct Window {
+    raw: bool,
+    bucket: i64,
+    since: i64,
+}
+
+fn window(minutes: u32, now: i64) -> Result<Window, MonitorError> {
+    if minutes == 0 || minutes > MAX_MINUTES {
+        return Err(MonitorError::BadRange);
+    }
+    let raw = minutes <= RAW_QUERY_MAX_MINUTES;
+    Ok(Window {
+        raw,
+        bucket: bucket_seconds(minutes, if raw { 1 } else { 60 }),
+        since: now - i64::from(minutes) * 60,
+    })
+}
+
 async fn query(
     pool: &Pool,
     node: Option<Uuid>,
     minutes: u32,
     now: i64,
 ) -> Result<(i64, HashMap<Uuid, Vec<Sample>>), MonitorError> {
-    if minutes == 0 || minutes > MAX_MINUTES {
-        return Err(MonitorError::BadRange);
-    }
-    let raw = minutes <= RAW_QUERY_MAX_MINUTES;
-    let bucket = bucket_seconds(minutes, if raw { 1 } else { 60 });
-    let since = now - i64::from(minutes) * 60;
+    let Window { raw, bucket, since } = window(minutes, now)?;
     // Long ranges read the per-minute rollups, plus the raw samples newer
     // than a node's last rollup (the current minute), so a fresh node or a
     // minute not rolled up yet still shows.
@@ -328,15 +448,131 @@ async fn query(
         let t: i64 = row.try_get("t")?;
         out.entry(id).or_default().push(Sample {
             at: rfc3339(t),
-            cpu_percent: row
-                .try_get::<Option<f64>, _>("cpu")?
-                .map(|c| (c * 10.0).round() / 10.0),
+            cpu_percent: row.try_get::<Option<f64>, _>("cpu")?.map(round1),
             mem_used_mib: to_u64(row.try_get("used")?),
             mem_total_mib: to_u64(row.try_get("total")?),
             vms_running: to_u64(row.try_get("vms")?),
         });
     }
     Ok((bucket, out))
+}
+
+/// Stores one sample per VM read on a node, for the VMs the database knows
+/// (a domain of another pvce, or one whose VM was deleted, inserts nothing).
+async fn store_vm_samples(
+    pool: &Pool,
+    node_id: Uuid,
+    at: i64,
+    rows: &[(DomainStats, Option<f64>)],
+) -> Result<(), MonitorError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut tx = pool.begin().await?;
+    for (d, cpu_percent) in rows {
+        sqlx::query(
+            "INSERT OR REPLACE INTO vm_samples (vm_id, at, node_id, cpu_percent, mem_mib, rss_mib)
+             SELECT id, ?, ?, ?, ?, ? FROM vms WHERE id = ?",
+        )
+        .bind(at)
+        .bind(node_id.to_string())
+        .bind(cpu_percent)
+        .bind(to_i64(d.memory_kib / 1024))
+        .bind(d.rss_kib.map(|r| to_i64(r / 1024)))
+        .bind(d.uuid.to_string())
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// A VM's history over the last `minutes` (who may see it is the caller's
+/// business; an unknown VM simply has none).
+pub async fn vm_history(pool: &Pool, vm_id: Uuid, minutes: u32) -> Result<VmHistory, MonitorError> {
+    vm_query(pool, vm_id, minutes, unix_now()).await
+}
+
+async fn vm_query(
+    pool: &Pool,
+    vm_id: Uuid,
+    minutes: u32,
+    now: i64,
+) -> Result<VmHistory, MonitorError> {
+    let Window { raw, bucket, since } = window(minutes, now)?;
+    // As for nodes: long ranges read the rollups plus the raw samples newer
+    // than the VM's last rollup.
+    let source = if raw {
+        "SELECT at, cpu_percent, mem_mib, rss_mib FROM vm_samples WHERE vm_id = ?3 AND at >= ?2"
+    } else {
+        "SELECT at, cpu_percent, mem_mib, rss_mib FROM vm_samples_minute WHERE vm_id = ?3 AND at >= ?2
+         UNION ALL
+         SELECT at, cpu_percent, mem_mib, rss_mib FROM vm_samples WHERE vm_id = ?3 AND at >= ?2
+           AND at >= COALESCE((SELECT MAX(at) + 60 FROM vm_samples_minute WHERE vm_id = ?3), 0)"
+    };
+    // `source` is one of two constants above, never input.
+    let sql = format!(
+        "SELECT at - (at % ?1) AS t, AVG(cpu_percent) AS cpu, CAST(AVG(mem_mib) AS INTEGER) AS mem,
+                CAST(AVG(rss_mib) AS INTEGER) AS rss
+         FROM ({source}) GROUP BY t ORDER BY t"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(bucket)
+        .bind(since)
+        .bind(vm_id.to_string())
+        .fetch_all(pool)
+        .await?;
+    let samples = rows
+        .iter()
+        .map(|row| {
+            Ok(VmSample {
+                at: rfc3339(row.try_get("t")?),
+                cpu_percent: row.try_get::<Option<f64>, _>("cpu")?.map(round1),
+                mem_mib: to_u64(row.try_get("mem")?),
+                rss_mib: row.try_get::<Option<i64>, _>("rss")?.map(to_u64),
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()?;
+    Ok(VmHistory {
+        interval_seconds: bucket,
+        samples,
+    })
+}
+
+/// The latest figures of every running VM, from samples at most a few
+/// sampling intervals old (a VM that stopped, or whose node went quiet, has
+/// none rather than stale ones).
+pub async fn latest_vm_loads(
+    pool: &Pool,
+    sample_interval_secs: u64,
+) -> Result<Vec<VmLoad>, MonitorError> {
+    let max_age = to_i64(sample_interval_secs.saturating_mul(3)).saturating_add(5);
+    // SQLite returns the bare columns of the row holding MAX(at).
+    let rows = sqlx::query(
+        "SELECT s.vm_id, s.node_id, s.cpu_percent, s.mem_mib, s.rss_mib, MAX(s.at) AS at
+         FROM vm_samples s JOIN vms v ON v.id = s.vm_id AND v.state = 'running'
+         WHERE s.at >= ? GROUP BY s.vm_id ORDER BY s.vm_id",
+    )
+    .bind(unix_now() - max_age)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(VmLoad {
+                vm_id: db::uuid(row, "vm_id")?,
+                node_id: db::uuid(row, "node_id")?,
+                cpu_percent: row.try_get::<Option<f64>, _>("cpu_percent")?.map(round1),
+                mem_mib: to_u64(row.try_get("mem_mib")?),
+                rss_mib: row.try_get::<Option<i64>, _>("rss_mib")?.map(to_u64),
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(Into::into)
+}
+
+/// One decimal is all a chart or a table shows.
+fn round1(v: f64) -> f64 {
+    (v * 10.0).round() / 10.0
 }
 
 fn unix_now() -> i64 {
@@ -415,7 +651,13 @@ mod tests {
             Duration::from_secs(1),
             crate::libvirt::AccelSetting::Tcg,
         ));
-        let m = Monitor::new(pool.clone(), nodes, Duration::from_secs(1), "p".into());
+        let m = Monitor::new(
+            pool.clone(),
+            nodes,
+            Duration::from_secs(1),
+            "p".into(),
+            "pvce-".into(),
+        );
         for _ in 0..2 {
             m.rollup_and_prune(now + 10).await.expect("rollup");
         }
@@ -435,6 +677,207 @@ mod tests {
             .await
             .expect("count");
         assert_eq!(raw, 3, "the sample past retention is gone");
+    }
+
+    /// A VM row (a build VM: the fewest other rows) in `state`.
+    async fn insert_vm(pool: &Pool, state: &str) -> Uuid {
+        let (user, tpl, vm) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        sqlx::query("INSERT INTO users (id, username, display_name, role, password_hash, created_at) VALUES (?, ?, 'T', 'teacher', 'x', ?)")
+            .bind(user.to_string())
+            .bind(format!("u-{user}"))
+            .bind(db::now())
+            .execute(pool)
+            .await
+            .expect("user");
+        sqlx::query("INSERT INTO templates (id, name, os, state, created_at) VALUES (?, ?, 'linux', 'draft', ?)")
+            .bind(tpl.to_string())
+            .bind(format!("t-{tpl}"))
+            .bind(db::now())
+            .execute(pool)
+            .await
+            .expect("template");
+        sqlx::query("INSERT INTO vms (id, name, build_template_id, owner_id, template_id, state, vcpus, memory_mib, overlay_path, created_at) VALUES (?, 'b', ?, ?, ?, ?, 1, 256, '/x', ?)")
+            .bind(vm.to_string())
+            .bind(tpl.to_string())
+            .bind(user.to_string())
+            .bind(tpl.to_string())
+            .bind(state)
+            .bind(db::now())
+            .execute(pool)
+            .await
+            .expect("vm");
+        vm
+    }
+
+    fn domain(uuid: Uuid, cpu_time_ns: u64, read_at: std::time::Instant) -> DomainStats {
+        DomainStats {
+            uuid,
+            cpu_time_ns,
+            vcpus: 2,
+            memory_kib: 256 * 1024,
+            rss_kib: Some(100 * 1024),
+            read_at,
+        }
+    }
+
+    fn monitor(pool: &Pool) -> Monitor {
+        let nodes = Arc::new(Nodes::new(
+            pool.clone(),
+            Duration::from_secs(1),
+            crate::libvirt::AccelSetting::Tcg,
+        ));
+        Monitor::new(
+            pool.clone(),
+            nodes,
+            Duration::from_secs(1),
+            "p".into(),
+            "pvce-".into(),
+        )
+    }
+
+    #[tokio::test]
+    async fn vm_cpu_needs_two_readings_of_the_same_domain_on_the_same_node() {
+        let (pool, node, _dir) = pool_with_node().await;
+        let m = monitor(&pool);
+        let (vm, other_node) = (Uuid::new_v4(), Uuid::new_v4());
+        let t0 = std::time::Instant::now();
+        let t1 = t0 + Duration::from_secs(1);
+        let first = m.vm_percentages(node, &[domain(vm, 0, t0)]);
+        assert_eq!(first[0].1, None, "first reading");
+        let second = m.vm_percentages(node, &[domain(vm, 500_000_000, t1)]);
+        assert_eq!(second[0].1, Some(25.0), "0.5 s of 2 vCPUs over 1 s");
+        // Migrated: the destination's counter is another process's.
+        let moved = m.vm_percentages(
+            other_node,
+            &[domain(vm, 600_000_000, t1 + Duration::from_secs(1))],
+        );
+        assert_eq!(moved[0].1, None);
+        // A node whose VM stopped forgets it; a node that went away too.
+        m.vm_percentages(other_node, &[]);
+        assert!(m.last_vm.lock().expect("lock").is_empty());
+        m.vm_percentages(node, &[domain(vm, 0, t0)]);
+        m.forget(node);
+        assert!(m.last_vm.lock().expect("lock").is_empty());
+    }
+
+    #[tokio::test]
+    async fn vm_samples_are_kept_for_known_vms_rolled_up_and_queried() {
+        let (pool, node, _dir) = pool_with_node().await;
+        let vm = insert_vm(&pool, "running").await;
+        let now = 1_800_000_000; // a minute boundary
+        let t = std::time::Instant::now();
+        for (at, cpu) in [
+            (now - 50, Some(10.0)),
+            (now - 20, Some(30.0)),
+            (now + 5, None),
+        ] {
+            // A foreign domain with the prefix stores nothing.
+            let rows = [(domain(vm, 0, t), cpu), (domain(Uuid::new_v4(), 0, t), cpu)];
+            store_vm_samples(&pool, node, at, &rows)
+                .await
+                .expect("store");
+        }
+        store_vm_samples(
+            &pool,
+            node,
+            now - RAW_RETENTION_SECS - 60,
+            &[(domain(vm, 0, t), None)],
+        )
+        .await
+        .expect("store");
+        let raw: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM vm_samples")
+            .fetch_one(&pool)
+            .await
+            .expect("count");
+        assert_eq!(raw, 4, "only the known VM's samples");
+
+        let m = monitor(&pool);
+        for _ in 0..2 {
+            m.rollup_and_prune(now + 10).await.expect("rollup");
+        }
+        let minutes: Vec<(i64, f64, i64, i64)> = sqlx::query_as(
+            "SELECT at, cpu_percent, mem_mib, rss_mib FROM vm_samples_minute ORDER BY at",
+        )
+        .fetch_all(&pool)
+        .await
+        .expect("rows");
+        assert_eq!(minutes, vec![(now - 60, 20.0, 256, 100)], "idempotent");
+        let raw: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM vm_samples")
+            .fetch_one(&pool)
+            .await
+            .expect("count");
+        assert_eq!(raw, 3, "the sample past retention is gone");
+
+        // 1 minute from raw samples; a long range from the rollup plus the
+        // current minute's raw sample.
+        let h = vm_query(&pool, vm, 1, now + 10).await.expect("query");
+        assert_eq!(h.interval_seconds, 1);
+        let cpu: Vec<_> = h.samples.iter().map(|s| s.cpu_percent).collect();
+        assert_eq!(cpu, vec![Some(10.0), Some(30.0), None]);
+        assert_eq!(h.samples[2].mem_mib, 256);
+        assert_eq!(h.samples[2].rss_mib, Some(100));
+        let h = vm_query(&pool, vm, 24 * 60, now + 10).await.expect("query");
+        assert_eq!(h.interval_seconds, 240);
+        assert_eq!(h.samples.len(), 2, "{:?}", h.samples);
+        assert_eq!(h.samples[0].cpu_percent, Some(20.0));
+        assert!(h.samples.len() <= usize::try_from(MAX_POINTS).unwrap_or(0));
+        for bad in [0, MAX_MINUTES + 1] {
+            assert!(matches!(
+                vm_query(&pool, vm, bad, now).await,
+                Err(MonitorError::BadRange)
+            ));
+        }
+        assert!(
+            vm_query(&pool, Uuid::new_v4(), 60, now)
+                .await
+                .expect("query")
+                .samples
+                .is_empty()
+        );
+        // Deleting the VM deletes its history.
+        sqlx::query("DELETE FROM vms WHERE id = ?")
+            .bind(vm.to_string())
+            .execute(&pool)
+            .await
+            .expect("delete");
+        let left: i64 = sqlx::query_scalar(
+            "SELECT (SELECT COUNT(*) FROM vm_samples) + (SELECT COUNT(*) FROM vm_samples_minute)",
+        )
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+        assert_eq!(left, 0);
+    }
+
+    #[tokio::test]
+    async fn latest_vm_loads_are_fresh_and_of_running_vms() {
+        let (pool, node, _dir) = pool_with_node().await;
+        let running = insert_vm(&pool, "running").await;
+        let stopped = insert_vm(&pool, "stopped").await;
+        let quiet = insert_vm(&pool, "running").await;
+        let now = unix_now();
+        let t = std::time::Instant::now();
+        for (vm, at, cpu) in [
+            (running, now - 2, Some(10.0)),
+            (running, now - 1, Some(12.34)),
+            (stopped, now - 1, Some(50.0)),
+            (quiet, now - 600, Some(50.0)),
+        ] {
+            store_vm_samples(&pool, node, at, &[(domain(vm, 0, t), cpu)])
+                .await
+                .expect("store");
+        }
+        let loads = latest_vm_loads(&pool, 5).await.expect("loads");
+        assert_eq!(
+            loads,
+            vec![VmLoad {
+                vm_id: running,
+                node_id: node,
+                cpu_percent: Some(12.3),
+                mem_mib: 256,
+                rss_mib: Some(100),
+            }]
+        );
     }
 
     #[tokio::test]

@@ -609,6 +609,7 @@ async fn openapi_lists_every_route_and_health_and_metrics_answer() {
         "/api/nodes/metrics",
         "/api/users/{id}",
         "/api/vms/{id}/move",
+        "/api/vms/{id}/history",
     ] {
         assert!(paths.contains_key(p), "openapi.json lacks {p}");
     }

@@ -230,18 +230,64 @@ async fn teacher_imports_an_image_creates_a_course_and_enrols_students() {
 #[tokio::test]
 async fn admin_sees_nodes_and_manages_users() {
     let _serial = one_at_a_time().await;
+    let image = tokio::task::spawn_blocking(common::tiny_image)
+        .await
+        .unwrap();
     let env = TestEnv::start_with(|c| c.sample_interval_secs = 1).await;
     env.user("test-ui-admin", Role::Admin).await;
+    env.user("test-ui-teacher", Role::Teacher).await;
+    env.user("test-ui-student", Role::Student).await;
+    // A running VM, for its load figures and chart in the VM tables.
+    let teacher = env.client("test-ui-teacher").await;
+    let (status, tpl) = teacher
+        .upload(
+            "/api/templates/import?name=test-ui-tiny&format=qcow2&os=tiny-linux",
+            &image,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{tpl}");
+    let (status, course) = teacher
+        .post(
+            "/api/courses",
+            json!({"code": "test-ui-load", "name": "Load", "vm_specs": [
+                {"name": "linux", "template_id": tpl["id"], "vcpus": 1, "memory_mib": 128}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{course}");
+    let cid = course["id"].as_str().unwrap();
+    let (status, enrol) = teacher
+        .post(
+            &format!("/api/courses/{cid}/students"),
+            json!({"usernames": ["test-ui-student"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{enrol}");
+    let student = env.client("test-ui-student").await;
+    let (_, vms) = student.get("/api/vms").await;
+    let vm_id = vms[0]["id"].as_str().unwrap().to_owned();
+    env.track_vm(&vm_id);
+    let (status, vm) = student.post_empty(&format!("/api/vms/{vm_id}/start")).await;
+    assert_eq!(status, StatusCode::OK, "{vm}");
+
     let (base, _serving) = ui_base(&env).await;
     let dir = artifact_dir();
-    let _ = std::fs::remove_file(dir.join("admin-users.png"));
+    for f in ["admin-users.png", "admin-vm-load.png"] {
+        let _ = std::fs::remove_file(dir.join(f));
+    }
     run_script(
         "admin.mjs",
-        &[&base, "test-ui-admin", PASSWORD, dir.to_str().unwrap()],
+        &[
+            &base,
+            "test-ui-admin",
+            PASSWORD,
+            dir.to_str().unwrap(),
+            &vm_id,
+        ],
     )
     .await;
     assert_png(&dir.join("admin-nodes.png"));
     assert_png(&dir.join("admin-users.png"));
+    assert_png(&dir.join("admin-vm-load.png"));
     // The users the page created can sign in.
     let (_, users) = env.client("test-ui-admin").await.get("/api/users").await;
     let names: Vec<&str> = users

@@ -215,6 +215,7 @@ impl From<crate::monitor::MonitorError> for ApiError {
         match e {
             MonitorError::BadRange => Self::bad_request(e.to_string()),
             MonitorError::NodeNotFound => Self::not_found(),
+            MonitorError::Node(n) => n.into(),
             MonitorError::Db(_) => Self::internal(&e),
         }
     }

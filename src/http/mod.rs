@@ -80,10 +80,12 @@ async fn method_not_allowed() -> ApiError {
 /// Prometheus text exposition of the control plane's state.
 async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let text = crate::metrics::render(&state).await.map_err(|e| {
+        // The detail (SQL, node errors) is for the log, not the scraper.
+        tracing::warn!(error = %e, "rendering metrics failed");
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "metrics_unavailable",
-            e.to_string(),
+            "metrics are unavailable; try again later",
         )
     })?;
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text))

@@ -114,11 +114,12 @@ async fn fence(
     }))
 }
 
+/// `?minutes=N` of a history route (nodes and VMs).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RangeQuery {
+pub(super) struct RangeQuery {
     /// Minutes of history, 1..=10080 (7 days); 60 when omitted.
-    minutes: Option<u32>,
+    pub(super) minutes: Option<u32>,
 }
 
 async fn metrics(

@@ -1,21 +1,26 @@
 //! `/api/vms`: personal VMs (owner, the course's teacher, admins).
 
+use std::collections::HashMap;
+
 use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiQuery, CurrentUser, IdPath};
+use super::nodes::RangeQuery;
 use crate::app::AppState;
 use crate::auth::Role;
+use crate::monitor::{self, VmHistory, VmLoad};
 use crate::vms::{self, Vm};
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/vms", get(list))
         .route("/api/vms/{id}", get(show))
+        .route("/api/vms/{id}/history", get(history))
         .route("/api/vms/{id}/start", post(start))
         .route("/api/vms/{id}/shutdown", post(shutdown))
         .route("/api/vms/{id}/poweroff", post(poweroff))
@@ -31,21 +36,71 @@ struct ListQuery {
     course_id: Option<Uuid>,
 }
 
+/// A VM as listed or shown: with its latest load figures while it runs
+/// (`null` otherwise, and until the sampler has read it).
+#[derive(Debug, Serialize)]
+struct VmView {
+    #[serde(flatten)]
+    vm: Vm,
+    /// Share of its vCPUs busy, percent.
+    cpu_percent: Option<f64>,
+    /// Memory the guest has (balloon size).
+    mem_mib: Option<u64>,
+    /// Host memory its process occupies.
+    rss_mib: Option<u64>,
+}
+
+impl VmView {
+    fn new(vm: Vm, loads: &HashMap<Uuid, VmLoad>) -> Self {
+        let load = loads.get(&vm.id);
+        Self {
+            cpu_percent: load.and_then(|l| l.cpu_percent),
+            mem_mib: load.map(|l| l.mem_mib),
+            rss_mib: load.and_then(|l| l.rss_mib),
+            vm,
+        }
+    }
+}
+
+async fn loads(state: &AppState) -> Result<HashMap<Uuid, VmLoad>, ApiError> {
+    let latest = monitor::latest_vm_loads(&state.pool, state.config.sample_interval_secs).await?;
+    Ok(latest.into_iter().map(|l| (l.vm_id, l)).collect())
+}
+
 async fn list(
     State(state): State<AppState>,
     me: CurrentUser,
     ApiQuery(q): ApiQuery<ListQuery>,
-) -> Result<Json<Vec<Vm>>, ApiError> {
-    Ok(Json(state.vms.list(&me.user, q.course_id).await?))
+) -> Result<Json<Vec<VmView>>, ApiError> {
+    let vms = state.vms.list(&me.user, q.course_id).await?;
+    let loads = loads(&state).await?;
+    Ok(Json(
+        vms.into_iter().map(|vm| VmView::new(vm, &loads)).collect(),
+    ))
 }
 
 async fn show(
     State(state): State<AppState>,
     me: CurrentUser,
     IdPath(id): IdPath,
-) -> Result<Json<Vm>, ApiError> {
+) -> Result<Json<VmView>, ApiError> {
     state.vms.get_for(&me.user, id).await?;
-    Ok(Json(state.vms.refresh(id).await?))
+    let vm = state.vms.refresh(id).await?;
+    Ok(Json(VmView::new(vm, &loads(&state).await?)))
+}
+
+/// The VM's CPU and memory over the last `minutes` (who may see the VM may
+/// see its history).
+async fn history(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    IdPath(id): IdPath,
+    ApiQuery(q): ApiQuery<RangeQuery>,
+) -> Result<Json<VmHistory>, ApiError> {
+    state.vms.get_for(&me.user, id).await?;
+    Ok(Json(
+        monitor::vm_history(&state.pool, id, q.minutes.unwrap_or(60)).await?,
+    ))
 }
 
 async fn start(

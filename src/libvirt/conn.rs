@@ -597,6 +597,17 @@ impl Node {
         self.call(super::stats::host_stats).await
     }
 
+    /// CPU time and memory of every running domain whose name starts with
+    /// `prefix` (see [`super::stats`]), in one job on the node's workers.
+    pub async fn domain_stats(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<super::DomainStats>, LibvirtError> {
+        let prefix = prefix.to_owned();
+        self.call(move |c| super::stats::domain_stats(c, &prefix))
+            .await
+    }
+
     /// Create and start a *transient* isolated network (gone when destroyed or
     /// when the node reboots, like pvce's domains). Idempotent: an active
     /// network of that name is returned as it is, so the caller must own the
@@ -953,6 +964,44 @@ mod tests {
         assert!(!node.destroy(&s.name).await.expect("destroy again"));
         assert!(!node.shutdown(&s.name).await.expect("shutdown absent"));
         assert!(!node.reboot(&s.name).await.expect("reboot absent"));
+    }
+
+    #[tokio::test]
+    async fn domain_stats_cover_running_domains_with_the_prefix() {
+        let node = test_node().await;
+        let mut s = spec("dstats");
+        s.vcpus = 2;
+        node.create_domain(&s).await.expect("create");
+        // Only our prefix: not the driver's built-in "test" domain, nor other
+        // tests' domains on the shared test:///default.
+        let got = node.domain_stats("test-dstats-").await.expect("stats");
+        assert_eq!(got.len(), 1, "{got:?}");
+        let d = got[0];
+        assert_eq!(d.uuid, s.uuid);
+        assert_eq!(d.vcpus, 2);
+        assert_eq!(d.memory_kib, 64 * 1024);
+        assert!(d.cpu_time_ns > 0, "{d:?}");
+        // A second reading gives a CPU percentage within bounds.
+        let later = node.domain_stats("test-dstats-").await.expect("stats");
+        if let Some(p) = later[0].cpu_percent(&d) {
+            assert!((0.0..=100.0).contains(&p), "{p}");
+        }
+        // The driver's built-in "test" domain matches "test"; it is the one
+        // the driver reports memory statistics for (RSS 1 GiB).
+        let all = node.domain_stats("test").await.expect("stats");
+        assert!(all.iter().any(|x| x.uuid == s.uuid));
+        assert!(
+            all.iter().any(|x| x.rss_kib == Some(1024 * 1024)),
+            "{all:?}"
+        );
+        assert!(node.destroy(&s.name).await.expect("destroy"));
+        assert!(
+            node.domain_stats("test-dstats-")
+                .await
+                .expect("stats")
+                .is_empty(),
+            "a stopped domain has no figures"
+        );
     }
 
     #[tokio::test]

@@ -14,7 +14,7 @@
 //! - [`storage`]: storage pools and volumes (the per-node template store: upload,
 //!   read back for a checksum).
 //! - [`stats`]: host CPU and memory statistics (the crate's only `unsafe`: two FFI
-//!   calls `virt` does not wrap).
+//!   calls `virt` does not wrap) and each running pvce domain's CPU time and memory.
 //!
 //! Invariants the rest of the server can rely on:
 //! - No call blocks the async runtime: libvirt calls run on the node's own worker
@@ -39,7 +39,7 @@ pub mod xml;
 
 pub use accel::{AccelSetting, resolve_qemu_hypervisor};
 pub use conn::{DomainInfo, DomainState, DriverKind, NetworkInfo, Node, NodeInfo, NodeOptions};
-pub use stats::{CpuTimes, HostStats, MemoryStats};
+pub use stats::{CpuTimes, DomainStats, HostStats, MemoryStats};
 pub use storage::PoolInfo;
 pub use xml::{
     ConsoleAuth, DiskCache, DomainSpec, Graphics, GraphicsKind, Hypervisor, MAX_BRIDGE_NAME,

@@ -1,12 +1,13 @@
-// The admin pages: node cards and load charts, node detail, the cluster VM
-// table, creating a user, importing users from CSV, changing a role, disabling.
-// usage: node tests/browser/admin.mjs <base-url> <username> <password> <artifact-dir>
+// The admin pages: node cards and load charts, node detail with a running
+// VM's CPU and memory and its load chart, the cluster VM table, creating a
+// user, importing users from CSV, changing a role, disabling.
+// usage: node tests/browser/admin.mjs <base-url> <username> <password> <artifact-dir> <running-vm-id>
 
 import { run, assert, unexpectedErrors } from './lib.mjs';
 
-const [base, username, password, artifactDir] = process.argv.slice(2);
-if (!artifactDir) {
-  console.error('usage: admin.mjs <base-url> <username> <password> <artifact-dir>');
+const [base, username, password, artifactDir, vmId] = process.argv.slice(2);
+if (!vmId) {
+  console.error('usage: admin.mjs <base-url> <username> <password> <artifact-dir> <running-vm-id>');
   process.exit(2);
 }
 
@@ -48,6 +49,26 @@ await run('admin', artifactDir, async ({ newPage, step, shot, logs }) => {
   await page.waitForSelector('.chart[data-chart=cpu] canvas', { timeout: 30000 });
   await shot(page, 'admin-node.png');
   step('node detail');
+
+  // The running VM's row shows its memory (and CPU once two readings exist);
+  // its chart button opens a dialog with CPU and memory lines.
+  const row = `#cluster-vms tr[data-vm-id="${vmId}"]`;
+  await page.waitForSelector(`${row} td.load-cpu`, { timeout: 30000 });
+  const mem = (await page.textContent(`${row} td.load-mem`)).trim();
+  assert(/^128 MiB/.test(mem), `the VM's memory cell shows its 128 MiB, got "${mem}"`);
+  const cpu = (await page.textContent(`${row} td.load-cpu`)).trim();
+  assert(/^\d+%$/.test(cpu), `the VM's CPU cell is a percentage, got "${cpu}"`);
+  await page.click(`${row} button.load-chart`);
+  await page.waitForSelector('#vm-load[open] .chart[data-chart=vm-cpu] canvas', { timeout: 15000 });
+  const vmPoints = await page.waitForFunction(() => {
+    const counts = ['vm-cpu', 'vm-mem'].map((k) => Number(document.querySelector(`#vm-load .chart[data-chart=${k}]`)?.dataset.points || 0));
+    return counts.every((n) => n >= 2) ? counts : false;
+  }, null, { timeout: 30000, polling: 250 }).then((r) => r.jsonValue());
+  assert(vmPoints[1] >= 2, `memory chart has points, got ${JSON.stringify(vmPoints)}`);
+  await shot(page, 'admin-vm-load.png');
+  await page.click('#vm-load .dialog-actions button');
+  await page.waitForSelector('#vm-load', { state: 'detached' });
+  step('a VM\'s load in the node detail');
 
   await page.click('a.nav-link[data-route=vms]');
   await page.waitForSelector('#cluster-vms');

@@ -1,6 +1,7 @@
 // Admin views: the cluster overview with load charts (#/nodes), one node with
-// its VMs (#/nodes/<id>), every VM of the cluster (#/vms: filter, force off,
-// migrate) and user management (#/users: create, CSV import, role, disable).
+// its VMs (#/nodes/<id>), every VM of the cluster (#/vms: filter, CPU and
+// memory, a VM's load chart, force off, migrate) and user management
+// (#/users: create, CSV import, role, disable).
 
 import { t, bind, onLangChange } from './i18n.js';
 import { h, icon, button, replace, formatBytes, formatMib, relativeTime, absoluteTime, toast, toastError, confirmDialog } from './ui.js';
@@ -236,6 +237,76 @@ function nodeDetail(container, id) {
 
 // ---------------------------------------------------------------- cluster VMs
 
+/** A running VM's latest CPU and memory cells ("–" while stopped or not sampled yet). */
+function loadCells(vm) {
+  const sampled = vm.state === 'running' && vm.mem_mib !== null && vm.mem_mib !== undefined;
+  const none = () => h('td', { class: 'num muted' }, '–');
+  if (!sampled) return [none(), none()];
+  const cpu = vm.cpu_percent;
+  return [
+    cpu === null || cpu === undefined
+      ? none()
+      : h('td', { class: 'num load-cpu' }, `${Math.round(cpu)}%`, meter(cpu, `CPU ${Math.round(cpu)}%`)),
+    h('td', { class: 'num load-mem' }, formatMib(vm.mem_mib),
+      vm.rss_mib === null || vm.rss_mib === undefined ? null : h('div', { class: 'tree-meta', i18n: ['cvms.rss', { size: formatMib(vm.rss_mib) }] })),
+  ];
+}
+
+/**
+ * One VM's CPU and memory over the last hour in a modal dialog, refreshed
+ * while it is open (a dialog, so the table's own refresh cannot destroy it).
+ */
+function vmLoadDialog(vm, label) {
+  const boxes = ['cpu', 'mem'].map((k) => h('div', { class: 'chart', dataset: { chart: `vm-${k}` } }));
+  const empty = h('p', { class: 'muted empty-small', i18n: 'cvms.load.empty', hidden: true });
+  const close = h('button', { type: 'button', class: 'btn', i18n: 'common.close' });
+  const dlg = h('dialog', { class: 'dialog wide', id: 'vm-load', 'aria-labelledby': 'vm-load-title' },
+    h('div', { class: 'dialog-body' },
+      h('div', { class: 'dialog-head' }, h('h2', { id: 'vm-load-title', i18n: ['cvms.load.title', { name: label }] })),
+      empty,
+      h('div', { class: 'charts' }, boxes),
+      h('div', { class: 'dialog-actions' }, close)));
+  let charts = [];
+  let lastKey = '';
+  let last = [];
+
+  function draw(samples) {
+    last = samples;
+    empty.hidden = samples.length > 0;
+    const times = samples.map((s) => Date.parse(s.at) / 1000);
+    const val = (v) => (v === undefined ? null : v);
+    const data = [
+      [times, samples.map((s) => val(s.cpu_percent))],
+      [times, samples.map((s) => val(s.mem_mib)), samples.map((s) => val(s.rss_mib))],
+    ];
+    const key = `${samples.length > 0}#${document.documentElement.lang}`;
+    if (key === lastKey && charts.length) {
+      charts.forEach((c, i) => c.update(data[i]));
+      return;
+    }
+    charts.forEach((c) => c.destroy());
+    charts = [];
+    lastKey = key;
+    if (!samples.length) return;
+    const specs = [
+      { title: t('cvms.load.cpu'), unit: '%', max: 100, names: [vm.name] },
+      // No unit on the axis: "1024 MiB" does not fit; the title says MiB.
+      { title: t('cvms.load.mem'), names: [t('cvms.load.guest'), t('cvms.load.rss')] },
+    ];
+    charts = specs.map((spec, i) => {
+      boxes[i].replaceChildren();
+      return lineChart(boxes[i], { ...spec, data: data[i], spanSeconds: () => 3600 });
+    });
+  }
+  const offLang = onLangChange(() => { lastKey = ''; draw(last); });
+  const stop = poller(async () => draw((await get(`/api/vms/${encodeURIComponent(vm.id)}/history?minutes=60`)).samples));
+  close.addEventListener('click', () => dlg.close());
+  dlg.addEventListener('close', () => { stop(); offLang(); charts.forEach((c) => c.destroy()); dlg.remove(); });
+  document.body.append(dlg);
+  dlg.showModal();
+  close.focus();
+}
+
 function clusterVms(container, { node = '', embedded = false }) {
   const filters = { course: '', node, state: '', student: '' };
   let data = { vms: [], users: new Map(), courses: new Map(), nodes: [] };
@@ -260,7 +331,7 @@ function clusterVms(container, { node = '', embedded = false }) {
       filterBar,
       h('div', { class: 'table-wrap' },
         h('table', { class: 'data', id: 'cluster-vms' },
-          h('thead', {}, h('tr', {}, ['cvms.col.name', 'cvms.col.student', 'cvms.col.course', 'cvms.col.node', 'cvms.col.state', 'cvms.col.size', 'cvms.col.actions']
+          h('thead', {}, h('tr', {}, ['cvms.col.name', 'cvms.col.student', 'cvms.col.course', 'cvms.col.node', 'cvms.col.state', 'cvms.col.cpu', 'cvms.col.mem', 'cvms.col.size', 'cvms.col.actions']
             .map((k) => h('th', { scope: 'col', i18n: k })))),
           tbody)),
       empty));
@@ -322,6 +393,8 @@ function clusterVms(container, { node = '', embedded = false }) {
         if (await runAction('poweroff', vm)) await load();
         else off.disabled = false;
       });
+      const chart = button({ label: 'cvms.load', kind: 'small nowrap load-chart', aria: ['cvms.load.aria', { name: vm.name }] });
+      chart.addEventListener('click', () => vmLoadDialog(vm, owner ? `${vm.name} · ${owner.username}` : vm.name));
       return h('tr', { dataset: { vmId: vm.id } },
         h('td', {}, vm.name),
         h('td', { class: 'student-cell' }, owner ? owner.username : '?', owner && owner.display_name !== owner.username ? h('div', { class: 'tree-meta' }, owner.display_name) : null),
@@ -329,8 +402,9 @@ function clusterVms(container, { node = '', embedded = false }) {
         h('td', {}, nodeName || h('span', { class: 'muted', i18n: 'common.none' }),
           vm.layer_node_id ? h('div', { class: 'tree-meta', i18n: ['cvms.diskOn', { node: ns.find((n) => n.id === vm.layer_node_id)?.name || '?' }] }) : null),
         h('td', {}, stateBadge(vm.state)),
+        loadCells(vm),
         h('td', { class: 'num' }, `${vm.vcpus} vCPU · ${formatMib(vm.memory_mib)}`, h('div', { class: 'tree-meta' }, formatBytes(vm.overlay_bytes || 0))),
-        h('td', {}, h('span', { class: 'row-actions' }, off, migrateControl(vm))));
+        h('td', {}, h('span', { class: 'row-actions' }, chart, off, migrateControl(vm))));
     }));
   }
 
