@@ -15,6 +15,7 @@ PACKAGES=(
   qemu-system-x86 qemu-utils qemu-block-extra
   busybox-static syslinux syslinux-common dosfstools mtools fdisk e2fsprogs cpio
   curl python3 chromium nodejs npm
+  fonts-wqy-microhei   # CJK glyphs, so the zh-CN UI screenshots of the browser tests show Chinese
   iproute2 util-linux mount procps   # the multi-node test rig (scripts/multinode.sh)
 )
 

@@ -58,6 +58,7 @@ impl AppState {
                 config.domain_prefix.clone(),
             )
             .with_disk_cache(config.disk_cache)
+            .with_placement(config.placement_policy, config.host_reserve_mib)
             .with_layers(crate::layers::Layers::new(
                 pool.clone(),
                 nodes.clone(),

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::layers::LayerStorage;
 use crate::libvirt::{AccelSetting, DiskCache};
+use crate::placement::Policy;
 
 /// Settings common to all subcommands.
 #[derive(clap::Args, Debug, Clone)]
@@ -102,6 +103,19 @@ pub struct Config {
     #[arg(long, env = "PVCE_LAYER_POOL_DIR")]
     pub layer_pool_dir: Option<PathBuf>,
 
+    /// How a start picks among the nodes that can take the VM: `spread` (most
+    /// free memory: VMs spread over the cluster, the default), `pack` (least
+    /// free memory that fits: fills nodes one by one so the others can be
+    /// powered down), `load-aware` (lowest recent CPU). See src/placement.rs.
+    #[arg(long, env = "PVCE_PLACEMENT_POLICY", default_value = "spread", value_parser = parse_policy)]
+    pub placement_policy: Policy,
+
+    /// Memory (MiB) placement keeps free on every node for the host itself
+    /// (libvirtd, QEMU's own overhead, page tables): a VM goes only where its
+    /// memory plus this reserve is free.
+    #[arg(long, env = "PVCE_HOST_RESERVE_MIB", default_value_t = crate::placement::DEFAULT_HOST_RESERVE_MIB)]
+    pub host_reserve_mib: u64,
+
     /// Seconds between two load samples of every node (history charts, load-aware placement).
     #[arg(long, env = "PVCE_SAMPLE_INTERVAL", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=300))]
     pub sample_interval_secs: u64,
@@ -141,6 +155,11 @@ fn parse_layer_storage(s: &str) -> Result<LayerStorage, String> {
         .ok_or_else(|| format!("unknown layer storage {s:?}; use shared or node-local"))
 }
 
+fn parse_policy(s: &str) -> Result<Policy, String> {
+    Policy::parse(s)
+        .ok_or_else(|| format!("unknown placement policy {s:?}; use spread, pack or load-aware"))
+}
+
 fn parse_disk_cache(s: &str) -> Result<DiskCache, String> {
     match s {
         "writeback" => Ok(DiskCache::Writeback),
@@ -178,6 +197,8 @@ impl Config {
             layer_storage: LayerStorage::Shared,
             layer_pool: "pvce-layers".into(),
             layer_pool_dir: None,
+            placement_policy: Policy::Spread,
+            host_reserve_mib: crate::placement::DEFAULT_HOST_RESERVE_MIB,
         }
     }
 
@@ -214,5 +235,14 @@ mod tests {
         assert!(parse_quota("0").is_err());
         assert!(parse_quota("-1").is_err());
         assert!(parse_quota("many").is_err());
+    }
+
+    #[test]
+    fn placement_policies_parse_by_their_api_names() {
+        assert_eq!(parse_policy("spread"), Ok(Policy::Spread));
+        assert_eq!(parse_policy("pack"), Ok(Policy::Pack));
+        assert_eq!(parse_policy("load-aware"), Ok(Policy::LoadAware));
+        assert!(parse_policy("random").is_err());
+        assert!(parse_policy("").is_err());
     }
 }

@@ -71,8 +71,14 @@ pub enum NodeError {
     NotFound,
     #[error("a node with this {0} already exists")]
     Duplicate(&'static str),
-    #[error("{0} VM(s) still run on this node")]
+    #[error(
+        "{0} VM(s) run on this node, or ran there when it went down (fence it first: POST /api/nodes/{{id}}/fence)"
+    )]
     Busy(u64),
+    #[error(
+        "{0} VM(s) keep their disks (node-local layers) on this node; move them to another node first"
+    )]
+    HoldsLayers(u64),
     #[error("node {0} is unavailable")]
     Unavailable(String),
     #[error(transparent)]
@@ -244,19 +250,50 @@ impl Nodes {
         Ok(())
     }
 
+    /// Removes a node from the cluster. Refused (409) while any VM runs there
+    /// or ran there when the node went down (`node_down`: its domain may
+    /// still be alive, so forgetting the node would let the VM start a second
+    /// copy elsewhere — fence it first), and while VMs keep their node-local
+    /// layers there (the students' disks would be lost: move them first).
+    /// Checks and removal are one transaction, so a start placed on the node
+    /// meanwhile cannot slip in between.
     pub async fn delete(&self, id: Uuid) -> Result<(), NodeError> {
-        let node = self.get(id).await?;
-        if node.vms_running > 0 {
-            return Err(NodeError::Busy(node.vms_running));
+        let mut tx = self.pool.begin().await?;
+        let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM nodes WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
+        if exists.is_none() {
+            return Err(NodeError::NotFound);
         }
+        // `node_down` VMs keep their active state underneath (migration 0005).
+        let active: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM vms WHERE node_id = ?
+             AND state IN ('starting', 'running', 'stopping')",
+        )
+        .bind(id.to_string())
+        .fetch_one(&mut *tx)
+        .await?;
+        if active > 0 {
+            return Err(NodeError::Busy(u64::try_from(active).unwrap_or(0)));
+        }
+        let disks: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM vms WHERE layer_node_id = ?")
+            .bind(id.to_string())
+            .fetch_one(&mut *tx)
+            .await?;
+        if disks > 0 {
+            return Err(NodeError::HoldsLayers(u64::try_from(disks).unwrap_or(0)));
+        }
+        // Stopped VMs only remember where they last ran.
         sqlx::query("UPDATE vms SET node_id = NULL WHERE node_id = ?")
             .bind(id.to_string())
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
         sqlx::query("DELETE FROM nodes WHERE id = ?")
             .bind(id.to_string())
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         self.conns.write().await.remove(&id);
         Ok(())
     }

@@ -23,6 +23,10 @@ use std::sync::Mutex;
 
 use uuid::Uuid;
 
+/// Memory kept free on every node for the host itself, unless configured
+/// otherwise (`--host-reserve-mib`).
+pub const DEFAULT_HOST_RESERVE_MIB: u64 = 256;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Policy {
@@ -30,6 +34,26 @@ pub enum Policy {
     Spread,
     Pack,
     LoadAware,
+}
+
+impl Policy {
+    /// The policy by its configuration / API name (`spread`, `pack`, `load-aware`).
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "spread" => Some(Self::Spread),
+            "pack" => Some(Self::Pack),
+            "load-aware" => Some(Self::LoadAware),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Spread => "spread",
+            Self::Pack => "pack",
+            Self::LoadAware => "load-aware",
+        }
+    }
 }
 
 /// A node as placement sees it.

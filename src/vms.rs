@@ -62,8 +62,6 @@ use crate::stores::{StoreError, Stores};
 use crate::templates;
 use crate::users::User;
 
-/// Memory kept free on every node for the host itself.
-pub const HOST_RESERVE_MIB: u64 = 256;
 /// Longest a read of one VM's domain may take (a frozen node must not hold up
 /// API reads of its VMs for the whole libvirt call timeout).
 const SYNC_DEADLINE: Duration = Duration::from_secs(5);
@@ -475,6 +473,8 @@ pub struct VmManager {
     locks: Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>,
     shutdown_timeout: Duration,
     policy: Policy,
+    /// Memory placement keeps free on every node for the host itself.
+    host_reserve_mib: u64,
     domain_prefix: String,
     disk_cache: libvirt::DiskCache,
     events: tokio::sync::broadcast::Sender<VmEvent>,
@@ -511,6 +511,7 @@ impl VmManager {
             locks: Mutex::new(HashMap::new()),
             shutdown_timeout,
             policy: Policy::Spread,
+            host_reserve_mib: crate::placement::DEFAULT_HOST_RESERVE_MIB,
             labnets,
             domain_prefix,
             disk_cache: libvirt::DiskCache::default(),
@@ -523,6 +524,15 @@ impl VmManager {
     #[must_use]
     pub fn with_disk_cache(mut self, cache: libvirt::DiskCache) -> Self {
         self.disk_cache = cache;
+        self
+    }
+
+    /// The placement policy of starts and drains, and the memory kept free on
+    /// every node for the host.
+    #[must_use]
+    pub fn with_placement(mut self, policy: Policy, host_reserve_mib: u64) -> Self {
+        self.policy = policy;
+        self.host_reserve_mib = host_reserve_mib;
         self
     }
 
@@ -701,19 +711,7 @@ impl VmManager {
         // the copy itself will tell).
         let (holders, chain_bytes) = self.stores.holders(chain).await?;
         let nodes = self.nodes.list().await?;
-        // Memory promised to the VMs placed on each node. A guest touches its
-        // memory lazily, so a node's own figures lag far behind what its VMs
-        // may claim; counting the promise on top keeps placement from piling
-        // starts onto the node whose stats have not caught up (conservative:
-        // what a guest already touched counts twice).
-        let committed: HashMap<String, i64> = sqlx::query_as(
-            "SELECT node_id, SUM(memory_mib) FROM vms WHERE node_id IS NOT NULL
-             AND state IN ('starting', 'running', 'stopping') GROUP BY node_id",
-        )
-        .fetch_all(&self.pool)
-        .await?
-        .into_iter()
-        .collect();
+        let committed = self.committed_mib().await?;
         Ok(nodes
             .into_iter()
             .map(|n| Candidate {
@@ -723,14 +721,35 @@ impl VmManager {
                 has_template: holders.contains(&n.id)
                     || n.store_free.is_none_or(|free| free >= chain_bytes),
                 mem_total_mib: n.mem_total_mib,
-                mem_used_mib: n.mem_used_mib.saturating_add(
-                    committed
-                        .get(&n.id.to_string())
-                        .map_or(0, |m| u64::try_from(*m).unwrap_or(0)),
-                ),
+                mem_used_mib: n
+                    .mem_used_mib
+                    .saturating_add(committed.get(&n.id).copied().unwrap_or(0)),
                 cpu_percent: n.cpu_percent,
                 vms_running: n.vms_running,
                 name: n.name,
+            })
+            .collect())
+    }
+
+    /// Memory promised to the VMs placed on each node. A guest touches its
+    /// memory lazily, so a node's own figures lag far behind what its VMs may
+    /// claim; counting the promise on top keeps placement (and migration
+    /// targets) from piling VMs onto a node whose stats have not caught up
+    /// (conservative: what a guest already touched counts twice).
+    async fn committed_mib(&self) -> Result<HashMap<Uuid, u64>, VmError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT node_id, SUM(memory_mib) FROM vms WHERE node_id IS NOT NULL
+             AND state IN ('starting', 'running', 'stopping') GROUP BY node_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(node, mib)| {
+                Some((
+                    Uuid::parse_str(&node).ok()?,
+                    u64::try_from(mib).unwrap_or(0),
+                ))
             })
             .collect())
     }
@@ -785,7 +804,7 @@ impl VmManager {
         let reservation = self.reservations.place(
             &candidates,
             u64::from(vm.memory_mib),
-            HOST_RESERVE_MIB,
+            self.host_reserve_mib,
             self.policy,
             constraint,
         )?;
@@ -1306,6 +1325,7 @@ impl VmManager {
             ));
         }
         let node = self.target_node(target).await?;
+        let committed = self.committed_mib().await?;
         let candidate = Candidate {
             node_id: node.id,
             name: node.name.clone(),
@@ -1313,7 +1333,9 @@ impl VmManager {
             maintenance: false,
             has_template: true,
             mem_total_mib: node.mem_total_mib,
-            mem_used_mib: node.mem_used_mib,
+            mem_used_mib: node
+                .mem_used_mib
+                .saturating_add(committed.get(&node.id).copied().unwrap_or(0)),
             cpu_percent: node.cpu_percent,
             vms_running: node.vms_running,
         };
@@ -1322,7 +1344,7 @@ impl VmManager {
             .place(
                 std::slice::from_ref(&candidate),
                 u64::from(vm.memory_mib),
-                HOST_RESERVE_MIB,
+                self.host_reserve_mib,
                 self.policy,
                 Constraint::Anywhere,
             )
@@ -1449,7 +1471,7 @@ impl VmManager {
             let target = crate::placement::choose(
                 &candidates,
                 u64::from(vm.memory_mib),
-                HOST_RESERVE_MIB,
+                self.host_reserve_mib,
                 &HashMap::new(),
                 self.policy,
                 Constraint::Anywhere,

@@ -4,6 +4,14 @@
 //! clicking; these tests prepare users, images and courses through the API,
 //! run a script, and check its exit status and screenshots (saved in
 //! `target/test-artifacts/`).
+//!
+//! The browser runs in a network namespace of its own, as a student's
+//! browser runs on another machine: the hypervisor host's network changes
+//! (a VM's tap device coming up, the multi-node rig's veths) would otherwise
+//! make Chromium abort every request in flight (`ERR_NETWORK_CHANGED`) —
+//! once, the ~25 noVNC modules of a desktop page loading at that moment.
+//! Its loopback reaches the test server through a Unix socket (a path on
+//! the shared file system is reachable from any network namespace).
 
 #![allow(clippy::unwrap_used)]
 
@@ -69,18 +77,85 @@ fn check_tools() {
     );
 }
 
-/// Runs `node tests/browser/<script> args…`, echoing its output; panics with
-/// it if the script fails or runs out of time.
+/// The host side of the browser's way to the server: a Unix socket whose
+/// connections are relayed to `127.0.0.1:port`. Removed when dropped.
+struct LoopbackBridge {
+    path: PathBuf,
+    relay: tokio::task::JoinHandle<()>,
+}
+
+impl LoopbackBridge {
+    fn to(port: u16) -> LoopbackBridge {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path =
+            std::env::temp_dir().join(format!("test-pvce-browser-{}-{n}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        let relay = tokio::spawn(async move {
+            while let Ok((mut unix, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    if let Ok(mut tcp) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+                        let _ = tcp.set_nodelay(true);
+                        let _ = tokio::io::copy_bidirectional(&mut unix, &mut tcp).await;
+                    }
+                });
+            }
+        });
+        LoopbackBridge { path, relay }
+    }
+}
+
+impl Drop for LoopbackBridge {
+    fn drop(&mut self) {
+        self.relay.abort();
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// The port of an `http://127.0.0.1:PORT…` URL.
+fn loopback_port(url: &str) -> Option<u16> {
+    let rest = url.strip_prefix("http://127.0.0.1:")?;
+    let end = rest.find('/').unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}
+
+/// Runs `node tests/browser/<script> args…` in a network namespace of its
+/// own (see the module doc), echoing its output; panics with it if the
+/// script fails or runs out of time. A first argument naming the test
+/// server's loopback URL is bridged into the namespace at the same address.
 async fn run_script(script: &str, args: &[&str]) {
     check_tools();
     let path = common::repo_root().join("tests/browser").join(script);
-    let child = tokio::process::Command::new("node")
-        .arg(&path)
-        .args(args)
-        .kill_on_drop(true)
-        .output();
+    let bridge = args
+        .first()
+        .and_then(|a| loopback_port(a))
+        .map(|port| (port, LoopbackBridge::to(port)));
+    let mut cmd = tokio::process::Command::new("unshare");
+    // As root a plain network namespace; otherwise inside a user namespace.
+    if !running_as_root() {
+        cmd.args(["--user", "--map-root-user"]);
+    }
+    cmd.args([
+        "--net",
+        "--",
+        "sh",
+        "-c",
+        "ip link set lo up && exec \"$@\"",
+        "sh",
+        "node",
+    ])
+    .arg(&path)
+    .args(args);
+    if let Some((port, b)) = &bridge {
+        cmd.env("PVCE_BROWSER_BRIDGE", &b.path)
+            .env("PVCE_BROWSER_PORT", port.to_string());
+    }
+    let child = cmd.kill_on_drop(true).output();
     let out = match tokio::time::timeout(SCRIPT_TIMEOUT, child).await {
-        Ok(out) => out.unwrap_or_else(|e| panic!("cannot run node (install Node.js): {e}")),
+        Ok(out) => out.unwrap_or_else(|e| {
+            panic!("cannot run node under unshare (install Node.js and util-linux): {e}")
+        }),
         Err(_) => panic!("{script} did not finish within {SCRIPT_TIMEOUT:?}"),
     };
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -92,6 +167,15 @@ async fn run_script(script: &str, args: &[&str]) {
         "{script} failed ({}):\n{stderr}\n{stdout}",
         out.status
     );
+}
+
+fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            == Some("0")
+    })
 }
 
 fn assert_png(path: &Path) {
@@ -271,7 +355,11 @@ async fn admin_sees_nodes_and_manages_users() {
 
     let (base, _serving) = ui_base(&env).await;
     let dir = artifact_dir();
-    for f in ["admin-users.png", "admin-vm-load.png"] {
+    for f in [
+        "admin-users.png",
+        "admin-vm-load.png",
+        "admin-node-added.png",
+    ] {
         let _ = std::fs::remove_file(dir.join(f));
     }
     run_script(
@@ -319,6 +407,17 @@ async fn admin_sees_nodes_and_manages_users() {
         "disabled in the page"
     );
     assert_png(&dir.join("admin-node.png"));
+    assert_png(&dir.join("admin-node-added.png"));
+    // The node the page registered is gone again, server-side too.
+    let (_, nodes) = env.client("test-ui-admin").await.get("/api/nodes").await;
+    let names: Vec<&str> = nodes
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|n| n["name"].as_str())
+        .collect();
+    assert!(!names.contains(&"test-ui-node"), "{names:?}");
+    assert!(names.contains(&"local"), "{names:?}");
 }
 
 /// The embedded UI as plain HTTP: content types, security headers, caching,

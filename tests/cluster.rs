@@ -298,6 +298,56 @@ async fn spread_uses_every_node_and_maintenance_gets_none() {
 }
 
 #[tokio::test]
+async fn pack_fills_one_node_before_the_next() {
+    let rig = rig(3).await;
+    let c = cluster_with(&rig, 3, |cfg| {
+        config(cfg);
+        cfg.placement_policy = pvce::placement::Policy::Pack;
+    })
+    .await;
+
+    // The rig's nodes have the same memory, so after the first start the
+    // memory promised to its VM makes that node the fullest one that fits:
+    // pack keeps choosing it.
+    let mut used = Vec::new();
+    for i in 0..3 {
+        let vm = c.start(i).await;
+        let n = c.index(&vm["node_id"]);
+        assert_eq!(rig.domstate(n, &domain(&c.vms[i])), "running");
+        used.push(n);
+    }
+    assert!(
+        used.iter().all(|n| *n == used[0]),
+        "pack must put all three VMs on one node: {used:?}"
+    );
+
+    // With the full node in maintenance, pack moves on to one other node.
+    for i in 0..3 {
+        let (status, vm) = c.students[i]
+            .post_empty(&format!("/api/vms/{}/poweroff", c.vms[i]))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{vm}");
+    }
+    let (status, n) = c
+        .admin
+        .post(
+            &format!("/api/nodes/{}/maintenance", c.nodes[used[0] - 1]),
+            json!({"enabled": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{n}");
+    let mut again = Vec::new();
+    for i in 0..2 {
+        again.push(c.index(&c.start(i).await["node_id"]));
+    }
+    assert_ne!(again[0], used[0], "placed on a node in maintenance");
+    assert_eq!(
+        again[0], again[1],
+        "pack must fill the next node: {again:?}"
+    );
+}
+
+#[tokio::test]
 async fn a_dead_nodes_vm_is_fenced_then_restarts_elsewhere_with_its_data() {
     let rig = rig(3).await;
     let c = cluster(&rig, 1).await;
@@ -762,11 +812,29 @@ async fn node_local_layers_stay_on_their_node_and_move_with_their_data() {
         StatusCode::CONFLICT,
         "layer_node_local",
     );
+    // A node running a VM cannot be removed.
+    let remove_first = format!("/api/nodes/{}", c.nodes[first - 1]);
+    assert_error(
+        &c.admin.delete(&remove_first).await,
+        StatusCode::CONFLICT,
+        "node_busy",
+    );
     let (status, _) = c
         .admin
         .post_empty(&format!("/api/vms/{vm_id}/poweroff"))
         .await;
     assert_eq!(status, StatusCode::OK);
+    // Nor one that keeps a stopped VM's disk: it would be lost with the node.
+    assert_error(
+        &c.admin.delete(&remove_first).await,
+        StatusCode::CONFLICT,
+        "node_holds_layers",
+    );
+    assert_eq!(
+        c.admin.get(&remove_first).await.0,
+        StatusCode::OK,
+        "the node is still registered"
+    );
 
     // Moving is for admins, and for stopped VMs.
     let mv = format!("/api/vms/{vm_id}/move");
@@ -902,4 +970,14 @@ async fn node_local_layers_stay_on_their_node_and_move_with_their_data() {
     let (status, body) = c.admin.delete(&format!("/api/courses/{course}")).await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
     assert!(layer_volumes(&rig, home, &vm_id).is_empty());
+
+    // With no VM and no disk left on it, the node can be removed.
+    let remove = format!("/api/nodes/{}", c.nodes[home - 1]);
+    let (status, body) = c.admin.delete(&remove).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    assert_error(
+        &c.admin.get(&remove).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
 }

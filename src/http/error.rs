@@ -202,6 +202,9 @@ impl From<NodeError> for ApiError {
                 Self::new(StatusCode::CONFLICT, "node_exists", e.to_string())
             }
             NodeError::Busy(_) => Self::new(StatusCode::CONFLICT, "node_busy", e.to_string()),
+            NodeError::HoldsLayers(_) => {
+                Self::new(StatusCode::CONFLICT, "node_holds_layers", e.to_string())
+            }
             NodeError::Unavailable(_) => Self::unavailable(&e),
             NodeError::Libvirt(l) => l.into(),
             NodeError::Db(_) => Self::internal(&e),

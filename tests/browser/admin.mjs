@@ -1,6 +1,7 @@
 // The admin pages: node cards and load charts, node detail with a running
 // VM's CPU and memory and its load chart, the cluster VM table, creating a
-// user, importing users from CSV, changing a role, disabling.
+// user, importing users from CSV, changing a role, disabling, and
+// registering and removing a node.
 // usage: node tests/browser/admin.mjs <base-url> <username> <password> <artifact-dir> <running-vm-id>
 
 import { run, assert, unexpectedErrors } from './lib.mjs';
@@ -105,6 +106,37 @@ await run('admin', artifactDir, async ({ newPage, step, shot, logs }) => {
   assert(own, 'an admin cannot change their own role from the table');
   await shot(page, 'admin-users.png');
   step('role change and disable');
+
+  // Registering a node from the overview: a URI that is not libvirt's is
+  // refused with the server's reason; a good one gives a card. The libvirt
+  // test driver stands in for a remote host here (the multi-node rig tests
+  // real ones). Then removing it from its detail page.
+  await page.click('a.nav-link[data-route=nodes]');
+  await page.waitForSelector('.node-card[data-node-id]');
+  await page.click('#add-node > summary');
+  await page.fill('#an-name', 'test-ui-node');
+  await page.fill('#an-uri', 'http://lab-07.example.edu/');
+  await page.click('#add-node button[type=submit]');
+  const refused = await page.locator('.toast-error').first().textContent({ timeout: 15000 });
+  assert(/libvirt URI/.test(refused), `a non-libvirt URI is refused with a reason, got "${refused}"`);
+  await page.fill('#an-uri', 'test:///default');
+  await page.fill('#an-console', '127.0.0.1');
+  await page.click('#add-node button[type=submit]');
+  const card = page.locator('.node-card', { hasText: 'test-ui-node' });
+  await card.waitFor({ timeout: 15000 });
+  await card.locator('.badge', { hasText: 'Up' }).waitFor({ timeout: 15000 });
+  await card.scrollIntoViewIfNeeded();
+  await shot(page, 'admin-node-added.png');
+  step('node registered');
+
+  await card.locator('a.btn').click();
+  await page.waitForSelector('#remove-node');
+  await page.click('#remove-node');
+  await page.click('dialog[open] button[value=ok]');
+  await page.waitForFunction(() => location.hash === '#/nodes');
+  await page.waitForSelector('.node-card[data-node-id]');
+  await page.locator('.node-card', { hasText: 'test-ui-node' }).waitFor({ state: 'detached', timeout: 15000 });
+  step('node removed');
 
   const bad = unexpectedErrors(logs);
   assert(bad.length === 0, `page errors:\n${bad.join('\n')}`);

@@ -4,6 +4,7 @@
 import { createRequire } from 'node:module';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import net from 'node:net';
 
 const require = createRequire(new URL('../../web/package.json', import.meta.url));
 const { chromium } = require('playwright-core');
@@ -23,6 +24,34 @@ export async function launch() {
 }
 
 /**
+ * Inside the test's own network namespace (tests/browser.rs), the server's
+ * loopback address is served here and relayed to the Unix socket the test
+ * harness bridges to the real server. Returns a close() function.
+ */
+async function bridgeLoopback() {
+  const sock = process.env.PVCE_BROWSER_BRIDGE;
+  const port = Number(process.env.PVCE_BROWSER_PORT);
+  if (!sock || !port) return () => {};
+  const open = new Set();
+  const server = net.createServer((client) => {
+    const upstream = net.connect(sock);
+    open.add(client);
+    open.add(upstream);
+    const end = () => { client.destroy(); upstream.destroy(); open.delete(client); open.delete(upstream); };
+    client.on('error', end).on('close', end);
+    upstream.on('error', end).on('close', end);
+    client.setNoDelay(true);
+    client.pipe(upstream);
+    upstream.pipe(client);
+  });
+  await new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', resolve);
+  });
+  return () => { server.close(); for (const s of open) s.destroy(); };
+}
+
+/**
  * Runs `body(ctx)` with a browser; on failure saves `<name>-failure.png`,
  * prints the page's console, and exits 1 with the message.
  */
@@ -37,6 +66,7 @@ export async function run(name, artifactDir, body) {
     process.exit(1);
   }, Number(process.env.PVCE_BROWSER_TIMEOUT_MS || 240000));
   const step = (msg) => console.log(`[${((Date.now() - started) / 1000).toFixed(1)}s] ${msg}`);
+  const closeBridge = await bridgeLoopback();
   try {
     browser = await launch();
     const newPage = async (opts = {}) => {
@@ -51,6 +81,7 @@ export async function run(name, artifactDir, body) {
     step('ok');
     clearTimeout(watchdog);
     await browser.close();
+    closeBridge();
   } catch (err) {
     console.error(`FAIL ${name}: ${err && err.message ? err.message : err}`);
     if (page) {

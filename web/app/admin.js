@@ -181,6 +181,43 @@ function nodeCard(n, after) {
         maintenanceToggle(n, after))));
 }
 
+/**
+ * Registering a node: its libvirt URI (a stock libvirtd, no agent) and the
+ * management address its consoles listen on. The server checks both; the
+ * node starts "down" until libvirt answers.
+ */
+function addNodeForm(after) {
+  const name = h('input', { id: 'an-name', required: true, maxlength: 64, pattern: '[A-Za-z0-9._\\-]+', autocomplete: 'off', autocapitalize: 'none' });
+  const uri = h('input', { id: 'an-uri', required: true, maxlength: 512, autocomplete: 'off', autocapitalize: 'none', spellcheck: 'false', placeholder: 'qemu+tls://lab-07.example.edu/system' });
+  const consoleAddr = h('input', { id: 'an-console', maxlength: 45, autocomplete: 'off', placeholder: '127.0.0.1' });
+  const submit = h('button', { type: 'submit', class: 'btn primary', i18n: 'nodes.add.submit' });
+  const form = h('form', { class: 'section-body', novalidate: true },
+    h('div', { class: 'form-grid' },
+      h('div', { class: 'field' }, h('label', { for: 'an-name', i18n: 'nodes.add.name' }), name),
+      h('div', { class: 'field' }, h('label', { for: 'an-console', i18n: 'nodes.add.console' }), consoleAddr,
+        h('p', { class: 'muted small', i18n: 'nodes.add.consoleHelp' }))),
+    h('div', { class: 'field' }, h('label', { for: 'an-uri', i18n: 'nodes.add.uri' }), uri,
+      h('p', { class: 'muted small', i18n: 'nodes.add.uriHelp' })),
+    h('div', { class: 'form-actions' }, submit));
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    if (!form.reportValidity()) return;
+    submit.disabled = true;
+    submit.classList.add('busy');
+    try {
+      const body = { name: name.value.trim(), uri: uri.value.trim() };
+      if (consoleAddr.value.trim()) body.console_address = consoleAddr.value.trim();
+      const n = await post('/api/nodes', body);
+      toast(t('nodes.added', { name: n.name }), 'success');
+      form.reset();
+      await after();
+    } catch (err) { toastError(err); } finally { submit.disabled = false; submit.classList.remove('busy'); }
+  });
+  return h('details', { class: 'card section add-node', id: 'add-node' },
+    h('summary', { class: 'section-head' }, h('h2', { i18n: 'nodes.add' })),
+    form);
+}
+
 function nodes(container) {
   let last = [];
   const summary = h('p', { class: 'muted' });
@@ -191,7 +228,7 @@ function nodes(container) {
     h('div', { class: 'page-head' },
       h('div', {}, h('h1', { i18n: 'nodes.title' }), summary),
       h('a', { class: 'btn', href: '#/vms' }, icon('monitor'), h('span', { i18n: 'nav.vms' }))),
-    grid, empty, charts.el);
+    grid, empty, charts.el, addNodeForm(() => refresh()));
 
   function render(list) {
     last = list;
@@ -224,10 +261,24 @@ function nodeDetail(container, id) {
     h('p', {}, h('a', { href: '#/nodes' }, '← ', h('span', { i18n: 'node.back' }))),
     head, cardBox, charts.el, vmBox);
   const table = clusterVms(vmBox, { node: id, embedded: true });
+  // Removing a node: pvce forgets it (the server refuses while VMs run or
+  // keep their disks there, so no student's work is orphaned).
+  const remove = button({ label: 'nodes.remove', kind: 'danger-text nowrap', attrs: { id: 'remove-node' } });
+  remove.addEventListener('click', async () => {
+    const ok = await confirmDialog({ title: ['nodes.remove.title', { name: nodeName }], body: 'nodes.remove.body', confirm: 'nodes.remove', danger: true });
+    if (!ok) return;
+    remove.disabled = true;
+    try {
+      await api('DELETE', `/api/nodes/${encodeURIComponent(id)}`);
+      toast(t('nodes.removed', { name: nodeName }), 'success');
+      location.hash = '#/nodes';
+    } catch (err) { toastError(err); remove.disabled = false; }
+  });
   async function refresh() {
     const n = await get(`/api/nodes/${encodeURIComponent(id)}`);
     nodeName = n.name;
-    replace(head, h('div', {}, h('h1', {}, n.name), h('p', { class: 'muted' }, h('code', {}, n.uri))));
+    bind(remove, 'nodes.remove.aria', { name: n.name }, 'aria-label');
+    replace(head, h('div', {}, h('h1', {}, n.name), h('p', { class: 'muted' }, h('code', {}, n.uri))), remove);
     replace(cardBox, nodeCard(n, refresh));
     await charts.refresh();
   }

@@ -173,6 +173,14 @@ async function route() {
   try {
     mod = await import(match.mod);
   } catch (err) {
+    // A module that failed to load stays failed for this document (the
+    // module map caches the failure), so only a reload can bring the page:
+    // say so instead of leaving the spinner up.
+    if (seq !== routeSeq) return;
+    const reload = h('button', { type: 'button', class: 'btn primary', i18n: 'error.reload' });
+    reload.addEventListener('click', () => location.reload());
+    replace(shell.view, h('div', { class: 'empty load-failed', role: 'alert' },
+      h('p', { i18n: 'error.viewLoad' }), reload));
     toastError(err);
     return;
   }
