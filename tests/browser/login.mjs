@@ -71,6 +71,19 @@ await run('login', artifactDir, async ({ newPage, step, shot, logs }) => {
   assert(cookies.length > 0 && cookies.every((c) => c.httpOnly), 'session cookie is HttpOnly');
   assert(!(await page.evaluate(() => document.cookie)), 'no cookie visible to scripts');
 
+  // A view whose code fails to load (the connection dropped) says so and
+  // offers a reload, which brings it back, instead of spinning forever.
+  await page.route('**/desktop.js', (r) => r.abort('internetdisconnected'));
+  await page.evaluate(() => { location.hash = '#/desktop/7e57a000-0000-4000-8000-000000000000'; });
+  await page.waitForSelector('.load-failed[role=alert]');
+  await page.unroute('**/desktop.js');
+  await page.click('.load-failed button');
+  await page.waitForSelector('.load-failed', { state: 'detached' });
+  await page.waitForSelector('.view-inner');
+  await page.evaluate(() => { location.hash = '#/courses'; });
+  await page.waitForSelector('.course-list .empty');
+  step('a view that failed to load offers a working reload');
+
   // Sign out → login page again; a reload stays signed out.
   await page.click('.topbar button[data-i18n-aria=logout]');
   await page.waitForSelector('#login-title');
