@@ -24,6 +24,7 @@ use tokio::sync::RwLock;
 use uuid::Uuid;
 
 use crate::db::{self, Pool};
+use crate::events::{self, EventKind, NewEvent};
 use crate::libvirt::{self, AccelSetting, LibvirtError};
 
 pub const LOCAL_NODE_NAME: &str = "local";
@@ -85,6 +86,14 @@ pub enum NodeError {
     Libvirt(#[from] LibvirtError),
     #[error(transparent)]
     Db(#[from] sqlx::Error),
+}
+
+/// What a probe found.
+#[derive(Debug, Clone, Copy)]
+enum Mark<'a> {
+    Up(&'a libvirt::NodeInfo),
+    /// Unreachable or not answering, and why.
+    Down(&'a str),
 }
 
 /// The registry of node connections.
@@ -184,7 +193,8 @@ impl Nodes {
 
     /// Registers a node. The node need not be reachable yet: it starts `down`
     /// and the monitor brings it `up` once libvirt answers.
-    pub async fn register(&self, new: NewNode) -> Result<Node, NodeError> {
+    /// `actor`: the admin who registers it (`None` for the server's own `local`).
+    pub async fn register(&self, new: NewNode, actor: Option<&str>) -> Result<Node, NodeError> {
         let name_ok = !new.name.is_empty()
             && new.name.len() <= 64
             && new
@@ -224,6 +234,11 @@ impl Nodes {
                 });
             }
         }
+        events::record(
+            &self.pool,
+            NewEvent::node(EventKind::NodeAdded, id, &new.name, new.uri.clone()).by(actor),
+        )
+        .await;
         // Best effort: a reachable node is `up` right away.
         let _ = self.probe(id).await;
         self.get(id).await
@@ -236,11 +251,14 @@ impl Nodes {
             .await?;
         if n == 0 {
             match self
-                .register(NewNode {
-                    name: LOCAL_NODE_NAME.into(),
-                    uri: uri.into(),
-                    console_address: Some(console_address.into()),
-                })
+                .register(
+                    NewNode {
+                        name: LOCAL_NODE_NAME.into(),
+                        uri: uri.into(),
+                        console_address: Some(console_address.into()),
+                    },
+                    None,
+                )
                 .await
             {
                 Ok(_) | Err(NodeError::Duplicate(_)) => {}
@@ -257,15 +275,15 @@ impl Nodes {
     /// layers there (the students' disks would be lost: move them first).
     /// Checks and removal are one transaction, so a start placed on the node
     /// meanwhile cannot slip in between.
-    pub async fn delete(&self, id: Uuid) -> Result<(), NodeError> {
+    pub async fn delete(&self, id: Uuid, actor: Option<&str>) -> Result<(), NodeError> {
         let mut tx = self.pool.begin().await?;
-        let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM nodes WHERE id = ?")
+        let name: Option<String> = sqlx::query_scalar("SELECT name FROM nodes WHERE id = ?")
             .bind(id.to_string())
             .fetch_optional(&mut *tx)
             .await?;
-        if exists.is_none() {
+        let Some(name) = name else {
             return Err(NodeError::NotFound);
-        }
+        };
         // `node_down` VMs keep their active state underneath (migration 0005).
         let active: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM vms WHERE node_id = ?
@@ -295,10 +313,29 @@ impl Nodes {
             .await?;
         tx.commit().await?;
         self.conns.write().await.remove(&id);
+        events::record(
+            &self.pool,
+            NewEvent::node(
+                EventKind::NodeRemoved,
+                id,
+                &name,
+                "removed from the cluster",
+            )
+            .by(actor),
+        )
+        .await;
         Ok(())
     }
 
-    pub async fn set_maintenance(&self, id: Uuid, enabled: bool) -> Result<Node, NodeError> {
+    /// Puts a node in maintenance or takes it out (idempotent; only a change
+    /// is logged as an event).
+    pub async fn set_maintenance(
+        &self,
+        id: Uuid,
+        enabled: bool,
+        actor: Option<&str>,
+    ) -> Result<Node, NodeError> {
+        let before = self.get(id).await?;
         let res = sqlx::query("UPDATE nodes SET maintenance = ? WHERE id = ?")
             .bind(i64::from(enabled))
             .bind(id.to_string())
@@ -306,6 +343,21 @@ impl Nodes {
             .await?;
         if res.rows_affected() == 0 {
             return Err(NodeError::NotFound);
+        }
+        if before.maintenance != enabled {
+            let (kind, what) = if enabled {
+                (
+                    EventKind::MaintenanceOn,
+                    "no new VMs are placed on the node",
+                )
+            } else {
+                (EventKind::MaintenanceOff, "the node takes new VMs again")
+            };
+            events::record(
+                &self.pool,
+                NewEvent::node(kind, id, &before.name, what).by(actor),
+            )
+            .await;
         }
         self.get(id).await
     }
@@ -342,7 +394,7 @@ impl Nodes {
             Err(e) => {
                 tracing::warn!(node = %node.name, error = %e, "node unreachable");
                 self.conns.write().await.remove(&id);
-                self.mark(id, false, None).await?;
+                self.mark(id, Mark::Down(&e.to_string())).await?;
                 Err(NodeError::Unavailable(node.name))
             }
         }
@@ -353,12 +405,35 @@ impl Nodes {
         self.accel
     }
 
-    async fn mark(
-        &self,
-        id: Uuid,
-        up: bool,
-        info: Option<&libvirt::NodeInfo>,
-    ) -> Result<(), NodeError> {
+    /// Records a probe's result; a change of state (up → down, down → up)
+    /// is also written to the event log, once, by whichever probe saw it.
+    async fn mark(&self, id: Uuid, mark: Mark<'_>) -> Result<(), NodeError> {
+        let (up, info) = match mark {
+            Mark::Up(info) => (true, Some(info)),
+            Mark::Down(_) => (false, None),
+        };
+        let state = if up { "up" } else { "down" };
+        let changed = sqlx::query("UPDATE nodes SET state = ? WHERE id = ? AND state <> ?")
+            .bind(state)
+            .bind(id.to_string())
+            .bind(state)
+            .execute(&self.pool)
+            .await?
+            .rows_affected()
+            > 0;
+        if changed {
+            let name: Option<String> = sqlx::query_scalar("SELECT name FROM nodes WHERE id = ?")
+                .bind(id.to_string())
+                .fetch_optional(&self.pool)
+                .await?;
+            if let Some(name) = name {
+                let event = match mark {
+                    Mark::Up(_) => NewEvent::node(EventKind::NodeUp, id, &name, "libvirt answers"),
+                    Mark::Down(reason) => NewEvent::node(EventKind::NodeDown, id, &name, reason),
+                };
+                events::record(&self.pool, event).await;
+            }
+        }
         let (cpus, total, used) = info.map_or((None, None, None), |i| {
             (
                 Some(i64::from(i.cpus)),
@@ -367,10 +442,9 @@ impl Nodes {
             )
         });
         sqlx::query(
-            "UPDATE nodes SET state = ?, cpus = COALESCE(?, cpus), mem_total_mib = COALESCE(?, mem_total_mib),
+            "UPDATE nodes SET cpus = COALESCE(?, cpus), mem_total_mib = COALESCE(?, mem_total_mib),
              mem_used_mib = COALESCE(?, mem_used_mib), last_seen = CASE WHEN ? THEN ? ELSE last_seen END WHERE id = ?",
         )
-        .bind(if up { "up" } else { "down" })
         .bind(cpus)
         .bind(total)
         .bind(used)
@@ -392,12 +466,12 @@ impl Nodes {
             .await
             .unwrap_or(Err(LibvirtError::Timeout));
         match answer {
-            Ok(info) => self.mark(id, true, Some(&info)).await,
+            Ok(info) => self.mark(id, Mark::Up(&info)).await,
             Err(e) => {
                 // Frozen or broken: forget this connection (calls still using
                 // it finish on their own deadlines) so the next probe reconnects.
                 self.conns.write().await.remove(&id);
-                self.mark(id, false, None).await?;
+                self.mark(id, Mark::Down(&e.to_string())).await?;
                 Err(e.into())
             }
         }

@@ -50,6 +50,7 @@ use crate::auth::Role;
 use crate::console::{self, ConsoleTarget};
 use crate::courses::VmSpec;
 use crate::db::{self, Pool};
+use crate::events::{self, EventKind, NewEvent};
 use crate::images::{self, ImageError};
 use crate::labnets::{self, LabNetError, LabNets};
 use crate::layers::{LayerError, LayerLocation, LayerStorage, Layers};
@@ -1241,7 +1242,7 @@ impl VmManager {
     /// they can start on another node. Refused (409 `node_up`) while the node
     /// answers — then the node itself tells what still runs. Returns how many
     /// VMs were released.
-    pub async fn fence_node(&self, node_id: Uuid) -> Result<u64, VmError> {
+    pub async fn fence_node(&self, node_id: Uuid, actor: Option<&str>) -> Result<u64, VmError> {
         let node = self.nodes.get(node_id).await?;
         if node.state != "down" || self.nodes.probe(node_id).await.is_ok() {
             return Err(VmError::Conflict(
@@ -1273,6 +1274,17 @@ impl VmManager {
             .await?;
             released += 1;
         }
+        events::record(
+            &self.pool,
+            NewEvent::node(
+                EventKind::NodeFenced,
+                node_id,
+                &node.name,
+                format!("confirmed powered off; {released} VM(s) released to start elsewhere"),
+            )
+            .by(actor),
+        )
+        .await;
         Ok(released)
     }
 
@@ -1293,7 +1305,8 @@ impl VmManager {
     /// moves). The VM stays `running` throughout and ends on `target` with
     /// its console listening on the target's console address; console tokens
     /// issued for the old node are void (they are bound to the node).
-    pub async fn migrate(&self, vm: &Vm, target: Uuid) -> Result<Vm, VmError> {
+    /// `actor`: the admin who asked (for the event log).
+    pub async fn migrate(&self, vm: &Vm, target: Uuid, actor: Option<&str>) -> Result<Vm, VmError> {
         let lock = self.lock_for(vm.id);
         let _guard = lock.lock().await;
         let (vm, src) = self.require_running(vm).await?;
@@ -1369,8 +1382,31 @@ impl VmManager {
         })?;
         let dst = self.nodes.conn(target).await?;
         tracing::info!(vm = %vm.id, from = %source, to = %node.name, "live migration");
-        src.migrate_to(&self.domain_name(vm.id), &dst, listen, MIGRATE_DEADLINE)
-            .await?;
+        let source_name = self
+            .nodes
+            .get(source)
+            .await
+            .map(|n| n.name)
+            .unwrap_or_default();
+        let result = src
+            .migrate_to(&self.domain_name(vm.id), &dst, listen, MIGRATE_DEADLINE)
+            .await;
+        let event = match &result {
+            Ok(_) => NewEvent::node(
+                EventKind::VmMigrated,
+                source,
+                &source_name,
+                format!("live-migrated to {}", node.name),
+            ),
+            Err(e) => NewEvent::node(
+                EventKind::VmMigrationFailed,
+                source,
+                &source_name,
+                format!("live migration to {} failed: {e}", node.name),
+            ),
+        };
+        events::record(&self.pool, event.vm(vm.id).by(actor)).await;
+        result?;
         self.set_state(vm.id, VmState::Running, Some(target), None)
             .await?;
         load(&self.pool, vm.id).await
@@ -1407,7 +1443,12 @@ impl VmManager {
     /// target's template store gets the chain, the layer is copied through
     /// the server and verified, then the VM's home is the target. 409
     /// `layer_shared` for a shared layer (it needs no move).
-    pub async fn move_layer(&self, vm: &Vm, target: Uuid) -> Result<Vm, VmError> {
+    pub async fn move_layer(
+        &self,
+        vm: &Vm,
+        target: Uuid,
+        actor: Option<&str>,
+    ) -> Result<Vm, VmError> {
         let lock = self.lock_for(vm.id);
         let _guard = lock.lock().await;
         let vm = self.sync_with_node(load(&self.pool, vm.id).await?).await?;
@@ -1427,6 +1468,7 @@ impl VmManager {
             .await
             .map_err(|e| VmError::Template(e.to_string()))?;
         tracing::info!(vm = %vm.id, to = %node.name, "moving a node-local layer");
+        let home = vm.layer().node_id;
         self.layers
             .move_to(
                 vm.id,
@@ -1437,6 +1479,22 @@ impl VmManager {
                 t.virtual_size_bytes,
             )
             .await?;
+        let from = match home {
+            Some(h) => self.nodes.get(h).await.map(|n| n.name).unwrap_or_default(),
+            None => String::new(),
+        };
+        events::record(
+            &self.pool,
+            NewEvent::node(
+                EventKind::VmMoved,
+                target,
+                &node.name,
+                format!("disk moved here from {from}"),
+            )
+            .vm(vm.id)
+            .by(actor),
+        )
+        .await;
         load(&self.pool, vm.id).await
     }
 
@@ -1444,22 +1502,34 @@ impl VmManager {
     /// switched on), one at a time, each to the node placement picks among
     /// the others. VMs that cannot move (no room, a failed migration) stay
     /// where they are and are logged; the admin sees them on the node.
-    pub fn spawn_drain(self: &Arc<Self>, node_id: Uuid) {
+    pub fn spawn_drain(self: &Arc<Self>, node_id: Uuid, actor: Option<String>) {
         let this = Arc::clone(self);
         tokio::spawn(async move {
-            if let Err(e) = this.drain(node_id).await {
+            if let Err(e) = this.drain(node_id, actor.as_deref()).await {
                 tracing::warn!(node = %node_id, error = %e, "drain failed");
             }
         });
     }
 
-    async fn drain(&self, node_id: Uuid) -> Result<(), VmError> {
+    async fn drain(&self, node_id: Uuid, actor: Option<&str>) -> Result<(), VmError> {
         let rows = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM vms WHERE node_id = ? AND state = 'running' ORDER BY id"
         ))
         .bind(node_id.to_string())
         .fetch_all(&self.pool)
         .await?;
+        let name = self.nodes.get(node_id).await?.name;
+        events::record(
+            &self.pool,
+            NewEvent::node(
+                EventKind::DrainStarted,
+                node_id,
+                &name,
+                format!("moving {} running VM(s) to other nodes", rows.len()),
+            )
+            .by(actor),
+        )
+        .await;
         for row in &rows {
             let vm = from_row(row)?;
             if vm.layer_storage == LayerStorage::NodeLocal {
@@ -1477,7 +1547,7 @@ impl VmManager {
                 Constraint::Anywhere,
             );
             match target {
-                Ok(target) => match self.migrate(&vm, target).await {
+                Ok(target) => match self.migrate(&vm, target, actor).await {
                     Ok(_) => tracing::info!(vm = %vm.id, "drained"),
                     Err(e) => tracing::warn!(vm = %vm.id, error = %e, "drain: migration failed"),
                 },

@@ -8,7 +8,7 @@ mod common;
 use common::{PASSWORD, TestEnv, assert_error};
 use pvce::auth::Role;
 use reqwest::{Method, StatusCode};
-use serde_json::json;
+use serde_json::{Value, json};
 
 #[tokio::test]
 async fn role_matrix_is_enforced_on_every_route() {
@@ -84,6 +84,12 @@ async fn role_matrix_is_enforced_on_every_route() {
         (
             Method::GET,
             "/api/nodes/metrics".into(),
+            None,
+            [401, 403, 403, 200],
+        ),
+        (
+            Method::GET,
+            "/api/events".into(),
             None,
             [401, 403, 403, 200],
         ),
@@ -610,6 +616,7 @@ async fn openapi_lists_every_route_and_health_and_metrics_answer() {
         "/api/users/{id}",
         "/api/vms/{id}/move",
         "/api/vms/{id}/history",
+        "/api/events",
     ] {
         assert!(paths.contains_key(p), "openapi.json lacks {p}");
     }
@@ -762,5 +769,82 @@ async fn admin_changes_roles_disables_and_resets_passwords() {
             "{body}: {got:?}"
         );
         assert!(got.1["error"].is_string(), "{body}: {got:?}");
+    }
+}
+
+#[tokio::test]
+async fn the_event_log_records_node_changes_with_who_asked() {
+    let env = TestEnv::start().await;
+    env.user("test-admin", Role::Admin).await;
+    let admin = env.client("test-admin").await;
+    // The libvirt test driver answers like a remote host would.
+    let (status, node) = admin
+        .post(
+            "/api/nodes",
+            json!({"name": "test-ev", "uri": "test:///default", "console_address": "127.0.0.1"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{node}");
+    let id = node["id"].as_str().unwrap().to_owned();
+    let maint = format!("/api/nodes/{id}/maintenance");
+    for on in [true, true, false] {
+        let (status, body) = admin.post(&maint, json!({"enabled": on})).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let (status, body) = admin.delete(&format!("/api/nodes/{id}")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+
+    let (status, events) = admin.get(&format!("/api/events?node_id={id}")).await;
+    assert_eq!(status, StatusCode::OK, "{events}");
+    let events = events.as_array().unwrap();
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["kind"].as_str()).collect();
+    // Newest first; switching maintenance on twice is one change.
+    assert_eq!(
+        kinds,
+        [
+            "node_removed",
+            "maintenance_off",
+            "maintenance_on",
+            "node_up",
+            "node_added"
+        ],
+        "{events:?}"
+    );
+    for e in events {
+        assert_eq!(e["node_name"], "test-ev", "{e}");
+        assert!(e["at"].as_str().unwrap().ends_with('Z'), "{e}");
+        let by_admin = e["kind"] != "node_up";
+        assert_eq!(
+            e["actor"],
+            if by_admin {
+                json!("test-admin")
+            } else {
+                Value::Null
+            },
+            "{e}"
+        );
+    }
+    assert_eq!(events[4]["message"], "test:///default");
+
+    // The whole log also has the server's own node, added by nobody.
+    let (_, all) = admin.get("/api/events?limit=500").await;
+    assert!(
+        all.as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "node_added"
+                && e["node_name"] == "local"
+                && e["actor"].is_null()),
+        "{all}"
+    );
+    let (_, two) = admin.get("/api/events?limit=2").await;
+    assert_eq!(two.as_array().unwrap().len(), 2);
+    assert_eq!(two[0]["kind"], "node_removed");
+    for bad in ["limit=0", "limit=501", "limit=x", "node_id=nope", "since=1"] {
+        assert_error(
+            &admin.get(&format!("/api/events?{bad}")).await,
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        );
     }
 }

@@ -408,6 +408,7 @@ async fn admin_sees_nodes_and_manages_users() {
     );
     assert_png(&dir.join("admin-node.png"));
     assert_png(&dir.join("admin-node-added.png"));
+    assert_png(&dir.join("admin-events.png"));
     // The node the page registered is gone again, server-side too.
     let (_, nodes) = env.client("test-ui-admin").await.get("/api/nodes").await;
     let names: Vec<&str> = nodes

@@ -254,6 +254,33 @@ async fn dead_and_frozen_nodes_are_down_within_10s_and_hold_up_nobody() {
 
     rig.thaw(2);
     wait_node_state(&c.admin, &c.nodes[1], "up", Duration::from_secs(30)).await;
+
+    // The event log tells the story of each node, newest first: added, up,
+    // down (with libvirt's reason), up again.
+    for (i, why) in [(2, "unable to connect"), (1, "")] {
+        let (status, events) = c
+            .admin
+            .get(&format!("/api/events?node_id={}", c.nodes[i]))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{events}");
+        let kinds: Vec<&str> = events
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| e["kind"].as_str())
+            .collect();
+        assert_eq!(
+            kinds,
+            ["node_up", "node_down", "node_up", "node_added"],
+            "node {}: {events}",
+            i + 1
+        );
+        let down = &events[1];
+        assert!(down["actor"].is_null(), "{down}");
+        assert_eq!(down["node_name"], format!("test-node{}", i + 1));
+        assert!(down["message"].as_str().unwrap().contains(why), "{down}");
+        assert_eq!(events[3]["actor"], "test-admin", "{events}");
+    }
 }
 
 #[tokio::test]

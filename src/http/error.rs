@@ -212,6 +212,12 @@ impl From<NodeError> for ApiError {
     }
 }
 
+impl From<crate::events::EventError> for ApiError {
+    fn from(e: crate::events::EventError) -> Self {
+        Self::internal(&e)
+    }
+}
+
 impl From<crate::monitor::MonitorError> for ApiError {
     fn from(e: crate::monitor::MonitorError) -> Self {
         use crate::monitor::MonitorError;

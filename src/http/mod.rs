@@ -10,6 +10,7 @@ pub mod collect;
 pub mod console;
 pub mod courses;
 pub mod error;
+pub mod events;
 pub mod extract;
 pub mod nodes;
 pub mod portable;
@@ -37,6 +38,7 @@ pub fn router(state: AppState) -> Router {
         .merge(auth::router())
         .merge(users::router())
         .merge(nodes::router())
+        .merge(events::router())
         .merge(templates::router())
         .merge(courses::router())
         .merge(vms::router())

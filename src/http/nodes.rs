@@ -43,7 +43,8 @@ async fn create(
     ApiJson(body): ApiJson<NewNode>,
 ) -> Result<(StatusCode, Json<Node>), ApiError> {
     me.require(&[Role::Admin])?;
-    Ok((StatusCode::CREATED, Json(state.nodes.register(body).await?)))
+    let node = state.nodes.register(body, Some(&me.user.username)).await?;
+    Ok((StatusCode::CREATED, Json(node)))
 }
 
 async fn remove(
@@ -52,7 +53,7 @@ async fn remove(
     IdPath(id): IdPath,
 ) -> Result<StatusCode, ApiError> {
     me.require(&[Role::Admin])?;
-    state.nodes.delete(id).await?;
+    state.nodes.delete(id, Some(&me.user.username)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -72,9 +73,12 @@ async fn maintenance(
     ApiJson(body): ApiJson<MaintenanceBody>,
 ) -> Result<Json<Node>, ApiError> {
     me.require(&[Role::Admin])?;
-    let node = state.nodes.set_maintenance(id, body.enabled).await?;
+    let node = state
+        .nodes
+        .set_maintenance(id, body.enabled, Some(&me.user.username))
+        .await?;
     if body.enabled && body.drain {
-        state.vms.spawn_drain(id);
+        state.vms.spawn_drain(id, Some(me.user.username.clone()));
     }
     Ok(Json(node))
 }
@@ -107,7 +111,7 @@ async fn fence(
             "fencing needs confirm_powered_off: true",
         ));
     }
-    let vms_released = state.vms.fence_node(id).await?;
+    let vms_released = state.vms.fence_node(id, Some(&me.user.username)).await?;
     Ok(Json(Fenced {
         node: state.nodes.get(id).await?,
         vms_released,

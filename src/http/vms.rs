@@ -163,7 +163,12 @@ async fn migrate(
 ) -> Result<Json<Vm>, ApiError> {
     me.require(&[Role::Admin])?;
     let vm = state.vms.get_for(&me.user, id).await?;
-    Ok(Json(state.vms.migrate(&vm, body.node_id).await?))
+    Ok(Json(
+        state
+            .vms
+            .migrate(&vm, body.node_id, Some(&me.user.username))
+            .await?,
+    ))
 }
 
 /// Moves a stopped VM's node-local layer to another node (admin).
@@ -175,5 +180,10 @@ async fn move_layer(
 ) -> Result<Json<Vm>, ApiError> {
     me.require(&[Role::Admin])?;
     let vm = state.vms.get_for(&me.user, id).await?;
-    Ok(Json(state.vms.move_layer(&vm, body.node_id).await?))
+    Ok(Json(
+        state
+            .vms
+            .move_layer(&vm, body.node_id, Some(&me.user.username))
+            .await?,
+    ))
 }

@@ -138,6 +138,16 @@ await run('admin', artifactDir, async ({ newPage, step, shot, logs }) => {
   await page.locator('.node-card', { hasText: 'test-ui-node' }).waitFor({ state: 'detached', timeout: 15000 });
   step('node removed');
 
+  // The event log on the overview tells it, with who did it.
+  const removed = page.locator('#events li[data-kind=node_removed]', { hasText: 'test-ui-node' });
+  await removed.waitFor({ timeout: 15000 });
+  const text = await removed.textContent();
+  assert(text.includes('Node removed') && text.includes('by test-ui-admin'), `event line, got "${text}"`);
+  await page.locator('#events li[data-kind=node_added]', { hasText: 'test-ui-node' }).waitFor();
+  await removed.scrollIntoViewIfNeeded();
+  await shot(page, 'admin-events.png');
+  step('event log');
+
   const bad = unexpectedErrors(logs);
   assert(bad.length === 0, `page errors:\n${bad.join('\n')}`);
 });

@@ -1,5 +1,5 @@
-// Admin views: the cluster overview with load charts (#/nodes), one node with
-// its VMs (#/nodes/<id>), every VM of the cluster (#/vms: filter, CPU and
+// Admin views: the cluster overview with load charts and the event log
+// (#/nodes), one node with its VMs and events (#/nodes/<id>), every VM of the cluster (#/vms: filter, CPU and
 // memory, a VM's load chart, force off, migrate) and user management
 // (#/users: create, CSV import, role, disable).
 
@@ -218,17 +218,47 @@ function addNodeForm(after) {
     form);
 }
 
+// Kinds that report a fault, shown in the warning colour.
+const FAULTS = new Set(['node_down', 'node_fenced', 'vm_migration_failed']);
+
+/** The cluster's event log (all nodes, or one), newest first. */
+function eventsCard(nodeId = '') {
+  const list = h('ol', { class: 'events', id: 'events' });
+  const empty = h('p', { class: 'muted empty-small', i18n: 'events.empty', hidden: true });
+  const el = h('section', { class: 'card section' },
+    h('div', { class: 'section-head' }, h('h2', { i18n: 'events.title' })),
+    h('div', { class: 'section-body' }, empty, list));
+  let last = [];
+  function render(evs) {
+    last = evs;
+    empty.hidden = evs.length > 0;
+    replace(list, evs.map((e) => h('li', { class: 'event', dataset: { kind: e.kind } },
+      h('time', { datetime: e.at, title: absoluteTime(e.at) }, relativeTime(e.at)),
+      h('span', { class: `chip${FAULTS.has(e.kind) ? ' warn' : ''}`, i18n: `events.kind.${e.kind}` }),
+      nodeId || !e.node_name ? null : h('strong', { class: 'event-node' }, e.node_name),
+      h('span', { class: 'event-msg' }, e.message),
+      e.actor ? h('span', { class: 'tree-meta', i18n: ['events.by', { name: e.actor }] }) : null)));
+  }
+  async function refresh() {
+    const q = nodeId ? `node_id=${encodeURIComponent(nodeId)}&limit=50` : 'limit=50';
+    render(await get(`/api/events?${q}`));
+  }
+  const offLang = onLangChange(() => render(last));
+  return { el, refresh, destroy: offLang };
+}
+
 function nodes(container) {
   let last = [];
   const summary = h('p', { class: 'muted' });
   const grid = h('div', { class: 'node-grid' });
   const empty = h('p', { class: 'muted empty-small', i18n: 'nodes.empty', hidden: true });
   const charts = loadCharts(async (minutes) => (await get(`/api/nodes/metrics?minutes=${minutes}`)).nodes);
+  const log = eventsCard();
   replace(container,
     h('div', { class: 'page-head' },
       h('div', {}, h('h1', { i18n: 'nodes.title' }), summary),
       h('a', { class: 'btn', href: '#/vms' }, icon('monitor'), h('span', { i18n: 'nav.vms' }))),
-    grid, empty, charts.el, addNodeForm(() => refresh()));
+    grid, empty, charts.el, log.el, addNodeForm(() => refresh()));
 
   function render(list) {
     last = list;
@@ -241,11 +271,11 @@ function nodes(container) {
   async function refresh() {
     const list = await get('/api/nodes');
     render(list);
-    await charts.refresh();
+    await Promise.all([charts.refresh(), log.refresh()]);
   }
   const offLang = onLangChange(() => render(last));
   const stop = poller(refresh);
-  return { unmount() { stop(); offLang(); charts.destroy(); } };
+  return { unmount() { stop(); offLang(); charts.destroy(); log.destroy(); } };
 }
 
 function nodeDetail(container, id) {
@@ -257,9 +287,10 @@ function nodeDetail(container, id) {
   let nodeName = '';
   const cardBox = h('div', { class: 'node-grid single' });
   const vmBox = h('div');
+  const log = eventsCard(id);
   replace(container,
     h('p', {}, h('a', { href: '#/nodes' }, '← ', h('span', { i18n: 'node.back' }))),
-    head, cardBox, charts.el, vmBox);
+    head, cardBox, charts.el, vmBox, log.el);
   const table = clusterVms(vmBox, { node: id, embedded: true });
   // Removing a node: pvce forgets it (the server refuses while VMs run or
   // keep their disks there, so no student's work is orphaned).
@@ -280,10 +311,10 @@ function nodeDetail(container, id) {
     bind(remove, 'nodes.remove.aria', { name: n.name }, 'aria-label');
     replace(head, h('div', {}, h('h1', {}, n.name), h('p', { class: 'muted' }, h('code', {}, n.uri))), remove);
     replace(cardBox, nodeCard(n, refresh));
-    await charts.refresh();
+    await Promise.all([charts.refresh(), log.refresh()]);
   }
   const stop = poller(refresh);
-  return { unmount() { stop(); charts.destroy(); table.unmount(); } };
+  return { unmount() { stop(); charts.destroy(); table.unmount(); log.destroy(); } };
 }
 
 // ---------------------------------------------------------------- cluster VMs

@@ -1,0 +1,42 @@
+//! `/api/events` (admin only): the cluster's event log, newest first.
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::error::ApiError;
+use super::extract::{ApiQuery, CurrentUser};
+use crate::app::AppState;
+use crate::auth::Role;
+use crate::events::{self, Event};
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/events", get(list))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventsQuery {
+    /// Only this node's events.
+    node_id: Option<Uuid>,
+    /// At most this many (1..=500; 100 when omitted).
+    limit: Option<u32>,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    ApiQuery(q): ApiQuery<EventsQuery>,
+) -> Result<Json<Vec<Event>>, ApiError> {
+    me.require(&[Role::Admin])?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=events::MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "limit must be 1 to {}",
+            events::MAX_LIMIT
+        )));
+    }
+    Ok(Json(events::list(&state.pool, q.node_id, limit).await?))
+}
