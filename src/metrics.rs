@@ -33,7 +33,7 @@ pub async fn render(state: &AppState) -> Result<String, MonitorError> {
     }
     let nodes = state.nodes.list().await?;
     #[allow(clippy::cast_precision_loss)] // gauges
-    let gauges: [NodeGauge; 6] = [
+    let gauges: [NodeGauge; 7] = [
         (
             "pvce_node_up",
             "1 if the node answers libvirt calls.",
@@ -61,6 +61,11 @@ pub async fn render(state: &AppState) -> Result<String, MonitorError> {
             "pvce_node_vms_running",
             "pvce VMs running on the node.",
             |n| n.vms_running as f64,
+        ),
+        (
+            "pvce_node_failures_7d",
+            "Times the node went down in the last 7 days.",
+            |n| n.failures_7d as f64,
         ),
     ];
     for (metric, help, value) in gauges {

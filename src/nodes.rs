@@ -54,6 +54,8 @@ pub struct Node {
     #[serde(skip)]
     pub store_free: Option<u64>,
     pub last_seen: Option<String>,
+    /// Times the node went down in the last 7 days (from the event log).
+    pub failures_7d: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -107,7 +109,9 @@ pub struct Nodes {
 
 const COLUMNS: &str = "n.id, n.name, n.uri, n.console_address, n.maintenance, n.state, n.cpus, n.mem_total_mib, n.mem_used_mib, n.last_seen, n.store_used_bytes, n.store_free_bytes,
     (SELECT COUNT(*) FROM vms v WHERE v.node_id = n.id AND v.state IN ('starting', 'running', 'stopping')) AS vms_running,
-    (SELECT s.cpu_percent FROM node_samples s WHERE s.node_id = n.id AND s.cpu_percent IS NOT NULL ORDER BY s.at DESC LIMIT 1) AS cpu_percent";
+    (SELECT s.cpu_percent FROM node_samples s WHERE s.node_id = n.id AND s.cpu_percent IS NOT NULL ORDER BY s.at DESC LIMIT 1) AS cpu_percent,
+    (SELECT COUNT(*) FROM events e WHERE e.node_id = n.id AND e.kind = 'node_down'
+     AND e.at >= strftime('%Y-%m-%dT%H:%M:%SZ', 'now', '-7 days')) AS failures_7d";
 
 fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Node, sqlx::Error> {
     let state: String = row.try_get("state")?;
@@ -138,6 +142,7 @@ fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Node, sqlx::Error> {
         template_store_free_bytes: store_free.unwrap_or(0),
         store_free,
         last_seen: row.try_get("last_seen")?,
+        failures_7d: u64::try_from(row.try_get::<i64, _>("failures_7d")?).unwrap_or(0),
     })
 }
 

@@ -280,7 +280,22 @@ async fn dead_and_frozen_nodes_are_down_within_10s_and_hold_up_nobody() {
         assert_eq!(down["node_name"], format!("test-node{}", i + 1));
         assert!(down["message"].as_str().unwrap().contains(why), "{down}");
         assert_eq!(events[3]["actor"], "test-admin", "{events}");
+        // Counted as one failure this week, in the node view and /metrics.
+        let (_, n) = c.admin.get(&format!("/api/nodes/{}", c.nodes[i])).await;
+        assert_eq!(n["failures_7d"], 1, "{n}");
     }
+    let (_, n) = c.admin.get(&format!("/api/nodes/{}", c.nodes[0])).await;
+    assert_eq!(n["failures_7d"], 0, "{n}");
+    let text = reqwest::get(c.env.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("pvce_node_failures_7d{node=\"test-node3\"} 1"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
