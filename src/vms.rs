@@ -1534,6 +1534,18 @@ impl VmManager {
             let vm = from_row(row)?;
             if vm.layer_storage == LayerStorage::NodeLocal {
                 tracing::warn!(vm = %vm.id, "drain: the VM's layer is local to the node; it stays until stopped and moved");
+                events::record(
+                    &self.pool,
+                    NewEvent::node(
+                        EventKind::VmMigrationFailed,
+                        node_id,
+                        &name,
+                        "drain: the VM's disk is local to this node; stop it, then move it",
+                    )
+                    .vm(vm.id)
+                    .by(actor),
+                )
+                .await;
                 continue;
             }
             let chain = self.stores.chain(vm.template_id).await?;
@@ -1551,7 +1563,21 @@ impl VmManager {
                     Ok(_) => tracing::info!(vm = %vm.id, "drained"),
                     Err(e) => tracing::warn!(vm = %vm.id, error = %e, "drain: migration failed"),
                 },
-                Err(e) => tracing::warn!(vm = %vm.id, error = %e, "drain: no target"),
+                Err(e) => {
+                    tracing::warn!(vm = %vm.id, error = %e, "drain: no target");
+                    events::record(
+                        &self.pool,
+                        NewEvent::node(
+                            EventKind::VmMigrationFailed,
+                            node_id,
+                            &name,
+                            format!("drain: no node can take the VM: {e}"),
+                        )
+                        .vm(vm.id)
+                        .by(actor),
+                    )
+                    .await;
+                }
             }
         }
         Ok(())

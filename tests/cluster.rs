@@ -669,6 +669,43 @@ async fn live_migration_moves_a_running_vm_and_its_console() {
         "running"
     );
     assert_eq!(rig.domstate(to, &domain(&c.vms[0])), "");
+
+    // The event log has both moves, each at the node the VM left.
+    let admin = &c.admin;
+    let events_of = |i: usize| {
+        let path = format!("/api/events?node_id={}", c.nodes[i - 1]);
+        async move { admin.get(&path).await.1 }
+    };
+    let at_to = events_of(to).await;
+    let kinds: Vec<&str> = at_to
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["kind"].as_str())
+        .take(3)
+        .collect();
+    assert_eq!(
+        kinds,
+        ["vm_migrated", "drain_started", "maintenance_on"],
+        "{at_to}"
+    );
+    let drained = &at_to[0];
+    assert_eq!(drained["vm_id"], c.vms[0].as_str(), "{drained}");
+    assert_eq!(drained["actor"], "test-admin", "{drained}");
+    let landed = format!("live-migrated to test-node{}", c.index(&v["node_id"]));
+    assert_eq!(drained["message"], landed.as_str(), "{drained}");
+    let at_from = events_of(from).await;
+    let first_move = format!("live-migrated to test-node{to}");
+    assert!(
+        at_from
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "vm_migrated"
+                && e["message"] == first_move.as_str()
+                && e["vm_id"] == c.vms[0].as_str()),
+        "{at_from}"
+    );
 }
 
 #[tokio::test]
