@@ -190,9 +190,18 @@ impl LabNets {
         .await?;
         for (node, name) in rows {
             let node_id = db::parse_uuid(&node)?;
-            // An unreachable node keeps its row; a later pass retries.
-            let conn = self.nodes.conn(node_id).await?;
             let (course, owner) = (pair.0.to_string(), pair.1.to_string());
+            // An unreachable node keeps its row; a later pass retries. A node
+            // removed from the cluster can never be asked again (and was
+            // empty of VMs when it was removed): its row goes.
+            let conn = match self.nodes.conn(node_id).await {
+                Err(NodeError::NotFound) => {
+                    tracing::info!(network = %name, "lab network forgotten: its node was removed");
+                    self.forget(&course, &owner, &node).await?;
+                    continue;
+                }
+                other => other?,
+            };
             let in_use = conn.list_pvce_domains().await?.iter().any(|d| {
                 d.state != DomainState::Shutoff
                     && d.metadata.as_ref().is_some_and(|m| {
@@ -205,15 +214,20 @@ impl LabNets {
             if conn.remove_network(&name).await? {
                 tracing::info!(network = %name, "lab network removed: no VM uses it any more");
             }
-            sqlx::query(
-                "DELETE FROM lab_networks WHERE course_id = ? AND owner_id = ? AND node_id = ?",
-            )
-            .bind(&course)
-            .bind(&owner)
-            .bind(&node)
-            .execute(&self.pool)
-            .await?;
+            self.forget(&course, &owner, &node).await?;
         }
+        Ok(())
+    }
+
+    async fn forget(&self, course: &str, owner: &str, node: &str) -> Result<(), LabNetError> {
+        sqlx::query(
+            "DELETE FROM lab_networks WHERE course_id = ? AND owner_id = ? AND node_id = ?",
+        )
+        .bind(course)
+        .bind(owner)
+        .bind(node)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 

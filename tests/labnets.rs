@@ -286,3 +286,34 @@ async fn students_lab_networks_are_private_and_go_away() {
     assert_eq!(s, StatusCode::NO_CONTENT);
     assert!(!network_exists(&alice_net) && !network_exists(&bob_net));
 }
+
+/// A lab network recorded on a node that was since removed from the
+/// cluster can never be asked about again: the sweep forgets its row instead
+/// of retrying (and failing) forever.
+#[tokio::test]
+async fn a_removed_nodes_lab_network_rows_are_forgotten() {
+    let env = TestEnv::start().await;
+    let pool = &env.server.state.pool;
+    let gone = "7e57a000-0000-4000-8000-00000000dead";
+    sqlx::query(
+        "INSERT INTO lab_networks (course_id, owner_id, node_id, name, created_at)
+         VALUES ('7e57a000-0000-4000-8000-000000000001', '7e57a000-0000-4000-8000-0000000000aa',
+                 ?, 'test-pvce-lab-gone', '2026-01-01T00:00:00Z')",
+    )
+    .bind(gone)
+    .execute(pool)
+    .await
+    .unwrap();
+    wait_for(
+        "the removed node's row to be forgotten",
+        Duration::from_secs(30),
+        || async {
+            let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM lab_networks")
+                .fetch_one(pool)
+                .await
+                .unwrap();
+            (n == 0).then_some(())
+        },
+    )
+    .await;
+}
