@@ -617,6 +617,7 @@ async fn openapi_lists_every_route_and_health_and_metrics_answer() {
         "/api/vms/{id}/move",
         "/api/vms/{id}/history",
         "/api/events",
+        "/api/cluster",
     ] {
         assert!(paths.contains_key(p), "openapi.json lacks {p}");
     }
@@ -836,6 +837,14 @@ async fn the_event_log_records_node_changes_with_who_asked() {
                 && e["node_name"] == "local"
                 && e["actor"].is_null()),
         "{all}"
+    );
+    // The settings placement runs with, for the overview.
+    let (status, cluster) = admin.get("/api/cluster").await;
+    assert_eq!(status, StatusCode::OK, "{cluster}");
+    assert_eq!(
+        cluster,
+        json!({"placement_policy": "spread", "host_reserve_mib": 256, "layer_storage": "shared",
+               "disk_cache": "writeback", "sample_interval_seconds": 5})
     );
     let (_, two) = admin.get("/api/events?limit=2").await;
     assert_eq!(two.as_array().unwrap().len(), 2);

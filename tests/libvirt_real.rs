@@ -370,3 +370,35 @@ async fn template_store_pool_upload_and_checksum() {
     node.undefine_pool(&name).await.unwrap();
     assert!(node.pool_info(&name).await.unwrap().is_none());
 }
+
+/// `/proc/meminfo` field in MiB.
+fn meminfo_mib(field: &str) -> u64 {
+    let text = std::fs::read_to_string("/proc/meminfo").expect("meminfo");
+    text.lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/meminfo"))
+        / 1024
+}
+
+/// The node's memory as placement sees it matches the host's own figures:
+/// the host's total, and in use what is neither free nor page cache.
+#[tokio::test(flavor = "multi_thread")]
+async fn node_memory_matches_the_hosts_meminfo() {
+    let node = open_system().await;
+    let ni = node.node_info().await.expect("node info");
+    let total = meminfo_mib("MemTotal");
+    assert!(
+        ni.mem_total_mib.abs_diff(total) <= 1,
+        "node total {} MiB, MemTotal {total} MiB",
+        ni.mem_total_mib
+    );
+    let used = ni.mem_total_mib - ni.mem_free_mib;
+    let host_used = total - meminfo_mib("MemFree") - meminfo_mib("Buffers") - meminfo_mib("Cached");
+    assert!(used > 0, "a running host uses some memory: {ni:?}");
+    // Other work on the machine moves these between the two readings.
+    assert!(
+        used.abs_diff(host_used) <= 1024,
+        "node used {used} MiB, host {host_used} MiB"
+    );
+}

@@ -21,6 +21,33 @@ pub fn router() -> Router<AppState> {
         .route("/api/nodes/{id}/metrics", get(metrics))
         .route("/api/nodes/metrics", get(cluster_metrics))
         .route("/api/nodes/{id}/fence", post(fence))
+        .route("/api/cluster", get(cluster))
+}
+
+/// How the server places and keeps VMs (its start-up settings), for the
+/// admin overview: read-only, the flags / `PVCE_*` variables decide.
+#[derive(Debug, Serialize)]
+struct ClusterSettings {
+    placement_policy: &'static str,
+    host_reserve_mib: u64,
+    layer_storage: &'static str,
+    disk_cache: crate::libvirt::DiskCache,
+    sample_interval_seconds: u64,
+}
+
+async fn cluster(
+    State(state): State<AppState>,
+    me: CurrentUser,
+) -> Result<Json<ClusterSettings>, ApiError> {
+    me.require(&[Role::Admin])?;
+    let c = &state.config;
+    Ok(Json(ClusterSettings {
+        placement_policy: c.placement_policy.as_str(),
+        host_reserve_mib: c.host_reserve_mib,
+        layer_storage: c.layer_storage.as_str(),
+        disk_cache: c.disk_cache,
+        sample_interval_seconds: c.sample_interval_secs,
+    }))
 }
 
 async fn list(State(state): State<AppState>, me: CurrentUser) -> Result<Json<Vec<Node>>, ApiError> {

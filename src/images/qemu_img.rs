@@ -354,6 +354,13 @@ async fn run(
         .args(args)
         // Stable, parseable messages.
         .env("LC_ALL", "C")
+        // glibc reserves 64 MiB of address space per malloc arena, and makes
+        // up to 8 per core as qemu-img's I/O worker threads multiply (they do
+        // on a loaded host, where I/O is slow): under the address-space limit
+        // that failed thread creation ("qemu_thread_create: Resource
+        // temporarily unavailable", seen in CI). Two arenas are plenty for a
+        // single image operation and keep the limit meaningful.
+        .env("MALLOC_ARENA_MAX", "2")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

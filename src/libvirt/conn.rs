@@ -743,15 +743,17 @@ impl Node {
     pub async fn node_info(&self) -> Result<NodeInfo, LibvirtError> {
         self.call(|c| {
             let ni = c.node_info()?;
+            // Total and free from the same source: virNodeGetInfo's memory can
+            // differ from the host's MemTotal (seen here: 18 GiB against 24 GiB,
+            // on a machine whose memory is not all in NUMA cells), and mixing
+            // the two made a busy host look empty to placement.
+            let m = super::stats::memory_stats(c)?;
             Ok(NodeInfo {
                 hostname: c.hostname()?,
                 cpus: ni.cpus,
-                mem_total_mib: ni.memory / 1024, // KiB
+                mem_total_mib: m.total_kib / 1024,
                 // Free + buffers + cache, not MemFree: page cache is memory a guest can get.
-                mem_free_mib: {
-                    let m = super::stats::memory_stats(c)?;
-                    m.total_kib.saturating_sub(m.used_kib()) / 1024
-                },
+                mem_free_mib: m.total_kib.saturating_sub(m.used_kib()) / 1024,
                 running_domains: c.num_of_domains()?,
             })
         })

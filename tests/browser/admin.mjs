@@ -39,6 +39,8 @@ await run('admin', artifactDir, async ({ newPage, step, shot, logs }) => {
     return n;
   });
   assert(blue > 0, `the CPU series is drawn (points ${JSON.stringify(points)}, line pixels ${blue})`);
+  const settings = await page.locator('#cluster-settings', { hasText: 'Placement' }).textContent({ timeout: 15000 });
+  assert(settings.includes('spread') && settings.includes('shared storage'), `cluster settings line, got "${settings}"`);
   await shot(page, 'admin-nodes.png');
   step('cluster overview with charts');
 

@@ -251,13 +251,26 @@ function eventsCard(nodeId = '') {
 function nodes(container) {
   let last = [];
   const summary = h('p', { class: 'muted' });
+  // How this server places VMs (start-up settings; fetched once).
+  const settings = h('p', { class: 'muted small', id: 'cluster-settings' });
+  let cluster = null;
+  // Plain text, re-rendered on a language change (its parts are translated too).
+  const renderSettings = () => {
+    if (!cluster) return;
+    settings.textContent = t('cluster.settings', {
+      policy: t(`cluster.policy.${cluster.placement_policy}`),
+      layers: t(`cluster.layers.${cluster.layer_storage}`),
+      reserve: formatMib(cluster.host_reserve_mib),
+    });
+  };
+  get('/api/cluster').then((c) => { cluster = c; renderSettings(); }).catch(toastError);
   const grid = h('div', { class: 'node-grid' });
   const empty = h('p', { class: 'muted empty-small', i18n: 'nodes.empty', hidden: true });
   const charts = loadCharts(async (minutes) => (await get(`/api/nodes/metrics?minutes=${minutes}`)).nodes);
   const log = eventsCard();
   replace(container,
     h('div', { class: 'page-head' },
-      h('div', {}, h('h1', { i18n: 'nodes.title' }), summary),
+      h('div', {}, h('h1', { i18n: 'nodes.title' }), summary, settings),
       h('a', { class: 'btn', href: '#/vms' }, icon('monitor'), h('span', { i18n: 'nav.vms' }))),
     grid, empty, charts.el, log.el, addNodeForm(() => refresh()));
 
@@ -274,7 +287,7 @@ function nodes(container) {
     render(list);
     await Promise.all([charts.refresh(), log.refresh()]);
   }
-  const offLang = onLangChange(() => render(last));
+  const offLang = onLangChange(() => { render(last); renderSettings(); });
   const stop = poller(refresh);
   return { unmount() { stop(); offLang(); charts.destroy(); log.destroy(); } };
 }
