@@ -1533,19 +1533,9 @@ impl VmManager {
         for row in &rows {
             let vm = from_row(row)?;
             if vm.layer_storage == LayerStorage::NodeLocal {
-                tracing::warn!(vm = %vm.id, "drain: the VM's layer is local to the node; it stays until stopped and moved");
-                events::record(
-                    &self.pool,
-                    NewEvent::node(
-                        EventKind::VmMigrationFailed,
-                        node_id,
-                        &name,
-                        "drain: the VM's disk is local to this node; stop it, then move it",
-                    )
-                    .vm(vm.id)
-                    .by(actor),
-                )
-                .await;
+                let why = "the VM's disk is local to this node; stop it, then move it";
+                self.left_behind((node_id, &name), vm.id, actor, why.into())
+                    .await;
                 continue;
             }
             let chain = self.stores.chain(vm.template_id).await?;
@@ -1564,23 +1554,25 @@ impl VmManager {
                     Err(e) => tracing::warn!(vm = %vm.id, error = %e, "drain: migration failed"),
                 },
                 Err(e) => {
-                    tracing::warn!(vm = %vm.id, error = %e, "drain: no target");
-                    events::record(
-                        &self.pool,
-                        NewEvent::node(
-                            EventKind::VmMigrationFailed,
-                            node_id,
-                            &name,
-                            format!("drain: no node can take the VM: {e}"),
-                        )
-                        .vm(vm.id)
-                        .by(actor),
-                    )
-                    .await;
+                    let why = format!("no node can take the VM: {e}");
+                    self.left_behind((node_id, &name), vm.id, actor, why).await;
                 }
             }
         }
         Ok(())
+    }
+
+    /// A VM a drain cannot move stays on its node; the log and the event
+    /// log say why.
+    async fn left_behind(&self, node: (Uuid, &str), vm: Uuid, actor: Option<&str>, why: String) {
+        tracing::warn!(vm = %vm, why, "drain: the VM stays");
+        let event = NewEvent::node(
+            EventKind::VmMigrationFailed,
+            node.0,
+            node.1,
+            format!("drain: {why}"),
+        );
+        events::record(&self.pool, event.vm(vm).by(actor)).await;
     }
 
     /// The running VM, its node and that node's connection; `vm_not_running`

@@ -621,12 +621,7 @@ async fn openapi_lists_every_route_and_health_and_metrics_answer() {
     ] {
         assert!(paths.contains_key(p), "openapi.json lacks {p}");
     }
-    let text = reqwest::get(env.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = common::metrics_text(&env).await;
     assert!(text.contains("pvce_vms{state=\"running\"}"), "{text}");
     assert!(text.contains("pvce_node_up{node=\"local\"} 1"), "{text}");
 }

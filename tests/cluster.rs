@@ -292,12 +292,7 @@ async fn dead_and_frozen_nodes_are_down_within_10s_and_hold_up_nobody() {
     }
     let (_, n) = c.admin.get(&format!("/api/nodes/{}", c.nodes[0])).await;
     assert_eq!(n["failures_7d"], 0, "{n}");
-    let text = reqwest::get(c.env.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = common::metrics_text(&c.env).await;
     assert!(
         text.contains("pvce_node_failures_7d{node=\"test-node3\"} 1"),
         "{text}"

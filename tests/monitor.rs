@@ -79,12 +79,7 @@ async fn node_load_is_sampled_into_history() {
         .await;
     assert_error(&got, StatusCode::NOT_FOUND, "not_found");
 
-    let text = reqwest::get(env.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = common::metrics_text(&env).await;
     assert!(
         text.contains("pvce_node_cpu_percent{node=\"local\"} "),
         "{text}"
@@ -228,12 +223,7 @@ async fn a_running_vm_is_sampled_into_its_own_history() {
     assert!(row["cpu_percent"].is_number(), "{row}");
 
     // /metrics exports them per VM and node.
-    let text = reqwest::get(env.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = common::metrics_text(&env).await;
     let labels = format!("{{vm=\"{vm_id}\",node=\"local\"}}");
     assert!(
         text.contains(&format!("pvce_vm_cpu_percent{labels} ")),

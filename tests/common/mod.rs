@@ -528,3 +528,13 @@ pub async fn wait_vm_gone(client: &Client, vm_id: &str) {
     })
     .await;
 }
+
+/// The server's `/metrics` text (no login: Prometheus scrapes it as it is).
+pub async fn metrics_text(env: &TestEnv) -> String {
+    reqwest::get(env.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
