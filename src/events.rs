@@ -42,6 +42,20 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    pub const ALL: [Self; 11] = [
+        Self::NodeAdded,
+        Self::NodeRemoved,
+        Self::NodeDown,
+        Self::NodeUp,
+        Self::NodeFenced,
+        Self::MaintenanceOn,
+        Self::MaintenanceOff,
+        Self::DrainStarted,
+        Self::VmMigrated,
+        Self::VmMigrationFailed,
+        Self::VmMoved,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::NodeAdded => "node_added",
@@ -59,21 +73,7 @@ impl EventKind {
     }
 
     fn parse(s: &str) -> Option<Self> {
-        [
-            Self::NodeAdded,
-            Self::NodeRemoved,
-            Self::NodeDown,
-            Self::NodeUp,
-            Self::NodeFenced,
-            Self::MaintenanceOn,
-            Self::MaintenanceOff,
-            Self::DrainStarted,
-            Self::VmMigrated,
-            Self::VmMigrationFailed,
-            Self::VmMoved,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == s)
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
     }
 }
 
@@ -203,19 +203,7 @@ mod tests {
 
     #[test]
     fn kinds_round_trip_by_their_api_names() {
-        for k in [
-            EventKind::NodeAdded,
-            EventKind::NodeRemoved,
-            EventKind::NodeDown,
-            EventKind::NodeUp,
-            EventKind::NodeFenced,
-            EventKind::MaintenanceOn,
-            EventKind::MaintenanceOff,
-            EventKind::DrainStarted,
-            EventKind::VmMigrated,
-            EventKind::VmMigrationFailed,
-            EventKind::VmMoved,
-        ] {
+        for k in EventKind::ALL {
             assert_eq!(EventKind::parse(k.as_str()), Some(k));
             let json = serde_json::to_value(k).unwrap_or_default();
             assert_eq!(json, k.as_str());
