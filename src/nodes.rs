@@ -340,16 +340,16 @@ impl Nodes {
         enabled: bool,
         actor: Option<&str>,
     ) -> Result<Node, NodeError> {
-        let before = self.get(id).await?;
-        let res = sqlx::query("UPDATE nodes SET maintenance = ? WHERE id = ?")
-            .bind(i64::from(enabled))
-            .bind(id.to_string())
-            .execute(&self.pool)
-            .await?;
-        if res.rows_affected() == 0 {
-            return Err(NodeError::NotFound);
-        }
-        if before.maintenance != enabled {
+        // Only a change returns a row, so concurrent toggles log it once.
+        let changed: Option<String> = sqlx::query_scalar(
+            "UPDATE nodes SET maintenance = ? WHERE id = ? AND maintenance <> ? RETURNING name",
+        )
+        .bind(i64::from(enabled))
+        .bind(id.to_string())
+        .bind(i64::from(enabled))
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(name) = changed {
             let (kind, what) = if enabled {
                 (
                     EventKind::MaintenanceOn,
@@ -358,11 +358,7 @@ impl Nodes {
             } else {
                 (EventKind::MaintenanceOff, "the node takes new VMs again")
             };
-            events::record(
-                &self.pool,
-                NewEvent::node(kind, id, &before.name, what).by(actor),
-            )
-            .await;
+            events::record(&self.pool, NewEvent::node(kind, id, &name, what).by(actor)).await;
         }
         self.get(id).await
     }
@@ -418,26 +414,21 @@ impl Nodes {
             Mark::Down(_) => (false, None),
         };
         let state = if up { "up" } else { "down" };
-        let changed = sqlx::query("UPDATE nodes SET state = ? WHERE id = ? AND state <> ?")
-            .bind(state)
-            .bind(id.to_string())
-            .bind(state)
-            .execute(&self.pool)
-            .await?
-            .rows_affected()
-            > 0;
-        if changed {
-            let name: Option<String> = sqlx::query_scalar("SELECT name FROM nodes WHERE id = ?")
-                .bind(id.to_string())
-                .fetch_optional(&self.pool)
-                .await?;
-            if let Some(name) = name {
-                let event = match mark {
-                    Mark::Up(_) => NewEvent::node(EventKind::NodeUp, id, &name, "libvirt answers"),
-                    Mark::Down(reason) => NewEvent::node(EventKind::NodeDown, id, &name, reason),
-                };
-                events::record(&self.pool, event).await;
-            }
+        // Only a change of state returns a row (with the name the event needs).
+        let changed: Option<String> = sqlx::query_scalar(
+            "UPDATE nodes SET state = ? WHERE id = ? AND state <> ? RETURNING name",
+        )
+        .bind(state)
+        .bind(id.to_string())
+        .bind(state)
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(name) = changed {
+            let event = match mark {
+                Mark::Up(_) => NewEvent::node(EventKind::NodeUp, id, &name, "libvirt answers"),
+                Mark::Down(reason) => NewEvent::node(EventKind::NodeDown, id, &name, reason),
+            };
+            events::record(&self.pool, event).await;
         }
         let (cpus, total, used) = info.map_or((None, None, None), |i| {
             (
