@@ -792,8 +792,8 @@ async fn the_event_log_records_node_changes_with_who_asked() {
 
     let (status, events) = admin.get(&format!("/api/events?node_id={id}")).await;
     assert_eq!(status, StatusCode::OK, "{events}");
+    let kinds = common::strings(&events, "kind");
     let events = events.as_array().unwrap();
-    let kinds: Vec<&str> = events.iter().filter_map(|e| e["kind"].as_str()).collect();
     // Newest first; switching maintenance on twice is one change.
     assert_eq!(
         kinds,

@@ -378,12 +378,7 @@ async fn admin_sees_nodes_and_manages_users() {
     assert_png(&dir.join("admin-vm-load.png"));
     // The users the page created can sign in.
     let (_, users) = env.client("test-ui-admin").await.get("/api/users").await;
-    let names: Vec<&str> = users
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|u| u["username"].as_str())
-        .collect();
+    let names = common::strings(&users, "username");
     for n in ["test-ui-made", "test-ui-csv1", "test-ui-csv2"] {
         assert!(names.contains(&n), "{n} missing from {names:?}");
     }
@@ -411,12 +406,7 @@ async fn admin_sees_nodes_and_manages_users() {
     assert_png(&dir.join("admin-events.png"));
     // The node the page registered is gone again, server-side too.
     let (_, nodes) = env.client("test-ui-admin").await.get("/api/nodes").await;
-    let names: Vec<&str> = nodes
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|n| n["name"].as_str())
-        .collect();
+    let names = common::strings(&nodes, "name");
     assert!(!names.contains(&"test-ui-node"), "{names:?}");
     assert!(names.contains(&"local"), "{names:?}");
 }

@@ -269,12 +269,7 @@ async fn dead_and_frozen_nodes_are_down_within_10s_and_hold_up_nobody() {
             .get(&format!("/api/events?node_id={}", c.nodes[i]))
             .await;
         assert_eq!(status, StatusCode::OK, "{events}");
-        let kinds: Vec<&str> = events
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|e| e["kind"].as_str())
-            .collect();
+        let kinds = common::strings(&events, "kind");
         assert_eq!(
             kinds,
             ["node_up", "node_down", "node_up", "node_added"],
@@ -678,13 +673,7 @@ async fn live_migration_moves_a_running_vm_and_its_console() {
         async move { admin.get(&path).await.1 }
     };
     let at_to = events_of(to).await;
-    let kinds: Vec<&str> = at_to
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|e| e["kind"].as_str())
-        .take(3)
-        .collect();
+    let kinds = &common::strings(&at_to, "kind")[..3];
     assert_eq!(
         kinds,
         ["vm_migrated", "drain_started", "maintenance_on"],

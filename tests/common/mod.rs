@@ -538,3 +538,11 @@ pub async fn metrics_text(env: &TestEnv) -> String {
         .await
         .unwrap()
 }
+
+/// The string `field` of every object in a JSON array (in order; objects
+/// without it are left out).
+pub fn strings<'a>(list: &'a Value, field: &str) -> Vec<&'a str> {
+    list.as_array()
+        .map(|a| a.iter().filter_map(|o| o[field].as_str()).collect())
+        .unwrap_or_default()
+}
