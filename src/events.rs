@@ -79,6 +79,8 @@ impl EventKind {
 
 #[derive(Debug, thiserror::Error)]
 pub enum EventError {
+    #[error("limit must be 1 to {MAX_LIMIT}")]
+    BadLimit,
     #[error(transparent)]
     Db(#[from] sqlx::Error),
 }
@@ -161,10 +163,13 @@ async fn insert(pool: &Pool, e: &NewEvent<'_>) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
-/// The newest events first, at most `limit` (1..=[`MAX_LIMIT`]), of one node
+/// The newest events first, at most `limit` (1..=[`MAX_LIMIT`], else
+/// [`EventError::BadLimit`]), of one node
 /// or of all.
 pub async fn list(pool: &Pool, node: Option<Uuid>, limit: u32) -> Result<Vec<Event>, EventError> {
-    let limit = limit.clamp(1, MAX_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(EventError::BadLimit);
+    }
     let rows = sqlx::query(
         "SELECT id, at, kind, node_id, node_name, vm_id, actor, message FROM events
          WHERE (?1 IS NULL OR node_id = ?1) ORDER BY id DESC LIMIT ?2",

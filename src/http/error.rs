@@ -214,7 +214,11 @@ impl From<NodeError> for ApiError {
 
 impl From<crate::events::EventError> for ApiError {
     fn from(e: crate::events::EventError) -> Self {
-        Self::internal(&e)
+        use crate::events::EventError;
+        match e {
+            EventError::BadLimit => Self::bad_request(e.to_string()),
+            EventError::Db(_) => Self::internal(&e),
+        }
     }
 }
 
