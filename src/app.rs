@@ -25,6 +25,7 @@ pub struct AppState {
     pub vms: Arc<VmManager>,
     pub login_limiter: Arc<LoginLimiter>,
     pub console: Arc<ConsoleHub>,
+    pub health: Arc<crate::health::Health>,
 }
 
 /// Opens storage and the database (running migrations) — what every subcommand needs.
@@ -78,6 +79,7 @@ impl AppState {
                 config.console_max_total,
             )),
             login_limiter: Arc::new(LoginLimiter::default()),
+            health: Arc::new(crate::health::Health::new()),
             config: Arc::new(config),
         })
     }

@@ -77,6 +77,18 @@ pub struct Config {
     #[arg(long, env = "PVCE_CONSOLE_MAX_TOTAL", default_value_t = 1000)]
     pub console_max_total: usize,
 
+    /// The URL users reach pvce at (`https://lab.example.edu`), scheme and
+    /// host[:port] only. Its origin is the server's own for Origin checks;
+    /// with `https` the session cookie is `Secure` and `__Host-` prefixed.
+    /// Unset: the origin is taken from each request's `Host` header.
+    #[arg(long, env = "PVCE_PUBLIC_URL", value_parser = parse_public_url)]
+    pub public_url: Option<String>,
+
+    /// Trust `X-Forwarded-Proto` from the reverse proxy in front of pvce
+    /// (only set this when every request comes through that proxy).
+    #[arg(long, env = "PVCE_TRUST_FORWARDED_PROTO", default_value_t = false)]
+    pub trust_forwarded_proto: bool,
+
     /// Extra Origins allowed to open console WebSockets (comma-separated), besides the server's own.
     #[arg(long, env = "PVCE_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
@@ -127,6 +139,28 @@ pub struct Config {
     /// Snapshots allowed per personal VM (at least 1; an import's backup counts too).
     #[arg(long, env = "PVCE_SNAPSHOT_QUOTA", default_value_t = crate::snapshots::DEFAULT_QUOTA, value_parser = parse_quota)]
     pub snapshot_quota: usize,
+}
+
+/// `scheme://host[:port]` with scheme http or https, no path, query or user
+/// info; a trailing `/` is dropped. Returned in the form Origin headers use.
+fn parse_public_url(s: &str) -> Result<String, String> {
+    let t = s.trim().trim_end_matches('/');
+    let (scheme, rest) = t
+        .split_once("://")
+        .ok_or_else(|| format!("{s:?} is not a URL like https://lab.example.edu"))?;
+    if scheme != "http" && scheme != "https" {
+        return Err(format!("public URL scheme must be http or https, not {scheme:?}"));
+    }
+    let ok = !rest.is_empty()
+        && rest
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
+    if !ok {
+        return Err(format!(
+            "public URL must be scheme://host[:port] without path, query or user info: {s:?}"
+        ));
+    }
+    Ok(format!("{scheme}://{}", rest.to_ascii_lowercase()))
 }
 
 fn parse_accel(s: &str) -> Result<AccelSetting, String> {
@@ -190,6 +224,8 @@ impl Config {
             console_max_per_user: 4,
             console_max_total: 1000,
             allowed_origins: Vec::new(),
+            public_url: None,
+            trust_forwarded_proto: false,
             session_hours: 12,
             snapshot_quota: crate::snapshots::DEFAULT_QUOTA,
             sample_interval_secs: 5,
@@ -228,6 +264,22 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn public_url_is_an_origin() {
+        assert_eq!(
+            parse_public_url("https://Lab.Example.edu/"),
+            Ok("https://lab.example.edu".into())
+        );
+        assert_eq!(
+            parse_public_url("http://10.0.0.5:8080"),
+            Ok("http://10.0.0.5:8080".into())
+        );
+        assert!(parse_public_url("ftp://x").is_err());
+        assert!(parse_public_url("https://x/path").is_err());
+        assert!(parse_public_url("https://u@x").is_err());
+        assert!(parse_public_url("lab.example.edu").is_err());
+    }
 
     #[test]
     fn snapshot_quota_must_be_positive() {

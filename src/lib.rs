@@ -20,6 +20,7 @@ pub mod console;
 pub mod courses;
 pub mod db;
 pub mod events;
+pub mod health;
 pub mod http;
 pub mod images;
 pub mod labnets;

@@ -59,8 +59,10 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn healthz() -> Json<serde_json::Value> {
-    Json(json!({ "status": "ok" }))
+/// `{status: "ok"|"degraded", reasons, loops}`: always 200 while the server
+/// answers, so a load balancer's check and an operator both see why.
+async fn healthz(State(state): State<AppState>) -> Json<crate::health::Report> {
+    Json(state.health.report())
 }
 
 async fn openapi() -> impl IntoResponse {
