@@ -80,7 +80,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve { config, listen } => {
             let server = crate::app::start(config, &listen).await?;
             tracing::info!(url = %server.url(), "pvce serving");
-            println!("pvce listening on {}", server.url());
+            crate::logging::say(&format!("pvce listening on {}", server.url()));
             tokio::signal::ctrl_c().await?;
             server.abort();
             Ok(())
@@ -109,12 +109,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 },
             )
             .await?;
-            println!(
+            crate::logging::say(&format!(
                 "created {} ({}) id {}",
                 user.username,
                 user.role.as_str(),
                 user.id
-            );
+            ));
             Ok(())
         }
         Command::Templates {
@@ -127,7 +127,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let report = crate::library::build(&pool, &storage, limits, &dir).await?;
             for line in report {
-                println!("{line}");
+                crate::logging::say(&line);
             }
             Ok(())
         }

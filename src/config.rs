@@ -149,7 +149,9 @@ fn parse_public_url(s: &str) -> Result<String, String> {
         .split_once("://")
         .ok_or_else(|| format!("{s:?} is not a URL like https://lab.example.edu"))?;
     if scheme != "http" && scheme != "https" {
-        return Err(format!("public URL scheme must be http or https, not {scheme:?}"));
+        return Err(format!(
+            "public URL scheme must be http or https, not {scheme:?}"
+        ));
     }
     let ok = !rest.is_empty()
         && rest

@@ -10,8 +10,12 @@
 //! registry that could take the server down would defeat its purpose.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use futures::FutureExt;
 use serde::Serialize;
 
 /// One background loop's last known state.
@@ -105,6 +109,11 @@ impl Health {
         }
     }
 
+    /// Every loop's status (for `/metrics`).
+    pub fn loops(&self) -> BTreeMap<&'static str, LoopStatus> {
+        self.loops.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     pub fn report(&self) -> Report {
         let loops = self.loops.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let mut reasons: Vec<String> = self
@@ -127,9 +136,150 @@ impl Health {
     }
 }
 
+/// How long a loop waits before it runs again after its `n`-th panic in a
+/// row (n ≥ 1): 1 s, 2 s, 4 s, … capped at a minute, so a loop that keeps
+/// crashing neither spins nor stays away for long once the cause is gone.
+pub fn restart_backoff(n: u32) -> Duration {
+    Duration::from_secs(1u64 << n.saturating_sub(1).min(6)).min(Duration::from_secs(60))
+}
+
+/// Runs `pass` every `every` for as long as the server runs, supervised:
+/// a pass that fails is logged and recorded (the loop carries on at its next
+/// tick); a pass that panics is recorded as a restart and the loop resumes
+/// after [`restart_backoff`]. The loop's last success is visible in
+/// `/healthz` and `/metrics`.
+pub fn spawn_periodic<F, Fut, E>(
+    health: &Arc<Health>,
+    name: &'static str,
+    every: Duration,
+    mut pass: F,
+) -> tokio::task::JoinHandle<()>
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: Future<Output = Result<(), E>> + Send,
+    E: std::fmt::Display + Send,
+{
+    health.register_loop(name);
+    let health = health.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut panics = 0u32;
+        loop {
+            tick.tick().await;
+            match AssertUnwindSafe(pass()).catch_unwind().await {
+                Ok(Ok(())) => {
+                    panics = 0;
+                    health.loop_ok(name);
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(loop_name = name, error = %e, "background pass failed");
+                    health.loop_failed(name, &e);
+                }
+                Err(_) => {
+                    panics += 1;
+                    tracing::error!(loop_name = name, "background pass panicked; restarting");
+                    health.loop_failed(name, &"the last pass panicked");
+                    health.loop_restarted(name);
+                    tokio::time::sleep(restart_backoff(panics)).await;
+                }
+            }
+        }
+    })
+}
+
+/// Runs a long-lived task (e.g. an event listener) supervised: whenever it
+/// ends or panics it is started again after [`restart_backoff`].
+pub fn spawn_supervised<F, Fut>(
+    health: &Arc<Health>,
+    name: &'static str,
+    mut make: F,
+) -> tokio::task::JoinHandle<()>
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    health.register_loop(name);
+    let health = health.clone();
+    tokio::spawn(async move {
+        let mut restarts = 0u32;
+        loop {
+            health.loop_ok(name);
+            let ended = AssertUnwindSafe(make()).catch_unwind().await;
+            restarts += 1;
+            match ended {
+                Ok(()) => tracing::warn!(loop_name = name, "background task ended; restarting"),
+                Err(_) => tracing::error!(loop_name = name, "background task panicked; restarting"),
+            }
+            health.loop_failed(name, &"ended unexpectedly; restarting");
+            health.loop_restarted(name);
+            tokio::time::sleep(restart_backoff(restarts)).await;
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    #[test]
+    fn backoff_doubles_up_to_a_minute() {
+        assert_eq!(restart_backoff(1), Duration::from_secs(1));
+        assert_eq!(restart_backoff(2), Duration::from_secs(2));
+        assert_eq!(restart_backoff(4), Duration::from_secs(8));
+        assert_eq!(restart_backoff(7), Duration::from_secs(60));
+        assert_eq!(restart_backoff(1000), Duration::from_secs(60));
+        assert_eq!(restart_backoff(0), Duration::from_secs(1));
+    }
+
+    /// The tokio clock is paused: intervals and backoff sleeps advance
+    /// virtual time only, so the test is exact and takes no real time.
+    #[tokio::test(start_paused = true)]
+    async fn a_panicking_pass_is_restarted_and_its_success_recorded() {
+        let health = Arc::new(Health::new());
+        let calls = Arc::new(AtomicU32::new(0));
+        let c = calls.clone();
+        let task = spawn_periodic(&health, "flaky", Duration::from_secs(5), move || {
+            let c = c.clone();
+            async move {
+                match c.fetch_add(1, Ordering::SeqCst) {
+                    0 => panic!("first pass dies"),
+                    1 => Err("second pass fails"),
+                    _ => Ok(()),
+                }
+            }
+        });
+        // Pass 1 at t=0 panics (then 1 s backoff), pass 2 at t=5 fails, pass 3 at t=10 succeeds.
+        tokio::time::sleep(Duration::from_secs(11)).await;
+        let s = health.loops()["flaky"].clone();
+        assert!(calls.load(Ordering::SeqCst) >= 3);
+        assert_eq!(s.restarts, 1);
+        assert!(s.last_success.is_some());
+        assert!(s.last_error.is_none());
+        assert_eq!(health.report().status, "ok");
+        task.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_task_that_ends_is_started_again() {
+        let health = Arc::new(Health::new());
+        let runs = Arc::new(AtomicU32::new(0));
+        let r = runs.clone();
+        let task = spawn_supervised(&health, "listener", move || {
+            let r = r.clone();
+            async move {
+                if r.fetch_add(1, Ordering::SeqCst) == 0 {
+                    panic!("listener dies");
+                }
+                std::future::pending::<()>().await;
+            }
+        });
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
+        assert_eq!(health.loops()["listener"].restarts, 1);
+        task.abort();
+    }
 
     #[test]
     fn ok_until_a_problem_or_a_failing_loop() {

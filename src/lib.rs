@@ -27,6 +27,7 @@ pub mod labnets;
 pub mod layers;
 pub mod library;
 pub mod libvirt;
+pub mod logging;
 pub mod metrics;
 pub mod monitor;
 pub mod nodes;

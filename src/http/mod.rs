@@ -24,7 +24,6 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
-use serde_json::json;
 use tower_http::trace::TraceLayer;
 
 use crate::app::AppState;
