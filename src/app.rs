@@ -123,11 +123,22 @@ pub async fn start(config: Config, listen: &str) -> anyhow::Result<Server> {
         .ensure_local(&state.config.node_uri, &state.config.console_address)
         .await?;
     crate::templates::ensure_root(&state.pool, &state.storage).await?;
+    // Layers left by a crash (an enrolment killed midway) are settled before
+    // anyone can start a VM on them.
+    let swept = crate::vms::sweep_layers_at_start(&state.pool, &state.storage).await?;
+    if swept != crate::vms::SweepReport::default() {
+        tracing::warn!(
+            published = swept.published,
+            removed = swept.removed,
+            quarantined = ?swept.quarantined,
+            "settled personal layers left by an interrupted operation"
+        );
+    }
     if let Err(e) = state.vms.reconcile_once().await {
         tracing::warn!(error = %e, "initial reconcile failed");
     }
     let background = vec![
-        state.nodes.clone().spawn_monitor(),
+        state.nodes.clone().spawn_monitor(&state.health),
         Arc::new(crate::monitor::Monitor::new(
             state.pool.clone(),
             state.nodes.clone(),
@@ -135,8 +146,8 @@ pub async fn start(config: Config, listen: &str) -> anyhow::Result<Server> {
             state.config.template_pool.clone(),
             state.config.domain_prefix.clone(),
         ))
-        .spawn(),
-        state.vms.clone().spawn_reconciler(),
+        .spawn(&state.health),
+        state.vms.clone().spawn_reconciler(&state.health),
         spawn_console_closer(&state),
     ];
     let listener = TcpListener::bind(listen).await?;
@@ -157,21 +168,26 @@ pub async fn start(config: Config, listen: &str) -> anyhow::Result<Server> {
     })
 }
 
-/// Ends console sessions when their VM stops or moves to another node.
+/// Ends console sessions when their VM stops or moves to another node
+/// (supervised: restarted if it ever ends).
 fn spawn_console_closer(state: &AppState) -> tokio::task::JoinHandle<()> {
-    let mut events = state.vms.subscribe();
+    let vms = state.vms.clone();
     let hub = state.console.clone();
-    tokio::spawn(async move {
-        loop {
-            match events.recv().await {
-                // Tokens issued before a restart name the old boot and are
-                // refused on redeem, so only stops need acting on here.
-                Ok(ev) if matches!(ev.state, VmState::Stopped | VmState::Error) => {
-                    hub.end_vm(ev.vm_id, console::close::VM_STOPPED, "VM stopped");
+    crate::health::spawn_supervised(&state.health, "console_closer", move || {
+        let mut events = vms.subscribe();
+        let hub = hub.clone();
+        async move {
+            loop {
+                match events.recv().await {
+                    // Tokens issued before a restart name the old boot and are
+                    // refused on redeem, so only stops need acting on here.
+                    Ok(ev) if matches!(ev.state, VmState::Stopped | VmState::Error) => {
+                        hub.end_vm(ev.vm_id, console::close::VM_STOPPED, "VM stopped");
+                    }
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(_) => return,
                 }
-                Ok(_) => {}
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(_) => return,
             }
         }
     })

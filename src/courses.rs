@@ -408,28 +408,51 @@ pub async fn enrol(
     let (students, others): (Vec<User>, Vec<User>) =
         found.into_iter().partition(|u| u.role == Role::Student);
 
-    let now = db::now();
-    let mut tx = pool.begin().await?;
-    for s in &students {
-        sqlx::query("INSERT INTO enrolments (course_id, user_id, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING")
-            .bind(course.id.to_string())
-            .bind(s.id.to_string())
-            .bind(&now)
-            .execute(&mut *tx)
-            .await?;
-    }
-    tx.commit().await?;
-
+    // Enrolments and VM rows commit together (a student is never enrolled
+    // without their VMs), the layers staged before and published after. The
+    // work runs in its own task so a client that hangs up cannot cancel it
+    // between the commit and the publication.
     let owners: Vec<Uuid> = students.iter().map(|s| s.id).collect();
-    let vms_created = vms::provision(
-        pool,
-        storage,
-        layer_storage,
+    let (pool, storage, course_id, specs) = (
+        pool.clone(),
+        storage.clone(),
         course.id,
-        &course.vm_specs,
-        &owners,
-    )
-    .await?;
+        course.vm_specs.clone(),
+    );
+    let vms_created = tokio::spawn(async move {
+        let plan =
+            vms::Provision::stage(&pool, &storage, layer_storage, course_id, &specs, &owners)
+                .await?;
+        let committed = async {
+            let now = db::now();
+            let mut tx = pool.begin().await?;
+            for owner in &owners {
+                sqlx::query("INSERT INTO enrolments (course_id, user_id, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING")
+                    .bind(course_id.to_string())
+                    .bind(owner.to_string())
+                    .bind(&now)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            plan.insert(&mut tx).await?;
+            tx.commit().await?;
+            Ok::<_, CourseError>(())
+        }
+        .await;
+        if let Err(e) = committed {
+            plan.discard();
+            return Err(e);
+        }
+        let created = plan.count();
+        if let Err(e) = plan.publish().await {
+            // The rows are committed; the start-up sweep finishes the move.
+            tracing::error!(error = %e, "publishing new personal layers failed");
+            return Err(e.into());
+        }
+        Ok(created)
+    })
+    .await
+    .map_err(|e| CourseError::Io(std::io::Error::other(e.to_string())))??;
     Ok(EnrolReport {
         enrolled: students.into_iter().map(|u| u.username).collect(),
         unknown,

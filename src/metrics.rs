@@ -123,6 +123,7 @@ pub async fn render(state: &AppState) -> Result<String, MonitorError> {
         "# HELP pvce_console_refused_total Console connections refused (bad, used or expired token).\n# TYPE pvce_console_refused_total counter\npvce_console_refused_total {}",
         load(&m.refused_total)
     );
+    server_health(&mut out, &state.health);
     Ok(out)
 }
 
@@ -139,6 +140,39 @@ fn per_node(out: &mut String, metric: &str, help: &str, nodes: &[Node], value: f
 
 /// (metric, help, value) of a per-VM gauge; `None` leaves the VM out.
 type VmGauge = (&'static str, &'static str, fn(&VmLoad) -> Option<f64>);
+
+/// The server's own health: background loops and lost log lines.
+fn server_health(out: &mut String, health: &crate::health::Health) {
+    let loops = health.loops();
+    let _ = writeln!(
+        out,
+        "# HELP pvce_loop_last_success_timestamp_seconds Unix time of a background loop's last completed pass.\n# TYPE pvce_loop_last_success_timestamp_seconds gauge"
+    );
+    for (name, l) in &loops {
+        if let Some(t) = l.last_success_unix {
+            let _ = writeln!(
+                out,
+                "pvce_loop_last_success_timestamp_seconds{{loop=\"{name}\"}} {t}"
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP pvce_loop_restarts_total Times a background loop was restarted after a panic.\n# TYPE pvce_loop_restarts_total counter"
+    );
+    for (name, l) in &loops {
+        let _ = writeln!(
+            out,
+            "pvce_loop_restarts_total{{loop=\"{name}\"}} {}",
+            l.restarts
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP pvce_log_lines_dropped_total Log lines that could not be written (e.g. the log's disk is full).\n# TYPE pvce_log_lines_dropped_total counter\npvce_log_lines_dropped_total {}",
+        crate::logging::dropped_lines()
+    );
+}
 
 /// One gauge with a sample per running VM, labelled with its id and node.
 fn per_vm(

@@ -163,26 +163,30 @@ impl Monitor {
     }
 
     /// Samples every up node every `interval`, and rolls up / prunes once a
-    /// minute, forever.
-    pub fn spawn(self: Arc<Self>) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(self.interval);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut last_rollup = 0_i64;
-            loop {
-                tick.tick().await;
-                if let Err(e) = self.sample_all().await {
-                    tracing::warn!(error = %e, "sampling nodes failed");
-                }
-                let now = unix_now();
-                if now / 60 != last_rollup / 60 {
-                    last_rollup = now;
-                    if let Err(e) = self.rollup_and_prune(now).await {
-                        tracing::warn!(error = %e, "rolling up node samples failed");
-                    }
-                }
-            }
+    /// minute, as a supervised loop (`sampler` in `/healthz`).
+    pub fn spawn(
+        self: Arc<Self>,
+        health: &Arc<crate::health::Health>,
+    ) -> tokio::task::JoinHandle<()> {
+        let last_rollup = Arc::new(std::sync::atomic::AtomicI64::new(0));
+        crate::health::spawn_periodic(health, "sampler", self.interval, move || {
+            let this = self.clone();
+            let last_rollup = last_rollup.clone();
+            async move { this.pass(&last_rollup).await }
         })
+    }
+
+    /// One pass of the sampler: a sample of every node, and the once-a-minute
+    /// rollup when the minute changed.
+    async fn pass(&self, last_rollup: &std::sync::atomic::AtomicI64) -> Result<(), MonitorError> {
+        use std::sync::atomic::Ordering;
+        let sampled = self.sample_all().await;
+        let now = unix_now();
+        if now / 60 != last_rollup.load(Ordering::Relaxed) / 60 {
+            last_rollup.store(now, Ordering::Relaxed);
+            self.rollup_and_prune(now).await?;
+        }
+        sampled
     }
 
     /// Takes one sample of every up node, concurrently.

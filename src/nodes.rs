@@ -474,24 +474,28 @@ impl Nodes {
     }
 
     /// Probes every node concurrently, forever.
-    pub fn spawn_monitor(self: Arc<Self>) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(MONITOR_INTERVAL);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                let Ok(nodes) = self.list().await else {
-                    continue;
-                };
-                let probes = nodes.iter().map(|n| {
-                    let this = self.clone();
-                    let id = n.id;
-                    async move {
-                        let _ = this.probe(id).await;
-                    }
-                });
-                futures::future::join_all(probes).await;
-            }
+    pub fn spawn_monitor(
+        self: Arc<Self>,
+        health: &Arc<crate::health::Health>,
+    ) -> tokio::task::JoinHandle<()> {
+        crate::health::spawn_periodic(health, "node_monitor", MONITOR_INTERVAL, move || {
+            let this = self.clone();
+            async move { this.probe_all().await }
         })
+    }
+
+    /// Probes every node concurrently; a node that fails its probe is marked
+    /// down by the probe itself, so only the registry read can fail the pass.
+    async fn probe_all(self: &Arc<Self>) -> Result<(), NodeError> {
+        let nodes = self.list().await?;
+        let probes = nodes.iter().map(|n| {
+            let this = self.clone();
+            let id = n.id;
+            async move {
+                let _ = this.probe(id).await;
+            }
+        });
+        futures::future::join_all(probes).await;
+        Ok(())
     }
 }

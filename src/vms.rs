@@ -38,7 +38,7 @@
 //! `drain` migrates a node's running VMs away one by one.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -250,128 +250,285 @@ pub(crate) async fn load(pool: &Pool, id: Uuid) -> Result<Vm, VmError> {
         .ok_or(VmError::NotFound)
 }
 
-/// Creates the missing personal VMs (one per spec per owner) of a course:
-/// overlays first, in parallel, then all rows in one transaction. On any
-/// failure every overlay this call created is removed again. With
-/// node-local layer storage only rows are written: each layer is created on
-/// its node at the VM's first start.
-pub async fn provision(
-    pool: &Pool,
-    storage: &Storage,
-    layer_storage: LayerStorage,
+/// Suffix of a personal layer written but not yet published: its VM row is
+/// not committed yet (or the server died between the commit and the rename,
+/// which [`sweep_layers_at_start`] completes).
+pub const STAGING_SUFFIX: &str = ".staging";
+
+/// Personal VMs about to be created: their layers are written under staging
+/// names, their rows not yet inserted. [`Provision::insert`] writes the rows
+/// in the caller's transaction; after the commit [`Provision::publish`]
+/// moves the layers into place. Until then nothing a student could see
+/// exists, and a crash leaves only staged files the start-up sweep removes.
+#[derive(Debug)]
+pub struct Provision {
     course_id: Uuid,
-    specs: &[VmSpec],
-    owners: &[Uuid],
-) -> Result<u64, VmError> {
-    if owners.is_empty() || specs.is_empty() {
-        return Ok(0);
-    }
-    let existing: Vec<(String, String)> =
-        sqlx::query_as("SELECT spec_id, owner_id FROM vms WHERE course_id = ?")
-            .bind(course_id.to_string())
-            .fetch_all(pool)
-            .await?;
-    let existing: std::collections::HashSet<(String, String)> = existing.into_iter().collect();
-    let mut backing = HashMap::new();
-    for spec in specs {
-        let t = templates::get(pool, spec.template_id)
-            .await
-            .map_err(|e| VmError::Template(e.to_string()))?;
-        backing.insert(spec.id, (storage.template_path(t.id), t.virtual_size_bytes));
-    }
-    struct NewVm<'a> {
-        id: Uuid,
-        spec: &'a VmSpec,
-        owner: Uuid,
-        path: PathBuf,
-    }
-    let mut todo = Vec::new();
-    for owner in owners {
-        storage.ensure_overlay_dir(*owner, course_id)?;
+    layer_storage: LayerStorage,
+    todo: Vec<NewVm>,
+}
+
+#[derive(Debug)]
+struct NewVm {
+    id: Uuid,
+    name: String,
+    spec_id: Uuid,
+    template_id: Uuid,
+    vcpus: u32,
+    memory_mib: u32,
+    owner: Uuid,
+    path: PathBuf,
+    staged: Option<PathBuf>,
+}
+
+fn staging_path(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(STAGING_SUFFIX);
+    PathBuf::from(s)
+}
+
+impl Provision {
+    /// Plans one VM per (owner, spec) that has none yet in the course and, for
+    /// shared layers, writes their staged overlays (node-local layers are
+    /// created at first start).
+    pub async fn stage(
+        pool: &Pool,
+        storage: &Storage,
+        layer_storage: LayerStorage,
+        course_id: Uuid,
+        specs: &[VmSpec],
+        owners: &[Uuid],
+    ) -> Result<Provision, VmError> {
+        let mut plan = Provision {
+            course_id,
+            layer_storage,
+            todo: Vec::new(),
+        };
+        if owners.is_empty() || specs.is_empty() {
+            return Ok(plan);
+        }
+        let existing: Vec<(String, String)> =
+            sqlx::query_as("SELECT spec_id, owner_id FROM vms WHERE course_id = ?")
+                .bind(course_id.to_string())
+                .fetch_all(pool)
+                .await?;
+        let existing: std::collections::HashSet<(String, String)> = existing.into_iter().collect();
+        let mut backing = HashMap::new();
         for spec in specs {
-            if existing.contains(&(spec.id.to_string(), owner.to_string())) {
-                continue;
-            }
-            let id = Uuid::new_v4();
-            todo.push(NewVm {
-                id,
-                spec,
-                owner: *owner,
-                path: storage.overlay_path(*owner, course_id, id),
-            });
+            let t = templates::get(pool, spec.template_id)
+                .await
+                .map_err(|e| VmError::Template(e.to_string()))?;
+            backing.insert(spec.id, (storage.template_path(t.id), t.virtual_size_bytes));
         }
-    }
-    if todo.is_empty() {
-        return Ok(0);
-    }
-    let jobs: Vec<images::OverlayJob> = todo
-        .iter()
-        .map(|n| {
-            let (b, size) = &backing[&n.spec.id];
-            images::OverlayJob {
-                path: n.path.clone(),
-                backing: b.clone(),
-                virtual_size: *size,
+        for owner in owners {
+            if layer_storage == LayerStorage::Shared {
+                storage.ensure_overlay_dir(*owner, course_id)?;
             }
-        })
-        .collect();
-    let cleanup_paths: Vec<PathBuf> = todo.iter().map(|n| n.path.clone()).collect();
-    let cleanup = move || {
-        for p in &cleanup_paths {
-            let _ = storage::remove_file_if_exists(p);
+            for spec in specs {
+                if existing.contains(&(spec.id.to_string(), owner.to_string())) {
+                    continue;
+                }
+                let id = Uuid::new_v4();
+                let path = storage.overlay_path(*owner, course_id, id);
+                plan.todo.push(NewVm {
+                    id,
+                    name: spec.name.clone(),
+                    spec_id: spec.id,
+                    template_id: spec.template_id,
+                    vcpus: spec.vcpus,
+                    memory_mib: spec.memory_mib,
+                    owner: *owner,
+                    staged: (layer_storage == LayerStorage::Shared).then(|| staging_path(&path)),
+                    path,
+                });
+            }
         }
-    };
-    let created = match layer_storage {
-        LayerStorage::Shared => {
+        let jobs: Vec<images::OverlayJob> = plan
+            .todo
+            .iter()
+            .filter_map(|n| {
+                let (b, size) = &backing[&n.spec_id];
+                Some(images::OverlayJob {
+                    path: n.staged.clone()?,
+                    backing: b.clone(),
+                    virtual_size: *size,
+                })
+            })
+            .collect();
+        if jobs.is_empty() {
+            return Ok(plan);
+        }
+        let created =
             tokio::task::spawn_blocking(move || images::overlay::create_overlays_parallel(&jobs))
                 .await
-                .map_err(|e| VmError::Io(std::io::Error::other(e.to_string())))?
+                .map_err(|e| VmError::Io(std::io::Error::other(e.to_string())))?;
+        if let Some(e) = created.into_iter().find_map(Result::err) {
+            plan.discard();
+            return Err(e.into());
         }
-        LayerStorage::NodeLocal => Vec::new(),
-    };
-    if let Some(e) = created.into_iter().find_map(Result::err) {
-        cleanup();
-        return Err(e.into());
+        Ok(plan)
     }
-    let insert = async {
+
+    /// VMs this provision creates.
+    pub fn count(&self) -> u64 {
+        self.todo.len() as u64
+    }
+
+    /// Inserts the VM rows in the caller's transaction.
+    pub async fn insert(&self, tx: &mut sqlx::SqliteConnection) -> Result<(), VmError> {
         let now = db::now();
-        let mut tx = pool.begin().await?;
-        for n in &todo {
-            sqlx::query(
+        for n in &self.todo {
+            let inserted = sqlx::query(
                 "INSERT INTO vms (id, name, course_id, spec_id, owner_id, template_id, state, vcpus, memory_mib, overlay_path, created_at, layer_storage)
                  VALUES (?, ?, ?, ?, ?, ?, 'stopped', ?, ?, ?, ?, ?)",
             )
             .bind(n.id.to_string())
-            .bind(&n.spec.name)
-            .bind(course_id.to_string())
-            .bind(n.spec.id.to_string())
+            .bind(&n.name)
+            .bind(self.course_id.to_string())
+            .bind(n.spec_id.to_string())
             .bind(n.owner.to_string())
-            .bind(n.spec.template_id.to_string())
-            .bind(i64::from(n.spec.vcpus))
-            .bind(i64::from(n.spec.memory_mib))
+            .bind(n.template_id.to_string())
+            .bind(i64::from(n.vcpus))
+            .bind(i64::from(n.memory_mib))
             .bind(n.path.to_string_lossy().into_owned())
             .bind(&now)
-            .bind(layer_storage.as_str())
+            .bind(self.layer_storage.as_str())
             .execute(&mut *tx)
-            .await?;
+            .await;
+            match inserted {
+                Ok(_) => {}
+                Err(e) if db::unique_violation(&e).is_some() => {
+                    return Err(VmError::Conflict(
+                        "enrolment_in_progress",
+                        "another enrolment of the same students is running; retry".into(),
+                    ));
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
-        tx.commit().await?;
-        Ok::<_, sqlx::Error>(())
-    };
-    match insert.await {
-        Ok(()) => Ok(todo.len() as u64),
-        Err(e) => {
-            cleanup();
-            if db::unique_violation(&e).is_some() {
-                Err(VmError::Conflict(
-                    "enrolment_in_progress",
-                    "another enrolment of the same students is running; retry".into(),
-                ))
-            } else {
-                Err(e.into())
+        Ok(())
+    }
+
+    /// Moves the staged layers into place once their rows are committed.
+    /// A failure here leaves rows whose layer is still staged; the start-up
+    /// sweep finishes the move, so it is logged rather than undone.
+    pub async fn publish(self) -> Result<(), VmError> {
+        let moves: Vec<(PathBuf, PathBuf)> = self
+            .todo
+            .into_iter()
+            .filter_map(|n| Some((n.staged?, n.path)))
+            .collect();
+        tokio::task::spawn_blocking(move || publish_staged(&moves))
+            .await
+            .map_err(|e| VmError::Io(std::io::Error::other(e.to_string())))??;
+        Ok(())
+    }
+
+    /// Removes the staged layers (the rows were not committed).
+    pub fn discard(self) {
+        for n in &self.todo {
+            if let Some(p) = &n.staged {
+                let _ = storage::remove_file_if_exists(p);
             }
         }
     }
+}
+
+/// Renames staged layers to their final names and syncs each directory once.
+fn publish_staged(moves: &[(PathBuf, PathBuf)]) -> std::io::Result<()> {
+    let mut dirs = std::collections::BTreeSet::new();
+    for (staged, path) in moves {
+        std::fs::rename(staged, path)?;
+        if let Some(d) = path.parent() {
+            dirs.insert(d.to_path_buf());
+        }
+    }
+    for d in dirs {
+        std::fs::File::open(&d)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// What the start-up sweep of personal layers did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SweepReport {
+    /// Staged layers of committed VMs moved into place.
+    pub published: u64,
+    /// Fresh (never written) layers no VM names, removed.
+    pub removed: u64,
+    /// Layers no VM names that hold data, moved to `quarantine/`.
+    pub quarantined: Vec<PathBuf>,
+}
+
+/// Brings `overlays/` in line with the `vms` table after a crash, before the
+/// server serves: a staged layer whose VM row exists is published; any file
+/// no VM row names is removed if it is a pristine overlay (no cluster
+/// allocated: it cannot hold student data) and otherwise moved to
+/// `quarantine/<time>/…` — never deleted. Runs while nothing else touches
+/// the layers (start-up).
+pub async fn sweep_layers_at_start(pool: &Pool, storage: &Storage) -> Result<SweepReport, VmError> {
+    let known: Vec<String> = sqlx::query_scalar("SELECT overlay_path FROM vms")
+        .fetch_all(pool)
+        .await?;
+    let known: std::collections::HashSet<PathBuf> = known.into_iter().map(PathBuf::from).collect();
+    let root = storage.root().join("overlays");
+    let quarantine = storage
+        .root()
+        .join("quarantine")
+        .join(db::now().replace(':', ""));
+    tokio::task::spawn_blocking(move || sweep_dir(&root, &known, &quarantine))
+        .await
+        .map_err(|e| VmError::Io(std::io::Error::other(e.to_string())))?
+        .map_err(VmError::Io)
+}
+
+fn sweep_dir(
+    root: &Path,
+    known: &std::collections::HashSet<PathBuf>,
+    quarantine: &Path,
+) -> std::io::Result<SweepReport> {
+    let mut report = SweepReport::default();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let entry = entry?;
+            let path = entry.path();
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            if !kind.is_file() || known.contains(&path) {
+                continue;
+            }
+            let name = path.to_string_lossy();
+            if let Some(final_name) = name.strip_suffix(STAGING_SUFFIX) {
+                let final_path = PathBuf::from(final_name);
+                if known.contains(&final_path) && !final_path.exists() {
+                    std::fs::rename(&path, &final_path)?;
+                    report.published += 1;
+                    continue;
+                }
+            }
+            if images::overlay::is_pristine(&path).unwrap_or(false) {
+                std::fs::remove_file(&path)?;
+                report.removed += 1;
+            } else {
+                let rel = path.strip_prefix(root).unwrap_or(&path);
+                let to = quarantine.join(rel);
+                if let Some(parent) = to.parent() {
+                    std::fs::create_dir_all(parent)?;
+                }
+                std::fs::rename(&path, &to)?;
+                report.quarantined.push(to);
+            }
+        }
+    }
+    Ok(report)
 }
 
 /// Deletes the VMs (and layers) of a course, or of one student in it.
@@ -1213,25 +1370,36 @@ impl VmManager {
             let Ok(_guard) = lock.try_lock() else {
                 continue;
             };
-            let alive = running
-                .get(&vm.id)
-                .is_some_and(|s| matches!(s, DomainState::Running | DomainState::Paused));
-            // A domain still shutting down holds the layer: not stopped yet.
-            let present = running
-                .get(&vm.id)
-                .is_some_and(|s| *s != DomainState::Shutoff);
-            let here = vm.node_id == Some(node.id);
-            if alive && !here && vm.node_id.is_some() && vm.state.is_active() {
-                // Started elsewhere after this node was fenced: this copy must
-                // not keep writing the layer.
-                tracing::warn!(vm = %vm.id, node = %node.name, "destroying a stale copy on a fenced node");
-                conn.destroy(&self.domain_name(vm.id)).await?;
-            } else if alive && (!here || !vm.state.is_active() || vm.state == VmState::NodeDown) {
-                tracing::info!(vm = %vm.id, node = %node.name, "adopting running domain");
-                self.set_state(vm.id, VmState::Running, Some(node.id), None)
-                    .await?;
-            } else if !present && here && vm.state.is_active() && vm.state != VmState::Starting {
-                self.set_state(vm.id, VmState::Stopped, None, None).await?;
+            let seen = running.get(&vm.id).copied();
+            if reconcile_action(vm.state, vm.node_id, node.id, seen) == ReconcileAction::None {
+                continue;
+            }
+            // The listing and the rows were read before the lock was taken: an
+            // operation may have finished in between. Decide again on fresh
+            // facts (only for the few VMs that need acting on).
+            let vm = load(&self.pool, vm.id).await?;
+            let seen = match conn.domain(&self.domain_name(vm.id)).await {
+                Ok(d) => d.map(|d| d.state),
+                Err(_) => continue,
+            };
+            match reconcile_action(vm.state, vm.node_id, node.id, seen) {
+                ReconcileAction::None => {}
+                ReconcileAction::DestroyStaleCopy => {
+                    tracing::warn!(vm = %vm.id, node = %node.name, "destroying a stale copy on a fenced node");
+                    conn.destroy(&self.domain_name(vm.id)).await?;
+                }
+                ReconcileAction::Adopt => {
+                    tracing::info!(vm = %vm.id, node = %node.name, state = vm.state.as_str(), "adopting running domain");
+                    self.set_state(vm.id, VmState::Running, Some(node.id), None)
+                        .await?;
+                }
+                ReconcileAction::MarkStopped { interrupted_start } => {
+                    let reason = interrupted_start.then(|| {
+                        "the start was interrupted (the server stopped while the VM was starting); start it again".to_owned()
+                    });
+                    self.set_state(vm.id, VmState::Stopped, None, reason)
+                        .await?;
+                }
             }
         }
         Ok(())
@@ -1288,16 +1456,13 @@ impl VmManager {
         Ok(released)
     }
 
-    pub fn spawn_reconciler(self: Arc<Self>) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(2));
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                if let Err(e) = self.reconcile_once().await {
-                    tracing::warn!(error = %e, "reconcile failed");
-                }
-            }
+    pub fn spawn_reconciler(
+        self: Arc<Self>,
+        health: &Arc<crate::health::Health>,
+    ) -> tokio::task::JoinHandle<()> {
+        crate::health::spawn_periodic(health, "reconciler", Duration::from_secs(2), move || {
+            let this = self.clone();
+            async move { this.reconcile_once().await }
         })
     }
 
@@ -1718,4 +1883,112 @@ pub async fn labels(pool: &Pool, vm: &Vm) -> Result<(String, String), VmError> {
         .fetch_optional(pool)
         .await?;
     Ok((owner, context.unwrap_or_else(|| "template build".into())))
+}
+
+/// What the reconciler does about one VM on the node it is looking at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReconcileAction {
+    None,
+    /// The VM runs elsewhere (after this node was fenced): this copy must not
+    /// keep writing the layer.
+    DestroyStaleCopy,
+    /// The domain runs here but the database says otherwise — including a
+    /// `starting`/`stopping` whose operation died with a previous server
+    /// process (no operation holds the VM's lock when this is asked).
+    Adopt,
+    /// No domain here for a VM the database thinks is active.
+    MarkStopped {
+        interrupted_start: bool,
+    },
+}
+
+/// The reconcile rule, as a pure function of the VM's recorded state and
+/// node, the node being reconciled, and the domain's state there (`None`:
+/// no such domain). Only called for VMs whose lifecycle lock is free.
+fn reconcile_action(
+    state: VmState,
+    vm_node: Option<Uuid>,
+    node: Uuid,
+    domain: Option<DomainState>,
+) -> ReconcileAction {
+    let alive = matches!(domain, Some(DomainState::Running | DomainState::Paused));
+    // A domain still shutting down holds the layer: not stopped yet.
+    let present = domain.is_some_and(|s| s != DomainState::Shutoff);
+    let here = vm_node == Some(node);
+    if alive && !here && vm_node.is_some() && state.is_active() {
+        ReconcileAction::DestroyStaleCopy
+    } else if alive && (!here || state != VmState::Running) {
+        ReconcileAction::Adopt
+    } else if !present && here && state.is_active() {
+        ReconcileAction::MarkStopped {
+            interrupted_start: state == VmState::Starting,
+        }
+    } else {
+        ReconcileAction::None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reconcile_settles_every_transitional_state() {
+        use DomainState::{Paused, Running, Shutoff};
+        let here = Uuid::new_v4();
+        let other = Uuid::new_v4();
+        let act = |s, n, d| reconcile_action(s, n, here, d);
+        // A start or stop that died with the server: the domain decides.
+        assert_eq!(
+            act(VmState::Starting, Some(here), Some(Running)),
+            ReconcileAction::Adopt
+        );
+        assert_eq!(
+            act(VmState::Stopping, Some(here), Some(Running)),
+            ReconcileAction::Adopt
+        );
+        assert_eq!(
+            act(VmState::Starting, Some(here), None),
+            ReconcileAction::MarkStopped {
+                interrupted_start: true
+            }
+        );
+        assert_eq!(
+            act(VmState::Stopping, Some(here), None),
+            ReconcileAction::MarkStopped {
+                interrupted_start: false
+            }
+        );
+        assert_eq!(
+            act(VmState::Running, Some(here), Some(Shutoff)),
+            ReconcileAction::MarkStopped {
+                interrupted_start: false
+            }
+        );
+        // Steady states are left alone.
+        assert_eq!(
+            act(VmState::Running, Some(here), Some(Running)),
+            ReconcileAction::None
+        );
+        assert_eq!(
+            act(VmState::Running, Some(here), Some(Paused)),
+            ReconcileAction::None
+        );
+        assert_eq!(act(VmState::Stopped, None, None), ReconcileAction::None);
+        // A stopped VM found running here is adopted; a copy of a VM active
+        // elsewhere is destroyed.
+        assert_eq!(
+            act(VmState::Stopped, None, Some(Running)),
+            ReconcileAction::Adopt
+        );
+        assert_eq!(
+            act(VmState::Running, Some(other), Some(Running)),
+            ReconcileAction::DestroyStaleCopy
+        );
+        // Another node's VM with no domain here is not this pass's business.
+        assert_eq!(
+            act(VmState::Running, Some(other), None),
+            ReconcileAction::None
+        );
+    }
 }

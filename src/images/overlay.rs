@@ -150,6 +150,41 @@ fn layout(backing: &Path, virtual_size: u64) -> Result<Layout, ImageError> {
     })
 }
 
+/// True if `path` is a qcow2 file that references no data cluster and no
+/// snapshot — an overlay exactly as written for a new VM, so it holds no
+/// student data and may be removed when no VM names it. Anything else
+/// (another format, any allocated cluster, a snapshot, a damaged header)
+/// answers false. Blocking.
+pub fn is_pristine(path: &Path) -> io::Result<bool> {
+    let f = File::open(path)?;
+    let len = f.metadata()?.len();
+    let mut h = [0u8; 72];
+    if f.read_exact_at(&mut h, 0).is_err() {
+        return Ok(false);
+    }
+    let be32 = |o: usize| u32::from_be_bytes([h[o], h[o + 1], h[o + 2], h[o + 3]]);
+    let be64 = |o: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&h[o..o + 8]);
+        u64::from_be_bytes(b)
+    };
+    if &h[0..4] != b"QFI\xfb" || be32(4) != 3 || be32(60) != 0 {
+        return Ok(false);
+    }
+    let l1_bytes = u64::from(be32(36)) * 8;
+    let l1_offset = be64(40);
+    if l1_bytes > MAX_L1_BYTES || l1_offset == 0 {
+        return Ok(false);
+    }
+    // Every allocated cluster lies after the metadata; a longer file has data.
+    if len > l1_offset.saturating_add(l1_bytes) {
+        return Ok(false);
+    }
+    let mut l1 = vec![0u8; usize::try_from(l1_bytes).unwrap_or(0)];
+    f.read_exact_at(&mut l1, l1_offset)?;
+    Ok(l1.iter().all(|b| *b == 0))
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Publish {
     /// Hard link: fails if the target exists.
@@ -582,5 +617,24 @@ mod tests {
             serial,
             serial / 300
         );
+    }
+
+    #[test]
+    fn a_fresh_overlay_is_pristine_and_a_written_one_is_not() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let backing = dir.path().join("base.qcow2");
+        let o = dir.path().join("o.qcow2");
+        create_overlay(&o, &backing, 1 << 30).expect("overlay");
+        assert!(is_pristine(&o).expect("read"));
+        // A guest write allocates a cluster: an L1 entry and data after the metadata.
+        let f = OpenOptions::new().write(true).open(&o).expect("open");
+        f.write_all_at(&((5 * CLUSTER_SIZE) | (1 << 63)).to_be_bytes(), L1_OFFSET)
+            .expect("write l1");
+        f.set_len(6 * CLUSTER_SIZE).expect("grow");
+        assert!(!is_pristine(&o).expect("read"));
+        // Not qcow2 at all.
+        let raw = dir.path().join("raw.img");
+        std::fs::write(&raw, vec![0u8; 4096]).expect("raw");
+        assert!(!is_pristine(&raw).expect("read"));
     }
 }

@@ -7,6 +7,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 pub mod multinode;
+pub mod process;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -169,6 +170,7 @@ impl Drop for TestEnv {
     }
 }
 
+#[derive(Clone)]
 pub struct Client {
     pub base: String,
     pub http: reqwest::Client,
@@ -176,6 +178,60 @@ pub struct Client {
 }
 
 impl Client {
+    /// Logs in to any server (e.g. a child process) and sends the bearer token.
+    pub async fn login(base: &str, username: &str, password: &str) -> Client {
+        let http = reqwest::Client::new();
+        let res = http
+            .post(format!("{base}/api/auth/login"))
+            .json(&json!({"username": username, "password": password}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "login {username}");
+        let body: Value = res.json().await.unwrap();
+        Client {
+            base: base.into(),
+            http,
+            token: body["token"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    /// The same session against another address (a restarted server process).
+    pub fn clone_for(&self, base: &str) -> Client {
+        Client {
+            base: base.into(),
+            ..self.clone()
+        }
+    }
+
+    /// Like `send`, but a dropped connection is an `Err` instead of a panic.
+    pub async fn try_send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<(StatusCode, String), reqwest::Error> {
+        let mut r = self.req(method, path);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let res = r.send().await?;
+        let status = res.status();
+        Ok((status, res.text().await?))
+    }
+
+    pub async fn try_get(&self, path: &str) -> Result<(StatusCode, String), reqwest::Error> {
+        self.try_send(reqwest::Method::GET, path, None).await
+    }
+
+    pub async fn try_post(
+        &self,
+        path: &str,
+        body: Value,
+    ) -> Result<(StatusCode, String), reqwest::Error> {
+        self.try_send(reqwest::Method::POST, path, Some(body)).await
+    }
+
     pub fn anonymous(base: &str) -> Client {
         Client {
             base: base.into(),

@@ -1,0 +1,130 @@
+//! The real `pvce` binary as a child process, for tests that kill it
+//! (`kill -9` at a chosen moment) or give it a broken log: what an in-process
+//! server cannot show.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A `pvce serve` child; killed (SIGKILL) when dropped.
+pub struct ServerProcess {
+    pub child: Child,
+    pub url: String,
+}
+
+/// Flags every test server gets: test-named domains and its own template pool.
+pub fn base_args(data_dir: &Path, pool: &str) -> Vec<String> {
+    vec![
+        "--data-dir".into(),
+        data_dir.display().to_string(),
+        "--domain-prefix".into(),
+        "test-pvce-".into(),
+        "--template-pool".into(),
+        pool.into(),
+        "--sample-interval-secs".into(),
+        "1".into(),
+    ]
+}
+
+/// A free loopback port (bound and released: the child binds it next).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap()
+}
+
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_pvce"))
+}
+
+impl ServerProcess {
+    /// Starts `pvce serve` with `args` and waits (bounded) until `/healthz` answers.
+    /// `stdio` gives the child's stdout/stderr (e.g. `/dev/full`).
+    pub async fn start(args: &[String], out: Stdio, err: Stdio, env: &[(&str, &str)]) -> Self {
+        let port = free_port();
+        let mut cmd = Command::new(binary());
+        cmd.arg("serve")
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().unwrap();
+        let mut me = ServerProcess {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        let http = reqwest::Client::new();
+        let start = Instant::now();
+        loop {
+            if let Ok(r) = http.get(format!("{}/healthz", me.url)).send().await
+                && r.status().is_success()
+            {
+                return me;
+            }
+            if let Some(status) = me.child.try_wait().unwrap() {
+                panic!("pvce serve exited before answering: {status}");
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "pvce did not answer within 60 s"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// SIGKILL, as a power cut or the OOM killer would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Runs `pvce user add` (the CLI, as an operator would).
+pub fn add_user(data_dir: &Path, username: &str, role: &str, password: &str) {
+    use std::io::Write;
+    let mut child = Command::new(binary())
+        .args([
+            "user",
+            "add",
+            "--username",
+            username,
+            "--role",
+            role,
+            "--password-stdin",
+        ])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(password.as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success(), "pvce user add {username}");
+}
+
+/// Removes a template pool the child may have defined on the local libvirtd.
+pub fn remove_pool(pool: &str) {
+    let _ = Command::new("virsh")
+        .args(["-c", "qemu:///system", "pool-destroy", pool])
+        .output();
+    let _ = Command::new("virsh")
+        .args(["-c", "qemu:///system", "pool-undefine", pool])
+        .output();
+}
