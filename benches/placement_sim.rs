@@ -46,6 +46,7 @@ fn cluster(n: usize, rng: &mut StdRng) -> (Vec<Candidate>, Vec<u64>) {
             mem_used_mib: 2048, // the host itself
             cpu_percent: 0.0,
             vms_running: 0,
+            unsupported: None,
         });
         cpus.push(cpu);
     }

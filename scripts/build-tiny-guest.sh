@@ -37,7 +37,7 @@
 #
 # Needs (Debian): apt (only for the first download), dpkg (dpkg-deb), fdisk (sfdisk),
 # dosfstools (mkfs.fat), mtools (mcopy), syslinux + syslinux-common (mbr.bin),
-# e2fsprogs (mkfs.ext4 -d, debugfs, dumpe2fs), qemu-utils (qemu-img), gzip,
+# e2fsprogs >= 1.43 (mkfs.ext4 -d, debugfs, dumpe2fs, e2fsck; 1.47.2 works too), qemu-utils (qemu-img), gzip,
 # coreutils; optional: cpio (GNU cpio --reproducible; else busybox cpio, not
 # reproducible), perl (fast applet links; perl-base is Essential).
 # Downloaded .debs are cached in ${PVCE_CACHE_DIR:-$HOME/.cache/pvce}/debs, the
@@ -509,7 +509,7 @@ for f in vmlinuz initrd.gz syslinux.cfg; do
     mcopy -m -i "$BOOTIMG" -o "$WORK/$f" "::$f" || die "mcopy $f failed"
 done
 
-# whole disk: partition table, MBR boot code, boot partition, ext4 root made in place
+# whole disk: partition table, MBR boot code, boot partition, ext4 root
 DISK="$WORK/disk.raw"
 truncate -s $((DISK_SECTORS * SECTOR)) "$DISK"
 sfdisk -q "$DISK" >/dev/null <<EOF || die "sfdisk failed"
@@ -522,14 +522,20 @@ EOF
 dd if="$MBR_BIN" of="$DISK" bs=440 count=1 conv=notrunc status=none || die "writing mbr.bin failed"
 dd if="$BOOTIMG" of="$DISK" bs=1M seek=$((BOOT_START * SECTOR / 1048576)) conv=notrunc,sparse status=none ||
     die "writing the boot partition failed"
+# The root file system is made, fixed up and checked as a file of its own and then
+# copied into its partition: e2fsprogs 1.47.2 no longer opens "FILE?offset=N"
+# (dumpe2fs/debugfs fail on it), and every version handles a plain file.
+ROOTFS="$WORK/root.ext4"
+truncate -s $((ROOT_SECTORS * SECTOR)) "$ROOTFS"
 E2FSPROGS_FAKE_TIME="$EPOCH" mkfs.ext4 -q -F -t ext4 -L pvce-root -m 0 -U "$ROOT_UUID" \
-    -E "offset=$((ROOT_START * SECTOR)),root_owner=0:0,nodiscard,hash_seed=$HASH_SEED" \
-    -d "$RT" "$DISK" $((ROOT_SECTORS / 2))k || die "mkfs.ext4 -d failed (e2fsprogs >= 1.43 needed)"
+    -E "root_owner=0:0,nodiscard,hash_seed=$HASH_SEED" \
+    -d "$RT" "$ROOTFS" $((ROOT_SECTORS / 2))k || die "mkfs.ext4 -d failed (e2fsprogs >= 1.43 needed)"
 # mkfs.ext4 -d copies each file's ctime, which touch cannot set: pin it with debugfs
 # on every inode in use (2 = /, 11.. = files), so the image is reproducible.
 if command -v debugfs >/dev/null 2>&1 && command -v dumpe2fs >/dev/null 2>&1; then
-    FSSPEC="$DISK?offset=$((ROOT_START * SECTOR))"
-    dumpe2fs "$FSSPEC" 2>/dev/null | awk -v t="$EPOCH" '
+    dumpe2fs "$ROOTFS" >"$WORK/dumpe2fs.out" 2>"$WORK/dumpe2fs.err" ||
+        { cat "$WORK/dumpe2fs.err" >&2; die "dumpe2fs could not read the new ext4"; }
+    awk -v t="$EPOCH" '
         /^Inodes per group:/ { ipg = $4 + 0 }
         /^Group [0-9]+:/ { base = ($2 + 0) * ipg; for (i = 1; i <= ipg; i++) used[base + i] = 1 }
         /^  Free inodes: / {
@@ -541,11 +547,23 @@ if command -v debugfs >/dev/null 2>&1 && command -v dumpe2fs >/dev/null 2>&1; th
             }
         }
         END { for (i in used) { j = i + 0; if (j == 2 || j >= 11) printf "sif <%d> ctime @%s\n", j, t } }
-    ' >"$WORK/ctime.cmds"
+    ' "$WORK/dumpe2fs.out" >"$WORK/ctime.cmds"
     [ -s "$WORK/ctime.cmds" ] || die "could not list the inodes of the new ext4 (dumpe2fs)"
-    E2FSPROGS_FAKE_TIME="$EPOCH" debugfs -w -f "$WORK/ctime.cmds" "$FSSPEC" >/dev/null 2>"$WORK/debugfs.err" ||
+    E2FSPROGS_FAKE_TIME="$EPOCH" debugfs -w -f "$WORK/ctime.cmds" "$ROOTFS" >/dev/null 2>"$WORK/debugfs.err" ||
         { cat "$WORK/debugfs.err" >&2; die "debugfs could not set inode times"; }
 fi
+if command -v e2fsck >/dev/null 2>&1; then
+    # Read-only check (-n): a file system the guest could not mount fails the build here.
+    E2FSPROGS_FAKE_TIME="$EPOCH" e2fsck -f -n "$ROOTFS" >"$WORK/e2fsck.out" 2>&1 ||
+        { cat "$WORK/e2fsck.out" >&2; die "e2fsck found errors in the new ext4"; }
+fi
+# Into the partition with qemu-img (its raw driver's offset/size window): it copies
+# only the blocks mkfs wrote, where dd would read all ~1 GB of holes; the disk file
+# is all zeros there, so the bytes are the same either way.
+qemu-img convert -n -f raw "$ROOTFS" --target-image-opts \
+    "driver=raw,offset=$((ROOT_START * SECTOR)),size=$((ROOT_SECTORS * SECTOR)),file.driver=file,file.filename=$DISK" ||
+    die "writing the root partition failed"
+rm -f -- "$ROOTFS"
 
 qemu-img convert -q -c -f raw -O qcow2 "$DISK" "$OUT_TMP" || die "qemu-img convert failed"
 mv -f "$OUT_TMP" "$OUT"

@@ -4,6 +4,11 @@
 # - starts virtlogd and libvirtd (systemd if present, otherwise as daemons);
 # - makes /dev/kvm usable by QEMU's user when it exists.
 # Needs root (or sudo). Set PVCE_SKIP_APT=1 to skip package installation.
+# Packages are installed with --no-install-recommends, so every package the project
+# needs is named below: a machine installed without apt's Recommends (a common
+# default for servers and containers) is then the same as this one. Most of them
+# only come as Recommends otherwise, e.g. qemu-system-modules-spice (without it
+# QEMU refuses SPICE consoles: "spice graphics are not supported with this QEMU").
 set -euo pipefail
 
 SUDO=""
@@ -11,13 +16,25 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
 
 PACKAGES=(
-  libvirt-daemon-system libvirt-clients libvirt-dev pkg-config
-  qemu-system-x86 qemu-utils qemu-block-extra
+  # libvirt: the daemon (virtlogd comes with it), virsh and virt-xml-validate, the
+  # QEMU, network (isolated lab networks; dnsmasq for NAT networks) and storage
+  # (dir pools: template stores, node-local layers) drivers, headers for the virt crate
+  libvirt-daemon-system libvirt-daemon libvirt-daemon-driver-qemu
+  libvirt-daemon-driver-network libvirt-daemon-driver-storage libvirt-clients
+  dnsmasq-base dmidecode libvirt-dev pkg-config gcc libc6-dev
+  # QEMU: x86 system emulator with SeaBIOS and the iPXE option ROMs of its virtio NICs,
+  # the SPICE module (SPICE consoles), qemu-img/qemu-io and the block drivers
+  qemu-system-x86 qemu-system-modules-spice seabios ipxe-qemu qemu-utils qemu-block-extra
+  # the tiny guest builder (scripts/build-tiny-guest.sh) and guest-file access (debugfs)
   busybox-static syslinux syslinux-common dosfstools mtools fdisk e2fsprogs cpio
-  curl python3 chromium nodejs npm
-  fonts-wqy-microhei   # CJK glyphs, so the zh-CN UI screenshots of the browser tests show Chinese
+  # tools, the browser tests (headless Chromium driven by playwright-core from npm)
+  curl ca-certificates python3 chromium nodejs npm
+  fonts-wqy-microhei fontconfig   # CJK glyphs, so the zh-CN UI screenshots of the browser tests show Chinese
   iproute2 util-linux mount procps   # the multi-node test rig (scripts/multinode.sh)
 )
+# Deliberately not installed: ovmf (guests boot with SeaBIOS), swtpm (no vTPM),
+# passt (no user-mode networking), qemu-system-gui (consoles are VNC/SPICE servers),
+# chromium-sandbox (the tests run Chromium with --no-sandbox).
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -47,10 +64,12 @@ SRC
   $SUDO apt-get update -q
   virt=() other=()
   for p in "${missing[@]}"; do
-    case "$p" in libvirt*|qemu*) virt+=("$p") ;; *) other+=("$p") ;; esac
+    # seabios and ipxe-qemu come with QEMU from backports on bookworm, too.
+    case "$p" in libvirt*|qemu*|seabios|ipxe-qemu) virt+=("$p") ;; *) other+=("$p") ;; esac
   done
-  if [ "${#virt[@]}" -gt 0 ]; then $SUDO apt-get install -y -q "${target[@]}" "${virt[@]}"; fi
-  if [ "${#other[@]}" -gt 0 ]; then $SUDO apt-get install -y -q "${other[@]}"; fi
+  inst=(apt-get install -y -q --no-install-recommends)
+  if [ "${#virt[@]}" -gt 0 ]; then $SUDO "${inst[@]}" "${target[@]}" "${virt[@]}"; fi
+  if [ "${#other[@]}" -gt 0 ]; then $SUDO "${inst[@]}" "${other[@]}"; fi
 fi
 
 # Daemons.

@@ -38,11 +38,10 @@ pub async fn open(config: &Config) -> anyhow::Result<(Storage, Pool)> {
 impl AppState {
     pub async fn new(config: Config) -> anyhow::Result<Self> {
         let (storage, pool) = open(&config).await?;
-        let nodes = Arc::new(Nodes::new(
-            pool.clone(),
-            config.connect_timeout(),
-            config.accel,
-        ));
+        let nodes = Arc::new(
+            Nodes::new(pool.clone(), config.connect_timeout(), config.accel)
+                .with_address_policy(config.address_policy()),
+        );
         let stores = Arc::new(crate::stores::Stores::new(
             pool.clone(),
             storage.clone(),

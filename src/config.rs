@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::layers::LayerStorage;
-use crate::libvirt::{AccelSetting, DiskCache};
+use crate::libvirt::{AccelSetting, AddressPolicy, DiskCache};
 use crate::placement::Policy;
 
 /// Settings common to all subcommands.
@@ -25,6 +25,15 @@ pub struct Config {
     /// libvirt URI of the local node registered as `local` on first start.
     #[arg(long, env = "PVCE_NODE_URI", default_value = "qemu:///system")]
     pub node_uri: String,
+
+    /// Accept `qemu+tcp://` nodes (libvirt without authentication or
+    /// encryption): only for test rigs on a private network.
+    #[arg(long, env = "PVCE_ALLOW_TCP_NODES", default_value_t = false)]
+    pub allow_tcp_nodes: bool,
+
+    /// Accept libvirt's fake `test:///default` driver as a node: tests only.
+    #[arg(long, env = "PVCE_ALLOW_TEST_NODES", default_value_t = false)]
+    pub allow_test_nodes: bool,
 
     /// Address the local node's VNC/SPICE consoles listen on (its management address).
     #[arg(long, env = "PVCE_CONSOLE_ADDRESS", default_value = "127.0.0.1")]
@@ -213,6 +222,8 @@ impl Config {
             data_dir: data_dir.into(),
             database_url: None,
             node_uri: "qemu:///system".into(),
+            allow_tcp_nodes: false,
+            allow_test_nodes: false,
             console_address: "127.0.0.1".into(),
             accel: AccelSetting::Auto,
             disk_cache: DiskCache::Writeback,
@@ -260,6 +271,14 @@ impl Config {
 
     pub fn connect_timeout(&self) -> Duration {
         Duration::from_secs(self.connect_timeout_secs)
+    }
+
+    /// Which node transports beyond tls/ssh/local the server accepts.
+    pub fn address_policy(&self) -> AddressPolicy {
+        AddressPolicy {
+            allow_tcp: self.allow_tcp_nodes,
+            allow_test: self.allow_test_nodes,
+        }
     }
 }
 

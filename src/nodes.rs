@@ -12,7 +12,20 @@
 //! half-dead connection is dropped so the next probe reconnects (see
 //! `libvirt::conn` for why a hanging connect cannot pile up threads).
 //!
-//! Invariant: names and URIs are unique (`nodes_name_key`, `nodes_uri_key`).
+//! Trust: a node is registered as a [`libvirt::NodeAddress`] (from a URI or
+//! from `transport`/`host`/`port`/`user`), never as a free-form URI, and the
+//! connection opens only from the address parsed again out of the stored URI
+//! under the server's [`AddressPolicy`]: a row that does not parse (or a
+//! `tcp`/`test` node the server no longer allows) stays `down`, and the
+//! `node_down` event says why.
+//!
+//! Capabilities (graphics types, machines, accelerators) are read when a
+//! probe finds the node up (once per connection, see `libvirt::domcaps`) and
+//! kept in memory: placement uses them, `node.capabilities` shows them
+//! (`null` until the node was reached since the server started).
+//!
+//! Invariant: names and URIs are unique (`nodes_name_key`, `nodes_uri_key`);
+//! the stored `uri` is the canonical form of its address.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,7 +38,9 @@ use uuid::Uuid;
 
 use crate::db::{self, Pool};
 use crate::events::{self, EventKind, NewEvent};
-use crate::libvirt::{self, AccelSetting, LibvirtError};
+use crate::libvirt::{
+    self, AccelSetting, AddressError, AddressPolicy, LibvirtError, NodeAddress, NodeCapabilities,
+};
 
 pub const LOCAL_NODE_NAME: &str = "local";
 pub const MONITOR_INTERVAL: Duration = Duration::from_secs(3);
@@ -56,20 +71,64 @@ pub struct Node {
     pub last_seen: Option<String>,
     /// Times the node went down in the last 7 days (from the event log).
     pub failures_7d: u64,
+    /// What the node can run; `None` until it has been reached.
+    pub capabilities: Option<NodeCapabilities>,
 }
 
-#[derive(Debug, Deserialize)]
+/// A node to register: its address either as `uri` or as the structured
+/// `transport`, `host`, `port`, `user` (exactly one of the two forms).
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewNode {
     pub name: String,
-    pub uri: String,
+    #[serde(default)]
+    pub uri: Option<String>,
+    /// `tls`, `ssh`, `tcp` (test rigs), `local` or `xen`.
+    #[serde(default)]
+    pub transport: Option<String>,
+    #[serde(default)]
+    pub host: Option<String>,
+    /// A number; checked for 1–65535 here, so a bad one is a 422 naming it.
+    #[serde(default)]
+    pub port: Option<i64>,
+    #[serde(default)]
+    pub user: Option<String>,
     pub console_address: Option<String>,
+}
+
+impl NewNode {
+    /// The node's address, from whichever form was given.
+    pub fn address(&self, policy: AddressPolicy) -> Result<NodeAddress, NodeError> {
+        let parts = self.host.is_some() || self.port.is_some() || self.user.is_some();
+        match (&self.uri, &self.transport) {
+            (Some(uri), None) if !parts => Ok(NodeAddress::parse(uri, policy)?),
+            (Some(_), _) => Err(NodeError::BadForm(
+                "give either uri or transport/host/port/user, not both",
+            )),
+            (None, Some(t)) => Ok(NodeAddress::from_parts(
+                t,
+                self.host.as_deref(),
+                self.port,
+                self.user.as_deref(),
+                policy,
+            )?),
+            (None, None) => Err(NodeError::BadForm(
+                "a node needs uri, or transport with host (and port, user for ssh)",
+            )),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
     #[error("{0}")]
     Invalid(String),
+    /// The node's address is refused (→ 422 `bad_node_uri`).
+    #[error("bad node address: {0}")]
+    BadUri(#[from] AddressError),
+    /// Neither or both address forms were given (→ 422 `bad_node_uri`).
+    #[error("{0}")]
+    BadForm(&'static str),
     #[error("no such node")]
     NotFound,
     #[error("a node with this {0} already exists")]
@@ -105,6 +164,9 @@ pub struct Nodes {
     conns: RwLock<HashMap<Uuid, libvirt::Node>>,
     connect_timeout: Duration,
     accel: AccelSetting,
+    policy: AddressPolicy,
+    /// Last capabilities read from each node (see the module docs).
+    caps: std::sync::RwLock<HashMap<Uuid, NodeCapabilities>>,
 }
 
 const COLUMNS: &str = "n.id, n.name, n.uri, n.console_address, n.maintenance, n.state, n.cpus, n.mem_total_mib, n.mem_used_mib, n.last_seen, n.store_used_bytes, n.store_free_bytes,
@@ -143,29 +205,8 @@ fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Node, sqlx::Error> {
         store_free,
         last_seen: row.try_get("last_seen")?,
         failures_7d: u64::try_from(row.try_get::<i64, _>("failures_7d")?).unwrap_or(0),
+        capabilities: None,
     })
-}
-
-/// Accepts only the libvirt URI schemes pvce supports.
-pub fn validate_uri(uri: &str) -> Result<(), NodeError> {
-    const SCHEMES: [&str; 6] = [
-        "qemu://",
-        "qemu+tcp://",
-        "qemu+tls://",
-        "qemu+ssh://",
-        "xen://",
-        "test://",
-    ];
-    let ok = uri.len() <= 512
-        && !uri.chars().any(|c| c.is_control() || c.is_whitespace())
-        && SCHEMES.iter().any(|s| uri.starts_with(s));
-    if ok {
-        Ok(())
-    } else {
-        Err(NodeError::Invalid(
-            "uri must be a libvirt URI: qemu:///system, qemu+tcp://HOST/system, qemu+tls://, qemu+ssh:// or xen:///system".into(),
-        ))
-    }
 }
 
 impl Nodes {
@@ -175,14 +216,42 @@ impl Nodes {
             conns: RwLock::new(HashMap::new()),
             connect_timeout,
             accel,
+            policy: AddressPolicy::default(),
+            caps: std::sync::RwLock::new(HashMap::new()),
         }
+    }
+
+    /// Which transports beyond tls/ssh/local nodes may use (default: none).
+    pub fn with_address_policy(mut self, policy: AddressPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    pub fn address_policy(&self) -> AddressPolicy {
+        self.policy
+    }
+
+    /// The capabilities last read from node `id`, if it has been reached.
+    pub fn capabilities(&self, id: Uuid) -> Option<NodeCapabilities> {
+        self.caps
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+            .cloned()
+    }
+
+    fn with_caps(&self, mut node: Node) -> Node {
+        node.capabilities = self.capabilities(node.id);
+        node
     }
 
     pub async fn list(&self) -> Result<Vec<Node>, NodeError> {
         let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM nodes n ORDER BY n.name"))
             .fetch_all(&self.pool)
             .await?;
-        Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
+        rows.iter()
+            .map(|r| Ok(self.with_caps(from_row(r)?)))
+            .collect()
     }
 
     pub async fn get(&self, id: Uuid) -> Result<Node, NodeError> {
@@ -193,6 +262,7 @@ impl Nodes {
         row.as_ref()
             .map(from_row)
             .transpose()?
+            .map(|n| self.with_caps(n))
             .ok_or(NodeError::NotFound)
     }
 
@@ -211,7 +281,7 @@ impl Nodes {
                 "name must be 1-64 characters of a-z, A-Z, 0-9, '.', '_' or '-'".into(),
             ));
         }
-        validate_uri(&new.uri)?;
+        let uri = new.address(self.policy)?.to_uri();
         let console = new.console_address.unwrap_or_else(|| "127.0.0.1".into());
         if console.parse::<std::net::IpAddr>().is_err() {
             return Err(NodeError::Invalid(
@@ -224,7 +294,7 @@ impl Nodes {
         )
         .bind(id.to_string())
         .bind(&new.name)
-        .bind(&new.uri)
+        .bind(&uri)
         .bind(&console)
         .bind(db::now())
         .execute(&self.pool)
@@ -241,7 +311,7 @@ impl Nodes {
         }
         events::record(
             &self.pool,
-            NewEvent::node(EventKind::NodeAdded, id, &new.name, new.uri.clone()).by(actor),
+            NewEvent::node(EventKind::NodeAdded, id, &new.name, uri).by(actor),
         )
         .await;
         // Best effort: a reachable node is `up` right away.
@@ -250,7 +320,10 @@ impl Nodes {
     }
 
     /// Registers the local libvirt as node `local` if no node exists yet.
+    /// `uri` (`--node-uri`) must be an address the policy allows even when
+    /// nodes exist already, so a bad setting fails start-up, not later.
     pub async fn ensure_local(&self, uri: &str, console_address: &str) -> Result<(), NodeError> {
+        NodeAddress::parse(uri, self.policy)?;
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM nodes")
             .fetch_one(&self.pool)
             .await?;
@@ -259,8 +332,9 @@ impl Nodes {
                 .register(
                     NewNode {
                         name: LOCAL_NODE_NAME.into(),
-                        uri: uri.into(),
+                        uri: Some(uri.into()),
                         console_address: Some(console_address.into()),
+                        ..NewNode::default()
                     },
                     None,
                 )
@@ -318,6 +392,10 @@ impl Nodes {
             .await?;
         tx.commit().await?;
         self.conns.write().await.remove(&id);
+        self.caps
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
         events::record(
             &self.pool,
             NewEvent::node(
@@ -379,6 +457,18 @@ impl Nodes {
             return Ok(c.clone());
         }
         let node = self.get(id).await?;
+        // Parsed again on every connect: what is in the database is only
+        // trusted as far as today's parser and policy accept it.
+        let address = match NodeAddress::parse(&node.uri, self.policy) {
+            Ok(a) => a,
+            Err(e) => {
+                let why = format!("refusing to connect to {}: {e}", node.uri);
+                tracing::warn!(node = %node.name, "{why}");
+                self.conns.write().await.remove(&id);
+                self.mark(id, Mark::Down(&why)).await?;
+                return Err(NodeError::Unavailable(node.name));
+            }
+        };
         // A class starting together (the paper's boot storm) issues many
         // domain creations at once; enough workers keep them from queueing
         // behind each other into the call timeout. libvirtd bounds its own
@@ -387,7 +477,7 @@ impl Nodes {
             workers: 16,
             ..libvirt::NodeOptions::default()
         };
-        match libvirt::Node::open_with(&node.uri, connect_timeout, options).await {
+        match libvirt::Node::open_with(&address, connect_timeout, options).await {
             Ok(c) => {
                 self.conns.write().await.insert(id, c.clone());
                 Ok(c)
@@ -462,7 +552,25 @@ impl Nodes {
             .await
             .unwrap_or(Err(LibvirtError::Timeout));
         match answer {
-            Ok(info) => self.mark(id, Mark::Up(&info)).await,
+            Ok(info) => {
+                // Before the node counts as up, so placement knows what it
+                // can run from its first start on (cached per connection).
+                match tokio::time::timeout(PROBE_DEADLINE, conn.capabilities(self.accel)).await {
+                    Ok(Ok(caps)) => {
+                        self.caps
+                            .write()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .insert(id, caps);
+                    }
+                    // Placement then does not filter this node (the start
+                    // itself tells); debug only, as it repeats every probe.
+                    Ok(Err(e)) => {
+                        tracing::debug!(node = %id, error = %e, "capabilities unreadable")
+                    }
+                    Err(_) => tracing::debug!(node = %id, "capabilities: no answer in time"),
+                }
+                self.mark(id, Mark::Up(&info)).await
+            }
             Err(e) => {
                 // Frozen or broken: forget this connection (calls still using
                 // it finish on their own deadlines) so the next probe reconnects.

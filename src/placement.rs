@@ -7,7 +7,11 @@
 //! racing on stale stats cannot over-commit one node.
 //!
 //! Rules: a candidate must be up, not in maintenance, hold (or be able to
-//! receive) the template, and have `memory + reserve` free. Policies:
+//! receive) the template, be able to run the VM's spec (its graphics type
+//! and the accelerator in use: [`Candidate::unsupported`], from the node's
+//! capabilities), and have `memory + reserve` free. When the only nodes
+//! left are ones that cannot run the spec, the error names each node and
+//! what it lacks ([`PlacementError::NoCapableNode`]). Policies:
 //! spread (most free memory, default), pack (least free memory that fits),
 //! load-aware (lowest recent CPU). Ties break on fewer running VMs, then node
 //! name, so decisions are deterministic.
@@ -68,6 +72,9 @@ pub struct Candidate {
     pub mem_used_mib: u64,
     pub cpu_percent: f64,
     pub vms_running: u64,
+    /// Why the node cannot run this VM's spec (e.g. "has no SPICE
+    /// graphics"); `None` when it can, or its capabilities are unknown.
+    pub unsupported: Option<String>,
 }
 
 /// Where a VM may go, besides the capacity rules.
@@ -90,6 +97,10 @@ pub enum PlacementError {
         "this VM must run on the node that runs the student's other VMs on the same lab network, and that node is unavailable or has no {0} MiB free; stop those VMs or try later"
     )]
     PinnedNodeUnavailable(u64),
+    /// Nodes were up, but none can run the VM's spec; "node a has no SPICE
+    /// graphics; node b has no KVM".
+    #[error("no node can run this VM: {0}")]
+    NoCapableNode(String),
 }
 
 /// Picks a node for a VM needing `need_mib`, keeping `reserve_mib` free on the host.
@@ -116,7 +127,10 @@ pub fn choose(
             policy,
             Constraint::Anywhere,
         )
-        .map_err(|_| PlacementError::PinnedNodeUnavailable(need_mib));
+        .map_err(|e| match e {
+            PlacementError::NoCapableNode(_) => e,
+            _ => PlacementError::PinnedNodeUnavailable(need_mib),
+        });
     }
     let usable: Vec<&Candidate> = candidates
         .iter()
@@ -124,6 +138,15 @@ pub fn choose(
         .collect();
     if usable.is_empty() {
         return Err(PlacementError::NoNodes);
+    }
+    let (usable, unable): (Vec<&Candidate>, Vec<&Candidate>) =
+        usable.into_iter().partition(|c| c.unsupported.is_none());
+    if usable.is_empty() {
+        let why: Vec<String> = unable
+            .iter()
+            .map(|c| format!("node {} {}", c.name, c.unsupported.as_deref().unwrap_or("")))
+            .collect();
+        return Err(PlacementError::NoCapableNode(why.join("; ")));
     }
     let free = |c: &Candidate| {
         c.mem_total_mib
@@ -226,7 +249,68 @@ mod tests {
             mem_used_mib: used,
             cpu_percent: 0.0,
             vms_running: 0,
+            unsupported: None,
         }
+    }
+
+    #[test]
+    fn a_spice_vm_is_not_placed_on_a_node_without_spice() {
+        // The roomier node lacks SPICE: the VM goes to the other one.
+        let mut roomy = node("a", 65536, 0);
+        roomy.unsupported = Some("has no SPICE graphics".into());
+        let small = node("b", 4096, 0);
+        let none = HashMap::new();
+        for policy in [Policy::Spread, Policy::Pack, Policy::LoadAware] {
+            assert_eq!(
+                choose(
+                    &[roomy.clone(), small.clone()],
+                    512,
+                    256,
+                    &none,
+                    policy,
+                    Constraint::Anywhere
+                ),
+                Ok(small.node_id)
+            );
+        }
+        // Nothing else: refused, naming the node and what it lacks.
+        let got = choose(
+            std::slice::from_ref(&roomy),
+            512,
+            256,
+            &none,
+            Policy::Spread,
+            Constraint::Anywhere,
+        );
+        assert_eq!(
+            got,
+            Err(PlacementError::NoCapableNode(
+                "node a has no SPICE graphics".into()
+            ))
+        );
+        assert_eq!(
+            got.map_err(|e| e.to_string()),
+            Err("no node can run this VM: node a has no SPICE graphics".into())
+        );
+        // Pinned to it: the same reason, not "unavailable".
+        assert!(matches!(
+            choose(
+                &[roomy.clone(), small],
+                512,
+                0,
+                &none,
+                Policy::Spread,
+                Constraint::OnNode(roomy.node_id)
+            ),
+            Err(PlacementError::NoCapableNode(_))
+        ));
+        // A down node is not "incapable": it is not a candidate at all.
+        let mut down = roomy;
+        down.up = false;
+        assert_eq!(
+            choose(&[down], 512, 0, &none, Policy::Spread, Constraint::Anywhere),
+            Err(PlacementError::NoNodes)
+        );
     }
 
     #[test]
@@ -347,25 +431,26 @@ mod tests {
     proptest! {
         #[test]
         fn chosen_node_always_fits(
-            nodes in prop::collection::vec((1024u64..65536, 0u64..65536, any::<bool>(), any::<bool>()), 1..30),
+            nodes in prop::collection::vec((1024u64..65536, 0u64..65536, any::<bool>(), any::<bool>(), prop::bool::weighted(0.8)), 1..30),
             need in 64u64..8192,
             policy in prop_oneof![Just(Policy::Spread), Just(Policy::Pack), Just(Policy::LoadAware)],
         ) {
-            let cands: Vec<Candidate> = nodes.iter().enumerate().map(|(i, (t, u, up, m))| {
+            let cands: Vec<Candidate> = nodes.iter().enumerate().map(|(i, (t, u, up, m, capable))| {
                 let mut c = node(&format!("n{i}"), *t, (*u).min(*t));
                 c.up = *up;
                 c.maintenance = *m;
+                c.unsupported = (!capable).then(|| "has no SPICE graphics".into());
                 c
             }).collect();
             let none = HashMap::new();
             match choose(&cands, need, 128, &none, policy, Constraint::Anywhere) {
                 Ok(id) => {
                     let c = cands.iter().find(|c| c.node_id == id).expect("chosen is a candidate");
-                    prop_assert!(c.up && !c.maintenance);
+                    prop_assert!(c.up && !c.maintenance && c.unsupported.is_none());
                     prop_assert!(c.mem_total_mib - c.mem_used_mib >= need + 128);
                 }
                 Err(_) => {
-                    prop_assert!(!cands.iter().any(|c| c.up && !c.maintenance && c.mem_total_mib - c.mem_used_mib >= need + 128));
+                    prop_assert!(!cands.iter().any(|c| c.up && !c.maintenance && c.unsupported.is_none() && c.mem_total_mib - c.mem_used_mib >= need + 128));
                 }
             }
         }

@@ -863,7 +863,12 @@ impl VmManager {
         Ok(())
     }
 
-    async fn candidates(&self, chain: &[ChainLayer]) -> Result<Vec<Candidate>, VmError> {
+    /// The nodes placement may consider for a VM of `chain` with `graphics`.
+    async fn candidates(
+        &self,
+        chain: &[ChainLayer],
+        graphics: GraphicsKind,
+    ) -> Result<Vec<Candidate>, VmError> {
         // A node qualifies for the template if its store holds the whole chain,
         // or has room to receive it (or its store has not been sampled yet:
         // the copy itself will tell).
@@ -884,6 +889,10 @@ impl VmManager {
                     .saturating_add(committed.get(&n.id).copied().unwrap_or(0)),
                 cpu_percent: n.cpu_percent,
                 vms_running: n.vms_running,
+                unsupported: n
+                    .capabilities
+                    .as_ref()
+                    .and_then(|c| c.lacks(graphics, self.nodes.accel())),
                 name: n.name,
             })
             .collect())
@@ -958,7 +967,8 @@ impl VmManager {
             }
         };
         let chain = self.stores.chain(vm.template_id).await?;
-        let candidates = self.candidates(&chain).await?;
+        let graphics = graphics_of(&self.pool, vm.id).await?;
+        let candidates = self.candidates(&chain, graphics).await?;
         let reservation = self.reservations.place(
             &candidates,
             u64::from(vm.memory_mib),
@@ -969,7 +979,6 @@ impl VmManager {
         let node_id = reservation.node_id();
         let node = self.nodes.get(node_id).await?;
         let conn = self.nodes.conn(node_id).await?;
-        let graphics = graphics_of(&self.pool, vm.id).await?;
         // The template's layers must be in the node's store before QEMU opens
         // the chain (a no-op once they are).
         self.stores.ensure_chain(node_id, &chain).await?;
@@ -1516,6 +1525,8 @@ impl VmManager {
                 .saturating_add(committed.get(&node.id).copied().unwrap_or(0)),
             cpu_percent: node.cpu_percent,
             vms_running: node.vms_running,
+            // An explicit target: the admin chose it, libvirt has the last word.
+            unsupported: None,
         };
         let _reservation = self
             .reservations
@@ -1704,7 +1715,8 @@ impl VmManager {
                 continue;
             }
             let chain = self.stores.chain(vm.template_id).await?;
-            let candidates = self.candidates(&chain).await?;
+            let graphics = graphics_of(&self.pool, vm.id).await?;
+            let candidates = self.candidates(&chain, graphics).await?;
             let target = crate::placement::choose(
                 &candidates,
                 u64::from(vm.memory_mib),

@@ -43,7 +43,7 @@ async fn role_matrix_is_enforced_on_every_route() {
             Method::POST,
             "/api/nodes".into(),
             Some(json!({"name":"n","uri":"bogus://"})),
-            [401, 403, 403, 400],
+            [401, 403, 403, 422],
         ),
         (
             Method::DELETE,
@@ -403,14 +403,14 @@ async fn bad_input_gets_4xx_json_errors() {
         }
     }
 
-    // Nodes: bad URI.
+    // Nodes: bad URI (see also `node_addresses_that_could_run_programs_are_refused`).
     let got = admin
         .post(
             "/api/nodes",
             json!({"name":"test-n","uri":"file:///etc/passwd"}),
         )
         .await;
-    assert_error(&got, StatusCode::BAD_REQUEST, "bad_request");
+    assert_error(&got, StatusCode::UNPROCESSABLE_ENTITY, "bad_node_uri");
     // Unknown routes and methods are JSON too.
     let got = admin.get("/api/nope").await;
     assert_error(&got, StatusCode::NOT_FOUND, "not_found");
@@ -770,7 +770,7 @@ async fn admin_changes_roles_disables_and_resets_passwords() {
 
 #[tokio::test]
 async fn the_event_log_records_node_changes_with_who_asked() {
-    let env = TestEnv::start().await;
+    let env = TestEnv::start_with(|c| c.allow_test_nodes = true).await;
     env.user("test-admin", Role::Admin).await;
     let admin = env.client("test-admin").await;
     // The libvirt test driver answers like a remote host would.
@@ -839,7 +839,9 @@ async fn the_event_log_records_node_changes_with_who_asked() {
     assert_eq!(
         cluster,
         json!({"placement_policy": "spread", "host_reserve_mib": 256, "layer_storage": "shared",
-               "disk_cache": "writeback", "sample_interval_seconds": 5})
+               "disk_cache": "writeback", "sample_interval_seconds": 5,
+               // What POST /api/nodes accepts here: test nodes only in test mode.
+               "node_transports": ["local", "xen", "tls", "ssh", "test"]})
     );
     let (_, two) = admin.get("/api/events?limit=2").await;
     assert_eq!(two.as_array().unwrap().len(), 2);
@@ -851,4 +853,236 @@ async fn the_event_log_records_node_changes_with_who_asked() {
             "bad_request",
         );
     }
+}
+
+/// Issue 22, item 1: a node URI could make the server's root run any
+/// program (`?command=`), open any socket or use libvirt's fake driver.
+/// Every such address is refused with 422 `bad_node_uri`, naming what is
+/// wrong, and nothing is registered.
+#[tokio::test]
+async fn node_addresses_that_could_run_programs_are_refused() {
+    let env = TestEnv::start().await;
+    env.user("test-admin", Role::Admin).await;
+    let admin = env.client("test-admin").await;
+    let (_, before) = admin.get("/api/nodes").await;
+    let evil = [
+        (
+            json!({"uri": "qemu+ssh://x@127.0.0.1/system?command=/tmp/evil.sh"}),
+            "command",
+        ),
+        (
+            json!({"uri": "qemu:///system?socket=/etc/passwd"}),
+            "socket",
+        ),
+        (
+            json!({"uri": "qemu+ssh://h/system?netcat=/tmp/nc"}),
+            "netcat",
+        ),
+        (
+            json!({"uri": "qemu+ssh://root@h/system?keyfile=/tmp/k"}),
+            "keyfile",
+        ),
+        (json!({"uri": "qemu+ssh://h/system?proxy=native"}), "proxy"),
+        (
+            json!({"uri": "qemu+ssh://h/system?no_verify=1&known_hosts=/dev/null"}),
+            "no_verify",
+        ),
+        (json!({"uri": "test:///default"}), "--allow-test-nodes"),
+        (
+            json!({"uri": "qemu+tcp://127.0.0.1/system"}),
+            "--allow-tcp-nodes",
+        ),
+        (json!({"uri": "qemu+ssh://a;reboot@h/system"}), "user"),
+        (json!({"uri": "qemu+ssh://h/session"}), "path"),
+        (json!({"uri": "qemu+unix:///system"}), "scheme"),
+        // The structured form: a host or user smuggling URI parts.
+        (
+            json!({"transport": "tls", "host": "h/system?socket=/etc/passwd"}),
+            "host",
+        ),
+        (json!({"transport": "ssh", "host": "h?command=/x"}), "host"),
+        (
+            json!({"transport": "ssh", "host": "h", "user": "root;id"}),
+            "user",
+        ),
+        (
+            json!({"transport": "tcp", "host": "127.0.0.1"}),
+            "--allow-tcp-nodes",
+        ),
+        (json!({"transport": "tls", "host": "h", "port": 0}), "port"),
+        (
+            json!({"transport": "tls", "host": "h", "port": 65536}),
+            "port",
+        ),
+        (json!({"transport": "unix"}), "transport"),
+        // Both forms, or neither.
+        (
+            json!({"uri": "qemu+tls://h/system", "transport": "tls", "host": "h"}),
+            "not both",
+        ),
+        (json!({}), "needs uri"),
+    ];
+    for (i, (mut body, says)) in evil.into_iter().enumerate() {
+        body["name"] = json!(format!("test-evil-{i}"));
+        let got = admin.post("/api/nodes", body.clone()).await;
+        assert_error(&got, StatusCode::UNPROCESSABLE_ENTITY, "bad_node_uri");
+        let msg = got.1["message"].as_str().unwrap();
+        assert!(msg.contains(says), "{body}: {msg}");
+    }
+    let (_, after) = admin.get("/api/nodes").await;
+    assert_eq!(after, before, "nothing was registered");
+    let (_, events) = admin.get("/api/events?limit=500").await;
+    assert!(
+        !events.as_array().unwrap().iter().any(|e| e["node_name"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("test-evil")),
+        "{events}"
+    );
+
+    // The structured form builds the canonical URI (this one never answers).
+    let (status, node) = admin
+        .post(
+            "/api/nodes",
+            json!({"name": "test-tls", "transport": "tls", "host": "127.0.0.1", "port": 1}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{node}");
+    assert_eq!(node["uri"], "qemu+tls://127.0.0.1:1/system");
+    assert_eq!(node["state"], "down");
+    assert_eq!(node["capabilities"], Value::Null, "never reached");
+    // The same address as a URI is the same node.
+    let got = admin
+        .post(
+            "/api/nodes",
+            json!({"name": "test-tls2", "uri": "qemu+tls://127.0.0.1:1/system"}),
+        )
+        .await;
+    assert_error(&got, StatusCode::CONFLICT, "node_exists");
+}
+
+/// A URI stored before addresses were checked (or a `tcp` node on a server
+/// no longer started to allow them) is never opened: the node stays down
+/// and the event log says why. With the URI handed to libvirt, the ssh
+/// transport would run `command=` at once.
+#[tokio::test]
+async fn a_stored_unsafe_uri_is_never_opened() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = TestEnv::start().await;
+    env.user("test-admin", Role::Admin).await;
+    let admin = env.client("test-admin").await;
+    let marker = env.dir.path().join("ran");
+    let script = env.dir.path().join("evil.sh");
+    std::fs::write(&script, format!("#!/bin/sh\nid > {}\n", marker.display())).unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let nodes = &env.server.state.nodes;
+    for (name, uri) in [
+        (
+            "test-stored-cmd",
+            format!("qemu+ssh://x@127.0.0.1/system?command={}", script.display()),
+        ),
+        ("test-stored-tcp", "qemu+tcp://127.0.0.1:1/system".into()),
+    ] {
+        let id = uuid::Uuid::new_v4();
+        sqlx::query(
+            "INSERT INTO nodes (id, name, uri, console_address, state, created_at) VALUES (?, ?, ?, '127.0.0.1', 'up', '2024-01-01T00:00:00Z')",
+        )
+        .bind(id.to_string())
+        .bind(name)
+        .bind(&uri)
+        .execute(&env.server.state.pool)
+        .await
+        .unwrap();
+        assert!(nodes.probe(id).await.is_err(), "{uri}");
+        let (_, node) = admin.get(&format!("/api/nodes/{id}")).await;
+        assert_eq!(node["state"], "down", "{node}");
+        let (_, events) = admin.get(&format!("/api/events?node_id={id}")).await;
+        let down = &events[0];
+        assert_eq!(down["kind"], "node_down", "{events}");
+        let msg = down["message"].as_str().unwrap();
+        assert!(msg.starts_with("refusing to connect"), "{msg}");
+    }
+    assert!(!marker.exists(), "the stored command ran");
+}
+
+/// Issue 22, item 13: a VM whose graphics no node offers is refused before
+/// any node is asked, with 409 `no_capable_node` naming the node and what
+/// it lacks (libvirt's test driver reports no graphics at all), instead of
+/// libvirt's refusal surfacing as 502 `hypervisor_error`.
+#[tokio::test]
+async fn a_vm_no_node_can_run_is_refused_naming_what_is_missing() {
+    let env = TestEnv::start_with(|c| c.allow_test_nodes = true).await;
+    env.user("test-admin", Role::Admin).await;
+    env.user("test-teacher", Role::Teacher).await;
+    env.user("test-student", Role::Student).await;
+    let admin = env.client("test-admin").await;
+    let teacher = env.client("test-teacher").await;
+    let student = env.client("test-student").await;
+    let (status, node) = admin
+        .post(
+            "/api/nodes",
+            json!({"name": "test-caps", "uri": "test:///default"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{node}");
+    assert_eq!(node["state"], "up", "{node}");
+    let caps = &node["capabilities"];
+    assert_eq!(caps["accelerators"], json!(["test"]), "{node}");
+    assert_eq!(caps["graphics"], json!([]), "{node}");
+    // Only the test node may take VMs.
+    let (_, nodes) = admin.get("/api/nodes").await;
+    for n in nodes.as_array().unwrap() {
+        if n["name"] == "local" {
+            let (status, body) = admin
+                .post(
+                    &format!("/api/nodes/{}/maintenance", n["id"].as_str().unwrap()),
+                    json!({"enabled": true}),
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            assert!(
+                n["capabilities"]["graphics"]
+                    .as_array()
+                    .is_some_and(|g| g.contains(&json!("vnc"))),
+                "{n}"
+            );
+        }
+    }
+    let image = tokio::task::spawn_blocking(common::tiny_image)
+        .await
+        .unwrap();
+    let (status, tpl) = teacher
+        .upload(
+            "/api/templates/import?name=test-caps-tiny&format=qcow2&os=tiny-linux",
+            &image,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{tpl}");
+    let (status, course) = teacher
+        .post(
+            "/api/courses",
+            json!({"code": "test-caps", "name": "Caps", "vm_specs": [
+                {"name": "desk", "template_id": tpl["id"], "vcpus": 1, "memory_mib": 64, "graphics": "spice"}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{course}");
+    let cid = course["id"].as_str().unwrap();
+    let (status, body) = teacher
+        .post(
+            &format!("/api/courses/{cid}/students"),
+            json!({"usernames": ["test-student"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, vms) = student.get("/api/vms").await;
+    let vm_id = vms[0]["id"].as_str().unwrap().to_owned();
+    env.track_vm(&vm_id);
+    let got = student.post_empty(&format!("/api/vms/{vm_id}/start")).await;
+    assert_error(&got, StatusCode::CONFLICT, "no_capable_node");
+    assert_eq!(
+        got.1["message"],
+        "no node can run this VM: node test-caps has no SPICE graphics"
+    );
+    let (_, vm) = student.get(&format!("/api/vms/{vm_id}")).await;
+    assert_eq!(vm["state"], "stopped", "{vm}");
 }

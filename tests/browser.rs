@@ -317,7 +317,12 @@ async fn admin_sees_nodes_and_manages_users() {
     let image = tokio::task::spawn_blocking(common::tiny_image)
         .await
         .unwrap();
-    let env = TestEnv::start_with(|c| c.sample_interval_secs = 1).await;
+    let env = TestEnv::start_with(|c| {
+        c.sample_interval_secs = 1;
+        // The node form registers libvirt's test driver as a node.
+        c.allow_test_nodes = true;
+    })
+    .await;
     env.user("test-ui-admin", Role::Admin).await;
     env.user("test-ui-teacher", Role::Teacher).await;
     env.user("test-ui-student", Role::Student).await;
@@ -521,7 +526,11 @@ async fn admin_sees_a_three_node_cluster_with_charts() {
     let rig = tokio::task::spawn_blocking(|| common::multinode::Rig::up(3))
         .await
         .unwrap();
-    let env = TestEnv::start_with(|c| c.sample_interval_secs = 1).await;
+    let env = TestEnv::start_with(|c| {
+        c.sample_interval_secs = 1;
+        c.allow_tcp_nodes = true; // the rig's nodes
+    })
+    .await;
     env.user("test-ui-admin", Role::Admin).await;
     let admin = env.client("test-ui-admin").await;
     let ids = common::multinode::register(&admin, &rig).await;

@@ -55,6 +55,8 @@ struct Cluster {
 fn config(c: &mut pvce::config::Config) {
     // Live migration on shared storage needs cache=none (see README).
     c.disk_cache = pvce::libvirt::DiskCache::None;
+    // The rig's libvirtds listen on plain TCP (a test rig: see README).
+    c.allow_tcp_nodes = true;
 }
 
 async fn cluster(rig: &Rig, students: usize) -> Cluster {
@@ -69,7 +71,12 @@ async fn cluster_with(
     let image = tokio::task::spawn_blocking(common::tiny_image)
         .await
         .unwrap();
-    let env = TestEnv::start_with(tweak).await;
+    // Whatever the tweak: the rig's nodes are qemu+tcp:// ones.
+    let env = TestEnv::start_with(|c| {
+        c.allow_tcp_nodes = true;
+        tweak(c);
+    })
+    .await;
     env.user("test-admin", Role::Admin).await;
     env.user("test-teacher", Role::Teacher).await;
     let admin = env.client("test-admin").await;
@@ -163,7 +170,7 @@ async fn time_to_down(admin: &Client, node: &str, since: Instant) -> Duration {
 #[tokio::test]
 async fn three_nodes_register_and_come_up() {
     let rig = rig(3).await;
-    let env = TestEnv::start().await;
+    let env = TestEnv::start_with(|c| c.allow_tcp_nodes = true).await;
     env.user("test-admin", Role::Admin).await;
     let admin = env.client("test-admin").await;
     let ids = multinode::register(&admin, &rig).await;
@@ -177,6 +184,19 @@ async fn three_nodes_register_and_come_up() {
         assert_eq!(n["uri"], rig.uri(i + 1));
         assert!(n["cpus"].as_u64().unwrap() > 0, "{n}");
         assert!(n["mem_total_mib"].as_u64().unwrap() > 0, "{n}");
+        // Read from each node's own libvirtd when it came up.
+        let caps = &n["capabilities"];
+        assert!(
+            caps["graphics"].as_array().unwrap().contains(&json!("vnc")),
+            "{n}"
+        );
+        assert!(
+            caps["accelerators"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("tcg")),
+            "{n}"
+        );
     }
     // Each node is its own libvirtd: distinct hostnames.
     let hostnames: HashSet<String> = (1..=3)

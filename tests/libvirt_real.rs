@@ -15,15 +15,19 @@ use std::time::{Duration, Instant};
 
 use pvce::libvirt::accel::cpuinfo_has_hw_virt;
 use pvce::libvirt::{
-    AccelSetting, DiskCache, DomainSpec, DomainState, GraphicsKind, Hypervisor, LibvirtError, Node,
-    NodeOptions, PvceMetadata,
+    AccelSetting, AddressPolicy, DiskCache, DomainSpec, DomainState, GraphicsKind, Hypervisor,
+    LibvirtError, Node, NodeAddress, NodeOptions, PvceMetadata,
 };
 
 const URI: &str = "qemu:///system";
 const LIBVIRT_SOCK: &str = "/run/libvirt/libvirt-sock";
 
+fn address(uri: &str) -> NodeAddress {
+    NodeAddress::parse(uri, AddressPolicy::TESTING).expect("a valid address")
+}
+
 async fn open_system() -> Node {
-    match Node::open(URI, Duration::from_secs(10)).await {
+    match Node::open(&address(URI), Duration::from_secs(10)).await {
         Ok(node) => node,
         Err(e) => panic!(
             "cannot reach libvirtd at {URI}: {e}. These tests need a running libvirtd; \
@@ -100,6 +104,22 @@ fn spec(dir: &Path, hypervisor: Hypervisor, graphics: GraphicsKind) -> DomainSpe
         },
         network: None,
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_nodes_capabilities_name_what_the_spice_and_vnc_tests_use() {
+    let node = open_system().await;
+    let caps = node
+        .capabilities(AccelSetting::Tcg)
+        .await
+        .expect("capabilities");
+    // scripts/setup.sh installs QEMU's SPICE module, which the SPICE test needs.
+    for g in ["vnc", "spice"] {
+        assert!(caps.graphics.iter().any(|x| x == g), "{g}: {caps:?}");
+    }
+    assert!(caps.accelerators.iter().any(|a| a == "tcg"), "{caps:?}");
+    assert!(caps.machines.iter().any(|m| m == "pc"), "{caps:?}");
+    assert_eq!(caps.lacks(GraphicsKind::Spice, AccelSetting::Tcg), None);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -239,7 +259,7 @@ async fn keepalive_marks_a_frozen_node_dead() {
         keepalive_count: 2,
         ..NodeOptions::default()
     };
-    let node = Node::open_with(&proxy.uri(), Duration::from_secs(10), opts)
+    let node = Node::open_with(&address(&proxy.uri()), Duration::from_secs(10), opts)
         .await
         .expect("open through proxy");
     node.node_info().await.expect("works before freezing");

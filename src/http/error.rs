@@ -197,6 +197,11 @@ impl From<NodeError> for ApiError {
     fn from(e: NodeError) -> Self {
         match e {
             NodeError::Invalid(m) => Self::bad_request(m),
+            NodeError::BadUri(_) | NodeError::BadForm(_) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "bad_node_uri",
+                e.to_string(),
+            ),
             NodeError::NotFound => Self::not_found(),
             NodeError::Duplicate(_) => {
                 Self::new(StatusCode::CONFLICT, "node_exists", e.to_string())
@@ -236,11 +241,18 @@ impl From<crate::monitor::MonitorError> for ApiError {
 
 impl From<PlacementError> for ApiError {
     fn from(e: PlacementError) -> Self {
-        Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no_capacity",
-            e.to_string(),
-        )
+        match e {
+            // No node can run the VM's spec at all: retrying will not help
+            // until an admin changes a node (e.g. installs QEMU's SPICE module).
+            PlacementError::NoCapableNode(_) => {
+                Self::new(StatusCode::CONFLICT, "no_capable_node", e.to_string())
+            }
+            _ => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no_capacity",
+                e.to_string(),
+            ),
+        }
     }
 }
 

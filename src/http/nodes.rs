@@ -33,6 +33,9 @@ struct ClusterSettings {
     layer_storage: &'static str,
     disk_cache: crate::libvirt::DiskCache,
     sample_interval_seconds: u64,
+    /// The node transports `POST /api/nodes` accepts here (`tcp` and `test`
+    /// only when the server was started to allow them).
+    node_transports: Vec<crate::libvirt::Transport>,
 }
 
 async fn cluster(
@@ -47,6 +50,7 @@ async fn cluster(
         layer_storage: c.layer_storage.as_str(),
         disk_cache: c.disk_cache,
         sample_interval_seconds: c.sample_interval_secs,
+        node_transports: state.nodes.address_policy().transports(),
     }))
 }
 

@@ -44,6 +44,8 @@ use virt::network::Network;
 
 use super::LibvirtError;
 use super::accel::{AccelSetting, resolve_from_capabilities};
+use super::address::NodeAddress;
+use super::domcaps::NodeCapabilities;
 use super::xml::{
     ConsoleAuth, DomainSpec, Graphics, Hypervisor, NetworkSpec, PvceMetadata, domain_xml,
     network_xml,
@@ -165,6 +167,8 @@ pub struct Node {
 }
 
 struct Inner {
+    address: NodeAddress,
+    /// `address` as a URI, built once.
     uri: String,
     opts: NodeOptions,
     /// Shared with the workers. `Option` only so that `Drop` can hand the last
@@ -176,6 +180,9 @@ struct Inner {
     /// do not change while it is open, and a class starting at once would
     /// otherwise ask for them once per VM (the capabilities XML is large).
     caps: tokio::sync::OnceCell<(DriverKind, String)>,
+    /// What the node can run (graphics, machines, accelerators), read once
+    /// per connection like `caps`.
+    node_caps: tokio::sync::OnceCell<NodeCapabilities>,
 }
 
 impl Drop for Inner {
@@ -250,18 +257,21 @@ struct Attempt {
 // ---------------------------------------------------------------------------------------
 
 impl Node {
-    /// Connect to `uri` (e.g. `qemu:///system`, `qemu+tcp://10.0.0.5/system`,
-    /// `xen:///system`), giving up after `deadline` with [`LibvirtError::Unreachable`].
-    pub async fn open(uri: &str, deadline: Duration) -> Result<Node, LibvirtError> {
-        Self::open_with(uri, deadline, NodeOptions::default()).await
+    /// Connect to `address` (only a checked [`NodeAddress`]: see
+    /// `libvirt::address` for why never a raw URI), giving up after
+    /// `deadline` with [`LibvirtError::Unreachable`].
+    pub async fn open(address: &NodeAddress, deadline: Duration) -> Result<Node, LibvirtError> {
+        Self::open_with(address, deadline, NodeOptions::default()).await
     }
 
     /// [`Node::open`] with explicit options.
     pub async fn open_with(
-        uri: &str,
+        address: &NodeAddress,
         deadline: Duration,
         opts: NodeOptions,
     ) -> Result<Node, LibvirtError> {
+        let uri_string = address.to_uri();
+        let uri = uri_string.as_str();
         ensure_event_loop()?;
         if hung_opens().contains(uri) {
             return Err(LibvirtError::Unreachable(format!(
@@ -290,7 +300,7 @@ impl Node {
             .map_err(|e| LibvirtError::Unreachable(format!("cannot start a thread: {e}")))?;
 
         match tokio::time::timeout(deadline, rx).await {
-            Ok(Ok(Ok(conn))) => Self::start(uri, conn, opts),
+            Ok(Ok(Ok(conn))) => Self::start(address, conn, opts),
             Ok(Ok(Err(e))) => Err(e),
             Ok(Err(_)) => Err(LibvirtError::Unreachable(format!(
                 "connecting to {uri} failed: the connecting thread died"
@@ -311,10 +321,14 @@ impl Node {
     /// Open a fresh connection to the same URI with the same options (after this one
     /// died). The old `Node` stays dead.
     pub async fn reopen(&self, deadline: Duration) -> Result<Node, LibvirtError> {
-        Self::open_with(&self.inner.uri, deadline, self.inner.opts.clone()).await
+        Self::open_with(&self.inner.address, deadline, self.inner.opts.clone()).await
     }
 
-    fn start(uri: &str, conn: Connect, opts: NodeOptions) -> Result<Node, LibvirtError> {
+    fn start(
+        address: &NodeAddress,
+        conn: Connect,
+        opts: NodeOptions,
+    ) -> Result<Node, LibvirtError> {
         let conn = Arc::new(conn);
         let (tx, rx) = mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
@@ -328,12 +342,14 @@ impl Node {
         }
         Ok(Node {
             inner: Arc::new(Inner {
-                uri: uri.to_owned(),
+                address: address.clone(),
+                uri: address.to_uri(),
                 opts,
                 conn: Some(conn),
                 jobs: tx,
                 dead: Arc::new(AtomicBool::new(false)),
                 caps: tokio::sync::OnceCell::new(),
+                node_caps: tokio::sync::OnceCell::new(),
             }),
         })
     }
@@ -423,19 +439,52 @@ impl Node {
     /// QEMU node, KVM or TCG per `setting`, resolving `auto` from the node's own
     /// capabilities (see [`super::accel`]).
     pub async fn hypervisor_for(&self, setting: AccelSetting) -> Result<Hypervisor, LibvirtError> {
-        let (kind, caps) = self
-            .inner
+        let (kind, caps) = self.host_capabilities().await?;
+        if *kind == DriverKind::Xen {
+            return Ok(Hypervisor::Xen);
+        }
+        Ok(resolve_from_capabilities(setting, caps))
+    }
+
+    /// The driver kind and host capabilities XML (cached per connection).
+    async fn host_capabilities(&self) -> Result<&(DriverKind, String), LibvirtError> {
+        self.inner
             .caps
             .get_or_try_init(|| async {
                 let kind = self.hypervisor_kind().await?;
                 let caps = self.call(|c| Ok(c.capabilities()?)).await?;
                 Ok::<_, LibvirtError>((kind, caps))
             })
-            .await?;
-        if *kind == DriverKind::Xen {
-            return Ok(Hypervisor::Xen);
-        }
-        Ok(resolve_from_capabilities(setting, caps))
+            .await
+    }
+
+    /// What this node can run (see [`super::domcaps`]): its domain
+    /// capabilities for the domain type pvce creates here under `setting`,
+    /// read once per connection.
+    pub async fn capabilities(
+        &self,
+        setting: AccelSetting,
+    ) -> Result<NodeCapabilities, LibvirtError> {
+        self.inner
+            .node_caps
+            .get_or_try_init(|| async {
+                let (kind, caps) = self.host_capabilities().await?;
+                // The test driver knows no `qemu`/`kvm` type and only i686:
+                // ask it for its own defaults.
+                let (arch, virttype) = match kind {
+                    DriverKind::Test | DriverKind::Other(_) => (None, None),
+                    _ => {
+                        let hv = self.hypervisor_for(setting).await?;
+                        (Some("x86_64"), Some(hv.domain_type()))
+                    }
+                };
+                let domcaps = self
+                    .call(move |c| Ok(c.domain_capabilities(None, arch, None, virttype, 0)?))
+                    .await?;
+                NodeCapabilities::parse(caps, &domcaps)
+            })
+            .await
+            .cloned()
     }
 
     /// Create and start a transient domain (see the module docs of `libvirt` for why
@@ -852,8 +901,12 @@ mod tests {
 
     const TEST_URI: &str = "test:///default";
 
+    fn addr(uri: &str) -> NodeAddress {
+        NodeAddress::parse(uri, crate::libvirt::AddressPolicy::TESTING).expect("address")
+    }
+
     async fn test_node() -> Node {
-        Node::open(TEST_URI, Duration::from_secs(10))
+        Node::open(&addr(TEST_URI), Duration::from_secs(10))
             .await
             .expect("open test:///default")
     }
@@ -931,6 +984,13 @@ mod tests {
             Hypervisor::Kvm
         );
         assert!(format!("{node:?}").contains("test:///default"));
+        // Its capabilities are read (and cached) like a real node's.
+        let caps = node.capabilities(AccelSetting::Auto).await.expect("caps");
+        assert_eq!(caps.accelerators, ["test"]);
+        assert_eq!(
+            node.capabilities(AccelSetting::Auto).await.expect("again"),
+            caps
+        );
     }
 
     #[tokio::test]
@@ -1034,7 +1094,7 @@ mod tests {
             workers: 1,
             ..NodeOptions::default()
         };
-        let node = Node::open_with(TEST_URI, Duration::from_secs(10), opts)
+        let node = Node::open_with(&addr(TEST_URI), Duration::from_secs(10), opts)
             .await
             .expect("open");
         let ran = Arc::new(AtomicUsize::new(0));
@@ -1070,7 +1130,7 @@ mod tests {
             workers: 1,
             ..NodeOptions::default()
         };
-        let node = Node::open_with(TEST_URI, Duration::from_secs(10), opts)
+        let node = Node::open_with(&addr(TEST_URI), Duration::from_secs(10), opts)
             .await
             .expect("open");
         let r: Result<(), _> = node.call(|_| panic!("boom")).await;
@@ -1081,7 +1141,11 @@ mod tests {
     #[tokio::test]
     async fn open_failure_is_unreachable() {
         // Nothing listens on port 1 of loopback: refused at once.
-        let r = Node::open("qemu+tcp://127.0.0.1:1/system", Duration::from_secs(10)).await;
+        let r = Node::open(
+            &addr("qemu+tcp://127.0.0.1:1/system"),
+            Duration::from_secs(10),
+        )
+        .await;
         assert!(matches!(r, Err(LibvirtError::Unreachable(_))), "{r:?}");
     }
 
@@ -1100,7 +1164,7 @@ mod tests {
         let uri = format!("qemu+tcp://127.0.0.1:{port}/system");
 
         let started = Instant::now();
-        let r = Node::open(&uri, Duration::from_secs(2)).await;
+        let r = Node::open(&addr(&uri), Duration::from_secs(2)).await;
         let took = started.elapsed();
         assert!(
             matches!(
@@ -1116,7 +1180,7 @@ mod tests {
 
         // While that attempt hangs, another one fails at once instead of piling up.
         let started = Instant::now();
-        let r = Node::open(&uri, Duration::from_secs(2)).await;
+        let r = Node::open(&addr(&uri), Duration::from_secs(2)).await;
         assert!(
             matches!(&r, Err(LibvirtError::Unreachable(m)) if m.contains("still hanging")),
             "{r:?}"

@@ -9,6 +9,9 @@
 //!   need back from a live domain's XML (graphics port, console password, our
 //!   metadata), and the `<graphics>` update that sets a console password.
 //! - [`accel`]: which accelerator a QEMU node should use (`auto|kvm|tcg`).
+//! - [`address`]: [`NodeAddress`], the typed address of a node; a connection is only
+//!   ever opened from one, never from a raw URI (a URI can name programs to run).
+//! - [`domcaps`]: what a node can run (graphics types, machines, accelerators).
 //! - [`conn`]: [`Node`], one libvirt connection with its own worker threads,
 //!   timeouts and keep-alive.
 //! - [`storage`]: storage pools and volumes (the per-node template store: upload,
@@ -32,13 +35,17 @@
 //!   anything else running on a node.
 
 pub mod accel;
+pub mod address;
 pub mod conn;
+pub mod domcaps;
 pub mod stats;
 pub mod storage;
 pub mod xml;
 
 pub use accel::{AccelSetting, resolve_qemu_hypervisor};
+pub use address::{AddressError, AddressPolicy, NodeAddress, Transport};
 pub use conn::{DomainInfo, DomainState, DriverKind, NetworkInfo, Node, NodeInfo, NodeOptions};
+pub use domcaps::NodeCapabilities;
 pub use stats::{CpuTimes, DomainStats, HostStats, MemoryStats};
 pub use storage::PoolInfo;
 pub use xml::{

@@ -109,19 +109,29 @@ await run('admin', artifactDir, async ({ newPage, step, shot, logs }) => {
   await shot(page, 'admin-users.png');
   step('role change and disable');
 
-  // Registering a node from the overview: a URI that is not libvirt's is
-  // refused with the server's reason; a good one gives a card. The libvirt
-  // test driver stands in for a remote host here (the multi-node rig tests
-  // real ones). Then removing it from its detail page.
+  // Registering a node from the overview: transport, host, port, user — no
+  // free URI. A host smuggling URI parts is refused with the server's
+  // reason; the transports offered are the ones the server accepts (this
+  // test server allows libvirt's test driver, which stands in for a remote
+  // host here; the multi-node rig tests real ones). Then removing it from
+  // its detail page.
   await page.click('a.nav-link[data-route=nodes]');
   await page.waitForSelector('.node-card[data-node-id]');
   await page.click('#add-node > summary');
+  const offered = await page.$$eval('#an-transport option', (os) => os.map((o) => o.value));
+  assert(JSON.stringify(offered) === JSON.stringify(['tls', 'ssh', 'test']),
+    `the server's transports are offered (no tcp without --allow-tcp-nodes), got ${offered}`);
   await page.fill('#an-name', 'test-ui-node');
-  await page.fill('#an-uri', 'http://lab-07.example.edu/');
+  await page.selectOption('#an-transport', 'ssh');
+  assert(await page.isVisible('#an-user'), 'ssh asks for a user');
+  await page.fill('#an-host', 'lab-07.example.edu/system?command=/tmp/x');
+  await page.fill('#an-user', 'root');
+  await shot(page.locator('#add-node'), 'admin-node-form.png');
   await page.click('#add-node button[type=submit]');
   const refused = await page.locator('.toast-error').first().textContent({ timeout: 15000 });
-  assert(/libvirt URI/.test(refused), `a non-libvirt URI is refused with a reason, got "${refused}"`);
-  await page.fill('#an-uri', 'test:///default');
+  assert(/host .* is not a DNS name/.test(refused), `a bad host is refused with the server's reason, got "${refused}"`);
+  await page.selectOption('#an-transport', 'test');
+  assert(!(await page.isVisible('#an-host')), 'the test driver needs no host');
   await page.fill('#an-console', '127.0.0.1');
   await page.click('#add-node button[type=submit]');
   const card = page.locator('.node-card', { hasText: 'test-ui-node' });

@@ -182,23 +182,60 @@ function nodeCard(n, after) {
         maintenanceToggle(n, after))));
 }
 
+// Transports the form offers, in this order; only those the server accepts
+// (GET /api/cluster node_transports: tcp and test need start-up flags).
+const FORM_TRANSPORTS = ['tls', 'ssh', 'tcp', 'test'];
+const DEFAULT_PORTS = { tls: '16514', ssh: '22', tcp: '16509' };
+
 /**
- * Registering a node: its libvirt URI (a stock libvirtd, no agent) and the
- * management address its consoles listen on. The server checks both; the
- * node starts "down" until libvirt answers.
+ * Registering a node: how to reach its libvirtd (transport, host, port, and
+ * the ssh user) and the management address its consoles listen on. The
+ * server builds the libvirt URI from these fields and checks them (no free
+ * URI: its parameters could name programs to run); its refusal is shown as
+ * it is. The node starts "down" until libvirt answers.
+ * Returns the form and `setTransports(list)` for the server's list.
  */
 function addNodeForm(after) {
   const name = h('input', { id: 'an-name', required: true, maxlength: 64, pattern: '[A-Za-z0-9._\\-]+', autocomplete: 'off', autocapitalize: 'none' });
-  const uri = h('input', { id: 'an-uri', required: true, maxlength: 512, autocomplete: 'off', autocapitalize: 'none', spellcheck: 'false', placeholder: 'qemu+tls://lab-07.example.edu/system' });
+  const transport = h('select', { id: 'an-transport' });
+  const host = h('input', { id: 'an-host', maxlength: 253, autocomplete: 'off', autocapitalize: 'none', spellcheck: 'false', placeholder: 'lab-07.example.edu' });
+  const port = h('input', { id: 'an-port', type: 'number', min: 1, max: 65535, step: 1, inputmode: 'numeric' });
+  const user = h('input', { id: 'an-user', maxlength: 32, autocomplete: 'off', autocapitalize: 'none', spellcheck: 'false', placeholder: 'root' });
   const consoleAddr = h('input', { id: 'an-console', maxlength: 45, autocomplete: 'off', placeholder: '127.0.0.1' });
+  const help = h('p', { class: 'muted small', id: 'an-help' });
+  const hostField = h('div', { class: 'field' }, h('label', { for: 'an-host', i18n: 'nodes.add.host' }), host);
+  const portField = h('div', { class: 'field' }, h('label', { for: 'an-port', i18n: 'nodes.add.port' }), port);
+  const userField = h('div', { class: 'field' }, h('label', { for: 'an-user', i18n: 'nodes.add.user' }), user);
   const submit = h('button', { type: 'submit', class: 'btn primary', i18n: 'nodes.add.submit' });
+  // Only the fields the chosen transport uses are shown and sent.
+  function sync() {
+    const tr = transport.value;
+    const remote = tr !== 'test';
+    hostField.hidden = !remote;
+    portField.hidden = !remote;
+    userField.hidden = tr !== 'ssh';
+    host.required = remote;
+    port.placeholder = DEFAULT_PORTS[tr] || '';
+    bind(help, `nodes.add.help.${tr}`);
+  }
+  function setTransports(list) {
+    const keep = transport.value;
+    replace(transport, FORM_TRANSPORTS.filter((x) => list.includes(x))
+      .map((x) => h('option', { value: x, i18n: `nodes.add.transport.${x}` })));
+    if (list.includes(keep)) transport.value = keep;
+    sync();
+  }
+  transport.addEventListener('change', sync);
+  setTransports(['tls', 'ssh']);
   const form = h('form', { class: 'section-body', novalidate: true },
     h('div', { class: 'form-grid' },
       h('div', { class: 'field' }, h('label', { for: 'an-name', i18n: 'nodes.add.name' }), name),
       h('div', { class: 'field' }, h('label', { for: 'an-console', i18n: 'nodes.add.console' }), consoleAddr,
         h('p', { class: 'muted small', i18n: 'nodes.add.consoleHelp' }))),
-    h('div', { class: 'field' }, h('label', { for: 'an-uri', i18n: 'nodes.add.uri' }), uri,
-      h('p', { class: 'muted small', i18n: 'nodes.add.uriHelp' })),
+    h('div', { class: 'form-grid' },
+      h('div', { class: 'field' }, h('label', { for: 'an-transport', i18n: 'nodes.add.transport' }), transport),
+      hostField, portField, userField),
+    help,
     h('div', { class: 'form-actions' }, submit));
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
@@ -206,17 +243,25 @@ function addNodeForm(after) {
     submit.disabled = true;
     submit.classList.add('busy');
     try {
-      const body = { name: name.value.trim(), uri: uri.value.trim() };
+      const tr = transport.value;
+      const body = { name: name.value.trim(), transport: tr };
+      if (tr !== 'test') {
+        body.host = host.value.trim();
+        if (port.value.trim()) body.port = Number(port.value);
+        if (tr === 'ssh' && user.value.trim()) body.user = user.value.trim();
+      }
       if (consoleAddr.value.trim()) body.console_address = consoleAddr.value.trim();
       const n = await post('/api/nodes', body);
       toast(t('nodes.added', { name: n.name }), 'success');
       form.reset();
+      sync();
       await after();
     } catch (err) { toastError(err); } finally { submit.disabled = false; submit.classList.remove('busy'); }
   });
-  return h('details', { class: 'card section add-node', id: 'add-node' },
+  const el = h('details', { class: 'card section add-node', id: 'add-node' },
     h('summary', { class: 'section-head' }, h('h2', { i18n: 'nodes.add' })),
     form);
+  return { el, setTransports };
 }
 
 // Kinds that report a fault, shown in the warning colour.
@@ -263,7 +308,12 @@ function nodes(container) {
       reserve: formatMib(cluster.host_reserve_mib),
     });
   };
-  get('/api/cluster').then((c) => { cluster = c; renderSettings(); }).catch(toastError);
+  const addForm = addNodeForm(() => refresh());
+  get('/api/cluster').then((c) => {
+    cluster = c;
+    renderSettings();
+    if (c.node_transports) addForm.setTransports(c.node_transports);
+  }).catch(toastError);
   const grid = h('div', { class: 'node-grid' });
   const empty = h('p', { class: 'muted empty-small', i18n: 'nodes.empty', hidden: true });
   const charts = loadCharts(async (minutes) => (await get(`/api/nodes/metrics?minutes=${minutes}`)).nodes);
@@ -272,7 +322,7 @@ function nodes(container) {
     h('div', { class: 'page-head' },
       h('div', {}, h('h1', { i18n: 'nodes.title' }), summary, settings),
       h('a', { class: 'btn', href: '#/vms' }, icon('monitor'), h('span', { i18n: 'nav.vms' }))),
-    grid, empty, charts.el, log.el, addNodeForm(() => refresh()));
+    grid, empty, charts.el, log.el, addForm.el);
 
   function render(list) {
     last = list;
