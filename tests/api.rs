@@ -7,6 +7,8 @@ mod common;
 
 use common::{PASSWORD, TestEnv, assert_error};
 use pvce::auth::Role;
+use std::time::Duration;
+
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -1021,4 +1023,99 @@ async fn names_that_could_become_paths_or_garbage_are_refused_at_the_boundary() 
         .post("/api/nodes", json!({"name": "..", "uri": "qemu:///system"}))
         .await;
     assert_names_field(&got, "name", "node");
+}
+
+/// The entries of the data dir's `uploads/`.
+fn uploads(env: &TestEnv) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(env.data_dir().join("uploads"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect()
+}
+
+/// Waits until an upload in progress has written at least `bytes` to uploads/.
+async fn wait_partial_upload(env: &TestEnv, bytes: u64) {
+    common::wait_for(
+        "the partial upload on disk",
+        Duration::from_secs(30),
+        || async {
+            uploads(env)
+                .iter()
+                .any(|p| std::fs::metadata(p).is_ok_and(|m| m.len() >= bytes))
+                .then_some(())
+        },
+    )
+    .await;
+}
+
+async fn wait_uploads_empty(env: &TestEnv, what: &str) {
+    common::wait_for(what, Duration::from_secs(30), || async {
+        uploads(env).is_empty().then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn interrupted_uploads_leave_nothing_and_start_up_removes_leftovers() {
+    // What a killed server left: a partial upload and a collection job.
+    let env = TestEnv::start_with(|config| {
+        let up = config.data_dir.join("uploads");
+        std::fs::create_dir_all(up.join("x.collect")).unwrap();
+        std::fs::write(up.join("x.upload"), vec![7u8; 3 << 20]).unwrap();
+        std::fs::write(up.join("x.collect").join("disk.raw"), b"raw").unwrap();
+    })
+    .await;
+    assert_eq!(uploads(&env), Vec::<std::path::PathBuf>::new());
+    env.user("test-teacher", Role::Teacher).await;
+    let teacher = env.client("test-teacher").await;
+    let path = "/api/templates/import?name=test-cut&format=raw&os=linux";
+
+    // A body stream that fails after some MiB (the client's side breaks).
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
+    let body = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    let request = teacher
+        .http
+        .post(env.url(path))
+        .bearer_auth(&teacher.token)
+        .header("content-type", "application/octet-stream")
+        .body(reqwest::Body::wrap_stream(body))
+        .send();
+    let feeder = async {
+        for _ in 0..4 {
+            tx.send(Ok(vec![0u8; 1 << 20])).await.unwrap();
+        }
+        wait_partial_upload(&env, 1 << 20).await;
+        tx.send(Err(std::io::Error::other("client gave up")))
+            .await
+            .unwrap();
+    };
+    let (sent, ()) = tokio::join!(request, feeder);
+    if let Ok(res) = sent {
+        // The server may have answered before the connection went.
+        assert!(res.status().is_client_error(), "{}", res.status());
+    }
+    wait_uploads_empty(&env, "uploads/ to empty after a failed body").await;
+
+    // A connection dropped mid-body (the handler's future is dropped).
+    use tokio::io::AsyncWriteExt;
+    let mut sock = tokio::net::TcpStream::connect(env.server.addr)
+        .await
+        .unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
+        teacher.token,
+        100u64 << 20
+    );
+    sock.write_all(head.as_bytes()).await.unwrap();
+    for _ in 0..4 {
+        sock.write_all(&vec![0u8; 1 << 20]).await.unwrap();
+    }
+    wait_partial_upload(&env, 1 << 20).await;
+    drop(sock);
+    wait_uploads_empty(&env, "uploads/ to empty after a dropped connection").await;
+    let (_, templates) = teacher.get("/api/templates").await;
+    assert!(!common::strings(&templates, "name").contains(&"test-cut"));
 }

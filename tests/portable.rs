@@ -576,6 +576,37 @@ async fn archives_with_members_besides_the_export_are_refused_naming_them() {
             "{case}: {message}"
         );
     }
+    // A connection dropped in the middle of the layer leaves no partial file.
+    let bytes = std::fs::read(&export_tar).unwrap();
+    assert!(bytes.len() > 8 << 10, "{}", bytes.len());
+    let mut sock = tokio::net::TcpStream::connect(env.server.addr)
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /api/vms/{vm}/import HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/x-tar\r\nContent-Length: {}\r\n\r\n",
+        alice.token,
+        bytes.len()
+    );
+    {
+        use tokio::io::AsyncWriteExt;
+        sock.write_all(head.as_bytes()).await.unwrap();
+        sock.write_all(&bytes[..bytes.len() / 2]).await.unwrap();
+    }
+    let uploads_dir = env.data_dir().join("uploads");
+    let entries = || std::fs::read_dir(&uploads_dir).unwrap().count();
+    wait_for(
+        "the partial layer in uploads/",
+        Duration::from_secs(30),
+        || async { (entries() > 0).then_some(()) },
+    )
+    .await;
+    drop(sock);
+    wait_for("uploads/ to empty", Duration::from_secs(30), || async {
+        (entries() == 0).then_some(())
+    })
+    .await;
+
     // Nothing changed and nothing is left behind; the plain export still imports.
     assert_eq!(sha256_file(&layer_path), before);
     let (_, snaps) = alice.get(&format!("/api/vms/{vm}/snapshots")).await;
