@@ -117,6 +117,19 @@ impl Drop for Server {
 /// with libvirt, then serves on `listen` (port 0 picks a free port).
 pub async fn start(config: Config, listen: &str) -> anyhow::Result<Server> {
     let state = AppState::new(config).await?;
+    // Nothing in uploads/ outlives its request: what is there was left by a
+    // server that was killed mid-request.
+    match state.storage.clean_uploads() {
+        Ok((0, _)) => {}
+        Ok((entries, bytes)) => {
+            tracing::info!(
+                entries,
+                bytes,
+                "removed what interrupted uploads left behind"
+            );
+        }
+        Err(e) => tracing::warn!(error = %e, "could not clean the uploads directory"),
+    }
     state
         .nodes
         .ensure_local(&state.config.node_uri, &state.config.console_address)

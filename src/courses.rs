@@ -17,6 +17,7 @@ use crate::auth::Role;
 use crate::db::{self, Pool};
 use crate::layers::{LayerStorage, Layers};
 use crate::libvirt::GraphicsKind;
+use crate::names;
 use crate::storage::Storage;
 use crate::templates::{self, TemplateState};
 use crate::users::{self, User};
@@ -113,38 +114,19 @@ pub enum CourseError {
     Db(#[from] sqlx::Error),
 }
 
-fn printable(s: &str, max: usize) -> bool {
-    let n = s.chars().count();
-    n > 0 && n <= max && !s.chars().any(char::is_control) && s.trim() == s
-}
-
 async fn validate(pool: &Pool, new: &NewCourse) -> Result<(), CourseError> {
-    if !printable(&new.code, 32) {
-        return Err(CourseError::Invalid(
-            "code must be 1-32 printable characters".into(),
-        ));
-    }
-    if !printable(&new.name, 200) {
-        return Err(CourseError::Invalid(
-            "name must be 1-200 printable characters".into(),
-        ));
-    }
+    let invalid = |e: names::NameError| CourseError::Invalid(e.to_string());
+    names::COURSE_CODE.check(&new.code).map_err(invalid)?;
+    names::COURSE_NAME.check(&new.name).map_err(invalid)?;
     if new.vm_specs.is_empty() || new.vm_specs.len() > MAX_SPECS {
         return Err(CourseError::Invalid(format!(
             "a course needs 1-{MAX_SPECS} vm_specs"
         )));
     }
     for (i, s) in new.vm_specs.iter().enumerate() {
-        let ok_name = !s.name.is_empty()
-            && s.name.len() <= 64
-            && s.name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-        if !ok_name {
-            return Err(CourseError::Invalid(format!(
-                "vm_specs[{i}].name must be 1-64 characters of a-z, A-Z, 0-9, '.', '_' or '-'"
-            )));
-        }
+        names::VM_SPEC_NAME
+            .check_as(&format!("vm_specs[{i}].name"), &s.name)
+            .map_err(invalid)?;
         if new.vm_specs[..i].iter().any(|o| o.name == s.name) {
             return Err(CourseError::Invalid(format!(
                 "vm_specs[{i}].name is used twice"

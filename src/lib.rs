@@ -30,6 +30,7 @@ pub mod libvirt;
 pub mod logging;
 pub mod metrics;
 pub mod monitor;
+pub mod names;
 pub mod nodes;
 pub mod placement;
 pub mod portable;

@@ -270,17 +270,9 @@ impl Nodes {
     /// and the monitor brings it `up` once libvirt answers.
     /// `actor`: the admin who registers it (`None` for the server's own `local`).
     pub async fn register(&self, new: NewNode, actor: Option<&str>) -> Result<Node, NodeError> {
-        let name_ok = !new.name.is_empty()
-            && new.name.len() <= 64
-            && new
-                .name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-        if !name_ok {
-            return Err(NodeError::Invalid(
-                "name must be 1-64 characters of a-z, A-Z, 0-9, '.', '_' or '-'".into(),
-            ));
-        }
+        crate::names::NODE_NAME
+            .check(&new.name)
+            .map_err(|e| NodeError::Invalid(e.to_string()))?;
         let uri = new.address(self.policy)?.to_uri();
         let console = new.console_address.unwrap_or_else(|| "127.0.0.1".into());
         if console.parse::<std::net::IpAddr>().is_err() {

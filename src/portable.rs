@@ -31,6 +31,10 @@
 //! **Import** (`POST /api/vms/{id}/import`, stopped VM) takes such an archive
 //! (re-packed by GNU tar/bsdtar/busybox is fine, as long as `manifest.json`
 //! comes first) and replaces the layer. Nothing in the upload is trusted:
+//! 0. the archive holds `manifest.json`, then `layer.qcow2` beside it, and at
+//!    most the folder they are in — any other member (a file, a link, a
+//!    device, a FIFO, an absolute or `..` name, anything after the layer)
+//!    refuses it with 422 `unsafe_archive` naming the member;
 //! 1. the manifest's `chain_sha256` must equal the chain of *this VM's*
 //!    template (same bytes, so an export from another pvce with the same
 //!    template is accepted too) — else 422 `template_mismatch`, decided before
@@ -86,8 +90,10 @@ pub const MANIFEST_FORMAT: &str = "pvce-layer";
 pub const MANIFEST_VERSION: u32 = 1;
 /// Largest manifest accepted.
 const MAX_MANIFEST: u64 = 1 << 20;
-/// Bytes of unrelated archive entries (e.g. macOS `._*` files) tolerated.
-const MAX_SKIPPED: u64 = 16 << 20;
+/// Bytes of pax/GNU metadata headers tolerated in one archive.
+const MAX_METADATA: u64 = 1 << 20;
+/// Directory entries tolerated before the manifest (a re-packed folder has one or two).
+const MAX_DIRS: usize = 16;
 /// How much of a refused upload is read and dropped so the client sees the answer.
 const DRAIN_LIMIT: u64 = 64 << 20;
 /// Deepest template chain followed.
@@ -570,10 +576,29 @@ impl<R: AsyncRead + Unpin> ArchiveReader<R> {
             .map_err(Self::map_err)
     }
 
-    async fn block(&mut self) -> Result<[u8; tar::BLOCK], PortableError> {
+    /// The next header block; `None` if the stream ends right here and
+    /// `may_end` (an archive whose end marker was cut off after the layer).
+    async fn block_or_end(
+        &mut self,
+        may_end: bool,
+    ) -> Result<Option<[u8; tar::BLOCK]>, PortableError> {
         let mut b = [0u8; tar::BLOCK];
-        self.exact(&mut b).await?;
-        Ok(b)
+        let mut got = 0;
+        while got < b.len() {
+            let n = self
+                .inner
+                .read(&mut b[got..])
+                .await
+                .map_err(Self::map_err)?;
+            if n == 0 {
+                if got == 0 && may_end {
+                    return Ok(None);
+                }
+                return Err(PortableError::BadArchive("the archive is truncated".into()));
+            }
+            got += n;
+        }
+        Ok(Some(b))
     }
 
     async fn data(&mut self, size: u64, limit: u64, what: &str) -> Result<Vec<u8>, PortableError> {
@@ -643,9 +668,27 @@ struct Received {
     sha256: String,
 }
 
-/// Walks the archive: `manifest.json` (checked by `accept`), then
-/// `layer.qcow2` into `upload`. pax/GNU metadata entries are honoured,
-/// unrelated small entries skipped.
+/// Refuses an archive member that is not part of an export: 422
+/// `unsafe_archive`, naming the member (escaped and cut short: it is
+/// untrusted text).
+fn foreign_member(name: &str, why: &str) -> PortableError {
+    let shown: String = name.chars().take(200).collect();
+    PortableError::Rejected(
+        "unsafe_archive",
+        format!(
+            "the archive member {shown:?} {why}; a pvce export holds only {MANIFEST_NAME} and \
+             {LAYER_NAME} (tar cf export.tar {MANIFEST_NAME} {LAYER_NAME})"
+        ),
+    )
+}
+
+/// Walks the whole archive: `manifest.json` (checked by `accept`), then
+/// `layer.qcow2` beside it into `upload`, then the end of the archive.
+/// pax/GNU metadata entries are honoured, and directories that hold the two
+/// files (an archive re-packed in a folder) are tolerated; any other member
+/// — another file, a link, a device, a FIFO, an absolute or `..` name,
+/// anything after the layer — refuses the whole archive, so what pvce
+/// accepts is exactly what the manifest describes.
 async fn read_archive<R, F>(
     reader: &mut ArchiveReader<R>,
     upload: &Path,
@@ -656,43 +699,107 @@ where
     R: AsyncRead + Unpin,
     F: FnMut(&Manifest) -> Result<(), PortableError>,
 {
-    let mut manifest: Option<Manifest> = None;
+    // The manifest and the directory it sits in (the layer must be beside it).
+    let mut manifest: Option<(Manifest, Vec<String>)> = None;
+    let mut received: Option<Received> = None;
+    // Directory entries seen before the manifest (checked once it is found).
+    let mut dirs: Vec<(String, Vec<String>)> = Vec::new();
     let (mut next_name, mut next_size): (Option<String>, Option<u64>) = (None, None);
-    let mut skipped = 0u64;
+    let mut metadata = 0u64;
     loop {
-        let h = reader.block().await?;
+        // After the layer, the archive may end without its end marker.
+        let Some(h) = reader.block_or_end(received.is_some()).await? else {
+            break;
+        };
         let entry = tar::parse_header(&h)
-            .map_err(|e| PortableError::BadArchive(format!("not a pvce export archive: {e}")))?
-            .ok_or_else(|| {
-                PortableError::BadArchive(format!(
-                    "the archive has no {}",
-                    if manifest.is_some() {
-                        LAYER_NAME
-                    } else {
-                        MANIFEST_NAME
-                    }
-                ))
-            })?;
+            .map_err(|e| PortableError::BadArchive(format!("not a pvce export archive: {e}")))?;
+        let Some(entry) = entry else {
+            if received.is_some() {
+                break;
+            }
+            return Err(PortableError::BadArchive(format!(
+                "the archive has no {}",
+                if manifest.is_some() {
+                    LAYER_NAME
+                } else {
+                    MANIFEST_NAME
+                }
+            )));
+        };
         match entry.kind {
             tar::Kind::PaxNext => {
                 let data = reader.data(entry.size, 64 << 10, "a pax header").await?;
                 let (p, s) = tar::parse_pax(&data).map_err(PortableError::BadArchive)?;
                 next_name = p.or(next_name);
                 next_size = s.or(next_size);
-                continue;
+                metadata += entry.size;
             }
             tar::Kind::LongName => {
                 let data = reader.data(entry.size, 4096, "a long name").await?;
                 let end = data.iter().position(|&b| b == 0).unwrap_or(data.len());
                 next_name = Some(String::from_utf8_lossy(&data[..end]).into_owned());
-                continue;
+                metadata += entry.size;
+            }
+            tar::Kind::PaxGlobal => {
+                reader.data(entry.size, 64 << 10, "a pax header").await?;
+                metadata += entry.size;
             }
             _ => {}
         }
+        if metadata > MAX_METADATA {
+            return Err(PortableError::BadArchive(
+                "the archive holds too many headers".into(),
+            ));
+        }
+        if matches!(
+            entry.kind,
+            tar::Kind::PaxNext | tar::Kind::LongName | tar::Kind::PaxGlobal
+        ) {
+            continue;
+        }
         let name = next_name.take().unwrap_or(entry.name);
         let size = next_size.take().unwrap_or(entry.size);
-        let base = tar::base_name(&name);
-        if entry.kind == tar::Kind::File && base == MANIFEST_NAME && manifest.is_none() {
+        let path: Vec<String> = tar::member_path(&name)
+            .map_err(|why| foreign_member(&name, &why))?
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        if received.is_some() {
+            return Err(foreign_member(&name, &format!("comes after {LAYER_NAME}")));
+        }
+        match entry.kind {
+            tar::Kind::File => {}
+            tar::Kind::Directory => {
+                if size > 0 {
+                    return Err(foreign_member(&name, "is a directory with contents"));
+                }
+                match &manifest {
+                    Some((_, top)) if top.starts_with(&path) => {}
+                    Some(_) => {
+                        return Err(foreign_member(
+                            &name,
+                            &format!("is a directory that does not hold {MANIFEST_NAME}"),
+                        ));
+                    }
+                    None if dirs.len() >= MAX_DIRS => {
+                        return Err(foreign_member(&name, "is one directory too many"));
+                    }
+                    None => dirs.push((name, path)),
+                }
+                continue;
+            }
+            other => return Err(foreign_member(&name, &format!("is {}", other.describe()))),
+        }
+        let Some((base, dir)) = path.split_last() else {
+            return Err(foreign_member(&name, "has no file name"));
+        };
+        if base == MANIFEST_NAME && manifest.is_none() {
+            if let Some((other, _)) = dirs.iter().find(|(_, d)| !dir.starts_with(d)) {
+                return Err(foreign_member(
+                    other,
+                    &format!("is a directory that does not hold {MANIFEST_NAME}"),
+                ));
+            }
             let data = reader.data(size, MAX_MANIFEST, "manifest.json").await?;
             let m: Manifest = serde_json::from_slice(&data).map_err(|e| {
                 PortableError::BadArchive(format!("manifest.json is not a pvce manifest: {e}"))
@@ -708,16 +815,22 @@ where
                 ));
             }
             accept(&m)?;
-            manifest = Some(m);
+            manifest = Some((m, dir.to_vec()));
             continue;
         }
-        if entry.kind == tar::Kind::File && base == LAYER_NAME {
-            let Some(m) = manifest else {
+        if base == LAYER_NAME {
+            let Some((m, top)) = manifest.take() else {
                 return Err(PortableError::BadArchive(format!(
                     "{MANIFEST_NAME} must come before {LAYER_NAME} in the archive \
                      (tar cf export.tar {MANIFEST_NAME} {LAYER_NAME})"
                 )));
             };
+            if dir != top.as_slice() {
+                return Err(foreign_member(
+                    &name,
+                    &format!("is not in the directory of {MANIFEST_NAME}"),
+                ));
+            }
             if size > max_layer {
                 return Err(PortableError::TooLarge(max_layer));
             }
@@ -731,21 +844,17 @@ where
                 ));
             }
             let sha256 = reader.receive(upload, size).await?;
-            return Ok(Received {
+            reader.skip(tar::padding(size) as u64).await?;
+            received = Some(Received {
                 manifest: m,
                 sha256,
             });
+            continue;
         }
-        // Anything else (directories, `._*` files, …) is skipped, within bounds.
-        let len = size + tar::padding(size) as u64;
-        skipped += len;
-        if skipped > MAX_SKIPPED {
-            return Err(PortableError::BadArchive(format!(
-                "the archive holds too much besides {MANIFEST_NAME} and {LAYER_NAME}"
-            )));
-        }
-        reader.skip(len).await?;
+        return Err(foreign_member(&name, "is not part of a pvce export"));
     }
+    // Only reached once the layer is in (every other way out returns early).
+    received.ok_or_else(|| PortableError::BadArchive(format!("the archive has no {LAYER_NAME}")))
 }
 
 /// Moves a file into another directory: rename, or copy + remove across
@@ -1088,7 +1197,8 @@ mod tests {
     fn archive(entries: &[(&str, &[u8])]) -> Vec<u8> {
         let mut v = Vec::new();
         for (name, data) in entries {
-            v.extend_from_slice(&tar::header(name, data.len() as u64, 0));
+            let typeflag = if name.ends_with('/') { b'5' } else { b'0' };
+            v.extend_from_slice(&tar::typed_header(name, data.len() as u64, 0, typeflag));
             v.extend_from_slice(data);
             v.resize(v.len() + tar::padding(data.len() as u64), 0);
         }
@@ -1157,20 +1267,64 @@ mod tests {
         assert_eq!(r.sha256, r.manifest.layer.sha256);
         assert_eq!(std::fs::read(d.path().join("up")).expect("read"), layer);
         std::fs::remove_file(d.path().join("up")).expect("rm");
-        // Re-packed in a directory with an extra file first.
-        let r = read(
-            archive(&[
-                ("x/", b""),
+        // Re-packed in a folder (with its directory entries), without the end marker.
+        let mut folder = archive(&[
+            ("./", b""),
+            ("./x/", b""),
+            ("./x/manifest.json", &m),
+            ("./x/layer.qcow2", &layer),
+        ]);
+        folder.truncate(folder.len() - tar::END.len());
+        let r = read(folder, d.path()).await.expect("accepted");
+        assert_eq!(r.manifest.layer.size_bytes, 3000);
+        std::fs::remove_file(d.path().join("up")).expect("rm");
+
+        // Anything besides the manifest, the layer and their folder refuses
+        // the archive, before or after the layer.
+        let hostile: [&[(&str, &[u8])]; 7] = [
+            &[
                 ("x/._manifest.json", b"junk"),
                 ("x/manifest.json", &m),
                 ("x/layer.qcow2", &layer),
-            ]),
-            d.path(),
-        )
-        .await
-        .expect("accepted");
-        assert_eq!(r.manifest.layer.size_bytes, 3000);
-        std::fs::remove_file(d.path().join("up")).expect("rm");
+            ],
+            &[(MANIFEST_NAME, &m), (LAYER_NAME, &layer), ("../evil", b"x")],
+            &[
+                (MANIFEST_NAME, &m),
+                (LAYER_NAME, &layer),
+                ("notes.txt", b"x"),
+            ],
+            &[(MANIFEST_NAME, &m), ("../layer.qcow2", &layer)],
+            &[("/etc/manifest.json", &m), (LAYER_NAME, &layer)],
+            &[
+                ("y/", b""),
+                ("x/manifest.json", &m),
+                ("x/layer.qcow2", &layer),
+            ],
+            &[("a/manifest.json", &m), ("b/layer.qcow2", &layer)],
+        ];
+        for entries in hostile {
+            let got = read(archive(entries), d.path()).await;
+            let named = entries
+                .iter()
+                .any(|(n, _)| matches!(&got, Err(PortableError::Rejected("unsafe_archive", msg)) if msg.contains(&format!("{n:?}"))));
+            assert!(named, "{entries:?}: {got:?}");
+            // (The caller's guard removes a layer already received.)
+            let _ = std::fs::remove_file(d.path().join("up"));
+        }
+        // Links, devices and FIFOs, whatever their name.
+        for typeflag in [b'1', b'2', b'3', b'4', b'6', b'K', b'S'] {
+            let mut a = archive(&[(MANIFEST_NAME, &m)]);
+            a.truncate(a.len() - tar::END.len());
+            let h = tar::typed_header(LAYER_NAME, 0, 0, typeflag);
+            a.extend_from_slice(&h);
+            a.extend_from_slice(&tar::END);
+            let got = read(a, d.path()).await;
+            assert!(
+                matches!(&got, Err(PortableError::Rejected("unsafe_archive", msg)) if msg.contains("\"layer.qcow2\"")),
+                "type {}: {got:?}",
+                typeflag as char
+            );
+        }
 
         // Wrong order, missing pieces, wrong template, garbage, truncation.
         let wrong_order = read(

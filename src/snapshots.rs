@@ -14,8 +14,8 @@
 //!   `virDomainSnapshotCreateXML` with a memory state, or an external
 //!   disk-only snapshot + blockcommit) are a possible later extension; they
 //!   would need the libvirt module and a way to revert a running guest.
-//! - **Names are labels, tags are ids.** The user's name (1–64 printable
-//!   characters, unique per VM) lives only in the `snapshots` table; the qcow2
+//! - **Names are labels, tags are ids.** The user's name (a label of [`crate::names`],
+//!   unique per VM) lives only in the `snapshots` table; the qcow2
 //!   tag is the row's UUID, so no user string reaches qemu-img.
 //! - **Quota** per VM: `--snapshot-quota` / `PVCE_SNAPSHOT_QUOTA`
 //!   ([`crate::config::Config::snapshot_quota`], default [`DEFAULT_QUOTA`] = 5,
@@ -57,8 +57,6 @@ use crate::vms::{self, Vm, VmError, VmManager, VmState};
 
 /// Snapshots allowed per VM unless configured otherwise.
 pub const DEFAULT_QUOTA: usize = 5;
-/// Longest snapshot name, in characters.
-pub const MAX_NAME_CHARS: usize = 64;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -115,15 +113,11 @@ pub enum SnapshotError {
     Db(#[from] sqlx::Error),
 }
 
-/// Checks a snapshot name: 1–64 printable characters, no surrounding blanks.
+/// Checks a snapshot name ([`crate::names::SNAPSHOT_NAME`]).
 pub fn validate_name(name: &str) -> Result<(), SnapshotError> {
-    let n = name.chars().count();
-    if n == 0 || n > MAX_NAME_CHARS || name.chars().any(char::is_control) || name.trim() != name {
-        return Err(SnapshotError::Invalid(format!(
-            "name must be 1-{MAX_NAME_CHARS} printable characters without leading/trailing spaces"
-        )));
-    }
-    Ok(())
+    crate::names::SNAPSHOT_NAME
+        .check(name)
+        .map_err(|e| SnapshotError::Invalid(e.to_string()))
 }
 
 fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Snapshot, sqlx::Error> {

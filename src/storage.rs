@@ -3,7 +3,12 @@
 //! Layout (DESIGN.md "Storage paths"):
 //! - `templates/<template-id>.qcow2` — immutable template layers (the tree's backing chain)
 //! - `overlays/<owner-id>/<course-id>/<vm-id>.qcow2` — personal copy-on-write layers
-//! - `uploads/` — image uploads being received and inspected
+//! - `uploads/` — image uploads being received and inspected, export copies
+//!   and collection jobs: scratch only. Whatever a request puts there is
+//!   removed when the request ends, however it ends (a guard whose `Drop`
+//!   removes it, so a client that disconnects mid-upload leaves nothing);
+//!   what a killed server left there is removed by [`Storage::clean_uploads`]
+//!   when the server starts.
 //! - `consoles/<vm-id>.log` — serial console logs written by virtlogd
 //!
 //! Invariant: every path is built from ids pvce generated (UUIDs), never from a
@@ -90,6 +95,34 @@ impl Storage {
             .join(format!("{}.upload", Uuid::new_v4()))
     }
 
+    /// Removes everything under `uploads/` — what a server killed mid-request
+    /// left behind (nothing there outlives the request that made it).
+    /// Called once when the server starts, before it takes requests; a
+    /// `pvce templates build` running on the same data dir at that moment
+    /// would lose its scratch files. Returns the entries and bytes removed.
+    pub fn clean_uploads(&self) -> io::Result<(u64, u64)> {
+        let (mut entries, mut bytes) = (0, 0);
+        for entry in fs::read_dir(self.root.join("uploads"))? {
+            let entry = entry?;
+            let path = entry.path();
+            // A directory entry's metadata does not follow links: a link
+            // is removed, never what it points to.
+            let meta = entry.metadata()?;
+            bytes += if meta.is_dir() {
+                dir_bytes(&path)
+            } else {
+                meta.len()
+            };
+            if meta.is_dir() {
+                fs::remove_dir_all(&path)?;
+            } else {
+                remove_file_if_exists(&path)?;
+            }
+            entries += 1;
+        }
+        Ok((entries, bytes))
+    }
+
     pub fn console_log_path(&self, vm_id: Uuid) -> PathBuf {
         self.root.join("consoles").join(format!("{vm_id}.log"))
     }
@@ -103,6 +136,21 @@ fn make_traversable(dir: &Path) -> io::Result<()> {
         fs::set_permissions(dir, fs::Permissions::from_mode(mode | 0o755))?;
     }
     Ok(())
+}
+
+/// Bytes of the files below a directory (for the log; errors count as 0).
+fn dir_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
 }
 
 /// Removes a file, treating "already gone" as success.
@@ -130,5 +178,33 @@ mod tests {
         let p = storage.overlay_path(o, c, v);
         assert!(p.starts_with(&root));
         assert!(p.ends_with(format!("{o}/{c}/{v}.qcow2")));
+    }
+
+    #[test]
+    fn clean_uploads_removes_every_leftover_and_nothing_else() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = Storage::open(dir.path()).expect("open");
+        let up = storage.upload_path();
+        fs::write(&up, vec![1u8; 3000]).expect("write");
+        let job = storage.upload_path().with_extension("collect");
+        fs::create_dir(&job).expect("mkdir");
+        fs::write(job.join("disk.raw"), vec![2u8; 1000]).expect("write");
+        // A link to a file elsewhere goes; its target stays.
+        let outside = dir.path().join("keep");
+        fs::write(&outside, b"keep").expect("write");
+        std::os::unix::fs::symlink(&outside, dir.path().join("uploads/link")).expect("link");
+        let template = storage.template_path(Uuid::new_v4());
+        fs::write(&template, b"layer").expect("write");
+        let (entries, bytes) = storage.clean_uploads().expect("clean");
+        assert_eq!(entries, 3);
+        assert!((4000..4200).contains(&bytes), "{bytes}");
+        assert_eq!(
+            fs::read_dir(dir.path().join("uploads"))
+                .expect("ls")
+                .count(),
+            0
+        );
+        assert!(outside.exists() && template.exists());
+        assert_eq!(storage.clean_uploads().expect("clean"), (0, 0));
     }
 }

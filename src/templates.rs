@@ -30,6 +30,7 @@ use uuid::Uuid;
 use crate::db::{self, Pool};
 use crate::images::inspect::inspect_layer;
 use crate::images::{self, ImageError, ImageFormat, InspectLimits, qemu_img};
+use crate::names;
 use crate::storage::{self, Storage};
 
 /// Virtual size of the blank root image.
@@ -150,15 +151,11 @@ pub async fn find_by_name(pool: &Pool, name: &str) -> Result<Option<Template>, T
     Ok(row.as_ref().map(from_row).transpose()?)
 }
 
-/// Validates a template name: 1–100 printable characters.
+/// Validates a template name ([`names::TEMPLATE_NAME`]).
 pub fn validate_name(name: &str) -> Result<(), TemplateError> {
-    let n = name.chars().count();
-    if n == 0 || n > 100 || name.chars().any(char::is_control) || name.trim() != name {
-        return Err(TemplateError::Invalid(
-            "name must be 1-100 printable characters without leading/trailing spaces".into(),
-        ));
-    }
-    Ok(())
+    names::TEMPLATE_NAME
+        .check(name)
+        .map_err(|e| TemplateError::Invalid(e.to_string()))
 }
 
 /// Normalises a software list: lowercase, trimmed, sorted, deduplicated; each

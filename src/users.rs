@@ -64,19 +64,11 @@ pub struct UserPatch {
 
 pub const MAX_PASSWORD_LEN: usize = 1024;
 
+/// [`crate::names::USERNAME`].
 pub fn validate_username(name: &str) -> Result<(), UserError> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
-    if ok {
-        Ok(())
-    } else {
-        Err(UserError::Invalid(
-            "username must be 1-64 characters of a-z, 0-9, '.', '_' or '-'".into(),
-        ))
-    }
+    crate::names::USERNAME
+        .check(name)
+        .map_err(|e| UserError::Invalid(e.to_string()))
 }
 
 fn validate_password(password: &str) -> Result<(), UserError> {
@@ -88,13 +80,11 @@ fn validate_password(password: &str) -> Result<(), UserError> {
     Ok(())
 }
 
+/// [`crate::names::DISPLAY_NAME`] (spaces and any script, no control characters).
 fn validate_display_name(d: &str) -> Result<(), UserError> {
-    if d.chars().count() > 128 || d.chars().any(char::is_control) {
-        return Err(UserError::Invalid(
-            "display_name must be at most 128 printable characters".into(),
-        ));
-    }
-    Ok(())
+    crate::names::DISPLAY_NAME
+        .check(d)
+        .map_err(|e| UserError::Invalid(e.to_string()))
 }
 
 fn validate_new(new: &NewUser) -> Result<(), UserError> {

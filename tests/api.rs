@@ -7,6 +7,8 @@ mod common;
 
 use common::{PASSWORD, TestEnv, assert_error};
 use pvce::auth::Role;
+use std::time::Duration;
+
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -1013,6 +1015,17 @@ async fn a_stored_unsafe_uri_is_never_opened() {
 async fn a_vm_no_node_can_run_is_refused_naming_what_is_missing() {
     let env = TestEnv::start_with(|c| c.allow_test_nodes = true).await;
     env.user("test-admin", Role::Admin).await;
+/// Asserts a 400 `bad_request` whose message names `field`.
+fn assert_names_field(got: &(StatusCode, Value), field: &str, what: &str) {
+    assert_error(got, StatusCode::BAD_REQUEST, "bad_request");
+    let message = got.1["message"].as_str().unwrap();
+    assert!(message.contains(field), "{what}: {message}");
+}
+
+#[tokio::test]
+async fn names_that_could_become_paths_or_garbage_are_refused_at_the_boundary() {
+    let env = TestEnv::start().await;
+    env.user("test-admin", Role::Admin).await;
     env.user("test-teacher", Role::Teacher).await;
     env.user("test-student", Role::Student).await;
     let admin = env.client("test-admin").await;
@@ -1068,6 +1081,78 @@ async fn a_vm_no_node_can_run_is_refused_naming_what_is_missing() {
     assert_eq!(status, StatusCode::CREATED, "{course}");
     let cid = course["id"].as_str().unwrap();
     let (status, body) = teacher
+    let work = tempfile::tempdir().unwrap();
+    let image = work.path().join("plain.qcow2");
+    qemu_img(&["create", "-f", "qcow2", image.to_str().unwrap(), "64M"]);
+    let import = |name: &str| format!("/api/templates/import?name={name}&format=qcow2&os=linux");
+
+    // Template names in the query string: traversal, separators, and bytes
+    // that are not UTF-8 (refused, not stored as U+FFFD).
+    for bad in [
+        "..",
+        ".",
+        "a%2Fb",
+        "%2Fetc%2Fpasswd",
+        "a%5Cb",
+        "%FF%FE",
+        "%EF%BF%BD",
+        "x%0Ay",
+    ] {
+        // (No body: a refused query string is answered before the upload is read.)
+        let got = teacher.post_empty(&import(bad)).await;
+        assert_names_field(&got, "name", bad);
+    }
+    let got = admin.get("/api/events?limit=%FF").await;
+    assert_names_field(&got, "limit", "limit");
+    // A CJK name with an inner space is a fine name.
+    let (s, tpl) = teacher
+        .upload(&import("%E5%AE%9E%E9%AA%8C%20%E4%B8%80"), &image)
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{tpl}");
+    assert_eq!(tpl["name"], "实验 一");
+    let tid = tpl["id"].as_str().unwrap().to_owned();
+    let (_, templates) = teacher.get("/api/templates").await;
+    assert!(
+        common::strings(&templates, "name")
+            .iter()
+            .all(|n| !n.contains('\u{fffd}') && *n != ".."),
+        "{templates}"
+    );
+    let got = teacher
+        .post(
+            &format!("/api/templates/{tid}/derive"),
+            json!({"name": "../x", "software": ["gcc"]}),
+        )
+        .await;
+    assert_names_field(&got, "name", "derive");
+
+    // Courses: code, name and VM-spec names.
+    let course = |code: &str, name: &str, spec: &str| {
+        json!({"code": code, "name": name, "vm_specs": [
+            {"name": spec, "template_id": tid, "vcpus": 1, "memory_mib": 128}]})
+    };
+    for (body, field) in [
+        (course("..", "C", "vm"), "code"),
+        (course("test/c", "C", "vm"), "code"),
+        (course("/abs", "C", "vm"), "code"),
+        (course("test-c\u{fffd}", "C", "vm"), "code"),
+        (course("test-c", "C\u{7}", "vm"), "name"),
+        (course("test-c", "\u{202e}C", "vm"), "name"),
+        (course("test-c", "C", ".."), "vm_specs[0].name"),
+        (course("test-c", "C", "a/b"), "vm_specs[0].name"),
+    ] {
+        let got = teacher.post("/api/courses", body.clone()).await;
+        assert_names_field(&got, field, &body.to_string());
+    }
+    let (s, c) = teacher
+        .post(
+            "/api/courses",
+            course("test-计算机-101", "C/C++ 程序设计", "linux"),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{c}");
+    let cid = c["id"].as_str().unwrap();
+    let (s, e) = teacher
         .post(
             &format!("/api/courses/{cid}/students"),
             json!({"usernames": ["test-student"]}),
@@ -1085,4 +1170,175 @@ async fn a_vm_no_node_can_run_is_refused_naming_what_is_missing() {
     );
     let (_, vm) = student.get(&format!("/api/vms/{vm_id}")).await;
     assert_eq!(vm["state"], "stopped", "{vm}");
+    assert_eq!(s, StatusCode::OK, "{e}");
+    let (_, vms) = env.client("test-student").await.get("/api/vms").await;
+    let vm = vms[0]["id"].as_str().unwrap();
+
+    // Snapshot names.
+    for bad in ["..", "a/b", "/", "x\u{0}"] {
+        let got = teacher
+            .post(&format!("/api/vms/{vm}/snapshots"), json!({ "name": bad }))
+            .await;
+        assert_names_field(&got, "name", bad);
+    }
+
+    // Users: usernames and display names, by API and by CSV.
+    for (body, field) in [
+        (
+            json!({"username": "..", "password": "longenough", "role": "student"}),
+            "username",
+        ),
+        (
+            json!({"username": ".hidden", "password": "longenough", "role": "student"}),
+            "username",
+        ),
+        (
+            json!({"username": "-rf", "password": "longenough", "role": "student"}),
+            "username",
+        ),
+        (
+            json!({"username": "test-u", "password": "longenough", "role": "student",
+                   "display_name": "Bell\u{7}"}),
+            "display_name",
+        ),
+    ] {
+        let got = admin.post("/api/users", body.clone()).await;
+        assert_names_field(&got, field, &body.to_string());
+    }
+    let (s, u) = admin
+        .post(
+            "/api/users",
+            json!({"username": "test-wang", "password": "longenough", "role": "student",
+                   "display_name": "王 小明"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{u}");
+    let uid = u["id"].as_str().unwrap();
+    let got = admin
+        .send(
+            Method::PATCH,
+            &format!("/api/users/{uid}"),
+            Some(json!({"display_name": "\u{202e}nimda"})),
+        )
+        .await;
+    assert_names_field(&got, "display_name", "patch");
+    let res = admin
+        .http
+        .post(env.url("/api/users/import"))
+        .bearer_auth(&admin.token)
+        .header("content-type", "text/csv")
+        .body("username,display_name,role,password\n..,Dots,student,password-one\n")
+        .send()
+        .await
+        .unwrap();
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["created"], json!([]), "{v}");
+    assert!(
+        v["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("username"),
+        "{v}"
+    );
+
+    // Node names.
+    let got = admin
+        .post("/api/nodes", json!({"name": "..", "uri": "qemu:///system"}))
+        .await;
+    assert_names_field(&got, "name", "node");
+}
+
+/// The entries of the data dir's `uploads/`.
+fn uploads(env: &TestEnv) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(env.data_dir().join("uploads"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect()
+}
+
+/// Waits until an upload in progress has written at least `bytes` to uploads/.
+async fn wait_partial_upload(env: &TestEnv, bytes: u64) {
+    common::wait_for(
+        "the partial upload on disk",
+        Duration::from_secs(30),
+        || async {
+            uploads(env)
+                .iter()
+                .any(|p| std::fs::metadata(p).is_ok_and(|m| m.len() >= bytes))
+                .then_some(())
+        },
+    )
+    .await;
+}
+
+async fn wait_uploads_empty(env: &TestEnv, what: &str) {
+    common::wait_for(what, Duration::from_secs(30), || async {
+        uploads(env).is_empty().then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn interrupted_uploads_leave_nothing_and_start_up_removes_leftovers() {
+    // What a killed server left: a partial upload and a collection job.
+    let env = TestEnv::start_with(|config| {
+        let up = config.data_dir.join("uploads");
+        std::fs::create_dir_all(up.join("x.collect")).unwrap();
+        std::fs::write(up.join("x.upload"), vec![7u8; 3 << 20]).unwrap();
+        std::fs::write(up.join("x.collect").join("disk.raw"), b"raw").unwrap();
+    })
+    .await;
+    assert_eq!(uploads(&env), Vec::<std::path::PathBuf>::new());
+    env.user("test-teacher", Role::Teacher).await;
+    let teacher = env.client("test-teacher").await;
+    let path = "/api/templates/import?name=test-cut&format=raw&os=linux";
+
+    // A body stream that fails after some MiB (the client's side breaks).
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
+    let body = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    let request = teacher
+        .http
+        .post(env.url(path))
+        .bearer_auth(&teacher.token)
+        .header("content-type", "application/octet-stream")
+        .body(reqwest::Body::wrap_stream(body))
+        .send();
+    let feeder = async {
+        for _ in 0..4 {
+            tx.send(Ok(vec![0u8; 1 << 20])).await.unwrap();
+        }
+        wait_partial_upload(&env, 1 << 20).await;
+        tx.send(Err(std::io::Error::other("client gave up")))
+            .await
+            .unwrap();
+    };
+    let (sent, ()) = tokio::join!(request, feeder);
+    if let Ok(res) = sent {
+        // The server may have answered before the connection went.
+        assert!(res.status().is_client_error(), "{}", res.status());
+    }
+    wait_uploads_empty(&env, "uploads/ to empty after a failed body").await;
+
+    // A connection dropped mid-body (the handler's future is dropped).
+    use tokio::io::AsyncWriteExt;
+    let mut sock = tokio::net::TcpStream::connect(env.server.addr)
+        .await
+        .unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
+        teacher.token,
+        100u64 << 20
+    );
+    sock.write_all(head.as_bytes()).await.unwrap();
+    for _ in 0..4 {
+        sock.write_all(&vec![0u8; 1 << 20]).await.unwrap();
+    }
+    wait_partial_upload(&env, 1 << 20).await;
+    drop(sock);
+    wait_uploads_empty(&env, "uploads/ to empty after a dropped connection").await;
+    let (_, templates) = teacher.get("/api/templates").await;
+    assert!(!common::strings(&templates, "name").contains(&"test-cut"));
 }

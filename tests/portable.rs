@@ -529,3 +529,94 @@ async fn standalone_export_boots_with_plain_qemu() {
     let text = read_log().await;
     assert!(text.contains("\nstandalone-5"), "{text}");
 }
+
+/// Appends members to an export with GNU tar: `-P` keeps absolute and `..`
+/// names as written; `from` is the directory the names are relative to.
+fn append(tar: &Path, from: &Path, names: &[&str]) {
+    run(Command::new("tar")
+        .arg("-rPf")
+        .arg(tar)
+        .current_dir(from)
+        .args(names));
+}
+
+#[tokio::test]
+async fn archives_with_members_besides_the_export_are_refused_naming_them() {
+    let env = TestEnv::start().await;
+    let (_, vm) = setup(&env, "test-port3").await;
+    let alice = env.client("test-alice").await;
+    let layer_path = walk_find(&env.data_dir().join("overlays"), &format!("{vm}.qcow2")).unwrap();
+    let before = sha256_file(&layer_path);
+    let work = env.dir.path().join("work");
+    let inner = work.join("inner");
+    std::fs::create_dir_all(&inner).unwrap();
+    let export_tar = work.join("export.tar");
+    let (s, _) = download(&alice, &format!("/api/vms/{vm}/export"), &export_tar).await;
+    assert_eq!(s, StatusCode::OK);
+    std::fs::write(work.join("evil"), b"#!/bin/sh\n").unwrap();
+    std::os::unix::fs::symlink("/etc/shadow", inner.join("link")).unwrap();
+    run(Command::new("mkfifo").arg(inner.join("fifo")));
+    let absolute = work.join("evil");
+    let cases: [(&str, &Path, &str); 5] = [
+        ("dotdot", &inner, "../evil"),
+        ("absolute", &inner, absolute.to_str().unwrap()),
+        ("symlink", &inner, "link"),
+        ("fifo", &inner, "fifo"),
+        ("extra", &work, "evil"),
+    ];
+    for (case, from, member) in cases {
+        let t = work.join(format!("{case}.tar"));
+        std::fs::copy(&export_tar, &t).unwrap();
+        append(&t, from, &[member]);
+        let got = alice.upload(&format!("/api/vms/{vm}/import"), &t).await;
+        assert_error(&got, StatusCode::UNPROCESSABLE_ENTITY, "unsafe_archive");
+        let message = got.1["message"].as_str().unwrap();
+        assert!(
+            message.contains(&format!("{member:?}")),
+            "{case}: {message}"
+        );
+    }
+    // A connection dropped in the middle of the layer leaves no partial file.
+    let bytes = std::fs::read(&export_tar).unwrap();
+    assert!(bytes.len() > 8 << 10, "{}", bytes.len());
+    let mut sock = tokio::net::TcpStream::connect(env.server.addr)
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /api/vms/{vm}/import HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/x-tar\r\nContent-Length: {}\r\n\r\n",
+        alice.token,
+        bytes.len()
+    );
+    {
+        use tokio::io::AsyncWriteExt;
+        sock.write_all(head.as_bytes()).await.unwrap();
+        sock.write_all(&bytes[..bytes.len() / 2]).await.unwrap();
+    }
+    let uploads_dir = env.data_dir().join("uploads");
+    let entries = || std::fs::read_dir(&uploads_dir).unwrap().count();
+    wait_for(
+        "the partial layer in uploads/",
+        Duration::from_secs(30),
+        || async { (entries() > 0).then_some(()) },
+    )
+    .await;
+    drop(sock);
+    wait_for("uploads/ to empty", Duration::from_secs(30), || async {
+        (entries() == 0).then_some(())
+    })
+    .await;
+
+    // Nothing changed and nothing is left behind; the plain export still imports.
+    assert_eq!(sha256_file(&layer_path), before);
+    let (_, snaps) = alice.get(&format!("/api/vms/{vm}/snapshots")).await;
+    assert_eq!(snaps.as_array().unwrap().len(), 0, "{snaps}");
+    let uploads: Vec<_> = std::fs::read_dir(env.data_dir().join("uploads"))
+        .unwrap()
+        .collect();
+    assert!(uploads.is_empty(), "{uploads:?}");
+    let (s, v) = alice
+        .upload(&format!("/api/vms/{vm}/import"), &export_tar)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+}

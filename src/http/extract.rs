@@ -151,9 +151,81 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        // axum decodes lossily (invalid UTF-8 becomes U+FFFD, which would
+        // then be stored as if the client had sent it): refuse instead.
+        if let Some(field) = parts.uri.query().and_then(non_utf8_param) {
+            return Err(ApiError::bad_request(format!(
+                "query parameter {field:?} is not valid UTF-8 once percent-decoded"
+            )));
+        }
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Query(v)| ApiQuery(v))
             .map_err(|rej| ApiError::bad_request(rej.body_text()))
+    }
+}
+
+/// Percent-decodes one `application/x-www-form-urlencoded` component the way
+/// the query deserializer does (`+` is a space, a malformed `%` stays as it is).
+fn form_decode(s: &str) -> Vec<u8> {
+    let hex = |b: u8| (b as char).to_digit(16).and_then(|d| u8::try_from(d).ok());
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let pair = bytes
+            .get(i + 1..i + 3)
+            .and_then(|p| Some((hex(p[0])?, hex(p[1])?)));
+        match (bytes[i], pair) {
+            (b'%', Some((hi, lo))) => {
+                out.push(hi << 4 | lo);
+                i += 3;
+                continue;
+            }
+            (b'+', _) => out.push(b' '),
+            (b, _) => out.push(b),
+        }
+        i += 1;
+    }
+    out
+}
+
+/// The (lossily decoded, shortened) name of the first query parameter whose
+/// name or value is not UTF-8 once percent-decoded.
+fn non_utf8_param(query: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let (key, value) = (form_decode(k), form_decode(v));
+        if std::str::from_utf8(&key).is_ok() && std::str::from_utf8(&value).is_ok() {
+            return None;
+        }
+        Some(String::from_utf8_lossy(&key).chars().take(64).collect())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_strings_that_are_not_utf8_are_found_by_parameter() {
+        assert_eq!(
+            non_utf8_param("name=%FF%FE&format=raw"),
+            Some("name".into())
+        );
+        assert_eq!(non_utf8_param("format=raw&os=a%C3"), Some("os".into()));
+        assert_eq!(non_utf8_param("%FF=x").as_deref(), Some("\u{fffd}"));
+        for fine in [
+            "name=%E5%AE%9E%E9%AA%8C+0&format=raw",
+            "name=a%2Fb",
+            "name=100%",
+            "name=%zz",
+            "flag",
+            "",
+        ] {
+            assert_eq!(non_utf8_param(fine), None, "{fine}");
+        }
+        assert_eq!(form_decode("a+b%20c%2"), b"a b c%2");
+        assert_eq!(form_decode("%E5%AE%9E"), "实".as_bytes());
     }
 }

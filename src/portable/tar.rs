@@ -57,7 +57,8 @@ pub fn file_headers(name: &str, size: u64, mtime: u64) -> Vec<u8> {
     out
 }
 
-fn typed_header(name: &str, size: u64, mtime: u64, typeflag: u8) -> [u8; BLOCK] {
+/// A ustar header of any type (`b'0'` file, `b'5'` directory, …).
+pub fn typed_header(name: &str, size: u64, mtime: u64, typeflag: u8) -> [u8; BLOCK] {
     let mut h = [0u8; BLOCK];
     let n = name.as_bytes();
     let n = &n[..n.len().min(100)];
@@ -90,14 +91,36 @@ fn typed_header(name: &str, size: u64, mtime: u64, typeflag: u8) -> [u8; BLOCK] 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     File,
+    Directory,
     /// pax extended header for the next entry.
     PaxNext,
     /// pax global header (ignored).
     PaxGlobal,
     /// GNU long name for the next entry.
     LongName,
-    /// Directories, links, anything else: skipped.
-    Other,
+    /// Symbolic or hard link, or a GNU long link name (which only links use).
+    Link,
+    /// Character or block device.
+    Device,
+    Fifo,
+    /// Anything else (GNU sparse, multi-volume, vendor types…), with its type flag.
+    Other(u8),
+}
+
+impl Kind {
+    /// What the entry is, for messages.
+    pub fn describe(self) -> String {
+        match self {
+            Kind::File => "a file".into(),
+            Kind::Directory => "a directory".into(),
+            Kind::PaxNext | Kind::PaxGlobal => "a pax header".into(),
+            Kind::LongName => "a long name".into(),
+            Kind::Link => "a link".into(),
+            Kind::Device => "a device".into(),
+            Kind::Fifo => "a FIFO".into(),
+            Kind::Other(t) => format!("an entry of type {:?}", t as char),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -175,10 +198,14 @@ pub fn parse_header(h: &[u8; BLOCK]) -> Result<Option<Entry>, String> {
     }
     let kind = match h[156] {
         b'0' | 0 | b'7' => Kind::File,
+        b'5' => Kind::Directory,
+        b'1' | b'2' | b'K' => Kind::Link,
+        b'3' | b'4' => Kind::Device,
+        b'6' => Kind::Fifo,
         b'x' => Kind::PaxNext,
         b'g' => Kind::PaxGlobal,
         b'L' => Kind::LongName,
-        _ => Kind::Other,
+        t => Kind::Other(t),
     };
     Ok(Some(Entry {
         name,
@@ -228,6 +255,26 @@ pub fn base_name(name: &str) -> &str {
         .rsplit('/')
         .next()
         .unwrap_or_default()
+}
+
+/// A member name made safe to compare: relative, without `.` components or
+/// empty ones (`./x//layer.qcow2` → `["x", "layer.qcow2"]`). Refuses what
+/// would point outside the directory an archive is unpacked in — absolute
+/// names and `..` components — so no name the importer accepts is one a tar
+/// tool would write somewhere unexpected.
+pub fn member_path(name: &str) -> Result<Vec<&str>, String> {
+    if name.starts_with('/') {
+        return Err("is an absolute path".into());
+    }
+    let parts: Vec<&str> = name
+        .split('/')
+        .filter(|p| !p.is_empty() && *p != ".")
+        .collect();
+    if parts.contains(&"..") {
+        return Err("has a '..' component".into());
+    }
+    // Empty for `./` (the archive's own top directory).
+    Ok(parts)
 }
 
 #[cfg(test)]
@@ -395,6 +442,125 @@ mod tests {
             assert_eq!(base_name(&name), long);
             assert_eq!(size, 5);
         }
+    }
+
+    /// (name, kind) of every member of an archive, pax and GNU names applied.
+    fn members(bytes: &[u8]) -> Vec<(String, Kind)> {
+        let (mut off, mut next_name, mut out) = (0usize, None, Vec::new());
+        while off + BLOCK <= bytes.len() {
+            let h: [u8; BLOCK] = bytes[off..off + BLOCK].try_into().expect("block");
+            let Some(e) = parse_header(&h).expect("header") else {
+                break;
+            };
+            let data = &bytes[off + BLOCK..off + BLOCK + e.size as usize];
+            match e.kind {
+                Kind::PaxNext => next_name = parse_pax(data).expect("pax").0.or(next_name),
+                Kind::LongName => next_name = Some(cstr(data)),
+                // A GNU long link name belongs to the link that follows.
+                Kind::PaxGlobal => {}
+                Kind::Link if h[156] == b'K' => {}
+                kind => out.push((next_name.take().unwrap_or(e.name.clone()), kind)),
+            }
+            off += entry_len(e.size) as usize;
+        }
+        out
+    }
+
+    #[test]
+    fn hostile_archives_from_gnu_tar_show_their_links_devices_and_escapes() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let src = d.path().join("src");
+        std::fs::create_dir(&src).expect("mkdir");
+        std::fs::write(src.join("manifest.json"), b"{}").expect("write");
+        std::os::unix::fs::symlink("/etc/passwd", src.join("layer.qcow2")).expect("symlink");
+        std::fs::hard_link(src.join("manifest.json"), src.join("hard")).expect("link");
+        let fifo = Command::new("mkfifo")
+            .arg(src.join("fifo"))
+            .status()
+            .expect("mkfifo");
+        assert!(fifo.success());
+        let long_target = format!("/{}", "t".repeat(150));
+        std::os::unix::fs::symlink(&long_target, src.join("long")).expect("symlink");
+        let tar = d.path().join("hostile.tar");
+        let make = |args: &[&str]| {
+            let out = Command::new("tar")
+                .args(args)
+                .current_dir(&src)
+                .output()
+                .expect("tar");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let t = tar.to_str().expect("utf-8");
+        make(&[
+            "--format=gnu",
+            "-cf",
+            t,
+            "manifest.json",
+            "layer.qcow2",
+            "hard",
+            "fifo",
+            "long",
+        ]);
+        // `-P` keeps absolute and `..` names as written.
+        make(&["--format=pax", "-rPf", t, "../src/manifest.json"]);
+        make(&[
+            "--format=pax",
+            "-rPf",
+            t,
+            &format!("{}/manifest.json", src.display()),
+        ]);
+        let got = members(&std::fs::read(&tar).expect("read"));
+        let kinds: Vec<Kind> = got.iter().map(|(_, k)| *k).collect();
+        assert_eq!(
+            kinds,
+            [
+                Kind::File,
+                Kind::Link,
+                Kind::Link,
+                Kind::Fifo,
+                Kind::Link,
+                Kind::File,
+                Kind::File
+            ],
+            "{got:?}"
+        );
+        assert_eq!(got[1].0, "layer.qcow2");
+        assert_eq!(got[4].0, "long");
+        assert_eq!(
+            member_path(&got[5].0),
+            Err("has a '..' component".to_string())
+        );
+        assert_eq!(
+            member_path(&got[6].0),
+            Err("is an absolute path".to_string())
+        );
+        // Devices are typed too (a header of our own: mknod needs privileges
+        // some test machines lack).
+        let h = typed_header("dev/sda", 0, 0, b'4');
+        assert_eq!(
+            parse_header(&h).expect("ok").expect("entry").kind,
+            Kind::Device
+        );
+        assert_eq!(Kind::Device.describe(), "a device");
+    }
+
+    #[test]
+    fn member_paths_are_relative_and_stay_inside() {
+        assert_eq!(
+            member_path("./x//layer.qcow2"),
+            Ok(vec!["x", "layer.qcow2"])
+        );
+        assert_eq!(member_path("manifest.json"), Ok(vec!["manifest.json"]));
+        assert_eq!(member_path("./"), Ok(vec![]));
+        for bad in ["/etc/passwd", "../x", "x/../../y", "./..", "//x"] {
+            assert!(member_path(bad).is_err(), "{bad}");
+        }
+        // `..` inside a name is just a name.
+        assert_eq!(member_path("a..b"), Ok(vec!["a..b"]));
     }
 
     #[test]
