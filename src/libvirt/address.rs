@@ -543,7 +543,8 @@ mod tests {
     fn everything_but_plain_hosts_users_ports_and_paths_is_refused() {
         use AddressError as E;
         let p = AddressPolicy::TESTING;
-        let cases: &[(&str, fn(&AddressError) -> bool)] = &[
+        type Is = fn(&AddressError) -> bool;
+        let cases: &[(&str, Is)] = &[
             ("file:///etc/passwd", |e| matches!(e, E::Scheme(_))),
             ("bogus://", |e| matches!(e, E::Scheme(_))),
             ("qemu+unix:///system", |e| matches!(e, E::Scheme(_))),
