@@ -1015,17 +1015,6 @@ async fn a_stored_unsafe_uri_is_never_opened() {
 async fn a_vm_no_node_can_run_is_refused_naming_what_is_missing() {
     let env = TestEnv::start_with(|c| c.allow_test_nodes = true).await;
     env.user("test-admin", Role::Admin).await;
-/// Asserts a 400 `bad_request` whose message names `field`.
-fn assert_names_field(got: &(StatusCode, Value), field: &str, what: &str) {
-    assert_error(got, StatusCode::BAD_REQUEST, "bad_request");
-    let message = got.1["message"].as_str().unwrap();
-    assert!(message.contains(field), "{what}: {message}");
-}
-
-#[tokio::test]
-async fn names_that_could_become_paths_or_garbage_are_refused_at_the_boundary() {
-    let env = TestEnv::start().await;
-    env.user("test-admin", Role::Admin).await;
     env.user("test-teacher", Role::Teacher).await;
     env.user("test-student", Role::Student).await;
     let admin = env.client("test-admin").await;
@@ -1081,6 +1070,40 @@ async fn names_that_could_become_paths_or_garbage_are_refused_at_the_boundary() 
     assert_eq!(status, StatusCode::CREATED, "{course}");
     let cid = course["id"].as_str().unwrap();
     let (status, body) = teacher
+        .post(
+            &format!("/api/courses/{cid}/students"),
+            json!({"usernames": ["test-student"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, vms) = student.get("/api/vms").await;
+    let vm_id = vms[0]["id"].as_str().unwrap().to_owned();
+    env.track_vm(&vm_id);
+    let got = student.post_empty(&format!("/api/vms/{vm_id}/start")).await;
+    assert_error(&got, StatusCode::CONFLICT, "no_capable_node");
+    assert_eq!(
+        got.1["message"],
+        "no node can run this VM: node test-caps has no SPICE graphics"
+    );
+    let (_, vm) = student.get(&format!("/api/vms/{vm_id}")).await;
+    assert_eq!(vm["state"], "stopped", "{vm}");
+}
+
+/// Asserts a 400 `bad_request` whose message names `field`.
+fn assert_names_field(got: &(StatusCode, Value), field: &str, what: &str) {
+    assert_error(got, StatusCode::BAD_REQUEST, "bad_request");
+    let message = got.1["message"].as_str().unwrap();
+    assert!(message.contains(field), "{what}: {message}");
+}
+
+#[tokio::test]
+async fn names_that_could_become_paths_or_garbage_are_refused_at_the_boundary() {
+    let env = TestEnv::start().await;
+    env.user("test-admin", Role::Admin).await;
+    env.user("test-teacher", Role::Teacher).await;
+    env.user("test-student", Role::Student).await;
+    let admin = env.client("test-admin").await;
+    let teacher = env.client("test-teacher").await;
     let work = tempfile::tempdir().unwrap();
     let image = work.path().join("plain.qcow2");
     qemu_img(&["create", "-f", "qcow2", image.to_str().unwrap(), "64M"]);
@@ -1158,18 +1181,6 @@ async fn names_that_could_become_paths_or_garbage_are_refused_at_the_boundary() 
             json!({"usernames": ["test-student"]}),
         )
         .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let (_, vms) = student.get("/api/vms").await;
-    let vm_id = vms[0]["id"].as_str().unwrap().to_owned();
-    env.track_vm(&vm_id);
-    let got = student.post_empty(&format!("/api/vms/{vm_id}/start")).await;
-    assert_error(&got, StatusCode::CONFLICT, "no_capable_node");
-    assert_eq!(
-        got.1["message"],
-        "no node can run this VM: node test-caps has no SPICE graphics"
-    );
-    let (_, vm) = student.get(&format!("/api/vms/{vm_id}")).await;
-    assert_eq!(vm["state"], "stopped", "{vm}");
     assert_eq!(s, StatusCode::OK, "{e}");
     let (_, vms) = env.client("test-student").await.get("/api/vms").await;
     let vm = vms[0]["id"].as_str().unwrap();
