@@ -89,7 +89,11 @@ pub struct NewCourse {
 
 #[derive(Debug, Serialize)]
 pub struct EnrolReport {
+    /// Every student of the request: enrolled now, or already before.
     pub enrolled: Vec<String>,
+    /// Those of `enrolled` who were already in the course (no new VMs for them
+    /// unless a spec was added since).
+    pub already_enrolled: Vec<String>,
     pub unknown: Vec<String>,
     /// Usernames that exist but are not students.
     pub not_students: Vec<String>,
@@ -390,6 +394,21 @@ pub async fn enrol(
     let (students, others): (Vec<User>, Vec<User>) =
         found.into_iter().partition(|u| u.role == Role::Student);
 
+    // Who was already in the course, read before the transaction: a report
+    // for the teacher, not a rule (a concurrent enrolment may slip between).
+    let mut already_enrolled = Vec::new();
+    for s in &students {
+        let here: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM enrolments WHERE course_id = ? AND user_id = ?")
+                .bind(course.id.to_string())
+                .bind(s.id.to_string())
+                .fetch_optional(pool)
+                .await?;
+        if here.is_some() {
+            already_enrolled.push(s.username.clone());
+        }
+    }
+
     // Enrolments and VM rows commit together (a student is never enrolled
     // without their VMs), the layers staged before and published after. The
     // work runs in its own task so a client that hangs up cannot cancel it
@@ -437,6 +456,7 @@ pub async fn enrol(
     .map_err(|e| CourseError::Io(std::io::Error::other(e.to_string())))??;
     Ok(EnrolReport {
         enrolled: students.into_iter().map(|u| u.username).collect(),
+        already_enrolled,
         unknown,
         not_students: others.into_iter().map(|u| u.username).collect(),
         vms_created,

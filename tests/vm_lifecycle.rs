@@ -71,7 +71,8 @@ async fn student_vm_boots_from_course_template_and_survives_the_lifecycle() {
     assert_eq!(status, StatusCode::OK, "{enrol}");
     assert_eq!(enrol["vms_created"], 4);
     assert_eq!(enrol["unknown"], json!(["test-ghost"]));
-    // Enrolling again is idempotent.
+    assert_eq!(enrol["already_enrolled"], json!([]));
+    // Enrolling again is idempotent, and the report says who was already in.
     let (_, again) = teacher
         .post(
             &format!("/api/courses/{cid}/students"),
@@ -79,6 +80,8 @@ async fn student_vm_boots_from_course_template_and_survives_the_lifecycle() {
         )
         .await;
     assert_eq!(again["vms_created"], 0);
+    assert_eq!(again["enrolled"], json!(["test-alice"]));
+    assert_eq!(again["already_enrolled"], json!(["test-alice"]));
     // Same course code again → 409.
     let (status, _) = teacher
         .post("/api/courses", json!({"code":"test-os101","name":"x","vm_specs":[{"name":"a","template_id":tpl_id,"vcpus":1,"memory_mib":128}]}))

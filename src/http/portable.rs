@@ -130,11 +130,23 @@ async fn import(
     Ok(Json(outcome))
 }
 
+/// The disk answer plus the snapshot quota, so the page that shows a VM's
+/// storage can say "2 of 5 snapshots" without a setting of its own.
+#[derive(Debug, serde::Serialize)]
+struct DiskView {
+    #[serde(flatten)]
+    usage: DiskUsage,
+    snapshot_quota: usize,
+}
+
 async fn disk(
     State(state): State<AppState>,
     me: CurrentUser,
     IdPath(id): IdPath,
-) -> Result<Json<DiskUsage>, ApiError> {
+) -> Result<Json<DiskView>, ApiError> {
     let vm = state.vms.get_for(&me.user, id).await?;
-    Ok(Json(portable::disk_usage(&state.vms, vm.id).await?))
+    Ok(Json(DiskView {
+        usage: portable::disk_usage(&state.vms, vm.id).await?,
+        snapshot_quota: state.config.snapshot_quota,
+    }))
 }

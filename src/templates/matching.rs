@@ -3,7 +3,11 @@
 //! Given an OS and a software list, find a template that has exactly that, or
 //! the best base to derive from: the ready template of the same OS whose
 //! software set is the largest proper subset of the request, plus what is
-//! missing from it.
+//! missing from it. When no template's set is a subset of the request, the
+//! base is the template of that OS with the fewest missing items (then the
+//! fewest extras), and `extra` lists what it carries beyond the request (a
+//! course may well live with the built-in `busybox`): the answer has no base
+//! only when no ready template of that OS exists at all.
 //!
 //! Name normalisation (decided here, documented in the API): names are
 //! compared case-insensitively after trimming; an item is `name[-version]`,
@@ -55,7 +59,10 @@ pub fn satisfies(have: &Item, want: &Item) -> bool {
 pub struct MatchResult {
     pub exact: Option<Template>,
     pub base: Option<Template>,
+    /// Requested items the base lacks (all of them when there is no base).
     pub missing: Vec<String>,
+    /// The base's items that were not requested (empty for a subset base).
+    pub extra: Vec<String>,
 }
 
 /// Matches a request against the library (drafts and failed templates never match).
@@ -73,19 +80,29 @@ pub fn find(templates: &[Template], os: &str, software: &[String]) -> MatchResul
         .filter(|t| t.state == TemplateState::Ready && t.parent_id.is_some() && t.os == os);
 
     let mut exact: Option<&Template> = None;
+    // The largest subset of the request (derive from it, nothing unwanted).
     let mut base: Option<&Template> = None;
+    // Otherwise: the fewest missing, then the fewest extra items.
+    let mut nearest: Option<(&Template, usize, usize)> = None;
     for t in candidates {
         let have: Vec<Item> = t.software.iter().map(|s| parse_item(s)).collect();
-        // Every template item must be asked for (else the template has extras).
-        let all_wanted = have.iter().all(|h| wanted.iter().any(|w| satisfies(h, w)));
-        if !all_wanted {
+        let extras = have
+            .iter()
+            .filter(|h| !wanted.iter().any(|w| satisfies(h, w)))
+            .count();
+        let missing = wanted
+            .iter()
+            .filter(|w| !have.iter().any(|h| satisfies(h, w)))
+            .count();
+        if extras > 0 {
+            if nearest.is_none_or(|(n, nm, ne)| {
+                (missing, extras) < (nm, ne) || ((missing, extras) == (nm, ne) && better(t, n))
+            }) {
+                nearest = Some((t, missing, extras));
+            }
             continue;
         }
-        let covered = wanted
-            .iter()
-            .filter(|w| have.iter().any(|h| satisfies(h, w)))
-            .count();
-        if covered == wanted.len() {
+        if missing == 0 {
             if exact.is_none_or(|e| better(t, e)) {
                 exact = Some(t);
             }
@@ -101,23 +118,34 @@ pub fn find(templates: &[Template], os: &str, software: &[String]) -> MatchResul
             exact: Some(e.clone()),
             base: None,
             missing: vec![],
+            extra: vec![],
         };
     }
-    let missing = match base {
+    let base = base.or(nearest.map(|(n, _, _)| n));
+    let (missing, extra) = match base {
         Some(b) => {
             let have: Vec<Item> = b.software.iter().map(|s| parse_item(s)).collect();
-            wanted
+            let missing = wanted
                 .iter()
                 .filter(|w| !have.iter().any(|h| satisfies(h, w)))
                 .map(display)
-                .collect()
+                .collect();
+            let extra = b
+                .software
+                .iter()
+                .zip(&have)
+                .filter(|(_, h)| !wanted.iter().any(|w| satisfies(h, w)))
+                .map(|(raw, _)| raw.clone())
+                .collect();
+            (missing, extra)
         }
-        None => wanted.iter().map(display).collect(),
+        None => (wanted.iter().map(display).collect(), vec![]),
     };
     MatchResult {
         exact: None,
         base: base.cloned(),
         missing,
+        extra,
     }
 }
 
@@ -207,12 +235,48 @@ mod tests {
         assert!(m.exact.is_none());
         assert_eq!(m.base.map(|b| b.name), Some("linux-c".into()));
         assert_eq!(m.missing, vec!["gdb".to_string()]);
-        // A template with software the course doesn't want is not a base.
-        let m = find(&lib, "linux", &req(&["gcc"]));
-        assert!(m.exact.is_none() && m.base.is_none());
-        assert_eq!(m.missing, vec!["gcc".to_string()]);
         let m = find(&lib, "macos", &req(&["xcode"]));
         assert!(m.base.is_none());
+        assert_eq!(m.missing, vec!["xcode".to_string()]);
+    }
+
+    #[test]
+    fn a_base_may_carry_software_not_requested() {
+        // The UI's own placeholders against the built-in busybox image.
+        let lib = vec![
+            t(
+                "tiny",
+                "tiny-linux",
+                &["busybox"],
+                1,
+                "2026-01-01T00:00:00Z",
+            ),
+            t(
+                "tiny-c",
+                "tiny-linux",
+                &["busybox", "gcc-12", "vim"],
+                2,
+                "2026-01-02T00:00:00Z",
+            ),
+        ];
+        let m = find(&lib, "tiny-linux", &req(&["gcc", "make"]));
+        assert!(m.exact.is_none());
+        assert_eq!(m.base.map(|b| b.name), Some("tiny-c".into()));
+        assert_eq!(m.missing, vec!["make".to_string()]);
+        assert_eq!(m.extra, vec!["busybox".to_string(), "vim".to_string()]);
+        // Equal missing: the one with fewer extras.
+        let m = find(&lib, "tiny-linux", &req(&["make"]));
+        assert_eq!(m.base.map(|b| b.name), Some("tiny".into()));
+        assert_eq!(m.extra, vec!["busybox".to_string()]);
+        // Everything requested but more: still a base, nothing missing.
+        let m = find(&lib, "tiny-linux", &req(&["gcc"]));
+        assert!(m.exact.is_none());
+        assert_eq!(m.base.map(|b| b.name), Some("tiny-c".into()));
+        assert!(m.missing.is_empty());
+        // A subset base wins over a closer one with extras.
+        let m = find(&lib, "tiny-linux", &req(&["busybox", "make"]));
+        assert_eq!(m.base.map(|b| b.name), Some("tiny".into()));
+        assert!(m.extra.is_empty());
     }
 
     #[test]
@@ -265,7 +329,25 @@ mod tests {
                 prop_assert_eq!(s, want.clone());
                 prop_assert!(m.missing.is_empty());
             } else if let Some(b) = &m.base {
-                prop_assert!(b.software.iter().all(|s| want.contains(s)));
+                let is_subset = |sw: &[String]| sw.iter().all(|s| want.contains(s));
+                let any_subset = templates.iter().any(|o| is_subset(&o.software));
+                if !is_subset(&b.software) {
+                    // Only when no template is a subset: the fewest missing wins,
+                    // and missing + what it has of the request = the request.
+                    prop_assert!(!any_subset);
+                    let misses = |sw: &[String]| want.iter().filter(|w| !sw.contains(w)).count();
+                    prop_assert_eq!(misses(&b.software), m.missing.len());
+                    for o in &templates {
+                        prop_assert!(misses(&o.software) >= m.missing.len());
+                    }
+                    let mut extra: Vec<String> = b.software.iter().filter(|s| !want.contains(s)).cloned().collect();
+                    extra.sort();
+                    let mut got = m.extra.clone();
+                    got.sort();
+                    prop_assert_eq!(got, extra);
+                    return Ok(());
+                }
+                prop_assert!(m.extra.is_empty());
                 prop_assert!(b.software.len() < want.len());
                 let mut all: Vec<String> = b.software.iter().cloned().chain(m.missing.iter().cloned()).collect();
                 all.sort();
@@ -277,7 +359,8 @@ mod tests {
                     }
                 }
             } else {
-                prop_assert!(!templates.iter().any(|o| o.software.iter().all(|s| want.contains(s))));
+                // Never "no template of this OS" while one exists.
+                prop_assert!(templates.is_empty());
             }
         }
     }
