@@ -311,6 +311,163 @@ async fn teacher_imports_an_image_creates_a_course_and_enrols_students() {
     assert_eq!(courses[0]["lab_network"], true, "{courses}");
 }
 
+/// Derive → seal in the browser (issue 21): match with the form's own
+/// placeholders, derive, the build VM's desktop, seal, a course on the new
+/// template; a second draft abandoned from the tree in Chinese.
+#[tokio::test]
+async fn teacher_derives_and_seals_a_template_in_the_browser() {
+    let _serial = one_at_a_time().await;
+    let image = tokio::task::spawn_blocking(common::tiny_image)
+        .await
+        .unwrap();
+    let env = TestEnv::start().await;
+    env.user("test-ui-teacher", Role::Teacher).await;
+    let teacher = env.client("test-ui-teacher").await;
+    let (status, tpl) = teacher
+        .upload(
+            "/api/templates/import?name=test-ui-tiny&format=qcow2&os=tiny-linux&software=busybox",
+            &image,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{tpl}");
+    let (base, _serving) = ui_base(&env).await;
+    let dir = artifact_dir();
+    for f in [
+        "derive-match.png",
+        "derive-desktop.png",
+        "derive-sealed.png",
+    ] {
+        let _ = std::fs::remove_file(dir.join(f));
+    }
+    let args = [
+        base.clone(),
+        "test-ui-teacher".to_owned(),
+        PASSWORD.to_owned(),
+        dir.to_str().unwrap().to_owned(),
+    ];
+    // The page creates the build VMs: whatever the script's fate, their
+    // domains are destroyed at the end.
+    let script = tokio::spawn(async move {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_script("derive.mjs", &args).await;
+    })
+    .await;
+    let (_, vms) = teacher.get("/api/vms").await;
+    for id in common::strings(&vms, "id") {
+        env.track_vm(id);
+    }
+    if let Err(e) = script {
+        std::panic::resume_unwind(e.into_panic());
+    }
+    for f in [
+        "derive-match.png",
+        "derive-desktop.png",
+        "derive-sealed.png",
+    ] {
+        assert_png(&dir.join(f));
+    }
+
+    // What the page did is real: a ready child with the added software, no
+    // build VM left, the abandoned draft gone, a course on the new template.
+    let (_, list) = teacher.get("/api/templates").await;
+    let names = common::strings(&list, "name");
+    assert!(!names.contains(&"test-ui-tiny-vim"), "{names:?}");
+    let child = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "test-ui-tiny-c")
+        .unwrap_or_else(|| panic!("no sealed template in {list}"));
+    assert_eq!(child["state"], "ready", "{child}");
+    assert_eq!(child["parent_id"], tpl["id"], "{child}");
+    assert_eq!(child["software"], json!(["busybox", "gcc", "make"]));
+    assert_eq!(vms.as_array().unwrap().len(), 0, "build VMs left: {vms}");
+    let (_, courses) = teacher.get("/api/courses").await;
+    assert_eq!(courses[0]["code"], "test-ui-derived", "{courses}");
+    assert_eq!(courses[0]["vm_specs"][0]["template_id"], child["id"]);
+}
+
+/// A student's snapshots, export and import in the browser (issue 21), on a
+/// real personal layer.
+#[tokio::test]
+async fn student_snapshots_exports_and_imports_in_the_browser() {
+    let _serial = one_at_a_time().await;
+    let image = tokio::task::spawn_blocking(common::tiny_image)
+        .await
+        .unwrap();
+    let env = TestEnv::start().await;
+    env.user("test-ui-teacher", Role::Teacher).await;
+    env.user("test-ui-student", Role::Student).await;
+    let teacher = env.client("test-ui-teacher").await;
+    let student = env.client("test-ui-student").await;
+    let (status, tpl) = teacher
+        .upload(
+            "/api/templates/import?name=test-ui-tiny&format=qcow2&os=tiny-linux&software=busybox",
+            &image,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{tpl}");
+    let (status, course) = teacher
+        .post(
+            "/api/courses",
+            json!({"code": "test-ui-snap", "name": "Snapshots", "vm_specs": [
+                {"name": "linux", "template_id": tpl["id"], "vcpus": 1, "memory_mib": 128}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{course}");
+    let cid = course["id"].as_str().unwrap();
+    let (status, r) = teacher
+        .post(
+            &format!("/api/courses/{cid}/students"),
+            json!({"usernames": ["test-ui-student"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    let (_, vms) = student.get("/api/vms").await;
+    let vm_id = vms[0]["id"].as_str().unwrap().to_owned();
+    env.track_vm(&vm_id);
+
+    let (base, _serving) = ui_base(&env).await;
+    let dir = artifact_dir();
+    let shots = [
+        "student-snapshots.png",
+        "student-imported.png",
+        "student-import-refused-zh.png",
+    ];
+    for f in shots {
+        let _ = std::fs::remove_file(dir.join(f));
+    }
+    let quota = env.server.state.config.snapshot_quota.to_string();
+    run_script(
+        "snapshots.mjs",
+        &[
+            &base,
+            "test-ui-student",
+            PASSWORD,
+            dir.to_str().unwrap(),
+            &quota,
+        ],
+    )
+    .await;
+    for f in shots {
+        assert_png(&dir.join(f));
+    }
+    // The downloads were real (checked by the script); not kept.
+    for f in [
+        "test-export.tar",
+        "test-export.qcow2",
+        "test-not-an-archive.tar",
+    ] {
+        let _ = std::fs::remove_file(dir.join(f));
+    }
+    // What the page did is real: the deleted snapshot is gone, the VM stopped.
+    let (_, snaps) = student.get(&format!("/api/vms/{vm_id}/snapshots")).await;
+    let names = common::strings(&snaps, "name");
+    assert!(!names.contains(&"test-extra"), "{names:?}");
+    let (_, vm) = student.get(&format!("/api/vms/{vm_id}")).await;
+    assert_eq!(vm["state"], "stopped", "{vm}");
+}
+
 #[tokio::test]
 async fn admin_sees_nodes_and_manages_users() {
     let _serial = one_at_a_time().await;

@@ -56,7 +56,7 @@ await run('login', artifactDir, async ({ newPage, step, shot, logs }) => {
     const [{ get }, { errorText }] = await Promise.all([import('/api.js'), import('/ui.js')]);
     try { await get('/api/nodes'); return 'no error'; } catch (e) { return `${e.status} ${errorText(e)}`; }
   });
-  assert(refusal === '403 您没有执行此操作的权限。', `Chinese API error, got "${refusal}"`);
+  assert(refusal === '403 你没有执行此操作的权限。', `Chinese API error, got "${refusal}"`);
   await page.waitForSelector('.course-list .empty');
   await page.click('.lang-toggle');
   await page.waitForFunction(() => document.querySelector('.page-head h1').textContent === 'My courses');

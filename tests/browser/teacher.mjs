@@ -77,6 +77,15 @@ await run('teacher', artifactDir, async ({ newPage, step, shot, logs }) => {
   await page.waitForFunction((n) => document.querySelectorAll('table.data tbody tr').length === n, students.length, { timeout: 20000 });
   const result = await page.textContent('.enrol-result');
   assert(result.includes('nobody-such'), `unknown usernames reported, got "${result}"`);
+  assert(result.includes(`Newly enrolled: ${students.length}; VMs created: ${students.length}.`), `new enrolments counted, got "${result}"`);
+  // Enrolling the same students again: nobody new, they are "already enrolled".
+  await page.fill('#enrol-names', students.join(', '));
+  await page.click('.section-body button[type=submit]');
+  await page.waitForSelector(`.enrol-result >> text=Already enrolled (${students.length})`);
+  const again = await page.textContent('.enrol-result');
+  assert(again.includes('Newly enrolled: 0; VMs created: 0.'), `re-enrolment counts nobody new, got "${again}"`);
+  assert(students.every((s) => again.includes(s)), `the already enrolled are named, got "${again}"`);
+  step('re-enrolment: reported as already enrolled, nothing created');
   const rows = await page.locator('table.data tbody tr').count();
   assert(rows === students.length, `one VM row per student, got ${rows}`);
   for (const s of await page.locator('tbody tr .badge').allTextContents()) assert(s === 'Stopped', `state ${s}`);

@@ -6,10 +6,11 @@
 
 import RFB from '/vendor/novnc/core/rfb.js';
 import { t, bind, onLangChange } from './i18n.js';
-import { h, icon, button, replace, toast, toastError, errorText, confirmDialog } from './ui.js';
+import { h, icon, button, replace, toast, toastError, errorText } from './ui.js';
 import { get, post } from './api.js';
 import { stateBadge, setBadge } from './vmcontrols.js';
 import { typeText } from './keys.js';
+import { sealDraft, abandonDraft } from './drafts.js';
 
 const MAX_ATTEMPTS = 6;
 const VM_POLL_MS = 4000;
@@ -331,27 +332,24 @@ export function mount(container, [vmId], { me }) {
     if (rfb) rfb.focus({ preventScroll: true });
   });
 
-  /** A build VM of a draft template (derive online): offer to seal the template. */
+  /**
+   * A build VM of a draft template (derive online): offer to seal or abandon
+   * the draft. The draft is `build_template_id`; `template_id` is its parent.
+   */
   async function offerSeal() {
     let tpl;
-    try { tpl = await get(`/api/templates/${encodeURIComponent(vm.template_id)}`); } catch { return; }
+    try { tpl = await get(`/api/templates/${encodeURIComponent(vm.build_template_id)}`); } catch { return; }
     if (unmounted || tpl.state !== 'draft') return;
-    back.href = '#/templates';
-    const seal = button({ label: 'tpl.seal', icon: 'upload', kind: 'small primary' });
+    const draft = h('span', { class: 'chip draft-chip', i18n: ['tpl.draft.of', { name: tpl.name }] });
+    const seal = button({ label: 'tpl.seal', icon: 'upload', kind: 'small primary', attrs: { id: 'seal-draft' } });
+    const abandon = button({ label: 'tpl.abandon', kind: 'small danger', attrs: { id: 'abandon-draft' } });
     seal.addEventListener('click', async () => {
-      const ok = await confirmDialog({ title: ['tpl.seal.title', { name: tpl.name }], body: 'tpl.seal.body', confirm: 'tpl.seal' });
-      if (!ok) return;
-      seal.classList.add('busy');
-      try {
-        await post(`/api/templates/${encodeURIComponent(tpl.id)}/seal`);
-        toast(t('tpl.sealed', { name: tpl.name }), 'success');
-        location.hash = '#/templates';
-      } catch (err) {
-        toastError(err);
-        seal.classList.remove('busy');
-      }
+      if (await sealDraft(tpl, seal)) location.hash = '#/templates';
     });
-    desk.querySelector('.desktop-tools').prepend(seal);
+    abandon.addEventListener('click', async () => {
+      if (await abandonDraft(tpl, abandon)) location.hash = '#/templates';
+    });
+    desk.querySelector('.desktop-tools').prepend(draft, seal, abandon);
   }
 
   // Simulates a network drop (used by the browser test of automatic reconnection).
@@ -370,8 +368,15 @@ export function mount(container, [vmId], { me }) {
       return;
     }
     if (unmounted) return;
-    back.href = me.role === 'student' ? '#/courses' : `#/teach/${vm.course_id}`;
-    if (me.role !== 'student') offerSeal();
+    // A build VM has no course: its way back is the template library.
+    if (me.role === 'student') back.href = '#/courses';
+    else if (vm.course_id) back.href = `#/teach/${vm.course_id}`;
+    else {
+      back.href = '#/templates';
+      bind(back, 'desktop.backTemplates', null, 'aria-label');
+      bind(back, 'desktop.backTemplates', null, 'title');
+    }
+    if (vm.build_template_id && me.role !== 'student') offerSeal();
     pollVm();
     if (vm.state === 'running') connect(); else notRunning('');
   })();

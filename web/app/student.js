@@ -6,6 +6,7 @@ import { bind, onLangChange } from './i18n.js';
 import { h, icon, replace, formatBytes, formatMib, relativeTime, absoluteTime, toastError } from './ui.js';
 import { get } from './api.js';
 import { stateBadge, setBadge, actionBar } from './vmcontrols.js';
+import { vmPanel } from './vmpanel.js';
 
 const POLL_MS = 2500;
 
@@ -46,6 +47,9 @@ export function mount(container, _params, { me }) {
           h('div', { class: 'vm-title' }, h('h3', { class: 'vm-name' }, vm.name), badge),
           meta, err)),
       actions.el);
+    // Snapshots, export and import of the student's own layer.
+    const panel = vmPanel(vm);
+    el.append(panel.el);
 
     function update(v) {
       setBadge(badge, v.state);
@@ -64,6 +68,7 @@ export function mount(container, _params, { me }) {
       else if (showErr) bind(err, 'vm.error', { msg: v.last_error });
       el.dataset.state = v.state;
       actions.update(v);
+      panel.update(v);
     }
     update(vm);
     return { el, update, setLab(on) { net.hidden = !on; } };

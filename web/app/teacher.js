@@ -259,7 +259,12 @@ function classView(container, courseId, { me }) {
     enrolBtn.disabled = true;
     try {
       const r = await post(`/api/courses/${encodeURIComponent(courseId)}/students`, { usernames: list });
-      const lines = [h('p', { i18n: ['teach.enrol.done', { enrolled: r.enrolled.length, vms: r.vms_created }] })];
+      // `enrolled` is every student of the request; those already in the
+      // course are reported apart so "Enrolled 2" never counts them again.
+      const already = r.already_enrolled || [];
+      const fresh = (r.enrolled || []).filter((n) => !already.includes(n));
+      const lines = [h('p', { i18n: ['teach.enrol.done', { enrolled: fresh.length, vms: r.vms_created }] })];
+      if (already.length) lines.push(h('p', { class: 'muted', i18n: ['teach.enrol.already', { n: already.length, names: already.join(', ') }] }));
       if (r.unknown && r.unknown.length) lines.push(h('p', { class: 'vm-error', i18n: ['teach.enrol.unknown', { names: r.unknown.join(', ') }] }));
       if (r.not_students && r.not_students.length) lines.push(h('p', { class: 'vm-error', i18n: ['teach.enrol.notStudents', { names: r.not_students.join(', ') }] }));
       replace(enrolResult, lines);

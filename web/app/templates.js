@@ -4,6 +4,7 @@
 import { t, bind } from './i18n.js';
 import { h, icon, replace, formatBytes, toast, toastError } from './ui.js';
 import { get, post, upload } from './api.js';
+import { sealDraft, abandonDraft } from './drafts.js';
 
 const TPL_STATES = { ready: 'running', draft: 'starting', failed: 'error' };
 
@@ -21,7 +22,20 @@ export function mount(container) {
       h('section', { class: 'card' }, treeBox),
       h('div', { class: 'stack' }, matchCard(), uploadCard)));
 
-  function renderTree(templates, courses) {
+  /** A draft's actions: open its build VM's console, seal, abandon. */
+  function draftActions(x, buildVm) {
+    const open = buildVm
+      ? h('a', { class: 'btn small', href: `#/desktop/${buildVm.id}`, dataset: { action: 'console' } }, icon('monitor'), h('span', { i18n: 'tpl.draft.console' }))
+      : h('span', { class: 'muted small', i18n: 'tpl.draft.noVm' });
+    const seal = h('button', { type: 'button', class: 'btn small primary', dataset: { action: 'seal' } }, icon('upload'), h('span', { i18n: 'tpl.seal' }));
+    const abandon = h('button', { type: 'button', class: 'btn small danger', dataset: { action: 'abandon' } }, h('span', { i18n: 'tpl.abandon' }));
+    seal.addEventListener('click', async () => { if (await sealDraft(x, seal)) load(); });
+    abandon.addEventListener('click', async () => { if (await abandonDraft(x, abandon)) load(); });
+    return h('div', { class: 'tree-actions' }, open, seal, abandon);
+  }
+
+  function renderTree(templates, courses, vms) {
+    const buildVms = new Map(vms.filter((v) => v.build_template_id).map((v) => [v.build_template_id, v]));
     const usedBy = new Map();
     for (const c of courses) {
       for (const s of c.vm_specs || []) {
@@ -60,7 +74,7 @@ export function mount(container) {
       }
       const courses = usedBy.get(x.id);
       const badgeState = TPL_STATES[x.state] || 'stopped';
-      return h('li', { role: 'treeitem', 'aria-expanded': kids.length ? String(open) : null },
+      return h('li', { role: 'treeitem', 'aria-expanded': kids.length ? String(open) : null, dataset: { tpl: x.name, state: x.state } },
         h('div', { class: 'tree-node' },
           toggle,
           h('div', {},
@@ -72,6 +86,7 @@ export function mount(container) {
               courses ? ` · ${[...courses].join(', ')}` : '')),
           h('span', { class: `badge state-${badgeState} tpl-state` }, h('span', { class: 'dot', 'aria-hidden': 'true' }),
             h('span', { i18n: `tpl.state.${x.state}` }))),
+        x.state === 'draft' ? draftActions(x, buildVms.get(x.id)) : null,
         sub);
     }
     treeBox.removeAttribute('aria-busy');
@@ -87,8 +102,9 @@ export function mount(container) {
 
   async function load() {
     try {
-      const [templates, courses] = await Promise.all([get('/api/templates'), get('/api/courses').catch(() => [])]);
-      if (!stopped) renderTree(templates, courses);
+      const [templates, courses, vms] = await Promise.all([
+        get('/api/templates'), get('/api/courses').catch(() => []), get('/api/vms').catch(() => [])]);
+      if (!stopped) renderTree(templates, courses, vms);
     } catch (err) {
       if (!stopped) toastError(err);
     }
@@ -146,10 +162,20 @@ function matchCard() {
         replace(result, h('p', { class: 'match-ok', i18n: ['tpl.match.exact', { name: r.exact.name }] }),
           h('a', { class: 'btn small', href: `#/teach/new/${r.exact.id}`, i18n: 'tpl.match.use' }));
       } else if (r.base) {
-        replace(result,
-          h('p', { i18n: ['tpl.match.base', { name: r.base.name }] }),
-          h('p', {}, h('span', { class: 'muted', i18n: 'tpl.match.missing' }), ' ', (r.missing || []).map((m) => h('span', { class: 'chip' }, m))),
-          deriveForm(r.base, r.missing || []));
+        const missing = r.missing || [];
+        const extra = r.extra || [];
+        const chips = (list) => list.map((m) => h('span', { class: 'chip' }, m));
+        const lines = [h('p', { class: 'match-base', i18n: ['tpl.match.base', { name: r.base.name }] })];
+        if (extra.length) lines.push(h('p', { class: 'match-extra' }, h('span', { class: 'muted', i18n: 'tpl.match.extra' }), ' ', chips(extra)));
+        if (missing.length) {
+          lines.push(h('p', { class: 'match-missing' }, h('span', { class: 'muted', i18n: 'tpl.match.missing' }), ' ', chips(missing)),
+            deriveForm(r.base, missing));
+        } else {
+          // Everything asked for is there (with more besides): use it as it is.
+          lines.push(h('p', { class: 'match-ok', i18n: 'tpl.match.allThere' }),
+            h('a', { class: 'btn small', href: `#/teach/new/${r.base.id}`, i18n: 'tpl.match.use' }));
+        }
+        replace(result, ...lines);
       } else {
         replace(result, h('p', { class: 'vm-error', i18n: 'tpl.match.none' }));
       }

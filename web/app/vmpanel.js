@@ -1,0 +1,182 @@
+// A personal VM's storage panel (a <details> under the VM's row): snapshots
+// (take, list, revert, delete, the quota), export (the re-importable tar and
+// a standalone qcow2) and import of an export archive with what its checks
+// said. Snapshots, export and import all need the VM stopped (the server
+// answers 409 vm_running otherwise): the controls say so and are disabled
+// while it runs. Data is loaded when the panel is opened, and again after
+// every change.
+
+import { t, bind } from './i18n.js';
+import { h, icon, replace, formatBytes, relativeTime, absoluteTime, toast, toastError, errorText, confirmDialog } from './ui.js';
+import { get, post, del, upload } from './api.js';
+
+export function vmPanel(vm) {
+  let current = vm;
+  let loaded = false;
+  let snaps = [];
+  let quota = null;
+  let busy = false;
+  const base = `/api/vms/${encodeURIComponent(vm.id)}`;
+
+  // ---- snapshots
+  const quotaText = h('span', { class: 'muted small snap-quota' });
+  const stoppedHint = h('p', { class: 'muted small stop-hint', i18n: 'panel.stopFirst' });
+  const snapList = h('ul', { class: 'snap-list' });
+  const snapName = h('input', { class: 'snap-name', maxlength: 64, autocomplete: 'off', required: true, i18nAria: 'panel.snap.name', i18nPh: 'panel.snap.name' });
+  const snapTake = h('button', { type: 'submit', class: 'btn small primary snap-take' }, icon('plus'), h('span', { i18n: 'panel.snap.take' }));
+  const snapForm = h('form', { class: 'snap-form', novalidate: true }, snapName, snapTake);
+
+  // ---- export
+  const exportTar = h('a', { class: 'btn small export-tar', download: '' }, icon('download'), h('span', { i18n: 'panel.export.tar' }));
+  const exportQcow = h('a', { class: 'btn small export-qcow2', download: '' }, icon('download'), h('span', { i18n: 'panel.export.qcow2' }));
+  const runCmd = h('code', { class: 'run-cmd' });
+  const runLine = h('p', { class: 'muted small', hidden: true }, h('span', { i18n: 'panel.export.run' }), ' ', runCmd);
+
+  // ---- import
+  const importFile = h('input', { type: 'file', class: 'import-file', accept: '.tar', i18nAria: 'panel.import.file' });
+  const importBtn = h('button', { type: 'submit', class: 'btn small import-go' }, icon('upload'), h('span', { i18n: 'panel.import.go' }));
+  const importProgress = h('span', { class: 'muted small', 'aria-live': 'polite' });
+  const importResult = h('div', { class: 'import-result', 'aria-live': 'polite' });
+  const importForm = h('form', { class: 'import-form', novalidate: true }, importFile, importBtn, importProgress);
+
+  const diskLine = h('p', { class: 'muted small disk-line' });
+
+  const el = h('details', { class: 'vm-panel' },
+    h('summary', { i18n: 'panel.summary' }),
+    h('div', { class: 'vm-panel-body' },
+      stoppedHint,
+      h('section', { class: 'panel-snaps' },
+        h('div', { class: 'panel-head' }, h('h4', { i18n: 'panel.snap.title' }), quotaText),
+        snapList, snapForm),
+      h('section', { class: 'panel-export' },
+        h('h4', { i18n: 'panel.export.title' }),
+        h('p', { class: 'muted small', i18n: 'panel.export.help' }),
+        h('div', { class: 'panel-row' }, exportTar, exportQcow), runLine),
+      h('section', { class: 'panel-import' },
+        h('h4', { i18n: 'panel.import.title' }),
+        h('p', { class: 'muted small', i18n: 'panel.import.help' }),
+        importForm, importResult),
+      diskLine));
+
+  const stopped = () => current.state === 'stopped' || current.state === 'error';
+
+  function renderSnaps() {
+    if (quota !== null) bind(quotaText, 'panel.snap.quota', { n: snaps.length, max: quota });
+    if (!snaps.length) { replace(snapList, h('li', { class: 'muted small', i18n: 'panel.snap.none' })); return; }
+    replace(snapList, snaps.map((s) => {
+      const revert = h('button', { type: 'button', class: 'btn small', dataset: { action: 'revert' } }, icon('reset'), h('span', { i18n: 'panel.snap.revert' }));
+      const remove = h('button', { type: 'button', class: 'btn small danger-text', dataset: { action: 'delete' } }, h('span', { i18n: 'panel.snap.delete' }));
+      revert.disabled = remove.disabled = !stopped() || busy;
+      revert.addEventListener('click', () => act(revert, {
+        title: ['panel.snap.revert.title', { name: s.name }], body: 'panel.snap.revert.body', confirm: 'panel.snap.revert', danger: true,
+      }, async () => {
+        await post(`${base}/snapshots/${encodeURIComponent(s.id)}/revert`);
+        toast(t('panel.snap.reverted', { name: s.name }), 'success');
+      }));
+      remove.addEventListener('click', () => act(remove, {
+        title: ['panel.snap.delete.title', { name: s.name }], body: 'panel.snap.delete.body', confirm: 'panel.snap.delete', danger: true,
+      }, async () => {
+        await del(`${base}/snapshots/${encodeURIComponent(s.id)}`);
+        toast(t('panel.snap.deleted', { name: s.name }), 'success');
+      }));
+      const when = h('span', { class: 'muted small', title: absoluteTime(s.created_at) }, relativeTime(s.created_at));
+      return h('li', { class: 'snap', dataset: { snap: s.name, kind: s.kind } },
+        h('span', { class: 'snap-label' }, h('strong', {}, s.name), ' ',
+          s.kind === 'backup' ? h('span', { class: 'chip', i18n: 'panel.snap.backup' }) : null, ' ', when,
+          s.size_bytes != null ? h('span', { class: 'muted small' }, ` · ${formatBytes(s.size_bytes)}`) : null),
+        h('span', { class: 'snap-actions' }, revert, remove));
+    }));
+  }
+
+  /** Asks, runs `f`, reloads; the button shows progress meanwhile. */
+  async function act(btn, dialog, f) {
+    if (dialog && !(await confirmDialog(dialog))) return;
+    busy = true;
+    btn.classList.add('busy');
+    sync();
+    try { await f(); } catch (err) { toastError(err); }
+    busy = false;
+    btn.classList.remove('busy');
+    await load();
+  }
+
+  async function load() {
+    try {
+      const [list, disk] = await Promise.all([get(`${base}/snapshots`), get(`${base}/disk`).catch(() => null)]);
+      snaps = list;
+      if (disk) {
+        quota = disk.snapshot_quota ?? quota;
+        bind(diskLine, 'panel.disk', { used: formatBytes(disk.overlay_bytes), backup: formatBytes(disk.backup_bytes), size: formatBytes(disk.virtual_size_bytes) });
+      }
+      loaded = true;
+      renderSnaps();
+      sync();
+    } catch (err) { toastError(err); }
+    try {
+      const m = await get(`${base}/export/manifest`);
+      runCmd.textContent = m.standalone_command || '';
+      runLine.hidden = !m.standalone_command;
+    } catch { /* the links still work */ }
+  }
+
+  function setLink(a, href, on) {
+    if (on) { a.href = href; a.removeAttribute('aria-disabled'); a.classList.remove('disabled'); }
+    else { a.removeAttribute('href'); a.setAttribute('aria-disabled', 'true'); a.classList.add('disabled'); }
+  }
+
+  function sync() {
+    const ok = stopped() && !busy;
+    stoppedHint.hidden = stopped();
+    snapName.disabled = snapTake.disabled = !ok || (quota !== null && snaps.length >= quota);
+    importFile.disabled = importBtn.disabled = !ok;
+    setLink(exportTar, `${base}/export`, ok);
+    setLink(exportQcow, `${base}/export?standalone=true`, ok);
+    for (const b of snapList.querySelectorAll('button')) b.disabled = !ok;
+  }
+
+  snapForm.addEventListener('submit', (e) => {
+    e.preventDefault();
+    const name = snapName.value.trim();
+    if (!name) { snapName.focus(); return; }
+    act(snapTake, null, async () => {
+      await post(`${base}/snapshots`, { name });
+      snapName.value = '';
+      toast(t('panel.snap.taken', { name }), 'success');
+    });
+  });
+
+  importForm.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const f = importFile.files[0];
+    if (!f) { toast(t('panel.import.choose'), 'error'); importFile.focus(); return; }
+    const ok = await confirmDialog({ title: ['panel.import.title.confirm', { name: current.name }], body: 'panel.import.body', confirm: 'panel.import.go', danger: true });
+    if (!ok) return;
+    replace(importResult);
+    await act(importBtn, null, async () => {
+      try {
+        const r = await upload(`${base}/import`, f, (done, total, finished) => {
+          if (finished) bind(importProgress, 'panel.import.checking');
+          else bind(importProgress, 'tpl.upload.progress', { pct: total ? Math.floor((done / total) * 100) : 0, done: formatBytes(done), total: formatBytes(total) });
+        });
+        replace(importResult, h('p', { class: 'match-ok import-ok', i18n: ['panel.import.done', { backup: r.backup.name }] }));
+        importFile.value = '';
+      } catch (err) {
+        // The checks' verdict (bad_archive, template_mismatch, corrupt_export, …) stays on screen.
+        replace(importResult, h('p', { class: 'vm-error import-error', dataset: { code: err.code || '' } }, errorText(err)));
+      } finally {
+        replace(importProgress);
+      }
+    });
+  });
+
+  el.addEventListener('toggle', () => { if (el.open && !loaded) load(); });
+
+  return {
+    el,
+    update(v) {
+      const was = stopped();
+      current = v;
+      if (loaded) { sync(); if (was !== stopped()) load(); }
+    },
+  };
+}
