@@ -1,6 +1,7 @@
 // A student's day, end to end in a real browser against a real VM:
 // sign in → see the course → Start → running → Open desktop → the noVNC
-// canvas shows the guest → type `echo hello` + Enter → the screen changes.
+// canvas shows the guest → type `echo hello` + Enter → the screen changes →
+// force off from the desktop's own power controls.
 // usage: node tests/browser/student.mjs <base-url> <username> <password> <artifact-dir>
 
 import { run, assert, unexpectedErrors } from './lib.mjs';
@@ -149,12 +150,18 @@ await run('student', artifactDir, async ({ newPage, step, shot, logs }) => {
   await page.waitForSelector('.desktop[data-connects="2"][data-conn=connected]', { timeout: 30000 });
   step('reconnected by itself after a dropped connection');
 
-  // The VM is forced off elsewhere: the page says so and offers to start it.
-  const vmId = page.url().split('/desktop/')[1];
-  const status = await page.evaluate((id) => fetch(`/api/vms/${id}/poweroff`, { method: 'POST' }).then((r) => r.status), vmId);
-  assert(status === 200, `poweroff answered ${status}`);
+  // The desktop's own power controls: force off asks first, then the page
+  // says the VM stopped, offers to start it, and disables what needs a console.
+  for (const a of ['shutdown', 'reboot', 'poweroff']) {
+    assert(await page.locator(`.desktop-power [data-action=${a}]`).isEnabled(), `${a} is offered while the VM runs`);
+  }
+  await page.click('.desktop-power [data-action=poweroff]');
+  await page.click('dialog[open] button[value=ok]');
   await page.waitForSelector('.desktop[data-conn=stopped] .screen-overlay:not([hidden])', { timeout: 30000 });
   assert(await page.locator('.screen-overlay .btn.primary').count() === 1, 'a Start button is offered');
+  for (const sel of ['button[aria-controls=paste-panel]', '.desktop-power [data-action=poweroff]', '.desktop-power [data-action=shutdown]']) {
+    assert(await page.locator(`.desktop-tools ${sel}`).isDisabled(), `${sel} is disabled while the VM is stopped`);
+  }
   await shot(page, 'student-desktop-stopped.png');
   step(`VM stopped: the page shows "${(await page.textContent('.overlay-msg')).trim()}" / "${(await page.textContent('.overlay-detail')).trim()}"`);
 

@@ -8,7 +8,7 @@ import RFB from '/vendor/novnc/core/rfb.js';
 import { t, bind, onLangChange } from './i18n.js';
 import { h, icon, button, replace, toast, toastError, errorText } from './ui.js';
 import { get, post } from './api.js';
-import { stateBadge, setBadge } from './vmcontrols.js';
+import { stateBadge, setBadge, allowed, runAction } from './vmcontrols.js';
 import { typeText } from './keys.js';
 import { sealDraft, abandonDraft } from './drafts.js';
 
@@ -49,6 +49,18 @@ export function mount(container, [vmId], { me }) {
   const pasteBtn = button({ label: 'desktop.paste', icon: 'paste', kind: 'small', attrs: { 'aria-expanded': 'false', 'aria-controls': 'paste-panel' } });
   const cadBtn = button({ label: 'desktop.cad', icon: 'keyboard', kind: 'small', aria: ['desktop.cad.aria'] });
   const fsBtn = button({ label: 'desktop.fullscreen', icon: 'fullscreen', kind: 'small' });
+  // Power controls of the VM itself (the same actions as on the course list).
+  const power = [['shutdown', 'vm.shutdown', 'power', ''], ['reboot', 'vm.reboot', 'reboot', ''], ['poweroff', 'vm.poweroff', 'plug', 'danger-text']]
+    .map(([action, label, ic, kind]) => {
+      const b = button({ label, icon: ic, kind: `small ${kind}`, aria: [label], attrs: { 'data-action': action } });
+      b.addEventListener('click', async () => {
+        const updated = await runAction(action, vm, { onConfirmed: () => { b.disabled = true; b.classList.add('busy'); } });
+        b.classList.remove('busy');
+        if (updated) updateVm(updated); else syncTools();
+      });
+      return [action, b];
+    });
+  const powerGroup = h('div', { class: 'btn-group desktop-power', role: 'group', i18nAria: 'desktop.power' }, power.map(([, b]) => b));
   const pasteText = h('textarea', { id: 'paste-text', rows: 3, spellcheck: 'false', autocomplete: 'off' });
   const pasteSend = button({ label: 'desktop.paste.send', kind: 'primary small' });
   const pasteProgress = h('span', { class: 'muted paste-progress', 'aria-live': 'polite' });
@@ -69,17 +81,31 @@ export function mount(container, [vmId], { me }) {
     h('div', { class: 'desktop-bar' },
       back,
       h('div', { class: 'desktop-heading' }, h('div', { class: 'desktop-title-row' }, title, badge), status),
-      h('div', { class: 'desktop-tools' }, pasteBtn, cadBtn, fsBtn)),
+      h('div', { class: 'desktop-tools' }, powerGroup, pasteBtn, cadBtn, fsBtn)),
     pastePanel,
     h('div', { class: 'screen-wrap' }, screen, spinner, overlay));
   replace(container, desk);
   container.classList.add('desktop-container');
 
   // ---- status helpers
+  /** Tools that need a live console (or a VM in the right state) are disabled otherwise. */
+  function syncTools() {
+    const live = desk.dataset.conn === 'connected';
+    pasteBtn.disabled = !live;
+    cadBtn.disabled = !live;
+    fsBtn.disabled = !live && !isFullscreen();
+    pasteSend.disabled = !live && !typingAbort;
+    if (!live && !pastePanel.hidden) { pastePanel.hidden = true; pasteBtn.setAttribute('aria-expanded', 'false'); }
+    for (const [action, b] of power) {
+      if (!b.classList.contains('busy')) b.disabled = !vm || !allowed(action, vm.state);
+    }
+  }
+
   function setStatus(conn, key, args) {
     desk.dataset.conn = conn;
     bind(status, key, args);
     spinner.hidden = !(conn === 'connecting' || conn === 'reconnecting');
+    syncTools();
   }
 
   function showOverlay(msgKey, msgArgs, detail, actions) {
@@ -136,6 +162,7 @@ export function mount(container, [vmId], { me }) {
     bind(title, 'desktop.title', { name: v.name });
     setBadge(badge, v.state);
     document.title = `${v.name} · pvce`;
+    syncTools();
   }
 
   // ---- connection
@@ -340,7 +367,8 @@ export function mount(container, [vmId], { me }) {
     let tpl;
     try { tpl = await get(`/api/templates/${encodeURIComponent(vm.build_template_id)}`); } catch { return; }
     if (unmounted || tpl.state !== 'draft') return;
-    const draft = h('span', { class: 'chip draft-chip', i18n: ['tpl.draft.of', { name: tpl.name }] });
+    const draft = h('p', { class: 'draft-chip' }, h('strong', { i18n: ['tpl.draft.of', { name: tpl.name }] }), ' ',
+      h('span', { class: 'muted', i18n: 'tpl.draft.hint' }));
     const seal = button({ label: 'tpl.seal', icon: 'upload', kind: 'small primary', attrs: { id: 'seal-draft' } });
     const abandon = button({ label: 'tpl.abandon', kind: 'small danger', attrs: { id: 'abandon-draft' } });
     seal.addEventListener('click', async () => {
@@ -349,7 +377,8 @@ export function mount(container, [vmId], { me }) {
     abandon.addEventListener('click', async () => {
       if (await abandonDraft(tpl, abandon)) location.hash = '#/templates';
     });
-    desk.querySelector('.desktop-tools').prepend(draft, seal, abandon);
+    // A strip of its own under the toolbar: the VM's tools keep their room.
+    desk.querySelector('.desktop-bar').after(h('div', { class: 'draft-bar' }, draft, h('div', { class: 'draft-actions' }, seal, abandon)));
   }
 
   // Simulates a network drop (used by the browser test of automatic reconnection).

@@ -11,6 +11,9 @@ import { post, del } from './api.js';
 export async function sealDraft(tpl, btn) {
   const ok = await confirmDialog({ title: ['tpl.seal.title', { name: tpl.name }], body: 'tpl.seal.body', confirm: 'tpl.seal' });
   if (!ok) return false;
+  // The server shuts the build VM down first (ACPI, forced after a timeout):
+  // say so, the answer may take a minute.
+  toast(t('tpl.sealing', { name: tpl.name }), 'info');
   return busy(btn, async () => {
     await post(`/api/templates/${encodeURIComponent(tpl.id)}/seal`);
     toast(t('tpl.sealed', { name: tpl.name }), 'success');
