@@ -283,6 +283,10 @@ async fn teacher_imports_an_image_creates_a_course_and_enrols_students() {
     env.user("test-ui-teacher", Role::Teacher).await;
     env.user("test-ui-s1", Role::Student).await;
     env.user("test-ui-s2", Role::Student).await;
+    sqlx::query("UPDATE users SET display_name = 'Student One' WHERE username = 'test-ui-s1'")
+        .execute(&env.server.state.pool)
+        .await
+        .unwrap();
     let (base, _serving) = ui_base(&env).await;
     let dir = artifact_dir();
     let _ = std::fs::remove_file(dir.join("teacher-class.png"));

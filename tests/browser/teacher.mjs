@@ -86,6 +86,21 @@ await run('teacher', artifactDir, async ({ newPage, step, shot, logs }) => {
   assert(again.includes('Newly enrolled: 0; VMs created: 0.'), `re-enrolment counts nobody new, got "${again}"`);
   assert(students.every((s) => again.includes(s)), `the already enrolled are named, got "${again}"`);
   step('re-enrolment: reported as already enrolled, nothing created');
+
+  // The class view names students by display name (and username); a
+  // student's desktop opened by the teacher says whose it is.
+  const s1Row = page.locator('table.data tbody tr', { hasText: `Student One (${students[0]})` });
+  await s1Row.waitFor();
+  const s1Vm = await s1Row.getAttribute('data-vm-id');
+  const classUrl = page.url();
+  await page.goto(`${base}/#/desktop/${s1Vm}`);
+  await page.waitForSelector(`.desktop-owner >> text=Student: Student One (${students[0]})`);
+  await page.waitForSelector('.desktop[data-conn=stopped]');
+  const back = await page.getAttribute('.desktop-bar a.btn', 'href');
+  assert(classUrl.endsWith(back), `Back from a student's desktop goes to the class (${back})`);
+  await page.click('.desktop-bar a.btn');
+  await page.waitForSelector('table.data tbody tr');
+  step('display names in the class view; the student desktop says whose it is');
   const rows = await page.locator('table.data tbody tr').count();
   assert(rows === students.length, `one VM row per student, got ${rows}`);
   for (const s of await page.locator('tbody tr .badge').allTextContents()) assert(s === 'Stopped', `state ${s}`);

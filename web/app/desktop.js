@@ -44,6 +44,8 @@ export function mount(container, [vmId], { me }) {
   // ---- layout
   const back = h('a', { class: 'btn ghost icon-btn', href: me.role === 'student' ? '#/courses' : '#/teach', i18nAria: 'desktop.back', i18nTitle: 'desktop.back' }, icon('back'));
   const title = h('h1', { class: 'desktop-title' });
+  // A teacher (or admin) looking at a student's VM: whose it is.
+  const owner = h('span', { class: 'chip desktop-owner', hidden: true });
   const badge = stateBadge('stopped');
   const status = h('p', { class: 'desktop-status', role: 'status', 'aria-live': 'polite' });
   const pasteBtn = button({ label: 'desktop.paste', icon: 'paste', kind: 'small', attrs: { 'aria-expanded': 'false', 'aria-controls': 'paste-panel' } });
@@ -80,7 +82,7 @@ export function mount(container, [vmId], { me }) {
   const desk = h('div', { class: 'desktop', dataset: { conn: 'init' } },
     h('div', { class: 'desktop-bar' },
       back,
-      h('div', { class: 'desktop-heading' }, h('div', { class: 'desktop-title-row' }, title, badge), status),
+      h('div', { class: 'desktop-heading' }, h('div', { class: 'desktop-title-row' }, title, badge, owner), status),
       h('div', { class: 'desktop-tools' }, powerGroup, pasteBtn, cadBtn, fsBtn)),
     pastePanel,
     h('div', { class: 'screen-wrap' }, screen, spinner, overlay));
@@ -381,6 +383,16 @@ export function mount(container, [vmId], { me }) {
     desk.querySelector('.desktop-bar').after(h('div', { class: 'draft-bar' }, draft, h('div', { class: 'draft-actions' }, seal, abandon)));
   }
 
+  async function showOwner() {
+    let students;
+    try { students = await get(`/api/courses/${encodeURIComponent(vm.course_id)}/students`); } catch { return; }
+    const u = (students || []).find((x) => x.id === vm.owner_id);
+    if (!u || unmounted) return;
+    const name = u.display_name && u.display_name !== u.username ? `${u.display_name} (${u.username})` : u.username;
+    bind(owner, 'desktop.owner', { name });
+    owner.hidden = false;
+  }
+
   // Simulates a network drop (used by the browser test of automatic reconnection).
   desk.addEventListener('pvce:drop', () => { if (socket) socket.close(); });
 
@@ -406,6 +418,7 @@ export function mount(container, [vmId], { me }) {
       bind(back, 'desktop.backTemplates', null, 'title');
     }
     if (vm.build_template_id && me.role !== 'student') offerSeal();
+    if (vm.course_id && vm.owner_id !== me.id) showOwner();
     pollVm();
     if (vm.state === 'running') connect(); else notRunning('');
   })();

@@ -170,12 +170,16 @@ function classView(container, courseId, { me }) {
       h('div', { class: 'section-head' }, h('h2', { i18n: 'teach.enrol' })),
       enrolForm));
 
+  /** "Display Name (username)", or the username when there is no display name. */
   function ownerName(id) {
     return names.get(id) || id.slice(0, 8);
   }
+  function label(u) {
+    return u.display_name && u.display_name !== u.username ? `${u.display_name} (${u.username})` : u.username;
+  }
   // The VM list may carry the owner's username itself (owner_username).
   function learnNames(vms) {
-    for (const v of vms) if (v.owner_username) names.set(v.owner_id, v.owner_username);
+    for (const v of vms) if (v.owner_username && !names.has(v.owner_id)) names.set(v.owner_id, v.owner_username);
   }
 
   function row(vm) {
@@ -221,10 +225,10 @@ function classView(container, courseId, { me }) {
     // Usernames: the course's student list if the server has it, the user list for admins.
     try {
       const list = await get(`/api/courses/${encodeURIComponent(courseId)}/students`);
-      if (Array.isArray(list)) for (const u of list) names.set(u.id, u.username);
+      if (Array.isArray(list)) for (const u of list) names.set(u.id, label(u));
     } catch { /* not available */ }
     if (me.role === 'admin') {
-      try { for (const u of await get('/api/users')) names.set(u.id, u.username); } catch { /* ignore */ }
+      try { for (const u of await get('/api/users')) if (!names.has(u.id)) names.set(u.id, label(u)); } catch { /* ignore */ }
     }
   }
 
