@@ -101,6 +101,14 @@ await run('teacher', artifactDir, async ({ newPage, step, shot, logs }) => {
   await page.click('.desktop-bar a.btn');
   await page.waitForSelector('table.data tbody tr');
   step('display names in the class view; the student desktop says whose it is');
+
+  // "Start all" says how many VMs it touches before it does (cancelled here).
+  await page.click('.section-head .btn-group button:first-child');
+  await page.waitForSelector(`dialog[open] h2 >> text=Start ${students.length} VMs?`);
+  await page.click('dialog[open] button[value=cancel]');
+  await page.waitForSelector('dialog', { state: 'detached' });
+  for (const s of await page.locator('tbody tr .badge').allTextContents()) assert(s === 'Stopped', `cancelled: still ${s}`);
+  step('bulk start asks first with the number of VMs');
   const rows = await page.locator('table.data tbody tr').count();
   assert(rows === students.length, `one VM row per student, got ${rows}`);
   for (const s of await page.locator('tbody tr .badge').allTextContents()) assert(s === 'Stopped', `state ${s}`);

@@ -3,7 +3,7 @@
 // state, power actions, the console, enrolment by pasted usernames.
 
 import { t, onLangChange } from './i18n.js';
-import { h, icon, button, replace, formatBytes, formatMib, relativeTime, absoluteTime, toast, toastError } from './ui.js';
+import { h, icon, button, replace, formatBytes, formatMib, relativeTime, absoluteTime, toast, toastError, confirmDialog } from './ui.js';
 import { get, post } from './api.js';
 import { stateBadge, setBadge, actionBar, allowed } from './vmcontrols.js';
 
@@ -246,11 +246,20 @@ function classView(container, courseId, { me }) {
   }
 
   async function bulk(action) {
-    const targets = lastVms.filter((v) => allowed(action, v.state));
+    const targets = (lastVms || []).filter((v) => allowed(action, v.state));
+    if (!targets.length) { toast(t(`teach.bulk.${action}.none`), 'info'); return; }
+    // Says how many VMs the click touches before it does.
+    const ok = await confirmDialog({
+      title: [`teach.bulk.${action}.title`, { n: targets.length }],
+      body: [`teach.bulk.${action}.body`, { n: targets.length }],
+      confirm: [`teach.bulk.${action}.confirm`, { n: targets.length }],
+      danger: action === 'shutdown',
+    });
+    if (!ok) return;
     const results = await Promise.allSettled(targets.map((v) => post(`/api/vms/${v.id}/${action}`)));
     const failed = results.filter((r) => r.status === 'rejected');
     if (failed.length) toastError(failed[0].reason);
-    toast(t('teach.bulkDone', { n: targets.length }), 'success');
+    toast(t('teach.bulkDone', { n: targets.length - failed.length, failed: failed.length }), failed.length ? 'error' : 'success');
     refresh().catch(() => {});
   }
   startAll.addEventListener('click', async () => { startAll.classList.add('busy'); await bulk('start'); startAll.classList.remove('busy'); });
