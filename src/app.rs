@@ -152,13 +152,9 @@ pub async fn start(config: Config, listen: &str) -> anyhow::Result<Server> {
     let listener = TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
     let router = crate::http::router(state.clone());
-    let handle = tokio::spawn(async move {
-        let service = router.into_make_service_with_connect_info::<SocketAddr>();
-        // TCP_NODELAY on every accepted socket: console echoes must not wait for ACKs.
-        if let Err(e) = axum::serve(crate::console::nodelay(listener), service).await {
-            tracing::error!(error = %e, "server stopped");
-        }
-    });
+    // TCP_NODELAY on every accepted socket (console echoes must not wait
+    // for ACKs), and hyper's own refusals in JSON: see src/http/serve.rs.
+    let handle = tokio::spawn(crate::http::serve::serve(listener, router));
     Ok(Server {
         addr,
         state,

@@ -12,8 +12,11 @@ pub mod courses;
 pub mod error;
 pub mod events;
 pub mod extract;
+pub mod limits;
 pub mod nodes;
+pub mod origin;
 pub mod portable;
+pub mod serve;
 pub mod snapshots;
 pub mod templates;
 pub mod users;
@@ -51,6 +54,14 @@ pub fn router(state: AppState) -> Router {
         .route("/api/openapi.json", get(openapi))
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
+        // Innermost first: the Origin rule, the head limits, then any
+        // framework error made JSON, all inside the access log.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            origin::check,
+        ))
+        .layer(axum::middleware::from_fn(limits::check))
+        .layer(axum::middleware::from_fn(error::json_errors))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             // Path only: the query string may hold a console token.
             tracing::info_span!("http", method = %req.method(), path = %req.uri().path())
