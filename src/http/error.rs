@@ -172,6 +172,16 @@ impl From<super::limits::LimitError> for ApiError {
     }
 }
 
+impl From<crate::metrics::MetricsError> for ApiError {
+    fn from(e: crate::metrics::MetricsError) -> Self {
+        match e {
+            crate::metrics::MetricsError::Unauthorized => {
+                Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", e.to_string())
+            }
+        }
+    }
+}
+
 impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
         match e {
