@@ -252,6 +252,9 @@ impl From<TemplateError> for ApiError {
     fn from(e: TemplateError) -> Self {
         match e {
             TemplateError::Invalid(m) => Self::bad_request(m),
+            TemplateError::Unacceptable(m) => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "unacceptable", m)
+            }
             TemplateError::NotFound => Self::not_found(),
             TemplateError::NameTaken(_) => {
                 Self::new(StatusCode::CONFLICT, "name_taken", e.to_string())
@@ -279,6 +282,9 @@ impl From<CourseError> for ApiError {
     fn from(e: CourseError) -> Self {
         match e {
             CourseError::Invalid(m) => Self::bad_request(m),
+            CourseError::Unacceptable(m) => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "unacceptable", m)
+            }
             CourseError::NotFound => Self::not_found(),
             CourseError::CodeTaken(_) => {
                 Self::new(StatusCode::CONFLICT, "code_taken", e.to_string())
@@ -511,6 +517,7 @@ impl From<BuildError> for ApiError {
             BuildError::StillRunning => {
                 Self::new(StatusCode::CONFLICT, "vm_running", e.to_string())
             }
+            BuildError::NotDraft(_) => Self::new(StatusCode::CONFLICT, "not_draft", e.to_string()),
         }
     }
 }
