@@ -44,6 +44,8 @@ if ! cmp -s "$REQ" "$VENV/.requirements" 2>/dev/null; then
 fi
 
 DATA=$(mktemp -d /tmp/pvce-st-XXXXXX)
+# QEMU runs as its own user and must reach the layers (derive boots a VM).
+chmod 755 "$DATA"
 export PVCE_DATA_DIR=$DATA/data
 export PVCE_DOMAIN_PREFIX=$PREFIX
 export PVCE_TEMPLATE_POOL=${PREFIX}tpl
@@ -140,6 +142,11 @@ run_role student "$STUDENT" || STATUS=1
 if grep -q "panicked" "$DATA/server.log"; then
   echo "the server panicked:"; grep -A3 "panicked" "$DATA/server.log" | head -20
   STATUS=1
+fi
+if [ "$STATUS" -ne 0 ]; then
+  echo "== the server's errors (full log: target/schemathesis-server.log)"
+  cp "$DATA/server.log" "$ROOT/target/schemathesis-server.log"
+  grep -E "ERROR|panicked" "$DATA/server.log" | sed 's/\x1b\[[0-9;]*m//g' | tail -20 || true
 fi
 if [ "$STATUS" -eq 0 ]; then
   echo "== schemathesis: PASS (admin and student: no 5xx, no schema violation, no valid request refused)"
