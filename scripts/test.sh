@@ -18,4 +18,7 @@ cargo test --locked --no-run
 # VM tests are CPU-heavy under TCG on 2 cores: run test binaries one at a time,
 # tests within a binary two at a time.
 cargo test --locked -- --test-threads="${PVCE_TEST_THREADS:-2}"
+echo "== schemathesis"
+# The API against its own openapi.json, as admin and as student (bounded).
+bash scripts/schemathesis.sh
 echo "== all tests passed"

@@ -88,6 +88,8 @@ impl AppState {
 #[derive(Debug)]
 pub struct Server {
     pub addr: SocketAddr,
+    /// Where `/metrics` is served when `--metrics-listen` is set.
+    pub metrics_addr: Option<SocketAddr>,
     pub state: AppState,
     handle: tokio::task::JoinHandle<()>,
     background: Vec<tokio::task::JoinHandle<()>>,
@@ -149,7 +151,7 @@ pub async fn start(config: Config, listen: &str) -> anyhow::Result<Server> {
     if let Err(e) = state.vms.reconcile_once().await {
         tracing::warn!(error = %e, "initial reconcile failed");
     }
-    let background = vec![
+    let mut background = vec![
         state.nodes.clone().spawn_monitor(&state.health),
         Arc::new(crate::monitor::Monitor::new(
             state.pool.clone(),
@@ -164,16 +166,20 @@ pub async fn start(config: Config, listen: &str) -> anyhow::Result<Server> {
     ];
     let listener = TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
+    let mut metrics_addr = None;
+    if let Some(metrics_listen) = &state.config.metrics_listen {
+        let l = TcpListener::bind(metrics_listen).await?;
+        metrics_addr = Some(l.local_addr()?);
+        let router = crate::http::metrics_router(state.clone());
+        background.push(tokio::spawn(crate::http::serve::serve(l, router)));
+    }
     let router = crate::http::router(state.clone());
-    let handle = tokio::spawn(async move {
-        let service = router.into_make_service_with_connect_info::<SocketAddr>();
-        // TCP_NODELAY on every accepted socket: console echoes must not wait for ACKs.
-        if let Err(e) = axum::serve(crate::console::nodelay(listener), service).await {
-            tracing::error!(error = %e, "server stopped");
-        }
-    });
+    // TCP_NODELAY on every accepted socket (console echoes must not wait
+    // for ACKs), and hyper's own refusals in JSON: see src/http/serve.rs.
+    let handle = tokio::spawn(crate::http::serve::serve(listener, router));
     Ok(Server {
         addr,
+        metrics_addr,
         state,
         handle,
         background,

@@ -47,6 +47,8 @@ pub enum BuildError {
     NotOwner,
     #[error("the build VM did not stop in time; try again or force it off")]
     StillRunning,
+    #[error("only a draft template can be {0}")]
+    NotDraft(&'static str),
 }
 
 /// Creates a draft child of `parent_id` and boots its build VM.
@@ -71,7 +73,7 @@ pub async fn derive(
         return Err(TemplateError::NotReady.into());
     }
     if parent.parent_id.is_none() {
-        return Err(TemplateError::Invalid(
+        return Err(TemplateError::Unacceptable(
             "derive from a bootable template, not the blank root".into(),
         )
         .into());
@@ -81,7 +83,7 @@ pub async fn derive(
     software.extend(added);
     let software = templates::normalise_software(&software)?;
     if !templates::is_strict_superset(&software, &parent.software) {
-        return Err(TemplateError::Invalid(
+        return Err(TemplateError::Unacceptable(
             "name at least one piece of software the parent lacks".into(),
         )
         .into());
@@ -184,7 +186,7 @@ pub async fn seal(
     let t = templates::get(pool, template_id).await?;
     check_owner(&t, user)?;
     if t.state != TemplateState::Draft {
-        return Err(TemplateError::Invalid("only a draft template can be sealed".into()).into());
+        return Err(BuildError::NotDraft("sealed"));
     }
     if let Some(vm_id) = build_vm(pool, template_id).await? {
         let vm = vms.get_for(user, vm_id).await?;
@@ -253,7 +255,7 @@ pub async fn abandon(
     let t = templates::get(pool, template_id).await?;
     check_owner(&t, user)?;
     if t.state != TemplateState::Draft && t.state != TemplateState::Failed {
-        return Err(TemplateError::Invalid("only drafts can be abandoned".into()).into());
+        return Err(BuildError::NotDraft("abandoned"));
     }
     if let Some(vm_id) = build_vm(pool, template_id).await? {
         let vm = vms::load(pool, vm_id).await?;

@@ -98,6 +98,18 @@ pub struct Config {
     #[arg(long, env = "PVCE_TRUST_FORWARDED_PROTO", default_value_t = false)]
     pub trust_forwarded_proto: bool,
 
+    /// A bearer token `/metrics` requires (`Authorization: Bearer <token>`,
+    /// Prometheus `authorization.credentials`); unset, `/metrics` is open to
+    /// anyone who reaches it. Never logged.
+    #[arg(long, env = "PVCE_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<Secret>,
+
+    /// Serve `/metrics` only on this separate address (`127.0.0.1:9464`),
+    /// not on the main listener: the Prometheus convention, for a port only
+    /// the monitoring network reaches.
+    #[arg(long, env = "PVCE_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
+
     /// Extra Origins allowed to open console WebSockets (comma-separated), besides the server's own.
     #[arg(long, env = "PVCE_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
@@ -148,6 +160,35 @@ pub struct Config {
     /// Snapshots allowed per personal VM (at least 1; an import's backup counts too).
     #[arg(long, env = "PVCE_SNAPSHOT_QUOTA", default_value_t = crate::snapshots::DEFAULT_QUOTA, value_parser = parse_quota)]
     pub snapshot_quota: usize,
+}
+
+/// A setting that must never reach a log: `Debug` prints `Secret(…)`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(…)")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        // A header value carries visible ASCII only; an empty token would
+        // make `Bearer ` match.
+        if t.is_empty() || !t.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err("the token must be non-empty visible ASCII (no spaces)".into());
+        }
+        Ok(Secret(t.to_owned()))
+    }
 }
 
 /// `scheme://host[:port]` with scheme http or https, no path, query or user
@@ -237,6 +278,8 @@ impl Config {
             console_max_per_user: 4,
             console_max_total: 1000,
             allowed_origins: Vec::new(),
+            metrics_token: None,
+            metrics_listen: None,
             public_url: None,
             trust_forwarded_proto: false,
             session_hours: 12,
@@ -300,6 +343,18 @@ mod tests {
         assert!(parse_public_url("https://x/path").is_err());
         assert!(parse_public_url("https://u@x").is_err());
         assert!(parse_public_url("lab.example.edu").is_err());
+    }
+
+    #[test]
+    fn secrets_parse_and_never_print() {
+        let s: Secret = " s3cret-Token ".parse().expect("token");
+        assert_eq!(s.expose(), "s3cret-Token");
+        assert!(!format!("{s:?}").contains("s3cret"));
+        let mut c = Config::for_data_dir("/d");
+        c.metrics_token = Some(s);
+        assert!(!format!("{c:?}").contains("s3cret"));
+        assert!("".parse::<Secret>().is_err());
+        assert!("a b".parse::<Secret>().is_err());
     }
 
     #[test]

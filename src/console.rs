@@ -490,43 +490,6 @@ fn close_msg(code: u16, reason: &str) -> Message {
     }))
 }
 
-/// The server's listener with TCP_NODELAY set on every accepted connection.
-///
-/// Serve the router that carries `/ws/console` with it
-/// (`axum::serve(console::nodelay(listener), …)`). axum leaves Nagle's
-/// algorithm on for accepted sockets, so a small console frame (a keystroke's
-/// echo, a cursor update) written while an earlier segment is still unacked
-/// waits for that ACK — millisecond tails on keystroke echoes and a stalled
-/// tail on every framebuffer update (compare `PVCE_BENCH_NAGLE=1` in
-/// `benches/console_proxy.rs`). The relay already sets TCP_NODELAY on its own
-/// connection to the node.
-pub fn nodelay(
-    listener: tokio::net::TcpListener,
-) -> axum::serve::TapIo<tokio::net::TcpListener, fn(&mut TcpStream)> {
-    use axum::serve::ListenerExt;
-    fn set(tcp: &mut TcpStream) {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "TCP_NODELAY not set");
-        }
-    }
-    listener.tap_io(set as fn(&mut TcpStream))
-}
-
-/// True if `origin` is allowed: same host as the request, or in the allow-list.
-pub fn origin_allowed(origin: Option<&str>, host: Option<&str>, allow: &[String]) -> bool {
-    let Some(origin) = origin else {
-        // Non-browser clients (remote tools, tests) send no Origin; tokens still gate them.
-        return true;
-    };
-    if allow.iter().any(|a| a == origin) {
-        return true;
-    }
-    let origin_host = origin
-        .strip_prefix("http://")
-        .or_else(|| origin.strip_prefix("https://"));
-    matches!((origin_host, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -728,30 +691,5 @@ mod tests {
         assert!(lines.contains(&"title=alice / OS [virt-viewer] host=evil"));
         assert_eq!(lines.iter().filter(|l| l.starts_with("host=")).count(), 1);
         assert_eq!(lines.iter().filter(|l| l.starts_with('[')).count(), 1);
-    }
-
-    #[test]
-    fn origin_rules() {
-        assert!(origin_allowed(
-            Some("http://lab.example:8080"),
-            Some("lab.example:8080"),
-            &[]
-        ));
-        assert!(origin_allowed(
-            Some("https://lab.example"),
-            Some("lab.example"),
-            &[]
-        ));
-        assert!(!origin_allowed(
-            Some("http://evil.example"),
-            Some("lab.example"),
-            &[]
-        ));
-        assert!(origin_allowed(
-            Some("http://ui.example"),
-            Some("api.example"),
-            &["http://ui.example".into()]
-        ));
-        assert!(origin_allowed(None, Some("lab.example"), &[]));
     }
 }

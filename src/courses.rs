@@ -104,6 +104,10 @@ pub struct EnrolReport {
 pub enum CourseError {
     #[error("{0}")]
     Invalid(String),
+    /// Well-formed, but naming a template that can't serve (unknown, not
+    /// ready, the blank root): 422.
+    #[error("{0}")]
+    Unacceptable(String),
     #[error("no such course")]
     NotFound,
     #[error("a course with code {0:?} already exists")]
@@ -154,7 +158,7 @@ async fn validate(pool: &Pool, new: &NewCourse) -> Result<(), CourseError> {
         let t = match templates::get(pool, s.template_id).await {
             Ok(t) => t,
             Err(templates::TemplateError::NotFound) => {
-                return Err(CourseError::Invalid(format!(
+                return Err(CourseError::Unacceptable(format!(
                     "vm_specs[{i}].template_id: no such template"
                 )));
             }
@@ -162,7 +166,7 @@ async fn validate(pool: &Pool, new: &NewCourse) -> Result<(), CourseError> {
             Err(e) => return Err(CourseError::Invalid(e.to_string())),
         };
         if t.state != TemplateState::Ready || t.parent_id.is_none() {
-            return Err(CourseError::Invalid(format!(
+            return Err(CourseError::Unacceptable(format!(
                 "vm_specs[{i}].template_id: template {:?} is not a ready, bootable template",
                 t.name
             )));
@@ -177,16 +181,16 @@ pub async fn create(pool: &Pool, actor: &User, new: NewCourse) -> Result<Course,
         (Role::Admin, Some(t)) => {
             let teacher = users::get(pool, t)
                 .await
-                .map_err(|_| CourseError::Invalid("teacher_id: no such user".into()))?;
+                .map_err(|_| CourseError::Unacceptable("teacher_id: no such user".into()))?;
             if teacher.role == Role::Student {
-                return Err(CourseError::Invalid(
+                return Err(CourseError::Unacceptable(
                     "teacher_id must be a teacher or admin".into(),
                 ));
             }
             t
         }
         (_, Some(t)) if t != actor.id => {
-            return Err(CourseError::Invalid(
+            return Err(CourseError::Unacceptable(
                 "only admins may set teacher_id".into(),
             ));
         }

@@ -4,8 +4,40 @@
 use std::fmt::Write;
 
 use crate::app::AppState;
+use crate::config::Secret;
 use crate::monitor::{self, MonitorError, VmLoad};
 use crate::nodes::Node;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum MetricsError {
+    #[error("/metrics needs Authorization: Bearer <the metrics token>")]
+    Unauthorized,
+}
+
+/// With a metrics token configured, the request must present it as a bearer
+/// token. Compared in constant time: both sides are hashed to 32 bytes first
+/// (so neither the length nor a matching prefix shows in the timing), then
+/// every byte is compared.
+pub fn authorise(token: Option<&Secret>, authorization: Option<&str>) -> Result<(), MetricsError> {
+    use sha2::{Digest, Sha256};
+    let Some(token) = token else {
+        return Ok(());
+    };
+    let given = authorization
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .ok_or(MetricsError::Unauthorized)?;
+    let (a, b) = (
+        Sha256::digest(token.expose().as_bytes()),
+        Sha256::digest(given.as_bytes()),
+    );
+    let diff = a.iter().zip(b.iter()).fold(0u8, |d, (x, y)| d | (x ^ y));
+    if diff == 0 {
+        Ok(())
+    } else {
+        Err(MetricsError::Unauthorized)
+    }
+}
 
 pub async fn render(state: &AppState) -> Result<String, MonitorError> {
     let mut out = String::new();
@@ -203,4 +235,30 @@ fn escape(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_is_required_only_when_configured() {
+        assert_eq!(authorise(None, None), Ok(()));
+        let t: Secret = "scrape-me".parse().expect("token");
+        assert_eq!(authorise(Some(&t), Some("Bearer scrape-me")), Ok(()));
+        for wrong in [
+            None,
+            Some("Bearer scrape-m"),
+            Some("Bearer scrape-me2"),
+            Some("Bearer "),
+            Some("Basic scrape-me"),
+            Some("scrape-me"),
+        ] {
+            assert_eq!(
+                authorise(Some(&t), wrong),
+                Err(MetricsError::Unauthorized),
+                "{wrong:?}"
+            );
+        }
+    }
 }

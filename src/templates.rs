@@ -81,6 +81,10 @@ pub struct Template {
 pub enum TemplateError {
     #[error("{0}")]
     Invalid(String),
+    /// Well-formed, but not acceptable given other templates (an unknown
+    /// parent, a child that doesn't extend its parent): 422.
+    #[error("{0}")]
+    Unacceptable(String),
     #[error("no such template")]
     NotFound,
     #[error("a template named {0:?} already exists")]
@@ -319,7 +323,7 @@ async fn resolve_import(
         Some(pid) => {
             let p = get(pool, pid).await.map_err(|e| match e {
                 TemplateError::NotFound => {
-                    TemplateError::Invalid("parent_id: no such template".into())
+                    TemplateError::Unacceptable("parent_id: no such template".into())
                 }
                 other => other,
             })?;
@@ -328,13 +332,13 @@ async fn resolve_import(
             }
             if p.parent_id.is_some() {
                 if p.os != os {
-                    return Err(TemplateError::Invalid(format!(
+                    return Err(TemplateError::Unacceptable(format!(
                         "os must match the parent's ({:?})",
                         p.os
                     )));
                 }
                 if !is_strict_superset(&software, &p.software) {
-                    return Err(TemplateError::Invalid(
+                    return Err(TemplateError::Unacceptable(
                         "a child's software must strictly contain its parent's".into(),
                     ));
                 }

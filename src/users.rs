@@ -51,15 +51,30 @@ pub struct NewUser {
     pub display_name: Option<String>,
 }
 
-/// An admin's change to an account; absent fields stay as they are.
+/// An admin's change to an account; absent fields stay as they are. A field
+/// given as `null` is refused (400), not read as "absent": `display_name:
+/// null` looks like "clear it", which is not what keeping it would do.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UserPatch {
+    #[serde(default, deserialize_with = "present")]
     pub display_name: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     pub role: Option<Role>,
+    #[serde(default, deserialize_with = "present")]
     pub disabled: Option<bool>,
     /// A new password (an admin resetting a forgotten one).
+    #[serde(default, deserialize_with = "present")]
     pub password: Option<String>,
+}
+
+/// A field that, when present, must hold a value (`null` is a type error).
+fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
 }
 
 pub const MAX_PASSWORD_LEN: usize = 1024;
@@ -368,6 +383,16 @@ mod tests {
         assert!(validate_username("alice.w_2-x").is_ok());
         for bad in ["", "Alice", "a b", "a/b", "../x", &"a".repeat(65)] {
             assert!(validate_username(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_patch_refuses_null_and_keeps_absent_fields() {
+        let p: UserPatch = serde_json::from_str(r#"{"role":"teacher"}"#).expect("patch");
+        assert!(p.display_name.is_none() && p.role == Some(Role::Teacher));
+        for null in ["display_name", "role", "disabled", "password"] {
+            let body = format!(r#"{{"{null}":null}}"#);
+            assert!(serde_json::from_str::<UserPatch>(&body).is_err(), "{body}");
         }
     }
 }

@@ -180,19 +180,15 @@ fn security_headers() -> HeaderMap {
     h
 }
 
+/// A missing file of the UI: the API's JSON 404 (every error body is), with
+/// the UI's security headers.
 fn not_found() -> Response {
-    let mut headers = security_headers();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    (StatusCode::NOT_FOUND, headers, "not found\n").into_response()
+    (security_headers(), api_not_found()).into_response()
 }
 
 /// The API's error shape (`{"error","message"}`), as the API's own fallback answers.
 fn api_not_found() -> Response {
-    let body = serde_json::json!({ "error": "not_found", "message": "not found" });
-    (StatusCode::NOT_FOUND, axum::Json(body)).into_response()
+    crate::http::error::ApiError::not_found().into_response()
 }
 
 #[cfg(test)]

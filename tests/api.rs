@@ -382,13 +382,19 @@ async fn bad_input_gets_4xx_json_errors() {
     for body in [
         spec(-512, 1, root.clone()),
         spec(512, 0, root.clone()),
-        spec(512, 1, json!("00000000-0000-0000-0000-000000000000")),
         spec(512, 1, json!("not-a-uuid")),
-        spec(512, 1, root.clone()), // the blank root is not bootable
         json!({"code":"x".repeat(5000),"name":"C","vm_specs":[]}),
     ] {
         let got = teacher.post("/api/courses", body).await;
         assert_error(&got, StatusCode::BAD_REQUEST, "bad_request");
+    }
+    // Well-formed, but naming a template that can't serve: 422.
+    for body in [
+        spec(512, 1, json!("00000000-0000-0000-0000-000000000000")),
+        spec(512, 1, root.clone()), // the blank root is not bootable
+    ] {
+        let got = teacher.post("/api/courses", body).await;
+        assert_error(&got, StatusCode::UNPROCESSABLE_ENTITY, "unacceptable");
     }
     // Console protocol: vnc or spice only (checked before the template).
     for graphics in [json!("rdp"), json!(""), json!(5), json!("VNC")] {

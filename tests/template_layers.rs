@@ -222,8 +222,8 @@ async fn an_uploaded_layer_becomes_a_thin_child_and_tampered_ones_are_refused() 
             "same software",
             child_src.clone(),
             import_url("test-t2", "busybox", Some(&pid)),
-            StatusCode::BAD_REQUEST,
-            "bad_request",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unacceptable",
         ),
         // A backing reference is only allowed under a real parent.
         (

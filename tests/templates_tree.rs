@@ -137,7 +137,8 @@ async fn derive_seal_and_use_a_child_template() {
     let (s, _) = teacher
         .post("/api/courses", json!({"code":"test-draft","name":"x","vm_specs":[{"name":"a","template_id":draft_id,"vcpus":1,"memory_mib":128}]}))
         .await;
-    assert_eq!(s, StatusCode::BAD_REQUEST);
+    // Well-formed but naming a template that can't serve yet.
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
     assert_error(
         &other.get(&format!("/api/vms/{build_vm}")).await,
         StatusCode::NOT_FOUND,

@@ -406,10 +406,15 @@ async fn connect(
     Query(q): Query<ConnectQuery>,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-    if !console::origin_allowed(origin, host, &[]) {
-        return refuse(&ConsoleError::BadOrigin);
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let config = pvce::config::Config::for_data_dir("/nonexistent");
+        let own = pvce::http::origin::own_origin(&headers, &config);
+        let ok = origin
+            .to_str()
+            .is_ok_and(|o| pvce::http::origin::allowed(o, own.as_deref(), &[]));
+        if !ok {
+            return refuse(&ConsoleError::BadOrigin);
+        }
     }
     let ticket = match s.hub.redeem(&q.token) {
         Ok(t) => t,
@@ -440,7 +445,7 @@ async fn stats(State(s): State<ProxyState>) -> String {
 
 /// The child process's body: pvce's `ConsoleHub` with the server's default
 /// limits and TTL (from `Config`), relaying to `PVCE_BENCH_TARGET`, served
-/// with TCP_NODELAY on accepted sockets ([`console::nodelay`]; set
+/// as the server serves (`pvce::http::serve`: TCP_NODELAY on accepted sockets; set
 /// `PVCE_BENCH_NAGLE=1` to compare without; `PVCE_BENCH_WS_DEFAULT=1` to
 /// upgrade with axum's default WebSocket config instead of
 /// `ConsoleHub::upgrade`'s). Prints `LISTEN <addr>` once ready.
@@ -474,7 +479,7 @@ pub fn run_proxy_child() {
             // For comparison: accepted sockets left with Nagle's algorithm on.
             axum::serve(listener, app).await.unwrap();
         } else {
-            axum::serve(console::nodelay(listener), app).await.unwrap();
+            pvce::http::serve::serve(listener, app).await;
         }
     });
 }

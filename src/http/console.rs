@@ -65,10 +65,16 @@ async fn connect(
     ApiQuery(q): ApiQuery<ConnectQuery>,
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
-    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-    if !console::origin_allowed(origin, host, &state.config.allowed_origins) {
-        return Err(ConsoleError::BadOrigin.into());
+    // Browsers always send an Origin on WebSockets: it must pass the one
+    // Origin rule. Tools send none; the single-use token gates them.
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let own = super::origin::own_origin(&headers, &state.config);
+        let ok = origin.to_str().is_ok_and(|o| {
+            super::origin::allowed(o, own.as_deref(), &state.config.allowed_origins)
+        });
+        if !ok {
+            return Err(ConsoleError::BadOrigin.into());
+        }
     }
     let ticket = state.console.redeem(&q.token)?;
     // A browser also sends its session cookie: a token issued to someone else

@@ -69,6 +69,119 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl ApiError {
+    /// The error for a bare status: what the framework (axum's rejections,
+    /// hyper's automatic answers) says without a code of ours.
+    pub fn for_status(status: StatusCode) -> Self {
+        let (code, message) = match status.as_u16() {
+            400 => ("bad_request", "the request is malformed"),
+            401 => ("unauthenticated", "not logged in"),
+            403 => ("forbidden", "not allowed"),
+            404 => ("not_found", "not found"),
+            405 => ("method_not_allowed", "method not allowed"),
+            408 => ("request_timeout", "the request took too long to arrive"),
+            411 => ("length_required", "the request needs a Content-Length"),
+            413 => ("too_large", "the request body is too large"),
+            414 => ("uri_too_long", "the request target (URI) is too long"),
+            415 => (
+                "unsupported_media_type",
+                "the request body's Content-Type is not accepted here",
+            ),
+            426 => (
+                "upgrade_required",
+                "this endpoint needs a WebSocket upgrade",
+            ),
+            431 => (
+                "headers_too_large",
+                "the request's header fields are too large",
+            ),
+            s if s >= 500 => ("internal", "internal server error"),
+            _ => ("bad_request", "the request was refused"),
+        };
+        Self::new(status, code, message)
+    }
+
+    /// The JSON body of this error (for answers written below axum, see
+    /// `super::serve`).
+    pub fn body_text(&self) -> String {
+        json!({ "error": self.code, "message": self.message }).to_string()
+    }
+}
+
+/// Middleware over the whole router: an error response that is not JSON
+/// (axum's own rejections are plain text; a WebSocket upgrade refused; a body
+/// limit hit inside a stream) becomes API.md's `{error, message}`. 4xx keep
+/// the framework's text as the message (it says what was wrong, and names no
+/// internals); 5xx get the generic message. Other headers (`Allow`,
+/// `Retry-After`, `WWW-Authenticate`…) are kept.
+pub async fn json_errors(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    use axum::http::header;
+    use http_body_util::BodyExt;
+    let res = next.run(req).await;
+    let status = res.status();
+    let is_json = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            let mime = v.split(';').next().unwrap_or_default().trim();
+            mime.eq_ignore_ascii_case("application/json") || mime.ends_with("+json")
+        });
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return res;
+    }
+    let (parts, body) = res.into_parts();
+    let mut err = ApiError::for_status(status);
+    if status.is_client_error()
+        && let Ok(collected) = http_body_util::Limited::new(body, 2048).collect().await
+        && let Ok(text) = String::from_utf8(collected.to_bytes().to_vec())
+        && !text.trim().is_empty()
+    {
+        err.message = text.trim().to_owned();
+    }
+    let mut out = err.into_response();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE
+            && name != header::CONTENT_LENGTH
+            && name != header::TRANSFER_ENCODING
+        {
+            out.headers_mut().append(name, value.clone());
+        }
+    }
+    out
+}
+
+impl From<super::origin::OriginError> for ApiError {
+    fn from(e: super::origin::OriginError) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "bad_origin", e.to_string())
+    }
+}
+
+impl From<super::limits::LimitError> for ApiError {
+    fn from(e: super::limits::LimitError) -> Self {
+        use super::limits::LimitError as E;
+        let status = match e {
+            E::UriTooLong(_) => StatusCode::URI_TOO_LONG,
+            E::TooManyHeaders(_) | E::HeadersTooLarge(_) => {
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+            }
+        };
+        let mut err = Self::for_status(status);
+        err.message = e.to_string();
+        err
+    }
+}
+
+impl From<crate::metrics::MetricsError> for ApiError {
+    fn from(e: crate::metrics::MetricsError) -> Self {
+        match e {
+            crate::metrics::MetricsError::Unauthorized => {
+                Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", e.to_string())
+            }
+        }
+    }
+}
+
 impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
         match e {
@@ -139,6 +252,9 @@ impl From<TemplateError> for ApiError {
     fn from(e: TemplateError) -> Self {
         match e {
             TemplateError::Invalid(m) => Self::bad_request(m),
+            TemplateError::Unacceptable(m) => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "unacceptable", m)
+            }
             TemplateError::NotFound => Self::not_found(),
             TemplateError::NameTaken(_) => {
                 Self::new(StatusCode::CONFLICT, "name_taken", e.to_string())
@@ -166,6 +282,9 @@ impl From<CourseError> for ApiError {
     fn from(e: CourseError) -> Self {
         match e {
             CourseError::Invalid(m) => Self::bad_request(m),
+            CourseError::Unacceptable(m) => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "unacceptable", m)
+            }
             CourseError::NotFound => Self::not_found(),
             CourseError::CodeTaken(_) => {
                 Self::new(StatusCode::CONFLICT, "code_taken", e.to_string())
@@ -398,6 +517,7 @@ impl From<BuildError> for ApiError {
             BuildError::StillRunning => {
                 Self::new(StatusCode::CONFLICT, "vm_running", e.to_string())
             }
+            BuildError::NotDraft(_) => Self::new(StatusCode::CONFLICT, "not_draft", e.to_string()),
         }
     }
 }

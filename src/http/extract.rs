@@ -27,15 +27,16 @@ impl CurrentUser {
 
 /// The session token of a request, if any: bearer header first, then cookie.
 pub fn session_token(parts: &Parts) -> Option<String> {
-    if let Some(v) = parts
-        .headers
+    bearer_token(&parts.headers).or_else(|| cookie_token(&parts.headers))
+}
+
+/// The token of an `Authorization: Bearer` header, if any.
+pub fn bearer_token(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        && let Some(t) = v.strip_prefix("Bearer ")
-    {
-        return Some(t.trim().to_owned());
-    }
-    cookie_token(&parts.headers)
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| t.trim().to_owned())
 }
 
 /// The session token carried in the `pvce_session` cookie, if any.
@@ -202,6 +203,33 @@ fn non_utf8_param(query: &str) -> Option<String> {
         Some(String::from_utf8_lossy(&key).chars().take(64).collect())
     })
 }
+
+/// A text body (the CSV import): over axum's body limit → 413 `too_large`,
+/// not UTF-8 → 400 `bad_request`, both as JSON errors.
+#[derive(Debug)]
+pub struct ApiText(pub String);
+
+impl<S: Send + Sync> FromRequest<S> for ApiText {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        String::from_request(req, state)
+            .await
+            .map(ApiText)
+            .map_err(|rej| match rej.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too_large",
+                    format!("the body is larger than {TEXT_LIMIT_MIB} MiB"),
+                ),
+                StatusCode::BAD_REQUEST => ApiError::bad_request("the body is not UTF-8 text"),
+                status => ApiError::new(status, "bad_request", rej.body_text()),
+            })
+    }
+}
+
+/// axum's default body limit, which applies to [`ApiText`] and [`ApiJson`].
+pub const TEXT_LIMIT_MIB: usize = 2;
 
 #[cfg(test)]
 mod tests {

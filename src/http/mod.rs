@@ -12,8 +12,11 @@ pub mod courses;
 pub mod error;
 pub mod events;
 pub mod extract;
+pub mod limits;
 pub mod nodes;
+pub mod origin;
 pub mod portable;
+pub mod serve;
 pub mod snapshots;
 pub mod templates;
 pub mod users;
@@ -33,24 +36,49 @@ use error::ApiError;
 pub const OPENAPI: &str = include_str!("openapi.json");
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .merge(auth::router())
-        .merge(users::router())
-        .merge(nodes::router())
-        .merge(events::router())
-        .merge(templates::router())
-        .merge(courses::router())
-        .merge(vms::router())
-        .merge(snapshots::router())
-        .merge(portable::router())
-        .merge(collect::router())
-        .merge(console::router())
-        .merge(crate::web::router())
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
-        .route("/api/openapi.json", get(openapi))
+    let mut router = Router::new();
+    // With a separate metrics address, the main listener has no /metrics.
+    if state.config.metrics_listen.is_none() {
+        router = router.route("/metrics", get(metrics));
+    }
+    finish(
+        router
+            .merge(auth::router())
+            .merge(users::router())
+            .merge(nodes::router())
+            .merge(events::router())
+            .merge(templates::router())
+            .merge(courses::router())
+            .merge(vms::router())
+            .merge(snapshots::router())
+            .merge(portable::router())
+            .merge(collect::router())
+            .merge(console::router())
+            .merge(crate::web::router())
+            .route("/healthz", get(healthz))
+            .route("/api/openapi.json", get(openapi)),
+        state,
+    )
+}
+
+/// The router of the separate metrics address (`--metrics-listen`).
+pub fn metrics_router(state: AppState) -> Router {
+    finish(Router::new().route("/metrics", get(metrics)), state)
+}
+
+/// Fallbacks and the layers every listener's router has.
+fn finish(router: Router<AppState>, state: AppState) -> Router {
+    router
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
+        // Innermost first: the Origin rule, the head limits, then any
+        // framework error made JSON, all inside the access log.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            origin::check,
+        ))
+        .layer(axum::middleware::from_fn(limits::check))
+        .layer(axum::middleware::from_fn(error::json_errors))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             // Path only: the query string may hold a console token.
             tracing::info_span!("http", method = %req.method(), path = %req.uri().path())
@@ -81,7 +109,14 @@ async fn method_not_allowed() -> ApiError {
 }
 
 /// Prometheus text exposition of the control plane's state.
-async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+async fn metrics(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    crate::metrics::authorise(state.config.metrics_token.as_ref(), authorization)?;
     let text = crate::metrics::render(&state).await.map_err(|e| {
         // The detail (SQL, node errors) is for the log, not the scraper.
         tracing::warn!(error = %e, "rendering metrics failed");

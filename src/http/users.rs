@@ -6,7 +6,7 @@ use axum::routing::{get, patch, post};
 use axum::{Json, Router};
 
 use super::error::ApiError;
-use super::extract::{ApiJson, CurrentUser, IdPath};
+use super::extract::{ApiJson, ApiText, CurrentUser, IdPath};
 use crate::app::AppState;
 use crate::auth::Role;
 use crate::users::{self, ImportReport, NewUser, User, UserPatch};
@@ -38,7 +38,7 @@ async fn create(
 async fn import(
     State(state): State<AppState>,
     me: CurrentUser,
-    body: String,
+    ApiText(body): ApiText,
 ) -> Result<Json<ImportReport>, ApiError> {
     me.require(&[Role::Admin])?;
     Ok(Json(users::import_csv(&state.pool, &body).await?))

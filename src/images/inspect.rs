@@ -307,7 +307,9 @@ fn inspect_source(
         return Err(ImageError::FormatMismatch { declared, detected });
     }
     let virtual_size = match declared {
-        ImageFormat::Raw => src.len(),
+        // QEMU reads a raw file as whole 512-byte sectors, the last one
+        // padded: that is the disk the conversion produces.
+        ImageFormat::Raw => src.len().div_ceil(512) * 512,
         ImageFormat::Qcow2 => inspect_qcow2(src)?,
         ImageFormat::Vmdk => inspect_vmdk(src, &head)?,
     };
@@ -316,6 +318,16 @@ fn inspect_source(
             virtual_size,
             limit: limits.max_virtual_size,
         });
+    }
+    // A disk is whole 512-byte sectors: a header claiming anything else
+    // could never be given an overlay or booted.
+    if virtual_size == 0 || virtual_size % 512 != 0 {
+        return Err(invalid(
+            declared,
+            &format!(
+                "the virtual size ({virtual_size} bytes) is not a whole number of 512-byte sectors"
+            ),
+        ));
     }
     Ok(InspectReport {
         format: declared,
@@ -1134,6 +1146,25 @@ mod tests {
         assert!(matches!(
             inspect_source(&&[0u8; 1001][..], ImageFormat::Raw, &small),
             Err(ImageError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn a_disk_is_whole_sectors() {
+        // A raw file's last sector is padded, as QEMU reads it.
+        let r = check_bytes(&[0u8; 67], ImageFormat::Raw).expect("raw");
+        assert_eq!(r.virtual_size, 512);
+        assert_eq!(
+            check_bytes(&[0u8; 1024], ImageFormat::Raw)
+                .expect("raw")
+                .virtual_size,
+            1024
+        );
+        // A header naming a size that is not whole sectors is refused.
+        let b = craft_qcow2(3, MIB + 67);
+        assert!(matches!(
+            check_bytes(&b, ImageFormat::Qcow2),
+            Err(ImageError::Invalid { .. })
         ));
     }
 
