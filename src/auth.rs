@@ -59,8 +59,10 @@ pub enum AuthError {
     BadCredentials,
     #[error("not logged in")]
     Unauthenticated,
-    #[error("this action needs the {0} role")]
-    Forbidden(&'static str),
+    /// Names every role that may do it ("the teacher or admin role"), not
+    /// just one of them, so a refused user learns who can help.
+    #[error("this action needs the {0}")]
+    Forbidden(String),
     #[error("too many failed logins; try again in {0} seconds")]
     RateLimited(u64),
     #[error("password hashing failed")]
@@ -226,8 +228,19 @@ pub fn require(user: &User, allowed: &[Role]) -> Result<(), AuthError> {
     if allowed.contains(&user.role) {
         Ok(())
     } else {
-        let needed = allowed.last().map_or("admin", |r| r.as_str());
-        Err(AuthError::Forbidden(needed))
+        Err(AuthError::Forbidden(role_list(allowed)))
+    }
+}
+
+/// "admin role", "teacher or admin role", "student, teacher or admin role".
+fn role_list(roles: &[Role]) -> String {
+    match roles {
+        [] => "permission no role has".to_owned(),
+        [one] => format!("{} role", one.as_str()),
+        [init @ .., last] => {
+            let init: Vec<&str> = init.iter().map(|r| r.as_str()).collect();
+            format!("{} or {} role", init.join(", "), last.as_str())
+        }
     }
 }
 
@@ -282,5 +295,42 @@ mod tests {
             require(&u, &[Role::Teacher, Role::Admin]),
             Err(AuthError::Forbidden(_))
         ));
+    }
+
+    #[test]
+    fn refusals_name_every_allowed_role() {
+        let student = User {
+            id: uuid::Uuid::new_v4(),
+            username: "s".into(),
+            display_name: "s".into(),
+            role: Role::Student,
+            disabled: false,
+        };
+        let msg = |allowed: &[Role]| {
+            require(&student, allowed)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
+        assert_eq!(
+            msg(&[Role::Teacher, Role::Admin]),
+            "this action needs the teacher or admin role"
+        );
+        assert_eq!(msg(&[Role::Admin]), "this action needs the admin role");
+        let teacher = User {
+            role: Role::Teacher,
+            ..student.clone()
+        };
+        assert_eq!(
+            require(&teacher, &[Role::Student, Role::Admin])
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default(),
+            "this action needs the student or admin role"
+        );
+        assert_eq!(
+            role_list(&[Role::Student, Role::Teacher, Role::Admin]),
+            "student, teacher or admin role"
+        );
     }
 }
