@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-use crate::auth::LoginLimiter;
+use crate::auth::SignIn;
 use crate::config::Config;
 use crate::console::{self, ConsoleHub};
 use crate::db::{self, Pool};
@@ -23,7 +23,7 @@ pub struct AppState {
     pub storage: Storage,
     pub nodes: Arc<Nodes>,
     pub vms: Arc<VmManager>,
-    pub login_limiter: Arc<LoginLimiter>,
+    pub sign_in: Arc<SignIn>,
     pub console: Arc<ConsoleHub>,
     pub health: Arc<crate::health::Health>,
 }
@@ -38,6 +38,7 @@ pub async fn open(config: &Config) -> anyhow::Result<(Storage, Pool)> {
 impl AppState {
     pub async fn new(config: Config) -> anyhow::Result<Self> {
         let (storage, pool) = open(&config).await?;
+        let sign_in = Arc::new(sign_in(&config, &storage)?);
         let nodes = Arc::new(
             Nodes::new(pool.clone(), config.connect_timeout(), config.accel)
                 .with_address_policy(config.address_policy()),
@@ -77,11 +78,27 @@ impl AppState {
                 config.console_max_per_user,
                 config.console_max_total,
             )),
-            login_limiter: Arc::new(LoginLimiter::default()),
+            sign_in,
             health: Arc::new(crate::health::Health::new()),
             config: Arc::new(config),
         })
     }
+}
+
+/// Sign-in protection from the settings; the device-cookie key is kept in
+/// the data dir so browsers stay recognised across restarts.
+fn sign_in(config: &Config, storage: &Storage) -> anyhow::Result<SignIn> {
+    use crate::auth::{device::DeviceKey, hashing::HashPool, throttle::Limits};
+    let key = DeviceKey::load_or_create(&storage.root().join("device-cookie.key"))?;
+    Ok(SignIn::new(
+        Limits {
+            ip_burst: config.login_ip_burst,
+            ip_per_minute: config.login_ip_per_minute,
+        },
+        HashPool::new(config.login_hash_workers, config.login_hash_queue)
+            .inline(config.login_hash_inline),
+        key,
+    ))
 }
 
 /// A running server.

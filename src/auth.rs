@@ -1,16 +1,23 @@
-//! Authentication: password hashes, sessions, roles and the login rate limit.
+//! Authentication: password hashes, sessions, roles and sign-in protection.
 //!
 //! Invariants:
-//! - Passwords are stored only as argon2id PHC strings.
+//! - Passwords are stored only as argon2id PHC strings; checking one runs on
+//!   the blocking pool behind a bounded queue ([`hashing`]), never on the
+//!   async runtime's threads, and a full queue answers [`AuthError::Busy`].
 //! - A session token is 256 random bits, returned once at login; the database
 //!   keeps only its SHA-256, so a database leak does not leak live sessions.
-//! - Failed logins are limited per (username, client IP): after
-//!   [`MAX_FAILURES`] failures in [`FAILURE_WINDOW`] further attempts get 429
-//!   until the window passes, whether or not the password is right.
+//! - Sign-ins are throttled, never locked ([`throttle`]): failed attempts per
+//!   source address are budgeted, and per (username, source) — or per
+//!   (username, device) for a browser holding a device cookie ([`device`]) —
+//!   attempts after the first few are spaced out progressively; the right
+//!   password always gets in once its turn comes.
+//! - Unknown usernames cost a full password check (no enumeration by timing).
 
-use std::collections::HashMap;
+pub mod device;
+pub mod hashing;
+pub mod throttle;
+
 use std::net::IpAddr;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use argon2::Argon2;
@@ -22,9 +29,23 @@ use sha2::{Digest, Sha256};
 use crate::db::{self, Pool};
 use crate::users::{self, User};
 
+/// The session cookie over plain http.
 pub const SESSION_COOKIE: &str = "pvce_session";
-pub const MAX_FAILURES: u32 = 5;
-pub const FAILURE_WINDOW: Duration = Duration::from_secs(300);
+/// The session cookie over https (`Secure`, `Path=/`, no `Domain`: the
+/// browser refuses a cookie of this name set any other way, e.g. by a
+/// sibling subdomain or over plain http).
+pub const SECURE_SESSION_COOKIE: &str = "__Host-pvce_session";
+/// The device cookie ([`device`]) over plain http and over https.
+pub const DEVICE_COOKIE: &str = "pvce_device";
+pub const SECURE_DEVICE_COOKIE: &str = "__Host-pvce_device";
+
+/// Sign-ins that may wait for a password check (`--login-hash-queue`).
+pub const DEFAULT_HASH_QUEUE: usize = 256;
+/// Failed sign-ins per source before 429 (`--login-ip-burst`): a spray of
+/// 60 usernames is stopped, a campus NAT's typos at the start of a class are not.
+pub const DEFAULT_IP_BURST: u32 = 40;
+/// Failed sign-ins per source per minute after the burst (`--login-ip-per-minute`).
+pub const DEFAULT_IP_PER_MINUTE: u32 = 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -59,10 +80,14 @@ pub enum AuthError {
     BadCredentials,
     #[error("not logged in")]
     Unauthenticated,
-    #[error("this action needs the {0} role")]
-    Forbidden(&'static str),
-    #[error("too many failed logins; try again in {0} seconds")]
+    /// Names every role that may do it ("the teacher or admin role"), not
+    /// just one of them, so a refused user learns who can help.
+    #[error("this action needs the {0}")]
+    Forbidden(String),
+    #[error("too many failed sign-ins; try again in {0} seconds")]
     RateLimited(u64),
+    #[error("the server is busy signing in others; try again in {0} seconds")]
+    Busy(u64),
     #[error("password hashing failed")]
     Hash,
     #[error(transparent)]
@@ -108,71 +133,159 @@ pub fn random_token() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// Tracks failed logins per (username, IP).
-#[derive(Debug, Default)]
-pub struct LoginLimiter {
-    failures: Mutex<HashMap<(String, IpAddr), (u32, Instant)>>,
+/// Whole seconds for a `Retry-After`, at least 1.
+fn retry_secs(d: Duration) -> u64 {
+    (d.as_secs() + u64::from(d.subsec_nanos() > 0)).max(1)
 }
 
-impl LoginLimiter {
-    /// Err with the seconds left if this (username, ip) is currently locked out.
-    pub fn check(&self, username: &str, ip: IpAddr) -> Result<(), AuthError> {
-        let map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((count, since)) = map.get(&(username.to_owned(), ip)) {
-            let elapsed = since.elapsed();
-            if *count >= MAX_FAILURES && elapsed < FAILURE_WINDOW {
-                return Err(AuthError::RateLimited(
-                    (FAILURE_WINDOW - elapsed).as_secs().max(1),
-                ));
-            }
-        }
-        Ok(())
-    }
+/// Everything sign-in needs besides the database: the throttle, the
+/// password-check pool and the device-cookie key.
+#[derive(Debug)]
+pub struct SignIn {
+    throttle: throttle::Throttle,
+    hashes: hashing::HashPool,
+    device_key: device::DeviceKey,
+}
 
-    pub fn record_failure(&self, username: &str, ip: IpAddr) {
-        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        // Bound memory under a credential-stuffing run: drop expired entries first.
-        if map.len() > 10_000 {
-            map.retain(|_, (_, since)| since.elapsed() < FAILURE_WINDOW);
+impl SignIn {
+    pub fn new(
+        limits: throttle::Limits,
+        hashes: hashing::HashPool,
+        device_key: device::DeviceKey,
+    ) -> Self {
+        Self {
+            throttle: throttle::Throttle::new(limits),
+            hashes,
+            device_key,
         }
-        let entry = map
-            .entry((username.to_owned(), ip))
-            .or_insert((0, Instant::now()));
-        if entry.1.elapsed() >= FAILURE_WINDOW {
-            *entry = (0, Instant::now());
-        }
-        entry.0 += 1;
-    }
-
-    pub fn record_success(&self, username: &str, ip: IpAddr) {
-        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        map.remove(&(username.to_owned(), ip));
     }
 }
 
-/// Verifies credentials and opens a session; returns the user and the raw token.
+impl From<hashing::HashError> for AuthError {
+    fn from(e: hashing::HashError) -> Self {
+        match e {
+            hashing::HashError::Busy { retry_after } => AuthError::Busy(retry_secs(retry_after)),
+            hashing::HashError::Failed => AuthError::Hash,
+        }
+    }
+}
+
+/// One sign-in attempt as it reached the server.
+#[derive(Debug, Clone, Copy)]
+pub struct Attempt<'a> {
+    pub username: &'a str,
+    pub password: &'a str,
+    /// The client's address (behind a trusted proxy: the one it reported).
+    pub source: IpAddr,
+    /// The device cookie the browser sent, if any.
+    pub device_cookie: Option<&'a str>,
+}
+
+/// A successful sign-in: the session token and a fresh device cookie.
+#[derive(Debug)]
+pub struct SignedIn {
+    pub user: User,
+    pub token: String,
+    pub device_cookie: String,
+}
+
+/// Settles a throttle ticket however the attempt ends: a caller that goes
+/// away mid-attempt (client disconnect) is counted as a failure.
+struct Pending<'a> {
+    throttle: &'a throttle::Throttle,
+    ticket: Option<throttle::Ticket>,
+}
+
+impl Pending<'_> {
+    fn finish(mut self, outcome: throttle::Outcome) {
+        if let Some(t) = self.ticket.take() {
+            self.throttle.finish(t, outcome, Instant::now());
+        }
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if let Some(t) = self.ticket.take() {
+            self.throttle
+                .finish(t, throttle::Outcome::Failure, Instant::now());
+        }
+    }
+}
+
+/// Verifies credentials and opens a session. Waits out the throttle's delay
+/// first; 429 when it would be too long or the source's budget is spent,
+/// 503 when too many password checks are already waiting.
 pub async fn login(
     pool: &Pool,
-    limiter: &LoginLimiter,
-    username: &str,
-    password: &str,
-    ip: IpAddr,
+    sign_in: &SignIn,
+    attempt: Attempt<'_>,
     session_lifetime: Duration,
-) -> Result<(User, String), AuthError> {
-    limiter.check(username, ip)?;
-    let found = users::find_with_hash(pool, username).await?;
-    let ok = match &found {
-        Some((user, hash)) if !user.disabled => verify_password(password, hash),
-        _ => {
-            verify_password(password, dummy_hash());
-            false
+) -> Result<SignedIn, AuthError> {
+    let now_unix = time::OffsetDateTime::now_utc().unix_timestamp();
+    let username = attempt.username;
+    let subject = match attempt
+        .device_cookie
+        .and_then(|c| sign_in.device_key.verify(c, username, now_unix))
+    {
+        Some(device) => throttle::Subject::Device {
+            username: username.to_owned(),
+            device,
+        },
+        None => throttle::Subject::Source {
+            username: username.to_owned(),
+            source: throttle::Source::of(attempt.source),
+        },
+    };
+    let admission = sign_in
+        .throttle
+        .admit(
+            subject,
+            throttle::Source::of(attempt.source),
+            Instant::now(),
+        )
+        .map_err(|r| AuthError::RateLimited(retry_secs(r.retry_after)))?;
+    let pending = Pending {
+        throttle: &sign_in.throttle,
+        ticket: Some(admission.ticket),
+    };
+    if !admission.wait.is_zero() {
+        tokio::time::sleep(admission.wait).await;
+    }
+    let found = match users::find_with_hash(pool, username).await {
+        Ok(f) => f,
+        Err(e) => {
+            pending.finish(throttle::Outcome::NotTried);
+            return Err(e.into());
+        }
+    };
+    let stored = match &found {
+        Some((user, hash)) if !user.disabled => Some(hash.clone()),
+        _ => None,
+    };
+    let password = attempt.password.to_owned();
+    let ok = sign_in
+        .hashes
+        .run(move || match stored {
+            Some(hash) => verify_password(&password, &hash),
+            None => {
+                verify_password(&password, dummy_hash());
+                false
+            }
+        })
+        .await;
+    let ok = match ok {
+        Ok(ok) => ok,
+        Err(e) => {
+            pending.finish(throttle::Outcome::NotTried);
+            return Err(e.into());
         }
     };
     let Some((user, _)) = found.filter(|_| ok) else {
-        limiter.record_failure(username, ip);
+        pending.finish(throttle::Outcome::Failure);
         return Err(AuthError::BadCredentials);
     };
-    limiter.record_success(username, ip);
+    pending.finish(throttle::Outcome::Success);
     let token = random_token();
     let expires = time::OffsetDateTime::now_utc()
         + time::Duration::seconds(i64::try_from(session_lifetime.as_secs()).unwrap_or(i64::MAX));
@@ -185,7 +298,12 @@ pub async fn login(
     .bind(db::format_time(expires))
     .execute(pool)
     .await?;
-    Ok((user, token))
+    let device_cookie = sign_in.device_key.issue(&user.username, now_unix);
+    Ok(SignedIn {
+        user,
+        token,
+        device_cookie,
+    })
 }
 
 /// Resolves a session token to its (enabled) user.
@@ -226,8 +344,19 @@ pub fn require(user: &User, allowed: &[Role]) -> Result<(), AuthError> {
     if allowed.contains(&user.role) {
         Ok(())
     } else {
-        let needed = allowed.last().map_or("admin", |r| r.as_str());
-        Err(AuthError::Forbidden(needed))
+        Err(AuthError::Forbidden(role_list(allowed)))
+    }
+}
+
+/// "admin role", "teacher or admin role", "student, teacher or admin role".
+fn role_list(roles: &[Role]) -> String {
+    match roles {
+        [] => "permission no role has".to_owned(),
+        [one] => format!("{} role", one.as_str()),
+        [init @ .., last] => {
+            let init: Vec<&str> = init.iter().map(|r| r.as_str()).collect();
+            format!("{} or {} role", init.join(", "), last.as_str())
+        }
     }
 }
 
@@ -245,20 +374,11 @@ mod tests {
     }
 
     #[test]
-    fn limiter_locks_after_max_failures_per_user_and_ip() {
-        let l = LoginLimiter::default();
-        let ip: IpAddr = "10.0.0.1".parse().expect("ip");
-        let other: IpAddr = "10.0.0.2".parse().expect("ip");
-        for _ in 0..MAX_FAILURES {
-            assert!(l.check("alice", ip).is_ok());
-            l.record_failure("alice", ip);
-        }
-        assert!(matches!(
-            l.check("alice", ip),
-            Err(AuthError::RateLimited(_))
-        ));
-        assert!(l.check("alice", other).is_ok());
-        assert!(l.check("bob", ip).is_ok());
+    fn retry_after_rounds_up_to_whole_seconds() {
+        assert_eq!(retry_secs(Duration::ZERO), 1);
+        assert_eq!(retry_secs(Duration::from_millis(1)), 1);
+        assert_eq!(retry_secs(Duration::from_secs(2)), 2);
+        assert_eq!(retry_secs(Duration::from_millis(2001)), 3);
     }
 
     #[test]
@@ -282,5 +402,42 @@ mod tests {
             require(&u, &[Role::Teacher, Role::Admin]),
             Err(AuthError::Forbidden(_))
         ));
+    }
+
+    #[test]
+    fn refusals_name_every_allowed_role() {
+        let student = User {
+            id: uuid::Uuid::new_v4(),
+            username: "s".into(),
+            display_name: "s".into(),
+            role: Role::Student,
+            disabled: false,
+        };
+        let msg = |allowed: &[Role]| {
+            require(&student, allowed)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
+        assert_eq!(
+            msg(&[Role::Teacher, Role::Admin]),
+            "this action needs the teacher or admin role"
+        );
+        assert_eq!(msg(&[Role::Admin]), "this action needs the admin role");
+        let teacher = User {
+            role: Role::Teacher,
+            ..student.clone()
+        };
+        assert_eq!(
+            require(&teacher, &[Role::Student, Role::Admin])
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default(),
+            "this action needs the student or admin role"
+        );
+        assert_eq!(
+            role_list(&[Role::Student, Role::Teacher, Role::Admin]),
+            "student, teacher or admin role"
+        );
     }
 }

@@ -110,6 +110,39 @@ pub struct Config {
     #[arg(long, env = "PVCE_METRICS_LISTEN")]
     pub metrics_listen: Option<String>,
 
+    /// Take the client's address from the last `X-Forwarded-For` entry (the one
+    /// the reverse proxy in front of pvce appended) for the sign-in limits;
+    /// without it every client behind the proxy shares the proxy's address.
+    /// Only set this when every request comes through that proxy.
+    #[arg(long, env = "PVCE_TRUST_FORWARDED_FOR", default_value_t = false)]
+    pub trust_forwarded_for: bool,
+
+    /// Password checks run at once on the blocking pool (0: one per CPU core),
+    /// so sign-ins never hold up the threads that answer everything else.
+    #[arg(long, env = "PVCE_LOGIN_HASH_WORKERS", default_value_t = 0)]
+    pub login_hash_workers: usize,
+
+    /// Sign-ins that may wait for a password check; more at once answer 503
+    /// `busy` with `Retry-After` (a class of 200 signing in at once fits).
+    #[arg(long, env = "PVCE_LOGIN_HASH_QUEUE", default_value_t = crate::auth::DEFAULT_HASH_QUEUE)]
+    pub login_hash_queue: usize,
+
+    /// Failed sign-ins one source address (IPv6: its /64) may make in a burst
+    /// before further sign-ins from it get 429 (README "Security notes": a
+    /// campus NAT is hundreds of students, so this counts failures only and
+    /// is generous; browsers that signed in before are not counted).
+    #[arg(long, env = "PVCE_LOGIN_IP_BURST", default_value_t = crate::auth::DEFAULT_IP_BURST, value_parser = clap::value_parser!(u32).range(1..))]
+    pub login_ip_burst: u32,
+
+    /// Failed sign-ins per minute a source address earns back after its burst.
+    #[arg(long, env = "PVCE_LOGIN_IP_PER_MINUTE", default_value_t = crate::auth::DEFAULT_IP_PER_MINUTE, value_parser = clap::value_parser!(u32).range(1..))]
+    pub login_ip_per_minute: u32,
+
+    /// Benchmarks only: check passwords on the request's own thread, as
+    /// before the blocking pool, to measure the difference (not a flag).
+    #[arg(skip)]
+    pub login_hash_inline: bool,
+
     /// Extra Origins allowed to open console WebSockets (comma-separated), besides the server's own.
     #[arg(long, env = "PVCE_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
@@ -282,6 +315,12 @@ impl Config {
             metrics_listen: None,
             public_url: None,
             trust_forwarded_proto: false,
+            trust_forwarded_for: false,
+            login_hash_workers: 0,
+            login_hash_queue: crate::auth::DEFAULT_HASH_QUEUE,
+            login_ip_burst: crate::auth::DEFAULT_IP_BURST,
+            login_ip_per_minute: crate::auth::DEFAULT_IP_PER_MINUTE,
+            login_hash_inline: false,
             session_hours: 12,
             snapshot_quota: crate::snapshots::DEFAULT_QUOTA,
             sample_interval_secs: 5,

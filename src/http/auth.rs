@@ -11,9 +11,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::error::ApiError;
-use super::extract::{ApiJson, CurrentUser};
+use super::extract::{ApiJson, Cookies, CurrentUser, client_ip, cookie_value};
 use crate::app::AppState;
-use crate::auth::{self, SESSION_COOKIE};
+use crate::auth;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -32,44 +32,57 @@ struct LoginBody {
 async fn login(
     State(state): State<AppState>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<LoginBody>,
 ) -> Result<impl IntoResponse, ApiError> {
     if body.username.len() > 64 || body.password.len() > crate::users::MAX_PASSWORD_LEN {
         return Err(auth::AuthError::BadCredentials.into());
     }
+    let cookies = Cookies::for_request(&state.config, &headers);
+    let device = cookie_value(&headers, cookies.device_name());
     let lifetime = std::time::Duration::from_secs(state.config.session_hours * 3600);
-    let (user, token) = auth::login(
+    let signed_in = auth::login(
         &state.pool,
-        &state.login_limiter,
-        &body.username,
-        &body.password,
-        addr.ip(),
+        &state.sign_in,
+        auth::Attempt {
+            username: &body.username,
+            password: &body.password,
+            source: client_ip(&state.config, &headers, addr.ip()),
+            device_cookie: device.as_deref(),
+        },
         lifetime,
     )
     .await?;
-    let cookie = format!(
-        "{SESSION_COOKIE}={token}; HttpOnly; SameSite=Lax; Path=/; Max-Age={}",
-        lifetime.as_secs()
-    );
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        header::SET_COOKIE,
-        HeaderValue::from_str(&cookie).map_err(|_| ApiError::bad_request("bad token"))?,
-    );
-    Ok((headers, Json(json!({ "user": user, "token": token }))))
+    let mut out = HeaderMap::new();
+    for cookie in [
+        cookies.set_session(&signed_in.token, lifetime),
+        cookies.set_device(&signed_in.device_cookie),
+    ] {
+        out.append(
+            header::SET_COOKIE,
+            HeaderValue::from_str(&cookie).map_err(|_| ApiError::bad_request("bad token"))?,
+        );
+    }
+    Ok((
+        out,
+        Json(json!({ "user": signed_in.user, "token": signed_in.token })),
+    ))
 }
 
 async fn logout(
     State(state): State<AppState>,
+    headers: HeaderMap,
     me: CurrentUser,
 ) -> Result<impl IntoResponse, ApiError> {
     auth::logout(&state.pool, &me.token).await?;
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        header::SET_COOKIE,
-        HeaderValue::from_static("pvce_session=; HttpOnly; SameSite=Lax; Path=/; Max-Age=0"),
-    );
-    Ok((StatusCode::NO_CONTENT, headers))
+    // The device cookie stays: it is what lets this browser in during an attack.
+    let mut out = HeaderMap::new();
+    for cookie in Cookies::for_request(&state.config, &headers).clear_sessions(&headers) {
+        if let Ok(v) = HeaderValue::from_str(&cookie) {
+            out.append(header::SET_COOKIE, v);
+        }
+    }
+    Ok((StatusCode::NO_CONTENT, out))
 }
 
 async fn me(me: CurrentUser) -> Json<serde_json::Value> {

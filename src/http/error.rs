@@ -27,6 +27,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Seconds for a `Retry-After` header (429 and 503 that know when).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -35,7 +37,12 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
+    }
+    pub fn with_retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
     }
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
@@ -65,7 +72,12 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = axum::Json(json!({ "error": self.code, "message": self.message }));
-        (self.status, body).into_response()
+        let mut res = (self.status, body).into_response();
+        if let Some(secs) = self.retry_after {
+            res.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        res
     }
 }
 
@@ -192,11 +204,16 @@ impl From<AuthError> for ApiError {
                 Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", e.to_string())
             }
             AuthError::Forbidden(_) => Self::new(StatusCode::FORBIDDEN, "forbidden", e.to_string()),
-            AuthError::RateLimited(_) => Self::new(
+            AuthError::RateLimited(secs) => Self::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "too_many_attempts",
                 e.to_string(),
-            ),
+            )
+            .with_retry_after(secs),
+            AuthError::Busy(secs) => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "busy", e.to_string())
+                    .with_retry_after(secs)
+            }
             AuthError::Hash | AuthError::Db(_) => Self::internal(&e),
         }
     }

@@ -9,7 +9,8 @@ use uuid::Uuid;
 
 use super::error::ApiError;
 use crate::app::AppState;
-use crate::auth::{self, Role, SESSION_COOKIE};
+use crate::auth::{self, Role, SECURE_SESSION_COOKIE, SESSION_COOKIE};
+use crate::config::Config;
 use crate::users::User;
 
 /// The logged-in user (session cookie or `Authorization: Bearer`).
@@ -39,16 +40,123 @@ pub fn bearer_token(headers: &axum::http::HeaderMap) -> Option<String> {
         .map(|t| t.trim().to_owned())
 }
 
-/// The session token carried in the `pvce_session` cookie, if any.
+/// The session token carried in a session cookie of either name
+/// (`__Host-pvce_session` first, then `pvce_session`), if any: whether a
+/// request is cookie-authenticated at all. Authentication itself accepts only
+/// the name in use for the request ([`Cookies::session_name`]).
 pub fn cookie_token(headers: &axum::http::HeaderMap) -> Option<String> {
+    cookie_value(headers, SECURE_SESSION_COOKIE).or_else(|| cookie_value(headers, SESSION_COOKIE))
+}
+
+/// The value of the cookie `name`, if the request carries one.
+pub fn cookie_value(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == SESSION_COOKIE)
+        .find(|(k, _)| *k == name)
         .map(|(_, v)| v.to_owned())
+}
+
+/// The cookies of one request's kind of connection. Over https (the public
+/// URL is https, or a trusted proxy says `X-Forwarded-Proto: https`) they are
+/// `Secure` and `__Host-` prefixed (`Path=/`, no `Domain`), so neither plain
+/// http nor a sibling subdomain can plant or read them; over http they keep
+/// their plain names. Both are HttpOnly and SameSite=Lax.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cookies {
+    pub secure: bool,
+}
+
+impl Cookies {
+    pub fn for_request(config: &Config, headers: &axum::http::HeaderMap) -> Self {
+        let public_https = config
+            .public_url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("https://"));
+        // A chain of proxies may list several; the first is the client's side.
+        let forwarded_https = config.trust_forwarded_proto
+            && headers
+                .get("x-forwarded-proto")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split(',').next())
+                .is_some_and(|p| p.trim().eq_ignore_ascii_case("https"));
+        Self {
+            secure: public_https || forwarded_https,
+        }
+    }
+
+    pub fn session_name(self) -> &'static str {
+        if self.secure {
+            SECURE_SESSION_COOKIE
+        } else {
+            SESSION_COOKIE
+        }
+    }
+
+    pub fn device_name(self) -> &'static str {
+        if self.secure {
+            auth::SECURE_DEVICE_COOKIE
+        } else {
+            auth::DEVICE_COOKIE
+        }
+    }
+
+    fn attributes(self, max_age: u64) -> String {
+        let secure = if self.secure { "; Secure" } else { "" };
+        format!("; HttpOnly; SameSite=Lax; Path=/; Max-Age={max_age}{secure}")
+    }
+
+    /// `Set-Cookie` value opening a session.
+    pub fn set_session(self, token: &str, max_age: std::time::Duration) -> String {
+        format!(
+            "{}={token}{}",
+            self.session_name(),
+            self.attributes(max_age.as_secs())
+        )
+    }
+
+    /// `Set-Cookie` values ending the session: the name in use, and the other
+    /// name too if the browser still sends it (the setting changed).
+    pub fn clear_sessions(self, headers: &axum::http::HeaderMap) -> Vec<String> {
+        let other = Cookies {
+            secure: !self.secure,
+        };
+        let mut out = vec![format!("{}={}", self.session_name(), self.attributes(0))];
+        if cookie_value(headers, other.session_name()).is_some() {
+            out.push(format!("{}={}", other.session_name(), other.attributes(0)));
+        }
+        out
+    }
+
+    /// `Set-Cookie` value of the device cookie ([`auth::device`]).
+    pub fn set_device(self, value: &str) -> String {
+        let max_age = u64::try_from(auth::device::DEVICE_COOKIE_DAYS * 86_400).unwrap_or(0);
+        format!("{}={value}{}", self.device_name(), self.attributes(max_age))
+    }
+}
+
+/// The client's address for the sign-in limits: the TCP peer, or behind a
+/// trusted proxy (`--trust-forwarded-for`) the last `X-Forwarded-For` entry,
+/// the one that proxy appended (earlier entries are the client's own claims).
+pub fn client_ip(
+    config: &Config,
+    headers: &axum::http::HeaderMap,
+    peer: std::net::IpAddr,
+) -> std::net::IpAddr {
+    if !config.trust_forwarded_for {
+        return peer;
+    }
+    headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .next_back()
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.rsplit(',').next())
+        .and_then(|ip| ip.trim().parse().ok())
+        .unwrap_or(peer)
 }
 
 impl<S> FromRequestParts<S> for CurrentUser
@@ -60,7 +168,12 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let state = AppState::from_ref(state);
-        let token = session_token(parts).ok_or(auth::AuthError::Unauthenticated)?;
+        // Only the cookie name in use for this kind of connection: over https
+        // a plain `pvce_session` may have been planted over http.
+        let cookies = Cookies::for_request(&state.config, &parts.headers);
+        let token = bearer_token(&parts.headers)
+            .or_else(|| cookie_value(&parts.headers, cookies.session_name()))
+            .ok_or(auth::AuthError::Unauthenticated)?;
         if token.len() > 256 {
             return Err(auth::AuthError::Unauthenticated.into());
         }
@@ -255,5 +368,94 @@ mod tests {
         }
         assert_eq!(form_decode("a+b%20c%2"), b"a b c%2");
         assert_eq!(form_decode("%E5%AE%9E"), "实".as_bytes());
+    }
+
+    use axum::http::{HeaderMap, HeaderValue};
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn https_public_url_or_trusted_proxy_makes_cookies_secure() {
+        let mut c = Config::for_data_dir("/tmp/x");
+        let xfp = headers(&[("x-forwarded-proto", "https")]);
+        assert!(!Cookies::for_request(&c, &HeaderMap::new()).secure);
+        // An untrusted X-Forwarded-Proto changes nothing.
+        assert!(!Cookies::for_request(&c, &xfp).secure);
+        c.trust_forwarded_proto = true;
+        assert!(Cookies::for_request(&c, &xfp).secure);
+        assert!(!Cookies::for_request(&c, &headers(&[("x-forwarded-proto", "http")])).secure);
+        c.trust_forwarded_proto = false;
+        c.public_url = Some("https://lab.example.edu".into());
+        assert!(Cookies::for_request(&c, &HeaderMap::new()).secure);
+        c.public_url = Some("http://lab.example.edu".into());
+        assert!(!Cookies::for_request(&c, &HeaderMap::new()).secure);
+    }
+
+    #[test]
+    fn secure_cookies_are_host_prefixed() {
+        let s = Cookies { secure: true }.set_session("tok", std::time::Duration::from_secs(60));
+        assert_eq!(
+            s,
+            "__Host-pvce_session=tok; HttpOnly; SameSite=Lax; Path=/; Max-Age=60; Secure"
+        );
+        let p = Cookies { secure: false }.set_session("tok", std::time::Duration::from_secs(60));
+        assert_eq!(
+            p,
+            "pvce_session=tok; HttpOnly; SameSite=Lax; Path=/; Max-Age=60"
+        );
+        assert!(
+            Cookies { secure: true }
+                .set_device("d")
+                .starts_with("__Host-pvce_device=d;")
+        );
+        // Logout clears the name in use, and the other one if it is still sent.
+        let both = headers(&[("cookie", "pvce_session=a; __Host-pvce_session=b")]);
+        let cleared = Cookies { secure: true }.clear_sessions(&both);
+        assert_eq!(cleared.len(), 2);
+        assert!(cleared[0].starts_with("__Host-pvce_session=;") && cleared[0].ends_with("Secure"));
+        assert!(cleared[1].starts_with("pvce_session=;") && cleared[1].contains("Max-Age=0"));
+        assert_eq!(
+            Cookies { secure: false }
+                .clear_sessions(&HeaderMap::new())
+                .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn cookie_token_reads_either_name() {
+        assert_eq!(
+            cookie_token(&headers(&[("cookie", "x=1; pvce_session=p")])),
+            Some("p".into())
+        );
+        assert_eq!(
+            cookie_token(&headers(&[(
+                "cookie",
+                "pvce_session=p; __Host-pvce_session=s"
+            )])),
+            Some("s".into())
+        );
+        assert_eq!(cookie_token(&headers(&[("cookie", "other=1")])), None);
+    }
+
+    #[test]
+    fn forwarded_for_is_used_only_when_trusted() {
+        let peer: std::net::IpAddr = "127.0.0.1".parse().expect("ip");
+        let h = headers(&[("x-forwarded-for", "6.6.6.6, 10.1.2.3")]);
+        let mut c = Config::for_data_dir("/tmp/x");
+        assert_eq!(client_ip(&c, &h, peer), peer);
+        c.trust_forwarded_for = true;
+        assert_eq!(client_ip(&c, &h, peer).to_string(), "10.1.2.3");
+        assert_eq!(
+            client_ip(&c, &headers(&[("x-forwarded-for", "junk")]), peer),
+            peer
+        );
+        assert_eq!(client_ip(&c, &HeaderMap::new(), peer), peer);
     }
 }

@@ -76,7 +76,10 @@ function showLogin() {
       showApp();
     } catch (err) {
       error.hidden = false;
-      if (err.status === 401) bind(error, 'login.failed'); else { delete error.dataset.i18n; error.textContent = errorText(err); }
+      if (err.status === 401) bind(error, 'login.failed');
+      else if (err.status === 429) bind(error, 'login.throttled');
+      else if (err.status === 503 && err.code === 'busy') bind(error, 'login.serverBusy');
+      else { delete error.dataset.i18n; error.textContent = errorText(err); }
       pass.select();
     } finally {
       submit.disabled = false;
