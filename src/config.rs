@@ -132,6 +132,11 @@ pub struct Config {
     #[arg(long, env = "PVCE_SAMPLE_INTERVAL", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=300))]
     pub sample_interval_secs: u64,
 
+    /// Free space (MiB) below which the data dir (or the database's
+    /// directory) counts as full: `/healthz` reports `degraded` (see src/space.rs).
+    #[arg(long, env = "PVCE_MIN_FREE_MIB", default_value_t = crate::space::DEFAULT_MIN_FREE_MIB)]
+    pub min_free_mib: u64,
+
     /// Lifetime of a login session, in hours.
     #[arg(long, env = "PVCE_SESSION_HOURS", default_value_t = 12)]
     pub session_hours: u64,
@@ -228,6 +233,7 @@ impl Config {
             allowed_origins: Vec::new(),
             public_url: None,
             trust_forwarded_proto: false,
+            min_free_mib: crate::space::DEFAULT_MIN_FREE_MIB,
             session_hours: 12,
             snapshot_quota: crate::snapshots::DEFAULT_QUOTA,
             sample_interval_secs: 5,
