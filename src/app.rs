@@ -26,6 +26,8 @@ pub struct AppState {
     pub sign_in: Arc<SignIn>,
     pub console: Arc<ConsoleHub>,
     pub health: Arc<crate::health::Health>,
+    /// The `storage` health check (free space, failed writes).
+    pub space: Arc<crate::space::SpaceCheck>,
 }
 
 /// Opens storage and the database (running migrations) — what every subcommand needs.
@@ -80,6 +82,11 @@ impl AppState {
             )),
             sign_in,
             health: Arc::new(crate::health::Health::new()),
+            space: Arc::new(crate::space::SpaceCheck::new(
+                &config.data_dir,
+                &config.database_url(),
+                config.min_free_mib,
+            )),
             config: Arc::new(config),
         })
     }
@@ -180,6 +187,7 @@ pub async fn start(config: Config, listen: &str) -> anyhow::Result<Server> {
         .spawn(&state.health),
         state.vms.clone().spawn_reconciler(&state.health),
         spawn_console_closer(&state),
+        spawn_space_check(&state),
     ];
     let listener = TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
@@ -201,6 +209,21 @@ pub async fn start(config: Config, listen: &str) -> anyhow::Result<Server> {
         handle,
         background,
     })
+}
+
+/// The periodic `storage` health check (`statvfs` off the async threads: a
+/// hung network file system must not stall the runtime).
+fn spawn_space_check(state: &AppState) -> tokio::task::JoinHandle<()> {
+    let (space, health) = (state.space.clone(), state.health.clone());
+    crate::health::spawn_periodic(
+        &state.health,
+        crate::space::CHECK,
+        crate::space::CHECK_INTERVAL,
+        move || {
+            let (space, health) = (space.clone(), health.clone());
+            async move { tokio::task::spawn_blocking(move || space.refresh(&health)).await }
+        },
+    )
 }
 
 /// Ends console sessions when their VM stops or moves to another node

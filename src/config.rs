@@ -186,6 +186,11 @@ pub struct Config {
     #[arg(long, env = "PVCE_SAMPLE_INTERVAL", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=300))]
     pub sample_interval_secs: u64,
 
+    /// Free space (MiB) below which the data dir (or the database's
+    /// directory) counts as full: `/healthz` reports `degraded` (see src/space.rs).
+    #[arg(long, env = "PVCE_MIN_FREE_MIB", default_value_t = crate::space::DEFAULT_MIN_FREE_MIB)]
+    pub min_free_mib: u64,
+
     /// Lifetime of a login session, in hours.
     #[arg(long, env = "PVCE_SESSION_HOURS", default_value_t = 12)]
     pub session_hours: u64,
@@ -321,6 +326,7 @@ impl Config {
             login_ip_burst: crate::auth::DEFAULT_IP_BURST,
             login_ip_per_minute: crate::auth::DEFAULT_IP_PER_MINUTE,
             login_hash_inline: false,
+            min_free_mib: crate::space::DEFAULT_MIN_FREE_MIB,
             session_hours: 12,
             snapshot_quota: crate::snapshots::DEFAULT_QUOTA,
             sample_interval_secs: 5,

@@ -35,6 +35,7 @@ pub mod nodes;
 pub mod placement;
 pub mod portable;
 pub mod snapshots;
+pub mod space;
 pub mod storage;
 pub mod stores;
 pub mod templates;

@@ -875,10 +875,12 @@ async fn move_file(from: &Path, to: &Path) -> io::Result<()> {
 }
 
 /// A qemu-img failure on an upload our inspection accepted means the upload
-/// is damaged, not that the server is broken.
+/// is damaged, not that the server is broken (nor full: that stays a 507).
 fn upload_image_error(e: ImageError) -> PortableError {
     match e {
-        ImageError::QemuImg { .. } | ImageError::Timeout { .. } => {
+        ImageError::QemuImg { .. } | ImageError::Timeout { .. }
+            if crate::space::full_storage(&e).is_none() =>
+        {
             tracing::warn!(error = %e, "qemu-img rejected an imported layer");
             PortableError::Rejected(
                 "invalid_layer",

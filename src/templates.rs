@@ -419,11 +419,18 @@ where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
-    let mut file = tokio::fs::OpenOptions::new()
+    let mut file = match tokio::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(path)
-        .await?;
+        .await
+    {
+        Ok(f) => f,
+        Err(e) => {
+            drain(body).await;
+            return Err(e.into());
+        }
+    };
     let mut written: u64 = 0;
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|e| TemplateError::UploadInterrupted(e.to_string()))?;
@@ -432,7 +439,12 @@ where
             drain(body).await;
             return Err(TemplateError::UploadTooLarge(max));
         }
-        file.write_all(&chunk).await?;
+        if let Err(e) = file.write_all(&chunk).await {
+            // A full disk: the client still gets the answer, not a reset.
+            drop(file);
+            drain(body).await;
+            return Err(e.into());
+        }
     }
     if written == 0 {
         return Err(TemplateError::Invalid(
@@ -464,9 +476,11 @@ async fn import_file(
     let dst = storage.template_path(id);
     let mut layer_guard = FileGuard(Some(dst.clone()));
     // Our inspection passed, so qemu-img failing means the upload is damaged,
-    // not that the server is broken.
+    // not that the server is broken — unless it failed for lack of space.
     let damaged = |e: ImageError| match e {
-        ImageError::QemuImg { .. } | ImageError::Timeout { .. } => {
+        ImageError::QemuImg { .. } | ImageError::Timeout { .. }
+            if crate::space::full_storage(&e).is_none() =>
+        {
             tracing::warn!(error = %e, "qemu-img rejected an upload");
             TemplateError::Unreadable
         }

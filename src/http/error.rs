@@ -4,6 +4,12 @@
 //! decides the status and the stable `error` code of API.md. Bodies are
 //! `{"error": code, "message": text}`; for 5xx the message is generic and the
 //! detail goes to the log only, so no SQL, path or stack ever reaches a client.
+//!
+//! A failure because the disk or the database is full is not an internal
+//! error: whatever the module, it answers 507 `insufficient_storage` naming
+//! the storage ([`crate::space::full_storage`] decides), and the response
+//! carries a [`StorageFull`] marker so the router updates the `storage`
+//! health check at once.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -18,6 +24,7 @@ use crate::labnets::LabNetError;
 use crate::libvirt::LibvirtError;
 use crate::nodes::NodeError;
 use crate::placement::PlacementError;
+use crate::space::{StorageFull, Store};
 use crate::templates::TemplateError;
 use crate::users::UserError;
 use crate::vms::VmError;
@@ -29,6 +36,8 @@ pub struct ApiError {
     pub message: String,
     /// Seconds for a `Retry-After` header (429 and 503 that know when).
     pub retry_after: Option<u64>,
+    /// Set for 507: which storage is full (becomes a [`StorageFull`] marker).
+    storage_full: Option<Store>,
 }
 
 impl ApiError {
@@ -38,6 +47,7 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after: None,
+            storage_full: None,
         }
     }
     pub fn with_retry_after(mut self, secs: u64) -> Self {
@@ -50,14 +60,33 @@ impl ApiError {
     pub fn not_found() -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", "not found")
     }
-    /// A server-side failure: logged in full, reported generically.
-    fn internal(detail: &dyn std::fmt::Display) -> Self {
+    /// A server-side failure: logged in full, reported generically — or,
+    /// when it is a full disk or database, 507 naming which.
+    fn internal<E: std::error::Error + 'static>(detail: &E) -> Self {
+        if let Some(store) = crate::space::full_storage(detail) {
+            return Self::insufficient_storage(store, detail);
+        }
         tracing::error!(error = %detail, "internal error");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
             "internal server error",
         )
+    }
+    /// 507: the request needed room the server does not have. The message
+    /// names the storage, never a path.
+    fn insufficient_storage(store: Store, detail: &dyn std::fmt::Display) -> Self {
+        tracing::error!(storage = %store, error = %detail, "out of storage space");
+        let mut e = Self::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "insufficient_storage",
+            format!(
+                "the server's {store} is full, so the request could not be completed; \
+                 an administrator needs to free space"
+            ),
+        );
+        e.storage_full = Some(store);
+        e
     }
     fn unavailable(detail: &dyn std::fmt::Display) -> Self {
         tracing::warn!(error = %detail, "node unavailable");
@@ -73,6 +102,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = axum::Json(json!({ "error": self.code, "message": self.message }));
         let mut res = (self.status, body).into_response();
+        if let Some(store) = self.storage_full {
+            res.extensions_mut().insert(StorageFull(store));
+        }
         if let Some(secs) = self.retry_after {
             res.headers_mut()
                 .insert(axum::http::header::RETRY_AFTER, secs.into());
@@ -315,6 +347,10 @@ impl From<CourseError> for ApiError {
 
 impl From<LibvirtError> for ApiError {
     fn from(e: LibvirtError) -> Self {
+        // libvirt relays a node's own "No space left on device" as text.
+        if let Some(store) = crate::space::full_storage(&e) {
+            return Self::insufficient_storage(store, &e);
+        }
         match e {
             LibvirtError::Unreachable(_) | LibvirtError::Timeout => Self::unavailable(&e),
             _ => {

@@ -71,6 +71,10 @@ fn finish(router: Router<AppState>, state: AppState) -> Router {
     router
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::map_response_with_state(
+            state.clone(),
+            note_storage_full,
+        ))
         // Innermost first: the Origin rule, the head limits, then any
         // framework error made JSON, all inside the access log.
         .layer(axum::middleware::from_fn_with_state(
@@ -89,7 +93,27 @@ fn finish(router: Router<AppState>, state: AppState) -> Router {
 /// `{status: "ok"|"degraded", reasons, loops}`: always 200 while the server
 /// answers, so a load balancer's check and an operator both see why.
 async fn healthz(State(state): State<AppState>) -> Json<crate::health::Report> {
+    // The storage check is one statvfs: current on every call (bounded, so a
+    // hung network file system cannot hang the health check too).
+    let (space, health) = (state.space.clone(), state.health.clone());
+    let check = tokio::task::spawn_blocking(move || space.refresh(&health));
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), check).await;
     Json(state.health.report())
+}
+
+/// A request that failed for lack of space updates the `storage` health
+/// check at once (see [`crate::space`]).
+async fn note_storage_full(
+    State(state): State<AppState>,
+    response: axum::response::Response,
+) -> axum::response::Response {
+    if let Some(&crate::space::StorageFull(store)) = response.extensions().get() {
+        let (space, health) = (state.space.clone(), state.health.clone());
+        // Off the async threads (statvfs); done before the answer leaves so
+        // a `/healthz` right after it already says so.
+        let _ = tokio::task::spawn_blocking(move || space.record_failure(store, &health)).await;
+    }
+    response
 }
 
 async fn openapi() -> impl IntoResponse {
