@@ -51,6 +51,9 @@ export PVCE_DATA_DIR=$DATA/data
 export PVCE_DOMAIN_PREFIX=$PREFIX
 export PVCE_TEMPLATE_POOL=${PREFIX}tpl
 export PVCE_LAYER_POOL=${PREFIX}layers
+# The guests are blank disks that ignore ACPI: a seal or shutdown waits this
+# long before forcing them off (the default, 60 s, is a request timeout).
+export PVCE_SHUTDOWN_TIMEOUT=5
 SERVER=
 cleanup() {
   local rc=$?
@@ -139,7 +142,7 @@ run_role() { # name token
     --checks "$CHECKS" "${EXCLUDE[@]}" \
     -H "Authorization: Bearer $2" \
     --max-time "$SECONDS_PER_ROLE" --workers 2 --seed 1 --no-color \
-    --request-timeout 60 --warnings off </dev/null)
+    --request-timeout 120 --warnings off </dev/null)
 }
 
 STATUS=0

@@ -135,8 +135,9 @@ async fn validate(pool: &Pool, new: &NewCourse) -> Result<(), CourseError> {
         names::VM_SPEC_NAME
             .check_as(&format!("vm_specs[{i}].name"), &s.name)
             .map_err(invalid)?;
+        // No JSON Schema says "distinct by name": well-formed, unacceptable.
         if new.vm_specs[..i].iter().any(|o| o.name == s.name) {
-            return Err(CourseError::Invalid(format!(
+            return Err(CourseError::Unacceptable(format!(
                 "vm_specs[{i}].name is used twice"
             )));
         }
