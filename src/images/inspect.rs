@@ -324,7 +324,7 @@ fn inspect_source(
     if virtual_size == 0 || virtual_size % 512 != 0 {
         return Err(invalid(
             declared,
-            &format!(
+            format!(
                 "the virtual size ({virtual_size} bytes) is not a whole number of 512-byte sectors"
             ),
         ));
