@@ -19,7 +19,7 @@ use futures::FutureExt;
 use serde::Serialize;
 
 /// One background loop's last known state.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct LoopStatus {
     /// RFC 3339 time of the last pass that completed.
     pub last_success: Option<String>,
@@ -56,23 +56,13 @@ impl Health {
     /// Registers a loop so it is listed before its first pass.
     pub fn register_loop(&self, name: &'static str) {
         let mut loops = self.loops.lock().unwrap_or_else(|e| e.into_inner());
-        loops.entry(name).or_insert(LoopStatus {
-            last_success: None,
-            last_error: None,
-            restarts: 0,
-            last_success_unix: None,
-        });
+        loops.entry(name).or_default();
     }
 
     pub fn loop_ok(&self, name: &'static str) {
         let now = time::OffsetDateTime::now_utc();
         let mut loops = self.loops.lock().unwrap_or_else(|e| e.into_inner());
-        let s = loops.entry(name).or_insert(LoopStatus {
-            last_success: None,
-            last_error: None,
-            restarts: 0,
-            last_success_unix: None,
-        });
+        let s = loops.entry(name).or_default();
         s.last_success = Some(crate::db::format_time(now));
         s.last_success_unix = Some(now.unix_timestamp());
         s.last_error = None;
@@ -80,12 +70,7 @@ impl Health {
 
     pub fn loop_failed(&self, name: &'static str, error: &dyn std::fmt::Display) {
         let mut loops = self.loops.lock().unwrap_or_else(|e| e.into_inner());
-        let s = loops.entry(name).or_insert(LoopStatus {
-            last_success: None,
-            last_error: None,
-            restarts: 0,
-            last_success_unix: None,
-        });
+        let s = loops.entry(name).or_default();
         s.last_error = Some(error.to_string());
     }
 

@@ -655,17 +655,8 @@ async fn csv_import_creates_skips_and_reports_lines() {
                test-s2,Bad Role,wizard,password-three\n\
                test-s3,Short,student,short\n\
                test-t1,Teacher,teacher,password-four\n";
-    let res = admin
-        .http
-        .post(env.url("/api/users/import"))
-        .bearer_auth(&admin.token)
-        .header("content-type", "text/csv")
-        .body(csv)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
-    let v: serde_json::Value = res.json().await.unwrap();
+    let (status, v) = admin.post_body("/api/users/import", "text/csv", csv).await;
+    assert_eq!(status, StatusCode::OK);
     assert_eq!(v["created"], json!(["test-s1", "test-t1"]));
     assert_eq!(v["skipped"], json!(["test-existing"]));
     let lines: Vec<u64> = v["errors"]
@@ -1248,16 +1239,13 @@ async fn names_that_could_become_paths_or_garbage_are_refused_at_the_boundary() 
         )
         .await;
     assert_names_field(&got, "display_name", "patch");
-    let res = admin
-        .http
-        .post(env.url("/api/users/import"))
-        .bearer_auth(&admin.token)
-        .header("content-type", "text/csv")
-        .body("username,display_name,role,password\n..,Dots,student,password-one\n")
-        .send()
-        .await
-        .unwrap();
-    let v: Value = res.json().await.unwrap();
+    let (_, v) = admin
+        .post_body(
+            "/api/users/import",
+            "text/csv",
+            "username,display_name,role,password\n..,Dots,student,password-one\n",
+        )
+        .await;
     assert_eq!(v["created"], json!([]), "{v}");
     assert!(
         v["errors"][0]["message"]

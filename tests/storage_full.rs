@@ -152,17 +152,13 @@ async fn a_full_disk_answers_507_naming_the_storage_and_recovers() {
     assert_full(&login(&env, "test-student").await, "database", "sign-in");
     let got = teacher.post("/api/courses", course("test-full-2")).await;
     assert_full(&got, "database", "course create");
-    let res = admin
-        .http
-        .post(env.url("/api/users/import"))
-        .bearer_auth(&admin.token)
-        .header("content-type", "text/csv")
-        .body("username,display_name,role,password\ntest-csv,C,student,password-one\n")
-        .send()
-        .await
-        .unwrap();
-    let status = res.status();
-    let got = (status, res.json::<Value>().await.unwrap());
+    let got = admin
+        .post_body(
+            "/api/users/import",
+            "text/csv",
+            "username,display_name,role,password\ntest-csv,C,student,password-one\n",
+        )
+        .await;
     assert_full(&got, "database", "CSV import");
 
     // Template import, snapshot, VM start: the data dir cannot take the bytes.

@@ -285,6 +285,24 @@ impl Client {
     }
 
     /// Streams a file as the body of a POST.
+    /// POSTs a non-JSON body (e.g. the CSV import) and reads the JSON answer.
+    pub async fn post_body(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> (StatusCode, Value) {
+        let res = self
+            .req(reqwest::Method::POST, path)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = res.status();
+        (status, res.json().await.unwrap())
+    }
+
     pub async fn upload(&self, path: &str, file: &Path) -> (StatusCode, Value) {
         let f = tokio::fs::File::open(file).await.unwrap();
         let stream = tokio_util::io::ReaderStream::new(f);
