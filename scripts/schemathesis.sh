@@ -124,11 +124,11 @@ api "$TEACHER" POST "/api/courses/$CID/students" '{"usernames":["st-alice","st-b
 #   everything after it would only test 401s.
 # - POST /api/nodes: registering a node makes the server connect to the host
 #   it names (ssh, TLS, TCP to whatever the fuzzer invents); tests talk only
-#   to loopback. (Its schema and refusals are covered by tests/api.rs.)
+#   to loopback. (Its schema and refusals are covered by tests/it/api.rs.)
 # - POST /api/nodes/{id}/maintenance, POST /api/nodes/{id}/fence, DELETE
 #   /api/nodes/{id}: they take the only node out of service (the stateful
 #   phase finds its id), after which every VM start answers 503 no_capacity
-#   by design. tests/cluster.rs covers them.
+#   by design. tests/it/cluster.rs covers them.
 EXCLUDE=(--exclude-name "GET /ws/console" --exclude-name "POST /api/auth/logout"
   --exclude-name "POST /api/nodes" --exclude-name "POST /api/nodes/{id}/maintenance"
   --exclude-name "POST /api/nodes/{id}/fence" --exclude-name "DELETE /api/nodes/{id}")

@@ -15,8 +15,9 @@ cargo clippy --all-targets --locked -- -D warnings
 echo "== tests"
 # Build the tiny guest once up front so the first VM test doesn't pay for it.
 cargo test --locked --no-run
-# VM tests are CPU-heavy under TCG on 2 cores: run test binaries one at a time,
-# tests within a binary two at a time.
+# VM tests are CPU-heavy under TCG on 2 cores: unit tests, then the one
+# black-box binary (tests/it), two tests at a time; the heaviest (several
+# guests, the multi-node rig, Chromium) run alone (tests/it/common/gate.rs).
 cargo test --locked -- --test-threads="${PVCE_TEST_THREADS:-2}"
 echo "== schemathesis"
 # The API against its own openapi.json, as admin and as student (bounded).

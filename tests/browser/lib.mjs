@@ -24,7 +24,7 @@ export async function launch() {
 }
 
 /**
- * Inside the test's own network namespace (tests/browser.rs), the server's
+ * Inside the test's own network namespace (tests/it/browser.rs), the server's
  * loopback address is served here and relayed to the Unix socket the test
  * harness bridges to the real server. Returns a close() function.
  */

@@ -5,15 +5,11 @@
 //! own, boots; the software rule holds; tampered layers are refused with 422
 //! and leave nothing behind.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{TestEnv, assert_error, wait_serial};
+use crate::common::{self, TestEnv, assert_error, wait_serial};
 use pvce::auth::Role;
 use reqwest::StatusCode;
 use serde_json::{Value, json};

@@ -5,16 +5,12 @@
 //! space is freed everything works again. Needs root (mount); the tmpfs is
 //! unmounted however the test ends.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Client, TestEnv, wait_for};
+use crate::common::{self, Client, TestEnv, wait_for};
 use pvce::auth::Role;
 use reqwest::StatusCode;
 use serde_json::{Value, json};

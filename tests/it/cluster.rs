@@ -7,15 +7,11 @@
 //! node, moved between nodes with their data). The rig is machine-wide and locked, so these tests
 //! run one after another whatever `--test-threads` says.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use common::multinode::{self, Rig, wait_node_state};
-use common::{Client, TestEnv, assert_error, serial_run_on, wait_for, wait_serial};
+use crate::common::multinode::{self, Rig, wait_node_state};
+use crate::common::{self, Client, TestEnv, assert_error, serial_run_on, wait_for, wait_serial};
 use futures::{SinkExt, StreamExt};
 use pvce::auth::Role;
 use reqwest::StatusCode;
@@ -33,12 +29,6 @@ const DOWN_WITHIN: Duration = Duration::from_secs(10);
 /// QEMUs starting) for spread and pack to decide by it. Guests touch little
 /// of it, so the machine is not short.
 const VM_MIB: u32 = 768;
-
-async fn rig(n: usize) -> Rig {
-    tokio::task::spawn_blocking(move || Rig::up(n))
-        .await
-        .unwrap()
-}
 
 /// A server whose nodes are the rig's, with a course on the tiny guest and
 /// one personal VM per student.
@@ -169,7 +159,7 @@ async fn time_to_down(admin: &Client, node: &str, since: Instant) -> Duration {
 
 #[tokio::test]
 async fn three_nodes_register_and_come_up() {
-    let rig = rig(3).await;
+    let rig = Rig::up(3).await;
     let env = TestEnv::start_with(|c| c.allow_tcp_nodes = true).await;
     env.user("test-admin", Role::Admin).await;
     let admin = env.client("test-admin").await;
@@ -217,7 +207,7 @@ async fn three_nodes_register_and_come_up() {
 
 #[tokio::test]
 async fn dead_and_frozen_nodes_are_down_within_10s_and_hold_up_nobody() {
-    let rig = rig(3).await;
+    let rig = Rig::up(3).await;
     let c = cluster(&rig, 1).await;
 
     // Killed: libvirtd and its QEMUs gone at once.
@@ -316,7 +306,7 @@ async fn dead_and_frozen_nodes_are_down_within_10s_and_hold_up_nobody() {
 
 #[tokio::test]
 async fn spread_uses_every_node_and_maintenance_gets_none() {
-    let rig = rig(3).await;
+    let rig = Rig::up(3).await;
     let c = cluster(&rig, 3).await;
 
     let mut used = HashSet::new();
@@ -357,7 +347,7 @@ async fn spread_uses_every_node_and_maintenance_gets_none() {
 
 #[tokio::test]
 async fn pack_fills_one_node_before_the_next() {
-    let rig = rig(3).await;
+    let rig = Rig::up(3).await;
     let c = cluster_with(&rig, 3, |cfg| {
         config(cfg);
         cfg.placement_policy = pvce::placement::Policy::Pack;
@@ -407,7 +397,7 @@ async fn pack_fills_one_node_before_the_next() {
 
 #[tokio::test]
 async fn a_dead_nodes_vm_is_fenced_then_restarts_elsewhere_with_its_data() {
-    let rig = rig(3).await;
+    let rig = Rig::up(3).await;
     let c = cluster(&rig, 1).await;
     let vm = c.start(0).await;
     let first = c.index(&vm["node_id"]);
@@ -554,7 +544,7 @@ async fn console_token(client: &Client, vm: &str) -> String {
 
 #[tokio::test]
 async fn live_migration_moves_a_running_vm_and_its_console() {
-    let rig = rig(3).await;
+    let rig = Rig::up(3).await;
     let c = cluster(&rig, 1).await;
     let vm = c.start(0).await;
     let from = c.index(&vm["node_id"]);
@@ -720,7 +710,7 @@ async fn live_migration_moves_a_running_vm_and_its_console() {
 
 #[tokio::test]
 async fn a_restarted_server_reconciles_with_every_node() {
-    let rig = rig(3).await;
+    let rig = Rig::up(3).await;
     let mut c = cluster(&rig, 2).await;
     let a = c.index(&c.start(0).await["node_id"]);
     let b = c.index(&c.start(1).await["node_id"]);
@@ -808,7 +798,7 @@ fn layer_volumes(rig: &Rig, i: usize, vm: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn node_local_layers_stay_on_their_node_and_move_with_their_data() {
-    let rig = rig(2).await;
+    let rig = Rig::up(2).await;
     let c = cluster_with(&rig, 1, |cfg| {
         cfg.layer_storage = pvce::layers::LayerStorage::NodeLocal;
         cfg.layer_pool = LAYER_POOL.into();

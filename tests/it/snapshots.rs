@@ -3,13 +3,9 @@
 //! → revert → boot → the file is gone; running VM → 409; quota → 409; other
 //! students → 404; the template layer is never written.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
 use std::time::Duration;
 
-use common::{TestEnv, assert_error, serial_run, sha256_file, wait_serial};
+use crate::common::{self, TestEnv, assert_error, serial_run, sha256_file, wait_serial};
 use pvce::auth::Role;
 use reqwest::StatusCode;
 use serde_json::{Value, json};

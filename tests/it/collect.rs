@@ -3,14 +3,10 @@
 //! shell) come back in one tar; a running VM is skipped and reported; the same
 //! student's VM in another course is never read; outsiders get 404.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
 use std::process::Command;
 use std::time::Duration;
 
-use common::{TestEnv, assert_error, download, serial_run, wait_serial};
+use crate::common::{self, TestEnv, assert_error, download, serial_run, wait_serial};
 use pvce::auth::Role;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -47,6 +43,8 @@ async fn vm_of(env: &TestEnv, client: &common::Client, course_id: &str) -> Strin
 
 #[tokio::test]
 async fn collection_holds_each_students_files_and_nothing_from_other_courses() {
+    // Four guests boot at once: alone (see common::gate).
+    let _alone = common::gate::alone().await;
     let image = tokio::task::spawn_blocking(common::tiny_image)
         .await
         .unwrap();

@@ -1,14 +1,10 @@
 //! The spine, end to end on the real local libvirtd with the tiny guest:
 //! import → course → enrol → start → BOOT-OK → shutdown → reset → delete.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
 use std::process::Command;
 use std::time::Duration;
 
-use common::{TestEnv, assert_error, virsh_domstate, wait_for};
+use crate::common::{self, TestEnv, assert_error, virsh_domstate, wait_for};
 use pvce::auth::Role;
 use reqwest::StatusCode;
 use serde_json::{Value, json};

@@ -9,15 +9,9 @@
 //! 4001 "VM stopped" when the VM is powered off under it. Tokens must never
 //! reach a log or a file.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{TestEnv, assert_error, wait_for};
+use crate::common::{self, TestEnv, assert_error, wait_for};
 use futures::{SinkExt, StreamExt};
 use pvce::auth::Role;
 use reqwest::StatusCode;
@@ -32,39 +26,6 @@ const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
 const IO_TIMEOUT: Duration = Duration::from_secs(30);
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-/// Everything the server logs (pvce, tower_http, axum at every level), so the
-/// test can check a token never appears in it. Installed before the server
-/// starts; `common`'s own subscriber then finds one in place and stands aside.
-#[derive(Clone, Default)]
-struct LogBuf(Arc<Mutex<Vec<u8>>>);
-
-impl Write for LogBuf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl LogBuf {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
-fn capture_logs() -> LogBuf {
-    let buf = LogBuf::default();
-    let writer = buf.clone();
-    tracing_subscriber::fmt()
-        .with_env_filter("pvce=trace,tower_http=trace,axum=trace")
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .init();
-    buf
-}
 
 fn ws_url(env: &TestEnv, path: &str) -> String {
     format!(
@@ -318,7 +279,7 @@ fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 
 #[tokio::test]
 async fn browser_console_relays_rfb_and_refuses_what_it_must() {
-    let logs = capture_logs();
+    let logs = common::logs::capture();
     let image = tokio::task::spawn_blocking(common::tiny_image)
         .await
         .unwrap();

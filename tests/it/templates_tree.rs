@@ -2,13 +2,10 @@
 //! online (install through the build VM's console), seal, a course on the new
 //! child; the student sees the teacher's work, keeps its own writes across a
 //! reboot but not across a reset, and the parent layer never changes.
-#![allow(clippy::unwrap_used)]
-
-mod common;
 
 use std::time::Duration;
 
-use common::{TestEnv, assert_error, serial_run, sha256_file, wait_for, wait_serial};
+use crate::common::{self, TestEnv, assert_error, serial_run, sha256_file, wait_for, wait_serial};
 use pvce::auth::Role;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -32,6 +29,8 @@ async fn boots(env: &TestEnv, vm_id: &str) -> usize {
 
 #[tokio::test]
 async fn derive_seal_and_use_a_child_template() {
+    // An install in the build VM, then several boots: alone (see common::gate).
+    let _alone = common::gate::alone().await;
     let env = TestEnv::start().await;
     env.user("test-teacher", Role::Teacher).await;
     env.user("test-other-teacher", Role::Teacher).await;

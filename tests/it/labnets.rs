@@ -5,14 +5,10 @@
 //! address on the networks; the networks are isolated (no forward, no ip) and
 //! disappear when the last VM of their student stops.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Client, TestEnv, serial_run, wait_for, wait_serial};
+use crate::common::{self, Client, TestEnv, serial_run, wait_for, wait_serial};
 use pvce::auth::Role;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -73,6 +69,8 @@ async fn vm_of(client: &Client, course: &str, name: &str) -> String {
 
 #[tokio::test]
 async fn students_lab_networks_are_private_and_go_away() {
+    // Three guests boot at once and pings have deadlines: alone (see common::gate).
+    let _alone = common::gate::alone().await;
     let env = TestEnv::start().await;
     let image = tokio::task::spawn_blocking(common::tiny_image)
         .await

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 pub struct ServerProcess {
     pub child: Child,
     pub url: String,
+    /// A server beside other tests' (see [`super::gate`]).
+    _pass: std::sync::Arc<super::gate::Pass>,
 }
 
 /// Flags every test server gets: test-named domains and its own template pool.
@@ -54,10 +56,12 @@ impl ServerProcess {
         for (k, v) in env {
             cmd.env(k, v);
         }
+        let pass = super::gate::shared().await;
         let child = cmd.spawn().unwrap();
         let mut me = ServerProcess {
             child,
             url: format!("http://127.0.0.1:{port}"),
+            _pass: pass,
         };
         let http = reqwest::Client::new();
         let start = Instant::now();

@@ -1,11 +1,7 @@
 //! Black-box API tests that need no running VM: the role matrix, input
 //! validation, unsafe images, auth and sessions. Real server, real SQLite.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
-use common::{PASSWORD, TestEnv, assert_error};
+use crate::common::{self, PASSWORD, TestEnv, assert_error};
 use pvce::auth::Role;
 use std::time::Duration;
 

@@ -10,13 +10,9 @@
 //! keeps working for the VNC VM before and after the expiry (it re-reads and
 //! renews the live password).
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
 use std::time::Duration;
 
-use common::{TestEnv, assert_error, get_bytes, wait_for};
+use crate::common::{self, TestEnv, assert_error, get_bytes, wait_for};
 use futures::{SinkExt, StreamExt};
 use pvce::auth::Role;
 use reqwest::StatusCode;
@@ -216,6 +212,9 @@ async fn viewer_file(
 
 #[tokio::test]
 async fn spice_vms_and_viewer_files_with_one_time_passwords() {
+    // Two guests, and passwords that must outlive steps and then expire: alone
+    // (see common::gate).
+    let _alone = common::gate::alone().await;
     let image = tokio::task::spawn_blocking(common::tiny_image)
         .await
         .unwrap();

@@ -4,16 +4,13 @@
 //! (the layer ends up on our template and boots), other tampering is refused;
 //! a standalone export boots with plain qemu-system-x86_64; layer usage.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{
-    TestEnv, assert_error, download, serial_run, sha256_file, wait_for, wait_serial, walk_find,
+use crate::common::{
+    self, TestEnv, assert_error, download, serial_run, sha256_file, wait_for, wait_serial,
+    walk_find,
 };
 use pvce::auth::Role;
 use reqwest::StatusCode;

@@ -13,15 +13,11 @@
 //! Its loopback reaches the test server through a Unix socket (a path on
 //! the shared file system is reachable from any network namespace).
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{PASSWORD, TestEnv};
+use crate::common::{self, PASSWORD, TestEnv};
 use pvce::auth::Role;
 use reqwest::StatusCode;
 use serde_json::json;
@@ -57,12 +53,11 @@ async fn ui_base(env: &TestEnv) -> (String, Option<tokio::task::JoinHandle<()>>)
     (format!("http://{addr}"), Some(handle))
 }
 
-/// Browser tests run one at a time: the multi-node rig adds and removes host
-/// network interfaces, and Chromium aborts requests in flight when the host's
-/// network changes (`ERR_NETWORK_CHANGED`).
-async fn one_at_a_time() -> tokio::sync::MutexGuard<'static, ()> {
-    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-    LOCK.lock().await
+/// Browser tests run alone (see `common::gate`): they always ran one at a
+/// time, and their scripts' page timeouts were set for a machine with no
+/// other guest booting beside Chromium.
+async fn one_at_a_time() -> std::sync::Arc<common::gate::Pass> {
+    common::gate::alone().await
 }
 
 fn check_tools() {
@@ -684,9 +679,7 @@ async fn ui_files_are_served_with_strict_headers() {
 #[tokio::test]
 async fn admin_sees_a_three_node_cluster_with_charts() {
     let _serial = one_at_a_time().await;
-    let rig = tokio::task::spawn_blocking(|| common::multinode::Rig::up(3))
-        .await
-        .unwrap();
+    let rig = common::multinode::Rig::up(3).await;
     let env = TestEnv::start_with(|c| {
         c.sample_interval_secs = 1;
         c.allow_tcp_nodes = true; // the rig's nodes

@@ -2,13 +2,9 @@
 //! and memory, and a running VM's CPU and memory, through libvirt; the API
 //! serves bounded history, `/metrics` exports the latest figures.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
 use std::time::Duration;
 
-use common::{TestEnv, assert_error, wait_for};
+use crate::common::{self, TestEnv, assert_error, wait_for};
 use pvce::auth::Role;
 use reqwest::StatusCode;
 use serde_json::json;

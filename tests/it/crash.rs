@@ -2,17 +2,13 @@
 //! left without anywhere to write its log, then restarted — nothing lost,
 //! nothing half-done left behind (issue 22, items 8, 9 and 12).
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::process::{ServerProcess, add_user, base_args, remove_pool};
-use common::{Client, PASSWORD, TestEnv, wait_for};
+use crate::common::process::{ServerProcess, add_user, base_args, remove_pool};
+use crate::common::{self, Client, PASSWORD, TestEnv, wait_for};
 use pvce::auth::Role;
 use reqwest::StatusCode;
 use serde_json::json;

@@ -3,11 +3,7 @@
 //! JSON error bodies for everything the framework refuses itself (413, 414,
 //! 431, 404, 405, rejections), and the `/metrics` token and listener.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
-use common::{TestEnv, assert_error};
+use crate::common::{self, TestEnv, assert_error};
 use pvce::auth::Role;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};

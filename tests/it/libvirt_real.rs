@@ -133,6 +133,8 @@ async fn transient_tcg_domain_runs_with_spice_and_is_destroyed() {
 }
 
 async fn domain_round_trip(kind: GraphicsKind) {
+    // A guest of its own: beside ordinary tests, never beside one that runs alone.
+    let _pass = crate::common::gate::shared().await;
     let node = open_system().await;
     let hv = node
         .hypervisor_for(AccelSetting::Auto)

@@ -3,11 +3,7 @@
 //! cookies that let a known browser in meanwhile, and the bounded
 //! password-check queue (503 `busy`). Real server on loopback, real SQLite.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
-use common::{PASSWORD, TestEnv};
+use crate::common::{PASSWORD, TestEnv};
 use pvce::auth::Role;
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, RETRY_AFTER, SET_COOKIE};

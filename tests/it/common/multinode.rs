@@ -2,7 +2,7 @@
 //! each in its own namespaces (see `scripts/multinode.sh` for how and why).
 //!
 //! One rig exists per machine at a time: [`Rig::up`] takes an exclusive lock
-//! (shared by every test binary) for the rig's lifetime, and dropping the
+//! (shared by every test process) for the rig's lifetime, and dropping the
 //! [`Rig`] tears everything down — nodes, their QEMUs, network, cgroups —
 //! even when the test failed.
 
@@ -13,13 +13,16 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use super::{Client, wait_for};
+use super::{Client, gate, wait_for};
 
 const LOCK: &str = "/run/pvce-test-rig.lock";
 
 pub struct Rig {
     pub n: usize,
     _lock: std::fs::File,
+    /// The rig's nodes and their guests load the whole machine and its
+    /// tests hold time bounds: no other test runs meanwhile (see [`gate`]).
+    _alone: std::sync::Arc<gate::Pass>,
 }
 
 fn script() -> PathBuf {
@@ -43,12 +46,23 @@ fn run(args: &[&str]) -> Output {
 
 impl Rig {
     /// Starts nodes 1..=n (cleaning up leftovers of aborted runs first) and
-    /// returns once every node's libvirtd answers a real call.
-    pub fn up(n: usize) -> Rig {
-        let lock = std::fs::File::create(LOCK).unwrap();
-        lock.lock().unwrap();
-        run(&["up", &n.to_string()]);
-        Rig { n, _lock: lock }
+    /// returns once every node's libvirtd answers a real call. The test runs
+    /// alone from here on; call it before starting the test's server.
+    pub async fn up(n: usize) -> Rig {
+        let alone = gate::alone().await;
+        let lock = tokio::task::spawn_blocking(move || {
+            let lock = std::fs::File::create(LOCK).unwrap();
+            lock.lock().unwrap();
+            run(&["up", &n.to_string()]);
+            lock
+        })
+        .await
+        .unwrap();
+        Rig {
+            n,
+            _lock: lock,
+            _alone: alone,
+        }
     }
 
     pub fn addr(&self, i: usize) -> String {
@@ -92,11 +106,6 @@ impl Rig {
         String::from_utf8_lossy(&self.virsh(i, &["domstate", domain]).stdout)
             .trim()
             .to_owned()
-    }
-
-    /// Which node runs `domain` (1-based), if any.
-    pub fn node_of(&self, domain: &str) -> Option<usize> {
-        (1..=self.n).find(|i| self.domstate(*i, domain) == "running")
     }
 }
 

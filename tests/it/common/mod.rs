@@ -4,8 +4,9 @@
 //! Everything a test creates is named `test-*` and removed when the
 //! [`TestEnv`] is dropped, even when the test fails: domains are destroyed
 //! with `virsh`, the data dir is deleted.
-#![allow(dead_code, clippy::unwrap_used)]
 
+pub mod gate;
+pub mod logs;
 pub mod multinode;
 pub mod process;
 
@@ -27,21 +28,12 @@ pub struct TestEnv {
     started_domains: Mutex<Vec<String>>,
     /// Users created by the test: their lab networks are removed at the end.
     user_ids: Mutex<Vec<String>>,
+    /// This test's place beside the others (see [`gate`]); released last.
+    _pass: std::sync::Arc<gate::Pass>,
 }
 
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Initialises logging once (visible with `--nocapture`).
-fn init_tracing() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "pvce=info".into()))
-            .with_test_writer()
-            .try_init();
-    });
 }
 
 impl TestEnv {
@@ -50,7 +42,8 @@ impl TestEnv {
     }
 
     pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestEnv {
-        init_tracing();
+        let pass = gate::shared().await;
+        logs::init();
         let dir = tempfile::Builder::new()
             .prefix("test-pvce-")
             .tempdir()
@@ -68,6 +61,7 @@ impl TestEnv {
             dir,
             started_domains: Mutex::new(Vec::new()),
             user_ids: Mutex::new(Vec::new()),
+            _pass: pass,
         }
     }
 
@@ -392,12 +386,7 @@ pub fn virsh_domstate(domain: &str) -> String {
 // ------------------------------------------------------------------
 // Guest serial console (the tiny guest runs a root shell on ttyS0).
 
-/// The pty libvirt gives a running test VM's serial console.
-pub fn serial_pty(vm_id: &str) -> String {
-    serial_pty_on("qemu:///system", vm_id)
-}
-
-/// [`serial_pty`] of a VM running on the node at `uri`.
+/// The pty libvirt gives a running test VM's serial console on the node at `uri`.
 pub fn serial_pty_on(uri: &str, vm_id: &str) -> String {
     let domain = format!("test-pvce-{vm_id}");
     let out = Command::new("virsh")
@@ -413,15 +402,11 @@ pub fn serial_pty_on(uri: &str, vm_id: &str) -> String {
     pty
 }
 
-/// Types `line` + newline into the VM's serial console (raw mode, so the
-/// guest sees exactly these bytes), keeping the pty open for `hold` while
-/// draining what the guest prints: QEMU only reads the pty while a client
-/// has it open (it polls for a connection about once a second).
-pub fn serial_type(vm_id: &str, line: &str, hold: Duration) {
-    serial_type_on("qemu:///system", vm_id, line, hold);
-}
-
-/// [`serial_type`] for a VM running on the node at `uri`.
+/// Types `line` + newline into the serial console of a VM on the node at
+/// `uri` (raw mode, so the guest sees exactly these bytes), keeping the pty
+/// open for `hold` while draining what the guest prints: QEMU only reads the
+/// pty while a client has it open (it polls for a connection about once a
+/// second).
 pub fn serial_type_on(uri: &str, vm_id: &str, line: &str, hold: Duration) {
     use std::io::{Read, Write};
     use std::os::unix::fs::OpenOptionsExt;

@@ -1,0 +1,84 @@
+//! Which tests run beside which. CI runs this binary with
+//! `--test-threads=2` on a 2-core machine where every guest runs under TCG:
+//! two ordinary tests side by side are fine, but a few must have the machine
+//! to themselves — they boot several guests at once, drive the multi-node
+//! rig (three libvirtds and their QEMUs) with time bounds to hold, run
+//! Chromium beside a guest, or wait for a console password to expire. When
+//! each area was a binary of its own they ran alone because their binary
+//! had one test (or a lock of its own); in one binary this gate says so.
+//!
+//! Every test that starts a server ([`super::TestEnv`], or the binary as a
+//! [`super::process::ServerProcess`]) or a guest holds a [`shared`] pass; a test that must run alone takes [`alone`] first, which
+//! waits until no other pass is out and keeps new ones waiting until it is
+//! done (tokio's `RwLock` is fair: a waiting writer queues the readers
+//! behind it, so an alone test is not starved).
+//!
+//! A pass belongs to the test's thread (libtest runs each test on a thread
+//! of its own and `#[tokio::test]` drives the test's future on it): asking
+//! again on the same thread hands out the pass already held, so a test with
+//! two servers, or an alone test that then starts its server, never waits
+//! for itself.
+
+use std::cell::RefCell;
+use std::sync::{Arc, Weak};
+
+use tokio::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+static GATE: RwLock<()> = RwLock::const_new(());
+
+/// Held for as long as the test runs beside others (shared) or alone.
+pub struct Pass {
+    guard: Guard,
+}
+
+enum Guard {
+    Shared {
+        _guard: RwLockReadGuard<'static, ()>,
+    },
+    Alone {
+        _guard: RwLockWriteGuard<'static, ()>,
+    },
+}
+
+thread_local! {
+    static HELD: RefCell<Weak<Pass>> = const { RefCell::new(Weak::new()) };
+}
+
+fn held() -> Option<Arc<Pass>> {
+    HELD.with(|h| h.borrow().upgrade())
+}
+
+fn remember(pass: Pass) -> Arc<Pass> {
+    let pass = Arc::new(pass);
+    HELD.with(|h| *h.borrow_mut() = Arc::downgrade(&pass));
+    pass
+}
+
+/// A pass to run beside other ordinary tests (the one this test holds, if any).
+pub async fn shared() -> Arc<Pass> {
+    if let Some(p) = held() {
+        return p;
+    }
+    remember(Pass {
+        guard: Guard::Shared {
+            _guard: GATE.read().await,
+        },
+    })
+}
+
+/// A pass to run with no other test holding one. Take it before starting
+/// anything: a test that already holds a shared pass cannot trade it up.
+pub async fn alone() -> Arc<Pass> {
+    if let Some(p) = held() {
+        assert!(
+            matches!(p.guard, Guard::Alone { .. }),
+            "take gate::alone() before starting a server: this test already runs beside others"
+        );
+        return p;
+    }
+    remember(Pass {
+        guard: Guard::Alone {
+            _guard: GATE.write().await,
+        },
+    })
+}

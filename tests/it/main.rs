@@ -1,0 +1,33 @@
+//! pvce's black-box tests, one binary: every module starts the real server
+//! (or the real binary, or the libvirt module) against real SQLite, the real
+//! local libvirtd with real QEMU guests, and headless Chromium for the UI.
+//! `common` holds what they share: the test server, clients per user, the
+//! tiny guest, the multi-node rig, and the gate that keeps the heaviest
+//! tests alone (see `common::gate`).
+//!
+//! One binary instead of one per area: `common` and the library are linked
+//! once, not once per file. Run an area with `cargo test --test it api::`,
+//! one test with `cargo test --test it -- --exact api::login_sessions_logout_and_rate_limit`.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+mod api;
+mod browser;
+mod cluster;
+mod collect;
+mod console;
+mod console_viewer;
+mod crash;
+mod http_contract;
+mod labnets;
+mod libvirt_real;
+mod monitor;
+mod portable;
+mod sign_in;
+mod snapshots;
+mod storage_full;
+mod template_layers;
+mod templates_tree;
+mod vm_lifecycle;
