@@ -518,7 +518,15 @@ mod tests {
             .kill_on_drop(true)
             .spawn()
             .expect("qemu-io");
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        // Until qemu-io has opened the layer there is no lock to wait for.
+        let spawned = std::time::Instant::now();
+        while qemu_img::snapshot_tags(&img).await.is_ok() {
+            assert!(
+                spawned.elapsed() < std::time::Duration::from_secs(30),
+                "qemu-io never locked the layer"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
         assert!(qemu_img::snapshot_tags(&img).await.is_err(), "locked");
         let started = std::time::Instant::now();
         settle(&img).await.expect("settles");

@@ -1099,9 +1099,13 @@ mod tests {
             .expect("open");
         let ran = Arc::new(AtomicUsize::new(0));
 
-        // Occupies the only worker past its deadline.
-        let slow = node.call(|_| {
-            std::thread::sleep(Duration::from_millis(600));
+        // Occupies the only worker until the test lets it go, so both callers
+        // below can only get their answer from their own deadline.
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let (freed, worker_free) = tokio::sync::oneshot::channel::<()>();
+        let slow = node.call(move |_| {
+            let _ = held.recv();
+            let _ = freed.send(());
             Ok(())
         });
         // Queued behind it; its caller gives up too, so it must never run.
@@ -1110,14 +1114,17 @@ mod tests {
             ran2.fetch_add(1, Ordering::SeqCst);
             Ok(())
         });
-        let started = Instant::now();
-        let (a, b) = tokio::join!(slow, queued);
+        let (a, b) = tokio::time::timeout(Duration::from_secs(10), async {
+            tokio::join!(slow, queued)
+        })
+        .await
+        .expect("both callers give up at their deadline, not when the worker is free");
         assert!(matches!(a, Err(LibvirtError::Timeout)), "{a:?}");
         assert!(matches!(b, Err(LibvirtError::Timeout)), "{b:?}");
-        assert!(started.elapsed() < Duration::from_millis(550));
 
         // Once the worker is free again the node works, and the stale job was skipped.
-        tokio::time::sleep(Duration::from_millis(600)).await;
+        release.send(()).expect("the slow job is waiting");
+        worker_free.await.expect("the slow job ends");
         node.node_info().await.expect("works again");
         assert_eq!(ran.load(Ordering::SeqCst), 0);
         // A timeout is not a dead connection.
