@@ -13,7 +13,6 @@
 //! Its loopback reaches the test server through a Unix socket (a path on
 //! the shared file system is reachable from any network namespace).
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -28,29 +27,6 @@ fn artifact_dir() -> PathBuf {
     let dir = common::repo_root().join("target").join("test-artifacts");
     std::fs::create_dir_all(&dir).unwrap();
     dir
-}
-
-/// The base URL that serves the UI. The server's own router serves it once
-/// `pvce::web::router()` is merged into the API router; until then the test
-/// serves the API router plus the UI router itself, on the same state.
-async fn ui_base(env: &TestEnv) -> (String, Option<tokio::task::JoinHandle<()>>) {
-    let res = reqwest::get(env.url("/")).await.unwrap();
-    let is_html = res
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/html"));
-    if is_html {
-        return (env.server.url(), None);
-    }
-    let router = pvce::http::router(env.server.state.clone()).merge(pvce::web::router());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let handle = tokio::spawn(async move {
-        let service = router.into_make_service_with_connect_info::<SocketAddr>();
-        let _ = axum::serve(listener, service).await;
-    });
-    (format!("http://{addr}"), Some(handle))
 }
 
 /// Browser tests run alone (see `common::gate`): they always ran one at a
@@ -188,7 +164,7 @@ async fn login_page_language_switch_and_logout() {
     let _serial = one_at_a_time().await;
     let env = TestEnv::start().await;
     env.user("test-web-lonely", Role::Student).await;
-    let (base, _serving) = ui_base(&env).await;
+    let base = env.server.url();
     let dir = artifact_dir();
     for f in ["login-en.png", "login-zh.png", "student-empty-en.png"] {
         let _ = std::fs::remove_file(dir.join(f));
@@ -246,7 +222,7 @@ async fn student_starts_a_vm_and_types_into_its_desktop() {
     let vm_id = vms[0]["id"].as_str().unwrap().to_owned();
     env.track_vm(&vm_id);
 
-    let (base, _serving) = ui_base(&env).await;
+    let base = env.server.url();
     let dir = artifact_dir();
     let shot = dir.join("student-desktop.png");
     let _ = std::fs::remove_file(&shot);
@@ -282,7 +258,7 @@ async fn teacher_imports_an_image_creates_a_course_and_enrols_students() {
         .execute(&env.server.state.pool)
         .await
         .unwrap();
-    let (base, _serving) = ui_base(&env).await;
+    let base = env.server.url();
     let dir = artifact_dir();
     let _ = std::fs::remove_file(dir.join("teacher-class.png"));
     run_script(
@@ -329,7 +305,7 @@ async fn teacher_derives_and_seals_a_template_in_the_browser() {
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{tpl}");
-    let (base, _serving) = ui_base(&env).await;
+    let base = env.server.url();
     let dir = artifact_dir();
     for f in [
         "derive-match.png",
@@ -426,7 +402,7 @@ async fn student_snapshots_exports_and_imports_in_the_browser() {
     let vm_id = vms[0]["id"].as_str().unwrap().to_owned();
     env.track_vm(&vm_id);
 
-    let (base, _serving) = ui_base(&env).await;
+    let base = env.server.url();
     let dir = artifact_dir();
     let shots = [
         "student-snapshots.png",
@@ -514,7 +490,7 @@ async fn admin_sees_nodes_and_manages_users() {
     let (status, vm) = student.post_empty(&format!("/api/vms/{vm_id}/start")).await;
     assert_eq!(status, StatusCode::OK, "{vm}");
 
-    let (base, _serving) = ui_base(&env).await;
+    let base = env.server.url();
     let dir = artifact_dir();
     for f in [
         "admin-users.png",
@@ -572,107 +548,6 @@ async fn admin_sees_nodes_and_manages_users() {
     assert!(names.contains(&"local"), "{names:?}");
 }
 
-/// The embedded UI as plain HTTP: content types, security headers, caching,
-/// the SPA fallback, and that unknown API paths stay JSON 404s.
-#[tokio::test]
-async fn ui_files_are_served_with_strict_headers() {
-    let _serial = one_at_a_time().await;
-    let env = TestEnv::start().await;
-    let (base, _serving) = ui_base(&env).await;
-    let http = reqwest::Client::new();
-    let get = |path: &str| http.get(format!("{base}{path}")).send();
-    let header = |res: &reqwest::Response, name: &str| {
-        res.headers()
-            .get(name)
-            .map(|v| v.to_str().unwrap().to_owned())
-            .unwrap_or_default()
-    };
-
-    for (path, ctype) in [
-        ("/", "text/html"),
-        ("/some/deep/route", "text/html"),
-        ("/app.js", "text/javascript"),
-        ("/style.css", "text/css"),
-        ("/favicon.svg", "image/svg+xml"),
-        ("/vendor/novnc/core/rfb.js", "text/javascript"),
-        (
-            "/vendor/novnc/vendor/pako/lib/zlib/inflate.js",
-            "text/javascript",
-        ),
-        ("/vendor/uplot/uPlot.esm.js", "text/javascript"),
-        ("/vendor/uplot/uPlot.min.css", "text/css"),
-    ] {
-        let res = get(path).await.unwrap();
-        assert_eq!(res.status(), StatusCode::OK, "{path}");
-        assert!(
-            header(&res, "content-type").starts_with(ctype),
-            "{path}: {}",
-            header(&res, "content-type")
-        );
-        let csp = header(&res, "content-security-policy");
-        assert!(
-            csp.contains("default-src 'self'") && csp.contains("script-src 'self'"),
-            "{path}: {csp}"
-        );
-        assert_eq!(header(&res, "x-content-type-options"), "nosniff", "{path}");
-        assert_eq!(header(&res, "cache-control"), "no-cache", "{path}");
-        // Revalidation by ETag.
-        let etag = header(&res, "etag");
-        assert!(!etag.is_empty(), "{path}");
-        let again = http
-            .get(format!("{base}{path}"))
-            .header("if-none-match", &etag)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(again.status(), StatusCode::NOT_MODIFIED, "{path}");
-    }
-    let index = get("/").await.unwrap().text().await.unwrap();
-    assert!(index.contains(r#"<script type="module" src="/app.js">"#));
-
-    // Missing files are 404s (a broken import must fail visibly), and nothing
-    // outside the embedded folders is reachable.
-    for path in [
-        "/missing.js",
-        "/vendor/novnc/core/nope.js",
-        "/vendor/novnc/package.json",
-        "/vendor/novnc/core/%2e%2e/package.json",
-        "/vendor/novnc/core/..%2f..%2fpackage.json",
-        "/node_modules/@novnc/novnc/core/rfb.js",
-        "/vendor/uplot/uPlot.cjs.js",
-        "/vendor/uplot/../package.json",
-        "/package.json",
-    ] {
-        assert_eq!(
-            get(path).await.unwrap().status(),
-            StatusCode::NOT_FOUND,
-            "{path}"
-        );
-    }
-
-    // Unknown API paths keep the API's JSON errors, whatever the method.
-    for method in [
-        reqwest::Method::GET,
-        reqwest::Method::POST,
-        reqwest::Method::DELETE,
-    ] {
-        let res = http
-            .request(method.clone(), format!("{base}/api/no-such-thing"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), StatusCode::NOT_FOUND, "{method}");
-        let body: serde_json::Value = res.json().await.unwrap();
-        assert_eq!(body["error"], "not_found", "{method}: {body}");
-    }
-    let res = http
-        .post(format!("{base}/some/route"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::NOT_FOUND);
-}
-
 /// The admin overview of a three-node cluster (the multi-node rig of
 /// tests/cluster.rs): three cards, all up, and charts with a line per node;
 /// screenshot saved as `admin-cluster.png`.
@@ -689,7 +564,7 @@ async fn admin_sees_a_three_node_cluster_with_charts() {
     let admin = env.client("test-ui-admin").await;
     let ids = common::multinode::register(&admin, &rig).await;
     assert_eq!(ids.len(), 3);
-    let (base, _serving) = ui_base(&env).await;
+    let base = env.server.url();
     let dir = artifact_dir();
     let _ = std::fs::remove_file(dir.join("admin-cluster.png"));
     run_script(

@@ -1,7 +1,8 @@
 //! Black-box tests of the HTTP layer's contract: the Origin rule on every
 //! state-changing operation of `openapi.json` (cross-site request forgery),
 //! JSON error bodies for everything the framework refuses itself (413, 414,
-//! 431, 404, 405, rejections), and the `/metrics` token and listener.
+//! 431, 404, 405, rejections), the `/metrics` token and listener, and the
+//! embedded UI's files with their headers.
 
 use crate::common::{self, TestEnv, assert_error};
 use pvce::auth::Role;
@@ -643,4 +644,105 @@ async fn metrics_can_live_on_their_own_address_only() {
             "not_found",
         );
     }
+}
+
+/// The embedded UI as plain HTTP: content types, security headers, caching,
+/// the SPA fallback, and that unknown API paths stay JSON 404s.
+#[tokio::test]
+async fn ui_files_are_served_with_strict_headers() {
+    let env = TestEnv::start().await;
+    // The real server's router, as a browser reaches it.
+    let base = env.server.url();
+    let http = reqwest::Client::new();
+    let get = |path: &str| http.get(format!("{base}{path}")).send();
+    let header = |res: &reqwest::Response, name: &str| {
+        res.headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default()
+    };
+
+    for (path, ctype) in [
+        ("/", "text/html"),
+        ("/some/deep/route", "text/html"),
+        ("/app.js", "text/javascript"),
+        ("/style.css", "text/css"),
+        ("/favicon.svg", "image/svg+xml"),
+        ("/vendor/novnc/core/rfb.js", "text/javascript"),
+        (
+            "/vendor/novnc/vendor/pako/lib/zlib/inflate.js",
+            "text/javascript",
+        ),
+        ("/vendor/uplot/uPlot.esm.js", "text/javascript"),
+        ("/vendor/uplot/uPlot.min.css", "text/css"),
+    ] {
+        let res = get(path).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "{path}");
+        assert!(
+            header(&res, "content-type").starts_with(ctype),
+            "{path}: {}",
+            header(&res, "content-type")
+        );
+        let csp = header(&res, "content-security-policy");
+        assert!(
+            csp.contains("default-src 'self'") && csp.contains("script-src 'self'"),
+            "{path}: {csp}"
+        );
+        assert_eq!(header(&res, "x-content-type-options"), "nosniff", "{path}");
+        assert_eq!(header(&res, "cache-control"), "no-cache", "{path}");
+        // Revalidation by ETag.
+        let etag = header(&res, "etag");
+        assert!(!etag.is_empty(), "{path}");
+        let again = http
+            .get(format!("{base}{path}"))
+            .header("if-none-match", &etag)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(again.status(), StatusCode::NOT_MODIFIED, "{path}");
+    }
+    let index = get("/").await.unwrap().text().await.unwrap();
+    assert!(index.contains(r#"<script type="module" src="/app.js">"#));
+
+    // Missing files are 404s (a broken import must fail visibly), and nothing
+    // outside the embedded folders is reachable.
+    for path in [
+        "/missing.js",
+        "/vendor/novnc/core/nope.js",
+        "/vendor/novnc/package.json",
+        "/vendor/novnc/core/%2e%2e/package.json",
+        "/vendor/novnc/core/..%2f..%2fpackage.json",
+        "/node_modules/@novnc/novnc/core/rfb.js",
+        "/vendor/uplot/uPlot.cjs.js",
+        "/vendor/uplot/../package.json",
+        "/package.json",
+    ] {
+        assert_eq!(
+            get(path).await.unwrap().status(),
+            StatusCode::NOT_FOUND,
+            "{path}"
+        );
+    }
+
+    // Unknown API paths keep the API's JSON errors, whatever the method.
+    for method in [
+        reqwest::Method::GET,
+        reqwest::Method::POST,
+        reqwest::Method::DELETE,
+    ] {
+        let res = http
+            .request(method.clone(), format!("{base}/api/no-such-thing"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::NOT_FOUND, "{method}");
+        let body: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(body["error"], "not_found", "{method}: {body}");
+    }
+    let res = http
+        .post(format!("{base}/some/route"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
 }
