@@ -205,7 +205,7 @@ impl Client {
         path: &str,
         body: Option<Value>,
     ) -> Result<(StatusCode, String), reqwest::Error> {
-        let mut r = self.req(method, path);
+        let mut r = self.request(method, path);
         if let Some(b) = body {
             r = r.json(&b);
         }
@@ -234,7 +234,8 @@ impl Client {
         }
     }
 
-    fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+    /// A request to `path` on this client's server, with its token if any.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         let r = self.http.request(method, format!("{}{}", self.base, path));
         if self.token.is_empty() {
             r
@@ -249,7 +250,7 @@ impl Client {
         path: &str,
         body: Option<Value>,
     ) -> (StatusCode, Value) {
-        let mut r = self.req(method, path);
+        let mut r = self.request(method, path);
         if let Some(b) = body {
             r = r.json(&b);
         }
@@ -287,7 +288,7 @@ impl Client {
         body: impl Into<reqwest::Body>,
     ) -> (StatusCode, Value) {
         let res = self
-            .req(reqwest::Method::POST, path)
+            .request(reqwest::Method::POST, path)
             .header("content-type", content_type)
             .body(body)
             .send()
@@ -301,7 +302,7 @@ impl Client {
         let f = tokio::fs::File::open(file).await.unwrap();
         let stream = tokio_util::io::ReaderStream::new(f);
         let res = self
-            .req(reqwest::Method::POST, path)
+            .request(reqwest::Method::POST, path)
             .header("content-type", "application/octet-stream")
             .body(reqwest::Body::wrap_stream(stream))
             .send()
