@@ -16,6 +16,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::common::lab::{course, import_tiny, vm_of};
 use crate::common::{self, PASSWORD, TestEnv};
 use pvce::auth::Role;
 use reqwest::StatusCode;
@@ -184,38 +185,20 @@ async fn login_page_language_switch_and_logout() {
 #[tokio::test]
 async fn student_starts_a_vm_and_types_into_its_desktop() {
     let _serial = one_at_a_time().await;
-    let image = tokio::task::spawn_blocking(common::tiny_image)
-        .await
-        .unwrap();
     let env = TestEnv::start().await;
     env.user("test-web-teacher", Role::Teacher).await;
     env.user("test-web-student", Role::Student).await;
     let teacher = env.client("test-web-teacher").await;
     let student = env.client("test-web-student").await;
 
-    let (status, tpl) = teacher
-        .upload(
-            "/api/templates/import?name=test-web-tiny&format=qcow2&os=tiny-linux&software=busybox",
-            &image,
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{tpl}");
-    let (status, course) = teacher
-        .post(
-            "/api/courses",
-            json!({"code": "test-web101", "name": "Operating Systems Lab", "lab_network": true, "vm_specs": [
+    let tpl = import_tiny(&teacher, "test-web-tiny").await;
+    course(
+        &teacher,
+        json!({"code": "test-web101", "name": "Operating Systems Lab", "lab_network": true, "vm_specs": [
                 {"name": "linux", "template_id": tpl["id"], "vcpus": 1, "memory_mib": 256}]}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{course}");
-    let cid = course["id"].as_str().unwrap();
-    let (status, enrol) = teacher
-        .post(
-            &format!("/api/courses/{cid}/students"),
-            json!({"usernames": ["test-web-student"]}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{enrol}");
+        &["test-web-student"],
+    )
+    .await;
     let (_, vms) = student.get("/api/vms").await;
     let vms = vms.as_array().unwrap();
     assert_eq!(vms.len(), 1, "{vms:?}");
@@ -292,19 +275,10 @@ async fn teacher_imports_an_image_creates_a_course_and_enrols_students() {
 #[tokio::test]
 async fn teacher_derives_and_seals_a_template_in_the_browser() {
     let _serial = one_at_a_time().await;
-    let image = tokio::task::spawn_blocking(common::tiny_image)
-        .await
-        .unwrap();
     let env = TestEnv::start().await;
     env.user("test-ui-teacher", Role::Teacher).await;
     let teacher = env.client("test-ui-teacher").await;
-    let (status, tpl) = teacher
-        .upload(
-            "/api/templates/import?name=test-ui-tiny&format=qcow2&os=tiny-linux&software=busybox",
-            &image,
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{tpl}");
+    let tpl = import_tiny(&teacher, "test-ui-tiny").await;
     let base = env.server.url();
     let dir = artifact_dir();
     for f in [
@@ -367,40 +341,20 @@ async fn teacher_derives_and_seals_a_template_in_the_browser() {
 #[tokio::test]
 async fn student_snapshots_exports_and_imports_in_the_browser() {
     let _serial = one_at_a_time().await;
-    let image = tokio::task::spawn_blocking(common::tiny_image)
-        .await
-        .unwrap();
     let env = TestEnv::start().await;
     env.user("test-ui-teacher", Role::Teacher).await;
     env.user("test-ui-student", Role::Student).await;
     let teacher = env.client("test-ui-teacher").await;
     let student = env.client("test-ui-student").await;
-    let (status, tpl) = teacher
-        .upload(
-            "/api/templates/import?name=test-ui-tiny&format=qcow2&os=tiny-linux&software=busybox",
-            &image,
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{tpl}");
-    let (status, course) = teacher
-        .post(
-            "/api/courses",
-            json!({"code": "test-ui-snap", "name": "Snapshots", "vm_specs": [
+    let tpl = import_tiny(&teacher, "test-ui-tiny").await;
+    let course = course(
+        &teacher,
+        json!({"code": "test-ui-snap", "name": "Snapshots", "vm_specs": [
                 {"name": "linux", "template_id": tpl["id"], "vcpus": 1, "memory_mib": 128}]}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{course}");
-    let cid = course["id"].as_str().unwrap();
-    let (status, r) = teacher
-        .post(
-            &format!("/api/courses/{cid}/students"),
-            json!({"usernames": ["test-ui-student"]}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{r}");
-    let (_, vms) = student.get("/api/vms").await;
-    let vm_id = vms[0]["id"].as_str().unwrap().to_owned();
-    env.track_vm(&vm_id);
+        &["test-ui-student"],
+    )
+    .await;
+    let vm_id = vm_of(&env, &student, &course, "linux").await;
 
     let base = env.server.url();
     let dir = artifact_dir();
@@ -467,26 +421,15 @@ async fn admin_sees_nodes_and_manages_users() {
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{tpl}");
-    let (status, course) = teacher
-        .post(
-            "/api/courses",
-            json!({"code": "test-ui-load", "name": "Load", "vm_specs": [
+    let course = course(
+        &teacher,
+        json!({"code": "test-ui-load", "name": "Load", "vm_specs": [
                 {"name": "linux", "template_id": tpl["id"], "vcpus": 1, "memory_mib": 128}]}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{course}");
-    let cid = course["id"].as_str().unwrap();
-    let (status, enrol) = teacher
-        .post(
-            &format!("/api/courses/{cid}/students"),
-            json!({"usernames": ["test-ui-student"]}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{enrol}");
+        &["test-ui-student"],
+    )
+    .await;
     let student = env.client("test-ui-student").await;
-    let (_, vms) = student.get("/api/vms").await;
-    let vm_id = vms[0]["id"].as_str().unwrap().to_owned();
-    env.track_vm(&vm_id);
+    let vm_id = vm_of(&env, &student, &course, "linux").await;
     let (status, vm) = student.post_empty(&format!("/api/vms/{vm_id}/start")).await;
     assert_eq!(status, StatusCode::OK, "{vm}");
 

@@ -10,6 +10,7 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+use crate::common::lab::import_tiny;
 use crate::common::multinode::{self, Rig, wait_node_state};
 use crate::common::{self, Client, TestEnv, assert_error, serial_run_on, wait_for, wait_serial};
 use futures::{SinkExt, StreamExt};
@@ -58,9 +59,6 @@ async fn cluster_with(
     students: usize,
     tweak: impl FnOnce(&mut pvce::config::Config),
 ) -> Cluster {
-    let image = tokio::task::spawn_blocking(common::tiny_image)
-        .await
-        .unwrap();
     // Whatever the tweak: the rig's nodes are qemu+tcp:// ones.
     let env = TestEnv::start_with(|c| {
         c.allow_tcp_nodes = true;
@@ -72,13 +70,7 @@ async fn cluster_with(
     let admin = env.client("test-admin").await;
     let teacher = env.client("test-teacher").await;
     let nodes = multinode::register(&admin, rig).await;
-    let (status, tpl) = teacher
-        .upload(
-            "/api/templates/import?name=test-tiny&format=qcow2&os=tiny-linux",
-            &image,
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{tpl}");
+    let tpl = import_tiny(&teacher, "test-tiny").await;
     let (status, course) = teacher
         .post(
             "/api/courses",

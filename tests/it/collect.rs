@@ -6,6 +6,7 @@
 use std::process::Command;
 use std::time::Duration;
 
+use crate::common::lab::{course, import_tiny, spec, vm_of};
 use crate::common::{self, TestEnv, assert_error, download, serial_run, wait_serial};
 use pvce::auth::Role;
 use reqwest::StatusCode;
@@ -13,41 +14,10 @@ use serde_json::{Value, json};
 
 const BOOT_TIMEOUT: Duration = Duration::from_secs(180);
 
-async fn course(teacher: &common::Client, code: &str, tpl: &str, students: &[&str]) -> String {
-    let (s, c) = teacher
-        .post(
-            "/api/courses",
-            json!({"code": code, "name": code, "vm_specs":[
-                {"name":"linux","template_id":tpl,"vcpus":1,"memory_mib":192}]}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{c}");
-    let id = c["id"].as_str().unwrap().to_owned();
-    let (s, e) = teacher
-        .post(
-            &format!("/api/courses/{id}/students"),
-            json!({ "usernames": students }),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK, "{e}");
-    id
-}
-
-/// The VM of `client` in `course_id`.
-async fn vm_of(env: &TestEnv, client: &common::Client, course_id: &str) -> String {
-    let (_, vms) = client.get(&format!("/api/vms?course_id={course_id}")).await;
-    let id = vms[0]["id"].as_str().unwrap().to_owned();
-    env.track_vm(&id);
-    id
-}
-
 #[tokio::test]
 async fn collection_holds_each_students_files_and_nothing_from_other_courses() {
     // Four guests boot at once: alone (see common::gate).
     let _alone = common::gate::alone().await;
-    let image = tokio::task::spawn_blocking(common::tiny_image)
-        .await
-        .unwrap();
     let env = TestEnv::start().await;
     env.user("test-teacher", Role::Teacher).await;
     env.user("test-teacher2", Role::Teacher).await;
@@ -59,26 +29,24 @@ async fn collection_holds_each_students_files_and_nothing_from_other_courses() {
     let alice = env.client("test-alice").await;
     let bob = env.client("test-bob").await;
     let carol = env.client("test-carol").await;
-    let (s, tpl) = teacher
-        .upload(
-            "/api/templates/import?name=test-tiny&format=qcow2&os=tiny-linux&software=busybox",
-            &image,
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{tpl}");
-    let tpl = tpl["id"].as_str().unwrap();
-    let a = course(
+    let tpl = import_tiny(&teacher, "test-tiny").await;
+    let course_a = course(
         &teacher,
-        "test-col-a",
-        tpl,
+        json!({"code": "test-col-a", "name": "test-col-a", "vm_specs": [spec("linux", &tpl, 192)]}),
         &["test-alice", "test-bob", "test-carol"],
     )
     .await;
-    let b = course(&teacher, "test-col-b", tpl, &["test-alice"]).await;
-    let alice_a = vm_of(&env, &alice, &a).await;
-    let alice_b = vm_of(&env, &alice, &b).await;
-    let bob_a = vm_of(&env, &bob, &a).await;
-    let carol_a = vm_of(&env, &carol, &a).await;
+    let course_b = course(
+        &teacher,
+        json!({"code": "test-col-b", "name": "test-col-b", "vm_specs": [spec("linux", &tpl, 192)]}),
+        &["test-alice"],
+    )
+    .await;
+    let a = course_a["id"].as_str().unwrap();
+    let alice_a = vm_of(&env, &alice, &course_a, "linux").await;
+    let alice_b = vm_of(&env, &alice, &course_b, "linux").await;
+    let bob_a = vm_of(&env, &bob, &course_a, "linux").await;
+    let carol_a = vm_of(&env, &carol, &course_a, "linux").await;
 
     // Boot all four, write files through each guest's serial shell.
     for (client, vm) in [

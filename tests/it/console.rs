@@ -11,11 +11,11 @@
 
 use std::time::Duration;
 
+use crate::common::lab::course_with_student_vm;
 use crate::common::{self, TestEnv, assert_error, wait_for};
 use futures::{SinkExt, StreamExt};
-use pvce::auth::Role;
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
@@ -280,43 +280,10 @@ fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 #[tokio::test]
 async fn browser_console_relays_rfb_and_refuses_what_it_must() {
     let logs = common::logs::capture();
-    let image = tokio::task::spawn_blocking(common::tiny_image)
-        .await
-        .unwrap();
     let env = TestEnv::start().await;
-    env.user("test-teacher", Role::Teacher).await;
-    env.user("test-alice", Role::Student).await;
-    env.user("test-bob", Role::Student).await;
-    let teacher = env.client("test-teacher").await;
-    let alice = env.client("test-alice").await;
+    let lab = course_with_student_vm(&env, "test-net201").await;
+    let (alice, vm_id) = (lab.alice, lab.vm);
     let bob = env.client("test-bob").await;
-
-    let (s, tpl) = teacher
-        .upload(
-            "/api/templates/import?name=test-tiny&format=qcow2&os=tiny-linux&software=busybox",
-            &image,
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{tpl}");
-    let (s, course) = teacher
-        .post(
-            "/api/courses",
-            json!({"code":"test-net201","name":"Networks","vm_specs":[
-                {"name":"linux","template_id":tpl["id"],"vcpus":1,"memory_mib":256}]}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{course}");
-    let cid = course["id"].as_str().unwrap();
-    let (s, v) = teacher
-        .post(
-            &format!("/api/courses/{cid}/students"),
-            json!({"usernames":["test-alice","test-bob"]}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK, "{v}");
-    let (_, vms) = alice.get("/api/vms").await;
-    let vm_id = vms[0]["id"].as_str().unwrap().to_owned();
-    env.track_vm(&vm_id);
     let mut tokens = Vec::new();
 
     // No console while the VM is stopped.

@@ -12,6 +12,7 @@
 
 use std::time::Duration;
 
+use crate::common::lab::{course, import_tiny, spec, vm_of};
 use crate::common::{self, TestEnv, assert_error, get_bytes, wait_for};
 use futures::{SinkExt, StreamExt};
 use pvce::auth::Role;
@@ -215,9 +216,6 @@ async fn spice_vms_and_viewer_files_with_one_time_passwords() {
     // Two guests, and passwords that must outlive steps and then expire: alone
     // (see common::gate).
     let _alone = common::gate::alone().await;
-    let image = tokio::task::spawn_blocking(common::tiny_image)
-        .await
-        .unwrap();
     let env = TestEnv::start_with(|c| c.console_ticket_ttl_secs = TICKET_TTL).await;
     env.user("test-admin", Role::Admin).await;
     env.user("test-teacher", Role::Teacher).await;
@@ -231,49 +229,23 @@ async fn spice_vms_and_viewer_files_with_one_time_passwords() {
     let bob = env.client("test-bob").await;
     let anon = common::Client::anonymous(&env.server.url());
 
-    let (s, tpl) = teacher
-        .upload(
-            "/api/templates/import?name=test-tiny&format=qcow2&os=tiny-linux&software=busybox",
-            &image,
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{tpl}");
-    let (s, course) = teacher
-        .post(
-            "/api/courses",
-            json!({"code":"test-gfx","name":"Graphics","vm_specs":[
-                {"name":"desk","template_id":tpl["id"],"vcpus":1,"memory_mib":256},
-                {"name":"spice","template_id":tpl["id"],"vcpus":1,"memory_mib":256,"graphics":"spice"}]}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{course}");
+    let tpl = import_tiny(&teacher, "test-tiny").await;
+    let mut spice = spec("spice", &tpl, 256);
+    spice["graphics"] = json!("spice");
+    let course = course(
+        &teacher,
+        json!({"code": "test-gfx", "name": "Graphics", "vm_specs": [spec("desk", &tpl, 256), spice]}),
+        &["test-alice", "test-bob"],
+    )
+    .await;
     assert_eq!(course["vm_specs"][0]["graphics"], "vnc", "default");
     assert_eq!(course["vm_specs"][1]["graphics"], "spice");
     let cid = course["id"].as_str().unwrap();
-    let (s, v) = teacher
-        .post(
-            &format!("/api/courses/{cid}/students"),
-            json!({"usernames":["test-alice","test-bob"]}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK, "{v}");
     let (_, c) = alice.get(&format!("/api/courses/{cid}")).await;
     assert_eq!(c["vm_specs"][1]["graphics"], "spice", "{c}");
 
-    let (_, vms) = alice.get("/api/vms").await;
-    let id_of = |name: &str| {
-        vms.as_array()
-            .unwrap()
-            .iter()
-            .find(|v| v["name"].as_str().unwrap().contains(name))
-            .unwrap_or_else(|| panic!("no {name} VM in {vms}"))["id"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    };
-    let (vnc_id, spice_id) = (id_of("desk"), id_of("spice"));
-    env.track_vm(&vnc_id);
-    env.track_vm(&spice_id);
+    let vnc_id = vm_of(&env, &alice, &course, "desk").await;
+    let spice_id = vm_of(&env, &alice, &course, "spice").await;
 
     // Not running yet: no viewer file.
     assert_error(

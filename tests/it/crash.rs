@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use crate::common::lab::{course, import_tiny, spec};
 use crate::common::process::{ServerProcess, add_user, base_args, remove_pool};
 use crate::common::{self, Client, PASSWORD, TestEnv, wait_for};
 use pvce::auth::Role;
@@ -197,38 +198,18 @@ async fn start_up_removes_fresh_orphan_layers_and_quarantines_written_ones() {
 /// set as a killed server leaves them: its lock is gone with it).
 #[tokio::test]
 async fn vms_left_in_transitional_states_are_settled() {
-    let image = tokio::task::spawn_blocking(common::tiny_image)
-        .await
-        .unwrap();
     let env = TestEnv::start().await;
     env.user("test-teacher", Role::Teacher).await;
     env.user("test-alice", Role::Student).await;
     let teacher = env.client("test-teacher").await;
-    let (s, tpl) = teacher
-        .upload(
-            "/api/templates/import?name=test-tiny&format=qcow2&os=tiny-linux&software=busybox",
-            &image,
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{tpl}");
-    let (s, course) = teacher
-        .post(
-            "/api/courses",
-            json!({"code": "test-settle", "name": "Settle", "vm_specs": [
-            {"name": "a", "template_id": tpl["id"], "vcpus": 1, "memory_mib": 128},
-            {"name": "b", "template_id": tpl["id"], "vcpus": 1, "memory_mib": 128},
-            {"name": "c", "template_id": tpl["id"], "vcpus": 1, "memory_mib": 128}]}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{course}");
-    let course_id = course["id"].as_str().unwrap();
-    let (s, _) = teacher
-        .post(
-            &format!("/api/courses/{course_id}/students"),
-            json!({"usernames": ["test-alice"]}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK);
+    let tpl = import_tiny(&teacher, "test-tiny").await;
+    let specs: Vec<_> = ["a", "b", "c"].map(|n| spec(n, &tpl, 128)).into();
+    course(
+        &teacher,
+        json!({"code": "test-settle", "name": "Settle", "vm_specs": specs}),
+        &["test-alice"],
+    )
+    .await;
     let alice = env.client("test-alice").await;
     let (_, vms) = alice.get("/api/vms").await;
     let ids: Vec<String> = vms

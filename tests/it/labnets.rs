@@ -8,6 +8,7 @@
 use std::process::Command;
 use std::time::Duration;
 
+use crate::common::lab::import_tiny;
 use crate::common::{self, Client, TestEnv, serial_run, wait_for, wait_serial};
 use pvce::auth::Role;
 use reqwest::StatusCode;
@@ -72,20 +73,11 @@ async fn students_lab_networks_are_private_and_go_away() {
     // Three guests boot at once and pings have deadlines: alone (see common::gate).
     let _alone = common::gate::alone().await;
     let env = TestEnv::start().await;
-    let image = tokio::task::spawn_blocking(common::tiny_image)
-        .await
-        .unwrap();
     env.user("test-teacher", Role::Teacher).await;
     let alice_user = env.user("test-alice", Role::Student).await;
     let bob_user = env.user("test-bob", Role::Student).await;
     let teacher = env.client("test-teacher").await;
-    let (s, tpl) = teacher
-        .upload(
-            "/api/templates/import?name=test-tiny&format=qcow2&os=tiny-linux&software=busybox",
-            &image,
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{tpl}");
+    let tpl = import_tiny(&teacher, "test-tiny").await;
     let tpl_id = tpl["id"].as_str().unwrap();
 
     // Without the flag a course has no lab network; bad values are 400.

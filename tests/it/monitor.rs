@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use crate::common::lab::{course, import_tiny};
 use crate::common::{self, TestEnv, assert_error, wait_for};
 use pvce::auth::Role;
 use reqwest::StatusCode;
@@ -91,9 +92,6 @@ const VM_MIB: u64 = 192;
 
 #[tokio::test]
 async fn a_running_vm_is_sampled_into_its_own_history() {
-    let image = tokio::task::spawn_blocking(common::tiny_image)
-        .await
-        .unwrap();
     let env = TestEnv::start_with(|c| c.sample_interval_secs = 1).await;
     env.user("test-admin", Role::Admin).await;
     env.user("test-teacher", Role::Teacher).await;
@@ -106,29 +104,14 @@ async fn a_running_vm_is_sampled_into_its_own_history() {
     let alice = env.client("test-alice").await;
     let bob = env.client("test-bob").await;
 
-    let (status, tpl) = teacher
-        .upload(
-            "/api/templates/import?name=test-tiny&format=qcow2&os=tiny-linux",
-            &image,
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{tpl}");
-    let (status, course) = teacher
-        .post(
-            "/api/courses",
-            json!({"code":"test-mon","name":"Monitoring","vm_specs":[
+    let tpl = import_tiny(&teacher, "test-tiny").await;
+    course(
+        &teacher,
+        json!({"code":"test-mon","name":"Monitoring","vm_specs":[
                 {"name":"linux","template_id":tpl["id"],"vcpus":1,"memory_mib":VM_MIB}]}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{course}");
-    let cid = course["id"].as_str().unwrap();
-    let (status, enrol) = teacher
-        .post(
-            &format!("/api/courses/{cid}/students"),
-            json!({"usernames":["test-alice","test-bob"]}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{enrol}");
+        &["test-alice", "test-bob"],
+    )
+    .await;
     let (_, vms) = alice.get("/api/vms").await;
     let vm_id = vms[0]["id"].as_str().unwrap().to_owned();
     env.track_vm(&vm_id);

@@ -8,56 +8,15 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use crate::common::lab::course_with_student_vm;
 use crate::common::{
     self, TestEnv, assert_error, download, serial_run, sha256_file, wait_for, wait_serial,
     walk_find,
 };
-use pvce::auth::Role;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// Teacher, template from the tiny image, a course with one VM per student.
-/// Returns (template id, alice's VM id).
-async fn setup(env: &TestEnv, code: &str) -> (String, String) {
-    let image = tokio::task::spawn_blocking(common::tiny_image)
-        .await
-        .unwrap();
-    env.user("test-teacher", Role::Teacher).await;
-    env.user("test-alice", Role::Student).await;
-    env.user("test-bob", Role::Student).await;
-    let teacher = env.client("test-teacher").await;
-    let (s, tpl) = teacher
-        .upload(
-            "/api/templates/import?name=test-tiny&format=qcow2&os=tiny-linux&software=busybox",
-            &image,
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{tpl}");
-    let tpl_id = tpl["id"].as_str().unwrap().to_owned();
-    let (s, course) = teacher
-        .post(
-            "/api/courses",
-            json!({"code": code,"name":"Portable","vm_specs":[
-                {"name":"linux","template_id":tpl_id,"vcpus":1,"memory_mib":256}]}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{course}");
-    let cid = course["id"].as_str().unwrap();
-    let (s, e) = teacher
-        .post(
-            &format!("/api/courses/{cid}/students"),
-            json!({"usernames":["test-alice","test-bob"]}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK, "{e}");
-    let alice = env.client("test-alice").await;
-    let (_, vms) = alice.get("/api/vms").await;
-    let vm_id = vms[0]["id"].as_str().unwrap().to_owned();
-    env.track_vm(&vm_id);
-    (tpl_id, vm_id)
-}
 
 async fn boot(env: &TestEnv, client: &common::Client, vm: &str) {
     let (s, v) = client.post_empty(&format!("/api/vms/{vm}/start")).await;
@@ -115,7 +74,8 @@ fn manifest_for(manifest: &Value, layer: &Path) -> Value {
 #[tokio::test]
 async fn export_reset_import_restores_the_file_and_tampering_never_reaches_qemu() {
     let env = TestEnv::start().await;
-    let (tpl_id, vm) = setup(&env, "test-port1").await;
+    let lab = course_with_student_vm(&env, "test-port1").await;
+    let (tpl_id, vm) = (lab.template_id(), lab.vm);
     let alice = env.client("test-alice").await;
     let bob = env.client("test-bob").await;
     let template_layer = env
@@ -427,7 +387,7 @@ async fn export_reset_import_restores_the_file_and_tampering_never_reaches_qemu(
 #[tokio::test]
 async fn standalone_export_boots_with_plain_qemu() {
     let env = TestEnv::start().await;
-    let (_, vm) = setup(&env, "test-port2").await;
+    let vm = course_with_student_vm(&env, "test-port2").await.vm;
     let alice = env.client("test-alice").await;
     boot(&env, &alice, &vm).await;
     serial_run(
@@ -540,7 +500,7 @@ fn append(tar: &Path, from: &Path, names: &[&str]) {
 #[tokio::test]
 async fn archives_with_members_besides_the_export_are_refused_naming_them() {
     let env = TestEnv::start().await;
-    let (_, vm) = setup(&env, "test-port3").await;
+    let vm = course_with_student_vm(&env, "test-port3").await.vm;
     let alice = env.client("test-alice").await;
     let layer_path = walk_find(&env.data_dir().join("overlays"), &format!("{vm}.qcow2")).unwrap();
     let before = sha256_file(&layer_path);

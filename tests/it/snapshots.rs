@@ -5,53 +5,12 @@
 
 use std::time::Duration;
 
+use crate::common::lab::course_with_student_vm;
 use crate::common::{self, TestEnv, assert_error, serial_run, sha256_file, wait_serial};
-use pvce::auth::Role;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// Teacher, template from the tiny image, a course with one VM per student.
-/// Returns (template id, alice's VM id).
-async fn setup(env: &TestEnv) -> (String, String) {
-    let image = tokio::task::spawn_blocking(common::tiny_image)
-        .await
-        .unwrap();
-    env.user("test-teacher", Role::Teacher).await;
-    env.user("test-alice", Role::Student).await;
-    env.user("test-bob", Role::Student).await;
-    let teacher = env.client("test-teacher").await;
-    let (s, tpl) = teacher
-        .upload(
-            "/api/templates/import?name=test-tiny&format=qcow2&os=tiny-linux&software=busybox",
-            &image,
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{tpl}");
-    let tpl_id = tpl["id"].as_str().unwrap().to_owned();
-    let (s, course) = teacher
-        .post(
-            "/api/courses",
-            json!({"code":"test-snap","name":"Snapshots","vm_specs":[
-                {"name":"linux","template_id":tpl_id,"vcpus":1,"memory_mib":256}]}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{course}");
-    let cid = course["id"].as_str().unwrap();
-    let (s, e) = teacher
-        .post(
-            &format!("/api/courses/{cid}/students"),
-            json!({"usernames":["test-alice","test-bob"]}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK, "{e}");
-    let alice = env.client("test-alice").await;
-    let (_, vms) = alice.get("/api/vms").await;
-    let vm_id = vms[0]["id"].as_str().unwrap().to_owned();
-    env.track_vm(&vm_id);
-    (tpl_id, vm_id)
-}
 
 async fn wait_stopped(client: &common::Client, vm_id: &str) {
     common::wait_vm_gone(client, vm_id).await;
@@ -60,7 +19,8 @@ async fn wait_stopped(client: &common::Client, vm_id: &str) {
 #[tokio::test]
 async fn snapshot_write_revert_removes_the_file_and_never_touches_the_template() {
     let env = TestEnv::start().await;
-    let (tpl_id, vm) = setup(&env).await;
+    let lab = course_with_student_vm(&env, "test-snap").await;
+    let (tpl_id, vm) = (lab.template_id(), lab.vm);
     let alice = env.client("test-alice").await;
     let bob = env.client("test-bob").await;
     let teacher = env.client("test-teacher").await;
@@ -206,7 +166,7 @@ async fn snapshot_write_revert_removes_the_file_and_never_touches_the_template()
 #[tokio::test]
 async fn configured_quota_refuses_the_next_snapshot() {
     let env = TestEnv::start_with(|c| c.snapshot_quota = 2).await;
-    let (_, vm) = setup(&env).await;
+    let vm = course_with_student_vm(&env, "test-snap").await.vm;
     let alice = env.client("test-alice").await;
     let snaps = format!("/api/vms/{vm}/snapshots");
     let mut ids = Vec::new();
@@ -233,7 +193,7 @@ async fn configured_quota_refuses_the_next_snapshot() {
 #[tokio::test]
 async fn quota_names_and_delete() {
     let env = TestEnv::start().await;
-    let (_, vm) = setup(&env).await;
+    let vm = course_with_student_vm(&env, "test-snap").await.vm;
     let alice = env.client("test-alice").await;
     let snaps = format!("/api/vms/{vm}/snapshots");
 

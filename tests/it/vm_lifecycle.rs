@@ -4,6 +4,7 @@
 use std::process::Command;
 use std::time::Duration;
 
+use crate::common::lab::import_tiny;
 use crate::common::{self, TestEnv, assert_error, virsh_domstate, wait_for};
 use pvce::auth::Role;
 use reqwest::StatusCode;
@@ -19,9 +20,6 @@ async fn serial_contains(env: &TestEnv, vm_id: &str, needle: &str) -> bool {
 
 #[tokio::test]
 async fn student_vm_boots_from_course_template_and_survives_the_lifecycle() {
-    let image = tokio::task::spawn_blocking(common::tiny_image)
-        .await
-        .unwrap();
     let env = TestEnv::start().await;
     env.user("test-teacher", Role::Teacher).await;
     env.user("test-teacher2", Role::Teacher).await;
@@ -33,13 +31,7 @@ async fn student_vm_boots_from_course_template_and_survives_the_lifecycle() {
     let bob = env.client("test-bob").await;
 
     // Teacher imports the tiny image into the library.
-    let (status, tpl) = teacher
-        .upload(
-            "/api/templates/import?name=test-tiny&format=qcow2&os=tiny-linux&software=busybox",
-            &image,
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{tpl}");
+    let tpl = import_tiny(&teacher, "test-tiny").await;
     let tpl_id = tpl["id"].as_str().unwrap().to_owned();
     let layer = env
         .data_dir()

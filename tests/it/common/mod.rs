@@ -6,6 +6,7 @@
 //! with `virsh`, the data dir is deleted.
 
 pub mod gate;
+pub mod lab;
 pub mod logs;
 pub mod multinode;
 pub mod process;
