@@ -8,10 +8,11 @@
 //! had one test (or a lock of its own); in one binary this gate says so.
 //!
 //! Every test that starts a server ([`super::TestEnv`], or the binary as a
-//! [`super::process::ServerProcess`]) or a guest holds a [`shared`] pass; a test that must run alone takes [`alone`] first, which
-//! waits until no other pass is out and keeps new ones waiting until it is
-//! done (tokio's `RwLock` is fair: a waiting writer queues the readers
-//! behind it, so an alone test is not starved).
+//! [`super::process::ServerProcess`]) or a guest holds a [`shared`] pass; a
+//! test that must run alone takes [`alone`] first, which waits until no
+//! other pass is out and keeps new ones waiting until it is done (tokio's
+//! `RwLock` is fair: a waiting writer queues the readers behind it, so an
+//! alone test is not starved). A test that starts neither needs no pass.
 //!
 //! A pass belongs to the test's thread (libtest runs each test on a thread
 //! of its own and `#[tokio::test]` drives the test's future on it): asking
