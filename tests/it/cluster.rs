@@ -10,7 +10,7 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use crate::common::lab::import_tiny;
+use crate::common::lab::{course, import_tiny, spec, vm_of};
 use crate::common::multinode::{self, Rig, wait_node_state};
 use crate::common::{self, Client, TestEnv, assert_error, serial_run_on, wait_for, wait_serial};
 use futures::{SinkExt, StreamExt};
@@ -71,31 +71,22 @@ async fn cluster_with(
     let teacher = env.client("test-teacher").await;
     let nodes = multinode::register(&admin, rig).await;
     let tpl = import_tiny(&teacher, "test-tiny").await;
-    let (status, course) = teacher
-        .post(
-            "/api/courses",
-            json!({"code":"test-cluster","name":"Cluster","vm_specs":[
-                {"name":"linux","template_id":tpl["id"],"vcpus":1,"memory_mib":VM_MIB}]}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{course}");
     let names: Vec<String> = (0..students).map(|i| format!("test-s{i}")).collect();
     for n in &names {
         env.user(n, Role::Student).await;
     }
-    let (status, enrol) = teacher
-        .post(
-            &format!("/api/courses/{}/students", course["id"].as_str().unwrap()),
-            json!({"usernames": names}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{enrol}");
+    let usernames: Vec<&str> = names.iter().map(String::as_str).collect();
+    let course = course(
+        &teacher,
+        json!({"code": "test-cluster", "name": "Cluster", "vm_specs": [spec("linux", &tpl, VM_MIB)]}),
+        &usernames,
+    )
+    .await;
     let mut clients = Vec::new();
     let mut vms = Vec::new();
     for n in &names {
         let c = env.client(n).await;
-        let (_, list) = c.get("/api/vms").await;
-        vms.push(list[0]["id"].as_str().unwrap().to_owned());
+        vms.push(vm_of(&env, &c, &course, "linux").await);
         clients.push(c);
     }
     Cluster {
