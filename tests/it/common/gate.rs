@@ -83,3 +83,32 @@ pub async fn alone() -> Arc<Pass> {
         },
     })
 }
+
+#[tokio::test]
+async fn a_pass_is_the_threads_and_keeps_alone_tests_out() {
+    use futures::FutureExt;
+    let pass = shared().await;
+    assert!(Arc::ptr_eq(&pass, &shared().await), "one pass per test");
+    assert!(GATE.try_write().is_err(), "nobody runs alone meanwhile");
+    // A test beside others cannot trade its pass up (it would wait for itself).
+    let traded = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        std::panic::AssertUnwindSafe(alone()).catch_unwind(),
+    )
+    .await
+    .expect("alone() after a shared pass must refuse, not wait for itself");
+    assert!(traded.is_err(), "alone() after a shared pass must refuse");
+    drop(pass);
+    assert!(held().is_none(), "the pass ends with its last holder");
+}
+
+#[tokio::test]
+async fn an_alone_test_keeps_every_other_pass_out() {
+    let pass = alone().await;
+    assert!(
+        GATE.try_read().is_err(),
+        "no shared pass while one runs alone"
+    );
+    // Its own server (a TestEnv) reuses the alone pass instead of waiting.
+    assert!(Arc::ptr_eq(&pass, &shared().await));
+}
