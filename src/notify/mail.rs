@@ -84,7 +84,8 @@ pub struct SmtpSettings {
     /// A PEM certificate to trust besides the public roots (a lab-internal CA).
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
-    /// Bound on each SMTP command, seconds (default 15).
+    /// Bound on connecting, seconds (default 15); a whole send (greeting,
+    /// TLS, AUTH, the message) is bounded by four times this.
     #[serde(default)]
     pub timeout_secs: Option<u64>,
 }
@@ -105,6 +106,9 @@ pub struct Mailer {
     transport: AsyncSmtpTransport<Tokio1Executor>,
     from: Mailbox,
     host: String,
+    /// lettre bounds only the connect on tokio: a server that accepts and
+    /// then stops answering would hold a send for ever without this.
+    send_timeout: Duration,
 }
 
 impl std::fmt::Debug for Mailer {
@@ -176,6 +180,7 @@ impl Mailer {
             transport: builder.build(),
             from,
             host: host.to_string(),
+            send_timeout: timeout * 4,
         })
     }
 
@@ -190,14 +195,15 @@ impl Mailer {
             .subject(msg.subject.clone())
             .header(ContentType::TEXT_PLAIN)
             .body(msg.text.clone())?;
-        self.transport
-            .send(email)
-            .await
-            .map(|_| ())
-            .map_err(|source| NotifyError::Smtp {
+        match tokio::time::timeout(self.send_timeout, self.transport.send(email)).await {
+            Err(_) => Err(NotifyError::SmtpTimeout {
+                host: self.host.clone(),
+            }),
+            Ok(sent) => sent.map(|_| ()).map_err(|source| NotifyError::Smtp {
                 host: self.host.clone(),
                 source,
-            })
+            }),
+        }
     }
 }
 

@@ -45,6 +45,8 @@ pub enum NotifyError {
         #[source]
         source: lettre::transport::smtp::Error,
     },
+    #[error("mail server {host} stopped answering")]
+    SmtpTimeout { host: String },
     #[error("webhook URL must be an http:// or https:// URL with a host (at most {max} characters)", max = webhook::MAX_URL_LEN)]
     BadWebhookUrl,
     #[error("webhook to {host} timed out")]
