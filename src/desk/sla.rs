@@ -601,6 +601,62 @@ pub fn new_steps(
     out
 }
 
+/// When the next step of `schedule(priority, assigned)` not yet taken
+/// (`done`) falls due if nothing else happens to the ticket: the earliest
+/// instant at which [`new_steps`] would return something it does not return
+/// at `now` — so a background loop can sleep until then (on a clock the
+/// caller controls) instead of polling. `None` when no clock runs.
+///
+/// Instants have second resolution (like the stored history): a breach
+/// step falls due one second after the due instant.
+pub fn next_step_at(
+    eval: &Evaluation,
+    priority: Priority,
+    policy: &Policy,
+    calendar: &Calendar,
+    assigned: bool,
+    done: Escalated,
+    now: OffsetDateTime,
+) -> Option<OffsetDateTime> {
+    let cal = if policy.target(priority).around_the_clock {
+        &Calendar::always_open()
+    } else {
+        calendar
+    };
+    let due_now = new_steps(eval, priority, assigned, done);
+    let mut next: Option<OffsetDateTime> = None;
+    for clock in [Clock::Response, Clock::Resolution] {
+        let st = eval.clock(clock);
+        if st.state != ClockState::Running {
+            continue;
+        }
+        for &(percent, _) in schedule(priority, assigned) {
+            if percent <= done.get(clock)
+                || due_now
+                    .iter()
+                    .any(|s| s.clock == clock && s.percent == percent)
+            {
+                continue;
+            }
+            let at = if percent == 100 {
+                st.due_at.map(|d| d + Duration::SECOND)
+            } else {
+                // The business time still needed to reach `percent` % (rounded up).
+                let want = (st.target.whole_nanoseconds() * i128::from(percent) + 99) / 100;
+                let need = want - st.elapsed.whole_nanoseconds();
+                let need = Duration::nanoseconds(i64::try_from(need.max(0)).unwrap_or(i64::MAX));
+                cal.add_business_time(now, need)
+            };
+            if let Some(at) = at {
+                next = Some(next.map_or(at, |n| n.min(at)));
+            }
+            // Later steps of this clock come later still.
+            break;
+        }
+    }
+    next
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -1051,6 +1107,10 @@ mod tests {
             let e1 = evaluate(&paused, p, &pol, &cal, now);
             prop_assert!(e1.response.elapsed <= e0.response.elapsed);
             prop_assert!(e1.resolution.elapsed <= e0.resolution.elapsed);
+            // ...and by exactly the business time of the pause seen so far.
+            let clock_cal = if pol.target(p).around_the_clock { Calendar::always_open() } else { cal.clone() };
+            let paused_for = clock_cal.business_time_between(x, y.min(now));
+            prop_assert_eq!(e0.resolution.elapsed - e1.resolution.elapsed, paused_for);
         }
 
         #[test]
@@ -1081,6 +1141,34 @@ mod tests {
             let only = evaluate(&h[..1], p, &pol, &cal, now);
             prop_assert_eq!(only.resolution.due_at, clock_cal.add_business_time(MON_9, only.resolution.target));
             prop_assert_eq!(only.response.due_at, clock_cal.add_business_time(MON_9, only.response.target));
+        }
+
+        #[test]
+        fn next_step_at_is_when_the_next_step_falls_due(
+            h in arb_history(), p in arb_priority(), pol in arb_policy(), assigned in any::<bool>(), now in minutes(),
+        ) {
+            let cal = Calendar::default();
+            let now = MON_9 + now;
+            let e = evaluate(&h, p, &pol, &cal, now);
+            let done = Escalated::default().after(&new_steps(&e, p, assigned, Escalated::default()));
+            // Only while nothing else happens: no event after now.
+            prop_assume!(h.iter().all(|ev| ev.at <= now));
+            match next_step_at(&e, p, &pol, &cal, assigned, done, now) {
+                None => {
+                    let later = evaluate(&h, p, &pol, &cal, now + Duration::days(60));
+                    prop_assert!(new_steps(&later, p, assigned, done).is_empty());
+                }
+                Some(at) => {
+                    prop_assert!(at > now);
+                    let then = evaluate(&h, p, &pol, &cal, at);
+                    prop_assert!(!new_steps(&then, p, assigned, done).is_empty(), "due at {}", at);
+                    let just_before = at - Duration::SECOND;
+                    if just_before > now {
+                        let before = evaluate(&h, p, &pol, &cal, just_before);
+                        prop_assert!(new_steps(&before, p, assigned, done).is_empty(), "early at {}", just_before);
+                    }
+                }
+            }
         }
 
         #[test]
