@@ -24,6 +24,7 @@ mod http_contract;
 mod labnets;
 mod libvirt_real;
 mod monitor;
+mod notify;
 mod portable;
 mod sign_in;
 mod snapshots;

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A real SMTP server for tests/notify.rs (aiosmtpd, Debian's python3-aiosmtpd).
+"""A real SMTP server for tests/it/notify.rs (aiosmtpd, Debian's python3-aiosmtpd).
 
 Listens on 127.0.0.1 on a free port and prints the port on the first line of
 stdout. Every message it accepts is printed as one JSON line: the envelope, the

@@ -1,10 +1,8 @@
 //! Notifications against real servers started by the tests: mail to a real
-//! SMTP server (aiosmtpd, `tests/smtp_sink.py`, from Debian's
+//! SMTP server (aiosmtpd, `tests/it/smtp_sink.py`, from Debian's
 //! `python3-aiosmtpd` that scripts/setup.sh installs) — plain SMTP, STARTTLS
 //! with a certificate from a lab CA and AUTH — and webhooks to a local axum
 //! listener. What arrived is checked as the receiving side parsed it.
-
-#![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -39,7 +37,7 @@ struct SmtpSink {
 
 impl SmtpSink {
     async fn start(args: &[&str]) -> SmtpSink {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/smtp_sink.py");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/smtp_sink.py");
         let mut child = Command::new(python())
             .arg(script)
             .args(args)
