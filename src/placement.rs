@@ -89,7 +89,9 @@ pub enum Constraint {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PlacementError {
-    #[error("no node is up and out of maintenance")]
+    #[error(
+        "no server can run VMs right now (all are offline or being serviced); try again later, or tell the lab staff"
+    )]
     NoNodes,
     #[error("no node has {0} MiB of free memory for this VM")]
     NoCapacity(u64),
