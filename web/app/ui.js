@@ -150,13 +150,18 @@ export function confirmDialog({ title, body, confirm, danger = false }) {
 
 // ---------------------------------------------------------------- formatting
 
+/** A number in the page's language (digit grouping, decimal sign). */
+export function formatNumber(n, digits = 0) {
+  return new Intl.NumberFormat(lang(), { maximumFractionDigits: digits, minimumFractionDigits: digits }).format(n);
+}
+
 export function formatBytes(n) {
   if (n === null || n === undefined || Number.isNaN(n)) return t('common.none');
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
   let i = 0;
   let v = Number(n);
   while (v >= 1024 && i < units.length - 1) { v /= 1024; i++; }
-  return `${v >= 100 || i === 0 ? Math.round(v) : v.toFixed(1)} ${units[i]}`;
+  return `${formatNumber(v, v >= 100 || i === 0 ? 0 : 1)} ${units[i]}`;
 }
 
 export function formatMib(mib) {
