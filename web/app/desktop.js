@@ -61,7 +61,7 @@ export function mount(container, [vmId], { me }) {
   const pasteBtn = button({ label: 'desktop.paste', icon: 'paste', kind: 'small', attrs: { 'aria-expanded': 'false', 'aria-controls': 'paste-panel' } });
   const cadBtn = button({ label: 'desktop.cad', icon: 'keyboard', kind: 'small', aria: ['desktop.cad.aria'] });
   const fsBtn = button({ label: 'desktop.fullscreen', icon: 'fullscreen', kind: 'small' });
-  const kbdBtn = button({ label: 'desktop.keys', icon: 'keyboard', kind: 'small', attrs: { id: 'kbd-toggle', 'aria-expanded': 'false', 'aria-controls': 'keybar' } });
+  const kbdBtn = button({ label: 'desktop.keys', icon: 'type', kind: 'small', attrs: { id: 'kbd-toggle', 'aria-expanded': 'false', 'aria-controls': 'keybar' } });
   const zoomBtn = button({ label: 'desktop.zoom', icon: 'monitor', kind: 'small', attrs: { id: 'zoom-toggle', 'aria-pressed': 'false' } });
   const kbdInput = h('input', {
     id: 'kbd-input', type: 'text', autocomplete: 'off', autocapitalize: 'off', autocorrect: 'off', spellcheck: 'false',

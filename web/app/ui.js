@@ -67,6 +67,7 @@ const ICONS = {
   monitor: ['M3 4h18v12H3z', 'M8 20h8', 'M12 16v4'],
   back: ['M15 5l-7 7 7 7'],
   fullscreen: ['M4 9V4h5', 'M20 9V4h-5', 'M4 15v5h5', 'M20 15v5h-5'],
+  type: ['M4 7V4h16v3', 'M9 20h6', 'M12 4v16'],
   keyboard: ['M2 6h20v12H2z', 'M6 10h.01', 'M10 10h.01', 'M14 10h.01', 'M18 10h.01', 'M7 14h10'],
   paste: ['M9 4h6v3H9z', 'M7 5H5v16h14V5h-2', 'M8 12h8', 'M8 16h5'],
   logout: ['M15 4h4v16h-4', 'M10 8l-4 4 4 4', 'M6 12h11'],
