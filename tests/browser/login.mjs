@@ -29,7 +29,11 @@ await run('login', artifactDir, async ({ newPage, step, shot, logs }) => {
   await page.click('.lang-toggle');
   await page.waitForFunction(() => document.querySelector('#login-title').textContent === '登录');
   assert(await page.getAttribute('html', 'lang') === 'zh-CN', 'html lang=zh-CN');
-  assert((await page.getAttribute('.lang-toggle', 'aria-label')).length > 0, 'language toggle has an aria-label');
+  // Its accessible name is its visible label (no aria-label that says
+  // something else); the tooltip explains it.
+  assert(await page.getAttribute('.lang-toggle', 'aria-label') === null, 'the language toggle is named by its visible label');
+  assert((await page.textContent('.lang-toggle')).trim() === 'English', 'in Chinese the toggle offers English');
+  assert(((await page.getAttribute('.lang-toggle', 'title')) || '').length > 0, 'the language toggle has a tooltip');
   await page.reload();
   await page.waitForSelector('#login-title');
   assert(await page.textContent('#login-title') === '登录', 'Chinese remembered after reload');
