@@ -98,6 +98,12 @@ await run('pages', outDir, async ({ newPage, step, logs }) => {
           await page.waitForSelector(ready, { timeout: 20000 });
           await page.waitForSelector('.loading', { state: 'detached' });
           await check(page, `${name}-${tag}`);
+          if (name === 'admin-nodes') {
+            // Chart legends speak the page's language too.
+            const legend = (await page.locator('.chart .u-legend .u-label').first().textContent()).trim();
+            const want = lang === 'zh' ? '时间' : 'Time';
+            if (legend !== want) failures.push(`${name}-${tag}: the chart legend says "${legend}", not "${want}"`);
+          }
         }
         await page.context().close();
       }

@@ -152,8 +152,8 @@ export function confirmDialog({ title, body, confirm, danger = false }) {
 // ---------------------------------------------------------------- formatting
 
 /** A number in the page's language (digit grouping, decimal sign). */
-export function formatNumber(n, digits = 0) {
-  return new Intl.NumberFormat(lang(), { maximumFractionDigits: digits, minimumFractionDigits: digits }).format(n);
+export function formatNumber(n, digits = 0, minDigits = digits) {
+  return new Intl.NumberFormat(lang(), { maximumFractionDigits: digits, minimumFractionDigits: minDigits }).format(n);
 }
 
 export function formatBytes(n) {
