@@ -68,6 +68,17 @@ await run('login', artifactDir, async ({ newPage, step, shot, logs }) => {
   await shot(page, 'student-empty-en.png');
   step('signed in; home relabelled in English');
 
+  // The server becomes unreachable: the page says so (instead of showing
+  // stale states as if current), keeps polling, and recovers by itself.
+  assert(await page.isHidden('#conn-banner'), 'no connection warning while the server answers');
+  await page.route('**/api/**', (r) => r.abort('connectionrefused'));
+  await page.waitForSelector('#conn-banner:not([hidden])', { timeout: 15000 });
+  const lost = await page.textContent('#conn-banner');
+  assert(lost.includes('cannot be reached'), `the banner says the server cannot be reached, got "${lost}"`);
+  await page.unroute('**/api/**');
+  await page.waitForSelector('#conn-banner', { state: 'hidden', timeout: 20000 });
+  step('connection lost: banner shown; back: banner gone by itself');
+
   // The session is the HttpOnly cookie: nothing but the language in localStorage.
   const stored = await page.evaluate(() => Object.keys(localStorage));
   assert(JSON.stringify(stored) === '["pvce.lang"]', `localStorage holds only the language, got ${JSON.stringify(stored)}`);
