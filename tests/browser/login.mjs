@@ -68,6 +68,15 @@ await run('login', artifactDir, async ({ newPage, step, shot, logs }) => {
   await shot(page, 'student-empty-en.png');
   step('signed in; home relabelled in English');
 
+  // Keyboard: after sign-in the focus is on the page (not the body); the
+  // first stop of Tab is a skip link that jumps into the page.
+  const firstStop = await page.evaluate(() => document.querySelector('a[href], button, input, select, textarea').className);
+  assert(firstStop === 'skip-link', `the first keyboard stop is the skip link, got "${firstStop}"`);
+  await page.focus('.skip-link');
+  await page.keyboard.press('Enter');
+  await page.waitForFunction(() => document.activeElement && document.activeElement.closest('#view'));
+  assert(page.url().endsWith('#/courses'), `the skip link leaves the route alone, got ${page.url()}`);
+
   // The server becomes unreachable: the page says so (instead of showing
   // stale states as if current), keeps polling, and recovers by itself.
   assert(await page.isHidden('#conn-banner'), 'no connection warning while the server answers');
