@@ -44,6 +44,15 @@ await run('admin', artifactDir, async ({ newPage, step, shot, logs }) => {
   await shot(page, 'admin-nodes.png');
   step('cluster overview with charts');
 
+  // Draining the only node: refused up front with the reason, no dialog,
+  // nothing changed.
+  await page.click('.node-card button[aria-label^="Drain"]');
+  const nowhere = await page.locator('.toast-error', { hasText: 'no other node is up' }).textContent({ timeout: 10000 });
+  assert(nowhere.includes('Cannot drain local'), `drain refused with the reason, got "${nowhere}"`);
+  assert(await page.locator('dialog[open]').count() === 0, 'no confirmation for a drain that cannot happen');
+  assert((await page.textContent('.node-card .badge')).trim() === 'Up', 'the node stays up, not in maintenance');
+  step('drain refused up front');
+
   await page.click('.segmented .seg[data-range="1440"]');
   await page.waitForFunction(() => document.querySelector('.seg[data-range="1440"]').getAttribute('aria-pressed') === 'true');
   await page.click('.node-card a.btn');
@@ -139,7 +148,7 @@ await run('admin', artifactDir, async ({ newPage, step, shot, logs }) => {
   await page.fill('#an-user', 'root');
   await shot(page.locator('#add-node'), 'admin-node-form.png');
   await page.click('#add-node button[type=submit]');
-  const refused = await page.locator('.toast-error').first().textContent({ timeout: 15000 });
+  const refused = await page.locator('.toast-error', { hasText: 'host' }).first().textContent({ timeout: 15000 });
   assert(/host .* is not a DNS name/.test(refused), `a bad host is refused with the server's reason, got "${refused}"`);
   await page.selectOption('#an-transport', 'test');
   assert(!(await page.isVisible('#an-host')), 'the test driver needs no host');
