@@ -213,6 +213,35 @@ await run('student', artifactDir, async ({ newPage, step, shot, logs }) => {
   await phone.context().close();
   step('phone: no sideways scroll, key bar typed into the guest, actual size');
 
+  // The server's console cannot be reached for minutes: after its quick
+  // retries the page says it keeps trying every 30 s (with a button for now),
+  // keeps doing so, and reconnects by itself once it can. Time is the test's:
+  // Playwright's clock, fast-forwarded.
+  const desktopUrl = page.url();
+  const slow = await newPage({ locale: 'en-US' });
+  await slow.clock.install();
+  await slow.goto(base);
+  await slow.fill('#login-username', username);
+  await slow.fill('#login-password', password);
+  await slow.click('form.login-form button[type=submit]');
+  await slow.waitForSelector('li.vm');
+  await slow.goto(desktopUrl);
+  await slow.waitForSelector('.desktop[data-conn=connected]', { timeout: 30000 });
+  await slow.route('**/api/vms/*/console', (r) => r.abort('connectionrefused'));
+  await slow.dispatchEvent('.desktop', 'pvce:drop');
+  const statusText = () => slow.textContent('.desktop-status');
+  for (let i = 0; i < 30 && !(await statusText()).startsWith('Still no connection'); i++) await slow.clock.fastForward(5000);
+  const waiting = await statusText();
+  assert(/^Still no connection after 6 attempts\. Trying again every 30 seconds\.$/.test(waiting), `the page says it keeps trying, got "${waiting}"`);
+  assert(await slow.isVisible('.screen-overlay .btn.primary'), 'a "reconnect now" button is offered');
+  await slow.clock.fastForward(31000);
+  await slow.waitForSelector('.desktop-status >> text=after 7 attempts');
+  await slow.unroute('**/api/vms/*/console');
+  await slow.clock.fastForward(31000);
+  await slow.waitForSelector('.desktop[data-conn=connected]', { timeout: 30000 });
+  await slow.context().close();
+  step('console unreachable: keeps retrying every 30 s, reconnects by itself');
+
   // The desktop's own power controls: force off asks first, then the page
   // says the VM stopped, offers to start it, and disables what needs a console.
   for (const a of ['shutdown', 'reboot', 'poweroff']) {
