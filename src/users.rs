@@ -326,6 +326,10 @@ pub async fn update(
         if patch.role.is_some_and(|r| r != current.role) {
             return Err(UserError::OwnAccount("change the role of"));
         }
+        // It would lock the admin out of everything but the change page.
+        if patch.must_change_password == Some(true) {
+            return Err(UserError::OwnAccount("force a password change on"));
+        }
     }
     let hash = match patch.password {
         Some(p) => Some(hash_off_thread(p).await?),

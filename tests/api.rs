@@ -743,7 +743,11 @@ async fn admin_changes_roles_disables_and_resets_passwords() {
 
     // An admin can't lock themself out; a teacher with courses stays a teacher.
     let my = format!("/api/users/{}", me["id"].as_str().unwrap());
-    for body in [json!({"disabled":true}), json!({"role":"student"})] {
+    for body in [
+        json!({"disabled":true}),
+        json!({"role":"student"}),
+        json!({"must_change_password":true}),
+    ] {
         let got = admin.send(Method::PATCH, &my, Some(body)).await;
         assert_error(&got, StatusCode::CONFLICT, "own_account");
     }

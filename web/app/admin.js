@@ -708,7 +708,10 @@ function users(container, me) {
    */
   function resetPassword(u) {
     const pw = h('input', { id: 'reset-pw', type: 'text', required: true, minlength: 8, maxlength: 256, autocomplete: 'off', spellcheck: 'false', value: suggestPassword() });
-    const force = h('input', { id: 'reset-force', type: 'checkbox', checked: true });
+    // An admin's own account cannot be forced (the server refuses: it would
+    // lock them out of everything but the change page).
+    const self = u.id === me.id;
+    const force = h('input', { id: 'reset-force', type: 'checkbox', checked: !self, disabled: self });
     const ok = h('button', { type: 'submit', class: 'btn primary', value: 'ok', i18n: 'users.reset.confirm' });
     const cancel = h('button', { type: 'button', class: 'btn', i18n: 'common.cancel' });
     const err = h('p', { class: 'form-error', role: 'alert', hidden: true });
