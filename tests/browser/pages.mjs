@@ -98,6 +98,15 @@ await run('pages', outDir, async ({ newPage, step, logs }) => {
           await page.waitForSelector(ready, { timeout: 20000 });
           await page.waitForSelector('.loading', { state: 'detached' });
           await check(page, `${name}-${tag}`);
+          // Dialogs are pages too: the password reset and a confirmation.
+          const dialog = { 'admin-users': '.reset-pw', 'teacher-class': '#delete-course' }[name];
+          if (dialog) {
+            await page.click(dialog);
+            await page.waitForSelector('dialog[open]');
+            await check(page, `${name}-dialog-${tag}`);
+            await page.keyboard.press('Escape');
+            await page.waitForSelector('dialog', { state: 'detached' });
+          }
           if (name === 'admin-nodes') {
             // Chart legends speak the page's language too.
             const legend = (await page.locator('.chart .u-legend .u-label').first().textContent()).trim();
