@@ -91,7 +91,8 @@ function showLogin() {
   });
   replace(root,
     h('div', { class: 'login-page' },
-      h('section', { class: 'login-hero', 'aria-hidden': 'false' },
+      // A landmark of its own (axe: all content inside landmarks).
+      h('aside', { class: 'login-hero', i18nAria: 'app.tagline' },
         h('div', { class: 'brand brand-light' }, logo(), h('span', { class: 'brand-name' }, 'pvce')),
         h('div', { class: 'hero-copy' },
           h('h2', { i18n: 'login.hero.title' }),
