@@ -876,7 +876,7 @@ async fn admin_resets_a_password_and_the_user_must_change_it() {
     }
     // Only the password the user chose works now, and nothing is pending.
     let user = env
-        .client_with_password("test-ui-forgetful", "my-own-secret-9")
+        .client_with_password("test-ui-forgetful", "my-newer-secret-8")
         .await;
     let (_, me) = user.get("/api/me").await;
     assert!(me["user"].get("must_change_password").is_none(), "{me}");

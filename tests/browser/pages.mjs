@@ -67,6 +67,7 @@ await run('pages', outDir, async ({ newPage, step, logs }) => {
       if (v.severe) failures.push(`${name}: ${v.text}`);
       else minor.add(v.text); // reported, not failed on
     }
+    await page.evaluate(() => window.scrollTo(0, 0)); // the sticky top bar at the top of the shot
     await page.screenshot({ path: join(outDir, `${name}.png`), fullPage: true });
     shots += 1;
   }

@@ -12,6 +12,7 @@ if (!user) {
 }
 const RESET = 'given-by-admin-1';
 const MINE = 'my-own-secret-9';
+const MINE2 = 'my-newer-secret-8';
 
 await run('password', artifactDir, async ({ newPage, step, shot, logs }) => {
   const page = await newPage({ locale: 'en-US' });
@@ -87,6 +88,23 @@ await run('password', artifactDir, async ({ newPage, step, shot, logs }) => {
   await u.waitForSelector('.page-head h1');
   assert(u.url().endsWith('#/courses'), `the student lands on their courses, got ${u.url()}`);
   step('the user chose their own password (zh)');
+
+  // Later, of their own accord (the key button): the current password is
+  // checked by the server, then the page goes back where it was.
+  await u.click('#change-pw');
+  await u.waitForSelector('#pw-form h1 >> text=修改你的密码');
+  assert(await u.evaluate(() => document.activeElement.id === 'pw-current'), 'the focus is on the current password');
+  await u.fill('#pw-current', 'not-my-password');
+  await u.fill('#pw-new', MINE2);
+  await u.fill('#pw-again', MINE2);
+  await u.click('#pw-form button[type=submit]');
+  await u.waitForSelector('#pw-form .form-error >> text=当前密码不正确。');
+  await u.fill('#pw-current', MINE);
+  await u.click('#pw-form button[type=submit]');
+  await u.waitForSelector('.toast-success >> text=新密码已保存。');
+  await u.waitForSelector('.page-head h1');
+  assert(u.url().endsWith('#/courses'), `back where they were, got ${u.url()}`);
+  step('the user changed their password again, of their own accord (zh)');
 
   const bad = unexpectedErrors(logs);
   assert(bad.length === 0, `page errors:\n${bad.join('\n')}`);

@@ -110,8 +110,11 @@ function showLogin() {
  * After an admin's reset with "must change": the user chooses their own
  * password before anything else (the server refuses every other request
  * until then). `current` is the password just typed at sign-in, if known.
+ * `voluntary`: the user asked (the key button in the top bar); they may
+ * cancel back to where they were.
  */
-function showPasswordChange(current = '') {
+function showPasswordChange(current = '', { voluntary = false } = {}) {
+  const back = location.hash;
   unmountView();
   shell = null;
   const cur = h('input', { id: 'pw-current', type: 'password', autocomplete: 'current-password', required: true, value: current });
@@ -119,10 +122,12 @@ function showPasswordChange(current = '') {
   const pw2 = h('input', { id: 'pw-again', type: 'password', autocomplete: 'new-password', required: true, minlength: 8 });
   const error = h('p', { class: 'form-error', role: 'alert', hidden: true });
   const submit = h('button', { type: 'submit', class: 'btn primary block', i18n: 'pw.submit' });
-  const out = h('button', { type: 'button', class: 'btn ghost block', i18n: 'logout', onclick: doLogout });
+  const out = voluntary
+    ? h('button', { type: 'button', class: 'btn ghost block', id: 'pw-cancel', i18n: 'common.cancel', onclick: () => { showApp(); location.hash = back; } })
+    : h('button', { type: 'button', class: 'btn ghost block', i18n: 'logout', onclick: doLogout });
   const form = h('form', { class: 'login-form', id: 'pw-form', novalidate: true, 'aria-labelledby': 'pw-title' },
-    h('h1', { id: 'pw-title', i18n: 'pw.title' }),
-    h('p', { class: 'muted', i18n: ['pw.subtitle', { name: me.display_name || me.username }] }),
+    h('h1', { id: 'pw-title', i18n: voluntary ? 'pw.titleOwn' : 'pw.title' }),
+    voluntary ? null : h('p', { class: 'muted', i18n: ['pw.subtitle', { name: me.display_name || me.username }] }),
     h('div', { class: 'field', hidden: Boolean(current) }, h('label', { for: 'pw-current', i18n: 'pw.current' }), cur),
     h('div', { class: 'field' }, h('label', { for: 'pw-new', i18n: 'pw.new' }), pw1),
     h('div', { class: 'field' }, h('label', { for: 'pw-again', i18n: 'pw.again' }), pw2),
@@ -140,6 +145,7 @@ function showPasswordChange(current = '') {
       me = res.user;
       toast(t('pw.done'), 'success');
       showApp();
+      if (voluntary) location.hash = back;
     } catch (err) {
       error.hidden = false;
       delete error.dataset.i18n;
@@ -154,7 +160,7 @@ function showPasswordChange(current = '') {
       h('main', { class: 'login-main', 'aria-labelledby': 'pw-title' },
         h('div', { class: 'login-top' }, langButton()),
         h('div', { class: 'card login-card' }, form))));
-  pw1.focus();
+  (current ? pw1 : cur).focus();
 }
 
 function logo() {
@@ -183,6 +189,8 @@ function showApp() {
     h('span', { class: 'user-text' },
       h('span', { class: 'user-name' }, me.display_name || me.username),
       h('span', { class: 'user-role', i18n: `role.${me.role}` })));
+  const changePw = h('button', { type: 'button', class: 'btn ghost', id: 'change-pw', i18nTitle: 'pw.titleOwn', onclick: () => showPasswordChange('', { voluntary: true }) },
+    icon('key'), h('span', { class: 'visually-hidden', i18n: 'pw.titleOwn' }));
   const logout = h('button', { type: 'button', class: 'btn ghost', i18nAria: 'logout', i18nTitle: 'logout', onclick: doLogout },
     icon('logout'), h('span', { class: 'hide-narrow', i18n: 'logout' }));
   const view = h('main', { id: 'view', class: 'view', tabindex: '-1' });
@@ -197,7 +205,7 @@ function showApp() {
       h('a', { class: 'brand', href: `#/${homeFor(me)}` }, logo(), h('span', { class: 'brand-name' }, 'pvce'),
         h('span', { class: 'brand-tag hide-narrow', i18n: 'app.tagline' })),
       nav,
-      h('div', { class: 'topbar-right' }, langButton(), userChip, logout)),
+      h('div', { class: 'topbar-right' }, langButton(), userChip, changePw, logout)),
     conn,
     view);
   focusOnMount = true;
