@@ -396,6 +396,7 @@ mod tests {
             display_name: "s".into(),
             role: Role::Student,
             disabled: false,
+            must_change_password: false,
         };
         assert!(require(&u, &[Role::Student, Role::Teacher, Role::Admin]).is_ok());
         assert!(matches!(
@@ -412,6 +413,7 @@ mod tests {
             display_name: "s".into(),
             role: Role::Student,
             disabled: false,
+            must_change_password: false,
         };
         let msg = |allowed: &[Role]| {
             require(&student, allowed)

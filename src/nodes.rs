@@ -69,6 +69,8 @@ pub struct Node {
     #[serde(skip)]
     pub store_free: Option<u64>,
     pub last_seen: Option<String>,
+    /// Why the last probe failed while the node is down (libvirt's words).
+    pub last_error: Option<String>,
     /// Times the node went down in the last 7 days (from the event log).
     pub failures_7d: u64,
     /// What the node can run; `None` until it has been reached.
@@ -169,7 +171,7 @@ pub struct Nodes {
     caps: std::sync::RwLock<HashMap<Uuid, NodeCapabilities>>,
 }
 
-const COLUMNS: &str = "n.id, n.name, n.uri, n.console_address, n.maintenance, n.state, n.cpus, n.mem_total_mib, n.mem_used_mib, n.last_seen, n.store_used_bytes, n.store_free_bytes,
+const COLUMNS: &str = "n.id, n.name, n.uri, n.console_address, n.maintenance, n.state, n.cpus, n.mem_total_mib, n.mem_used_mib, n.last_seen, n.last_error, n.store_used_bytes, n.store_free_bytes,
     (SELECT COUNT(*) FROM vms v WHERE v.node_id = n.id AND v.state IN ('starting', 'running', 'stopping')) AS vms_running,
     (SELECT s.cpu_percent FROM node_samples s WHERE s.node_id = n.id AND s.cpu_percent IS NOT NULL ORDER BY s.at DESC LIMIT 1) AS cpu_percent,
     (SELECT COUNT(*) FROM events e WHERE e.node_id = n.id AND e.kind = 'node_down'
@@ -204,6 +206,7 @@ fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Node, sqlx::Error> {
         template_store_free_bytes: store_free.unwrap_or(0),
         store_free,
         last_seen: row.try_get("last_seen")?,
+        last_error: row.try_get("last_error")?,
         failures_7d: u64::try_from(row.try_get::<i64, _>("failures_7d")?).unwrap_or(0),
         capabilities: None,
     })
@@ -519,15 +522,21 @@ impl Nodes {
                 Some(i64::try_from(i.mem_total_mib.saturating_sub(i.mem_free_mib)).unwrap_or(0)),
             )
         });
+        let error = match mark {
+            Mark::Down(reason) => Some(reason),
+            Mark::Up(_) => None,
+        };
         sqlx::query(
             "UPDATE nodes SET cpus = COALESCE(?, cpus), mem_total_mib = COALESCE(?, mem_total_mib),
-             mem_used_mib = COALESCE(?, mem_used_mib), last_seen = CASE WHEN ? THEN ? ELSE last_seen END WHERE id = ?",
+             mem_used_mib = COALESCE(?, mem_used_mib), last_seen = CASE WHEN ? THEN ? ELSE last_seen END,
+             last_error = ? WHERE id = ?",
         )
         .bind(cpus)
         .bind(total)
         .bind(used)
         .bind(up)
         .bind(db::now())
+        .bind(error)
         .bind(id.to_string())
         .execute(&self.pool)
         .await?;

@@ -89,9 +89,13 @@ pub enum Constraint {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PlacementError {
-    #[error("no node is up and out of maintenance")]
+    #[error(
+        "no server can run VMs right now (all are offline or being serviced); try again later, or tell the lab staff"
+    )]
     NoNodes,
-    #[error("no node has {0} MiB of free memory for this VM")]
+    #[error(
+        "no lab server has {0} MiB of memory free for this VM right now; try again in a few minutes"
+    )]
     NoCapacity(u64),
     #[error(
         "this VM must run on the node that runs the student's other VMs on the same lab network, and that node is unavailable or has no {0} MiB free; stop those VMs or try later"

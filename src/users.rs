@@ -3,6 +3,12 @@
 //! Invariants: usernames are unique (database constraint `users_username_key`),
 //! 1–64 characters of `[a-z0-9._-]` (they appear in CSV files and UIs), and a
 //! password is never stored or returned, only its argon2 hash.
+//!
+//! An admin's password reset may set `must_change_password`: until the user
+//! picks a new password of their own ([`change_own_password`]), the account
+//! may only read `/api/me`, change its password and sign out
+//! ([`check_password_change`]); the reset password an admin typed (and maybe
+//! sent by mail) stops being the key to the account.
 
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -19,6 +25,9 @@ pub struct User {
     pub role: Role,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub disabled: bool,
+    /// Set by an admin's reset: the user must choose a new password first.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub must_change_password: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +45,12 @@ pub enum UserError {
     /// A teacher who still owns courses cannot become a student.
     #[error("this teacher still owns {0} course(s); hand them over first")]
     OwnsCourses(i64),
+    /// The current password given with a change of one's own is wrong.
+    #[error("the current password is wrong")]
+    WrongPassword,
+    /// The account must change its password before anything else.
+    #[error("choose a new password first: an administrator reset yours")]
+    PasswordChangeRequired,
     #[error(transparent)]
     Auth(#[from] auth::AuthError),
     #[error(transparent)]
@@ -66,6 +81,10 @@ pub struct UserPatch {
     /// A new password (an admin resetting a forgotten one).
     #[serde(default, deserialize_with = "present")]
     pub password: Option<String>,
+    /// With a reset: the user must choose their own password at the next
+    /// sign-in (cleared by [`change_own_password`]).
+    #[serde(default, deserialize_with = "present")]
+    pub must_change_password: Option<bool>,
 }
 
 /// A field that, when present, must hold a value (`null` is a type error).
@@ -128,10 +147,11 @@ fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<User, sqlx::Error> {
         display_name: row.try_get("display_name")?,
         role: Role::parse(&role).unwrap_or(Role::Student),
         disabled: row.try_get::<i64, _>("disabled")? != 0,
+        must_change_password: row.try_get::<i64, _>("must_change_password")? != 0,
     })
 }
 
-const COLUMNS: &str = "id, username, display_name, role, disabled";
+const COLUMNS: &str = "id, username, display_name, role, disabled, must_change_password";
 
 pub async fn create(pool: &Pool, new: NewUser) -> Result<User, UserError> {
     validate_new(&new)?;
@@ -145,6 +165,7 @@ pub async fn create(pool: &Pool, new: NewUser) -> Result<User, UserError> {
         username: new.username,
         role: new.role,
         disabled: false,
+        must_change_password: false,
     };
     let res = sqlx::query(
         "INSERT INTO users (id, username, display_name, role, password_hash, created_at) VALUES (?, ?, ?, ?, ?, ?)",
@@ -171,6 +192,87 @@ pub async fn list(pool: &Pool) -> Result<Vec<User>, UserError> {
         .fetch_all(pool)
         .await?;
     Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
+}
+
+/// Largest page of [`search`].
+pub const MAX_PAGE: u32 = 500;
+
+/// One page of the users whose username or display name contains `q`
+/// (case-insensitive for ASCII; `%`/`_` are literal), by username.
+pub async fn search(pool: &Pool, q: &str, limit: u32, offset: u32) -> Result<Vec<User>, UserError> {
+    if q.chars().count() > 100 || q.chars().any(char::is_control) {
+        return Err(UserError::Invalid(
+            "q must be at most 100 characters, no control characters".into(),
+        ));
+    }
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(UserError::Invalid(format!("limit must be 1-{MAX_PAGE}")));
+    }
+    let pattern = format!(
+        "%{}%",
+        q.replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_")
+    );
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM users WHERE username LIKE ?1 ESCAPE '\\' OR display_name LIKE ?1 ESCAPE '\\'
+         ORDER BY username LIMIT ?2 OFFSET ?3"
+    ))
+    .bind(pattern)
+    .bind(i64::from(limit))
+    .bind(i64::from(offset))
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
+}
+
+/// Whether `user` may make this request: one whose password an admin reset
+/// with `must_change_password` may only read who they are, change their
+/// password and sign out.
+pub fn check_password_change(user: &User, method: &str, path: &str) -> Result<(), UserError> {
+    let allowed = matches!(
+        (method, path),
+        ("GET", "/api/me") | ("POST", "/api/me/password") | ("POST", "/api/auth/logout")
+    );
+    if user.must_change_password && !allowed {
+        return Err(UserError::PasswordChangeRequired);
+    }
+    Ok(())
+}
+
+/// A user's change of their own password: the current one must be right,
+/// the new one valid and different. Clears `must_change_password`.
+pub async fn change_own_password(
+    pool: &Pool,
+    user: &User,
+    current: &str,
+    new: &str,
+) -> Result<User, UserError> {
+    validate_password(new)?;
+    if current == new {
+        return Err(UserError::Invalid(
+            "the new password must differ from the current one".into(),
+        ));
+    }
+    let hash: String = sqlx::query_scalar("SELECT password_hash FROM users WHERE id = ?")
+        .bind(user.id.to_string())
+        .fetch_optional(pool)
+        .await?
+        .ok_or(UserError::NotFound)?;
+    let current = current.to_owned();
+    let ok = tokio::task::spawn_blocking(move || auth::verify_password(&current, &hash))
+        .await
+        .map_err(|_| auth::AuthError::Hash)?;
+    if !ok {
+        return Err(UserError::WrongPassword);
+    }
+    let hash = hash_off_thread(new.to_owned()).await?;
+    sqlx::query("UPDATE users SET password_hash = ?, must_change_password = 0 WHERE id = ?")
+        .bind(hash)
+        .bind(user.id.to_string())
+        .execute(pool)
+        .await?;
+    get(pool, user.id).await
 }
 
 pub async fn get_by_id_str(pool: &Pool, id: &str) -> Result<Option<User>, sqlx::Error> {
@@ -200,9 +302,11 @@ pub async fn update(
         && patch.role.is_none()
         && patch.disabled.is_none()
         && patch.password.is_none()
+        && patch.must_change_password.is_none()
     {
         return Err(UserError::Invalid(
-            "nothing to change: give display_name, role, disabled or password".into(),
+            "nothing to change: give display_name, role, disabled, password or must_change_password"
+                .into(),
         ));
     }
     if let Some(d) = &patch.display_name {
@@ -222,6 +326,10 @@ pub async fn update(
         if patch.role.is_some_and(|r| r != current.role) {
             return Err(UserError::OwnAccount("change the role of"));
         }
+        // It would lock the admin out of everything but the change page.
+        if patch.must_change_password == Some(true) {
+            return Err(UserError::OwnAccount("force a password change on"));
+        }
     }
     let hash = match patch.password {
         Some(p) => Some(hash_off_thread(p).await?),
@@ -239,12 +347,14 @@ pub async fn update(
     }
     sqlx::query(
         "UPDATE users SET display_name = COALESCE(?, display_name), role = COALESCE(?, role),
-         disabled = COALESCE(?, disabled), password_hash = COALESCE(?, password_hash) WHERE id = ?",
+         disabled = COALESCE(?, disabled), password_hash = COALESCE(?, password_hash),
+         must_change_password = COALESCE(?, must_change_password) WHERE id = ?",
     )
     .bind(patch.display_name.as_deref().map(str::trim))
     .bind(patch.role.map(Role::as_str))
     .bind(patch.disabled.map(i64::from))
     .bind(hash.as_deref())
+    .bind(patch.must_change_password.map(i64::from))
     .bind(id.to_string())
     .execute(&mut *tx)
     .await?;
@@ -386,11 +496,55 @@ mod tests {
         }
     }
 
+    fn user(must_change_password: bool) -> User {
+        User {
+            id: Uuid::new_v4(),
+            username: "s".into(),
+            display_name: "s".into(),
+            role: Role::Student,
+            disabled: false,
+            must_change_password,
+        }
+    }
+
+    #[test]
+    fn a_reset_account_may_only_change_its_password() {
+        let reset = user(true);
+        for (m, p) in [
+            ("GET", "/api/me"),
+            ("POST", "/api/me/password"),
+            ("POST", "/api/auth/logout"),
+        ] {
+            assert!(check_password_change(&reset, m, p).is_ok(), "{m} {p}");
+        }
+        for (m, p) in [
+            ("GET", "/api/vms"),
+            ("GET", "/api/me/export"),
+            ("POST", "/api/me"),
+            ("GET", "/api/me/password"),
+        ] {
+            assert!(
+                matches!(
+                    check_password_change(&reset, m, p),
+                    Err(UserError::PasswordChangeRequired)
+                ),
+                "{m} {p}"
+            );
+            assert!(check_password_change(&user(false), m, p).is_ok());
+        }
+    }
+
     #[test]
     fn a_patch_refuses_null_and_keeps_absent_fields() {
         let p: UserPatch = serde_json::from_str(r#"{"role":"teacher"}"#).expect("patch");
         assert!(p.display_name.is_none() && p.role == Some(Role::Teacher));
-        for null in ["display_name", "role", "disabled", "password"] {
+        for null in [
+            "display_name",
+            "role",
+            "disabled",
+            "password",
+            "must_change_password",
+        ] {
             let body = format!(r#"{{"{null}":null}}"#);
             assert!(serde_json::from_str::<UserPatch>(&body).is_err(), "{body}");
         }

@@ -20,6 +20,31 @@ pub fn router() -> Router<AppState> {
         .route("/api/auth/login", post(login))
         .route("/api/auth/logout", post(logout))
         .route("/api/me", get(me))
+        .route("/api/me/password", post(change_password))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PasswordBody {
+    current_password: String,
+    new_password: String,
+}
+
+/// A user's change of their own password (also what ends a forced change
+/// after an admin's reset).
+async fn change_password(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    ApiJson(body): ApiJson<PasswordBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let user = crate::users::change_own_password(
+        &state.pool,
+        &me.user,
+        &body.current_password,
+        &body.new_password,
+    )
+    .await?;
+    Ok(Json(json!({ "user": user })))
 }
 
 #[derive(Debug, Deserialize)]

@@ -263,6 +263,14 @@ impl From<UserError> for ApiError {
                 Self::new(StatusCode::CONFLICT, "own_account", e.to_string())
             }
             UserError::OwnsCourses(_) => Self::new(StatusCode::CONFLICT, "in_use", e.to_string()),
+            UserError::WrongPassword => {
+                Self::new(StatusCode::FORBIDDEN, "wrong_password", e.to_string())
+            }
+            UserError::PasswordChangeRequired => Self::new(
+                StatusCode::FORBIDDEN,
+                "password_change_required",
+                e.to_string(),
+            ),
             UserError::Auth(a) => a.into(),
             UserError::Db(_) => Self::internal(&e),
         }

@@ -178,6 +178,7 @@ where
             return Err(auth::AuthError::Unauthenticated.into());
         }
         let user = auth::authenticate(&state.pool, &token).await?;
+        crate::users::check_password_change(&user, parts.method.as_str(), parts.uri.path())?;
         Ok(CurrentUser { user, token })
     }
 }

@@ -6,7 +6,7 @@ use axum::routing::{get, patch, post};
 use axum::{Json, Router};
 
 use super::error::ApiError;
-use super::extract::{ApiJson, ApiText, CurrentUser, IdPath};
+use super::extract::{ApiJson, ApiQuery, ApiText, CurrentUser, IdPath};
 use crate::app::AppState;
 use crate::auth::Role;
 use crate::users::{self, ImportReport, NewUser, User, UserPatch};
@@ -18,9 +18,33 @@ pub fn router() -> Router<AppState> {
         .route("/api/users/{id}", patch(update))
 }
 
-async fn list(State(state): State<AppState>, me: CurrentUser) -> Result<Json<Vec<User>>, ApiError> {
+/// `?q=&limit=&offset=`: a page of a search; without any, every user.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    q: Option<String>,
+    limit: Option<u32>,
+    offset: Option<u32>,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<Json<Vec<User>>, ApiError> {
     me.require(&[Role::Admin])?;
-    Ok(Json(users::list(&state.pool).await?))
+    if q.q.is_none() && q.limit.is_none() && q.offset.is_none() {
+        return Ok(Json(users::list(&state.pool).await?));
+    }
+    Ok(Json(
+        users::search(
+            &state.pool,
+            q.q.as_deref().unwrap_or(""),
+            q.limit.unwrap_or(users::MAX_PAGE),
+            q.offset.unwrap_or(0),
+        )
+        .await?,
+    ))
 }
 
 async fn create(

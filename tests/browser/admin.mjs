@@ -44,6 +44,15 @@ await run('admin', artifactDir, async ({ newPage, step, shot, logs }) => {
   await shot(page, 'admin-nodes.png');
   step('cluster overview with charts');
 
+  // Draining the only node: refused up front with the reason, no dialog,
+  // nothing changed.
+  await page.click('.node-card button[aria-label^="Drain"]');
+  const nowhere = await page.locator('.toast-error', { hasText: 'no other node is up' }).textContent({ timeout: 10000 });
+  assert(nowhere.includes('Cannot drain local'), `drain refused with the reason, got "${nowhere}"`);
+  assert(await page.locator('dialog[open]').count() === 0, 'no confirmation for a drain that cannot happen');
+  assert((await page.textContent('.node-card .badge')).trim() === 'Up', 'the node stays up, not in maintenance');
+  step('drain refused up front');
+
   await page.click('.segmented .seg[data-range="1440"]');
   await page.waitForFunction(() => document.querySelector('.seg[data-range="1440"]').getAttribute('aria-pressed') === 'true');
   await page.click('.node-card a.btn');
@@ -99,10 +108,21 @@ await run('admin', artifactDir, async ({ newPage, step, shot, logs }) => {
   assert(result.includes('Created 2'), `import result, got "${result}"`);
   step('CSV import');
 
-  // Role change and disabling, inline in the table.
+  // Role change and disabling, inline in the table, each asking first
+  // (a cancelled role change leaves the role as it was).
   await page.selectOption('tbody tr[data-username="test-ui-made"] select', 'student');
+  await page.waitForSelector('dialog[open] h2 >> text=Change the role of test-ui-made?');
+  const roleBody = await page.textContent('dialog[open] p');
+  assert(roleBody.includes('from Teacher to Student'), `the role dialog names both roles, got "${roleBody}"`);
+  await page.click('dialog[open] button[value=cancel]');
+  await page.waitForSelector('dialog', { state: 'detached' });
+  assert(await page.inputValue('tbody tr[data-username="test-ui-made"] select') === 'teacher', 'cancelled: still a teacher');
+  await page.selectOption('tbody tr[data-username="test-ui-made"] select', 'student');
+  await page.click('dialog[open] button[value=ok]');
   await page.waitForSelector('.toast');
-  await page.click('tbody tr[data-username="test-ui-csv1"] button');
+  await page.click('tbody tr[data-username="test-ui-csv1"] button[aria-label^="Disable"]');
+  await page.waitForSelector('dialog[open] h2 >> text=Disable test-ui-csv1?');
+  await page.click('dialog[open] button[value=ok]');
   await page.waitForSelector('tbody tr.disabled-row[data-username="test-ui-csv1"]');
   const own = await page.$eval(`tbody tr[data-username="${username}"] select`, (el) => el.disabled);
   assert(own, 'an admin cannot change their own role from the table');
@@ -128,7 +148,7 @@ await run('admin', artifactDir, async ({ newPage, step, shot, logs }) => {
   await page.fill('#an-user', 'root');
   await shot(page.locator('#add-node'), 'admin-node-form.png');
   await page.click('#add-node button[type=submit]');
-  const refused = await page.locator('.toast-error').first().textContent({ timeout: 15000 });
+  const refused = await page.locator('.toast-error', { hasText: 'host' }).first().textContent({ timeout: 15000 });
   assert(/host .* is not a DNS name/.test(refused), `a bad host is refused with the server's reason, got "${refused}"`);
   await page.selectOption('#an-transport', 'test');
   assert(!(await page.isVisible('#an-host')), 'the test driver needs no host');
@@ -149,6 +169,33 @@ await run('admin', artifactDir, async ({ newPage, step, shot, logs }) => {
   await page.waitForSelector('.node-card[data-node-id]');
   await page.locator('.node-card', { hasText: 'test-ui-node' }).waitFor({ state: 'detached', timeout: 15000 });
   step('node removed');
+
+  // A node whose libvirtd cannot be reached: its card says why (libvirt's
+  // error), and shows no CPU or memory figures it does not have.
+  await page.click('#add-node > summary');
+  await page.fill('#an-name', 'test-ui-unreachable');
+  await page.selectOption('#an-transport', 'tls');
+  await page.fill('#an-host', '127.0.0.1');
+  await page.fill('#an-port', '1');
+  await page.fill('#an-console', '127.0.0.1');
+  await page.click('#add-node button[type=submit]');
+  const badCard = page.locator('.node-card', { hasText: 'test-ui-unreachable' });
+  await badCard.locator('.node-error').waitFor({ timeout: 30000 });
+  const why = (await badCard.locator('.node-error code').textContent()).trim();
+  assert(why.length > 5, `the card says why the node is down, got "${why}"`);
+  const figures = await badCard.locator('.node-stats dd').allTextContents();
+  assert(figures.slice(0, 3).every((f) => f.includes('unknown while down')), `no stale figures on a down node, got ${JSON.stringify(figures)}`);
+  const seen = await badCard.locator('.node-card-foot .muted.small').first().textContent();
+  assert(seen.includes('never'), `a node never reached was never seen, got "${seen}"`);
+  await badCard.scrollIntoViewIfNeeded();
+  await shot(page, 'admin-node-unreachable.png');
+  await badCard.locator('a.btn').click();
+  await page.waitForSelector('#remove-node');
+  await page.click('#remove-node');
+  await page.click('dialog[open] button[value=ok]');
+  await page.waitForFunction(() => location.hash === '#/nodes');
+  await page.waitForSelector('.node-card[data-node-id]');
+  step(`an unreachable node says why: "${why}"`);
 
   // The event log on the overview tells it, with who did it.
   const removed = page.locator('#events li[data-kind=node_removed]', { hasText: 'test-ui-node' });

@@ -75,7 +75,12 @@ await run('derive', artifactDir, async ({ newPage, step, shot, logs }) => {
   await page.waitForURL(/#\/templates$/, { timeout: 120000 });
   await page.waitForSelector('.tree li[data-tpl="test-ui-tiny-c"][data-state=ready]');
   await page.waitForSelector('.toast-success');
-  assert(await page.locator('.tree li[data-tpl="test-ui-tiny-c"] > .tree-actions').count() === 0, 'a ready template has no draft actions');
+  assert(await page.locator('.tree li[data-tpl="test-ui-tiny-c"] > .tree-actions [data-action=seal]').count() === 0, 'a ready template has no draft actions');
+  // Unused yet (no course, no child): it can be deleted; teachers don't flatten.
+  assert(await page.locator('.tree li[data-tpl="test-ui-tiny-c"] > .tree-actions [data-action=delete]').count() === 1, 'an unused template offers Delete');
+  assert(await page.locator('.tree [data-action=flatten]').count() === 0, 'flattening is for admins');
+  const usage = await page.textContent('#tpl-usage');
+  assert(/\d+ templates take/.test(usage), `the library's disk use heads the tree, got "${usage}"`);
   await shot(page, 'derive-sealed.png');
   step('sealed: the new template is ready in the tree');
 

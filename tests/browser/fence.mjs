@@ -16,7 +16,7 @@ await run('fence', artifactDir, async ({ newPage, step, shot }) => {
   await page.fill('#login-username', username);
   await page.fill('#login-password', password);
   await page.click('form.login-form button[type=submit]');
-  const card = page.locator('.node-card', { has: page.locator('h3', { hasText: nodeName }) });
+  const card = page.locator('.node-card', { has: page.locator('h2.node-name', { hasText: nodeName }) });
   await card.locator('.badge', { hasText: 'Down' }).waitFor({ timeout: 30000 });
   step(`${nodeName} shown down`);
   await card.getByRole('button', { name: /powered off/ }).click();

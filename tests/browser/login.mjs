@@ -29,7 +29,11 @@ await run('login', artifactDir, async ({ newPage, step, shot, logs }) => {
   await page.click('.lang-toggle');
   await page.waitForFunction(() => document.querySelector('#login-title').textContent === '登录');
   assert(await page.getAttribute('html', 'lang') === 'zh-CN', 'html lang=zh-CN');
-  assert((await page.getAttribute('.lang-toggle', 'aria-label')).length > 0, 'language toggle has an aria-label');
+  // Its accessible name is its visible label (no aria-label that says
+  // something else); the tooltip explains it.
+  assert(await page.getAttribute('.lang-toggle', 'aria-label') === null, 'the language toggle is named by its visible label');
+  assert((await page.textContent('.lang-toggle')).trim() === 'English', 'in Chinese the toggle offers English');
+  assert(((await page.getAttribute('.lang-toggle', 'title')) || '').length > 0, 'the language toggle has a tooltip');
   await page.reload();
   await page.waitForSelector('#login-title');
   assert(await page.textContent('#login-title') === '登录', 'Chinese remembered after reload');
@@ -63,6 +67,26 @@ await run('login', artifactDir, async ({ newPage, step, shot, logs }) => {
   assert((await page.textContent('.course-list .empty')).includes('not enrolled'), 'empty state relabelled in English');
   await shot(page, 'student-empty-en.png');
   step('signed in; home relabelled in English');
+
+  // Keyboard: after sign-in the focus is on the page (not the body); the
+  // first stop of Tab is a skip link that jumps into the page.
+  const firstStop = await page.evaluate(() => document.querySelector('a[href], button, input, select, textarea').className);
+  assert(firstStop === 'skip-link', `the first keyboard stop is the skip link, got "${firstStop}"`);
+  await page.focus('.skip-link');
+  await page.keyboard.press('Enter');
+  await page.waitForFunction(() => document.activeElement && document.activeElement.closest('#view'));
+  assert(page.url().endsWith('#/courses'), `the skip link leaves the route alone, got ${page.url()}`);
+
+  // The server becomes unreachable: the page says so (instead of showing
+  // stale states as if current), keeps polling, and recovers by itself.
+  assert(await page.isHidden('#conn-banner'), 'no connection warning while the server answers');
+  await page.route('**/api/**', (r) => r.abort('connectionrefused'));
+  await page.waitForSelector('#conn-banner:not([hidden])', { timeout: 15000 });
+  const lost = await page.textContent('#conn-banner');
+  assert(lost.includes('cannot be reached'), `the banner says the server cannot be reached, got "${lost}"`);
+  await page.unroute('**/api/**');
+  await page.waitForSelector('#conn-banner', { state: 'hidden', timeout: 20000 });
+  step('connection lost: banner shown; back: banner gone by itself');
 
   // The session is the HttpOnly cookie: nothing but the language in localStorage.
   const stored = await page.evaluate(() => Object.keys(localStorage));

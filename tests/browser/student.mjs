@@ -1,7 +1,10 @@
 // A student's day, end to end in a real browser against a real VM:
 // sign in → see the course → Start → running → Open desktop → the noVNC
 // canvas shows the guest → type `echo hello` + Enter → the screen changes →
-// force off from the desktop's own power controls.
+// paste as typing (and what it could not type) → Ctrl+] gives the keyboard
+// back → on a 390 px phone in Chinese: no sideways scrolling, the key bar's
+// text field types into the guest, actual size → force off from the
+// desktop's own power controls.
 // usage: node tests/browser/student.mjs <base-url> <username> <password> <artifact-dir>
 
 import { run, assert, unexpectedErrors } from './lib.mjs';
@@ -84,6 +87,9 @@ await run('student', artifactDir, async ({ newPage, step, shot, logs }) => {
   assert(await vm.locator('[data-action=open]').isDisabled(), '"Open desktop" is disabled while stopped');
   await vm.locator('[data-action=start]').click();
   step('clicked Start');
+  // The focus does not fall to the page body when Start disables itself.
+  await page.waitForFunction(() => document.activeElement && document.activeElement !== document.body
+    && document.activeElement.closest('li.vm'), null, { timeout: 15000 });
   await page.waitForSelector('li.vm[data-state=running]', { timeout: 120000 });
   await page.waitForSelector('li.vm[data-state=running] [data-action=open]:not([disabled])');
   await shot(page, 'student-courses.png');
@@ -138,6 +144,25 @@ await run('student', artifactDir, async ({ newPage, step, shot, logs }) => {
   await shot(page, 'student-desktop-paste.png');
   step('paste as typing put text on screen');
 
+  // Characters the guest's keyboard cannot type are named, not dropped silently.
+  await page.fill('#paste-text', '# 中文 ok\n');
+  await page.click('#paste-panel .btn.primary');
+  await page.waitForSelector('.paste-progress >> text=Typed 6 characters. 2 could not be typed');
+  const skipped = await page.textContent('.paste-progress');
+  assert(skipped.includes('“中” “文”'), `the untypeable characters are named, got "${skipped}"`);
+  step('paste names what it could not type');
+
+  // Keyboard trap: inside the screen every key goes to the guest; Ctrl+]
+  // gives the keyboard back to the page (the hint says so).
+  await page.click('.screen canvas');
+  await page.waitForSelector('.desktop.kbd-captured #kbd-hint', { state: 'visible' });
+  const hint = await page.textContent('#kbd-hint');
+  assert(hint.includes('Ctrl+]'), `the hint names the key, got "${hint}"`);
+  await page.keyboard.press('Control+BracketRight');
+  await page.waitForFunction(() => document.activeElement && document.activeElement.id === 'kbd-toggle');
+  assert(!(await page.locator('.desktop.kbd-captured').count()), 'the screen no longer has the keyboard');
+  step('Ctrl+] releases the keyboard');
+
   // The toolbar's tools are there and labelled.
   for (const sel of ['.desktop-tools button']) {
     for (const b of await page.locator(sel).all()) {
@@ -149,6 +174,73 @@ await run('student', artifactDir, async ({ newPage, step, shot, logs }) => {
   await page.dispatchEvent('.desktop', 'pvce:drop');
   await page.waitForSelector('.desktop[data-connects="2"][data-conn=connected]', { timeout: 30000 });
   step('reconnected by itself after a dropped connection');
+
+  // On a phone (390 px, Chinese): the course list does not scroll sideways,
+  // the desktop's key bar opens a text field whose input is typed into the
+  // guest, and "actual size" shows the guest unscaled (panned by dragging).
+  const phone = await newPage({ locale: 'zh-CN', viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2 });
+  await phone.goto(base);
+  await phone.fill('#login-username', username);
+  await phone.fill('#login-password', password);
+  await phone.click('form.login-form button[type=submit]');
+  await phone.waitForSelector('li.vm[data-state=running] [data-action=open]:not([disabled])', { timeout: 15000 });
+  const sideways = await phone.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert(sideways <= 1, `the phone's course list does not scroll sideways (${sideways}px)`);
+  await shot(phone, 'student-phone-courses-zh.png');
+  await phone.tap('li.vm [data-action=open]');
+  await phone.waitForSelector('.desktop[data-conn=connected]', { timeout: 30000 });
+  await waitFor('the guest on the phone\'s canvas', 30000, async () => {
+    const st = await canvasStats(phone);
+    return st && st.lit > 200;
+  });
+  const scaled = await phone.$eval('.screen canvas', (c) => c.clientWidth / c.width);
+  assert(scaled < 1, `the phone shows the guest scaled to fit (${scaled})`);
+  await phone.tap('#kbd-toggle');
+  await phone.waitForSelector('#keybar:not([hidden])');
+  assert(await phone.evaluate(() => document.activeElement.id === 'kbd-input'), 'the text field has the focus (the phone keyboard opens)');
+  await snapshot(phone);
+  await phone.fill('#kbd-input', 'echo phone-typed');
+  await phone.tap('#keybar [data-key=Enter]');
+  await waitFor('the phone\'s typing on the guest screen', 20000, async () => (await changedSinceSnapshot(phone)) > 400);
+  assert(await phone.inputValue('#kbd-input') === '', 'the field empties once typed');
+  await shot(phone, 'student-phone-desktop-zh.png');
+  await phone.tap('#zoom-toggle');
+  await phone.waitForFunction(() => {
+    const c = document.querySelector('.screen canvas');
+    return c && Math.abs(c.clientWidth / c.width - 1) < 0.01;
+  }, null, { timeout: 10000 });
+  await shot(phone, 'student-phone-actual-size-zh.png');
+  await phone.context().close();
+  step('phone: no sideways scroll, key bar typed into the guest, actual size');
+
+  // The server's console cannot be reached for minutes: after its quick
+  // retries the page says it keeps trying every 30 s (with a button for now),
+  // keeps doing so, and reconnects by itself once it can. Time is the test's:
+  // Playwright's clock, fast-forwarded.
+  const desktopUrl = page.url();
+  const slow = await newPage({ locale: 'en-US' });
+  await slow.clock.install();
+  await slow.goto(base);
+  await slow.fill('#login-username', username);
+  await slow.fill('#login-password', password);
+  await slow.click('form.login-form button[type=submit]');
+  await slow.waitForSelector('li.vm');
+  await slow.goto(desktopUrl);
+  await slow.waitForSelector('.desktop[data-conn=connected]', { timeout: 30000 });
+  await slow.route('**/api/vms/*/console', (r) => r.abort('connectionrefused'));
+  await slow.dispatchEvent('.desktop', 'pvce:drop');
+  const statusText = () => slow.textContent('.desktop-status');
+  for (let i = 0; i < 30 && !(await statusText()).startsWith('Still no connection'); i++) await slow.clock.fastForward(5000);
+  const waiting = await statusText();
+  assert(/^Still no connection after 6 attempts\. Trying again every 30 seconds\.$/.test(waiting), `the page says it keeps trying, got "${waiting}"`);
+  assert(await slow.isVisible('.screen-overlay .btn.primary'), 'a "reconnect now" button is offered');
+  await slow.clock.fastForward(31000);
+  await slow.waitForSelector('.desktop-status >> text=after 7 attempts');
+  await slow.unroute('**/api/vms/*/console');
+  await slow.clock.fastForward(31000);
+  await slow.waitForSelector('.desktop[data-conn=connected]', { timeout: 30000 });
+  await slow.context().close();
+  step('console unreachable: keeps retrying every 30 s, reconnects by itself');
 
   // The desktop's own power controls: force off asks first, then the page
   // says the VM stopped, offers to start it, and disables what needs a console.

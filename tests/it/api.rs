@@ -93,6 +93,12 @@ fn role_matrix() -> Vec<Row> {
             [401, 401, 401, 401],
         ),
         row(Method::GET, "/api/me", NO, [401, 200, 200, 200]),
+        row(
+            Method::POST,
+            "/api/me/password",
+            Json(json!({"current_password":"x","new_password":"short"})),
+            [401, 400, 400, 400],
+        ),
         row(Method::GET, "/api/users", NO, [401, 403, 403, 200]),
         row(
             Method::POST,
@@ -919,7 +925,11 @@ async fn admin_changes_roles_disables_and_resets_passwords() {
 
     // An admin can't lock themself out; a teacher with courses stays a teacher.
     let my = format!("/api/users/{}", me["id"].as_str().unwrap());
-    for body in [json!({"disabled":true}), json!({"role":"student"})] {
+    for body in [
+        json!({"disabled":true}),
+        json!({"role":"student"}),
+        json!({"must_change_password":true}),
+    ] {
         let got = admin.send(Method::PATCH, &my, Some(body)).await;
         assert_error(&got, StatusCode::CONFLICT, "own_account");
     }
@@ -1543,4 +1553,101 @@ async fn interrupted_uploads_leave_nothing_and_start_up_removes_leftovers() {
     wait_uploads_empty(&env, "uploads/ to empty after a dropped connection").await;
     let (_, templates) = teacher.get("/api/templates").await;
     assert!(!common::strings(&templates, "name").contains(&"test-cut"));
+}
+
+/// An admin resets a forgotten password and requires a change (issue 21):
+/// the old sessions end, the reset password signs in but opens nothing but
+/// /api/me and the change; after the change everything works again. Users
+/// search and paging.
+#[tokio::test]
+async fn a_reset_password_must_be_changed_and_users_page_and_search() {
+    let env = TestEnv::start().await;
+    env.user("test-admin", Role::Admin).await;
+    let s = env.user("test-stud", Role::Student).await;
+    for n in ["test-pg1", "test-pg2", "test-pg3"] {
+        env.user(n, Role::Student).await;
+    }
+    let admin = env.client("test-admin").await;
+    let old = env.client("test-stud").await;
+    let sid = s["id"].as_str().unwrap();
+    let (status, u) = admin
+        .send(
+            Method::PATCH,
+            &format!("/api/users/{sid}"),
+            Some(json!({"password":"reset-pass-1","must_change_password":true})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{u}");
+    assert_eq!(u["must_change_password"], true, "{u}");
+    assert_error(
+        &old.get("/api/me").await,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+    );
+    let stud = env.client_with_password("test-stud", "reset-pass-1").await;
+    let (status, me) = stud.get("/api/me").await;
+    assert_eq!(status, StatusCode::OK, "{me}");
+    assert_eq!(me["user"]["must_change_password"], true, "{me}");
+    assert_error(
+        &stud.get("/api/vms").await,
+        StatusCode::FORBIDDEN,
+        "password_change_required",
+    );
+    // Wrong current password, the same password again, a short one.
+    for (body, status, code) in [
+        (
+            json!({"current_password":"wrong-pass","new_password":"mine-now-123"}),
+            StatusCode::FORBIDDEN,
+            "wrong_password",
+        ),
+        (
+            json!({"current_password":"reset-pass-1","new_password":"reset-pass-1"}),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            json!({"current_password":"reset-pass-1","new_password":"short"}),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+    ] {
+        assert_error(&stud.post("/api/me/password", body).await, status, code);
+    }
+    let (status, me) = stud
+        .post(
+            "/api/me/password",
+            json!({"current_password":"reset-pass-1","new_password":"mine-now-123"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{me}");
+    assert!(me["user"].get("must_change_password").is_none(), "{me}");
+    let (status, _) = stud.get("/api/vms").await;
+    assert_eq!(status, StatusCode::OK);
+    env.client_with_password("test-stud", "mine-now-123").await;
+
+    // Search (username or display name, case-insensitive, % literal) and pages.
+    let names = |v: &Value| {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["username"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    let (_, page) = admin.get("/api/users?q=TEST-PG&limit=2").await;
+    assert_eq!(names(&page), ["test-pg1", "test-pg2"]);
+    let (_, page) = admin.get("/api/users?q=test-pg&limit=2&offset=2").await;
+    assert_eq!(names(&page), ["test-pg3"]);
+    let (_, page) = admin.get("/api/users?q=%25").await;
+    assert_eq!(names(&page), Vec::<String>::new());
+    for bad in [
+        "/api/users?limit=0",
+        "/api/users?limit=501",
+        "/api/users?offset=-1",
+    ] {
+        assert_error(
+            &admin.get(bad).await,
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        );
+    }
 }

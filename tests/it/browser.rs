@@ -536,3 +536,216 @@ async fn admin_sees_a_three_node_cluster_with_charts() {
     assert_png(&dir.join("admin-fence.png"));
     drop(rig);
 }
+
+/// Enrols `students` into a new one-VM course of `teacher` on `tpl`; the
+/// course id and each student's VM id (tracked for clean-up).
+async fn course_with(
+    env: &TestEnv,
+    teacher: &common::Client,
+    code: &str,
+    tpl: &str,
+    students: &[&str],
+) -> (String, Vec<String>) {
+    let (status, course) = teacher
+        .post(
+            "/api/courses",
+            json!({"code": code, "name": format!("Course {code}"), "vm_specs": [
+                {"name": "linux", "template_id": tpl, "vcpus": 1, "memory_mib": 192}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{course}");
+    let cid = course["id"].as_str().unwrap().to_owned();
+    let (status, r) = teacher
+        .post(
+            &format!("/api/courses/{cid}/students"),
+            json!({ "usernames": students }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    let mut vms = Vec::new();
+    for s in students {
+        let (_, list) = env
+            .client(s)
+            .await
+            .get(&format!("/api/vms?course_id={cid}"))
+            .await;
+        let id = list[0]["id"].as_str().unwrap().to_owned();
+        env.track_vm(&id);
+        vms.push(id);
+    }
+    (cid, vms)
+}
+
+/// The teacher's class work in the browser (issue 21): select students for a
+/// bulk action, collect a directory from the class (one student wrote files
+/// in the guest, the other never started), unenrol a student and delete the
+/// course (in Chinese).
+#[tokio::test]
+async fn teacher_collects_unenrols_and_deletes_a_course_in_the_browser() {
+    let _serial = one_at_a_time().await;
+    let image = tokio::task::spawn_blocking(common::tiny_image)
+        .await
+        .unwrap();
+    let env = TestEnv::start().await;
+    env.user("test-ui-teacher", Role::Teacher).await;
+    env.user("test-ui-s1", Role::Student).await;
+    env.user("test-ui-s2", Role::Student).await;
+    let teacher = env.client("test-ui-teacher").await;
+    let (status, tpl) = teacher
+        .upload(
+            "/api/templates/import?name=test-ui-tiny&format=qcow2&os=tiny-linux&software=busybox",
+            &image,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{tpl}");
+    let (cid, vms) = course_with(
+        &env,
+        &teacher,
+        "test-ui-col",
+        tpl["id"].as_str().unwrap(),
+        &["test-ui-s1", "test-ui-s2"],
+    )
+    .await;
+    // Student 1 writes their lab work in the guest and shuts down.
+    let s1 = env.client("test-ui-s1").await;
+    let (status, v) = s1.post_empty(&format!("/api/vms/{}/start", vms[0])).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    common::wait_serial(&env, &vms[0], "BOOT-OK", Duration::from_secs(180)).await;
+    common::serial_run(
+        &env,
+        &vms[0],
+        "mkdir -p /root/lab1; echo work-of-s$((0+1)) > /root/lab1/answer.txt; sync; echo DONE-$((40+2))",
+        "DONE-42",
+    )
+    .await;
+    let (status, v) = s1
+        .post_empty(&format!("/api/vms/{}/shutdown", vms[0]))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    common::wait_vm_gone(&s1, &vms[0]).await;
+
+    let (base, _serving) = ui_base(&env).await;
+    let dir = artifact_dir();
+    let shots = ["teacher-collect.png", "teacher-unenrol-zh.png"];
+    for f in shots {
+        let _ = std::fs::remove_file(dir.join(f));
+    }
+    run_script(
+        "classwork.mjs",
+        &[
+            &base,
+            "test-ui-teacher",
+            PASSWORD,
+            dir.to_str().unwrap(),
+            &cid,
+        ],
+    )
+    .await;
+    for f in shots {
+        assert_png(&dir.join(f));
+    }
+    let _ = std::fs::remove_file(dir.join("test-collected.tar"));
+    // What the page did is real: the course and its VMs are gone.
+    let (status, _) = teacher.get(&format!("/api/courses/{cid}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, left) = teacher.get("/api/vms").await;
+    assert_eq!(left.as_array().unwrap().len(), 0, "{left}");
+}
+
+/// An admin finds a user by search (with pages), resets their password with
+/// a forced change; the user signs in with it in Chinese and must choose
+/// their own first (issue 21).
+#[tokio::test]
+async fn admin_resets_a_password_and_the_user_must_change_it() {
+    let _serial = one_at_a_time().await;
+    let env = TestEnv::start().await;
+    env.user("test-ui-admin", Role::Admin).await;
+    env.user("test-ui-forgetful", Role::Student).await;
+    // More users than a page holds.
+    for i in 0..30 {
+        env.user(&format!("test-ui-p{i:02}"), Role::Student).await;
+    }
+    let (base, _serving) = ui_base(&env).await;
+    let dir = artifact_dir();
+    let shots = ["admin-reset.png", "password-change-zh.png"];
+    for f in shots {
+        let _ = std::fs::remove_file(dir.join(f));
+    }
+    run_script(
+        "password.mjs",
+        &[
+            &base,
+            "test-ui-admin",
+            PASSWORD,
+            dir.to_str().unwrap(),
+            "test-ui-forgetful",
+        ],
+    )
+    .await;
+    for f in shots {
+        assert_png(&dir.join(f));
+    }
+    // Only the password the user chose works now, and nothing is pending.
+    let user = env
+        .client_with_password("test-ui-forgetful", "my-newer-secret-8")
+        .await;
+    let (_, me) = user.get("/api/me").await;
+    assert!(me["user"].get("must_change_password").is_none(), "{me}");
+    let (status, _) = user.get("/api/vms").await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+/// Every page in both languages at 1366 and 390 px: axe-core finds no
+/// serious or critical violation, nothing scrolls sideways on a phone, and
+/// the screenshots land in `target/screens/` (`scripts/screens.sh`).
+#[tokio::test]
+async fn every_page_passes_axe_in_both_languages_on_desktop_and_phone() {
+    let _serial = one_at_a_time().await;
+    let image = tokio::task::spawn_blocking(common::tiny_image)
+        .await
+        .unwrap();
+    let env = TestEnv::start().await;
+    env.user("test-ui-admin", Role::Admin).await;
+    env.user("test-ui-teacher", Role::Teacher).await;
+    env.user("test-ui-student", Role::Student).await;
+    env.user("test-ui-reset", Role::Student).await;
+    sqlx::query("UPDATE users SET must_change_password = 1 WHERE username = 'test-ui-reset'")
+        .execute(&env.server.state.pool)
+        .await
+        .unwrap();
+    let teacher = env.client("test-ui-teacher").await;
+    let (status, tpl) = teacher
+        .upload(
+            "/api/templates/import?name=test-ui-tiny&format=qcow2&os=tiny-linux&software=busybox",
+            &image,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{tpl}");
+    let (cid, vms) = course_with(
+        &env,
+        &teacher,
+        "test-ui-pages",
+        tpl["id"].as_str().unwrap(),
+        &["test-ui-student"],
+    )
+    .await;
+    let (_, nodes) = env.client("test-ui-admin").await.get("/api/nodes").await;
+    let node = nodes[0]["id"].as_str().unwrap().to_owned();
+    let (base, _serving) = ui_base(&env).await;
+    let out = common::repo_root().join("target").join("screens");
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out).unwrap();
+    let ids = json!({
+        "admin": "test-ui-admin", "teacher": "test-ui-teacher", "student": "test-ui-student",
+        "reset": "test-ui-reset", "courseId": cid, "vmId": vms[0], "nodeId": node,
+    })
+    .to_string();
+    run_script("pages.mjs", &[&base, PASSWORD, out.to_str().unwrap(), &ids]).await;
+    for lang in ["en", "zh"] {
+        for width in ["1366", "390"] {
+            for page in ["login", "student-desktop", "teacher-class", "admin-users"] {
+                assert_png(&out.join(format!("{page}-{lang}-{width}.png")));
+            }
+        }
+    }
+}

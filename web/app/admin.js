@@ -1,10 +1,11 @@
 // Admin views: the cluster overview with load charts and the event log
 // (#/nodes), one node with its VMs and events (#/nodes/<id>), every VM of the cluster (#/vms: filter, CPU and
 // memory, a VM's load chart, force off, migrate) and user management
-// (#/users: create, CSV import, role, disable).
+// (#/users: search and pages, create, CSV import, role, disable, password
+// reset with a forced change at the next sign-in — each change asks first).
 
 import { t, bind, onLangChange } from './i18n.js';
-import { h, icon, button, replace, formatBytes, formatMib, relativeTime, absoluteTime, toast, toastError, confirmDialog } from './ui.js';
+import { h, icon, button, replace, formatBytes, formatMib, formatNumber, relativeTime, absoluteTime, toast, toastError, confirmDialog, errorText } from './ui.js';
 import { get, post, api } from './api.js';
 import { lineChart, align } from './charts.js';
 import { stateBadge, runAction, allowed, STATES } from './vmcontrols.js';
@@ -109,7 +110,7 @@ function loadCharts(fetchHistory) {
 
 function maintenanceToggle(n, after) {
   const inMaint = Boolean(n.maintenance) || n.state === 'maintenance';
-  const toggle = button({ label: inMaint ? 'nodes.maintenance.off' : 'nodes.maintenance.on', kind: 'small nowrap', aria: ['nodes.maintenance.aria', { name: n.name }] });
+  const toggle = button({ label: inMaint ? 'nodes.maintenance.off' : 'nodes.maintenance.on', kind: 'small nowrap', aria: [inMaint ? 'nodes.maintenance.offAria' : 'nodes.maintenance.onAria', { name: n.name }] });
   toggle.setAttribute('aria-pressed', String(inMaint));
   toggle.addEventListener('click', async () => {
     toggle.classList.add('busy');
@@ -122,9 +123,11 @@ function maintenanceToggle(n, after) {
 }
 
 // Drain: maintenance plus live-migrating the node's running VMs elsewhere.
-function drainButton(n, after) {
+// Refused up front, with the reason, when no other node could take them.
+function drainButton(n, after, others) {
   const b = button({ label: 'nodes.drain', kind: 'small nowrap', aria: ['nodes.drain.aria', { name: n.name }] });
   b.addEventListener('click', async () => {
+    if (others === 0) { toast(t('nodes.drain.nowhere', { name: n.name }), 'error'); return; }
     const ok = await confirmDialog({ title: ['nodes.drain.title', { name: n.name }], body: 'nodes.drain.body', confirm: 'nodes.drain' });
     if (!ok) return;
     b.classList.add('busy');
@@ -154,23 +157,31 @@ function fenceButton(n, after) {
   return b;
 }
 
-function nodeCard(n, after) {
+/**
+ * One node's card. A down node shows no figures (they would be its last
+ * ones, not its current ones) but why it is down, as libvirt said it.
+ * `others`: how many other nodes could take its VMs (for Drain).
+ */
+function nodeCard(n, after, others = 1) {
+  const down = n.state === 'down';
   const memPct = n.mem_total_mib ? (100 * n.mem_used_mib) / n.mem_total_mib : 0;
   const storeTotal = (n.template_store_used_bytes || 0) + (n.template_store_free_bytes || 0);
   const storePct = storeTotal ? (100 * n.template_store_used_bytes) / storeTotal : 0;
   const cpu = Math.round(n.cpu_percent || 0);
+  const stat = (key, value, m) => h('div', {}, h('dt', { i18n: key }),
+    h('dd', { class: 'num' }, down ? h('span', { class: 'muted', i18n: 'nodes.unknownNow' }) : value, down ? null : m));
   return h('article', { class: `card node-card node-${n.state}`, dataset: { nodeId: n.id } },
     h('div', { class: 'node-card-head' },
       h('div', {},
-        h('h3', {}, h('a', { href: `#/nodes/${encodeURIComponent(n.id)}` }, n.name)),
+        h('h2', { class: 'node-name' }, h('a', { href: `#/nodes/${encodeURIComponent(n.id)}` }, n.name)),
         h('div', { class: 'tree-meta' }, h('code', {}, n.uri))),
       nodeBadge(n.state)),
+    down && n.last_error ? h('p', { class: 'vm-error node-error' }, h('span', { i18n: 'nodes.downReason' }), ' ', h('code', {}, n.last_error)) : null,
     h('dl', { class: 'node-stats' },
-      h('div', {}, h('dt', { i18n: 'nodes.col.cpu' }), h('dd', { class: 'num' }, `${cpu}% · ${n.cpus || '?'} vCPU`), meter(n.cpu_percent, `CPU ${cpu}%`)),
-      h('div', {}, h('dt', { i18n: 'nodes.col.mem' }), h('dd', { class: 'num' }, `${formatMib(n.mem_used_mib || 0)} / ${formatMib(n.mem_total_mib || 0)}`), meter(memPct)),
-      h('div', {}, h('dt', { i18n: 'nodes.col.vms' }), h('dd', { class: 'num' }, String(n.vms_running ?? 0))),
-      h('div', {}, h('dt', { i18n: 'nodes.col.store' }),
-        h('dd', { class: 'num' }, formatBytes(n.template_store_used_bytes || 0), ' · ', h('span', { i18n: ['nodes.free', { size: formatBytes(n.template_store_free_bytes || 0) }] })),
+      stat('nodes.col.cpu', `${formatNumber(cpu)}% · ${n.cpus || '?'} vCPU`, meter(n.cpu_percent, `CPU ${cpu}%`)),
+      stat('nodes.col.mem', `${formatMib(n.mem_used_mib || 0)} / ${formatMib(n.mem_total_mib || 0)}`, meter(memPct)),
+      stat('nodes.col.vms', formatNumber(n.vms_running ?? 0)),
+      stat('nodes.col.store', [formatBytes(n.template_store_used_bytes || 0), ' · ', h('span', { i18n: ['nodes.free', { size: formatBytes(n.template_store_free_bytes || 0) }] })],
         meter(storePct))),
     h('div', { class: 'node-card-foot' },
       h('span', { class: 'muted small', title: absoluteTime(n.last_seen) }, h('span', { i18n: 'nodes.col.seen' }), ': ', relativeTime(n.last_seen),
@@ -178,7 +189,7 @@ function nodeCard(n, after) {
       h('span', { class: 'row-actions' },
         h('a', { class: 'btn small', href: `#/nodes/${encodeURIComponent(n.id)}`, i18n: 'nodes.details' }),
         n.state === 'down' ? fenceButton(n, after) : null,
-        n.state === 'up' && (n.vms_running || 0) > 0 ? drainButton(n, after) : null,
+        n.state === 'up' && (n.vms_running || 0) > 0 ? drainButton(n, after, others) : null,
         maintenanceToggle(n, after))));
 }
 
@@ -330,7 +341,8 @@ function nodes(container) {
     const vms = list.reduce((a, n) => a + (n.vms_running || 0), 0);
     bind(summary, 'nodes.summary', { up, total: list.length, vms });
     empty.hidden = list.length > 0;
-    replace(grid, list.map((n) => nodeCard(n, refresh)));
+    const takers = (n) => list.filter((o) => o.id !== n.id && o.state === 'up').length;
+    replace(grid, list.map((n) => nodeCard(n, refresh, takers(n))));
   }
   async function refresh() {
     const list = await get('/api/nodes');
@@ -475,7 +487,7 @@ function clusterVms(container, { node = '', embedded = false }) {
       : h('div', { class: 'page-head' }, h('div', {}, h('h1', { i18n: 'cvms.title' }), count)),
     h('section', { class: 'card section' },
       filterBar,
-      h('div', { class: 'table-wrap' },
+      h('div', { class: 'table-wrap', tabindex: '0' },
         h('table', { class: 'data', id: 'cluster-vms' },
           h('thead', {}, h('tr', {}, ['cvms.col.name', 'cvms.col.student', 'cvms.col.course', 'cvms.col.node', 'cvms.col.state', 'cvms.col.cpu', 'cvms.col.mem', 'cvms.col.size', 'cvms.col.actions']
             .map((k) => h('th', { scope: 'col', i18n: k })))),
@@ -566,9 +578,19 @@ function clusterVms(container, { node = '', embedded = false }) {
 
 // ---------------------------------------------------------------- users
 
+const USERS_PAGE = 25;
+
 function users(container, me) {
   let stopped = false;
+  let page = 0;
+  let query = '';
+  let searchTimer = null;
   const tbody = h('tbody', {});
+  const search = h('input', { id: 'users-search', type: 'search', autocomplete: 'off', spellcheck: 'false', i18nPh: 'users.search.ph' });
+  const prev = button({ label: 'users.prev', kind: 'small', attrs: { id: 'users-prev' } });
+  const next = button({ label: 'users.next', kind: 'small', attrs: { id: 'users-next' } });
+  const pageInfo = h('span', { class: 'muted small', id: 'users-page', 'aria-live': 'polite' });
+  const noMatch = h('p', { class: 'muted empty-small', i18n: 'users.noMatch', hidden: true });
   const uname = h('input', { id: 'nu-username', required: true, maxlength: 64, autocomplete: 'off', autocapitalize: 'none' });
   const dname = h('input', { id: 'nu-display', maxlength: 100, autocomplete: 'off' });
   const role = h('select', { id: 'nu-role' }, ['student', 'teacher', 'admin'].map((r) => h('option', { value: r, i18n: `role.${r}` })));
@@ -597,10 +619,14 @@ function users(container, me) {
       h('section', { class: 'card' }, h('div', { class: 'section-head' }, h('h2', { i18n: 'users.create' })), createForm),
       h('section', { class: 'card' }, h('div', { class: 'section-head' }, h('h2', { i18n: 'users.import' })), importForm)),
     h('section', { class: 'card section' },
-      h('div', { class: 'table-wrap' },
+      h('div', { class: 'filters' },
+        h('div', { class: 'field grow' }, h('label', { for: 'users-search', i18n: 'users.search' }), search)),
+      h('div', { class: 'table-wrap', tabindex: '0' },
         h('table', { class: 'data' },
           h('thead', {}, h('tr', {}, ['users.col.username', 'users.col.name', 'users.col.role', 'users.col.state', 'users.col.actions'].map((k) => h('th', { scope: 'col', i18n: k })))),
-          tbody))));
+          tbody)),
+      noMatch,
+      h('div', { class: 'pager' }, prev, pageInfo, next)));
 
   // One account: its role can be changed and it can be disabled (which also
   // ends its sessions) — except the admin's own, which the server refuses.
@@ -611,6 +637,12 @@ function users(container, me) {
     roleSel.value = u.role;
     roleSel.disabled = self;
     roleSel.addEventListener('change', async () => {
+      const ok = await confirmDialog({
+        title: ['users.role.title', { name: u.username }],
+        body: ['users.role.body', { name: u.username, from: t(`role.${u.role}`), to: t(`role.${roleSel.value}`) }],
+        confirm: 'users.role.confirm',
+      });
+      if (!ok) { roleSel.value = u.role; return; }
       roleSel.disabled = true;
       try {
         await api('PATCH', `/api/users/${encodeURIComponent(u.id)}`, { role: roleSel.value });
@@ -621,6 +653,15 @@ function users(container, me) {
     const toggle = button({ label: u.disabled ? 'users.enable' : 'users.disable', kind: `small nowrap${u.disabled ? '' : ' danger-text'}`, aria: [u.disabled ? 'users.enableAria' : 'users.disableAria', { name: u.username }] });
     toggle.disabled = self;
     toggle.addEventListener('click', async () => {
+      if (!u.disabled) {
+        const ok = await confirmDialog({
+          title: ['users.disable.title', { name: u.username }],
+          body: 'users.disable.body',
+          confirm: 'users.disable',
+          danger: true,
+        });
+        if (!ok) return;
+      }
       toggle.disabled = true;
       try {
         await api('PATCH', `/api/users/${encodeURIComponent(u.id)}`, { disabled: !u.disabled });
@@ -628,21 +669,81 @@ function users(container, me) {
         load();
       } catch (err) { toastError(err); toggle.disabled = false; }
     });
+    const reset = button({ label: 'users.reset', kind: 'small nowrap reset-pw', aria: ['users.resetAria', { name: u.username }] });
+    reset.addEventListener('click', () => resetPassword(u));
     return h('tr', { dataset: { username: u.username }, class: u.disabled ? 'disabled-row' : null },
       h('td', { class: 'student-cell' }, u.username),
       h('td', {}, u.display_name || ''),
       h('td', {}, roleSel),
-      h('td', {}, h('span', { class: `chip${u.disabled ? ' warn' : ''}`, i18n: u.disabled ? 'users.disabled' : 'users.active' })),
-      h('td', {}, toggle));
+      h('td', {}, h('span', { class: `chip${u.disabled ? ' warn' : ''}`, i18n: u.disabled ? 'users.disabled' : 'users.active' }),
+        u.must_change_password ? h('span', { class: 'chip', i18n: 'users.mustChange' }) : null),
+      h('td', {}, h('div', { class: 'row-actions' }, toggle, reset)));
   }
 
+  // One page of the search: ask for one more than a page to know whether
+  // another page follows.
   async function load() {
     try {
-      const list = await get('/api/users');
+      const qs = new URLSearchParams({ q: query, limit: String(USERS_PAGE + 1), offset: String(page * USERS_PAGE) });
+      const list = await get(`/api/users?${qs}`);
       if (stopped) return;
-      list.sort((a, b) => a.username.localeCompare(b.username));
-      replace(tbody, list.map((u) => userRow(u)));
+      const more = list.length > USERS_PAGE;
+      replace(tbody, list.slice(0, USERS_PAGE).map((u) => userRow(u)));
+      noMatch.hidden = list.length > 0;
+      prev.disabled = page === 0;
+      next.disabled = !more;
+      bind(pageInfo, 'users.pageN', { n: page + 1 });
     } catch (err) { if (!stopped) toastError(err); }
+  }
+  search.addEventListener('input', () => {
+    clearTimeout(searchTimer);
+    searchTimer = setTimeout(() => { query = search.value.trim(); page = 0; load(); }, 250);
+  });
+  prev.addEventListener('click', () => { if (page > 0) { page -= 1; load(); } });
+  next.addEventListener('click', () => { page += 1; load(); });
+
+  /**
+   * An admin sets a new password for a user who forgot theirs; by default
+   * the user must choose their own at the next sign-in. Their sessions end.
+   */
+  function resetPassword(u) {
+    const pw = h('input', { id: 'reset-pw', type: 'text', required: true, minlength: 8, maxlength: 256, autocomplete: 'off', spellcheck: 'false', value: suggestPassword() });
+    // An admin's own account cannot be forced (the server refuses: it would
+    // lock them out of everything but the change page).
+    const self = u.id === me.id;
+    const force = h('input', { id: 'reset-force', type: 'checkbox', checked: !self, disabled: self });
+    const ok = h('button', { type: 'submit', class: 'btn primary', value: 'ok', i18n: 'users.reset.confirm' });
+    const cancel = h('button', { type: 'button', class: 'btn', i18n: 'common.cancel' });
+    const err = h('p', { class: 'form-error', role: 'alert', hidden: true });
+    const form = h('form', { novalidate: true },
+      h('div', { class: 'dialog-head' }, h('h2', { id: 'reset-title', i18n: ['users.reset.title', { name: u.username }] })),
+      h('p', { i18n: 'users.reset.body' }),
+      h('div', { class: 'field' }, h('label', { for: 'reset-pw', i18n: 'users.reset.password' }), pw),
+      h('div', { class: 'field check' }, h('label', { for: 'reset-force' }, force, ' ', h('span', { i18n: 'users.reset.force' }))),
+      err,
+      h('div', { class: 'dialog-actions' }, cancel, ok));
+    const dlg = h('dialog', { class: 'dialog', id: 'reset-dialog', 'aria-labelledby': 'reset-title' }, form);
+    cancel.addEventListener('click', () => dlg.close());
+    dlg.addEventListener('close', () => dlg.remove());
+    form.addEventListener('submit', async (e) => {
+      e.preventDefault();
+      if (pw.value.length < 8) { err.hidden = false; bind(err, 'users.reset.short'); pw.focus(); return; }
+      ok.disabled = true;
+      try {
+        await api('PATCH', `/api/users/${encodeURIComponent(u.id)}`, { password: pw.value, must_change_password: force.checked });
+        toast(t(force.checked ? 'users.reset.doneForce' : 'users.reset.done', { name: u.username }), 'success');
+        dlg.close();
+        load();
+      } catch (e2) {
+        err.hidden = false;
+        delete err.dataset.i18n;
+        err.textContent = errorText(e2);
+        ok.disabled = false;
+      }
+    });
+    document.body.append(dlg);
+    dlg.showModal();
+    pw.select();
   }
 
   createForm.addEventListener('submit', async (e) => {
@@ -676,5 +777,13 @@ function users(container, me) {
   });
 
   load();
-  return { unmount() { stopped = true; } };
+  return { unmount() { stopped = true; clearTimeout(searchTimer); } };
+}
+
+/** A readable random password to hand over (no 0/O, 1/l look-alikes). */
+function suggestPassword() {
+  const alphabet = 'abcdefghjkmnpqrstuvwxyz23456789';
+  const bytes = crypto.getRandomValues(new Uint8Array(12));
+  const chars = [...bytes].map((b) => alphabet[b % alphabet.length]).join('');
+  return `${chars.slice(0, 4)}-${chars.slice(4, 8)}-${chars.slice(8)}`;
 }

@@ -15,6 +15,24 @@ export class ApiError extends Error {
 let onUnauthorized = () => {};
 export function setUnauthorizedHandler(f) { onUnauthorized = f; }
 
+/** Called when a request answers 403 password_change_required (an admin's reset). */
+let onPasswordChange = () => {};
+export function setPasswordChangeHandler(f) { onPasswordChange = f; }
+
+/**
+ * Whether the server answered the last request: false after a network
+ * failure or a gateway error (502-504), true again after any answer.
+ */
+let online = true;
+const connListeners = new Set();
+export function onConnectionChange(f) { connListeners.add(f); return () => connListeners.delete(f); }
+export function isOnline() { return online; }
+function setOnline(v) {
+  if (v === online) return;
+  online = v;
+  for (const f of connListeners) f(v);
+}
+
 /**
  * Sends a request and returns the parsed JSON body (null for 204).
  * Throws ApiError with the server's `{error, message}` on failure.
@@ -34,8 +52,10 @@ export async function api(method, path, body, { raw = false, contentType, quiet4
   try {
     res = await fetch(path, init);
   } catch {
+    setOnline(false);
     throw new ApiError(0, 'network', t('error.network'));
   }
+  setOnline(res.status < 502 || res.status > 504);
   return handle(res, quiet401);
 }
 
@@ -48,7 +68,9 @@ async function handle(res, quiet401) {
   }
   if (res.ok) return data;
   if (res.status === 401 && !quiet401) onUnauthorized();
-  throw toError(res.status, data);
+  const err = toError(res.status, data);
+  if (err.code === 'password_change_required') onPasswordChange();
+  throw err;
 }
 
 export function toError(status, data) {

@@ -4,7 +4,7 @@
 
 import { t, toggleLang, bind, onLangChange } from './i18n.js';
 import { h, icon, toast, toastError, errorText, replace } from './ui.js';
-import { get, post, setUnauthorizedHandler } from './api.js';
+import { get, post, setUnauthorizedHandler, onConnectionChange, setPasswordChangeHandler } from './api.js';
 
 const root = document.getElementById('app');
 
@@ -40,7 +40,9 @@ function navFor(user) {
 }
 
 function langButton() {
-  return h('button', { type: 'button', class: 'btn ghost lang-toggle', i18nAria: 'lang.switch.aria', onclick: toggleLang },
+  // The accessible name is the visible label ("中文" / "English", in its own
+  // language); the longer explanation is the tooltip.
+  return h('button', { type: 'button', class: 'btn ghost lang-toggle', i18nTitle: 'lang.switch.aria', onclick: toggleLang },
     icon('globe'), h('span', { i18n: 'lang.switch' }));
 }
 
@@ -71,9 +73,10 @@ function showLogin() {
     error.hidden = true;
     try {
       const res = await post('/api/auth/login', { username: user.value.trim(), password: pass.value }, { quiet401: true });
+      const typed = pass.value;
       pass.value = '';
       me = res.user;
-      showApp();
+      if (me.must_change_password) showPasswordChange(typed); else showApp();
     } catch (err) {
       error.hidden = false;
       if (err.status === 401) bind(error, 'login.failed');
@@ -88,16 +91,76 @@ function showLogin() {
   });
   replace(root,
     h('div', { class: 'login-page' },
-      h('section', { class: 'login-hero', 'aria-hidden': 'false' },
+      // A landmark of its own (axe: all content inside landmarks).
+      h('aside', { class: 'login-hero', i18nAria: 'app.tagline' },
         h('div', { class: 'brand brand-light' }, logo(), h('span', { class: 'brand-name' }, 'pvce')),
         h('div', { class: 'hero-copy' },
           h('h2', { i18n: 'login.hero.title' }),
           h('p', { i18n: 'login.hero.body' })),
         heroArt()),
-      h('main', { class: 'login-main' },
+      h('main', { class: 'login-main', 'aria-labelledby': 'login-title' },
         h('div', { class: 'login-top' }, langButton()),
         h('div', { class: 'card login-card' }, form))));
   user.focus();
+}
+
+// ---------------------------------------------------------------- forced password change
+
+/**
+ * After an admin's reset with "must change": the user chooses their own
+ * password before anything else (the server refuses every other request
+ * until then). `current` is the password just typed at sign-in, if known.
+ * `voluntary`: the user asked (the key button in the top bar); they may
+ * cancel back to where they were.
+ */
+function showPasswordChange(current = '', { voluntary = false } = {}) {
+  const back = location.hash;
+  unmountView();
+  shell = null;
+  const cur = h('input', { id: 'pw-current', type: 'password', autocomplete: 'current-password', required: true, value: current });
+  const pw1 = h('input', { id: 'pw-new', type: 'password', autocomplete: 'new-password', required: true, minlength: 8 });
+  const pw2 = h('input', { id: 'pw-again', type: 'password', autocomplete: 'new-password', required: true, minlength: 8 });
+  const error = h('p', { class: 'form-error', role: 'alert', hidden: true });
+  const submit = h('button', { type: 'submit', class: 'btn primary block', i18n: 'pw.submit' });
+  const out = voluntary
+    ? h('button', { type: 'button', class: 'btn ghost block', id: 'pw-cancel', i18n: 'common.cancel', onclick: () => { showApp(); location.hash = back; } })
+    : h('button', { type: 'button', class: 'btn ghost block', i18n: 'logout', onclick: doLogout });
+  const form = h('form', { class: 'login-form', id: 'pw-form', novalidate: true, 'aria-labelledby': 'pw-title' },
+    h('h1', { id: 'pw-title', i18n: voluntary ? 'pw.titleOwn' : 'pw.title' }),
+    voluntary ? null : h('p', { class: 'muted', i18n: ['pw.subtitle', { name: me.display_name || me.username }] }),
+    h('div', { class: 'field', hidden: Boolean(current) }, h('label', { for: 'pw-current', i18n: 'pw.current' }), cur),
+    h('div', { class: 'field' }, h('label', { for: 'pw-new', i18n: 'pw.new' }), pw1),
+    h('div', { class: 'field' }, h('label', { for: 'pw-again', i18n: 'pw.again' }), pw2),
+    error, submit, out);
+  const fail = (key, args) => { error.hidden = false; bind(error, key, args); };
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    error.hidden = true;
+    if (pw1.value.length < 8) { fail('pw.short'); pw1.focus(); return; }
+    if (pw1.value !== pw2.value) { fail('pw.mismatch'); pw2.focus(); return; }
+    if (pw1.value === cur.value) { fail('pw.same'); pw1.focus(); return; }
+    submit.disabled = true;
+    try {
+      const res = await post('/api/me/password', { current_password: cur.value, new_password: pw1.value });
+      me = res.user;
+      toast(t('pw.done'), 'success');
+      showApp();
+      if (voluntary) location.hash = back;
+    } catch (err) {
+      error.hidden = false;
+      delete error.dataset.i18n;
+      error.textContent = errorText(err);
+      if (err.code === 'wrong_password') { cur.closest('.field').hidden = false; cur.select(); }
+    } finally {
+      submit.disabled = false;
+    }
+  });
+  replace(root,
+    h('div', { class: 'login-page pw-page' },
+      h('main', { class: 'login-main', 'aria-labelledby': 'pw-title' },
+        h('div', { class: 'login-top' }, langButton()),
+        h('div', { class: 'card login-card' }, form))));
+  (current ? pw1 : cur).focus();
 }
 
 function logo() {
@@ -126,19 +189,37 @@ function showApp() {
     h('span', { class: 'user-text' },
       h('span', { class: 'user-name' }, me.display_name || me.username),
       h('span', { class: 'user-role', i18n: `role.${me.role}` })));
+  const changePw = h('button', { type: 'button', class: 'btn ghost', id: 'change-pw', i18nTitle: 'pw.titleOwn', onclick: () => showPasswordChange('', { voluntary: true }) },
+    icon('key'), h('span', { class: 'visually-hidden', i18n: 'pw.titleOwn' }));
   const logout = h('button', { type: 'button', class: 'btn ghost', i18nAria: 'logout', i18nTitle: 'logout', onclick: doLogout },
     icon('logout'), h('span', { class: 'hide-narrow', i18n: 'logout' }));
   const view = h('main', { id: 'view', class: 'view', tabindex: '-1' });
-  shell = { nav, view };
+  // The hash is the router's: the skip link moves the focus itself.
+  const skip = h('a', { class: 'skip-link', href: '#view', i18n: 'app.skip' });
+  skip.addEventListener('click', (e) => { e.preventDefault(); focusView(); });
+  const conn = h('p', { class: 'conn-banner', id: 'conn-banner', role: 'status', hidden: true, i18n: 'conn.lost' });
+  shell = { nav, view, conn };
   replace(root,
+    skip,
     h('header', { class: 'topbar' },
       h('a', { class: 'brand', href: `#/${homeFor(me)}` }, logo(), h('span', { class: 'brand-name' }, 'pvce'),
         h('span', { class: 'brand-tag hide-narrow', i18n: 'app.tagline' })),
       nav,
-      h('div', { class: 'topbar-right' }, langButton(), userChip, logout)),
+      h('div', { class: 'topbar-right' }, langButton(), userChip, changePw, logout)),
+    conn,
     view);
+  focusOnMount = true;
   route();
 }
+
+/** Moves the keyboard focus to the page's heading (or the view itself). */
+function focusView() {
+  if (!shell) return;
+  const target = shell.view.querySelector('h1') || shell.view;
+  if (target !== shell.view && !target.hasAttribute('tabindex')) target.setAttribute('tabindex', '-1');
+  target.focus({ preventScroll: false });
+}
+let focusOnMount = false;
 
 async function doLogout() {
   try { await post('/api/auth/logout'); } catch { /* the session may already be gone */ }
@@ -191,10 +272,27 @@ async function route() {
   const container = h('div', { class: 'view-inner' });
   replace(shell.view, container);
   currentView = mod.mount(container, match.params, { me, kind: match.kind }) || null;
+  // After sign-in the focus goes to the page, not the body; after a route
+  // change too, unless something in the new view took it already.
+  if (focusOnMount || document.activeElement === document.body || !document.activeElement) {
+    focusOnMount = false;
+    requestAnimationFrame(() => { if (document.activeElement === document.body || !document.activeElement) focusView(); });
+  }
 }
 
 window.addEventListener('hashchange', route);
 onLangChange(() => { document.title = `pvce · ${t('app.tagline')}`; });
+
+// Any request that cannot reach the server (or gets a gateway error) marks
+// the connection lost until one succeeds again: the banner says so while
+// the views keep polling with backoff.
+onConnectionChange((online) => {
+  if (shell && shell.conn) shell.conn.hidden = online;
+});
+
+setPasswordChangeHandler(() => {
+  if (me && shell) { me.must_change_password = true; showPasswordChange(); }
+});
 
 setUnauthorizedHandler(() => {
   if (me) {
@@ -208,7 +306,7 @@ async function boot() {
   try {
     const res = await get('/api/me', { quiet401: true });
     me = res.user;
-    showApp();
+    if (me.must_change_password) showPasswordChange(); else showApp();
   } catch (err) {
     if (err.status !== 401) toastError(err);
     showLogin();

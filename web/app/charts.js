@@ -4,7 +4,22 @@
 // by being rebuilt by their owner.
 
 import uPlot from '/vendor/uplot/uPlot.esm.js';
-import { h } from './ui.js';
+import { h, formatNumber } from './ui.js';
+import { t, lang } from './i18n.js';
+
+/** A sample's time in the page's language (the legend). */
+function when(ts) {
+  return ts === null || ts === undefined ? '–'
+    : new Date(ts * 1000).toLocaleString(lang(), { month: 'numeric', day: 'numeric', hour: '2-digit', minute: '2-digit', second: '2-digit' });
+}
+
+/** Time-axis ticks in the page's language: clock times, or dates when the ticks are days apart. */
+function ticksText(ticks) {
+  const days = ticks.length > 1 && ticks[ticks.length - 1] - ticks[0] > 2 * 86400;
+  return ticks.map((ts) => (days
+    ? new Date(ts * 1000).toLocaleDateString(lang(), { month: 'numeric', day: 'numeric' })
+    : new Date(ts * 1000).toLocaleTimeString(lang(), { hour: '2-digit', minute: '2-digit' })));
+}
 
 // uPlot's stylesheet, once per page (CSP allows our own stylesheets only).
 if (!document.querySelector('link[data-uplot]')) {
@@ -44,7 +59,7 @@ export function align(nodes, pick) {
  * Returns { update(data), destroy() }.
  */
 export function lineChart(container, { title, names, data, unit = '', max = null, decimals = 0, spanSeconds = null }) {
-  const fmt = (v) => (v === null || v === undefined ? '–' : `${Number(v).toFixed(decimals)}${unit}`);
+  const fmt = (v) => (v === null || v === undefined ? '–' : `${formatNumber(Number(v), decimals)}${unit}`);
   const width = () => Math.max(240, container.clientWidth || 320);
   const opts = {
     title,
@@ -54,11 +69,12 @@ export function lineChart(container, { title, names, data, unit = '', max = null
     legend: { live: true },
     scales: { x: spanSeconds ? { time: true, range: () => { const now = Date.now() / 1000; return [now - spanSeconds(), now]; } } : { time: true }, y: max === null ? { range: (_u, lo, hi) => [0, Math.max(1, hi * 1.1)] } : { range: [0, max] } },
     axes: [
-      { stroke: '#5c6779', grid: { stroke: '#eef0f3' } },
-      { stroke: '#5c6779', grid: { stroke: '#eef0f3' }, values: (_u, ticks) => ticks.map((v) => `${v}${unit}`), size: 56 },
+      { stroke: '#5c6779', grid: { stroke: '#eef0f3' }, values: (_u, ticks) => ticksText(ticks) },
+      { stroke: '#5c6779', grid: { stroke: '#eef0f3' }, values: (_u, ticks) => ticks.map((v) => `${formatNumber(v, 2, 0)}${unit}`), size: 56 },
     ],
     series: [
-      {},
+      // The time column: its legend label and values in the page's language.
+      { label: t('chart.time'), value: (_u, ts) => when(ts) },
       ...names.map((name, i) => ({
         label: name,
         stroke: color(i),

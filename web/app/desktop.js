@@ -2,17 +2,27 @@
 // console WebSocket. Gets a short-lived single-use token from
 // POST /api/vms/{id}/console, connects, scales the screen to the window, and
 // reconnects with a fresh token (with backoff) when the connection drops while
-// the VM is still running. Shows why when it can't.
+// the VM is still running — after a few quick tries, every 30 s for as long
+// as the page is open, so it recovers by itself. Shows why when it can't.
+//
+// Keyboard: while the screen has the focus every key goes to the guest (Tab
+// and Esc too); Ctrl+] gives the keyboard back to the page, as the hint under
+// the screen says. On a phone the key bar opens the phone's keyboard (a text
+// field whose input is typed into the guest) and offers Esc, Tab, Ctrl, Alt
+// and the arrows; "Actual size" turns off scaling so the screen can be
+// panned by dragging.
 
 import RFB from '/vendor/novnc/core/rfb.js';
 import { t, bind, onLangChange } from './i18n.js';
 import { h, icon, button, replace, toast, toastError, errorText } from './ui.js';
 import { get, post } from './api.js';
 import { stateBadge, setBadge, allowed, runAction } from './vmcontrols.js';
-import { typeText } from './keys.js';
+import { typeText, plan, press, SPECIAL } from './keys.js';
 import { sealDraft, abandonDraft } from './drafts.js';
 
 const MAX_ATTEMPTS = 6;
+/** After MAX_ATTEMPTS quick tries, the pace of further ones. */
+const SLOW_RETRY_MS = 30000;
 const VM_POLL_MS = 4000;
 
 /** Makes the API's console path (e.g. "/ws/console?token=…") an absolute ws:// or wss:// URL. */
@@ -51,6 +61,36 @@ export function mount(container, [vmId], { me }) {
   const pasteBtn = button({ label: 'desktop.paste', icon: 'paste', kind: 'small', attrs: { 'aria-expanded': 'false', 'aria-controls': 'paste-panel' } });
   const cadBtn = button({ label: 'desktop.cad', icon: 'keyboard', kind: 'small', aria: ['desktop.cad.aria'] });
   const fsBtn = button({ label: 'desktop.fullscreen', icon: 'fullscreen', kind: 'small' });
+  const kbdBtn = button({ label: 'desktop.keys', icon: 'type', kind: 'small', attrs: { id: 'kbd-toggle', 'aria-expanded': 'false', 'aria-controls': 'keybar' } });
+  const zoomBtn = button({ label: 'desktop.zoom', icon: 'monitor', kind: 'small', attrs: { id: 'zoom-toggle', 'aria-pressed': 'false' } });
+  const kbdInput = h('input', {
+    id: 'kbd-input', type: 'text', autocomplete: 'off', autocapitalize: 'off', autocorrect: 'off', spellcheck: 'false',
+    enterkeyhint: 'send', i18nPh: 'desktop.keys.ph', i18nAria: 'desktop.keys.input',
+  });
+  const held = new Set(); // sticky modifiers of the key bar: 'ctrl', 'alt'
+  const modBtn = (m, label) => {
+    const b = h('button', { type: 'button', class: 'btn small key', 'aria-pressed': 'false', dataset: { mod: m } }, label);
+    b.addEventListener('click', () => {
+      if (held.has(m)) held.delete(m); else held.add(m);
+      b.setAttribute('aria-pressed', held.has(m) ? 'true' : 'false');
+      kbdInput.focus();
+    });
+    return b;
+  };
+  const keyBtn = (name, label, aria) => {
+    const b = h('button', { type: 'button', class: 'btn small key', dataset: { key: name }, i18nAria: aria }, label);
+    b.addEventListener('click', () => { sendSpecial(name); kbdInput.focus(); });
+    return b;
+  };
+  const keybar = h('div', { id: 'keybar', class: 'keybar', hidden: true, role: 'group', i18nAria: 'desktop.keys' },
+    kbdInput,
+    h('div', { class: 'keybar-keys' },
+      keyBtn('Escape', 'Esc', 'desktop.key.esc'), keyBtn('Tab', 'Tab', 'desktop.key.tab'),
+      modBtn('ctrl', 'Ctrl'), modBtn('alt', 'Alt'),
+      keyBtn('ArrowLeft', '←', 'desktop.key.left'), keyBtn('ArrowUp', '↑', 'desktop.key.up'),
+      keyBtn('ArrowDown', '↓', 'desktop.key.down'), keyBtn('ArrowRight', '→', 'desktop.key.right'),
+      keyBtn('Enter', '⏎', 'desktop.key.enter')));
+  const kbdHint = h('p', { class: 'kbd-hint', id: 'kbd-hint', i18n: 'desktop.kbdHint' });
   // Power controls of the VM itself (the same actions as on the course list).
   const power = [['shutdown', 'vm.shutdown', 'power', ''], ['reboot', 'vm.reboot', 'reboot', ''], ['poweroff', 'vm.poweroff', 'plug', 'danger-text']]
     .map(([action, label, ic, kind]) => {
@@ -72,7 +112,7 @@ export function mount(container, [vmId], { me }) {
     h('div', { class: 'paste-row' },
       h('p', { class: 'muted small', i18n: 'desktop.paste.help' }),
       pasteProgress, pasteSend));
-  const screen = h('div', { class: 'screen', role: 'application', i18nAria: 'desktop.screen' });
+  const screen = h('div', { class: 'screen', role: 'application', i18nAria: 'desktop.screen', 'aria-describedby': 'kbd-hint' });
   const overlayMsg = h('p', { class: 'overlay-msg' });
   const overlayDetail = h('p', { class: 'overlay-detail muted' });
   const overlayActions = h('div', { class: 'overlay-actions' });
@@ -83,9 +123,11 @@ export function mount(container, [vmId], { me }) {
     h('div', { class: 'desktop-bar' },
       back,
       h('div', { class: 'desktop-heading' }, h('div', { class: 'desktop-title-row' }, title, badge, owner), status),
-      h('div', { class: 'desktop-tools' }, powerGroup, pasteBtn, cadBtn, fsBtn)),
+      h('div', { class: 'desktop-tools' }, powerGroup, pasteBtn, cadBtn, kbdBtn, zoomBtn, fsBtn)),
     pastePanel,
-    h('div', { class: 'screen-wrap' }, screen, spinner, overlay));
+    keybar,
+    h('div', { class: 'screen-wrap' }, screen, spinner, overlay),
+    kbdHint);
   replace(container, desk);
   container.classList.add('desktop-container');
 
@@ -97,7 +139,10 @@ export function mount(container, [vmId], { me }) {
     cadBtn.disabled = !live;
     fsBtn.disabled = !live && !isFullscreen();
     pasteSend.disabled = !live && !typingAbort;
+    kbdBtn.disabled = !live;
+    zoomBtn.disabled = !live;
     if (!live && !pastePanel.hidden) { pastePanel.hidden = true; pasteBtn.setAttribute('aria-expanded', 'false'); }
+    if (!live && !keybar.hidden) { keybar.hidden = true; kbdBtn.setAttribute('aria-expanded', 'false'); }
     for (const [action, b] of power) {
       if (!b.classList.contains('busy')) b.disabled = !vm || !allowed(action, vm.state);
     }
@@ -222,9 +267,10 @@ export function mount(container, [vmId], { me }) {
     socket = ws;
     const r = new RFB(screen, ws, { shared: true });
     rfb = r;
-    r.scaleViewport = true;
+    r.scaleViewport = !actualSize;
     r.resizeSession = false;
-    r.clipViewport = false;
+    r.clipViewport = actualSize;
+    r.dragViewport = actualSize;
     r.focusOnClick = true;
     r.background = '#0d1117';
     r.addEventListener('connect', () => {
@@ -278,8 +324,12 @@ export function mount(container, [vmId], { me }) {
 
   function retryOrGiveUp(reason = closeReason()) {
     if (attempts >= MAX_ATTEMPTS) {
-      setStatus('failed', 'desktop.status.gaveUp', { n: attempts });
-      showOverlay('desktop.status.gaveUp', { n: attempts }, reason ? t('desktop.status.reason', { reason }) : '', [reconnectButton()]);
+      // Never give up for good: the server or the network may come back
+      // (a restart, a Wi-Fi change). Say so, offer "now", retry slowly.
+      attempts += 1;
+      setStatus('failed', 'desktop.status.waiting', { n: attempts - 1, secs: SLOW_RETRY_MS / 1000 });
+      showOverlay('desktop.status.waiting', { n: attempts - 1, secs: SLOW_RETRY_MS / 1000 }, reason ? t('desktop.status.reason', { reason }) : '', [reconnectButton()]);
+      retryTimer = setTimeout(connect, SLOW_RETRY_MS);
       return;
     }
     attempts += 1;
@@ -347,6 +397,7 @@ export function mount(container, [vmId], { me }) {
     if (!rfb || !connected) { toast(t('desktop.paste.notConnected'), 'error'); return; }
     const text = pasteText.value;
     if (!text) return;
+    const { untypeable } = plan(text);
     typingAbort = new AbortController();
     bind(pasteSend.querySelector('.label'), 'desktop.paste.stop');
     const target = rfb;
@@ -357,8 +408,77 @@ export function mount(container, [vmId], { me }) {
     });
     typingAbort = null;
     bind(pasteSend.querySelector('.label'), 'desktop.paste.send');
-    bind(pasteProgress, 'desktop.paste.done', { n });
+    // Characters with no key on the guest's keyboard are named, not dropped silently.
+    if (untypeable.length) bind(pasteProgress, 'desktop.paste.doneSkipped', { n, m: untypeable.length, chars: untypeable.map((c) => `“${c}”`).join(' ') });
+    else bind(pasteProgress, 'desktop.paste.done', { n });
     if (rfb) rfb.focus({ preventScroll: true });
+  });
+
+  // ---- keyboard: the way out, the phone's key bar, actual size
+  // Ctrl+] (BracketRight) is caught before noVNC's own key handler (which
+  // sits on the canvas inside `screen`) and gives the keyboard back.
+  screen.addEventListener('keydown', (e) => {
+    if (e.ctrlKey && !e.altKey && (e.code === 'BracketRight' || e.key === ']')) {
+      e.preventDefault();
+      e.stopPropagation();
+      if (rfb) rfb.blur();
+      (kbdBtn.disabled ? back : kbdBtn).focus();
+      bind(status, 'desktop.kbdReleased');
+    }
+  }, true);
+  screen.addEventListener('focusin', () => desk.classList.add('kbd-captured'));
+  screen.addEventListener('focusout', () => desk.classList.remove('kbd-captured'));
+
+  function sendSpecial(name) {
+    if (!rfb || !connected) return;
+    press(rfb, SPECIAL[name], [...held]);
+    releaseMods();
+  }
+  function releaseMods() {
+    held.clear();
+    for (const b of keybar.querySelectorAll('[data-mod]')) b.setAttribute('aria-pressed', 'false');
+  }
+  /** Types what the phone's keyboard put in the field (after an IME has finished composing). */
+  async function flushInput() {
+    const text = kbdInput.value;
+    kbdInput.value = '';
+    if (!text || !rfb || !connected) return;
+    const { strokes: list, untypeable } = plan(text);
+    if (untypeable.length) toast(t('desktop.keys.untypeable', { chars: untypeable.map((c) => `“${c}”`).join(' ') }), 'error');
+    const mods = [...held];
+    releaseMods();
+    for (const s of list) press(rfb, s, mods);
+  }
+  let composing = false;
+  kbdInput.addEventListener('compositionstart', () => { composing = true; });
+  kbdInput.addEventListener('compositionend', () => { composing = false; flushInput(); });
+  kbdInput.addEventListener('input', () => { if (!composing) flushInput(); });
+  kbdInput.addEventListener('keydown', (e) => {
+    // Keys that put nothing in a text field go to the guest as keys.
+    if (e.isComposing) return;
+    const name = e.key === 'Enter' ? 'Enter' : e.key === 'Backspace' && !kbdInput.value ? 'Backspace'
+      // Tab keeps moving the focus (the key bar has a Tab key of its own).
+      : e.key in SPECIAL && e.key !== 'Backspace' && e.key !== 'Tab' ? e.key : null;
+    if (!name) return;
+    e.preventDefault();
+    sendSpecial(name);
+  });
+  kbdBtn.addEventListener('click', () => {
+    keybar.hidden = !keybar.hidden;
+    kbdBtn.setAttribute('aria-expanded', keybar.hidden ? 'false' : 'true');
+    if (!keybar.hidden) kbdInput.focus();
+  });
+
+  let actualSize = false;
+  zoomBtn.addEventListener('click', () => {
+    actualSize = !actualSize;
+    zoomBtn.setAttribute('aria-pressed', actualSize ? 'true' : 'false');
+    desk.classList.toggle('actual-size', actualSize);
+    if (rfb) {
+      rfb.scaleViewport = !actualSize;
+      rfb.clipViewport = actualSize;
+      rfb.dragViewport = actualSize;
+    }
   });
 
   /**

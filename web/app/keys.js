@@ -30,19 +30,29 @@ export function strokeFor(ch) {
   if (ch >= '0' && ch <= '9') return { keysym: cp, code: `Digit${ch}`, shift: false };
   if (UNSHIFTED[ch]) return { keysym: cp, code: UNSHIFTED[ch], shift: false };
   if (SHIFTED[ch]) return { keysym: cp, code: SHIFTED[ch], shift: true };
-  if (cp >= 0xa0 && cp <= 0xff) return { keysym: cp, code: null, shift: false }; // Latin-1 keysyms
-  if (cp > 0xff) return { keysym: 0x01000000 + cp, code: null, shift: false }; // Unicode keysyms
+  // Anything else (é, 中文, emoji) has no key on the guest's US layout: the
+  // guest would drop it silently, so the caller is told instead.
   return null;
 }
 
-/** Splits text into strokes (CRLF → Enter; untypeable characters dropped). */
-export function strokes(text) {
+/**
+ * Splits text into strokes (CRLF → Enter) and the characters that cannot be
+ * typed (each once, in order of appearance).
+ */
+export function plan(text) {
   const out = [];
+  const untypeable = [];
   for (const ch of text.replace(/\r\n?/g, '\n')) {
     const s = strokeFor(ch);
     if (s) out.push(s);
+    else if (!untypeable.includes(ch)) untypeable.push(ch);
   }
-  return out;
+  return { strokes: out, untypeable };
+}
+
+/** The key strokes of `text` (untypeable characters left out). */
+export function strokes(text) {
+  return plan(text).strokes;
 }
 
 /**
@@ -63,4 +73,30 @@ export async function typeText(rfb, text, { onProgress = () => {}, signal, isCon
     await new Promise((r) => setTimeout(r, delayMs));
   }
   return done;
+}
+
+/** Keys a phone keyboard lacks, for the desktop's key bar. */
+export const SPECIAL = {
+  Escape: { keysym: 0xff1b, code: 'Escape' },
+  Tab: { keysym: 0xff09, code: 'Tab' },
+  Enter: { keysym: 0xff0d, code: 'Enter' },
+  Backspace: { keysym: 0xff08, code: 'Backspace' },
+  ArrowLeft: { keysym: 0xff51, code: 'ArrowLeft' },
+  ArrowUp: { keysym: 0xff52, code: 'ArrowUp' },
+  ArrowRight: { keysym: 0xff53, code: 'ArrowRight' },
+  ArrowDown: { keysym: 0xff54, code: 'ArrowDown' },
+};
+const MODIFIERS = {
+  ctrl: { keysym: 0xffe3, code: 'ControlLeft' },
+  alt: { keysym: 0xffe9, code: 'AltLeft' },
+};
+
+/** One key press (with Shift when the stroke needs it) while `mods` ('ctrl', 'alt') are held. */
+export function press(rfb, stroke, mods = []) {
+  for (const m of mods) rfb.sendKey(MODIFIERS[m].keysym, MODIFIERS[m].code, true);
+  if (stroke.shift) rfb.sendKey(XK_SHIFT_L, 'ShiftLeft', true);
+  rfb.sendKey(stroke.keysym, stroke.code, true);
+  rfb.sendKey(stroke.keysym, stroke.code, false);
+  if (stroke.shift) rfb.sendKey(XK_SHIFT_L, 'ShiftLeft', false);
+  for (const m of [...mods].reverse()) rfb.sendKey(MODIFIERS[m].keysym, MODIFIERS[m].code, false);
 }

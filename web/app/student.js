@@ -13,6 +13,7 @@ const POLL_MS = 2500;
 export function mount(container, _params, { me }) {
   let stopped = false;
   let timer = null;
+  let failures = 0; // polls in a row that could not reach the server
   let templates = new Map();
   const courseCards = new Map(); // course id → { card, list, empty }
   const vmRows = new Map(); // vm id → { el, update(vm) }
@@ -156,15 +157,20 @@ export function mount(container, _params, { me }) {
           if (stopped) return;
         }
         render(courses, vms);
+        failures = 0;
       } catch (err) {
-        if (err.status !== 401 && err.code !== 'network') toastError(err);
+        // Unreachable: the shell's banner says so; states are marked stale
+        // and the poll backs off (up to 30 s) until the server answers.
+        if (err.code === 'network' || err.status >= 502) failures += 1;
+        else if (err.status !== 401) toastError(err);
       }
+      list.classList.toggle('stale', failures > 0);
     }
     schedule();
   }
 
   function schedule() {
-    if (!stopped) timer = setTimeout(poll, POLL_MS);
+    if (!stopped) timer = setTimeout(poll, failures ? Math.min(POLL_MS * 2 ** failures, 30000) : POLL_MS);
   }
 
   // Teachers and admins can read template names; students get 403, which is fine.

@@ -1,11 +1,14 @@
 // Teacher views: my courses (#/teach), a new course (#/teach/new) and the
 // class view of one course (#/teach/<id>): every student's VMs with live
-// state, power actions, the console, enrolment by pasted usernames.
+// state, power actions (on all VMs or the selected ones), the console,
+// enrolment by pasted usernames, unenrolment, collecting a directory from
+// the class, and deleting the course.
 
-import { t, onLangChange } from './i18n.js';
+import { t, bind, onLangChange } from './i18n.js';
 import { h, icon, button, replace, formatBytes, formatMib, relativeTime, absoluteTime, toast, toastError, confirmDialog } from './ui.js';
-import { get, post } from './api.js';
+import { get, post, del } from './api.js';
 import { stateBadge, setBadge, actionBar, allowed } from './vmcontrols.js';
+import { collectCard } from './collect.js';
 
 const POLL_MS = 3000;
 
@@ -139,7 +142,9 @@ function classView(container, courseId, { me }) {
   let course = null;
   let lastVms = [];
   const names = new Map(); // user id → username
-  const rows = new Map(); // vm id → { tr, update }
+  const rows = new Map(); // vm id → { tr, update, check }
+  const selected = new Set(); // vm ids ticked for a bulk action
+  let failures = 0; // polls in a row that could not reach the server
 
   const title = h('h1', {});
   const code = h('span', { class: 'course-code' });
@@ -147,6 +152,10 @@ function classView(container, courseId, { me }) {
   const empty = h('p', { class: 'muted empty-small', i18n: 'teach.noStudents', hidden: true });
   const startAll = button({ label: 'teach.startAll', icon: 'play', kind: 'small' });
   const stopAll = button({ label: 'teach.stopAll', icon: 'power', kind: 'small' });
+  const selectAll = h('input', { type: 'checkbox', id: 'select-all', i18nAria: 'teach.selectAll' });
+  const selInfo = h('span', { class: 'muted small sel-info', 'aria-live': 'polite' });
+  const connWarn = h('p', { class: 'conn-warn', role: 'status', hidden: true, i18n: 'conn.lost' });
+  const deleteBtn = button({ label: 'teach.delete', kind: 'danger', attrs: { id: 'delete-course' } });
   const usernames = h('textarea', { id: 'enrol-names', rows: 4, spellcheck: 'false', placeholder: 's2024001\ns2024002' });
   const enrolBtn = h('button', { type: 'submit', class: 'btn primary', i18n: 'teach.enrol.submit' });
   const enrolResult = h('div', { class: 'enrol-result', 'aria-live': 'polite' });
@@ -157,18 +166,28 @@ function classView(container, courseId, { me }) {
   replace(container,
     h('div', { class: 'page-head' },
       h('div', {}, h('a', { href: '#/teach', class: 'back-link' }, icon('back'), h('span', { i18n: 'nav.teach' })), code, title)),
+    connWarn,
     h('section', { class: 'card' },
-      h('div', { class: 'section-head' }, h('h2', { i18n: 'teach.class' }), h('div', { class: 'btn-group' }, startAll, stopAll)),
-      h('div', { class: 'table-wrap' },
+      h('div', { class: 'section-head' }, h('h2', { i18n: 'teach.class' }), selInfo, h('div', { class: 'btn-group' }, startAll, stopAll)),
+      h('div', { class: 'table-wrap', tabindex: '0' },
         h('table', { class: 'data' },
           h('thead', {}, h('tr', {},
+            h('th', { scope: 'col', class: 'sel-col' }, selectAll),
             ['teach.col.student', 'teach.col.vm', 'teach.col.state', 'teach.col.lastUsed', 'teach.col.disk', 'teach.col.actions']
               .map((k) => h('th', { scope: 'col', i18n: k })))),
           tbody)),
       empty),
     h('section', { class: 'card section' },
       h('div', { class: 'section-head' }, h('h2', { i18n: 'teach.enrol' })),
-      enrolForm));
+      enrolForm),
+    h('section', { class: 'card section' },
+      h('div', { class: 'section-head' }, h('h2', { i18n: 'collect.title' })),
+      collectCard(courseId).el),
+    h('section', { class: 'card section danger-zone' },
+      h('div', { class: 'section-head' }, h('h2', { i18n: 'teach.dangerZone' })),
+      h('div', { class: 'section-body' },
+        h('p', { class: 'muted', i18n: 'teach.delete.hint' }),
+        h('div', { class: 'form-actions' }, deleteBtn))));
 
   /** "Display Name (username)", or the username when there is no display name. */
   function ownerName(id) {
@@ -184,7 +203,14 @@ function classView(container, courseId, { me }) {
 
   function row(vm) {
     const badge = stateBadge(vm.state);
+    const check = h('input', { type: 'checkbox', class: 'row-select' });
+    check.addEventListener('change', () => {
+      if (check.checked) selected.add(vm.id); else selected.delete(vm.id);
+      syncSelection();
+    });
     const who = h('td', { class: 'student-cell' });
+    const unenrol = button({ label: 'teach.unenrol', kind: 'small ghost danger-text unenrol-btn' });
+    unenrol.addEventListener('click', () => removeStudent(rows.get(vm.id).vm));
     const used = h('td', { class: 'num' });
     const disk = h('td', { class: 'num' });
     const actions = actionBar(vm, {
@@ -192,9 +218,14 @@ function classView(container, courseId, { me }) {
       onOpen: (v) => { location.hash = `#/desktop/${v.id}`; },
       onChanged: (v) => update(v),
     });
-    const tr = h('tr', { dataset: { vmId: vm.id } }, who, h('td', {}, vm.name), h('td', {}, badge), used, disk, h('td', {}, actions.el));
+    const tr = h('tr', { dataset: { vmId: vm.id } }, h('td', { class: 'sel-col' }, check), who, h('td', {}, vm.name), h('td', {}, badge), used, disk,
+      h('td', {}, h('div', { class: 'row-actions' }, actions.el, unenrol)));
+    const r = { tr, update, check, vm };
     function update(v) {
+      r.vm = v;
       who.textContent = ownerName(v.owner_id);
+      bind(check, 'teach.selectRow', { name: ownerName(v.owner_id), vm: v.name }, 'aria-label');
+      bind(unenrol, 'teach.unenrolAria', { name: ownerName(v.owner_id) }, 'aria-label');
       setBadge(badge, v.state);
       used.textContent = relativeTime(v.last_started_at);
       used.title = absoluteTime(v.last_started_at);
@@ -203,8 +234,67 @@ function classView(container, courseId, { me }) {
       actions.update(v);
     }
     update(vm);
-    return { tr, update };
+    return r;
   }
+
+  /** The bulk buttons act on the ticked VMs, or on every VM when none is. */
+  function syncSelection() {
+    for (const id of [...selected]) if (!rows.has(id)) selected.delete(id);
+    const n = selected.size;
+    selectAll.checked = n > 0 && n === rows.size;
+    selectAll.indeterminate = n > 0 && n < rows.size;
+    bind(startAll.querySelector('.label'), n ? 'teach.startSel' : 'teach.startAll', n ? { n } : undefined);
+    bind(stopAll.querySelector('.label'), n ? 'teach.stopSel' : 'teach.stopAll', n ? { n } : undefined);
+    if (n) bind(selInfo, 'teach.selected', { n }); else { delete selInfo.dataset.i18n; selInfo.textContent = ''; }
+  }
+  selectAll.addEventListener('change', () => {
+    for (const [id, r] of rows) {
+      r.check.checked = selectAll.checked;
+      if (selectAll.checked) selected.add(id); else selected.delete(id);
+    }
+    syncSelection();
+  });
+
+  async function removeStudent(vm) {
+    const name = ownerName(vm.owner_id);
+    const theirs = lastVms.filter((v) => v.owner_id === vm.owner_id);
+    const ok = await confirmDialog({
+      title: ['teach.unenrol.title', { name }],
+      body: ['teach.unenrol.body', { name, n: theirs.length }],
+      confirm: 'teach.unenrol',
+      danger: true,
+    });
+    if (!ok) return;
+    try {
+      await del(`/api/courses/${encodeURIComponent(courseId)}/students/${encodeURIComponent(vm.owner_id)}`);
+      toast(t('teach.unenrolled', { name }), 'success');
+      await refresh();
+    } catch (err) {
+      toastError(err);
+    }
+  }
+
+  deleteBtn.addEventListener('click', async () => {
+    if (!course) return;
+    const students = new Set(lastVms.map((v) => v.owner_id)).size;
+    const running = lastVms.filter((v) => v.state !== 'stopped' && v.state !== 'error').length;
+    const ok = await confirmDialog({
+      title: ['teach.delete.title', { code: course.code }],
+      body: [running ? 'teach.delete.bodyRunning' : 'teach.delete.body', { n: students, vms: lastVms.length, running }],
+      confirm: 'teach.delete',
+      danger: true,
+    });
+    if (!ok) return;
+    deleteBtn.disabled = true;
+    try {
+      await del(`/api/courses/${encodeURIComponent(courseId)}`);
+      toast(t('teach.deleted', { code: course.code }), 'success');
+      location.hash = '#/teach';
+    } catch (err) {
+      toastError(err);
+      deleteBtn.disabled = false;
+    }
+  });
 
   function render(vms) {
     lastVms = vms;
@@ -219,6 +309,7 @@ function classView(container, courseId, { me }) {
     }
     for (const [id, r] of rows) if (!seen.has(id)) { r.tr.remove(); rows.delete(id); }
     empty.hidden = vms.length > 0;
+    syncSelection();
   }
 
   async function loadNames() {
@@ -237,21 +328,32 @@ function classView(container, courseId, { me }) {
     if (!stopped) render(vms);
   }
 
+  // Polls keep going while the server is unreachable, further apart each
+  // time (up to 30 s); the page says so instead of showing stale states.
   async function poll() {
     if (stopped) return;
     if (document.visibilityState === 'visible') {
-      try { await refresh(); } catch (err) { if (err.status !== 401 && err.code !== 'network') toastError(err); }
+      try {
+        await refresh();
+        failures = 0;
+      } catch (err) {
+        if (err.code === 'network' || err.status >= 502) failures += 1;
+        else if (err.status !== 401) toastError(err);
+      }
+      connWarn.hidden = failures === 0;
     }
-    if (!stopped) timer = setTimeout(poll, POLL_MS);
+    if (!stopped) timer = setTimeout(poll, failures ? Math.min(POLL_MS * 2 ** failures, 30000) : POLL_MS);
   }
 
   async function bulk(action) {
-    const targets = (lastVms || []).filter((v) => allowed(action, v.state));
-    if (!targets.length) { toast(t(`teach.bulk.${action}.none`), 'info'); return; }
+    const pool = selected.size ? (lastVms || []).filter((v) => selected.has(v.id)) : (lastVms || []);
+    const targets = pool.filter((v) => allowed(action, v.state));
+    const scope = selected.size ? 'Sel' : '';
+    if (!targets.length) { toast(t(`teach.bulk.${action}.none${scope}`), 'info'); return; }
     // Says how many VMs the click touches before it does.
     const ok = await confirmDialog({
       title: [`teach.bulk.${action}.title`, { n: targets.length }],
-      body: [`teach.bulk.${action}.body`, { n: targets.length }],
+      body: [`teach.bulk.${action}.body${scope}`, { n: targets.length }],
       confirm: [`teach.bulk.${action}.confirm`, { n: targets.length }],
       danger: action === 'shutdown',
     });

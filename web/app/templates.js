@@ -1,17 +1,21 @@
 // The template library as a tree (parent_id links it), and image import
-// with an upload progress bar (#/templates, teachers and admins).
+// with an upload progress bar (#/templates, teachers and admins). The
+// library's disk use (as stored vs. as flat copies) heads the tree; a ready
+// template nobody uses can be deleted, and an admin can flatten one into a
+// standalone copy (a deep chain reads faster, at the cost of the space).
 
 import { t, bind } from './i18n.js';
-import { h, icon, replace, formatBytes, toast, toastError } from './ui.js';
-import { get, post, upload } from './api.js';
+import { h, icon, replace, formatBytes, formatNumber, toast, toastError, confirmDialog, errorText } from './ui.js';
+import { get, post, del, upload } from './api.js';
 import { sealDraft, abandonDraft } from './drafts.js';
 
 const TPL_STATES = { ready: 'running', draft: 'starting', failed: 'error' };
 
-export function mount(container) {
+export function mount(container, _params, { me }) {
   let stopped = false;
   const collapsed = new Set();
   const treeBox = h('div', { class: 'section-body', 'aria-busy': 'true' });
+  const usage = h('p', { class: 'muted small tpl-usage', id: 'tpl-usage' });
   const parentSel = h('select', { id: 'up-parent' });
   const uploadCard = uploadForm(parentSel, () => load());
 
@@ -19,7 +23,7 @@ export function mount(container) {
     h('div', { class: 'page-head' },
       h('div', {}, h('h1', { i18n: 'tpl.title' }), h('p', { class: 'muted', i18n: 'tpl.subtitle' }))),
     h('div', { class: 'grid-2 tpl-layout' },
-      h('section', { class: 'card' }, treeBox),
+      h('section', { class: 'card' }, h('div', { class: 'section-head' }, usage), treeBox),
       h('div', { class: 'stack' }, matchCard(), uploadCard)));
 
   /** A draft's actions: open its build VM's console, seal, abandon. */
@@ -32,6 +36,66 @@ export function mount(container) {
     seal.addEventListener('click', async () => { if (await sealDraft(x, seal)) load(); });
     abandon.addEventListener('click', async () => { if (await abandonDraft(x, abandon)) load(); });
     return h('div', { class: 'tree-actions' }, open, seal, abandon);
+  }
+
+  /** A ready template's actions: delete when nothing uses it; flatten (admins). */
+  function readyActions(x, unused) {
+    const out = [];
+    if (unused) {
+      const b = h('button', { type: 'button', class: 'btn small danger-text', dataset: { action: 'delete' } }, h('span', { i18n: 'tpl.delete' }));
+      bind(b, 'tpl.deleteAria', { name: x.name }, 'aria-label');
+      b.addEventListener('click', async () => {
+        const ok = await confirmDialog({ title: ['tpl.delete.title', { name: x.name }], body: 'tpl.delete.body', confirm: 'tpl.delete', danger: true });
+        if (!ok) return;
+        b.disabled = true;
+        try {
+          await del(`/api/templates/${encodeURIComponent(x.id)}`);
+          toast(t('tpl.deleted', { name: x.name }), 'success');
+          load();
+        } catch (err) { toastError(err); b.disabled = false; }
+      });
+      out.push(b);
+    }
+    if (me.role === 'admin' && x.depth > 1) {
+      const b = h('button', { type: 'button', class: 'btn small', dataset: { action: 'flatten' } }, h('span', { i18n: 'tpl.flatten' }));
+      bind(b, 'tpl.flattenAria', { name: x.name }, 'aria-label');
+      b.addEventListener('click', () => flattenDialog(x));
+      out.push(b);
+    }
+    return out.length ? h('div', { class: 'tree-actions' }, out) : null;
+  }
+
+  function flattenDialog(x) {
+    const name = h('input', { id: 'flatten-name', required: true, maxlength: 64, autocomplete: 'off', value: `${x.name}-flat`.slice(0, 64) });
+    const ok = h('button', { type: 'submit', class: 'btn primary', i18n: 'tpl.flatten' });
+    const cancel = h('button', { type: 'button', class: 'btn', i18n: 'common.cancel' });
+    const err = h('p', { class: 'form-error', role: 'alert', hidden: true });
+    const form = h('form', { novalidate: true },
+      h('div', { class: 'dialog-head' }, h('h2', { id: 'flatten-title', i18n: ['tpl.flatten.title', { name: x.name }] })),
+      h('p', { i18n: ['tpl.flatten.body', { depth: x.depth }] }),
+      h('div', { class: 'field' }, h('label', { for: 'flatten-name', i18n: 'tpl.flatten.name' }), name),
+      err, h('div', { class: 'dialog-actions' }, cancel, ok));
+    const dlg = h('dialog', { class: 'dialog', id: 'flatten-dialog', 'aria-labelledby': 'flatten-title' }, form);
+    cancel.addEventListener('click', () => dlg.close());
+    dlg.addEventListener('close', () => dlg.remove());
+    form.addEventListener('submit', async (e) => {
+      e.preventDefault();
+      ok.disabled = true;
+      toast(t('tpl.flattening', { name: x.name }), 'info');
+      try {
+        const made = await post(`/api/templates/${encodeURIComponent(x.id)}/flatten`, { name: name.value.trim() });
+        toast(t('tpl.flattened', { name: made.name }), 'success');
+        dlg.close();
+        load();
+      } catch (e2) {
+        err.hidden = false;
+        err.textContent = errorText(e2);
+        ok.disabled = false;
+      }
+    });
+    document.body.append(dlg);
+    dlg.showModal();
+    name.select();
   }
 
   function renderTree(templates, courses, vms) {
@@ -87,6 +151,7 @@ export function mount(container) {
           h('span', { class: `badge state-${badgeState} tpl-state` }, h('span', { class: 'dot', 'aria-hidden': 'true' }),
             h('span', { i18n: `tpl.state.${x.state}` }))),
         x.state === 'draft' ? draftActions(x, buildVms.get(x.id)) : null,
+        x.state === 'ready' ? readyActions(x, !kids.length && !courses) : null,
         sub);
     }
     treeBox.removeAttribute('aria-busy');
@@ -102,9 +167,16 @@ export function mount(container) {
 
   async function load() {
     try {
-      const [templates, courses, vms] = await Promise.all([
-        get('/api/templates'), get('/api/courses').catch(() => []), get('/api/vms').catch(() => [])]);
-      if (!stopped) renderTree(templates, courses, vms);
+      const [templates, courses, vms, use] = await Promise.all([
+        get('/api/templates'), get('/api/courses').catch(() => []), get('/api/vms').catch(() => []),
+        get('/api/templates/usage').catch(() => null)]);
+      if (stopped) return;
+      renderTree(templates, courses, vms);
+      if (use) {
+        bind(usage, 'tpl.usage', {
+          n: formatNumber(use.templates), stored: formatBytes(use.stored_bytes), flat: formatBytes(use.flat_copies_bytes),
+        });
+      }
     } catch (err) {
       if (!stopped) toastError(err);
     }

@@ -67,8 +67,10 @@ const ICONS = {
   monitor: ['M3 4h18v12H3z', 'M8 20h8', 'M12 16v4'],
   back: ['M15 5l-7 7 7 7'],
   fullscreen: ['M4 9V4h5', 'M20 9V4h-5', 'M4 15v5h5', 'M20 15v5h-5'],
+  type: ['M4 7V4h16v3', 'M9 20h6', 'M12 4v16'],
   keyboard: ['M2 6h20v12H2z', 'M6 10h.01', 'M10 10h.01', 'M14 10h.01', 'M18 10h.01', 'M7 14h10'],
   paste: ['M9 4h6v3H9z', 'M7 5H5v16h14V5h-2', 'M8 12h8', 'M8 16h5'],
+  key: ['M14.5 9.5a4 4 0 1 1-8 0 4 4 0 0 1 8 0z', 'M13.4 12.3L21 20', 'M18 17l2-2', 'M16 15l2-2'],
   logout: ['M15 4h4v16h-4', 'M10 8l-4 4 4 4', 'M6 12h11'],
   globe: ['M12 3a9 9 0 1 0 0 18 9 9 0 0 0 0-18z', 'M3 12h18', 'M12 3c3 3.5 3 14.5 0 18', 'M12 3c-3 3.5-3 14.5 0 18'],
   close: ['M6 6l12 12', 'M18 6L6 18'],
@@ -150,13 +152,18 @@ export function confirmDialog({ title, body, confirm, danger = false }) {
 
 // ---------------------------------------------------------------- formatting
 
+/** A number in the page's language (digit grouping, decimal sign). */
+export function formatNumber(n, digits = 0, minDigits = digits) {
+  return new Intl.NumberFormat(lang(), { maximumFractionDigits: digits, minimumFractionDigits: minDigits }).format(n);
+}
+
 export function formatBytes(n) {
   if (n === null || n === undefined || Number.isNaN(n)) return t('common.none');
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
   let i = 0;
   let v = Number(n);
   while (v >= 1024 && i < units.length - 1) { v /= 1024; i++; }
-  return `${v >= 100 || i === 0 ? Math.round(v) : v.toFixed(1)} ${units[i]}`;
+  return `${formatNumber(v, v >= 100 || i === 0 ? 0 : 1)} ${units[i]}`;
 }
 
 export function formatMib(mib) {

@@ -100,6 +100,7 @@ export function actionBar(vm, { onOpen, onChanged, compact = false }) {
         const updated = await runAction(action, current, { onConfirmed: () => setBusy(action) });
         setBusy(null);
         if (updated) { update(updated); onChanged && onChanged(updated); }
+        keepFocus(b);
       },
     });
     if (compact) { bind(b, label, undefined, 'aria-label'); bind(b, label, undefined, 'title'); }
@@ -121,6 +122,19 @@ export function actionBar(vm, { onOpen, onChanged, compact = false }) {
       const ok = allowed(a, v.state) && !busyAction;
       b.disabled = !ok;
     }
+  }
+
+  /**
+   * A button that disabled itself (Start → starting) would drop the focus
+   * to the page body: move it to what comes next (Open once running, else
+   * the bar itself, from where Tab reaches the buttons).
+   */
+  function keepFocus(clicked) {
+    const lost = document.activeElement === document.body || document.activeElement === clicked;
+    if (!lost || !clicked.disabled) return;
+    if (!open.disabled) { open.focus(); return; }
+    el.tabIndex = -1;
+    el.focus();
   }
 
   update(vm);
