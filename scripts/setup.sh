@@ -31,6 +31,7 @@ PACKAGES=(
   curl ca-certificates python3 chromium nodejs npm
   fonts-wqy-microhei fontconfig   # CJK glyphs, so the zh-CN UI screenshots of the browser tests show Chinese
   iproute2 util-linux mount procps   # the multi-node test rig (scripts/multinode.sh)
+  prometheus   # for promtool: checks and unit-tests the alerting rules in deploy/prometheus (scripts/check-prometheus.sh); the server it also brings is not used
 )
 # Deliberately not installed: ovmf (guests boot with SeaBIOS), swtpm (no vTPM),
 # passt (no user-mode networking), qemu-system-gui (consoles are VNC/SPICE servers),
