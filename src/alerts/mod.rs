@@ -25,6 +25,8 @@
 //! alert per identity — the caller keeps one [`lifecycle::AlertState`] per key.
 
 pub mod baseline;
+#[cfg(test)]
+mod deploy_check;
 pub mod forecast;
 pub mod lifecycle;
 pub mod rules;
