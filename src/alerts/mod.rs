@@ -16,6 +16,8 @@
 //! - [`lifecycle`]: firing → acknowledged → resolved for one (rule, subject),
 //!   with a hold time, a clear time and flapping suppression, as
 //!   `step(state, input, now) -> (state, transitions)`;
+//! - [`engine`]: all alerts of a site, one lifecycle per (rule, subject),
+//!   each stepped with its rule's policy and the rule's hysteresis;
 //! - [`samples`]: the one impure part, reading the recorded node samples
 //!   (`node_samples`, `node_samples_minute`) into the series the pure parts take.
 //!
@@ -27,6 +29,7 @@
 pub mod baseline;
 #[cfg(test)]
 mod deploy_check;
+pub mod engine;
 pub mod forecast;
 pub mod lifecycle;
 pub mod rules;
