@@ -20,6 +20,8 @@ use crate::alerts::baseline::median;
 pub const MIN_SAMPLES: usize = 3;
 /// Samples used at most (thinned evenly beyond this).
 pub const MAX_SAMPLES: usize = 200;
+/// How far back "the recent trend" looks (a week: the lab's own cycle).
+pub const TREND_WINDOW_SECS: i64 = 7 * DAY;
 
 /// What the trend says about a store of a given capacity.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

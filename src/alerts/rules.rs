@@ -16,11 +16,11 @@ use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 
-use super::Level;
-use super::baseline::{Baseline, BaselineSpec, DeviationRule, Side};
-use super::forecast::{Forecast, ForecastRule};
+use super::baseline::{Baseline, BaselineSpec, DeviationRule, Side, baseline};
+use super::forecast::{Forecast, ForecastRule, TREND_WINDOW_SECS, days_until_full};
 use super::lifecycle::Policy;
 use super::{DAY, HOUR};
+use super::{Level, Point};
 
 /// What a rule measures. Percentages are 0–100.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -151,6 +151,31 @@ pub enum Cause {
 }
 
 impl Rule {
+    /// The reading of `value` at `now`, with what the rule's checks need
+    /// from the series' `history` (any order): the baseline of this hour if
+    /// the rule has a deviation check, and if it has a forecast, days until
+    /// the series reaches 100 — forecasts are for "% used" series — by the
+    /// trend of the last [`TREND_WINDOW_SECS`].
+    pub fn reading(&self, value: Option<f64>, history: &[Point], now: i64) -> Reading {
+        let baseline = self
+            .deviation
+            .as_ref()
+            .and_then(|d| baseline(history, now, &d.spec));
+        let forecast = self.forecast.as_ref().map(|f| {
+            let recent: Vec<Point> = history
+                .iter()
+                .copied()
+                .filter(|p| p.at > now - TREND_WINDOW_SECS && p.at <= now)
+                .collect();
+            days_until_full(&recent, 100.0, now, f.min_span_secs)
+        });
+        Reading {
+            value,
+            baseline,
+            forecast,
+        }
+    }
+
     /// The level of `r` and the check that gave it, `None` when no check
     /// trips (a disabled rule never does). On equal levels the threshold is
     /// named before the baseline, the baseline before the forecast.
@@ -561,6 +586,43 @@ mod tests {
             None,
             "no value, no alert"
         );
+    }
+
+    #[test]
+    fn a_reading_from_history() {
+        let now = 1_764_496_800 + 30 * DAY;
+        // A store at 50 % a week ago, 4 points a day more since: 78 % now,
+        // full in 5.5 days — a warning by forecast, only info by threshold.
+        let history: Vec<Point> = (0..=7 * 24)
+            .map(|h| Point {
+                at: now - 7 * DAY + h * HOUR,
+                value: 50.0 + 4.0 * h as f64 / 24.0,
+            })
+            .collect();
+        let d = RuleSet::defaults();
+        let store = d.get("store_capacity").expect("rule");
+        let r = store.reading(Some(78.0), &history, now);
+        let Some(Forecast::InDays { days }) = r.forecast else {
+            panic!("{r:?}")
+        };
+        assert!((days - 5.5).abs() < 1e-9, "{days}");
+        assert_eq!(r.baseline, None, "no deviation check, no baseline");
+        assert_eq!(
+            store.evaluate(&r, None),
+            Some((Level::Warning, Cause::Forecast))
+        );
+        // CPU: a baseline (from four weeks of the same hour), no forecast.
+        let cpu = d.get("node_cpu").expect("rule");
+        let past: Vec<Point> = (1..=4)
+            .map(|k| Point {
+                at: now - k * super::super::WEEK + 60,
+                value: 10.0,
+            })
+            .collect();
+        let r = cpu.reading(Some(12.0), &past, now + 120);
+        assert_eq!(r.forecast, None);
+        assert_eq!(r.baseline.map(|b| b.median), Some(10.0));
+        assert_eq!(cpu.evaluate(&r, None), None);
     }
 
     proptest! {
