@@ -34,6 +34,7 @@ PACKAGES=(
   # the notification tests (tests/it/notify.rs): a real SMTP server (aiosmtpd, run with
   # Debian's /usr/bin/python3) and the openssl CLI for its STARTTLS certificate
   python3-aiosmtpd openssl
+  prometheus   # for promtool: checks and unit-tests the alerting rules in deploy/prometheus (scripts/check-prometheus.sh); the server it also brings is not used
 )
 # Deliberately not installed: ovmf (guests boot with SeaBIOS), swtpm (no vTPM),
 # passt (no user-mode networking), qemu-system-gui (consoles are VNC/SPICE servers),

@@ -12,6 +12,8 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
+echo "== prometheus rules"
+bash scripts/check-prometheus.sh
 echo "== tests"
 # Build the tiny guest once up front so the first VM test doesn't pay for it.
 cargo test --locked --no-run

@@ -10,6 +10,7 @@
 //! (the only one that talks to libvirt), [`storage`], [`db`]; the HTTP API
 //! in [`http`]; wiring in [`app`] and [`cli`].
 
+pub mod alerts;
 pub mod app;
 pub mod auth;
 pub mod builds;

@@ -624,7 +624,7 @@ async fn teacher_collects_unenrols_and_deletes_a_course_in_the_browser() {
     assert_eq!(status, StatusCode::OK, "{v}");
     common::wait_vm_gone(&s1, &vms[0]).await;
 
-    let (base, _serving) = ui_base(&env).await;
+    let base = env.server.url();
     let dir = artifact_dir();
     let shots = ["teacher-collect.png", "teacher-unenrol-zh.png"];
     for f in shots {
@@ -665,7 +665,7 @@ async fn admin_resets_a_password_and_the_user_must_change_it() {
     for i in 0..30 {
         env.user(&format!("test-ui-p{i:02}"), Role::Student).await;
     }
-    let (base, _serving) = ui_base(&env).await;
+    let base = env.server.url();
     let dir = artifact_dir();
     let shots = ["admin-reset.png", "password-change-zh.png"];
     for f in shots {
@@ -731,7 +731,7 @@ async fn every_page_passes_axe_in_both_languages_on_desktop_and_phone() {
     .await;
     let (_, nodes) = env.client("test-ui-admin").await.get("/api/nodes").await;
     let node = nodes[0]["id"].as_str().unwrap().to_owned();
-    let (base, _serving) = ui_base(&env).await;
+    let base = env.server.url();
     let out = common::repo_root().join("target").join("screens");
     let _ = std::fs::remove_dir_all(&out);
     std::fs::create_dir_all(&out).unwrap();
