@@ -249,22 +249,24 @@ pub async fn change_own_password(
     new: &str,
 ) -> Result<User, UserError> {
     validate_password(new)?;
-    if current == new {
-        return Err(UserError::Invalid(
-            "the new password must differ from the current one".into(),
-        ));
-    }
     let hash: String = sqlx::query_scalar("SELECT password_hash FROM users WHERE id = ?")
         .bind(user.id.to_string())
         .fetch_optional(pool)
         .await?
         .ok_or(UserError::NotFound)?;
-    let current = current.to_owned();
-    let ok = tokio::task::spawn_blocking(move || auth::verify_password(&current, &hash))
+    let given = current.to_owned();
+    let ok = tokio::task::spawn_blocking(move || auth::verify_password(&given, &hash))
         .await
         .map_err(|_| auth::AuthError::Hash)?;
     if !ok {
         return Err(UserError::WrongPassword);
+    }
+    // Only after the current password proved right: before, the answer
+    // would tell a stranger holding the session what the password is.
+    if current == new {
+        return Err(UserError::Invalid(
+            "the new password must differ from the current one".into(),
+        ));
     }
     let hash = hash_off_thread(new.to_owned()).await?;
     sqlx::query("UPDATE users SET password_hash = ?, must_change_password = 0 WHERE id = ?")
