@@ -35,7 +35,7 @@ fn artifact_dir() -> PathBuf {
 }
 
 /// The base URL that serves the UI. The server's own router serves it once
-/// `pvce::web::router()` is merged into the API router; until then the test
+/// `pvce::http::web::router()` is merged into the API router; until then the test
 /// serves the API router plus the UI router itself, on the same state.
 async fn ui_base(env: &TestEnv) -> (String, Option<tokio::task::JoinHandle<()>>) {
     let res = reqwest::get(env.url("/")).await.unwrap();
@@ -47,7 +47,7 @@ async fn ui_base(env: &TestEnv) -> (String, Option<tokio::task::JoinHandle<()>>)
     if is_html {
         return (env.server.url(), None);
     }
-    let router = pvce::http::router(env.server.state.clone()).merge(pvce::web::router());
+    let router = pvce::http::router(env.server.state.clone()).merge(pvce::http::web::router());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let handle = tokio::spawn(async move {

@@ -13,9 +13,9 @@ use serde_json::json;
 
 use super::error::ApiError;
 use super::extract::{ApiQuery, CurrentUser, IdPath};
-use crate::app::AppState;
 use crate::console::{self, ConsoleError};
 use crate::libvirt::GraphicsKind;
+use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()

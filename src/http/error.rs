@@ -216,11 +216,20 @@ impl From<super::limits::LimitError> for ApiError {
     }
 }
 
-impl From<crate::metrics::MetricsError> for ApiError {
-    fn from(e: crate::metrics::MetricsError) -> Self {
-        match e {
-            crate::metrics::MetricsError::Unauthorized => {
+impl From<super::metrics::MetricsError> for ApiError {
+    fn from(e: super::metrics::MetricsError) -> Self {
+        use super::metrics::MetricsError as E;
+        match &e {
+            E::Unauthorized => {
                 Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", e.to_string())
+            }
+            E::Unavailable(cause) => {
+                tracing::warn!(error = %cause, "rendering metrics failed");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "metrics_unavailable",
+                    e.to_string(),
+                )
             }
         }
     }
