@@ -308,6 +308,7 @@ impl VmManager {
         conn.shutdown(&self.domain_name(vm.id)).await?;
         self.set_state(vm.id, VmState::Stopping, vm.node_id, None)
             .await?;
+        self.stops_in_flight_mut().insert(vm.id);
         let this = Arc::clone(self);
         let vm_id = vm.id;
         tokio::spawn(async move { this.finish_shutdown(vm_id, conn).await });
@@ -333,6 +334,7 @@ impl VmManager {
         let lock = self.lock_for(vm_id);
         let _guard = lock.lock().await;
         let _ = self.set_state(vm_id, VmState::Stopped, None, None).await;
+        self.stops_in_flight_mut().remove(&vm_id);
         if let Ok(vm) = load(&self.pool, vm_id).await {
             self.release_lab_network(&vm).await;
         }

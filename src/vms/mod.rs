@@ -42,6 +42,7 @@ mod migrate;
 mod model;
 mod provision;
 mod reconcile;
+mod rule;
 mod viewer;
 
 pub(crate) use model::load;
@@ -94,6 +95,9 @@ pub struct VmManager {
     events: tokio::sync::broadcast::Sender<VmEvent>,
     /// Serialises console password changes (expiry renewal, `.vv` tickets).
     console_passwords: tokio::sync::Mutex<()>,
+    /// VMs whose graceful shutdown is waiting for the guest (see
+    /// [`rule::Recorded::stop_in_flight`]).
+    stops_in_flight: Mutex<std::collections::HashSet<Uuid>>,
     labnets: LabNets,
     layers: Layers,
 }
@@ -131,6 +135,7 @@ impl VmManager {
             disk_cache: libvirt::DiskCache::default(),
             events: tokio::sync::broadcast::channel(1024).0,
             console_passwords: tokio::sync::Mutex::new(()),
+            stops_in_flight: Mutex::default(),
         }
     }
 
@@ -185,6 +190,17 @@ impl VmManager {
     pub(crate) fn lock_for(&self, id: Uuid) -> Arc<tokio::sync::Mutex<()>> {
         let mut map = self.locks.lock().unwrap_or_else(|e| e.into_inner());
         map.entry(id).or_default().clone()
+    }
+
+    fn stops_in_flight_mut(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<Uuid>> {
+        self.stops_in_flight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// True while a graceful shutdown of the VM waits for its guest.
+    fn stop_in_flight(&self, id: Uuid) -> bool {
+        self.stops_in_flight_mut().contains(&id)
     }
 
     /// Lists the VMs a user may see, optionally for one course.

@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::VmManager;
 use super::model::{COLUMNS, Vm, VmError, VmState, from_row, load};
+use super::rule::{self, Action, Recorded, Seen};
 use crate::events::{self, EventKind, NewEvent};
 use crate::libvirt::{self, DomainState, LibvirtError};
 
@@ -31,49 +32,86 @@ impl VmManager {
         self.sync_with_node(vm).await
     }
 
-    /// Re-reads the VM's domain on its node and updates the row to match.
+    /// Re-reads the VM's domain on its node and updates the row to match
+    /// (the rule is [`rule::decide`]).
     pub(crate) async fn sync_with_node(&self, vm: Vm) -> Result<Vm, VmError> {
         let Some(node_id) = vm.node_id else {
             return Ok(vm);
         };
-        let Ok(conn) = self.nodes.conn(node_id).await else {
-            // Node unreachable: the VM may still run there, so it is not
-            // `running` (nobody can reach it) nor `stopped` (its layer may be
-            // open): `node_down` until the node is back or fenced.
-            if vm.state.is_active() && vm.state != VmState::NodeDown {
-                self.set_state(vm.id, VmState::NodeDown, Some(node_id), None)
-                    .await?;
-                return load(&self.pool, vm.id).await;
+        let conn = self.nodes.conn(node_id).await.ok();
+        let seen = match &conn {
+            None => Seen::Unreachable,
+            Some(conn) => {
+                let found =
+                    tokio::time::timeout(SYNC_DEADLINE, conn.domain(&self.domain_name(vm.id)))
+                        .await
+                        .unwrap_or(Err(LibvirtError::Timeout));
+                match found {
+                    Ok(d) => Seen::Domain(d.map(|d| d.state)),
+                    Err(e) => {
+                        tracing::warn!(vm = %vm.id, error = %e, "could not read domain state");
+                        return Ok(vm);
+                    }
+                }
             }
-            return Ok(vm);
         };
-        let name = self.domain_name(vm.id);
-        let found = tokio::time::timeout(SYNC_DEADLINE, conn.domain(&name))
-            .await
-            .unwrap_or(Err(LibvirtError::Timeout));
-        // The node answered: for a `node_down` VM this is the fence — a
-        // missing domain means nothing holds the layer any more.
-        match found {
-            Ok(Some(d)) if matches!(d.state, DomainState::Running | DomainState::Paused) => {
-                if vm.state != VmState::Running && vm.state != VmState::Stopping {
-                    self.set_state(vm.id, VmState::Running, Some(node_id), None)
-                        .await?;
-                }
+        match rule::decide(self.recorded(&vm), node_id, seen) {
+            Action::None => Ok(vm),
+            action => {
+                self.act(&vm, node_id, conn.as_ref(), action).await?;
+                load(&self.pool, vm.id).await
             }
-            // Still shutting down (or otherwise alive): QEMU holds the layer,
-            // so the VM is not stopped yet.
-            Ok(Some(d)) if d.state != DomainState::Shutoff => {
-                if vm.state != VmState::Stopping {
-                    self.set_state(vm.id, VmState::Stopping, Some(node_id), None)
-                        .await?;
-                }
-            }
-            Ok(_) => {
-                self.set_state(vm.id, VmState::Stopped, None, None).await?;
-            }
-            Err(e) => tracing::warn!(vm = %vm.id, error = %e, "could not read domain state"),
         }
-        load(&self.pool, vm.id).await
+    }
+
+    /// What the database says about a VM, as the rule takes it.
+    fn recorded(&self, vm: &Vm) -> Recorded {
+        Recorded {
+            state: vm.state,
+            node: vm.node_id,
+            stop_in_flight: self.stop_in_flight(vm.id),
+        }
+    }
+
+    /// Carries out the rule's decision about `vm` seen on node `node_id`
+    /// (`conn`: that node's connection, if it answered).
+    async fn act(
+        &self,
+        vm: &Vm,
+        node_id: Uuid,
+        conn: Option<&libvirt::Node>,
+        action: Action,
+    ) -> Result<(), VmError> {
+        match action {
+            Action::None => Ok(()),
+            Action::MarkNodeDown => {
+                tracing::warn!(vm = %vm.id, node = %node_id, "node down: VM state unknown until fenced");
+                self.set_state(vm.id, VmState::NodeDown, Some(node_id), None)
+                    .await
+            }
+            Action::DestroyStaleCopy => {
+                tracing::warn!(vm = %vm.id, node = %node_id, "destroying a stale copy on a fenced node");
+                if let Some(conn) = conn {
+                    conn.destroy(&self.domain_name(vm.id)).await?;
+                }
+                Ok(())
+            }
+            Action::Adopt => {
+                tracing::info!(vm = %vm.id, node = %node_id, state = vm.state.as_str(), "adopting running domain");
+                self.set_state(vm.id, VmState::Running, Some(node_id), None)
+                    .await
+            }
+            Action::MarkStopping => {
+                self.set_state(vm.id, VmState::Stopping, Some(node_id), None)
+                    .await
+            }
+            Action::MarkStopped { interrupted_start } => {
+                let reason = interrupted_start.then(|| {
+                    "the start was interrupted (the server stopped while the VM was starting); start it again".to_owned()
+                });
+                self.set_state(vm.id, VmState::Stopped, None, reason).await
+            }
+        }
     }
 
     /// One pass of reconciliation between the database and every node, all
@@ -131,9 +169,8 @@ impl VmManager {
             let Ok(_guard) = lock.try_lock() else {
                 continue;
             };
-            tracing::warn!(vm = %vm.id, node = %node_id, "node down: VM state unknown until fenced");
-            self.set_state(vm.id, VmState::NodeDown, Some(node_id), None)
-                .await?;
+            let action = rule::decide(self.recorded(&vm), node_id, Seen::Unreachable);
+            self.act(&vm, node_id, None, action).await?;
         }
         Ok(())
     }
@@ -200,8 +237,8 @@ impl VmManager {
             let Ok(_guard) = lock.try_lock() else {
                 continue;
             };
-            let seen = running.get(&vm.id).copied();
-            if reconcile_action(vm.state, vm.node_id, node.id, seen) == ReconcileAction::None {
+            let seen = Seen::Domain(running.get(&vm.id).copied());
+            if rule::decide(self.recorded(&vm), node.id, seen) == Action::None {
                 continue;
             }
             // The listing and the rows were read before the lock was taken: an
@@ -209,28 +246,11 @@ impl VmManager {
             // facts (only for the few VMs that need acting on).
             let vm = load(&self.pool, vm.id).await?;
             let seen = match conn.domain(&self.domain_name(vm.id)).await {
-                Ok(d) => d.map(|d| d.state),
+                Ok(d) => Seen::Domain(d.map(|d| d.state)),
                 Err(_) => continue,
             };
-            match reconcile_action(vm.state, vm.node_id, node.id, seen) {
-                ReconcileAction::None => {}
-                ReconcileAction::DestroyStaleCopy => {
-                    tracing::warn!(vm = %vm.id, node = %node.name, "destroying a stale copy on a fenced node");
-                    conn.destroy(&self.domain_name(vm.id)).await?;
-                }
-                ReconcileAction::Adopt => {
-                    tracing::info!(vm = %vm.id, node = %node.name, state = vm.state.as_str(), "adopting running domain");
-                    self.set_state(vm.id, VmState::Running, Some(node.id), None)
-                        .await?;
-                }
-                ReconcileAction::MarkStopped { interrupted_start } => {
-                    let reason = interrupted_start.then(|| {
-                        "the start was interrupted (the server stopped while the VM was starting); start it again".to_owned()
-                    });
-                    self.set_state(vm.id, VmState::Stopped, None, reason)
-                        .await?;
-                }
-            }
+            let action = rule::decide(self.recorded(&vm), node.id, seen);
+            self.act(&vm, node.id, Some(&conn), action).await?;
         }
         Ok(())
     }
@@ -294,113 +314,5 @@ impl VmManager {
             let this = self.clone();
             async move { this.reconcile_once().await }
         })
-    }
-}
-
-/// What the reconciler does about one VM on the node it is looking at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ReconcileAction {
-    None,
-    /// The VM runs elsewhere (after this node was fenced): this copy must not
-    /// keep writing the layer.
-    DestroyStaleCopy,
-    /// The domain runs here but the database says otherwise — including a
-    /// `starting`/`stopping` whose operation died with a previous server
-    /// process (no operation holds the VM's lock when this is asked).
-    Adopt,
-    /// No domain here for a VM the database thinks is active.
-    MarkStopped {
-        interrupted_start: bool,
-    },
-}
-
-/// The reconcile rule, as a pure function of the VM's recorded state and
-/// node, the node being reconciled, and the domain's state there (`None`:
-/// no such domain). Only called for VMs whose lifecycle lock is free.
-fn reconcile_action(
-    state: VmState,
-    vm_node: Option<Uuid>,
-    node: Uuid,
-    domain: Option<DomainState>,
-) -> ReconcileAction {
-    let alive = matches!(domain, Some(DomainState::Running | DomainState::Paused));
-    // A domain still shutting down holds the layer: not stopped yet.
-    let present = domain.is_some_and(|s| s != DomainState::Shutoff);
-    let here = vm_node == Some(node);
-    if alive && !here && vm_node.is_some() && state.is_active() {
-        ReconcileAction::DestroyStaleCopy
-    } else if alive && (!here || state != VmState::Running) {
-        ReconcileAction::Adopt
-    } else if !present && here && state.is_active() {
-        ReconcileAction::MarkStopped {
-            interrupted_start: state == VmState::Starting,
-        }
-    } else {
-        ReconcileAction::None
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reconcile_settles_every_transitional_state() {
-        use DomainState::{Paused, Running, Shutoff};
-        let here = Uuid::new_v4();
-        let other = Uuid::new_v4();
-        let act = |s, n, d| reconcile_action(s, n, here, d);
-        // A start or stop that died with the server: the domain decides.
-        assert_eq!(
-            act(VmState::Starting, Some(here), Some(Running)),
-            ReconcileAction::Adopt
-        );
-        assert_eq!(
-            act(VmState::Stopping, Some(here), Some(Running)),
-            ReconcileAction::Adopt
-        );
-        assert_eq!(
-            act(VmState::Starting, Some(here), None),
-            ReconcileAction::MarkStopped {
-                interrupted_start: true
-            }
-        );
-        assert_eq!(
-            act(VmState::Stopping, Some(here), None),
-            ReconcileAction::MarkStopped {
-                interrupted_start: false
-            }
-        );
-        assert_eq!(
-            act(VmState::Running, Some(here), Some(Shutoff)),
-            ReconcileAction::MarkStopped {
-                interrupted_start: false
-            }
-        );
-        // Steady states are left alone.
-        assert_eq!(
-            act(VmState::Running, Some(here), Some(Running)),
-            ReconcileAction::None
-        );
-        assert_eq!(
-            act(VmState::Running, Some(here), Some(Paused)),
-            ReconcileAction::None
-        );
-        assert_eq!(act(VmState::Stopped, None, None), ReconcileAction::None);
-        // A stopped VM found running here is adopted; a copy of a VM active
-        // elsewhere is destroyed.
-        assert_eq!(
-            act(VmState::Stopped, None, Some(Running)),
-            ReconcileAction::Adopt
-        );
-        assert_eq!(
-            act(VmState::Running, Some(other), Some(Running)),
-            ReconcileAction::DestroyStaleCopy
-        );
-        // Another node's VM with no domain here is not this pass's business.
-        assert_eq!(
-            act(VmState::Running, Some(other), None),
-            ReconcileAction::None
-        );
     }
 }
