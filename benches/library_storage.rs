@@ -129,7 +129,7 @@ async fn main() {
     let report = pvce::courses::enrol(
         &pool,
         &storage,
-        pvce::layers::LayerStorage::Shared,
+        pvce::vms::layers::LayerStorage::Shared,
         &course,
         &names,
     )

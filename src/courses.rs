@@ -15,12 +15,12 @@ use uuid::Uuid;
 
 use crate::auth::Role;
 use crate::db::{self, Pool};
-use crate::layers::{LayerStorage, Layers};
 use crate::libvirt::GraphicsKind;
 use crate::names;
 use crate::storage::Storage;
 use crate::templates::{self, TemplateState};
 use crate::users::{self, User};
+use crate::vms::layers::{LayerStorage, Layers};
 use crate::vms::{self, VmError};
 
 pub const MAX_SPECS: usize = 10;

@@ -11,8 +11,8 @@
 //! - courses and templates: [`courses`], [`templates`] (the template tree),
 //!   [`library`] (the built-in template library), [`builds`] (derive a
 //!   template online), [`images`] (disk images: checks, conversion, overlays);
-//! - VMs: [`vms`] (personal and build VMs, their lifecycle), [`layers`]
-//!   (where a personal layer lives), [`snapshots`], [`portable`] (export and
+//! - VMs: [`vms`] (personal and build VMs, their lifecycle, and in
+//!   [`vms::layers`] where a personal layer lives), [`snapshots`], [`portable`] (export and
 //!   import a personal layer), [`collect`] (a course's work as one archive),
 //!   [`console`] (the console proxy), [`labnets`] (per-student lab networks);
 //! - the cluster: [`nodes`], [`placement`], [`stores`] (template stores on
@@ -38,7 +38,6 @@ pub mod health;
 pub mod http;
 pub mod images;
 pub mod labnets;
-pub mod layers;
 pub mod library;
 pub mod libvirt;
 pub mod logging;

@@ -78,10 +78,10 @@ use uuid::Uuid;
 use crate::db::{self, Pool};
 use crate::images::inspect::{InspectLimits, inspect_layer};
 use crate::images::{self, ImageError, ImageFormat, qemu_img};
-use crate::layers::LayerStorage;
 use crate::snapshots::{self, Snapshot, SnapshotKind};
 use crate::storage::{self, Storage};
 use crate::templates::{self, ImportLimits, Template, TemplateError, TemplateState};
+use crate::vms::layers::LayerStorage;
 use crate::vms::{self, Vm, VmError, VmManager, VmState};
 
 pub const MANIFEST_NAME: &str = "manifest.json";

@@ -39,7 +39,7 @@
 //!   when a snapshot is created, so they never eat the quota; reverting to one
 //!   answers 409 `snapshot_missing` and drops it.
 //! - A layer is only ever replaced by renaming a complete, fsynced file over it.
-//! - A node-local layer ([`crate::layers`]) is worked on as a checked-out
+//! - A node-local layer ([`crate::vms::layers`]) is worked on as a checked-out
 //!   copy at `overlay_path` and committed back before a row records the
 //!   change; backups of node-local layers stay on the server.
 

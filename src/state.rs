@@ -60,7 +60,7 @@ impl AppState {
             )
             .with_disk_cache(config.disk_cache)
             .with_placement(config.placement_policy, config.host_reserve_mib)
-            .with_layers(crate::layers::Layers::new(
+            .with_layers(crate::vms::layers::Layers::new(
                 pool.clone(),
                 nodes.clone(),
                 config.layer_storage,

@@ -465,9 +465,9 @@ impl From<LabNetError> for ApiError {
     }
 }
 
-impl From<crate::layers::LayerError> for ApiError {
-    fn from(e: crate::layers::LayerError) -> Self {
-        use crate::layers::LayerError;
+impl From<crate::vms::layers::LayerError> for ApiError {
+    fn from(e: crate::vms::layers::LayerError) -> Self {
+        use crate::vms::layers::LayerError;
         match e {
             LayerError::HomeDown(_) => {
                 Self::new(StatusCode::CONFLICT, "layer_node_down", e.to_string())

@@ -14,11 +14,11 @@ use crate::console::{self};
 use crate::db::{self};
 use crate::images::{self};
 use crate::labnets::{self};
-use crate::layers::{LayerLocation, LayerStorage};
 use crate::libvirt::{self, DomainState, GraphicsKind};
 use crate::placement::{Candidate, Constraint};
 use crate::portable::ChainLayer;
 use crate::templates;
+use crate::vms::layers::{LayerLocation, LayerStorage};
 
 impl VmManager {
     /// The nodes placement may consider for a VM of `chain` with `graphics`.
@@ -240,12 +240,12 @@ impl VmManager {
     }
 
     /// The stopped VM's layer as a file on the server at its `overlay_path`
-    /// (a download for a node-local layer, see [`crate::layers`]); commit
+    /// (a download for a node-local layer, see [`crate::vms::layers`]); commit
     /// the checkout after changing the file. Call under the VM's lock.
     pub(crate) async fn checkout_layer(
         &self,
         vm: &Vm,
-    ) -> Result<crate::layers::Checkout<'_>, VmError> {
+    ) -> Result<crate::vms::layers::Checkout<'_>, VmError> {
         let (backing, size) = match vm.layer_storage {
             LayerStorage::Shared => (PathBuf::new(), 0),
             LayerStorage::NodeLocal => {

@@ -11,10 +11,10 @@ use super::VmManager;
 use super::model::{COLUMNS, Vm, VmError, VmState, from_row, graphics_of, load};
 use crate::events::{self, EventKind, NewEvent};
 use crate::labnets::{self};
-use crate::layers::{LayerError, LayerStorage};
 use crate::nodes::NodeError;
 use crate::placement::{Candidate, Constraint};
 use crate::templates;
+use crate::vms::layers::{LayerError, LayerStorage};
 
 /// Longest a live migration may take before pvce stops waiting (libvirt goes
 /// on; the reconcile loop then finds the domain wherever it ended up).

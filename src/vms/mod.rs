@@ -37,6 +37,7 @@
 //! for the old node are void (they are bound to the node). Maintenance with
 //! `drain` migrates a node's running VMs away one by one.
 
+pub mod layers;
 mod lifecycle;
 mod migrate;
 mod model;
@@ -48,7 +49,9 @@ mod viewer;
 pub(crate) use model::load;
 use model::{COLUMNS, from_row};
 pub use model::{Vm, VmError, VmState, labels};
-pub use provision::{Provision, STAGING_SUFFIX, SweepReport, delete_for, sweep_layers_at_start};
+pub use provision::{
+    NewBuildVm, Provision, STAGING_SUFFIX, SweepReport, delete_for, sweep_layers_at_start,
+};
 pub use viewer::ViewerTicket;
 
 use std::collections::HashMap;
@@ -61,13 +64,13 @@ use uuid::Uuid;
 use crate::auth::Role;
 use crate::db::Pool;
 use crate::labnets::LabNets;
-use crate::layers::{LayerStorage, Layers};
 use crate::libvirt::{self};
 use crate::nodes::Nodes;
 use crate::placement::{Policy, Reservations};
 use crate::storage::Storage;
 use crate::stores::Stores;
 use crate::users::User;
+use crate::vms::layers::{LayerStorage, Layers};
 
 /// A change of a VM's state, broadcast to console sessions and UI streams.
 #[derive(Debug, Clone, Serialize)]

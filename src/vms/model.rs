@@ -12,11 +12,11 @@ use uuid::Uuid;
 use crate::db::{self, Pool};
 use crate::images::ImageError;
 use crate::labnets::LabNetError;
-use crate::layers::{LayerError, LayerLocation, LayerStorage};
 use crate::libvirt::{GraphicsKind, LibvirtError};
 use crate::nodes::NodeError;
 use crate::placement::PlacementError;
 use crate::stores::StoreError;
+use crate::vms::layers::{LayerError, LayerLocation, LayerStorage};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -82,7 +82,7 @@ pub struct Vm {
     pub last_error: Option<String>,
     pub last_started_at: Option<String>,
     pub created_at: String,
-    /// Where the personal layer lives ([`crate::layers`]).
+    /// Where the personal layer lives ([`crate::vms::layers`]).
     pub layer_storage: LayerStorage,
     /// Node-local layer: the VM's home node, once its layer exists.
     pub layer_node_id: Option<Uuid>,

@@ -7,13 +7,14 @@ use std::path::{Path, PathBuf};
 
 use uuid::Uuid;
 
-use super::model::{COLUMNS, Vm, VmError, from_row};
+use super::VmManager;
+use super::model::{COLUMNS, Vm, VmError, VmState, from_row, load};
 use crate::courses::VmSpec;
 use crate::db::{self, Pool};
 use crate::images::{self};
-use crate::layers::{LayerLocation, LayerStorage, Layers};
 use crate::storage::{self, Storage};
 use crate::templates;
+use crate::vms::layers::{LayerLocation, LayerStorage, Layers};
 
 /// Suffix of a personal layer written but not yet published: its VM row is
 /// not committed yet (or the server died between the commit and the rename,
@@ -350,4 +351,81 @@ pub async fn delete_for(
         storage::remove_file_if_exists(&storage.console_log_path(vm.id))?;
     }
     Ok(())
+}
+
+/// The build VM of a draft template ([`crate::builds`]): owned by the
+/// teacher, booting straight from the draft's layer (so what the teacher
+/// installs lands in it), on the parent template for placement.
+#[derive(Debug)]
+pub struct NewBuildVm {
+    pub draft_id: Uuid,
+    pub parent_id: Uuid,
+    pub owner_id: Uuid,
+    pub vcpus: u32,
+    pub memory_mib: u32,
+    /// The draft's layer file.
+    pub layer: PathBuf,
+}
+
+impl VmManager {
+    /// Inserts a draft's build VM (stopped) and returns its id.
+    pub async fn insert_build_vm(&self, b: &NewBuildVm) -> Result<Uuid, VmError> {
+        let vm_id = Uuid::new_v4();
+        sqlx::query(
+            "INSERT INTO vms (id, name, build_template_id, owner_id, template_id, state, vcpus, memory_mib, overlay_path, created_at)
+             VALUES (?, ?, ?, ?, ?, 'stopped', ?, ?, ?, ?)",
+        )
+        .bind(vm_id.to_string())
+        .bind("build")
+        .bind(b.draft_id.to_string())
+        .bind(b.owner_id.to_string())
+        .bind(b.parent_id.to_string())
+        .bind(i64::from(b.vcpus))
+        .bind(i64::from(b.memory_mib))
+        .bind(b.layer.to_string_lossy().into_owned())
+        .bind(db::now())
+        .execute(&self.pool)
+        .await?;
+        Ok(vm_id)
+    }
+
+    /// The build VM of draft template `draft_id`, if it has one.
+    pub async fn build_vm_of(&self, draft_id: Uuid) -> Result<Option<Uuid>, VmError> {
+        let id: Option<String> =
+            sqlx::query_scalar("SELECT id FROM vms WHERE build_template_id = ?")
+                .bind(draft_id.to_string())
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(id.and_then(|s| Uuid::parse_str(&s).ok()))
+    }
+
+    /// Deletes a build VM (its row and console log) under its lock, whatever
+    /// its state: for a VM that was just forced off or never started.
+    pub async fn delete_build_vm(&self, vm_id: Uuid) -> Result<(), VmError> {
+        let lock = self.lock_for(vm_id);
+        let _guard = lock.lock().await;
+        self.delete_build_vm_locked(vm_id).await
+    }
+
+    /// Deletes a build VM if it is stopped (checked under its lock, so no
+    /// start slips in between); `false` if it is not.
+    pub async fn delete_stopped_build_vm(&self, vm_id: Uuid) -> Result<bool, VmError> {
+        let lock = self.lock_for(vm_id);
+        let _guard = lock.lock().await;
+        if load(&self.pool, vm_id).await?.state != VmState::Stopped {
+            return Ok(false);
+        }
+        self.delete_build_vm_locked(vm_id).await?;
+        Ok(true)
+    }
+
+    async fn delete_build_vm_locked(&self, vm_id: Uuid) -> Result<(), VmError> {
+        sqlx::query("DELETE FROM vms WHERE id = ? AND build_template_id IS NOT NULL")
+            .bind(vm_id.to_string())
+            .execute(&self.pool)
+            .await?;
+        // Only a log: a failure to remove it is not the caller's failure.
+        let _ = storage::remove_file_if_exists(&self.storage.console_log_path(vm_id));
+        Ok(())
+    }
 }
