@@ -84,7 +84,7 @@ async fn remove(
     IdPath(id): IdPath,
 ) -> Result<StatusCode, ApiError> {
     me.require(&[Role::Admin])?;
-    state.nodes.delete(id, Some(&me.user.username)).await?;
+    state.vms.remove_node(id, Some(&me.user.username)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -304,3 +304,41 @@ impl VmManager {
         events::record(&self.pool, event.vm(vm).by(actor)).await;
     }
 }
+
+impl VmManager {
+    /// Removes a node from the cluster. Refused (409) while any VM runs there
+    /// or ran there when the node went down (`node_down`: its domain may
+    /// still be alive, so forgetting the node would let the VM start a second
+    /// copy elsewhere — fence it first), and while VMs keep their node-local
+    /// layers there (the students' disks would be lost: move them first).
+    /// Checks and removal are one transaction, so a start placed on the node
+    /// meanwhile cannot slip in between.
+    pub async fn remove_node(&self, id: Uuid, actor: Option<&str>) -> Result<(), NodeError> {
+        let mut removal = self.nodes.begin_removal(id).await?;
+        let tx = removal.conn();
+        // `node_down` VMs keep their active state underneath (migration 0005).
+        let active: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM vms WHERE node_id = ?
+             AND state IN ('starting', 'running', 'stopping')",
+        )
+        .bind(id.to_string())
+        .fetch_one(&mut *tx)
+        .await?;
+        if active > 0 {
+            return Err(NodeError::Busy(u64::try_from(active).unwrap_or(0)));
+        }
+        let disks: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM vms WHERE layer_node_id = ?")
+            .bind(id.to_string())
+            .fetch_one(&mut *tx)
+            .await?;
+        if disks > 0 {
+            return Err(NodeError::HoldsLayers(u64::try_from(disks).unwrap_or(0)));
+        }
+        // Stopped VMs only remember where they last ran.
+        sqlx::query("UPDATE vms SET node_id = NULL WHERE node_id = ?")
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        removal.finish(actor).await
+    }
+}
