@@ -8,10 +8,9 @@ use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
-use super::VmManager;
 use super::model::{Vm, VmError, VmState, graphics_of, load};
+use super::{LastError, VmManager};
 use crate::console::{self};
-use crate::db::{self};
 use crate::images::{self};
 use crate::labnets::{self};
 use crate::libvirt::{self, DomainState, GraphicsKind};
@@ -203,14 +202,15 @@ impl VmManager {
         };
         match conn.create_domain(&spec).await {
             Ok(_) => {
-                sqlx::query("UPDATE vms SET state = 'running', node_id = ?, last_error = NULL, last_started_at = ? WHERE id = ?")
-                    .bind(node_id.to_string())
-                    .bind(db::now())
-                    .bind(vm.id.to_string())
-                    .execute(&self.pool)
-                    .await?;
+                self.write_state(
+                    vm.id,
+                    VmState::Running,
+                    Some(node_id),
+                    LastError::Clear,
+                    true,
+                )
+                .await?;
                 drop(reservation);
-                self.notify(vm.id, VmState::Running, Some(node_id));
                 load(&self.pool, vm.id).await
             }
             Err(e) => {
@@ -405,13 +405,8 @@ impl VmManager {
         }
         // The old layer's snapshots went with it.
         crate::snapshots::forget_all(&self.pool, &vm).await?;
-        sqlx::query(
-            "UPDATE vms SET state = 'stopped', node_id = NULL, last_error = NULL WHERE id = ?",
-        )
-        .bind(vm.id.to_string())
-        .execute(&self.pool)
-        .await?;
-        self.notify(vm.id, VmState::Stopped, None);
+        self.write_state(vm.id, VmState::Stopped, None, LastError::Clear, false)
+            .await?;
         load(&self.pool, vm.id).await
     }
 }

@@ -72,6 +72,14 @@ use crate::stores::Stores;
 use crate::users::User;
 use crate::vms::layers::{LayerStorage, Layers};
 
+/// What a state change does to a VM's `last_error`.
+#[derive(Debug)]
+enum LastError {
+    Keep,
+    Set(String),
+    Clear,
+}
+
 /// A change of a VM's state, broadcast to console sessions and UI streams.
 #[derive(Debug, Clone, Serialize)]
 pub struct VmEvent {
@@ -258,6 +266,8 @@ impl VmManager {
         }
     }
 
+    /// Writes a VM's state (keeping its last error, or setting it to
+    /// `error`) and notifies subscribers: see [`Self::write_state`].
     async fn set_state(
         &self,
         id: Uuid,
@@ -265,19 +275,50 @@ impl VmManager {
         node_id: Option<Uuid>,
         error: Option<String>,
     ) -> Result<(), VmError> {
+        let last_error = match error {
+            Some(e) => LastError::Set(e),
+            None => LastError::Keep,
+        };
+        self.write_state(id, state, node_id, last_error, false)
+            .await
+    }
+
+    /// The one writer of a VM's state: every change of `state`/`node_id`
+    /// goes through here, so subscribers (console sessions, UI streams) hear
+    /// of each one. `started`: this is a start's success (stamps
+    /// `last_started_at`).
+    async fn write_state(
+        &self,
+        id: Uuid,
+        state: VmState,
+        node_id: Option<Uuid>,
+        last_error: LastError,
+        started: bool,
+    ) -> Result<(), VmError> {
         // `node_down` keeps the last known state underneath (see migration 0005).
         let (column_state, node_down) = match state {
             VmState::NodeDown => (None, 1),
             s => (Some(s.as_str()), 0),
         };
-        sqlx::query("UPDATE vms SET state = COALESCE(?, state), node_down = ?, node_id = ?, last_error = COALESCE(?, last_error) WHERE id = ?")
-            .bind(column_state)
-            .bind(node_down)
-            .bind(node_id.map(|n| n.to_string()))
-            .bind(error)
-            .bind(id.to_string())
-            .execute(&self.pool)
-            .await?;
+        let (keep_error, error) = match last_error {
+            LastError::Keep => (1, None),
+            LastError::Set(e) => (0, Some(e)),
+            LastError::Clear => (0, None),
+        };
+        sqlx::query(
+            "UPDATE vms SET state = COALESCE(?, state), node_down = ?, node_id = ?,
+             last_error = CASE WHEN ? THEN last_error ELSE ? END,
+             last_started_at = COALESCE(?, last_started_at) WHERE id = ?",
+        )
+        .bind(column_state)
+        .bind(node_down)
+        .bind(node_id.map(|n| n.to_string()))
+        .bind(keep_error)
+        .bind(error)
+        .bind(started.then(crate::db::now))
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await?;
         self.notify(id, state, node_id);
         Ok(())
     }
