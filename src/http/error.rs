@@ -450,7 +450,8 @@ impl From<VmError> for ApiError {
             VmError::LabNet(l) => l.into(),
             VmError::Store(s) => s.into(),
             VmError::Layer(l) => l.into(),
-            VmError::Template(_) | VmError::Io(_) | VmError::Db(_) => Self::internal(&e),
+            VmError::Template(t) => t.into(),
+            VmError::Io(_) | VmError::Db(_) => Self::internal(&e),
         }
     }
 }

@@ -144,9 +144,7 @@ impl VmManager {
         let mut layer = vm.layer();
         let created_layer = layer.storage == LayerStorage::NodeLocal && layer.volume.is_none();
         if created_layer {
-            let t = templates::get(&self.pool, vm.template_id)
-                .await
-                .map_err(|e| VmError::Template(e.to_string()))?;
+            let t = templates::get(&self.pool, vm.template_id).await?;
             layer = self
                 .layers
                 .create(
@@ -249,9 +247,7 @@ impl VmManager {
         let (backing, size) = match vm.layer_storage {
             LayerStorage::Shared => (PathBuf::new(), 0),
             LayerStorage::NodeLocal => {
-                let t = templates::get(&self.pool, vm.template_id)
-                    .await
-                    .map_err(|e| VmError::Template(e.to_string()))?;
+                let t = templates::get(&self.pool, vm.template_id).await?;
                 (self.storage.template_path(t.id), t.virtual_size_bytes)
             }
         };
@@ -390,9 +386,7 @@ impl VmManager {
         }
         match vm.layer_storage {
             LayerStorage::Shared => {
-                let t = templates::get(&self.pool, vm.template_id)
-                    .await
-                    .map_err(|e| VmError::Template(e.to_string()))?;
+                let t = templates::get(&self.pool, vm.template_id).await?;
                 let path = vm.overlay_path.clone();
                 let backing = self.storage.template_path(t.id);
                 let size = t.virtual_size_bytes;

@@ -186,9 +186,7 @@ impl VmManager {
         let node = self.target_node(target).await?;
         let chain = self.stores.chain(vm.template_id).await?;
         self.stores.ensure_chain(target, &chain).await?;
-        let t = templates::get(&self.pool, vm.template_id)
-            .await
-            .map_err(|e| VmError::Template(e.to_string()))?;
+        let t = templates::get(&self.pool, vm.template_id).await?;
         tracing::info!(vm = %vm.id, to = %node.name, "moving a node-local layer");
         let home = vm.layer().node_id;
         self.layers

@@ -130,8 +130,8 @@ pub enum VmError {
     LabNet(#[from] LabNetError),
     #[error(transparent)]
     Layer(#[from] LayerError),
-    #[error("template error: {0}")]
-    Template(String),
+    #[error(transparent)]
+    Template(#[from] crate::templates::TemplateError),
     #[error("storage error: {0}")]
     Io(#[from] std::io::Error),
     #[error(transparent)]

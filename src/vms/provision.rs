@@ -80,9 +80,7 @@ impl Provision {
         let existing: std::collections::HashSet<(String, String)> = existing.into_iter().collect();
         let mut backing = HashMap::new();
         for spec in specs {
-            let t = templates::get(pool, spec.template_id)
-                .await
-                .map_err(|e| VmError::Template(e.to_string()))?;
+            let t = templates::get(pool, spec.template_id).await?;
             backing.insert(spec.id, (storage.template_path(t.id), t.virtual_size_bytes));
         }
         for owner in owners {
