@@ -509,7 +509,8 @@ impl From<crate::stores::StoreError> for ApiError {
             ),
             StoreError::Node(n) => n.into(),
             StoreError::Libvirt(l) => l.into(),
-            StoreError::Chain(_) | StoreError::Db(_) => Self::internal(&e),
+            StoreError::Template(t) => t.into(),
+            StoreError::Db(_) => Self::internal(&e),
         }
     }
 }

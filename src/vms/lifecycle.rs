@@ -15,8 +15,8 @@ use crate::images::{self};
 use crate::labnets::{self};
 use crate::libvirt::{self, DomainState, GraphicsKind};
 use crate::placement::{Candidate, Constraint};
-use crate::portable::ChainLayer;
 use crate::templates;
+use crate::templates::chain::ChainLayer;
 use crate::vms::layers::{LayerLocation, LayerStorage};
 
 impl VmManager {
