@@ -50,13 +50,31 @@ pub const MONITOR_INTERVAL: Duration = Duration::from_secs(3);
 /// connection breaks, about 6 s when it is frozen), well inside 10 s.
 pub const PROBE_DEADLINE: Duration = Duration::from_secs(3);
 
+/// A node's state as the API shows it: `up` or `down` as its probes last
+/// found it (the `nodes.state` column), `maintenance` for an up node that
+/// takes no new VMs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeState {
+    Up,
+    Maintenance,
+    Down,
+}
+
+impl NodeState {
+    /// True while the node answers (in maintenance or not).
+    pub fn is_up(self) -> bool {
+        self != Self::Down
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Node {
     pub id: Uuid,
     pub name: String,
     pub uri: String,
     pub console_address: String,
-    pub state: &'static str,
+    pub state: NodeState,
     pub maintenance: bool,
     pub cpus: u32,
     pub mem_total_mib: u64,
@@ -187,9 +205,9 @@ fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Node, sqlx::Error> {
         uri: row.try_get("uri")?,
         console_address: row.try_get("console_address")?,
         state: match (state.as_str(), maintenance) {
-            ("up", true) => "maintenance",
-            ("up", false) => "up",
-            _ => "down",
+            ("up", true) => NodeState::Maintenance,
+            ("up", false) => NodeState::Up,
+            _ => NodeState::Down,
         },
         maintenance,
         cpus: u32::try_from(row.try_get::<i64, _>("cpus")?).unwrap_or(0),

@@ -12,6 +12,7 @@ use crate::config::Secret;
 use crate::monitor::{self, MonitorError, VmLoad};
 use crate::nodes::Node;
 use crate::state::AppState;
+use crate::vms::VmState;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetricsError {
@@ -74,14 +75,7 @@ pub async fn render(state: &AppState) -> Result<String, MonitorError> {
         out,
         "# HELP pvce_vms Personal VMs by state.\n# TYPE pvce_vms gauge"
     );
-    for s in [
-        "stopped",
-        "starting",
-        "running",
-        "stopping",
-        "error",
-        "node_down",
-    ] {
+    for s in VmState::ALL.map(VmState::as_str) {
         let n = by_state.iter().find(|(k, _)| k == s).map_or(0, |(_, n)| *n);
         let _ = writeln!(out, "pvce_vms{{state=\"{s}\"}} {n}");
     }
@@ -91,7 +85,7 @@ pub async fn render(state: &AppState) -> Result<String, MonitorError> {
         (
             "pvce_node_up",
             "1 if the node answers libvirt calls.",
-            |n| f64::from(u8::from(n.state != "down")),
+            |n| f64::from(u8::from(n.state.is_up())),
         ),
         (
             "pvce_node_maintenance",

@@ -203,7 +203,7 @@ impl Layers {
             return Ok(None);
         };
         let node = self.nodes.get(node_id).await?;
-        if node.state == "down" {
+        if !node.state.is_up() {
             return Err(LayerError::HomeDown(node.name));
         }
         if node.maintenance {

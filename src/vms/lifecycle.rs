@@ -36,7 +36,7 @@ impl VmManager {
             .into_iter()
             .map(|n| Candidate {
                 node_id: n.id,
-                up: n.state != "down",
+                up: n.state.is_up(),
                 maintenance: n.maintenance,
                 has_template: holders.contains(&n.id)
                     || n.store_free.is_none_or(|free| free >= chain_bytes),

@@ -152,7 +152,7 @@ impl VmManager {
                 format!("node {} is in maintenance", node.name),
             ));
         }
-        if node.state == "down" {
+        if !node.state.is_up() {
             return Err(VmError::Conflict(
                 "node_down",
                 format!("node {} is down", node.name),

@@ -34,6 +34,16 @@ pub enum VmState {
 }
 
 impl VmState {
+    /// Every state, in the order the UI and `/metrics` list them.
+    pub const ALL: [VmState; 6] = [
+        VmState::Stopped,
+        VmState::Starting,
+        VmState::Running,
+        VmState::Stopping,
+        VmState::Error,
+        VmState::NodeDown,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             VmState::Stopped => "stopped",
@@ -218,4 +228,20 @@ pub async fn labels(pool: &Pool, vm: &Vm) -> Result<(String, String), VmError> {
         .fetch_optional(pool)
         .await?;
     Ok((owner, context.unwrap_or_else(|| "template build".into())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_state_is_spelled_one_way() {
+        for s in VmState::ALL {
+            assert_eq!(
+                serde_json::to_value(s).expect("json"),
+                serde_json::Value::from(s.as_str())
+            );
+            assert_eq!(VmState::parse(s.as_str()), s);
+        }
+    }
 }

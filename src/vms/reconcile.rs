@@ -133,7 +133,7 @@ impl VmManager {
     pub async fn reconcile_once(&self) -> Result<(), VmError> {
         let nodes = self.nodes.list().await?;
         let passes = nodes.iter().map(|node| async move {
-            if node.state == "down" {
+            if !node.state.is_up() {
                 return self.mark_node_down(node.id).await;
             }
             match tokio::time::timeout(RECONCILE_NODE_DEADLINE, self.reconcile_node(node)).await {
@@ -262,7 +262,7 @@ impl VmManager {
     /// VMs were released.
     pub async fn fence_node(&self, node_id: Uuid, actor: Option<&str>) -> Result<u64, VmError> {
         let node = self.nodes.get(node_id).await?;
-        if node.state != "down" || self.nodes.probe(node_id).await.is_ok() {
+        if node.state.is_up() || self.nodes.probe(node_id).await.is_ok() {
             return Err(VmError::Conflict(
                 "node_up",
                 "the node answers; its VMs are stopped through it, not fenced".into(),
