@@ -46,9 +46,10 @@ mod reconcile;
 mod rule;
 mod viewer;
 
+pub(crate) use model::graphics_from_db;
 pub(crate) use model::load;
 use model::{COLUMNS, from_row};
-pub use model::{Vm, VmError, VmState, labels};
+pub use model::{Vm, VmError, VmSpec, VmState, labels};
 pub use provision::{
     NewBuildVm, Provision, STAGING_SUFFIX, SweepReport, delete_for, sweep_layers_at_start,
 };

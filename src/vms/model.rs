@@ -75,6 +75,27 @@ impl VmState {
 }
 
 #[derive(Debug, Clone, Serialize)]
+/// One VM of a course's VM set: every enrolled student gets a VM like it.
+pub struct VmSpec {
+    pub id: Uuid,
+    pub name: String,
+    pub template_id: Uuid,
+    pub vcpus: u32,
+    pub memory_mib: u32,
+    /// Console protocol of the spec's VMs: `vnc` (default) or `spice`.
+    pub graphics: GraphicsKind,
+}
+
+/// The `vm_specs.graphics` column (unknown values are VNC, the default).
+pub(crate) fn graphics_from_db(s: &str) -> GraphicsKind {
+    if s == "spice" {
+        GraphicsKind::Spice
+    } else {
+        GraphicsKind::Vnc
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
 pub struct Vm {
     pub id: Uuid,
     pub name: String,
@@ -214,7 +235,7 @@ pub(super) async fn graphics_of(pool: &Pool, vm_id: Uuid) -> Result<GraphicsKind
     .bind(vm_id.to_string())
     .fetch_optional(pool)
     .await?;
-    Ok(g.map_or(GraphicsKind::Vnc, |g| crate::courses::graphics_from_db(&g)))
+    Ok(g.map_or(GraphicsKind::Vnc, |g| graphics_from_db(&g)))
 }
 
 /// The owner's username and the course code (or "template build"), for the domain title.

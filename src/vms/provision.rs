@@ -8,8 +8,7 @@ use std::path::{Path, PathBuf};
 use uuid::Uuid;
 
 use super::VmManager;
-use super::model::{COLUMNS, Vm, VmError, VmState, from_row, load};
-use crate::courses::VmSpec;
+use super::model::{COLUMNS, Vm, VmError, VmSpec, VmState, from_row, load};
 use crate::db::{self, Pool};
 use crate::images::{self};
 use crate::storage::{self, Storage};
