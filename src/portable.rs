@@ -611,7 +611,8 @@ where
         match entry.kind {
             tar::Kind::PaxNext => {
                 let data = reader.data(entry.size, 64 << 10, "a pax header").await?;
-                let (p, s) = tar::parse_pax(&data).map_err(PortableError::BadArchive)?;
+                let (p, s) =
+                    tar::parse_pax(&data).map_err(|e| PortableError::BadArchive(e.to_string()))?;
                 next_name = p.or(next_name);
                 next_size = s.or(next_size);
                 metadata += entry.size;
@@ -642,7 +643,7 @@ where
         let name = next_name.take().unwrap_or(entry.name);
         let size = next_size.take().unwrap_or(entry.size);
         let path: Vec<String> = tar::member_path(&name)
-            .map_err(|why| foreign_member(&name, &why))?
+            .map_err(|why| foreign_member(&name, &why.to_string()))?
             .into_iter()
             .map(str::to_owned)
             .collect();
