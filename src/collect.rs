@@ -265,7 +265,7 @@ fn fs_offset(raw: &Path) -> io::Result<Option<u64>> {
     let mut head = vec![0u8; 2048];
     let n = f.read_at(&mut head, 0)?;
     head.truncate(n);
-    if let Some(o) = crate::library::linux_partition_offset(&head) {
+    if let Some(o) = crate::images::partition::linux_partition_offset(&head) {
         return Ok(Some(o));
     }
     Ok((head.len() >= 2048 && crate::portable::ext4::has_magic(&head[1024..])).then_some(0))

@@ -948,7 +948,7 @@ fn allocated_bytes(path: &Path) -> u64 {
 /// Reads the guest's root file system usage from a stopped VM's layer.
 async fn read_fs(layer: &Path) -> Result<Option<ext4::FsUsage>, ImageError> {
     let mbr = qemu_img::read_guest(layer, 0, 512).await?;
-    let offset = match crate::library::linux_partition_offset(&mbr) {
+    let offset = match crate::images::partition::linux_partition_offset(&mbr) {
         Some(o) => o,
         None => {
             // A disk that is one bare file system.
