@@ -53,7 +53,7 @@ pub use model::{Vm, VmError, VmSpec, VmState, labels};
 pub use provision::{
     NewBuildVm, Provision, STAGING_SUFFIX, SweepReport, delete_for, sweep_layers_at_start,
 };
-pub use viewer::ViewerTicket;
+pub use viewer::ViewerPassword;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

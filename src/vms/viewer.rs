@@ -12,7 +12,7 @@ use crate::libvirt::{self, GraphicsKind};
 
 /// What a native viewer needs to reach a running VM's console (`.vv`).
 /// `Debug` leaves the password out.
-pub struct ViewerTicket {
+pub struct ViewerPassword {
     pub vm: Vm,
     pub kind: GraphicsKind,
     pub host: String,
@@ -23,9 +23,9 @@ pub struct ViewerTicket {
     pub title: String,
 }
 
-impl std::fmt::Debug for ViewerTicket {
+impl std::fmt::Debug for ViewerPassword {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ViewerTicket")
+        f.debug_struct("ViewerPassword")
             .field("vm", &self.vm.id)
             .field("kind", &self.kind)
             .field("host", &self.host)
@@ -74,7 +74,7 @@ impl VmManager {
 
     /// What the console proxy connects to: the running VM's console and the
     /// password it requires *now*, read from libvirt at every connect. If
-    /// that password has expired (a `.vv` ticket's `passwdValidTo` passed),
+    /// that password has expired (a viewer password's `passwdValidTo` passed),
     /// a fresh per-boot password without expiry replaces it first, so the
     /// proxy always gets in (rule in `console`'s module docs).
     pub async fn console_target(&self, id: Uuid) -> Result<(Vm, ConsoleTarget), VmError> {
@@ -107,8 +107,12 @@ impl VmManager {
     /// A one-time console password for a native viewer (`.vv` file): a fresh
     /// random password set on the live console with `passwdValidTo` = now +
     /// `ttl`, replacing the per-boot one (sessions already open stay open).
-    /// Returns where the console listens and the ticket. Never log the result.
-    pub async fn console_ticket(&self, id: Uuid, ttl: Duration) -> Result<ViewerTicket, VmError> {
+    /// Returns where the console listens and the password. Never log the result.
+    pub async fn viewer_password(
+        &self,
+        id: Uuid,
+        ttl: Duration,
+    ) -> Result<ViewerPassword, VmError> {
         let (vm, node, conn) = self.running_on_node(id).await?;
         let name = self.domain_name(vm.id);
         let _guard = self.console_passwords.lock().await;
@@ -130,7 +134,7 @@ impl VmManager {
             .await?
             .ok_or_else(Self::no_console)?;
         let (owner, context) = labels(&self.pool, &vm).await?;
-        Ok(ViewerTicket {
+        Ok(ViewerPassword {
             title: format!("{owner} / {context} / {}", vm.name),
             vm,
             kind: live.kind,
