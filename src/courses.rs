@@ -490,7 +490,7 @@ pub async fn delete(
 
 fn running_to_conflict(e: VmError) -> CourseError {
     match e {
-        VmError::Conflict("vm_running", msg) => CourseError::VmRunning(msg),
+        VmError::Running(msg) => CourseError::VmRunning(msg),
         other => CourseError::Vm(other),
     }
 }

@@ -185,10 +185,9 @@ pub(crate) fn ensure_stopped(vm: &Vm, what: &str) -> Result<(), VmError> {
     match vm.state {
         VmState::Stopped | VmState::Error => Ok(()),
         VmState::Starting | VmState::Running | VmState::Stopping | VmState::NodeDown => {
-            Err(VmError::Conflict(
-                "vm_running",
-                format!("stop the VM first: {what} works on a stopped VM only"),
-            ))
+            Err(VmError::Running(format!(
+                "stop the VM first: {what} works on a stopped VM only"
+            )))
         }
     }
 }
@@ -207,8 +206,7 @@ pub(crate) async fn settle(layer: &Path) -> Result<(), VmError> {
         match qemu_img::snapshot_tags(layer).await {
             Err(ImageError::QemuImg { detail, .. }) if detail.contains("lock") => {
                 if start.elapsed() >= SETTLE_TIMEOUT {
-                    return Err(VmError::Conflict(
-                        "layer_busy",
+                    return Err(VmError::LayerBusy(
                         "the VM's disk is still in use; try again in a moment".into(),
                     ));
                 }

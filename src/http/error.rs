@@ -441,8 +441,28 @@ impl From<VmError> for ApiError {
     fn from(e: VmError) -> Self {
         match e {
             VmError::NotFound => Self::not_found(),
-            VmError::Conflict(code, m) => Self::new(StatusCode::CONFLICT, code, m),
-            VmError::Unprocessable(code, m) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, m),
+            VmError::Running(m) => Self::new(StatusCode::CONFLICT, "vm_running", m),
+            VmError::Stopping(m) => Self::new(StatusCode::CONFLICT, "vm_stopping", m),
+            VmError::NotRunning(m) => Self::new(StatusCode::CONFLICT, "vm_not_running", m),
+            VmError::NodeDown(m) => Self::new(StatusCode::CONFLICT, "node_down", m),
+            VmError::NodeUp(m) => Self::new(StatusCode::CONFLICT, "node_up", m),
+            VmError::NodeMaintenance(m) => Self::new(StatusCode::CONFLICT, "node_maintenance", m),
+            VmError::LabNetwork(m) => Self::new(StatusCode::CONFLICT, "lab_network", m),
+            VmError::LayerNodeLocal(m) => Self::new(StatusCode::CONFLICT, "layer_node_local", m),
+            VmError::LayerBusy(m) => Self::new(StatusCode::CONFLICT, "layer_busy", m),
+            VmError::InsufficientMemory(m) => {
+                Self::new(StatusCode::CONFLICT, "insufficient_memory", m)
+            }
+            VmError::EnrolmentInProgress(m) => {
+                Self::new(StatusCode::CONFLICT, "enrolment_in_progress", m)
+            }
+            VmError::SameNode(m) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "same_node", m),
+            VmError::UnknownNode(m) => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown_node", m)
+            }
+            VmError::BadConsoleAddress(m) => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_console_address", m)
+            }
             VmError::Placement(p) => p.into(),
             VmError::Node(n) => n.into(),
             VmError::Libvirt(l) => l.into(),

@@ -86,8 +86,7 @@ impl VmManager {
         match vm.state {
             VmState::Running | VmState::Starting => return Ok(vm),
             VmState::Stopping => {
-                return Err(VmError::Conflict(
-                    "vm_stopping",
+                return Err(VmError::Stopping(
                     "the VM is shutting down; try again when it has stopped".into(),
                 ));
             }
@@ -117,9 +116,7 @@ impl VmManager {
             (Some(home), Constraint::Anywhere) => Constraint::OnNode(home),
             (Some(home), Constraint::OnNode(n)) if n == home => constraint,
             (Some(_), Constraint::OnNode(_)) => {
-                return Err(VmError::Conflict(
-                    "lab_network",
-                    "this VM's disk is on another node than the one running the student's other VMs on the same lab network; stop those VMs first".into(),
+                return Err(VmError::LabNetwork("this VM's disk is on another node than the one running the student's other VMs on the same lab network; stop those VMs first".into(),
                 ));
             }
         };
@@ -282,10 +279,7 @@ impl VmManager {
             (VmState::Running | VmState::Stopping, Some(n)) => n,
             (VmState::NodeDown, _) => return Err(node_down_conflict()),
             _ => {
-                return Err(VmError::Conflict(
-                    "vm_not_running",
-                    "the VM is not running".into(),
-                ));
+                return Err(VmError::NotRunning("the VM is not running".into()));
             }
         };
         let conn = self.nodes.conn(node_id).await?;
@@ -379,10 +373,7 @@ impl VmManager {
         let _guard = lock.lock().await;
         let vm = self.sync_with_node(load(&self.pool, vm.id).await?).await?;
         if vm.state.is_active() {
-            return Err(VmError::Conflict(
-                "vm_running",
-                "stop the VM before resetting it".into(),
-            ));
+            return Err(VmError::Running("stop the VM before resetting it".into()));
         }
         match vm.layer_storage {
             LayerStorage::Shared => {
@@ -406,8 +397,6 @@ impl VmManager {
 }
 
 pub(super) fn node_down_conflict() -> VmError {
-    VmError::Conflict(
-        "node_down",
-        "the VM's node is down; the VM can be started again once the node answers or an admin confirms it is powered off".into(),
+    VmError::NodeDown("the VM's node is down; the VM can be started again once the node answers or an admin confirms it is powered off".into(),
     )
 }

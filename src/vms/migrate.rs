@@ -31,31 +31,24 @@ impl VmManager {
         let _guard = lock.lock().await;
         let (vm, src) = self.require_running(vm).await?;
         let (VmState::Running, Some(source)) = (vm.state, vm.node_id) else {
-            return Err(VmError::Conflict(
-                "vm_not_running",
+            return Err(VmError::NotRunning(
                 "only a running VM can be migrated".into(),
             ));
         };
         if vm.layer_storage == LayerStorage::NodeLocal {
-            return Err(VmError::Conflict(
-                "layer_node_local",
-                "this VM's disk is local to its node, so it cannot live-migrate; stop it, then move it (POST /api/vms/{id}/move)".into(),
+            return Err(VmError::LayerNodeLocal("this VM's disk is local to its node, so it cannot live-migrate; stop it, then move it (POST /api/vms/{id}/move)".into(),
             ));
         }
         // A lab network lives on one node; multi-node lab networks do not exist yet.
         if let Some(c) = vm.course_id
             && labnets::course_has_lab_network(&self.pool, c).await?
         {
-            return Err(VmError::Conflict(
-                "lab_network",
+            return Err(VmError::LabNetwork(
                 "VMs on a lab network cannot move to another node yet".into(),
             ));
         }
         if source == target {
-            return Err(VmError::Unprocessable(
-                "same_node",
-                "the VM already runs on this node".into(),
-            ));
+            return Err(VmError::SameNode("the VM already runs on this node".into()));
         }
         let node = self.target_node(target).await?;
         let committed = self.committed_mib().await?;
@@ -84,23 +77,17 @@ impl VmManager {
                 Constraint::Anywhere,
             )
             .map_err(|_| {
-                VmError::Conflict(
-                    "insufficient_memory",
-                    format!(
-                        "node {} lacks {} MiB of free memory for this VM",
-                        node.name, vm.memory_mib
-                    ),
-                )
+                VmError::InsufficientMemory(format!(
+                    "node {} lacks {} MiB of free memory for this VM",
+                    node.name, vm.memory_mib
+                ))
             })?;
         // Shared storage carries the layer, not the template: the target's
         // store must hold the chain before QEMU there opens it.
         let chain = self.stores.chain(vm.template_id).await?;
         self.stores.ensure_chain(target, &chain).await?;
         let listen: std::net::IpAddr = node.console_address.parse().map_err(|_| {
-            VmError::Unprocessable(
-                "bad_console_address",
-                "the target node's console address is not an IP".into(),
-            )
+            VmError::BadConsoleAddress("the target node's console address is not an IP".into())
         })?;
         let dst = self.nodes.conn(target).await?;
         tracing::info!(vm = %vm.id, from = %source, to = %node.name, "live migration");
@@ -139,24 +126,18 @@ impl VmManager {
     pub(super) async fn target_node(&self, target: Uuid) -> Result<crate::nodes::Node, VmError> {
         let node = match self.nodes.get(target).await {
             Err(NodeError::NotFound) => {
-                return Err(VmError::Unprocessable(
-                    "unknown_node",
-                    "no such target node".into(),
-                ));
+                return Err(VmError::UnknownNode("no such target node".into()));
             }
             other => other?,
         };
         if node.maintenance {
-            return Err(VmError::Conflict(
-                "node_maintenance",
-                format!("node {} is in maintenance", node.name),
-            ));
+            return Err(VmError::NodeMaintenance(format!(
+                "node {} is in maintenance",
+                node.name
+            )));
         }
         if !node.state.is_up() {
-            return Err(VmError::Conflict(
-                "node_down",
-                format!("node {} is down", node.name),
-            ));
+            return Err(VmError::NodeDown(format!("node {} is down", node.name)));
         }
         Ok(node)
     }
@@ -175,8 +156,7 @@ impl VmManager {
         let _guard = lock.lock().await;
         let vm = self.sync_with_node(load(&self.pool, vm.id).await?).await?;
         if vm.state.is_active() {
-            return Err(VmError::Conflict(
-                "vm_running",
+            return Err(VmError::Running(
                 "stop the VM before moving its disk".into(),
             ));
         }

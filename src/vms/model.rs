@@ -141,12 +141,51 @@ impl Vm {
 pub enum VmError {
     #[error("no such VM")]
     NotFound,
-    /// A state conflict: (error code, message), e.g. `vm_running`.
-    #[error("{1}")]
-    Conflict(&'static str, String),
-    /// A well-formed request that cannot be acted on: (error code, message).
-    #[error("{1}")]
-    Unprocessable(&'static str, String),
+    // What the VM's state (or its node's) does not allow now: each an API
+    // code (mapped in src/http/error.rs), carrying the message for the user.
+    /// `vm_running`: the operation needs a stopped VM.
+    #[error("{0}")]
+    Running(String),
+    /// `vm_stopping`: a shutdown is under way.
+    #[error("{0}")]
+    Stopping(String),
+    /// `vm_not_running`: the operation needs a running VM.
+    #[error("{0}")]
+    NotRunning(String),
+    /// `node_down`: the VM's (or the target) node does not answer.
+    #[error("{0}")]
+    NodeDown(String),
+    /// `node_up`: a fence was asked for a node that answers.
+    #[error("{0}")]
+    NodeUp(String),
+    /// `node_maintenance`: the target node takes no new VMs.
+    #[error("{0}")]
+    NodeMaintenance(String),
+    /// `lab_network`: the student's lab network pins the VM.
+    #[error("{0}")]
+    LabNetwork(String),
+    /// `layer_node_local`: a node-local layer cannot live-migrate.
+    #[error("{0}")]
+    LayerNodeLocal(String),
+    /// `layer_busy`: the disk is still open.
+    #[error("{0}")]
+    LayerBusy(String),
+    /// `insufficient_memory`: the target node lacks room.
+    #[error("{0}")]
+    InsufficientMemory(String),
+    /// `enrolment_in_progress`: a concurrent enrolment of the same students.
+    #[error("{0}")]
+    EnrolmentInProgress(String),
+    // Well-formed requests that cannot be acted on (422).
+    /// `same_node`: a migration to where the VM already runs.
+    #[error("{0}")]
+    SameNode(String),
+    /// `unknown_node`: no such target node.
+    #[error("{0}")]
+    UnknownNode(String),
+    /// `bad_console_address`: the target's console address is not an IP.
+    #[error("{0}")]
+    BadConsoleAddress(String),
     #[error(transparent)]
     Placement(#[from] PlacementError),
     #[error(transparent)]

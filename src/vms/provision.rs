@@ -160,8 +160,7 @@ impl Provision {
             match inserted {
                 Ok(_) => {}
                 Err(e) if db::unique_violation(&e).is_some() => {
-                    return Err(VmError::Conflict(
-                        "enrolment_in_progress",
+                    return Err(VmError::EnrolmentInProgress(
                         "another enrolment of the same students is running; retry".into(),
                     ));
                 }
@@ -318,14 +317,11 @@ pub async fn delete_for(
         .map(from_row)
         .collect::<Result<_, _>>()?;
     if let Some(active) = vms.iter().find(|v| v.state.is_active()) {
-        return Err(VmError::Conflict(
-            "vm_running",
-            format!(
-                "VM {} is {}; stop it first",
-                active.name,
-                active.state.as_str()
-            ),
-        ));
+        return Err(VmError::Running(format!(
+            "VM {} is {}; stop it first",
+            active.name,
+            active.state.as_str()
+        )));
     }
     // Node-local layers: all homes must answer, or nothing is deleted.
     let locations: Vec<LayerLocation> = vms.iter().map(Vm::layer).collect();

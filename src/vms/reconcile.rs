@@ -263,8 +263,7 @@ impl VmManager {
     pub async fn fence_node(&self, node_id: Uuid, actor: Option<&str>) -> Result<u64, VmError> {
         let node = self.nodes.get(node_id).await?;
         if node.state.is_up() || self.nodes.probe(node_id).await.is_ok() {
-            return Err(VmError::Conflict(
-                "node_up",
+            return Err(VmError::NodeUp(
                 "the node answers; its VMs are stopped through it, not fenced".into(),
             ));
         }

@@ -44,10 +44,7 @@ impl VmManager {
     ) -> Result<(Vm, crate::nodes::Node, libvirt::Node), VmError> {
         let vm = self.sync_with_node(load(&self.pool, id).await?).await?;
         let (VmState::Running, Some(node_id)) = (vm.state, vm.node_id) else {
-            return Err(VmError::Conflict(
-                "vm_not_running",
-                "the VM is not running".into(),
-            ));
+            return Err(VmError::NotRunning("the VM is not running".into()));
         };
         let node = self.nodes.get(node_id).await?;
         let conn = self.nodes.conn(node_id).await?;
@@ -55,7 +52,7 @@ impl VmManager {
     }
 
     pub(super) fn no_console() -> VmError {
-        VmError::Conflict("vm_not_running", "the VM has no console yet".into())
+        VmError::NotRunning("the VM has no console yet".into())
     }
 
     /// Where a running VM's console listens: (vm, host, port, protocol).
