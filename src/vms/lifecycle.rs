@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::model::{Vm, VmError, VmState, graphics_of, load};
 use super::{LastError, VmManager};
-use crate::console::{self};
+use crate::console;
 use crate::images::{self};
 use crate::labnets::{self};
 use crate::libvirt::{self, DomainState, GraphicsKind};
