@@ -66,7 +66,7 @@ async fn main() {
         .tempdir_in(&scratch)
         .unwrap();
     let config = Config::for_data_dir(dir.path().join("data"));
-    let (storage, pool) = pvce::app::open(&config).await.unwrap();
+    let (storage, pool) = pvce::state::open(&config).await.unwrap();
     let limits = pvce::templates::ImportLimits {
         max_upload_bytes: u64::MAX,
         max_virtual_size: u64::MAX,
@@ -129,7 +129,7 @@ async fn main() {
     let report = pvce::courses::enrol(
         &pool,
         &storage,
-        pvce::layers::LayerStorage::Shared,
+        pvce::vms::layers::LayerStorage::Shared,
         &course,
         &names,
     )

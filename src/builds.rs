@@ -123,47 +123,33 @@ pub async fn derive(
         let _ = storage::remove_file_if_exists(&layer);
         return Err(e.into());
     }
-    let vm_id = Uuid::new_v4();
-    let inserted = sqlx::query(
-        "INSERT INTO vms (id, name, build_template_id, owner_id, template_id, state, vcpus, memory_mib, overlay_path, created_at)
-         VALUES (?, ?, ?, ?, ?, 'stopped', ?, ?, ?, ?)",
-    )
-    .bind(vm_id.to_string())
-    .bind("build")
-    .bind(id.to_string())
-    .bind(teacher.id.to_string())
-    .bind(parent.id.to_string())
-    .bind(i64::from(vcpus))
-    .bind(i64::from(memory))
-    .bind(layer.to_string_lossy().into_owned())
-    .bind(db::now())
-    .execute(pool)
-    .await;
-    if let Err(e) = inserted {
-        let _ = remove_draft(pool, storage, id).await;
-        return Err(TemplateError::Db(e).into());
-    }
+    let inserted = vms
+        .insert_build_vm(&vms::NewBuildVm {
+            draft_id: id,
+            parent_id: parent.id,
+            owner_id: teacher.id,
+            vcpus,
+            memory_mib: memory,
+            layer: layer.clone(),
+        })
+        .await;
+    let vm_id = match inserted {
+        Ok(vm_id) => vm_id,
+        Err(e) => {
+            let _ = remove_draft(pool, storage, id).await;
+            return Err(e.into());
+        }
+    };
     let vm = vms.get_for(teacher, vm_id).await?;
     match vms.start(&vm, &teacher.username, "template build").await {
         Ok(vm) => Ok((templates::get(pool, id).await?, vm)),
         Err(e) => {
             // Nothing half-made stays behind: no VM row, no draft, no layer.
-            let _ = sqlx::query("DELETE FROM vms WHERE id = ?")
-                .bind(vm_id.to_string())
-                .execute(pool)
-                .await;
+            let _ = vms.delete_build_vm(vm_id).await;
             let _ = remove_draft(pool, storage, id).await;
             Err(e.into())
         }
     }
-}
-
-async fn build_vm(pool: &Pool, template_id: Uuid) -> Result<Option<Uuid>, TemplateError> {
-    let id: Option<String> = sqlx::query_scalar("SELECT id FROM vms WHERE build_template_id = ?")
-        .bind(template_id.to_string())
-        .fetch_optional(pool)
-        .await?;
-    Ok(id.and_then(|s| Uuid::parse_str(&s).ok()))
 }
 
 fn check_owner(t: &Template, user: &User) -> Result<(), BuildError> {
@@ -188,7 +174,7 @@ pub async fn seal(
     if t.state != TemplateState::Draft {
         return Err(BuildError::NotDraft("sealed"));
     }
-    if let Some(vm_id) = build_vm(pool, template_id).await? {
+    if let Some(vm_id) = vms.build_vm_of(template_id).await? {
         let vm = vms.get_for(user, vm_id).await?;
         let vm = vms.shutdown(&vm).await?;
         if vm.state != VmState::Stopped {
@@ -205,18 +191,9 @@ pub async fn seal(
                 tokio::time::sleep(Duration::from_millis(300)).await;
             }
         }
-        let lock = vms.lock_for(vm_id);
-        let _guard = lock.lock().await;
-        let vm = vms::load(pool, vm_id).await?;
-        if vm.state != VmState::Stopped {
+        if !vms.delete_stopped_build_vm(vm_id).await? {
             return Err(BuildError::StillRunning);
         }
-        sqlx::query("DELETE FROM vms WHERE id = ?")
-            .bind(vm_id.to_string())
-            .execute(pool)
-            .await
-            .map_err(TemplateError::Db)?;
-        let _ = storage::remove_file_if_exists(&storage.console_log_path(vm_id));
     }
     let layer = storage.template_path(template_id);
     let report = images::qemu_img::check(&layer)
@@ -257,17 +234,10 @@ pub async fn abandon(
     if t.state != TemplateState::Draft && t.state != TemplateState::Failed {
         return Err(BuildError::NotDraft("abandoned"));
     }
-    if let Some(vm_id) = build_vm(pool, template_id).await? {
+    if let Some(vm_id) = vms.build_vm_of(template_id).await? {
         let vm = vms::load(pool, vm_id).await?;
         vms.poweroff(&vm).await?;
-        let lock = vms.lock_for(vm_id);
-        let _guard = lock.lock().await;
-        sqlx::query("DELETE FROM vms WHERE id = ?")
-            .bind(vm_id.to_string())
-            .execute(pool)
-            .await
-            .map_err(TemplateError::Db)?;
-        let _ = storage::remove_file_if_exists(&storage.console_log_path(vm_id));
+        vms.delete_build_vm(vm_id).await?;
     }
     remove_draft(pool, storage, template_id).await?;
     Ok(())

@@ -98,7 +98,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let mut password = String::new();
             std::io::stdin().read_to_string(&mut password)?;
             let password = password.trim_end_matches(['\n', '\r']).to_owned();
-            let (_, pool) = crate::app::open(&config).await?;
+            let (_, pool) = crate::state::open(&config).await?;
             let user = crate::users::create(
                 &pool,
                 crate::users::NewUser {
@@ -120,7 +120,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Templates {
             command: TemplatesCommand::Build { config, dir },
         } => {
-            let (storage, pool) = crate::app::open(&config).await?;
+            let (storage, pool) = crate::state::open(&config).await?;
             let limits = crate::templates::ImportLimits {
                 max_upload_bytes: config.max_upload_bytes,
                 max_virtual_size: config.max_virtual_size,

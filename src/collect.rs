@@ -165,8 +165,32 @@ fn parse_ls(out: &[u8]) -> Vec<Entry> {
         .collect()
 }
 
+/// Why nothing could be collected from one VM (the text goes into the
+/// archive's report for that VM).
+#[derive(Debug, thiserror::Error)]
+enum WalkError {
+    #[error("cannot run debugfs: {0}")]
+    Spawn(#[source] std::io::Error),
+    #[error("debugfs timed out")]
+    TimedOut,
+    #[error("{0}")]
+    Wait(#[source] std::io::Error),
+    #[error("debugfs failed: {0}")]
+    Failed(String),
+    #[error("{0} does not exist")]
+    Missing(String),
+    #[error("{0} is not a directory")]
+    NotADirectory(String),
+    #[error("{0} could not be read")]
+    Unreadable(String),
+    #[error("more than {MAX_FILES_PER_VM} files")]
+    TooManyFiles,
+    #[error("more than {MAX_DIRS_PER_VM} directories")]
+    TooManyDirectories,
+}
+
 /// Runs `debugfs -c <args…> <image>` read-only under limits; returns stdout.
-async fn debugfs(image: &str, args: &[&str]) -> Result<(Vec<u8>, String), String> {
+async fn debugfs(image: &str, args: &[&str]) -> Result<(Vec<u8>, String), WalkError> {
     let mut cmd = tokio::process::Command::new("prlimit");
     cmd.arg(format!("--as={DEBUGFS_AS}"))
         .arg(format!("--cpu={DEBUGFS_CPU_SECS}"))
@@ -180,16 +204,14 @@ async fn debugfs(image: &str, args: &[&str]) -> Result<(Vec<u8>, String), String
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    let child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot run debugfs: {e}"))?;
+    let child = cmd.spawn().map_err(WalkError::Spawn)?;
     let out = tokio::time::timeout(DEBUGFS_WALL, child.wait_with_output())
         .await
-        .map_err(|_| "debugfs timed out".to_owned())?
-        .map_err(|e| e.to_string())?;
+        .map_err(|_| WalkError::TimedOut)?
+        .map_err(WalkError::Wait)?;
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     if !out.status.success() {
-        return Err(format!("debugfs failed: {}", stderr.trim()));
+        return Err(WalkError::Failed(stderr.trim().to_owned()));
     }
     Ok((out.stdout, stderr))
 }
@@ -203,16 +225,16 @@ struct Found {
 /// Walks the directory at `path` in the file system `image`. Returns the
 /// regular files (relative archive paths) and how many entries were skipped,
 /// or why nothing can be collected.
-async fn walk(image: &str, path: &str) -> Result<(Vec<Found>, u64, usize), String> {
+async fn walk(image: &str, path: &str) -> Result<(Vec<Found>, u64, usize), WalkError> {
     let (out, err) = debugfs(image, &["-R", &format!("ls -p {path}")]).await?;
     let first = parse_ls(&out);
     let Some(root) = first.iter().find(|e| e.name == ".") else {
         return Err(if err.contains("not found") {
-            format!("{path} does not exist")
+            WalkError::Missing(path.to_owned())
         } else if err.contains("not a directory") {
-            format!("{path} is not a directory")
+            WalkError::NotADirectory(path.to_owned())
         } else {
-            format!("{path} could not be read")
+            WalkError::Unreadable(path.to_owned())
         });
     };
     let mut seen = HashSet::from([root.ino]);
@@ -228,7 +250,7 @@ async fn walk(image: &str, path: &str) -> Result<(Vec<Found>, u64, usize), Strin
             match e.mode & S_IFMT {
                 S_IFREG => {
                     if files.len() >= MAX_FILES_PER_VM {
-                        return Err(format!("more than {MAX_FILES_PER_VM} files"));
+                        return Err(WalkError::TooManyFiles);
                     }
                     bytes = bytes.saturating_add(e.size);
                     files.push(Found { ino: e.ino, rel });
@@ -236,7 +258,7 @@ async fn walk(image: &str, path: &str) -> Result<(Vec<Found>, u64, usize), Strin
                 S_IFDIR if depth < MAX_DEPTH && seen.insert(e.ino) => {
                     dirs += 1;
                     if dirs > MAX_DIRS_PER_VM {
-                        return Err(format!("more than {MAX_DIRS_PER_VM} directories"));
+                        return Err(WalkError::TooManyDirectories);
                     }
                     let (out, _) = debugfs(image, &["-R", &format!("ls -p <{}>", e.ino)]).await?;
                     queue.push((parse_ls(&out), format!("{rel}/"), depth + 1));
@@ -265,7 +287,7 @@ fn fs_offset(raw: &Path) -> io::Result<Option<u64>> {
     let mut head = vec![0u8; 2048];
     let n = f.read_at(&mut head, 0)?;
     head.truncate(n);
-    if let Some(o) = crate::library::linux_partition_offset(&head) {
+    if let Some(o) = crate::images::partition::linux_partition_offset(&head) {
         return Ok(Some(o));
     }
     Ok((head.len() >= 2048 && crate::portable::ext4::has_magic(&head[1024..])).then_some(0))
@@ -590,7 +612,7 @@ mod tests {
         assert!(
             walk(&image, "/root/none")
                 .await
-                .is_err_and(|m| m.contains("does not exist"))
+                .is_err_and(|m| m.to_string().contains("does not exist"))
         );
         assert!(walk(&image, "/root/lab1/a.txt").await.is_err());
         assert_eq!(fs_offset(&img).expect("read"), Some(0));

@@ -7,9 +7,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::layers::LayerStorage;
 use crate::libvirt::{AccelSetting, AddressPolicy, DiskCache};
 use crate::placement::Policy;
+use crate::vms::layers::LayerStorage;
 
 /// Settings common to all subcommands.
 #[derive(clap::Args, Debug, Clone)]
@@ -156,7 +156,7 @@ pub struct Config {
     /// `overlays/`, mounted at the same path on every node: NFS/Gluster/Ceph;
     /// VMs run anywhere and live-migrate) or `node-local` (a libvirt volume on
     /// the node of the VM's first start; the VM is pinned there). Existing VMs
-    /// keep the storage they were created with. See src/layers.rs.
+    /// keep the storage they were created with. See src/vms/layers.rs.
     #[arg(long, env = "PVCE_LAYER_STORAGE", default_value = "shared", value_parser = parse_layer_storage)]
     pub layer_storage: LayerStorage,
 

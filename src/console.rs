@@ -181,7 +181,7 @@ pub enum ConsoleError {
 
 /// What a redeemed token grants.
 #[derive(Debug, Clone)]
-pub struct Ticket {
+pub struct IssuedToken {
     pub vm_id: Uuid,
     pub user_id: Uuid,
     pub node_id: Uuid,
@@ -212,7 +212,7 @@ struct Session {
 /// Console tickets and live sessions.
 #[derive(Debug)]
 pub struct ConsoleHub {
-    tickets: Mutex<HashMap<String, Ticket>>,
+    tokens: Mutex<HashMap<String, IssuedToken>>,
     sessions: Mutex<HashMap<u64, Session>>,
     next_id: AtomicU64,
     pub ttl: Duration,
@@ -228,7 +228,7 @@ fn hash(token: &str) -> String {
 impl ConsoleHub {
     pub fn new(ttl: Duration, max_per_user: usize, max_total: usize) -> Self {
         Self {
-            tickets: Mutex::new(HashMap::new()),
+            tokens: Mutex::new(HashMap::new()),
             sessions: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             ttl,
@@ -241,12 +241,12 @@ impl ConsoleHub {
     /// Issues a single-use token; only its hash is kept.
     pub fn issue(&self, vm_id: Uuid, user_id: Uuid, node_id: Uuid, boot: String) -> String {
         let token = auth::random_token();
-        let mut map = self.tickets.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         map.retain(|_, t| t.expires > now);
         map.insert(
             hash(&token),
-            Ticket {
+            IssuedToken {
                 vm_id,
                 user_id,
                 node_id,
@@ -258,11 +258,11 @@ impl ConsoleHub {
     }
 
     /// Takes a token out (single use). Expired or unknown → BadToken.
-    pub fn redeem(&self, token: &str) -> Result<Ticket, ConsoleError> {
+    pub fn redeem(&self, token: &str) -> Result<IssuedToken, ConsoleError> {
         if token.is_empty() || token.len() > 128 {
             return Err(ConsoleError::BadToken);
         }
-        let mut map = self.tickets.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
         match map.remove(&hash(token)) {
             Some(t) if t.expires > Instant::now() => Ok(t),
             _ => {
@@ -273,8 +273,8 @@ impl ConsoleHub {
     }
 
     /// Voids every outstanding token of a VM (it stopped, was reset or moved).
-    pub fn void_tickets(&self, vm_id: Uuid) {
-        let mut map = self.tickets.lock().unwrap_or_else(|e| e.into_inner());
+    pub fn void_tokens(&self, vm_id: Uuid) {
+        let mut map = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
         map.retain(|_, t| t.vm_id != vm_id);
     }
 
@@ -314,7 +314,7 @@ impl ConsoleHub {
 
     /// Ends every session (and token) of a VM with the given close code.
     pub fn end_vm(&self, vm_id: Uuid, code: u16, reason: &'static str) {
-        self.void_tickets(vm_id);
+        self.void_tokens(vm_id);
         let map = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         for s in map.values().filter(|s| s.vm_id == vm_id) {
             let _ = s.stop.send(Some((code, reason)));
@@ -336,7 +336,7 @@ impl ConsoleHub {
     pub fn upgrade(
         self: Arc<Self>,
         ws: WebSocketUpgrade,
-        ticket: Ticket,
+        ticket: IssuedToken,
         target: ConsoleTarget,
     ) -> Response {
         ws.protocols(["binary"])
@@ -348,7 +348,12 @@ impl ConsoleHub {
     /// Relays a WebSocket to a TCP console until either side closes or the VM
     /// stops; for VNC after authenticating to the node and greeting the
     /// browser (module docs).
-    pub async fn relay(self: Arc<Self>, ticket: Ticket, mut ws: WebSocket, target: ConsoleTarget) {
+    pub async fn relay(
+        self: Arc<Self>,
+        ticket: IssuedToken,
+        mut ws: WebSocket,
+        target: ConsoleTarget,
+    ) {
         let (sid, mut stop) = match self.open(ticket.user_id, ticket.vm_id) {
             Ok(s) => s,
             Err(e) => {
@@ -502,7 +507,7 @@ mod tests {
         assert!(hub.redeem(&t).is_ok());
         assert!(matches!(hub.redeem(&t), Err(ConsoleError::BadToken)));
         let t2 = hub.issue(vm, Uuid::new_v4(), Uuid::new_v4(), "boot".into());
-        hub.void_tickets(vm);
+        hub.void_tokens(vm);
         assert!(hub.redeem(&t2).is_err());
         let expired = ConsoleHub::new(Duration::ZERO, 2, 10);
         let t3 = expired.issue(vm, Uuid::new_v4(), Uuid::new_v4(), "boot".into());
@@ -518,7 +523,7 @@ mod tests {
             Uuid::new_v4(),
             String::new(),
         );
-        let map = hub.tickets.lock().expect("lock");
+        let map = hub.tokens.lock().expect("lock");
         assert!(!map.contains_key(&t));
         assert!(map.contains_key(&hash(&t)));
     }

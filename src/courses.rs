@@ -15,27 +15,16 @@ use uuid::Uuid;
 
 use crate::auth::Role;
 use crate::db::{self, Pool};
-use crate::layers::{LayerStorage, Layers};
 use crate::libvirt::GraphicsKind;
 use crate::names;
 use crate::storage::Storage;
 use crate::templates::{self, TemplateState};
 use crate::users::{self, User};
-use crate::vms::{self, VmError};
+use crate::vms::layers::{LayerStorage, Layers};
+use crate::vms::{self, VmError, VmSpec};
 
 pub const MAX_SPECS: usize = 10;
 pub const MAX_ENROL_BATCH: usize = 5000;
-
-#[derive(Debug, Clone, Serialize)]
-pub struct VmSpec {
-    pub id: Uuid,
-    pub name: String,
-    pub template_id: Uuid,
-    pub vcpus: u32,
-    pub memory_mib: u32,
-    /// Console protocol of the spec's VMs: `vnc` (default) or `spice`.
-    pub graphics: GraphicsKind,
-}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Course {
@@ -249,21 +238,13 @@ async fn specs(pool: &Pool, course_id: Uuid) -> Result<Vec<VmSpec>, CourseError>
             template_id: db::uuid(r, "template_id")?,
             vcpus: u32::try_from(r.try_get::<i64, _>("vcpus")?).unwrap_or(1),
             memory_mib: u32::try_from(r.try_get::<i64, _>("memory_mib")?).unwrap_or(64),
-            graphics: graphics_from_db(&r.try_get::<String, _>("graphics")?),
+            graphics: vms::graphics_from_db(&r.try_get::<String, _>("graphics")?),
         });
     }
     Ok(out)
 }
 
 /// The `graphics` column (constrained to 'vnc' | 'spice' by the schema).
-pub(crate) fn graphics_from_db(s: &str) -> GraphicsKind {
-    if s == "spice" {
-        GraphicsKind::Spice
-    } else {
-        GraphicsKind::Vnc
-    }
-}
-
 /// Loads a course without any visibility check.
 pub async fn load(pool: &Pool, id: Uuid) -> Result<Course, CourseError> {
     let row = sqlx::query(
@@ -509,7 +490,7 @@ pub async fn delete(
 
 fn running_to_conflict(e: VmError) -> CourseError {
     match e {
-        VmError::Conflict("vm_running", msg) => CourseError::VmRunning(msg),
+        VmError::Running(msg) => CourseError::VmRunning(msg),
         other => CourseError::Vm(other),
     }
 }

@@ -5,10 +5,24 @@
 //! exposed so black-box tests can start the real server on port 0
 //! ([`app::start`]); `main.rs` only parses the command line.
 //!
-//! Modules, one per domain concept: [`auth`], [`users`], [`nodes`],
-//! [`templates`], [`images`], [`courses`], [`vms`], [`placement`], [`events`], [`libvirt`]
-//! (the only one that talks to libvirt), [`storage`], [`db`]; the HTTP API
-//! in [`http`]; wiring in [`app`] and [`cli`].
+//! Modules, one per domain concept:
+//! - people: [`auth`] (sessions, roles, sign-in protection), [`users`],
+//!   [`names`] (the rule for names people give things);
+//! - courses and templates: [`courses`], [`templates`] (the template tree),
+//!   [`library`] (the built-in template library), [`builds`] (derive a
+//!   template online), [`images`] (disk images: checks, conversion, overlays);
+//! - VMs: [`vms`] (personal and build VMs, their lifecycle, and in
+//!   [`vms::layers`] where a personal layer lives), [`snapshots`], [`portable`] (export and
+//!   import a personal layer), [`collect`] (a course's work as one archive),
+//!   [`console`] (the console proxy), [`labnets`] (per-student lab networks);
+//! - the cluster: [`nodes`], [`placement`], [`stores`] (template stores on
+//!   nodes), [`monitor`] (load history), [`events`] (the event log),
+//!   [`libvirt`] (the only one that talks to libvirt);
+//! - the server itself: [`storage`] (files under the data dir), [`space`]
+//!   (running out of disk), [`health`], [`logging`], [`config`], [`db`];
+//! - wiring: [`state`] (the shared application state), [`http`] (the API,
+//!   the web UI and `/metrics`), [`app`] (start-up, background loops,
+//!   serving), [`cli`].
 
 pub mod alerts;
 pub mod app;
@@ -26,11 +40,9 @@ pub mod health;
 pub mod http;
 pub mod images;
 pub mod labnets;
-pub mod layers;
 pub mod library;
 pub mod libvirt;
 pub mod logging;
-pub mod metrics;
 pub mod monitor;
 pub mod names;
 pub mod nodes;
@@ -39,9 +51,9 @@ pub mod placement;
 pub mod portable;
 pub mod snapshots;
 pub mod space;
+pub mod state;
 pub mod storage;
 pub mod stores;
 pub mod templates;
 pub mod users;
 pub mod vms;
-pub mod web;

@@ -20,7 +20,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::db::{self, Pool};
-use crate::images::ImageFormat;
+use crate::images::{ImageFormat, partition};
 use crate::storage::{self, Storage};
 use crate::templates::{self, ImportLimits, ImportParams, Template, TemplateState};
 
@@ -227,28 +227,35 @@ async fn build_script(
     Ok(res?)
 }
 
-async fn run(cmd: &mut tokio::process::Command, what: &str) -> Result<(), String> {
-    let out = cmd.output().await.map_err(|e| format!("{what}: {e}"))?;
+/// A step of building a files template that failed.
+#[derive(Debug, thiserror::Error)]
+enum StepError {
+    #[error("{what}: {source}")]
+    Spawn {
+        what: &'static str,
+        source: std::io::Error,
+    },
+    #[error("{what}: {stderr}")]
+    Failed { what: &'static str, stderr: String },
+    #[error("the parent image has no Linux (0x83) partition")]
+    NoLinuxPartition,
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+async fn run(cmd: &mut tokio::process::Command, what: &'static str) -> Result<(), StepError> {
+    let out = cmd
+        .output()
+        .await
+        .map_err(|source| StepError::Spawn { what, source })?;
     if out.status.success() {
         Ok(())
     } else {
-        Err(format!(
-            "{what}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
+        Err(StepError::Failed {
+            what,
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        })
     }
-}
-
-/// Byte offset of the first Linux (0x83) partition in an MBR disk image.
-pub(crate) fn linux_partition_offset(mbr: &[u8]) -> Option<u64> {
-    if mbr.len() < 512 || mbr[510] != 0x55 || mbr[511] != 0xAA {
-        return None;
-    }
-    (0..4).find_map(|i| {
-        let e = &mbr[446 + i * 16..446 + (i + 1) * 16];
-        let lba = u32::from_le_bytes([e[8], e[9], e[10], e[11]]);
-        (e[4] == 0x83 && lba > 0).then_some(u64::from(lba) * 512)
-    })
 }
 
 /// debugfs commands that recreate `files` (relative to `root`) inside the image.
@@ -319,15 +326,12 @@ async fn build_files(
         let mut mbr = vec![0u8; 512];
         {
             use std::io::Read;
-            std::fs::File::open(&scratch)
-                .and_then(|mut f| f.read_exact(&mut mbr))
-                .map_err(|e| e.to_string())?;
+            std::fs::File::open(&scratch).and_then(|mut f| f.read_exact(&mut mbr))?;
         }
-        let offset =
-            linux_partition_offset(&mbr).ok_or("the parent image has no Linux (0x83) partition")?;
-        let script = debugfs_script(&files).map_err(|e| e.to_string())?;
+        let offset = partition::linux_partition_offset(&mbr).ok_or(StepError::NoLinuxPartition)?;
+        let script = debugfs_script(&files)?;
         let script_path = scratch.with_extension("debugfs");
-        std::fs::write(&script_path, script).map_err(|e| e.to_string())?;
+        std::fs::write(&script_path, script)?;
         let r = run(
             tokio::process::Command::new("debugfs")
                 .arg("-w")
@@ -358,14 +362,14 @@ async fn build_files(
             "rebase child layer onto its parent",
         )
         .await?;
-        templates::seal_file(&child_path).map_err(|e| e.to_string())?;
-        Ok::<(), String>(())
+        templates::seal_file(&child_path)?;
+        Ok::<(), StepError>(())
     }
     .await;
     let _ = storage::remove_file_if_exists(&scratch);
     if let Err(m) = result {
         let _ = storage::remove_file_if_exists(&child_path);
-        return Err(fail(m));
+        return Err(fail(m.to_string()));
     }
     let t = Template {
         id,
@@ -419,20 +423,5 @@ mod tests {
             order(vec![def("x", Some("y")), def("y", Some("x"))]),
             Err(LibraryError::BadTree)
         ));
-    }
-
-    #[test]
-    fn finds_linux_partition() {
-        let mut mbr = vec![0u8; 512];
-        mbr[510] = 0x55;
-        mbr[511] = 0xAA;
-        // entry 0: FAT (0x0c) at 2048; entry 1: Linux at 133120
-        mbr[446 + 4] = 0x0c;
-        mbr[446 + 8..446 + 12].copy_from_slice(&2048u32.to_le_bytes());
-        mbr[462 + 4] = 0x83;
-        mbr[462 + 8..462 + 12].copy_from_slice(&133_120u32.to_le_bytes());
-        assert_eq!(linux_partition_offset(&mbr), Some(133_120 * 512));
-        mbr[511] = 0;
-        assert_eq!(linux_partition_offset(&mbr), None);
     }
 }

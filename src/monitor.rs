@@ -195,7 +195,7 @@ impl Monitor {
         let at = unix_now();
         let jobs = nodes
             .iter()
-            .filter(|n| n.state != "down")
+            .filter(|n| n.state.is_up())
             .map(|n| self.sample_one(n.id, n.vms_running, at));
         for r in futures::future::join_all(jobs).await {
             r?;

@@ -50,13 +50,31 @@ pub const MONITOR_INTERVAL: Duration = Duration::from_secs(3);
 /// connection breaks, about 6 s when it is frozen), well inside 10 s.
 pub const PROBE_DEADLINE: Duration = Duration::from_secs(3);
 
+/// A node's state as the API shows it: `up` or `down` as its probes last
+/// found it (the `nodes.state` column), `maintenance` for an up node that
+/// takes no new VMs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeState {
+    Up,
+    Maintenance,
+    Down,
+}
+
+impl NodeState {
+    /// True while the node answers (in maintenance or not).
+    pub fn is_up(self) -> bool {
+        self != Self::Down
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Node {
     pub id: Uuid,
     pub name: String,
     pub uri: String,
     pub console_address: String,
-    pub state: &'static str,
+    pub state: NodeState,
     pub maintenance: bool,
     pub cpus: u32,
     pub mem_total_mib: u64,
@@ -189,9 +207,9 @@ fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Node, sqlx::Error> {
         uri: row.try_get("uri")?,
         console_address: row.try_get("console_address")?,
         state: match (state.as_str(), maintenance) {
-            ("up", true) => "maintenance",
-            ("up", false) => "up",
-            _ => "down",
+            ("up", true) => NodeState::Maintenance,
+            ("up", false) => NodeState::Up,
+            _ => NodeState::Down,
         },
         maintenance,
         cpus: u32::try_from(row.try_get::<i64, _>("cpus")?).unwrap_or(0),
@@ -342,14 +360,12 @@ impl Nodes {
         Ok(())
     }
 
-    /// Removes a node from the cluster. Refused (409) while any VM runs there
-    /// or ran there when the node went down (`node_down`: its domain may
-    /// still be alive, so forgetting the node would let the VM start a second
-    /// copy elsewhere — fence it first), and while VMs keep their node-local
-    /// layers there (the students' disks would be lost: move them first).
-    /// Checks and removal are one transaction, so a start placed on the node
-    /// meanwhile cannot slip in between.
-    pub async fn delete(&self, id: Uuid, actor: Option<&str>) -> Result<(), NodeError> {
+    /// Starts removing a node from the cluster: the node's row is read in a
+    /// transaction that [`Removal::finish`] commits. In between, the VMs'
+    /// side of the removal ([`crate::vms::VmManager::remove_node`]) checks and
+    /// updates its rows in the same transaction, so a start placed on the
+    /// node meanwhile cannot slip in between.
+    pub async fn begin_removal(&self, id: Uuid) -> Result<Removal<'_>, NodeError> {
         let mut tx = self.pool.begin().await?;
         let name: Option<String> = sqlx::query_scalar("SELECT name FROM nodes WHERE id = ?")
             .bind(id.to_string())
@@ -358,51 +374,12 @@ impl Nodes {
         let Some(name) = name else {
             return Err(NodeError::NotFound);
         };
-        // `node_down` VMs keep their active state underneath (migration 0005).
-        let active: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM vms WHERE node_id = ?
-             AND state IN ('starting', 'running', 'stopping')",
-        )
-        .bind(id.to_string())
-        .fetch_one(&mut *tx)
-        .await?;
-        if active > 0 {
-            return Err(NodeError::Busy(u64::try_from(active).unwrap_or(0)));
-        }
-        let disks: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM vms WHERE layer_node_id = ?")
-            .bind(id.to_string())
-            .fetch_one(&mut *tx)
-            .await?;
-        if disks > 0 {
-            return Err(NodeError::HoldsLayers(u64::try_from(disks).unwrap_or(0)));
-        }
-        // Stopped VMs only remember where they last ran.
-        sqlx::query("UPDATE vms SET node_id = NULL WHERE node_id = ?")
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM nodes WHERE id = ?")
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        self.conns.write().await.remove(&id);
-        self.caps
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&id);
-        events::record(
-            &self.pool,
-            NewEvent::node(
-                EventKind::NodeRemoved,
-                id,
-                &name,
-                "removed from the cluster",
-            )
-            .by(actor),
-        )
-        .await;
-        Ok(())
+        Ok(Removal {
+            nodes: self,
+            tx,
+            id,
+            name,
+        })
     }
 
     /// Puts a node in maintenance or takes it out (idempotent; only a change
@@ -605,6 +582,51 @@ impl Nodes {
             }
         });
         futures::future::join_all(probes).await;
+        Ok(())
+    }
+}
+
+/// A node removal in progress (see [`Nodes::begin_removal`]).
+#[derive(Debug)]
+pub struct Removal<'a> {
+    nodes: &'a Nodes,
+    tx: sqlx::Transaction<'static, sqlx::Sqlite>,
+    id: Uuid,
+    name: String,
+}
+
+impl Removal<'_> {
+    /// The removal's transaction, for the checks of what runs on the node.
+    pub fn conn(&mut self) -> &mut sqlx::SqliteConnection {
+        &mut self.tx
+    }
+
+    /// Deletes the node's row, commits, forgets its connection and logs the
+    /// event.
+    pub async fn finish(mut self, actor: Option<&str>) -> Result<(), NodeError> {
+        let id = self.id;
+        sqlx::query("DELETE FROM nodes WHERE id = ?")
+            .bind(id.to_string())
+            .execute(&mut *self.tx)
+            .await?;
+        self.tx.commit().await?;
+        self.nodes.conns.write().await.remove(&id);
+        self.nodes
+            .caps
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+        events::record(
+            &self.nodes.pool,
+            NewEvent::node(
+                EventKind::NodeRemoved,
+                id,
+                &self.name,
+                "removed from the cluster",
+            )
+            .by(actor),
+        )
+        .await;
         Ok(())
     }
 }

@@ -76,12 +76,13 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use uuid::Uuid;
 
 use crate::db::{self, Pool};
-use crate::images::inspect::{InspectLimits, inspect_layer};
+use crate::images::inspect::InspectLimits;
 use crate::images::{self, ImageError, ImageFormat, qemu_img};
-use crate::layers::LayerStorage;
 use crate::snapshots::{self, Snapshot, SnapshotKind};
 use crate::storage::{self, Storage};
-use crate::templates::{self, ImportLimits, Template, TemplateError, TemplateState};
+use crate::templates::chain::{self, ChainLayer};
+use crate::templates::{self, ImportLimits, Template, TemplateError};
+use crate::vms::layers::LayerStorage;
 use crate::vms::{self, Vm, VmError, VmManager, VmState};
 
 pub const MANIFEST_NAME: &str = "manifest.json";
@@ -96,18 +97,6 @@ const MAX_METADATA: u64 = 1 << 20;
 const MAX_DIRS: usize = 16;
 /// How much of a refused upload is read and dropped so the client sees the answer.
 const DRAIN_LIMIT: u64 = 64 << 20;
-/// Deepest template chain followed.
-const MAX_CHAIN: usize = 64;
-
-/// One qcow2 layer of a template chain.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChainLayer {
-    pub id: Uuid,
-    pub name: String,
-    /// SHA-256 of the layer file, lowercase hex.
-    pub sha256: String,
-    pub size_bytes: u64,
-}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ManifestTemplate {
@@ -205,113 +194,6 @@ pub enum PortableError {
 
 // ------------------------------------------------------------ checksums
 
-fn sha256_hex(digest: impl AsRef<[u8]>) -> String {
-    hex::encode(digest.as_ref())
-}
-
-pub(crate) async fn sha256_file(path: &Path) -> io::Result<String> {
-    let path = path.to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        use std::io::Read;
-        let mut f = std::fs::File::open(path)?;
-        let mut h = Sha256::new();
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = f.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            h.update(&buf[..n]);
-        }
-        Ok(sha256_hex(h.finalize()))
-    })
-    .await
-    .map_err(|e| io::Error::other(e.to_string()))?
-}
-
-fn is_sha256_hex(s: &str) -> bool {
-    s.len() == 64
-        && s.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
-
-/// SHA-256 of a template's layer, cached in `templates.checksum` (lowercase
-/// hex of the layer file) once the template is ready, i.e. immutable.
-async fn template_sha256(
-    pool: &Pool,
-    storage: &Storage,
-    t: &Template,
-) -> Result<String, PortableError> {
-    let cached: Option<String> = sqlx::query_scalar("SELECT checksum FROM templates WHERE id = ?")
-        .bind(t.id.to_string())
-        .fetch_optional(pool)
-        .await?
-        .flatten();
-    if let Some(c) = cached.filter(|c| is_sha256_hex(c)) {
-        return Ok(c);
-    }
-    let sum = sha256_file(&storage.template_path(t.id)).await?;
-    if t.state == TemplateState::Ready {
-        sqlx::query("UPDATE templates SET checksum = ? WHERE id = ? AND checksum IS NULL")
-            .bind(&sum)
-            .bind(t.id.to_string())
-            .execute(pool)
-            .await?;
-    }
-    Ok(sum)
-}
-
-/// The chain under a personal layer on `template_id`: the template's layer,
-/// then its parent's while a layer has a backing file (read from our own
-/// file's header), and the chain checksum.
-pub async fn template_chain(
-    pool: &Pool,
-    storage: &Storage,
-    template_id: Uuid,
-) -> Result<(Template, Vec<ChainLayer>, String), PortableError> {
-    let top = templates::get(pool, template_id).await?;
-    let mut chain = Vec::new();
-    let mut current = top.clone();
-    loop {
-        let path = storage.template_path(current.id);
-        let sha256 = template_sha256(pool, storage, &current).await?;
-        let size_bytes = tokio::fs::metadata(&path).await?.len();
-        chain.push(ChainLayer {
-            id: current.id,
-            name: current.name.clone(),
-            sha256,
-            size_bytes,
-        });
-        let header = {
-            let path = path.clone();
-            tokio::task::spawn_blocking(move || inspect_layer(&path, &InspectLimits::default()))
-                .await
-                .map_err(|e| io::Error::other(e.to_string()))??
-        };
-        if header.backing_file.is_none() {
-            break;
-        }
-        let parent = current.parent_id.ok_or_else(|| {
-            PortableError::Io(io::Error::other(format!(
-                "template {} has a backing file but no parent",
-                current.id
-            )))
-        })?;
-        if chain.len() >= MAX_CHAIN {
-            return Err(PortableError::Io(io::Error::other(
-                "template chain too deep",
-            )));
-        }
-        current = templates::get(pool, parent).await?;
-    }
-    let mut h = Sha256::new();
-    for l in &chain {
-        h.update(l.sha256.as_bytes());
-        h.update(b"\n");
-    }
-    Ok((top, chain, sha256_hex(h.finalize())))
-}
-
 // --------------------------------------------------------------- export
 
 /// A file-name-safe short label of a VM: `pvce-<name>-<id prefix>`.
@@ -393,7 +275,7 @@ pub async fn export_info(
     storage: &Storage,
     vm: &Vm,
 ) -> Result<ExportInfo, PortableError> {
-    let (t, chain, chain_sha256) = template_chain(pool, storage, vm.template_id).await?;
+    let (t, chain, chain_sha256) = chain::template_chain(pool, storage, vm.template_id).await?;
     let standalone_file = standalone_file_name(vm);
     Ok(ExportInfo {
         vm: manifest_vm(vm),
@@ -450,7 +332,7 @@ pub async fn export(
     let pool = vms.pool();
     let vm = vms::load(pool, vm_id).await?;
     // Checksums first (slow only the first time), outside the lock.
-    let (t, chain, chain_sha256) = template_chain(pool, storage, vm.template_id).await?;
+    let (t, chain, chain_sha256) = chain::template_chain(pool, storage, vm.template_id).await?;
     let tmp = storage.upload_path().with_extension("export.qcow2");
     let mut guard = FileGuard(Some(tmp.clone()));
     let vm = {
@@ -471,7 +353,7 @@ pub async fn export(
     let sha256 = if standalone {
         None
     } else {
-        Some(sha256_file(&tmp).await?)
+        Some(storage::sha256_file(&tmp).await?)
     };
     let file = tokio::fs::File::open(&tmp).await?;
     let size = file.metadata().await?.len();
@@ -657,7 +539,7 @@ impl<R: AsyncRead + Unpin> ArchiveReader<R> {
             left -= n as u64;
         }
         file.flush().await?;
-        Ok(sha256_hex(hash.finalize()))
+        Ok(storage::sha256_hex(hash.finalize()))
     }
 }
 
@@ -729,7 +611,8 @@ where
         match entry.kind {
             tar::Kind::PaxNext => {
                 let data = reader.data(entry.size, 64 << 10, "a pax header").await?;
-                let (p, s) = tar::parse_pax(&data).map_err(PortableError::BadArchive)?;
+                let (p, s) =
+                    tar::parse_pax(&data).map_err(|e| PortableError::BadArchive(e.to_string()))?;
                 next_name = p.or(next_name);
                 next_size = s.or(next_size);
                 metadata += entry.size;
@@ -760,7 +643,7 @@ where
         let name = next_name.take().unwrap_or(entry.name);
         let size = next_size.take().unwrap_or(entry.size);
         let path: Vec<String> = tar::member_path(&name)
-            .map_err(|why| foreign_member(&name, &why))?
+            .map_err(|why| foreign_member(&name, &why.to_string()))?
             .into_iter()
             .map(str::to_owned)
             .collect();
@@ -927,7 +810,7 @@ async fn import_inner<R: AsyncRead + Unpin>(
     // anything changes.
     let vm = vms.refresh(vm_id).await?;
     snapshots::ensure_stopped(&vm, "importing a layer")?;
-    let (t, _chain, chain_sha256) = template_chain(pool, storage, vm.template_id).await?;
+    let (t, _chain, chain_sha256) = chain::template_chain(pool, storage, vm.template_id).await?;
     let template_path = storage.template_path(t.id);
 
     let upload = storage.upload_path();
@@ -974,7 +857,7 @@ async fn import_inner<R: AsyncRead + Unpin>(
     })?;
 
     // Stage beside the layer (same file system), then swap under the lock.
-    let staged = snapshots::temp_beside(&vm.overlay_path);
+    let staged = storage::temp_beside(&vm.overlay_path);
     move_file(&upload, &staged).await?;
     upload_guard.disarm();
     let mut staged_guard = FileGuard(Some(staged.clone()));
@@ -995,7 +878,7 @@ async fn import_inner<R: AsyncRead + Unpin>(
     let backup_file = snapshots::backup_path(&vm, backup.id);
     // A hard link: the layer's name exists at every moment.
     tokio::fs::hard_link(&vm.overlay_path, &backup_file).await?;
-    if let Err(e) = snapshots::install_layer(&staged, &vm.overlay_path).await {
+    if let Err(e) = storage::install_file(&staged, &vm.overlay_path).await {
         let _ = storage::remove_file_if_exists(&backup_file);
         return Err(e.into());
     }
@@ -1065,7 +948,7 @@ fn allocated_bytes(path: &Path) -> u64 {
 /// Reads the guest's root file system usage from a stopped VM's layer.
 async fn read_fs(layer: &Path) -> Result<Option<ext4::FsUsage>, ImageError> {
     let mbr = qemu_img::read_guest(layer, 0, 512).await?;
-    let offset = match crate::library::linux_partition_offset(&mbr) {
+    let offset = match crate::images::partition::linux_partition_offset(&mbr) {
         Some(o) => o,
         None => {
             // A disk that is one bare file system.
@@ -1191,9 +1074,6 @@ mod tests {
             reattach_command("tiny linux/1"),
             "qemu-img rebase -u -f qcow2 -b /absolute/path/to/tiny-linux-1.qcow2 -F qcow2 layer.qcow2"
         );
-        assert!(is_sha256_hex(&"a".repeat(64)));
-        assert!(!is_sha256_hex(&"A".repeat(64)));
-        assert!(!is_sha256_hex("abc"));
     }
 
     fn archive(entries: &[(&str, &[u8])]) -> Vec<u8> {
@@ -1233,7 +1113,7 @@ mod tests {
                 file: LAYER_NAME.into(),
                 format: "qcow2".into(),
                 size_bytes: layer.len() as u64,
-                sha256: sha256_hex(Sha256::digest(layer)),
+                sha256: storage::sha256_hex(Sha256::digest(layer)),
                 virtual_size_bytes: 1 << 30,
             },
             reattach_command: String::new(),

@@ -39,7 +39,7 @@
 //!   when a snapshot is created, so they never eat the quota; reverting to one
 //!   answers 409 `snapshot_missing` and drops it.
 //! - A layer is only ever replaced by renaming a complete, fsynced file over it.
-//! - A node-local layer ([`crate::layers`]) is worked on as a checked-out
+//! - A node-local layer ([`crate::vms::layers`]) is worked on as a checked-out
 //!   copy at `overlay_path` and committed back before a row records the
 //!   change; backups of node-local layers stay on the server.
 
@@ -185,10 +185,9 @@ pub(crate) fn ensure_stopped(vm: &Vm, what: &str) -> Result<(), VmError> {
     match vm.state {
         VmState::Stopped | VmState::Error => Ok(()),
         VmState::Starting | VmState::Running | VmState::Stopping | VmState::NodeDown => {
-            Err(VmError::Conflict(
-                "vm_running",
-                format!("stop the VM first: {what} works on a stopped VM only"),
-            ))
+            Err(VmError::Running(format!(
+                "stop the VM first: {what} works on a stopped VM only"
+            )))
         }
     }
 }
@@ -207,8 +206,7 @@ pub(crate) async fn settle(layer: &Path) -> Result<(), VmError> {
         match qemu_img::snapshot_tags(layer).await {
             Err(ImageError::QemuImg { detail, .. }) if detail.contains("lock") => {
                 if start.elapsed() >= SETTLE_TIMEOUT {
-                    return Err(VmError::Conflict(
-                        "layer_busy",
+                    return Err(VmError::LayerBusy(
                         "the VM's disk is still in use; try again in a moment".into(),
                     ));
                 }
@@ -343,7 +341,7 @@ pub async fn revert(vms: &VmManager, vm_id: Uuid, snapshot_id: Uuid) -> Result<V
                 delete_row(pool, snap.id).await?;
                 return Err(SnapshotError::Missing);
             }
-            let tmp = temp_beside(&vm.overlay_path);
+            let tmp = storage::temp_beside(&vm.overlay_path);
             let prepared = async {
                 let (from, to) = (backup.clone(), tmp.clone());
                 tokio::task::spawn_blocking(move || std::fs::copy(from, to))
@@ -361,7 +359,7 @@ pub async fn revert(vms: &VmManager, vm_id: Uuid, snapshot_id: Uuid) -> Result<V
                 let _ = storage::remove_file_if_exists(&tmp);
                 return Err(e);
             }
-            install_layer(&tmp, &vm.overlay_path).await?;
+            storage::install_file(&tmp, &vm.overlay_path).await?;
             work.commit().await.map_err(VmError::from)?;
             sqlx::query("DELETE FROM snapshots WHERE vm_id = ? AND kind = 'internal'")
                 .bind(vm.id.to_string())
@@ -448,42 +446,6 @@ pub(crate) async fn record_import_backup(
     Ok(old.iter().filter_map(|s| Uuid::parse_str(s).ok()).collect())
 }
 
-/// A fresh temporary name in the layer's directory (same file system, so the
-/// final rename is atomic).
-pub(crate) fn temp_beside(layer: &Path) -> PathBuf {
-    let name = layer
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    layer.with_file_name(format!(".{name}.{}.tmp", Uuid::new_v4().simple()))
-}
-
-/// Makes a complete file the VM's layer: mode 0644 (libvirt chowns it when
-/// QEMU opens it), fsync, rename over the layer, fsync the directory. On
-/// failure the temporary file is removed and the old layer is untouched.
-pub(crate) async fn install_layer(tmp: &Path, layer: &Path) -> Result<(), std::io::Error> {
-    let (tmp, layer) = (tmp.to_path_buf(), layer.to_path_buf());
-    tokio::task::spawn_blocking(move || {
-        let r = (|| {
-            use std::os::unix::fs::PermissionsExt;
-            let f = std::fs::File::open(&tmp)?;
-            f.set_permissions(std::fs::Permissions::from_mode(0o644))?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &layer)?;
-            if let Some(dir) = layer.parent() {
-                std::fs::File::open(dir)?.sync_all()?;
-            }
-            Ok(())
-        })();
-        if r.is_err() {
-            let _ = storage::remove_file_if_exists(&tmp);
-        }
-        r
-    })
-    .await
-    .map_err(|e| std::io::Error::other(e.to_string()))?
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -533,17 +495,5 @@ mod tests {
         assert!(started.elapsed() >= std::time::Duration::from_millis(500));
         assert!(qemu_img::snapshot_tags(&img).await.is_ok());
         let _ = holder.wait().await;
-    }
-
-    #[test]
-    fn temp_names_stay_beside_the_layer() {
-        let layer = Path::new("/data/overlays/o/c/v.qcow2");
-        let t = temp_beside(layer);
-        assert_eq!(t.parent(), layer.parent());
-        assert!(t.file_name().is_some_and(|n| {
-            let n = n.to_string_lossy();
-            n.starts_with(".v.qcow2.") && n.ends_with(".tmp")
-        }));
-        assert_ne!(temp_beside(layer), t);
     }
 }

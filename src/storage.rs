@@ -22,6 +22,7 @@ use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 /// Paths under the data directory.
@@ -161,6 +162,77 @@ pub fn remove_file_if_exists(path: &Path) -> io::Result<()> {
     }
 }
 
+// ------------------------------------------------ file primitives
+
+/// A fresh temporary name in the layer's directory (same file system, so the
+/// final rename is atomic).
+pub fn temp_beside(layer: &Path) -> PathBuf {
+    let name = layer
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    layer.with_file_name(format!(".{name}.{}.tmp", Uuid::new_v4().simple()))
+}
+
+/// Makes a complete file the target (e.g. a VM's layer) atomically: mode 0644 (libvirt chowns it when
+/// QEMU opens it), fsync, rename over the layer, fsync the directory. On
+/// failure the temporary file is removed and the old layer is untouched.
+pub async fn install_file(tmp: &Path, layer: &Path) -> Result<(), std::io::Error> {
+    let (tmp, layer) = (tmp.to_path_buf(), layer.to_path_buf());
+    tokio::task::spawn_blocking(move || {
+        let r = (|| {
+            use std::os::unix::fs::PermissionsExt;
+            let f = std::fs::File::open(&tmp)?;
+            f.set_permissions(std::fs::Permissions::from_mode(0o644))?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &layer)?;
+            if let Some(dir) = layer.parent() {
+                std::fs::File::open(dir)?.sync_all()?;
+            }
+            Ok(())
+        })();
+        if r.is_err() {
+            let _ = remove_file_if_exists(&tmp);
+        }
+        r
+    })
+    .await
+    .map_err(|e| std::io::Error::other(e.to_string()))?
+}
+
+/// Lowercase hex of a digest.
+pub fn sha256_hex(digest: impl AsRef<[u8]>) -> String {
+    hex::encode(digest.as_ref())
+}
+
+/// SHA-256 of a file, lowercase hex (read off the async threads).
+pub async fn sha256_file(path: &Path) -> io::Result<String> {
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        let mut f = std::fs::File::open(path)?;
+        let mut h = Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = f.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+        }
+        Ok(sha256_hex(h.finalize()))
+    })
+    .await
+    .map_err(|e| io::Error::other(e.to_string()))?
+}
+
+/// True for a SHA-256 in lowercase hex.
+pub fn is_sha256_hex(s: &str) -> bool {
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -206,5 +278,24 @@ mod tests {
         );
         assert!(outside.exists() && template.exists());
         assert_eq!(storage.clean_uploads().expect("clean"), (0, 0));
+    }
+
+    #[test]
+    fn temp_names_stay_beside_the_layer() {
+        let layer = Path::new("/data/overlays/o/c/v.qcow2");
+        let t = temp_beside(layer);
+        assert_eq!(t.parent(), layer.parent());
+        assert!(t.file_name().is_some_and(|n| {
+            let n = n.to_string_lossy();
+            n.starts_with(".v.qcow2.") && n.ends_with(".tmp")
+        }));
+        assert_ne!(temp_beside(layer), t);
+    }
+
+    #[test]
+    fn sha256_hex_is_lowercase_and_64_long() {
+        assert!(is_sha256_hex(&"a".repeat(64)));
+        assert!(!is_sha256_hex(&"A".repeat(64)));
+        assert!(!is_sha256_hex("abc"));
     }
 }

@@ -36,8 +36,9 @@ use uuid::Uuid;
 use crate::db::{self, Pool};
 use crate::libvirt::LibvirtError;
 use crate::nodes::{NodeError, Nodes};
-use crate::portable::{self, ChainLayer};
 use crate::storage::Storage;
+use crate::templates::TemplateError;
+use crate::templates::chain::{self, ChainLayer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -46,8 +47,9 @@ pub enum StoreError {
         "the template store of node {node} holds a different {layer}; remove it there or fix the library"
     )]
     Mismatch { node: String, layer: String },
-    #[error("cannot read the template chain: {0}")]
-    Chain(String),
+    /// The template chain could not be read.
+    #[error(transparent)]
+    Template(#[from] TemplateError),
     #[error(transparent)]
     Node(#[from] NodeError),
     #[error(transparent)]
@@ -101,9 +103,7 @@ impl Stores {
     /// The backing chain of `template_id` (child first), read once per start
     /// and handed to [`Self::holders`] and [`Self::ensure_chain`].
     pub async fn chain(&self, template_id: Uuid) -> Result<Vec<ChainLayer>, StoreError> {
-        let (_, chain, _) = portable::template_chain(&self.pool, &self.storage, template_id)
-            .await
-            .map_err(|e| StoreError::Chain(e.to_string()))?;
+        let (_, chain, _) = chain::template_chain(&self.pool, &self.storage, template_id).await?;
         Ok(chain)
     }
 

@@ -16,6 +16,7 @@
 //!   parent's layer (same virtual size required) exactly like a personal-layer
 //!   import ([`images::adopt_layer`]). Anywhere else a backing file is refused.
 
+pub mod chain;
 pub mod matching;
 
 use std::path::{Path, PathBuf};

@@ -12,8 +12,8 @@ use serde_json::json;
 
 use super::error::ApiError;
 use super::extract::{ApiJson, Cookies, CurrentUser, client_ip, cookie_value};
-use crate::app::AppState;
 use crate::auth;
+use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()

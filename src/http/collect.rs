@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use super::error::ApiError;
 use super::extract::{ApiQuery, CurrentUser, IdPath};
-use crate::app::AppState;
+use crate::state::AppState;
 use crate::{collect, courses};
 
 pub fn router() -> Router<AppState> {

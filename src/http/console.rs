@@ -13,9 +13,9 @@ use serde_json::json;
 
 use super::error::ApiError;
 use super::extract::{ApiQuery, CurrentUser, IdPath};
-use crate::app::AppState;
 use crate::console::{self, ConsoleError};
 use crate::libvirt::GraphicsKind;
+use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -106,7 +106,7 @@ async fn viewer_file(
 ) -> Result<Response, ApiError> {
     state.vms.get_for(&me.user, id).await?;
     let ttl = std::time::Duration::from_secs(state.config.console_ticket_ttl_secs);
-    let t = state.vms.console_ticket(id, ttl).await?;
+    let t = state.vms.viewer_password(id, ttl).await?;
     let body = console::virt_viewer_file(t.kind, &t.host, t.port, &t.password, &t.title);
     let filename = format!("pvce-{}.vv", t.vm.id);
     Ok((

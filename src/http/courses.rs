@@ -8,9 +8,9 @@ use serde::Deserialize;
 
 use super::error::ApiError;
 use super::extract::{ApiJson, CurrentUser, IdPath, IdPath2};
-use crate::app::AppState;
 use crate::auth::Role;
 use crate::courses::{self, Course, EnrolReport, NewCourse};
+use crate::state::AppState;
 
 const STAFF: &[Role] = &[Role::Teacher, Role::Admin];
 

@@ -216,11 +216,20 @@ impl From<super::limits::LimitError> for ApiError {
     }
 }
 
-impl From<crate::metrics::MetricsError> for ApiError {
-    fn from(e: crate::metrics::MetricsError) -> Self {
-        match e {
-            crate::metrics::MetricsError::Unauthorized => {
+impl From<super::metrics::MetricsError> for ApiError {
+    fn from(e: super::metrics::MetricsError) -> Self {
+        use super::metrics::MetricsError as E;
+        match &e {
+            E::Unauthorized => {
                 Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", e.to_string())
+            }
+            E::Unavailable(cause) => {
+                tracing::warn!(error = %cause, "rendering metrics failed");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "metrics_unavailable",
+                    e.to_string(),
+                )
             }
         }
     }
@@ -440,8 +449,28 @@ impl From<VmError> for ApiError {
     fn from(e: VmError) -> Self {
         match e {
             VmError::NotFound => Self::not_found(),
-            VmError::Conflict(code, m) => Self::new(StatusCode::CONFLICT, code, m),
-            VmError::Unprocessable(code, m) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, m),
+            VmError::Running(m) => Self::new(StatusCode::CONFLICT, "vm_running", m),
+            VmError::Stopping(m) => Self::new(StatusCode::CONFLICT, "vm_stopping", m),
+            VmError::NotRunning(m) => Self::new(StatusCode::CONFLICT, "vm_not_running", m),
+            VmError::NodeDown(m) => Self::new(StatusCode::CONFLICT, "node_down", m),
+            VmError::NodeUp(m) => Self::new(StatusCode::CONFLICT, "node_up", m),
+            VmError::NodeMaintenance(m) => Self::new(StatusCode::CONFLICT, "node_maintenance", m),
+            VmError::LabNetwork(m) => Self::new(StatusCode::CONFLICT, "lab_network", m),
+            VmError::LayerNodeLocal(m) => Self::new(StatusCode::CONFLICT, "layer_node_local", m),
+            VmError::LayerBusy(m) => Self::new(StatusCode::CONFLICT, "layer_busy", m),
+            VmError::InsufficientMemory(m) => {
+                Self::new(StatusCode::CONFLICT, "insufficient_memory", m)
+            }
+            VmError::EnrolmentInProgress(m) => {
+                Self::new(StatusCode::CONFLICT, "enrolment_in_progress", m)
+            }
+            VmError::SameNode(m) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "same_node", m),
+            VmError::UnknownNode(m) => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown_node", m)
+            }
+            VmError::BadConsoleAddress(m) => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_console_address", m)
+            }
             VmError::Placement(p) => p.into(),
             VmError::Node(n) => n.into(),
             VmError::Libvirt(l) => l.into(),
@@ -449,7 +478,8 @@ impl From<VmError> for ApiError {
             VmError::LabNet(l) => l.into(),
             VmError::Store(s) => s.into(),
             VmError::Layer(l) => l.into(),
-            VmError::Template(_) | VmError::Io(_) | VmError::Db(_) => Self::internal(&e),
+            VmError::Template(t) => t.into(),
+            VmError::Io(_) | VmError::Db(_) => Self::internal(&e),
         }
     }
 }
@@ -464,9 +494,9 @@ impl From<LabNetError> for ApiError {
     }
 }
 
-impl From<crate::layers::LayerError> for ApiError {
-    fn from(e: crate::layers::LayerError) -> Self {
-        use crate::layers::LayerError;
+impl From<crate::vms::layers::LayerError> for ApiError {
+    fn from(e: crate::vms::layers::LayerError) -> Self {
+        use crate::vms::layers::LayerError;
         match e {
             LayerError::HomeDown(_) => {
                 Self::new(StatusCode::CONFLICT, "layer_node_down", e.to_string())
@@ -507,7 +537,8 @@ impl From<crate::stores::StoreError> for ApiError {
             ),
             StoreError::Node(n) => n.into(),
             StoreError::Libvirt(l) => l.into(),
-            StoreError::Chain(_) | StoreError::Db(_) => Self::internal(&e),
+            StoreError::Template(t) => t.into(),
+            StoreError::Db(_) => Self::internal(&e),
         }
     }
 }

@@ -8,9 +8,9 @@ use uuid::Uuid;
 
 use super::error::ApiError;
 use super::extract::{ApiQuery, CurrentUser};
-use crate::app::AppState;
 use crate::auth::Role;
 use crate::events::{self, Event};
+use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/api/events", get(list))

@@ -8,9 +8,9 @@ use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
 use super::error::ApiError;
-use crate::app::AppState;
 use crate::auth::{self, Role, SECURE_SESSION_COOKIE, SESSION_COOKIE};
 use crate::config::Config;
+use crate::state::AppState;
 use crate::users::User;
 
 /// The logged-in user (session cookie or `Authorization: Bearer`).

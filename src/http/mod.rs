@@ -13,6 +13,7 @@ pub mod error;
 pub mod events;
 pub mod extract;
 pub mod limits;
+pub mod metrics;
 pub mod nodes;
 pub mod origin;
 pub mod portable;
@@ -21,6 +22,7 @@ pub mod snapshots;
 pub mod templates;
 pub mod users;
 pub mod vms;
+pub mod web;
 
 use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
@@ -29,7 +31,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use tower_http::trace::TraceLayer;
 
-use crate::app::AppState;
+use crate::state::AppState;
 use error::ApiError;
 
 /// The OpenAPI document of this API (kept by hand; a test checks every route is in it).
@@ -39,7 +41,7 @@ pub fn router(state: AppState) -> Router {
     let mut router = Router::new();
     // With a separate metrics address, the main listener has no /metrics.
     if state.config.metrics_listen.is_none() {
-        router = router.route("/metrics", get(metrics));
+        router = router.route("/metrics", get(metrics::handler));
     }
     finish(
         router
@@ -54,7 +56,7 @@ pub fn router(state: AppState) -> Router {
             .merge(portable::router())
             .merge(collect::router())
             .merge(console::router())
-            .merge(crate::web::router())
+            .merge(web::router())
             .route("/healthz", get(healthz))
             .route("/api/openapi.json", get(openapi)),
         state,
@@ -63,7 +65,10 @@ pub fn router(state: AppState) -> Router {
 
 /// The router of the separate metrics address (`--metrics-listen`).
 pub fn metrics_router(state: AppState) -> Router {
-    finish(Router::new().route("/metrics", get(metrics)), state)
+    finish(
+        Router::new().route("/metrics", get(metrics::handler)),
+        state,
+    )
 }
 
 /// Fallbacks and the layers every listener's router has.
@@ -130,25 +135,4 @@ async fn method_not_allowed() -> ApiError {
         "method_not_allowed",
         "method not allowed",
     )
-}
-
-/// Prometheus text exposition of the control plane's state.
-async fn metrics(
-    State(state): State<AppState>,
-    headers: axum::http::HeaderMap,
-) -> Result<impl IntoResponse, ApiError> {
-    let authorization = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    crate::metrics::authorise(state.config.metrics_token.as_ref(), authorization)?;
-    let text = crate::metrics::render(&state).await.map_err(|e| {
-        // The detail (SQL, node errors) is for the log, not the scraper.
-        tracing::warn!(error = %e, "rendering metrics failed");
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "metrics_unavailable",
-            "metrics are unavailable; try again later",
-        )
-    })?;
-    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text))
 }

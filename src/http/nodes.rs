@@ -8,10 +8,10 @@ use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiQuery, CurrentUser, IdPath};
-use crate::app::AppState;
 use crate::auth::Role;
 use crate::monitor::{self, History, NodeHistory};
 use crate::nodes::{NewNode, Node};
+use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -84,7 +84,7 @@ async fn remove(
     IdPath(id): IdPath,
 ) -> Result<StatusCode, ApiError> {
     me.require(&[Role::Admin])?;
-    state.nodes.delete(id, Some(&me.user.username)).await?;
+    state.vms.remove_node(id, Some(&me.user.username)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

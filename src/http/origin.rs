@@ -23,8 +23,8 @@ use axum::response::Response;
 
 use super::error::ApiError;
 use super::extract::{bearer_token, cookie_token};
-use crate::app::AppState;
 use crate::config::Config;
+use crate::state::AppState;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum OriginError {

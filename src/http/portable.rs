@@ -17,8 +17,8 @@ use serde::Deserialize;
 
 use super::error::ApiError;
 use super::extract::{ApiQuery, CurrentUser, IdPath};
-use crate::app::AppState;
 use crate::portable::{self, DiskUsage, ExportInfo, ImportOutcome, PortableError};
+use crate::state::AppState;
 use crate::templates::ImportLimits;
 
 pub fn router() -> Router<AppState> {

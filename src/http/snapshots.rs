@@ -9,8 +9,8 @@ use serde::Deserialize;
 
 use super::error::ApiError;
 use super::extract::{ApiJson, CurrentUser, IdPath, IdPath2};
-use crate::app::AppState;
 use crate::snapshots::{self, Snapshot};
+use crate::state::AppState;
 use crate::vms::Vm;
 
 pub fn router() -> Router<AppState> {

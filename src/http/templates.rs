@@ -10,10 +10,10 @@ use uuid::Uuid;
 
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiQuery, CurrentUser, IdPath};
-use crate::app::AppState;
 use crate::auth::Role;
 use crate::builds::{self, DeriveRequest};
 use crate::images::ImageFormat;
+use crate::state::AppState;
 use crate::templates::matching::{self, MatchResult};
 use crate::templates::{self, ImportLimits, ImportParams, Template};
 

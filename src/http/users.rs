@@ -7,8 +7,8 @@ use axum::{Json, Router};
 
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiQuery, ApiText, CurrentUser, IdPath};
-use crate::app::AppState;
 use crate::auth::Role;
+use crate::state::AppState;
 use crate::users::{self, ImportReport, NewUser, User, UserPatch};
 
 pub fn router() -> Router<AppState> {

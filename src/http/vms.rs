@@ -11,9 +11,9 @@ use uuid::Uuid;
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiQuery, CurrentUser, IdPath};
 use super::nodes::RangeQuery;
-use crate::app::AppState;
 use crate::auth::Role;
 use crate::monitor::{self, VmHistory, VmLoad};
+use crate::state::AppState;
 use crate::vms::{self, Vm};
 
 pub fn router() -> Router<AppState> {

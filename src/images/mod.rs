@@ -29,6 +29,7 @@
 
 pub mod inspect;
 pub mod overlay;
+pub mod partition;
 pub mod qemu_img;
 
 use std::fmt;

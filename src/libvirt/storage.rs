@@ -1,5 +1,5 @@
 //! Storage pools and volumes on a node: the per-node template store and
-//! node-local personal layers ([`crate::layers`]).
+//! node-local personal layers ([`crate::vms::layers`]).
 //!
 //! A node's template store is a libvirt `dir` pool. Template layers are copied
 //! into it with `virStorageVolUpload` (the bytes travel over the libvirt

@@ -60,17 +60,43 @@ pub struct Superblock {
     pub inodes_per_group: u64,
 }
 
+/// Why a superblock or the journal could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum Ext4Error {
+    #[error("short superblock")]
+    ShortSuperblock,
+    #[error("no ext2/3/4 superblock")]
+    NoMagic,
+    #[error("block size 1024<<{0} out of range")]
+    BlockSize(u32),
+    #[error("cluster size out of range")]
+    ClusterSize,
+    #[error("group descriptor size {0} is invalid")]
+    DescriptorSize(u64),
+    #[error("superblock counts are inconsistent")]
+    InconsistentCounts,
+    #[error("journal block outside its extents")]
+    OutsideJournal,
+    #[error("short journal read")]
+    ShortJournalRead,
+    #[error("journal inode's group not in the table")]
+    JournalGroupMissing,
+    /// The caller's read failed (its error, as text: the reader is generic).
+    #[error("read failed: {0}")]
+    Read(String),
+}
+
 impl Superblock {
-    pub fn parse(sb: &[u8]) -> Result<Superblock, String> {
+    pub fn parse(sb: &[u8]) -> Result<Superblock, Ext4Error> {
         if sb.len() < SUPERBLOCK_LEN {
-            return Err("short superblock".into());
+            return Err(Ext4Error::ShortSuperblock);
         }
         if !has_magic(sb) {
-            return Err("no ext2/3/4 superblock".into());
+            return Err(Ext4Error::NoMagic);
         }
         let log_block = le32(sb, 0x18);
         if log_block > 6 {
-            return Err(format!("block size 1024<<{log_block} out of range"));
+            return Err(Ext4Error::BlockSize(log_block));
         }
         let block_size = 1024u64 << log_block;
         let incompat = le32(sb, 0x60);
@@ -86,7 +112,7 @@ impl Superblock {
         let cluster_size = if ro_compat & RO_COMPAT_BIGALLOC != 0 {
             let log_cluster = le32(sb, 0x1C);
             if !(log_block..=log_block + 16).contains(&log_cluster) {
-                return Err("cluster size out of range".into());
+                return Err(Ext4Error::ClusterSize);
             }
             1024u64 << log_cluster
         } else {
@@ -94,7 +120,7 @@ impl Superblock {
         };
         let desc_size = if bit64 { u64::from(le16(sb, 0xFE)) } else { 32 };
         if !(32..=1024).contains(&desc_size) || !desc_size.is_power_of_two() {
-            return Err(format!("group descriptor size {desc_size} is invalid"));
+            return Err(Ext4Error::DescriptorSize(desc_size));
         }
         let s = Superblock {
             block_size,
@@ -117,7 +143,7 @@ impl Superblock {
             inodes_per_group: u64::from(le32(sb, 0x28)),
         };
         if s.blocks == 0 || s.blocks_per_group == 0 || s.first_data_block >= s.blocks {
-            return Err("superblock counts are inconsistent".into());
+            return Err(Ext4Error::InconsistentCounts);
         }
         Ok(s)
     }
@@ -257,31 +283,31 @@ where
     Fut: std::future::Future<Output = Result<Vec<u8>, E>>,
     E: std::fmt::Display,
 {
-    async fn block(&mut self, lblk: u64, limit: u64) -> Result<Vec<u8>, String> {
+    async fn block(&mut self, lblk: u64, limit: u64) -> Result<Vec<u8>, Ext4Error> {
         let bs = self.block_size as usize;
         let have = self.chunk.len() as u64 / self.block_size;
         if !(self.chunk_start..self.chunk_start + have).contains(&lblk) {
-            let p = map_block(self.extents, lblk).ok_or("journal block outside its extents")?;
+            let p = map_block(self.extents, lblk).ok_or(Ext4Error::OutsideJournal)?;
             // Physically contiguous run from lblk, within the extent and the log.
             let (l, n, _) = self
                 .extents
                 .iter()
                 .find(|(l, n, _)| (*l..l + n).contains(&lblk))
                 .copied()
-                .ok_or("journal block outside its extents")?;
+                .ok_or(Ext4Error::OutsideJournal)?;
             let count = (l + n - lblk)
                 .min(limit.saturating_sub(lblk))
                 .clamp(1, JOURNAL_CHUNK_BLOCKS);
             self.chunk = (self.read)(p * self.block_size, (count * self.block_size) as usize)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| Ext4Error::Read(e.to_string()))?;
             self.chunk_start = lblk;
         }
         let off = ((lblk - self.chunk_start) * self.block_size) as usize;
         self.chunk
             .get(off..off + bs)
             .map(<[u8]>::to_vec)
-            .ok_or_else(|| "short journal read".into())
+            .ok_or(Ext4Error::ShortJournalRead)
     }
 }
 
@@ -294,7 +320,7 @@ pub async fn replay_gdt<R, Fut, E>(
     sb: &Superblock,
     gdt: &mut [u8],
     mut read: R,
-) -> Result<bool, String>
+) -> Result<bool, Ext4Error>
 where
     R: FnMut(u64, usize) -> Fut,
     Fut: std::future::Future<Output = Result<Vec<u8>, E>>,
@@ -313,7 +339,7 @@ where
     let d = (group * sb.desc_size) as usize;
     let desc = gdt
         .get(d..d + sb.desc_size as usize)
-        .ok_or("journal inode's group not in the table")?;
+        .ok_or(Ext4Error::JournalGroupMissing)?;
     let table = u64::from(le32(desc, 0x08))
         | if sb.wide_counts {
             u64::from(le32(desc, 0x28)) << 32
@@ -325,7 +351,7 @@ where
         160,
     )
     .await
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| Ext4Error::Read(e.to_string()))?;
     let Some(extents) = journal_extents(&inode) else {
         return Ok(false);
     };

@@ -130,13 +130,41 @@ pub struct Entry {
     pub kind: Kind,
 }
 
-fn parse_number(field: &[u8]) -> Result<u64, String> {
+/// Why a header or a pax record is not one this reader takes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TarError {
+    #[error("size out of range")]
+    SizeOutOfRange,
+    #[error("bad number {0:?}")]
+    BadNumber(String),
+    #[error("header checksum mismatch (not a tar archive?)")]
+    Checksum,
+    #[error("not a ustar/GNU tar header")]
+    NotTar,
+    #[error("bad pax record")]
+    BadPaxRecord,
+    #[error("bad pax record length")]
+    BadPaxLength,
+    #[error("bad pax size")]
+    BadPaxSize,
+}
+
+/// Why a member name is refused (see [`member_path`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum UnsafeName {
+    #[error("is an absolute path")]
+    Absolute,
+    #[error("has a '..' component")]
+    ParentDir,
+}
+
+fn parse_number(field: &[u8]) -> Result<u64, TarError> {
     if field.first().is_some_and(|b| b & 0x80 != 0) {
         // base-256; only positive values that fit u64.
         let rest = &field[1..];
         let (high, low) = rest.split_at(rest.len().saturating_sub(8));
         if field[0] != 0x80 || high.iter().any(|&b| b != 0) {
-            return Err("size out of range".into());
+            return Err(TarError::SizeOutOfRange);
         }
         let mut v = [0u8; 8];
         v[8 - low.len()..].copy_from_slice(low);
@@ -151,7 +179,7 @@ fn parse_number(field: &[u8]) -> Result<u64, String> {
     if s.is_empty() {
         return Ok(0);
     }
-    u64::from_str_radix(s, 8).map_err(|_| format!("bad number {s:?}"))
+    u64::from_str_radix(s, 8).map_err(|_| TarError::BadNumber(s.to_owned()))
 }
 
 fn cstr(field: &[u8]) -> String {
@@ -160,7 +188,7 @@ fn cstr(field: &[u8]) -> String {
 }
 
 /// Parses one header block. `Ok(None)` is a zero block (end of archive).
-pub fn parse_header(h: &[u8; BLOCK]) -> Result<Option<Entry>, String> {
+pub fn parse_header(h: &[u8; BLOCK]) -> Result<Option<Entry>, TarError> {
     if h.iter().all(|&b| b == 0) {
         return Ok(None);
     }
@@ -182,12 +210,12 @@ pub fn parse_header(h: &[u8; BLOCK]) -> Result<Option<Entry>, String> {
         })
         .sum();
     if stored != unsigned && i64::try_from(stored).ok() != Some(signed) {
-        return Err("header checksum mismatch (not a tar archive?)".into());
+        return Err(TarError::Checksum);
     }
     let posix = &h[257..263] == b"ustar\0";
     let gnu = &h[257..265] == b"ustar  \0";
     if !posix && !gnu {
-        return Err("not a ustar/GNU tar header".into());
+        return Err(TarError::NotTar);
     }
     let mut name = cstr(&h[..100]);
     if posix {
@@ -215,19 +243,19 @@ pub fn parse_header(h: &[u8; BLOCK]) -> Result<Option<Entry>, String> {
 }
 
 /// The `path` and `size` records of a pax extended header.
-pub fn parse_pax(data: &[u8]) -> Result<(Option<String>, Option<u64>), String> {
+pub fn parse_pax(data: &[u8]) -> Result<(Option<String>, Option<u64>), TarError> {
     let (mut path, mut size) = (None, None);
     let mut rest = data;
     while !rest.is_empty() {
         let sp = rest
             .iter()
             .position(|&b| b == b' ')
-            .ok_or("bad pax record")?;
+            .ok_or(TarError::BadPaxRecord)?;
         let len: usize = std::str::from_utf8(&rest[..sp])
             .ok()
             .and_then(|s| s.parse().ok())
             .filter(|&l| l > sp + 1 && l <= rest.len())
-            .ok_or("bad pax record length")?;
+            .ok_or(TarError::BadPaxLength)?;
         let record = &rest[sp + 1..len - 1];
         if let Some(eq) = record.iter().position(|&b| b == b'=') {
             let (k, v) = (&record[..eq], &record[eq + 1..]);
@@ -238,7 +266,7 @@ pub fn parse_pax(data: &[u8]) -> Result<(Option<String>, Option<u64>), String> {
                         std::str::from_utf8(v)
                             .ok()
                             .and_then(|s| s.parse().ok())
-                            .ok_or("bad pax size")?,
+                            .ok_or(TarError::BadPaxSize)?,
                     )
                 }
                 _ => {}
@@ -262,16 +290,16 @@ pub fn base_name(name: &str) -> &str {
 /// would point outside the directory an archive is unpacked in — absolute
 /// names and `..` components — so no name the importer accepts is one a tar
 /// tool would write somewhere unexpected.
-pub fn member_path(name: &str) -> Result<Vec<&str>, String> {
+pub fn member_path(name: &str) -> Result<Vec<&str>, UnsafeName> {
     if name.starts_with('/') {
-        return Err("is an absolute path".into());
+        return Err(UnsafeName::Absolute);
     }
     let parts: Vec<&str> = name
         .split('/')
         .filter(|p| !p.is_empty() && *p != ".")
         .collect();
     if parts.contains(&"..") {
-        return Err("has a '..' component".into());
+        return Err(UnsafeName::ParentDir);
     }
     // Empty for `./` (the archive's own top directory).
     Ok(parts)
@@ -531,11 +559,11 @@ mod tests {
         assert_eq!(got[1].0, "layer.qcow2");
         assert_eq!(got[4].0, "long");
         assert_eq!(
-            member_path(&got[5].0),
+            member_path(&got[5].0).map_err(|e| e.to_string()),
             Err("has a '..' component".to_string())
         );
         assert_eq!(
-            member_path(&got[6].0),
+            member_path(&got[6].0).map_err(|e| e.to_string()),
             Err("is an absolute path".to_string())
         );
         // Devices are typed too (a header of our own: mknod needs privileges

@@ -783,7 +783,7 @@ fn layer_volumes(rig: &Rig, i: usize, vm: &str) -> Vec<String> {
 async fn node_local_layers_stay_on_their_node_and_move_with_their_data() {
     let rig = Rig::up(2).await;
     let c = cluster_with(&rig, 1, |cfg| {
-        cfg.layer_storage = pvce::layers::LayerStorage::NodeLocal;
+        cfg.layer_storage = pvce::vms::layers::LayerStorage::NodeLocal;
         cfg.layer_pool = LAYER_POOL.into();
         cfg.layer_pool_dir = Some(RIG_LOCAL_DIR.into());
     })

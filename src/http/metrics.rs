@@ -1,17 +1,40 @@
-//! Prometheus metrics: gauges read from the database at scrape time, so they
-//! are always consistent with what the API reports.
+//! Prometheus metrics (`GET /metrics`): gauges read from the database at
+//! scrape time, so they are always consistent with what the API reports.
 
 use std::fmt::Write;
 
-use crate::app::AppState;
+use axum::extract::State;
+use axum::http::{HeaderMap, header};
+use axum::response::IntoResponse;
+
+use super::error::ApiError;
 use crate::config::Secret;
 use crate::monitor::{self, MonitorError, VmLoad};
 use crate::nodes::Node;
+use crate::state::AppState;
+use crate::vms::VmState;
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error)]
 pub enum MetricsError {
     #[error("/metrics needs Authorization: Bearer <the metrics token>")]
     Unauthorized,
+    /// Reading the figures failed (SQL, a node); the detail is for the log,
+    /// not the scraper.
+    #[error("metrics are unavailable; try again later")]
+    Unavailable(#[source] MonitorError),
+}
+
+/// Prometheus text exposition of the control plane's state.
+pub async fn handler(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    authorise(state.config.metrics_token.as_ref(), authorization)?;
+    let text = render(&state).await.map_err(MetricsError::Unavailable)?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text))
 }
 
 /// With a metrics token configured, the request must present it as a bearer
@@ -52,14 +75,7 @@ pub async fn render(state: &AppState) -> Result<String, MonitorError> {
         out,
         "# HELP pvce_vms Personal VMs by state.\n# TYPE pvce_vms gauge"
     );
-    for s in [
-        "stopped",
-        "starting",
-        "running",
-        "stopping",
-        "error",
-        "node_down",
-    ] {
+    for s in VmState::ALL.map(VmState::as_str) {
         let n = by_state.iter().find(|(k, _)| k == s).map_or(0, |(_, n)| *n);
         let _ = writeln!(out, "pvce_vms{{state=\"{s}\"}} {n}");
     }
@@ -69,7 +85,7 @@ pub async fn render(state: &AppState) -> Result<String, MonitorError> {
         (
             "pvce_node_up",
             "1 if the node answers libvirt calls.",
-            |n| f64::from(u8::from(n.state != "down")),
+            |n| f64::from(u8::from(n.state.is_up())),
         ),
         (
             "pvce_node_maintenance",
@@ -243,9 +259,9 @@ mod tests {
 
     #[test]
     fn the_token_is_required_only_when_configured() {
-        assert_eq!(authorise(None, None), Ok(()));
+        assert!(authorise(None, None).is_ok());
         let t: Secret = "scrape-me".parse().expect("token");
-        assert_eq!(authorise(Some(&t), Some("Bearer scrape-me")), Ok(()));
+        assert!(authorise(Some(&t), Some("Bearer scrape-me")).is_ok());
         for wrong in [
             None,
             Some("Bearer scrape-m"),
@@ -254,9 +270,8 @@ mod tests {
             Some("Basic scrape-me"),
             Some("scrape-me"),
         ] {
-            assert_eq!(
-                authorise(Some(&t), wrong),
-                Err(MetricsError::Unauthorized),
+            assert!(
+                matches!(authorise(Some(&t), wrong), Err(MetricsError::Unauthorized)),
                 "{wrong:?}"
             );
         }

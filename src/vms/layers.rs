@@ -203,7 +203,7 @@ impl Layers {
             return Ok(None);
         };
         let node = self.nodes.get(node_id).await?;
-        if node.state == "down" {
+        if !node.state.is_up() {
             return Err(LayerError::HomeDown(node.name));
         }
         if node.maintenance {
@@ -337,7 +337,7 @@ impl Layers {
         if let Some(dir) = overlay_path.parent() {
             tokio::fs::create_dir_all(dir).await?;
         }
-        let tmp = crate::snapshots::temp_beside(overlay_path);
+        let tmp = crate::storage::temp_beside(overlay_path);
         let remote = match (self.home(loc).await?, &loc.volume) {
             (Some((node_id, node_name, conn)), Some(volume)) => {
                 let (_, sha256) = conn.download_volume(&self.pool_name, volume, &tmp).await?;
@@ -357,7 +357,7 @@ impl Layers {
                     vm_id,
                     node: None,
                     volume: String::new(),
-                    sha256: crate::portable::sha256_file(&tmp).await?,
+                    sha256: crate::storage::sha256_file(&tmp).await?,
                 }
             }
         };
@@ -535,7 +535,7 @@ impl Checkout<'_> {
         };
         let pool = &self.layers.pool_name;
         let volume = volume_name(remote.vm_id);
-        let sha256 = crate::portable::sha256_file(&self.path).await?;
+        let sha256 = crate::storage::sha256_file(&self.path).await?;
         let len = tokio::fs::metadata(&self.path).await?.len();
         conn.upload_volume(pool, &volume, &self.path).await?;
         let sum = conn.volume_sha256(pool, &volume, len).await?;
@@ -552,7 +552,7 @@ impl Checkout<'_> {
         let Some(remote) = &self.remote else {
             return Ok(());
         };
-        let sha256 = crate::portable::sha256_file(&self.path).await?;
+        let sha256 = crate::storage::sha256_file(&self.path).await?;
         if sha256 == remote.sha256 {
             return Ok(());
         }

@@ -1,0 +1,402 @@
+//! Lifecycle: start (placement, template chain, layer, domain), shutdown,
+//! power-off, reboot and reset — each under the VM's lock.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use uuid::Uuid;
+
+use super::model::{Vm, VmError, VmState, graphics_of, load};
+use super::{LastError, VmManager};
+use crate::console;
+use crate::images::{self};
+use crate::labnets::{self};
+use crate::libvirt::{self, DomainState, GraphicsKind};
+use crate::placement::{Candidate, Constraint};
+use crate::templates;
+use crate::templates::chain::ChainLayer;
+use crate::vms::layers::{LayerLocation, LayerStorage};
+
+impl VmManager {
+    /// The nodes placement may consider for a VM of `chain` with `graphics`.
+    pub(super) async fn candidates(
+        &self,
+        chain: &[ChainLayer],
+        graphics: GraphicsKind,
+    ) -> Result<Vec<Candidate>, VmError> {
+        // A node qualifies for the template if its store holds the whole chain,
+        // or has room to receive it (or its store has not been sampled yet:
+        // the copy itself will tell).
+        let (holders, chain_bytes) = self.stores.holders(chain).await?;
+        let nodes = self.nodes.list().await?;
+        let committed = self.committed_mib().await?;
+        Ok(nodes
+            .into_iter()
+            .map(|n| Candidate {
+                node_id: n.id,
+                up: n.state.is_up(),
+                maintenance: n.maintenance,
+                has_template: holders.contains(&n.id)
+                    || n.store_free.is_none_or(|free| free >= chain_bytes),
+                mem_total_mib: n.mem_total_mib,
+                mem_used_mib: n
+                    .mem_used_mib
+                    .saturating_add(committed.get(&n.id).copied().unwrap_or(0)),
+                cpu_percent: n.cpu_percent,
+                vms_running: n.vms_running,
+                unsupported: n
+                    .capabilities
+                    .as_ref()
+                    .and_then(|c| c.lacks(graphics, self.nodes.accel())),
+                name: n.name,
+            })
+            .collect())
+    }
+
+    /// Memory promised to the VMs placed on each node. A guest touches its
+    /// memory lazily, so a node's own figures lag far behind what its VMs may
+    /// claim; counting the promise on top keeps placement (and migration
+    /// targets) from piling VMs onto a node whose stats have not caught up
+    /// (conservative: what a guest already touched counts twice).
+    pub(super) async fn committed_mib(&self) -> Result<HashMap<Uuid, u64>, VmError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT node_id, SUM(memory_mib) FROM vms WHERE node_id IS NOT NULL
+             AND state IN ('starting', 'running', 'stopping') GROUP BY node_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(node, mib)| {
+                Some((
+                    Uuid::parse_str(&node).ok()?,
+                    u64::try_from(mib).unwrap_or(0),
+                ))
+            })
+            .collect())
+    }
+
+    /// Starts a VM (idempotent: a running VM is returned as it is).
+    pub async fn start(&self, vm: &Vm, owner_name: &str, course_code: &str) -> Result<Vm, VmError> {
+        let lock = self.lock_for(vm.id);
+        let _guard = lock.lock().await;
+        let vm = self.sync_with_node(load(&self.pool, vm.id).await?).await?;
+        match vm.state {
+            VmState::Running | VmState::Starting => return Ok(vm),
+            VmState::Stopping => {
+                return Err(VmError::Stopping(
+                    "the VM is shutting down; try again when it has stopped".into(),
+                ));
+            }
+            VmState::NodeDown => return Err(node_down_conflict()),
+            VmState::Stopped | VmState::Error => {}
+        }
+        // A lab-network VM: hold its student's network lock for the whole start,
+        // so the student's concurrent starts agree on a node and one network.
+        let lab = match vm.course_id {
+            Some(c) if labnets::course_has_lab_network(&self.pool, c).await? => {
+                Some((c, vm.owner_id))
+            }
+            _ => None,
+        };
+        let lab_lock = lab.map(|pair| self.labnets.lock_for(pair));
+        let _lab_guard = match &lab_lock {
+            Some(l) => Some(l.lock().await),
+            None => None,
+        };
+        let constraint = match lab {
+            Some(pair) => self.labnets.constraint(pair, vm.id).await?,
+            None => Constraint::Anywhere,
+        };
+        // A node-local layer pins the VM to its home node.
+        let constraint = match (self.layers.pinned_node(&vm.layer()).await?, constraint) {
+            (None, c) => c,
+            (Some(home), Constraint::Anywhere) => Constraint::OnNode(home),
+            (Some(home), Constraint::OnNode(n)) if n == home => constraint,
+            (Some(_), Constraint::OnNode(_)) => {
+                return Err(VmError::LabNetwork("this VM's disk is on another node than the one running the student's other VMs on the same lab network; stop those VMs first".into(),
+                ));
+            }
+        };
+        let chain = self.stores.chain(vm.template_id).await?;
+        let graphics = graphics_of(&self.pool, vm.id).await?;
+        let candidates = self.candidates(&chain, graphics).await?;
+        let reservation = self.reservations.place(
+            &candidates,
+            u64::from(vm.memory_mib),
+            self.host_reserve_mib,
+            self.policy,
+            constraint,
+        )?;
+        let node_id = reservation.node_id();
+        let node = self.nodes.get(node_id).await?;
+        let conn = self.nodes.conn(node_id).await?;
+        // The template's layers must be in the node's store before QEMU opens
+        // the chain (a no-op once they are).
+        self.stores.ensure_chain(node_id, &chain).await?;
+        // A node-local layer not created yet is created on the chosen node,
+        // which becomes its home (undone below if the start fails).
+        let mut layer = vm.layer();
+        let created_layer = layer.storage == LayerStorage::NodeLocal && layer.volume.is_none();
+        if created_layer {
+            let t = templates::get(&self.pool, vm.template_id).await?;
+            layer = self
+                .layers
+                .create(
+                    node_id,
+                    vm.id,
+                    &self.storage.template_path(t.id),
+                    t.virtual_size_bytes,
+                )
+                .await?;
+        }
+        self.set_state(vm.id, VmState::Starting, Some(node_id), None)
+            .await?;
+        let network = match lab {
+            Some(pair) => match self.labnets.ensure(node_id, &conn, pair).await {
+                Ok(name) => Some(name),
+                Err(e) => {
+                    tracing::warn!(vm = %vm.id, error = %e, "lab network unavailable");
+                    if created_layer {
+                        self.discard_new_layer(vm.id, &layer).await;
+                    }
+                    if let Err(e2) = self.labnets.release_locked(pair).await {
+                        tracing::warn!(vm = %vm.id, error = %e2, "lab network cleanup failed");
+                    }
+                    self.set_state(vm.id, VmState::Stopped, None, Some(e.to_string()))
+                        .await?;
+                    return Err(e.into());
+                }
+            },
+            None => None,
+        };
+        let spec = libvirt::DomainSpec {
+            name: self.domain_name(vm.id),
+            uuid: vm.id,
+            title: format!("{owner_name} / {course_code} / {}", vm.name),
+            vcpus: vm.vcpus,
+            memory_mib: u64::from(vm.memory_mib),
+            hypervisor: conn.hypervisor_for(self.nodes.accel()).await?,
+            disk_path: self.layers.disk_path(&vm.overlay_path, &layer),
+            graphics,
+            graphics_listen: node.console_address.clone(),
+            // Per boot, never stored: the console proxy reads it back from libvirt.
+            graphics_password: Some(console::new_console_password(graphics)),
+            serial_log: Some(self.storage.console_log_path(vm.id)),
+            smbios_serial: format!("vm-{}", &vm.id.simple().to_string()[..12]),
+            disk_cache: self.disk_cache,
+            metadata: libvirt::PvceMetadata {
+                id: vm.id.to_string(),
+                owner: vm.owner_id.to_string(),
+                course: vm.course_id.map(|c| c.to_string()),
+                template: vm.build_template_id.map(|t| t.to_string()),
+            },
+            network,
+        };
+        match conn.create_domain(&spec).await {
+            Ok(_) => {
+                self.write_state(
+                    vm.id,
+                    VmState::Running,
+                    Some(node_id),
+                    LastError::Clear,
+                    true,
+                )
+                .await?;
+                drop(reservation);
+                load(&self.pool, vm.id).await
+            }
+            Err(e) => {
+                // Never leave a half-started domain (or an unused network) behind.
+                let destroyed = conn.destroy(&spec.name).await;
+                if created_layer && destroyed.is_ok() {
+                    self.discard_new_layer(vm.id, &layer).await;
+                }
+                if let Some(pair) = lab
+                    && let Err(e2) = self.labnets.release_locked(pair).await
+                {
+                    tracing::warn!(vm = %vm.id, error = %e2, "lab network cleanup failed");
+                }
+                tracing::warn!(vm = %vm.id, error = %e, "start failed");
+                if e.is_unavailable() && destroyed.is_err() {
+                    // The node stopped answering mid-start: the domain may run
+                    // there after all, so the VM is fenced like any other.
+                    self.set_state(vm.id, VmState::NodeDown, Some(node_id), Some(e.to_string()))
+                        .await?;
+                } else {
+                    self.set_state(vm.id, VmState::Stopped, None, Some(e.to_string()))
+                        .await?;
+                }
+                Err(e.into())
+            }
+        }
+    }
+
+    /// The stopped VM's layer as a file on the server at its `overlay_path`
+    /// (a download for a node-local layer, see [`crate::vms::layers`]); commit
+    /// the checkout after changing the file. Call under the VM's lock.
+    pub(crate) async fn checkout_layer(
+        &self,
+        vm: &Vm,
+    ) -> Result<crate::vms::layers::Checkout<'_>, VmError> {
+        let (backing, size) = match vm.layer_storage {
+            LayerStorage::Shared => (PathBuf::new(), 0),
+            LayerStorage::NodeLocal => {
+                let t = templates::get(&self.pool, vm.template_id).await?;
+                (self.storage.template_path(t.id), t.virtual_size_bytes)
+            }
+        };
+        Ok(self
+            .layers
+            .checkout(vm.id, &vm.overlay_path, &vm.layer(), &backing, size)
+            .await?)
+    }
+
+    /// Removes a node-local layer created by a start that then failed, so
+    /// the next start is placed afresh (logged if the node does not answer;
+    /// the layer then stays the VM's, empty).
+    pub(super) async fn discard_new_layer(&self, vm_id: Uuid, layer: &LayerLocation) {
+        if let Err(e) = self.layers.discard(vm_id, layer).await {
+            tracing::warn!(vm = %vm_id, error = %e, "could not remove the layer of a failed start");
+        }
+    }
+
+    /// After a stop: a node-local layer's size, as the UI shows it.
+    pub(super) async fn refresh_layer_bytes(&self, vm_id: Uuid) {
+        if let Ok(vm) = load(&self.pool, vm_id).await
+            && vm.layer_storage == LayerStorage::NodeLocal
+            && let Err(e) = self.layers.refresh_bytes(vm_id, &vm.layer()).await
+        {
+            tracing::debug!(vm = %vm_id, error = %e, "could not read the layer size");
+        }
+    }
+
+    pub(super) async fn require_running(&self, vm: &Vm) -> Result<(Vm, libvirt::Node), VmError> {
+        let vm = self.sync_with_node(load(&self.pool, vm.id).await?).await?;
+        let node_id = match (vm.state, vm.node_id) {
+            (VmState::Running | VmState::Stopping, Some(n)) => n,
+            (VmState::NodeDown, _) => return Err(node_down_conflict()),
+            _ => {
+                return Err(VmError::NotRunning("the VM is not running".into()));
+            }
+        };
+        let conn = self.nodes.conn(node_id).await?;
+        Ok((vm, conn))
+    }
+
+    /// ACPI shutdown; forced off if the guest has not stopped after the timeout.
+    pub async fn shutdown(self: &Arc<Self>, vm: &Vm) -> Result<Vm, VmError> {
+        let lock = self.lock_for(vm.id);
+        let _guard = lock.lock().await;
+        let current = self.sync_with_node(load(&self.pool, vm.id).await?).await?;
+        if current.state == VmState::Stopped {
+            return Ok(current);
+        }
+        let (vm, conn) = self.require_running(&current).await?;
+        conn.shutdown(&self.domain_name(vm.id)).await?;
+        self.set_state(vm.id, VmState::Stopping, vm.node_id, None)
+            .await?;
+        self.stops_in_flight_mut().insert(vm.id);
+        let this = Arc::clone(self);
+        let vm_id = vm.id;
+        tokio::spawn(async move { this.finish_shutdown(vm_id, conn).await });
+        load(&self.pool, vm.id).await
+    }
+
+    pub(super) async fn finish_shutdown(&self, vm_id: Uuid, conn: libvirt::Node) {
+        let name = self.domain_name(vm_id);
+        let deadline = Instant::now() + self.shutdown_timeout;
+        loop {
+            match conn.domain(&name).await {
+                Ok(None) => break,
+                Ok(Some(d)) if d.state == DomainState::Shutoff => break,
+                _ => {}
+            }
+            if Instant::now() >= deadline {
+                tracing::info!(vm = %vm_id, "ACPI shutdown timed out; forcing off");
+                let _ = conn.destroy(&name).await;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        let lock = self.lock_for(vm_id);
+        let _guard = lock.lock().await;
+        let _ = self.set_state(vm_id, VmState::Stopped, None, None).await;
+        self.stops_in_flight_mut().remove(&vm_id);
+        if let Ok(vm) = load(&self.pool, vm_id).await {
+            self.release_lab_network(&vm).await;
+        }
+        self.refresh_layer_bytes(vm_id).await;
+    }
+
+    /// After a stop: removes the VM's lab network if no VM of its student in
+    /// its course runs on the node any more. Failures are logged; the
+    /// reconcile loop retries.
+    pub(super) async fn release_lab_network(&self, vm: &Vm) {
+        let Some(course) = vm.course_id else {
+            return;
+        };
+        if let Err(e) = self.labnets.release((course, vm.owner_id)).await {
+            tracing::warn!(vm = %vm.id, error = %e, "lab network cleanup failed; reconcile retries");
+        }
+    }
+
+    /// Forced power-off.
+    pub async fn poweroff(&self, vm: &Vm) -> Result<Vm, VmError> {
+        let lock = self.lock_for(vm.id);
+        let _guard = lock.lock().await;
+        let current = self.sync_with_node(load(&self.pool, vm.id).await?).await?;
+        if current.state == VmState::Stopped {
+            return Ok(current);
+        }
+        let (vm, conn) = self.require_running(&current).await?;
+        conn.destroy(&self.domain_name(vm.id)).await?;
+        self.set_state(vm.id, VmState::Stopped, None, None).await?;
+        self.release_lab_network(&vm).await;
+        self.refresh_layer_bytes(vm.id).await;
+        load(&self.pool, vm.id).await
+    }
+
+    pub async fn reboot(&self, vm: &Vm) -> Result<Vm, VmError> {
+        let lock = self.lock_for(vm.id);
+        let _guard = lock.lock().await;
+        let (vm, conn) = self.require_running(vm).await?;
+        conn.reboot(&self.domain_name(vm.id)).await?;
+        Ok(vm)
+    }
+
+    /// Discards the personal layer: a fresh overlay on the template replaces it.
+    pub async fn reset(&self, vm: &Vm) -> Result<Vm, VmError> {
+        let lock = self.lock_for(vm.id);
+        let _guard = lock.lock().await;
+        let vm = self.sync_with_node(load(&self.pool, vm.id).await?).await?;
+        if vm.state.is_active() {
+            return Err(VmError::Running("stop the VM before resetting it".into()));
+        }
+        match vm.layer_storage {
+            LayerStorage::Shared => {
+                let t = templates::get(&self.pool, vm.template_id).await?;
+                let path = vm.overlay_path.clone();
+                let backing = self.storage.template_path(t.id);
+                let size = t.virtual_size_bytes;
+                tokio::task::spawn_blocking(move || images::replace_overlay(&path, &backing, size))
+                    .await
+                    .map_err(|e| VmError::Io(std::io::Error::other(e.to_string())))??;
+            }
+            // The next start creates a fresh layer wherever placement says.
+            LayerStorage::NodeLocal => self.layers.discard(vm.id, &vm.layer()).await?,
+        }
+        // The old layer's snapshots went with it.
+        crate::snapshots::forget_all(&self.pool, &vm).await?;
+        self.write_state(vm.id, VmState::Stopped, None, LastError::Clear, false)
+            .await?;
+        load(&self.pool, vm.id).await
+    }
+}
+
+pub(super) fn node_down_conflict() -> VmError {
+    VmError::NodeDown("the VM's node is down; the VM can be started again once the node answers or an admin confirms it is powered off".into(),
+    )
+}

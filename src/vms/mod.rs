@@ -1,0 +1,334 @@
+//! VMs: students' personal machines and their lifecycle.
+//!
+//! A VM is a row (intent) plus, while it runs, a transient libvirt domain named
+//! `pvce-<vm-id>` whose UUID is the VM id (what runs). Its disk is a personal
+//! qcow2 overlay backed by the course template's layer.
+//!
+//! Invariants:
+//! - One domain per VM: every state change of a VM happens under that VM's
+//!   async lock, and a start first looks for an existing domain, so two
+//!   concurrent starts yield one domain.
+//! - A failed start leaves no domain behind (it is destroyed) and the VM
+//!   `stopped` with `last_error` set.
+//! - The API state follows libvirt: reads refresh a VM from its node, and the
+//!   reconcile loop adopts/clears domains after restarts and guest shutdowns.
+//! - A personal layer is replaced only while the VM is stopped, atomically
+//!   (new file renamed over the old), so a crash never leaves half a layer.
+//! - A VM of a lab-network course starts on its student's network, on the
+//!   node where the student's other VMs of the course run; the network goes
+//!   when the last of them stops ([`crate::labnets`]).
+//!
+//! Node failure and fencing. A VM whose node stops answering is shown as
+//! `node_down`, never silently `running`: its QEMU may still run there and
+//! hold the layer. The layer must never be opened by two QEMUs at once, so
+//! such a VM starts again (on any node; layers are on shared storage) only
+//! after its old node is *fenced*, i.e. confirmed gone:
+//! - the node answers again and runs no domain for the VM (the reconcile loop
+//!   or a read then marks it `stopped`; a domain still running is adopted), or
+//! - an admin confirms the node is powered off (`POST /api/nodes/{id}/fence`,
+//!   refused while the node answers), which releases its VMs as `stopped`.
+//!
+//! Until then a start is refused with 409 `node_down`. Should a fenced node
+//! come back with a domain for a VM that meanwhile runs elsewhere, that stale
+//! copy is destroyed at once.
+//!
+//! Live migration (`migrate`, admin) moves a running VM between nodes that
+//! share its layer, with its console re-addressed to the target node; tokens
+//! for the old node are void (they are bound to the node). Maintenance with
+//! `drain` migrates a node's running VMs away one by one.
+
+pub mod layers;
+mod lifecycle;
+mod migrate;
+mod model;
+mod provision;
+mod reconcile;
+mod rule;
+mod viewer;
+
+pub(crate) use model::graphics_from_db;
+pub(crate) use model::load;
+use model::{COLUMNS, from_row};
+pub use model::{Vm, VmError, VmSpec, VmState, labels};
+pub use provision::{
+    NewBuildVm, Provision, STAGING_SUFFIX, SweepReport, delete_for, sweep_layers_at_start,
+};
+pub use viewer::ViewerPassword;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::auth::Role;
+use crate::db::Pool;
+use crate::labnets::LabNets;
+use crate::libvirt::{self};
+use crate::nodes::Nodes;
+use crate::placement::{Policy, Reservations};
+use crate::storage::Storage;
+use crate::stores::Stores;
+use crate::users::User;
+use crate::vms::layers::{LayerStorage, Layers};
+
+/// What a state change does to a VM's `last_error`.
+#[derive(Debug)]
+enum LastError {
+    Keep,
+    Set(String),
+    Clear,
+}
+
+/// A change of a VM's state, broadcast to console sessions and UI streams.
+#[derive(Debug, Clone, Serialize)]
+pub struct VmEvent {
+    pub vm_id: Uuid,
+    pub state: VmState,
+    pub node_id: Option<Uuid>,
+}
+
+/// Runs VM lifecycle operations against the nodes.
+#[derive(Debug)]
+pub struct VmManager {
+    pool: Pool,
+    storage: Storage,
+    nodes: Arc<Nodes>,
+    stores: Arc<Stores>,
+    reservations: Reservations,
+    locks: Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>,
+    shutdown_timeout: Duration,
+    policy: Policy,
+    /// Memory placement keeps free on every node for the host itself.
+    host_reserve_mib: u64,
+    domain_prefix: String,
+    disk_cache: libvirt::DiskCache,
+    events: tokio::sync::broadcast::Sender<VmEvent>,
+    /// Serialises console password changes (expiry renewal, `.vv` tickets).
+    console_passwords: tokio::sync::Mutex<()>,
+    /// VMs whose graceful shutdown is waiting for the guest (see
+    /// [`rule::Recorded::stop_in_flight`]).
+    stops_in_flight: Mutex<std::collections::HashSet<Uuid>>,
+    labnets: LabNets,
+    layers: Layers,
+}
+
+impl VmManager {
+    pub fn new(
+        pool: Pool,
+        storage: Storage,
+        nodes: Arc<Nodes>,
+        stores: Arc<Stores>,
+        shutdown_timeout: Duration,
+        domain_prefix: String,
+    ) -> Self {
+        let labnets = LabNets::new(pool.clone(), nodes.clone(), domain_prefix.clone());
+        let layers = Layers::new(
+            pool.clone(),
+            nodes.clone(),
+            LayerStorage::Shared,
+            "pvce-layers".into(),
+            storage.root().join("node-layers"),
+        );
+        Self {
+            layers,
+            pool,
+            storage,
+            nodes,
+            stores,
+            reservations: Reservations::default(),
+            locks: Mutex::new(HashMap::new()),
+            shutdown_timeout,
+            policy: Policy::Spread,
+            host_reserve_mib: crate::placement::DEFAULT_HOST_RESERVE_MIB,
+            labnets,
+            domain_prefix,
+            disk_cache: libvirt::DiskCache::default(),
+            events: tokio::sync::broadcast::channel(1024).0,
+            console_passwords: tokio::sync::Mutex::new(()),
+            stops_in_flight: Mutex::default(),
+        }
+    }
+
+    /// Host cache mode of VM disks (`none` for live migration on shared storage).
+    #[must_use]
+    pub fn with_disk_cache(mut self, cache: libvirt::DiskCache) -> Self {
+        self.disk_cache = cache;
+        self
+    }
+
+    /// The placement policy of starts and drains, and the memory kept free on
+    /// every node for the host.
+    #[must_use]
+    pub fn with_placement(mut self, policy: Policy, host_reserve_mib: u64) -> Self {
+        self.policy = policy;
+        self.host_reserve_mib = host_reserve_mib;
+        self
+    }
+
+    /// Layer storage of new VMs and the node-local layer pools.
+    #[must_use]
+    pub fn with_layers(mut self, layers: Layers) -> Self {
+        self.layers = layers;
+        self
+    }
+
+    pub fn layers(&self) -> &Layers {
+        &self.layers
+    }
+
+    /// Subscribes to VM state changes.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<VmEvent> {
+        self.events.subscribe()
+    }
+
+    fn notify(&self, vm_id: Uuid, state: VmState, node_id: Option<Uuid>) {
+        // No subscribers is fine: nobody is watching.
+        let _ = self.events.send(VmEvent {
+            vm_id,
+            state,
+            node_id,
+        });
+    }
+
+    /// The libvirt domain name of a VM.
+    pub fn domain_name(&self, vm_id: Uuid) -> String {
+        format!("{}{vm_id}", self.domain_prefix)
+    }
+
+    /// The VM's lifecycle lock: hold it for any operation that must not race a
+    /// start/stop (e.g. touching the personal layer of a stopped VM).
+    pub(crate) fn lock_for(&self, id: Uuid) -> Arc<tokio::sync::Mutex<()>> {
+        let mut map = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(id).or_default().clone()
+    }
+
+    fn stops_in_flight_mut(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<Uuid>> {
+        self.stops_in_flight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// True while a graceful shutdown of the VM waits for its guest.
+    fn stop_in_flight(&self, id: Uuid) -> bool {
+        self.stops_in_flight_mut().contains(&id)
+    }
+
+    /// Lists the VMs a user may see, optionally for one course.
+    pub async fn list(&self, user: &User, course_id: Option<Uuid>) -> Result<Vec<Vm>, VmError> {
+        let mut sql = format!("SELECT {COLUMNS} FROM vms v WHERE 1=1");
+        let uid = user.id.to_string();
+        match user.role {
+            Role::Admin => {}
+            Role::Teacher => sql.push_str(
+                " AND (v.owner_id = ? OR v.course_id IN (SELECT id FROM courses WHERE teacher_id = ?))",
+            ),
+            Role::Student => sql.push_str(" AND v.owner_id = ?"),
+        }
+        if course_id.is_some() {
+            sql.push_str(" AND v.course_id = ?");
+        }
+        sql.push_str(" ORDER BY v.created_at, v.name");
+        let mut q = sqlx::query(&sql);
+        match user.role {
+            Role::Admin => {}
+            Role::Teacher => q = q.bind(uid.clone()).bind(uid),
+            Role::Student => q = q.bind(uid),
+        }
+        if let Some(c) = course_id {
+            q = q.bind(c.to_string());
+        }
+        let rows = q.fetch_all(&self.pool).await?;
+        Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
+    }
+
+    /// A VM the user may act on (owner, the course's teacher, admin), else NotFound.
+    pub async fn get_for(&self, user: &User, id: Uuid) -> Result<Vm, VmError> {
+        let vm = load(&self.pool, id).await?;
+        let allowed = match user.role {
+            Role::Admin => true,
+            _ if vm.owner_id == user.id => true,
+            // A build VM has no course: only its owner (and admins) reach it.
+            Role::Teacher if vm.course_id.is_some() => {
+                let teacher: Option<String> =
+                    sqlx::query_scalar("SELECT teacher_id FROM courses WHERE id = ?")
+                        .bind(vm.course_id.map(|c| c.to_string()))
+                        .fetch_optional(&self.pool)
+                        .await?;
+                teacher.as_deref() == Some(user.id.to_string().as_str())
+            }
+            Role::Teacher | Role::Student => false,
+        };
+        if allowed {
+            Ok(vm)
+        } else {
+            Err(VmError::NotFound)
+        }
+    }
+
+    /// Writes a VM's state (keeping its last error, or setting it to
+    /// `error`) and notifies subscribers: see [`Self::write_state`].
+    async fn set_state(
+        &self,
+        id: Uuid,
+        state: VmState,
+        node_id: Option<Uuid>,
+        error: Option<String>,
+    ) -> Result<(), VmError> {
+        let last_error = match error {
+            Some(e) => LastError::Set(e),
+            None => LastError::Keep,
+        };
+        self.write_state(id, state, node_id, last_error, false)
+            .await
+    }
+
+    /// The one writer of a VM's state: every change of `state`/`node_id`
+    /// goes through here, so subscribers (console sessions, UI streams) hear
+    /// of each one. `started`: this is a start's success (stamps
+    /// `last_started_at`).
+    async fn write_state(
+        &self,
+        id: Uuid,
+        state: VmState,
+        node_id: Option<Uuid>,
+        last_error: LastError,
+        started: bool,
+    ) -> Result<(), VmError> {
+        // `node_down` keeps the last known state underneath (see migration 0005).
+        let (column_state, node_down) = match state {
+            VmState::NodeDown => (None, 1),
+            s => (Some(s.as_str()), 0),
+        };
+        let (keep_error, error) = match last_error {
+            LastError::Keep => (1, None),
+            LastError::Set(e) => (0, Some(e)),
+            LastError::Clear => (0, None),
+        };
+        sqlx::query(
+            "UPDATE vms SET state = COALESCE(?, state), node_down = ?, node_id = ?,
+             last_error = CASE WHEN ? THEN last_error ELSE ? END,
+             last_started_at = COALESCE(?, last_started_at) WHERE id = ?",
+        )
+        .bind(column_state)
+        .bind(node_down)
+        .bind(node_id.map(|n| n.to_string()))
+        .bind(keep_error)
+        .bind(error)
+        .bind(started.then(crate::db::now))
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await?;
+        self.notify(id, state, node_id);
+        Ok(())
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+}

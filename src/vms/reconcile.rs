@@ -1,0 +1,317 @@
+//! Reconcile: bringing the database's intent and libvirt's facts together —
+//! on reads of one VM, in the periodic pass over every node, and when an
+//! admin fences a node that is gone.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use uuid::Uuid;
+
+use super::VmManager;
+use super::model::{COLUMNS, Vm, VmError, VmState, from_row, load};
+use super::rule::{self, Action, Recorded, Seen};
+use crate::events::{self, EventKind, NewEvent};
+use crate::libvirt::{self, DomainState, LibvirtError};
+
+/// Longest a read of one VM's domain may take (a frozen node must not hold up
+/// API reads of its VMs for the whole libvirt call timeout).
+pub(super) const SYNC_DEADLINE: Duration = Duration::from_secs(5);
+/// Longest one node's part of a reconcile pass may take.
+pub(super) const RECONCILE_NODE_DEADLINE: Duration = Duration::from_secs(10);
+
+impl VmManager {
+    /// Brings one VM's row in line with libvirt and returns it.
+    pub async fn refresh(&self, id: Uuid) -> Result<Vm, VmError> {
+        let lock = self.lock_for(id);
+        // A start/stop in flight owns the VM; its result will be written by it.
+        let Ok(_guard) = lock.try_lock() else {
+            return load(&self.pool, id).await;
+        };
+        let vm = load(&self.pool, id).await?;
+        self.sync_with_node(vm).await
+    }
+
+    /// Re-reads the VM's domain on its node and updates the row to match
+    /// (the rule is [`rule::decide`]).
+    pub(crate) async fn sync_with_node(&self, vm: Vm) -> Result<Vm, VmError> {
+        let Some(node_id) = vm.node_id else {
+            return Ok(vm);
+        };
+        let conn = self.nodes.conn(node_id).await.ok();
+        let seen = match &conn {
+            None => Seen::Unreachable,
+            Some(conn) => {
+                let found =
+                    tokio::time::timeout(SYNC_DEADLINE, conn.domain(&self.domain_name(vm.id)))
+                        .await
+                        .unwrap_or(Err(LibvirtError::Timeout));
+                match found {
+                    Ok(d) => Seen::Domain(d.map(|d| d.state)),
+                    Err(e) => {
+                        tracing::warn!(vm = %vm.id, error = %e, "could not read domain state");
+                        return Ok(vm);
+                    }
+                }
+            }
+        };
+        match rule::decide(self.recorded(&vm), node_id, seen) {
+            Action::None => Ok(vm),
+            action => {
+                self.act(&vm, node_id, conn.as_ref(), action).await?;
+                load(&self.pool, vm.id).await
+            }
+        }
+    }
+
+    /// What the database says about a VM, as the rule takes it.
+    fn recorded(&self, vm: &Vm) -> Recorded {
+        Recorded {
+            state: vm.state,
+            node: vm.node_id,
+            stop_in_flight: self.stop_in_flight(vm.id),
+        }
+    }
+
+    /// Carries out the rule's decision about `vm` seen on node `node_id`
+    /// (`conn`: that node's connection, if it answered).
+    async fn act(
+        &self,
+        vm: &Vm,
+        node_id: Uuid,
+        conn: Option<&libvirt::Node>,
+        action: Action,
+    ) -> Result<(), VmError> {
+        match action {
+            Action::None => Ok(()),
+            Action::MarkNodeDown => {
+                tracing::warn!(vm = %vm.id, node = %node_id, "node down: VM state unknown until fenced");
+                self.set_state(vm.id, VmState::NodeDown, Some(node_id), None)
+                    .await
+            }
+            Action::DestroyStaleCopy => {
+                tracing::warn!(vm = %vm.id, node = %node_id, "destroying a stale copy on a fenced node");
+                if let Some(conn) = conn {
+                    conn.destroy(&self.domain_name(vm.id)).await?;
+                }
+                Ok(())
+            }
+            Action::Adopt => {
+                tracing::info!(vm = %vm.id, node = %node_id, state = vm.state.as_str(), "adopting running domain");
+                self.set_state(vm.id, VmState::Running, Some(node_id), None)
+                    .await
+            }
+            Action::MarkStopping => {
+                self.set_state(vm.id, VmState::Stopping, Some(node_id), None)
+                    .await
+            }
+            Action::MarkStopped { interrupted_start } => {
+                let reason = interrupted_start.then(|| {
+                    "the start was interrupted (the server stopped while the VM was starting); start it again".to_owned()
+                });
+                self.set_state(vm.id, VmState::Stopped, None, reason).await
+            }
+        }
+    }
+
+    /// One pass of reconciliation between the database and every node, all
+    /// nodes at once, each bounded by [`RECONCILE_NODE_DEADLINE`] so a frozen
+    /// node holds up nobody:
+    /// - on a `down` node, active VMs become `node_down` (never silently
+    ///   `running`);
+    /// - on a reachable node, active rows whose domain is gone become
+    ///   `stopped` (for `node_down` rows this is the fence: the node answers
+    ///   and runs nothing for them), and domains carrying our metadata for a
+    ///   known VM are adopted — unless the VM is active on another node, in
+    ///   which case the domain is a stale copy on a node that was fenced and
+    ///   is destroyed;
+    /// - domains without pvce's metadata, or for VMs this database does not
+    ///   know, are never touched.
+    ///
+    /// VMs whose lifecycle lock is held (a start, stop or migration in
+    /// flight) are skipped; their operation writes the outcome.
+    pub async fn reconcile_once(&self) -> Result<(), VmError> {
+        let nodes = self.nodes.list().await?;
+        let passes = nodes.iter().map(|node| async move {
+            if !node.state.is_up() {
+                return self.mark_node_down(node.id).await;
+            }
+            match tokio::time::timeout(RECONCILE_NODE_DEADLINE, self.reconcile_node(node)).await {
+                Ok(r) => r,
+                Err(_) => {
+                    tracing::warn!(node = %node.name, "reconcile timed out");
+                    Ok(())
+                }
+            }
+        });
+        for r in futures::future::join_all(passes).await {
+            r?;
+        }
+        // Lab networks whose VMs are all gone (guest shutdowns, crashes,
+        // failed cleanups, restarts).
+        if let Err(e) = self.labnets.sweep().await {
+            tracing::warn!(error = %e, "lab network sweep failed");
+        }
+        Ok(())
+    }
+
+    /// Marks the active VMs of a node that stopped answering `node_down`.
+    pub(super) async fn mark_node_down(&self, node_id: Uuid) -> Result<(), VmError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM vms WHERE node_id = ? AND state IN ('starting', 'running', 'stopping') AND node_down = 0"
+        ))
+        .bind(node_id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        for row in &rows {
+            let vm = from_row(row)?;
+            let lock = self.lock_for(vm.id);
+            let Ok(_guard) = lock.try_lock() else {
+                continue;
+            };
+            let action = rule::decide(self.recorded(&vm), node_id, Seen::Unreachable);
+            self.act(&vm, node_id, None, action).await?;
+        }
+        Ok(())
+    }
+
+    /// Removes node-local layer volumes no VM names (see
+    /// [`Layers::unreferenced`]); failures are logged and retried next pass.
+    pub(super) async fn sweep_layers(&self, node: &crate::nodes::Node, conn: &libvirt::Node) {
+        let orphans = match self.layers.unreferenced(node.id, conn).await {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::debug!(node = %node.name, error = %e, "layer sweep skipped");
+                return;
+            }
+        };
+        for (vm_id, volume) in orphans {
+            let lock = self.lock_for(vm_id);
+            let Ok(_guard) = lock.try_lock() else {
+                continue;
+            };
+            match self
+                .layers
+                .remove_unreferenced(node.id, conn, &volume)
+                .await
+            {
+                Ok(true) => {
+                    tracing::warn!(node = %node.name, %volume, "removed a layer volume no VM uses (left by an interrupted operation)");
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(node = %node.name, %volume, error = %e, "could not remove an unused layer volume")
+                }
+            }
+        }
+    }
+
+    pub(super) async fn reconcile_node(&self, node: &crate::nodes::Node) -> Result<(), VmError> {
+        let Ok(conn) = self.nodes.conn(node.id).await else {
+            return Ok(());
+        };
+        self.sweep_layers(node, &conn).await;
+        let Ok(domains) = conn.list_pvce_domains().await else {
+            return Ok(());
+        };
+        let running: HashMap<Uuid, DomainState> = domains
+            .iter()
+            .filter_map(|d| {
+                let id = Uuid::parse_str(&d.metadata.as_ref()?.id).ok()?;
+                Some((id, d.state))
+            })
+            .collect();
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM vms WHERE node_id = ? OR id IN (SELECT value FROM json_each(?))"
+        ))
+        .bind(node.id.to_string())
+        .bind(
+            serde_json::to_string(&running.keys().map(Uuid::to_string).collect::<Vec<_>>())
+                .unwrap_or_else(|_| "[]".into()),
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        for row in &rows {
+            let vm = from_row(row)?;
+            let lock = self.lock_for(vm.id);
+            let Ok(_guard) = lock.try_lock() else {
+                continue;
+            };
+            let seen = Seen::Domain(running.get(&vm.id).copied());
+            if rule::decide(self.recorded(&vm), node.id, seen) == Action::None {
+                continue;
+            }
+            // The listing and the rows were read before the lock was taken: an
+            // operation may have finished in between. Decide again on fresh
+            // facts (only for the few VMs that need acting on).
+            let vm = load(&self.pool, vm.id).await?;
+            let seen = match conn.domain(&self.domain_name(vm.id)).await {
+                Ok(d) => Seen::Domain(d.map(|d| d.state)),
+                Err(_) => continue,
+            };
+            let action = rule::decide(self.recorded(&vm), node.id, seen);
+            self.act(&vm, node.id, Some(&conn), action).await?;
+        }
+        Ok(())
+    }
+
+    /// An admin's confirmation that a `down` node is powered off (or its
+    /// QEMUs are otherwise gone): its VMs are fenced and become `stopped`, so
+    /// they can start on another node. Refused (409 `node_up`) while the node
+    /// answers — then the node itself tells what still runs. Returns how many
+    /// VMs were released.
+    pub async fn fence_node(&self, node_id: Uuid, actor: Option<&str>) -> Result<u64, VmError> {
+        let node = self.nodes.get(node_id).await?;
+        if node.state.is_up() || self.nodes.probe(node_id).await.is_ok() {
+            return Err(VmError::NodeUp(
+                "the node answers; its VMs are stopped through it, not fenced".into(),
+            ));
+        }
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM vms WHERE node_id = ? AND state IN ('starting', 'running', 'stopping')"
+        ))
+        .bind(node_id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        let mut released = 0;
+        for row in &rows {
+            let vm = from_row(row)?;
+            let lock = self.lock_for(vm.id);
+            let _guard = lock.lock().await;
+            tracing::warn!(vm = %vm.id, node = %node.name, "fenced by admin: node confirmed powered off");
+            self.set_state(
+                vm.id,
+                VmState::Stopped,
+                None,
+                Some(format!(
+                    "node {} was fenced (confirmed powered off)",
+                    node.name
+                )),
+            )
+            .await?;
+            released += 1;
+        }
+        events::record(
+            &self.pool,
+            NewEvent::node(
+                EventKind::NodeFenced,
+                node_id,
+                &node.name,
+                format!("confirmed powered off; {released} VM(s) released to start elsewhere"),
+            )
+            .by(actor),
+        )
+        .await;
+        Ok(released)
+    }
+
+    pub fn spawn_reconciler(
+        self: Arc<Self>,
+        health: &Arc<crate::health::Health>,
+    ) -> tokio::task::JoinHandle<()> {
+        crate::health::spawn_periodic(health, "reconciler", Duration::from_secs(2), move || {
+            let this = self.clone();
+            async move { this.reconcile_once().await }
+        })
+    }
+}

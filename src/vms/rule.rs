@@ -1,0 +1,240 @@
+//! The reconcile rule: what to do about one VM given what the database says
+//! (its state, its node, whether a shutdown of it is in flight) and what
+//! libvirt says on the node looked at (unreachable, no domain, or the
+//! domain's state). A pure function, so every combination is a row of the
+//! table below; reads of one VM ([`super::VmManager::refresh`]) and the
+//! periodic pass over every node both act on it, so they never disagree.
+//!
+//! Only asked for VMs whose lifecycle lock is free (or held by the caller
+//! itself): an operation in flight writes its own outcome.
+
+use uuid::Uuid;
+
+use super::model::VmState;
+use crate::libvirt::DomainState;
+
+/// What the database says about a VM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Recorded {
+    pub state: VmState,
+    /// The node the VM is (or was last) active on.
+    pub node: Option<Uuid>,
+    /// A graceful shutdown of this VM is waiting for the guest: `stopping`
+    /// with a live domain is then expected, not a stop that died.
+    pub stop_in_flight: bool,
+}
+
+/// What libvirt says on the node looked at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Seen {
+    /// The node does not answer (or is marked down).
+    Unreachable,
+    /// The node answered: the VM's domain there and its state, if any.
+    Domain(Option<DomainState>),
+}
+
+/// What to do about the VM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Action {
+    None,
+    /// Its node stopped answering: it may still run there (and hold its
+    /// layer), so it is `node_down` until the node answers or is fenced.
+    MarkNodeDown,
+    /// The VM runs elsewhere (after this node was fenced): this copy must not
+    /// keep writing the layer.
+    DestroyStaleCopy,
+    /// The domain runs here but the database says otherwise — including a
+    /// `starting`/`stopping` whose operation died with a previous server
+    /// process.
+    Adopt,
+    /// The domain is still there but not running (shutting down, crashed):
+    /// QEMU may hold the layer, so the VM is not stopped yet.
+    MarkStopping,
+    /// No domain here for a VM the database thinks is active (for a
+    /// `node_down` VM this is the fence: the node answers and runs nothing).
+    MarkStopped {
+        interrupted_start: bool,
+    },
+}
+
+/// The rule (see the module doc). `node` is the node looked at.
+pub(super) fn decide(vm: Recorded, node: Uuid, seen: Seen) -> Action {
+    let Recorded {
+        state,
+        node: vm_node,
+        stop_in_flight,
+    } = vm;
+    let here = vm_node == Some(node);
+    let domain = match seen {
+        Seen::Unreachable => {
+            return if here && state.is_active() && state != VmState::NodeDown {
+                Action::MarkNodeDown
+            } else {
+                Action::None
+            };
+        }
+        Seen::Domain(d) => d,
+    };
+    let alive = matches!(domain, Some(DomainState::Running | DomainState::Paused));
+    // A domain still shutting down holds the layer: not stopped yet.
+    let present = domain.is_some_and(|s| s != DomainState::Shutoff);
+    if alive && !here && vm_node.is_some() && state.is_active() {
+        Action::DestroyStaleCopy
+    } else if alive && !here {
+        Action::Adopt
+    } else if alive {
+        let expected = state == VmState::Running || (state == VmState::Stopping && stop_in_flight);
+        if expected {
+            Action::None
+        } else {
+            Action::Adopt
+        }
+    } else if present && here && state.is_active() && state != VmState::Stopping {
+        Action::MarkStopping
+    } else if !present && here && state.is_active() {
+        Action::MarkStopped {
+            interrupted_start: state == VmState::Starting,
+        }
+    } else {
+        Action::None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use DomainState::{Crashed, Paused, Running, Shutoff, ShuttingDown};
+    use VmState::{NodeDown, Starting, Stopped, Stopping};
+
+    fn rec(state: VmState, node: Option<Uuid>) -> Recorded {
+        Recorded {
+            state,
+            node,
+            stop_in_flight: false,
+        }
+    }
+
+    #[test]
+    fn reconcile_settles_every_transitional_state() {
+        let here = Uuid::new_v4();
+        let other = Uuid::new_v4();
+        let act = |s, n, d| decide(rec(s, n), here, Seen::Domain(d));
+        // A start or stop that died with the server: the domain decides.
+        assert_eq!(act(Starting, Some(here), Some(Running)), Action::Adopt);
+        assert_eq!(act(Stopping, Some(here), Some(Running)), Action::Adopt);
+        assert_eq!(
+            act(Starting, Some(here), None),
+            Action::MarkStopped {
+                interrupted_start: true
+            }
+        );
+        assert_eq!(
+            act(Stopping, Some(here), None),
+            Action::MarkStopped {
+                interrupted_start: false
+            }
+        );
+        assert_eq!(
+            act(VmState::Running, Some(here), Some(Shutoff)),
+            Action::MarkStopped {
+                interrupted_start: false
+            }
+        );
+        // Steady states are left alone.
+        assert_eq!(
+            act(VmState::Running, Some(here), Some(Running)),
+            Action::None
+        );
+        assert_eq!(
+            act(VmState::Running, Some(here), Some(Paused)),
+            Action::None
+        );
+        assert_eq!(act(Stopped, None, None), Action::None);
+        // A stopped VM found running here is adopted; a copy of a VM active
+        // elsewhere is destroyed.
+        assert_eq!(act(Stopped, None, Some(Running)), Action::Adopt);
+        assert_eq!(
+            act(VmState::Running, Some(other), Some(Running)),
+            Action::DestroyStaleCopy
+        );
+        // Another node's VM with no domain here is not this pass's business.
+        assert_eq!(act(VmState::Running, Some(other), None), Action::None);
+    }
+
+    #[test]
+    fn a_shutdown_in_flight_keeps_its_vm_stopping() {
+        let here = Uuid::new_v4();
+        let vm = Recorded {
+            stop_in_flight: true,
+            ..rec(Stopping, Some(here))
+        };
+        assert_eq!(decide(vm, here, Seen::Domain(Some(Running))), Action::None);
+        // The guest is gone: stopped, whoever notices first.
+        assert_eq!(
+            decide(vm, here, Seen::Domain(None)),
+            Action::MarkStopped {
+                interrupted_start: false
+            }
+        );
+    }
+
+    #[test]
+    fn a_domain_that_is_there_but_not_running_holds_the_layer() {
+        let here = Uuid::new_v4();
+        for d in [ShuttingDown, Crashed] {
+            assert_eq!(
+                decide(
+                    rec(VmState::Running, Some(here)),
+                    here,
+                    Seen::Domain(Some(d))
+                ),
+                Action::MarkStopping,
+                "{d:?}"
+            );
+            assert_eq!(
+                decide(rec(Stopping, Some(here)), here, Seen::Domain(Some(d))),
+                Action::None,
+                "{d:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_unreachable_node_makes_its_active_vms_node_down_once() {
+        let here = Uuid::new_v4();
+        let other = Uuid::new_v4();
+        for s in [Starting, VmState::Running, Stopping] {
+            assert_eq!(
+                decide(rec(s, Some(here)), here, Seen::Unreachable),
+                Action::MarkNodeDown
+            );
+            // Active on another node: not this node's business.
+            assert_eq!(
+                decide(rec(s, Some(other)), here, Seen::Unreachable),
+                Action::None
+            );
+        }
+        assert_eq!(
+            decide(rec(NodeDown, Some(here)), here, Seen::Unreachable),
+            Action::None
+        );
+        assert_eq!(
+            decide(rec(Stopped, None), here, Seen::Unreachable),
+            Action::None
+        );
+    }
+
+    #[test]
+    fn a_node_down_vm_is_settled_when_its_node_answers() {
+        let here = Uuid::new_v4();
+        let act = |d| decide(rec(NodeDown, Some(here)), here, Seen::Domain(d));
+        assert_eq!(act(Some(Running)), Action::Adopt);
+        assert_eq!(
+            act(None),
+            Action::MarkStopped {
+                interrupted_start: false
+            }
+        );
+        assert_eq!(act(Some(ShuttingDown)), Action::MarkStopping);
+    }
+}
