@@ -6,7 +6,7 @@
 //! ([`app::start`]); `main.rs` only parses the command line.
 //!
 //! Modules, one per domain concept: [`auth`], [`users`], [`nodes`],
-//! [`templates`], [`images`], [`courses`], [`vms`], [`placement`], [`events`], [`libvirt`]
+//! [`templates`], [`images`], [`courses`], [`vms`], [`placement`], [`events`], [`desk`] (the service desk), [`libvirt`]
 //! (the only one that talks to libvirt), [`storage`], [`db`]; the HTTP API
 //! in [`http`]; wiring in [`app`] and [`cli`].
 
@@ -19,6 +19,7 @@ pub mod config;
 pub mod console;
 pub mod courses;
 pub mod db;
+pub mod desk;
 pub mod events;
 pub mod health;
 pub mod http;

@@ -741,6 +741,11 @@ impl VmManager {
                 " AND (v.owner_id = ? OR v.course_id IN (SELECT id FROM courses WHERE teacher_id = ?))",
             ),
             Role::Student => sql.push_str(" AND v.owner_id = ?"),
+            // Staff see the VMs named in open tickets (and their own).
+            Role::Staff => sql.push_str(&format!(
+                " AND (v.owner_id = ? OR v.id IN ({}))",
+                crate::desk::tickets::VMS_IN_OPEN_TICKETS
+            )),
         }
         if course_id.is_some() {
             sql.push_str(" AND v.course_id = ?");
@@ -750,7 +755,7 @@ impl VmManager {
         match user.role {
             Role::Admin => {}
             Role::Teacher => q = q.bind(uid.clone()).bind(uid),
-            Role::Student => q = q.bind(uid),
+            Role::Student | Role::Staff => q = q.bind(uid),
         }
         if let Some(c) = course_id {
             q = q.bind(c.to_string());
@@ -774,6 +779,7 @@ impl VmManager {
                         .await?;
                 teacher.as_deref() == Some(user.id.to_string().as_str())
             }
+            Role::Staff => crate::desk::tickets::vm_in_open_ticket(&self.pool, id).await?,
             Role::Teacher | Role::Student => false,
         };
         if allowed {
@@ -781,6 +787,18 @@ impl VmManager {
         } else {
             Err(VmError::NotFound)
         }
+    }
+
+    /// A VM whose personal layer the user may change or copy (reset,
+    /// snapshots, export, import): as [`Self::get_for`], except that staff
+    /// reach the VMs of tickets only to look, power and open the console;
+    /// a student's data is not theirs to roll back or take away.
+    pub async fn get_for_layer(&self, user: &User, id: Uuid) -> Result<Vm, VmError> {
+        let vm = self.get_for(user, id).await?;
+        if user.role == Role::Staff && vm.owner_id != user.id {
+            return Err(VmError::NotFound);
+        }
+        Ok(vm)
     }
 
     /// Brings one VM's row in line with libvirt and returns it.
@@ -1882,6 +1900,30 @@ fn node_down_conflict() -> VmError {
         "node_down",
         "the VM's node is down; the VM can be started again once the node answers or an admin confirms it is powered off".into(),
     )
+}
+
+/// How many users a problem with `vm` affects, at least its owner: the
+/// owners of the VMs active on its node, or, for a VM that is not placed,
+/// the owners of its template's VMs that failed (the desk's impact).
+pub async fn users_affected(pool: &Pool, vm: &Vm) -> Result<u64, VmError> {
+    let n: i64 = match vm.node_id {
+        Some(node) => {
+            sqlx::query_scalar(
+                "SELECT COUNT(DISTINCT owner_id) FROM vms WHERE node_id = ?
+             AND state IN ('starting', 'running', 'stopping')",
+            )
+            .bind(node.to_string())
+            .fetch_one(pool)
+            .await?
+        }
+        None => sqlx::query_scalar(
+            "SELECT COUNT(DISTINCT owner_id) FROM vms WHERE template_id = ? AND state = 'error'",
+        )
+        .bind(vm.template_id.to_string())
+        .fetch_one(pool)
+        .await?,
+    };
+    Ok(u64::try_from(n).unwrap_or(0).max(1))
 }
 
 /// The owner's username and the course code (or "template build"), for the domain title.

@@ -24,7 +24,7 @@ const zh = keys("'zh-CN'");
 const problems = [];
 for (const k of en) if (!zh.has(k)) problems.push(`missing in zh-CN: ${k}`);
 for (const k of zh) if (!en.has(k)) problems.push(`missing in en: ${k}`);
-const used = /['"`]((?:app|lang|nav|role|common|login|state|student|course|vm|reset|poweroff|desktop|time|error|teach|tpl|nodes|users|panel)\.[\w.]+)['"`]/g;
+const used = /['"`]((?:app|lang|nav|role|common|login|state|student|course|vm|reset|poweroff|desktop|time|error|teach|tpl|nodes|users|panel|desk|ticket)\.[\w.]+)['"`]/g;
 let count = 0;
 for (const f of readdirSync(dir).filter((f) => f.endsWith('.js') && f !== 'i18n.js')) {
   for (const m of readFileSync(new URL(f, dir), 'utf8').matchAll(used)) {

@@ -42,7 +42,7 @@ export function mount(container, [vmId], { me }) {
   let connects = 0;
 
   // ---- layout
-  const back = h('a', { class: 'btn ghost icon-btn', href: me.role === 'student' ? '#/courses' : '#/teach', i18nAria: 'desktop.back', i18nTitle: 'desktop.back' }, icon('back'));
+  const back = h('a', { class: 'btn ghost icon-btn', href: { student: '#/courses', staff: '#/desk' }[me.role] || '#/teach', i18nAria: 'desktop.back', i18nTitle: 'desktop.back' }, icon('back'));
   const title = h('h1', { class: 'desktop-title' });
   // A teacher (or admin) looking at a student's VM: whose it is.
   const owner = h('span', { class: 'chip desktop-owner', hidden: true });
@@ -51,6 +51,8 @@ export function mount(container, [vmId], { me }) {
   const pasteBtn = button({ label: 'desktop.paste', icon: 'paste', kind: 'small', attrs: { 'aria-expanded': 'false', 'aria-controls': 'paste-panel' } });
   const cadBtn = button({ label: 'desktop.cad', icon: 'keyboard', kind: 'small', aria: ['desktop.cad.aria'] });
   const fsBtn = button({ label: 'desktop.fullscreen', icon: 'fullscreen', kind: 'small' });
+  // The service desk: report a problem with this VM (its context and screen go with it).
+  const reportBtn = h('a', { class: 'btn small', href: `#/report/${vmId}`, dataset: { action: 'report' } }, icon('warn'), h('span', { class: 'label', i18n: 'desk.report' }));
   // Power controls of the VM itself (the same actions as on the course list).
   const power = [['shutdown', 'vm.shutdown', 'power', ''], ['reboot', 'vm.reboot', 'reboot', ''], ['poweroff', 'vm.poweroff', 'plug', 'danger-text']]
     .map(([action, label, ic, kind]) => {
@@ -83,7 +85,7 @@ export function mount(container, [vmId], { me }) {
     h('div', { class: 'desktop-bar' },
       back,
       h('div', { class: 'desktop-heading' }, h('div', { class: 'desktop-title-row' }, title, badge, owner), status),
-      h('div', { class: 'desktop-tools' }, powerGroup, pasteBtn, cadBtn, fsBtn)),
+      h('div', { class: 'desktop-tools' }, powerGroup, pasteBtn, cadBtn, fsBtn, reportBtn)),
     pastePanel,
     h('div', { class: 'screen-wrap' }, screen, spinner, overlay));
   replace(container, desk);

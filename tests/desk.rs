@@ -1,0 +1,807 @@
+//! The service desk (issue 13), black-box: the `staff` role and its reach,
+//! the role matrix of the desk's routes, a ticket's whole life with its
+//! timeline and internal notes, bad input, and — on a real running VM —
+//! the context and the screenshot a report captures.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestEnv, assert_error, wait_for};
+use pvce::auth::Role;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
+
+struct Desk {
+    env: TestEnv,
+    anon: common::Client,
+    student: common::Client,
+    other: common::Client,
+    teacher: common::Client,
+    staff: common::Client,
+    staff2: common::Client,
+    admin: common::Client,
+    ids: std::collections::HashMap<&'static str, String>,
+}
+
+async fn desk() -> Desk {
+    let env = TestEnv::start().await;
+    let mut ids = std::collections::HashMap::new();
+    for (name, role) in [
+        ("test-d-student", Role::Student),
+        ("test-d-other", Role::Student),
+        ("test-d-teacher", Role::Teacher),
+        ("test-d-staff", Role::Staff),
+        ("test-d-staff2", Role::Staff),
+        ("test-d-admin", Role::Admin),
+    ] {
+        let u = env.user(name, role).await;
+        ids.insert(name, u["id"].as_str().unwrap().to_owned());
+    }
+    Desk {
+        anon: common::Client::anonymous(&env.server.url()),
+        student: env.client("test-d-student").await,
+        other: env.client("test-d-other").await,
+        teacher: env.client("test-d-teacher").await,
+        staff: env.client("test-d-staff").await,
+        staff2: env.client("test-d-staff2").await,
+        admin: env.client("test-d-admin").await,
+        env,
+        ids,
+    }
+}
+
+fn kinds(view: &Value) -> Vec<&str> {
+    view["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn staff_role_reaches_the_desk_and_nodes_but_not_user_management() {
+    let d = desk().await;
+    let nil = "00000000-0000-0000-0000-000000000000";
+    // The role is stored, listed and accepted by POST /api/users.
+    let (s, me) = d.staff.get("/api/me").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(me["user"]["role"], "staff", "{me}");
+    let (s, made) = d
+        .admin
+        .post(
+            "/api/users",
+            json!({"username":"test-d-staff3","password":"long-enough-1","role":"staff"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{made}");
+    assert_eq!(made["role"], "staff");
+
+    // (method, path, body, [anon, student, teacher, staff, admin])
+    let cases: Vec<(Method, String, Option<Value>, [u16; 5])> = vec![
+        (
+            Method::GET,
+            "/api/users".into(),
+            None,
+            [401, 403, 403, 403, 200],
+        ),
+        (
+            Method::POST,
+            "/api/users".into(),
+            Some(json!({"username":"x","password":"short","role":"student"})),
+            [401, 403, 403, 403, 400],
+        ),
+        (
+            Method::PATCH,
+            format!("/api/users/{nil}"),
+            Some(json!({"display_name":"x"})),
+            [401, 403, 403, 403, 404],
+        ),
+        (
+            Method::GET,
+            "/api/nodes".into(),
+            None,
+            [401, 403, 403, 200, 200],
+        ),
+        (
+            Method::GET,
+            "/api/nodes/metrics".into(),
+            None,
+            [401, 403, 403, 200, 200],
+        ),
+        (
+            Method::GET,
+            format!("/api/nodes/{nil}/metrics"),
+            None,
+            [401, 403, 403, 404, 404],
+        ),
+        (
+            Method::GET,
+            "/api/events".into(),
+            None,
+            [401, 403, 403, 200, 200],
+        ),
+        (
+            Method::POST,
+            "/api/nodes".into(),
+            Some(json!({"name":"n","uri":"bogus://"})),
+            [401, 403, 403, 403, 422],
+        ),
+        (
+            Method::POST,
+            format!("/api/nodes/{nil}/maintenance"),
+            Some(json!({"enabled":true})),
+            [401, 403, 403, 403, 404],
+        ),
+        (
+            Method::GET,
+            "/api/cluster".into(),
+            None,
+            [401, 403, 403, 403, 200],
+        ),
+        (
+            Method::GET,
+            "/api/courses".into(),
+            None,
+            [401, 200, 200, 200, 200],
+        ),
+        (
+            Method::POST,
+            "/api/courses".into(),
+            Some(json!({"code":"","name":"x","vm_specs":[]})),
+            [401, 403, 400, 403, 400],
+        ),
+        (
+            Method::GET,
+            "/api/templates".into(),
+            None,
+            [401, 403, 200, 403, 200],
+        ),
+        (
+            Method::GET,
+            "/api/vms".into(),
+            None,
+            [401, 200, 200, 200, 200],
+        ),
+        (
+            Method::GET,
+            format!("/api/vms/{nil}"),
+            None,
+            [401, 404, 404, 404, 404],
+        ),
+        (
+            Method::POST,
+            format!("/api/vms/{nil}/reset"),
+            None,
+            [401, 404, 404, 404, 404],
+        ),
+        // The desk.
+        (
+            Method::GET,
+            "/api/tickets".into(),
+            None,
+            [401, 200, 200, 200, 200],
+        ),
+        (
+            Method::POST,
+            "/api/tickets".into(),
+            Some(json!({"kind":"incident","title":""})),
+            [401, 400, 400, 400, 400],
+        ),
+        (
+            Method::GET,
+            format!("/api/tickets/{nil}"),
+            None,
+            [401, 404, 404, 404, 404],
+        ),
+        (
+            Method::POST,
+            format!("/api/tickets/{nil}/assign"),
+            Some(json!({"assignee_id":nil})),
+            [401, 404, 404, 404, 404],
+        ),
+        (
+            Method::POST,
+            format!("/api/tickets/{nil}/state"),
+            Some(json!({"state":"in_progress"})),
+            [401, 404, 404, 404, 404],
+        ),
+        (
+            Method::POST,
+            format!("/api/tickets/{nil}/priority"),
+            Some(json!({"priority":"P1","reason":"x"})),
+            [401, 403, 403, 404, 404],
+        ),
+        (
+            Method::POST,
+            format!("/api/tickets/{nil}/comments"),
+            Some(json!({"text":"x"})),
+            [401, 404, 404, 404, 404],
+        ),
+        (
+            Method::POST,
+            format!("/api/tickets/{nil}/resolve"),
+            Some(json!({"resolution":"x"})),
+            [401, 404, 404, 404, 404],
+        ),
+        (
+            Method::POST,
+            format!("/api/tickets/{nil}/confirm"),
+            Some(json!({"rating":5})),
+            [401, 404, 404, 404, 404],
+        ),
+        (
+            Method::POST,
+            format!("/api/tickets/{nil}/reopen"),
+            Some(json!({"reason":"x"})),
+            [401, 404, 404, 404, 404],
+        ),
+        (
+            Method::GET,
+            format!("/api/tickets/{nil}/screenshot"),
+            None,
+            [401, 404, 404, 404, 404],
+        ),
+        (
+            Method::POST,
+            "/api/desk/screenshots".into(),
+            Some(json!({"vm_id":nil})),
+            [401, 404, 404, 404, 404],
+        ),
+        (
+            Method::GET,
+            format!("/api/desk/screenshots/{nil}"),
+            None,
+            [401, 404, 404, 404, 404],
+        ),
+        (
+            Method::DELETE,
+            format!("/api/desk/screenshots/{nil}"),
+            None,
+            [401, 404, 404, 404, 404],
+        ),
+        (
+            Method::GET,
+            "/api/desk/members".into(),
+            None,
+            [401, 403, 403, 200, 200],
+        ),
+    ];
+    for (method, path, body, expected) in cases {
+        for (who, client) in [&d.anon, &d.student, &d.teacher, &d.staff, &d.admin]
+            .iter()
+            .enumerate()
+        {
+            let got = client.send(method.clone(), &path, body.clone()).await;
+            assert_eq!(
+                got.0.as_u16(),
+                expected[who],
+                "{method} {path} as #{who}: {}",
+                got.1
+            );
+            if got.0.is_client_error() {
+                assert!(got.1["error"].is_string(), "{method} {path}: {}", got.1);
+            }
+        }
+    }
+    // Every desk route is in the OpenAPI document.
+    let (_, doc) = d.anon.get("/api/openapi.json").await;
+    for p in [
+        "/api/tickets",
+        "/api/tickets/{id}",
+        "/api/tickets/{id}/assign",
+        "/api/tickets/{id}/state",
+        "/api/tickets/{id}/priority",
+        "/api/tickets/{id}/comments",
+        "/api/tickets/{id}/resolve",
+        "/api/tickets/{id}/confirm",
+        "/api/tickets/{id}/reopen",
+        "/api/tickets/{id}/screenshot",
+        "/api/desk/screenshots",
+        "/api/desk/screenshots/{id}",
+        "/api/desk/members",
+    ] {
+        assert!(doc["paths"].get(p).is_some(), "openapi.json lacks {p}");
+    }
+}
+
+#[tokio::test]
+async fn a_ticket_lives_from_report_to_rating_with_its_whole_timeline() {
+    let d = desk().await;
+    let staff_id = d.ids["test-d-staff"].clone();
+    let staff2_id = d.ids["test-d-staff2"].clone();
+
+    let title = "<script>alert(1)</script> my VM is slow";
+    let (s, t) = d
+        .student
+        .post(
+            "/api/tickets",
+            json!({"kind":"incident","title":title,"description":"line one\nline two","urgency":"not_blocking"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{t}");
+    let id = t["id"].as_str().unwrap().to_owned();
+    assert_eq!(t["title"], title, "stored as typed");
+    assert_eq!(t["state"], "new");
+    assert_eq!(t["impact"], "user");
+    assert_eq!(t["priority"], "P4", "one user, not blocking");
+    assert_eq!(t["channel"], "web");
+    assert_eq!(t["reporter_name"], "test-d-student");
+    assert_eq!(kinds(&t), ["created"]);
+    assert_eq!(t["can"]["confirm"], false);
+    assert_eq!(t["can"]["internal"], false);
+
+    // Who sees it: the reporter, staff, admins; not another student or an
+    // unrelated teacher.
+    assert_eq!(
+        d.other.get(&format!("/api/tickets/{id}")).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        d.teacher.get(&format!("/api/tickets/{id}")).await.0,
+        StatusCode::NOT_FOUND
+    );
+    let (_, mine) = d.other.get("/api/tickets").await;
+    assert_eq!(mine.as_array().unwrap().len(), 0, "{mine}");
+    let (_, queue) = d.staff.get("/api/tickets?open=true&assignee_id=none").await;
+    assert_eq!(common::strings(&queue, "id"), [id.as_str()]);
+
+    // Only the desk works it; staff take it themselves, only admins dispatch.
+    let path = |p: &str| format!("/api/tickets/{id}{p}");
+    let got = d
+        .student
+        .post(&path("/assign"), json!({"assignee_id": staff_id}))
+        .await;
+    assert_error(&got, StatusCode::FORBIDDEN, "forbidden");
+    let got = d
+        .staff
+        .post(&path("/assign"), json!({"assignee_id": staff2_id}))
+        .await;
+    assert_error(&got, StatusCode::FORBIDDEN, "forbidden");
+    let got = d
+        .admin
+        .post(
+            &path("/assign"),
+            json!({"assignee_id": d.ids["test-d-student"]}),
+        )
+        .await;
+    assert_error(&got, StatusCode::UNPROCESSABLE_ENTITY, "unacceptable");
+    let got = d
+        .staff
+        .post(&path("/resolve"), json!({"resolution":"x"}))
+        .await;
+    assert_error(&got, StatusCode::FORBIDDEN, "forbidden");
+    let (s, t) = d
+        .staff
+        .post(&path("/assign"), json!({"assignee_id": staff_id}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{t}");
+    assert_eq!(t["state"], "assigned");
+    assert_eq!(t["assignee_name"], "test-d-staff");
+    assert!(t["responded_at"].is_string(), "{t}");
+    // Another staff member cannot work someone else's ticket.
+    let got = d
+        .staff2
+        .post(&path("/state"), json!({"state":"in_progress"}))
+        .await;
+    assert_error(&got, StatusCode::FORBIDDEN, "forbidden");
+    let (s, t) = d
+        .staff
+        .post(&path("/state"), json!({"state":"in_progress"}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{t}");
+    assert_eq!(t["state"], "in_progress");
+
+    // Priority override needs a reason, and is in the timeline.
+    let got = d
+        .staff
+        .post(&path("/priority"), json!({"priority":"P2","reason":"  "}))
+        .await;
+    assert_error(&got, StatusCode::BAD_REQUEST, "bad_request");
+    let (s, t) = d
+        .staff
+        .post(
+            &path("/priority"),
+            json!({"priority":"P2","reason":"whole row of PCs"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{t}");
+    assert_eq!(t["priority"], "P2");
+
+    // An internal note and a work-log line; students cannot write either.
+    let got = d
+        .student
+        .post(&path("/comments"), json!({"text":"x","internal":true}))
+        .await;
+    assert_error(&got, StatusCode::FORBIDDEN, "forbidden");
+    let (s, _) = d
+        .staff
+        .post(
+            &path("/comments"),
+            json!({"text":"secret: node 3 flaky","internal":true}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, _) = d
+        .staff
+        .post(
+            &path("/comments"),
+            json!({"text":"restarted the VM","worklog":true}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    // Waiting for the reporter; the reporter's reply brings it back.
+    let (_, t) = d
+        .staff
+        .post(
+            &path("/state"),
+            json!({"state":"waiting","text":"does it still happen?"}),
+        )
+        .await;
+    assert_eq!(t["state"], "waiting", "{t}");
+    let (s, t) = d
+        .student
+        .post(&path("/comments"), json!({"text":"yes, still slow"}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{t}");
+    assert_eq!(t["state"], "in_progress");
+    let student_view = kinds(&t);
+    assert!(
+        !t.to_string().contains("secret: node 3"),
+        "internal note leaked: {t}"
+    );
+    assert_eq!(
+        student_view,
+        [
+            "created", "assigned", "state", "priority", "worklog", "state", "comment"
+        ]
+    );
+
+    // Resolve; the reporter confirms with a rating (not before, not twice).
+    let got = d.student.post(&path("/confirm"), json!({"rating":5})).await;
+    assert_error(&got, StatusCode::CONFLICT, "ticket_state");
+    let (s, t) = d
+        .staff
+        .post(
+            &path("/resolve"),
+            json!({"resolution":"moved it to a quieter node"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{t}");
+    assert_eq!(t["state"], "resolved");
+    // Reopen once (counts against first-time fix), resolve again.
+    let got = d.staff.post(&path("/reopen"), json!({"reason":"x"})).await;
+    assert_error(&got, StatusCode::FORBIDDEN, "forbidden");
+    let (_, t) = d
+        .student
+        .post(&path("/reopen"), json!({"reason":"slow again"}))
+        .await;
+    assert_eq!(t["state"], "assigned", "back to its assignee: {t}");
+    assert_eq!(t["reopen_count"], 1);
+    let (_, t) = d
+        .staff
+        .post(&path("/resolve"), json!({"resolution":"replaced the disk"}))
+        .await;
+    assert_eq!(t["state"], "resolved");
+    for bad in [json!({"rating":0}), json!({"rating":6})] {
+        let got = d.student.post(&path("/confirm"), bad).await;
+        assert_error(&got, StatusCode::BAD_REQUEST, "bad_request");
+    }
+    let got = d.staff.post(&path("/confirm"), json!({"rating":5})).await;
+    assert_error(&got, StatusCode::FORBIDDEN, "forbidden");
+    let (s, t) = d
+        .student
+        .post(
+            &path("/confirm"),
+            json!({"rating":4,"comment":"quick, thanks"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{t}");
+    assert_eq!(t["state"], "closed");
+    assert_eq!(t["rating"], 4);
+    assert_eq!(t["rating_comment"], "quick, thanks");
+    assert!(t["closed_at"].is_string());
+    let got = d
+        .student
+        .post(&path("/comments"), json!({"text":"one more thing"}))
+        .await;
+    assert_error(&got, StatusCode::CONFLICT, "ticket_state");
+
+    // Staff see the whole timeline, internal note included, with who and when.
+    let (_, full) = d.staff.get(&path("")).await;
+    let notes: Vec<&Value> = full["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["internal"] == true)
+        .collect();
+    assert_eq!(notes.len(), 1, "{full}");
+    assert_eq!(notes[0]["text"], "secret: node 3 flaky");
+    assert_eq!(notes[0]["actor_name"], "test-d-staff");
+    assert!(
+        full["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["at"].is_string())
+    );
+    // Filters.
+    let (_, closed) = d.admin.get("/api/tickets?state=closed").await;
+    assert_eq!(closed.as_array().unwrap().len(), 1);
+    let (_, open) = d.admin.get("/api/tickets?open=true").await;
+    assert_eq!(open.as_array().unwrap().len(), 0);
+}
+
+#[tokio::test]
+async fn reports_on_behalf_and_bad_input_get_clear_4xx() {
+    let d = desk().await;
+    let path = "/api/tickets";
+    // Text bounds and shapes.
+    let long = "x".repeat(201);
+    for (body, code, status) in [
+        (json!({"kind":"incident","title":"  "}), "bad_request", 400),
+        (json!({"kind":"incident","title":long}), "bad_request", 400),
+        (
+            json!({"kind":"incident","title":"a\u{7}b"}),
+            "bad_request",
+            400,
+        ),
+        (
+            json!({"kind":"incident","title":"ok","description":"y".repeat(10_001)}),
+            "bad_request",
+            400,
+        ),
+        (json!({"kind":"outage","title":"ok"}), "bad_request", 400),
+        (
+            json!({"kind":"incident","title":"ok","urgency":"panic"}),
+            "bad_request",
+            400,
+        ),
+        (
+            json!({"kind":"incident","title":"ok","surprise":1}),
+            "bad_request",
+            400,
+        ),
+        (
+            json!({"kind":"incident","title":"ok","vm_id":"00000000-0000-0000-0000-000000000000"}),
+            "unacceptable",
+            422,
+        ),
+        (
+            json!({"kind":"incident","title":"ok","channel":"phone","on_behalf_of":"test-d-other"}),
+            "forbidden",
+            403,
+        ),
+        (
+            json!({"kind":"incident","title":"ok","channel":"system"}),
+            "bad_request",
+            400,
+        ),
+    ] {
+        let got = d.student.post(path, body.clone()).await;
+        assert_error(&got, StatusCode::from_u16(status).unwrap(), code);
+    }
+    for q in [
+        "?state=bogus",
+        "?limit=0",
+        "?limit=501",
+        "?assignee_id=nobody",
+        "?x=1",
+    ] {
+        let got = d.staff.get(&format!("{path}{q}")).await;
+        assert_error(&got, StatusCode::BAD_REQUEST, "bad_request");
+    }
+    // Staff enter a phone report for a student: the student is its reporter
+    // and sees it; an unknown user is 422.
+    let got = d
+        .staff
+        .post(path, json!({"kind":"request","title":"more disk","channel":"phone","on_behalf_of":"test-d-ghost"}))
+        .await;
+    assert_error(&got, StatusCode::UNPROCESSABLE_ENTITY, "unacceptable");
+    let got = d
+        .staff
+        .post(
+            path,
+            json!({"kind":"request","title":"more disk","channel":"phone"}),
+        )
+        .await;
+    assert_error(&got, StatusCode::BAD_REQUEST, "bad_request");
+    let (s, t) = d
+        .staff
+        .post(path, json!({"kind":"complaint","title":"rude answer","channel":"walk_in","on_behalf_of":"test-d-other"}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{t}");
+    assert_eq!(t["channel"], "walk_in");
+    assert_eq!(t["kind"], "complaint");
+    assert_eq!(t["reporter_id"], d.ids["test-d-other"].as_str());
+    assert_eq!(t["created_by"], d.ids["test-d-staff"].as_str());
+    let (_, theirs) = d.other.get("/api/tickets").await;
+    assert_eq!(theirs.as_array().unwrap().len(), 1, "{theirs}");
+    let _ = &d.env;
+}
+
+#[tokio::test]
+async fn a_report_from_a_running_vm_carries_its_context_and_screen() {
+    let image = tokio::task::spawn_blocking(common::tiny_image)
+        .await
+        .unwrap();
+    let d = desk().await;
+    let (s, tpl) = d
+        .teacher
+        .upload(
+            "/api/templates/import?name=test-d-tiny&format=qcow2&os=tiny-linux&software=busybox",
+            &image,
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{tpl}");
+    let (s, course) = d
+        .teacher
+        .post(
+            "/api/courses",
+            json!({"code":"test-d101","name":"Desk course","vm_specs":[
+                {"name":"linux","template_id":tpl["id"],"vcpus":1,"memory_mib":128}]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{course}");
+    let cid = course["id"].as_str().unwrap();
+    let (s, _) = d
+        .teacher
+        .post(
+            &format!("/api/courses/{cid}/students"),
+            json!({"usernames":["test-d-student"]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, vms) = d.student.get("/api/vms").await;
+    let vm_id = vms[0]["id"].as_str().unwrap().to_owned();
+    d.env.track_vm(&vm_id);
+
+    // Staff do not reach a VM no open ticket names.
+    assert_eq!(
+        d.staff.get(&format!("/api/vms/{vm_id}")).await.0,
+        StatusCode::NOT_FOUND
+    );
+    // A stopped VM has no screen to capture.
+    let got = d
+        .student
+        .post("/api/desk/screenshots", json!({"vm_id": vm_id}))
+        .await;
+    assert_error(&got, StatusCode::CONFLICT, "vm_not_running");
+    // Another student cannot capture this VM's screen.
+    let got = d
+        .other
+        .post("/api/desk/screenshots", json!({"vm_id": vm_id}))
+        .await;
+    assert_error(&got, StatusCode::NOT_FOUND, "not_found");
+
+    let (s, vm) = d
+        .student
+        .post_empty(&format!("/api/vms/{vm_id}/start"))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{vm}");
+    common::wait_serial(&d.env, &vm_id, "BOOT-OK", BOOT_TIMEOUT).await;
+
+    // The reporter takes a screenshot, previews it, drops it, takes another.
+    let (s, shot) = d
+        .student
+        .post("/api/desk/screenshots", json!({"vm_id": vm_id}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{shot}");
+    let shot_id = shot["id"].as_str().unwrap().to_owned();
+    let (s, headers, png) =
+        common::get_bytes(&d.student, &format!("/api/desk/screenshots/{shot_id}")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(headers["content-type"], "image/png");
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
+    assert_eq!(png.len() as u64, shot["bytes"].as_u64().unwrap());
+    // The stored file is named by its SHA-256, under the data dir.
+    let stored = d
+        .env
+        .data_dir()
+        .join("desk/screenshots")
+        .join(format!("{}.png", shot["sha256"].as_str().unwrap()));
+    assert_eq!(std::fs::read(&stored).unwrap(), png);
+    let (s, _, _) = common::get_bytes(&d.other, &format!("/api/desk/screenshots/{shot_id}")).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "someone else's screenshot");
+    let (s, _) = d
+        .student
+        .delete(&format!("/api/desk/screenshots/{shot_id}"))
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, kept) = d
+        .student
+        .post("/api/desk/screenshots", json!({"vm_id": vm_id}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{kept}");
+
+    // The report: the VM's context as it was, the screenshot kept.
+    let (s, t) = d
+        .student
+        .post(
+            "/api/tickets",
+            json!({"kind":"incident","title":"screen froze","vm_id":vm_id,
+                   "urgency":"in_session","screenshot_id":kept["id"]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{t}");
+    let tid = t["id"].as_str().unwrap().to_owned();
+    assert_eq!(t["vm_id"], vm_id.as_str());
+    assert_eq!(t["course_id"], cid);
+    assert_eq!(t["template_id"], tpl["id"]);
+    assert!(t["node_id"].is_string(), "{t}");
+    assert_eq!(t["context"]["vm"]["state"], "running", "{t}");
+    assert_eq!(t["context"]["node"]["name"], "local", "{t}");
+    assert_eq!(t["context"]["template"]["name"], "test-d-tiny");
+    assert_eq!(t["context"]["course"]["code"], "test-d101");
+    assert_eq!(t["context"]["users_affected"], 1);
+    assert_eq!(t["priority"], "P2", "one user, class in session");
+    assert_eq!(t["has_screenshot"], true);
+    let (s, _, png2) =
+        common::get_bytes(&d.student, &format!("/api/tickets/{tid}/screenshot")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(png2.starts_with(b"\x89PNG"));
+    // A screenshot already sent cannot be sent or dropped again.
+    let got = d
+        .student
+        .delete(&format!(
+            "/api/desk/screenshots/{}",
+            kept["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(got.0, StatusCode::NOT_FOUND);
+
+    // Staff now reach the VM named in the open ticket: read, power, console,
+    // but not the student's data (reset, snapshots, export).
+    let (s, seen) = d.staff.get(&format!("/api/vms/{vm_id}")).await;
+    assert_eq!(s, StatusCode::OK, "{seen}");
+    let (_, listed) = d.staff.get("/api/vms").await;
+    assert_eq!(common::strings(&listed, "id"), [vm_id.as_str()]);
+    let (s, _, _) = common::get_bytes(&d.staff, &format!("/api/tickets/{tid}/screenshot")).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, console) = d
+        .staff
+        .post_empty(&format!("/api/vms/{vm_id}/console"))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{console}");
+    let got = d.staff.get(&format!("/api/vms/{vm_id}/snapshots")).await;
+    assert_eq!(got.0, StatusCode::NOT_FOUND, "{}", got.1);
+    let (s, off) = d
+        .staff
+        .post_empty(&format!("/api/vms/{vm_id}/poweroff"))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{off}");
+    let vm = wait_for("the VM to stop", Duration::from_secs(30), || async {
+        let (_, v) = d.staff.get(&format!("/api/vms/{vm_id}")).await;
+        (v["state"] == "stopped").then_some(v)
+    })
+    .await;
+    assert_eq!(vm["state"], "stopped");
+    let got = d.staff.post_empty(&format!("/api/vms/{vm_id}/reset")).await;
+    assert_eq!(got.0, StatusCode::NOT_FOUND, "{}", got.1);
+    // Once the ticket is closed the VM is out of staff's reach again.
+    let staff_id = d.ids["test-d-staff"].clone();
+    d.staff
+        .post(
+            &format!("/api/tickets/{tid}/assign"),
+            json!({"assignee_id": staff_id}),
+        )
+        .await;
+    d.staff
+        .post(
+            &format!("/api/tickets/{tid}/resolve"),
+            json!({"resolution":"rebooted"}),
+        )
+        .await;
+    assert_eq!(
+        d.staff.get(&format!("/api/vms/{vm_id}")).await.0,
+        StatusCode::NOT_FOUND
+    );
+    // The course's teacher sees their student's ticket.
+    let (s, _) = d.teacher.get(&format!("/api/tickets/{tid}")).await;
+    assert_eq!(s, StatusCode::OK);
+}
