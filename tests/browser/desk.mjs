@@ -106,7 +106,9 @@ await run('desk', artifactDir, async ({ newPage, step, shot, logs }) => {
   step('staff took it, logged work, noted internally, resolved it');
 
   // ---- the student confirms and rates
-  await s.goto(`${base}/#/tickets/${ticketId}`);
+  // (Through "My tickets", as the student would come back to it.)
+  await s.click('nav a[data-route=tickets]');
+  await s.click(`tr[data-ticket-id="${ticketId}"][data-state=resolved] .ticket-link`);
   await s.waitForSelector('.ticket-page[data-state=resolved]');
   const timeline = await s.textContent('.ticket-timeline');
   assert(timeline.includes('Restarted the display service'), 'the work log is visible to the reporter');
@@ -119,7 +121,7 @@ await run('desk', artifactDir, async ({ newPage, step, shot, logs }) => {
   assert(facts.includes('★★★★☆'), `the rating is shown, got ${facts}`);
   await shot(s, 'desk-closed.png');
   // "My tickets" lists it, closed.
-  await s.click('nav a[data-route=tickets]');
+  await s.click('.ticket-head a[href="#/tickets"]');
   await s.waitForSelector(`tr[data-ticket-id="${ticketId}"][data-state=closed]`);
   step('the student confirmed and rated it; My tickets shows it closed');
 

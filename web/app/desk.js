@@ -320,7 +320,9 @@ function ticketView(container, id, { me }) {
     const events = (c.events || []).map((e) => h('li', {}, h('span', { class: 'muted small' }, absoluteTime(e.at)), ' ',
       h('span', { i18n: `events.kind.${e.kind}` }), e.node_name ? ` · ${e.node_name}` : '', e.message ? ` — ${e.message}` : ''));
     const live = h('div', { class: 'ticket-live' });
-    if (onDesk(me) && tk.vm_id) loadLive(live);
+    // Staff reach the VM while the ticket is open (admins always).
+    const reach = me.role === 'admin' || (me.role === 'staff' && !['resolved', 'closed'].includes(tk.state));
+    if (reach && tk.vm_id) loadLive(live);
     return h('section', { class: 'card pad ticket-context' },
       h('h2', { i18n: 'desk.ticket.context' }),
       h('dl', { class: 'kv' }, rows.map(([k, v]) => [h('dt', { i18n: k }), h('dd', {}, v)])),
