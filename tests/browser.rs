@@ -778,6 +778,7 @@ async fn a_student_reports_from_the_desktop_and_staff_resolve_it() {
         "desk-queue-zh.png",
         "desk-staff-zh.png",
         "desk-closed.png",
+        "desk-callback-zh.png",
     ];
     for f in shots {
         let _ = std::fs::remove_file(dir.join(f));

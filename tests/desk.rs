@@ -242,6 +242,12 @@ async fn staff_role_reaches_the_desk_and_nodes_but_not_user_management() {
             [401, 404, 404, 404, 404],
         ),
         (
+            Method::POST,
+            format!("/api/tickets/{nil}/callbacks"),
+            Some(json!({"outcome":"no_answer"})),
+            [401, 403, 403, 404, 404],
+        ),
+        (
             Method::GET,
             format!("/api/tickets/{nil}/screenshot"),
             None,
@@ -302,6 +308,7 @@ async fn staff_role_reaches_the_desk_and_nodes_but_not_user_management() {
         "/api/tickets/{id}/confirm",
         "/api/tickets/{id}/reopen",
         "/api/tickets/{id}/screenshot",
+        "/api/tickets/{id}/callbacks",
         "/api/desk/screenshots",
         "/api/desk/screenshots/{id}",
         "/api/desk/members",
@@ -804,4 +811,129 @@ async fn a_report_from_a_running_vm_carries_its_context_and_screen() {
     // The course's teacher sees their student's ticket.
     let (s, _) = d.teacher.get(&format!("/api/tickets/{tid}")).await;
     assert_eq!(s, StatusCode::OK);
+}
+
+/// Resolve a fresh ticket of `reporter` as `staff` (whose id is `staff_id`).
+async fn resolved_ticket(
+    reporter: &common::Client,
+    staff: &common::Client,
+    staff_id: &str,
+    title: &str,
+) -> String {
+    let (s, t) = reporter
+        .post("/api/tickets", json!({"kind":"incident","title":title}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{t}");
+    let id = t["id"].as_str().unwrap().to_owned();
+    let (s, _) = staff
+        .post(
+            &format!("/api/tickets/{id}/assign"),
+            json!({"assignee_id": staff_id}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, t) = staff
+        .post(
+            &format!("/api/tickets/{id}/resolve"),
+            json!({"resolution":"done"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{t}");
+    id
+}
+
+#[tokio::test]
+async fn unanswered_resolved_tickets_close_unrated_and_staff_record_callbacks() {
+    let d = desk().await;
+    let staff_id = d.ids["test-d-staff"].clone();
+    let quiet = resolved_ticket(&d.student, &d.staff, &staff_id, "nobody answers").await;
+    let called = resolved_ticket(&d.student, &d.staff, &staff_id, "phone me").await;
+
+    // The desk's pass with the time the test chooses: not yet after 6 days,
+    // closed unrated after the default 7, with a line by the server.
+    let desk = d.env.server.state.desk.clone();
+    let now = time::OffsetDateTime::now_utc();
+    assert_eq!(
+        desk.close_unconfirmed(now + time::Duration::days(6))
+            .await
+            .unwrap(),
+        0
+    );
+    let (_, t) = d.student.get(&format!("/api/tickets/{quiet}")).await;
+    assert_eq!(t["state"], "resolved");
+
+    // A callback: first nobody answers, then the reporter rates on the phone.
+    let path = format!("/api/tickets/{called}/callbacks");
+    let got = d.student.post(&path, json!({"outcome":"reached"})).await;
+    assert_error(&got, StatusCode::FORBIDDEN, "forbidden");
+    for bad in [
+        json!({"outcome":"no_answer","rating":5}),
+        json!({"outcome":"reached","rating":9}),
+        json!({"outcome":"busy"}),
+        json!({"outcome":"reached","at":"yesterday"}),
+        json!({"outcome":"reached","at":"2999-01-01T00:00:00Z"}),
+    ] {
+        let got = d.staff.post(&path, bad.clone()).await;
+        assert_error(&got, StatusCode::BAD_REQUEST, "bad_request");
+    }
+    let (s, t) = d
+        .staff
+        .post(
+            &path,
+            json!({"outcome":"no_answer","at":"2020-01-02T03:04:05Z","text":"line busy"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{t}");
+    assert_eq!(t["state"], "resolved");
+    let (s, t) = d
+        .staff
+        .post(
+            &path,
+            json!({"outcome":"reached","rating":3,"text":"works, but slow to start"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{t}");
+    assert_eq!(t["state"], "closed");
+    assert_eq!(t["rating"], 3);
+    let calls: Vec<&Value> = t["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "callback")
+        .collect();
+    assert_eq!(calls.len(), 2, "{t}");
+    assert_eq!(calls[0]["data"]["outcome"], "no_answer");
+    assert_eq!(calls[0]["data"]["at"], "2020-01-02T03:04:05Z");
+    assert_eq!(calls[0]["actor_name"], "test-d-staff");
+    assert_eq!(calls[1]["data"]["rating"], 3);
+    // The reporter sees the callbacks in their timeline too.
+    let (_, mine) = d.student.get(&format!("/api/tickets/{called}")).await;
+    assert!(kinds(&mine).contains(&"callback"), "{mine}");
+    // A closed ticket takes no phone rating any more.
+    let got = d
+        .staff
+        .post(&path, json!({"outcome":"reached","rating":5}))
+        .await;
+    assert_error(&got, StatusCode::CONFLICT, "ticket_state");
+
+    assert_eq!(
+        desk.close_unconfirmed(now + time::Duration::days(8))
+            .await
+            .unwrap(),
+        1
+    );
+    let (_, t) = d.student.get(&format!("/api/tickets/{quiet}")).await;
+    assert_eq!(t["state"], "closed", "{t}");
+    assert!(t["rating"].is_null(), "closed unrated: {t}");
+    assert!(t["closed_at"].is_string());
+    let last = t["events"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["kind"], "auto_closed");
+    assert!(last["actor_id"].is_null(), "{last}");
+    // A second pass has nothing left to do.
+    assert_eq!(
+        desk.close_unconfirmed(now + time::Duration::days(9))
+            .await
+            .unwrap(),
+        0
+    );
 }

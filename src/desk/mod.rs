@@ -40,6 +40,11 @@ use priority::{Impact, Priority, Urgency};
 use screenshot::{ShotError, ShotStore};
 use tickets::{Action, Channel, Kind, NewEvent, State, Ticket, TicketEvent, WrongState};
 
+/// Days a resolved ticket waits for its reporter (`--desk-confirm-days`).
+pub const DEFAULT_CONFIRM_DAYS: u32 = 7;
+/// How often the desk's background pass runs.
+pub const PASS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Longest title, in characters.
 pub const MAX_TITLE: usize = 200;
 /// Longest description, comment, resolution or reason, in characters.
@@ -139,6 +144,7 @@ pub struct Allowed {
     pub comment: bool,
     pub internal: bool,
     pub priority: bool,
+    pub callback: bool,
 }
 
 /// A screenshot taken for a report not sent yet.
@@ -160,12 +166,49 @@ pub struct DeskMember {
     pub role: Role,
 }
 
+/// What staff record of a phone callback (电话回访).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewCallback {
+    pub outcome: CallbackOutcome,
+    /// When the call was made (RFC 3339); now when omitted.
+    pub at: Option<String>,
+    /// The reporter's rating given on the phone (1–5): closes a resolved ticket.
+    pub rating: Option<u8>,
+    #[serde(default)]
+    pub text: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallbackOutcome {
+    /// The reporter was reached and asked.
+    Reached,
+    NoAnswer,
+}
+
+impl CallbackOutcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            CallbackOutcome::Reached => "reached",
+            CallbackOutcome::NoAnswer => "no_answer",
+        }
+    }
+}
+
+/// The instant before which a resolved ticket closes unrated, at `now`
+/// (pure: the background pass passes its clock's time).
+pub fn confirm_cutoff(now: time::OffsetDateTime, days: u32) -> time::OffsetDateTime {
+    now - time::Duration::days(i64::from(days))
+}
+
 #[derive(Debug)]
 pub struct Desk {
     pool: Pool,
     nodes: Arc<Nodes>,
     vms: Arc<VmManager>,
     shots: ShotStore,
+    confirm_days: u32,
 }
 
 fn on_desk(user: &User) -> bool {
@@ -210,7 +253,132 @@ impl Desk {
             nodes,
             vms,
             shots: ShotStore::new(data_dir),
+            confirm_days: DEFAULT_CONFIRM_DAYS,
         }
+    }
+
+    /// Days a resolved ticket waits for its reporter before closing unrated.
+    #[must_use]
+    pub fn with_confirm_days(mut self, days: u32) -> Self {
+        self.confirm_days = days;
+        self
+    }
+
+    /// The background pass at `now`: resolved tickets whose reporter did not
+    /// answer within the configured days close unrated (a timeline line by
+    /// the server says so). Returns how many closed.
+    pub async fn close_unconfirmed(&self, now: time::OffsetDateTime) -> Result<u64, DeskError> {
+        let cutoff = db::format_time(confirm_cutoff(now, self.confirm_days));
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM tickets WHERE state = 'resolved' AND resolved_at < ?",
+        )
+        .bind(&cutoff)
+        .fetch_all(&self.pool)
+        .await?;
+        let at = db::format_time(now);
+        let mut closed = 0;
+        for id in ids {
+            let id = db::parse_uuid(&id)?;
+            let mut tx = self.pool.begin().await?;
+            // Only if still resolved: the reporter may have answered meanwhile.
+            if !tickets::set_state(&mut tx, id, State::Resolved, State::Closed, &at).await? {
+                continue;
+            }
+            tickets::update(&mut tx, id, "closed_at = ?", &[Some(at.clone())]).await?;
+            tickets::add_event(
+                &mut tx,
+                id,
+                &at,
+                NewEvent {
+                    actor: None,
+                    kind: "auto_closed",
+                    internal: false,
+                    text: None,
+                    data: Some(
+                        json!({"days": self.confirm_days, "from": "resolved", "to": "closed"}),
+                    ),
+                },
+            )
+            .await?;
+            tx.commit().await?;
+            closed += 1;
+        }
+        Ok(closed)
+    }
+
+    /// Staff record a phone callback: who called, when, the outcome; a
+    /// rating the reporter gave on the phone closes a resolved ticket.
+    pub async fn callback(
+        &self,
+        actor: &User,
+        id: Uuid,
+        c: NewCallback,
+    ) -> Result<TicketView, DeskError> {
+        if !on_desk(actor) {
+            return Err(DeskError::Forbidden(
+                "this action needs the staff or admin role".into(),
+            ));
+        }
+        let t = self.visible(actor, id).await?;
+        let note = text("text", &c.text, MAX_TEXT, false)?;
+        let at = match c.at.as_deref() {
+            None => db::now(),
+            Some(s) => {
+                let when =
+                    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+                        .map_err(|_| DeskError::Invalid("at: an RFC 3339 time".into()))?;
+                if when > time::OffsetDateTime::now_utc() + time::Duration::minutes(5) {
+                    return Err(DeskError::Invalid(
+                        "at: a callback cannot be in the future".into(),
+                    ));
+                }
+                db::format_time(when)
+            }
+        };
+        match c.rating {
+            Some(r) if !(1..=5).contains(&r) => {
+                return Err(DeskError::Invalid("rating must be 1 to 5".into()));
+            }
+            Some(_) if c.outcome != CallbackOutcome::Reached => {
+                return Err(DeskError::Invalid(
+                    "rating: only a reporter who was reached can give one".into(),
+                ));
+            }
+            Some(r) => {
+                let mut event = NewEvent::by(actor.id, "callback").data(json!({
+                    "outcome": c.outcome.as_str(), "at": at, "rating": r,
+                    "from": t.state.as_str(), "to": State::Closed.as_str(),
+                }));
+                if !note.is_empty() {
+                    event = event.text(&note);
+                }
+                self.act(
+                    &t,
+                    Action::Confirm,
+                    event,
+                    "rating = ?, rating_comment = ?, closed_at = ?",
+                    &[
+                        Some(r.to_string()),
+                        Some(note.clone()).filter(|n| !n.is_empty()),
+                        Some(db::now()),
+                    ],
+                )
+                .await?;
+            }
+            None => {
+                let now = db::now();
+                let mut tx = self.pool.begin().await?;
+                tickets::update(&mut tx, id, "updated_at = ?", &[Some(now.clone())]).await?;
+                let mut event = NewEvent::by(actor.id, "callback")
+                    .data(json!({"outcome": c.outcome.as_str(), "at": at}));
+                if !note.is_empty() {
+                    event = event.text(&note);
+                }
+                tickets::add_event(&mut tx, id, &now, event).await?;
+                tx.commit().await?;
+            }
+        }
+        self.view(actor, id).await
     }
 
     /// What `user` may do with `t` (pure; see the module doc).
@@ -231,6 +399,7 @@ impl Desk {
             comment: t.state != State::Closed,
             internal: desk,
             priority: desk && open,
+            callback: desk && !open,
         }
     }
 
@@ -915,5 +1084,23 @@ impl Desk {
                 tracing::warn!(error = %e, "unsent screenshot not removed");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_confirm_cutoff_is_the_configured_days_back() {
+        let now = time::macros::datetime!(2026-03-10 12:00 UTC);
+        assert_eq!(
+            confirm_cutoff(now, 7),
+            time::macros::datetime!(2026-03-03 12:00 UTC)
+        );
+        assert_eq!(
+            confirm_cutoff(now, 1),
+            time::macros::datetime!(2026-03-09 12:00 UTC)
+        );
     }
 }

@@ -15,7 +15,7 @@ use super::extract::{ApiJson, ApiQuery, CurrentUser, IdPath};
 use crate::app::AppState;
 use crate::desk::priority::Priority;
 use crate::desk::tickets::{Filter, State as TicketState, Ticket};
-use crate::desk::{DeskMember, NewComment, NewTicket, Shot, TicketView};
+use crate::desk::{DeskMember, NewCallback, NewComment, NewTicket, Shot, TicketView};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -28,6 +28,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/tickets/{id}/resolve", post(resolve))
         .route("/api/tickets/{id}/confirm", post(confirm))
         .route("/api/tickets/{id}/reopen", post(reopen))
+        .route("/api/tickets/{id}/callbacks", post(callback))
         .route("/api/tickets/{id}/screenshot", get(ticket_screenshot))
         .route("/api/desk/screenshots", post(take_screenshot))
         .route(
@@ -197,6 +198,18 @@ async fn reopen(
     ApiJson(body): ApiJson<ReopenBody>,
 ) -> Result<Json<TicketView>, ApiError> {
     Ok(Json(state.desk.reopen(&me.user, id, &body.reason).await?))
+}
+
+async fn callback(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    IdPath(id): IdPath,
+    ApiJson(body): ApiJson<NewCallback>,
+) -> Result<(StatusCode, Json<TicketView>), ApiError> {
+    Ok((
+        StatusCode::CREATED,
+        Json(state.desk.callback(&me.user, id, body).await?),
+    ))
 }
 
 async fn ticket_screenshot(

@@ -125,6 +125,19 @@ await run('desk', artifactDir, async ({ newPage, step, shot, logs }) => {
   await s.waitForSelector(`tr[data-ticket-id="${ticketId}"][data-state=closed]`);
   step('the student confirmed and rated it; My tickets shows it closed');
 
+  // ---- staff record the phone callback (回访) on the closed ticket
+  await w.reload();
+  await w.waitForSelector('.ticket-page[data-state=closed] .callback-form');
+  assert(await w.locator('#tk-cb-rating').count() === 0, 'a closed ticket keeps the reporter\'s own rating');
+  await w.selectOption('#tk-cb-outcome', 'reached');
+  await w.fill('#tk-cb-note', '学生确认一切正常');
+  await w.click('[data-action=callback]');
+  await w.waitForSelector('.tl-callback');
+  const cb = await w.textContent('.tl-callback');
+  assert(cb.includes('已联系到') && cb.includes('学生确认一切正常'), `the callback is in the timeline, got ${cb}`);
+  await shot(w, 'desk-callback-zh.png');
+  step('staff recorded the callback');
+
   const bad = unexpectedErrors(logs);
   assert(bad.length === 0, `page errors:\n${bad.join('\n')}`);
 });

@@ -414,6 +414,21 @@ function ticketView(container, id, { me }) {
       forms.push(h('details', { class: 'card pad act-form' }, h('summary', { i18n: 'desk.act.priorityTitle' }),
         h('div', { class: 'form-grid' }, field('tk-priority', 'desk.filter.priority', sel), field('tk-priority-reason', 'desk.act.reason', reason)), b));
     }
+    if (can.callback) {
+      const outcome = h('select', { id: 'tk-cb-outcome' }, option('reached', 'desk.callback.reached'), option('no_answer', 'desk.callback.no_answer'));
+      const rating = h('select', { id: 'tk-cb-rating' }, option('', 'desk.callback.noRating'), [5, 4, 3, 2, 1].map((n) => h('option', { value: n }, '★'.repeat(n))));
+      // A rating on the phone closes a resolved ticket; a closed one keeps its own.
+      const ratingField = tk.state === 'resolved' ? field('tk-cb-rating', 'desk.callback.rating', rating) : null;
+      const note = h('input', { id: 'tk-cb-note', maxlength: 10000, autocomplete: 'off' });
+      const b = button({ label: 'desk.callback.save', kind: 'small', attrs: { 'data-action': 'callback' } });
+      b.addEventListener('click', () => {
+        const body = { outcome: outcome.value, text: note.value };
+        if (ratingField && rating.value && outcome.value === 'reached') body.rating = Number(rating.value);
+        act(b, 'POST', '/callbacks', body);
+      });
+      forms.push(h('section', { class: 'card pad act-form callback-form' }, h('h2', { i18n: 'desk.callback.title' }),
+        h('div', { class: 'form-grid' }, field('tk-cb-outcome', 'desk.callback.outcome', outcome), ratingField, field('tk-cb-note', 'desk.callback.note', note)), b));
+    }
     return [out.length ? h('div', { class: 'ticket-actions' }, out) : null, forms];
   }
 
@@ -421,7 +436,12 @@ function ticketView(container, id, { me }) {
     const items = tk.events.map((e) => {
       const who = e.actor_name || t('desk.ev.system');
       let what = t(`desk.ev.${e.kind}`);
-      if (e.kind === 'assigned' && e.data) what = t('desk.ev.assignedTo', { name: e.data.assignee_name || '' });
+      if (e.kind === 'callback' && e.data) {
+        what = t('desk.ev.callback', { outcome: t(`desk.callback.${e.data.outcome}`) });
+        if (e.data.rating) what = `${what} · ${t('desk.ev.rated', { rating: e.data.rating })}`;
+        if (e.data.at) what = `${what} (${absoluteTime(e.data.at)})`;
+      } else if (e.kind === 'auto_closed' && e.data) what = t('desk.ev.autoClosed', { days: e.data.days });
+      else if (e.kind === 'assigned' && e.data) what = t('desk.ev.assignedTo', { name: e.data.assignee_name || '' });
       else if (e.data && e.data.to && e.data.from && e.kind !== 'priority') what = `${what} · ${t(`ticket.state.${e.data.to}`)}`;
       else if (e.kind === 'priority' && e.data) what = t('desk.ev.priorityChange', { from: e.data.from, to: e.data.to });
       else if (e.kind === 'confirmed' && e.data) what = t('desk.ev.rated', { rating: e.data.rating });
