@@ -273,6 +273,30 @@ async fn staff_role_reaches_the_desk_and_nodes_but_not_user_management() {
         ),
         (
             Method::GET,
+            "/api/kb".into(),
+            None,
+            [401, 200, 200, 200, 200],
+        ),
+        (
+            Method::POST,
+            "/api/kb".into(),
+            Some(json!({"title":"","symptom":"s","fix":"f","lang":"en"})),
+            [401, 403, 403, 400, 400],
+        ),
+        (
+            Method::GET,
+            format!("/api/kb/{nil}"),
+            None,
+            [401, 404, 404, 404, 404],
+        ),
+        (
+            Method::POST,
+            format!("/api/kb/{nil}/helped"),
+            Some(json!({})),
+            [401, 404, 404, 404, 404],
+        ),
+        (
+            Method::GET,
             "/api/desk/members".into(),
             None,
             [401, 403, 403, 200, 200],
@@ -312,6 +336,9 @@ async fn staff_role_reaches_the_desk_and_nodes_but_not_user_management() {
         "/api/desk/screenshots",
         "/api/desk/screenshots/{id}",
         "/api/desk/members",
+        "/api/kb",
+        "/api/kb/{id}",
+        "/api/kb/{id}/helped",
     ] {
         assert!(doc["paths"].get(p).is_some(), "openapi.json lacks {p}");
     }
@@ -936,4 +963,112 @@ async fn unanswered_resolved_tickets_close_unrated_and_staff_record_callbacks() 
             .unwrap(),
         0
     );
+}
+
+#[tokio::test]
+async fn the_knowledge_base_finds_chinese_and_english_and_counts_deflections() {
+    let d = desk().await;
+    let staff_id = d.ids["test-d-staff"].clone();
+    let ticket = resolved_ticket(&d.student, &d.staff, &staff_id, "虚拟机黑屏").await;
+    let (s, zh) = d
+        .staff
+        .post(
+            "/api/kb",
+            json!({"title":"虚拟机启动后黑屏","symptom":"打开桌面后屏幕一片黑，键盘没有反应。",
+                   "cause":"显示服务卡住了。","fix":"在虚拟机卡片上点“重启”，等半分钟再打开桌面。",
+                   "lang":"zh-CN","ticket_id":ticket}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{zh}");
+    assert_eq!(zh["ticket_id"], ticket.as_str());
+    assert_eq!(zh["author_name"], "test-d-staff");
+    let (s, en) = d
+        .admin
+        .post(
+            "/api/kb",
+            json!({"title":"The VM will not start: no node has room","symptom":"Start fails with no_capacity.",
+                   "fix":"Shut down VMs you are not using, or ask the lab staff to add a node.","lang":"en"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{en}");
+    // Students read but do not write; bad input is 4xx.
+    let got = d
+        .student
+        .post(
+            "/api/kb",
+            json!({"title":"x","symptom":"s","fix":"f","lang":"en"}),
+        )
+        .await;
+    assert_error(&got, StatusCode::FORBIDDEN, "forbidden");
+    for bad in [
+        json!({"title":"x","symptom":" ","fix":"f","lang":"en"}),
+        json!({"title":"x","symptom":"s","fix":"f","lang":"fr"}),
+    ] {
+        let got = d.staff.post("/api/kb", bad).await;
+        assert_error(&got, StatusCode::BAD_REQUEST, "bad_request");
+    }
+    let got = d
+        .staff
+        .post(
+            "/api/kb",
+            json!({"title":"x","symptom":"s","fix":"f","lang":"en","ticket_id":"00000000-0000-0000-0000-000000000000"}),
+        )
+        .await;
+    assert_error(&got, StatusCode::UNPROCESSABLE_ENTITY, "unacceptable");
+
+    // Chinese text without word boundaries finds the Chinese article…
+    let search = |q: &str| format!("/api/kb?q={}", urlencode(q));
+    let (_, hits) = d.student.get(&search("我的虚拟机一直黑屏怎么办")).await;
+    assert_eq!(
+        common::strings(&hits, "id")[0],
+        zh["id"].as_str().unwrap(),
+        "{hits}"
+    );
+    // …English words the English one; syntax in the text is just text.
+    let (_, hits) = d
+        .student
+        .get(&search("my vm won't START (no_capacity) OR NOT"))
+        .await;
+    assert_eq!(
+        common::strings(&hits, "id"),
+        [en["id"].as_str().unwrap()],
+        "{hits}"
+    );
+    let (_, none) = d.student.get(&search("ok")).await;
+    assert_eq!(
+        none.as_array().unwrap().len(),
+        0,
+        "too short to search: {none}"
+    );
+    let (_, zh_only) = d.student.get("/api/kb?lang=zh-CN").await;
+    assert_eq!(
+        common::strings(&zh_only, "id"),
+        [zh["id"].as_str().unwrap()]
+    );
+    for q in ["?limit=0", "?limit=51", "?lang=fr", "?surprise=1"] {
+        let got = d.student.get(&format!("/api/kb{q}")).await;
+        assert_error(&got, StatusCode::BAD_REQUEST, "bad_request");
+    }
+
+    // Deflection: it helped a student, so no report.
+    let id = zh["id"].as_str().unwrap();
+    let (s, a) = d
+        .student
+        .post(&format!("/api/kb/{id}/helped"), json!({}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{a}");
+    assert_eq!(a["helped"], 1);
+    let (_, a) = d.other.get(&format!("/api/kb/{id}")).await;
+    assert_eq!(a["helped"], 1);
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

@@ -20,6 +20,7 @@
 //!   `notify`): this module leaves `response_due`, `resolution_due` and
 //!   `sla_breached` empty until they are wired in.
 
+pub mod kb;
 pub mod priority;
 pub mod screenshot;
 pub mod tickets;
@@ -930,6 +931,33 @@ impl Desk {
                 role: u.role,
             })
             .collect())
+    }
+
+    // ---------------------------------------------------------- knowledge base
+
+    pub async fn kb_search(&self, s: &kb::Search) -> Result<Vec<kb::Article>, DeskError> {
+        kb::search(&self.pool, s).await
+    }
+
+    pub async fn kb_article(&self, id: Uuid) -> Result<kb::Article, DeskError> {
+        kb::get(&self.pool, id).await
+    }
+
+    pub async fn kb_create(
+        &self,
+        actor: &User,
+        new: kb::NewArticle,
+    ) -> Result<kb::Article, DeskError> {
+        kb::create(&self.pool, actor, new).await
+    }
+
+    pub async fn kb_helped(
+        &self,
+        user: &User,
+        id: Uuid,
+        vm_id: Option<Uuid>,
+    ) -> Result<kb::Article, DeskError> {
+        kb::helped(&self.pool, user, id, vm_id).await
     }
 
     // ---------------------------------------------------------- screenshots

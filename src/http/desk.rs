@@ -15,7 +15,7 @@ use super::extract::{ApiJson, ApiQuery, CurrentUser, IdPath};
 use crate::app::AppState;
 use crate::desk::priority::Priority;
 use crate::desk::tickets::{Filter, State as TicketState, Ticket};
-use crate::desk::{DeskMember, NewCallback, NewComment, NewTicket, Shot, TicketView};
+use crate::desk::{DeskMember, NewCallback, NewComment, NewTicket, Shot, TicketView, kb};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -36,6 +36,9 @@ pub fn router() -> Router<AppState> {
             get(screenshot).delete(drop_screenshot),
         )
         .route("/api/desk/members", get(members))
+        .route("/api/kb", get(kb_search).post(kb_create))
+        .route("/api/kb/{id}", get(kb_article))
+        .route("/api/kb/{id}/helped", post(kb_helped))
 }
 
 fn png(bytes: Vec<u8>) -> impl IntoResponse {
@@ -259,4 +262,46 @@ async fn members(
     me: CurrentUser,
 ) -> Result<Json<Vec<DeskMember>>, ApiError> {
     Ok(Json(state.desk.members(&me.user).await?))
+}
+
+async fn kb_search(
+    State(state): State<AppState>,
+    _me: CurrentUser,
+    ApiQuery(q): ApiQuery<kb::Search>,
+) -> Result<Json<Vec<kb::Article>>, ApiError> {
+    Ok(Json(state.desk.kb_search(&q).await?))
+}
+
+async fn kb_article(
+    State(state): State<AppState>,
+    _me: CurrentUser,
+    IdPath(id): IdPath,
+) -> Result<Json<kb::Article>, ApiError> {
+    Ok(Json(state.desk.kb_article(id).await?))
+}
+
+async fn kb_create(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    ApiJson(body): ApiJson<kb::NewArticle>,
+) -> Result<(StatusCode, Json<kb::Article>), ApiError> {
+    Ok((
+        StatusCode::CREATED,
+        Json(state.desk.kb_create(&me.user, body).await?),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HelpedBody {
+    vm_id: Option<Uuid>,
+}
+
+async fn kb_helped(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    IdPath(id): IdPath,
+    ApiJson(body): ApiJson<HelpedBody>,
+) -> Result<Json<kb::Article>, ApiError> {
+    Ok(Json(state.desk.kb_helped(&me.user, id, body.vm_id).await?))
 }
