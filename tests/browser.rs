@@ -779,6 +779,7 @@ async fn a_student_reports_from_the_desktop_and_staff_resolve_it() {
         "desk-staff-zh.png",
         "desk-closed.png",
         "desk-callback-zh.png",
+        "desk-kb-suggestion.png",
     ];
     for f in shots {
         let _ = std::fs::remove_file(dir.join(f));
@@ -806,4 +807,10 @@ async fn a_student_reports_from_the_desktop_and_staff_resolve_it() {
     assert_eq!(t["has_screenshot"], true);
     assert_eq!(t["vm_id"], vm_id.as_str());
     assert_eq!(t["assignee_name"], "test-ui-staff");
+    // One ticket only: the second problem was answered by the article.
+    assert_eq!(tickets.as_array().unwrap().len(), 1, "{tickets}");
+    let (_, articles) = student.get("/api/kb").await;
+    assert_eq!(articles[0]["title"], "桌面卡住不动", "{articles}");
+    assert_eq!(articles[0]["helped"], 1);
+    assert_eq!(articles[0]["ticket_id"], t["id"]);
 }

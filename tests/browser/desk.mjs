@@ -138,6 +138,31 @@ await run('desk', artifactDir, async ({ newPage, step, shot, logs }) => {
   await shot(w, 'desk-callback-zh.png');
   step('staff recorded the callback');
 
+  // ---- staff write a knowledge-base article from the ticket
+  await w.click('[data-action=write-article]');
+  await w.waitForSelector('.kb-form');
+  await w.waitForFunction(() => document.querySelector('#kb-fix').value.includes('restarted'));
+  await w.fill('#kb-title', '桌面卡住不动');
+  await w.fill('#kb-symptom', '屏幕停止刷新，键盘没有反应。');
+  await w.fill('#kb-fix', '在虚拟机卡片上点“重启”，半分钟后再打开桌面。');
+  await w.selectOption('#kb-lang', 'zh-CN');
+  await w.click('.kb-form button[type=submit]');
+  await w.waitForSelector('.kb-article >> text=桌面卡住不动');
+  step('staff published a knowledge-base article from the ticket');
+
+  // ---- the next student report is answered by the article (deflection)
+  await s.click('nav a[data-route=courses]');
+  await s.click('li.vm a[data-action=report]');
+  await s.waitForSelector('.report-form');
+  await s.fill('#rp-title', '我的桌面卡住了');
+  await s.waitForSelector('.kb-suggestions:not([hidden]) .kb-article');
+  await s.click('.kb-suggestions .kb-article summary');
+  assert((await s.textContent('.kb-suggestions .kb-article')).includes('重启'), 'the suggestion shows the fix');
+  await shot(s, 'desk-kb-suggestion.png');
+  await s.click('.kb-suggestions [data-action=helped]');
+  await s.waitForSelector('section.course');
+  step('the student found the answer in the suggestion; no report sent');
+
   const bad = unexpectedErrors(logs);
   assert(bad.length === 0, `page errors:\n${bad.join('\n')}`);
 });

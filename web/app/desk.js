@@ -25,6 +25,8 @@ export function mount(container, params, ctx) {
     case 'report': return reportView(container, params[0], ctx);
     case 'queue': return queueView(container, ctx);
     case 'ticket': return ticketView(container, params[0], ctx);
+    case 'kb': return kbView(container, ctx);
+    case 'kbnew': return kbNewView(container, params[0], ctx);
     default: return mineView(container, ctx);
   }
 }
@@ -82,6 +84,33 @@ function reportView(container, vmId, { me }) {
   const behalf = h('input', { id: 'rp-behalf', autocomplete: 'off', autocapitalize: 'none', spellcheck: 'false' });
   const error = h('p', { class: 'form-error', role: 'alert', hidden: true });
   const submit = h('button', { type: 'submit', class: 'btn primary', i18n: 'desk.report.send' });
+  // Articles that may already answer it (from the text and the VM's last error).
+  const suggest = h('section', { class: 'kb-suggestions', hidden: true, 'aria-live': 'polite' });
+  let lastError = '';
+  let suggestTimer = null;
+  let suggestSeq = 0;
+  async function suggestNow() {
+    const q = `${title.value} ${desc.value} ${lastError}`.trim();
+    const seq = ++suggestSeq;
+    if (q.length < 3) { suggest.hidden = true; return; }
+    let found = [];
+    try { found = await get(`/api/kb?limit=5&q=${enc(q.slice(0, 2000))}`); } catch { found = []; }
+    if (stopped || seq !== suggestSeq) return;
+    suggest.hidden = !found.length;
+    replace(suggest, h('h2', { i18n: 'desk.kb.suggested' }), h('p', { class: 'muted small', i18n: 'desk.kb.suggestedHint' }),
+      found.map((a) => articleCard(a, {
+        helped: async (btn) => {
+          const r = await busy(btn, () => post(`/api/kb/${enc(a.id)}/helped`, vmId ? { vm_id: vmId } : {}));
+          if (!r) return;
+          if (shot) { try { await api('DELETE', `/api/desk/screenshots/${enc(shot.id)}`); } catch { /* swept later */ } }
+          toast(t('desk.kb.gladItHelped'), 'success');
+          location.hash = me.role === 'student' ? '#/courses' : '#/tickets';
+        },
+      })));
+  }
+  const scheduleSuggest = () => { clearTimeout(suggestTimer); suggestTimer = setTimeout(suggestNow, 350); };
+  title.addEventListener('input', scheduleSuggest);
+  desc.addEventListener('input', scheduleSuggest);
   const form = h('form', { class: 'card pad report-form', novalidate: true },
     vmId ? h('section', { class: 'report-vm' }, h('h2', { i18n: 'desk.report.context' }), ctxBox, shotBox) : null,
     h('div', { class: 'form-grid' },
@@ -92,6 +121,7 @@ function reportView(container, vmId, { me }) {
       field('rp-behalf', 'desk.report.onBehalf', behalf, 'desk.report.onBehalfHint')) : null,
     field('rp-title', 'desk.report.title', title),
     field('rp-desc', 'desk.report.description', desc, 'desk.report.descriptionHint'),
+    suggest,
     error,
     h('div', { class: 'form-actions' },
       h('a', { class: 'btn ghost', href: '#/tickets', i18n: 'common.cancel' }), submit));
@@ -110,7 +140,7 @@ function reportView(container, vmId, { me }) {
         ['desk.ctx.state', stateBadge(vm.state)],
         ['desk.ctx.disk', formatBytes(vm.overlay_bytes)],
       ];
-      if (vm.last_error) rows.push(['desk.ctx.lastError', vm.last_error]);
+      if (vm.last_error) { rows.push(['desk.ctx.lastError', vm.last_error]); lastError = vm.last_error; scheduleSuggest(); }
       replace(ctxBox, h('dl', { class: 'kv' }, rows.map(([k, v]) => [h('dt', { i18n: k }), h('dd', {}, v)])),
         h('p', { class: 'muted small', i18n: 'desk.report.contextHint' }));
       if (vm.state === 'running') await takeShot();
@@ -165,7 +195,88 @@ function reportView(container, vmId, { me }) {
 
   if (vmId) loadVm();
   title.focus();
-  return { unmount() { stopped = true; } };
+  return { unmount() { stopped = true; clearTimeout(suggestTimer); } };
+}
+
+// ---------------------------------------------------------------- knowledge base
+
+/** One article, folded: the title opens symptom, cause and fix. */
+function articleCard(a, { helped } = {}) {
+  const parts = [['desk.kb.symptom', a.symptom], ['desk.kb.cause', a.cause], ['desk.kb.fix', a.fix]]
+    .filter(([, v]) => v)
+    .map(([k, v]) => h('div', { class: 'kb-part' }, h('h4', { i18n: k }), h('p', {}, v)));
+  let btn = null;
+  if (helped) {
+    btn = button({ label: 'desk.kb.helped', kind: 'small primary', attrs: { 'data-action': 'helped' } });
+    btn.addEventListener('click', () => helped(btn));
+  }
+  return h('details', { class: 'card kb-article', dataset: { articleId: a.id } },
+    h('summary', {}, h('span', { class: 'kb-title' }, a.title), ' ', h('span', { class: 'chip' }, a.lang),
+      a.helped ? h('span', { class: 'muted small' }, ' ', t('desk.kb.helpedCount', { n: a.helped })) : null),
+    parts, btn);
+}
+
+function kbView(container, { me }) {
+  let stopped = false;
+  let timer = null;
+  const q = h('input', { id: 'kb-q', type: 'search', autocomplete: 'off', i18nPh: 'desk.kb.searchPh' });
+  const list = h('div', { class: 'kb-list', 'aria-busy': 'true' });
+  replace(container,
+    h('div', { class: 'page-head' },
+      h('div', {}, h('h1', { i18n: 'desk.kb.title' }), h('p', { class: 'muted', i18n: 'desk.kb.subtitle' })),
+      onDesk(me) ? h('a', { class: 'btn primary', href: '#/kb/new', dataset: { action: 'new-article' } }, icon('plus'), h('span', { i18n: 'desk.kb.new' })) : null),
+    h('div', { class: 'card pad' }, field('kb-q', 'desk.kb.search', q)),
+    list);
+  let last = null;
+  async function load() {
+    try {
+      last = await get(`/api/kb?limit=50${q.value.trim() ? `&q=${enc(q.value.trim())}` : ''}`);
+      if (!stopped) render();
+    } catch (err) { if (!stopped) toastError(err); }
+  }
+  function render() {
+    list.removeAttribute('aria-busy');
+    if (!last.length) replace(list, h('div', { class: 'empty card' }, h('p', { i18n: 'desk.kb.empty' })));
+    else replace(list, last.map((a) => articleCard(a)));
+  }
+  q.addEventListener('input', () => { clearTimeout(timer); timer = setTimeout(load, 300); });
+  load();
+  return { unmount() { stopped = true; clearTimeout(timer); } };
+}
+
+function kbNewView(container, ticketId, { me }) {
+  const title = h('input', { id: 'kb-title', maxlength: 200, autocomplete: 'off' });
+  const lang = h('select', { id: 'kb-lang' }, h('option', { value: 'zh-CN' }, '中文'), h('option', { value: 'en' }, 'English'));
+  const symptom = h('textarea', { id: 'kb-symptom', rows: 3, maxlength: 10000 });
+  const cause = h('textarea', { id: 'kb-cause', rows: 2, maxlength: 10000 });
+  const fix = h('textarea', { id: 'kb-fix', rows: 4, maxlength: 10000 });
+  const submit = h('button', { type: 'submit', class: 'btn primary', i18n: 'desk.kb.publish' });
+  const form = h('form', { class: 'card pad kb-form', novalidate: true },
+    ticketId ? h('p', { class: 'muted small', i18n: 'desk.kb.fromTicket' }) : null,
+    h('div', { class: 'form-grid' }, field('kb-title', 'desk.kb.articleTitle', title), field('kb-lang', 'desk.kb.lang', lang)),
+    field('kb-symptom', 'desk.kb.symptom', symptom),
+    field('kb-cause', 'desk.kb.cause', cause),
+    field('kb-fix', 'desk.kb.fix', fix),
+    h('div', { class: 'form-actions' }, h('a', { class: 'btn ghost', href: '#/kb', i18n: 'common.cancel' }), submit));
+  replace(container, h('div', { class: 'page-head' }, h('h1', { i18n: 'desk.kb.new' })), form);
+  if (document.documentElement.lang === 'en') lang.value = 'en';
+  if (ticketId) {
+    get(`/api/tickets/${enc(ticketId)}`).then((tk) => {
+      if (!title.value) title.value = tk.title;
+      if (!symptom.value) symptom.value = tk.description || tk.title;
+      if (!fix.value) fix.value = tk.resolution || '';
+    }).catch(toastError);
+  }
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    for (const el of [title, symptom, fix]) if (!el.value.trim()) { el.focus(); toast(t('desk.kb.required'), 'error'); return; }
+    const body = { title: title.value.trim(), lang: lang.value, symptom: symptom.value, cause: cause.value, fix: fix.value };
+    if (ticketId) body.ticket_id = ticketId;
+    const a = await busy(submit, () => post('/api/kb', body));
+    if (a) { toast(t('desk.kb.published'), 'success'); location.hash = '#/kb'; }
+  });
+  title.focus();
+  return { unmount() {} };
 }
 
 // ---------------------------------------------------------------- lists
@@ -413,6 +524,9 @@ function ticketView(container, id, { me }) {
       });
       forms.push(h('details', { class: 'card pad act-form' }, h('summary', { i18n: 'desk.act.priorityTitle' }),
         h('div', { class: 'form-grid' }, field('tk-priority', 'desk.filter.priority', sel), field('tk-priority-reason', 'desk.act.reason', reason)), b));
+    }
+    if (onDesk(me) && (tk.state === 'resolved' || tk.state === 'closed')) {
+      out.push(h('a', { class: 'btn small', href: `#/kb/new/${tk.id}`, dataset: { action: 'write-article' } }, h('span', { i18n: 'desk.kb.writeFromTicket' })));
     }
     if (can.callback) {
       const outcome = h('select', { id: 'tk-cb-outcome' }, option('reached', 'desk.callback.reached'), option('no_answer', 'desk.callback.no_answer'));
