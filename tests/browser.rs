@@ -780,6 +780,7 @@ async fn a_student_reports_from_the_desktop_and_staff_resolve_it() {
         "desk-closed.png",
         "desk-callback-zh.png",
         "desk-kb-suggestion.png",
+        "desk-problem-zh.png",
     ];
     for f in shots {
         let _ = std::fs::remove_file(dir.join(f));

@@ -273,6 +273,36 @@ async fn staff_role_reaches_the_desk_and_nodes_but_not_user_management() {
         ),
         (
             Method::GET,
+            "/api/problems".into(),
+            None,
+            [401, 403, 403, 200, 200],
+        ),
+        (
+            Method::POST,
+            "/api/problems".into(),
+            Some(json!({"title":""})),
+            [401, 403, 403, 400, 400],
+        ),
+        (
+            Method::GET,
+            format!("/api/problems/{nil}"),
+            None,
+            [401, 403, 403, 404, 404],
+        ),
+        (
+            Method::POST,
+            format!("/api/problems/{nil}/tickets"),
+            Some(json!({"ticket_id":nil})),
+            [401, 403, 403, 404, 404],
+        ),
+        (
+            Method::POST,
+            format!("/api/problems/{nil}/resolve"),
+            Some(json!({"resolution":"x"})),
+            [401, 403, 403, 404, 404],
+        ),
+        (
+            Method::GET,
             "/api/kb".into(),
             None,
             [401, 200, 200, 200, 200],
@@ -336,6 +366,10 @@ async fn staff_role_reaches_the_desk_and_nodes_but_not_user_management() {
         "/api/desk/screenshots",
         "/api/desk/screenshots/{id}",
         "/api/desk/members",
+        "/api/problems",
+        "/api/problems/{id}",
+        "/api/problems/{id}/tickets",
+        "/api/problems/{id}/resolve",
         "/api/kb",
         "/api/kb/{id}",
         "/api/kb/{id}/helped",
@@ -1071,4 +1105,95 @@ fn urlencode(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+async fn incident(c: &common::Client, title: &str) -> String {
+    let (s, t) = c
+        .post("/api/tickets", json!({"kind":"incident","title":title}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{t}");
+    t["id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn resolving_a_problem_resolves_its_open_incidents() {
+    let d = desk().await;
+    let staff_id = d.ids["test-d-staff"].clone();
+    let a = incident(&d.student, "node 2 VMs freeze").await;
+    let b = incident(&d.other, "my VM froze too").await;
+    let untaken = incident(&d.other, "frozen again").await;
+    for t in [&a, &b] {
+        let (s, _) = d
+            .staff
+            .post(
+                &format!("/api/tickets/{t}/assign"),
+                json!({"assignee_id": staff_id}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK);
+    }
+    let (s, p) = d
+        .staff
+        .post(
+            "/api/problems",
+            json!({"title":"Node 2 runs out of memory","root_cause":"a leaking monitor agent",
+                   "workaround":"restart the agent","ticket_id":a}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{p}");
+    assert_eq!(p["state"], "known_error");
+    let pid = p["id"].as_str().unwrap().to_owned();
+    for t in [&b, &untaken] {
+        let (s, p) = d
+            .staff
+            .post(
+                &format!("/api/problems/{pid}/tickets"),
+                json!({"ticket_id": t}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{p}");
+    }
+    let got = d
+        .staff
+        .post(
+            &format!("/api/problems/{pid}/tickets"),
+            json!({"ticket_id":"00000000-0000-0000-0000-000000000000"}),
+        )
+        .await;
+    assert_error(&got, StatusCode::UNPROCESSABLE_ENTITY, "unacceptable");
+    let (_, t) = d.other.get(&format!("/api/tickets/{b}")).await;
+    assert_eq!(t["problem_id"], pid.as_str());
+    assert!(kinds(&t).contains(&"problem"), "{t}");
+
+    let (s, p) = d
+        .staff
+        .post(
+            &format!("/api/problems/{pid}/resolve"),
+            json!({"resolution":"agent replaced"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{p}");
+    assert_eq!(p["state"], "resolved");
+    for t in [&a, &b] {
+        let (_, t) = d.admin.get(&format!("/api/tickets/{t}")).await;
+        assert_eq!(t["state"], "resolved", "{t}");
+        assert!(
+            t["resolution"].as_str().unwrap().contains("agent replaced"),
+            "{t}"
+        );
+    }
+    // Nobody took this one: it stays in the queue with a work-log line.
+    let (_, t) = d.admin.get(&format!("/api/tickets/{untaken}")).await;
+    assert_eq!(t["state"], "new");
+    assert_eq!(kinds(&t).last(), Some(&"worklog"), "{t}");
+    let got = d
+        .staff
+        .post(
+            &format!("/api/problems/{pid}/resolve"),
+            json!({"resolution":"again"}),
+        )
+        .await;
+    assert_error(&got, StatusCode::CONFLICT, "problem_resolved");
+    let (_, list) = d.admin.get("/api/problems").await;
+    assert_eq!(list[0]["tickets"].as_array().unwrap().len(), 3, "{list}");
 }

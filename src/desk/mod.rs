@@ -22,6 +22,7 @@
 
 pub mod kb;
 pub mod priority;
+pub mod problems;
 pub mod screenshot;
 pub mod tickets;
 
@@ -69,6 +70,8 @@ pub enum DeskError {
     WrongState(#[from] WrongState),
     #[error("the ticket changed meanwhile; reload it and try again")]
     Changed,
+    #[error("the problem is resolved; open a new one")]
+    ProblemResolved,
     #[error("the VM is not running, so its screen cannot be captured")]
     VmNotRunning,
     #[error(transparent)]

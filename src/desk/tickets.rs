@@ -159,6 +159,8 @@ pub struct Ticket {
     pub rating: Option<i64>,
     pub rating_comment: Option<String>,
     pub reopen_count: i64,
+    /// The problem record this incident is linked to.
+    pub problem_id: Option<Uuid>,
     pub has_screenshot: bool,
     /// What the VM looked like when it was reported (see `desk::context`).
     pub context: serde_json::Value,
@@ -186,7 +188,7 @@ pub struct TicketEvent {
     pub data: Option<serde_json::Value>,
 }
 
-const COLUMNS: &str = "t.id, t.number, t.kind, t.title, t.description, t.state, t.priority, t.impact, t.urgency, t.channel, t.reporter_id, r.display_name AS reporter_name, r.username AS reporter_username, t.created_by, t.assignee_id, a.display_name AS assignee_name, a.username AS assignee_username, t.vm_id, t.node_id, t.course_id, t.template_id, t.context, t.screenshot, t.created_at, t.updated_at, t.responded_at, t.resolved_at, t.closed_at, t.resolution, t.rating, t.rating_comment, t.reopen_count";
+const COLUMNS: &str = "t.id, t.number, t.kind, t.title, t.description, t.state, t.priority, t.impact, t.urgency, t.channel, t.reporter_id, r.display_name AS reporter_name, r.username AS reporter_username, t.created_by, t.assignee_id, a.display_name AS assignee_name, a.username AS assignee_username, t.vm_id, t.node_id, t.course_id, t.template_id, t.context, t.screenshot, t.created_at, t.updated_at, t.responded_at, t.resolved_at, t.closed_at, t.resolution, t.rating, t.rating_comment, t.reopen_count, t.problem_id";
 const FROM: &str =
     "FROM tickets t JOIN users r ON r.id = t.reporter_id LEFT JOIN users a ON a.id = t.assignee_id";
 
@@ -252,6 +254,7 @@ fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Ticket, sqlx::Error> {
         rating: row.try_get("rating")?,
         rating_comment: row.try_get("rating_comment")?,
         reopen_count: row.try_get("reopen_count")?,
+        problem_id: db::opt_uuid(row, "problem_id")?,
         response_due: None,
         resolution_due: None,
         sla_breached: None,

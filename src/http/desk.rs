@@ -14,6 +14,7 @@ use super::error::ApiError;
 use super::extract::{ApiJson, ApiQuery, CurrentUser, IdPath};
 use crate::app::AppState;
 use crate::desk::priority::Priority;
+use crate::desk::problems::{NewProblem, Problem};
 use crate::desk::tickets::{Filter, State as TicketState, Ticket};
 use crate::desk::{DeskMember, NewCallback, NewComment, NewTicket, Shot, TicketView, kb};
 
@@ -36,6 +37,10 @@ pub fn router() -> Router<AppState> {
             get(screenshot).delete(drop_screenshot),
         )
         .route("/api/desk/members", get(members))
+        .route("/api/problems", get(problems).post(create_problem))
+        .route("/api/problems/{id}", get(problem))
+        .route("/api/problems/{id}/tickets", post(link_problem))
+        .route("/api/problems/{id}/resolve", post(resolve_problem))
         .route("/api/kb", get(kb_search).post(kb_create))
         .route("/api/kb/{id}", get(kb_article))
         .route("/api/kb/{id}/helped", post(kb_helped))
@@ -304,4 +309,64 @@ async fn kb_helped(
     ApiJson(body): ApiJson<HelpedBody>,
 ) -> Result<Json<kb::Article>, ApiError> {
     Ok(Json(state.desk.kb_helped(&me.user, id, body.vm_id).await?))
+}
+
+async fn problems(
+    State(state): State<AppState>,
+    me: CurrentUser,
+) -> Result<Json<Vec<Problem>>, ApiError> {
+    Ok(Json(state.desk.problems(&me.user).await?))
+}
+
+async fn create_problem(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    ApiJson(body): ApiJson<NewProblem>,
+) -> Result<(StatusCode, Json<Problem>), ApiError> {
+    Ok((
+        StatusCode::CREATED,
+        Json(state.desk.create_problem(&me.user, body).await?),
+    ))
+}
+
+async fn problem(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    IdPath(id): IdPath,
+) -> Result<Json<Problem>, ApiError> {
+    Ok(Json(state.desk.problem(&me.user, id).await?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LinkBody {
+    ticket_id: Uuid,
+}
+
+async fn link_problem(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    IdPath(id): IdPath,
+    ApiJson(body): ApiJson<LinkBody>,
+) -> Result<Json<Problem>, ApiError> {
+    Ok(Json(
+        state
+            .desk
+            .link_problem(&me.user, id, body.ticket_id)
+            .await?,
+    ))
+}
+
+async fn resolve_problem(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    IdPath(id): IdPath,
+    ApiJson(body): ApiJson<ResolveBody>,
+) -> Result<Json<Problem>, ApiError> {
+    Ok(Json(
+        state
+            .desk
+            .resolve_problem(&me.user, id, &body.resolution)
+            .await?,
+    ))
 }

@@ -601,6 +601,9 @@ impl From<DeskError> for ApiError {
                 Self::new(StatusCode::CONFLICT, "ticket_state", e.to_string())
             }
             DeskError::Changed => Self::new(StatusCode::CONFLICT, "ticket_changed", e.to_string()),
+            DeskError::ProblemResolved => {
+                Self::new(StatusCode::CONFLICT, "problem_resolved", e.to_string())
+            }
             DeskError::VmNotRunning => {
                 Self::new(StatusCode::CONFLICT, "vm_not_running", e.to_string())
             }

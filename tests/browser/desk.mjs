@@ -150,6 +150,18 @@ await run('desk', artifactDir, async ({ newPage, step, shot, logs }) => {
   await w.waitForSelector('.kb-article >> text=桌面卡住不动');
   step('staff published a knowledge-base article from the ticket');
 
+  // ---- staff open a problem record from the ticket and resolve it
+  await w.goto(`${base}/#/tickets/${ticketId}`);
+  await w.waitForSelector('.ticket-page [data-action=new-problem]');
+  await w.click('[data-action=new-problem]');
+  await w.waitForSelector('details.problem[open][data-state=open]');
+  assert((await w.textContent('details.problem[open] .problem-tickets')).includes(TITLE), 'the ticket is linked');
+  await w.fill('details.problem[open] textarea', '显示服务已升级');
+  await w.click('details.problem[open] [data-action=resolve-problem]');
+  await w.waitForSelector('details.problem[data-state=resolved]');
+  await shot(w, 'desk-problem-zh.png');
+  step('staff opened a problem from the ticket and resolved it');
+
   // ---- the next student report is answered by the article (deflection)
   await s.click('nav a[data-route=courses]');
   await s.click('li.vm a[data-action=report]');

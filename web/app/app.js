@@ -30,6 +30,7 @@ const ROUTES = [
   [/^tickets$/, './desk.js', ['student', 'teacher', 'staff', 'admin'], 'mine'],
   [/^tickets\/([\w-]+)$/, './desk.js', ['student', 'teacher', 'staff', 'admin'], 'ticket'],
   [/^report(?:\/([\w-]+))?$/, './desk.js', ['student', 'teacher', 'staff', 'admin'], 'report'],
+  [/^problems(?:\/([\w-]+))?$/, './desk.js', ['staff', 'admin'], 'problems'],
   [/^kb$/, './desk.js', ['student', 'teacher', 'staff', 'admin'], 'kb'],
   [/^kb\/new(?:\/([\w-]+))?$/, './desk.js', ['staff', 'admin'], 'kbnew'],
 ];
@@ -42,9 +43,9 @@ function homeFor(user) {
 }
 
 function navFor(user) {
-  if (user.role === 'admin') return [['nodes', 'nav.nodes'], ['vms', 'nav.vms'], ['users', 'nav.users'], ['teach', 'nav.teach'], ['templates', 'nav.templates'], ['desk', 'nav.desk'], ['kb', 'nav.kb']];
+  if (user.role === 'admin') return [['nodes', 'nav.nodes'], ['vms', 'nav.vms'], ['users', 'nav.users'], ['teach', 'nav.teach'], ['templates', 'nav.templates'], ['desk', 'nav.desk'], ['problems', 'nav.problems'], ['kb', 'nav.kb']];
   if (user.role === 'teacher') return [['teach', 'nav.teach'], ['templates', 'nav.templates'], ['tickets', 'nav.tickets']];
-  if (user.role === 'staff') return [['desk', 'nav.desk'], ['tickets', 'nav.myWork'], ['kb', 'nav.kb']];
+  if (user.role === 'staff') return [['desk', 'nav.desk'], ['tickets', 'nav.myWork'], ['problems', 'nav.problems'], ['kb', 'nav.kb']];
   return [['courses', 'nav.courses'], ['tickets', 'nav.tickets']];
 }
 

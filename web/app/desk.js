@@ -27,6 +27,7 @@ export function mount(container, params, ctx) {
     case 'ticket': return ticketView(container, params[0], ctx);
     case 'kb': return kbView(container, ctx);
     case 'kbnew': return kbNewView(container, params[0], ctx);
+    case 'problems': return problemsView(container, params[0], ctx);
     default: return mineView(container, ctx);
   }
 }
@@ -279,6 +280,65 @@ function kbNewView(container, ticketId, { me }) {
   return { unmount() {} };
 }
 
+// ---------------------------------------------------------------- problems
+
+function problemCard(p, { onChange, open: isOpen }) {
+  const tickets = h('ul', { class: 'problem-tickets' }, p.tickets.map((lt) => h('li', {},
+    h('a', { href: `#/tickets/${lt.id}` }, `#${lt.number} `, lt.title), ' ', ticketBadge(lt.state))));
+  const parts = [['desk.problem.rootCause', p.root_cause], ['desk.problem.workaround', p.workaround], ['desk.ticket.resolution', p.resolution]]
+    .filter(([, v]) => v)
+    .map(([k, v]) => h('div', { class: 'kb-part' }, h('h4', { i18n: k }), h('p', {}, v)));
+  let resolveForm = null;
+  if (p.state !== 'resolved') {
+    const text = h('textarea', { id: `pr-res-${p.id}`, rows: 2, maxlength: 10000 });
+    const b = button({ label: 'desk.problem.resolve', kind: 'small primary', attrs: { 'data-action': 'resolve-problem' } });
+    b.addEventListener('click', async () => {
+      if (!text.value.trim()) { text.focus(); toast(t('desk.act.resolutionRequired'), 'error'); return; }
+      const r = await busy(b, () => post(`/api/problems/${enc(p.id)}/resolve`, { resolution: text.value }));
+      if (r) onChange(r);
+    });
+    resolveForm = h('div', { class: 'problem-resolve' }, field(`pr-res-${p.id}`, 'desk.problem.resolution', text), b);
+  }
+  return h('details', { class: 'card kb-article problem', open: isOpen, dataset: { problemId: p.id, state: p.state } },
+    h('summary', {}, h('span', { class: 'muted' }, `#${p.number} `), h('span', { class: 'kb-title' }, p.title), ' ',
+      h('span', { class: 'chip', i18n: `desk.problem.state.${p.state}` })),
+    parts, h('h4', { i18n: 'desk.problem.tickets' }), tickets, resolveForm);
+}
+
+function problemsView(container, focusId, { me }) {
+  let stopped = false;
+  const list = h('div', { class: 'problem-list', 'aria-busy': 'true' });
+  const title = h('input', { id: 'pr-title', maxlength: 200, autocomplete: 'off' });
+  const cause = h('textarea', { id: 'pr-cause', rows: 2, maxlength: 10000 });
+  const workaround = h('textarea', { id: 'pr-workaround', rows: 2, maxlength: 10000 });
+  const create = h('button', { type: 'submit', class: 'btn primary', i18n: 'desk.problem.create' });
+  const form = h('form', { class: 'card pad problem-form', novalidate: true },
+    h('h2', { i18n: 'desk.problem.new' }),
+    field('pr-title', 'desk.problem.name', title),
+    h('div', { class: 'form-grid' }, field('pr-cause', 'desk.problem.rootCause', cause), field('pr-workaround', 'desk.problem.workaround', workaround)),
+    h('div', { class: 'form-actions' }, create));
+  replace(container,
+    h('div', { class: 'page-head' }, h('div', {}, h('h1', { i18n: 'desk.problem.title' }), h('p', { class: 'muted', i18n: 'desk.problem.subtitle' }))),
+    list, form);
+  let last = null;
+  async function load() {
+    try { last = await get('/api/problems'); if (!stopped) render(); } catch (err) { if (!stopped) toastError(err); }
+  }
+  function render() {
+    list.removeAttribute('aria-busy');
+    if (!last.length) replace(list, h('div', { class: 'empty card' }, h('p', { i18n: 'desk.problem.empty' })));
+    else replace(list, last.map((p) => problemCard(p, { open: p.id === focusId, onChange: () => load() })));
+  }
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    if (!title.value.trim()) { title.focus(); return; }
+    const p = await busy(create, () => post('/api/problems', { title: title.value.trim(), root_cause: cause.value, workaround: workaround.value }));
+    if (p) { title.value = ''; cause.value = ''; workaround.value = ''; focusId = p.id; load(); }
+  });
+  load();
+  return { unmount() { stopped = true; } };
+}
+
 // ---------------------------------------------------------------- lists
 
 function ticketTable(list, { showReporter }) {
@@ -525,6 +585,7 @@ function ticketView(container, id, { me }) {
       forms.push(h('details', { class: 'card pad act-form' }, h('summary', { i18n: 'desk.act.priorityTitle' }),
         h('div', { class: 'form-grid' }, field('tk-priority', 'desk.filter.priority', sel), field('tk-priority-reason', 'desk.act.reason', reason)), b));
     }
+    if (onDesk(me)) forms.push(problemBox());
     if (onDesk(me) && (tk.state === 'resolved' || tk.state === 'closed')) {
       out.push(h('a', { class: 'btn small', href: `#/kb/new/${tk.id}`, dataset: { action: 'write-article' } }, h('span', { i18n: 'desk.kb.writeFromTicket' })));
     }
@@ -546,6 +607,35 @@ function ticketView(container, id, { me }) {
     return [out.length ? h('div', { class: 'ticket-actions' }, out) : null, forms];
   }
 
+  function problemBox() {
+    const box = h('section', { class: 'card pad problem-box' }, h('h2', { i18n: 'desk.problem.linked' }));
+    if (tk.problem_id) {
+      box.append(h('a', { href: `#/problems/${tk.problem_id}`, dataset: { action: 'open-problem' } }, t('desk.problem.linked')));
+      get(`/api/problems/${enc(tk.problem_id)}`).then((p) => {
+        const a = box.querySelector('[data-action=open-problem]');
+        if (a) a.textContent = `#${p.number} ${p.title}`;
+      }).catch(() => {});
+      return box;
+    }
+    const sel = h('select', { id: 'tk-problem', class: 'small' });
+    const link = button({ label: 'desk.problem.link', kind: 'small', attrs: { 'data-action': 'link-problem', disabled: true } });
+    const fresh = button({ label: 'desk.problem.fromTicket', kind: 'small', attrs: { 'data-action': 'new-problem' } });
+    get('/api/problems').then((ps) => {
+      for (const p of ps.filter((x) => x.state !== 'resolved')) sel.append(h('option', { value: p.id }, `#${p.number} ${p.title}`));
+      link.disabled = !sel.options.length;
+    }).catch(() => {});
+    link.addEventListener('click', async () => {
+      const r = await busy(link, () => post(`/api/problems/${enc(sel.value)}/tickets`, { ticket_id: tk.id }));
+      if (r) load();
+    });
+    fresh.addEventListener('click', async () => {
+      const p = await busy(fresh, () => post('/api/problems', { title: tk.title, ticket_id: tk.id }));
+      if (p) location.hash = `#/problems/${p.id}`;
+    });
+    box.append(h('div', { class: 'inline-form' }, h('label', { for: 'tk-problem', class: 'visually-hidden', i18n: 'desk.problem.link' }), sel, link), ' ', fresh);
+    return box;
+  }
+
   function timeline() {
     const items = tk.events.map((e) => {
       const who = e.actor_name || t('desk.ev.system');
@@ -555,6 +645,7 @@ function ticketView(container, id, { me }) {
         if (e.data.rating) what = `${what} · ${t('desk.ev.rated', { rating: e.data.rating })}`;
         if (e.data.at) what = `${what} (${absoluteTime(e.data.at)})`;
       } else if (e.kind === 'auto_closed' && e.data) what = t('desk.ev.autoClosed', { days: e.data.days });
+      else if (e.kind === 'problem' && e.data) what = `${t('desk.ev.problem')} #${e.data.problem_number}`;
       else if (e.kind === 'assigned' && e.data) what = t('desk.ev.assignedTo', { name: e.data.assignee_name || '' });
       else if (e.data && e.data.to && e.data.from && e.kind !== 'priority') what = `${what} · ${t(`ticket.state.${e.data.to}`)}`;
       else if (e.kind === 'priority' && e.data) what = t('desk.ev.priorityChange', { from: e.data.from, to: e.data.to });
