@@ -278,6 +278,12 @@ async fn staff_role_reaches_the_desk_and_nodes_but_not_user_management() {
             [401, 403, 403, 200, 200],
         ),
         (
+            Method::GET,
+            "/api/desk/stats".into(),
+            None,
+            [401, 403, 403, 200, 200],
+        ),
+        (
             Method::POST,
             "/api/problems".into(),
             Some(json!({"title":""})),
@@ -366,6 +372,7 @@ async fn staff_role_reaches_the_desk_and_nodes_but_not_user_management() {
         "/api/desk/screenshots",
         "/api/desk/screenshots/{id}",
         "/api/desk/members",
+        "/api/desk/stats",
         "/api/problems",
         "/api/problems/{id}",
         "/api/problems/{id}/tickets",
@@ -1196,4 +1203,76 @@ async fn resolving_a_problem_resolves_its_open_incidents() {
     assert_error(&got, StatusCode::CONFLICT, "problem_resolved");
     let (_, list) = d.admin.get("/api/problems").await;
     assert_eq!(list[0]["tickets"].as_array().unwrap().len(), 3, "{list}");
+}
+
+#[tokio::test]
+async fn the_desk_stats_count_kinds_times_rates_staff_and_satisfaction() {
+    let d = desk().await;
+    let staff_id = d.ids["test-d-staff"].clone();
+    // Two resolved (one reopened once), one rated 4 after confirmation, one
+    // complaint left open.
+    let a = resolved_ticket(&d.student, &d.staff, &staff_id, "first").await;
+    let b = resolved_ticket(&d.other, &d.staff, &staff_id, "second").await;
+    d.other
+        .post(
+            &format!("/api/tickets/{b}/reopen"),
+            json!({"reason":"again"}),
+        )
+        .await;
+    d.staff
+        .post(
+            &format!("/api/tickets/{b}/resolve"),
+            json!({"resolution":"now"}),
+        )
+        .await;
+    let (s, _) = d
+        .student
+        .post(&format!("/api/tickets/{a}/confirm"), json!({"rating":4}))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = d
+        .student
+        .post("/api/tickets", json!({"kind":"complaint","title":"rude"}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+
+    let (s, st) = d.admin.get("/api/desk/stats?group_by=month").await;
+    assert_eq!(s, StatusCode::OK, "{st}");
+    assert_eq!(st["total"], 3, "{st}");
+    assert_eq!(st["by_kind"]["incident"], 2);
+    assert_eq!(st["by_kind"]["complaint"], 1);
+    assert_eq!(st["complaints"], 1);
+    assert_eq!(st["by_state"]["closed"], 1);
+    assert_eq!(st["by_state"]["resolved"], 1);
+    assert_eq!(st["by_channel"]["web"], 3);
+    assert_eq!(st["first_time_fix_rate"], 0.5);
+    assert_eq!(st["reopen_rate"], 0.5);
+    assert_eq!(st["satisfaction"]["4"], 1);
+    assert_eq!(st["satisfaction_average"], 4.0);
+    assert_eq!(st["response"]["count"], 2);
+    assert!(st["response"]["p50_seconds"].as_f64().unwrap() >= 0.0);
+    assert_eq!(st["resolution"]["count"], 2);
+    assert_eq!(st["per_staff"][0]["name"], "test-d-staff");
+    assert_eq!(st["per_staff"][0]["assigned"], 2);
+    assert_eq!(st["per_staff"][0]["handling_rate"], 1.0);
+    let series = st["series"].as_array().unwrap();
+    assert_eq!(series.len(), 1, "{st}");
+    assert_eq!(series[0]["created"], 3);
+    assert!(st["sla_compliance"].is_null());
+    // An empty window, and bad bounds.
+    let (_, empty) = d
+        .staff
+        .get("/api/desk/stats?from=2020-01-01&to=2020-02-01")
+        .await;
+    assert_eq!(empty["total"], 0);
+    assert!(empty["first_time_fix_rate"].is_null());
+    for q in [
+        "?from=March",
+        "?from=2026-02-01&to=2026-01-01",
+        "?group_by=year",
+        "?x=1",
+    ] {
+        let got = d.staff.get(&format!("/api/desk/stats{q}")).await;
+        assert_error(&got, StatusCode::BAD_REQUEST, "bad_request");
+    }
 }

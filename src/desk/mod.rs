@@ -24,6 +24,7 @@ pub mod kb;
 pub mod priority;
 pub mod problems;
 pub mod screenshot;
+pub mod stats;
 pub mod tickets;
 
 use std::sync::Arc;

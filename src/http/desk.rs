@@ -37,6 +37,7 @@ pub fn router() -> Router<AppState> {
             get(screenshot).delete(drop_screenshot),
         )
         .route("/api/desk/members", get(members))
+        .route("/api/desk/stats", get(stats))
         .route("/api/problems", get(problems).post(create_problem))
         .route("/api/problems/{id}", get(problem))
         .route("/api/problems/{id}/tickets", post(link_problem))
@@ -369,4 +370,12 @@ async fn resolve_problem(
             .resolve_problem(&me.user, id, &body.resolution)
             .await?,
     ))
+}
+
+async fn stats(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    ApiQuery(q): ApiQuery<crate::desk::stats::StatsQuery>,
+) -> Result<Json<crate::desk::stats::Stats>, ApiError> {
+    Ok(Json(state.desk.stats(&me.user, &q).await?))
 }
