@@ -212,13 +212,13 @@ impl Desk {
         .fetch_one(&self.pool)
         .await?;
 
-        let staff_rows = sqlx::query(&format!(
+        let staff_rows = sqlx::query(
             "SELECT t.assignee_id, COALESCE(NULLIF(u.display_name, ''), u.username) AS name,
                     COUNT(*) AS assigned, COALESCE(SUM(t.resolved_at IS NOT NULL), 0) AS resolved
              FROM tickets t JOIN users u ON u.id = t.assignee_id
              WHERE t.created_at >= ?1 AND t.created_at < ?2
-             GROUP BY t.assignee_id ORDER BY assigned DESC"
-        ))
+             GROUP BY t.assignee_id ORDER BY assigned DESC",
+        )
         .bind(&from)
         .bind(&to)
         .fetch_all(&self.pool)
