@@ -781,6 +781,7 @@ async fn a_student_reports_from_the_desktop_and_staff_resolve_it() {
         "desk-callback-zh.png",
         "desk-kb-suggestion.png",
         "desk-problem-zh.png",
+        "desk-stats-zh.png",
     ];
     for f in shots {
         let _ = std::fs::remove_file(dir.join(f));

@@ -162,6 +162,16 @@ await run('desk', artifactDir, async ({ newPage, step, shot, logs }) => {
   await shot(w, 'desk-problem-zh.png');
   step('staff opened a problem from the ticket and resolved it');
 
+  // ---- the desk's figures
+  await w.click('nav a[data-route=desk]');
+  await w.click('[data-action=stats]');
+  await w.waitForSelector('.stat-tiles');
+  const tiles = await w.textContent('.stat-tiles');
+  assert(tiles.includes('工单数') && tiles.includes('4.0 / 5'), `figures in Chinese with the rating, got ${tiles}`);
+  assert((await w.textContent('.stats-staff')).includes('test-ui-staff'), 'per-staff figures');
+  await shot(w, 'desk-stats-zh.png');
+  step('the figures page shows the desk in numbers');
+
   // ---- the next student report is answered by the article (deflection)
   await s.click('nav a[data-route=courses]');
   await s.click('li.vm a[data-action=report]');

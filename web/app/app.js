@@ -31,6 +31,7 @@ const ROUTES = [
   [/^tickets\/([\w-]+)$/, './desk.js', ['student', 'teacher', 'staff', 'admin'], 'ticket'],
   [/^report(?:\/([\w-]+))?$/, './desk.js', ['student', 'teacher', 'staff', 'admin'], 'report'],
   [/^problems(?:\/([\w-]+))?$/, './desk.js', ['staff', 'admin'], 'problems'],
+  [/^desk-stats$/, './desk.js', ['staff', 'admin'], 'stats'],
   [/^kb$/, './desk.js', ['student', 'teacher', 'staff', 'admin'], 'kb'],
   [/^kb\/new(?:\/([\w-]+))?$/, './desk.js', ['staff', 'admin'], 'kbnew'],
 ];

@@ -28,6 +28,7 @@ export function mount(container, params, ctx) {
     case 'kb': return kbView(container, ctx);
     case 'kbnew': return kbNewView(container, params[0], ctx);
     case 'problems': return problemsView(container, params[0], ctx);
+    case 'stats': return statsView(container, ctx);
     default: return mineView(container, ctx);
   }
 }
@@ -280,6 +281,71 @@ function kbNewView(container, ticketId, { me }) {
   return { unmount() {} };
 }
 
+// ---------------------------------------------------------------- figures
+
+function statsView(container) {
+  let stopped = false;
+  const group = h('select', { id: 'st-group' }, ['day', 'week', 'month'].map((g) => option(g, `desk.stats.by.${g}`)));
+  const from = h('input', { id: 'st-from', type: 'date' });
+  const to = h('input', { id: 'st-to', type: 'date' });
+  const body = h('div', { class: 'stats-body', 'aria-busy': 'true' });
+  replace(container,
+    h('div', { class: 'page-head' }, h('div', {},
+      h('p', { class: 'muted small' }, h('a', { href: '#/desk', i18n: 'desk.back.queue' })),
+      h('h1', { i18n: 'desk.stats.title' }), h('p', { class: 'muted', i18n: 'desk.stats.subtitle' }))),
+    h('div', { class: 'card pad' }, h('div', { class: 'form-grid' },
+      field('st-from', 'desk.stats.from', from), field('st-to', 'desk.stats.to', to), field('st-group', 'desk.stats.group', group))),
+    body);
+  const pct = (v) => (v === null || v === undefined ? t('common.none') : `${Math.round(v * 100)}%`);
+  const dur = (s) => {
+    if (s === null || s === undefined) return t('common.none');
+    if (s < 90) return t('desk.stats.seconds', { n: Math.round(s) });
+    if (s < 5400) return t('desk.stats.minutes', { n: Math.round(s / 60) });
+    return t('desk.stats.hours', { n: (s / 3600).toFixed(1) });
+  };
+  const counts = (titleKey, map, keyOf) => h('section', { class: 'card pad' }, h('h2', { i18n: titleKey }),
+    h('dl', { class: 'kv' }, Object.entries(map).map(([k, n]) => [h('dt', {}, keyOf(k)), h('dd', { class: 'num' }, String(n))])));
+  async function load() {
+    const q = new URLSearchParams({ group_by: group.value });
+    if (from.value) q.set('from', from.value);
+    if (to.value) q.set('to', to.value);
+    let st;
+    try { st = await get(`/api/desk/stats?${q}`); } catch (err) { if (!stopped) toastError(err); return; }
+    if (stopped) return;
+    body.removeAttribute('aria-busy');
+    const tiles = [
+      ['desk.stats.total', String(st.total)],
+      ['desk.stats.complaints', String(st.complaints)],
+      ['desk.stats.ftf', pct(st.first_time_fix_rate)],
+      ['desk.stats.reopen', pct(st.reopen_rate)],
+      ['desk.stats.satisfaction', st.satisfaction_average === null ? t('common.none') : `${st.satisfaction_average.toFixed(1)} / 5`],
+      ['desk.stats.response', `${dur(st.response.p50_seconds)} · ${dur(st.response.p90_seconds)}`],
+      ['desk.stats.resolution', `${dur(st.resolution.p50_seconds)} · ${dur(st.resolution.p90_seconds)}`],
+    ];
+    const max = Math.max(1, ...st.series.map((p) => p.created));
+    replace(body,
+      h('div', { class: 'stat-tiles' }, tiles.map(([k, v]) => h('div', { class: 'card stat-tile' }, h('span', { class: 'muted small', i18n: k }), h('strong', {}, v)))),
+      h('section', { class: 'card pad' }, h('h2', { i18n: 'desk.stats.series' }),
+        h('ul', { class: 'bars' }, st.series.map((p) => h('li', {},
+          h('span', { class: 'bar-label' }, p.period),
+          h('span', { class: 'bar', style: `width:${Math.round((p.created / max) * 100)}%` }),
+          h('span', { class: 'muted small' }, t('desk.stats.createdResolved', { created: p.created, resolved: p.resolved })))))),
+      h('div', { class: 'grid-2' },
+        counts('desk.col.kind', st.by_kind, (k) => t(`ticket.kind.${k}`)),
+        counts('desk.col.priority', st.by_priority, (k) => k),
+        counts('desk.col.state', st.by_state, (k) => t(`ticket.state.${k}`)),
+        counts('ticket.channel', st.by_channel, (k) => t(`ticket.channel.${k}`)),
+        counts('desk.stats.ratings', st.satisfaction, (k) => '★'.repeat(Number(k)))),
+      h('section', { class: 'card table-wrap' }, h('table', { class: 'data stats-staff' },
+        h('thead', {}, h('tr', {}, ['desk.col.assignee', 'desk.stats.assigned', 'desk.stats.resolved', 'desk.stats.handling'].map((k) => h('th', { scope: 'col', i18n: k })))),
+        h('tbody', {}, st.per_staff.map((s) => h('tr', {}, h('td', {}, s.name), h('td', { class: 'num' }, String(s.assigned)),
+          h('td', { class: 'num' }, String(s.resolved)), h('td', { class: 'num' }, pct(s.handling_rate))))))));
+  }
+  for (const el of [group, from, to]) el.addEventListener('change', load);
+  load();
+  return { unmount() { stopped = true; } };
+}
+
 // ---------------------------------------------------------------- problems
 
 function problemCard(p, { onChange, open: isOpen }) {
@@ -397,7 +463,9 @@ function queueView(container, { me }) {
   replace(container,
     h('div', { class: 'page-head' },
       h('div', {}, h('h1', { i18n: 'desk.queue.title' }), h('p', { class: 'muted', i18n: 'desk.queue.subtitle' })),
-      h('a', { class: 'btn', href: '#/report' }, icon('plus'), h('span', { i18n: 'desk.queue.enter' }))),
+      h('div', { class: 'form-actions' },
+        h('a', { class: 'btn', href: '#/desk-stats', dataset: { action: 'stats' } }, h('span', { i18n: 'desk.stats.title' })),
+        h('a', { class: 'btn', href: '#/report' }, icon('plus'), h('span', { i18n: 'desk.queue.enter' })))),
     h('div', { class: 'card pad queue-filters' }, h('div', { class: 'form-grid' },
       field('q-state', 'desk.filter.state', state),
       field('q-priority', 'desk.filter.priority', prio),
