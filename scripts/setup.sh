@@ -31,6 +31,9 @@ PACKAGES=(
   curl ca-certificates python3 chromium nodejs npm
   fonts-wqy-microhei fontconfig   # CJK glyphs, so the zh-CN UI screenshots of the browser tests show Chinese
   iproute2 util-linux mount procps   # the multi-node test rig (scripts/multinode.sh)
+  # the notification tests (tests/notify.rs): a real SMTP server (aiosmtpd, run with
+  # Debian's /usr/bin/python3) and the openssl CLI for its STARTTLS certificate
+  python3-aiosmtpd openssl
 )
 # Deliberately not installed: ovmf (guests boot with SeaBIOS), swtpm (no vTPM),
 # passt (no user-mode networking), qemu-system-gui (consoles are VNC/SPICE servers),

@@ -33,6 +33,7 @@ pub mod metrics;
 pub mod monitor;
 pub mod names;
 pub mod nodes;
+pub mod notify;
 pub mod placement;
 pub mod portable;
 pub mod snapshots;

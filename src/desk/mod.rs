@@ -6,7 +6,12 @@
 //! - [`tickets`]: kinds, channels, states and the pure state machine, rows
 //!   and timelines;
 //! - [`priority`]: impact × urgency → P1–P4 (pure);
-//! - [`screenshot`]: the VM's screen as PNG, stored by SHA-256.
+//! - [`screenshot`]: the VM's screen as PNG, stored by SHA-256;
+//! - [`kb`], [`problems`], [`stats`]: the knowledge base, problem records,
+//!   the desk's figures;
+//! - [`calendar`] is the lab's service calendar (opening hours, holidays)
+//!   that business time is counted in; [`sla`] is the pure SLA engine
+//!   evaluated over a ticket's clock history (not yet wired to tickets).
 //!
 //! Invariants:
 //! - Who may do what is decided here, per ticket ([`Desk::allowed`]): the
@@ -20,10 +25,12 @@
 //!   `notify`): this module leaves `response_due`, `resolution_due` and
 //!   `sla_breached` empty until they are wired in.
 
+pub mod calendar;
 pub mod kb;
 pub mod priority;
 pub mod problems;
 pub mod screenshot;
+pub mod sla;
 pub mod stats;
 pub mod tickets;
 

@@ -1,0 +1,626 @@
+//! The texts of the desk's notifications, in zh-CN and English.
+//!
+//! [`render`] turns an [`Event`] into a [`Message`]: a one-line subject
+//! (e-mail subject, chat title), a plain-text body and a markdown body (for
+//! chat-bot webhooks). User-written parts are treated as data: control
+//! characters never reach the subject, and markdown metacharacters in them
+//! are escaped so a ticket title cannot turn into a link or a heading.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::desk::sla::Clock;
+
+/// The recipient's language.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Lang {
+    #[default]
+    #[serde(rename = "zh-CN")]
+    ZhCn,
+    #[serde(rename = "en")]
+    En,
+}
+
+impl Lang {
+    /// From a language tag as the UI stores it (`zh-CN`, `zh`, `en`,
+    /// `en-US`...): Chinese for any `zh` tag, English otherwise.
+    pub fn from_tag(tag: &str) -> Lang {
+        let t = tag.trim().to_ascii_lowercase();
+        if t == "zh" || t.starts_with("zh-") || t.starts_with("zh_") {
+            Lang::ZhCn
+        } else {
+            Lang::En
+        }
+    }
+    pub fn tag(self) -> &'static str {
+        match self {
+            Lang::ZhCn => "zh-CN",
+            Lang::En => "en",
+        }
+    }
+}
+
+/// The ticket an event is about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TicketRef {
+    /// The number shown to people (`#42`).
+    pub number: String,
+    pub title: String,
+    /// Absolute link to the ticket page, when the server knows its public URL.
+    pub url: Option<String>,
+}
+
+/// What can be notified (the per-user, per-event preference key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    Assigned,
+    Commented,
+    Escalated,
+    Resolved,
+    Callback,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 5] = [
+        EventKind::Assigned,
+        EventKind::Commented,
+        EventKind::Escalated,
+        EventKind::Resolved,
+        EventKind::Callback,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Assigned => "assigned",
+            EventKind::Commented => "commented",
+            EventKind::Escalated => "escalated",
+            EventKind::Resolved => "resolved",
+            EventKind::Callback => "callback",
+        }
+    }
+}
+
+/// A desk event, with what its message needs. Times are shown in the offset
+/// they carry: pass them converted to the lab's calendar offset.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// The ticket was assigned to the recipient (by `by`).
+    Assigned { ticket: TicketRef, by: String },
+    /// Someone commented on a ticket the recipient follows.
+    Commented {
+        ticket: TicketRef,
+        author: String,
+        excerpt: String,
+    },
+    /// An SLA escalation step (see `desk::sla::Step`).
+    Escalated {
+        ticket: TicketRef,
+        clock: Clock,
+        percent: u8,
+        breach: bool,
+        #[serde(with = "time::serde::rfc3339::option")]
+        due_at: Option<OffsetDateTime>,
+    },
+    /// The recipient's ticket was resolved: confirm, reopen or rate.
+    Resolved {
+        ticket: TicketRef,
+        by: String,
+        resolution: String,
+    },
+    /// Staff recorded a callback (回访) on the ticket.
+    Callback {
+        ticket: TicketRef,
+        by: String,
+        outcome: String,
+    },
+}
+
+impl Event {
+    pub fn kind(&self) -> EventKind {
+        match self {
+            Event::Assigned { .. } => EventKind::Assigned,
+            Event::Commented { .. } => EventKind::Commented,
+            Event::Escalated { .. } => EventKind::Escalated,
+            Event::Resolved { .. } => EventKind::Resolved,
+            Event::Callback { .. } => EventKind::Callback,
+        }
+    }
+    pub fn ticket(&self) -> &TicketRef {
+        match self {
+            Event::Assigned { ticket, .. }
+            | Event::Commented { ticket, .. }
+            | Event::Escalated { ticket, .. }
+            | Event::Resolved { ticket, .. }
+            | Event::Callback { ticket, .. } => ticket,
+        }
+    }
+}
+
+/// A rendered notification.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    /// One line, no control characters.
+    pub subject: String,
+    pub text: String,
+    pub markdown: String,
+}
+
+/// Longest title shown in a subject, in characters (the body has it whole).
+const SUBJECT_TITLE_CHARS: usize = 80;
+
+/// One line: control characters (CR, LF, TAB...) become spaces, runs of
+/// spaces collapse, and it is cut to `max` characters.
+fn one_line(s: &str, max: usize) -> String {
+    let flat: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let words: Vec<&str> = flat.split_whitespace().collect();
+    let joined = words.join(" ");
+    if joined.chars().count() > max {
+        let cut: String = joined.chars().take(max.saturating_sub(1)).collect();
+        format!("{cut}…")
+    } else {
+        joined
+    }
+}
+
+/// Escapes markdown metacharacters so user text renders as itself.
+pub fn escape_markdown(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(
+            c,
+            '\\' | '`'
+                | '*'
+                | '_'
+                | '{'
+                | '}'
+                | '['
+                | ']'
+                | '<'
+                | '>'
+                | '('
+                | ')'
+                | '#'
+                | '+'
+                | '-'
+                | '.'
+                | '!'
+                | '|'
+                | '~'
+        ) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// User text as a markdown block quote (each line escaped and quoted).
+fn quote_markdown(s: &str) -> String {
+    s.lines()
+        .map(|l| format!("> {}", escape_markdown(l)))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn format_time(t: OffsetDateTime) -> String {
+    let o = t.offset().whole_minutes();
+    let sign = if o < 0 { '-' } else { '+' };
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02} (UTC{sign}{:02}:{:02})",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        o.abs() / 60,
+        o.abs() % 60
+    )
+}
+
+/// The parts of a message before assembly: a headline (subject without the
+/// prefix), the lead sentence, an optional quoted user text, and closing lines.
+struct Parts {
+    headline: String,
+    lead: String,
+    /// (lead for markdown, with user text escaped)
+    lead_md: String,
+    quote: Option<String>,
+    closing: Vec<String>,
+}
+
+/// Renders `event` for a recipient reading `lang`.
+pub fn render(event: &Event, lang: Lang) -> Message {
+    let t = event.ticket();
+    let zh = lang == Lang::ZhCn;
+    let title_line = one_line(&t.title, SUBJECT_TITLE_CHARS);
+    let num = one_line(&t.number, 32);
+    let title = one_line(&t.title, 1000);
+    let md = |s: &str| escape_markdown(&one_line(s, 1000));
+    let clock_name = |c: Clock| match (c, zh) {
+        (Clock::Response, true) => "响应",
+        (Clock::Resolution, true) => "解决",
+        (Clock::Response, false) => "response",
+        (Clock::Resolution, false) => "resolution",
+    };
+    let p = match event {
+        Event::Assigned { by, .. } => Parts {
+            headline: if zh {
+                format!("工单 #{num} 已分派给你：{title_line}")
+            } else {
+                format!("Ticket #{num} assigned to you: {title_line}")
+            },
+            lead: if zh {
+                format!("{} 把工单 #{num}「{title}」分派给了你。", one_line(by, 200))
+            } else {
+                format!(
+                    "{} assigned ticket #{num} “{title}” to you.",
+                    one_line(by, 200)
+                )
+            },
+            lead_md: if zh {
+                format!(
+                    "{} 把工单 **#{num}**「{}」分派给了你。",
+                    md(by),
+                    md(&t.title)
+                )
+            } else {
+                format!(
+                    "{} assigned ticket **#{num}** “{}” to you.",
+                    md(by),
+                    md(&t.title)
+                )
+            },
+            quote: None,
+            closing: vec![],
+        },
+        Event::Commented {
+            author, excerpt, ..
+        } => Parts {
+            headline: if zh {
+                format!("工单 #{num} 有新回复：{title_line}")
+            } else {
+                format!("New comment on ticket #{num}: {title_line}")
+            },
+            lead: if zh {
+                format!("{} 回复了工单 #{num}「{title}」：", one_line(author, 200))
+            } else {
+                format!(
+                    "{} commented on ticket #{num} “{title}”:",
+                    one_line(author, 200)
+                )
+            },
+            lead_md: if zh {
+                format!("{} 回复了工单 **#{num}**「{}」：", md(author), md(&t.title))
+            } else {
+                format!(
+                    "{} commented on ticket **#{num}** “{}”:",
+                    md(author),
+                    md(&t.title)
+                )
+            },
+            quote: Some(excerpt.clone()),
+            closing: vec![],
+        },
+        Event::Escalated {
+            clock,
+            percent,
+            breach,
+            due_at,
+            ..
+        } => {
+            let c = clock_name(*clock);
+            let headline = match (breach, zh) {
+                (true, true) => format!("工单 #{num} 已超出{c}时限：{title_line}"),
+                (true, false) => format!("Ticket #{num} missed its {c} target: {title_line}"),
+                (false, true) => format!("工单 #{num} 的{c}时限已用 {percent}%：{title_line}"),
+                (false, false) => {
+                    format!("Ticket #{num} has used {percent}% of its {c} time: {title_line}")
+                }
+            };
+            let (lead, lead_md) = match (breach, zh) {
+                (true, true) => (
+                    format!("工单 #{num}「{title}」未能在{c}时限内完成，已记录为超时。"),
+                    format!(
+                        "工单 **#{num}**「{}」未能在{c}时限内完成，已记录为超时。",
+                        md(&t.title)
+                    ),
+                ),
+                (true, false) => (
+                    format!(
+                        "Ticket #{num} “{title}” missed its {c} target; the breach is recorded."
+                    ),
+                    format!(
+                        "Ticket **#{num}** “{}” missed its {c} target; the breach is recorded.",
+                        md(&t.title)
+                    ),
+                ),
+                (false, true) => (
+                    format!("工单 #{num}「{title}」的{c}时限已用去 {percent}%，请尽快处理。"),
+                    format!(
+                        "工单 **#{num}**「{}」的{c}时限已用去 {percent}%，请尽快处理。",
+                        md(&t.title)
+                    ),
+                ),
+                (false, false) => (
+                    format!(
+                        "Ticket #{num} “{title}” has used {percent}% of its {c} time: please act on it soon."
+                    ),
+                    format!(
+                        "Ticket **#{num}** “{}” has used {percent}% of its {c} time: please act on it soon.",
+                        md(&t.title)
+                    ),
+                ),
+            };
+            let closing = due_at
+                .map(|d| {
+                    if zh {
+                        format!("截止时间：{}", format_time(d))
+                    } else {
+                        format!("Due: {}", format_time(d))
+                    }
+                })
+                .into_iter()
+                .collect();
+            Parts {
+                headline,
+                lead,
+                lead_md,
+                quote: None,
+                closing,
+            }
+        }
+        Event::Resolved { by, resolution, .. } => Parts {
+            headline: if zh {
+                format!("你的工单 #{num} 已解决：{title_line}")
+            } else {
+                format!("Your ticket #{num} was resolved: {title_line}")
+            },
+            lead: if zh {
+                format!("{} 已解决你的工单 #{num}「{title}」：", one_line(by, 200))
+            } else {
+                format!(
+                    "{} resolved your ticket #{num} “{title}”:",
+                    one_line(by, 200)
+                )
+            },
+            lead_md: if zh {
+                format!("{} 已解决你的工单 **#{num}**「{}」：", md(by), md(&t.title))
+            } else {
+                format!(
+                    "{} resolved your ticket **#{num}** “{}”:",
+                    md(by),
+                    md(&t.title)
+                )
+            },
+            quote: Some(resolution.clone()),
+            closing: vec![if zh {
+                "请确认问题是否已解决，并为这次服务评分（1–5 分）；如果问题仍在，你可以重新打开工单。"
+                    .to_string()
+            } else {
+                "Please confirm the fix and rate the service (1–5), or reopen the ticket if the problem is still there."
+                    .to_string()
+            }],
+        },
+        Event::Callback { by, outcome, .. } => Parts {
+            headline: if zh {
+                format!("工单 #{num} 的回访记录：{title_line}")
+            } else {
+                format!("Callback on ticket #{num}: {title_line}")
+            },
+            lead: if zh {
+                format!("{} 回访了工单 #{num}「{title}」，结果：", one_line(by, 200))
+            } else {
+                format!(
+                    "{} called back about ticket #{num} “{title}”. Outcome:",
+                    one_line(by, 200)
+                )
+            },
+            lead_md: if zh {
+                format!(
+                    "{} 回访了工单 **#{num}**「{}」，结果：",
+                    md(by),
+                    md(&t.title)
+                )
+            } else {
+                format!(
+                    "{} called back about ticket **#{num}** “{}”. Outcome:",
+                    md(by),
+                    md(&t.title)
+                )
+            },
+            quote: Some(outcome.clone()),
+            closing: vec![],
+        },
+    };
+    let link = t.url.as_ref().map(|u| {
+        let u = one_line(u, 2048);
+        if zh {
+            (format!("查看工单：{u}"), format!("[查看工单]({u})"))
+        } else {
+            (
+                format!("Open the ticket: {u}"),
+                format!("[Open the ticket]({u})"),
+            )
+        }
+    });
+    let mut text = vec![p.lead];
+    let mut markdown = vec![p.lead_md];
+    if let Some(q) = &p.quote {
+        // Plain text keeps the user's line breaks, indented.
+        text.push(
+            q.lines()
+                .map(|l| format!("  {}", l.trim_end()))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        );
+        markdown.push(quote_markdown(q));
+    }
+    for c in &p.closing {
+        text.push(c.clone());
+        markdown.push(escape_markdown(c));
+    }
+    if let Some((plain, md)) = link {
+        text.push(plain);
+        markdown.push(md);
+    }
+    let footer = if zh {
+        "—— pvce 实验室服务台"
+    } else {
+        "— pvce lab service desk"
+    };
+    text.push(footer.to_string());
+    Message {
+        subject: format!("[pvce] {}", p.headline),
+        text: text.join("\n\n") + "\n",
+        markdown: markdown.join("\n\n") + "\n",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ticket(title: &str) -> TicketRef {
+        TicketRef {
+            number: "42".into(),
+            title: title.into(),
+            url: Some("https://pvce.lab.example/desk/tickets/42".into()),
+        }
+    }
+
+    fn all_events(title: &str) -> Vec<Event> {
+        vec![
+            Event::Assigned {
+                ticket: ticket(title),
+                by: "王老师".into(),
+            },
+            Event::Commented {
+                ticket: ticket(title),
+                author: "Li Lei".into(),
+                excerpt: "重启后\n还是黑屏".into(),
+            },
+            Event::Escalated {
+                ticket: ticket(title),
+                clock: Clock::Response,
+                percent: 75,
+                breach: false,
+                due_at: Some(time::macros::datetime!(2026-12-01 10:15 +8)),
+            },
+            Event::Escalated {
+                ticket: ticket(title),
+                clock: Clock::Resolution,
+                percent: 100,
+                breach: true,
+                due_at: None,
+            },
+            Event::Resolved {
+                ticket: ticket(title),
+                by: "张工".into(),
+                resolution: "重建了个人层".into(),
+            },
+            Event::Callback {
+                ticket: ticket(title),
+                by: "张工".into(),
+                outcome: "学生确认已恢复".into(),
+            },
+        ]
+    }
+
+    #[test]
+    fn both_languages_for_every_event() {
+        let seen: std::collections::HashSet<EventKind> =
+            all_events("x").iter().map(Event::kind).collect();
+        assert_eq!(seen.len(), EventKind::ALL.len(), "every kind has a sample");
+        for e in all_events("虚拟机无法启动") {
+            let zh = render(&e, Lang::ZhCn);
+            let en = render(&e, Lang::En);
+            assert!(zh.subject.starts_with("[pvce] "), "{zh:?}");
+            assert!(zh.subject.contains("#42") && zh.subject.contains("虚拟机无法启动"));
+            assert!(
+                zh.text
+                    .contains("查看工单：https://pvce.lab.example/desk/tickets/42")
+            );
+            assert!(zh.text.contains("实验室服务台"));
+            assert!(en.text.contains("Open the ticket: https://"));
+            // English texts carry no Chinese of their own (only the user's).
+            let en_own = en.text.replace("虚拟机无法启动", "");
+            assert!(!en_own.contains("工单"), "{en_own}");
+            assert_ne!(zh.subject, en.subject);
+            assert!(zh.markdown.contains("[查看工单](https://"));
+        }
+        let e = &all_events("t")[2];
+        assert!(render(e, Lang::ZhCn).subject.contains("响应时限已用 75%"));
+        assert!(
+            render(e, Lang::ZhCn)
+                .text
+                .contains("截止时间：2026-12-01 10:15 (UTC+08:00)")
+        );
+        assert!(
+            render(e, Lang::En)
+                .text
+                .contains("Due: 2026-12-01 10:15 (UTC+08:00)")
+        );
+        let e = &all_events("t")[3];
+        assert!(
+            render(e, Lang::En)
+                .subject
+                .contains("missed its resolution target")
+        );
+        let e = &all_events("t")[4];
+        assert!(render(e, Lang::ZhCn).text.contains("评分（1–5 分）"));
+        assert!(render(e, Lang::ZhCn).text.contains("  重建了个人层"));
+    }
+
+    #[test]
+    fn user_text_cannot_break_the_subject_or_the_markdown() {
+        let title =
+            "黑屏\r\nBcc: victim@example.com\t[click](http://evil) <script>x</script> **bold**";
+        for e in all_events(title) {
+            for lang in [Lang::ZhCn, Lang::En] {
+                let m = render(&e, lang);
+                assert!(!m.subject.chars().any(char::is_control), "{:?}", m.subject);
+                assert!(m.subject.chars().count() < 140);
+                assert!(!m.markdown.contains("[click](http://evil)"));
+                assert!(m.markdown.contains(r"\[click\]\(http://evil\)"));
+                assert!(!m.markdown.contains("<script>"));
+                assert!(!m.markdown.contains("**bold**"));
+            }
+        }
+        let c = Event::Commented {
+            ticket: ticket("t"),
+            author: "a".into(),
+            excerpt: "# heading\n> quote\n- item".into(),
+        };
+        let md = render(&c, Lang::En).markdown;
+        assert!(
+            md.contains("> \\# heading\n> \\> quote\n> \\- item"),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn long_titles_are_cut_in_the_subject_only() {
+        let long = "长".repeat(300);
+        let m = render(&all_events(&long)[0], Lang::ZhCn);
+        assert!(m.subject.ends_with('…'));
+        assert!(m.text.contains(&long));
+    }
+
+    #[test]
+    fn language_tags() {
+        assert_eq!(Lang::from_tag("zh-CN"), Lang::ZhCn);
+        assert_eq!(Lang::from_tag("zh"), Lang::ZhCn);
+        assert_eq!(Lang::from_tag("zh_TW"), Lang::ZhCn);
+        assert_eq!(Lang::from_tag("en-US"), Lang::En);
+        assert_eq!(Lang::from_tag(""), Lang::En);
+        assert_eq!(
+            serde_json::to_value(Lang::ZhCn).unwrap_or_default(),
+            "zh-CN"
+        );
+        assert_eq!(Lang::ZhCn.tag(), "zh-CN");
+    }
+}
