@@ -405,6 +405,10 @@ async fn a_ticket_lives_from_report_to_rating_with_its_whole_timeline() {
     assert_eq!(t["state"], "new");
     assert_eq!(t["impact"], "user");
     assert_eq!(t["priority"], "P4", "one user, not blocking");
+    // SLA clocks from the engine: due times and no breach yet.
+    assert!(t["response_due"].is_string(), "{t}");
+    assert!(t["resolution_due"].is_string(), "{t}");
+    assert_eq!(t["sla_breached"]["response"], false, "{t}");
     assert_eq!(t["channel"], "web");
     assert_eq!(t["reporter_name"], "test-d-student");
     assert_eq!(kinds(&t), ["created"]);

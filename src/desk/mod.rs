@@ -208,6 +208,50 @@ impl CallbackOutcome {
     }
 }
 
+/// Fills the ticket's SLA fields at `now` from its own timestamps (opened,
+/// first response, resolved, closed) with the default policy and service
+/// calendar ([`sla`], [`calendar`]). Not counted yet: pauses while waiting
+/// for the reporter, and the time before a reopen.
+pub fn apply_sla(t: &mut Ticket, now: time::OffsetDateTime) {
+    use sla::{ClockEvent, ClockEventKind as K, Level};
+    let parse = |s: &str| {
+        time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()
+    };
+    let mut history = Vec::new();
+    for (at, kind) in [
+        (Some(t.created_at.as_str()), K::Opened),
+        (t.responded_at.as_deref(), K::Responded),
+        (t.resolved_at.as_deref(), K::Resolved),
+        (t.closed_at.as_deref(), K::Closed),
+    ] {
+        if let Some(at) = at.and_then(parse) {
+            history.push(ClockEvent::new(at, kind));
+        }
+    }
+    history.sort_by_key(|e| e.at);
+    let p = match t.priority {
+        Priority::P1 => sla::Priority::P1,
+        Priority::P2 => sla::Priority::P2,
+        Priority::P3 => sla::Priority::P3,
+        Priority::P4 => sla::Priority::P4,
+    };
+    let ev = sla::evaluate(
+        &history,
+        p,
+        &sla::Policy::default(),
+        &calendar::Calendar::default(),
+        now,
+    );
+    t.response_due = ev.response.due_at.map(db::format_time);
+    t.resolution_due = ev.resolution.due_at.map(db::format_time);
+    t.sla_breached = Some(json!({
+        "response": ev.response.level == Level::Breached,
+        "resolution": ev.resolution.level == Level::Breached,
+        "response_level": ev.response.level,
+        "resolution_level": ev.resolution.level,
+    }));
+}
+
 /// The instant before which a resolved ticket closes unrated, at `now`
 /// (pure: the background pass passes its clock's time).
 pub fn confirm_cutoff(now: time::OffsetDateTime, days: u32) -> time::OffsetDateTime {
@@ -596,7 +640,12 @@ impl Desk {
         {
             return Err(DeskError::Invalid("assignee_id: a user id or none".into()));
         }
-        Ok(tickets::list(&self.pool, user, f).await?)
+        let mut list = tickets::list(&self.pool, user, f).await?;
+        let now = time::OffsetDateTime::now_utc();
+        for t in &mut list {
+            apply_sla(t, now);
+        }
+        Ok(list)
     }
 
     /// A ticket `user` may see, else NotFound.
@@ -613,7 +662,8 @@ impl Desk {
 
     /// The ticket with its timeline as `user` may see it.
     pub async fn view(&self, user: &User, id: Uuid) -> Result<TicketView, DeskError> {
-        let ticket = self.visible(user, id).await?;
+        let mut ticket = self.visible(user, id).await?;
+        apply_sla(&mut ticket, time::OffsetDateTime::now_utc());
         let events = tickets::events(&self.pool, id, on_desk(user)).await?;
         Ok(TicketView {
             can: Self::allowed(user, &ticket),

@@ -70,6 +70,7 @@ await run('desk', artifactDir, async ({ newPage, step, shot, logs }) => {
   const row = w.locator(`tr[data-ticket-id="${ticketId}"]`);
   await row.waitFor();
   assert(await row.getAttribute('data-priority') === 'P2', 'the queue shows the priority');
+  assert(await row.locator('.chip.sla[data-level=ok]').count() === 1, 'the queue shows the SLA state');
   assert((await row.locator('.ticket-link').textContent()) === TITLE, 'the queue shows the title as text');
   assert(await w.evaluate(() => window.__pwned === undefined), 'nothing ran in the queue');
   // Filters: P1 only hides it; back to any priority shows it.

@@ -407,6 +407,15 @@ function problemsView(container, focusId, { me }) {
 
 // ---------------------------------------------------------------- lists
 
+/** The resolution clock: when it is due, coloured by its level. */
+function slaChip(tk) {
+  const s = tk.sla_breached;
+  if (!s || !tk.resolution_due || !['new', 'assigned', 'in_progress', 'waiting'].includes(tk.state)) return t('common.none');
+  const level = s.resolution_level || 'ok';
+  return h('span', { class: `chip sla sla-${level}`, dataset: { level }, title: absoluteTime(tk.resolution_due) },
+    relativeTime(tk.resolution_due));
+}
+
 function ticketTable(list, { showReporter }) {
   const rows = list.map((tk) => h('tr', { dataset: { ticketId: tk.id, state: tk.state, priority: tk.priority } },
     h('td', { class: 'num' }, `#${tk.number}`),
@@ -416,9 +425,10 @@ function ticketTable(list, { showReporter }) {
     h('td', {}, ticketBadge(tk.state)),
     showReporter ? h('td', {}, tk.reporter_name) : null,
     h('td', {}, tk.assignee_name || t('desk.unassigned')),
+    h('td', { class: 'num' }, slaChip(tk)),
     h('td', { class: 'num', title: absoluteTime(tk.updated_at) }, relativeTime(tk.updated_at))));
   const head = ['desk.col.number', 'desk.col.priority', 'desk.col.title', 'desk.col.kind', 'desk.col.state',
-    showReporter ? 'desk.col.reporter' : null, 'desk.col.assignee', 'desk.col.updated'].filter(Boolean);
+    showReporter ? 'desk.col.reporter' : null, 'desk.col.assignee', 'desk.col.sla', 'desk.col.updated'].filter(Boolean);
   return h('div', { class: 'card table-wrap' }, h('table', { class: 'data tickets' },
     h('thead', {}, h('tr', {}, head.map((k) => h('th', { scope: 'col', i18n: k })))),
     h('tbody', {}, rows)));
