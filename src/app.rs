@@ -94,6 +94,7 @@ pub async fn start(config: Config, listen: &str) -> anyhow::Result<Server> {
         state.vms.clone().spawn_reconciler(&state.health),
         spawn_console_closer(&state),
         spawn_space_check(&state),
+        spawn_desk_pass(&state),
     ];
     let listener = TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
@@ -128,6 +129,26 @@ fn spawn_space_check(state: &AppState) -> tokio::task::JoinHandle<()> {
         move || {
             let (space, health) = (space.clone(), health.clone());
             async move { tokio::task::spawn_blocking(move || space.refresh(&health)).await }
+        },
+    )
+}
+
+/// The service desk's periodic pass (resolved tickets nobody confirmed
+/// close unrated). The time it acts on is the wall clock's, read here;
+/// the desk itself takes it as an argument, so tests pass their own.
+fn spawn_desk_pass(state: &AppState) -> tokio::task::JoinHandle<()> {
+    let desk = state.desk.clone();
+    crate::health::spawn_periodic(
+        &state.health,
+        "desk",
+        crate::desk::PASS_INTERVAL,
+        move || {
+            let desk = desk.clone();
+            async move {
+                desk.close_unconfirmed(time::OffsetDateTime::now_utc())
+                    .await
+                    .map(|_| ())
+            }
         },
     )
 }

@@ -53,6 +53,10 @@ pub enum Role {
     Student,
     Teacher,
     Admin,
+    /// Lab technicians who work the service desk ([`crate::desk`]): tickets,
+    /// nodes (read), the VMs named in open tickets, the knowledge base; no
+    /// user management.
+    Staff,
 }
 
 impl Role {
@@ -61,6 +65,7 @@ impl Role {
             Role::Student => "student",
             Role::Teacher => "teacher",
             Role::Admin => "admin",
+            Role::Staff => "staff",
         }
     }
 
@@ -69,6 +74,7 @@ impl Role {
             "student" => Some(Role::Student),
             "teacher" => Some(Role::Teacher),
             "admin" => Some(Role::Admin),
+            "staff" => Some(Role::Staff),
             _ => None,
         }
     }

@@ -72,7 +72,7 @@ pub enum TemplatesCommand {
 }
 
 fn parse_role(s: &str) -> Result<Role, String> {
-    Role::parse(s).ok_or_else(|| "role must be student, teacher or admin".into())
+    Role::parse(s).ok_or_else(|| "role must be student, teacher, admin or staff".into())
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {

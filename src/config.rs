@@ -191,6 +191,11 @@ pub struct Config {
     #[arg(long, env = "PVCE_MIN_FREE_MIB", default_value_t = crate::space::DEFAULT_MIN_FREE_MIB)]
     pub min_free_mib: u64,
 
+    /// Days a resolved ticket waits for its reporter to confirm or reopen it
+    /// before it closes unrated (the service desk, src/desk/).
+    #[arg(long, env = "PVCE_DESK_CONFIRM_DAYS", default_value_t = crate::desk::DEFAULT_CONFIRM_DAYS, value_parser = clap::value_parser!(u32).range(1..=365))]
+    pub desk_confirm_days: u32,
+
     /// Lifetime of a login session, in hours.
     #[arg(long, env = "PVCE_SESSION_HOURS", default_value_t = 12)]
     pub session_hours: u64,
@@ -328,6 +333,7 @@ impl Config {
             login_hash_inline: false,
             min_free_mib: crate::space::DEFAULT_MIN_FREE_MIB,
             session_hours: 12,
+            desk_confirm_days: crate::desk::DEFAULT_CONFIRM_DAYS,
             snapshot_quota: crate::snapshots::DEFAULT_QUOTA,
             sample_interval_secs: 5,
             template_pool: "pvce-templates".into(),

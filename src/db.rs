@@ -35,11 +35,19 @@ pub async fn connect(url: &str) -> Result<Pool, DbError> {
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Normal)
         .busy_timeout(Duration::from_secs(10));
+    // Migrations run on a connection of their own, closed before the pool
+    // opens: one of them loosens a CHECK constraint in place (0012), which
+    // a connection that parsed the old schema would keep enforcing.
+    {
+        use sqlx::Connection;
+        let mut conn = sqlx::SqliteConnection::connect_with(&options).await?;
+        sqlx::migrate!("./migrations").run(&mut conn).await?;
+        conn.close().await?;
+    }
     let pool = SqlitePoolOptions::new()
         .max_connections(8)
         .connect_with(options)
         .await?;
-    sqlx::migrate!("./migrations").run(&pool).await?;
     Ok(pool)
 }
 

@@ -189,6 +189,34 @@ pub async fn list(pool: &Pool, node: Option<Uuid>, limit: u32) -> Result<Vec<Eve
     Ok(events)
 }
 
+/// The newest events about one VM or its node (what a fault report carries
+/// as context), at most `limit`.
+pub async fn recent_for(
+    pool: &Pool,
+    vm: Option<Uuid>,
+    node: Option<Uuid>,
+    limit: u32,
+) -> Result<Vec<Event>, EventError> {
+    let rows = sqlx::query(
+        "SELECT id, at, kind, node_id, node_name, vm_id, actor, message FROM events
+         WHERE (?1 IS NOT NULL AND vm_id = ?1) OR (?2 IS NOT NULL AND node_id = ?2)
+         ORDER BY id DESC LIMIT ?3",
+    )
+    .bind(vm.map(|v| v.to_string()))
+    .bind(node.map(|n| n.to_string()))
+    .bind(i64::from(limit.min(MAX_LIMIT)))
+    .fetch_all(pool)
+    .await?;
+    let events = rows
+        .iter()
+        .filter_map(|row| {
+            let kind = EventKind::parse(row.try_get::<String, _>("kind").ok()?.as_str())?;
+            Some(from_row(row, kind))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(events)
+}
+
 fn from_row(row: &sqlx::sqlite::SqliteRow, kind: EventKind) -> Result<Event, sqlx::Error> {
     Ok(Event {
         id: row.try_get("id")?,

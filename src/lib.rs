@@ -15,6 +15,9 @@
 //!   [`vms::layers`] where a personal layer lives), [`snapshots`], [`portable`] (export and
 //!   import a personal layer), [`collect`] (a course's work as one archive),
 //!   [`console`] (the console proxy), [`labnets`] (per-student lab networks);
+//! - the service: [`desk`] (tickets, SLA clocks and the service calendar,
+//!   knowledge base, problems, statistics), [`notify`] (e-mail and webhook
+//!   senders), [`alerts`] (alert levels, baselines, forecasts);
 //! - the cluster: [`nodes`], [`placement`], [`stores`] (template stores on
 //!   nodes), [`monitor`] (load history), [`events`] (the event log),
 //!   [`libvirt`] (the only one that talks to libvirt);

@@ -26,6 +26,8 @@ pub struct AppState {
     pub health: Arc<crate::health::Health>,
     /// The `storage` health check (free space, failed writes).
     pub space: Arc<crate::space::SpaceCheck>,
+    /// The service desk.
+    pub desk: Arc<crate::desk::Desk>,
 }
 
 /// Opens storage and the database (running migrations) — what every subcommand needs.
@@ -68,7 +70,12 @@ impl AppState {
                 config.layer_pool_dir(),
             )),
         );
+        let desk = Arc::new(
+            crate::desk::Desk::new(pool.clone(), nodes.clone(), vms.clone(), storage.root())
+                .with_confirm_days(config.desk_confirm_days),
+        );
         Ok(Self {
+            desk,
             pool,
             storage,
             nodes,

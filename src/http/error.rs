@@ -19,6 +19,7 @@ use crate::auth::AuthError;
 use crate::builds::BuildError;
 use crate::console::ConsoleError;
 use crate::courses::CourseError;
+use crate::desk::DeskError;
 use crate::images::ImageError;
 use crate::labnets::LabNetError;
 use crate::libvirt::LibvirtError;
@@ -621,6 +622,48 @@ impl From<crate::collect::CollectError> for ApiError {
             E::Course(c) => c.into(),
             E::Invalid(m) => Self::bad_request(m),
             E::Db(_) => Self::internal(&e),
+        }
+    }
+}
+
+impl From<DeskError> for ApiError {
+    fn from(e: DeskError) -> Self {
+        use crate::desk::screenshot::ShotError;
+        match e {
+            DeskError::NotFound => Self::not_found(),
+            DeskError::Invalid(m) => Self::bad_request(m),
+            DeskError::Forbidden(m) => Self::new(StatusCode::FORBIDDEN, "forbidden", m),
+            DeskError::Unacceptable(m) => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "unacceptable", m)
+            }
+            DeskError::WrongState(_) => {
+                Self::new(StatusCode::CONFLICT, "ticket_state", e.to_string())
+            }
+            DeskError::Changed => Self::new(StatusCode::CONFLICT, "ticket_changed", e.to_string()),
+            DeskError::ProblemResolved => {
+                Self::new(StatusCode::CONFLICT, "problem_resolved", e.to_string())
+            }
+            DeskError::VmNotRunning => {
+                Self::new(StatusCode::CONFLICT, "vm_not_running", e.to_string())
+            }
+            DeskError::Shot(ShotError::TooLarge) => Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "screenshot_too_large",
+                e.to_string(),
+            ),
+            DeskError::Shot(_) => {
+                tracing::warn!(error = %e, "screenshot not converted");
+                Self::new(
+                    StatusCode::BAD_GATEWAY,
+                    "hypervisor_error",
+                    "the hypervisor's screen picture could not be read",
+                )
+            }
+            DeskError::Vm(v) => v.into(),
+            DeskError::Node(n) => n.into(),
+            DeskError::Libvirt(l) => l.into(),
+            DeskError::Users(u) => u.into(),
+            DeskError::Io(_) | DeskError::Db(_) => Self::internal(&e),
         }
     }
 }

@@ -1,4 +1,4 @@
-//! `/api/events` (admin only): the cluster's event log, newest first.
+//! `/api/events` (admins and staff): the cluster's event log, newest first.
 
 use axum::extract::State;
 use axum::routing::get;
@@ -30,7 +30,7 @@ async fn list(
     me: CurrentUser,
     ApiQuery(q): ApiQuery<EventsQuery>,
 ) -> Result<Json<Vec<Event>>, ApiError> {
-    me.require(&[Role::Admin])?;
+    me.require(&[Role::Admin, Role::Staff])?;
     let limit = q.limit.unwrap_or(100);
     Ok(Json(events::list(&state.pool, q.node_id, limit).await?))
 }

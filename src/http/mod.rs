@@ -9,6 +9,7 @@ pub mod auth;
 pub mod collect;
 pub mod console;
 pub mod courses;
+pub mod desk;
 pub mod error;
 pub mod events;
 pub mod extract;
@@ -56,6 +57,7 @@ pub fn router(state: AppState) -> Router {
             .merge(portable::router())
             .merge(collect::router())
             .merge(console::router())
+            .merge(desk::router())
             .merge(web::router())
             .route("/healthz", get(healthz))
             .route("/api/openapi.json", get(openapi)),

@@ -1,4 +1,4 @@
-//! `/api/nodes` (admin only).
+//! `/api/nodes`: admins; staff read.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -12,6 +12,10 @@ use crate::auth::Role;
 use crate::monitor::{self, History, NodeHistory};
 use crate::nodes::{NewNode, Node};
 use crate::state::AppState;
+
+/// Who may read nodes and their load: admins, and the desk's staff (who
+/// need to see where a ticket's VM runs); only admins change them.
+const READERS: &[Role] = &[Role::Admin, Role::Staff];
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -55,7 +59,7 @@ async fn cluster(
 }
 
 async fn list(State(state): State<AppState>, me: CurrentUser) -> Result<Json<Vec<Node>>, ApiError> {
-    me.require(&[Role::Admin])?;
+    me.require(READERS)?;
     Ok(Json(state.nodes.list().await?))
 }
 
@@ -64,7 +68,7 @@ async fn show(
     me: CurrentUser,
     IdPath(id): IdPath,
 ) -> Result<Json<Node>, ApiError> {
-    me.require(&[Role::Admin])?;
+    me.require(READERS)?;
     Ok(Json(state.nodes.get(id).await?))
 }
 
@@ -163,7 +167,7 @@ async fn metrics(
     IdPath(id): IdPath,
     ApiQuery(q): ApiQuery<RangeQuery>,
 ) -> Result<Json<History>, ApiError> {
-    me.require(&[Role::Admin])?;
+    me.require(READERS)?;
     Ok(Json(
         monitor::history(&state.pool, id, q.minutes.unwrap_or(60)).await?,
     ))
@@ -179,7 +183,7 @@ async fn cluster_metrics(
     me: CurrentUser,
     ApiQuery(q): ApiQuery<RangeQuery>,
 ) -> Result<Json<ClusterHistory>, ApiError> {
-    me.require(&[Role::Admin])?;
+    me.require(READERS)?;
     Ok(Json(ClusterHistory {
         nodes: monitor::cluster_history(&state.pool, q.minutes.unwrap_or(60)).await?,
     }))

@@ -42,7 +42,7 @@ async fn export(
     IdPath(id): IdPath,
     ApiQuery(q): ApiQuery<ExportQuery>,
 ) -> Result<Response, ApiError> {
-    let vm = state.vms.get_for(&me.user, id).await?;
+    let vm = state.vms.get_for_layer(&me.user, id).await?;
     let ex = portable::export(&state.vms, &state.storage, vm.id, q.standalone).await?;
     let (content_type, file_name, run) = (
         if q.standalone {
@@ -72,7 +72,7 @@ async fn manifest(
     me: CurrentUser,
     IdPath(id): IdPath,
 ) -> Result<Json<ExportInfo>, ApiError> {
-    state.vms.get_for(&me.user, id).await?;
+    state.vms.get_for_layer(&me.user, id).await?;
     let vm = state.vms.refresh(id).await?;
     Ok(Json(
         portable::export_info(&state.pool, &state.storage, &vm).await?,
@@ -98,7 +98,7 @@ async fn import(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<ImportOutcome>, ApiError> {
-    let vm = match state.vms.get_for(&me.user, id).await {
+    let vm = match state.vms.get_for_layer(&me.user, id).await {
         Ok(vm) => vm,
         Err(e) => {
             drain(body).await;
@@ -144,7 +144,7 @@ async fn disk(
     me: CurrentUser,
     IdPath(id): IdPath,
 ) -> Result<Json<DiskView>, ApiError> {
-    let vm = state.vms.get_for(&me.user, id).await?;
+    let vm = state.vms.get_for_layer(&me.user, id).await?;
     Ok(Json(DiskView {
         usage: portable::disk_usage(&state.vms, vm.id).await?,
         snapshot_quota: state.config.snapshot_quota,

@@ -25,7 +25,7 @@ async fn list(
     me: CurrentUser,
     IdPath(id): IdPath,
 ) -> Result<Json<Vec<Snapshot>>, ApiError> {
-    let vm = state.vms.get_for(&me.user, id).await?;
+    let vm = state.vms.get_for_layer(&me.user, id).await?;
     Ok(Json(snapshots::list(&state.pool, vm.id).await?))
 }
 
@@ -41,7 +41,7 @@ async fn create(
     IdPath(id): IdPath,
     ApiJson(body): ApiJson<CreateBody>,
 ) -> Result<(StatusCode, Json<Snapshot>), ApiError> {
-    let vm = state.vms.get_for(&me.user, id).await?;
+    let vm = state.vms.get_for_layer(&me.user, id).await?;
     let s = snapshots::create(&state.vms, vm.id, &body.name, state.config.snapshot_quota).await?;
     Ok((StatusCode::CREATED, Json(s)))
 }
@@ -51,7 +51,7 @@ async fn show(
     me: CurrentUser,
     IdPath2(id, sid): IdPath2,
 ) -> Result<Json<Snapshot>, ApiError> {
-    let vm = state.vms.get_for(&me.user, id).await?;
+    let vm = state.vms.get_for_layer(&me.user, id).await?;
     Ok(Json(snapshots::get(&state.pool, vm.id, sid).await?))
 }
 
@@ -60,7 +60,7 @@ async fn revert(
     me: CurrentUser,
     IdPath2(id, sid): IdPath2,
 ) -> Result<Json<Vm>, ApiError> {
-    let vm = state.vms.get_for(&me.user, id).await?;
+    let vm = state.vms.get_for_layer(&me.user, id).await?;
     Ok(Json(snapshots::revert(&state.vms, vm.id, sid).await?))
 }
 
@@ -69,7 +69,7 @@ async fn remove(
     me: CurrentUser,
     IdPath2(id, sid): IdPath2,
 ) -> Result<StatusCode, ApiError> {
-    let vm = state.vms.get_for(&me.user, id).await?;
+    let vm = state.vms.get_for_layer(&me.user, id).await?;
     snapshots::delete(&state.vms, vm.id, sid).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -145,7 +145,7 @@ async fn reset(
     me: CurrentUser,
     IdPath(id): IdPath,
 ) -> Result<Json<Vm>, ApiError> {
-    let vm = state.vms.get_for(&me.user, id).await?;
+    let vm = state.vms.get_for_layer(&me.user, id).await?;
     Ok(Json(state.vms.reset(&vm).await?))
 }
 

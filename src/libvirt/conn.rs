@@ -614,6 +614,58 @@ impl Node {
             .await
     }
 
+    /// A picture of the running domain `name`'s first screen, as the
+    /// hypervisor makes it (`virDomainScreenshot`): its MIME type (QEMU:
+    /// `image/x-portable-pixmap`) and bytes. `Ok(None)`: no such running
+    /// domain. More than `max_bytes` is refused ([`LibvirtError::TooLarge`])
+    /// rather than held in memory.
+    pub async fn screenshot(
+        &self,
+        name: &str,
+        max_bytes: usize,
+    ) -> Result<Option<(String, Vec<u8>)>, LibvirtError> {
+        let name = name.to_owned();
+        self.call(move |c| {
+            let Some(dom) = lookup(c, &name)? else {
+                return Ok(None);
+            };
+            let stream = virt::stream::Stream::new(c, 0)?;
+            let mime = match dom.screenshot(&stream, 0, 0).map_err(LibvirtError::from) {
+                Ok(mime) => mime,
+                Err(e) => {
+                    let _ = stream.abort();
+                    return match e {
+                        LibvirtError::NotFound => Ok(None),
+                        e if e.is_operation_invalid() => Ok(None), // not running
+                        e => Err(e),
+                    };
+                }
+            };
+            let mut out = Vec::new();
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                let n = match stream.recv(&mut buf) {
+                    Ok(n) => usize::try_from(n).unwrap_or(0),
+                    Err(e) => {
+                        let _ = stream.abort();
+                        return Err(e.into());
+                    }
+                };
+                if n == 0 {
+                    break;
+                }
+                out.extend_from_slice(&buf[..n]);
+                if out.len() > max_bytes {
+                    let _ = stream.abort();
+                    return Err(LibvirtError::TooLarge(max_bytes));
+                }
+            }
+            stream.finish()?;
+            Ok(Some((mime, out)))
+        })
+        .await
+    }
+
     /// Apply `op` to the running domain `name`; `Ok(false)` if it is absent or not
     /// running, before or during the operation.
     async fn on_running<F>(&self, name: &str, op: F) -> Result<bool, LibvirtError>

@@ -78,6 +78,9 @@ pub enum LibvirtError {
     /// a newline). This is a bug in the caller, never something a user typed directly.
     #[error("invalid domain spec: {0}")]
     InvalidSpec(String),
+    /// What the node sent back (a screenshot) is larger than the caller's limit.
+    #[error("the node's answer is larger than {0} bytes")]
+    TooLarge(usize),
 }
 
 impl LibvirtError {

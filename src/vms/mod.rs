@@ -49,7 +49,7 @@ mod viewer;
 pub(crate) use model::graphics_from_db;
 pub(crate) use model::load;
 use model::{COLUMNS, from_row};
-pub use model::{Vm, VmError, VmSpec, VmState, labels};
+pub use model::{Vm, VmError, VmSpec, VmState, labels, users_affected};
 pub use provision::{
     NewBuildVm, Provision, STAGING_SUFFIX, SweepReport, delete_for, sweep_layers_at_start,
 };
@@ -225,6 +225,11 @@ impl VmManager {
                 " AND (v.owner_id = ? OR v.course_id IN (SELECT id FROM courses WHERE teacher_id = ?))",
             ),
             Role::Student => sql.push_str(" AND v.owner_id = ?"),
+            // Staff see the VMs named in open tickets (and their own).
+            Role::Staff => sql.push_str(&format!(
+                " AND (v.owner_id = ? OR v.id IN ({}))",
+                crate::desk::tickets::VMS_IN_OPEN_TICKETS
+            )),
         }
         if course_id.is_some() {
             sql.push_str(" AND v.course_id = ?");
@@ -234,7 +239,7 @@ impl VmManager {
         match user.role {
             Role::Admin => {}
             Role::Teacher => q = q.bind(uid.clone()).bind(uid),
-            Role::Student => q = q.bind(uid),
+            Role::Student | Role::Staff => q = q.bind(uid),
         }
         if let Some(c) = course_id {
             q = q.bind(c.to_string());
@@ -258,6 +263,7 @@ impl VmManager {
                         .await?;
                 teacher.as_deref() == Some(user.id.to_string().as_str())
             }
+            Role::Staff => crate::desk::tickets::vm_in_open_ticket(&self.pool, id).await?,
             Role::Teacher | Role::Student => false,
         };
         if allowed {
@@ -265,6 +271,18 @@ impl VmManager {
         } else {
             Err(VmError::NotFound)
         }
+    }
+
+    /// A VM whose personal layer the user may change or copy (reset,
+    /// snapshots, export, import): as [`Self::get_for`], except that staff
+    /// reach the VMs of tickets only to look, power and open the console;
+    /// a student's data is not theirs to roll back or take away.
+    pub async fn get_for_layer(&self, user: &User, id: Uuid) -> Result<Vm, VmError> {
+        let vm = self.get_for(user, id).await?;
+        if user.role == Role::Staff && vm.owner_id != user.id {
+            return Err(VmError::NotFound);
+        }
+        Ok(vm)
     }
 
     /// Writes a VM's state (keeping its last error, or setting it to

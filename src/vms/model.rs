@@ -277,6 +277,30 @@ pub(super) async fn graphics_of(pool: &Pool, vm_id: Uuid) -> Result<GraphicsKind
     Ok(g.map_or(GraphicsKind::Vnc, |g| graphics_from_db(&g)))
 }
 
+/// How many users a problem with `vm` affects, at least its owner: the
+/// owners of the VMs active on its node, or, for a VM that is not placed,
+/// the owners of its template's VMs that failed (the desk's impact).
+pub async fn users_affected(pool: &Pool, vm: &Vm) -> Result<u64, VmError> {
+    let n: i64 = match vm.node_id {
+        Some(node) => {
+            sqlx::query_scalar(
+                "SELECT COUNT(DISTINCT owner_id) FROM vms WHERE node_id = ?
+             AND state IN ('starting', 'running', 'stopping')",
+            )
+            .bind(node.to_string())
+            .fetch_one(pool)
+            .await?
+        }
+        None => sqlx::query_scalar(
+            "SELECT COUNT(DISTINCT owner_id) FROM vms WHERE template_id = ? AND state = 'error'",
+        )
+        .bind(vm.template_id.to_string())
+        .fetch_one(pool)
+        .await?,
+    };
+    Ok(u64::try_from(n).unwrap_or(0).max(1))
+}
+
 /// The owner's username and the course code (or "template build"), for the domain title.
 pub async fn labels(pool: &Pool, vm: &Vm) -> Result<(String, String), VmError> {
     let owner: String = sqlx::query_scalar("SELECT username FROM users WHERE id = ?")

@@ -19,7 +19,7 @@ enum Body {
 
 /// One row of the role matrix: an operation of `openapi.json` (method and
 /// route as the document spells it), the query string to add, the body, and
-/// the status expected for [anonymous, student, teacher, admin]. Path
+/// the status expected for [anonymous, student, teacher, staff, admin]. Path
 /// parameters are the nil UUID: nobody owns it, so "allowed" shows as 404
 /// (or the answer to the body) and "not allowed" as 401/403 before any
 /// lookup — or 404 where the API hides what exists from who may not see it.
@@ -28,10 +28,10 @@ struct Row {
     route: &'static str,
     query: &'static str,
     body: Body,
-    expected: [u16; 4],
+    expected: [u16; 5],
 }
 
-fn row(method: Method, route: &'static str, body: Body, expected: [u16; 4]) -> Row {
+fn row(method: Method, route: &'static str, body: Body, expected: [u16; 5]) -> Row {
     Row {
         method,
         route,
@@ -90,259 +90,436 @@ fn role_matrix() -> Vec<Row> {
             Method::POST,
             "/api/auth/login",
             Json(json!({"username":"test-nobody","password":"not-the-password"})),
-            [401, 401, 401, 401],
+            [401, 401, 401, 401, 401],
         ),
-        row(Method::GET, "/api/me", NO, [401, 200, 200, 200]),
+        row(Method::GET, "/api/me", NO, [401, 200, 200, 200, 200]),
         row(
             Method::POST,
             "/api/me/password",
             Json(json!({"current_password":"x","new_password":"short"})),
-            [401, 400, 400, 400],
+            [401, 400, 400, 400, 400],
         ),
-        row(Method::GET, "/api/users", NO, [401, 403, 403, 200]),
+        row(Method::GET, "/api/users", NO, [401, 403, 403, 403, 200]),
         row(
             Method::POST,
             "/api/users",
             Json(json!({"username":"x","password":"short","role":"student"})),
-            [401, 403, 403, 400],
+            [401, 403, 403, 403, 400],
         ),
-        row(Method::POST, "/api/users/import", csv, [401, 403, 403, 200]),
+        row(
+            Method::POST,
+            "/api/users/import",
+            csv,
+            [401, 403, 403, 403, 200],
+        ),
         row(
             Method::PATCH,
             "/api/users/{id}",
             Json(json!({"display_name":"x"})),
-            [401, 403, 403, 404],
+            [401, 403, 403, 403, 404],
         ),
-        row(Method::GET, "/api/nodes", NO, [401, 403, 403, 200]),
+        row(Method::GET, "/api/nodes", NO, [401, 403, 403, 200, 200]),
         row(
             Method::POST,
             "/api/nodes",
             Json(json!({"name":"n","uri":"bogus://"})),
-            [401, 403, 403, 422],
+            [401, 403, 403, 403, 422],
         ),
-        row(Method::GET, "/api/nodes/{id}", NO, [401, 403, 403, 404]),
-        row(Method::DELETE, "/api/nodes/{id}", NO, [401, 403, 403, 404]),
+        row(
+            Method::GET,
+            "/api/nodes/{id}",
+            NO,
+            [401, 403, 403, 404, 404],
+        ),
+        row(
+            Method::DELETE,
+            "/api/nodes/{id}",
+            NO,
+            [401, 403, 403, 403, 404],
+        ),
         row(
             Method::POST,
             "/api/nodes/{id}/maintenance",
             Json(json!({"enabled":true})),
-            [401, 403, 403, 404],
+            [401, 403, 403, 403, 404],
         ),
         row(
             Method::POST,
             "/api/nodes/{id}/fence",
             Json(json!({"confirm_powered_off":true})),
-            [401, 403, 403, 404],
+            [401, 403, 403, 403, 404],
         ),
         row(
             Method::GET,
             "/api/nodes/{id}/metrics",
             NO,
-            [401, 403, 403, 404],
+            [401, 403, 403, 404, 404],
         )
         .with_query("?minutes=60"),
-        row(Method::GET, "/api/nodes/metrics", NO, [401, 403, 403, 200]),
-        row(Method::GET, "/api/cluster", NO, [401, 403, 403, 200]),
-        row(Method::GET, "/api/events", NO, [401, 403, 403, 200]),
-        row(Method::GET, "/api/templates", NO, [401, 403, 200, 200]),
-        row(Method::GET, "/api/templates/{id}", NO, [401, 403, 404, 404]),
+        row(
+            Method::GET,
+            "/api/nodes/metrics",
+            NO,
+            [401, 403, 403, 200, 200],
+        ),
+        row(Method::GET, "/api/cluster", NO, [401, 403, 403, 403, 200]),
+        row(Method::GET, "/api/events", NO, [401, 403, 403, 200, 200]),
+        row(Method::GET, "/api/templates", NO, [401, 403, 200, 403, 200]),
+        row(
+            Method::GET,
+            "/api/templates/{id}",
+            NO,
+            [401, 403, 404, 403, 404],
+        ),
         row(
             Method::DELETE,
             "/api/templates/{id}",
             NO,
-            [401, 403, 404, 404],
+            [401, 403, 404, 403, 404],
         ),
         row(
             Method::POST,
             "/api/templates/import",
             bytes(),
-            [401, 403, 400, 400],
+            [401, 403, 400, 403, 400],
         )
         .with_query("?name=x&format=raw"),
         row(
             Method::POST,
             "/api/templates/match",
             Json(json!({"os":"linux","software":[]})),
-            [401, 403, 200, 200],
+            [401, 403, 200, 403, 200],
         ),
         row(
             Method::POST,
             "/api/templates/{id}/derive",
             Json(json!({"name":"test-derived","software":["gcc"]})),
-            [401, 403, 404, 404],
+            [401, 403, 404, 403, 404],
         ),
         row(
             Method::POST,
             "/api/templates/{id}/seal",
             NO,
-            [401, 403, 404, 404],
+            [401, 403, 404, 403, 404],
         ),
         row(
             Method::POST,
             "/api/templates/{id}/flatten",
             Json(json!({"name":"test-flat"})),
-            [401, 403, 403, 404],
+            [401, 403, 403, 403, 404],
         ),
         row(
             Method::GET,
             "/api/templates/usage",
             NO,
-            [401, 403, 200, 200],
+            [401, 403, 200, 403, 200],
         ),
-        row(Method::GET, "/api/courses", NO, [401, 200, 200, 200]),
+        row(Method::GET, "/api/courses", NO, [401, 200, 200, 200, 200]),
         row(
             Method::POST,
             "/api/courses",
             Json(json!({"code":"","name":"x","vm_specs":[]})),
-            [401, 403, 400, 400],
+            [401, 403, 400, 403, 400],
         ),
-        row(Method::GET, "/api/courses/{id}", NO, [401, 404, 404, 404]),
+        row(
+            Method::GET,
+            "/api/courses/{id}",
+            NO,
+            [401, 404, 404, 404, 404],
+        ),
         row(
             Method::DELETE,
             "/api/courses/{id}",
             NO,
-            [401, 403, 404, 404],
+            [401, 403, 404, 403, 404],
         ),
         row(
             Method::GET,
             "/api/courses/{id}/students",
             NO,
-            [401, 403, 404, 404],
+            [401, 403, 404, 403, 404],
         ),
         row(
             Method::POST,
             "/api/courses/{id}/students",
             Json(json!({"usernames":[]})),
-            [401, 403, 404, 404],
+            [401, 403, 404, 403, 404],
         ),
         row(
             Method::DELETE,
             "/api/courses/{id}/students/{user_id}",
             NO,
-            [401, 403, 404, 404],
+            [401, 403, 404, 403, 404],
         ),
         row(
             Method::GET,
             "/api/courses/{id}/collect",
             NO,
-            [401, 404, 404, 404],
+            [401, 404, 404, 404, 404],
         )
         .with_query("?path=/root/lab1"),
-        row(Method::GET, "/api/vms", NO, [401, 200, 200, 200]),
-        row(Method::GET, "/api/vms/{id}", NO, [401, 404, 404, 404]),
+        row(Method::GET, "/api/vms", NO, [401, 200, 200, 200, 200]),
+        row(Method::GET, "/api/vms/{id}", NO, [401, 404, 404, 404, 404]),
         row(
             Method::GET,
             "/api/vms/{id}/history",
             NO,
-            [401, 404, 404, 404],
+            [401, 404, 404, 404, 404],
         ),
         row(
             Method::POST,
             "/api/vms/{id}/start",
             NO,
-            [401, 404, 404, 404],
+            [401, 404, 404, 404, 404],
         ),
         row(
             Method::POST,
             "/api/vms/{id}/shutdown",
             NO,
-            [401, 404, 404, 404],
+            [401, 404, 404, 404, 404],
         ),
         row(
             Method::POST,
             "/api/vms/{id}/poweroff",
             NO,
-            [401, 404, 404, 404],
+            [401, 404, 404, 404, 404],
         ),
         row(
             Method::POST,
             "/api/vms/{id}/reboot",
             NO,
-            [401, 404, 404, 404],
+            [401, 404, 404, 404, 404],
         ),
         row(
             Method::POST,
             "/api/vms/{id}/reset",
             NO,
-            [401, 404, 404, 404],
+            [401, 404, 404, 404, 404],
         ),
         row(
             Method::POST,
             "/api/vms/{id}/migrate",
             Json(json!({"node_id":NIL})),
-            [401, 403, 403, 404],
+            [401, 403, 403, 403, 404],
         ),
         row(
             Method::POST,
             "/api/vms/{id}/move",
             Json(json!({"node_id":NIL})),
-            [401, 403, 403, 404],
+            [401, 403, 403, 403, 404],
         ),
         row(
             Method::POST,
             "/api/vms/{id}/console",
             NO,
-            [401, 404, 404, 404],
+            [401, 404, 404, 404, 404],
         ),
         row(
             Method::GET,
             "/api/vms/{id}/console.vv",
             NO,
-            [401, 404, 404, 404],
+            [401, 404, 404, 404, 404],
         ),
-        row(Method::GET, "/ws/console", NO, [400, 400, 400, 400]).with_query("?token=x"),
+        row(Method::GET, "/ws/console", NO, [400, 400, 400, 400, 400]).with_query("?token=x"),
         row(
             Method::GET,
             "/api/vms/{id}/snapshots",
             NO,
-            [401, 404, 404, 404],
+            [401, 404, 404, 404, 404],
         ),
         row(
             Method::POST,
             "/api/vms/{id}/snapshots",
             Json(json!({"name":"test-snap"})),
-            [401, 404, 404, 404],
+            [401, 404, 404, 404, 404],
         ),
         row(
             Method::GET,
             "/api/vms/{id}/snapshots/{sid}",
             NO,
-            [401, 404, 404, 404],
+            [401, 404, 404, 404, 404],
         ),
         row(
             Method::DELETE,
             "/api/vms/{id}/snapshots/{sid}",
             NO,
-            [401, 404, 404, 404],
+            [401, 404, 404, 404, 404],
         ),
         row(
             Method::POST,
             "/api/vms/{id}/snapshots/{sid}/revert",
             NO,
-            [401, 404, 404, 404],
+            [401, 404, 404, 404, 404],
         ),
         row(
             Method::GET,
             "/api/vms/{id}/export",
             NO,
-            [401, 404, 404, 404],
+            [401, 404, 404, 404, 404],
         ),
         row(
             Method::GET,
             "/api/vms/{id}/export/manifest",
             NO,
-            [401, 404, 404, 404],
+            [401, 404, 404, 404, 404],
         ),
         row(
             Method::POST,
             "/api/vms/{id}/import",
             bytes(),
-            [401, 404, 404, 404],
+            [401, 404, 404, 404, 404],
         ),
-        row(Method::GET, "/api/vms/{id}/disk", NO, [401, 404, 404, 404]),
-        row(Method::GET, "/healthz", NO, [200, 200, 200, 200]),
-        row(Method::GET, "/metrics", NO, [200, 200, 200, 200]),
-        row(Method::POST, "/api/auth/logout", NO, [401, 204, 204, 204]),
+        row(
+            Method::GET,
+            "/api/vms/{id}/disk",
+            NO,
+            [401, 404, 404, 404, 404],
+        ),
+        row(Method::GET, "/healthz", NO, [200, 200, 200, 200, 200]),
+        row(Method::GET, "/metrics", NO, [200, 200, 200, 200, 200]),
+        // The service desk (issue 13).
+        row(Method::GET, "/api/tickets", NO, [401, 200, 200, 200, 200]),
+        row(
+            Method::POST,
+            "/api/tickets",
+            Json(json!({"kind":"incident","title":""})),
+            [401, 400, 400, 400, 400],
+        ),
+        row(
+            Method::GET,
+            "/api/tickets/{id}",
+            NO,
+            [401, 404, 404, 404, 404],
+        ),
+        row(
+            Method::POST,
+            "/api/tickets/{id}/assign",
+            Json(json!({"assignee_id": NIL})),
+            [401, 404, 404, 404, 404],
+        ),
+        row(
+            Method::POST,
+            "/api/tickets/{id}/state",
+            Json(json!({"state":"in_progress"})),
+            [401, 404, 404, 404, 404],
+        ),
+        row(
+            Method::POST,
+            "/api/tickets/{id}/priority",
+            Json(json!({"priority":"P1","reason":"x"})),
+            [401, 403, 403, 404, 404],
+        ),
+        row(
+            Method::POST,
+            "/api/tickets/{id}/comments",
+            Json(json!({"text":"x"})),
+            [401, 404, 404, 404, 404],
+        ),
+        row(
+            Method::POST,
+            "/api/tickets/{id}/resolve",
+            Json(json!({"resolution":"x"})),
+            [401, 404, 404, 404, 404],
+        ),
+        row(
+            Method::POST,
+            "/api/tickets/{id}/confirm",
+            Json(json!({"rating":5})),
+            [401, 404, 404, 404, 404],
+        ),
+        row(
+            Method::POST,
+            "/api/tickets/{id}/reopen",
+            Json(json!({"reason":"x"})),
+            [401, 404, 404, 404, 404],
+        ),
+        row(
+            Method::POST,
+            "/api/tickets/{id}/callbacks",
+            Json(json!({"outcome":"no_answer"})),
+            [401, 403, 403, 404, 404],
+        ),
+        row(
+            Method::GET,
+            "/api/tickets/{id}/screenshot",
+            NO,
+            [401, 404, 404, 404, 404],
+        ),
+        row(
+            Method::POST,
+            "/api/desk/screenshots",
+            Json(json!({"vm_id": NIL})),
+            [401, 404, 404, 404, 404],
+        ),
+        row(
+            Method::GET,
+            "/api/desk/screenshots/{id}",
+            NO,
+            [401, 404, 404, 404, 404],
+        ),
+        row(
+            Method::DELETE,
+            "/api/desk/screenshots/{id}",
+            NO,
+            [401, 404, 404, 404, 404],
+        ),
+        row(Method::GET, "/api/problems", NO, [401, 403, 403, 200, 200]),
+        row(
+            Method::GET,
+            "/api/desk/stats",
+            NO,
+            [401, 403, 403, 200, 200],
+        ),
+        row(
+            Method::POST,
+            "/api/problems",
+            Json(json!({"title":""})),
+            [401, 403, 403, 400, 400],
+        ),
+        row(
+            Method::GET,
+            "/api/problems/{id}",
+            NO,
+            [401, 403, 403, 404, 404],
+        ),
+        row(
+            Method::POST,
+            "/api/problems/{id}/tickets",
+            Json(json!({"ticket_id": NIL})),
+            [401, 403, 403, 404, 404],
+        ),
+        row(
+            Method::POST,
+            "/api/problems/{id}/resolve",
+            Json(json!({"resolution":"x"})),
+            [401, 403, 403, 404, 404],
+        ),
+        row(Method::GET, "/api/kb", NO, [401, 200, 200, 200, 200]),
+        row(
+            Method::POST,
+            "/api/kb",
+            Json(json!({"title":"","symptom":"s","fix":"f","lang":"en"})),
+            [401, 403, 403, 400, 400],
+        ),
+        row(Method::GET, "/api/kb/{id}", NO, [401, 404, 404, 404, 404]),
+        row(
+            Method::POST,
+            "/api/kb/{id}/helped",
+            Json(json!({})),
+            [401, 404, 404, 404, 404],
+        ),
+        row(
+            Method::GET,
+            "/api/desk/members",
+            NO,
+            [401, 403, 403, 200, 200],
+        ),
+        row(
+            Method::POST,
+            "/api/auth/logout",
+            NO,
+            [401, 204, 204, 204, 204],
+        ),
     ]
 }
 
@@ -352,9 +529,11 @@ async fn role_matrix_is_enforced_on_every_route() {
     env.user("test-admin", Role::Admin).await;
     env.user("test-teacher", Role::Teacher).await;
     env.user("test-student", Role::Student).await;
+    env.user("test-staff", Role::Staff).await;
     let admin = env.client("test-admin").await;
     let teacher = env.client("test-teacher").await;
     let student = env.client("test-student").await;
+    let staff = env.client("test-staff").await;
     let anon = common::Client::anonymous(&env.server.url());
 
     // Every operation the server documents has its row, and no row names
@@ -384,11 +563,14 @@ async fn role_matrix_is_enforced_on_every_route() {
         .await;
     assert_error(&got, StatusCode::FORBIDDEN, "forbidden");
 
-    const WHO: [&str; 4] = ["anonymous", "student", "teacher", "admin"];
+    const WHO: [&str; 5] = ["anonymous", "student", "teacher", "staff", "admin"];
     let mut wrong = Vec::new();
     for r in &matrix {
         let path = r.path();
-        for (who, client) in [&anon, &student, &teacher, &admin].iter().enumerate() {
+        for (who, client) in [&anon, &student, &teacher, &staff, &admin]
+            .iter()
+            .enumerate()
+        {
             let mut req = client.request(r.method.clone(), &path);
             req = match &r.body {
                 Body::None => req,

@@ -749,3 +749,94 @@ async fn every_page_passes_axe_in_both_languages_on_desktop_and_phone() {
         }
     }
 }
+
+/// The service desk (issue 13) in the browser: a student reports from the
+/// desktop page of a running VM (its screenshot attached), staff take it
+/// from the queue in Chinese and resolve it, the student confirms and rates it.
+#[tokio::test]
+async fn a_student_reports_from_the_desktop_and_staff_resolve_it() {
+    let _serial = one_at_a_time().await;
+    let image = tokio::task::spawn_blocking(common::tiny_image)
+        .await
+        .unwrap();
+    let env = TestEnv::start().await;
+    env.user("test-ui-teacher", Role::Teacher).await;
+    env.user("test-ui-student", Role::Student).await;
+    env.user("test-ui-staff", Role::Staff).await;
+    let teacher = env.client("test-ui-teacher").await;
+    let student = env.client("test-ui-student").await;
+    let (status, tpl) = teacher
+        .upload(
+            "/api/templates/import?name=test-ui-tiny&format=qcow2&os=tiny-linux&software=busybox",
+            &image,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{tpl}");
+    let (status, course) = teacher
+        .post(
+            "/api/courses",
+            json!({"code": "test-ui-desk", "name": "Desk", "vm_specs": [
+                {"name": "linux", "template_id": tpl["id"], "vcpus": 1, "memory_mib": 128}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{course}");
+    let cid = course["id"].as_str().unwrap();
+    let (status, _) = teacher
+        .post(
+            &format!("/api/courses/{cid}/students"),
+            json!({"usernames": ["test-ui-student"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, vms) = student.get("/api/vms").await;
+    let vm_id = vms[0]["id"].as_str().unwrap().to_owned();
+    env.track_vm(&vm_id);
+    let (status, vm) = student.post_empty(&format!("/api/vms/{vm_id}/start")).await;
+    assert_eq!(status, StatusCode::OK, "{vm}");
+    common::wait_serial(&env, &vm_id, "BOOT-OK", Duration::from_secs(120)).await;
+
+    let base = env.server.url();
+    let dir = artifact_dir();
+    let shots = [
+        "desk-report.png",
+        "desk-queue-zh.png",
+        "desk-staff-zh.png",
+        "desk-closed.png",
+        "desk-callback-zh.png",
+        "desk-kb-suggestion.png",
+        "desk-problem-zh.png",
+        "desk-stats-zh.png",
+    ];
+    for f in shots {
+        let _ = std::fs::remove_file(dir.join(f));
+    }
+    run_script(
+        "desk.mjs",
+        &[
+            &base,
+            "test-ui-student",
+            "test-ui-staff",
+            PASSWORD,
+            &vm_id,
+            dir.to_str().unwrap(),
+        ],
+    )
+    .await;
+    for f in shots {
+        assert_png(&dir.join(f));
+    }
+    // What the pages did is real.
+    let (_, tickets) = student.get("/api/tickets").await;
+    let t = &tickets[0];
+    assert_eq!(t["state"], "closed", "{t}");
+    assert_eq!(t["rating"], 4);
+    assert_eq!(t["has_screenshot"], true);
+    assert_eq!(t["vm_id"], vm_id.as_str());
+    assert_eq!(t["assignee_name"], "test-ui-staff");
+    // One ticket only: the second problem was answered by the article.
+    assert_eq!(tickets.as_array().unwrap().len(), 1, "{tickets}");
+    let (_, articles) = student.get("/api/kb").await;
+    assert_eq!(articles[0]["title"], "桌面卡住不动", "{articles}");
+    assert_eq!(articles[0]["helped"], 1);
+    assert_eq!(articles[0]["ticket_id"], t["id"]);
+}

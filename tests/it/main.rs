@@ -20,6 +20,7 @@ mod collect;
 mod console;
 mod console_viewer;
 mod crash;
+mod desk;
 mod http_contract;
 mod labnets;
 mod libvirt_real;

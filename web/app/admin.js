@@ -593,7 +593,7 @@ function users(container, me) {
   const noMatch = h('p', { class: 'muted empty-small', i18n: 'users.noMatch', hidden: true });
   const uname = h('input', { id: 'nu-username', required: true, maxlength: 64, autocomplete: 'off', autocapitalize: 'none' });
   const dname = h('input', { id: 'nu-display', maxlength: 100, autocomplete: 'off' });
-  const role = h('select', { id: 'nu-role' }, ['student', 'teacher', 'admin'].map((r) => h('option', { value: r, i18n: `role.${r}` })));
+  const role = h('select', { id: 'nu-role' }, ['student', 'teacher', 'staff', 'admin'].map((r) => h('option', { value: r, i18n: `role.${r}` })));
   const pass = h('input', { id: 'nu-password', type: 'password', required: true, minlength: 8, autocomplete: 'new-password' });
   const createBtn = h('button', { type: 'submit', class: 'btn primary', i18n: 'common.create' });
   const createForm = h('form', { class: 'section-body', novalidate: true },
@@ -633,7 +633,7 @@ function users(container, me) {
   function userRow(u) {
     const self = u.id === me.id;
     const roleSel = h('select', { class: 'small', i18nAria: ['users.roleAria', { name: u.username }] },
-      ['student', 'teacher', 'admin'].map((r) => h('option', { value: r, i18n: `role.${r}` })));
+      ['student', 'teacher', 'staff', 'admin'].map((r) => h('option', { value: r, i18n: `role.${r}` })));
     roleSel.value = u.role;
     roleSel.disabled = self;
     roleSel.addEventListener('change', async () => {

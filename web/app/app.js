@@ -16,7 +16,7 @@ let routeSeq = 0;
 const ROUTES = [
   // [pattern, module, roles allowed]
   [/^courses$/, './student.js', ['student', 'teacher', 'admin']],
-  [/^desktop\/([\w-]+)$/, './desktop.js', ['student', 'teacher', 'admin']],
+  [/^desktop\/([\w-]+)$/, './desktop.js', ['student', 'teacher', 'admin', 'staff']],
   [/^teach$/, './teacher.js', ['teacher', 'admin']],
   [/^teach\/new(?:\/([\w-]+))?$/, './teacher.js', ['teacher', 'admin'], 'new'],
   [/^teach\/([\w-]+)$/, './teacher.js', ['teacher', 'admin'], 'course'],
@@ -25,18 +25,29 @@ const ROUTES = [
   [/^nodes\/([\w-]+)$/, './admin.js', ['admin'], 'node'],
   [/^vms$/, './admin.js', ['admin'], 'vms'],
   [/^users$/, './admin.js', ['admin'], 'users'],
+  // The service desk (desk.js).
+  [/^desk$/, './desk.js', ['staff', 'admin'], 'queue'],
+  [/^tickets$/, './desk.js', ['student', 'teacher', 'staff', 'admin'], 'mine'],
+  [/^tickets\/([\w-]+)$/, './desk.js', ['student', 'teacher', 'staff', 'admin'], 'ticket'],
+  [/^report(?:\/([\w-]+))?$/, './desk.js', ['student', 'teacher', 'staff', 'admin'], 'report'],
+  [/^problems(?:\/([\w-]+))?$/, './desk.js', ['staff', 'admin'], 'problems'],
+  [/^desk-stats$/, './desk.js', ['staff', 'admin'], 'stats'],
+  [/^kb$/, './desk.js', ['student', 'teacher', 'staff', 'admin'], 'kb'],
+  [/^kb\/new(?:\/([\w-]+))?$/, './desk.js', ['staff', 'admin'], 'kbnew'],
 ];
 
 function homeFor(user) {
   if (user.role === 'admin') return 'nodes';
   if (user.role === 'teacher') return 'teach';
+  if (user.role === 'staff') return 'desk';
   return 'courses';
 }
 
 function navFor(user) {
-  if (user.role === 'admin') return [['nodes', 'nav.nodes'], ['vms', 'nav.vms'], ['users', 'nav.users'], ['teach', 'nav.teach'], ['templates', 'nav.templates']];
-  if (user.role === 'teacher') return [['teach', 'nav.teach'], ['templates', 'nav.templates']];
-  return [['courses', 'nav.courses']];
+  if (user.role === 'admin') return [['nodes', 'nav.nodes'], ['vms', 'nav.vms'], ['users', 'nav.users'], ['teach', 'nav.teach'], ['templates', 'nav.templates'], ['desk', 'nav.desk'], ['problems', 'nav.problems'], ['kb', 'nav.kb']];
+  if (user.role === 'teacher') return [['teach', 'nav.teach'], ['templates', 'nav.templates'], ['tickets', 'nav.tickets']];
+  if (user.role === 'staff') return [['desk', 'nav.desk'], ['tickets', 'nav.myWork'], ['problems', 'nav.problems'], ['kb', 'nav.kb']];
+  return [['courses', 'nav.courses'], ['tickets', 'nav.tickets']];
 }
 
 function langButton() {

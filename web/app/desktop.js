@@ -52,7 +52,7 @@ export function mount(container, [vmId], { me }) {
   let connects = 0;
 
   // ---- layout
-  const back = h('a', { class: 'btn ghost icon-btn', href: me.role === 'student' ? '#/courses' : '#/teach', i18nAria: 'desktop.back', i18nTitle: 'desktop.back' }, icon('back'));
+  const back = h('a', { class: 'btn ghost icon-btn', href: { student: '#/courses', staff: '#/desk' }[me.role] || '#/teach', i18nAria: 'desktop.back', i18nTitle: 'desktop.back' }, icon('back'));
   const title = h('h1', { class: 'desktop-title' });
   // A teacher (or admin) looking at a student's VM: whose it is.
   const owner = h('span', { class: 'chip desktop-owner', hidden: true });
@@ -91,6 +91,8 @@ export function mount(container, [vmId], { me }) {
       keyBtn('ArrowDown', '↓', 'desktop.key.down'), keyBtn('ArrowRight', '→', 'desktop.key.right'),
       keyBtn('Enter', '⏎', 'desktop.key.enter')));
   const kbdHint = h('p', { class: 'kbd-hint', id: 'kbd-hint', i18n: 'desktop.kbdHint' });
+  // The service desk: report a problem with this VM (its context and screen go with it).
+  const reportBtn = h('a', { class: 'btn small', href: `#/report/${vmId}`, dataset: { action: 'report' } }, icon('warn'), h('span', { class: 'label', i18n: 'desk.report' }));
   // Power controls of the VM itself (the same actions as on the course list).
   const power = [['shutdown', 'vm.shutdown', 'power', ''], ['reboot', 'vm.reboot', 'reboot', ''], ['poweroff', 'vm.poweroff', 'plug', 'danger-text']]
     .map(([action, label, ic, kind]) => {
@@ -123,7 +125,7 @@ export function mount(container, [vmId], { me }) {
     h('div', { class: 'desktop-bar' },
       back,
       h('div', { class: 'desktop-heading' }, h('div', { class: 'desktop-title-row' }, title, badge, owner), status),
-      h('div', { class: 'desktop-tools' }, powerGroup, pasteBtn, cadBtn, kbdBtn, zoomBtn, fsBtn)),
+      h('div', { class: 'desktop-tools' }, powerGroup, pasteBtn, cadBtn, kbdBtn, zoomBtn, fsBtn, reportBtn)),
     pastePanel,
     keybar,
     h('div', { class: 'screen-wrap' }, screen, spinner, overlay),

@@ -37,6 +37,8 @@ export function mount(container, _params, { me }) {
     const net = h('span', { class: 'chip net', i18n: 'vm.labNetwork', i18nTitle: 'vm.labNetwork.hint', hidden: true });
     meta.append(specs, used, disk, tpl, net);
     const err = h('p', { class: 'vm-error', hidden: true });
+    // The service desk: a report about this VM carries its context.
+    const report = h('a', { class: 'report-link small', href: `#/report/${vm.id}`, dataset: { action: 'report' } }, icon('warn'), h('span', { i18n: 'desk.report' }));
     const actions = actionBar(vm, {
       onOpen: (v) => { location.hash = `#/desktop/${v.id}`; },
       onChanged: (v) => update(v),
@@ -46,7 +48,7 @@ export function mount(container, _params, { me }) {
         h('div', { class: 'vm-icon', 'aria-hidden': 'true' }, icon('monitor')),
         h('div', { class: 'vm-text' },
           h('div', { class: 'vm-title' }, h('h3', { class: 'vm-name' }, vm.name), badge),
-          meta, err)),
+          meta, err, report)),
       actions.el);
     // Snapshots, export and import of the student's own layer.
     const panel = vmPanel(vm);

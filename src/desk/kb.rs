@@ -1,0 +1,325 @@
+//! The knowledge base: articles (symptom, cause, fix; zh-CN or English)
+//! written by staff, from a resolved ticket or from scratch; full-text search
+//! that works for Chinese and English; suggestions for a report being
+//! written; deflection (a reporter whom an article helped, so no report).
+//!
+//! Search uses SQLite FTS5 with the trigram tokenizer: any three characters
+//! are a token, so Chinese text without word boundaries matches as well as
+//! English. [`match_query`] (pure) turns free text into an FTS5 query:
+//! English words of three or more letters, and every three-character window
+//! of a Chinese run, each quoted (user text never reaches FTS5's syntax) and
+//! OR-ed, ranked by bm25 — the more of them an article has, the higher.
+//! Text too short for any trigram finds nothing rather than everything.
+
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use uuid::Uuid;
+
+use super::{DeskError, MAX_TEXT, MAX_TITLE, on_desk, required, text};
+use crate::db::{self, Pool};
+use crate::users::User;
+
+/// At most this many terms go into one search.
+const MAX_TERMS: usize = 40;
+/// At most this many articles one search returns.
+pub const MAX_RESULTS: u32 = 50;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Lang {
+    #[serde(rename = "en")]
+    En,
+    #[serde(rename = "zh-CN")]
+    ZhCn,
+}
+
+impl Lang {
+    fn as_str(self) -> &'static str {
+        match self {
+            Lang::En => "en",
+            Lang::ZhCn => "zh-CN",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Article {
+    pub id: Uuid,
+    pub title: String,
+    pub symptom: String,
+    pub cause: String,
+    pub fix: String,
+    pub lang: String,
+    pub ticket_id: Option<Uuid>,
+    pub author_id: Uuid,
+    pub author_name: String,
+    pub created_at: String,
+    pub updated_at: String,
+    /// Reporters it helped instead of a report (deflections).
+    pub helped: i64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewArticle {
+    pub title: String,
+    pub symptom: String,
+    #[serde(default)]
+    pub cause: String,
+    pub fix: String,
+    pub lang: Lang,
+    /// The resolved ticket it was written from.
+    pub ticket_id: Option<Uuid>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Search {
+    /// Free text (a report's title and description, an error message…).
+    pub q: Option<String>,
+    pub lang: Option<Lang>,
+    /// At most this many (1..=50, 10 when omitted).
+    pub limit: Option<u32>,
+}
+
+fn is_cjk(c: char) -> bool {
+    matches!(c as u32, 0x3040..=0x30FF | 0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xF900..=0xFAFF | 0xAC00..=0xD7AF)
+}
+
+/// The FTS5 query for free text, or `None` when it holds nothing to search.
+pub fn match_query(text: &str) -> Option<String> {
+    let mut terms: Vec<String> = Vec::new();
+    let mut push = |t: String| {
+        if terms.len() < MAX_TERMS && !terms.contains(&t) {
+            terms.push(t);
+        }
+    };
+    // Runs of letters/digits; CJK characters form runs of their own.
+    fn flush(run: &mut String, cjk: bool, push: &mut dyn FnMut(String)) {
+        let chars: Vec<char> = run.chars().collect();
+        if cjk {
+            for w in chars.windows(3) {
+                push(w.iter().collect());
+            }
+        } else if chars.len() >= 3 {
+            push(run.to_lowercase());
+        }
+        run.clear();
+    }
+    let mut run = String::new();
+    let mut run_cjk = false;
+    for c in text.chars() {
+        let cjk = is_cjk(c);
+        if cjk || c.is_alphanumeric() || c == '_' {
+            if !run.is_empty() && cjk != run_cjk {
+                flush(&mut run, run_cjk, &mut push);
+            }
+            run_cjk = cjk;
+            run.push(c);
+        } else {
+            flush(&mut run, run_cjk, &mut push);
+        }
+    }
+    flush(&mut run, run_cjk, &mut push);
+    if terms.is_empty() {
+        return None;
+    }
+    // Quoted: FTS5 reads a quoted string as one phrase, never as syntax.
+    Some(
+        terms
+            .iter()
+            .map(|t| format!("\"{}\"", t.replace('"', "\"\"")))
+            .collect::<Vec<_>>()
+            .join(" OR "),
+    )
+}
+
+const COLUMNS: &str = "a.id, a.title, a.symptom, a.cause, a.fix, a.lang, a.ticket_id, a.author_id, u.display_name, u.username, a.created_at, a.updated_at, (SELECT COUNT(*) FROM kb_deflections d WHERE d.article_id = a.id) AS helped";
+
+fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Article, sqlx::Error> {
+    let display: String = row.try_get("display_name")?;
+    Ok(Article {
+        id: db::uuid(row, "id")?,
+        title: row.try_get("title")?,
+        symptom: row.try_get("symptom")?,
+        cause: row.try_get("cause")?,
+        fix: row.try_get("fix")?,
+        lang: row.try_get("lang")?,
+        ticket_id: db::opt_uuid(row, "ticket_id")?,
+        author_id: db::uuid(row, "author_id")?,
+        author_name: if display.is_empty() {
+            row.try_get("username")?
+        } else {
+            display
+        },
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        helped: row.try_get("helped")?,
+    })
+}
+
+/// Articles matching `s` (best first), or the newest without a query.
+pub async fn search(pool: &Pool, s: &Search) -> Result<Vec<Article>, DeskError> {
+    let limit = s.limit.unwrap_or(10);
+    if limit == 0 || limit > MAX_RESULTS {
+        return Err(DeskError::Invalid(format!(
+            "limit must be 1 to {MAX_RESULTS}"
+        )));
+    }
+    let q =
+        s.q.as_deref()
+            .map(|q| text("q", q, MAX_TEXT, false))
+            .transpose()?;
+    let lang = s.lang.map(Lang::as_str);
+    let rows = match q.as_deref().filter(|q| !q.is_empty()) {
+        None => {
+            sqlx::query(&format!(
+                "SELECT {COLUMNS} FROM kb_articles a JOIN users u ON u.id = a.author_id
+                 WHERE (?1 IS NULL OR a.lang = ?1) ORDER BY a.created_at DESC LIMIT ?2"
+            ))
+            .bind(lang)
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await?
+        }
+        Some(q) => {
+            let Some(fts) = match_query(q) else {
+                return Ok(Vec::new());
+            };
+            sqlx::query(&format!(
+                "SELECT {COLUMNS} FROM kb_fts f JOIN kb_articles a ON a.id = f.article_id
+                 JOIN users u ON u.id = a.author_id
+                 WHERE kb_fts MATCH ?1 AND (?2 IS NULL OR a.lang = ?2)
+                 ORDER BY bm25(kb_fts, 0.0, 4.0, 2.0, 1.0, 1.0) LIMIT ?3"
+            ))
+            .bind(fts)
+            .bind(lang)
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await?
+        }
+    };
+    Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
+}
+
+pub async fn get(pool: &Pool, id: Uuid) -> Result<Article, DeskError> {
+    let row = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM kb_articles a JOIN users u ON u.id = a.author_id WHERE a.id = ?"
+    ))
+    .bind(id.to_string())
+    .fetch_optional(pool)
+    .await?;
+    row.as_ref()
+        .map(from_row)
+        .transpose()?
+        .ok_or(DeskError::NotFound)
+}
+
+/// Staff and admins write articles.
+pub async fn create(pool: &Pool, actor: &User, new: NewArticle) -> Result<Article, DeskError> {
+    if !on_desk(actor) {
+        return Err(DeskError::Forbidden(
+            "knowledge-base articles are written by staff and admins".into(),
+        ));
+    }
+    let title = required("title", &new.title, MAX_TITLE, true)?;
+    let symptom = required("symptom", &new.symptom, MAX_TEXT, false)?;
+    let cause = text("cause", &new.cause, MAX_TEXT, false)?;
+    let fix = required("fix", &new.fix, MAX_TEXT, false)?;
+    if let Some(t) = new.ticket_id {
+        let known: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tickets WHERE id = ?")
+            .bind(t.to_string())
+            .fetch_one(pool)
+            .await?;
+        if known == 0 {
+            return Err(DeskError::Unacceptable("ticket_id: no such ticket".into()));
+        }
+    }
+    let id = Uuid::new_v4();
+    let now = db::now();
+    let mut tx = pool.begin().await?;
+    sqlx::query(
+        "INSERT INTO kb_articles (id, title, symptom, cause, fix, lang, ticket_id, author_id, created_at, updated_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(id.to_string())
+    .bind(&title)
+    .bind(&symptom)
+    .bind(&cause)
+    .bind(&fix)
+    .bind(new.lang.as_str())
+    .bind(new.ticket_id.map(|t| t.to_string()))
+    .bind(actor.id.to_string())
+    .bind(&now)
+    .bind(&now)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO kb_fts (article_id, title, symptom, cause, fix) VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(id.to_string())
+    .bind(&title)
+    .bind(&symptom)
+    .bind(&cause)
+    .bind(&fix)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    get(pool, id).await
+}
+
+/// Records that an article solved a user's problem (no report needed).
+pub async fn helped(
+    pool: &Pool,
+    user: &User,
+    id: Uuid,
+    vm_id: Option<Uuid>,
+) -> Result<Article, DeskError> {
+    get(pool, id).await?;
+    sqlx::query("INSERT INTO kb_deflections (article_id, user_id, vm_id, at) VALUES (?, ?, ?, ?)")
+        .bind(id.to_string())
+        .bind(user.id.to_string())
+        .bind(vm_id.map(|v| v.to_string()))
+        .bind(db::now())
+        .execute(pool)
+        .await?;
+    get(pool, id).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn english_words_and_chinese_trigrams_quoted() {
+        assert_eq!(
+            match_query("Black screen, no boot!").as_deref(),
+            Some("\"black\" OR \"screen\" OR \"boot\"")
+        );
+        assert_eq!(
+            match_query("虚拟机无法启动").as_deref(),
+            Some("\"虚拟机\" OR \"拟机无\" OR \"机无法\" OR \"无法启\" OR \"法启动\"")
+        );
+        // Mixed text splits where the script changes.
+        assert_eq!(
+            match_query("VM无法启动").as_deref(),
+            Some("\"无法启\" OR \"法启动\"")
+        );
+    }
+
+    #[test]
+    fn nothing_searchable_is_none_and_syntax_stays_text() {
+        assert_eq!(match_query(""), None);
+        assert_eq!(match_query("a b ok 无法"), None);
+        let q = match_query("AND OR NOT \"quoted\" col:umn*").unwrap_or_default();
+        assert_eq!(q, "\"and\" OR \"not\" OR \"quoted\" OR \"col\" OR \"umn\"");
+    }
+
+    #[test]
+    fn terms_are_bounded_and_unique() {
+        let text = "错".repeat(500);
+        assert_eq!(match_query(&text).as_deref(), Some("\"错错错\""));
+        let many: String = (0..100).map(|i| format!("word{i} ")).collect();
+        let q = match_query(&many).unwrap_or_default();
+        assert_eq!(q.matches(" OR ").count(), MAX_TERMS - 1);
+    }
+}

@@ -1,0 +1,1004 @@
+//! The service desk (issue 13), black-box: the `staff` role and its reach,
+//! the role matrix of the desk's routes, a ticket's whole life with its
+//! timeline and internal notes, bad input, and — on a real running VM —
+//! the context and the screenshot a report captures.
+
+use std::time::Duration;
+
+use crate::common::{self, TestEnv, assert_error, wait_for};
+use pvce::auth::Role;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
+
+struct Desk {
+    env: TestEnv,
+    anon: common::Client,
+    student: common::Client,
+    other: common::Client,
+    teacher: common::Client,
+    staff: common::Client,
+    staff2: common::Client,
+    admin: common::Client,
+    ids: std::collections::HashMap<&'static str, String>,
+}
+
+async fn desk() -> Desk {
+    let env = TestEnv::start().await;
+    let mut ids = std::collections::HashMap::new();
+    for (name, role) in [
+        ("test-d-student", Role::Student),
+        ("test-d-other", Role::Student),
+        ("test-d-teacher", Role::Teacher),
+        ("test-d-staff", Role::Staff),
+        ("test-d-staff2", Role::Staff),
+        ("test-d-admin", Role::Admin),
+    ] {
+        let u = env.user(name, role).await;
+        ids.insert(name, u["id"].as_str().unwrap().to_owned());
+    }
+    Desk {
+        anon: common::Client::anonymous(&env.server.url()),
+        student: env.client("test-d-student").await,
+        other: env.client("test-d-other").await,
+        teacher: env.client("test-d-teacher").await,
+        staff: env.client("test-d-staff").await,
+        staff2: env.client("test-d-staff2").await,
+        admin: env.client("test-d-admin").await,
+        env,
+        ids,
+    }
+}
+
+fn kinds(view: &Value) -> Vec<&str> {
+    view["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn staff_role_reaches_the_desk_and_nodes_but_not_user_management() {
+    let d = desk().await;
+    // The role is stored, listed and accepted by POST /api/users.
+    let (s, me) = d.staff.get("/api/me").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(me["user"]["role"], "staff", "{me}");
+    let (s, made) = d
+        .admin
+        .post(
+            "/api/users",
+            json!({"username":"test-d-staff3","password":"long-enough-1","role":"staff"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{made}");
+    assert_eq!(made["role"], "staff");
+
+    // Every desk route is in the OpenAPI document.
+    let (_, doc) = d.anon.get("/api/openapi.json").await;
+    for p in [
+        "/api/tickets",
+        "/api/tickets/{id}",
+        "/api/tickets/{id}/assign",
+        "/api/tickets/{id}/state",
+        "/api/tickets/{id}/priority",
+        "/api/tickets/{id}/comments",
+        "/api/tickets/{id}/resolve",
+        "/api/tickets/{id}/confirm",
+        "/api/tickets/{id}/reopen",
+        "/api/tickets/{id}/screenshot",
+        "/api/tickets/{id}/callbacks",
+        "/api/desk/screenshots",
+        "/api/desk/screenshots/{id}",
+        "/api/desk/members",
+        "/api/desk/stats",
+        "/api/problems",
+        "/api/problems/{id}",
+        "/api/problems/{id}/tickets",
+        "/api/problems/{id}/resolve",
+        "/api/kb",
+        "/api/kb/{id}",
+        "/api/kb/{id}/helped",
+    ] {
+        assert!(doc["paths"].get(p).is_some(), "openapi.json lacks {p}");
+    }
+}
+
+#[tokio::test]
+async fn a_ticket_lives_from_report_to_rating_with_its_whole_timeline() {
+    let d = desk().await;
+    let staff_id = d.ids["test-d-staff"].clone();
+    let staff2_id = d.ids["test-d-staff2"].clone();
+
+    let title = "<script>alert(1)</script> my VM is slow";
+    let (s, t) = d
+        .student
+        .post(
+            "/api/tickets",
+            json!({"kind":"incident","title":title,"description":"line one\nline two","urgency":"not_blocking"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{t}");
+    let id = t["id"].as_str().unwrap().to_owned();
+    assert_eq!(t["title"], title, "stored as typed");
+    assert_eq!(t["state"], "new");
+    assert_eq!(t["impact"], "user");
+    assert_eq!(t["priority"], "P4", "one user, not blocking");
+    // SLA clocks from the engine: due times and no breach yet.
+    assert!(t["response_due"].is_string(), "{t}");
+    assert!(t["resolution_due"].is_string(), "{t}");
+    assert_eq!(t["sla_breached"]["response"], false, "{t}");
+    assert_eq!(t["channel"], "web");
+    assert_eq!(t["reporter_name"], "test-d-student");
+    assert_eq!(kinds(&t), ["created"]);
+    assert_eq!(t["can"]["confirm"], false);
+    assert_eq!(t["can"]["internal"], false);
+
+    // Who sees it: the reporter, staff, admins; not another student or an
+    // unrelated teacher.
+    assert_eq!(
+        d.other.get(&format!("/api/tickets/{id}")).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        d.teacher.get(&format!("/api/tickets/{id}")).await.0,
+        StatusCode::NOT_FOUND
+    );
+    let (_, mine) = d.other.get("/api/tickets").await;
+    assert_eq!(mine.as_array().unwrap().len(), 0, "{mine}");
+    let (_, queue) = d.staff.get("/api/tickets?open=true&assignee_id=none").await;
+    assert_eq!(common::strings(&queue, "id"), [id.as_str()]);
+
+    // Only the desk works it; staff take it themselves, only admins dispatch.
+    let path = |p: &str| format!("/api/tickets/{id}{p}");
+    let got = d
+        .student
+        .post(&path("/assign"), json!({"assignee_id": staff_id}))
+        .await;
+    assert_error(&got, StatusCode::FORBIDDEN, "forbidden");
+    let got = d
+        .staff
+        .post(&path("/assign"), json!({"assignee_id": staff2_id}))
+        .await;
+    assert_error(&got, StatusCode::FORBIDDEN, "forbidden");
+    let got = d
+        .admin
+        .post(
+            &path("/assign"),
+            json!({"assignee_id": d.ids["test-d-student"]}),
+        )
+        .await;
+    assert_error(&got, StatusCode::UNPROCESSABLE_ENTITY, "unacceptable");
+    let got = d
+        .staff
+        .post(&path("/resolve"), json!({"resolution":"x"}))
+        .await;
+    assert_error(&got, StatusCode::FORBIDDEN, "forbidden");
+    let (s, t) = d
+        .staff
+        .post(&path("/assign"), json!({"assignee_id": staff_id}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{t}");
+    assert_eq!(t["state"], "assigned");
+    assert_eq!(t["assignee_name"], "test-d-staff");
+    assert!(t["responded_at"].is_string(), "{t}");
+    // Another staff member cannot work someone else's ticket.
+    let got = d
+        .staff2
+        .post(&path("/state"), json!({"state":"in_progress"}))
+        .await;
+    assert_error(&got, StatusCode::FORBIDDEN, "forbidden");
+    let (s, t) = d
+        .staff
+        .post(&path("/state"), json!({"state":"in_progress"}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{t}");
+    assert_eq!(t["state"], "in_progress");
+
+    // Priority override needs a reason, and is in the timeline.
+    let got = d
+        .staff
+        .post(&path("/priority"), json!({"priority":"P2","reason":"  "}))
+        .await;
+    assert_error(&got, StatusCode::BAD_REQUEST, "bad_request");
+    let (s, t) = d
+        .staff
+        .post(
+            &path("/priority"),
+            json!({"priority":"P2","reason":"whole row of PCs"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{t}");
+    assert_eq!(t["priority"], "P2");
+
+    // An internal note and a work-log line; students cannot write either.
+    let got = d
+        .student
+        .post(&path("/comments"), json!({"text":"x","internal":true}))
+        .await;
+    assert_error(&got, StatusCode::FORBIDDEN, "forbidden");
+    let (s, _) = d
+        .staff
+        .post(
+            &path("/comments"),
+            json!({"text":"secret: node 3 flaky","internal":true}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, _) = d
+        .staff
+        .post(
+            &path("/comments"),
+            json!({"text":"restarted the VM","worklog":true}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    // Waiting for the reporter; the reporter's reply brings it back.
+    let (_, t) = d
+        .staff
+        .post(
+            &path("/state"),
+            json!({"state":"waiting","text":"does it still happen?"}),
+        )
+        .await;
+    assert_eq!(t["state"], "waiting", "{t}");
+    let (s, t) = d
+        .student
+        .post(&path("/comments"), json!({"text":"yes, still slow"}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{t}");
+    assert_eq!(t["state"], "in_progress");
+    let student_view = kinds(&t);
+    assert!(
+        !t.to_string().contains("secret: node 3"),
+        "internal note leaked: {t}"
+    );
+    assert_eq!(
+        student_view,
+        [
+            "created", "assigned", "state", "priority", "worklog", "state", "comment"
+        ]
+    );
+
+    // Resolve; the reporter confirms with a rating (not before, not twice).
+    let got = d.student.post(&path("/confirm"), json!({"rating":5})).await;
+    assert_error(&got, StatusCode::CONFLICT, "ticket_state");
+    let (s, t) = d
+        .staff
+        .post(
+            &path("/resolve"),
+            json!({"resolution":"moved it to a quieter node"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{t}");
+    assert_eq!(t["state"], "resolved");
+    // Reopen once (counts against first-time fix), resolve again.
+    let got = d.staff.post(&path("/reopen"), json!({"reason":"x"})).await;
+    assert_error(&got, StatusCode::FORBIDDEN, "forbidden");
+    let (_, t) = d
+        .student
+        .post(&path("/reopen"), json!({"reason":"slow again"}))
+        .await;
+    assert_eq!(t["state"], "assigned", "back to its assignee: {t}");
+    assert_eq!(t["reopen_count"], 1);
+    let (_, t) = d
+        .staff
+        .post(&path("/resolve"), json!({"resolution":"replaced the disk"}))
+        .await;
+    assert_eq!(t["state"], "resolved");
+    for bad in [json!({"rating":0}), json!({"rating":6})] {
+        let got = d.student.post(&path("/confirm"), bad).await;
+        assert_error(&got, StatusCode::BAD_REQUEST, "bad_request");
+    }
+    let got = d.staff.post(&path("/confirm"), json!({"rating":5})).await;
+    assert_error(&got, StatusCode::FORBIDDEN, "forbidden");
+    let (s, t) = d
+        .student
+        .post(
+            &path("/confirm"),
+            json!({"rating":4,"comment":"quick, thanks"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{t}");
+    assert_eq!(t["state"], "closed");
+    assert_eq!(t["rating"], 4);
+    assert_eq!(t["rating_comment"], "quick, thanks");
+    assert!(t["closed_at"].is_string());
+    let got = d
+        .student
+        .post(&path("/comments"), json!({"text":"one more thing"}))
+        .await;
+    assert_error(&got, StatusCode::CONFLICT, "ticket_state");
+
+    // Staff see the whole timeline, internal note included, with who and when.
+    let (_, full) = d.staff.get(&path("")).await;
+    let notes: Vec<&Value> = full["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["internal"] == true)
+        .collect();
+    assert_eq!(notes.len(), 1, "{full}");
+    assert_eq!(notes[0]["text"], "secret: node 3 flaky");
+    assert_eq!(notes[0]["actor_name"], "test-d-staff");
+    assert!(
+        full["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["at"].is_string())
+    );
+    // Filters.
+    let (_, closed) = d.admin.get("/api/tickets?state=closed").await;
+    assert_eq!(closed.as_array().unwrap().len(), 1);
+    let (_, open) = d.admin.get("/api/tickets?open=true").await;
+    assert_eq!(open.as_array().unwrap().len(), 0);
+}
+
+#[tokio::test]
+async fn reports_on_behalf_and_bad_input_get_clear_4xx() {
+    let d = desk().await;
+    let path = "/api/tickets";
+    // Text bounds and shapes.
+    let long = "x".repeat(201);
+    for (body, code, status) in [
+        (json!({"kind":"incident","title":"  "}), "bad_request", 400),
+        (json!({"kind":"incident","title":long}), "bad_request", 400),
+        (
+            json!({"kind":"incident","title":"a\u{7}b"}),
+            "bad_request",
+            400,
+        ),
+        (
+            json!({"kind":"incident","title":"ok","description":"y".repeat(10_001)}),
+            "bad_request",
+            400,
+        ),
+        (json!({"kind":"outage","title":"ok"}), "bad_request", 400),
+        (
+            json!({"kind":"incident","title":"ok","urgency":"panic"}),
+            "bad_request",
+            400,
+        ),
+        (
+            json!({"kind":"incident","title":"ok","surprise":1}),
+            "bad_request",
+            400,
+        ),
+        (
+            json!({"kind":"incident","title":"ok","vm_id":"00000000-0000-0000-0000-000000000000"}),
+            "unacceptable",
+            422,
+        ),
+        (
+            json!({"kind":"incident","title":"ok","channel":"phone","on_behalf_of":"test-d-other"}),
+            "forbidden",
+            403,
+        ),
+        (
+            json!({"kind":"incident","title":"ok","channel":"system"}),
+            "bad_request",
+            400,
+        ),
+    ] {
+        let got = d.student.post(path, body.clone()).await;
+        assert_error(&got, StatusCode::from_u16(status).unwrap(), code);
+    }
+    for q in [
+        "?state=bogus",
+        "?limit=0",
+        "?limit=501",
+        "?assignee_id=nobody",
+        "?x=1",
+    ] {
+        let got = d.staff.get(&format!("{path}{q}")).await;
+        assert_error(&got, StatusCode::BAD_REQUEST, "bad_request");
+    }
+    // Staff enter a phone report for a student: the student is its reporter
+    // and sees it; an unknown user is 422.
+    let got = d
+        .staff
+        .post(path, json!({"kind":"request","title":"more disk","channel":"phone","on_behalf_of":"test-d-ghost"}))
+        .await;
+    assert_error(&got, StatusCode::UNPROCESSABLE_ENTITY, "unacceptable");
+    let got = d
+        .staff
+        .post(
+            path,
+            json!({"kind":"request","title":"more disk","channel":"phone"}),
+        )
+        .await;
+    assert_error(&got, StatusCode::BAD_REQUEST, "bad_request");
+    let (s, t) = d
+        .staff
+        .post(path, json!({"kind":"complaint","title":"rude answer","channel":"walk_in","on_behalf_of":"test-d-other"}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{t}");
+    assert_eq!(t["channel"], "walk_in");
+    assert_eq!(t["kind"], "complaint");
+    assert_eq!(t["reporter_id"], d.ids["test-d-other"].as_str());
+    assert_eq!(t["created_by"], d.ids["test-d-staff"].as_str());
+    let (_, theirs) = d.other.get("/api/tickets").await;
+    assert_eq!(theirs.as_array().unwrap().len(), 1, "{theirs}");
+    let _ = &d.env;
+}
+
+#[tokio::test]
+async fn a_report_from_a_running_vm_carries_its_context_and_screen() {
+    let image = tokio::task::spawn_blocking(common::tiny_image)
+        .await
+        .unwrap();
+    let d = desk().await;
+    let (s, tpl) = d
+        .teacher
+        .upload(
+            "/api/templates/import?name=test-d-tiny&format=qcow2&os=tiny-linux&software=busybox",
+            &image,
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{tpl}");
+    let (s, course) = d
+        .teacher
+        .post(
+            "/api/courses",
+            json!({"code":"test-d101","name":"Desk course","vm_specs":[
+                {"name":"linux","template_id":tpl["id"],"vcpus":1,"memory_mib":128}]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{course}");
+    let cid = course["id"].as_str().unwrap();
+    let (s, _) = d
+        .teacher
+        .post(
+            &format!("/api/courses/{cid}/students"),
+            json!({"usernames":["test-d-student"]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, vms) = d.student.get("/api/vms").await;
+    let vm_id = vms[0]["id"].as_str().unwrap().to_owned();
+    d.env.track_vm(&vm_id);
+
+    // Staff do not reach a VM no open ticket names.
+    assert_eq!(
+        d.staff.get(&format!("/api/vms/{vm_id}")).await.0,
+        StatusCode::NOT_FOUND
+    );
+    // A stopped VM has no screen to capture.
+    let got = d
+        .student
+        .post("/api/desk/screenshots", json!({"vm_id": vm_id}))
+        .await;
+    assert_error(&got, StatusCode::CONFLICT, "vm_not_running");
+    // Another student cannot capture this VM's screen.
+    let got = d
+        .other
+        .post("/api/desk/screenshots", json!({"vm_id": vm_id}))
+        .await;
+    assert_error(&got, StatusCode::NOT_FOUND, "not_found");
+
+    let (s, vm) = d
+        .student
+        .post_empty(&format!("/api/vms/{vm_id}/start"))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{vm}");
+    common::wait_serial(&d.env, &vm_id, "BOOT-OK", BOOT_TIMEOUT).await;
+
+    // The reporter takes a screenshot, previews it, drops it, takes another.
+    let (s, shot) = d
+        .student
+        .post("/api/desk/screenshots", json!({"vm_id": vm_id}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{shot}");
+    let shot_id = shot["id"].as_str().unwrap().to_owned();
+    let (s, headers, png) =
+        common::get_bytes(&d.student, &format!("/api/desk/screenshots/{shot_id}")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(headers["content-type"], "image/png");
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
+    assert_eq!(png.len() as u64, shot["bytes"].as_u64().unwrap());
+    // The stored file is named by its SHA-256, under the data dir.
+    let stored = d
+        .env
+        .data_dir()
+        .join("desk/screenshots")
+        .join(format!("{}.png", shot["sha256"].as_str().unwrap()));
+    assert_eq!(std::fs::read(&stored).unwrap(), png);
+    let (s, _, _) = common::get_bytes(&d.other, &format!("/api/desk/screenshots/{shot_id}")).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "someone else's screenshot");
+    let (s, _) = d
+        .student
+        .delete(&format!("/api/desk/screenshots/{shot_id}"))
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, kept) = d
+        .student
+        .post("/api/desk/screenshots", json!({"vm_id": vm_id}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{kept}");
+
+    // The report: the VM's context as it was, the screenshot kept.
+    let (s, t) = d
+        .student
+        .post(
+            "/api/tickets",
+            json!({"kind":"incident","title":"screen froze","vm_id":vm_id,
+                   "urgency":"in_session","screenshot_id":kept["id"]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{t}");
+    let tid = t["id"].as_str().unwrap().to_owned();
+    assert_eq!(t["vm_id"], vm_id.as_str());
+    assert_eq!(t["course_id"], cid);
+    assert_eq!(t["template_id"], tpl["id"]);
+    assert!(t["node_id"].is_string(), "{t}");
+    assert_eq!(t["context"]["vm"]["state"], "running", "{t}");
+    assert_eq!(t["context"]["node"]["name"], "local", "{t}");
+    assert_eq!(t["context"]["template"]["name"], "test-d-tiny");
+    assert_eq!(t["context"]["course"]["code"], "test-d101");
+    assert_eq!(t["context"]["users_affected"], 1);
+    assert_eq!(t["priority"], "P2", "one user, class in session");
+    assert_eq!(t["has_screenshot"], true);
+    let (s, _, png2) =
+        common::get_bytes(&d.student, &format!("/api/tickets/{tid}/screenshot")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(png2.starts_with(b"\x89PNG"));
+    // A screenshot already sent cannot be sent or dropped again.
+    let got = d
+        .student
+        .delete(&format!(
+            "/api/desk/screenshots/{}",
+            kept["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(got.0, StatusCode::NOT_FOUND);
+
+    // Staff now reach the VM named in the open ticket: read, power, console,
+    // but not the student's data (reset, snapshots, export).
+    let (s, seen) = d.staff.get(&format!("/api/vms/{vm_id}")).await;
+    assert_eq!(s, StatusCode::OK, "{seen}");
+    let (_, listed) = d.staff.get("/api/vms").await;
+    assert_eq!(common::strings(&listed, "id"), [vm_id.as_str()]);
+    let (s, _, _) = common::get_bytes(&d.staff, &format!("/api/tickets/{tid}/screenshot")).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, console) = d
+        .staff
+        .post_empty(&format!("/api/vms/{vm_id}/console"))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{console}");
+    let got = d.staff.get(&format!("/api/vms/{vm_id}/snapshots")).await;
+    assert_eq!(got.0, StatusCode::NOT_FOUND, "{}", got.1);
+    let (s, off) = d
+        .staff
+        .post_empty(&format!("/api/vms/{vm_id}/poweroff"))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{off}");
+    let vm = wait_for("the VM to stop", Duration::from_secs(30), || async {
+        let (_, v) = d.staff.get(&format!("/api/vms/{vm_id}")).await;
+        (v["state"] == "stopped").then_some(v)
+    })
+    .await;
+    assert_eq!(vm["state"], "stopped");
+    let got = d.staff.post_empty(&format!("/api/vms/{vm_id}/reset")).await;
+    assert_eq!(got.0, StatusCode::NOT_FOUND, "{}", got.1);
+    // Once the ticket is closed the VM is out of staff's reach again.
+    let staff_id = d.ids["test-d-staff"].clone();
+    d.staff
+        .post(
+            &format!("/api/tickets/{tid}/assign"),
+            json!({"assignee_id": staff_id}),
+        )
+        .await;
+    d.staff
+        .post(
+            &format!("/api/tickets/{tid}/resolve"),
+            json!({"resolution":"rebooted"}),
+        )
+        .await;
+    assert_eq!(
+        d.staff.get(&format!("/api/vms/{vm_id}")).await.0,
+        StatusCode::NOT_FOUND
+    );
+    // The course's teacher sees their student's ticket.
+    let (s, _) = d.teacher.get(&format!("/api/tickets/{tid}")).await;
+    assert_eq!(s, StatusCode::OK);
+}
+
+/// Resolve a fresh ticket of `reporter` as `staff` (whose id is `staff_id`).
+async fn resolved_ticket(
+    reporter: &common::Client,
+    staff: &common::Client,
+    staff_id: &str,
+    title: &str,
+) -> String {
+    let (s, t) = reporter
+        .post("/api/tickets", json!({"kind":"incident","title":title}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{t}");
+    let id = t["id"].as_str().unwrap().to_owned();
+    let (s, _) = staff
+        .post(
+            &format!("/api/tickets/{id}/assign"),
+            json!({"assignee_id": staff_id}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, t) = staff
+        .post(
+            &format!("/api/tickets/{id}/resolve"),
+            json!({"resolution":"done"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{t}");
+    id
+}
+
+#[tokio::test]
+async fn unanswered_resolved_tickets_close_unrated_and_staff_record_callbacks() {
+    let d = desk().await;
+    let staff_id = d.ids["test-d-staff"].clone();
+    let quiet = resolved_ticket(&d.student, &d.staff, &staff_id, "nobody answers").await;
+    let called = resolved_ticket(&d.student, &d.staff, &staff_id, "phone me").await;
+
+    // The desk's pass with the time the test chooses: not yet after 6 days,
+    // closed unrated after the default 7, with a line by the server.
+    let desk = d.env.server.state.desk.clone();
+    let now = time::OffsetDateTime::now_utc();
+    assert_eq!(
+        desk.close_unconfirmed(now + time::Duration::days(6))
+            .await
+            .unwrap(),
+        0
+    );
+    let (_, t) = d.student.get(&format!("/api/tickets/{quiet}")).await;
+    assert_eq!(t["state"], "resolved");
+
+    // A callback: first nobody answers, then the reporter rates on the phone.
+    let path = format!("/api/tickets/{called}/callbacks");
+    let got = d.student.post(&path, json!({"outcome":"reached"})).await;
+    assert_error(&got, StatusCode::FORBIDDEN, "forbidden");
+    for bad in [
+        json!({"outcome":"no_answer","rating":5}),
+        json!({"outcome":"reached","rating":9}),
+        json!({"outcome":"busy"}),
+        json!({"outcome":"reached","at":"yesterday"}),
+        json!({"outcome":"reached","at":"2999-01-01T00:00:00Z"}),
+    ] {
+        let got = d.staff.post(&path, bad.clone()).await;
+        assert_error(&got, StatusCode::BAD_REQUEST, "bad_request");
+    }
+    let (s, t) = d
+        .staff
+        .post(
+            &path,
+            json!({"outcome":"no_answer","at":"2020-01-02T03:04:05Z","text":"line busy"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{t}");
+    assert_eq!(t["state"], "resolved");
+    let (s, t) = d
+        .staff
+        .post(
+            &path,
+            json!({"outcome":"reached","rating":3,"text":"works, but slow to start"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{t}");
+    assert_eq!(t["state"], "closed");
+    assert_eq!(t["rating"], 3);
+    let calls: Vec<&Value> = t["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "callback")
+        .collect();
+    assert_eq!(calls.len(), 2, "{t}");
+    assert_eq!(calls[0]["data"]["outcome"], "no_answer");
+    assert_eq!(calls[0]["data"]["at"], "2020-01-02T03:04:05Z");
+    assert_eq!(calls[0]["actor_name"], "test-d-staff");
+    assert_eq!(calls[1]["data"]["rating"], 3);
+    // The reporter sees the callbacks in their timeline too.
+    let (_, mine) = d.student.get(&format!("/api/tickets/{called}")).await;
+    assert!(kinds(&mine).contains(&"callback"), "{mine}");
+    // A closed ticket takes no phone rating any more.
+    let got = d
+        .staff
+        .post(&path, json!({"outcome":"reached","rating":5}))
+        .await;
+    assert_error(&got, StatusCode::CONFLICT, "ticket_state");
+
+    assert_eq!(
+        desk.close_unconfirmed(now + time::Duration::days(8))
+            .await
+            .unwrap(),
+        1
+    );
+    let (_, t) = d.student.get(&format!("/api/tickets/{quiet}")).await;
+    assert_eq!(t["state"], "closed", "{t}");
+    assert!(t["rating"].is_null(), "closed unrated: {t}");
+    assert!(t["closed_at"].is_string());
+    let last = t["events"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["kind"], "auto_closed");
+    assert!(last["actor_id"].is_null(), "{last}");
+    // A second pass has nothing left to do.
+    assert_eq!(
+        desk.close_unconfirmed(now + time::Duration::days(9))
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+#[tokio::test]
+async fn the_knowledge_base_finds_chinese_and_english_and_counts_deflections() {
+    let d = desk().await;
+    let staff_id = d.ids["test-d-staff"].clone();
+    let ticket = resolved_ticket(&d.student, &d.staff, &staff_id, "虚拟机黑屏").await;
+    let (s, zh) = d
+        .staff
+        .post(
+            "/api/kb",
+            json!({"title":"虚拟机启动后黑屏","symptom":"打开桌面后屏幕一片黑，键盘没有反应。",
+                   "cause":"显示服务卡住了。","fix":"在虚拟机卡片上点“重启”，等半分钟再打开桌面。",
+                   "lang":"zh-CN","ticket_id":ticket}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{zh}");
+    assert_eq!(zh["ticket_id"], ticket.as_str());
+    assert_eq!(zh["author_name"], "test-d-staff");
+    let (s, en) = d
+        .admin
+        .post(
+            "/api/kb",
+            json!({"title":"The VM will not start: no node has room","symptom":"Start fails with no_capacity.",
+                   "fix":"Shut down VMs you are not using, or ask the lab staff to add a node.","lang":"en"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{en}");
+    // Students read but do not write; bad input is 4xx.
+    let got = d
+        .student
+        .post(
+            "/api/kb",
+            json!({"title":"x","symptom":"s","fix":"f","lang":"en"}),
+        )
+        .await;
+    assert_error(&got, StatusCode::FORBIDDEN, "forbidden");
+    for bad in [
+        json!({"title":"x","symptom":" ","fix":"f","lang":"en"}),
+        json!({"title":"x","symptom":"s","fix":"f","lang":"fr"}),
+    ] {
+        let got = d.staff.post("/api/kb", bad).await;
+        assert_error(&got, StatusCode::BAD_REQUEST, "bad_request");
+    }
+    let got = d
+        .staff
+        .post(
+            "/api/kb",
+            json!({"title":"x","symptom":"s","fix":"f","lang":"en","ticket_id":"00000000-0000-0000-0000-000000000000"}),
+        )
+        .await;
+    assert_error(&got, StatusCode::UNPROCESSABLE_ENTITY, "unacceptable");
+
+    // Chinese text without word boundaries finds the Chinese article…
+    let search = |q: &str| format!("/api/kb?q={}", urlencode(q));
+    let (_, hits) = d.student.get(&search("我的虚拟机一直黑屏怎么办")).await;
+    assert_eq!(
+        common::strings(&hits, "id")[0],
+        zh["id"].as_str().unwrap(),
+        "{hits}"
+    );
+    // …English words the English one; syntax in the text is just text.
+    let (_, hits) = d
+        .student
+        .get(&search("my vm won't START (no_capacity) OR NOT"))
+        .await;
+    assert_eq!(
+        common::strings(&hits, "id"),
+        [en["id"].as_str().unwrap()],
+        "{hits}"
+    );
+    let (_, none) = d.student.get(&search("ok")).await;
+    assert_eq!(
+        none.as_array().unwrap().len(),
+        0,
+        "too short to search: {none}"
+    );
+    let (_, zh_only) = d.student.get("/api/kb?lang=zh-CN").await;
+    assert_eq!(
+        common::strings(&zh_only, "id"),
+        [zh["id"].as_str().unwrap()]
+    );
+    for q in ["?limit=0", "?limit=51", "?lang=fr", "?surprise=1"] {
+        let got = d.student.get(&format!("/api/kb{q}")).await;
+        assert_error(&got, StatusCode::BAD_REQUEST, "bad_request");
+    }
+
+    // Deflection: it helped a student, so no report.
+    let id = zh["id"].as_str().unwrap();
+    let (s, a) = d
+        .student
+        .post(&format!("/api/kb/{id}/helped"), json!({}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{a}");
+    assert_eq!(a["helped"], 1);
+    let (_, a) = d.other.get(&format!("/api/kb/{id}")).await;
+    assert_eq!(a["helped"], 1);
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+async fn incident(c: &common::Client, title: &str) -> String {
+    let (s, t) = c
+        .post("/api/tickets", json!({"kind":"incident","title":title}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{t}");
+    t["id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn resolving_a_problem_resolves_its_open_incidents() {
+    let d = desk().await;
+    let staff_id = d.ids["test-d-staff"].clone();
+    let a = incident(&d.student, "node 2 VMs freeze").await;
+    let b = incident(&d.other, "my VM froze too").await;
+    let untaken = incident(&d.other, "frozen again").await;
+    for t in [&a, &b] {
+        let (s, _) = d
+            .staff
+            .post(
+                &format!("/api/tickets/{t}/assign"),
+                json!({"assignee_id": staff_id}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK);
+    }
+    let (s, p) = d
+        .staff
+        .post(
+            "/api/problems",
+            json!({"title":"Node 2 runs out of memory","root_cause":"a leaking monitor agent",
+                   "workaround":"restart the agent","ticket_id":a}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{p}");
+    assert_eq!(p["state"], "known_error");
+    let pid = p["id"].as_str().unwrap().to_owned();
+    for t in [&b, &untaken] {
+        let (s, p) = d
+            .staff
+            .post(
+                &format!("/api/problems/{pid}/tickets"),
+                json!({"ticket_id": t}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{p}");
+    }
+    let got = d
+        .staff
+        .post(
+            &format!("/api/problems/{pid}/tickets"),
+            json!({"ticket_id":"00000000-0000-0000-0000-000000000000"}),
+        )
+        .await;
+    assert_error(&got, StatusCode::UNPROCESSABLE_ENTITY, "unacceptable");
+    let (_, t) = d.other.get(&format!("/api/tickets/{b}")).await;
+    assert_eq!(t["problem_id"], pid.as_str());
+    assert!(kinds(&t).contains(&"problem"), "{t}");
+
+    let (s, p) = d
+        .staff
+        .post(
+            &format!("/api/problems/{pid}/resolve"),
+            json!({"resolution":"agent replaced"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{p}");
+    assert_eq!(p["state"], "resolved");
+    for t in [&a, &b] {
+        let (_, t) = d.admin.get(&format!("/api/tickets/{t}")).await;
+        assert_eq!(t["state"], "resolved", "{t}");
+        assert!(
+            t["resolution"].as_str().unwrap().contains("agent replaced"),
+            "{t}"
+        );
+    }
+    // Nobody took this one: it stays in the queue with a work-log line.
+    let (_, t) = d.admin.get(&format!("/api/tickets/{untaken}")).await;
+    assert_eq!(t["state"], "new");
+    assert_eq!(kinds(&t).last(), Some(&"worklog"), "{t}");
+    let got = d
+        .staff
+        .post(
+            &format!("/api/problems/{pid}/resolve"),
+            json!({"resolution":"again"}),
+        )
+        .await;
+    assert_error(&got, StatusCode::CONFLICT, "problem_resolved");
+    let (_, list) = d.admin.get("/api/problems").await;
+    assert_eq!(list[0]["tickets"].as_array().unwrap().len(), 3, "{list}");
+}
+
+#[tokio::test]
+async fn the_desk_stats_count_kinds_times_rates_staff_and_satisfaction() {
+    let d = desk().await;
+    let staff_id = d.ids["test-d-staff"].clone();
+    // Two resolved (one reopened once), one rated 4 after confirmation, one
+    // complaint left open.
+    let a = resolved_ticket(&d.student, &d.staff, &staff_id, "first").await;
+    let b = resolved_ticket(&d.other, &d.staff, &staff_id, "second").await;
+    d.other
+        .post(
+            &format!("/api/tickets/{b}/reopen"),
+            json!({"reason":"again"}),
+        )
+        .await;
+    d.staff
+        .post(
+            &format!("/api/tickets/{b}/resolve"),
+            json!({"resolution":"now"}),
+        )
+        .await;
+    let (s, _) = d
+        .student
+        .post(&format!("/api/tickets/{a}/confirm"), json!({"rating":4}))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = d
+        .student
+        .post("/api/tickets", json!({"kind":"complaint","title":"rude"}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+
+    let (s, st) = d.admin.get("/api/desk/stats?group_by=month").await;
+    assert_eq!(s, StatusCode::OK, "{st}");
+    assert_eq!(st["total"], 3, "{st}");
+    assert_eq!(st["by_kind"]["incident"], 2);
+    assert_eq!(st["by_kind"]["complaint"], 1);
+    assert_eq!(st["complaints"], 1);
+    assert_eq!(st["by_state"]["closed"], 1);
+    assert_eq!(st["by_state"]["resolved"], 1);
+    assert_eq!(st["by_channel"]["web"], 3);
+    assert_eq!(st["first_time_fix_rate"], 0.5);
+    assert_eq!(st["reopen_rate"], 0.5);
+    assert_eq!(st["satisfaction"]["4"], 1);
+    assert_eq!(st["satisfaction_average"], 4.0);
+    assert_eq!(st["response"]["count"], 2);
+    assert!(st["response"]["p50_seconds"].as_f64().unwrap() >= 0.0);
+    assert_eq!(st["resolution"]["count"], 2);
+    assert_eq!(st["per_staff"][0]["name"], "test-d-staff");
+    assert_eq!(st["per_staff"][0]["assigned"], 2);
+    assert_eq!(st["per_staff"][0]["handling_rate"], 1.0);
+    let series = st["series"].as_array().unwrap();
+    assert_eq!(series.len(), 1, "{st}");
+    assert_eq!(series[0]["created"], 3);
+    assert!(st["sla_compliance"].is_null());
+    // An empty window, and bad bounds.
+    let (_, empty) = d
+        .staff
+        .get("/api/desk/stats?from=2020-01-01&to=2020-02-01")
+        .await;
+    assert_eq!(empty["total"], 0);
+    assert!(empty["first_time_fix_rate"].is_null());
+    for q in [
+        "?from=March",
+        "?from=2026-02-01&to=2026-01-01",
+        "?group_by=year",
+        "?x=1",
+    ] {
+        let got = d.staff.get(&format!("/api/desk/stats{q}")).await;
+        assert_error(&got, StatusCode::BAD_REQUEST, "bad_request");
+    }
+}
