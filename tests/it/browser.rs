@@ -17,10 +17,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::common::lab::{course, import_tiny, vm_of};
-use crate::common::{self, PASSWORD, TestEnv};
+use crate::common::{self, PASSWORD, TestEnv, lab};
 use pvce::auth::Role;
 use reqwest::StatusCode;
-use serde_json::json;
+use serde_json::{Value, json};
 
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -537,43 +537,26 @@ async fn admin_sees_a_three_node_cluster_with_charts() {
     drop(rig);
 }
 
-/// Enrols `students` into a new one-VM course of `teacher` on `tpl`; the
-/// course id and each student's VM id (tracked for clean-up).
+/// Enrols `students` into a new one-VM course (spec `linux`) of `teacher`
+/// on `tpl`; the course id and each student's VM id (tracked for clean-up).
 async fn course_with(
     env: &TestEnv,
     teacher: &common::Client,
     code: &str,
-    tpl: &str,
+    tpl: &Value,
     students: &[&str],
 ) -> (String, Vec<String>) {
-    let (status, course) = teacher
-        .post(
-            "/api/courses",
-            json!({"code": code, "name": format!("Course {code}"), "vm_specs": [
-                {"name": "linux", "template_id": tpl, "vcpus": 1, "memory_mib": 192}]}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{course}");
-    let cid = course["id"].as_str().unwrap().to_owned();
-    let (status, r) = teacher
-        .post(
-            &format!("/api/courses/{cid}/students"),
-            json!({ "usernames": students }),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{r}");
+    let course = lab::course(
+        teacher,
+        json!({"code": code, "name": format!("Course {code}"), "vm_specs": [lab::spec("linux", tpl, 192)]}),
+        students,
+    )
+    .await;
     let mut vms = Vec::new();
     for s in students {
-        let (_, list) = env
-            .client(s)
-            .await
-            .get(&format!("/api/vms?course_id={cid}"))
-            .await;
-        let id = list[0]["id"].as_str().unwrap().to_owned();
-        env.track_vm(&id);
-        vms.push(id);
+        vms.push(lab::vm_of(env, &env.client(s).await, &course, "linux").await);
     }
-    (cid, vms)
+    (course["id"].as_str().unwrap().to_owned(), vms)
 }
 
 /// The teacher's class work in the browser (issue 21): select students for a
@@ -583,26 +566,17 @@ async fn course_with(
 #[tokio::test]
 async fn teacher_collects_unenrols_and_deletes_a_course_in_the_browser() {
     let _serial = one_at_a_time().await;
-    let image = tokio::task::spawn_blocking(common::tiny_image)
-        .await
-        .unwrap();
     let env = TestEnv::start().await;
     env.user("test-ui-teacher", Role::Teacher).await;
     env.user("test-ui-s1", Role::Student).await;
     env.user("test-ui-s2", Role::Student).await;
     let teacher = env.client("test-ui-teacher").await;
-    let (status, tpl) = teacher
-        .upload(
-            "/api/templates/import?name=test-ui-tiny&format=qcow2&os=tiny-linux&software=busybox",
-            &image,
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{tpl}");
+    let tpl = lab::import_tiny(&teacher, "test-ui-tiny").await;
     let (cid, vms) = course_with(
         &env,
         &teacher,
         "test-ui-col",
-        tpl["id"].as_str().unwrap(),
+        &tpl,
         &["test-ui-s1", "test-ui-s2"],
     )
     .await;
@@ -701,9 +675,6 @@ async fn admin_resets_a_password_and_the_user_must_change_it() {
 #[tokio::test]
 async fn every_page_passes_axe_in_both_languages_on_desktop_and_phone() {
     let _serial = one_at_a_time().await;
-    let image = tokio::task::spawn_blocking(common::tiny_image)
-        .await
-        .unwrap();
     let env = TestEnv::start().await;
     env.user("test-ui-admin", Role::Admin).await;
     env.user("test-ui-teacher", Role::Teacher).await;
@@ -714,21 +685,8 @@ async fn every_page_passes_axe_in_both_languages_on_desktop_and_phone() {
         .await
         .unwrap();
     let teacher = env.client("test-ui-teacher").await;
-    let (status, tpl) = teacher
-        .upload(
-            "/api/templates/import?name=test-ui-tiny&format=qcow2&os=tiny-linux&software=busybox",
-            &image,
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{tpl}");
-    let (cid, vms) = course_with(
-        &env,
-        &teacher,
-        "test-ui-pages",
-        tpl["id"].as_str().unwrap(),
-        &["test-ui-student"],
-    )
-    .await;
+    let tpl = lab::import_tiny(&teacher, "test-ui-tiny").await;
+    let (cid, vms) = course_with(&env, &teacher, "test-ui-pages", &tpl, &["test-ui-student"]).await;
     let (_, nodes) = env.client("test-ui-admin").await.get("/api/nodes").await;
     let node = nodes[0]["id"].as_str().unwrap().to_owned();
     let base = env.server.url();
@@ -756,41 +714,20 @@ async fn every_page_passes_axe_in_both_languages_on_desktop_and_phone() {
 #[tokio::test]
 async fn a_student_reports_from_the_desktop_and_staff_resolve_it() {
     let _serial = one_at_a_time().await;
-    let image = tokio::task::spawn_blocking(common::tiny_image)
-        .await
-        .unwrap();
     let env = TestEnv::start().await;
     env.user("test-ui-teacher", Role::Teacher).await;
     env.user("test-ui-student", Role::Student).await;
     env.user("test-ui-staff", Role::Staff).await;
     let teacher = env.client("test-ui-teacher").await;
     let student = env.client("test-ui-student").await;
-    let (status, tpl) = teacher
-        .upload(
-            "/api/templates/import?name=test-ui-tiny&format=qcow2&os=tiny-linux&software=busybox",
-            &image,
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{tpl}");
-    let (status, course) = teacher
-        .post(
-            "/api/courses",
-            json!({"code": "test-ui-desk", "name": "Desk", "vm_specs": [
-                {"name": "linux", "template_id": tpl["id"], "vcpus": 1, "memory_mib": 128}]}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{course}");
-    let cid = course["id"].as_str().unwrap();
-    let (status, _) = teacher
-        .post(
-            &format!("/api/courses/{cid}/students"),
-            json!({"usernames": ["test-ui-student"]}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK);
-    let (_, vms) = student.get("/api/vms").await;
-    let vm_id = vms[0]["id"].as_str().unwrap().to_owned();
-    env.track_vm(&vm_id);
+    let tpl = lab::import_tiny(&teacher, "test-ui-tiny").await;
+    let course = lab::course(
+        &teacher,
+        json!({"code": "test-ui-desk", "name": "Desk", "vm_specs": [lab::spec("linux", &tpl, 128)]}),
+        &["test-ui-student"],
+    )
+    .await;
+    let vm_id = lab::vm_of(&env, &student, &course, "linux").await;
     let (status, vm) = student.post_empty(&format!("/api/vms/{vm_id}/start")).await;
     assert_eq!(status, StatusCode::OK, "{vm}");
     common::wait_serial(&env, &vm_id, "BOOT-OK", Duration::from_secs(120)).await;
