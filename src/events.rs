@@ -178,15 +178,7 @@ pub async fn list(pool: &Pool, node: Option<Uuid>, limit: u32) -> Result<Vec<Eve
     .bind(i64::from(limit))
     .fetch_all(pool)
     .await?;
-    let events = rows
-        .iter()
-        .filter_map(|row| {
-            // A kind this build does not know (written by a newer one) is skipped.
-            let kind = EventKind::parse(row.try_get::<String, _>("kind").ok()?.as_str())?;
-            Some(from_row(row, kind))
-        })
-        .collect::<Result<_, _>>()?;
-    Ok(events)
+    Ok(events_of(&rows)?)
 }
 
 /// The newest events about one VM or its node (what a fault report carries
@@ -207,14 +199,18 @@ pub async fn recent_for(
     .bind(i64::from(limit.min(MAX_LIMIT)))
     .fetch_all(pool)
     .await?;
-    let events = rows
-        .iter()
+    Ok(events_of(&rows)?)
+}
+
+/// The events of `rows`; a kind this build does not know (written by a
+/// newer one) is skipped.
+fn events_of(rows: &[sqlx::sqlite::SqliteRow]) -> Result<Vec<Event>, sqlx::Error> {
+    rows.iter()
         .filter_map(|row| {
             let kind = EventKind::parse(row.try_get::<String, _>("kind").ok()?.as_str())?;
             Some(from_row(row, kind))
         })
-        .collect::<Result<_, _>>()?;
-    Ok(events)
+        .collect()
 }
 
 fn from_row(row: &sqlx::sqlite::SqliteRow, kind: EventKind) -> Result<Event, sqlx::Error> {

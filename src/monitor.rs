@@ -598,7 +598,7 @@ fn to_u64(v: i64) -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -614,7 +614,9 @@ mod tests {
         }
     }
 
-    async fn pool_with_node() -> (Pool, Uuid, tempfile::TempDir) {
+    /// A fresh database with one node (the samples' owner); the temp dir
+    /// keeps the file alive. Shared with the alert engine's sample tests.
+    pub(crate) async fn pool_with_node() -> (Pool, Uuid, tempfile::TempDir) {
         let dir = tempfile::tempdir().expect("tempdir");
         let pool = db::connect(&format!("sqlite://{}/t.db", dir.path().display()))
             .await

@@ -73,20 +73,7 @@ mod tests {
     use crate::alerts::{HOUR, WEEK};
     use crate::db;
 
-    async fn pool_with_node() -> (Pool, Uuid, tempfile::TempDir) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let pool = db::connect(&format!("sqlite://{}/t.db", dir.path().display()))
-            .await
-            .expect("db");
-        let id = Uuid::new_v4();
-        sqlx::query("INSERT INTO nodes (id, name, uri, console_address, created_at) VALUES (?, 'n1', 'test:///default', '127.0.0.1', ?)")
-            .bind(id.to_string())
-            .bind(db::now())
-            .execute(&pool)
-            .await
-            .expect("node");
-        (pool, id, dir)
-    }
+    use crate::monitor::tests::pool_with_node;
 
     async fn insert(
         pool: &Pool,
