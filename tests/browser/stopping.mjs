@@ -41,6 +41,7 @@ await run('stopping', artifactDir, async ({ newPage, step, shot, logs }) => {
     await page.waitForSelector('.desktop-forced:not([hidden])', { timeout: 15000 });
     const onDesktop = (await page.textContent('.desktop-forced')).trim();
     assert(onDesktop === forced, `the desktop says the same, got "${onDesktop}"`);
+    await shot(page, `student-stopping-desktop-${lang}.png`);
     step(`${lang}: desktop page says "${onDesktop}"`);
     const bad = unexpectedErrors(logs);
     assert(bad.length === 0, `page errors:\n${bad.join('\n')}`);

@@ -126,7 +126,7 @@ export function mount(container, [vmId], { me }) {
   const desk = h('div', { class: 'desktop', dataset: { conn: 'init' } },
     h('div', { class: 'desktop-bar' },
       back,
-      h('div', { class: 'desktop-heading' }, h('div', { class: 'desktop-title-row' }, title, badge, forced, owner), status),
+      h('div', { class: 'desktop-heading' }, h('div', { class: 'desktop-title-row' }, title, badge, owner), forced, status),
       h('div', { class: 'desktop-tools' }, powerGroup, pasteBtn, cadBtn, kbdBtn, zoomBtn, fsBtn, reportBtn)),
     pastePanel,
     keybar,
