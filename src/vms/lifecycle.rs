@@ -203,6 +203,7 @@ impl VmManager {
                     Some(node_id),
                     LastError::Clear,
                     true,
+                    None,
                 )
                 .await?;
                 drop(reservation);
@@ -296,18 +297,34 @@ impl VmManager {
         }
         let (vm, conn) = self.require_running(&current).await?;
         conn.shutdown(&self.domain_name(vm.id)).await?;
-        self.set_state(vm.id, VmState::Stopping, vm.node_id, None)
-            .await?;
+        // One deadline, on the monotonic clock for the wait and on the wall
+        // clock for the UI ("forced off at 10:42").
+        let deadline = Instant::now() + self.shutdown_timeout;
+        let forced_at =
+            crate::db::format_time(time::OffsetDateTime::now_utc() + self.shutdown_timeout);
+        self.write_state(
+            vm.id,
+            VmState::Stopping,
+            vm.node_id,
+            LastError::Keep,
+            false,
+            Some(forced_at),
+        )
+        .await?;
         self.stops_in_flight_mut().insert(vm.id);
         let this = Arc::clone(self);
         let vm_id = vm.id;
-        tokio::spawn(async move { this.finish_shutdown(vm_id, conn).await });
+        tokio::spawn(async move { this.finish_shutdown(vm_id, conn, deadline).await });
         load(&self.pool, vm.id).await
     }
 
-    pub(super) async fn finish_shutdown(&self, vm_id: Uuid, conn: libvirt::Node) {
+    pub(super) async fn finish_shutdown(
+        &self,
+        vm_id: Uuid,
+        conn: libvirt::Node,
+        deadline: Instant,
+    ) {
         let name = self.domain_name(vm_id);
-        let deadline = Instant::now() + self.shutdown_timeout;
         loop {
             match conn.domain(&name).await {
                 Ok(None) => break,
@@ -390,7 +407,7 @@ impl VmManager {
         }
         // The old layer's snapshots went with it.
         crate::snapshots::forget_all(&self.pool, &vm).await?;
-        self.write_state(vm.id, VmState::Stopped, None, LastError::Clear, false)
+        self.write_state(vm.id, VmState::Stopped, None, LastError::Clear, false, None)
             .await?;
         load(&self.pool, vm.id).await
     }

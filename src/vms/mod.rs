@@ -298,14 +298,16 @@ impl VmManager {
             Some(e) => LastError::Set(e),
             None => LastError::Keep,
         };
-        self.write_state(id, state, node_id, last_error, false)
+        self.write_state(id, state, node_id, last_error, false, None)
             .await
     }
 
     /// The one writer of a VM's state: every change of `state`/`node_id`
     /// goes through here, so subscribers (console sessions, UI streams) hear
     /// of each one. `started`: this is a start's success (stamps
-    /// `last_started_at`).
+    /// `last_started_at`). `stop_deadline`: when a shutdown the server asked
+    /// for forces the VM off; kept while the VM stays `stopping`, cleared by
+    /// any other state.
     async fn write_state(
         &self,
         id: Uuid,
@@ -313,6 +315,7 @@ impl VmManager {
         node_id: Option<Uuid>,
         last_error: LastError,
         started: bool,
+        stop_deadline: Option<String>,
     ) -> Result<(), VmError> {
         // `node_down` keeps the last known state underneath (see migration 0005).
         let (column_state, node_down) = match state {
@@ -327,7 +330,9 @@ impl VmManager {
         sqlx::query(
             "UPDATE vms SET state = COALESCE(?, state), node_down = ?, node_id = ?,
              last_error = CASE WHEN ? THEN last_error ELSE ? END,
-             last_started_at = COALESCE(?, last_started_at) WHERE id = ?",
+             last_started_at = COALESCE(?, last_started_at),
+             stop_deadline = CASE WHEN ? THEN COALESCE(?, stop_deadline) ELSE NULL END
+             WHERE id = ?",
         )
         .bind(column_state)
         .bind(node_down)
@@ -335,6 +340,8 @@ impl VmManager {
         .bind(keep_error)
         .bind(error)
         .bind(started.then(crate::db::now))
+        .bind(state == VmState::Stopping)
+        .bind(stop_deadline)
         .bind(id.to_string())
         .execute(&self.pool)
         .await?;

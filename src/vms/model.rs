@@ -113,6 +113,13 @@ pub struct Vm {
     pub last_error: Option<String>,
     pub last_started_at: Option<String>,
     pub created_at: String,
+    /// The node the VM runs on, by name (students cannot read `/api/nodes`).
+    pub node_name: Option<String>,
+    /// The VM's template, by name (students cannot read `/api/templates`).
+    pub template_name: Option<String>,
+    /// While `stopping` after a shutdown the server asked for: when the VM
+    /// will be forced off if the guest has not stopped by then.
+    pub stop_deadline: Option<String>,
     /// Where the personal layer lives ([`crate::vms::layers`]).
     pub layer_storage: LayerStorage,
     /// Node-local layer: the VM's home node, once its layer exists.
@@ -208,7 +215,13 @@ pub enum VmError {
     Db(#[from] sqlx::Error),
 }
 
-pub(super) const COLUMNS: &str = "id, name, course_id, build_template_id, owner_id, template_id, node_id, state, node_down, vcpus, memory_mib, overlay_path, last_error, last_started_at, created_at, layer_storage, layer_node_id, layer_volume, layer_bytes";
+/// A VM row's columns. The names of its node and template are read by
+/// subqueries whose unqualified `node_id`/`template_id` are the VM's (the
+/// nodes and templates tables have no such columns), so this works both in
+/// `FROM vms` and in `FROM vms v`.
+pub(super) const COLUMNS: &str = "id, name, course_id, build_template_id, owner_id, template_id, node_id, state, node_down, vcpus, memory_mib, overlay_path, last_error, last_started_at, created_at, layer_storage, layer_node_id, layer_volume, layer_bytes, stop_deadline,
+    (SELECT n.name FROM nodes n WHERE n.id = node_id) AS node_name,
+    (SELECT t.name FROM templates t WHERE t.id = template_id) AS template_name";
 
 pub(super) fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Vm, sqlx::Error> {
     let overlay_path = PathBuf::from(row.try_get::<String, _>("overlay_path")?);
@@ -247,6 +260,10 @@ pub(super) fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Vm, sqlx::Error>
         last_error: row.try_get("last_error")?,
         last_started_at: row.try_get("last_started_at")?,
         created_at: row.try_get("created_at")?,
+        node_name: row.try_get("node_name")?,
+        template_name: row.try_get("template_name")?,
+        // Only meaningful while stopping (write_state clears it otherwise).
+        stop_deadline: row.try_get("stop_deadline")?,
         layer_storage,
         layer_node_id: db::opt_uuid(row, "layer_node_id")?,
         layer_volume: row.try_get("layer_volume")?,

@@ -227,6 +227,102 @@ async fn student_starts_a_vm_and_types_into_its_desktop() {
     assert_eq!(nets, 0);
 }
 
+/// A student reads their VM's node, template and disk use, and while a
+/// shutdown waits for a guest that ignores it, when the VM will be forced
+/// off: in the API and in the course list and desktop page, in both
+/// languages (issue 21).
+#[tokio::test]
+async fn student_sees_vm_details_and_when_a_stopping_vm_is_forced_off() {
+    let _serial = one_at_a_time().await;
+    // Long enough for the browser to look while the VM is stopping.
+    let env = TestEnv::start_with(|c| c.shutdown_timeout_secs = 600).await;
+    env.user("test-stop-teacher", Role::Teacher).await;
+    env.user("test-stop-student", Role::Student).await;
+    let teacher = env.client("test-stop-teacher").await;
+    let student = env.client("test-stop-student").await;
+    let tpl = import_tiny(&teacher, "test-stop-tiny").await;
+    course(
+        &teacher,
+        json!({"code": "test-stop1", "name": "Stopping", "vm_specs": [
+                {"name": "linux", "template_id": tpl["id"], "vcpus": 1, "memory_mib": 256}]}),
+        &["test-stop-student"],
+    )
+    .await;
+    let (_, vms) = student.get("/api/vms").await;
+    let vm_id = vms[0]["id"].as_str().unwrap().to_owned();
+    env.track_vm(&vm_id);
+    assert_eq!(vms[0]["template_name"], "test-stop-tiny", "{vms}");
+    assert!(
+        vms[0]["node_name"].is_null(),
+        "a stopped VM is on no node: {vms}"
+    );
+    assert!(vms[0]["stop_deadline"].is_null(), "{vms}");
+
+    let (s, v) = student.post_empty(&format!("/api/vms/{vm_id}/start")).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let node: String = sqlx::query_scalar("SELECT name FROM nodes WHERE id = ?")
+        .bind(v["node_id"].as_str().unwrap())
+        .fetch_one(&env.server.state.pool)
+        .await
+        .unwrap();
+    assert_eq!(v["node_name"], node.as_str(), "{v}");
+    common::wait_serial(&env, &vm_id, "BOOT-OK", Duration::from_secs(180)).await;
+    // The guest stops listening to the power button: the shutdown waits.
+    common::serial_run(
+        &env,
+        &vm_id,
+        "kill $(cat /run/acpid.pid); echo NOACPI-$((40+2))",
+        "NOACPI-42",
+    )
+    .await;
+    let asked = time::OffsetDateTime::now_utc();
+    let (s, v) = student
+        .post_empty(&format!("/api/vms/{vm_id}/shutdown"))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["state"], "stopping", "{v}");
+    let deadline = v["stop_deadline"]
+        .as_str()
+        .expect("a deadline while stopping")
+        .to_owned();
+    let at = time::OffsetDateTime::parse(&deadline, &time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let ahead = (at - asked).whole_seconds();
+    assert!(
+        (598..=601).contains(&ahead),
+        "forced off the shutdown timeout later: {ahead} s"
+    );
+    let (_, listed) = student.get("/api/vms").await;
+    assert_eq!(listed[0]["stop_deadline"], deadline.as_str(), "{listed}");
+
+    let dir = artifact_dir();
+    run_script(
+        "stopping.mjs",
+        &[
+            &env.server.url(),
+            "test-stop-student",
+            PASSWORD,
+            dir.to_str().unwrap(),
+            &node,
+            "test-stop-tiny",
+            &deadline,
+        ],
+    )
+    .await;
+    assert_png(&dir.join("student-stopping-zh-CN.png"));
+
+    // Still stopping (the guest ignored the button); forcing it off ends the wait.
+    let (_, v) = student.get(&format!("/api/vms/{vm_id}")).await;
+    assert_eq!(v["state"], "stopping", "{v}");
+    let (s, v) = student
+        .post_empty(&format!("/api/vms/{vm_id}/poweroff"))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["state"], "stopped", "{v}");
+    assert!(v["stop_deadline"].is_null(), "{v}");
+    assert!(v["node_name"].is_null(), "{v}");
+}
+
 #[tokio::test]
 async fn teacher_imports_an_image_creates_a_course_and_enrols_students() {
     let _serial = one_at_a_time().await;

@@ -183,12 +183,19 @@ async fn student_vm_boots_from_course_template_and_survives_the_lifecycle() {
         .post_empty(&format!("/api/vms/{vm_id}/shutdown"))
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
+    // Until the guest is off: stopping, with when it will be forced off.
+    assert_eq!(v["state"], "stopping", "{v}");
+    assert!(v["stop_deadline"].is_string(), "{v}");
+    assert!(v["node_name"].is_string(), "{v}");
+    assert!(v["template_name"].is_string(), "{v}");
     wait_for("the VM to stop", Duration::from_secs(60), || async {
         let (_, v) = alice.get(&format!("/api/vms/{vm_id}")).await;
         (v["state"] == "stopped").then_some(())
     })
     .await;
     assert_eq!(virsh_domstate(&domain), "");
+    let (_, v) = alice.get(&format!("/api/vms/{vm_id}")).await;
+    assert!(v["stop_deadline"].is_null(), "stopped: no deadline: {v}");
     assert_error(
         &alice.post_empty(&format!("/api/vms/{vm_id}/reboot")).await,
         StatusCode::CONFLICT,

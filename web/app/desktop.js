@@ -14,7 +14,7 @@
 
 import RFB from '/vendor/novnc/core/rfb.js';
 import { t, bind, onLangChange } from './i18n.js';
-import { h, icon, button, replace, toast, toastError, errorText } from './ui.js';
+import { h, icon, button, replace, toast, toastError, errorText, clockTime, absoluteTime } from './ui.js';
 import { get, post } from './api.js';
 import { stateBadge, setBadge, allowed, runAction } from './vmcontrols.js';
 import { typeText, plan, press, SPECIAL } from './keys.js';
@@ -57,6 +57,8 @@ export function mount(container, [vmId], { me }) {
   // A teacher (or admin) looking at a student's VM: whose it is.
   const owner = h('span', { class: 'chip desktop-owner', hidden: true });
   const badge = stateBadge('stopped');
+  // While a shutdown the server asked for runs: when the VM is forced off.
+  const forced = h('span', { class: 'muted small desktop-forced', hidden: true });
   const status = h('p', { class: 'desktop-status', role: 'status', 'aria-live': 'polite' });
   const pasteBtn = button({ label: 'desktop.paste', icon: 'paste', kind: 'small', attrs: { 'aria-expanded': 'false', 'aria-controls': 'paste-panel' } });
   const cadBtn = button({ label: 'desktop.cad', icon: 'keyboard', kind: 'small', aria: ['desktop.cad.aria'] });
@@ -124,7 +126,7 @@ export function mount(container, [vmId], { me }) {
   const desk = h('div', { class: 'desktop', dataset: { conn: 'init' } },
     h('div', { class: 'desktop-bar' },
       back,
-      h('div', { class: 'desktop-heading' }, h('div', { class: 'desktop-title-row' }, title, badge, owner), status),
+      h('div', { class: 'desktop-heading' }, h('div', { class: 'desktop-title-row' }, title, badge, owner), forced, status),
       h('div', { class: 'desktop-tools' }, powerGroup, pasteBtn, cadBtn, kbdBtn, zoomBtn, fsBtn, reportBtn)),
     pastePanel,
     keybar,
@@ -206,10 +208,21 @@ export function mount(container, [vmId], { me }) {
     showOverlay('desktop.notRunning', { name: vm ? vm.name : '' }, reason ? t('desktop.reasonLine', { reason }) : '', [startButton()]);
   }
 
+  /** "Forced off at 10:42": the time is formatted in the page's language. */
+  function showForced(v) {
+    const deadline = v.state === 'stopping' && v.stop_deadline;
+    forced.hidden = !deadline;
+    if (deadline) {
+      bind(forced, 'vm.forcedAt', { time: clockTime(v.stop_deadline) });
+      forced.title = absoluteTime(v.stop_deadline);
+    }
+  }
+
   function updateVm(v) {
     vm = v;
     bind(title, 'desktop.title', { name: v.name });
     setBadge(badge, v.state);
+    showForced(v);
     document.title = `${v.name} · pvce`;
     syncTools();
   }
@@ -518,7 +531,7 @@ export function mount(container, [vmId], { me }) {
   // Simulates a network drop (used by the browser test of automatic reconnection).
   desk.addEventListener('pvce:drop', () => { if (socket) socket.close(); });
 
-  const offLang = onLangChange(() => { if (vm) document.title = `${vm.name} · pvce`; });
+  const offLang = onLangChange(() => { if (vm) { document.title = `${vm.name} · pvce`; showForced(vm); } });
 
   // ---- start
   (async () => {

@@ -3,18 +3,17 @@
 // few seconds and updated in place (no re-render, no layout jumps).
 
 import { bind, onLangChange } from './i18n.js';
-import { h, icon, replace, formatBytes, formatMib, relativeTime, absoluteTime, toastError } from './ui.js';
+import { h, icon, replace, formatBytes, formatMib, relativeTime, absoluteTime, clockTime, toastError } from './ui.js';
 import { get } from './api.js';
 import { stateBadge, setBadge, actionBar } from './vmcontrols.js';
 import { vmPanel } from './vmpanel.js';
 
 const POLL_MS = 2500;
 
-export function mount(container, _params, { me }) {
+export function mount(container) {
   let stopped = false;
   let timer = null;
   let failures = 0; // polls in a row that could not reach the server
-  let templates = new Map();
   const courseCards = new Map(); // course id → { card, list, empty }
   const vmRows = new Map(); // vm id → { el, update(vm) }
 
@@ -32,10 +31,13 @@ export function mount(container, _params, { me }) {
     const specs = h('span', {});
     const used = h('span', {});
     const disk = h('span', {});
-    const tpl = h('span', { hidden: true });
+    const tpl = h('span', { class: 'vm-template', hidden: true });
+    const node = h('span', { class: 'vm-node', hidden: true });
+    // A shutdown the server asked for: when the VM will be forced off.
+    const forced = h('p', { class: 'muted small vm-forced', hidden: true });
     // The VM's NIC is on the student's private lab network of this course.
     const net = h('span', { class: 'chip net', i18n: 'vm.labNetwork', i18nTitle: 'vm.labNetwork.hint', hidden: true });
-    meta.append(specs, used, disk, tpl, net);
+    meta.append(specs, used, disk, tpl, node, net);
     const err = h('p', { class: 'vm-error', hidden: true });
     // The service desk: a report about this VM carries its context.
     const report = h('a', { class: 'report-link small', href: `#/report/${vm.id}`, dataset: { action: 'report' } }, icon('warn'), h('span', { i18n: 'desk.report' }));
@@ -48,7 +50,7 @@ export function mount(container, _params, { me }) {
         h('div', { class: 'vm-icon', 'aria-hidden': 'true' }, icon('monitor')),
         h('div', { class: 'vm-text' },
           h('div', { class: 'vm-title' }, h('h3', { class: 'vm-name' }, vm.name), badge),
-          meta, err, report)),
+          meta, forced, err, report)),
       actions.el);
     // Snapshots, export and import of the student's own layer.
     const panel = vmPanel(vm);
@@ -60,9 +62,16 @@ export function mount(container, _params, { me }) {
       bind(used, 'vm.lastUsed', { when: relativeTime(v.last_started_at) });
       used.title = absoluteTime(v.last_started_at);
       bind(disk, 'vm.disk', { size: formatBytes(v.overlay_bytes) });
-      const tname = templates.get(v.template_id);
-      tpl.hidden = !tname;
-      if (tname) bind(tpl, 'vm.template', { name: tname });
+      tpl.hidden = !v.template_name;
+      if (v.template_name) bind(tpl, 'vm.template', { name: v.template_name });
+      node.hidden = !v.node_name;
+      if (v.node_name) bind(node, 'vm.node', { name: v.node_name });
+      const deadline = v.state === 'stopping' && v.stop_deadline;
+      forced.hidden = !deadline;
+      if (deadline) {
+        bind(forced, 'vm.forcedAt', { time: clockTime(v.stop_deadline) });
+        forced.title = absoluteTime(v.stop_deadline);
+      }
       const showErr = v.state === 'error' && v.last_error;
       // A VM whose node stopped answering: say what happened and what to expect.
       const nodeDown = v.state === 'node_down';
@@ -173,11 +182,6 @@ export function mount(container, _params, { me }) {
 
   function schedule() {
     if (!stopped) timer = setTimeout(poll, failures ? Math.min(POLL_MS * 2 ** failures, 30000) : POLL_MS);
-  }
-
-  // Teachers and admins can read template names; students get 403, which is fine.
-  if (me.role !== 'student') {
-    get('/api/templates').then((ts) => { templates = new Map(ts.map((x) => [x.id, x.name])); }).catch(() => {});
   }
 
   // Relative times are computed strings: recompute them in the new language.

@@ -193,6 +193,13 @@ export function absoluteTime(iso) {
   return Number.isNaN(d.getTime()) ? '' : d.toLocaleString(lang());
 }
 
+/** The time of day of `iso` ("10:42" / "下午2:05"…), in the page's language. */
+export function clockTime(iso) {
+  if (!iso) return '';
+  const d = new Date(iso);
+  return Number.isNaN(d.getTime()) ? '' : d.toLocaleTimeString(lang(), { hour: 'numeric', minute: '2-digit' });
+}
+
 /** Replaces the children of `el`. */
 export function replace(el, ...children) {
   el.replaceChildren();
