@@ -279,6 +279,10 @@ fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 
 #[tokio::test]
 async fn browser_console_relays_rfb_and_refuses_what_it_must() {
+    // Alone: its log capture must see this server's access log whole (one
+    // full-suite run found no `/ws/console` line while another test ran
+    // beside it; alone it has never failed).
+    let _alone = common::gate::alone().await;
     let logs = common::logs::capture();
     let env = TestEnv::start().await;
     let lab = course_with_student_vm(&env, "test-net201").await;
@@ -406,7 +410,12 @@ async fn browser_console_relays_rfb_and_refuses_what_it_must() {
 
     // The token never reached a log or a file; the access log did see the path.
     let log = logs.text();
-    assert!(log.contains("/ws/console"), "no access log captured");
+    assert!(
+        log.contains("/ws/console"),
+        "no access log captured ({} bytes captured: {})",
+        log.len(),
+        log.chars().take(2000).collect::<String>()
+    );
     for t in &tokens {
         assert!(!log.contains(t.as_str()), "a console token was logged");
         for f in files_under(&env.data_dir()) {
