@@ -95,6 +95,7 @@ pub async fn start(config: Config, listen: &str) -> anyhow::Result<Server> {
         spawn_console_closer(&state),
         spawn_space_check(&state),
         spawn_desk_pass(&state),
+        spawn_desk_watch(&state),
     ];
     let listener = TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
@@ -151,6 +152,32 @@ fn spawn_desk_pass(state: &AppState) -> tokio::task::JoinHandle<()> {
             }
         },
     )
+}
+
+/// Opens and annotates system incidents as nodes go down and come back
+/// (supervised: restarted if it ever ends).
+fn spawn_desk_watch(state: &AppState) -> tokio::task::JoinHandle<()> {
+    let nodes = state.nodes.clone();
+    let desk = state.desk.clone();
+    crate::health::spawn_supervised(&state.health, "desk_watch", move || {
+        let mut changes = nodes.watch();
+        let desk = desk.clone();
+        async move {
+            loop {
+                match changes.recv().await {
+                    Ok(c) => {
+                        if let Err(e) = desk.node_changed(c.node, c.up).await {
+                            tracing::warn!(node = %c.node, error = %e, "system incident not written");
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(missed = n, "desk missed node changes");
+                    }
+                    Err(_) => return,
+                }
+            }
+        }
+    })
 }
 
 /// Ends console sessions when their VM stops or moves to another node

@@ -9,6 +9,9 @@
 //! - [`screenshot`]: the VM's screen as PNG, stored by SHA-256;
 //! - [`kb`], [`problems`], [`stats`]: the knowledge base, problem records,
 //!   the desk's figures;
+//! - [`system`]: when the server opens an incident itself (a node down with
+//!   users' VMs on it), joins or annotates one (pure); `Desk::node_changed`
+//!   writes it, fed by the node monitor's changes (`Nodes::watch`);
 //! - [`calendar`] is the lab's service calendar (opening hours, holidays)
 //!   that business time is counted in; [`sla`] is the pure SLA engine
 //!   evaluated over a ticket's clock history (not yet wired to tickets).
@@ -32,6 +35,7 @@ pub mod problems;
 pub mod screenshot;
 pub mod sla;
 pub mod stats;
+pub mod system;
 pub mod tickets;
 
 use std::sync::Arc;
@@ -360,6 +364,141 @@ impl Desk {
             closed += 1;
         }
         Ok(closed)
+    }
+
+    /// A node changed state (from [`Nodes::watch`]): a node down with
+    /// users' VMs on it opens one system incident listing them, or joins
+    /// the one already open; a node back up adds a work-log line to it (see
+    /// [`system`]). The event-log entry is linked by its id.
+    pub async fn node_changed(&self, node: Uuid, up: bool) -> Result<(), DeskError> {
+        let open: Option<String> = sqlx::query_scalar(
+            "SELECT id FROM tickets WHERE channel = 'system' AND node_id = ? AND vm_id IS NULL
+             AND state NOT IN ('resolved', 'closed') ORDER BY created_at LIMIT 1",
+        )
+        .bind(node.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        let open = open.map(|id| db::parse_uuid(&id)).transpose()?;
+        let kind = if up { "node_up" } else { "node_down" };
+        let event: Option<(i64, String, String)> = sqlx::query_as(
+            "SELECT id, COALESCE(node_name, ''), message FROM events WHERE node_id = ? AND kind = ?
+             ORDER BY id DESC LIMIT 1",
+        )
+        .bind(node.to_string())
+        .bind(kind)
+        .fetch_optional(&self.pool)
+        .await?;
+        let (event_id, node_name, message) = event.unwrap_or_default();
+        // The users whose VMs were on the node when it went down, by name.
+        let affected: Vec<(String, String)> = if up {
+            Vec::new()
+        } else {
+            sqlx::query_as(
+                "SELECT DISTINCT u.id, u.username FROM vms v JOIN users u ON u.id = v.owner_id
+                 WHERE v.node_id = ? AND v.state IN ('starting', 'running', 'stopping')
+                 ORDER BY u.username",
+            )
+            .bind(node.to_string())
+            .fetch_all(&self.pool)
+            .await?
+        };
+        let users = u64::try_from(affected.len()).unwrap_or(u64::MAX);
+        let fact = if up {
+            system::Fact::NodeUp
+        } else {
+            system::Fact::NodeDown { users }
+        };
+        let now = db::now();
+        let usernames: Vec<&str> = affected.iter().map(|(_, n)| n.as_str()).collect();
+        match system::decide(fact, open) {
+            system::Decision::Nothing => Ok(()),
+            system::Decision::Join(id) | system::Decision::Annotate(id) => {
+                let text = if up {
+                    format!("Node {node_name} answers again; check its VMs before resolving.")
+                } else {
+                    format!("Node {node_name} went down again: {message}")
+                };
+                let mut tx = self.pool.begin().await?;
+                tickets::add_event(
+                    &mut tx,
+                    id,
+                    &now,
+                    NewEvent::system("worklog").text(&text).data(json!({
+                        "event_id": event_id,
+                        "node_up": up,
+                        "users": usernames,
+                    })),
+                )
+                .await?;
+                tickets::update(&mut tx, id, "updated_at = ?", &[Some(now.clone())]).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+            system::Decision::Open => {
+                // Every ticket has a reporter who follows it: the first
+                // affected user (by name); all of them are listed.
+                let Some((first, _)) = affected.first() else {
+                    return Ok(());
+                };
+                let reporter = db::parse_uuid(first)?;
+                let impact = Impact::of_users(users);
+                let urgency = Urgency::Blocked;
+                let priority = priority::priority(impact, urgency);
+                let title = format!("Node {node_name} is down ({users} users affected)");
+                let description = format!(
+                    "The server marked node {node_name} down: {message}\nAffected users: {}",
+                    usernames.join(", ")
+                );
+                let context = json!({
+                    "node": {"id": node, "name": node_name, "state": "down"},
+                    "users": usernames,
+                    "users_affected": users,
+                    "event_ids": [event_id],
+                });
+                let id = Uuid::new_v4();
+                let mut tx = self.pool.begin().await?;
+                tickets::insert(
+                    &mut tx,
+                    &tickets::NewTicketRow {
+                        id,
+                        kind: Kind::Incident,
+                        title: &title,
+                        description: &description,
+                        priority,
+                        impact,
+                        urgency,
+                        channel: Channel::System,
+                        reporter_id: reporter,
+                        created_by: reporter,
+                        vm_id: None,
+                        node_id: Some(node),
+                        course_id: None,
+                        template_id: None,
+                        context: &context,
+                        screenshot: None,
+                    },
+                    &now,
+                )
+                .await?;
+                tickets::add_event(
+                    &mut tx,
+                    id,
+                    &now,
+                    NewEvent::system("created").data(json!({
+                        "channel": "system",
+                        "priority": priority.as_str(),
+                        "impact": impact.as_str(),
+                        "urgency": urgency.as_str(),
+                        "users_affected": users,
+                        "event_id": event_id,
+                    })),
+                )
+                .await?;
+                tx.commit().await?;
+                tracing::info!(node = %node, ticket = %id, users, "system incident opened");
+                Ok(())
+            }
+        }
     }
 
     /// Staff record a phone callback: who called, when, the outcome; a

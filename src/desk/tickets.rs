@@ -418,6 +418,17 @@ impl<'a> NewEvent<'a> {
             data: None,
         }
     }
+    /// An entry by the server itself (no actor).
+    pub fn system(kind: &'static str) -> Self {
+        Self {
+            actor: None,
+            kind,
+            internal: false,
+            text: None,
+            data: None,
+        }
+    }
+
     #[must_use]
     pub fn text(mut self, text: &'a str) -> Self {
         self.text = Some(text);
