@@ -501,6 +501,125 @@ impl Desk {
         }
     }
 
+    /// A VM's state changed (from [`VmManager::subscribe`]): if a start
+    /// failure was just logged and not yet handled, counts its failures in
+    /// the last [`system::FAILURE_WINDOW_MINUTES`]; repeated ones open one
+    /// system incident for the VM (or join the open one), see [`system`].
+    pub async fn vm_changed(&self, vm_id: Uuid) -> Result<(), DeskError> {
+        let since = db::format_time(
+            time::OffsetDateTime::now_utc()
+                - time::Duration::minutes(system::FAILURE_WINDOW_MINUTES),
+        );
+        let failures: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT id, message FROM events WHERE vm_id = ? AND kind = 'vm_start_failed' AND at >= ?
+             ORDER BY id",
+        )
+        .bind(vm_id.to_string())
+        .bind(&since)
+        .fetch_all(&self.pool)
+        .await?;
+        let Some((latest, message)) = failures.last().cloned() else {
+            return Ok(());
+        };
+        // Each failure is handled once, whatever else the VM does after it.
+        let handled: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM ticket_events e JOIN tickets t ON t.id = e.ticket_id
+             WHERE t.vm_id = ? AND t.channel = 'system' AND json_extract(e.data, '$.event_id') = ?)",
+        )
+        .bind(vm_id.to_string())
+        .bind(latest)
+        .fetch_one(&self.pool)
+        .await?;
+        if handled {
+            return Ok(());
+        }
+        let open: Option<String> = sqlx::query_scalar(
+            "SELECT id FROM tickets WHERE channel = 'system' AND vm_id = ?
+             AND state NOT IN ('resolved', 'closed') ORDER BY created_at LIMIT 1",
+        )
+        .bind(vm_id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        let open = open.map(|id| db::parse_uuid(&id)).transpose()?;
+        let recent = u32::try_from(failures.len()).unwrap_or(u32::MAX);
+        let now = db::now();
+        match system::decide(system::Fact::StartFailed { recent }, open) {
+            system::Decision::Nothing | system::Decision::Annotate(_) => Ok(()),
+            system::Decision::Join(id) => {
+                let text = format!("The VM failed to start again: {message}");
+                let mut tx = self.pool.begin().await?;
+                tickets::add_event(
+                    &mut tx,
+                    id,
+                    &now,
+                    NewEvent::system("worklog")
+                        .text(&text)
+                        .data(json!({"event_id": latest, "failures": recent})),
+                )
+                .await?;
+                tickets::update(&mut tx, id, "updated_at = ?", &[Some(now.clone())]).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+            system::Decision::Open => {
+                let vm = vms::load(&self.pool, vm_id).await?;
+                let impact = Impact::User;
+                let urgency = Urgency::Blocked;
+                let priority = priority::priority(impact, urgency);
+                let title = format!("VM {} failed to start {recent} times", vm.name);
+                let description = format!(
+                    "The VM failed to start {recent} times within {} minutes. Last error: {message}",
+                    system::FAILURE_WINDOW_MINUTES
+                );
+                let mut context = self.context(&vm, 1).await;
+                context["event_ids"] = json!(failures.iter().map(|(id, _)| id).collect::<Vec<_>>());
+                let id = Uuid::new_v4();
+                let mut tx = self.pool.begin().await?;
+                tickets::insert(
+                    &mut tx,
+                    &tickets::NewTicketRow {
+                        id,
+                        kind: Kind::Incident,
+                        title: &title,
+                        description: &description,
+                        priority,
+                        impact,
+                        urgency,
+                        channel: Channel::System,
+                        reporter_id: vm.owner_id,
+                        created_by: vm.owner_id,
+                        vm_id: Some(vm.id),
+                        node_id: vm.node_id.or(vm.layer_node_id),
+                        course_id: vm.course_id,
+                        template_id: Some(vm.template_id),
+                        context: &context,
+                        screenshot: None,
+                    },
+                    &now,
+                )
+                .await?;
+                tickets::add_event(
+                    &mut tx,
+                    id,
+                    &now,
+                    NewEvent::system("created").data(json!({
+                        "channel": "system",
+                        "priority": priority.as_str(),
+                        "impact": impact.as_str(),
+                        "urgency": urgency.as_str(),
+                        "users_affected": 1,
+                        "event_id": latest,
+                        "failures": recent,
+                    })),
+                )
+                .await?;
+                tx.commit().await?;
+                tracing::info!(vm = %vm_id, ticket = %id, "system incident opened");
+                Ok(())
+            }
+        }
+    }
+
     /// Staff record a phone callback: who called, when, the outcome; a
     /// rating the reporter gave on the phone closes a resolved ticket.
     pub async fn callback(

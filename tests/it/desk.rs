@@ -1167,3 +1167,109 @@ async fn a_node_down_with_vms_opens_one_system_incident_and_its_return_is_logged
     assert_eq!(s, StatusCode::OK, "{mine}");
     assert_eq!(mine["channel"], "system", "{mine}");
 }
+
+#[tokio::test]
+async fn repeated_start_failures_of_a_vm_open_one_system_incident() {
+    let image = tokio::task::spawn_blocking(common::tiny_image)
+        .await
+        .unwrap();
+    let d = desk().await;
+    let (s, tpl) = d
+        .teacher
+        .upload(
+            "/api/templates/import?name=test-d-fail&format=qcow2&os=tiny-linux&software=busybox",
+            &image,
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{tpl}");
+    let (s, course) = d
+        .teacher
+        .post(
+            "/api/courses",
+            json!({"code":"test-dfail","name":"Desk failures","vm_specs":[
+                {"name":"linux","template_id":tpl["id"],"vcpus":1,"memory_mib":128}]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{course}");
+    let cid = course["id"].as_str().unwrap();
+    let (s, _) = d
+        .teacher
+        .post(
+            &format!("/api/courses/{cid}/students"),
+            json!({"usernames":["test-d-student"]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, vms) = d.student.get("/api/vms").await;
+    let vm_id = vms[0]["id"].as_str().unwrap().to_owned();
+    d.env.track_vm(&vm_id);
+    // More vCPUs than QEMU accepts: libvirt refuses the domain every time.
+    sqlx::query("UPDATE vms SET vcpus = 100000 WHERE id = ?")
+        .bind(&vm_id)
+        .execute(&d.env.server.state.pool)
+        .await
+        .unwrap();
+    let start = || async {
+        let (s, body) = d
+            .student
+            .post_empty(&format!("/api/vms/{vm_id}/start"))
+            .await;
+        assert!(!s.is_success(), "{s} {body}");
+    };
+    let system = || async {
+        let (_, list) = d.staff.get(&format!("/api/tickets?vm_id={vm_id}")).await;
+        list.as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["channel"] == "system")
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let failures = || async {
+        let (_, events) = d.admin.get("/api/events?limit=500").await;
+        events
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["kind"] == "vm_start_failed" && e["vm_id"] == vm_id.as_str())
+            .count()
+    };
+    start().await;
+    start().await;
+    assert_eq!(failures().await, 2);
+    // Two are not yet "repeated": the incident the third opens lists all
+    // three failures (one opened at two would list two).
+    start().await;
+    let t = wait_for(
+        "the VM's system incident",
+        Duration::from_secs(10),
+        || async { system().await.into_iter().next() },
+    )
+    .await;
+    assert_eq!(t["kind"], "incident", "{t}");
+    assert_eq!(t["reporter_id"], d.ids["test-d-student"].as_str(), "{t}");
+    assert_eq!(
+        t["context"]["event_ids"].as_array().unwrap().len(),
+        3,
+        "{t}"
+    );
+    let title = t["title"].as_str().unwrap();
+    assert!(title.contains("3 times"), "{title}");
+
+    // A fourth failure joins it with a work-log line.
+    start().await;
+    let id = t["id"].as_str().unwrap();
+    wait_for(
+        "the fourth failure's line",
+        Duration::from_secs(10),
+        || async {
+            let (_, v) = d.staff.get(&format!("/api/tickets/{id}")).await;
+            kinds(&v).contains(&"worklog").then_some(())
+        },
+    )
+    .await;
+    assert_eq!(system().await.len(), 1, "deduplicated");
+    // The student follows the incident about their VM.
+    let (s, _) = d.student.get(&format!("/api/tickets/{id}")).await;
+    assert_eq!(s, StatusCode::OK);
+}
