@@ -435,8 +435,8 @@ impl Desk {
                 Ok(())
             }
             system::Decision::Open => {
-                // Every ticket has a reporter who follows it: the first
-                // affected user (by name); all of them are listed.
+                // Every ticket has a reporter: the first affected user (by
+                // name); all of them are listed and may follow it.
                 let Some((first, _)) = affected.first() else {
                     return Ok(());
                 };
@@ -452,6 +452,7 @@ impl Desk {
                 let context = json!({
                     "node": {"id": node, "name": node_name, "state": "down"},
                     "users": usernames,
+                    "user_ids": affected.iter().map(|(id, _)| id).collect::<Vec<_>>(),
                     "users_affected": users,
                     "event_ids": [event_id],
                 });

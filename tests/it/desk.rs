@@ -1162,10 +1162,29 @@ async fn a_node_down_with_vms_opens_one_system_incident_and_its_return_is_logged
     set_uri(local_id, local).await;
     assert_eq!(system_tickets(&d, node).await.len(), 1);
 
-    // The first affected user (by name) is its reporter and follows it.
+    // The first affected user (by name) is its reporter; every affected
+    // user follows it, in their list too; a user not affected does not.
     let (s, mine) = d.other.get(&format!("/api/tickets/{id}")).await;
     assert_eq!(s, StatusCode::OK, "{mine}");
     assert_eq!(mine["channel"], "system", "{mine}");
+    assert_eq!(
+        mine["reporter_id"],
+        d.ids["test-d-other"].as_str(),
+        "{mine}"
+    );
+    let (s, theirs) = d.student.get(&format!("/api/tickets/{id}")).await;
+    assert_eq!(s, StatusCode::OK, "{theirs}");
+    let (_, list) = d.student.get("/api/tickets").await;
+    assert!(
+        list.as_array().unwrap().iter().any(|t| t["id"] == id),
+        "{list}"
+    );
+    d.env.user("test-d-bystander", Role::Student).await;
+    let bystander = d.env.client("test-d-bystander").await;
+    let (s, _) = bystander.get(&format!("/api/tickets/{id}")).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (_, list) = bystander.get("/api/tickets").await;
+    assert_eq!(list, json!([]));
 }
 
 #[tokio::test]
