@@ -275,6 +275,18 @@ fn on_desk(user: &User) -> bool {
     matches!(user.role, Role::Staff | Role::Admin)
 }
 
+/// Who else a system incident affects is the desk's to know: the students
+/// it lists see their own incident, not their classmates' names.
+fn redact(user: &User, t: &mut Ticket) {
+    if !on_desk(user)
+        && t.channel == Channel::System
+        && let Some(c) = t.context.as_object_mut()
+    {
+        c.remove("users");
+        c.remove("user_ids");
+    }
+}
+
 /// Trims and bounds a text field; `single_line` refuses line breaks, and
 /// control characters other than line breaks and tabs are always refused.
 fn text(field: &str, value: &str, max: usize, single_line: bool) -> Result<String, DeskError> {
@@ -426,7 +438,7 @@ impl Desk {
                     NewEvent::system("worklog").text(&text).data(json!({
                         "event_id": event_id,
                         "node_up": up,
-                        "users": usernames,
+                        "users_affected": users,
                     })),
                 )
                 .await?;
@@ -445,9 +457,9 @@ impl Desk {
                 let urgency = Urgency::Blocked;
                 let priority = priority::priority(impact, urgency);
                 let title = format!("Node {node_name} is down ({users} users affected)");
+                // The names stay in the context, which only the desk reads.
                 let description = format!(
-                    "The server marked node {node_name} down: {message}\nAffected users: {}",
-                    usernames.join(", ")
+                    "The server marked node {node_name} down: {message}\nUsers affected: {users}"
                 );
                 let context = json!({
                     "node": {"id": node, "name": node_name, "state": "down"},
@@ -903,6 +915,7 @@ impl Desk {
         let now = time::OffsetDateTime::now_utc();
         for t in &mut list {
             apply_sla(t, now);
+            redact(user, t);
         }
         Ok(list)
     }
@@ -923,6 +936,7 @@ impl Desk {
     pub async fn view(&self, user: &User, id: Uuid) -> Result<TicketView, DeskError> {
         let mut ticket = self.visible(user, id).await?;
         apply_sla(&mut ticket, time::OffsetDateTime::now_utc());
+        redact(user, &mut ticket);
         let events = tickets::events(&self.pool, id, on_desk(user)).await?;
         Ok(TicketView {
             can: Self::allowed(user, &ticket),

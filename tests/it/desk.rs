@@ -1174,6 +1174,11 @@ async fn a_node_down_with_vms_opens_one_system_incident_and_its_return_is_logged
     );
     let (s, theirs) = d.student.get(&format!("/api/tickets/{id}")).await;
     assert_eq!(s, StatusCode::OK, "{theirs}");
+    // Not their classmates' names: those are the desk's.
+    assert_eq!(theirs["context"]["users"], Value::Null, "{theirs}");
+    assert_eq!(theirs["context"]["user_ids"], Value::Null, "{theirs}");
+    assert_eq!(mine["context"]["users"], Value::Null, "{mine}");
+    assert_eq!(theirs["context"]["users_affected"], 2, "{theirs}");
     let (_, list) = d.student.get("/api/tickets").await;
     assert!(
         list.as_array().unwrap().iter().any(|t| t["id"] == id),
