@@ -95,6 +95,7 @@ pub async fn start(config: Config, listen: &str) -> anyhow::Result<Server> {
         spawn_console_closer(&state),
         spawn_space_check(&state),
         spawn_desk_pass(&state),
+        spawn_desk_watch(&state),
     ];
     let listener = TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
@@ -151,6 +152,47 @@ fn spawn_desk_pass(state: &AppState) -> tokio::task::JoinHandle<()> {
             }
         },
     )
+}
+
+/// Opens and annotates system incidents as nodes go down and come back,
+/// and as VMs fail to start (supervised: restarted if it ever ends).
+fn spawn_desk_watch(state: &AppState) -> tokio::task::JoinHandle<()> {
+    let nodes = state.nodes.clone();
+    let desk = state.desk.clone();
+    let vms = state.vms.clone();
+    crate::health::spawn_supervised(&state.health, "desk_watch", move || {
+        use tokio::sync::broadcast::error::RecvError;
+        let mut changes = nodes.watch();
+        let mut vm_events = vms.subscribe();
+        let desk = desk.clone();
+        async move {
+            loop {
+                tokio::select! {
+                    c = changes.recv() => match c {
+                        Ok(c) => {
+                            if let Err(e) = desk.node_changed(c.node, c.up).await {
+                                tracing::warn!(node = %c.node, error = %e, "system incident not written");
+                            }
+                        }
+                        Err(RecvError::Lagged(n)) => {
+                            tracing::warn!(missed = n, "desk missed node changes");
+                        }
+                        Err(RecvError::Closed) => return,
+                    },
+                    ev = vm_events.recv() => match ev {
+                        // A failed start ends stopped (or fenced).
+                        Ok(ev) if matches!(ev.state, VmState::Stopped | VmState::NodeDown) => {
+                            if let Err(e) = desk.vm_changed(ev.vm_id).await {
+                                tracing::warn!(vm = %ev.vm_id, error = %e, "system incident not written");
+                            }
+                        }
+                        Ok(_) | Err(RecvError::Lagged(_)) => {}
+                        Err(RecvError::Closed) => return,
+                    },
+                }
+            }
+        }
+    })
 }
 
 /// Ends console sessions when their VM stops or moves to another node

@@ -39,10 +39,13 @@ pub enum EventKind {
     VmMigrated,
     VmMigrationFailed,
     VmMoved,
+    /// A VM's domain could not be created on its node (the service desk
+    /// counts these: repeated ones open a system incident).
+    VmStartFailed,
 }
 
 impl EventKind {
-    pub const ALL: [Self; 11] = [
+    pub const ALL: [Self; 12] = [
         Self::NodeAdded,
         Self::NodeRemoved,
         Self::NodeDown,
@@ -54,6 +57,7 @@ impl EventKind {
         Self::VmMigrated,
         Self::VmMigrationFailed,
         Self::VmMoved,
+        Self::VmStartFailed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -69,6 +73,7 @@ impl EventKind {
             Self::VmMigrated => "vm_migrated",
             Self::VmMigrationFailed => "vm_migration_failed",
             Self::VmMoved => "vm_moved",
+            Self::VmStartFailed => "vm_start_failed",
         }
     }
 

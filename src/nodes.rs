@@ -187,6 +187,16 @@ pub struct Nodes {
     policy: AddressPolicy,
     /// Last capabilities read from each node (see the module docs).
     caps: std::sync::RwLock<HashMap<Uuid, NodeCapabilities>>,
+    /// Up/down changes as they are recorded, for whoever acts on them (the
+    /// service desk opens system incidents from these).
+    changes: tokio::sync::broadcast::Sender<NodeChange>,
+}
+
+/// A node's state changed (sent after the event-log entry is written).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeChange {
+    pub node: Uuid,
+    pub up: bool,
 }
 
 const COLUMNS: &str = "n.id, n.name, n.uri, n.console_address, n.maintenance, n.state, n.cpus, n.mem_total_mib, n.mem_used_mib, n.last_seen, n.last_error, n.store_used_bytes, n.store_free_bytes,
@@ -239,7 +249,13 @@ impl Nodes {
             accel,
             policy: AddressPolicy::default(),
             caps: std::sync::RwLock::new(HashMap::new()),
+            changes: tokio::sync::broadcast::channel(64).0,
         }
+    }
+
+    /// Up/down changes from now on (see [`NodeChange`]).
+    pub fn watch(&self) -> tokio::sync::broadcast::Receiver<NodeChange> {
+        self.changes.subscribe()
     }
 
     /// Which transports beyond tls/ssh/local nodes may use (default: none).
@@ -491,6 +507,11 @@ impl Nodes {
                 Mark::Down(reason) => NewEvent::node(EventKind::NodeDown, id, &name, reason),
             };
             events::record(&self.pool, event).await;
+            // Nobody listening is fine: the event log has it.
+            let _ = self.changes.send(NodeChange {
+                node: id,
+                up: matches!(mark, Mark::Up(_)),
+            });
         }
         let (cpus, total, used) = info.map_or((None, None, None), |i| {
             (

@@ -9,6 +9,9 @@
 //! - [`screenshot`]: the VM's screen as PNG, stored by SHA-256;
 //! - [`kb`], [`problems`], [`stats`]: the knowledge base, problem records,
 //!   the desk's figures;
+//! - [`system`]: when the server opens an incident itself (a node down with
+//!   users' VMs on it), joins or annotates one (pure); `Desk::node_changed`
+//!   writes it, fed by the node monitor's changes (`Nodes::watch`);
 //! - [`calendar`] is the lab's service calendar (opening hours, holidays)
 //!   that business time is counted in; [`sla`] is the pure SLA engine
 //!   evaluated over a ticket's clock history (not yet wired to tickets).
@@ -32,6 +35,7 @@ pub mod problems;
 pub mod screenshot;
 pub mod sla;
 pub mod stats;
+pub mod system;
 pub mod tickets;
 
 use std::sync::Arc;
@@ -271,6 +275,18 @@ fn on_desk(user: &User) -> bool {
     matches!(user.role, Role::Staff | Role::Admin)
 }
 
+/// Who else a system incident affects is the desk's to know: the students
+/// it lists see their own incident, not their classmates' names.
+fn redact(user: &User, t: &mut Ticket) {
+    if !on_desk(user)
+        && t.channel == Channel::System
+        && let Some(c) = t.context.as_object_mut()
+    {
+        c.remove("users");
+        c.remove("user_ids");
+    }
+}
+
 /// Trims and bounds a text field; `single_line` refuses line breaks, and
 /// control characters other than line breaks and tabs are always refused.
 fn text(field: &str, value: &str, max: usize, single_line: bool) -> Result<String, DeskError> {
@@ -360,6 +376,261 @@ impl Desk {
             closed += 1;
         }
         Ok(closed)
+    }
+
+    /// A node changed state (from [`Nodes::watch`]): a node down with
+    /// users' VMs on it opens one system incident listing them, or joins
+    /// the one already open; a node back up adds a work-log line to it (see
+    /// [`system`]). The event-log entry is linked by its id.
+    pub async fn node_changed(&self, node: Uuid, up: bool) -> Result<(), DeskError> {
+        let open: Option<String> = sqlx::query_scalar(
+            "SELECT id FROM tickets WHERE channel = 'system' AND node_id = ? AND vm_id IS NULL
+             AND state NOT IN ('resolved', 'closed') ORDER BY created_at LIMIT 1",
+        )
+        .bind(node.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        let open = open.map(|id| db::parse_uuid(&id)).transpose()?;
+        let kind = if up { "node_up" } else { "node_down" };
+        let event: Option<(i64, String, String)> = sqlx::query_as(
+            "SELECT id, COALESCE(node_name, ''), message FROM events WHERE node_id = ? AND kind = ?
+             ORDER BY id DESC LIMIT 1",
+        )
+        .bind(node.to_string())
+        .bind(kind)
+        .fetch_optional(&self.pool)
+        .await?;
+        let (event_id, node_name, message) = event.unwrap_or_default();
+        // The users whose VMs were on the node when it went down, by name.
+        let affected: Vec<(String, String)> = if up {
+            Vec::new()
+        } else {
+            sqlx::query_as(
+                "SELECT DISTINCT u.id, u.username FROM vms v JOIN users u ON u.id = v.owner_id
+                 WHERE v.node_id = ? AND v.state IN ('starting', 'running', 'stopping')
+                 ORDER BY u.username",
+            )
+            .bind(node.to_string())
+            .fetch_all(&self.pool)
+            .await?
+        };
+        let users = u64::try_from(affected.len()).unwrap_or(u64::MAX);
+        let fact = if up {
+            system::Fact::NodeUp
+        } else {
+            system::Fact::NodeDown { users }
+        };
+        let now = db::now();
+        let usernames: Vec<&str> = affected.iter().map(|(_, n)| n.as_str()).collect();
+        match system::decide(fact, open) {
+            system::Decision::Nothing => Ok(()),
+            system::Decision::Join(id) | system::Decision::Annotate(id) => {
+                let text = if up {
+                    format!("Node {node_name} answers again; check its VMs before resolving.")
+                } else {
+                    format!("Node {node_name} went down again: {message}")
+                };
+                let mut tx = self.pool.begin().await?;
+                tickets::add_event(
+                    &mut tx,
+                    id,
+                    &now,
+                    NewEvent::system("worklog").text(&text).data(json!({
+                        "event_id": event_id,
+                        "node_up": up,
+                        "users_affected": users,
+                    })),
+                )
+                .await?;
+                tickets::update(&mut tx, id, "updated_at = ?", &[Some(now.clone())]).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+            system::Decision::Open => {
+                // Every ticket has a reporter: the first affected user (by
+                // name); all of them are listed and may follow it.
+                let Some((first, _)) = affected.first() else {
+                    return Ok(());
+                };
+                let reporter = db::parse_uuid(first)?;
+                let impact = Impact::of_users(users);
+                let urgency = Urgency::Blocked;
+                let priority = priority::priority(impact, urgency);
+                let title = format!("Node {node_name} is down ({users} users affected)");
+                // The names stay in the context, which only the desk reads.
+                let description = format!(
+                    "The server marked node {node_name} down: {message}\nUsers affected: {users}"
+                );
+                let context = json!({
+                    "node": {"id": node, "name": node_name, "state": "down"},
+                    "users": usernames,
+                    "user_ids": affected.iter().map(|(id, _)| id).collect::<Vec<_>>(),
+                    "users_affected": users,
+                    "event_ids": [event_id],
+                });
+                let id = Uuid::new_v4();
+                let mut tx = self.pool.begin().await?;
+                tickets::insert(
+                    &mut tx,
+                    &tickets::NewTicketRow {
+                        id,
+                        kind: Kind::Incident,
+                        title: &title,
+                        description: &description,
+                        priority,
+                        impact,
+                        urgency,
+                        channel: Channel::System,
+                        reporter_id: reporter,
+                        created_by: reporter,
+                        vm_id: None,
+                        node_id: Some(node),
+                        course_id: None,
+                        template_id: None,
+                        context: &context,
+                        screenshot: None,
+                    },
+                    &now,
+                )
+                .await?;
+                tickets::add_event(
+                    &mut tx,
+                    id,
+                    &now,
+                    NewEvent::system("created").data(json!({
+                        "channel": "system",
+                        "priority": priority.as_str(),
+                        "impact": impact.as_str(),
+                        "urgency": urgency.as_str(),
+                        "users_affected": users,
+                        "event_id": event_id,
+                    })),
+                )
+                .await?;
+                tx.commit().await?;
+                tracing::info!(node = %node, ticket = %id, users, "system incident opened");
+                Ok(())
+            }
+        }
+    }
+
+    /// A VM's state changed (from [`VmManager::subscribe`]): if a start
+    /// failure was just logged and not yet handled, counts its failures in
+    /// the last [`system::FAILURE_WINDOW_MINUTES`]; repeated ones open one
+    /// system incident for the VM (or join the open one), see [`system`].
+    pub async fn vm_changed(&self, vm_id: Uuid) -> Result<(), DeskError> {
+        let since = db::format_time(
+            time::OffsetDateTime::now_utc()
+                - time::Duration::minutes(system::FAILURE_WINDOW_MINUTES),
+        );
+        let failures: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT id, message FROM events WHERE vm_id = ? AND kind = 'vm_start_failed' AND at >= ?
+             ORDER BY id",
+        )
+        .bind(vm_id.to_string())
+        .bind(&since)
+        .fetch_all(&self.pool)
+        .await?;
+        let Some((latest, message)) = failures.last().cloned() else {
+            return Ok(());
+        };
+        // Each failure is handled once, whatever else the VM does after it.
+        let handled: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM ticket_events e JOIN tickets t ON t.id = e.ticket_id
+             WHERE t.vm_id = ? AND t.channel = 'system' AND json_extract(e.data, '$.event_id') = ?)",
+        )
+        .bind(vm_id.to_string())
+        .bind(latest)
+        .fetch_one(&self.pool)
+        .await?;
+        if handled {
+            return Ok(());
+        }
+        let open: Option<String> = sqlx::query_scalar(
+            "SELECT id FROM tickets WHERE channel = 'system' AND vm_id = ?
+             AND state NOT IN ('resolved', 'closed') ORDER BY created_at LIMIT 1",
+        )
+        .bind(vm_id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        let open = open.map(|id| db::parse_uuid(&id)).transpose()?;
+        let recent = u32::try_from(failures.len()).unwrap_or(u32::MAX);
+        let now = db::now();
+        match system::decide(system::Fact::StartFailed { recent }, open) {
+            system::Decision::Nothing | system::Decision::Annotate(_) => Ok(()),
+            system::Decision::Join(id) => {
+                let text = format!("The VM failed to start again: {message}");
+                let mut tx = self.pool.begin().await?;
+                tickets::add_event(
+                    &mut tx,
+                    id,
+                    &now,
+                    NewEvent::system("worklog")
+                        .text(&text)
+                        .data(json!({"event_id": latest, "failures": recent})),
+                )
+                .await?;
+                tickets::update(&mut tx, id, "updated_at = ?", &[Some(now.clone())]).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+            system::Decision::Open => {
+                let vm = vms::load(&self.pool, vm_id).await?;
+                let impact = Impact::User;
+                let urgency = Urgency::Blocked;
+                let priority = priority::priority(impact, urgency);
+                let title = format!("VM {} failed to start {recent} times", vm.name);
+                let description = format!(
+                    "The VM failed to start {recent} times within {} minutes. Last error: {message}",
+                    system::FAILURE_WINDOW_MINUTES
+                );
+                let mut context = self.context(&vm, 1).await;
+                context["event_ids"] = json!(failures.iter().map(|(id, _)| id).collect::<Vec<_>>());
+                let id = Uuid::new_v4();
+                let mut tx = self.pool.begin().await?;
+                tickets::insert(
+                    &mut tx,
+                    &tickets::NewTicketRow {
+                        id,
+                        kind: Kind::Incident,
+                        title: &title,
+                        description: &description,
+                        priority,
+                        impact,
+                        urgency,
+                        channel: Channel::System,
+                        reporter_id: vm.owner_id,
+                        created_by: vm.owner_id,
+                        vm_id: Some(vm.id),
+                        node_id: vm.node_id.or(vm.layer_node_id),
+                        course_id: vm.course_id,
+                        template_id: Some(vm.template_id),
+                        context: &context,
+                        screenshot: None,
+                    },
+                    &now,
+                )
+                .await?;
+                tickets::add_event(
+                    &mut tx,
+                    id,
+                    &now,
+                    NewEvent::system("created").data(json!({
+                        "channel": "system",
+                        "priority": priority.as_str(),
+                        "impact": impact.as_str(),
+                        "urgency": urgency.as_str(),
+                        "users_affected": 1,
+                        "event_id": latest,
+                        "failures": recent,
+                    })),
+                )
+                .await?;
+                tx.commit().await?;
+                tracing::info!(vm = %vm_id, ticket = %id, "system incident opened");
+                Ok(())
+            }
+        }
     }
 
     /// Staff record a phone callback: who called, when, the outcome; a
@@ -644,6 +915,7 @@ impl Desk {
         let now = time::OffsetDateTime::now_utc();
         for t in &mut list {
             apply_sla(t, now);
+            redact(user, t);
         }
         Ok(list)
     }
@@ -664,6 +936,7 @@ impl Desk {
     pub async fn view(&self, user: &User, id: Uuid) -> Result<TicketView, DeskError> {
         let mut ticket = self.visible(user, id).await?;
         apply_sla(&mut ticket, time::OffsetDateTime::now_utc());
+        redact(user, &mut ticket);
         let events = tickets::events(&self.pool, id, on_desk(user)).await?;
         Ok(TicketView {
             can: Self::allowed(user, &ticket),

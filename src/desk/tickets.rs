@@ -7,7 +7,8 @@
 //!   with who and when, written in the same transaction as the change.
 //! - Internal entries are never returned to anyone but staff and admins.
 //! - Who sees a ticket: its reporter, the teacher of its course, staff and
-//!   admins ([`VISIBLE_TO`]); everyone else gets 404.
+//!   admins, and the users a system incident lists as affected (its
+//!   context's `user_ids`) ([`VISIBLE_TO`]); everyone else gets 404.
 
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -192,10 +193,11 @@ const COLUMNS: &str = "t.id, t.number, t.kind, t.title, t.description, t.state, 
 const FROM: &str =
     "FROM tickets t JOIN users r ON r.id = t.reporter_id LEFT JOIN users a ON a.id = t.assignee_id";
 
-/// SQL condition (binding the viewer's id twice) for the tickets a
-/// non-staff user may see: their own, and a teacher's course's.
-pub const VISIBLE_TO: &str =
-    "(t.reporter_id = ? OR t.course_id IN (SELECT id FROM courses WHERE teacher_id = ?))";
+/// SQL condition (binding the viewer's id three times) for the tickets a
+/// non-staff user may see: their own, a teacher's course's, and the system
+/// incidents that list them as affected.
+pub const VISIBLE_TO: &str = "(t.reporter_id = ? OR t.course_id IN (SELECT id FROM courses WHERE teacher_id = ?)
+     OR (t.channel = 'system' AND EXISTS (SELECT 1 FROM json_each(t.context, '$.user_ids') WHERE value = ?)))";
 
 /// SQL selecting the ids of VMs named in open tickets (staff reach those).
 pub const VMS_IN_OPEN_TICKETS: &str =
@@ -275,6 +277,14 @@ pub async fn can_view(pool: &Pool, user: &User, ticket: &Ticket) -> Result<bool,
     Ok(match user.role {
         Role::Admin | Role::Staff => true,
         _ if ticket.reporter_id == user.id => true,
+        // A system incident is every affected user's to follow.
+        _ if ticket.channel == Channel::System
+            && ticket.context["user_ids"]
+                .as_array()
+                .is_some_and(|ids| ids.iter().any(|id| id == &user.id.to_string())) =>
+        {
+            true
+        }
         Role::Teacher => match ticket.course_id {
             Some(c) => {
                 let n: i64 = sqlx::query_scalar(
@@ -320,6 +330,7 @@ pub async fn list(pool: &Pool, user: &User, f: &Filter) -> Result<Vec<Ticket>, s
     let mut binds: Vec<String> = Vec::new();
     if !matches!(user.role, Role::Admin | Role::Staff) {
         sql.push_str(&format!(" AND {VISIBLE_TO}"));
+        binds.push(user.id.to_string());
         binds.push(user.id.to_string());
         binds.push(user.id.to_string());
     }
@@ -418,6 +429,17 @@ impl<'a> NewEvent<'a> {
             data: None,
         }
     }
+    /// An entry by the server itself (no actor).
+    pub fn system(kind: &'static str) -> Self {
+        Self {
+            actor: None,
+            kind,
+            internal: false,
+            text: None,
+            data: None,
+        }
+    }
+
     #[must_use]
     pub fn text(mut self, text: &'a str) -> Self {
         self.text = Some(text);

@@ -221,6 +221,19 @@ impl VmManager {
                     tracing::warn!(vm = %vm.id, error = %e2, "lab network cleanup failed");
                 }
                 tracing::warn!(vm = %vm.id, error = %e, "start failed");
+                // Before the state change below, so whoever hears of that
+                // (the service desk) finds the failure in the log.
+                crate::events::record(
+                    &self.pool,
+                    crate::events::NewEvent::node(
+                        crate::events::EventKind::VmStartFailed,
+                        node_id,
+                        &node.name,
+                        e.to_string(),
+                    )
+                    .vm(vm.id),
+                )
+                .await;
                 if e.is_unavailable() && destroyed.is_err() {
                     // The node stopped answering mid-start: the domain may run
                     // there after all, so the VM is fenced like any other.

@@ -1002,3 +1002,298 @@ async fn the_desk_stats_count_kinds_times_rates_staff_and_satisfaction() {
         assert_error(&got, StatusCode::BAD_REQUEST, "bad_request");
     }
 }
+
+/// A node the server cannot reach, stored as up (as if it had just
+/// answered), so the next probe marks it down.
+async fn unreachable_node(env: &TestEnv, name: &str, port: u16) -> uuid::Uuid {
+    let id = uuid::Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO nodes (id, name, uri, console_address, state, created_at)
+         VALUES (?, ?, ?, '127.0.0.1', 'up', '2024-01-01T00:00:00Z')",
+    )
+    .bind(id.to_string())
+    .bind(name)
+    .bind(format!("qemu+tls://127.0.0.1:{port}/system"))
+    .execute(&env.server.state.pool)
+    .await
+    .unwrap();
+    id
+}
+
+async fn system_tickets(d: &Desk, node: uuid::Uuid) -> Vec<Value> {
+    let (s, list) = d.staff.get(&format!("/api/tickets?node_id={node}")).await;
+    assert_eq!(s, StatusCode::OK, "{list}");
+    list.as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["channel"] == "system")
+        .cloned()
+        .collect()
+}
+
+#[tokio::test]
+async fn a_node_down_with_vms_opens_one_system_incident_and_its_return_is_logged() {
+    let image = tokio::task::spawn_blocking(common::tiny_image)
+        .await
+        .unwrap();
+    let d = desk().await;
+    let (s, tpl) = d
+        .teacher
+        .upload(
+            "/api/templates/import?name=test-d-sys&format=qcow2&os=tiny-linux&software=busybox",
+            &image,
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{tpl}");
+    let (s, course) = d
+        .teacher
+        .post(
+            "/api/courses",
+            json!({"code":"test-dsys","name":"Desk system","vm_specs":[
+                {"name":"linux","template_id":tpl["id"],"vcpus":1,"memory_mib":128}]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{course}");
+    let cid = course["id"].as_str().unwrap();
+    let (s, _) = d
+        .teacher
+        .post(
+            &format!("/api/courses/{cid}/students"),
+            json!({"usernames":["test-d-student", "test-d-other"]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let nodes = &d.env.server.state.nodes;
+    let pool = &d.env.server.state.pool;
+
+    // A node with nobody's VM on it goes down: nothing to report.
+    let empty = unreachable_node(&d.env, "test-d-empty", 1).await;
+    assert!(nodes.probe(empty).await.is_err());
+    let (_, events) = d.admin.get(&format!("/api/events?node_id={empty}")).await;
+    assert_eq!(events[0]["kind"], "node_down", "{events}");
+
+    // Both students' VMs run on a node that stops answering.
+    let node = unreachable_node(&d.env, "test-d-node", 2).await;
+    sqlx::query("UPDATE vms SET node_id = ?, state = 'running' WHERE course_id = ?")
+        .bind(node.to_string())
+        .bind(cid)
+        .execute(pool)
+        .await
+        .unwrap();
+    assert!(nodes.probe(node).await.is_err());
+    let t = wait_for("the system incident", Duration::from_secs(10), || async {
+        system_tickets(&d, node).await.into_iter().next()
+    })
+    .await;
+    assert_eq!(t["kind"], "incident", "{t}");
+    assert_eq!(t["state"], "new", "{t}");
+    assert_eq!(t["context"]["users_affected"], 2, "{t}");
+    assert_eq!(
+        t["context"]["users"],
+        json!(["test-d-other", "test-d-student"]),
+        "{t}"
+    );
+    let title = t["title"].as_str().unwrap();
+    assert!(title.contains("test-d-node"), "{title}");
+    // The node_down entry of the event log is linked.
+    let (_, events) = d.admin.get(&format!("/api/events?node_id={node}")).await;
+    assert_eq!(events[0]["kind"], "node_down", "{events}");
+    assert_eq!(t["context"]["event_ids"], json!([events[0]["id"]]), "{t}");
+    assert!(system_tickets(&d, empty).await.is_empty());
+    let id = t["id"].as_str().unwrap();
+    let worklogs = |n: usize| {
+        let d = &d;
+        async move {
+            wait_for(
+                &format!("{n} work-log lines"),
+                Duration::from_secs(10),
+                || async {
+                    let (_, v) = d.staff.get(&format!("/api/tickets/{id}")).await;
+                    (kinds(&v).iter().filter(|k| **k == "worklog").count() == n).then_some(v)
+                },
+            )
+            .await
+        }
+    };
+
+    // Down again (as if it had answered in between): the same incident
+    // gets a work-log line.
+    sqlx::query("UPDATE nodes SET state = 'up' WHERE id = ?")
+        .bind(node.to_string())
+        .execute(pool)
+        .await
+        .unwrap();
+    assert!(nodes.probe(node).await.is_err());
+    worklogs(1).await;
+    let all = system_tickets(&d, node).await;
+    assert_eq!(all.len(), 1, "deduplicated: {all:?}");
+
+    // It comes back (it is given the server's own libvirt, whose URI the
+    // local node lends it): a work-log line, and the incident stays open
+    // for staff to check and resolve. The VMs were never really there, so
+    // they are stopped first: the reconciler has nothing of theirs to find.
+    sqlx::query("UPDATE vms SET node_id = NULL, state = 'stopped' WHERE course_id = ?")
+        .bind(cid)
+        .execute(pool)
+        .await
+        .unwrap();
+    let (local_id, local): (String, String) =
+        sqlx::query_as("SELECT id, uri FROM nodes WHERE id NOT IN (?, ?)")
+            .bind(node.to_string())
+            .bind(empty.to_string())
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    let set_uri = |id: String, uri: String| async move {
+        sqlx::query("UPDATE nodes SET uri = ? WHERE id = ?")
+            .bind(uri)
+            .bind(id)
+            .execute(pool)
+            .await
+            .unwrap();
+    };
+    // The local node keeps its open connection meanwhile.
+    set_uri(local_id.clone(), "qemu+tls://127.0.0.1:3/system".into()).await;
+    set_uri(node.to_string(), local.clone()).await;
+    nodes.probe(node).await.unwrap();
+    let view = worklogs(2).await;
+    assert_eq!(view["state"], "new", "annotated, not closed: {view}");
+    set_uri(node.to_string(), "qemu+tls://127.0.0.1:2/system".into()).await;
+    set_uri(local_id, local).await;
+    assert_eq!(system_tickets(&d, node).await.len(), 1);
+
+    // The first affected user (by name) is its reporter; every affected
+    // user follows it, in their list too; a user not affected does not.
+    let (s, mine) = d.other.get(&format!("/api/tickets/{id}")).await;
+    assert_eq!(s, StatusCode::OK, "{mine}");
+    assert_eq!(mine["channel"], "system", "{mine}");
+    assert_eq!(
+        mine["reporter_id"],
+        d.ids["test-d-other"].as_str(),
+        "{mine}"
+    );
+    let (s, theirs) = d.student.get(&format!("/api/tickets/{id}")).await;
+    assert_eq!(s, StatusCode::OK, "{theirs}");
+    // Not their classmates' names: those are the desk's.
+    assert_eq!(theirs["context"]["users"], Value::Null, "{theirs}");
+    assert_eq!(theirs["context"]["user_ids"], Value::Null, "{theirs}");
+    assert_eq!(mine["context"]["users"], Value::Null, "{mine}");
+    assert_eq!(theirs["context"]["users_affected"], 2, "{theirs}");
+    let (_, list) = d.student.get("/api/tickets").await;
+    assert!(
+        list.as_array().unwrap().iter().any(|t| t["id"] == id),
+        "{list}"
+    );
+    d.env.user("test-d-bystander", Role::Student).await;
+    let bystander = d.env.client("test-d-bystander").await;
+    let (s, _) = bystander.get(&format!("/api/tickets/{id}")).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (_, list) = bystander.get("/api/tickets").await;
+    assert_eq!(list, json!([]));
+}
+
+#[tokio::test]
+async fn repeated_start_failures_of_a_vm_open_one_system_incident() {
+    let image = tokio::task::spawn_blocking(common::tiny_image)
+        .await
+        .unwrap();
+    let d = desk().await;
+    let (s, tpl) = d
+        .teacher
+        .upload(
+            "/api/templates/import?name=test-d-fail&format=qcow2&os=tiny-linux&software=busybox",
+            &image,
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{tpl}");
+    let (s, course) = d
+        .teacher
+        .post(
+            "/api/courses",
+            json!({"code":"test-dfail","name":"Desk failures","vm_specs":[
+                {"name":"linux","template_id":tpl["id"],"vcpus":1,"memory_mib":128}]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{course}");
+    let cid = course["id"].as_str().unwrap();
+    let (s, _) = d
+        .teacher
+        .post(
+            &format!("/api/courses/{cid}/students"),
+            json!({"usernames":["test-d-student"]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, vms) = d.student.get("/api/vms").await;
+    let vm_id = vms[0]["id"].as_str().unwrap().to_owned();
+    d.env.track_vm(&vm_id);
+    // More vCPUs than QEMU accepts: libvirt refuses the domain every time.
+    sqlx::query("UPDATE vms SET vcpus = 100000 WHERE id = ?")
+        .bind(&vm_id)
+        .execute(&d.env.server.state.pool)
+        .await
+        .unwrap();
+    let start = || async {
+        let (s, body) = d
+            .student
+            .post_empty(&format!("/api/vms/{vm_id}/start"))
+            .await;
+        assert!(!s.is_success(), "{s} {body}");
+    };
+    let system = || async {
+        let (_, list) = d.staff.get(&format!("/api/tickets?vm_id={vm_id}")).await;
+        list.as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["channel"] == "system")
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let failures = || async {
+        let (_, events) = d.admin.get("/api/events?limit=500").await;
+        events
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["kind"] == "vm_start_failed" && e["vm_id"] == vm_id.as_str())
+            .count()
+    };
+    start().await;
+    start().await;
+    assert_eq!(failures().await, 2);
+    // Two are not yet "repeated": the incident the third opens lists all
+    // three failures (one opened at two would list two).
+    start().await;
+    let t = wait_for(
+        "the VM's system incident",
+        Duration::from_secs(10),
+        || async { system().await.into_iter().next() },
+    )
+    .await;
+    assert_eq!(t["kind"], "incident", "{t}");
+    assert_eq!(t["reporter_id"], d.ids["test-d-student"].as_str(), "{t}");
+    assert_eq!(
+        t["context"]["event_ids"].as_array().unwrap().len(),
+        3,
+        "{t}"
+    );
+    let title = t["title"].as_str().unwrap();
+    assert!(title.contains("3 times"), "{title}");
+
+    // A fourth failure joins it with a work-log line.
+    start().await;
+    let id = t["id"].as_str().unwrap();
+    wait_for(
+        "the fourth failure's line",
+        Duration::from_secs(10),
+        || async {
+            let (_, v) = d.staff.get(&format!("/api/tickets/{id}")).await;
+            kinds(&v).contains(&"worklog").then_some(())
+        },
+    )
+    .await;
+    assert_eq!(system().await.len(), 1, "deduplicated");
+    // The student follows the incident about their VM.
+    let (s, _) = d.student.get(&format!("/api/tickets/{id}")).await;
+    assert_eq!(s, StatusCode::OK);
+}

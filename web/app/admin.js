@@ -276,7 +276,7 @@ function addNodeForm(after) {
 }
 
 // Kinds that report a fault, shown in the warning colour.
-const FAULTS = new Set(['node_down', 'node_fenced', 'vm_migration_failed']);
+const FAULTS = new Set(['node_down', 'node_fenced', 'vm_migration_failed', 'vm_start_failed']);
 
 /** The cluster's event log (all nodes, or one), newest first. */
 function eventsCard(nodeId = '') {

@@ -728,6 +728,9 @@ function ticketView(container, id, { me }) {
       else if (e.data && e.data.to && e.data.from && e.kind !== 'priority') what = `${what} · ${t(`ticket.state.${e.data.to}`)}`;
       else if (e.kind === 'priority' && e.data) what = t('desk.ev.priorityChange', { from: e.data.from, to: e.data.to });
       else if (e.kind === 'confirmed' && e.data) what = t('desk.ev.rated', { rating: e.data.rating });
+      // The server's own work-log lines (system incidents) say what happened in the reader's language.
+      else if (e.kind === 'worklog' && !e.actor_id && e.data && e.data.node_up !== undefined) what = t(e.data.node_up ? 'desk.ev.nodeUp' : 'desk.ev.nodeDownAgain');
+      else if (e.kind === 'worklog' && !e.actor_id && e.data && e.data.failures) what = t('desk.ev.startFailedAgain', { n: e.data.failures });
       return h('li', { class: `tl-item tl-${e.kind}${e.internal ? ' internal' : ''}`, dataset: { kind: e.kind } },
         h('div', { class: 'tl-head' },
           h('strong', {}, who), ' ', h('span', {}, what),
