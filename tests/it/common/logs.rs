@@ -60,21 +60,58 @@ pub fn init() {
 
 /// Everything logged while it is alive (by any server of the process: other
 /// tests' servers may add lines, never remove any).
-pub struct LogCapture(Buf);
+///
+/// Two routes into one buffer: this thread's own default subscriber (a
+/// `#[tokio::test]` runs the server it starts on its own thread, so its
+/// access log and handlers land here whatever the global subscriber's
+/// callsite caches decided earlier in the binary — two full-suite runs
+/// captured only INFO lines through the global route alone, no access log),
+/// and the global
+/// capture layer for what other threads (blocking pools) log.
+pub struct LogCapture {
+    buf: Buf,
+    _local: tracing::subscriber::DefaultGuard,
+}
 
 impl LogCapture {
     pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+        String::from_utf8_lossy(&self.buf.lock().unwrap()).into_owned()
     }
 }
 
-/// Starts capturing; call it before the server starts.
+/// Starts capturing; call it before the server starts, on the test's thread.
 pub fn capture() -> LogCapture {
     init();
     let buf = Buf::default();
     CAPTURES.lock().unwrap().push(Arc::downgrade(&buf));
     OPEN.fetch_add(1, Ordering::Relaxed);
-    LogCapture(buf)
+    let local = tracing_subscriber::registry().with(
+        tracing_subscriber::fmt::layer()
+            .with_ansi(false)
+            .with_writer(ToBuf(buf.clone()))
+            .with_filter(captured_targets()),
+    );
+    let guard = tracing::subscriber::set_default(local);
+    // The macros' global max level is computed from the dispatchers alive at
+    // the last rebuild; recompute it now that this one (which wants DEBUG and
+    // TRACE from tower_http) is among them.
+    tracing::callsite::rebuild_interest_cache();
+    assert_eq!(
+        tracing::level_filters::LevelFilter::current(),
+        tracing::level_filters::LevelFilter::TRACE,
+        "a log capture must see every level"
+    );
+    LogCapture { buf, _local: guard }
+}
+
+/// Writes into one capture's buffer.
+struct ToBuf(Buf);
+
+impl<'a> MakeWriter<'a> for ToBuf {
+    type Writer = CaptureWriter;
+    fn make_writer(&'a self) -> CaptureWriter {
+        CaptureWriter(vec![self.0.clone()])
+    }
 }
 
 impl Drop for LogCapture {
