@@ -143,6 +143,7 @@ fn role_matrix() -> Vec<Row> {
             Json(json!({"enabled":true})),
             [401, 403, 403, 403, 404],
         ),
+        // ---- area: notify (new rows of this area go right below this line)
         row(
             Method::POST,
             "/api/nodes/{id}/fence",
@@ -202,6 +203,7 @@ fn role_matrix() -> Vec<Row> {
             NO,
             [401, 403, 404, 403, 404],
         ),
+        // ---- area: sli (new rows of this area go right below this line)
         row(
             Method::POST,
             "/api/templates/{id}/flatten",
@@ -260,6 +262,7 @@ fn role_matrix() -> Vec<Row> {
         .with_query("?path=/root/lab1"),
         row(Method::GET, "/api/vms", NO, [401, 200, 200, 200, 200]),
         row(Method::GET, "/api/vms/{id}", NO, [401, 404, 404, 404, 404]),
+        // ---- area: alerts (new rows of this area go right below this line)
         row(
             Method::GET,
             "/api/vms/{id}/history",
@@ -333,6 +336,7 @@ fn role_matrix() -> Vec<Row> {
             Json(json!({"name":"test-snap"})),
             [401, 404, 404, 404, 404],
         ),
+        // ---- area: report (new rows of this area go right below this line)
         row(
             Method::GET,
             "/api/vms/{id}/snapshots/{sid}",
@@ -470,6 +474,7 @@ fn role_matrix() -> Vec<Row> {
             NO,
             [401, 403, 403, 200, 200],
         ),
+        // ---- area: desk-sla (new rows of this area go right below this line)
         row(
             Method::POST,
             "/api/problems",

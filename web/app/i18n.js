@@ -129,6 +129,7 @@ const STRINGS = {
     'desktop.spice.howto': 'Download the connection file and open it with remote-viewer (virt-viewer). It works once, within about a minute.',
     'desktop.spice.download': 'Download connection file (.vv)',
 
+    // ---- area: desk-sla (new keys of this area go right below this line)
     'time.justNow': 'just now',
 
     'error.network': 'Cannot reach the server. Check your network connection.',
@@ -349,6 +350,7 @@ const STRINGS = {
     'cluster.policy.load-aware': 'load-aware (lowest CPU)',
     'cluster.layers.shared': 'shared storage',
     'cluster.layers.node-local': 'on each VM’s node',
+    // ---- area: notify (new keys of this area go right below this line)
     'events.title': 'Events',
     'events.empty': 'Nothing has happened yet.',
     'events.by': 'by {name}',
@@ -464,6 +466,7 @@ const STRINGS = {
     'apierr.unsupported_export': 'This archive comes from a pvce version this server cannot read.',
     'apierr.upload_interrupted': 'The upload was interrupted; try again.',
     'apierr.username_taken': 'That username is already taken.',
+    // ---- area: sli (new keys of this area go right below this line)
     'users.col.state': 'Status',
     'users.col.actions': 'Actions',
     'users.active': 'Active',
@@ -531,6 +534,7 @@ const STRINGS = {
     'teach.delete.body': '{n} students lose their {vms} VMs of this course, and the files in them are deleted for good. Collect their work first if you need it. This cannot be undone.',
     'teach.delete.bodyRunning': '{n} students lose their {vms} VMs of this course, and the files in them are deleted for good. {running} VMs are still running: shut them down first, or the server refuses.',
     'teach.deleted': 'The course {code} was deleted.',
+    // ---- area: alerts (new keys of this area go right below this line)
     'collect.title': 'Collect files from the class',
     'collect.help': 'Copies one directory out of every student\u2019s VM of this course into one archive (a folder per student). Only shut-down VMs can be read; running ones are listed as skipped.',
     'collect.path': 'Directory in the VMs',
@@ -802,6 +806,7 @@ const STRINGS = {
     'desk.callback.noRating': 'No rating',
     'desk.callback.note': 'Note',
     'desk.callback.save': 'Record callback',
+    // ---- area: report (new keys of this area go right below this line)
     'ticket.kind': 'Kind',
     'ticket.kind.incident': 'Something is broken',
     'ticket.kind.request': 'A request',
@@ -953,6 +958,7 @@ const STRINGS = {
     'desktop.spice.howto': '请下载连接文件并用 remote-viewer（virt-viewer）打开。文件仅可使用一次，约一分钟内有效。',
     'desktop.spice.download': '下载连接文件（.vv）',
 
+    // ---- area: desk-sla (new keys of this area go right below this line)
     'time.justNow': '刚刚',
 
     'error.network': '无法连接服务器，请检查网络。',
@@ -1173,6 +1179,7 @@ const STRINGS = {
     'cluster.policy.load-aware': '按负载（CPU 最低）',
     'cluster.layers.shared': '共享存储',
     'cluster.layers.node-local': '虚拟机所在节点本地',
+    // ---- area: notify (new keys of this area go right below this line)
     'events.title': '事件',
     'events.empty': '暂无事件。',
     'events.by': '操作人 {name}',
@@ -1288,6 +1295,7 @@ const STRINGS = {
     'apierr.unsupported_export': '此归档来自本服务器无法读取的 pvce 版本。',
     'apierr.upload_interrupted': '上传中断，请重试。',
     'apierr.username_taken': '该用户名已被使用。',
+    // ---- area: sli (new keys of this area go right below this line)
     'users.col.state': '状态',
     'users.col.actions': '操作',
     'users.active': '正常',
@@ -1355,6 +1363,7 @@ const STRINGS = {
     'teach.delete.body': '{n} 名学生将失去本课程的 {vms} 台虚拟机，其中的文件会被永久删除。如有需要，请先收取作业。此操作无法撤销。',
     'teach.delete.bodyRunning': '{n} 名学生将失去本课程的 {vms} 台虚拟机，其中的文件会被永久删除。仍有 {running} 台在运行：请先关机，否则服务器会拒绝。',
     'teach.deleted': '课程 {code} 已删除。',
+    // ---- area: alerts (new keys of this area go right below this line)
     'collect.title': '收取全班文件',
     'collect.help': '从本课程每位学生的虚拟机中复制同一个目录，打包成一个归档（每位学生一个文件夹）。只能读取已关机的虚拟机；运行中的会标为已跳过。',
     'collect.path': '虚拟机中的目录',
@@ -1626,6 +1635,7 @@ const STRINGS = {
     'desk.callback.noRating': '未评分',
     'desk.callback.note': '备注',
     'desk.callback.save': '记录回访',
+    // ---- area: report (new keys of this area go right below this line)
     'ticket.kind': '类型',
     'ticket.kind.incident': '故障',
     'ticket.kind.request': '服务申请',
