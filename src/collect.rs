@@ -50,8 +50,8 @@ use uuid::Uuid;
 use crate::courses::{Course, CourseError};
 use crate::images::qemu_img;
 use crate::portable::{ByteStream, tar};
-use crate::snapshots;
 use crate::storage::Storage;
+use crate::vms::snapshots;
 use crate::vms::{self, VmManager, VmState};
 
 /// Largest archive (sum of file sizes) collected in one request.

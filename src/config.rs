@@ -201,7 +201,7 @@ pub struct Config {
     pub session_hours: u64,
 
     /// Snapshots allowed per personal VM (at least 1; an import's backup counts too).
-    #[arg(long, env = "PVCE_SNAPSHOT_QUOTA", default_value_t = crate::snapshots::DEFAULT_QUOTA, value_parser = parse_quota)]
+    #[arg(long, env = "PVCE_SNAPSHOT_QUOTA", default_value_t = crate::vms::snapshots::DEFAULT_QUOTA, value_parser = parse_quota)]
     pub snapshot_quota: usize,
 }
 
@@ -334,7 +334,7 @@ impl Config {
             min_free_mib: crate::space::DEFAULT_MIN_FREE_MIB,
             session_hours: 12,
             desk_confirm_days: crate::desk::DEFAULT_CONFIRM_DAYS,
-            snapshot_quota: crate::snapshots::DEFAULT_QUOTA,
+            snapshot_quota: crate::vms::snapshots::DEFAULT_QUOTA,
             sample_interval_secs: 5,
             template_pool: "pvce-templates".into(),
             layer_storage: LayerStorage::Shared,

@@ -12,7 +12,7 @@
 //!   [`library`] (the built-in template library), [`builds`] (derive a
 //!   template online), [`images`] (disk images: checks, conversion, overlays);
 //! - VMs: [`vms`] (personal and build VMs, their lifecycle, and in
-//!   [`vms::layers`] where a personal layer lives), [`snapshots`], [`portable`] (export and
+//!   [`vms::layers`] where a personal layer lives), [`vms::snapshots`], [`portable`] (export and
 //!   import a personal layer), [`collect`] (a course's work as one archive),
 //!   [`console`] (the console proxy), [`labnets`] (per-student lab networks);
 //! - the service: [`desk`] (tickets, SLA clocks and the service calendar,
@@ -52,7 +52,6 @@ pub mod nodes;
 pub mod notify;
 pub mod placement;
 pub mod portable;
-pub mod snapshots;
 pub mod space;
 pub mod state;
 pub mod storage;

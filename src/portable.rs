@@ -50,7 +50,7 @@
 //!    correct because step 1 proved the layer was made on this very template;
 //! 5. `qemu-img info` (backing = our template, qcow2) and `qemu-img check`;
 //! 6. under the VM lock, still stopped: the old layer is hard-linked as a
-//!    backup snapshot (see [`crate::snapshots`]), the new one renamed into place.
+//!    backup snapshot (see [`crate::vms::snapshots`]), the new one renamed into place.
 //!
 //! **Disk usage** (`GET /api/vms/{id}/disk`): the layer's bytes on disk always;
 //! for a stopped VM also the guest file system's size and free space, read
@@ -78,11 +78,11 @@ use uuid::Uuid;
 use crate::db::{self, Pool};
 use crate::images::inspect::InspectLimits;
 use crate::images::{self, ImageError, ImageFormat, qemu_img};
-use crate::snapshots::{self, Snapshot, SnapshotKind};
 use crate::storage::{self, Storage};
 use crate::templates::chain::{self, ChainLayer};
 use crate::templates::{self, ImportLimits, Template, TemplateError};
 use crate::vms::layers::LayerStorage;
+use crate::vms::snapshots::{self, Snapshot, SnapshotKind};
 use crate::vms::{self, Vm, VmError, VmManager, VmState};
 
 pub const MANIFEST_NAME: &str = "manifest.json";

@@ -28,6 +28,8 @@ pub struct AppState {
     pub space: Arc<crate::space::SpaceCheck>,
     /// The service desk.
     pub desk: Arc<crate::desk::Desk>,
+    /// Snapshots of personal layers.
+    pub snapshots: Arc<crate::vms::snapshots::Snapshots>,
 }
 
 /// Opens storage and the database (running migrations) — what every subcommand needs.
@@ -74,8 +76,13 @@ impl AppState {
             crate::desk::Desk::new(pool.clone(), nodes.clone(), vms.clone(), storage.root())
                 .with_confirm_days(config.desk_confirm_days),
         );
+        let snapshots = Arc::new(crate::vms::snapshots::Snapshots::new(
+            vms.clone(),
+            config.snapshot_quota,
+        ));
         Ok(Self {
             desk,
+            snapshots,
             pool,
             storage,
             nodes,

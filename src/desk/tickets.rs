@@ -199,10 +199,6 @@ const FROM: &str =
 pub const VISIBLE_TO: &str = "(t.reporter_id = ? OR t.course_id IN (SELECT id FROM courses WHERE teacher_id = ?)
      OR (t.channel = 'system' AND EXISTS (SELECT 1 FROM json_each(t.context, '$.user_ids') WHERE value = ?)))";
 
-/// SQL selecting the ids of VMs named in open tickets (staff reach those).
-pub const VMS_IN_OPEN_TICKETS: &str =
-    "SELECT vm_id FROM tickets WHERE vm_id IS NOT NULL AND state NOT IN ('resolved', 'closed')";
-
 fn name_of(
     row: &sqlx::sqlite::SqliteRow,
     display: &str,
@@ -570,17 +566,6 @@ pub async fn update(
     }
     q.bind(id.to_string()).execute(&mut *tx).await?;
     Ok(())
-}
-
-/// Whether the VM is named in an open ticket (staff may then reach it).
-pub async fn vm_in_open_ticket(pool: &Pool, vm_id: Uuid) -> Result<bool, sqlx::Error> {
-    let n: i64 = sqlx::query_scalar(&format!(
-        "SELECT COUNT(*) FROM ({VMS_IN_OPEN_TICKETS}) WHERE vm_id = ?"
-    ))
-    .bind(vm_id.to_string())
-    .fetch_one(pool)
-    .await?;
-    Ok(n > 0)
 }
 
 #[cfg(test)]

@@ -563,9 +563,9 @@ impl From<ConsoleError> for ApiError {
     }
 }
 
-impl From<crate::snapshots::SnapshotError> for ApiError {
-    fn from(e: crate::snapshots::SnapshotError) -> Self {
-        use crate::snapshots::SnapshotError as E;
+impl From<crate::vms::snapshots::SnapshotError> for ApiError {
+    fn from(e: crate::vms::snapshots::SnapshotError) -> Self {
+        use crate::vms::snapshots::SnapshotError as E;
         match e {
             E::Vm(v) => v.into(),
             E::Invalid(m) => Self::bad_request(m),

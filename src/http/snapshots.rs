@@ -9,9 +9,9 @@ use serde::Deserialize;
 
 use super::error::ApiError;
 use super::extract::{ApiJson, CurrentUser, IdPath, IdPath2};
-use crate::snapshots::{self, Snapshot};
 use crate::state::AppState;
 use crate::vms::Vm;
+use crate::vms::snapshots::Snapshot;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -25,8 +25,7 @@ async fn list(
     me: CurrentUser,
     IdPath(id): IdPath,
 ) -> Result<Json<Vec<Snapshot>>, ApiError> {
-    let vm = state.vms.get_for_layer(&me.user, id).await?;
-    Ok(Json(snapshots::list(&state.pool, vm.id).await?))
+    Ok(Json(state.snapshots.list(&me.user, id).await?))
 }
 
 #[derive(Debug, Deserialize)]
@@ -41,8 +40,7 @@ async fn create(
     IdPath(id): IdPath,
     ApiJson(body): ApiJson<CreateBody>,
 ) -> Result<(StatusCode, Json<Snapshot>), ApiError> {
-    let vm = state.vms.get_for_layer(&me.user, id).await?;
-    let s = snapshots::create(&state.vms, vm.id, &body.name, state.config.snapshot_quota).await?;
+    let s = state.snapshots.create(&me.user, id, &body.name).await?;
     Ok((StatusCode::CREATED, Json(s)))
 }
 
@@ -51,8 +49,7 @@ async fn show(
     me: CurrentUser,
     IdPath2(id, sid): IdPath2,
 ) -> Result<Json<Snapshot>, ApiError> {
-    let vm = state.vms.get_for_layer(&me.user, id).await?;
-    Ok(Json(snapshots::get(&state.pool, vm.id, sid).await?))
+    Ok(Json(state.snapshots.get(&me.user, id, sid).await?))
 }
 
 async fn revert(
@@ -60,8 +57,7 @@ async fn revert(
     me: CurrentUser,
     IdPath2(id, sid): IdPath2,
 ) -> Result<Json<Vm>, ApiError> {
-    let vm = state.vms.get_for_layer(&me.user, id).await?;
-    Ok(Json(snapshots::revert(&state.vms, vm.id, sid).await?))
+    Ok(Json(state.snapshots.revert(&me.user, id, sid).await?))
 }
 
 async fn remove(
@@ -69,7 +65,6 @@ async fn remove(
     me: CurrentUser,
     IdPath2(id, sid): IdPath2,
 ) -> Result<StatusCode, ApiError> {
-    let vm = state.vms.get_for_layer(&me.user, id).await?;
-    snapshots::delete(&state.vms, vm.id, sid).await?;
+    state.snapshots.delete(&me.user, id, sid).await?;
     Ok(StatusCode::NO_CONTENT)
 }

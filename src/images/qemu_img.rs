@@ -405,7 +405,7 @@ async fn run(
 
 // ---------------------------------------------------------------------------
 // Personal layers: internal snapshots, backing rewrite, layer copies, guest reads.
-// Used by `crate::snapshots` and `crate::portable` on layers pvce placed itself
+// Used by `crate::vms::snapshots` and `crate::portable` on layers pvce placed itself
 // (a personal layer in place has always been created or rewritten by pvce, so
 // its backing file is our template).
 

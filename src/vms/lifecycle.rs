@@ -419,7 +419,7 @@ impl VmManager {
             LayerStorage::NodeLocal => self.layers.discard(vm.id, &vm.layer()).await?,
         }
         // The old layer's snapshots went with it.
-        crate::snapshots::forget_all(&self.pool, &vm).await?;
+        super::snapshots::forget_all(&self.pool, &vm).await?;
         self.write_state(vm.id, VmState::Stopped, None, LastError::Clear, false, None)
             .await?;
         load(&self.pool, vm.id).await

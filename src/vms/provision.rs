@@ -328,7 +328,7 @@ pub async fn delete_for(
     layers.require_reachable(&locations).await?;
     for vm in &vms {
         // Removes backup layers kept beside the overlay (rows cascade anyway).
-        crate::snapshots::forget_all(pool, vm).await?;
+        super::snapshots::forget_all(pool, vm).await?;
     }
     let mut tx = pool.begin().await?;
     for vm in &vms {

@@ -208,7 +208,7 @@ async fn quota_names_and_delete() {
         assert_eq!(got.0, StatusCode::BAD_REQUEST, "{bad}: {}", got.1);
     }
     let mut ids = Vec::new();
-    for i in 0..pvce::snapshots::DEFAULT_QUOTA {
+    for i in 0..pvce::vms::snapshots::DEFAULT_QUOTA {
         let (s, snap) = alice
             .post(&snaps, json!({"name": format!("实验 {i}")}))
             .await;
@@ -247,7 +247,7 @@ async fn quota_names_and_delete() {
     assert_eq!(s, StatusCode::CREATED, "{snap}");
     let (_, list) = alice.get(&snaps).await;
     let list: Vec<Value> = list.as_array().unwrap().clone();
-    assert_eq!(list.len(), pvce::snapshots::DEFAULT_QUOTA);
+    assert_eq!(list.len(), pvce::vms::snapshots::DEFAULT_QUOTA);
     assert!(list.iter().all(|s| s["id"] != ids[1].as_str()));
 
     // Reset discards the layer and with it every snapshot: the quota is free

@@ -29,6 +29,9 @@
 //! - **Reset keeps nothing**: [`forget_all`] removes every row and backup file
 //!   of a VM; the VM module calls it when it replaces the layer.
 //!
+//! - [`Snapshots`] is the service the HTTP handlers call: it checks that the
+//!   user may reach the VM's layer and applies the configured quota.
+//!
 //! Invariants:
 //! - Every change to a layer happens under the VM's lifecycle lock
 //!   ([`VmManager::lock_for`]) after re-reading the VM's state from its node, so
@@ -53,10 +56,64 @@ use crate::db::{self, Pool};
 use crate::images::ImageError;
 use crate::images::qemu_img::{self, SnapshotOp};
 use crate::storage;
-use crate::vms::{self, Vm, VmError, VmManager, VmState};
+use std::sync::Arc;
+
+use super::{Vm, VmError, VmManager, VmState};
+use crate::users::User;
+use crate::vms;
 
 /// Snapshots allowed per VM unless configured otherwise.
 pub const DEFAULT_QUOTA: usize = 5;
+
+/// Snapshots as a user reaches them: the VM's access rule
+/// ([`VmManager::get_for_layer`]) first, then the operation under the
+/// configured quota.
+#[derive(Debug)]
+pub struct Snapshots {
+    vms: Arc<VmManager>,
+    quota: usize,
+}
+
+impl Snapshots {
+    pub fn new(vms: Arc<VmManager>, quota: usize) -> Self {
+        Self { vms, quota }
+    }
+
+    /// The per-VM quota (an import's backup counts against it too).
+    pub fn quota(&self) -> usize {
+        self.quota
+    }
+
+    pub async fn list(&self, user: &User, vm_id: Uuid) -> Result<Vec<Snapshot>, SnapshotError> {
+        let vm = self.vms.get_for_layer(user, vm_id).await?;
+        list(self.vms.pool(), vm.id).await
+    }
+
+    pub async fn get(&self, user: &User, vm_id: Uuid, id: Uuid) -> Result<Snapshot, SnapshotError> {
+        let vm = self.vms.get_for_layer(user, vm_id).await?;
+        get(self.vms.pool(), vm.id, id).await
+    }
+
+    pub async fn create(
+        &self,
+        user: &User,
+        vm_id: Uuid,
+        name: &str,
+    ) -> Result<Snapshot, SnapshotError> {
+        let vm = self.vms.get_for_layer(user, vm_id).await?;
+        create(&self.vms, vm.id, name, self.quota).await
+    }
+
+    pub async fn revert(&self, user: &User, vm_id: Uuid, id: Uuid) -> Result<Vm, SnapshotError> {
+        let vm = self.vms.get_for_layer(user, vm_id).await?;
+        revert(&self.vms, vm.id, id).await
+    }
+
+    pub async fn delete(&self, user: &User, vm_id: Uuid, id: Uuid) -> Result<(), SnapshotError> {
+        let vm = self.vms.get_for_layer(user, vm_id).await?;
+        delete(&self.vms, vm.id, id).await
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
