@@ -39,6 +39,7 @@ use std::collections::HashSet;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -47,10 +48,12 @@ use futures::channel::mpsc;
 use tokio::io::AsyncReadExt;
 use uuid::Uuid;
 
-use crate::courses::{Course, CourseError};
+use crate::courses::{self, Course, CourseError};
+use crate::db::Pool;
 use crate::images::qemu_img;
 use crate::portable::{ByteStream, tar};
 use crate::storage::Storage;
+use crate::users::User;
 use crate::vms::snapshots;
 use crate::vms::{self, VmManager, VmState};
 
@@ -324,17 +327,51 @@ async fn course_vms(
         .collect())
 }
 
+/// Collection as a teacher reaches it: only from a course they manage.
+#[derive(Debug)]
+pub struct Collector {
+    pool: Pool,
+    storage: Storage,
+    vms: Arc<VmManager>,
+}
+
+impl Collector {
+    pub fn new(pool: Pool, storage: Storage, vms: Arc<VmManager>) -> Self {
+        Self { pool, storage, vms }
+    }
+
+    /// Starts collecting `path` from every VM of the course `course_id`,
+    /// which `user` must manage.
+    pub async fn start(
+        &self,
+        user: &User,
+        course_id: Uuid,
+        path: &str,
+    ) -> Result<Collection, CollectError> {
+        let course = courses::get_managed(&self.pool, user, course_id).await?;
+        start(
+            self.pool.clone(),
+            self.vms.clone(),
+            self.storage.clone(),
+            course,
+            path,
+        )
+        .await
+    }
+}
+
 /// Starts collecting `path` from every VM of `course` (the caller checked
 /// that the user manages it). The work runs as the stream is read; dropping
 /// the stream stops it and removes every temporary file.
-pub async fn start(
-    vms: std::sync::Arc<VmManager>,
+async fn start(
+    pool: Pool,
+    vms: Arc<VmManager>,
     storage: Storage,
     course: Course,
     path: &str,
 ) -> Result<Collection, CollectError> {
     let path = validate_path(path)?;
-    let targets = course_vms(vms.pool(), course.id).await?;
+    let targets = course_vms(&pool, course.id).await?;
     let leaf = path.rsplit('/').next().unwrap_or("collect").to_owned();
     let code = component(&course.code);
     let file_name = format!(
@@ -360,6 +397,7 @@ pub async fn start(
         let mtime = time::OffsetDateTime::now_utc().unix_timestamp().max(0) as u64;
         for (vm_id, username) in targets {
             let line = collect_vm(
+                &pool,
                 &vms,
                 &storage,
                 vm_id,
@@ -393,6 +431,7 @@ pub async fn start(
 /// client went away.
 #[allow(clippy::too_many_arguments)]
 async fn collect_vm(
+    pool: &Pool,
     vms: &VmManager,
     storage: &Storage,
     vm_id: Uuid,
@@ -404,7 +443,7 @@ async fn collect_vm(
     budget: &mut u64,
     tx: &mut Tx,
 ) -> Option<String> {
-    let Ok(vm) = vms::load(vms.pool(), vm_id).await else {
+    let Ok(vm) = vms::load(pool, vm_id).await else {
         return Some(format!("{username}: VM {vm_id} vanished\n"));
     };
     let label = format!("{}/{}", component(username), component(&vm.name));

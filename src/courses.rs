@@ -9,6 +9,8 @@
 //! - Removing a student or a course never removes a running VM's layer: the
 //!   VMs must be stopped first (409 `vm_running`).
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use uuid::Uuid;
@@ -20,8 +22,8 @@ use crate::names;
 use crate::storage::Storage;
 use crate::templates::{self, TemplateState};
 use crate::users::{self, User};
-use crate::vms::layers::{LayerStorage, Layers};
-use crate::vms::{self, VmError, VmSpec};
+use crate::vms::layers::LayerStorage;
+use crate::vms::{self, VmError, VmManager, VmSpec};
 
 pub const MAX_SPECS: usize = 10;
 pub const MAX_ENROL_BATCH: usize = 5000;
@@ -356,6 +358,68 @@ pub async fn students(pool: &Pool, course_id: Uuid) -> Result<Vec<User>, CourseE
     Ok(out)
 }
 
+/// Courses as users reach them: the service the HTTP handlers call. Who
+/// may manage a course ([`can_manage`]) and see it ([`can_view`]) is decided
+/// here; VMs and their layers come and go through the VM manager.
+#[derive(Debug)]
+pub struct Courses {
+    pool: Pool,
+    storage: Storage,
+    vms: Arc<VmManager>,
+}
+
+impl Courses {
+    pub fn new(pool: Pool, storage: Storage, vms: Arc<VmManager>) -> Self {
+        Self { pool, storage, vms }
+    }
+
+    pub async fn list(&self, user: &User) -> Result<Vec<Course>, CourseError> {
+        list(&self.pool, user).await
+    }
+
+    pub async fn create(&self, actor: &User, new: NewCourse) -> Result<Course, CourseError> {
+        create(&self.pool, actor, new).await
+    }
+
+    /// A course the user may see, else NotFound.
+    pub async fn get(&self, user: &User, id: Uuid) -> Result<Course, CourseError> {
+        get_visible(&self.pool, user, id).await
+    }
+
+    /// Deletes a course the user manages, with its (stopped) VMs and layers.
+    pub async fn delete(&self, user: &User, id: Uuid) -> Result<(), CourseError> {
+        let course = get_managed(&self.pool, user, id).await?;
+        delete(&self.pool, &self.vms, &course).await
+    }
+
+    pub async fn students(&self, user: &User, id: Uuid) -> Result<Vec<User>, CourseError> {
+        let course = get_managed(&self.pool, user, id).await?;
+        students(&self.pool, course.id).await
+    }
+
+    pub async fn enrol(
+        &self,
+        user: &User,
+        id: Uuid,
+        usernames: &[String],
+    ) -> Result<EnrolReport, CourseError> {
+        let course = get_managed(&self.pool, user, id).await?;
+        enrol(
+            &self.pool,
+            &self.storage,
+            self.vms.layer_mode(),
+            &course,
+            usernames,
+        )
+        .await
+    }
+
+    pub async fn unenrol(&self, user: &User, id: Uuid, student: Uuid) -> Result<(), CourseError> {
+        let course = get_managed(&self.pool, user, id).await?;
+        unenrol(&self.pool, &self.vms, &course, student).await
+    }
+}
+
 /// Enrols students by username and provisions their personal VMs.
 pub async fn enrol(
     pool: &Pool,
@@ -452,17 +516,16 @@ pub async fn enrol(
 }
 
 /// Removes a student from a course together with their (stopped) VMs and layers.
-pub async fn unenrol(
+async fn unenrol(
     pool: &Pool,
-    storage: &Storage,
-    layers: &Layers,
+    vms: &VmManager,
     course: &Course,
     user_id: Uuid,
 ) -> Result<(), CourseError> {
     if !is_enrolled(pool, course.id, user_id).await? {
         return Err(CourseError::NotFound);
     }
-    vms::delete_for(pool, storage, layers, course.id, Some(user_id))
+    vms.delete_for(course.id, Some(user_id))
         .await
         .map_err(running_to_conflict)?;
     sqlx::query("DELETE FROM enrolments WHERE course_id = ? AND user_id = ?")
@@ -474,13 +537,8 @@ pub async fn unenrol(
 }
 
 /// Deletes a course, its VMs and their layers (all VMs must be stopped).
-pub async fn delete(
-    pool: &Pool,
-    storage: &Storage,
-    layers: &Layers,
-    course: &Course,
-) -> Result<(), CourseError> {
-    vms::delete_for(pool, storage, layers, course.id, None)
+async fn delete(pool: &Pool, vms: &VmManager, course: &Course) -> Result<(), CourseError> {
+    vms.delete_for(course.id, None)
         .await
         .map_err(running_to_conflict)?;
     sqlx::query("DELETE FROM courses WHERE id = ?")

@@ -67,6 +67,7 @@ pub mod tar;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
@@ -81,6 +82,7 @@ use crate::images::{self, ImageError, ImageFormat, qemu_img};
 use crate::storage::{self, Storage};
 use crate::templates::chain::{self, ChainLayer};
 use crate::templates::{self, ImportLimits, Template, TemplateError};
+use crate::users::User;
 use crate::vms::layers::LayerStorage;
 use crate::vms::snapshots::{self, Snapshot, SnapshotKind};
 use crate::vms::{self, Vm, VmError, VmManager, VmState};
@@ -321,15 +323,94 @@ impl Drop for FileGuard {
     }
 }
 
+/// Export and import as a user reaches them: the VM's access rule
+/// ([`VmManager::get_for_layer`]) first, the upload limits of the settings.
+#[derive(Debug)]
+pub struct Portable {
+    pool: Pool,
+    storage: Storage,
+    vms: Arc<VmManager>,
+    limits: ImportLimits,
+}
+
+impl Portable {
+    pub fn new(pool: Pool, storage: Storage, vms: Arc<VmManager>, limits: ImportLimits) -> Self {
+        Self {
+            pool,
+            storage,
+            vms,
+            limits,
+        }
+    }
+
+    /// The VM's layer as an archive (or a standalone image), ready to stream.
+    pub async fn export(
+        &self,
+        user: &User,
+        vm_id: Uuid,
+        standalone: bool,
+    ) -> Result<Export, PortableError> {
+        let vm = self.vms.get_for_layer(user, vm_id).await?;
+        export(&self.pool, &self.vms, &self.storage, vm.id, standalone).await
+    }
+
+    /// What an export of the VM would contain, without making it.
+    pub async fn manifest(&self, user: &User, vm_id: Uuid) -> Result<ExportInfo, PortableError> {
+        self.vms.get_for_layer(user, vm_id).await?;
+        let vm = self.vms.refresh(vm_id).await?;
+        export_info(&self.pool, &self.storage, &vm).await
+    }
+
+    /// Admits an upload before its body is read: the user may reach the VM,
+    /// and a declared length is within the limit (the archive adds a few
+    /// blocks to the layer, hence the 1 MiB of slack).
+    pub async fn admit_import(
+        &self,
+        user: &User,
+        vm_id: Uuid,
+        declared_len: Option<u64>,
+    ) -> Result<Uuid, PortableError> {
+        let vm = self.vms.get_for_layer(user, vm_id).await?;
+        let max = self.limits.max_upload_bytes;
+        if declared_len.is_some_and(|n| n > max.saturating_add(1 << 20)) {
+            return Err(PortableError::TooLarge(max));
+        }
+        Ok(vm.id)
+    }
+
+    /// Imports an archive into an admitted VM ([`Portable::admit_import`]).
+    pub async fn import<S, E>(&self, vm_id: Uuid, body: S) -> Result<ImportOutcome, PortableError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
+        E: std::fmt::Display,
+    {
+        import(
+            &self.pool,
+            &self.vms,
+            &self.storage,
+            self.limits,
+            vm_id,
+            body,
+        )
+        .await
+    }
+
+    /// The layer's size and, for a stopped VM, its file-system usage.
+    pub async fn disk_usage(&self, user: &User, vm_id: Uuid) -> Result<DiskUsage, PortableError> {
+        let vm = self.vms.get_for_layer(user, vm_id).await?;
+        disk_usage(&self.pool, &self.vms, vm.id).await
+    }
+}
+
 /// Copies a stopped VM's layer (compact, or flattened if `standalone`) into
 /// a private temporary file under the VM's lock, and opens it for streaming.
-pub async fn export(
+async fn export(
+    pool: &Pool,
     vms: &VmManager,
     storage: &Storage,
     vm_id: Uuid,
     standalone: bool,
 ) -> Result<Export, PortableError> {
-    let pool = vms.pool();
     let vm = vms::load(pool, vm_id).await?;
     // Checksums first (slow only the first time), outside the lock.
     let (t, chain, chain_sha256) = chain::template_chain(pool, storage, vm.template_id).await?;
@@ -776,7 +857,8 @@ fn upload_image_error(e: ImageError) -> PortableError {
 
 /// Imports an export archive as the new layer of a stopped VM (see the
 /// module docs for every check). The caller has checked access.
-pub async fn import<S, E>(
+async fn import<S, E>(
+    pool: &Pool,
     vms: &VmManager,
     storage: &Storage,
     limits: ImportLimits,
@@ -791,20 +873,20 @@ where
     let mut reader = ArchiveReader {
         inner: tokio_util::io::StreamReader::new(body),
     };
-    let result = import_inner(vms, storage, limits, vm_id, &mut reader).await;
+    let result = import_inner(pool, vms, storage, limits, vm_id, &mut reader).await;
     // Let the client read the answer instead of a reset connection.
     reader.drain().await;
     result
 }
 
 async fn import_inner<R: AsyncRead + Unpin>(
+    pool: &Pool,
     vms: &VmManager,
     storage: &Storage,
     limits: ImportLimits,
     vm_id: Uuid,
     reader: &mut ArchiveReader<R>,
 ) -> Result<ImportOutcome, PortableError> {
-    let pool = vms.pool();
     // Early answer before the upload is read (state refreshed from the node
     // unless a start/stop is in flight); re-checked under the lock before
     // anything changes.
@@ -990,8 +1072,7 @@ async fn read_fs(layer: &Path) -> Result<Option<ext4::FsUsage>, ImageError> {
 
 /// Layer size always; file-system usage only for a stopped VM (read under its
 /// lock so it cannot start meanwhile).
-pub async fn disk_usage(vms: &VmManager, vm_id: Uuid) -> Result<DiskUsage, PortableError> {
-    let pool = vms.pool();
+async fn disk_usage(pool: &Pool, vms: &VmManager, vm_id: Uuid) -> Result<DiskUsage, PortableError> {
     let lock = vms.lock_for(vm_id);
     let _held = lock.lock().await;
     let vm = snapshots::reload(vms, vm_id).await?;

@@ -30,6 +30,12 @@ pub struct AppState {
     pub desk: Arc<crate::desk::Desk>,
     /// Snapshots of personal layers.
     pub snapshots: Arc<crate::vms::snapshots::Snapshots>,
+    /// Export and import of personal layers.
+    pub portable: Arc<crate::portable::Portable>,
+    /// Collecting files from a course's VMs.
+    pub collector: Arc<crate::collect::Collector>,
+    /// Courses and enrolment.
+    pub courses: Arc<crate::courses::Courses>,
 }
 
 /// Opens storage and the database (running migrations) — what every subcommand needs.
@@ -80,9 +86,31 @@ impl AppState {
             vms.clone(),
             config.snapshot_quota,
         ));
+        let portable = Arc::new(crate::portable::Portable::new(
+            pool.clone(),
+            storage.clone(),
+            vms.clone(),
+            crate::templates::ImportLimits {
+                max_upload_bytes: config.max_upload_bytes,
+                max_virtual_size: config.max_virtual_size,
+            },
+        ));
+        let collector = Arc::new(crate::collect::Collector::new(
+            pool.clone(),
+            storage.clone(),
+            vms.clone(),
+        ));
+        let courses = Arc::new(crate::courses::Courses::new(
+            pool.clone(),
+            storage.clone(),
+            vms.clone(),
+        ));
         Ok(Self {
+            collector,
+            courses,
             desk,
             snapshots,
+            portable,
             pool,
             storage,
             nodes,

@@ -13,7 +13,6 @@ use serde::Deserialize;
 use super::error::ApiError;
 use super::extract::{ApiQuery, CurrentUser, IdPath};
 use crate::state::AppState;
-use crate::{collect, courses};
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/api/courses/{id}/collect", get(collect_files))
@@ -31,8 +30,7 @@ async fn collect_files(
     IdPath(id): IdPath,
     ApiQuery(q): ApiQuery<CollectQuery>,
 ) -> Result<Response, ApiError> {
-    let course = courses::get_managed(&state.pool, &me.user, id).await?;
-    let c = collect::start(state.vms.clone(), state.storage.clone(), course, &q.path).await?;
+    let c = state.collector.start(&me.user, id, &q.path).await?;
     let mut headers = HeaderMap::new();
     headers.insert(
         header::CONTENT_TYPE,

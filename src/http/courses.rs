@@ -9,7 +9,7 @@ use serde::Deserialize;
 use super::error::ApiError;
 use super::extract::{ApiJson, CurrentUser, IdPath, IdPath2};
 use crate::auth::Role;
-use crate::courses::{self, Course, EnrolReport, NewCourse};
+use crate::courses::{Course, EnrolReport, NewCourse};
 use crate::state::AppState;
 
 const STAFF: &[Role] = &[Role::Teacher, Role::Admin];
@@ -26,7 +26,7 @@ async fn list(
     State(state): State<AppState>,
     me: CurrentUser,
 ) -> Result<Json<Vec<Course>>, ApiError> {
-    Ok(Json(courses::list(&state.pool, &me.user).await?))
+    Ok(Json(state.courses.list(&me.user).await?))
 }
 
 async fn create(
@@ -37,7 +37,7 @@ async fn create(
     me.require(STAFF)?;
     Ok((
         StatusCode::CREATED,
-        Json(courses::create(&state.pool, &me.user, body).await?),
+        Json(state.courses.create(&me.user, body).await?),
     ))
 }
 
@@ -46,7 +46,7 @@ async fn show(
     me: CurrentUser,
     IdPath(id): IdPath,
 ) -> Result<Json<Course>, ApiError> {
-    Ok(Json(courses::get_visible(&state.pool, &me.user, id).await?))
+    Ok(Json(state.courses.get(&me.user, id).await?))
 }
 
 async fn remove(
@@ -55,8 +55,7 @@ async fn remove(
     IdPath(id): IdPath,
 ) -> Result<StatusCode, ApiError> {
     me.require(STAFF)?;
-    let course = courses::get_managed(&state.pool, &me.user, id).await?;
-    courses::delete(&state.pool, &state.storage, state.vms.layers(), &course).await?;
+    state.courses.delete(&me.user, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -66,8 +65,7 @@ async fn students(
     IdPath(id): IdPath,
 ) -> Result<Json<Vec<crate::users::User>>, ApiError> {
     me.require(STAFF)?;
-    let course = courses::get_managed(&state.pool, &me.user, id).await?;
-    Ok(Json(courses::students(&state.pool, course.id).await?))
+    Ok(Json(state.courses.students(&me.user, id).await?))
 }
 
 #[derive(Debug, Deserialize)]
@@ -83,16 +81,8 @@ async fn enrol(
     ApiJson(body): ApiJson<EnrolBody>,
 ) -> Result<Json<EnrolReport>, ApiError> {
     me.require(STAFF)?;
-    let course = courses::get_managed(&state.pool, &me.user, id).await?;
     Ok(Json(
-        courses::enrol(
-            &state.pool,
-            &state.storage,
-            state.vms.layers().mode(),
-            &course,
-            &body.usernames,
-        )
-        .await?,
+        state.courses.enrol(&me.user, id, &body.usernames).await?,
     ))
 }
 
@@ -102,14 +92,6 @@ async fn unenrol(
     IdPath2(id, user_id): IdPath2,
 ) -> Result<StatusCode, ApiError> {
     me.require(STAFF)?;
-    let course = courses::get_managed(&state.pool, &me.user, id).await?;
-    courses::unenrol(
-        &state.pool,
-        &state.storage,
-        state.vms.layers(),
-        &course,
-        user_id,
-    )
-    .await?;
+    state.courses.unenrol(&me.user, id, user_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -17,9 +17,8 @@ use serde::Deserialize;
 
 use super::error::ApiError;
 use super::extract::{ApiQuery, CurrentUser, IdPath};
-use crate::portable::{self, DiskUsage, ExportInfo, ImportOutcome, PortableError};
+use crate::portable::{DiskUsage, ExportInfo, ImportOutcome};
 use crate::state::AppState;
-use crate::templates::ImportLimits;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -42,8 +41,7 @@ async fn export(
     IdPath(id): IdPath,
     ApiQuery(q): ApiQuery<ExportQuery>,
 ) -> Result<Response, ApiError> {
-    let vm = state.vms.get_for_layer(&me.user, id).await?;
-    let ex = portable::export(&state.vms, &state.storage, vm.id, q.standalone).await?;
+    let ex = state.portable.export(&me.user, id, q.standalone).await?;
     let (content_type, file_name, run) = (
         if q.standalone {
             "application/octet-stream"
@@ -72,11 +70,7 @@ async fn manifest(
     me: CurrentUser,
     IdPath(id): IdPath,
 ) -> Result<Json<ExportInfo>, ApiError> {
-    state.vms.get_for_layer(&me.user, id).await?;
-    let vm = state.vms.refresh(id).await?;
-    Ok(Json(
-        portable::export_info(&state.pool, &state.storage, &vm).await?,
-    ))
+    Ok(Json(state.portable.manifest(&me.user, id).await?))
 }
 
 /// Reads (and drops) a bounded part of a refused upload so the client sees the error.
@@ -98,35 +92,22 @@ async fn import(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<ImportOutcome>, ApiError> {
-    let vm = match state.vms.get_for_layer(&me.user, id).await {
-        Ok(vm) => vm,
-        Err(e) => {
-            drain(body).await;
-            return Err(e.into());
-        }
-    };
-    let limits = ImportLimits {
-        max_upload_bytes: state.config.max_upload_bytes,
-        max_virtual_size: state.config.max_virtual_size,
-    };
-    // The archive adds a few blocks to the layer; refuse a declared length
-    // beyond the limit before reading anything.
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limits.max_upload_bytes.saturating_add(1 << 20)) {
-        drain(body).await;
-        return Err(PortableError::TooLarge(limits.max_upload_bytes).into());
-    }
-    let outcome = portable::import(
-        &state.vms,
-        &state.storage,
-        limits,
-        vm.id,
-        body.into_data_stream(),
-    )
-    .await?;
+    let vm_id = match state.portable.admit_import(&me.user, id, declared).await {
+        Ok(vm_id) => vm_id,
+        Err(e) => {
+            // Read (a bounded part of) the refused upload so the client sees the error.
+            drain(body).await;
+            return Err(e.into());
+        }
+    };
+    let outcome = state
+        .portable
+        .import(vm_id, body.into_data_stream())
+        .await?;
     Ok(Json(outcome))
 }
 
@@ -144,9 +125,8 @@ async fn disk(
     me: CurrentUser,
     IdPath(id): IdPath,
 ) -> Result<Json<DiskView>, ApiError> {
-    let vm = state.vms.get_for_layer(&me.user, id).await?;
     Ok(Json(DiskView {
-        usage: portable::disk_usage(&state.vms, vm.id).await?,
-        snapshot_quota: state.config.snapshot_quota,
+        usage: state.portable.disk_usage(&me.user, id).await?,
+        snapshot_quota: state.snapshots.quota(),
     }))
 }

@@ -51,9 +51,7 @@ pub(crate) use model::graphics_from_db;
 pub(crate) use model::load;
 use model::{COLUMNS, from_row};
 pub use model::{Vm, VmError, VmSpec, VmState, labels, users_affected};
-pub use provision::{
-    NewBuildVm, Provision, STAGING_SUFFIX, SweepReport, delete_for, sweep_layers_at_start,
-};
+pub use provision::{NewBuildVm, Provision, STAGING_SUFFIX, SweepReport, sweep_layers_at_start};
 pub use viewer::ViewerPassword;
 
 use std::collections::HashMap;
@@ -192,8 +190,15 @@ impl VmManager {
         self
     }
 
-    pub fn layers(&self) -> &Layers {
-        &self.layers
+    /// Where new personal layers are made (server or node-local).
+    pub fn layer_mode(&self) -> LayerStorage {
+        self.layers.mode()
+    }
+
+    /// Deletes the (stopped) VMs of a course, or of one owner in it, with
+    /// their layers; 409 `vm_running` while one of them is active.
+    pub async fn delete_for(&self, course_id: Uuid, owner: Option<Uuid>) -> Result<(), VmError> {
+        provision::delete_for(&self.pool, &self.storage, &self.layers, course_id, owner).await
     }
 
     /// Subscribes to VM state changes.
