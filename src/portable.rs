@@ -179,9 +179,22 @@ pub enum PortableError {
     /// The upload is not a readable export archive (→ 400 `bad_archive`).
     #[error("{0}")]
     BadArchive(String),
-    /// A well-formed upload we refuse (→ 422 with this code).
-    #[error("{1}")]
-    Rejected(&'static str, String),
+    /// A member that is not part of an export, or a path that escapes (→ 422
+    /// `unsafe_archive`).
+    #[error("{0}")]
+    UnsafeArchive(String),
+    /// The layer does not match the manifest's checksum (→ 422 `corrupt_export`).
+    #[error("{0}")]
+    CorruptExport(String),
+    /// An export format version this server does not read (→ 422 `unsupported_export`).
+    #[error("{0}")]
+    UnsupportedExport(String),
+    /// The export was made on another template chain (→ 422 `template_mismatch`).
+    #[error("{0}")]
+    TemplateMismatch(String),
+    /// qemu-img refuses the layer (→ 422 `invalid_layer`).
+    #[error("{0}")]
+    InvalidLayer(String),
     #[error("the layer is larger than the limit of {0} bytes")]
     TooLarge(u64),
     #[error("upload interrupted: {0}")]
@@ -636,13 +649,10 @@ struct Received {
 /// untrusted text).
 fn foreign_member(name: &str, why: &str) -> PortableError {
     let shown: String = name.chars().take(200).collect();
-    PortableError::Rejected(
-        "unsafe_archive",
-        format!(
-            "the archive member {shown:?} {why}; a pvce export holds only {MANIFEST_NAME} and \
+    PortableError::UnsafeArchive(format!(
+        "the archive member {shown:?} {why}; a pvce export holds only {MANIFEST_NAME} and \
              {LAYER_NAME} (tar cf export.tar {MANIFEST_NAME} {LAYER_NAME})"
-        ),
-    )
+    ))
 }
 
 /// Walks the whole archive: `manifest.json` (checked by `accept`), then
@@ -769,14 +779,11 @@ where
                 PortableError::BadArchive(format!("manifest.json is not a pvce manifest: {e}"))
             })?;
             if m.format != MANIFEST_FORMAT || m.version != MANIFEST_VERSION {
-                return Err(PortableError::Rejected(
-                    "unsupported_export",
-                    format!(
-                        "this archive is {:?} version {}; pvce reads {MANIFEST_FORMAT:?} version {MANIFEST_VERSION}",
-                        m.format.chars().take(40).collect::<String>(),
-                        m.version
-                    ),
-                ));
+                return Err(PortableError::UnsupportedExport(format!(
+                    "this archive is {:?} version {}; pvce reads {MANIFEST_FORMAT:?} version {MANIFEST_VERSION}",
+                    m.format.chars().take(40).collect::<String>(),
+                    m.version
+                )));
             }
             accept(&m)?;
             manifest = Some((m, dir.to_vec()));
@@ -799,13 +806,10 @@ where
                 return Err(PortableError::TooLarge(max_layer));
             }
             if size != m.layer.size_bytes {
-                return Err(PortableError::Rejected(
-                    "corrupt_export",
-                    format!(
-                        "{LAYER_NAME} has {size} bytes but the manifest says {}",
-                        m.layer.size_bytes
-                    ),
-                ));
+                return Err(PortableError::CorruptExport(format!(
+                    "{LAYER_NAME} has {size} bytes but the manifest says {}",
+                    m.layer.size_bytes
+                )));
             }
             let sha256 = reader.receive(upload, size).await?;
             reader.skip(tar::padding(size) as u64).await?;
@@ -846,8 +850,7 @@ fn upload_image_error(e: ImageError) -> PortableError {
             if crate::space::full_storage(&e).is_none() =>
         {
             tracing::warn!(error = %e, "qemu-img rejected an imported layer");
-            PortableError::Rejected(
-                "invalid_layer",
+            PortableError::InvalidLayer(
                 "qemu-img could not read the layer; it may be damaged".into(),
             )
         }
@@ -899,25 +902,21 @@ async fn import_inner<R: AsyncRead + Unpin>(
     let mut upload_guard = FileGuard(Some(upload.clone()));
     let received = read_archive(reader, &upload, limits.max_upload_bytes, |m| {
         if m.chain_sha256 != chain_sha256 {
-            return Err(PortableError::Rejected(
-                "template_mismatch",
-                format!(
-                    "this layer was made on template {:?} ({}), which is not this VM's template {:?} \
+            return Err(PortableError::TemplateMismatch(format!(
+                "this layer was made on template {:?} ({}), which is not this VM's template {:?} \
                      (or not the same bytes); it can only be imported into a VM on that template",
-                    m.template.name.chars().take(100).collect::<String>(),
-                    m.template.id,
-                    t.name
-                ),
-            ));
+                m.template.name.chars().take(100).collect::<String>(),
+                m.template.id,
+                t.name
+            )));
         }
         Ok(())
     })
     .await?;
     if received.sha256 != received.manifest.layer.sha256 {
-        return Err(PortableError::Rejected(
-            "corrupt_export",
-            format!("{LAYER_NAME} does not match the SHA-256 in the manifest; the copy is damaged"),
-        ));
+        return Err(PortableError::CorruptExport(format!(
+            "{LAYER_NAME} does not match the SHA-256 in the manifest; the copy is damaged"
+        )));
     }
 
     // Our own header inspection before any qemu tool opens the file, then
@@ -934,7 +933,7 @@ async fn import_inner<R: AsyncRead + Unpin>(
     )
     .await
     .map_err(|e| match e {
-        ImageError::BadLayer(m) => PortableError::Rejected("invalid_layer", m),
+        ImageError::BadLayer(m) => PortableError::InvalidLayer(m),
         other => upload_image_error(other),
     })?;
 
@@ -1209,7 +1208,7 @@ mod tests {
             if m.chain_sha256 == "c".repeat(64) {
                 Ok(())
             } else {
-                Err(PortableError::Rejected("template_mismatch", "no".into()))
+                Err(PortableError::TemplateMismatch("no".into()))
             }
         })
         .await
@@ -1269,7 +1268,7 @@ mod tests {
             let got = read(archive(entries), d.path()).await;
             let named = entries
                 .iter()
-                .any(|(n, _)| matches!(&got, Err(PortableError::Rejected("unsafe_archive", msg)) if msg.contains(&format!("{n:?}"))));
+                .any(|(n, _)| matches!(&got, Err(PortableError::UnsafeArchive(msg)) if msg.contains(&format!("{n:?}"))));
             assert!(named, "{entries:?}: {got:?}");
             // (The caller's guard removes a layer already received.)
             let _ = std::fs::remove_file(d.path().join("up"));
@@ -1283,7 +1282,7 @@ mod tests {
             a.extend_from_slice(&tar::END);
             let got = read(a, d.path()).await;
             assert!(
-                matches!(&got, Err(PortableError::Rejected("unsafe_archive", msg)) if msg.contains("\"layer.qcow2\"")),
+                matches!(&got, Err(PortableError::UnsafeArchive(msg)) if msg.contains("\"layer.qcow2\"")),
                 "type {}: {got:?}",
                 typeflag as char
             );
@@ -1312,7 +1311,7 @@ mod tests {
                 d.path()
             )
             .await,
-            Err(PortableError::Rejected("template_mismatch", _))
+            Err(PortableError::TemplateMismatch(_))
         ));
         assert!(matches!(
             read(
@@ -1339,7 +1338,7 @@ mod tests {
                 d.path()
             )
             .await,
-            Err(PortableError::Rejected("corrupt_export", _))
+            Err(PortableError::CorruptExport(_))
         ));
         let mut v2 = manifest(&layer);
         v2.version = 2;
@@ -1350,7 +1349,7 @@ mod tests {
                 d.path()
             )
             .await,
-            Err(PortableError::Rejected("unsupported_export", _))
+            Err(PortableError::UnsupportedExport(_))
         ));
     }
 }

@@ -589,7 +589,15 @@ impl From<crate::portable::PortableError> for ApiError {
             E::Template(t) => t.into(),
             E::Snapshot(s) => s.into(),
             E::BadArchive(m) => Self::new(StatusCode::BAD_REQUEST, "bad_archive", m),
-            E::Rejected(code, m) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, m),
+            E::UnsafeArchive(m) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "unsafe_archive", m),
+            E::CorruptExport(m) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "corrupt_export", m),
+            E::UnsupportedExport(m) => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "unsupported_export", m)
+            }
+            E::TemplateMismatch(m) => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "template_mismatch", m)
+            }
+            E::InvalidLayer(m) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_layer", m),
             E::TooLarge(_) => Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string()),
             E::Interrupted(_) => {
                 Self::new(StatusCode::BAD_REQUEST, "upload_interrupted", e.to_string())
