@@ -9,7 +9,6 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
-use crate::console;
 use crate::vms::VmState;
 
 use crate::state::AppState;
@@ -198,24 +197,9 @@ fn spawn_desk_watch(state: &AppState) -> tokio::task::JoinHandle<()> {
 /// Ends console sessions when their VM stops or moves to another node
 /// (supervised: restarted if it ever ends).
 fn spawn_console_closer(state: &AppState) -> tokio::task::JoinHandle<()> {
-    let vms = state.vms.clone();
-    let hub = state.console.clone();
+    let console = state.console.clone();
     crate::health::spawn_supervised(&state.health, "console_closer", move || {
-        let mut events = vms.subscribe();
-        let hub = hub.clone();
-        async move {
-            loop {
-                match events.recv().await {
-                    // Tokens issued before a restart name the old boot and are
-                    // refused on redeem, so only stops need acting on here.
-                    Ok(ev) if matches!(ev.state, VmState::Stopped | VmState::Error) => {
-                        hub.end_vm(ev.vm_id, console::close::VM_STOPPED, "VM stopped");
-                    }
-                    Ok(_) => {}
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(_) => return,
-                }
-            }
-        }
+        let console = console.clone();
+        async move { console.close_stopped_sessions().await }
     })
 }

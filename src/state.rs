@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::auth::SignIn;
 use crate::config::Config;
-use crate::console::ConsoleHub;
+use crate::console::{Console, ConsoleHub};
 use crate::db::{self, Pool};
 use crate::nodes::Nodes;
 use crate::storage::Storage;
@@ -22,7 +22,7 @@ pub struct AppState {
     pub nodes: Arc<Nodes>,
     pub vms: Arc<VmManager>,
     pub sign_in: Arc<SignIn>,
-    pub console: Arc<ConsoleHub>,
+    pub console: Arc<Console>,
     pub health: Arc<crate::health::Health>,
     /// The `storage` health check (free space, failed writes).
     pub space: Arc<crate::space::SpaceCheck>,
@@ -105,7 +105,18 @@ impl AppState {
             storage.clone(),
             vms.clone(),
         ));
+        let console = Arc::new(Console::new(
+            ConsoleHub::new(
+                std::time::Duration::from_secs(config.console_token_ttl_secs),
+                config.console_max_per_user,
+                config.console_max_total,
+            ),
+            pool.clone(),
+            vms.clone(),
+            std::time::Duration::from_secs(config.console_ticket_ttl_secs),
+        ));
         Ok(Self {
+            console,
             collector,
             courses,
             desk,
@@ -115,11 +126,6 @@ impl AppState {
             storage,
             nodes,
             vms,
-            console: Arc::new(ConsoleHub::new(
-                std::time::Duration::from_secs(config.console_token_ttl_secs),
-                config.console_max_per_user,
-                config.console_max_total,
-            )),
             sign_in,
             health: Arc::new(crate::health::Health::new()),
             space: Arc::new(crate::space::SpaceCheck::new(

@@ -13,7 +13,7 @@ use serde_json::json;
 
 use super::error::ApiError;
 use super::extract::{ApiQuery, CurrentUser, IdPath};
-use crate::console::{self, ConsoleError};
+use crate::console::ConsoleError;
 use crate::libvirt::GraphicsKind;
 use crate::state::AppState;
 
@@ -36,20 +36,12 @@ async fn issue(
     me: CurrentUser,
     IdPath(id): IdPath,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    state.vms.get_for(&me.user, id).await?;
-    let (vm, _, _, kind) = state.vms.console_endpoint(id).await?;
-    let node_id = vm.node_id.ok_or_else(ApiError::not_found)?;
-    let token = state.console.issue(
-        vm.id,
-        me.user.id,
-        node_id,
-        vm.last_started_at.clone().unwrap_or_default(),
-    );
+    let t = state.console.issue(&me.user, id).await?;
     Ok(Json(json!({
-        "token": token,
-        "url": format!("/ws/console?token={token}"),
-        "protocol": protocol(kind),
-        "expires_in": state.console.ttl.as_secs(),
+        "url": format!("/ws/console?token={}", t.token),
+        "token": t.token,
+        "protocol": protocol(t.protocol),
+        "expires_in": t.expires_in.as_secs(),
     })))
 }
 
@@ -76,27 +68,16 @@ async fn connect(
             return Err(ConsoleError::BadOrigin.into());
         }
     }
-    let ticket = state.console.redeem(&q.token)?;
-    // A browser also sends its session cookie: a token issued to someone else
-    // is refused (tools without a cookie are gated by the token alone).
-    if let Some(session) = super::extract::cookie_token(&headers)
-        && let Ok(user) = crate::auth::authenticate(&state.pool, &session).await
-        && user.id != ticket.user_id
-    {
-        return Err(ConsoleError::BadToken.into());
-    }
-    // The token is void if the VM stopped, restarted or moved since it was issued.
-    let (vm, target) = state
-        .vms
-        .console_target(ticket.vm_id)
-        .await
-        .map_err(|_| ConsoleError::NotRunning)?;
-    if vm.node_id != Some(ticket.node_id)
-        || vm.last_started_at.clone().unwrap_or_default() != ticket.boot
-    {
-        return Err(ConsoleError::BadToken.into());
-    }
-    Ok(state.console.clone().upgrade(ws, ticket, target))
+    // A browser also sends its session cookie: whose session it is.
+    let session_user = match super::extract::cookie_token(&headers) {
+        Some(session) => crate::auth::authenticate(&state.pool, &session)
+            .await
+            .ok()
+            .map(|u| u.id),
+        None => None,
+    };
+    let admitted = state.console.admit(&q.token, session_user).await?;
+    Ok(state.console.upgrade(ws, admitted))
 }
 
 async fn viewer_file(
@@ -104,10 +85,7 @@ async fn viewer_file(
     me: CurrentUser,
     IdPath(id): IdPath,
 ) -> Result<Response, ApiError> {
-    state.vms.get_for(&me.user, id).await?;
-    let ttl = std::time::Duration::from_secs(state.config.console_ticket_ttl_secs);
-    let t = state.vms.viewer_password(id, ttl).await?;
-    let body = console::virt_viewer_file(t.kind, &t.host, t.port, &t.password, &t.title);
+    let t = state.console.viewer_password(&me.user, id).await?;
     let filename = format!("pvce-{}.vv", t.vm.id);
     Ok((
         [
@@ -118,7 +96,7 @@ async fn viewer_file(
             ),
             (header::CACHE_CONTROL, "no-store".to_owned()),
         ],
-        body,
+        t.file(),
     )
         .into_response())
 }

@@ -547,6 +547,7 @@ impl From<crate::stores::StoreError> for ApiError {
 impl From<ConsoleError> for ApiError {
     fn from(e: ConsoleError) -> Self {
         match e {
+            ConsoleError::Vm(e) => e.into(),
             ConsoleError::BadToken => Self::new(StatusCode::FORBIDDEN, "bad_token", e.to_string()),
             ConsoleError::BadOrigin => {
                 Self::new(StatusCode::FORBIDDEN, "bad_origin", e.to_string())

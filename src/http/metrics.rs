@@ -143,7 +143,7 @@ pub async fn render(state: &AppState) -> Result<String, MonitorError> {
         out,
         "# HELP pvce_users Registered users.\n# TYPE pvce_users gauge\npvce_users {users}"
     );
-    let m = &state.console.metrics;
+    let m = state.console.metrics();
     let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
     let _ = writeln!(
         out,

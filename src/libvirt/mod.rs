@@ -50,8 +50,8 @@ pub use stats::{CpuTimes, DomainStats, HostStats, MemoryStats};
 pub use storage::PoolInfo;
 pub use xml::{
     ConsoleAuth, DiskCache, DomainSpec, Graphics, GraphicsKind, Hypervisor, MAX_BRIDGE_NAME,
-    NetworkSpec, PVCE_XMLNS, PvceMetadata, domain_xml, network_xml, parse_console, parse_graphics,
-    parse_metadata, with_graphics_listen,
+    NetworkSpec, PVCE_XMLNS, PvceMetadata, domain_xml, network_xml, new_console_password,
+    parse_console, parse_graphics, parse_metadata, with_graphics_listen,
 };
 
 /// Everything that can go wrong talking to libvirt, sorted by what the caller should do.

@@ -198,6 +198,21 @@ impl fmt::Debug for ConsoleAuth {
     }
 }
 
+/// A fresh per-boot console password: 8 characters for VNC (all its DES
+/// authentication uses), 32 for SPICE; alphanumeric, from the OS RNG.
+pub fn new_console_password(kind: GraphicsKind) -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let len = match kind {
+        GraphicsKind::Vnc => 8,
+        GraphicsKind::Spice => 32,
+    };
+    let mut rng = rand::rngs::OsRng;
+    (0..len)
+        .map(|_| char::from(ALPHABET[rng.gen_range(0..ALPHABET.len())]))
+        .collect()
+}
+
 /// `passwdValidTo`'s format: UTC, seconds, no zone (libvirt parses it with
 /// `%Y-%m-%dT%H:%M:%S` and `timegm`).
 const VALID_TO_FORMAT: &[time::format_description::FormatItem<'static>] =

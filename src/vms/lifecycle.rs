@@ -10,7 +10,6 @@ use uuid::Uuid;
 
 use super::model::{Vm, VmError, VmState, graphics_of, load};
 use super::{LastError, VmManager};
-use crate::console;
 use crate::images::{self};
 use crate::labnets::{self};
 use crate::libvirt::{self, DomainState, GraphicsKind};
@@ -183,7 +182,7 @@ impl VmManager {
             graphics,
             graphics_listen: node.console_address.clone(),
             // Per boot, never stored: the console proxy reads it back from libvirt.
-            graphics_password: Some(console::new_console_password(graphics)),
+            graphics_password: Some(crate::libvirt::new_console_password(graphics)),
             serial_log: Some(self.storage.console_log_path(vm.id)),
             smbios_serial: format!("vm-{}", &vm.id.simple().to_string()[..12]),
             disk_cache: self.disk_cache,

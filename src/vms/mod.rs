@@ -45,14 +45,12 @@ mod provision;
 mod reconcile;
 mod rule;
 pub mod snapshots;
-mod viewer;
 
 pub(crate) use model::graphics_from_db;
 pub(crate) use model::load;
 use model::{COLUMNS, from_row};
 pub use model::{Vm, VmError, VmSpec, VmState, labels, users_affected};
 pub use provision::{NewBuildVm, Provision, STAGING_SUFFIX, SweepReport, sweep_layers_at_start};
-pub use viewer::ViewerPassword;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -121,8 +119,6 @@ pub struct VmManager {
     domain_prefix: String,
     disk_cache: libvirt::DiskCache,
     events: tokio::sync::broadcast::Sender<VmEvent>,
-    /// Serialises console password changes (expiry renewal, `.vv` tickets).
-    console_passwords: tokio::sync::Mutex<()>,
     /// VMs whose graceful shutdown is waiting for the guest (see
     /// [`rule::Recorded::stop_in_flight`]).
     stops_in_flight: Mutex<std::collections::HashSet<Uuid>>,
@@ -162,7 +158,6 @@ impl VmManager {
             domain_prefix,
             disk_cache: libvirt::DiskCache::default(),
             events: tokio::sync::broadcast::channel(1024).0,
-            console_passwords: tokio::sync::Mutex::new(()),
             stops_in_flight: Mutex::default(),
         }
     }
@@ -216,6 +211,21 @@ impl VmManager {
     }
 
     /// The libvirt domain name of a VM.
+    /// The running VM, its node and that node's connection; `vm_not_running`
+    /// otherwise.
+    pub async fn running_on_node(
+        &self,
+        id: Uuid,
+    ) -> Result<(Vm, crate::nodes::Node, libvirt::Node), VmError> {
+        let vm = self.sync_with_node(load(&self.pool, id).await?).await?;
+        let (VmState::Running, Some(node_id)) = (vm.state, vm.node_id) else {
+            return Err(VmError::NotRunning("the VM is not running".into()));
+        };
+        let node = self.nodes.get(node_id).await?;
+        let conn = self.nodes.conn(node_id).await?;
+        Ok((vm, node, conn))
+    }
+
     pub fn domain_name(&self, vm_id: Uuid) -> String {
         format!("{}{vm_id}", self.domain_prefix)
     }

@@ -359,8 +359,8 @@ async fn browser_console_relays_rfb_and_refuses_what_it_must() {
     let (_, host, port, _) = env
         .server
         .state
-        .vms
-        .console_endpoint(vm_id.parse().unwrap())
+        .console
+        .endpoint(vm_id.parse().unwrap())
         .await
         .unwrap();
     let types = direct_vnc_without_password(&host, port).await;

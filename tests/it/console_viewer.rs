@@ -271,8 +271,8 @@ async fn spice_vms_and_viewer_files_with_one_time_passwords() {
     let (_, host, spice_port, kind) = env
         .server
         .state
-        .vms
-        .console_endpoint(spice_id.parse().unwrap())
+        .console
+        .endpoint(spice_id.parse().unwrap())
         .await
         .unwrap();
     assert_eq!(kind, pvce::libvirt::GraphicsKind::Spice);
@@ -338,8 +338,8 @@ async fn spice_vms_and_viewer_files_with_one_time_passwords() {
     let (_, _, vnc_port, _) = env
         .server
         .state
-        .vms
-        .console_endpoint(vnc_id.parse().unwrap())
+        .console
+        .endpoint(vnc_id.parse().unwrap())
         .await
         .unwrap();
     let vv = viewer_file(&teacher, &vnc_id).await;

@@ -1,5 +1,10 @@
 //! Console proxy: browser WebSocket ⇄ the VM's VNC/SPICE TCP port on its node.
 //!
+//! Rooms: [`Console`] (`access.rs`) is the service the handlers call — token
+//! issue and admission, the node password lock and renewal, `.vv` passwords,
+//! closing sessions of stopped VMs; [`ConsoleHub`] here holds tokens and live
+//! sessions and relays bytes; [`rfb`] speaks the RFB handshakes.
+//!
 //! Tickets: `POST /api/vms/{id}/console` issues a 256-bit random token, kept
 //! only as its SHA-256, bound to (VM, user, node, boot), valid for
 //! `console_token_ttl` seconds and usable once. Redeeming re-checks that the
@@ -62,7 +67,9 @@ use uuid::Uuid;
 use crate::auth;
 use crate::libvirt::GraphicsKind;
 
+mod access;
 mod rfb;
+pub use access::{Admitted, Console, Issued, ViewerPassword, password_expired};
 pub use rfb::{RfbError, vnc_auth_response};
 
 pub const PING_INTERVAL: Duration = Duration::from_secs(20);
@@ -143,28 +150,6 @@ pub fn virt_viewer_file(
     out
 }
 
-/// True if a console password's expiry (`.vv` ticket) has passed or is
-/// about to (within 2 s, the time a connect needs), so the proxy renews it.
-pub fn password_expired(auth: &crate::libvirt::ConsoleAuth) -> bool {
-    auth.valid_to
-        .is_some_and(|t| t <= time::OffsetDateTime::now_utc() + time::Duration::seconds(2))
-}
-
-/// A fresh per-boot console password: 8 characters for VNC (all its DES
-/// authentication uses), 32 for SPICE; alphanumeric, from the OS RNG.
-pub fn new_console_password(kind: GraphicsKind) -> String {
-    use rand::Rng;
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    let len = match kind {
-        GraphicsKind::Vnc => 8,
-        GraphicsKind::Spice => 32,
-    };
-    let mut rng = rand::rngs::OsRng;
-    (0..len)
-        .map(|_| char::from(ALPHABET[rng.gen_range(0..ALPHABET.len())]))
-        .collect()
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum ConsoleError {
     #[error("the console token is invalid, used or expired")]
@@ -177,6 +162,9 @@ pub enum ConsoleError {
     BadOrigin,
     #[error("the VM has no {0} console")]
     NoGraphics(&'static str),
+    /// The VM is not the user's to reach, or not running (issuing a token).
+    #[error(transparent)]
+    Vm(#[from] crate::vms::VmError),
 }
 
 /// What a redeemed token grants.

@@ -1,0 +1,269 @@
+//! Console access: the service the HTTP handlers call. It issues console
+//! tokens to users who may reach a running VM, admits the WebSocket that
+//! redeems one, keeps the node console's password usable, hands out native
+//! viewer (`.vv`) passwords, and ends sessions whose VM stopped.
+//!
+//! Invariants (the rules are in the module docs of [`crate::console`]):
+//! - A token opens a session only for the user it was issued to (when the
+//!   browser sends its session, the two must agree), and only while the VM
+//!   runs on the node and in the boot it was issued for.
+//! - The node password is renewed and `.vv` passwords are set under one lock
+//!   ([`Console::passwords`]), so a renewal never overwrites a viewer
+//!   password that was just handed out, nor the other way round.
+//! - Passwords never reach a log: [`ViewerPassword`] and [`ConsoleTarget`]
+//!   redact them in `Debug`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use uuid::Uuid;
+
+use super::{ConsoleError, ConsoleHub, ConsoleTarget, IssuedToken, Metrics, close};
+use crate::db::Pool;
+use crate::libvirt::{self, GraphicsKind};
+use crate::users::User;
+use crate::vms::{Vm, VmError, VmManager, VmState, labels};
+
+/// True if a console password's expiry (`.vv` ticket) has passed or is
+/// about to (within 2 s, the time a connect needs), so the proxy renews it.
+pub fn password_expired(auth: &libvirt::ConsoleAuth) -> bool {
+    auth.valid_to
+        .is_some_and(|t| t <= time::OffsetDateTime::now_utc() + time::Duration::seconds(2))
+}
+
+/// A token just issued: what the browser needs to open the console.
+#[derive(Debug)]
+pub struct Issued {
+    pub token: String,
+    pub protocol: GraphicsKind,
+    pub expires_in: Duration,
+}
+
+/// A redeemed token that may open a session, and where the session goes.
+#[derive(Debug)]
+pub struct Admitted {
+    pub(super) ticket: IssuedToken,
+    pub(super) target: ConsoleTarget,
+}
+
+/// What a native viewer needs to reach a running VM's console (`.vv`).
+/// `Debug` leaves the password out.
+pub struct ViewerPassword {
+    pub vm: Vm,
+    pub kind: GraphicsKind,
+    pub host: String,
+    pub port: u16,
+    pub password: String,
+    pub valid_to: time::OffsetDateTime,
+    /// Window title: owner / course / VM.
+    pub title: String,
+}
+
+impl std::fmt::Debug for ViewerPassword {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ViewerPassword")
+            .field("vm", &self.vm.id)
+            .field("kind", &self.kind)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("valid_to", &self.valid_to)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ViewerPassword {
+    /// The virt-viewer file for it ([`super::virt_viewer_file`]).
+    pub fn file(&self) -> String {
+        super::virt_viewer_file(
+            self.kind,
+            &self.host,
+            self.port,
+            &self.password,
+            &self.title,
+        )
+    }
+}
+
+/// Console access over the hub of live sessions.
+#[derive(Debug)]
+pub struct Console {
+    hub: Arc<ConsoleHub>,
+    pool: Pool,
+    vms: Arc<VmManager>,
+    /// Held while a console password is renewed or a viewer password set.
+    passwords: tokio::sync::Mutex<()>,
+    viewer_ttl: Duration,
+}
+
+fn no_console() -> VmError {
+    VmError::NotRunning("the VM has no console yet".into())
+}
+
+impl Console {
+    /// `viewer_ttl`: how long a `.vv` password works.
+    pub fn new(hub: ConsoleHub, pool: Pool, vms: Arc<VmManager>, viewer_ttl: Duration) -> Self {
+        Self {
+            hub: Arc::new(hub),
+            pool,
+            vms,
+            passwords: tokio::sync::Mutex::new(()),
+            viewer_ttl,
+        }
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.hub.metrics
+    }
+
+    pub fn active_sessions(&self) -> usize {
+        self.hub.active_sessions()
+    }
+
+    /// Where a running VM's console listens: (vm, host, port, protocol).
+    pub async fn endpoint(&self, id: Uuid) -> Result<(Vm, String, u16, GraphicsKind), VmError> {
+        let (vm, node, conn) = self.vms.running_on_node(id).await?;
+        let graphics = conn
+            .domain(&self.vms.domain_name(vm.id))
+            .await?
+            .and_then(|d| d.graphics)
+            .ok_or_else(no_console)?;
+        Ok((vm, node.console_address, graphics.port, graphics.kind))
+    }
+
+    /// A single-use token for the console of a running VM the user may reach.
+    pub async fn issue(&self, user: &User, vm_id: Uuid) -> Result<Issued, ConsoleError> {
+        self.vms.get_for(user, vm_id).await?;
+        let (vm, _, _, protocol) = self.endpoint(vm_id).await?;
+        let node_id = vm.node_id.ok_or(ConsoleError::NotRunning)?;
+        let token = self.hub.issue(
+            vm.id,
+            user.id,
+            node_id,
+            vm.last_started_at.clone().unwrap_or_default(),
+        );
+        Ok(Issued {
+            token,
+            protocol,
+            expires_in: self.hub.ttl,
+        })
+    }
+
+    /// Redeems a token for a session: `session_user` is the user whose
+    /// session cookie came with the request (browsers send it; tools need
+    /// not). The token is void if the VM stopped, restarted or moved since
+    /// it was issued.
+    pub async fn admit(
+        &self,
+        token: &str,
+        session_user: Option<Uuid>,
+    ) -> Result<Admitted, ConsoleError> {
+        let ticket = self.hub.redeem(token)?;
+        if session_user.is_some_and(|u| u != ticket.user_id) {
+            return Err(ConsoleError::BadToken);
+        }
+        let (vm, target) = self
+            .target(ticket.vm_id)
+            .await
+            .map_err(|_| ConsoleError::NotRunning)?;
+        if vm.node_id != Some(ticket.node_id)
+            || vm.last_started_at.clone().unwrap_or_default() != ticket.boot
+        {
+            return Err(ConsoleError::BadToken);
+        }
+        Ok(Admitted { ticket, target })
+    }
+
+    /// Relays an admitted session over the upgraded WebSocket.
+    pub fn upgrade(
+        &self,
+        ws: axum::extract::ws::WebSocketUpgrade,
+        admitted: Admitted,
+    ) -> axum::response::Response {
+        self.hub
+            .clone()
+            .upgrade(ws, admitted.ticket, admitted.target)
+    }
+
+    /// What the proxy connects to: the running VM's console and the password
+    /// it requires *now*, read from libvirt at every connect. If that
+    /// password has expired (a viewer password's `passwdValidTo` passed), a
+    /// fresh per-boot password without expiry replaces it first, so the
+    /// proxy always gets in.
+    pub async fn target(&self, id: Uuid) -> Result<(Vm, ConsoleTarget), VmError> {
+        let (vm, node, conn) = self.vms.running_on_node(id).await?;
+        let name = self.vms.domain_name(vm.id);
+        let (graphics, mut auth) = conn.console(&name).await?.ok_or_else(no_console)?;
+        if password_expired(&auth) {
+            let _guard = self.passwords.lock().await;
+            // Another connect may have renewed it while we waited.
+            let (_, current) = conn.console(&name).await?.ok_or_else(no_console)?;
+            auth = current;
+            if password_expired(&auth) {
+                let fresh = libvirt::new_console_password(graphics.kind);
+                conn.set_console_password(&name, &fresh, None)
+                    .await?
+                    .ok_or_else(no_console)?;
+                auth.password = Some(fresh);
+                auth.valid_to = None;
+            }
+        }
+        let target = ConsoleTarget {
+            host: node.console_address,
+            port: graphics.port,
+            protocol: graphics.kind,
+            password: auth.password,
+        };
+        Ok((vm, target))
+    }
+
+    /// A one-time console password for a native viewer (`.vv` file) of a VM
+    /// the user may reach: a fresh random password set on the live console
+    /// with `passwdValidTo` = now + the viewer TTL, replacing the per-boot
+    /// one (sessions already open stay open). Never log the result.
+    pub async fn viewer_password(&self, user: &User, id: Uuid) -> Result<ViewerPassword, VmError> {
+        self.vms.get_for(user, id).await?;
+        let (vm, node, conn) = self.vms.running_on_node(id).await?;
+        let name = self.vms.domain_name(vm.id);
+        let _guard = self.passwords.lock().await;
+        let kind = conn.console(&name).await?.ok_or_else(no_console)?.0.kind;
+        let password = libvirt::new_console_password(kind);
+        let ttl = time::Duration::seconds(i64::try_from(self.viewer_ttl.as_secs()).unwrap_or(3600));
+        // Whole seconds: that is what libvirt stores.
+        let valid_to = time::OffsetDateTime::now_utc()
+            .replace_nanosecond(0)
+            .unwrap_or_else(|_| time::OffsetDateTime::now_utc())
+            + ttl;
+        let live = conn
+            .set_console_password(&name, &password, Some(valid_to))
+            .await?
+            .ok_or_else(no_console)?;
+        let (owner, context) = labels(&self.pool, &vm).await?;
+        Ok(ViewerPassword {
+            title: format!("{owner} / {context} / {}", vm.name),
+            vm,
+            kind: live.kind,
+            host: node.console_address,
+            port: live.port,
+            password,
+            valid_to,
+        })
+    }
+
+    /// Ends console sessions when their VM stops, until the VM manager's
+    /// event stream ends (the caller supervises and restarts it). Tokens
+    /// issued before a restart name the old boot and are refused on redeem,
+    /// so only stops need acting on here.
+    pub async fn close_stopped_sessions(&self) {
+        let mut events = self.vms.subscribe();
+        loop {
+            match events.recv().await {
+                Ok(ev) if matches!(ev.state, VmState::Stopped | VmState::Error) => {
+                    self.hub.end_vm(ev.vm_id, close::VM_STOPPED, "VM stopped");
+                }
+                Ok(_) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(_) => return,
+            }
+        }
+    }
+}
