@@ -61,6 +61,9 @@ pub struct Period {
     pub period: String,
     pub created: i64,
     pub resolved: i64,
+    /// SLA compliance of the period's tickets (as [`SlaCompliance`]).
+    pub response_compliance: Option<f64>,
+    pub resolution_compliance: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -132,6 +135,15 @@ pub struct SlaPriority {
 /// One row of the compliance query: priority, response met / breached,
 /// resolution met / breached.
 type SlaRow = (String, i64, i64, i64, i64);
+
+/// Response met, response breached, resolution met, resolution breached
+/// (see [`SlaCompliance`]); a resolved or closed ticket's resolution clock
+/// has stopped (a reopened one runs again).
+const SLA_SUMS: &str =
+    "COALESCE(SUM(responded_at IS NOT NULL AND response_breached_at IS NULL), 0),
+    COALESCE(SUM(response_breached_at IS NOT NULL), 0),
+    COALESCE(SUM(state IN ('resolved', 'closed') AND resolution_breached_at IS NULL), 0),
+    COALESCE(SUM(resolution_breached_at IS NOT NULL), 0)";
 
 /// Sums the per-priority rows into [`SlaCompliance`] and the overall share (pure).
 pub fn compliance(rows: &[SlaRow]) -> (SlaCompliance, Option<f64>) {
@@ -309,8 +321,9 @@ impl Desk {
             GroupBy::Week => "strftime('%Y-W%W', created_at)",
             GroupBy::Month => "substr(created_at, 1, 7)",
         };
-        let series: Vec<(String, i64, i64)> = sqlx::query_as(&format!(
-            "SELECT {key} AS period, COUNT(*), COALESCE(SUM(resolved_at IS NOT NULL), 0)
+        let series: Vec<(String, i64, i64, i64, i64, i64, i64)> = sqlx::query_as(&format!(
+            "SELECT {key} AS period, COUNT(*), COALESCE(SUM(resolved_at IS NOT NULL), 0),
+                    {SLA_SUMS}
              FROM tickets WHERE {range} GROUP BY period ORDER BY period"
         ))
         .bind(&from)
@@ -318,14 +331,9 @@ impl Desk {
         .fetch_all(&self.pool)
         .await?;
 
-        // One pass over the range. A resolved or closed ticket's resolution
-        // clock stopped (a reopened one is open again).
+        // One pass over the range.
         let sla_rows: Vec<SlaRow> = sqlx::query_as(&format!(
-            "SELECT priority,
-                    COALESCE(SUM(responded_at IS NOT NULL AND response_breached_at IS NULL), 0),
-                    COALESCE(SUM(response_breached_at IS NOT NULL), 0),
-                    COALESCE(SUM(state IN ('resolved', 'closed') AND resolution_breached_at IS NULL), 0),
-                    COALESCE(SUM(resolution_breached_at IS NOT NULL), 0)
+            "SELECT priority, {SLA_SUMS}
              FROM tickets WHERE {range} GROUP BY priority ORDER BY priority"
         ))
         .bind(&from)
@@ -353,10 +361,12 @@ impl Desk {
             per_staff,
             series: series
                 .into_iter()
-                .map(|(period, created, resolved)| Period {
+                .map(|(period, created, resolved, rm, rb, sm, sb)| Period {
                     period,
                     created,
                     resolved,
+                    response_compliance: rate(rm, rm + rb),
+                    resolution_compliance: rate(sm, sm + sb),
                 })
                 .collect(),
             sla_compliance,
