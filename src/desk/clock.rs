@@ -191,6 +191,70 @@ mod tests {
         assert_eq!(kinds(&h), vec![K::Opened, K::Closed]);
     }
 
+    use proptest::prelude::*;
+
+    fn arb_action() -> impl Strategy<Value = crate::desk::tickets::Action> {
+        use crate::desk::tickets::Action as A;
+        prop::sample::select(vec![
+            A::Assign,
+            A::StartWork,
+            A::WaitForReporter,
+            A::ReporterReplied,
+            A::Resolve,
+            A::Confirm,
+            A::Reopen,
+        ])
+    }
+
+    proptest! {
+        /// Any life the state machine allows: the history starts with the
+        /// opening, is in time order, and (7×24) the clocks never count more
+        /// than the wall time since the ticket was opened, nor the
+        /// resolution clock more than the time it spent open and not waiting.
+        #[test]
+        fn histories_of_real_lives_are_ordered_and_bounded(
+            steps in prop::collection::vec((arb_action(), 1i64..600), 0..25),
+            later in 0i64..10_000,
+        ) {
+            let mut state = State::New;
+            let mut assigned = false;
+            let mut at = T0;
+            let mut responded = None;
+            let mut ts = Vec::new();
+            let mut open_not_waiting = Duration::ZERO;
+            for (action, gap) in steps {
+                let next_at = at + Duration::minutes(gap);
+                if state.is_open() && state != State::Waiting {
+                    open_not_waiting += next_at - at;
+                }
+                at = next_at;
+                let Ok(to) = crate::desk::tickets::next_state(state, action, assigned) else {
+                    continue;
+                };
+                if action == crate::desk::tickets::Action::Assign {
+                    assigned = true;
+                    responded.get_or_insert(at);
+                }
+                if to != state {
+                    ts.push(Transition { at, from: state, to });
+                    state = to;
+                }
+            }
+            let now = at + Duration::minutes(later);
+            if state.is_open() && state != State::Waiting {
+                open_not_waiting += now - at;
+            }
+            let h = history(T0, responded, &ts);
+            prop_assert_eq!(h[0].kind, K::Opened);
+            prop_assert!(h.windows(2).all(|w| w[0].at <= w[1].at));
+            let mut p = Policy::default();
+            p.p3.around_the_clock = true;
+            let ev = sla::evaluate(&h, Priority::P3, &p, &Calendar::default(), now);
+            prop_assert!(ev.response.elapsed <= now - T0);
+            prop_assert_eq!(ev.resolution.elapsed, open_not_waiting);
+        }
+    }
+
     #[test]
     fn rows_that_are_not_state_changes_are_skipped() {
         let at = "2026-11-30T09:00:00Z";
