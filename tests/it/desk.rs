@@ -984,7 +984,11 @@ async fn the_desk_stats_count_kinds_times_rates_staff_and_satisfaction() {
     let series = st["series"].as_array().unwrap();
     assert_eq!(series.len(), 1, "{st}");
     assert_eq!(series[0]["created"], 3);
-    assert!(st["sla_compliance"].is_null());
+    // Answered and resolved well within their targets: every finished clock met.
+    assert_eq!(st["sla"]["response"]["met"], 2, "{st}");
+    assert_eq!(st["sla"]["response"]["breached"], 0, "{st}");
+    assert_eq!(st["sla"]["resolution"]["breached"], 0, "{st}");
+    assert_eq!(st["sla_compliance"], 1.0, "{st}");
     // An empty window, and bad bounds.
     let (_, empty) = d
         .staff
@@ -992,6 +996,7 @@ async fn the_desk_stats_count_kinds_times_rates_staff_and_satisfaction() {
         .await;
     assert_eq!(empty["total"], 0);
     assert!(empty["first_time_fix_rate"].is_null());
+    assert!(empty["sla_compliance"].is_null(), "{empty}");
     for q in [
         "?from=March",
         "?from=2026-02-01&to=2026-01-01",
