@@ -74,6 +74,10 @@ await run('desk-sla', artifactDir, async ({ newPage, step, shot, logs }) => {
   const a = await newPage({ locale: 'en-US' });
   await signIn(a, admin);
   await a.goto(`${base}/#/desk`);
+  const lateEn = a.locator(`tr[data-ticket-id="${ids.late}"] .chip.sla`);
+  await lateEn.waitFor();
+  assert(/^Response · .*ago$/.test(await lateEn.textContent()), `the countdown in English: ${await lateEn.textContent()}`);
+  assert((await a.textContent(`tr[data-ticket-id="${ids.paused}"] .chip.sla`)) === 'Resolution · paused', 'paused, in English');
   await a.click('a[data-action=sla]');
   await a.waitForSelector('.sla-policy');
   assert((await a.textContent('h1')).trim() === 'SLA settings', 'the settings page is in English');
