@@ -302,6 +302,38 @@ export function periodStart(p) {
   return Number.isNaN(t0) ? null : t0 / 1000;
 }
 
+/**
+ * Every period label from `from` to before `to` (RFC 3339), as the server
+ * groups them — `day` (2026-03-05), `week` (SQLite's %W: 2026-W09) or
+ * `month` (2026-03) — in order, so periods without tickets are drawn as
+ * such. `null` for a range too long to walk day by day.
+ */
+export function periodsBetween(from, to, group) {
+  const start = Date.parse(from);
+  const end = Date.parse(to);
+  if (Number.isNaN(start) || Number.isNaN(end) || end - start > 3700 * 86400000) return null;
+  const out = [];
+  // Day steps from the start, and the range's last instant: its day may
+  // begin less than a day after the last step.
+  const instants = [];
+  for (let ms = start; ms < end; ms += 86400000) instants.push(ms);
+  if (end > start) instants.push(end - 1);
+  for (const ms of instants) {
+    const d = new Date(ms);
+    const y = d.getUTCFullYear();
+    const m = String(d.getUTCMonth() + 1).padStart(2, '0');
+    let label;
+    if (group === 'month') label = `${y}-${m}`;
+    else if (group === 'week') {
+      const yday = Math.round((Date.UTC(y, d.getUTCMonth(), d.getUTCDate()) - Date.UTC(y, 0, 1)) / 86400000);
+      const week = Math.floor((yday + 7 - ((d.getUTCDay() + 6) % 7)) / 7);
+      label = `${y}-W${String(week).padStart(2, '0')}`;
+    } else label = `${y}-${m}-${String(d.getUTCDate()).padStart(2, '0')}`;
+    if (out[out.length - 1] !== label) out.push(label);
+  }
+  return out;
+}
+
 function statsView(container) {
   let stopped = false;
   let charts = [];
@@ -344,7 +376,13 @@ function statsView(container) {
       ['desk.stats.resolution', `${dur(st.resolution.p50_seconds)} · ${dur(st.resolution.p90_seconds)}`],
       ['desk.stats.sla', pct(st.sla_compliance)],
     ];
-    const series = st.series.filter((p) => periodStart(p.period) !== null);
+    // Every period of the range, the empty ones too (no tickets: 0 opened,
+    // no compliance figure).
+    const byPeriod = new Map(st.series.map((p) => [p.period, p]));
+    const labels = periodsBetween(st.from, st.to, group.value) || st.series.map((p) => p.period);
+    const series = labels.filter((l) => periodStart(l) !== null).map((l) => byPeriod.get(l) || {
+      period: l, created: 0, resolved: 0, response_compliance: null, resolution_compliance: null,
+    });
     const times = series.map((p) => periodStart(p.period));
     const pctOf = (v) => (v === null || v === undefined ? null : Math.round(v * 1000) / 10);
     const ticketsChart = h('div', { class: 'chart', dataset: { chart: 'tickets' } });
