@@ -1597,3 +1597,99 @@ async fn escalation_steps_land_in_the_timeline_at_50_75_100_and_a_paused_clock_w
     );
     assert_eq!(st["series"][0]["resolution_compliance"], 0.0, "{st}");
 }
+
+#[tokio::test]
+async fn an_unassigned_urgent_ticket_escalates_faster_and_a_late_resolve_still_records_its_breach()
+{
+    let d = desk().await;
+    let (s, p) = d
+        .admin
+        .send(
+            reqwest::Method::PUT,
+            "/api/desk/sla",
+            Some(flat_policy(40, 400)),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{p}");
+    // One user, a class in session: P2, and nobody has taken it.
+    let (s, t) = d
+        .student
+        .post(
+            "/api/tickets",
+            json!({"kind":"incident","title":"lab VM gone","urgency":"in_session"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{t}");
+    assert_eq!(t["priority"], "P2", "{t}");
+    let id = t["id"].as_str().unwrap().to_owned();
+    let desk = d.env.server.state.desk.clone();
+    let now = time::OffsetDateTime::now_utc();
+    let at = |min: i64| now + time::Duration::minutes(min);
+    // A quarter of the 40-minute response target: the whole desk hears of it.
+    assert_eq!(desk.escalate(at(5)).await.unwrap(), 0);
+    assert_eq!(desk.escalate(at(11)).await.unwrap(), 1);
+    // Half: the admins, who dispatch.
+    assert_eq!(desk.escalate(at(21)).await.unwrap(), 1);
+    let (_, t) = d.staff.get(&format!("/api/tickets/{id}")).await;
+    let steps: Vec<(u64, String)> = escalations(&t)
+        .iter()
+        .map(|s| {
+            assert_eq!(s["clock"], "response");
+            (
+                s["percent"].as_u64().unwrap(),
+                s["notify"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        vec![(25, "desk".to_owned()), (50, "admins".to_owned())],
+        "{t}"
+    );
+
+    // Taken and resolved, but late: the ticket had been reported an hour
+    // before (its report time set back in the database — the clocks read
+    // it). Resolved, it is no longer open; the next pass still looks at it
+    // (its timeline grew) and records the response breach, once.
+    sqlx::query("UPDATE tickets SET created_at = ? WHERE id = ?")
+        .bind(pvce::db::format_time(now - time::Duration::minutes(60)))
+        .bind(&id)
+        .execute(&d.env.server.state.pool)
+        .await
+        .unwrap();
+    let staff_id = d.ids["test-d-staff"].clone();
+    let (s, _) = d
+        .staff
+        .post(
+            &format!("/api/tickets/{id}/assign"),
+            json!({"assignee_id": staff_id}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, t) = d
+        .staff
+        .post(
+            &format!("/api/tickets/{id}/resolve"),
+            json!({"resolution":"restarted"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(t["sla_breached"]["response"], true, "{t}");
+    assert_eq!(desk.escalate(at(1)).await.unwrap(), 1);
+    let (_, t) = d.staff.get(&format!("/api/tickets/{id}")).await;
+    let last = escalations(&t).last().unwrap().clone();
+    assert_eq!(last["percent"], 100, "{t}");
+    assert_eq!(last["breach"], true);
+    assert_eq!(last["notify"], "admins");
+    assert_eq!(last["clock"], "response");
+    let (_, st) = d.staff.get("/api/desk/stats").await;
+    assert_eq!(st["sla"]["response"]["met"], 0, "{st}");
+    assert_eq!(st["sla"]["response"]["breached"], 1, "{st}");
+    assert_eq!(st["sla"]["resolution"]["met"], 1, "{st}");
+    assert_eq!(
+        st["sla"]["by_priority"]["P2"]["response"]["compliance"], 0.0,
+        "{st}"
+    );
+    // Finished and unchanged: later passes leave it alone.
+    assert_eq!(desk.escalate(at(10_000)).await.unwrap(), 0);
+}
