@@ -148,8 +148,10 @@ fn spawn_desk_pass(state: &AppState) -> tokio::task::JoinHandle<()> {
             let desk = desk.clone();
             async move {
                 let now = time::OffsetDateTime::now_utc();
-                desk.close_unconfirmed(now).await?;
-                desk.escalate(now).await.map(|_| ())
+                // One failing does not keep the other from running.
+                let closed = desk.close_unconfirmed(now).await.map(|_| ());
+                let escalated = desk.escalate(now).await.map(|_| ());
+                closed.and(escalated)
             }
         },
     )

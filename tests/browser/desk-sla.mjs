@@ -60,6 +60,7 @@ await run('desk-sla', artifactDir, async ({ newPage, step, shot, logs }) => {
   assert(texts[0].includes('50%') && texts[0].includes('服务台'), `50 %: the desk hears of it: ${texts[0]}`);
   assert(texts[2].includes('超出时限') && texts[2].includes('管理员'), `100 %: breach, admins: ${texts[2]}`);
   assert((await w.textContent('.ticket-facts')).includes('响应'), 'the facts show the SLA clock');
+  await shot(w, 'desk-sla-timeline-zh.png');
   step('escalations are in the timeline');
 
   // Staff read the settings, but cannot change them.

@@ -954,6 +954,7 @@ async fn the_queue_shows_sla_levels_and_admins_edit_sla_settings() {
     let dir = artifact_dir();
     let shots = [
         "desk-sla-queue.png",
+        "desk-sla-timeline-zh.png",
         "desk-sla-settings.png",
         "desk-sla-stats.png",
     ];
