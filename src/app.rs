@@ -134,8 +134,9 @@ fn spawn_space_check(state: &AppState) -> tokio::task::JoinHandle<()> {
 }
 
 /// The service desk's periodic pass (resolved tickets nobody confirmed
-/// close unrated). The time it acts on is the wall clock's, read here;
-/// the desk itself takes it as an argument, so tests pass their own.
+/// close unrated; SLA escalation steps newly crossed are written). The time
+/// it acts on is the wall clock's, read here; the desk itself takes it as
+/// an argument, so tests pass their own.
 fn spawn_desk_pass(state: &AppState) -> tokio::task::JoinHandle<()> {
     let desk = state.desk.clone();
     crate::health::spawn_periodic(
@@ -145,9 +146,11 @@ fn spawn_desk_pass(state: &AppState) -> tokio::task::JoinHandle<()> {
         move || {
             let desk = desk.clone();
             async move {
-                desk.close_unconfirmed(time::OffsetDateTime::now_utc())
-                    .await
-                    .map(|_| ())
+                let now = time::OffsetDateTime::now_utc();
+                // One failing does not keep the other from running.
+                let closed = desk.close_unconfirmed(now).await.map(|_| ());
+                let escalated = desk.escalate(now).await.map(|_| ());
+                closed.and(escalated)
             }
         },
     )

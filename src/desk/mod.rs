@@ -14,7 +14,9 @@
 //!   writes it, fed by the node monitor's changes (`Nodes::watch`);
 //! - [`calendar`] is the lab's service calendar (opening hours, holidays)
 //!   that business time is counted in; [`sla`] is the pure SLA engine
-//!   evaluated over a ticket's clock history (not yet wired to tickets).
+//!   evaluated over a ticket's clock history, which [`clock`] reads from its
+//!   timeline; [`settings`] stores the policy and calendar; [`escalation`]
+//!   puts the clocks on tickets and runs the escalation pass.
 //!
 //! Invariants:
 //! - Who may do what is decided here, per ticket ([`Desk::allowed`]): the
@@ -24,15 +26,19 @@
 //! - Context is captured when the ticket is made, as the reporter could see
 //!   it (the VM must be theirs to see), and never changes afterwards.
 //! - Text is bounded and stored as typed; the UI renders it as text.
-//! - The SLA engine and notifications live elsewhere (`desk::sla`,
-//!   `notify`): this module leaves `response_due`, `resolution_due` and
-//!   `sla_breached` empty until they are wired in.
+//! - Every ticket the desk returns carries its SLA clocks as of the
+//!   request (`response_due`, `resolution_due`, `sla_breached`), computed
+//!   from its timeline with the stored settings; nothing about them is
+//!   stored but what the escalation pass took (see [`escalation`]).
 
 pub mod calendar;
+pub mod clock;
+pub mod escalation;
 pub mod kb;
 pub mod priority;
 pub mod problems;
 pub mod screenshot;
+pub mod settings;
 pub mod sla;
 pub mod stats;
 pub mod system;
@@ -86,6 +92,10 @@ pub enum DeskError {
     ProblemResolved,
     #[error("the VM is not running, so its screen cannot be captured")]
     VmNotRunning,
+    #[error(transparent)]
+    Policy(#[from] sla::SlaError),
+    #[error(transparent)]
+    Calendar(#[from] calendar::CalendarError),
     #[error(transparent)]
     Shot(#[from] ShotError),
     #[error(transparent)]
@@ -210,50 +220,6 @@ impl CallbackOutcome {
             CallbackOutcome::NoAnswer => "no_answer",
         }
     }
-}
-
-/// Fills the ticket's SLA fields at `now` from its own timestamps (opened,
-/// first response, resolved, closed) with the default policy and service
-/// calendar ([`sla`], [`calendar`]). Not counted yet: pauses while waiting
-/// for the reporter, and the time before a reopen.
-pub fn apply_sla(t: &mut Ticket, now: time::OffsetDateTime) {
-    use sla::{ClockEvent, ClockEventKind as K, Level};
-    let parse = |s: &str| {
-        time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()
-    };
-    let mut history = Vec::new();
-    for (at, kind) in [
-        (Some(t.created_at.as_str()), K::Opened),
-        (t.responded_at.as_deref(), K::Responded),
-        (t.resolved_at.as_deref(), K::Resolved),
-        (t.closed_at.as_deref(), K::Closed),
-    ] {
-        if let Some(at) = at.and_then(parse) {
-            history.push(ClockEvent::new(at, kind));
-        }
-    }
-    history.sort_by_key(|e| e.at);
-    let p = match t.priority {
-        Priority::P1 => sla::Priority::P1,
-        Priority::P2 => sla::Priority::P2,
-        Priority::P3 => sla::Priority::P3,
-        Priority::P4 => sla::Priority::P4,
-    };
-    let ev = sla::evaluate(
-        &history,
-        p,
-        &sla::Policy::default(),
-        &calendar::Calendar::default(),
-        now,
-    );
-    t.response_due = ev.response.due_at.map(db::format_time);
-    t.resolution_due = ev.resolution.due_at.map(db::format_time);
-    t.sla_breached = Some(json!({
-        "response": ev.response.level == Level::Breached,
-        "resolution": ev.resolution.level == Level::Breached,
-        "response_level": ev.response.level,
-        "resolution_level": ev.resolution.level,
-    }));
 }
 
 /// The instant before which a resolved ticket closes unrated, at `now`
@@ -912,9 +878,9 @@ impl Desk {
             return Err(DeskError::Invalid("assignee_id: a user id or none".into()));
         }
         let mut list = tickets::list(&self.pool, user, f).await?;
-        let now = time::OffsetDateTime::now_utc();
+        self.apply_sla(&mut list, time::OffsetDateTime::now_utc())
+            .await?;
         for t in &mut list {
-            apply_sla(t, now);
             redact(user, t);
         }
         Ok(list)
@@ -935,7 +901,11 @@ impl Desk {
     /// The ticket with its timeline as `user` may see it.
     pub async fn view(&self, user: &User, id: Uuid) -> Result<TicketView, DeskError> {
         let mut ticket = self.visible(user, id).await?;
-        apply_sla(&mut ticket, time::OffsetDateTime::now_utc());
+        self.apply_sla(
+            std::slice::from_mut(&mut ticket),
+            time::OffsetDateTime::now_utc(),
+        )
+        .await?;
         redact(user, &mut ticket);
         let events = tickets::events(&self.pool, id, on_desk(user)).await?;
         Ok(TicketView {

@@ -3,8 +3,8 @@
 //! and resolution time p50/p90; first-time-fix and reopen rates; per-staff
 //! workload and handling rate; the satisfaction distribution; complaints;
 //! tickets opened and resolved per day, week or month. Over the tickets
-//! *created* in `[from, to)`. SLA compliance is `null` until the SLA engine
-//! is wired in.
+//! *created* in `[from, to)`; SLA compliance ([`SlaCompliance`]) per clock
+//! and priority, from the breaches the escalation pass recorded.
 //!
 //! The percentile is pure ([`percentile`]); the rest is SQL over indexed
 //! columns (`tickets_created`).
@@ -61,6 +61,9 @@ pub struct Period {
     pub period: String,
     pub created: i64,
     pub resolved: i64,
+    /// SLA compliance of the period's tickets (as [`SlaCompliance`]).
+    pub response_compliance: Option<f64>,
+    pub resolution_compliance: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -85,8 +88,83 @@ pub struct Stats {
     pub complaints: i64,
     pub per_staff: Vec<StaffFigures>,
     pub series: Vec<Period>,
-    /// `null` until the SLA engine is wired in.
+    /// Share of the finished clocks (both kinds, all priorities) that met
+    /// their target; `null` when none finished.
     pub sla_compliance: Option<f64>,
+    pub sla: SlaCompliance,
+}
+
+/// Met / breached counts of one clock kind.
+#[derive(Debug, Default, Serialize, PartialEq)]
+pub struct ClockFigures {
+    /// Stopped in time (responded / resolved with no breach recorded).
+    pub met: i64,
+    /// Breach recorded by the escalation pass (stopped late, or still open).
+    pub breached: i64,
+    /// met / (met + breached).
+    pub compliance: Option<f64>,
+}
+
+impl ClockFigures {
+    fn new(met: i64, breached: i64) -> Self {
+        Self {
+            met,
+            breached,
+            compliance: rate(met, met + breached),
+        }
+    }
+}
+
+/// SLA compliance of the tickets in range: a clock counts as *breached*
+/// once the escalation pass recorded its breach (open or not), as *met*
+/// once it stopped without one; running clocks not yet breached do not
+/// count. Per priority (`P1`..`P4`) and overall.
+#[derive(Debug, Default, Serialize, PartialEq)]
+pub struct SlaCompliance {
+    pub response: ClockFigures,
+    pub resolution: ClockFigures,
+    pub by_priority: BTreeMap<String, SlaPriority>,
+}
+
+#[derive(Debug, Default, Serialize, PartialEq)]
+pub struct SlaPriority {
+    pub response: ClockFigures,
+    pub resolution: ClockFigures,
+}
+
+/// One row of the compliance query: priority, response met / breached,
+/// resolution met / breached.
+type SlaRow = (String, i64, i64, i64, i64);
+
+/// Response met, response breached, resolution met, resolution breached
+/// (see [`SlaCompliance`]); a resolved or closed ticket's resolution clock
+/// has stopped (a reopened one runs again).
+const SLA_SUMS: &str =
+    "COALESCE(SUM(responded_at IS NOT NULL AND response_breached_at IS NULL), 0),
+    COALESCE(SUM(response_breached_at IS NOT NULL), 0),
+    COALESCE(SUM(state IN ('resolved', 'closed') AND resolution_breached_at IS NULL), 0),
+    COALESCE(SUM(resolution_breached_at IS NOT NULL), 0)";
+
+/// Sums the per-priority rows into [`SlaCompliance`] and the overall share (pure).
+pub fn compliance(rows: &[SlaRow]) -> (SlaCompliance, Option<f64>) {
+    let mut out = SlaCompliance::default();
+    let (mut rm, mut rb, mut sm, mut sb) = (0, 0, 0, 0);
+    for (p, r_met, r_breached, s_met, s_breached) in rows {
+        out.by_priority.insert(
+            p.clone(),
+            SlaPriority {
+                response: ClockFigures::new(*r_met, *r_breached),
+                resolution: ClockFigures::new(*s_met, *s_breached),
+            },
+        );
+        rm += r_met;
+        rb += r_breached;
+        sm += s_met;
+        sb += s_breached;
+    }
+    out.response = ClockFigures::new(rm, rb);
+    out.resolution = ClockFigures::new(sm, sb);
+    (out, rate(rm + sm, rm + rb + sm + sb))
 }
 
 /// The `p`-th percentile (0..=100) of `values` by nearest rank; `None` if empty.
@@ -243,14 +321,26 @@ impl Desk {
             GroupBy::Week => "strftime('%Y-W%W', created_at)",
             GroupBy::Month => "substr(created_at, 1, 7)",
         };
-        let series: Vec<(String, i64, i64)> = sqlx::query_as(&format!(
-            "SELECT {key} AS period, COUNT(*), COALESCE(SUM(resolved_at IS NOT NULL), 0)
+        let series: Vec<(String, i64, i64, i64, i64, i64, i64)> = sqlx::query_as(&format!(
+            "SELECT {key} AS period, COUNT(*), COALESCE(SUM(resolved_at IS NOT NULL), 0),
+                    {SLA_SUMS}
              FROM tickets WHERE {range} GROUP BY period ORDER BY period"
         ))
         .bind(&from)
         .bind(&to)
         .fetch_all(&self.pool)
         .await?;
+
+        // One pass over the range.
+        let sla_rows: Vec<SlaRow> = sqlx::query_as(&format!(
+            "SELECT priority, {SLA_SUMS}
+             FROM tickets WHERE {range} GROUP BY priority ORDER BY priority"
+        ))
+        .bind(&from)
+        .bind(&to)
+        .fetch_all(&self.pool)
+        .await?;
+        let (sla, sla_compliance) = compliance(&sla_rows);
 
         Ok(Stats {
             from,
@@ -271,13 +361,16 @@ impl Desk {
             per_staff,
             series: series
                 .into_iter()
-                .map(|(period, created, resolved)| Period {
+                .map(|(period, created, resolved, rm, rb, sm, sb)| Period {
                     period,
                     created,
                     resolved,
+                    response_compliance: rate(rm, rm + rb),
+                    resolution_compliance: rate(sm, sm + sb),
                 })
                 .collect(),
-            sla_compliance: None,
+            sla_compliance,
+            sla,
         })
     }
 }
@@ -295,6 +388,33 @@ mod tests {
         assert_eq!(percentile(&mut v, 90.0), Some(9.0));
         assert_eq!(percentile(&mut v, 100.0), Some(10.0));
         assert_eq!(percentile(&mut v, 0.0), Some(1.0));
+    }
+
+    #[test]
+    fn compliance_sums_priorities_and_clocks() {
+        let (none, overall) = compliance(&[]);
+        assert_eq!(overall, None);
+        assert_eq!(none.response.compliance, None);
+        let (c, overall) = compliance(&[("P1".into(), 1, 1, 0, 2), ("P3".into(), 3, 0, 4, 0)]);
+        assert_eq!(
+            c.response,
+            ClockFigures {
+                met: 4,
+                breached: 1,
+                compliance: Some(0.8)
+            }
+        );
+        assert_eq!(
+            c.resolution,
+            ClockFigures {
+                met: 4,
+                breached: 2,
+                compliance: Some(4.0 / 6.0)
+            }
+        );
+        assert_eq!(c.by_priority["P1"].resolution.compliance, Some(0.0));
+        assert_eq!(c.by_priority["P3"].response.compliance, Some(1.0));
+        assert_eq!(overall, Some(8.0 / 11.0));
     }
 
     #[test]

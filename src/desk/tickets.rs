@@ -165,7 +165,9 @@ pub struct Ticket {
     pub has_screenshot: bool,
     /// What the VM looked like when it was reported (see `desk::context`).
     pub context: serde_json::Value,
-    /// SLA targets and breaches: `null` until the SLA engine is wired in.
+    /// The SLA clocks as of the request (filled by `desk::escalation::apply`):
+    /// due instants and, in `sla_breached`, each clock's level, state,
+    /// percent used and remaining seconds.
     pub response_due: Option<String>,
     pub resolution_due: Option<String>,
     pub sla_breached: Option<serde_json::Value>,
@@ -182,7 +184,8 @@ pub struct TicketEvent {
     /// The actor's display name (`null`: the server itself).
     pub actor_name: Option<String>,
     /// `created`, `assigned`, `state`, `comment`, `worklog`, `priority`,
-    /// `resolved`, `confirmed`, `reopened`.
+    /// `resolved`, `confirmed`, `reopened`, `escalated` (an SLA step, by the
+    /// server, internal).
     pub kind: String,
     pub internal: bool,
     pub text: Option<String>,

@@ -38,6 +38,8 @@ pub fn router() -> Router<AppState> {
         )
         .route("/api/desk/members", get(members))
         .route("/api/desk/stats", get(stats))
+        .route("/api/desk/sla", get(sla_policy).put(set_sla_policy))
+        .route("/api/desk/calendar", get(calendar).put(set_calendar))
         .route("/api/problems", get(problems).post(create_problem))
         .route("/api/problems/{id}", get(problem))
         .route("/api/problems/{id}/tickets", post(link_problem))
@@ -378,4 +380,34 @@ async fn stats(
     ApiQuery(q): ApiQuery<crate::desk::stats::StatsQuery>,
 ) -> Result<Json<crate::desk::stats::Stats>, ApiError> {
     Ok(Json(state.desk.stats(&me.user, &q).await?))
+}
+
+async fn sla_policy(
+    State(state): State<AppState>,
+    me: CurrentUser,
+) -> Result<Json<crate::desk::sla::Policy>, ApiError> {
+    Ok(Json(state.desk.sla_policy(&me.user).await?))
+}
+
+async fn set_sla_policy(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    ApiJson(body): ApiJson<crate::desk::settings::PolicyForm>,
+) -> Result<Json<crate::desk::sla::Policy>, ApiError> {
+    Ok(Json(state.desk.set_sla_policy(&me.user, body).await?))
+}
+
+async fn calendar(
+    State(state): State<AppState>,
+    me: CurrentUser,
+) -> Result<Json<crate::desk::calendar::CalendarSpec>, ApiError> {
+    Ok(Json(state.desk.calendar(&me.user).await?))
+}
+
+async fn set_calendar(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    ApiJson(body): ApiJson<crate::desk::calendar::CalendarSpec>,
+) -> Result<Json<crate::desk::calendar::CalendarSpec>, ApiError> {
+    Ok(Json(state.desk.set_calendar(&me.user, body).await?))
 }

@@ -655,6 +655,16 @@ impl From<DeskError> for ApiError {
             DeskError::VmNotRunning => {
                 Self::new(StatusCode::CONFLICT, "vm_not_running", e.to_string())
             }
+            DeskError::Policy(_) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "sla_policy_invalid",
+                e.to_string(),
+            ),
+            DeskError::Calendar(_) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "calendar_invalid",
+                e.to_string(),
+            ),
             DeskError::Shot(ShotError::TooLarge) => Self::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "screenshot_too_large",

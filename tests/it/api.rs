@@ -475,6 +475,32 @@ fn role_matrix() -> Vec<Row> {
             [401, 403, 403, 200, 200],
         ),
         // ---- area: desk-sla (new rows of this area go right below this line)
+        row(Method::GET, "/api/desk/sla", NO, [401, 403, 403, 200, 200]),
+        // A well-formed but invalid policy: only an admin gets as far as
+        // its validation.
+        row(
+            Method::PUT,
+            "/api/desk/sla",
+            Json(json!({
+                "p1": {"response_minutes": 0, "resolution_minutes": 0},
+                "p2": {"response_minutes": 0, "resolution_minutes": 0},
+                "p3": {"response_minutes": 0, "resolution_minutes": 0},
+                "p4": {"response_minutes": 0, "resolution_minutes": 0},
+            })),
+            [401, 403, 403, 403, 422],
+        ),
+        row(
+            Method::GET,
+            "/api/desk/calendar",
+            NO,
+            [401, 403, 403, 200, 200],
+        ),
+        row(
+            Method::PUT,
+            "/api/desk/calendar",
+            Json(json!({"week": {}})),
+            [401, 403, 403, 403, 422],
+        ),
         row(
             Method::POST,
             "/api/problems",

@@ -873,3 +873,121 @@ async fn a_student_reports_from_the_desktop_and_staff_resolve_it() {
     assert_eq!(articles[0]["helped"], 1);
     assert_eq!(articles[0]["ticket_id"], t["id"]);
 }
+
+/// The desk's SLA in the browser (issue 13): coloured countdowns in the
+/// queue at each level and paused while waiting, escalations in the
+/// timeline, the SLA settings page (staff read, admins write, bad values
+/// refused) and the stats charts, in Chinese and English.
+#[tokio::test]
+async fn the_queue_shows_sla_levels_and_admins_edit_sla_settings() {
+    let _serial = one_at_a_time().await;
+    let env = TestEnv::start().await;
+    let admin_u = env.user("test-sla-admin", Role::Admin).await;
+    let staff_u = env.user("test-sla-staff", Role::Staff).await;
+    env.user("test-sla-student", Role::Student).await;
+    let admin = env.client("test-sla-admin").await;
+    let staff = env.client("test-sla-staff").await;
+    let student = env.client("test-sla-student").await;
+    let _ = admin_u;
+    // Response 1 h, resolution 10 h, 7×24: the levels do not depend on the hour.
+    let target =
+        json!({"response_minutes": 60, "resolution_minutes": 600, "around_the_clock": true});
+    let (s, p) = admin
+        .send(
+            reqwest::Method::PUT,
+            "/api/desk/sla",
+            Some(json!({"p1": target, "p2": target, "p3": target, "p4": target})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{p}");
+
+    // Tickets reported 0, 35, 50 and 70 minutes ago (their report time
+    // set back in the database: the clocks read it), one waiting.
+    let now = time::OffsetDateTime::now_utc();
+    let mut ids = serde_json::Map::new();
+    for (key, age) in [
+        ("ok", 0),
+        ("half", 35),
+        ("three", 50),
+        ("late", 70),
+        ("paused", 5),
+    ] {
+        let (s, t) = student
+            .post(
+                "/api/tickets",
+                json!({"kind": "incident", "title": format!("sla {key}")}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{t}");
+        assert_eq!(t["priority"], "P3", "{t}");
+        let id = t["id"].as_str().unwrap().to_owned();
+        let at = pvce::db::format_time(now - time::Duration::minutes(age));
+        sqlx::query("UPDATE tickets SET created_at = ? WHERE id = ?")
+            .bind(&at)
+            .bind(&id)
+            .execute(&env.server.state.pool)
+            .await
+            .unwrap();
+        ids.insert(key.into(), json!(id));
+    }
+    let paused = ids["paused"].as_str().unwrap();
+    let (s, t) = staff
+        .post(
+            &format!("/api/tickets/{paused}/assign"),
+            json!({"assignee_id": staff_u["id"]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{t}");
+    let (s, t) = staff
+        .post(
+            &format!("/api/tickets/{paused}/state"),
+            json!({"state": "waiting"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{t}");
+    // The escalation pass at the test's instant: the late ticket crossed
+    // 50, 75 and 100 % of its response target.
+    let desk = env.server.state.desk.clone();
+    assert_eq!(desk.escalate(now).await.unwrap(), 1 + 2 + 3);
+
+    let base = env.server.url();
+    let dir = artifact_dir();
+    let shots = [
+        "desk-sla-queue.png",
+        "desk-sla-timeline-zh.png",
+        "desk-sla-settings.png",
+        "desk-sla-stats.png",
+    ];
+    for f in shots {
+        let _ = std::fs::remove_file(dir.join(f));
+    }
+    let ids = Value::Object(ids).to_string();
+    run_script(
+        "desk-sla.mjs",
+        &[
+            &base,
+            "test-sla-admin",
+            "test-sla-staff",
+            PASSWORD,
+            &ids,
+            dir.to_str().unwrap(),
+        ],
+    )
+    .await;
+    for f in shots {
+        assert_png(&dir.join(f));
+    }
+    // What the admin saved is what the server holds.
+    let (_, p) = staff.get("/api/desk/sla").await;
+    assert_eq!(p["p2"]["response_minutes"], 45, "{p}");
+    assert_eq!(p["p2"]["resolution_minutes"], 180, "{p}");
+    assert_eq!(p["p4"]["around_the_clock"], false, "{p}");
+    assert_eq!(p["p1"]["response_minutes"], 60, "{p}");
+    let (_, c) = staff.get("/api/desk/calendar").await;
+    assert_eq!(
+        c["week"]["mon"],
+        json!(["09:00-12:00", "13:00-18:00"]),
+        "{c}"
+    );
+    assert_eq!(c["holidays"], json!(["2026-10-01", "2026-10-02"]), "{c}");
+}

@@ -984,7 +984,11 @@ async fn the_desk_stats_count_kinds_times_rates_staff_and_satisfaction() {
     let series = st["series"].as_array().unwrap();
     assert_eq!(series.len(), 1, "{st}");
     assert_eq!(series[0]["created"], 3);
-    assert!(st["sla_compliance"].is_null());
+    // Answered and resolved well within their targets: every finished clock met.
+    assert_eq!(st["sla"]["response"]["met"], 2, "{st}");
+    assert_eq!(st["sla"]["response"]["breached"], 0, "{st}");
+    assert_eq!(st["sla"]["resolution"]["breached"], 0, "{st}");
+    assert_eq!(st["sla_compliance"], 1.0, "{st}");
     // An empty window, and bad bounds.
     let (_, empty) = d
         .staff
@@ -992,6 +996,7 @@ async fn the_desk_stats_count_kinds_times_rates_staff_and_satisfaction() {
         .await;
     assert_eq!(empty["total"], 0);
     assert!(empty["first_time_fix_rate"].is_null());
+    assert!(empty["sla_compliance"].is_null(), "{empty}");
     for q in [
         "?from=March",
         "?from=2026-02-01&to=2026-01-01",
@@ -1296,4 +1301,395 @@ async fn repeated_start_failures_of_a_vm_open_one_system_incident() {
     // The student follows the incident about their VM.
     let (s, _) = d.student.get(&format!("/api/tickets/{id}")).await;
     assert_eq!(s, StatusCode::OK);
+}
+
+/// A policy with the same targets for every priority, counted 7×24 (so
+/// tests do not depend on the weekday or hour they run at).
+fn flat_policy(response: u32, resolution: u32) -> Value {
+    let t = json!({"response_minutes": response, "resolution_minutes": resolution, "around_the_clock": true});
+    json!({"p1": t, "p2": t, "p3": t, "p4": t})
+}
+
+#[tokio::test]
+async fn sla_settings_are_read_by_the_desk_and_changed_by_admins_only_valid() {
+    use reqwest::Method;
+    let d = desk().await;
+    // Built-in defaults until an admin sets them.
+    let (s, p) = d.staff.get("/api/desk/sla").await;
+    assert_eq!(s, StatusCode::OK, "{p}");
+    assert_eq!(p["p1"]["response_minutes"], 15);
+    assert_eq!(p["p1"]["resolution_minutes"], 120);
+    assert_eq!(p["p4"]["around_the_clock"], false);
+    let (s, c) = d.staff.get("/api/desk/calendar").await;
+    assert_eq!(s, StatusCode::OK, "{c}");
+    assert_eq!(c["utc_offset"], "+08:00");
+    assert_eq!(c["week"]["mon"], json!(["08:00-12:00", "13:30-17:30"]));
+    assert_eq!(c["week"]["sun"], json!([]));
+    assert_error(
+        &d.student.get("/api/desk/sla").await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
+    let put = |c: &common::Client, path: &'static str, body: Value| {
+        let c = c.clone();
+        async move { c.send(Method::PUT, path, Some(body)).await }
+    };
+
+    // Staff read, only admins write.
+    assert_error(
+        &put(&d.staff, "/api/desk/sla", flat_policy(30, 60)).await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
+    // Well-formed but unacceptable: 422 with the reason.
+    let got = put(&d.admin, "/api/desk/sla", flat_policy(90, 60)).await;
+    assert_error(&got, StatusCode::UNPROCESSABLE_ENTITY, "sla_policy_invalid");
+    assert!(
+        got.1["message"].as_str().unwrap().contains("P1"),
+        "{}",
+        got.1
+    );
+    assert_error(
+        &put(&d.admin, "/api/desk/sla", flat_policy(0, 60)).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "sla_policy_invalid",
+    );
+    assert_error(
+        &put(&d.admin, "/api/desk/sla", flat_policy(10, 600_000)).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "sla_policy_invalid",
+    );
+    // Malformed: a priority missing, an unknown field, a negative number.
+    let mut missing = flat_policy(30, 60);
+    missing.as_object_mut().unwrap().remove("p4");
+    for body in [
+        missing,
+        json!({"p1": {"response_minutes": 1, "resolution_minutes": 2, "colour": "red"}}),
+        json!({"p1": {"response_minutes": -1, "resolution_minutes": 2}, "p2": {}, "p3": {}, "p4": {}}),
+    ] {
+        let got = put(&d.admin, "/api/desk/sla", body).await;
+        assert_error(&got, StatusCode::BAD_REQUEST, "bad_request");
+    }
+    let (s, p) = put(&d.admin, "/api/desk/sla", flat_policy(30, 60)).await;
+    assert_eq!(s, StatusCode::OK, "{p}");
+    let (_, p) = d.staff.get("/api/desk/sla").await;
+    assert_eq!(p, flat_policy(30, 60));
+
+    // The calendar: bad offsets, intervals, dates, overlaps, a calendar
+    // never open — each a 422 naming the problem.
+    for (body, says) in [
+        (
+            json!({"utc_offset": "+25:00", "week": {"mon": ["08:00-17:00"]}}),
+            "utc_offset",
+        ),
+        (json!({"week": {"mon": ["17:00-08:00"]}}), "opening hours"),
+        (
+            json!({"week": {"mon": ["08:00-12:00", "11:00-13:00"]}}),
+            "overlap",
+        ),
+        (
+            json!({"week": {"mon": ["08:00-12:00"]}, "holidays": ["2026-02-30"]}),
+            "dates",
+        ),
+        (
+            json!({"week": {"mon": ["08:00-12:00"]}, "holidays": ["2026-10-03"], "extra_working_days": ["2026-10-03"]}),
+            "both",
+        ),
+        (json!({"week": {}}), "never open"),
+    ] {
+        let got = put(&d.admin, "/api/desk/calendar", body).await;
+        assert_error(&got, StatusCode::UNPROCESSABLE_ENTITY, "calendar_invalid");
+        assert!(
+            got.1["message"].as_str().unwrap().contains(says),
+            "{says}: {}",
+            got.1
+        );
+    }
+    assert_error(
+        &put(
+            &d.admin,
+            "/api/desk/calendar",
+            json!({"week": {"someday": []}}),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+    );
+    assert_error(
+        &put(
+            &d.staff,
+            "/api/desk/calendar",
+            json!({"week": {"mon": ["08:00-12:00"]}}),
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
+    let (s, c) = put(
+        &d.admin,
+        "/api/desk/calendar",
+        json!({
+            "utc_offset": "+08:00",
+            "week": {"mon": ["13:00-17:00", "08:30-12:00"], "sat": ["09:00-12:00"]},
+            "holidays": ["2026-10-02", "2026-10-01"],
+        }),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{c}");
+    // Returned and stored normalised: hours and dates sorted.
+    assert_eq!(c["week"]["mon"], json!(["08:30-12:00", "13:00-17:00"]));
+    assert_eq!(c["holidays"], json!(["2026-10-01", "2026-10-02"]));
+    let (_, stored) = d.admin.get("/api/desk/calendar").await;
+    assert_eq!(stored, c);
+}
+
+fn escalations(view: &Value) -> Vec<Value> {
+    view["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "escalated")
+        .map(|e| e["data"].clone())
+        .collect()
+}
+
+#[tokio::test]
+async fn escalation_steps_land_in_the_timeline_at_50_75_100_and_a_paused_clock_waits() {
+    let d = desk().await;
+    let staff_id = d.ids["test-d-staff"].clone();
+    // Response 30 min, resolution 4 h, 7×24, for every priority.
+    let (s, p) = d
+        .admin
+        .send(
+            reqwest::Method::PUT,
+            "/api/desk/sla",
+            Some(flat_policy(30, 240)),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{p}");
+    let new_assigned = |title: &'static str| {
+        let (student, staff, staff_id) = (d.student.clone(), d.staff.clone(), staff_id.clone());
+        async move {
+            let (s, t) = student
+                .post("/api/tickets", json!({"kind":"incident","title":title}))
+                .await;
+            assert_eq!(s, StatusCode::CREATED, "{t}");
+            let id = t["id"].as_str().unwrap().to_owned();
+            // Taking it is the first response: the response clock stops.
+            let (s, t) = staff
+                .post(
+                    &format!("/api/tickets/{id}/assign"),
+                    json!({"assignee_id": staff_id}),
+                )
+                .await;
+            assert_eq!(s, StatusCode::OK, "{t}");
+            id
+        }
+    };
+    let running = new_assigned("escalates").await;
+    let waiting = new_assigned("waits for its reporter").await;
+    let (s, t) = d
+        .staff
+        .post(
+            &format!("/api/tickets/{waiting}/state"),
+            json!({"state":"waiting","text":"which VM?"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{t}");
+    assert_eq!(t["sla_breached"]["resolution_state"], "paused", "{t}");
+    assert!(
+        t["resolution_due"].is_null(),
+        "a paused clock has no due instant: {t}"
+    );
+    let (_, t) = d.staff.get(&format!("/api/tickets/{running}")).await;
+    assert_eq!(t["sla_breached"]["resolution_state"], "running", "{t}");
+    assert_eq!(t["sla_breached"]["response_state"], "stopped", "{t}");
+    assert_eq!(t["sla_breached"]["resolution_level"], "ok", "{t}");
+    assert!(t["resolution_due"].is_string(), "{t}");
+
+    let desk = d.env.server.state.desk.clone();
+    let now = time::OffsetDateTime::now_utc();
+    let at = |min: i64| now + time::Duration::minutes(min);
+    // Under half of the target: nothing.
+    assert_eq!(desk.escalate(at(100)).await.unwrap(), 0);
+    // 50 %: the assignee is warned, once.
+    assert_eq!(desk.escalate(at(121)).await.unwrap(), 1);
+    assert_eq!(desk.escalate(at(125)).await.unwrap(), 0);
+    let (_, t) = d.staff.get(&format!("/api/tickets/{running}")).await;
+    let steps = escalations(&t);
+    assert_eq!(steps.len(), 1, "{t}");
+    assert_eq!(steps[0]["clock"], "resolution");
+    assert_eq!(steps[0]["percent"], 50);
+    assert_eq!(steps[0]["breach"], false);
+    assert_eq!(steps[0]["notify"], "assignee");
+    assert_eq!(steps[0]["due_at"], t["resolution_due"], "{t}");
+    let row = t["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "escalated")
+        .unwrap();
+    assert!(row["actor_id"].is_null(), "the server escalates: {row}");
+    assert_eq!(row["internal"], true);
+    // The reporter does not see the desk's escalations.
+    let (_, mine) = d.student.get(&format!("/api/tickets/{running}")).await;
+    assert!(escalations(&mine).is_empty(), "{mine}");
+
+    // 75 %, then the breach at 100 %: the admins hear of it.
+    assert_eq!(desk.escalate(at(181)).await.unwrap(), 1);
+    assert_eq!(desk.escalate(at(241)).await.unwrap(), 1);
+    let (_, t) = d.staff.get(&format!("/api/tickets/{running}")).await;
+    let steps = escalations(&t);
+    let got: Vec<(u64, bool, &str)> = steps
+        .iter()
+        .map(|s| {
+            (
+                s["percent"].as_u64().unwrap(),
+                s["breach"].as_bool().unwrap(),
+                s["notify"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (50, false, "assignee"),
+            (75, false, "assignee"),
+            (100, true, "admins")
+        ]
+    );
+
+    // The waiting ticket's clocks paused: however late, nothing.
+    assert_eq!(desk.escalate(at(10_000)).await.unwrap(), 0);
+    let (_, t) = d.staff.get(&format!("/api/tickets/{waiting}")).await;
+    assert!(escalations(&t).is_empty(), "{t}");
+    // The reporter answers: the clock runs again, from where it paused.
+    let (s, t) = d
+        .student
+        .post(
+            &format!("/api/tickets/{waiting}/comments"),
+            json!({"text":"the one named test-vm"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{t}");
+    assert_eq!(t["state"], "in_progress");
+    let resumed = time::OffsetDateTime::now_utc();
+    let since = |min: i64| resumed + time::Duration::minutes(min);
+    assert_eq!(desk.escalate(since(100)).await.unwrap(), 0);
+    assert_eq!(desk.escalate(since(125)).await.unwrap(), 1);
+    let (_, t) = d.staff.get(&format!("/api/tickets/{waiting}")).await;
+    assert_eq!(escalations(&t).len(), 1, "{t}");
+
+    // The stats count what the pass recorded: both responses in time, one
+    // resolution breached (the other still runs).
+    let (s, st) = d.staff.get("/api/desk/stats").await;
+    assert_eq!(s, StatusCode::OK, "{st}");
+    assert_eq!(st["sla"]["response"]["met"], 2, "{st}");
+    assert_eq!(st["sla"]["response"]["breached"], 0, "{st}");
+    assert_eq!(st["sla"]["resolution"]["met"], 0, "{st}");
+    assert_eq!(st["sla"]["resolution"]["breached"], 1, "{st}");
+    assert_eq!(st["sla"]["resolution"]["compliance"], 0.0, "{st}");
+    assert_eq!(st["sla_compliance"], 2.0 / 3.0, "{st}");
+    let prio = t["priority"].as_str().unwrap();
+    assert_eq!(
+        st["sla"]["by_priority"][prio]["resolution"]["breached"], 1,
+        "{st}"
+    );
+    assert_eq!(st["series"][0]["resolution_compliance"], 0.0, "{st}");
+}
+
+#[tokio::test]
+async fn an_unassigned_urgent_ticket_escalates_faster_and_a_late_resolve_still_records_its_breach()
+{
+    let d = desk().await;
+    let (s, p) = d
+        .admin
+        .send(
+            reqwest::Method::PUT,
+            "/api/desk/sla",
+            Some(flat_policy(40, 400)),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{p}");
+    // One user, a class in session: P2, and nobody has taken it.
+    let (s, t) = d
+        .student
+        .post(
+            "/api/tickets",
+            json!({"kind":"incident","title":"lab VM gone","urgency":"in_session"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{t}");
+    assert_eq!(t["priority"], "P2", "{t}");
+    let id = t["id"].as_str().unwrap().to_owned();
+    let desk = d.env.server.state.desk.clone();
+    let now = time::OffsetDateTime::now_utc();
+    let at = |min: i64| now + time::Duration::minutes(min);
+    // A quarter of the 40-minute response target: the whole desk hears of it.
+    assert_eq!(desk.escalate(at(5)).await.unwrap(), 0);
+    assert_eq!(desk.escalate(at(11)).await.unwrap(), 1);
+    // Half: the admins, who dispatch.
+    assert_eq!(desk.escalate(at(21)).await.unwrap(), 1);
+    let (_, t) = d.staff.get(&format!("/api/tickets/{id}")).await;
+    let steps: Vec<(u64, String)> = escalations(&t)
+        .iter()
+        .map(|s| {
+            assert_eq!(s["clock"], "response");
+            (
+                s["percent"].as_u64().unwrap(),
+                s["notify"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        vec![(25, "desk".to_owned()), (50, "admins".to_owned())],
+        "{t}"
+    );
+
+    // Taken and resolved, but late: the ticket had been reported an hour
+    // before (its report time set back in the database — the clocks read
+    // it). Resolved, it is no longer open; the next pass still looks at it
+    // (its timeline grew) and records the response breach, once.
+    sqlx::query("UPDATE tickets SET created_at = ? WHERE id = ?")
+        .bind(pvce::db::format_time(now - time::Duration::minutes(60)))
+        .bind(&id)
+        .execute(&d.env.server.state.pool)
+        .await
+        .unwrap();
+    let staff_id = d.ids["test-d-staff"].clone();
+    let (s, _) = d
+        .staff
+        .post(
+            &format!("/api/tickets/{id}/assign"),
+            json!({"assignee_id": staff_id}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, t) = d
+        .staff
+        .post(
+            &format!("/api/tickets/{id}/resolve"),
+            json!({"resolution":"restarted"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(t["sla_breached"]["response"], true, "{t}");
+    assert_eq!(desk.escalate(at(1)).await.unwrap(), 1);
+    let (_, t) = d.staff.get(&format!("/api/tickets/{id}")).await;
+    let last = escalations(&t).last().unwrap().clone();
+    assert_eq!(last["percent"], 100, "{t}");
+    assert_eq!(last["breach"], true);
+    assert_eq!(last["notify"], "admins");
+    assert_eq!(last["clock"], "response");
+    let (_, st) = d.staff.get("/api/desk/stats").await;
+    assert_eq!(st["sla"]["response"]["met"], 0, "{st}");
+    assert_eq!(st["sla"]["response"]["breached"], 1, "{st}");
+    assert_eq!(st["sla"]["resolution"]["met"], 1, "{st}");
+    assert_eq!(
+        st["sla"]["by_priority"]["P2"]["response"]["compliance"], 0.0,
+        "{st}"
+    );
+    // Finished and unchanged: later passes leave it alone.
+    assert_eq!(desk.escalate(at(10_000)).await.unwrap(), 0);
 }

@@ -32,6 +32,7 @@ const ROUTES = [
   [/^report(?:\/([\w-]+))?$/, './desk.js', ['student', 'teacher', 'staff', 'admin'], 'report'],
   [/^problems(?:\/([\w-]+))?$/, './desk.js', ['staff', 'admin'], 'problems'],
   [/^desk-stats$/, './desk.js', ['staff', 'admin'], 'stats'],
+  [/^desk-sla$/, './desk.js', ['staff', 'admin'], 'sla'],
   [/^kb$/, './desk.js', ['student', 'teacher', 'staff', 'admin'], 'kb'],
   [/^kb\/new(?:\/([\w-]+))?$/, './desk.js', ['staff', 'admin'], 'kbnew'],
 ];

@@ -11,6 +11,7 @@ import { t, bind, onLangChange } from './i18n.js';
 import { h, icon, button, replace, relativeTime, absoluteTime, toast, toastError, formatBytes } from './ui.js';
 import { api, get, post } from './api.js';
 import { stateBadge, actionBar } from './vmcontrols.js';
+import { lineChart } from './charts.js';
 
 const STATES = ['new', 'assigned', 'in_progress', 'waiting', 'resolved', 'closed'];
 const PRIORITIES = ['P1', 'P2', 'P3', 'P4'];
@@ -29,6 +30,7 @@ export function mount(container, params, ctx) {
     case 'kbnew': return kbNewView(container, params[0], ctx);
     case 'problems': return problemsView(container, params[0], ctx);
     case 'stats': return statsView(container, ctx);
+    case 'sla': return slaView(container, ctx);
     default: return mineView(container, ctx);
   }
 }
@@ -283,8 +285,59 @@ function kbNewView(container, ticketId, { me }) {
 
 // ---------------------------------------------------------------- figures
 
+/**
+ * The start of a stats period as Unix seconds (UTC): `2026-03-05` (day),
+ * `2026-W09` (week: SQLite's %W, weeks starting on Monday, week 00 being
+ * the days before the year's first Monday) or `2026-03` (month).
+ */
+export function periodStart(p) {
+  const w = /^(\d{4})-W(\d{2})$/.exec(p);
+  if (w) {
+    const jan1 = Date.UTC(Number(w[1]), 0, 1);
+    const firstMonday = jan1 + ((8 - new Date(jan1).getUTCDay()) % 7) * 86400000;
+    const n = Number(w[2]);
+    return (n === 0 ? jan1 : firstMonday + (n - 1) * 7 * 86400000) / 1000;
+  }
+  const t0 = Date.parse(/^\d{4}-\d{2}$/.test(p) ? `${p}-01T00:00:00Z` : `${p}T00:00:00Z`);
+  return Number.isNaN(t0) ? null : t0 / 1000;
+}
+
+/**
+ * Every period label from `from` to before `to` (RFC 3339), as the server
+ * groups them — `day` (2026-03-05), `week` (SQLite's %W: 2026-W09) or
+ * `month` (2026-03) — in order, so periods without tickets are drawn as
+ * such. `null` for a range too long to walk day by day.
+ */
+export function periodsBetween(from, to, group) {
+  const start = Date.parse(from);
+  const end = Date.parse(to);
+  if (Number.isNaN(start) || Number.isNaN(end) || end - start > 3700 * 86400000) return null;
+  const out = [];
+  // Day steps from the start, and the range's last instant: its day may
+  // begin less than a day after the last step.
+  const instants = [];
+  for (let ms = start; ms < end; ms += 86400000) instants.push(ms);
+  if (end > start) instants.push(end - 1);
+  for (const ms of instants) {
+    const d = new Date(ms);
+    const y = d.getUTCFullYear();
+    const m = String(d.getUTCMonth() + 1).padStart(2, '0');
+    let label;
+    if (group === 'month') label = `${y}-${m}`;
+    else if (group === 'week') {
+      const yday = Math.round((Date.UTC(y, d.getUTCMonth(), d.getUTCDate()) - Date.UTC(y, 0, 1)) / 86400000);
+      const week = Math.floor((yday + 7 - ((d.getUTCDay() + 6) % 7)) / 7);
+      label = `${y}-W${String(week).padStart(2, '0')}`;
+    } else label = `${y}-${m}-${String(d.getUTCDate()).padStart(2, '0')}`;
+    if (out[out.length - 1] !== label) out.push(label);
+  }
+  return out;
+}
+
 function statsView(container) {
   let stopped = false;
+  let charts = [];
+  const dropCharts = () => { for (const c of charts) c.destroy(); charts = []; };
   const group = h('select', { id: 'st-group' }, ['day', 'week', 'month'].map((g) => option(g, `desk.stats.by.${g}`)));
   const from = h('input', { id: 'st-from', type: 'date' });
   const to = h('input', { id: 'st-to', type: 'date' });
@@ -321,15 +374,38 @@ function statsView(container) {
       ['desk.stats.satisfaction', st.satisfaction_average === null ? t('common.none') : `${st.satisfaction_average.toFixed(1)} / 5`],
       ['desk.stats.response', `${dur(st.response.p50_seconds)} · ${dur(st.response.p90_seconds)}`],
       ['desk.stats.resolution', `${dur(st.resolution.p50_seconds)} · ${dur(st.resolution.p90_seconds)}`],
+      ['desk.stats.sla', pct(st.sla_compliance)],
     ];
-    const max = Math.max(1, ...st.series.map((p) => p.created));
+    // Every period of the range, the empty ones too (no tickets: 0 opened,
+    // no compliance figure).
+    const byPeriod = new Map(st.series.map((p) => [p.period, p]));
+    const labels = periodsBetween(st.from, st.to, group.value) || st.series.map((p) => p.period);
+    const series = labels.filter((l) => periodStart(l) !== null).map((l) => byPeriod.get(l) || {
+      period: l, created: 0, resolved: 0, response_compliance: null, resolution_compliance: null,
+    });
+    const times = series.map((p) => periodStart(p.period));
+    const pctOf = (v) => (v === null || v === undefined ? null : Math.round(v * 1000) / 10);
+    const ticketsChart = h('div', { class: 'chart', dataset: { chart: 'tickets' } });
+    const slaChart = h('div', { class: 'chart', dataset: { chart: 'sla' } });
+    const slaRow = (labelEl, r) => h('tr', {}, h('th', { scope: 'row' }, labelEl),
+      [r.response, r.resolution].map((c) => [
+        h('td', { class: 'num' }, String(c.met)), h('td', { class: 'num' }, String(c.breached)), h('td', { class: 'num' }, pct(c.compliance))]));
+    const slaTable = h('section', { class: 'card table-wrap' }, h('table', { class: 'data stats-sla' },
+      h('caption', { i18n: 'desk.stats.slaTable' }),
+      h('thead', {},
+        h('tr', {}, h('td', {}), h('th', { scope: 'colgroup', colspan: 3, i18n: 'desk.sla.col.response' }), h('th', { scope: 'colgroup', colspan: 3, i18n: 'desk.sla.col.resolution' })),
+        h('tr', {}, h('th', { scope: 'col', i18n: 'desk.col.priority' }),
+          ['met', 'breached', 'compliance', 'met', 'breached', 'compliance'].map((k) => h('th', { scope: 'col', i18n: `desk.stats.${k}` })))),
+      h('tbody', {},
+        PRIORITIES.filter((p) => st.sla.by_priority[p]).map((p) => slaRow(priorityChip(p), st.sla.by_priority[p])),
+        slaRow(h('span', { i18n: 'desk.stats.overall' }), st.sla))));
+    dropCharts();
     replace(body,
       h('div', { class: 'stat-tiles' }, tiles.map(([k, v]) => h('div', { class: 'card stat-tile' }, h('span', { class: 'muted small', i18n: k }), h('strong', {}, v)))),
-      h('section', { class: 'card pad' }, h('h2', { i18n: 'desk.stats.series' }),
-        h('ul', { class: 'bars' }, st.series.map((p) => h('li', {},
-          h('span', { class: 'bar-label' }, p.period),
-          h('span', { class: 'bar', style: `width:${Math.round((p.created / max) * 100)}%` }),
-          h('span', { class: 'muted small' }, t('desk.stats.createdResolved', { created: p.created, resolved: p.resolved })))))),
+      h('div', { class: 'grid-2 stats-charts' },
+        h('section', { class: 'card pad' }, h('h2', { i18n: 'desk.stats.chartTickets' }), ticketsChart),
+        h('section', { class: 'card pad' }, h('h2', { i18n: 'desk.stats.chartSla' }), slaChart)),
+      slaTable,
       h('div', { class: 'grid-2' },
         counts('desk.col.kind', st.by_kind, (k) => t(`ticket.kind.${k}`)),
         counts('desk.col.priority', st.by_priority, (k) => k),
@@ -340,9 +416,118 @@ function statsView(container) {
         h('thead', {}, h('tr', {}, ['desk.col.assignee', 'desk.stats.assigned', 'desk.stats.resolved', 'desk.stats.handling'].map((k) => h('th', { scope: 'col', i18n: k })))),
         h('tbody', {}, st.per_staff.map((s) => h('tr', {}, h('td', {}, s.name), h('td', { class: 'num' }, String(s.assigned)),
           h('td', { class: 'num' }, String(s.resolved)), h('td', { class: 'num' }, pct(s.handling_rate))))))));
+    // Drawn once their boxes are in the page (they take its width).
+    charts.push(lineChart(ticketsChart, {
+      names: [t('desk.stats.created'), t('desk.stats.resolved')],
+      data: [times, series.map((p) => p.created), series.map((p) => p.resolved)],
+    }));
+    charts.push(lineChart(slaChart, {
+      names: [t('desk.sla.col.response'), t('desk.sla.col.resolution')],
+      data: [times, series.map((p) => pctOf(p.response_compliance)), series.map((p) => pctOf(p.resolution_compliance))],
+      unit: '%', max: 100, decimals: 1,
+    }));
   }
   for (const el of [group, from, to]) el.addEventListener('change', load);
+  // The charts' legends are drawn text: rebuilt in the new language.
+  const off = onLangChange(() => { if (!stopped) load(); });
   load();
+  return { unmount() { stopped = true; off(); dropCharts(); } };
+}
+
+// ---------------------------------------------------------------- SLA settings
+
+const WEEKDAYS = ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'];
+/** Settings text → list: entries split on commas, semicolons, spaces or lines. */
+const listOf = (v) => v.split(/[\s,;，；]+/).map((x) => x.trim()).filter(Boolean);
+
+/** The SLA policy (targets per priority, 7×24) and the service calendar: admins edit, staff read. */
+function slaView(container, { me }) {
+  let stopped = false;
+  const admin = me.role === 'admin';
+  const body = h('div', { class: 'sla-body', 'aria-busy': 'true' });
+  replace(container,
+    h('div', { class: 'page-head' }, h('div', {},
+      h('p', { class: 'muted small' }, h('a', { href: '#/desk', i18n: 'desk.back.queue' })),
+      h('h1', { i18n: 'desk.sla.title' }), h('p', { class: 'muted', i18n: admin ? 'desk.sla.subtitle' : 'desk.sla.readOnly' }))),
+    body);
+
+  function policyForm(policy) {
+    const inputs = {};
+    const num = (id, value, aria) => h('input', {
+      id, type: 'number', min: 1, max: 527040, step: 1, value: String(value), disabled: !admin, class: 'num-input', i18nAria: aria,
+    });
+    const rows = PRIORITIES.map((p) => {
+      const k = p.toLowerCase();
+      const tg = policy[k];
+      inputs[k] = {
+        response: num(`sla-${k}-response`, tg.response_minutes, 'desk.sla.col.response'),
+        resolution: num(`sla-${k}-resolution`, tg.resolution_minutes, 'desk.sla.col.resolution'),
+        always: h('input', { id: `sla-${k}-always`, type: 'checkbox', checked: Boolean(tg.around_the_clock), disabled: !admin, i18nAria: 'desk.sla.col.always' }),
+      };
+      return h('tr', { dataset: { priority: p } }, h('th', { scope: 'row' }, priorityChip(p)),
+        h('td', {}, inputs[k].response), h('td', {}, inputs[k].resolution), h('td', {}, inputs[k].always));
+    });
+    const save = button({ label: 'desk.sla.savePolicy', kind: 'primary', attrs: { 'data-action': 'save-policy' } });
+    save.hidden = !admin;
+    save.addEventListener('click', async () => {
+      const next = {};
+      for (const [k, i] of Object.entries(inputs)) {
+        next[k] = { response_minutes: Number(i.response.value), resolution_minutes: Number(i.resolution.value), around_the_clock: i.always.checked };
+      }
+      const r = await busy(save, () => api('PUT', '/api/desk/sla', next));
+      if (r) { last.policy = r; toast(t('desk.sla.saved'), 'success'); }
+    });
+    return h('section', { class: 'card pad sla-policy' }, h('h2', { i18n: 'desk.sla.policy' }),
+      h('p', { class: 'muted small', i18n: 'desk.sla.minutesHint' }),
+      h('div', { class: 'table-wrap' }, h('table', { class: 'data sla-targets' },
+        h('thead', {}, h('tr', {}, ['desk.col.priority', 'desk.sla.col.response', 'desk.sla.col.resolution', 'desk.sla.col.always'].map((k) => h('th', { scope: 'col', i18n: k })))),
+        h('tbody', {}, rows))),
+      h('div', { class: 'form-actions' }, save));
+  }
+
+  function calendarForm(cal) {
+    const offset = h('input', { id: 'cal-offset', type: 'text', value: cal.utc_offset, maxlength: 16, disabled: !admin, class: 'short' });
+    const days = Object.fromEntries(WEEKDAYS.map((d) => [d, h('input', {
+      id: `cal-${d}`, type: 'text', value: (cal.week[d] || []).join(', '), disabled: !admin, i18nPh: 'desk.sla.closed',
+    })]));
+    const holidays = h('textarea', { id: 'cal-holidays', rows: 4, disabled: !admin }, (cal.holidays || []).join('\n'));
+    const extra = h('textarea', { id: 'cal-extra', rows: 3, disabled: !admin }, (cal.extra_working_days || []).join('\n'));
+    const save = button({ label: 'desk.sla.saveCalendar', kind: 'primary', attrs: { 'data-action': 'save-calendar' } });
+    save.hidden = !admin;
+    save.addEventListener('click', async () => {
+      const next = {
+        utc_offset: offset.value.trim(),
+        week: Object.fromEntries(WEEKDAYS.map((d) => [d, listOf(days[d].value)])),
+        holidays: listOf(holidays.value),
+        extra_working_days: listOf(extra.value),
+      };
+      if (cal.extra_day_hours) next.extra_day_hours = cal.extra_day_hours;
+      const r = await busy(save, () => api('PUT', '/api/desk/calendar', next));
+      if (r && !stopped) { render(null, r); toast(t('desk.sla.saved'), 'success'); }
+    });
+    return h('section', { class: 'card pad sla-calendar' }, h('h2', { i18n: 'desk.sla.calendar' }),
+      h('p', { class: 'muted small', i18n: 'desk.sla.hoursHint' }),
+      h('div', { class: 'form-grid' },
+        field('cal-offset', 'desk.sla.offset', offset, 'desk.sla.offsetHint'),
+        WEEKDAYS.map((d) => field(`cal-${d}`, `desk.sla.day.${d}`, days[d])),
+        field('cal-holidays', 'desk.sla.holidays', holidays, 'desk.sla.datesHint'),
+        field('cal-extra', 'desk.sla.extraDays', extra, 'desk.sla.datesHint')),
+      h('div', { class: 'form-actions' }, save));
+  }
+
+  const last = { policy: null, cal: null };
+  function render(policy, cal) {
+    if (policy) last.policy = policy;
+    if (cal) last.cal = cal;
+    body.removeAttribute('aria-busy');
+    replace(body, policyForm(last.policy), calendarForm(last.cal));
+  }
+  (async () => {
+    try {
+      const [policy, cal] = await Promise.all([get('/api/desk/sla'), get('/api/desk/calendar')]);
+      if (!stopped) render(policy, cal);
+    } catch (err) { if (!stopped) toastError(err); }
+  })();
   return { unmount() { stopped = true; } };
 }
 
@@ -407,13 +592,25 @@ function problemsView(container, focusId, { me }) {
 
 // ---------------------------------------------------------------- lists
 
-/** The resolution clock: when it is due, coloured by its level. */
+/**
+ * The SLA clock that matters now — the response clock until the desk
+ * answered, then the resolution clock — counting down to its due instant,
+ * coloured by its level (ok, 50 %, 75 %, breached); "paused" while the
+ * ticket waits for its reporter.
+ */
 function slaChip(tk) {
   const s = tk.sla_breached;
-  if (!s || !tk.resolution_due || !['new', 'assigned', 'in_progress', 'waiting'].includes(tk.state)) return t('common.none');
-  const level = s.resolution_level || 'ok';
-  return h('span', { class: `chip sla sla-${level}`, dataset: { level }, title: absoluteTime(tk.resolution_due) },
-    relativeTime(tk.resolution_due));
+  if (!s || !['new', 'assigned', 'in_progress', 'waiting'].includes(tk.state)) return t('common.none');
+  const live = (st) => st === 'running' || st === 'paused';
+  const clock = live(s.response_state) ? 'response' : 'resolution';
+  const state = s[`${clock}_state`];
+  const level = s[`${clock}_level`] || 'ok';
+  const due = clock === 'response' ? tk.response_due : tk.resolution_due;
+  const when = state === 'paused' ? t('desk.sla.paused') : relativeTime(due);
+  const title = state === 'paused' ? t('desk.sla.pausedLong')
+    : t('desk.sla.dueAt', { at: absoluteTime(due), percent: s[`${clock}_percent`] });
+  return h('span', { class: `chip sla sla-${level}`, dataset: { level, clock, state }, title },
+    `${t(`desk.sla.clock.${clock}`)} · ${when}`);
 }
 
 function ticketTable(list, { showReporter }) {
@@ -475,6 +672,7 @@ function queueView(container, { me }) {
       h('div', {}, h('h1', { i18n: 'desk.queue.title' }), h('p', { class: 'muted', i18n: 'desk.queue.subtitle' })),
       h('div', { class: 'form-actions' },
         h('a', { class: 'btn', href: '#/desk-stats', dataset: { action: 'stats' } }, h('span', { i18n: 'desk.stats.title' })),
+        h('a', { class: 'btn', href: '#/desk-sla', dataset: { action: 'sla' } }, h('span', { i18n: 'desk.sla.title' })),
         h('a', { class: 'btn', href: '#/report' }, icon('plus'), h('span', { i18n: 'desk.queue.enter' })))),
     h('div', { class: 'card pad queue-filters' }, h('div', { class: 'form-grid' },
       field('q-state', 'desk.filter.state', state),
@@ -553,6 +751,7 @@ function ticketView(container, id, { me }) {
       ['desk.ticket.impact', t(`ticket.impact.${tk.impact}`)],
       ['desk.ticket.urgency', t(`ticket.urgency.${tk.urgency}`)],
     ];
+    if (tk.state !== 'closed') rows.push(['desk.col.sla', slaChip(tk)]);
     if (tk.rating) rows.push(['desk.ticket.rating', `${'★'.repeat(tk.rating)}${'☆'.repeat(5 - tk.rating)}`]);
     return h('dl', { class: 'kv ticket-facts' }, rows.map(([k, v]) => [h('dt', { i18n: k }), h('dd', {}, v)]));
   }
@@ -723,7 +922,11 @@ function ticketView(container, id, { me }) {
         if (e.data.rating) what = `${what} · ${t('desk.ev.rated', { rating: e.data.rating })}`;
         if (e.data.at) what = `${what} (${absoluteTime(e.data.at)})`;
       } else if (e.kind === 'auto_closed' && e.data) what = t('desk.ev.autoClosed', { days: e.data.days });
-      else if (e.kind === 'problem' && e.data) what = `${t('desk.ev.problem')} #${e.data.problem_number}`;
+      else if (e.kind === 'escalated' && e.data) {
+        what = t(e.data.breach ? 'desk.ev.slaBreached' : 'desk.ev.escalated', {
+          clock: t(`desk.sla.clock.${e.data.clock}`), percent: e.data.percent, who: t(`desk.sla.notify.${e.data.notify}`),
+        });
+      } else if (e.kind === 'problem' && e.data) what = `${t('desk.ev.problem')} #${e.data.problem_number}`;
       else if (e.kind === 'assigned' && e.data) what = t('desk.ev.assignedTo', { name: e.data.assignee_name || '' });
       else if (e.data && e.data.to && e.data.from && e.kind !== 'priority') what = `${what} · ${t(`ticket.state.${e.data.to}`)}`;
       else if (e.kind === 'priority' && e.data) what = t('desk.ev.priorityChange', { from: e.data.from, to: e.data.to });
