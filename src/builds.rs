@@ -14,9 +14,10 @@
 //!   read-write.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Deserialize;
+use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 
 use crate::auth::Role;
@@ -176,20 +177,29 @@ pub async fn seal(
     }
     if let Some(vm_id) = vms.build_vm_of(template_id).await? {
         let vm = vms.get_for(user, vm_id).await?;
+        // Subscribed before the shutdown, so its Stopped event cannot be missed.
+        let mut events = vms.subscribe();
         let vm = vms.shutdown(&vm).await?;
         if vm.state != VmState::Stopped {
-            // The manager forces the VM off after its shutdown timeout; wait for that.
-            let deadline = Instant::now() + shutdown_timeout + Duration::from_secs(15);
-            loop {
-                let vm = vms.refresh(vm_id).await?;
-                if vm.state == VmState::Stopped {
-                    break;
+            // The manager forces the VM off after its shutdown timeout and
+            // announces the stop; wait for that (with a margin), re-reading
+            // the VM after every event.
+            let stopped = async {
+                loop {
+                    match events.recv().await {
+                        Ok(ev) if ev.vm_id != vm_id => continue,
+                        Ok(_) | Err(RecvError::Lagged(_)) => {
+                            if vms.refresh(vm_id).await?.state == VmState::Stopped {
+                                return Ok(());
+                            }
+                        }
+                        Err(RecvError::Closed) => return Err(BuildError::StillRunning),
+                    }
                 }
-                if Instant::now() > deadline {
-                    return Err(BuildError::StillRunning);
-                }
-                tokio::time::sleep(Duration::from_millis(300)).await;
-            }
+            };
+            tokio::time::timeout(shutdown_timeout + Duration::from_secs(15), stopped)
+                .await
+                .map_err(|_| BuildError::StillRunning)??;
         }
         if !vms.delete_stopped_build_vm(vm_id).await? {
             return Err(BuildError::StillRunning);
