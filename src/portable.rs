@@ -65,7 +65,7 @@ pub mod ext4;
 pub mod tar;
 
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -79,7 +79,7 @@ use uuid::Uuid;
 use crate::db::{self, Pool};
 use crate::images::inspect::InspectLimits;
 use crate::images::{self, ImageError, ImageFormat, qemu_img};
-use crate::storage::{self, Storage};
+use crate::storage::{self, FileGuard, Storage};
 use crate::templates::chain::{self, ChainLayer};
 use crate::templates::{self, ImportLimits, Template, TemplateError};
 use crate::users::User;
@@ -321,21 +321,6 @@ pub struct Export {
     pub run_command: Option<String>,
 }
 
-/// Removes a file when dropped unless disarmed.
-struct FileGuard(Option<PathBuf>);
-impl FileGuard {
-    fn disarm(&mut self) {
-        self.0 = None;
-    }
-}
-impl Drop for FileGuard {
-    fn drop(&mut self) {
-        if let Some(p) = self.0.take() {
-            let _ = storage::remove_file_if_exists(&p);
-        }
-    }
-}
-
 /// Export and import as a user reaches them: the VM's access rule
 /// ([`VmManager::get_for_layer`]) first, the upload limits of the settings.
 #[derive(Debug)]
@@ -428,7 +413,7 @@ async fn export(
     // Checksums first (slow only the first time), outside the lock.
     let (t, chain, chain_sha256) = chain::template_chain(pool, storage, vm.template_id).await?;
     let tmp = storage.upload_path().with_extension("export.qcow2");
-    let mut guard = FileGuard(Some(tmp.clone()));
+    let mut guard = FileGuard::new(tmp.clone());
     let vm = {
         let lock = vms.lock_for(vm_id);
         let _held = lock.lock().await;
@@ -899,7 +884,7 @@ async fn import_inner<R: AsyncRead + Unpin>(
     let template_path = storage.template_path(t.id);
 
     let upload = storage.upload_path();
-    let mut upload_guard = FileGuard(Some(upload.clone()));
+    let mut upload_guard = FileGuard::new(upload.clone());
     let received = read_archive(reader, &upload, limits.max_upload_bytes, |m| {
         if m.chain_sha256 != chain_sha256 {
             return Err(PortableError::TemplateMismatch(format!(
@@ -941,7 +926,7 @@ async fn import_inner<R: AsyncRead + Unpin>(
     let staged = storage::temp_beside(&vm.overlay_path);
     move_file(&upload, &staged).await?;
     upload_guard.disarm();
-    let mut staged_guard = FileGuard(Some(staged.clone()));
+    let mut staged_guard = FileGuard::new(staged.clone());
     let lock = vms.lock_for(vm_id);
     let _held = lock.lock().await;
     let vm = snapshots::reload(vms, vm_id).await?;

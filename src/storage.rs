@@ -233,6 +233,30 @@ pub fn is_sha256_hex(s: &str) -> bool {
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
+/// Removes a file when dropped unless disarmed: no half-written upload,
+/// layer or export survives an error or a cancelled request.
+#[derive(Debug)]
+pub struct FileGuard(Option<PathBuf>);
+
+impl FileGuard {
+    pub fn new(path: PathBuf) -> Self {
+        Self(Some(path))
+    }
+
+    /// Keeps the file (it was published or handed on).
+    pub fn disarm(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for FileGuard {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = remove_file_if_exists(&p);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,7 +19,7 @@
 pub mod chain;
 pub mod matching;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
@@ -32,7 +32,7 @@ use crate::db::{self, Pool};
 use crate::images::inspect::inspect_layer;
 use crate::images::{self, ImageError, ImageFormat, InspectLimits, qemu_img};
 use crate::names;
-use crate::storage::{self, Storage};
+use crate::storage::{self, FileGuard, Storage};
 
 /// Virtual size of the blank root image.
 pub const ROOT_VIRTUAL_SIZE: u64 = 1024 * 1024 * 1024;
@@ -283,21 +283,6 @@ pub struct ImportParams {
     pub parent_id: Option<Uuid>,
 }
 
-/// Deletes a file when dropped unless disarmed: no half-written upload or layer survives an error.
-struct FileGuard(Option<PathBuf>);
-impl FileGuard {
-    fn disarm(&mut self) {
-        self.0 = None;
-    }
-}
-impl Drop for FileGuard {
-    fn drop(&mut self) {
-        if let Some(p) = self.0.take() {
-            let _ = storage::remove_file_if_exists(&p);
-        }
-    }
-}
-
 /// How much of an over-limit upload is read and discarded before answering 413.
 const UPLOAD_DRAIN_LIMIT: u64 = 64 * 1024 * 1024;
 
@@ -381,7 +366,7 @@ where
         }
     };
     let upload = storage.upload_path();
-    let mut upload_guard = FileGuard(Some(upload.clone()));
+    let mut upload_guard = FileGuard::new(upload.clone());
     receive_upload(&upload, body, limits.max_upload_bytes).await?;
     let layer = import_file(
         pool,
@@ -475,7 +460,7 @@ async fn import_file(
     };
     let id = Uuid::new_v4();
     let dst = storage.template_path(id);
-    let mut layer_guard = FileGuard(Some(dst.clone()));
+    let mut layer_guard = FileGuard::new(dst.clone());
     // Our inspection passed, so qemu-img failing means the upload is damaged,
     // not that the server is broken — unless it failed for lack of space.
     let damaged = |e: ImageError| match e {
@@ -553,7 +538,7 @@ async fn import_child_layer(
     limits: &InspectLimits,
 ) -> Result<u64, ImageError> {
     let work = storage.upload_path();
-    let _work_guard = FileGuard(Some(work.clone()));
+    let _work_guard = FileGuard::new(work.clone());
     tokio::fs::copy(source, &work).await?;
     let parent_layer = storage.template_path(parent.id);
     images::adopt_layer(&work, &parent_layer, parent.virtual_size_bytes, limits).await?;
@@ -624,7 +609,7 @@ pub async fn flatten(
     }
     let new_id = Uuid::new_v4();
     let dst = storage.template_path(new_id);
-    let mut guard = FileGuard(Some(dst.clone()));
+    let mut guard = FileGuard::new(dst.clone());
     // `convert` reads through the whole backing chain and writes one standalone layer.
     images::qemu_img::convert_to_qcow2(&storage.template_path(src.id), ImageFormat::Qcow2, &dst)
         .await?;

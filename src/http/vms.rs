@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use axum::extract::State;
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -14,18 +14,18 @@ use super::nodes::RangeQuery;
 use crate::auth::Role;
 use crate::monitor::{self, VmHistory, VmLoad};
 use crate::state::AppState;
-use crate::vms::{self, Vm};
+use crate::vms::{Power, Vm};
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/vms", get(list))
         .route("/api/vms/{id}", get(show))
         .route("/api/vms/{id}/history", get(history))
-        .route("/api/vms/{id}/start", post(start))
-        .route("/api/vms/{id}/shutdown", post(shutdown))
-        .route("/api/vms/{id}/poweroff", post(poweroff))
-        .route("/api/vms/{id}/reboot", post(reboot))
-        .route("/api/vms/{id}/reset", post(reset))
+        .route("/api/vms/{id}/start", power(Power::Start))
+        .route("/api/vms/{id}/shutdown", power(Power::Shutdown))
+        .route("/api/vms/{id}/poweroff", power(Power::Poweroff))
+        .route("/api/vms/{id}/reboot", power(Power::Reboot))
+        .route("/api/vms/{id}/reset", power(Power::Reset))
         .route("/api/vms/{id}/migrate", post(migrate))
         .route("/api/vms/{id}/move", post(move_layer))
 }
@@ -103,50 +103,14 @@ async fn history(
     ))
 }
 
-async fn start(
-    State(state): State<AppState>,
-    me: CurrentUser,
-    IdPath(id): IdPath,
-) -> Result<Json<Vm>, ApiError> {
-    let vm = state.vms.get_for(&me.user, id).await?;
-    let (owner, course) = vms::labels(&state.pool, &vm).await?;
-    Ok(Json(state.vms.start(&vm, &owner, &course).await?))
-}
-
-async fn shutdown(
-    State(state): State<AppState>,
-    me: CurrentUser,
-    IdPath(id): IdPath,
-) -> Result<Json<Vm>, ApiError> {
-    let vm = state.vms.get_for(&me.user, id).await?;
-    Ok(Json(state.vms.shutdown(&vm).await?))
-}
-
-async fn poweroff(
-    State(state): State<AppState>,
-    me: CurrentUser,
-    IdPath(id): IdPath,
-) -> Result<Json<Vm>, ApiError> {
-    let vm = state.vms.get_for(&me.user, id).await?;
-    Ok(Json(state.vms.poweroff(&vm).await?))
-}
-
-async fn reboot(
-    State(state): State<AppState>,
-    me: CurrentUser,
-    IdPath(id): IdPath,
-) -> Result<Json<Vm>, ApiError> {
-    let vm = state.vms.get_for(&me.user, id).await?;
-    Ok(Json(state.vms.reboot(&vm).await?))
-}
-
-async fn reset(
-    State(state): State<AppState>,
-    me: CurrentUser,
-    IdPath(id): IdPath,
-) -> Result<Json<Vm>, ApiError> {
-    let vm = state.vms.get_for_layer(&me.user, id).await?;
-    Ok(Json(state.vms.reset(&vm).await?))
+/// The route of one power action.
+fn power(action: Power) -> MethodRouter<AppState> {
+    post(
+        move |State(state): State<AppState>, me: CurrentUser, IdPath(id): IdPath| async move {
+            let vm = state.vms.power(&me.user, id, action).await?;
+            Ok::<_, ApiError>(Json(vm))
+        },
+    )
 }
 
 #[derive(Debug, Deserialize)]

@@ -41,6 +41,7 @@ pub mod layers;
 mod lifecycle;
 mod migrate;
 mod model;
+mod power;
 mod provision;
 mod reconcile;
 mod rule;
@@ -50,6 +51,7 @@ pub(crate) use model::graphics_from_db;
 pub(crate) use model::load;
 use model::{COLUMNS, from_row};
 pub use model::{Vm, VmError, VmSpec, VmState, labels, users_affected};
+pub use power::Power;
 pub use provision::{NewBuildVm, Provision, STAGING_SUFFIX, SweepReport, sweep_layers_at_start};
 
 use std::collections::HashMap;
