@@ -97,6 +97,9 @@ pub async fn start(config: Config, listen: &str) -> anyhow::Result<Server> {
         spawn_desk_pass(&state),
         spawn_desk_watch(&state),
     ];
+    if state.config.notify_loop {
+        background.push(spawn_notices(&state));
+    }
     let listener = TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
     let mut metrics_addr = None;
@@ -150,6 +153,22 @@ fn spawn_desk_pass(state: &AppState) -> tokio::task::JoinHandle<()> {
                     .await
                     .map(|_| ())
             }
+        },
+    )
+}
+
+/// The desk's notifications: new timeline entries become in-app rows and
+/// deliveries, due deliveries are sent (the time is the wall clock's, read
+/// here; tests call `Notices::run_once` with their own).
+fn spawn_notices(state: &AppState) -> tokio::task::JoinHandle<()> {
+    let notices = state.notices.clone();
+    crate::health::spawn_periodic(
+        &state.health,
+        "notices",
+        crate::desk::notices::INTERVAL,
+        move || {
+            let notices = notices.clone();
+            async move { notices.run_once(time::OffsetDateTime::now_utc()).await }
         },
     )
 }

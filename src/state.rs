@@ -28,6 +28,8 @@ pub struct AppState {
     pub space: Arc<crate::space::SpaceCheck>,
     /// The service desk.
     pub desk: Arc<crate::desk::Desk>,
+    /// The desk's notifications (in-app, e-mail, webhooks).
+    pub notices: Arc<crate::desk::notices::Notices>,
 }
 
 /// Opens storage and the database (running migrations) — what every subcommand needs.
@@ -74,8 +76,10 @@ impl AppState {
             crate::desk::Desk::new(pool.clone(), nodes.clone(), vms.clone(), storage.root())
                 .with_confirm_days(config.desk_confirm_days),
         );
+        let notices = Arc::new(notices(&config, &pool)?);
         Ok(Self {
             desk,
+            notices,
             pool,
             storage,
             nodes,
@@ -95,6 +99,32 @@ impl AppState {
             config: Arc::new(config),
         })
     }
+}
+
+/// The notification service from the settings: a mail server is checked
+/// here (a wrong setting stops the start-up rather than losing mail later).
+fn notices(config: &Config, pool: &Pool) -> anyhow::Result<crate::desk::notices::Notices> {
+    use crate::notify::{Mailer, Notifier, WebhookSender};
+    let mailer = config
+        .smtp_settings()?
+        .map(|s| Mailer::new(&s))
+        .transpose()?;
+    let mail = mailer.is_some();
+    let notifier = Notifier::new(
+        mailer,
+        WebhookSender::new(std::time::Duration::from_secs(10))?,
+    );
+    Ok(crate::desk::notices::Notices::new(
+        pool.clone(),
+        notifier,
+        mail,
+        crate::desk::notices::NoticeConfig {
+            public_url: config.public_url.clone(),
+            hooks: config.notify_webhooks.clone(),
+            hooks_lang: config.notify_webhook_lang,
+            allowed_webhooks: config.notify_webhook_allow.clone(),
+        },
+    ))
 }
 
 /// Sign-in protection from the settings; the device-cookie key is kept in

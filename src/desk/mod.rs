@@ -30,6 +30,7 @@
 
 pub mod calendar;
 pub mod kb;
+pub mod notices;
 pub mod priority;
 pub mod problems;
 pub mod screenshot;

@@ -873,3 +873,83 @@ async fn a_student_reports_from_the_desktop_and_staff_resolve_it() {
     assert_eq!(articles[0]["helped"], 1);
     assert_eq!(articles[0]["ticket_id"], t["id"]);
 }
+
+/// The notification bell (issue 13): a student's ticket gets a reply and is
+/// resolved; the notifications loop of the real server writes their in-app
+/// rows; in the browser the bell counts them, the list opens one (marked
+/// read, its ticket shown), shows them in Chinese, marks all read, and the
+/// settings page refuses a webhook outside the allowed prefixes and saves.
+#[tokio::test]
+async fn a_student_reads_notifications_from_the_bell_in_both_languages() {
+    let _serial = one_at_a_time().await;
+    let env = TestEnv::start().await;
+    env.user("test-ui-nstudent", Role::Student).await;
+    let staff_id = env.user("test-ui-nstaff", Role::Staff).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let student = env.client("test-ui-nstudent").await;
+    let staff = env.client("test-ui-nstaff").await;
+    let (status, t) = student
+        .post(
+            "/api/tickets",
+            json!({"kind": "incident", "title": "The VM is slow"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{t}");
+    let id = t["id"].as_str().unwrap().to_owned();
+    for (path, body) in [
+        ("assign", json!({"assignee_id": staff_id})),
+        ("comments", json!({"text": "Looking into it"})),
+        (
+            "resolve",
+            json!({"resolution": "Moved it to a quieter node"}),
+        ),
+    ] {
+        let (status, v) = staff.post(&format!("/api/tickets/{id}/{path}"), body).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {v}");
+    }
+    // The server's own loop turns the timeline into notifications.
+    common::wait_for(
+        "the notifications loop",
+        Duration::from_secs(30),
+        || async {
+            let (_, page) = student.get("/api/me/notifications").await;
+            (page["unread"] == 2).then_some(())
+        },
+    )
+    .await;
+
+    let dir = artifact_dir();
+    let shots = [
+        "notices-list-en.png",
+        "notices-list-zh.png",
+        "notices-settings-zh.png",
+    ];
+    for f in shots {
+        let _ = std::fs::remove_file(dir.join(f));
+    }
+    run_script(
+        "notices.mjs",
+        &[
+            &env.server.url(),
+            "test-ui-nstudent",
+            PASSWORD,
+            &id,
+            dir.to_str().unwrap(),
+        ],
+    )
+    .await;
+    for f in shots {
+        assert_png(&dir.join(f));
+    }
+    // What the pages did is real.
+    let (_, page) = student.get("/api/me/notifications").await;
+    assert_eq!(page["unread"], 0, "{page}");
+    let (_, set) = student.get("/api/me/notification-settings").await;
+    assert_eq!(set["email"], "student@lab.example", "{set}");
+    assert_eq!(set["lang"], "en");
+    assert_eq!(set["webhook_url"], Value::Null);
+    assert_eq!(set["events"]["commented"]["email"], false);
+    assert_eq!(set["events"]["resolved"]["email"], true);
+}
