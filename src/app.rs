@@ -149,9 +149,10 @@ fn spawn_desk_pass(state: &AppState) -> tokio::task::JoinHandle<()> {
         move || {
             let desk = desk.clone();
             async move {
-                desk.close_unconfirmed(time::OffsetDateTime::now_utc())
-                    .await
-                    .map(|_| ())
+                let now = time::OffsetDateTime::now_utc();
+                desk.close_unconfirmed(now).await?;
+                // Requests whose template got sealed (catch-up of the seal's own call).
+                desk.resolve_sealed_requests(now).await.map(|_| ())
             }
         },
     )

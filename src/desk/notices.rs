@@ -201,8 +201,8 @@ pub struct Entry<'a> {
 /// nobody is notified of (a report filed, a priority changed…).
 ///
 /// - `assigned`: the new assignee;
-/// - `comment`, `worklog`, `reopened`: the reporter, the assignee and the
-///   course's teacher;
+/// - `comment`, `worklog`, `reopened`, `reply` (to a complaint): the
+///   reporter, the assignee and the course's teacher;
 /// - `resolved`: the reporter;
 /// - `callback`: the assignee;
 /// - `escalated`: as the step says (assignee — the whole desk while nobody
@@ -223,7 +223,7 @@ pub fn recipients(e: &Entry<'_>, a: &Around) -> Option<(EventKind, Vec<Uuid>)> {
             EventKind::Assigned,
             uuid_at("assignee_id").into_iter().collect(),
         ),
-        "comment" | "worklog" | "reopened" => (
+        "comment" | "worklog" | "reopened" | "reply" => (
             EventKind::Commented,
             [Some(a.reporter), a.assignee, a.teacher]
                 .into_iter()

@@ -145,6 +145,18 @@ fn role_matrix() -> Vec<Row> {
         ),
         // ---- area: notify (new rows of this area go right below this line)
         row(
+            Method::POST,
+            "/api/tickets/{id}/reply",
+            Json(json!({"text":"x"})),
+            [401, 403, 403, 403, 404],
+        ),
+        row(
+            Method::POST,
+            "/api/tickets/{id}/template",
+            Json(json!({"template_id": NIL})),
+            [401, 404, 404, 404, 404],
+        ),
+        row(
             Method::GET,
             "/api/me/notifications",
             NO,

@@ -402,3 +402,207 @@ async fn a_failing_webhook_is_retried_later_and_the_in_app_row_stays() {
     let (_, page) = admin.get("/api/me/notifications").await;
     assert_eq!(page["unread"], 1);
 }
+
+/// A complaint gets an admin's written reply (only an admin's, only on a
+/// complaint) that its reporter reads and is notified of, counted in the
+/// figures; a teacher's service request linked to a draft template is
+/// resolved, with a work-log line, when that template is sealed.
+#[tokio::test]
+async fn complaints_get_a_reply_and_requests_resolve_when_their_template_is_sealed() {
+    let env = TestEnv::start_with(|c| c.notify_loop = false).await;
+    let teacher_id = env.user("test-nc-teacher", Role::Teacher).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    env.user("test-nc-student", Role::Student).await;
+    let staff_id = env.user("test-nc-staff", Role::Staff).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    env.user("test-nc-admin", Role::Admin).await;
+    let teacher = env.client("test-nc-teacher").await;
+    let student = env.client("test-nc-student").await;
+    let staff = env.client("test-nc-staff").await;
+    let admin = env.client("test-nc-admin").await;
+
+    // The complaint and its reply.
+    let (_, c) = student
+        .post(
+            "/api/tickets",
+            json!({"kind": "complaint", "title": "机房总是断网"}),
+        )
+        .await;
+    let cid = c["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        c["can"]["reply"], false,
+        "the reporter does not answer their own complaint"
+    );
+    let reply = format!("/api/tickets/{cid}/reply");
+    assert_error(
+        &staff.post(&reply, json!({"text": "x"})).await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
+    assert_error(
+        &admin.post(&reply, json!({"text": "  "})).await,
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+    );
+    let (_, inc) = student
+        .post("/api/tickets", json!({"kind": "incident", "title": "slow"}))
+        .await;
+    assert_error(
+        &admin
+            .post(
+                &format!("/api/tickets/{}/reply", inc["id"].as_str().unwrap()),
+                json!({"text": "x"}),
+            )
+            .await,
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+    );
+    let (s, v) = admin
+        .post(&reply, json!({"text": "已更换交换机，向你致歉。"}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["can"]["reply"], true);
+    let (_, seen) = student.get(&format!("/api/tickets/{cid}")).await;
+    let e = seen["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "reply")
+        .expect("the reply in the timeline");
+    assert_eq!(e["text"], "已更换交换机，向你致歉。");
+    assert_eq!(e["internal"], false);
+    let (_, stats) = admin.get("/api/desk/stats").await;
+    assert_eq!(stats["complaints"], 1, "{stats}");
+    assert_eq!(stats["complaints_replied"], 1, "{stats}");
+    pass(&env, OffsetDateTime::now_utc()).await;
+    let (_, page) = student.get("/api/me/notifications?lang=en").await;
+    assert_eq!(page["unread"], 1, "{page}");
+    assert_eq!(page["items"][0]["kind"], "commented");
+
+    // A draft template (its layer a real qcow2 image), a request linked to it.
+    let pool = &env.server.state.pool;
+    let tid = uuid::Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO templates (id, name, os, state, created_by, created_at) VALUES (?, 'test-nc-matlab', 'linux', 'draft', ?, ?)",
+    )
+    .bind(tid.to_string())
+    .bind(&teacher_id)
+    .bind(pvce::db::now())
+    .execute(pool)
+    .await
+    .unwrap();
+    let layer = env.server.state.storage.template_path(tid);
+    std::fs::create_dir_all(layer.parent().unwrap()).unwrap();
+    let made = std::process::Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2"])
+        .arg(&layer)
+        .arg("16M")
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let (_, r) = teacher
+        .post(
+            "/api/tickets",
+            json!({"kind": "request", "title": "请在课程模板中安装 MATLAB"}),
+        )
+        .await;
+    let rid = r["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        r["can"]["link_template"], true,
+        "the teacher who asked links it"
+    );
+    let link = format!("/api/tickets/{rid}/template");
+    assert_error(
+        &student.post(&link, json!({"template_id": tid})).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    assert_error(
+        &teacher
+            .post(&link, json!({"template_id": uuid::Uuid::new_v4()}))
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "unacceptable",
+    );
+    assert_error(
+        &staff
+            .post(
+                &format!("/api/tickets/{cid}/template"),
+                json!({"template_id": tid}),
+            )
+            .await,
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+    );
+    let (s, v) = teacher.post(&link, json!({"template_id": tid})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["state"], "new", "a draft: nothing happens yet");
+    let (s, _) = staff
+        .post(
+            &format!("/api/tickets/{rid}/assign"),
+            json!({"assignee_id": staff_id}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+
+    // Sealing it (the real seal path) resolves the request.
+    let user = pvce::users::get(pool, uuid::Uuid::parse_str(&teacher_id).unwrap())
+        .await
+        .unwrap();
+    let st = &env.server.state;
+    pvce::builds::seal(
+        pool,
+        &st.storage,
+        &st.vms,
+        tid,
+        &user,
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap();
+    let (_, v) = teacher.get(&format!("/api/tickets/{rid}")).await;
+    assert_eq!(v["state"], "resolved", "{v}");
+    let kinds: Vec<&str> = v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "created",
+            "template_linked",
+            "assigned",
+            "worklog",
+            "resolved"
+        ],
+        "{v}"
+    );
+    let line = &v["events"][3];
+    assert_eq!(line["actor_id"], Value::Null, "the server's own line");
+    assert_eq!(line["data"]["template_name"], "test-nc-matlab");
+    assert!(v["resolution"].as_str().unwrap().contains("test-nc-matlab"));
+    // Once only: the desk's catch-up pass finds nothing more to do.
+    assert_eq!(
+        st.desk
+            .resolve_sealed_requests(OffsetDateTime::now_utc())
+            .await
+            .unwrap(),
+        0
+    );
+    // The teacher hears of it.
+    pass(&env, OffsetDateTime::now_utc()).await;
+    let (_, page) = teacher.get("/api/me/notifications?lang=zh-CN").await;
+    assert_eq!(page["items"][0]["kind"], "resolved", "{page}");
+    // A finished request keeps its template.
+    assert_error(
+        &teacher.post(&link, json!({"template_id": tid})).await,
+        StatusCode::CONFLICT,
+        "ticket_state",
+    );
+}
