@@ -549,6 +549,36 @@ mod tests {
     }
 
     #[test]
+    fn notification_settings_parse_and_keep_their_secrets() {
+        use crate::notify::WebhookFormat;
+        let t = parse_webhook("chat:https://chat.lab.example/hooks/TOKEN123").expect("chat");
+        assert_eq!(t.format, WebhookFormat::Chat);
+        assert_eq!(t.url, "https://chat.lab.example/hooks/TOKEN123");
+        let t = parse_webhook("https://x.example/h").expect("plain");
+        assert_eq!(t.format, WebhookFormat::Json);
+        let err = parse_webhook("ftp://x.example/SECRET").expect_err("not http");
+        assert!(!err.contains("SECRET"), "{err}");
+        assert!(parse_webhook("bogus:https://x.example/").is_err());
+        assert!(parse_smtp_security("tls").is_ok() && parse_smtp_security("ssl").is_err());
+        assert!(parse_lang("en").is_ok() && parse_lang("fr").is_err());
+
+        let mut c = Config::for_data_dir("/d");
+        c.notify_webhooks =
+            vec![parse_webhook("https://chat.lab.example/hooks/TOKEN123").expect("ok")];
+        c.smtp_host = Some("smtp.lab.example".into());
+        c.smtp_password = Some(crate::notify::mail::Secret::new("hunter2-pw"));
+        let dbg = format!("{c:?}");
+        assert!(
+            !dbg.contains("TOKEN123") && !dbg.contains("hunter2"),
+            "{dbg}"
+        );
+        let s = c.smtp_settings().expect("settings").expect("configured");
+        assert_eq!(s.password.expect("password").expose(), "hunter2-pw");
+        c.smtp_host = None;
+        assert!(c.smtp_settings().expect("settings").is_none());
+    }
+
+    #[test]
     fn snapshot_quota_must_be_positive() {
         assert_eq!(parse_quota("3"), Ok(3));
         assert!(parse_quota("0").is_err());
