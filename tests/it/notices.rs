@@ -172,14 +172,14 @@ async fn a_ticket_life_notifies_the_right_people_in_their_language() {
             json!({"text": "请重启一次试试"}),
         )
         .await;
-    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(s, StatusCode::CREATED, "{v}");
     let (s, v) = staff
         .post(
             &format!("/api/tickets/{id}/comments"),
             json!({"text": "INTERNAL-ONLY 节点内存紧张", "internal": true}),
         )
         .await;
-    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(s, StatusCode::CREATED, "{v}");
     let (s, v) = staff
         .post(
             &format!("/api/tickets/{id}/resolve"),
@@ -363,7 +363,7 @@ async fn a_failing_webhook_is_retried_later_and_the_in_app_row_stays() {
             json!({"text": "on it"}),
         )
         .await;
-    assert_eq!(s, StatusCode::OK);
+    assert_eq!(s, StatusCode::CREATED);
 
     let t0 = OffsetDateTime::now_utc();
     pass(&env, t0).await;
