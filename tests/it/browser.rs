@@ -874,11 +874,13 @@ async fn a_student_reports_from_the_desktop_and_staff_resolve_it() {
     assert_eq!(articles[0]["ticket_id"], t["id"]);
 }
 
-/// The notification bell (issue 13): a student's ticket gets a reply and is
-/// resolved; the notifications loop of the real server writes their in-app
-/// rows; in the browser the bell counts them, the list opens one (marked
-/// read, its ticket shown), shows them in Chinese, marks all read, and the
-/// settings page refuses a webhook outside the allowed prefixes and saves.
+/// The notification bell (issue 13): a student's complaint gets an admin's
+/// written reply, their incident a comment and a resolution; the
+/// notifications loop of the real server writes their in-app rows; in the
+/// browser the bell counts them, the list opens one (marked read, its ticket
+/// shown), shows them in Chinese, marks all read, the complaint shows the
+/// lab's reply, and the settings page refuses a webhook outside the allowed
+/// prefixes and saves.
 #[tokio::test]
 async fn a_student_reads_notifications_from_the_bell_in_both_languages() {
     let _serial = one_at_a_time().await;
@@ -888,8 +890,26 @@ async fn a_student_reads_notifications_from_the_bell_in_both_languages() {
         .as_str()
         .unwrap()
         .to_owned();
+    env.user("test-ui-nadmin", Role::Admin).await;
     let student = env.client("test-ui-nstudent").await;
     let staff = env.client("test-ui-nstaff").await;
+    let admin = env.client("test-ui-nadmin").await;
+    // A complaint an admin answered in writing (the oldest notification).
+    let (status, c) = student
+        .post(
+            "/api/tickets",
+            json!({"kind": "complaint", "title": "The lab was locked"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{c}");
+    let cid = c["id"].as_str().unwrap().to_owned();
+    let (status, v) = admin
+        .post(
+            &format!("/api/tickets/{cid}/reply"),
+            json!({"text": "Sorry: the doors now open at 8:00."}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
     let (status, t) = student
         .post(
             "/api/tickets",
@@ -920,7 +940,7 @@ async fn a_student_reads_notifications_from_the_bell_in_both_languages() {
         Duration::from_secs(30),
         || async {
             let (_, page) = student.get("/api/me/notifications").await;
-            (page["unread"] == 2).then_some(())
+            (page["unread"] == 3).then_some(())
         },
     )
     .await;
@@ -929,6 +949,7 @@ async fn a_student_reads_notifications_from_the_bell_in_both_languages() {
     let shots = [
         "notices-list-en.png",
         "notices-list-zh.png",
+        "notices-reply-zh.png",
         "notices-settings-zh.png",
     ];
     for f in shots {
@@ -941,6 +962,7 @@ async fn a_student_reads_notifications_from_the_bell_in_both_languages() {
             "test-ui-nstudent",
             PASSWORD,
             &id,
+            &cid,
             dir.to_str().unwrap(),
         ],
     )
