@@ -625,10 +625,10 @@ impl Notices {
             let channel: String = row.try_get("channel")?;
             let dest = match db::opt_uuid(&row, "user_id")? {
                 // A user's: where their settings say now (they may have
-                // changed the address since).
+                // changed the address since); a user disabled since gets nothing.
                 Some(user) => {
                     let mut conn = self.pool.acquire().await?;
-                    load_settings(&mut conn, user, false).await?.and_then(|s| {
+                    load_settings(&mut conn, user, true).await?.and_then(|s| {
                         match channel.as_str() {
                             "email" => s.email.map(|address| Destination::Email { address, lang }),
                             _ => s
