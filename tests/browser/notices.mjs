@@ -3,13 +3,15 @@
 // unread count on the bell, opens the list, opens one (it is marked read,
 // the ticket page shows), switches to Chinese and sees the list in Chinese,
 // marks all read, reads the reply on the complaint, and saves their settings.
-// usage: node tests/browser/notices.mjs <base-url> <student> <password> <ticket-id> <complaint-id> <artifact-dir>
+// A teacher then links their software request to a (sealed) template, in
+// Chinese: the timeline says so and the server's work-log line follows.
+// usage: node tests/browser/notices.mjs <base-url> <student> <password> <ticket-id> <complaint-id> <teacher> <request-id> <artifact-dir>
 
 import { run, assert, unexpectedErrors } from './lib.mjs';
 
-const [base, student, password, ticketId, complaintId, artifactDir] = process.argv.slice(2);
+const [base, student, password, ticketId, complaintId, teacher, requestId, artifactDir] = process.argv.slice(2);
 if (!artifactDir) {
-  console.error('usage: notices.mjs <base-url> <student> <password> <ticket-id> <complaint-id> <artifact-dir>');
+  console.error('usage: notices.mjs <base-url> <student> <password> <ticket-id> <complaint-id> <teacher> <request-id> <artifact-dir>');
   process.exit(2);
 }
 
@@ -81,6 +83,22 @@ await run('notices', artifactDir, async ({ newPage, step, shot, logs }) => {
   await page.waitForSelector('.toast-success >> text=通知设置已保存。');
   await shot(page, 'notices-settings-zh.png');
   step('settings saved');
+
+  // A teacher links their request to a template (Chinese browser).
+  const tp = await newPage({ locale: 'zh-CN' });
+  await tp.goto(base);
+  await tp.fill('#login-username', teacher);
+  await tp.fill('#login-password', password);
+  await tp.click('form.login-form button[type=submit]');
+  await tp.waitForSelector('#bell');
+  await tp.evaluate((id) => { location.hash = `#/tickets/${id}`; }, requestId);
+  await tp.waitForSelector('.template-box [data-action=link-template]:not([disabled])');
+  assert((await tp.textContent('.template-box h2')).trim() === '此申请对应的模板', 'the template box speaks Chinese');
+  await tp.click('[data-action=link-template]:not([disabled])');
+  await tp.waitForSelector('[data-kind=template_linked] >> text=关联了模板');
+  await tp.waitForSelector('[data-kind=worklog] >> text=已封装，可以使用');
+  await shot(tp, 'notices-template-zh.png');
+  step('teacher linked a template');
 
   const errors = unexpectedErrors(logs);
   assert(errors.length === 0, `no page errors: ${errors.join('\n')}`);

@@ -880,7 +880,7 @@ async fn a_student_reports_from_the_desktop_and_staff_resolve_it() {
 /// browser the bell counts them, the list opens one (marked read, its ticket
 /// shown), shows them in Chinese, marks all read, the complaint shows the
 /// lab's reply, and the settings page refuses a webhook outside the allowed
-/// prefixes and saves.
+/// prefixes and saves; a teacher links their software request to a template.
 #[tokio::test]
 async fn a_student_reads_notifications_from_the_bell_in_both_languages() {
     let _serial = one_at_a_time().await;
@@ -891,6 +891,17 @@ async fn a_student_reads_notifications_from_the_bell_in_both_languages() {
         .unwrap()
         .to_owned();
     env.user("test-ui-nadmin", Role::Admin).await;
+    env.user("test-ui-nteacher", Role::Teacher).await;
+    let teacher = env.client("test-ui-nteacher").await;
+    // A teacher's request for software, to link to a template in the page.
+    let (status, r) = teacher
+        .post(
+            "/api/tickets",
+            json!({"kind": "request", "title": "Install MATLAB for my course"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{r}");
+    let rid = r["id"].as_str().unwrap().to_owned();
     let student = env.client("test-ui-nstudent").await;
     let staff = env.client("test-ui-nstaff").await;
     let admin = env.client("test-ui-nadmin").await;
@@ -951,6 +962,7 @@ async fn a_student_reads_notifications_from_the_bell_in_both_languages() {
         "notices-list-zh.png",
         "notices-reply-zh.png",
         "notices-settings-zh.png",
+        "notices-template-zh.png",
     ];
     for f in shots {
         let _ = std::fs::remove_file(dir.join(f));
@@ -963,6 +975,8 @@ async fn a_student_reads_notifications_from_the_bell_in_both_languages() {
             PASSWORD,
             &id,
             &cid,
+            "test-ui-nteacher",
+            &rid,
             dir.to_str().unwrap(),
         ],
     )
@@ -979,4 +993,14 @@ async fn a_student_reads_notifications_from_the_bell_in_both_languages() {
     assert_eq!(set["webhook_url"], Value::Null);
     assert_eq!(set["events"]["commented"]["email"], false);
     assert_eq!(set["events"]["resolved"]["email"], true);
+    // The teacher linked their request to the (sealed) root template: the
+    // server wrote its work-log line at once.
+    let (_, v) = teacher.get(&format!("/api/tickets/{rid}")).await;
+    let kinds: Vec<&str> = v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["created", "template_linked", "worklog"], "{v}");
 }
