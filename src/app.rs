@@ -96,6 +96,9 @@ pub async fn start(config: Config, listen: &str) -> anyhow::Result<Server> {
         spawn_desk_pass(&state),
         spawn_desk_watch(&state),
     ];
+    if state.config.notify_loop {
+        background.push(spawn_notices(&state));
+    }
     let listener = TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
     let mut metrics_addr = None;
@@ -147,11 +150,29 @@ fn spawn_desk_pass(state: &AppState) -> tokio::task::JoinHandle<()> {
             let desk = desk.clone();
             async move {
                 let now = time::OffsetDateTime::now_utc();
-                // One failing does not keep the other from running.
+                // One failing does not keep the others from running.
                 let closed = desk.close_unconfirmed(now).await.map(|_| ());
                 let escalated = desk.escalate(now).await.map(|_| ());
-                closed.and(escalated)
+                // Requests whose template got sealed (catch-up of the seal's own call).
+                let sealed = desk.resolve_sealed_requests(now).await.map(|_| ());
+                closed.and(escalated).and(sealed)
             }
+        },
+    )
+}
+
+/// The desk's notifications: new timeline entries become in-app rows and
+/// deliveries, due deliveries are sent (the time is the wall clock's, read
+/// here; tests call `Notices::run_once` with their own).
+fn spawn_notices(state: &AppState) -> tokio::task::JoinHandle<()> {
+    let notices = state.notices.clone();
+    crate::health::spawn_periodic(
+        &state.health,
+        "notices",
+        crate::desk::notices::INTERVAL,
+        move || {
+            let notices = notices.clone();
+            async move { notices.run_once(time::OffsetDateTime::now_utc()).await }
         },
     )
 }

@@ -228,6 +228,13 @@ pub async fn seal(
         .execute(pool)
         .await
         .map_err(TemplateError::Db)?;
+    // Service requests that led to this template are resolved now; the
+    // desk's pass catches up if this fails (the seal itself stands).
+    if let Err(e) =
+        crate::desk::requests::resolve_sealed(pool, time::OffsetDateTime::now_utc()).await
+    {
+        tracing::warn!(template = %template_id, error = %e, "requests for the sealed template not resolved yet");
+    }
     Ok(templates::get(pool, template_id).await?)
 }
 

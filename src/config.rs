@@ -196,6 +196,64 @@ pub struct Config {
     #[arg(long, env = "PVCE_DESK_CONFIRM_DAYS", default_value_t = crate::desk::DEFAULT_CONFIRM_DAYS, value_parser = clap::value_parser!(u32).range(1..=365))]
     pub desk_confirm_days: u32,
 
+    /// The SMTP server notifications are mailed through (host name or
+    /// address); unset: no e-mail is sent (in-app and webhooks still are).
+    #[arg(long, env = "PVCE_SMTP_HOST")]
+    pub smtp_host: Option<String>,
+
+    /// Its port (default 25, 587 or 465 after `--smtp-security`).
+    #[arg(long, env = "PVCE_SMTP_PORT")]
+    pub smtp_port: Option<u16>,
+
+    /// `none` (a relay on this machine or a trusted network), `starttls`
+    /// (required, the default) or `tls` (SMTPS from the first byte).
+    #[arg(long, env = "PVCE_SMTP_SECURITY", default_value = "starttls", value_parser = parse_smtp_security)]
+    pub smtp_security: crate::notify::SmtpSecurity,
+
+    /// The sender, e.g. `pvce 服务台 <desk@lab.example.edu>`.
+    #[arg(long, env = "PVCE_SMTP_FROM", default_value = "pvce <pvce@localhost>")]
+    pub smtp_from: String,
+
+    /// The SMTP user name (with a password).
+    #[arg(long, env = "PVCE_SMTP_USER")]
+    pub smtp_user: Option<String>,
+
+    /// The SMTP password, from the environment only (never a flag, so it
+    /// does not show in `ps`); never logged.
+    #[arg(skip = std::env::var("PVCE_SMTP_PASSWORD").ok().map(crate::notify::mail::Secret::new))]
+    pub smtp_password: Option<crate::notify::mail::Secret>,
+
+    /// A file holding the SMTP password (its first line), instead of
+    /// `PVCE_SMTP_PASSWORD`.
+    #[arg(long, env = "PVCE_SMTP_PASSWORD_FILE")]
+    pub smtp_password_file: Option<PathBuf>,
+
+    /// A PEM CA certificate to trust for the SMTP server besides the public roots.
+    #[arg(long, env = "PVCE_SMTP_CA_FILE")]
+    pub smtp_ca_file: Option<PathBuf>,
+
+    /// Webhooks that hear of every desk notification (comma-separated;
+    /// `URL`, or `FORMAT:URL` with FORMAT json, text, markdown or chat).
+    /// The URLs carry tokens: never logged.
+    #[arg(long, env = "PVCE_NOTIFY_WEBHOOKS", value_delimiter = ',', value_parser = parse_webhook, hide_env_values = true)]
+    pub notify_webhooks: Vec<crate::notify::WebhookTarget>,
+
+    /// The language of those webhooks' messages (`zh-CN` or `en`).
+    #[arg(long, env = "PVCE_NOTIFY_WEBHOOK_LANG", default_value = "zh-CN", value_parser = parse_lang)]
+    pub notify_webhook_lang: crate::notify::Lang,
+
+    /// URL prefixes users other than admins may point their own
+    /// notification webhook at (comma-separated, e.g.
+    /// `https://chat.lab.example.edu/hooks/`); none by default, so the
+    /// server never posts into a network a user picks.
+    #[arg(long, env = "PVCE_NOTIFY_WEBHOOK_ALLOW", value_delimiter = ',')]
+    pub notify_webhook_allow: Vec<String>,
+
+    /// Tests only (not a flag): run the notifications loop. Tests that run
+    /// its passes themselves, with their own clock, turn it off.
+    #[arg(skip = true)]
+    pub notify_loop: bool,
+
     /// Lifetime of a login session, in hours.
     #[arg(long, env = "PVCE_SESSION_HOURS", default_value_t = 12)]
     pub session_hours: u64,
@@ -256,6 +314,47 @@ fn parse_public_url(s: &str) -> Result<String, String> {
         ));
     }
     Ok(format!("{scheme}://{}", rest.to_ascii_lowercase()))
+}
+
+fn parse_smtp_security(s: &str) -> Result<crate::notify::SmtpSecurity, String> {
+    use crate::notify::SmtpSecurity as S;
+    match s {
+        "none" => Ok(S::None),
+        "starttls" => Ok(S::Starttls),
+        "tls" => Ok(S::Tls),
+        other => Err(format!(
+            "unknown SMTP security {other:?}; use none, starttls or tls"
+        )),
+    }
+}
+
+fn parse_lang(s: &str) -> Result<crate::notify::Lang, String> {
+    match s {
+        "zh-CN" | "en" => Ok(crate::notify::Lang::from_tag(s)),
+        other => Err(format!("unknown language {other:?}; use zh-CN or en")),
+    }
+}
+
+/// `URL` or `FORMAT:URL`; the error never repeats the URL (it holds a token).
+fn parse_webhook(s: &str) -> Result<crate::notify::WebhookTarget, String> {
+    use crate::notify::{WebhookFormat as F, WebhookTarget};
+    let s = s.trim();
+    let (format, url) = match s.split_once(':') {
+        Some(("json", u)) => (F::Json, u),
+        Some(("text", u)) => (F::Text, u),
+        Some(("markdown", u)) => (F::Markdown, u),
+        Some(("chat", u)) => (F::Chat, u),
+        _ => (F::Json, s),
+    };
+    let t = WebhookTarget {
+        url: url.to_owned(),
+        format,
+    };
+    t.validate().map_err(|_| {
+        "a webhook must be an http(s) URL, optionally after json:, text:, markdown: or chat:"
+            .to_string()
+    })?;
+    Ok(t)
 }
 
 fn parse_accel(s: &str) -> Result<AccelSetting, String> {
@@ -334,6 +433,18 @@ impl Config {
             min_free_mib: crate::space::DEFAULT_MIN_FREE_MIB,
             session_hours: 12,
             desk_confirm_days: crate::desk::DEFAULT_CONFIRM_DAYS,
+            smtp_host: None,
+            smtp_port: None,
+            smtp_security: crate::notify::SmtpSecurity::Starttls,
+            smtp_from: "pvce <pvce@localhost>".into(),
+            smtp_user: None,
+            smtp_password: None,
+            smtp_password_file: None,
+            smtp_ca_file: None,
+            notify_webhooks: Vec::new(),
+            notify_webhook_lang: crate::notify::Lang::ZhCn,
+            notify_webhook_allow: Vec::new(),
+            notify_loop: true,
             snapshot_quota: crate::vms::snapshots::DEFAULT_QUOTA,
             sample_interval_secs: 5,
             template_pool: "pvce-templates".into(),
@@ -350,6 +461,35 @@ impl Config {
             Some(url) => url.clone(),
             None => format!("sqlite://{}", self.data_dir.join("pvce.db").display()),
         }
+    }
+
+    /// The mail server settings, if one is configured (the password read
+    /// from its file now).
+    pub fn smtp_settings(&self) -> anyhow::Result<Option<crate::notify::SmtpSettings>> {
+        let Some(host) = &self.smtp_host else {
+            return Ok(None);
+        };
+        let password = match &self.smtp_password_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    anyhow::anyhow!("reading the SMTP password file {}: {e}", path.display())
+                })?;
+                Some(crate::notify::mail::Secret::new(
+                    text.lines().next().unwrap_or_default(),
+                ))
+            }
+            None => self.smtp_password.clone(),
+        };
+        Ok(Some(crate::notify::SmtpSettings {
+            host: host.clone(),
+            port: self.smtp_port,
+            security: self.smtp_security,
+            from: self.smtp_from.clone(),
+            username: self.smtp_user.clone(),
+            password,
+            ca_file: self.smtp_ca_file.clone(),
+            timeout_secs: None,
+        }))
     }
 
     /// The node-local layer pool's directory (same path on every node).
@@ -406,6 +546,36 @@ mod tests {
         assert!(!format!("{c:?}").contains("s3cret"));
         assert!("".parse::<Secret>().is_err());
         assert!("a b".parse::<Secret>().is_err());
+    }
+
+    #[test]
+    fn notification_settings_parse_and_keep_their_secrets() {
+        use crate::notify::WebhookFormat;
+        let t = parse_webhook("chat:https://chat.lab.example/hooks/TOKEN123").expect("chat");
+        assert_eq!(t.format, WebhookFormat::Chat);
+        assert_eq!(t.url, "https://chat.lab.example/hooks/TOKEN123");
+        let t = parse_webhook("https://x.example/h").expect("plain");
+        assert_eq!(t.format, WebhookFormat::Json);
+        let err = parse_webhook("ftp://x.example/SECRET").expect_err("not http");
+        assert!(!err.contains("SECRET"), "{err}");
+        assert!(parse_webhook("bogus:https://x.example/").is_err());
+        assert!(parse_smtp_security("tls").is_ok() && parse_smtp_security("ssl").is_err());
+        assert!(parse_lang("en").is_ok() && parse_lang("fr").is_err());
+
+        let mut c = Config::for_data_dir("/d");
+        c.notify_webhooks =
+            vec![parse_webhook("https://chat.lab.example/hooks/TOKEN123").expect("ok")];
+        c.smtp_host = Some("smtp.lab.example".into());
+        c.smtp_password = Some(crate::notify::mail::Secret::new("hunter2-pw"));
+        let dbg = format!("{c:?}");
+        assert!(
+            !dbg.contains("TOKEN123") && !dbg.contains("hunter2"),
+            "{dbg}"
+        );
+        let s = c.smtp_settings().expect("settings").expect("configured");
+        assert_eq!(s.password.expect("password").expose(), "hunter2-pw");
+        c.smtp_host = None;
+        assert!(c.smtp_settings().expect("settings").is_none());
     }
 
     #[test]

@@ -36,6 +36,8 @@ pub struct AppState {
     pub collector: Arc<crate::collect::Collector>,
     /// Courses and enrolment.
     pub courses: Arc<crate::courses::Courses>,
+    /// The desk's notifications (in-app, e-mail, webhooks).
+    pub notices: Arc<crate::desk::notices::Notices>,
 }
 
 /// Opens storage and the database (running migrations) — what every subcommand needs.
@@ -115,6 +117,7 @@ impl AppState {
             vms.clone(),
             std::time::Duration::from_secs(config.console_ticket_ttl_secs),
         ));
+        let notices = Arc::new(notices(&config, &pool)?);
         Ok(Self {
             console,
             collector,
@@ -122,6 +125,7 @@ impl AppState {
             desk,
             snapshots,
             portable,
+            notices,
             pool,
             storage,
             nodes,
@@ -136,6 +140,32 @@ impl AppState {
             config: Arc::new(config),
         })
     }
+}
+
+/// The notification service from the settings: a mail server is checked
+/// here (a wrong setting stops the start-up rather than losing mail later).
+fn notices(config: &Config, pool: &Pool) -> anyhow::Result<crate::desk::notices::Notices> {
+    use crate::notify::{Mailer, Notifier, WebhookSender};
+    let mailer = config
+        .smtp_settings()?
+        .map(|s| Mailer::new(&s))
+        .transpose()?;
+    let mail = mailer.is_some();
+    let notifier = Notifier::new(
+        mailer,
+        WebhookSender::new(std::time::Duration::from_secs(10))?,
+    );
+    Ok(crate::desk::notices::Notices::new(
+        pool.clone(),
+        notifier,
+        mail,
+        crate::desk::notices::NoticeConfig {
+            public_url: config.public_url.clone(),
+            hooks: config.notify_webhooks.clone(),
+            hooks_lang: config.notify_webhook_lang,
+            allowed_webhooks: config.notify_webhook_allow.clone(),
+        },
+    ))
 }
 
 /// Sign-in protection from the settings; the device-cookie key is kept in

@@ -35,8 +35,10 @@ pub mod calendar;
 pub mod clock;
 pub mod escalation;
 pub mod kb;
+pub mod notices;
 pub mod priority;
 pub mod problems;
+pub mod requests;
 pub mod screenshot;
 pub mod settings;
 pub mod sla;
@@ -171,6 +173,10 @@ pub struct Allowed {
     pub internal: bool,
     pub priority: bool,
     pub callback: bool,
+    /// An admin answers a complaint in writing.
+    pub reply: bool,
+    /// Link an open service request to the template it leads to.
+    pub link_template: bool,
 }
 
 /// A screenshot taken for a report not sent yet.
@@ -693,6 +699,10 @@ impl Desk {
             internal: desk,
             priority: desk && open,
             callback: desk && !open,
+            reply: user.role == Role::Admin && t.kind == Kind::Complaint,
+            link_template: open
+                && t.kind == Kind::Request
+                && (desk || (reporter && user.role == Role::Teacher)),
         }
     }
 
@@ -1215,6 +1225,61 @@ impl Desk {
         )
         .await?;
         self.view(actor, id).await
+    }
+
+    /// An admin's written reply to a complaint (see [`requests`]).
+    pub async fn reply(&self, actor: &User, id: Uuid, text: &str) -> Result<TicketView, DeskError> {
+        if actor.role != Role::Admin {
+            return Err(DeskError::Forbidden("an admin answers complaints".into()));
+        }
+        let t = self.visible(actor, id).await?;
+        if t.kind != Kind::Complaint {
+            return Err(DeskError::Invalid(
+                "only a complaint gets a formal reply; comment instead".into(),
+            ));
+        }
+        let text = required("text", text, MAX_TEXT, false)?;
+        requests::write_reply(&self.pool, actor.id, id, &text).await?;
+        self.view(actor, id).await
+    }
+
+    /// Links a service request to the template it leads to: sealing that
+    /// template resolves it (see [`requests`]). Staff, admins, or the
+    /// teacher who asked.
+    pub async fn link_template(
+        &self,
+        actor: &User,
+        id: Uuid,
+        template_id: Uuid,
+    ) -> Result<TicketView, DeskError> {
+        let t = self.visible(actor, id).await?;
+        if t.kind != Kind::Request {
+            return Err(DeskError::Invalid(
+                "only a service request leads to a template".into(),
+            ));
+        }
+        if !t.state.is_open() {
+            return Err(WrongState {
+                state: t.state,
+                hint: "a finished request keeps what it led to",
+            }
+            .into());
+        }
+        if !Self::allowed(actor, &t).link_template {
+            return Err(DeskError::Forbidden(
+                "staff, admins or the teacher who asked link a request to a template".into(),
+            ));
+        }
+        requests::link_template(&self.pool, actor.id, id, template_id).await?;
+        self.view(actor, id).await
+    }
+
+    /// The periodic catch-up of [`requests::resolve_sealed`] at `now`.
+    pub async fn resolve_sealed_requests(
+        &self,
+        now: time::OffsetDateTime,
+    ) -> Result<u64, DeskError> {
+        requests::resolve_sealed(&self.pool, now).await
     }
 
     /// Who tickets can be assigned to: staff and admins.

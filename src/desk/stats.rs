@@ -86,6 +86,8 @@ pub struct Stats {
     /// Closed without a rating (the reporter never answered).
     pub unrated: i64,
     pub complaints: i64,
+    /// Of those, the ones an admin answered in writing.
+    pub complaints_replied: i64,
     pub per_staff: Vec<StaffFigures>,
     pub series: Vec<Period>,
     /// Share of the finished clocks (both kinds, all priorities) that met
@@ -289,6 +291,13 @@ impl Desk {
         .bind(&to)
         .fetch_one(&self.pool)
         .await?;
+        let complaints_replied: i64 = sqlx::query_scalar(&format!(
+            "SELECT COUNT(*) FROM tickets WHERE {range} AND kind = 'complaint' AND replied_at IS NOT NULL"
+        ))
+        .bind(&from)
+        .bind(&to)
+        .fetch_one(&self.pool)
+        .await?;
 
         let staff_rows = sqlx::query(
             "SELECT t.assignee_id, COALESCE(NULLIF(u.display_name, ''), u.username) AS name,
@@ -358,6 +367,7 @@ impl Desk {
             satisfaction,
             unrated: row.try_get("unrated")?,
             complaints,
+            complaints_replied,
             per_staff,
             series: series
                 .into_iter()

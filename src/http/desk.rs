@@ -30,6 +30,8 @@ pub fn router() -> Router<AppState> {
         .route("/api/tickets/{id}/confirm", post(confirm))
         .route("/api/tickets/{id}/reopen", post(reopen))
         .route("/api/tickets/{id}/callbacks", post(callback))
+        .route("/api/tickets/{id}/reply", post(reply))
+        .route("/api/tickets/{id}/template", post(link_template))
         .route("/api/tickets/{id}/screenshot", get(ticket_screenshot))
         .route("/api/desk/screenshots", post(take_screenshot))
         .route(
@@ -47,6 +49,41 @@ pub fn router() -> Router<AppState> {
         .route("/api/kb", get(kb_search).post(kb_create))
         .route("/api/kb/{id}", get(kb_article))
         .route("/api/kb/{id}/helped", post(kb_helped))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReplyBody {
+    text: String,
+}
+
+async fn reply(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    IdPath(id): IdPath,
+    ApiJson(body): ApiJson<ReplyBody>,
+) -> Result<Json<TicketView>, ApiError> {
+    Ok(Json(state.desk.reply(&me.user, id, &body.text).await?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TemplateLinkBody {
+    template_id: Uuid,
+}
+
+async fn link_template(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    IdPath(id): IdPath,
+    ApiJson(body): ApiJson<TemplateLinkBody>,
+) -> Result<Json<TicketView>, ApiError> {
+    Ok(Json(
+        state
+            .desk
+            .link_template(&me.user, id, body.template_id)
+            .await?,
+    ))
 }
 
 fn png(bytes: Vec<u8>) -> impl IntoResponse {

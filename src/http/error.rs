@@ -20,6 +20,7 @@ use crate::builds::BuildError;
 use crate::console::ConsoleError;
 use crate::courses::CourseError;
 use crate::desk::DeskError;
+use crate::desk::notices::NoticeError;
 use crate::images::ImageError;
 use crate::labnets::LabNetError;
 use crate::libvirt::LibvirtError;
@@ -631,6 +632,23 @@ impl From<crate::collect::CollectError> for ApiError {
             E::Course(c) => c.into(),
             E::Invalid(m) => Self::bad_request(m),
             E::Db(_) => Self::internal(&e),
+        }
+    }
+}
+
+impl From<NoticeError> for ApiError {
+    fn from(e: NoticeError) -> Self {
+        use crate::notify::NotifyError;
+        match e {
+            NoticeError::NotFound => Self::not_found(),
+            NoticeError::Invalid(m) => Self::bad_request(m),
+            NoticeError::Notify(NotifyError::BadWebhookUrl) => {
+                Self::new(StatusCode::BAD_REQUEST, "bad_webhook_url", e.to_string())
+            }
+            NoticeError::WebhookNotAllowed => {
+                Self::new(StatusCode::FORBIDDEN, "webhook_not_allowed", e.to_string())
+            }
+            NoticeError::Notify(_) | NoticeError::Db(_) => Self::internal(&e),
         }
     }
 }

@@ -16,6 +16,7 @@ pub mod extract;
 pub mod limits;
 pub mod metrics;
 pub mod nodes;
+pub mod notices;
 pub mod origin;
 pub mod portable;
 pub mod serve;
@@ -47,6 +48,7 @@ pub fn router(state: AppState) -> Router {
     finish(
         router
             .merge(auth::router())
+            .merge(notices::router())
             .merge(users::router())
             .merge(nodes::router())
             .merge(events::router())

@@ -35,6 +35,8 @@ const PAGES = [
   ['admin-node', 'admin', `#/nodes/${ids.nodeId}`, '#cluster-vms'],
   ['admin-vms', 'admin', '#/vms', '#cluster-vms tr[data-vm-id]'],
   ['admin-users', 'admin', '#/users', 'tbody tr[data-username]'],
+  ['student-notifications', 'student', '#/notifications', '.notices-body:not([aria-busy])'],
+  ['student-notification-settings', 'student', '#/notification-settings', '#ns-save'],
 ];
 
 await run('pages', outDir, async ({ newPage, step, logs }) => {

@@ -146,6 +146,48 @@ fn role_matrix() -> Vec<Row> {
         // ---- area: notify (new rows of this area go right below this line)
         row(
             Method::POST,
+            "/api/tickets/{id}/reply",
+            Json(json!({"text":"x"})),
+            [401, 403, 403, 403, 404],
+        ),
+        row(
+            Method::POST,
+            "/api/tickets/{id}/template",
+            Json(json!({"template_id": NIL})),
+            [401, 404, 404, 404, 404],
+        ),
+        row(
+            Method::GET,
+            "/api/me/notifications",
+            NO,
+            [401, 200, 200, 200, 200],
+        ),
+        row(
+            Method::POST,
+            "/api/me/notifications/read-all",
+            NO,
+            [401, 200, 200, 200, 200],
+        ),
+        row(
+            Method::POST,
+            "/api/me/notifications/{id}/read",
+            NO,
+            [401, 404, 404, 404, 404],
+        ),
+        row(
+            Method::GET,
+            "/api/me/notification-settings",
+            NO,
+            [401, 200, 200, 200, 200],
+        ),
+        row(
+            Method::PUT,
+            "/api/me/notification-settings",
+            Json(json!({"lang":"en","webhook_url":"ftp://x"})),
+            [401, 400, 400, 400, 400],
+        ),
+        row(
+            Method::POST,
             "/api/nodes/{id}/fence",
             Json(json!({"confirm_powered_off":true})),
             [401, 403, 403, 403, 404],

@@ -991,3 +991,134 @@ async fn the_queue_shows_sla_levels_and_admins_edit_sla_settings() {
     );
     assert_eq!(c["holidays"], json!(["2026-10-01", "2026-10-02"]), "{c}");
 }
+
+/// The notification bell (issue 13): a student's complaint gets an admin's
+/// written reply, their incident a comment and a resolution; the
+/// notifications loop of the real server writes their in-app rows; in the
+/// browser the bell counts them, the list opens one (marked read, its ticket
+/// shown), shows them in Chinese, marks all read, the complaint shows the
+/// lab's reply, and the settings page refuses a webhook outside the allowed
+/// prefixes and saves; a teacher links their software request to a template.
+#[tokio::test]
+async fn a_student_reads_notifications_from_the_bell_in_both_languages() {
+    let _serial = one_at_a_time().await;
+    let env = TestEnv::start().await;
+    env.user("test-ui-nstudent", Role::Student).await;
+    let staff_id = env.user("test-ui-nstaff", Role::Staff).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    env.user("test-ui-nadmin", Role::Admin).await;
+    env.user("test-ui-nteacher", Role::Teacher).await;
+    let teacher = env.client("test-ui-nteacher").await;
+    // A teacher's request for software, to link to a template in the page.
+    let (status, r) = teacher
+        .post(
+            "/api/tickets",
+            json!({"kind": "request", "title": "Install MATLAB for my course"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{r}");
+    let rid = r["id"].as_str().unwrap().to_owned();
+    let student = env.client("test-ui-nstudent").await;
+    let staff = env.client("test-ui-nstaff").await;
+    let admin = env.client("test-ui-nadmin").await;
+    // A complaint an admin answered in writing (the oldest notification).
+    let (status, c) = student
+        .post(
+            "/api/tickets",
+            json!({"kind": "complaint", "title": "The lab was locked"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{c}");
+    let cid = c["id"].as_str().unwrap().to_owned();
+    let (status, v) = admin
+        .post(
+            &format!("/api/tickets/{cid}/reply"),
+            json!({"text": "Sorry: the doors now open at 8:00."}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let (status, t) = student
+        .post(
+            "/api/tickets",
+            json!({"kind": "incident", "title": "The VM is slow"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{t}");
+    let id = t["id"].as_str().unwrap().to_owned();
+    for (path, body, want) in [
+        ("assign", json!({"assignee_id": staff_id}), StatusCode::OK),
+        (
+            "comments",
+            json!({"text": "Looking into it"}),
+            StatusCode::CREATED,
+        ),
+        (
+            "resolve",
+            json!({"resolution": "Moved it to a quieter node"}),
+            StatusCode::OK,
+        ),
+    ] {
+        let (status, v) = staff.post(&format!("/api/tickets/{id}/{path}"), body).await;
+        assert_eq!(status, want, "{path}: {v}");
+    }
+    // The server's own loop turns the timeline into notifications.
+    common::wait_for(
+        "the notifications loop",
+        Duration::from_secs(30),
+        || async {
+            let (_, page) = student.get("/api/me/notifications").await;
+            (page["unread"] == 3).then_some(())
+        },
+    )
+    .await;
+
+    let dir = artifact_dir();
+    let shots = [
+        "notices-list-en.png",
+        "notices-list-zh.png",
+        "notices-reply-zh.png",
+        "notices-settings-zh.png",
+        "notices-template-zh.png",
+    ];
+    for f in shots {
+        let _ = std::fs::remove_file(dir.join(f));
+    }
+    run_script(
+        "notices.mjs",
+        &[
+            &env.server.url(),
+            "test-ui-nstudent",
+            PASSWORD,
+            &id,
+            &cid,
+            "test-ui-nteacher",
+            &rid,
+            dir.to_str().unwrap(),
+        ],
+    )
+    .await;
+    for f in shots {
+        assert_png(&dir.join(f));
+    }
+    // What the pages did is real.
+    let (_, page) = student.get("/api/me/notifications").await;
+    assert_eq!(page["unread"], 0, "{page}");
+    let (_, set) = student.get("/api/me/notification-settings").await;
+    assert_eq!(set["email"], "student@lab.example", "{set}");
+    assert_eq!(set["lang"], "en");
+    assert_eq!(set["webhook_url"], Value::Null);
+    assert_eq!(set["events"]["commented"]["email"], false);
+    assert_eq!(set["events"]["resolved"]["email"], true);
+    // The teacher linked their request to the (sealed) root template: the
+    // server wrote its work-log line at once.
+    let (_, v) = teacher.get(&format!("/api/tickets/{rid}")).await;
+    let kinds: Vec<&str> = v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["created", "template_linked", "worklog"], "{v}");
+}

@@ -25,6 +25,7 @@ mod http_contract;
 mod labnets;
 mod libvirt_real;
 mod monitor;
+mod notices;
 mod notify;
 mod portable;
 mod sign_in;

@@ -29,14 +29,14 @@ fn python() -> String {
     std::env::var("PVCE_TEST_PYTHON").unwrap_or_else(|_| "/usr/bin/python3".into())
 }
 
-struct SmtpSink {
-    port: u16,
+pub(crate) struct SmtpSink {
+    pub(crate) port: u16,
     lines: Lines<BufReader<ChildStdout>>,
     _child: Child,
 }
 
 impl SmtpSink {
-    async fn start(args: &[&str]) -> SmtpSink {
+    pub(crate) async fn start(args: &[&str]) -> SmtpSink {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/smtp_sink.py");
         let mut child = Command::new(python())
             .arg(script)
@@ -62,7 +62,7 @@ impl SmtpSink {
     }
 
     /// The next message the server accepted, as it parsed it.
-    async fn next_mail(&mut self) -> Value {
+    pub(crate) async fn next_mail(&mut self) -> Value {
         let line = tokio::time::timeout(Duration::from_secs(20), self.lines.next_line())
             .await
             .expect("a message within 20 s")
@@ -311,16 +311,16 @@ async fn a_server_that_stops_answering_is_a_timeout() {
 // --- webhooks ---------------------------------------------------------------
 
 #[derive(Debug)]
-struct Hit {
-    token: String,
-    content_type: String,
-    body: String,
+pub(crate) struct Hit {
+    pub(crate) token: String,
+    pub(crate) content_type: String,
+    pub(crate) body: String,
 }
 
 /// A local webhook receiver: `/hook/{token}` records the request and
 /// answers 200; `/fail` answers 500; `/hang` never answers; `/moved`
 /// redirects to a hook.
-async fn receiver() -> (String, mpsc::UnboundedReceiver<Hit>) {
+pub(crate) async fn receiver() -> (String, mpsc::UnboundedReceiver<Hit>) {
     let (tx, rx) = mpsc::unbounded_channel();
     async fn hook(
         State(tx): State<mpsc::UnboundedSender<Hit>>,

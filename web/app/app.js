@@ -35,6 +35,9 @@ const ROUTES = [
   [/^desk-sla$/, './desk.js', ['staff', 'admin'], 'sla'],
   [/^kb$/, './desk.js', ['student', 'teacher', 'staff', 'admin'], 'kb'],
   [/^kb\/new(?:\/([\w-]+))?$/, './desk.js', ['staff', 'admin'], 'kbnew'],
+  // Notifications (notices.js): the bell's list and the settings.
+  [/^notifications$/, './notices.js', ['student', 'teacher', 'staff', 'admin'], 'list'],
+  [/^notification-settings$/, './notices.js', ['student', 'teacher', 'staff', 'admin'], 'settings'],
 ];
 
 function homeFor(user) {
@@ -217,12 +220,51 @@ function showApp() {
       h('a', { class: 'brand', href: `#/${homeFor(me)}` }, logo(), h('span', { class: 'brand-name' }, 'pvce'),
         h('span', { class: 'brand-tag hide-narrow', i18n: 'app.tagline' })),
       nav,
-      h('div', { class: 'topbar-right' }, langButton(), userChip, changePw, logout)),
+      h('div', { class: 'topbar-right' }, langButton(), bellButton(), userChip, changePw, logout)),
     conn,
     view);
   focusOnMount = true;
   route();
 }
+
+// ---------------------------------------------------------------- the bell
+
+let bellTimer = null;
+
+/**
+ * The notification bell: the unread count, kept fresh by a slow poll, on
+ * every route change and when the notifications page says it changed.
+ */
+function bellButton() {
+  const count = h('span', { class: 'bell-count', id: 'bell-count', hidden: true });
+  const bell = h('a', { class: 'btn ghost bell', id: 'bell', href: '#/notifications' },
+    icon('bell'), count);
+  const label = (n) => bind(bell, n ? 'notices.bell.count' : 'notices.bell', { n }, 'aria-label');
+  label(0);
+  bind(bell, 'notices.bell', null, 'title');
+  async function refresh() {
+    if (!me || !bell.isConnected) return;
+    try {
+      const page = await get('/api/me/notifications?unread=true&limit=1');
+      count.hidden = !page.unread;
+      count.textContent = page.unread > 99 ? '99+' : String(page.unread);
+      bell.dataset.unread = String(page.unread);
+      label(page.unread);
+    } catch { /* the connection banner says it */ }
+  }
+  bell.addEventListener('refresh', refresh);
+  clearInterval(bellTimer);
+  bellTimer = setInterval(refresh, 20000);
+  refresh();
+  return bell;
+}
+
+function refreshBell() {
+  const bell = document.getElementById('bell');
+  if (bell) bell.dispatchEvent(new Event('refresh'));
+}
+window.addEventListener('pvce:notifications', refreshBell);
+window.addEventListener('hashchange', refreshBell);
 
 /** Moves the keyboard focus to the page's heading (or the view itself). */
 function focusView() {

@@ -369,6 +369,7 @@ function statsView(container) {
     const tiles = [
       ['desk.stats.total', String(st.total)],
       ['desk.stats.complaints', String(st.complaints)],
+      ['desk.stats.complaintsReplied', String(st.complaints_replied ?? 0)],
       ['desk.stats.ftf', pct(st.first_time_fix_rate)],
       ['desk.stats.reopen', pct(st.reopen_rate)],
       ['desk.stats.satisfaction', st.satisfaction_average === null ? t('common.none') : `${st.satisfaction_average.toFixed(1)} / 5`],
@@ -866,6 +867,17 @@ function ticketView(container, id, { me }) {
     if (onDesk(me) && (tk.state === 'resolved' || tk.state === 'closed')) {
       out.push(h('a', { class: 'btn small', href: `#/kb/new/${tk.id}`, dataset: { action: 'write-article' } }, h('span', { i18n: 'desk.kb.writeFromTicket' })));
     }
+    if (can.reply) {
+      const text = h('textarea', { id: 'tk-reply', rows: 4, maxlength: 10000 });
+      const b = button({ label: 'desk.reply.send', kind: 'primary', attrs: { 'data-action': 'reply' } });
+      b.addEventListener('click', () => {
+        if (!text.value.trim()) { text.focus(); toast(t('desk.reply.required'), 'error'); return; }
+        act(b, 'POST', '/reply', { text: text.value });
+      });
+      forms.push(h('section', { class: 'card pad act-form reply-form' }, h('h2', { i18n: 'desk.reply.title' }),
+        h('p', { class: 'muted small', i18n: 'desk.reply.hint' }), field('tk-reply', 'desk.reply.label', text), b));
+    }
+    if (can.link_template) forms.push(templateBox());
     if (can.callback) {
       const outcome = h('select', { id: 'tk-cb-outcome' }, option('reached', 'desk.callback.reached'), option('no_answer', 'desk.callback.no_answer'));
       const rating = h('select', { id: 'tk-cb-rating' }, option('', 'desk.callback.noRating'), [5, 4, 3, 2, 1].map((n) => h('option', { value: n }, '★'.repeat(n))));
@@ -882,6 +894,29 @@ function ticketView(container, id, { me }) {
         h('div', { class: 'form-grid' }, field('tk-cb-outcome', 'desk.callback.outcome', outcome), ratingField, field('tk-cb-note', 'desk.callback.note', note)), b));
     }
     return [out.length ? h('div', { class: 'ticket-actions' }, out) : null, forms];
+  }
+
+  /** A request leads to a template: pick it (teachers and admins list them). */
+  function templateBox() {
+    const box = h('section', { class: 'card pad template-box' }, h('h2', { i18n: 'desk.template.title' }),
+      h('p', { class: 'muted small', i18n: 'desk.template.hint' }));
+    const sel = h('select', { id: 'tk-template', class: 'small' });
+    const b = button({ label: 'desk.template.link', kind: 'small', attrs: { 'data-action': 'link-template', disabled: true } });
+    get('/api/templates').then((ts) => {
+      for (const x of ts) sel.append(h('option', { value: x.id }, x.name));
+      b.disabled = !sel.options.length;
+    }).catch(() => { box.hidden = true; });
+    b.addEventListener('click', () => act(b, 'POST', '/template', { template_id: sel.value }));
+    box.append(h('div', { class: 'inline-form' }, h('label', { for: 'tk-template', class: 'visually-hidden', i18n: 'desk.template.link' }), sel, b));
+    return box;
+  }
+
+  /** The admin's written reply to a complaint, shown above everything to the reporter. */
+  function replyPanel() {
+    const r = [...tk.events].reverse().find((e) => e.kind === 'reply');
+    if (!r) return null;
+    return h('div', { class: 'ticket-reply', id: 'ticket-reply' }, h('h3', { i18n: 'desk.reply.shown' }),
+      h('p', {}, r.text || ''), h('p', { class: 'muted small' }, `${r.actor_name || ''} · ${absoluteTime(r.at)}`));
   }
 
   function problemBox() {
@@ -934,6 +969,8 @@ function ticketView(container, id, { me }) {
       // The server's own work-log lines (system incidents) say what happened in the reader's language.
       else if (e.kind === 'worklog' && !e.actor_id && e.data && e.data.node_up !== undefined) what = t(e.data.node_up ? 'desk.ev.nodeUp' : 'desk.ev.nodeDownAgain');
       else if (e.kind === 'worklog' && !e.actor_id && e.data && e.data.failures) what = t('desk.ev.startFailedAgain', { n: e.data.failures });
+      else if (e.kind === 'worklog' && !e.actor_id && e.data && e.data.template_sealed) what = t('desk.ev.templateSealed', { name: e.data.template_name });
+      else if (e.kind === 'template_linked' && e.data) what = t('desk.ev.templateLinked', { name: e.data.template_name });
       return h('li', { class: `tl-item tl-${e.kind}${e.internal ? ' internal' : ''}`, dataset: { kind: e.kind } },
         h('div', { class: 'tl-head' },
           h('strong', {}, who), ' ', h('span', {}, what),
@@ -970,7 +1007,8 @@ function ticketView(container, id, { me }) {
         h('div', { class: 'ticket-main' },
           h('section', { class: 'card pad' }, facts(),
             tk.description ? h('p', { class: 'ticket-description' }, tk.description) : null,
-            tk.resolution ? h('div', { class: 'ticket-resolution' }, h('h3', { i18n: 'desk.ticket.resolution' }), h('p', {}, tk.resolution)) : null),
+            tk.resolution ? h('div', { class: 'ticket-resolution' }, h('h3', { i18n: 'desk.ticket.resolution' }), h('p', {}, tk.resolution)) : null,
+            replyPanel()),
           actions(), timeline(), commentForm()),
         h('div', { class: 'ticket-side' }, contextPanel())));
   }

@@ -80,6 +80,9 @@ const ICONS = {
   chevron: ['M9 6l6 6-6 6'],
   warn: ['M12 3l10 18H2z', 'M12 10v4', 'M12 17.5h.01'],
   course: ['M4 5h11a3 3 0 0 1 3 3v12H7a3 3 0 0 1-3-3z', 'M18 8h2v12', 'M8 9h6'],
+  bell: ['M6 16V11a6 6 0 0 1 12 0v5l2 2H4z', 'M10 20a2 2 0 0 0 4 0'],
+  check: ['M5 12l5 5 9-10'],
+  gear: ['M12 9a3 3 0 1 0 0 6 3 3 0 0 0 0-6z', 'M12 2v3', 'M12 19v3', 'M2 12h3', 'M19 12h3', 'M4.9 4.9l2.1 2.1', 'M17 17l2.1 2.1', 'M4.9 19.1L7 17', 'M17 7l2.1-2.1'],
 };
 
 /** A button with an icon and a (translated) label. */

@@ -1,0 +1,1114 @@
+//! The desk's notifications: who hears of what happened to a ticket, in-app
+//! (the bell), by e-mail and by webhook, per each user's settings.
+//!
+//! The tickets' timelines (`ticket_events`) are the outbox: every desk
+//! happening is already a row there, written in the transaction of the
+//! change. [`Notices::dispatch`] reads the rows past a persisted cursor,
+//! decides the recipients ([`recipients`], pure), and in one transaction
+//! writes the in-app notifications, the e-mail and webhook deliveries the
+//! recipients' settings ask for, and the new cursor. [`Notices::deliver`]
+//! then sends the deliveries that are due; a failed send is retried later
+//! ([`retry_at`], pure) and never touches the in-app row.
+//!
+//! Invariants:
+//! - nobody is notified of their own action;
+//! - an internal entry (a staff note) only ever reaches staff and admins;
+//! - a disabled user gets nothing;
+//! - messages are rendered in the recipient's language (their settings), and
+//!   in-app ones in the reader's language when shown;
+//! - a webhook URL carries a token: it is never logged (errors name the
+//!   host), and only admins may point theirs anywhere; everyone else is
+//!   held to the URL prefixes the server allows (`--notify-webhook-allow`),
+//!   so the server cannot be made to post into the lab's internal network.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sqlx::Row;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::auth::Role;
+use crate::db::{self, Pool};
+use crate::notify::{
+    Destination, Event, EventKind, Lang, Notifier, NotifyError, TicketRef, WebhookFormat,
+    WebhookTarget, render,
+};
+use crate::users::User;
+
+/// Timeline entries handled per dispatch pass (the rest wait for the next).
+const DISPATCH_BATCH: i64 = 500;
+/// Deliveries sent per pass.
+const DELIVER_BATCH: i64 = 50;
+/// Sends of one delivery before it is given up.
+pub const MAX_ATTEMPTS: u32 = 8;
+/// How often the background loop runs both passes.
+pub const INTERVAL: std::time::Duration = std::time::Duration::from_secs(3);
+/// Longest comment excerpt a notification carries, in characters.
+const EXCERPT_CHARS: usize = 500;
+/// Longest e-mail address accepted in the settings.
+const MAX_EMAIL: usize = 254;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NoticeError {
+    #[error("no such notification")]
+    NotFound,
+    #[error("{0}")]
+    Invalid(String),
+    #[error(
+        "this webhook URL is not one the server allows; ask an administrator for the allowed addresses"
+    )]
+    WebhookNotAllowed,
+    #[error(transparent)]
+    Notify(#[from] NotifyError),
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+// ---------------------------------------------------------------- preferences
+
+/// The channels of one event kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Channels {
+    pub in_app: bool,
+    /// Only with an e-mail address set (and a mail server configured).
+    pub email: bool,
+    /// Only with a webhook URL set.
+    pub webhook: bool,
+}
+
+impl Default for Channels {
+    fn default() -> Self {
+        Self {
+            in_app: true,
+            email: true,
+            webhook: true,
+        }
+    }
+}
+
+/// Per event kind, which channels a user wants (every one by default).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Prefs {
+    pub assigned: Channels,
+    pub commented: Channels,
+    pub escalated: Channels,
+    pub resolved: Channels,
+    pub callback: Channels,
+}
+
+impl Prefs {
+    pub fn get(&self, kind: EventKind) -> Channels {
+        match kind {
+            EventKind::Assigned => self.assigned,
+            EventKind::Commented => self.commented,
+            EventKind::Escalated => self.escalated,
+            EventKind::Resolved => self.resolved,
+            EventKind::Callback => self.callback,
+        }
+    }
+}
+
+/// A user's notification settings as stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Settings {
+    pub lang: Lang,
+    pub email: Option<String>,
+    pub webhook: Option<WebhookTarget>,
+    pub prefs: Prefs,
+}
+
+/// Where one notification of `kind` goes for a user with `s` (pure): the
+/// in-app row, and the outside channels they chose and can receive.
+/// `mail`: a mail server is configured.
+pub fn channels_for(s: &Settings, kind: EventKind, mail: bool) -> (bool, Vec<Destination>) {
+    let c = s.prefs.get(kind);
+    let mut out = Vec::new();
+    if c.email
+        && mail
+        && let Some(address) = &s.email
+    {
+        out.push(Destination::Email {
+            address: address.clone(),
+            lang: s.lang,
+        });
+    }
+    if c.webhook
+        && let Some(target) = &s.webhook
+    {
+        out.push(Destination::Webhook {
+            target: target.clone(),
+            lang: s.lang,
+        });
+    }
+    (c.in_app, out)
+}
+
+/// Whether a non-admin may post to `url`: it must start with one of the
+/// allowed prefixes, compared on the parsed URL (so `https://ok.example@evil`
+/// or a different port cannot pass as `https://ok.example/`).
+pub fn webhook_allowed(url: &reqwest::Url, allowed: &[String]) -> bool {
+    allowed.iter().any(|prefix| {
+        let Ok(p) = reqwest::Url::parse(prefix) else {
+            return false;
+        };
+        p.scheme() == url.scheme()
+            && p.host_str() == url.host_str()
+            && p.port_or_known_default() == url.port_or_known_default()
+            && url.username().is_empty()
+            && url.password().is_none()
+            && url.path().starts_with(p.path())
+    })
+}
+
+/// When to try a delivery again after `attempts` failed sends (pure): one
+/// minute, doubling, at most an hour apart; `None` once [`MAX_ATTEMPTS`]
+/// sends failed (it is given up).
+pub fn retry_at(attempts: u32, failed_at: OffsetDateTime) -> Option<OffsetDateTime> {
+    if attempts >= MAX_ATTEMPTS {
+        return None;
+    }
+    let wait = (60i64 << attempts.saturating_sub(1).min(10)).min(3600);
+    Some(failed_at + time::Duration::seconds(wait))
+}
+
+// ---------------------------------------------------------------- recipients
+
+/// Who is around a ticket when one of its timeline entries is dispatched.
+#[derive(Debug, Clone, Default)]
+pub struct Around {
+    pub reporter: Uuid,
+    pub assignee: Option<Uuid>,
+    /// The teacher of the ticket's course.
+    pub teacher: Option<Uuid>,
+    /// Staff members (enabled).
+    pub staff: Vec<Uuid>,
+    /// Admins (enabled).
+    pub admins: Vec<Uuid>,
+}
+
+/// One timeline entry, as the dispatcher reads it.
+#[derive(Debug, Clone)]
+pub struct Entry<'a> {
+    pub kind: &'a str,
+    pub actor: Option<Uuid>,
+    pub internal: bool,
+    pub data: &'a Value,
+}
+
+/// What a timeline entry notifies, and to whom (pure). `None` for entries
+/// nobody is notified of (a report filed, a priority changed…).
+///
+/// - `assigned`: the new assignee;
+/// - `comment`, `worklog`, `reopened`, `reply` (to a complaint): the
+///   reporter, the assignee and the course's teacher;
+/// - `resolved`: the reporter;
+/// - `callback`: the assignee;
+/// - `escalated`: as the step says (assignee — the whole desk while nobody
+///   has the ticket —, the desk, or the admins); a breach also reaches the
+///   admins and the assignee.
+///
+/// Then: never the actor, internal entries only to staff and admins, each
+/// person once.
+pub fn recipients(e: &Entry<'_>, a: &Around) -> Option<(EventKind, Vec<Uuid>)> {
+    let uuid_at = |key: &str| {
+        e.data
+            .get(key)
+            .and_then(Value::as_str)
+            .and_then(|s| Uuid::parse_str(s).ok())
+    };
+    let (kind, mut people): (EventKind, Vec<Uuid>) = match e.kind {
+        "assigned" => (
+            EventKind::Assigned,
+            uuid_at("assignee_id").into_iter().collect(),
+        ),
+        "comment" | "worklog" | "reopened" | "reply" => (
+            EventKind::Commented,
+            [Some(a.reporter), a.assignee, a.teacher]
+                .into_iter()
+                .flatten()
+                .collect(),
+        ),
+        "resolved" => (EventKind::Resolved, vec![a.reporter]),
+        "callback" => (EventKind::Callback, a.assignee.into_iter().collect()),
+        "escalated" => {
+            let breach = e.data.get("breach").and_then(Value::as_bool) == Some(true);
+            let mut people = match e.data.get("notify").and_then(Value::as_str) {
+                Some("admins") => a.admins.clone(),
+                Some("desk") => a.staff.clone(),
+                _ => match a.assignee {
+                    Some(x) => vec![x],
+                    None => a.staff.clone(),
+                },
+            };
+            if breach {
+                people.extend(a.assignee);
+                people.extend(a.admins.iter().copied());
+            }
+            (EventKind::Escalated, people)
+        }
+        _ => return None,
+    };
+    let desk = |u: &Uuid| a.staff.contains(u) || a.admins.contains(u);
+    let mut seen = std::collections::HashSet::new();
+    people.retain(|u| Some(*u) != e.actor && (!e.internal || desk(u)) && seen.insert(*u));
+    Some((kind, people))
+}
+
+/// Cuts user text to `max` characters (an excerpt; the ticket has it whole).
+fn excerpt(s: &str, max: usize) -> String {
+    if s.chars().count() > max {
+        let cut: String = s.chars().take(max.saturating_sub(1)).collect();
+        format!("{cut}…")
+    } else {
+        s.to_owned()
+    }
+}
+
+/// The message of a timeline entry (pure; `actor`: the actor's name).
+fn event_of(kind: EventKind, ticket: TicketRef, actor: &str, row: &RawEntry) -> Event {
+    let text = row.text.clone().unwrap_or_default();
+    let data: Value = row
+        .data
+        .as_deref()
+        .and_then(|d| serde_json::from_str(d).ok())
+        .unwrap_or(Value::Null);
+    let by = actor.to_owned();
+    match kind {
+        EventKind::Assigned => Event::Assigned { ticket, by },
+        EventKind::Commented => Event::Commented {
+            ticket,
+            author: by,
+            excerpt: excerpt(&text, EXCERPT_CHARS),
+        },
+        EventKind::Resolved => Event::Resolved {
+            ticket,
+            by,
+            resolution: excerpt(&text, EXCERPT_CHARS),
+        },
+        EventKind::Callback => Event::Callback {
+            ticket,
+            by,
+            outcome: data
+                .get("outcome")
+                .and_then(Value::as_str)
+                .map(|o| {
+                    if text.is_empty() {
+                        o.to_owned()
+                    } else {
+                        format!("{o}: {}", excerpt(&text, EXCERPT_CHARS))
+                    }
+                })
+                .unwrap_or_default(),
+        },
+        EventKind::Escalated => Event::Escalated {
+            ticket,
+            clock: serde_json::from_value(data["clock"].clone())
+                .unwrap_or(crate::desk::sla::Clock::Resolution),
+            percent: data["percent"]
+                .as_u64()
+                .and_then(|p| u8::try_from(p).ok())
+                .unwrap_or(100),
+            breach: data["breach"].as_bool().unwrap_or(false),
+            due_at: data["due_at"].as_str().and_then(|s| {
+                OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()
+            }),
+        },
+    }
+}
+
+struct RawEntry {
+    id: i64,
+    ticket_id: String,
+    at: String,
+    actor_id: Option<String>,
+    actor_name: Option<String>,
+    kind: String,
+    internal: bool,
+    text: Option<String>,
+    data: Option<String>,
+}
+
+// ---------------------------------------------------------------- the service
+
+/// The server-wide settings (from `Config`).
+#[derive(Debug, Clone, Default)]
+pub struct NoticeConfig {
+    /// The URL users reach pvce at: links in messages.
+    pub public_url: Option<String>,
+    /// Webhooks that hear of every notified event (once per event).
+    pub hooks: Vec<WebhookTarget>,
+    /// Their language.
+    pub hooks_lang: Lang,
+    /// URL prefixes non-admins may point their own webhook at.
+    pub allowed_webhooks: Vec<String>,
+}
+
+#[derive(Debug)]
+pub struct Notices {
+    pool: Pool,
+    notifier: Notifier,
+    mail: bool,
+    config: NoticeConfig,
+    /// One pass at a time: the loop and a test calling a pass directly
+    /// must not both move the cursor.
+    running: tokio::sync::Mutex<()>,
+}
+
+/// One in-app notification as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct Notice {
+    pub id: i64,
+    pub ticket_id: Uuid,
+    pub ticket_number: String,
+    pub kind: EventKind,
+    /// The one-line subject in the asked language.
+    pub subject: String,
+    /// The plain-text message.
+    pub text: String,
+    pub created_at: String,
+    pub read: bool,
+}
+
+/// A page of notifications and how many are unread in all.
+#[derive(Debug, Serialize)]
+pub struct Page {
+    pub unread: i64,
+    pub items: Vec<Notice>,
+}
+
+/// `GET /api/me/notifications`'s query.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// Only unread ones.
+    #[serde(default)]
+    pub unread: bool,
+    /// At most this many (1..=100, 20 when omitted).
+    pub limit: Option<u32>,
+    /// Older than this notification id (paging).
+    pub before: Option<i64>,
+    /// The language to render them in (`zh-CN` or `en`; the settings' otherwise).
+    pub lang: Option<String>,
+}
+
+/// The settings as the API shows and takes them.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsBody {
+    /// `zh-CN` or `en`: the language of e-mails and webhooks.
+    pub lang: Lang,
+    pub email: Option<String>,
+    pub webhook_url: Option<String>,
+    #[serde(default)]
+    pub webhook_format: WebhookFormat,
+    #[serde(default)]
+    pub events: Prefs,
+}
+
+/// What the settings page also needs to know.
+#[derive(Debug, Serialize)]
+pub struct SettingsView {
+    #[serde(flatten)]
+    pub settings: SettingsBody,
+    /// A mail server is configured (else e-mail is never sent).
+    pub email_available: bool,
+    /// The viewer may use any http(s) webhook URL (admins).
+    pub webhook_any_url: bool,
+    /// Otherwise, the URL prefixes allowed.
+    pub webhook_allowed: Vec<String>,
+}
+
+impl Notices {
+    pub fn new(pool: Pool, notifier: Notifier, mail: bool, config: NoticeConfig) -> Self {
+        Self {
+            pool,
+            notifier,
+            mail,
+            config,
+            running: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Both passes at `now` (the background loop's; tests call it directly).
+    pub async fn run_once(&self, now: OffsetDateTime) -> Result<(), NoticeError> {
+        self.dispatch(now).await?;
+        self.deliver(now).await?;
+        Ok(())
+    }
+
+    /// Reads the timeline past the cursor and writes notifications and
+    /// deliveries; returns how many entries it handled.
+    pub async fn dispatch(&self, now: OffsetDateTime) -> Result<u64, NoticeError> {
+        let _one = self.running.lock().await;
+        let mut tx = self.pool.begin().await?;
+        let cursor: i64 =
+            sqlx::query_scalar("SELECT last_event_id FROM notify_cursor WHERE id = 1")
+                .fetch_optional(&mut *tx)
+                .await?
+                .unwrap_or(0);
+        let rows = sqlx::query(
+            "SELECT e.id, e.ticket_id, e.at, e.actor_id, COALESCE(NULLIF(u.display_name, ''), u.username) AS actor_name,
+                    e.kind, e.internal, e.text, e.data
+             FROM ticket_events e LEFT JOIN users u ON u.id = e.actor_id
+             WHERE e.id > ? ORDER BY e.id LIMIT ?",
+        )
+        .bind(cursor)
+        .bind(DISPATCH_BATCH)
+        .fetch_all(&mut *tx)
+        .await?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let entries = rows
+            .iter()
+            .map(|r| {
+                Ok(RawEntry {
+                    id: r.try_get("id")?,
+                    ticket_id: r.try_get("ticket_id")?,
+                    at: r.try_get("at")?,
+                    actor_id: r.try_get("actor_id")?,
+                    actor_name: r.try_get("actor_name")?,
+                    kind: r.try_get("kind")?,
+                    internal: r.try_get::<i64, _>("internal")? != 0,
+                    text: r.try_get("text")?,
+                    data: r.try_get("data")?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        let desk: Vec<(String, String)> = sqlx::query_as(
+            "SELECT id, role FROM users WHERE role IN ('staff', 'admin') AND disabled = 0",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        let ids = |role: &str| -> Vec<Uuid> {
+            desk.iter()
+                .filter(|(_, r)| r == role)
+                .filter_map(|(id, _)| Uuid::parse_str(id).ok())
+                .collect()
+        };
+        let (staff, admins) = (ids("staff"), ids("admin"));
+        let next_at = db::format_time(now);
+        let last = entries.last().map_or(cursor, |e| e.id);
+        for entry in &entries {
+            let t = sqlx::query(
+                "SELECT t.number, t.title, t.reporter_id, t.assignee_id, c.teacher_id
+                 FROM tickets t LEFT JOIN courses c ON c.id = t.course_id WHERE t.id = ?",
+            )
+            .bind(&entry.ticket_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(t) = t else { continue };
+            let around = Around {
+                reporter: db::uuid(&t, "reporter_id")?,
+                assignee: db::opt_uuid(&t, "assignee_id")?,
+                teacher: db::opt_uuid(&t, "teacher_id")?,
+                staff: staff.clone(),
+                admins: admins.clone(),
+            };
+            let data: Value = entry
+                .data
+                .as_deref()
+                .and_then(|d| serde_json::from_str(d).ok())
+                .unwrap_or(Value::Null);
+            let actor = entry
+                .actor_id
+                .as_deref()
+                .and_then(|a| Uuid::parse_str(a).ok());
+            let Some((kind, people)) = recipients(
+                &Entry {
+                    kind: &entry.kind,
+                    actor,
+                    internal: entry.internal,
+                    data: &data,
+                },
+                &around,
+            ) else {
+                continue;
+            };
+            let number: i64 = t.try_get("number")?;
+            let ticket = TicketRef {
+                number: number.to_string(),
+                title: t.try_get("title")?,
+                url: self
+                    .config
+                    .public_url
+                    .as_ref()
+                    .map(|u| format!("{u}/#/tickets/{}", entry.ticket_id)),
+            };
+            let actor_name = entry.actor_name.clone().unwrap_or_else(|| "pvce".into());
+            let event = event_of(kind, ticket, &actor_name, entry);
+            let event_json = serde_json::to_string(&event).unwrap_or_default();
+            for user in people {
+                let Some(settings) = load_settings(&mut tx, user, true).await? else {
+                    continue; // disabled or gone
+                };
+                let (in_app, outside) = channels_for(&settings, kind, self.mail);
+                if in_app {
+                    sqlx::query(
+                        "INSERT OR IGNORE INTO notifications (user_id, ticket_id, event_id, kind, event, created_at)
+                         VALUES (?, ?, ?, ?, ?, ?)",
+                    )
+                    .bind(user.to_string())
+                    .bind(&entry.ticket_id)
+                    .bind(entry.id)
+                    .bind(kind.as_str())
+                    .bind(&event_json)
+                    .bind(&entry.at)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                for d in outside {
+                    let channel = match d {
+                        Destination::Email { .. } => "email",
+                        Destination::Webhook { .. } => "webhook",
+                    };
+                    sqlx::query(
+                        "INSERT INTO notification_deliveries (event_id, user_id, channel, lang, event, next_at)
+                         VALUES (?, ?, ?, ?, ?, ?)",
+                    )
+                    .bind(entry.id)
+                    .bind(user.to_string())
+                    .bind(channel)
+                    .bind(settings.lang.tag())
+                    .bind(&event_json)
+                    .bind(&next_at)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+            // The server's own webhooks hear of every notified event once,
+            // except internal notes (a chat room is not the desk).
+            if !entry.internal {
+                for i in 0..self.config.hooks.len() {
+                    sqlx::query(
+                        "INSERT INTO notification_deliveries (event_id, user_id, channel, target, lang, event, next_at)
+                         VALUES (?, NULL, 'webhook', ?, ?, ?, ?)",
+                    )
+                    .bind(entry.id)
+                    .bind(i64::try_from(i).unwrap_or(i64::MAX))
+                    .bind(self.config.hooks_lang.tag())
+                    .bind(&event_json)
+                    .bind(&next_at)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+        }
+        sqlx::query("UPDATE notify_cursor SET last_event_id = ? WHERE id = 1")
+            .bind(last)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(entries.len() as u64)
+    }
+
+    /// Sends the deliveries due at `now`; returns (sent, failed).
+    pub async fn deliver(&self, now: OffsetDateTime) -> Result<(u64, u64), NoticeError> {
+        let _one = self.running.lock().await;
+        let due = sqlx::query(
+            "SELECT id, user_id, channel, target, lang, event, attempts FROM notification_deliveries
+             WHERE sent_at IS NULL AND gave_up_at IS NULL AND next_at <= ? ORDER BY next_at, id LIMIT ?",
+        )
+        .bind(db::format_time(now))
+        .bind(DELIVER_BATCH)
+        .fetch_all(&self.pool)
+        .await?;
+        let (mut sent, mut failed) = (0, 0);
+        for row in due {
+            let id: i64 = row.try_get("id")?;
+            let attempts = u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(0) + 1;
+            let lang = Lang::from_tag(&row.try_get::<String, _>("lang")?);
+            let event: Option<Event> =
+                serde_json::from_str(&row.try_get::<String, _>("event")?).ok();
+            let channel: String = row.try_get("channel")?;
+            let dest = match db::opt_uuid(&row, "user_id")? {
+                // A user's: where their settings say now (they may have
+                // changed the address since); a user disabled since gets nothing.
+                Some(user) => {
+                    let mut conn = self.pool.acquire().await?;
+                    load_settings(&mut conn, user, true).await?.and_then(|s| {
+                        match channel.as_str() {
+                            "email" => s.email.map(|address| Destination::Email { address, lang }),
+                            _ => s
+                                .webhook
+                                .map(|target| Destination::Webhook { target, lang }),
+                        }
+                    })
+                }
+                None => row
+                    .try_get::<Option<i64>, _>("target")?
+                    .and_then(|i| usize::try_from(i).ok())
+                    .and_then(|i| self.config.hooks.get(i).cloned())
+                    .map(|target| Destination::Webhook { target, lang }),
+            };
+            let result = match (dest, event) {
+                (Some(dest), Some(event)) => self.notifier.deliver(&dest, &event).await,
+                // Nowhere to send it any more: nothing to retry.
+                _ => {
+                    sqlx::query("UPDATE notification_deliveries SET gave_up_at = ?, last_error = 'no destination' WHERE id = ?")
+                        .bind(db::format_time(now))
+                        .bind(id)
+                        .execute(&self.pool)
+                        .await?;
+                    continue;
+                }
+            };
+            match result {
+                Ok(()) => {
+                    sent += 1;
+                    sqlx::query("UPDATE notification_deliveries SET sent_at = ?, attempts = ?, last_error = NULL WHERE id = ?")
+                        .bind(db::format_time(now))
+                        .bind(i64::from(attempts))
+                        .bind(id)
+                        .execute(&self.pool)
+                        .await?;
+                }
+                Err(e) => {
+                    failed += 1;
+                    // The error names the host only, never the URL or a password.
+                    tracing::warn!(delivery = id, channel = %channel, attempts, error = %e, "notification not sent");
+                    let next = retry_at(attempts, now);
+                    sqlx::query(
+                        "UPDATE notification_deliveries SET attempts = ?, last_error = ?, next_at = COALESCE(?, next_at),
+                         gave_up_at = CASE WHEN ? IS NULL THEN ? ELSE NULL END WHERE id = ?",
+                    )
+                    .bind(i64::from(attempts))
+                    .bind(e.to_string())
+                    .bind(next.map(db::format_time))
+                    .bind(next.map(db::format_time))
+                    .bind(db::format_time(now))
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await?;
+                }
+            }
+        }
+        Ok((sent, failed))
+    }
+
+    /// The user's notifications, newest first, with the unread count.
+    pub async fn list(&self, user: &User, q: &ListQuery) -> Result<Page, NoticeError> {
+        let limit = q.limit.unwrap_or(20);
+        if !(1..=100).contains(&limit) {
+            return Err(NoticeError::Invalid("limit must be 1 to 100".into()));
+        }
+        let lang = match q.lang.as_deref() {
+            Some(l @ ("zh-CN" | "en")) => Lang::from_tag(l),
+            Some(_) => return Err(NoticeError::Invalid("lang: zh-CN or en".into())),
+            None => {
+                let mut conn = self.pool.acquire().await?;
+                load_settings(&mut conn, user.id, false)
+                    .await?
+                    .unwrap_or_default()
+                    .lang
+            }
+        };
+        let unread: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM notifications WHERE user_id = ? AND read_at IS NULL",
+        )
+        .bind(user.id.to_string())
+        .fetch_one(&self.pool)
+        .await?;
+        let rows = sqlx::query(
+            "SELECT id, ticket_id, kind, event, created_at, read_at FROM notifications
+             WHERE user_id = ? AND (? = 0 OR read_at IS NULL) AND id < ? ORDER BY id DESC LIMIT ?",
+        )
+        .bind(user.id.to_string())
+        .bind(q.unread)
+        .bind(q.before.unwrap_or(i64::MAX))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut items = Vec::with_capacity(rows.len());
+        for r in rows {
+            let Ok(event) = serde_json::from_str::<Event>(&r.try_get::<String, _>("event")?) else {
+                continue;
+            };
+            let m = render(&event, lang);
+            items.push(Notice {
+                id: r.try_get("id")?,
+                ticket_id: db::uuid(&r, "ticket_id")?,
+                ticket_number: event.ticket().number.clone(),
+                kind: event.kind(),
+                subject: m.subject,
+                text: m.text,
+                created_at: r.try_get("created_at")?,
+                read: r.try_get::<Option<String>, _>("read_at")?.is_some(),
+            });
+        }
+        Ok(Page { unread, items })
+    }
+
+    /// Marks one of the user's notifications read.
+    pub async fn mark_read(&self, user: &User, id: i64) -> Result<(), NoticeError> {
+        let done = sqlx::query(
+            "UPDATE notifications SET read_at = COALESCE(read_at, ?) WHERE id = ? AND user_id = ?",
+        )
+        .bind(db::now())
+        .bind(id)
+        .bind(user.id.to_string())
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(NoticeError::NotFound);
+        }
+        Ok(())
+    }
+
+    /// Marks all of the user's notifications read; returns how many were unread.
+    pub async fn mark_all_read(&self, user: &User) -> Result<u64, NoticeError> {
+        let done = sqlx::query(
+            "UPDATE notifications SET read_at = ? WHERE user_id = ? AND read_at IS NULL",
+        )
+        .bind(db::now())
+        .bind(user.id.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    fn view(&self, user: &User, s: Settings) -> SettingsView {
+        let admin = user.role == Role::Admin;
+        SettingsView {
+            settings: SettingsBody {
+                lang: s.lang,
+                email: s.email,
+                webhook_format: s.webhook.as_ref().map(|w| w.format).unwrap_or_default(),
+                webhook_url: s.webhook.map(|w| w.url),
+                events: s.prefs,
+            },
+            email_available: self.mail,
+            webhook_any_url: admin,
+            webhook_allowed: if admin {
+                Vec::new()
+            } else {
+                self.config.allowed_webhooks.clone()
+            },
+        }
+    }
+
+    /// The user's settings (the defaults if they never saved any).
+    pub async fn settings(&self, user: &User) -> Result<SettingsView, NoticeError> {
+        let mut conn = self.pool.acquire().await?;
+        let s = load_settings(&mut conn, user.id, false)
+            .await?
+            .unwrap_or_default();
+        Ok(self.view(user, s))
+    }
+
+    /// Replaces the user's settings, after checking the address and URL.
+    pub async fn put_settings(
+        &self,
+        user: &User,
+        body: SettingsBody,
+    ) -> Result<SettingsView, NoticeError> {
+        let email = match body.email.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(e) => {
+                if e.chars().count() > MAX_EMAIL
+                    || e.chars().any(char::is_control)
+                    || e.parse::<lettre::Address>().is_err()
+                {
+                    return Err(NoticeError::Invalid(
+                        "email: an address like name@example.edu".into(),
+                    ));
+                }
+                Some(e.to_owned())
+            }
+        };
+        let webhook = match body.webhook_url.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(u) => {
+                let target = WebhookTarget {
+                    url: u.to_owned(),
+                    format: body.webhook_format,
+                };
+                let url = target.validate()?;
+                if user.role != Role::Admin && !webhook_allowed(&url, &self.config.allowed_webhooks)
+                {
+                    return Err(NoticeError::WebhookNotAllowed);
+                }
+                Some(target)
+            }
+        };
+        let s = Settings {
+            lang: body.lang,
+            email,
+            webhook,
+            prefs: body.events,
+        };
+        sqlx::query(
+            "INSERT INTO notification_settings (user_id, lang, email, webhook_url, webhook_format, prefs)
+             VALUES (?, ?, ?, ?, ?, ?)
+             ON CONFLICT (user_id) DO UPDATE SET lang = excluded.lang, email = excluded.email,
+               webhook_url = excluded.webhook_url, webhook_format = excluded.webhook_format, prefs = excluded.prefs",
+        )
+        .bind(user.id.to_string())
+        .bind(s.lang.tag())
+        .bind(&s.email)
+        .bind(s.webhook.as_ref().map(|w| w.url.clone()))
+        .bind(format_name(s.webhook.as_ref().map(|w| w.format).unwrap_or_default()))
+        .bind(serde_json::to_string(&s.prefs).unwrap_or_default())
+        .execute(&self.pool)
+        .await?;
+        Ok(self.view(user, s))
+    }
+}
+
+fn format_name(f: WebhookFormat) -> String {
+    serde_json::to_value(f)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_else(|| "json".into())
+}
+
+/// A user's settings; `None` if the user is gone or (`enabled_only`) disabled.
+async fn load_settings(
+    conn: &mut sqlx::SqliteConnection,
+    user: Uuid,
+    enabled_only: bool,
+) -> Result<Option<Settings>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT u.disabled, s.lang, s.email, s.webhook_url, s.webhook_format, s.prefs
+         FROM users u LEFT JOIN notification_settings s ON s.user_id = u.id WHERE u.id = ?",
+    )
+    .bind(user.to_string())
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    if enabled_only && row.try_get::<i64, _>("disabled")? != 0 {
+        return Ok(None);
+    }
+    let lang: Option<String> = row.try_get("lang")?;
+    let format: Option<String> = row.try_get("webhook_format")?;
+    let prefs: Option<String> = row.try_get("prefs")?;
+    Ok(Some(Settings {
+        lang: lang.map(|l| Lang::from_tag(&l)).unwrap_or_default(),
+        email: row.try_get("email")?,
+        webhook: row
+            .try_get::<Option<String>, _>("webhook_url")?
+            .map(|url| WebhookTarget {
+                url,
+                format: format
+                    .and_then(|f| serde_json::from_value(Value::String(f)).ok())
+                    .unwrap_or_default(),
+            }),
+        prefs: prefs
+            .and_then(|p| serde_json::from_str(&p).ok())
+            .unwrap_or_default(),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use serde_json::json;
+
+    fn ids(n: usize) -> Vec<Uuid> {
+        (0..n).map(|_| Uuid::new_v4()).collect()
+    }
+
+    struct World {
+        reporter: Uuid,
+        assignee: Uuid,
+        teacher: Uuid,
+        other_staff: Uuid,
+        admin: Uuid,
+        around: Around,
+    }
+
+    fn world() -> World {
+        let p = ids(5);
+        World {
+            reporter: p[0],
+            assignee: p[1],
+            teacher: p[2],
+            other_staff: p[3],
+            admin: p[4],
+            around: Around {
+                reporter: p[0],
+                assignee: Some(p[1]),
+                teacher: Some(p[2]),
+                staff: vec![p[1], p[3]],
+                admins: vec![p[4]],
+            },
+        }
+    }
+
+    fn entry<'a>(kind: &'a str, actor: Uuid, data: &'a Value) -> Entry<'a> {
+        Entry {
+            kind,
+            actor: Some(actor),
+            internal: false,
+            data,
+        }
+    }
+
+    #[test]
+    fn a_comment_reaches_the_reporter_assignee_and_teacher_but_not_its_author() {
+        let w = world();
+        let d = Value::Null;
+        let (kind, got) = recipients(&entry("comment", w.assignee, &d), &w.around).unwrap();
+        assert_eq!(kind, EventKind::Commented);
+        assert_eq!(got, vec![w.reporter, w.teacher]);
+        let (_, got) = recipients(&entry("comment", w.reporter, &d), &w.around).unwrap();
+        assert_eq!(got, vec![w.assignee, w.teacher]);
+    }
+
+    #[test]
+    fn internal_notes_never_reach_the_reporter_or_teacher() {
+        let w = world();
+        let d = Value::Null;
+        let mut e = entry("comment", w.admin, &d);
+        e.internal = true;
+        let (_, got) = recipients(&e, &w.around).unwrap();
+        assert_eq!(got, vec![w.assignee]);
+        // Even when a staff member reported the ticket themselves... the
+        // assignee writing an internal note reaches nobody else here.
+        e.actor = Some(w.assignee);
+        assert_eq!(recipients(&e, &w.around).unwrap().1, Vec::<Uuid>::new());
+    }
+
+    #[test]
+    fn assignment_goes_to_the_assignee_unless_they_took_it() {
+        let w = world();
+        let d = json!({"assignee_id": w.assignee.to_string()});
+        let (kind, got) = recipients(&entry("assigned", w.admin, &d), &w.around).unwrap();
+        assert_eq!(kind, EventKind::Assigned);
+        assert_eq!(got, vec![w.assignee]);
+        assert!(
+            recipients(&entry("assigned", w.assignee, &d), &w.around)
+                .unwrap()
+                .1
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn resolution_goes_to_the_reporter_and_callbacks_to_the_assignee() {
+        let w = world();
+        let d = Value::Null;
+        assert_eq!(
+            recipients(&entry("resolved", w.assignee, &d), &w.around).unwrap(),
+            (EventKind::Resolved, vec![w.reporter])
+        );
+        assert_eq!(
+            recipients(&entry("callback", w.other_staff, &d), &w.around).unwrap(),
+            (EventKind::Callback, vec![w.assignee])
+        );
+    }
+
+    #[test]
+    fn escalations_follow_the_step_and_breaches_reach_admins() {
+        let w = world();
+        let warn =
+            json!({"clock": "response", "percent": 50, "breach": false, "notify": "assignee"});
+        let e = Entry {
+            kind: "escalated",
+            actor: None,
+            internal: false,
+            data: &warn,
+        };
+        assert_eq!(recipients(&e, &w.around).unwrap().1, vec![w.assignee]);
+        // Unassigned: the whole desk hears of it.
+        let mut nobody = w.around.clone();
+        nobody.assignee = None;
+        assert_eq!(
+            recipients(&e, &nobody).unwrap().1,
+            vec![w.assignee, w.other_staff]
+        );
+        let breach =
+            json!({"clock": "resolution", "percent": 100, "breach": true, "notify": "admins"});
+        let e = Entry { data: &breach, ..e };
+        assert_eq!(
+            recipients(&e, &w.around).unwrap().1,
+            vec![w.admin, w.assignee]
+        );
+    }
+
+    #[test]
+    fn other_entries_notify_nobody() {
+        let w = world();
+        let d = Value::Null;
+        for k in ["created", "state", "priority", "confirmed", "auto_closed"] {
+            assert!(
+                recipients(&entry(k, w.reporter, &d), &w.around).is_none(),
+                "{k}"
+            );
+        }
+    }
+
+    #[test]
+    fn channels_follow_preferences_and_what_is_set() {
+        let mut s = Settings::default();
+        let (in_app, out) = channels_for(&s, EventKind::Assigned, true);
+        assert!(in_app);
+        assert!(out.is_empty(), "no address, no URL: in-app only");
+        s.email = Some("a@lab.example".into());
+        s.lang = Lang::En;
+        let (_, out) = channels_for(&s, EventKind::Assigned, true);
+        assert_eq!(
+            out,
+            vec![Destination::Email {
+                address: "a@lab.example".into(),
+                lang: Lang::En
+            }]
+        );
+        assert!(
+            channels_for(&s, EventKind::Assigned, false).1.is_empty(),
+            "no mail server"
+        );
+        s.prefs.assigned.email = false;
+        s.prefs.assigned.in_app = false;
+        let (in_app, out) = channels_for(&s, EventKind::Assigned, true);
+        assert!(!in_app && out.is_empty());
+        assert_eq!(channels_for(&s, EventKind::Resolved, true).1.len(), 1);
+    }
+
+    #[test]
+    fn prefs_round_trip_and_default_missing_kinds() {
+        let p: Prefs = serde_json::from_value(
+            json!({"assigned": {"in_app": false, "email": false, "webhook": true}}),
+        )
+        .unwrap();
+        assert!(!p.assigned.in_app && p.assigned.webhook);
+        assert_eq!(p.resolved, Channels::default());
+        assert!(serde_json::from_value::<Prefs>(json!({"bogus": {}})).is_err());
+    }
+
+    #[test]
+    fn retries_back_off_and_give_up() {
+        let t0 = time::macros::datetime!(2026-03-10 12:00 UTC);
+        assert_eq!(retry_at(1, t0), Some(t0 + time::Duration::minutes(1)));
+        assert_eq!(retry_at(2, t0), Some(t0 + time::Duration::minutes(2)));
+        assert_eq!(retry_at(3, t0), Some(t0 + time::Duration::minutes(4)));
+        assert_eq!(retry_at(7, t0), Some(t0 + time::Duration::hours(1)));
+        assert_eq!(retry_at(MAX_ATTEMPTS, t0), None);
+        let mut last = t0;
+        for n in 1..MAX_ATTEMPTS {
+            let next = retry_at(n, t0).unwrap();
+            assert!(next >= last && next <= t0 + time::Duration::hours(1));
+            last = next;
+        }
+    }
+
+    #[test]
+    fn only_allowed_webhook_prefixes_pass() {
+        let allowed = vec!["https://chat.lab.example/hooks/".to_string()];
+        let ok = |u: &str| webhook_allowed(&reqwest::Url::parse(u).unwrap(), &allowed);
+        assert!(ok("https://chat.lab.example/hooks/abc?token=1"));
+        assert!(!ok("https://chat.lab.example/admin"));
+        assert!(!ok("http://chat.lab.example/hooks/abc"));
+        assert!(!ok("https://chat.lab.example:8443/hooks/abc"));
+        assert!(!ok("https://chat.lab.example.evil.example/hooks/abc"));
+        assert!(!ok("https://x@chat.lab.example/hooks/abc"));
+        assert!(!ok("http://127.0.0.1/hooks/"));
+        assert!(!webhook_allowed(
+            &reqwest::Url::parse("https://chat.lab.example/hooks/x").unwrap(),
+            &[]
+        ));
+    }
+}
