@@ -187,6 +187,8 @@ pub struct IssuedToken {
     pub node_id: Uuid,
     /// `last_started_at` of the VM at issue time: identifies the boot.
     pub boot: String,
+    /// The session's service-level record ([`crate::slo`]).
+    pub record: Uuid,
     expires: Instant,
 }
 
@@ -219,6 +221,8 @@ pub struct ConsoleHub {
     pub max_per_user: usize,
     pub max_total: usize,
     pub metrics: Metrics,
+    /// Where session facts go for the service levels (none in unit tests).
+    recorder: Option<crate::slo::ConsoleRecorder>,
 }
 
 fn hash(token: &str) -> String {
@@ -235,12 +239,27 @@ impl ConsoleHub {
             max_per_user,
             max_total,
             metrics: Metrics::default(),
+            recorder: None,
+        }
+    }
+
+    /// Records every token and session for the service levels.
+    #[must_use]
+    pub fn with_recorder(mut self, recorder: crate::slo::ConsoleRecorder) -> Self {
+        self.recorder = Some(recorder);
+        self
+    }
+
+    fn note(&self, fact: crate::slo::ConsoleFact) {
+        if let Some(r) = &self.recorder {
+            r.note(fact);
         }
     }
 
     /// Issues a single-use token; only its hash is kept.
     pub fn issue(&self, vm_id: Uuid, user_id: Uuid, node_id: Uuid, boot: String) -> String {
         let token = auth::random_token();
+        let record = Uuid::new_v4();
         let mut map = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         map.retain(|_, t| t.expires > now);
@@ -251,9 +270,17 @@ impl ConsoleHub {
                 user_id,
                 node_id,
                 boot,
+                record,
                 expires: now + self.ttl,
             },
         );
+        drop(map);
+        self.note(crate::slo::ConsoleFact::Issued {
+            id: record,
+            vm_id,
+            user_id,
+            node_id,
+        });
         token
     }
 
@@ -354,10 +381,15 @@ impl ConsoleHub {
         mut ws: WebSocket,
         target: ConsoleTarget,
     ) {
+        use crate::slo::ConsoleFact;
+        let record = ticket.record;
+        self.note(ConsoleFact::Opened { id: record });
+        let ended = |code: Option<u16>| ConsoleFact::Ended { id: record, code };
         let (sid, mut stop) = match self.open(ticket.user_id, ticket.vm_id) {
             Ok(s) => s,
             Err(e) => {
                 let _ = ws.send(close_msg(1013, &e.to_string())).await;
+                self.note(ended(Some(1013)));
                 return;
             }
         };
@@ -373,6 +405,7 @@ impl ConsoleHub {
                 let _ = ws
                     .send(close_msg(close::NODE_UNREACHABLE, "console unreachable"))
                     .await;
+                self.note(ended(Some(close::NODE_UNREACHABLE)));
                 self.close(sid);
                 return;
             }
@@ -404,6 +437,7 @@ impl ConsoleHub {
                     }
                 };
                 let _ = ws.send(close_msg(code, reason)).await;
+                self.note(ended(Some(code)));
                 self.close(sid);
                 return;
             }
@@ -412,15 +446,19 @@ impl ConsoleHub {
             let _ = ws
                 .send(close_msg(close::NODE_UNREACHABLE, "console unreachable"))
                 .await;
+            self.note(ended(Some(close::NODE_UNREACHABLE)));
             self.close(sid);
             return;
         }
+        self.note(ConsoleFact::Established { id: record });
         let (mut tcp_rd, mut tcp_wr) = tcp.into_split();
         let (mut ws_tx, mut ws_rx) = ws.split();
         let metrics = &self.metrics;
 
-        // node → browser, with pings and stop signals on the same sender.
+        // node → browser, with pings and stop signals on the same sender;
+        // ends with the close code it sent (`None`: the browser was gone).
         let down = async {
+            let mut first_frame = true;
             let mut buf = BytesMut::with_capacity(BUF_SIZE);
             let mut ping = tokio::time::interval(PING_INTERVAL);
             ping.tick().await;
@@ -433,27 +471,31 @@ impl ConsoleHub {
                         match n {
                             Ok(0) | Err(_) => {
                                 let _ = ws_tx.send(close_msg(close::VM_STOPPED, "VM stopped")).await;
-                                return;
+                                return Some(close::VM_STOPPED);
                             }
                             Ok(n) => {
                                 metrics.bytes_to_client.fetch_add(n as u64, Ordering::Relaxed);
+                                if first_frame {
+                                    first_frame = false;
+                                    self.note(ConsoleFact::FirstFrame { id: record, vm_id: ticket.vm_id });
+                                }
                                 let frame = buf.split().freeze();
                                 if ws_tx.send(Message::Binary(frame)).await.is_err() {
-                                    return;
+                                    return None;
                                 }
                             }
                         }
                     }
                     _ = ping.tick() => {
                         if ws_tx.send(Message::Ping(bytes::Bytes::new())).await.is_err() {
-                            return;
+                            return None;
                         }
                     }
                     changed = stop.changed() => {
                         let reason = if changed.is_ok() { *stop.borrow() } else { None };
                         let (code, text) = reason.unwrap_or((close::SERVER_SHUTDOWN, "server shutting down"));
                         let _ = ws_tx.send(close_msg(code, text)).await;
-                        return;
+                        return Some(code);
                     }
                 }
             }
@@ -477,10 +519,11 @@ impl ConsoleHub {
             }
             let _ = tcp_wr.shutdown().await;
         };
-        tokio::select! {
-            () = down => {}
-            () = up => {}
-        }
+        let code = tokio::select! {
+            code = down => code,
+            () = up => None,
+        };
+        self.note(ended(code));
         self.metrics
             .session_seconds_total
             .fetch_add(started.elapsed().as_secs(), Ordering::Relaxed);

@@ -28,6 +28,8 @@ pub struct AppState {
     pub space: Arc<crate::space::SpaceCheck>,
     /// The service desk.
     pub desk: Arc<crate::desk::Desk>,
+    /// Service levels (indicators, objectives, status).
+    pub slo: Arc<crate::slo::Slo>,
 }
 
 /// Opens storage and the database (running migrations) — what every subcommand needs.
@@ -74,17 +76,23 @@ impl AppState {
             crate::desk::Desk::new(pool.clone(), nodes.clone(), vms.clone(), storage.root())
                 .with_confirm_days(config.desk_confirm_days),
         );
+        let console = Arc::new(
+            ConsoleHub::new(
+                std::time::Duration::from_secs(config.console_token_ttl_secs),
+                config.console_max_per_user,
+                config.console_max_total,
+            )
+            .with_recorder(crate::slo::ConsoleRecorder::spawn(pool.clone())),
+        );
+        let slo = Arc::new(crate::slo::Slo::new(pool.clone()));
         Ok(Self {
             desk,
             pool,
             storage,
             nodes,
             vms,
-            console: Arc::new(ConsoleHub::new(
-                std::time::Duration::from_secs(config.console_token_ttl_secs),
-                config.console_max_per_user,
-                config.console_max_total,
-            )),
+            console,
+            slo,
             sign_in,
             health: Arc::new(crate::health::Health::new()),
             space: Arc::new(crate::space::SpaceCheck::new(

@@ -19,6 +19,7 @@ pub mod nodes;
 pub mod origin;
 pub mod portable;
 pub mod serve;
+pub mod slo;
 pub mod snapshots;
 pub mod templates;
 pub mod users;
@@ -49,6 +50,7 @@ pub fn router(state: AppState) -> Router {
             .merge(auth::router())
             .merge(users::router())
             .merge(nodes::router())
+            .merge(slo::router())
             .merge(events::router())
             .merge(templates::router())
             .merge(courses::router())
