@@ -28,6 +28,7 @@ mod monitor;
 mod notify;
 mod portable;
 mod sign_in;
+mod slo;
 mod snapshots;
 mod storage_full;
 mod template_layers;
