@@ -5,7 +5,7 @@
 //
 // Incident titles are rendered with textContent through h(): never as HTML.
 
-import { t } from './i18n.js';
+import { t, onLangChange } from './i18n.js';
 import { h, replace, toast, toastError, absoluteTime } from './ui.js';
 import { api, get } from './api.js';
 
@@ -66,7 +66,8 @@ function budgetBar(left) {
   return h('span', { class: 'budget' },
     h('span', { class: `budget-bar budget-${kind}`, role: 'img', i18nAria: ['slo.budgetAria', { pct: pct(left, 0) }] },
       h('span', { class: 'budget-fill', style: `width:${Math.round(w * 100)}%` })),
-    h('span', { class: 'num small' }, pct(left, 0)));
+    left < 0 ? h('span', { class: 'small slo-overspent', i18n: ['slo.overspent', { times: (1 - left).toFixed(1) }] })
+      : h('span', { class: 'num small' }, pct(left, 0)));
 }
 
 function sloView(container, ctx) {
@@ -129,12 +130,13 @@ function sloView(container, ctx) {
       ['slo.fig.availability', pct(f.availability.overall.ratio)],
     ];
     const availRows = (map, nameOf) => Object.entries(map).map(([id, a]) => h('tr', {},
-      h('td', {}, nameOf(id)), h('td', { class: 'num' }, a.wanted_minutes.toFixed(0)),
+      h('td', {}, nameOf(id)), h('td', { class: 'num' }, a.wanted_minutes.toFixed(1)),
       h('td', { class: 'num' }, a.unusable_minutes.toFixed(1)), h('td', { class: 'num' }, pct(a.ratio))));
+    const section = (titleKey, table) => h('section', { class: 'card pad' }, h('h2', { i18n: titleKey }), h('div', { class: 'table-wrap' }, table));
     const availHead = (k) => h('thead', {}, h('tr', {}, [k, 'slo.col.wanted', 'slo.col.unusable', 'slo.col.availability'].map((c) => h('th', { scope: 'col', i18n: c }))));
     replace(body,
       h('p', { class: 'muted small', id: 'slo-range', i18n: ['slo.range', { from: absoluteTime(rep.from), to: absoluteTime(rep.to), days: rep.period_days }] }),
-      h('section', { class: 'card table-wrap' }, h('table', { class: 'data slo-objectives', id: 'slo-objectives' },
+      h('section', { class: 'card table-wrap slo-objectives-card' }, h('table', { class: 'data slo-objectives', id: 'slo-objectives' },
         h('thead', {}, h('tr', {}, ['slo.col.indicator', 'slo.col.target', 'slo.col.actual', 'slo.col.budget', 'slo.col.burn', 'slo.col.met'].map((k) => h('th', { scope: 'col', i18n: k })))),
         h('tbody', {}, rep.objectives.map((o) => h('tr', { dataset: { indicator: o.indicator } },
           h('td', { i18n: `slo.ind.${o.indicator}` }),
@@ -143,19 +145,22 @@ function sloView(container, ctx) {
           h('td', {}, budgetBar(o.budget_left)),
           h('td', { class: 'num' }, o.burn_rate_1h === null ? none() : `${o.burn_rate_1h.toFixed(2)}×`),
           h('td', {}, o.met === null ? h('span', { class: 'muted', i18n: 'slo.noData' })
-            : levelBadge(o.met ? 'green' : 'red'))))))),
+            : h('span', { class: `badge ${o.met ? 'level-green slo-met' : 'level-red slo-missed'}` },
+              h('span', { class: 'dot', 'aria-hidden': 'true' }), h('span', { i18n: o.met ? 'slo.met' : 'slo.missed' })))))))),
       h('div', { class: 'stat-tiles' }, tiles.map(([k, v]) => h('div', { class: 'card stat-tile' }, h('span', { class: 'muted small', i18n: k }), h('strong', {}, v)))),
       h('div', { class: 'grid-2' },
-        h('section', { class: 'card table-wrap' }, h('h2', { class: 'pad', i18n: 'slo.byCourse' }), h('table', { class: 'data' },
+        section('slo.byCourse', h('table', { class: 'data', id: 'slo-by-course' },
           availHead('slo.col.course'), h('tbody', {}, availRows(f.availability.per_course, (id) => rep.courses[id] || id)))),
-        h('section', { class: 'card table-wrap' }, h('h2', { class: 'pad', i18n: 'slo.byNode' }), h('table', { class: 'data' },
+        section('slo.byNode', h('table', { class: 'data', id: 'slo-by-node' },
           availHead('slo.col.node'), h('tbody', {}, availRows(f.availability.per_node, (id) => nodeName[id] || id))))),
-      h('section', { class: 'card table-wrap' }, h('h2', { class: 'pad', i18n: 'slo.nodes' }), h('table', { class: 'data' },
+      section('slo.nodes', h('table', { class: 'data', id: 'slo-nodes' },
         h('thead', {}, h('tr', {}, ['slo.col.node', 'slo.col.down', 'slo.col.availability'].map((c) => h('th', { scope: 'col', i18n: c })))),
         h('tbody', {}, f.nodes.map((n) => h('tr', {}, h('td', {}, n.name), h('td', { class: 'num' }, n.down_minutes.toFixed(1)), h('td', { class: 'num' }, pct(n.availability))))))),
       ctx.me.role === 'admin' ? targetsForm(rep) : null,
       h('p', { class: 'muted small', i18n: ['slo.definitions', { minutes: rep.wanted_window_minutes }] }));
   }
   load();
-  return { unmount() { stopped = true; } };
+  // Numbers with units (targets, seconds) are formatted per language.
+  const off = onLangChange(() => load());
+  return { unmount() { stopped = true; off(); } };
 }
