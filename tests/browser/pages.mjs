@@ -35,6 +35,8 @@ const PAGES = [
   ['admin-node', 'admin', `#/nodes/${ids.nodeId}`, '#cluster-vms'],
   ['admin-vms', 'admin', '#/vms', '#cluster-vms tr[data-vm-id]'],
   ['admin-users', 'admin', '#/users', 'tbody tr[data-username]'],
+  ['student-status', 'student', '#/status', '#status-overall'],
+  ['admin-slo', 'admin', '#/slo', '#slo-objectives'],
 ];
 
 await run('pages', outDir, async ({ newPage, step, logs }) => {

@@ -132,11 +132,11 @@ function sloView(container, ctx) {
     const availRows = (map, nameOf) => Object.entries(map).map(([id, a]) => h('tr', {},
       h('td', {}, nameOf(id)), h('td', { class: 'num' }, a.wanted_minutes.toFixed(1)),
       h('td', { class: 'num' }, a.unusable_minutes.toFixed(1)), h('td', { class: 'num' }, pct(a.ratio))));
-    const section = (titleKey, table) => h('section', { class: 'card pad' }, h('h2', { i18n: titleKey }), h('div', { class: 'table-wrap' }, table));
+    const section = (titleKey, table) => h('section', { class: 'card pad' }, h('h2', { i18n: titleKey }), h('div', { class: 'table-wrap', tabindex: '0', role: 'region', i18nAria: titleKey }, table));
     const availHead = (k) => h('thead', {}, h('tr', {}, [k, 'slo.col.wanted', 'slo.col.unusable', 'slo.col.availability'].map((c) => h('th', { scope: 'col', i18n: c }))));
     replace(body,
       h('p', { class: 'muted small', id: 'slo-range', i18n: ['slo.range', { from: absoluteTime(rep.from), to: absoluteTime(rep.to), days: rep.period_days }] }),
-      h('section', { class: 'card table-wrap slo-objectives-card' }, h('table', { class: 'data slo-objectives', id: 'slo-objectives' },
+      h('section', { class: 'card table-wrap slo-objectives-card', tabindex: '0', i18nAria: 'slo.objectives' }, h('table', { class: 'data slo-objectives', id: 'slo-objectives' },
         h('thead', {}, h('tr', {}, ['slo.col.indicator', 'slo.col.target', 'slo.col.actual', 'slo.col.budget', 'slo.col.burn', 'slo.col.met'].map((k) => h('th', { scope: 'col', i18n: k })))),
         h('tbody', {}, rep.objectives.map((o) => h('tr', { dataset: { indicator: o.indicator } },
           h('td', { i18n: `slo.ind.${o.indicator}` }),
