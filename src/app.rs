@@ -199,21 +199,32 @@ fn spawn_desk_watch(state: &AppState) -> tokio::task::JoinHandle<()> {
 /// (supervised: restarted if it ever ends).
 fn spawn_console_closer(state: &AppState) -> tokio::task::JoinHandle<()> {
     let vms = state.vms.clone();
+    let nodes = state.nodes.clone();
     let hub = state.console.clone();
     crate::health::spawn_supervised(&state.health, "console_closer", move || {
+        use tokio::sync::broadcast::error::RecvError;
         let mut events = vms.subscribe();
+        // A node that stops answering: its sessions end as unreachable (an
+        // error for the service levels), not whenever TCP gives up.
+        let mut changes = nodes.watch();
         let hub = hub.clone();
         async move {
             loop {
-                match events.recv().await {
-                    // Tokens issued before a restart name the old boot and are
-                    // refused on redeem, so only stops need acting on here.
-                    Ok(ev) if matches!(ev.state, VmState::Stopped | VmState::Error) => {
-                        hub.end_vm(ev.vm_id, console::close::VM_STOPPED, "VM stopped");
-                    }
-                    Ok(_) => {}
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(_) => return,
+                tokio::select! {
+                    ev = events.recv() => match ev {
+                        // Tokens issued before a restart name the old boot and are
+                        // refused on redeem, so only stops need acting on here.
+                        Ok(ev) if matches!(ev.state, VmState::Stopped | VmState::Error) => {
+                            hub.end_vm(ev.vm_id, console::close::VM_STOPPED, "VM stopped");
+                        }
+                        Ok(_) | Err(RecvError::Lagged(_)) => {}
+                        Err(RecvError::Closed) => return,
+                    },
+                    c = changes.recv() => match c {
+                        Ok(c) if !c.up => hub.end_node(c.node),
+                        Ok(_) | Err(RecvError::Lagged(_)) => {}
+                        Err(RecvError::Closed) => return,
+                    },
                 }
             }
         }

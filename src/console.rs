@@ -208,6 +208,7 @@ type StopSignal = Option<(u16, &'static str)>;
 struct Session {
     user_id: Uuid,
     vm_id: Uuid,
+    node_id: Uuid,
     stop: watch::Sender<StopSignal>,
 }
 
@@ -310,6 +311,7 @@ impl ConsoleHub {
         &self,
         user_id: Uuid,
         vm_id: Uuid,
+        node_id: Uuid,
     ) -> Result<(u64, watch::Receiver<StopSignal>), ConsoleError> {
         let mut map = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         if map.len() >= self.max_total {
@@ -325,6 +327,7 @@ impl ConsoleHub {
             Session {
                 user_id,
                 vm_id,
+                node_id,
                 stop: tx,
             },
         );
@@ -345,6 +348,18 @@ impl ConsoleHub {
         let map = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         for s in map.values().filter(|s| s.vm_id == vm_id) {
             let _ = s.stop.send(Some((code, reason)));
+        }
+    }
+
+    /// Ends every session relayed from a node that stopped answering, with
+    /// [`close::NODE_UNREACHABLE`] (its TCP streams may hang for minutes
+    /// before the kernel gives up on them).
+    pub fn end_node(&self, node_id: Uuid) {
+        let map = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        for s in map.values().filter(|s| s.node_id == node_id) {
+            let _ = s
+                .stop
+                .send(Some((close::NODE_UNREACHABLE, "node unreachable")));
         }
     }
 
@@ -385,7 +400,7 @@ impl ConsoleHub {
         let record = ticket.record;
         self.note(ConsoleFact::Opened { id: record });
         let ended = |code: Option<u16>| ConsoleFact::Ended { id: record, code };
-        let (sid, mut stop) = match self.open(ticket.user_id, ticket.vm_id) {
+        let (sid, mut stop) = match self.open(ticket.user_id, ticket.vm_id, ticket.node_id) {
             Ok(s) => s,
             Err(e) => {
                 let _ = ws.send(close_msg(1013, &e.to_string())).await;
@@ -575,18 +590,35 @@ mod tests {
     fn session_limits() {
         let hub = ConsoleHub::new(Duration::from_secs(60), 1, 2);
         let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
-        let (s1, _r1) = hub.open(a, Uuid::new_v4()).expect("first");
+        let n = Uuid::new_v4();
+        let (s1, _r1) = hub.open(a, Uuid::new_v4(), n).expect("first");
         assert!(matches!(
-            hub.open(a, Uuid::new_v4()),
+            hub.open(a, Uuid::new_v4(), n),
             Err(ConsoleError::TooMany("user"))
         ));
-        let _s2 = hub.open(b, Uuid::new_v4()).expect("second user");
+        let _s2 = hub.open(b, Uuid::new_v4(), n).expect("second user");
         assert!(matches!(
-            hub.open(Uuid::new_v4(), Uuid::new_v4()),
+            hub.open(Uuid::new_v4(), Uuid::new_v4(), n),
             Err(ConsoleError::TooMany("server"))
         ));
         hub.close(s1);
-        assert!(hub.open(a, Uuid::new_v4()).is_ok());
+        assert!(hub.open(a, Uuid::new_v4(), n).is_ok());
+    }
+
+    #[test]
+    fn a_node_going_down_ends_its_sessions_as_unreachable() {
+        let hub = ConsoleHub::new(Duration::from_secs(60), 4, 10);
+        let (down, up) = (Uuid::new_v4(), Uuid::new_v4());
+        let (_s1, r1) = hub
+            .open(Uuid::new_v4(), Uuid::new_v4(), down)
+            .expect("open");
+        let (_s2, r2) = hub.open(Uuid::new_v4(), Uuid::new_v4(), up).expect("open");
+        hub.end_node(down);
+        assert_eq!(
+            *r1.borrow(),
+            Some((close::NODE_UNREACHABLE, "node unreachable"))
+        );
+        assert_eq!(*r2.borrow(), None, "another node's session goes on");
     }
 
     /// A VNC server that demands VNC authentication with `password`, then

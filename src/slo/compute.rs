@@ -12,7 +12,8 @@
 //!   refused for a bad Origin or another user's cookie — not the service's
 //!   fault). A session *attempt* is one the relay took; it fails if it ends
 //!   with an error close code (4003 node unreachable, 4005 the node refused
-//!   pvce, 1002 a broken handshake — [`ended_by`]). Session minutes run from
+//!   pvce, 1002 a broken handshake — [`ended_by`]), or when pvce ended it
+//!   just before its node was marked down ([`reclassify`]). Session minutes run from
 //!   the handshake to the end (or the window's end).
 //! - **Availability in wanted time**: each start request says the student
 //!   wants that VM for [`WANTED_WINDOW_MS`] (a double class period), or until
@@ -42,6 +43,11 @@ pub const WANTED_WINDOW_MS: i64 = 90 * MINUTE_MS;
 /// Start failures that are the user's own doing (starting a VM while it
 /// shuts down): no attempt.
 pub const USER_CAUSED: &[&str] = &["vm_stopping"];
+/// A session the system ended (its node's stream closed: "VM stopped")
+/// at most this long before its node was marked down ended because the
+/// node died: an error. (A crashed host's QEMU is gone and its stream
+/// closes at once; the monitor needs up to 10 s to call the node down.)
+pub const DOWN_GRACE_MS: i64 = 30_000;
 /// A burn rate at or above this over one hour turns a service red (the SRE
 /// workbook's fast-burn page: 2 % of a 30-day budget in one hour).
 pub const RED_BURN: f64 = 14.4;
@@ -137,6 +143,7 @@ impl StartRow {
 #[derive(Debug, Clone, PartialEq)]
 pub struct SessionRow {
     pub vm_id: Uuid,
+    pub node_id: Option<Uuid>,
     pub issued_ms: i64,
     pub opened_ms: Option<i64>,
     pub established_ms: Option<i64>,
@@ -476,9 +483,34 @@ pub fn peak_vms(samples: &[(Uuid, i64, i64)], w: Window) -> u64 {
         .unwrap_or(0)
 }
 
+/// The sessions with those the system ended just before their node went
+/// down ([`DOWN_GRACE_MS`]) counted as errors.
+pub fn reclassify(sessions: &[SessionRow], transitions: &[NodeTransition]) -> Vec<SessionRow> {
+    let mut downs: HashMap<Uuid, Vec<i64>> = HashMap::new();
+    for t in transitions.iter().filter(|t| t.down) {
+        downs.entry(t.node_id).or_default().push(t.at_ms);
+    }
+    sessions
+        .iter()
+        .map(|s| {
+            let mut s = s.clone();
+            if let (Some(EndedBy::System), Some(end), Some(node)) =
+                (s.ended_by, s.ended_ms, s.node_id)
+                && downs
+                    .get(&node)
+                    .is_some_and(|d| d.iter().any(|&a| a >= end && a - end <= DOWN_GRACE_MS))
+            {
+                s.ended_by = Some(EndedBy::Error);
+            }
+            s
+        })
+        .collect()
+}
+
 /// All the indicators over `w`.
 pub fn figures(inputs: &Inputs, w: Window, p95_target_ms: i64) -> Figures {
     let down = down_intervals(&inputs.transitions, w);
+    let sessions = reclassify(&inputs.sessions, &inputs.transitions);
     let nodes = inputs
         .nodes
         .iter()
@@ -496,8 +528,8 @@ pub fn figures(inputs: &Inputs, w: Window, p95_target_ms: i64) -> Figures {
         .collect();
     Figures {
         starts: start_figures(&inputs.starts, w, p95_target_ms),
-        consoles: console_figures(&inputs.sessions, w),
-        availability: availability(&inputs.starts, &inputs.sessions, &down, w),
+        consoles: console_figures(&sessions, w),
+        availability: availability(&inputs.starts, &sessions, &down, w),
         nodes,
         peak_concurrent_vms: peak_vms(&inputs.vm_samples, w),
     }

@@ -390,7 +390,7 @@ impl Slo {
         .collect::<Result<Vec<_>, sqlx::Error>>()?;
         // Sessions of a day before the window may still run into it.
         let sessions = sqlx::query(
-            "SELECT vm_id, issued_ms, opened_ms, established_ms, ended_ms, ended_by
+            "SELECT vm_id, node_id, issued_ms, opened_ms, established_ms, ended_ms, ended_by
              FROM slo_console_sessions WHERE issued_ms >= ? AND issued_ms < ?",
         )
         .bind(w.from_ms - 24 * compute::HOUR_MS)
@@ -401,6 +401,7 @@ impl Slo {
         .map(|r| {
             Ok(SessionRow {
                 vm_id: db::uuid(r, "vm_id")?,
+                node_id: opt_uuid(r.try_get("node_id")?),
                 issued_ms: r.try_get("issued_ms")?,
                 opened_ms: r.try_get("opened_ms")?,
                 established_ms: r.try_get("established_ms")?,
@@ -412,9 +413,11 @@ impl Slo {
             })
         })
         .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        // `at` has whole seconds: `<=` keeps an event of the window's last
+        // second (the pure code compares in milliseconds).
         let events: Vec<(String, String, String)> = sqlx::query_as(
             "SELECT node_id, at, kind FROM events
-             WHERE kind IN ('node_down', 'node_up') AND node_id IS NOT NULL AND at < ?",
+             WHERE kind IN ('node_down', 'node_up') AND node_id IS NOT NULL AND at <= ?",
         )
         .bind(db::format_time(from_ms(w.to_ms)))
         .fetch_all(&self.pool)

@@ -409,3 +409,93 @@ async fn failed_starts_node_outages_and_targets() {
         "forbidden",
     );
 }
+
+/// A rig node stops answering under an open console (frozen: its QEMU's
+/// stream hangs): the session ends as unreachable (an error) once the
+/// node is marked down, the node's down time counts against node and VM
+/// availability, and the status page shows the nodes degraded and the
+/// system incident the desk opened, by title.
+#[tokio::test]
+async fn a_dead_node_ends_its_consoles_as_errors_and_shows_on_the_status_page() {
+    use crate::common::lab::{course, import_tiny, spec, vm_of};
+    use crate::common::multinode::{Rig, register, wait_node_state};
+    let rig = Rig::up(2).await;
+    let env = TestEnv::start_with(|c| c.allow_tcp_nodes = true).await;
+    env.user("test-admin", Role::Admin).await;
+    env.user("test-teacher", Role::Teacher).await;
+    env.user("test-alice", Role::Student).await;
+    let admin = env.client("test-admin").await;
+    let teacher = env.client("test-teacher").await;
+    let alice = env.client("test-alice").await;
+    let nodes = register(&admin, &rig).await;
+    let tpl = import_tiny(&teacher, "test-tiny").await;
+    let c = course(
+        &teacher,
+        json!({"code": "test-slo103", "name": "SLO", "vm_specs": [spec("linux", &tpl, 128)]}),
+        &["test-alice"],
+    )
+    .await;
+    let vm_id = vm_of(&env, &alice, &c, "linux").await;
+    let (s, vm) = alice.post_empty(&format!("/api/vms/{vm_id}/start")).await;
+    assert_eq!(s, StatusCode::OK, "{vm}");
+    let i = nodes
+        .iter()
+        .position(|n| vm["node_id"] == n.as_str())
+        .unwrap();
+    common::wait_serial(&env, &vm_id, "BOOT-OK", BOOT_TIMEOUT).await;
+
+    // A session through the proxy, up to the node's ServerInit.
+    let own = env.server.url();
+    let t = token(&alice, &vm_id).await;
+    let mut ws = connect(&env, &t, &own).await.unwrap();
+    let mut buf = Vec::new();
+    read_exact(&mut ws, &mut buf, 12).await;
+    ws.send(Message::Binary(b"RFB 003.008\n\x01\x01".to_vec().into()))
+        .await
+        .unwrap();
+    read_exact(&mut ws, &mut buf, 2 + 4 + 24).await;
+
+    rig.freeze(i + 1);
+    assert_eq!(
+        close_code(&mut ws).await,
+        pvce::console::close::NODE_UNREACHABLE
+    );
+    wait_node_state(&admin, &nodes[i], "down", Duration::from_secs(30)).await;
+    let dead_node = nodes[i].clone();
+    let r = slo_when(&admin, "the unreachable session and the outage", |r| {
+        r["figures"]["consoles"]["errors"] == 1
+            && r["figures"]["nodes"].as_array().unwrap().iter().any(|n| {
+                n["node_id"] == dead_node.as_str() && n["down_minutes"].as_f64() > Some(0.0)
+            })
+    })
+    .await;
+    assert_eq!(r["figures"]["consoles"]["established"], 1, "{r}");
+    let dead = r["figures"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["node_id"] == nodes[i].as_str())
+        .unwrap();
+    assert!(dead["down_minutes"].as_f64().unwrap() > 0.0, "{r}");
+    assert!(dead["availability"].as_f64().unwrap() < 1.0, "{r}");
+    let per_node = &r["figures"]["availability"]["per_node"][&nodes[i]];
+    assert!(per_node["unusable_minutes"].as_f64().unwrap() > 0.0, "{r}");
+    assert!(per_node["ratio"].as_f64().unwrap() < 1.0, "{r}");
+
+    let st = wait_for("the desk's system incident", IO_TIMEOUT, || async {
+        let (s, st) = alice.get("/api/status").await;
+        assert_eq!(s, StatusCode::OK, "{st}");
+        (!st["incidents"].as_array().unwrap().is_empty()).then_some(st)
+    })
+    .await;
+    assert_eq!(service(&st, "nodes"), "amber", "{st}");
+    assert_eq!(service(&st, "consoles"), "red", "{st}");
+    assert_ne!(service(&st, "desk"), "green", "{st}");
+    let title = st["incidents"][0]["title"].as_str().unwrap();
+    assert!(title.contains("test-node"), "{st}");
+    assert!(
+        st["incidents"][0].get("description").is_none(),
+        "titles only"
+    );
+    rig.thaw(i + 1);
+}

@@ -36,6 +36,7 @@ fn session(
 ) -> SessionRow {
     SessionRow {
         vm_id: id(vm),
+        node_id: Some(id(9)),
         issued_ms: issued,
         opened_ms: opened,
         established_ms: est,
@@ -54,6 +55,40 @@ fn close_codes_classify_session_ends() {
     assert_eq!(ended_by(Some(1013)), EndedBy::System);
     assert_eq!(ended_by(None), EndedBy::User);
     assert_eq!(ended_by(Some(1000)), EndedBy::User);
+}
+
+#[test]
+fn a_session_ended_just_before_its_node_went_down_is_an_error() {
+    let down = |at| NodeTransition {
+        node_id: id(9),
+        at_ms: at,
+        down: true,
+    };
+    let rows = vec![
+        // Its stream closed 8 s before the node was called down.
+        session(1, 0, Some(0), Some(0), Some((100_000, EndedBy::System))),
+        // Long before: a VM stopped by its user.
+        session(2, 0, Some(0), Some(0), Some((10_000, EndedBy::System))),
+        // The user closed it: stays the user's.
+        session(3, 0, Some(0), Some(0), Some((100_000, EndedBy::User))),
+    ];
+    let got = reclassify(&rows, &[down(108_000)]);
+    let ends: Vec<_> = got.iter().map(|s| s.ended_by).collect();
+    assert_eq!(
+        ends,
+        vec![
+            Some(EndedBy::Error),
+            Some(EndedBy::System),
+            Some(EndedBy::User)
+        ]
+    );
+    // Another node's outage changes nothing.
+    let other = NodeTransition {
+        node_id: id(8),
+        at_ms: 108_000,
+        down: true,
+    };
+    assert_eq!(reclassify(&rows, &[other]), rows);
 }
 
 #[test]
