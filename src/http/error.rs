@@ -412,6 +412,7 @@ impl From<crate::slo::SloError> for ApiError {
         use crate::slo::SloError;
         match e {
             SloError::BadQuery(m) => Self::bad_request(m),
+            SloError::Forbidden => Self::new(StatusCode::FORBIDDEN, "forbidden", e.to_string()),
             SloError::InvalidTarget(m) => {
                 Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_target", m)
             }

@@ -20,7 +20,7 @@
 pub mod compute;
 pub mod record;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -28,7 +28,9 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
+use crate::auth::Role;
 use crate::db::{self, Pool};
+use crate::users::User;
 use compute::{
     EndedBy, Figures, Indicator, Inputs, Level, NodeTransition, Objective, SessionRow, StartRow,
     Unit, Window,
@@ -45,6 +47,9 @@ pub enum SloError {
     /// A malformed query (dates).
     #[error("{0}")]
     BadQuery(String),
+    /// A student asked for the SLO figures.
+    #[error("the service levels are for teachers, staff and admins")]
+    Forbidden,
     /// A well-formed target or period outside what is allowed.
     #[error("{0}")]
     InvalidTarget(String),
@@ -159,8 +164,15 @@ impl Slo {
     }
 
     /// The indicators and objectives over `q`'s range (default: the SLO
-    /// period up to `now`).
-    pub async fn report(&self, q: &SloQuery, now: OffsetDateTime) -> Result<Report, SloError> {
+    /// period up to `now`) as `viewer` may see them: admins and staff the
+    /// whole service; a teacher their courses only (starts and consoles of
+    /// those courses' VMs; no node figures, no cluster-wide peaks).
+    pub async fn report(
+        &self,
+        viewer: &User,
+        q: &SloQuery,
+        now: OffsetDateTime,
+    ) -> Result<Report, SloError> {
         let period_days = self.period_days().await?;
         let to = match &q.to {
             Some(s) => parse_bound("to", s)?,
@@ -184,7 +196,16 @@ impl Slo {
         };
         let targets = self.target_map().await?;
         let p95_ms = p95_target_ms(&targets);
-        let inputs = self.load(w).await?;
+        let mut inputs = self.load(w).await?;
+        let scope = self.scope(viewer).await?;
+        if let Some((courses, vms)) = &scope {
+            inputs
+                .starts
+                .retain(|s| s.course_id.is_some_and(|c| courses.contains(&c)));
+            inputs.sessions.retain(|s| vms.contains(&s.vm_id));
+            inputs.nodes.clear();
+            inputs.vm_samples.clear();
+        }
         let period = compute::figures(&inputs, w, p95_ms);
         let hour_w = w.last_hour();
         let hour = compute::figures(&inputs, hour_w, p95_ms);
@@ -194,7 +215,12 @@ impl Slo {
             .await?;
         let courses = rows
             .iter()
-            .filter_map(|r| Some((r.try_get("id").ok()?, r.try_get("code").ok()?)))
+            .filter_map(|r| Some((r.try_get::<String, _>("id").ok()?, r.try_get("code").ok()?)))
+            .filter(|(id, _)| {
+                scope.as_ref().is_none_or(|(courses, _)| {
+                    Uuid::parse_str(id).is_ok_and(|c| courses.contains(&c))
+                })
+            })
             .collect();
         Ok(Report {
             from: db::format_time(from),
@@ -342,6 +368,37 @@ impl Slo {
         }
         tx.commit().await?;
         self.targets().await
+    }
+
+    /// `None`: the whole service; otherwise the courses (and their VMs) a
+    /// teacher sees. Students see nothing here ([`SloError::Forbidden`]).
+    async fn scope(
+        &self,
+        viewer: &User,
+    ) -> Result<Option<(HashSet<Uuid>, HashSet<Uuid>)>, SloError> {
+        match viewer.role {
+            Role::Admin | Role::Staff => Ok(None),
+            Role::Student => Err(SloError::Forbidden),
+            Role::Teacher => {
+                let courses: Vec<(String,)> =
+                    sqlx::query_as("SELECT id FROM courses WHERE teacher_id = ?")
+                        .bind(viewer.id.to_string())
+                        .fetch_all(&self.pool)
+                        .await?;
+                let vms: Vec<(String,)> = sqlx::query_as(
+                    "SELECT v.id FROM vms v JOIN courses c ON c.id = v.course_id WHERE c.teacher_id = ?",
+                )
+                .bind(viewer.id.to_string())
+                .fetch_all(&self.pool)
+                .await?;
+                let ids = |rows: Vec<(String,)>| {
+                    rows.into_iter()
+                        .filter_map(|(s,)| Uuid::parse_str(&s).ok())
+                        .collect::<HashSet<Uuid>>()
+                };
+                Ok(Some((ids(courses), ids(vms))))
+            }
+        }
     }
 
     async fn period_days(&self) -> Result<u32, SloError> {

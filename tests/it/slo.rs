@@ -408,6 +408,18 @@ async fn failed_starts_node_outages_and_targets() {
         StatusCode::FORBIDDEN,
         "forbidden",
     );
+    // The course's teacher: its figures, no node's.
+    let (s, t) = teacher.get("/api/slo").await;
+    assert_eq!(s, StatusCode::OK, "{t}");
+    assert_eq!(t["figures"]["starts"]["attempts"], 1, "{t}");
+    assert!(t["figures"]["nodes"].as_array().unwrap().is_empty(), "{t}");
+    assert_eq!(t["courses"].as_object().unwrap().len(), 1, "{t}");
+    // Another teacher: nothing of that course.
+    env.user("test-teacher2", Role::Teacher).await;
+    let (s, t) = env.client("test-teacher2").await.get("/api/slo").await;
+    assert_eq!(s, StatusCode::OK, "{t}");
+    assert_eq!(t["figures"]["starts"]["attempts"], 0, "{t}");
+    assert!(t["courses"].as_object().unwrap().is_empty(), "{t}");
 }
 
 /// A rig node stops answering under an open console (frozen: its QEMU's

@@ -35,7 +35,7 @@ const ROUTES = [
   [/^kb$/, './desk.js', ['student', 'teacher', 'staff', 'admin'], 'kb'],
   [/^kb\/new(?:\/([\w-]+))?$/, './desk.js', ['staff', 'admin'], 'kbnew'],
   // Service levels (slo.js).
-  [/^slo$/, './slo.js', ['staff', 'admin'], 'slo'],
+  [/^slo$/, './slo.js', ['teacher', 'staff', 'admin'], 'slo'],
   [/^status$/, './slo.js', ['student', 'teacher', 'staff', 'admin'], 'status'],
 ];
 
@@ -48,7 +48,7 @@ function homeFor(user) {
 
 function navFor(user) {
   if (user.role === 'admin') return [['nodes', 'nav.nodes'], ['vms', 'nav.vms'], ['users', 'nav.users'], ['teach', 'nav.teach'], ['templates', 'nav.templates'], ['desk', 'nav.desk'], ['problems', 'nav.problems'], ['kb', 'nav.kb'], ['slo', 'nav.slo']];
-  if (user.role === 'teacher') return [['teach', 'nav.teach'], ['templates', 'nav.templates'], ['tickets', 'nav.tickets'], ['status', 'nav.status']];
+  if (user.role === 'teacher') return [['teach', 'nav.teach'], ['templates', 'nav.templates'], ['tickets', 'nav.tickets'], ['slo', 'nav.slo'], ['status', 'nav.status']];
   if (user.role === 'staff') return [['desk', 'nav.desk'], ['tickets', 'nav.myWork'], ['problems', 'nav.problems'], ['kb', 'nav.kb'], ['slo', 'nav.slo']];
   return [['courses', 'nav.courses'], ['tickets', 'nav.tickets'], ['status', 'nav.status']];
 }

@@ -1,4 +1,5 @@
-// Service levels: the SLO page (admins and staff: each objective's target,
+// Service levels: the SLO page (admins and staff; teachers for their
+// courses: each objective's target,
 // actual, error budget and burn rate, the indicators behind them; admins
 // set the targets) and the service status page (everyone: each service
 // green / amber / red and the open system incidents, titles only).
