@@ -130,9 +130,10 @@ function sloView(container, ctx) {
       ['slo.fig.peakVms', String(f.peak_concurrent_vms)],
       ['slo.fig.availability', pct(f.availability.overall.ratio)],
     ];
-    const availRows = (map, nameOf) => Object.entries(map).map(([id, a]) => h('tr', {},
+    const emptyRow = (cols) => h('tr', {}, h('td', { colspan: String(cols), class: 'muted', i18n: 'slo.noData' }));
+    const availRows = (map, nameOf) => (Object.keys(map).length === 0 ? emptyRow(4) : Object.entries(map).map(([id, a]) => h('tr', {},
       h('td', {}, nameOf(id)), h('td', { class: 'num' }, a.wanted_minutes.toFixed(1)),
-      h('td', { class: 'num' }, a.unusable_minutes.toFixed(1)), h('td', { class: 'num' }, pct(a.ratio))));
+      h('td', { class: 'num' }, a.unusable_minutes.toFixed(1)), h('td', { class: 'num' }, pct(a.ratio)))));
     const section = (titleKey, table) => h('section', { class: 'card pad' }, h('h2', { i18n: titleKey }), h('div', { class: 'table-wrap', tabindex: '0', role: 'region', i18nAria: titleKey }, table));
     const availHead = (k) => h('thead', {}, h('tr', {}, [k, 'slo.col.wanted', 'slo.col.unusable', 'slo.col.availability'].map((c) => h('th', { scope: 'col', i18n: c }))));
     replace(body,
@@ -156,7 +157,7 @@ function sloView(container, ctx) {
           availHead('slo.col.node'), h('tbody', {}, availRows(f.availability.per_node, (id) => nodeName[id] || id))))),
       section('slo.nodes', h('table', { class: 'data', id: 'slo-nodes' },
         h('thead', {}, h('tr', {}, ['slo.col.node', 'slo.col.down', 'slo.col.availability'].map((c) => h('th', { scope: 'col', i18n: c })))),
-        h('tbody', {}, f.nodes.map((n) => h('tr', {}, h('td', {}, n.name), h('td', { class: 'num' }, n.down_minutes.toFixed(1)), h('td', { class: 'num' }, pct(n.availability))))))),
+        h('tbody', {}, f.nodes.length === 0 ? emptyRow(3) : f.nodes.map((n) => h('tr', {}, h('td', {}, n.name), h('td', { class: 'num' }, n.down_minutes.toFixed(1)), h('td', { class: 'num' }, pct(n.availability))))))),
       ctx.me.role === 'admin' ? targetsForm(rep) : null,
       h('p', { class: 'muted small', i18n: ['slo.definitions', { minutes: rep.wanted_window_minutes }] }));
   }
