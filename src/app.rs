@@ -218,12 +218,12 @@ fn spawn_desk_watch(state: &AppState) -> tokio::task::JoinHandle<()> {
     })
 }
 
-/// Ends console sessions when their VM stops or moves to another node
+/// Ends console sessions when their VM stops or their node stops answering
 /// (supervised: restarted if it ever ends).
 fn spawn_console_closer(state: &AppState) -> tokio::task::JoinHandle<()> {
     let console = state.console.clone();
     crate::health::spawn_supervised(&state.health, "console_closer", move || {
         let console = console.clone();
-        async move { console.close_stopped_sessions().await }
+        async move { console.close_ended_sessions().await }
     })
 }

@@ -17,7 +17,8 @@
 //!   [`console`] (the console proxy), [`labnets`] (per-student lab networks);
 //! - the service: [`desk`] (tickets, SLA clocks and the service calendar,
 //!   knowledge base, problems, statistics), [`notify`] (e-mail and webhook
-//!   senders), [`alerts`] (alert levels, baselines, forecasts);
+//!   senders), [`alerts`] (alert levels, baselines, forecasts), [`slo`]
+//!   (service level indicators, objectives, the status page);
 //! - the cluster: [`nodes`], [`placement`], [`stores`] (template stores on
 //!   nodes), [`monitor`] (load history), [`events`] (the event log),
 //!   [`libvirt`] (the only one that talks to libvirt);
@@ -52,6 +53,7 @@ pub mod nodes;
 pub mod notify;
 pub mod placement;
 pub mod portable;
+pub mod slo;
 pub mod space;
 pub mod state;
 pub mod storage;

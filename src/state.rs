@@ -38,6 +38,8 @@ pub struct AppState {
     pub courses: Arc<crate::courses::Courses>,
     /// The desk's notifications (in-app, e-mail, webhooks).
     pub notices: Arc<crate::desk::notices::Notices>,
+    /// Service levels (indicators, objectives, status).
+    pub slo: Arc<crate::slo::Slo>,
 }
 
 /// Opens storage and the database (running migrations) — what every subcommand needs.
@@ -112,12 +114,15 @@ impl AppState {
                 std::time::Duration::from_secs(config.console_token_ttl_secs),
                 config.console_max_per_user,
                 config.console_max_total,
-            ),
+            )
+            .with_recorder(crate::slo::ConsoleRecorder::spawn(pool.clone())),
             pool.clone(),
             vms.clone(),
+            nodes.clone(),
             std::time::Duration::from_secs(config.console_ticket_ttl_secs),
         ));
         let notices = Arc::new(notices(&config, &pool)?);
+        let slo = Arc::new(crate::slo::Slo::new(pool.clone()));
         Ok(Self {
             console,
             collector,
@@ -130,6 +135,7 @@ impl AppState {
             storage,
             nodes,
             vms,
+            slo,
             sign_in,
             health: Arc::new(crate::health::Health::new()),
             space: Arc::new(crate::space::SpaceCheck::new(

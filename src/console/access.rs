@@ -21,6 +21,7 @@ use uuid::Uuid;
 use super::{ConsoleError, ConsoleHub, ConsoleTarget, IssuedToken, Metrics, close};
 use crate::db::Pool;
 use crate::libvirt::{self, GraphicsKind};
+use crate::nodes::Nodes;
 use crate::users::User;
 use crate::vms::{Vm, VmError, VmManager, VmState, labels};
 
@@ -90,6 +91,7 @@ pub struct Console {
     hub: Arc<ConsoleHub>,
     pool: Pool,
     vms: Arc<VmManager>,
+    nodes: Arc<Nodes>,
     /// Held while a console password is renewed or a viewer password set.
     passwords: tokio::sync::Mutex<()>,
     viewer_ttl: Duration,
@@ -101,10 +103,17 @@ fn no_console() -> VmError {
 
 impl Console {
     /// `viewer_ttl`: how long a `.vv` password works.
-    pub fn new(hub: ConsoleHub, pool: Pool, vms: Arc<VmManager>, viewer_ttl: Duration) -> Self {
+    pub fn new(
+        hub: ConsoleHub,
+        pool: Pool,
+        vms: Arc<VmManager>,
+        nodes: Arc<Nodes>,
+        viewer_ttl: Duration,
+    ) -> Self {
         Self {
             hub: Arc::new(hub),
             pool,
+            nodes,
             vms,
             passwords: tokio::sync::Mutex::new(()),
             viewer_ttl,
@@ -249,20 +258,30 @@ impl Console {
         })
     }
 
-    /// Ends console sessions when their VM stops, until the VM manager's
-    /// event stream ends (the caller supervises and restarts it). Tokens
-    /// issued before a restart name the old boot and are refused on redeem,
-    /// so only stops need acting on here.
-    pub async fn close_stopped_sessions(&self) {
+    /// Ends console sessions when their VM stops or their node stops
+    /// answering, until an event stream ends (the caller supervises and
+    /// restarts it). Tokens issued before a restart name the old boot and are
+    /// refused on redeem, so only stops need acting on here. A node that
+    /// stops answering ends its sessions as unreachable (an error for the
+    /// service levels), not whenever TCP gives up.
+    pub async fn close_ended_sessions(&self) {
+        use tokio::sync::broadcast::error::RecvError;
         let mut events = self.vms.subscribe();
+        let mut changes = self.nodes.watch();
         loop {
-            match events.recv().await {
-                Ok(ev) if matches!(ev.state, VmState::Stopped | VmState::Error) => {
-                    self.hub.end_vm(ev.vm_id, close::VM_STOPPED, "VM stopped");
-                }
-                Ok(_) => {}
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(_) => return,
+            tokio::select! {
+                ev = events.recv() => match ev {
+                    Ok(ev) if matches!(ev.state, VmState::Stopped | VmState::Error) => {
+                        self.hub.end_vm(ev.vm_id, close::VM_STOPPED, "VM stopped");
+                    }
+                    Ok(_) | Err(RecvError::Lagged(_)) => {}
+                    Err(RecvError::Closed) => return,
+                },
+                c = changes.recv() => match c {
+                    Ok(c) if !c.up => self.hub.end_node(c.node),
+                    Ok(_) | Err(RecvError::Lagged(_)) => {}
+                    Err(RecvError::Closed) => return,
+                },
             }
         }
     }

@@ -175,6 +175,8 @@ pub struct IssuedToken {
     pub node_id: Uuid,
     /// `last_started_at` of the VM at issue time: identifies the boot.
     pub boot: String,
+    /// The session's service-level record ([`crate::slo`]).
+    pub record: Uuid,
     expires: Instant,
 }
 
@@ -194,6 +196,7 @@ type StopSignal = Option<(u16, &'static str)>;
 struct Session {
     user_id: Uuid,
     vm_id: Uuid,
+    node_id: Uuid,
     stop: watch::Sender<StopSignal>,
 }
 
@@ -207,6 +210,8 @@ pub struct ConsoleHub {
     pub max_per_user: usize,
     pub max_total: usize,
     pub metrics: Metrics,
+    /// Where session facts go for the service levels (none in unit tests).
+    recorder: Option<crate::slo::ConsoleRecorder>,
 }
 
 fn hash(token: &str) -> String {
@@ -223,12 +228,27 @@ impl ConsoleHub {
             max_per_user,
             max_total,
             metrics: Metrics::default(),
+            recorder: None,
+        }
+    }
+
+    /// Records every token and session for the service levels.
+    #[must_use]
+    pub fn with_recorder(mut self, recorder: crate::slo::ConsoleRecorder) -> Self {
+        self.recorder = Some(recorder);
+        self
+    }
+
+    fn note(&self, fact: crate::slo::ConsoleFact) {
+        if let Some(r) = &self.recorder {
+            r.note(fact);
         }
     }
 
     /// Issues a single-use token; only its hash is kept.
     pub fn issue(&self, vm_id: Uuid, user_id: Uuid, node_id: Uuid, boot: String) -> String {
         let token = auth::random_token();
+        let record = Uuid::new_v4();
         let mut map = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         map.retain(|_, t| t.expires > now);
@@ -239,9 +259,17 @@ impl ConsoleHub {
                 user_id,
                 node_id,
                 boot,
+                record,
                 expires: now + self.ttl,
             },
         );
+        drop(map);
+        self.note(crate::slo::ConsoleFact::Issued {
+            id: record,
+            vm_id,
+            user_id,
+            node_id,
+        });
         token
     }
 
@@ -271,6 +299,7 @@ impl ConsoleHub {
         &self,
         user_id: Uuid,
         vm_id: Uuid,
+        node_id: Uuid,
     ) -> Result<(u64, watch::Receiver<StopSignal>), ConsoleError> {
         let mut map = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         if map.len() >= self.max_total {
@@ -286,6 +315,7 @@ impl ConsoleHub {
             Session {
                 user_id,
                 vm_id,
+                node_id,
                 stop: tx,
             },
         );
@@ -306,6 +336,18 @@ impl ConsoleHub {
         let map = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         for s in map.values().filter(|s| s.vm_id == vm_id) {
             let _ = s.stop.send(Some((code, reason)));
+        }
+    }
+
+    /// Ends every session relayed from a node that stopped answering, with
+    /// [`close::NODE_UNREACHABLE`] (its TCP streams may hang for minutes
+    /// before the kernel gives up on them).
+    pub fn end_node(&self, node_id: Uuid) {
+        let map = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        for s in map.values().filter(|s| s.node_id == node_id) {
+            let _ = s
+                .stop
+                .send(Some((close::NODE_UNREACHABLE, "node unreachable")));
         }
     }
 
@@ -342,10 +384,15 @@ impl ConsoleHub {
         mut ws: WebSocket,
         target: ConsoleTarget,
     ) {
-        let (sid, mut stop) = match self.open(ticket.user_id, ticket.vm_id) {
+        use crate::slo::ConsoleFact;
+        let record = ticket.record;
+        self.note(ConsoleFact::Opened { id: record });
+        let ended = |code: Option<u16>| ConsoleFact::Ended { id: record, code };
+        let (sid, mut stop) = match self.open(ticket.user_id, ticket.vm_id, ticket.node_id) {
             Ok(s) => s,
             Err(e) => {
                 let _ = ws.send(close_msg(1013, &e.to_string())).await;
+                self.note(ended(Some(1013)));
                 return;
             }
         };
@@ -361,6 +408,7 @@ impl ConsoleHub {
                 let _ = ws
                     .send(close_msg(close::NODE_UNREACHABLE, "console unreachable"))
                     .await;
+                self.note(ended(Some(close::NODE_UNREACHABLE)));
                 self.close(sid);
                 return;
             }
@@ -392,6 +440,7 @@ impl ConsoleHub {
                     }
                 };
                 let _ = ws.send(close_msg(code, reason)).await;
+                self.note(ended(Some(code)));
                 self.close(sid);
                 return;
             }
@@ -400,15 +449,19 @@ impl ConsoleHub {
             let _ = ws
                 .send(close_msg(close::NODE_UNREACHABLE, "console unreachable"))
                 .await;
+            self.note(ended(Some(close::NODE_UNREACHABLE)));
             self.close(sid);
             return;
         }
+        self.note(ConsoleFact::Established { id: record });
         let (mut tcp_rd, mut tcp_wr) = tcp.into_split();
         let (mut ws_tx, mut ws_rx) = ws.split();
         let metrics = &self.metrics;
 
-        // node → browser, with pings and stop signals on the same sender.
+        // node → browser, with pings and stop signals on the same sender;
+        // ends with the close code it sent (`None`: the browser was gone).
         let down = async {
+            let mut first_frame = true;
             let mut buf = BytesMut::with_capacity(BUF_SIZE);
             let mut ping = tokio::time::interval(PING_INTERVAL);
             ping.tick().await;
@@ -421,27 +474,31 @@ impl ConsoleHub {
                         match n {
                             Ok(0) | Err(_) => {
                                 let _ = ws_tx.send(close_msg(close::VM_STOPPED, "VM stopped")).await;
-                                return;
+                                return Some(close::VM_STOPPED);
                             }
                             Ok(n) => {
                                 metrics.bytes_to_client.fetch_add(n as u64, Ordering::Relaxed);
+                                if first_frame {
+                                    first_frame = false;
+                                    self.note(ConsoleFact::FirstFrame { id: record, vm_id: ticket.vm_id });
+                                }
                                 let frame = buf.split().freeze();
                                 if ws_tx.send(Message::Binary(frame)).await.is_err() {
-                                    return;
+                                    return None;
                                 }
                             }
                         }
                     }
                     _ = ping.tick() => {
                         if ws_tx.send(Message::Ping(bytes::Bytes::new())).await.is_err() {
-                            return;
+                            return None;
                         }
                     }
                     changed = stop.changed() => {
                         let reason = if changed.is_ok() { *stop.borrow() } else { None };
                         let (code, text) = reason.unwrap_or((close::SERVER_SHUTDOWN, "server shutting down"));
                         let _ = ws_tx.send(close_msg(code, text)).await;
-                        return;
+                        return Some(code);
                     }
                 }
             }
@@ -465,10 +522,11 @@ impl ConsoleHub {
             }
             let _ = tcp_wr.shutdown().await;
         };
-        tokio::select! {
-            () = down => {}
-            () = up => {}
-        }
+        let code = tokio::select! {
+            code = down => code,
+            () = up => None,
+        };
+        self.note(ended(code));
         self.metrics
             .session_seconds_total
             .fetch_add(started.elapsed().as_secs(), Ordering::Relaxed);
@@ -520,18 +578,35 @@ mod tests {
     fn session_limits() {
         let hub = ConsoleHub::new(Duration::from_secs(60), 1, 2);
         let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
-        let (s1, _r1) = hub.open(a, Uuid::new_v4()).expect("first");
+        let n = Uuid::new_v4();
+        let (s1, _r1) = hub.open(a, Uuid::new_v4(), n).expect("first");
         assert!(matches!(
-            hub.open(a, Uuid::new_v4()),
+            hub.open(a, Uuid::new_v4(), n),
             Err(ConsoleError::TooMany("user"))
         ));
-        let _s2 = hub.open(b, Uuid::new_v4()).expect("second user");
+        let _s2 = hub.open(b, Uuid::new_v4(), n).expect("second user");
         assert!(matches!(
-            hub.open(Uuid::new_v4(), Uuid::new_v4()),
+            hub.open(Uuid::new_v4(), Uuid::new_v4(), n),
             Err(ConsoleError::TooMany("server"))
         ));
         hub.close(s1);
-        assert!(hub.open(a, Uuid::new_v4()).is_ok());
+        assert!(hub.open(a, Uuid::new_v4(), n).is_ok());
+    }
+
+    #[test]
+    fn a_node_going_down_ends_its_sessions_as_unreachable() {
+        let hub = ConsoleHub::new(Duration::from_secs(60), 4, 10);
+        let (down, up) = (Uuid::new_v4(), Uuid::new_v4());
+        let (_s1, r1) = hub
+            .open(Uuid::new_v4(), Uuid::new_v4(), down)
+            .expect("open");
+        let (_s2, r2) = hub.open(Uuid::new_v4(), Uuid::new_v4(), up).expect("open");
+        hub.end_node(down);
+        assert_eq!(
+            *r1.borrow(),
+            Some((close::NODE_UNREACHABLE, "node unreachable"))
+        );
+        assert_eq!(*r2.borrow(), None, "another node's session goes on");
     }
 
     /// A VNC server that demands VNC authentication with `password`, then

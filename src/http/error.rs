@@ -408,6 +408,20 @@ impl From<NodeError> for ApiError {
     }
 }
 
+impl From<crate::slo::SloError> for ApiError {
+    fn from(e: crate::slo::SloError) -> Self {
+        use crate::slo::SloError;
+        match e {
+            SloError::BadQuery(m) => Self::bad_request(m),
+            SloError::Forbidden => Self::new(StatusCode::FORBIDDEN, "forbidden", e.to_string()),
+            SloError::InvalidTarget(m) => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_target", m)
+            }
+            SloError::Db(_) => Self::internal(&e),
+        }
+    }
+}
+
 impl From<crate::events::EventError> for ApiError {
     fn from(e: crate::events::EventError) -> Self {
         use crate::events::EventError;

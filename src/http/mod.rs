@@ -20,6 +20,7 @@ pub mod notices;
 pub mod origin;
 pub mod portable;
 pub mod serve;
+pub mod slo;
 pub mod snapshots;
 pub mod templates;
 pub mod users;
@@ -51,6 +52,7 @@ pub fn router(state: AppState) -> Router {
             .merge(notices::router())
             .merge(users::router())
             .merge(nodes::router())
+            .merge(slo::router())
             .merge(events::router())
             .merge(templates::router())
             .merge(courses::router())

@@ -77,11 +77,34 @@ impl VmManager {
             .collect())
     }
 
-    /// Starts a VM (idempotent: a running VM is returned as it is).
+    /// Starts a VM (idempotent: a running VM is returned as it is). Every
+    /// start of a VM that was not running is recorded for the service
+    /// levels ([`crate::slo`]), with its outcome and the node it got.
     pub async fn start(&self, vm: &Vm, owner_name: &str, course_code: &str) -> Result<Vm, VmError> {
+        let attempt = crate::slo::StartAttempt::begin(vm.id, vm.owner_id, vm.course_id);
         let lock = self.lock_for(vm.id);
         let _guard = lock.lock().await;
         let vm = self.sync_with_node(load(&self.pool, vm.id).await?).await?;
+        if matches!(vm.state, VmState::Running | VmState::Starting) {
+            return Ok(vm);
+        }
+        let mut placed = None;
+        let result = self
+            .start_locked(vm, owner_name, course_code, &mut placed)
+            .await;
+        crate::slo::record_start(&self.pool, &attempt, placed, result.as_ref().map(|_| ())).await;
+        result
+    }
+
+    /// [`Self::start`] under the VM's lock, for a VM not running; sets
+    /// `placed` to the node chosen.
+    async fn start_locked(
+        &self,
+        vm: Vm,
+        owner_name: &str,
+        course_code: &str,
+        placed: &mut Option<Uuid>,
+    ) -> Result<Vm, VmError> {
         match vm.state {
             VmState::Running | VmState::Starting => return Ok(vm),
             VmState::Stopping => {
@@ -89,7 +112,10 @@ impl VmManager {
                     "the VM is shutting down; try again when it has stopped".into(),
                 ));
             }
-            VmState::NodeDown => return Err(node_down_conflict()),
+            VmState::NodeDown => {
+                *placed = vm.node_id;
+                return Err(node_down_conflict());
+            }
             VmState::Stopped | VmState::Error => {}
         }
         // A lab-network VM: hold its student's network lock for the whole start,
@@ -130,6 +156,7 @@ impl VmManager {
             constraint,
         )?;
         let node_id = reservation.node_id();
+        *placed = Some(node_id);
         let node = self.nodes.get(node_id).await?;
         let conn = self.nodes.conn(node_id).await?;
         // The template's layers must be in the node's store before QEMU opens

@@ -37,6 +37,8 @@ const PAGES = [
   ['admin-users', 'admin', '#/users', 'tbody tr[data-username]'],
   ['student-notifications', 'student', '#/notifications', '.notices-body:not([aria-busy])'],
   ['student-notification-settings', 'student', '#/notification-settings', '#ns-save'],
+  ['student-status', 'student', '#/status', '#status-overall'],
+  ['admin-slo', 'admin', '#/slo', '#slo-objectives'],
 ];
 
 await run('pages', outDir, async ({ newPage, step, logs }) => {

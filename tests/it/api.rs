@@ -246,6 +246,14 @@ fn role_matrix() -> Vec<Row> {
             [401, 403, 404, 403, 404],
         ),
         // ---- area: sli (new rows of this area go right below this line)
+        row(Method::GET, "/api/slo", NO, [401, 403, 200, 200, 200]),
+        row(
+            Method::PUT,
+            "/api/slo/targets",
+            Json(json!({"targets": {}})),
+            [401, 403, 403, 403, 200],
+        ),
+        row(Method::GET, "/api/status", NO, [401, 200, 200, 200, 200]),
         row(
             Method::POST,
             "/api/templates/{id}/flatten",

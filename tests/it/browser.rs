@@ -1122,3 +1122,73 @@ async fn a_student_reads_notifications_from_the_bell_in_both_languages() {
         .collect();
     assert_eq!(kinds, ["created", "template_linked", "worklog"], "{v}");
 }
+
+/// Service levels (issue 14) in the browser: the admin's SLO page (a
+/// refused start shows as 0 % start success, overspent, burning at 100×;
+/// a target set through the form) and a student's status page with the
+/// status dot, in both languages.
+#[tokio::test]
+async fn admin_reads_the_slo_page_and_a_student_the_status_page() {
+    let _serial = one_at_a_time().await;
+    let env = TestEnv::start().await;
+    let lab = lab::course_with_student_vm(&env, "test-ui-slo").await;
+    env.user("test-ui-admin", Role::Admin).await;
+    let admin = env.client("test-ui-admin").await;
+    let (_, nodes) = admin.get("/api/nodes").await;
+    let node = nodes[0]["id"].as_str().unwrap().to_owned();
+    // A start refused while the only node is in maintenance.
+    let maint = format!("/api/nodes/{node}/maintenance");
+    let (s, v) = admin.post(&maint, json!({"enabled": true})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, v) = lab
+        .alice
+        .post_empty(&format!("/api/vms/{}/start", lab.vm))
+        .await;
+    assert!(!s.is_success(), "{v}");
+    let (s, v) = admin.post(&maint, json!({"enabled": false})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    // An open system incident (as the desk opens them), its title with markup.
+    let title = "<b>Node lab-2 down</b>";
+    sqlx::query(
+        "INSERT INTO tickets (id, number, kind, title, description, state, priority, impact,
+         urgency, channel, reporter_id, created_by, created_at, updated_at)
+         SELECT 'test-incident', 9001, 'incident', ?, 'test', 'new', 'P2', 'class', 'blocked',
+         'system', id, id, ?, ? FROM users WHERE username = 'test-ui-admin'",
+    )
+    .bind(title)
+    .bind(pvce::db::now())
+    .bind(pvce::db::now())
+    .execute(&env.server.state.pool)
+    .await
+    .unwrap();
+
+    let base = env.server.url();
+    let dir = artifact_dir();
+    let shots = ["slo-en.png", "slo-zh.png", "status-zh.png", "status-en.png"];
+    for f in shots {
+        let _ = std::fs::remove_file(dir.join(f));
+    }
+    run_script(
+        "slo.mjs",
+        &[
+            &base,
+            "test-ui-admin",
+            "test-alice",
+            PASSWORD,
+            dir.to_str().unwrap(),
+            title,
+        ],
+    )
+    .await;
+    for f in shots {
+        assert_png(&dir.join(f));
+    }
+    let (_, r) = admin.get("/api/slo").await;
+    let p95 = r["objectives"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["indicator"] == "start_p95")
+        .unwrap();
+    assert_eq!(p95["target"], 90.0, "the form's target is stored");
+}

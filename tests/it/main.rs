@@ -29,6 +29,7 @@ mod notices;
 mod notify;
 mod portable;
 mod sign_in;
+mod slo;
 mod snapshots;
 mod storage_full;
 mod template_layers;

@@ -38,6 +38,9 @@ const ROUTES = [
   // Notifications (notices.js): the bell's list and the settings.
   [/^notifications$/, './notices.js', ['student', 'teacher', 'staff', 'admin'], 'list'],
   [/^notification-settings$/, './notices.js', ['student', 'teacher', 'staff', 'admin'], 'settings'],
+  // Service levels (slo.js).
+  [/^slo$/, './slo.js', ['teacher', 'staff', 'admin'], 'slo'],
+  [/^status$/, './slo.js', ['student', 'teacher', 'staff', 'admin'], 'status'],
 ];
 
 function homeFor(user) {
@@ -48,10 +51,10 @@ function homeFor(user) {
 }
 
 function navFor(user) {
-  if (user.role === 'admin') return [['nodes', 'nav.nodes'], ['vms', 'nav.vms'], ['users', 'nav.users'], ['teach', 'nav.teach'], ['templates', 'nav.templates'], ['desk', 'nav.desk'], ['problems', 'nav.problems'], ['kb', 'nav.kb']];
-  if (user.role === 'teacher') return [['teach', 'nav.teach'], ['templates', 'nav.templates'], ['tickets', 'nav.tickets']];
-  if (user.role === 'staff') return [['desk', 'nav.desk'], ['tickets', 'nav.myWork'], ['problems', 'nav.problems'], ['kb', 'nav.kb']];
-  return [['courses', 'nav.courses'], ['tickets', 'nav.tickets']];
+  if (user.role === 'admin') return [['nodes', 'nav.nodes'], ['vms', 'nav.vms'], ['users', 'nav.users'], ['teach', 'nav.teach'], ['templates', 'nav.templates'], ['desk', 'nav.desk'], ['problems', 'nav.problems'], ['kb', 'nav.kb'], ['slo', 'nav.slo']];
+  if (user.role === 'teacher') return [['teach', 'nav.teach'], ['templates', 'nav.templates'], ['tickets', 'nav.tickets'], ['slo', 'nav.slo'], ['status', 'nav.status']];
+  if (user.role === 'staff') return [['desk', 'nav.desk'], ['tickets', 'nav.myWork'], ['problems', 'nav.problems'], ['kb', 'nav.kb'], ['slo', 'nav.slo']];
+  return [['courses', 'nav.courses'], ['tickets', 'nav.tickets'], ['status', 'nav.status']];
 }
 
 function langButton() {
@@ -197,6 +200,7 @@ function heroArt() {
 let shell = null;
 
 function showApp() {
+  statusAt = 0;
   const nav = h('nav', { class: 'nav', i18nAria: 'nav.main' },
     navFor(me).map(([route, key]) => h('a', { href: `#/${route}`, class: 'nav-link', dataset: { route }, i18n: key })));
   const userChip = h('div', { class: 'user-chip' },
@@ -213,14 +217,17 @@ function showApp() {
   const skip = h('a', { class: 'skip-link', href: '#view', i18n: 'app.skip' });
   skip.addEventListener('click', (e) => { e.preventDefault(); focusView(); });
   const conn = h('p', { class: 'conn-banner', id: 'conn-banner', role: 'status', hidden: true, i18n: 'conn.lost' });
-  shell = { nav, view, conn };
+  // The service status at a glance (slo.js has the page).
+  const statusDot = h('a', { href: '#/status', class: 'status-dot', id: 'status-dot', i18nAria: 'status.dot', i18nTitle: 'status.dot' },
+    h('span', { class: 'dot', 'aria-hidden': 'true' }));
+  shell = { nav, view, conn, statusDot };
   replace(root,
     skip,
     h('header', { class: 'topbar' },
       h('a', { class: 'brand', href: `#/${homeFor(me)}` }, logo(), h('span', { class: 'brand-name' }, 'pvce'),
         h('span', { class: 'brand-tag hide-narrow', i18n: 'app.tagline' })),
       nav,
-      h('div', { class: 'topbar-right' }, langButton(), bellButton(), userChip, changePw, logout)),
+      h('div', { class: 'topbar-right' }, statusDot, langButton(), bellButton(), userChip, changePw, logout)),
     conn,
     view);
   focusOnMount = true;
@@ -288,8 +295,23 @@ function unmountView() {
   currentView = null;
 }
 
+let statusAt = 0;
+/** Colours the top bar's status dot (at most every 30 s, on navigation). */
+async function refreshStatusDot() {
+  if (!shell || Date.now() - statusAt < 30000) return;
+  statusAt = Date.now();
+  const dot = shell.statusDot;
+  try {
+    const st = await get('/api/status');
+    dot.className = `status-dot level-${st.level}`;
+    bind(dot, `status.dot.${st.level}`, undefined, 'aria-label');
+    bind(dot, `status.dot.${st.level}`, undefined, 'title');
+  } catch { /* the dot stays grey; the page itself says why */ }
+}
+
 async function route() {
   if (!me || !shell) return;
+  refreshStatusDot();
   const seq = ++routeSeq;
   const path = location.hash.replace(/^#\/?/, '');
   if (!path) { location.replace(`#/${homeFor(me)}`); return; }

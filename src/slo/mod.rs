@@ -1,0 +1,525 @@
+//! Service levels: indicators measured from pvce's own records, objectives
+//! with error budgets, and the service status every user can see.
+//!
+//! - [`record`] writes the facts as they happen: every VM start attempt
+//!   (from the VM lifecycle) and every console token and session (from the
+//!   console proxy). Recording never fails the user's action.
+//! - [`compute`] turns loaded rows into indicators, objectives (target,
+//!   actual, budget left, burn rate) and status levels — pure, unit-tested;
+//!   the definitions are in its module doc.
+//! - [`Slo`] loads the rows of a window (plus the event log's node
+//!   transitions and the per-minute node samples), keeps the targets admins
+//!   set (`slo_targets`, `slo_settings`) and answers `GET /api/slo`,
+//!   `PUT /api/slo/targets` and `GET /api/status`.
+//!
+//! Invariants: an indicator without a stored target has its default
+//! ([`compute::Indicator::default_target`]); a stored target is always
+//! valid ([`compute::Indicator::valid`]); the status page shows open system
+//! incidents by title only.
+
+pub mod compute;
+pub mod record;
+
+use std::collections::{BTreeMap, HashSet};
+
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use uuid::Uuid;
+
+use crate::auth::Role;
+use crate::db::{self, Pool};
+use crate::users::User;
+use compute::{
+    EndedBy, Figures, Indicator, Inputs, Level, NodeTransition, Objective, SessionRow, StartRow,
+    Unit, Window,
+};
+pub use record::{ConsoleFact, ConsoleRecorder, StartAttempt, record_start};
+
+/// The default SLO period.
+pub const DEFAULT_PERIOD_DAYS: u32 = 28;
+/// The longest range `GET /api/slo` computes over.
+pub const MAX_RANGE_DAYS: i64 = 366;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SloError {
+    /// A malformed query (dates).
+    #[error("{0}")]
+    BadQuery(String),
+    /// A student asked for the SLO figures.
+    #[error("the service levels are for teachers, staff and admins")]
+    Forbidden,
+    /// A well-formed target or period outside what is allowed.
+    #[error("{0}")]
+    InvalidTarget(String),
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SloQuery {
+    /// RFC 3339 or `YYYY-MM-DD`; the period before `to` when omitted.
+    pub from: Option<String>,
+    /// RFC 3339 or `YYYY-MM-DD` (exclusive); now when omitted.
+    pub to: Option<String>,
+}
+
+/// `GET /api/slo`.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub from: String,
+    pub to: String,
+    pub period_days: u32,
+    pub wanted_window_minutes: i64,
+    pub objectives: Vec<Objective>,
+    pub figures: Figures,
+    /// Course id → code, for `figures.availability.per_course`.
+    pub courses: BTreeMap<String, String>,
+}
+
+/// `PUT /api/slo/targets`: what to change.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetsUpdate {
+    pub period_days: Option<u32>,
+    #[serde(default)]
+    pub targets: BTreeMap<String, f64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TargetView {
+    pub indicator: Indicator,
+    pub unit: Unit,
+    pub target: f64,
+    pub default_target: f64,
+}
+
+/// The targets and period in force.
+#[derive(Debug, Serialize)]
+pub struct Targets {
+    pub period_days: u32,
+    pub targets: Vec<TargetView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ServiceStatus {
+    /// `consoles`, `vm_start`, `nodes` or `desk`.
+    pub service: &'static str,
+    pub level: Level,
+}
+
+/// An open system incident, as anyone may see it.
+#[derive(Debug, Serialize)]
+pub struct Incident {
+    pub id: String,
+    pub title: String,
+    pub priority: String,
+    pub opened_at: String,
+}
+
+/// `GET /api/status`.
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub at: String,
+    /// The worst of the services.
+    pub level: Level,
+    pub services: Vec<ServiceStatus>,
+    pub incidents: Vec<Incident>,
+}
+
+/// The service levels service.
+#[derive(Debug)]
+pub struct Slo {
+    pool: Pool,
+}
+
+fn ms(t: OffsetDateTime) -> i64 {
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
+fn from_ms(ms: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+fn parse_bound(field: &str, s: &str) -> Result<OffsetDateTime, SloError> {
+    if let Ok(t) = OffsetDateTime::parse(s, &Rfc3339) {
+        return Ok(t);
+    }
+    let fmt = time::macros::format_description!("[year]-[month]-[day]");
+    time::Date::parse(s, &fmt)
+        .map(|d| d.midnight().assume_utc())
+        .map_err(|_| SloError::BadQuery(format!("{field}: RFC 3339 or YYYY-MM-DD")))
+}
+
+fn opt_uuid(s: Option<String>) -> Option<Uuid> {
+    s.and_then(|s| Uuid::parse_str(&s).ok())
+}
+
+impl Slo {
+    pub fn new(pool: Pool) -> Self {
+        Self { pool }
+    }
+
+    /// The indicators and objectives over `q`'s range (default: the SLO
+    /// period up to `now`) as `viewer` may see them: admins and staff the
+    /// whole service; a teacher their courses only (starts and consoles of
+    /// those courses' VMs; no node figures, no cluster-wide peaks).
+    pub async fn report(
+        &self,
+        viewer: &User,
+        q: &SloQuery,
+        now: OffsetDateTime,
+    ) -> Result<Report, SloError> {
+        let period_days = self.period_days().await?;
+        let to = match &q.to {
+            Some(s) => parse_bound("to", s)?,
+            None => now,
+        };
+        let from = match &q.from {
+            Some(s) => parse_bound("from", s)?,
+            None => to - time::Duration::days(i64::from(period_days)),
+        };
+        if from >= to {
+            return Err(SloError::BadQuery("from must be before to".into()));
+        }
+        if to - from > time::Duration::days(MAX_RANGE_DAYS) {
+            return Err(SloError::BadQuery(format!(
+                "the range is at most {MAX_RANGE_DAYS} days"
+            )));
+        }
+        let w = Window {
+            from_ms: ms(from),
+            to_ms: ms(to),
+        };
+        let targets = self.target_map().await?;
+        let p95_ms = p95_target_ms(&targets);
+        let mut inputs = self.load(w).await?;
+        let scope = self.scope(viewer).await?;
+        if let Some((courses, vms)) = &scope {
+            inputs
+                .starts
+                .retain(|s| s.course_id.is_some_and(|c| courses.contains(&c)));
+            inputs.sessions.retain(|s| vms.contains(&s.vm_id));
+            inputs.nodes.clear();
+            inputs.vm_samples.clear();
+        }
+        let period = compute::figures(&inputs, w, p95_ms);
+        let hour_w = w.last_hour();
+        let hour = compute::figures(&inputs, hour_w, p95_ms);
+        let objectives = compute::objectives(&period, w.len_ms(), &hour, hour_w.len_ms(), &targets);
+        let rows = sqlx::query("SELECT id, code FROM courses")
+            .fetch_all(&self.pool)
+            .await?;
+        let courses = rows
+            .iter()
+            .filter_map(|r| Some((r.try_get::<String, _>("id").ok()?, r.try_get("code").ok()?)))
+            .filter(|(id, _)| {
+                scope.as_ref().is_none_or(|(courses, _)| {
+                    Uuid::parse_str(id).is_ok_and(|c| courses.contains(&c))
+                })
+            })
+            .collect();
+        Ok(Report {
+            from: db::format_time(from),
+            to: db::format_time(to),
+            period_days,
+            wanted_window_minutes: compute::WANTED_WINDOW_MS / compute::MINUTE_MS,
+            objectives,
+            figures: period,
+            courses,
+        })
+    }
+
+    /// Each service's level now and the open system incidents.
+    pub async fn status(&self, now: OffsetDateTime) -> Result<Status, SloError> {
+        let w = Window {
+            from_ms: ms(now) - compute::HOUR_MS,
+            to_ms: ms(now),
+        };
+        let targets = self.target_map().await?;
+        let inputs = self.load(w).await?;
+        let f = compute::figures(&inputs, w, p95_target_ms(&targets));
+        let burn_level = |i: Indicator| {
+            let target = targets.get(&i).copied().unwrap_or(i.default_target());
+            compute::level_from_burn(compute::burn_rate(
+                compute::tally(i, &f, w.len_ms()),
+                i.allowed_bad(target),
+            ))
+        };
+        let states: Vec<(String,)> = sqlx::query_as("SELECT state FROM nodes")
+            .fetch_all(&self.pool)
+            .await?;
+        let down = states.iter().filter(|(s,)| s == "down").count();
+        let rows = sqlx::query(
+            "SELECT id, title, priority, created_at FROM tickets
+             WHERE channel = 'system' AND state NOT IN ('resolved', 'closed')
+             ORDER BY created_at DESC LIMIT 50",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let incidents = rows
+            .iter()
+            .map(|r| {
+                Ok(Incident {
+                    id: r.try_get("id")?,
+                    title: r.try_get("title")?,
+                    priority: r.try_get("priority")?,
+                    opened_at: r.try_get("created_at")?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        let priorities: Vec<String> = incidents.iter().map(|i| i.priority.clone()).collect();
+        let services = vec![
+            ServiceStatus {
+                service: "consoles",
+                level: burn_level(Indicator::ConsoleSuccess),
+            },
+            ServiceStatus {
+                service: "vm_start",
+                level: burn_level(Indicator::StartSuccess),
+            },
+            ServiceStatus {
+                service: "nodes",
+                level: compute::node_level(down, states.len()),
+            },
+            ServiceStatus {
+                service: "desk",
+                level: compute::desk_level(&priorities),
+            },
+        ];
+        Ok(Status {
+            at: db::format_time(now),
+            level: services
+                .iter()
+                .map(|s| s.level)
+                .max()
+                .unwrap_or(Level::Green),
+            services,
+            incidents,
+        })
+    }
+
+    /// The targets and period in force.
+    pub async fn targets(&self) -> Result<Targets, SloError> {
+        let map = self.target_map().await?;
+        Ok(Targets {
+            period_days: self.period_days().await?,
+            targets: Indicator::ALL
+                .into_iter()
+                .map(|i| TargetView {
+                    indicator: i,
+                    unit: i.unit(),
+                    target: map.get(&i).copied().unwrap_or(i.default_target()),
+                    default_target: i.default_target(),
+                })
+                .collect(),
+        })
+    }
+
+    /// Sets targets and/or the period (all checked before any is written).
+    pub async fn set_targets(&self, by: &str, update: &TargetsUpdate) -> Result<Targets, SloError> {
+        let mut checked = Vec::new();
+        for (name, &value) in &update.targets {
+            let i = Indicator::parse(name)
+                .ok_or_else(|| SloError::InvalidTarget(format!("unknown indicator {name:?}")))?;
+            if !i.valid(value) {
+                let range = match i.unit() {
+                    Unit::Ratio => "0.5 to 0.99999",
+                    Unit::Seconds => "1 to 3600 seconds",
+                };
+                return Err(SloError::InvalidTarget(format!(
+                    "{name}: the target must be {range}"
+                )));
+            }
+            checked.push((i, value));
+        }
+        if let Some(d) = update.period_days
+            && !(1..=366).contains(&d)
+        {
+            return Err(SloError::InvalidTarget(
+                "period_days must be 1 to 366".into(),
+            ));
+        }
+        let mut tx = self.pool.begin().await?;
+        for (i, value) in checked {
+            sqlx::query(
+                "INSERT INTO slo_targets (indicator, target, updated_at, updated_by) VALUES (?, ?, ?, ?)
+                 ON CONFLICT (indicator) DO UPDATE SET target = excluded.target,
+                 updated_at = excluded.updated_at, updated_by = excluded.updated_by",
+            )
+            .bind(i.as_str())
+            .bind(value)
+            .bind(db::now())
+            .bind(by)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if let Some(d) = update.period_days {
+            sqlx::query(
+                "INSERT INTO slo_settings (id, period_days) VALUES (1, ?)
+                 ON CONFLICT (id) DO UPDATE SET period_days = excluded.period_days",
+            )
+            .bind(i64::from(d))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        self.targets().await
+    }
+
+    /// `None`: the whole service; otherwise the courses (and their VMs) a
+    /// teacher sees. Students see nothing here ([`SloError::Forbidden`]).
+    async fn scope(
+        &self,
+        viewer: &User,
+    ) -> Result<Option<(HashSet<Uuid>, HashSet<Uuid>)>, SloError> {
+        match viewer.role {
+            Role::Admin | Role::Staff => Ok(None),
+            Role::Student => Err(SloError::Forbidden),
+            Role::Teacher => {
+                let courses: Vec<(String,)> =
+                    sqlx::query_as("SELECT id FROM courses WHERE teacher_id = ?")
+                        .bind(viewer.id.to_string())
+                        .fetch_all(&self.pool)
+                        .await?;
+                let vms: Vec<(String,)> = sqlx::query_as(
+                    "SELECT v.id FROM vms v JOIN courses c ON c.id = v.course_id WHERE c.teacher_id = ?",
+                )
+                .bind(viewer.id.to_string())
+                .fetch_all(&self.pool)
+                .await?;
+                let ids = |rows: Vec<(String,)>| {
+                    rows.into_iter()
+                        .filter_map(|(s,)| Uuid::parse_str(&s).ok())
+                        .collect::<HashSet<Uuid>>()
+                };
+                Ok(Some((ids(courses), ids(vms))))
+            }
+        }
+    }
+
+    async fn period_days(&self) -> Result<u32, SloError> {
+        let row: Option<(i64,)> =
+            sqlx::query_as("SELECT period_days FROM slo_settings WHERE id = 1")
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row
+            .and_then(|(d,)| u32::try_from(d).ok())
+            .unwrap_or(DEFAULT_PERIOD_DAYS))
+    }
+
+    async fn target_map(&self) -> Result<BTreeMap<Indicator, f64>, SloError> {
+        let rows: Vec<(String, f64)> = sqlx::query_as("SELECT indicator, target FROM slo_targets")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(name, t)| Some((Indicator::parse(&name)?, t)))
+            .collect())
+    }
+
+    /// The rows the indicators over `w` need.
+    async fn load(&self, w: Window) -> Result<Inputs, SloError> {
+        let starts = sqlx::query(
+            "SELECT vm_id, course_id, node_id, requested_ms, outcome, error_code, running_ms,
+             first_frame_ms FROM slo_vm_starts WHERE requested_ms >= ? AND requested_ms < ?",
+        )
+        .bind(w.from_ms - compute::WANTED_WINDOW_MS)
+        .bind(w.to_ms)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(StartRow {
+                vm_id: db::uuid(r, "vm_id")?,
+                course_id: opt_uuid(r.try_get("course_id")?),
+                node_id: opt_uuid(r.try_get("node_id")?),
+                requested_ms: r.try_get("requested_ms")?,
+                ok: r.try_get::<String, _>("outcome")? == "ok",
+                error_code: r.try_get("error_code")?,
+                running_ms: r.try_get("running_ms")?,
+                first_frame_ms: r.try_get("first_frame_ms")?,
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        // Sessions of a day before the window may still run into it.
+        let sessions = sqlx::query(
+            "SELECT vm_id, node_id, issued_ms, opened_ms, established_ms, ended_ms, ended_by
+             FROM slo_console_sessions WHERE issued_ms >= ? AND issued_ms < ?",
+        )
+        .bind(w.from_ms - 24 * compute::HOUR_MS)
+        .bind(w.to_ms)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(SessionRow {
+                vm_id: db::uuid(r, "vm_id")?,
+                node_id: opt_uuid(r.try_get("node_id")?),
+                issued_ms: r.try_get("issued_ms")?,
+                opened_ms: r.try_get("opened_ms")?,
+                established_ms: r.try_get("established_ms")?,
+                ended_ms: r.try_get("ended_ms")?,
+                ended_by: r
+                    .try_get::<Option<String>, _>("ended_by")?
+                    .as_deref()
+                    .and_then(EndedBy::parse),
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        // `at` has whole seconds: `<=` keeps an event of the window's last
+        // second (the pure code compares in milliseconds).
+        let events: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT node_id, at, kind FROM events
+             WHERE kind IN ('node_down', 'node_up') AND node_id IS NOT NULL AND at <= ?",
+        )
+        .bind(db::format_time(from_ms(w.to_ms)))
+        .fetch_all(&self.pool)
+        .await?;
+        let transitions = events
+            .into_iter()
+            .filter_map(|(node, at, kind)| {
+                Some(NodeTransition {
+                    node_id: Uuid::parse_str(&node).ok()?,
+                    at_ms: ms(OffsetDateTime::parse(&at, &Rfc3339).ok()?),
+                    down: kind == "node_down",
+                })
+            })
+            .collect();
+        let nodes: Vec<(String, String)> =
+            sqlx::query_as("SELECT id, name FROM nodes ORDER BY name")
+                .fetch_all(&self.pool)
+                .await?;
+        let samples: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT node_id, at, vms_running FROM node_samples_minute WHERE at >= ? AND at < ?",
+        )
+        .bind(w.from_ms.div_euclid(1000))
+        .bind(w.to_ms.div_euclid(1000) + 1)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(Inputs {
+            starts,
+            sessions,
+            transitions,
+            nodes: nodes
+                .into_iter()
+                .filter_map(|(id, name)| Some((Uuid::parse_str(&id).ok()?, name)))
+                .collect(),
+            vm_samples: samples
+                .into_iter()
+                .filter_map(|(n, at, v)| Some((Uuid::parse_str(&n).ok()?, at * 1000, v)))
+                .collect(),
+        })
+    }
+}
+
+fn p95_target_ms(targets: &BTreeMap<Indicator, f64>) -> i64 {
+    let s = targets
+        .get(&Indicator::StartP95)
+        .copied()
+        .unwrap_or(Indicator::StartP95.default_target());
+    (s * 1000.0).round() as i64
+}
