@@ -196,6 +196,15 @@ pub struct Config {
     #[arg(long, env = "PVCE_DESK_CONFIRM_DAYS", default_value_t = crate::desk::DEFAULT_CONFIRM_DAYS, value_parser = clap::value_parser!(u32).range(1..=365))]
     pub desk_confirm_days: u32,
 
+    /// Seconds between two passes of the alert loop (src/alerts/service.rs);
+    /// 0 turns the loop off (tests tick it with their own clock).
+    #[arg(long, env = "PVCE_ALERT_INTERVAL", default_value_t = 60, value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub alert_interval_secs: u64,
+
+    /// Time of day (UTC, HH:MM) of the daily inspection (src/inspection/), or `off`.
+    #[arg(long, env = "PVCE_INSPECTION_AT", default_value = "02:30")]
+    pub inspection_at: crate::inspection::schedule::InspectionAt,
+
     /// Lifetime of a login session, in hours.
     #[arg(long, env = "PVCE_SESSION_HOURS", default_value_t = 12)]
     pub session_hours: u64,
@@ -334,6 +343,8 @@ impl Config {
             min_free_mib: crate::space::DEFAULT_MIN_FREE_MIB,
             session_hours: 12,
             desk_confirm_days: crate::desk::DEFAULT_CONFIRM_DAYS,
+            alert_interval_secs: 60,
+            inspection_at: crate::inspection::schedule::InspectionAt(Some(150)),
             snapshot_quota: crate::snapshots::DEFAULT_QUOTA,
             sample_interval_secs: 5,
             template_pool: "pvce-templates".into(),

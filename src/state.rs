@@ -28,6 +28,9 @@ pub struct AppState {
     pub space: Arc<crate::space::SpaceCheck>,
     /// The service desk.
     pub desk: Arc<crate::desk::Desk>,
+    /// Alerts at levels and the daily inspection.
+    pub alerts: Arc<crate::alerts::service::Alerts>,
+    pub inspections: Arc<crate::inspection::Inspections>,
 }
 
 /// Opens storage and the database (running migrations) — what every subcommand needs.
@@ -74,7 +77,22 @@ impl AppState {
             crate::desk::Desk::new(pool.clone(), nodes.clone(), vms.clone(), storage.root())
                 .with_confirm_days(config.desk_confirm_days),
         );
+        let alerts = Arc::new(crate::alerts::service::Alerts::new(
+            pool.clone(),
+            desk.clone(),
+            storage.root().to_path_buf(),
+        ));
+        let inspections = Arc::new(crate::inspection::Inspections::new(
+            pool.clone(),
+            nodes.clone(),
+            desk.clone(),
+            storage.clone(),
+            config.template_pool.clone(),
+            config.min_free_mib,
+        ));
         Ok(Self {
+            alerts,
+            inspections,
             desk,
             pool,
             storage,

@@ -17,7 +17,7 @@ use super::rules::{Cause, Reading, RuleSet};
 
 /// An alert's identity: the rule and what it is about (a node name, a
 /// store, `"site"`).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
 pub struct AlertKey {
     pub rule: String,
     pub subject: String,
@@ -136,6 +136,46 @@ impl Engine {
                 cause: None,
             })
             .collect())
+    }
+
+    /// An engine resuming where a previous one stopped (the states a
+    /// service persisted); states of rules no longer in `rules` are dropped.
+    pub fn restore(
+        rules: RuleSet,
+        states: impl IntoIterator<Item = (AlertKey, AlertState)>,
+    ) -> Self {
+        let mut e = Engine::new(rules);
+        e.states = states
+            .into_iter()
+            .filter(|(k, _)| e.rules.get(&k.rule).is_some())
+            .collect();
+        e
+    }
+
+    /// Every remembered state (pending and open alerts, and recently
+    /// resolved ones whose flap history still counts), to persist.
+    pub fn states(&self) -> impl Iterator<Item = (&AlertKey, &AlertState)> {
+        self.states.iter()
+    }
+
+    pub fn rules(&self) -> &RuleSet {
+        &self.rules
+    }
+
+    /// Replaces the rules. Alerts of rules that are gone are forgotten and
+    /// returned (the caller closes their records).
+    pub fn set_rules(&mut self, rules: RuleSet) -> Vec<AlertKey> {
+        self.rules = rules;
+        let gone: Vec<AlertKey> = self
+            .states
+            .keys()
+            .filter(|k| self.rules.get(&k.rule).is_none())
+            .cloned()
+            .collect();
+        for k in &gone {
+            self.states.remove(k);
+        }
+        gone
     }
 
     /// The open (fired or acknowledged) alerts.

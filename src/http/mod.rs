@@ -5,6 +5,7 @@
 //! Access logs record method, path and status — never the query string, which
 //! may carry a console token (`/ws/console?token=…`), and never bodies.
 
+pub mod alerts;
 pub mod auth;
 pub mod collect;
 pub mod console;
@@ -50,6 +51,7 @@ pub fn router(state: AppState) -> Router {
             .merge(users::router())
             .merge(nodes::router())
             .merge(events::router())
+            .merge(alerts::router())
             .merge(templates::router())
             .merge(courses::router())
             .merge(vms::router())
