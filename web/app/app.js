@@ -34,6 +34,10 @@ const ROUTES = [
   [/^desk-stats$/, './desk.js', ['staff', 'admin'], 'stats'],
   [/^kb$/, './desk.js', ['student', 'teacher', 'staff', 'admin'], 'kb'],
   [/^kb\/new(?:\/([\w-]+))?$/, './desk.js', ['staff', 'admin'], 'kbnew'],
+  // Alerts and the daily inspection (alerts.js).
+  [/^alerts$/, './alerts.js', ['staff', 'admin'], 'alerts'],
+  [/^alert-rules$/, './alerts.js', ['staff', 'admin'], 'rules'],
+  [/^inspections(?:\/([\w-]+))?$/, './alerts.js', ['staff', 'admin'], 'inspections'],
 ];
 
 function homeFor(user) {
@@ -44,9 +48,9 @@ function homeFor(user) {
 }
 
 function navFor(user) {
-  if (user.role === 'admin') return [['nodes', 'nav.nodes'], ['vms', 'nav.vms'], ['users', 'nav.users'], ['teach', 'nav.teach'], ['templates', 'nav.templates'], ['desk', 'nav.desk'], ['problems', 'nav.problems'], ['kb', 'nav.kb']];
+  if (user.role === 'admin') return [['nodes', 'nav.nodes'], ['vms', 'nav.vms'], ['users', 'nav.users'], ['teach', 'nav.teach'], ['templates', 'nav.templates'], ['desk', 'nav.desk'], ['problems', 'nav.problems'], ['kb', 'nav.kb'], ['alerts', 'nav.alerts'], ['inspections', 'nav.inspections']];
   if (user.role === 'teacher') return [['teach', 'nav.teach'], ['templates', 'nav.templates'], ['tickets', 'nav.tickets']];
-  if (user.role === 'staff') return [['desk', 'nav.desk'], ['tickets', 'nav.myWork'], ['problems', 'nav.problems'], ['kb', 'nav.kb']];
+  if (user.role === 'staff') return [['desk', 'nav.desk'], ['tickets', 'nav.myWork'], ['problems', 'nav.problems'], ['kb', 'nav.kb'], ['alerts', 'nav.alerts'], ['inspections', 'nav.inspections']];
   return [['courses', 'nav.courses'], ['tickets', 'nav.tickets']];
 }
 
