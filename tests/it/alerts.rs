@@ -1,0 +1,371 @@
+//! Alerts at levels and the daily inspection on the real server: samples
+//! written to the real database, the alert loop ticked at the test's own
+//! instants (the server's own loops are off), the desk incident a critical
+//! alert opens, the rules' validation, and an inspection that passes, then
+//! fails once the test breaks a template file in its own data dir.
+
+use crate::common::{TestEnv, assert_error, lab};
+use pvce::auth::Role;
+use pvce::inspection::schedule::InspectionAt;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+/// A server whose alert loop and inspection schedule are off: the test
+/// drives them with its own clock.
+async fn env() -> TestEnv {
+    TestEnv::start_with(|c| {
+        c.alert_interval_secs = 0;
+        c.inspection_at = InspectionAt(None);
+    })
+    .await
+}
+
+async fn memory_sample(env: &TestEnv, node: &str, at: i64, used_pct: i64) {
+    sqlx::query(
+        "INSERT INTO node_samples (node_id, at, cpu_percent, mem_used_mib, mem_total_mib, vms_running)
+         VALUES (?, ?, 5.0, ?, 1000, 0)",
+    )
+    .bind(node)
+    .bind(at)
+    .bind(used_pct * 10)
+    .execute(&env.server.state.pool)
+    .await
+    .unwrap();
+}
+
+/// Writes one sample a minute from `from` for `minutes`, ticking after each.
+async fn feed(env: &TestEnv, node: &str, from: i64, minutes: i64, used_pct: i64) {
+    for m in 0..minutes {
+        let at = from + m * 60;
+        memory_sample(env, node, at, used_pct).await;
+        env.server.state.alerts.tick(at).await.unwrap();
+    }
+}
+
+async fn memory_alerts(client: &crate::common::Client) -> Vec<Value> {
+    let (s, list) = client.get("/api/alerts?rule=node_memory&status=all").await;
+    assert_eq!(s, StatusCode::OK, "{list}");
+    list.as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn a_memory_alert_fires_critical_opens_an_incident_is_acknowledged_and_resolves() {
+    let env = env().await;
+    env.user("test-al-admin", Role::Admin).await;
+    env.user("test-al-staff", Role::Staff).await;
+    env.user("test-al-student", Role::Student).await;
+    let admin = env.client("test-al-admin").await;
+    let staff = env.client("test-al-staff").await;
+    let student = env.client("test-al-student").await;
+    let (_, nodes) = admin.get("/api/nodes").await;
+    let node = nodes[0]["id"].as_str().unwrap().to_owned();
+    // Ten days ahead: nothing the server's own sampler writes is there.
+    let t0 = (time::OffsetDateTime::now_utc().unix_timestamp() / 60 + 10 * 24 * 60) * 60;
+
+    // 98 % memory: critical (97 %) after the rule's 5-minute hold, not before.
+    feed(&env, &node, t0, 5, 98).await;
+    assert!(memory_alerts(&staff).await.is_empty());
+    feed(&env, &node, t0 + 300, 2, 98).await;
+    let list = memory_alerts(&staff).await;
+    assert_eq!(list.len(), 1, "{list:?}");
+    let a = &list[0];
+    assert_eq!(
+        (
+            a["level"].as_str(),
+            a["status"].as_str(),
+            a["cause"].as_str()
+        ),
+        (Some("critical"), Some("firing"), Some("threshold"))
+    );
+    assert_eq!(a["subject"], node.as_str());
+    assert_eq!(a["fired_at"], t0 + 300);
+    assert_eq!(a["value"], 98.0);
+    let id = a["id"].as_str().unwrap().to_owned();
+
+    // The critical alert opened a system incident on the desk.
+    let ticket = a["ticket_id"].as_str().expect("a desk incident").to_owned();
+    let (s, t) = staff.get(&format!("/api/tickets/{ticket}")).await;
+    assert_eq!(s, StatusCode::OK, "{t}");
+    let tk = if t["ticket"].is_object() {
+        &t["ticket"]
+    } else {
+        &t
+    };
+    assert_eq!(tk["channel"], "system", "{t}");
+    assert_eq!(tk["kind"], "incident", "{t}");
+
+    // Students and teachers do not see alerts.
+    assert_error(
+        &student.get("/api/alerts").await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
+
+    // Staff acknowledge it; a second acknowledgement is refused.
+    let (s, acked) = staff.post_empty(&format!("/api/alerts/{id}/ack")).await;
+    assert_eq!(s, StatusCode::OK, "{acked}");
+    assert_eq!(acked["status"], "acknowledged");
+    assert_eq!(acked["acknowledged_by"], "test-al-staff");
+    assert_error(
+        &staff.post_empty(&format!("/api/alerts/{id}/ack")).await,
+        StatusCode::CONFLICT,
+        "alert_not_open",
+    );
+
+    // Back to 50 %: resolved after the 5-minute clear time, not before.
+    let calm = t0 + 420;
+    feed(&env, &node, calm, 5, 50).await;
+    assert_eq!(memory_alerts(&staff).await[0]["status"], "acknowledged");
+    feed(&env, &node, calm + 300, 1, 50).await;
+    let a = &memory_alerts(&staff).await[0];
+    assert_eq!(a["status"], "resolved", "{a}");
+    assert_eq!(a["resolved_at"], calm + 300);
+    let kinds: Vec<&str> = a["transitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["fired", "acknowledged", "resolved"]);
+
+    // Every transition is in the event log.
+    let (_, events) = admin.get("/api/events?limit=500").await;
+    let mine: Vec<&str> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["message"].as_str().unwrap_or("").contains(&id))
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        mine,
+        ["alert_resolved", "alert_acknowledged", "alert_fired"],
+        "{events}"
+    );
+
+    // It comes back: a new alert, which joins the incident still open.
+    feed(&env, &node, calm + 360, 6, 99).await;
+    let list = memory_alerts(&staff).await;
+    assert_eq!(list.len(), 2, "{list:?}");
+    let again = list.iter().find(|a| a["status"] == "firing").unwrap();
+    assert_eq!(again["ticket_id"], ticket.as_str());
+    assert_ne!(again["id"], id.as_str());
+
+    // The engine's memory survives a restart of the service: the open alert
+    // is neither forgotten nor fired twice.
+    let fresh = pvce::alerts::service::Alerts::new(
+        env.server.state.pool.clone(),
+        env.server.state.desk.clone(),
+        env.data_dir(),
+    );
+    fresh.tick(calm + 720).await.unwrap();
+    let list = memory_alerts(&staff).await;
+    assert_eq!(list.len(), 2, "{list:?}");
+    assert_eq!(
+        list.iter().filter(|a| a["status"] == "firing").count(),
+        1,
+        "{list:?}"
+    );
+}
+
+#[tokio::test]
+async fn alert_rules_are_validated_and_only_admins_change_them() {
+    let env = env().await;
+    env.user("test-ar-admin", Role::Admin).await;
+    env.user("test-ar-staff", Role::Staff).await;
+    let admin = env.client("test-ar-admin").await;
+    let staff = env.client("test-ar-staff").await;
+    let (s, rules) = staff.get("/api/alerts/rules").await;
+    assert_eq!(s, StatusCode::OK, "{rules}");
+    let ids: Vec<&str> = rules["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert!(
+        ids.contains(&"node_memory") && ids.contains(&"store_capacity"),
+        "{ids:?}"
+    );
+
+    // Staff may read, not change.
+    assert_error(
+        &staff
+            .send(Method::PUT, "/api/alerts/rules", Some(rules.clone()))
+            .await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
+    // Levels out of order: 422 naming why.
+    let mut bad = rules.clone();
+    let mem = bad["rules"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|r| r["id"] == "node_memory")
+        .unwrap();
+    mem["threshold"]["warning"] = json!(99.0);
+    assert_error(
+        &admin
+            .send(Method::PUT, "/api/alerts/rules", Some(bad))
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_alert_rules",
+    );
+    // An unknown field is refused, not ignored.
+    let (s, _) = admin
+        .send(
+            Method::PUT,
+            "/api/alerts/rules",
+            Some(json!({"rules": [], "extra": 1})),
+        )
+        .await;
+    assert!(s.is_client_error(), "{s}");
+    // A good change is stored and used.
+    let mut good = rules.clone();
+    let mem = good["rules"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|r| r["id"] == "node_memory")
+        .unwrap();
+    mem["threshold"]["warning"] = json!(60.0);
+    mem["threshold"]["critical"] = json!(70.0);
+    mem["policy"]["hold_secs"] = json!(0);
+    let (s, saved) = admin
+        .send(Method::PUT, "/api/alerts/rules", Some(good))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{saved}");
+    let (_, back) = staff.get("/api/alerts/rules").await;
+    assert_eq!(back, saved);
+    // 65 % is a warning now, at once (no hold).
+    let (_, nodes) = admin.get("/api/nodes").await;
+    let node = nodes[0]["id"].as_str().unwrap().to_owned();
+    let t0 = (time::OffsetDateTime::now_utc().unix_timestamp() / 60 + 20 * 24 * 60) * 60;
+    feed(&env, &node, t0, 1, 65).await;
+    let list = memory_alerts(&staff).await;
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(list[0]["level"], "warning");
+    assert_eq!(list[0]["ticket_id"], Value::Null);
+}
+
+fn item<'a>(insp: &'a Value, check: &str, subject: &str) -> &'a Value {
+    insp["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["check"] == check && i["subject"] == subject)
+        .unwrap_or_else(|| panic!("no {check} item for {subject}: {insp}"))
+}
+
+#[tokio::test]
+async fn an_inspection_passes_then_a_broken_template_fails_it_and_opens_a_ticket() {
+    let env = env().await;
+    env.user("test-in-admin", Role::Admin).await;
+    env.user("test-in-staff", Role::Staff).await;
+    env.user("test-in-teacher", Role::Teacher).await;
+    let staff = env.client("test-in-staff").await;
+    let teacher = env.client("test-in-teacher").await;
+    let tpl = lab::import_tiny(&teacher, "test-in-tiny").await;
+    let tpl_id = tpl["id"].as_str().unwrap().to_owned();
+
+    let (s, first) = staff.post("/api/inspections", json!({"full": true})).await;
+    assert_eq!(s, StatusCode::CREATED, "{first}");
+    assert_eq!(first["trigger"], "manual");
+    assert_eq!(first["requested_by"], "test-in-staff");
+    let failed: Vec<&Value> = first["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["status"] == "failed")
+        .collect();
+    assert!(failed.is_empty(), "{failed:?}");
+    assert_eq!(first["failed"], 0);
+    let node = item(&first, "node_reachable", "local");
+    assert_eq!(node["status"], "ok");
+    assert!(
+        node["detail"].as_str().unwrap().starts_with("libvirt "),
+        "{node}"
+    );
+    assert_eq!(item(&first, "database", "database")["status"], "ok");
+    assert_eq!(
+        item(&first, "template_checksum", "test-in-tiny")["status"],
+        "ok"
+    );
+    assert_eq!(item(&first, "backup", "site")["status"], "not_checked");
+    assert_eq!(item(&first, "clock_skew", "nodes")["status"], "not_checked");
+
+    // Corrupt the template's file in this test's own data dir.
+    let path = env
+        .data_dir()
+        .join("templates")
+        .join(format!("{tpl_id}.qcow2"));
+    let mut bytes = std::fs::read(&path).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&path, &bytes).unwrap();
+    // And leave a file no template row names.
+    let stray = env.data_dir().join("templates").join("test-stray.qcow2");
+    std::fs::write(&stray, b"stray").unwrap();
+
+    let (s, second) = staff.post("/api/inspections", json!({"full": true})).await;
+    assert_eq!(s, StatusCode::CREATED, "{second}");
+    assert_eq!(second["failed"], 2, "{second}");
+    let sum = item(&second, "template_checksum", "test-in-tiny");
+    assert_eq!(sum["status"], "failed");
+    let files = item(&second, "template_files", "templates");
+    assert_eq!(files["status"], "failed");
+    assert!(
+        files["detail"]
+            .as_str()
+            .unwrap()
+            .contains("test-stray.qcow2"),
+        "{files}"
+    );
+    let ticket = sum["ticket_id"].as_str().expect("a ticket").to_owned();
+    let (s, t) = staff.get(&format!("/api/tickets/{ticket}")).await;
+    assert_eq!(s, StatusCode::OK, "{t}");
+
+    // Found again the next time: the same ticket, not a new one.
+    let (_, third) = staff.post("/api/inspections", json!({"full": true})).await;
+    assert_eq!(
+        item(&third, "template_checksum", "test-in-tiny")["ticket_id"],
+        ticket.as_str()
+    );
+
+    // The history, newest first, and one inspection in full.
+    let (s, history) = staff.get("/api/inspections").await;
+    assert_eq!(s, StatusCode::OK, "{history}");
+    let ids: Vec<&str> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 3);
+    assert_eq!(ids[2], first["id"].as_str().unwrap());
+    let (s, one) = staff.get(&format!("/api/inspections/{}", ids[1])).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(one["failed"], 2);
+    assert_error(
+        &staff.get("/api/inspections?limit=0").await,
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+    );
+    assert_error(
+        &teacher.get("/api/inspections").await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
+    // The event log says an inspection failed.
+    let admin = env.client("test-in-admin").await;
+    let (_, events) = admin.get("/api/events").await;
+    assert!(
+        events
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "inspection_failed"),
+        "{events}"
+    );
+}
