@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 /// A server whose alert loop and inspection schedule are off: the test
 /// drives them with its own clock.
-async fn env() -> TestEnv {
+pub async fn env() -> TestEnv {
     TestEnv::start_with(|c| {
         c.alert_interval_secs = 0;
         c.inspection_at = InspectionAt(None);
@@ -40,6 +40,18 @@ async fn feed(env: &TestEnv, node: &str, from: i64, minutes: i64, used_pct: i64)
         memory_sample(env, node, at, used_pct).await;
         env.server.state.alerts.tick(at).await.unwrap();
     }
+}
+
+/// Fires a critical memory alert on the local node (at instants ten days
+/// ahead); its id.
+pub async fn fire_memory_alert(env: &TestEnv, admin: &crate::common::Client) -> String {
+    let (_, nodes) = admin.get("/api/nodes").await;
+    let node = nodes[0]["id"].as_str().unwrap().to_owned();
+    let t0 = (time::OffsetDateTime::now_utc().unix_timestamp() / 60 + 10 * 24 * 60) * 60;
+    feed(env, &node, t0, 6, 98).await;
+    let list = memory_alerts(admin).await;
+    assert_eq!(list.len(), 1, "{list:?}");
+    list[0]["id"].as_str().unwrap().to_owned()
 }
 
 async fn memory_alerts(client: &crate::common::Client) -> Vec<Value> {
