@@ -74,7 +74,8 @@ await run('alerts', artifactDir, async ({ newPage, step, shot, logs }) => {
   // ---- admin, English: run an inspection, read the checklist and history
   const e = await newPage({ locale: 'en-US' });
   await signIn(e, admin);
-  await e.click('nav a[data-route=inspections]');
+  await e.click('nav a[data-route=alerts]');
+  await e.click('#al-inspections');
   await e.waitForSelector('#insp-run');
   await e.click('#insp-run');
   await e.waitForSelector('#insp-items tr.insp-item[data-check=database][data-status=ok]');

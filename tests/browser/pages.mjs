@@ -35,6 +35,9 @@ const PAGES = [
   ['admin-node', 'admin', `#/nodes/${ids.nodeId}`, '#cluster-vms'],
   ['admin-vms', 'admin', '#/vms', '#cluster-vms tr[data-vm-id]'],
   ['admin-users', 'admin', '#/users', 'tbody tr[data-username]'],
+  ['admin-alerts', 'admin', '#/alerts', '.alerts-body:not([aria-busy])'],
+  ['admin-alert-rules', 'admin', '#/alert-rules', 'section.alert-rule[data-rule=node_memory]'],
+  ['admin-inspections', 'admin', '#/inspections', '#insp-history:not([aria-busy])'],
 ];
 
 await run('pages', outDir, async ({ newPage, step, logs }) => {

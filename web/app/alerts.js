@@ -45,7 +45,7 @@ function alertsView(container, ctx) {
   replace(container,
     head('alerts.title', 'alerts.subtitle',
       h('a', { class: 'btn ghost', href: '#/alert-rules', id: 'al-rules', i18n: 'alerts.rules.link' }),
-      h('a', { class: 'btn ghost', href: '#/inspections', i18n: 'nav.inspections' })),
+      h('a', { class: 'btn ghost', href: '#/inspections', id: 'al-inspections', i18n: 'nav.inspections' })),
     h('div', { class: 'card pad' }, h('div', { class: 'field' }, h('label', { for: 'al-status', i18n: 'alerts.filter.label' }), status)),
     body);
   async function ack(a, btn) {
@@ -191,7 +191,7 @@ function inspectionsView(container, id) {
   const run = h('button', { type: 'button', class: 'btn primary', id: 'insp-run', i18n: 'insp.run' });
   const current = h('div', { id: 'insp-current' });
   const history = h('div', { id: 'insp-history', 'aria-busy': 'true' });
-  replace(container, head('insp.title', 'insp.subtitle', run), current,
+  replace(container, head('insp.title', 'insp.subtitle', h('a', { class: 'btn ghost', href: '#/alerts', i18n: 'alerts.back' }), run), current,
     h('h2', { i18n: 'insp.history' }), history);
   function show(insp) {
     replace(current, h('section', { class: 'card pad inspection', dataset: { id: insp.id, failed: String(insp.failed) } },

@@ -48,9 +48,9 @@ function homeFor(user) {
 }
 
 function navFor(user) {
-  if (user.role === 'admin') return [['nodes', 'nav.nodes'], ['vms', 'nav.vms'], ['users', 'nav.users'], ['teach', 'nav.teach'], ['templates', 'nav.templates'], ['desk', 'nav.desk'], ['problems', 'nav.problems'], ['kb', 'nav.kb'], ['alerts', 'nav.alerts'], ['inspections', 'nav.inspections']];
+  if (user.role === 'admin') return [['nodes', 'nav.nodes'], ['vms', 'nav.vms'], ['users', 'nav.users'], ['teach', 'nav.teach'], ['templates', 'nav.templates'], ['desk', 'nav.desk'], ['problems', 'nav.problems'], ['kb', 'nav.kb'], ['alerts', 'nav.alerts']];
   if (user.role === 'teacher') return [['teach', 'nav.teach'], ['templates', 'nav.templates'], ['tickets', 'nav.tickets']];
-  if (user.role === 'staff') return [['desk', 'nav.desk'], ['tickets', 'nav.myWork'], ['problems', 'nav.problems'], ['kb', 'nav.kb'], ['alerts', 'nav.alerts'], ['inspections', 'nav.inspections']];
+  if (user.role === 'staff') return [['desk', 'nav.desk'], ['tickets', 'nav.myWork'], ['problems', 'nav.problems'], ['kb', 'nav.kb'], ['alerts', 'nav.alerts']];
   return [['courses', 'nav.courses'], ['tickets', 'nav.tickets']];
 }
 
