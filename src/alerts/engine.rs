@@ -226,6 +226,40 @@ mod tests {
     }
 
     #[test]
+    fn restored_states_carry_on_and_removed_rules_are_forgotten() {
+        let mut e = Engine::new(RuleSet::defaults());
+        for m in 0..=5 {
+            e.observe("node_memory", "a", &v(93.0), m * 60)
+                .expect("rule");
+        }
+        let saved: Vec<(AlertKey, AlertState)> =
+            e.states().map(|(k, s)| (k.clone(), s.clone())).collect();
+        let mut again = Engine::restore(RuleSet::defaults(), saved.clone());
+        // Still open: the same level seen again fires nothing new.
+        assert!(
+            again
+                .observe("node_memory", "a", &v(93.0), 400)
+                .expect("rule")
+                .is_empty()
+        );
+        assert_eq!(again.open().count(), 1);
+        // A state of a rule that no longer exists is dropped on restore…
+        let mut fewer = RuleSet::defaults();
+        fewer.rules.retain(|r| r.id != "node_memory");
+        assert_eq!(Engine::restore(fewer.clone(), saved).open().count(), 0);
+        // …and returned when the rules change under a running engine.
+        let gone = again.set_rules(fewer);
+        assert_eq!(
+            gone,
+            vec![AlertKey {
+                rule: "node_memory".into(),
+                subject: "a".into()
+            }]
+        );
+        assert_eq!(again.open().count(), 0);
+    }
+
+    #[test]
     fn hysteresis_holds_an_open_alert_and_ack_works() {
         let mut e = Engine::new(RuleSet::defaults());
         for m in 0..=5 {

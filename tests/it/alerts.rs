@@ -369,6 +369,21 @@ async fn an_inspection_passes_then_a_broken_template_fails_it_and_opens_a_ticket
         StatusCode::FORBIDDEN,
         "forbidden",
     );
+    // The schedule: due at the configured time once, then not again that day.
+    let insp = &env.server.state.inspections;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let slot = pvce::inspection::schedule::last_slot(now + 86_400, 0);
+    let ran = insp.run_if_due(slot, slot - 60, 0).await.unwrap();
+    assert_eq!(
+        ran.map(|i| i.trigger),
+        Some(pvce::inspection::Trigger::Scheduled)
+    );
+    assert!(
+        insp.run_if_due(slot + 60, slot - 60, 0)
+            .await
+            .unwrap()
+            .is_none()
+    );
     // The event log says an inspection failed.
     let admin = env.client("test-in-admin").await;
     let (_, events) = admin.get("/api/events").await;
@@ -380,4 +395,35 @@ async fn an_inspection_passes_then_a_broken_template_fails_it_and_opens_a_ticket
             .any(|e| e["kind"] == "inspection_failed"),
         "{events}"
     );
+}
+
+/// The app's own loop ticks on the wall clock: with a one-second interval
+/// it records the layer storage's use within a few seconds.
+#[tokio::test]
+async fn the_alert_loop_ticks_on_the_wall_clock() {
+    let env = TestEnv::start_with(|c| {
+        c.alert_interval_secs = 1;
+        c.inspection_at = InspectionAt(None);
+    })
+    .await;
+    let pool = env.server.state.pool.clone();
+    let started = time::OffsetDateTime::now_utc().unix_timestamp();
+    let at: i64 = crate::common::wait_for(
+        "the alert loop's first tick",
+        std::time::Duration::from_secs(20),
+        || {
+            let pool = pool.clone();
+            async move {
+                sqlx::query_scalar::<_, Option<i64>>(
+                    "SELECT MAX(at) FROM alert_samples WHERE series = 'layer_storage'",
+                )
+                .fetch_one(&pool)
+                .await
+                .ok()
+                .flatten()
+            }
+        },
+    )
+    .await;
+    assert!(at >= started, "{at} {started}");
 }
