@@ -5,8 +5,9 @@
 //! up to the newest rolled-up minute of the node, then the raw samples after
 //! it — each moment counted once. So today's samples give the current value,
 //! and the week-old ones the first week of a baseline; baselines over more
-//! weeks need the minute rollups kept longer (or an hourly rollup), which is
-//! the loop's business, not this module's.
+//! weeks come from the loop's own copy of the series, one point per
+//! [`BASELINE_STEP_SECS`], kept as many weeks as the rule's baseline looks
+//! back (`alert_samples`, see [`observe`]).
 //!
 //! [`observe`] gathers, for every rule of a set, one observation per subject
 //! at an instant: node load from the samples, node state and failures from
@@ -79,8 +80,13 @@ pub async fn node_series(
 
 /// A sample newer than this is the node's current value.
 pub const FRESH_SECS: i64 = 300;
-/// How long `alert_samples` rows are kept (the forecast trend is a week).
+/// How long `alert_samples` rows of capacity series are kept (the forecast
+/// trend is a week).
 pub const KEEP_SECS: i64 = 8 * DAY;
+/// A node-load series for a baseline is kept one point per this many
+/// seconds (the sampler's minute rollups last only 8 days; a baseline needs
+/// weeks).
+pub const BASELINE_STEP_SECS: i64 = 600;
 
 /// One rule's reading of one subject.
 #[derive(Debug, Clone, PartialEq)]
@@ -136,13 +142,15 @@ async fn recorded(
         .collect())
 }
 
-/// Records `value` of a series the loop keeps itself, and prunes old rows.
+/// Records `value` of a series the loop keeps itself, and prunes rows
+/// older than `keep` seconds.
 async fn record(
     pool: &Pool,
     series: &str,
     subject: &str,
     now: i64,
     value: f64,
+    keep: i64,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT OR REPLACE INTO alert_samples (series, subject, at, value) VALUES (?, ?, ?, ?)",
@@ -156,7 +164,7 @@ async fn record(
     sqlx::query("DELETE FROM alert_samples WHERE series = ? AND subject = ? AND at < ?")
         .bind(series)
         .bind(subject)
-        .bind(now - KEEP_SECS)
+        .bind(now - keep)
         .execute(pool)
         .await?;
     Ok(())
@@ -187,7 +195,7 @@ pub async fn observe(
         {
             #[allow(clippy::cast_precision_loss)]
             let pct = 100.0 * *u as f64 / (u + f) as f64;
-            record(pool, "store", id, now, pct).await?;
+            record(pool, "store", id, now, pct, KEEP_SECS).await?;
             stores.push((id.clone(), name.clone(), pct));
         }
     }
@@ -199,7 +207,7 @@ pub async fn observe(
         }
     };
     if let Some(v) = layers {
-        record(pool, "layer_storage", "site", now, v).await?;
+        record(pool, "layer_storage", "site", now, v, KEEP_SECS).await?;
     }
     for rule in rules.rules.iter().filter(|r| r.enabled) {
         let obs = |subject: &str, name: &str, node: Option<Uuid>, value, history| Observation {
@@ -218,18 +226,35 @@ pub async fn observe(
                 } else {
                     NodeSeries::MemoryPercent
                 };
-                let back = rule
+                // The baseline's weeks come from the loop's own thinned
+                // copy of the series (`node_cpu_percent`, …), the current
+                // value from the sampler's rows.
+                let kept = serde_json::to_value(rule.metric)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                let keep = rule
                     .deviation
                     .as_ref()
-                    .map_or(FRESH_SECS, |d| i64::from(d.spec.weeks) * WEEK + HOUR);
+                    .map(|d| i64::from(d.spec.weeks) * WEEK + DAY);
                 for (id, name, ..) in &nodes {
                     let node = db::parse_uuid(id)?;
-                    let history = node_series(pool, node, series, now - back, now + 1).await?;
-                    let value = history
+                    let recent = node_series(pool, node, series, now - FRESH_SECS, now + 1).await?;
+                    let value = recent
                         .iter()
                         .rev()
                         .find(|p| p.at > now - FRESH_SECS)
                         .map(|p| p.value);
+                    let mut history = Vec::new();
+                    if let Some(keep) = keep {
+                        if let Some(v) = value {
+                            let slot = now - now.rem_euclid(BASELINE_STEP_SECS);
+                            record(pool, &kept, id, slot, v, keep).await?;
+                        }
+                        // Past weeks only: this hour's own points must not
+                        // make the baseline they are judged by.
+                        history = recorded(pool, &kept, id, now - keep, now - DAY).await?;
+                    }
                     out.push(obs(id, name, Some(node), value, history));
                 }
             }

@@ -427,3 +427,62 @@ async fn the_alert_loop_ticks_on_the_wall_clock() {
     .await;
     assert!(at >= started, "{at} {started}");
 }
+
+/// CPU far above what the same hour of the same weekday usually shows fires
+/// by deviation from the baseline, though under every fixed threshold.
+#[tokio::test]
+async fn cpu_far_above_its_usual_hour_fires_by_deviation() {
+    let env = env().await;
+    env.user("test-dv-admin", Role::Admin).await;
+    let admin = env.client("test-dv-admin").await;
+    let (_, nodes) = admin.get("/api/nodes").await;
+    let node = nodes[0]["id"].as_str().unwrap().to_owned();
+    let pool = &env.server.state.pool;
+    // An hour thirty days ahead, a minute in.
+    let hour = (time::OffsetDateTime::now_utc().unix_timestamp() / 3600 + 30 * 24) * 3600;
+    let t0 = hour + 60;
+    // The past three weeks at this hour: about 20 % (the loop's own thinned
+    // series, as it records it).
+    let week = 7 * 24 * 3600;
+    for (k, usual) in [(1, 20.0), (2, 22.0), (3, 21.0)] {
+        for j in 0..6 {
+            sqlx::query(
+                "INSERT INTO alert_samples (series, subject, at, value) VALUES ('node_cpu_percent', ?, ?, ?)",
+            )
+            .bind(&node)
+            .bind(hour - k * week + j * 600)
+            .bind(usual)
+            .execute(pool)
+            .await
+            .unwrap();
+        }
+    }
+    // Now 50 %: far under the 85 % threshold, 6 robust σ over the usual 21 %.
+    for m in 0..=10 {
+        let at = t0 + m * 60;
+        sqlx::query(
+            "INSERT INTO node_samples (node_id, at, cpu_percent, mem_used_mib, mem_total_mib, vms_running)
+             VALUES (?, ?, 50.0, 100, 1000, 0)",
+        )
+        .bind(&node)
+        .bind(at)
+        .execute(pool)
+        .await
+        .unwrap();
+        env.server.state.alerts.tick(at).await.unwrap();
+        let (_, list) = admin.get("/api/alerts?rule=node_cpu").await;
+        // The rule holds 10 minutes before firing.
+        assert_eq!(
+            list.as_array().unwrap().len(),
+            usize::from(m == 10),
+            "{m}: {list}"
+        );
+    }
+    let (_, list) = admin.get("/api/alerts?rule=node_cpu").await;
+    let a = &list[0];
+    assert_eq!(
+        (a["level"].as_str(), a["cause"].as_str()),
+        (Some("warning"), Some("deviation")),
+        "{a}"
+    );
+}
