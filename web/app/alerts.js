@@ -21,6 +21,23 @@ const when = (secs) => (secs ? new Date(secs * 1000).toLocaleString(lang()) : ''
 /** The rule's name in the UI's language; an admin's own rule by its id. */
 const ruleName = (id) => (has(`alerts.rule.${id}`) ? t(`alerts.rule.${id}`) : id);
 
+/** Fixed subjects the server names in English, in the UI's language. */
+const SUBJECTS = {
+  site: 'alerts.subject.site',
+  templates: 'insp.subject.templates',
+  database: 'insp.subject.database',
+  'data dir': 'insp.subject.dataDir',
+  'personal layers': 'insp.subject.layers',
+  'desk screenshots': 'insp.subject.screenshots',
+  nodes: 'insp.subject.nodes',
+};
+function subjectText(subject) {
+  if (SUBJECTS[subject]) return h('span', { i18n: SUBJECTS[subject] });
+  const store = /^store of (.+)$/.exec(subject);
+  if (store) return h('span', { i18n: ['insp.subject.store', { node: store[1] }] });
+  return subject;
+}
+
 function levelBadge(level) {
   return h('span', { class: `badge alert-level level-${level}`, dataset: { level }, i18n: `alerts.level.${level}` });
 }
@@ -69,7 +86,7 @@ function alertsView(container, ctx) {
     if (ackBtn) ackBtn.addEventListener('click', () => ack(a, ackBtn));
     return h('tr', { class: `alert-row level-${a.level}`, dataset: { id: a.id, rule: a.rule, status: a.status } },
       h('td', {}, levelBadge(a.level)),
-      h('td', {}, h('strong', {}, ruleName(a.rule)), h('div', { class: 'muted small' }, a.subject_name),
+      h('td', {}, h('strong', {}, ruleName(a.rule)), h('div', { class: 'muted small' }, subjectText(a.subject_name)),
         a.cause ? h('div', { class: 'muted small', i18n: `alerts.cause.${a.cause}` }) : null, history),
       h('td', { class: 'num' }, a.value === null ? '' : formatNumber(a.value, 1)),
       h('td', {}, statusBadge(a.status), a.flapping ? h('div', { class: 'muted small', i18n: 'alerts.flapping' }) : null,
@@ -201,7 +218,7 @@ function inspectionsView(container, id) {
         h('thead', {}, h('tr', {}, ['check', 'subject', 'status', 'detail', 'ticket'].map((c) => h('th', { i18n: `insp.col.${c}` })))),
         h('tbody', {}, insp.items.map((it) => h('tr', { class: `insp-item is-${it.status}`, dataset: { check: it.check, status: it.status } },
           h('td', { i18n: `insp.check.${it.check}` }),
-          h('td', {}, it.subject),
+          h('td', {}, subjectText(it.subject)),
           h('td', {}, h('span', { class: `badge insp-status is-${it.status}`, i18n: `insp.status.${it.status}` })),
           h('td', { class: 'small' }, it.detail),
           h('td', {}, it.ticket_id ? h('a', { href: `#/tickets/${it.ticket_id}`, i18n: 'alerts.ticket' }) : null))))))));
