@@ -447,4 +447,79 @@ mod tests {
         let b = baseline(&h, now + 60, &one).expect("baseline");
         assert_eq!((b.median, b.weeks), (31.0, 1));
     }
+
+    #[tokio::test]
+    async fn node_state_failures_stores_and_start_failures_are_observed() {
+        let (pool, node, dir) = pool_with_node().await;
+        let now = 1_796_256_000;
+        // Down (state defaults to down), twice in the week, once before it;
+        // its store 60 % used; two failed starts in the last hour, one older.
+        sqlx::query("UPDATE nodes SET store_used_bytes = 60, store_free_bytes = 40 WHERE id = ?")
+            .bind(node.to_string())
+            .execute(&pool)
+            .await
+            .expect("store");
+        for (kind, ago) in [
+            ("node_down", 3600),
+            ("node_down", 3 * DAY),
+            ("node_down", 8 * DAY),
+            ("vm_start_failed", 60),
+            ("vm_start_failed", 1800),
+            ("vm_start_failed", 2 * HOUR),
+        ] {
+            sqlx::query(
+                "INSERT INTO events (at, kind, node_id, node_name, message) VALUES (?, ?, ?, 'n1', '')",
+            )
+            .bind(text_time(now - ago))
+            .bind(kind)
+            .bind(node.to_string())
+            .execute(&pool)
+            .await
+            .expect("event");
+        }
+        let obs = observe(&pool, &RuleSet::defaults(), now, dir.path())
+            .await
+            .expect("observe");
+        let value = |rule: &str| {
+            obs.iter()
+                .find(|o| o.rule == rule)
+                .unwrap_or_else(|| panic!("no {rule}: {obs:?}"))
+                .value
+        };
+        assert_eq!(value("node_down"), Some(1.0));
+        assert_eq!(value("node_failures"), Some(2.0));
+        assert_eq!(value("store_capacity"), Some(60.0));
+        // Two failures, no start succeeded: 100 %.
+        assert_eq!(value("start_failures"), Some(100.0));
+        // No samples: no current load.
+        assert_eq!(value("node_cpu"), None);
+        assert!(value("layer_storage_capacity").is_some_and(|v| (0.0..=100.0).contains(&v)));
+        // Nothing observes console errors or SLO burn yet.
+        assert!(
+            obs.iter()
+                .all(|o| o.rule != "console_errors" && o.rule != "slo_burn")
+        );
+        // The store's use is kept for its forecast.
+        let kept = recorded(&pool, "store", &node.to_string(), now - DAY, now)
+            .await
+            .expect("kept");
+        assert_eq!(
+            kept,
+            vec![Point {
+                at: now,
+                value: 60.0
+            }]
+        );
+        // In maintenance, a down node is not "down" for the alert.
+        sqlx::query("UPDATE nodes SET maintenance = 1 WHERE id = ?")
+            .bind(node.to_string())
+            .execute(&pool)
+            .await
+            .expect("maintenance");
+        let obs = observe(&pool, &RuleSet::defaults(), now + 60, dir.path())
+            .await
+            .expect("observe");
+        let down = obs.iter().find(|o| o.rule == "node_down").expect("down");
+        assert_eq!(down.value, Some(0.0));
+    }
 }
