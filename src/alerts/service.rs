@@ -17,7 +17,8 @@
 //! - An open alert whose subject is no longer observed (a node removed, a
 //!   rule disabled) is observed as clear, so it resolves by its policy.
 //! - One lock around the engine: a tick, an acknowledgement and a rules
-//!   change never interleave.
+//!   change never interleave; when writing their results fails, the
+//!   in-memory engine is dropped and reloaded from what was persisted.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -201,6 +202,16 @@ impl Alerts {
         let Some(engine) = guard.as_mut() else {
             return Ok(TickReport::default());
         };
+        let res = self.step_all(engine, now).await;
+        if res.is_err() {
+            // Part of what the engine stepped may not be written: start
+            // again from what was persisted.
+            *guard = None;
+        }
+        res
+    }
+
+    async fn step_all(&self, engine: &mut Engine, now: i64) -> Result<TickReport, AlertError> {
         let rules = engine.rules().clone();
         let observations = samples::observe(&self.pool, &rules, now, &self.data_dir).await?;
         let seen: BTreeSet<(String, String)> = observations
@@ -450,8 +461,14 @@ impl Alerts {
                 return Err(AlertError::NotOpen);
             }
         };
-        self.apply(&evs, None).await?;
-        self.save(engine).await?;
+        let written = match self.apply(&evs, None).await {
+            Ok(()) => self.save(engine).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = written {
+            *guard = None;
+            return Err(e);
+        }
         self.get(id).await
     }
 
@@ -498,8 +515,14 @@ impl Alerts {
                 cause: None,
             })
             .collect();
-        self.apply(&evs, None).await?;
-        self.save(engine).await?;
+        let written = match self.apply(&evs, None).await {
+            Ok(()) => self.save(engine).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = written {
+            *guard = None;
+            return Err(e);
+        }
         Ok(rules)
     }
 
