@@ -200,6 +200,22 @@ async fn alert_rules_are_validated_and_only_admins_change_them() {
         "{ids:?}"
     );
 
+    // Bad filters and bodies are 4xx JSON errors, never a 500.
+    for q in [
+        "?status=bogus",
+        "?limit=0",
+        "?limit=501",
+        "?level=fatal",
+        "?extra=1",
+    ] {
+        let got = staff.get(&format!("/api/alerts{q}")).await;
+        assert_eq!(got.0, StatusCode::BAD_REQUEST, "{q}: {got:?}");
+        assert!(got.1["error"].is_string(), "{q}: {got:?}");
+    }
+    let (s, _) = staff.post_empty("/api/alerts/not-a-uuid/ack").await;
+    assert!(s.is_client_error(), "{s}");
+    let (s, _) = staff.post("/api/inspections", json!({"full": "yes"})).await;
+    assert!(s.is_client_error(), "{s}");
     // Staff may read, not change.
     assert_error(
         &staff
