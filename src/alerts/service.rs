@@ -34,7 +34,7 @@ use super::Level;
 use super::engine::{AlertKey, Engine, EngineError, Event};
 use super::lifecycle::{AlertState, Transition};
 use super::rules::{Reading, RuleSet, RulesError};
-use super::samples::{self, Observation};
+use super::samples::{self, Observation, text_time};
 use crate::db::{self, Pool};
 use crate::desk::{Desk, DeskError, SystemIncident};
 use crate::events::{self, EventKind, NewEvent};
@@ -66,7 +66,7 @@ pub enum AlertError {
     Db(#[from] sqlx::Error),
 }
 
-/// An alert's status as the API shows it.
+/// An alert's state as the API shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
@@ -78,7 +78,8 @@ pub enum Status {
 /// One transition of an alert.
 #[derive(Debug, Clone, Serialize)]
 pub struct AlertTransition {
-    pub at: i64,
+    /// RFC 3339.
+    pub at: String,
     /// `fired`, `escalated`, `deescalated`, `acknowledged`,
     /// `flapping_started`, `resolved`.
     pub kind: String,
@@ -96,17 +97,18 @@ pub struct Alert {
     pub subject: String,
     pub subject_name: String,
     pub level: Level,
-    pub status: Status,
+    pub state: Status,
     /// `threshold`, `deviation` or `forecast`: the check that set the level.
     pub cause: Option<String>,
     /// The latest observed value (in the rule's unit).
     pub value: Option<f64>,
     pub flapping: bool,
-    pub fired_at: i64,
-    pub updated_at: i64,
-    pub acknowledged_at: Option<i64>,
+    /// When it fired (RFC 3339, as every time of the API).
+    pub started_at: String,
+    pub updated_at: String,
+    pub acknowledged_at: Option<String>,
     pub acknowledged_by: Option<String>,
-    pub resolved_at: Option<i64>,
+    pub resolved_at: Option<String>,
     /// The desk incident a critical alert opened or joined.
     pub ticket_id: Option<Uuid>,
     pub transitions: Vec<AlertTransition>,
@@ -116,9 +118,10 @@ pub struct Alert {
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
-    /// `open` (firing or acknowledged), `resolved`, or `all`; default: the
-    /// open ones and those resolved in the last week.
-    pub status: Option<String>,
+    /// `open` (firing or acknowledged), `firing`, `acknowledged`,
+    /// `resolved`, or `all`; default: the open ones and those resolved in
+    /// the last week.
+    pub state: Option<String>,
     pub level: Option<Level>,
     pub rule: Option<String>,
     /// 1..=500, default 100.
@@ -452,7 +455,7 @@ impl Alerts {
             return Err(AlertError::NotFound);
         };
         let alert = self.get(id).await?;
-        if alert.status != Status::Firing {
+        if alert.state != Status::Firing {
             return Err(AlertError::NotOpen);
         }
         let evs = match engine.acknowledge(&alert.rule, &alert.subject, by, now) {
@@ -532,14 +535,20 @@ impl Alerts {
         if !(1..=MAX_LIMIT).contains(&limit) {
             return Err(AlertError::BadQuery("limit must be 1 to 500"));
         }
-        let status = match q.status.as_deref() {
+        let status = match q.state.as_deref() {
             None => "default",
-            Some(s @ ("open" | "resolved" | "all")) => s,
-            Some(_) => return Err(AlertError::BadQuery("status must be open, resolved or all")),
+            Some(s @ ("open" | "firing" | "acknowledged" | "resolved" | "all")) => s,
+            Some(_) => {
+                return Err(AlertError::BadQuery(
+                    "state must be open, firing, acknowledged, resolved or all",
+                ));
+            }
         };
         let rows = sqlx::query(
             "SELECT * FROM alerts WHERE
                CASE ?1 WHEN 'open' THEN status <> 'resolved'
+                       WHEN 'firing' THEN status = 'firing'
+                       WHEN 'acknowledged' THEN status = 'acknowledged'
                        WHEN 'resolved' THEN status = 'resolved'
                        WHEN 'all' THEN 1
                        ELSE status <> 'resolved' OR resolved_at >= ?2 END
@@ -581,7 +590,7 @@ impl Alerts {
         .await?
         .into_iter()
         .map(|(at, kind, level, detail)| AlertTransition {
-            at,
+            at: text_time(at),
             kind,
             level: level.as_deref().and_then(parse_level),
             detail,
@@ -594,7 +603,7 @@ impl Alerts {
             subject: r.try_get("subject")?,
             subject_name: r.try_get("subject_name")?,
             level: parse_level(&level).unwrap_or(Level::Info),
-            status: match status.as_str() {
+            state: match status.as_str() {
                 "firing" => Status::Firing,
                 "acknowledged" => Status::Acknowledged,
                 _ => Status::Resolved,
@@ -602,11 +611,13 @@ impl Alerts {
             cause: r.try_get("cause")?,
             value: r.try_get("value")?,
             flapping: r.try_get("flapping")?,
-            fired_at: r.try_get("fired_at")?,
-            updated_at: r.try_get("updated_at")?,
-            acknowledged_at: r.try_get("acknowledged_at")?,
+            started_at: text_time(r.try_get("fired_at")?),
+            updated_at: text_time(r.try_get("updated_at")?),
+            acknowledged_at: r
+                .try_get::<Option<i64>, _>("acknowledged_at")?
+                .map(text_time),
             acknowledged_by: r.try_get("acknowledged_by")?,
-            resolved_at: r.try_get("resolved_at")?,
+            resolved_at: r.try_get::<Option<i64>, _>("resolved_at")?.map(text_time),
             ticket_id: db::opt_uuid(r, "ticket_id")?,
             transitions,
         })

@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::alerts::samples::text_time;
 use crate::db::{self, Pool};
 use crate::desk::{Desk, DeskError, SystemIncident};
 use crate::events::{self, EventKind, NewEvent};
@@ -90,10 +91,13 @@ impl Check {
     }
 }
 
-/// One line of the checklist.
+/// One line of the checklist (`checks[]` of API.md: `{name, ok, detail}`,
+/// with what was checked, the three-way status and the ticket).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Item {
-    pub check: Check,
+    pub name: Check,
+    /// False only for a failed item (`not_checked` is not a failure).
+    pub ok: bool,
     /// What was checked: a node's name, a template's name, `data dir`, `site`.
     pub subject: String,
     pub status: ItemStatus,
@@ -107,7 +111,8 @@ pub struct Item {
 impl Item {
     fn new(check: Check, subject: &str, status: ItemStatus, detail: impl Into<String>) -> Self {
         Item {
-            check,
+            name: check,
+            ok: status != ItemStatus::Failed,
             subject: subject.to_owned(),
             status,
             detail: detail.into(),
@@ -136,28 +141,30 @@ pub enum Trigger {
 #[derive(Debug, Clone, Serialize)]
 pub struct Inspection {
     pub id: Uuid,
-    pub started_at: i64,
-    pub finished_at: i64,
+    /// When it started (RFC 3339).
+    pub at: String,
+    pub finished_at: String,
     pub trigger: Trigger,
     /// Username of who asked for a manual run.
     pub requested_by: Option<String>,
     /// Whether every template copy was checked (else the day's sample).
     pub full: bool,
     pub failed: u32,
-    pub items: Vec<Item>,
+    pub checks: Vec<Item>,
 }
 
 /// A line of the history (no items).
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
     pub id: Uuid,
-    pub started_at: i64,
-    pub finished_at: i64,
+    pub at: String,
+    pub finished_at: String,
     pub trigger: Trigger,
     pub requested_by: Option<String>,
     pub full: bool,
     pub failed: u32,
-    pub items: u32,
+    /// How many items the checklist has.
+    pub check_count: u32,
 }
 
 #[derive(Debug)]
@@ -247,7 +254,7 @@ impl Inspections {
             "no backup configured",
         ));
         for item in items.iter_mut().filter(|i| i.status == ItemStatus::Failed) {
-            let check = item.check.as_str();
+            let check = item.name.as_str();
             let key = format!("inspection:{check}:{}", item.subject);
             let title = format!("Inspection: {check} failed for {}", item.subject);
             let description = format!("The inspection found: {}", item.detail);
@@ -293,7 +300,7 @@ impl Inspections {
             let names: Vec<String> = items
                 .iter()
                 .filter(|i| i.status == ItemStatus::Failed)
-                .map(|i| format!("{} ({})", i.check.as_str(), i.subject))
+                .map(|i| format!("{} ({})", i.name.as_str(), i.subject))
                 .collect();
             events::record(
                 &self.pool,
@@ -307,13 +314,13 @@ impl Inspections {
         }
         Ok(Inspection {
             id,
-            started_at: now,
-            finished_at: finished,
+            at: text_time(now),
+            finished_at: text_time(finished),
             trigger,
             requested_by: by.map(str::to_owned),
             full,
             failed,
-            items,
+            checks: items,
         })
     }
 
@@ -609,13 +616,13 @@ impl Inspections {
                     let items: Vec<Item> = serde_json::from_str(&items)?;
                     Ok(Summary {
                         id: db::parse_uuid(&id)?,
-                        started_at,
-                        finished_at,
+                        at: text_time(started_at),
+                        finished_at: text_time(finished_at),
                         trigger: parse_trigger(&trigger),
                         requested_by,
                         full,
                         failed,
-                        items: u32::try_from(items.len()).unwrap_or(u32::MAX),
+                        check_count: u32::try_from(items.len()).unwrap_or(u32::MAX),
                     })
                 },
             )
@@ -635,13 +642,13 @@ impl Inspections {
             row.ok_or(InspectionError::NotFound)?;
         Ok(Inspection {
             id,
-            started_at,
-            finished_at,
+            at: text_time(started_at),
+            finished_at: text_time(finished_at),
             trigger: parse_trigger(&trigger),
             requested_by,
             full,
             failed,
-            items: serde_json::from_str(&items)?,
+            checks: serde_json::from_str(&items)?,
         })
     }
 }

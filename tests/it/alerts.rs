@@ -5,6 +5,7 @@
 //! fails once the test breaks a template file in its own data dir.
 
 use crate::common::{TestEnv, assert_error, lab};
+use pvce::alerts::samples::text_time;
 use pvce::auth::Role;
 use pvce::inspection::schedule::InspectionAt;
 use reqwest::{Method, StatusCode};
@@ -55,7 +56,7 @@ pub async fn fire_memory_alert(env: &TestEnv, admin: &crate::common::Client) -> 
 }
 
 async fn memory_alerts(client: &crate::common::Client) -> Vec<Value> {
-    let (s, list) = client.get("/api/alerts?rule=node_memory&status=all").await;
+    let (s, list) = client.get("/api/alerts?rule=node_memory&state=all").await;
     assert_eq!(s, StatusCode::OK, "{list}");
     list.as_array().unwrap().clone()
 }
@@ -84,13 +85,13 @@ async fn a_memory_alert_fires_critical_opens_an_incident_is_acknowledged_and_res
     assert_eq!(
         (
             a["level"].as_str(),
-            a["status"].as_str(),
+            a["state"].as_str(),
             a["cause"].as_str()
         ),
         (Some("critical"), Some("firing"), Some("threshold"))
     );
     assert_eq!(a["subject"], node.as_str());
-    assert_eq!(a["fired_at"], t0 + 300);
+    assert_eq!(a["started_at"], text_time(t0 + 300).as_str());
     assert_eq!(a["value"], 98.0);
     let id = a["id"].as_str().unwrap().to_owned();
 
@@ -116,7 +117,7 @@ async fn a_memory_alert_fires_critical_opens_an_incident_is_acknowledged_and_res
     // Staff acknowledge it; a second acknowledgement is refused.
     let (s, acked) = staff.post_empty(&format!("/api/alerts/{id}/ack")).await;
     assert_eq!(s, StatusCode::OK, "{acked}");
-    assert_eq!(acked["status"], "acknowledged");
+    assert_eq!(acked["state"], "acknowledged");
     assert_eq!(acked["acknowledged_by"], "test-al-staff");
     assert_error(
         &staff.post_empty(&format!("/api/alerts/{id}/ack")).await,
@@ -127,11 +128,11 @@ async fn a_memory_alert_fires_critical_opens_an_incident_is_acknowledged_and_res
     // Back to 50 %: resolved after the 5-minute clear time, not before.
     let calm = t0 + 420;
     feed(&env, &node, calm, 5, 50).await;
-    assert_eq!(memory_alerts(&staff).await[0]["status"], "acknowledged");
+    assert_eq!(memory_alerts(&staff).await[0]["state"], "acknowledged");
     feed(&env, &node, calm + 300, 1, 50).await;
     let a = &memory_alerts(&staff).await[0];
-    assert_eq!(a["status"], "resolved", "{a}");
-    assert_eq!(a["resolved_at"], calm + 300);
+    assert_eq!(a["state"], "resolved", "{a}");
+    assert_eq!(a["resolved_at"], text_time(calm + 300).as_str());
     let kinds: Vec<&str> = a["transitions"]
         .as_array()
         .unwrap()
@@ -159,7 +160,7 @@ async fn a_memory_alert_fires_critical_opens_an_incident_is_acknowledged_and_res
     feed(&env, &node, calm + 360, 6, 99).await;
     let list = memory_alerts(&staff).await;
     assert_eq!(list.len(), 2, "{list:?}");
-    let again = list.iter().find(|a| a["status"] == "firing").unwrap();
+    let again = list.iter().find(|a| a["state"] == "firing").unwrap();
     assert_eq!(again["ticket_id"], ticket.as_str());
     assert_ne!(again["id"], id.as_str());
 
@@ -174,7 +175,7 @@ async fn a_memory_alert_fires_critical_opens_an_incident_is_acknowledged_and_res
     let list = memory_alerts(&staff).await;
     assert_eq!(list.len(), 2, "{list:?}");
     assert_eq!(
-        list.iter().filter(|a| a["status"] == "firing").count(),
+        list.iter().filter(|a| a["state"] == "firing").count(),
         1,
         "{list:?}"
     );
@@ -202,7 +203,7 @@ async fn alert_rules_are_validated_and_only_admins_change_them() {
 
     // Bad filters and bodies are 4xx JSON errors, never a 500.
     for q in [
-        "?status=bogus",
+        "?state=bogus",
         "?limit=0",
         "?limit=501",
         "?level=fatal",
@@ -278,11 +279,11 @@ async fn alert_rules_are_validated_and_only_admins_change_them() {
 }
 
 fn item<'a>(insp: &'a Value, check: &str, subject: &str) -> &'a Value {
-    insp["items"]
+    insp["checks"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|i| i["check"] == check && i["subject"] == subject)
+        .find(|i| i["name"] == check && i["subject"] == subject)
         .unwrap_or_else(|| panic!("no {check} item for {subject}: {insp}"))
 }
 
@@ -301,7 +302,7 @@ async fn an_inspection_passes_then_a_broken_template_fails_it_and_opens_a_ticket
     assert_eq!(s, StatusCode::CREATED, "{first}");
     assert_eq!(first["trigger"], "manual");
     assert_eq!(first["requested_by"], "test-in-staff");
-    let failed: Vec<&Value> = first["items"]
+    let failed: Vec<&Value> = first["checks"]
         .as_array()
         .unwrap()
         .iter()
@@ -310,7 +311,16 @@ async fn an_inspection_passes_then_a_broken_template_fails_it_and_opens_a_ticket
     assert!(failed.is_empty(), "{failed:?}");
     assert_eq!(first["failed"], 0);
     let node = item(&first, "node_reachable", "local");
-    assert_eq!(node["status"], "ok");
+    assert_eq!((&node["status"], &node["ok"]), (&json!("ok"), &json!(true)));
+    // API.md's shape: `{id, at, checks: [{name, ok, detail}]}`.
+    assert!(
+        time::OffsetDateTime::parse(
+            first["at"].as_str().unwrap(),
+            &time::format_description::well_known::Rfc3339
+        )
+        .is_ok(),
+        "{first}"
+    );
     assert!(
         node["detail"].as_str().unwrap().starts_with("libvirt "),
         "{node}"
@@ -340,7 +350,10 @@ async fn an_inspection_passes_then_a_broken_template_fails_it_and_opens_a_ticket
     assert_eq!(s, StatusCode::CREATED, "{second}");
     assert_eq!(second["failed"], 2, "{second}");
     let sum = item(&second, "template_checksum", "test-in-tiny");
-    assert_eq!(sum["status"], "failed");
+    assert_eq!(
+        (&sum["status"], &sum["ok"]),
+        (&json!("failed"), &json!(false))
+    );
     let files = item(&second, "template_files", "templates");
     assert_eq!(files["status"], "failed");
     assert!(

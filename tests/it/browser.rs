@@ -918,7 +918,7 @@ async fn staff_acknowledge_an_alert_and_an_admin_edits_rules_and_runs_an_inspect
         .iter()
         .find(|a| a["id"] == id.as_str())
         .unwrap();
-    assert_eq!(a["status"], "acknowledged", "{a}");
+    assert_eq!(a["state"], "acknowledged", "{a}");
     assert_eq!(a["acknowledged_by"], "test-ui-al-staff");
     let (_, rules) = admin.get("/api/alerts/rules").await;
     let mem = rules["rules"]

@@ -17,7 +17,7 @@ export function mount(container, params, ctx) {
   }
 }
 
-const when = (secs) => (secs ? new Date(secs * 1000).toLocaleString(lang()) : '');
+const when = (iso) => (iso ? new Date(iso).toLocaleString(lang()) : '');
 /** The rule's name in the UI's language; an admin's own rule by its id. */
 const ruleName = (id) => (has(`alerts.rule.${id}`) ? t(`alerts.rule.${id}`) : id);
 
@@ -56,14 +56,14 @@ function head(titleKey, subtitleKey, ...actions) {
 
 function alertsView(container, ctx) {
   let stopped = false;
-  const status = h('select', { id: 'al-status' },
+  const state = h('select', { id: 'al-status' },
     ['', 'open', 'resolved', 'all'].map((s) => h('option', { value: s, i18n: `alerts.filter.${s || 'default'}` })));
   const body = h('div', { class: 'alerts-body', 'aria-busy': 'true' });
   replace(container,
     head('alerts.title', 'alerts.subtitle',
       h('a', { class: 'btn ghost', href: '#/alert-rules', id: 'al-rules', i18n: 'alerts.rules.link' }),
       h('a', { class: 'btn ghost', href: '#/inspections', id: 'al-inspections', i18n: 'nav.inspections' })),
-    h('div', { class: 'card pad' }, h('div', { class: 'field' }, h('label', { for: 'al-status', i18n: 'alerts.filter.label' }), status)),
+    h('div', { class: 'card pad' }, h('div', { class: 'field' }, h('label', { for: 'al-status', i18n: 'alerts.filter.label' }), state)),
     body);
   async function ack(a, btn) {
     btn.disabled = true;
@@ -80,23 +80,23 @@ function alertsView(container, ctx) {
         h('span', { i18n: `alerts.tr.${x.kind}` }),
         x.level ? [' ', levelBadge(x.level)] : null,
         x.detail ? [' ', h('span', {}, x.detail)] : null))));
-    const ackBtn = a.status === 'firing'
+    const ackBtn = a.state === 'firing'
       ? h('button', { type: 'button', class: 'btn small primary ack', i18n: 'alerts.ack' })
       : null;
     if (ackBtn) ackBtn.addEventListener('click', () => ack(a, ackBtn));
-    return h('tr', { class: `alert-row level-${a.level}`, dataset: { id: a.id, rule: a.rule, status: a.status } },
+    return h('tr', { class: `alert-row level-${a.level}`, dataset: { id: a.id, rule: a.rule, status: a.state } },
       h('td', {}, levelBadge(a.level)),
       h('td', {}, h('strong', {}, ruleName(a.rule)), h('div', { class: 'muted small' }, subjectText(a.subject_name)),
         a.cause ? h('div', { class: 'muted small', i18n: `alerts.cause.${a.cause}` }) : null, history),
       h('td', { class: 'num' }, a.value === null ? '' : formatNumber(a.value, 1)),
-      h('td', {}, statusBadge(a.status), a.flapping ? h('div', { class: 'muted small', i18n: 'alerts.flapping' }) : null,
+      h('td', {}, statusBadge(a.state), a.flapping ? h('div', { class: 'muted small', i18n: 'alerts.flapping' }) : null,
         a.acknowledged_by ? h('div', { class: 'muted small' }, t('alerts.ackedBy', { who: a.acknowledged_by })) : null),
-      h('td', {}, when(a.fired_at)),
+      h('td', {}, when(a.started_at)),
       h('td', {}, a.ticket_id ? h('a', { href: `#/tickets/${a.ticket_id}`, i18n: 'alerts.ticket' }) : null),
       h('td', {}, ackBtn));
   }
   async function load() {
-    const q = status.value ? `?status=${status.value}` : '';
+    const q = state.value ? `?state=${state.value}` : '';
     let list;
     try { list = await get(`/api/alerts${q}`); } catch (err) { if (!stopped) toastError(err); return; }
     if (stopped) return;
@@ -107,7 +107,7 @@ function alertsView(container, ctx) {
         .map((c) => h('th', { i18n: `alerts.col.${c}` })))),
       h('tbody', {}, list.map(row)))));
   }
-  status.addEventListener('change', load);
+  state.addEventListener('change', load);
   load();
   const timer = setInterval(load, 30000);
   return { unmount() { stopped = true; clearInterval(timer); } };
@@ -212,12 +212,12 @@ function inspectionsView(container, id) {
     h('h2', { i18n: 'insp.history' }), history);
   function show(insp) {
     replace(current, h('section', { class: 'card pad inspection', dataset: { id: insp.id, failed: String(insp.failed) } },
-      h('p', {}, t(insp.failed ? 'insp.summaryFailed' : 'insp.summaryOk', { n: insp.failed, when: when(insp.started_at) }),
+      h('p', {}, t(insp.failed ? 'insp.summaryFailed' : 'insp.summaryOk', { n: insp.failed, when: when(insp.at) }),
         ' · ', h('span', { i18n: `insp.trigger.${insp.trigger}` }), insp.full ? [' · ', h('span', { i18n: 'insp.full' })] : null),
       h('div', { class: 'table-wrap' }, h('table', { class: 'data', id: 'insp-items' },
         h('thead', {}, h('tr', {}, ['check', 'subject', 'status', 'detail', 'ticket'].map((c) => h('th', { i18n: `insp.col.${c}` })))),
-        h('tbody', {}, insp.items.map((it) => h('tr', { class: `insp-item is-${it.status}`, dataset: { check: it.check, status: it.status } },
-          h('td', { i18n: `insp.check.${it.check}` }),
+        h('tbody', {}, insp.checks.map((it) => h('tr', { class: `insp-item is-${it.status}`, dataset: { check: it.name, status: it.status } },
+          h('td', { i18n: `insp.check.${it.name}` }),
           h('td', {}, subjectText(it.subject)),
           h('td', {}, h('span', { class: `badge insp-status is-${it.status}`, i18n: `insp.status.${it.status}` })),
           h('td', { class: 'small' }, it.detail),
@@ -238,11 +238,11 @@ function inspectionsView(container, id) {
     }
     replace(history, h('div', { class: 'card table-wrap' }, h('table', { class: 'data', id: 'insp-list' },
       h('tbody', {}, list.map((s) => {
-        const link = h('a', { href: `#/inspections/${s.id}` }, when(s.started_at));
+        const link = h('a', { href: `#/inspections/${s.id}` }, when(s.at));
         return h('tr', { dataset: { id: s.id } }, h('td', {}, link),
           h('td', { i18n: `insp.trigger.${s.trigger}` }),
           h('td', {}, s.requested_by || ''),
-          h('td', {}, t(s.failed ? 'insp.failedCount' : 'insp.allOk', { n: s.failed, total: s.items })));
+          h('td', {}, t(s.failed ? 'insp.failedCount' : 'insp.allOk', { n: s.failed, total: s.check_count })));
       })))));
     if (openFirst) open(list[0].id);
   }
