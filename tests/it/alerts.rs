@@ -515,3 +515,91 @@ async fn cpu_far_above_its_usual_hour_fires_by_deviation() {
         "{a}"
     );
 }
+
+/// A node that stops answering: the node-down rule fires critical after its
+/// one-minute hold and opens a desk incident on the node; once the node is
+/// gone, the alert resolves after its two-minute clear time.
+#[tokio::test]
+async fn a_node_that_stops_answering_fires_node_down_on_a_desk_incident() {
+    let env = env().await;
+    env.user("test-nd-admin", Role::Admin).await;
+    env.user("test-nd-staff", Role::Staff).await;
+    let admin = env.client("test-nd-admin").await;
+    let staff = env.client("test-nd-staff").await;
+    let id = uuid::Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO nodes (id, name, uri, console_address, state, created_at)
+         VALUES (?, 'test-nd-node', 'qemu+tls://127.0.0.1:9/system', '127.0.0.1', 'up', '2024-01-01T00:00:00Z')",
+    )
+    .bind(id.to_string())
+    .execute(&env.server.state.pool)
+    .await
+    .unwrap();
+    let nodes = &env.server.state.nodes;
+    assert!(nodes.probe(id).await.is_err());
+    let (_, node) = admin.get(&format!("/api/nodes/{id}")).await;
+    assert_eq!(node["state"], "down", "{node}");
+
+    let alerts = &env.server.state.alerts;
+    let t0 = time::OffsetDateTime::now_utc().unix_timestamp();
+    let down = |list: &Value| -> Vec<Value> {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["rule"] == "node_down" && a["subject"] == id.to_string().as_str())
+            .cloned()
+            .collect()
+    };
+    alerts.tick(t0).await.unwrap();
+    assert!(down(&staff.get("/api/alerts").await.1).is_empty());
+    alerts.tick(t0 + 60).await.unwrap();
+    let list = down(&staff.get("/api/alerts").await.1);
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(list[0]["level"], "critical");
+    assert_eq!(list[0]["subject_name"], "test-nd-node");
+    let ticket = list[0]["ticket_id"]
+        .as_str()
+        .expect("an incident")
+        .to_owned();
+    let (_, tickets) = staff.get(&format!("/api/tickets?node_id={id}")).await;
+    let system: Vec<&Value> = tickets
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["channel"] == "system")
+        .collect();
+    assert_eq!(system.len(), 1, "{tickets}");
+    assert_eq!(system[0]["id"], ticket.as_str());
+    // The node's event log has the alert beside its node_down.
+    let (_, events) = admin.get(&format!("/api/events?node_id={id}")).await;
+    let kinds: Vec<&str> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert!(
+        kinds.contains(&"alert_fired") && kinds.contains(&"node_down"),
+        "{kinds:?}"
+    );
+
+    // The node is removed (which also stops its probes, so nothing races
+    // the test): an alert whose subject is gone is observed clear and
+    // resolves after the rule's clear time.
+    sqlx::query("DELETE FROM nodes WHERE id = ?")
+        .bind(id.to_string())
+        .execute(&env.server.state.pool)
+        .await
+        .unwrap();
+    alerts.tick(t0 + 120).await.unwrap();
+    alerts.tick(t0 + 180).await.unwrap();
+    assert_eq!(
+        down(&staff.get("/api/alerts").await.1)[0]["state"],
+        "firing"
+    );
+    alerts.tick(t0 + 240).await.unwrap();
+    assert_eq!(
+        down(&staff.get("/api/alerts").await.1)[0]["state"],
+        "resolved"
+    );
+}
