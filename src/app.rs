@@ -99,6 +99,7 @@ pub async fn start(config: Config, listen: &str) -> anyhow::Result<Server> {
     if state.config.notify_loop {
         background.push(spawn_notices(&state));
     }
+    background.extend(spawn_alerts_and_inspection(&state));
     let listener = TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
     let mut metrics_addr = None;
@@ -216,6 +217,46 @@ fn spawn_desk_watch(state: &AppState) -> tokio::task::JoinHandle<()> {
             }
         }
     })
+}
+
+/// The alert loop and the daily inspection's schedule, on the wall clock
+/// (both services take the instant as an argument; tests pass their own).
+fn spawn_alerts_and_inspection(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut out = Vec::new();
+    if state.config.alert_interval_secs > 0 {
+        let alerts = state.alerts.clone();
+        out.push(crate::health::spawn_periodic(
+            &state.health,
+            "alerts",
+            Duration::from_secs(state.config.alert_interval_secs),
+            move || {
+                let alerts = alerts.clone();
+                async move {
+                    alerts
+                        .tick(time::OffsetDateTime::now_utc().unix_timestamp())
+                        .await
+                        .map(|_| ())
+                }
+            },
+        ));
+    }
+    if let Some(minute) = state.config.inspection_at.minute_of_day() {
+        let inspections = state.inspections.clone();
+        let since = time::OffsetDateTime::now_utc().unix_timestamp();
+        out.push(crate::health::spawn_periodic(
+            &state.health,
+            "inspection",
+            crate::inspection::POLL,
+            move || {
+                let inspections = inspections.clone();
+                async move {
+                    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+                    inspections.run_if_due(now, since, minute).await.map(|_| ())
+                }
+            },
+        ));
+    }
+    out
 }
 
 /// Ends console sessions when their VM stops or their node stops answering

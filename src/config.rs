@@ -253,6 +253,14 @@ pub struct Config {
     /// its passes themselves, with their own clock, turn it off.
     #[arg(skip = true)]
     pub notify_loop: bool,
+    /// Seconds between two passes of the alert loop (src/alerts/service.rs);
+    /// 0 turns the loop off (tests tick it with their own clock).
+    #[arg(long, env = "PVCE_ALERT_INTERVAL", default_value_t = 60, value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub alert_interval_secs: u64,
+
+    /// Time of day (UTC, HH:MM) of the daily inspection (src/inspection/), or `off`.
+    #[arg(long, env = "PVCE_INSPECTION_AT", default_value = "02:30")]
+    pub inspection_at: crate::inspection::schedule::InspectionAt,
 
     /// Lifetime of a login session, in hours.
     #[arg(long, env = "PVCE_SESSION_HOURS", default_value_t = 12)]
@@ -446,6 +454,8 @@ impl Config {
             notify_webhook_allow: Vec::new(),
             notify_loop: true,
             snapshot_quota: crate::vms::snapshots::DEFAULT_QUOTA,
+            alert_interval_secs: 60,
+            inspection_at: crate::inspection::schedule::InspectionAt(Some(150)),
             sample_interval_secs: 5,
             template_pool: "pvce-templates".into(),
             layer_storage: LayerStorage::Shared,

@@ -42,10 +42,21 @@ pub enum EventKind {
     /// A VM's domain could not be created on its node (the service desk
     /// counts these: repeated ones open a system incident).
     VmStartFailed,
+    /// An alert fired (src/alerts/service.rs); the message names rule,
+    /// subject and level.
+    AlertFired,
+    AlertEscalated,
+    AlertDeescalated,
+    AlertAcknowledged,
+    /// An alert keeps firing and clearing: it stays open until calm.
+    AlertFlapping,
+    AlertResolved,
+    /// A daily inspection found failed items (src/inspection/).
+    InspectionFailed,
 }
 
 impl EventKind {
-    pub const ALL: [Self; 12] = [
+    pub const ALL: [Self; 19] = [
         Self::NodeAdded,
         Self::NodeRemoved,
         Self::NodeDown,
@@ -58,6 +69,13 @@ impl EventKind {
         Self::VmMigrationFailed,
         Self::VmMoved,
         Self::VmStartFailed,
+        Self::AlertFired,
+        Self::AlertEscalated,
+        Self::AlertDeescalated,
+        Self::AlertAcknowledged,
+        Self::AlertFlapping,
+        Self::AlertResolved,
+        Self::InspectionFailed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -74,6 +92,13 @@ impl EventKind {
             Self::VmMigrationFailed => "vm_migration_failed",
             Self::VmMoved => "vm_moved",
             Self::VmStartFailed => "vm_start_failed",
+            Self::AlertFired => "alert_fired",
+            Self::AlertEscalated => "alert_escalated",
+            Self::AlertDeescalated => "alert_deescalated",
+            Self::AlertAcknowledged => "alert_acknowledged",
+            Self::AlertFlapping => "alert_flapping",
+            Self::AlertResolved => "alert_resolved",
+            Self::InspectionFailed => "inspection_failed",
         }
     }
 
@@ -121,6 +146,17 @@ impl<'a> NewEvent<'a> {
         Self {
             kind,
             node: Some((id, name)),
+            vm_id: None,
+            actor: None,
+            message: message.into(),
+        }
+    }
+
+    /// An event about no node (the site, a store).
+    pub fn site(kind: EventKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            node: None,
             vm_id: None,
             actor: None,
             message: message.into(),

@@ -43,6 +43,7 @@ pub mod events;
 pub mod health;
 pub mod http;
 pub mod images;
+pub mod inspection;
 pub mod labnets;
 pub mod library;
 pub mod libvirt;

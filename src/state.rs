@@ -40,6 +40,9 @@ pub struct AppState {
     pub notices: Arc<crate::desk::notices::Notices>,
     /// Service levels (indicators, objectives, status).
     pub slo: Arc<crate::slo::Slo>,
+    /// Alerts at levels and the daily inspection.
+    pub alerts: Arc<crate::alerts::service::Alerts>,
+    pub inspections: Arc<crate::inspection::Inspections>,
 }
 
 /// Opens storage and the database (running migrations) — what every subcommand needs.
@@ -123,10 +126,25 @@ impl AppState {
         ));
         let notices = Arc::new(notices(&config, &pool)?);
         let slo = Arc::new(crate::slo::Slo::new(pool.clone()));
+        let alerts = Arc::new(crate::alerts::service::Alerts::new(
+            pool.clone(),
+            desk.clone(),
+            storage.root().to_path_buf(),
+        ));
+        let inspections = Arc::new(crate::inspection::Inspections::new(
+            pool.clone(),
+            nodes.clone(),
+            desk.clone(),
+            storage.clone(),
+            config.template_pool.clone(),
+            config.min_free_mib,
+        ));
         Ok(Self {
             console,
             collector,
             courses,
+            alerts,
+            inspections,
             desk,
             snapshots,
             portable,

@@ -17,7 +17,7 @@ use super::rules::{Cause, Reading, RuleSet};
 
 /// An alert's identity: the rule and what it is about (a node name, a
 /// store, `"site"`).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
 pub struct AlertKey {
     pub rule: String,
     pub subject: String,
@@ -138,6 +138,46 @@ impl Engine {
             .collect())
     }
 
+    /// An engine resuming where a previous one stopped (the states a
+    /// service persisted); states of rules no longer in `rules` are dropped.
+    pub fn restore(
+        rules: RuleSet,
+        states: impl IntoIterator<Item = (AlertKey, AlertState)>,
+    ) -> Self {
+        let mut e = Engine::new(rules);
+        e.states = states
+            .into_iter()
+            .filter(|(k, _)| e.rules.get(&k.rule).is_some())
+            .collect();
+        e
+    }
+
+    /// Every remembered state (pending and open alerts, and recently
+    /// resolved ones whose flap history still counts), to persist.
+    pub fn states(&self) -> impl Iterator<Item = (&AlertKey, &AlertState)> {
+        self.states.iter()
+    }
+
+    pub fn rules(&self) -> &RuleSet {
+        &self.rules
+    }
+
+    /// Replaces the rules. Alerts of rules that are gone are forgotten and
+    /// returned (the caller closes their records).
+    pub fn set_rules(&mut self, rules: RuleSet) -> Vec<AlertKey> {
+        self.rules = rules;
+        let gone: Vec<AlertKey> = self
+            .states
+            .keys()
+            .filter(|k| self.rules.get(&k.rule).is_none())
+            .cloned()
+            .collect();
+        for k in &gone {
+            self.states.remove(k);
+        }
+        gone
+    }
+
     /// The open (fired or acknowledged) alerts.
     pub fn open(&self) -> impl Iterator<Item = (&AlertKey, &AlertState)> {
         self.states.iter().filter(|(_, s)| s.is_open())
@@ -183,6 +223,40 @@ mod tests {
             e.observe("nope", "a", &v(1.0), 0),
             Err(EngineError::UnknownRule("nope".into()))
         );
+    }
+
+    #[test]
+    fn restored_states_carry_on_and_removed_rules_are_forgotten() {
+        let mut e = Engine::new(RuleSet::defaults());
+        for m in 0..=5 {
+            e.observe("node_memory", "a", &v(93.0), m * 60)
+                .expect("rule");
+        }
+        let saved: Vec<(AlertKey, AlertState)> =
+            e.states().map(|(k, s)| (k.clone(), s.clone())).collect();
+        let mut again = Engine::restore(RuleSet::defaults(), saved.clone());
+        // Still open: the same level seen again fires nothing new.
+        assert!(
+            again
+                .observe("node_memory", "a", &v(93.0), 400)
+                .expect("rule")
+                .is_empty()
+        );
+        assert_eq!(again.open().count(), 1);
+        // A state of a rule that no longer exists is dropped on restore…
+        let mut fewer = RuleSet::defaults();
+        fewer.rules.retain(|r| r.id != "node_memory");
+        assert_eq!(Engine::restore(fewer.clone(), saved).open().count(), 0);
+        // …and returned when the rules change under a running engine.
+        let gone = again.set_rules(fewer);
+        assert_eq!(
+            gone,
+            vec![AlertKey {
+                rule: "node_memory".into(),
+                subject: "a".into()
+            }]
+        );
+        assert_eq!(again.open().count(), 0);
     }
 
     #[test]

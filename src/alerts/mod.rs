@@ -19,7 +19,11 @@
 //! - [`engine`]: all alerts of a site, one lifecycle per (rule, subject),
 //!   each stepped with its rule's policy and the rule's hysteresis;
 //! - [`samples`]: the one impure part, reading the recorded node samples
-//!   (`node_samples`, `node_samples_minute`) into the series the pure parts take.
+//!   (`node_samples`, `node_samples_minute`, the event log, store use) into
+//!   the observations the pure parts take;
+//! - [`service`]: the loop (`Alerts::tick(now)`) that runs the engine over
+//!   them, persists alerts and their transitions, logs them and opens desk
+//!   incidents for critical ones.
 //!
 //! Invariants: a missing or too short history never raises an alert by itself
 //! (baselines and forecasts then answer "unknown", and only thresholds apply);
@@ -34,6 +38,7 @@ pub mod forecast;
 pub mod lifecycle;
 pub mod rules;
 pub mod samples;
+pub mod service;
 
 use serde::{Deserialize, Serialize};
 

@@ -223,7 +223,16 @@ pub enum RulesError {
     LevelOrder(String),
     #[error("rule {0:?}: a number is out of range ({1})")]
     OutOfRange(String, &'static str),
+    #[error("a rule id must be 1 to {MAX_ID} characters: lowercase letters, digits, _ and -")]
+    BadId,
+    #[error("at most {MAX_RULES} rules")]
+    TooMany,
 }
+
+/// Longest rule id (it names alerts and desk incidents).
+pub const MAX_ID: usize = 64;
+/// Most rules in a set.
+pub const MAX_RULES: usize = 100;
 
 /// All the rules of a site.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -357,8 +366,19 @@ impl RuleSet {
     }
 
     pub fn validate(&self) -> Result<(), RulesError> {
+        if self.rules.len() > MAX_RULES {
+            return Err(RulesError::TooMany);
+        }
         let mut ids = HashSet::new();
         for r in &self.rules {
+            let id_ok = !r.id.is_empty()
+                && r.id.len() <= MAX_ID
+                && r.id.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-'
+                });
+            if !id_ok {
+                return Err(RulesError::BadId);
+            }
             let bad = |what| RulesError::OutOfRange(r.id.clone(), what);
             if !ids.insert(r.id.as_str()) {
                 return Err(RulesError::DuplicateId(r.id.clone()));
@@ -414,6 +434,31 @@ impl RuleSet {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod id_tests {
+    use super::*;
+
+    #[test]
+    fn ids_and_set_size_are_bounded() {
+        let mut set = RuleSet::defaults();
+        assert!(set.validate().is_ok());
+        for bad in ["", "Node", "a b", "<x>", &"x".repeat(MAX_ID + 1)] {
+            set.rules[0].id = bad.to_owned();
+            assert!(matches!(set.validate(), Err(RulesError::BadId)), "{bad:?}");
+        }
+        set.rules[0].id = "my-rule_2".into();
+        assert!(set.validate().is_ok());
+        let one = set.rules[1].clone();
+        set.rules = (0..=MAX_RULES)
+            .map(|i| Rule {
+                id: format!("r{i}"),
+                ..one.clone()
+            })
+            .collect();
+        assert!(matches!(set.validate(), Err(RulesError::TooMany)));
     }
 }
 

@@ -5,13 +5,25 @@
 //! up to the newest rolled-up minute of the node, then the raw samples after
 //! it — each moment counted once. So today's samples give the current value,
 //! and the week-old ones the first week of a baseline; baselines over more
-//! weeks need the minute rollups kept longer (or an hourly rollup), which is
-//! the loop's business, not this module's.
+//! weeks come from the loop's own copy of the series, one point per
+//! [`BASELINE_STEP_SECS`], kept as many weeks as the rule's baseline looks
+//! back (`alert_samples`, see [`observe`]).
+//!
+//! [`observe`] gathers, for every rule of a set, one observation per subject
+//! at an instant: node load from the samples, node state and failures from
+//! the `nodes` table and the event log, store and layer-storage use (whose
+//! history the loop records itself in `alert_samples`, for forecasts), and
+//! start failures from the event log and the VMs' last starts. Console
+//! errors and SLO burn have no recorded source yet: their rules observe
+//! nothing.
+
+use std::path::Path;
 
 use uuid::Uuid;
 
-use super::Point;
-use crate::db::Pool;
+use super::rules::{Metric, RuleSet};
+use super::{DAY, HOUR, Point, WEEK};
+use crate::db::{self, Pool};
 
 /// A node's series the rules use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +76,267 @@ pub async fn node_series(
         .into_iter()
         .map(|(at, value)| Point { at, value })
         .collect())
+}
+
+/// A sample newer than this is the node's current value.
+pub const FRESH_SECS: i64 = 300;
+/// How long `alert_samples` rows of capacity series are kept (the forecast
+/// trend is a week).
+pub const KEEP_SECS: i64 = 8 * DAY;
+/// A node-load series for a baseline is kept one point per this many
+/// seconds (the sampler's minute rollups last only 8 days; a baseline needs
+/// weeks).
+pub const BASELINE_STEP_SECS: i64 = 600;
+
+/// One rule's reading of one subject.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observation {
+    pub rule: String,
+    pub metric: Metric,
+    /// The alert's subject key: a node's id, `"site"`.
+    pub subject: String,
+    /// What the UI shows: a node's name, `"site"`.
+    pub subject_name: String,
+    pub node_id: Option<Uuid>,
+    pub value: Option<f64>,
+    /// Past values for the rule's baseline and forecast, oldest first.
+    pub history: Vec<Point>,
+}
+
+/// Text time (the event log's format) of Unix second `t`.
+pub fn text_time(t: i64) -> String {
+    db::format_time(
+        time::OffsetDateTime::from_unix_timestamp(t).unwrap_or(time::OffsetDateTime::UNIX_EPOCH),
+    )
+}
+
+/// % used of the file system holding `path`, as `df` counts it (the
+/// blocks reserved for root are not "available").
+pub fn used_percent(path: &Path) -> std::io::Result<Option<f64>> {
+    let st = rustix::fs::statvfs(path)?;
+    let used = st.f_blocks.saturating_sub(st.f_bfree);
+    let usable = used.saturating_add(st.f_bavail);
+    #[allow(clippy::cast_precision_loss)] // block counts far below 2^52
+    Ok((usable > 0).then(|| 100.0 * used as f64 / usable as f64))
+}
+
+async fn recorded(
+    pool: &Pool,
+    series: &str,
+    subject: &str,
+    from: i64,
+    to: i64,
+) -> Result<Vec<Point>, sqlx::Error> {
+    let rows: Vec<(i64, f64)> = sqlx::query_as(
+        "SELECT at, value FROM alert_samples WHERE series = ? AND subject = ? AND at > ? AND at <= ? ORDER BY at",
+    )
+    .bind(series)
+    .bind(subject)
+    .bind(from)
+    .bind(to)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(at, value)| Point { at, value })
+        .collect())
+}
+
+/// Records `value` of a series the loop keeps itself, and prunes rows
+/// older than `keep` seconds.
+async fn record(
+    pool: &Pool,
+    series: &str,
+    subject: &str,
+    now: i64,
+    value: f64,
+    keep: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT OR REPLACE INTO alert_samples (series, subject, at, value) VALUES (?, ?, ?, ?)",
+    )
+    .bind(series)
+    .bind(subject)
+    .bind(now)
+    .bind(value)
+    .execute(pool)
+    .await?;
+    sqlx::query("DELETE FROM alert_samples WHERE series = ? AND subject = ? AND at < ?")
+        .bind(series)
+        .bind(subject)
+        .bind(now - keep)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// id, name, state, maintenance, store used and free bytes.
+type NodeRow = (String, String, String, bool, Option<i64>, Option<i64>);
+
+/// Every rule's observations at `now`. `data_dir` holds the shared layer
+/// storage (personal layers), whose file system's use is measured.
+pub async fn observe(
+    pool: &Pool,
+    rules: &RuleSet,
+    now: i64,
+    data_dir: &Path,
+) -> Result<Vec<Observation>, sqlx::Error> {
+    let nodes: Vec<NodeRow> = sqlx::query_as(
+        "SELECT id, name, state, maintenance, store_used_bytes, store_free_bytes FROM nodes ORDER BY name",
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut out = Vec::new();
+    // Recorded once per tick whichever rules read them.
+    let mut stores = Vec::new();
+    for (id, name, _, _, used, free) in &nodes {
+        if let (Some(u), Some(f)) = (used, free)
+            && u + f > 0
+        {
+            #[allow(clippy::cast_precision_loss)]
+            let pct = 100.0 * *u as f64 / (u + f) as f64;
+            record(pool, "store", id, now, pct, KEEP_SECS).await?;
+            stores.push((id.clone(), name.clone(), pct));
+        }
+    }
+    let layers = match used_percent(data_dir) {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::warn!(error = %e, "layer storage use unreadable");
+            None
+        }
+    };
+    if let Some(v) = layers {
+        record(pool, "layer_storage", "site", now, v, KEEP_SECS).await?;
+    }
+    for rule in rules.rules.iter().filter(|r| r.enabled) {
+        let obs = |subject: &str, name: &str, node: Option<Uuid>, value, history| Observation {
+            rule: rule.id.clone(),
+            metric: rule.metric,
+            subject: subject.to_owned(),
+            subject_name: name.to_owned(),
+            node_id: node,
+            value,
+            history,
+        };
+        match rule.metric {
+            Metric::NodeCpuPercent | Metric::NodeMemoryPercent => {
+                let series = if rule.metric == Metric::NodeCpuPercent {
+                    NodeSeries::CpuPercent
+                } else {
+                    NodeSeries::MemoryPercent
+                };
+                // The baseline's weeks come from the loop's own thinned
+                // copy of the series (`node_cpu_percent`, …), the current
+                // value from the sampler's rows.
+                let kept = serde_json::to_value(rule.metric)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                let keep = rule
+                    .deviation
+                    .as_ref()
+                    .map(|d| i64::from(d.spec.weeks) * WEEK + DAY);
+                for (id, name, ..) in &nodes {
+                    let node = db::parse_uuid(id)?;
+                    let recent = node_series(pool, node, series, now - FRESH_SECS, now + 1).await?;
+                    let value = recent
+                        .iter()
+                        .rev()
+                        .find(|p| p.at > now - FRESH_SECS)
+                        .map(|p| p.value);
+                    let mut history = Vec::new();
+                    if let Some(keep) = keep {
+                        if let Some(v) = value {
+                            let slot = now - now.rem_euclid(BASELINE_STEP_SECS);
+                            record(pool, &kept, id, slot, v, keep).await?;
+                        }
+                        // Past weeks only: this hour's own points must not
+                        // make the baseline they are judged by.
+                        history = recorded(pool, &kept, id, now - keep, now - DAY).await?;
+                    }
+                    out.push(obs(id, name, Some(node), value, history));
+                }
+            }
+            Metric::NodeDown => {
+                for (id, name, state, maintenance, ..) in &nodes {
+                    let down = state == "down" && !maintenance;
+                    let v = if down { 1.0 } else { 0.0 };
+                    out.push(obs(
+                        id,
+                        name,
+                        Some(db::parse_uuid(id)?),
+                        Some(v),
+                        Vec::new(),
+                    ));
+                }
+            }
+            Metric::NodeFailures7d => {
+                for (id, name, ..) in &nodes {
+                    let n: i64 = sqlx::query_scalar(
+                        "SELECT COUNT(*) FROM events WHERE node_id = ? AND kind = 'node_down' AND at > ? AND at <= ?",
+                    )
+                    .bind(id)
+                    .bind(text_time(now - 7 * DAY))
+                    .bind(text_time(now))
+                    .fetch_one(pool)
+                    .await?;
+                    #[allow(clippy::cast_precision_loss)]
+                    let v = n as f64;
+                    out.push(obs(
+                        id,
+                        name,
+                        Some(db::parse_uuid(id)?),
+                        Some(v),
+                        Vec::new(),
+                    ));
+                }
+            }
+            Metric::StoreUsedPercent => {
+                for (id, name, pct) in &stores {
+                    let history = recorded(pool, "store", id, now - 7 * DAY, now).await?;
+                    out.push(obs(
+                        id,
+                        name,
+                        Some(db::parse_uuid(id)?),
+                        Some(*pct),
+                        history,
+                    ));
+                }
+            }
+            Metric::LayerStorageUsedPercent => {
+                if let Some(v) = layers {
+                    let history =
+                        recorded(pool, "layer_storage", "site", now - 7 * DAY, now).await?;
+                    out.push(obs("site", "site", None, Some(v), history));
+                }
+            }
+            Metric::StartFailurePercent => {
+                let (from, to) = (text_time(now - HOUR), text_time(now));
+                let failed: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM events WHERE kind = 'vm_start_failed' AND at > ? AND at <= ?",
+                )
+                .bind(&from)
+                .bind(&to)
+                .fetch_one(pool)
+                .await?;
+                let started: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM vms WHERE last_started_at > ? AND last_started_at <= ?",
+                )
+                .bind(&from)
+                .bind(&to)
+                .fetch_one(pool)
+                .await?;
+                #[allow(clippy::cast_precision_loss)]
+                let v = (failed + started > 0)
+                    .then(|| 100.0 * failed as f64 / (failed + started) as f64);
+                out.push(obs("site", "site", None, v, Vec::new()));
+            }
+            // No recorded source yet (see the module doc).
+            Metric::ConsoleErrorPercent | Metric::SloBurnRate => {}
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -173,5 +446,80 @@ mod tests {
         };
         let b = baseline(&h, now + 60, &one).expect("baseline");
         assert_eq!((b.median, b.weeks), (31.0, 1));
+    }
+
+    #[tokio::test]
+    async fn node_state_failures_stores_and_start_failures_are_observed() {
+        let (pool, node, dir) = pool_with_node().await;
+        let now = 1_796_256_000;
+        // Down (state defaults to down), twice in the week, once before it;
+        // its store 60 % used; two failed starts in the last hour, one older.
+        sqlx::query("UPDATE nodes SET store_used_bytes = 60, store_free_bytes = 40 WHERE id = ?")
+            .bind(node.to_string())
+            .execute(&pool)
+            .await
+            .expect("store");
+        for (kind, ago) in [
+            ("node_down", 3600),
+            ("node_down", 3 * DAY),
+            ("node_down", 8 * DAY),
+            ("vm_start_failed", 60),
+            ("vm_start_failed", 1800),
+            ("vm_start_failed", 2 * HOUR),
+        ] {
+            sqlx::query(
+                "INSERT INTO events (at, kind, node_id, node_name, message) VALUES (?, ?, ?, 'n1', '')",
+            )
+            .bind(text_time(now - ago))
+            .bind(kind)
+            .bind(node.to_string())
+            .execute(&pool)
+            .await
+            .expect("event");
+        }
+        let obs = observe(&pool, &RuleSet::defaults(), now, dir.path())
+            .await
+            .expect("observe");
+        let value = |rule: &str| {
+            obs.iter()
+                .find(|o| o.rule == rule)
+                .unwrap_or_else(|| panic!("no {rule}: {obs:?}"))
+                .value
+        };
+        assert_eq!(value("node_down"), Some(1.0));
+        assert_eq!(value("node_failures"), Some(2.0));
+        assert_eq!(value("store_capacity"), Some(60.0));
+        // Two failures, no start succeeded: 100 %.
+        assert_eq!(value("start_failures"), Some(100.0));
+        // No samples: no current load.
+        assert_eq!(value("node_cpu"), None);
+        assert!(value("layer_storage_capacity").is_some_and(|v| (0.0..=100.0).contains(&v)));
+        // Nothing observes console errors or SLO burn yet.
+        assert!(
+            obs.iter()
+                .all(|o| o.rule != "console_errors" && o.rule != "slo_burn")
+        );
+        // The store's use is kept for its forecast.
+        let kept = recorded(&pool, "store", &node.to_string(), now - DAY, now)
+            .await
+            .expect("kept");
+        assert_eq!(
+            kept,
+            vec![Point {
+                at: now,
+                value: 60.0
+            }]
+        );
+        // In maintenance, a down node is not "down" for the alert.
+        sqlx::query("UPDATE nodes SET maintenance = 1 WHERE id = ?")
+            .bind(node.to_string())
+            .execute(&pool)
+            .await
+            .expect("maintenance");
+        let obs = observe(&pool, &RuleSet::defaults(), now + 60, dir.path())
+            .await
+            .expect("observe");
+        let down = obs.iter().find(|o| o.rule == "node_down").expect("down");
+        assert_eq!(down.value, Some(0.0));
     }
 }

@@ -114,6 +114,19 @@ pub enum DeskError {
     Db(#[from] sqlx::Error),
 }
 
+/// A system incident to open or join ([`Desk::open_system_incident`]).
+#[derive(Debug)]
+pub struct SystemIncident<'a> {
+    /// Identifies what the incident is about (`alert:<rule>:<subject>`,
+    /// `inspection:<item>`): at most one open incident per key.
+    pub key: &'a str,
+    pub title: &'a str,
+    /// The first description, then each repeat's work-log line.
+    pub description: &'a str,
+    pub node_id: Option<Uuid>,
+    pub context: serde_json::Value,
+}
+
 /// A report to file.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -603,6 +616,100 @@ impl Desk {
                 Ok(())
             }
         }
+    }
+
+    /// A system incident about something the server itself found (a
+    /// critical alert, a failed inspection item), identified by `s.key`: a
+    /// ticket still open for the same key — or, for a node, the node's own
+    /// open system incident (see [`Self::node_changed`]) — is joined with a
+    /// work-log line; otherwise a new incident is opened, reported by the
+    /// first admin (a ticket needs a reporter). `Ok(None)`: no admin yet, so
+    /// nothing was written.
+    pub async fn open_system_incident(
+        &self,
+        s: &SystemIncident<'_>,
+    ) -> Result<Option<Uuid>, DeskError> {
+        let open: Option<String> = sqlx::query_scalar(
+            "SELECT id FROM tickets WHERE channel = 'system' AND state NOT IN ('resolved', 'closed')
+             AND (json_extract(context, '$.system_key') = ?1
+                  OR (?2 IS NOT NULL AND node_id = ?2 AND vm_id IS NULL))
+             ORDER BY created_at LIMIT 1",
+        )
+        .bind(s.key)
+        .bind(s.node_id.map(|n| n.to_string()))
+        .fetch_optional(&self.pool)
+        .await?;
+        let now = db::now();
+        if let Some(id) = open {
+            let id = db::parse_uuid(&id)?;
+            let mut tx = self.pool.begin().await?;
+            tickets::add_event(
+                &mut tx,
+                id,
+                &now,
+                NewEvent::system("worklog")
+                    .text(s.description)
+                    .data(json!({"system_key": s.key})),
+            )
+            .await?;
+            tickets::update(&mut tx, id, "updated_at = ?", &[Some(now.clone())]).await?;
+            tx.commit().await?;
+            return Ok(Some(id));
+        }
+        let admin: Option<String> = sqlx::query_scalar(
+            "SELECT id FROM users WHERE role = 'admin' AND disabled = 0 ORDER BY created_at, username LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(admin) = admin else {
+            return Ok(None);
+        };
+        let reporter = db::parse_uuid(&admin)?;
+        let (impact, urgency) = (Impact::Lab, Urgency::NotBlocking);
+        let priority = priority::priority(impact, urgency);
+        let mut context = s.context.clone();
+        context["system_key"] = json!(s.key);
+        let id = Uuid::new_v4();
+        let mut tx = self.pool.begin().await?;
+        tickets::insert(
+            &mut tx,
+            &tickets::NewTicketRow {
+                id,
+                kind: Kind::Incident,
+                title: s.title,
+                description: s.description,
+                priority,
+                impact,
+                urgency,
+                channel: Channel::System,
+                reporter_id: reporter,
+                created_by: reporter,
+                vm_id: None,
+                node_id: s.node_id,
+                course_id: None,
+                template_id: None,
+                context: &context,
+                screenshot: None,
+            },
+            &now,
+        )
+        .await?;
+        tickets::add_event(
+            &mut tx,
+            id,
+            &now,
+            NewEvent::system("created").data(json!({
+                "channel": "system",
+                "priority": priority.as_str(),
+                "impact": impact.as_str(),
+                "urgency": urgency.as_str(),
+                "system_key": s.key,
+            })),
+        )
+        .await?;
+        tx.commit().await?;
+        tracing::info!(key = s.key, ticket = %id, "system incident opened");
+        Ok(Some(id))
     }
 
     /// Staff record a phone callback: who called, when, the outcome; a

@@ -15,6 +15,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::alerts::service::AlertError;
 use crate::auth::AuthError;
 use crate::builds::BuildError;
 use crate::console::ConsoleError;
@@ -22,6 +23,7 @@ use crate::courses::CourseError;
 use crate::desk::DeskError;
 use crate::desk::notices::NoticeError;
 use crate::images::ImageError;
+use crate::inspection::InspectionError;
 use crate::labnets::LabNetError;
 use crate::libvirt::LibvirtError;
 use crate::nodes::NodeError;
@@ -715,6 +717,35 @@ impl From<DeskError> for ApiError {
             DeskError::Libvirt(l) => l.into(),
             DeskError::Users(u) => u.into(),
             DeskError::Io(_) | DeskError::Db(_) => Self::internal(&e),
+        }
+    }
+}
+
+impl From<AlertError> for ApiError {
+    fn from(e: AlertError) -> Self {
+        match e {
+            AlertError::NotFound => Self::not_found(),
+            AlertError::NotOpen => Self::new(StatusCode::CONFLICT, "alert_not_open", e.to_string()),
+            AlertError::InvalidRules(_) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_alert_rules",
+                e.to_string(),
+            ),
+            AlertError::BadQuery(m) => Self::bad_request(m),
+            AlertError::Desk(d) => d.into(),
+            AlertError::Stored(_) | AlertError::Engine(_) | AlertError::Db(_) => Self::internal(&e),
+        }
+    }
+}
+
+impl From<InspectionError> for ApiError {
+    fn from(e: InspectionError) -> Self {
+        match e {
+            InspectionError::NotFound => Self::not_found(),
+            InspectionError::BadLimit => Self::bad_request(e.to_string()),
+            InspectionError::Node(n) => n.into(),
+            InspectionError::Desk(d) => d.into(),
+            InspectionError::Stored(_) | InspectionError::Db(_) => Self::internal(&e),
         }
     }
 }

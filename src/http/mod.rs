@@ -5,6 +5,7 @@
 //! Access logs record method, path and status — never the query string, which
 //! may carry a console token (`/ws/console?token=…`), and never bodies.
 
+pub mod alerts;
 pub mod auth;
 pub mod collect;
 pub mod console;
@@ -54,6 +55,7 @@ pub fn router(state: AppState) -> Router {
             .merge(nodes::router())
             .merge(slo::router())
             .merge(events::router())
+            .merge(alerts::router())
             .merge(templates::router())
             .merge(courses::router())
             .merge(vms::router())

@@ -840,6 +840,15 @@ impl Node {
         .await
     }
 
+    /// The node's libvirt and hypervisor (QEMU) versions, as `major.minor.micro`.
+    pub async fn versions(&self) -> Result<(String, String), LibvirtError> {
+        fn dotted(v: u32) -> String {
+            format!("{}.{}.{}", v / 1_000_000, (v / 1000) % 1000, v % 1000)
+        }
+        self.call(|c| Ok((dotted(c.lib_version()?), dotted(c.hyp_version()?))))
+            .await
+    }
+
     /// The node's size and current memory/domain load.
     pub async fn node_info(&self) -> Result<NodeInfo, LibvirtError> {
         self.call(|c| {

@@ -39,6 +39,9 @@ const PAGES = [
   ['student-notification-settings', 'student', '#/notification-settings', '#ns-save'],
   ['student-status', 'student', '#/status', '#status-overall'],
   ['admin-slo', 'admin', '#/slo', '#slo-objectives'],
+  ['admin-alerts', 'admin', '#/alerts', '.alerts-body:not([aria-busy])'],
+  ['admin-alert-rules', 'admin', '#/alert-rules', 'section.alert-rule[data-rule=node_memory]'],
+  ['admin-inspections', 'admin', '#/inspections', '#insp-history:not([aria-busy])'],
 ];
 
 await run('pages', outDir, async ({ newPage, step, logs }) => {

@@ -313,6 +313,43 @@ fn role_matrix() -> Vec<Row> {
         row(Method::GET, "/api/vms", NO, [401, 200, 200, 200, 200]),
         row(Method::GET, "/api/vms/{id}", NO, [401, 404, 404, 404, 404]),
         // ---- area: alerts (new rows of this area go right below this line)
+        row(Method::GET, "/api/alerts", NO, [401, 403, 403, 200, 200]),
+        row(
+            Method::GET,
+            "/api/alerts/rules",
+            NO,
+            [401, 403, 403, 200, 200],
+        ),
+        row(
+            Method::PUT,
+            "/api/alerts/rules",
+            Body::Json(json!({"rules": []})),
+            [401, 403, 403, 403, 200],
+        ),
+        row(
+            Method::POST,
+            "/api/alerts/{id}/ack",
+            NO,
+            [401, 403, 403, 404, 404],
+        ),
+        row(
+            Method::GET,
+            "/api/inspections",
+            NO,
+            [401, 403, 403, 200, 200],
+        ),
+        row(
+            Method::POST,
+            "/api/inspections",
+            Body::Json(json!({"full": false})),
+            [401, 403, 403, 201, 201],
+        ),
+        row(
+            Method::GET,
+            "/api/inspections/{id}",
+            NO,
+            [401, 403, 403, 404, 404],
+        ),
         row(
             Method::GET,
             "/api/vms/{id}/history",

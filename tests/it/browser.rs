@@ -1192,3 +1192,66 @@ async fn admin_reads_the_slo_page_and_a_student_the_status_page() {
         .unwrap();
     assert_eq!(p95["target"], 90.0, "the form's target is stored");
 }
+
+/// Alerts and the daily inspection (issue 14) in the browser, both
+/// languages: staff acknowledge a critical alert and read the rules, an
+/// admin edits them (a bad rule refused) and runs an inspection.
+#[tokio::test]
+async fn staff_acknowledge_an_alert_and_an_admin_edits_rules_and_runs_an_inspection() {
+    let _serial = one_at_a_time().await;
+    let env = crate::alerts::env().await;
+    env.user("test-ui-al-staff", Role::Staff).await;
+    env.user("test-ui-al-admin", Role::Admin).await;
+    let admin = env.client("test-ui-al-admin").await;
+    let id = crate::alerts::fire_memory_alert(&env, &admin).await;
+    let base = env.server.url();
+    let dir = artifact_dir();
+    let shots = [
+        "alerts-en.png",
+        "alert-rules-zh.png",
+        "inspections-en.png",
+        "inspections-zh.png",
+    ];
+    for f in shots {
+        let _ = std::fs::remove_file(dir.join(f));
+    }
+    run_script(
+        "alerts.mjs",
+        &[
+            &base,
+            "test-ui-al-staff",
+            "test-ui-al-admin",
+            PASSWORD,
+            dir.to_str().unwrap(),
+        ],
+    )
+    .await;
+    for f in shots {
+        assert_png(&dir.join(f));
+    }
+    // What the pages did is real.
+    let (_, list) = admin.get("/api/alerts?rule=node_memory").await;
+    let a = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == id.as_str())
+        .unwrap();
+    assert_eq!(a["state"], "acknowledged", "{a}");
+    assert_eq!(a["acknowledged_by"], "test-ui-al-staff");
+    let (_, rules) = admin.get("/api/alerts/rules").await;
+    let mem = rules["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == "node_memory")
+        .unwrap();
+    assert_eq!(mem["threshold"]["critical"], 96.0, "{mem}");
+    assert_eq!(
+        mem["threshold"]["warning"], 90.0,
+        "the refused change was not stored"
+    );
+    let (_, insp) = admin.get("/api/inspections").await;
+    assert_eq!(insp.as_array().unwrap().len(), 1, "{insp}");
+    assert_eq!(insp[0]["requested_by"], "test-ui-al-admin");
+}

@@ -41,6 +41,10 @@ const ROUTES = [
   // Service levels (slo.js).
   [/^slo$/, './slo.js', ['teacher', 'staff', 'admin'], 'slo'],
   [/^status$/, './slo.js', ['student', 'teacher', 'staff', 'admin'], 'status'],
+  // Alerts and the daily inspection (alerts.js).
+  [/^alerts$/, './alerts.js', ['staff', 'admin'], 'alerts'],
+  [/^alert-rules$/, './alerts.js', ['staff', 'admin'], 'rules'],
+  [/^inspections(?:\/([\w-]+))?$/, './alerts.js', ['staff', 'admin'], 'inspections'],
 ];
 
 function homeFor(user) {
@@ -51,9 +55,9 @@ function homeFor(user) {
 }
 
 function navFor(user) {
-  if (user.role === 'admin') return [['nodes', 'nav.nodes'], ['vms', 'nav.vms'], ['users', 'nav.users'], ['teach', 'nav.teach'], ['templates', 'nav.templates'], ['desk', 'nav.desk'], ['problems', 'nav.problems'], ['kb', 'nav.kb'], ['slo', 'nav.slo']];
+  if (user.role === 'admin') return [['nodes', 'nav.nodes'], ['vms', 'nav.vms'], ['users', 'nav.users'], ['teach', 'nav.teach'], ['templates', 'nav.templates'], ['desk', 'nav.desk'], ['problems', 'nav.problems'], ['kb', 'nav.kb'], ['slo', 'nav.slo'], ['alerts', 'nav.alerts']];
   if (user.role === 'teacher') return [['teach', 'nav.teach'], ['templates', 'nav.templates'], ['tickets', 'nav.tickets'], ['slo', 'nav.slo'], ['status', 'nav.status']];
-  if (user.role === 'staff') return [['desk', 'nav.desk'], ['tickets', 'nav.myWork'], ['problems', 'nav.problems'], ['kb', 'nav.kb'], ['slo', 'nav.slo']];
+  if (user.role === 'staff') return [['desk', 'nav.desk'], ['tickets', 'nav.myWork'], ['problems', 'nav.problems'], ['kb', 'nav.kb'], ['slo', 'nav.slo'], ['alerts', 'nav.alerts']];
   return [['courses', 'nav.courses'], ['tickets', 'nav.tickets'], ['status', 'nav.status']];
 }
 

@@ -55,6 +55,11 @@ impl TestEnv {
         // pool names are global on the shared libvirtd, paths are per test.
         config.template_pool = format!("{}-tpl", dir.path().file_name().unwrap().to_string_lossy());
         config.shutdown_timeout_secs = 30;
+        // The alert loop and the inspection schedule run on the wall clock:
+        // off, so they never add alerts, events or desk tickets to another
+        // area's test; tests/it/alerts.rs drives them with its own instants.
+        config.alert_interval_secs = 0;
+        config.inspection_at = pvce::inspection::schedule::InspectionAt(None);
         tweak(&mut config);
         let server = pvce::app::start(config, "127.0.0.1:0").await.unwrap();
         TestEnv {

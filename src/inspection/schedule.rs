@@ -1,0 +1,165 @@
+//! When the daily inspection runs: pure functions of the instant, the last
+//! run and the configured time of day (UTC), so the loop and the tests ask
+//! the same question with their own clocks.
+
+use std::str::FromStr;
+
+/// Seconds in a day.
+const DAY: i64 = 86_400;
+
+/// The configured time of day (`--inspection-at HH:MM`, UTC), or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InspectionAt(pub Option<u32>);
+
+impl InspectionAt {
+    /// Minutes after midnight UTC, `None` when scheduled runs are off.
+    pub fn minute_of_day(self) -> Option<u32> {
+        self.0
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("the inspection time must be HH:MM (00:00 to 23:59, UTC) or off")]
+pub struct BadTime;
+
+impl FromStr for InspectionAt {
+    type Err = BadTime;
+    fn from_str(s: &str) -> Result<Self, BadTime> {
+        if s.eq_ignore_ascii_case("off") {
+            return Ok(InspectionAt(None));
+        }
+        let (h, m) = s.split_once(':').ok_or(BadTime)?;
+        if h.len() != 2 || m.len() != 2 {
+            return Err(BadTime);
+        }
+        let h: u32 = h.parse().map_err(|_| BadTime)?;
+        let m: u32 = m.parse().map_err(|_| BadTime)?;
+        if h > 23 || m > 59 {
+            return Err(BadTime);
+        }
+        Ok(InspectionAt(Some(h * 60 + m)))
+    }
+}
+
+impl std::fmt::Display for InspectionAt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            None => f.write_str("off"),
+            Some(m) => write!(f, "{:02}:{:02}", m / 60, m % 60),
+        }
+    }
+}
+
+/// The latest scheduled instant at or before `now`.
+pub fn last_slot(now: i64, minute_of_day: u32) -> i64 {
+    let slot = now - now.rem_euclid(DAY) + i64::from(minute_of_day) * 60;
+    if slot > now { slot - DAY } else { slot }
+}
+
+/// Whether an inspection is due at `now`: a scheduled instant has passed
+/// since the last run — or, with none yet, since `since` (when the
+/// schedule started watching), so a fresh server waits for its first slot
+/// instead of inspecting at start-up. A missed slot (server down) is run
+/// once when it comes back, not once per missed day.
+pub fn is_due(now: i64, last: Option<i64>, since: i64, minute_of_day: u32) -> bool {
+    let reference = last.unwrap_or(since);
+    let slot = last_slot(now, minute_of_day);
+    reference < slot && slot <= now
+}
+
+/// Day number of `now` (days since 1970-01-01 UTC).
+pub fn day(now: i64) -> i64 {
+    now.div_euclid(DAY)
+}
+
+/// Whether item `index` is checked on day `day` by the daily sample: a
+/// seventh of the items each day, in turn, so a week covers them all.
+pub fn in_daily_sample(index: usize, day: i64) -> bool {
+    let i = i64::try_from(index % 7).unwrap_or(0);
+    i == day.rem_euclid(7)
+}
+
+/// Whether the run on `day` checks everything (once a week, on Sundays:
+/// 1970-01-01 was a Thursday, so day 3 mod 7).
+pub fn is_full_day(day: i64) -> bool {
+    day.rem_euclid(7) == 3
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    // 2026-12-03 00:00:00 UTC, a Thursday.
+    const D: i64 = 1_796_256_000;
+
+    #[test]
+    fn parses_times_and_off() {
+        assert_eq!("03:30".parse(), Ok(InspectionAt(Some(210))));
+        assert_eq!("00:00".parse(), Ok(InspectionAt(Some(0))));
+        assert_eq!("OFF".parse(), Ok(InspectionAt(None)));
+        for bad in ["24:00", "3:30", "03:60", "", "03-30", "aa:bb", "03:3"] {
+            assert_eq!(bad.parse::<InspectionAt>(), Err(BadTime), "{bad}");
+        }
+        assert_eq!(InspectionAt(Some(65)).to_string(), "01:05");
+    }
+
+    #[test]
+    fn due_once_per_slot() {
+        let at = 3 * 60; // 03:00
+        let slot = D + 3 * 3600;
+        // Server up since midnight, nothing run: due at the slot, not before.
+        assert!(!is_due(slot - 1, None, D, at));
+        assert!(is_due(slot, None, D, at));
+        assert!(is_due(slot + 5 * 3600, None, D, at));
+        // Run at the slot: not again that day, due next day at the slot.
+        assert!(!is_due(slot + 60, Some(slot), D, at));
+        assert!(!is_due(slot + DAY - 1, Some(slot), D, at));
+        assert!(is_due(slot + DAY, Some(slot), D, at));
+        // A server started after today's slot waits for tomorrow's.
+        assert!(!is_due(slot + 3600, None, slot + 10, at));
+        // A manual run after the slot counts as the day's run.
+        assert!(!is_due(slot + 7200, Some(slot + 3600), D, at));
+        // Down for three days: one catch-up run.
+        assert!(is_due(slot + 3 * DAY + 10, Some(slot), D, at));
+        assert!(!is_due(
+            slot + 3 * DAY + 20,
+            Some(slot + 3 * DAY + 10),
+            D,
+            at
+        ));
+    }
+
+    #[test]
+    fn a_week_of_samples_covers_everything_once() {
+        for n in [0usize, 1, 6, 7, 20] {
+            for start in [D / DAY, D / DAY + 3] {
+                let mut seen = vec![0; n];
+                for d in start..start + 7 {
+                    for (i, s) in seen.iter_mut().enumerate() {
+                        if in_daily_sample(i, d) {
+                            *s += 1;
+                        }
+                    }
+                }
+                assert!(seen.iter().all(|&c| c == 1), "{n} {seen:?}");
+            }
+        }
+        // One full day a week, a Sunday.
+        let full: Vec<i64> = (day(D)..day(D) + 7).filter(|&d| is_full_day(d)).collect();
+        assert_eq!(full, vec![day(D) + 3]);
+    }
+
+    proptest! {
+        #[test]
+        fn due_means_a_slot_lies_between(last in 0i64..4_000_000_000, gap in 0i64..(10 * DAY), at in 0u32..1440) {
+            let now = last + gap;
+            let due = is_due(now, Some(last), 0, at);
+            // Brute force: some instant t in (last, now] at the minute of day.
+            let first = last_slot(last, at) + DAY;
+            prop_assert_eq!(due, first <= now);
+            // After running, not due again until the next slot.
+            prop_assert!(!is_due(now, Some(now), 0, at));
+        }
+    }
+}
