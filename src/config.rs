@@ -208,7 +208,7 @@ pub struct Config {
     /// `none` (a relay on this machine or a trusted network), `starttls`
     /// (required, the default) or `tls` (SMTPS from the first byte).
     #[arg(long, env = "PVCE_SMTP_SECURITY", default_value = "starttls", value_parser = parse_smtp_security)]
-    pub smtp_security: crate::notify::SmtpSecurity,
+    pub smtp_security: crate::desk::notify::SmtpSecurity,
 
     /// The sender, e.g. `pvce 服务台 <desk@lab.example.edu>`.
     #[arg(long, env = "PVCE_SMTP_FROM", default_value = "pvce <pvce@localhost>")]
@@ -220,8 +220,8 @@ pub struct Config {
 
     /// The SMTP password, from the environment only (never a flag, so it
     /// does not show in `ps`); never logged.
-    #[arg(skip = std::env::var("PVCE_SMTP_PASSWORD").ok().map(crate::notify::mail::Secret::new))]
-    pub smtp_password: Option<crate::notify::mail::Secret>,
+    #[arg(skip = std::env::var("PVCE_SMTP_PASSWORD").ok().map(crate::desk::notify::mail::Secret::new))]
+    pub smtp_password: Option<crate::desk::notify::mail::Secret>,
 
     /// A file holding the SMTP password (its first line), instead of
     /// `PVCE_SMTP_PASSWORD`.
@@ -236,11 +236,11 @@ pub struct Config {
     /// `URL`, or `FORMAT:URL` with FORMAT json, text, markdown or chat).
     /// The URLs carry tokens: never logged.
     #[arg(long, env = "PVCE_NOTIFY_WEBHOOKS", value_delimiter = ',', value_parser = parse_webhook, hide_env_values = true)]
-    pub notify_webhooks: Vec<crate::notify::WebhookTarget>,
+    pub notify_webhooks: Vec<crate::desk::notify::WebhookTarget>,
 
     /// The language of those webhooks' messages (`zh-CN` or `en`).
     #[arg(long, env = "PVCE_NOTIFY_WEBHOOK_LANG", default_value = "zh-CN", value_parser = parse_lang)]
-    pub notify_webhook_lang: crate::notify::Lang,
+    pub notify_webhook_lang: crate::desk::notify::Lang,
 
     /// URL prefixes users other than admins may point their own
     /// notification webhook at (comma-separated, e.g.
@@ -324,8 +324,8 @@ fn parse_public_url(s: &str) -> Result<String, String> {
     Ok(format!("{scheme}://{}", rest.to_ascii_lowercase()))
 }
 
-fn parse_smtp_security(s: &str) -> Result<crate::notify::SmtpSecurity, String> {
-    use crate::notify::SmtpSecurity as S;
+fn parse_smtp_security(s: &str) -> Result<crate::desk::notify::SmtpSecurity, String> {
+    use crate::desk::notify::SmtpSecurity as S;
     match s {
         "none" => Ok(S::None),
         "starttls" => Ok(S::Starttls),
@@ -336,16 +336,16 @@ fn parse_smtp_security(s: &str) -> Result<crate::notify::SmtpSecurity, String> {
     }
 }
 
-fn parse_lang(s: &str) -> Result<crate::notify::Lang, String> {
+fn parse_lang(s: &str) -> Result<crate::desk::notify::Lang, String> {
     match s {
-        "zh-CN" | "en" => Ok(crate::notify::Lang::from_tag(s)),
+        "zh-CN" | "en" => Ok(crate::desk::notify::Lang::from_tag(s)),
         other => Err(format!("unknown language {other:?}; use zh-CN or en")),
     }
 }
 
 /// `URL` or `FORMAT:URL`; the error never repeats the URL (it holds a token).
-fn parse_webhook(s: &str) -> Result<crate::notify::WebhookTarget, String> {
-    use crate::notify::{WebhookFormat as F, WebhookTarget};
+fn parse_webhook(s: &str) -> Result<crate::desk::notify::WebhookTarget, String> {
+    use crate::desk::notify::{WebhookFormat as F, WebhookTarget};
     let s = s.trim();
     let (format, url) = match s.split_once(':') {
         Some(("json", u)) => (F::Json, u),
@@ -443,14 +443,14 @@ impl Config {
             desk_confirm_days: crate::desk::DEFAULT_CONFIRM_DAYS,
             smtp_host: None,
             smtp_port: None,
-            smtp_security: crate::notify::SmtpSecurity::Starttls,
+            smtp_security: crate::desk::notify::SmtpSecurity::Starttls,
             smtp_from: "pvce <pvce@localhost>".into(),
             smtp_user: None,
             smtp_password: None,
             smtp_password_file: None,
             smtp_ca_file: None,
             notify_webhooks: Vec::new(),
-            notify_webhook_lang: crate::notify::Lang::ZhCn,
+            notify_webhook_lang: crate::desk::notify::Lang::ZhCn,
             notify_webhook_allow: Vec::new(),
             notify_loop: true,
             snapshot_quota: crate::vms::snapshots::DEFAULT_QUOTA,
@@ -475,7 +475,7 @@ impl Config {
 
     /// The mail server settings, if one is configured (the password read
     /// from its file now).
-    pub fn smtp_settings(&self) -> anyhow::Result<Option<crate::notify::SmtpSettings>> {
+    pub fn smtp_settings(&self) -> anyhow::Result<Option<crate::desk::notify::SmtpSettings>> {
         let Some(host) = &self.smtp_host else {
             return Ok(None);
         };
@@ -484,13 +484,13 @@ impl Config {
                 let text = std::fs::read_to_string(path).map_err(|e| {
                     anyhow::anyhow!("reading the SMTP password file {}: {e}", path.display())
                 })?;
-                Some(crate::notify::mail::Secret::new(
+                Some(crate::desk::notify::mail::Secret::new(
                     text.lines().next().unwrap_or_default(),
                 ))
             }
             None => self.smtp_password.clone(),
         };
-        Ok(Some(crate::notify::SmtpSettings {
+        Ok(Some(crate::desk::notify::SmtpSettings {
             host: host.clone(),
             port: self.smtp_port,
             security: self.smtp_security,
@@ -560,7 +560,7 @@ mod tests {
 
     #[test]
     fn notification_settings_parse_and_keep_their_secrets() {
-        use crate::notify::WebhookFormat;
+        use crate::desk::notify::WebhookFormat;
         let t = parse_webhook("chat:https://chat.lab.example/hooks/TOKEN123").expect("chat");
         assert_eq!(t.format, WebhookFormat::Chat);
         assert_eq!(t.url, "https://chat.lab.example/hooks/TOKEN123");
@@ -576,7 +576,7 @@ mod tests {
         c.notify_webhooks =
             vec![parse_webhook("https://chat.lab.example/hooks/TOKEN123").expect("ok")];
         c.smtp_host = Some("smtp.lab.example".into());
-        c.smtp_password = Some(crate::notify::mail::Secret::new("hunter2-pw"));
+        c.smtp_password = Some(crate::desk::notify::mail::Secret::new("hunter2-pw"));
         let dbg = format!("{c:?}");
         assert!(
             !dbg.contains("TOKEN123") && !dbg.contains("hunter2"),

@@ -16,9 +16,11 @@
 //!   import a personal layer), [`collect`] (a course's work as one archive),
 //!   [`console`] (the console proxy), [`labnets`] (per-student lab networks);
 //! - the service: [`desk`] (tickets, SLA clocks and the service calendar,
-//!   knowledge base, problems, statistics), [`notify`] (e-mail and webhook
-//!   senders), [`alerts`] (alert levels, baselines, forecasts), [`slo`]
-//!   (service level indicators, objectives, the status page);
+//!   knowledge base, problems, statistics, and in [`desk::notify`] the
+//!   e-mail and webhook senders), [`alerts`] (alert levels, baselines,
+//!   forecasts), [`inspection`] (the daily inspection), [`slo`] (service
+//!   level indicators, objectives, the status page), [`quantile`]
+//!   (percentiles, one definition for all figures);
 //! - the cluster: [`nodes`], [`placement`], [`stores`] (template stores on
 //!   nodes), [`monitor`] (load history), [`events`] (the event log),
 //!   [`libvirt`] (the only one that talks to libvirt);
@@ -51,9 +53,9 @@ pub mod logging;
 pub mod monitor;
 pub mod names;
 pub mod nodes;
-pub mod notify;
 pub mod placement;
 pub mod portable;
+pub mod quantile;
 pub mod slo;
 pub mod space;
 pub mod state;

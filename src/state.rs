@@ -169,7 +169,7 @@ impl AppState {
 /// The notification service from the settings: a mail server is checked
 /// here (a wrong setting stops the start-up rather than losing mail later).
 fn notices(config: &Config, pool: &Pool) -> anyhow::Result<crate::desk::notices::Notices> {
-    use crate::notify::{Mailer, Notifier, WebhookSender};
+    use crate::desk::notify::{Mailer, Notifier, WebhookSender};
     let mailer = config
         .smtp_settings()?
         .map(|s| Mailer::new(&s))

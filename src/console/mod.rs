@@ -91,6 +91,33 @@ pub mod close {
     pub const AUTH_FAILED: u16 = 4005;
     /// The browser broke the RFB handshake (WebSocket "protocol error").
     pub const PROTOCOL: u16 = 1002;
+    /// Too many sessions (WebSocket "try again later").
+    pub const TRY_AGAIN_LATER: u16 = 1013;
+
+    use crate::slo::EndedBy;
+
+    /// Who ended a session, for the service levels, from the close code
+    /// pvce sent (`None`: the browser closed first).
+    pub fn ended_by(code: Option<u16>) -> EndedBy {
+        match code {
+            Some(NODE_UNREACHABLE | AUTH_FAILED | PROTOCOL) => EndedBy::Error,
+            Some(VM_STOPPED | VM_MOVED | SERVER_SHUTDOWN | TRY_AGAIN_LATER) => EndedBy::System,
+            _ => EndedBy::User,
+        }
+    }
+
+    #[cfg(test)]
+    #[test]
+    fn close_codes_classify_session_ends() {
+        assert_eq!(ended_by(Some(4003)), EndedBy::Error);
+        assert_eq!(ended_by(Some(4005)), EndedBy::Error);
+        assert_eq!(ended_by(Some(1002)), EndedBy::Error);
+        assert_eq!(ended_by(Some(4001)), EndedBy::System);
+        assert_eq!(ended_by(Some(4002)), EndedBy::System);
+        assert_eq!(ended_by(Some(1013)), EndedBy::System);
+        assert_eq!(ended_by(None), EndedBy::User);
+        assert_eq!(ended_by(Some(1000)), EndedBy::User);
+    }
 }
 
 /// Bounds the RFB handshakes (node and browser) before relaying starts.
@@ -387,12 +414,18 @@ impl ConsoleHub {
         use crate::slo::ConsoleFact;
         let record = ticket.record;
         self.note(ConsoleFact::Opened { id: record });
-        let ended = |code: Option<u16>| ConsoleFact::Ended { id: record, code };
+        let ended = |code: Option<u16>| ConsoleFact::Ended {
+            id: record,
+            code,
+            by: close::ended_by(code),
+        };
         let (sid, mut stop) = match self.open(ticket.user_id, ticket.vm_id, ticket.node_id) {
             Ok(s) => s,
             Err(e) => {
-                let _ = ws.send(close_msg(1013, &e.to_string())).await;
-                self.note(ended(Some(1013)));
+                let _ = ws
+                    .send(close_msg(close::TRY_AGAIN_LATER, &e.to_string()))
+                    .await;
+                self.note(ended(Some(close::TRY_AGAIN_LATER)));
                 return;
             }
         };

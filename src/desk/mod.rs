@@ -36,6 +36,7 @@ pub mod clock;
 pub mod escalation;
 pub mod kb;
 pub mod notices;
+pub mod notify;
 pub mod priority;
 pub mod problems;
 pub mod requests;

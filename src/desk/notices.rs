@@ -29,7 +29,7 @@ use uuid::Uuid;
 
 use crate::auth::Role;
 use crate::db::{self, Pool};
-use crate::notify::{
+use crate::desk::notify::{
     Destination, Event, EventKind, Lang, Notifier, NotifyError, TicketRef, WebhookFormat,
     WebhookTarget, render,
 };

@@ -654,7 +654,7 @@ impl From<crate::collect::CollectError> for ApiError {
 
 impl From<NoticeError> for ApiError {
     fn from(e: NoticeError) -> Self {
-        use crate::notify::NotifyError;
+        use crate::desk::notify::NotifyError;
         match e {
             NoticeError::NotFound => Self::not_found(),
             NoticeError::Invalid(m) => Self::bad_request(m),

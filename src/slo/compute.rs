@@ -103,19 +103,6 @@ impl EndedBy {
     }
 }
 
-/// The kind of a session's end from the close code pvce sent (`None`: the
-/// browser closed first).
-pub fn ended_by(code: Option<u16>) -> EndedBy {
-    use crate::console::close;
-    match code {
-        Some(close::NODE_UNREACHABLE | close::AUTH_FAILED | close::PROTOCOL) => EndedBy::Error,
-        Some(close::VM_STOPPED | close::VM_MOVED | close::SERVER_SHUTDOWN | 1013) => {
-            EndedBy::System
-        }
-        _ => EndedBy::User,
-    }
-}
-
 /// One recorded start attempt.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StartRow {
@@ -245,7 +232,7 @@ fn seconds(ms: i64) -> f64 {
 }
 
 fn pct(values: &mut [f64], p: f64) -> Option<f64> {
-    crate::desk::stats::percentile(values, p)
+    crate::quantile::percentile(values, p)
 }
 
 /// The start figures of the starts requested in `w`; `p95_target_ms` is

@@ -31,9 +31,10 @@ use uuid::Uuid;
 use crate::auth::Role;
 use crate::db::{self, Pool};
 use crate::users::User;
+pub use compute::EndedBy;
 use compute::{
-    EndedBy, Figures, Indicator, Inputs, Level, NodeTransition, Objective, SessionRow, StartRow,
-    Unit, Window,
+    Figures, Indicator, Inputs, Level, NodeTransition, Objective, SessionRow, StartRow, Unit,
+    Window,
 };
 pub use record::{ConsoleFact, ConsoleRecorder, StartAttempt, record_start};
 

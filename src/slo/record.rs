@@ -14,9 +14,8 @@
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use super::compute::ended_by;
+use super::compute::EndedBy;
 use crate::db::Pool;
-use crate::vms::VmError;
 
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> i64 {
@@ -44,39 +43,18 @@ impl StartAttempt {
     }
 }
 
-/// The kind of a start failure as the SLO page groups them (coarser than
-/// the API's error codes, which the HTTP layer owns).
-pub fn failure_code(e: &VmError) -> &'static str {
-    match e {
-        VmError::Stopping(_) => "vm_stopping",
-        VmError::NodeDown(_) | VmError::Node(_) => "node_unavailable",
-        VmError::Libvirt(l) if l.is_unavailable() => "node_unavailable",
-        VmError::Libvirt(_) => "libvirt",
-        VmError::Placement(_) | VmError::InsufficientMemory(_) | VmError::NodeMaintenance(_) => {
-            "no_capacity"
-        }
-        VmError::LabNetwork(_) | VmError::LabNet(_) => "lab_network",
-        VmError::Image(_)
-        | VmError::Store(_)
-        | VmError::Layer(_)
-        | VmError::Template(_)
-        | VmError::Io(_) => "storage",
-        VmError::Db(_) => "internal",
-        _ => "other",
-    }
-}
-
 /// Records a start attempt's outcome: `node` where it was placed (if it
-/// got that far), `result` the start's.
+/// got that far), `result` the start's (a failure as its kind, e.g.
+/// `node_unavailable`: the VM module classifies its errors).
 pub async fn record_start(
     pool: &Pool,
     a: &StartAttempt,
     node: Option<Uuid>,
-    result: Result<(), &VmError>,
+    result: Result<(), &'static str>,
 ) {
     let (outcome, code, running) = match result {
         Ok(()) => ("ok", None, Some(now_ms())),
-        Err(e) => ("failed", Some(failure_code(e)), None),
+        Err(code) => ("failed", Some(code), None),
     };
     let written = sqlx::query(
         "INSERT INTO slo_vm_starts (id, vm_id, user_id, course_id, node_id, requested_ms,
@@ -115,7 +93,11 @@ pub enum ConsoleFact {
     FirstFrame { id: Uuid, vm_id: Uuid },
     /// The session ended; `code` is the close code pvce sent (`None`: the
     /// browser closed it).
-    Ended { id: Uuid, code: Option<u16> },
+    Ended {
+        id: Uuid,
+        code: Option<u16>,
+        by: EndedBy,
+    },
 }
 
 /// Hands console facts to the writer task (see the module doc).
@@ -199,13 +181,13 @@ async fn write(pool: &Pool, fact: ConsoleFact, at: i64) -> Result<(), sqlx::Erro
             .execute(pool)
             .await?;
         }
-        ConsoleFact::Ended { id, code } => {
+        ConsoleFact::Ended { id, code, by } => {
             sqlx::query(
                 "UPDATE slo_console_sessions SET ended_ms = ?, ended_by = ?, close_code = ?
                  WHERE id = ? AND ended_ms IS NULL",
             )
             .bind(at)
-            .bind(ended_by(code).as_str())
+            .bind(by.as_str())
             .bind(code.map(i64::from))
             .bind(id.to_string())
             .execute(pool)

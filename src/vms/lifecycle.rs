@@ -92,7 +92,13 @@ impl VmManager {
         let result = self
             .start_locked(vm, owner_name, course_code, &mut placed)
             .await;
-        crate::slo::record_start(&self.pool, &attempt, placed, result.as_ref().map(|_| ())).await;
+        crate::slo::record_start(
+            &self.pool,
+            &attempt,
+            placed,
+            result.as_ref().map(|_| ()).map_err(VmError::failure_kind),
+        )
+        .await;
         result
     }
 

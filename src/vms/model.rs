@@ -215,6 +215,30 @@ pub enum VmError {
     Db(#[from] sqlx::Error),
 }
 
+impl VmError {
+    /// The kind of a start failure as the SLO page groups them (coarser than
+    /// the API's error codes, which the HTTP layer owns).
+    pub fn failure_kind(&self) -> &'static str {
+        match self {
+            VmError::Stopping(_) => "vm_stopping",
+            VmError::NodeDown(_) | VmError::Node(_) => "node_unavailable",
+            VmError::Libvirt(l) if l.is_unavailable() => "node_unavailable",
+            VmError::Libvirt(_) => "libvirt",
+            VmError::Placement(_)
+            | VmError::InsufficientMemory(_)
+            | VmError::NodeMaintenance(_) => "no_capacity",
+            VmError::LabNetwork(_) | VmError::LabNet(_) => "lab_network",
+            VmError::Image(_)
+            | VmError::Store(_)
+            | VmError::Layer(_)
+            | VmError::Template(_)
+            | VmError::Io(_) => "storage",
+            VmError::Db(_) => "internal",
+            _ => "other",
+        }
+    }
+}
+
 /// A VM row's columns. The names of its node and template are read by
 /// subqueries whose unqualified `node_id`/`template_id` are the VM's (the
 /// nodes and templates tables have no such columns), so this works both in

@@ -13,7 +13,7 @@ use std::time::Duration;
 use crate::common::{TestEnv, assert_error};
 use crate::notify::{SmtpSink, receiver};
 use pvce::auth::Role;
-use pvce::notify::{SmtpSecurity, WebhookFormat, WebhookTarget};
+use pvce::desk::notify::{SmtpSecurity, WebhookFormat, WebhookTarget};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -38,7 +38,7 @@ async fn a_ticket_life_notifies_the_right_people_in_their_language() {
             url: server_hook,
             format: WebhookFormat::Json,
         }];
-        c.notify_webhook_lang = pvce::notify::Lang::En;
+        c.notify_webhook_lang = pvce::desk::notify::Lang::En;
         c.notify_webhook_allow = vec![allow];
         c.public_url = Some("https://pvce.lab.example".into());
         c.notify_loop = false;

@@ -12,12 +12,12 @@ use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::post;
-use pvce::desk::sla::Clock;
-use pvce::notify::mail::Secret;
-use pvce::notify::{
+use pvce::desk::notify::mail::Secret;
+use pvce::desk::notify::{
     Destination, Event, Lang, Mailer, Notifier, NotifyError, SmtpSecurity, SmtpSettings, TicketRef,
     WebhookFormat, WebhookSender, WebhookTarget, render,
 };
+use pvce::desk::sla::Clock;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};

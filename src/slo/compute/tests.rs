@@ -46,18 +46,6 @@ fn session(
 }
 
 #[test]
-fn close_codes_classify_session_ends() {
-    assert_eq!(ended_by(Some(4003)), EndedBy::Error);
-    assert_eq!(ended_by(Some(4005)), EndedBy::Error);
-    assert_eq!(ended_by(Some(1002)), EndedBy::Error);
-    assert_eq!(ended_by(Some(4001)), EndedBy::System);
-    assert_eq!(ended_by(Some(4002)), EndedBy::System);
-    assert_eq!(ended_by(Some(1013)), EndedBy::System);
-    assert_eq!(ended_by(None), EndedBy::User);
-    assert_eq!(ended_by(Some(1000)), EndedBy::User);
-}
-
-#[test]
 fn a_session_ended_just_before_its_node_went_down_is_an_error() {
     let down = |at| NodeTransition {
         node_id: id(9),
