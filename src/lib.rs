@@ -52,6 +52,7 @@ pub mod nodes;
 pub mod notify;
 pub mod placement;
 pub mod portable;
+pub mod reports;
 pub mod snapshots;
 pub mod space;
 pub mod state;

@@ -28,6 +28,8 @@ pub struct AppState {
     pub space: Arc<crate::space::SpaceCheck>,
     /// The service desk.
     pub desk: Arc<crate::desk::Desk>,
+    /// The periodic service reports.
+    pub reports: Arc<crate::reports::Reports>,
 }
 
 /// Opens storage and the database (running migrations) — what every subcommand needs.
@@ -75,6 +77,7 @@ impl AppState {
                 .with_confirm_days(config.desk_confirm_days),
         );
         Ok(Self {
+            reports: Arc::new(crate::reports::Reports::new(pool.clone())),
             desk,
             pool,
             storage,

@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod nodes;
 pub mod origin;
 pub mod portable;
+pub mod reports;
 pub mod serve;
 pub mod snapshots;
 pub mod templates;
@@ -51,6 +52,7 @@ pub fn router(state: AppState) -> Router {
             .merge(nodes::router())
             .merge(events::router())
             .merge(templates::router())
+            .merge(reports::router())
             .merge(courses::router())
             .merge(vms::router())
             .merge(snapshots::router())
