@@ -987,7 +987,7 @@ impl Figures {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     //! One hand-made week: every expected number below is worked out by
     //! hand in the comments, not by running the code.
     use super::*;
@@ -995,7 +995,7 @@ mod tests {
     use time::macros::datetime;
 
     /// Targets counted around the clock, so the SLA maths is plain minutes.
-    fn policy() -> Policy {
+    pub(crate) fn policy() -> Policy {
         let t = |response_minutes, resolution_minutes| Target {
             response_minutes,
             resolution_minutes,
@@ -1069,7 +1069,7 @@ mod tests {
     }
 
     /// The week of Monday 2026-03-02 (10 080 minutes).
-    fn week() -> Records {
+    pub(crate) fn week() -> Records {
         let t0 = datetime!(2026-03-02 10:00 UTC);
         Records {
             from: datetime!(2026-03-02 00:00 UTC),

@@ -722,3 +722,83 @@ pub async fn load(
         },
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn periods() {
+        let now = datetime!(2026-03-04 12:00 UTC);
+        let r = |p, a| period_range(p, a, now);
+        // The week of a Wednesday; without an anchor the last complete week.
+        assert_eq!(
+            r(Period::Week, Some(now)),
+            Some((
+                datetime!(2026-03-02 00:00 UTC),
+                datetime!(2026-03-09 00:00 UTC)
+            ))
+        );
+        assert_eq!(
+            r(Period::Week, None),
+            Some((
+                datetime!(2026-02-23 00:00 UTC),
+                datetime!(2026-03-02 00:00 UTC)
+            ))
+        );
+        assert_eq!(
+            r(Period::Month, None),
+            Some((
+                datetime!(2026-02-01 00:00 UTC),
+                datetime!(2026-03-01 00:00 UTC)
+            ))
+        );
+        assert_eq!(
+            period_range(Period::Month, None, datetime!(2026-01-15 00:00 UTC)),
+            Some((
+                datetime!(2025-12-01 00:00 UTC),
+                datetime!(2026-01-01 00:00 UTC)
+            ))
+        );
+        assert_eq!(
+            r(Period::Quarter, Some(datetime!(2026-11-20 00:00 UTC))),
+            Some((
+                datetime!(2026-10-01 00:00 UTC),
+                datetime!(2027-01-01 00:00 UTC)
+            ))
+        );
+        assert_eq!(
+            r(Period::Quarter, None),
+            Some((
+                datetime!(2025-10-01 00:00 UTC),
+                datetime!(2026-01-01 00:00 UTC)
+            ))
+        );
+        assert_eq!(r(Period::Custom, None), None);
+    }
+
+    #[test]
+    fn texts_are_checked() {
+        let t = |k: &str, v: &str| BTreeMap::from([(k.to_owned(), v.to_owned())]);
+        assert!(check_texts(&t("plan", "第一行\n第二行")).is_ok());
+        assert!(check_texts(&t("nonsense", "x")).is_err());
+        assert!(check_texts(&t("plan", "bell \u{7}")).is_err());
+        assert!(check_texts(&t("plan", &"x".repeat(MAX_TEXT_CHARS + 1))).is_err());
+    }
+
+    #[test]
+    fn csv_cells_are_not_formulas() {
+        let mut f = figures::compute(
+            &figures::tests::week(),
+            &figures::tests::policy(),
+            &Calendar::default(),
+            datetime!(2026-03-10 00:00 UTC),
+        );
+        f.incidents.major[0].title = "=HYPERLINK(\"x\")".into();
+        let text = String::from_utf8(csv_bytes(&f)).expect("utf-8");
+        assert!(text.starts_with("section,figure,key,value\n"));
+        assert!(text.contains("'=HYPERLINK"));
+        assert!(text.contains("sla,response_compliance,,0.6\n"));
+    }
+}

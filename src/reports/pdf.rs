@@ -364,8 +364,19 @@ impl<'f> Writer<'f> {
             c.line_to(MARGIN + total, y0);
             c.stroke();
         };
-        let head: Vec<String> = head.iter().map(|s| (*s).to_owned()).collect();
-        draw_row(self, &head, true);
+        if head.iter().any(|h| !h.is_empty()) {
+            let head: Vec<String> = head.iter().map(|s| (*s).to_owned()).collect();
+            draw_row(self, &head, true);
+        } else {
+            // A key-value table: only its top rule.
+            self.need(row_h);
+            let (y, c) = (self.y, self.page());
+            c.set_stroke_rgb(0.75, 0.75, 0.75);
+            c.set_line_width(0.4);
+            c.move_to(MARGIN, y);
+            c.line_to(MARGIN + total, y);
+            c.stroke();
+        }
         if rows.is_empty() {
             draw_row(self, &[label(Lang::En, "none").to_owned()], false);
         }
@@ -919,5 +930,70 @@ fn lay_out(w: &mut Writer, report: &Report, f: &Figures, lang: Lang) {
     match texts.get("plan").filter(|t| !t.trim().is_empty()) {
         Some(t) => w.paragraph(t, 10.0),
         None => w.line(l("none"), 10.0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reports::figures::{compute, tests as fx};
+    use crate::reports::{Period, Report};
+    use time::macros::datetime;
+
+    fn report() -> Report {
+        let f = compute(
+            &fx::week(),
+            &fx::policy(),
+            &crate::desk::calendar::Calendar::default(),
+            datetime!(2026-03-10 00:00 UTC),
+        );
+        let mut texts = std::collections::BTreeMap::new();
+        texts.insert(
+            "summary".into(),
+            "本周服务总体平稳。Two incidents breached their targets.".into(),
+        );
+        texts.insert(
+            "plan".into(),
+            "1. 增加一个节点。\n2. Review the P3 queue daily.".into(),
+        );
+        Report {
+            id: uuid::Uuid::nil(),
+            period: Period::Week,
+            from: f.summary.from.clone(),
+            to: f.summary.to.clone(),
+            state: ReportState::Draft,
+            sections: Some(f),
+            texts,
+            created_by: uuid::Uuid::nil(),
+            created_at: "2026-03-10T00:00:00Z".into(),
+            generated_at: "2026-03-10T00:00:00Z".into(),
+            reviewed_at: None,
+            published_at: None,
+        }
+    }
+
+    #[test]
+    fn renders_both_languages_with_a_subset_font() {
+        let font = FontSource::system();
+        for lang in [Lang::En, Lang::Zh] {
+            let pdf = render(&report(), &font, lang)
+                .expect("the CJK font (fonts-wqy-microhei) is installed");
+            assert!(pdf.starts_with(b"%PDF-"));
+            assert!(pdf.windows(9).any(|w| w == b"FontFile2"));
+            assert!(pdf.windows(9).any(|w| w == b"ToUnicode"));
+            // The full font is 5 MB; the subset with a few hundred glyphs is small.
+            assert!(pdf.len() < 400_000, "{} bytes", pdf.len());
+            if let Some(dir) = std::env::var_os("PVCE_KEEP_PDF") {
+                let path = std::path::Path::new(&dir).join(format!("report-{lang:?}.pdf"));
+                std::fs::write(path, &pdf).expect("write");
+            }
+        }
+    }
+
+    #[test]
+    fn language_from_the_query() {
+        assert_eq!(Lang::parse(Some("zh-CN")), Lang::Zh);
+        assert_eq!(Lang::parse(Some("en")), Lang::En);
+        assert_eq!(Lang::parse(None), Lang::En);
     }
 }
