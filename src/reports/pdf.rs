@@ -171,6 +171,13 @@ fn label(lang: Lang, key: &str) -> &'static str {
     }
 }
 
+/// The last day of a range whose end (`to`) is exclusive.
+fn last_day(to: &str) -> String {
+    time::OffsetDateTime::parse(to, &time::format_description::well_known::Rfc3339)
+        .map(|t| (t - time::Duration::seconds(1)).date().to_string())
+        .unwrap_or_else(|_| to.chars().take(10).collect())
+}
+
 fn pct(v: Option<f64>) -> String {
     v.map_or_else(|| "—".into(), |v| format!("{:.1}%", v * 100.0))
 }
@@ -569,7 +576,7 @@ fn lay_out(w: &mut Writer, report: &Report, f: &Figures, lang: Lang) {
         "{}: {} — {}    {}: {}",
         l("range"),
         &f.summary.from[..10.min(f.summary.from.len())],
-        &f.summary.to[..10.min(f.summary.to.len())],
+        last_day(&f.summary.to),
         l("state"),
         l(state)
     );

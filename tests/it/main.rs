@@ -27,6 +27,7 @@ mod libvirt_real;
 mod monitor;
 mod notify;
 mod portable;
+mod reports;
 mod sign_in;
 mod snapshots;
 mod storage_full;
