@@ -69,7 +69,7 @@ async fn event(pool: &sqlx::SqlitePool, at: &str, kind: &str, node: &str) {
 /// The week of Monday 2026-03-02: five tickets, two engineers, two nodes'
 /// outages (the records of the unit tests of `reports::figures`, plus a P1
 /// that breaches both SLA clocks in business time).
-async fn fixture(env: &TestEnv, reporter: &str, li: &str, wang: &str) {
+pub(crate) async fn fixture(env: &TestEnv, reporter: &str, li: &str, wang: &str) {
     let pool = &env.server.state.pool;
     let some = Some;
     ticket(
