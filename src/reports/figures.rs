@@ -59,6 +59,77 @@ pub struct NodeMinute {
     pub vms_running: i64,
 }
 
+/// One node's per-minute samples of one hour, summed (loading a quarter's
+/// minutes row by row is too slow; [`aggregate_minutes`] is the same
+/// grouping in Rust, and the SQL in `super::load` mirrors it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeHour {
+    pub node: String,
+    /// Unix seconds of the hour's start.
+    pub hour: i64,
+    pub cpu_sum: f64,
+    pub cpu_n: i64,
+    pub cpu_max: Option<f64>,
+    /// Memory used in percent of the total, over samples with a total.
+    pub mem_sum: f64,
+    pub mem_n: i64,
+    pub mem_max: Option<f64>,
+    pub vms_max: i64,
+}
+
+/// The most VMs running on all nodes together at one minute of an hour.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterHour {
+    /// Unix seconds of the hour's start.
+    pub hour: i64,
+    pub vms_peak: i64,
+}
+
+/// Groups per-minute node samples into [`NodeHour`]s and [`ClusterHour`]s.
+pub fn aggregate_minutes(samples: &[NodeMinute]) -> (Vec<NodeHour>, Vec<ClusterHour>) {
+    let mut nodes: BTreeMap<(&str, i64), NodeHour> = BTreeMap::new();
+    let mut minutes: BTreeMap<i64, i64> = BTreeMap::new();
+    for s in samples {
+        let hour = s.at.div_euclid(3600) * 3600;
+        let h = nodes.entry((&s.node, hour)).or_insert_with(|| NodeHour {
+            node: s.node.clone(),
+            hour,
+            cpu_sum: 0.0,
+            cpu_n: 0,
+            cpu_max: None,
+            mem_sum: 0.0,
+            mem_n: 0,
+            mem_max: None,
+            vms_max: 0,
+        });
+        if let Some(c) = s.cpu_percent {
+            h.cpu_sum += c;
+            h.cpu_n += 1;
+            h.cpu_max = Some(h.cpu_max.map_or(c, |m| m.max(c)));
+        }
+        if s.mem_total_mib > 0 {
+            let m = 100.0 * s.mem_used_mib as f64 / s.mem_total_mib as f64;
+            h.mem_sum += m;
+            h.mem_n += 1;
+            h.mem_max = Some(h.mem_max.map_or(m, |x| x.max(m)));
+        }
+        h.vms_max = h.vms_max.max(s.vms_running);
+        *minutes.entry(s.at.div_euclid(60) * 60).or_insert(0) += s.vms_running;
+    }
+    let mut cluster: BTreeMap<i64, i64> = BTreeMap::new();
+    for (at, n) in minutes {
+        let e = cluster.entry(at.div_euclid(3600) * 3600).or_insert(0);
+        *e = (*e).max(n);
+    }
+    (
+        nodes.into_values().collect(),
+        cluster
+            .into_iter()
+            .map(|(hour, vms_peak)| ClusterHour { hour, vms_peak })
+            .collect(),
+    )
+}
+
 /// Minutes a VM was seen running (its per-minute samples), with its course.
 #[derive(Debug, Clone)]
 pub struct VmUsage {
@@ -86,7 +157,8 @@ pub struct Records {
     pub tickets: Vec<TicketRow>,
     /// Sorted by time; node state changes before `from` included (see [`EventRow`]).
     pub events: Vec<EventRow>,
-    pub node_minutes: Vec<NodeMinute>,
+    pub node_hours: Vec<NodeHour>,
+    pub cluster_hours: Vec<ClusterHour>,
     pub vm_usage: Vec<VmUsage>,
     pub inventory: Inventory,
 }
@@ -591,30 +663,27 @@ fn resources(r: &Records) -> Resources {
         mem_peak: Option<f64>,
         vms_peak: i64,
     }
+    let max = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    };
     let mut per: BTreeMap<&str, Acc> = BTreeMap::new();
-    let mut per_minute: BTreeMap<i64, i64> = BTreeMap::new();
-    for s in &r.node_minutes {
-        let a = per.entry(&s.node).or_default();
-        if let Some(c) = s.cpu_percent {
-            a.cpu_sum += c;
-            a.cpu_n += 1;
-            a.cpu_peak = Some(a.cpu_peak.map_or(c, |p: f64| p.max(c)));
-        }
-        if s.mem_total_mib > 0 {
-            let m = 100.0 * s.mem_used_mib as f64 / s.mem_total_mib as f64;
-            a.mem_sum += m;
-            a.mem_n += 1;
-            a.mem_peak = Some(a.mem_peak.map_or(m, |p: f64| p.max(m)));
-        }
-        a.vms_peak = a.vms_peak.max(s.vms_running);
-        *per_minute.entry(s.at.div_euclid(60)).or_insert(0) += s.vms_running;
+    for h in &r.node_hours {
+        let a = per.entry(&h.node).or_default();
+        a.cpu_sum += h.cpu_sum;
+        a.cpu_n += h.cpu_n;
+        a.cpu_peak = max(a.cpu_peak, h.cpu_max);
+        a.mem_sum += h.mem_sum;
+        a.mem_n += h.mem_n;
+        a.mem_peak = max(a.mem_peak, h.mem_max);
+        a.vms_peak = a.vms_peak.max(h.vms_max);
     }
     let span = r.to - r.from;
     let mut trend: BTreeMap<String, i64> = BTreeMap::new();
-    for (&minute, &n) in &per_minute {
-        if let Ok(t) = OffsetDateTime::from_unix_timestamp(minute * 60) {
+    for c in &r.cluster_hours {
+        if let Ok(t) = OffsetDateTime::from_unix_timestamp(c.hour) {
             let e = trend.entry(period_key(span, t)).or_insert(0);
-            *e = (*e).max(n);
+            *e = (*e).max(c.vms_peak);
         }
     }
     let mut courses: BTreeMap<&str, i64> = BTreeMap::new();
@@ -637,7 +706,12 @@ fn resources(r: &Records) -> Resources {
                 vms_peak: a.vms_peak,
             })
             .collect(),
-        peak_concurrent_vms: per_minute.values().copied().max().unwrap_or(0),
+        peak_concurrent_vms: r
+            .cluster_hours
+            .iter()
+            .map(|c| c.vms_peak)
+            .max()
+            .unwrap_or(0),
         peak_trend: trend
             .into_iter()
             .map(|(period, peak_vms)| PeriodPeak { period, peak_vms })
@@ -698,7 +772,7 @@ fn service_levels(r: &Records) -> ServiceLevels {
         }
     }
     // Nodes that reported samples but never went down are fully available.
-    for s in &r.node_minutes {
+    for s in &r.node_hours {
         downtime.entry(&s.node).or_default();
     }
     for node in failures.keys() {
@@ -1071,6 +1145,12 @@ pub(crate) mod tests {
     /// The week of Monday 2026-03-02 (10 080 minutes).
     pub(crate) fn week() -> Records {
         let t0 = datetime!(2026-03-02 10:00 UTC);
+        let (node_hours, cluster_hours) = aggregate_minutes(&[
+            minute("n1", t0, Some(20.0), 1024, 4096, 2),
+            minute("n1", t0 + Duration::minutes(1), Some(40.0), 2048, 4096, 3),
+            minute("n2", t0, None, 0, 0, 1),
+            minute("n2", t0 + Duration::minutes(1), Some(10.0), 1024, 2048, 4),
+        ]);
         Records {
             from: datetime!(2026-03-02 00:00 UTC),
             to: datetime!(2026-03-09 00:00 UTC),
@@ -1165,12 +1245,8 @@ pub(crate) mod tests {
                 event(datetime!(2026-03-04 12:30 UTC), "node_up", "n2"),
                 event(datetime!(2026-03-08 23:10 UTC), "node_down", "n2"),
             ],
-            node_minutes: vec![
-                minute("n1", t0, Some(20.0), 1024, 4096, 2),
-                minute("n1", t0 + Duration::minutes(1), Some(40.0), 2048, 4096, 3),
-                minute("n2", t0, None, 0, 0, 1),
-                minute("n2", t0 + Duration::minutes(1), Some(10.0), 1024, 2048, 4),
-            ],
+            node_hours,
+            cluster_hours,
             vm_usage: vec![
                 VmUsage {
                     course: Some("CS101".into()),
@@ -1443,7 +1519,8 @@ pub(crate) mod tests {
         let mut r = week();
         r.tickets.clear();
         r.events.clear();
-        r.node_minutes.clear();
+        r.node_hours.clear();
+        r.cluster_hours.clear();
         r.vm_usage.clear();
         let f = compute(&r, &policy(), &Calendar::default(), r.to);
         assert_eq!(f.sla.response_compliance, None);
@@ -1451,6 +1528,35 @@ pub(crate) mod tests {
         assert_eq!(f.satisfaction.average, None);
         assert_eq!(f.service_levels.node_availability, None);
         assert_eq!(f.resources.peak_concurrent_vms, 0);
+    }
+
+    #[test]
+    fn minutes_group_into_hours() {
+        let t0 = datetime!(2026-03-02 10:59 UTC);
+        let (nodes, cluster) = aggregate_minutes(&[
+            minute("n1", t0, Some(20.0), 1024, 4096, 2),
+            minute("n1", t0 + Duration::minutes(1), Some(40.0), 2048, 4096, 3),
+            minute("n2", t0, None, 0, 0, 5),
+            minute("n2", t0 + Duration::minutes(1), Some(10.0), 1024, 2048, 1),
+        ]);
+        // 10:59 and 11:00 fall in two hours.
+        assert_eq!(nodes.len(), 4);
+        assert_eq!(
+            (
+                nodes[0].cpu_sum,
+                nodes[0].cpu_n,
+                nodes[0].mem_max,
+                nodes[0].vms_max
+            ),
+            (20.0, 1, Some(25.0), 2)
+        );
+        assert_eq!(
+            (nodes[2].cpu_n, nodes[2].mem_n, nodes[2].vms_max),
+            (0, 0, 5)
+        );
+        // 2 + 5 at 10:59; 3 + 1 at 11:00.
+        let peaks: Vec<_> = cluster.iter().map(|c| c.vms_peak).collect();
+        assert_eq!(peaks, [7, 4]);
     }
 
     #[test]

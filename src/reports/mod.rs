@@ -31,7 +31,7 @@ use crate::db::{self, Pool};
 use crate::desk::calendar::Calendar;
 use crate::desk::sla::Policy;
 use crate::users::User;
-use figures::{EventRow, Figures, Inventory, NodeMinute, Records, TicketRow, VmUsage};
+use figures::{ClusterHour, EventRow, Figures, Inventory, NodeHour, Records, TicketRow, VmUsage};
 
 /// The sections an admin writes analysis for, plus the improvement plan.
 pub const TEXT_KEYS: [&str; 8] = [
@@ -659,33 +659,66 @@ pub async fn load(
             })
         })
         .collect();
+    // Samples go with their node (ON DELETE CASCADE), so every row is
+    // reached from `nodes`. Node by node, each range is a slice of the
+    // WITHOUT ROWID table's primary key (node_id, at): `CROSS JOIN` keeps
+    // nodes outside, `NOT INDEXED` keeps SQLite from the `at` index, whose
+    // every hit would be one more lookup into the table (5× slower over a
+    // quarter). The same holds for VM samples below.
+    // Per node and hour, the same grouping as `figures::aggregate_minutes`.
     let rows = sqlx::query(
-        "SELECT COALESCE(n.name, s.node_id) AS node, s.at, s.cpu_percent, s.mem_used_mib,
-                s.mem_total_mib, s.vms_running
-         FROM node_samples_minute s LEFT JOIN nodes n ON n.id = s.node_id
-         WHERE s.at >= ?1 AND s.at < ?2",
+        "SELECT COALESCE(n.name, s.node_id) AS node, s.at / 3600 * 3600 AS hour,
+                COALESCE(SUM(s.cpu_percent), 0.0) AS cpu_sum, COUNT(s.cpu_percent) AS cpu_n,
+                MAX(s.cpu_percent) AS cpu_max,
+                COALESCE(SUM(CASE WHEN s.mem_total_mib > 0
+                    THEN 100.0 * s.mem_used_mib / s.mem_total_mib END), 0.0) AS mem_sum,
+                COALESCE(SUM(s.mem_total_mib > 0), 0) AS mem_n,
+                MAX(CASE WHEN s.mem_total_mib > 0
+                    THEN 100.0 * s.mem_used_mib / s.mem_total_mib END) AS mem_max,
+                MAX(s.vms_running) AS vms_max
+         FROM nodes n CROSS JOIN node_samples_minute s NOT INDEXED
+         WHERE s.node_id = n.id AND s.at >= ?1 AND s.at < ?2
+         GROUP BY s.node_id, hour",
     )
     .bind(from.unix_timestamp())
     .bind(to.unix_timestamp())
     .fetch_all(pool)
     .await?;
-    let node_minutes = rows
+    let node_hours = rows
         .iter()
         .map(|r| {
-            Ok(NodeMinute {
+            Ok(NodeHour {
                 node: r.try_get("node")?,
-                at: r.try_get("at")?,
-                cpu_percent: r.try_get("cpu_percent")?,
-                mem_used_mib: r.try_get("mem_used_mib")?,
-                mem_total_mib: r.try_get("mem_total_mib")?,
-                vms_running: r.try_get("vms_running")?,
+                hour: r.try_get("hour")?,
+                cpu_sum: r.try_get("cpu_sum")?,
+                cpu_n: r.try_get("cpu_n")?,
+                cpu_max: r.try_get("cpu_max")?,
+                mem_sum: r.try_get("mem_sum")?,
+                mem_n: r.try_get("mem_n")?,
+                mem_max: r.try_get("mem_max")?,
+                vms_max: r.try_get("vms_max")?,
             })
         })
         .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    let cluster_hours = sqlx::query_as::<_, (i64, i64)>(
+        "SELECT minute / 3600 * 3600 AS hour, MAX(vms) FROM (
+             SELECT s.at / 60 * 60 AS minute, SUM(s.vms_running) AS vms
+             FROM nodes n CROSS JOIN node_samples_minute s NOT INDEXED
+             WHERE s.node_id = n.id AND s.at >= ?1 AND s.at < ?2 GROUP BY minute)
+         GROUP BY hour ORDER BY hour",
+    )
+    .bind(from.unix_timestamp())
+    .bind(to.unix_timestamp())
+    .fetch_all(pool)
+    .await?
+    .into_iter()
+    .map(|(hour, vms_peak)| ClusterHour { hour, vms_peak })
+    .collect();
     let rows: Vec<(Option<String>, i64)> = sqlx::query_as(
-        "SELECT c.code, COUNT(*) FROM vm_samples_minute s
-         JOIN vms v ON v.id = s.vm_id LEFT JOIN courses c ON c.id = v.course_id
-         WHERE s.at >= ?1 AND s.at < ?2 GROUP BY s.vm_id",
+        "SELECT c.code, (SELECT COUNT(*) FROM vm_samples_minute s NOT INDEXED
+                         WHERE s.vm_id = v.id AND s.at >= ?1 AND s.at < ?2) AS minutes
+         FROM vms v LEFT JOIN courses c ON c.id = v.course_id
+         WHERE minutes > 0",
     )
     .bind(from.unix_timestamp())
     .bind(to.unix_timestamp())
@@ -710,7 +743,8 @@ pub async fn load(
         to,
         tickets,
         events,
-        node_minutes,
+        node_hours,
+        cluster_hours,
         vm_usage,
         inventory: Inventory {
             nodes: inv.try_get("nodes")?,
