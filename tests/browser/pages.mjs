@@ -35,6 +35,8 @@ const PAGES = [
   ['admin-node', 'admin', `#/nodes/${ids.nodeId}`, '#cluster-vms'],
   ['admin-vms', 'admin', '#/vms', '#cluster-vms tr[data-vm-id]'],
   ['admin-users', 'admin', '#/users', 'tbody tr[data-username]'],
+  ['admin-reports', 'admin', '#/reports', '.report-form + .report-list:not([aria-busy])'],
+  ['teacher-reports', 'teacher', '#/reports', '.report-list:not([aria-busy])'],
 ];
 
 await run('pages', outDir, async ({ newPage, step, logs }) => {

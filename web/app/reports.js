@@ -143,7 +143,7 @@ function figures(key, f) {
       kv([['reports.f.responseCompliance', pct(f.sla.response_compliance)], ['reports.f.resolutionCompliance', pct(f.sla.resolution_compliance)]]),
       h('h3', { i18n: 'reports.sla.breaches' }),
       table('report-breaches', ['reports.col.ticket', 'reports.col.title', 'reports.sla.priority', 'reports.sla.clock', 'reports.sla.over'],
-        f.sla.breaches.map((b) => [h('a', { href: '#/desk' }, `#${b.number}`), b.title, b.priority, t(`reports.sla.${b.clock}`), t('reports.minutes', { n: b.over_minutes })])),
+        f.sla.breaches.map((b) => [`#${b.number}`, b.title, b.priority, t(`reports.sla.${b.clock}`), t('reports.minutes', { n: b.over_minutes })])),
     ];
     case 'incidents': {
       const n = f.incidents;
