@@ -312,20 +312,27 @@ impl<'f> Writer<'f> {
     /// (Chinese has no spaces between words).
     fn paragraph(&mut self, s: &str, size: f32) {
         let max = PAGE_W - 2.0 * MARGIN;
+        let mut buf = [0u8; 4];
         for line in s.lines() {
+            // Widths are summed as characters come (no re-measuring of the
+            // whole line: a 20 000-character text stays linear).
             let mut cur = String::new();
+            let mut width = 0.0;
             let mut last_space: Option<usize> = None;
             for c in line.chars() {
+                let w = self.width(c.encode_utf8(&mut buf), size);
                 cur.push(c);
+                width += w;
                 if c == ' ' {
                     last_space = Some(cur.len());
                 }
-                if self.width(&cur, size) > max {
+                if width > max {
                     let rest = match last_space {
                         Some(i) if i < cur.len() => cur.split_off(i),
                         _ => cur.pop().map(String::from).unwrap_or_default(),
                     };
                     self.line(&cur, size);
+                    width = self.width(&rest, size);
                     cur = rest;
                     last_space = None;
                 }
@@ -995,6 +1002,26 @@ mod tests {
                 std::fs::write(path, &pdf).expect("write");
             }
         }
+    }
+
+    #[test]
+    fn long_texts_wrap_onto_pages() {
+        let mut r = report();
+        // The longest texts the API takes, in every section.
+        for k in crate::reports::TEXT_KEYS {
+            r.texts.insert(
+                k.into(),
+                "服务改进 plan ".repeat(crate::reports::MAX_TEXT_CHARS / 11),
+            );
+        }
+        let started = std::time::Instant::now();
+        let pdf = render(&r, &FontSource::system(), Lang::Zh).expect("font");
+        assert!(pdf.starts_with(b"%PDF-"));
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     #[test]
