@@ -15,6 +15,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 
+use crate::alerts::Point;
+pub use crate::alerts::forecast::Forecast;
+use crate::alerts::forecast::days_until_full;
 use crate::desk::calendar::Calendar;
 use crate::desk::sla::{self, ClockEvent, ClockEventKind, Level, Policy};
 
@@ -306,6 +309,9 @@ pub struct NodeUse {
     pub mem_average_percent: Option<f64>,
     pub mem_peak_percent: Option<f64>,
     pub vms_peak: i64,
+    /// When memory would be full on the trend of the range's hourly
+    /// averages (Theil–Sen, as the alerts' store forecasts), seen at `to`.
+    pub memory_forecast: Forecast,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -668,7 +674,14 @@ fn resources(r: &Records) -> Resources {
         (a, b) => a.or(b),
     };
     let mut per: BTreeMap<&str, Acc> = BTreeMap::new();
+    let mut memory: BTreeMap<&str, Vec<Point>> = BTreeMap::new();
     for h in &r.node_hours {
+        if h.mem_n > 0 {
+            memory.entry(&h.node).or_default().push(Point {
+                at: h.hour,
+                value: h.mem_sum / h.mem_n as f64,
+            });
+        }
         let a = per.entry(&h.node).or_default();
         a.cpu_sum += h.cpu_sum;
         a.cpu_n += h.cpu_n;
@@ -704,6 +717,12 @@ fn resources(r: &Records) -> Resources {
                 mem_average_percent: (a.mem_n > 0).then(|| round2(a.mem_sum / a.mem_n as f64)),
                 mem_peak_percent: a.mem_peak.map(round2),
                 vms_peak: a.vms_peak,
+                memory_forecast: days_until_full(
+                    memory.get(node).map_or(&[][..], Vec::as_slice),
+                    100.0,
+                    r.to.unix_timestamp(),
+                    86_400,
+                ),
             })
             .collect(),
         peak_concurrent_vms: r
@@ -813,6 +832,16 @@ pub type CsvRow = (&'static str, String, String, String);
 
 fn opt<T: ToString>(v: Option<T>) -> String {
     v.map(|v| v.to_string()).unwrap_or_default()
+}
+
+/// A forecast as one CSV value: days, or `unknown` / `not_growing` / `full`.
+pub fn forecast_text(f: Forecast) -> String {
+    match f {
+        Forecast::Unknown => "unknown".into(),
+        Forecast::NotGrowing => "not_growing".into(),
+        Forecast::Full => "full".into(),
+        Forecast::InDays { days } => format!("{:.1}", days),
+    }
 }
 
 impl Figures {
@@ -996,6 +1025,12 @@ impl Figures {
                 opt(u.mem_peak_percent),
             );
             add("resources", "vms_peak", &u.node, u.vms_peak.to_string());
+            add(
+                "resources",
+                "memory_full_in_days",
+                &u.node,
+                forecast_text(u.memory_forecast),
+            );
         }
         add(
             "resources",
@@ -1557,6 +1592,40 @@ pub(crate) mod tests {
         // 2 + 5 at 10:59; 3 + 1 at 11:00.
         let peaks: Vec<_> = cluster.iter().map(|c| c.vms_peak).collect();
         assert_eq!(peaks, [7, 4]);
+    }
+
+    #[test]
+    fn memory_forecast_from_the_hourly_trend() {
+        let mut r = week();
+        // n3: memory at 50 % on Monday 00:00, one point more per day.
+        r.node_hours = (0..7)
+            .map(|d| NodeHour {
+                node: "n3".into(),
+                hour: (r.from + Duration::days(d)).unix_timestamp(),
+                cpu_sum: 0.0,
+                cpu_n: 0,
+                cpu_max: None,
+                mem_sum: 50.0 + d as f64,
+                mem_n: 1,
+                mem_max: Some(50.0 + d as f64),
+                vms_max: 0,
+            })
+            .collect();
+        let f = compute(&r, &policy(), &Calendar::default(), r.to);
+        // 57 % at the range's end (day 7), 43 points left at one a day.
+        let n3 = f
+            .resources
+            .nodes
+            .iter()
+            .find(|n| n.node == "n3")
+            .expect("n3");
+        match n3.memory_forecast {
+            Forecast::InDays { days } => assert!((days - 43.0).abs() < 1e-9, "{days}"),
+            other => panic!("{other:?}"),
+        }
+        // Two minutes of one hour: too little to go on.
+        let f = figures();
+        assert_eq!(f.resources.nodes[0].memory_forecast, Forecast::Unknown);
     }
 
     #[test]

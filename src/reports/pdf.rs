@@ -151,6 +151,10 @@ fn label(lang: Lang, key: &str) -> &'static str {
         "mem_avg" => ("Memory avg", "内存平均"),
         "mem_peak" => ("Memory peak", "内存峰值"),
         "vms_peak" => ("VMs peak", "虚拟机峰值"),
+        "mem_full" => ("Memory full in", "内存预计用满"),
+        "not_growing" => ("not growing", "未增长"),
+        "full" => ("full", "已满"),
+        "days" => ("days", "天"),
         "course_hours" => ("VM hours per course", "各课程虚拟机小时"),
         "peak_trend" => ("Peak concurrent VMs per period", "各时段并发峰值"),
         "down_events" => ("Down", "宕机次数"),
@@ -176,6 +180,16 @@ fn last_day(to: &str) -> String {
     time::OffsetDateTime::parse(to, &time::format_description::well_known::Rfc3339)
         .map(|t| (t - time::Duration::seconds(1)).date().to_string())
         .unwrap_or_else(|_| to.chars().take(10).collect())
+}
+
+fn forecast(lang: Lang, f: super::figures::Forecast) -> String {
+    use super::figures::Forecast as F;
+    match f {
+        F::Unknown => "—".into(),
+        F::NotGrowing => label(lang, "not_growing").into(),
+        F::Full => label(lang, "full").into(),
+        F::InDays { days } => format!("{days:.0} {}", label(lang, "days")),
+    }
 }
 
 fn pct(v: Option<f64>) -> String {
@@ -866,6 +880,7 @@ fn lay_out(w: &mut Writer, report: &Report, f: &Figures, lang: Lang) {
                 p(x.mem_average_percent),
                 p(x.mem_peak_percent),
                 x.vms_peak.to_string(),
+                forecast(lang, x.memory_forecast),
             ]
         })
         .collect();

@@ -44,6 +44,13 @@ const day = (iso) => (iso || '').slice(0, 10);
 /** The last day of a range whose `to` is exclusive. */
 const lastDay = (iso) => new Date(Date.parse(iso) - 86400000).toISOString().slice(0, 10);
 
+/** A capacity forecast (`{kind, days?}`) in words. */
+function forecast(f) {
+  if (!f || f.kind === 'unknown') return none();
+  if (f.kind === 'in_days') return t('reports.res.inDays', { n: Math.round(f.days) });
+  return t(`reports.res.${f.kind === 'full' ? 'full' : 'notGrowing'}`);
+}
+
 function stateBadge(state) {
   return h('span', { class: `badge report-state rs-${state}`, dataset: { state }, i18n: `reports.state.${state}` });
 }
@@ -183,8 +190,8 @@ function figures(key, f) {
       const r = f.resources;
       const p = (v) => (v === null || v === undefined ? none() : `${num(v)}%`);
       return [
-        table('report-nodes', ['reports.res.node', 'reports.res.cpuAvg', 'reports.res.cpuPeak', 'reports.res.memAvg', 'reports.res.memPeak', 'reports.res.vmsPeak'],
-          r.nodes.map((n) => [n.node, p(n.cpu_average), p(n.cpu_peak), p(n.mem_average_percent), p(n.mem_peak_percent), String(n.vms_peak)])),
+        table('report-nodes', ['reports.res.node', 'reports.res.cpuAvg', 'reports.res.cpuPeak', 'reports.res.memAvg', 'reports.res.memPeak', 'reports.res.vmsPeak', 'reports.res.memFull'],
+          r.nodes.map((n) => [n.node, p(n.cpu_average), p(n.cpu_peak), p(n.mem_average_percent), p(n.mem_peak_percent), String(n.vms_peak), forecast(n.memory_forecast)])),
         kv([['reports.f.peakVms', String(r.peak_concurrent_vms)], ['reports.f.vmHours', num(r.vm_hours)], ['reports.f.store', formatBytes(r.template_store_bytes)]]),
         h('div', { class: 'grid-2' },
           chart('reports.res.courseHours', r.hours_per_course.map((c) => [c.course, c.hours]), { decimals: 1, unit: ' h' }),
