@@ -29,7 +29,8 @@ PACKAGES=(
   busybox-static syslinux syslinux-common dosfstools mtools fdisk e2fsprogs cpio
   # tools, the browser tests (headless Chromium driven by playwright-core from npm)
   curl ca-certificates python3 chromium nodejs npm
-  fonts-wqy-microhei fontconfig   # CJK glyphs, so the zh-CN UI screenshots of the browser tests show Chinese
+  fonts-wqy-microhei fontconfig   # CJK glyphs: the zh-CN UI screenshots of the browser tests, and the font embedded in the service report PDFs
+  poppler-utils   # pdftoppm: tests/it/reports.rs renders the report PDFs to PNG to check the pages
   iproute2 util-linux mount procps   # the multi-node test rig (scripts/multinode.sh)
   # the notification tests (tests/it/notify.rs): a real SMTP server (aiosmtpd, run with
   # Debian's /usr/bin/python3) and the openssl CLI for its STARTTLS certificate

@@ -56,6 +56,7 @@ pub mod nodes;
 pub mod placement;
 pub mod portable;
 pub mod quantile;
+pub mod reports;
 pub mod slo;
 pub mod space;
 pub mod state;

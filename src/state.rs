@@ -43,6 +43,8 @@ pub struct AppState {
     /// Alerts at levels and the daily inspection.
     pub alerts: Arc<crate::alerts::service::Alerts>,
     pub inspections: Arc<crate::inspection::Inspections>,
+    /// The periodic service reports.
+    pub reports: Arc<crate::reports::Reports>,
 }
 
 /// Opens storage and the database (running migrations) — what every subcommand needs.
@@ -145,6 +147,7 @@ impl AppState {
             courses,
             alerts,
             inspections,
+            reports: Arc::new(crate::reports::Reports::new(pool.clone())),
             desk,
             snapshots,
             portable,

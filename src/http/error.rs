@@ -28,6 +28,7 @@ use crate::labnets::LabNetError;
 use crate::libvirt::LibvirtError;
 use crate::nodes::NodeError;
 use crate::placement::PlacementError;
+use crate::reports::ReportError;
 use crate::space::{StorageFull, Store};
 use crate::templates::TemplateError;
 use crate::users::UserError;
@@ -746,6 +747,28 @@ impl From<InspectionError> for ApiError {
             InspectionError::Node(n) => n.into(),
             InspectionError::Desk(d) => d.into(),
             InspectionError::Stored(_) | InspectionError::Db(_) => Self::internal(&e),
+        }
+    }
+}
+
+impl From<ReportError> for ApiError {
+    fn from(e: ReportError) -> Self {
+        match e {
+            ReportError::Invalid(m) => Self::bad_request(m),
+            ReportError::NotFound => Self::not_found(),
+            ReportError::Forbidden(m) => Self::new(StatusCode::FORBIDDEN, "forbidden", m),
+            ReportError::WrongState { .. } => {
+                Self::new(StatusCode::CONFLICT, "report_state", e.to_string())
+            }
+            ReportError::PdfUnavailable(_) => {
+                tracing::error!(error = %e, "report PDF");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "pdf_unavailable",
+                    "the PDF cannot be made on this server (no CJK font); the CSV and the page still work",
+                )
+            }
+            ReportError::Json(_) | ReportError::Db(_) => Self::internal(&e),
         }
     }
 }

@@ -20,6 +20,7 @@ pub mod nodes;
 pub mod notices;
 pub mod origin;
 pub mod portable;
+pub mod reports;
 pub mod serve;
 pub mod slo;
 pub mod snapshots;
@@ -57,6 +58,7 @@ pub fn router(state: AppState) -> Router {
             .merge(events::router())
             .merge(alerts::router())
             .merge(templates::router())
+            .merge(reports::router())
             .merge(courses::router())
             .merge(vms::router())
             .merge(snapshots::router())

@@ -424,6 +424,62 @@ fn role_matrix() -> Vec<Row> {
             [401, 404, 404, 404, 404],
         ),
         // ---- area: report (new rows of this area go right below this line)
+        row(Method::GET, "/api/reports", NO, [401, 403, 200, 200, 200]),
+        // A custom report without its range: 400 for the admin, nothing made.
+        row(
+            Method::POST,
+            "/api/reports",
+            Json(json!({"period":"custom"})),
+            [401, 403, 403, 403, 400],
+        ),
+        row(
+            Method::GET,
+            "/api/reports/{id}",
+            NO,
+            [401, 403, 404, 404, 404],
+        ),
+        row(
+            Method::PATCH,
+            "/api/reports/{id}",
+            Json(json!({"texts":{"plan":"x"}})),
+            [401, 403, 403, 403, 404],
+        ),
+        row(
+            Method::PUT,
+            "/api/reports/{id}",
+            Json(json!({"texts":{"plan":"x"}})),
+            [401, 403, 403, 403, 404],
+        ),
+        row(
+            Method::POST,
+            "/api/reports/{id}/regenerate",
+            NO,
+            [401, 403, 403, 403, 404],
+        ),
+        row(
+            Method::POST,
+            "/api/reports/{id}/review",
+            NO,
+            [401, 403, 403, 403, 404],
+        ),
+        row(
+            Method::POST,
+            "/api/reports/{id}/publish",
+            NO,
+            [401, 403, 403, 403, 404],
+        ),
+        row(
+            Method::GET,
+            "/api/reports/{id}/pdf",
+            NO,
+            [401, 403, 404, 404, 404],
+        ),
+        row(
+            Method::GET,
+            "/api/reports/{id}/csv",
+            NO,
+            [401, 403, 404, 404, 404],
+        ),
         row(
             Method::GET,
             "/api/vms/{id}/snapshots/{sid}",

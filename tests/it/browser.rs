@@ -1255,3 +1255,52 @@ async fn staff_acknowledge_an_alert_and_an_admin_edits_rules_and_runs_an_inspect
     assert_eq!(insp.as_array().unwrap().len(), 1, "{insp}");
     assert_eq!(insp[0]["requested_by"], "test-ui-al-admin");
 }
+
+#[tokio::test]
+async fn admin_publishes_a_service_report_and_a_teacher_reads_it() {
+    let _serial = one_at_a_time().await;
+    let env = TestEnv::start().await;
+    let mut ids = Vec::new();
+    for (name, role) in [
+        ("test-ui-radmin", Role::Admin),
+        ("test-ui-rteacher", Role::Teacher),
+        ("test-ui-rstudent", Role::Student),
+        ("test-ui-rstaff", Role::Staff),
+    ] {
+        let u = env.user(name, role).await;
+        ids.push(u["id"].as_str().unwrap().to_owned());
+    }
+    crate::reports::fixture(&env, &ids[2], &ids[3], &ids[3]).await;
+    let base = env.server.url();
+    let dir = artifact_dir();
+    let shots = [
+        "reports-draft-zh.png",
+        "reports-published-zh.png",
+        "reports-teacher-en.png",
+    ];
+    for f in shots {
+        let _ = std::fs::remove_file(dir.join(f));
+    }
+    run_script(
+        "reports.mjs",
+        &[
+            &base,
+            "test-ui-radmin",
+            "test-ui-rteacher",
+            PASSWORD,
+            dir.to_str().unwrap(),
+        ],
+    )
+    .await;
+    for f in shots {
+        assert_png(&dir.join(f));
+    }
+    // What the page did is real.
+    let admin = env.client("test-ui-radmin").await;
+    let (_, list) = admin.get("/api/reports").await;
+    let r = &list[0];
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(r["state"], "published", "{r}");
+    assert_eq!(r["from"], "2026-03-02T00:00:00Z");
+    assert!(r["texts"]["plan"].as_str().unwrap().contains("P3"), "{r}");
+}

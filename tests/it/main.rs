@@ -29,6 +29,7 @@ mod monitor;
 mod notices;
 mod notify;
 mod portable;
+mod reports;
 mod sign_in;
 mod slo;
 mod snapshots;

@@ -45,6 +45,8 @@ const ROUTES = [
   [/^alerts$/, './alerts.js', ['staff', 'admin'], 'alerts'],
   [/^alert-rules$/, './alerts.js', ['staff', 'admin'], 'rules'],
   [/^inspections(?:\/([\w-]+))?$/, './alerts.js', ['staff', 'admin'], 'inspections'],
+  // The periodic service reports (reports.js).
+  [/^reports(?:\/([\w-]+))?$/, './reports.js', ['teacher', 'staff', 'admin']],
 ];
 
 function homeFor(user) {
@@ -55,9 +57,9 @@ function homeFor(user) {
 }
 
 function navFor(user) {
-  if (user.role === 'admin') return [['nodes', 'nav.nodes'], ['vms', 'nav.vms'], ['users', 'nav.users'], ['teach', 'nav.teach'], ['templates', 'nav.templates'], ['desk', 'nav.desk'], ['problems', 'nav.problems'], ['kb', 'nav.kb'], ['slo', 'nav.slo'], ['alerts', 'nav.alerts']];
-  if (user.role === 'teacher') return [['teach', 'nav.teach'], ['templates', 'nav.templates'], ['tickets', 'nav.tickets'], ['slo', 'nav.slo'], ['status', 'nav.status']];
-  if (user.role === 'staff') return [['desk', 'nav.desk'], ['tickets', 'nav.myWork'], ['problems', 'nav.problems'], ['kb', 'nav.kb'], ['slo', 'nav.slo'], ['alerts', 'nav.alerts']];
+  if (user.role === 'admin') return [['nodes', 'nav.nodes'], ['vms', 'nav.vms'], ['users', 'nav.users'], ['teach', 'nav.teach'], ['templates', 'nav.templates'], ['desk', 'nav.desk'], ['problems', 'nav.problems'], ['kb', 'nav.kb'], ['slo', 'nav.slo'], ['alerts', 'nav.alerts'], ['reports', 'nav.reports']];
+  if (user.role === 'teacher') return [['teach', 'nav.teach'], ['templates', 'nav.templates'], ['tickets', 'nav.tickets'], ['slo', 'nav.slo'], ['reports', 'nav.reports'], ['status', 'nav.status']];
+  if (user.role === 'staff') return [['desk', 'nav.desk'], ['tickets', 'nav.myWork'], ['problems', 'nav.problems'], ['kb', 'nav.kb'], ['slo', 'nav.slo'], ['alerts', 'nav.alerts'], ['reports', 'nav.reports']];
   return [['courses', 'nav.courses'], ['tickets', 'nav.tickets'], ['status', 'nav.status']];
 }
 

@@ -96,3 +96,33 @@ export function lineChart(container, { title, names, data, unit = '', max = null
     destroy() { ro.disconnect(); plot.destroy(); },
   };
 }
+
+/**
+ * A horizontal bar chart (SVG) of `items` = [[label, value], …]: one bar per
+ * item, its value printed after it. Labels are text nodes (never markup).
+ * The container's data-bars attribute counts the bars (tests read it).
+ */
+export function barChart(container, { title, items, unit = '', decimals = 0 }) {
+  const NS = 'http://www.w3.org/2000/svg';
+  const el = (tag, attrs, text) => {
+    const e = document.createElementNS(NS, tag);
+    for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, String(v));
+    if (text !== undefined) e.textContent = text;
+    return e;
+  };
+  const rowH = 22;
+  const labelW = 130;
+  const width = 480;
+  const max = Math.max(0, ...items.map(([, v]) => Number(v) || 0));
+  const svg = el('svg', { viewBox: `0 0 ${width} ${Math.max(1, items.length) * rowH + 4}`, class: 'bar-chart', role: 'img' });
+  if (title) svg.setAttribute('aria-label', title);
+  items.forEach(([label, v], i) => {
+    const y = i * rowH + 4;
+    const w = max > 0 ? ((Number(v) || 0) / max) * (width - labelW - 70) : 0;
+    svg.append(el('text', { x: 0, y: y + 12, class: 'bar-chart-label' }, String(label).slice(0, 24)));
+    svg.append(el('rect', { x: labelW, y, width: Math.max(1, w), height: 14, rx: 3, fill: color(i) }));
+    svg.append(el('text', { x: labelW + w + 6, y: y + 12, class: 'bar-chart-value' }, `${formatNumber(Number(v) || 0, decimals)}${unit}`));
+  });
+  container.dataset.bars = String(items.length);
+  container.replaceChildren(svg);
+}
