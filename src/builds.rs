@@ -52,6 +52,73 @@ pub enum BuildError {
     NotDraft(&'static str),
 }
 
+/// Templates as their makers work on them: deriving and sealing drafts,
+/// and removing a template (a draft is abandoned with its build VM; a ready
+/// one is deleted by its creator or an admin). The service the handlers call.
+#[derive(Debug)]
+pub struct Builds {
+    pool: Pool,
+    storage: Storage,
+    vms: Arc<VmManager>,
+    shutdown_timeout: Duration,
+}
+
+impl Builds {
+    pub fn new(
+        pool: Pool,
+        storage: Storage,
+        vms: Arc<VmManager>,
+        shutdown_timeout: Duration,
+    ) -> Self {
+        Self {
+            pool,
+            storage,
+            vms,
+            shutdown_timeout,
+        }
+    }
+
+    pub async fn derive(
+        &self,
+        teacher: &User,
+        parent_id: Uuid,
+        req: DeriveRequest,
+    ) -> Result<(Template, Vm), BuildError> {
+        derive(
+            &self.pool,
+            &self.storage,
+            &self.vms,
+            parent_id,
+            teacher,
+            req,
+        )
+        .await
+    }
+
+    pub async fn seal(&self, user: &User, template_id: Uuid) -> Result<Template, BuildError> {
+        seal(
+            &self.pool,
+            &self.storage,
+            &self.vms,
+            template_id,
+            user,
+            self.shutdown_timeout,
+        )
+        .await
+    }
+
+    /// Removes a template: a draft (or failed build) is abandoned; a ready
+    /// template is deleted if `user` made it or is an admin.
+    pub async fn remove(&self, user: &User, template_id: Uuid) -> Result<(), BuildError> {
+        let t = templates::get(&self.pool, template_id).await?;
+        if t.state != TemplateState::Ready {
+            return abandon(&self.pool, &self.storage, &self.vms, template_id, user).await;
+        }
+        check_owner(&t, user)?;
+        Ok(templates::delete(&self.pool, &self.storage, template_id).await?)
+    }
+}
+
 /// Creates a draft child of `parent_id` and boots its build VM.
 pub async fn derive(
     pool: &Pool,

@@ -43,6 +43,9 @@ pub struct AppState {
     /// Alerts at levels and the daily inspection.
     pub alerts: Arc<crate::alerts::service::Alerts>,
     pub inspections: Arc<crate::inspection::Inspections>,
+    /// The template library, and templates being built.
+    pub templates: Arc<crate::templates::Templates>,
+    pub builds: Arc<crate::builds::Builds>,
     /// The periodic service reports.
     pub reports: Arc<crate::reports::Reports>,
 }
@@ -141,7 +144,23 @@ impl AppState {
             config.template_pool.clone(),
             config.min_free_mib,
         ));
+        let templates = Arc::new(crate::templates::Templates::new(
+            pool.clone(),
+            storage.clone(),
+            crate::templates::ImportLimits {
+                max_upload_bytes: config.max_upload_bytes,
+                max_virtual_size: config.max_virtual_size,
+            },
+        ));
+        let builds = Arc::new(crate::builds::Builds::new(
+            pool.clone(),
+            storage.clone(),
+            vms.clone(),
+            config.shutdown_timeout(),
+        ));
         Ok(Self {
+            templates,
+            builds,
             console,
             collector,
             courses,

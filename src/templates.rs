@@ -128,6 +128,91 @@ fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Template, sqlx::Error> {
     })
 }
 
+/// The template library as teachers and admins reach it: the service the
+/// HTTP handlers call, with the upload limits of the settings. Drafts being
+/// built (derive, seal, abandon) are [`crate::builds`]'s.
+#[derive(Debug)]
+pub struct Templates {
+    pool: Pool,
+    storage: Storage,
+    limits: ImportLimits,
+}
+
+impl Templates {
+    pub fn new(pool: Pool, storage: Storage, limits: ImportLimits) -> Self {
+        Self {
+            pool,
+            storage,
+            limits,
+        }
+    }
+
+    pub async fn list(&self) -> Result<Vec<Template>, TemplateError> {
+        list(&self.pool).await
+    }
+
+    pub async fn get(&self, id: Uuid) -> Result<Template, TemplateError> {
+        get(&self.pool, id).await
+    }
+
+    /// Disk use of the library (per template, shared by how many VMs).
+    pub async fn usage(&self) -> Result<LibraryUsage, TemplateError> {
+        usage(&self.pool).await
+    }
+
+    /// The templates that fit a course's needs ([`matching::find`]).
+    pub async fn matching(
+        &self,
+        os: &str,
+        software: &[String],
+    ) -> Result<matching::MatchResult, TemplateError> {
+        if os.len() > 64 || software.len() > 200 || software.iter().any(|s| s.len() > 64) {
+            return Err(TemplateError::Invalid(
+                "os and software items are at most 64 characters, at most 200 items".into(),
+            ));
+        }
+        Ok(matching::find(&list(&self.pool).await?, os, software))
+    }
+
+    /// Imports an uploaded image as a template; a declared length over the
+    /// limit is refused before anything is read.
+    pub async fn import<S, E>(
+        &self,
+        creator: Uuid,
+        declared_len: Option<u64>,
+        params: ImportParams,
+        body: S,
+    ) -> Result<Template, TemplateError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let max = self.limits.max_upload_bytes;
+        if declared_len.is_some_and(|n| n > max) {
+            return Err(TemplateError::UploadTooLarge(max));
+        }
+        import(
+            &self.pool,
+            &self.storage,
+            self.limits,
+            params,
+            creator,
+            body,
+        )
+        .await
+    }
+
+    /// A standalone copy of a template (admins; see [`flatten`]).
+    pub async fn flatten(
+        &self,
+        id: Uuid,
+        name: &str,
+        creator: Uuid,
+    ) -> Result<Template, TemplateError> {
+        flatten(&self.pool, &self.storage, id, name, creator).await
+    }
+}
+
 pub async fn list(pool: &Pool) -> Result<Vec<Template>, TemplateError> {
     let rows = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM templates ORDER BY depth, name"

@@ -11,11 +11,11 @@ use uuid::Uuid;
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiQuery, CurrentUser, IdPath};
 use crate::auth::Role;
-use crate::builds::{self, DeriveRequest};
+use crate::builds::DeriveRequest;
 use crate::images::ImageFormat;
 use crate::state::AppState;
-use crate::templates::matching::{self, MatchResult};
-use crate::templates::{self, ImportLimits, ImportParams, Template};
+use crate::templates::matching::MatchResult;
+use crate::templates::{self, ImportParams, Template};
 
 const STAFF: &[Role] = &[Role::Teacher, Role::Admin];
 
@@ -36,7 +36,7 @@ async fn list(
     me: CurrentUser,
 ) -> Result<Json<Vec<Template>>, ApiError> {
     me.require(STAFF)?;
-    Ok(Json(templates::list(&state.pool).await?))
+    Ok(Json(state.templates.list().await?))
 }
 
 async fn show(
@@ -45,7 +45,7 @@ async fn show(
     IdPath(id): IdPath,
 ) -> Result<Json<Template>, ApiError> {
     me.require(STAFF)?;
-    Ok(Json(templates::get(&state.pool, id).await?))
+    Ok(Json(state.templates.get(id).await?))
 }
 
 async fn remove(
@@ -54,20 +54,7 @@ async fn remove(
     IdPath(id): IdPath,
 ) -> Result<StatusCode, ApiError> {
     me.require(STAFF)?;
-    let t = templates::get(&state.pool, id).await?;
-    if t.state != templates::TemplateState::Ready {
-        builds::abandon(&state.pool, &state.storage, &state.vms, id, &me.user).await?;
-        return Ok(StatusCode::NO_CONTENT);
-    }
-    // Teachers may delete their own templates; admins any.
-    if me.user.role != Role::Admin && t.created_by != Some(me.user.id) {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "only the template's creator or an admin may delete it",
-        ));
-    }
-    templates::delete(&state.pool, &state.storage, id).await?;
+    state.builds.remove(&me.user, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -91,14 +78,10 @@ async fn import(
     body: Body,
 ) -> Result<(StatusCode, Json<Template>), ApiError> {
     me.require(STAFF)?;
-    // A declared length over the limit is refused before reading anything.
     let declared_len = headers
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared_len.is_some_and(|n| n > state.config.max_upload_bytes) {
-        return Err(templates::TemplateError::UploadTooLarge(state.config.max_upload_bytes).into());
-    }
     let format: ImageFormat = q
         .format
         .parse()
@@ -116,19 +99,10 @@ async fn import(
         software,
         parent_id: q.parent_id,
     };
-    let limits = ImportLimits {
-        max_upload_bytes: state.config.max_upload_bytes,
-        max_virtual_size: state.config.max_virtual_size,
-    };
-    let t = templates::import(
-        &state.pool,
-        &state.storage,
-        limits,
-        params,
-        me.user.id,
-        body.into_data_stream(),
-    )
-    .await?;
+    let t = state
+        .templates
+        .import(me.user.id, declared_len, params, body.into_data_stream())
+        .await?;
     Ok((StatusCode::CREATED, Json(t)))
 }
 
@@ -145,14 +119,9 @@ async fn match_templates(
     ApiJson(body): ApiJson<MatchBody>,
 ) -> Result<Json<MatchResult>, ApiError> {
     me.require(STAFF)?;
-    if body.os.len() > 64 || body.software.len() > 200 || body.software.iter().any(|s| s.len() > 64)
-    {
-        return Err(ApiError::bad_request(
-            "os and software items are at most 64 characters, at most 200 items",
-        ));
-    }
-    let all = templates::list(&state.pool).await?;
-    Ok(Json(matching::find(&all, &body.os, &body.software)))
+    Ok(Json(
+        state.templates.matching(&body.os, &body.software).await?,
+    ))
 }
 
 async fn derive(
@@ -162,8 +131,7 @@ async fn derive(
     ApiJson(body): ApiJson<DeriveRequest>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     me.require(STAFF)?;
-    let (template, vm) =
-        builds::derive(&state.pool, &state.storage, &state.vms, id, &me.user, body).await?;
+    let (template, vm) = state.builds.derive(&me.user, id, body).await?;
     Ok((
         StatusCode::CREATED,
         Json(serde_json::json!({ "template": template, "vm": vm })),
@@ -176,18 +144,7 @@ async fn seal(
     IdPath(id): IdPath,
 ) -> Result<Json<Template>, ApiError> {
     me.require(STAFF)?;
-    let timeout = state.config.shutdown_timeout();
-    Ok(Json(
-        builds::seal(
-            &state.pool,
-            &state.storage,
-            &state.vms,
-            id,
-            &me.user,
-            timeout,
-        )
-        .await?,
-    ))
+    Ok(Json(state.builds.seal(&me.user, id).await?))
 }
 
 #[derive(Debug, Deserialize)]
@@ -203,7 +160,7 @@ async fn flatten(
     ApiJson(body): ApiJson<FlattenBody>,
 ) -> Result<(StatusCode, Json<Template>), ApiError> {
     me.require(&[Role::Admin])?;
-    let t = templates::flatten(&state.pool, &state.storage, id, &body.name, me.user.id).await?;
+    let t = state.templates.flatten(id, &body.name, me.user.id).await?;
     Ok((StatusCode::CREATED, Json(t)))
 }
 
@@ -212,5 +169,5 @@ async fn usage(
     me: CurrentUser,
 ) -> Result<Json<templates::LibraryUsage>, ApiError> {
     me.require(STAFF)?;
-    Ok(Json(templates::usage(&state.pool).await?))
+    Ok(Json(state.templates.usage().await?))
 }
