@@ -90,6 +90,10 @@ pub enum DeskError {
     Changed,
     #[error("the problem is resolved; open a new one")]
     ProblemResolved,
+    #[error("the article was edited meanwhile; reload it and try again")]
+    ArticleChanged,
+    #[error("the article is retired and can no longer be edited")]
+    ArticleRetired,
     #[error("the VM is not running, so its screen cannot be captured")]
     VmNotRunning,
     #[error(transparent)]
@@ -1239,12 +1243,37 @@ impl Desk {
 
     // ---------------------------------------------------------- knowledge base
 
-    pub async fn kb_search(&self, s: &kb::Search) -> Result<Vec<kb::Article>, DeskError> {
-        kb::search(&self.pool, s).await
+    pub async fn kb_search(
+        &self,
+        actor: &User,
+        s: &kb::Search,
+    ) -> Result<Vec<kb::Article>, DeskError> {
+        kb::search(&self.pool, actor, s).await
     }
 
-    pub async fn kb_article(&self, id: Uuid) -> Result<kb::Article, DeskError> {
-        kb::get(&self.pool, id).await
+    pub async fn kb_article(&self, actor: &User, id: Uuid) -> Result<kb::Article, DeskError> {
+        kb::read(&self.pool, actor, id).await
+    }
+
+    pub async fn kb_update(
+        &self,
+        actor: &User,
+        id: Uuid,
+        edit: kb::ArticleEdit,
+    ) -> Result<kb::Article, DeskError> {
+        kb::update(&self.pool, actor, id, edit).await
+    }
+
+    pub async fn kb_retire(&self, actor: &User, id: Uuid) -> Result<kb::Article, DeskError> {
+        kb::retire(&self.pool, actor, id).await
+    }
+
+    pub async fn kb_revisions(
+        &self,
+        actor: &User,
+        id: Uuid,
+    ) -> Result<Vec<kb::Revision>, DeskError> {
+        kb::revisions(&self.pool, actor, id).await
     }
 
     pub async fn kb_create(

@@ -991,3 +991,58 @@ async fn the_queue_shows_sla_levels_and_admins_edit_sla_settings() {
     );
     assert_eq!(c["holidays"], json!(["2026-10-01", "2026-10-02"]), "{c}");
 }
+
+/// Knowledge-base editing in the browser (issue 13): staff edit an article
+/// in Chinese (a new revision, the history lists both), an admin retires it
+/// in English after a confirmation; it leaves search and stays readable by
+/// staff.
+#[tokio::test]
+async fn staff_edit_an_article_and_an_admin_retires_it() {
+    let _serial = one_at_a_time().await;
+    let env = TestEnv::start().await;
+    env.user("test-kbui-admin", Role::Admin).await;
+    env.user("test-kbui-staff", Role::Staff).await;
+    env.user("test-kbui-student", Role::Student).await;
+    let staff = env.client("test-kbui-staff").await;
+    let student = env.client("test-kbui-student").await;
+    let (s, a) = staff
+        .post(
+            "/api/kb",
+            json!({"title": "虚拟机黑屏", "symptom": "打开控制台只看到黑屏 black screen", "fix": "重启虚拟机。", "lang": "zh-CN"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{a}");
+    let id = a["id"].as_str().unwrap().to_owned();
+
+    let base = env.server.url();
+    let dir = artifact_dir();
+    let shots = ["desk-kb-history-zh.png", "desk-kb-retire-en.png"];
+    for f in shots {
+        let _ = std::fs::remove_file(dir.join(f));
+    }
+    run_script(
+        "desk-kb.mjs",
+        &[
+            &base,
+            "test-kbui-admin",
+            "test-kbui-staff",
+            PASSWORD,
+            &id,
+            dir.to_str().unwrap(),
+        ],
+    )
+    .await;
+    for f in shots {
+        assert_png(&dir.join(f));
+    }
+    // What the pages did is real.
+    let (_, a) = staff.get(&format!("/api/kb/{id}")).await;
+    assert_eq!(a["revision"], 2, "{a}");
+    assert_eq!(a["fix"], "先关机，再开机；仍黑屏就报修。", "{a}");
+    assert_eq!(a["editor_name"], "test-kbui-staff", "{a}");
+    assert!(a["archived_at"].is_string(), "{a}");
+    let (_, revs) = staff.get(&format!("/api/kb/{id}/revisions")).await;
+    assert_eq!(revs[1]["fix"], "重启虚拟机。", "{revs}");
+    let (s, _) = student.get(&format!("/api/kb/{id}")).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}

@@ -102,6 +102,7 @@ async fn staff_role_reaches_the_desk_and_nodes_but_not_user_management() {
         "/api/kb",
         "/api/kb/{id}",
         "/api/kb/{id}/helped",
+        "/api/kb/{id}/revisions",
     ] {
         assert!(doc["paths"].get(p).is_some(), "openapi.json lacks {p}");
     }

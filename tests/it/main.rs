@@ -22,6 +22,7 @@ mod console_viewer;
 mod crash;
 mod desk;
 mod http_contract;
+mod kb;
 mod labnets;
 mod libvirt_real;
 mod monitor;

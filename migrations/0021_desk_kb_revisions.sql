@@ -1,0 +1,26 @@
+-- Knowledge-base editing (src/desk/kb.rs): every version of an article's
+-- text is kept in kb_revisions with who wrote it and when, so an edit never
+-- loses the earlier text; kb_articles holds the current version and its
+-- number. A retired article (archived_at set) leaves search and suggestions
+-- but stays readable by staff.
+ALTER TABLE kb_articles ADD COLUMN revision INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE kb_articles ADD COLUMN editor_id TEXT REFERENCES users(id);
+ALTER TABLE kb_articles ADD COLUMN archived_at TEXT;
+ALTER TABLE kb_articles ADD COLUMN archived_by TEXT REFERENCES users(id);
+
+CREATE TABLE kb_revisions (
+    article_id  TEXT NOT NULL REFERENCES kb_articles(id) ON DELETE CASCADE,
+    number      INTEGER NOT NULL,
+    title       TEXT NOT NULL,
+    symptom     TEXT NOT NULL,
+    cause       TEXT NOT NULL,
+    fix         TEXT NOT NULL,
+    lang        TEXT NOT NULL,
+    editor_id   TEXT NOT NULL REFERENCES users(id),
+    at          TEXT NOT NULL,
+    PRIMARY KEY (article_id, number)
+);
+
+-- The articles written before editing existed: their text is revision 1.
+INSERT INTO kb_revisions (article_id, number, title, symptom, cause, fix, lang, editor_id, at)
+SELECT id, 1, title, symptom, cause, fix, lang, author_id, created_at FROM kb_articles;
