@@ -77,6 +77,14 @@ pub async fn start(config: Config, listen: &str) -> anyhow::Result<Server> {
             "settled personal layers left by an interrupted operation"
         );
     }
+    // Screenshots of reports never sent, and files a killed server left.
+    if let Err(e) = state
+        .desk
+        .sweep_screenshots(time::OffsetDateTime::now_utc())
+        .await
+    {
+        tracing::warn!(error = %e, "screenshot sweep failed");
+    }
     if let Err(e) = state.vms.reconcile_once().await {
         tracing::warn!(error = %e, "initial reconcile failed");
     }
@@ -134,7 +142,8 @@ fn spawn_space_check(state: &AppState) -> tokio::task::JoinHandle<()> {
 }
 
 /// The service desk's periodic pass (resolved tickets nobody confirmed
-/// close unrated; SLA escalation steps newly crossed are written). The time
+/// close unrated; SLA escalation steps newly crossed are written;
+/// screenshots never attached to a report are removed). The time
 /// it acts on is the wall clock's, read here; the desk itself takes it as
 /// an argument, so tests pass their own.
 fn spawn_desk_pass(state: &AppState) -> tokio::task::JoinHandle<()> {
@@ -150,7 +159,8 @@ fn spawn_desk_pass(state: &AppState) -> tokio::task::JoinHandle<()> {
                 // One failing does not keep the other from running.
                 let closed = desk.close_unconfirmed(now).await.map(|_| ());
                 let escalated = desk.escalate(now).await.map(|_| ());
-                closed.and(escalated)
+                let swept = desk.sweep_screenshots(now).await.map(|_| ());
+                closed.and(escalated).and(swept)
             }
         },
     )

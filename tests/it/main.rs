@@ -21,6 +21,7 @@ mod console;
 mod console_viewer;
 mod crash;
 mod desk;
+mod desk_shots;
 mod http_contract;
 mod kb;
 mod labnets;
