@@ -437,6 +437,9 @@ impl Desk {
                     "user_ids": affected.iter().map(|(id, _)| id).collect::<Vec<_>>(),
                     "users_affected": users,
                     "event_ids": [event_id],
+                    // What the UI words in the reader's language; `title`
+                    // stays the English fallback (API, e-mail).
+                    "system": {"kind": "node_down", "node": node_name, "users": users},
                 });
                 let id = Uuid::new_v4();
                 let mut tx = self.pool.begin().await?;
@@ -556,6 +559,7 @@ impl Desk {
                 );
                 let mut context = self.context(&vm, 1).await;
                 context["event_ids"] = json!(failures.iter().map(|(id, _)| id).collect::<Vec<_>>());
+                context["system"] = json!({"kind": "start_failed", "vm": vm.name, "count": recent});
                 let id = Uuid::new_v4();
                 let mut tx = self.pool.begin().await?;
                 tickets::insert(

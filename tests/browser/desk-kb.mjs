@@ -3,13 +3,14 @@
 // and save a new revision, whose history lists both versions; an admin
 // (English) retires it after a confirmation (cancelled once); it leaves the
 // list and the search, and shows again under "Show retired articles".
-// usage: node tests/browser/desk-kb.mjs <base-url> <admin> <staff> <password> <article-id> <artifact-dir>
+// A system incident's title is worded in each reader's language.
+// usage: node tests/browser/desk-kb.mjs <base-url> <admin> <staff> <password> <article-id> <artifact-dir> <system-ticket-id>
 
 import { run, assert, unexpectedErrors } from './lib.mjs';
 
-const [base, admin, staff, password, articleId, artifactDir] = process.argv.slice(2);
-if (!artifactDir) {
-  console.error('usage: desk-kb.mjs <base-url> <admin> <staff> <password> <article-id> <artifact-dir>');
+const [base, admin, staff, password, articleId, artifactDir, systemId] = process.argv.slice(2);
+if (!systemId) {
+  console.error('usage: desk-kb.mjs <base-url> <admin> <staff> <password> <article-id> <artifact-dir> <system-ticket-id>');
   process.exit(2);
 }
 
@@ -93,6 +94,19 @@ await run('desk-kb', artifactDir, async ({ newPage, step, shot, logs }) => {
   await w.check('#kb-archived');
   await card(w).waitFor();
   assert((await card(w).locator('.kb-retired').textContent()).trim() === '已停用', 'marked retired, in Chinese');
+
+  // A system incident's title, in each reader's language.
+  const sysLink = (p) => p.locator(`tr[data-ticket-id="${systemId}"] .ticket-link`);
+  await w.goto(`${base}/#/desk`);
+  await sysLink(w).waitFor();
+  assert((await sysLink(w).textContent()) === '节点 test-node-7 已宕机（影响 3 位用户）', `system title in Chinese: ${await sysLink(w).textContent()}`);
+  await a.goto(`${base}/#/desk`);
+  await sysLink(a).waitFor();
+  assert((await sysLink(a).textContent()) === 'Node test-node-7 is down (3 users affected)', 'system title in English');
+  await sysLink(w).click();
+  await w.waitForSelector('.ticket-title-text');
+  assert((await w.textContent('.ticket-title-text')).includes('已宕机'), 'the ticket page words it in Chinese too');
+  step('system incidents are titled in the reader\'s language');
 
   const errors = unexpectedErrors(logs);
   assert(errors.length === 0, `no page errors: ${errors.join('\n')}`);

@@ -995,7 +995,7 @@ async fn the_queue_shows_sla_levels_and_admins_edit_sla_settings() {
 /// Knowledge-base editing in the browser (issue 13): staff edit an article
 /// in Chinese (a new revision, the history lists both), an admin retires it
 /// in English after a confirmation; it leaves search and stays readable by
-/// staff.
+/// staff. A system incident's title is worded in each reader's language.
 #[tokio::test]
 async fn staff_edit_an_article_and_an_admin_retires_it() {
     let _serial = one_at_a_time().await;
@@ -1013,6 +1013,22 @@ async fn staff_edit_an_article_and_an_admin_retires_it() {
         .await;
     assert_eq!(s, StatusCode::CREATED, "{a}");
     let id = a["id"].as_str().unwrap().to_owned();
+    // A system incident (as Desk::node_changed writes it): its stored
+    // title is English; the pages word it from context.system.
+    let (s, t) = student
+        .post("/api/tickets", json!({"kind": "incident", "title": "x"}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{t}");
+    let system_id = t["id"].as_str().unwrap().to_owned();
+    sqlx::query("UPDATE tickets SET channel = 'system', title = ?, context = ? WHERE id = ?")
+        .bind("Node test-node-7 is down (3 users affected)")
+        .bind(
+            json!({"system": {"kind": "node_down", "node": "test-node-7", "users": 3}}).to_string(),
+        )
+        .bind(&system_id)
+        .execute(&env.server.state.pool)
+        .await
+        .unwrap();
 
     let base = env.server.url();
     let dir = artifact_dir();
@@ -1029,6 +1045,7 @@ async fn staff_edit_an_article_and_an_admin_retires_it() {
             PASSWORD,
             &id,
             dir.to_str().unwrap(),
+            &system_id,
         ],
     )
     .await;

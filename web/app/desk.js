@@ -38,6 +38,18 @@ export function mount(container, params, ctx) {
 
 // ---------------------------------------------------------------- pieces
 
+/**
+ * A ticket's title: a system incident's is worded in the reader's language
+ * from its kind and parameters (context.system); the stored English title
+ * is the fallback (and what people typed is shown as typed).
+ */
+const SYSTEM_TITLES = { node_down: 'desk.system.nodeDown', start_failed: 'desk.system.startFailed' };
+function ticketTitle(tk) {
+  const sys = tk.channel === 'system' && tk.context && tk.context.system;
+  const key = sys && SYSTEM_TITLES[sys.kind];
+  return key ? t(key, sys) : tk.title;
+}
+
 function ticketBadge(state) {
   return h('span', { class: `badge ticket-state ts-${state}`, dataset: { state }, i18n: `ticket.state.${state}` });
 }
@@ -672,7 +684,7 @@ function ticketTable(list, { showReporter }) {
   const rows = list.map((tk) => h('tr', { dataset: { ticketId: tk.id, state: tk.state, priority: tk.priority } },
     h('td', { class: 'num' }, `#${tk.number}`),
     h('td', {}, priorityChip(tk.priority)),
-    h('td', {}, h('a', { class: 'ticket-link', href: `#/tickets/${tk.id}` }, tk.title)),
+    h('td', {}, h('a', { class: 'ticket-link', href: `#/tickets/${tk.id}` }, ticketTitle(tk))),
     h('td', { i18n: `ticket.kind.${tk.kind}` }),
     h('td', {}, ticketBadge(tk.state)),
     showReporter ? h('td', {}, tk.reporter_name) : null,
@@ -793,7 +805,7 @@ function ticketView(container, id, { me }) {
     return h('div', { class: 'page-head ticket-head' },
       h('div', {},
         h('p', { class: 'muted small' }, h('a', { href: onDesk(me) ? '#/desk' : '#/tickets', i18n: onDesk(me) ? 'desk.back.queue' : 'desk.back.mine' })),
-        h('h1', { class: 'ticket-title' }, h('span', { class: 'muted' }, `#${tk.number} `), h('span', { class: 'ticket-title-text' }, tk.title)),
+        h('h1', { class: 'ticket-title' }, h('span', { class: 'muted' }, `#${tk.number} `), h('span', { class: 'ticket-title-text' }, ticketTitle(tk))),
         h('div', { class: 'ticket-chips' }, ticketBadge(tk.state), priorityChip(tk.priority),
           h('span', { class: 'chip', i18n: `ticket.kind.${tk.kind}` }), h('span', { class: 'chip', i18n: `ticket.channel.${tk.channel}` }))));
   }

@@ -130,6 +130,8 @@ const STRINGS = {
     'desktop.spice.download': 'Download connection file (.vv)',
 
     // ---- area: desk-sla (new keys of this area go right below this line)
+    'desk.system.nodeDown': 'Node {node} is down ({users} users affected)',
+    'desk.system.startFailed': 'VM {vm} failed to start {count} times',
     'apierr.article_changed': 'The article was edited meanwhile. Reload it and try again.',
     'apierr.article_retired': 'The article is retired and can no longer be edited.',
     'desk.kb.edit': 'Edit',
@@ -1021,6 +1023,8 @@ const STRINGS = {
     'desktop.spice.download': '下载连接文件（.vv）',
 
     // ---- area: desk-sla (new keys of this area go right below this line)
+    'desk.system.nodeDown': '节点 {node} 已宕机（影响 {users} 位用户）',
+    'desk.system.startFailed': '虚拟机 {vm} 已连续 {count} 次启动失败',
     'apierr.article_changed': '文章刚被别人改过。请刷新后再试。',
     'apierr.article_retired': '文章已停用，不能再编辑。',
     'desk.kb.edit': '编辑',
