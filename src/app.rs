@@ -77,6 +77,14 @@ pub async fn start(config: Config, listen: &str) -> anyhow::Result<Server> {
             "settled personal layers left by an interrupted operation"
         );
     }
+    // Screenshots of reports never sent, and files a killed server left.
+    if let Err(e) = state
+        .desk
+        .sweep_screenshots(time::OffsetDateTime::now_utc())
+        .await
+    {
+        tracing::warn!(error = %e, "screenshot sweep failed");
+    }
     if let Err(e) = state.vms.reconcile_once().await {
         tracing::warn!(error = %e, "initial reconcile failed");
     }
@@ -138,7 +146,8 @@ fn spawn_space_check(state: &AppState) -> tokio::task::JoinHandle<()> {
 }
 
 /// The service desk's periodic pass (resolved tickets nobody confirmed
-/// close unrated; SLA escalation steps newly crossed are written). The time
+/// close unrated; SLA escalation steps newly crossed are written;
+/// screenshots never attached to a report are removed). The time
 /// it acts on is the wall clock's, read here; the desk itself takes it as
 /// an argument, so tests pass their own.
 fn spawn_desk_pass(state: &AppState) -> tokio::task::JoinHandle<()> {
@@ -156,7 +165,8 @@ fn spawn_desk_pass(state: &AppState) -> tokio::task::JoinHandle<()> {
                 let escalated = desk.escalate(now).await.map(|_| ());
                 // Requests whose template got sealed (catch-up of the seal's own call).
                 let sealed = desk.resolve_sealed_requests(now).await.map(|_| ());
-                closed.and(escalated).and(sealed)
+                let swept = desk.sweep_screenshots(now).await.map(|_| ());
+                closed.and(escalated).and(sealed).and(swept)
             }
         },
     )

@@ -10,6 +10,15 @@
 //! of a Chinese run, each quoted (user text never reaches FTS5's syntax) and
 //! OR-ed, ranked by bm25 — the more of them an article has, the higher.
 //! Text too short for any trigram finds nothing rather than everything.
+//!
+//! Editing keeps history: every version of an article's text is a row of
+//! `kb_revisions` (number, who, when) written in the same transaction as the
+//! article and its search row, so an edit never loses the earlier text and
+//! the index always holds the current one. An edit names the revision it
+//! started from; a newer one meanwhile refuses it ([`DeskError::ArticleChanged`])
+//! rather than silently overwriting a colleague. Retiring sets `archived_at`:
+//! the article leaves search and suggestions (and deflection), only staff
+//! and admins still read it, and it can no longer be edited.
 
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -56,6 +65,40 @@ pub struct Article {
     pub updated_at: String,
     /// Reporters it helped instead of a report (deflections).
     pub helped: i64,
+    /// The number of the current version (1 when never edited).
+    pub revision: i64,
+    /// Who wrote the current version, when it is not the first.
+    pub editor_name: Option<String>,
+    /// When it was retired (then only staff and admins read it).
+    pub archived_at: Option<String>,
+}
+
+/// A new version of an article's text.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArticleEdit {
+    pub title: String,
+    pub symptom: String,
+    #[serde(default)]
+    pub cause: String,
+    pub fix: String,
+    pub lang: Lang,
+    /// The revision the edit started from; refused if another came since.
+    pub revision: Option<i64>,
+}
+
+/// One version of an article's text, with who wrote it and when.
+#[derive(Debug, Clone, Serialize)]
+pub struct Revision {
+    pub number: i64,
+    pub title: String,
+    pub symptom: String,
+    pub cause: String,
+    pub fix: String,
+    pub lang: String,
+    pub editor_id: Uuid,
+    pub editor_name: String,
+    pub at: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -79,6 +122,8 @@ pub struct Search {
     pub lang: Option<Lang>,
     /// At most this many (1..=50, 10 when omitted).
     pub limit: Option<u32>,
+    /// Staff and admins: list the retired articles instead.
+    pub archived: Option<bool>,
 }
 
 fn is_cjk(c: char) -> bool {
@@ -133,7 +178,15 @@ pub fn match_query(text: &str) -> Option<String> {
     )
 }
 
-const COLUMNS: &str = "a.id, a.title, a.symptom, a.cause, a.fix, a.lang, a.ticket_id, a.author_id, u.display_name, u.username, a.created_at, a.updated_at, (SELECT COUNT(*) FROM kb_deflections d WHERE d.article_id = a.id) AS helped";
+const COLUMNS: &str = "a.id, a.title, a.symptom, a.cause, a.fix, a.lang, a.ticket_id, a.author_id, u.display_name, u.username, a.created_at, a.updated_at, (SELECT COUNT(*) FROM kb_deflections d WHERE d.article_id = a.id) AS helped, a.revision, a.archived_at, e.display_name AS editor_display, e.username AS editor_username";
+/// The article with its author and last editor.
+const FROM: &str =
+    "kb_articles a JOIN users u ON u.id = a.author_id LEFT JOIN users e ON e.id = a.editor_id";
+
+/// A user's name as the desk shows it: the display name, else the username.
+fn name(display: Option<String>, username: Option<String>) -> Option<String> {
+    display.filter(|d| !d.is_empty()).or(username)
+}
 
 fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Article, sqlx::Error> {
     let display: String = row.try_get("display_name")?;
@@ -154,11 +207,24 @@ fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Article, sqlx::Error> {
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
         helped: row.try_get("helped")?,
+        revision: row.try_get("revision")?,
+        editor_name: name(
+            row.try_get("editor_display")?,
+            row.try_get("editor_username")?,
+        ),
+        archived_at: row.try_get("archived_at")?,
     })
 }
 
 /// Articles matching `s` (best first), or the newest without a query.
-pub async fn search(pool: &Pool, s: &Search) -> Result<Vec<Article>, DeskError> {
+/// Retired articles appear only when staff ask for them (`archived`).
+pub async fn search(pool: &Pool, actor: &User, s: &Search) -> Result<Vec<Article>, DeskError> {
+    let archived = s.archived.unwrap_or(false);
+    if archived && !on_desk(actor) {
+        return Err(DeskError::Forbidden(
+            "retired articles are listed for staff and admins".into(),
+        ));
+    }
     let limit = s.limit.unwrap_or(10);
     if limit == 0 || limit > MAX_RESULTS {
         return Err(DeskError::Invalid(format!(
@@ -173,11 +239,13 @@ pub async fn search(pool: &Pool, s: &Search) -> Result<Vec<Article>, DeskError> 
     let rows = match q.as_deref().filter(|q| !q.is_empty()) {
         None => {
             sqlx::query(&format!(
-                "SELECT {COLUMNS} FROM kb_articles a JOIN users u ON u.id = a.author_id
-                 WHERE (?1 IS NULL OR a.lang = ?1) ORDER BY a.created_at DESC LIMIT ?2"
+                "SELECT {COLUMNS} FROM {FROM}
+                 WHERE (?1 IS NULL OR a.lang = ?1) AND (a.archived_at IS NOT NULL) = ?3
+                 ORDER BY a.created_at DESC LIMIT ?2"
             ))
             .bind(lang)
             .bind(i64::from(limit))
+            .bind(archived)
             .fetch_all(pool)
             .await?
         }
@@ -187,13 +255,15 @@ pub async fn search(pool: &Pool, s: &Search) -> Result<Vec<Article>, DeskError> 
             };
             sqlx::query(&format!(
                 "SELECT {COLUMNS} FROM kb_fts f JOIN kb_articles a ON a.id = f.article_id
-                 JOIN users u ON u.id = a.author_id
+                 JOIN users u ON u.id = a.author_id LEFT JOIN users e ON e.id = a.editor_id
                  WHERE kb_fts MATCH ?1 AND (?2 IS NULL OR a.lang = ?2)
+                   AND (a.archived_at IS NOT NULL) = ?4
                  ORDER BY bm25(kb_fts, 0.0, 4.0, 2.0, 1.0, 1.0) LIMIT ?3"
             ))
             .bind(fts)
             .bind(lang)
             .bind(i64::from(limit))
+            .bind(archived)
             .fetch_all(pool)
             .await?
         }
@@ -201,13 +271,20 @@ pub async fn search(pool: &Pool, s: &Search) -> Result<Vec<Article>, DeskError> 
     Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
 }
 
+/// An article as `actor` may read it: a retired one only for staff and admins.
+pub async fn read(pool: &Pool, actor: &User, id: Uuid) -> Result<Article, DeskError> {
+    let a = get(pool, id).await?;
+    if a.archived_at.is_some() && !on_desk(actor) {
+        return Err(DeskError::NotFound);
+    }
+    Ok(a)
+}
+
 pub async fn get(pool: &Pool, id: Uuid) -> Result<Article, DeskError> {
-    let row = sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM kb_articles a JOIN users u ON u.id = a.author_id WHERE a.id = ?"
-    ))
-    .bind(id.to_string())
-    .fetch_optional(pool)
-    .await?;
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM {FROM} WHERE a.id = ?"))
+        .bind(id.to_string())
+        .fetch_optional(pool)
+        .await?;
     row.as_ref()
         .map(from_row)
         .transpose()?
@@ -263,8 +340,171 @@ pub async fn create(pool: &Pool, actor: &User, new: NewArticle) -> Result<Articl
     .bind(&fix)
     .execute(&mut *tx)
     .await?;
+    insert_revision(
+        &mut tx, id, 1, &title, &symptom, &cause, &fix, new.lang, actor, &now,
+    )
+    .await?;
     tx.commit().await?;
     get(pool, id).await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn insert_revision(
+    tx: &mut sqlx::SqliteConnection,
+    id: Uuid,
+    number: i64,
+    title: &str,
+    symptom: &str,
+    cause: &str,
+    fix: &str,
+    lang: Lang,
+    editor: &User,
+    at: &str,
+) -> Result<(), DeskError> {
+    sqlx::query(
+        "INSERT INTO kb_revisions (article_id, number, title, symptom, cause, fix, lang, editor_id, at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(id.to_string())
+    .bind(number)
+    .bind(title)
+    .bind(symptom)
+    .bind(cause)
+    .bind(fix)
+    .bind(lang.as_str())
+    .bind(editor.id.to_string())
+    .bind(at)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Staff and admins edit an article: its text becomes a new revision (the
+/// earlier ones are kept) and the search index follows, in one transaction.
+pub async fn update(
+    pool: &Pool,
+    actor: &User,
+    id: Uuid,
+    edit: ArticleEdit,
+) -> Result<Article, DeskError> {
+    if !on_desk(actor) {
+        return Err(DeskError::Forbidden(
+            "knowledge-base articles are edited by staff and admins".into(),
+        ));
+    }
+    let title = required("title", &edit.title, MAX_TITLE, true)?;
+    let symptom = required("symptom", &edit.symptom, MAX_TEXT, false)?;
+    let cause = text("cause", &edit.cause, MAX_TEXT, false)?;
+    let fix = required("fix", &edit.fix, MAX_TEXT, false)?;
+    let now = db::now();
+    let mut tx = pool.begin().await?;
+    let row: Option<(i64, Option<String>)> =
+        sqlx::query_as("SELECT revision, archived_at FROM kb_articles WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
+    let (current, archived) = row.ok_or(DeskError::NotFound)?;
+    if archived.is_some() {
+        return Err(DeskError::ArticleRetired);
+    }
+    if edit.revision.is_some_and(|r| r != current) {
+        return Err(DeskError::ArticleChanged);
+    }
+    let next = current + 1;
+    // The revision in the WHERE clause makes a concurrent edit lose cleanly.
+    let changed = sqlx::query(
+        "UPDATE kb_articles SET title = ?, symptom = ?, cause = ?, fix = ?, lang = ?,
+             revision = ?, editor_id = ?, updated_at = ?
+         WHERE id = ? AND revision = ?",
+    )
+    .bind(&title)
+    .bind(&symptom)
+    .bind(&cause)
+    .bind(&fix)
+    .bind(edit.lang.as_str())
+    .bind(next)
+    .bind(actor.id.to_string())
+    .bind(&now)
+    .bind(id.to_string())
+    .bind(current)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if changed == 0 {
+        return Err(DeskError::ArticleChanged);
+    }
+    insert_revision(
+        &mut tx, id, next, &title, &symptom, &cause, &fix, edit.lang, actor, &now,
+    )
+    .await?;
+    sqlx::query(
+        "UPDATE kb_fts SET title = ?, symptom = ?, cause = ?, fix = ? WHERE article_id = ?",
+    )
+    .bind(&title)
+    .bind(&symptom)
+    .bind(&cause)
+    .bind(&fix)
+    .bind(id.to_string())
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    get(pool, id).await
+}
+
+/// Staff and admins retire an article: out of search and suggestions, its
+/// text and revisions kept. Retiring a retired article changes nothing.
+pub async fn retire(pool: &Pool, actor: &User, id: Uuid) -> Result<Article, DeskError> {
+    if !on_desk(actor) {
+        return Err(DeskError::Forbidden(
+            "knowledge-base articles are retired by staff and admins".into(),
+        ));
+    }
+    get(pool, id).await?;
+    sqlx::query(
+        "UPDATE kb_articles SET archived_at = ?, archived_by = ? WHERE id = ? AND archived_at IS NULL",
+    )
+    .bind(db::now())
+    .bind(actor.id.to_string())
+    .bind(id.to_string())
+    .execute(pool)
+    .await?;
+    get(pool, id).await
+}
+
+/// Every version of an article's text, newest first (staff and admins).
+pub async fn revisions(pool: &Pool, actor: &User, id: Uuid) -> Result<Vec<Revision>, DeskError> {
+    if !on_desk(actor) {
+        return Err(DeskError::Forbidden(
+            "an article's history is for staff and admins".into(),
+        ));
+    }
+    get(pool, id).await?;
+    let rows = sqlx::query(
+        "SELECT r.number, r.title, r.symptom, r.cause, r.fix, r.lang, r.editor_id, r.at,
+                u.display_name, u.username
+         FROM kb_revisions r JOIN users u ON u.id = r.editor_id
+         WHERE r.article_id = ? ORDER BY r.number DESC",
+    )
+    .bind(id.to_string())
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(Revision {
+                number: row.try_get("number")?,
+                title: row.try_get("title")?,
+                symptom: row.try_get("symptom")?,
+                cause: row.try_get("cause")?,
+                fix: row.try_get("fix")?,
+                lang: row.try_get("lang")?,
+                editor_id: db::uuid(row, "editor_id")?,
+                editor_name: name(row.try_get("display_name")?, row.try_get("username")?)
+                    .unwrap_or_default(),
+                at: row.try_get("at")?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(Into::into)
 }
 
 /// Records that an article solved a user's problem (no report needed).
@@ -274,7 +514,9 @@ pub async fn helped(
     id: Uuid,
     vm_id: Option<Uuid>,
 ) -> Result<Article, DeskError> {
-    get(pool, id).await?;
+    if get(pool, id).await?.archived_at.is_some() {
+        return Err(DeskError::NotFound);
+    }
     sqlx::query("INSERT INTO kb_deflections (article_id, user_id, vm_id, at) VALUES (?, ?, ?, ?)")
         .bind(id.to_string())
         .bind(user.id.to_string())

@@ -93,6 +93,10 @@ pub enum DeskError {
     Changed,
     #[error("the problem is resolved; open a new one")]
     ProblemResolved,
+    #[error("the article was edited meanwhile; reload it and try again")]
+    ArticleChanged,
+    #[error("the article is retired and can no longer be edited")]
+    ArticleRetired,
     #[error("the VM is not running, so its screen cannot be captured")]
     VmNotRunning,
     #[error(transparent)]
@@ -453,6 +457,9 @@ impl Desk {
                     "user_ids": affected.iter().map(|(id, _)| id).collect::<Vec<_>>(),
                     "users_affected": users,
                     "event_ids": [event_id],
+                    // What the UI words in the reader's language; `title`
+                    // stays the English fallback (API, e-mail).
+                    "system": {"kind": "node_down", "node": node_name, "users": users},
                 });
                 let id = Uuid::new_v4();
                 let mut tx = self.pool.begin().await?;
@@ -572,6 +579,7 @@ impl Desk {
                 );
                 let mut context = self.context(&vm, 1).await;
                 context["event_ids"] = json!(failures.iter().map(|(id, _)| id).collect::<Vec<_>>());
+                context["system"] = json!({"kind": "start_failed", "vm": vm.name, "count": recent});
                 let id = Uuid::new_v4();
                 let mut tx = self.pool.begin().await?;
                 tickets::insert(
@@ -1412,12 +1420,37 @@ impl Desk {
 
     // ---------------------------------------------------------- knowledge base
 
-    pub async fn kb_search(&self, s: &kb::Search) -> Result<Vec<kb::Article>, DeskError> {
-        kb::search(&self.pool, s).await
+    pub async fn kb_search(
+        &self,
+        actor: &User,
+        s: &kb::Search,
+    ) -> Result<Vec<kb::Article>, DeskError> {
+        kb::search(&self.pool, actor, s).await
     }
 
-    pub async fn kb_article(&self, id: Uuid) -> Result<kb::Article, DeskError> {
-        kb::get(&self.pool, id).await
+    pub async fn kb_article(&self, actor: &User, id: Uuid) -> Result<kb::Article, DeskError> {
+        kb::read(&self.pool, actor, id).await
+    }
+
+    pub async fn kb_update(
+        &self,
+        actor: &User,
+        id: Uuid,
+        edit: kb::ArticleEdit,
+    ) -> Result<kb::Article, DeskError> {
+        kb::update(&self.pool, actor, id, edit).await
+    }
+
+    pub async fn kb_retire(&self, actor: &User, id: Uuid) -> Result<kb::Article, DeskError> {
+        kb::retire(&self.pool, actor, id).await
+    }
+
+    pub async fn kb_revisions(
+        &self,
+        actor: &User,
+        id: Uuid,
+    ) -> Result<Vec<kb::Revision>, DeskError> {
+        kb::revisions(&self.pool, actor, id).await
     }
 
     pub async fn kb_create(
@@ -1471,7 +1504,6 @@ impl Desk {
     pub async fn take_screenshot(&self, user: &User, vm_id: Uuid) -> Result<Shot, DeskError> {
         let vm = self.vms.get_for(user, vm_id).await?;
         let vm = self.vms.refresh(vm.id).await?;
-        self.sweep_unclaimed().await;
         let (sha, bytes) = self.capture(&vm).await?;
         let shot = Shot {
             id: Uuid::new_v4(),
@@ -1573,22 +1605,52 @@ impl Desk {
         Ok(())
     }
 
-    /// Drops screenshots taken for reports that were never sent.
-    async fn sweep_unclaimed(&self) {
-        let cutoff = db::format_time(
-            time::OffsetDateTime::now_utc() - time::Duration::hours(UNCLAIMED_SHOT_HOURS),
-        );
-        let gone: Result<Vec<String>, _> = sqlx::query_scalar(
+    /// Drops screenshots taken for reports that were never sent, taken
+    /// more than [`UNCLAIMED_SHOT_HOURS`] before `now`, and the files of
+    /// the store no row names, modified before the same bound (the desk's
+    /// periodic pass and start-up run it). Returns how many rows and files
+    /// went.
+    pub async fn sweep_screenshots(
+        &self,
+        now: time::OffsetDateTime,
+    ) -> Result<(u64, u64), DeskError> {
+        let cutoff = now - time::Duration::hours(UNCLAIMED_SHOT_HOURS);
+        let gone: Vec<String> = sqlx::query_scalar(
             "DELETE FROM desk_screenshots WHERE ticket_id IS NULL AND taken_at < ? RETURNING sha256",
         )
-        .bind(cutoff)
+        .bind(db::format_time(cutoff))
         .fetch_all(&self.pool)
-        .await;
-        for sha in gone.unwrap_or_default() {
-            if let Err(e) = self.remove_if_unused(&sha).await {
-                tracing::warn!(error = %e, "unsent screenshot not removed");
-            }
+        .await?;
+        let rows = gone.len() as u64;
+        for sha in gone {
+            self.remove_if_unused(&sha).await?;
         }
+        let known: std::collections::HashSet<String> = sqlx::query_scalar(
+            "SELECT sha256 FROM desk_screenshots UNION SELECT screenshot FROM tickets WHERE screenshot IS NOT NULL",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .collect();
+        let shots = self.shots.clone();
+        let cutoff = std::time::SystemTime::from(cutoff);
+        let files = tokio::task::spawn_blocking(move || -> std::io::Result<u64> {
+            let stray = screenshot::stray_files(&shots.files()?, &known, cutoff);
+            for name in &stray {
+                shots.remove_file(name)?;
+            }
+            Ok(stray.len() as u64)
+        })
+        .await
+        .map_err(|e| DeskError::Io(std::io::Error::other(e.to_string())))??;
+        if rows + files > 0 {
+            tracing::info!(
+                rows,
+                files,
+                "removed screenshots never attached to a report"
+            );
+        }
+        Ok((rows, files))
     }
 }
 

@@ -9,6 +9,12 @@
 //! Limits: the hypervisor's picture may be at most [`MAX_RAW_BYTES`] and the
 //! PNG at most [`MAX_PNG_BYTES`]; dimensions are checked before any pixel
 //! buffer is allocated.
+//!
+//! Nothing stays forever unattached: the desk's pass drops screenshots
+//! never sent with a report after a bound, and removes files no row names
+//! (the server killed between writing a file and its row, or while a
+//! temporary file was half written) once they are older than the same
+//! bound ([`stray_files`], pure), so a capture in flight is never touched.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -160,6 +166,36 @@ impl ShotStore {
         Ok(sha)
     }
 
+    /// Every file in the store with its modification time (blocking I/O).
+    pub fn files(&self) -> io::Result<Vec<(String, std::time::SystemTime)>> {
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let entry = entry?;
+            let meta = entry.metadata()?;
+            if !meta.is_file() {
+                continue;
+            }
+            if let Some(name) = entry.file_name().to_str() {
+                out.push((name.to_owned(), meta.modified()?));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes a file of the store by the name [`ShotStore::files`] gave.
+    pub fn remove_file(&self, name: &str) -> io::Result<()> {
+        // Only a plain name inside the store, never a path.
+        if name.contains('/') || name.contains("..") {
+            return Ok(());
+        }
+        crate::storage::remove_file_if_exists(&self.dir.join(name))
+    }
+
     /// Removes a stored screenshot (absent is fine).
     pub fn remove(&self, sha256: &str) -> io::Result<()> {
         match self.path(sha256) {
@@ -169,9 +205,51 @@ impl ShotStore {
     }
 }
 
+/// The files of the store to remove: screenshots (`<sha256>.png`) no row
+/// names and temporary files, modified before `cutoff`. Newer files are
+/// kept: a capture writes its file before its row.
+pub fn stray_files(
+    files: &[(String, std::time::SystemTime)],
+    known: &std::collections::HashSet<String>,
+    cutoff: std::time::SystemTime,
+) -> Vec<String> {
+    files
+        .iter()
+        .filter(|(_, modified)| *modified < cutoff)
+        .filter(|(name, _)| match name.strip_suffix(".png") {
+            Some(sha) if !name.starts_with('.') => !known.contains(sha),
+            _ => name.starts_with('.') && name.ends_with(".tmp"),
+        })
+        .map(|(name, _)| name.clone())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stray_files_are_old_unnamed_pictures_and_old_temporaries() {
+        use std::time::{Duration, SystemTime};
+        let cutoff = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let old = cutoff - Duration::from_secs(1);
+        let new = cutoff + Duration::from_secs(1);
+        let a = "a".repeat(64);
+        let b = "b".repeat(64);
+        let files = vec![
+            (format!("{a}.png"), old),                // named by a row: kept
+            (format!("{b}.png"), old),                // no row, old: removed
+            (format!("{}.png", "c".repeat(64)), new), // no row, new: kept
+            (format!(".{b}.x.tmp"), old),             // a half-written file: removed
+            (format!(".{b}.y.tmp"), new),             // being written: kept
+            ("notes.txt".to_owned(), old),            // not the store's: kept
+        ];
+        let known = std::collections::HashSet::from([a.clone()]);
+        assert_eq!(
+            stray_files(&files, &known, cutoff),
+            vec![format!("{b}.png"), format!(".{b}.x.tmp")]
+        );
+    }
 
     fn ppm(w: u32, h: u32) -> Vec<u8> {
         let mut v = format!("P6\n# made by a test\n{w} {h}\n255\n").into_bytes();

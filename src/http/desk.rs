@@ -47,7 +47,11 @@ pub fn router() -> Router<AppState> {
         .route("/api/problems/{id}/tickets", post(link_problem))
         .route("/api/problems/{id}/resolve", post(resolve_problem))
         .route("/api/kb", get(kb_search).post(kb_create))
-        .route("/api/kb/{id}", get(kb_article))
+        .route(
+            "/api/kb/{id}",
+            get(kb_article).put(kb_update).delete(kb_retire),
+        )
+        .route("/api/kb/{id}/revisions", get(kb_revisions))
         .route("/api/kb/{id}/helped", post(kb_helped))
 }
 
@@ -311,18 +315,43 @@ async fn members(
 
 async fn kb_search(
     State(state): State<AppState>,
-    _me: CurrentUser,
+    me: CurrentUser,
     ApiQuery(q): ApiQuery<kb::Search>,
 ) -> Result<Json<Vec<kb::Article>>, ApiError> {
-    Ok(Json(state.desk.kb_search(&q).await?))
+    Ok(Json(state.desk.kb_search(&me.user, &q).await?))
 }
 
 async fn kb_article(
     State(state): State<AppState>,
-    _me: CurrentUser,
+    me: CurrentUser,
     IdPath(id): IdPath,
 ) -> Result<Json<kb::Article>, ApiError> {
-    Ok(Json(state.desk.kb_article(id).await?))
+    Ok(Json(state.desk.kb_article(&me.user, id).await?))
+}
+
+async fn kb_update(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    IdPath(id): IdPath,
+    ApiJson(body): ApiJson<kb::ArticleEdit>,
+) -> Result<Json<kb::Article>, ApiError> {
+    Ok(Json(state.desk.kb_update(&me.user, id, body).await?))
+}
+
+async fn kb_retire(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    IdPath(id): IdPath,
+) -> Result<Json<kb::Article>, ApiError> {
+    Ok(Json(state.desk.kb_retire(&me.user, id).await?))
+}
+
+async fn kb_revisions(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    IdPath(id): IdPath,
+) -> Result<Json<Vec<kb::Revision>>, ApiError> {
+    Ok(Json(state.desk.kb_revisions(&me.user, id).await?))
 }
 
 async fn kb_create(

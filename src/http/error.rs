@@ -687,6 +687,12 @@ impl From<DeskError> for ApiError {
             DeskError::ProblemResolved => {
                 Self::new(StatusCode::CONFLICT, "problem_resolved", e.to_string())
             }
+            DeskError::ArticleChanged => {
+                Self::new(StatusCode::CONFLICT, "article_changed", e.to_string())
+            }
+            DeskError::ArticleRetired => {
+                Self::new(StatusCode::CONFLICT, "article_retired", e.to_string())
+            }
             DeskError::VmNotRunning => {
                 Self::new(StatusCode::CONFLICT, "vm_not_running", e.to_string())
             }

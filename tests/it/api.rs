@@ -618,6 +618,24 @@ fn role_matrix() -> Vec<Row> {
             [401, 403, 403, 200, 200],
         ),
         // ---- area: desk-sla (new rows of this area go right below this line)
+        row(
+            Method::PUT,
+            "/api/kb/{id}",
+            Json(json!({"title":"t","symptom":"s","fix":"f","lang":"en"})),
+            [401, 403, 403, 404, 404],
+        ),
+        row(
+            Method::DELETE,
+            "/api/kb/{id}",
+            NO,
+            [401, 403, 403, 404, 404],
+        ),
+        row(
+            Method::GET,
+            "/api/kb/{id}/revisions",
+            NO,
+            [401, 403, 403, 404, 404],
+        ),
         row(Method::GET, "/api/desk/sla", NO, [401, 403, 403, 200, 200]),
         // A well-formed but invalid policy: only an admin gets as far as
         // its validation.

@@ -1304,3 +1304,75 @@ async fn admin_publishes_a_service_report_and_a_teacher_reads_it() {
     assert_eq!(r["from"], "2026-03-02T00:00:00Z");
     assert!(r["texts"]["plan"].as_str().unwrap().contains("P3"), "{r}");
 }
+
+/// Knowledge-base editing in the browser (issue 13): staff edit an article
+/// in Chinese (a new revision, the history lists both), an admin retires it
+/// in English after a confirmation; it leaves search and stays readable by
+/// staff. A system incident's title is worded in each reader's language.
+#[tokio::test]
+async fn staff_edit_an_article_and_an_admin_retires_it() {
+    let _serial = one_at_a_time().await;
+    let env = TestEnv::start().await;
+    env.user("test-kbui-admin", Role::Admin).await;
+    env.user("test-kbui-staff", Role::Staff).await;
+    env.user("test-kbui-student", Role::Student).await;
+    let staff = env.client("test-kbui-staff").await;
+    let student = env.client("test-kbui-student").await;
+    let (s, a) = staff
+        .post(
+            "/api/kb",
+            json!({"title": "虚拟机黑屏", "symptom": "打开控制台只看到黑屏 black screen", "fix": "重启虚拟机。", "lang": "zh-CN"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{a}");
+    let id = a["id"].as_str().unwrap().to_owned();
+    // A system incident (as Desk::node_changed writes it): its stored
+    // title is English; the pages word it from context.system.
+    let (s, t) = student
+        .post("/api/tickets", json!({"kind": "incident", "title": "x"}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{t}");
+    let system_id = t["id"].as_str().unwrap().to_owned();
+    sqlx::query("UPDATE tickets SET channel = 'system', title = ?, context = ? WHERE id = ?")
+        .bind("Node test-node-7 is down (3 users affected)")
+        .bind(
+            json!({"system": {"kind": "node_down", "node": "test-node-7", "users": 3}}).to_string(),
+        )
+        .bind(&system_id)
+        .execute(&env.server.state.pool)
+        .await
+        .unwrap();
+
+    let base = env.server.url();
+    let dir = artifact_dir();
+    let shots = ["desk-kb-history-zh.png", "desk-kb-retire-en.png"];
+    for f in shots {
+        let _ = std::fs::remove_file(dir.join(f));
+    }
+    run_script(
+        "desk-kb.mjs",
+        &[
+            &base,
+            "test-kbui-admin",
+            "test-kbui-staff",
+            PASSWORD,
+            &id,
+            dir.to_str().unwrap(),
+            &system_id,
+        ],
+    )
+    .await;
+    for f in shots {
+        assert_png(&dir.join(f));
+    }
+    // What the pages did is real.
+    let (_, a) = staff.get(&format!("/api/kb/{id}")).await;
+    assert_eq!(a["revision"], 2, "{a}");
+    assert_eq!(a["fix"], "先关机，再开机；仍黑屏就报修。", "{a}");
+    assert_eq!(a["editor_name"], "test-kbui-staff", "{a}");
+    assert!(a["archived_at"].is_string(), "{a}");
+    let (_, revs) = staff.get(&format!("/api/kb/{id}/revisions")).await;
+    assert_eq!(revs[1]["fix"], "重启虚拟机。", "{revs}");
+    let (s, _) = student.get(&format!("/api/kb/{id}")).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}

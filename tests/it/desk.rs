@@ -102,6 +102,7 @@ async fn staff_role_reaches_the_desk_and_nodes_but_not_user_management() {
         "/api/kb",
         "/api/kb/{id}",
         "/api/kb/{id}/helped",
+        "/api/kb/{id}/revisions",
     ] {
         assert!(doc["paths"].get(p).is_some(), "openapi.json lacks {p}");
     }
@@ -1100,6 +1101,9 @@ async fn a_node_down_with_vms_opens_one_system_incident_and_its_return_is_logged
     );
     let title = t["title"].as_str().unwrap();
     assert!(title.contains("test-d-node"), "{title}");
+    // The UI words the title in the reader's language from these.
+    assert_eq!(t["context"]["system"]["kind"], "node_down", "{t}");
+    assert_eq!(t["context"]["system"]["node"], "test-d-node", "{t}");
     // The node_down entry of the event log is linked.
     let (_, events) = d.admin.get(&format!("/api/events?node_id={node}")).await;
     assert_eq!(events[0]["kind"], "node_down", "{events}");
@@ -1182,6 +1186,7 @@ async fn a_node_down_with_vms_opens_one_system_incident_and_its_return_is_logged
     // Not their classmates' names: those are the desk's.
     assert_eq!(theirs["context"]["users"], Value::Null, "{theirs}");
     assert_eq!(theirs["context"]["user_ids"], Value::Null, "{theirs}");
+    assert_eq!(theirs["context"]["system"]["kind"], "node_down", "{theirs}");
     assert_eq!(mine["context"]["users"], Value::Null, "{mine}");
     assert_eq!(theirs["context"]["users_affected"], 2, "{theirs}");
     let (_, list) = d.student.get("/api/tickets").await;
@@ -1284,6 +1289,11 @@ async fn repeated_start_failures_of_a_vm_open_one_system_incident() {
     );
     let title = t["title"].as_str().unwrap();
     assert!(title.contains("3 times"), "{title}");
+    assert_eq!(
+        t["context"]["system"],
+        json!({"kind": "start_failed", "vm": t["context"]["vm"]["name"], "count": 3}),
+        "{t}"
+    );
 
     // A fourth failure joins it with a work-log line.
     start().await;

@@ -35,6 +35,7 @@ const ROUTES = [
   [/^desk-sla$/, './desk.js', ['staff', 'admin'], 'sla'],
   [/^kb$/, './desk.js', ['student', 'teacher', 'staff', 'admin'], 'kb'],
   [/^kb\/new(?:\/([\w-]+))?$/, './desk.js', ['staff', 'admin'], 'kbnew'],
+  [/^kb\/edit\/([\w-]+)$/, './desk.js', ['staff', 'admin'], 'kbedit'],
   // Notifications (notices.js): the bell's list and the settings.
   [/^notifications$/, './notices.js', ['student', 'teacher', 'staff', 'admin'], 'list'],
   [/^notification-settings$/, './notices.js', ['student', 'teacher', 'staff', 'admin'], 'settings'],

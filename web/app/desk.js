@@ -8,7 +8,7 @@
 // textContent through h(): never as HTML.
 
 import { t, bind, onLangChange } from './i18n.js';
-import { h, icon, button, replace, relativeTime, absoluteTime, toast, toastError, formatBytes } from './ui.js';
+import { h, icon, button, replace, relativeTime, absoluteTime, toast, toastError, formatBytes, confirmDialog } from './ui.js';
 import { api, get, post } from './api.js';
 import { stateBadge, actionBar } from './vmcontrols.js';
 import { lineChart } from './charts.js';
@@ -27,7 +27,8 @@ export function mount(container, params, ctx) {
     case 'queue': return queueView(container, ctx);
     case 'ticket': return ticketView(container, params[0], ctx);
     case 'kb': return kbView(container, ctx);
-    case 'kbnew': return kbNewView(container, params[0], ctx);
+    case 'kbnew': return kbEditorView(container, { ticketId: params[0] }, ctx);
+    case 'kbedit': return kbEditorView(container, { articleId: params[0] }, ctx);
     case 'problems': return problemsView(container, params[0], ctx);
     case 'stats': return statsView(container, ctx);
     case 'sla': return slaView(container, ctx);
@@ -36,6 +37,18 @@ export function mount(container, params, ctx) {
 }
 
 // ---------------------------------------------------------------- pieces
+
+/**
+ * A ticket's title: a system incident's is worded in the reader's language
+ * from its kind and parameters (context.system); the stored English title
+ * is the fallback (and what people typed is shown as typed).
+ */
+const SYSTEM_TITLES = { node_down: 'desk.system.nodeDown', start_failed: 'desk.system.startFailed' };
+function ticketTitle(tk) {
+  const sys = tk.channel === 'system' && tk.context && tk.context.system;
+  const key = sys && SYSTEM_TITLES[sys.kind];
+  return key ? t(key, sys) : tk.title;
+}
 
 function ticketBadge(state) {
   return h('span', { class: `badge ticket-state ts-${state}`, dataset: { state }, i18n: `ticket.state.${state}` });
@@ -204,8 +217,8 @@ function reportView(container, vmId, { me }) {
 
 // ---------------------------------------------------------------- knowledge base
 
-/** One article, folded: the title opens symptom, cause and fix. */
-function articleCard(a, { helped } = {}) {
+/** One article, folded: the title opens symptom, cause and fix; staff get an Edit link. */
+function articleCard(a, { helped, me } = {}) {
   const parts = [['desk.kb.symptom', a.symptom], ['desk.kb.cause', a.cause], ['desk.kb.fix', a.fix]]
     .filter(([, v]) => v)
     .map(([k, v]) => h('div', { class: 'kb-part' }, h('h4', { i18n: k }), h('p', {}, v)));
@@ -214,55 +227,85 @@ function articleCard(a, { helped } = {}) {
     btn = button({ label: 'desk.kb.helped', kind: 'small primary', attrs: { 'data-action': 'helped' } });
     btn.addEventListener('click', () => helped(btn));
   }
-  return h('details', { class: 'card kb-article', dataset: { articleId: a.id } },
+  const staff = me && onDesk(me);
+  const meta = staff ? h('p', { class: 'muted small kb-meta' },
+    t('desk.kb.revisionMeta', { n: a.revision || 1, who: a.editor_name || a.author_name, at: absoluteTime(a.updated_at) })) : null;
+  const edit = staff && !a.archived_at
+    ? h('a', { class: 'btn small', href: `#/kb/edit/${enc(a.id)}`, dataset: { action: 'edit-article' } }, h('span', { i18n: 'desk.kb.edit' }))
+    : null;
+  return h('details', { class: 'card kb-article', dataset: { articleId: a.id, archived: a.archived_at ? 'true' : 'false' } },
     h('summary', {}, h('span', { class: 'kb-title' }, a.title), ' ', h('span', { class: 'chip' }, a.lang),
+      a.archived_at ? h('span', { class: 'chip kb-retired', i18n: 'desk.kb.retired' }) : null,
       a.helped ? h('span', { class: 'muted small' }, ' ', t('desk.kb.helpedCount', { n: a.helped })) : null),
-    parts, btn);
+    parts, meta, btn, edit);
 }
 
 function kbView(container, { me }) {
   let stopped = false;
   let timer = null;
   const q = h('input', { id: 'kb-q', type: 'search', autocomplete: 'off', i18nPh: 'desk.kb.searchPh' });
+  const retired = onDesk(me) ? h('input', { id: 'kb-archived', type: 'checkbox' }) : null;
   const list = h('div', { class: 'kb-list', 'aria-busy': 'true' });
   replace(container,
     h('div', { class: 'page-head' },
       h('div', {}, h('h1', { i18n: 'desk.kb.title' }), h('p', { class: 'muted', i18n: 'desk.kb.subtitle' })),
       onDesk(me) ? h('a', { class: 'btn primary', href: '#/kb/new', dataset: { action: 'new-article' } }, icon('plus'), h('span', { i18n: 'desk.kb.new' })) : null),
-    h('div', { class: 'card pad' }, field('kb-q', 'desk.kb.search', q)),
+    h('div', { class: 'card pad' }, field('kb-q', 'desk.kb.search', q),
+      retired ? h('div', { class: 'checks' }, h('label', {}, retired, ' ', h('span', { i18n: 'desk.kb.showRetired' }))) : null),
     list);
   let last = null;
   async function load() {
     try {
-      last = await get(`/api/kb?limit=50${q.value.trim() ? `&q=${enc(q.value.trim())}` : ''}`);
+      const params = [`limit=50`];
+      if (q.value.trim()) params.push(`q=${enc(q.value.trim())}`);
+      if (retired?.checked) params.push('archived=true');
+      last = await get(`/api/kb?${params.join('&')}`);
       if (!stopped) render();
     } catch (err) { if (!stopped) toastError(err); }
   }
   function render() {
     list.removeAttribute('aria-busy');
     if (!last.length) replace(list, h('div', { class: 'empty card' }, h('p', { i18n: 'desk.kb.empty' })));
-    else replace(list, last.map((a) => articleCard(a)));
+    else replace(list, last.map((a) => articleCard(a, { me })));
   }
   q.addEventListener('input', () => { clearTimeout(timer); timer = setTimeout(load, 300); });
+  retired?.addEventListener('change', load);
   load();
   return { unmount() { stopped = true; clearTimeout(timer); } };
 }
 
-function kbNewView(container, ticketId, { me }) {
+/** One earlier (or the current) version of an article, folded. */
+function revisionCard(r, current) {
+  const parts = [['desk.kb.symptom', r.symptom], ['desk.kb.cause', r.cause], ['desk.kb.fix', r.fix]]
+    .filter(([, v]) => v)
+    .map(([k, v]) => h('div', { class: 'kb-part' }, h('h4', { i18n: k }), h('p', {}, v)));
+  return h('details', { class: 'kb-revision', dataset: { revision: String(r.number) } },
+    h('summary', {}, h('strong', {}, t('desk.kb.revisionN', { n: r.number })), ' ',
+      current ? h('span', { class: 'chip', i18n: 'desk.kb.current' }) : null, ' ',
+      h('span', { class: 'muted small' }, t('desk.kb.revisionBy', { who: r.editor_name, at: absoluteTime(r.at) }))),
+    h('p', { class: 'kb-title' }, r.title), parts);
+}
+
+/** The article editor: a new article (maybe from a ticket) or a new revision of one. */
+function kbEditorView(container, { ticketId, articleId }, { me }) {
+  let stopped = false;
+  let revision = null;
   const title = h('input', { id: 'kb-title', maxlength: 200, autocomplete: 'off' });
   const lang = h('select', { id: 'kb-lang' }, h('option', { value: 'zh-CN' }, '中文'), h('option', { value: 'en' }, 'English'));
   const symptom = h('textarea', { id: 'kb-symptom', rows: 3, maxlength: 10000 });
   const cause = h('textarea', { id: 'kb-cause', rows: 2, maxlength: 10000 });
   const fix = h('textarea', { id: 'kb-fix', rows: 4, maxlength: 10000 });
-  const submit = h('button', { type: 'submit', class: 'btn primary', i18n: 'desk.kb.publish' });
+  const submit = h('button', { type: 'submit', class: 'btn primary', i18n: articleId ? 'desk.kb.saveRevision' : 'desk.kb.publish' });
+  const retire = articleId ? button({ label: 'desk.kb.retire', kind: 'danger', attrs: { 'data-action': 'retire-article', type: 'button' } }) : null;
+  const history = articleId ? h('section', { class: 'card pad kb-history' }, h('h2', { i18n: 'desk.kb.history' }), h('div', { class: 'kb-revisions', 'aria-busy': 'true' })) : null;
   const form = h('form', { class: 'card pad kb-form', novalidate: true },
     ticketId ? h('p', { class: 'muted small', i18n: 'desk.kb.fromTicket' }) : null,
     h('div', { class: 'form-grid' }, field('kb-title', 'desk.kb.articleTitle', title), field('kb-lang', 'desk.kb.lang', lang)),
     field('kb-symptom', 'desk.kb.symptom', symptom),
     field('kb-cause', 'desk.kb.cause', cause),
     field('kb-fix', 'desk.kb.fix', fix),
-    h('div', { class: 'form-actions' }, h('a', { class: 'btn ghost', href: '#/kb', i18n: 'common.cancel' }), submit));
-  replace(container, h('div', { class: 'page-head' }, h('h1', { i18n: 'desk.kb.new' })), form);
+    h('div', { class: 'form-actions' }, retire, h('a', { class: 'btn ghost', href: '#/kb', i18n: 'common.cancel' }), submit));
+  replace(container, h('div', { class: 'page-head' }, h('h1', { i18n: articleId ? 'desk.kb.editTitle' : 'desk.kb.new' })), form, history);
   if (document.documentElement.lang === 'en') lang.value = 'en';
   if (ticketId) {
     get(`/api/tickets/${enc(ticketId)}`).then((tk) => {
@@ -271,16 +314,40 @@ function kbNewView(container, ticketId, { me }) {
       if (!fix.value) fix.value = tk.resolution || '';
     }).catch(toastError);
   }
+  async function loadArticle() {
+    try {
+      const [a, revs] = await Promise.all([get(`/api/kb/${enc(articleId)}`), get(`/api/kb/${enc(articleId)}/revisions`)]);
+      if (stopped) return;
+      revision = a.revision;
+      title.value = a.title; lang.value = a.lang; symptom.value = a.symptom; cause.value = a.cause; fix.value = a.fix;
+      const box = history.querySelector('.kb-revisions');
+      box.removeAttribute('aria-busy');
+      replace(box, revs.map((r) => revisionCard(r, r.number === a.revision)));
+    } catch (err) { if (!stopped) toastError(err); }
+  }
+  if (articleId) loadArticle();
+  retire?.addEventListener('click', async () => {
+    const ok = await confirmDialog({ title: 'desk.kb.retireTitle', body: 'desk.kb.retireBody', confirm: 'desk.kb.retire', danger: true });
+    if (!ok) return;
+    const a = await busy(retire, () => api('DELETE', `/api/kb/${enc(articleId)}`));
+    if (a) { toast(t('desk.kb.retiredDone'), 'success'); location.hash = '#/kb'; }
+  });
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
     for (const el of [title, symptom, fix]) if (!el.value.trim()) { el.focus(); toast(t('desk.kb.required'), 'error'); return; }
     const body = { title: title.value.trim(), lang: lang.value, symptom: symptom.value, cause: cause.value, fix: fix.value };
+    if (articleId) {
+      body.revision = revision;
+      const a = await busy(submit, () => api('PUT', `/api/kb/${enc(articleId)}`, body));
+      if (a) { toast(t('desk.kb.saved', { n: a.revision }), 'success'); location.hash = '#/kb'; }
+      return;
+    }
     if (ticketId) body.ticket_id = ticketId;
     const a = await busy(submit, () => post('/api/kb', body));
     if (a) { toast(t('desk.kb.published'), 'success'); location.hash = '#/kb'; }
   });
   title.focus();
-  return { unmount() {} };
+  return { unmount() { stopped = true; } };
 }
 
 // ---------------------------------------------------------------- figures
@@ -618,7 +685,7 @@ function ticketTable(list, { showReporter }) {
   const rows = list.map((tk) => h('tr', { dataset: { ticketId: tk.id, state: tk.state, priority: tk.priority } },
     h('td', { class: 'num' }, `#${tk.number}`),
     h('td', {}, priorityChip(tk.priority)),
-    h('td', {}, h('a', { class: 'ticket-link', href: `#/tickets/${tk.id}` }, tk.title)),
+    h('td', {}, h('a', { class: 'ticket-link', href: `#/tickets/${tk.id}` }, ticketTitle(tk))),
     h('td', { i18n: `ticket.kind.${tk.kind}` }),
     h('td', {}, ticketBadge(tk.state)),
     showReporter ? h('td', {}, tk.reporter_name) : null,
@@ -739,7 +806,7 @@ function ticketView(container, id, { me }) {
     return h('div', { class: 'page-head ticket-head' },
       h('div', {},
         h('p', { class: 'muted small' }, h('a', { href: onDesk(me) ? '#/desk' : '#/tickets', i18n: onDesk(me) ? 'desk.back.queue' : 'desk.back.mine' })),
-        h('h1', { class: 'ticket-title' }, h('span', { class: 'muted' }, `#${tk.number} `), h('span', { class: 'ticket-title-text' }, tk.title)),
+        h('h1', { class: 'ticket-title' }, h('span', { class: 'muted' }, `#${tk.number} `), h('span', { class: 'ticket-title-text' }, ticketTitle(tk))),
         h('div', { class: 'ticket-chips' }, ticketBadge(tk.state), priorityChip(tk.priority),
           h('span', { class: 'chip', i18n: `ticket.kind.${tk.kind}` }), h('span', { class: 'chip', i18n: `ticket.channel.${tk.channel}` }))));
   }
