@@ -3,7 +3,18 @@
 // POST /api/vms/{id}/console, connects, scales the screen to the window, and
 // reconnects with a fresh token (with backoff) when the connection drops while
 // the VM is still running — after a few quick tries, every 30 s for as long
-// as the page is open, so it recovers by itself. Shows why when it can't.
+// as the page is open, so it recovers by itself; the login session is the
+// page's, so no new login and no click. Close codes that mean "stop" (4004
+// server shutting down, 4005 credentials refused) are not resumed. Shows why
+// when it can't.
+//
+// Scaling: fit (default) or 1:1, remembered per user in localStorage; the
+// guest is asked to follow the window (resizeSession), and whole-number
+// device-pixel scales are drawn nearest-neighbour (HiDPI-sharp).
+//
+// Clipboard: Ctrl+V on the screen pastes (typed: QEMU's VNC clipboard needs
+// a guest agent the VMs don't have), text the guest copies goes to the
+// browser's clipboard; the course's switches turn either way off.
 //
 // Keyboard: while the screen has the focus every key goes to the guest (Tab
 // and Esc too); Ctrl+] gives the keyboard back to the page, as the hint under
