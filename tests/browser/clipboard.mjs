@@ -26,6 +26,7 @@ await run('clipboard', artifactDir, async ({ newPage, step, shot, logs }) => {
   const why = await page.getAttribute('.desktop-clip-off', 'title');
   assert(why.includes('teacher'), `and why, got "${why}"`);
   assert(!(await page.isVisible('button[aria-controls=paste-panel]')), 'no "paste as typing" panel to open');
+  assert(await page.locator('#kbd-hint .paste-hint[hidden]').count() === 1, 'the keyboard hint does not offer Ctrl+V');
   await shot(page, 'clipboard-off-en.png');
   step('desktop: clipboard off, no paste panel (en)');
 

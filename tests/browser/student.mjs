@@ -176,6 +176,7 @@ await run('student', artifactDir, async ({ newPage, step, shot, logs, cutNetwork
   await page.waitForSelector('.desktop.kbd-captured #kbd-hint', { state: 'visible' });
   const hint = await page.textContent('#kbd-hint');
   assert(hint.includes('Ctrl+]'), `the hint names the key, got "${hint}"`);
+  assert(hint.includes('Ctrl+V types your clipboard into the VM (up to 2000 characters)'), `the hint offers Ctrl+V, got "${hint}"`);
   await page.keyboard.press('Control+BracketRight');
   await page.waitForFunction(() => document.activeElement && document.activeElement.id === 'kbd-toggle');
   assert(!(await page.locator('.desktop.kbd-captured').count()), 'the screen no longer has the keyboard');

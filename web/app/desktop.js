@@ -152,7 +152,9 @@ export function mount(container, [vmId], { me }) {
       keyBtn('ArrowLeft', '←', 'desktop.key.left'), keyBtn('ArrowUp', '↑', 'desktop.key.up'),
       keyBtn('ArrowDown', '↓', 'desktop.key.down'), keyBtn('ArrowRight', '→', 'desktop.key.right'),
       keyBtn('Enter', '⏎', 'desktop.key.enter')));
-  const kbdHint = h('p', { class: 'kbd-hint', id: 'kbd-hint', i18n: 'desktop.kbdHint' });
+  // Ctrl+V pastes (unless the course turned it off): said where the keys are.
+  const pasteHint = h('span', { class: 'paste-hint', i18n: ['desktop.kbdHint.paste', { max: PASTE_LIMIT }] });
+  const kbdHint = h('p', { class: 'kbd-hint', id: 'kbd-hint' }, h('span', { i18n: 'desktop.kbdHint' }), ' ', pasteHint);
   // The service desk: report a problem with this VM (its context and screen go with it).
   const reportBtn = h('a', { class: 'btn small', href: `#/report/${vmId}`, dataset: { action: 'report' } }, icon('warn'), h('span', { class: 'label', i18n: 'desk.report' }));
   // Power controls of the VM itself (the same actions as on the course list).
@@ -572,6 +574,7 @@ export function mount(container, [vmId], { me }) {
   /** The course's clipboard switches: off hides the way in (or out). */
   function applyClip() {
     pasteBtn.hidden = !clip.toGuest;
+    pasteHint.hidden = !clip.toGuest;
     desk.dataset.clipToGuest = String(clip.toGuest);
     desk.dataset.clipFromGuest = String(clip.fromGuest);
     clipChip.hidden = clip.toGuest && clip.fromGuest;

@@ -700,6 +700,7 @@ const STRINGS = {
     'teach.delete.bodyRunning': '{n} students lose their {vms} VMs of this course, and the files in them are deleted for good. {running} VMs are still running: shut them down first, or the server refuses.',
     'teach.deleted': 'The course {code} was deleted.',
     // ---- area: alerts (new keys of this area go right below this line)
+    'desktop.kbdHint.paste': 'Ctrl+V types your clipboard into the VM (up to {max} characters).',
     'desktop.clip.refused': 'The browser did not hand over the clipboard: use "Paste as typing".',
     'desktop.clip.typing': 'Typing {n} characters from your clipboard into the VM…',
     'desktop.clip.typed': 'Pasted by typing {n} characters (this VM has no clipboard of its own).',
@@ -1818,6 +1819,7 @@ const STRINGS = {
     'teach.delete.bodyRunning': '{n} 名学生将失去本课程的 {vms} 台虚拟机，其中的文件会被永久删除。仍有 {running} 台在运行：请先关机，否则服务器会拒绝。',
     'teach.deleted': '课程 {code} 已删除。',
     // ---- area: alerts (new keys of this area go right below this line)
+    'desktop.kbdHint.paste': '按 Ctrl+V 可把你剪贴板中的文本键入虚拟机（最多 {max} 个字符）。',
     'desktop.clip.refused': '浏览器没有提供剪贴板内容：请使用“粘贴为键入”。',
     'desktop.clip.typing': '正在把你剪贴板中的 {n} 个字符键入虚拟机…',
     'desktop.clip.typed': '已通过模拟键入粘贴 {n} 个字符（这台虚拟机没有自己的剪贴板）。',
