@@ -121,6 +121,8 @@ async fn main() {
                 })
                 .collect(),
             lab_network: false,
+            clipboard_to_guest: true,
+            clipboard_from_guest: true,
             teacher_id: None,
         },
     )

@@ -95,6 +95,8 @@ async fn main() {
             name: "Bench".into(),
             vm_specs: vec![spec("desktop"), spec("server"), spec("router")],
             lab_network: false,
+            clipboard_to_guest: true,
+            clipboard_from_guest: true,
             teacher_id: None,
         },
     )

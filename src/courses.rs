@@ -38,6 +38,11 @@ pub struct Course {
     /// Each student's VMs of the course share a private isolated network
     /// (see [`crate::labnets`]).
     pub lab_network: bool,
+    /// The desktop page pastes from the student's computer into the VM.
+    pub clipboard_to_guest: bool,
+    /// The desktop page copies text the guest put on its clipboard to the
+    /// student's computer.
+    pub clipboard_from_guest: bool,
     pub student_count: u64,
     pub created_at: String,
 }
@@ -74,8 +79,17 @@ pub struct NewCourse {
     /// Give each student a private lab network for their VMs of this course.
     #[serde(default)]
     pub lab_network: bool,
+    /// Clipboard switches of the desktop page ([`Course`]); on unless turned off.
+    #[serde(default = "on")]
+    pub clipboard_to_guest: bool,
+    #[serde(default = "on")]
+    pub clipboard_from_guest: bool,
     /// Admins may create a course on behalf of a teacher.
     pub teacher_id: Option<Uuid>,
+}
+
+fn on() -> bool {
+    true
 }
 
 #[derive(Debug, Serialize)]
@@ -191,13 +205,16 @@ pub async fn create(pool: &Pool, actor: &User, new: NewCourse) -> Result<Course,
     let id = Uuid::new_v4();
     let mut tx = pool.begin().await?;
     let res = sqlx::query(
-        "INSERT INTO courses (id, code, name, teacher_id, lab_network, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO courses (id, code, name, teacher_id, lab_network, clipboard_to_guest, clipboard_from_guest, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(id.to_string())
     .bind(&new.code)
     .bind(&new.name)
     .bind(teacher_id.to_string())
     .bind(new.lab_network)
+    .bind(new.clipboard_to_guest)
+    .bind(new.clipboard_from_guest)
     .bind(db::now())
     .execute(&mut *tx)
     .await;
@@ -250,7 +267,8 @@ async fn specs(pool: &Pool, course_id: Uuid) -> Result<Vec<VmSpec>, CourseError>
 /// Loads a course without any visibility check.
 pub async fn load(pool: &Pool, id: Uuid) -> Result<Course, CourseError> {
     let row = sqlx::query(
-        "SELECT c.id, c.code, c.name, c.teacher_id, c.lab_network, c.created_at,
+        "SELECT c.id, c.code, c.name, c.teacher_id, c.lab_network, c.clipboard_to_guest,
+                c.clipboard_from_guest, c.created_at,
                 (SELECT COUNT(*) FROM enrolments e WHERE e.course_id = c.id) AS student_count
          FROM courses c WHERE c.id = ?",
     )
@@ -264,6 +282,8 @@ pub async fn load(pool: &Pool, id: Uuid) -> Result<Course, CourseError> {
         name: row.try_get("name")?,
         teacher_id: db::uuid(&row, "teacher_id")?,
         lab_network: row.try_get::<i64, _>("lab_network")? != 0,
+        clipboard_to_guest: row.try_get::<i64, _>("clipboard_to_guest")? != 0,
+        clipboard_from_guest: row.try_get::<i64, _>("clipboard_from_guest")? != 0,
         student_count: u64::try_from(row.try_get::<i64, _>("student_count")?).unwrap_or(0),
         created_at: row.try_get("created_at")?,
         vm_specs: specs(pool, id).await?,

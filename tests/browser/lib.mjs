@@ -26,12 +26,15 @@ export async function launch() {
 /**
  * Inside the test's own network namespace (tests/it/browser.rs), the server's
  * loopback address is served here and relayed to the Unix socket the test
- * harness bridges to the real server. Returns a close() function.
+ * harness bridges to the real server. Returns { close, cut }: cut() tears
+ * down every open connection at once without a word (no WebSocket close
+ * frame, no FIN before the data stops) — a network drop as the browser sees
+ * one — while new connections keep working.
  */
 async function bridgeLoopback() {
   const sock = process.env.PVCE_BROWSER_BRIDGE;
   const port = Number(process.env.PVCE_BROWSER_PORT);
-  if (!sock || !port) return () => {};
+  if (!sock || !port) return { close: () => {}, cut: () => 0 };
   const open = new Set();
   const server = net.createServer((client) => {
     const upstream = net.connect(sock);
@@ -48,7 +51,15 @@ async function bridgeLoopback() {
     server.once('error', reject);
     server.listen(port, '127.0.0.1', resolve);
   });
-  return () => { server.close(); for (const s of open) s.destroy(); };
+  const cut = () => {
+    const n = open.size;
+    // The browser's side gets a TCP reset; the bridge's Unix socket just goes.
+    for (const s of [...open]) {
+      try { s.resetAndDestroy(); } catch { s.destroy(); }
+    }
+    return n;
+  };
+  return { close: () => { server.close(); cut(); }, cut };
 }
 
 /**
@@ -66,7 +77,7 @@ export async function run(name, artifactDir, body) {
     process.exit(1);
   }, Number(process.env.PVCE_BROWSER_TIMEOUT_MS || 240000));
   const step = (msg) => console.log(`[${((Date.now() - started) / 1000).toFixed(1)}s] ${msg}`);
-  const closeBridge = await bridgeLoopback();
+  const { close: closeBridge, cut: cutNetwork } = await bridgeLoopback();
   try {
     browser = await launch();
     const newPage = async (opts = {}) => {
@@ -77,7 +88,7 @@ export async function run(name, artifactDir, body) {
       page = p;
       return p;
     };
-    await body({ newPage, step, shot: (p, file) => p.screenshot({ path: join(artifactDir, file) }), logs });
+    await body({ newPage, step, shot: (p, file) => p.screenshot({ path: join(artifactDir, file) }), logs, cutNetwork });
     step('ok');
     clearTimeout(watchdog);
     await browser.close();

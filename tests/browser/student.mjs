@@ -68,8 +68,9 @@ async function waitFor(what, timeoutMs, f) {
   }
 }
 
-await run('student', artifactDir, async ({ newPage, step, shot, logs }) => {
-  const page = await newPage({ locale: 'en-US' });
+await run('student', artifactDir, async ({ newPage, step, shot, logs, cutNetwork }) => {
+  // The page may use the clipboard (as a user who allowed it would).
+  const page = await newPage({ locale: 'en-US', permissions: ['clipboard-read', 'clipboard-write'] });
   await page.goto(base);
   await page.fill('#login-username', username);
   await page.fill('#login-password', password);
@@ -152,12 +153,30 @@ await run('student', artifactDir, async ({ newPage, step, shot, logs }) => {
   assert(skipped.includes('“中” “文”'), `the untypeable characters are named, got "${skipped}"`);
   step('paste names what it could not type');
 
+  // Clipboard without the panel: the text on the computer's clipboard,
+  // pasted with Ctrl+V while the screen has the keyboard, is typed into the
+  // guest (the tiny guest has no clipboard agent); what could not be typed
+  // (Chinese, on the guest's US keyboard) is named in the note.
+  await page.evaluate(() => navigator.clipboard.writeText('echo clip-到-guest\n'));
+  await settled();
+  await snapshot(page);
+  await page.click('.screen canvas');
+  await page.keyboard.press('Control+V');
+  await page.waitForSelector('.desktop[data-pasted]', { timeout: 20000 });
+  await changed('the pasted command on screen after Ctrl+V');
+  const pasted = await page.getAttribute('.desktop', 'data-pasted');
+  assert(pasted === '17', `Ctrl+V typed 17 characters, got ${pasted}`);
+  const note = await page.textContent('.toast-msg >> text=Pasted by typing');
+  assert(note.includes('Pasted by typing 17 characters') && note.includes('“到”'), `the note says what happened, got "${note}"`);
+  step('Ctrl+V on the screen pasted by typing (without the panel)');
+
   // Keyboard trap: inside the screen every key goes to the guest; Ctrl+]
   // gives the keyboard back to the page (the hint says so).
   await page.click('.screen canvas');
   await page.waitForSelector('.desktop.kbd-captured #kbd-hint', { state: 'visible' });
   const hint = await page.textContent('#kbd-hint');
   assert(hint.includes('Ctrl+]'), `the hint names the key, got "${hint}"`);
+  assert(hint.includes('Ctrl+V types your clipboard into the VM (up to 2000 characters)'), `the hint offers Ctrl+V, got "${hint}"`);
   await page.keyboard.press('Control+BracketRight');
   await page.waitForFunction(() => document.activeElement && document.activeElement.id === 'kbd-toggle');
   assert(!(await page.locator('.desktop.kbd-captured').count()), 'the screen no longer has the keyboard');
@@ -174,6 +193,62 @@ await run('student', artifactDir, async ({ newPage, step, shot, logs }) => {
   await page.dispatchEvent('.desktop', 'pvce:drop');
   await page.waitForSelector('.desktop[data-connects="2"][data-conn=connected]', { timeout: 30000 });
   step('reconnected by itself after a dropped connection');
+
+  // A real network drop: every TCP connection of the browser is reset at
+  // once (no close frame). The page says it is reconnecting and is back on
+  // the same VM, showing the guest, within 5 s — no login, no click.
+  const vmUrl = page.url();
+  const cutAt = Date.now();
+  const cut = cutNetwork();
+  assert(cut > 0, 'the browser had open connections to cut');
+  await page.waitForSelector('.desktop[data-conn=reconnecting]', { timeout: 5000 });
+  const resuming = await page.textContent('.desktop-status');
+  assert(resuming.startsWith('Connection lost — reconnecting'), `the page says it reconnects, got "${resuming}"`);
+  await page.waitForSelector('.desktop[data-connects="3"][data-conn=connected]', { timeout: 5000 });
+  await waitFor('the guest on screen again after the drop', Math.max(100, 5000 - (Date.now() - cutAt)), async () => {
+    const st = await canvasStats(page);
+    return st && st.lit > 200;
+  });
+  const resumedIn = Date.now() - cutAt;
+  assert(resumedIn < 5000, `back on the guest screen within 5 s, took ${resumedIn} ms`);
+  assert(page.url() === vmUrl, 'the same desktop page, on the same VM');
+  assert(!(await page.locator('#login-username').count()), 'no new login');
+  step(`network drop: back on the guest screen in ${resumedIn} ms`);
+
+  // The page's pure rules: which close codes are resumed, when a scale is sharp.
+  const rules = await page.evaluate(async () => {
+    const d = await import('/desktop.js');
+    return {
+      resumes: [1006, 1000, 4001, 4003, 4004, 4005].map((c) => d.resumes(c)),
+      sharp: [[1, 1], [1, 2], [0.5, 2], [1.5, 1], [0.8, 2], [0.5, 1]].map(([k, r]) => d.sharpAt(k, r)),
+    };
+  });
+  assert(JSON.stringify(rules.resumes) === '[true,true,true,true,false,false]', `resumed close codes: ${JSON.stringify(rules.resumes)}`);
+  assert(JSON.stringify(rules.sharp) === '[true,true,true,false,false,false]', `sharp scales: ${JSON.stringify(rules.sharp)}`);
+
+  // Scaling: fit by default, following the window; 1:1 remembered (per user)
+  // across a reload; back to fit.
+  const cssScale = () => page.$eval('.screen canvas', (c) => c.clientWidth / c.width);
+  const canvasCss = () => page.$eval('.screen canvas', (c) => c.clientWidth);
+  assert(await page.getAttribute('.desktop', 'data-scale') === 'fit', 'fit is the default');
+  const wideCss = await canvasCss();
+  await page.setViewportSize({ width: 900, height: 700 });
+  await waitFor('the screen to follow the smaller window', 5000, async () => (await canvasCss()) < wideCss - 50);
+  await page.setViewportSize({ width: 1280, height: 860 });
+  await waitFor('the screen to follow the larger window', 5000, async () => Math.abs((await canvasCss()) - wideCss) < 2);
+  await page.click('#zoom-toggle');
+  await waitFor('1:1', 5000, async () => Math.abs((await cssScale()) - 1) < 0.01);
+  assert(await page.getAttribute('#zoom-toggle', 'aria-pressed') === 'true', 'the 1:1 button is pressed');
+  assert(await page.locator('.screen canvas.sharp').count() === 1, '1:1 on a 1× screen draws pixels sharp');
+  await page.reload();
+  await page.waitForSelector('.desktop[data-conn=connected]', { timeout: 30000 });
+  await waitFor('1:1 after a reload', 10000, async () => Math.abs((await cssScale()) - 1) < 0.01);
+  assert(await page.getAttribute('.desktop', 'data-scale') === '1:1', 'the choice is remembered');
+  assert(await page.getAttribute('#zoom-toggle', 'aria-pressed') === 'true', 'and shown');
+  await page.click('#zoom-toggle');
+  await waitFor('fit again', 5000, async () => Math.abs((await canvasCss()) - wideCss) < 2);
+  assert(await page.evaluate(() => Object.keys(localStorage).some((k) => k.startsWith('pvce.desktop.scale.') && localStorage.getItem(k) === 'fit')), 'fit remembered');
+  step('scaling: fit follows the window, 1:1 is remembered across a reload');
 
   // On a phone (390 px, Chinese): the course list does not scroll sideways,
   // the desktop's key bar opens a text field whose input is typed into the
@@ -209,6 +284,7 @@ await run('student', artifactDir, async ({ newPage, step, shot, logs }) => {
     const c = document.querySelector('.screen canvas');
     return c && Math.abs(c.clientWidth / c.width - 1) < 0.01;
   }, null, { timeout: 10000 });
+  assert(await phone.locator('.screen canvas.sharp').count() === 1, '1:1 on a 2× screen is drawn sharp (nearest neighbour)');
   await shot(phone, 'student-phone-actual-size-zh.png');
   await phone.context().close();
   step('phone: no sideways scroll, key bar typed into the guest, actual size');

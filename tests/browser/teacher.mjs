@@ -60,6 +60,10 @@ await run('teacher', artifactDir, async ({ newPage, step, shot, logs }) => {
   await page.fill('#course-code', 'test-ui-db');
   await page.fill('#course-name', 'Databases Lab');
   await page.check('#course-labnet');
+  // An exam-style course: no pasting into the VMs (copying out stays on).
+  assert(await page.isChecked('#course-clip-in') && await page.isChecked('#course-clip-out'), 'the clipboard is on by default');
+  assert((await page.textContent('label[for=course-clip-in]')).includes('Students may paste into their VMs'), 'the paste switch is labelled');
+  await page.uncheck('#course-clip-in');
   const options = await page.locator('#spec-tpl-0 option').allTextContents();
   const opt = options.find((o) => o.startsWith('test-ui-tiny'));
   assert(opt, `the imported template is offered, got ${JSON.stringify(options)}`);

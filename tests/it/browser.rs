@@ -363,6 +363,8 @@ async fn teacher_imports_an_image_creates_a_course_and_enrols_students() {
     assert_eq!(vms.as_array().unwrap().len(), 1, "{vms}");
     assert_eq!(vms[0]["memory_mib"], 256);
     assert_eq!(courses[0]["lab_network"], true, "{courses}");
+    assert_eq!(courses[0]["clipboard_to_guest"], false, "{courses}");
+    assert_eq!(courses[0]["clipboard_from_guest"], true, "{courses}");
 }
 
 /// Derive → seal in the browser (issue 21): match with the form's own
@@ -1375,4 +1377,40 @@ async fn staff_edit_an_article_and_an_admin_retires_it() {
     assert_eq!(revs[1]["fix"], "重启虚拟机。", "{revs}");
     let (s, _) = student.get(&format!("/api/kb/{id}")).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+/// A course with the clipboard off (an exam, issue 18): the student's
+/// desktop page says so in both languages and offers no way to paste —
+/// neither the "paste as typing" panel nor Ctrl+V — read from the real
+/// course; the VM need not run for that.
+#[tokio::test]
+async fn a_course_without_clipboard_hides_pasting_on_the_desktop() {
+    let _serial = one_at_a_time().await;
+    let env = TestEnv::start().await;
+    env.user("test-web-clip-teacher", Role::Teacher).await;
+    env.user("test-web-clip-student", Role::Student).await;
+    let teacher = env.client("test-web-clip-teacher").await;
+    let student = env.client("test-web-clip-student").await;
+    let tpl = import_tiny(&teacher, "test-web-clip-tiny").await;
+    let exam = course(
+        &teacher,
+        json!({"code": "test-web-exam", "name": "Exam", "clipboard_to_guest": false,
+               "clipboard_from_guest": false, "vm_specs": [lab::spec("linux", &tpl, 256)]}),
+        &["test-web-clip-student"],
+    )
+    .await;
+    let vm_id = vm_of(&env, &student, &exam, "linux").await;
+    let base = env.server.url();
+    let dir = artifact_dir();
+    run_script(
+        "clipboard.mjs",
+        &[
+            &base,
+            "test-web-clip-student",
+            PASSWORD,
+            &vm_id,
+            dir.to_str().unwrap(),
+        ],
+    )
+    .await;
 }

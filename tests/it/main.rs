@@ -20,6 +20,7 @@ mod cluster;
 mod collect;
 mod console;
 mod console_viewer;
+mod course_clipboard;
 mod crash;
 mod desk;
 mod desk_shots;

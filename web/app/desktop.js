@@ -3,7 +3,18 @@
 // POST /api/vms/{id}/console, connects, scales the screen to the window, and
 // reconnects with a fresh token (with backoff) when the connection drops while
 // the VM is still running — after a few quick tries, every 30 s for as long
-// as the page is open, so it recovers by itself. Shows why when it can't.
+// as the page is open, so it recovers by itself; the login session is the
+// page's, so no new login and no click. Close codes that mean "stop" (4004
+// server shutting down, 4005 credentials refused) are not resumed. Shows why
+// when it can't.
+//
+// Scaling: fit (default) or 1:1, remembered per user in localStorage; the
+// guest is asked to follow the window (resizeSession), and whole-number
+// device-pixel scales are drawn nearest-neighbour (HiDPI-sharp).
+//
+// Clipboard: Ctrl+V on the screen pastes (typed: QEMU's VNC clipboard needs
+// a guest agent the VMs don't have), text the guest copies goes to the
+// browser's clipboard; the course's switches turn either way off.
 //
 // Keyboard: while the screen has the focus every key goes to the guest (Tab
 // and Esc too); Ctrl+] gives the keyboard back to the page, as the hint under
@@ -33,6 +44,53 @@ export function wsUrl(path) {
   return u.href;
 }
 
+/**
+ * Close codes with which the server means "stop here": resuming would not
+ * help (4004 the server is shutting down, 4005 the node refused pvce's
+ * credentials). 4001 "VM stopped" is decided by the VM's state instead (a
+ * reboot ends the console too, and the page should come back after it).
+ * Anything else — a network drop (1006), a ping timeout — is resumed.
+ */
+const FINAL_CODES = new Set([4004, 4005]);
+export function resumes(code) {
+  return !FINAL_CODES.has(code);
+}
+
+/** Where a user's fit / 1:1 choice is remembered (per user: a shared computer has several). */
+export function scaleKey(userId) {
+  return `pvce.desktop.scale.${userId}`;
+}
+function loadScale(userId) {
+  try { return localStorage.getItem(scaleKey(userId)) === '1:1' ? '1:1' : 'fit'; } catch { return 'fit'; }
+}
+function saveScale(userId, mode) {
+  try { localStorage.setItem(scaleKey(userId), mode); } catch { /* storage disabled: not remembered */ }
+}
+
+/**
+ * Whether the canvas, drawn `cssScale` times its framebuffer size on a screen
+ * of `dpr` device pixels per CSS pixel, maps each guest pixel onto a whole
+ * number of device pixels — then nearest-neighbour keeps text sharp (1:1 on
+ * a HiDPI screen is exactly 2×); at any other ratio smoothing looks better.
+ */
+export function sharpAt(cssScale, dpr) {
+  const k = cssScale * dpr;
+  return k >= 1 && Math.abs(k - Math.round(k)) < 0.01;
+}
+
+/**
+ * Longest text a paste types into the guest (key by key, ~12 ms a key: 2000
+ * characters take about half a minute); the rest is left out, and said so.
+ */
+export const PASTE_LIMIT = 2000;
+
+/** Ctrl+V, Cmd+V or Shift+Insert: the user pastes. */
+export function isPasteKey(e) {
+  if (e.altKey) return false;
+  if ((e.ctrlKey || e.metaKey) && !e.shiftKey && (e.code === 'KeyV' || e.key === 'v' || e.key === 'V')) return true;
+  return e.shiftKey && !e.ctrlKey && !e.metaKey && e.key === 'Insert';
+}
+
 function backoff(attempt) {
   return Math.min(500 * 2 ** (attempt - 1), 8000);
 }
@@ -57,6 +115,8 @@ export function mount(container, [vmId], { me }) {
   // A teacher (or admin) looking at a student's VM: whose it is.
   const owner = h('span', { class: 'chip desktop-owner', hidden: true });
   const badge = stateBadge('stopped');
+  // The course turned the clipboard off (one direction or both).
+  const clipChip = h('span', { class: 'chip desktop-clip-off', hidden: true, i18n: 'desktop.clip.off', i18nTitle: 'desktop.clip.offHint' });
   // While a shutdown the server asked for runs: when the VM is forced off.
   const forced = h('span', { class: 'muted small desktop-forced', hidden: true });
   const status = h('p', { class: 'desktop-status', role: 'status', 'aria-live': 'polite' });
@@ -92,7 +152,9 @@ export function mount(container, [vmId], { me }) {
       keyBtn('ArrowLeft', '←', 'desktop.key.left'), keyBtn('ArrowUp', '↑', 'desktop.key.up'),
       keyBtn('ArrowDown', '↓', 'desktop.key.down'), keyBtn('ArrowRight', '→', 'desktop.key.right'),
       keyBtn('Enter', '⏎', 'desktop.key.enter')));
-  const kbdHint = h('p', { class: 'kbd-hint', id: 'kbd-hint', i18n: 'desktop.kbdHint' });
+  // Ctrl+V pastes (unless the course turned it off): said where the keys are.
+  const pasteHint = h('span', { class: 'paste-hint', i18n: ['desktop.kbdHint.paste', { max: PASTE_LIMIT }] });
+  const kbdHint = h('p', { class: 'kbd-hint', id: 'kbd-hint' }, h('span', { i18n: 'desktop.kbdHint' }), ' ', pasteHint);
   // The service desk: report a problem with this VM (its context and screen go with it).
   const reportBtn = h('a', { class: 'btn small', href: `#/report/${vmId}`, dataset: { action: 'report' } }, icon('warn'), h('span', { class: 'label', i18n: 'desk.report' }));
   // Power controls of the VM itself (the same actions as on the course list).
@@ -126,7 +188,7 @@ export function mount(container, [vmId], { me }) {
   const desk = h('div', { class: 'desktop', dataset: { conn: 'init' } },
     h('div', { class: 'desktop-bar' },
       back,
-      h('div', { class: 'desktop-heading' }, h('div', { class: 'desktop-title-row' }, title, badge, owner), forced, status),
+      h('div', { class: 'desktop-heading' }, h('div', { class: 'desktop-title-row' }, title, badge, owner, clipChip), forced, status),
       h('div', { class: 'desktop-tools' }, powerGroup, pasteBtn, cadBtn, kbdBtn, zoomBtn, fsBtn, reportBtn)),
     pastePanel,
     keybar,
@@ -282,10 +344,7 @@ export function mount(container, [vmId], { me }) {
     socket = ws;
     const r = new RFB(screen, ws, { shared: true });
     rfb = r;
-    r.scaleViewport = !actualSize;
-    r.resizeSession = false;
-    r.clipViewport = actualSize;
-    r.dragViewport = actualSize;
+    applyScale(r);
     r.focusOnClick = true;
     r.background = '#0d1117';
     r.addEventListener('connect', () => {
@@ -298,6 +357,7 @@ export function mount(container, [vmId], { me }) {
       if (canvas && canvas.width > 0) setStatus('connected', 'desktop.status.connectedSize', { w: canvas.width, h: canvas.height });
       else setStatus('connected', 'desktop.status.connected');
       r.focus({ preventScroll: true });
+      syncSharp();
     });
     r.addEventListener('disconnect', (e) => {
       if (r !== rfb) return;
@@ -305,6 +365,13 @@ export function mount(container, [vmId], { me }) {
       rfb = null;
       if (unmounted) return;
       onDropped(e.detail && e.detail.clean);
+    });
+    // Guest → host: text the guest put on its clipboard (QEMU sends it when
+    // the guest has a clipboard agent) goes to the browser's clipboard.
+    r.addEventListener('clipboard', (e) => {
+      if (r !== rfb || !clip.fromGuest) return;
+      const text = (e.detail && e.detail.text) || '';
+      if (text) copyFromGuest(text);
     });
     r.addEventListener('securityfailure', (e) => {
       const d = e.detail || {};
@@ -334,6 +401,11 @@ export function mount(container, [vmId], { me }) {
     }
     // The VM moved to another node: reconnect at once, it's not a failure.
     if (lastClose && lastClose.code === 4002) { connect(); return; }
+    if (lastClose && !resumes(lastClose.code)) {
+      setStatus('failed', 'desktop.status.disconnected');
+      showOverlay('desktop.status.reason', { reason }, '', [reconnectButton()]);
+      return;
+    }
     retryOrGiveUp(reason);
   }
 
@@ -429,6 +501,94 @@ export function mount(container, [vmId], { me }) {
     if (rfb) rfb.focus({ preventScroll: true });
   });
 
+  // ---- clipboard without the panel
+  // Host → guest: Ctrl+V (Shift+Insert) while the screen has the keyboard is
+  // kept from noVNC, so the browser's own paste follows and brings the text
+  // in a paste event; where a browser fires none, the async Clipboard API is
+  // asked instead. The tiny guests have no clipboard agent (QEMU's VNC
+  // clipboard needs one), so the text is typed — up to PASTE_LIMIT
+  // characters, with a note of what could not be typed. The course may turn
+  // either direction off (an exam); the panel stays as the fallback.
+  const clip = { toGuest: true, fromGuest: true };
+  let pasteWait = null; // the Clipboard API fallback, cancelled by a paste event
+  screen.addEventListener('keydown', (e) => {
+    if (!isPasteKey(e) || !clip.toGuest || !rfb || !connected) return;
+    e.stopPropagation(); // not to noVNC: no preventDefault, the browser pastes
+    // The guest saw Ctrl (or Shift) go down: release it before typing.
+    rfb.sendKey(0xffe3, 'ControlLeft', false);
+    rfb.sendKey(0xffe1, 'ShiftLeft', false);
+    rfb.sendKey(0xffeb, 'MetaLeft', false);
+    clearTimeout(pasteWait);
+    pasteWait = setTimeout(async () => {
+      pasteWait = null;
+      let text = '';
+      try { text = await navigator.clipboard.readText(); } catch { /* refused: the panel is the way */ }
+      if (text) pasteToGuest(text);
+      else toast(t('desktop.clip.refused'), 'error');
+    }, 300);
+  }, true);
+  screen.addEventListener('paste', (e) => {
+    if (!clip.toGuest) return;
+    e.preventDefault();
+    clearTimeout(pasteWait);
+    pasteWait = null;
+    const text = e.clipboardData ? e.clipboardData.getData('text/plain') : '';
+    if (text) pasteToGuest(text);
+  }, true);
+
+  async function pasteToGuest(all) {
+    if (!rfb || !connected || typingAbort) return;
+    const text = [...all].slice(0, PASTE_LIMIT).join('');
+    const cut = [...all].length - [...text].length;
+    const { untypeable } = plan(text);
+    typingAbort = new AbortController();
+    const target = rfb;
+    desk.dataset.pasting = 'true';
+    bind(status, 'desktop.clip.typing', { n: [...text].length });
+    const n = await typeText(target, text, {
+      signal: typingAbort.signal,
+      isConnected: () => connected && rfb === target,
+    });
+    typingAbort = null;
+    delete desk.dataset.pasting;
+    const notes = [t('desktop.clip.typed', { n })];
+    if (untypeable.length) notes.push(t('desktop.clip.untypeable', { m: untypeable.length, chars: untypeable.map((c) => `“${c}”`).join(' ') }));
+    if (cut > 0) notes.push(t('desktop.clip.cut', { max: PASTE_LIMIT, m: cut }));
+    const note = notes.join(' ');
+    desk.dataset.pasted = String(n);
+    status.title = note;
+    toast(note, untypeable.length || cut > 0 ? 'error' : 'success');
+  }
+
+  async function copyFromGuest(text) {
+    try {
+      await navigator.clipboard.writeText(text);
+      toast(t('desktop.clip.copied'), 'success');
+    } catch {
+      // Not allowed here (no focus, no permission): the panel holds it.
+      pasteText.value = text;
+      toast(t('desktop.clip.copiedPanel'));
+    }
+  }
+
+  /** The course's clipboard switches: off hides the way in (or out). */
+  function applyClip() {
+    pasteBtn.hidden = !clip.toGuest;
+    pasteHint.hidden = !clip.toGuest;
+    desk.dataset.clipToGuest = String(clip.toGuest);
+    desk.dataset.clipFromGuest = String(clip.fromGuest);
+    clipChip.hidden = clip.toGuest && clip.fromGuest;
+    if (!clip.toGuest && !pastePanel.hidden) { pastePanel.hidden = true; pasteBtn.setAttribute('aria-expanded', 'false'); }
+  }
+  async function loadClip() {
+    let c;
+    try { c = await get(`/api/courses/${encodeURIComponent(vm.course_id)}`); } catch { return; }
+    if (unmounted) return;
+    clip.toGuest = c.clipboard_to_guest !== false;
+    clip.fromGuest = c.clipboard_from_guest !== false;
+    applyClip();
+  }
+
   // ---- keyboard: the way out, the phone's key bar, actual size
   // Ctrl+] (BracketRight) is caught before noVNC's own key handler (which
   // sits on the canvas inside `screen`) and gives the keyboard back.
@@ -484,16 +644,43 @@ export function mount(container, [vmId], { me }) {
     if (!keybar.hidden) kbdInput.focus();
   });
 
-  let actualSize = false;
+  // ---- scaling: fit (the default) or 1:1, remembered per user. Either way
+  // the page asks the guest to take the window's size (resizeSession: QEMU
+  // does where the guest's display supports ExtendedDesktopSize); where it
+  // can't, fit scales locally. noVNC follows window resizes itself.
+  let scaleMode = loadScale(me.id);
+  function applyScale(r) {
+    const actual = scaleMode === '1:1';
+    zoomBtn.setAttribute('aria-pressed', actual ? 'true' : 'false');
+    desk.classList.toggle('actual-size', actual);
+    desk.dataset.scale = scaleMode;
+    if (!r) return;
+    r.scaleViewport = !actual;
+    r.clipViewport = actual;
+    r.dragViewport = actual;
+    r.resizeSession = true;
+  }
+  /** Marks the canvas for nearest-neighbour drawing when that is sharp ({@link sharpAt}). */
+  function syncSharp() {
+    const c = screen.querySelector('canvas');
+    if (!c || !c.width) return;
+    const sharp = sharpAt(c.clientWidth / c.width, window.devicePixelRatio || 1);
+    c.classList.toggle('sharp', sharp);
+    desk.dataset.sharp = sharp ? 'true' : 'false';
+  }
+  // The canvas changes size with the window, the guest's resolution and the mode.
+  const sizeWatch = new ResizeObserver(() => syncSharp());
+  const canvasWatch = new MutationObserver(() => {
+    const c = screen.querySelector('canvas');
+    if (c) { sizeWatch.disconnect(); sizeWatch.observe(c); syncSharp(); }
+  });
+  canvasWatch.observe(screen, { childList: true, subtree: true, attributes: true, attributeFilter: ['width', 'height', 'style'] });
+  applyScale(null);
   zoomBtn.addEventListener('click', () => {
-    actualSize = !actualSize;
-    zoomBtn.setAttribute('aria-pressed', actualSize ? 'true' : 'false');
-    desk.classList.toggle('actual-size', actualSize);
-    if (rfb) {
-      rfb.scaleViewport = !actualSize;
-      rfb.clipViewport = actualSize;
-      rfb.dragViewport = actualSize;
-    }
+    scaleMode = scaleMode === '1:1' ? 'fit' : '1:1';
+    saveScale(me.id, scaleMode);
+    applyScale(rfb);
+    syncSharp();
   });
 
   /**
@@ -554,6 +741,7 @@ export function mount(container, [vmId], { me }) {
     }
     if (vm.build_template_id && me.role !== 'student') offerSeal();
     if (vm.course_id && vm.owner_id !== me.id) showOwner();
+    if (vm.course_id) await loadClip();
     pollVm();
     if (vm.state === 'running') connect(); else notRunning('');
   })();
@@ -563,8 +751,11 @@ export function mount(container, [vmId], { me }) {
       unmounted = true;
       clearTimeout(retryTimer);
       clearTimeout(pollTimer);
+      clearTimeout(pasteWait);
       if (typingAbort) typingAbort.abort();
       teardown();
+      sizeWatch.disconnect();
+      canvasWatch.disconnect();
       offLang();
       document.removeEventListener('fullscreenchange', syncFs);
       if (isFullscreen()) document.exitFullscreen().catch(() => {});

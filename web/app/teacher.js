@@ -45,7 +45,8 @@ function courseList(container) {
         h('p', { class: 'muted small', i18n: ['teach.students', { n: c.student_count }] }),
         h('div', {}, (c.vm_specs || []).map((s) => h('span', { class: 'chip' },
           `${s.name} · ${names.get(s.template_id) || '…'} · ${s.vcpus} vCPU · ${formatMib(s.memory_mib)}${s.graphics === 'spice' ? ' · SPICE' : ''}`)),
-          c.lab_network ? h('span', { class: 'chip net', i18n: 'course.labNetwork.chip' }) : null),
+          c.lab_network ? h('span', { class: 'chip net', i18n: 'course.labNetwork.chip' }) : null,
+          c.clipboard_to_guest === false || c.clipboard_from_guest === false ? h('span', { class: 'chip clip-off', i18n: 'desktop.clip.off' }) : null),
         h('div', { class: 'tile-foot' },
           h('span'),
           h('a', { class: 'btn small', href: `#/teach/${c.id}` }, h('span', { i18n: 'teach.open' }), icon('chevron'))))));
@@ -62,6 +63,9 @@ function newCourse(container, preselect) {
   const name = h('input', { id: 'course-name', required: true, maxlength: 200, autocomplete: 'off' });
   const specs = h('div', { class: 'specs' });
   const labNet = h('input', { id: 'course-labnet', type: 'checkbox' });
+  // The desktop page's clipboard (issue 18): teachers of exams turn it off.
+  const clipIn = h('input', { id: 'course-clip-in', type: 'checkbox', checked: true });
+  const clipOut = h('input', { id: 'course-clip-out', type: 'checkbox', checked: true });
   const addSpec = button({ label: 'course.spec.add', icon: 'plus', kind: 'small' });
   const submit = h('button', { type: 'submit', class: 'btn primary', i18n: 'common.create' });
   const noTpl = h('p', { class: 'form-error', i18n: 'course.noTemplates', hidden: true });
@@ -98,6 +102,10 @@ function newCourse(container, preselect) {
     h('div', { class: 'field check' },
       h('label', { for: 'course-labnet' }, labNet, ' ', h('span', { i18n: 'course.labNetwork' })),
       h('p', { class: 'muted small', i18n: 'course.labNetwork.hint' })),
+    h('div', { class: 'field check course-clip' },
+      h('label', { for: 'course-clip-in' }, clipIn, ' ', h('span', { i18n: 'course.clipToGuest' })),
+      h('label', { for: 'course-clip-out' }, clipOut, ' ', h('span', { i18n: 'course.clipFromGuest' })),
+      h('p', { class: 'muted small', i18n: 'course.clip.hint' })),
     noTpl, specs,
     h('div', { class: 'form-actions' }, addSpec, h('span', { style: 'flex:1' }),
       h('a', { class: 'btn', href: '#/teach', i18n: 'common.cancel' }), submit));
@@ -111,7 +119,8 @@ function newCourse(container, preselect) {
     });
     submit.disabled = true;
     try {
-      const c = await post('/api/courses', { code: code.value.trim(), name: name.value.trim(), lab_network: labNet.checked, vm_specs: vmSpecs });
+      const c = await post('/api/courses', { code: code.value.trim(), name: name.value.trim(), lab_network: labNet.checked,
+        clipboard_to_guest: clipIn.checked, clipboard_from_guest: clipOut.checked, vm_specs: vmSpecs });
       toast(t('course.created', { code: c.code }), 'success');
       location.hash = `#/teach/${c.id}`;
     } catch (err) {
