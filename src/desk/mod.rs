@@ -252,6 +252,24 @@ pub fn confirm_cutoff(now: time::OffsetDateTime, days: u32) -> time::OffsetDateT
     now - time::Duration::days(i64::from(days))
 }
 
+/// A system incident as [`Desk::insert_system_incident`] writes it: an
+/// incident on the system channel; the rest is what it is about.
+struct SystemIncidentRow<'a> {
+    title: &'a str,
+    description: &'a str,
+    impact: Impact,
+    urgency: Urgency,
+    /// Every ticket has a reporter (who may follow it).
+    reporter: Uuid,
+    vm_id: Option<Uuid>,
+    node_id: Option<Uuid>,
+    course_id: Option<Uuid>,
+    template_id: Option<Uuid>,
+    context: &'a serde_json::Value,
+    /// Fields added to the `created` timeline entry.
+    created: serde_json::Value,
+}
+
 #[derive(Debug)]
 pub struct Desk {
     pool: Pool,
@@ -445,7 +463,6 @@ impl Desk {
                 let reporter = db::parse_uuid(first)?;
                 let impact = Impact::of_users(users);
                 let urgency = Urgency::Blocked;
-                let priority = priority::priority(impact, urgency);
                 let title = format!("Node {node_name} is down ({users} users affected)");
                 // The names stay in the context, which only the desk reads.
                 let description = format!(
@@ -461,46 +478,24 @@ impl Desk {
                     // stays the English fallback (API, e-mail).
                     "system": {"kind": "node_down", "node": node_name, "users": users},
                 });
-                let id = Uuid::new_v4();
-                let mut tx = self.pool.begin().await?;
-                tickets::insert(
-                    &mut tx,
-                    &tickets::NewTicketRow {
-                        id,
-                        kind: Kind::Incident,
-                        title: &title,
-                        description: &description,
-                        priority,
-                        impact,
-                        urgency,
-                        channel: Channel::System,
-                        reporter_id: reporter,
-                        created_by: reporter,
-                        vm_id: None,
-                        node_id: Some(node),
-                        course_id: None,
-                        template_id: None,
-                        context: &context,
-                        screenshot: None,
-                    },
-                    &now,
-                )
-                .await?;
-                tickets::add_event(
-                    &mut tx,
-                    id,
-                    &now,
-                    NewEvent::system("created").data(json!({
-                        "channel": "system",
-                        "priority": priority.as_str(),
-                        "impact": impact.as_str(),
-                        "urgency": urgency.as_str(),
-                        "users_affected": users,
-                        "event_id": event_id,
-                    })),
-                )
-                .await?;
-                tx.commit().await?;
+                let id = self
+                    .insert_system_incident(
+                        SystemIncidentRow {
+                            title: &title,
+                            description: &description,
+                            impact,
+                            urgency,
+                            reporter,
+                            vm_id: None,
+                            node_id: Some(node),
+                            course_id: None,
+                            template_id: None,
+                            context: &context,
+                            created: json!({"users_affected": users, "event_id": event_id}),
+                        },
+                        &now,
+                    )
+                    .await?;
                 tracing::info!(node = %node, ticket = %id, users, "system incident opened");
                 Ok(())
             }
@@ -571,7 +566,6 @@ impl Desk {
                 let vm = vms::load(&self.pool, vm_id).await?;
                 let impact = Impact::User;
                 let urgency = Urgency::Blocked;
-                let priority = priority::priority(impact, urgency);
                 let title = format!("VM {} failed to start {recent} times", vm.name);
                 let description = format!(
                     "The VM failed to start {recent} times within {} minutes. Last error: {message}",
@@ -580,47 +574,28 @@ impl Desk {
                 let mut context = self.context(&vm, 1).await;
                 context["event_ids"] = json!(failures.iter().map(|(id, _)| id).collect::<Vec<_>>());
                 context["system"] = json!({"kind": "start_failed", "vm": vm.name, "count": recent});
-                let id = Uuid::new_v4();
-                let mut tx = self.pool.begin().await?;
-                tickets::insert(
-                    &mut tx,
-                    &tickets::NewTicketRow {
-                        id,
-                        kind: Kind::Incident,
-                        title: &title,
-                        description: &description,
-                        priority,
-                        impact,
-                        urgency,
-                        channel: Channel::System,
-                        reporter_id: vm.owner_id,
-                        created_by: vm.owner_id,
-                        vm_id: Some(vm.id),
-                        node_id: vm.node_id.or(vm.layer_node_id),
-                        course_id: vm.course_id,
-                        template_id: Some(vm.template_id),
-                        context: &context,
-                        screenshot: None,
-                    },
-                    &now,
-                )
-                .await?;
-                tickets::add_event(
-                    &mut tx,
-                    id,
-                    &now,
-                    NewEvent::system("created").data(json!({
-                        "channel": "system",
-                        "priority": priority.as_str(),
-                        "impact": impact.as_str(),
-                        "urgency": urgency.as_str(),
-                        "users_affected": 1,
-                        "event_id": latest,
-                        "failures": recent,
-                    })),
-                )
-                .await?;
-                tx.commit().await?;
+                let id = self
+                    .insert_system_incident(
+                        SystemIncidentRow {
+                            title: &title,
+                            description: &description,
+                            impact,
+                            urgency,
+                            reporter: vm.owner_id,
+                            vm_id: Some(vm.id),
+                            node_id: vm.node_id.or(vm.layer_node_id),
+                            course_id: vm.course_id,
+                            template_id: Some(vm.template_id),
+                            context: &context,
+                            created: json!({
+                                "users_affected": 1,
+                                "event_id": latest,
+                                "failures": recent,
+                            }),
+                        },
+                        &now,
+                    )
+                    .await?;
                 tracing::info!(vm = %vm_id, ticket = %id, "system incident opened");
                 Ok(())
             }
@@ -675,9 +650,38 @@ impl Desk {
         };
         let reporter = db::parse_uuid(&admin)?;
         let (impact, urgency) = (Impact::Lab, Urgency::NotBlocking);
-        let priority = priority::priority(impact, urgency);
         let mut context = s.context.clone();
         context["system_key"] = json!(s.key);
+        let id = self
+            .insert_system_incident(
+                SystemIncidentRow {
+                    title: s.title,
+                    description: s.description,
+                    impact,
+                    urgency,
+                    reporter,
+                    vm_id: None,
+                    node_id: s.node_id,
+                    course_id: None,
+                    template_id: None,
+                    context: &context,
+                    created: json!({"system_key": s.key}),
+                },
+                &now,
+            )
+            .await?;
+        tracing::info!(key = s.key, ticket = %id, "system incident opened");
+        Ok(Some(id))
+    }
+
+    /// Writes a system incident and its `created` timeline entry in one
+    /// transaction; `created` adds fields to that entry's data.
+    async fn insert_system_incident(
+        &self,
+        r: SystemIncidentRow<'_>,
+        now: &str,
+    ) -> Result<Uuid, DeskError> {
+        let priority = priority::priority(r.impact, r.urgency);
         let id = Uuid::new_v4();
         let mut tx = self.pool.begin().await?;
         tickets::insert(
@@ -685,40 +689,36 @@ impl Desk {
             &tickets::NewTicketRow {
                 id,
                 kind: Kind::Incident,
-                title: s.title,
-                description: s.description,
+                title: r.title,
+                description: r.description,
                 priority,
-                impact,
-                urgency,
+                impact: r.impact,
+                urgency: r.urgency,
                 channel: Channel::System,
-                reporter_id: reporter,
-                created_by: reporter,
-                vm_id: None,
-                node_id: s.node_id,
-                course_id: None,
-                template_id: None,
-                context: &context,
+                reporter_id: r.reporter,
+                created_by: r.reporter,
+                vm_id: r.vm_id,
+                node_id: r.node_id,
+                course_id: r.course_id,
+                template_id: r.template_id,
+                context: r.context,
                 screenshot: None,
             },
-            &now,
+            now,
         )
         .await?;
-        tickets::add_event(
-            &mut tx,
-            id,
-            &now,
-            NewEvent::system("created").data(json!({
-                "channel": "system",
-                "priority": priority.as_str(),
-                "impact": impact.as_str(),
-                "urgency": urgency.as_str(),
-                "system_key": s.key,
-            })),
-        )
-        .await?;
+        let mut data = json!({
+            "channel": "system",
+            "priority": priority.as_str(),
+            "impact": r.impact.as_str(),
+            "urgency": r.urgency.as_str(),
+        });
+        if let (Some(d), Some(extra)) = (data.as_object_mut(), r.created.as_object()) {
+            d.extend(extra.clone());
+        }
+        tickets::add_event(&mut tx, id, now, NewEvent::system("created").data(data)).await?;
         tx.commit().await?;
-        tracing::info!(key = s.key, ticket = %id, "system incident opened");
-        Ok(Some(id))
+        Ok(id)
     }
 
     /// Staff record a phone callback: who called, when, the outcome; a
