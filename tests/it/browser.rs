@@ -1255,3 +1255,41 @@ async fn staff_acknowledge_an_alert_and_an_admin_edits_rules_and_runs_an_inspect
     assert_eq!(insp.as_array().unwrap().len(), 1, "{insp}");
     assert_eq!(insp[0]["requested_by"], "test-ui-al-admin");
 }
+
+/// The navigation (grouped side bar, a menu on phones) for every role in both
+/// languages at 1920, 1280 and 360 px: the entries each role may use, the
+/// keyboard, and a top bar that never sticks out of the viewport.
+#[tokio::test]
+async fn every_role_navigates_by_keyboard_and_the_top_bar_fits_from_phone_to_wide_screen() {
+    let _serial = one_at_a_time().await;
+    let env = TestEnv::start().await;
+    let users = json!({
+        "student": "test-nav-student",
+        "teacher": "test-nav-teacher",
+        "staff": "test-nav-staff",
+        "admin": "test-nav-admin",
+    });
+    env.user("test-nav-student", Role::Student).await;
+    env.user("test-nav-teacher", Role::Teacher).await;
+    env.user("test-nav-staff", Role::Staff).await;
+    env.user("test-nav-admin", Role::Admin).await;
+    let base = env.server.url();
+    let dir = artifact_dir();
+    let shots = [
+        "nav-admin-en-1280.png",
+        "nav-admin-zh-1280.png",
+        "nav-admin-en-360-open.png",
+        "nav-admin-zh-360-open.png",
+    ];
+    for f in shots {
+        let _ = std::fs::remove_file(dir.join(f));
+    }
+    run_script(
+        "nav.mjs",
+        &[&base, PASSWORD, dir.to_str().unwrap(), &users.to_string()],
+    )
+    .await;
+    for f in shots {
+        assert_png(&dir.join(f));
+    }
+}
