@@ -2,7 +2,8 @@
 // each role sees exactly its entries (grouped Lab / Service / Quality), the
 // active page is marked, the keyboard moves through the entries (the menu
 // button on a phone opens with Enter or Space, the arrows move, Escape closes
-// and gives the focus back, Enter on an entry navigates), and nothing in the
+// and gives the focus back, Enter on an entry navigates; beside a VM's
+// desktop the side bar is that menu at any width), and nothing in the
 // top bar or the open menu sticks out of the viewport.
 // usage: node tests/browser/nav.mjs <base-url> <password> <artifact-dir> <json: {student, teacher, staff, admin}>
 
@@ -139,6 +140,21 @@ await run('nav', artifactDir, async ({ newPage, step, shot, logs }) => {
           await page.waitForSelector(`#nav .nav-link[data-route=${target}][aria-current=page]`);
           assert(await page.locator('#nav [aria-current=page]').count() === 1, `${tag}: one current page`);
           if (width === 1280 && role === 'admin') await shot(page, `nav-admin-${lang}-1280.png`);
+          if (role === 'student') {
+            // A VM's desktop takes the whole width: the side bar becomes the menu there.
+            await page.evaluate(() => { location.hash = '#/desktop/7e57a000-0000-4000-8000-000000000000'; });
+            await page.waitForFunction(() => document.body.dataset.route === 'desktop');
+            assert(!(await page.isVisible('#nav')), `${tag}: no side bar beside a desktop`);
+            await page.focus('#nav-toggle');
+            await page.keyboard.press('Enter');
+            await page.waitForSelector('#nav.open');
+            assert(await focused(page) === 'courses', `${tag}: the menu opens on the first entry`);
+            await page.keyboard.press('Escape');
+            await page.waitForSelector('#nav:not(.open)', { state: 'attached' });
+            assert(await focused(page) === 'nav-toggle', `${tag}: Escape gives the focus back`);
+            const onDesktop = await clipped(page);
+            assert(onDesktop.length === 0, `${tag}: clipped beside a desktop:\n${onDesktop.join('\n')}`);
+          }
         } else {
           // A menu behind a button in the top bar.
           assert(!(await page.isVisible('#nav')), `${tag}: the menu is closed at first`);
