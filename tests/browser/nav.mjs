@@ -183,6 +183,11 @@ await run('nav', artifactDir, async ({ newPage, step, shot, logs }) => {
           await page.waitForFunction((r) => location.hash === `#/${r}`, target);
           await page.waitForSelector('#nav:not(.open)', { state: 'attached' });
           assert(await page.getAttribute(`#nav .nav-link[data-route=${target}]`, 'aria-current') === 'page', `${tag}: ${target} is current`);
+          // Opened with a tap (the focus stays on the button), Escape closes it too.
+          await page.click('#nav-toggle');
+          await page.waitForSelector('#nav.open');
+          await page.keyboard.press('Escape');
+          await page.waitForSelector('#nav:not(.open)', { state: 'attached' });
           // A tap outside closes it as well.
           await page.click('#nav-toggle');
           await page.waitForSelector('#nav.open');

@@ -303,6 +303,7 @@ function navigation(groups) {
     setOpen(!isOpen(), { focus: e.detail === 0 });
   });
   toggle.addEventListener('keydown', (e) => {
+    if (e.key === 'Escape' && isOpen()) { e.preventDefault(); setOpen(false); return; }
     if (e.key === 'ArrowDown' || e.key === 'ArrowUp') {
       e.preventDefault();
       setOpen(true);
