@@ -279,7 +279,12 @@ function showApp() {
  * move between the entries; in the menu Escape closes it and the focus goes
  * back to the button, and choosing a page closes it.
  */
+let navListeners = null;
 function navigation(groups) {
+  // The document-wide listeners of the previous sign-in's menu go with it.
+  if (navListeners) navListeners.abort();
+  navListeners = new AbortController();
+  const { signal } = navListeners;
   const nav = h('nav', { class: 'nav', id: 'nav', i18nAria: 'nav.main' },
     groups.map(([group, title, entries]) => h('div', { class: 'nav-group', dataset: { group } },
       h('p', { class: 'nav-group-title', id: `nav-group-${group}`, i18n: title }),
@@ -325,9 +330,9 @@ function navigation(groups) {
   // Choosing a page, or clicking anywhere else, closes the menu.
   nav.addEventListener('click', (e) => { if (e.target.closest('.nav-link')) setOpen(false); });
   document.addEventListener('click', (e) => {
-    if (isOpen() && nav.isConnected && !nav.contains(e.target) && !toggle.contains(e.target)) setOpen(false);
-  });
-  window.addEventListener('hashchange', () => { if (isOpen()) setOpen(false); });
+    if (isOpen() && !nav.contains(e.target) && !toggle.contains(e.target)) setOpen(false);
+  }, { signal });
+  window.addEventListener('hashchange', () => { if (isOpen()) setOpen(false); }, { signal });
   return { nav, toggle };
 }
 
