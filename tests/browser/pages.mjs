@@ -2,7 +2,7 @@
 // phone's 390 px: a screenshot of each (target/screens/<page>-<lang>-<width>.png,
 // so anyone can look at them) and axe-core's accessibility check, which fails
 // the run on any serious or critical violation. At 390 px no page may scroll
-// sideways.
+// sideways. On a phone each role's navigation menu is checked open as well.
 // usage: node tests/browser/pages.mjs <base-url> <password> <out-dir> <json: {admin, teacher, student, reset, courseId, vmId, nodeId}>
 
 import { readFileSync } from 'node:fs';
@@ -109,6 +109,14 @@ await run('pages', outDir, async ({ newPage, step, logs }) => {
         const focused = await page.waitForFunction(() => document.activeElement && document.activeElement !== document.body, null, { timeout: 3000 })
           .then(() => true, () => false);
         if (!focused) failures.push(`${role}-${tag}: the focus is on the body after sign-in`);
+        if (width < 1024) {
+          // On a phone the navigation is a menu: it is checked open.
+          await page.click('#nav-toggle');
+          await page.waitForSelector('#nav.open');
+          await check(page, `${role}-menu-${tag}`);
+          await page.keyboard.press('Escape');
+          await page.waitForSelector('#nav:not(.open)', { state: 'attached' });
+        }
         for (const [name, who, hash, ready] of PAGES.filter((p) => p[1] === role)) {
           await page.goto(`${base}/${hash}`);
           await page.waitForSelector(ready, { timeout: 20000 });

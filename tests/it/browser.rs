@@ -1414,3 +1414,41 @@ async fn a_course_without_clipboard_hides_pasting_on_the_desktop() {
     )
     .await;
 }
+
+/// The navigation (grouped side bar, a menu on phones) for every role in both
+/// languages at 1920, 1280 and 360 px: the entries each role may use, the
+/// keyboard, and a top bar that never sticks out of the viewport.
+#[tokio::test]
+async fn every_role_navigates_by_keyboard_and_the_top_bar_fits_from_phone_to_wide_screen() {
+    let _serial = one_at_a_time().await;
+    let env = TestEnv::start().await;
+    let users = json!({
+        "student": "test-nav-student",
+        "teacher": "test-nav-teacher",
+        "staff": "test-nav-staff",
+        "admin": "test-nav-admin",
+    });
+    env.user("test-nav-student", Role::Student).await;
+    env.user("test-nav-teacher", Role::Teacher).await;
+    env.user("test-nav-staff", Role::Staff).await;
+    env.user("test-nav-admin", Role::Admin).await;
+    let base = env.server.url();
+    let dir = artifact_dir();
+    let shots = [
+        "nav-admin-en-1280.png",
+        "nav-admin-zh-1280.png",
+        "nav-admin-en-360-open.png",
+        "nav-admin-zh-360-open.png",
+    ];
+    for f in shots {
+        let _ = std::fs::remove_file(dir.join(f));
+    }
+    run_script(
+        "nav.mjs",
+        &[&base, PASSWORD, dir.to_str().unwrap(), &users.to_string()],
+    )
+    .await;
+    for f in shots {
+        assert_png(&dir.join(f));
+    }
+}

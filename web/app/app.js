@@ -57,11 +57,43 @@ function homeFor(user) {
   return 'courses';
 }
 
+// The navigation, grouped by what the pages are about. An entry is shown to
+// the roles listed here *and* only if the router lets that role open it, so a
+// page that is not routed (yet) is never a dead link.
+const NAV = [
+  ['lab', 'nav.group.lab', [
+    ['courses', 'nav.courses', ['student']],
+    ['teach', 'nav.teach', ['teacher', 'admin']],
+    ['templates', 'nav.templates', ['teacher', 'admin']],
+    ['nodes', 'nav.nodes', ['admin']],
+    ['vms', 'nav.vms', ['admin']],
+    ['users', 'nav.users', ['admin']],
+  ]],
+  ['service', 'nav.group.service', [
+    ['desk', 'nav.desk', ['staff', 'admin']],
+    ['tickets', 'nav.tickets', ['student', 'teacher']],
+    ['tickets', 'nav.myWork', ['staff']],
+    ['problems', 'nav.problems', ['staff', 'admin']],
+    ['kb', 'nav.kb', ['staff', 'admin']],
+    ['alerts', 'nav.alerts', ['staff', 'admin']],
+    ['inspections', 'nav.inspections', ['staff', 'admin']],
+  ]],
+  ['quality', 'nav.group.quality', [
+    ['slo', 'nav.slo', ['teacher', 'staff', 'admin']],
+    ['reports', 'nav.reports', ['teacher', 'staff', 'admin']],
+    ['status', 'nav.status', ['student', 'teacher', 'admin']],
+  ]],
+];
+
+function routable(route, role) {
+  return ROUTES.some(([re, , roles]) => re.test(route) && roles.includes(role));
+}
+
+/** The user's navigation: [group, title key, [[route, key]]], empty groups left out. */
 function navFor(user) {
-  if (user.role === 'admin') return [['nodes', 'nav.nodes'], ['vms', 'nav.vms'], ['users', 'nav.users'], ['teach', 'nav.teach'], ['templates', 'nav.templates'], ['desk', 'nav.desk'], ['problems', 'nav.problems'], ['kb', 'nav.kb'], ['slo', 'nav.slo'], ['alerts', 'nav.alerts'], ['reports', 'nav.reports']];
-  if (user.role === 'teacher') return [['teach', 'nav.teach'], ['templates', 'nav.templates'], ['tickets', 'nav.tickets'], ['slo', 'nav.slo'], ['reports', 'nav.reports'], ['status', 'nav.status']];
-  if (user.role === 'staff') return [['desk', 'nav.desk'], ['tickets', 'nav.myWork'], ['problems', 'nav.problems'], ['kb', 'nav.kb'], ['slo', 'nav.slo'], ['alerts', 'nav.alerts'], ['reports', 'nav.reports']];
-  return [['courses', 'nav.courses'], ['tickets', 'nav.tickets'], ['status', 'nav.status']];
+  return NAV.map(([group, title, entries]) => [group, title,
+    entries.filter(([route, , roles]) => roles.includes(user.role) && routable(route, user.role))])
+    .filter(([, , entries]) => entries.length);
 }
 
 function langButton() {
@@ -208,8 +240,7 @@ let shell = null;
 
 function showApp() {
   statusAt = 0;
-  const nav = h('nav', { class: 'nav', i18nAria: 'nav.main' },
-    navFor(me).map(([route, key]) => h('a', { href: `#/${route}`, class: 'nav-link', dataset: { route }, i18n: key })));
+  const { nav, toggle } = navigation(navFor(me));
   const userChip = h('div', { class: 'user-chip' },
     h('span', { class: 'avatar', 'aria-hidden': 'true' }, (me.display_name || me.username).slice(0, 1).toUpperCase()),
     h('span', { class: 'user-text' },
@@ -227,18 +258,85 @@ function showApp() {
   // The service status at a glance (slo.js has the page).
   const statusDot = h('a', { href: '#/status', class: 'status-dot', id: 'status-dot', i18nAria: 'status.dot', i18nTitle: 'status.dot' },
     h('span', { class: 'dot', 'aria-hidden': 'true' }));
-  shell = { nav, view, conn, statusDot };
+  const body = h('div', { class: 'shell' }, nav, view);
+  shell = { nav, toggle, body, view, conn, statusDot };
   replace(root,
     skip,
     h('header', { class: 'topbar' },
+      toggle,
       h('a', { class: 'brand', href: `#/${homeFor(me)}` }, logo(), h('span', { class: 'brand-name' }, 'pvce'),
         h('span', { class: 'brand-tag hide-narrow', i18n: 'app.tagline' })),
-      nav,
       h('div', { class: 'topbar-right' }, statusDot, langButton(), bellButton(), userChip, changePw, logout)),
     conn,
-    view);
+    body);
   focusOnMount = true;
   route();
+}
+
+// ---------------------------------------------------------------- navigation
+
+/**
+ * The side bar: one labelled list per group. On wide screens it is always
+ * shown beside the page; below 1024 px (style.css) it is a menu the top bar's
+ * button opens. The keyboard works the same in both: the arrows, Home and End
+ * move between the entries; in the menu Escape closes it and the focus goes
+ * back to the button, and choosing a page closes it.
+ */
+let navListeners = null;
+function navigation(groups) {
+  // The document-wide listeners of the previous sign-in's menu go with it.
+  if (navListeners) navListeners.abort();
+  navListeners = new AbortController();
+  const { signal } = navListeners;
+  const nav = h('nav', { class: 'nav', id: 'nav', i18nAria: 'nav.main' },
+    groups.map(([group, title, entries]) => h('div', { class: 'nav-group', dataset: { group } },
+      h('p', { class: 'nav-group-title', id: `nav-group-${group}`, i18n: title }),
+      h('ul', { class: 'nav-list', 'aria-labelledby': `nav-group-${group}` },
+        entries.map(([route, key]) => h('li', {},
+          h('a', { href: `#/${route}`, class: 'nav-link', dataset: { route }, i18n: key })))))));
+  const toggle = h('button', { type: 'button', class: 'btn ghost nav-toggle', id: 'nav-toggle', 'aria-expanded': 'false', 'aria-controls': 'nav' },
+    icon('menu'), h('span', { class: 'nav-toggle-label', i18n: 'nav.menu' }));
+  const links = () => [...nav.querySelectorAll('.nav-link')];
+  const isOpen = () => toggle.getAttribute('aria-expanded') === 'true';
+  function setOpen(open, { focus } = {}) {
+    toggle.setAttribute('aria-expanded', String(open));
+    nav.classList.toggle('open', open);
+    if (open && focus) {
+      const all = links();
+      (all.find((a) => a.getAttribute('aria-current') === 'page') || all[0])?.focus();
+    }
+  }
+  toggle.addEventListener('click', (e) => {
+    // A click from the keyboard (Enter/Space) has no pointer position: then the focus goes into the menu.
+    setOpen(!isOpen(), { focus: e.detail === 0 });
+  });
+  toggle.addEventListener('keydown', (e) => {
+    if (e.key === 'Escape' && isOpen()) { e.preventDefault(); setOpen(false); return; }
+    if (e.key === 'ArrowDown' || e.key === 'ArrowUp') {
+      e.preventDefault();
+      setOpen(true);
+      const all = links();
+      all[e.key === 'ArrowDown' ? 0 : all.length - 1]?.focus();
+    }
+  });
+  nav.addEventListener('keydown', (e) => {
+    const all = links();
+    const i = all.indexOf(document.activeElement);
+    let next = null;
+    if (e.key === 'ArrowDown') next = all[(i + 1) % all.length];
+    else if (e.key === 'ArrowUp') next = all[(i - 1 + all.length) % all.length];
+    else if (e.key === 'Home') next = all[0];
+    else if (e.key === 'End') next = all[all.length - 1];
+    else if (e.key === 'Escape' && isOpen()) { e.preventDefault(); setOpen(false); toggle.focus(); return; }
+    if (next) { e.preventDefault(); next.focus(); }
+  });
+  // Choosing a page, or clicking anywhere else, closes the menu.
+  nav.addEventListener('click', (e) => { if (e.target.closest('.nav-link')) setOpen(false); });
+  document.addEventListener('click', (e) => {
+    if (isOpen() && !nav.contains(e.target) && !toggle.contains(e.target)) setOpen(false);
+  }, { signal });
+  window.addEventListener('hashchange', () => { if (isOpen()) setOpen(false); }, { signal });
+  return { nav, toggle };
 }
 
 // ---------------------------------------------------------------- the bell

@@ -417,6 +417,10 @@ const STRINGS = {
     'cluster.layers.shared': 'shared storage',
     'cluster.layers.node-local': 'on each VM’s node',
     // ---- area: notify (new keys of this area go right below this line)
+    'nav.menu': 'Menu',
+    'nav.group.lab': 'Lab',
+    'nav.group.service': 'Service',
+    'nav.group.quality': 'Quality',
     'desk.reply.title': 'Reply to the complaint',
     'desk.reply.hint': 'A complaint gets a formal written reply from an administrator. The reporter reads it on the ticket and is notified.',
     'desk.reply.label': 'Your reply',
@@ -1672,6 +1676,10 @@ const STRINGS = {
     'cluster.layers.shared': '共享存储',
     'cluster.layers.node-local': '虚拟机所在节点本地',
     // ---- area: notify (new keys of this area go right below this line)
+    'nav.menu': '菜单',
+    'nav.group.lab': '实验',
+    'nav.group.service': '服务',
+    'nav.group.quality': '质量',
     'desk.reply.title': '答复投诉',
     'desk.reply.hint': '投诉需要管理员的正式书面答复。报修人会在工单上看到答复，并收到通知。',
     'desk.reply.label': '你的答复',
