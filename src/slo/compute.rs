@@ -720,6 +720,45 @@ pub fn objectives(
         .collect()
 }
 
+// ---------------------------------------------------------------- alerts
+
+/// What the alert loop reads from the service levels: the last hour's
+/// console error and start failure shares (percent of attempts, `None`
+/// without attempts) and each objective's burn rate over that hour.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertSignals {
+    pub console_error_percent: Option<f64>,
+    pub start_failure_percent: Option<f64>,
+    /// Every indicator with its burn rate (`None` without events), in
+    /// [`Indicator::ALL`] order.
+    pub burn_rates: Vec<(Indicator, Option<f64>)>,
+}
+
+/// The alert signals from the figures of one window (the last hour):
+/// the same tallies and burn rates the SLO page and the status page use,
+/// so an alert never disagrees with them.
+pub fn alert_signals(
+    hour: &Figures,
+    hour_ms: i64,
+    targets: &BTreeMap<Indicator, f64>,
+) -> AlertSignals {
+    let bad_percent = |i: Indicator| {
+        let t = tally(i, hour, hour_ms);
+        t.bad_fraction().map(|b| 100.0 * b)
+    };
+    AlertSignals {
+        console_error_percent: bad_percent(Indicator::ConsoleSuccess),
+        start_failure_percent: bad_percent(Indicator::StartSuccess),
+        burn_rates: Indicator::ALL
+            .into_iter()
+            .map(|i| {
+                let target = targets.get(&i).copied().unwrap_or(i.default_target());
+                (i, burn_rate(tally(i, hour, hour_ms), i.allowed_bad(target)))
+            })
+            .collect(),
+    }
+}
+
 // ---------------------------------------------------------------- status
 
 /// A service's state on the status page.

@@ -303,6 +303,19 @@ impl Slo {
         })
     }
 
+    /// The alert loop's signals at `now_ms` (Unix milliseconds): the
+    /// last hour's figures, as the status page computes them.
+    pub async fn alert_signals(&self, now_ms: i64) -> Result<compute::AlertSignals, sqlx::Error> {
+        let w = Window {
+            from_ms: now_ms - compute::HOUR_MS,
+            to_ms: now_ms,
+        };
+        let targets = self.target_map().await?;
+        let inputs = self.load(w).await?;
+        let f = compute::figures(&inputs, w, p95_target_ms(&targets));
+        Ok(compute::alert_signals(&f, w.len_ms(), &targets))
+    }
+
     /// The targets and period in force.
     pub async fn targets(&self) -> Result<Targets, SloError> {
         let map = self.target_map().await?;
@@ -412,7 +425,7 @@ impl Slo {
             .unwrap_or(DEFAULT_PERIOD_DAYS))
     }
 
-    async fn target_map(&self) -> Result<BTreeMap<Indicator, f64>, SloError> {
+    async fn target_map(&self) -> Result<BTreeMap<Indicator, f64>, sqlx::Error> {
         let rows: Vec<(String, f64)> = sqlx::query_as("SELECT indicator, target FROM slo_targets")
             .fetch_all(&self.pool)
             .await?;
@@ -423,7 +436,7 @@ impl Slo {
     }
 
     /// The rows the indicators over `w` need.
-    async fn load(&self, w: Window) -> Result<Inputs, SloError> {
+    async fn load(&self, w: Window) -> Result<Inputs, sqlx::Error> {
         let starts = sqlx::query(
             "SELECT vm_id, course_id, node_id, requested_ms, outcome, error_code, running_ms,
              first_frame_ms FROM slo_vm_starts WHERE requested_ms >= ? AND requested_ms < ?",

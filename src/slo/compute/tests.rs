@@ -292,6 +292,35 @@ fn budget_and_burn_by_hand() {
 }
 
 #[test]
+fn alert_signals_by_hand() {
+    let mut f = Figures::default();
+    f.consoles.attempts = 10;
+    f.consoles.errors = 1;
+    f.starts.attempts = 4;
+    f.starts.ok = 3;
+    f.starts.within_target = 3;
+    let targets = BTreeMap::from([(Indicator::StartSuccess, 0.9)]);
+    let s = alert_signals(&f, HOUR_MS, &targets);
+    let near = |a: Option<f64>, b: f64| a.is_some_and(|a| (a - b).abs() < 1e-9);
+    assert!(near(s.console_error_percent, 10.0), "{s:?}");
+    assert!(near(s.start_failure_percent, 25.0), "{s:?}");
+    let burn = |i| s.burn_rates.iter().find(|b| b.0 == i).and_then(|b| b.1);
+    // 10 % bad of the default 0.5 % allowed: 20; 25 % of the set 10 %: 2.5.
+    assert!(near(burn(Indicator::ConsoleSuccess), 20.0), "{s:?}");
+    assert!(near(burn(Indicator::StartSuccess), 2.5), "{s:?}");
+    // All within the p95 target: no burn; nothing wanted: no rate.
+    assert!(near(burn(Indicator::StartP95), 0.0), "{s:?}");
+    assert_eq!(burn(Indicator::VmAvailability), None);
+    assert_eq!(s.burn_rates.len(), Indicator::ALL.len());
+    // No attempts: no share (an idle hour alerts nothing).
+    let idle = alert_signals(&Figures::default(), HOUR_MS, &BTreeMap::new());
+    assert_eq!(
+        (idle.console_error_percent, idle.start_failure_percent),
+        (None, None)
+    );
+}
+
+#[test]
 fn objectives_by_hand() {
     let w = Window {
         from_ms: 0,
