@@ -206,6 +206,8 @@ impl Slo {
             inputs.sessions.retain(|s| vms.contains(&s.vm_id));
             inputs.nodes.clear();
             inputs.vm_samples.clear();
+            // The desk's figures are the whole service's, not a course's.
+            inputs.ticket_response = compute::TicketResponse::default();
         }
         let period = compute::figures(&inputs, w, p95_ms);
         let hour_w = w.last_hour();
@@ -288,7 +290,8 @@ impl Slo {
             },
             ServiceStatus {
                 service: "desk",
-                level: compute::desk_level(&priorities),
+                // Open incidents, and tickets answered late.
+                level: compute::desk_level(&priorities).max(burn_level(Indicator::TicketResponse)),
             },
         ];
         Ok(Status {
@@ -514,7 +517,18 @@ impl Slo {
         .bind(w.to_ms.div_euclid(1000) + 1)
         .fetch_all(&self.pool)
         .await?;
+        let response = crate::desk::stats::sla_compliance(
+            &self.pool,
+            &db::format_time(from_ms(w.from_ms)),
+            &db::format_time(from_ms(w.to_ms)),
+        )
+        .await?
+        .response;
         Ok(Inputs {
+            ticket_response: compute::TicketResponse {
+                met: response.met,
+                breached: response.breached,
+            },
             starts,
             sessions,
             transitions,

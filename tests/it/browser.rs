@@ -1147,15 +1147,18 @@ async fn admin_reads_the_slo_page_and_a_student_the_status_page() {
     assert!(!s.is_success(), "{v}");
     let (s, v) = admin.post(&maint, json!({"enabled": false})).await;
     assert_eq!(s, StatusCode::OK, "{v}");
-    // An open system incident (as the desk opens them), its title with markup.
+    // An open system incident (as the desk opens them), its title with
+    // markup, answered within its response SLA (the ticket-response
+    // objective: 1 of 1).
     let title = "<b>Node lab-2 down</b>";
     sqlx::query(
         "INSERT INTO tickets (id, number, kind, title, description, state, priority, impact,
-         urgency, channel, reporter_id, created_by, created_at, updated_at)
-         SELECT 'test-incident', 9001, 'incident', ?, 'test', 'new', 'P2', 'class', 'blocked',
-         'system', id, id, ?, ? FROM users WHERE username = 'test-ui-admin'",
+         urgency, channel, reporter_id, created_by, created_at, updated_at, responded_at)
+         SELECT 'test-incident', 9001, 'incident', ?, 'test', 'in_progress', 'P2', 'class', 'blocked',
+         'system', id, id, ?, ?, ? FROM users WHERE username = 'test-ui-admin'",
     )
     .bind(title)
+    .bind(pvce::db::now())
     .bind(pvce::db::now())
     .bind(pvce::db::now())
     .execute(&env.server.state.pool)

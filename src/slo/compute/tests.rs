@@ -292,6 +292,38 @@ fn budget_and_burn_by_hand() {
 }
 
 #[test]
+fn ticket_response_by_hand() {
+    // 19 answered in time, 1 breach: 95 % — exactly the default target.
+    let inputs = Inputs {
+        ticket_response: TicketResponse {
+            met: 19,
+            breached: 1,
+        },
+        ..Inputs::default()
+    };
+    let w = Window {
+        from_ms: 0,
+        to_ms: HOUR_MS,
+    };
+    let f = figures(&inputs, w, 1000);
+    let t = tally(Indicator::TicketResponse, &f, w.len_ms());
+    assert_eq!((t.good, t.total), (19.0, 20.0));
+    let objs = objectives(&f, w.len_ms(), &f, w.len_ms(), &BTreeMap::new());
+    let o = objs
+        .iter()
+        .find(|o| o.indicator == Indicator::TicketResponse)
+        .expect("the ticket-response objective");
+    assert_eq!((o.target, o.met), (0.95, Some(true)));
+    assert!(o.actual.is_some_and(|a| (a - 0.95).abs() < 1e-9));
+    // 5 % bad of the 5 % allowed: on budget, all of it spent.
+    assert!(o.burn_rate_1h.is_some_and(|b| (b - 1.0).abs() < 1e-9));
+    assert!(o.budget_left.is_some_and(|b| b.abs() < 1e-9));
+    // No ticket answered or breached: no figure.
+    let none = tally(Indicator::TicketResponse, &Figures::default(), HOUR_MS);
+    assert_eq!(none.total, 0.0);
+}
+
+#[test]
 fn alert_signals_by_hand() {
     let mut f = Figures::default();
     f.consoles.attempts = 10;
