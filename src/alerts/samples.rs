@@ -121,7 +121,9 @@ pub fn used_percent(path: &Path) -> std::io::Result<Option<f64>> {
     Ok((usable > 0).then(|| 100.0 * used as f64 / usable as f64))
 }
 
-async fn recorded(
+/// A series the loop records itself (`store` per node id, `layer_storage`
+/// of `site`, …) for `from < at <= to`, oldest first.
+pub async fn recorded(
     pool: &Pool,
     series: &str,
     subject: &str,

@@ -743,6 +743,52 @@ pub fn objectives(
         .collect()
 }
 
+// ---------------------------------------------------------------- capacity
+
+/// A store's use now and when it is full by the trend, as the SLO page
+/// shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Capacity {
+    /// `layer_storage`, or `store` (a node's template store).
+    pub kind: &'static str,
+    /// The node's name for a store; empty for the layer storage.
+    pub name: String,
+    /// The newest recorded use, %.
+    pub used_percent: Option<f64>,
+    /// Days until 100 % by the trend of the last week (the alert loop's
+    /// forecast); 0 when full already; `None` when not growing or unknown.
+    pub days_until_full: Option<f64>,
+}
+
+/// A store's use and forecast from the alert loop's recorded points (any
+/// order, `at` in Unix seconds) at `now_s`: the same forecast the capacity
+/// alerts level by.
+pub fn capacity(
+    kind: &'static str,
+    name: String,
+    points: &[crate::alerts::Point],
+    now_s: i64,
+) -> Capacity {
+    use crate::alerts::forecast::{Forecast, TREND_WINDOW_SECS, days_until_full};
+    let recent: Vec<crate::alerts::Point> = points
+        .iter()
+        .copied()
+        .filter(|p| p.at > now_s - TREND_WINDOW_SECS && p.at <= now_s)
+        .collect();
+    let used_percent = recent.iter().max_by_key(|p| p.at).map(|p| p.value);
+    let days_until_full = match days_until_full(&recent, 100.0, now_s, crate::alerts::DAY) {
+        Forecast::Full => Some(0.0),
+        Forecast::InDays { days } => Some(days),
+        Forecast::Unknown | Forecast::NotGrowing => None,
+    };
+    Capacity {
+        kind,
+        name,
+        used_percent,
+        days_until_full,
+    }
+}
+
 // ---------------------------------------------------------------- alerts
 
 /// What the alert loop reads from the service levels: the last hour's

@@ -78,6 +78,9 @@ pub struct Report {
     pub figures: Figures,
     /// Course id → code, for `figures.availability.per_course`.
     pub courses: BTreeMap<String, String>,
+    /// The layer storage and each node's template store: use now and days
+    /// until full (admins and staff; empty for a teacher).
+    pub capacity: Vec<compute::Capacity>,
 }
 
 /// `PUT /api/slo/targets`: what to change.
@@ -225,7 +228,13 @@ impl Slo {
                 })
             })
             .collect();
+        let capacity = if scope.is_none() {
+            self.capacity(now.unix_timestamp()).await?
+        } else {
+            Vec::new()
+        };
         Ok(Report {
+            capacity,
             from: db::format_time(from),
             to: db::format_time(to),
             period_days,
@@ -436,6 +445,35 @@ impl Slo {
             .into_iter()
             .filter_map(|(name, t)| Some((Indicator::parse(&name)?, t)))
             .collect())
+    }
+
+    /// The layer storage's and the template stores' use and forecasts
+    /// at `now_s`, from the use the alert loop records (`alert_samples`).
+    async fn capacity(&self, now_s: i64) -> Result<Vec<compute::Capacity>, sqlx::Error> {
+        let from = now_s - crate::alerts::forecast::TREND_WINDOW_SECS;
+        let points = |series: &'static str, subject: String| {
+            let pool = self.pool.clone();
+            async move { crate::alerts::samples::recorded(&pool, series, &subject, from, now_s).await }
+        };
+        let mut out = vec![compute::capacity(
+            "layer_storage",
+            String::new(),
+            &points("layer_storage", "site".into()).await?,
+            now_s,
+        )];
+        let nodes: Vec<(String, String)> =
+            sqlx::query_as("SELECT id, name FROM nodes ORDER BY name")
+                .fetch_all(&self.pool)
+                .await?;
+        for (id, name) in nodes {
+            out.push(compute::capacity(
+                "store",
+                name,
+                &points("store", id).await?,
+                now_s,
+            ));
+        }
+        Ok(out)
     }
 
     /// The rows the indicators over `w` need.

@@ -43,6 +43,9 @@ await run('slo', artifactDir, async ({ newPage, step, shot, logs }) => {
   assert((await text(page, `${tickets} td:first-child`)) === 'Tickets answered within their SLA', 'the ticket-response objective by name');
   // The one incident was answered within its SLA: 100 % of the 95 % target.
   assert((await text(page, `${tickets} .slo-actual`)) === '100.00%', 'tickets answered in time');
+  // Storage: the layer storage by name, the node's store full in 50 days.
+  assert((await text(page, '#slo-capacity tr[data-kind=layer_storage] td:first-child')) === 'Layer storage (personal layers)', 'the layer storage by name');
+  assert((await text(page, '#slo-capacity tr[data-kind=store] .slo-days-full')) === '50.0 days', 'the store full in 50 days');
   await shot(page, 'slo-en.png');
   step('SLO page in English');
 
@@ -57,6 +60,8 @@ await run('slo', artifactDir, async ({ newPage, step, shot, logs }) => {
   assert((await text(page, `${row} td:first-child`)) === '虚拟机启动成功率', 'the indicator in Chinese');
   assert((await text(page, `${row} .slo-missed`)) === '未达标', 'not met, in Chinese');
   assert((await text(page, `${tickets} td:first-child`)) === '工单按时响应率', 'the ticket-response objective in Chinese');
+  assert((await text(page, '#slo-capacity tr[data-kind=layer_storage] td:first-child')) === '层存储（个人层）', 'the layer storage in Chinese');
+  assert((await text(page, '#slo-capacity tr[data-kind=store] .slo-days-full')) === '50.0 天后', 'days until full in Chinese');
   await page.waitForSelector('tr[data-indicator=start_p95] >> text=≤ 90.0 秒');
   await shot(page, 'slo-zh.png');
   step('SLO page in Chinese');

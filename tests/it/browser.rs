@@ -1165,6 +1165,21 @@ async fn admin_reads_the_slo_page_and_a_student_the_status_page() {
     .await
     .unwrap();
 
+    // The node's template store, as the alert loop records its use: up one
+    // point a day to 50 % now — full in 50 days by the trend.
+    let now_s = time::OffsetDateTime::now_utc().unix_timestamp();
+    for k in 0..5i64 {
+        sqlx::query(
+            "INSERT OR REPLACE INTO alert_samples (series, subject, at, value) VALUES ('store', ?, ?, ?)",
+        )
+        .bind(&node)
+        .bind(now_s - (4 - k) * 86_400)
+        .bind(46.0 + k as f64)
+        .execute(&env.server.state.pool)
+        .await
+        .unwrap();
+    }
+
     let base = env.server.url();
     let dir = artifact_dir();
     let shots = ["slo-en.png", "slo-zh.png", "status-zh.png", "status-en.png"];

@@ -324,6 +324,33 @@ fn ticket_response_by_hand() {
 }
 
 #[test]
+fn capacity_by_hand() {
+    use crate::alerts::{DAY, Point};
+    let now = 100 * DAY;
+    // 1 point a day up over the last 4 days, to 50 %: 50 days to 100 %.
+    let pts: Vec<Point> = (0..5)
+        .map(|k| Point {
+            at: now - (4 - k) * DAY,
+            value: 46.0 + f64::from(u8::try_from(k).expect("k")),
+        })
+        .collect();
+    let c = capacity("store", "n1".into(), &pts, now);
+    assert_eq!(c.used_percent, Some(50.0));
+    assert!(
+        c.days_until_full.is_some_and(|d| (d - 50.0).abs() < 1e-6),
+        "{c:?}"
+    );
+    // Flat: no date; nothing recorded: nothing known.
+    let flat: Vec<Point> = pts.iter().map(|p| Point { value: 50.0, ..*p }).collect();
+    assert_eq!(
+        capacity("store", "n1".into(), &flat, now).days_until_full,
+        None
+    );
+    let none = capacity("layer_storage", String::new(), &[], now);
+    assert_eq!((none.used_percent, none.days_until_full), (None, None));
+}
+
+#[test]
 fn alert_signals_by_hand() {
     let mut f = Figures::default();
     f.consoles.attempts = 10;
