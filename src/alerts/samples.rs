@@ -13,16 +13,17 @@
 //! at an instant: node load from the samples, node state and failures from
 //! the `nodes` table and the event log, store and layer-storage use (whose
 //! history the loop records itself in `alert_samples`, for forecasts), and
-//! start failures from the event log and the VMs' last starts. Console
-//! errors and SLO burn have no recorded source yet: their rules observe
-//! nothing.
+//! start failures, console errors and each objective's burn rate from the
+//! service levels ([`crate::slo::Slo::alert_signals`]: the last hour's
+//! figures, computed as the SLO and status pages compute them, never
+//! re-derived here).
 
 use std::path::Path;
 
 use uuid::Uuid;
 
 use super::rules::{Metric, RuleSet};
-use super::{DAY, HOUR, Point, WEEK};
+use super::{DAY, Point, WEEK};
 use crate::db::{self, Pool};
 
 /// A node's series the rules use.
@@ -120,7 +121,9 @@ pub fn used_percent(path: &Path) -> std::io::Result<Option<f64>> {
     Ok((usable > 0).then(|| 100.0 * used as f64 / usable as f64))
 }
 
-async fn recorded(
+/// A series the loop records itself (`store` per node id, `layer_storage`
+/// of `site`, …) for `from < at <= to`, oldest first.
+pub async fn recorded(
     pool: &Pool,
     series: &str,
     subject: &str,
@@ -187,6 +190,24 @@ pub async fn observe(
     .fetch_all(pool)
     .await?;
     let mut out = Vec::new();
+    // Start failures, console errors and SLO burn are the service levels'
+    // own figures over the last hour, read once per tick.
+    let from_slo = rules.rules.iter().any(|r| {
+        r.enabled
+            && matches!(
+                r.metric,
+                Metric::StartFailurePercent | Metric::ConsoleErrorPercent | Metric::SloBurnRate
+            )
+    });
+    let slo_signals = if from_slo {
+        Some(
+            crate::slo::Slo::new(pool.clone())
+                .alert_signals(now.saturating_mul(1000))
+                .await?,
+        )
+    } else {
+        None
+    };
     // Recorded once per tick whichever rules read them.
     let mut stores = Vec::new();
     for (id, name, _, _, used, free) in &nodes {
@@ -312,28 +333,19 @@ pub async fn observe(
                 }
             }
             Metric::StartFailurePercent => {
-                let (from, to) = (text_time(now - HOUR), text_time(now));
-                let failed: i64 = sqlx::query_scalar(
-                    "SELECT COUNT(*) FROM events WHERE kind = 'vm_start_failed' AND at > ? AND at <= ?",
-                )
-                .bind(&from)
-                .bind(&to)
-                .fetch_one(pool)
-                .await?;
-                let started: i64 = sqlx::query_scalar(
-                    "SELECT COUNT(*) FROM vms WHERE last_started_at > ? AND last_started_at <= ?",
-                )
-                .bind(&from)
-                .bind(&to)
-                .fetch_one(pool)
-                .await?;
-                #[allow(clippy::cast_precision_loss)]
-                let v = (failed + started > 0)
-                    .then(|| 100.0 * failed as f64 / (failed + started) as f64);
+                let v = slo_signals.as_ref().and_then(|s| s.start_failure_percent);
                 out.push(obs("site", "site", None, v, Vec::new()));
             }
-            // No recorded source yet (see the module doc).
-            Metric::ConsoleErrorPercent | Metric::SloBurnRate => {}
+            Metric::ConsoleErrorPercent => {
+                let v = slo_signals.as_ref().and_then(|s| s.console_error_percent);
+                out.push(obs("site", "site", None, v, Vec::new()));
+            }
+            Metric::SloBurnRate => {
+                // One alert per objective: its subject is the indicator.
+                for &(i, burn) in slo_signals.iter().flat_map(|s| &s.burn_rates) {
+                    out.push(obs(i.as_str(), i.as_str(), None, burn, Vec::new()));
+                }
+            }
         }
     }
     Ok(out)
@@ -463,9 +475,6 @@ mod tests {
             ("node_down", 3600),
             ("node_down", 3 * DAY),
             ("node_down", 8 * DAY),
-            ("vm_start_failed", 60),
-            ("vm_start_failed", 1800),
-            ("vm_start_failed", 2 * HOUR),
         ] {
             sqlx::query(
                 "INSERT INTO events (at, kind, node_id, node_name, message) VALUES (?, ?, ?, 'n1', '')",
@@ -476,6 +485,53 @@ mod tests {
             .execute(&pool)
             .await
             .expect("event");
+        }
+        // The service levels' records: in the last hour one start ok, one
+        // failed, one stopped by its user's own doing (no attempt); two
+        // hours ago a failure (out of the hour). Four console sessions, one
+        // ended by an error.
+        let ms = now * 1000;
+        for (n, (ago_s, outcome, code)) in [
+            (60, "ok", None),
+            (120, "failed", Some("node_unreachable")),
+            (180, "failed", Some("vm_stopping")),
+            (2 * HOUR, "failed", Some("node_unreachable")),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            sqlx::query(
+                "INSERT INTO slo_vm_starts (id, vm_id, user_id, requested_ms, outcome, error_code, running_ms)
+                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(format!("s{n}"))
+            .bind(Uuid::new_v4().to_string())
+            .bind(Uuid::new_v4().to_string())
+            .bind(ms - ago_s * 1000)
+            .bind(outcome)
+            .bind(code)
+            .bind((outcome == "ok").then_some(ms - ago_s * 1000 + 5000))
+            .execute(&pool)
+            .await
+            .expect("start");
+        }
+        for (n, ended_by) in ["user", "user", "system", "error"].into_iter().enumerate() {
+            let at = ms - 600_000 + i64::try_from(n).expect("n") * 1000;
+            sqlx::query(
+                "INSERT INTO slo_console_sessions (id, vm_id, user_id, issued_ms, opened_ms, established_ms, ended_ms, ended_by)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(format!("c{n}"))
+            .bind(Uuid::new_v4().to_string())
+            .bind(Uuid::new_v4().to_string())
+            .bind(at)
+            .bind(at + 10)
+            .bind(at + 20)
+            .bind(at + 60_000)
+            .bind(ended_by)
+            .execute(&pool)
+            .await
+            .expect("session");
         }
         let obs = observe(&pool, &RuleSet::defaults(), now, dir.path())
             .await
@@ -489,15 +545,26 @@ mod tests {
         assert_eq!(value("node_down"), Some(1.0));
         assert_eq!(value("node_failures"), Some(2.0));
         assert_eq!(value("store_capacity"), Some(60.0));
-        // Two failures, no start succeeded: 100 %.
-        assert_eq!(value("start_failures"), Some(100.0));
+        // One failure of two attempts; one error of four sessions.
+        assert_eq!(value("start_failures"), Some(50.0));
+        assert_eq!(value("console_errors"), Some(25.0));
         // No samples: no current load.
         assert_eq!(value("node_cpu"), None);
         assert!(value("layer_storage_capacity").is_some_and(|v| (0.0..=100.0).contains(&v)));
-        // Nothing observes console errors or SLO burn yet.
-        assert!(
+        // One burn per objective, the indicator its subject: 25 % errors
+        // of the 0.5 % allowed burn 50 times; no VM wanted-time figures yet
+        // for some (no rate).
+        let burn = |subject: &str| {
             obs.iter()
-                .all(|o| o.rule != "console_errors" && o.rule != "slo_burn")
+                .find(|o| o.rule == "slo_burn" && o.subject == subject)
+                .unwrap_or_else(|| panic!("no burn of {subject}: {obs:?}"))
+                .value
+        };
+        assert!(burn("console_success").is_some_and(|b| (b - 50.0).abs() < 1e-9));
+        assert!(burn("start_success").is_some_and(|b| (b - 50.0).abs() < 1e-9));
+        assert_eq!(
+            obs.iter().filter(|o| o.rule == "slo_burn").count(),
+            crate::slo::compute::Indicator::ALL.len()
         );
         // The store's use is kept for its forecast.
         let kept = recorded(&pool, "store", &node.to_string(), now - DAY, now)

@@ -158,6 +158,18 @@ pub struct Inputs {
     pub nodes: Vec<(Uuid, String)>,
     /// Per-minute node samples: (node, minute start ms, VMs running).
     pub vm_samples: Vec<(Uuid, i64, i64)>,
+    /// The desk's response clocks of the tickets created in the window
+    /// (the desk's own SLA figures, `desk::stats::sla_compliance`).
+    pub ticket_response: TicketResponse,
+}
+
+/// Tickets whose response clock stopped within the SLA (`met`) and those
+/// whose breach was recorded (`breached`); running clocks not yet
+/// breached do not count (as on the desk's statistics).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct TicketResponse {
+    pub met: i64,
+    pub breached: i64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -225,6 +237,7 @@ pub struct Figures {
     pub availability: AvailabilityFigures,
     pub nodes: Vec<NodeFigures>,
     pub peak_concurrent_vms: u64,
+    pub ticket_response: TicketResponse,
 }
 
 fn seconds(ms: i64) -> f64 {
@@ -519,6 +532,7 @@ pub fn figures(inputs: &Inputs, w: Window, p95_target_ms: i64) -> Figures {
         availability: availability(&inputs.starts, &sessions, &down, w),
         nodes,
         peak_concurrent_vms: peak_vms(&inputs.vm_samples, w),
+        ticket_response: inputs.ticket_response,
     }
 }
 
@@ -533,6 +547,8 @@ pub enum Indicator {
     StartP95,
     VmAvailability,
     NodeAvailability,
+    /// Tickets answered within their response SLA.
+    TicketResponse,
 }
 
 /// What a target is measured in.
@@ -546,12 +562,13 @@ pub enum Unit {
 }
 
 impl Indicator {
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::ConsoleSuccess,
         Self::StartSuccess,
         Self::StartP95,
         Self::VmAvailability,
         Self::NodeAvailability,
+        Self::TicketResponse,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -561,6 +578,7 @@ impl Indicator {
             Self::StartP95 => "start_p95",
             Self::VmAvailability => "vm_availability",
             Self::NodeAvailability => "node_availability",
+            Self::TicketResponse => "ticket_response",
         }
     }
 
@@ -578,10 +596,11 @@ impl Indicator {
     /// The defaults: consoles and VMs in wanted time 99.5 %; starts 99 %;
     /// a start reaches `running` within 120 s at p95 (a tiny guest under
     /// TCG takes 5–10 s; a full desktop image under TCG about a minute);
-    /// nodes 99.5 %.
+    /// nodes 99.5 %; tickets answered within their response SLA 95 %.
     pub fn default_target(self) -> f64 {
         match self {
             Self::ConsoleSuccess | Self::VmAvailability | Self::NodeAvailability => 0.995,
+            Self::TicketResponse => 0.95,
             Self::StartSuccess => 0.99,
             Self::StartP95 => 120.0,
         }
@@ -657,6 +676,10 @@ pub fn tally(indicator: Indicator, f: &Figures, window_ms: i64) -> Tally {
             good: f.availability.overall.wanted_minutes - f.availability.overall.unusable_minutes,
             total: f.availability.overall.wanted_minutes,
         },
+        Indicator::TicketResponse => Tally {
+            good: f.ticket_response.met as f64,
+            total: (f.ticket_response.met + f.ticket_response.breached) as f64,
+        },
         Indicator::NodeAvailability => {
             let total = f.nodes.len() as f64 * window_ms as f64 / MINUTE_MS as f64;
             let down: f64 = f.nodes.iter().map(|n| n.down_minutes).sum();
@@ -718,6 +741,91 @@ pub fn objectives(
             }
         })
         .collect()
+}
+
+// ---------------------------------------------------------------- capacity
+
+/// A store's use now and when it is full by the trend, as the SLO page
+/// shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Capacity {
+    /// `layer_storage`, or `store` (a node's template store).
+    pub kind: &'static str,
+    /// The node's name for a store; empty for the layer storage.
+    pub name: String,
+    /// The newest recorded use, %.
+    pub used_percent: Option<f64>,
+    /// Days until 100 % by the trend of the last week (the alert loop's
+    /// forecast); 0 when full already; `None` when not growing or unknown.
+    pub days_until_full: Option<f64>,
+}
+
+/// A store's use and forecast from the alert loop's recorded points (any
+/// order, `at` in Unix seconds) at `now_s`: the same forecast the capacity
+/// alerts level by.
+pub fn capacity(
+    kind: &'static str,
+    name: String,
+    points: &[crate::alerts::Point],
+    now_s: i64,
+) -> Capacity {
+    use crate::alerts::forecast::{Forecast, TREND_WINDOW_SECS, days_until_full};
+    let recent: Vec<crate::alerts::Point> = points
+        .iter()
+        .copied()
+        .filter(|p| p.at > now_s - TREND_WINDOW_SECS && p.at <= now_s)
+        .collect();
+    let used_percent = recent.iter().max_by_key(|p| p.at).map(|p| p.value);
+    let days_until_full = match days_until_full(&recent, 100.0, now_s, crate::alerts::DAY) {
+        Forecast::Full => Some(0.0),
+        Forecast::InDays { days } => Some(days),
+        Forecast::Unknown | Forecast::NotGrowing => None,
+    };
+    Capacity {
+        kind,
+        name,
+        used_percent,
+        days_until_full,
+    }
+}
+
+// ---------------------------------------------------------------- alerts
+
+/// What the alert loop reads from the service levels: the last hour's
+/// console error and start failure shares (percent of attempts, `None`
+/// without attempts) and each objective's burn rate over that hour.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertSignals {
+    pub console_error_percent: Option<f64>,
+    pub start_failure_percent: Option<f64>,
+    /// Every indicator with its burn rate (`None` without events), in
+    /// [`Indicator::ALL`] order.
+    pub burn_rates: Vec<(Indicator, Option<f64>)>,
+}
+
+/// The alert signals from the figures of one window (the last hour):
+/// the same tallies and burn rates the SLO page and the status page use,
+/// so an alert never disagrees with them.
+pub fn alert_signals(
+    hour: &Figures,
+    hour_ms: i64,
+    targets: &BTreeMap<Indicator, f64>,
+) -> AlertSignals {
+    let bad_percent = |i: Indicator| {
+        let t = tally(i, hour, hour_ms);
+        t.bad_fraction().map(|b| 100.0 * b)
+    };
+    AlertSignals {
+        console_error_percent: bad_percent(Indicator::ConsoleSuccess),
+        start_failure_percent: bad_percent(Indicator::StartSuccess),
+        burn_rates: Indicator::ALL
+            .into_iter()
+            .map(|i| {
+                let target = targets.get(&i).copied().unwrap_or(i.default_target());
+                (i, burn_rate(tally(i, hour, hour_ms), i.allowed_bad(target)))
+            })
+            .collect(),
+    }
 }
 
 // ---------------------------------------------------------------- status

@@ -78,6 +78,9 @@ pub struct Report {
     pub figures: Figures,
     /// Course id → code, for `figures.availability.per_course`.
     pub courses: BTreeMap<String, String>,
+    /// The layer storage and each node's template store: use now and days
+    /// until full (admins and staff; empty for a teacher).
+    pub capacity: Vec<compute::Capacity>,
 }
 
 /// `PUT /api/slo/targets`: what to change.
@@ -206,6 +209,8 @@ impl Slo {
             inputs.sessions.retain(|s| vms.contains(&s.vm_id));
             inputs.nodes.clear();
             inputs.vm_samples.clear();
+            // The desk's figures are the whole service's, not a course's.
+            inputs.ticket_response = compute::TicketResponse::default();
         }
         let period = compute::figures(&inputs, w, p95_ms);
         let hour_w = w.last_hour();
@@ -223,7 +228,13 @@ impl Slo {
                 })
             })
             .collect();
+        let capacity = if scope.is_none() {
+            self.capacity(now.unix_timestamp()).await?
+        } else {
+            Vec::new()
+        };
         Ok(Report {
+            capacity,
             from: db::format_time(from),
             to: db::format_time(to),
             period_days,
@@ -288,7 +299,8 @@ impl Slo {
             },
             ServiceStatus {
                 service: "desk",
-                level: compute::desk_level(&priorities),
+                // Open incidents, and tickets answered late.
+                level: compute::desk_level(&priorities).max(burn_level(Indicator::TicketResponse)),
             },
         ];
         Ok(Status {
@@ -301,6 +313,19 @@ impl Slo {
             services,
             incidents,
         })
+    }
+
+    /// The alert loop's signals at `now_ms` (Unix milliseconds): the
+    /// last hour's figures, as the status page computes them.
+    pub async fn alert_signals(&self, now_ms: i64) -> Result<compute::AlertSignals, sqlx::Error> {
+        let w = Window {
+            from_ms: now_ms - compute::HOUR_MS,
+            to_ms: now_ms,
+        };
+        let targets = self.target_map().await?;
+        let inputs = self.load(w).await?;
+        let f = compute::figures(&inputs, w, p95_target_ms(&targets));
+        Ok(compute::alert_signals(&f, w.len_ms(), &targets))
     }
 
     /// The targets and period in force.
@@ -412,7 +437,7 @@ impl Slo {
             .unwrap_or(DEFAULT_PERIOD_DAYS))
     }
 
-    async fn target_map(&self) -> Result<BTreeMap<Indicator, f64>, SloError> {
+    async fn target_map(&self) -> Result<BTreeMap<Indicator, f64>, sqlx::Error> {
         let rows: Vec<(String, f64)> = sqlx::query_as("SELECT indicator, target FROM slo_targets")
             .fetch_all(&self.pool)
             .await?;
@@ -422,8 +447,37 @@ impl Slo {
             .collect())
     }
 
+    /// The layer storage's and the template stores' use and forecasts
+    /// at `now_s`, from the use the alert loop records (`alert_samples`).
+    async fn capacity(&self, now_s: i64) -> Result<Vec<compute::Capacity>, sqlx::Error> {
+        let from = now_s - crate::alerts::forecast::TREND_WINDOW_SECS;
+        let points = |series: &'static str, subject: String| {
+            let pool = self.pool.clone();
+            async move { crate::alerts::samples::recorded(&pool, series, &subject, from, now_s).await }
+        };
+        let mut out = vec![compute::capacity(
+            "layer_storage",
+            String::new(),
+            &points("layer_storage", "site".into()).await?,
+            now_s,
+        )];
+        let nodes: Vec<(String, String)> =
+            sqlx::query_as("SELECT id, name FROM nodes ORDER BY name")
+                .fetch_all(&self.pool)
+                .await?;
+        for (id, name) in nodes {
+            out.push(compute::capacity(
+                "store",
+                name,
+                &points("store", id).await?,
+                now_s,
+            ));
+        }
+        Ok(out)
+    }
+
     /// The rows the indicators over `w` need.
-    async fn load(&self, w: Window) -> Result<Inputs, SloError> {
+    async fn load(&self, w: Window) -> Result<Inputs, sqlx::Error> {
         let starts = sqlx::query(
             "SELECT vm_id, course_id, node_id, requested_ms, outcome, error_code, running_ms,
              first_frame_ms FROM slo_vm_starts WHERE requested_ms >= ? AND requested_ms < ?",
@@ -501,7 +555,18 @@ impl Slo {
         .bind(w.to_ms.div_euclid(1000) + 1)
         .fetch_all(&self.pool)
         .await?;
+        let response = crate::desk::stats::sla_compliance(
+            &self.pool,
+            &db::format_time(from_ms(w.from_ms)),
+            &db::format_time(from_ms(w.to_ms)),
+        )
+        .await?
+        .response;
         Ok(Inputs {
+            ticket_response: compute::TicketResponse {
+                met: response.met,
+                breached: response.breached,
+            },
             starts,
             sessions,
             transitions,

@@ -28,7 +28,7 @@ await run('slo', artifactDir, async ({ newPage, step, shot, logs }) => {
   await signIn(page, admin);
   await page.click('a.nav-link[data-route=slo]');
   await page.waitForSelector('#slo-objectives tbody tr[data-indicator=start_success]');
-  assert(await page.locator('#slo-objectives tbody tr').count() === 5, 'five objectives');
+  assert(await page.locator('#slo-objectives tbody tr').count() === 6, 'six objectives');
   assert((await text(page, 'h1')) === 'Service levels', 'the English heading');
   const row = 'tr[data-indicator=start_success]';
   assert((await text(page, `${row} td:first-child`)) === 'VM start success', 'the indicator by name');
@@ -39,6 +39,13 @@ await run('slo', artifactDir, async ({ newPage, step, shot, logs }) => {
   assert((await text(page, `${row} .slo-overspent`)) === 'Spent 100.0× the budget', 'how far overspent');
   assert((await text(page, `${row} td:nth-child(5)`)) === '100.00×', 'burning at 100×');
   assert(await page.locator('tr[data-indicator=console_success] >> text=No data').count() === 1, 'no console yet: no data');
+  const tickets = 'tr[data-indicator=ticket_response]';
+  assert((await text(page, `${tickets} td:first-child`)) === 'Tickets answered within their SLA', 'the ticket-response objective by name');
+  // The one incident was answered within its SLA: 100 % of the 95 % target.
+  assert((await text(page, `${tickets} .slo-actual`)) === '100.00%', 'tickets answered in time');
+  // Storage: the layer storage by name, the node's store full in 50 days.
+  assert((await text(page, '#slo-capacity tr[data-kind=layer_storage] td:first-child')) === 'Layer storage (personal layers)', 'the layer storage by name');
+  assert((await text(page, '#slo-capacity tr[data-kind=store] .slo-days-full')) === '50.0 days', 'the store full in 50 days');
   await shot(page, 'slo-en.png');
   step('SLO page in English');
 
@@ -52,6 +59,9 @@ await run('slo', artifactDir, async ({ newPage, step, shot, logs }) => {
   await page.waitForSelector('h1 >> text=服务水平');
   assert((await text(page, `${row} td:first-child`)) === '虚拟机启动成功率', 'the indicator in Chinese');
   assert((await text(page, `${row} .slo-missed`)) === '未达标', 'not met, in Chinese');
+  assert((await text(page, `${tickets} td:first-child`)) === '工单按时响应率', 'the ticket-response objective in Chinese');
+  assert((await text(page, '#slo-capacity tr[data-kind=layer_storage] td:first-child')) === '层存储（个人层）', 'the layer storage in Chinese');
+  assert((await text(page, '#slo-capacity tr[data-kind=store] .slo-days-full')) === '50.0 天后', 'days until full in Chinese');
   await page.waitForSelector('tr[data-indicator=start_p95] >> text=≤ 90.0 秒');
   await shot(page, 'slo-zh.png');
   step('SLO page in Chinese');

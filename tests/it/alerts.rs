@@ -603,3 +603,121 @@ async fn a_node_that_stops_answering_fires_node_down_on_a_desk_incident() {
         "resolved"
     );
 }
+
+/// Writes `n` console sessions issued from `at_ms` a second apart, each
+/// established and ended by `ended_by`.
+async fn console_sessions(env: &TestEnv, at_ms: i64, n: i64, ended_by: &str) {
+    for k in 0..n {
+        let at = at_ms + k * 1000;
+        sqlx::query(
+            "INSERT INTO slo_console_sessions (id, vm_id, user_id, issued_ms, opened_ms, established_ms, ended_ms, ended_by)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(uuid::Uuid::new_v4().to_string())
+        .bind(uuid::Uuid::new_v4().to_string())
+        .bind(uuid::Uuid::new_v4().to_string())
+        .bind(at)
+        .bind(at + 50)
+        .bind(at + 200)
+        .bind(at + 30_000)
+        .bind(ended_by)
+        .execute(&env.server.state.pool)
+        .await
+        .unwrap();
+    }
+}
+
+async fn alerts_of(client: &crate::common::Client, rule: &str) -> Vec<Value> {
+    let (s, list) = client
+        .get(&format!("/api/alerts?rule={rule}&state=all"))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{list}");
+    list.as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn console_errors_start_failures_and_slo_burn_fire_from_the_service_levels() {
+    let env = env().await;
+    env.user("test-alslo-admin", Role::Admin).await;
+    let admin = env.client("test-alslo-admin").await;
+    let alerts = &env.server.state.alerts;
+    // Ten days ahead: the server's own records are not in the hour.
+    let t0 = (time::OffsetDateTime::now_utc().unix_timestamp() / 60 + 10 * 24 * 60) * 60;
+    let ms = t0 * 1000;
+
+    // Nothing recorded: an idle hour raises nothing.
+    alerts.tick(t0 - 600).await.unwrap();
+    for rule in ["console_errors", "start_failures", "slo_burn"] {
+        assert!(alerts_of(&admin, rule).await.is_empty(), "{rule}");
+    }
+
+    // 1 console error in 20 sessions (5 %: warning from 2 %, critical from
+    // 10 %); 1 failed start in 10 (10 %: warning from 5 %, critical 20 %).
+    console_sessions(&env, ms - 1_200_000, 19, "user").await;
+    console_sessions(&env, ms - 1_100_000, 1, "error").await;
+    for k in 0..10 {
+        let req = ms - 1_000_000 + k * 10_000;
+        sqlx::query(
+            "INSERT INTO slo_vm_starts (id, vm_id, user_id, requested_ms, outcome, error_code, running_ms)
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(uuid::Uuid::new_v4().to_string())
+        .bind(uuid::Uuid::new_v4().to_string())
+        .bind(uuid::Uuid::new_v4().to_string())
+        .bind(req)
+        .bind(if k == 0 { "failed" } else { "ok" })
+        .bind((k == 0).then_some("node_unreachable"))
+        .bind((k != 0).then_some(req + 8_000))
+        .execute(&env.server.state.pool)
+        .await
+        .unwrap();
+    }
+    // The rules' 5-minute hold: nothing at the first tick, firing after it.
+    alerts.tick(t0).await.unwrap();
+    assert!(alerts_of(&admin, "console_errors").await.is_empty());
+    alerts.tick(t0 + 300).await.unwrap();
+    let level = |list: &[Value], subject: &str| {
+        let a = list
+            .iter()
+            .find(|a| a["subject"] == subject)
+            .unwrap_or_else(|| panic!("no alert on {subject}: {list:?}"));
+        (
+            a["level"].as_str().unwrap().to_owned(),
+            a["state"].as_str().unwrap().to_owned(),
+            a["value"].as_f64().unwrap(),
+        )
+    };
+    let c = alerts_of(&admin, "console_errors").await;
+    assert_eq!(c.len(), 1, "{c:?}");
+    assert_eq!(level(&c, "site"), ("warning".into(), "firing".into(), 5.0));
+    let s = alerts_of(&admin, "start_failures").await;
+    assert_eq!(level(&s, "site"), ("warning".into(), "firing".into(), 10.0));
+    // Burn rates: 5 % errors of the 0.5 % allowed = 10 (warning from 6,
+    // critical from 14.4); 10 % failed starts of the 1 % allowed = 10.
+    let b = alerts_of(&admin, "slo_burn").await;
+    let (l, st, v) = level(&b, "console_success");
+    assert_eq!((l.as_str(), st.as_str()), ("warning", "firing"));
+    assert!((v - 10.0).abs() < 1e-6, "{v}");
+    let (l, _, v) = level(&b, "start_success");
+    assert_eq!(l, "warning");
+    assert!((v - 10.0).abs() < 1e-6, "{v}");
+    // Every start reached `running` well within its 120 s target: no burn.
+    assert!(b.iter().all(|a| a["subject"] != "start_p95"), "{b:?}");
+
+    // Four more console errors: 5 of 24 (20.8 %) → critical, and the
+    // console objective's burn (41.7) too; the critical alert opens a desk
+    // incident.
+    console_sessions(&env, ms + 60_000, 4, "error").await;
+    alerts.tick(t0 + 360).await.unwrap();
+    alerts.tick(t0 + 660).await.unwrap();
+    let c = alerts_of(&admin, "console_errors").await;
+    assert_eq!(c.len(), 1, "one alert, raised in level: {c:?}");
+    let (l, _, v) = level(&c, "site");
+    assert_eq!(l, "critical");
+    assert!((v - 500.0 / 24.0).abs() < 1e-6, "{v}");
+    assert!(c[0]["ticket_id"].is_string(), "{c:?}");
+    let b = alerts_of(&admin, "slo_burn").await;
+    let (l, _, v) = level(&b, "console_success");
+    assert_eq!(l, "critical");
+    assert!((v - 500.0 / 24.0 / 0.5).abs() < 1e-6, "{v}");
+}

@@ -1149,20 +1149,38 @@ async fn admin_reads_the_slo_page_and_a_student_the_status_page() {
     assert!(!s.is_success(), "{v}");
     let (s, v) = admin.post(&maint, json!({"enabled": false})).await;
     assert_eq!(s, StatusCode::OK, "{v}");
-    // An open system incident (as the desk opens them), its title with markup.
+    // An open system incident (as the desk opens them), its title with
+    // markup, answered within its response SLA (the ticket-response
+    // objective: 1 of 1).
     let title = "<b>Node lab-2 down</b>";
     sqlx::query(
         "INSERT INTO tickets (id, number, kind, title, description, state, priority, impact,
-         urgency, channel, reporter_id, created_by, created_at, updated_at)
-         SELECT 'test-incident', 9001, 'incident', ?, 'test', 'new', 'P2', 'class', 'blocked',
-         'system', id, id, ?, ? FROM users WHERE username = 'test-ui-admin'",
+         urgency, channel, reporter_id, created_by, created_at, updated_at, responded_at)
+         SELECT 'test-incident', 9001, 'incident', ?, 'test', 'in_progress', 'P2', 'class', 'blocked',
+         'system', id, id, ?, ?, ? FROM users WHERE username = 'test-ui-admin'",
     )
     .bind(title)
+    .bind(pvce::db::now())
     .bind(pvce::db::now())
     .bind(pvce::db::now())
     .execute(&env.server.state.pool)
     .await
     .unwrap();
+
+    // The node's template store, as the alert loop records its use: up one
+    // point a day to 50 % now — full in 50 days by the trend.
+    let now_s = time::OffsetDateTime::now_utc().unix_timestamp();
+    for k in 0..5i64 {
+        sqlx::query(
+            "INSERT OR REPLACE INTO alert_samples (series, subject, at, value) VALUES ('store', ?, ?, ?)",
+        )
+        .bind(&node)
+        .bind(now_s - (4 - k) * 86_400)
+        .bind(46.0 + k as f64)
+        .execute(&env.server.state.pool)
+        .await
+        .unwrap();
+    }
 
     let base = env.server.url();
     let dir = artifact_dir();

@@ -33,6 +33,8 @@ const SUBJECTS = {
 };
 function subjectText(subject) {
   if (SUBJECTS[subject]) return h('span', { i18n: SUBJECTS[subject] });
+  // The SLO burn rule's subject is the objective's indicator.
+  if (has(`slo.ind.${subject}`)) return h('span', { i18n: `slo.ind.${subject}` });
   const store = /^store of (.+)$/.exec(subject);
   if (store) return h('span', { i18n: ['insp.subject.store', { node: store[1] }] });
   return subject;

@@ -158,6 +158,13 @@ function sloView(container, ctx) {
       section('slo.nodes', h('table', { class: 'data', id: 'slo-nodes' },
         h('thead', {}, h('tr', {}, ['slo.col.node', 'slo.col.down', 'slo.col.availability'].map((c) => h('th', { scope: 'col', i18n: c })))),
         h('tbody', {}, f.nodes.length === 0 ? emptyRow(3) : f.nodes.map((n) => h('tr', {}, h('td', {}, n.name), h('td', { class: 'num' }, n.down_minutes.toFixed(1)), h('td', { class: 'num' }, pct(n.availability))))))),
+      rep.capacity.length === 0 ? null : section('slo.capacity', h('table', { class: 'data', id: 'slo-capacity' },
+        h('thead', {}, h('tr', {}, ['slo.col.store', 'slo.col.used', 'slo.col.daysFull'].map((c) => h('th', { scope: 'col', i18n: c })))),
+        h('tbody', {}, rep.capacity.map((c) => h('tr', { dataset: { kind: c.kind } },
+          h('td', { i18n: c.kind === 'layer_storage' ? 'slo.layerStorage' : ['slo.storeOf', { node: c.name }] }),
+          h('td', { class: 'num' }, c.used_percent === null ? none() : `${c.used_percent.toFixed(1)} %`),
+          h('td', { class: 'num slo-days-full' }, c.days_until_full === null ? h('span', { class: 'muted', i18n: 'slo.noTrend' })
+            : t('slo.days', { days: c.days_until_full.toFixed(1) }))))))),
       ctx.me.role === 'admin' ? targetsForm(rep) : null,
       h('p', { class: 'muted small', i18n: ['slo.definitions', { minutes: rep.wanted_window_minutes }] }));
   }

@@ -292,6 +292,94 @@ fn budget_and_burn_by_hand() {
 }
 
 #[test]
+fn ticket_response_by_hand() {
+    // 19 answered in time, 1 breach: 95 % — exactly the default target.
+    let inputs = Inputs {
+        ticket_response: TicketResponse {
+            met: 19,
+            breached: 1,
+        },
+        ..Inputs::default()
+    };
+    let w = Window {
+        from_ms: 0,
+        to_ms: HOUR_MS,
+    };
+    let f = figures(&inputs, w, 1000);
+    let t = tally(Indicator::TicketResponse, &f, w.len_ms());
+    assert_eq!((t.good, t.total), (19.0, 20.0));
+    let objs = objectives(&f, w.len_ms(), &f, w.len_ms(), &BTreeMap::new());
+    let o = objs
+        .iter()
+        .find(|o| o.indicator == Indicator::TicketResponse)
+        .expect("the ticket-response objective");
+    assert_eq!((o.target, o.met), (0.95, Some(true)));
+    assert!(o.actual.is_some_and(|a| (a - 0.95).abs() < 1e-9));
+    // 5 % bad of the 5 % allowed: on budget, all of it spent.
+    assert!(o.burn_rate_1h.is_some_and(|b| (b - 1.0).abs() < 1e-9));
+    assert!(o.budget_left.is_some_and(|b| b.abs() < 1e-9));
+    // No ticket answered or breached: no figure.
+    let none = tally(Indicator::TicketResponse, &Figures::default(), HOUR_MS);
+    assert_eq!(none.total, 0.0);
+}
+
+#[test]
+fn capacity_by_hand() {
+    use crate::alerts::{DAY, Point};
+    let now = 100 * DAY;
+    // 1 point a day up over the last 4 days, to 50 %: 50 days to 100 %.
+    let pts: Vec<Point> = (0..5)
+        .map(|k| Point {
+            at: now - (4 - k) * DAY,
+            value: 46.0 + f64::from(u8::try_from(k).expect("k")),
+        })
+        .collect();
+    let c = capacity("store", "n1".into(), &pts, now);
+    assert_eq!(c.used_percent, Some(50.0));
+    assert!(
+        c.days_until_full.is_some_and(|d| (d - 50.0).abs() < 1e-6),
+        "{c:?}"
+    );
+    // Flat: no date; nothing recorded: nothing known.
+    let flat: Vec<Point> = pts.iter().map(|p| Point { value: 50.0, ..*p }).collect();
+    assert_eq!(
+        capacity("store", "n1".into(), &flat, now).days_until_full,
+        None
+    );
+    let none = capacity("layer_storage", String::new(), &[], now);
+    assert_eq!((none.used_percent, none.days_until_full), (None, None));
+}
+
+#[test]
+fn alert_signals_by_hand() {
+    let mut f = Figures::default();
+    f.consoles.attempts = 10;
+    f.consoles.errors = 1;
+    f.starts.attempts = 4;
+    f.starts.ok = 3;
+    f.starts.within_target = 3;
+    let targets = BTreeMap::from([(Indicator::StartSuccess, 0.9)]);
+    let s = alert_signals(&f, HOUR_MS, &targets);
+    let near = |a: Option<f64>, b: f64| a.is_some_and(|a| (a - b).abs() < 1e-9);
+    assert!(near(s.console_error_percent, 10.0), "{s:?}");
+    assert!(near(s.start_failure_percent, 25.0), "{s:?}");
+    let burn = |i| s.burn_rates.iter().find(|b| b.0 == i).and_then(|b| b.1);
+    // 10 % bad of the default 0.5 % allowed: 20; 25 % of the set 10 %: 2.5.
+    assert!(near(burn(Indicator::ConsoleSuccess), 20.0), "{s:?}");
+    assert!(near(burn(Indicator::StartSuccess), 2.5), "{s:?}");
+    // All within the p95 target: no burn; nothing wanted: no rate.
+    assert!(near(burn(Indicator::StartP95), 0.0), "{s:?}");
+    assert_eq!(burn(Indicator::VmAvailability), None);
+    assert_eq!(s.burn_rates.len(), Indicator::ALL.len());
+    // No attempts: no share (an idle hour alerts nothing).
+    let idle = alert_signals(&Figures::default(), HOUR_MS, &BTreeMap::new());
+    assert_eq!(
+        (idle.console_error_percent, idle.start_failure_percent),
+        (None, None)
+    );
+}
+
+#[test]
 fn objectives_by_hand() {
     let w = Window {
         from_ms: 0,
