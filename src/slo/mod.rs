@@ -36,7 +36,7 @@ use compute::{
     Figures, Indicator, Inputs, Level, NodeTransition, Objective, SessionRow, StartRow, Unit,
     Window,
 };
-pub use record::{ConsoleFact, ConsoleRecorder, StartAttempt, record_start};
+pub use record::{ConsoleFact, ConsoleRecorder};
 
 /// The default SLO period.
 pub const DEFAULT_PERIOD_DAYS: u32 = 28;

@@ -81,7 +81,7 @@ impl VmManager {
     /// start of a VM that was not running is recorded for the service
     /// levels ([`crate::slo`]), with its outcome and the node it got.
     pub async fn start(&self, vm: &Vm, owner_name: &str, course_code: &str) -> Result<Vm, VmError> {
-        let attempt = crate::slo::StartAttempt::begin(vm.id, vm.owner_id, vm.course_id);
+        let attempt = super::starts::StartAttempt::begin(vm.id, vm.owner_id, vm.course_id);
         let lock = self.lock_for(vm.id);
         let _guard = lock.lock().await;
         let vm = self.sync_with_node(load(&self.pool, vm.id).await?).await?;
@@ -92,7 +92,7 @@ impl VmManager {
         let result = self
             .start_locked(vm, owner_name, course_code, &mut placed)
             .await;
-        crate::slo::record_start(
+        super::starts::record_start(
             &self.pool,
             &attempt,
             placed,

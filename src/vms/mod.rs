@@ -46,6 +46,7 @@ mod provision;
 mod reconcile;
 mod rule;
 pub mod snapshots;
+pub mod starts;
 
 pub(crate) use model::graphics_from_db;
 pub(crate) use model::load;
