@@ -131,11 +131,14 @@ impl AppState {
         ));
         let notices = Arc::new(notices(&config, &pool)?);
         let slo = Arc::new(crate::slo::Slo::new(pool.clone()));
-        let alerts = Arc::new(crate::alerts::service::Alerts::new(
-            pool.clone(),
-            desk.clone(),
-            storage.root().to_path_buf(),
-        ));
+        let alerts = Arc::new(
+            crate::alerts::service::Alerts::new(
+                pool.clone(),
+                desk.clone(),
+                storage.root().to_path_buf(),
+            )
+            .with_signals(slo.clone()),
+        );
         let inspections = Arc::new(crate::inspection::Inspections::new(
             pool.clone(),
             nodes.clone(),

@@ -173,6 +173,26 @@ async fn record(
     Ok(())
 }
 
+/// The service levels' figures over the last hour that alert rules read:
+/// console error and start failure shares (percent of attempts, `None`
+/// without attempts) and each objective's burn rate by its name.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ServiceSignals {
+    pub console_error_percent: Option<f64>,
+    pub start_failure_percent: Option<f64>,
+    pub burn_rates: Vec<(&'static str, Option<f64>)>,
+}
+
+/// Where those figures come from: the service levels ([`crate::slo`])
+/// implement it. A trait, so the alerts do not depend on the module that
+/// reads their own recordings (the SLO page's capacity forecast).
+pub trait SignalSource: Send + Sync + std::fmt::Debug {
+    fn signals(
+        &self,
+        now_ms: i64,
+    ) -> futures::future::BoxFuture<'_, Result<ServiceSignals, sqlx::Error>>;
+}
+
 /// id, name, state, maintenance, store used and free bytes.
 type NodeRow = (String, String, String, bool, Option<i64>, Option<i64>);
 
@@ -183,6 +203,7 @@ pub async fn observe(
     rules: &RuleSet,
     now: i64,
     data_dir: &Path,
+    signals: Option<&dyn SignalSource>,
 ) -> Result<Vec<Observation>, sqlx::Error> {
     let nodes: Vec<NodeRow> = sqlx::query_as(
         "SELECT id, name, state, maintenance, store_used_bytes, store_free_bytes FROM nodes ORDER BY name",
@@ -199,14 +220,9 @@ pub async fn observe(
                 Metric::StartFailurePercent | Metric::ConsoleErrorPercent | Metric::SloBurnRate
             )
     });
-    let slo_signals = if from_slo {
-        Some(
-            crate::slo::Slo::new(pool.clone())
-                .alert_signals(now.saturating_mul(1000))
-                .await?,
-        )
-    } else {
-        None
+    let slo_signals = match signals {
+        Some(source) if from_slo => Some(source.signals(now.saturating_mul(1000)).await?),
+        _ => None,
     };
     // Recorded once per tick whichever rules read them.
     let mut stores = Vec::new();
@@ -343,7 +359,7 @@ pub async fn observe(
             Metric::SloBurnRate => {
                 // One alert per objective: its subject is the indicator.
                 for &(i, burn) in slo_signals.iter().flat_map(|s| &s.burn_rates) {
-                    out.push(obs(i.as_str(), i.as_str(), None, burn, Vec::new()));
+                    out.push(obs(i, i, None, burn, Vec::new()));
                 }
             }
         }
@@ -533,7 +549,8 @@ mod tests {
             .await
             .expect("session");
         }
-        let obs = observe(&pool, &RuleSet::defaults(), now, dir.path())
+        let slo = crate::slo::Slo::new(pool.clone());
+        let obs = observe(&pool, &RuleSet::defaults(), now, dir.path(), Some(&slo))
             .await
             .expect("observe");
         let value = |rule: &str| {
@@ -583,7 +600,7 @@ mod tests {
             .execute(&pool)
             .await
             .expect("maintenance");
-        let obs = observe(&pool, &RuleSet::defaults(), now + 60, dir.path())
+        let obs = observe(&pool, &RuleSet::defaults(), now + 60, dir.path(), None)
             .await
             .expect("observe");
         let down = obs.iter().find(|o| o.rule == "node_down").expect("down");

@@ -140,6 +140,9 @@ pub struct Alerts {
     pool: Pool,
     desk: Arc<Desk>,
     data_dir: PathBuf,
+    /// The service levels' figures (start failures, console errors, SLO
+    /// burn); without them those rules observe nothing.
+    signals: Option<Arc<dyn samples::SignalSource>>,
     /// Loaded from the database on first use.
     engine: tokio::sync::Mutex<Option<Engine>>,
 }
@@ -150,8 +153,16 @@ impl Alerts {
             pool,
             desk,
             data_dir,
+            signals: None,
             engine: tokio::sync::Mutex::new(None),
         }
+    }
+
+    /// Where the service-level rules read their figures.
+    #[must_use]
+    pub fn with_signals(mut self, signals: Arc<dyn samples::SignalSource>) -> Self {
+        self.signals = Some(signals);
+        self
     }
 
     /// The stored rule set, or the defaults.
@@ -216,7 +227,14 @@ impl Alerts {
 
     async fn step_all(&self, engine: &mut Engine, now: i64) -> Result<TickReport, AlertError> {
         let rules = engine.rules().clone();
-        let observations = samples::observe(&self.pool, &rules, now, &self.data_dir).await?;
+        let observations = samples::observe(
+            &self.pool,
+            &rules,
+            now,
+            &self.data_dir,
+            self.signals.as_deref(),
+        )
+        .await?;
         let seen: BTreeSet<(String, String)> = observations
             .iter()
             .map(|o| (o.rule.clone(), o.subject.clone()))

@@ -162,6 +162,27 @@ fn opt_uuid(s: Option<String>) -> Option<Uuid> {
     s.and_then(|s| Uuid::parse_str(&s).ok())
 }
 
+impl crate::alerts::samples::SignalSource for Slo {
+    fn signals(
+        &self,
+        now_ms: i64,
+    ) -> futures::future::BoxFuture<'_, Result<crate::alerts::samples::ServiceSignals, sqlx::Error>>
+    {
+        Box::pin(async move {
+            let s = self.alert_signals(now_ms).await?;
+            Ok(crate::alerts::samples::ServiceSignals {
+                console_error_percent: s.console_error_percent,
+                start_failure_percent: s.start_failure_percent,
+                burn_rates: s
+                    .burn_rates
+                    .into_iter()
+                    .map(|(i, b)| (i.as_str(), b))
+                    .collect(),
+            })
+        })
+    }
+}
+
 impl Slo {
     pub fn new(pool: Pool) -> Self {
         Self { pool }
