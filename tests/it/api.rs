@@ -143,6 +143,11 @@ fn role_matrix() -> Vec<Row> {
             Json(json!({"enabled":true})),
             [401, 403, 403, 403, 404],
         ),
+        // ---- area: sso (new rows of this area go right below this line)
+        // ---- area: backup (new rows of this area go right below this line)
+        // ---- area: class (new rows of this area go right below this line)
+        // ---- area: console2 (new rows of this area go right below this line)
+        // ---- area: core (new rows of this area go right below this line)
         // ---- area: notify (new rows of this area go right below this line)
         row(
             Method::POST,

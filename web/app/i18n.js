@@ -129,6 +129,16 @@ const STRINGS = {
     'desktop.spice.howto': 'Download the connection file and open it with remote-viewer (virt-viewer). It works once, within about a minute.',
     'desktop.spice.download': 'Download connection file (.vv)',
 
+    // ---- area: sso (new keys of this area go right below this line)
+
+    // ---- area: backup (new keys of this area go right below this line)
+
+    // ---- area: class (new keys of this area go right below this line)
+
+    // ---- area: console2 (new keys of this area go right below this line)
+
+    // ---- area: core (new keys of this area go right below this line)
+
     // ---- area: desk-sla (new keys of this area go right below this line)
     'desk.system.nodeDown': 'Node {node} is down ({users} users affected)',
     'desk.system.startFailed': 'VM {vm} failed to start {count} times',
@@ -1396,6 +1406,16 @@ const STRINGS = {
     'desktop.spice.noBrowser': '这台虚拟机使用 SPICE 控制台，暂不支持在浏览器中打开 SPICE 桌面。',
     'desktop.spice.howto': '请下载连接文件并用 remote-viewer（virt-viewer）打开。文件仅可使用一次，约一分钟内有效。',
     'desktop.spice.download': '下载连接文件（.vv）',
+
+    // ---- area: sso (new keys of this area go right below this line)
+
+    // ---- area: backup (new keys of this area go right below this line)
+
+    // ---- area: class (new keys of this area go right below this line)
+
+    // ---- area: console2 (new keys of this area go right below this line)
+
+    // ---- area: core (new keys of this area go right below this line)
 
     // ---- area: desk-sla (new keys of this area go right below this line)
     'desk.system.nodeDown': '节点 {node} 已宕机（影响 {users} 位用户）',
