@@ -20,7 +20,8 @@
 //!   e-mail and webhook senders), [`alerts`] (alert levels, baselines,
 //!   forecasts), [`inspection`] (the daily inspection), [`slo`] (service
 //!   level indicators, objectives, the status page), [`quantile`]
-//!   (percentiles, one definition for all figures);
+//!   (percentiles, one definition for all figures), [`range`] (the time
+//!   range the figures are asked for);
 //! - the cluster: [`nodes`], [`placement`], [`stores`] (template stores on
 //!   nodes), [`monitor`] (load history), [`events`] (the event log),
 //!   [`libvirt`] (the only one that talks to libvirt);
@@ -56,6 +57,7 @@ pub mod nodes;
 pub mod placement;
 pub mod portable;
 pub mod quantile;
+pub mod range;
 pub mod reports;
 pub mod slo;
 pub mod space;

@@ -36,6 +36,8 @@ use super::lifecycle::{AlertState, Transition};
 use super::rules::{Reading, RuleSet, RulesError};
 use super::samples::{self, Observation, text_time};
 use crate::db::{self, Pool};
+use crate::desk::notices::{self, AlertNotice};
+use crate::desk::notify::AlertChange;
 use crate::desk::{Desk, DeskError, SystemIncident};
 use crate::events::{self, EventKind, NewEvent};
 
@@ -281,8 +283,8 @@ impl Alerts {
     /// log, and the desk incident of a critical alert.
     async fn apply(&self, evs: &[Event], o: Option<&Observation>) -> Result<(), AlertError> {
         for ev in evs {
-            let open: Option<(String, String)> = sqlx::query_as(
-                "SELECT id, subject_name FROM alerts WHERE rule = ? AND subject = ? AND status <> 'resolved'",
+            let open: Option<(String, String, String)> = sqlx::query_as(
+                "SELECT id, subject_name, level FROM alerts WHERE rule = ? AND subject = ? AND status <> 'resolved'",
             )
             .bind(&ev.key.rule)
             .bind(&ev.key.subject)
@@ -306,6 +308,8 @@ impl Alerts {
                 Transition::FlappingStarted => ("flapping_started", None, String::new()),
                 Transition::Resolved => ("resolved", None, String::new()),
             };
+            let had_level = open.as_ref().map(|(_, _, l)| l.clone());
+            let open = open.map(|(id, name, _)| (id, name));
             let (id, name) = match (&ev.transition, open) {
                 (Transition::Fired { level }, None) => {
                     let id = Uuid::new_v4();
@@ -374,6 +378,29 @@ impl Alerts {
             .execute(&self.pool)
             .await?;
             self.log(ev, id, &name, level, cause.as_deref()).await;
+            let change = match &ev.transition {
+                Transition::Fired { .. } => Some(AlertChange::Fired),
+                Transition::Escalated { .. } => Some(AlertChange::Escalated),
+                Transition::Resolved => Some(AlertChange::Resolved),
+                _ => None,
+            };
+            let told_level = level.map(Level::as_str).or(had_level.as_deref());
+            if let (Some(change), Some(told_level)) = (change, told_level) {
+                notices::queue_alert(
+                    &self.pool,
+                    &AlertNotice {
+                        alert_id: id,
+                        at: ev.at,
+                        change,
+                        level: told_level,
+                        rule: &ev.key.rule,
+                        subject: &name,
+                        value: o.and_then(|o| o.value),
+                        cause: cause.as_deref(),
+                    },
+                )
+                .await?;
+            }
             if level == Some(Level::Critical) {
                 self.incident(ev, id, &name, o).await?;
             }

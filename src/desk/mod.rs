@@ -116,6 +116,8 @@ pub enum DeskError {
     #[error("storage error: {0}")]
     Io(#[from] std::io::Error),
     #[error(transparent)]
+    Range(#[from] crate::range::RangeError),
+    #[error(transparent)]
     Db(#[from] sqlx::Error),
 }
 

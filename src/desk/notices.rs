@@ -30,8 +30,8 @@ use uuid::Uuid;
 use crate::auth::Role;
 use crate::db::{self, Pool};
 use crate::desk::notify::{
-    Destination, Event, EventKind, Lang, Notifier, NotifyError, TicketRef, WebhookFormat,
-    WebhookTarget, render,
+    AlertChange, AlertRef, Destination, Event, EventKind, Lang, Notifier, NotifyError, TicketRef,
+    WebhookFormat, WebhookTarget, render,
 };
 use crate::users::User;
 
@@ -96,6 +96,8 @@ pub struct Prefs {
     pub escalated: Channels,
     pub resolved: Channels,
     pub callback: Channels,
+    /// Alerts of the lab's monitoring (only staff and admins receive them).
+    pub alert: Channels,
 }
 
 impl Prefs {
@@ -106,6 +108,7 @@ impl Prefs {
             EventKind::Escalated => self.escalated,
             EventKind::Resolved => self.resolved,
             EventKind::Callback => self.callback,
+            EventKind::Alert => self.alert,
         }
     }
 }
@@ -266,8 +269,9 @@ fn excerpt(s: &str, max: usize) -> String {
     }
 }
 
-/// The message of a timeline entry (pure; `actor`: the actor's name).
-fn event_of(kind: EventKind, ticket: TicketRef, actor: &str, row: &RawEntry) -> Event {
+/// The message of a timeline entry (pure; `actor`: the actor's name);
+/// `None` for a kind no timeline entry has (alerts come from their own outbox).
+fn event_of(kind: EventKind, ticket: TicketRef, actor: &str, row: &RawEntry) -> Option<Event> {
     let text = row.text.clone().unwrap_or_default();
     let data: Value = row
         .data
@@ -275,7 +279,8 @@ fn event_of(kind: EventKind, ticket: TicketRef, actor: &str, row: &RawEntry) -> 
         .and_then(|d| serde_json::from_str(d).ok())
         .unwrap_or(Value::Null);
     let by = actor.to_owned();
-    match kind {
+    Some(match kind {
+        EventKind::Alert => return None,
         EventKind::Assigned => Event::Assigned { ticket, by },
         EventKind::Commented => Event::Commented {
             ticket,
@@ -315,7 +320,110 @@ fn event_of(kind: EventKind, ticket: TicketRef, actor: &str, row: &RawEntry) -> 
                 OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()
             }),
         },
+    })
+}
+
+/// Which outbox an event came from, and what it is about.
+#[derive(Debug, Clone, Copy)]
+enum Source<'a> {
+    Ticket(&'a str),
+    Alert(&'a str),
+}
+
+/// One event on its way to its recipients.
+struct Outgoing<'a> {
+    source: Source<'a>,
+    event_id: i64,
+    at: &'a str,
+    event: &'a Event,
+    server_hooks: bool,
+}
+
+#[derive(sqlx::FromRow)]
+struct AlertRow {
+    id: i64,
+    alert_id: String,
+    at: String,
+    change: String,
+    level: String,
+    rule: String,
+    subject: String,
+    value: Option<String>,
+    cause: Option<String>,
+}
+
+fn alert_change(s: &str) -> Option<AlertChange> {
+    [
+        AlertChange::Fired,
+        AlertChange::Escalated,
+        AlertChange::Resolved,
+    ]
+    .into_iter()
+    .find(|c| {
+        serde_json::to_value(c)
+            .ok()
+            .as_ref()
+            .and_then(Value::as_str)
+            == Some(s)
+    })
+}
+
+/// Who hears of an alert at `level` (pure): warnings and critical alerts go
+/// to the whole desk (staff and admins), each person once; `info` alerts
+/// only to the alerts page. A resolution is told to those its level reached.
+pub fn alert_recipients(level: &str, staff: &[Uuid], admins: &[Uuid]) -> Vec<Uuid> {
+    if !matches!(level, "warning" | "critical") {
+        return Vec::new();
     }
+    let mut seen = std::collections::HashSet::new();
+    staff
+        .iter()
+        .chain(admins)
+        .copied()
+        .filter(|u| seen.insert(*u))
+        .collect()
+}
+
+/// An alert's change, for the desk's outbox.
+#[derive(Debug, Clone)]
+pub struct AlertNotice<'a> {
+    pub alert_id: Uuid,
+    /// Unix seconds (the alert loop's clock).
+    pub at: i64,
+    pub change: AlertChange,
+    /// `info`, `warning` or `critical`: the level reached (for a
+    /// resolution, the level it had).
+    pub level: &'a str,
+    pub rule: &'a str,
+    pub subject: &'a str,
+    pub value: Option<f64>,
+    pub cause: Option<&'a str>,
+}
+
+/// Puts an alert's change into the desk's outbox; the next dispatch pass
+/// tells the desk (the alert loop calls this, so the alert module needs
+/// nothing of the notifications but this).
+pub async fn queue_alert(pool: &Pool, n: &AlertNotice<'_>) -> Result<(), sqlx::Error> {
+    let at = OffsetDateTime::from_unix_timestamp(n.at).unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    let change = serde_json::to_value(n.change)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    sqlx::query(
+        "INSERT INTO alert_notices (alert_id, at, change, level, rule, subject, value, cause)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(n.alert_id.to_string())
+    .bind(db::format_time(at))
+    .bind(change)
+    .bind(n.level)
+    .bind(n.rule)
+    .bind(n.subject)
+    .bind(n.value.map(|v| format!("{v:.1}")))
+    .bind(n.cause)
+    .execute(pool)
+    .await?;
+    Ok(())
 }
 
 struct RawEntry {
@@ -360,8 +468,11 @@ pub struct Notices {
 #[derive(Debug, Serialize)]
 pub struct Notice {
     pub id: i64,
-    pub ticket_id: Uuid,
-    pub ticket_number: String,
+    /// The ticket it is about (`None` for an alert's).
+    pub ticket_id: Option<Uuid>,
+    pub ticket_number: Option<String>,
+    /// The alert it is about (`kind` `alert`).
+    pub alert_id: Option<Uuid>,
     pub kind: EventKind,
     /// The one-line subject in the asked language.
     pub subject: String,
@@ -458,9 +569,6 @@ impl Notices {
         .bind(DISPATCH_BATCH)
         .fetch_all(&mut *tx)
         .await?;
-        if rows.is_empty() {
-            return Ok(0);
-        }
         let entries = rows
             .iter()
             .map(|r| {
@@ -538,70 +646,164 @@ impl Notices {
                     .map(|u| format!("{u}/#/tickets/{}", entry.ticket_id)),
             };
             let actor_name = entry.actor_name.clone().unwrap_or_else(|| "pvce".into());
-            let event = event_of(kind, ticket, &actor_name, entry);
-            let event_json = serde_json::to_string(&event).unwrap_or_default();
-            for user in people {
-                let Some(settings) = load_settings(&mut tx, user, true).await? else {
-                    continue; // disabled or gone
-                };
-                let (in_app, outside) = channels_for(&settings, kind, self.mail);
-                if in_app {
-                    sqlx::query(
-                        "INSERT OR IGNORE INTO notifications (user_id, ticket_id, event_id, kind, event, created_at)
-                         VALUES (?, ?, ?, ?, ?, ?)",
-                    )
-                    .bind(user.to_string())
-                    .bind(&entry.ticket_id)
-                    .bind(entry.id)
-                    .bind(kind.as_str())
-                    .bind(&event_json)
-                    .bind(&entry.at)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                for d in outside {
-                    let channel = match d {
-                        Destination::Email { .. } => "email",
-                        Destination::Webhook { .. } => "webhook",
-                    };
-                    sqlx::query(
-                        "INSERT INTO notification_deliveries (event_id, user_id, channel, lang, event, next_at)
-                         VALUES (?, ?, ?, ?, ?, ?)",
-                    )
-                    .bind(entry.id)
-                    .bind(user.to_string())
-                    .bind(channel)
-                    .bind(settings.lang.tag())
-                    .bind(&event_json)
-                    .bind(&next_at)
-                    .execute(&mut *tx)
-                    .await?;
-                }
+            let Some(event) = event_of(kind, ticket, &actor_name, entry) else {
+                continue;
+            };
+            let out = Outgoing {
+                source: Source::Ticket(&entry.ticket_id),
+                event_id: entry.id,
+                at: &entry.at,
+                event: &event,
+                // The server's own webhooks hear of every notified event
+                // once, except internal notes (a chat room is not the desk).
+                server_hooks: !entry.internal,
+            };
+            self.fan_out(&mut tx, &out, &people, &next_at).await?;
+        }
+        let alert_cursor = self
+            .dispatch_alerts(&mut tx, &staff, &admins, &next_at)
+            .await?;
+        sqlx::query(
+            "UPDATE notify_cursor SET last_event_id = ?, last_alert_notice_id = ? WHERE id = 1",
+        )
+        .bind(last)
+        .bind(alert_cursor.1)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(entries.len() as u64 + alert_cursor.0)
+    }
+
+    /// The alert outbox past its cursor: notifications and deliveries for
+    /// the desk (see [`alert_recipients`]). Returns (entries handled, new cursor).
+    async fn dispatch_alerts(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+        staff: &[Uuid],
+        admins: &[Uuid],
+        next_at: &str,
+    ) -> Result<(u64, i64), NoticeError> {
+        let cursor: i64 =
+            sqlx::query_scalar("SELECT last_alert_notice_id FROM notify_cursor WHERE id = 1")
+                .fetch_optional(&mut **tx)
+                .await?
+                .unwrap_or(0);
+        let rows: Vec<AlertRow> = sqlx::query_as(
+            "SELECT id, alert_id, at, change, level, rule, subject, value, cause
+             FROM alert_notices WHERE id > ? ORDER BY id LIMIT ?",
+        )
+        .bind(cursor)
+        .bind(DISPATCH_BATCH)
+        .fetch_all(&mut **tx)
+        .await?;
+        let last = rows.last().map_or(cursor, |r| r.id);
+        for r in &rows {
+            let Some(change) = alert_change(&r.change) else {
+                continue;
+            };
+            let event = Event::Alert {
+                alert: AlertRef {
+                    id: r.alert_id.clone(),
+                    rule: r.rule.clone(),
+                    subject: r.subject.clone(),
+                    url: self
+                        .config
+                        .public_url
+                        .as_ref()
+                        .map(|u| format!("{u}/#/alerts")),
+                },
+                change,
+                level: r.level.clone(),
+                value: r.value.clone(),
+                cause: r.cause.clone(),
+            };
+            let people = alert_recipients(&r.level, staff, admins);
+            let out = Outgoing {
+                source: Source::Alert(&r.alert_id),
+                event_id: r.id,
+                at: &r.at,
+                event: &event,
+                // Only alerts someone is told of reach the server's hooks.
+                server_hooks: !people.is_empty(),
+            };
+            self.fan_out(tx, &out, &people, next_at).await?;
+        }
+        Ok((rows.len() as u64, last))
+    }
+
+    /// Writes one event's in-app rows and deliveries for `people` (each by
+    /// their settings) and for the server's own webhooks.
+    async fn fan_out(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+        out: &Outgoing<'_>,
+        people: &[Uuid],
+        next_at: &str,
+    ) -> Result<(), NoticeError> {
+        let kind = out.event.kind();
+        let event_json = serde_json::to_string(out.event).unwrap_or_default();
+        let (source, ticket_id, alert_id) = match out.source {
+            Source::Ticket(t) => ("ticket", Some(t), None),
+            Source::Alert(a) => ("alert", None, Some(a)),
+        };
+        for user in people {
+            let Some(settings) = load_settings(tx, *user, true).await? else {
+                continue; // disabled or gone
+            };
+            let (in_app, outside) = channels_for(&settings, kind, self.mail);
+            if in_app {
+                sqlx::query(
+                    "INSERT OR IGNORE INTO notifications (user_id, source, ticket_id, alert_id, event_id, kind, event, created_at)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(user.to_string())
+                .bind(source)
+                .bind(ticket_id)
+                .bind(alert_id)
+                .bind(out.event_id)
+                .bind(kind.as_str())
+                .bind(&event_json)
+                .bind(out.at)
+                .execute(&mut **tx)
+                .await?;
             }
-            // The server's own webhooks hear of every notified event once,
-            // except internal notes (a chat room is not the desk).
-            if !entry.internal {
-                for i in 0..self.config.hooks.len() {
-                    sqlx::query(
-                        "INSERT INTO notification_deliveries (event_id, user_id, channel, target, lang, event, next_at)
-                         VALUES (?, NULL, 'webhook', ?, ?, ?, ?)",
-                    )
-                    .bind(entry.id)
-                    .bind(i64::try_from(i).unwrap_or(i64::MAX))
-                    .bind(self.config.hooks_lang.tag())
-                    .bind(&event_json)
-                    .bind(&next_at)
-                    .execute(&mut *tx)
-                    .await?;
-                }
+            for d in outside {
+                let channel = match d {
+                    Destination::Email { .. } => "email",
+                    Destination::Webhook { .. } => "webhook",
+                };
+                sqlx::query(
+                    "INSERT INTO notification_deliveries (source, event_id, user_id, channel, lang, event, next_at)
+                     VALUES (?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(source)
+                .bind(out.event_id)
+                .bind(user.to_string())
+                .bind(channel)
+                .bind(settings.lang.tag())
+                .bind(&event_json)
+                .bind(next_at)
+                .execute(&mut **tx)
+                .await?;
             }
         }
-        sqlx::query("UPDATE notify_cursor SET last_event_id = ? WHERE id = 1")
-            .bind(last)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(entries.len() as u64)
+        if out.server_hooks {
+            for i in 0..self.config.hooks.len() {
+                sqlx::query(
+                    "INSERT INTO notification_deliveries (source, event_id, user_id, channel, target, lang, event, next_at)
+                     VALUES (?, ?, NULL, 'webhook', ?, ?, ?, ?)",
+                )
+                .bind(source)
+                .bind(out.event_id)
+                .bind(i64::try_from(i).unwrap_or(i64::MAX))
+                .bind(self.config.hooks_lang.tag())
+                .bind(&event_json)
+                .bind(next_at)
+                .execute(&mut **tx)
+                .await?;
+            }
+        }
+        Ok(())
     }
 
     /// Sends the deliveries due at `now`; returns (sent, failed).
@@ -712,7 +914,7 @@ impl Notices {
         .fetch_one(&self.pool)
         .await?;
         let rows = sqlx::query(
-            "SELECT id, ticket_id, kind, event, created_at, read_at FROM notifications
+            "SELECT id, ticket_id, alert_id, kind, event, created_at, read_at FROM notifications
              WHERE user_id = ? AND (? = 0 OR read_at IS NULL) AND id < ? ORDER BY id DESC LIMIT ?",
         )
         .bind(user.id.to_string())
@@ -729,8 +931,9 @@ impl Notices {
             let m = render(&event, lang);
             items.push(Notice {
                 id: r.try_get("id")?,
-                ticket_id: db::uuid(&r, "ticket_id")?,
-                ticket_number: event.ticket().number.clone(),
+                ticket_id: db::opt_uuid(&r, "ticket_id")?,
+                ticket_number: event.ticket().map(|t| t.number.clone()),
+                alert_id: db::opt_uuid(&r, "alert_id")?,
                 kind: event.kind(),
                 subject: m.subject,
                 text: m.text,
@@ -1027,6 +1230,20 @@ mod tests {
             recipients(&e, &w.around).unwrap().1,
             vec![w.admin, w.assignee]
         );
+    }
+
+    #[test]
+    fn warnings_and_critical_alerts_reach_the_desk_once_info_nobody() {
+        let (a, b, c) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        assert!(alert_recipients("info", &[a], &[b]).is_empty());
+        assert_eq!(alert_recipients("warning", &[a, c], &[b]), vec![a, c, b]);
+        // An admin who is also listed as staff hears of it once.
+        assert_eq!(alert_recipients("critical", &[a], &[a, b]), vec![a, b]);
+        assert!(alert_recipients("bogus", &[a], &[b]).is_empty());
+        for change in ["fired", "escalated", "resolved"] {
+            assert!(alert_change(change).is_some(), "{change}");
+        }
+        assert_eq!(alert_change("acknowledged"), None);
     }
 
     #[test]

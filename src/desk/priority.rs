@@ -82,6 +82,9 @@ impl Urgency {
 }
 
 impl Priority {
+    /// Every priority, most urgent first.
+    pub const ALL: &'static [Priority] = &[Priority::P1, Priority::P2, Priority::P3, Priority::P4];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Priority::P1 => "P1",
@@ -92,9 +95,7 @@ impl Priority {
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [Priority::P1, Priority::P2, Priority::P3, Priority::P4]
-            .into_iter()
-            .find(|p| p.as_str() == s)
+        Self::ALL.iter().copied().find(|p| p.as_str() == s)
     }
 }
 

@@ -64,6 +64,8 @@ macro_rules! names {
             pub fn parse(s: &str) -> Option<Self> {
                 match s { $($s => Some(Self::$v),)* _ => None }
             }
+            /// Every value, in declaration order.
+            pub const ALL: &'static [Self] = &[$(Self::$v),*];
         }
     };
 }

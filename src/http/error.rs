@@ -411,6 +411,22 @@ impl From<NodeError> for ApiError {
     }
 }
 
+/// A malformed bound is a bad request; bounds that make no range are
+/// well-formed but unacceptable.
+impl From<crate::range::RangeError> for ApiError {
+    fn from(e: crate::range::RangeError) -> Self {
+        use crate::range::RangeError;
+        match e {
+            RangeError::Bound(_) => Self::bad_request(e.to_string()),
+            RangeError::Order | RangeError::TooLong(_) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_range",
+                e.to_string(),
+            ),
+        }
+    }
+}
+
 impl From<crate::slo::SloError> for ApiError {
     fn from(e: crate::slo::SloError) -> Self {
         use crate::slo::SloError;
@@ -420,6 +436,7 @@ impl From<crate::slo::SloError> for ApiError {
             SloError::InvalidTarget(m) => {
                 Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_target", m)
             }
+            SloError::Range(r) => r.into(),
             SloError::Db(_) => Self::internal(&e),
         }
     }
@@ -676,6 +693,7 @@ impl From<DeskError> for ApiError {
         match e {
             DeskError::NotFound => Self::not_found(),
             DeskError::Invalid(m) => Self::bad_request(m),
+            DeskError::Range(r) => r.into(),
             DeskError::Forbidden(m) => Self::new(StatusCode::FORBIDDEN, "forbidden", m),
             DeskError::Unacceptable(m) => {
                 Self::new(StatusCode::UNPROCESSABLE_ENTITY, "unacceptable", m)
@@ -761,6 +779,7 @@ impl From<ReportError> for ApiError {
     fn from(e: ReportError) -> Self {
         match e {
             ReportError::Invalid(m) => Self::bad_request(m),
+            ReportError::Range(r) => r.into(),
             ReportError::NotFound => Self::not_found(),
             ReportError::Forbidden(m) => Self::new(StatusCode::FORBIDDEN, "forbidden", m),
             ReportError::WrongState { .. } => {

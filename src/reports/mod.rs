@@ -30,6 +30,7 @@ use crate::auth::Role;
 use crate::db::{self, Pool};
 use crate::desk::calendar::Calendar;
 use crate::desk::sla::Policy;
+use crate::range;
 use crate::users::User;
 use figures::{ClusterHour, EventRow, Figures, Inventory, NodeHour, Records, TicketRow, VmUsage};
 
@@ -69,6 +70,8 @@ pub enum ReportError {
     PdfUnavailable(String),
     #[error(transparent)]
     Json(#[from] serde_json::Error),
+    #[error(transparent)]
+    Range(#[from] crate::range::RangeError),
     #[error(transparent)]
     Db(#[from] sqlx::Error),
 }
@@ -166,16 +169,6 @@ pub struct Report {
 pub struct Reports {
     pool: Pool,
     font: Arc<pdf::FontSource>,
-}
-
-fn parse_bound(field: &str, s: &str) -> Result<OffsetDateTime, ReportError> {
-    if let Ok(t) = OffsetDateTime::parse(s, &Rfc3339) {
-        return Ok(t);
-    }
-    let fmt = time::macros::format_description!("[year]-[month]-[day]");
-    Date::parse(s, &fmt)
-        .map(|d| d.midnight().assume_utc())
-        .map_err(|_| ReportError::Invalid(format!("{field}: RFC 3339 or YYYY-MM-DD")))
 }
 
 /// The `[from, to)` of a period: the one containing `anchor`, or (no anchor)
@@ -282,7 +275,7 @@ impl Reports {
         let from = req
             .from
             .as_deref()
-            .map(|s| parse_bound("from", s))
+            .map(|s| range::parse_bound("from", s))
             .transpose()?;
         let (from, to) = if req.period == Period::Custom {
             let (Some(from), Some(to)) = (from, req.to.as_deref()) else {
@@ -290,15 +283,8 @@ impl Reports {
                     "a custom report needs from and to".into(),
                 ));
             };
-            let to = parse_bound("to", to)?;
-            if from >= to {
-                return Err(ReportError::Invalid("from must be before to".into()));
-            }
-            if to - from > Duration::days(MAX_RANGE_DAYS) {
-                return Err(ReportError::Invalid(format!(
-                    "a report covers at most {MAX_RANGE_DAYS} days"
-                )));
-            }
+            let to = range::parse_bound("to", to)?;
+            range::check(from, to, Some(MAX_RANGE_DAYS))?;
             (from, to)
         } else {
             if req.to.is_some() {
@@ -433,7 +419,10 @@ impl Reports {
     pub async fn regenerate(&self, actor: &User, id: Uuid) -> Result<Report, ReportError> {
         let r = self.draft(actor, id, "regenerating").await?;
         let now = OffsetDateTime::now_utc();
-        let (from, to) = (parse_bound("from", &r.from)?, parse_bound("to", &r.to)?);
+        let (from, to) = (
+            range::parse_bound("from", &r.from)?,
+            range::parse_bound("to", &r.to)?,
+        );
         let figures = self.generate(from, to, now).await?;
         let done = sqlx::query(
             "UPDATE reports SET figures = ?, generated_at = ? WHERE id = ? AND state = 'draft'",

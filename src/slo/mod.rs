@@ -30,6 +30,7 @@ use uuid::Uuid;
 
 use crate::auth::Role;
 use crate::db::{self, Pool};
+use crate::range;
 use crate::users::User;
 pub use compute::EndedBy;
 use compute::{
@@ -54,6 +55,8 @@ pub enum SloError {
     /// A well-formed target or period outside what is allowed.
     #[error("{0}")]
     InvalidTarget(String),
+    #[error(transparent)]
+    Range(#[from] crate::range::RangeError),
     #[error(transparent)]
     Db(#[from] sqlx::Error),
 }
@@ -148,16 +151,6 @@ fn from_ms(ms: i64) -> OffsetDateTime {
         .unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
-fn parse_bound(field: &str, s: &str) -> Result<OffsetDateTime, SloError> {
-    if let Ok(t) = OffsetDateTime::parse(s, &Rfc3339) {
-        return Ok(t);
-    }
-    let fmt = time::macros::format_description!("[year]-[month]-[day]");
-    time::Date::parse(s, &fmt)
-        .map(|d| d.midnight().assume_utc())
-        .map_err(|_| SloError::BadQuery(format!("{field}: RFC 3339 or YYYY-MM-DD")))
-}
-
 fn opt_uuid(s: Option<String>) -> Option<Uuid> {
     s.and_then(|s| Uuid::parse_str(&s).ok())
 }
@@ -200,21 +193,14 @@ impl Slo {
     ) -> Result<Report, SloError> {
         let period_days = self.period_days().await?;
         let to = match &q.to {
-            Some(s) => parse_bound("to", s)?,
+            Some(s) => range::parse_bound("to", s)?,
             None => now,
         };
         let from = match &q.from {
-            Some(s) => parse_bound("from", s)?,
+            Some(s) => range::parse_bound("from", s)?,
             None => to - time::Duration::days(i64::from(period_days)),
         };
-        if from >= to {
-            return Err(SloError::BadQuery("from must be before to".into()));
-        }
-        if to - from > time::Duration::days(MAX_RANGE_DAYS) {
-            return Err(SloError::BadQuery(format!(
-                "the range is at most {MAX_RANGE_DAYS} days"
-            )));
-        }
+        range::check(from, to, Some(MAX_RANGE_DAYS))?;
         let w = Window {
             from_ms: ms(from),
             to_ms: ms(to),

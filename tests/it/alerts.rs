@@ -107,6 +107,47 @@ async fn a_memory_alert_fires_critical_opens_an_incident_is_acknowledged_and_res
     assert_eq!(tk["channel"], "system", "{t}");
     assert_eq!(tk["kind"], "incident", "{t}");
 
+    // The desk hears of it through its notification channels: staff and
+    // admins get an in-app notification that leads to the alerts page.
+    env.server
+        .state
+        .notices
+        .run_once(time::OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    let alert_notices = |page: &Value| -> Vec<Value> {
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["kind"] == "alert")
+            .cloned()
+            .collect()
+    };
+    let (s, page) = staff.get("/api/me/notifications?lang=en").await;
+    assert_eq!(s, StatusCode::OK, "{page}");
+    let got = alert_notices(&page);
+    assert_eq!(got.len(), 1, "{page}");
+    assert_eq!(got[0]["alert_id"], id.as_str());
+    assert!(got[0]["ticket_id"].is_null(), "{page}");
+    assert_eq!(
+        got[0]["subject"].as_str().unwrap(),
+        format!(
+            "[pvce] Alert (critical): node_memory on {}",
+            a["subject_name"].as_str().unwrap_or_default()
+        )
+    );
+    let (_, page) = admin.get("/api/me/notifications?lang=zh-CN").await;
+    assert!(
+        alert_notices(&page)[0]["subject"]
+            .as_str()
+            .unwrap()
+            .contains("告警（严重）"),
+        "{page}"
+    );
+    let (_, page) = student.get("/api/me/notifications").await;
+    assert!(alert_notices(&page).is_empty(), "{page}");
+
     // Students and teachers do not see alerts.
     assert_error(
         &student.get("/api/alerts").await,
@@ -133,6 +174,25 @@ async fn a_memory_alert_fires_critical_opens_an_incident_is_acknowledged_and_res
     let a = &memory_alerts(&staff).await[0];
     assert_eq!(a["state"], "resolved", "{a}");
     assert_eq!(a["resolved_at"], text_time(calm + 300).as_str());
+    env.server
+        .state
+        .notices
+        .run_once(time::OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    let (_, page) = staff.get("/api/me/notifications?lang=en").await;
+    let subjects: Vec<&str> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["kind"] == "alert")
+        .filter_map(|n| n["subject"].as_str())
+        .collect();
+    assert!(
+        subjects[0].starts_with("[pvce] Alert resolved: node_memory on "),
+        "{subjects:?}"
+    );
+    assert_eq!(subjects.len(), 2, "fired and resolved: {subjects:?}");
     let kinds: Vec<&str> = a["transitions"]
         .as_array()
         .unwrap()

@@ -258,14 +258,15 @@ async fn a_report_from_draft_to_published_with_its_csv_and_pdf() {
     )
     .await;
 
-    // Bad input is a 400, never a 500.
+    // Bad input is a 4xx, never a 500: a reversed range is well-formed
+    // but unacceptable (422, API.md), a malformed one a 400.
     let bad = admin
         .post(
             "/api/reports",
             json!({"period":"custom","from":"2026-03-09","to":"2026-03-02"}),
         )
         .await;
-    assert_error(&bad, StatusCode::BAD_REQUEST, "bad_request");
+    assert_error(&bad, StatusCode::UNPROCESSABLE_ENTITY, "invalid_range");
     let bad = admin
         .post("/api/reports", json!({"period":"fortnight"}))
         .await;

@@ -396,9 +396,14 @@ async fn failed_starts_node_outages_and_targets() {
         "bad_request",
     );
     assert_error(
-        &admin.get("/api/slo?from=2026-01-02&to=2026-01-01").await,
+        &admin.get("/api/slo?to=").await,
         StatusCode::BAD_REQUEST,
         "bad_request",
+    );
+    assert_error(
+        &admin.get("/api/slo?from=2026-01-02&to=2026-01-01").await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_range",
     );
     let (s, v) = admin.get("/api/slo?from=2020-01-01&to=2020-01-02").await;
     assert_eq!(s, StatusCode::OK, "{v}");

@@ -11,6 +11,8 @@ import { h, icon, replace, relativeTime, absoluteTime, toast, toastError, errorT
 import { api, get, post } from './api.js';
 
 const KINDS = ['assigned', 'commented', 'escalated', 'resolved', 'callback'];
+// Alerts of the lab's monitoring reach only the desk (staff and admins).
+const DESK_KINDS = ['alert'];
 const CHANNELS = [['in_app', 'notices.set.inApp'], ['email', 'notices.set.emailCol'], ['webhook', 'notices.set.webhookCol']];
 const FORMATS = ['json', 'text', 'markdown', 'chat'];
 const enc = encodeURIComponent;
@@ -21,7 +23,7 @@ export function changed() {
 }
 
 export function mount(container, params, ctx) {
-  return ctx.kind === 'settings' ? settingsView(container) : listView(container);
+  return ctx.kind === 'settings' ? settingsView(container, ctx.me) : listView(container);
 }
 
 function listView(container) {
@@ -57,7 +59,12 @@ function listView(container) {
       if (!n.read) await post(`/api/me/notifications/${enc(n.id)}/read`);
     } catch (err) { toastError(err); }
     changed();
-    location.hash = `#/tickets/${enc(n.ticket_id)}`;
+    location.hash = target(n);
+  }
+
+  /** A ticket's notification opens the ticket; an alert's the alerts page. */
+  function target(n) {
+    return n.ticket_id ? `#/tickets/${enc(n.ticket_id)}` : '#/alerts';
   }
 
   function render() {
@@ -68,7 +75,7 @@ function listView(container) {
       return;
     }
     replace(body, h('ul', { class: 'card notice-list', id: 'notice-list' }, page.items.map((n) => {
-      const link = h('a', { href: `#/tickets/${enc(n.ticket_id)}`, class: 'notice-subject' }, n.subject);
+      const link = h('a', { href: target(n), class: 'notice-subject' }, n.subject);
       link.addEventListener('click', (e) => { e.preventDefault(); open(n); });
       return h('li', { class: `notice${n.read ? '' : ' unread'}`, dataset: { id: n.id, kind: n.kind, read: String(n.read) } },
         n.read ? null : h('span', { class: 'notice-dot', role: 'img', i18nAria: 'notices.unread' }),
@@ -83,7 +90,8 @@ function listView(container) {
   return { unmount() { stopped = true; off(); } };
 }
 
-function settingsView(container) {
+function settingsView(container, me) {
+  const kinds = me && ['staff', 'admin'].includes(me.role) ? [...KINDS, ...DESK_KINDS] : KINDS;
   let stopped = false;
   const form = h('form', { class: 'card pad notice-settings', id: 'notice-settings', novalidate: true, 'aria-busy': 'true' });
   replace(container,
@@ -101,7 +109,7 @@ function settingsView(container) {
     const format = h('select', { id: 'ns-format' }, FORMATS.map((f) => h('option', { value: f, i18n: `notices.format.${f}` })));
     format.value = s.webhook_format || 'json';
     const boxes = {};
-    const rows = KINDS.map((k) => h('tr', { dataset: { kind: k } },
+    const rows = kinds.map((k) => h('tr', { dataset: { kind: k } },
       h('th', { scope: 'row', i18n: `notices.kind.${k}` }),
       CHANNELS.map(([c, label]) => {
         const box = h('input', { type: 'checkbox', id: `ns-${k}-${c}`, checked: Boolean(s.events[k] && s.events[k][c]) });
@@ -132,7 +140,7 @@ function settingsView(container) {
       e.preventDefault();
       error.hidden = true;
       const events = {};
-      for (const k of KINDS) {
+      for (const k of kinds) {
         events[k] = {};
         for (const [c] of CHANNELS) events[k][c] = boxes[`${k}.${c}`].checked;
       }

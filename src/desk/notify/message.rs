@@ -50,6 +50,27 @@ pub struct TicketRef {
     pub url: Option<String>,
 }
 
+/// The alert an [`Event::Alert`] is about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertRef {
+    pub id: String,
+    /// The rule's identifier (`node_memory`, `slo_burn`...).
+    pub rule: String,
+    /// What it is about, as people name it (a node's name, `site`...).
+    pub subject: String,
+    /// Absolute link to the alerts page, when the server knows its public URL.
+    pub url: Option<String>,
+}
+
+/// What happened to an alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertChange {
+    Fired,
+    Escalated,
+    Resolved,
+}
+
 /// What can be notified (the per-user, per-event preference key).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -59,15 +80,19 @@ pub enum EventKind {
     Escalated,
     Resolved,
     Callback,
+    /// An alert of the lab's monitoring fired, escalated or resolved (staff
+    /// and admins only).
+    Alert,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 5] = [
+    pub const ALL: [EventKind; 6] = [
         EventKind::Assigned,
         EventKind::Commented,
         EventKind::Escalated,
         EventKind::Resolved,
         EventKind::Callback,
+        EventKind::Alert,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -76,6 +101,7 @@ impl EventKind {
             EventKind::Escalated => "escalated",
             EventKind::Resolved => "resolved",
             EventKind::Callback => "callback",
+            EventKind::Alert => "alert",
         }
     }
 }
@@ -114,6 +140,18 @@ pub enum Event {
         by: String,
         outcome: String,
     },
+    /// An alert fired, escalated (to `level`) or resolved (`level`: the
+    /// level it had).
+    Alert {
+        alert: AlertRef,
+        change: AlertChange,
+        /// `info`, `warning` or `critical`.
+        level: String,
+        /// The value that decided it, formatted (`93.5`), when known.
+        value: Option<String>,
+        /// Which check gave the level (`threshold`, `deviation`, `forecast`).
+        cause: Option<String>,
+    },
 }
 
 impl Event {
@@ -124,15 +162,18 @@ impl Event {
             Event::Escalated { .. } => EventKind::Escalated,
             Event::Resolved { .. } => EventKind::Resolved,
             Event::Callback { .. } => EventKind::Callback,
+            Event::Alert { .. } => EventKind::Alert,
         }
     }
-    pub fn ticket(&self) -> &TicketRef {
+    /// The ticket it is about (`None` for an alert).
+    pub fn ticket(&self) -> Option<&TicketRef> {
         match self {
             Event::Assigned { ticket, .. }
             | Event::Commented { ticket, .. }
             | Event::Escalated { ticket, .. }
             | Event::Resolved { ticket, .. }
-            | Event::Callback { ticket, .. } => ticket,
+            | Event::Callback { ticket, .. } => Some(ticket),
+            Event::Alert { .. } => None,
         }
     }
 }
@@ -234,8 +275,10 @@ struct Parts {
 
 /// Renders `event` for a recipient reading `lang`.
 pub fn render(event: &Event, lang: Lang) -> Message {
-    let t = event.ticket();
     let zh = lang == Lang::ZhCn;
+    let Some(t) = event.ticket() else {
+        return assemble(alert_parts(event, zh), alert_link(event, zh), zh);
+    };
     let title_line = one_line(&t.title, SUBJECT_TITLE_CHARS);
     let num = one_line(&t.number, 32);
     let title = one_line(&t.title, 1000);
@@ -435,6 +478,7 @@ pub fn render(event: &Event, lang: Lang) -> Message {
             quote: Some(outcome.clone()),
             closing: vec![],
         },
+        Event::Alert { .. } => alert_parts(event, zh),
     };
     let link = t.url.as_ref().map(|u| {
         let u = one_line(u, 2048);
@@ -447,6 +491,11 @@ pub fn render(event: &Event, lang: Lang) -> Message {
             )
         }
     });
+    assemble(p, link, zh)
+}
+
+/// A message from its parts and the (plain, markdown) link line.
+fn assemble(p: Parts, link: Option<(String, String)>, zh: bool) -> Message {
     let mut text = vec![p.lead];
     let mut markdown = vec![p.lead_md];
     if let Some(q) = &p.quote {
@@ -478,6 +527,106 @@ pub fn render(event: &Event, lang: Lang) -> Message {
         text: text.join("\n\n") + "\n",
         markdown: markdown.join("\n\n") + "\n",
     }
+}
+
+/// The level's name in the reader's language.
+fn level_name(level: &str, zh: bool) -> String {
+    match (level, zh) {
+        ("critical", true) => "严重".into(),
+        ("warning", true) => "警告".into(),
+        ("info", true) => "提示".into(),
+        (l, _) => one_line(l, 32),
+    }
+}
+
+/// The parts of an alert's message (rule and subject are server-made names,
+/// still flattened and escaped like user text).
+fn alert_parts(event: &Event, zh: bool) -> Parts {
+    let Event::Alert {
+        alert,
+        change,
+        level,
+        value,
+        cause,
+    } = event
+    else {
+        return Parts {
+            headline: String::new(),
+            lead: String::new(),
+            lead_md: String::new(),
+            quote: None,
+            closing: vec![],
+        };
+    };
+    let rule = one_line(&alert.rule, 80);
+    let subject = one_line(&alert.subject, 120);
+    let lv = level_name(level, zh);
+    let (rule_md, subject_md) = (escape_markdown(&rule), escape_markdown(&subject));
+    let headline = match (change, zh) {
+        (AlertChange::Fired, true) => format!("告警（{lv}）：{subject} 的 {rule}"),
+        (AlertChange::Fired, false) => format!("Alert ({lv}): {rule} on {subject}"),
+        (AlertChange::Escalated, true) => format!("告警升级为{lv}：{subject} 的 {rule}"),
+        (AlertChange::Escalated, false) => format!("Alert escalated to {lv}: {rule} on {subject}"),
+        (AlertChange::Resolved, true) => format!("告警已恢复：{subject} 的 {rule}"),
+        (AlertChange::Resolved, false) => format!("Alert resolved: {rule} on {subject}"),
+    };
+    let what = |r: &str, s: &str| match (change, zh) {
+        (AlertChange::Fired, true) => format!("{s} 的告警规则 {r} 已触发，级别：{lv}。"),
+        (AlertChange::Fired, false) => format!("Alert rule {r} fired on {s} at level {lv}."),
+        (AlertChange::Escalated, true) => format!("{s} 的告警 {r} 已升级为{lv}。"),
+        (AlertChange::Escalated, false) => format!("Alert {r} on {s} escalated to {lv}."),
+        (AlertChange::Resolved, true) => format!("{s} 的告警 {r}（{lv}）已恢复正常。"),
+        (AlertChange::Resolved, false) => format!("Alert {r} on {s} ({lv}) is resolved."),
+    };
+    let mut closing = Vec::new();
+    if let Some(v) = value {
+        let v = one_line(v, 40);
+        closing.push(if zh {
+            format!("当前值：{v}")
+        } else {
+            format!("Value: {v}")
+        });
+    }
+    if let Some(c) = cause {
+        let c = one_line(c, 40);
+        closing.push(if zh {
+            format!("判定依据：{c}")
+        } else {
+            format!("Decided by: {c}")
+        });
+    }
+    if *change != AlertChange::Resolved {
+        closing.push(if zh {
+            "请在告警页面确认（acknowledge）并处理；严重告警已在服务台开单。".to_string()
+        } else {
+            "Please acknowledge it on the alerts page; a critical alert also has a desk incident."
+                .to_string()
+        });
+    }
+    Parts {
+        headline,
+        lead: what(&rule, &subject),
+        lead_md: what(&rule_md, &subject_md),
+        quote: None,
+        closing,
+    }
+}
+
+fn alert_link(event: &Event, zh: bool) -> Option<(String, String)> {
+    let Event::Alert { alert, .. } = event else {
+        return None;
+    };
+    alert.url.as_ref().map(|u| {
+        let u = one_line(u, 2048);
+        if zh {
+            (format!("查看告警：{u}"), format!("[查看告警]({u})"))
+        } else {
+            (
+                format!("Open the alerts page: {u}"),
+                format!("[Open the alerts page]({u})"),
+            )
+        }
+    })
 }
 
 #[cfg(test)]
@@ -532,8 +681,11 @@ mod tests {
 
     #[test]
     fn both_languages_for_every_event() {
-        let seen: std::collections::HashSet<EventKind> =
-            all_events("x").iter().map(Event::kind).collect();
+        let seen: std::collections::HashSet<EventKind> = all_events("x")
+            .iter()
+            .chain([alert_event(AlertChange::Fired, "[x](http://evil)")].iter())
+            .map(Event::kind)
+            .collect();
         assert_eq!(seen.len(), EventKind::ALL.len(), "every kind has a sample");
         for e in all_events("虚拟机无法启动") {
             let zh = render(&e, Lang::ZhCn);
@@ -573,6 +725,52 @@ mod tests {
         let e = &all_events("t")[4];
         assert!(render(e, Lang::ZhCn).text.contains("评分（1–5 分）"));
         assert!(render(e, Lang::ZhCn).text.contains("  重建了个人层"));
+    }
+
+    fn alert_event(change: AlertChange, subject: &str) -> Event {
+        Event::Alert {
+            alert: AlertRef {
+                id: "a1".into(),
+                rule: "node_memory".into(),
+                subject: subject.into(),
+                url: Some("https://pvce.lab.example/#/alerts".into()),
+            },
+            change,
+            level: "critical".into(),
+            value: Some("97.5".into()),
+            cause: Some("threshold".into()),
+        }
+    }
+
+    #[test]
+    fn alerts_in_both_languages_without_a_ticket() {
+        let fired = alert_event(AlertChange::Fired, "node-3");
+        assert!(fired.ticket().is_none());
+        let zh = render(&fired, Lang::ZhCn);
+        let en = render(&fired, Lang::En);
+        assert_eq!(zh.subject, "[pvce] 告警（严重）：node-3 的 node_memory");
+        assert_eq!(en.subject, "[pvce] Alert (critical): node_memory on node-3");
+        assert!(zh.text.contains("当前值：97.5") && zh.text.contains("查看告警：https://"));
+        assert!(en.text.contains("Value: 97.5") && en.text.contains("acknowledge"));
+        let resolved = render(&alert_event(AlertChange::Resolved, "node-3"), Lang::En);
+        assert_eq!(
+            resolved.subject,
+            "[pvce] Alert resolved: node_memory on node-3"
+        );
+        assert!(!resolved.text.contains("acknowledge"), "{}", resolved.text);
+        let up = render(&alert_event(AlertChange::Escalated, "node-3"), Lang::ZhCn);
+        assert!(up.subject.contains("告警升级为严重"), "{}", up.subject);
+        // A node's name is the admin's text: it cannot inject markdown or lines.
+        let evil = render(
+            &alert_event(AlertChange::Fired, "n\r\n[x](http://evil)"),
+            Lang::En,
+        );
+        assert!(!evil.subject.chars().any(char::is_control));
+        assert!(
+            !evil.markdown.contains("[x](http://evil)"),
+            "{}",
+            evil.markdown
+        );
     }
 
     #[test]
