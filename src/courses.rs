@@ -92,6 +92,14 @@ fn on() -> bool {
     true
 }
 
+/// The clipboard switches of an existing course (`PUT /api/courses/{id}/clipboard`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClipboardSwitches {
+    pub to_guest: bool,
+    pub from_guest: bool,
+}
+
 #[derive(Debug, Serialize)]
 pub struct EnrolReport {
     /// Every student of the request: enrolled now, or already before.
@@ -410,6 +418,26 @@ impl Courses {
     pub async fn delete(&self, user: &User, id: Uuid) -> Result<(), CourseError> {
         let course = get_managed(&self.pool, user, id).await?;
         delete(&self.pool, &self.vms, &course).await
+    }
+
+    /// Turns the desktop page's clipboard directions of a course the user
+    /// manages on or off; sessions read them when the desktop page opens.
+    pub async fn set_clipboard(
+        &self,
+        user: &User,
+        id: Uuid,
+        switches: ClipboardSwitches,
+    ) -> Result<Course, CourseError> {
+        let course = get_managed(&self.pool, user, id).await?;
+        sqlx::query(
+            "UPDATE courses SET clipboard_to_guest = ?, clipboard_from_guest = ? WHERE id = ?",
+        )
+        .bind(switches.to_guest)
+        .bind(switches.from_guest)
+        .bind(course.id.to_string())
+        .execute(&self.pool)
+        .await?;
+        load(&self.pool, course.id).await
     }
 
     pub async fn students(&self, user: &User, id: Uuid) -> Result<Vec<User>, CourseError> {

@@ -1350,6 +1350,16 @@ mod tests {
             attr(find(&els, "domain/devices/interface/mac"), "address"),
             "52:54:00:cc:a4:27"
         );
+        // The rescue serial console opens the first console: a pty serial port.
+        assert_eq!(attr(find(&els, "domain/devices/serial"), "type"), "pty");
+        assert_eq!(
+            attr(find(&els, "domain/devices/console/target"), "type"),
+            "serial"
+        );
+        // No server-side keymap (QEMU's `-k`): the browser sends raw
+        // scancodes (QEMU extended key events) and the guest's own layout
+        // maps them; a keymap would mistranslate non-US layouts and AltGr.
+        assert!(!xml.contains("keymap"), "{xml}");
         assert_eq!(
             attr(find(&els, "domain/pm/suspend-to-mem"), "enabled"),
             "no"

@@ -33,6 +33,7 @@ mod notices;
 mod notify;
 mod portable;
 mod reports;
+mod serial_console;
 mod sign_in;
 mod slo;
 mod snapshots;

@@ -9,6 +9,7 @@ import { h, icon, button, replace, formatBytes, formatMib, relativeTime, absolut
 import { get, post, del } from './api.js';
 import { stateBadge, setBadge, actionBar, allowed } from './vmcontrols.js';
 import { collectCard } from './collect.js';
+import { clipboardForm } from './courseclip.js';
 
 const POLL_MS = 3000;
 
@@ -168,6 +169,9 @@ function classView(container, courseId, { me }) {
   const usernames = h('textarea', { id: 'enrol-names', rows: 4, spellcheck: 'false', placeholder: 's2024001\ns2024002' });
   const enrolBtn = h('button', { type: 'submit', class: 'btn primary', i18n: 'teach.enrol.submit' });
   const enrolResult = h('div', { class: 'enrol-result', 'aria-live': 'polite' });
+  // The desktop clipboard switches (courseclip.js), once the course is loaded.
+  const clipSection = h('section', { class: 'card section', id: 'course-clipboard', hidden: true },
+    h('div', { class: 'section-head' }, h('h2', { i18n: 'course.clip.title' })));
   const enrolForm = h('form', { class: 'section-body' },
     h('div', { class: 'field' }, h('label', { for: 'enrol-names', i18n: 'teach.enrol.label' }), usernames),
     h('div', { class: 'form-actions' }, enrolResult, h('span', { style: 'flex:1' }), enrolBtn));
@@ -192,6 +196,7 @@ function classView(container, courseId, { me }) {
     h('section', { class: 'card section' },
       h('div', { class: 'section-head' }, h('h2', { i18n: 'collect.title' })),
       collectCard(courseId).el),
+    clipSection,
     h('section', { class: 'card section danger-zone' },
       h('div', { class: 'section-head' }, h('h2', { i18n: 'teach.dangerZone' })),
       h('div', { class: 'section-body' },
@@ -411,6 +416,8 @@ function classView(container, courseId, { me }) {
       title.textContent = course.name;
       code.textContent = course.code;
       document.title = `${course.code} · pvce`;
+      clipSection.append(clipboardForm(course));
+      clipSection.hidden = false;
       await loadNames();
       await refresh();
     } catch (err) {
