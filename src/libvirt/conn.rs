@@ -995,6 +995,7 @@ mod tests {
                 template: None,
             },
             network: None,
+            clipboard_agent: false,
         }
     }
 

@@ -24,6 +24,9 @@ await run('clipedit', artifactDir, async ({ newPage, step, shot, logs }) => {
   assert(head === 'Clipboard on the desktop', `section title, got "${head}"`);
   assert(await page.isChecked('#clip-edit-in') && await page.isChecked('#clip-edit-out'), 'both on, as the course was created');
   assert(await page.isDisabled('#clip-edit-save'), 'nothing to save yet');
+  assert(!(await page.isChecked('#clip-edit-agent')), 'no guest-agent channel unless asked');
+  const agentLabel = (await page.textContent('label[for=clip-edit-agent]')).trim();
+  assert(agentLabel === 'Clipboard through a guest agent (spice-vdagent)', `the agent switch, got "${agentLabel}"`);
   await page.click('label[for=clip-edit-in]');
   assert(await page.isEnabled('#clip-edit-save'), 'a change can be saved');
   await page.click('#clip-edit-save');

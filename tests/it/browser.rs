@@ -1565,4 +1565,5 @@ async fn a_teacher_edits_the_clipboard_switches_of_an_existing_course() {
     assert_eq!(s, StatusCode::OK, "{c}");
     assert_eq!(c["clipboard_to_guest"], false, "{c}");
     assert_eq!(c["clipboard_from_guest"], true, "{c}");
+    assert_eq!(c["clipboard_agent"], false, "{c}");
 }

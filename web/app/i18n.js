@@ -149,6 +149,9 @@ const STRINGS = {
     'course.clip.title': 'Clipboard on the desktop',
     'course.clip.editHint': 'Applies to desktop pages opened from now on. Turn these off for an exam.',
     'course.clip.saved': 'Clipboard settings saved.',
+    'course.clipAgent': 'Clipboard through a guest agent (spice-vdagent)',
+    'course.clipAgent.hint': 'For guests that run spice-vdagent: the clipboard then works both ways without typing. Other guests keep "paste as typing".',
+    'course.clipAgent.editHint': 'For guests that run spice-vdagent. Takes effect when a VM next starts.',
 
     // ---- area: core (new keys of this area go right below this line)
 
@@ -1440,6 +1443,9 @@ const STRINGS = {
     'course.clip.title': '桌面剪贴板',
     'course.clip.editHint': '对此后打开的桌面页面生效。考试时可以关闭。',
     'course.clip.saved': '剪贴板设置已保存。',
+    'course.clipAgent': '通过客户机代理使用剪贴板（spice-vdagent）',
+    'course.clipAgent.hint': '适用于运行 spice-vdagent 的客户机：剪贴板可双向使用，无需模拟键入。其他客户机仍使用“粘贴为键入”。',
+    'course.clipAgent.editHint': '适用于运行 spice-vdagent 的客户机。虚拟机下次启动时生效。',
 
     // ---- area: core (new keys of this area go right below this line)
 

@@ -67,6 +67,7 @@ function newCourse(container, preselect) {
   // The desktop page's clipboard (issue 18): teachers of exams turn it off.
   const clipIn = h('input', { id: 'course-clip-in', type: 'checkbox', checked: true });
   const clipOut = h('input', { id: 'course-clip-out', type: 'checkbox', checked: true });
+  const clipAgent = h('input', { id: 'course-clip-agent', type: 'checkbox' });
   const addSpec = button({ label: 'course.spec.add', icon: 'plus', kind: 'small' });
   const submit = h('button', { type: 'submit', class: 'btn primary', i18n: 'common.create' });
   const noTpl = h('p', { class: 'form-error', i18n: 'course.noTemplates', hidden: true });
@@ -106,7 +107,9 @@ function newCourse(container, preselect) {
     h('div', { class: 'field check course-clip' },
       h('label', { for: 'course-clip-in' }, clipIn, ' ', h('span', { i18n: 'course.clipToGuest' })),
       h('label', { for: 'course-clip-out' }, clipOut, ' ', h('span', { i18n: 'course.clipFromGuest' })),
-      h('p', { class: 'muted small', i18n: 'course.clip.hint' })),
+      h('p', { class: 'muted small', i18n: 'course.clip.hint' }),
+      h('label', { for: 'course-clip-agent' }, clipAgent, ' ', h('span', { i18n: 'course.clipAgent' })),
+      h('p', { class: 'muted small', i18n: 'course.clipAgent.hint' })),
     noTpl, specs,
     h('div', { class: 'form-actions' }, addSpec, h('span', { style: 'flex:1' }),
       h('a', { class: 'btn', href: '#/teach', i18n: 'common.cancel' }), submit));
@@ -121,7 +124,7 @@ function newCourse(container, preselect) {
     submit.disabled = true;
     try {
       const c = await post('/api/courses', { code: code.value.trim(), name: name.value.trim(), lab_network: labNet.checked,
-        clipboard_to_guest: clipIn.checked, clipboard_from_guest: clipOut.checked, vm_specs: vmSpecs });
+        clipboard_to_guest: clipIn.checked, clipboard_from_guest: clipOut.checked, clipboard_agent: clipAgent.checked, vm_specs: vmSpecs });
       toast(t('course.created', { code: c.code }), 'success');
       location.hash = `#/teach/${c.id}`;
     } catch (err) {
