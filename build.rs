@@ -1,4 +1,4 @@
-//! Build script: installs the web UI's third-party front-end code (noVNC, and
+//! Build script: installs the web UI's third-party front-end code (noVNC, xterm.js, and
 //! Playwright for the browser tests) from npm into `web/node_modules` with
 //! `npm ci`, exactly as pinned by the committed `web/package-lock.json`, so
 //! that `src/web.rs` can embed it. Nothing third-party is committed.

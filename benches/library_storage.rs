@@ -123,6 +123,7 @@ async fn main() {
             lab_network: false,
             clipboard_to_guest: true,
             clipboard_from_guest: true,
+            clipboard_agent: false,
             teacher_id: None,
         },
     )

@@ -119,7 +119,7 @@ CID=$(api "$TEACHER" POST /api/courses \
 api "$TEACHER" POST "/api/courses/$CID/students" '{"usernames":["st-alice","st-bob"]}' >/dev/null
 
 # What is left out, and why:
-# - GET /ws/console: a WebSocket, not a request/response operation.
+# - GET /ws/console, GET /ws/serial: WebSockets, not request/response operations.
 # - POST /api/auth/logout: it revokes the very token the fuzzer sends, so
 #   everything after it would only test 401s.
 # - POST /api/nodes: registering a node makes the server connect to the host
@@ -129,7 +129,7 @@ api "$TEACHER" POST "/api/courses/$CID/students" '{"usernames":["st-alice","st-b
 #   /api/nodes/{id}: they take the only node out of service (the stateful
 #   phase finds its id), after which every VM start answers 503 no_capacity
 #   by design. tests/it/cluster.rs covers them.
-EXCLUDE=(--exclude-name "GET /ws/console" --exclude-name "POST /api/auth/logout"
+EXCLUDE=(--exclude-name "GET /ws/console" --exclude-name "GET /ws/serial" --exclude-name "POST /api/auth/logout"
   --exclude-name "POST /api/nodes" --exclude-name "POST /api/nodes/{id}/maintenance"
   --exclude-name "POST /api/nodes/{id}/fence" --exclude-name "DELETE /api/nodes/{id}")
 CHECKS=not_a_server_error,response_schema_conformance,positive_data_acceptance

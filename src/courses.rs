@@ -43,6 +43,10 @@ pub struct Course {
     /// The desktop page copies text the guest put on its clipboard to the
     /// student's computer.
     pub clipboard_from_guest: bool,
+    /// The course's VMs get a clipboard channel for a guest agent
+    /// (qemu-vdagent): the clipboard then works both ways through QEMU's
+    /// VNC server where the guest runs spice-vdagent.
+    pub clipboard_agent: bool,
     pub student_count: u64,
     pub created_at: String,
 }
@@ -84,12 +88,26 @@ pub struct NewCourse {
     pub clipboard_to_guest: bool,
     #[serde(default = "on")]
     pub clipboard_from_guest: bool,
+    /// A clipboard channel for a guest agent in the course's VMs ([`Course`]); off unless asked.
+    #[serde(default)]
+    pub clipboard_agent: bool,
     /// Admins may create a course on behalf of a teacher.
     pub teacher_id: Option<Uuid>,
 }
 
 fn on() -> bool {
     true
+}
+
+/// The clipboard switches of an existing course (`PUT /api/courses/{id}/clipboard`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClipboardSwitches {
+    pub to_guest: bool,
+    pub from_guest: bool,
+    /// The guest-agent channel; not given: unchanged. Applies from each VM's next start.
+    #[serde(default)]
+    pub agent: Option<bool>,
 }
 
 #[derive(Debug, Serialize)]
@@ -205,8 +223,8 @@ pub async fn create(pool: &Pool, actor: &User, new: NewCourse) -> Result<Course,
     let id = Uuid::new_v4();
     let mut tx = pool.begin().await?;
     let res = sqlx::query(
-        "INSERT INTO courses (id, code, name, teacher_id, lab_network, clipboard_to_guest, clipboard_from_guest, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO courses (id, code, name, teacher_id, lab_network, clipboard_to_guest, clipboard_from_guest, clipboard_agent, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(id.to_string())
     .bind(&new.code)
@@ -215,6 +233,7 @@ pub async fn create(pool: &Pool, actor: &User, new: NewCourse) -> Result<Course,
     .bind(new.lab_network)
     .bind(new.clipboard_to_guest)
     .bind(new.clipboard_from_guest)
+    .bind(new.clipboard_agent)
     .bind(db::now())
     .execute(&mut *tx)
     .await;
@@ -268,7 +287,7 @@ async fn specs(pool: &Pool, course_id: Uuid) -> Result<Vec<VmSpec>, CourseError>
 pub async fn load(pool: &Pool, id: Uuid) -> Result<Course, CourseError> {
     let row = sqlx::query(
         "SELECT c.id, c.code, c.name, c.teacher_id, c.lab_network, c.clipboard_to_guest,
-                c.clipboard_from_guest, c.created_at,
+                c.clipboard_from_guest, c.clipboard_agent, c.created_at,
                 (SELECT COUNT(*) FROM enrolments e WHERE e.course_id = c.id) AS student_count
          FROM courses c WHERE c.id = ?",
     )
@@ -284,6 +303,7 @@ pub async fn load(pool: &Pool, id: Uuid) -> Result<Course, CourseError> {
         lab_network: row.try_get::<i64, _>("lab_network")? != 0,
         clipboard_to_guest: row.try_get::<i64, _>("clipboard_to_guest")? != 0,
         clipboard_from_guest: row.try_get::<i64, _>("clipboard_from_guest")? != 0,
+        clipboard_agent: row.try_get::<i64, _>("clipboard_agent")? != 0,
         student_count: u64::try_from(row.try_get::<i64, _>("student_count")?).unwrap_or(0),
         created_at: row.try_get("created_at")?,
         vm_specs: specs(pool, id).await?,
@@ -410,6 +430,28 @@ impl Courses {
     pub async fn delete(&self, user: &User, id: Uuid) -> Result<(), CourseError> {
         let course = get_managed(&self.pool, user, id).await?;
         delete(&self.pool, &self.vms, &course).await
+    }
+
+    /// Turns the desktop page's clipboard directions of a course the user
+    /// manages on or off; sessions read them when the desktop page opens.
+    pub async fn set_clipboard(
+        &self,
+        user: &User,
+        id: Uuid,
+        switches: ClipboardSwitches,
+    ) -> Result<Course, CourseError> {
+        let course = get_managed(&self.pool, user, id).await?;
+        sqlx::query(
+            "UPDATE courses SET clipboard_to_guest = ?, clipboard_from_guest = ?,
+                    clipboard_agent = COALESCE(?, clipboard_agent) WHERE id = ?",
+        )
+        .bind(switches.to_guest)
+        .bind(switches.from_guest)
+        .bind(switches.agent)
+        .bind(course.id.to_string())
+        .execute(&self.pool)
+        .await?;
+        load(&self.pool, course.id).await
     }
 
     pub async fn students(&self, user: &User, id: Uuid) -> Result<Vec<User>, CourseError> {

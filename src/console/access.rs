@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
-use super::{ConsoleError, ConsoleHub, ConsoleTarget, IssuedToken, Metrics, close};
+use super::{ConsoleError, ConsoleHub, ConsoleKind, ConsoleTarget, IssuedToken, Metrics, close};
 use crate::db::Pool;
 use crate::libvirt::{self, GraphicsKind};
 use crate::nodes::Nodes;
@@ -45,6 +45,20 @@ pub struct Issued {
 pub struct Admitted {
     pub(super) ticket: IssuedToken,
     pub(super) target: ConsoleTarget,
+}
+
+/// A serial console token just issued.
+#[derive(Debug)]
+pub struct SerialIssued {
+    pub token: String,
+    pub expires_in: Duration,
+}
+
+/// A redeemed serial console token and the console it opened.
+#[derive(Debug)]
+pub struct SerialAdmitted {
+    ticket: IssuedToken,
+    console: libvirt::SerialConsole,
 }
 
 /// What a native viewer needs to reach a running VM's console (`.vv`).
@@ -180,6 +194,69 @@ impl Console {
             return Err(ConsoleError::BadToken);
         }
         Ok(Admitted { ticket, target })
+    }
+
+    /// A single-use token for the serial console of a running VM the user
+    /// may reach (the same rules as [`Console::issue`]).
+    pub async fn issue_serial(
+        &self,
+        user: &User,
+        vm_id: Uuid,
+    ) -> Result<SerialIssued, ConsoleError> {
+        self.vms.get_for(user, vm_id).await?;
+        let (vm, _, _) = self.vms.running_on_node(vm_id).await?;
+        let node_id = vm.node_id.ok_or(ConsoleError::NotRunning)?;
+        let token = self.hub.issue_for(
+            ConsoleKind::Serial,
+            vm.id,
+            user.id,
+            node_id,
+            vm.last_started_at.clone().unwrap_or_default(),
+        );
+        Ok(SerialIssued {
+            token,
+            expires_in: self.hub.ttl,
+        })
+    }
+
+    /// Redeems a serial console token (the rules of [`Console::admit`]) and
+    /// opens the VM's serial console, taking it over from any other session.
+    pub async fn admit_serial(
+        &self,
+        token: &str,
+        session_user: Option<Uuid>,
+    ) -> Result<SerialAdmitted, ConsoleError> {
+        let ticket = self.hub.redeem_for(ConsoleKind::Serial, token)?;
+        if session_user.is_some_and(|u| u != ticket.user_id) {
+            return Err(ConsoleError::BadToken);
+        }
+        let (vm, _, conn) = self
+            .vms
+            .running_on_node(ticket.vm_id)
+            .await
+            .map_err(|_| ConsoleError::NotRunning)?;
+        if vm.node_id != Some(ticket.node_id)
+            || vm.last_started_at.clone().unwrap_or_default() != ticket.boot
+        {
+            return Err(ConsoleError::BadToken);
+        }
+        let console = conn
+            .open_serial(&self.vms.domain_name(vm.id))
+            .await
+            .map_err(|e| ConsoleError::Vm(e.into()))?
+            .ok_or(ConsoleError::NotRunning)?;
+        Ok(SerialAdmitted { ticket, console })
+    }
+
+    /// Relays an admitted serial session over the upgraded WebSocket.
+    pub fn upgrade_serial(
+        &self,
+        ws: axum::extract::ws::WebSocketUpgrade,
+        admitted: SerialAdmitted,
+    ) -> axum::response::Response {
+        self.hub
+            .clone()
+            .upgrade_serial(ws, admitted.ticket, admitted.console)
     }
 
     /// Relays an admitted session over the upgraded WebSocket.

@@ -11,6 +11,11 @@
 //! VM is still running on the same node with the same boot (a stop, reset or
 //! migration in between voids it), before any byte goes to the node.
 //!
+//! Two kinds of console ([`ConsoleKind`]): the screen (VNC/SPICE, below) and
+//! the rescue serial console ([`serial`]: `POST /api/vms/{id}/serial`,
+//! `GET /ws/serial`, libvirt's console stream). A token opens only the kind it
+//! was issued for; both follow the same ticket, Origin and session rules.
+//!
 //! Sessions: each relay registers in [`ConsoleHub`]; when a VM stops or moves
 //! the hub closes its sessions with a close code and a reason the UI shows.
 //! Limits on concurrent sessions per user and in total protect the server.
@@ -69,7 +74,10 @@ use crate::libvirt::GraphicsKind;
 
 mod access;
 mod rfb;
-pub use access::{Admitted, Console, Issued, ViewerPassword, password_expired};
+pub mod serial;
+pub use access::{
+    Admitted, Console, Issued, SerialAdmitted, SerialIssued, ViewerPassword, password_expired,
+};
 pub use rfb::{RfbError, vnc_auth_response};
 
 pub const PING_INTERVAL: Duration = Duration::from_secs(20);
@@ -89,6 +97,9 @@ pub mod close {
     pub const SERVER_SHUTDOWN: u16 = 4004;
     /// The node's console refused pvce's password or spoke no usable RFB.
     pub const AUTH_FAILED: u16 = 4005;
+    /// The serial console ended while the VM may still run: another
+    /// session took it over, or the node closed the stream.
+    pub const CONSOLE_CLOSED: u16 = 4006;
     /// The browser broke the RFB handshake (WebSocket "protocol error").
     pub const PROTOCOL: u16 = 1002;
     /// Too many sessions (WebSocket "try again later").
@@ -101,7 +112,9 @@ pub mod close {
     pub fn ended_by(code: Option<u16>) -> EndedBy {
         match code {
             Some(NODE_UNREACHABLE | AUTH_FAILED | PROTOCOL) => EndedBy::Error,
-            Some(VM_STOPPED | VM_MOVED | SERVER_SHUTDOWN | TRY_AGAIN_LATER) => EndedBy::System,
+            Some(VM_STOPPED | VM_MOVED | SERVER_SHUTDOWN | TRY_AGAIN_LATER | CONSOLE_CLOSED) => {
+                EndedBy::System
+            }
             _ => EndedBy::User,
         }
     }
@@ -194,9 +207,19 @@ pub enum ConsoleError {
     Vm(#[from] crate::vms::VmError),
 }
 
+/// Which console a token opens: a token for one never opens the other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsoleKind {
+    /// The VM's screen (VNC/SPICE), `GET /ws/console`.
+    Graphics,
+    /// The VM's serial console, `GET /ws/serial` ([`serial`]).
+    Serial,
+}
+
 /// What a redeemed token grants.
 #[derive(Debug, Clone)]
 pub struct IssuedToken {
+    pub kind: ConsoleKind,
     pub vm_id: Uuid,
     pub user_id: Uuid,
     pub node_id: Uuid,
@@ -272,8 +295,21 @@ impl ConsoleHub {
         }
     }
 
-    /// Issues a single-use token; only its hash is kept.
+    /// Issues a single-use token for the graphical console; only its hash is kept.
     pub fn issue(&self, vm_id: Uuid, user_id: Uuid, node_id: Uuid, boot: String) -> String {
+        self.issue_for(ConsoleKind::Graphics, vm_id, user_id, node_id, boot)
+    }
+
+    /// Issues a single-use token for one kind of console. Serial sessions
+    /// are not recorded for the service levels (those measure the desktop).
+    pub fn issue_for(
+        &self,
+        kind: ConsoleKind,
+        vm_id: Uuid,
+        user_id: Uuid,
+        node_id: Uuid,
+        boot: String,
+    ) -> String {
         let token = auth::random_token();
         let record = Uuid::new_v4();
         let mut map = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
@@ -282,6 +318,7 @@ impl ConsoleHub {
         map.insert(
             hash(&token),
             IssuedToken {
+                kind,
                 vm_id,
                 user_id,
                 node_id,
@@ -291,6 +328,9 @@ impl ConsoleHub {
             },
         );
         drop(map);
+        if kind == ConsoleKind::Serial {
+            return token;
+        }
         self.note(crate::slo::ConsoleFact::Issued {
             id: record,
             vm_id,
@@ -300,14 +340,20 @@ impl ConsoleHub {
         token
     }
 
-    /// Takes a token out (single use). Expired or unknown → BadToken.
+    /// Takes a graphical console token out (single use). Expired or unknown → BadToken.
     pub fn redeem(&self, token: &str) -> Result<IssuedToken, ConsoleError> {
+        self.redeem_for(ConsoleKind::Graphics, token)
+    }
+
+    /// Takes a token of `kind` out (single use). Expired, unknown or of the
+    /// other kind → BadToken (a token of the other kind is used up too).
+    pub fn redeem_for(&self, kind: ConsoleKind, token: &str) -> Result<IssuedToken, ConsoleError> {
         if token.is_empty() || token.len() > 128 {
             return Err(ConsoleError::BadToken);
         }
         let mut map = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
         match map.remove(&hash(token)) {
-            Some(t) if t.expires > Instant::now() => Ok(t),
+            Some(t) if t.expires > Instant::now() && t.kind == kind => Ok(t),
             _ => {
                 self.metrics.refused_total.fetch_add(1, Ordering::Relaxed);
                 Err(ConsoleError::BadToken)
@@ -567,7 +613,7 @@ impl ConsoleHub {
     }
 }
 
-fn close_msg(code: u16, reason: &str) -> Message {
+pub(crate) fn close_msg(code: u16, reason: &str) -> Message {
     Message::Close(Some(CloseFrame {
         code,
         reason: reason.to_owned().into(),
@@ -591,6 +637,26 @@ mod tests {
         let expired = ConsoleHub::new(Duration::ZERO, 2, 10);
         let t3 = expired.issue(vm, Uuid::new_v4(), Uuid::new_v4(), "boot".into());
         assert!(expired.redeem(&t3).is_err());
+    }
+
+    #[test]
+    fn a_token_opens_only_its_kind_of_console() {
+        let hub = ConsoleHub::new(Duration::from_secs(60), 2, 10);
+        let (vm, user, node) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let serial = hub.issue_for(ConsoleKind::Serial, vm, user, node, "boot".into());
+        assert!(matches!(hub.redeem(&serial), Err(ConsoleError::BadToken)));
+        // Used up by the wrong attempt: single use holds across kinds.
+        assert!(hub.redeem_for(ConsoleKind::Serial, &serial).is_err());
+        let serial = hub.issue_for(ConsoleKind::Serial, vm, user, node, "boot".into());
+        let t = hub
+            .redeem_for(ConsoleKind::Serial, &serial)
+            .expect("a serial token opens the serial console");
+        assert_eq!(
+            (t.kind, t.vm_id, t.user_id),
+            (ConsoleKind::Serial, vm, user)
+        );
+        let screen = hub.issue(vm, user, node, "boot".into());
+        assert!(hub.redeem_for(ConsoleKind::Serial, &screen).is_err());
     }
 
     #[test]

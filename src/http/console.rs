@@ -1,5 +1,6 @@
 //! `POST /api/vms/{id}/console` (issue a token), `GET /ws/console` (the
-//! relay) and `GET /api/vms/{id}/console.vv` (a virt-viewer file with a
+//! relay), `POST /api/vms/{id}/serial` and `GET /ws/serial` (the same for the
+//! rescue serial console) and `GET /api/vms/{id}/console.vv` (a virt-viewer file with a
 //! one-time console password; the response is never cached or logged).
 
 use axum::extract::State;
@@ -22,6 +23,8 @@ pub fn router() -> Router<AppState> {
         .route("/api/vms/{id}/console", post(issue))
         .route("/api/vms/{id}/console.vv", get(viewer_file))
         .route("/ws/console", get(connect))
+        .route("/api/vms/{id}/serial", post(issue_serial))
+        .route("/ws/serial", get(connect_serial))
 }
 
 fn protocol(kind: GraphicsKind) -> &'static str {
@@ -57,10 +60,46 @@ async fn connect(
     ApiQuery(q): ApiQuery<ConnectQuery>,
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
+    let session_user = browser_user(&state, &headers).await?;
+    let admitted = state.console.admit(&q.token, session_user).await?;
+    Ok(state.console.upgrade(ws, admitted))
+}
+
+async fn issue_serial(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    IdPath(id): IdPath,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let t = state.console.issue_serial(&me.user, id).await?;
+    Ok(Json(json!({
+        "url": format!("/ws/serial?token={}", t.token),
+        "token": t.token,
+        "protocol": "serial",
+        "expires_in": t.expires_in.as_secs(),
+    })))
+}
+
+async fn connect_serial(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiQuery(q): ApiQuery<ConnectQuery>,
+    ws: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    let session_user = browser_user(&state, &headers).await?;
+    let admitted = state.console.admit_serial(&q.token, session_user).await?;
+    Ok(state.console.upgrade_serial(ws, admitted))
+}
+
+/// The checks both console WebSockets make before redeeming a token: the
+/// Origin rule, and whose login session came with the request (if any).
+async fn browser_user(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<uuid::Uuid>, ApiError> {
     // Browsers always send an Origin on WebSockets: it must pass the one
     // Origin rule. Tools send none; the single-use token gates them.
     if let Some(origin) = headers.get(header::ORIGIN) {
-        let own = super::origin::own_origin(&headers, &state.config);
+        let own = super::origin::own_origin(headers, &state.config);
         let ok = origin.to_str().is_ok_and(|o| {
             super::origin::allowed(o, own.as_deref(), &state.config.allowed_origins)
         });
@@ -69,15 +108,13 @@ async fn connect(
         }
     }
     // A browser also sends its session cookie: whose session it is.
-    let session_user = match super::extract::cookie_token(&headers) {
+    Ok(match super::extract::cookie_token(headers) {
         Some(session) => crate::auth::authenticate(&state.pool, &session)
             .await
             .ok()
             .map(|u| u.id),
         None => None,
-    };
-    let admitted = state.console.admit(&q.token, session_user).await?;
-    Ok(state.console.upgrade(ws, admitted))
+    })
 }
 
 async fn viewer_file(

@@ -2,14 +2,14 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{delete, get};
+use axum::routing::{delete, get, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 
 use super::error::ApiError;
 use super::extract::{ApiJson, CurrentUser, IdPath, IdPath2};
 use crate::auth::Role;
-use crate::courses::{Course, EnrolReport, NewCourse};
+use crate::courses::{ClipboardSwitches, Course, EnrolReport, NewCourse};
 use crate::state::AppState;
 
 const STAFF: &[Role] = &[Role::Teacher, Role::Admin];
@@ -20,6 +20,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/courses/{id}", get(show).delete(remove))
         .route("/api/courses/{id}/students", get(students).post(enrol))
         .route("/api/courses/{id}/students/{user_id}", delete(unenrol))
+        .route("/api/courses/{id}/clipboard", put(set_clipboard))
 }
 
 async fn list(
@@ -47,6 +48,16 @@ async fn show(
     IdPath(id): IdPath,
 ) -> Result<Json<Course>, ApiError> {
     Ok(Json(state.courses.get(&me.user, id).await?))
+}
+
+async fn set_clipboard(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    IdPath(id): IdPath,
+    ApiJson(body): ApiJson<ClipboardSwitches>,
+) -> Result<Json<Course>, ApiError> {
+    me.require(STAFF)?;
+    Ok(Json(state.courses.set_clipboard(&me.user, id, body).await?))
 }
 
 async fn remove(

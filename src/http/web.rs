@@ -5,7 +5,8 @@
 //! `web/`): noVNC's ES modules are embedded from
 //! `web/node_modules/@novnc/novnc/` and served under `/vendor/novnc/` (`core/`
 //! plus the `vendor/pako` it imports), and uPlot's ES module and stylesheet
-//! (the admin charts) under `/vendor/uplot/`; nothing else from `node_modules` (e.g.
+//! (the admin charts) under `/vendor/uplot/`, and xterm.js's ES module and
+//! stylesheet (the rescue serial console) under `/vendor/xterm/`; nothing else from `node_modules` (e.g.
 //! Playwright, a test-only dev dependency) is embedded.
 //!
 //! Routes: `GET /` and any unknown non-API path without a file extension →
@@ -47,6 +48,14 @@ struct NoVncVendor;
 #[include = "uPlot.min.css"]
 struct UPlot;
 
+/// xterm.js (the rescue serial console), from npm (`@xterm/xterm`), served
+/// as `/vendor/xterm/…`: its ES module and stylesheet only.
+#[derive(RustEmbed)]
+#[folder = "web/node_modules/@xterm/xterm/"]
+#[include = "lib/xterm.mjs"]
+#[include = "css/xterm.css"]
+struct XTerm;
+
 /// The policy sent with every response of the UI: our own scripts only, no
 /// inline script, WebSockets for the console, data:/blob: images (noVNC's cursor).
 pub const CSP: &str = "default-src 'self'; script-src 'self'; connect-src 'self' ws: wss:; \
@@ -55,6 +64,7 @@ pub const CSP: &str = "default-src 'self'; script-src 'self'; connect-src 'self'
 
 const VENDOR_PREFIX: &str = "vendor/novnc/";
 const UPLOT_PREFIX: &str = "vendor/uplot/";
+const XTERM_PREFIX: &str = "vendor/xterm/";
 
 /// The UI's routes. They don't touch the application state, so the router
 /// fits any state type: `.merge(pvce::web::router())` into the API router.
@@ -90,6 +100,12 @@ async fn asset(method: Method, uri: Uri, headers: HeaderMap) -> Response {
     }
     if let Some(rest) = path.strip_prefix(UPLOT_PREFIX) {
         return match UPlot::get(rest) {
+            Some(file) => serve(&method, &headers, rest, file),
+            None => not_found(),
+        };
+    }
+    if let Some(rest) = path.strip_prefix(XTERM_PREFIX) {
+        return match XTerm::get(rest) {
             Some(file) => serve(&method, &headers, rest, file),
             None => not_found(),
         };
@@ -220,5 +236,8 @@ mod tests {
         assert!(NoVncCore::get("rfb.js").is_some());
         // core imports pako from ../vendor
         assert!(NoVncVendor::iter().any(|p| p.starts_with("pako/lib/zlib/")));
+        // the serial console's terminal
+        assert!(XTerm::get("lib/xterm.mjs").is_some());
+        assert!(XTerm::get("css/xterm.css").is_some());
     }
 }

@@ -916,7 +916,7 @@ fn classify(conn: &Connect, dead: &AtomicBool, e: LibvirtError) -> LibvirtError 
     }
 }
 
-fn lookup(c: &Connect, name: &str) -> Result<Option<Domain>, LibvirtError> {
+pub(super) fn lookup(c: &Connect, name: &str) -> Result<Option<Domain>, LibvirtError> {
     match c.lookup_domain_by_name(name).map_err(LibvirtError::from) {
         Ok(d) => Ok(Some(d)),
         Err(LibvirtError::NotFound) => Ok(None),
@@ -995,6 +995,7 @@ mod tests {
                 template: None,
             },
             network: None,
+            clipboard_agent: false,
         }
     }
 

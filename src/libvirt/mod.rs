@@ -16,6 +16,8 @@
 //!   timeouts and keep-alive.
 //! - [`storage`]: storage pools and volumes (the per-node template store: upload,
 //!   read back for a checksum).
+//! - [`serial`]: a running domain's serial console as a byte stream
+//!   (`virDomainOpenConsole`), pumped by its own thread, for the rescue console.
 //! - [`stats`]: host CPU and memory statistics (the crate's only `unsafe`: two FFI
 //!   calls `virt` does not wrap) and each running pvce domain's CPU time and memory.
 //!
@@ -38,6 +40,7 @@ pub mod accel;
 pub mod address;
 pub mod conn;
 pub mod domcaps;
+pub mod serial;
 pub mod stats;
 pub mod storage;
 pub mod xml;
@@ -46,6 +49,7 @@ pub use accel::{AccelSetting, resolve_qemu_hypervisor};
 pub use address::{AddressError, AddressPolicy, NodeAddress, Transport};
 pub use conn::{DomainInfo, DomainState, DriverKind, NetworkInfo, Node, NodeInfo, NodeOptions};
 pub use domcaps::NodeCapabilities;
+pub use serial::SerialConsole;
 pub use stats::{CpuTimes, DomainStats, HostStats, MemoryStats};
 pub use storage::PoolInfo;
 pub use xml::{

@@ -166,6 +166,9 @@ pub struct DomainSpec {
     pub metadata: PvceMetadata,
     /// libvirt network for one NIC; `None` = no NIC.
     pub network: Option<String>,
+    /// A qemu-vdagent channel with clipboard copy/paste (QEMU only): the
+    /// clipboard through QEMU's VNC server and a guest's spice-vdagent.
+    pub clipboard_agent: bool,
 }
 
 /// A domain's console as read back from its live XML.
@@ -373,6 +376,8 @@ struct XDevices<'a> {
     interface: Option<XInterface<'a>>,
     serial: XSerial<'a>,
     console: XConsole,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    channel: Option<XChannel>,
     input: XInput,
     graphics: XGraphics<'a>,
     video: XVideo,
@@ -479,6 +484,36 @@ struct XConsoleTarget {
     kind: &'static str,
     #[serde(rename = "@port")]
     port: u32,
+}
+
+/// `<channel type='qemu-vdagent'>`: QEMU's own vdagent end, which connects
+/// QEMU's clipboard (and so the VNC server's extended clipboard) to a
+/// spice-vdagent in the guest over the usual virtio-serial port.
+#[derive(Serialize)]
+struct XChannel {
+    #[serde(rename = "@type")]
+    kind: &'static str,
+    source: XVdagentSource,
+    target: XChannelTarget,
+}
+
+#[derive(Serialize)]
+struct XVdagentSource {
+    clipboard: XClipboard,
+}
+
+#[derive(Serialize)]
+struct XClipboard {
+    #[serde(rename = "@copypaste")]
+    copypaste: &'static str,
+}
+
+#[derive(Serialize)]
+struct XChannelTarget {
+    #[serde(rename = "@type")]
+    kind: &'static str,
+    #[serde(rename = "@name")]
+    name: &'static str,
 }
 
 #[derive(Serialize)]
@@ -652,6 +687,17 @@ pub fn domain_xml(spec: &DomainSpec) -> Result<String, LibvirtError> {
                     port: 0,
                 },
             },
+            // QEMU only: Xen's libxl has no qemu-vdagent.
+            channel: (qemu && spec.clipboard_agent).then_some(XChannel {
+                kind: "qemu-vdagent",
+                source: XVdagentSource {
+                    clipboard: XClipboard { copypaste: "yes" },
+                },
+                target: XChannelTarget {
+                    kind: "virtio",
+                    name: "com.redhat.spice.0",
+                },
+            }),
             // Absolute pointer: the browser's mouse position maps 1:1 onto the guest's.
             input: XInput {
                 kind: "tablet",
@@ -1156,6 +1202,7 @@ mod tests {
                 template: None,
             },
             network: Some("default".into()),
+            clipboard_agent: false,
         }
     }
 
@@ -1350,11 +1397,51 @@ mod tests {
             attr(find(&els, "domain/devices/interface/mac"), "address"),
             "52:54:00:cc:a4:27"
         );
+        // The rescue serial console opens the first console: a pty serial port.
+        assert_eq!(attr(find(&els, "domain/devices/serial"), "type"), "pty");
+        assert_eq!(
+            attr(find(&els, "domain/devices/console/target"), "type"),
+            "serial"
+        );
+        // No server-side keymap (QEMU's `-k`): the browser sends raw
+        // scancodes (QEMU extended key events) and the guest's own layout
+        // maps them; a keymap would mistranslate non-US layouts and AltGr.
+        assert!(!xml.contains("keymap"), "{xml}");
+        assert!(
+            !has(&els, "domain/devices/channel"),
+            "no agent channel unless asked"
+        );
         assert_eq!(
             attr(find(&els, "domain/pm/suspend-to-mem"), "enabled"),
             "no"
         );
         schema_validate(&xml);
+    }
+
+    #[test]
+    fn a_clipboard_agent_channel_on_request() {
+        let mut s = spec(Hypervisor::Tcg);
+        s.clipboard_agent = true;
+        let xml = domain_xml(&s).expect("xml");
+        let els = flatten(&xml);
+        let ch = find(&els, "domain/devices/channel");
+        assert_eq!(attr(ch, "type"), "qemu-vdagent");
+        assert_eq!(
+            attr(
+                find(&els, "domain/devices/channel/source/clipboard"),
+                "copypaste"
+            ),
+            "yes"
+        );
+        let tgt = find(&els, "domain/devices/channel/target");
+        assert_eq!(attr(tgt, "type"), "virtio");
+        assert_eq!(attr(tgt, "name"), "com.redhat.spice.0");
+        schema_validate(&xml);
+        // Xen has no qemu-vdagent: asked or not, no channel.
+        let mut x = spec(Hypervisor::Xen);
+        x.clipboard_agent = true;
+        let xml = domain_xml(&x).expect("xml");
+        assert!(!has(&flatten(&xml), "domain/devices/channel"), "{xml}");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
-use super::model::{Vm, VmError, VmState, graphics_of, load};
+use super::model::{Vm, VmError, VmState, clipboard_agent_of, graphics_of, load};
 use super::{LastError, VmManager};
 use crate::images::{self};
 use crate::labnets::{self};
@@ -153,6 +153,7 @@ impl VmManager {
         };
         let chain = self.stores.chain(vm.template_id).await?;
         let graphics = graphics_of(&self.pool, vm.id).await?;
+        let clipboard_agent = clipboard_agent_of(&self.pool, vm.id).await?;
         let candidates = self.candidates(&chain, graphics).await?;
         let reservation = self.reservations.place(
             &candidates,
@@ -226,6 +227,7 @@ impl VmManager {
                 template: vm.build_template_id.map(|t| t.to_string()),
             },
             network,
+            clipboard_agent,
         };
         match conn.create_domain(&spec).await {
             Ok(_) => {

@@ -318,6 +318,19 @@ pub(super) async fn graphics_of(pool: &Pool, vm_id: Uuid) -> Result<GraphicsKind
     Ok(g.map_or(GraphicsKind::Vnc, |g| graphics_from_db(&g)))
 }
 
+/// Whether the VM's course asks for a guest-agent clipboard channel
+/// (`courses.clipboard_agent`, read here: the courses module depends on
+/// this one). A VM without a course (a template build) has none.
+pub(super) async fn clipboard_agent_of(pool: &Pool, vm_id: Uuid) -> Result<bool, VmError> {
+    let on: Option<i64> = sqlx::query_scalar(
+        "SELECT c.clipboard_agent FROM vms v JOIN courses c ON c.id = v.course_id WHERE v.id = ?",
+    )
+    .bind(vm_id.to_string())
+    .fetch_optional(pool)
+    .await?;
+    Ok(on.is_some_and(|v| v != 0))
+}
+
 /// How many users a problem with `vm` affects, at least its owner: the
 /// owners of the VMs active on its node, or, for a VM that is not placed,
 /// the owners of its template's VMs that failed (the desk's impact).

@@ -147,6 +147,19 @@ fn role_matrix() -> Vec<Row> {
         // ---- area: backup (new rows of this area go right below this line)
         // ---- area: class (new rows of this area go right below this line)
         // ---- area: console2 (new rows of this area go right below this line)
+        row(
+            Method::POST,
+            "/api/vms/{id}/serial",
+            NO,
+            [401, 404, 404, 404, 404],
+        ),
+        row(Method::GET, "/ws/serial", NO, [400, 400, 400, 400, 400]).with_query("?token=x"),
+        row(
+            Method::PUT,
+            "/api/courses/{id}/clipboard",
+            Json(json!({"to_guest":false,"from_guest":true})),
+            [401, 403, 404, 403, 404],
+        ),
         // ---- area: core (new rows of this area go right below this line)
         // ---- area: notify (new rows of this area go right below this line)
         row(

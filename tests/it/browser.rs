@@ -1470,3 +1470,100 @@ async fn every_role_navigates_by_keyboard_and_the_top_bar_fits_from_phone_to_wid
         assert_png(&dir.join(f));
     }
 }
+
+/// The rescue serial console and any keyboard layout in the browser (issue
+/// 18), on one running tiny guest: the student opens "Serial console" on the
+/// desktop page, types a command in the xterm.js terminal, and its output
+/// (computed by the guest's shell) appears; both languages; back to the
+/// screen. Then French and German strings with AltGr are typed on the
+/// desktop, and the guest's /dev/input shows the keys at their physical
+/// positions (QEMU extended key events, no server keymap).
+#[tokio::test]
+async fn serial_console_and_keyboard_layouts_in_the_browser() {
+    let _serial = one_at_a_time().await;
+    let env = TestEnv::start().await;
+    env.user("test-web-serial-teacher", Role::Teacher).await;
+    env.user("test-web-serial-student", Role::Student).await;
+    let teacher = env.client("test-web-serial-teacher").await;
+    let student = env.client("test-web-serial-student").await;
+    let tpl = import_tiny(&teacher, "test-web-serial-tiny").await;
+    let c = course(
+        &teacher,
+        json!({"code": "test-web-serial", "name": "Serial", "vm_specs": [lab::spec("linux", &tpl, 256)]}),
+        &["test-web-serial-student"],
+    )
+    .await;
+    let vm_id = vm_of(&env, &student, &c, "linux").await;
+    let (s, v) = student.post_empty(&format!("/api/vms/{vm_id}/start")).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    common::wait_serial(&env, &vm_id, "BOOT-OK", Duration::from_secs(180)).await;
+    let dir = artifact_dir();
+    for f in ["desktop-serial-en.png", "desktop-serial-zh.png"] {
+        let _ = std::fs::remove_file(dir.join(f));
+    }
+    run_script(
+        "serial.mjs",
+        &[
+            &env.server.url(),
+            "test-web-serial-student",
+            PASSWORD,
+            &vm_id,
+            dir.to_str().unwrap(),
+        ],
+    )
+    .await;
+    for f in ["desktop-serial-en.png", "desktop-serial-zh.png"] {
+        assert_png(&dir.join(f));
+    }
+    run_script(
+        "keyboard.mjs",
+        &[
+            &env.server.url(),
+            "test-web-serial-student",
+            PASSWORD,
+            &vm_id,
+            dir.to_str().unwrap(),
+        ],
+    )
+    .await;
+    // The page closed its serial session ("Back to the screen").
+    let (s, v) = student
+        .post_empty(&format!("/api/vms/{vm_id}/poweroff"))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+}
+
+/// A teacher turns a clipboard direction of an existing course off on the
+/// class page (issue 18); the API then has it off, the other one on.
+#[tokio::test]
+async fn a_teacher_edits_the_clipboard_switches_of_an_existing_course() {
+    let _serial = one_at_a_time().await;
+    let env = TestEnv::start().await;
+    env.user("test-web-clipedit-teacher", Role::Teacher).await;
+    let teacher = env.client("test-web-clipedit-teacher").await;
+    let tpl = import_tiny(&teacher, "test-web-clipedit-tiny").await;
+    let c = course(
+        &teacher,
+        json!({"code": "test-web-clipedit", "name": "Exam later", "vm_specs": [lab::spec("linux", &tpl, 256)]}),
+        &[],
+    )
+    .await;
+    let id = c["id"].as_str().unwrap();
+    let dir = artifact_dir();
+    run_script(
+        "clipedit.mjs",
+        &[
+            &env.server.url(),
+            "test-web-clipedit-teacher",
+            PASSWORD,
+            id,
+            dir.to_str().unwrap(),
+        ],
+    )
+    .await;
+    let (s, c) = teacher.get(&format!("/api/courses/{id}")).await;
+    assert_eq!(s, StatusCode::OK, "{c}");
+    assert_eq!(c["clipboard_to_guest"], false, "{c}");
+    assert_eq!(c["clipboard_from_guest"], true, "{c}");
+    assert_eq!(c["clipboard_agent"], false, "{c}");
+}

@@ -36,7 +36,7 @@ fn ws_url(env: &TestEnv, path: &str) -> String {
 }
 
 /// Opens `/ws/console?token=…` asking for the `binary` subprotocol, as noVNC does.
-async fn connect(
+pub(crate) async fn connect(
     env: &TestEnv,
     token: &str,
     origin: Option<&str>,
@@ -87,13 +87,13 @@ async fn assert_refused(
 
 /// An RFB client over the proxied WebSocket: WebSocket messages are a byte
 /// stream, so reads gather bytes across messages.
-struct Rfb {
-    ws: Ws,
-    buf: Vec<u8>,
+pub(crate) struct Rfb {
+    pub(crate) ws: Ws,
+    pub(crate) buf: Vec<u8>,
 }
 
 impl Rfb {
-    async fn read_exact(&mut self, n: usize) -> Vec<u8> {
+    pub(crate) async fn read_exact(&mut self, n: usize) -> Vec<u8> {
         while self.buf.len() < n {
             let msg = tokio::time::timeout(IO_TIMEOUT, self.ws.next())
                 .await
@@ -109,19 +109,19 @@ impl Rfb {
         self.buf.drain(..n).collect()
     }
 
-    async fn u8(&mut self) -> u8 {
+    pub(crate) async fn u8(&mut self) -> u8 {
         self.read_exact(1).await[0]
     }
-    async fn u16(&mut self) -> u16 {
+    pub(crate) async fn u16(&mut self) -> u16 {
         let b = self.read_exact(2).await;
         u16::from_be_bytes([b[0], b[1]])
     }
-    async fn u32(&mut self) -> u32 {
+    pub(crate) async fn u32(&mut self) -> u32 {
         let b = self.read_exact(4).await;
         u32::from_be_bytes([b[0], b[1], b[2], b[3]])
     }
 
-    async fn send(&mut self, bytes: &[u8]) {
+    pub(crate) async fn send(&mut self, bytes: &[u8]) {
         self.ws
             .send(Message::Binary(bytes.to_vec().into()))
             .await
@@ -130,7 +130,7 @@ impl Rfb {
 
     /// Version, security type None, SecurityResult, ClientInit, ServerInit.
     /// Returns (width, height, bits per pixel, desktop name).
-    async fn handshake(&mut self) -> (u16, u16, u8, String) {
+    pub(crate) async fn handshake(&mut self) -> (u16, u16, u8, String) {
         let version = self.read_exact(12).await;
         assert!(
             version.starts_with(b"RFB 003."),
@@ -246,7 +246,7 @@ async fn direct_vnc_without_password(host: &str, port: u16) -> Vec<u8> {
     types
 }
 
-async fn token(client: &common::Client, vm_id: &str) -> String {
+pub(crate) async fn token(client: &common::Client, vm_id: &str) -> String {
     let (s, v) = client
         .post_empty(&format!("/api/vms/{vm_id}/console"))
         .await;

@@ -3,7 +3,8 @@
 //! create (default on, so older clients keep their behaviour), stored, shown
 //! to whoever may see the course (the desktop page of a student reads them),
 //! refused with 400 when not booleans, and only the course's teacher (or an
-//! admin) sets them.
+//! admin) sets them — on create, or later on the existing course
+//! (`PUT /api/courses/{id}/clipboard`).
 
 use crate::common::lab::{import_tiny, spec};
 use crate::common::{TestEnv, assert_error};
@@ -96,4 +97,53 @@ async fn course_clipboard_switches_default_on_and_reach_the_students() {
     );
     let (_, all) = teacher.get("/api/courses").await;
     assert_eq!(all.as_array().unwrap().len(), 2, "{all}");
+
+    // Later, on the existing course: the teacher opens the exam up again
+    // for pasting and closes copying out; the student reads the new switches.
+    let (s, changed) = teacher
+        .send(
+            reqwest::Method::PUT,
+            &format!("/api/courses/{exam_id}/clipboard"),
+            Some(json!({"to_guest": true, "from_guest": false})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{changed}");
+    assert_eq!(changed["clipboard_to_guest"], true, "{changed}");
+    assert_eq!(changed["clipboard_from_guest"], false, "{changed}");
+    assert_eq!(changed["code"], "test-clip-exam", "{changed}");
+    let (_, seen) = alice.get(&format!("/api/courses/{exam_id}")).await;
+    assert_eq!(seen["clipboard_to_guest"], true, "{seen}");
+    assert_eq!(seen["clipboard_from_guest"], false, "{seen}");
+    // Both switches, booleans, nothing else: 400.
+    for bad in [
+        json!({"to_guest": true}),
+        json!({"to_guest": "yes", "from_guest": true}),
+        json!({"to_guest": true, "from_guest": true, "lab_network": true}),
+    ] {
+        assert_error(
+            &teacher
+                .send(
+                    reqwest::Method::PUT,
+                    &format!("/api/courses/{exam_id}/clipboard"),
+                    Some(bad),
+                )
+                .await,
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        );
+    }
+    // The enrolled student may not change them.
+    assert_error(
+        &alice
+            .send(
+                reqwest::Method::PUT,
+                &format!("/api/courses/{exam_id}/clipboard"),
+                Some(json!({"to_guest": true, "from_guest": true})),
+            )
+            .await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
+    let (_, seen) = alice.get(&format!("/api/courses/{exam_id}")).await;
+    assert_eq!(seen["clipboard_from_guest"], false, "unchanged: {seen}");
 }

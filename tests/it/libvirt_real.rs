@@ -103,6 +103,7 @@ fn spec(dir: &Path, hypervisor: Hypervisor, graphics: GraphicsKind) -> DomainSpe
             template: None,
         },
         network: None,
+        clipboard_agent: false,
     }
 }
 

@@ -22,6 +22,10 @@
 // field whose input is typed into the guest) and offers Esc, Tab, Ctrl, Alt
 // and the arrows; "Actual size" turns off scaling so the screen can be
 // panned by dragging.
+//
+// Serial console: the rescue console (serial.js) opens in place of the
+// screen, for a guest whose graphics or network are broken; it needs only a
+// running VM, not a working desktop connection.
 
 import RFB from '/vendor/novnc/core/rfb.js';
 import { t, bind, onLangChange } from './i18n.js';
@@ -30,6 +34,7 @@ import { get, post } from './api.js';
 import { stateBadge, setBadge, allowed, runAction } from './vmcontrols.js';
 import { typeText, plan, press, SPECIAL } from './keys.js';
 import { sealDraft, abandonDraft } from './drafts.js';
+import { serialPanel } from './serial.js';
 
 const MAX_ATTEMPTS = 6;
 /** After MAX_ATTEMPTS quick tries, the pace of further ones. */
@@ -124,6 +129,8 @@ export function mount(container, [vmId], { me }) {
   const cadBtn = button({ label: 'desktop.cad', icon: 'keyboard', kind: 'small', aria: ['desktop.cad.aria'] });
   const fsBtn = button({ label: 'desktop.fullscreen', icon: 'fullscreen', kind: 'small' });
   const kbdBtn = button({ label: 'desktop.keys', icon: 'type', kind: 'small', attrs: { id: 'kbd-toggle', 'aria-expanded': 'false', 'aria-controls': 'keybar' } });
+  const serialBtn = button({ label: 'desktop.serial', icon: 'terminal', kind: 'small', attrs: { id: 'serial-toggle', 'aria-expanded': 'false', 'aria-controls': 'serial-panel' } });
+  const serial = serialPanel(vmId);
   const zoomBtn = button({ label: 'desktop.zoom', icon: 'monitor', kind: 'small', attrs: { id: 'zoom-toggle', 'aria-pressed': 'false' } });
   const kbdInput = h('input', {
     id: 'kbd-input', type: 'text', autocomplete: 'off', autocapitalize: 'off', autocorrect: 'off', spellcheck: 'false',
@@ -189,9 +196,10 @@ export function mount(container, [vmId], { me }) {
     h('div', { class: 'desktop-bar' },
       back,
       h('div', { class: 'desktop-heading' }, h('div', { class: 'desktop-title-row' }, title, badge, owner, clipChip), forced, status),
-      h('div', { class: 'desktop-tools' }, powerGroup, pasteBtn, cadBtn, kbdBtn, zoomBtn, fsBtn, reportBtn)),
+      h('div', { class: 'desktop-tools' }, powerGroup, pasteBtn, cadBtn, serialBtn, kbdBtn, zoomBtn, fsBtn, reportBtn)),
     pastePanel,
     keybar,
+    serial.el,
     h('div', { class: 'screen-wrap' }, screen, spinner, overlay),
     kbdHint);
   replace(container, desk);
@@ -209,6 +217,8 @@ export function mount(container, [vmId], { me }) {
     zoomBtn.disabled = !live;
     if (!live && !pastePanel.hidden) { pastePanel.hidden = true; pasteBtn.setAttribute('aria-expanded', 'false'); }
     if (!live && !keybar.hidden) { keybar.hidden = true; kbdBtn.setAttribute('aria-expanded', 'false'); }
+    // The serial console needs only a running VM (it is for broken desktops).
+    serialBtn.disabled = !vm || vm.state !== 'running';
     for (const [action, b] of power) {
       if (!b.classList.contains('busy')) b.disabled = !vm || !allowed(action, vm.state);
     }
@@ -453,6 +463,15 @@ export function mount(container, [vmId], { me }) {
   }
 
   // ---- tools
+  function showSerial(on) {
+    if (on) serial.open(); else serial.close();
+    desk.classList.toggle('serial-open', on);
+    serialBtn.setAttribute('aria-expanded', on ? 'true' : 'false');
+    if (!on) { if (rfb) rfb.focus({ preventScroll: true }); else serialBtn.focus(); }
+  }
+  serialBtn.addEventListener('click', () => showSerial(!serial.isOpen));
+  serial.closeBtn.addEventListener('click', () => showSerial(false));
+
   cadBtn.addEventListener('click', () => {
     if (rfb && connected) { rfb.sendCtrlAltDel(); rfb.focus({ preventScroll: true }); }
   });
@@ -754,6 +773,7 @@ export function mount(container, [vmId], { me }) {
       clearTimeout(pasteWait);
       if (typingAbort) typingAbort.abort();
       teardown();
+      serial.dispose();
       sizeWatch.disconnect();
       canvasWatch.disconnect();
       offLang();

@@ -136,6 +136,22 @@ const STRINGS = {
     // ---- area: class (new keys of this area go right below this line)
 
     // ---- area: console2 (new keys of this area go right below this line)
+    'desktop.serial': 'Serial console',
+    'serial.title': 'Serial console',
+    'serial.hint': 'The VM\'s serial port, for when its screen or network does not work. Press Enter for a prompt. Opening it here takes it over from any other window.',
+    'serial.close': 'Back to the screen',
+    'serial.connecting': 'Connecting to the serial console…',
+    'serial.connected': 'Connected to the serial console.',
+    'serial.closed': 'Serial console closed: {reason}',
+    'serial.closedByUser': 'Serial console closed.',
+    'serial.failed': 'The serial console could not be opened: {reason}',
+    'serial.close.4006': 'it was opened in another window, or the VM\'s serial port closed',
+    'course.clip.title': 'Clipboard on the desktop',
+    'course.clip.editHint': 'Applies to desktop pages opened from now on. Turn these off for an exam.',
+    'course.clip.saved': 'Clipboard settings saved.',
+    'course.clipAgent': 'Clipboard through a guest agent (spice-vdagent)',
+    'course.clipAgent.hint': 'For guests that run spice-vdagent: the clipboard then works both ways without typing. Other guests keep "paste as typing".',
+    'course.clipAgent.editHint': 'For guests that run spice-vdagent. Takes effect when a VM next starts.',
 
     // ---- area: core (new keys of this area go right below this line)
 
@@ -1416,6 +1432,22 @@ const STRINGS = {
     // ---- area: class (new keys of this area go right below this line)
 
     // ---- area: console2 (new keys of this area go right below this line)
+    'desktop.serial': '串口控制台',
+    'serial.title': '串口控制台',
+    'serial.hint': '虚拟机的串口，用于屏幕或网络无法使用时。按回车键显示提示符。在此打开会接管其他窗口中的串口会话。',
+    'serial.close': '返回屏幕',
+    'serial.connecting': '正在连接串口控制台…',
+    'serial.connected': '已连接串口控制台。',
+    'serial.closed': '串口控制台已关闭：{reason}',
+    'serial.closedByUser': '串口控制台已关闭。',
+    'serial.failed': '无法打开串口控制台：{reason}',
+    'serial.close.4006': '它已在另一个窗口中打开，或虚拟机的串口已关闭',
+    'course.clip.title': '桌面剪贴板',
+    'course.clip.editHint': '对此后打开的桌面页面生效。考试时可以关闭。',
+    'course.clip.saved': '剪贴板设置已保存。',
+    'course.clipAgent': '通过客户机代理使用剪贴板（spice-vdagent）',
+    'course.clipAgent.hint': '适用于运行 spice-vdagent 的客户机：剪贴板可双向使用，无需模拟键入。其他客户机仍使用“粘贴为键入”。',
+    'course.clipAgent.editHint': '适用于运行 spice-vdagent 的客户机。虚拟机下次启动时生效。',
 
     // ---- area: core (new keys of this area go right below this line)
 

@@ -9,6 +9,7 @@ import { h, icon, button, replace, formatBytes, formatMib, relativeTime, absolut
 import { get, post, del } from './api.js';
 import { stateBadge, setBadge, actionBar, allowed } from './vmcontrols.js';
 import { collectCard } from './collect.js';
+import { clipboardForm } from './courseclip.js';
 
 const POLL_MS = 3000;
 
@@ -66,6 +67,7 @@ function newCourse(container, preselect) {
   // The desktop page's clipboard (issue 18): teachers of exams turn it off.
   const clipIn = h('input', { id: 'course-clip-in', type: 'checkbox', checked: true });
   const clipOut = h('input', { id: 'course-clip-out', type: 'checkbox', checked: true });
+  const clipAgent = h('input', { id: 'course-clip-agent', type: 'checkbox' });
   const addSpec = button({ label: 'course.spec.add', icon: 'plus', kind: 'small' });
   const submit = h('button', { type: 'submit', class: 'btn primary', i18n: 'common.create' });
   const noTpl = h('p', { class: 'form-error', i18n: 'course.noTemplates', hidden: true });
@@ -105,7 +107,9 @@ function newCourse(container, preselect) {
     h('div', { class: 'field check course-clip' },
       h('label', { for: 'course-clip-in' }, clipIn, ' ', h('span', { i18n: 'course.clipToGuest' })),
       h('label', { for: 'course-clip-out' }, clipOut, ' ', h('span', { i18n: 'course.clipFromGuest' })),
-      h('p', { class: 'muted small', i18n: 'course.clip.hint' })),
+      h('p', { class: 'muted small', i18n: 'course.clip.hint' }),
+      h('label', { for: 'course-clip-agent' }, clipAgent, ' ', h('span', { i18n: 'course.clipAgent' })),
+      h('p', { class: 'muted small', i18n: 'course.clipAgent.hint' })),
     noTpl, specs,
     h('div', { class: 'form-actions' }, addSpec, h('span', { style: 'flex:1' }),
       h('a', { class: 'btn', href: '#/teach', i18n: 'common.cancel' }), submit));
@@ -120,7 +124,7 @@ function newCourse(container, preselect) {
     submit.disabled = true;
     try {
       const c = await post('/api/courses', { code: code.value.trim(), name: name.value.trim(), lab_network: labNet.checked,
-        clipboard_to_guest: clipIn.checked, clipboard_from_guest: clipOut.checked, vm_specs: vmSpecs });
+        clipboard_to_guest: clipIn.checked, clipboard_from_guest: clipOut.checked, clipboard_agent: clipAgent.checked, vm_specs: vmSpecs });
       toast(t('course.created', { code: c.code }), 'success');
       location.hash = `#/teach/${c.id}`;
     } catch (err) {
@@ -168,6 +172,9 @@ function classView(container, courseId, { me }) {
   const usernames = h('textarea', { id: 'enrol-names', rows: 4, spellcheck: 'false', placeholder: 's2024001\ns2024002' });
   const enrolBtn = h('button', { type: 'submit', class: 'btn primary', i18n: 'teach.enrol.submit' });
   const enrolResult = h('div', { class: 'enrol-result', 'aria-live': 'polite' });
+  // The desktop clipboard switches (courseclip.js), once the course is loaded.
+  const clipSection = h('section', { class: 'card section', id: 'course-clipboard', hidden: true },
+    h('div', { class: 'section-head' }, h('h2', { i18n: 'course.clip.title' })));
   const enrolForm = h('form', { class: 'section-body' },
     h('div', { class: 'field' }, h('label', { for: 'enrol-names', i18n: 'teach.enrol.label' }), usernames),
     h('div', { class: 'form-actions' }, enrolResult, h('span', { style: 'flex:1' }), enrolBtn));
@@ -192,6 +199,7 @@ function classView(container, courseId, { me }) {
     h('section', { class: 'card section' },
       h('div', { class: 'section-head' }, h('h2', { i18n: 'collect.title' })),
       collectCard(courseId).el),
+    clipSection,
     h('section', { class: 'card section danger-zone' },
       h('div', { class: 'section-head' }, h('h2', { i18n: 'teach.dangerZone' })),
       h('div', { class: 'section-body' },
@@ -411,6 +419,8 @@ function classView(container, courseId, { me }) {
       title.textContent = course.name;
       code.textContent = course.code;
       document.title = `${course.code} · pvce`;
+      clipSection.append(clipboardForm(course));
+      clipSection.hidden = false;
       await loadNames();
       await refresh();
     } catch (err) {
