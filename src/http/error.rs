@@ -745,6 +745,21 @@ impl From<AlertError> for ApiError {
     }
 }
 
+impl From<crate::backup::BackupError> for ApiError {
+    fn from(e: crate::backup::BackupError) -> Self {
+        use crate::backup::BackupError as E;
+        match e {
+            E::NotConfigured => {
+                Self::new(StatusCode::CONFLICT, "backup_not_configured", e.to_string())
+            }
+            E::Busy => Self::new(StatusCode::CONFLICT, "backup_running", e.to_string()),
+            E::PointNotFound => Self::new(StatusCode::NOT_FOUND, "backup_not_found", e.to_string()),
+            E::Vm(v) => v.into(),
+            E::Restic(_) | E::Io(_) | E::Db(_) => Self::internal(&e),
+        }
+    }
+}
+
 impl From<InspectionError> for ApiError {
     fn from(e: InspectionError) -> Self {
         match e {

@@ -1,7 +1,9 @@
 // A personal VM's storage panel (a <details> under the VM's row): snapshots
 // (take, list, revert, delete, the quota), export (the re-importable tar and
 // a standalone qcow2) and import of an export archive with what its checks
-// said. Snapshots, export and import all need the VM stopped (the server
+// said; the layer's backup points, each of which can be restored (the
+// current layer is then kept as the backup snapshot). Snapshots, restore,
+// export and import all need the VM stopped (the server
 // answers 409 vm_running otherwise): the controls say so and are disabled
 // while it runs. Data is loaded when the panel is opened, and again after
 // every change.
@@ -41,6 +43,10 @@ export function vmPanel(vm) {
 
   const diskLine = h('p', { class: 'muted small disk-line' });
 
+  // ---- backups (nightly backup points of the layer; restore one)
+  const backupList = h('ul', { class: 'backup-list' });
+  let points = [];
+
   const el = h('details', { class: 'vm-panel' },
     h('summary', { i18n: 'panel.summary' }),
     h('div', { class: 'vm-panel-body' },
@@ -48,6 +54,10 @@ export function vmPanel(vm) {
       h('section', { class: 'panel-snaps' },
         h('div', { class: 'panel-head' }, h('h4', { i18n: 'panel.snap.title' }), quotaText),
         snapList, snapForm),
+      h('section', { class: 'panel-backups' },
+        h('h4', { i18n: 'panel.backup.title' }),
+        h('p', { class: 'muted small', i18n: 'panel.backup.help' }),
+        backupList),
       h('section', { class: 'panel-export' },
         h('h4', { i18n: 'panel.export.title' }),
         h('p', { class: 'muted small', i18n: 'panel.export.help' }),
@@ -88,6 +98,26 @@ export function vmPanel(vm) {
     }));
   }
 
+  function renderBackups() {
+    if (!points.length) { replace(backupList, h('li', { class: 'muted small', i18n: 'panel.backup.none' })); return; }
+    replace(backupList, points.map((p) => {
+      const restore = h('button', { type: 'button', class: 'btn small', dataset: { action: 'restore' } }, icon('reset'), h('span', { i18n: 'panel.backup.restore' }));
+      restore.disabled = !stopped() || busy;
+      const at = absoluteTime(p.at);
+      restore.addEventListener('click', () => act(restore, {
+        title: ['panel.backup.restore.title', { when: at }], body: 'panel.backup.restore.body', confirm: 'panel.backup.restore', danger: true,
+      }, async () => {
+        await post(`${base}/restore`, { backup_id: p.id });
+        toast(t('panel.backup.restored', { when: at }), 'success');
+      }));
+      return h('li', { class: 'backup-point', dataset: { id: p.id, kind: p.kind } },
+        h('span', { class: 'snap-label' }, h('strong', {}, at), ' ',
+          h('span', { class: 'muted small', title: at }, relativeTime(p.at)),
+          h('span', { class: 'muted small' }, ` · ${formatBytes(p.layer_bytes)}`)),
+        h('span', { class: 'snap-actions' }, restore));
+    }));
+  }
+
   /** Asks, runs `f`, reloads; the button shows progress meanwhile. */
   async function act(btn, dialog, f) {
     if (dialog && !(await confirmDialog(dialog))) return;
@@ -113,6 +143,11 @@ export function vmPanel(vm) {
       sync();
     } catch (err) { toastError(err); }
     try {
+      points = await get(`${base}/backups`);
+      renderBackups();
+      sync();
+    } catch (err) { toastError(err); }
+    try {
       const m = await get(`${base}/export/manifest`);
       runCmd.textContent = m.standalone_command || '';
       runLine.hidden = !m.standalone_command;
@@ -132,6 +167,7 @@ export function vmPanel(vm) {
     setLink(exportTar, `${base}/export`, ok);
     setLink(exportQcow, `${base}/export?standalone=true`, ok);
     for (const b of snapList.querySelectorAll('button')) b.disabled = !ok;
+    for (const b of backupList.querySelectorAll('button')) b.disabled = !ok;
   }
 
   snapForm.addEventListener('submit', (e) => {
