@@ -4,8 +4,8 @@
 //!
 //! From the newest control-plane snapshot: the database copy (made with
 //! `VACUUM INTO`, so consistent), the template store and the settings kept
-//! in the data dir; then every personal layer from its newest backup point
-//! recorded in that database (`restic dump`). The data dir may be another
+//! in the data dir; then every personal layer of that database from its
+//! newest snapshot in the repository (`restic dump`). The data dir may be another
 //! path than the old one: the layers' paths in the database and the
 //! backing-file names in the template and layer headers are rewritten to
 //! the new place (`qemu-img rebase -u`, which only rewrites the header).
@@ -169,13 +169,14 @@ pub async fn restore(
             .bind(vm.to_string())
             .execute(&pool)
             .await?;
-        let point: Option<(String, String)> = sqlx::query_as(
-            "SELECT snapshot, path FROM backup_points WHERE vm_id = ? AND kind = 'layer'
-             ORDER BY at DESC, rowid DESC LIMIT 1",
-        )
-        .bind(vm.to_string())
-        .fetch_optional(&pool)
-        .await?;
+        // The newest snapshot of the layer in the repository (it may be
+        // newer than the database copy).
+        let tag = format!("vm={vm}");
+        let point = snaps
+            .iter()
+            .rev()
+            .find(|s| s.tags.as_ref().is_some_and(|t| t.contains(&tag)))
+            .and_then(|s| Some((s.id.clone(), s.paths.first()?.clone())));
         let backing = storage.template_path(template);
         match point {
             Some((snapshot, path)) => {

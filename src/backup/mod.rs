@@ -18,17 +18,18 @@
 //!    repository string; the password is a random key in
 //!    `<data dir>/backup/restic-password` (mode 0600), made once, never logged
 //!    or passed on a command line;
-//! 2. the control plane: `VACUUM INTO` a consistent copy of the SQLite
-//!    database, with the template store (content-addressed by SHA-256, so
-//!    unchanged templates cost nothing after the first run) and the
-//!    settings kept in the data dir (the device-cookie key), as one snapshot;
-//! 3. every personal layer whose file changed (size, mtime) since its last
+//! 2. every personal layer whose file changed (size, mtime) since its last
 //!    good backup: only the layer, never its template chain. A stopped VM's
 //!    layer is read under the VM's lifecycle lock, so it cannot start
 //!    mid-read. A running VM is skipped and said so (`skipped`): its layer
 //!    is backed up by the first run after it stops (backing up a running
 //!    guest through libvirt's backup API is not built yet). Node-local
 //!    layers are skipped likewise (their file is on the node);
+//! 3. the control plane: `VACUUM INTO` a consistent copy of the SQLite
+//!    database (after the layers, so it records their points), with the
+//!    template store (content-addressed by SHA-256, so unchanged templates
+//!    cost nothing after the first run) and the settings kept in the data
+//!    dir (the device-cookie key), as one snapshot;
 //! 4. `forget --prune` with the retention, then the points whose snapshot
 //!    restic dropped are forgotten here too;
 //! 5. weekly ([`schedule::check_due`]), `restic check`.
@@ -379,8 +380,9 @@ impl Backups {
         let mut error = None;
         match self.prepare().await {
             Ok(r) => {
-                self.control_plane(&r, id, now, &mut tally).await?;
+                // Layers first: the database copy then holds their points.
                 self.layers(&r, id, now, &mut tally).await?;
+                self.control_plane(&r, id, now, &mut tally).await?;
                 if let Err(e) = self.retention(&r).await {
                     tracing::warn!(error = %e, "backup retention failed");
                     error = Some(format!("retention: {e}"));

@@ -397,3 +397,109 @@ async fn a_marker_written_in_the_guest_comes_back_after_a_restore() {
     let (s, _) = alice.post_empty(&format!("/api/vms/{vm}/poweroff")).await;
     assert_eq!(s, StatusCode::OK);
 }
+
+/// `pvce restore --from`: a whole installation rebuilt from its repository
+/// onto an empty data dir at another path; the server starts on it, the
+/// student signs in with her password, her layer is back byte for byte and
+/// her VM boots from it.
+#[tokio::test]
+async fn an_installation_is_rebuilt_from_its_repository_and_a_vm_boots() {
+    let repo_dir = tempfile::Builder::new()
+        .prefix("test-pvce-repo-")
+        .tempdir()
+        .unwrap();
+    let repo = repo_dir.path().join("repo");
+    let repo_s = repo.to_string_lossy().into_owned();
+    let old = TestEnv::start_with(|c| c.backup_repo = Some(repo_s.clone())).await;
+    let lab = lab::course_with_student_vm(&old, "TEST-BK3").await;
+    let layer = layer_path(&old, &lab.vm).await;
+    // The last 64 KiB of the 1 GiB guest disk: free space of its root file
+    // system, so the guest still boots.
+    let w = Command::new("qemu-io")
+        .args(["-f", "qcow2", "-c", "write -P 0x5a 1073676288 64k"])
+        .arg(&layer)
+        .output()
+        .unwrap();
+    assert!(w.status.success(), "{w:?}");
+    let run = old
+        .server
+        .state
+        .backups
+        .run(t0(), Trigger::Manual, None)
+        .await
+        .unwrap();
+    assert!(run.ok, "{run:?}");
+    // The administrator kept the password elsewhere; the old machine is gone.
+    let password = repo_dir.path().join("password");
+    std::fs::copy(
+        old.data_dir().join("backup").join("restic-password"),
+        &password,
+    )
+    .unwrap();
+    drop(old);
+
+    let new_dir = repo_dir.path().join("new-data");
+    // Refused into a non-empty data dir.
+    std::fs::create_dir_all(&new_dir).unwrap();
+    std::fs::write(new_dir.join("something"), b"x").unwrap();
+    let config = pvce::config::Config::for_data_dir(&new_dir);
+    assert!(matches!(
+        pvce::backup::install::restore(&config, &repo_s, &password).await,
+        Err(pvce::backup::install::InstallError::NotEmpty(_))
+    ));
+    std::fs::remove_file(new_dir.join("something")).unwrap();
+    let report = pvce::backup::install::restore(&config, &repo_s, &password)
+        .await
+        .unwrap();
+    assert_eq!(
+        (report.layers, report.without_backup.len()),
+        (2, 0),
+        "{report:?}"
+    );
+
+    let restored = new_dir.clone();
+    let env = TestEnv::start_with(move |c| {
+        c.data_dir = restored;
+        c.backup_repo = Some(repo_s);
+    })
+    .await;
+    env.track_vm(&lab.vm);
+    let alice = env.client("test-alice").await;
+    let (_, vms) = alice.get("/api/vms").await;
+    assert_eq!(vms[0]["id"], lab.vm.as_str(), "{vms}");
+    let new_layer = layer_path(&env, &lab.vm).await;
+    assert!(new_layer.starts_with(&new_dir), "{}", new_layer.display());
+    // The guest data written before the backup is there, read through the
+    // layer's chain (its backing name now points into the new data dir).
+    let read = Command::new("qemu-io")
+        .args(["-f", "qcow2", "-r", "-c", "read -P 0x5a 1073676288 64k"])
+        .arg(&new_layer)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&read.stdout);
+    assert!(
+        read.status.success() && !out.contains("Pattern verification failed"),
+        "{out}"
+    );
+    let (s, v) = alice
+        .post_empty(&format!("/api/vms/{}/start", lab.vm))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let log = new_dir.join("consoles").join(format!("{}.log", lab.vm));
+    let started = std::time::Instant::now();
+    loop {
+        let text = tokio::fs::read_to_string(&log).await.unwrap_or_default();
+        if text.contains("BOOT-OK") {
+            break;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(120) {
+            let (_, v) = alice.get(&format!("/api/vms/{}", lab.vm)).await;
+            panic!("the restored VM did not boot: {v}\nconsole: {text}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    let (s, _) = alice
+        .post_empty(&format!("/api/vms/{}/poweroff", lab.vm))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+}
