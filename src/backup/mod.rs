@@ -80,6 +80,12 @@ pub enum BackupError {
     Busy,
     #[error("no such backup point of this VM")]
     PointNotFound,
+    #[error("{0}")]
+    BadPath(String),
+    #[error(transparent)]
+    Guest(#[from] crate::collect::GuestReadError),
+    #[error(transparent)]
+    Image(#[from] crate::images::ImageError),
     #[error(transparent)]
     Vm(#[from] VmError),
     #[error(transparent)]
@@ -136,6 +142,37 @@ pub struct Point {
     /// `full` for a layer's first point, `incremental` after (restic
     /// stores only the chunks that changed).
     pub kind: &'static str,
+}
+
+/// A backup point's guest path: a directory listing, or one file.
+#[derive(Debug)]
+pub enum GuestFiles {
+    Dir {
+        path: String,
+        entries: Vec<crate::collect::GuestEntry>,
+    },
+    File {
+        file: tokio::fs::File,
+        size: u64,
+        /// The file's name (the last component of the validated path).
+        name: String,
+    },
+}
+
+/// A private work directory, removed with what is in it when dropped.
+struct WorkDir(PathBuf);
+
+impl WorkDir {
+    fn new(path: PathBuf) -> std::io::Result<Self> {
+        std::fs::create_dir(&path)?;
+        Ok(Self(path))
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// What a restore did.
@@ -821,6 +858,59 @@ impl Backups {
             vm: crate::vms::load(&self.pool, vm.id).await?,
             kept,
         })
+    }
+
+    /// One file or directory of a backup point's guest disk
+    /// (`GET /api/vms/{id}/backups/{bid}/files?path=`), without restoring
+    /// anything: the point's layer is read out of the repository into a
+    /// private work directory, made a raw disk through its template chain,
+    /// and read with the collection feature's read-only debugfs
+    /// ([`crate::collect::read_guest_path`]). The VM may be running.
+    pub async fn files(
+        &self,
+        user: &User,
+        vm_id: Uuid,
+        point_id: Uuid,
+        path: &str,
+    ) -> Result<GuestFiles, BackupError> {
+        let path = if path.trim_end_matches('/').is_empty() && path.starts_with('/') {
+            "/".to_owned()
+        } else {
+            crate::collect::validate_path(path).map_err(|_| {
+                BackupError::BadPath(
+                    "path must be / or an absolute guest path like /root/lab1/notes.txt \
+                     (letters, digits, '.', '_', '+', '-' and '/')"
+                        .into(),
+                )
+            })?
+        };
+        let vm = self.vms.get_for(user, vm_id).await?;
+        let point: Option<(String, String)> = sqlx::query_as(
+            "SELECT snapshot, path FROM backup_points WHERE id = ? AND vm_id = ? AND kind = 'layer'",
+        )
+        .bind(point_id.to_string())
+        .bind(vm.id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        let (snapshot, layer_path) = point.ok_or(BackupError::PointNotFound)?;
+        let r = self.restic()?;
+        let job = WorkDir::new(self.storage.upload_path().with_extension("backup-files"))?;
+        let layer = job.0.join("layer.qcow2");
+        r.dump(&snapshot, &layer_path, &layer).await?;
+        let raw = job.0.join("disk.raw");
+        crate::images::qemu_img::convert_to_raw(&layer, &raw).await?;
+        crate::storage::remove_file_if_exists(&layer)?;
+        let out = job.0.join("file");
+        match crate::collect::read_guest_path(&raw, &path, &out).await? {
+            crate::collect::GuestPath::Dir(entries) => Ok(GuestFiles::Dir { path, entries }),
+            crate::collect::GuestPath::File { size } => {
+                // The open handle keeps the bytes; the work dir goes now.
+                let file = tokio::fs::File::open(&out).await?;
+                let size = file.metadata().await.map_or(size, |m| m.len());
+                let name = path.rsplit('/').next().unwrap_or("file").to_owned();
+                Ok(GuestFiles::File { file, size, name })
+            }
+        }
     }
 
     /// The status page (`GET /api/backups`) at `now`.

@@ -754,6 +754,19 @@ impl From<crate::backup::BackupError> for ApiError {
             }
             E::Busy => Self::new(StatusCode::CONFLICT, "backup_running", e.to_string()),
             E::PointNotFound => Self::new(StatusCode::NOT_FOUND, "backup_not_found", e.to_string()),
+            E::BadPath(m) => Self::bad_request(m),
+            E::Guest(crate::collect::GuestReadError::NotFound(_)) => {
+                Self::new(StatusCode::NOT_FOUND, "guest_path_not_found", e.to_string())
+            }
+            E::Guest(
+                crate::collect::GuestReadError::NotReadable(_)
+                | crate::collect::GuestReadError::NoFileSystem,
+            ) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "guest_path_unreadable",
+                e.to_string(),
+            ),
+            E::Guest(_) | E::Image(_) => Self::internal(&e),
             E::Vm(v) => v.into(),
             E::Restic(_) | E::Io(_) | E::Db(_) => Self::internal(&e),
         }

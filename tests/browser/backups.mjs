@@ -1,10 +1,11 @@
 // Backups in a real browser against a real restic repository: an admin
 // (English) opens the Backups page from the navigation, runs a backup now and
 // watches it finish with every item listed; the page in Chinese; then the
-// student opens their VM's panel, sees the backup point and restores it (the
-// former disk appears as a backup snapshot).
+// student opens their VM's panel, sees the backup point, downloads one file
+// of it, and restores it (the former disk appears as a backup snapshot).
 // usage: node tests/browser/backups.mjs <base-url> <admin> <student> <password> <artifact-dir>
 
+import { readFileSync } from 'node:fs';
 import { run, assert, unexpectedErrors } from './lib.mjs';
 
 const [base, admin, student, password, artifactDir] = process.argv.slice(2);
@@ -49,7 +50,7 @@ await run('backups', artifactDir, async ({ newPage, step, shot, logs }) => {
   step('the page in Chinese');
 
   // ---- student: restore the backup point from the VM's panel
-  const s = await newPage({ locale: 'en-US' });
+  const s = await newPage({ locale: 'en-US', acceptDownloads: true });
   await signIn(s, student);
   const vm = s.locator('li.vm[data-state=stopped]').first();
   await vm.waitFor({ timeout: 15000 });
@@ -59,6 +60,18 @@ await run('backups', artifactDir, async ({ newPage, step, shot, logs }) => {
   await point.waitFor();
   assert(await panel.locator('.backup-point').count() === 1, 'one backup point');
   assert(await panel.locator('.snap[data-kind=backup]').count() === 0, 'no backup snapshot before');
+  // One file of the backup, without restoring: open the folder, download it.
+  await point.locator('[data-action=files]').click();
+  await point.locator('.backup-files li[data-kind=dir][data-name=etc] button').click();
+  const hostname = point.locator('.backup-files li[data-kind=file][data-name=hostname] a');
+  await hostname.waitFor({ timeout: 60000 });
+  const [dl] = await Promise.all([s.waitForEvent('download'), hostname.click()]);
+  assert(dl.suggestedFilename() === 'hostname', `download name ${dl.suggestedFilename()}`);
+  const bytes = readFileSync(await dl.path()).toString();
+  assert(bytes.length > 0, 'the file has its bytes');
+  await shot(s, 'student-backup-files.png');
+  step(`downloaded /etc/hostname from the backup point: ${JSON.stringify(bytes.trim())}`);
+
   await point.locator('[data-action=restore]').click();
   await s.click('dialog.dialog button[value=ok]');
   await panel.locator('.snap[data-kind=backup]').waitFor({ timeout: 60000 });

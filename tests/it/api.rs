@@ -160,6 +160,13 @@ fn role_matrix() -> Vec<Row> {
             Json(json!({"backup_id": NIL})),
             [401, 404, 404, 404, 404],
         ),
+        row(
+            Method::GET,
+            "/api/vms/{id}/backups/{bid}/files",
+            NO,
+            [401, 404, 404, 404, 404],
+        )
+        .with_query("?path=/root"),
         // ---- area: class (new rows of this area go right below this line)
         // ---- area: console2 (new rows of this area go right below this line)
         // ---- area: core (new rows of this area go right below this line)

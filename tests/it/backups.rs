@@ -357,6 +357,31 @@ async fn a_marker_written_in_the_guest_comes_back_after_a_restore() {
     assert!(run.ok && run.backed_up >= 2, "{run:?}");
     let (_, points) = alice.get(&format!("/api/vms/{vm}/backups")).await;
     let point = points[0]["id"].as_str().unwrap().to_owned();
+    // One file and one folder of the point, without restoring anything.
+    let files = format!("/api/vms/{vm}/backups/{point}/files");
+    let (s, dir) = alice.get(&format!("{files}?path=/root")).await;
+    assert_eq!(s, StatusCode::OK, "{dir}");
+    assert!(
+        dir["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "marker" && e["kind"] == "file"),
+        "{dir}"
+    );
+    let (s, _, bytes) = common::get_bytes(alice, &format!("{files}?path=/root/marker")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(bytes, b"pvce-marker-one\n");
+    common::assert_error(
+        &alice.get(&format!("{files}?path=/root/nothing-here")).await,
+        StatusCode::NOT_FOUND,
+        "guest_path_not_found",
+    );
+    common::assert_error(
+        &alice.get(&format!("{files}?path=../etc")).await,
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+    );
 
     // The student changes the marker; a restore while running is refused.
     start(alice).await;

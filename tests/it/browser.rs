@@ -1498,7 +1498,12 @@ async fn admin_runs_a_backup_and_the_student_restores_it_in_the_browser() {
     .await;
     let vm_id = vm_of(&env, &student, &course, "linux").await;
     let dir = artifact_dir();
-    let shots = ["backups-en.png", "backups-zh.png", "student-restored.png"];
+    let shots = [
+        "backups-en.png",
+        "backups-zh.png",
+        "student-backup-files.png",
+        "student-restored.png",
+    ];
     for f in shots {
         let _ = std::fs::remove_file(dir.join(f));
     }

@@ -132,6 +132,11 @@ const STRINGS = {
     // ---- area: sso (new keys of this area go right below this line)
 
     // ---- area: backup (new keys of this area go right below this line)
+    'panel.backup.files': 'Files',
+    'panel.backup.reading': 'Reading the backup…',
+    'panel.backup.empty': 'Empty folder.',
+    'apierr.guest_path_not_found': 'That file or folder is not in this backup.',
+    'apierr.guest_path_unreadable': 'That item cannot be downloaded (a link or a device).',
     'panel.backup.title': 'Backups',
     'panel.backup.help': 'The disk is backed up every night while the VM is stopped. Restoring one keeps the current disk as a backup snapshot above: revert it to undo, delete it once you are happy.',
     'panel.backup.none': 'No backups yet.',
@@ -1457,6 +1462,11 @@ const STRINGS = {
     // ---- area: sso (new keys of this area go right below this line)
 
     // ---- area: backup (new keys of this area go right below this line)
+    'panel.backup.files': '文件',
+    'panel.backup.reading': '正在读取备份…',
+    'panel.backup.empty': '空文件夹。',
+    'apierr.guest_path_not_found': '该备份中没有这个文件或文件夹。',
+    'apierr.guest_path_unreadable': '该项目无法下载（链接或设备）。',
     'panel.backup.title': '备份',
     'panel.backup.help': '虚拟机关机时，磁盘每晚自动备份。恢复某个备份后，当前磁盘会作为上方的备份快照保留：回滚即可撤销，确认无误后再删除。',
     'panel.backup.none': '暂无备份。',

@@ -110,12 +110,42 @@ export function vmPanel(vm) {
         await post(`${base}/restore`, { backup_id: p.id });
         toast(t('panel.backup.restored', { when: at }), 'success');
       }));
+      const filesBtn = h('button', { type: 'button', class: 'btn small', dataset: { action: 'files' }, 'aria-expanded': 'false' }, h('span', { i18n: 'panel.backup.files' }));
+      const files = h('div', { class: 'backup-files', hidden: true });
+      filesBtn.addEventListener('click', () => {
+        const open = files.hidden;
+        files.hidden = !open;
+        filesBtn.setAttribute('aria-expanded', String(open));
+        if (open) browse(p, files, '/');
+      });
       return h('li', { class: 'backup-point', dataset: { id: p.id, kind: p.kind } },
         h('span', { class: 'snap-label' }, h('strong', {}, at), ' ',
           h('span', { class: 'muted small', title: at }, relativeTime(p.at)),
           h('span', { class: 'muted small' }, ` · ${formatBytes(p.layer_bytes)}`)),
-        h('span', { class: 'snap-actions' }, restore));
+        h('span', { class: 'snap-actions' }, filesBtn, restore),
+        files);
     }));
+  }
+
+  /** Lists `path` of a backup point's disk in `box`: folders open in place, files download. */
+  async function browse(p, box, path) {
+    const url = (q) => `${base}/backups/${encodeURIComponent(p.id)}/files?path=${encodeURIComponent(q)}`;
+    replace(box, h('p', { class: 'muted small', i18n: 'panel.backup.reading' }));
+    let dir;
+    try { dir = await get(url(path)); } catch (err) { replace(box, h('p', { class: 'vm-error' }, errorText(err))); return; }
+    const join = (name) => (dir.path === '/' ? `/${name}` : `${dir.path}/${name}`);
+    const up = dir.path === '/' ? null : dir.path.slice(0, dir.path.lastIndexOf('/')) || '/';
+    replace(box,
+      h('p', { class: 'small backup-path' }, h('code', {}, dir.path)),
+      h('ul', { class: 'backup-entries' },
+        up ? h('li', {}, h('button', { type: 'button', class: 'btn small ghost', onclick: () => browse(p, box, up) }, '..')) : null,
+        dir.entries.length ? null : h('li', { class: 'muted small', i18n: 'panel.backup.empty' }),
+        dir.entries.map((e) => h('li', { dataset: { name: e.name, kind: e.kind } },
+          e.kind === 'dir'
+            ? h('button', { type: 'button', class: 'btn small ghost', onclick: () => browse(p, box, join(e.name)) }, `${e.name}/`)
+            : e.kind === 'file'
+              ? [h('a', { href: url(join(e.name)), download: e.name }, e.name), h('span', { class: 'muted small' }, ` ${formatBytes(e.size)}`)]
+              : h('span', { class: 'muted' }, e.name)))));
   }
 
   /** Asks, runs `f`, reloads; the button shows progress meanwhile. */
@@ -167,7 +197,7 @@ export function vmPanel(vm) {
     setLink(exportTar, `${base}/export`, ok);
     setLink(exportQcow, `${base}/export?standalone=true`, ok);
     for (const b of snapList.querySelectorAll('button')) b.disabled = !ok;
-    for (const b of backupList.querySelectorAll('button')) b.disabled = !ok;
+    for (const b of backupList.querySelectorAll('[data-action=restore]')) b.disabled = !ok;
   }
 
   snapForm.addEventListener('submit', (e) => {
