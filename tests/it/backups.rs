@@ -528,3 +528,87 @@ async fn an_installation_is_rebuilt_from_its_repository_and_a_vm_boots() {
         .await;
     assert_eq!(s, StatusCode::OK);
 }
+
+/// A run that died (the server killed mid-backup: its row left unfinished,
+/// restic killed with its repository lock held) does not stop the next
+/// run: the stale lock is removed, the run completes, retention keeps what
+/// it should (one daily here) and the repository's own check passes.
+#[tokio::test]
+async fn a_run_killed_mid_backup_leaves_nothing_the_next_run_cannot_finish() {
+    let repo_dir = tempfile::Builder::new()
+        .prefix("test-pvce-repo-")
+        .tempdir()
+        .unwrap();
+    let repo = repo_dir.path().join("repo");
+    let repo_s = repo.to_string_lossy().into_owned();
+    let env = TestEnv::start_with(|c| {
+        c.backup_repo = Some(repo_s);
+        c.backup_keep_daily = 1;
+        c.backup_keep_weekly = 0;
+        c.backup_keep_monthly = 0;
+    })
+    .await;
+    let lab = lab::course_with_student_vm(&env, "TEST-BK4").await;
+    let backups = env.server.state.backups.clone();
+    let t = t0();
+    assert!(backups.run(t, Trigger::Manual, None).await.unwrap().ok);
+
+    // The server dies mid-run: its row stays unfinished, and a restic that
+    // was reading (here: waiting on stdin) is killed with its lock held.
+    sqlx::query(
+        "INSERT INTO backup_runs (id, started_at, trigger) VALUES ('test-dead', ?, 'scheduled')",
+    )
+    .bind(t + DAY)
+    .execute(&env.server.state.pool)
+    .await
+    .unwrap();
+    let data = env.data_dir();
+    let mut restic_child = std::process::Command::new("restic")
+        .env("RESTIC_REPOSITORY", &repo)
+        .env(
+            "RESTIC_PASSWORD_FILE",
+            data.join("backup").join("restic-password"),
+        )
+        .env("RESTIC_CACHE_DIR", data.join("backup").join("cache"))
+        .args(["backup", "--stdin", "--stdin-filename", "test-dying"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let locks = repo.join("locks");
+    common::wait_for("restic's lock", std::time::Duration::from_secs(30), || {
+        let n = std::fs::read_dir(&locks).map_or(0, |d| d.count());
+        async move { (n > 0).then_some(()) }
+    })
+    .await;
+    restic_child.kill().unwrap(); // SIGKILL
+    restic_child.wait().unwrap();
+    assert!(
+        std::fs::read_dir(&locks).unwrap().count() > 0,
+        "the lock is left behind"
+    );
+
+    // Alice's layer changes; the next run completes despite all that.
+    let layer = layer_path(&env, &lab.vm).await;
+    let w = Command::new("qemu-io")
+        .args(["-f", "qcow2", "-c", "write -P 0x33 1M 64k"])
+        .arg(&layer)
+        .output()
+        .unwrap();
+    assert!(w.status.success(), "{w:?}");
+    let run = backups
+        .run(t + DAY + 3600, Trigger::Manual, None)
+        .await
+        .unwrap();
+    assert!(run.ok && run.failed == 0, "{run:?}");
+    assert_eq!(
+        std::fs::read_dir(&locks).unwrap().count(),
+        0,
+        "no lock left"
+    );
+    // One daily kept: Alice's older point is gone from the repository and the list.
+    let (_, points) = lab.alice.get(&format!("/api/vms/{}/backups", lab.vm)).await;
+    assert_eq!(points.as_array().unwrap().len(), 1, "{points}");
+    assert!(restic(&env.data_dir(), &repo, &["check"]).status.success());
+}
