@@ -349,7 +349,11 @@ impl Inspections {
                 format!(
                     "last fully good backup {hours} h ago; {} item(s) failed in the last run; without a recent backup: {}",
                     ages.last_failed,
-                    short(&stale.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>())
+                    if stale.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        short(&stale.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>())
+                    }
                 ),
             )
         } else {
