@@ -36,6 +36,7 @@ PACKAGES=(
   # Debian's /usr/bin/python3) and the openssl CLI for its STARTTLS certificate
   python3-aiosmtpd openssl
   prometheus   # for promtool: checks and unit-tests the alerting rules in deploy/prometheus (scripts/check-prometheus.sh); the server it also brings is not used
+  restic   # the backup repository tool (src/backup/): the server runs it; tests/it/backups.rs backs up into a real repository
 )
 # Deliberately not installed: ovmf (guests boot with SeaBIOS), swtpm (no vTPM),
 # passt (no user-mode networking), qemu-system-gui (consoles are VNC/SPICE servers),

@@ -229,7 +229,7 @@ fn spawn_desk_watch(state: &AppState) -> tokio::task::JoinHandle<()> {
     })
 }
 
-/// The alert loop and the daily inspection's schedule, on the wall clock
+/// The alert loop, the nightly backup and the daily inspection's schedule, on the wall clock
 /// (both services take the instant as an argument; tests pass their own).
 fn spawn_alerts_and_inspection(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
     let mut out = Vec::new();
@@ -246,6 +246,22 @@ fn spawn_alerts_and_inspection(state: &AppState) -> Vec<tokio::task::JoinHandle<
                         .tick(time::OffsetDateTime::now_utc().unix_timestamp())
                         .await
                         .map(|_| ())
+                }
+            },
+        ));
+    }
+    if state.backups.configured() && state.config.backup_at.minute_of_day().is_some() {
+        let backups = state.backups.clone();
+        let since = time::OffsetDateTime::now_utc().unix_timestamp();
+        out.push(crate::health::spawn_periodic(
+            &state.health,
+            "backup",
+            crate::inspection::POLL,
+            move || {
+                let backups = backups.clone();
+                async move {
+                    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+                    backups.run_if_due(now, since).await.map(|_| ())
                 }
             },
         ));

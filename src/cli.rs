@@ -40,6 +40,19 @@ pub enum Command {
         #[command(subcommand)]
         command: TemplatesCommand,
     },
+    /// Rebuild an installation from its backup repository onto an empty
+    /// data dir (src/backup/install.rs).
+    Restore {
+        #[command(flatten)]
+        config: Config,
+        /// The restic repository the installation was backed up to.
+        #[arg(long = "from")]
+        from: String,
+        /// The repository's password: a copy of the old data dir's
+        /// `backup/restic-password`.
+        #[arg(long)]
+        password_file: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -114,6 +127,28 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 user.username,
                 user.role.as_str(),
                 user.id
+            ));
+            Ok(())
+        }
+        Command::Restore {
+            config,
+            from,
+            password_file,
+        } => {
+            let r = crate::backup::install::restore(&config, &from, &password_file).await?;
+            crate::logging::say(&format!(
+                "restored {} templates and {} personal layers into {}{}",
+                r.templates,
+                r.layers,
+                config.data_dir.display(),
+                if r.without_backup.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "; {} VMs had no backup and start from a fresh layer",
+                        r.without_backup.len()
+                    )
+                }
             ));
             Ok(())
         }

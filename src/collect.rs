@@ -31,6 +31,9 @@
 //! allocated chain once (the template's data too), one VM at a time; a FUSE
 //! export (`qemu-storage-daemon`) would avoid the copy for big templates.
 //!
+//! [`read_guest_path`] reads one file or directory the same way, for the
+//! single-file download from a backup point ([`crate::backup`]).
+//!
 //! The archive streams (`<code>/<username>/<vm>/<dir name>/…`, then
 //! `<code>/REPORT.txt`); the HTTP status is sent before the work, so per-VM
 //! failures are reported in `REPORT.txt`, not as an HTTP error.
@@ -560,6 +563,95 @@ async fn collect_vm(
         String::new()
     };
     Some(format!("{label}: {count} files, {total} bytes{extra}\n"))
+}
+
+/// One entry of a guest directory (a backup point's file listing).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct GuestEntry {
+    pub name: String,
+    /// `file`, `dir` or `other` (links, devices: not downloadable).
+    pub kind: &'static str,
+    pub size: u64,
+}
+
+/// What a path of a guest disk is.
+#[derive(Debug)]
+pub enum GuestPath {
+    Dir(Vec<GuestEntry>),
+    /// A regular file, dumped to the `out` path given.
+    File {
+        size: u64,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GuestReadError {
+    #[error("{0} does not exist in the guest")]
+    NotFound(String),
+    #[error("{0} is neither a file nor a directory")]
+    NotReadable(String),
+    #[error("no ext2/3/4 file system on this disk")]
+    NoFileSystem,
+    #[error("the guest file system could not be read: {0}")]
+    Failed(String),
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+/// Reads `path` (`/`, or a path [`validate_path`] accepts) of the ext2/3/4
+/// file system on the raw disk `raw`, with the same read-only debugfs as
+/// collection: a directory's entries, or a regular file dumped to `out`.
+/// Only `/` is looked up by name; every step below is by inode number, and
+/// names from the guest are compared, never passed to debugfs.
+pub async fn read_guest_path(
+    raw: &Path,
+    path: &str,
+    out: &Path,
+) -> Result<GuestPath, GuestReadError> {
+    let offset = fs_offset(raw)?.ok_or(GuestReadError::NoFileSystem)?;
+    let image = format!("{}?offset={offset}", raw.display());
+    let failed = |e: WalkError| GuestReadError::Failed(e.to_string());
+    let (root, _) = debugfs(&image, &["-R", "ls -p /"]).await.map_err(failed)?;
+    let mut entries = parse_ls(&root);
+    let parts: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
+    for (i, name) in parts.iter().enumerate() {
+        let e = entries
+            .iter()
+            .find(|e| e.name == *name && e.name != "." && e.name != "..")
+            .cloned()
+            .ok_or_else(|| GuestReadError::NotFound(path.to_owned()))?;
+        let last = i + 1 == parts.len();
+        match e.mode & S_IFMT {
+            S_IFDIR => {
+                let (o, _) = debugfs(&image, &["-R", &format!("ls -p <{}>", e.ino)])
+                    .await
+                    .map_err(failed)?;
+                entries = parse_ls(&o);
+            }
+            S_IFREG if last => {
+                let cmd = format!("dump <{}> {}", e.ino, out.display());
+                debugfs(&image, &["-R", &cmd]).await.map_err(failed)?;
+                return Ok(GuestPath::File { size: e.size });
+            }
+            _ if last => return Err(GuestReadError::NotReadable(path.to_owned())),
+            _ => return Err(GuestReadError::NotFound(path.to_owned())),
+        }
+    }
+    let mut list: Vec<GuestEntry> = entries
+        .into_iter()
+        .filter(|e| e.name != "." && e.name != "..")
+        .map(|e| GuestEntry {
+            kind: match e.mode & S_IFMT {
+                S_IFDIR => "dir",
+                S_IFREG => "file",
+                _ => "other",
+            },
+            size: e.size,
+            name: e.name,
+        })
+        .collect();
+    list.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(GuestPath::Dir(list))
 }
 
 #[cfg(test)]

@@ -269,6 +269,24 @@ pub struct Config {
     /// Snapshots allowed per personal VM (at least 1; an import's backup counts too).
     #[arg(long, env = "PVCE_SNAPSHOT_QUOTA", default_value_t = crate::vms::snapshots::DEFAULT_QUOTA, value_parser = parse_quota)]
     pub snapshot_quota: usize,
+
+    /// The restic repository backups go to (src/backup/): a directory, or
+    /// `sftp:user@host:/path`, `s3:…`, `rest:…` as restic takes them (their
+    /// credentials from restic's own environment variables). Unset: no backups.
+    #[arg(long, env = "PVCE_BACKUP_REPO")]
+    pub backup_repo: Option<String>,
+
+    /// Time of day (UTC, HH:MM) of the nightly backup, or `off`.
+    #[arg(long, env = "PVCE_BACKUP_AT", default_value = "02:00")]
+    pub backup_at: crate::backup::schedule::BackupAt,
+
+    /// Retention: daily, weekly and monthly backups kept (restic forget).
+    #[arg(long, env = "PVCE_BACKUP_KEEP_DAILY", default_value_t = 7)]
+    pub backup_keep_daily: u32,
+    #[arg(long, env = "PVCE_BACKUP_KEEP_WEEKLY", default_value_t = 4)]
+    pub backup_keep_weekly: u32,
+    #[arg(long, env = "PVCE_BACKUP_KEEP_MONTHLY", default_value_t = 6)]
+    pub backup_keep_monthly: u32,
 }
 
 /// A setting that must never reach a log: `Debug` prints `Secret(…)`.
@@ -463,7 +481,26 @@ impl Config {
             layer_pool_dir: None,
             placement_policy: Policy::Spread,
             host_reserve_mib: crate::placement::DEFAULT_HOST_RESERVE_MIB,
+            backup_repo: None,
+            backup_at: crate::backup::schedule::BackupAt(Some(120)),
+            backup_keep_daily: 7,
+            backup_keep_weekly: 4,
+            backup_keep_monthly: 6,
         }
+    }
+
+    /// The backup settings, when a repository is configured.
+    pub fn backup_settings(&self) -> Option<crate::backup::Settings> {
+        self.backup_repo
+            .as_ref()
+            .map(|repo| crate::backup::Settings {
+                repository: repo.clone(),
+                keep: crate::backup::restic::Keep {
+                    daily: self.backup_keep_daily,
+                    weekly: self.backup_keep_weekly,
+                    monthly: self.backup_keep_monthly,
+                },
+            })
     }
 
     pub fn database_url(&self) -> String {

@@ -25,6 +25,8 @@
 //! - the cluster: [`nodes`], [`placement`], [`stores`] (template stores on
 //!   nodes), [`monitor`] (load history), [`events`] (the event log),
 //!   [`libvirt`] (the only one that talks to libvirt);
+//! - keeping data: [`backup`] (personal layers and the control plane in a
+//!   restic repository);
 //! - the server itself: [`storage`] (files under the data dir), [`space`]
 //!   (running out of disk), [`health`], [`logging`], [`config`], [`db`];
 //! - wiring: [`state`] (the shared application state), [`http`] (the API,
@@ -34,6 +36,7 @@
 pub mod alerts;
 pub mod app;
 pub mod auth;
+pub mod backup;
 pub mod builds;
 pub mod cli;
 pub mod collect;

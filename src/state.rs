@@ -48,6 +48,8 @@ pub struct AppState {
     pub builds: Arc<crate::builds::Builds>,
     /// The periodic service reports.
     pub reports: Arc<crate::reports::Reports>,
+    /// Backups of personal layers and the control plane.
+    pub backups: Arc<crate::backup::Backups>,
 }
 
 /// Opens storage and the database (running migrations) — what every subcommand needs.
@@ -161,7 +163,15 @@ impl AppState {
             vms.clone(),
             config.shutdown_timeout(),
         ));
+        let backups = Arc::new(crate::backup::Backups::new(
+            pool.clone(),
+            storage.clone(),
+            vms.clone(),
+            config.backup_settings(),
+            config.backup_at,
+        ));
         Ok(Self {
+            backups,
             templates,
             builds,
             console,

@@ -44,6 +44,9 @@ pub enum Metric {
     ConsoleErrorPercent,
     /// Rate at which an SLO's error budget is spent (1 = exactly on budget).
     SloBurnRate,
+    /// Hours since the last backup run in which every item succeeded
+    /// ([`crate::backup::ages`]; unknown while no backup ever ran).
+    BackupAgeHours,
 }
 
 /// Which side of a threshold is bad.
@@ -351,6 +354,16 @@ impl RuleSet {
                 threshold: Some(pct_above(Some(1.0), 6.0, 14.4, 0.0)),
                 ..rule("slo_burn", Metric::SloBurnRate)
             },
+            Rule {
+                // Nightly runs: a day and a half means one night was
+                // missed, three days that backups are broken.
+                threshold: Some(pct_above(None, 36.0, 72.0, 0.0)),
+                policy: Policy {
+                    hold_secs: 0,
+                    ..Policy::default()
+                },
+                ..rule("backup_age", Metric::BackupAgeHours)
+            },
         ];
         RuleSet { rules }
     }
@@ -481,6 +494,7 @@ mod tests {
             Metric::StartFailurePercent,
             Metric::ConsoleErrorPercent,
             Metric::SloBurnRate,
+            Metric::BackupAgeHours,
         ] {
             assert!(d.rules.iter().any(|r| r.metric == m), "{m:?}");
         }

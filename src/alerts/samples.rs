@@ -356,6 +356,12 @@ pub async fn observe(
                 let v = slo_signals.as_ref().and_then(|s| s.console_error_percent);
                 out.push(obs("site", "site", None, v, Vec::new()));
             }
+            Metric::BackupAgeHours => {
+                let ages = crate::backup::ages(pool, now).await?;
+                #[allow(clippy::cast_precision_loss)] // hours, well within f64
+                let v = ages.overall_secs.map(|s| s as f64 / 3600.0);
+                out.push(obs("site", "site", None, v, Vec::new()));
+            }
             Metric::SloBurnRate => {
                 // One alert per objective: its subject is the indicator.
                 for &(i, burn) in slo_signals.iter().flat_map(|s| &s.burn_rates) {

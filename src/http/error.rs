@@ -763,6 +763,34 @@ impl From<AlertError> for ApiError {
     }
 }
 
+impl From<crate::backup::BackupError> for ApiError {
+    fn from(e: crate::backup::BackupError) -> Self {
+        use crate::backup::BackupError as E;
+        match e {
+            E::NotConfigured => {
+                Self::new(StatusCode::CONFLICT, "backup_not_configured", e.to_string())
+            }
+            E::Busy => Self::new(StatusCode::CONFLICT, "backup_running", e.to_string()),
+            E::PointNotFound => Self::new(StatusCode::NOT_FOUND, "backup_not_found", e.to_string()),
+            E::BadPath(m) => Self::bad_request(m),
+            E::Guest(crate::collect::GuestReadError::NotFound(_)) => {
+                Self::new(StatusCode::NOT_FOUND, "guest_path_not_found", e.to_string())
+            }
+            E::Guest(
+                crate::collect::GuestReadError::NotReadable(_)
+                | crate::collect::GuestReadError::NoFileSystem,
+            ) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "guest_path_unreadable",
+                e.to_string(),
+            ),
+            E::Guest(_) | E::Image(_) => Self::internal(&e),
+            E::Vm(v) => v.into(),
+            E::Restic(_) | E::Io(_) | E::Db(_) => Self::internal(&e),
+        }
+    }
+}
+
 impl From<InspectionError> for ApiError {
     fn from(e: InspectionError) -> Self {
         match e {

@@ -171,8 +171,42 @@ pub async fn render(state: &AppState) -> Result<String, MonitorError> {
         "# HELP pvce_console_refused_total Console connections refused (bad, used or expired token).\n# TYPE pvce_console_refused_total counter\npvce_console_refused_total {}",
         load(&m.refused_total)
     );
+    backups(&mut out, &state.pool).await?;
     server_health(&mut out, &state.health);
     Ok(out)
+}
+
+/// Ages of the last good backups (src/backup/): overall and per subject
+/// (a VM's layer by its id, or `control`). Nothing while no backup ever ran.
+async fn backups(out: &mut String, pool: &crate::db::Pool) -> Result<(), sqlx::Error> {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let ages = crate::backup::ages(pool, now).await?;
+    let Some(overall) = ages.overall_secs else {
+        return Ok(());
+    };
+    let _ = writeln!(
+        out,
+        "# HELP pvce_backup_age_seconds Seconds since the last backup run in which every item succeeded.\n# TYPE pvce_backup_age_seconds gauge\npvce_backup_age_seconds {overall}"
+    );
+    let _ = writeln!(
+        out,
+        "# HELP pvce_backup_last_run_failed_items Items that failed in the last finished backup run.\n# TYPE pvce_backup_last_run_failed_items gauge\npvce_backup_last_run_failed_items {}",
+        ages.last_failed
+    );
+    let _ = writeln!(
+        out,
+        "# HELP pvce_backup_item_age_seconds Seconds since an item's last good backup (a VM's layer, or the control plane).\n# TYPE pvce_backup_item_age_seconds gauge"
+    );
+    for (subject, age) in &ages.items {
+        if let Some(a) = age {
+            let _ = writeln!(
+                out,
+                "pvce_backup_item_age_seconds{{subject=\"{}\"}} {a}",
+                escape(subject)
+            );
+        }
+    }
+    Ok(())
 }
 
 /// (metric, help, value) of a per-node gauge.

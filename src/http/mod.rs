@@ -7,6 +7,7 @@
 
 pub mod alerts;
 pub mod auth;
+pub mod backups;
 pub mod collect;
 pub mod console;
 pub mod courses;
@@ -62,6 +63,7 @@ pub fn router(state: AppState) -> Router {
             .merge(courses::router())
             .merge(vms::router())
             .merge(snapshots::router())
+            .merge(backups::router())
             .merge(portable::router())
             .merge(collect::router())
             .merge(console::router())

@@ -8,8 +8,8 @@
 //! SQLite `PRAGMA quick_check`; rows without files and files without rows
 //! (templates, personal layers, desk screenshots); free space of the data
 //! dir and of each node's store; clock skew (libvirt gives no node time:
-//! recorded "not checked"); the age of the last backup (none configured
-//! yet: recorded "not checked").
+//! recorded "not checked"); the age of the last good backup and the last
+//! run's failures ([`crate::backup`]; "not checked" while none has run).
 //!
 //! Invariants: an inspection is recorded whole, after all its checks (one
 //! at a time: a second request waits for the first); a check that cannot
@@ -39,6 +39,9 @@ use crate::storage::Storage;
 pub const POLL: Duration = Duration::from_secs(60);
 /// Longest wait for one node's answer.
 const NODE_DEADLINE: Duration = Duration::from_secs(10);
+/// The oldest a good backup may be at an inspection (nightly runs, with a
+/// day's slack for one missed night).
+pub const BACKUP_MAX_AGE_SECS: i64 = 36 * 3600;
 /// Most inspections one list returns.
 pub const MAX_LIMIT: u32 = 200;
 
@@ -248,11 +251,7 @@ impl Inspections {
             "nodes",
             "libvirt reports no node time; clock skew not checked",
         ));
-        items.push(Item::not_checked(
-            Check::Backup,
-            "site",
-            "no backup configured",
-        ));
+        items.push(self.check_backup(now).await?);
         for item in items.iter_mut().filter(|i| i.status == ItemStatus::Failed) {
             let check = item.name.as_str();
             let key = format!("inspection:{check}:{}", item.subject);
@@ -321,6 +320,48 @@ impl Inspections {
             full,
             failed,
             checks: items,
+        })
+    }
+
+    /// The age of the last good backup ([`crate::backup::ages`]): failed
+    /// when older than [`BACKUP_MAX_AGE_SECS`] or when the last run had
+    /// failed items; not checked while no backup has ever run.
+    async fn check_backup(&self, now: i64) -> Result<Item, InspectionError> {
+        let ages = crate::backup::ages(&self.pool, now).await?;
+        let Some(age) = ages.overall_secs else {
+            return Ok(Item::not_checked(
+                Check::Backup,
+                "site",
+                "no backup has run (no repository configured, or before the first run)",
+            ));
+        };
+        let hours = age / 3600;
+        let stale: Vec<&str> = ages
+            .items
+            .iter()
+            .filter(|(_, a)| a.is_none_or(|a| a > BACKUP_MAX_AGE_SECS))
+            .map(|(s, _)| s.as_str())
+            .collect();
+        Ok(if age > BACKUP_MAX_AGE_SECS || ages.last_failed > 0 {
+            Item::failed(
+                Check::Backup,
+                "site",
+                format!(
+                    "last fully good backup {hours} h ago; {} item(s) failed in the last run; without a recent backup: {}",
+                    ages.last_failed,
+                    if stale.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        short(&stale.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>())
+                    }
+                ),
+            )
+        } else {
+            Item::ok(
+                Check::Backup,
+                "site",
+                format!("last fully good backup {hours} h ago"),
+            )
         })
     }
 

@@ -42,6 +42,7 @@ const PAGES = [
   ['admin-alerts', 'admin', '#/alerts', '.alerts-body:not([aria-busy])'],
   ['admin-alert-rules', 'admin', '#/alert-rules', 'section.alert-rule[data-rule=node_memory]'],
   ['admin-inspections', 'admin', '#/inspections', '#insp-history:not([aria-busy])'],
+  ['admin-backups', 'admin', '#/backups', '#bk-summary:not([aria-busy])'],
   ['admin-reports', 'admin', '#/reports', '.report-form + .report-list:not([aria-busy])'],
   ['teacher-reports', 'teacher', '#/reports', '.report-list:not([aria-busy])'],
 ];

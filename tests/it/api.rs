@@ -145,6 +145,28 @@ fn role_matrix() -> Vec<Row> {
         ),
         // ---- area: sso (new rows of this area go right below this line)
         // ---- area: backup (new rows of this area go right below this line)
+        row(Method::GET, "/api/backups", NO, [401, 403, 403, 403, 200]),
+        // No repository is configured in this test server.
+        row(Method::POST, "/api/backups", NO, [401, 403, 403, 403, 409]),
+        row(
+            Method::GET,
+            "/api/vms/{id}/backups",
+            NO,
+            [401, 404, 404, 404, 404],
+        ),
+        row(
+            Method::POST,
+            "/api/vms/{id}/restore",
+            Json(json!({"backup_id": NIL})),
+            [401, 404, 404, 404, 404],
+        ),
+        row(
+            Method::GET,
+            "/api/vms/{id}/backups/{bid}/files",
+            NO,
+            [401, 404, 404, 404, 404],
+        )
+        .with_query("?path=/root"),
         // ---- area: class (new rows of this area go right below this line)
         // ---- area: console2 (new rows of this area go right below this line)
         row(

@@ -1567,3 +1567,67 @@ async fn a_teacher_edits_the_clipboard_switches_of_an_existing_course() {
     assert_eq!(c["clipboard_from_guest"], true, "{c}");
     assert_eq!(c["clipboard_agent"], false, "{c}");
 }
+
+/// Backups in the browser (tests/browser/backups.mjs): the admin runs one
+/// from the Backups page against a real restic repository, the student
+/// restores the point from the VM's panel.
+#[tokio::test]
+async fn admin_runs_a_backup_and_the_student_restores_it_in_the_browser() {
+    let _serial = one_at_a_time().await;
+    let repo_dir = tempfile::Builder::new()
+        .prefix("test-pvce-repo-")
+        .tempdir()
+        .unwrap();
+    let repo = repo_dir.path().join("repo").to_string_lossy().into_owned();
+    let env = TestEnv::start_with(|c| c.backup_repo = Some(repo)).await;
+    env.user("test-ui-admin", Role::Admin).await;
+    env.user("test-ui-teacher", Role::Teacher).await;
+    env.user("test-ui-student", Role::Student).await;
+    let teacher = env.client("test-ui-teacher").await;
+    let student = env.client("test-ui-student").await;
+    let tpl = import_tiny(&teacher, "test-ui-tiny").await;
+    let course = course(
+        &teacher,
+        json!({"code": "test-ui-bk", "name": "Backups", "vm_specs": [
+                {"name": "linux", "template_id": tpl["id"], "vcpus": 1, "memory_mib": 128}]}),
+        &["test-ui-student"],
+    )
+    .await;
+    let vm_id = vm_of(&env, &student, &course, "linux").await;
+    let dir = artifact_dir();
+    let shots = [
+        "backups-en.png",
+        "backups-zh.png",
+        "student-backup-files.png",
+        "student-restored.png",
+    ];
+    for f in shots {
+        let _ = std::fs::remove_file(dir.join(f));
+    }
+    run_script(
+        "backups.mjs",
+        &[
+            &env.server.url(),
+            "test-ui-admin",
+            "test-ui-student",
+            PASSWORD,
+            dir.to_str().unwrap(),
+        ],
+    )
+    .await;
+    for f in shots {
+        assert_png(&dir.join(f));
+    }
+    // What the pages did is real: a run by the admin, a restore by the student.
+    let by: String = sqlx::query_scalar("SELECT requested_by FROM backup_runs")
+        .fetch_one(&env.server.state.pool)
+        .await
+        .unwrap();
+    assert_eq!(by, "test-ui-admin");
+    let by: String = sqlx::query_scalar("SELECT by_user FROM backup_restores WHERE vm_id = ?")
+        .bind(&vm_id)
+        .fetch_one(&env.server.state.pool)
+        .await
+        .unwrap();
+    assert_eq!(by, "test-ui-student");
+}

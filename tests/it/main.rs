@@ -15,6 +15,7 @@ mod common;
 
 mod alerts;
 mod api;
+mod backups;
 mod browser;
 mod clipboard_agent;
 mod cluster;

@@ -46,6 +46,8 @@ const ROUTES = [
   [/^alerts$/, './alerts.js', ['staff', 'admin'], 'alerts'],
   [/^alert-rules$/, './alerts.js', ['staff', 'admin'], 'rules'],
   [/^inspections(?:\/([\w-]+))?$/, './alerts.js', ['staff', 'admin'], 'inspections'],
+  // Backups (backups.js).
+  [/^backups$/, './backups.js', ['admin']],
   // The periodic service reports (reports.js).
   [/^reports(?:\/([\w-]+))?$/, './reports.js', ['teacher', 'staff', 'admin']],
 ];
@@ -77,6 +79,7 @@ const NAV = [
     ['kb', 'nav.kb', ['staff', 'admin']],
     ['alerts', 'nav.alerts', ['staff', 'admin']],
     ['inspections', 'nav.inspections', ['staff', 'admin']],
+    ['backups', 'nav.backups', ['admin']],
   ]],
   ['quality', 'nav.group.quality', [
     ['slo', 'nav.slo', ['teacher', 'staff', 'admin']],

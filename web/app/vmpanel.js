@@ -1,7 +1,9 @@
 // A personal VM's storage panel (a <details> under the VM's row): snapshots
 // (take, list, revert, delete, the quota), export (the re-importable tar and
 // a standalone qcow2) and import of an export archive with what its checks
-// said. Snapshots, export and import all need the VM stopped (the server
+// said; the layer's backup points, each of which can be restored (the
+// current layer is then kept as the backup snapshot). Snapshots, restore,
+// export and import all need the VM stopped (the server
 // answers 409 vm_running otherwise): the controls say so and are disabled
 // while it runs. Data is loaded when the panel is opened, and again after
 // every change.
@@ -41,6 +43,10 @@ export function vmPanel(vm) {
 
   const diskLine = h('p', { class: 'muted small disk-line' });
 
+  // ---- backups (nightly backup points of the layer; restore one)
+  const backupList = h('ul', { class: 'backup-list' });
+  let points = [];
+
   const el = h('details', { class: 'vm-panel' },
     h('summary', { i18n: 'panel.summary' }),
     h('div', { class: 'vm-panel-body' },
@@ -48,6 +54,10 @@ export function vmPanel(vm) {
       h('section', { class: 'panel-snaps' },
         h('div', { class: 'panel-head' }, h('h4', { i18n: 'panel.snap.title' }), quotaText),
         snapList, snapForm),
+      h('section', { class: 'panel-backups' },
+        h('h4', { i18n: 'panel.backup.title' }),
+        h('p', { class: 'muted small', i18n: 'panel.backup.help' }),
+        backupList),
       h('section', { class: 'panel-export' },
         h('h4', { i18n: 'panel.export.title' }),
         h('p', { class: 'muted small', i18n: 'panel.export.help' }),
@@ -88,6 +98,56 @@ export function vmPanel(vm) {
     }));
   }
 
+  function renderBackups() {
+    if (!points.length) { replace(backupList, h('li', { class: 'muted small', i18n: 'panel.backup.none' })); return; }
+    replace(backupList, points.map((p) => {
+      const restore = h('button', { type: 'button', class: 'btn small', dataset: { action: 'restore' } }, icon('reset'), h('span', { i18n: 'panel.backup.restore' }));
+      restore.disabled = !stopped() || busy;
+      const at = absoluteTime(p.at);
+      restore.addEventListener('click', () => act(restore, {
+        title: ['panel.backup.restore.title', { when: at }], body: 'panel.backup.restore.body', confirm: 'panel.backup.restore', danger: true,
+      }, async () => {
+        await post(`${base}/restore`, { backup_id: p.id });
+        toast(t('panel.backup.restored', { when: at }), 'success');
+      }));
+      const filesBtn = h('button', { type: 'button', class: 'btn small', dataset: { action: 'files' }, 'aria-expanded': 'false' }, h('span', { i18n: 'panel.backup.files' }));
+      const files = h('div', { class: 'backup-files', hidden: true });
+      filesBtn.addEventListener('click', () => {
+        const open = files.hidden;
+        files.hidden = !open;
+        filesBtn.setAttribute('aria-expanded', String(open));
+        if (open) browse(p, files, '/');
+      });
+      return h('li', { class: 'backup-point', dataset: { id: p.id, kind: p.kind } },
+        h('span', { class: 'snap-label' }, h('strong', {}, at), ' ',
+          h('span', { class: 'muted small', title: at }, relativeTime(p.at)),
+          h('span', { class: 'muted small' }, ` · ${formatBytes(p.layer_bytes)}`)),
+        h('span', { class: 'snap-actions' }, filesBtn, restore),
+        files);
+    }));
+  }
+
+  /** Lists `path` of a backup point's disk in `box`: folders open in place, files download. */
+  async function browse(p, box, path) {
+    const url = (q) => `${base}/backups/${encodeURIComponent(p.id)}/files?path=${encodeURIComponent(q)}`;
+    replace(box, h('p', { class: 'muted small', i18n: 'panel.backup.reading' }));
+    let dir;
+    try { dir = await get(url(path)); } catch (err) { replace(box, h('p', { class: 'vm-error' }, errorText(err))); return; }
+    const join = (name) => (dir.path === '/' ? `/${name}` : `${dir.path}/${name}`);
+    const up = dir.path === '/' ? null : dir.path.slice(0, dir.path.lastIndexOf('/')) || '/';
+    replace(box,
+      h('p', { class: 'small backup-path' }, h('code', {}, dir.path)),
+      h('ul', { class: 'backup-entries' },
+        up ? h('li', {}, h('button', { type: 'button', class: 'btn small ghost', onclick: () => browse(p, box, up) }, '..')) : null,
+        dir.entries.length ? null : h('li', { class: 'muted small', i18n: 'panel.backup.empty' }),
+        dir.entries.map((e) => h('li', { dataset: { name: e.name, kind: e.kind } },
+          e.kind === 'dir'
+            ? h('button', { type: 'button', class: 'btn small ghost', onclick: () => browse(p, box, join(e.name)) }, `${e.name}/`)
+            : e.kind === 'file'
+              ? [h('a', { href: url(join(e.name)), download: e.name }, e.name), h('span', { class: 'muted small' }, ` ${formatBytes(e.size)}`)]
+              : h('span', { class: 'muted' }, e.name)))));
+  }
+
   /** Asks, runs `f`, reloads; the button shows progress meanwhile. */
   async function act(btn, dialog, f) {
     if (dialog && !(await confirmDialog(dialog))) return;
@@ -113,6 +173,11 @@ export function vmPanel(vm) {
       sync();
     } catch (err) { toastError(err); }
     try {
+      points = await get(`${base}/backups`);
+      renderBackups();
+      sync();
+    } catch (err) { toastError(err); }
+    try {
       const m = await get(`${base}/export/manifest`);
       runCmd.textContent = m.standalone_command || '';
       runLine.hidden = !m.standalone_command;
@@ -132,6 +197,7 @@ export function vmPanel(vm) {
     setLink(exportTar, `${base}/export`, ok);
     setLink(exportQcow, `${base}/export?standalone=true`, ok);
     for (const b of snapList.querySelectorAll('button')) b.disabled = !ok;
+    for (const b of backupList.querySelectorAll('[data-action=restore]')) b.disabled = !ok;
   }
 
   snapForm.addEventListener('submit', (e) => {

@@ -1,0 +1,1116 @@
+//! Backups of the installation into a restic repository: students'
+//! personal layers and the control plane (database, template store,
+//! settings), nightly, with retention and the repository's own check.
+//!
+//! **Why restic (and not borg).** Both are in Debian, deduplicate and
+//! encrypt. restic was chosen because its repository may be a plain
+//! directory, SFTP, S3-compatible storage or a REST server with no tool
+//! installed on the far side (borg needs borg on an SSH host); it backs up
+//! a file by path with `--time`, so a layer's snapshot carries the run's
+//! own instant; it speaks JSON (`backup --json`, `snapshots --json`), which
+//! this module parses instead of scraping text; `restic dump` reads one file
+//! of a snapshot back without a mount; and `forget --prune` with
+//! `--keep-daily/--keep-weekly/--keep-monthly` plus `check` give retention
+//! and verification by the tool itself. All restic calls are in [`restic`].
+//!
+//! What a run does ([`Backups::run`], one at a time):
+//! 1. opens (or creates) the repository — `--backup-repo`, any restic
+//!    repository string; the password is a random key in
+//!    `<data dir>/backup/restic-password` (mode 0600), made once, never logged
+//!    or passed on a command line;
+//! 2. every personal layer whose file changed (size, mtime) since its last
+//!    good backup: only the layer, never its template chain. A stopped VM's
+//!    layer is read under the VM's lifecycle lock, so it cannot start
+//!    mid-read. A running VM is skipped and said so (`skipped`): its layer
+//!    is backed up by the first run after it stops (backing up a running
+//!    guest through libvirt's backup API is not built yet). Node-local
+//!    layers are skipped likewise (their file is on the node);
+//! 3. the control plane: `VACUUM INTO` a consistent copy of the SQLite
+//!    database (after the layers, so it records their points), with the
+//!    template store (content-addressed by SHA-256, so unchanged templates
+//!    cost nothing after the first run) and the settings kept in the data
+//!    dir (the device-cookie key), as one snapshot;
+//! 4. `forget --prune` with the retention, then the points whose snapshot
+//!    restic dropped are forgotten here too;
+//! 5. weekly ([`schedule::check_due`]), `restic check`.
+//!
+//! A failed item is tried again within the run ([`ITEM_TRIES`]); a run with
+//! failures is tried again later ([`schedule::due`]). Failures count per
+//! subject in `backup_items`; the age of the last good backup, per layer
+//! and overall ([`ages`]), feeds `/metrics`, the alert rule `backup_age`
+//! and the daily inspection's backup item.
+//!
+//! A whole installation is rebuilt from the repository onto an empty data
+//! dir by `pvce restore --from` ([`install`]).
+//!
+//! Invariants: a backup point is recorded only after restic reported its
+//! snapshot; a run that died (server killed) stays unfinished and counts as
+//! failed; restic's stale locks of a dead run are removed by the next run
+//! (`restic unlock` removes only stale ones).
+
+pub mod install;
+pub mod restic;
+pub mod schedule;
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::db::Pool;
+use crate::storage::Storage;
+use crate::users::User;
+use crate::vms::layers::LayerStorage;
+use crate::vms::{VmError, VmManager, VmState};
+use restic::{Keep, Restic, ResticError};
+use schedule::LastRun;
+
+/// Tries of one item within a run.
+pub const ITEM_TRIES: u32 = 3;
+/// The subject of the control plane's item.
+pub const CONTROL: &str = "control";
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    #[error("no backup repository is configured (--backup-repo)")]
+    NotConfigured,
+    #[error("a backup is running; try again when it has finished")]
+    Busy,
+    #[error("no such backup point of this VM")]
+    PointNotFound,
+    #[error("{0}")]
+    BadPath(String),
+    #[error(transparent)]
+    Guest(#[from] crate::collect::GuestReadError),
+    #[error(transparent)]
+    Image(#[from] crate::images::ImageError),
+    #[error(transparent)]
+    Vm(#[from] VmError),
+    #[error(transparent)]
+    Restic(#[from] ResticError),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+/// How backups are set up (from the settings).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// A restic repository: a path, `sftp:…`, `s3:…`, `rest:…`.
+    pub repository: String,
+    pub keep: Keep,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    Scheduled,
+    Manual,
+}
+
+/// One run, as recorded.
+#[derive(Debug, Clone, Serialize)]
+pub struct Run {
+    pub id: Uuid,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub trigger: String,
+    pub requested_by: Option<String>,
+    pub ok: bool,
+    pub backed_up: u32,
+    pub unchanged: u32,
+    pub skipped: u32,
+    pub failed: u32,
+    pub bytes_added: u64,
+    pub checked: bool,
+    pub check_ok: Option<bool>,
+    pub error: Option<String>,
+}
+
+/// A backup point of a VM's layer (`GET /api/vms/{id}/backups`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Point {
+    pub id: Uuid,
+    pub at: String,
+    /// Bytes this point added to the repository.
+    pub bytes: u64,
+    /// Size of the layer it holds.
+    pub layer_bytes: u64,
+    /// `full` for a layer's first point, `incremental` after (restic
+    /// stores only the chunks that changed).
+    pub kind: &'static str,
+}
+
+/// A backup point's guest path: a directory listing, or one file.
+#[derive(Debug)]
+pub enum GuestFiles {
+    Dir {
+        path: String,
+        entries: Vec<crate::collect::GuestEntry>,
+    },
+    File {
+        file: tokio::fs::File,
+        size: u64,
+        /// The file's name (the last component of the validated path).
+        name: String,
+    },
+}
+
+/// A private work directory, removed with what is in it when dropped.
+struct WorkDir(PathBuf);
+
+impl WorkDir {
+    fn new(path: PathBuf) -> std::io::Result<Self> {
+        std::fs::create_dir(&path)?;
+        Ok(Self(path))
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// What a restore did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Restored {
+    pub vm: crate::vms::Vm,
+    /// The layer that was replaced, kept as the VM's backup snapshot.
+    pub kept: crate::vms::snapshots::Snapshot,
+}
+
+/// One subject's state on the status page.
+#[derive(Debug, Clone, Serialize)]
+pub struct ItemStatus {
+    /// A VM id, or `control`.
+    pub subject: String,
+    pub vm_name: Option<String>,
+    pub owner: Option<String>,
+    pub course: Option<String>,
+    pub last_good_at: Option<String>,
+    /// Seconds since the last good backup.
+    pub age_secs: Option<i64>,
+    pub failures: u32,
+    pub last_error: Option<String>,
+}
+
+/// `GET /api/backups`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub configured: bool,
+    /// The repository, with any password or key in it masked.
+    pub repository: Option<String>,
+    /// Time of day of the nightly run (UTC), or `off`.
+    pub schedule: String,
+    pub keep: Option<KeepView>,
+    pub running: bool,
+    pub last_run: Option<Run>,
+    /// The last run in which every item succeeded.
+    pub last_good_at: Option<String>,
+    pub age_secs: Option<i64>,
+    pub last_check_at: Option<String>,
+    pub last_check_ok: Option<bool>,
+    pub items: Vec<ItemStatus>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct KeepView {
+    pub daily: u32,
+    pub weekly: u32,
+    pub monthly: u32,
+}
+
+/// Ages of the last good backups at an instant (see [`ages`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Ages {
+    /// Whether any run was ever attempted.
+    pub attempted: bool,
+    /// Seconds since the last fully good run; with none yet, since the
+    /// first attempt (so a backup that never worked still ages).
+    pub overall_secs: Option<i64>,
+    /// Per subject (VM id or `control`): seconds since its last good backup.
+    pub items: Vec<(String, Option<i64>)>,
+    /// Failed items of the last finished run.
+    pub last_failed: u32,
+}
+
+/// The ages of the last good backups at `now`, read from the recorded runs
+/// and items (used by `/metrics`, the alerts and the inspection).
+pub async fn ages(pool: &Pool, now: i64) -> Result<Ages, sqlx::Error> {
+    let first: Option<i64> = sqlx::query_scalar("SELECT MIN(started_at) FROM backup_runs")
+        .fetch_one(pool)
+        .await?;
+    let Some(first) = first else {
+        return Ok(Ages::default());
+    };
+    let good: Option<i64> =
+        sqlx::query_scalar("SELECT MAX(started_at) FROM backup_runs WHERE ok = 1")
+            .fetch_one(pool)
+            .await?;
+    let last_failed: Option<i64> = sqlx::query_scalar(
+        "SELECT failed FROM backup_runs WHERE finished_at IS NOT NULL ORDER BY started_at DESC LIMIT 1",
+    )
+    .fetch_optional(pool)
+    .await?;
+    let rows: Vec<(String, Option<i64>)> =
+        sqlx::query_as("SELECT subject, last_good_at FROM backup_items ORDER BY subject")
+            .fetch_all(pool)
+            .await?;
+    Ok(Ages {
+        attempted: true,
+        overall_secs: Some((now - good.unwrap_or(first)).max(0)),
+        items: rows
+            .into_iter()
+            .map(|(s, at)| (s, at.map(|a| (now - a).max(0))))
+            .collect(),
+        last_failed: u32::try_from(last_failed.unwrap_or(0)).unwrap_or(u32::MAX),
+    })
+}
+
+/// The backup service.
+#[derive(Debug)]
+pub struct Backups {
+    pool: Pool,
+    storage: Storage,
+    vms: Arc<VmManager>,
+    settings: Option<Settings>,
+    schedule: schedule::BackupAt,
+    /// One run at a time.
+    running: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Backups {
+    pub fn new(
+        pool: Pool,
+        storage: Storage,
+        vms: Arc<VmManager>,
+        settings: Option<Settings>,
+        schedule: schedule::BackupAt,
+    ) -> Self {
+        Self {
+            pool,
+            storage,
+            vms,
+            settings,
+            schedule,
+            running: Arc::new(tokio::sync::Mutex::new(())),
+        }
+    }
+
+    pub fn configured(&self) -> bool {
+        self.settings.is_some()
+    }
+
+    fn dir(&self) -> PathBuf {
+        self.storage.root().join("backup")
+    }
+
+    /// The repository handle, making the password file on first use.
+    fn restic(&self) -> Result<Restic, BackupError> {
+        let s = self.settings.as_ref().ok_or(BackupError::NotConfigured)?;
+        let dir = self.dir();
+        std::fs::create_dir_all(&dir)?;
+        let password = dir.join("restic-password");
+        ensure_password(&password)?;
+        Ok(Restic::new(
+            s.repository.clone(),
+            password,
+            dir.join("cache"),
+        ))
+    }
+
+    async fn last_run(&self) -> Result<Option<LastRun>, sqlx::Error> {
+        let rows: Vec<(i64, bool)> = sqlx::query_as(
+            "SELECT started_at, ok FROM backup_runs ORDER BY started_at DESC, rowid DESC LIMIT ?",
+        )
+        .bind(i64::from(schedule::MAX_RETRIES) + 2)
+        .fetch_all(&self.pool)
+        .await?;
+        let Some(&(started_at, ok)) = rows.first() else {
+            return Ok(None);
+        };
+        let failures = rows.iter().take_while(|(_, ok)| !ok).count();
+        Ok(Some(LastRun {
+            started_at,
+            ok,
+            failures_in_a_row: u32::try_from(failures).unwrap_or(u32::MAX),
+        }))
+    }
+
+    /// The scheduled loop's pass: runs if due at `now` (`since`: when the
+    /// loop started).
+    pub async fn run_if_due(&self, now: i64, since: i64) -> Result<Option<Run>, BackupError> {
+        let Some(minute) = self.schedule.minute_of_day() else {
+            return Ok(None);
+        };
+        if self.settings.is_none() {
+            return Ok(None);
+        }
+        let last = self.last_run().await?;
+        if !schedule::due(now, last, since, minute) {
+            return Ok(None);
+        }
+        Ok(Some(self.run(now, Trigger::Scheduled, None).await?))
+    }
+
+    /// Starts a run now in the background (`POST /api/backups`); refused
+    /// while one runs.
+    pub async fn start_now(self: &Arc<Self>, by: &str) -> Result<(), BackupError> {
+        if self.settings.is_none() {
+            return Err(BackupError::NotConfigured);
+        }
+        let guard = self
+            .running
+            .clone()
+            .try_lock_owned()
+            .map_err(|_| BackupError::Busy)?;
+        let me = self.clone();
+        let by = by.to_owned();
+        tokio::spawn(async move {
+            let _one = guard;
+            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            if let Err(e) = me.run_locked(now, Trigger::Manual, Some(&by)).await {
+                tracing::warn!(error = %e, "backup run failed");
+            }
+        });
+        Ok(())
+    }
+
+    /// One whole run at `now` (see the module doc). Restic failures are
+    /// recorded in the run, not returned; errors are the database's.
+    pub async fn run(
+        &self,
+        now: i64,
+        trigger: Trigger,
+        by: Option<&str>,
+    ) -> Result<Run, BackupError> {
+        let _one = self.running.lock().await;
+        self.run_locked(now, trigger, by).await
+    }
+
+    /// [`Self::run`] while holding the one-run lock.
+    async fn run_locked(
+        &self,
+        now: i64,
+        trigger: Trigger,
+        by: Option<&str>,
+    ) -> Result<Run, BackupError> {
+        let id = Uuid::new_v4();
+        sqlx::query(
+            "INSERT INTO backup_runs (id, started_at, trigger, requested_by) VALUES (?, ?, ?, ?)",
+        )
+        .bind(id.to_string())
+        .bind(now)
+        .bind(match trigger {
+            Trigger::Scheduled => "scheduled",
+            Trigger::Manual => "manual",
+        })
+        .bind(by)
+        .execute(&self.pool)
+        .await?;
+        let clock = std::time::Instant::now();
+        let mut tally = Tally::default();
+        let mut error = None;
+        match self.prepare().await {
+            Ok(r) => {
+                // Layers first: the database copy then holds their points.
+                self.layers(&r, id, now, &mut tally).await?;
+                self.control_plane(&r, id, now, &mut tally).await?;
+                if let Err(e) = self.retention(&r).await {
+                    tracing::warn!(error = %e, "backup retention failed");
+                    error = Some(format!("retention: {e}"));
+                    tally.failed += 1;
+                }
+                let last_check: Option<i64> =
+                    sqlx::query_scalar("SELECT MAX(started_at) FROM backup_runs WHERE checked = 1")
+                        .fetch_one(&self.pool)
+                        .await?;
+                if schedule::check_due(now, last_check) {
+                    tally.checked = true;
+                    match r.check().await {
+                        Ok(()) => tally.check_ok = Some(true),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "restic check failed");
+                            tally.check_ok = Some(false);
+                            tally.failed += 1;
+                            error = Some(format!("check: {e}"));
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "backup repository unusable");
+                tally.failed += 1;
+                error = Some(e.to_string());
+            }
+        }
+        let finished = now + i64::try_from(clock.elapsed().as_secs()).unwrap_or(0);
+        let ok = tally.failed == 0;
+        sqlx::query(
+            "UPDATE backup_runs SET finished_at = ?, ok = ?, backed_up = ?, unchanged = ?,
+             skipped = ?, failed = ?, bytes_added = ?, checked = ?, check_ok = ?, error = ?
+             WHERE id = ?",
+        )
+        .bind(finished)
+        .bind(ok)
+        .bind(tally.backed_up)
+        .bind(tally.unchanged)
+        .bind(tally.skipped)
+        .bind(tally.failed)
+        .bind(i64::try_from(tally.bytes_added).unwrap_or(i64::MAX))
+        .bind(tally.checked)
+        .bind(tally.check_ok)
+        .bind(&error)
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await?;
+        tracing::info!(
+            run = %id, ok, backed_up = tally.backed_up, unchanged = tally.unchanged,
+            skipped = tally.skipped, failed = tally.failed, "backup run finished"
+        );
+        Ok(get_run(&self.pool, id).await?.unwrap_or_else(|| Run {
+            id,
+            started_at: text_time(now),
+            finished_at: None,
+            trigger: String::new(),
+            requested_by: None,
+            ok,
+            backed_up: tally.backed_up,
+            unchanged: tally.unchanged,
+            skipped: tally.skipped,
+            failed: tally.failed,
+            bytes_added: tally.bytes_added,
+            checked: tally.checked,
+            check_ok: tally.check_ok,
+            error,
+        }))
+    }
+
+    /// The repository, created if needed, with stale locks of a dead run gone.
+    async fn prepare(&self) -> Result<Restic, BackupError> {
+        let r = self.restic()?;
+        r.init_if_needed().await?;
+        r.unlock().await?;
+        Ok(r)
+    }
+
+    async fn control_plane(
+        &self,
+        r: &Restic,
+        run: Uuid,
+        now: i64,
+        tally: &mut Tally,
+    ) -> Result<(), BackupError> {
+        let dir = self.dir().join("control");
+        let mut last_error = None;
+        for _ in 0..ITEM_TRIES {
+            match self.control_once(r, &dir, now).await {
+                Ok(s) => {
+                    self.record_point(None, "control", &s, &dir, now, run)
+                        .await?;
+                    self.item_ok(CONTROL, None, now).await?;
+                    tally.backed_up += 1;
+                    tally.bytes_added += s.data_added;
+                    return Ok(());
+                }
+                Err(BackupError::Db(e)) if !is_busy(&e) => return Err(BackupError::Db(e)),
+                Err(e) => last_error = Some(e.to_string()),
+            }
+        }
+        let e = last_error.unwrap_or_default();
+        tracing::warn!(error = %e, "control-plane backup failed");
+        self.item_failed(CONTROL, now, &e).await?;
+        tally.failed += 1;
+        Ok(())
+    }
+
+    async fn control_once(
+        &self,
+        r: &Restic,
+        dir: &Path,
+        now: i64,
+    ) -> Result<restic::Summary, BackupError> {
+        std::fs::create_dir_all(dir)?;
+        let db = dir.join("pvce.db");
+        crate::storage::remove_file_if_exists(&db)?;
+        // A consistent copy while the server writes (SQLite's own).
+        sqlx::query("VACUUM INTO ?")
+            .bind(db.to_string_lossy().into_owned())
+            .execute(&self.pool)
+            .await?;
+        let key = self.storage.root().join("device-cookie.key");
+        if key.exists() {
+            std::fs::copy(&key, dir.join("device-cookie.key"))?;
+        }
+        let templates = self.storage.templates_dir();
+        let mut paths: Vec<&Path> = vec![dir];
+        if templates.exists() {
+            paths.push(&templates);
+        }
+        let tags = vec!["kind=control".to_owned()];
+        Ok(r.backup(&paths, &tags, now).await?)
+    }
+
+    async fn layers(
+        &self,
+        r: &Restic,
+        run: Uuid,
+        now: i64,
+        tally: &mut Tally,
+    ) -> Result<(), BackupError> {
+        let ids: Vec<String> =
+            sqlx::query_scalar("SELECT id FROM vms WHERE course_id IS NOT NULL ORDER BY id")
+                .fetch_all(&self.pool)
+                .await?;
+        for id in ids.iter().filter_map(|s| Uuid::parse_str(s).ok()) {
+            match self.layer(r, id, run, now).await {
+                Ok(Outcome::BackedUp(bytes)) => {
+                    tally.backed_up += 1;
+                    tally.bytes_added += bytes;
+                }
+                Ok(Outcome::Unchanged) => tally.unchanged += 1,
+                Ok(Outcome::Skipped) => tally.skipped += 1,
+                Err(BackupError::Vm(VmError::NotFound)) => {} // deleted meanwhile
+                Err(BackupError::Db(e)) if !is_busy(&e) => return Err(BackupError::Db(e)),
+                Err(e) => {
+                    tracing::warn!(vm = %id, error = %e, "layer backup failed");
+                    self.item_failed(&id.to_string(), now, &e.to_string())
+                        .await?;
+                    tally.failed += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One VM's layer: backed up if it changed and the VM is stopped.
+    async fn layer(
+        &self,
+        r: &Restic,
+        vm_id: Uuid,
+        run: Uuid,
+        now: i64,
+    ) -> Result<Outcome, BackupError> {
+        let lock = self.vms.lock_for(vm_id);
+        let _held = lock.lock().await;
+        let vm = crate::vms::snapshots::reload(&self.vms, vm_id).await?;
+        if vm.layer_storage != LayerStorage::Shared {
+            self.item_note(&vm_id.to_string(), now, "node-local layer: not backed up")
+                .await?;
+            return Ok(Outcome::Skipped);
+        }
+        let Some(sig) = signature(&vm.overlay_path) else {
+            // No layer file yet (never provisioned): nothing to keep.
+            return Ok(Outcome::Unchanged);
+        };
+        let known: Option<(Option<String>, Option<i64>)> =
+            sqlx::query_as("SELECT signature, last_good_at FROM backup_items WHERE subject = ?")
+                .bind(vm_id.to_string())
+                .fetch_optional(&self.pool)
+                .await?;
+        if let Some((Some(s), Some(_))) = &known
+            && *s == sig
+        {
+            return Ok(Outcome::Unchanged);
+        }
+        if !matches!(vm.state, VmState::Stopped | VmState::Error) {
+            self.item_note(
+                &vm_id.to_string(),
+                now,
+                "running: backed up by the first run after it stops",
+            )
+            .await?;
+            return Ok(Outcome::Skipped);
+        }
+        crate::vms::snapshots::settle(&vm.overlay_path).await?;
+        let tags = vec!["kind=layer".to_owned(), format!("vm={vm_id}")];
+        let mut last = None;
+        for _ in 0..ITEM_TRIES {
+            match r.backup(&[vm.overlay_path.as_path()], &tags, now).await {
+                Ok(s) => {
+                    self.record_point(Some(vm_id), "layer", &s, &vm.overlay_path, now, run)
+                        .await?;
+                    self.item_ok(&vm_id.to_string(), Some(&sig), now).await?;
+                    return Ok(Outcome::BackedUp(s.data_added));
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.map_or(BackupError::NotConfigured, BackupError::Restic))
+    }
+
+    async fn record_point(
+        &self,
+        vm: Option<Uuid>,
+        kind: &str,
+        s: &restic::Summary,
+        path: &Path,
+        now: i64,
+        run: Uuid,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO backup_points (id, vm_id, kind, snapshot, path, at, bytes_added, bytes_total, run_id)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(Uuid::new_v4().to_string())
+        .bind(vm.map(|v| v.to_string()))
+        .bind(kind)
+        .bind(&s.snapshot_id)
+        .bind(path.to_string_lossy().into_owned())
+        .bind(now)
+        .bind(i64::try_from(s.data_added).unwrap_or(i64::MAX))
+        .bind(i64::try_from(s.total_bytes_processed).unwrap_or(i64::MAX))
+        .bind(run.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn item_ok(
+        &self,
+        subject: &str,
+        signature: Option<&str>,
+        now: i64,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO backup_items (subject, signature, last_good_at, last_attempt_at, failures, last_error)
+             VALUES (?1, ?2, ?3, ?3, 0, NULL)
+             ON CONFLICT (subject) DO UPDATE SET signature = ?2, last_good_at = ?3,
+               last_attempt_at = ?3, failures = 0, last_error = NULL",
+        )
+        .bind(subject)
+        .bind(signature)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn item_failed(&self, subject: &str, now: i64, error: &str) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO backup_items (subject, last_attempt_at, failures, last_error)
+             VALUES (?1, ?2, 1, ?3)
+             ON CONFLICT (subject) DO UPDATE SET last_attempt_at = ?2,
+               failures = failures + 1, last_error = ?3",
+        )
+        .bind(subject)
+        .bind(now)
+        .bind(error)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// A note that is not a failure (why a layer was skipped).
+    async fn item_note(&self, subject: &str, now: i64, note: &str) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO backup_items (subject, last_attempt_at, failures, last_error)
+             VALUES (?1, ?2, 0, ?3)
+             ON CONFLICT (subject) DO UPDATE SET last_attempt_at = ?2, last_error = ?3",
+        )
+        .bind(subject)
+        .bind(now)
+        .bind(note)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Applies the retention, then forgets the points restic dropped.
+    async fn retention(&self, r: &Restic) -> Result<(), BackupError> {
+        let keep = self.settings.as_ref().map(|s| s.keep).unwrap_or_default();
+        r.forget_prune(keep).await?;
+        let kept: std::collections::HashSet<String> = r
+            .snapshots()
+            .await?
+            .into_iter()
+            .flat_map(|s| [s.id, s.short_id])
+            .collect();
+        let ours: Vec<(String, String)> = sqlx::query_as("SELECT id, snapshot FROM backup_points")
+            .fetch_all(&self.pool)
+            .await?;
+        for (id, snap) in ours {
+            if !kept.contains(&snap) && !kept.iter().any(|k| k.starts_with(&snap)) {
+                sqlx::query("DELETE FROM backup_points WHERE id = ?")
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The backup points of a VM's layer the user may see, newest first.
+    pub async fn points(&self, user: &User, vm_id: Uuid) -> Result<Vec<Point>, BackupError> {
+        let vm = self.vms.get_for(user, vm_id).await?;
+        let rows: Vec<(String, i64, i64, i64)> = sqlx::query_as(
+            "SELECT id, at, bytes_added, bytes_total FROM backup_points
+             WHERE vm_id = ? AND kind = 'layer' ORDER BY at, rowid",
+        )
+        .bind(vm.id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out: Vec<Point> = rows
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, (id, at, added, total))| {
+                Some(Point {
+                    id: Uuid::parse_str(&id).ok()?,
+                    at: text_time(at),
+                    bytes: u64::try_from(added).unwrap_or(0),
+                    layer_bytes: u64::try_from(total).unwrap_or(0),
+                    kind: if i == 0 { "full" } else { "incremental" },
+                })
+            })
+            .collect();
+        out.reverse();
+        Ok(out)
+    }
+
+    /// Restores a stopped VM's layer from one of its backup points
+    /// (`POST /api/vms/{id}/restore`). The layer it replaces is kept as the
+    /// VM's backup snapshot (revert it to undo; delete it to confirm), as an
+    /// import does; the restore is recorded with who and when. For whoever
+    /// may see the VM (a course's teacher, staff on a ticket, an admin for a
+    /// student).
+    pub async fn restore(
+        &self,
+        user: &User,
+        vm_id: Uuid,
+        point_id: Uuid,
+    ) -> Result<Restored, BackupError> {
+        use crate::vms::snapshots::{self, Snapshot, SnapshotKind};
+        let vm = self.vms.get_for(user, vm_id).await?;
+        let point: Option<(String, String, i64)> = sqlx::query_as(
+            "SELECT snapshot, path, at FROM backup_points WHERE id = ? AND vm_id = ? AND kind = 'layer'",
+        )
+        .bind(point_id.to_string())
+        .bind(vm.id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        let (snapshot, path, point_at) = point.ok_or(BackupError::PointNotFound)?;
+        // An early answer before reading the repository; checked again
+        // under the lock before anything changes.
+        let vm = self.vms.refresh(vm_id).await?;
+        snapshots::ensure_stopped(&vm, "restoring a backup")?;
+        let r = self.restic()?;
+        let staged = crate::storage::temp_beside(&vm.overlay_path);
+        let mut staged_guard = crate::storage::FileGuard::new(staged.clone());
+        r.dump(&snapshot, &path, &staged).await?;
+        let lock = self.vms.lock_for(vm_id);
+        let _held = lock.lock().await;
+        let vm = snapshots::reload(&self.vms, vm_id).await?;
+        snapshots::ensure_stopped(&vm, "restoring a backup")?;
+        let mut work = self.vms.checkout_layer(&vm).await?;
+        snapshots::settle(&vm.overlay_path).await?;
+        let kept = Snapshot {
+            id: Uuid::new_v4(),
+            vm_id: vm.id,
+            name: format!("before restore {}", crate::db::now()),
+            kind: SnapshotKind::Backup,
+            size_bytes: Some(tokio::fs::metadata(&vm.overlay_path).await?.len()),
+            created_at: crate::db::now(),
+        };
+        let kept_file = snapshots::backup_path(&vm, kept.id);
+        // A hard link: the layer's name exists at every moment.
+        tokio::fs::hard_link(&vm.overlay_path, &kept_file).await?;
+        if let Err(e) = crate::storage::install_file(&staged, &vm.overlay_path).await {
+            let _ = crate::storage::remove_file_if_exists(&kept_file);
+            return Err(e.into());
+        }
+        staged_guard.disarm();
+        if let Err(e) = work.commit().await {
+            let _ = crate::storage::remove_file_if_exists(&kept_file);
+            return Err(BackupError::Vm(e.into()));
+        }
+        let old = match snapshots::record_import_backup(&self.pool, &kept).await {
+            Ok(old) => old,
+            Err(e) => {
+                let _ = crate::storage::remove_file_if_exists(&kept_file);
+                return Err(e.into());
+            }
+        };
+        for id in old {
+            if let Err(e) = crate::storage::remove_file_if_exists(&snapshots::backup_path(&vm, id))
+            {
+                tracing::warn!(vm = %vm.id, error = %e, "could not remove an older backup layer");
+            }
+        }
+        sqlx::query(
+            "INSERT INTO backup_restores (id, vm_id, point_id, point_at, by_user, at, kept_snapshot_id)
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(Uuid::new_v4().to_string())
+        .bind(vm.id.to_string())
+        .bind(point_id.to_string())
+        .bind(point_at)
+        .bind(&user.username)
+        .bind(crate::db::now())
+        .bind(kept.id.to_string())
+        .execute(&self.pool)
+        .await?;
+        tracing::info!(vm = %vm.id, point = %point_id, by = %user.username, "restored a layer from a backup");
+        Ok(Restored {
+            vm: crate::vms::load(&self.pool, vm.id).await?,
+            kept,
+        })
+    }
+
+    /// One file or directory of a backup point's guest disk
+    /// (`GET /api/vms/{id}/backups/{bid}/files?path=`), without restoring
+    /// anything: the point's layer is read out of the repository into a
+    /// private work directory, made a raw disk through its template chain,
+    /// and read with the collection feature's read-only debugfs
+    /// ([`crate::collect::read_guest_path`]). The VM may be running.
+    pub async fn files(
+        &self,
+        user: &User,
+        vm_id: Uuid,
+        point_id: Uuid,
+        path: &str,
+    ) -> Result<GuestFiles, BackupError> {
+        let path = if path.trim_end_matches('/').is_empty() && path.starts_with('/') {
+            "/".to_owned()
+        } else {
+            crate::collect::validate_path(path).map_err(|_| {
+                BackupError::BadPath(
+                    "path must be / or an absolute guest path like /root/lab1/notes.txt \
+                     (letters, digits, '.', '_', '+', '-' and '/')"
+                        .into(),
+                )
+            })?
+        };
+        let vm = self.vms.get_for(user, vm_id).await?;
+        let point: Option<(String, String)> = sqlx::query_as(
+            "SELECT snapshot, path FROM backup_points WHERE id = ? AND vm_id = ? AND kind = 'layer'",
+        )
+        .bind(point_id.to_string())
+        .bind(vm.id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        let (snapshot, layer_path) = point.ok_or(BackupError::PointNotFound)?;
+        let r = self.restic()?;
+        let job = WorkDir::new(self.storage.upload_path().with_extension("backup-files"))?;
+        let layer = job.0.join("layer.qcow2");
+        r.dump(&snapshot, &layer_path, &layer).await?;
+        let raw = job.0.join("disk.raw");
+        crate::images::qemu_img::convert_to_raw(&layer, &raw).await?;
+        crate::storage::remove_file_if_exists(&layer)?;
+        let out = job.0.join("file");
+        match crate::collect::read_guest_path(&raw, &path, &out).await? {
+            crate::collect::GuestPath::Dir(entries) => Ok(GuestFiles::Dir { path, entries }),
+            crate::collect::GuestPath::File { size } => {
+                // The open handle keeps the bytes; the work dir goes now.
+                let file = tokio::fs::File::open(&out).await?;
+                let size = file.metadata().await.map_or(size, |m| m.len());
+                let name = path.rsplit('/').next().unwrap_or("file").to_owned();
+                Ok(GuestFiles::File { file, size, name })
+            }
+        }
+    }
+
+    /// The status page (`GET /api/backups`) at `now`.
+    pub async fn status(&self, now: i64) -> Result<Status, BackupError> {
+        let last: Option<String> = sqlx::query_scalar(
+            "SELECT id FROM backup_runs ORDER BY started_at DESC, rowid DESC LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        let last_run = match last.and_then(|s| Uuid::parse_str(&s).ok()) {
+            Some(id) => get_run(&self.pool, id).await?,
+            None => None,
+        };
+        let good: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(started_at) FROM backup_runs WHERE ok = 1")
+                .fetch_one(&self.pool)
+                .await?;
+        let check: Option<(i64, Option<bool>)> = sqlx::query_as(
+            "SELECT started_at, check_ok FROM backup_runs WHERE checked = 1 ORDER BY started_at DESC LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        #[allow(clippy::type_complexity)] // one row's columns
+        let rows: Vec<(
+            String,
+            Option<i64>,
+            i64,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        )> = sqlx::query_as(
+            "SELECT i.subject, i.last_good_at, i.failures, i.last_error, v.name, u.username, c.code
+               FROM backup_items i
+               LEFT JOIN vms v ON v.id = i.subject
+               LEFT JOIN users u ON u.id = v.owner_id
+               LEFT JOIN courses c ON c.id = v.course_id
+              ORDER BY i.subject = 'control' DESC, c.code, u.username, v.name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let items = rows
+            .into_iter()
+            .map(
+                |(subject, good, failures, err, vm, owner, course)| ItemStatus {
+                    subject,
+                    vm_name: vm,
+                    owner,
+                    course,
+                    last_good_at: good.map(text_time),
+                    age_secs: good.map(|g| (now - g).max(0)),
+                    failures: u32::try_from(failures).unwrap_or(0),
+                    last_error: err,
+                },
+            )
+            .collect();
+        Ok(Status {
+            configured: self.settings.is_some(),
+            repository: self.settings.as_ref().map(|s| mask(&s.repository)),
+            schedule: self.schedule.to_string(),
+            keep: self.settings.as_ref().map(|s| KeepView {
+                daily: s.keep.daily,
+                weekly: s.keep.weekly,
+                monthly: s.keep.monthly,
+            }),
+            running: self.running.try_lock().is_err(),
+            last_run,
+            last_good_at: good.map(text_time),
+            age_secs: good.map(|g| (now - g).max(0)),
+            last_check_at: check.map(|c| text_time(c.0)),
+            last_check_ok: check.and_then(|c| c.1),
+            items,
+        })
+    }
+}
+
+#[derive(Debug, Default)]
+struct Tally {
+    backed_up: u32,
+    unchanged: u32,
+    skipped: u32,
+    failed: u32,
+    bytes_added: u64,
+    checked: bool,
+    check_ok: Option<bool>,
+}
+
+enum Outcome {
+    BackedUp(u64),
+    Unchanged,
+    Skipped,
+}
+
+/// Whether a database error is the database being busy or full, i.e. an
+/// item's failure rather than the run's.
+fn is_busy(e: &sqlx::Error) -> bool {
+    let s = e.to_string();
+    s.contains("locked") || s.contains("busy") || s.contains("full")
+}
+
+/// A layer file's size and modification time, or `None` if it is missing.
+fn signature(path: &Path) -> Option<String> {
+    let m = std::fs::metadata(path).ok()?;
+    Some(format!("{}:{}.{}", m.len(), m.mtime(), m.mtime_nsec()))
+}
+
+/// Makes the repository password once: 32 random bytes, hex, mode 0600.
+fn ensure_password(path: &Path) -> std::io::Result<()> {
+    use rand::RngCore;
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if path.exists() {
+        return Ok(());
+    }
+    let mut bytes = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(crate::storage::sha256_hex(bytes).as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+/// A repository string with any `user:password@` credentials masked.
+fn mask(repo: &str) -> String {
+    match (repo.find("://"), repo.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://***@{}", &repo[..scheme], &repo[at + 1..])
+        }
+        _ => repo.to_owned(),
+    }
+}
+
+/// Unix seconds as RFC 3339 UTC.
+fn text_time(at: i64) -> String {
+    crate::db::format_time(
+        time::OffsetDateTime::from_unix_timestamp(at).unwrap_or(time::OffsetDateTime::UNIX_EPOCH),
+    )
+}
+
+async fn get_run(pool: &Pool, id: Uuid) -> Result<Option<Run>, sqlx::Error> {
+    #[allow(clippy::type_complexity)] // one row's columns
+    let row: Option<(
+        i64,
+        Option<i64>,
+        String,
+        Option<String>,
+        bool,
+        i64,
+        i64,
+        i64,
+        i64,
+        i64,
+        bool,
+        Option<bool>,
+        Option<String>,
+    )> = sqlx::query_as(
+        "SELECT started_at, finished_at, trigger, requested_by, ok, backed_up, unchanged, skipped,
+                failed, bytes_added, checked, check_ok, error FROM backup_runs WHERE id = ?",
+    )
+    .bind(id.to_string())
+    .fetch_optional(pool)
+    .await?;
+    let n = |v: i64| u32::try_from(v).unwrap_or(0);
+    Ok(row.map(
+        |(s, f, trigger, by, ok, b, u, sk, fa, bytes, checked, check_ok, error)| Run {
+            id,
+            started_at: text_time(s),
+            finished_at: f.map(text_time),
+            trigger,
+            requested_by: by,
+            ok,
+            backed_up: n(b),
+            unchanged: n(u),
+            skipped: n(sk),
+            failed: n(fa),
+            bytes_added: u64::try_from(bytes).unwrap_or(0),
+            checked,
+            check_ok,
+            error,
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_credentials_in_the_repository() {
+        assert_eq!(
+            mask("rest:https://u:secret@host:8000/r"),
+            "rest:https://***@host:8000/r"
+        );
+        assert_eq!(mask("/srv/backup"), "/srv/backup");
+        assert_eq!(mask("sftp:user@host:/srv/r"), "sftp:user@host:/srv/r");
+    }
+}
