@@ -48,6 +48,8 @@ pub struct AppState {
     pub builds: Arc<crate::builds::Builds>,
     /// The periodic service reports.
     pub reports: Arc<crate::reports::Reports>,
+    /// Campus sign-in (providers and rules).
+    pub sso: Arc<crate::auth::sso::Sso>,
 }
 
 /// Opens storage and the database (running migrations) — what every subcommand needs.
@@ -161,7 +163,9 @@ impl AppState {
             vms.clone(),
             config.shutdown_timeout(),
         ));
+        let sso = Arc::new(sso(&config, &pool)?);
         Ok(Self {
+            sso,
             templates,
             builds,
             console,
@@ -231,4 +235,18 @@ fn sign_in(config: &Config, storage: &Storage) -> anyhow::Result<SignIn> {
             .inline(config.login_hash_inline),
         key,
     ))
+}
+
+/// Campus sign-in from its settings file; a bad file stops the start-up.
+fn sso(config: &Config, pool: &Pool) -> anyhow::Result<crate::auth::sso::Sso> {
+    use crate::auth::providers::AuthSettings;
+    let settings = match &config.auth_config {
+        Some(path) => AuthSettings::load(path)?,
+        None => AuthSettings::default(),
+    };
+    crate::auth::sso::Sso::new(
+        pool.clone(),
+        settings,
+        std::time::Duration::from_secs(config.session_hours * 3600),
+    )
 }

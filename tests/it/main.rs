@@ -36,6 +36,7 @@ mod reports;
 mod sign_in;
 mod slo;
 mod snapshots;
+mod sso;
 mod storage_full;
 mod template_layers;
 mod templates_tree;

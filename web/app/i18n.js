@@ -130,6 +130,8 @@ const STRINGS = {
     'desktop.spice.download': 'Download connection file (.vv)',
 
     // ---- area: sso (new keys of this area go right below this line)
+    'sso.or': 'Or sign in with your campus account:',
+    'sso.aria': 'Campus sign-in',
 
     // ---- area: backup (new keys of this area go right below this line)
 
@@ -1408,6 +1410,8 @@ const STRINGS = {
     'desktop.spice.download': '下载连接文件（.vv）',
 
     // ---- area: sso (new keys of this area go right below this line)
+    'sso.or': '或使用校园统一身份登录：',
+    'sso.aria': '校园统一身份登录',
 
     // ---- area: backup (new keys of this area go right below this line)
 
