@@ -12,9 +12,15 @@
 //!   attempts after the first few are spaced out progressively; the right
 //!   password always gets in once its turn comes.
 //! - Unknown usernames cost a full password check (no enumeration by timing).
+//! - Every sign-in, local or through a campus provider ([`sso`]), opens its
+//!   session through [`open_session`] with the provider's id.
 
 pub mod device;
 pub mod hashing;
+pub mod oidc;
+pub mod providers;
+pub mod rules;
+pub mod sso;
 pub mod throttle;
 
 use std::net::IpAddr;
@@ -273,8 +279,10 @@ pub async fn login(
     let ok = sign_in
         .hashes
         .run(move || match stored {
-            Some(hash) => verify_password(&password, &hash),
-            None => {
+            // An account of a campus provider has no usable hash: it costs
+            // a full check too, so timing does not tell it exists.
+            Some(hash) if PasswordHash::new(&hash).is_ok() => verify_password(&password, &hash),
+            _ => {
                 verify_password(&password, dummy_hash());
                 false
             }
@@ -292,24 +300,41 @@ pub async fn login(
         return Err(AuthError::BadCredentials);
     };
     pending.finish(throttle::Outcome::Success);
-    let token = random_token();
-    let expires = time::OffsetDateTime::now_utc()
-        + time::Duration::seconds(i64::try_from(session_lifetime.as_secs()).unwrap_or(i64::MAX));
-    sqlx::query(
-        "INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
-    )
-    .bind(token_hash(&token))
-    .bind(user.id.to_string())
-    .bind(db::now())
-    .bind(db::format_time(expires))
-    .execute(pool)
-    .await?;
+    let token = open_session(pool, &user, LOCAL_PROVIDER, session_lifetime).await?;
     let device_cookie = sign_in.device_key.issue(&user.username, now_unix);
     Ok(SignedIn {
         user,
         token,
         device_cookie,
     })
+}
+
+/// The provider name of the local password form.
+pub const LOCAL_PROVIDER: &str = "local";
+
+/// Opens a session for a user whose identity is proven: every way of
+/// signing in (the password form, each campus provider in [`sso`]) ends
+/// here, with the provider's id, so there is one place that sees them all.
+pub async fn open_session(
+    pool: &Pool,
+    user: &User,
+    provider: &str,
+    lifetime: Duration,
+) -> Result<String, AuthError> {
+    let token = random_token();
+    let expires = time::OffsetDateTime::now_utc()
+        + time::Duration::seconds(i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX));
+    sqlx::query(
+        "INSERT INTO sessions (token_hash, user_id, created_at, expires_at, provider) VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(token_hash(&token))
+    .bind(user.id.to_string())
+    .bind(db::now())
+    .bind(db::format_time(expires))
+    .bind(provider)
+    .execute(pool)
+    .await?;
+    Ok(token)
 }
 
 /// Resolves a session token to its (enabled) user.
@@ -326,6 +351,18 @@ pub async fn authenticate(pool: &Pool, token: &str) -> Result<User, AuthError> {
         .filter(|u| !u.disabled)
         .ok_or(AuthError::Unauthenticated)?;
     Ok(user)
+}
+
+/// The provider that opened the session of `token` (`None`: unknown token,
+/// or a session from before providers were recorded).
+pub async fn session_provider(pool: &Pool, token: &str) -> Result<Option<String>, AuthError> {
+    Ok(sqlx::query_scalar::<_, Option<String>>(
+        "SELECT provider FROM sessions WHERE token_hash = ?",
+    )
+    .bind(token_hash(token))
+    .fetch_optional(pool)
+    .await?
+    .flatten())
 }
 
 pub async fn logout(pool: &Pool, token: &str) -> Result<(), AuthError> {

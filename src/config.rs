@@ -262,6 +262,12 @@ pub struct Config {
     #[arg(long, env = "PVCE_INSPECTION_AT", default_value = "02:30")]
     pub inspection_at: crate::inspection::schedule::InspectionAt,
 
+    /// Campus sign-in settings (TOML): the providers the login page offers
+    /// and the rules from their attributes to roles (src/auth/providers.rs
+    /// shows the format). Secrets live in files the settings name, never here.
+    #[arg(long, env = "PVCE_AUTH_CONFIG")]
+    pub auth_config: Option<PathBuf>,
+
     /// Lifetime of a login session, in hours.
     #[arg(long, env = "PVCE_SESSION_HOURS", default_value_t = 12)]
     pub session_hours: u64,
@@ -458,6 +464,7 @@ impl Config {
             login_hash_inline: false,
             min_free_mib: crate::space::DEFAULT_MIN_FREE_MIB,
             session_hours: 12,
+            auth_config: None,
             desk_confirm_days: crate::desk::DEFAULT_CONFIRM_DAYS,
             smtp_host: None,
             smtp_port: None,

@@ -50,6 +50,8 @@ pub struct AppState {
     pub reports: Arc<crate::reports::Reports>,
     /// Backups of personal layers and the control plane.
     pub backups: Arc<crate::backup::Backups>,
+    /// Campus sign-in (providers and rules).
+    pub sso: Arc<crate::auth::sso::Sso>,
 }
 
 /// Opens storage and the database (running migrations) — what every subcommand needs.
@@ -170,8 +172,10 @@ impl AppState {
             config.backup_settings(),
             config.backup_at,
         ));
+        let sso = Arc::new(sso(&config, &pool)?);
         Ok(Self {
             backups,
+            sso,
             templates,
             builds,
             console,
@@ -241,4 +245,18 @@ fn sign_in(config: &Config, storage: &Storage) -> anyhow::Result<SignIn> {
             .inline(config.login_hash_inline),
         key,
     ))
+}
+
+/// Campus sign-in from its settings file; a bad file stops the start-up.
+fn sso(config: &Config, pool: &Pool) -> anyhow::Result<crate::auth::sso::Sso> {
+    use crate::auth::providers::AuthSettings;
+    let settings = match &config.auth_config {
+        Some(path) => AuthSettings::load(path)?,
+        None => AuthSettings::default(),
+    };
+    crate::auth::sso::Sso::new(
+        pool.clone(),
+        settings,
+        std::time::Duration::from_secs(config.session_hours * 3600),
+    )
 }

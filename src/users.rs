@@ -187,6 +187,50 @@ pub async fn create(pool: &Pool, new: NewUser) -> Result<User, UserError> {
     }
 }
 
+/// Stored as the password hash of accounts made by a campus provider: not
+/// a PHC string, so no password ever verifies against it.
+pub const NO_PASSWORD: &str = "!external";
+
+/// Creates the account of a campus identity at its first sign-in (no
+/// password: it signs in through its provider only).
+pub async fn create_external(
+    pool: &Pool,
+    username: &str,
+    display_name: &str,
+    role: Role,
+) -> Result<User, UserError> {
+    validate_username(username)?;
+    let display_name = Some(display_name.trim())
+        .filter(|d| !d.is_empty() && validate_display_name(d).is_ok())
+        .unwrap_or(username);
+    let user = User {
+        id: Uuid::new_v4(),
+        username: username.to_owned(),
+        display_name: display_name.to_owned(),
+        role,
+        disabled: false,
+        must_change_password: false,
+    };
+    let res = sqlx::query(
+        "INSERT INTO users (id, username, display_name, role, password_hash, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(user.id.to_string())
+    .bind(&user.username)
+    .bind(&user.display_name)
+    .bind(user.role.as_str())
+    .bind(NO_PASSWORD)
+    .bind(db::now())
+    .execute(pool)
+    .await;
+    match res {
+        Ok(_) => Ok(user),
+        Err(e) if db::unique_violation(&e).is_some() => {
+            Err(UserError::UsernameTaken(user.username))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 pub async fn list(pool: &Pool) -> Result<Vec<User>, UserError> {
     let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM users ORDER BY username"))
         .fetch_all(pool)

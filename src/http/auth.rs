@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
@@ -21,6 +21,100 @@ pub fn router() -> Router<AppState> {
         .route("/api/auth/logout", post(logout))
         .route("/api/me", get(me))
         .route("/api/me/password", post(change_password))
+        .route("/api/auth/providers", get(providers))
+        .route("/api/auth/oidc/{id}/start", get(oidc_start))
+        .route("/api/auth/oidc/{id}/callback", get(oidc_callback))
+}
+
+/// The campus sign-in providers the login page offers (public).
+async fn providers(State(state): State<AppState>) -> Json<Vec<auth::providers::PublicProvider>> {
+    Json(state.sso.providers())
+}
+
+#[derive(Debug, Deserialize)]
+struct StartQuery {
+    next: Option<String>,
+}
+
+fn origin_of(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
+    super::origin::own_origin(headers, &state.config)
+        .ok_or_else(|| ApiError::bad_request("the request names no host"))
+}
+
+fn redirect(to: &str, cookies: &[String]) -> Result<axum::response::Response, ApiError> {
+    let mut out = HeaderMap::new();
+    out.insert(
+        header::LOCATION,
+        HeaderValue::from_str(to).map_err(|_| ApiError::bad_request("bad redirect address"))?,
+    );
+    for c in cookies {
+        if let Ok(v) = HeaderValue::from_str(c) {
+            out.append(header::SET_COOKIE, v);
+        }
+    }
+    Ok((StatusCode::SEE_OTHER, out).into_response())
+}
+
+/// The login page's provider button: off to the provider, the flow bound to
+/// this browser by a cookie.
+async fn oidc_start(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<StartQuery>,
+    headers: HeaderMap,
+) -> Result<axum::response::Response, ApiError> {
+    let origin = origin_of(&state, &headers)?;
+    let started = state
+        .sso
+        .oidc_start(&id, &origin, q.next.as_deref())
+        .await?;
+    let cookies = Cookies::for_request(&state.config, &headers);
+    redirect(
+        &started.url,
+        &[cookies.set_sso_flow(Some(&started.flow_cookie))],
+    )
+}
+
+#[derive(Debug, Deserialize)]
+struct CallbackQuery {
+    #[serde(default)]
+    state: String,
+    code: Option<String>,
+    error: Option<String>,
+}
+
+/// The provider sends the browser back here: a session, then the page the
+/// user started from.
+async fn oidc_callback(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<CallbackQuery>,
+    headers: HeaderMap,
+) -> Result<axum::response::Response, ApiError> {
+    let origin = origin_of(&state, &headers)?;
+    let flow = cookie_value(&headers, auth::sso::FLOW_COOKIE);
+    let signed_in = state
+        .sso
+        .oidc_callback(
+            &id,
+            &origin,
+            auth::sso::Callback {
+                state: &q.state,
+                code: q.code.as_deref(),
+                error: q.error.as_deref(),
+                flow_cookie: flow.as_deref(),
+            },
+        )
+        .await?;
+    let cookies = Cookies::for_request(&state.config, &headers);
+    let lifetime = std::time::Duration::from_secs(state.config.session_hours * 3600);
+    redirect(
+        &signed_in.next,
+        &[
+            cookies.set_session(&signed_in.token, lifetime),
+            cookies.set_sso_flow(None),
+        ],
+    )
 }
 
 #[derive(Debug, Deserialize)]
@@ -99,7 +193,8 @@ async fn logout(
     headers: HeaderMap,
     me: CurrentUser,
 ) -> Result<impl IntoResponse, ApiError> {
-    auth::logout(&state.pool, &me.token).await?;
+    let origin = super::origin::own_origin(&headers, &state.config).unwrap_or_default();
+    let campus = state.sso.logout(&me.token, &origin).await?;
     // The device cookie stays: it is what lets this browser in during an attack.
     let mut out = HeaderMap::new();
     for cookie in Cookies::for_request(&state.config, &headers).clear_sessions(&headers) {
@@ -107,7 +202,11 @@ async fn logout(
             out.append(header::SET_COOKIE, v);
         }
     }
-    Ok((StatusCode::NO_CONTENT, out))
+    // A campus session: the browser also visits the provider's logout.
+    Ok(match campus {
+        Some(url) => (StatusCode::OK, out, Json(json!({ "redirect": url }))).into_response(),
+        None => (StatusCode::NO_CONTENT, out).into_response(),
+    })
 }
 
 async fn me(me: CurrentUser) -> Json<serde_json::Value> {

@@ -291,6 +291,30 @@ impl From<UserError> for ApiError {
     }
 }
 
+impl From<crate::auth::sso::SsoError> for ApiError {
+    fn from(e: crate::auth::sso::SsoError) -> Self {
+        use crate::auth::sso::SsoError as E;
+        let msg = e.to_string();
+        match e {
+            E::UnknownProvider(_) => Self::new(StatusCode::NOT_FOUND, "unknown_provider", msg),
+            E::BadRedirect => Self::new(StatusCode::BAD_REQUEST, "bad_redirect", msg),
+            E::BadState => Self::new(StatusCode::BAD_REQUEST, "bad_state", msg),
+            E::ProviderUnavailable(_) => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "provider_unavailable", msg)
+            }
+            E::ProviderRefused(_) => Self::new(StatusCode::UNAUTHORIZED, "provider_refused", msg),
+            E::BadIdToken(_) => Self::new(StatusCode::UNAUTHORIZED, "bad_id_token", msg),
+            E::Refused => Self::new(StatusCode::FORBIDDEN, "sign_in_refused", msg),
+            E::Disabled => Self::new(StatusCode::FORBIDDEN, "account_disabled", msg),
+            E::AccountConflict(_) => Self::new(StatusCode::CONFLICT, "account_conflict", msg),
+            E::Busy => Self::new(StatusCode::SERVICE_UNAVAILABLE, "busy", msg).with_retry_after(60),
+            E::User(u) => u.into(),
+            E::Auth(a) => a.into(),
+            E::Db(_) => Self::internal(&e),
+        }
+    }
+}
+
 impl From<ImageError> for ApiError {
     fn from(e: ImageError) -> Self {
         match e {

@@ -131,6 +131,22 @@ impl Cookies {
         out
     }
 
+    /// `Set-Cookie` value binding a campus sign-in flow to this browser
+    /// ([`auth::sso`]); `None` clears it. Lax: it must come back on the
+    /// provider's top-level redirect to the callback.
+    pub fn set_sso_flow(self, state: Option<&str>) -> String {
+        let secure = if self.secure { "; Secure" } else { "" };
+        let max_age = match state {
+            Some(_) => auth::sso::FLOW_TTL.as_secs(),
+            None => 0,
+        };
+        format!(
+            "{}={}; HttpOnly; SameSite=Lax; Path=/api/auth/; Max-Age={max_age}{secure}",
+            auth::sso::FLOW_COOKIE,
+            state.unwrap_or("")
+        )
+    }
+
     /// `Set-Cookie` value of the device cookie ([`auth::device`]).
     pub fn set_device(self, value: &str) -> String {
         let max_age = u64::try_from(auth::device::DEVICE_COOKIE_DAYS * 86_400).unwrap_or(0);

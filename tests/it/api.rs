@@ -144,6 +144,25 @@ fn role_matrix() -> Vec<Row> {
             [401, 403, 403, 403, 404],
         ),
         // ---- area: sso (new rows of this area go right below this line)
+        row(
+            Method::GET,
+            "/api/auth/providers",
+            NO,
+            [200, 200, 200, 200, 200],
+        ),
+        row(
+            Method::GET,
+            "/api/auth/oidc/{id}/start",
+            NO,
+            [404, 404, 404, 404, 404],
+        ),
+        row(
+            Method::GET,
+            "/api/auth/oidc/{id}/callback",
+            NO,
+            [404, 404, 404, 404, 404],
+        )
+        .with_query("?state=x&code=y"),
         // ---- area: backup (new rows of this area go right below this line)
         row(Method::GET, "/api/backups", NO, [401, 403, 403, 403, 200]),
         // No repository is configured in this test server.

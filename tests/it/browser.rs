@@ -1631,3 +1631,42 @@ async fn admin_runs_a_backup_and_the_student_restores_it_in_the_browser() {
         .unwrap();
     assert_eq!(by, "test-ui-student");
 }
+
+/// Campus sign-in (tests/it/sso.rs has the protocol's refusals): the login
+/// page's provider button in both languages, the real OpenID Connect
+/// provider's page in the same browser, back signed in with the role the
+/// rules gave, and signing out through the provider.
+#[tokio::test]
+async fn campus_sign_in_through_the_login_page() {
+    let _serial = one_at_a_time().await;
+    let op = crate::sso::Provider::start().await;
+    let auth_dir = tempfile::tempdir().unwrap();
+    let auth_file = op.auth_file(auth_dir.path());
+    let env = TestEnv::start_with(|c| c.auth_config = Some(auth_file)).await;
+    op.set_user(
+        "u-web-alice",
+        json!({"preferred_username": "test-web-alice", "eduPersonAffiliation": ["faculty"]}),
+    )
+    .await;
+    let port = loopback_port(&op.url).unwrap();
+    // The provider, like the server, reached from the browser's namespace.
+    let bridge = LoopbackBridge::to(port);
+    let dir = artifact_dir();
+    let shots = ["sso-login-en.png", "sso-login-zh.png", "sso-signed-in.png"];
+    for f in shots {
+        let _ = std::fs::remove_file(dir.join(f));
+    }
+    run_script(
+        "sso.mjs",
+        &[
+            &env.server.url(),
+            &port.to_string(),
+            bridge.path.to_str().unwrap(),
+            dir.to_str().unwrap(),
+        ],
+    )
+    .await;
+    for f in shots {
+        assert_png(&dir.join(f));
+    }
+}

@@ -39,6 +39,7 @@ mod serial_console;
 mod sign_in;
 mod slo;
 mod snapshots;
+mod sso;
 mod storage_full;
 mod template_layers;
 mod templates_tree;

@@ -160,8 +160,34 @@ function showLogin() {
         heroArt()),
       h('main', { class: 'login-main', 'aria-labelledby': 'login-title' },
         h('div', { class: 'login-top' }, langButton()),
-        h('div', { class: 'card login-card' }, form))));
+        h('div', { class: 'card login-card' }, form, providerButtons()))));
   user.focus();
+}
+
+/**
+ * One button per campus sign-in provider (GET /api/auth/providers), below
+ * the local form, which stays for accounts the lab centre made. A button is
+ * a plain link: the server sends the browser on to the provider.
+ */
+function providerButtons() {
+  const box = h('nav', { class: 'sso-list', hidden: true, i18nAria: 'sso.aria' });
+  get('/api/auth/providers', { quiet401: true }).then((list) => {
+    if (!Array.isArray(list) || !list.length) return;
+    const draw = () => {
+      const zh = document.documentElement.lang === 'zh-CN';
+      replace(box,
+        h('p', { class: 'sso-or muted', i18n: 'sso.or' }),
+        ...list.map((p) => h('a', {
+          class: 'btn block sso-btn',
+          href: `/api/auth/${encodeURIComponent(p.kind)}/${encodeURIComponent(p.id)}/start?next=${encodeURIComponent('/' + location.hash)}`,
+          'data-provider': p.id,
+        }, icon('key'), h('span', {}, (zh && p.label_zh) || p.label))));
+      box.hidden = false;
+    };
+    draw();
+    const off = onLangChange(() => (box.isConnected ? draw() : off()));
+  }).catch(() => { /* no providers shown: the local form still works */ });
+  return box;
 }
 
 // ---------------------------------------------------------------- forced password change
@@ -391,7 +417,13 @@ function focusView() {
 let focusOnMount = false;
 
 async function doLogout() {
-  try { await post('/api/auth/logout'); } catch { /* the session may already be gone */ }
+  let res = null;
+  try { res = await post('/api/auth/logout'); } catch { /* the session may already be gone */ }
+  // Signed in through a campus provider: end that session too (it comes back here).
+  if (res && typeof res.redirect === 'string' && /^https?:\/\//.test(res.redirect)) {
+    location.assign(res.redirect);
+    return;
+  }
   location.hash = '';
   showLogin();
 }

@@ -130,6 +130,17 @@ const STRINGS = {
     'desktop.spice.download': 'Download connection file (.vv)',
 
     // ---- area: sso (new keys of this area go right below this line)
+    'apierr.unknown_provider': 'There is no such sign-in provider.',
+    'apierr.bad_redirect': 'The return address must be a page of this site.',
+    'apierr.bad_state': 'This sign-in was not started in this browser, was used already or has expired. Start again from the login page.',
+    'apierr.provider_unavailable': 'The campus sign-in service cannot be reached. Try again later or use your local account.',
+    'apierr.provider_refused': 'The campus sign-in service refused the sign-in.',
+    'apierr.bad_id_token': 'The campus sign-in service sent an answer that does not check out.',
+    'apierr.sign_in_refused': 'Your campus account has no access to this lab.',
+    'apierr.account_disabled': 'This account is disabled.',
+    'apierr.account_conflict': 'Your campus username belongs to another account here. Ask an administrator to link them.',
+    'sso.or': 'Or sign in with your campus account:',
+    'sso.aria': 'Campus sign-in',
 
     // ---- area: backup (new keys of this area go right below this line)
     'panel.backup.files': 'Files',
@@ -1478,6 +1489,17 @@ const STRINGS = {
     'desktop.spice.download': '下载连接文件（.vv）',
 
     // ---- area: sso (new keys of this area go right below this line)
+    'apierr.unknown_provider': '没有这个登录方式。',
+    'apierr.bad_redirect': '返回地址必须是本站的页面。',
+    'apierr.bad_state': '这次登录不是在本浏览器中发起的、已被使用或已过期。请回到登录页重新开始。',
+    'apierr.provider_unavailable': '无法连接校园统一身份认证服务。请稍后再试，或使用本地账号。',
+    'apierr.provider_refused': '校园统一身份认证服务拒绝了这次登录。',
+    'apierr.bad_id_token': '校园统一身份认证服务返回的应答未通过校验。',
+    'apierr.sign_in_refused': '你的校园账号没有使用本实验平台的权限。',
+    'apierr.account_disabled': '该账号已被停用。',
+    'apierr.account_conflict': '你的校园用户名已属于本平台的另一个账号。请联系管理员关联。',
+    'sso.or': '或使用校园统一身份登录：',
+    'sso.aria': '校园统一身份登录',
 
     // ---- area: backup (new keys of this area go right below this line)
     'panel.backup.files': '文件',

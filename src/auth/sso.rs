@@ -1,0 +1,457 @@
+//! Campus sign-in: the configured providers ([`super::providers`]), the flows
+//! in progress, and the one path every campus identity takes into a session.
+//!
+//! Invariants:
+//! - A flow's `state` is single use and expires after [`FLOW_TTL`]; it must
+//!   come back both in the callback's query and in the browser's flow cookie
+//!   (so nobody can finish a flow started in another browser, and a replayed
+//!   callback is refused before the provider is asked anything).
+//! - The address a user returns to after sign-in is a path on this server,
+//!   checked when the flow starts (no open redirect).
+//! - A campus identity is its provider's stable subject, linked to one pvce
+//!   account in `external_accounts`; it never takes over a local account of
+//!   the same username (409 `account_conflict`, an admin decides).
+//! - The rules ([`super::rules`]) are evaluated at every sign-in: the role
+//!   follows the directory; `disable` disables the account and ends its
+//!   sessions; `refuse` opens nothing. A pvce account an admin disabled stays
+//!   disabled whatever the directory says.
+//! - Every campus sign-in ends in [`super::open_session`] with the provider id.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use uuid::Uuid;
+
+use super::oidc::OidcRp;
+use super::providers::{AuthSettings, ProviderKind, PublicProvider};
+use super::rules::{self, Attributes, Outcome, Rules};
+use crate::db::{self, Pool};
+use crate::users::{self, User, UserError, UserPatch};
+
+/// How long a started sign-in may take at the provider.
+pub const FLOW_TTL: Duration = Duration::from_secs(600);
+/// Flows in progress at most (each is a few hundred bytes).
+const MAX_FLOWS: usize = 20_000;
+/// The cookie binding a flow to the browser that started it.
+pub const FLOW_COOKIE: &str = "pvce_sso_flow";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SsoError {
+    #[error("no sign-in provider {0:?}")]
+    UnknownProvider(String),
+    #[error("the return address must be a path on this server")]
+    BadRedirect,
+    #[error(
+        "this sign-in was not started in this browser, was used already or has expired; start again"
+    )]
+    BadState,
+    #[error("the sign-in provider is unavailable: {0}")]
+    ProviderUnavailable(String),
+    #[error("the sign-in provider refused: {0}")]
+    ProviderRefused(String),
+    #[error("the provider's ID token is not valid: {0}")]
+    BadIdToken(String),
+    #[error("your campus account has no access to pvce")]
+    Refused,
+    #[error("this account is disabled")]
+    Disabled,
+    #[error(
+        "the username {0:?} belongs to another pvce account; ask an administrator to link them"
+    )]
+    AccountConflict(String),
+    #[error("too many sign-ins in progress; try again in a minute")]
+    Busy,
+    #[error(transparent)]
+    User(#[from] UserError),
+    #[error(transparent)]
+    Auth(#[from] super::AuthError),
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+/// A campus identity as a provider vouched for it.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub provider: String,
+    /// The provider's stable id of the person.
+    pub subject: String,
+    /// The username it asks for at first sign-in.
+    pub username: String,
+    pub display_name: Option<String>,
+    pub attributes: Attributes,
+}
+
+/// A finished campus sign-in.
+#[derive(Debug)]
+pub struct SsoSignedIn {
+    pub user: User,
+    pub token: String,
+    /// Where the browser goes now (a path on this server).
+    pub next: String,
+}
+
+/// A flow to start: where the browser goes, and the cookie binding it.
+#[derive(Debug)]
+pub struct Redirect {
+    pub url: String,
+    pub flow_cookie: String,
+}
+
+#[derive(Debug)]
+struct Flow {
+    provider: String,
+    pkce_verifier: String,
+    nonce: String,
+    next: String,
+    started: Instant,
+}
+
+#[derive(Debug)]
+enum Backend {
+    Oidc(OidcRp),
+}
+
+#[derive(Debug)]
+struct Configured {
+    public: PublicProvider,
+    backend: Backend,
+}
+
+#[derive(Debug)]
+pub struct Sso {
+    pool: Pool,
+    providers: Vec<Configured>,
+    rules: Rules,
+    session_lifetime: Duration,
+    http: reqwest::Client,
+    flows: Mutex<HashMap<String, Flow>>,
+}
+
+/// `next` as given by the login page: a path on this server, nothing that a
+/// browser would read as another host (`//evil`, `/\evil`, `https://…`).
+pub fn safe_next(next: Option<&str>) -> Result<String, SsoError> {
+    let Some(n) = next.filter(|n| !n.is_empty()) else {
+        return Ok("/".into());
+    };
+    let ok = n.len() <= 512
+        && n.starts_with('/')
+        && !n.starts_with("//")
+        && !n.starts_with("/\\")
+        && !n.chars().any(|c| c.is_control() || c == '\\');
+    if ok {
+        Ok(n.to_owned())
+    } else {
+        Err(SsoError::BadRedirect)
+    }
+}
+
+/// The callback address of a provider for a server reached at `origin`.
+pub fn callback_url(origin: &str, provider: &str) -> String {
+    format!("{origin}/api/auth/oidc/{provider}/callback")
+}
+
+impl Sso {
+    pub fn new(
+        pool: Pool,
+        settings: AuthSettings,
+        session_lifetime: Duration,
+    ) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(10))
+            .build()?;
+        let providers = settings
+            .providers
+            .into_iter()
+            .map(|p| Configured {
+                public: p.public(),
+                backend: match p.kind {
+                    ProviderKind::Oidc(o) => Backend::Oidc(OidcRp::new(o)),
+                },
+            })
+            .collect();
+        Ok(Self {
+            pool,
+            providers,
+            rules: settings.rules,
+            session_lifetime,
+            http,
+            flows: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The providers the login page offers.
+    pub fn providers(&self) -> Vec<PublicProvider> {
+        self.providers.iter().map(|p| p.public.clone()).collect()
+    }
+
+    fn oidc(&self, id: &str) -> Result<&OidcRp, SsoError> {
+        match self.providers.iter().find(|p| p.public.id == id) {
+            Some(Configured {
+                backend: Backend::Oidc(rp),
+                ..
+            }) => Ok(rp),
+            None => Err(SsoError::UnknownProvider(id.to_owned())),
+        }
+    }
+
+    /// Starts an OpenID Connect sign-in for a browser on this server's
+    /// `origin`; it returns to `next` afterwards.
+    pub async fn oidc_start(
+        &self,
+        provider: &str,
+        origin: &str,
+        next: Option<&str>,
+    ) -> Result<Redirect, SsoError> {
+        let next = safe_next(next)?;
+        let rp = self.oidc(provider)?;
+        let started = rp
+            .start(&self.http, &callback_url(origin, provider))
+            .await?;
+        let now = Instant::now();
+        let mut flows = self.flows.lock().unwrap_or_else(|p| p.into_inner());
+        flows.retain(|_, f| now.duration_since(f.started) < FLOW_TTL);
+        if flows.len() >= MAX_FLOWS {
+            return Err(SsoError::Busy);
+        }
+        flows.insert(
+            started.state.clone(),
+            Flow {
+                provider: provider.to_owned(),
+                pkce_verifier: started.pkce_verifier,
+                nonce: started.nonce,
+                next,
+                started: now,
+            },
+        );
+        Ok(Redirect {
+            url: started.url,
+            flow_cookie: started.state,
+        })
+    }
+
+    /// Takes the flow of `state` (once), if this browser started it and it is fresh.
+    fn take_flow(
+        &self,
+        provider: &str,
+        state: &str,
+        cookie: Option<&str>,
+    ) -> Result<Flow, SsoError> {
+        if cookie != Some(state) {
+            return Err(SsoError::BadState);
+        }
+        let flow = self
+            .flows
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(state)
+            .ok_or(SsoError::BadState)?;
+        if flow.provider != provider || flow.started.elapsed() >= FLOW_TTL {
+            return Err(SsoError::BadState);
+        }
+        Ok(flow)
+    }
+
+    /// The provider sent the browser back: checks the flow, redeems the
+    /// code, verifies the ID token and signs the person in.
+    pub async fn oidc_callback(
+        &self,
+        provider: &str,
+        origin: &str,
+        back: Callback<'_>,
+    ) -> Result<SsoSignedIn, SsoError> {
+        let rp = self.oidc(provider)?;
+        let flow = self.take_flow(provider, back.state, back.flow_cookie)?;
+        if let Some(err) = back.error {
+            return Err(SsoError::ProviderRefused(err.chars().take(100).collect()));
+        }
+        let code = back
+            .code
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| SsoError::ProviderRefused("no code in the answer".into()))?;
+        let claims = rp
+            .finish(
+                &self.http,
+                &callback_url(origin, provider),
+                code,
+                flow.pkce_verifier,
+                flow.nonce,
+            )
+            .await?;
+        let identity = Identity {
+            provider: provider.to_owned(),
+            username: claims
+                .username
+                .clone()
+                .unwrap_or_else(|| claims.subject.clone()),
+            subject: claims.subject,
+            display_name: claims.display_name,
+            attributes: claims.attributes,
+        };
+        let (user, token) = self.sign_in(&identity).await?;
+        Ok(SsoSignedIn {
+            user,
+            token,
+            next: flow.next,
+        })
+    }
+
+    /// Ends the session of `token`; for a session a campus provider opened,
+    /// also where to send the browser to end the campus session too
+    /// (`None`: nothing more to do; pvce's session is over either way).
+    pub async fn logout(&self, token: &str, origin: &str) -> Result<Option<String>, SsoError> {
+        let provider = super::session_provider(&self.pool, token).await?;
+        super::logout(&self.pool, token).await?;
+        let Some(rp) = provider.as_deref().and_then(|p| self.oidc(p).ok()) else {
+            return Ok(None);
+        };
+        match rp.logout_url(&self.http, None, &format!("{origin}/")).await {
+            Ok(url) => Ok(url),
+            Err(e) => {
+                tracing::warn!(error = %e, "no provider logout address");
+                Ok(None)
+            }
+        }
+    }
+
+    /// The one path of a vouched-for identity into a session: rules, the
+    /// linked account (made at first sign-in), then [`super::open_session`].
+    pub async fn sign_in(&self, id: &Identity) -> Result<(User, String), SsoError> {
+        let decision = rules::decide(&self.rules, &id.attributes);
+        let linked: Option<String> = sqlx::query_scalar(
+            "SELECT user_id FROM external_accounts WHERE provider = ? AND subject = ?",
+        )
+        .bind(&id.provider)
+        .bind(&id.subject)
+        .fetch_optional(&self.pool)
+        .await?;
+        let existing = match &linked {
+            Some(uid) => users::get_by_id_str(&self.pool, uid).await?,
+            None => None,
+        };
+        let role = match decision.outcome.role() {
+            Some(role) => role,
+            None => {
+                if decision.outcome == Outcome::Disable
+                    && let Some(u) = existing.filter(|u| !u.disabled)
+                {
+                    // Disabling also ends every session of the account.
+                    users::update(
+                        &self.pool,
+                        Uuid::nil(),
+                        u.id,
+                        UserPatch {
+                            disabled: Some(true),
+                            ..UserPatch::default()
+                        },
+                    )
+                    .await?;
+                    tracing::info!(user = %u.username, provider = %id.provider, "disabled by the directory");
+                }
+                return Err(match decision.outcome {
+                    Outcome::Disable => SsoError::Disabled,
+                    _ => SsoError::Refused,
+                });
+            }
+        };
+        let user = match existing {
+            Some(u) if u.disabled => return Err(SsoError::Disabled),
+            Some(u) if u.role != role => {
+                match users::update(
+                    &self.pool,
+                    Uuid::nil(),
+                    u.id,
+                    UserPatch {
+                        role: Some(role),
+                        ..UserPatch::default()
+                    },
+                )
+                .await
+                {
+                    Ok(u) => u,
+                    // A teacher who still owns courses keeps the role until
+                    // they are handed over (the users module's rule).
+                    Err(UserError::OwnsCourses(n)) => {
+                        tracing::warn!(user = %u.username, courses = n, "directory demotion deferred: the teacher still owns courses");
+                        u
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Some(u) => u,
+            None => {
+                let display = id
+                    .display_name
+                    .clone()
+                    .unwrap_or_else(|| id.username.clone());
+                let u = match users::create_external(&self.pool, &id.username, &display, role).await
+                {
+                    Ok(u) => u,
+                    Err(UserError::UsernameTaken(name)) => {
+                        return Err(SsoError::AccountConflict(name));
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                let now = db::now();
+                sqlx::query("INSERT INTO external_accounts (provider, subject, user_id, created_at, last_sign_in_at) VALUES (?, ?, ?, ?, ?)")
+                    .bind(&id.provider)
+                    .bind(&id.subject)
+                    .bind(u.id.to_string())
+                    .bind(&now)
+                    .bind(&now)
+                    .execute(&self.pool)
+                    .await?;
+                u
+            }
+        };
+        sqlx::query(
+            "UPDATE external_accounts SET last_sign_in_at = ? WHERE provider = ? AND subject = ?",
+        )
+        .bind(db::now())
+        .bind(&id.provider)
+        .bind(&id.subject)
+        .execute(&self.pool)
+        .await?;
+        let token =
+            super::open_session(&self.pool, &user, &id.provider, self.session_lifetime).await?;
+        Ok((user, token))
+    }
+}
+
+/// What the provider sent back to the callback.
+#[derive(Debug, Clone, Copy)]
+pub struct Callback<'a> {
+    pub state: &'a str,
+    pub code: Option<&'a str>,
+    pub error: Option<&'a str>,
+    pub flow_cookie: Option<&'a str>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_local_paths_are_return_addresses() {
+        assert_eq!(safe_next(None).ok().as_deref(), Some("/"));
+        assert_eq!(safe_next(Some("")).ok().as_deref(), Some("/"));
+        assert_eq!(
+            safe_next(Some("/#/courses")).ok().as_deref(),
+            Some("/#/courses")
+        );
+        for bad in [
+            "https://evil.example",
+            "//evil.example",
+            "/\\evil.example",
+            "evil",
+            "/a\nb",
+            "javascript:alert(1)",
+        ] {
+            assert!(
+                matches!(safe_next(Some(bad)), Err(SsoError::BadRedirect)),
+                "{bad}"
+            );
+        }
+    }
+}
