@@ -7,6 +7,7 @@
 //!
 //! Modules, one per domain concept:
 //! - people: [`auth`] (sessions, roles, sign-in protection), [`users`],
+//!   [`audit`] (the audit log of security-relevant actions),
 //!   [`names`] (the rule for names people give things);
 //! - courses and templates: [`courses`], [`templates`] (the template tree),
 //!   [`library`] (the built-in template library), [`builds`] (derive a
@@ -32,6 +33,7 @@
 
 pub mod alerts;
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod builds;
 pub mod cli;

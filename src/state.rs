@@ -48,6 +48,8 @@ pub struct AppState {
     pub builds: Arc<crate::builds::Builds>,
     /// The periodic service reports.
     pub reports: Arc<crate::reports::Reports>,
+    /// The audit log (reading and retention; services record themselves).
+    pub audit: Arc<crate::audit::Audit>,
 }
 
 /// Opens storage and the database (running migrations) — what every subcommand needs.
@@ -170,6 +172,10 @@ impl AppState {
             alerts,
             inspections,
             reports: Arc::new(crate::reports::Reports::new(pool.clone())),
+            audit: Arc::new(crate::audit::Audit::new(
+                pool.clone(),
+                config.audit_retention_days,
+            )),
             desk,
             snapshots,
             portable,

@@ -99,7 +99,7 @@ async fn logout(
     headers: HeaderMap,
     me: CurrentUser,
 ) -> Result<impl IntoResponse, ApiError> {
-    auth::logout(&state.pool, &me.token).await?;
+    auth::logout(&state.pool, &me.user, &me.token).await?;
     // The device cookie stays: it is what lets this browser in during an attack.
     let mut out = HeaderMap::new();
     for cookie in Cookies::for_request(&state.config, &headers).clear_sessions(&headers) {

@@ -15,6 +15,7 @@ mod common;
 
 mod alerts;
 mod api;
+mod audit;
 mod browser;
 mod cluster;
 mod collect;

@@ -48,6 +48,8 @@ const ROUTES = [
   [/^inspections(?:\/([\w-]+))?$/, './alerts.js', ['staff', 'admin'], 'inspections'],
   // The periodic service reports (reports.js).
   [/^reports(?:\/([\w-]+))?$/, './reports.js', ['teacher', 'staff', 'admin']],
+  // The audit log (audit.js).
+  [/^audit$/, './audit.js', ['admin']],
 ];
 
 function homeFor(user) {
@@ -82,6 +84,7 @@ const NAV = [
     ['slo', 'nav.slo', ['teacher', 'staff', 'admin']],
     ['reports', 'nav.reports', ['teacher', 'staff', 'admin']],
     ['status', 'nav.status', ['student', 'teacher', 'admin']],
+    ['audit', 'nav.audit', ['admin']],
   ]],
 ];
 
