@@ -108,6 +108,7 @@ pub async fn start(config: Config, listen: &str) -> anyhow::Result<Server> {
         background.push(spawn_notices(&state));
     }
     background.extend(spawn_alerts_and_inspection(&state));
+    background.push(spawn_audit_prune(&state));
     let listener = TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
     let mut metrics_addr = None;
@@ -293,4 +294,24 @@ fn spawn_console_closer(state: &AppState) -> tokio::task::JoinHandle<()> {
         let console = console.clone();
         async move { console.close_ended_sessions().await }
     })
+}
+
+/// The audit log's daily prune on the wall clock (`Audit::prune` takes the
+/// instant as an argument; tests pass their own).
+fn spawn_audit_prune(state: &AppState) -> tokio::task::JoinHandle<()> {
+    let audit = state.audit.clone();
+    crate::health::spawn_periodic(
+        &state.health,
+        "audit_prune",
+        crate::audit::retention::PRUNE_INTERVAL,
+        move || {
+            let audit = audit.clone();
+            async move {
+                audit
+                    .prune(time::OffsetDateTime::now_utc())
+                    .await
+                    .map(|_| ())
+            }
+        },
+    )
 }

@@ -295,8 +295,14 @@ pub async fn login(
             return Err(e.into());
         }
     };
-    let Some((user, _)) = found.filter(|_| ok) else {
+    let Some((user, _)) = found.as_ref().filter(|_| ok).cloned() else {
         pending.finish(throttle::Outcome::Failure);
+        let (account, reason) = match &found {
+            Some((u, _)) if u.disabled => (Some(u.id), "disabled"),
+            Some((u, _)) => (Some(u.id), "wrong_password"),
+            None => (None, "unknown_user"),
+        };
+        crate::audit::sign_in_failed(pool, username, account, "local", reason).await;
         return Err(AuthError::BadCredentials);
     };
     pending.finish(throttle::Outcome::Success);
@@ -334,6 +340,8 @@ pub async fn open_session(
     .bind(provider)
     .execute(pool)
     .await?;
+    // Every sign-in, local or campus, opens its session here: one record.
+    crate::audit::signed_in(pool, user.id, &user.username, provider).await;
     Ok(token)
 }
 
@@ -365,11 +373,18 @@ pub async fn session_provider(pool: &Pool, token: &str) -> Result<Option<String>
     .flatten())
 }
 
-pub async fn logout(pool: &Pool, token: &str) -> Result<(), AuthError> {
+pub async fn logout(pool: &Pool, user: &User, token: &str) -> Result<(), AuthError> {
     sqlx::query("DELETE FROM sessions WHERE token_hash = ?")
         .bind(token_hash(token))
         .execute(pool)
         .await?;
+    let me = crate::audit::Actor::user(user.id, &user.username);
+    let target = crate::audit::Target::new(crate::audit::TargetKind::User, user.id, &user.username);
+    crate::audit::record(
+        pool,
+        crate::audit::Entry::new(me, crate::audit::Action::SignOut, target),
+    )
+    .await;
     Ok(())
 }
 

@@ -96,7 +96,7 @@ impl Builds {
     }
 
     pub async fn seal(&self, user: &User, template_id: Uuid) -> Result<Template, BuildError> {
-        seal(
+        let t = seal(
             &self.pool,
             &self.storage,
             &self.vms,
@@ -104,7 +104,9 @@ impl Builds {
             user,
             self.shutdown_timeout,
         )
-        .await
+        .await?;
+        record(&self.pool, user, &t, crate::audit::Action::TemplateSeal).await;
+        Ok(t)
     }
 
     /// Removes a template: a draft (or failed build) is abandoned; a ready
@@ -112,11 +114,26 @@ impl Builds {
     pub async fn remove(&self, user: &User, template_id: Uuid) -> Result<(), BuildError> {
         let t = templates::get(&self.pool, template_id).await?;
         if t.state != TemplateState::Ready {
-            return abandon(&self.pool, &self.storage, &self.vms, template_id, user).await;
+            abandon(&self.pool, &self.storage, &self.vms, template_id, user).await?;
+        } else {
+            check_owner(&t, user)?;
+            templates::delete(&self.pool, &self.storage, template_id).await?;
         }
-        check_owner(&t, user)?;
-        Ok(templates::delete(&self.pool, &self.storage, template_id).await?)
+        record(&self.pool, user, &t, crate::audit::Action::TemplateDelete).await;
+        Ok(())
     }
+}
+
+/// Records a seal or delete of `t` by `user` (the state it was in).
+async fn record(pool: &Pool, user: &User, t: &Template, action: crate::audit::Action) {
+    use crate::audit::{Actor, Entry, Target, TargetKind};
+    let entry = Entry::new(
+        Actor::user(user.id, &user.username),
+        action,
+        Target::new(TargetKind::Template, t.id, &t.name),
+    )
+    .detail(serde_json::json!({ "state": t.state }));
+    crate::audit::record(pool, entry).await;
 }
 
 /// Creates a draft child of `parent_id` and boots its build VM.

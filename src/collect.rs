@@ -352,14 +352,33 @@ impl Collector {
         path: &str,
     ) -> Result<Collection, CollectError> {
         let course = courses::get_managed(&self.pool, user, course_id).await?;
-        start(
+        let target =
+            crate::audit::Target::new(crate::audit::TargetKind::Course, course.id, &course.code);
+        let result = start(
             self.pool.clone(),
             self.vms.clone(),
             self.storage.clone(),
             course,
             path,
         )
-        .await
+        .await;
+        // The collection as started (its files stream after this answer).
+        let mut detail = serde_json::json!({ "path": path });
+        if let Err(e) = &result {
+            detail["error"] = serde_json::Value::String(e.to_string());
+        }
+        crate::audit::record(
+            &self.pool,
+            crate::audit::Entry::new(
+                crate::audit::Actor::user(user.id, &user.username),
+                crate::audit::Action::Collection,
+                target,
+            )
+            .outcome(result.is_ok())
+            .detail(detail),
+        )
+        .await;
+        result
     }
 }
 

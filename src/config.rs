@@ -196,6 +196,11 @@ pub struct Config {
     #[arg(long, env = "PVCE_DESK_CONFIRM_DAYS", default_value_t = crate::desk::DEFAULT_CONFIRM_DAYS, value_parser = clap::value_parser!(u32).range(1..=365))]
     pub desk_confirm_days: u32,
 
+    /// Days audit-log entries are kept before the daily prune removes them
+    /// (0: kept for ever). See src/audit/.
+    #[arg(long, env = "PVCE_AUDIT_RETENTION_DAYS", default_value_t = crate::audit::retention::DEFAULT_DAYS, value_parser = clap::value_parser!(u32).range(0..=36500))]
+    pub audit_retention_days: u32,
+
     /// The SMTP server notifications are mailed through (host name or
     /// address); unset: no e-mail is sent (in-app and webhooks still are).
     #[arg(long, env = "PVCE_SMTP_HOST")]
@@ -466,6 +471,7 @@ impl Config {
             session_hours: 12,
             auth_config: None,
             desk_confirm_days: crate::desk::DEFAULT_CONFIRM_DAYS,
+            audit_retention_days: crate::audit::retention::DEFAULT_DAYS,
             smtp_host: None,
             smtp_port: None,
             smtp_security: crate::desk::notify::SmtpSecurity::Starttls,

@@ -7,6 +7,7 @@
 //!
 //! Modules, one per domain concept:
 //! - people: [`auth`] (sessions, roles, sign-in protection), [`users`],
+//!   [`audit`] (the audit log of security-relevant actions),
 //!   [`names`] (the rule for names people give things);
 //! - courses and templates: [`courses`], [`templates`] (the template tree),
 //!   [`library`] (the built-in template library), [`builds`] (derive a
@@ -35,6 +36,7 @@
 
 pub mod alerts;
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod backup;
 pub mod builds;

@@ -349,7 +349,48 @@ impl Portable {
         standalone: bool,
     ) -> Result<Export, PortableError> {
         let vm = self.vms.get_for_layer(user, vm_id).await?;
-        export(&self.pool, &self.vms, &self.storage, vm.id, standalone).await
+        let result = export(&self.pool, &self.vms, &self.storage, vm.id, standalone).await;
+        let detail = serde_json::json!({ "standalone": standalone });
+        self.record(
+            user,
+            &vm,
+            crate::audit::Action::LayerExport,
+            result.as_ref().err(),
+            detail,
+        )
+        .await;
+        result
+    }
+
+    /// Records an export or import of `vm`'s layer by `user`.
+    async fn record(
+        &self,
+        user: &User,
+        vm: &Vm,
+        action: crate::audit::Action,
+        error: Option<&PortableError>,
+        mut detail: serde_json::Value,
+    ) {
+        use crate::audit::{Actor, Entry, Target, TargetKind};
+        let (owner, course) = crate::vms::labels(&self.pool, vm)
+            .await
+            .unwrap_or_else(|_| (vm.owner_id.to_string(), String::new()));
+        detail["owner_id"] = serde_json::json!(vm.owner_id);
+        if let Some(e) = error {
+            detail["error"] = serde_json::Value::String(e.to_string());
+        }
+        let entry = Entry::new(
+            Actor::user(user.id, &user.username),
+            action,
+            Target::new(
+                TargetKind::Vm,
+                vm.id,
+                &format!("{owner} · {course} · {}", vm.name),
+            ),
+        )
+        .outcome(error.is_none())
+        .detail(detail);
+        crate::audit::record(&self.pool, entry).await;
     }
 
     /// What an export of the VM would contain, without making it.
@@ -377,12 +418,17 @@ impl Portable {
     }
 
     /// Imports an archive into an admitted VM ([`Portable::admit_import`]).
-    pub async fn import<S, E>(&self, vm_id: Uuid, body: S) -> Result<ImportOutcome, PortableError>
+    pub async fn import<S, E>(
+        &self,
+        user: &User,
+        vm_id: Uuid,
+        body: S,
+    ) -> Result<ImportOutcome, PortableError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
         E: std::fmt::Display,
     {
-        import(
+        let result = import(
             &self.pool,
             &self.vms,
             &self.storage,
@@ -390,7 +436,22 @@ impl Portable {
             vm_id,
             body,
         )
-        .await
+        .await;
+        if let Ok(vm) = self.vms.get_for(user, vm_id).await {
+            let detail = match &result {
+                Ok(o) => serde_json::json!({ "backup_snapshot": o.backup.id }),
+                Err(_) => serde_json::json!({}),
+            };
+            self.record(
+                user,
+                &vm,
+                crate::audit::Action::LayerImport,
+                result.as_ref().err(),
+                detail,
+            )
+            .await;
+        }
+        result
     }
 
     /// The layer's size and, for a stopped VM, its file-system usage.

@@ -52,6 +52,8 @@ pub struct AppState {
     pub backups: Arc<crate::backup::Backups>,
     /// Campus sign-in (providers and rules).
     pub sso: Arc<crate::auth::sso::Sso>,
+    /// The audit log (reading and retention; services record themselves).
+    pub audit: Arc<crate::audit::Audit>,
 }
 
 /// Opens storage and the database (running migrations) — what every subcommand needs.
@@ -184,6 +186,10 @@ impl AppState {
             alerts,
             inspections,
             reports: Arc::new(crate::reports::Reports::new(pool.clone())),
+            audit: Arc::new(crate::audit::Audit::new(
+                pool.clone(),
+                config.audit_retention_days,
+            )),
             desk,
             snapshots,
             portable,

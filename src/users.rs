@@ -340,7 +340,7 @@ pub async fn get(pool: &Pool, id: Uuid) -> Result<User, UserError> {
 /// login and on every request). `actor` is the admin making the change.
 pub async fn update(
     pool: &Pool,
-    actor: Uuid,
+    actor: &User,
     id: Uuid,
     patch: UserPatch,
 ) -> Result<User, UserError> {
@@ -365,7 +365,7 @@ pub async fn update(
         validate_password(p)?;
     }
     let current = get(pool, id).await?;
-    if id == actor {
+    if id == actor.id {
         if patch.disabled == Some(true) {
             return Err(UserError::OwnAccount("disable"));
         }
@@ -377,6 +377,7 @@ pub async fn update(
             return Err(UserError::OwnAccount("force a password change on"));
         }
     }
+    let entries = audit_entries(actor, &current, &patch, patch.password.is_some());
     let hash = match patch.password {
         Some(p) => Some(hash_off_thread(p).await?),
         None => None,
@@ -410,8 +411,49 @@ pub async fn update(
             .execute(&mut *tx)
             .await?;
     }
+    // Recorded in the change's transaction: no change without its entry.
+    for entry in entries {
+        crate::audit::record_in(&mut tx, entry).await?;
+    }
     tx.commit().await?;
     get(pool, id).await
+}
+
+/// The audit entries of an admin's change to `current` (role, disabling,
+/// enabling, a password reset); a change of the display name alone has none.
+fn audit_entries(
+    actor: &User,
+    current: &User,
+    patch: &UserPatch,
+    password_set: bool,
+) -> Vec<crate::audit::Entry> {
+    use crate::audit::{Action, Actor, Entry, Target, TargetKind};
+    let entry = |action| {
+        Entry::new(
+            Actor::user(actor.id, &actor.username),
+            action,
+            Target::new(TargetKind::User, current.id, &current.username),
+        )
+    };
+    let mut out = Vec::new();
+    if let Some(role) = patch.role.filter(|r| *r != current.role) {
+        out.push(
+            entry(Action::UserRoleChanged)
+                .detail(serde_json::json!({ "from": current.role.as_str(), "to": role.as_str() })),
+        );
+    }
+    match patch.disabled {
+        Some(true) if !current.disabled => out.push(entry(Action::UserDisabled)),
+        Some(false) if current.disabled => out.push(entry(Action::UserEnabled)),
+        _ => {}
+    }
+    if password_set || patch.must_change_password == Some(true) {
+        out.push(entry(Action::UserPasswordReset).detail(serde_json::json!({
+            "password_set": password_set,
+            "must_change_password": patch.must_change_password.unwrap_or(current.must_change_password),
+        })));
+    }
+    out
 }
 
 /// The user and its password hash, for login only.

@@ -553,6 +553,14 @@ impl Alerts {
         .bind(by)
         .execute(&self.pool)
         .await?;
+        crate::audit::settings_changed(
+            &self.pool,
+            crate::audit::actor_named(&self.pool, by).await,
+            crate::audit::Action::SettingsAlertRules,
+            "alert_rules",
+            serde_json::to_value(&rules).unwrap_or_default(),
+        )
+        .await;
         let gone = engine.set_rules(rules.clone());
         let evs: Vec<Event> = gone
             .into_iter()

@@ -300,9 +300,14 @@ impl Sso {
     /// Ends the session of `token`; for a session a campus provider opened,
     /// also where to send the browser to end the campus session too
     /// (`None`: nothing more to do; pvce's session is over either way).
-    pub async fn logout(&self, token: &str, origin: &str) -> Result<Option<String>, SsoError> {
+    pub async fn logout(
+        &self,
+        user: &User,
+        token: &str,
+        origin: &str,
+    ) -> Result<Option<String>, SsoError> {
         let provider = super::session_provider(&self.pool, token).await?;
-        super::logout(&self.pool, token).await?;
+        super::logout(&self.pool, user, token).await?;
         let Some(rp) = provider.as_deref().and_then(|p| self.oidc(p).ok()) else {
             return Ok(None);
         };

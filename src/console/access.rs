@@ -164,6 +164,7 @@ impl Console {
             node_id,
             vm.last_started_at.clone().unwrap_or_default(),
         );
+        self.record_open(user, &vm, "browser").await;
         Ok(Issued {
             token,
             protocol,
@@ -324,6 +325,7 @@ impl Console {
             .await?
             .ok_or_else(no_console)?;
         let (owner, context) = labels(&self.pool, &vm).await?;
+        self.record_open(user, &vm, "viewer").await;
         Ok(ViewerPassword {
             title: format!("{owner} / {context} / {}", vm.name),
             vm,
@@ -333,6 +335,34 @@ impl Console {
             password,
             valid_to,
         })
+    }
+
+    /// Records that `user` opened `vm`'s console (`via` the browser or a
+    /// native viewer) — every open, so a teacher or staff member viewing a
+    /// student's screen is always on record (`detail.other_user`).
+    async fn record_open(&self, user: &User, vm: &Vm, via: &str) {
+        use crate::audit::{Action, Actor, Entry, Target, TargetKind};
+        let (owner, course) = labels(&self.pool, vm)
+            .await
+            .unwrap_or_else(|_| (vm.owner_id.to_string(), String::new()));
+        let entry = Entry::new(
+            Actor::user(user.id, &user.username),
+            Action::ConsoleOpen,
+            Target::new(
+                TargetKind::Vm,
+                vm.id,
+                &format!("{owner} · {course} · {}", vm.name),
+            ),
+        )
+        .detail(serde_json::json!({
+            "via": via,
+            "owner_id": vm.owner_id,
+            "owner": owner,
+            "course": course,
+            "other_user": vm.owner_id != user.id,
+            "role": user.role.as_str(),
+        }));
+        crate::audit::record(&self.pool, entry).await;
     }
 
     /// Ends console sessions when their VM stops or their node stops

@@ -1056,6 +1056,20 @@ impl Notices {
         .bind(serde_json::to_string(&s.prefs).unwrap_or_default())
         .execute(&self.pool)
         .await?;
+        // A webhook URL may carry its receiver's secret: only whether one is set.
+        crate::audit::settings_changed(
+            &self.pool,
+            crate::audit::Actor::user(user.id, &user.username),
+            crate::audit::Action::SettingsNotifications,
+            "notifications",
+            serde_json::json!({
+                "lang": s.lang.tag(),
+                "email_set": s.email.is_some(),
+                "webhook_set": s.webhook.is_some(),
+                "events": s.prefs,
+            }),
+        )
+        .await;
         Ok(self.view(user, s))
     }
 }

@@ -67,17 +67,26 @@ pub async fn load(pool: &Pool) -> Result<SlaSettings, sqlx::Error> {
 }
 
 async fn store(pool: &Pool, key: &str, value: String, by: &User) -> Result<(), sqlx::Error> {
+    // Both settings are written here, so here they are audited.
     sqlx::query(
         "INSERT INTO desk_settings (key, value, updated_at, updated_by) VALUES (?, ?, ?, ?)
          ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at,
          updated_by = excluded.updated_by",
     )
     .bind(key)
-    .bind(value)
+    .bind(value.as_str())
     .bind(db::now())
     .bind(by.id.to_string())
     .execute(pool)
     .await?;
+    let action = if key == CALENDAR_KEY {
+        crate::audit::Action::SettingsCalendar
+    } else {
+        crate::audit::Action::SettingsSla
+    };
+    let value = serde_json::from_str(&value).unwrap_or(serde_json::Value::Null);
+    let actor = crate::audit::Actor::user(by.id, &by.username);
+    crate::audit::settings_changed(pool, actor, action, key, value).await;
     Ok(())
 }
 

@@ -194,7 +194,7 @@ async fn logout(
     me: CurrentUser,
 ) -> Result<impl IntoResponse, ApiError> {
     let origin = super::origin::own_origin(&headers, &state.config).unwrap_or_default();
-    let campus = state.sso.logout(&me.token, &origin).await?;
+    let campus = state.sso.logout(&me.user, &me.token, &origin).await?;
     // The device cookie stays: it is what lets this browser in during an attack.
     let mut out = HeaderMap::new();
     for cookie in Cookies::for_request(&state.config, &headers).clear_sessions(&headers) {

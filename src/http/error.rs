@@ -466,6 +466,16 @@ impl From<crate::slo::SloError> for ApiError {
     }
 }
 
+impl From<crate::audit::AuditError> for ApiError {
+    fn from(e: crate::audit::AuditError) -> Self {
+        use crate::audit::AuditError;
+        match e {
+            AuditError::BadQuery(m) => Self::bad_request(m),
+            AuditError::Db(_) => Self::internal(&e),
+        }
+    }
+}
+
 impl From<crate::events::EventError> for ApiError {
     fn from(e: crate::events::EventError) -> Self {
         use crate::events::EventError;

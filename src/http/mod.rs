@@ -6,6 +6,7 @@
 //! may carry a console token (`/ws/console?token=…`), and never bodies.
 
 pub mod alerts;
+pub mod audit;
 pub mod auth;
 pub mod backups;
 pub mod collect;
@@ -52,6 +53,7 @@ pub fn router(state: AppState) -> Router {
     finish(
         router
             .merge(auth::router())
+            .merge(audit::router())
             .merge(notices::router())
             .merge(users::router())
             .merge(nodes::router())
@@ -91,6 +93,11 @@ fn finish(router: Router<AppState>, state: AppState) -> Router {
         .layer(axum::middleware::map_response_with_state(
             state.clone(),
             note_storage_full,
+        ))
+        // The client address every audit entry of the request records.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            audit::scope,
         ))
         // Innermost first: the Origin rule, the head limits, then any
         // framework error made JSON, all inside the access log.

@@ -106,7 +106,7 @@ async fn import(
     };
     let outcome = state
         .portable
-        .import(vm_id, body.into_data_stream())
+        .import(&me.user, vm_id, body.into_data_stream())
         .await?;
     Ok(Json(outcome))
 }

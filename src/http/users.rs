@@ -75,7 +75,5 @@ async fn update(
     ApiJson(body): ApiJson<UserPatch>,
 ) -> Result<Json<User>, ApiError> {
     me.require(&[Role::Admin])?;
-    Ok(Json(
-        users::update(&state.pool, me.user.id, id, body).await?,
-    ))
+    Ok(Json(users::update(&state.pool, &me.user, id, body).await?))
 }

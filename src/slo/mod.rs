@@ -400,6 +400,16 @@ impl Slo {
             .await?;
         }
         tx.commit().await?;
+        let detail =
+            serde_json::json!({ "targets": update.targets, "period_days": update.period_days });
+        crate::audit::settings_changed(
+            &self.pool,
+            crate::audit::actor_named(&self.pool, by).await,
+            crate::audit::Action::SettingsServiceLevels,
+            "service_levels",
+            detail,
+        )
+        .await;
         self.targets().await
     }
 

@@ -1,5 +1,5 @@
 //! Power actions as a user asks for them (`POST /api/vms/{id}/start` …): the
-//! access rule first, then the lifecycle operation.
+//! access rule first, then the lifecycle operation, then its audit entry.
 
 use std::sync::Arc;
 
@@ -34,16 +34,48 @@ impl VmManager {
             Power::Reset => self.get_for_layer(user, id).await?,
             _ => self.get_for(user, id).await?,
         };
-        match action {
-            Power::Start => {
-                // The domain's title names the owner and course (virsh list, virt-manager).
-                let (owner, course) = labels(&self.pool, &vm).await?;
-                self.start(&vm, &owner, &course).await
-            }
+        // The domain's title names the owner and course (virsh list,
+        // virt-manager), and so does the audit entry.
+        let (owner, course) = labels(&self.pool, &vm).await?;
+        let result = match action {
+            Power::Start => self.start(&vm, &owner, &course).await,
             Power::Shutdown => self.shutdown(&vm).await,
             Power::Poweroff => self.poweroff(&vm).await,
             Power::Reboot => self.reboot(&vm).await,
             Power::Reset => self.reset(&vm).await,
+        };
+        // Only actions the user was allowed to try are recorded (a refused
+        // one is a 403/404 with nothing done); failures with their reason.
+        let label = format!("{owner} · {course} · {}", vm.name);
+        let mut detail =
+            serde_json::json!({ "owner_id": vm.owner_id, "owner": &owner, "course": &course });
+        if let Err(e) = &result {
+            detail["error"] = serde_json::Value::String(e.to_string());
+        }
+        crate::audit::record(
+            &self.pool,
+            crate::audit::Entry::new(
+                crate::audit::Actor::user(user.id, &user.username),
+                action.audit_action(),
+                crate::audit::Target::new(crate::audit::TargetKind::Vm, vm.id, &label),
+            )
+            .outcome(result.is_ok())
+            .detail(detail),
+        )
+        .await;
+        result
+    }
+}
+
+impl Power {
+    fn audit_action(self) -> crate::audit::Action {
+        use crate::audit::Action;
+        match self {
+            Power::Start => Action::VmStart,
+            Power::Shutdown => Action::VmShutdown,
+            Power::Poweroff => Action::VmPoweroff,
+            Power::Reboot => Action::VmReboot,
+            Power::Reset => Action::VmReset,
         }
     }
 }

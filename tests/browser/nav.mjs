@@ -25,7 +25,7 @@ const EXPECT = {
   admin: [
     ['lab', ['teach', 'templates', 'nodes', 'vms', 'users']],
     ['service', ['desk', 'problems', 'kb', 'alerts', 'inspections', 'backups']],
-    ['quality', ['slo', 'reports', 'status']],
+    ['quality', ['slo', 'reports', 'status', 'audit']],
   ],
 };
 const HOME = { student: 'courses', teacher: 'teach', staff: 'desk', admin: 'nodes' };

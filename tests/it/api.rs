@@ -202,6 +202,8 @@ fn role_matrix() -> Vec<Row> {
             [401, 403, 404, 403, 404],
         ),
         // ---- area: core (new rows of this area go right below this line)
+        row(Method::GET, "/api/audit", NO, [401, 403, 403, 403, 200]),
+        row(Method::GET, "/api/audit.csv", NO, [401, 403, 403, 403, 200]),
         // ---- area: notify (new rows of this area go right below this line)
         row(
             Method::POST,

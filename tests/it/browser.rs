@@ -1670,3 +1670,51 @@ async fn campus_sign_in_through_the_login_page() {
         assert_png(&dir.join(f));
     }
 }
+
+/// The audit log page (issue 16): filters, pages, the CSV, both languages,
+/// and a hostile name typed at the sign-in form shown as text.
+#[tokio::test]
+async fn admin_reads_filters_and_downloads_the_audit_log() {
+    let _serial = one_at_a_time().await;
+    let env = TestEnv::start().await;
+    env.user("test-ui-auditor", Role::Admin).await;
+    let hostile = "<img src=x onerror=window.__pwned=1>";
+    let res = reqwest::Client::new()
+        .post(env.url("/api/auth/login"))
+        .json(&json!({"username": hostile, "password": "wrong-password-1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), reqwest::StatusCode::UNAUTHORIZED);
+    // Enough entries for two pages (recorded as a service would).
+    for i in 0..55 {
+        pvce::audit::record(
+            &env.server.state.pool,
+            pvce::audit::Entry::new(
+                pvce::audit::Actor::named(&format!("test-ui-filler-{i}")),
+                pvce::audit::Action::SignOut,
+                pvce::audit::Target::settings("filler"),
+            ),
+        )
+        .await;
+    }
+    let dir = artifact_dir();
+    let shots = ["audit-en.png", "audit-zh.png"];
+    for f in shots {
+        let _ = std::fs::remove_file(dir.join(f));
+    }
+    run_script(
+        "audit.mjs",
+        &[
+            &env.server.url(),
+            "test-ui-auditor",
+            PASSWORD,
+            hostile,
+            dir.to_str().unwrap(),
+        ],
+    )
+    .await;
+    for f in shots {
+        assert_png(&dir.join(f));
+    }
+}

@@ -16,6 +16,7 @@ mod common;
 mod alerts;
 mod api;
 mod backups;
+mod audit;
 mod browser;
 mod clipboard_agent;
 mod cluster;

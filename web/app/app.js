@@ -50,6 +50,8 @@ const ROUTES = [
   [/^backups$/, './backups.js', ['admin']],
   // The periodic service reports (reports.js).
   [/^reports(?:\/([\w-]+))?$/, './reports.js', ['teacher', 'staff', 'admin']],
+  // The audit log (audit.js).
+  [/^audit$/, './audit.js', ['admin']],
 ];
 
 function homeFor(user) {
@@ -85,6 +87,7 @@ const NAV = [
     ['slo', 'nav.slo', ['teacher', 'staff', 'admin']],
     ['reports', 'nav.reports', ['teacher', 'staff', 'admin']],
     ['status', 'nav.status', ['student', 'teacher', 'admin']],
+    ['audit', 'nav.audit', ['admin']],
   ]],
 ];
 
