@@ -34,6 +34,7 @@ pub mod alerts;
 pub mod app;
 pub mod auth;
 pub mod builds;
+pub mod classtime;
 pub mod cli;
 pub mod collect;
 pub mod config;

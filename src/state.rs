@@ -48,6 +48,10 @@ pub struct AppState {
     pub builds: Arc<crate::builds::Builds>,
     /// The periodic service reports.
     pub reports: Arc<crate::reports::Reports>,
+    /// Class time: the courses' timetables.
+    pub sessions: Arc<crate::classtime::Sessions>,
+    /// Class time: pre-starts, the admission queue, the end of sessions.
+    pub class: Arc<crate::classtime::class::ClassTime>,
 }
 
 /// Opens storage and the database (running migrations) — what every subcommand needs.
@@ -161,6 +165,10 @@ impl AppState {
             vms.clone(),
             config.shutdown_timeout(),
         ));
+        let sessions = Arc::new(crate::classtime::Sessions::new(
+            pool.clone(),
+            config.lab_utc_offset,
+        ));
         Ok(Self {
             templates,
             builds,
@@ -170,6 +178,20 @@ impl AppState {
             alerts,
             inspections,
             reports: Arc::new(crate::reports::Reports::new(pool.clone())),
+            sessions: sessions.clone(),
+            class: Arc::new(crate::classtime::class::ClassTime::new(
+                sessions,
+                vms.clone(),
+                nodes.clone(),
+                crate::classtime::class::ClassSettings {
+                    limits: crate::classtime::admission::Limits {
+                        per_node: config.class_starts_per_node,
+                        cluster: config.class_starts_cluster,
+                    },
+                    lead: time::Duration::minutes(i64::from(config.class_lead_minutes)),
+                    boot: time::Duration::seconds(i64::from(config.class_boot_secs)),
+                },
+            )),
             desk,
             snapshots,
             portable,

@@ -7,6 +7,7 @@
 
 pub mod alerts;
 pub mod auth;
+pub mod classtime;
 pub mod collect;
 pub mod console;
 pub mod courses;
@@ -60,6 +61,7 @@ pub fn router(state: AppState) -> Router {
             .merge(templates::router())
             .merge(reports::router())
             .merge(courses::router())
+            .merge(classtime::router())
             .merge(vms::router())
             .merge(snapshots::router())
             .merge(portable::router())

@@ -1470,3 +1470,54 @@ async fn every_role_navigates_by_keyboard_and_the_top_bar_fits_from_phone_to_wid
         assert_png(&dir.join(f));
     }
 }
+
+/// A course's timetable in the browser (issue 15): the teacher adds, edits,
+/// imports (.ics) and deletes sessions; the student sees the next ones on
+/// the course card in English and Chinese. No VM runs.
+#[tokio::test]
+async fn teacher_keeps_a_timetable_and_the_student_sees_it_in_the_browser() {
+    let _serial = one_at_a_time().await;
+    let env = TestEnv::start().await;
+    env.user("test-ui-tt-teacher", Role::Teacher).await;
+    env.user("test-ui-tt-student", Role::Student).await;
+    let teacher = env.client("test-ui-tt-teacher").await;
+    let tpl = lab::import_tiny(&teacher, "test-ui-tt-tiny").await;
+    let course = lab::course(
+        &teacher,
+        json!({"code": "test-ui-tt", "name": "Timetabled", "vm_specs": [lab::spec("linux", &tpl, 192)]}),
+        &["test-ui-tt-student"],
+    )
+    .await;
+    let cid = course["id"].as_str().unwrap();
+    let base = env.server.url();
+    let dir = artifact_dir();
+    let shots = ["timetable-teacher.png", "timetable-student.png"];
+    for f in shots {
+        let _ = std::fs::remove_file(dir.join(f));
+    }
+    run_script(
+        "timetable.mjs",
+        &[
+            &base,
+            "test-ui-tt-teacher",
+            "test-ui-tt-student",
+            PASSWORD,
+            dir.to_str().unwrap(),
+            cid,
+        ],
+    )
+    .await;
+    for f in shots {
+        assert_png(&dir.join(f));
+    }
+    let _ = std::fs::remove_file(dir.join("test-timetable.ics"));
+    // What the page did is real: one weekly session, edited, is left.
+    let (status, list) = teacher.get(&format!("/api/courses/{cid}/sessions")).await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(list[0]["title"], "OS lab A");
+    assert_eq!(list[0]["starts_at"], "2030-09-02T02:00:00Z");
+    assert_eq!(list[0]["weekly_until"], "2030-10-14");
+    assert_eq!(list[0]["exceptions"], json!(["2030-09-30"]));
+}

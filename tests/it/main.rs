@@ -16,6 +16,7 @@ mod common;
 mod alerts;
 mod api;
 mod browser;
+mod classtime;
 mod cluster;
 mod collect;
 mod console;
