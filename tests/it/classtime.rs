@@ -172,3 +172,173 @@ RRULE:FREQ=MONTHLY;COUNT=3\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
     let (_, list) = alice.get(&sessions).await;
     assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
 }
+
+/// A session beginning in a few (test-clock) minutes, with real guests: the
+/// class-time loop pre-starts the class one start at a time (limits of 1),
+/// the waiting student sees their place, the warnings come at T−15 and T−5,
+/// and at the end both VMs are shut down. The loop is ticked with the
+/// test's instants (its background pass is off).
+#[tokio::test]
+async fn a_session_prestarts_the_class_within_the_limits_warns_and_stops_it() {
+    use crate::common::{self, lab};
+    use std::time::Duration as StdDuration;
+    use time::{Duration, OffsetDateTime};
+
+    let env = TestEnv::start_with(|c| {
+        c.class_interval_secs = 0;
+        c.class_starts_per_node = 1;
+        c.class_starts_cluster = 1;
+        c.class_boot_secs = 0;
+        c.class_lead_minutes = 10;
+        c.shutdown_timeout_secs = 20;
+    })
+    .await;
+    env.user("test-ct-teacher", Role::Teacher).await;
+    let alice_user = env.user("test-ct-alice", Role::Student).await;
+    let bob_user = env.user("test-ct-bob", Role::Student).await;
+    let teacher = env.client("test-ct-teacher").await;
+    let alice = env.client("test-ct-alice").await;
+    let bob = env.client("test-ct-bob").await;
+    let tpl = import_tiny(&teacher, "test-ct-tiny").await;
+    let course = lab::course(
+        &teacher,
+        json!({"code": "test-ct", "name": "Class time", "vm_specs": [spec("linux", &tpl, 192)]}),
+        &["test-ct-alice", "test-ct-bob"],
+    )
+    .await;
+    let cid = course["id"].as_str().unwrap();
+    let vm_a = lab::vm_of(&env, &alice, &course, "linux").await;
+    let vm_b = lab::vm_of(&env, &bob, &course, "linux").await;
+
+    // The session: a day from now (test clock), 30 minutes.
+    let start = (OffsetDateTime::now_utc() + Duration::days(1))
+        .replace_nanosecond(0)
+        .unwrap();
+    let end = start + Duration::minutes(30);
+    let fmt = |t: OffsetDateTime| pvce::db::format_time(t);
+    let (s, session) = teacher
+        .post(
+            &format!("/api/courses/{cid}/sessions"),
+            json!({"title": "Lab", "starts_at": fmt(start), "ends_at": fmt(end)}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{session}");
+
+    let class = env.server.state.class.clone();
+    let pool = env.server.state.pool.clone();
+    let user = |v: &serde_json::Value| {
+        let id = uuid::Uuid::parse_str(v["id"].as_str().unwrap()).unwrap();
+        let pool = pool.clone();
+        async move { pvce::users::get(&pool, id).await.unwrap() }
+    };
+    let (alice_u, bob_u) = (user(&alice_user).await, user(&bob_user).await);
+    let state_of = |client: &crate::common::Client, vm: &str| {
+        let (client, vm) = (client.clone(), vm.to_owned());
+        async move {
+            let (_, v) = client.get(&format!("/api/vms/{vm}")).await;
+            v["state"].as_str().unwrap_or_default().to_owned()
+        }
+    };
+
+    // Eleven minutes before: outside the lead time, nothing happens.
+    let r = class.tick(start - Duration::minutes(11)).await.unwrap();
+    assert_eq!((r.queued, r.admitted.len()), (0, 0));
+
+    // Five minutes before: both queued, one admitted (limits of 1), the
+    // other waits with place 1 and an estimate, and its VM stays stopped.
+    let t = start - Duration::minutes(5);
+    let r = class.tick(t).await.unwrap();
+    assert_eq!((r.queued, r.admitted.len(), r.waiting), (2, 1, 1), "{r:?}");
+    let first = r.admitted[0].to_string();
+    let (first_vm, second_vm, second_u) = if first == vm_a {
+        (vm_a.clone(), vm_b.clone(), &bob_u)
+    } else {
+        (vm_b.clone(), vm_a.clone(), &alice_u)
+    };
+    let second_id = uuid::Uuid::parse_str(&second_vm).unwrap();
+    let st = class.status(second_u, second_id, t).await.unwrap();
+    let place = st.queue.expect("the second VM waits in the queue");
+    assert_eq!(place.place, 1);
+    assert!(place.estimate_secs > 0);
+    assert_eq!(st.session.unwrap().ends_at, end);
+    assert_eq!(st.warning_minutes, None);
+    let second_client = if second_vm == vm_a { &alice } else { &bob };
+    assert_eq!(state_of(second_client, &second_vm).await, "stopped");
+    // Its owner reads the same through the API (real time: no session yet,
+    // but the queue place is the loop's).
+    let (s, v) = second_client
+        .get(&format!("/api/vms/{second_vm}/class"))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["queue"]["place"], 1, "{v}");
+
+    // Once the first start returned, the next tick admits the second.
+    common::wait_for(
+        "the first pre-start",
+        StdDuration::from_secs(120),
+        || async { (class.starts_in_flight() == 0).then_some(()) },
+    )
+    .await;
+    let first_client = if first_vm == vm_a { &alice } else { &bob };
+    assert_eq!(state_of(first_client, &first_vm).await, "running");
+    let r = class.tick(t + Duration::seconds(2)).await.unwrap();
+    assert_eq!(r.admitted, vec![second_id], "{r:?}");
+    common::wait_for(
+        "the second pre-start",
+        StdDuration::from_secs(120),
+        || async { (class.starts_in_flight() == 0).then_some(()) },
+    )
+    .await;
+    assert_eq!(state_of(second_client, &second_vm).await, "running");
+    common::wait_serial(&env, &first_vm, "BOOT-OK", StdDuration::from_secs(180)).await;
+    common::wait_serial(&env, &second_vm, "BOOT-OK", StdDuration::from_secs(180)).await;
+    let (per_node, total) = class.peaks();
+    assert_eq!(total, 1, "never more than one start in flight");
+    assert!(per_node.values().all(|n| *n <= 1), "{per_node:?}");
+    // Nothing is started twice in the same session.
+    let r = class.tick(start + Duration::minutes(1)).await.unwrap();
+    assert_eq!((r.queued, r.admitted.len()), (0, 0), "{r:?}");
+
+    // The warnings: none 20 minutes before the end, 15 then 5.
+    let first_u = if first_vm == vm_a { &alice_u } else { &bob_u };
+    let first_id = uuid::Uuid::parse_str(&first_vm).unwrap();
+    for (before_end, expected) in [(20, None), (14, Some(15)), (4, Some(5))] {
+        let st = class
+            .status(first_u, first_id, end - Duration::minutes(before_end))
+            .await
+            .unwrap();
+        assert_eq!(
+            st.warning_minutes, expected,
+            "{before_end} minutes before the end"
+        );
+        assert!(st.queue.is_none());
+    }
+
+    // The end: both VMs get an ACPI shutdown and stop.
+    let r = class.tick(end).await.unwrap();
+    let mut stopped: Vec<String> = r.stopped.iter().map(|v| v.to_string()).collect();
+    stopped.sort();
+    let mut both = vec![vm_a.clone(), vm_b.clone()];
+    both.sort();
+    assert_eq!(stopped, both, "{r:?}");
+    for (client, vm) in [(&alice, &vm_a), (&bob, &vm_b)] {
+        common::wait_for(
+            "the VM stopped at the end",
+            StdDuration::from_secs(90),
+            || async { (state_of(client, vm).await == "stopped").then_some(()) },
+        )
+        .await;
+    }
+    // After the end nothing is started again.
+    let r = class.tick(end + Duration::minutes(1)).await.unwrap();
+    assert_eq!(
+        (r.queued, r.admitted.len(), r.stopped.len()),
+        (0, 0, 0),
+        "{r:?}"
+    );
+    let st = class
+        .status(first_u, first_id, end + Duration::minutes(1))
+        .await
+        .unwrap();
+    assert!(st.session.is_none() && st.warning_minutes.is_none());
+}
