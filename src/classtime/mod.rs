@@ -132,7 +132,7 @@ pub enum SessionInput {
 #[derive(Debug, Serialize)]
 #[serde(untagged)]
 pub enum Added {
-    One(Session),
+    One(Box<Session>),
     Imported {
         imported: Vec<Session>,
         skipped: Vec<ics::Skipped>,
@@ -321,7 +321,7 @@ impl Sessions {
         tx.commit().await?;
         Ok(match source {
             "manual" => match stored.pop() {
-                Some(one) => Added::One(one),
+                Some(one) => Added::One(Box::new(one)),
                 None => return Err(ClassError::Invalid("nothing to add".into())),
             },
             _ => Added::Imported {
