@@ -634,6 +634,27 @@ mod tests {
     }
 
     #[test]
+    fn the_lab_offset_parses_and_its_default_is_china() {
+        use time::macros::offset;
+        assert_eq!(parse_utc_offset("+08:00"), Ok(offset!(+08:00)));
+        assert_eq!(parse_utc_offset("-05:30"), Ok(offset!(-05:30)));
+        assert_eq!(parse_utc_offset("Z"), Ok(time::UtcOffset::UTC));
+        for bad in ["8", "+8:00", "+0800", "", "+25:00"] {
+            assert!(parse_utc_offset(bad).is_err(), "{bad:?}");
+        }
+        // The flags' defaults parse (clap runs the parsers on them).
+        #[derive(clap::Parser)]
+        struct Args {
+            #[command(flatten)]
+            config: Config,
+        }
+        use clap::Parser;
+        let args = Args::try_parse_from(["pvce"]).expect("defaults parse");
+        assert_eq!(args.config.lab_utc_offset, offset!(+08:00));
+        assert_eq!(args.config.class_starts_per_node, 4);
+    }
+
+    #[test]
     fn snapshot_quota_must_be_positive() {
         assert_eq!(parse_quota("3"), Ok(3));
         assert!(parse_quota("0").is_err());
