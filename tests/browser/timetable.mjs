@@ -1,16 +1,18 @@
 // A course's timetable in the browser (issue 15): the teacher adds a weekly
 // session in the form, edits it, imports an .ics file (one event read, one
 // skipped with its reason shown), deletes the imported one; the student sees
-// the next sessions on their course card, in Chinese too.
-// usage: node tests/browser/timetable.mjs <base-url> <teacher> <student> <password> <artifact-dir> <course-id>
+// the next sessions on their course card, in Chinese too; on the desktop page
+// of a VM whose course is in a session ending in ten minutes, the student
+// gets the T−15 warning.
+// usage: node tests/browser/timetable.mjs <base-url> <teacher> <student> <password> <artifact-dir> <course-id> <vm-in-session>
 
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { run, assert, unexpectedErrors } from './lib.mjs';
 
-const [base, teacher, student, password, artifactDir, courseId] = process.argv.slice(2);
-if (!courseId) {
-  console.error('usage: timetable.mjs <base-url> <teacher> <student> <password> <artifact-dir> <course-id>');
+const [base, teacher, student, password, artifactDir, courseId, vmInSession] = process.argv.slice(2);
+if (!vmInSession) {
+  console.error('usage: timetable.mjs <base-url> <teacher> <student> <password> <artifact-dir> <course-id> <vm-in-session>');
   process.exit(2);
 }
 
@@ -85,13 +87,23 @@ await run('timetable', artifactDir, async ({ newPage, step, shot, logs }) => {
   // The student's course card: the next sessions, in English and in Chinese.
   const sp = await newPage({ locale: 'en-US' });
   await signIn(sp, student);
-  await sp.waitForSelector('.upcoming:not([hidden]) li');
-  const items = await sp.locator('.upcoming li').allTextContents();
+  const upcoming = `.upcoming[data-course="${courseId}"]`;
+  await sp.waitForSelector(`${upcoming}:not([hidden]) li`);
+  const items = await sp.locator(`${upcoming} li`).allTextContents();
   assert(items.length === 3 && items[0].includes('10:00') && items[0].includes('OS lab A'), `upcoming, got ${JSON.stringify(items)}`);
   await sp.click('.lang-toggle');
-  await sp.waitForSelector('.upcoming p >> text=近期课次');
-  const zh = await sp.locator('.upcoming li').first().textContent();
+  await sp.waitForSelector(`${upcoming} p >> text=近期课次`);
+  const zh = await sp.locator(`${upcoming} li`).first().textContent();
   assert(zh.includes('周一') && zh.includes('10:00'), `the dates in Chinese, got "${zh}"`);
   await shot(sp, 'timetable-student.png');
   step('the student sees the next sessions');
+
+  // The desktop page of a VM whose class ends in ten minutes: the warning,
+  // in the page's language (Chinese now).
+  await sp.goto(`${base}/#/desktop/${vmInSession}`);
+  await sp.waitForSelector('.toast >> text=15 分钟后结束', { timeout: 30000 });
+  await shot(sp, 'timetable-warning-zh.png');
+  step('the end-of-class warning is shown');
+  const errs = unexpectedErrors(logs);
+  assert(errs.length === 0, `no page errors:\n${errs.join('\n')}`);
 });

@@ -1477,7 +1477,9 @@ async fn every_role_navigates_by_keyboard_and_the_top_bar_fits_from_phone_to_wid
 #[tokio::test]
 async fn teacher_keeps_a_timetable_and_the_student_sees_it_in_the_browser() {
     let _serial = one_at_a_time().await;
-    let env = TestEnv::start().await;
+    // No class-time loop: it would pre-start the VM of the ongoing session
+    // below (a guest booting beside Chromium); the page only reads.
+    let env = TestEnv::start_with(|c| c.class_interval_secs = 0).await;
     env.user("test-ui-tt-teacher", Role::Teacher).await;
     env.user("test-ui-tt-student", Role::Student).await;
     let teacher = env.client("test-ui-tt-teacher").await;
@@ -1489,9 +1491,32 @@ async fn teacher_keeps_a_timetable_and_the_student_sees_it_in_the_browser() {
     )
     .await;
     let cid = course["id"].as_str().unwrap();
+    // A second course of the student's, in a session that ends in ten
+    // minutes (real time: the desktop page asks the server with its clock).
+    let ongoing = lab::course(
+        &teacher,
+        json!({"code": "test-ui-tt-now", "name": "Now", "vm_specs": [lab::spec("linux", &tpl, 192)]}),
+        &["test-ui-tt-student"],
+    )
+    .await;
+    let now = time::OffsetDateTime::now_utc();
+    let (status, v) = teacher
+        .post(
+            &format!("/api/courses/{}/sessions", ongoing["id"].as_str().unwrap()),
+            json!({"starts_at": pvce::db::format_time(now - time::Duration::minutes(30)),
+                   "ends_at": pvce::db::format_time(now + time::Duration::minutes(10))}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    let student = env.client("test-ui-tt-student").await;
+    let vm_now = lab::vm_of(&env, &student, &ongoing, "linux").await;
     let base = env.server.url();
     let dir = artifact_dir();
-    let shots = ["timetable-teacher.png", "timetable-student.png"];
+    let shots = [
+        "timetable-teacher.png",
+        "timetable-student.png",
+        "timetable-warning-zh.png",
+    ];
     for f in shots {
         let _ = std::fs::remove_file(dir.join(f));
     }
@@ -1504,6 +1529,7 @@ async fn teacher_keeps_a_timetable_and_the_student_sees_it_in_the_browser() {
             PASSWORD,
             dir.to_str().unwrap(),
             cid,
+            &vm_now,
         ],
     )
     .await;
