@@ -442,13 +442,14 @@ fn read_event(
     }
     let title = ev.summary.clone().unwrap_or_default();
     let Some(rule) = &ev.rrule else {
+        // An EXDATE without a rule excludes nothing that could happen.
         return Ok(vec![Imported {
             title,
             schedule: Schedule {
                 starts_at,
                 ends_at,
                 weekly_until: None,
-                exceptions,
+                exceptions: BTreeSet::new(),
             },
         }]);
     };

@@ -71,6 +71,8 @@ pub enum ScheduleError {
     SpanTooLong,
     #[error("at most {MAX_EXCEPTIONS} exception dates")]
     TooManyExceptions,
+    #[error("exception dates are for weekly sessions only")]
+    ExceptionsWithoutRepeat,
 }
 
 impl Schedule {
@@ -92,6 +94,9 @@ impl Schedule {
         }
         if self.exceptions.len() > MAX_EXCEPTIONS {
             return Err(ScheduleError::TooManyExceptions);
+        }
+        if self.weekly_until.is_none() && !self.exceptions.is_empty() {
+            return Err(ScheduleError::ExceptionsWithoutRepeat);
         }
         Ok(())
     }
@@ -228,6 +233,9 @@ mod tests {
         assert_eq!(s.validate(CST), Err(ScheduleError::UntilBeforeStart));
         s.weekly_until = Some(date!(2028 - 01 - 01));
         assert_eq!(s.validate(CST), Err(ScheduleError::SpanTooLong));
+        s.weekly_until = None;
+        s.exceptions.insert(date!(2026 - 09 - 07));
+        assert_eq!(s.validate(CST), Err(ScheduleError::ExceptionsWithoutRepeat));
     }
 
     fn arb_schedule() -> impl Strategy<Value = Schedule> {
@@ -244,7 +252,11 @@ mod tests {
                     starts_at,
                     ends_at: starts_at + Duration::minutes(len),
                     weekly_until: until.map(|d| first + Duration::days(d)),
-                    exceptions: exc.into_iter().map(|d| first + Duration::days(d)).collect(),
+                    // Exceptions belong to weekly sessions (the invariant).
+                    exceptions: match until {
+                        Some(_) => exc.into_iter().map(|d| first + Duration::days(d)).collect(),
+                        None => BTreeSet::new(),
+                    },
                 }
             })
     }
