@@ -109,6 +109,9 @@ pub async fn start(config: Config, listen: &str) -> anyhow::Result<Server> {
     }
     background.extend(spawn_alerts_and_inspection(&state));
     background.push(spawn_audit_prune(&state));
+    if state.config.class_interval_secs > 0 {
+        background.push(spawn_class_time(&state));
+    }
     let listener = TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
     let mut metrics_addr = None;
@@ -284,6 +287,25 @@ fn spawn_alerts_and_inspection(state: &AppState) -> Vec<tokio::task::JoinHandle<
         ));
     }
     out
+}
+
+/// The class-time loop (src/classtime/class.rs) on the wall clock.
+fn spawn_class_time(state: &AppState) -> tokio::task::JoinHandle<()> {
+    let class = state.class.clone();
+    crate::health::spawn_periodic(
+        &state.health,
+        "class_time",
+        Duration::from_secs(state.config.class_interval_secs),
+        move || {
+            let class = class.clone();
+            async move {
+                class
+                    .tick(time::OffsetDateTime::now_utc())
+                    .await
+                    .map(|_| ())
+            }
+        },
+    )
 }
 
 /// Ends console sessions when their VM stops or their node stops answering

@@ -298,6 +298,31 @@ pub struct Config {
     pub backup_keep_weekly: u32,
     #[arg(long, env = "PVCE_BACKUP_KEEP_MONTHLY", default_value_t = 6)]
     pub backup_keep_monthly: u32,
+    /// The lab's wall clock as an offset from UTC (`+08:00`): the timetable's
+    /// sessions are entered and recur in it (src/classtime/).
+    #[arg(long, env = "PVCE_LAB_UTC_OFFSET", default_value = "+08:00", value_parser = parse_utc_offset)]
+    pub lab_utc_offset: time::UtcOffset,
+
+    /// Minutes before a timetabled session its class's VMs are started.
+    #[arg(long, env = "PVCE_CLASS_LEAD_MINUTES", default_value_t = 10, value_parser = clap::value_parser!(u32).range(0..=240))]
+    pub class_lead_minutes: u32,
+
+    /// Class pre-starts in flight at once per node (higher on KVM hosts than under TCG).
+    #[arg(long, env = "PVCE_CLASS_STARTS_PER_NODE", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub class_starts_per_node: u32,
+
+    /// Class pre-starts in flight at once in the whole cluster.
+    #[arg(long, env = "PVCE_CLASS_STARTS_CLUSTER", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=10000))]
+    pub class_starts_cluster: u32,
+
+    /// Seconds a started guest counts as still starting (its boot) for the limits above.
+    #[arg(long, env = "PVCE_CLASS_BOOT_SECS", default_value_t = 20, value_parser = clap::value_parser!(u32).range(0..=600))]
+    pub class_boot_secs: u32,
+
+    /// Seconds between two passes of the class-time loop; 0 turns it off
+    /// (tests tick it with their own clock).
+    #[arg(long, env = "PVCE_CLASS_INTERVAL", default_value_t = 15, value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub class_interval_secs: u64,
 }
 
 /// A setting that must never reach a log: `Debug` prints `Secret(…)`.
@@ -363,6 +388,19 @@ fn parse_smtp_security(s: &str) -> Result<crate::desk::notify::SmtpSecurity, Str
             "unknown SMTP security {other:?}; use none, starttls or tls"
         )),
     }
+}
+
+/// `+08:00`, `-05:30`, `Z`.
+fn parse_utc_offset(s: &str) -> Result<time::UtcOffset, String> {
+    let t = s.trim();
+    if t == "Z" || t == "UTC" {
+        return Ok(time::UtcOffset::UTC);
+    }
+    time::UtcOffset::parse(
+        t,
+        time::macros::format_description!("[offset_hour sign:mandatory]:[offset_minute]"),
+    )
+    .map_err(|_| format!("{s:?} is not an offset from UTC like +08:00"))
 }
 
 fn parse_lang(s: &str) -> Result<crate::desk::notify::Lang, String> {
@@ -485,6 +523,12 @@ impl Config {
             notify_webhook_allow: Vec::new(),
             notify_loop: true,
             snapshot_quota: crate::vms::snapshots::DEFAULT_QUOTA,
+            lab_utc_offset: time::macros::offset!(+08:00),
+            class_lead_minutes: 10,
+            class_starts_per_node: 4,
+            class_starts_cluster: 30,
+            class_boot_secs: 20,
+            class_interval_secs: 15,
             alert_interval_secs: 60,
             inspection_at: crate::inspection::schedule::InspectionAt(Some(150)),
             sample_interval_secs: 5,
@@ -636,6 +680,27 @@ mod tests {
         assert_eq!(s.password.expect("password").expose(), "hunter2-pw");
         c.smtp_host = None;
         assert!(c.smtp_settings().expect("settings").is_none());
+    }
+
+    #[test]
+    fn the_lab_offset_parses_and_its_default_is_china() {
+        use time::macros::offset;
+        assert_eq!(parse_utc_offset("+08:00"), Ok(offset!(+08:00)));
+        assert_eq!(parse_utc_offset("-05:30"), Ok(offset!(-05:30)));
+        assert_eq!(parse_utc_offset("Z"), Ok(time::UtcOffset::UTC));
+        for bad in ["8", "+8:00", "+0800", "", "+25:00"] {
+            assert!(parse_utc_offset(bad).is_err(), "{bad:?}");
+        }
+        // The flags' defaults parse (clap runs the parsers on them).
+        #[derive(clap::Parser)]
+        struct Args {
+            #[command(flatten)]
+            config: Config,
+        }
+        use clap::Parser;
+        let args = Args::try_parse_from(["pvce"]).expect("defaults parse");
+        assert_eq!(args.config.lab_utc_offset, offset!(+08:00));
+        assert_eq!(args.config.class_starts_per_node, 4);
     }
 
     #[test]

@@ -40,6 +40,7 @@ pub mod audit;
 pub mod auth;
 pub mod backup;
 pub mod builds;
+pub mod classtime;
 pub mod cli;
 pub mod collect;
 pub mod config;

@@ -54,6 +54,10 @@ pub struct AppState {
     pub sso: Arc<crate::auth::sso::Sso>,
     /// The audit log (reading and retention; services record themselves).
     pub audit: Arc<crate::audit::Audit>,
+    /// Class time: the courses' timetables.
+    pub sessions: Arc<crate::classtime::Sessions>,
+    /// Class time: pre-starts, the admission queue, the end of sessions.
+    pub class: Arc<crate::classtime::class::ClassTime>,
 }
 
 /// Opens storage and the database (running migrations) — what every subcommand needs.
@@ -175,6 +179,10 @@ impl AppState {
             config.backup_at,
         ));
         let sso = Arc::new(sso(&config, &pool)?);
+        let sessions = Arc::new(crate::classtime::Sessions::new(
+            pool.clone(),
+            config.lab_utc_offset,
+        ));
         Ok(Self {
             backups,
             sso,
@@ -189,6 +197,20 @@ impl AppState {
             audit: Arc::new(crate::audit::Audit::new(
                 pool.clone(),
                 config.audit_retention_days,
+            )),
+            sessions: sessions.clone(),
+            class: Arc::new(crate::classtime::class::ClassTime::new(
+                sessions,
+                vms.clone(),
+                nodes.clone(),
+                crate::classtime::class::ClassSettings {
+                    limits: crate::classtime::admission::Limits {
+                        per_node: config.class_starts_per_node,
+                        cluster: config.class_starts_cluster,
+                    },
+                    lead: time::Duration::minutes(i64::from(config.class_lead_minutes)),
+                    boot: time::Duration::seconds(i64::from(config.class_boot_secs)),
+                },
             )),
             desk,
             snapshots,

@@ -18,6 +18,7 @@ use serde_json::json;
 use crate::alerts::service::AlertError;
 use crate::auth::AuthError;
 use crate::builds::BuildError;
+use crate::classtime::ClassError;
 use crate::console::ConsoleError;
 use crate::courses::CourseError;
 use crate::desk::DeskError;
@@ -856,6 +857,32 @@ impl From<ReportError> for ApiError {
                 )
             }
             ReportError::Json(_) | ReportError::Db(_) => Self::internal(&e),
+        }
+    }
+}
+
+impl From<ClassError> for ApiError {
+    fn from(e: ClassError) -> Self {
+        match e {
+            ClassError::Invalid(m) => Self::bad_request(m),
+            ClassError::Schedule(_) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "bad_schedule",
+                e.to_string(),
+            ),
+            ClassError::Calendar(_) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "bad_calendar",
+                e.to_string(),
+            ),
+            ClassError::NotFound => Self::not_found(),
+            ClassError::TooManySessions => {
+                Self::new(StatusCode::CONFLICT, "too_many_sessions", e.to_string())
+            }
+            ClassError::Course(c) => c.into(),
+            ClassError::Vm(v) => v.into(),
+            ClassError::Node(n) => n.into(),
+            ClassError::Db(_) => Self::internal(&e),
         }
     }
 }

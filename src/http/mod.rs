@@ -9,6 +9,7 @@ pub mod alerts;
 pub mod audit;
 pub mod auth;
 pub mod backups;
+pub mod classtime;
 pub mod collect;
 pub mod console;
 pub mod courses;
@@ -63,6 +64,7 @@ pub fn router(state: AppState) -> Router {
             .merge(templates::router())
             .merge(reports::router())
             .merge(courses::router())
+            .merge(classtime::router())
             .merge(vms::router())
             .merge(snapshots::router())
             .merge(backups::router())

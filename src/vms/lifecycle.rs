@@ -81,6 +81,21 @@ impl VmManager {
     /// start of a VM that was not running is recorded for the service
     /// levels ([`crate::slo`]), with its outcome and the node it got.
     pub async fn start(&self, vm: &Vm, owner_name: &str, course_code: &str) -> Result<Vm, VmError> {
+        self.start_preferring(vm, owner_name, course_code, None)
+            .await
+    }
+
+    /// [`Self::start`] on the node `prefer` if the VM may go anywhere (the
+    /// class-time admission queue spreads a class over the nodes with free
+    /// start slots, see [`crate::classtime`]); a VM bound to a node by its
+    /// layer or lab network still goes to that node.
+    pub async fn start_preferring(
+        &self,
+        vm: &Vm,
+        owner_name: &str,
+        course_code: &str,
+        prefer: Option<Uuid>,
+    ) -> Result<Vm, VmError> {
         let attempt = super::starts::StartAttempt::begin(vm.id, vm.owner_id, vm.course_id);
         let lock = self.lock_for(vm.id);
         let _guard = lock.lock().await;
@@ -90,7 +105,7 @@ impl VmManager {
         }
         let mut placed = None;
         let result = self
-            .start_locked(vm, owner_name, course_code, &mut placed)
+            .start_locked(vm, owner_name, course_code, prefer, &mut placed)
             .await;
         super::starts::record_start(
             &self.pool,
@@ -109,6 +124,7 @@ impl VmManager {
         vm: Vm,
         owner_name: &str,
         course_code: &str,
+        prefer: Option<Uuid>,
         placed: &mut Option<Uuid>,
     ) -> Result<Vm, VmError> {
         match vm.state {
@@ -150,6 +166,10 @@ impl VmManager {
                 return Err(VmError::LabNetwork("this VM's disk is on another node than the one running the student's other VMs on the same lab network; stop those VMs first".into(),
                 ));
             }
+        };
+        let constraint = match (constraint, prefer) {
+            (Constraint::Anywhere, Some(node)) => Constraint::OnNode(node),
+            (c, _) => c,
         };
         let chain = self.stores.chain(vm.template_id).await?;
         let graphics = graphics_of(&self.pool, vm.id).await?;

@@ -284,6 +284,27 @@ impl VmManager {
         Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
     }
 
+    /// The VMs of a course, whoever owns them (for class time: a session's
+    /// pre-starts and its stop at the end).
+    pub async fn of_course(&self, course_id: Uuid) -> Result<Vec<Vm>, VmError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM vms v WHERE v.course_id = ? ORDER BY v.created_at, v.name"
+        ))
+        .bind(course_id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
+    }
+
+    /// Starts a VM for the system (no user asked): on `node` where it may go
+    /// anywhere (see [`Self::start_preferring`]).
+    pub async fn start_on(&self, id: Uuid, node: Uuid) -> Result<Vm, VmError> {
+        let vm = load(&self.pool, id).await?;
+        let (owner, course) = labels(&self.pool, &vm).await?;
+        self.start_preferring(&vm, &owner, &course, Some(node))
+            .await
+    }
+
     /// A VM the user may act on (owner, the course's teacher, admin), else NotFound.
     pub async fn get_for(&self, user: &User, id: Uuid) -> Result<Vm, VmError> {
         let vm = load(&self.pool, id).await?;

@@ -187,6 +187,36 @@ fn role_matrix() -> Vec<Row> {
         )
         .with_query("?path=/root"),
         // ---- area: class (new rows of this area go right below this line)
+        row(
+            Method::GET,
+            "/api/courses/{id}/sessions",
+            NO,
+            [401, 404, 404, 404, 404],
+        ),
+        row(
+            Method::POST,
+            "/api/courses/{id}/sessions",
+            Json(json!({"date":"2026-09-07","start":"08:00","end":"09:40"})),
+            [401, 403, 404, 403, 404],
+        ),
+        row(
+            Method::PUT,
+            "/api/courses/{id}/sessions/{sid}",
+            Json(json!({"date":"2026-09-07","start":"08:00","end":"09:40"})),
+            [401, 403, 404, 403, 404],
+        ),
+        row(
+            Method::DELETE,
+            "/api/courses/{id}/sessions/{sid}",
+            NO,
+            [401, 403, 404, 403, 404],
+        ),
+        row(
+            Method::GET,
+            "/api/vms/{id}/class",
+            NO,
+            [401, 404, 404, 404, 404],
+        ),
         // ---- area: console2 (new rows of this area go right below this line)
         row(
             Method::POST,

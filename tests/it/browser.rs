@@ -1718,3 +1718,80 @@ async fn admin_reads_filters_and_downloads_the_audit_log() {
         assert_png(&dir.join(f));
     }
 }
+
+/// A course's timetable in the browser (issue 15): the teacher adds, edits,
+/// imports (.ics) and deletes sessions; the student sees the next ones on
+/// the course card in English and Chinese. No VM runs.
+#[tokio::test]
+async fn teacher_keeps_a_timetable_and_the_student_sees_it_in_the_browser() {
+    let _serial = one_at_a_time().await;
+    // No class-time loop: it would pre-start the VM of the ongoing session
+    // below (a guest booting beside Chromium); the page only reads.
+    let env = TestEnv::start_with(|c| c.class_interval_secs = 0).await;
+    env.user("test-ui-tt-teacher", Role::Teacher).await;
+    env.user("test-ui-tt-student", Role::Student).await;
+    let teacher = env.client("test-ui-tt-teacher").await;
+    let tpl = lab::import_tiny(&teacher, "test-ui-tt-tiny").await;
+    let course = lab::course(
+        &teacher,
+        json!({"code": "test-ui-tt", "name": "Timetabled", "vm_specs": [lab::spec("linux", &tpl, 192)]}),
+        &["test-ui-tt-student"],
+    )
+    .await;
+    let cid = course["id"].as_str().unwrap();
+    // A second course of the student's, in a session that ends in ten
+    // minutes (real time: the desktop page asks the server with its clock).
+    let ongoing = lab::course(
+        &teacher,
+        json!({"code": "test-ui-tt-now", "name": "Now", "vm_specs": [lab::spec("linux", &tpl, 192)]}),
+        &["test-ui-tt-student"],
+    )
+    .await;
+    let now = time::OffsetDateTime::now_utc();
+    let (status, v) = teacher
+        .post(
+            &format!("/api/courses/{}/sessions", ongoing["id"].as_str().unwrap()),
+            json!({"starts_at": pvce::db::format_time(now - time::Duration::minutes(30)),
+                   "ends_at": pvce::db::format_time(now + time::Duration::minutes(10))}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    let student = env.client("test-ui-tt-student").await;
+    let vm_now = lab::vm_of(&env, &student, &ongoing, "linux").await;
+    let base = env.server.url();
+    let dir = artifact_dir();
+    let shots = [
+        "timetable-teacher.png",
+        "timetable-student.png",
+        "timetable-warning-zh.png",
+    ];
+    for f in shots {
+        let _ = std::fs::remove_file(dir.join(f));
+    }
+    run_script(
+        "timetable.mjs",
+        &[
+            &base,
+            "test-ui-tt-teacher",
+            "test-ui-tt-student",
+            PASSWORD,
+            dir.to_str().unwrap(),
+            cid,
+            &vm_now,
+        ],
+    )
+    .await;
+    for f in shots {
+        assert_png(&dir.join(f));
+    }
+    let _ = std::fs::remove_file(dir.join("test-timetable.ics"));
+    // What the page did is real: one weekly session, edited, is left.
+    let (status, list) = teacher.get(&format!("/api/courses/{cid}/sessions")).await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(list[0]["title"], "OS lab A");
+    assert_eq!(list[0]["starts_at"], "2030-09-02T02:00:00Z");
+    assert_eq!(list[0]["weekly_until"], "2030-10-14");
+    assert_eq!(list[0]["exceptions"], json!(["2030-09-30"]));
+}

@@ -19,6 +19,7 @@ mod backups;
 mod audit;
 mod browser;
 mod clipboard_agent;
+mod classtime;
 mod cluster;
 mod collect;
 mod console;

@@ -32,6 +32,7 @@ import { t, bind, onLangChange } from './i18n.js';
 import { h, icon, button, replace, toast, toastError, errorText, clockTime, absoluteTime } from './ui.js';
 import { get, post } from './api.js';
 import { stateBadge, setBadge, allowed, runAction } from './vmcontrols.js';
+import { watchClass } from './classwatch.js';
 import { typeText, plan, press, SPECIAL } from './keys.js';
 import { sealDraft, abandonDraft } from './drafts.js';
 import { serialPanel } from './serial.js';
@@ -108,6 +109,7 @@ export function mount(container, [vmId], { me }) {
   let retryTimer = null;
   let pollTimer = null;
   let unmounted = false;
+  let stopClass = () => {};
   let connected = false;
   let typingAbort = null;
   let connectSeq = 0;
@@ -125,6 +127,8 @@ export function mount(container, [vmId], { me }) {
   // While a shutdown the server asked for runs: when the VM is forced off.
   const forced = h('span', { class: 'muted small desktop-forced', hidden: true });
   const status = h('p', { class: 'desktop-status', role: 'status', 'aria-live': 'polite' });
+  // The VM's place in the class start queue, while it waits (class time).
+  const queueLine = h('p', { class: 'desktop-status class-queue', role: 'status', hidden: true });
   const pasteBtn = button({ label: 'desktop.paste', icon: 'paste', kind: 'small', attrs: { 'aria-expanded': 'false', 'aria-controls': 'paste-panel' } });
   const cadBtn = button({ label: 'desktop.cad', icon: 'keyboard', kind: 'small', aria: ['desktop.cad.aria'] });
   const fsBtn = button({ label: 'desktop.fullscreen', icon: 'fullscreen', kind: 'small' });
@@ -195,7 +199,7 @@ export function mount(container, [vmId], { me }) {
   const desk = h('div', { class: 'desktop', dataset: { conn: 'init' } },
     h('div', { class: 'desktop-bar' },
       back,
-      h('div', { class: 'desktop-heading' }, h('div', { class: 'desktop-title-row' }, title, badge, owner, clipChip), forced, status),
+      h('div', { class: 'desktop-heading' }, h('div', { class: 'desktop-title-row' }, title, badge, owner, clipChip), forced, status, queueLine),
       h('div', { class: 'desktop-tools' }, powerGroup, pasteBtn, cadBtn, serialBtn, kbdBtn, zoomBtn, fsBtn, reportBtn)),
     pastePanel,
     keybar,
@@ -761,6 +765,7 @@ export function mount(container, [vmId], { me }) {
     if (vm.build_template_id && me.role !== 'student') offerSeal();
     if (vm.course_id && vm.owner_id !== me.id) showOwner();
     if (vm.course_id) await loadClip();
+    if (vm.course_id && !unmounted) stopClass = watchClass(vmId, queueLine);
     pollVm();
     if (vm.state === 'running') connect(); else notRunning('');
   })();
@@ -768,6 +773,7 @@ export function mount(container, [vmId], { me }) {
   return {
     unmount() {
       unmounted = true;
+      stopClass();
       clearTimeout(retryTimer);
       clearTimeout(pollTimer);
       clearTimeout(pasteWait);

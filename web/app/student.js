@@ -7,6 +7,7 @@ import { h, icon, replace, formatBytes, formatMib, relativeTime, absoluteTime, c
 import { get } from './api.js';
 import { stateBadge, setBadge, actionBar } from './vmcontrols.js';
 import { vmPanel } from './vmpanel.js';
+import { upcomingSessions } from './sessions.js';
 
 const POLL_MS = 2500;
 
@@ -95,7 +96,8 @@ export function mount(container) {
         h('div', {},
           h('span', { class: 'course-code' }, course.code),
           h('h2', { id: `course-${course.id}` }, course.name),
-          course.lab_network ? h('p', { class: 'muted small lab-net', i18n: 'course.labNetwork.student' }) : null)),
+          course.lab_network ? h('p', { class: 'muted small lab-net', i18n: 'course.labNetwork.student' }) : null,
+          upcomingSessions(course.id).el)),
       vmList, empty);
     return { card, list: vmList, empty };
   }

@@ -10,6 +10,7 @@ import { get, post, del } from './api.js';
 import { stateBadge, setBadge, actionBar, allowed } from './vmcontrols.js';
 import { collectCard } from './collect.js';
 import { clipboardForm } from './courseclip.js';
+import { sessionsCard } from './sessions.js';
 
 const POLL_MS = 3000;
 
@@ -196,6 +197,9 @@ function classView(container, courseId, { me }) {
     h('section', { class: 'card section' },
       h('div', { class: 'section-head' }, h('h2', { i18n: 'teach.enrol' })),
       enrolForm),
+    h('section', { class: 'card section', id: 'sessions' },
+      h('div', { class: 'section-head' }, h('h2', { i18n: 'class.title.section' })),
+      sessionsCard(courseId).el),
     h('section', { class: 'card section' },
       h('div', { class: 'section-head' }, h('h2', { i18n: 'collect.title' })),
       collectCard(courseId).el),

@@ -1,0 +1,376 @@
+//! The class-time loop: what the timetable makes happen to a class's VMs.
+//!
+//! On each [`ClassTime::tick`] (the app's loop passes the wall clock, tests
+//! their own instant):
+//! - **pre-start**: from `lead` before a session begins until it ends, every
+//!   stopped VM of the course is queued to start, once per occurrence (a
+//!   student who shuts their VM down in class is not overruled);
+//! - **admission**: the queue is served by the pure [`admission::admit`]
+//!   within the per-node and cluster limits of concurrent starts; a start
+//!   counts as in flight from its admission until its start returned and
+//!   `boot` has passed (the guest boots after QEMU is up: the heavy part);
+//! - **end**: at the end of a session its course's running VMs get an ACPI
+//!   shutdown, forced off after the shutdown timeout (the VM manager's
+//!   shutdown), once per occurrence; queued starts of the course are dropped.
+//!
+//! Warnings before the end (T−15, T−5) are not pushed: [`ClassTime::status`]
+//! says, for a VM and an instant, which session it is in and what warning is
+//! due ([`end_warning`], pure), and the desktop page polls it.
+//!
+//! State (the queue, starts in flight, what was done per occurrence) is in
+//! memory: after a restart the next tick rebuilds the queue from the
+//! timetable; a stop already done is harmless to repeat (stopping a stopped
+//! VM does nothing).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+use time::{Duration, OffsetDateTime};
+use uuid::Uuid;
+
+use super::admission::{self, Limits, NodeSlots, QueuePlace, Waiting};
+use super::timetable::Occurrence;
+use super::{ClassError, Sessions};
+use crate::nodes::{NodeState, Nodes};
+use crate::users::User;
+use crate::vms::{VmManager, VmState};
+
+/// How long after a session's end its VMs are still stopped by the loop
+/// (a server down at the end catches up when it is back within this).
+const STOP_WINDOW: Duration = Duration::minutes(10);
+
+/// Settings of the class-time loop.
+#[derive(Debug, Clone, Copy)]
+pub struct ClassSettings {
+    pub limits: Limits,
+    /// How long before a session its VMs are started.
+    pub lead: Duration,
+    /// How long after its start call returned a start still counts as in
+    /// flight (the guest's boot).
+    pub boot: Duration,
+}
+
+/// The warning due at `now` for a session ending at `ends_at`: 15 in its last
+/// fifteen minutes, 5 in its last five, none before or after.
+pub fn end_warning(ends_at: OffsetDateTime, now: OffsetDateTime) -> Option<u8> {
+    let left = ends_at - now;
+    if left <= Duration::ZERO {
+        None
+    } else if left <= Duration::minutes(5) {
+        Some(5)
+    } else if left <= Duration::minutes(15) {
+        Some(15)
+    } else {
+        None
+    }
+}
+
+/// What a session means for its VMs at `now`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Not yet in the pre-start window.
+    Before,
+    /// From `lead` before the start until the end: the class's VMs should run.
+    Run,
+    /// Over (within the stop window): the class's VMs should stop.
+    Ended,
+}
+
+/// The phase of an occurrence at `now` (pure).
+pub fn phase(o: &Occurrence, now: OffsetDateTime, lead: Duration) -> Phase {
+    if now >= o.ends_at {
+        Phase::Ended
+    } else if now >= o.starts_at - lead {
+        Phase::Run
+    } else {
+        Phase::Before
+    }
+}
+
+#[derive(Debug)]
+struct Flight {
+    node: Uuid,
+    admitted: OffsetDateTime,
+    done: bool,
+}
+
+#[derive(Debug, Default)]
+struct LoopState {
+    queue: Vec<(Waiting, Uuid)>, // (waiting VM, its course)
+    in_flight: HashMap<Uuid, Flight>,
+    places: HashMap<Uuid, QueuePlace>,
+    /// (vm, occurrence start) already pre-started.
+    prestarted: HashSet<(Uuid, OffsetDateTime)>,
+    /// (course, occurrence end) already stopped.
+    stopped: HashSet<(Uuid, OffsetDateTime)>,
+    /// The most starts in flight seen at once, per node and in total.
+    peak_node: HashMap<Uuid, u32>,
+    peak_total: u32,
+}
+
+/// What one tick did.
+#[derive(Debug, Default, Serialize)]
+pub struct TickReport {
+    pub queued: usize,
+    pub admitted: Vec<Uuid>,
+    pub waiting: usize,
+    pub stopped: Vec<Uuid>,
+}
+
+/// A VM's class-time status for the desktop page.
+#[derive(Debug, Serialize)]
+pub struct VmClassStatus {
+    /// The session the VM's course is in (or about to be), if any.
+    pub session: Option<Occurrence>,
+    /// 15 or 5 (minutes left) when a warning is due.
+    pub warning_minutes: Option<u8>,
+    /// The VM's place in the admission queue, while it waits.
+    pub queue: Option<QueuePlace>,
+}
+
+#[derive(Debug)]
+pub struct ClassTime {
+    sessions: Arc<Sessions>,
+    vms: Arc<VmManager>,
+    nodes: Arc<Nodes>,
+    settings: ClassSettings,
+    state: Arc<Mutex<LoopState>>,
+}
+
+impl ClassTime {
+    pub fn new(
+        sessions: Arc<Sessions>,
+        vms: Arc<VmManager>,
+        nodes: Arc<Nodes>,
+        settings: ClassSettings,
+    ) -> Self {
+        Self {
+            sessions,
+            vms,
+            nodes,
+            settings,
+            state: Arc::default(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, LoopState> {
+        // A panic while holding the lock leaves plain data: still usable.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// One pass at `now` (see the module docs).
+    pub async fn tick(&self, now: OffsetDateTime) -> Result<TickReport, ClassError> {
+        let mut report = TickReport::default();
+        let occurrences = self
+            .sessions
+            .occurrences_between(now - STOP_WINDOW, now + self.settings.lead)
+            .await?;
+        // A course with back-to-back sessions keeps its VMs running.
+        let running: HashSet<Uuid> = occurrences
+            .iter()
+            .filter(|(_, o)| phase(o, now, self.settings.lead) == Phase::Run)
+            .map(|(c, _)| *c)
+            .collect();
+        for (course, o) in occurrences {
+            match phase(&o, now, self.settings.lead) {
+                Phase::Before => {}
+                Phase::Run => {
+                    for vm in self.vms.of_course(course).await? {
+                        let mut st = self.lock();
+                        // Marked whatever its state: a VM seen running once
+                        // in this occurrence and stopped since was stopped
+                        // by its student, who is not overruled.
+                        let first = st.prestarted.insert((vm.id, o.starts_at));
+                        if !first
+                            || vm.state != VmState::Stopped
+                            || st.in_flight.contains_key(&vm.id)
+                            || st.queue.iter().any(|(w, _)| w.vm == vm.id)
+                        {
+                            continue;
+                        }
+                        st.queue.push((
+                            Waiting {
+                                vm: vm.id,
+                                pinned: None,
+                            },
+                            course,
+                        ));
+                        report.queued += 1;
+                    }
+                }
+                Phase::Ended => {
+                    if running.contains(&course) || !self.lock().stopped.insert((course, o.ends_at))
+                    {
+                        continue;
+                    }
+                    self.lock().queue.retain(|(_, c)| *c != course);
+                    for vm in self.vms.of_course(course).await? {
+                        if matches!(vm.state, VmState::Running | VmState::Starting) {
+                            match self.vms.shutdown(&vm).await {
+                                Ok(_) => report.stopped.push(vm.id),
+                                Err(e) => {
+                                    tracing::warn!(vm = %vm.id, error = %e, "end of session: shutdown failed")
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        self.admit(now, &mut report).await?;
+        Ok(report)
+    }
+
+    async fn admit(&self, now: OffsetDateTime, report: &mut TickReport) -> Result<(), ClassError> {
+        let nodes = self.nodes.list().await?;
+        let boot = self.settings.boot;
+        let decision = {
+            let mut st = self.lock();
+            // Starts whose call returned and whose boot time passed are done.
+            st.in_flight
+                .retain(|_, f| !(f.done && now - f.admitted >= boot));
+            let counts = admission::count_by_node(st.in_flight.values().map(|f| f.node));
+            let slots: Vec<NodeSlots> = nodes
+                .iter()
+                .map(|n| NodeSlots {
+                    id: n.id,
+                    usable: n.state == NodeState::Up,
+                    starting: counts.get(&n.id).copied().unwrap_or(0),
+                })
+                .collect();
+            let queue: Vec<Waiting> = st.queue.iter().map(|(w, _)| *w).collect();
+            let d = admission::admit(self.settings.limits, &slots, &queue);
+            let admitted: HashSet<Uuid> = d.admitted.iter().map(|(vm, _)| *vm).collect();
+            st.queue.retain(|(w, _)| !admitted.contains(&w.vm));
+            for (vm, node) in &d.admitted {
+                st.in_flight.insert(
+                    *vm,
+                    Flight {
+                        node: *node,
+                        admitted: now,
+                        done: false,
+                    },
+                );
+            }
+            let usable = slots.iter().filter(|s| s.usable).count();
+            st.places = d
+                .waiting
+                .iter()
+                .map(|(vm, place)| {
+                    (
+                        *vm,
+                        QueuePlace {
+                            place: *place,
+                            estimate_secs: admission::estimate_secs(
+                                *place,
+                                self.settings.limits,
+                                usable,
+                                u32::try_from(boot.whole_seconds().max(1)).unwrap_or(u32::MAX),
+                            ),
+                        },
+                    )
+                })
+                .collect();
+            // The peaks, for the operators and the tests.
+            let counts = admission::count_by_node(st.in_flight.values().map(|f| f.node));
+            let total: u32 = counts.values().sum();
+            st.peak_total = st.peak_total.max(total);
+            for (node, n) in counts {
+                let peak = st.peak_node.entry(node).or_insert(0);
+                *peak = (*peak).max(n);
+            }
+            d
+        };
+        report.waiting = decision.waiting.len();
+        for (vm, node) in decision.admitted {
+            report.admitted.push(vm);
+            let vms = self.vms.clone();
+            let state = self.state.clone();
+            tokio::spawn(async move {
+                if let Err(e) = vms.start_on(vm, node).await {
+                    tracing::warn!(vm = %vm, error = %e, "class pre-start failed");
+                }
+                let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(f) = st.in_flight.get_mut(&vm) {
+                    f.done = true;
+                }
+            });
+        }
+        Ok(())
+    }
+
+    /// The most starts seen in flight at once: (per node, in total).
+    pub fn peaks(&self) -> (HashMap<Uuid, u32>, u32) {
+        let st = self.lock();
+        (st.peak_node.clone(), st.peak_total)
+    }
+
+    /// Starts admitted whose start call has not returned yet.
+    pub fn starts_in_flight(&self) -> usize {
+        self.lock().in_flight.values().filter(|f| !f.done).count()
+    }
+
+    /// A VM's class-time status at `now`, for whoever may see the VM.
+    pub async fn status(
+        &self,
+        user: &User,
+        vm_id: Uuid,
+        now: OffsetDateTime,
+    ) -> Result<VmClassStatus, ClassError> {
+        let vm = self.vms.get_for(user, vm_id).await?;
+        let session = match vm.course_id {
+            Some(course) => self
+                .sessions
+                .occurrences_between(now, now + self.settings.lead)
+                .await?
+                .into_iter()
+                .filter(|(c, o)| *c == course && phase(o, now, self.settings.lead) == Phase::Run)
+                .map(|(_, o)| o)
+                .next(),
+            None => None,
+        };
+        Ok(VmClassStatus {
+            warning_minutes: session.and_then(|o| end_warning(o.ends_at, now)),
+            session,
+            queue: self.lock().places.get(&vm.id).copied(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn warnings_come_at_fifteen_and_five_minutes_before_the_end() {
+        let end = datetime!(2026-12-07 09:40 UTC);
+        let at = |m: i64| end - Duration::minutes(m);
+        assert_eq!(end_warning(end, at(16)), None);
+        assert_eq!(end_warning(end, at(15)), Some(15));
+        assert_eq!(end_warning(end, at(6)), Some(15));
+        assert_eq!(end_warning(end, at(5)), Some(5));
+        assert_eq!(end_warning(end, end - Duration::seconds(1)), Some(5));
+        assert_eq!(end_warning(end, end), None);
+    }
+
+    #[test]
+    fn phases_follow_the_lead_and_the_end() {
+        let o = Occurrence {
+            starts_at: datetime!(2026-12-07 08:00 UTC),
+            ends_at: datetime!(2026-12-07 09:40 UTC),
+        };
+        let lead = Duration::minutes(10);
+        assert_eq!(
+            phase(&o, datetime!(2026-12-07 07:49 UTC), lead),
+            Phase::Before
+        );
+        assert_eq!(phase(&o, datetime!(2026-12-07 07:50 UTC), lead), Phase::Run);
+        assert_eq!(phase(&o, datetime!(2026-12-07 09:39 UTC), lead), Phase::Run);
+        assert_eq!(
+            phase(&o, datetime!(2026-12-07 09:40 UTC), lead),
+            Phase::Ended
+        );
+    }
+}

@@ -1,0 +1,344 @@
+//! Class time (issue 15): a course's timetable through the API — sessions
+//! entered in the lab's wall clock or as instants, weekly ones with
+//! exceptions, an iCalendar import that reads what it can and says what it
+//! skipped, edits and deletes by the course's teacher only, bad input as
+//! 4xx, and the course's students reading the upcoming occurrences.
+
+use crate::common::lab::{import_tiny, spec};
+use crate::common::{TestEnv, assert_error};
+use pvce::auth::Role;
+use reqwest::StatusCode;
+use serde_json::json;
+
+#[tokio::test]
+async fn a_course_timetable_is_kept_by_its_teacher_and_read_by_its_students() {
+    let env = TestEnv::start().await;
+    env.user("test-tt-teacher", Role::Teacher).await;
+    env.user("test-tt-other", Role::Teacher).await;
+    env.user("test-tt-alice", Role::Student).await;
+    env.user("test-tt-bob", Role::Student).await;
+    let teacher = env.client("test-tt-teacher").await;
+    let other = env.client("test-tt-other").await;
+    let alice = env.client("test-tt-alice").await;
+    let bob = env.client("test-tt-bob").await;
+    let tpl = import_tiny(&teacher, "test-tt-tiny").await;
+    let (s, course) = teacher
+        .post(
+            "/api/courses",
+            json!({"code": "test-tt-os", "name": "OS", "vm_specs": [spec("linux", &tpl, 256)]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{course}");
+    let cid = course["id"].as_str().unwrap();
+    let (s, _) = teacher
+        .post(
+            &format!("/api/courses/{cid}/students"),
+            json!({"usernames": ["test-tt-alice"]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let sessions = format!("/api/courses/{cid}/sessions");
+
+    // Weekly, in the lab's wall clock (+08:00 by default), far in the future
+    // so that every occurrence is upcoming; the national-day week skipped.
+    let (s, weekly) = teacher
+        .post(
+            &sessions,
+            json!({"title": "Lab", "date": "2030-09-02", "start": "08:00", "end": "09:40",
+                   "weekly_until": "2030-10-14", "exceptions": ["2030-09-30"]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{weekly}");
+    assert_eq!(weekly["starts_at"], "2030-09-02T00:00:00Z", "{weekly}");
+    assert_eq!(weekly["local"]["weekday"], 1, "{weekly}");
+    assert_eq!(weekly["local"]["start"], "08:00");
+    assert_eq!(weekly["next"].as_array().unwrap().len(), 3, "{weekly}");
+    assert_eq!(weekly["next"][1]["starts_at"], "2030-09-09T00:00:00Z");
+    let wid = weekly["id"].as_str().unwrap();
+
+    // An iCalendar file: a weekly event read, a monthly one skipped with its reason.
+    let ics = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VEVENT\r\nUID:exam@test\r\n\
+SUMMARY:Exam\r\nDTSTART:20301215T060000Z\r\nDTEND:20301215T080000Z\r\nEND:VEVENT\r\n\
+BEGIN:VEVENT\r\nUID:monthly@test\r\nDTSTART:20300901T000000Z\r\nDTEND:20300901T010000Z\r\n\
+RRULE:FREQ=MONTHLY;COUNT=3\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+    let (s, imported) = teacher.post_body(&sessions, "text/calendar", ics).await;
+    assert_eq!(s, StatusCode::CREATED, "{imported}");
+    assert_eq!(
+        imported["imported"].as_array().unwrap().len(),
+        1,
+        "{imported}"
+    );
+    assert_eq!(imported["imported"][0]["title"], "Exam");
+    assert_eq!(imported["imported"][0]["source"], "ics");
+    assert_eq!(imported["skipped"][0]["uid"], "monthly@test", "{imported}");
+    let got = teacher
+        .post_body(&sessions, "text/calendar", "not a calendar")
+        .await;
+    assert_error(&got, StatusCode::UNPROCESSABLE_ENTITY, "bad_calendar");
+
+    // Bad input: 4xx with a reason, never stored.
+    for (body, status, code) in [
+        (
+            json!({"date": "2030-09-02", "start": "10:00", "end": "09:00"}),
+            422,
+            "bad_schedule",
+        ),
+        (
+            json!({"date": "2030-09-02", "start": "08:00", "end": "09:00", "weekly_until": "2032-01-01"}),
+            422,
+            "bad_schedule",
+        ),
+        (
+            json!({"date": "2030-02-30", "start": "08:00", "end": "09:00"}),
+            400,
+            "bad_request",
+        ),
+        (
+            json!({"starts_at": "tomorrow", "ends_at": "2030-09-02T01:00:00Z"}),
+            400,
+            "bad_request",
+        ),
+        (
+            json!({"date": "2030-09-02", "start": "08:00"}),
+            400,
+            "bad_request",
+        ),
+        (
+            json!({"date": "2030-09-02", "start": "08:00", "end": "09:00", "colour": "red"}),
+            400,
+            "bad_request",
+        ),
+    ] {
+        let got = teacher.post(&sessions, body.clone()).await;
+        assert_error(&got, StatusCode::from_u16(status).unwrap(), code);
+    }
+
+    // Edit: instants work too; a one-off now.
+    let (s, edited) = teacher
+        .send(
+            reqwest::Method::PUT,
+            &format!("{sessions}/{wid}"),
+            Some(
+                json!({"title": "Lab (moved)", "starts_at": "2030-09-03T06:00:00+08:00",
+                        "ends_at": "2030-09-03T07:30:00+08:00"}),
+            ),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{edited}");
+    assert_eq!(edited["weekly_until"], serde_json::Value::Null);
+    assert_eq!(edited["starts_at"], "2030-09-02T22:00:00Z");
+    assert_eq!(edited["local"]["date"], "2030-09-03");
+
+    // The enrolled student reads the timetable; a student of another course
+    // and another teacher do not even learn it exists, and cannot change it.
+    let (s, list) = alice.get(&sessions).await;
+    assert_eq!(s, StatusCode::OK, "{list}");
+    let titles: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(titles, ["Lab (moved)", "Exam"], "{list}");
+    assert_error(
+        &bob.get(&sessions).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    assert_error(
+        &other.get(&sessions).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    assert_error(
+        &other.delete(&format!("{sessions}/{wid}")).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    assert_error(
+        &alice.delete(&format!("{sessions}/{wid}")).await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
+
+    // Delete.
+    let (s, _) = teacher.delete(&format!("{sessions}/{wid}")).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    assert_error(
+        &teacher.delete(&format!("{sessions}/{wid}")).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    let (_, list) = alice.get(&sessions).await;
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+}
+
+/// A session beginning in a few (test-clock) minutes, with real guests: the
+/// class-time loop pre-starts the class one start at a time (limits of 1),
+/// the waiting student sees their place, the warnings come at T−15 and T−5,
+/// and at the end both VMs are shut down. The loop is ticked with the
+/// test's instants (its background pass is off).
+#[tokio::test]
+async fn a_session_prestarts_the_class_within_the_limits_warns_and_stops_it() {
+    use crate::common::{self, lab};
+    use std::time::Duration as StdDuration;
+    use time::{Duration, OffsetDateTime};
+
+    let env = TestEnv::start_with(|c| {
+        c.class_interval_secs = 0;
+        c.class_starts_per_node = 1;
+        c.class_starts_cluster = 1;
+        c.class_boot_secs = 0;
+        c.class_lead_minutes = 10;
+        c.shutdown_timeout_secs = 20;
+    })
+    .await;
+    env.user("test-ct-teacher", Role::Teacher).await;
+    let alice_user = env.user("test-ct-alice", Role::Student).await;
+    let bob_user = env.user("test-ct-bob", Role::Student).await;
+    let teacher = env.client("test-ct-teacher").await;
+    let alice = env.client("test-ct-alice").await;
+    let bob = env.client("test-ct-bob").await;
+    let tpl = import_tiny(&teacher, "test-ct-tiny").await;
+    let course = lab::course(
+        &teacher,
+        json!({"code": "test-ct", "name": "Class time", "vm_specs": [spec("linux", &tpl, 192)]}),
+        &["test-ct-alice", "test-ct-bob"],
+    )
+    .await;
+    let cid = course["id"].as_str().unwrap();
+    let vm_a = lab::vm_of(&env, &alice, &course, "linux").await;
+    let vm_b = lab::vm_of(&env, &bob, &course, "linux").await;
+
+    // The session: a day from now (test clock), 30 minutes.
+    let start = (OffsetDateTime::now_utc() + Duration::days(1))
+        .replace_nanosecond(0)
+        .unwrap();
+    let end = start + Duration::minutes(30);
+    let fmt = |t: OffsetDateTime| pvce::db::format_time(t);
+    let (s, session) = teacher
+        .post(
+            &format!("/api/courses/{cid}/sessions"),
+            json!({"title": "Lab", "starts_at": fmt(start), "ends_at": fmt(end)}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{session}");
+
+    let class = env.server.state.class.clone();
+    let pool = env.server.state.pool.clone();
+    let user = |v: &serde_json::Value| {
+        let id = uuid::Uuid::parse_str(v["id"].as_str().unwrap()).unwrap();
+        let pool = pool.clone();
+        async move { pvce::users::get(&pool, id).await.unwrap() }
+    };
+    let (alice_u, bob_u) = (user(&alice_user).await, user(&bob_user).await);
+    let state_of = |client: &crate::common::Client, vm: &str| {
+        let (client, vm) = (client.clone(), vm.to_owned());
+        async move {
+            let (_, v) = client.get(&format!("/api/vms/{vm}")).await;
+            v["state"].as_str().unwrap_or_default().to_owned()
+        }
+    };
+
+    // Eleven minutes before: outside the lead time, nothing happens.
+    let r = class.tick(start - Duration::minutes(11)).await.unwrap();
+    assert_eq!((r.queued, r.admitted.len()), (0, 0));
+
+    // Five minutes before: both queued, one admitted (limits of 1), the
+    // other waits with place 1 and an estimate, and its VM stays stopped.
+    let t = start - Duration::minutes(5);
+    let r = class.tick(t).await.unwrap();
+    assert_eq!((r.queued, r.admitted.len(), r.waiting), (2, 1, 1), "{r:?}");
+    let first = r.admitted[0].to_string();
+    let (first_vm, second_vm, second_u) = if first == vm_a {
+        (vm_a.clone(), vm_b.clone(), &bob_u)
+    } else {
+        (vm_b.clone(), vm_a.clone(), &alice_u)
+    };
+    let second_id = uuid::Uuid::parse_str(&second_vm).unwrap();
+    let st = class.status(second_u, second_id, t).await.unwrap();
+    let place = st.queue.expect("the second VM waits in the queue");
+    assert_eq!(place.place, 1);
+    assert!(place.estimate_secs > 0);
+    assert_eq!(st.session.unwrap().ends_at, end);
+    assert_eq!(st.warning_minutes, None);
+    let second_client = if second_vm == vm_a { &alice } else { &bob };
+    assert_eq!(state_of(second_client, &second_vm).await, "stopped");
+    // Its owner reads the same through the API (real time: no session yet,
+    // but the queue place is the loop's).
+    let (s, v) = second_client
+        .get(&format!("/api/vms/{second_vm}/class"))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["queue"]["place"], 1, "{v}");
+
+    // Once the first start returned, the next tick admits the second.
+    common::wait_for(
+        "the first pre-start",
+        StdDuration::from_secs(120),
+        || async { (class.starts_in_flight() == 0).then_some(()) },
+    )
+    .await;
+    let first_client = if first_vm == vm_a { &alice } else { &bob };
+    assert_eq!(state_of(first_client, &first_vm).await, "running");
+    let r = class.tick(t + Duration::seconds(2)).await.unwrap();
+    assert_eq!(r.admitted, vec![second_id], "{r:?}");
+    common::wait_for(
+        "the second pre-start",
+        StdDuration::from_secs(120),
+        || async { (class.starts_in_flight() == 0).then_some(()) },
+    )
+    .await;
+    assert_eq!(state_of(second_client, &second_vm).await, "running");
+    common::wait_serial(&env, &first_vm, "BOOT-OK", StdDuration::from_secs(180)).await;
+    common::wait_serial(&env, &second_vm, "BOOT-OK", StdDuration::from_secs(180)).await;
+    let (per_node, total) = class.peaks();
+    assert_eq!(total, 1, "never more than one start in flight");
+    assert!(per_node.values().all(|n| *n <= 1), "{per_node:?}");
+    // Nothing is started twice in the same session.
+    let r = class.tick(start + Duration::minutes(1)).await.unwrap();
+    assert_eq!((r.queued, r.admitted.len()), (0, 0), "{r:?}");
+
+    // The warnings: none 20 minutes before the end, 15 then 5.
+    let first_u = if first_vm == vm_a { &alice_u } else { &bob_u };
+    let first_id = uuid::Uuid::parse_str(&first_vm).unwrap();
+    for (before_end, expected) in [(20, None), (14, Some(15)), (4, Some(5))] {
+        let st = class
+            .status(first_u, first_id, end - Duration::minutes(before_end))
+            .await
+            .unwrap();
+        assert_eq!(
+            st.warning_minutes, expected,
+            "{before_end} minutes before the end"
+        );
+        assert!(st.queue.is_none());
+    }
+
+    // The end: both VMs get an ACPI shutdown and stop.
+    let r = class.tick(end).await.unwrap();
+    let mut stopped: Vec<String> = r.stopped.iter().map(|v| v.to_string()).collect();
+    stopped.sort();
+    let mut both = vec![vm_a.clone(), vm_b.clone()];
+    both.sort();
+    assert_eq!(stopped, both, "{r:?}");
+    for (client, vm) in [(&alice, &vm_a), (&bob, &vm_b)] {
+        common::wait_for(
+            "the VM stopped at the end",
+            StdDuration::from_secs(90),
+            || async { (state_of(client, vm).await == "stopped").then_some(()) },
+        )
+        .await;
+    }
+    // After the end nothing is started again.
+    let r = class.tick(end + Duration::minutes(1)).await.unwrap();
+    assert_eq!(
+        (r.queued, r.admitted.len(), r.stopped.len()),
+        (0, 0, 0),
+        "{r:?}"
+    );
+    let st = class
+        .status(first_u, first_id, end + Duration::minutes(1))
+        .await
+        .unwrap();
+    assert!(st.session.is_none() && st.warning_minutes.is_none());
+}

@@ -1,0 +1,44 @@
+// Class time on the desktop page (GET /api/vms/{id}/class): while the VM's
+// course is in a session, a toast in the page's language 15 and 5 minutes
+// before it ends (each once: the VM is shut down at the end); while the VM
+// waits in the start queue, its place and an estimate ("3rd, ~20 s") in the
+// status line the caller gives.
+
+import { t } from './i18n.js';
+import { toast } from './ui.js';
+import { get } from './api.js';
+
+const POLL_MS = 20000;
+const QUEUE_POLL_MS = 3000;
+
+/**
+ * Watches `vmId`; `queueLine` is an element that shows the queue place
+ * (hidden when the VM is not queued). Returns a stop function.
+ */
+export function watchClass(vmId, queueLine) {
+  let stopped = false;
+  let timer = null;
+  const warned = new Set(); // "<session end>/<minutes>" already shown
+  async function poll() {
+    let queued = false;
+    try {
+      const s = await get(`/api/vms/${encodeURIComponent(vmId)}/class`);
+      if (stopped) return;
+      if (s.session && s.warning_minutes) {
+        const key = `${s.session.ends_at}/${s.warning_minutes}`;
+        if (!warned.has(key)) {
+          warned.add(key);
+          toast(t('class.warn', { n: s.warning_minutes }), s.warning_minutes <= 5 ? 'error' : 'info', { timeout: 30000 });
+        }
+      }
+      queued = !!s.queue;
+      if (queueLine) {
+        queueLine.hidden = !queued;
+        if (queued) queueLine.textContent = t('class.queue', { place: s.queue.place, secs: s.queue.estimate_secs });
+      }
+    } catch { /* the desktop works without class time */ }
+    if (!stopped) timer = setTimeout(poll, queued ? QUEUE_POLL_MS : POLL_MS);
+  }
+  poll();
+  return () => { stopped = true; clearTimeout(timer); };
+}
