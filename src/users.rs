@@ -30,6 +30,23 @@ pub struct User {
     pub must_change_password: bool,
 }
 
+impl User {
+    /// The actor of a change no person made: the campus directory applying
+    /// its rules at a sign-in (`provider`: the provider's id). The nil id is
+    /// no account's, so the own-account checks never apply to it; the audit
+    /// log shows it as `directory:<provider>`.
+    pub fn directory(provider: &str) -> Self {
+        Self {
+            id: Uuid::nil(),
+            username: format!("directory:{provider}"),
+            display_name: String::new(),
+            role: Role::Admin,
+            disabled: false,
+            must_change_password: false,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum UserError {
     #[error("{0}")]

@@ -21,8 +21,6 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use uuid::Uuid;
-
 use super::oidc::OidcRp;
 use super::providers::{AuthSettings, ProviderKind, PublicProvider};
 use super::rules::{self, Attributes, Outcome, Rules};
@@ -344,7 +342,7 @@ impl Sso {
                     // Disabling also ends every session of the account.
                     users::update(
                         &self.pool,
-                        Uuid::nil(),
+                        &User::directory(&id.provider),
                         u.id,
                         UserPatch {
                             disabled: Some(true),
@@ -365,7 +363,7 @@ impl Sso {
             Some(u) if u.role != role => {
                 match users::update(
                     &self.pool,
-                    Uuid::nil(),
+                    &User::directory(&id.provider),
                     u.id,
                     UserPatch {
                         role: Some(role),

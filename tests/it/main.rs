@@ -15,11 +15,11 @@ mod common;
 
 mod alerts;
 mod api;
-mod backups;
 mod audit;
+mod backups;
 mod browser;
-mod clipboard_agent;
 mod classtime;
+mod clipboard_agent;
 mod cluster;
 mod collect;
 mod console;
