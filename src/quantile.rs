@@ -4,17 +4,38 @@
 /// The `p`-th percentile (0..=100) of `values` by nearest rank; `None` if empty.
 /// Sorts `values` in place.
 pub fn percentile(values: &mut [f64], p: f64) -> Option<f64> {
-    if values.is_empty() {
+    let rank = nearest_rank(values.len(), p)?;
+    values.sort_by(f64::total_cmp);
+    Some(values[rank - 1])
+}
+
+/// The 1-based rank of the `p`-th percentile among `n` sorted values by
+/// nearest rank; `None` if `n` is 0. For queries that pick the value in SQL
+/// (`ORDER BY … LIMIT 1 OFFSET rank - 1`) instead of reading every value.
+pub fn nearest_rank(n: usize, p: f64) -> Option<usize> {
+    if n == 0 {
         return None;
     }
-    values.sort_by(f64::total_cmp);
-    let rank = ((p / 100.0) * values.len() as f64).ceil() as usize;
-    Some(values[rank.clamp(1, values.len()) - 1])
+    let rank = ((p / 100.0) * n as f64).ceil() as usize;
+    Some(rank.clamp(1, n))
 }
 
 #[cfg(test)]
 mod tests {
     use super::percentile;
+
+    #[test]
+    fn ranks_agree_with_the_percentile() {
+        use super::nearest_rank;
+        assert_eq!(nearest_rank(0, 50.0), None);
+        for n in 1..50usize {
+            let mut v: Vec<f64> = (1..=n).map(|i| i as f64).collect();
+            for p in [0.0, 1.0, 50.0, 90.0, 95.0, 99.0, 100.0] {
+                let r = nearest_rank(n, p).unwrap();
+                assert_eq!(percentile(&mut v, p), Some(r as f64), "n {n} p {p}");
+            }
+        }
+    }
 
     #[test]
     fn nearest_rank_percentiles() {

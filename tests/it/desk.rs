@@ -990,6 +990,35 @@ async fn the_desk_stats_count_kinds_times_rates_staff_and_satisfaction() {
     assert_eq!(st["sla"]["response"]["breached"], 0, "{st}");
     assert_eq!(st["sla"]["resolution"]["breached"], 0, "{st}");
     assert_eq!(st["sla_compliance"], 1.0, "{st}");
+    // Times set by hand: responses after 60 s and 600 s, resolutions after
+    // 1 h and 2 h. Nearest rank over two values: p50 the first, p90 the second.
+    let pool = &d.env.server.state.pool;
+    let ids: Vec<String> = sqlx::query_scalar(
+        "SELECT id FROM tickets WHERE responded_at IS NOT NULL ORDER BY created_at, id",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    assert_eq!(ids.len(), 2);
+    for (id, (resp, res)) in ids.iter().zip([(600, 7200), (60, 3600)]) {
+        sqlx::query(
+            "UPDATE tickets SET responded_at = strftime('%Y-%m-%dT%H:%M:%SZ', created_at, ?1),
+                                resolved_at = strftime('%Y-%m-%dT%H:%M:%SZ', created_at, ?2)
+             WHERE id = ?3",
+        )
+        .bind(format!("+{resp} seconds"))
+        .bind(format!("+{res} seconds"))
+        .bind(id)
+        .execute(pool)
+        .await
+        .unwrap();
+    }
+    let (_, st) = d.admin.get("/api/desk/stats").await;
+    let secs = |clock: &str, p: &str| st[clock][p].as_f64().map(f64::round);
+    assert_eq!(secs("response", "p50_seconds"), Some(60.0), "{st}");
+    assert_eq!(secs("response", "p90_seconds"), Some(600.0), "{st}");
+    assert_eq!(secs("resolution", "p50_seconds"), Some(3600.0), "{st}");
+    assert_eq!(secs("resolution", "p90_seconds"), Some(7200.0), "{st}");
     // An empty window, and bad bounds.
     let (_, empty) = d
         .staff
