@@ -569,6 +569,20 @@ impl Notices {
         .bind(DISPATCH_BATCH)
         .fetch_all(&mut *tx)
         .await?;
+        if rows.is_empty() {
+            // Nothing on the tickets' outbox: write nothing unless the
+            // alerts' has something (a write transaction every pass would
+            // contend with every other writer for nothing).
+            let alerts_waiting: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM alert_notices
+                 WHERE id > (SELECT last_alert_notice_id FROM notify_cursor WHERE id = 1))",
+            )
+            .fetch_one(&mut *tx)
+            .await?;
+            if !alerts_waiting {
+                return Ok(0);
+            }
+        }
         let entries = rows
             .iter()
             .map(|r| {
