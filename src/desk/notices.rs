@@ -471,8 +471,6 @@ pub struct Notice {
     /// The ticket it is about (`None` for an alert's).
     pub ticket_id: Option<Uuid>,
     pub ticket_number: Option<String>,
-    /// The alert it is about (`kind` `alert`).
-    pub alert_id: Option<Uuid>,
     pub kind: EventKind,
     /// The one-line subject in the asked language.
     pub subject: String,
@@ -553,7 +551,26 @@ impl Notices {
     /// deliveries; returns how many entries it handled.
     pub async fn dispatch(&self, now: OffsetDateTime) -> Result<u64, NoticeError> {
         let _one = self.running.lock().await;
+        // Anything to do? Asked outside the transaction: a pass with nothing
+        // waiting writes nothing.
+        let waiting: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM ticket_events
+                            WHERE id > (SELECT last_event_id FROM notify_cursor WHERE id = 1))
+                 OR EXISTS (SELECT 1 FROM alert_notices
+                            WHERE id > (SELECT last_alert_notice_id FROM notify_cursor WHERE id = 1))",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        if !waiting {
+            return Ok(0);
+        }
         let mut tx = self.pool.begin().await?;
+        // Take the write lock first (waiting like any write): a transaction
+        // that reads, then writes, fails at once ("database is locked") when
+        // another writer committed in between.
+        sqlx::query("UPDATE notify_cursor SET last_event_id = last_event_id WHERE id = 1")
+            .execute(&mut *tx)
+            .await?;
         let cursor: i64 =
             sqlx::query_scalar("SELECT last_event_id FROM notify_cursor WHERE id = 1")
                 .fetch_optional(&mut *tx)
@@ -569,20 +586,6 @@ impl Notices {
         .bind(DISPATCH_BATCH)
         .fetch_all(&mut *tx)
         .await?;
-        if rows.is_empty() {
-            // Nothing on the tickets' outbox: write nothing unless the
-            // alerts' has something (a write transaction every pass would
-            // contend with every other writer for nothing).
-            let alerts_waiting: bool = sqlx::query_scalar(
-                "SELECT EXISTS (SELECT 1 FROM alert_notices
-                 WHERE id > (SELECT last_alert_notice_id FROM notify_cursor WHERE id = 1))",
-            )
-            .fetch_one(&mut *tx)
-            .await?;
-            if !alerts_waiting {
-                return Ok(0);
-            }
-        }
         let entries = rows
             .iter()
             .map(|r| {
@@ -928,7 +931,7 @@ impl Notices {
         .fetch_one(&self.pool)
         .await?;
         let rows = sqlx::query(
-            "SELECT id, ticket_id, alert_id, kind, event, created_at, read_at FROM notifications
+            "SELECT id, ticket_id, kind, event, created_at, read_at FROM notifications
              WHERE user_id = ? AND (? = 0 OR read_at IS NULL) AND id < ? ORDER BY id DESC LIMIT ?",
         )
         .bind(user.id.to_string())
@@ -947,7 +950,6 @@ impl Notices {
                 id: r.try_get("id")?,
                 ticket_id: db::opt_uuid(&r, "ticket_id")?,
                 ticket_number: event.ticket().map(|t| t.number.clone()),
-                alert_id: db::opt_uuid(&r, "alert_id")?,
                 kind: event.kind(),
                 subject: m.subject,
                 text: m.text,

@@ -141,25 +141,23 @@ impl Desk {
             "open"
         };
         let id = Uuid::new_v4();
-        let mut tx = self.pool.begin().await?;
-        let number: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(number), 0) + 1 FROM problems")
-            .fetch_one(&mut *tx)
-            .await?;
+        // One statement numbers and inserts: a read-then-write transaction
+        // cannot take the write lock when another writer committed between
+        // (SQLite answers "database is locked" at once, not after the busy
+        // timeout); a single INSERT waits for the lock like any write.
         sqlx::query(
             "INSERT INTO problems (id, number, title, root_cause, workaround, state, created_by, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES (?, (SELECT COALESCE(MAX(number), 0) + 1 FROM problems), ?, ?, ?, ?, ?, ?)",
         )
         .bind(id.to_string())
-        .bind(number)
         .bind(&title)
         .bind(&root_cause)
         .bind(&workaround)
         .bind(state)
         .bind(actor.id.to_string())
         .bind(db::now())
-        .execute(&mut *tx)
+        .execute(&self.pool)
         .await?;
-        tx.commit().await?;
         if let Some(t) = new.ticket_id {
             self.link_problem(actor, id, t).await?;
         }
