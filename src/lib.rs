@@ -29,7 +29,8 @@
 //! - keeping data: [`backup`] (personal layers and the control plane in a
 //!   restic repository);
 //! - the server itself: [`storage`] (files under the data dir), [`space`]
-//!   (running out of disk), [`health`], [`logging`], [`config`], [`db`];
+//!   (running out of disk), [`health`], [`logging`], [`config`], [`db`],
+//!   [`daily`] (a time of day something runs at);
 //! - wiring: [`state`] (the shared application state), [`http`] (the API,
 //!   the web UI and `/metrics`), [`app`] (start-up, background loops,
 //!   serving), [`cli`].
@@ -46,6 +47,7 @@ pub mod collect;
 pub mod config;
 pub mod console;
 pub mod courses;
+pub mod daily;
 pub mod db;
 pub mod desk;
 pub mod events;

@@ -40,28 +40,13 @@ pub struct BadTime;
 impl FromStr for BackupAt {
     type Err = BadTime;
     fn from_str(s: &str) -> Result<Self, BadTime> {
-        if s.eq_ignore_ascii_case("off") {
-            return Ok(BackupAt(None));
-        }
-        let (h, m) = s.split_once(':').ok_or(BadTime)?;
-        if h.len() != 2 || m.len() != 2 {
-            return Err(BadTime);
-        }
-        let h: u32 = h.parse().map_err(|_| BadTime)?;
-        let m: u32 = m.parse().map_err(|_| BadTime)?;
-        if h > 23 || m > 59 {
-            return Err(BadTime);
-        }
-        Ok(BackupAt(Some(h * 60 + m)))
+        crate::daily::parse(s).map(BackupAt).ok_or(BadTime)
     }
 }
 
 impl std::fmt::Display for BackupAt {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.0 {
-            None => f.write_str("off"),
-            Some(m) => write!(f, "{:02}:{:02}", m / 60, m % 60),
-        }
+        crate::daily::format(self.0, f)
     }
 }
 
@@ -76,11 +61,7 @@ pub struct LastRun {
     pub failures_in_a_row: u32,
 }
 
-/// The latest scheduled instant at or before `now`.
-pub fn last_slot(now: i64, minute_of_day: u32) -> i64 {
-    let slot = now - now.rem_euclid(DAY) + i64::from(minute_of_day) * 60;
-    if slot > now { slot - DAY } else { slot }
-}
+pub use crate::daily::last_slot;
 
 /// Whether a run is due at `now` (see the module doc). `since`: when the
 /// schedule started watching.
