@@ -236,6 +236,13 @@ pub enum RulesError {
 pub const MAX_ID: usize = 64;
 /// Most rules in a set.
 pub const MAX_RULES: usize = 100;
+/// A baseline looks back at most a year: the samples kept grow with it.
+pub const MAX_BASELINE_WEEKS: u32 = 52;
+/// Time zones lie within ±14 h of UTC.
+pub const MAX_UTC_OFFSET_SECS: i64 = 14 * 3600;
+/// Holds, clears, flap windows and forecast spans are at most a year; more
+/// is a typo, and the sums over them must not overflow.
+pub const MAX_SPAN_SECS: i64 = 365 * 24 * 3600;
 
 /// All the rules of a site.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -425,12 +432,22 @@ impl RuleSet {
                 if d.k_warning >= d.k_critical {
                     return Err(RulesError::LevelOrder(r.id.clone()));
                 }
-                if d.spec.weeks == 0 || d.spec.min_weeks == 0 || d.spec.min_weeks > d.spec.weeks {
+                if d.spec.weeks == 0
+                    || d.spec.weeks > MAX_BASELINE_WEEKS
+                    || d.spec.min_weeks == 0
+                    || d.spec.min_weeks > d.spec.weeks
+                {
                     return Err(bad("baseline weeks"));
+                }
+                if d.spec.utc_offset_secs.abs() > MAX_UTC_OFFSET_SECS {
+                    return Err(bad("baseline utc_offset_secs"));
                 }
             }
             if let Some(f) = &r.forecast {
-                if !(f.critical_days >= 0.0 && f.warning_days.is_finite()) || f.min_span_secs < 0 {
+                if !(f.critical_days >= 0.0 && f.warning_days.is_finite())
+                    || f.min_span_secs < 0
+                    || f.min_span_secs > MAX_SPAN_SECS
+                {
                     return Err(bad("forecast"));
                 }
                 if f.critical_days >= f.warning_days {
@@ -438,9 +455,11 @@ impl RuleSet {
                 }
             }
             let p = &r.policy;
-            if p.hold_secs < 0
-                || p.clear_secs < 0
-                || p.flap_window_secs <= 0
+            let span = 0..=MAX_SPAN_SECS;
+            if !span.contains(&p.hold_secs)
+                || !span.contains(&p.clear_secs)
+                || !span.contains(&p.flap_window_secs)
+                || p.flap_window_secs == 0
                 || p.flap_max_changes < 2
             {
                 return Err(bad("policy"));
@@ -472,6 +491,40 @@ mod id_tests {
             })
             .collect();
         assert!(matches!(set.validate(), Err(RulesError::TooMany)));
+    }
+
+    #[test]
+    fn spans_weeks_and_offsets_are_bounded() {
+        let base = RuleSet::defaults();
+        let i = base
+            .rules
+            .iter()
+            .position(|r| r.deviation.is_some())
+            .expect("a baseline rule");
+        let edits: [fn(&mut Rule); 5] = [
+            |r| r.deviation.as_mut().expect("baseline").spec.weeks = MAX_BASELINE_WEEKS + 1,
+            |r| {
+                r.deviation.as_mut().expect("baseline").spec.utc_offset_secs =
+                    -MAX_UTC_OFFSET_SECS - 1
+            },
+            |r| r.policy.hold_secs = MAX_SPAN_SECS + 1,
+            |r| r.policy.clear_secs = -1,
+            |r| r.policy.flap_window_secs = 0,
+        ];
+        for (n, edit) in edits.iter().enumerate() {
+            let mut set = base.clone();
+            edit(&mut set.rules[i]);
+            assert!(
+                matches!(set.validate(), Err(RulesError::OutOfRange(..))),
+                "edit {n}"
+            );
+        }
+        let mut set = base.clone();
+        let d = set.rules[i].deviation.as_mut().expect("baseline");
+        d.spec.weeks = MAX_BASELINE_WEEKS;
+        d.spec.utc_offset_secs = MAX_UTC_OFFSET_SECS;
+        set.rules[i].policy.hold_secs = MAX_SPAN_SECS;
+        assert!(set.validate().is_ok());
     }
 }
 
