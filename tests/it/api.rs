@@ -232,6 +232,10 @@ fn role_matrix() -> Vec<Row> {
             [401, 403, 404, 403, 404],
         ),
         // ---- area: core (new rows of this area go right below this line)
+        // ---- area: quota (new rows of this area go right below this line)
+        // ---- area: wall (new rows of this area go right below this line)
+        // ---- area: share (new rows of this area go right below this line)
+        // ---- area: term (new rows of this area go right below this line)
         row(Method::GET, "/api/audit", NO, [401, 403, 403, 403, 200]),
         row(Method::GET, "/api/audit.csv", NO, [401, 403, 403, 403, 200]),
         // ---- area: notify (new rows of this area go right below this line)

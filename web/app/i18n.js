@@ -251,6 +251,10 @@ const STRINGS = {
     'course.clipAgent.editHint': 'For guests that run spice-vdagent. Takes effect when a VM next starts.',
 
     // ---- area: core (new keys of this area go right below this line)
+    // ---- area: quota (new keys of this area go right below this line)
+    // ---- area: wall (new keys of this area go right below this line)
+    // ---- area: share (new keys of this area go right below this line)
+    // ---- area: term (new keys of this area go right below this line)
     'nav.audit': 'Audit log',
     'audit.title': 'Audit log',
     'audit.subtitle': 'Who did what, to what, when and from where: sign-ins, role changes, VM power actions, console opens, exports, template and settings changes. Entries cannot be changed; old ones are removed after the retention period.',
@@ -1695,6 +1699,10 @@ const STRINGS = {
     'course.clipAgent.editHint': '适用于运行 spice-vdagent 的客户机。虚拟机下次启动时生效。',
 
     // ---- area: core (new keys of this area go right below this line)
+    // ---- area: quota (new keys of this area go right below this line)
+    // ---- area: wall (new keys of this area go right below this line)
+    // ---- area: share (new keys of this area go right below this line)
+    // ---- area: term (new keys of this area go right below this line)
     'nav.audit': '审计日志',
     'audit.title': '审计日志',
     'audit.subtitle': '谁在何时、从何处对什么做了什么：登录、角色变更、虚拟机电源操作、打开控制台、导出、模板与设置变更。记录不可修改；超过保留期的旧记录会被删除。',
