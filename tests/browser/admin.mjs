@@ -4,20 +4,13 @@
 // registering and removing a node.
 // usage: node tests/browser/admin.mjs <base-url> <username> <password> <artifact-dir> <running-vm-id>
 
-import { run, assert, unexpectedErrors } from './lib.mjs';
+import { run, assert, unexpectedErrors, args, login } from './lib.mjs';
 
-const [base, username, password, artifactDir, vmId] = process.argv.slice(2);
-if (!vmId) {
-  console.error('usage: admin.mjs <base-url> <username> <password> <artifact-dir> <running-vm-id>');
-  process.exit(2);
-}
+const [base, username, password, artifactDir, vmId] = args('admin.mjs <base-url> <username> <password> <artifact-dir> <running-vm-id>');
 
 await run('admin', artifactDir, async ({ newPage, step, shot, logs }) => {
   const page = await newPage({ locale: 'en-US' });
-  await page.goto(base);
-  await page.fill('#login-username', username);
-  await page.fill('#login-password', password);
-  await page.click('form.login-form button[type=submit]');
+  await login(page, base, username, password);
   await page.waitForSelector('.node-card[data-node-id]', { timeout: 20000 });
   assert(page.url().endsWith('#/nodes'), `an admin lands on #/nodes, got ${page.url()}`);
   const state = (await page.textContent('.node-card .badge')).trim();

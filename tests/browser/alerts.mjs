@@ -5,21 +5,11 @@
 // reads its checklist and history.
 // usage: node tests/browser/alerts.mjs <base-url> <staff> <admin> <password> <artifact-dir>
 
-import { run, assert, unexpectedErrors } from './lib.mjs';
+import { run, assert, unexpectedErrors, args, login } from './lib.mjs';
 
-const [base, staff, admin, password, artifactDir] = process.argv.slice(2);
-if (!artifactDir) {
-  console.error('usage: alerts.mjs <base-url> <staff> <admin> <password> <artifact-dir>');
-  process.exit(2);
-}
+const [base, staff, admin, password, artifactDir] = args('alerts.mjs <base-url> <staff> <admin> <password> <artifact-dir>');
 
-async function signIn(page, username) {
-  await page.goto(base);
-  await page.fill('#login-username', username);
-  await page.fill('#login-password', password);
-  await page.click('form.login-form button[type=submit]');
-  await page.waitForSelector('.topbar');
-}
+const signIn = (page, username) => login(page, base, username, password, '.topbar');
 
 await run('alerts', artifactDir, async ({ newPage, step, shot, logs }) => {
   // ---- staff, English: the alert list, acknowledge

@@ -4,20 +4,13 @@
 // Chinese.
 // usage: node tests/browser/audit.mjs <base-url> <admin> <password> <hostile-name> <artifact-dir>
 
-import { run, assert, unexpectedErrors } from './lib.mjs';
+import { run, assert, unexpectedErrors, args, login } from './lib.mjs';
 
-const [base, admin, password, hostile, artifactDir] = process.argv.slice(2);
-if (!artifactDir) {
-  console.error('usage: audit.mjs <base-url> <admin> <password> <hostile-name> <artifact-dir>');
-  process.exit(2);
-}
+const [base, admin, password, hostile, artifactDir] = args('audit.mjs <base-url> <admin> <password> <hostile-name> <artifact-dir>');
 
 await run('audit', artifactDir, async ({ newPage, step, shot, logs }) => {
   const a = await newPage({ locale: 'en-US' });
-  await a.goto(base);
-  await a.fill('#login-username', admin);
-  await a.fill('#login-password', password);
-  await a.click('form.login-form button[type=submit]');
+  await login(a, base, admin, password);
   await a.waitForSelector('.topbar');
   await a.click('nav a[data-route=audit]');
   await a.waitForSelector('table.audit tbody tr');

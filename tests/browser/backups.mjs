@@ -6,21 +6,11 @@
 // usage: node tests/browser/backups.mjs <base-url> <admin> <student> <password> <artifact-dir>
 
 import { readFileSync } from 'node:fs';
-import { run, assert, unexpectedErrors } from './lib.mjs';
+import { run, assert, unexpectedErrors, args, login } from './lib.mjs';
 
-const [base, admin, student, password, artifactDir] = process.argv.slice(2);
-if (!artifactDir) {
-  console.error('usage: backups.mjs <base-url> <admin> <student> <password> <artifact-dir>');
-  process.exit(2);
-}
+const [base, admin, student, password, artifactDir] = args('backups.mjs <base-url> <admin> <student> <password> <artifact-dir>');
 
-async function signIn(page, username) {
-  await page.goto(base);
-  await page.fill('#login-username', username);
-  await page.fill('#login-password', password);
-  await page.click('form.login-form button[type=submit]');
-  await page.waitForSelector('.topbar');
-}
+const signIn = (page, username) => login(page, base, username, password, '.topbar');
 
 await run('backups', artifactDir, async ({ newPage, step, shot, logs }) => {
   // ---- admin, English: run a backup now, see it finish

@@ -6,20 +6,13 @@
 
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { run, assert, unexpectedErrors } from './lib.mjs';
+import { run, assert, unexpectedErrors, args, login } from './lib.mjs';
 
-const [base, username, password, artifactDir, courseId] = process.argv.slice(2);
-if (!courseId) {
-  console.error('usage: classwork.mjs <base-url> <username> <password> <artifact-dir> <course-id>');
-  process.exit(2);
-}
+const [base, username, password, artifactDir, courseId] = args('classwork.mjs <base-url> <username> <password> <artifact-dir> <course-id>');
 
 await run('classwork', artifactDir, async ({ newPage, step, shot, logs }) => {
   const page = await newPage({ locale: 'en-US', acceptDownloads: true });
-  await page.goto(base);
-  await page.fill('#login-username', username);
-  await page.fill('#login-password', password);
-  await page.click('form.login-form button[type=submit]');
+  await login(page, base, username, password);
   await page.waitForSelector('.course-tile');
   await page.goto(`${base}/#/teach/${courseId}`);
   await page.waitForFunction(() => document.querySelectorAll('table.data tbody tr').length === 2, null, { timeout: 20000 });

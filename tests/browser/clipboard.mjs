@@ -3,20 +3,13 @@
 // (en, zh-CN), with no "paste as typing" panel to open.
 // usage: node tests/browser/clipboard.mjs <base-url> <username> <password> <vm-id> <artifact-dir>
 
-import { run, assert, unexpectedErrors } from './lib.mjs';
+import { run, assert, unexpectedErrors, args, login } from './lib.mjs';
 
-const [base, username, password, vmId, artifactDir] = process.argv.slice(2);
-if (!artifactDir) {
-  console.error('usage: clipboard.mjs <base-url> <username> <password> <vm-id> <artifact-dir>');
-  process.exit(2);
-}
+const [base, username, password, vmId, artifactDir] = args('clipboard.mjs <base-url> <username> <password> <vm-id> <artifact-dir>');
 
 await run('clipboard', artifactDir, async ({ newPage, step, shot, logs }) => {
   const page = await newPage({ locale: 'en-US', permissions: ['clipboard-read', 'clipboard-write'] });
-  await page.goto(base);
-  await page.fill('#login-username', username);
-  await page.fill('#login-password', password);
-  await page.click('form.login-form button[type=submit]');
+  await login(page, base, username, password);
   await page.waitForSelector('section.course', { timeout: 15000 });
   await page.goto(`${base}#/desktop/${vmId}`);
   await page.waitForSelector('.desktop[data-clip-to-guest=false][data-clip-from-guest=false]', { timeout: 15000 });

@@ -3,20 +3,13 @@
 // and shown again after a reload; in both languages.
 // usage: node tests/browser/clipedit.mjs <base-url> <username> <password> <course-id> <artifact-dir>
 
-import { run, assert, unexpectedErrors } from './lib.mjs';
+import { run, assert, unexpectedErrors, args, login } from './lib.mjs';
 
-const [base, username, password, courseId, artifactDir] = process.argv.slice(2);
-if (!artifactDir) {
-  console.error('usage: clipedit.mjs <base-url> <username> <password> <course-id> <artifact-dir>');
-  process.exit(2);
-}
+const [base, username, password, courseId, artifactDir] = args('clipedit.mjs <base-url> <username> <password> <course-id> <artifact-dir>');
 
 await run('clipedit', artifactDir, async ({ newPage, step, shot, logs }) => {
   const page = await newPage({ locale: 'en-US' });
-  await page.goto(base);
-  await page.fill('#login-username', username);
-  await page.fill('#login-password', password);
-  await page.click('form.login-form button[type=submit]');
+  await login(page, base, username, password);
   await page.waitForSelector('.course-tile', { timeout: 15000 });
   await page.goto(`${base}#/teach/${courseId}`);
   await page.waitForSelector('#course-clipboard:not([hidden])', { timeout: 15000 });

@@ -2,7 +2,7 @@
 // the load charts with a line per node.
 // usage: node tests/browser/cluster.mjs <base-url> <username> <password> <artifact-dir> <nodes>
 
-import { run, assert, unexpectedErrors } from './lib.mjs';
+import { run, assert, unexpectedErrors, login } from './lib.mjs';
 
 const [base, username, password, artifactDir, nodesArg] = process.argv.slice(2);
 const nodes = Number(nodesArg);
@@ -13,10 +13,7 @@ if (!nodes) {
 
 await run('cluster', artifactDir, async ({ newPage, step, logs }) => {
   const page = await newPage({ locale: 'zh-CN', viewport: { width: 1400, height: 1000 } });
-  await page.goto(base);
-  await page.fill('#login-username', username);
-  await page.fill('#login-password', password);
-  await page.click('form.login-form button[type=submit]');
+  await login(page, base, username, password);
   await page.waitForFunction((n) => {
     const cards = [...document.querySelectorAll('.node-card[data-node-id]')];
     return cards.length === n && cards.every((c) => c.classList.contains('node-up'));

@@ -7,20 +7,13 @@
 // in Chinese, a second draft is abandoned from the tree.
 // usage: node tests/browser/derive.mjs <base-url> <username> <password> <artifact-dir>
 
-import { run, assert, unexpectedErrors } from './lib.mjs';
+import { run, assert, unexpectedErrors, args, login } from './lib.mjs';
 
-const [base, username, password, artifactDir] = process.argv.slice(2);
-if (!artifactDir) {
-  console.error('usage: derive.mjs <base-url> <username> <password> <artifact-dir>');
-  process.exit(2);
-}
+const [base, username, password, artifactDir] = args('derive.mjs <base-url> <username> <password> <artifact-dir>');
 
 await run('derive', artifactDir, async ({ newPage, step, shot, logs }) => {
   const page = await newPage({ locale: 'en-US' });
-  await page.goto(base);
-  await page.fill('#login-username', username);
-  await page.fill('#login-password', password);
-  await page.click('form.login-form button[type=submit]');
+  await login(page, base, username, password);
   await page.waitForURL(/#\/teach$/);
   await page.click('a.nav-link[data-route=templates]');
   await page.waitForSelector('.tree li[data-tpl="test-ui-tiny"]');

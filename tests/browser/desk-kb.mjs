@@ -6,21 +6,11 @@
 // A system incident's title is worded in each reader's language.
 // usage: node tests/browser/desk-kb.mjs <base-url> <admin> <staff> <password> <article-id> <artifact-dir> <system-ticket-id>
 
-import { run, assert, unexpectedErrors } from './lib.mjs';
+import { run, assert, unexpectedErrors, args, login } from './lib.mjs';
 
-const [base, admin, staff, password, articleId, artifactDir, systemId] = process.argv.slice(2);
-if (!systemId) {
-  console.error('usage: desk-kb.mjs <base-url> <admin> <staff> <password> <article-id> <artifact-dir> <system-ticket-id>');
-  process.exit(2);
-}
+const [base, admin, staff, password, articleId, artifactDir, systemId] = args('desk-kb.mjs <base-url> <admin> <staff> <password> <article-id> <artifact-dir> <system-ticket-id>');
 
-async function signIn(page, username) {
-  await page.goto(base);
-  await page.fill('#login-username', username);
-  await page.fill('#login-password', password);
-  await page.click('form.login-form button[type=submit]');
-  await page.waitForSelector('.topbar');
-}
+const signIn = (page, username) => login(page, base, username, password, '.topbar');
 
 await run('desk-kb', artifactDir, async ({ newPage, step, shot, logs }) => {
   const card = (p) => p.locator(`details.kb-article[data-article-id="${articleId}"]`);

@@ -7,22 +7,12 @@
 // usage: node tests/browser/desk-sla.mjs <base-url> <admin> <staff> <password> <ids-json> <artifact-dir>
 // ids-json: {"ok": id, "half": id, "three": id, "late": id, "paused": id}
 
-import { run, assert, unexpectedErrors } from './lib.mjs';
+import { run, assert, unexpectedErrors, args, login } from './lib.mjs';
 
-const [base, admin, staff, password, idsJson, artifactDir] = process.argv.slice(2);
-if (!artifactDir) {
-  console.error('usage: desk-sla.mjs <base-url> <admin> <staff> <password> <ids-json> <artifact-dir>');
-  process.exit(2);
-}
+const [base, admin, staff, password, idsJson, artifactDir] = args('desk-sla.mjs <base-url> <admin> <staff> <password> <ids-json> <artifact-dir>');
 const ids = JSON.parse(idsJson);
 
-async function signIn(page, username) {
-  await page.goto(base);
-  await page.fill('#login-username', username);
-  await page.fill('#login-password', password);
-  await page.click('form.login-form button[type=submit]');
-  await page.waitForSelector('.topbar');
-}
+const signIn = (page, username) => login(page, base, username, password, '.topbar');
 
 await run('desk-sla', artifactDir, async ({ newPage, step, shot, logs }) => {
   // ---- staff, in Chinese: the queue's countdowns

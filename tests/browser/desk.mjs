@@ -6,23 +6,13 @@
 // rates it.
 // usage: node tests/browser/desk.mjs <base-url> <student> <staff> <password> <vm-id> <artifact-dir>
 
-import { run, assert, unexpectedErrors } from './lib.mjs';
+import { run, assert, unexpectedErrors, args, login } from './lib.mjs';
 
-const [base, student, staff, password, vmId, artifactDir] = process.argv.slice(2);
-if (!artifactDir) {
-  console.error('usage: desk.mjs <base-url> <student> <staff> <password> <vm-id> <artifact-dir>');
-  process.exit(2);
-}
+const [base, student, staff, password, vmId, artifactDir] = args('desk.mjs <base-url> <student> <staff> <password> <vm-id> <artifact-dir>');
 
 const TITLE = '<script>window.__pwned = 1</script> desktop froze';
 
-async function signIn(page, username) {
-  await page.goto(base);
-  await page.fill('#login-username', username);
-  await page.fill('#login-password', password);
-  await page.click('form.login-form button[type=submit]');
-  await page.waitForSelector('.topbar');
-}
+const signIn = (page, username) => login(page, base, username, password, '.topbar');
 
 await run('desk', artifactDir, async ({ newPage, step, shot, logs }) => {
   // ---- the student reports from the desktop page

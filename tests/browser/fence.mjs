@@ -2,20 +2,13 @@
 // is powered off (fencing) through the dialog, and the server accepts it.
 // usage: node tests/browser/fence.mjs <base-url> <username> <password> <artifact-dir> <node-name>
 
-import { run, assert } from './lib.mjs';
+import { run, assert, args, login } from './lib.mjs';
 
-const [base, username, password, artifactDir, nodeName] = process.argv.slice(2);
-if (!nodeName) {
-  console.error('usage: fence.mjs <base-url> <username> <password> <artifact-dir> <node-name>');
-  process.exit(2);
-}
+const [base, username, password, artifactDir, nodeName] = args('fence.mjs <base-url> <username> <password> <artifact-dir> <node-name>');
 
 await run('fence', artifactDir, async ({ newPage, step, shot }) => {
   const page = await newPage({ locale: 'en-US' });
-  await page.goto(base);
-  await page.fill('#login-username', username);
-  await page.fill('#login-password', password);
-  await page.click('form.login-form button[type=submit]');
+  await login(page, base, username, password);
   const card = page.locator('.node-card', { has: page.locator('h2.node-name', { hasText: nodeName }) });
   await card.locator('.badge', { hasText: 'Down' }).waitFor({ timeout: 30000 });
   step(`${nodeName} shown down`);

@@ -11,13 +11,9 @@
 // KEY_A (30) where an AZERTY keyboard has it at KEY_Q (16).
 // usage: node tests/browser/keyboard.mjs <base-url> <username> <password> <vm-id> <artifact-dir>
 
-import { run, assert, unexpectedErrors } from './lib.mjs';
+import { run, assert, unexpectedErrors, args, login } from './lib.mjs';
 
-const [base, username, password, vmId, artifactDir] = process.argv.slice(2);
-if (!artifactDir) {
-  console.error('usage: keyboard.mjs <base-url> <username> <password> <vm-id> <artifact-dir>');
-  process.exit(2);
-}
+const [base, username, password, vmId, artifactDir] = args('keyboard.mjs <base-url> <username> <password> <vm-id> <artifact-dir>');
 
 // [key, code, windowsVirtualKeyCode]: what the browser sees on each layout.
 const FRENCH = [
@@ -29,10 +25,7 @@ const ALTGR = [['@', 'Digit0', 48], ['@', 'KeyQ', 81]];
 
 await run('keyboard', artifactDir, async ({ newPage, step, logs }) => {
   const page = await newPage({ locale: 'fr-FR' });
-  await page.goto(base);
-  await page.fill('#login-username', username);
-  await page.fill('#login-password', password);
-  await page.click('form.login-form button[type=submit]');
+  await login(page, base, username, password);
   await page.waitForSelector('section.course', { timeout: 15000 });
   await page.goto(`${base}#/desktop/${vmId}`);
   await page.waitForSelector('.desktop[data-conn=connected]', { timeout: 30000 });

@@ -104,6 +104,28 @@ export async function run(name, artifactDir, body) {
   }
 }
 
+/**
+ * The script's arguments, named by `usage` ("x.mjs <base-url> <user> …"):
+ * too few → the usage line and exit 2.
+ */
+export function args(usage) {
+  const argv = process.argv.slice(2);
+  if (argv.length < (usage.match(/<[^>]+>/g) || []).length) {
+    console.error(`usage: ${usage}`);
+    process.exit(2);
+  }
+  return argv;
+}
+
+/** Signs in on the login page; waits for `ready` (a selector) when given. */
+export async function login(page, base, username, password, ready) {
+  await page.goto(base);
+  await page.fill('#login-username', username);
+  await page.fill('#login-password', password);
+  await page.click('form.login-form button[type=submit]');
+  if (ready) await page.waitForSelector(ready);
+}
+
 export function assert(cond, msg) {
   if (!cond) throw new Error(msg);
 }

@@ -1,13 +1,9 @@
 // Login page and language switch, no VM needed.
 // usage: node tests/browser/login.mjs <base-url> <username> <password> <artifact-dir>
 
-import { run, assert, unexpectedErrors } from './lib.mjs';
+import { run, assert, unexpectedErrors, args } from './lib.mjs';
 
-const [base, username, password, artifactDir] = process.argv.slice(2);
-if (!artifactDir) {
-  console.error('usage: login.mjs <base-url> <username> <password> <artifact-dir>');
-  process.exit(2);
-}
+const [base, username, password, artifactDir] = args('login.mjs <base-url> <username> <password> <artifact-dir>');
 
 await run('login', artifactDir, async ({ newPage, step, shot, logs }) => {
   // An English browser gets English.

@@ -7,13 +7,9 @@
 // top bar or the open menu sticks out of the viewport.
 // usage: node tests/browser/nav.mjs <base-url> <password> <artifact-dir> <json: {student, teacher, staff, admin}>
 
-import { run, assert, unexpectedErrors } from './lib.mjs';
+import { run, assert, unexpectedErrors, args, login } from './lib.mjs';
 
-const [base, password, artifactDir, json] = process.argv.slice(2);
-if (!json) {
-  console.error('usage: nav.mjs <base-url> <password> <artifact-dir> <json>');
-  process.exit(2);
-}
+const [base, password, artifactDir, json] = args('nav.mjs <base-url> <password> <artifact-dir> <json>');
 const users = JSON.parse(json);
 process.env.PVCE_BROWSER_TIMEOUT_MS ||= '280000';
 
@@ -104,10 +100,7 @@ await run('nav', artifactDir, async ({ newPage, step, shot, logs }) => {
       for (const role of ['student', 'teacher', 'staff', 'admin']) {
         const tag = `${role}-${lang}-${width}`;
         const page = await newPage({ locale, viewport: { width, height } });
-        await page.goto(base);
-        await page.fill('#login-username', users[role]);
-        await page.fill('#login-password', password);
-        await page.click('form.login-form button[type=submit]');
+        await login(page, base, users[role], password);
         await page.waitForSelector('#view .view-inner');
         await page.waitForSelector('.loading', { state: 'detached' });
         const home = HOME[role];

@@ -7,20 +7,13 @@
 // Chinese: the timeline says so and the server's work-log line follows.
 // usage: node tests/browser/notices.mjs <base-url> <student> <password> <ticket-id> <complaint-id> <teacher> <request-id> <artifact-dir>
 
-import { run, assert, unexpectedErrors } from './lib.mjs';
+import { run, assert, unexpectedErrors, args, login } from './lib.mjs';
 
-const [base, student, password, ticketId, complaintId, teacher, requestId, artifactDir] = process.argv.slice(2);
-if (!artifactDir) {
-  console.error('usage: notices.mjs <base-url> <student> <password> <ticket-id> <complaint-id> <teacher> <request-id> <artifact-dir>');
-  process.exit(2);
-}
+const [base, student, password, ticketId, complaintId, teacher, requestId, artifactDir] = args('notices.mjs <base-url> <student> <password> <ticket-id> <complaint-id> <teacher> <request-id> <artifact-dir>');
 
 await run('notices', artifactDir, async ({ newPage, step, shot, logs }) => {
   const page = await newPage({ locale: 'en-US' });
-  await page.goto(base);
-  await page.fill('#login-username', student);
-  await page.fill('#login-password', password);
-  await page.click('form.login-form button[type=submit]');
+  await login(page, base, student, password);
 
   // The bell counts three unread notifications.
   await page.waitForSelector('#bell-count:not([hidden]) >> text=3');
@@ -86,10 +79,7 @@ await run('notices', artifactDir, async ({ newPage, step, shot, logs }) => {
 
   // A teacher links their request to a template (Chinese browser).
   const tp = await newPage({ locale: 'zh-CN' });
-  await tp.goto(base);
-  await tp.fill('#login-username', teacher);
-  await tp.fill('#login-password', password);
-  await tp.click('form.login-form button[type=submit]');
+  await login(tp, base, teacher, password);
   await tp.waitForSelector('#bell');
   await tp.evaluate((id) => { location.hash = `#/tickets/${id}`; }, requestId);
   await tp.waitForSelector('.template-box [data-action=link-template]:not([disabled])');

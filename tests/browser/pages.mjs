@@ -8,13 +8,9 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import { run, assert, unexpectedErrors } from './lib.mjs';
+import { run, assert, unexpectedErrors, args, login } from './lib.mjs';
 
-const [base, password, outDir, json] = process.argv.slice(2);
-if (!json) {
-  console.error('usage: pages.mjs <base-url> <password> <out-dir> <json>');
-  process.exit(2);
-}
+const [base, password, outDir, json] = args('pages.mjs <base-url> <password> <out-dir> <json>');
 const ids = JSON.parse(json);
 process.env.PVCE_BROWSER_TIMEOUT_MS ||= '285000';
 const require = createRequire(new URL('../../web/package.json', import.meta.url));
@@ -82,12 +78,7 @@ await run('pages', outDir, async ({ newPage, step, logs }) => {
     shots += 1;
   }
 
-  async function signIn(page, username) {
-    await page.goto(base);
-    await page.fill('#login-username', username);
-    await page.fill('#login-password', password);
-    await page.click('form.login-form button[type=submit]');
-  }
+  const signIn = (page, username) => login(page, base, username, password);
 
   for (const [lang, locale] of LANGS) {
     for (const [width, height] of WIDTHS) {

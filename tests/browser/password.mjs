@@ -3,23 +3,16 @@
 // password of their own (a mismatch is caught), and then reaches their page.
 // usage: node tests/browser/password.mjs <base-url> <admin> <password> <artifact-dir> <user>
 
-import { run, assert, unexpectedErrors } from './lib.mjs';
+import { run, assert, unexpectedErrors, args, login } from './lib.mjs';
 
-const [base, admin, password, artifactDir, user] = process.argv.slice(2);
-if (!user) {
-  console.error('usage: password.mjs <base-url> <admin> <password> <artifact-dir> <user>');
-  process.exit(2);
-}
+const [base, admin, password, artifactDir, user] = args('password.mjs <base-url> <admin> <password> <artifact-dir> <user>');
 const RESET = 'given-by-admin-1';
 const MINE = 'my-own-secret-9';
 const MINE2 = 'my-newer-secret-8';
 
 await run('password', artifactDir, async ({ newPage, step, shot, logs }) => {
   const page = await newPage({ locale: 'en-US' });
-  await page.goto(base);
-  await page.fill('#login-username', admin);
-  await page.fill('#login-password', password);
-  await page.click('form.login-form button[type=submit]');
+  await login(page, base, admin, password);
   await page.waitForSelector('.node-card');
   await page.click('a.nav-link[data-route=users]');
   await page.waitForSelector('tbody tr[data-username]');
@@ -65,10 +58,7 @@ await run('password', artifactDir, async ({ newPage, step, shot, logs }) => {
   // The user, in Chinese: the old password no longer works, the reset one does,
   // and the first thing is choosing a password of their own.
   const u = await newPage({ locale: 'zh-CN' });
-  await u.goto(base);
-  await u.fill('#login-username', user);
-  await u.fill('#login-password', password);
-  await u.click('form.login-form button[type=submit]');
+  await login(u, base, user, password);
   await u.waitForSelector('.form-error >> text=用户名或密码错误。');
   await u.fill('#login-password', RESET);
   await u.click('form.login-form button[type=submit]');

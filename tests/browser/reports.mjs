@@ -5,25 +5,15 @@
 // teacher (in English) then finds the published report read-only.
 // usage: node tests/browser/reports.mjs <base-url> <admin> <teacher> <password> <artifact-dir>
 
-import { run, assert, unexpectedErrors } from './lib.mjs';
+import { run, assert, unexpectedErrors, args, login } from './lib.mjs';
 
-const [base, admin, teacher, password, artifactDir] = process.argv.slice(2);
-if (!artifactDir) {
-  console.error('usage: reports.mjs <base-url> <admin> <teacher> <password> <artifact-dir>');
-  process.exit(2);
-}
+const [base, admin, teacher, password, artifactDir] = args('reports.mjs <base-url> <admin> <teacher> <password> <artifact-dir>');
 
 const SUMMARY = '<img src=x onerror="window.__pwned=1"> 本周服务平稳,一张 P1 工单超时。';
 const PLAN = '1. 高峰时段增加值班人员。\n2. 每天早上检查 P3 队列。';
 const SECTIONS = ['summary', 'sla', 'incidents', 'workload', 'satisfaction', 'resources', 'service_levels', 'plan'];
 
-async function signIn(page, username) {
-  await page.goto(base);
-  await page.fill('#login-username', username);
-  await page.fill('#login-password', password);
-  await page.click('form.login-form button[type=submit]');
-  await page.waitForSelector('.topbar');
-}
+const signIn = (page, username) => login(page, base, username, password, '.topbar');
 
 await run('reports', artifactDir, async ({ newPage, step, shot, logs }) => {
   // ---- the admin, in Chinese: generate, edit, review, publish

@@ -5,20 +5,13 @@
 // again, still connected.
 // usage: node tests/browser/serial.mjs <base-url> <username> <password> <vm-id> <artifact-dir>
 
-import { run, assert, unexpectedErrors } from './lib.mjs';
+import { run, assert, unexpectedErrors, args, login } from './lib.mjs';
 
-const [base, username, password, vmId, artifactDir] = process.argv.slice(2);
-if (!artifactDir) {
-  console.error('usage: serial.mjs <base-url> <username> <password> <vm-id> <artifact-dir>');
-  process.exit(2);
-}
+const [base, username, password, vmId, artifactDir] = args('serial.mjs <base-url> <username> <password> <vm-id> <artifact-dir>');
 
 await run('serial', artifactDir, async ({ newPage, step, shot, logs }) => {
   const page = await newPage({ locale: 'en-US' });
-  await page.goto(base);
-  await page.fill('#login-username', username);
-  await page.fill('#login-password', password);
-  await page.click('form.login-form button[type=submit]');
+  await login(page, base, username, password);
   await page.waitForSelector('section.course', { timeout: 15000 });
   await page.goto(`${base}#/desktop/${vmId}`);
   await page.waitForSelector('.desktop[data-conn=connected]', { timeout: 30000 });

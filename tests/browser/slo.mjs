@@ -5,21 +5,11 @@
 // / red, the open system incident by title, shown as text), then in English.
 // usage: node tests/browser/slo.mjs <base-url> <admin> <student> <password> <artifact-dir> <incident-title>
 
-import { run, assert, unexpectedErrors } from './lib.mjs';
+import { run, assert, unexpectedErrors, args, login } from './lib.mjs';
 
-const [base, admin, student, password, artifactDir, incident] = process.argv.slice(2);
-if (!incident) {
-  console.error('usage: slo.mjs <base-url> <admin> <student> <password> <artifact-dir> <incident-title>');
-  process.exit(2);
-}
+const [base, admin, student, password, artifactDir, incident] = args('slo.mjs <base-url> <admin> <student> <password> <artifact-dir> <incident-title>');
 
-async function signIn(page, user) {
-  await page.goto(base);
-  await page.fill('#login-username', user);
-  await page.fill('#login-password', password);
-  await page.click('form.login-form button[type=submit]');
-  await page.waitForSelector('.topbar');
-}
+const signIn = (page, user) => login(page, base, user, password, '.topbar');
 
 const text = (page, sel) => page.locator(sel).first().innerText();
 

@@ -7,20 +7,13 @@
 
 import { writeFileSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { run, assert, unexpectedErrors } from './lib.mjs';
+import { run, assert, unexpectedErrors, args, login } from './lib.mjs';
 
-const [base, username, password, artifactDir, quota] = process.argv.slice(2);
-if (!quota) {
-  console.error('usage: snapshots.mjs <base-url> <username> <password> <artifact-dir> <quota>');
-  process.exit(2);
-}
+const [base, username, password, artifactDir, quota] = args('snapshots.mjs <base-url> <username> <password> <artifact-dir> <quota>');
 
 await run('snapshots', artifactDir, async ({ newPage, step, shot, logs }) => {
   const page = await newPage({ locale: 'en-US', acceptDownloads: true });
-  await page.goto(base);
-  await page.fill('#login-username', username);
-  await page.fill('#login-password', password);
-  await page.click('form.login-form button[type=submit]');
+  await login(page, base, username, password);
   const vm = page.locator('li.vm[data-state=stopped]').first();
   await vm.waitFor({ timeout: 15000 });
   await vm.locator('.vm-panel > summary').click();

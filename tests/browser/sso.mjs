@@ -6,13 +6,9 @@
 // relayed into this network namespace (a Unix socket the harness bridges).
 
 import net from 'node:net';
-import { run, assert, unexpectedErrors } from './lib.mjs';
+import { run, assert, unexpectedErrors, args } from './lib.mjs';
 
-const [base, providerPort, providerSock, artifactDir] = process.argv.slice(2);
-if (!artifactDir) {
-  console.error('usage: sso.mjs <base-url> <provider-port> <provider-socket> <artifact-dir>');
-  process.exit(2);
-}
+const [base, providerPort, providerSock, artifactDir] = args('sso.mjs <base-url> <provider-port> <provider-socket> <artifact-dir>');
 
 const relay = net.createServer((client) => {
   const upstream = net.connect(providerSock);

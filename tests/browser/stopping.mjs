@@ -4,13 +4,9 @@
 // in English and in Chinese, with the time in the page's language.
 // usage: node tests/browser/stopping.mjs <base-url> <username> <password> <artifact-dir> <node> <template> <deadline-iso>
 
-import { run, assert, unexpectedErrors } from './lib.mjs';
+import { run, assert, unexpectedErrors, args, login } from './lib.mjs';
 
-const [base, username, password, artifactDir, node, template, deadline] = process.argv.slice(2);
-if (!deadline) {
-  console.error('usage: stopping.mjs <base-url> <username> <password> <artifact-dir> <node> <template> <deadline-iso>');
-  process.exit(2);
-}
+const [base, username, password, artifactDir, node, template, deadline] = args('stopping.mjs <base-url> <username> <password> <artifact-dir> <node> <template> <deadline-iso>');
 
 await run('stopping', artifactDir, async ({ newPage, step, shot, logs }) => {
   for (const [locale, lang, words] of [
@@ -18,10 +14,7 @@ await run('stopping', artifactDir, async ({ newPage, step, shot, logs }) => {
     ['zh-CN', 'zh-CN', { node: '节点：', tpl: '模板：', disk: '个人数据：', forced: '强制断电' }],
   ]) {
     const page = await newPage({ locale });
-    await page.goto(base);
-    await page.fill('#login-username', username);
-    await page.fill('#login-password', password);
-    await page.click('form.login-form button[type=submit]');
+    await login(page, base, username, password);
     const vm = page.locator('li.vm[data-state=stopping]');
     await vm.waitFor({ timeout: 15000 });
     // The time of day as this language writes it (12 h with AM/PM in English).

@@ -7,13 +7,9 @@
 // desktop's own power controls.
 // usage: node tests/browser/student.mjs <base-url> <username> <password> <artifact-dir>
 
-import { run, assert, unexpectedErrors } from './lib.mjs';
+import { run, assert, unexpectedErrors, args, login } from './lib.mjs';
 
-const [base, username, password, artifactDir] = process.argv.slice(2);
-if (!artifactDir) {
-  console.error('usage: student.mjs <base-url> <username> <password> <artifact-dir>');
-  process.exit(2);
-}
+const [base, username, password, artifactDir] = args('student.mjs <base-url> <username> <password> <artifact-dir>');
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -71,10 +67,7 @@ async function waitFor(what, timeoutMs, f) {
 await run('student', artifactDir, async ({ newPage, step, shot, logs, cutNetwork }) => {
   // The page may use the clipboard (as a user who allowed it would).
   const page = await newPage({ locale: 'en-US', permissions: ['clipboard-read', 'clipboard-write'] });
-  await page.goto(base);
-  await page.fill('#login-username', username);
-  await page.fill('#login-password', password);
-  await page.click('form.login-form button[type=submit]');
+  await login(page, base, username, password);
   await page.waitForSelector('section.course', { timeout: 15000 });
   step('signed in, course visible');
   // The course has a lab network: the course and its VM say so.
@@ -254,10 +247,7 @@ await run('student', artifactDir, async ({ newPage, step, shot, logs, cutNetwork
   // the desktop's key bar opens a text field whose input is typed into the
   // guest, and "actual size" shows the guest unscaled (panned by dragging).
   const phone = await newPage({ locale: 'zh-CN', viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2 });
-  await phone.goto(base);
-  await phone.fill('#login-username', username);
-  await phone.fill('#login-password', password);
-  await phone.click('form.login-form button[type=submit]');
+  await login(phone, base, username, password);
   await phone.waitForSelector('li.vm[data-state=running] [data-action=open]:not([disabled])', { timeout: 15000 });
   const sideways = await phone.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   assert(sideways <= 1, `the phone's course list does not scroll sideways (${sideways}px)`);
@@ -296,10 +286,7 @@ await run('student', artifactDir, async ({ newPage, step, shot, logs, cutNetwork
   const desktopUrl = page.url();
   const slow = await newPage({ locale: 'en-US' });
   await slow.clock.install();
-  await slow.goto(base);
-  await slow.fill('#login-username', username);
-  await slow.fill('#login-password', password);
-  await slow.click('form.login-form button[type=submit]');
+  await login(slow, base, username, password);
   await slow.waitForSelector('li.vm');
   await slow.goto(desktopUrl);
   await slow.waitForSelector('.desktop[data-conn=connected]', { timeout: 30000 });

@@ -3,21 +3,14 @@
 // enrol students by pasting usernames, and watch the class table.
 // usage: node tests/browser/teacher.mjs <base-url> <username> <password> <image> <students,comma,separated> <artifact-dir>
 
-import { run, assert, unexpectedErrors } from './lib.mjs';
+import { run, assert, unexpectedErrors, args, login } from './lib.mjs';
 
-const [base, username, password, image, studentList, artifactDir] = process.argv.slice(2);
-if (!artifactDir) {
-  console.error('usage: teacher.mjs <base-url> <username> <password> <image> <students> <artifact-dir>');
-  process.exit(2);
-}
+const [base, username, password, image, studentList, artifactDir] = args('teacher.mjs <base-url> <username> <password> <image> <students> <artifact-dir>');
 const students = studentList.split(',');
 
 await run('teacher', artifactDir, async ({ newPage, step, shot, logs }) => {
   const page = await newPage({ locale: 'en-US' });
-  await page.goto(base);
-  await page.fill('#login-username', username);
-  await page.fill('#login-password', password);
-  await page.click('form.login-form button[type=submit]');
+  await login(page, base, username, password);
   await page.waitForSelector('.course-grid .empty');
   assert(page.url().endsWith('#/teach'), `a teacher lands on #/teach, got ${page.url()}`);
   step('signed in: no courses yet');

@@ -8,20 +8,11 @@
 
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { run, assert, unexpectedErrors } from './lib.mjs';
+import { run, assert, unexpectedErrors, args, login } from './lib.mjs';
 
-const [base, teacher, student, password, artifactDir, courseId, vmInSession] = process.argv.slice(2);
-if (!vmInSession) {
-  console.error('usage: timetable.mjs <base-url> <teacher> <student> <password> <artifact-dir> <course-id> <vm-in-session>');
-  process.exit(2);
-}
+const [base, teacher, student, password, artifactDir, courseId, vmInSession] = args('timetable.mjs <base-url> <teacher> <student> <password> <artifact-dir> <course-id> <vm-in-session>');
 
-async function signIn(page, username) {
-  await page.goto(base);
-  await page.fill('#login-username', username);
-  await page.fill('#login-password', password);
-  await page.click('form.login-form button[type=submit]');
-}
+const signIn = (page, username) => login(page, base, username, password);
 
 await run('timetable', artifactDir, async ({ newPage, step, shot, logs }) => {
   const page = await newPage({ locale: 'en-US' });
