@@ -92,6 +92,18 @@ fn loopback_port(url: &str) -> Option<u16> {
     rest[..end].parse().ok()
 }
 
+/// [`run_script`] for a script that saves `shots` into `dir`: stale copies
+/// are removed first, so each must be written anew and be a PNG.
+async fn run_script_shots(script: &str, args: &[&str], dir: &Path, shots: &[&str]) {
+    for f in shots {
+        let _ = std::fs::remove_file(dir.join(f));
+    }
+    run_script(script, args).await;
+    for f in shots {
+        assert_png(&dir.join(f));
+    }
+}
+
 /// Runs `node tests/browser/<script> args…` in a network namespace of its
 /// own (see the module doc), echoing its output; panics with it if the
 /// script fails or runs out of time. A first argument naming the test
@@ -167,19 +179,15 @@ async fn login_page_language_switch_and_logout() {
     env.user("test-web-lonely", Role::Student).await;
     let base = env.server.url();
     let dir = artifact_dir();
-    for f in ["login-en.png", "login-zh.png", "student-empty-en.png"] {
-        let _ = std::fs::remove_file(dir.join(f));
-    }
     // Both languages have every key the app uses.
     run_script("i18n-check.mjs", &[]).await;
-    run_script(
+    run_script_shots(
         "login.mjs",
         &[&base, "test-web-lonely", PASSWORD, dir.to_str().unwrap()],
+        &dir,
+        &["login-en.png", "login-zh.png", "student-empty-en.png"],
     )
     .await;
-    for f in ["login-en.png", "login-zh.png", "student-empty-en.png"] {
-        assert_png(&dir.join(f));
-    }
 }
 
 #[tokio::test]
@@ -461,11 +469,8 @@ async fn student_snapshots_exports_and_imports_in_the_browser() {
         "student-imported.png",
         "student-import-refused-zh.png",
     ];
-    for f in shots {
-        let _ = std::fs::remove_file(dir.join(f));
-    }
     let quota = env.server.state.config.snapshot_quota.to_string();
-    run_script(
+    run_script_shots(
         "snapshots.mjs",
         &[
             &base,
@@ -474,11 +479,10 @@ async fn student_snapshots_exports_and_imports_in_the_browser() {
             dir.to_str().unwrap(),
             &quota,
         ],
+        &dir,
+        &shots,
     )
     .await;
-    for f in shots {
-        assert_png(&dir.join(f));
-    }
     // The downloads were real (checked by the script); not kept.
     for f in [
         "test-export.tar",
@@ -699,10 +703,7 @@ async fn teacher_collects_unenrols_and_deletes_a_course_in_the_browser() {
     let base = env.server.url();
     let dir = artifact_dir();
     let shots = ["teacher-collect.png", "teacher-unenrol-zh.png"];
-    for f in shots {
-        let _ = std::fs::remove_file(dir.join(f));
-    }
-    run_script(
+    run_script_shots(
         "classwork.mjs",
         &[
             &base,
@@ -711,11 +712,10 @@ async fn teacher_collects_unenrols_and_deletes_a_course_in_the_browser() {
             dir.to_str().unwrap(),
             &cid,
         ],
+        &dir,
+        &shots,
     )
     .await;
-    for f in shots {
-        assert_png(&dir.join(f));
-    }
     let _ = std::fs::remove_file(dir.join("test-collected.tar"));
     // What the page did is real: the course and its VMs are gone.
     let (status, _) = teacher.get(&format!("/api/courses/{cid}")).await;
@@ -740,10 +740,7 @@ async fn admin_resets_a_password_and_the_user_must_change_it() {
     let base = env.server.url();
     let dir = artifact_dir();
     let shots = ["admin-reset.png", "password-change-zh.png"];
-    for f in shots {
-        let _ = std::fs::remove_file(dir.join(f));
-    }
-    run_script(
+    run_script_shots(
         "password.mjs",
         &[
             &base,
@@ -752,11 +749,10 @@ async fn admin_resets_a_password_and_the_user_must_change_it() {
             dir.to_str().unwrap(),
             "test-ui-forgetful",
         ],
+        &dir,
+        &shots,
     )
     .await;
-    for f in shots {
-        assert_png(&dir.join(f));
-    }
     // Only the password the user chose works now, and nothing is pending.
     let user = env
         .client_with_password("test-ui-forgetful", "my-newer-secret-8")
@@ -842,10 +838,7 @@ async fn a_student_reports_from_the_desktop_and_staff_resolve_it() {
         "desk-problem-zh.png",
         "desk-stats-zh.png",
     ];
-    for f in shots {
-        let _ = std::fs::remove_file(dir.join(f));
-    }
-    run_script(
+    run_script_shots(
         "desk.mjs",
         &[
             &base,
@@ -855,11 +848,10 @@ async fn a_student_reports_from_the_desktop_and_staff_resolve_it() {
             &vm_id,
             dir.to_str().unwrap(),
         ],
+        &dir,
+        &shots,
     )
     .await;
-    for f in shots {
-        assert_png(&dir.join(f));
-    }
     // What the pages did is real.
     let (_, tickets) = student.get("/api/tickets").await;
     let t = &tickets[0];
@@ -960,11 +952,8 @@ async fn the_queue_shows_sla_levels_and_admins_edit_sla_settings() {
         "desk-sla-settings.png",
         "desk-sla-stats.png",
     ];
-    for f in shots {
-        let _ = std::fs::remove_file(dir.join(f));
-    }
     let ids = Value::Object(ids).to_string();
-    run_script(
+    run_script_shots(
         "desk-sla.mjs",
         &[
             &base,
@@ -974,11 +963,10 @@ async fn the_queue_shows_sla_levels_and_admins_edit_sla_settings() {
             &ids,
             dir.to_str().unwrap(),
         ],
+        &dir,
+        &shots,
     )
     .await;
-    for f in shots {
-        assert_png(&dir.join(f));
-    }
     // What the admin saved is what the server holds.
     let (_, p) = staff.get("/api/desk/sla").await;
     assert_eq!(p["p2"]["response_minutes"], 45, "{p}");
@@ -1084,10 +1072,7 @@ async fn a_student_reads_notifications_from_the_bell_in_both_languages() {
         "notices-settings-zh.png",
         "notices-template-zh.png",
     ];
-    for f in shots {
-        let _ = std::fs::remove_file(dir.join(f));
-    }
-    run_script(
+    run_script_shots(
         "notices.mjs",
         &[
             &env.server.url(),
@@ -1099,11 +1084,10 @@ async fn a_student_reads_notifications_from_the_bell_in_both_languages() {
             &rid,
             dir.to_str().unwrap(),
         ],
+        &dir,
+        &shots,
     )
     .await;
-    for f in shots {
-        assert_png(&dir.join(f));
-    }
     // What the pages did is real.
     let (_, page) = student.get("/api/me/notifications").await;
     assert_eq!(page["unread"], 0, "{page}");
@@ -1185,10 +1169,7 @@ async fn admin_reads_the_slo_page_and_a_student_the_status_page() {
     let base = env.server.url();
     let dir = artifact_dir();
     let shots = ["slo-en.png", "slo-zh.png", "status-zh.png", "status-en.png"];
-    for f in shots {
-        let _ = std::fs::remove_file(dir.join(f));
-    }
-    run_script(
+    run_script_shots(
         "slo.mjs",
         &[
             &base,
@@ -1198,11 +1179,10 @@ async fn admin_reads_the_slo_page_and_a_student_the_status_page() {
             dir.to_str().unwrap(),
             title,
         ],
+        &dir,
+        &shots,
     )
     .await;
-    for f in shots {
-        assert_png(&dir.join(f));
-    }
     let (_, r) = admin.get("/api/slo").await;
     let p95 = r["objectives"]
         .as_array()
@@ -1232,10 +1212,7 @@ async fn staff_acknowledge_an_alert_and_an_admin_edits_rules_and_runs_an_inspect
         "inspections-en.png",
         "inspections-zh.png",
     ];
-    for f in shots {
-        let _ = std::fs::remove_file(dir.join(f));
-    }
-    run_script(
+    run_script_shots(
         "alerts.mjs",
         &[
             &base,
@@ -1244,11 +1221,10 @@ async fn staff_acknowledge_an_alert_and_an_admin_edits_rules_and_runs_an_inspect
             PASSWORD,
             dir.to_str().unwrap(),
         ],
+        &dir,
+        &shots,
     )
     .await;
-    for f in shots {
-        assert_png(&dir.join(f));
-    }
     // What the pages did is real.
     let (_, list) = admin.get("/api/alerts?rule=node_memory").await;
     let a = list
@@ -1298,10 +1274,7 @@ async fn admin_publishes_a_service_report_and_a_teacher_reads_it() {
         "reports-published-zh.png",
         "reports-teacher-en.png",
     ];
-    for f in shots {
-        let _ = std::fs::remove_file(dir.join(f));
-    }
-    run_script(
+    run_script_shots(
         "reports.mjs",
         &[
             &base,
@@ -1310,11 +1283,10 @@ async fn admin_publishes_a_service_report_and_a_teacher_reads_it() {
             PASSWORD,
             dir.to_str().unwrap(),
         ],
+        &dir,
+        &shots,
     )
     .await;
-    for f in shots {
-        assert_png(&dir.join(f));
-    }
     // What the page did is real.
     let admin = env.client("test-ui-radmin").await;
     let (_, list) = admin.get("/api/reports").await;
@@ -1366,10 +1338,7 @@ async fn staff_edit_an_article_and_an_admin_retires_it() {
     let base = env.server.url();
     let dir = artifact_dir();
     let shots = ["desk-kb-history-zh.png", "desk-kb-retire-en.png"];
-    for f in shots {
-        let _ = std::fs::remove_file(dir.join(f));
-    }
-    run_script(
+    run_script_shots(
         "desk-kb.mjs",
         &[
             &base,
@@ -1380,11 +1349,10 @@ async fn staff_edit_an_article_and_an_admin_retires_it() {
             dir.to_str().unwrap(),
             &system_id,
         ],
+        &dir,
+        &shots,
     )
     .await;
-    for f in shots {
-        assert_png(&dir.join(f));
-    }
     // What the pages did is real.
     let (_, a) = staff.get(&format!("/api/kb/{id}")).await;
     assert_eq!(a["revision"], 2, "{a}");
@@ -1458,17 +1426,13 @@ async fn every_role_navigates_by_keyboard_and_the_top_bar_fits_from_phone_to_wid
         "nav-admin-en-360-open.png",
         "nav-admin-zh-360-open.png",
     ];
-    for f in shots {
-        let _ = std::fs::remove_file(dir.join(f));
-    }
-    run_script(
+    run_script_shots(
         "nav.mjs",
         &[&base, PASSWORD, dir.to_str().unwrap(), &users.to_string()],
+        &dir,
+        &shots,
     )
     .await;
-    for f in shots {
-        assert_png(&dir.join(f));
-    }
 }
 
 /// The rescue serial console and any keyboard layout in the browser (issue
@@ -1498,10 +1462,7 @@ async fn serial_console_and_keyboard_layouts_in_the_browser() {
     assert_eq!(s, StatusCode::OK, "{v}");
     common::wait_serial(&env, &vm_id, "BOOT-OK", Duration::from_secs(180)).await;
     let dir = artifact_dir();
-    for f in ["desktop-serial-en.png", "desktop-serial-zh.png"] {
-        let _ = std::fs::remove_file(dir.join(f));
-    }
-    run_script(
+    run_script_shots(
         "serial.mjs",
         &[
             &env.server.url(),
@@ -1510,11 +1471,10 @@ async fn serial_console_and_keyboard_layouts_in_the_browser() {
             &vm_id,
             dir.to_str().unwrap(),
         ],
+        &dir,
+        &["desktop-serial-en.png", "desktop-serial-zh.png"],
     )
     .await;
-    for f in ["desktop-serial-en.png", "desktop-serial-zh.png"] {
-        assert_png(&dir.join(f));
-    }
     run_script(
         "keyboard.mjs",
         &[
@@ -1601,10 +1561,7 @@ async fn admin_runs_a_backup_and_the_student_restores_it_in_the_browser() {
         "student-backup-files.png",
         "student-restored.png",
     ];
-    for f in shots {
-        let _ = std::fs::remove_file(dir.join(f));
-    }
-    run_script(
+    run_script_shots(
         "backups.mjs",
         &[
             &env.server.url(),
@@ -1613,11 +1570,10 @@ async fn admin_runs_a_backup_and_the_student_restores_it_in_the_browser() {
             PASSWORD,
             dir.to_str().unwrap(),
         ],
+        &dir,
+        &shots,
     )
     .await;
-    for f in shots {
-        assert_png(&dir.join(f));
-    }
     // What the pages did is real: a run by the admin, a restore by the student.
     let by: String = sqlx::query_scalar("SELECT requested_by FROM backup_runs")
         .fetch_one(&env.server.state.pool)
@@ -1653,10 +1609,7 @@ async fn campus_sign_in_through_the_login_page() {
     let bridge = LoopbackBridge::to(port);
     let dir = artifact_dir();
     let shots = ["sso-login-en.png", "sso-login-zh.png", "sso-signed-in.png"];
-    for f in shots {
-        let _ = std::fs::remove_file(dir.join(f));
-    }
-    run_script(
+    run_script_shots(
         "sso.mjs",
         &[
             &env.server.url(),
@@ -1664,11 +1617,10 @@ async fn campus_sign_in_through_the_login_page() {
             bridge.path.to_str().unwrap(),
             dir.to_str().unwrap(),
         ],
+        &dir,
+        &shots,
     )
     .await;
-    for f in shots {
-        assert_png(&dir.join(f));
-    }
 }
 
 /// The audit log page (issue 16): filters, pages, the CSV, both languages,
@@ -1700,10 +1652,7 @@ async fn admin_reads_filters_and_downloads_the_audit_log() {
     }
     let dir = artifact_dir();
     let shots = ["audit-en.png", "audit-zh.png"];
-    for f in shots {
-        let _ = std::fs::remove_file(dir.join(f));
-    }
-    run_script(
+    run_script_shots(
         "audit.mjs",
         &[
             &env.server.url(),
@@ -1712,11 +1661,10 @@ async fn admin_reads_filters_and_downloads_the_audit_log() {
             hostile,
             dir.to_str().unwrap(),
         ],
+        &dir,
+        &shots,
     )
     .await;
-    for f in shots {
-        assert_png(&dir.join(f));
-    }
 }
 
 /// A course's timetable in the browser (issue 15): the teacher adds, edits,
@@ -1765,10 +1713,7 @@ async fn teacher_keeps_a_timetable_and_the_student_sees_it_in_the_browser() {
         "timetable-student.png",
         "timetable-warning-zh.png",
     ];
-    for f in shots {
-        let _ = std::fs::remove_file(dir.join(f));
-    }
-    run_script(
+    run_script_shots(
         "timetable.mjs",
         &[
             &base,
@@ -1779,11 +1724,10 @@ async fn teacher_keeps_a_timetable_and_the_student_sees_it_in_the_browser() {
             cid,
             &vm_now,
         ],
+        &dir,
+        &shots,
     )
     .await;
-    for f in shots {
-        assert_png(&dir.join(f));
-    }
     let _ = std::fs::remove_file(dir.join("test-timetable.ics"));
     // What the page did is real: one weekly session, edited, is left.
     let (status, list) = teacher.get(&format!("/api/courses/{cid}/sessions")).await;
