@@ -184,6 +184,11 @@ pub async fn create(pool: &Pool, new: NewUser) -> Result<User, UserError> {
         disabled: false,
         must_change_password: false,
     };
+    insert(pool, user, &hash).await
+}
+
+/// Writes a new account; a taken username is [`UserError::UsernameTaken`].
+async fn insert(pool: &Pool, user: User, password_hash: &str) -> Result<User, UserError> {
     let res = sqlx::query(
         "INSERT INTO users (id, username, display_name, role, password_hash, created_at) VALUES (?, ?, ?, ?, ?, ?)",
     )
@@ -191,7 +196,7 @@ pub async fn create(pool: &Pool, new: NewUser) -> Result<User, UserError> {
     .bind(&user.username)
     .bind(&user.display_name)
     .bind(user.role.as_str())
-    .bind(hash)
+    .bind(password_hash)
     .bind(db::now())
     .execute(pool)
     .await;
@@ -228,24 +233,7 @@ pub async fn create_external(
         disabled: false,
         must_change_password: false,
     };
-    let res = sqlx::query(
-        "INSERT INTO users (id, username, display_name, role, password_hash, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-    )
-    .bind(user.id.to_string())
-    .bind(&user.username)
-    .bind(&user.display_name)
-    .bind(user.role.as_str())
-    .bind(NO_PASSWORD)
-    .bind(db::now())
-    .execute(pool)
-    .await;
-    match res {
-        Ok(_) => Ok(user),
-        Err(e) if db::unique_violation(&e).is_some() => {
-            Err(UserError::UsernameTaken(user.username))
-        }
-        Err(e) => Err(e.into()),
-    }
+    insert(pool, user, NO_PASSWORD).await
 }
 
 pub async fn list(pool: &Pool) -> Result<Vec<User>, UserError> {
