@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::common::{self, TestEnv, assert_error, wait_for};
+use crate::common::{self, TestEnv, assert_error, lab, wait_for};
 use pvce::auth::Role;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -22,6 +22,16 @@ struct Desk {
     staff2: common::Client,
     admin: common::Client,
     ids: std::collections::HashMap<&'static str, String>,
+}
+
+impl Desk {
+    /// The teacher's course `code` on the tiny guest imported as `template`
+    /// (one spec `linux`, 128 MiB), with `students` enrolled.
+    async fn course(&self, template: &str, code: &str, name: &str, students: &[&str]) -> Value {
+        let tpl = lab::import_tiny(&self.teacher, template).await;
+        let body = json!({"code": code, "name": name, "vm_specs": [lab::spec("linux", &tpl, 128)]});
+        lab::course(&self.teacher, body, students).await
+    }
 }
 
 async fn desk() -> Desk {
@@ -429,36 +439,16 @@ async fn reports_on_behalf_and_bad_input_get_clear_4xx() {
 
 #[tokio::test]
 async fn a_report_from_a_running_vm_carries_its_context_and_screen() {
-    let image = tokio::task::spawn_blocking(common::tiny_image)
-        .await
-        .unwrap();
     let d = desk().await;
-    let (s, tpl) = d
-        .teacher
-        .upload(
-            "/api/templates/import?name=test-d-tiny&format=qcow2&os=tiny-linux&software=busybox",
-            &image,
+    let course = d
+        .course(
+            "test-d-tiny",
+            "test-d101",
+            "Desk course",
+            &["test-d-student"],
         )
         .await;
-    assert_eq!(s, StatusCode::CREATED, "{tpl}");
-    let (s, course) = d
-        .teacher
-        .post(
-            "/api/courses",
-            json!({"code":"test-d101","name":"Desk course","vm_specs":[
-                {"name":"linux","template_id":tpl["id"],"vcpus":1,"memory_mib":128}]}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{course}");
     let cid = course["id"].as_str().unwrap();
-    let (s, _) = d
-        .teacher
-        .post(
-            &format!("/api/courses/{cid}/students"),
-            json!({"usernames":["test-d-student"]}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK);
     let (_, vms) = d.student.get("/api/vms").await;
     let vm_id = vms[0]["id"].as_str().unwrap().to_owned();
     d.env.track_vm(&vm_id);
@@ -534,7 +524,7 @@ async fn a_report_from_a_running_vm_carries_its_context_and_screen() {
     let tid = t["id"].as_str().unwrap().to_owned();
     assert_eq!(t["vm_id"], vm_id.as_str());
     assert_eq!(t["course_id"], cid);
-    assert_eq!(t["template_id"], tpl["id"]);
+    assert_eq!(t["template_id"], course["vm_specs"][0]["template_id"]);
     assert!(t["node_id"].is_string(), "{t}");
     assert_eq!(t["context"]["vm"]["state"], "running", "{t}");
     assert_eq!(t["context"]["node"]["name"], "local", "{t}");
@@ -1069,36 +1059,16 @@ async fn system_tickets(d: &Desk, node: uuid::Uuid) -> Vec<Value> {
 
 #[tokio::test]
 async fn a_node_down_with_vms_opens_one_system_incident_and_its_return_is_logged() {
-    let image = tokio::task::spawn_blocking(common::tiny_image)
-        .await
-        .unwrap();
     let d = desk().await;
-    let (s, tpl) = d
-        .teacher
-        .upload(
-            "/api/templates/import?name=test-d-sys&format=qcow2&os=tiny-linux&software=busybox",
-            &image,
+    let course = d
+        .course(
+            "test-d-sys",
+            "test-dsys",
+            "Desk system",
+            &["test-d-student", "test-d-other"],
         )
         .await;
-    assert_eq!(s, StatusCode::CREATED, "{tpl}");
-    let (s, course) = d
-        .teacher
-        .post(
-            "/api/courses",
-            json!({"code":"test-dsys","name":"Desk system","vm_specs":[
-                {"name":"linux","template_id":tpl["id"],"vcpus":1,"memory_mib":128}]}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{course}");
     let cid = course["id"].as_str().unwrap();
-    let (s, _) = d
-        .teacher
-        .post(
-            &format!("/api/courses/{cid}/students"),
-            json!({"usernames":["test-d-student", "test-d-other"]}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK);
     let nodes = &d.env.server.state.nodes;
     let pool = &d.env.server.state.pool;
 
@@ -1234,36 +1204,14 @@ async fn a_node_down_with_vms_opens_one_system_incident_and_its_return_is_logged
 
 #[tokio::test]
 async fn repeated_start_failures_of_a_vm_open_one_system_incident() {
-    let image = tokio::task::spawn_blocking(common::tiny_image)
-        .await
-        .unwrap();
     let d = desk().await;
-    let (s, tpl) = d
-        .teacher
-        .upload(
-            "/api/templates/import?name=test-d-fail&format=qcow2&os=tiny-linux&software=busybox",
-            &image,
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{tpl}");
-    let (s, course) = d
-        .teacher
-        .post(
-            "/api/courses",
-            json!({"code":"test-dfail","name":"Desk failures","vm_specs":[
-                {"name":"linux","template_id":tpl["id"],"vcpus":1,"memory_mib":128}]}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{course}");
-    let cid = course["id"].as_str().unwrap();
-    let (s, _) = d
-        .teacher
-        .post(
-            &format!("/api/courses/{cid}/students"),
-            json!({"usernames":["test-d-student"]}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK);
+    d.course(
+        "test-d-fail",
+        "test-dfail",
+        "Desk failures",
+        &["test-d-student"],
+    )
+    .await;
     let (_, vms) = d.student.get("/api/vms").await;
     let vm_id = vms[0]["id"].as_str().unwrap().to_owned();
     d.env.track_vm(&vm_id);

@@ -367,6 +367,17 @@ fn target(url: String, format: WebhookFormat) -> WebhookTarget {
     WebhookTarget { url, format }
 }
 
+/// Posts `event` to `url` in `format`, written in `lang`.
+async fn send_to(
+    sender: &WebhookSender,
+    url: String,
+    format: WebhookFormat,
+    event: &Event,
+    lang: Lang,
+) -> Result<(), NotifyError> {
+    sender.send(&target(url, format), event, lang).await
+}
+
 #[tokio::test]
 async fn webhook_formats_arrive_as_documented() {
     let (base, mut rx) = receiver().await;
@@ -377,14 +388,15 @@ async fn webhook_formats_arrive_as_documented() {
         resolution: "重建了个人层 *已验证*".into(),
     };
 
-    sender
-        .send(
-            &target(format!("{base}/hook/json"), WebhookFormat::Json),
-            &event,
-            Lang::ZhCn,
-        )
-        .await
-        .unwrap();
+    send_to(
+        &sender,
+        format!("{base}/hook/json"),
+        WebhookFormat::Json,
+        &event,
+        Lang::ZhCn,
+    )
+    .await
+    .unwrap();
     let hit = rx.recv().await.unwrap();
     assert_eq!(hit.token, "json");
     assert_eq!(hit.content_type, "application/json");
@@ -396,14 +408,15 @@ async fn webhook_formats_arrive_as_documented() {
     assert_eq!(v["details"]["resolution"], "重建了个人层 *已验证*");
     assert!(v["text"].as_str().unwrap().contains("评分"));
 
-    sender
-        .send(
-            &target(format!("{base}/hook/text"), WebhookFormat::Text),
-            &event,
-            Lang::En,
-        )
-        .await
-        .unwrap();
+    send_to(
+        &sender,
+        format!("{base}/hook/text"),
+        WebhookFormat::Text,
+        &event,
+        Lang::En,
+    )
+    .await
+    .unwrap();
     let hit = rx.recv().await.unwrap();
     assert_eq!(hit.content_type, "text/plain; charset=utf-8");
     assert!(
@@ -411,14 +424,15 @@ async fn webhook_formats_arrive_as_documented() {
             .starts_with("[pvce] Your ticket #42 was resolved: 虚拟机启动后黑屏\n\n张工 resolved")
     );
 
-    sender
-        .send(
-            &target(format!("{base}/hook/md"), WebhookFormat::Markdown),
-            &event,
-            Lang::En,
-        )
-        .await
-        .unwrap();
+    send_to(
+        &sender,
+        format!("{base}/hook/md"),
+        WebhookFormat::Markdown,
+        &event,
+        Lang::En,
+    )
+    .await
+    .unwrap();
     let hit = rx.recv().await.unwrap();
     assert_eq!(hit.content_type, "text/markdown; charset=utf-8");
     assert!(
@@ -436,14 +450,15 @@ async fn webhook_formats_arrive_as_documented() {
             .contains("[Open the ticket](https://pvce.lab.example/desk/tickets/42)")
     );
 
-    sender
-        .send(
-            &target(format!("{base}/hook/chat"), WebhookFormat::Chat),
-            &event,
-            Lang::ZhCn,
-        )
-        .await
-        .unwrap();
+    send_to(
+        &sender,
+        format!("{base}/hook/chat"),
+        WebhookFormat::Chat,
+        &event,
+        Lang::ZhCn,
+    )
+    .await
+    .unwrap();
     let hit = rx.recv().await.unwrap();
     assert_eq!(hit.content_type, "application/json");
     let v: Value = serde_json::from_str(&hit.body).unwrap();
@@ -479,14 +494,15 @@ async fn webhook_failures_are_typed_and_bounded() {
     let sender = WebhookSender::new(Duration::from_millis(500)).unwrap();
     let e = assigned();
 
-    let err = sender
-        .send(
-            &target(format!("{base}/fail"), WebhookFormat::Json),
-            &e,
-            Lang::En,
-        )
-        .await
-        .unwrap_err();
+    let err = send_to(
+        &sender,
+        format!("{base}/fail"),
+        WebhookFormat::Json,
+        &e,
+        Lang::En,
+    )
+    .await
+    .unwrap_err();
     assert!(
         matches!(err, NotifyError::WebhookStatus { status: 500, .. }),
         "{err:?}"
@@ -494,27 +510,29 @@ async fn webhook_failures_are_typed_and_bounded() {
 
     // A receiver that never answers: the timeout ends the request.
     let started = std::time::Instant::now();
-    let err = sender
-        .send(
-            &target(format!("{base}/hang?token=SECRET"), WebhookFormat::Json),
-            &e,
-            Lang::En,
-        )
-        .await
-        .unwrap_err();
+    let err = send_to(
+        &sender,
+        format!("{base}/hang?token=SECRET"),
+        WebhookFormat::Json,
+        &e,
+        Lang::En,
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, NotifyError::WebhookTimeout { .. }), "{err:?}");
     assert!(started.elapsed() < Duration::from_secs(10));
     assert!(!format!("{err} {err:?}").contains("SECRET"));
 
     // Redirects are not followed.
-    let err = sender
-        .send(
-            &target(format!("{base}/moved"), WebhookFormat::Json),
-            &e,
-            Lang::En,
-        )
-        .await
-        .unwrap_err();
+    let err = send_to(
+        &sender,
+        format!("{base}/moved"),
+        WebhookFormat::Json,
+        &e,
+        Lang::En,
+    )
+    .await
+    .unwrap_err();
     assert!(
         matches!(err, NotifyError::WebhookStatus { status: 307, .. }),
         "{err:?}"
@@ -529,27 +547,26 @@ async fn webhook_failures_are_typed_and_bounded() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap()
     };
-    let err = sender
-        .send(
-            &target(
-                format!("http://{closed}/hook/x?token=SECRET"),
-                WebhookFormat::Json,
-            ),
-            &e,
-            Lang::En,
-        )
-        .await
-        .unwrap_err();
+    let err = send_to(
+        &sender,
+        format!("http://{closed}/hook/x?token=SECRET"),
+        WebhookFormat::Json,
+        &e,
+        Lang::En,
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, NotifyError::Webhook { .. }), "{err:?}");
     assert!(!format!("{err} {err:?}").contains("SECRET"), "{err:?}");
 
-    let err = sender
-        .send(
-            &target("ftp://127.0.0.1/x".into(), WebhookFormat::Json),
-            &e,
-            Lang::En,
-        )
-        .await
-        .unwrap_err();
+    let err = send_to(
+        &sender,
+        "ftp://127.0.0.1/x".into(),
+        WebhookFormat::Json,
+        &e,
+        Lang::En,
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, NotifyError::BadWebhookUrl));
 }
