@@ -171,6 +171,11 @@ impl CheckReport {
 
 /// `qemu-img info --output=json -f <format> <path>` under [`INFO_LIMITS`].
 pub async fn info(path: &Path, format: ImageFormat) -> Result<QemuImgInfo, ImageError> {
+    parse_info(&info_json(path, format.as_qemu_str()).await?)
+}
+
+/// The JSON `qemu-img info` prints for `path` read as `format`.
+async fn info_json(path: &Path, format: &str) -> Result<Vec<u8>, ImageError> {
     let path = absolute(path)?;
     let out = run(
         "info",
@@ -180,13 +185,13 @@ pub async fn info(path: &Path, format: ImageFormat) -> Result<QemuImgInfo, Image
             "info".as_ref(),
             "--output=json".as_ref(),
             "-f".as_ref(),
-            format.as_qemu_str().as_ref(),
+            format.as_ref(),
             path.as_os_str(),
         ],
         &[0],
     )
     .await?;
-    parse_info(&out.stdout)
+    Ok(out.stdout)
 }
 
 fn parse_info(json: &[u8]) -> Result<QemuImgInfo, ImageError> {
@@ -480,22 +485,8 @@ pub async fn snapshot_tags(path: &Path) -> Result<Vec<String>, ImageError> {
         #[serde(default)]
         snapshots: Vec<Snap>,
     }
-    let path = absolute(path)?;
-    let out = run(
-        "info",
-        QEMU_IMG,
-        INFO_LIMITS,
-        &[
-            "info".as_ref(),
-            "--output=json".as_ref(),
-            "-f".as_ref(),
-            "qcow2".as_ref(),
-            path.as_os_str(),
-        ],
-        &[0],
-    )
-    .await?;
-    let info: Info = serde_json::from_slice(&out.stdout).map_err(|e| ImageError::QemuImg {
+    let out = info_json(path, "qcow2").await?;
+    let info: Info = serde_json::from_slice(&out).map_err(|e| ImageError::QemuImg {
         op: "info",
         detail: format!("unparsable JSON: {e}"),
     })?;
