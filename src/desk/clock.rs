@@ -100,6 +100,13 @@ mod tests {
         h.iter().map(|e| e.kind).collect()
     }
 
+    /// The clocks of a P3 ticket on a 7×24 policy at `now`.
+    fn around_the_clock(h: &[ClockEvent], now: OffsetDateTime) -> sla::Evaluation {
+        let mut p = Policy::default();
+        p.p3.around_the_clock = true;
+        sla::evaluate(h, Priority::P3, &p, &Calendar::default(), now)
+    }
+
     #[test]
     fn a_plain_ticket_opens_responds_and_resolves() {
         use State::*;
@@ -134,23 +141,9 @@ mod tests {
             vec![K::Opened, K::Responded, K::WaitingForReporter, K::Resumed]
         );
         // 7×24: 60 min elapsed less the 10 paused.
-        let mut p = Policy::default();
-        p.p3.around_the_clock = true;
-        let ev = sla::evaluate(
-            &h,
-            Priority::P3,
-            &p,
-            &Calendar::default(),
-            T0 + Duration::hours(1),
-        );
+        let ev = around_the_clock(&h, T0 + Duration::hours(1));
         assert_eq!(ev.resolution.elapsed, Duration::minutes(50));
-        let paused = sla::evaluate(
-            &h,
-            Priority::P3,
-            &p,
-            &Calendar::default(),
-            T0 + Duration::minutes(15),
-        );
+        let paused = around_the_clock(&h, T0 + Duration::minutes(15));
         assert_eq!(paused.resolution.state, ClockState::Paused);
         assert_eq!(paused.resolution.elapsed, Duration::minutes(10));
     }
@@ -171,15 +164,7 @@ mod tests {
             kinds(&h),
             vec![K::Opened, K::Responded, K::Resolved, K::Reopened]
         );
-        let mut p = Policy::default();
-        p.p3.around_the_clock = true;
-        let ev = sla::evaluate(
-            &h,
-            Priority::P3,
-            &p,
-            &Calendar::default(),
-            T0 + Duration::minutes(100),
-        );
+        let ev = around_the_clock(&h, T0 + Duration::minutes(100));
         assert_eq!(ev.resolution.state, ClockState::Running);
         assert_eq!(ev.resolution.elapsed, Duration::minutes(40));
     }
@@ -247,9 +232,7 @@ mod tests {
             let h = history(T0, responded, &ts);
             prop_assert_eq!(h[0].kind, K::Opened);
             prop_assert!(h.windows(2).all(|w| w[0].at <= w[1].at));
-            let mut p = Policy::default();
-            p.p3.around_the_clock = true;
-            let ev = sla::evaluate(&h, Priority::P3, &p, &Calendar::default(), now);
+            let ev = around_the_clock(&h, now);
             prop_assert!(ev.response.elapsed <= now - T0);
             prop_assert_eq!(ev.resolution.elapsed, open_not_waiting);
         }
