@@ -783,16 +783,12 @@ impl Desk {
                 .await?;
             }
             None => {
-                let now = db::now();
-                let mut tx = self.pool.begin().await?;
-                tickets::update(&mut tx, id, "updated_at = ?", &[Some(now.clone())]).await?;
                 let mut event = NewEvent::by(actor.id, "callback")
                     .data(json!({"outcome": c.outcome.as_str(), "at": at}));
                 if !note.is_empty() {
                     event = event.text(&note);
                 }
-                tickets::add_event(&mut tx, id, &now, event).await?;
-                tx.commit().await?;
+                self.record(id, &db::now(), "", &[], event).await?;
             }
         }
         self.view(actor, id).await
@@ -1071,6 +1067,32 @@ impl Desk {
         Ok(())
     }
 
+    /// Logs `event` on ticket `id` at `now` and, in the same transaction,
+    /// stamps `updated_at` and applies `set` (SQL assignments with `binds`,
+    /// none when empty).
+    async fn record(
+        &self,
+        id: Uuid,
+        now: &str,
+        set: &str,
+        binds: &[Option<String>],
+        event: NewEvent<'_>,
+    ) -> Result<(), DeskError> {
+        let mut tx = self.pool.begin().await?;
+        let set = if set.is_empty() {
+            "updated_at = ?".to_owned()
+        } else {
+            format!("updated_at = ?, {set}")
+        };
+        let binds: Vec<Option<String>> = std::iter::once(Some(now.to_owned()))
+            .chain(binds.iter().cloned())
+            .collect();
+        tickets::update(&mut tx, id, &set, &binds).await?;
+        tickets::add_event(&mut tx, id, now, event).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Assigns the ticket: staff take it themselves, admins dispatch it to
     /// anyone on the desk.
     pub async fn assign(
@@ -1187,24 +1209,16 @@ impl Desk {
         }
         let reason = required("reason", reason, MAX_TEXT, false)?;
         let now = db::now();
-        let mut tx = self.pool.begin().await?;
-        tickets::update(
-            &mut tx,
-            id,
-            "priority = ?, updated_at = ?",
-            &[Some(priority.as_str().to_owned()), Some(now.clone())],
-        )
-        .await?;
-        tickets::add_event(
-            &mut tx,
+        self.record(
             id,
             &now,
+            "priority = ?",
+            &[Some(priority.as_str().to_owned())],
             NewEvent::by(actor.id, "priority")
                 .text(&reason)
                 .data(json!({"from": t.priority.as_str(), "to": priority.as_str()})),
         )
         .await?;
-        tx.commit().await?;
         self.view(actor, id).await
     }
 
@@ -1239,18 +1253,16 @@ impl Desk {
                 .await?;
         } else {
             let now = db::now();
-            let mut tx = self.pool.begin().await?;
             // A public answer from the desk is its first response.
             let responded = on_desk(actor) && !c.internal && actor.id != t.reporter_id;
-            tickets::update(
-                &mut tx,
+            self.record(
                 id,
-                "updated_at = ?, responded_at = CASE WHEN ? THEN COALESCE(responded_at, ?) ELSE responded_at END",
-                &[Some(now.clone()), Some(i64::from(responded).to_string()), Some(now.clone())],
+                &now,
+                "responded_at = CASE WHEN ? THEN COALESCE(responded_at, ?) ELSE responded_at END",
+                &[Some(i64::from(responded).to_string()), Some(now.clone())],
+                event,
             )
             .await?;
-            tickets::add_event(&mut tx, id, &now, event).await?;
-            tx.commit().await?;
         }
         self.view(actor, id).await
     }
