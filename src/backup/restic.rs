@@ -118,21 +118,7 @@ impl Restic {
     async fn run(&self, name: &'static str, args: &[&str]) -> Result<Vec<u8>, ResticError> {
         let mut c = self.command();
         c.args(args);
-        let child = match c.spawn() {
-            Ok(c) => c,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ResticError::Missing),
-            Err(e) => return Err(e.into()),
-        };
-        let out = tokio::time::timeout(DEADLINE, child.wait_with_output())
-            .await
-            .map_err(|_| ResticError::TimedOut(name))??;
-        if !out.status.success() {
-            return Err(ResticError::Failed {
-                command: name,
-                detail: tail(&out.stderr),
-            });
-        }
-        Ok(out.stdout)
+        finish(name, c).await
     }
 
     /// Creates the repository unless it exists.
@@ -191,21 +177,8 @@ impl Restic {
         // restic reads TZ for `--time`; UTC is what we formatted.
         let mut c = self.command();
         c.env("TZ", "UTC").args(&refs);
-        let child = match c.spawn() {
-            Ok(c) => c,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ResticError::Missing),
-            Err(e) => return Err(e.into()),
-        };
-        let out = tokio::time::timeout(DEADLINE, child.wait_with_output())
-            .await
-            .map_err(|_| ResticError::TimedOut("backup"))??;
-        if !out.status.success() {
-            return Err(ResticError::Failed {
-                command: "backup",
-                detail: tail(&out.stderr),
-            });
-        }
-        summary(&out.stdout)
+        let out = finish("backup", c).await?;
+        summary(&out)
     }
 
     /// Removes stale locks (of a restic that died with the server); a
@@ -270,21 +243,7 @@ impl Restic {
         let file = std::fs::File::create(to)?;
         let mut c = self.command();
         c.args(["dump", "--", id, path]).stdout(file);
-        let child = match c.spawn() {
-            Ok(c) => c,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ResticError::Missing),
-            Err(e) => return Err(e.into()),
-        };
-        let out = tokio::time::timeout(DEADLINE, child.wait_with_output())
-            .await
-            .map_err(|_| ResticError::TimedOut("dump"))??;
-        if !out.status.success() {
-            return Err(ResticError::Failed {
-                command: "dump",
-                detail: tail(&out.stderr),
-            });
-        }
-        Ok(())
+        finish("dump", c).await.map(|_| ())
     }
 
     /// Restores the whole snapshot `id` under `target` (paths kept).
@@ -308,6 +267,26 @@ fn summary(stdout: &[u8]) -> Result<Summary, ResticError> {
             command: "backup",
             detail: "no summary line".into(),
         })
+}
+
+/// Runs `c` under the deadline: its stdout when it exits 0; a missing
+/// binary, a timeout or a failure (with the end of its stderr) as errors.
+async fn finish(name: &'static str, mut c: Command) -> Result<Vec<u8>, ResticError> {
+    let child = match c.spawn() {
+        Ok(c) => c,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ResticError::Missing),
+        Err(e) => return Err(e.into()),
+    };
+    let out = tokio::time::timeout(DEADLINE, child.wait_with_output())
+        .await
+        .map_err(|_| ResticError::TimedOut(name))??;
+    if !out.status.success() {
+        return Err(ResticError::Failed {
+            command: name,
+            detail: tail(&out.stderr),
+        });
+    }
+    Ok(out.stdout)
 }
 
 /// The last few lines of stderr, for the error message.
