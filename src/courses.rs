@@ -221,7 +221,7 @@ pub async fn create(pool: &Pool, actor: &User, new: NewCourse) -> Result<Course,
         _ => actor.id,
     };
     let id = Uuid::new_v4();
-    let mut tx = pool.begin().await?;
+    let mut tx = db::begin(pool).await?;
     let res = sqlx::query(
         "INSERT INTO courses (id, code, name, teacher_id, lab_network, clipboard_to_guest, clipboard_from_guest, clipboard_agent, created_at)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -540,7 +540,7 @@ pub async fn enrol(
                 .await?;
         let committed = async {
             let now = db::now();
-            let mut tx = pool.begin().await?;
+            let mut tx = db::begin(&pool).await?;
             for owner in &owners {
                 sqlx::query("INSERT INTO enrolments (course_id, user_id, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING")
                     .bind(course_id.to_string())

@@ -51,6 +51,16 @@ pub async fn connect(url: &str) -> Result<Pool, DbError> {
     Ok(pool)
 }
 
+/// Begins a write transaction. `BEGIN IMMEDIATE` takes the write lock up
+/// front, waiting out other writers under the busy timeout; a deferred
+/// transaction that reads first and writes later fails at once with
+/// `SQLITE_BUSY` when another writer committed in between (seen under load
+/// as 500s and a "degraded" health), since SQLite cannot upgrade its stale
+/// read snapshot.
+pub async fn begin(pool: &Pool) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
+    pool.begin_with("BEGIN IMMEDIATE").await
+}
+
 /// Parses a UUID stored as text (a decode error if the database holds garbage).
 pub fn parse_uuid(s: &str) -> Result<uuid::Uuid, sqlx::Error> {
     uuid::Uuid::parse_str(s).map_err(|e| sqlx::Error::Decode(Box::new(e)))

@@ -313,7 +313,7 @@ impl Monitor {
         let this_minute = now - now.rem_euclid(60);
         // Recompute a few minutes back so a stalled tick or restart leaves no hole.
         let from = this_minute - 10 * 60;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = db::begin(&self.pool).await?;
         sqlx::query(
             "INSERT OR REPLACE INTO node_samples_minute (node_id, at, cpu_percent, mem_used_mib, mem_total_mib, vms_running)
              SELECT node_id, at - (at % 60), AVG(cpu_percent), CAST(AVG(mem_used_mib) AS INTEGER),
@@ -472,7 +472,7 @@ async fn store_vm_samples(
     if rows.is_empty() {
         return Ok(());
     }
-    let mut tx = pool.begin().await?;
+    let mut tx = db::begin(pool).await?;
     for (d, cpu_percent) in rows {
         sqlx::query(
             "INSERT OR REPLACE INTO vm_samples (vm_id, at, node_id, cpu_percent, mem_mib, rss_mib)

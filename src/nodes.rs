@@ -382,7 +382,7 @@ impl Nodes {
     /// updates its rows in the same transaction, so a start placed on the
     /// node meanwhile cannot slip in between.
     pub async fn begin_removal(&self, id: Uuid) -> Result<Removal<'_>, NodeError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = db::begin(&self.pool).await?;
         let name: Option<String> = sqlx::query_scalar("SELECT name FROM nodes WHERE id = ?")
             .bind(id.to_string())
             .fetch_optional(&mut *tx)

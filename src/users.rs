@@ -387,7 +387,7 @@ pub async fn update(
         Some(p) => Some(hash_off_thread(p).await?),
         None => None,
     };
-    let mut tx = pool.begin().await?;
+    let mut tx = db::begin(pool).await?;
     if patch.role == Some(Role::Student) && current.role != Role::Student {
         let owned: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM courses WHERE teacher_id = ?")
             .bind(id.to_string())

@@ -193,7 +193,7 @@ impl Alerts {
     }
 
     async fn save(&self, engine: &Engine) -> Result<(), AlertError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = db::begin(&self.pool).await?;
         sqlx::query("DELETE FROM alert_states")
             .execute(&mut *tx)
             .await?;

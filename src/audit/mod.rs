@@ -376,7 +376,7 @@ impl Audit {
             return Ok(0);
         };
         let horizon = db::format_time(horizon);
-        let mut tx = self.pool.begin().await?;
+        let mut tx = db::begin(&self.pool).await?;
         // The horizon only moves forward (a trigger refuses going back): a
         // `now` behind an earlier prune's changes nothing.
         sqlx::query("UPDATE audit_horizon SET horizon = ?1 WHERE id = 1 AND horizon < ?1")

@@ -281,7 +281,7 @@ impl Sessions {
                 (items, skipped, "ics")
             }
         };
-        let mut tx = self.pool.begin().await?;
+        let mut tx = db::begin(&self.pool).await?;
         let existing: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM class_sessions WHERE course_id = ?")
                 .bind(course.id.to_string())

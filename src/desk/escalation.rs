@@ -198,7 +198,7 @@ impl Desk {
         let after_json = serde_json::to_string(&after)
             .map_err(|e| DeskError::Io(std::io::Error::other(e.to_string())))?;
         let at = db::format_time(now);
-        let mut tx = self.pool.begin().await?;
+        let mut tx = db::begin(&self.pool).await?;
         // Compare-and-set on the steps taken: a concurrent pass that got
         // here first wrote them already.
         let claimed =

@@ -313,7 +313,7 @@ pub async fn create(pool: &Pool, actor: &User, new: NewArticle) -> Result<Articl
     }
     let id = Uuid::new_v4();
     let now = db::now();
-    let mut tx = pool.begin().await?;
+    let mut tx = db::begin(pool).await?;
     sqlx::query(
         "INSERT INTO kb_articles (id, title, symptom, cause, fix, lang, ticket_id, author_id, created_at, updated_at)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -397,7 +397,7 @@ pub async fn update(
     let cause = text("cause", &edit.cause, MAX_TEXT, false)?;
     let fix = required("fix", &edit.fix, MAX_TEXT, false)?;
     let now = db::now();
-    let mut tx = pool.begin().await?;
+    let mut tx = db::begin(pool).await?;
     let row: Option<(i64, Option<String>)> =
         sqlx::query_as("SELECT revision, archived_at FROM kb_articles WHERE id = ?")
             .bind(id.to_string())

@@ -361,7 +361,7 @@ impl Desk {
         let mut closed = 0;
         for id in ids {
             let id = db::parse_uuid(&id)?;
-            let mut tx = self.pool.begin().await?;
+            let mut tx = db::begin(&self.pool).await?;
             // Only if still resolved: the reporter may have answered meanwhile.
             if !tickets::set_state(&mut tx, id, State::Resolved, State::Closed, &at).await? {
                 continue;
@@ -440,7 +440,7 @@ impl Desk {
                 } else {
                     format!("Node {node_name} went down again: {message}")
                 };
-                let mut tx = self.pool.begin().await?;
+                let mut tx = db::begin(&self.pool).await?;
                 tickets::add_event(
                     &mut tx,
                     id,
@@ -550,7 +550,7 @@ impl Desk {
             system::Decision::Nothing | system::Decision::Annotate(_) => Ok(()),
             system::Decision::Join(id) => {
                 let text = format!("The VM failed to start again: {message}");
-                let mut tx = self.pool.begin().await?;
+                let mut tx = db::begin(&self.pool).await?;
                 tickets::add_event(
                     &mut tx,
                     id,
@@ -628,7 +628,7 @@ impl Desk {
         let now = db::now();
         if let Some(id) = open {
             let id = db::parse_uuid(&id)?;
-            let mut tx = self.pool.begin().await?;
+            let mut tx = db::begin(&self.pool).await?;
             tickets::add_event(
                 &mut tx,
                 id,
@@ -685,7 +685,7 @@ impl Desk {
     ) -> Result<Uuid, DeskError> {
         let priority = priority::priority(r.impact, r.urgency);
         let id = Uuid::new_v4();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = db::begin(&self.pool).await?;
         tickets::insert(
             &mut tx,
             &tickets::NewTicketRow {
@@ -902,7 +902,7 @@ impl Desk {
         };
         let id = Uuid::new_v4();
         let now = db::now();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = db::begin(&self.pool).await?;
         tickets::insert(
             &mut tx,
             &tickets::NewTicketRow {
@@ -1051,7 +1051,7 @@ impl Desk {
     ) -> Result<(), DeskError> {
         let to = tickets::next_state(t.state, action, t.assignee_id.is_some())?;
         let now = db::now();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = db::begin(&self.pool).await?;
         if !tickets::set_state(&mut tx, t.id, t.state, to, &now).await? {
             return Err(DeskError::Changed);
         }
@@ -1078,7 +1078,7 @@ impl Desk {
         binds: &[Option<String>],
         event: NewEvent<'_>,
     ) -> Result<(), DeskError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = db::begin(&self.pool).await?;
         let set = if set.is_empty() {
             "updated_at = ?".to_owned()
         } else {

@@ -564,7 +564,7 @@ impl Notices {
         if !waiting {
             return Ok(0);
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = db::begin(&self.pool).await?;
         // Take the write lock first (waiting like any write): a transaction
         // that reads, then writes, fails at once ("database is locked") when
         // another writer committed in between.

@@ -180,7 +180,7 @@ impl Desk {
             .await?
             .ok_or_else(|| DeskError::Unacceptable("ticket_id: no such ticket".into()))?;
         let now = db::now();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = db::begin(&self.pool).await?;
         tickets::update(
             &mut tx,
             t.id,
@@ -250,7 +250,7 @@ impl Desk {
                     tracing::warn!(ticket = %t.id, error = %e, "problem resolved; ticket left as it was");
                 }
             } else {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = db::begin(&self.pool).await?;
                 tickets::add_event(
                     &mut tx,
                     t.id,

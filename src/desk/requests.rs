@@ -29,7 +29,7 @@ pub async fn write_reply(
     text: &str,
 ) -> Result<(), DeskError> {
     let now = db::now();
-    let mut tx = pool.begin().await?;
+    let mut tx = db::begin(pool).await?;
     tickets::update(
         &mut tx,
         ticket,
@@ -66,7 +66,7 @@ pub async fn link_template(
         .await
         .map_err(|_| DeskError::Unacceptable("template_id: no such template".into()))?;
     let now = db::now();
-    let mut tx = pool.begin().await?;
+    let mut tx = db::begin(pool).await?;
     tickets::update(
         &mut tx,
         ticket,
@@ -107,7 +107,7 @@ pub async fn resolve_sealed(pool: &Pool, now: OffsetDateTime) -> Result<u64, Des
         let assigned = row.try_get::<Option<String>, _>("assignee_id")?.is_some();
         let name: String = row.try_get("name")?;
         let template_id: String = row.try_get("template_id")?;
-        let mut tx = pool.begin().await?;
+        let mut tx = db::begin(pool).await?;
         // Once only, even if two passes race.
         let claimed = sqlx::query(
             "UPDATE tickets SET leads_to_handled_at = ? WHERE id = ? AND leads_to_handled_at IS NULL",

@@ -376,7 +376,7 @@ impl Slo {
                 "period_days must be 1 to 366".into(),
             ));
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = db::begin(&self.pool).await?;
         for (i, value) in checked {
             sqlx::query(
                 "INSERT INTO slo_targets (indicator, target, updated_at, updated_by) VALUES (?, ?, ?, ?)

@@ -330,7 +330,7 @@ pub async fn delete_for(
         // Removes backup layers kept beside the overlay (rows cascade anyway).
         super::snapshots::forget_all(pool, vm).await?;
     }
-    let mut tx = pool.begin().await?;
+    let mut tx = db::begin(pool).await?;
     for vm in &vms {
         sqlx::query("DELETE FROM vms WHERE id = ?")
             .bind(vm.id.to_string())

@@ -488,7 +488,7 @@ pub(crate) async fn record_import_backup(
     pool: &Pool,
     backup: &Snapshot,
 ) -> Result<Vec<Uuid>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
+    let mut tx = db::begin(pool).await?;
     let old: Vec<String> =
         sqlx::query_scalar("SELECT id FROM snapshots WHERE vm_id = ? AND kind = 'backup'")
             .bind(backup.vm_id.to_string())
