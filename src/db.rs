@@ -61,6 +61,25 @@ pub async fn begin(pool: &Pool) -> Result<sqlx::Transaction<'static, sqlx::Sqlit
     pool.begin_with("BEGIN IMMEDIATE").await
 }
 
+/// The row `sql` selects with `binds`, mapped by `from_row`; `None` when
+/// there is none.
+pub async fn fetch_row<T>(
+    pool: &Pool,
+    sql: &str,
+    binds: &[&str],
+    from_row: impl Fn(&sqlx::sqlite::SqliteRow) -> Result<T, sqlx::Error>,
+) -> Result<Option<T>, sqlx::Error> {
+    let mut q = sqlx::query(sql);
+    for b in binds {
+        q = q.bind(*b);
+    }
+    q.fetch_optional(pool)
+        .await?
+        .as_ref()
+        .map(from_row)
+        .transpose()
+}
+
 /// Parses a UUID stored as text (a decode error if the database holds garbage).
 pub fn parse_uuid(s: &str) -> Result<uuid::Uuid, sqlx::Error> {
     uuid::Uuid::parse_str(s).map_err(|e| sqlx::Error::Decode(Box::new(e)))

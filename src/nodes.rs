@@ -292,13 +292,9 @@ impl Nodes {
     }
 
     pub async fn get(&self, id: Uuid) -> Result<Node, NodeError> {
-        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM nodes n WHERE n.id = ?"))
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref()
-            .map(from_row)
-            .transpose()?
+        let sql = format!("SELECT {COLUMNS} FROM nodes n WHERE n.id = ?");
+        db::fetch_row(&self.pool, &sql, &[&id.to_string()], from_row)
+            .await?
             .map(|n| self.with_caps(n))
             .ok_or(NodeError::NotFound)
     }

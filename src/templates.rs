@@ -223,22 +223,15 @@ pub async fn list(pool: &Pool) -> Result<Vec<Template>, TemplateError> {
 }
 
 pub async fn get(pool: &Pool, id: Uuid) -> Result<Template, TemplateError> {
-    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM templates WHERE id = ?"))
-        .bind(id.to_string())
-        .fetch_optional(pool)
-        .await?;
-    row.as_ref()
-        .map(from_row)
-        .transpose()?
+    let sql = format!("SELECT {COLUMNS} FROM templates WHERE id = ?");
+    db::fetch_row(pool, &sql, &[&id.to_string()], from_row)
+        .await?
         .ok_or(TemplateError::NotFound)
 }
 
 pub async fn find_by_name(pool: &Pool, name: &str) -> Result<Option<Template>, TemplateError> {
-    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM templates WHERE name = ?"))
-        .bind(name)
-        .fetch_optional(pool)
-        .await?;
-    Ok(row.as_ref().map(from_row).transpose()?)
+    let sql = format!("SELECT {COLUMNS} FROM templates WHERE name = ?");
+    Ok(db::fetch_row(pool, &sql, &[name], from_row).await?)
 }
 
 /// Validates a template name ([`names::TEMPLATE_NAME`]).

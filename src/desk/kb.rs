@@ -281,13 +281,9 @@ pub async fn read(pool: &Pool, actor: &User, id: Uuid) -> Result<Article, DeskEr
 }
 
 pub async fn get(pool: &Pool, id: Uuid) -> Result<Article, DeskError> {
-    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM {FROM} WHERE a.id = ?"))
-        .bind(id.to_string())
-        .fetch_optional(pool)
-        .await?;
-    row.as_ref()
-        .map(from_row)
-        .transpose()?
+    let sql = format!("SELECT {COLUMNS} FROM {FROM} WHERE a.id = ?");
+    db::fetch_row(pool, &sql, &[&id.to_string()], from_row)
+        .await?
         .ok_or(DeskError::NotFound)
 }
 

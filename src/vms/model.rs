@@ -297,13 +297,9 @@ pub(super) fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Vm, sqlx::Error>
 
 /// Loads a VM row without any access check.
 pub(crate) async fn load(pool: &Pool, id: Uuid) -> Result<Vm, VmError> {
-    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM vms WHERE id = ?"))
-        .bind(id.to_string())
-        .fetch_optional(pool)
-        .await?;
-    row.as_ref()
-        .map(from_row)
-        .transpose()?
+    let sql = format!("SELECT {COLUMNS} FROM vms WHERE id = ?");
+    db::fetch_row(pool, &sql, &[&id.to_string()], from_row)
+        .await?
         .ok_or(VmError::NotFound)
 }
 

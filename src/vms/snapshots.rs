@@ -210,16 +210,10 @@ pub async fn list(pool: &Pool, vm_id: Uuid) -> Result<Vec<Snapshot>, SnapshotErr
 
 /// One snapshot of a VM.
 pub async fn get(pool: &Pool, vm_id: Uuid, id: Uuid) -> Result<Snapshot, SnapshotError> {
-    let row = sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM snapshots WHERE vm_id = ? AND id = ?"
-    ))
-    .bind(vm_id.to_string())
-    .bind(id.to_string())
-    .fetch_optional(pool)
-    .await?;
-    row.as_ref()
-        .map(from_row)
-        .transpose()?
+    let sql = format!("SELECT {COLUMNS} FROM snapshots WHERE vm_id = ? AND id = ?");
+    let binds = [vm_id.to_string(), id.to_string()];
+    db::fetch_row(pool, &sql, &[&binds[0], &binds[1]], from_row)
+        .await?
         .ok_or(SnapshotError::NotFound)
 }
 
