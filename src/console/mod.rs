@@ -73,7 +73,7 @@ use crate::auth;
 use crate::libvirt::GraphicsKind;
 
 mod access;
-mod rfb;
+pub mod rfb;
 pub mod serial;
 pub use access::{
     Admitted, Console, Issued, SerialAdmitted, SerialIssued, ViewerPassword, password_expired,

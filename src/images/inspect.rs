@@ -171,6 +171,21 @@ pub fn inspect_layer(path: &Path, limits: &InspectLimits) -> Result<LayerReport,
     inspect_layer_source(&src, limits)
 }
 
+/// [`inspect`] of bytes in memory (a header read elsewhere; the fuzz
+/// targets): the same rules, the slice standing for the whole file.
+pub fn inspect_bytes(
+    bytes: &[u8],
+    declared: ImageFormat,
+    limits: &InspectLimits,
+) -> Result<InspectReport, ImageError> {
+    inspect_source(&bytes, declared, limits)
+}
+
+/// [`inspect_layer`] of bytes in memory, like [`inspect_bytes`].
+pub fn inspect_layer_bytes(bytes: &[u8], limits: &InspectLimits) -> Result<LayerReport, ImageError> {
+    inspect_layer_source(&bytes, limits)
+}
+
 fn inspect_layer_source(
     src: &dyn Source,
     limits: &InspectLimits,
@@ -889,7 +904,7 @@ mod tests {
     }
 
     fn check_bytes(bytes: &[u8], declared: ImageFormat) -> Result<InspectReport, ImageError> {
-        inspect_source(&bytes, declared, &limits())
+        inspect_bytes(bytes, declared, &limits())
     }
 
     fn unsafe_msg(r: Result<InspectReport, ImageError>) -> String {
