@@ -182,7 +182,10 @@ pub fn inspect_bytes(
 }
 
 /// [`inspect_layer`] of bytes in memory, like [`inspect_bytes`].
-pub fn inspect_layer_bytes(bytes: &[u8], limits: &InspectLimits) -> Result<LayerReport, ImageError> {
+pub fn inspect_layer_bytes(
+    bytes: &[u8],
+    limits: &InspectLimits,
+) -> Result<LayerReport, ImageError> {
     inspect_layer_source(&bytes, limits)
 }
 
