@@ -26,26 +26,26 @@ await run('quota', artifactDir, async ({ newPage, step, shot, logs }) => {
   await page.waitForSelector('.course-tile');
   await page.goto(`${base}/#/teach/${courseId}`);
 
-  // Usage of 2026-11-02: 30 min in the session, 90 outside.
+  // Usage of 2026-11-02: 30 min in the session, 60 outside.
   await page.fill('#usage-from', '2026-11-01');
   await page.fill('#usage-to', '2026-11-03');
   await page.click('#usage-show');
   const urow = page.locator('#usage-table tbody tr', { hasText: student });
-  await urow.locator('td[data-minutes="90"]').waitFor();
+  await urow.locator('td[data-minutes="60"]').waitFor();
   const cells = await urow.locator('td').allTextContents();
-  assert(cells[1].includes('0.5 h') && cells[2].includes('1.5 h') && cells[3] === '2', `usage row, got ${JSON.stringify(cells)}`);
+  assert(cells[1] === '0.5 h' && cells[2] === '1 h' && cells[3] === '1', `usage row, got ${JSON.stringify(cells)}`);
   const href = await page.getAttribute('#usage-csv', 'href');
   assert(href.includes('format=csv') && href.includes('from=2026-11-01'), `CSV link, got ${href}`);
   step('the teacher reads the usage');
 
-  // A budget of 2 h outside class, one extra hour for the student: 1.5 h left.
+  // A budget of 2 h outside class (1 h left), one extra hour for the student: 2 h left.
   await page.fill('#quota-hours', '2');
   await page.click('#quota-save');
   const qrow = page.locator('#quota-table tbody tr', { hasText: student });
-  await qrow.locator('td.quota-left', { hasText: '0.5 h' }).waitFor();
+  await qrow.locator('td.quota-left', { hasText: '1 h' }).waitFor();
   await qrow.locator('input.extra-hours').fill('1');
   await qrow.locator('button[type=submit]').click();
-  await qrow.locator('td.quota-left', { hasText: '1.5 h' }).waitFor();
+  await qrow.locator('td.quota-left', { hasText: '2 h' }).waitFor();
   await shot(page, 'quota-teacher.png');
   step('budget set, extra hour granted');
   const errors = unexpectedErrors(logs);
@@ -57,9 +57,9 @@ await run('quota', artifactDir, async ({ newPage, step, shot, logs }) => {
   const hours = sp.locator('.course-hours:not([hidden])');
   await hours.waitFor();
   const en = await hours.textContent();
-  assert(en.includes('1.5 h used') && en.includes('1.5 h left of 3 h'), `student hours, got "${en}"`);
+  assert(en.includes('1 h used') && en.includes('2 h left of 3 h'), `student hours, got "${en}"`);
   await sp.click('.lang-toggle');
-  await sp.waitForSelector('.course-hours >> text=剩余 1.5 小时');
+  await sp.waitForSelector('.course-hours >> text=剩余 2 小时');
   await shot(sp, 'quota-student-zh.png');
   step('the student sees hours used and left');
 

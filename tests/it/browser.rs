@@ -1826,7 +1826,7 @@ async fn teacher_sets_quotas_and_the_student_sees_hours_left_in_the_browser() {
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{v}");
-    // 08:30–10:00 lab time: 30 min in the session, 90 outside.
+    // 08:30–10:00 lab time: 30 min in the session, 60 outside.
     for (at, on) in [("2026-11-02T00:30:00Z", 1), ("2026-11-02T02:00:00Z", 0)] {
         sqlx::query("INSERT INTO vm_power_log (vm_id, at, running) VALUES (?, ?, ?)")
             .bind(&vm)
@@ -1863,7 +1863,7 @@ async fn teacher_sets_quotas_and_the_student_sees_hours_left_in_the_browser() {
     assert_eq!(status, StatusCode::OK, "{q}");
     assert_eq!(q["hours_outside"], 2, "{q}");
     assert_eq!(q["students"][0]["extra_hours"], 1, "{q}");
-    assert_eq!(q["students"][0]["left_minutes"], 90, "{q}");
+    assert_eq!(q["students"][0]["left_minutes"], 120, "{q}");
     let (_, limits) = teacher.get("/api/quota/limits").await;
     assert_eq!(limits["max_running_vms"], 2, "{limits}");
 }
