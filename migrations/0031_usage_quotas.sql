@@ -63,3 +63,10 @@ CREATE TABLE course_idle (
         AND (cpu_minutes IS NULL OR cpu_minutes BETWEEN 1 AND 10080)
         AND ((cpu_below_percent IS NULL) = (cpu_minutes IS NULL)))
 );
+
+-- The 15-minute extension at the end of a session (src/classtime/extension.rs):
+-- whether the course's teacher lets students ask for it (no row: denied).
+CREATE TABLE class_extension_rules (
+    course_id TEXT PRIMARY KEY REFERENCES courses(id) ON DELETE CASCADE,
+    allowed   INTEGER NOT NULL CHECK (allowed IN (0, 1))
+);

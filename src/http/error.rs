@@ -893,6 +893,16 @@ impl From<ClassError> for ApiError {
             ClassError::TooManySessions => {
                 Self::new(StatusCode::CONFLICT, "too_many_sessions", e.to_string())
             }
+            ClassError::Extension(r) => {
+                use crate::classtime::extension::Refusal;
+                let code = match r {
+                    Refusal::Denied => "extension_denied",
+                    Refusal::NotNow => "extension_not_now",
+                    Refusal::Already => "extension_already",
+                    Refusal::NodeNeeded => "extension_node_needed",
+                };
+                Self::new(StatusCode::CONFLICT, code, e.to_string())
+            }
             ClassError::Course(c) => c.into(),
             ClassError::Vm(v) => v.into(),
             ClassError::Node(n) => n.into(),

@@ -289,6 +289,24 @@ fn role_matrix() -> Vec<Row> {
             NO,
             [401, 404, 404, 404, 404],
         ),
+        row(
+            Method::POST,
+            "/api/vms/{id}/class/extend",
+            NO,
+            [401, 404, 404, 404, 404],
+        ),
+        row(
+            Method::GET,
+            "/api/courses/{id}/extension",
+            NO,
+            [401, 403, 404, 403, 404],
+        ),
+        row(
+            Method::PUT,
+            "/api/courses/{id}/extension",
+            Json(json!({"allowed": true})),
+            [401, 403, 404, 403, 404],
+        ),
         // ---- area: wall (new rows of this area go right below this line)
         // ---- area: share (new rows of this area go right below this line)
         // ---- area: term (new rows of this area go right below this line)

@@ -347,3 +347,112 @@ async fn starts_over_a_quota_are_refused_and_the_power_history_is_kept() {
         assert_error(&got, StatusCode::BAD_REQUEST, "bad_request");
     }
 }
+
+/// The 15-minute extension at the end of a session (real time: the
+/// handler asks with its clock): refused unless the teacher allows it,
+/// outside the session's last 15 minutes, when another class needs the
+/// nodes, and a second time; granted, the VM's class status says until when.
+#[tokio::test]
+async fn a_student_gets_fifteen_more_minutes_only_where_allowed() {
+    let env = TestEnv::start_with(|c| c.class_interval_secs = 0).await;
+    let lab = course_with_student_vm(&env, "test-ext").await;
+    let teacher = env.client("test-teacher").await;
+    let (_, vm) = lab.alice.get(&format!("/api/vms/{}", lab.vm)).await;
+    let cid = vm["course_id"].as_str().unwrap().to_owned();
+    let now = time::OffsetDateTime::now_utc();
+    let t = |mins: i64| pvce::db::format_time(now + time::Duration::minutes(mins));
+    let (s, ses) = teacher
+        .post(
+            &format!("/api/courses/{cid}/sessions"),
+            json!({"starts_at": t(-30), "ends_at": t(40)}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{ses}");
+    let sid = ses["id"].as_str().unwrap();
+    let extend = format!("/api/vms/{}/class/extend", lab.vm);
+
+    let got = lab.alice.post_empty(&extend).await;
+    assert_error(&got, StatusCode::CONFLICT, "extension_denied");
+    let (s, r) = teacher
+        .send(
+            reqwest::Method::PUT,
+            &format!("/api/courses/{cid}/extension"),
+            Some(json!({"allowed": true})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    assert_eq!(
+        teacher
+            .get(&format!("/api/courses/{cid}/extension"))
+            .await
+            .1["allowed"],
+        true
+    );
+    // 40 minutes left: too early.
+    let got = lab.alice.post_empty(&extend).await;
+    assert_error(&got, StatusCode::CONFLICT, "extension_not_now");
+
+    // Ten minutes left; another class begins 20 minutes from now (its
+    // pre-start earlier still): it needs the nodes.
+    let (s, e) = teacher
+        .send(
+            reqwest::Method::PUT,
+            &format!("/api/courses/{cid}/sessions/{sid}"),
+            Some(json!({"starts_at": t(-30), "ends_at": t(10)})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{e}");
+    let (s, other) = teacher
+        .post(
+            "/api/courses",
+            json!({"code": "test-ext-next", "name": "Next", "vm_specs": [
+                crate::common::lab::spec("linux", &lab.template, 192)]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{other}");
+    let oid = other["id"].as_str().unwrap();
+    let (s, next) = teacher
+        .post(
+            &format!("/api/courses/{oid}/sessions"),
+            json!({"starts_at": t(20), "ends_at": t(80)}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{next}");
+    let (_, status) = lab.alice.get(&format!("/api/vms/{}/class", lab.vm)).await;
+    assert_eq!(status["can_extend"], true, "{status}");
+    assert_eq!(status["warning_minutes"], 15, "{status}");
+    let got = lab.alice.post_empty(&extend).await;
+    assert_error(&got, StatusCode::CONFLICT, "extension_node_needed");
+
+    // The other class moves away: granted, once.
+    let (s, _) = teacher
+        .delete(&format!(
+            "/api/courses/{oid}/sessions/{}",
+            next["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, status) = lab.alice.post_empty(&extend).await;
+    assert_eq!(s, StatusCode::OK, "{status}");
+    let until = time::OffsetDateTime::parse(
+        status["extended_until"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    let end = now + time::Duration::minutes(10);
+    assert!(
+        (until - (end + time::Duration::minutes(15))).abs() <= time::Duration::seconds(1),
+        "{status}"
+    );
+    assert_eq!(status["can_extend"], false, "{status}");
+    let got = lab.alice.post_empty(&extend).await;
+    assert_error(&got, StatusCode::CONFLICT, "extension_already");
+    // Bob (same course) and the teacher see nothing of Alice's extension
+    // beyond what they may: Bob cannot even reach her VM.
+    let bob = env.client("test-bob").await;
+    assert_error(
+        &bob.post_empty(&extend).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+}

@@ -10,7 +10,7 @@ import { get, post, del } from './api.js';
 import { stateBadge, setBadge, actionBar, allowed } from './vmcontrols.js';
 import { collectCard } from './collect.js';
 import { clipboardForm } from './courseclip.js';
-import { sessionsCard } from './sessions.js';
+import { sessionsCard, extensionToggle } from './sessions.js';
 import { usageCard, quotaCard } from './usage.js';
 import { idleCard } from './idle.js';
 
@@ -201,7 +201,8 @@ function classView(container, courseId, { me }) {
       enrolForm),
     h('section', { class: 'card section', id: 'sessions' },
       h('div', { class: 'section-head' }, h('h2', { i18n: 'class.title.section' })),
-      sessionsCard(courseId).el),
+      sessionsCard(courseId).el,
+      extensionToggle(courseId).el),
     h('section', { class: 'card section', id: 'usage' },
       h('div', { class: 'section-head' }, h('h2', { i18n: 'usage.title' })),
       usageCard(courseId).el),
