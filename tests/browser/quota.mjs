@@ -2,6 +2,7 @@
 // a student's usage in and outside sessions on the class view, sets the
 // course's hour budget and grants the student an extra hour; the student's
 // course card shows the hours used and left, in English and Chinese; the
+// teacher turns idle auto-stop on and allows the 15-minute extension; the
 // admin sets the lab's limits per user.
 // usage: node tests/browser/quota.mjs <base-url> <teacher> <student> <admin> <password> <artifact-dir> <course-id>
 
@@ -48,6 +49,16 @@ await run('quota', artifactDir, async ({ newPage, step, shot, logs }) => {
   await qrow.locator('td.quota-left', { hasText: '2 h' }).waitFor();
   await shot(page, 'quota-teacher.png');
   step('budget set, extra hour granted');
+
+  // Idle auto-stop (off by default) and the 15-minute extension (denied by default).
+  assert((await page.textContent('#idle-state')).includes('off'), 'idle auto-stop off by default');
+  await page.fill('#idle-never', '10');
+  await page.click('#idle-save');
+  await page.waitForSelector('#idle-state >> text=is on');
+  assert(!(await page.isChecked('#class-extension')), 'extension denied by default');
+  await page.check('#class-extension');
+  await page.waitForSelector('.toast >> text=Students may now ask for 15 more minutes.');
+  step('idle rule and extension set');
   const errors = unexpectedErrors(logs);
   assert(errors.length === 0, `no page errors:\n${errors.join('\n')}`);
 

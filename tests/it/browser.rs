@@ -1756,6 +1756,15 @@ async fn teacher_keeps_a_timetable_and_the_student_sees_it_in_the_browser() {
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{v}");
+    // Its teacher allows 15 more minutes: the warning offers them.
+    let (status, v) = teacher
+        .send(
+            reqwest::Method::PUT,
+            &format!("/api/courses/{}/extension", ongoing["id"].as_str().unwrap()),
+            Some(json!({"allowed": true})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
     let student = env.client("test-ui-tt-student").await;
     let vm_now = lab::vm_of(&env, &student, &ongoing, "linux").await;
     let base = env.server.url();
@@ -1866,4 +1875,8 @@ async fn teacher_sets_quotas_and_the_student_sees_hours_left_in_the_browser() {
     assert_eq!(q["students"][0]["left_minutes"], 120, "{q}");
     let (_, limits) = teacher.get("/api/quota/limits").await;
     assert_eq!(limits["max_running_vms"], 2, "{limits}");
+    let (_, idle) = teacher.get(&format!("/api/courses/{cid}/idle")).await;
+    assert_eq!(idle["never_connected_minutes"], 10, "{idle}");
+    let (_, ext) = teacher.get(&format!("/api/courses/{cid}/extension")).await;
+    assert_eq!(ext["allowed"], true, "{ext}");
 }
