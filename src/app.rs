@@ -111,6 +111,7 @@ pub async fn start(config: Config, listen: &str) -> anyhow::Result<Server> {
     background.push(spawn_audit_prune(&state));
     if state.config.class_interval_secs > 0 {
         background.push(spawn_class_time(&state));
+        background.push(spawn_idle(&state));
     }
     let listener = TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
@@ -304,6 +305,21 @@ fn spawn_class_time(state: &AppState) -> tokio::task::JoinHandle<()> {
                     .await
                     .map(|_| ())
             }
+        },
+    )
+}
+
+/// The idle auto-stop (src/idle/) on the wall clock, as often as the
+/// class-time loop.
+fn spawn_idle(state: &AppState) -> tokio::task::JoinHandle<()> {
+    let idle = state.idle.clone();
+    crate::health::spawn_periodic(
+        &state.health,
+        "idle_stop",
+        Duration::from_secs(state.config.class_interval_secs),
+        move || {
+            let idle = idle.clone();
+            async move { idle.tick(time::OffsetDateTime::now_utc()).await.map(|_| ()) }
         },
     )
 }

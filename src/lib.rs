@@ -26,6 +26,8 @@
 //! - the cluster: [`nodes`], [`placement`], [`stores`] (template stores on
 //!   nodes), [`monitor`] (load history), [`events`] (the event log),
 //!   [`libvirt`] (the only one that talks to libvirt);
+//! - class time: [`usage`] (usage metering from the VMs' power history,
+//!   hour budgets and quotas), [`idle`] (idle auto-stop);
 //! - keeping data: [`backup`] (personal layers and the control plane in a
 //!   restic repository);
 //! - the server itself: [`storage`] (files under the data dir), [`space`]
@@ -53,6 +55,7 @@ pub mod desk;
 pub mod events;
 pub mod health;
 pub mod http;
+pub mod idle;
 pub mod images;
 pub mod inspection;
 pub mod labnets;
@@ -73,5 +76,6 @@ pub mod state;
 pub mod storage;
 pub mod stores;
 pub mod templates;
+pub mod usage;
 pub mod users;
 pub mod vms;

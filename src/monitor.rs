@@ -597,6 +597,23 @@ fn to_u64(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
+/// A VM's raw CPU samples since `since` (Unix seconds), as `(at, percent)`
+/// oldest first, for the idle auto-stop ([`crate::idle`]).
+pub async fn vm_cpu_since(
+    pool: &Pool,
+    vm_id: Uuid,
+    since: i64,
+) -> Result<Vec<(i64, f64)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT at, cpu_percent FROM vm_samples
+         WHERE vm_id = ? AND at >= ? AND cpu_percent IS NOT NULL ORDER BY at",
+    )
+    .bind(vm_id.to_string())
+    .bind(since)
+    .fetch_all(pool)
+    .await
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;

@@ -58,6 +58,11 @@ pub struct AppState {
     pub sessions: Arc<crate::classtime::Sessions>,
     /// Class time: pre-starts, the admission queue, the end of sessions.
     pub class: Arc<crate::classtime::class::ClassTime>,
+    /// Usage metering and quotas (src/usage/).
+    pub usage: Arc<crate::usage::Usage>,
+    pub quotas: Arc<crate::usage::quota::Quotas>,
+    /// Idle auto-stop (src/idle/).
+    pub idle: Arc<crate::idle::Idle>,
 }
 
 /// Opens storage and the database (running migrations) — what every subcommand needs.
@@ -183,6 +188,12 @@ impl AppState {
             pool.clone(),
             config.lab_utc_offset,
         ));
+        let usage = Arc::new(crate::usage::Usage::new(pool.clone(), sessions.clone()));
+        // Every VM start passes the quotas (src/usage/quota.rs).
+        vms.set_gate(Arc::new(crate::usage::quota::QuotaGate::new(
+            pool.clone(),
+            usage.clone(),
+        )));
         Ok(Self {
             backups,
             sso,
@@ -198,6 +209,12 @@ impl AppState {
                 pool.clone(),
                 config.audit_retention_days,
             )),
+            quotas: Arc::new(crate::usage::quota::Quotas::new(
+                pool.clone(),
+                usage.clone(),
+            )),
+            usage,
+            idle: Arc::new(crate::idle::Idle::new(pool.clone(), vms.clone())),
             sessions: sessions.clone(),
             class: Arc::new(crate::classtime::class::ClassTime::new(
                 sessions,

@@ -13,6 +13,10 @@
 //!   shutdown, forced off after the shutdown timeout (the VM manager's
 //!   shutdown), once per occurrence; queued starts of the course are dropped.
 //!
+//! - **extension**: a student given 15 more minutes ([`ClassTime::extend`],
+//!   the rule in [`super::extension`]) keeps the VM past the end; it is
+//!   shut down (the same way) when they run out.
+//!
 //! Warnings before the end (T−15, T−5) are not pushed: [`ClassTime::status`]
 //! says, for a VM and an instant, which session it is in and what warning is
 //! due ([`end_warning`], pure), and the desktop page polls it.
@@ -104,6 +108,8 @@ struct LoopState {
     prestarted: HashSet<(Uuid, OffsetDateTime)>,
     /// (course, occurrence end) already stopped.
     stopped: HashSet<(Uuid, OffsetDateTime)>,
+    /// VMs given 15 more minutes: (session end, until).
+    extended: HashMap<Uuid, (OffsetDateTime, OffsetDateTime)>,
     /// The most starts in flight seen at once, per node and in total.
     peak_node: HashMap<Uuid, u32>,
     peak_total: u32,
@@ -127,6 +133,11 @@ pub struct VmClassStatus {
     pub warning_minutes: Option<u8>,
     /// The VM's place in the admission queue, while it waits.
     pub queue: Option<QueuePlace>,
+    /// The student may ask for 15 more minutes now (see [`super::extension`]).
+    pub can_extend: bool,
+    /// The VM was given more time: it shuts down then.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub extended_until: Option<OffsetDateTime>,
 }
 
 #[derive(Debug)]
@@ -162,6 +173,34 @@ impl ClassTime {
     /// One pass at `now` (see the module docs).
     pub async fn tick(&self, now: OffsetDateTime) -> Result<TickReport, ClassError> {
         let mut report = TickReport::default();
+        // Extensions that ran out: those VMs shut down now.
+        let expired: Vec<Uuid> = {
+            let mut st = self.lock();
+            let done: Vec<Uuid> = st
+                .extended
+                .iter()
+                .filter(|(_, (_, until))| *until <= now)
+                .map(|(vm, _)| *vm)
+                .collect();
+            for vm in &done {
+                st.extended.remove(vm);
+            }
+            done
+        };
+        for id in expired {
+            let vm = match crate::vms::load(self.vms.pool(), id).await {
+                Ok(vm) => vm,
+                Err(_) => continue, // deleted meanwhile
+            };
+            if matches!(vm.state, VmState::Running | VmState::Starting) {
+                match self.vms.shutdown(&vm).await {
+                    Ok(_) => report.stopped.push(vm.id),
+                    Err(e) => {
+                        tracing::warn!(vm = %vm.id, error = %e, "end of extension: shutdown failed")
+                    }
+                }
+            }
+        }
         let occurrences = self
             .sessions
             .occurrences_between(now - STOP_WINDOW, now + self.settings.lead)
@@ -206,6 +245,15 @@ impl ClassTime {
                     }
                     self.lock().queue.retain(|(_, c)| *c != course);
                     for vm in self.vms.of_course(course).await? {
+                        // Given 15 more minutes: stopped when they run out.
+                        let extended = self
+                            .lock()
+                            .extended
+                            .get(&vm.id)
+                            .is_some_and(|(end, until)| *end == o.ends_at && now < *until);
+                        if extended {
+                            continue;
+                        }
                         if matches!(vm.state, VmState::Running | VmState::Starting) {
                             match self.vms.shutdown(&vm).await {
                                 Ok(_) => report.stopped.push(vm.id),
@@ -330,11 +378,74 @@ impl ClassTime {
                 .next(),
             None => None,
         };
+        let extended_until = self
+            .lock()
+            .extended
+            .get(&vm.id)
+            .map(|(_, until)| *until)
+            .filter(|until| now < *until);
+        let can_extend = match (session, vm.course_id, extended_until) {
+            (Some(o), Some(course), None) => {
+                end_warning(o.ends_at, now).is_some()
+                    && self.sessions.extension_allowed(course).await?
+            }
+            _ => false,
+        };
         Ok(VmClassStatus {
-            warning_minutes: session.and_then(|o| end_warning(o.ends_at, now)),
+            // With more time, the warnings count down to its end.
+            warning_minutes: match extended_until {
+                Some(until) => end_warning(until, now),
+                None => session.and_then(|o| end_warning(o.ends_at, now)),
+            },
             session,
             queue: self.lock().places.get(&vm.id).copied(),
+            can_extend,
+            extended_until,
         })
+    }
+
+    /// Gives the user's VM 15 more minutes at the end of its session, if
+    /// the course's rule allows and no other class needs the nodes
+    /// ([`super::extension::decide`]); the VM then shuts down at the new end.
+    pub async fn extend(
+        &self,
+        user: &User,
+        vm_id: Uuid,
+        now: OffsetDateTime,
+    ) -> Result<VmClassStatus, ClassError> {
+        use super::extension::{self, EXTENSION, Refusal};
+        let vm = self.vms.get_for(user, vm_id).await?;
+        let Some(course) = vm.course_id else {
+            return Err(ClassError::Extension(Refusal::NotNow));
+        };
+        let lead = self.settings.lead;
+        let all = self
+            .sessions
+            .occurrences_between(now, now + EXTENSION + lead + Duration::minutes(1))
+            .await?;
+        let Some(session) = all
+            .iter()
+            .filter(|(c, o)| *c == course && phase(o, now, lead) == Phase::Run)
+            .map(|(_, o)| *o)
+            .next()
+        else {
+            return Err(ClassError::Extension(Refusal::NotNow));
+        };
+        let others: Vec<Occurrence> = all
+            .iter()
+            .filter(|(c, _)| *c != course)
+            .map(|(_, o)| *o)
+            .collect();
+        let allowed = self.sessions.extension_allowed(course).await?;
+        let already = self
+            .lock()
+            .extended
+            .get(&vm.id)
+            .is_some_and(|(end, _)| *end == session.ends_at);
+        let until = extension::decide(allowed, &session, &others, lead, already, now)
+            .map_err(ClassError::Extension)?;
+        self.lock().extended.insert(vm.id, (session.ends_at, until));
+        self.status(user, vm_id, now).await
     }
 }
 

@@ -20,6 +20,7 @@
 
 pub mod admission;
 pub mod class;
+pub mod extension;
 pub mod ics;
 pub mod timetable;
 
@@ -55,6 +56,9 @@ pub enum ClassError {
     NotFound,
     #[error("a course may have at most {MAX_SESSIONS_PER_COURSE} sessions")]
     TooManySessions,
+    /// A 15-minute extension refused ([`extension::decide`]).
+    #[error("{}", extension_message(*.0))]
+    Extension(extension::Refusal),
     #[error(transparent)]
     Course(#[from] CourseError),
     #[error(transparent)]
@@ -63,6 +67,24 @@ pub enum ClassError {
     Node(#[from] crate::nodes::NodeError),
     #[error(transparent)]
     Db(#[from] sqlx::Error),
+}
+
+fn extension_message(r: extension::Refusal) -> &'static str {
+    use extension::Refusal;
+    match r {
+        Refusal::Denied => "the teacher of this course does not allow extensions",
+        Refusal::NotNow => "an extension can be asked for in the last 15 minutes of a session",
+        Refusal::Already => "this VM was extended in this session already",
+        Refusal::NodeNeeded => "another class begins soon and needs the lab's nodes",
+    }
+}
+
+/// Whether a course's teacher lets students extend their session (the
+/// 15-minute extension; off unless allowed).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtensionRule {
+    pub allowed: bool,
 }
 
 /// A session as the API shows it.
@@ -377,6 +399,47 @@ impl Sessions {
             return Err(ClassError::NotFound);
         }
         Ok(())
+    }
+
+    /// The course's extension rule, for who manages the course.
+    pub async fn extension_rule(
+        &self,
+        user: &User,
+        course_id: Uuid,
+    ) -> Result<ExtensionRule, ClassError> {
+        let course = courses::get_managed(&self.pool, user, course_id).await?;
+        Ok(ExtensionRule {
+            allowed: self.extension_allowed(course.id).await?,
+        })
+    }
+
+    /// Sets the course's extension rule.
+    pub async fn set_extension_rule(
+        &self,
+        user: &User,
+        course_id: Uuid,
+        rule: ExtensionRule,
+    ) -> Result<ExtensionRule, ClassError> {
+        let course = courses::get_managed(&self.pool, user, course_id).await?;
+        sqlx::query(
+            "INSERT INTO class_extension_rules (course_id, allowed) VALUES (?, ?)
+             ON CONFLICT (course_id) DO UPDATE SET allowed = excluded.allowed",
+        )
+        .bind(course.id.to_string())
+        .bind(i64::from(rule.allowed))
+        .execute(&self.pool)
+        .await?;
+        Ok(rule)
+    }
+
+    /// Whether students of the course may extend their session.
+    pub async fn extension_allowed(&self, course_id: Uuid) -> Result<bool, ClassError> {
+        let allowed: Option<i64> =
+            sqlx::query_scalar("SELECT allowed FROM class_extension_rules WHERE course_id = ?")
+                .bind(course_id.to_string())
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(allowed == Some(1))
     }
 
     /// Every course's occurrences that overlap `[from, to)`, with their course

@@ -2,18 +2,20 @@
 //! and admins add (one session as JSON, or an iCalendar file as
 //! `text/calendar`), edit and delete sessions; whoever sees the course reads
 //! them. `/api/vms/{id}/class`: a VM's session, the warning due before its
-//! end and its place in the start queue (the desktop page polls it).
+//! end and its place in the start queue (the desktop page polls it);
+//! `.../class/extend`: 15 more minutes at the end of the session, where the
+//! course's rule (`/api/courses/{id}/extension`, its teacher's) allows.
 
 use axum::extract::{FromRequest, Request, State};
 use axum::http::{StatusCode, header};
-use axum::routing::{get, put};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiText, CurrentUser, IdPath, IdPath2};
 use crate::auth::Role;
 use crate::classtime::class::VmClassStatus;
-use crate::classtime::{Added, NewSession, Session, SessionInput};
+use crate::classtime::{Added, ExtensionRule, NewSession, Session, SessionInput};
 use crate::state::AppState;
 
 const MANAGERS: &[Role] = &[Role::Teacher, Role::Admin];
@@ -26,6 +28,11 @@ pub fn router() -> Router<AppState> {
             put(update).delete(remove),
         )
         .route("/api/vms/{id}/class", get(vm_status))
+        .route("/api/vms/{id}/class/extend", post(extend))
+        .route(
+            "/api/courses/{id}/extension",
+            get(extension_rule).put(set_extension_rule),
+        )
 }
 
 fn now() -> time::OffsetDateTime {
@@ -108,4 +115,36 @@ async fn vm_status(
     IdPath(id): IdPath,
 ) -> Result<Json<VmClassStatus>, ApiError> {
     Ok(Json(state.class.status(&me.user, id, now()).await?))
+}
+
+async fn extend(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    IdPath(id): IdPath,
+) -> Result<Json<VmClassStatus>, ApiError> {
+    Ok(Json(state.class.extend(&me.user, id, now()).await?))
+}
+
+async fn extension_rule(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    IdPath(id): IdPath,
+) -> Result<Json<ExtensionRule>, ApiError> {
+    me.require(MANAGERS)?;
+    Ok(Json(state.sessions.extension_rule(&me.user, id).await?))
+}
+
+async fn set_extension_rule(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    IdPath(id): IdPath,
+    ApiJson(body): ApiJson<ExtensionRule>,
+) -> Result<Json<ExtensionRule>, ApiError> {
+    me.require(MANAGERS)?;
+    Ok(Json(
+        state
+            .sessions
+            .set_extension_rule(&me.user, id, body)
+            .await?,
+    ))
 }

@@ -23,6 +23,7 @@ use crate::console::ConsoleError;
 use crate::courses::CourseError;
 use crate::desk::DeskError;
 use crate::desk::notices::NoticeError;
+use crate::idle::IdleError;
 use crate::images::ImageError;
 use crate::inspection::InspectionError;
 use crate::labnets::LabNetError;
@@ -32,6 +33,7 @@ use crate::placement::PlacementError;
 use crate::reports::ReportError;
 use crate::space::{StorageFull, Store};
 use crate::templates::TemplateError;
+use crate::usage::UsageError;
 use crate::users::UserError;
 use crate::vms::VmError;
 
@@ -542,6 +544,18 @@ impl From<VmError> for ApiError {
             VmError::BadConsoleAddress(m) => {
                 Self::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_console_address", m)
             }
+            // Each quota its own code, so the UI names it in any language.
+            VmError::Quota(q, m) => {
+                use crate::vms::gate::Quota;
+                let code = match q {
+                    Quota::Hours => "quota_hours",
+                    Quota::UserVms => "quota_user_vms",
+                    Quota::UserVcpus => "quota_user_vcpus",
+                    Quota::UserMemory => "quota_user_memory",
+                    Quota::CourseVms => "quota_course_vms",
+                };
+                Self::new(StatusCode::CONFLICT, code, m)
+            }
             VmError::Placement(p) => p.into(),
             VmError::Node(n) => n.into(),
             VmError::Libvirt(l) => l.into(),
@@ -879,10 +893,44 @@ impl From<ClassError> for ApiError {
             ClassError::TooManySessions => {
                 Self::new(StatusCode::CONFLICT, "too_many_sessions", e.to_string())
             }
+            ClassError::Extension(r) => {
+                use crate::classtime::extension::Refusal;
+                let code = match r {
+                    Refusal::Denied => "extension_denied",
+                    Refusal::NotNow => "extension_not_now",
+                    Refusal::Already => "extension_already",
+                    Refusal::NodeNeeded => "extension_node_needed",
+                };
+                Self::new(StatusCode::CONFLICT, code, e.to_string())
+            }
             ClassError::Course(c) => c.into(),
             ClassError::Vm(v) => v.into(),
             ClassError::Node(n) => n.into(),
             ClassError::Db(_) => Self::internal(&e),
+        }
+    }
+}
+
+impl From<UsageError> for ApiError {
+    fn from(e: UsageError) -> Self {
+        match e {
+            UsageError::Invalid(m) => Self::bad_request(m),
+            UsageError::NotEnrolled => Self::not_found(),
+            UsageError::Course(c) => c.into(),
+            UsageError::Class(c) => c.into(),
+            UsageError::Vm(v) => v.into(),
+            UsageError::Db(_) => Self::internal(&e),
+        }
+    }
+}
+
+impl From<IdleError> for ApiError {
+    fn from(e: IdleError) -> Self {
+        match e {
+            IdleError::Invalid(m) => Self::bad_request(m),
+            IdleError::Course(c) => c.into(),
+            IdleError::Vm(v) => v.into(),
+            IdleError::Db(_) => Self::internal(&e),
         }
     }
 }

@@ -17,6 +17,7 @@ pub mod desk;
 pub mod error;
 pub mod events;
 pub mod extract;
+pub mod idle;
 pub mod limits;
 pub mod metrics;
 pub mod nodes;
@@ -28,6 +29,7 @@ pub mod serve;
 pub mod slo;
 pub mod snapshots;
 pub mod templates;
+pub mod usage;
 pub mod users;
 pub mod vms;
 pub mod web;
@@ -65,6 +67,8 @@ pub fn router(state: AppState) -> Router {
             .merge(reports::router())
             .merge(courses::router())
             .merge(classtime::router())
+            .merge(usage::router())
+            .merge(idle::router())
             .merge(vms::router())
             .merge(snapshots::router())
             .merge(backups::router())

@@ -138,3 +138,21 @@ async fn write(pool: &Pool, fact: ConsoleFact, at: i64) -> Result<(), sqlx::Erro
     }
     Ok(())
 }
+
+/// The console sessions of a VM opened since `since_ms`, as
+/// `(opened_ms, ended_ms)` (`None`: still open), for the idle auto-stop
+/// ([`crate::idle`]).
+pub async fn console_spans(
+    pool: &Pool,
+    vm_id: Uuid,
+    since_ms: i64,
+) -> Result<Vec<(i64, Option<i64>)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT opened_ms, ended_ms FROM slo_console_sessions
+         WHERE vm_id = ? AND opened_ms IS NOT NULL AND opened_ms >= ? ORDER BY opened_ms",
+    )
+    .bind(vm_id.to_string())
+    .bind(since_ms)
+    .fetch_all(pool)
+    .await
+}

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
+use super::gate::{StartBy, StartPermit};
 use super::model::{Vm, VmError, VmState, clipboard_agent_of, graphics_of, load};
 use super::{LastError, VmManager};
 use crate::images::{self};
@@ -81,20 +82,22 @@ impl VmManager {
     /// start of a VM that was not running is recorded for the service
     /// levels ([`crate::slo`]), with its outcome and the node it got.
     pub async fn start(&self, vm: &Vm, owner_name: &str, course_code: &str) -> Result<Vm, VmError> {
-        self.start_preferring(vm, owner_name, course_code, None)
+        self.start_preferring(vm, owner_name, course_code, None, StartBy::User)
             .await
     }
 
     /// [`Self::start`] on the node `prefer` if the VM may go anywhere (the
     /// class-time admission queue spreads a class over the nodes with free
     /// start slots, see [`crate::classtime`]); a VM bound to a node by its
-    /// layer or lab network still goes to that node.
+    /// layer or lab network still goes to that node. `by`: who asked (the
+    /// quotas of [`super::gate`] treat a timetable's pre-start apart).
     pub async fn start_preferring(
         &self,
         vm: &Vm,
         owner_name: &str,
         course_code: &str,
         prefer: Option<Uuid>,
+        by: StartBy,
     ) -> Result<Vm, VmError> {
         let attempt = super::starts::StartAttempt::begin(vm.id, vm.owner_id, vm.course_id);
         let lock = self.lock_for(vm.id);
@@ -103,6 +106,12 @@ impl VmManager {
         if matches!(vm.state, VmState::Running | VmState::Starting) {
             return Ok(vm);
         }
+        // The quotas, before anything happens (a refusal is not a failed
+        // start); the permit counts this VM until its start is over.
+        let _permit = match (vm.state, self.gate.get()) {
+            (VmState::Stopped | VmState::Error, Some(gate)) => gate.admit(&vm, by).await?,
+            _ => StartPermit::none(),
+        };
         let mut placed = None;
         let result = self
             .start_locked(vm, owner_name, course_code, prefer, &mut placed)

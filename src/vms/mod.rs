@@ -37,11 +37,13 @@
 //! for the old node are void (they are bound to the node). Maintenance with
 //! `drain` migrates a node's running VMs away one by one.
 
+pub mod gate;
 pub mod layers;
 mod lifecycle;
 mod migrate;
 mod model;
 mod power;
+pub mod power_log;
 mod provision;
 mod reconcile;
 mod rule;
@@ -90,6 +92,17 @@ async fn in_open_ticket(pool: &Pool, vm_id: Uuid) -> Result<bool, sqlx::Error> {
     Ok(n > 0)
 }
 
+/// The VMs of a course, whoever owns them (no access check: the caller's).
+pub async fn load_of_course(pool: &Pool, course_id: Uuid) -> Result<Vec<Vm>, VmError> {
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM vms v WHERE v.course_id = ? ORDER BY v.created_at, v.name"
+    ))
+    .bind(course_id.to_string())
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
+}
+
 /// What a state change does to a VM's `last_error`.
 #[derive(Debug)]
 enum LastError {
@@ -127,6 +140,8 @@ pub struct VmManager {
     stops_in_flight: Mutex<std::collections::HashSet<Uuid>>,
     labnets: LabNets,
     layers: Layers,
+    /// The quotas every start passes ([`gate`]); set once at wiring.
+    gate: std::sync::OnceLock<Arc<dyn gate::StartGate>>,
 }
 
 impl VmManager {
@@ -162,7 +177,13 @@ impl VmManager {
             disk_cache: libvirt::DiskCache::default(),
             events: tokio::sync::broadcast::channel(1024).0,
             stops_in_flight: Mutex::default(),
+            gate: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Sets the start gate (the quotas); only the first call counts.
+    pub fn set_gate(&self, gate: Arc<dyn gate::StartGate>) {
+        let _ = self.gate.set(gate);
     }
 
     /// Host cache mode of VM disks (`none` for live migration on shared storage).
@@ -287,13 +308,7 @@ impl VmManager {
     /// The VMs of a course, whoever owns them (for class time: a session's
     /// pre-starts and its stop at the end).
     pub async fn of_course(&self, course_id: Uuid) -> Result<Vec<Vm>, VmError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM vms v WHERE v.course_id = ? ORDER BY v.created_at, v.name"
-        ))
-        .bind(course_id.to_string())
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
+        load_of_course(&self.pool, course_id).await
     }
 
     /// Starts a VM for the system (no user asked): on `node` where it may go
@@ -301,7 +316,7 @@ impl VmManager {
     pub async fn start_on(&self, id: Uuid, node: Uuid) -> Result<Vm, VmError> {
         let vm = load(&self.pool, id).await?;
         let (owner, course) = labels(&self.pool, &vm).await?;
-        self.start_preferring(&vm, &owner, &course, Some(node))
+        self.start_preferring(&vm, &owner, &course, Some(node), gate::StartBy::Timetable)
             .await
     }
 
@@ -402,6 +417,8 @@ impl VmManager {
         .bind(id.to_string())
         .execute(&self.pool)
         .await?;
+        // Usage metering reads the power history (src/usage/).
+        power_log::record(&self.pool, id, state, time::OffsetDateTime::now_utc()).await?;
         self.notify(id, state, node_id);
         Ok(())
     }

@@ -193,6 +193,9 @@ pub enum VmError {
     /// `bad_console_address`: the target's console address is not an IP.
     #[error("{0}")]
     BadConsoleAddress(String),
+    /// A quota the start would exceed (each quota its own API code).
+    #[error("{1}")]
+    Quota(super::gate::Quota, String),
     #[error(transparent)]
     Placement(#[from] PlacementError),
     #[error(transparent)]
@@ -234,6 +237,7 @@ impl VmError {
             | VmError::Template(_)
             | VmError::Io(_) => "storage",
             VmError::Db(_) => "internal",
+            VmError::Quota(..) => "quota",
             _ => "other",
         }
     }

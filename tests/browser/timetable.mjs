@@ -3,7 +3,7 @@
 // skipped with its reason shown), deletes the imported one; the student sees
 // the next sessions on their course card, in Chinese too; on the desktop page
 // of a VM whose course is in a session ending in ten minutes, the student
-// gets the T−15 warning.
+// gets the T−15 warning, whose button gives 15 more minutes.
 // usage: node tests/browser/timetable.mjs <base-url> <teacher> <student> <password> <artifact-dir> <course-id> <vm-in-session>
 
 import { writeFileSync } from 'node:fs';
@@ -95,6 +95,10 @@ await run('timetable', artifactDir, async ({ newPage, step, shot, logs }) => {
   await sp.waitForSelector('.toast >> text=15 分钟后结束', { timeout: 30000 });
   await shot(sp, 'timetable-warning-zh.png');
   step('the end-of-class warning is shown');
+  // Its button asks for 15 more minutes (allowed, no other class): granted.
+  await sp.click('.toast button.class-extend');
+  await sp.waitForSelector('.toast >> text=已延长');
+  step('15 more minutes granted');
   const errs = unexpectedErrors(logs);
   assert(errs.length === 0, `no page errors:\n${errs.join('\n')}`);
 });

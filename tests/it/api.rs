@@ -233,6 +233,80 @@ fn role_matrix() -> Vec<Row> {
         ),
         // ---- area: core (new rows of this area go right below this line)
         // ---- area: quota (new rows of this area go right below this line)
+        row(
+            Method::GET,
+            "/api/courses/{id}/usage",
+            NO,
+            [401, 403, 404, 403, 404],
+        ),
+        row(Method::GET, "/api/me/usage", NO, [401, 200, 200, 200, 200]),
+        row(
+            Method::GET,
+            "/api/courses/{id}/quota",
+            NO,
+            [401, 403, 404, 403, 404],
+        ),
+        row(
+            Method::PUT,
+            "/api/courses/{id}/quota",
+            Json(json!({"hours_outside": 10, "max_concurrent_vms": null})),
+            [401, 403, 404, 403, 404],
+        ),
+        row(
+            Method::PUT,
+            "/api/courses/{id}/quota/students/{uid}",
+            Json(json!({"extra_hours": 1})),
+            [401, 403, 404, 403, 404],
+        ),
+        row(
+            Method::GET,
+            "/api/quota/limits",
+            NO,
+            [401, 200, 200, 200, 200],
+        ),
+        // Out of range: refused, nothing changed.
+        row(
+            Method::PUT,
+            "/api/quota/limits",
+            Json(json!({"max_running_vms": 0})),
+            [401, 403, 403, 403, 400],
+        ),
+        row(
+            Method::GET,
+            "/api/courses/{id}/idle",
+            NO,
+            [401, 403, 404, 403, 404],
+        ),
+        row(
+            Method::PUT,
+            "/api/courses/{id}/idle",
+            Json(json!({"never_connected_minutes": 10})),
+            [401, 403, 404, 403, 404],
+        ),
+        row(
+            Method::GET,
+            "/api/vms/{id}/idle",
+            NO,
+            [401, 404, 404, 404, 404],
+        ),
+        row(
+            Method::POST,
+            "/api/vms/{id}/class/extend",
+            NO,
+            [401, 404, 404, 404, 404],
+        ),
+        row(
+            Method::GET,
+            "/api/courses/{id}/extension",
+            NO,
+            [401, 403, 404, 403, 404],
+        ),
+        row(
+            Method::PUT,
+            "/api/courses/{id}/extension",
+            Json(json!({"allowed": true})),
+            [401, 403, 404, 403, 404],
+        ),
         // ---- area: wall (new rows of this area go right below this line)
         // ---- area: share (new rows of this area go right below this line)
         // ---- area: term (new rows of this area go right below this line)

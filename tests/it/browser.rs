@@ -1704,6 +1704,15 @@ async fn teacher_keeps_a_timetable_and_the_student_sees_it_in_the_browser() {
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{v}");
+    // Its teacher allows 15 more minutes: the warning offers them.
+    let (status, v) = teacher
+        .send(
+            reqwest::Method::PUT,
+            &format!("/api/courses/{}/extension", ongoing["id"].as_str().unwrap()),
+            Some(json!({"allowed": true})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
     let student = env.client("test-ui-tt-student").await;
     let vm_now = lab::vm_of(&env, &student, &ongoing, "linux").await;
     let base = env.server.url();
@@ -1738,4 +1747,80 @@ async fn teacher_keeps_a_timetable_and_the_student_sees_it_in_the_browser() {
     assert_eq!(list[0]["starts_at"], "2030-09-02T02:00:00Z");
     assert_eq!(list[0]["weekly_until"], "2030-10-14");
     assert_eq!(list[0]["exceptions"], json!(["2030-09-30"]));
+}
+
+/// Hours and quotas in the browser (issue 15): the teacher reads a
+/// student's usage, sets the course's budget and grants an extra hour; the
+/// student sees hours used and left in English and Chinese; the admin sets
+/// the limits per user. No VM runs: the power history is written as the VM
+/// manager would have, at chosen times in the past.
+#[tokio::test]
+async fn teacher_sets_quotas_and_the_student_sees_hours_left_in_the_browser() {
+    let _serial = one_at_a_time().await;
+    let env = TestEnv::start_with(|c| c.class_interval_secs = 0).await;
+    env.user("test-ui-q-teacher", Role::Teacher).await;
+    env.user("test-ui-q-student", Role::Student).await;
+    env.user("test-ui-q-admin", Role::Admin).await;
+    let teacher = env.client("test-ui-q-teacher").await;
+    let tpl = lab::import_tiny(&teacher, "test-ui-q-tiny").await;
+    let course = lab::course(
+        &teacher,
+        json!({"code": "test-ui-q", "name": "Quotas", "vm_specs": [lab::spec("linux", &tpl, 192)]}),
+        &["test-ui-q-student"],
+    )
+    .await;
+    let cid = course["id"].as_str().unwrap();
+    let student = env.client("test-ui-q-student").await;
+    let vm = lab::vm_of(&env, &student, &course, "linux").await;
+    let (status, v) = teacher
+        .post(
+            &format!("/api/courses/{cid}/sessions"),
+            json!({"date": "2026-11-02", "start": "08:00", "end": "09:00"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    // 08:30–10:00 lab time: 30 min in the session, 60 outside.
+    for (at, on) in [("2026-11-02T00:30:00Z", 1), ("2026-11-02T02:00:00Z", 0)] {
+        sqlx::query("INSERT INTO vm_power_log (vm_id, at, running) VALUES (?, ?, ?)")
+            .bind(&vm)
+            .bind(at)
+            .bind(on)
+            .execute(&env.server.state.pool)
+            .await
+            .unwrap();
+    }
+    let base = env.server.url();
+    let dir = artifact_dir();
+    let shots = ["quota-teacher.png", "quota-student-zh.png"];
+    for f in shots {
+        let _ = std::fs::remove_file(dir.join(f));
+    }
+    run_script(
+        "quota.mjs",
+        &[
+            &base,
+            "test-ui-q-teacher",
+            "test-ui-q-student",
+            "test-ui-q-admin",
+            PASSWORD,
+            dir.to_str().unwrap(),
+            cid,
+        ],
+    )
+    .await;
+    for f in shots {
+        assert_png(&dir.join(f));
+    }
+    // What the pages did is real.
+    let (status, q) = teacher.get(&format!("/api/courses/{cid}/quota")).await;
+    assert_eq!(status, StatusCode::OK, "{q}");
+    assert_eq!(q["hours_outside"], 2, "{q}");
+    assert_eq!(q["students"][0]["extra_hours"], 1, "{q}");
+    assert_eq!(q["students"][0]["left_minutes"], 120, "{q}");
+    let (_, limits) = teacher.get("/api/quota/limits").await;
+    assert_eq!(limits["max_running_vms"], 2, "{limits}");
+    let (_, idle) = teacher.get(&format!("/api/courses/{cid}/idle")).await;
+    assert_eq!(idle["never_connected_minutes"], 10, "{idle}");
+    let (_, ext) = teacher.get(&format!("/api/courses/{cid}/extension")).await;
+    assert_eq!(ext["allowed"], true, "{ext}");
 }

@@ -9,6 +9,7 @@ import { h, icon, button, replace, formatBytes, formatMib, formatNumber, relativ
 import { get, post, api } from './api.js';
 import { lineChart, align } from './charts.js';
 import { stateBadge, runAction, allowed, STATES } from './vmcontrols.js';
+import { limitsCard } from './usage.js';
 
 const POLL_MS = 5000;
 const RANGES = [['60', 'nodes.range.1h'], ['1440', 'nodes.range.24h'], ['10080', 'nodes.range.7d']];
@@ -626,7 +627,10 @@ function users(container, me) {
           h('thead', {}, h('tr', {}, ['users.col.username', 'users.col.name', 'users.col.role', 'users.col.state', 'users.col.actions'].map((k) => h('th', { scope: 'col', i18n: k })))),
           tbody)),
       noMatch,
-      h('div', { class: 'pager' }, prev, pageInfo, next)));
+      h('div', { class: 'pager' }, prev, pageInfo, next)),
+    h('section', { class: 'card section', id: 'user-limits' },
+      h('div', { class: 'section-head' }, h('h2', { i18n: 'limits.title' })),
+      limitsCard().el));
 
   // One account: its role can be changed and it can be disabled (which also
   // ends its sessions) — except the admin's own, which the server refuses.

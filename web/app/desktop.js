@@ -33,6 +33,7 @@ import { h, icon, button, replace, toast, toastError, errorText, clockTime, abso
 import { get, post } from './api.js';
 import { stateBadge, setBadge, allowed, runAction } from './vmcontrols.js';
 import { watchClass } from './classwatch.js';
+import { watchIdle } from './idle.js';
 import { typeText, plan, press, SPECIAL } from './keys.js';
 import { sealDraft, abandonDraft } from './drafts.js';
 import { serialPanel } from './serial.js';
@@ -110,6 +111,7 @@ export function mount(container, [vmId], { me }) {
   let pollTimer = null;
   let unmounted = false;
   let stopClass = () => {};
+  let stopIdle = () => {};
   let connected = false;
   let typingAbort = null;
   let connectSeq = 0;
@@ -766,6 +768,7 @@ export function mount(container, [vmId], { me }) {
     if (vm.course_id && vm.owner_id !== me.id) showOwner();
     if (vm.course_id) await loadClip();
     if (vm.course_id && !unmounted) stopClass = watchClass(vmId, queueLine);
+    if (vm.course_id && !unmounted) stopIdle = watchIdle(vmId);
     pollVm();
     if (vm.state === 'running') connect(); else notRunning('');
   })();
@@ -774,6 +777,7 @@ export function mount(container, [vmId], { me }) {
     unmount() {
       unmounted = true;
       stopClass();
+      stopIdle();
       clearTimeout(retryTimer);
       clearTimeout(pollTimer);
       clearTimeout(pasteWait);

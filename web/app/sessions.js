@@ -240,3 +240,24 @@ export function upcomingSessions(courseId) {
   });
   return { el };
 }
+
+/** The teacher's switch for the 15-minute extension of a course. Returns { el }. */
+export function extensionToggle(courseId) {
+  const rpath = `/api/courses/${encodeURIComponent(courseId)}/extension`;
+  const box = h('input', { id: 'class-extension', type: 'checkbox' });
+  const el = h('div', { class: 'section-body' },
+    h('div', { class: 'field check' }, h('label', {}, box, h('span', { i18n: 'class.extension.allow' }))),
+    h('p', { class: 'muted small', i18n: 'class.extension.hint' }));
+  box.addEventListener('change', async () => {
+    try {
+      const r = await api('PUT', rpath, { allowed: box.checked });
+      box.checked = r.allowed;
+      toast(t(r.allowed ? 'class.extension.on' : 'class.extension.off'), 'success');
+    } catch (err) {
+      box.checked = !box.checked;
+      toastError(err);
+    }
+  });
+  get(rpath).then((r) => { box.checked = r.allowed; }, toastError);
+  return { el };
+}

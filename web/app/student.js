@@ -8,8 +8,11 @@ import { get } from './api.js';
 import { stateBadge, setBadge, actionBar } from './vmcontrols.js';
 import { vmPanel } from './vmpanel.js';
 import { upcomingSessions } from './sessions.js';
+import { hoursLine } from './usage.js';
 
 const POLL_MS = 2500;
+// Hours change by the minute: their own, slower poll.
+const HOURS_MS = 30000;
 
 export function mount(container) {
   let stopped = false;
@@ -90,6 +93,7 @@ export function mount(container) {
   function courseCard(course) {
     const vmList = h('ul', { class: 'vm-list' });
     const empty = h('p', { class: 'muted empty-small', i18n: 'course.novms', hidden: true });
+    const hours = hoursLine();
     const card = h('section', { class: 'card course', 'aria-labelledby': `course-${course.id}` },
       h('header', { class: 'course-head' },
         h('div', { class: 'course-icon', 'aria-hidden': 'true' }, icon('course')),
@@ -97,9 +101,10 @@ export function mount(container) {
           h('span', { class: 'course-code' }, course.code),
           h('h2', { id: `course-${course.id}` }, course.name),
           course.lab_network ? h('p', { class: 'muted small lab-net', i18n: 'course.labNetwork.student' }) : null,
-          upcomingSessions(course.id).el)),
+          upcomingSessions(course.id).el,
+          hours.el)),
       vmList, empty);
-    return { card, list: vmList, empty };
+    return { card, list: vmList, empty, hours };
   }
 
   let lastVms = null;
@@ -120,7 +125,7 @@ export function mount(container) {
     for (const c of courses) {
       seenCourses.add(c.id);
       let cc = courseCards.get(c.id);
-      if (!cc) { cc = courseCard(c); courseCards.set(c.id, cc); }
+      if (!cc) { cc = courseCard(c); courseCards.set(c.id, cc); cc.hours.update(usage.find((u) => u.course_id === c.id)); }
       list.append(cc.card); // keeps server order; moving an element in place is a no-op
     }
     for (const [id, cc] of courseCards) {
@@ -145,6 +150,24 @@ export function mount(container) {
     for (const cc of courseCards.values()) cc.empty.hidden = cc.list.children.length > 0;
   }
 
+  // The student's hours per course (used outside sessions, left of the budget).
+  let usage = [];
+  let hoursTimer = null;
+  function renderHours() {
+    for (const [id, cc] of courseCards) cc.hours.update(usage.find((u) => u.course_id === id));
+  }
+  async function loadHours() {
+    try {
+      usage = await get('/api/me/usage');
+      if (stopped) return;
+      renderHours();
+    } catch (err) {
+      // Shown by the VM poll when the server is unreachable.
+      if (err.code !== 'network' && err.status < 502 && err.status !== 401) toastError(err);
+    }
+    if (!stopped) hoursTimer = setTimeout(loadHours, HOURS_MS);
+  }
+
   let courses = [];
   async function load() {
     try {
@@ -152,6 +175,7 @@ export function mount(container) {
       if (stopped) return;
       courses = cs;
       render(courses, vms);
+      loadHours();
     } catch (err) {
       if (!stopped) toastError(err);
     }
@@ -187,13 +211,14 @@ export function mount(container) {
   }
 
   // Relative times are computed strings: recompute them in the new language.
-  const offLang = onLangChange(() => { if (lastVms) render(courses, lastVms); });
+  const offLang = onLangChange(() => { if (lastVms) render(courses, lastVms); renderHours(); });
 
   load();
   return {
     unmount() {
       stopped = true;
       clearTimeout(timer);
+      clearTimeout(hoursTimer);
       offLang();
     },
   };

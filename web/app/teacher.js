@@ -10,7 +10,9 @@ import { get, post, del } from './api.js';
 import { stateBadge, setBadge, actionBar, allowed } from './vmcontrols.js';
 import { collectCard } from './collect.js';
 import { clipboardForm } from './courseclip.js';
-import { sessionsCard } from './sessions.js';
+import { sessionsCard, extensionToggle } from './sessions.js';
+import { usageCard, quotaCard } from './usage.js';
+import { idleCard } from './idle.js';
 
 const POLL_MS = 3000;
 
@@ -199,7 +201,17 @@ function classView(container, courseId, { me }) {
       enrolForm),
     h('section', { class: 'card section', id: 'sessions' },
       h('div', { class: 'section-head' }, h('h2', { i18n: 'class.title.section' })),
-      sessionsCard(courseId).el),
+      sessionsCard(courseId).el,
+      extensionToggle(courseId).el),
+    h('section', { class: 'card section', id: 'usage' },
+      h('div', { class: 'section-head' }, h('h2', { i18n: 'usage.title' })),
+      usageCard(courseId).el),
+    h('section', { class: 'card section', id: 'quota' },
+      h('div', { class: 'section-head' }, h('h2', { i18n: 'quota.title' })),
+      quotaCard(courseId).el),
+    h('section', { class: 'card section', id: 'idle' },
+      h('div', { class: 'section-head' }, h('h2', { i18n: 'idle.title' })),
+      idleCard(courseId).el),
     h('section', { class: 'card section' },
       h('div', { class: 'section-head' }, h('h2', { i18n: 'collect.title' })),
       collectCard(courseId).el),

@@ -1,0 +1,80 @@
+//! A VM's power history (`vm_power_log`, migration 0031): one row per change
+//! between off and on, written by the one writer of VM states
+//! ([`super::VmManager`]'s `write_state`), read by usage metering
+//! ([`crate::usage`]).
+//!
+//! "On" is starting, running or stopping: the VM holds a node's resources.
+//! `node_down` changes nothing (the VM may still run on the silent node; its
+//! last known state stands until the node is fenced or answers). A VM with
+//! no row yet is off, so a write that would repeat the last row's value is
+//! skipped in the same statement: the log holds alternating values only.
+
+use std::collections::HashMap;
+
+use sqlx::Row;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use uuid::Uuid;
+
+use super::VmState;
+use crate::db::{self, Pool};
+
+/// Whether a state counts as on; `None` for a state that says nothing
+/// (the node does not answer).
+pub fn is_on(state: VmState) -> Option<bool> {
+    match state {
+        VmState::Starting | VmState::Running | VmState::Stopping => Some(true),
+        VmState::Stopped | VmState::Error => Some(false),
+        VmState::NodeDown => None,
+    }
+}
+
+/// Records that the VM is in `state` at `at`, if that changes on/off.
+pub(super) async fn record(
+    pool: &Pool,
+    vm_id: Uuid,
+    state: VmState,
+    at: OffsetDateTime,
+) -> Result<(), sqlx::Error> {
+    let Some(on) = is_on(state) else {
+        return Ok(());
+    };
+    let id = vm_id.to_string();
+    sqlx::query(
+        "INSERT INTO vm_power_log (vm_id, at, running) SELECT ?, ?, ?
+         WHERE COALESCE((SELECT running FROM vm_power_log WHERE vm_id = ?
+                         ORDER BY id DESC LIMIT 1), 0) <> ?",
+    )
+    .bind(&id)
+    .bind(db::format_time(at))
+    .bind(i64::from(on))
+    .bind(&id)
+    .bind(i64::from(on))
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// The power changes `(at, on)` of every VM of a course, oldest first.
+pub async fn of_course(
+    pool: &Pool,
+    course_id: Uuid,
+) -> Result<HashMap<Uuid, Vec<(OffsetDateTime, bool)>>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT l.vm_id, l.at, l.running FROM vm_power_log l JOIN vms v ON v.id = l.vm_id
+         WHERE v.course_id = ? ORDER BY l.id",
+    )
+    .bind(course_id.to_string())
+    .fetch_all(pool)
+    .await?;
+    let mut out: HashMap<Uuid, Vec<(OffsetDateTime, bool)>> = HashMap::new();
+    for row in rows {
+        let at: String = row.try_get("at")?;
+        let at = OffsetDateTime::parse(&at, &Rfc3339)
+            .map_err(|e| sqlx::Error::Decode(format!("vm_power_log.at: {e}").into()))?;
+        out.entry(db::uuid(&row, "vm_id")?)
+            .or_default()
+            .push((at, row.try_get::<i64, _>("running")? != 0));
+    }
+    Ok(out)
+}
