@@ -6,20 +6,11 @@
 // admin sets the lab's limits per user.
 // usage: node tests/browser/quota.mjs <base-url> <teacher> <student> <admin> <password> <artifact-dir> <course-id>
 
-import { run, assert, unexpectedErrors } from './lib.mjs';
+import { run, assert, unexpectedErrors, args, login } from './lib.mjs';
 
-const [base, teacher, student, admin, password, artifactDir, courseId] = process.argv.slice(2);
-if (!courseId) {
-  console.error('usage: quota.mjs <base-url> <teacher> <student> <admin> <password> <artifact-dir> <course-id>');
-  process.exit(2);
-}
+const [base, teacher, student, admin, password, artifactDir, courseId] = args('quota.mjs <base-url> <teacher> <student> <admin> <password> <artifact-dir> <course-id>');
 
-async function signIn(page, username) {
-  await page.goto(base);
-  await page.fill('#login-username', username);
-  await page.fill('#login-password', password);
-  await page.click('form.login-form button[type=submit]');
-}
+const signIn = (page, username) => login(page, base, username, password);
 
 await run('quota', artifactDir, async ({ newPage, step, shot, logs }) => {
   const page = await newPage({ locale: 'en-US' });

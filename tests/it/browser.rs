@@ -1792,10 +1792,7 @@ async fn teacher_sets_quotas_and_the_student_sees_hours_left_in_the_browser() {
     let base = env.server.url();
     let dir = artifact_dir();
     let shots = ["quota-teacher.png", "quota-student-zh.png"];
-    for f in shots {
-        let _ = std::fs::remove_file(dir.join(f));
-    }
-    run_script(
+    run_script_shots(
         "quota.mjs",
         &[
             &base,
@@ -1806,11 +1803,10 @@ async fn teacher_sets_quotas_and_the_student_sees_hours_left_in_the_browser() {
             dir.to_str().unwrap(),
             cid,
         ],
+        &dir,
+        &shots,
     )
     .await;
-    for f in shots {
-        assert_png(&dir.join(f));
-    }
     // What the pages did is real.
     let (status, q) = teacher.get(&format!("/api/courses/{cid}/quota")).await;
     assert_eq!(status, StatusCode::OK, "{q}");
