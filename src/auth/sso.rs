@@ -117,8 +117,8 @@ struct Flow {
 
 #[derive(Debug)]
 enum Backend {
-    Oidc(OidcRp),
-    Ldap(Directory),
+    Oidc(Box<OidcRp>),
+    Ldap(Box<Directory>),
 }
 
 #[derive(Debug)]
@@ -187,8 +187,8 @@ impl Sso {
                 Ok(Configured {
                     public: p.public(),
                     backend: match p.kind {
-                        ProviderKind::Oidc(o) => Backend::Oidc(OidcRp::new(o)),
-                        ProviderKind::Ldap(l) => Backend::Ldap(Directory::new(l)?),
+                        ProviderKind::Oidc(o) => Backend::Oidc(Box::new(OidcRp::new(o))),
+                        ProviderKind::Ldap(l) => Backend::Ldap(Box::new(Directory::new(l)?)),
                     },
                 })
             })
@@ -242,7 +242,7 @@ impl Sso {
     /// The LDAP providers, for the directory sync.
     pub fn directories(&self) -> impl Iterator<Item = (&str, &Directory)> {
         self.providers.iter().filter_map(|p| match &p.backend {
-            Backend::Ldap(d) => Some((p.public.id.as_str(), d)),
+            Backend::Ldap(d) => Some((p.public.id.as_str(), &**d)),
             Backend::Oidc(_) => None,
         })
     }
