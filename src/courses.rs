@@ -840,3 +840,73 @@ fn running_to_conflict(e: VmError) -> CourseError {
         other => CourseError::Vm(other),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(n: u128, value: &str, enrolled: Option<EnrolSource>) -> LinkState {
+        LinkState {
+            course_id: Uuid::from_u128(n),
+            link: DirectoryLink {
+                attribute: "groups".into(),
+                value: value.into(),
+            },
+            enrolled,
+        }
+    }
+
+    #[test]
+    fn members_join_leavers_leave_and_a_teachers_enrolment_stays() {
+        let attrs: Attributes = [(
+            "Groups".to_owned(),
+            vec!["cs101".to_owned(), "os".to_owned()],
+        )]
+        .into_iter()
+        .collect();
+        let states = [
+            state(1, "cs101", None),                      // member, not enrolled
+            state(2, "os", Some(EnrolSource::Directory)), // member, enrolled
+            state(3, "db", Some(EnrolSource::Directory)), // left the group
+            state(4, "net", Some(EnrolSource::Teacher)),  // a teacher's enrolment
+            state(5, "ai", None),                         // neither
+            state(6, "CS101", None),                      // values compare exactly
+        ];
+        assert_eq!(
+            link_plan(&states, &attrs),
+            vec![
+                LinkChange::Enrol(Uuid::from_u128(1)),
+                LinkChange::Leave(Uuid::from_u128(3)),
+            ]
+        );
+        // Applying the plan reaches a fixed point: nothing more to do.
+        assert!(
+            link_plan(
+                &[
+                    state(1, "cs101", Some(EnrolSource::Directory)),
+                    state(3, "db", None)
+                ],
+                &attrs
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn links_are_checked() {
+        let l = |a: &str, v: &str| DirectoryLink {
+            attribute: a.into(),
+            value: v.into(),
+        };
+        assert!(valid_link(&l("groups", "cs101")).is_ok());
+        assert!(valid_link(&l("eduPersonAffiliation", "课程 101")).is_ok());
+        for bad in [
+            l("", "x"),
+            l("gr(oups", "x"),
+            l("groups", " "),
+            l("groups", "a\nb"),
+        ] {
+            assert!(valid_link(&bad).is_err(), "{bad:?}");
+        }
+    }
+}
