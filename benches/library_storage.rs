@@ -135,6 +135,7 @@ async fn main() {
         pvce::vms::layers::LayerStorage::Shared,
         &course,
         &names,
+        pvce::courses::EnrolSource::Teacher,
     )
     .await
     .unwrap();

@@ -111,6 +111,7 @@ async fn main() {
         pvce::vms::layers::LayerStorage::Shared,
         &course,
         &names,
+        pvce::courses::EnrolSource::Teacher,
     )
     .await
     .unwrap();

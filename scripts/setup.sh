@@ -37,6 +37,7 @@ PACKAGES=(
   python3-aiosmtpd openssl
   prometheus   # for promtool: checks and unit-tests the alerting rules in deploy/prometheus (scripts/check-prometheus.sh); the server it also brings is not used
   restic   # the backup repository tool (src/backup/): the server runs it; tests/it/backups.rs backs up into a real repository
+  slapd ldap-utils   # campus sign-in over LDAP (tests/it/ldap.rs): a real OpenLDAP server (slapd; slapadd loads the test tree) in a temp dir; ldap-utils to look at it by hand
 )
 # Deliberately not installed: ovmf (guests boot with SeaBIOS), swtpm (no vTPM),
 # passt (no user-mode networking), qemu-system-gui (consoles are VNC/SPICE servers),

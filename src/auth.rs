@@ -17,6 +17,7 @@
 
 pub mod device;
 pub mod hashing;
+pub mod ldap;
 pub mod oidc;
 pub mod providers;
 pub mod rules;
@@ -225,16 +226,14 @@ impl Drop for Pending<'_> {
     }
 }
 
-/// Verifies credentials and opens a session. Waits out the throttle's delay
-/// first; 429 when it would be too long or the source's budget is spent,
-/// 503 when too many password checks are already waiting.
-pub async fn login(
-    pool: &Pool,
-    sign_in: &SignIn,
-    attempt: Attempt<'_>,
-    session_lifetime: Duration,
-) -> Result<SignedIn, AuthError> {
-    let now_unix = time::OffsetDateTime::now_utc().unix_timestamp();
+/// Admits a password attempt through the throttle, waiting out its delay;
+/// the caller settles the ticket with the attempt's outcome. Every password
+/// form (local, LDAP in [`sso`]) goes through here.
+async fn admit<'a>(
+    sign_in: &'a SignIn,
+    attempt: &Attempt<'_>,
+    now_unix: i64,
+) -> Result<Pending<'a>, AuthError> {
     let username = attempt.username;
     let subject = match attempt
         .device_cookie
@@ -264,6 +263,21 @@ pub async fn login(
     if !admission.wait.is_zero() {
         tokio::time::sleep(admission.wait).await;
     }
+    Ok(pending)
+}
+
+/// Verifies credentials and opens a session. Waits out the throttle's delay
+/// first; 429 when it would be too long or the source's budget is spent,
+/// 503 when too many password checks are already waiting.
+pub async fn login(
+    pool: &Pool,
+    sign_in: &SignIn,
+    attempt: Attempt<'_>,
+    session_lifetime: Duration,
+) -> Result<SignedIn, AuthError> {
+    let now_unix = time::OffsetDateTime::now_utc().unix_timestamp();
+    let username = attempt.username;
+    let pending = admit(sign_in, &attempt, now_unix).await?;
     let found = match users::find_with_hash(pool, username).await {
         Ok(f) => f,
         Err(e) => {

@@ -40,6 +40,11 @@ pub enum Command {
         #[command(subcommand)]
         command: TemplatesCommand,
     },
+    /// The LDAP directories of campus sign-in (src/directory/).
+    Directory {
+        #[command(subcommand)]
+        command: DirectoryCommand,
+    },
     /// Rebuild an installation from its backup repository onto an empty
     /// data dir (src/backup/install.rs).
     Restore {
@@ -70,6 +75,20 @@ pub enum UserCommand {
         /// Read the password from stdin (the only way: never on the command line).
         #[arg(long, required = true)]
         password_stdin: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DirectoryCommand {
+    /// Apply what the directories say now: accounts they removed or
+    /// disabled are disabled (their sessions end), roles and course
+    /// enrolments follow; prints what changed.
+    Sync {
+        #[command(flatten)]
+        config: Config,
+        /// Print what would change, change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -128,6 +147,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 user.role.as_str(),
                 user.id
             ));
+            Ok(())
+        }
+        Command::Directory {
+            command: DirectoryCommand::Sync { config, dry_run },
+        } => {
+            let state = crate::state::AppState::new(config).await?;
+            let report = state.directory.sync(dry_run).await?;
+            for line in report.lines() {
+                crate::logging::say(&line);
+            }
             Ok(())
         }
         Command::Restore {

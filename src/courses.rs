@@ -8,6 +8,13 @@
 //!   is idempotent and safe to retry after a failure.
 //! - Removing a student or a course never removes a running VM's layer: the
 //!   VMs must be stopped first (409 `vm_running`).
+//! - A course may be linked to a directory group ([`DirectoryLink`]): a value
+//!   of an attribute a campus provider reports. At each campus sign-in and
+//!   directory sync its student members are enrolled (VMs as usual), and the
+//!   students the link enrolled who left the group are unenrolled — their
+//!   VMs and layers stay, so no work is lost, and re-joining gives them back.
+//!   Students a teacher enrolled are never unenrolled by the directory.
+//!   What changes is decided by [`link_plan`], a pure function.
 
 use std::sync::Arc;
 
@@ -16,6 +23,7 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use crate::auth::Role;
+use crate::auth::rules::Attributes;
 use crate::db::{self, Pool};
 use crate::libvirt::GraphicsKind;
 use crate::names;
@@ -47,8 +55,100 @@ pub struct Course {
     /// (qemu-vdagent): the clipboard then works both ways through QEMU's
     /// VNC server where the guest runs spice-vdagent.
     pub clipboard_agent: bool,
+    /// The directory group whose members are this course's students.
+    pub directory_link: Option<DirectoryLink>,
     pub student_count: u64,
     pub created_at: String,
+}
+
+/// A course's directory group: students whose `attribute` holds `value`
+/// (names compared case-insensitively, values exactly, as in the sign-in rules).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectoryLink {
+    pub attribute: String,
+    pub value: String,
+}
+
+/// How a student came into a course (`enrolments.source`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnrolSource {
+    Teacher,
+    Directory,
+}
+
+impl EnrolSource {
+    fn as_str(self) -> &'static str {
+        match self {
+            EnrolSource::Teacher => "teacher",
+            EnrolSource::Directory => "directory",
+        }
+    }
+}
+
+/// One course's side of a student's directory membership.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkState {
+    pub course_id: Uuid,
+    pub link: DirectoryLink,
+    /// `None`: not enrolled.
+    pub enrolled: Option<EnrolSource>,
+}
+
+/// A change the directory makes to a student's enrolments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkChange {
+    Enrol(Uuid),
+    /// The enrolment goes; the VMs and their layers stay.
+    Leave(Uuid),
+}
+
+/// What a student's attributes mean for the linked courses: members not
+/// enrolled are enrolled; those the directory enrolled who are no longer
+/// members leave; a teacher's enrolment is never touched.
+pub fn link_plan(states: &[LinkState], attrs: &Attributes) -> Vec<LinkChange> {
+    states
+        .iter()
+        .filter_map(|s| {
+            let member =
+                crate::auth::rules::values(attrs, &s.link.attribute).any(|v| v == s.link.value);
+            match (member, s.enrolled) {
+                (true, None) => Some(LinkChange::Enrol(s.course_id)),
+                (false, Some(EnrolSource::Directory)) => Some(LinkChange::Leave(s.course_id)),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// What the directory changed (or, in a dry run, would change) for one student.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LinkReport {
+    /// Codes of the courses the student was enrolled in.
+    pub enrolled: Vec<String>,
+    /// Codes of the courses the student left (their VMs kept).
+    pub left: Vec<String>,
+}
+
+fn valid_link(link: &DirectoryLink) -> Result<(), CourseError> {
+    let a = &link.attribute;
+    if a.is_empty()
+        || a.len() > 64
+        || !a
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.' || b == b';')
+    {
+        return Err(CourseError::Invalid(
+            "the link's attribute: 1-64 letters, digits, - _ . ;".into(),
+        ));
+    }
+    let v = &link.value;
+    if v.trim().is_empty() || v.chars().count() > 256 || v.chars().any(char::is_control) {
+        return Err(CourseError::Invalid(
+            "the link's value: 1-256 characters, no control characters".into(),
+        ));
+    }
+    Ok(())
 }
 
 #[derive(Debug, Deserialize)]
@@ -287,7 +387,7 @@ async fn specs(pool: &Pool, course_id: Uuid) -> Result<Vec<VmSpec>, CourseError>
 pub async fn load(pool: &Pool, id: Uuid) -> Result<Course, CourseError> {
     let row = sqlx::query(
         "SELECT c.id, c.code, c.name, c.teacher_id, c.lab_network, c.clipboard_to_guest,
-                c.clipboard_from_guest, c.clipboard_agent, c.created_at,
+                c.clipboard_from_guest, c.clipboard_agent, c.created_at, c.link_attribute, c.link_value,
                 (SELECT COUNT(*) FROM enrolments e WHERE e.course_id = c.id) AS student_count
          FROM courses c WHERE c.id = ?",
     )
@@ -304,6 +404,13 @@ pub async fn load(pool: &Pool, id: Uuid) -> Result<Course, CourseError> {
         clipboard_to_guest: row.try_get::<i64, _>("clipboard_to_guest")? != 0,
         clipboard_from_guest: row.try_get::<i64, _>("clipboard_from_guest")? != 0,
         clipboard_agent: row.try_get::<i64, _>("clipboard_agent")? != 0,
+        directory_link: match (
+            row.try_get::<Option<String>, _>("link_attribute")?,
+            row.try_get::<Option<String>, _>("link_value")?,
+        ) {
+            (Some(attribute), Some(value)) => Some(DirectoryLink { attribute, value }),
+            _ => None,
+        },
         student_count: u64::try_from(row.try_get::<i64, _>("student_count")?).unwrap_or(0),
         created_at: row.try_get("created_at")?,
         vm_specs: specs(pool, id).await?,
@@ -472,13 +579,128 @@ impl Courses {
             self.vms.layer_mode(),
             &course,
             usernames,
+            EnrolSource::Teacher,
         )
         .await
+    }
+
+    /// Links a course the user manages to a directory group (`None`: unlinks
+    /// it; the students it enrolled stay until they or a teacher act).
+    pub async fn set_link(
+        &self,
+        user: &User,
+        id: Uuid,
+        link: Option<DirectoryLink>,
+    ) -> Result<Course, CourseError> {
+        let course = get_managed(&self.pool, user, id).await?;
+        if let Some(l) = &link {
+            valid_link(l)?;
+        }
+        sqlx::query("UPDATE courses SET link_attribute = ?, link_value = ? WHERE id = ?")
+            .bind(link.as_ref().map(|l| l.attribute.clone()))
+            .bind(link.as_ref().map(|l| l.value.clone()))
+            .bind(course.id.to_string())
+            .execute(&self.pool)
+            .await?;
+        load(&self.pool, course.id).await
+    }
+
+    /// A student's enrolments in the linked courses, made to follow what the
+    /// directory says of them now ([`link_plan`]); `dry_run` only reports.
+    /// Non-students are never enrolled by a link.
+    pub async fn follow_directory(
+        &self,
+        student: &User,
+        attrs: &Attributes,
+        dry_run: bool,
+    ) -> Result<LinkReport, CourseError> {
+        let mut report = LinkReport::default();
+        if student.role != Role::Student || student.disabled {
+            return Ok(report);
+        }
+        let rows = sqlx::query(
+            "SELECT c.id, c.code, c.link_attribute, c.link_value, e.source
+             FROM courses c LEFT JOIN enrolments e ON e.course_id = c.id AND e.user_id = ?
+             WHERE c.link_attribute IS NOT NULL AND c.link_value IS NOT NULL",
+        )
+        .bind(student.id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        let mut states = Vec::with_capacity(rows.len());
+        let mut codes = std::collections::HashMap::new();
+        for row in rows {
+            let course_id = db::uuid(&row, "id")?;
+            codes.insert(course_id, row.try_get::<String, _>("code")?);
+            states.push(LinkState {
+                course_id,
+                link: DirectoryLink {
+                    attribute: row.try_get("link_attribute")?,
+                    value: row.try_get("link_value")?,
+                },
+                enrolled: match row.try_get::<Option<String>, _>("source")?.as_deref() {
+                    None => None,
+                    Some("directory") => Some(EnrolSource::Directory),
+                    Some(_) => Some(EnrolSource::Teacher),
+                },
+            });
+        }
+        for change in link_plan(&states, attrs) {
+            match change {
+                LinkChange::Enrol(course_id) => {
+                    if !dry_run {
+                        let course = load(&self.pool, course_id).await?;
+                        enrol(
+                            &self.pool,
+                            &self.storage,
+                            self.vms.layer_mode(),
+                            &course,
+                            std::slice::from_ref(&student.username),
+                            EnrolSource::Directory,
+                        )
+                        .await?;
+                    }
+                    report.enrolled.push(codes[&course_id].clone());
+                }
+                LinkChange::Leave(course_id) => {
+                    if !dry_run {
+                        // Only the enrolment: the VMs and layers stay.
+                        sqlx::query(
+                            "DELETE FROM enrolments WHERE course_id = ? AND user_id = ? AND source = 'directory'",
+                        )
+                        .bind(course_id.to_string())
+                        .bind(student.id.to_string())
+                        .execute(&self.pool)
+                        .await?;
+                    }
+                    report.left.push(codes[&course_id].clone());
+                }
+            }
+        }
+        if !dry_run && (!report.enrolled.is_empty() || !report.left.is_empty()) {
+            tracing::info!(student = %student.username, enrolled = ?report.enrolled, left = ?report.left, "course enrolments follow the directory");
+        }
+        Ok(report)
     }
 
     pub async fn unenrol(&self, user: &User, id: Uuid, student: Uuid) -> Result<(), CourseError> {
         let course = get_managed(&self.pool, user, id).await?;
         unenrol(&self.pool, &self.vms, &course, student).await
+    }
+}
+
+impl crate::auth::sso::AfterSignIn for Courses {
+    fn signed_in<'a>(
+        &'a self,
+        user: &'a User,
+        attributes: &'a Attributes,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>> {
+        Box::pin(async move {
+            // A failed enrolment (a full disk, a template gone) must not keep
+            // the student out: the next sign-in or sync tries again.
+            if let Err(e) = self.follow_directory(user, attributes, false).await {
+                tracing::warn!(user = %user.username, error = %e, "course links not applied at sign-in");
+            }
+        })
     }
 }
 
@@ -489,6 +711,7 @@ pub async fn enrol(
     layer_storage: LayerStorage,
     course: &Course,
     usernames: &[String],
+    source: EnrolSource,
 ) -> Result<EnrolReport, CourseError> {
     if usernames.len() > MAX_ENROL_BATCH {
         return Err(CourseError::Invalid(format!(
@@ -542,10 +765,11 @@ pub async fn enrol(
             let now = db::now();
             let mut tx = db::begin(&pool).await?;
             for owner in &owners {
-                sqlx::query("INSERT INTO enrolments (course_id, user_id, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING")
+                sqlx::query("INSERT INTO enrolments (course_id, user_id, created_at, source) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING")
                     .bind(course_id.to_string())
                     .bind(owner.to_string())
                     .bind(&now)
+                    .bind(source.as_str())
                     .execute(&mut *tx)
                     .await?;
             }
@@ -614,5 +838,75 @@ fn running_to_conflict(e: VmError) -> CourseError {
     match e {
         VmError::Running(msg) => CourseError::VmRunning(msg),
         other => CourseError::Vm(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(n: u128, value: &str, enrolled: Option<EnrolSource>) -> LinkState {
+        LinkState {
+            course_id: Uuid::from_u128(n),
+            link: DirectoryLink {
+                attribute: "groups".into(),
+                value: value.into(),
+            },
+            enrolled,
+        }
+    }
+
+    #[test]
+    fn members_join_leavers_leave_and_a_teachers_enrolment_stays() {
+        let attrs: Attributes = [(
+            "Groups".to_owned(),
+            vec!["cs101".to_owned(), "os".to_owned()],
+        )]
+        .into_iter()
+        .collect();
+        let states = [
+            state(1, "cs101", None),                      // member, not enrolled
+            state(2, "os", Some(EnrolSource::Directory)), // member, enrolled
+            state(3, "db", Some(EnrolSource::Directory)), // left the group
+            state(4, "net", Some(EnrolSource::Teacher)),  // a teacher's enrolment
+            state(5, "ai", None),                         // neither
+            state(6, "CS101", None),                      // values compare exactly
+        ];
+        assert_eq!(
+            link_plan(&states, &attrs),
+            vec![
+                LinkChange::Enrol(Uuid::from_u128(1)),
+                LinkChange::Leave(Uuid::from_u128(3)),
+            ]
+        );
+        // Applying the plan reaches a fixed point: nothing more to do.
+        assert!(
+            link_plan(
+                &[
+                    state(1, "cs101", Some(EnrolSource::Directory)),
+                    state(3, "db", None)
+                ],
+                &attrs
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn links_are_checked() {
+        let l = |a: &str, v: &str| DirectoryLink {
+            attribute: a.into(),
+            value: v.into(),
+        };
+        assert!(valid_link(&l("groups", "cs101")).is_ok());
+        assert!(valid_link(&l("eduPersonAffiliation", "课程 101")).is_ok());
+        for bad in [
+            l("", "x"),
+            l("gr(oups", "x"),
+            l("groups", " "),
+            l("groups", "a\nb"),
+        ] {
+            assert!(valid_link(&bad).is_err(), "{bad:?}");
+        }
     }
 }

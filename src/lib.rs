@@ -7,6 +7,7 @@
 //!
 //! Modules, one per domain concept:
 //! - people: [`auth`] (sessions, roles, sign-in protection), [`users`],
+//!   [`directory`] (the LDAP directory sync),
 //!   [`audit`] (the audit log of security-relevant actions),
 //!   [`names`] (the rule for names people give things);
 //! - courses and templates: [`courses`], [`templates`] (the template tree),
@@ -52,6 +53,7 @@ pub mod courses;
 pub mod daily;
 pub mod db;
 pub mod desk;
+pub mod directory;
 pub mod events;
 pub mod health;
 pub mod http;

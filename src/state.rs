@@ -52,6 +52,8 @@ pub struct AppState {
     pub backups: Arc<crate::backup::Backups>,
     /// Campus sign-in (providers and rules).
     pub sso: Arc<crate::auth::sso::Sso>,
+    /// The LDAP directory sync.
+    pub directory: Arc<crate::directory::DirectorySync>,
     /// The audit log (reading and retention; services record themselves).
     pub audit: Arc<crate::audit::Audit>,
     /// Class time: the courses' timetables.
@@ -184,6 +186,12 @@ impl AppState {
             config.backup_at,
         ));
         let sso = Arc::new(sso(&config, &pool)?);
+        sso.set_after_sign_in(courses.clone());
+        let directory = Arc::new(crate::directory::DirectorySync::new(
+            pool.clone(),
+            sso.clone(),
+            courses.clone(),
+        ));
         let sessions = Arc::new(crate::classtime::Sessions::new(
             pool.clone(),
             config.lab_utc_offset,
@@ -197,6 +205,7 @@ impl AppState {
         Ok(Self {
             backups,
             sso,
+            directory,
             templates,
             builds,
             console,

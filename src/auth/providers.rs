@@ -20,14 +20,36 @@
 //! then = "admin"                # student | teacher | staff | admin | refuse | disable
 //! ```
 //!
+//! An LDAP directory (search-then-bind, [`super::ldap`]):
+//!
+//! ```toml
+//! [[provider]]
+//! id = "ldap"
+//! kind = "ldap"
+//! label = "Campus directory"
+//! label_zh = "校园目录"
+//! url = "ldaps://ldap.example.edu"       # or ldap://… with starttls = true
+//! starttls = false
+//! ca_file = "/etc/pvce/ldap-ca.pem"        # default: the system's roots
+//! bind_dn = "cn=pvce,ou=services,dc=example,dc=edu"   # default: anonymous search
+//! bind_password_file = "/etc/pvce/ldap-bind"          # first line; never logged
+//! base_dn = "ou=people,dc=example,dc=edu"
+//! user_filter = "(uid={username})"          # {username} is escaped (RFC 4515)
+//! group_base_dn = "ou=groups,dc=example,dc=edu"       # groups → attribute `groups`
+//! ```
+//!
 //! Invariants:
 //! - Secrets are read from their own file (not the settings file, not a
 //!   flag) and held as [`Secret`], whose `Debug` is redacted; nothing here
 //!   prints one.
 //! - Provider ids are unique, short and URL-safe; a bad file stops the server
 //!   at start with a message naming the problem, never half-applies.
-//! - Only provider kinds this build implements are accepted (`oidc`); any
-//!   other `kind` is refused at start rather than shown as a dead button.
+//! - Only provider kinds this build implements are accepted (`oidc`,
+//!   `ldap`); any other `kind` is refused at start rather than shown as a
+//!   dead button.
+//! - An LDAP directory is only spoken to over TLS (LDAPS, or StartTLS on
+//!   `ldap://`): a password never crosses the network in clear; its CA file
+//!   is read and parsed at start.
 
 use std::path::{Path, PathBuf};
 
@@ -65,6 +87,40 @@ pub struct Provider {
 #[derive(Debug)]
 pub enum ProviderKind {
     Oidc(OidcSettings),
+    Ldap(LdapSettings),
+}
+
+/// An LDAP directory's settings: search for the person with the service
+/// account (or anonymously), then bind as them with their password.
+#[derive(Debug)]
+pub struct LdapSettings {
+    /// `ldaps://host[:port]`, or `ldap://host[:port]` with `starttls`.
+    pub url: String,
+    pub starttls: bool,
+    /// The CAs the server's certificate must chain to (PEM, DER inside);
+    /// `None`: the system's roots.
+    pub ca_certs: Option<Vec<Vec<u8>>>,
+    pub bind_dn: Option<String>,
+    pub bind_password: Option<Secret>,
+    pub base_dn: String,
+    /// With `{username}`, replaced by the escaped username.
+    pub user_filter: String,
+    /// Its value becomes the pvce username at first sign-in.
+    pub username_attribute: String,
+    pub display_name_attribute: String,
+    /// The person's stable id (`entryUUID` in OpenLDAP, `objectGUID` in
+    /// AD); the entry's DN when the entry has none.
+    pub subject_attribute: String,
+    /// Where groups are searched; `None`: no group search (a directory
+    /// with `memberOf` carries them on the person).
+    pub group_base_dn: Option<String>,
+    /// With `{dn}` and `{username}`, both escaped.
+    pub group_filter: String,
+    /// The groups' names (this attribute of each group) become the
+    /// person's attribute `groups`, which rules and course links read.
+    pub group_name_attribute: String,
+    /// Connecting and each operation.
+    pub timeout_secs: u64,
 }
 
 /// An OpenID Connect relying party's settings.
@@ -97,6 +153,7 @@ impl Provider {
             id: self.id.clone(),
             kind: match self.kind {
                 ProviderKind::Oidc(_) => "oidc",
+                ProviderKind::Ldap(_) => "ldap",
             },
             label: self.label.clone(),
             label_zh: self.label_zh.clone(),
@@ -137,6 +194,67 @@ enum RawKind {
         #[serde(default)]
         allow_http: bool,
     },
+    Ldap {
+        url: String,
+        #[serde(default)]
+        starttls: bool,
+        ca_file: Option<PathBuf>,
+        bind_dn: Option<String>,
+        bind_password_file: Option<PathBuf>,
+        base_dn: String,
+        #[serde(default = "default_user_filter")]
+        user_filter: String,
+        #[serde(default = "default_uid")]
+        username_attribute: String,
+        #[serde(default = "default_cn")]
+        display_name_attribute: String,
+        #[serde(default = "default_subject_attribute")]
+        subject_attribute: String,
+        group_base_dn: Option<String>,
+        #[serde(default = "default_group_filter")]
+        group_filter: String,
+        #[serde(default = "default_cn")]
+        group_name_attribute: String,
+        #[serde(default = "default_ldap_timeout")]
+        timeout_secs: u64,
+    },
+}
+
+fn default_user_filter() -> String {
+    "(uid={username})".into()
+}
+fn default_uid() -> String {
+    "uid".into()
+}
+fn default_cn() -> String {
+    "cn".into()
+}
+fn default_subject_attribute() -> String {
+    "entryUUID".into()
+}
+fn default_group_filter() -> String {
+    "(|(member={dn})(uniqueMember={dn})(memberUid={username}))".into()
+}
+fn default_ldap_timeout() -> u64 {
+    5
+}
+
+/// The certificates of a PEM file (at least one).
+fn read_pem_certs(path: &Path) -> Result<Vec<Vec<u8>>, SettingsError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let bytes = std::fs::read(path).map_err(|e| SettingsError::Read(path.into(), e))?;
+    let certs: Vec<Vec<u8>> = CertificateDer::pem_slice_iter(&bytes)
+        .map(|c| c.map(|c| c.to_vec()))
+        .collect::<Result<_, _>>()
+        .map_err(|e| SettingsError::Invalid(format!("{}: {e}", path.display())))?;
+    if certs.is_empty() {
+        return Err(SettingsError::Invalid(format!(
+            "{}: no PEM certificate in it",
+            path.display()
+        )));
+    }
+    Ok(certs)
 }
 
 fn default_username_claim() -> String {
@@ -232,6 +350,67 @@ impl AuthSettings {
                         allow_http,
                     })
                 }
+                RawKind::Ldap {
+                    url,
+                    starttls,
+                    ca_file,
+                    bind_dn,
+                    bind_password_file,
+                    base_dn,
+                    user_filter,
+                    username_attribute,
+                    display_name_attribute,
+                    subject_attribute,
+                    group_base_dn,
+                    group_filter,
+                    group_name_attribute,
+                    timeout_secs,
+                } => {
+                    let tls = url.starts_with("ldaps://") && !starttls
+                        || url.starts_with("ldap://") && starttls;
+                    if !tls {
+                        return Err(SettingsError::Invalid(format!(
+                            "provider {:?}: the url must be ldaps://, or ldap:// with starttls = true (passwords never cross the network in clear)",
+                            raw.id
+                        )));
+                    }
+                    if !user_filter.contains("{username}") {
+                        return Err(SettingsError::Invalid(format!(
+                            "provider {:?}: user_filter must contain {{username}}",
+                            raw.id
+                        )));
+                    }
+                    if bind_dn.is_some() != bind_password_file.is_some() {
+                        return Err(SettingsError::Invalid(format!(
+                            "provider {:?}: bind_dn and bind_password_file go together",
+                            raw.id
+                        )));
+                    }
+                    if !(1..=60).contains(&timeout_secs) {
+                        return Err(SettingsError::Invalid(format!(
+                            "provider {:?}: timeout_secs must be 1-60",
+                            raw.id
+                        )));
+                    }
+                    ProviderKind::Ldap(LdapSettings {
+                        url,
+                        starttls,
+                        ca_certs: ca_file.map(|f| read_pem_certs(&base.join(f))).transpose()?,
+                        bind_dn,
+                        bind_password: bind_password_file
+                            .map(|f| read_secret(&base.join(f)))
+                            .transpose()?,
+                        base_dn,
+                        user_filter,
+                        username_attribute,
+                        display_name_attribute,
+                        subject_attribute,
+                        group_base_dn,
+                        group_filter,
+                        group_name_attribute,
+                        timeout_secs,
+                    })
+                }
             };
             providers.push(Provider {
                 id: raw.id,
@@ -281,7 +460,9 @@ mod tests {
         .expect("settings");
         assert_eq!(s.providers.len(), 1);
         assert_eq!(s.rules.default, Outcome::Refuse);
-        let ProviderKind::Oidc(o) = &s.providers[0].kind;
+        let ProviderKind::Oidc(o) = &s.providers[0].kind else {
+            panic!("not oidc: {:?}", s.providers[0].kind);
+        };
         assert_eq!(
             o.client_secret.as_ref().map(Secret::expose),
             Some("s3cr3t-value")
@@ -292,6 +473,53 @@ mod tests {
             public,
             serde_json::json!({"id": "campus", "kind": "oidc", "label": "Campus account", "label_zh": "统一身份认证"})
         );
+    }
+
+    #[test]
+    fn an_ldap_provider_needs_tls_and_hides_its_bind_password() {
+        let dir = tempfile::tempdir().expect("tmp");
+        std::fs::write(dir.path().join("bind"), "b1nd-secret\n").expect("write");
+        let path = dir.path().join("auth.toml");
+        let ldap = |url: &str, starttls: bool, extra: &str| {
+            format!(
+                "[[provider]]\nid = \"dir\"\nkind = \"ldap\"\nlabel = \"Directory\"\nurl = \"{url}\"\nstarttls = {starttls}\nbase_dn = \"dc=x\"\n{extra}"
+            )
+        };
+        let ok = AuthSettings::parse(
+            &ldap(
+                "ldaps://ldap.example.edu",
+                false,
+                "bind_dn = \"cn=pvce,dc=x\"\nbind_password_file = \"bind\"\n",
+            ),
+            &path,
+        )
+        .expect("settings");
+        let ProviderKind::Ldap(l) = &ok.providers[0].kind else {
+            panic!("not ldap");
+        };
+        assert_eq!(l.user_filter, "(uid={username})");
+        assert_eq!(l.subject_attribute, "entryUUID");
+        assert_eq!(
+            l.bind_password.as_ref().map(Secret::expose),
+            Some("b1nd-secret")
+        );
+        assert!(!format!("{ok:?}").contains("b1nd"), "Debug leaks");
+        assert_eq!(ok.providers[0].public().kind, "ldap");
+        assert!(AuthSettings::parse(&ldap("ldap://ldap.example.edu", true, ""), &path).is_ok());
+        let err = |t: &str| {
+            AuthSettings::parse(t, &path)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
+        // Never a password in clear over the network.
+        assert!(err(&ldap("ldap://ldap.example.edu", false, "")).contains("starttls"));
+        assert!(err(&ldap("ldaps://ldap.example.edu", true, "")).contains("starttls"));
+        assert!(
+            err(&ldap("ldaps://l", false, "user_filter = \"(uid=x)\"\n")).contains("{username}")
+        );
+        assert!(err(&ldap("ldaps://l", false, "bind_dn = \"cn=a\"\n")).contains("together"));
+        assert!(err(&ldap("ldaps://l", false, "ca_file = \"bind\"\n")).contains("PEM"));
     }
 
     #[test]

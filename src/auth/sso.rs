@@ -16,11 +16,21 @@
 //!   sessions; `refuse` opens nothing. A pvce account an admin disabled stays
 //!   disabled whatever the directory says.
 //! - Every campus sign-in ends in [`super::open_session`] with the provider id.
+//! - After the rules, a campus sign-in hands the person's attributes to the
+//!   [`AfterSignIn`] hook set at start-up (course enrolments from directory
+//!   groups, in `courses`, which depends on this module, not the other way);
+//!   the hook's failures are logged and never stop the sign-in.
+//! - An LDAP sign-in is a password form: it goes through the same throttle
+//!   as the local one ([`super::admit`]), a wrong password is the same 401,
+//!   and an unreachable directory is a 503 that says so.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use super::ldap::{Directory, LdapOutcome};
 use super::oidc::OidcRp;
 use super::providers::{AuthSettings, ProviderKind, PublicProvider};
 use super::rules::{self, Attributes, Outcome, Rules};
@@ -107,7 +117,8 @@ struct Flow {
 
 #[derive(Debug)]
 enum Backend {
-    Oidc(OidcRp),
+    Oidc(Box<OidcRp>),
+    Ldap(Box<Directory>),
 }
 
 #[derive(Debug)]
@@ -116,8 +127,18 @@ struct Configured {
     backend: Backend,
 }
 
+/// What else a campus sign-in updates once the rules let the person in.
+pub trait AfterSignIn: Send + Sync + std::fmt::Debug {
+    fn signed_in<'a>(
+        &'a self,
+        user: &'a User,
+        attributes: &'a Attributes,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+}
+
 #[derive(Debug)]
 pub struct Sso {
+    after: OnceLock<Arc<dyn AfterSignIn>>,
     pool: Pool,
     providers: Vec<Configured>,
     rules: Rules,
@@ -162,14 +183,18 @@ impl Sso {
         let providers = settings
             .providers
             .into_iter()
-            .map(|p| Configured {
-                public: p.public(),
-                backend: match p.kind {
-                    ProviderKind::Oidc(o) => Backend::Oidc(OidcRp::new(o)),
-                },
+            .map(|p| {
+                Ok(Configured {
+                    public: p.public(),
+                    backend: match p.kind {
+                        ProviderKind::Oidc(o) => Backend::Oidc(Box::new(OidcRp::new(o))),
+                        ProviderKind::Ldap(l) => Backend::Ldap(Box::new(Directory::new(l)?)),
+                    },
+                })
             })
-            .collect();
+            .collect::<anyhow::Result<_>>()?;
         Ok(Self {
+            after: OnceLock::new(),
             pool,
             providers,
             rules: settings.rules,
@@ -177,6 +202,16 @@ impl Sso {
             http,
             flows: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Sets the hook every campus sign-in calls (once, at start-up).
+    pub fn set_after_sign_in(&self, hook: Arc<dyn AfterSignIn>) {
+        let _ = self.after.set(hook);
+    }
+
+    /// The rules every campus sign-in goes through (the directory sync too).
+    pub fn rules(&self) -> &Rules {
+        &self.rules
     }
 
     /// The providers the login page offers.
@@ -190,8 +225,99 @@ impl Sso {
                 backend: Backend::Oidc(rp),
                 ..
             }) => Ok(rp),
-            None => Err(SsoError::UnknownProvider(id.to_owned())),
+            _ => Err(SsoError::UnknownProvider(id.to_owned())),
         }
+    }
+
+    fn ldap(&self, id: &str) -> Result<&Directory, SsoError> {
+        match self.providers.iter().find(|p| p.public.id == id) {
+            Some(Configured {
+                backend: Backend::Ldap(d),
+                ..
+            }) => Ok(d),
+            _ => Err(SsoError::UnknownProvider(id.to_owned())),
+        }
+    }
+
+    /// The LDAP providers, for the directory sync.
+    pub fn directories(&self) -> impl Iterator<Item = (&str, &Directory)> {
+        self.providers.iter().filter_map(|p| match &p.backend {
+            Backend::Ldap(d) => Some((p.public.id.as_str(), &**d)),
+            Backend::Oidc(_) => None,
+        })
+    }
+
+    /// The username/password form of an LDAP provider: throttled like the
+    /// local form, search-then-bind at the directory, then the rules.
+    pub async fn ldap_login(
+        &self,
+        sign_in: &super::SignIn,
+        provider: &str,
+        attempt: super::Attempt<'_>,
+    ) -> Result<super::SignedIn, SsoError> {
+        let directory = self.ldap(provider)?;
+        let now_unix = time::OffsetDateTime::now_utc().unix_timestamp();
+        let pending = super::admit(sign_in, &attempt, now_unix).await?;
+        let person = match directory
+            .authenticate(attempt.username, attempt.password)
+            .await
+        {
+            Ok(p) => p,
+            Err(LdapOutcome::BadCredentials) => {
+                pending.finish(super::throttle::Outcome::Failure);
+                crate::audit::sign_in_failed(
+                    &self.pool,
+                    attempt.username,
+                    None,
+                    provider,
+                    "wrong_password",
+                )
+                .await;
+                return Err(super::AuthError::BadCredentials.into());
+            }
+            Err(LdapOutcome::Unavailable(what)) => {
+                pending.finish(super::throttle::Outcome::NotTried);
+                crate::audit::sign_in_failed(
+                    &self.pool,
+                    attempt.username,
+                    None,
+                    provider,
+                    "provider_unavailable",
+                )
+                .await;
+                return Err(SsoError::ProviderUnavailable(format!(
+                    "the directory did not answer ({what}); try again later"
+                )));
+            }
+        };
+        pending.finish(super::throttle::Outcome::Success);
+        let identity = Identity {
+            provider: provider.to_owned(),
+            subject: person.subject,
+            username: person.username,
+            display_name: person.display_name,
+            attributes: person.attributes,
+        };
+        let (user, token) = match self.sign_in(&identity).await {
+            Ok(done) => done,
+            Err(e) => {
+                let reason = match &e {
+                    SsoError::Refused => "refused_by_rules",
+                    SsoError::Disabled => "disabled",
+                    SsoError::AccountConflict(_) => "account_conflict",
+                    _ => "error",
+                };
+                crate::audit::sign_in_failed(&self.pool, attempt.username, None, provider, reason)
+                    .await;
+                return Err(e);
+            }
+        };
+        let device_cookie = sign_in.device_key.issue(&user.username, now_unix);
+        Ok(super::SignedIn {
+            user,
+            token,
+            device_cookie,
+        })
     }
 
     /// Starts an OpenID Connect sign-in for a browser on this server's
@@ -416,6 +542,9 @@ impl Sso {
         .bind(&id.subject)
         .execute(&self.pool)
         .await?;
+        if let Some(hook) = self.after.get() {
+            hook.signed_in(&user, &id.attributes).await;
+        }
         let token =
             super::open_session(&self.pool, &user, &id.provider, self.session_lifetime).await?;
         Ok((user, token))

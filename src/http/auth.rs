@@ -24,6 +24,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/auth/providers", get(providers))
         .route("/api/auth/oidc/{id}/start", get(oidc_start))
         .route("/api/auth/oidc/{id}/callback", get(oidc_callback))
+        .route("/api/auth/ldap/{id}/login", post(ldap_login))
 }
 
 /// The campus sign-in providers the login page offers (public).
@@ -172,6 +173,50 @@ async fn login(
         lifetime,
     )
     .await?;
+    let mut out = HeaderMap::new();
+    for cookie in [
+        cookies.set_session(&signed_in.token, lifetime),
+        cookies.set_device(&signed_in.device_cookie),
+    ] {
+        out.append(
+            header::SET_COOKIE,
+            HeaderValue::from_str(&cookie).map_err(|_| ApiError::bad_request("bad token"))?,
+        );
+    }
+    Ok((
+        out,
+        Json(json!({ "user": signed_in.user, "token": signed_in.token })),
+    ))
+}
+
+/// The login form of an LDAP provider: the same body and answer as the
+/// local form.
+async fn ldap_login(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<LoginBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    if body.username.len() > 64 || body.password.len() > crate::users::MAX_PASSWORD_LEN {
+        return Err(auth::AuthError::BadCredentials.into());
+    }
+    let cookies = Cookies::for_request(&state.config, &headers);
+    let device = cookie_value(&headers, cookies.device_name());
+    let signed_in = state
+        .sso
+        .ldap_login(
+            &state.sign_in,
+            &id,
+            auth::Attempt {
+                username: &body.username,
+                password: &body.password,
+                source: client_ip(&state.config, &headers, addr.ip()),
+                device_cookie: device.as_deref(),
+            },
+        )
+        .await?;
+    let lifetime = std::time::Duration::from_secs(state.config.session_hours * 3600);
     let mut out = HeaderMap::new();
     for cookie in [
         cookies.set_session(&signed_in.token, lifetime),

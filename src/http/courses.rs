@@ -9,7 +9,7 @@ use serde::Deserialize;
 use super::error::ApiError;
 use super::extract::{ApiJson, CurrentUser, IdPath, IdPath2};
 use crate::auth::Role;
-use crate::courses::{ClipboardSwitches, Course, EnrolReport, NewCourse};
+use crate::courses::{ClipboardSwitches, Course, DirectoryLink, EnrolReport, NewCourse};
 use crate::state::AppState;
 
 const STAFF: &[Role] = &[Role::Teacher, Role::Admin];
@@ -21,6 +21,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/courses/{id}/students", get(students).post(enrol))
         .route("/api/courses/{id}/students/{user_id}", delete(unenrol))
         .route("/api/courses/{id}/clipboard", put(set_clipboard))
+        .route("/api/courses/{id}/directory-link", put(set_link))
 }
 
 async fn list(
@@ -58,6 +59,23 @@ async fn set_clipboard(
 ) -> Result<Json<Course>, ApiError> {
     me.require(STAFF)?;
     Ok(Json(state.courses.set_clipboard(&me.user, id, body).await?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LinkBody {
+    /// `null` unlinks the course.
+    link: Option<DirectoryLink>,
+}
+
+async fn set_link(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    IdPath(id): IdPath,
+    ApiJson(body): ApiJson<LinkBody>,
+) -> Result<Json<Course>, ApiError> {
+    me.require(STAFF)?;
+    Ok(Json(state.courses.set_link(&me.user, id, body.link).await?))
 }
 
 async fn remove(

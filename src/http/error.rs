@@ -294,6 +294,17 @@ impl From<UserError> for ApiError {
     }
 }
 
+impl From<crate::directory::DirectoryError> for ApiError {
+    fn from(e: crate::directory::DirectoryError) -> Self {
+        use crate::directory::DirectoryError as E;
+        match e {
+            E::User(u) => u.into(),
+            E::Course(c) => c.into(),
+            E::Db(_) => Self::internal(&e),
+        }
+    }
+}
+
 impl From<crate::auth::sso::SsoError> for ApiError {
     fn from(e: crate::auth::sso::SsoError) -> Self {
         use crate::auth::sso::SsoError as E;

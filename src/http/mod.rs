@@ -14,6 +14,7 @@ pub mod collect;
 pub mod console;
 pub mod courses;
 pub mod desk;
+pub mod directory;
 pub mod error;
 pub mod events;
 pub mod extract;
@@ -56,6 +57,7 @@ pub fn router(state: AppState) -> Router {
     finish(
         router
             .merge(auth::router())
+            .merge(directory::router())
             .merge(audit::router())
             .merge(notices::router())
             .merge(users::router())

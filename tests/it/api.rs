@@ -145,6 +145,27 @@ fn role_matrix() -> Vec<Row> {
         ),
         // ---- area: sso (new rows of this area go right below this line)
         row(
+            Method::PUT,
+            "/api/courses/{id}/directory-link",
+            Json(json!({"link":{"attribute":"groups","value":"cs101"}})),
+            [401, 403, 404, 403, 404],
+        ),
+        // No LDAP provider here: an empty report (a dry run changes nothing).
+        row(
+            Method::POST,
+            "/api/directory/sync",
+            NO,
+            [401, 403, 403, 403, 200],
+        )
+        .with_query("?dry_run=true"),
+        // No LDAP provider is configured in this test server.
+        row(
+            Method::POST,
+            "/api/auth/ldap/{id}/login",
+            Json(json!({"username":"test-nobody","password":"not-the-password"})),
+            [404, 404, 404, 404, 404],
+        ),
+        row(
             Method::GET,
             "/api/auth/providers",
             NO,

@@ -1623,6 +1623,107 @@ async fn campus_sign_in_through_the_login_page() {
     .await;
 }
 
+/// Campus sign-in with an LDAP directory (tests/it/ldap.rs has the
+/// protocol's refusals): the directory's button turns the login form into
+/// its form in both languages; a wrong password is refused in place; the
+/// right one signs a faculty member in as a teacher.
+#[tokio::test]
+async fn directory_sign_in_through_the_login_page() {
+    let _serial = one_at_a_time().await;
+    let slapd = crate::ldap::Slapd::start().await;
+    slapd.ready().await;
+    let auth_dir = tempfile::tempdir().unwrap();
+    let auth_file = slapd.auth_file(auth_dir.path());
+    let env = TestEnv::start_with(|c| c.auth_config = Some(auth_file)).await;
+    let dir = artifact_dir();
+    let shots = [
+        "ldap-login-en.png",
+        "ldap-login-zh.png",
+        "ldap-signed-in.png",
+    ];
+    for f in shots {
+        let _ = std::fs::remove_file(dir.join(f));
+    }
+    run_script(
+        "ldap.mjs",
+        &[
+            &env.server.url(),
+            "test-prof",
+            crate::ldap::password_of("test-prof"),
+            dir.to_str().unwrap(),
+        ],
+    )
+    .await;
+    for f in shots {
+        assert_png(&dir.join(f));
+    }
+}
+
+/// A course's directory group and the admin's directory sync: the teacher
+/// links the course on the class page; the admin previews and runs a sync
+/// that disables the person the directory marked gone.
+#[tokio::test]
+async fn teacher_links_a_course_and_admin_syncs_the_directory() {
+    let _serial = one_at_a_time().await;
+    let slapd = crate::ldap::Slapd::start().await;
+    slapd.ready().await;
+    let auth_dir = tempfile::tempdir().unwrap();
+    let auth_file = slapd.auth_file(auth_dir.path());
+    let env = TestEnv::start_with(|c| c.auth_config = Some(auth_file)).await;
+    env.user("test-ui-dir-teacher", Role::Teacher).await;
+    env.user("test-ui-dir-admin", Role::Admin).await;
+    let teacher = env.client("test-ui-dir-teacher").await;
+    let tpl = import_tiny(&teacher, "test-ui-dir-tiny").await;
+    let course = course(
+        &teacher,
+        json!({"code": "CS101", "name": "Linked", "vm_specs": [crate::common::lab::spec("linux", &tpl, 128)]}),
+        &[],
+    )
+    .await;
+    let (s, _, _) = crate::ldap::ldap_login(
+        &env,
+        "ldap",
+        "test-prof",
+        crate::ldap::password_of("test-prof"),
+    )
+    .await;
+    assert_eq!(s, reqwest::StatusCode::OK);
+    slapd.set("test-prof", "employeeType", &["gone"]).await;
+    let dir = artifact_dir();
+    let shots = [
+        "course-link-en.png",
+        "dirsync-preview-en.png",
+        "dirsync-done-zh.png",
+    ];
+    for f in shots {
+        let _ = std::fs::remove_file(dir.join(f));
+    }
+    run_script(
+        "dirsync.mjs",
+        &[
+            &env.server.url(),
+            "test-ui-dir-teacher",
+            "test-ui-dir-admin",
+            PASSWORD,
+            course["id"].as_str().unwrap(),
+            "test-prof",
+            dir.to_str().unwrap(),
+        ],
+    )
+    .await;
+    for f in shots {
+        assert_png(&dir.join(f));
+    }
+    let prof = pvce::users::find_with_hash(&env.server.state.pool, "test-prof")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        prof.0.disabled,
+        "the sync the page ran disabled the account"
+    );
+}
+
 /// The audit log page (issue 16): filters, pages, the CSV, both languages,
 /// and a hostile name typed at the sign-in form shown as text.
 #[tokio::test]

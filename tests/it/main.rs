@@ -31,6 +31,7 @@ mod desk_shots;
 mod http_contract;
 mod kb;
 mod labnets;
+mod ldap;
 mod libvirt_real;
 mod monitor;
 mod notices;

@@ -10,6 +10,7 @@ import { get, post, api } from './api.js';
 import { lineChart, align } from './charts.js';
 import { stateBadge, runAction, allowed, STATES } from './vmcontrols.js';
 import { limitsCard } from './usage.js';
+import { directorySyncCard } from './dirsync.js';
 
 const POLL_MS = 5000;
 const RANGES = [['60', 'nodes.range.1h'], ['1440', 'nodes.range.24h'], ['10080', 'nodes.range.7d']];
@@ -619,6 +620,7 @@ function users(container, me) {
     h('div', { class: 'grid-2' },
       h('section', { class: 'card' }, h('div', { class: 'section-head' }, h('h2', { i18n: 'users.create' })), createForm),
       h('section', { class: 'card' }, h('div', { class: 'section-head' }, h('h2', { i18n: 'users.import' })), importForm)),
+    directorySyncCard(() => load()),
     h('section', { class: 'card section' },
       h('div', { class: 'filters' },
         h('div', { class: 'field grow' }, h('label', { for: 'users-search', i18n: 'users.search' }), search)),

@@ -118,13 +118,30 @@ function showLogin() {
   const pass = h('input', { id: 'login-password', name: 'password', type: 'password', autocomplete: 'current-password', required: true });
   const error = h('p', { class: 'form-error', role: 'alert', hidden: true });
   const submit = h('button', { type: 'submit', class: 'btn primary block', i18n: 'login.submit' });
+  // The form signs in a local account, or (a directory's button below was
+  // pressed) a person of that LDAP directory: same fields, same answers.
+  let realm = null;
+  const realmNote = h('p', { class: 'login-realm', hidden: true });
+  const toLocal = h('button', { type: 'button', class: 'btn ghost block login-local', hidden: true, i18n: 'sso.ldap.local' });
+  const drawRealm = () => {
+    realmNote.hidden = toLocal.hidden = !realm;
+    if (realm) {
+      const zh = document.documentElement.lang === 'zh-CN';
+      bind(realmNote, 'sso.ldap.with', { name: (zh && realm.label_zh) || realm.label });
+    }
+  };
+  const useRealm = (p) => { realm = p; error.hidden = true; drawRealm(); user.focus(); };
+  toLocal.addEventListener('click', () => useRealm(null));
+  const offRealm = onLangChange(() => (form.isConnected ? drawRealm() : offRealm()));
   const form = h('form', { class: 'login-form', novalidate: true, 'aria-labelledby': 'login-title' },
     h('h1', { id: 'login-title', i18n: 'login.title' }),
     h('p', { class: 'muted', i18n: 'login.subtitle' }),
+    realmNote,
     h('div', { class: 'field' }, h('label', { for: 'login-username', i18n: 'login.username' }), user),
     h('div', { class: 'field' }, h('label', { for: 'login-password', i18n: 'login.password' }), pass),
     error,
-    submit);
+    submit,
+    toLocal);
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
     if (!user.value.trim() || !pass.value) {
@@ -135,7 +152,8 @@ function showLogin() {
     bind(submit, 'login.busy');
     error.hidden = true;
     try {
-      const res = await post('/api/auth/login', { username: user.value.trim(), password: pass.value }, { quiet401: true });
+      const url = realm ? `/api/auth/ldap/${encodeURIComponent(realm.id)}/login` : '/api/auth/login';
+      const res = await post(url, { username: user.value.trim(), password: pass.value }, { quiet401: true });
       const typed = pass.value;
       pass.value = '';
       me = res.user;
@@ -163,16 +181,18 @@ function showLogin() {
         heroArt()),
       h('main', { class: 'login-main', 'aria-labelledby': 'login-title' },
         h('div', { class: 'login-top' }, langButton()),
-        h('div', { class: 'card login-card' }, form, providerButtons()))));
+        h('div', { class: 'card login-card' }, form, providerButtons(useRealm)))));
   user.focus();
 }
 
 /**
  * One button per campus sign-in provider (GET /api/auth/providers), below
  * the local form, which stays for accounts the lab centre made. A button is
- * a plain link: the server sends the browser on to the provider.
+ * a plain link: the server sends the browser on to the provider; an LDAP
+ * directory's button instead turns the form above into its form
+ * (`useRealm`), since the password is typed here.
  */
-function providerButtons() {
+function providerButtons(useRealm) {
   const box = h('nav', { class: 'sso-list', hidden: true, i18nAria: 'sso.aria' });
   get('/api/auth/providers', { quiet401: true }).then((list) => {
     if (!Array.isArray(list) || !list.length) return;
@@ -180,11 +200,18 @@ function providerButtons() {
       const zh = document.documentElement.lang === 'zh-CN';
       replace(box,
         h('p', { class: 'sso-or muted', i18n: 'sso.or' }),
-        ...list.map((p) => h('a', {
+        ...list.map((p) => (p.kind === 'ldap'
+          ? h('button', {
+            type: 'button',
+            class: 'btn block sso-btn',
+            'data-provider': p.id,
+            onclick: () => useRealm(p),
+          }, icon('key'), h('span', {}, (zh && p.label_zh) || p.label))
+          : h('a', {
           class: 'btn block sso-btn',
           href: `/api/auth/${encodeURIComponent(p.kind)}/${encodeURIComponent(p.id)}/start?next=${encodeURIComponent('/' + location.hash)}`,
           'data-provider': p.id,
-        }, icon('key'), h('span', {}, (zh && p.label_zh) || p.label))));
+        }, icon('key'), h('span', {}, (zh && p.label_zh) || p.label)))));
       box.hidden = false;
     };
     draw();

@@ -13,6 +13,7 @@ import { clipboardForm } from './courseclip.js';
 import { sessionsCard, extensionToggle } from './sessions.js';
 import { usageCard, quotaCard } from './usage.js';
 import { idleCard } from './idle.js';
+import { directoryLinkForm } from './courselink.js';
 
 const POLL_MS = 3000;
 
@@ -178,6 +179,9 @@ function classView(container, courseId, { me }) {
   // The desktop clipboard switches (courseclip.js), once the course is loaded.
   const clipSection = h('section', { class: 'card section', id: 'course-clipboard', hidden: true },
     h('div', { class: 'section-head' }, h('h2', { i18n: 'course.clip.title' })));
+  // The course's directory group (courselink.js), once the course is loaded.
+  const linkSection = h('section', { class: 'card section', id: 'course-link', hidden: true },
+    h('div', { class: 'section-head' }, h('h2', { i18n: 'course.link.title' })));
   const enrolForm = h('form', { class: 'section-body' },
     h('div', { class: 'field' }, h('label', { for: 'enrol-names', i18n: 'teach.enrol.label' }), usernames),
     h('div', { class: 'form-actions' }, enrolResult, h('span', { style: 'flex:1' }), enrolBtn));
@@ -216,6 +220,7 @@ function classView(container, courseId, { me }) {
       h('div', { class: 'section-head' }, h('h2', { i18n: 'collect.title' })),
       collectCard(courseId).el),
     clipSection,
+    linkSection,
     h('section', { class: 'card section danger-zone' },
       h('div', { class: 'section-head' }, h('h2', { i18n: 'teach.dangerZone' })),
       h('div', { class: 'section-body' },
@@ -437,6 +442,8 @@ function classView(container, courseId, { me }) {
       document.title = `${course.code} · pvce`;
       clipSection.append(clipboardForm(course));
       clipSection.hidden = false;
+      linkSection.append(directoryLinkForm(course));
+      linkSection.hidden = false;
       await loadNames();
       await refresh();
     } catch (err) {

@@ -1,0 +1,63 @@
+// A course's directory group and the admin's directory sync (issue 16):
+// the teacher links the course to a group on the class page (saved, shown
+// after a reload, Chinese too); the admin previews a sync (nothing changes),
+// then syncs now: the person the directory marked gone is disabled.
+// usage: node tests/browser/dirsync.mjs <base-url> <teacher> <admin> <password> <course-id> <gone-user> <artifact-dir>
+
+import { run, assert, unexpectedErrors } from './lib.mjs';
+
+const [base, teacher, admin, password, courseId, gone, artifactDir] = process.argv.slice(2);
+if (!artifactDir) {
+  console.error('usage: dirsync.mjs <base-url> <teacher> <admin> <password> <course-id> <gone-user> <artifact-dir>');
+  process.exit(2);
+}
+
+async function signIn(page, user) {
+  await page.goto(base);
+  await page.fill('#login-username', user);
+  await page.fill('#login-password', password);
+  await page.click('form.login-form button[type=submit]');
+  await page.waitForSelector('.topbar-right');
+}
+
+await run('dirsync', artifactDir, async ({ newPage, step, shot, logs }) => {
+  let page = await newPage({ locale: 'en-US' });
+  await signIn(page, teacher);
+  await page.goto(`${base}#/teach/${courseId}`);
+  await page.waitForSelector('#course-link:not([hidden])', { timeout: 15000 });
+  assert((await page.textContent('#course-link h2')).trim() === 'Directory group', 'section title');
+  assert((await page.textContent('#link-state')).trim() === 'Not linked to a directory group.', 'not linked yet');
+  await page.fill('#link-value', 'cs101');
+  await page.click('#link-save');
+  await page.waitForFunction(() => document.querySelector('#link-state').textContent.trim() === 'Linked: groups = cs101');
+  await shot(page, 'course-link-en.png');
+  step('the teacher links the course to a group');
+  await page.reload();
+  await page.waitForSelector('#course-link:not([hidden])', { timeout: 15000 });
+  assert(await page.inputValue('#link-value') === 'cs101', 'the link after a reload');
+  await page.click('.lang-toggle');
+  await page.waitForFunction(() => document.querySelector('#course-link h2').textContent.trim() === '目录组');
+  assert((await page.textContent('#link-state')).trim() === '已关联：groups = cs101', 'the link in Chinese');
+  step('shown after a reload, in Chinese');
+  await page.close();
+
+  page = await newPage({ locale: 'en-US' });
+  await signIn(page, admin);
+  await page.goto(`${base}#/users`);
+  await page.waitForSelector('#dirsync:not([hidden])', { timeout: 15000 });
+  await page.click('#dirsync-preview');
+  await page.waitForSelector('.dirsync-lines li');
+  const preview = await page.textContent('.dirsync-lines');
+  assert(preview.includes(`Would disable ${gone}`), `preview: ${preview}`);
+  await shot(page, 'dirsync-preview-en.png');
+  step('the admin previews a sync');
+  await page.click('#dirsync-now');
+  await page.waitForFunction((u) => document.querySelector('.dirsync-lines').textContent.includes(`Disabled ${u}`), gone);
+  await page.click('.lang-toggle');
+  await page.waitForFunction(() => document.querySelector('#dirsync h2').textContent.trim() === '目录同步');
+  assert((await page.textContent('.dirsync-lines')).includes(`已停用 ${gone}`), 'the result in Chinese');
+  await shot(page, 'dirsync-done-zh.png');
+  step('sync now: disabled');
+  const errors = unexpectedErrors(logs);
+  assert(errors.length === 0, `page errors: ${errors.join('\n')}`);
+});
