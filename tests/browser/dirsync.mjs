@@ -4,21 +4,11 @@
 // then syncs now: the person the directory marked gone is disabled.
 // usage: node tests/browser/dirsync.mjs <base-url> <teacher> <admin> <password> <course-id> <gone-user> <artifact-dir>
 
-import { run, assert, unexpectedErrors } from './lib.mjs';
+import { run, assert, unexpectedErrors, args, login } from './lib.mjs';
 
-const [base, teacher, admin, password, courseId, gone, artifactDir] = process.argv.slice(2);
-if (!artifactDir) {
-  console.error('usage: dirsync.mjs <base-url> <teacher> <admin> <password> <course-id> <gone-user> <artifact-dir>');
-  process.exit(2);
-}
+const [base, teacher, admin, password, courseId, gone, artifactDir] = args('dirsync.mjs <base-url> <teacher> <admin> <password> <course-id> <gone-user> <artifact-dir>');
 
-async function signIn(page, user) {
-  await page.goto(base);
-  await page.fill('#login-username', user);
-  await page.fill('#login-password', password);
-  await page.click('form.login-form button[type=submit]');
-  await page.waitForSelector('.topbar-right');
-}
+const signIn = (page, user) => login(page, base, user, password, '.topbar-right');
 
 await run('dirsync', artifactDir, async ({ newPage, step, shot, logs }) => {
   let page = await newPage({ locale: 'en-US' });

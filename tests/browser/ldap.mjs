@@ -5,13 +5,9 @@
 // usage: node tests/browser/ldap.mjs <base-url> <username> <password> <artifact-dir>
 // The browser talks only to pvce; pvce talks to the directory.
 
-import { run, assert, unexpectedErrors } from './lib.mjs';
+import { run, assert, unexpectedErrors, args } from './lib.mjs';
 
-const [base, username, password, artifactDir] = process.argv.slice(2);
-if (!artifactDir) {
-  console.error('usage: ldap.mjs <base-url> <username> <password> <artifact-dir>');
-  process.exit(2);
-}
+const [base, username, password, artifactDir] = args('ldap.mjs <base-url> <username> <password> <artifact-dir>');
 
 await run('ldap', artifactDir, async ({ newPage, step, shot, logs }) => {
   const page = await newPage({ locale: 'en-US' });

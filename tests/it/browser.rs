@@ -1641,10 +1641,7 @@ async fn directory_sign_in_through_the_login_page() {
         "ldap-login-zh.png",
         "ldap-signed-in.png",
     ];
-    for f in shots {
-        let _ = std::fs::remove_file(dir.join(f));
-    }
-    run_script(
+    run_script_shots(
         "ldap.mjs",
         &[
             &env.server.url(),
@@ -1652,11 +1649,10 @@ async fn directory_sign_in_through_the_login_page() {
             crate::ldap::password_of("test-prof"),
             dir.to_str().unwrap(),
         ],
+        &dir,
+        &shots,
     )
     .await;
-    for f in shots {
-        assert_png(&dir.join(f));
-    }
 }
 
 /// A course's directory group and the admin's directory sync: the teacher
@@ -1695,10 +1691,7 @@ async fn teacher_links_a_course_and_admin_syncs_the_directory() {
         "dirsync-preview-en.png",
         "dirsync-done-zh.png",
     ];
-    for f in shots {
-        let _ = std::fs::remove_file(dir.join(f));
-    }
-    run_script(
+    run_script_shots(
         "dirsync.mjs",
         &[
             &env.server.url(),
@@ -1709,11 +1702,10 @@ async fn teacher_links_a_course_and_admin_syncs_the_directory() {
             "test-prof",
             dir.to_str().unwrap(),
         ],
+        &dir,
+        &shots,
     )
     .await;
-    for f in shots {
-        assert_png(&dir.join(f));
-    }
     let prof = pvce::users::find_with_hash(&env.server.state.pool, "test-prof")
         .await
         .unwrap()
