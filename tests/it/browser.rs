@@ -1187,7 +1187,10 @@ async fn admin_reads_the_slo_page_and_a_student_the_status_page() {
     let (_, courses) = admin.get("/api/courses").await;
     let course = uuid::Uuid::parse_str(courses[0]["id"].as_str().unwrap()).unwrap();
     let pre_ms = (now_s - 70 * 60) * 1000;
-    let vms = [uuid::Uuid::parse_str(&lab.vm).unwrap(), uuid::Uuid::new_v4()];
+    let vms = [
+        uuid::Uuid::parse_str(&lab.vm).unwrap(),
+        uuid::Uuid::new_v4(),
+    ];
     let pool = &env.server.state.pool;
     pvce::slo::record::class_prestart(
         pool,
