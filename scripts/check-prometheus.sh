@@ -5,4 +5,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/../deploy/prometheus"
 promtool check rules pvce-alerts.yml
-promtool test rules pvce-alerts.test.yml pvce-baseline.test.yml
+promtool test rules pvce-alerts.test.yml pvce-baseline.test.yml pvce-slo.test.yml

@@ -58,8 +58,17 @@ fn sources(dir: &Path, out: &mut String) {
 
 /// An exported metric has a `# HELP name` line, written literally or from a
 /// `"name"` constant of a per-node/per-VM gauge.
+/// A histogram's `_bucket`, `_sum` and `_count` series are exported with
+/// it (its HELP line names the histogram).
 fn exported(src: &str, name: &str) -> bool {
-    src.contains(&format!("HELP {name} ")) || src.contains(&format!("\"{name}\""))
+    let literal =
+        |n: &str| src.contains(&format!("HELP {n} ")) || src.contains(&format!("\"{n}\""));
+    literal(name)
+        || ["_bucket", "_sum", "_count"].iter().any(|suffix| {
+            name.strip_suffix(suffix).is_some_and(|base| {
+                literal(base) && src.contains(&format!("TYPE {base} histogram"))
+            })
+        })
 }
 
 #[test]
@@ -84,6 +93,9 @@ fn every_metric_in_deploy_is_exported() {
     assert!(missing.is_empty(), "not exported by /metrics: {missing:?}");
     // The check can fail.
     assert!(!exported(&src, "pvce_no_such_metric"));
+    assert!(exported(&src, "pvce_vm_start_duration_seconds_bucket"));
+    // Only a histogram has bucket series.
+    assert!(!exported(&src, "pvce_vm_starts_total_bucket"));
 }
 
 #[test]
@@ -161,6 +173,7 @@ fn prometheus_alerts_use_the_built_in_levels() {
         ("node_memory", "pvce:node_memory_used:percent >="),
         ("node_failures", "pvce_node_failures_7d >="),
         ("console_errors", "pvce:console_errors:percent1h >="),
+        ("start_failures", "pvce:vm_start_failures:percent1h >="),
     ];
     for (id, lhs) in pairs {
         let rule = set.get(id).expect("rule");
@@ -186,6 +199,43 @@ fn prometheus_alerts_use_the_built_in_levels() {
             .map(|a| (a.severity.clone(), a.expr.clone(), a.for_secs))
             .collect();
         assert_eq!(got, want, "rule {id}");
+    }
+    // SLO burn, multi-window: the built-in levels, critical over 1h/5m,
+    // warning and info over 6h/30m.
+    let burn = set.get("slo_burn").expect("rule");
+    let t = burn.threshold.as_ref().expect("threshold");
+    let pair = |long: &str, short: &str, b: Option<f64>| {
+        let b = b.expect("level");
+        format!(
+            "pvce_slo_burn_rate{{window=\"{long}\"}} >= {b} and ignoring (window) pvce_slo_burn_rate{{window=\"{short}\"}} >= {b}"
+        )
+    };
+    let got: Vec<(String, String, i64)> = all
+        .iter()
+        .filter(|a| a.name == "PvceSloBurn")
+        .map(|a| (a.severity.clone(), a.expr.clone(), a.for_secs))
+        .collect();
+    let want = vec![
+        (
+            "critical".to_owned(),
+            pair("1h", "5m", t.critical),
+            burn.policy.hold_secs,
+        ),
+        (
+            "warning".to_owned(),
+            pair("6h", "30m", t.warning),
+            burn.policy.hold_secs,
+        ),
+        (
+            "info".to_owned(),
+            pair("6h", "30m", t.info),
+            burn.policy.hold_secs,
+        ),
+    ];
+    assert_eq!(got, want);
+    // The windows named are those pvce exports.
+    for (w, _) in crate::slo::exposition::BURN_WINDOWS {
+        assert!(yml.contains(&format!("window=\"{w}\"")), "{w}");
     }
     // Node down: the built-in rule is critical at 1 (down) after its hold.
     let down = set.get("node_down").expect("rule");

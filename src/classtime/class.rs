@@ -16,6 +16,8 @@
 //! - **extension**: a student given 15 more minutes ([`ClassTime::extend`],
 //!   the rule in [`super::extension`]) keeps the VM past the end; it is
 //!   shut down (the same way) when they run out.
+//! Each pre-start and each pre-started VM's outcome is recorded for the
+//! class provisioning indicator ([`crate::slo::provisioning`]).
 //!
 //! Warnings before the end (T−15, T−5) are not pushed: [`ClassTime::status`]
 //! says, for a VM and an instant, which session it is in and what warning is
@@ -53,6 +55,10 @@ pub struct ClassSettings {
     /// How long after its start call returned a start still counts as in
     /// flight (the guest's boot).
     pub boot: Duration,
+}
+
+fn unix_ms(t: OffsetDateTime) -> i64 {
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
 }
 
 /// The warning due at `now` for a session ending at `ends_at`: 15 in its last
@@ -215,6 +221,7 @@ impl ClassTime {
             match phase(&o, now, self.settings.lead) {
                 Phase::Before => {}
                 Phase::Run => {
+                    let mut queued = Vec::new();
                     for vm in self.vms.of_course(course).await? {
                         let mut st = self.lock();
                         // Marked whatever its state: a VM seen running once
@@ -236,6 +243,18 @@ impl ClassTime {
                             course,
                         ));
                         report.queued += 1;
+                        queued.push(vm.id);
+                    }
+                    if !queued.is_empty() {
+                        // For the class provisioning indicator (src/slo).
+                        crate::slo::record::class_prestart(
+                            self.sessions.pool(),
+                            course,
+                            (unix_ms(o.starts_at), unix_ms(o.ends_at)),
+                            unix_ms(now),
+                            &queued,
+                        )
+                        .await;
                     }
                 }
                 Phase::Ended => {
@@ -335,8 +354,15 @@ impl ClassTime {
             report.admitted.push(vm);
             let vms = self.vms.clone();
             let state = self.state.clone();
+            let pool = self.sessions.pool().clone();
             tokio::spawn(async move {
-                if let Err(e) = vms.start_on(vm, node).await {
+                // Usable when the start returned: the admission instant (the
+                // loop's clock) plus how long the start took.
+                let took = std::time::Instant::now();
+                let result = vms.start_on(vm, node).await;
+                let at = unix_ms(now) + i64::try_from(took.elapsed().as_millis()).unwrap_or(0);
+                crate::slo::record::class_vm_started(&pool, vm, at, result.is_ok()).await;
+                if let Err(e) = result {
                     tracing::warn!(vm = %vm, error = %e, "class pre-start failed");
                 }
                 let mut st = state.lock().unwrap_or_else(|e| e.into_inner());

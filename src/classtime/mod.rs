@@ -255,6 +255,11 @@ impl Sessions {
         Self { pool, lab }
     }
 
+    /// The database (the class loop records its pre-starts there).
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
     /// The lab's offset from UTC.
     pub fn lab_offset(&self) -> UtcOffset {
         self.lab

@@ -172,6 +172,8 @@ pub async fn render(state: &AppState) -> Result<String, MonitorError> {
         load(&m.refused_total)
     );
     backups(&mut out, &state.pool).await?;
+    let now_ms = crate::vms::starts::now_ms();
+    service_levels(&mut out, &state.slo.exposition(now_ms).await?);
     server_health(&mut out, &state.health);
     Ok(out)
 }
@@ -207,6 +209,52 @@ async fn backups(out: &mut String, pool: &crate::db::Pool) -> Result<(), sqlx::E
         }
     }
     Ok(())
+}
+
+/// VM start outcomes and durations, and the objectives' targets and burn
+/// rates (`slo::exposition`: the SLO page's records and definitions).
+fn service_levels(out: &mut String, e: &crate::slo::exposition::Exposition) {
+    let _ = writeln!(
+        out,
+        "# HELP pvce_vm_starts_total VM start attempts by outcome (as the SLO counts them).\n# TYPE pvce_vm_starts_total counter\npvce_vm_starts_total{{outcome=\"ok\"}} {}\npvce_vm_starts_total{{outcome=\"failed\"}} {}",
+        e.starts.ok, e.starts.failed
+    );
+    let h = &e.starts.duration;
+    let _ = writeln!(
+        out,
+        "# HELP pvce_vm_start_duration_seconds Time from a successful start's request to the VM running.\n# TYPE pvce_vm_start_duration_seconds histogram"
+    );
+    for (le, n) in &h.buckets {
+        let _ = writeln!(
+            out,
+            "pvce_vm_start_duration_seconds_bucket{{le=\"{le}\"}} {n}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "pvce_vm_start_duration_seconds_bucket{{le=\"+Inf\"}} {}\npvce_vm_start_duration_seconds_sum {}\npvce_vm_start_duration_seconds_count {}",
+        h.count, h.sum_seconds, h.count
+    );
+    let _ = writeln!(
+        out,
+        "# HELP pvce_slo_target An objective's target in force (a ratio, or seconds for start_p95).\n# TYPE pvce_slo_target gauge"
+    );
+    for (i, t) in &e.targets {
+        let _ = writeln!(out, "pvce_slo_target{{indicator=\"{}\"}} {t}", i.as_str());
+    }
+    let _ = writeln!(
+        out,
+        "# HELP pvce_slo_burn_rate An objective's error-budget burn rate over the window (1 spends the budget in exactly one period; absent without events).\n# TYPE pvce_slo_burn_rate gauge"
+    );
+    for b in &e.burn {
+        let _ = writeln!(
+            out,
+            "pvce_slo_burn_rate{{indicator=\"{}\",window=\"{}\"}} {}",
+            b.indicator.as_str(),
+            b.window,
+            b.rate
+        );
+    }
 }
 
 /// (metric, help, value) of a per-node gauge.

@@ -163,6 +163,8 @@ pub struct Records {
     pub node_hours: Vec<NodeHour>,
     pub cluster_hours: Vec<ClusterHour>,
     pub vm_usage: Vec<VmUsage>,
+    /// Class pre-starts of the sessions that began in the range (`src/slo/`).
+    pub class_prestarts: Vec<crate::slo::provisioning::PrestartRow>,
     pub inventory: Inventory,
 }
 
@@ -357,6 +359,10 @@ pub struct ServiceLevels {
     /// Mean of the nodes' availability.
     pub node_availability: Option<f64>,
     pub vm_start_failures: i64,
+    /// Class provisioning time (the SLO page's indicator, without the
+    /// per-session list); absent from reports made before it was recorded.
+    #[serde(default)]
+    pub class_provisioning: crate::slo::provisioning::ProvisioningFigures,
 }
 
 /// Computes every section. `now` is the generation instant: SLA clocks still
@@ -819,10 +825,13 @@ fn service_levels(r: &Records) -> ServiceLevels {
             start_failures: failures.get(node).copied().unwrap_or(0),
         })
         .collect();
+    let mut class_provisioning = crate::slo::provisioning::figures(&r.class_prestarts);
+    class_provisioning.per_session.clear();
     ServiceLevels {
         nodes,
         node_availability,
         vm_start_failures: start_failures,
+        class_provisioning,
     }
 }
 
@@ -1091,6 +1100,20 @@ impl Figures {
             "",
             sl.vm_start_failures.to_string(),
         );
+        let cp = &sl.class_provisioning;
+        for (figure, value) in [
+            ("class_sessions_prestarted", cp.sessions.to_string()),
+            ("class_sessions_complete", cp.complete.to_string()),
+            (
+                "class_sessions_ready_by_start",
+                cp.ready_by_start.to_string(),
+            ),
+            ("class_provisioning_p50_seconds", opt(cp.p50_seconds)),
+            ("class_provisioning_p95_seconds", opt(cp.p95_seconds)),
+            ("class_provisioning_max_seconds", opt(cp.max_seconds)),
+        ] {
+            add("service_levels", figure, "", value);
+        }
         rows
     }
 }
@@ -1300,6 +1323,36 @@ pub(crate) mod tests {
                     minutes: 30,
                 },
             ],
+            // Two pre-started classes: one ready 90 s after its pre-start
+            // (before the start), one with a failed VM (incomplete).
+            class_prestarts: {
+                use crate::slo::provisioning::{PrestartRow, PrestartVm};
+                let at = |t: OffsetDateTime| t.unix_timestamp() * 1000;
+                let start = datetime!(2026-03-03 08:00 UTC);
+                let pre = start - Duration::minutes(10);
+                let vm =
+                    |ready: Option<OffsetDateTime>, failed: Option<OffsetDateTime>| PrestartVm {
+                        ready_ms: ready.map(at),
+                        failed_ms: failed.map(at),
+                    };
+                vec![
+                    PrestartRow {
+                        course_id: uuid::Uuid::from_u128(1),
+                        session_start_ms: at(start),
+                        prestart_ms: at(pre),
+                        vms: vec![
+                            vm(Some(pre + Duration::seconds(40)), None),
+                            vm(Some(pre + Duration::seconds(90)), None),
+                        ],
+                    },
+                    PrestartRow {
+                        course_id: uuid::Uuid::from_u128(2),
+                        session_start_ms: at(start + Duration::days(1)),
+                        prestart_ms: at(pre + Duration::days(1)),
+                        vms: vec![vm(None, Some(pre + Duration::days(1)))],
+                    },
+                ]
+            },
             inventory: Inventory {
                 nodes: 2,
                 courses: 2,
@@ -1518,6 +1571,14 @@ pub(crate) mod tests {
         assert_eq!(s.node_availability, Some(0.9931));
         assert_eq!(s.vm_start_failures, 1);
         assert_eq!(f.summary.node_availability, Some(0.9931));
+        let cp = &s.class_provisioning;
+        assert_eq!((cp.sessions, cp.complete, cp.ready_by_start), (2, 1, 1));
+        assert_eq!(
+            (cp.p50_seconds, cp.p95_seconds, cp.max_seconds),
+            (Some(90.0), Some(90.0), Some(90.0))
+        );
+        // The report keeps the summary only.
+        assert!(cp.per_session.is_empty());
     }
 
     #[test]
@@ -1541,6 +1602,14 @@ pub(crate) mod tests {
         assert_eq!(
             find("service_levels", "availability", "n2").as_deref(),
             Some("0.9921")
+        );
+        assert_eq!(
+            find("service_levels", "class_provisioning_p95_seconds", "").as_deref(),
+            Some("90")
+        );
+        assert_eq!(
+            find("service_levels", "class_sessions_ready_by_start", "").as_deref(),
+            Some("1")
         );
         assert_eq!(find("satisfaction", "average", "").as_deref(), Some("3.5"));
         assert_eq!(

@@ -735,6 +735,12 @@ pub async fn load(
         node_hours,
         cluster_hours,
         vm_usage,
+        class_prestarts: crate::slo::load_prestarts(
+            pool,
+            from.unix_timestamp() * 1000,
+            to.unix_timestamp() * 1000,
+        )
+        .await?,
         inventory: Inventory {
             nodes: inv.try_get("nodes")?,
             courses: inv.try_get("courses")?,

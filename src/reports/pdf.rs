@@ -165,6 +165,9 @@ fn label(lang: Lang, key: &str) -> &'static str {
             "VM start and console indicators are added here once they are recorded.",
             "虚拟机启动与控制台指标记录后将在此列出。",
         ),
+        "class_provisioning" => ("Class provisioning", "上课准备时间"),
+        "prestarted" => ("sessions pre-started", "次课堂预启动"),
+        "ready_by_start" => ("ready by the start", "次上课前就绪"),
         "min" => ("min", "分钟"),
         "page" => ("Page", "第"),
         _ => ("", ""),
@@ -950,6 +953,22 @@ fn lay_out(w: &mut Writer, report: &Report, f: &Figures, lang: Lang) {
         ],
         &rows,
         &[0.3, 0.15, 0.2, 0.17, 0.18],
+    );
+    let cp = &sl.class_provisioning;
+    let secs = |v: Option<f64>| v.map_or_else(|| "—".to_owned(), |s| format!("{s:.0} s"));
+    w.line(
+        &format!(
+            "{}: {} {} · {} {} · p50 {} · p95 {} · max {}",
+            l("class_provisioning"),
+            cp.sessions,
+            l("prestarted"),
+            cp.ready_by_start,
+            l("ready_by_start"),
+            secs(cp.p50_seconds),
+            secs(cp.p95_seconds),
+            secs(cp.max_seconds),
+        ),
+        10.0,
     );
     w.line(l("sli_note"), 9.0);
     w.analysis(lang, texts.get("service_levels"));

@@ -68,8 +68,12 @@ impl Window {
     }
     /// The last hour of the window (or all of it, if shorter).
     pub fn last_hour(self) -> Window {
+        self.last(HOUR_MS)
+    }
+    /// The last `len_ms` of the window (or all of it, if shorter).
+    pub fn last(self, len_ms: i64) -> Window {
         Window {
-            from_ms: (self.to_ms - HOUR_MS).max(self.from_ms),
+            from_ms: (self.to_ms - len_ms).max(self.from_ms),
             to_ms: self.to_ms,
         }
     }
@@ -118,12 +122,14 @@ pub struct StartRow {
 
 impl StartRow {
     fn counts(&self) -> bool {
-        self.ok
-            || !self
-                .error_code
-                .as_deref()
-                .is_some_and(|c| USER_CAUSED.contains(&c))
+        counts_as_attempt(self.ok, self.error_code.as_deref())
     }
+}
+
+/// Whether a recorded start is an attempt (module doc): the SLO page and
+/// `/metrics` ([`super::exposition`]) both count by this.
+pub fn counts_as_attempt(ok: bool, error_code: Option<&str>) -> bool {
+    ok || !error_code.is_some_and(|c| USER_CAUSED.contains(&c))
 }
 
 /// One recorded console token and its session.
@@ -704,16 +710,29 @@ pub struct Objective {
     pub total: f64,
     pub budget_left: Option<f64>,
     pub burn_rate_1h: Option<f64>,
+    /// Over the last six hours: the long window of the slower burn alert.
+    pub burn_rate_6h: Option<f64>,
 }
 
-/// The objectives from the period's figures and the last hour's.
+/// A window's figures and its length (the node tally needs it).
+#[derive(Debug, Clone, Copy)]
+pub struct Measured<'a> {
+    pub figures: &'a Figures,
+    pub window_ms: i64,
+}
+
+/// The objectives from the period's figures and the last hour's and six
+/// hours'.
 pub fn objectives(
-    period: &Figures,
-    period_ms: i64,
-    hour: &Figures,
-    hour_ms: i64,
+    period: Measured<'_>,
+    hour: Measured<'_>,
+    six_hours: Measured<'_>,
     targets: &BTreeMap<Indicator, f64>,
 ) -> Vec<Objective> {
+    let Measured {
+        figures: period,
+        window_ms: period_ms,
+    } = period;
     Indicator::ALL
         .into_iter()
         .map(|i| {
@@ -737,7 +756,8 @@ pub fn objectives(
                 good: t.good,
                 total: t.total,
                 budget_left: budget_left(t, allowed),
-                burn_rate_1h: burn_rate(tally(i, hour, hour_ms), allowed),
+                burn_rate_1h: burn_rate(tally(i, hour.figures, hour.window_ms), allowed),
+                burn_rate_6h: burn_rate(tally(i, six_hours.figures, six_hours.window_ms), allowed),
             }
         })
         .collect()
@@ -818,14 +838,24 @@ pub fn alert_signals(
     AlertSignals {
         console_error_percent: bad_percent(Indicator::ConsoleSuccess),
         start_failure_percent: bad_percent(Indicator::StartSuccess),
-        burn_rates: Indicator::ALL
-            .into_iter()
-            .map(|i| {
-                let target = targets.get(&i).copied().unwrap_or(i.default_target());
-                (i, burn_rate(tally(i, hour, hour_ms), i.allowed_bad(target)))
-            })
-            .collect(),
+        burn_rates: burn_rates(hour, hour_ms, targets),
     }
+}
+
+/// Every indicator's burn rate over one window's figures (`None` without
+/// events), in [`Indicator::ALL`] order: the alert loop's and `/metrics`'.
+pub fn burn_rates(
+    f: &Figures,
+    window_ms: i64,
+    targets: &BTreeMap<Indicator, f64>,
+) -> Vec<(Indicator, Option<f64>)> {
+    Indicator::ALL
+        .into_iter()
+        .map(|i| {
+            let target = targets.get(&i).copied().unwrap_or(i.default_target());
+            (i, burn_rate(tally(i, f, window_ms), i.allowed_bad(target)))
+        })
+        .collect()
 }
 
 // ---------------------------------------------------------------- status

@@ -7,6 +7,9 @@
 //! - [`compute`] turns loaded rows into indicators, objectives (target,
 //!   actual, budget left, burn rate) and status levels — pure, unit-tested;
 //!   the definitions are in its module doc.
+//! - [`provisioning`]: class provisioning time (a session's pre-start to
+//!   its last VM usable), from what the class-time loop records.
+//! - [`exposition`]: what `/metrics` exports (start outcomes, burn rates).
 //! - [`Slo`] loads the rows of a window (plus the event log's node
 //!   transitions and the per-minute node samples), keeps the targets admins
 //!   set (`slo_targets`, `slo_settings`) and answers `GET /api/slo`,
@@ -18,6 +21,8 @@
 //! incidents by title only.
 
 pub mod compute;
+pub mod exposition;
+pub mod provisioning;
 pub mod record;
 
 use std::collections::{BTreeMap, HashSet};
@@ -84,6 +89,9 @@ pub struct Report {
     /// The layer storage and each node's template store: use now and days
     /// until full (admins and staff; empty for a teacher).
     pub capacity: Vec<compute::Capacity>,
+    /// Class provisioning time of the sessions that began in the range
+    /// (a teacher: their courses').
+    pub provisioning: provisioning::ProvisioningFigures,
 }
 
 /// `PUT /api/slo/targets`: what to change.
@@ -222,7 +230,18 @@ impl Slo {
         let period = compute::figures(&inputs, w, p95_ms);
         let hour_w = w.last_hour();
         let hour = compute::figures(&inputs, hour_w, p95_ms);
-        let objectives = compute::objectives(&period, w.len_ms(), &hour, hour_w.len_ms(), &targets);
+        let six_w = w.last(6 * compute::HOUR_MS);
+        let six = compute::figures(&inputs, six_w, p95_ms);
+        let measured = |figures, w: Window| compute::Measured {
+            figures,
+            window_ms: w.len_ms(),
+        };
+        let objectives = compute::objectives(
+            measured(&period, w),
+            measured(&hour, hour_w),
+            measured(&six, six_w),
+            &targets,
+        );
         let rows = sqlx::query("SELECT id, code FROM courses")
             .fetch_all(&self.pool)
             .await?;
@@ -235,6 +254,10 @@ impl Slo {
                 })
             })
             .collect();
+        let mut prestarts = self.prestarts(w).await?;
+        if let Some((courses, _)) = &scope {
+            prestarts.retain(|p| courses.contains(&p.course_id));
+        }
         let capacity = if scope.is_none() {
             self.capacity(now.unix_timestamp()).await?
         } else {
@@ -242,6 +265,7 @@ impl Slo {
         };
         Ok(Report {
             capacity,
+            provisioning: provisioning::figures(&prestarts),
             from: db::format_time(from),
             to: db::format_time(to),
             period_days,
@@ -493,6 +517,98 @@ impl Slo {
         Ok(out)
     }
 
+    /// The class pre-starts of the sessions that began in `w`, with their VMs.
+    async fn prestarts(&self, w: Window) -> Result<Vec<provisioning::PrestartRow>, sqlx::Error> {
+        load_prestarts(&self.pool, w.from_ms, w.to_ms).await
+    }
+
+    /// The desk's response clocks of the tickets created in `w`.
+    async fn ticket_response(&self, w: Window) -> Result<compute::TicketResponse, sqlx::Error> {
+        let response = crate::desk::stats::sla_compliance(
+            &self.pool,
+            &db::format_time(from_ms(w.from_ms)),
+            &db::format_time(from_ms(w.to_ms)),
+        )
+        .await?
+        .response;
+        Ok(compute::TicketResponse {
+            met: response.met,
+            breached: response.breached,
+        })
+    }
+
+    /// What `/metrics` exports of the service levels at `now_ms` (Unix
+    /// milliseconds; see [`exposition`]): all start attempts ever recorded,
+    /// the targets, and each objective's burn rate over each of
+    /// [`exposition::BURN_WINDOWS`] ending at `now_ms`.
+    pub async fn exposition(&self, now_ms: i64) -> Result<exposition::Exposition, sqlx::Error> {
+        let outcomes = sqlx::query(
+            "SELECT outcome, error_code, COUNT(*) AS n FROM slo_vm_starts GROUP BY outcome, error_code",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(exposition::OutcomeCount {
+                ok: r.try_get::<String, _>("outcome")? == "ok",
+                error_code: r.try_get("error_code")?,
+                count: r.try_get("n")?,
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        // The SQL is built from the bucket constants only.
+        let buckets = sqlx::query(&format!(
+            "SELECT {} AS b, COUNT(*) AS n, SUM(d) AS s FROM
+             (SELECT MAX(running_ms - requested_ms, 0) AS d FROM slo_vm_starts
+              WHERE outcome = 'ok' AND running_ms IS NOT NULL)
+             GROUP BY b",
+            exposition::bucket_case_sql()
+        ))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(exposition::BucketCount {
+                bucket: r.try_get("b")?,
+                count: r.try_get("n")?,
+                sum_ms: r.try_get("s")?,
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        let targets = self.target_map().await?;
+        let p95_ms = p95_target_ms(&targets);
+        // One load for the longest window; the shorter ones are its tails.
+        // Only the desk's figures are per window in the loaded rows.
+        let longest = Window {
+            from_ms: now_ms - exposition::LONGEST_BURN_WINDOW_MS,
+            to_ms: now_ms,
+        };
+        let mut inputs = self.load(longest).await?;
+        let mut burn = Vec::new();
+        for (window, len_ms) in exposition::BURN_WINDOWS {
+            let w = longest.last(len_ms);
+            inputs.ticket_response = self.ticket_response(w).await?;
+            let f = compute::figures(&inputs, w, p95_ms);
+            for (indicator, rate) in compute::burn_rates(&f, w.len_ms(), &targets) {
+                if let Some(rate) = rate {
+                    burn.push(exposition::WindowBurn {
+                        window,
+                        indicator,
+                        rate,
+                    });
+                }
+            }
+        }
+        Ok(exposition::Exposition {
+            starts: exposition::start_totals(&outcomes, &buckets),
+            targets: Indicator::ALL
+                .into_iter()
+                .map(|i| (i, targets.get(&i).copied().unwrap_or(i.default_target())))
+                .collect(),
+            burn,
+        })
+    }
+
     /// The rows the indicators over `w` need.
     async fn load(&self, w: Window) -> Result<Inputs, sqlx::Error> {
         let starts = sqlx::query(
@@ -572,18 +688,8 @@ impl Slo {
         .bind(w.to_ms.div_euclid(1000) + 1)
         .fetch_all(&self.pool)
         .await?;
-        let response = crate::desk::stats::sla_compliance(
-            &self.pool,
-            &db::format_time(from_ms(w.from_ms)),
-            &db::format_time(from_ms(w.to_ms)),
-        )
-        .await?
-        .response;
         Ok(Inputs {
-            ticket_response: compute::TicketResponse {
-                met: response.met,
-                breached: response.breached,
-            },
+            ticket_response: self.ticket_response(w).await?,
             starts,
             sessions,
             transitions,
@@ -597,6 +703,45 @@ impl Slo {
                 .collect(),
         })
     }
+}
+
+/// The class pre-starts of the sessions that began in `[from_ms, to_ms)`,
+/// with their VMs (also for the periodic report).
+pub async fn load_prestarts(
+    pool: &Pool,
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<Vec<provisioning::PrestartRow>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT p.id, p.course_id, p.session_start_ms, p.prestart_ms, v.ready_ms, v.failed_ms
+         FROM slo_class_prestarts p JOIN slo_class_prestart_vms v ON v.prestart_id = p.id
+         WHERE p.session_start_ms >= ? AND p.session_start_ms < ? ORDER BY p.id",
+    )
+    .bind(from_ms)
+    .bind(to_ms)
+    .fetch_all(pool)
+    .await?;
+    let mut out: Vec<(String, provisioning::PrestartRow)> = Vec::new();
+    for r in &rows {
+        let id: String = r.try_get("id")?;
+        let vm = provisioning::PrestartVm {
+            ready_ms: r.try_get("ready_ms")?,
+            failed_ms: r.try_get("failed_ms")?,
+        };
+        match out.last_mut() {
+            Some((last, p)) if *last == id => p.vms.push(vm),
+            _ => out.push((
+                id,
+                provisioning::PrestartRow {
+                    course_id: db::uuid(r, "course_id")?,
+                    session_start_ms: r.try_get("session_start_ms")?,
+                    prestart_ms: r.try_get("prestart_ms")?,
+                    vms: vec![vm],
+                },
+            )),
+        }
+    }
+    Ok(out.into_iter().map(|(_, p)| p).collect())
 }
 
 fn p95_target_ms(targets: &BTreeMap<Indicator, f64>) -> i64 {

@@ -7,6 +7,9 @@
 //!   took it, handshake done, first frame, ended with a close code) through
 //!   [`ConsoleRecorder`] to one writer task, so they are written in order and
 //!   the relay never waits on the database.
+//! - Class pre-starts: the class-time loop records when it queued a
+//!   session's VMs and when each start returned ([`class_prestart`],
+//!   [`class_vm_started`]; see [`super::provisioning`]).
 //!
 //! A fact that cannot be written is logged and dropped: recording never
 //! fails (or slows) what the user asked for.
@@ -155,4 +158,77 @@ pub async fn console_spans(
     .bind(since_ms)
     .fetch_all(pool)
     .await
+}
+
+/// A class session's pre-start queued `vms` at `at_ms` (the class loop's
+/// clock; see [`super::provisioning`]). Repeated for the same occurrence
+/// (after a restart), the first pre-start stays and new VMs are added.
+pub async fn class_prestart(
+    pool: &Pool,
+    course_id: Uuid,
+    session: (i64, i64),
+    at_ms: i64,
+    vms: &[Uuid],
+) {
+    if let Err(e) = write_prestart(pool, course_id, session, at_ms, vms).await {
+        tracing::warn!(course = %course_id, error = %e, "class pre-start not recorded");
+    }
+}
+
+async fn write_prestart(
+    pool: &Pool,
+    course_id: Uuid,
+    (start_ms, end_ms): (i64, i64),
+    at_ms: i64,
+    vms: &[Uuid],
+) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query(
+        "INSERT INTO slo_class_prestarts (id, course_id, session_start_ms, session_end_ms, prestart_ms)
+         VALUES (?, ?, ?, ?, ?) ON CONFLICT (course_id, session_start_ms) DO NOTHING",
+    )
+    .bind(Uuid::new_v4().to_string())
+    .bind(course_id.to_string())
+    .bind(start_ms)
+    .bind(end_ms)
+    .bind(at_ms)
+    .execute(&mut *tx)
+    .await?;
+    let (id,): (String,) = sqlx::query_as(
+        "SELECT id FROM slo_class_prestarts WHERE course_id = ? AND session_start_ms = ?",
+    )
+    .bind(course_id.to_string())
+    .bind(start_ms)
+    .fetch_one(&mut *tx)
+    .await?;
+    for vm in vms {
+        sqlx::query(
+            "INSERT INTO slo_class_prestart_vms (prestart_id, vm_id) VALUES (?, ?)
+             ON CONFLICT (prestart_id, vm_id) DO NOTHING",
+        )
+        .bind(&id)
+        .bind(vm.to_string())
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await
+}
+
+/// A pre-started VM's start returned at `at_ms` (the class loop's clock):
+/// usable (`ok`) or failed. Goes to the VM's latest pre-start, once.
+pub async fn class_vm_started(pool: &Pool, vm_id: Uuid, at_ms: i64, ok: bool) {
+    let written = sqlx::query(
+        "UPDATE slo_class_prestart_vms SET ready_ms = ?1, failed_ms = ?2
+         WHERE vm_id = ?3 AND ready_ms IS NULL AND failed_ms IS NULL AND prestart_id =
+         (SELECT p.id FROM slo_class_prestarts p JOIN slo_class_prestart_vms v ON v.prestart_id = p.id
+          WHERE v.vm_id = ?3 ORDER BY p.prestart_ms DESC LIMIT 1)",
+    )
+    .bind(ok.then_some(at_ms))
+    .bind((!ok).then_some(at_ms))
+    .bind(vm_id.to_string())
+    .execute(pool)
+    .await;
+    if let Err(e) = written {
+        tracing::warn!(vm = %vm_id, error = %e, "class pre-start outcome not recorded");
+    }
 }

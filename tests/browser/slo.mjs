@@ -1,5 +1,6 @@
 // Service levels in the browser (issue 14): an admin reads the SLO page
-// (objectives with target, actual, budget and burn rate; the indicators by
+// (objectives with target, actual, budget and burn rates over 1 h and 6 h;
+// a pre-started class's provisioning time; the indicators by
 // course and node), sets a target, and switches to Chinese; a student sees
 // the status dot, opens the status page in Chinese (services green / amber
 // / red, the open system incident by title, shown as text), then in English.
@@ -28,6 +29,9 @@ await run('slo', artifactDir, async ({ newPage, step, shot, logs }) => {
   // 100 % bad of the 1 % allowed: 100 times the budget.
   assert((await text(page, `${row} .slo-overspent`)) === 'Spent 100.0× the budget', 'how far overspent');
   assert((await text(page, `${row} td:nth-child(5)`)) === '100.00×', 'burning at 100×');
+  // The failed start was minutes ago: the same burn over the last six hours.
+  assert((await page.locator('#slo-objectives th:nth-child(6)').textContent()) === 'Burn rate (6 h)', 'the six-hour burn column');
+  assert((await text(page, `${row} .slo-burn-6h`)) === '100.00×', 'burning at 100× over six hours');
   assert(await page.locator('tr[data-indicator=console_success] >> text=No data').count() === 1, 'no console yet: no data');
   const tickets = 'tr[data-indicator=ticket_response]';
   assert((await text(page, `${tickets} td:first-child`)) === 'Tickets answered within their SLA', 'the ticket-response objective by name');
@@ -36,6 +40,13 @@ await run('slo', artifactDir, async ({ newPage, step, shot, logs }) => {
   // Storage: the layer storage by name, the node's store full in 50 days.
   assert((await text(page, '#slo-capacity tr[data-kind=layer_storage] td:first-child')) === 'Layer storage (personal layers)', 'the layer storage by name');
   assert((await text(page, '#slo-capacity tr[data-kind=store] .slo-days-full')) === '50.0 days', 'the store full in 50 days');
+  // Class provisioning: the class ready 95 s after its pre-start, before its start.
+  const prov = '#slo-prov tbody tr';
+  assert(await page.locator(prov).count() === 1, 'one pre-started class');
+  assert((await text(page, `${prov} td:first-child`)) === 'test-ui-slo', 'the class by course code');
+  assert((await text(page, `${prov} .slo-prov-vms`)) === '2 of 2', 'both VMs usable');
+  assert((await text(page, `${prov} .slo-prov-time`)) === '95.0 s', 'provisioned in 95 s');
+  assert((await text(page, `${prov} .slo-prov-ontime`)) === 'Ready', 'ready by the start');
   await shot(page, 'slo-en.png');
   step('SLO page in English');
 
@@ -49,10 +60,14 @@ await run('slo', artifactDir, async ({ newPage, step, shot, logs }) => {
   await page.waitForSelector('h1 >> text=服务水平');
   assert((await text(page, `${row} td:first-child`)) === '虚拟机启动成功率', 'the indicator in Chinese');
   assert((await text(page, `${row} .slo-missed`)) === '未达标', 'not met, in Chinese');
+  assert((await page.locator('#slo-objectives th:nth-child(6)').textContent()) === '消耗速率（6 小时）', 'the six-hour burn column in Chinese');
   assert((await text(page, `${tickets} td:first-child`)) === '工单按时响应率', 'the ticket-response objective in Chinese');
   assert((await text(page, '#slo-capacity tr[data-kind=layer_storage] td:first-child')) === '层存储（个人层）', 'the layer storage in Chinese');
   assert((await text(page, '#slo-capacity tr[data-kind=store] .slo-days-full')) === '50.0 天后', 'days until full in Chinese');
   await page.waitForSelector('tr[data-indicator=start_p95] >> text=≤ 90.0 秒');
+  assert((await text(page, '#slo-provisioning h2')) === '上课准备时间', 'class provisioning in Chinese');
+  assert((await text(page, `${prov} .slo-prov-time`)) === '95.0 秒', 'the time in Chinese');
+  assert((await text(page, `${prov} .slo-prov-ontime`)) === '已就绪', 'ready, in Chinese');
   await shot(page, 'slo-zh.png');
   step('SLO page in Chinese');
 

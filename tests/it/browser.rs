@@ -1166,6 +1166,27 @@ async fn admin_reads_the_slo_page_and_a_student_the_status_page() {
         .unwrap();
     }
 
+    // A class pre-started 70 minutes ago for a session an hour ago, its
+    // two VMs usable 40 and 95 s later (as the class-time loop records).
+    let (_, courses) = admin.get("/api/courses").await;
+    let course = uuid::Uuid::parse_str(courses[0]["id"].as_str().unwrap()).unwrap();
+    let pre_ms = (now_s - 70 * 60) * 1000;
+    let vms = [
+        uuid::Uuid::parse_str(&lab.vm).unwrap(),
+        uuid::Uuid::new_v4(),
+    ];
+    let pool = &env.server.state.pool;
+    pvce::slo::record::class_prestart(
+        pool,
+        course,
+        (pre_ms + 600_000, pre_ms + 600_000 + 45 * 60_000),
+        pre_ms,
+        &vms,
+    )
+    .await;
+    pvce::slo::record::class_vm_started(pool, vms[0], pre_ms + 40_000, true).await;
+    pvce::slo::record::class_vm_started(pool, vms[1], pre_ms + 95_000, true).await;
+
     let base = env.server.url();
     let dir = artifact_dir();
     let shots = ["slo-en.png", "slo-zh.png", "status-zh.png", "status-en.png"];

@@ -292,6 +292,28 @@ async fn a_session_prestarts_the_class_within_the_limits_warns_and_stops_it() {
     assert_eq!(state_of(second_client, &second_vm).await, "running");
     common::wait_serial(&env, &first_vm, "BOOT-OK", StdDuration::from_secs(180)).await;
     common::wait_serial(&env, &second_vm, "BOOT-OK", StdDuration::from_secs(180)).await;
+    // The class provisioning indicator (src/slo): one pre-start, both VMs
+    // usable — the second admitted 2 s after the pre-start, plus its start —
+    // well before the session; the course's teacher reads it.
+    let (s, r) = teacher
+        .get(&format!(
+            "/api/slo?from={}&to={}",
+            fmt(start - Duration::hours(1)),
+            fmt(end)
+        ))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    let p = &r["provisioning"];
+    assert_eq!(
+        (&p["sessions"], &p["complete"], &p["ready_by_start"]),
+        (&json!(1), &json!(1), &json!(1)),
+        "{r}"
+    );
+    let one = &p["per_session"][0];
+    assert_eq!((&one["vms"], &one["ready"]), (&json!(2), &json!(2)), "{p}");
+    let secs = one["seconds"].as_f64().unwrap();
+    assert!(secs > 2.0 && secs < 240.0, "{p}");
+    assert_eq!(p["max_seconds"].as_f64(), Some(secs), "{p}");
     let (per_node, total) = class.peaks();
     assert_eq!(total, 1, "never more than one start in flight");
     assert!(per_node.values().all(|n| *n <= 1), "{per_node:?}");

@@ -204,11 +204,24 @@ function figures(key, f) {
         table('report-availability', ['reports.res.node', 'reports.sl.down', 'reports.sl.downtime', 'reports.sl.availability', 'reports.sl.startFailures'],
           sl.nodes.map((n) => [n.node, String(n.down_events), t('reports.minutes', { n: num(n.downtime_minutes) }), pct(n.availability), String(n.start_failures)])),
         kv([['reports.f.nodeAvailability', pct(sl.node_availability)], ['reports.sl.startFailures', String(sl.vm_start_failures)]]),
+        provisioningKv(sl.class_provisioning),
         h('p', { class: 'muted small', i18n: 'reports.sl.note' }),
       ];
     }
     default: return null;
   }
+}
+
+// Class provisioning (src/slo/provisioning.rs); reports made before it was
+// recorded have none.
+function provisioningKv(cp) {
+  if (!cp) return null;
+  const secs = (v) => (v === null ? t('common.none') : t('slo.seconds', { n: v.toFixed(0) }));
+  return h('div', { id: 'report-provisioning' }, kv([
+    ['reports.sl.provSessions', String(cp.sessions)],
+    ['reports.sl.provReady', `${cp.ready_by_start} / ${cp.sessions}`],
+    ['reports.sl.provTime', `${secs(cp.p50_seconds)} · ${secs(cp.p95_seconds)} · ${secs(cp.max_seconds)}`],
+  ]));
 }
 
 function reportView(container, id, { me }) {

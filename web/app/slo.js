@@ -11,6 +11,37 @@ import { h, replace, toast, toastError, absoluteTime } from './ui.js';
 import { api, get } from './api.js';
 
 const none = () => t('common.none');
+// A burn rate as a multiple of the rate that spends the budget in one period.
+const burnText = (b) => (b === null ? none() : `${b.toFixed(2)}×`);
+// Class provisioning: a session's pre-start to its last VM usable.
+function provisioningSection(rep, emptyRow) {
+  const p = rep.provisioning;
+  const tiles = [
+    ['slo.fig.provSessions', String(p.sessions)],
+    ['slo.fig.provReady', `${p.ready_by_start} / ${p.sessions}`],
+    ['slo.fig.provTime', `${secs(p.p50_seconds)} · ${secs(p.p95_seconds)}`],
+  ];
+  const verdict = (s) => {
+    if (s.ready_by_start) return ['level-green slo-prov-ontime', 'slo.prov.onTime'];
+    if (s.seconds !== null) return ['level-amber slo-prov-late', 'slo.prov.late'];
+    return ['level-red slo-prov-incomplete', 'slo.prov.incomplete'];
+  };
+  return h('section', { class: 'card pad', id: 'slo-provisioning' },
+    h('h2', { i18n: 'slo.provisioning' }),
+    h('p', { class: 'muted small', i18n: 'slo.provisioning.help' }),
+    h('div', { class: 'stat-tiles' }, tiles.map(([k, v]) => h('div', { class: 'card stat-tile' }, h('span', { class: 'muted small', i18n: k }), h('strong', {}, v)))),
+    h('div', { class: 'table-wrap', tabindex: '0', role: 'region', i18nAria: 'slo.provisioning' }, h('table', { class: 'data', id: 'slo-prov' },
+      h('thead', {}, h('tr', {}, ['slo.col.course', 'slo.col.sessionStart', 'slo.col.vmsReady', 'slo.col.provTime', 'slo.col.onTime'].map((c) => h('th', { scope: 'col', i18n: c })))),
+      h('tbody', {}, p.per_session.length === 0 ? emptyRow(5) : p.per_session.map((s) => {
+        const [cls, key] = verdict(s);
+        return h('tr', { dataset: { course: s.course_id } },
+          h('td', {}, rep.courses[s.course_id] || s.course_id),
+          h('td', {}, absoluteTime(s.session_start)),
+          h('td', { class: 'num slo-prov-vms', i18n: ['slo.prov.vms', { ready: s.ready, vms: s.vms }] }),
+          h('td', { class: 'num slo-prov-time' }, secs(s.seconds)),
+          h('td', {}, h('span', { class: `badge ${cls}` }, h('span', { class: 'dot', 'aria-hidden': 'true' }), h('span', { i18n: key }))));
+      })))));
+}
 const pct = (v, digits = 2) => (v === null || v === undefined ? none() : `${(v * 100).toFixed(digits)}%`);
 const secs = (v) => (v === null || v === undefined ? none() : t('slo.seconds', { n: v.toFixed(1) }));
 
@@ -139,13 +170,14 @@ function sloView(container, ctx) {
     replace(body,
       h('p', { class: 'muted small', id: 'slo-range', i18n: ['slo.range', { from: absoluteTime(rep.from), to: absoluteTime(rep.to), days: rep.period_days }] }),
       h('section', { class: 'card table-wrap slo-objectives-card', tabindex: '0', i18nAria: 'slo.objectives' }, h('table', { class: 'data slo-objectives', id: 'slo-objectives' },
-        h('thead', {}, h('tr', {}, ['slo.col.indicator', 'slo.col.target', 'slo.col.actual', 'slo.col.budget', 'slo.col.burn', 'slo.col.met'].map((k) => h('th', { scope: 'col', i18n: k })))),
+        h('thead', {}, h('tr', {}, ['slo.col.indicator', 'slo.col.target', 'slo.col.actual', 'slo.col.budget', 'slo.col.burn', 'slo.col.burn6h', 'slo.col.met'].map((k) => h('th', { scope: 'col', i18n: k })))),
         h('tbody', {}, rep.objectives.map((o) => h('tr', { dataset: { indicator: o.indicator } },
           h('td', { i18n: `slo.ind.${o.indicator}` }),
           h('td', { class: 'num' }, targetText(o)),
           h('td', { class: 'num slo-actual' }, fmt(o, o.actual)),
           h('td', {}, budgetBar(o.budget_left)),
-          h('td', { class: 'num' }, o.burn_rate_1h === null ? none() : `${o.burn_rate_1h.toFixed(2)}×`),
+          h('td', { class: 'num slo-burn-1h' }, burnText(o.burn_rate_1h)),
+          h('td', { class: 'num slo-burn-6h' }, burnText(o.burn_rate_6h)),
           h('td', {}, o.met === null ? h('span', { class: 'muted', i18n: 'slo.noData' })
             : h('span', { class: `badge ${o.met ? 'level-green slo-met' : 'level-red slo-missed'}` },
               h('span', { class: 'dot', 'aria-hidden': 'true' }), h('span', { i18n: o.met ? 'slo.met' : 'slo.missed' })))))))),
@@ -158,6 +190,7 @@ function sloView(container, ctx) {
       section('slo.nodes', h('table', { class: 'data', id: 'slo-nodes' },
         h('thead', {}, h('tr', {}, ['slo.col.node', 'slo.col.down', 'slo.col.availability'].map((c) => h('th', { scope: 'col', i18n: c })))),
         h('tbody', {}, f.nodes.length === 0 ? emptyRow(3) : f.nodes.map((n) => h('tr', {}, h('td', {}, n.name), h('td', { class: 'num' }, n.down_minutes.toFixed(1)), h('td', { class: 'num' }, pct(n.availability))))))),
+      provisioningSection(rep, emptyRow),
       rep.capacity.length === 0 ? null : section('slo.capacity', h('table', { class: 'data', id: 'slo-capacity' },
         h('thead', {}, h('tr', {}, ['slo.col.store', 'slo.col.used', 'slo.col.daysFull'].map((c) => h('th', { scope: 'col', i18n: c })))),
         h('tbody', {}, rep.capacity.map((c) => h('tr', { dataset: { kind: c.kind } },

@@ -308,7 +308,21 @@ fn ticket_response_by_hand() {
     let f = figures(&inputs, w, 1000);
     let t = tally(Indicator::TicketResponse, &f, w.len_ms());
     assert_eq!((t.good, t.total), (19.0, 20.0));
-    let objs = objectives(&f, w.len_ms(), &f, w.len_ms(), &BTreeMap::new());
+    let objs = objectives(
+        Measured {
+            figures: &f,
+            window_ms: w.len_ms(),
+        },
+        Measured {
+            figures: &f,
+            window_ms: w.len_ms(),
+        },
+        Measured {
+            figures: &f,
+            window_ms: w.len_ms(),
+        },
+        &BTreeMap::new(),
+    );
     let o = objs
         .iter()
         .find(|o| o.indicator == Indicator::TicketResponse)
@@ -405,11 +419,35 @@ fn objectives_by_hand() {
     let hour = figures(&inputs, w.last_hour(), 120_000);
     let mut targets = BTreeMap::new();
     targets.insert(Indicator::StartP95, 120.0);
-    let objs = objectives(&f, w.len_ms(), &hour, w.last_hour().len_ms(), &targets);
+    let six_w = w.last(6 * HOUR_MS);
+    let six = figures(&inputs, six_w, 120_000);
+    let objs = objectives(
+        Measured {
+            figures: &f,
+            window_ms: w.len_ms(),
+        },
+        Measured {
+            figures: &hour,
+            window_ms: w.last_hour().len_ms(),
+        },
+        Measured {
+            figures: &six,
+            window_ms: six_w.len_ms(),
+        },
+        &targets,
+    );
     let p95 = objs
         .iter()
         .find(|o| o.indicator == Indicator::StartP95)
         .expect("p95");
+    // The starts were all in the first 20 minutes: none in the last hour,
+    // all in the last six hours (the whole 100-minute window), where the
+    // one slow start of 20 burns the 5 % allowed at exactly 1×.
+    assert_eq!(p95.burn_rate_1h, None);
+    assert!(
+        p95.burn_rate_6h.is_some_and(|b| (b - 1.0).abs() < 1e-9),
+        "{p95:?}"
+    );
     // 19 of 20 within 120 s: p95 by nearest rank is the 19th (10 s), and
     // one slow start of the 5 % allowed (1 of 20) spends the whole budget.
     assert_eq!(p95.actual, Some(10.0));
