@@ -16,6 +16,7 @@
 //! - **extension**: a student given 15 more minutes ([`ClassTime::extend`],
 //!   the rule in [`super::extension`]) keeps the VM past the end; it is
 //!   shut down (the same way) when they run out.
+//!
 //! Each pre-start and each pre-started VM's outcome is recorded for the
 //! class provisioning indicator ([`crate::slo::provisioning`]).
 //!
