@@ -25,11 +25,12 @@
 //!   range the figures are asked for);
 //! - the cluster: [`nodes`], [`placement`], [`stores`] (template stores on
 //!   nodes), [`monitor`] (load history), [`events`] (the event log),
-//!   [`libvirt`] (the only one that talks to libvirt);
+//!   [`libvirt`] (the only one that talks to libvirt), [`installation`]
+//!   (this deployment's id, the names and marks of its libvirt objects);
 //! - keeping data: [`backup`] (personal layers and the control plane in a
 //!   restic repository);
 //! - the server itself: [`storage`] (files under the data dir), [`space`]
-//!   (running out of disk), [`health`], [`logging`], [`config`], [`db`],
+//!   (running out of disk), [`fsck`] (the invariant check and safe repairs), [`health`], [`logging`], [`config`], [`db`],
 //!   [`daily`] (a time of day something runs at);
 //! - wiring: [`state`] (the shared application state), [`http`] (the API,
 //!   the web UI and `/metrics`), [`app`] (start-up, background loops,
@@ -51,10 +52,12 @@ pub mod daily;
 pub mod db;
 pub mod desk;
 pub mod events;
+pub mod fsck;
 pub mod health;
 pub mod http;
 pub mod images;
 pub mod inspection;
+pub mod installation;
 pub mod labnets;
 pub mod library;
 pub mod libvirt;

@@ -58,6 +58,11 @@ pub struct AppState {
     pub sessions: Arc<crate::classtime::Sessions>,
     /// Class time: pre-starts, the admission queue, the end of sessions.
     pub class: Arc<crate::classtime::class::ClassTime>,
+    /// This installation's id and the libvirt names derived from it.
+    pub installation: crate::installation::Installation,
+    pub names: Arc<crate::installation::LibvirtNames>,
+    /// The invariant check (`pvce fsck`).
+    pub fsck: Arc<crate::fsck::Fsck>,
 }
 
 /// Opens storage and the database (running migrations) — what every subcommand needs.
@@ -70,17 +75,25 @@ pub async fn open(config: &Config) -> anyhow::Result<(Storage, Pool)> {
 impl AppState {
     pub async fn new(config: Config) -> anyhow::Result<Self> {
         let (storage, pool) = open(&config).await?;
+        let installation = crate::installation::Installation::load_or_create(&pool).await?;
+        let names = config.libvirt_names(&installation);
         let sign_in = Arc::new(sign_in(&config, &storage)?);
         let nodes = Arc::new(
             Nodes::new(pool.clone(), config.connect_timeout(), config.accel)
                 .with_address_policy(config.address_policy()),
         );
-        let stores = Arc::new(crate::stores::Stores::new(
-            pool.clone(),
-            storage.clone(),
-            nodes.clone(),
-            config.template_pool.clone(),
-        ));
+        let stores = Arc::new(
+            crate::stores::Stores::new(
+                pool.clone(),
+                storage.clone(),
+                nodes.clone(),
+                names.template_pool.clone(),
+            )
+            .with_claim(crate::libvirt::PoolClaim {
+                derived: names.template_pool_derived,
+                legacy: names.legacy_template_pool.clone(),
+            }),
+        );
         let vms = Arc::new(
             VmManager::new(
                 pool.clone(),
@@ -88,17 +101,24 @@ impl AppState {
                 nodes.clone(),
                 stores,
                 config.shutdown_timeout(),
-                config.domain_prefix.clone(),
+                names.domain_prefix.clone(),
             )
+            .with_installation(installation.mark())
             .with_disk_cache(config.disk_cache)
             .with_placement(config.placement_policy, config.host_reserve_mib)
-            .with_layers(crate::vms::layers::Layers::new(
-                pool.clone(),
-                nodes.clone(),
-                config.layer_storage,
-                config.layer_pool.clone(),
-                config.layer_pool_dir(),
-            )),
+            .with_layers(
+                crate::vms::layers::Layers::new(
+                    pool.clone(),
+                    nodes.clone(),
+                    config.layer_storage,
+                    names.layer_pool.clone(),
+                    config.layer_pool_dir(),
+                )
+                .with_claim(crate::libvirt::PoolClaim {
+                    derived: names.layer_pool_derived,
+                    legacy: names.legacy_layer_pool.clone(),
+                }),
+            ),
         );
         let desk = Arc::new(
             crate::desk::Desk::new(pool.clone(), nodes.clone(), vms.clone(), storage.root())
@@ -154,7 +174,7 @@ impl AppState {
             nodes.clone(),
             desk.clone(),
             storage.clone(),
-            config.template_pool.clone(),
+            names.template_pool.clone(),
             config.min_free_mib,
         ));
         let templates = Arc::new(crate::templates::Templates::new(
@@ -182,6 +202,13 @@ impl AppState {
         let sessions = Arc::new(crate::classtime::Sessions::new(
             pool.clone(),
             config.lab_utc_offset,
+        ));
+        let fsck = Arc::new(crate::fsck::Fsck::new(
+            pool.clone(),
+            storage.clone(),
+            nodes.clone(),
+            installation.mark(),
+            names.layer_pool.clone(),
         ));
         Ok(Self {
             backups,
@@ -229,6 +256,9 @@ impl AppState {
                 config.min_free_mib,
             )),
             config: Arc::new(config),
+            fsck,
+            installation,
+            names: Arc::new(names),
         })
     }
 }
