@@ -191,7 +191,7 @@ mod tests {
     #[test]
     fn short_is_the_first_eight_hex_digits() {
         let i = Installation {
-            id: Uuid::parse_str("1a2b3c4d-0000-4000-8000-000000000000").unwrap(),
+            id: Uuid::parse_str("1a2b3c4d-0000-4000-8000-000000000000").expect("uuid"),
         };
         assert_eq!(i.short(), "1a2b3c4d");
         assert_eq!(i.mark(), "1a2b3c4d-0000-4000-8000-000000000000");
