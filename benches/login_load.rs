@@ -164,11 +164,14 @@ fn run_mode(inline: bool, clients: usize, secs: u64, with_idle: bool) -> Vec<Row
         .tempdir()
         .unwrap();
     let mut config = Config::for_data_dir(dir.path().join("data"));
-    config.domain_prefix = "test-pvce-bench-".into();
-    config.template_pool = format!("{}-tpl", dir.path().file_name().unwrap().to_string_lossy());
+    config.domain_prefix = Some("test-pvce-bench-".into());
+    config.template_pool = Some(format!(
+        "{}-tpl",
+        dir.path().file_name().unwrap().to_string_lossy()
+    ));
     config.trust_forwarded_for = true;
     config.login_hash_inline = inline;
-    let pool_name = config.template_pool.clone();
+    let pool_name = config.template_pool.clone().unwrap_or_default();
     let server = server_rt.block_on(async {
         let server = pvce::app::start(config, "127.0.0.1:0").await.unwrap();
         let pool = server.state.pool.clone();

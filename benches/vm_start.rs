@@ -102,7 +102,10 @@ async fn main() {
         .tempdir()
         .unwrap();
     let mut config = Config::for_data_dir(dir.path().join("data"));
-    config.domain_prefix = "test-pvce-bench-".into();
+    // Names derived from this run's own installation id (its template store
+    // is `test-pvce-bench-<id>-templates`): beside a running server it never
+    // touches that server's pool (issue 17; it once repointed it).
+    config.libvirt_prefix = "test-pvce-bench".into();
     let server = pvce::app::start(config, "127.0.0.1:0").await.unwrap();
     let st = &server.state;
     let limits = pvce::templates::ImportLimits {

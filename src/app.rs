@@ -66,6 +66,12 @@ pub async fn start(config: Config, listen: &str) -> anyhow::Result<Server> {
         .ensure_local(&state.config.node_uri, &state.config.console_address)
         .await?;
     crate::templates::ensure_root(&state.pool, &state.storage).await?;
+    // Upgrade from a pvce without installation ids: its store pools are
+    // adopted under this installation's names (src/installation).
+    let adopted = state.vms.adopt_legacy_pools().await;
+    if adopted > 0 {
+        tracing::info!(adopted, "store pools of an older pvce adopted");
+    }
     // Layers left by a crash (an enrolment killed midway) are settled before
     // anyone can start a VM on them.
     let swept = crate::vms::sweep_layers_at_start(&state.pool, &state.storage).await?;
@@ -94,8 +100,8 @@ pub async fn start(config: Config, listen: &str) -> anyhow::Result<Server> {
             state.pool.clone(),
             state.nodes.clone(),
             Duration::from_secs(state.config.sample_interval_secs),
-            state.config.template_pool.clone(),
-            state.config.domain_prefix.clone(),
+            state.names.template_pool.clone(),
+            state.names.domain_prefix.clone(),
         ))
         .spawn(&state.health),
         state.vms.clone().spawn_reconciler(&state.health),

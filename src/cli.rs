@@ -45,6 +45,21 @@ pub enum Command {
         #[command(subcommand)]
         command: DirectoryCommand,
     },
+    /// Check the installation's invariants (src/fsck): orphan domains, VM
+    /// records without layers, files without records, half-written files,
+    /// broken template chains. Exit status 0: clean; 1: everything found was
+    /// repaired; 2: findings are left.
+    Fsck {
+        #[command(flatten)]
+        config: Config,
+        /// Make the safe repairs (best with the server stopped). Orphan
+        /// layers are moved to the data dir's quarantine, never deleted.
+        #[arg(long)]
+        repair: bool,
+        /// The report as JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Rebuild an installation from its backup repository onto an empty
     /// data dir (src/backup/install.rs).
     Restore {
@@ -179,6 +194,31 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     )
                 }
             ));
+            Ok(())
+        }
+        Command::Fsck {
+            config,
+            repair,
+            json,
+        } => {
+            let state = crate::state::AppState::new(config).await?;
+            let report = state.fsck.run(std::time::SystemTime::now(), repair).await?;
+            let text = if json {
+                serde_json::to_string_pretty(&report)?
+            } else {
+                report.to_text()
+            };
+            crate::logging::say(text.trim_end());
+            let code = if report.is_clean() {
+                0
+            } else if report.unrepaired() == 0 {
+                1
+            } else {
+                2
+            };
+            if code != 0 {
+                std::process::exit(code);
+            }
             Ok(())
         }
         Command::Templates {

@@ -65,9 +65,15 @@ pub struct Config {
     #[arg(long, env = "PVCE_CONNECT_TIMEOUT", default_value_t = 5)]
     pub connect_timeout_secs: u64,
 
-    /// Prefix of the libvirt domain names pvce creates (`<prefix><vm-id>`).
-    #[arg(long, env = "PVCE_DOMAIN_PREFIX", default_value = "pvce-")]
-    pub domain_prefix: String,
+    /// Base of the libvirt names pvce derives from its installation id
+    /// (`<base>-<short id>-templates`, …; see src/installation).
+    #[arg(long, env = "PVCE_LIBVIRT_PREFIX", default_value = "pvce")]
+    pub libvirt_prefix: String,
+
+    /// Prefix of the libvirt domain names pvce creates (`<prefix><vm-id>`);
+    /// unset: `<libvirt prefix>-<short installation id>-`.
+    #[arg(long, env = "PVCE_DOMAIN_PREFIX")]
+    pub domain_prefix: Option<String>,
 
     /// Seconds a console token stays valid (it is single use).
     #[arg(long, env = "PVCE_CONSOLE_TOKEN_TTL", default_value_t = 60)]
@@ -148,9 +154,10 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
 
     /// Name of the libvirt storage pool that is each node's template store
-    /// (a `dir` pool at the server's template directory path; see src/stores.rs).
-    #[arg(long, env = "PVCE_TEMPLATE_POOL", default_value = "pvce-templates")]
-    pub template_pool: String,
+    /// (a `dir` pool at the server's template directory path; see src/stores.rs);
+    /// unset: `<libvirt prefix>-<short installation id>-templates`.
+    #[arg(long, env = "PVCE_TEMPLATE_POOL")]
+    pub template_pool: Option<String>,
 
     /// Where new personal VMs keep their layers: `shared` (the data dir's
     /// `overlays/`, mounted at the same path on every node: NFS/Gluster/Ceph;
@@ -160,9 +167,10 @@ pub struct Config {
     #[arg(long, env = "PVCE_LAYER_STORAGE", default_value = "shared", value_parser = parse_layer_storage)]
     pub layer_storage: LayerStorage,
 
-    /// Name of the libvirt storage pool holding node-local layers on each node.
-    #[arg(long, env = "PVCE_LAYER_POOL", default_value = "pvce-layers")]
-    pub layer_pool: String,
+    /// Name of the libvirt storage pool holding node-local layers on each node;
+    /// unset: `<libvirt prefix>-<short installation id>-layers`.
+    #[arg(long, env = "PVCE_LAYER_POOL")]
+    pub layer_pool: Option<String>,
 
     /// Directory of that pool on every node (same path everywhere; default
     /// `<data dir>/node-layers`).
@@ -489,7 +497,8 @@ impl Config {
             max_virtual_size: 256 * 1024 * 1024 * 1024,
             shutdown_timeout_secs: 60,
             connect_timeout_secs: 5,
-            domain_prefix: "pvce-".into(),
+            libvirt_prefix: "pvce".into(),
+            domain_prefix: None,
             console_token_ttl_secs: 60,
             console_ticket_ttl_secs: 90,
             console_max_per_user: 4,
@@ -532,9 +541,9 @@ impl Config {
             alert_interval_secs: 60,
             inspection_at: crate::inspection::schedule::InspectionAt(Some(150)),
             sample_interval_secs: 5,
-            template_pool: "pvce-templates".into(),
+            template_pool: None,
             layer_storage: LayerStorage::Shared,
-            layer_pool: "pvce-layers".into(),
+            layer_pool: None,
             layer_pool_dir: None,
             placement_policy: Policy::Spread,
             host_reserve_mib: crate::placement::DEFAULT_HOST_RESERVE_MIB,
@@ -594,6 +603,22 @@ impl Config {
             ca_file: self.smtp_ca_file.clone(),
             timeout_secs: None,
         }))
+    }
+
+    /// The libvirt names of installation `installation`'s objects.
+    pub fn libvirt_names(
+        &self,
+        installation: &crate::installation::Installation,
+    ) -> crate::installation::LibvirtNames {
+        crate::installation::names(
+            &self.libvirt_prefix,
+            &installation.short(),
+            &crate::installation::NameOverrides {
+                domain_prefix: self.domain_prefix.clone(),
+                template_pool: self.template_pool.clone(),
+                layer_pool: self.layer_pool.clone(),
+            },
+        )
     }
 
     /// The node-local layer pool's directory (same path on every node).

@@ -11,8 +11,12 @@
 //! they run themselves): it is a networking lab.
 //!
 //! Names. The libvirt network is `<domain-prefix>lab-<course>-<owner>` (UUIDs
-//! without dashes), so it is deterministic, unique per (course, student), and
-//! recognisable per installation (tests use `test-pvce-`). The host bridge is
+//! without dashes; the prefix carries the installation id, see
+//! src/installation), so it is deterministic, unique per (course, student),
+//! and recognisable per installation (tests use `test-pvce-`); it also
+//! carries the installation's mark in its metadata, and pvce never reuses or
+//! removes a network another installation marked. Once recorded, a
+//! network's name is the recorded one (an older pvce's name is kept). The host bridge is
 //! `pvl` + the first 12 hex digits of SHA-256 of that name: 15 characters, the
 //! Linux limit. Two different names sharing a bridge would need a 48-bit hash
 //! collision; should it ever happen, libvirt refuses the second network
@@ -98,6 +102,8 @@ pub struct LabNets {
     pool: Pool,
     nodes: Arc<Nodes>,
     prefix: String,
+    /// The installation's mark on every network it creates (src/installation).
+    installation: String,
     locks: Mutex<HashMap<Pair, Arc<tokio::sync::Mutex<()>>>>,
 }
 
@@ -107,8 +113,14 @@ impl LabNets {
             pool,
             nodes,
             prefix,
+            installation: String::new(),
             locks: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Marks the networks this installation creates (and removes).
+    pub fn set_installation(&mut self, mark: String) {
+        self.installation = mark;
     }
 
     /// The lock of one student's lab network in one course. Lock order: a VM's
@@ -149,7 +161,6 @@ impl LabNets {
         conn: &libvirt::Node,
         pair: Pair,
     ) -> Result<String, LabNetError> {
-        let name = self.network_name(pair);
         // Record ownership before creating anything (see the module docs).
         sqlx::query(
             "INSERT INTO lab_networks (course_id, owner_id, node_id, name, created_at)
@@ -158,13 +169,24 @@ impl LabNets {
         .bind(pair.0.to_string())
         .bind(pair.1.to_string())
         .bind(node_id.to_string())
-        .bind(&name)
+        .bind(self.network_name(pair))
         .bind(db::now())
         .execute(&self.pool)
+        .await?;
+        // The recorded name: a network an older pvce made before installation
+        // ids keeps its name while it lives (adopted on upgrade).
+        let name: String = sqlx::query_scalar(
+            "SELECT name FROM lab_networks WHERE course_id = ? AND owner_id = ? AND node_id = ?",
+        )
+        .bind(pair.0.to_string())
+        .bind(pair.1.to_string())
+        .bind(node_id.to_string())
+        .fetch_one(&self.pool)
         .await?;
         let spec = NetworkSpec {
             bridge: bridge_name(&name),
             name: name.clone(),
+            installation: self.installation.clone(),
         };
         let info = conn.ensure_network(&spec).await?;
         tracing::debug!(network = %info.name, bridge = %info.bridge, "lab network ready");
@@ -211,8 +233,17 @@ impl LabNets {
             if in_use {
                 continue;
             }
-            if conn.remove_network(&name).await? {
-                tracing::info!(network = %name, "lab network removed: no VM uses it any more");
+            match conn.remove_network(&name, &self.installation).await {
+                Ok(true) => {
+                    tracing::info!(network = %name, "lab network removed: no VM uses it any more");
+                }
+                Ok(false) => {}
+                // Another installation's network of that name: not ours to
+                // remove, and so not ours to remember.
+                Err(LibvirtError::NotOurs(_)) => {
+                    tracing::warn!(network = %name, "lab network belongs to another installation; left alone");
+                }
+                Err(e) => return Err(e.into()),
             }
             self.forget(&course, &owner, &node).await?;
         }

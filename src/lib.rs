@@ -29,10 +29,12 @@
 //!   [`libvirt`] (the only one that talks to libvirt);
 //! - class time: [`usage`] (usage metering from the VMs' power history,
 //!   hour budgets and quotas), [`idle`] (idle auto-stop);
+//! - deployments: [`installation`]
+//!   (this deployment's id, the names and marks of its libvirt objects);
 //! - keeping data: [`backup`] (personal layers and the control plane in a
 //!   restic repository);
 //! - the server itself: [`storage`] (files under the data dir), [`space`]
-//!   (running out of disk), [`health`], [`logging`], [`config`], [`db`],
+//!   (running out of disk), [`fsck`] (the invariant check and safe repairs), [`health`], [`logging`], [`config`], [`db`],
 //!   [`daily`] (a time of day something runs at);
 //! - wiring: [`state`] (the shared application state), [`http`] (the API,
 //!   the web UI and `/metrics`), [`app`] (start-up, background loops,
@@ -55,11 +57,13 @@ pub mod db;
 pub mod desk;
 pub mod directory;
 pub mod events;
+pub mod fsck;
 pub mod health;
 pub mod http;
 pub mod idle;
 pub mod images;
 pub mod inspection;
+pub mod installation;
 pub mod labnets;
 pub mod library;
 pub mod libvirt;

@@ -65,6 +65,11 @@ pub struct AppState {
     pub quotas: Arc<crate::usage::quota::Quotas>,
     /// Idle auto-stop (src/idle/).
     pub idle: Arc<crate::idle::Idle>,
+    /// This installation's id and the libvirt names derived from it.
+    pub installation: crate::installation::Installation,
+    pub names: Arc<crate::installation::LibvirtNames>,
+    /// The invariant check (`pvce fsck`).
+    pub fsck: Arc<crate::fsck::Fsck>,
 }
 
 /// Opens storage and the database (running migrations) — what every subcommand needs.
@@ -77,17 +82,25 @@ pub async fn open(config: &Config) -> anyhow::Result<(Storage, Pool)> {
 impl AppState {
     pub async fn new(config: Config) -> anyhow::Result<Self> {
         let (storage, pool) = open(&config).await?;
+        let installation = crate::installation::Installation::load_or_create(&pool).await?;
+        let names = config.libvirt_names(&installation);
         let sign_in = Arc::new(sign_in(&config, &storage)?);
         let nodes = Arc::new(
             Nodes::new(pool.clone(), config.connect_timeout(), config.accel)
                 .with_address_policy(config.address_policy()),
         );
-        let stores = Arc::new(crate::stores::Stores::new(
-            pool.clone(),
-            storage.clone(),
-            nodes.clone(),
-            config.template_pool.clone(),
-        ));
+        let stores = Arc::new(
+            crate::stores::Stores::new(
+                pool.clone(),
+                storage.clone(),
+                nodes.clone(),
+                names.template_pool.clone(),
+            )
+            .with_claim(crate::libvirt::PoolClaim {
+                derived: names.template_pool_derived,
+                legacy: names.legacy_template_pool.clone(),
+            }),
+        );
         let vms = Arc::new(
             VmManager::new(
                 pool.clone(),
@@ -95,17 +108,24 @@ impl AppState {
                 nodes.clone(),
                 stores,
                 config.shutdown_timeout(),
-                config.domain_prefix.clone(),
+                names.domain_prefix.clone(),
             )
+            .with_installation(installation.mark())
             .with_disk_cache(config.disk_cache)
             .with_placement(config.placement_policy, config.host_reserve_mib)
-            .with_layers(crate::vms::layers::Layers::new(
-                pool.clone(),
-                nodes.clone(),
-                config.layer_storage,
-                config.layer_pool.clone(),
-                config.layer_pool_dir(),
-            )),
+            .with_layers(
+                crate::vms::layers::Layers::new(
+                    pool.clone(),
+                    nodes.clone(),
+                    config.layer_storage,
+                    names.layer_pool.clone(),
+                    config.layer_pool_dir(),
+                )
+                .with_claim(crate::libvirt::PoolClaim {
+                    derived: names.layer_pool_derived,
+                    legacy: names.legacy_layer_pool.clone(),
+                }),
+            ),
         );
         let desk = Arc::new(
             crate::desk::Desk::new(pool.clone(), nodes.clone(), vms.clone(), storage.root())
@@ -161,7 +181,7 @@ impl AppState {
             nodes.clone(),
             desk.clone(),
             storage.clone(),
-            config.template_pool.clone(),
+            names.template_pool.clone(),
             config.min_free_mib,
         ));
         let templates = Arc::new(crate::templates::Templates::new(
@@ -202,6 +222,13 @@ impl AppState {
             pool.clone(),
             usage.clone(),
         )));
+        let fsck = Arc::new(crate::fsck::Fsck::new(
+            pool.clone(),
+            storage.clone(),
+            nodes.clone(),
+            installation.mark(),
+            names.layer_pool.clone(),
+        ));
         Ok(Self {
             backups,
             sso,
@@ -255,6 +282,9 @@ impl AppState {
                 config.min_free_mib,
             )),
             config: Arc::new(config),
+            fsck,
+            installation,
+            names: Arc::new(names),
         })
     }
 }

@@ -3,7 +3,7 @@
 //! once reads its base images from local disk, not from the server.
 //!
 //! A node's store is a libvirt `dir` storage pool (named by `--template-pool`,
-//! default `pvce-templates`) whose directory is **the same path as the
+//! default `pvce-<installation>-templates`, see src/installation) whose directory is **the same path as the
 //! server's template directory** (`<data dir>/templates`). Same path on every
 //! node means the backing-file names written into child layers and personal
 //! overlays resolve on whichever node runs the VM, without rewriting any image
@@ -67,6 +67,8 @@ pub struct Stores {
     storage: Storage,
     nodes: Arc<Nodes>,
     pool_name: String,
+    /// What the pool's name lets pvce do on a node (src/installation).
+    claim: crate::libvirt::PoolClaim,
     /// One lock per (node, layer).
     locks: Mutex<HashMap<(Uuid, Uuid), LayerLock>>,
 }
@@ -78,8 +80,17 @@ impl Stores {
             storage,
             nodes,
             pool_name,
+            claim: crate::libvirt::PoolClaim::default(),
             locks: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Whether the pool's name is derived from the installation id and which
+    /// older name to adopt (see `Node::ensure_dir_pool`).
+    #[must_use]
+    pub fn with_claim(mut self, claim: crate::libvirt::PoolClaim) -> Self {
+        self.claim = claim;
+        self
     }
 
     /// The libvirt pool name of the stores.
@@ -98,6 +109,14 @@ impl Stores {
             .entry((node, layer))
             .or_default()
             .clone()
+    }
+
+    /// Upgrade path (src/installation): on every reachable node, a store pool
+    /// an older pvce named without the installation id and pointing at
+    /// exactly our directory is adopted under this installation's name.
+    /// Returns how many were; failures are logged (the next start retries).
+    pub async fn adopt_legacy(&self) -> usize {
+        adopt_legacy_pools(&self.nodes, &self.pool_name, &self.dir(), &self.claim).await
     }
 
     /// The backing chain of `template_id` (child first), read once per start
@@ -142,7 +161,8 @@ impl Stores {
             // One pool set-up per node at a time (concurrent starts of a class).
             let lock = self.lock(node_id, Uuid::nil());
             let _guard = lock.lock().await;
-            conn.ensure_dir_pool(&self.pool_name, &self.dir()).await?;
+            conn.ensure_dir_pool(&self.pool_name, &self.dir(), self.claim.clone())
+                .await?;
         }
         for layer in missing {
             let lock = self.lock(node_id, layer.id);
@@ -226,4 +246,44 @@ impl Stores {
             .collect();
         Ok((holders, bytes))
     }
+}
+
+/// [`Stores::adopt_legacy`] for any store pool (the node-local layer pools too).
+pub async fn adopt_legacy_pools(
+    nodes: &Nodes,
+    name: &str,
+    dir: &std::path::Path,
+    claim: &crate::libvirt::PoolClaim,
+) -> usize {
+    let Some(legacy) = &claim.legacy else {
+        return 0;
+    };
+    let Ok(list) = nodes.list().await else {
+        return 0;
+    };
+    let mut adopted = 0;
+    for node in list.iter().filter(|n| n.state.is_up()) {
+        let Ok(conn) = nodes.conn(node.id).await else {
+            continue;
+        };
+        match conn.pool_target(legacy).await {
+            Ok(Some(path)) if path == dir => {
+                match conn.ensure_dir_pool(name, dir, claim.clone()).await {
+                    Ok(_) => {
+                        tracing::info!(node = %node.name, old = %legacy, new = %name, "adopted an older pvce's store pool");
+                        adopted += 1;
+                    }
+                    Err(e) => {
+                        tracing::warn!(node = %node.name, pool = %legacy, error = %e, "could not adopt an older pvce's store pool")
+                    }
+                }
+            }
+            // Absent, or another installation's directory: not ours.
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(node = %node.name, error = %e, "could not look for an older store pool")
+            }
+        }
+    }
+    adopted
 }

@@ -413,6 +413,13 @@ impl From<LibvirtError> for ApiError {
         }
         match e {
             LibvirtError::Unreachable(_) | LibvirtError::Timeout => Self::unavailable(&e),
+            // A libvirt object of our name that another installation made
+            // (src/installation): pvce will not take it over.
+            LibvirtError::NotOurs(_) => Self::new(
+                StatusCode::CONFLICT,
+                "foreign_libvirt_object",
+                "a libvirt object of the name pvce needs belongs to another installation on that node",
+            ),
             _ => {
                 tracing::error!(error = %e, "libvirt call failed");
                 Self::new(

@@ -40,6 +40,9 @@ struct ClusterSettings {
     /// The node transports `POST /api/nodes` accepts here (`tcp` and `test`
     /// only when the server was started to allow them).
     node_transports: Vec<crate::libvirt::Transport>,
+    /// This installation's id (src/installation) and its store pool's name.
+    installation_id: uuid::Uuid,
+    template_pool: String,
 }
 
 async fn cluster(
@@ -55,6 +58,8 @@ async fn cluster(
         disk_cache: c.disk_cache,
         sample_interval_seconds: c.sample_interval_secs,
         node_transports: state.nodes.address_policy().transports(),
+        installation_id: state.installation.id,
+        template_pool: state.names.template_pool.clone(),
     }))
 }
 

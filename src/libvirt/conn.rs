@@ -51,7 +51,8 @@ use super::xml::{
     network_xml,
 };
 use super::xml::{
-    graphics_password_xml, parse_console, parse_graphics, parse_metadata, with_graphics_listen,
+    graphics_password_xml, parse_console, parse_graphics, parse_metadata, parse_network_mark,
+    with_graphics_listen,
 };
 
 /// Tunables of one connection.
@@ -604,8 +605,56 @@ impl Node {
 
     /// Power the domain off at once. `Ok(false)`: no such running domain, i.e. it was
     /// already stopped — for a transient domain, stopping also removes it.
-    pub async fn destroy(&self, name: &str) -> Result<bool, LibvirtError> {
-        self.on_running(name, |d| d.destroy()).await
+    /// Only a domain installation `mark` created (or an older pvce's, whose
+    /// metadata has no installation) is touched: anything else with that name
+    /// is [`LibvirtError::NotOurs`].
+    pub async fn destroy(&self, name: &str, mark: &str) -> Result<bool, LibvirtError> {
+        let (name, mark) = (name.to_owned(), mark.to_owned());
+        self.call(move |c| {
+            let Some(dom) = lookup(c, &name)? else {
+                return Ok(false);
+            };
+            if !domain_is_ours(&dom, &mark)? {
+                return Err(LibvirtError::NotOurs(name));
+            }
+            match dom.is_active().map_err(LibvirtError::from) {
+                Ok(true) => {}
+                Ok(false) | Err(LibvirtError::NotFound) => return Ok(false),
+                Err(e) => return Err(e),
+            }
+            match dom.destroy().map_err(LibvirtError::from) {
+                Ok(()) => Ok(true),
+                Err(LibvirtError::NotFound) => Ok(false),
+                Err(e) if e.is_operation_invalid() && !dom.is_active().unwrap_or(true) => Ok(false),
+                Err(e) => Err(e),
+            }
+        })
+        .await
+    }
+
+    /// Removes the definition of the *inactive* domain `name` if installation
+    /// `mark` created it (pvce's domains are transient; a defined one is left
+    /// by hand or by a foreign tool copying ours: `pvce fsck --repair`).
+    /// `Ok(false)`: no such domain, or it runs (never undefined while running).
+    pub async fn undefine_inactive(&self, name: &str, mark: &str) -> Result<bool, LibvirtError> {
+        let (name, mark) = (name.to_owned(), mark.to_owned());
+        self.call(move |c| {
+            let Some(dom) = lookup(c, &name)? else {
+                return Ok(false);
+            };
+            if !domain_is_ours(&dom, &mark)? {
+                return Err(LibvirtError::NotOurs(name));
+            }
+            if dom.is_active()? || !dom.is_persistent()? {
+                return Ok(false);
+            }
+            match dom.undefine().map_err(LibvirtError::from) {
+                Ok(()) => Ok(true),
+                Err(LibvirtError::NotFound) => Ok(false),
+                Err(e) => Err(e),
+            }
+        })
+        .await
     }
 
     /// Ask the guest to reboot. `Ok(false)`: no such running domain.
@@ -712,12 +761,18 @@ impl Node {
     /// Create and start a *transient* isolated network (gone when destroyed or
     /// when the node reboots, like pvce's domains). Idempotent: an active
     /// network of that name is returned as it is, so the caller must own the
-    /// name. libvirt refuses a bridge name another network already uses.
+    /// name; one marked by another installation is [`LibvirtError::NotOurs`]
+    /// (an unmarked one is an older pvce's, adopted). libvirt refuses a bridge
+    /// name another network already uses.
     pub async fn ensure_network(&self, spec: &NetworkSpec) -> Result<NetworkInfo, LibvirtError> {
         let xml = network_xml(spec)?;
         let name = spec.name.clone();
+        let mark = spec.installation.clone();
         self.call(move |c| {
             if let Some(net) = lookup_network(c, &name)? {
+                if parse_network_mark(&net.xml_desc(0)?).is_some_and(|m| m != mark) {
+                    return Err(LibvirtError::NotOurs(name));
+                }
                 if net.is_active()? {
                     return network_info(&net);
                 }
@@ -774,13 +829,19 @@ impl Node {
     }
 
     /// Stops (and, being transient, removes) the network `name`; a persistent
-    /// one is also undefined. `Ok(false)`: there was no such network.
-    pub async fn remove_network(&self, name: &str) -> Result<bool, LibvirtError> {
-        let name = name.to_owned();
+    /// one is also undefined. `Ok(false)`: there was no such network. A
+    /// network marked by another installation than `mark` is never removed
+    /// ([`LibvirtError::NotOurs`]); an unmarked one is an older pvce's (the
+    /// caller removes only names it recorded).
+    pub async fn remove_network(&self, name: &str, mark: &str) -> Result<bool, LibvirtError> {
+        let (name, mark) = (name.to_owned(), mark.to_owned());
         self.call(move |c| {
             let Some(net) = lookup_network(c, &name)? else {
                 return Ok(false);
             };
+            if parse_network_mark(&net.xml_desc(0)?).is_some_and(|m| m != mark) {
+                return Err(LibvirtError::NotOurs(name));
+            }
             let gone = |r: Result<(), virt::error::Error>| match r.map_err(LibvirtError::from) {
                 Ok(()) | Err(LibvirtError::NotFound) => Ok(()),
                 Err(e) if e.is_operation_invalid() => Ok(()), // not active
@@ -932,6 +993,15 @@ fn lookup_network(c: &Connect, name: &str) -> Result<Option<Network>, LibvirtErr
     }
 }
 
+/// Whether installation `mark` may act on `dom`: it carries pvce's metadata
+/// with that installation, or pvce's metadata without one (an older pvce's).
+fn domain_is_ours(dom: &Domain, mark: &str) -> Result<bool, LibvirtError> {
+    Ok(match parse_metadata(&dom.xml_desc(0)?) {
+        Some(m) => crate::installation::marked_ours(m.installation.as_deref(), mark, true),
+        None => false,
+    })
+}
+
 fn network_info(net: &Network) -> Result<NetworkInfo, LibvirtError> {
     Ok(NetworkInfo {
         name: net.name()?,
@@ -961,6 +1031,8 @@ mod tests {
     use std::time::Instant;
 
     const TEST_URI: &str = "test:///default";
+    /// The installation the tests' objects are marked with.
+    const MARK: &str = "test-installation-a";
 
     fn addr(uri: &str) -> NodeAddress {
         NodeAddress::parse(uri, crate::libvirt::AddressPolicy::TESTING).expect("address")
@@ -993,6 +1065,7 @@ mod tests {
                 owner: "bob".into(),
                 course: Some("c1".into()),
                 template: None,
+                installation: Some(MARK.into()),
             },
             network: None,
             clipboard_agent: false,
@@ -1006,6 +1079,7 @@ mod tests {
         let spec = NetworkSpec {
             name: format!("test-lab-{tag}"),
             bridge: format!("tpl{tag}"),
+            installation: MARK.into(),
         };
         let a = node.ensure_network(&spec).await.expect("create");
         assert!(a.active);
@@ -1019,8 +1093,27 @@ mod tests {
                 .contains(&spec.name)
         );
         assert_eq!(node.network(&spec.name).await.expect("get"), Some(a));
-        assert!(node.remove_network(&spec.name).await.expect("remove"));
-        assert!(!node.remove_network(&spec.name).await.expect("remove again"));
+        // Another installation neither reuses nor removes it.
+        let theirs = NetworkSpec {
+            installation: "test-installation-b".into(),
+            ..spec.clone()
+        };
+        assert!(matches!(
+            node.ensure_network(&theirs).await,
+            Err(LibvirtError::NotOurs(_))
+        ));
+        assert!(matches!(
+            node.remove_network(&spec.name, "test-installation-b").await,
+            Err(LibvirtError::NotOurs(_))
+        ));
+        assert!(node.network(&spec.name).await.expect("get").is_some());
+        assert!(node.remove_network(&spec.name, MARK).await.expect("remove"));
+        assert!(
+            !node
+                .remove_network(&spec.name, MARK)
+                .await
+                .expect("remove again")
+        );
         assert_eq!(node.network(&spec.name).await.expect("get"), None);
     }
 
@@ -1082,10 +1175,20 @@ mod tests {
         }
 
         assert!(node.reboot(&s.name).await.expect("reboot"));
-        assert!(node.destroy(&s.name).await.expect("destroy"));
+        // Another installation cannot destroy it, nor anyone the driver's
+        // own domain (no pvce metadata).
+        assert!(matches!(
+            node.destroy(&s.name, "test-installation-b").await,
+            Err(LibvirtError::NotOurs(_))
+        ));
+        assert!(matches!(
+            node.destroy("test", MARK).await,
+            Err(LibvirtError::NotOurs(_))
+        ));
+        assert!(node.destroy(&s.name, MARK).await.expect("destroy"));
         // Transient: gone once stopped, and stopping again reports "already stopped".
         assert_eq!(node.domain(&s.name).await.expect("lookup"), None);
-        assert!(!node.destroy(&s.name).await.expect("destroy again"));
+        assert!(!node.destroy(&s.name, MARK).await.expect("destroy again"));
         assert!(!node.shutdown(&s.name).await.expect("shutdown absent"));
         assert!(!node.reboot(&s.name).await.expect("reboot absent"));
     }
@@ -1118,7 +1221,7 @@ mod tests {
             all.iter().any(|x| x.rss_kib == Some(1024 * 1024)),
             "{all:?}"
         );
-        assert!(node.destroy(&s.name).await.expect("destroy"));
+        assert!(node.destroy(&s.name, MARK).await.expect("destroy"));
         assert!(
             node.domain_stats("test-dstats-")
                 .await

@@ -51,11 +51,12 @@ pub use conn::{DomainInfo, DomainState, DriverKind, NetworkInfo, Node, NodeInfo,
 pub use domcaps::NodeCapabilities;
 pub use serial::SerialConsole;
 pub use stats::{CpuTimes, DomainStats, HostStats, MemoryStats};
-pub use storage::PoolInfo;
+pub use storage::{PoolClaim, PoolInfo};
 pub use xml::{
     ConsoleAuth, DiskCache, DomainSpec, Graphics, GraphicsKind, Hypervisor, MAX_BRIDGE_NAME,
-    NetworkSpec, PVCE_XMLNS, PvceMetadata, domain_xml, network_xml, new_console_password,
-    parse_console, parse_graphics, parse_metadata, with_graphics_listen,
+    NetworkSpec, PVCE_NET_XMLNS, PVCE_XMLNS, PvceMetadata, domain_xml, network_xml,
+    new_console_password, parse_console, parse_graphics, parse_metadata, parse_network_mark,
+    with_graphics_listen,
 };
 
 /// Everything that can go wrong talking to libvirt, sorted by what the caller should do.
@@ -82,6 +83,10 @@ pub enum LibvirtError {
     /// a newline). This is a bug in the caller, never something a user typed directly.
     #[error("invalid domain spec: {0}")]
     InvalidSpec(String),
+    /// The object of that name was not created by this installation (another
+    /// pvce's, or not pvce's at all): pvce never changes it (src/installation).
+    #[error("libvirt object {0} belongs to another installation; pvce leaves it alone")]
+    NotOurs(String),
     /// What the node sent back (a screenshot) is larger than the caller's limit.
     #[error("the node's answer is larger than {0} bytes")]
     TooLarge(usize),

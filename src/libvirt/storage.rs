@@ -27,6 +27,18 @@ use virt::stream::Stream;
 use super::LibvirtError;
 use super::conn::Node;
 
+/// What pvce may do to a pool of the name it asks for (see
+/// [`Node::ensure_dir_pool`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PoolClaim {
+    /// The name embeds this installation's id: a pool of that name is ours
+    /// wherever it points.
+    pub derived: bool,
+    /// An older pvce's name for the same pool, adopted when it points at
+    /// exactly our directory.
+    pub legacy: Option<String>,
+}
+
 /// Capacity figures of a pool, bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct PoolInfo {
@@ -226,10 +238,22 @@ fn lookup_vol(p: &StoragePool, name: &str) -> Result<Option<StorageVol>, Libvirt
 
 impl Node {
     /// Makes sure pool `name` exists as a `dir` pool at `path`, is active and
-    /// autostarts; returns its capacity figures. Idempotent. A pool of that
-    /// name at another path is redefined at `path` (pvce owns the pool by its
-    /// name; its files stay where they are).
-    pub async fn ensure_dir_pool(&self, name: &str, path: &Path) -> Result<PoolInfo, LibvirtError> {
+    /// autostarts; returns its capacity figures. Idempotent.
+    ///
+    /// Ownership (libvirt pools carry no metadata, see src/installation): a
+    /// pool of that name at `path` is ours. At another path it is repointed
+    /// only when `claim.derived` (the name embeds our installation id, so we
+    /// made it: the data dir moved); otherwise it is another installation's
+    /// and [`LibvirtError::NotOurs`] — never redefined. Before creating
+    /// `name`, a pool called `claim.legacy` (an older pvce's name) at exactly
+    /// `path` is adopted: undefined, its files untouched, so `name` can be
+    /// defined at the same path (libvirt allows one pool per directory).
+    pub async fn ensure_dir_pool(
+        &self,
+        name: &str,
+        path: &Path,
+        claim: PoolClaim,
+    ) -> Result<PoolInfo, LibvirtError> {
         let xml = pool_xml(name, path)?;
         let (name, path) = (name.to_owned(), path.to_path_buf());
         self.call(move |c| {
@@ -240,7 +264,19 @@ impl Node {
                 p.set_autostart(true)?;
                 Ok(p)
             };
-            let pool = match lookup_pool(c, &name)? {
+            let existing = lookup_pool(c, &name)?;
+            if existing.is_none()
+                && let Some(legacy) = claim.legacy.as_deref()
+                && let Some(old) = lookup_pool(c, legacy)?
+                && pool_target_path(&old.xml_desc(0)?).as_deref() == Some(path.as_path())
+            {
+                tracing::info!(old = %legacy, new = %name, path = %path.display(), "adopting the store pool of an older pvce under this installation's name");
+                if old.is_active()? {
+                    old.destroy()?;
+                }
+                old.undefine()?;
+            }
+            let pool = match existing {
                 // Another server (or start) may define it at the same moment.
                 None => match define() {
                     Ok(p) => p,
@@ -250,16 +286,20 @@ impl Node {
                     let actual = pool_target_path(&p.xml_desc(0)?);
                     if actual.as_deref() == Some(path.as_path()) {
                         p
-                    } else {
-                        // The pool is pvce's by name, left pointing elsewhere
-                        // (the data dir moved): repoint it. Undefining a dir
-                        // pool never touches its files.
+                    } else if claim.derived {
+                        // Ours by its name, left pointing elsewhere (the data
+                        // dir moved): repoint it. Undefining a dir pool never
+                        // touches its files.
                         tracing::warn!(pool = %name, old = ?actual, new = %path.display(), "template store pool moved");
                         if p.is_active()? {
                             p.destroy()?;
                         }
                         p.undefine()?;
                         define()?
+                    } else {
+                        // Someone else's pool of that name (another
+                        // installation given the same explicit name).
+                        return Err(LibvirtError::NotOurs(name));
                     }
                 }
             };
@@ -272,6 +312,16 @@ impl Node {
             }
             pool.refresh(0)?;
             pool_info_of(&pool)
+        })
+        .await
+    }
+
+    /// The directory pool `name` points at, `None` if the node has no such pool.
+    pub async fn pool_target(&self, name: &str) -> Result<Option<PathBuf>, LibvirtError> {
+        let name = name.to_owned();
+        self.call(move |c| match lookup_pool(c, &name)? {
+            Some(p) => Ok(pool_target_path(&p.xml_desc(0)?)),
+            None => Ok(None),
         })
         .await
     }

@@ -135,6 +135,9 @@ pub struct PvceMetadata {
     pub course: Option<String>,
     /// The template being built (a teacher's template build VM).
     pub template: Option<String>,
+    /// The id of the pvce installation that created the domain
+    /// (src/installation); `None` on domains an older pvce created.
+    pub installation: Option<String>,
 }
 
 /// Everything needed to create one VM's domain.
@@ -270,6 +273,8 @@ struct XPvceVm<'a> {
     course: Option<&'a str>,
     #[serde(rename = "@template", skip_serializing_if = "Option::is_none")]
     template: Option<&'a str>,
+    #[serde(rename = "@installation", skip_serializing_if = "Option::is_none")]
+    installation: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -582,6 +587,7 @@ pub fn domain_xml(spec: &DomainSpec) -> Result<String, LibvirtError> {
                 owner: &m.owner,
                 course: m.course.as_deref(),
                 template: m.template.as_deref(),
+                installation: m.installation.as_deref(),
             },
         },
         memory: XMemory {
@@ -876,6 +882,9 @@ fn validate(spec: &DomainSpec) -> Result<(), LibvirtError> {
     if let Some(t) = &m.template {
         check_text("metadata.template", t, false)?;
     }
+    if let Some(i) = &m.installation {
+        check_text("metadata.installation", i, false)?;
+    }
     if let Some(net) = &spec.network {
         check_name("network", net)?;
     }
@@ -897,13 +906,34 @@ pub struct NetworkSpec {
     pub name: String,
     /// Host bridge device, at most [`MAX_BRIDGE_NAME`] characters of `[a-z0-9-]`.
     pub bridge: String,
+    /// The id of the pvce installation creating it (`<pvce:net installation=…/>`
+    /// in `<metadata>`): only that installation ever removes the network.
+    pub installation: String,
 }
+
+/// XML namespace of pvce's network metadata element.
+pub const PVCE_NET_XMLNS: &str = "https://pvce.org/xmlns/network/1";
 
 #[derive(Serialize)]
 #[serde(rename = "network")]
 struct XNetwork<'a> {
     name: &'a str,
+    metadata: XNetMetadata<'a>,
     bridge: XBridge<'a>,
+}
+
+#[derive(Serialize)]
+struct XNetMetadata<'a> {
+    #[serde(rename = "pvce:net")]
+    net: XPvceNet<'a>,
+}
+
+#[derive(Serialize)]
+struct XPvceNet<'a> {
+    #[serde(rename = "@xmlns:pvce")]
+    xmlns: &'static str,
+    #[serde(rename = "@installation")]
+    installation: &'a str,
 }
 
 #[derive(Serialize)]
@@ -933,8 +963,15 @@ pub fn network_xml(spec: &NetworkSpec) -> Result<String, LibvirtError> {
             "bridge must be 1-{MAX_BRIDGE_NAME} characters of [a-z0-9-]"
         )));
     }
+    check_text("installation", &spec.installation, false)?;
     let net = XNetwork {
         name: &spec.name,
+        metadata: XNetMetadata {
+            net: XPvceNet {
+                xmlns: PVCE_NET_XMLNS,
+                installation: &spec.installation,
+            },
+        },
         bridge: XBridge {
             name: b,
             stp: "off",
@@ -1127,6 +1164,26 @@ pub fn with_graphics_listen(xml: &str, listen: IpAddr) -> Result<String, Libvirt
     String::from_utf8(writer.into_inner()).map_err(|e| LibvirtError::Xml(e.to_string()))
 }
 
+/// The installation id in pvce's metadata of a libvirt network's XML; `None`
+/// when the network carries no pvce mark (another program's, or an older
+/// pvce's). Matched by namespace, like [`parse_metadata`].
+pub fn parse_network_mark(xml: &str) -> Option<String> {
+    let mut reader = NsReader::from_str(xml);
+    loop {
+        let (ns, ev) = reader.read_resolved_event().ok()?;
+        match ev {
+            Event::Start(ref e) | Event::Empty(ref e) => {
+                let ours = matches!(ns, ResolveResult::Bound(n) if n.as_ref() == PVCE_NET_XMLNS.as_bytes());
+                if ours && e.local_name().as_ref() == b"net" {
+                    return attr_value(e.attributes(), b"installation");
+                }
+            }
+            Event::Eof => return None,
+            _ => {}
+        }
+    }
+}
+
 /// pvce's metadata from a domain's XML, if present. Matches the element by namespace,
 /// not by prefix, so XML that rebinds the prefix is read correctly.
 pub fn parse_metadata(xml: &str) -> Option<PvceMetadata> {
@@ -1143,6 +1200,7 @@ pub fn parse_metadata(xml: &str) -> Option<PvceMetadata> {
                         owner: attr_value(e.attributes(), b"owner")?,
                         course: attr_value(e.attributes(), b"course"),
                         template: attr_value(e.attributes(), b"template"),
+                        installation: attr_value(e.attributes(), b"installation"),
                     });
                 }
             }
@@ -1200,6 +1258,7 @@ mod tests {
                 owner: "u1".into(),
                 course: Some("c1".into()),
                 template: None,
+                installation: Some("inst-1".into()),
             },
             network: Some("default".into()),
             clipboard_agent: false,
@@ -1580,7 +1639,8 @@ mod tests {
                 id: "a".into(),
                 owner: "b".into(),
                 course: None,
-                template: None
+                template: None,
+                installation: None,
             })
         );
         // …our prefix bound to someone else's namespace does not, nor does no metadata,
@@ -1712,10 +1772,21 @@ mod tests {
         let spec = NetworkSpec {
             name: "pvce-lab-abc".into(),
             bridge: "pvl0123456789ab".into(),
+            installation: "inst-1".into(),
         };
         let xml = network_xml(&spec).expect("xml");
         let els = flatten(&xml);
         assert_eq!(find(&els, "network/name").text, "pvce-lab-abc");
+        // The installation's mark, read back by namespace.
+        let mark = find(&els, "network/metadata/pvce:net");
+        assert_eq!(attr(mark, "xmlns:pvce"), PVCE_NET_XMLNS);
+        assert_eq!(parse_network_mark(&xml).as_deref(), Some("inst-1"));
+        assert_eq!(
+            parse_network_mark("<network><name>x</name></network>"),
+            None
+        );
+        let foreign_ns = r#"<network><metadata><pvce:net xmlns:pvce="https://example.org" installation="inst-1"/></metadata></network>"#;
+        assert_eq!(parse_network_mark(foreign_ns), None);
         assert_eq!(
             attr(find(&els, "network/bridge"), "name"),
             "pvl0123456789ab"

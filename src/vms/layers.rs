@@ -10,7 +10,7 @@
 //!   (NFS / Gluster / Ceph; on a single machine it simply is the local disk).
 //!   The VM starts on any node and live-migrates (only memory moves).
 //! - **`node-local`**: a qcow2 volume in the libvirt `dir` pool
-//!   `--layer-pool` (default `pvce-layers`) at `--layer-pool-dir` on one node,
+//!   `--layer-pool` (default `pvce-<installation>-layers`) at `--layer-pool-dir` on one node,
 //!   the VM's *home node* (`vms.layer_node_id`). No shared file system is
 //!   needed and the VM's disk I/O never leaves its node. The layer is created
 //!   through libvirt (`virStorageVolCreateXML` with the template layer as
@@ -132,6 +132,8 @@ pub struct Layers {
     mode: LayerStorage,
     pool_name: String,
     pool_dir: PathBuf,
+    /// What the pool's name lets pvce do on a node (src/installation).
+    claim: crate::libvirt::PoolClaim,
     /// One pool set-up at a time (a class starting at once).
     setup: tokio::sync::Mutex<()>,
 }
@@ -150,8 +152,24 @@ impl Layers {
             mode,
             pool_name,
             pool_dir,
+            claim: crate::libvirt::PoolClaim::default(),
             setup: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// Whether the pool's name is derived from the installation id and which
+    /// older name to adopt (see `Node::ensure_dir_pool`).
+    #[must_use]
+    pub fn with_claim(mut self, claim: crate::libvirt::PoolClaim) -> Self {
+        self.claim = claim;
+        self
+    }
+
+    /// Upgrade path: adopts an older pvce's layer pool on every reachable
+    /// node (see [`crate::stores::adopt_legacy_pools`]).
+    pub async fn adopt_legacy(&self) -> usize {
+        crate::stores::adopt_legacy_pools(&self.nodes, &self.pool_name, &self.pool_dir, &self.claim)
+            .await
     }
 
     /// The storage new VMs get.
@@ -175,7 +193,7 @@ impl Layers {
     async fn ensure_pool(&self, node_id: Uuid) -> Result<crate::libvirt::Node, LayerError> {
         let conn = self.nodes.conn(node_id).await?;
         let _guard = self.setup.lock().await;
-        conn.ensure_dir_pool(&self.pool_name, &self.pool_dir)
+        conn.ensure_dir_pool(&self.pool_name, &self.pool_dir, self.claim.clone())
             .await?;
         Ok(conn)
     }

@@ -234,6 +234,9 @@ impl VmManager {
             },
             None => None,
         };
+        // A new domain always gets this installation's name (an adopted
+        // older one is gone: the VM was not running).
+        self.legacy_names_mut().remove(&vm.id);
         let spec = libvirt::DomainSpec {
             name: self.domain_name(vm.id),
             uuid: vm.id,
@@ -254,6 +257,7 @@ impl VmManager {
                 owner: vm.owner_id.to_string(),
                 course: vm.course_id.map(|c| c.to_string()),
                 template: vm.build_template_id.map(|t| t.to_string()),
+                installation: Some(self.installation.clone()),
             },
             network,
             clipboard_agent,
@@ -274,7 +278,7 @@ impl VmManager {
             }
             Err(e) => {
                 // Never leave a half-started domain (or an unused network) behind.
-                let destroyed = conn.destroy(&spec.name).await;
+                let destroyed = conn.destroy(&spec.name, &self.installation).await;
                 if created_layer && destroyed.is_ok() {
                     self.discard_new_layer(vm.id, &layer).await;
                 }
@@ -409,7 +413,7 @@ impl VmManager {
             }
             if Instant::now() >= deadline {
                 tracing::info!(vm = %vm_id, "ACPI shutdown timed out; forcing off");
-                let _ = conn.destroy(&name).await;
+                let _ = conn.destroy(&name, &self.installation).await;
                 break;
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
@@ -445,7 +449,8 @@ impl VmManager {
             return Ok(current);
         }
         let (vm, conn) = self.require_running(&current).await?;
-        conn.destroy(&self.domain_name(vm.id)).await?;
+        conn.destroy(&self.domain_name(vm.id), &self.installation)
+            .await?;
         self.set_state(vm.id, VmState::Stopped, None, None).await?;
         self.release_lab_network(&vm).await;
         self.refresh_layer_bytes(vm.id).await;

@@ -142,6 +142,12 @@ pub struct VmManager {
     layers: Layers,
     /// The quotas every start passes ([`gate`]); set once at wiring.
     gate: std::sync::OnceLock<Arc<dyn gate::StartGate>>,
+    /// This installation's id, written into every domain's metadata and
+    /// required on any domain pvce destroys (src/installation).
+    installation: String,
+    /// Running domains an older pvce created under the old name
+    /// (`pvce-<vm id>`), adopted until they stop (see [`Self::domain_name`]).
+    legacy_names: Mutex<HashMap<Uuid, String>>,
 }
 
 impl VmManager {
@@ -178,12 +184,33 @@ impl VmManager {
             events: tokio::sync::broadcast::channel(1024).0,
             stops_in_flight: Mutex::default(),
             gate: std::sync::OnceLock::new(),
+            installation: String::new(),
+            legacy_names: Mutex::default(),
         }
     }
 
     /// Sets the start gate (the quotas); only the first call counts.
     pub fn set_gate(&self, gate: Arc<dyn gate::StartGate>) {
         let _ = self.gate.set(gate);
+    }
+
+    /// The installation whose domains and lab networks these are.
+    #[must_use]
+    pub fn with_installation(mut self, mark: String) -> Self {
+        self.labnets.set_installation(mark.clone());
+        self.installation = mark;
+        self
+    }
+
+    /// Upgrade path (src/installation): adopts the template store and layer
+    /// pools an older pvce named without the installation id. At start-up.
+    pub async fn adopt_legacy_pools(&self) -> usize {
+        self.stores.adopt_legacy().await + self.layers.adopt_legacy().await
+    }
+
+    /// The installation mark of this manager's domains.
+    pub fn installation(&self) -> &str {
+        &self.installation
     }
 
     /// Host cache mode of VM disks (`none` for live migration on shared storage).
@@ -250,8 +277,22 @@ impl VmManager {
         Ok((vm, node, conn))
     }
 
+    /// The libvirt domain name of a VM: `<prefix><vm id>`, or the older
+    /// name its running domain was adopted under after an upgrade.
     pub fn domain_name(&self, vm_id: Uuid) -> String {
+        if let Some(old) = self.legacy_names_mut().get(&vm_id) {
+            return old.clone();
+        }
         format!("{}{vm_id}", self.domain_prefix)
+    }
+
+    /// The domain name prefix of this installation's new domains.
+    pub fn domain_prefix(&self) -> &str {
+        &self.domain_prefix
+    }
+
+    fn legacy_names_mut(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, String>> {
+        self.legacy_names.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The VM's lifecycle lock: hold it for any operation that must not race a

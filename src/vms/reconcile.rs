@@ -92,7 +92,8 @@ impl VmManager {
             Action::DestroyStaleCopy => {
                 tracing::warn!(vm = %vm.id, node = %node_id, "destroying a stale copy on a fenced node");
                 if let Some(conn) = conn {
-                    conn.destroy(&self.domain_name(vm.id)).await?;
+                    conn.destroy(&self.domain_name(vm.id), &self.installation)
+                        .await?;
                 }
                 Ok(())
             }
@@ -214,13 +215,29 @@ impl VmManager {
         let Ok(domains) = conn.list_pvce_domains().await else {
             return Ok(());
         };
-        let running: HashMap<Uuid, DomainState> = domains
-            .iter()
-            .filter_map(|d| {
-                let id = Uuid::parse_str(&d.metadata.as_ref()?.id).ok()?;
-                Some((id, d.state))
-            })
-            .collect();
+        // Another installation's domains are not ours to judge, even for a
+        // VM id we know (a copied database): skipped (src/installation).
+        let mut running: HashMap<Uuid, DomainState> = HashMap::new();
+        for d in &domains {
+            let Some(m) = &d.metadata else { continue };
+            let Ok(id) = Uuid::parse_str(&m.id) else {
+                continue;
+            };
+            match m.installation.as_deref() {
+                Some(mark) if mark != self.installation => continue,
+                Some(_) => {}
+                // An older pvce's domain, under its old name: looked up by
+                // that name while it runs (adopted; only VMs this database
+                // knows are ever acted on, below).
+                None if d.state != DomainState::Shutoff
+                    && d.name != format!("{}{id}", self.domain_prefix) =>
+                {
+                    self.legacy_names_mut().insert(id, d.name.clone());
+                }
+                None => {}
+            }
+            running.insert(id, d.state);
+        }
         let rows = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM vms WHERE node_id = ? OR id IN (SELECT value FROM json_each(?))"
         ))

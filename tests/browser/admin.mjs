@@ -34,6 +34,8 @@ await run('admin', artifactDir, async ({ newPage, step, shot, logs }) => {
   assert(blue > 0, `the CPU series is drawn (points ${JSON.stringify(points)}, line pixels ${blue})`);
   const settings = await page.locator('#cluster-settings', { hasText: 'Placement' }).textContent({ timeout: 15000 });
   assert(settings.includes('spread') && settings.includes('shared storage'), `cluster settings line, got "${settings}"`);
+  // Which installation this is (its libvirt objects carry the id; issue 17).
+  assert(/Installation id: [0-9a-f]{8}-[0-9a-f-]{27}/.test(settings), `installation id on the cluster line, got "${settings}"`);
   await shot(page, 'admin-nodes.png');
   step('cluster overview with charts');
 

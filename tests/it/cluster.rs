@@ -726,7 +726,7 @@ async fn a_restarted_server_reconciles_with_every_node() {
     );
 
     let mut config = pvce::config::Config::for_data_dir(c.env.data_dir());
-    config.domain_prefix = "test-pvce-".into();
+    config.domain_prefix = Some("test-pvce-".into());
     config.shutdown_timeout_secs = 30;
     self::config(&mut config);
     c.env.server = pvce::app::start(config, "127.0.0.1:0").await.unwrap();
@@ -784,7 +784,7 @@ async fn node_local_layers_stay_on_their_node_and_move_with_their_data() {
     let rig = Rig::up(2).await;
     let c = cluster_with(&rig, 1, |cfg| {
         cfg.layer_storage = pvce::vms::layers::LayerStorage::NodeLocal;
-        cfg.layer_pool = LAYER_POOL.into();
+        cfg.layer_pool = Some(LAYER_POOL.into());
         cfg.layer_pool_dir = Some(RIG_LOCAL_DIR.into());
     })
     .await;

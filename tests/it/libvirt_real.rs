@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use pvce::libvirt::accel::cpuinfo_has_hw_virt;
 use pvce::libvirt::{
     AccelSetting, AddressPolicy, DiskCache, DomainSpec, DomainState, GraphicsKind, Hypervisor,
-    LibvirtError, Node, NodeAddress, NodeOptions, PvceMetadata,
+    LibvirtError, Node, NodeAddress, NodeOptions, PoolClaim, PvceMetadata,
 };
 
 const URI: &str = "qemu:///system";
@@ -101,6 +101,7 @@ fn spec(dir: &Path, hypervisor: Hypervisor, graphics: GraphicsKind) -> DomainSpe
             owner: "test-owner".into(),
             course: Some("test-course".into()),
             template: None,
+            installation: None,
         },
         network: None,
         clipboard_agent: false,
@@ -183,9 +184,18 @@ async fn domain_round_trip(kind: GraphicsKind) {
     assert!(ours.iter().any(|d| d.name == s.name));
 
     // Nothing stays defined: destroyed means gone.
-    assert!(node.destroy(&s.name).await.expect("destroy"));
+    assert!(
+        node.destroy(&s.name, "test-installation")
+            .await
+            .expect("destroy")
+    );
     assert_eq!(node.domain(&s.name).await.expect("lookup"), None);
-    assert!(!node.destroy(&s.name).await.expect("destroy again"));
+    assert!(
+        !node
+            .destroy(&s.name, "test-installation")
+            .await
+            .expect("destroy again")
+    );
 
     let ni = node.node_info().await.expect("node info");
     assert!(
@@ -309,6 +319,18 @@ async fn a_failed_request_does_not_kill_the_connection() {
 /// Undefines a test storage pool when dropped (its directory is a tempdir).
 struct PoolGuard(String);
 
+/// Where pool `name` on the system libvirtd points.
+fn pool_path(name: &str) -> std::path::PathBuf {
+    let out = Command::new("virsh")
+        .args(["-q", "-c", URI, "pool-dumpxml", name])
+        .output()
+        .unwrap();
+    let xml = String::from_utf8_lossy(&out.stdout);
+    let start = xml.find("<path>").unwrap() + "<path>".len();
+    let end = xml[start..].find("</path>").unwrap() + start;
+    xml[start..end].into()
+}
+
 impl Drop for PoolGuard {
     fn drop(&mut self) {
         for cmd in ["pool-destroy", "pool-undefine"] {
@@ -343,21 +365,43 @@ async fn template_store_pool_upload_and_checksum() {
     let _guard = PoolGuard(name.clone());
     let store = dir.path().join("templates");
 
-    let info = node.ensure_dir_pool(&name, &store).await.unwrap();
+    // The name is "derived" here: ours wherever it points (src/installation).
+    let ours = PoolClaim {
+        derived: true,
+        legacy: None,
+    };
+    let info = node
+        .ensure_dir_pool(&name, &store, ours.clone())
+        .await
+        .unwrap();
     assert!(info.capacity > 0, "{info:?}");
     assert!(store.is_dir(), "libvirt built the pool's directory");
-    node.ensure_dir_pool(&name, &store).await.unwrap(); // idempotent
+    node.ensure_dir_pool(&name, &store, ours.clone())
+        .await
+        .unwrap(); // idempotent
     // A pool of ours left at another path (the data dir moved) is repointed;
     // the files at the old path stay.
     std::fs::write(store.join("keep.txt"), b"keep").unwrap();
     let moved = dir.path().join("elsewhere");
-    node.ensure_dir_pool(&name, &moved).await.unwrap();
+    node.ensure_dir_pool(&name, &moved, ours.clone())
+        .await
+        .unwrap();
     assert!(moved.is_dir());
     assert!(
         store.join("keep.txt").exists(),
         "repointing never deletes files"
     );
-    node.ensure_dir_pool(&name, &store).await.unwrap();
+    // A name not derived from our installation, pointing elsewhere, is
+    // someone else's: never repointed (the benchmark-beside-server bug).
+    match node
+        .ensure_dir_pool(&name, &store, PoolClaim::default())
+        .await
+    {
+        Err(LibvirtError::NotOurs(_)) => {}
+        other => panic!("a foreign pool was accepted: {other:?}"),
+    }
+    assert_eq!(pool_path(&name), moved);
+    node.ensure_dir_pool(&name, &store, ours).await.unwrap();
 
     // A 3 MiB + 17 bytes file with varied content (not a multiple of the chunk).
     let src = dir.path().join("layer.qcow2");

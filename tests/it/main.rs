@@ -39,6 +39,7 @@ mod notify;
 mod portable;
 mod reports;
 mod serial_console;
+mod share;
 mod sign_in;
 mod slo;
 mod snapshots;

@@ -128,7 +128,7 @@ async fn student_vm_boots_from_course_template_and_survives_the_lifecycle() {
 
     // The node's template store (a libvirt dir pool at the library's path)
     // now records the verified layer: the start went through distribution.
-    let pool_name = env.server.state.config.template_pool.clone();
+    let pool_name = env.server.state.names.template_pool.clone();
     let held: Vec<(String, String)> = sqlx::query_as("SELECT template_id, sha256 FROM node_layers")
         .fetch_all(&env.server.state.pool)
         .await

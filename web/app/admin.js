@@ -320,6 +320,11 @@ function nodes(container) {
       layers: t(`cluster.layers.${cluster.layer_storage}`),
       reserve: formatMib(cluster.host_reserve_mib),
     });
+    // Which pvce this is, when several share the nodes (its libvirt objects
+    // carry this id): plain text, no user data.
+    if (cluster.installation_id) {
+      settings.textContent += ` · ${t('cluster.installation')}: ${cluster.installation_id}`;
+    }
   };
   const addForm = addNodeForm(() => refresh());
   get('/api/cluster').then((c) => {

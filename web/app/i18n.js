@@ -334,6 +334,8 @@ const STRINGS = {
     'apierr.quota_course_vms': 'As many VMs of this course run as may run at once. Try again later.',
     // ---- area: wall (new keys of this area go right below this line)
     // ---- area: share (new keys of this area go right below this line)
+    'apierr.foreign_libvirt_object': 'A libvirt object of the name pvce needs on that node belongs to another pvce installation; pvce will not take it over. Ask an administrator to check the node.',
+    'cluster.installation': 'Installation id',
     // ---- area: term (new keys of this area go right below this line)
     'nav.audit': 'Audit log',
     'audit.title': 'Audit log',
@@ -1879,6 +1881,8 @@ const STRINGS = {
     'apierr.quota_course_vms': '本课程同时运行的虚拟机已达上限。请稍后再试。',
     // ---- area: wall (new keys of this area go right below this line)
     // ---- area: share (new keys of this area go right below this line)
+    'apierr.foreign_libvirt_object': '节点上有一个同名的 libvirt 对象属于另一个 pvce 安装，pvce 不会接管它；请管理员检查节点配置。',
+    'cluster.installation': '安装标识',
     // ---- area: term (new keys of this area go right below this line)
     'nav.audit': '审计日志',
     'audit.title': '审计日志',

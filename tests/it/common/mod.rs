@@ -50,10 +50,13 @@ impl TestEnv {
             .tempdir()
             .unwrap();
         let mut config = Config::for_data_dir(dir.path().join("data"));
-        config.domain_prefix = "test-pvce-".into();
+        config.domain_prefix = Some("test-pvce-".into());
         // Each test server gets its own template-store pool (removed on drop):
         // pool names are global on the shared libvirtd, paths are per test.
-        config.template_pool = format!("{}-tpl", dir.path().file_name().unwrap().to_string_lossy());
+        config.template_pool = Some(format!(
+            "{}-tpl",
+            dir.path().file_name().unwrap().to_string_lossy()
+        ));
         config.shutdown_timeout_secs = 30;
         // The alert loop and the inspection schedule run on the wall clock:
         // off, so they never add alerts, events or desk tickets to another
@@ -161,7 +164,7 @@ impl Drop for TestEnv {
                 }
             }
         }
-        let pool = &self.server.state.config.template_pool;
+        let pool = &self.server.state.names.template_pool;
         for cmd in ["pool-destroy", "pool-undefine"] {
             let _ = Command::new("virsh")
                 .args(["-q", "-c", "qemu:///system", cmd, pool])
