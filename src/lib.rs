@@ -27,7 +27,8 @@
 //!   nodes), [`monitor`] (load history), [`events`] (the event log),
 //!   [`libvirt`] (the only one that talks to libvirt);
 //! - keeping data: [`backup`] (personal layers and the control plane in a
-//!   restic repository);
+//!   restic repository), [`mydata`] (a person's own data, one download), [`term`] (the end
+//!   of a term: archive, retention, erasure, holds);
 //! - the server itself: [`storage`] (files under the data dir), [`space`]
 //!   (running out of disk), [`health`], [`logging`], [`config`], [`db`],
 //!   [`daily`] (a time of day something runs at);
@@ -60,6 +61,7 @@ pub mod library;
 pub mod libvirt;
 pub mod logging;
 pub mod monitor;
+pub mod mydata;
 pub mod names;
 pub mod nodes;
 pub mod placement;
@@ -73,5 +75,6 @@ pub mod state;
 pub mod storage;
 pub mod stores;
 pub mod templates;
+pub mod term;
 pub mod users;
 pub mod vms;

@@ -19,6 +19,7 @@ pub mod events;
 pub mod extract;
 pub mod limits;
 pub mod metrics;
+pub mod mydata;
 pub mod nodes;
 pub mod notices;
 pub mod origin;
@@ -28,6 +29,7 @@ pub mod serve;
 pub mod slo;
 pub mod snapshots;
 pub mod templates;
+pub mod term;
 pub mod users;
 pub mod vms;
 pub mod web;
@@ -56,6 +58,7 @@ pub fn router(state: AppState) -> Router {
             .merge(auth::router())
             .merge(audit::router())
             .merge(notices::router())
+            .merge(mydata::router())
             .merge(users::router())
             .merge(nodes::router())
             .merge(slo::router())
@@ -68,6 +71,7 @@ pub fn router(state: AppState) -> Router {
             .merge(vms::router())
             .merge(snapshots::router())
             .merge(backups::router())
+            .merge(term::router())
             .merge(portable::router())
             .merge(collect::router())
             .merge(console::router())

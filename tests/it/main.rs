@@ -45,4 +45,5 @@ mod sso;
 mod storage_full;
 mod template_layers;
 mod templates_tree;
+mod term;
 mod vm_lifecycle;

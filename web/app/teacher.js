@@ -10,6 +10,7 @@ import { get, post, del } from './api.js';
 import { stateBadge, setBadge, actionBar, allowed } from './vmcontrols.js';
 import { collectCard } from './collect.js';
 import { clipboardForm } from './courseclip.js';
+import { termForm } from './courseterm.js';
 import { sessionsCard } from './sessions.js';
 
 const POLL_MS = 3000;
@@ -176,6 +177,9 @@ function classView(container, courseId, { me }) {
   // The desktop clipboard switches (courseclip.js), once the course is loaded.
   const clipSection = h('section', { class: 'card section', id: 'course-clipboard', hidden: true },
     h('div', { class: 'section-head' }, h('h2', { i18n: 'course.clip.title' })));
+  // The end of the term (courseterm.js), once the course is loaded.
+  const termSection = h('section', { class: 'card section', id: 'course-term', hidden: true },
+    h('div', { class: 'section-head' }, h('h2', { i18n: 'term.title' })));
   const enrolForm = h('form', { class: 'section-body' },
     h('div', { class: 'field' }, h('label', { for: 'enrol-names', i18n: 'teach.enrol.label' }), usernames),
     h('div', { class: 'form-actions' }, enrolResult, h('span', { style: 'flex:1' }), enrolBtn));
@@ -204,6 +208,7 @@ function classView(container, courseId, { me }) {
       h('div', { class: 'section-head' }, h('h2', { i18n: 'collect.title' })),
       collectCard(courseId).el),
     clipSection,
+    termSection,
     h('section', { class: 'card section danger-zone' },
       h('div', { class: 'section-head' }, h('h2', { i18n: 'teach.dangerZone' })),
       h('div', { class: 'section-body' },
@@ -425,6 +430,8 @@ function classView(container, courseId, { me }) {
       document.title = `${course.code} · pvce`;
       clipSection.append(clipboardForm(course));
       clipSection.hidden = false;
+      termSection.append(termForm(course));
+      termSection.hidden = false;
       await loadNames();
       await refresh();
     } catch (err) {
