@@ -3,9 +3,11 @@
 //! when the new VM's template descends from (or is) the old VM's template,
 //! refused with the reason otherwise.
 //!
-//! The copy is a safe rebase: `qemu-img convert -B <new template>` writes
-//! the old disk *as the guest saw it* (old template + the student's work) as
-//! an overlay on the new template, holding only the clusters that differ.
+//! The copy is a safe rebase: a compact copy of the old layer (`qemu-img
+//! convert -B <old template>`, internal snapshots left behind), then
+//! `qemu-img rebase -b <new template>` (safe mode) writes the clusters where
+//! the two templates differ, so the layer on the new template shows the old
+//! disk *as the guest saw it* (old template + the student's work).
 //! The student finds their disk exactly as they left it; nothing of the old
 //! chain is needed afterwards. Descent keeps that difference small (the new
 //! template is the old one plus what the new course installed).
@@ -117,10 +119,16 @@ pub async fn carry_over(
             target.name, source.name
         )));
     }
+    // A compact copy on the old template (its internal snapshots left
+    // behind), then moved onto the new template keeping what the guest sees.
+    let old_backing = vms.storage().template_path(source.template_id);
     let backing = vms.storage().template_path(target.template_id);
     let staged = crate::storage::temp_beside(&dst_path);
     let mut guard = crate::storage::FileGuard::new(staged.clone());
-    crate::images::qemu_img::convert_to_overlay(src.path(), &backing, &staged)
+    crate::images::qemu_img::convert_to_overlay(src.path(), &old_backing, &staged)
+        .await
+        .map_err(VmError::from)?;
+    crate::images::qemu_img::rebase_safe(&staged, &backing)
         .await
         .map_err(VmError::from)?;
     tokio::fs::rename(&staged, &dst_path)

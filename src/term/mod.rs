@@ -457,7 +457,10 @@ impl Term {
             "SELECT c.id, c.code, c.name, c.ends_at, c.retention_days, c.archived_at,
                     EXISTS (SELECT 1 FROM term_holds h WHERE h.course_id = c.id OR h.user_id = e.user_id) AS held
              FROM courses c JOIN enrolments e ON e.course_id = c.id
-             WHERE e.user_id = ? ORDER BY c.code",
+             -- Nothing to tell once the student's work there is gone (erased).
+             WHERE e.user_id = ?
+               AND EXISTS (SELECT 1 FROM vms v WHERE v.course_id = c.id AND v.owner_id = e.user_id)
+             ORDER BY c.code",
         )
         .bind(user.id.to_string())
         .fetch_all(&self.pool)
