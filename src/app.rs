@@ -115,6 +115,7 @@ pub async fn start(config: Config, listen: &str) -> anyhow::Result<Server> {
     }
     background.extend(spawn_alerts_and_inspection(&state));
     background.push(spawn_audit_prune(&state));
+    background.push(spawn_term(&state));
     if state.config.class_interval_secs > 0 {
         background.push(spawn_class_time(&state));
         background.push(spawn_idle(&state));
@@ -337,6 +338,17 @@ fn spawn_console_closer(state: &AppState) -> tokio::task::JoinHandle<()> {
     crate::health::spawn_supervised(&state.health, "console_closer", move || {
         let console = console.clone();
         async move { console.close_ended_sessions().await }
+    })
+}
+
+/// The end-of-term pass (archive at the end date, erase after the
+/// retention) on the wall clock; `Term::tick` takes the instant, tests pass
+/// their own.
+fn spawn_term(state: &AppState) -> tokio::task::JoinHandle<()> {
+    let term = state.term.clone();
+    crate::health::spawn_periodic(&state.health, "term", crate::term::INTERVAL, move || {
+        let term = term.clone();
+        async move { term.tick(time::OffsetDateTime::now_utc()).await.map(|_| ()) }
     })
 }
 

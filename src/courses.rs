@@ -59,6 +59,13 @@ pub struct Course {
     pub directory_link: Option<DirectoryLink>,
     pub student_count: u64,
     pub created_at: String,
+    /// The end of a term ([`crate::term`]): when the course ends (RFC 3339,
+    /// none: no end), how many days after the end the students' layers are
+    /// kept, and whether it is archived (`active` | `archived`) since when.
+    pub ends_at: Option<String>,
+    pub retention_days: u32,
+    pub state: &'static str,
+    pub archived_at: Option<String>,
 }
 
 /// A course's directory group: students whose `attribute` holds `value`
@@ -388,6 +395,7 @@ pub async fn load(pool: &Pool, id: Uuid) -> Result<Course, CourseError> {
     let row = sqlx::query(
         "SELECT c.id, c.code, c.name, c.teacher_id, c.lab_network, c.clipboard_to_guest,
                 c.clipboard_from_guest, c.clipboard_agent, c.created_at, c.link_attribute, c.link_value,
+                c.ends_at, c.retention_days, c.archived_at,
                 (SELECT COUNT(*) FROM enrolments e WHERE e.course_id = c.id) AS student_count
          FROM courses c WHERE c.id = ?",
     )
@@ -413,6 +421,13 @@ pub async fn load(pool: &Pool, id: Uuid) -> Result<Course, CourseError> {
         },
         student_count: u64::try_from(row.try_get::<i64, _>("student_count")?).unwrap_or(0),
         created_at: row.try_get("created_at")?,
+        ends_at: row.try_get("ends_at")?,
+        retention_days: u32::try_from(row.try_get::<i64, _>("retention_days")?).unwrap_or(0),
+        state: match row.try_get::<Option<String>, _>("archived_at")? {
+            Some(_) => "archived",
+            None => "active",
+        },
+        archived_at: row.try_get("archived_at")?,
         vm_specs: specs(pool, id).await?,
     })
 }

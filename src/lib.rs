@@ -32,7 +32,8 @@
 //! - deployments: [`installation`]
 //!   (this deployment's id, the names and marks of its libvirt objects);
 //! - keeping data: [`backup`] (personal layers and the control plane in a
-//!   restic repository);
+//!   restic repository), [`mydata`] (a person's own data, one download), [`term`] (the end
+//!   of a term: archive, retention, erasure, holds);
 //! - the server itself: [`storage`] (files under the data dir), [`space`]
 //!   (running out of disk), [`fsck`] (the invariant check and safe repairs), [`health`], [`logging`], [`config`], [`db`],
 //!   [`daily`] (a time of day something runs at);
@@ -69,6 +70,7 @@ pub mod library;
 pub mod libvirt;
 pub mod logging;
 pub mod monitor;
+pub mod mydata;
 pub mod names;
 pub mod nodes;
 pub mod placement;
@@ -83,5 +85,6 @@ pub mod storage;
 pub mod stores;
 pub mod templates;
 pub mod usage;
+pub mod term;
 pub mod users;
 pub mod vms;

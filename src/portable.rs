@@ -409,7 +409,7 @@ impl Portable {
         vm_id: Uuid,
         declared_len: Option<u64>,
     ) -> Result<Uuid, PortableError> {
-        let vm = self.vms.get_for_layer(user, vm_id).await?;
+        let vm = self.vms.get_for_layer_write(user, vm_id).await?;
         let max = self.limits.max_upload_bytes;
         if declared_len.is_some_and(|n| n > max.saturating_add(1 << 20)) {
             return Err(PortableError::TooLarge(max));

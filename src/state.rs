@@ -70,6 +70,10 @@ pub struct AppState {
     pub names: Arc<crate::installation::LibvirtNames>,
     /// The invariant check (`pvce fsck`).
     pub fsck: Arc<crate::fsck::Fsck>,
+    /// A person's own data (the right of access).
+    pub mydata: Arc<crate::mydata::MyData>,
+    /// The end of a term: archive, erasure after the retention, holds.
+    pub term: Arc<crate::term::Term>,
 }
 
 /// Opens storage and the database (running migrations) — what every subcommand needs.
@@ -229,7 +233,26 @@ impl AppState {
             installation.mark(),
             names.layer_pool.clone(),
         ));
+        let mydata = Arc::new(
+            crate::mydata::MyData::new(pool.clone())
+                .with_section(
+                    "erasures",
+                    "SELECT at, course_id, course_code, vm_id, vm_name, what, rule, bytes, backups_pruned
+                     FROM erasures WHERE user_id = ?1 ORDER BY at",
+                )
+                .with_section(
+                    "holds",
+                    "SELECT created_at, reason FROM term_holds WHERE user_id = ?1",
+                ),
+        );
+        let term = Arc::new(crate::term::Term::new(
+            pool.clone(),
+            vms.clone(),
+            backups.clone(),
+        ));
         Ok(Self {
+            mydata,
+            term,
             backups,
             sso,
             directory,

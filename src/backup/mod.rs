@@ -744,6 +744,33 @@ impl Backups {
         Ok(())
     }
 
+    /// Removes every backup of a VM's layer from the repository (the layer
+    /// is being erased at the end of a term, [`crate::term`]); returns how
+    /// many points went. Waits for a running backup run. Without a
+    /// repository only a VM with no points can be pruned (nothing to do);
+    /// otherwise `NotConfigured`, and the erasure waits.
+    pub async fn forget_vm(&self, vm_id: Uuid) -> Result<u64, BackupError> {
+        let _one = self.running.lock().await;
+        let snapshots: Vec<String> = sqlx::query_scalar(
+            "SELECT snapshot FROM backup_points WHERE vm_id = ? AND kind = 'layer'",
+        )
+        .bind(vm_id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        if !snapshots.is_empty() {
+            self.restic()?.forget_ids(&snapshots).await?;
+        }
+        sqlx::query("DELETE FROM backup_points WHERE vm_id = ? AND kind = 'layer'")
+            .bind(vm_id.to_string())
+            .execute(&self.pool)
+            .await?;
+        sqlx::query("DELETE FROM backup_items WHERE subject = ?")
+            .bind(vm_id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(snapshots.len() as u64)
+    }
+
     /// The backup points of a VM's layer the user may see, newest first.
     pub async fn points(&self, user: &User, vm_id: Uuid) -> Result<Vec<Point>, BackupError> {
         let vm = self.vms.get_for(user, vm_id).await?;
@@ -785,6 +812,9 @@ impl Backups {
     ) -> Result<Restored, BackupError> {
         use crate::vms::snapshots::{self, Snapshot, SnapshotKind};
         let vm = self.vms.get_for(user, vm_id).await?;
+        // An archived course's layers are read-only (the end of a term).
+        crate::vms::require_open_course(self.vms.pool(), &vm, "its disk can no longer be restored")
+            .await?;
         let point: Option<(String, String, i64)> = sqlx::query_as(
             "SELECT snapshot, path, at FROM backup_points WHERE id = ? AND vm_id = ? AND kind = 'layer'",
         )

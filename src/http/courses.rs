@@ -17,7 +17,10 @@ const STAFF: &[Role] = &[Role::Teacher, Role::Admin];
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/courses", get(list).post(create))
-        .route("/api/courses/{id}", get(show).delete(remove))
+        .route(
+            "/api/courses/{id}",
+            get(show).delete(remove).patch(super::term::set),
+        )
         .route("/api/courses/{id}/students", get(students).post(enrol))
         .route("/api/courses/{id}/students/{user_id}", delete(unenrol))
         .route("/api/courses/{id}/clipboard", put(set_clipboard))

@@ -555,6 +555,7 @@ impl From<VmError> for ApiError {
             VmError::EnrolmentInProgress(m) => {
                 Self::new(StatusCode::CONFLICT, "enrolment_in_progress", m)
             }
+            VmError::CourseArchived(m) => Self::new(StatusCode::CONFLICT, "course_archived", m),
             VmError::SameNode(m) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "same_node", m),
             VmError::UnknownNode(m) => {
                 Self::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown_node", m)
@@ -889,6 +890,36 @@ impl From<ReportError> for ApiError {
                 )
             }
             ReportError::Json(_) | ReportError::Db(_) => Self::internal(&e),
+        }
+    }
+}
+
+impl From<crate::term::TermError> for ApiError {
+    fn from(e: crate::term::TermError) -> Self {
+        use crate::term::TermError as E;
+        match e {
+            E::Invalid(m) => Self::bad_request(m),
+            E::Unacceptable(m) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "unacceptable", m),
+            E::NotFound => Self::not_found(),
+            E::Archived(m) => Self::new(StatusCode::CONFLICT, "course_archived", m),
+            E::HoldExists(m) => Self::new(StatusCode::CONFLICT, "hold_exists", m),
+            E::NotDescendant(m) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "template_not_descendant",
+                m,
+            ),
+            E::LayerInUse(m) => Self::new(StatusCode::CONFLICT, "layer_in_use", m),
+            E::Course(c) => c.into(),
+            E::Vm(v) => v.into(),
+            E::Db(ref d) => Self::internal(d),
+        }
+    }
+}
+
+impl From<crate::mydata::MyDataError> for ApiError {
+    fn from(e: crate::mydata::MyDataError) -> Self {
+        match e {
+            crate::mydata::MyDataError::Db(ref d) => Self::internal(d),
         }
     }
 }

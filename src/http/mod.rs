@@ -21,6 +21,7 @@ pub mod extract;
 pub mod idle;
 pub mod limits;
 pub mod metrics;
+pub mod mydata;
 pub mod nodes;
 pub mod notices;
 pub mod origin;
@@ -31,6 +32,7 @@ pub mod slo;
 pub mod snapshots;
 pub mod templates;
 pub mod usage;
+pub mod term;
 pub mod users;
 pub mod vms;
 pub mod web;
@@ -60,6 +62,7 @@ pub fn router(state: AppState) -> Router {
             .merge(directory::router())
             .merge(audit::router())
             .merge(notices::router())
+            .merge(mydata::router())
             .merge(users::router())
             .merge(nodes::router())
             .merge(slo::router())
@@ -74,6 +77,7 @@ pub fn router(state: AppState) -> Router {
             .merge(vms::router())
             .merge(snapshots::router())
             .merge(backups::router())
+            .merge(term::router())
             .merge(portable::router())
             .merge(collect::router())
             .merge(console::router())

@@ -525,6 +525,34 @@ pub async fn rebase_unsafe(path: &Path, backing: &Path) -> Result<(), ImageError
     Ok(())
 }
 
+/// Moves a qcow2 layer onto `backing` keeping what the guest sees: `qemu-img
+/// rebase -f qcow2 -b <backing> -F qcow2 <path>` (safe mode: the clusters
+/// where the old and the new chain differ are written into the layer). Opens
+/// the layer's current backing chain, so only for layers pvce made itself.
+pub async fn rebase_safe(path: &Path, backing: &Path) -> Result<(), ImageError> {
+    let path = absolute(path)?;
+    let backing = absolute(backing)?;
+    run(
+        "rebase",
+        QEMU_IMG,
+        CONVERT_LIMITS,
+        &[
+            "rebase".as_ref(),
+            "-q".as_ref(),
+            "-f".as_ref(),
+            "qcow2".as_ref(),
+            "-b".as_ref(),
+            backing.as_os_str(),
+            "-F".as_ref(),
+            "qcow2".as_ref(),
+            path.as_os_str(),
+        ],
+        &[0],
+    )
+    .await?;
+    Ok(())
+}
+
 /// Writes a compact copy of the overlay `src` to `dst` as a new overlay on
 /// `backing`: `qemu-img convert -f qcow2 -O qcow2 -B <backing> -F qcow2`.
 /// Only clusters the overlay itself holds are copied; internal snapshots are

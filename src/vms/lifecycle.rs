@@ -149,6 +149,7 @@ impl VmManager {
             }
             VmState::Stopped | VmState::Error => {}
         }
+        super::require_open_course(&self.pool, &vm, "its VMs no longer start").await?;
         // A lab-network VM: hold its student's network lock for the whole start,
         // so the student's concurrent starts agree on a node and one network.
         let lab = match vm.course_id {

@@ -103,6 +103,29 @@ pub async fn load_of_course(pool: &Pool, course_id: Uuid) -> Result<Vec<Vm>, VmE
     Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
 }
 
+/// 409 `course_archived` when the VM's course is archived (the end of a
+/// term, [`crate::term`]): `what` says what is refused. The archive is the
+/// course's column; the term module sets it, every start and layer change
+/// reads it here.
+pub(crate) async fn require_open_course(pool: &Pool, vm: &Vm, what: &str) -> Result<(), VmError> {
+    let Some(course) = vm.course_id else {
+        return Ok(());
+    };
+    let archived: Option<(String, Option<String>)> = sqlx::query_as(
+        "SELECT code, archived_at FROM courses WHERE id = ? AND archived_at IS NOT NULL",
+    )
+    .bind(course.to_string())
+    .fetch_optional(pool)
+    .await?;
+    match archived {
+        Some((code, at)) => Err(VmError::CourseArchived(format!(
+            "the course {code} ended and was archived ({}): {what}; you can still download your work",
+            at.unwrap_or_default()
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// What a state change does to a VM's `last_error`.
 #[derive(Debug)]
 enum LastError {
@@ -395,6 +418,15 @@ impl VmManager {
         if user.role == Role::Staff && vm.owner_id != user.id {
             return Err(VmError::NotFound);
         }
+        Ok(vm)
+    }
+
+    /// [`Self::get_for_layer`] for an operation that changes the layer
+    /// (reset, snapshots, import, restore): refused with 409
+    /// `course_archived` once the VM's course is archived.
+    pub async fn get_for_layer_write(&self, user: &User, id: Uuid) -> Result<Vm, VmError> {
+        let vm = self.get_for_layer(user, id).await?;
+        require_open_course(&self.pool, &vm, "its disk can no longer be changed").await?;
         Ok(vm)
     }
 

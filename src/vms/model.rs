@@ -183,6 +183,10 @@ pub enum VmError {
     /// `enrolment_in_progress`: a concurrent enrolment of the same students.
     #[error("{0}")]
     EnrolmentInProgress(String),
+    /// `course_archived`: the course ended (see [`crate::term`]): its VMs
+    /// no longer start and their layers are read-only.
+    #[error("{0}")]
+    CourseArchived(String),
     // Well-formed requests that cannot be acted on (422).
     /// `same_node`: a migration to where the VM already runs.
     #[error("{0}")]

@@ -31,7 +31,7 @@ impl VmManager {
         action: Power,
     ) -> Result<Vm, VmError> {
         let vm = match action {
-            Power::Reset => self.get_for_layer(user, id).await?,
+            Power::Reset => self.get_for_layer_write(user, id).await?,
             _ => self.get_for(user, id).await?,
         };
         // The domain's title names the owner and course (virsh list,

@@ -100,17 +100,17 @@ impl Snapshots {
         vm_id: Uuid,
         name: &str,
     ) -> Result<Snapshot, SnapshotError> {
-        let vm = self.vms.get_for_layer(user, vm_id).await?;
+        let vm = self.vms.get_for_layer_write(user, vm_id).await?;
         create(&self.vms, vm.id, name, self.quota).await
     }
 
     pub async fn revert(&self, user: &User, vm_id: Uuid, id: Uuid) -> Result<Vm, SnapshotError> {
-        let vm = self.vms.get_for_layer(user, vm_id).await?;
+        let vm = self.vms.get_for_layer_write(user, vm_id).await?;
         revert(&self.vms, vm.id, id).await
     }
 
     pub async fn delete(&self, user: &User, vm_id: Uuid, id: Uuid) -> Result<(), SnapshotError> {
-        let vm = self.vms.get_for_layer(user, vm_id).await?;
+        let vm = self.vms.get_for_layer_write(user, vm_id).await?;
         delete(&self.vms, vm.id, id).await
     }
 }

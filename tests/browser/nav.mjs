@@ -20,7 +20,7 @@ const EXPECT = {
   staff: [['service', ['desk', 'tickets', 'problems', 'kb', 'alerts', 'inspections']], ['quality', ['slo', 'reports']]],
   admin: [
     ['lab', ['teach', 'templates', 'nodes', 'vms', 'users']],
-    ['service', ['desk', 'problems', 'kb', 'alerts', 'inspections', 'backups']],
+    ['service', ['desk', 'problems', 'kb', 'alerts', 'inspections', 'backups', 'retention']],
     ['quality', ['slo', 'reports', 'status', 'audit']],
   ],
 };

@@ -41,6 +41,8 @@ const PAGES = [
   ['admin-backups', 'admin', '#/backups', '#bk-summary:not([aria-busy])'],
   ['admin-reports', 'admin', '#/reports', '.report-form + .report-list:not([aria-busy])'],
   ['teacher-reports', 'teacher', '#/reports', '.report-list:not([aria-busy])'],
+  ['student-mydata', 'student', '#/me', '#my-erasures:not([aria-busy])'],
+  ['admin-retention', 'admin', '#/retention', '#erasures:not([aria-busy])'],
 ];
 
 await run('pages', outDir, async ({ newPage, step, logs }) => {

@@ -331,6 +331,46 @@ fn role_matrix() -> Vec<Row> {
         // ---- area: wall (new rows of this area go right below this line)
         // ---- area: share (new rows of this area go right below this line)
         // ---- area: term (new rows of this area go right below this line)
+        row(Method::GET, "/api/me/export", NO, [401, 200, 200, 200, 200]),
+        row(
+            Method::PATCH,
+            "/api/courses/{id}",
+            Json(json!({"retention_days": 30})),
+            [401, 403, 404, 403, 404],
+        ),
+        row(
+            Method::POST,
+            "/api/courses/{id}/archive",
+            NO,
+            [401, 403, 404, 403, 404],
+        ),
+        row(Method::GET, "/api/me/term", NO, [401, 200, 200, 200, 200]),
+        row(Method::GET, "/api/erasures", NO, [401, 200, 200, 200, 200]),
+        row(
+            Method::GET,
+            "/api/term-holds",
+            NO,
+            [401, 403, 403, 403, 200],
+        ),
+        // The nil course does not exist: well-formed, unacceptable.
+        row(
+            Method::POST,
+            "/api/term-holds",
+            Json(json!({"course_id": NIL, "reason": "appeal"})),
+            [401, 403, 403, 403, 422],
+        ),
+        row(
+            Method::DELETE,
+            "/api/term-holds/{id}",
+            NO,
+            [401, 403, 403, 403, 404],
+        ),
+        row(
+            Method::POST,
+            "/api/vms/{id}/carry-over",
+            Json(json!({"from_vm_id": NIL})),
+            [401, 404, 404, 404, 404],
+        ),
         row(Method::GET, "/api/audit", NO, [401, 403, 403, 403, 200]),
         row(Method::GET, "/api/audit.csv", NO, [401, 403, 403, 403, 200]),
         // ---- area: notify (new rows of this area go right below this line)

@@ -1934,3 +1934,119 @@ async fn teacher_sets_quotas_and_the_student_sees_hours_left_in_the_browser() {
     let (_, ext) = teacher.get(&format!("/api/courses/{cid}/extension")).await;
     assert_eq!(ext["allowed"], true, "{ext}");
 }
+
+/// The end of a term and a student's own data in the browser (issue 20):
+/// the teacher sets the end and archives on the class page, the student's
+/// desktop page tells them until when to download their work (Chinese), an
+/// admin holds the other student and reads the erase records; then the
+/// student downloads everything pvce holds about them from their own page
+/// and sees the erase record of an earlier course. No VM runs.
+#[tokio::test]
+async fn the_end_of_a_term_and_my_data_in_the_browser() {
+    let _serial = one_at_a_time().await;
+    let env = TestEnv::start().await;
+    env.user("test-ui-term-teacher", Role::Teacher).await;
+    env.user("test-ui-term-admin", Role::Admin).await;
+    env.user("test-ui-term-me", Role::Student).await;
+    let other = env.user("test-ui-term-other", Role::Student).await;
+    let teacher = env.client("test-ui-term-teacher").await;
+    let tpl = lab::import_tiny(&teacher, "test-ui-term-tiny").await;
+    let students = ["test-ui-term-me", "test-ui-term-other"];
+    let ending = lab::course(
+        &teacher,
+        json!({"code": "test-ui-term", "name": "Ending", "vm_specs": [lab::spec("linux", &tpl, 128)]}),
+        &students,
+    )
+    .await;
+    // An earlier course, already over and erased (on the test's clock).
+    let earlier = lab::course(
+        &teacher,
+        json!({"code": "test-ui-term-old", "name": "Over", "vm_specs": [lab::spec("linux", &tpl, 128)]}),
+        &["test-ui-term-me"],
+    )
+    .await;
+    let now = time::OffsetDateTime::now_utc();
+    let (status, v) = teacher
+        .send(
+            reqwest::Method::PATCH,
+            &format!("/api/courses/{}", earlier["id"].as_str().unwrap()),
+            Some(json!({"ends_at": pvce::db::format_time(now + time::Duration::days(1)), "retention_days": 0})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let r = env
+        .server
+        .state
+        .term
+        .tick(now + time::Duration::days(1))
+        .await
+        .unwrap();
+    assert_eq!(r.erased, 1, "{r:?}");
+    for name in students {
+        let (status, v) = env
+            .client(name)
+            .await
+            .post(
+                "/api/tickets",
+                json!({"kind": "request", "title": format!("ticket of {name}"), "description": "x"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{v}");
+    }
+    let student = env.client("test-ui-term-me").await;
+    let vm = lab::vm_of(&env, &student, &ending, "linux").await;
+    let cid = ending["id"].as_str().unwrap();
+    let dir = artifact_dir();
+    let shots = [
+        "term-teacher.png",
+        "term-banner-zh.png",
+        "term-archived-zh.png",
+        "term-holds.png",
+        "mydata-en.png",
+        "mydata-zh.png",
+    ];
+    for f in shots {
+        let _ = std::fs::remove_file(dir.join(f));
+    }
+    let ids = json!({
+        "teacher": "test-ui-term-teacher", "student": "test-ui-term-me", "admin": "test-ui-term-admin",
+        "otherId": other["id"], "courseId": cid, "code": "test-ui-term", "vmId": vm,
+        "erasedCode": "test-ui-term-old",
+    });
+    run_script(
+        "term.mjs",
+        &[
+            &env.server.url(),
+            PASSWORD,
+            dir.to_str().unwrap(),
+            &ids.to_string(),
+        ],
+    )
+    .await;
+    run_script(
+        "mydata.mjs",
+        &[
+            &env.server.url(),
+            "test-ui-term-me",
+            PASSWORD,
+            "test-ui-term-other",
+            "1",
+            dir.to_str().unwrap(),
+        ],
+    )
+    .await;
+    for f in shots {
+        assert_png(&dir.join(f));
+    }
+    // What the pages did is real.
+    let (_, c) = teacher.get(&format!("/api/courses/{cid}")).await;
+    assert_eq!(c["state"], "archived", "{c}");
+    assert_eq!(c["retention_days"], 7, "{c}");
+    assert!(c["ends_at"].is_string(), "{c}");
+    let (_, holds) = env
+        .client("test-ui-term-admin")
+        .await
+        .get("/api/term-holds")
+        .await;
+    assert_eq!(holds[0]["user_id"], other["id"], "{holds}");
+}

@@ -48,4 +48,5 @@ mod storage_full;
 mod template_layers;
 mod templates_tree;
 mod usage;
+mod term;
 mod vm_lifecycle;

@@ -52,6 +52,10 @@ const ROUTES = [
   [/^reports(?:\/([\w-]+))?$/, './reports.js', ['teacher', 'staff', 'admin']],
   // The audit log (audit.js).
   [/^audit$/, './audit.js', ['admin']],
+  // My data (mydata.js): the export of one's own data, erase records.
+  [/^me$/, './mydata.js', ['student', 'teacher', 'staff', 'admin']],
+  // Retention holds and erase records (retention.js).
+  [/^retention$/, './retention.js', ['admin']],
 ];
 
 function homeFor(user) {
@@ -82,6 +86,7 @@ const NAV = [
     ['alerts', 'nav.alerts', ['staff', 'admin']],
     ['inspections', 'nav.inspections', ['staff', 'admin']],
     ['backups', 'nav.backups', ['admin']],
+    ['retention', 'nav.retention', ['admin']],
   ]],
   ['quality', 'nav.group.quality', [
     ['slo', 'nav.slo', ['teacher', 'staff', 'admin']],
@@ -300,7 +305,8 @@ let shell = null;
 function showApp() {
   statusAt = 0;
   const { nav, toggle } = navigation(navFor(me));
-  const userChip = h('div', { class: 'user-chip' },
+  // The chip opens the user's own page (My data: the export, erase records).
+  const userChip = h('a', { class: 'user-chip', id: 'my-data-link', href: '#/me', i18nTitle: 'nav.myData' },
     h('span', { class: 'avatar', 'aria-hidden': 'true' }, (me.display_name || me.username).slice(0, 1).toUpperCase()),
     h('span', { class: 'user-text' },
       h('span', { class: 'user-name' }, me.display_name || me.username),

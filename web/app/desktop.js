@@ -34,6 +34,7 @@ import { get, post } from './api.js';
 import { stateBadge, setBadge, allowed, runAction } from './vmcontrols.js';
 import { watchClass } from './classwatch.js';
 import { watchIdle } from './idle.js';
+import { termBanner } from './courseterm.js';
 import { typeText, plan, press, SPECIAL } from './keys.js';
 import { sealDraft, abandonDraft } from './drafts.js';
 import { serialPanel } from './serial.js';
@@ -131,6 +132,8 @@ export function mount(container, [vmId], { me }) {
   const status = h('p', { class: 'desktop-status', role: 'status', 'aria-live': 'polite' });
   // The VM's place in the class start queue, while it waits (class time).
   const queueLine = h('p', { class: 'desktop-status class-queue', role: 'status', hidden: true });
+  // The end of the course's term: until when the work can be downloaded (courseterm.js).
+  const termLine = h('p', { class: 'term-banner', id: 'term-banner', role: 'status', hidden: true });
   const pasteBtn = button({ label: 'desktop.paste', icon: 'paste', kind: 'small', attrs: { 'aria-expanded': 'false', 'aria-controls': 'paste-panel' } });
   const cadBtn = button({ label: 'desktop.cad', icon: 'keyboard', kind: 'small', aria: ['desktop.cad.aria'] });
   const fsBtn = button({ label: 'desktop.fullscreen', icon: 'fullscreen', kind: 'small' });
@@ -201,7 +204,7 @@ export function mount(container, [vmId], { me }) {
   const desk = h('div', { class: 'desktop', dataset: { conn: 'init' } },
     h('div', { class: 'desktop-bar' },
       back,
-      h('div', { class: 'desktop-heading' }, h('div', { class: 'desktop-title-row' }, title, badge, owner, clipChip), forced, status, queueLine),
+      h('div', { class: 'desktop-heading' }, h('div', { class: 'desktop-title-row' }, title, badge, owner, clipChip), forced, status, queueLine, termLine),
       h('div', { class: 'desktop-tools' }, powerGroup, pasteBtn, cadBtn, serialBtn, kbdBtn, zoomBtn, fsBtn, reportBtn)),
     pastePanel,
     keybar,
@@ -767,6 +770,7 @@ export function mount(container, [vmId], { me }) {
     if (vm.build_template_id && me.role !== 'student') offerSeal();
     if (vm.course_id && vm.owner_id !== me.id) showOwner();
     if (vm.course_id) await loadClip();
+    if (vm.course_id && !unmounted) termBanner(vm.course_id, termLine);
     if (vm.course_id && !unmounted) stopClass = watchClass(vmId, queueLine);
     if (vm.course_id && !unmounted) stopIdle = watchIdle(vmId);
     pollVm();

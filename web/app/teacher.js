@@ -14,6 +14,7 @@ import { sessionsCard, extensionToggle } from './sessions.js';
 import { usageCard, quotaCard } from './usage.js';
 import { idleCard } from './idle.js';
 import { directoryLinkForm } from './courselink.js';
+import { termForm } from './courseterm.js';
 
 const POLL_MS = 3000;
 
@@ -182,6 +183,9 @@ function classView(container, courseId, { me }) {
   // The course's directory group (courselink.js), once the course is loaded.
   const linkSection = h('section', { class: 'card section', id: 'course-link', hidden: true },
     h('div', { class: 'section-head' }, h('h2', { i18n: 'course.link.title' })));
+  // The end of the term (courseterm.js), once the course is loaded.
+  const termSection = h('section', { class: 'card section', id: 'course-term', hidden: true },
+    h('div', { class: 'section-head' }, h('h2', { i18n: 'term.title' })));
   const enrolForm = h('form', { class: 'section-body' },
     h('div', { class: 'field' }, h('label', { for: 'enrol-names', i18n: 'teach.enrol.label' }), usernames),
     h('div', { class: 'form-actions' }, enrolResult, h('span', { style: 'flex:1' }), enrolBtn));
@@ -221,6 +225,7 @@ function classView(container, courseId, { me }) {
       collectCard(courseId).el),
     clipSection,
     linkSection,
+    termSection,
     h('section', { class: 'card section danger-zone' },
       h('div', { class: 'section-head' }, h('h2', { i18n: 'teach.dangerZone' })),
       h('div', { class: 'section-body' },
@@ -444,6 +449,8 @@ function classView(container, courseId, { me }) {
       clipSection.hidden = false;
       linkSection.append(directoryLinkForm(course));
       linkSection.hidden = false;
+      termSection.append(termForm(course));
+      termSection.hidden = false;
       await loadNames();
       await refresh();
     } catch (err) {

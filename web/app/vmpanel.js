@@ -43,6 +43,16 @@ export function vmPanel(vm) {
 
   const diskLine = h('p', { class: 'muted small disk-line' });
 
+  // ---- carry-over: the disk of this student's VM in an earlier course
+  // (the server says why when the templates do not build on each other).
+  const carryFrom = h('select', { class: 'carry-from', i18nAria: 'panel.carry.from' });
+  const carryBtn = h('button', { type: 'submit', class: 'btn small carry-go' }, h('span', { i18n: 'panel.carry.go' }));
+  const carryForm = h('form', { class: 'carry-form panel-row', novalidate: true }, carryFrom, carryBtn);
+  const carrySection = h('section', { class: 'panel-carry', hidden: true },
+    h('h4', { i18n: 'panel.carry.title' }),
+    h('p', { class: 'muted small', i18n: 'panel.carry.help' }),
+    carryForm);
+
   // ---- backups (nightly backup points of the layer; restore one)
   const backupList = h('ul', { class: 'backup-list' });
   let points = [];
@@ -66,6 +76,7 @@ export function vmPanel(vm) {
         h('h4', { i18n: 'panel.import.title' }),
         h('p', { class: 'muted small', i18n: 'panel.import.help' }),
         importForm, importResult),
+      carrySection,
       diskLine));
 
   const stopped = () => current.state === 'stopped' || current.state === 'error';
@@ -178,6 +189,15 @@ export function vmPanel(vm) {
       sync();
     } catch (err) { toastError(err); }
     try {
+      // The student's other course VMs, named by course (archived ones too).
+      const [vms, courses] = await Promise.all([get('/api/vms'), get('/api/courses')]);
+      const code = new Map(courses.map((c) => [c.id, c.code]));
+      const others = vms.filter((v) => v.id !== current.id && v.course_id && v.owner_id === current.owner_id);
+      replace(carryFrom, others.map((v) => h('option', { value: v.id }, `${code.get(v.course_id) || ''} · ${v.name}`)));
+      carrySection.hidden = !others.length;
+      sync();
+    } catch { /* no carry-over offered */ }
+    try {
       const m = await get(`${base}/export/manifest`);
       runCmd.textContent = m.standalone_command || '';
       runLine.hidden = !m.standalone_command;
@@ -194,6 +214,7 @@ export function vmPanel(vm) {
     stoppedHint.hidden = stopped();
     snapName.disabled = snapTake.disabled = !ok || (quota !== null && snaps.length >= quota);
     importFile.disabled = importBtn.disabled = !ok;
+    carryFrom.disabled = carryBtn.disabled = !ok;
     setLink(exportTar, `${base}/export`, ok);
     setLink(exportQcow, `${base}/export?standalone=true`, ok);
     for (const b of snapList.querySelectorAll('button')) b.disabled = !ok;
@@ -232,6 +253,16 @@ export function vmPanel(vm) {
       } finally {
         replace(importProgress);
       }
+    });
+  });
+
+  carryForm.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    if (!carryFrom.value) return;
+    const from = carryFrom.selectedOptions[0].textContent;
+    await act(carryBtn, { title: ['panel.carry.confirm', { from }], body: 'panel.carry.body', confirm: 'panel.carry.go' }, async () => {
+      await post(`${base}/carry-over`, { from_vm_id: carryFrom.value });
+      toast(t('panel.carry.done', { from }), 'success');
     });
   });
 

@@ -1,0 +1,506 @@
+//! The end of a term and a person's own data (issue 20): the download of
+//! everything pvce holds about the caller. Real server, real SQLite; no VM
+//! runs (the layers are files made at enrolment).
+
+use crate::common::lab::{course, import_tiny, spec};
+use crate::common::{Client, TestEnv, get_bytes};
+use pvce::auth::Role;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+#[tokio::test]
+async fn my_export_holds_my_data_and_nothing_of_another_student() {
+    let env = TestEnv::start().await;
+    env.user("test-term-teacher", Role::Teacher).await;
+    env.user("test-term-staff", Role::Staff).await;
+    let me = env.user("test-term-me", Role::Student).await;
+    let other = env.user("test-term-other", Role::Student).await;
+    let teacher = env.client("test-term-teacher").await;
+    let tpl = import_tiny(&teacher, "test-term-tiny").await;
+    let c = course(
+        &teacher,
+        json!({"code": "TERM-1", "name": "Term one", "vm_specs": [spec("main", &tpl, 128)]}),
+        &["test-term-me", "test-term-other"],
+    )
+    .await;
+    let a = env.client("test-term-me").await;
+    let b = env.client("test-term-other").await;
+    let (s, mine) = a
+        .post(
+            "/api/tickets",
+            json!({"kind": "incident", "title": "my-own-ticket-title", "description": "mine"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{mine}");
+    let (s, theirs) = b
+        .post(
+            "/api/tickets",
+            json!({"kind": "request", "title": "another-students-ticket", "description": "theirs"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{theirs}");
+    let staff = env.client("test-term-staff").await;
+    let tid = mine["id"].as_str().unwrap();
+    for (text, internal) in [("a-reply-to-me", false), ("staff-only-note", true)] {
+        let (s, body) = staff
+            .post(
+                &format!("/api/tickets/{tid}/comments"),
+                json!({"text": text, "internal": internal}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{body}");
+    }
+    let (_, vms_a) = a.get("/api/vms").await;
+    let (_, vms_b) = b.get("/api/vms").await;
+    let my_vm = vms_a[0]["id"].as_str().unwrap().to_owned();
+    let their_vm = vms_b[0]["id"].as_str().unwrap().to_owned();
+
+    let (status, headers, bytes) = get_bytes(&a, "/api/me/export").await;
+    assert_eq!(status, StatusCode::OK);
+    let disposition = headers
+        .get("content-disposition")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    assert!(disposition.starts_with("attachment;"), "{disposition}");
+    let text = String::from_utf8(bytes).unwrap();
+    let doc: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(doc["format"], "pvce-personal-data/1");
+    assert_eq!(doc["user_id"], me["id"]);
+    let sec = &doc["sections"];
+    assert_eq!(sec["account"]["username"], "test-term-me");
+    assert_eq!(sec["courses_enrolled"][0]["id"], c["id"]);
+    assert_eq!(sec["layers"][0]["vm_id"], my_vm.as_str());
+    assert_eq!(sec["layers"].as_array().unwrap().len(), 1);
+    assert_eq!(sec["tickets"][0]["title"], "my-own-ticket-title");
+    assert!(
+        text.contains("a-reply-to-me"),
+        "the reply the reporter reads"
+    );
+    // A sign-in of theirs is in the audit section.
+    assert!(
+        sec["audit"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "sign_in"),
+        "{}",
+        sec["audit"]
+    );
+    // Nothing of the other student, no internal note, no secret.
+    for absent in [
+        other["id"].as_str().unwrap(),
+        "test-term-other",
+        "another-students-ticket",
+        their_vm.as_str(),
+        theirs["id"].as_str().unwrap(),
+        "staff-only-note",
+        "$argon2",
+        "password_hash",
+        "overlays/",
+    ] {
+        assert!(!text.contains(absent), "the export holds {absent:?}");
+    }
+
+    // The other student's export is theirs alone.
+    let (_, _, bytes) = get_bytes(&b, "/api/me/export").await;
+    let text_b = String::from_utf8(bytes).unwrap();
+    assert!(text_b.contains("another-students-ticket"));
+    assert!(!text_b.contains("my-own-ticket-title"));
+    assert!(!text_b.contains(&my_vm));
+}
+
+/// The user's one VM of a course.
+async fn vm_in(client: &Client, course: &str) -> String {
+    let (_, vms) = client.get(&format!("/api/vms?course_id={course}")).await;
+    vms[0]["id"].as_str().unwrap().to_owned()
+}
+
+/// The overlay file of a VM (the test reads the server's own record of it).
+async fn overlay_of(env: &TestEnv, vm: &str) -> Option<std::path::PathBuf> {
+    sqlx::query_scalar::<_, String>("SELECT overlay_path FROM vms WHERE id = ?")
+        .bind(vm)
+        .fetch_optional(&env.server.state.pool)
+        .await
+        .unwrap()
+        .map(Into::into)
+}
+
+/// The whole end of a term on a clock the test controls: the teacher sets
+/// the end and the retention, students are told, the course is archived at
+/// its end (no starts, read-only layers, export still works), nothing is
+/// erased before the retention is over, then a student's layers are erased
+/// with an erase record they see — except a held student's, until the hold
+/// is released. An active course is never touched.
+#[tokio::test]
+async fn a_course_ends_is_archived_and_erased_after_its_retention_except_what_is_held() {
+    let env = TestEnv::start().await;
+    env.user("test-term2-teacher", Role::Teacher).await;
+    env.user("test-term2-admin", Role::Admin).await;
+    env.user("test-term2-me", Role::Student).await;
+    let held = env.user("test-term2-held", Role::Student).await;
+    let teacher = env.client("test-term2-teacher").await;
+    let admin = env.client("test-term2-admin").await;
+    let me = env.client("test-term2-me").await;
+    let them = env.client("test-term2-held").await;
+    let tpl = import_tiny(&teacher, "test-term2-tiny").await;
+    let students = ["test-term2-me", "test-term2-held"];
+    let c = course(
+        &teacher,
+        json!({"code": "TERM-2", "name": "Ends", "vm_specs": [spec("main", &tpl, 128)]}),
+        &students,
+    )
+    .await;
+    let active = course(
+        &teacher,
+        json!({"code": "TERM-2B", "name": "Goes on", "vm_specs": [spec("main", &tpl, 128)]}),
+        &students,
+    )
+    .await;
+    let cid = c["id"].as_str().unwrap();
+    let path = format!("/api/courses/{cid}");
+    assert_eq!(c["state"], "active");
+    assert_eq!(c["retention_days"], 180);
+
+    // Bad input is a 400, never a change.
+    for bad in [
+        json!({"retention_days": 4000}),
+        json!({"ends_at": "next friday"}),
+        json!({"ends": "2030-01-01T00:00:00Z"}),
+    ] {
+        let (s, body) = teacher
+            .send(reqwest::Method::PATCH, &path, Some(bad.clone()))
+            .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{bad} → {body}");
+    }
+    // The end: three days from now (real time: the server's own loop must
+    // not act before the test does), kept ten days.
+    let now = time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .unwrap();
+    let end = now + time::Duration::days(3);
+    let (s, patched) = teacher
+        .send(
+            reqwest::Method::PATCH,
+            &path,
+            Some(json!({"ends_at": pvce::db::format_time(end), "retention_days": 10})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{patched}");
+    assert_eq!(patched["ends_at"], pvce::db::format_time(end));
+    assert_eq!(patched["retention_days"], 10);
+    // Another teacher's student cannot; a student cannot at all.
+    let (s, _) = me
+        .send(
+            reqwest::Method::PATCH,
+            &path,
+            Some(json!({"retention_days": 0})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+
+    // Students are told until when they can download their work.
+    let erase_at = end + time::Duration::days(10);
+    let (s, told) = me.get("/api/me/term").await;
+    assert_eq!(s, StatusCode::OK, "{told}");
+    assert_eq!(told.as_array().unwrap().len(), 1, "{told}");
+    assert_eq!(told[0]["course_id"], cid);
+    assert_eq!(told[0]["download_until"], pvce::db::format_time(erase_at));
+
+    // An admin holds one student against erasure (once).
+    let hold_body = json!({"user_id": held["id"], "reason": "appeal pending"});
+    let (s, hold) = admin.post("/api/term-holds", hold_body.clone()).await;
+    assert_eq!(s, StatusCode::CREATED, "{hold}");
+    let (s, again) = admin.post("/api/term-holds", hold_body).await;
+    crate::common::assert_error(&(s, again), StatusCode::CONFLICT, "hold_exists");
+    let (_, told) = them.get("/api/me/term").await;
+    assert_eq!(told[0]["held"], true, "{told}");
+    assert!(told[0]["download_until"].is_null(), "{told}");
+
+    let my_vm = vm_in(&me, cid).await;
+    let held_vm = vm_in(&them, cid).await;
+    let my_active_vm = vm_in(&me, active["id"].as_str().unwrap()).await;
+    let my_layer = overlay_of(&env, &my_vm).await.unwrap();
+    assert!(my_layer.exists());
+
+    // Before the end nothing happens; at the end the loop archives.
+    let term = &env.server.state.term;
+    let r = term.tick(end - time::Duration::seconds(1)).await.unwrap();
+    assert!(r.archived.is_empty() && r.erased == 0, "{r:?}");
+    let r = term.tick(end).await.unwrap();
+    assert_eq!(r.archived, vec![uuid::Uuid::parse_str(cid).unwrap()]);
+    assert_eq!(r.erased, 0);
+    let (_, archived) = me.get(&path).await;
+    assert_eq!(archived["state"], "archived", "{archived}");
+    // No new starts, a read-only layer — each with the reason; export works.
+    let refused = [
+        me.post_empty(&format!("/api/vms/{my_vm}/start")).await,
+        me.post(
+            &format!("/api/vms/{my_vm}/snapshots"),
+            json!({"name": "late"}),
+        )
+        .await,
+        me.post_empty(&format!("/api/vms/{my_vm}/reset")).await,
+    ];
+    for got in refused {
+        assert!(
+            got.1["message"].as_str().unwrap().contains("TERM-2"),
+            "{}",
+            got.1
+        );
+        crate::common::assert_error(&got, StatusCode::CONFLICT, "course_archived");
+    }
+    let (s, _, bytes) = get_bytes(&me, &format!("/api/vms/{my_vm}/export")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(!bytes.is_empty());
+    let (s, body) = teacher
+        .send(
+            reqwest::Method::PATCH,
+            &path,
+            Some(json!({"ends_at": pvce::db::format_time(now)})),
+        )
+        .await;
+    crate::common::assert_error(&(s, body), StatusCode::CONFLICT, "course_archived");
+
+    // Not before the retention is over.
+    let r = term
+        .tick(erase_at - time::Duration::seconds(1))
+        .await
+        .unwrap();
+    assert_eq!(r.erased, 0, "{r:?}");
+    assert!(my_layer.exists());
+    let (_, none) = me.get("/api/erasures").await;
+    assert_eq!(none, json!([]));
+
+    // Then: my layer is gone with a record I see; the held one stays.
+    let r = term.tick(erase_at).await.unwrap();
+    assert_eq!(r.erased, 1, "{r:?}");
+    assert!(!my_layer.exists(), "the layer file is removed");
+    assert!(overlay_of(&env, &my_vm).await.is_none(), "the VM is gone");
+    assert!(overlay_of(&env, &held_vm).await.unwrap().exists());
+    assert!(
+        overlay_of(&env, &my_active_vm).await.unwrap().exists(),
+        "nothing of an active course"
+    );
+    let (s, records) = me.get("/api/erasures").await;
+    assert_eq!(s, StatusCode::OK);
+    let records = records.as_array().unwrap();
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0]["vm_id"], my_vm.as_str());
+    assert_eq!(records[0]["course_code"], "TERM-2");
+    assert_eq!(records[0]["what"], "layer");
+    assert_eq!(records[0]["rule"], "retention");
+    assert_eq!(records[0]["at"], pvce::db::format_time(erase_at));
+    let (_, theirs) = them.get("/api/erasures").await;
+    assert_eq!(theirs, json!([]), "another's record is not shown");
+    let (_, _, bytes) = get_bytes(&me, "/api/me/export").await;
+    let export: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(export["sections"]["erasures"][0]["vm_id"], my_vm.as_str());
+    // Told no longer: the work is gone.
+    let (_, told) = me.get("/api/me/term").await;
+    assert_eq!(told, json!([]));
+
+    // The hold released, the next pass erases the rest; an active course
+    // stays whatever the time.
+    let (s, _) = admin
+        .delete(&format!("/api/term-holds/{}", hold["id"].as_str().unwrap()))
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let far = erase_at + time::Duration::days(3650);
+    let r = term.tick(far).await.unwrap();
+    assert_eq!(r.erased, 1, "{r:?}");
+    assert!(overlay_of(&env, &held_vm).await.is_none());
+    assert!(overlay_of(&env, &my_active_vm).await.unwrap().exists());
+    let (_, all) = admin.get("/api/erasures").await;
+    assert_eq!(all.as_array().unwrap().len(), 2, "{all}");
+}
+
+/// A teacher archives a course by hand: at once, idempotent; its end
+/// cannot then be moved.
+#[tokio::test]
+async fn a_teacher_archives_a_course_by_hand() {
+    let env = TestEnv::start().await;
+    env.user("test-term3-teacher", Role::Teacher).await;
+    env.user("test-term3-other", Role::Teacher).await;
+    env.user("test-term3-student", Role::Student).await;
+    let teacher = env.client("test-term3-teacher").await;
+    let tpl = import_tiny(&teacher, "test-term3-tiny").await;
+    let c = course(
+        &teacher,
+        json!({"code": "TERM-3", "name": "Short", "vm_specs": [spec("main", &tpl, 128)]}),
+        &["test-term3-student"],
+    )
+    .await;
+    let archive = format!("/api/courses/{}/archive", c["id"].as_str().unwrap());
+    let other = env.client("test-term3-other").await;
+    let (s, _) = other.post_empty(&archive).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "not another teacher's course");
+    let (s, a) = teacher.post_empty(&archive).await;
+    assert_eq!(s, StatusCode::OK, "{a}");
+    assert_eq!(a["state"], "archived");
+    let (s, b) = teacher.post_empty(&archive).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(a["archived_at"], b["archived_at"], "archived once");
+    let student = env.client("test-term3-student").await;
+    let (_, told) = student.get("/api/me/term").await;
+    assert_eq!(told[0]["state"], "archived", "{told}");
+}
+
+fn run(cmd: &mut std::process::Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Carry-over (issue 20): a student takes the disk of an old course's VM
+/// (archived, even) into their VM of a follow-up course whose template
+/// descends from the old one — the disk arrives exactly as the guest saw it
+/// although the new template changed blocks the student never wrote. Refused
+/// with the reason for an unrelated template, another student's VM, a used
+/// target disk and an archived target. No VM runs.
+#[tokio::test]
+async fn a_student_carries_a_disk_over_to_a_follow_up_course() {
+    const MIB: u64 = 1024 * 1024;
+    let env = TestEnv::start().await;
+    env.user("test-carry-teacher", Role::Teacher).await;
+    env.user("test-carry-a", Role::Student).await;
+    env.user("test-carry-b", Role::Student).await;
+    let teacher = env.client("test-carry-teacher").await;
+    let base = import_tiny(&teacher, "test-carry-base").await;
+    let unrelated = import_tiny(&teacher, "test-carry-other").await;
+    // The follow-up template: a thin child of the base whose last MiB it
+    // changed (what the new course installed).
+    let vsize = base["virtual_size_bytes"].as_u64().unwrap();
+    let work = env.dir.path().join("carry");
+    std::fs::create_dir_all(&work).unwrap();
+    let child_src = work.join("child.qcow2");
+    run(std::process::Command::new("qemu-img")
+        .args([
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            "-u",
+            "-F",
+            "qcow2",
+            "-b",
+            "/elsewhere/base.qcow2",
+        ])
+        .arg(&child_src)
+        .arg(vsize.to_string()));
+    let raw = json!({"driver": "qcow2", "file": {"driver": "file", "filename": child_src}, "backing": null});
+    run(std::process::Command::new("qemu-io")
+        .arg("-c")
+        .arg(format!("write -P 0xab {} {MIB}", vsize - MIB))
+        .arg(format!("json:{raw}")));
+    let (s, follow) = teacher
+        .upload(
+            &format!(
+                "/api/templates/import?name=test-carry-next&format=qcow2&os=tiny-linux&software=busybox,lab-files&parent_id={}",
+                base["id"].as_str().unwrap()
+            ),
+            &child_src,
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{follow}");
+    let old = course(
+        &teacher,
+        json!({"code": "CARRY-1", "name": "Part one", "vm_specs": [spec("main", &base, 128)]}),
+        &["test-carry-a", "test-carry-b"],
+    )
+    .await;
+    let next = course(
+        &teacher,
+        json!({"code": "CARRY-2", "name": "Part two", "vm_specs": [spec("main", &follow, 128)]}),
+        &["test-carry-a"],
+    )
+    .await;
+    let elsewhere = course(
+        &teacher,
+        json!({"code": "CARRY-X", "name": "Unrelated", "vm_specs": [spec("main", &unrelated, 128)]}),
+        &["test-carry-a"],
+    )
+    .await;
+    let a = env.client("test-carry-a").await;
+    let b = env.client("test-carry-b").await;
+    let a_old = vm_in(&a, old["id"].as_str().unwrap()).await;
+    let a_next = vm_in(&a, next["id"].as_str().unwrap()).await;
+    let a_else = vm_in(&a, elsewhere["id"].as_str().unwrap()).await;
+    let b_old = vm_in(&b, old["id"].as_str().unwrap()).await;
+    // The student's work in the old course: blocks written into their layer,
+    // one of them where the new template changed the base.
+    let old_layer = overlay_of(&env, &a_old).await.unwrap();
+    for (offset, pattern) in [(MIB, "0x5a"), (vsize - MIB, "0x11")] {
+        run(std::process::Command::new("qemu-io")
+            .args(["-f", "qcow2", "-c"])
+            .arg(format!("write -P {pattern} {offset} 65536"))
+            .arg(&old_layer));
+    }
+
+    let carry = |target: &str| format!("/api/vms/{target}/carry-over");
+    let got = a.post(&carry(&a_else), json!({"from_vm_id": a_old})).await;
+    crate::common::assert_error(
+        &got,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "template_not_descendant",
+    );
+    assert!(
+        got.1["message"]
+            .as_str()
+            .unwrap()
+            .contains("test-carry-other"),
+        "{}",
+        got.1
+    );
+    let got = a.post(&carry(&a_next), json!({"from_vm_id": b_old})).await;
+    assert_eq!(
+        got.0,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "another student's VM: {}",
+        got.1
+    );
+    let got = b.post(&carry(&a_next), json!({"from_vm_id": b_old})).await;
+    assert_eq!(
+        got.0,
+        StatusCode::NOT_FOUND,
+        "into another student's VM: {}",
+        got.1
+    );
+
+    // The old course ends; its disk can still be carried over.
+    let (s, _) = teacher
+        .post_empty(&format!(
+            "/api/courses/{}/archive",
+            old["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, vm) = a.post(&carry(&a_next), json!({"from_vm_id": a_old})).await;
+    assert_eq!(s, StatusCode::OK, "{vm}");
+    assert_eq!(vm["id"], a_next.as_str());
+    let new_layer = overlay_of(&env, &a_next).await.unwrap();
+    // What the guest sees through each chain is the same disk.
+    run(std::process::Command::new("qemu-img")
+        .args(["compare", "-q", "-f", "qcow2", "-F", "qcow2"])
+        .arg(&old_layer)
+        .arg(&new_layer));
+    let info: Value = serde_json::from_str(&run(std::process::Command::new("qemu-img")
+        .args(["info", "--output=json", "-f", "qcow2"])
+        .arg(&new_layer)))
+    .unwrap();
+    assert!(
+        info["backing-filename"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("{}.qcow2", follow["id"].as_str().unwrap())),
+        "on the new template: {info}"
+    );
+    // Never over work, never into an archived course.
+    let got = a.post(&carry(&a_next), json!({"from_vm_id": a_old})).await;
+    crate::common::assert_error(&got, StatusCode::CONFLICT, "layer_in_use");
+    let got = a.post(&carry(&a_old), json!({"from_vm_id": a_next})).await;
+    crate::common::assert_error(&got, StatusCode::CONFLICT, "course_archived");
+}
