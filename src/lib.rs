@@ -75,3 +75,4 @@ pub mod stores;
 pub mod templates;
 pub mod users;
 pub mod vms;
+pub mod wall;

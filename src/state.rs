@@ -58,6 +58,8 @@ pub struct AppState {
     pub sessions: Arc<crate::classtime::Sessions>,
     /// Class time: pre-starts, the admission queue, the end of sessions.
     pub class: Arc<crate::classtime::class::ClassTime>,
+    /// The teacher's video wall, raised hands, presentations.
+    pub wall: Arc<crate::wall::Wall>,
 }
 
 /// Opens storage and the database (running migrations) — what every subcommand needs.
@@ -183,7 +185,14 @@ impl AppState {
             pool.clone(),
             config.lab_utc_offset,
         ));
+        let wall = Arc::new(crate::wall::Wall::new(
+            pool.clone(),
+            storage.clone(),
+            vms.clone(),
+            console.clone(),
+        ));
         Ok(Self {
+            wall,
             backups,
             sso,
             templates,

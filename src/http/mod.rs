@@ -30,6 +30,7 @@ pub mod snapshots;
 pub mod templates;
 pub mod users;
 pub mod vms;
+pub mod wall;
 pub mod web;
 
 use axum::extract::{Request, State};
@@ -72,6 +73,7 @@ pub fn router(state: AppState) -> Router {
             .merge(collect::router())
             .merge(console::router())
             .merge(desk::router())
+            .merge(wall::router())
             .merge(web::router())
             .route("/healthz", get(healthz))
             .route("/api/openapi.json", get(openapi)),

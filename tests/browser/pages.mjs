@@ -45,6 +45,7 @@ const PAGES = [
   ['admin-backups', 'admin', '#/backups', '#bk-summary:not([aria-busy])'],
   ['admin-reports', 'admin', '#/reports', '.report-form + .report-list:not([aria-busy])'],
   ['teacher-reports', 'teacher', '#/reports', '.report-list:not([aria-busy])'],
+  ['teacher-wall', 'teacher', `#/wall/${ids.courseId}`, '.wall-tile[data-vm] .badge'],
 ];
 
 await run('pages', outDir, async ({ newPage, step, logs }) => {

@@ -46,3 +46,4 @@ mod storage_full;
 mod template_layers;
 mod templates_tree;
 mod vm_lifecycle;
+mod wall;

@@ -52,6 +52,8 @@ const ROUTES = [
   [/^reports(?:\/([\w-]+))?$/, './reports.js', ['teacher', 'staff', 'admin']],
   // The audit log (audit.js).
   [/^audit$/, './audit.js', ['admin']],
+  // The teacher's video wall of a course (wall.js).
+  [/^wall\/([\w-]+)$/, './wall.js', ['teacher', 'staff', 'admin']],
 ];
 
 function homeFor(user) {

@@ -33,6 +33,7 @@ import { h, icon, button, replace, toast, toastError, errorText, clockTime, abso
 import { get, post } from './api.js';
 import { stateBadge, setBadge, allowed, runAction } from './vmcontrols.js';
 import { watchClass } from './classwatch.js';
+import { assistBar } from './assist.js';
 import { typeText, plan, press, SPECIAL } from './keys.js';
 import { sealDraft, abandonDraft } from './drafts.js';
 import { serialPanel } from './serial.js';
@@ -110,6 +111,7 @@ export function mount(container, [vmId], { me }) {
   let pollTimer = null;
   let unmounted = false;
   let stopClass = () => {};
+  let stopAssist = () => {};
   let connected = false;
   let typingAbort = null;
   let connectSeq = 0;
@@ -766,6 +768,13 @@ export function mount(container, [vmId], { me }) {
     if (vm.course_id && vm.owner_id !== me.id) showOwner();
     if (vm.course_id) await loadClip();
     if (vm.course_id && !unmounted) stopClass = watchClass(vmId, queueLine);
+    if (vm.course_id && !unmounted) {
+      // Ask for help, who is watching, the teacher's screen (assist.js).
+      const assist = assistBar(vmId, me, vm.owner_id);
+      desk.querySelector('.desktop-tools').prepend(...assist.tools);
+      desk.querySelector('.screen-wrap').before(assist.banner);
+      stopAssist = assist.stop;
+    }
     pollVm();
     if (vm.state === 'running') connect(); else notRunning('');
   })();
@@ -774,6 +783,7 @@ export function mount(container, [vmId], { me }) {
     unmount() {
       unmounted = true;
       stopClass();
+      stopAssist();
       clearTimeout(retryTimer);
       clearTimeout(pollTimer);
       clearTimeout(pasteWait);
