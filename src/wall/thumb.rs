@@ -80,14 +80,54 @@ pub fn encode_png(img: &Rgb) -> Result<Vec<u8>, ShotError> {
     Ok(out)
 }
 
-/// The wall's thumbnail of a hypervisor picture: PNG, at most `max_width`
-/// wide. A PNG from the hypervisor (not QEMU) passes as it is.
+/// The wall's thumbnail of a hypervisor picture (PPM, or PNG as newer
+/// QEMU and libvirt hand over): PNG, at most `max_width` wide.
 pub fn thumbnail(raw: &[u8], max_width: u32) -> Result<Vec<u8>, ShotError> {
     if raw.starts_with(b"\x89PNG\r\n\x1a\n") {
-        return Ok(raw.to_vec());
+        let img = decode_png(raw)?;
+        return encode_png(&shrink(img.width, img.height, &img.pixels, max_width));
     }
     let (width, height, pixels) = parse_ppm(raw)?;
     encode_png(&shrink(width, height, pixels, max_width))
+}
+
+/// A PNG as 8-bit RGB (palette, grey and 16-bit expanded; alpha dropped).
+fn decode_png(raw: &[u8]) -> Result<Rgb, ShotError> {
+    let bad = |_| ShotError::Format("unreadable PNG");
+    let mut decoder = png::Decoder::new(std::io::Cursor::new(raw));
+    decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
+    let mut reader = decoder.read_info().map_err(bad)?;
+    let (w, h) = (reader.info().width, reader.info().height);
+    if w == 0 || h == 0 || w > 8192 || h > 8192 {
+        return Err(ShotError::Format("unreasonable dimensions"));
+    }
+    let size = reader
+        .output_buffer_size()
+        .ok_or(ShotError::Format("unreasonable dimensions"))?;
+    let mut buf = vec![0; size];
+    let info = reader.next_frame(&mut buf).map_err(bad)?;
+    let channels = match info.color_type {
+        png::ColorType::Grayscale => 1,
+        png::ColorType::GrayscaleAlpha => 2,
+        png::ColorType::Rgb => 3,
+        png::ColorType::Rgba => 4,
+        png::ColorType::Indexed => return Err(ShotError::Format("unexpanded palette PNG")),
+    };
+    let px = &buf[..info.buffer_size()];
+    let mut pixels = Vec::with_capacity(w as usize * h as usize * 3);
+    for row in px.chunks_exact(info.line_size) {
+        for p in row.chunks_exact(channels).take(w as usize) {
+            match channels {
+                1 | 2 => pixels.extend_from_slice(&[p[0], p[0], p[0]]),
+                _ => pixels.extend_from_slice(&p[..3]),
+            }
+        }
+    }
+    Ok(Rgb {
+        width: w,
+        height: h,
+        pixels,
+    })
 }
 
 #[cfg(test)]
@@ -134,6 +174,25 @@ mod tests {
         assert_eq!((w, h), (100, 50));
         assert!(thumbnail(b"P6\n10 10\n255\n\0", WIDTH).is_err());
         assert!(thumbnail(b"GIF89a", WIDTH).is_err());
+    }
+
+    #[test]
+    fn a_png_screen_is_shrunk_too() {
+        let raw = ppm(
+            720,
+            400,
+            |x, _| if x < 360 { [255, 0, 0] } else { [0, 0, 255] },
+        );
+        let (w, h, px) = parse_ppm(&raw).expect("ppm");
+        let big = encode_png(&Rgb {
+            width: w,
+            height: h,
+            pixels: px.to_vec(),
+        })
+        .expect("png");
+        let (w, h, px) = decode(&thumbnail(&big, WIDTH).expect("thumb"));
+        assert_eq!((w, h), (320, 177));
+        assert_eq!(&px[..3], &[255, 0, 0]);
     }
 
     #[test]
