@@ -53,10 +53,15 @@ pub enum EventKind {
     AlertResolved,
     /// A daily inspection found failed items (src/inspection/).
     InspectionFailed,
+    /// Someone other than its owner (a teacher on the wall) opened a VM's
+    /// console view-only; `actor` is who.
+    ConsoleWatched,
+    /// Someone other than its owner opened a VM's console with control.
+    ConsoleTakenOver,
 }
 
 impl EventKind {
-    pub const ALL: [Self; 19] = [
+    pub const ALL: [Self; 21] = [
         Self::NodeAdded,
         Self::NodeRemoved,
         Self::NodeDown,
@@ -76,6 +81,8 @@ impl EventKind {
         Self::AlertFlapping,
         Self::AlertResolved,
         Self::InspectionFailed,
+        Self::ConsoleWatched,
+        Self::ConsoleTakenOver,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -99,6 +106,8 @@ impl EventKind {
             Self::AlertFlapping => "alert_flapping",
             Self::AlertResolved => "alert_resolved",
             Self::InspectionFailed => "inspection_failed",
+            Self::ConsoleWatched => "console_watched",
+            Self::ConsoleTakenOver => "console_taken_over",
         }
     }
 

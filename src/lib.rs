@@ -88,3 +88,4 @@ pub mod usage;
 pub mod term;
 pub mod users;
 pub mod vms;
+pub mod wall;

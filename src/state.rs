@@ -74,6 +74,8 @@ pub struct AppState {
     pub mydata: Arc<crate::mydata::MyData>,
     /// The end of a term: archive, erasure after the retention, holds.
     pub term: Arc<crate::term::Term>,
+    /// The teacher's video wall, raised hands, presentations.
+    pub wall: Arc<crate::wall::Wall>,
 }
 
 /// Opens storage and the database (running migrations) — what every subcommand needs.
@@ -250,9 +252,16 @@ impl AppState {
             vms.clone(),
             backups.clone(),
         ));
+        let wall = Arc::new(crate::wall::Wall::new(
+            pool.clone(),
+            storage.clone(),
+            vms.clone(),
+            console.clone(),
+        ));
         Ok(Self {
             mydata,
             term,
+            wall,
             backups,
             sso,
             directory,

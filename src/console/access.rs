@@ -142,6 +142,11 @@ impl Console {
         self.hub.active_sessions()
     }
 
+    /// The live graphical sessions on a VM: who and whether view-only.
+    pub fn watchers(&self, vm_id: Uuid) -> Vec<super::Watcher> {
+        self.hub.watchers(vm_id)
+    }
+
     /// Where a running VM's console listens: (vm, host, port, protocol).
     pub async fn endpoint(&self, id: Uuid) -> Result<(Vm, String, u16, GraphicsKind), VmError> {
         let (vm, node, conn) = self.vms.running_on_node(id).await?;
@@ -153,18 +158,51 @@ impl Console {
         Ok((vm, node.console_address, graphics.port, graphics.kind))
     }
 
-    /// A single-use token for the console of a running VM the user may reach.
-    pub async fn issue(&self, user: &User, vm_id: Uuid) -> Result<Issued, ConsoleError> {
-        self.vms.get_for(user, vm_id).await?;
+    /// A single-use token for the console of a running VM the user may
+    /// reach. `view_only`: the session passes no input to the guest; staff
+    /// may watch any course's VM that way (the wall), but take control only
+    /// of the VMs of their tickets.
+    pub async fn issue(
+        &self,
+        user: &User,
+        vm_id: Uuid,
+        view_only: bool,
+    ) -> Result<Issued, ConsoleError> {
+        match self.vms.get_for(user, vm_id).await {
+            Ok(_) => {}
+            Err(VmError::NotFound) if view_only && user.role == crate::auth::Role::Staff => {
+                let vm = crate::vms::load(&self.pool, vm_id).await?;
+                if vm.course_id.is_none() {
+                    return Err(VmError::NotFound.into());
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.issue_checked(user, vm_id, view_only).await
+    }
+
+    /// [`Console::issue`] for a caller that has decided the user may open
+    /// the console this way (a class watching their teacher's screen).
+    pub async fn issue_checked(
+        &self,
+        user: &User,
+        vm_id: Uuid,
+        view_only: bool,
+    ) -> Result<Issued, ConsoleError> {
         let (vm, _, _, protocol) = self.endpoint(vm_id).await?;
         let node_id = vm.node_id.ok_or(ConsoleError::NotRunning)?;
-        let token = self.hub.issue(
-            vm.id,
-            user.id,
-            node_id,
-            vm.last_started_at.clone().unwrap_or_default(),
-        );
-        self.record_open(user, &vm, "browser").await;
+        if view_only && protocol != GraphicsKind::Vnc {
+            // SPICE streams are relayed untouched: input cannot be filtered.
+            return Err(ConsoleError::NoGraphics("view-only (VNC)"));
+        }
+        let boot = vm.last_started_at.clone().unwrap_or_default();
+        let token = if view_only {
+            self.hub.issue_view_only(vm.id, user.id, node_id, boot)
+        } else {
+            self.hub.issue(vm.id, user.id, node_id, boot)
+        };
+        let mode = if view_only { "view" } else { "control" };
+        self.record_open(user, &vm, "browser", mode).await;
         Ok(Issued {
             token,
             protocol,
@@ -325,7 +363,7 @@ impl Console {
             .await?
             .ok_or_else(no_console)?;
         let (owner, context) = labels(&self.pool, &vm).await?;
-        self.record_open(user, &vm, "viewer").await;
+        self.record_open(user, &vm, "viewer", "control").await;
         Ok(ViewerPassword {
             title: format!("{owner} / {context} / {}", vm.name),
             vm,
@@ -338,9 +376,11 @@ impl Console {
     }
 
     /// Records that `user` opened `vm`'s console (`via` the browser or a
-    /// native viewer) — every open, so a teacher or staff member viewing a
-    /// student's screen is always on record (`detail.other_user`).
-    async fn record_open(&self, user: &User, vm: &Vm, via: &str) {
+    /// native viewer; `mode` "view" or "control") — every open, so a
+    /// teacher or staff member viewing a student's screen is always on
+    /// record (`detail.other_user`), in the audit log and, for someone
+    /// else's VM, in the event log (watched / taken over).
+    async fn record_open(&self, user: &User, vm: &Vm, via: &str, mode: &str) {
         use crate::audit::{Action, Actor, Entry, Target, TargetKind};
         let (owner, course) = labels(&self.pool, vm)
             .await
@@ -361,8 +401,28 @@ impl Console {
             "course": course,
             "other_user": vm.owner_id != user.id,
             "role": user.role.as_str(),
+            "mode": mode,
         }));
         crate::audit::record(&self.pool, entry).await;
+        if vm.owner_id != user.id {
+            use crate::events::{EventKind, NewEvent};
+            let (kind, verb) = if mode == "view" {
+                (EventKind::ConsoleWatched, "is watching")
+            } else {
+                (EventKind::ConsoleTakenOver, "took control of")
+            };
+            let message = format!(
+                "{} {verb} {owner}'s VM {} ({course})",
+                user.username, vm.name
+            );
+            crate::events::record(
+                &self.pool,
+                NewEvent::site(kind, message)
+                    .vm(vm.id)
+                    .by(Some(&user.username)),
+            )
+            .await;
+        }
     }
 
     /// Ends console sessions when their VM stops or their node stops

@@ -75,10 +75,12 @@ use crate::libvirt::GraphicsKind;
 mod access;
 pub mod rfb;
 pub mod serial;
+mod viewonly;
 pub use access::{
     Admitted, Console, Issued, SerialAdmitted, SerialIssued, ViewerPassword, password_expired,
 };
 pub use rfb::{RfbError, vnc_auth_response};
+pub use viewonly::{UnknownMessage, ViewOnly};
 
 pub const PING_INTERVAL: Duration = Duration::from_secs(20);
 const BUF_SIZE: usize = 64 * 1024;
@@ -227,6 +229,8 @@ pub struct IssuedToken {
     pub boot: String,
     /// The session's service-level record ([`crate::slo`]).
     pub record: Uuid,
+    /// Watch only: the relay passes no input to the node ([`viewonly`]).
+    pub view_only: bool,
     expires: Instant,
 }
 
@@ -247,7 +251,16 @@ struct Session {
     user_id: Uuid,
     vm_id: Uuid,
     node_id: Uuid,
+    /// Graphical sessions: view-only or not; `None` for the serial console.
+    view_only: Option<bool>,
     stop: watch::Sender<StopSignal>,
+}
+
+/// A live graphical session on a VM: who has it open and how.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Watcher {
+    pub user_id: Uuid,
+    pub view_only: bool,
 }
 
 /// Console tickets and live sessions.
@@ -300,11 +313,35 @@ impl ConsoleHub {
         self.issue_for(ConsoleKind::Graphics, vm_id, user_id, node_id, boot)
     }
 
+    /// Issues a single-use token for a view-only graphical console: its
+    /// session passes no input to the node ([`ViewOnly`]).
+    pub fn issue_view_only(
+        &self,
+        vm_id: Uuid,
+        user_id: Uuid,
+        node_id: Uuid,
+        boot: String,
+    ) -> String {
+        self.issue_token(ConsoleKind::Graphics, true, vm_id, user_id, node_id, boot)
+    }
+
     /// Issues a single-use token for one kind of console. Serial sessions
     /// are not recorded for the service levels (those measure the desktop).
     pub fn issue_for(
         &self,
         kind: ConsoleKind,
+        vm_id: Uuid,
+        user_id: Uuid,
+        node_id: Uuid,
+        boot: String,
+    ) -> String {
+        self.issue_token(kind, false, vm_id, user_id, node_id, boot)
+    }
+
+    fn issue_token(
+        &self,
+        kind: ConsoleKind,
+        view_only: bool,
         vm_id: Uuid,
         user_id: Uuid,
         node_id: Uuid,
@@ -324,6 +361,7 @@ impl ConsoleHub {
                 node_id,
                 boot,
                 record,
+                view_only,
                 expires: now + self.ttl,
             },
         );
@@ -373,6 +411,7 @@ impl ConsoleHub {
         user_id: Uuid,
         vm_id: Uuid,
         node_id: Uuid,
+        view_only: Option<bool>,
     ) -> Result<(u64, watch::Receiver<StopSignal>), ConsoleError> {
         let mut map = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         if map.len() >= self.max_total {
@@ -389,6 +428,7 @@ impl ConsoleHub {
                 user_id,
                 vm_id,
                 node_id,
+                view_only,
                 stop: tx,
             },
         );
@@ -422,6 +462,20 @@ impl ConsoleHub {
                 .stop
                 .send(Some((close::NODE_UNREACHABLE, "node unreachable")));
         }
+    }
+
+    /// The live graphical sessions on a VM (serial sessions are not here).
+    pub fn watchers(&self, vm_id: Uuid) -> Vec<Watcher> {
+        let map = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        map.values()
+            .filter(|s| s.vm_id == vm_id)
+            .filter_map(|s| {
+                Some(Watcher {
+                    user_id: s.user_id,
+                    view_only: s.view_only?,
+                })
+            })
+            .collect()
     }
 
     pub fn active_sessions(&self) -> usize {
@@ -465,7 +519,13 @@ impl ConsoleHub {
             code,
             by: close::ended_by(code),
         };
-        let (sid, mut stop) = match self.open(ticket.user_id, ticket.vm_id, ticket.node_id) {
+        let opened = self.open(
+            ticket.user_id,
+            ticket.vm_id,
+            ticket.node_id,
+            Some(ticket.view_only),
+        );
+        let (sid, mut stop) = match opened {
             Ok(s) => s,
             Err(e) => {
                 let _ = ws
@@ -494,6 +554,9 @@ impl ConsoleHub {
         };
         let _ = tcp.set_nodelay(true);
         let mut early = bytes::Bytes::new();
+        // A view-only session: the browser's bytes pass through the filter.
+        let mut filter = ticket.view_only.then(ViewOnly::new);
+        let mut filtered = Vec::new();
         if target.protocol == GraphicsKind::Vnc {
             let handshakes = async {
                 rfb::authenticate_node(&mut tcp, target.password.as_deref()).await?;
@@ -523,6 +586,18 @@ impl ConsoleHub {
                 self.close(sid);
                 return;
             }
+        }
+        if let Some(f) = filter.as_mut() {
+            filtered.clear();
+            if f.feed(&early, &mut filtered).is_err() {
+                let _ = ws
+                    .send(close_msg(close::PROTOCOL, "unknown RFB message"))
+                    .await;
+                self.note(ended(Some(close::PROTOCOL)));
+                self.close(sid);
+                return;
+            }
+            early = bytes::Bytes::from(std::mem::take(&mut filtered));
         }
         if !early.is_empty() && tcp.write_all(&early).await.is_err() {
             let _ = ws
@@ -582,7 +657,8 @@ impl ConsoleHub {
                 }
             }
         };
-        // browser → node.
+        // browser → node; a view-only session's input is dropped on the way
+        // (ends with a protocol error for a message the filter cannot parse).
         let up = async {
             while let Some(Ok(msg)) = ws_rx.next().await {
                 let data = match msg {
@@ -592,6 +668,20 @@ impl ConsoleHub {
                     Message::Close(_) => break,
                     Message::Ping(_) | Message::Pong(_) => continue,
                 };
+                let data = match filter.as_mut() {
+                    None => data,
+                    Some(f) => {
+                        filtered.clear();
+                        if f.feed(&data, &mut filtered).is_err() {
+                            let _ = tcp_wr.shutdown().await;
+                            return true;
+                        }
+                        if filtered.is_empty() {
+                            continue;
+                        }
+                        bytes::Bytes::copy_from_slice(&filtered)
+                    }
+                };
                 metrics
                     .bytes_to_node
                     .fetch_add(data.len() as u64, Ordering::Relaxed);
@@ -600,11 +690,17 @@ impl ConsoleHub {
                 }
             }
             let _ = tcp_wr.shutdown().await;
+            false
         };
         let code = tokio::select! {
             code = down => code,
-            () = up => None,
+            bad = up => bad.then_some(close::PROTOCOL),
         };
+        if code == Some(close::PROTOCOL) {
+            let _ = ws_tx
+                .send(close_msg(close::PROTOCOL, "unknown RFB message"))
+                .await;
+        }
         self.note(ended(code));
         self.metrics
             .session_seconds_total
@@ -678,18 +774,20 @@ mod tests {
         let hub = ConsoleHub::new(Duration::from_secs(60), 1, 2);
         let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
         let n = Uuid::new_v4();
-        let (s1, _r1) = hub.open(a, Uuid::new_v4(), n).expect("first");
+        let (s1, _r1) = hub.open(a, Uuid::new_v4(), n, Some(false)).expect("first");
         assert!(matches!(
-            hub.open(a, Uuid::new_v4(), n),
+            hub.open(a, Uuid::new_v4(), n, Some(false)),
             Err(ConsoleError::TooMany("user"))
         ));
-        let _s2 = hub.open(b, Uuid::new_v4(), n).expect("second user");
+        let _s2 = hub
+            .open(b, Uuid::new_v4(), n, Some(false))
+            .expect("second user");
         assert!(matches!(
-            hub.open(Uuid::new_v4(), Uuid::new_v4(), n),
+            hub.open(Uuid::new_v4(), Uuid::new_v4(), n, Some(false)),
             Err(ConsoleError::TooMany("server"))
         ));
         hub.close(s1);
-        assert!(hub.open(a, Uuid::new_v4(), n).is_ok());
+        assert!(hub.open(a, Uuid::new_v4(), n, Some(false)).is_ok());
     }
 
     #[test]
@@ -697,9 +795,11 @@ mod tests {
         let hub = ConsoleHub::new(Duration::from_secs(60), 4, 10);
         let (down, up) = (Uuid::new_v4(), Uuid::new_v4());
         let (_s1, r1) = hub
-            .open(Uuid::new_v4(), Uuid::new_v4(), down)
+            .open(Uuid::new_v4(), Uuid::new_v4(), down, Some(false))
             .expect("open");
-        let (_s2, r2) = hub.open(Uuid::new_v4(), Uuid::new_v4(), up).expect("open");
+        let (_s2, r2) = hub
+            .open(Uuid::new_v4(), Uuid::new_v4(), up, Some(false))
+            .expect("open");
         hub.end_node(down);
         assert_eq!(
             *r1.borrow(),

@@ -102,8 +102,9 @@ fn next_number(raw: &[u8], pos: &mut usize) -> Result<u32, ShotError> {
         .ok_or(ShotError::Format("bad header number"))
 }
 
-/// A binary PPM's width, height and RGB bytes (borrowed from `raw`).
-fn parse_ppm(raw: &[u8]) -> Result<(u32, u32, &[u8]), ShotError> {
+/// A binary PPM's width, height and RGB bytes (borrowed from `raw`);
+/// the wall's thumbnails read the same pictures.
+pub fn parse_ppm(raw: &[u8]) -> Result<(u32, u32, &[u8]), ShotError> {
     let mut pos = 0;
     if next_field(raw, &mut pos)? != b"P6" {
         return Err(ShotError::Format("not a binary PPM (P6)"));

@@ -34,17 +34,34 @@ fn protocol(kind: GraphicsKind) -> &'static str {
     }
 }
 
+/// The optional body of `POST /api/vms/{id}/console`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IssueBody {
+    /// Watch only: the proxy drops the session's keyboard and mouse input.
+    #[serde(default)]
+    view_only: bool,
+}
+
 async fn issue(
     State(state): State<AppState>,
     me: CurrentUser,
     IdPath(id): IdPath,
+    body: axum::body::Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let t = state.console.issue(&me.user, id).await?;
+    // No body (what the desktop sends) is a console with control.
+    let opts: IssueBody = if body.iter().all(u8::is_ascii_whitespace) {
+        IssueBody::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(e.to_string()))?
+    };
+    let t = state.console.issue(&me.user, id, opts.view_only).await?;
     Ok(Json(json!({
         "url": format!("/ws/console?token={}", t.token),
         "token": t.token,
         "protocol": protocol(t.protocol),
         "expires_in": t.expires_in.as_secs(),
+        "view_only": opts.view_only,
     })))
 }
 

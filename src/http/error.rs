@@ -667,6 +667,22 @@ impl From<ConsoleError> for ApiError {
     }
 }
 
+impl From<crate::wall::WallError> for ApiError {
+    fn from(e: crate::wall::WallError) -> Self {
+        use crate::wall::WallError as E;
+        match e {
+            E::NotFound => Self::not_found(),
+            E::NotRunning => Self::new(StatusCode::CONFLICT, "vm_not_running", e.to_string()),
+            E::Invalid(m) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "unacceptable", m),
+            E::Vm(v) => v.into(),
+            E::Course(c) => c.into(),
+            E::Console(c) => c.into(),
+            E::Libvirt(l) => l.into(),
+            E::Picture(_) | E::Db(_) => Self::internal(&e),
+        }
+    }
+}
+
 impl From<crate::vms::snapshots::SnapshotError> for ApiError {
     fn from(e: crate::vms::snapshots::SnapshotError) -> Self {
         use crate::vms::snapshots::SnapshotError as E;

@@ -35,6 +35,7 @@ pub mod usage;
 pub mod term;
 pub mod users;
 pub mod vms;
+pub mod wall;
 pub mod web;
 
 use axum::extract::{Request, State};
@@ -82,6 +83,7 @@ pub fn router(state: AppState) -> Router {
             .merge(collect::router())
             .merge(console::router())
             .merge(desk::router())
+            .merge(wall::router())
             .merge(web::router())
             .route("/healthz", get(healthz))
             .route("/api/openapi.json", get(openapi)),

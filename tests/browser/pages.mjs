@@ -43,6 +43,7 @@ const PAGES = [
   ['teacher-reports', 'teacher', '#/reports', '.report-list:not([aria-busy])'],
   ['student-mydata', 'student', '#/me', '#my-erasures:not([aria-busy])'],
   ['admin-retention', 'admin', '#/retention', '#erasures:not([aria-busy])'],
+  ['teacher-wall', 'teacher', `#/wall/${ids.courseId}`, '.wall-tile[data-vm] .badge'],
 ];
 
 await run('pages', outDir, async ({ newPage, step, logs }) => {

@@ -329,6 +329,67 @@ fn role_matrix() -> Vec<Row> {
             [401, 403, 404, 403, 404],
         ),
         // ---- area: wall (new rows of this area go right below this line)
+        row(
+            Method::GET,
+            "/api/courses/{id}/wall",
+            NO,
+            [401, 403, 404, 404, 404],
+        )
+        .with_query("?running=true&hands=true"),
+        row(
+            Method::GET,
+            "/api/courses/{id}/presentation",
+            NO,
+            [401, 404, 404, 404, 404],
+        ),
+        row(
+            Method::PUT,
+            "/api/courses/{id}/presentation",
+            Json(json!({ "vm_id": NIL })),
+            [401, 403, 404, 403, 404],
+        ),
+        row(
+            Method::DELETE,
+            "/api/courses/{id}/presentation",
+            NO,
+            [401, 403, 404, 403, 404],
+        ),
+        row(
+            Method::POST,
+            "/api/courses/{id}/presentation/console",
+            NO,
+            [401, 404, 404, 404, 404],
+        ),
+        row(
+            Method::POST,
+            "/api/courses/{id}/teacher-vm",
+            NO,
+            [401, 403, 404, 403, 404],
+        ),
+        row(
+            Method::GET,
+            "/api/vms/{id}/thumbnail",
+            NO,
+            [401, 404, 404, 404, 404],
+        ),
+        row(
+            Method::POST,
+            "/api/vms/{id}/hand",
+            NO,
+            [401, 404, 404, 404, 404],
+        ),
+        row(
+            Method::DELETE,
+            "/api/vms/{id}/hand",
+            NO,
+            [401, 404, 404, 404, 404],
+        ),
+        row(
+            Method::GET,
+            "/api/vms/{id}/assist",
+            NO,
+            [401, 404, 404, 404, 404],
+        ),
         // ---- area: share (new rows of this area go right below this line)
         // ---- area: term (new rows of this area go right below this line)
         row(Method::GET, "/api/me/export", NO, [401, 200, 200, 200, 200]),

@@ -2050,3 +2050,56 @@ async fn the_end_of_a_term_and_my_data_in_the_browser() {
         .await;
     assert_eq!(holds[0]["user_id"], other["id"], "{holds}");
 }
+
+/// The teacher's video wall in the browser (issue 15): a student asks for
+/// help on the desktop of their running VM, the teacher's wall shows it
+/// first with a live thumbnail, filters on raised hands, watches the screen
+/// view-only (the student's page says so) and lowers the hand; en and zh-CN.
+#[tokio::test]
+async fn teacher_watches_the_wall_and_answers_a_raised_hand_in_the_browser() {
+    let _serial = one_at_a_time().await;
+    let env = TestEnv::start().await;
+    env.user("test-ui-wall-teacher", Role::Teacher).await;
+    env.user("test-ui-wall-alice", Role::Student).await;
+    env.user("test-ui-wall-bob", Role::Student).await;
+    let teacher = env.client("test-ui-wall-teacher").await;
+    let student = env.client("test-ui-wall-alice").await;
+    let tpl = lab::import_tiny(&teacher, "test-ui-wall-tiny").await;
+    let course = lab::course(
+        &teacher,
+        json!({"code": "test-ui-wall", "name": "Wall", "vm_specs": [lab::spec("linux", &tpl, 192)]}),
+        &["test-ui-wall-alice", "test-ui-wall-bob"],
+    )
+    .await;
+    let vm = lab::vm_of(&env, &student, &course, "linux").await;
+    let (s, v) = student.post_empty(&format!("/api/vms/{vm}/start")).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    common::wait_serial(&env, &vm, "BOOT-OK", Duration::from_secs(120)).await;
+    let base = env.server.url();
+    let dir = artifact_dir();
+    let shots = ["wall-en.png", "wall-student-watched.png", "wall-zh.png"];
+    for f in shots {
+        let _ = std::fs::remove_file(dir.join(f));
+    }
+    run_script(
+        "wall.mjs",
+        &[
+            &base,
+            "test-ui-wall-teacher",
+            "test-ui-wall-alice",
+            PASSWORD,
+            course["id"].as_str().unwrap(),
+            &vm,
+            dir.to_str().unwrap(),
+        ],
+    )
+    .await;
+    for f in shots {
+        assert_png(&dir.join(f));
+    }
+    // What the page did is real: the hand is down, and the view was logged.
+    let (_, a) = student.get(&format!("/api/vms/{vm}/assist")).await;
+    assert!(a["hand_raised_at"].is_null(), "{a}");
+    let (s, v) = student.post_empty(&format!("/api/vms/{vm}/poweroff")).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+}

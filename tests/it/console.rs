@@ -157,7 +157,7 @@ impl Rfb {
 
     /// Asks for the whole screen in Raw and reads updates until every pixel has
     /// come; returns the pixel bytes.
-    async fn full_frame(&mut self, w: u16, h: u16, bpp: u8) -> Vec<u8> {
+    pub(crate) async fn full_frame(&mut self, w: u16, h: u16, bpp: u8) -> Vec<u8> {
         // SetEncodings: Raw only.
         self.send(&[2, 0, 0, 1, 0, 0, 0, 0]).await;
         // FramebufferUpdateRequest, non-incremental, full screen.

@@ -50,3 +50,4 @@ mod templates_tree;
 mod usage;
 mod term;
 mod vm_lifecycle;
+mod wall;

@@ -56,6 +56,8 @@ const ROUTES = [
   [/^me$/, './mydata.js', ['student', 'teacher', 'staff', 'admin']],
   // Retention holds and erase records (retention.js).
   [/^retention$/, './retention.js', ['admin']],
+  // The teacher's video wall of a course (wall.js).
+  [/^wall\/([\w-]+)$/, './wall.js', ['teacher', 'staff', 'admin']],
 ];
 
 function homeFor(user) {

@@ -35,6 +35,7 @@ import { stateBadge, setBadge, allowed, runAction } from './vmcontrols.js';
 import { watchClass } from './classwatch.js';
 import { watchIdle } from './idle.js';
 import { termBanner } from './courseterm.js';
+import { assistBar } from './assist.js';
 import { typeText, plan, press, SPECIAL } from './keys.js';
 import { sealDraft, abandonDraft } from './drafts.js';
 import { serialPanel } from './serial.js';
@@ -113,6 +114,7 @@ export function mount(container, [vmId], { me }) {
   let unmounted = false;
   let stopClass = () => {};
   let stopIdle = () => {};
+  let stopAssist = () => {};
   let connected = false;
   let typingAbort = null;
   let connectSeq = 0;
@@ -773,6 +775,13 @@ export function mount(container, [vmId], { me }) {
     if (vm.course_id && !unmounted) termBanner(vm.course_id, termLine);
     if (vm.course_id && !unmounted) stopClass = watchClass(vmId, queueLine);
     if (vm.course_id && !unmounted) stopIdle = watchIdle(vmId);
+    if (vm.course_id && !unmounted) {
+      // Ask for help, who is watching, the teacher's screen (assist.js).
+      const assist = assistBar(vmId, me, vm.owner_id);
+      desk.querySelector('.desktop-tools').prepend(...assist.tools);
+      desk.querySelector('.screen-wrap').before(assist.banner);
+      stopAssist = assist.stop;
+    }
     pollVm();
     if (vm.state === 'running') connect(); else notRunning('');
   })();
@@ -782,6 +791,7 @@ export function mount(container, [vmId], { me }) {
       unmounted = true;
       stopClass();
       stopIdle();
+      stopAssist();
       clearTimeout(retryTimer);
       clearTimeout(pollTimer);
       clearTimeout(pasteWait);

@@ -1,0 +1,217 @@
+//! Video wall benchmark (issue 15): W teachers' walls open on one course of
+//! N running VMs, each wall fetching every tile's thumbnail once a second
+//! (as `web/app/wall.js` does: the next request of a tile only after the
+//! last answered), for D seconds, on the real local libvirtd with the tiny
+//! guest. Reports thumbnails served per second, their latency, the
+//! screenshots actually taken (the cache: one per VM per 0.9 s whatever W
+//! is) and the server's CPU per second.
+//!
+//! Run: `cargo bench --bench wall_thumbs` (PVCE_BENCH_VMS, default 8;
+//! PVCE_BENCH_WALLS, default 3; PVCE_BENCH_SECS, default 20). 40 VMs at
+//! 40 thumbnails/s need a node that runs 40 guests.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pvce::auth::Role;
+use pvce::config::Config;
+use serde_json::{Value, json};
+
+/// Destroys every benchmark domain when dropped, also when the run panics.
+struct Cleanup;
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let out = std::process::Command::new("virsh")
+            .args(["-q", "-c", "qemu:///system", "list", "--name"])
+            .output();
+        if let Ok(out) = out {
+            for name in String::from_utf8_lossy(&out.stdout).lines() {
+                if name.starts_with("test-pvce-wallbench-") {
+                    let _ = std::process::Command::new("virsh")
+                        .args(["-q", "-c", "qemu:///system", "destroy", name])
+                        .output();
+                }
+            }
+        }
+    }
+}
+
+async fn login(http: &reqwest::Client, base: &str, user: &str) -> String {
+    let v: Value = http
+        .post(format!("{base}/api/auth/login"))
+        .json(&json!({"username": user, "password": "bench-password"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["token"].as_str().unwrap().to_owned()
+}
+
+#[tokio::main]
+async fn main() {
+    let _cleanup = Cleanup;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("pvce=warn")
+        .try_init();
+    let n: usize = support::env_or("PVCE_BENCH_VMS", 8);
+    let walls: usize = support::env_or("PVCE_BENCH_WALLS", 3);
+    let secs: u64 = support::env_or("PVCE_BENCH_SECS", 20);
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::Builder::new()
+        .prefix("test-pvce-wallbench-")
+        .tempdir()
+        .unwrap();
+    let mut config = Config::for_data_dir(dir.path().join("data"));
+    config.domain_prefix = "test-pvce-wallbench-".into();
+    let server = pvce::app::start(config, "127.0.0.1:0").await.unwrap();
+    let st = &server.state;
+    let limits = pvce::templates::ImportLimits {
+        max_upload_bytes: u64::MAX,
+        max_virtual_size: u64::MAX,
+    };
+    pvce::library::build(&st.pool, &st.storage, limits, &root.join("templates-tree"))
+        .await
+        .unwrap();
+    let new = |u: &str, r| pvce::users::NewUser {
+        username: u.into(),
+        password: "bench-password".into(),
+        role: r,
+        display_name: None,
+    };
+    pvce::users::create(&st.pool, new("bench-teacher", Role::Teacher))
+        .await
+        .unwrap();
+    let mut names = vec![];
+    for i in 0..n.max(1) {
+        let u = format!("bench-s{i:02}");
+        pvce::users::create(&st.pool, new(&u, Role::Student))
+            .await
+            .unwrap();
+        names.push(u);
+    }
+    let base = server.url();
+    let http = reqwest::Client::new();
+    let token = login(&http, &base, "bench-teacher").await;
+    let tiny = pvce::templates::find_by_name(&st.pool, "tiny-linux")
+        .await
+        .unwrap()
+        .unwrap();
+    let post = |path: String, body: Value| {
+        let (http, token) = (http.clone(), token.clone());
+        async move {
+            let r = http
+                .post(path)
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert!(r.status().is_success(), "{}", r.status());
+            r.json::<Value>().await.unwrap()
+        }
+    };
+    let course = post(
+        format!("{base}/api/courses"),
+        json!({"code":"WALLBENCH","name":"wall bench","vm_specs":[{"name":"vm","template_id":tiny.id,"vcpus":1,"memory_mib":128}]}),
+    )
+    .await;
+    let cid = course["id"].as_str().unwrap().to_owned();
+    post(
+        format!("{base}/api/courses/{cid}/students"),
+        json!({"usernames": names}),
+    )
+    .await;
+    let vms: Value = http
+        .get(format!("{base}/api/vms?course_id={cid}"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<String> = vms
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["id"].as_str().unwrap().to_owned())
+        .collect();
+    for id in &ids {
+        post(format!("{base}/api/vms/{id}/start"), json!({})).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(600);
+    for id in &ids {
+        while !std::fs::read_to_string(st.storage.console_log_path(id.parse().unwrap()))
+            .unwrap_or_default()
+            .contains("BOOT-OK")
+        {
+            assert!(Instant::now() < deadline, "{id} never booted");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    // W walls × N tiles, each tile's loop: fetch, then wait for the next second.
+    let pid = std::process::id().to_string();
+    let cpu0 = support::cpu_secs(&pid);
+    let shots0 = st.wall.screenshots_taken();
+    let started = Instant::now();
+    let end = started + Duration::from_secs(secs);
+    let lat = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for _ in 0..walls {
+        for id in &ids {
+            let (http, token, base, id, lat) = (
+                http.clone(),
+                token.clone(),
+                base.clone(),
+                id.clone(),
+                lat.clone(),
+            );
+            tasks.push(tokio::spawn(async move {
+                let mut next = Instant::now();
+                while Instant::now() < end {
+                    let t0 = Instant::now();
+                    let r = http
+                        .get(format!("{base}/api/vms/{id}/thumbnail"))
+                        .bearer_auth(&token)
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(r.status(), reqwest::StatusCode::OK);
+                    let bytes = r.bytes().await.unwrap();
+                    assert!(bytes.starts_with(b"\x89PNG"));
+                    lat.lock().unwrap().push(t0.elapsed());
+                    next += Duration::from_secs(1);
+                    tokio::time::sleep_until(next.max(Instant::now()).into()).await;
+                }
+            }));
+        }
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let cpu = support::cpu_secs(&pid) - cpu0;
+    let shots = st.wall.screenshots_taken() - shots0;
+    let mut lat = lat.lock().unwrap().clone();
+    lat.sort();
+    println!(
+        "wall_thumbs: {n} VMs × {walls} walls for {elapsed:.1} s: {:.1} thumbnails/s served, {:.1} screenshots/s taken; latency p50 {:.0} ms, p95 {:.0} ms, max {:.0} ms; server CPU {:.0}% of a core",
+        lat.len() as f64 / elapsed,
+        shots as f64 / elapsed,
+        support::pct(&lat, 50.0).as_secs_f64() * 1e3,
+        support::pct(&lat, 95.0).as_secs_f64() * 1e3,
+        support::pct(&lat, 100.0).as_secs_f64() * 1e3,
+        cpu / elapsed * 100.0,
+    );
+    for id in &ids {
+        post(format!("{base}/api/vms/{id}/poweroff"), json!({})).await;
+    }
+    drop(server);
+}
