@@ -373,7 +373,7 @@ impl Term {
             pruned.push(n);
         }
         let at = format_unix(now);
-        let mut tx = self.pool.begin().await?;
+        let mut tx = db::begin(&self.pool).await?;
         for (vm, n) in vms.iter().zip(&pruned) {
             let bytes = std::fs::metadata(&vm.overlay_path)
                 .map(|m| m.len())

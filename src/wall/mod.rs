@@ -522,7 +522,7 @@ impl Wall {
         )
         .await?;
         let committed = async {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = db::begin(&self.pool).await?;
             plan.insert(&mut tx).await?;
             tx.commit().await?;
             Ok::<_, WallError>(())

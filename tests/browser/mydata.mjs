@@ -6,20 +6,13 @@
 // usage: node tests/browser/mydata.mjs <base-url> <student> <password> <other-student> <erased> <artifact-dir>
 
 import { readFileSync } from 'node:fs';
-import { run, assert, unexpectedErrors } from './lib.mjs';
+import { run, assert, unexpectedErrors, args, login } from './lib.mjs';
 
-const [base, student, password, other, erased, artifactDir] = process.argv.slice(2);
-if (!artifactDir) {
-  console.error('usage: mydata.mjs <base-url> <student> <password> <other-student> <erased> <artifact-dir>');
-  process.exit(2);
-}
+const [base, student, password, other, erased, artifactDir] = args('mydata.mjs <base-url> <student> <password> <other-student> <erased> <artifact-dir>');
 
 await run('mydata', artifactDir, async ({ newPage, step, shot, logs }) => {
   const s = await newPage({ locale: 'en-US', acceptDownloads: true });
-  await s.goto(base);
-  await s.fill('#login-username', student);
-  await s.fill('#login-password', password);
-  await s.click('form.login-form button[type=submit]');
+  await login(s, base, student, password);
   await s.waitForSelector('.topbar');
   await s.click('#my-data-link');
   await s.waitForSelector('#my-erasures:not([aria-busy])');

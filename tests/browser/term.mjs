@@ -6,22 +6,12 @@
 // erase records.
 // usage: node tests/browser/term.mjs <base-url> <password> <artifact-dir> <json: {teacher, student, otherId, admin, courseId, code, vmId, erasedCode}>
 
-import { run, assert, unexpectedErrors } from './lib.mjs';
+import { run, assert, unexpectedErrors, args, login } from './lib.mjs';
 
-const [base, password, artifactDir, json] = process.argv.slice(2);
-if (!json) {
-  console.error('usage: term.mjs <base-url> <password> <artifact-dir> <json>');
-  process.exit(2);
-}
+const [base, password, artifactDir, json] = args('term.mjs <base-url> <password> <artifact-dir> <json>');
 const ids = JSON.parse(json);
 
-async function signIn(page, user) {
-  await page.goto(base);
-  await page.fill('#login-username', user);
-  await page.fill('#login-password', password);
-  await page.click('form.login-form button[type=submit]');
-  await page.waitForSelector('.topbar');
-}
+const signIn = (page, user) => login(page, base, user, password, '.topbar');
 
 await run('term', artifactDir, async ({ newPage, step, shot, logs }) => {
   // The teacher: the end in three days, kept a week.

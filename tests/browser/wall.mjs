@@ -6,19 +6,12 @@
 // "Ask for help" again). English and Chinese.
 // usage: node tests/browser/wall.mjs <base-url> <teacher> <student> <password> <course-id> <vm-id> <artifact-dir>
 
-import { run, assert, unexpectedErrors } from './lib.mjs';
+import { run, assert, unexpectedErrors, args, login } from './lib.mjs';
 
-const [base, teacherName, studentName, password, courseId, vmId, artifactDir] = process.argv.slice(2);
-if (!artifactDir) {
-  console.error('usage: wall.mjs <base-url> <teacher> <student> <password> <course-id> <vm-id> <artifact-dir>');
-  process.exit(2);
-}
+const [base, teacherName, studentName, password, courseId, vmId, artifactDir] = args('wall.mjs <base-url> <teacher> <student> <password> <course-id> <vm-id> <artifact-dir>');
 
 async function login(page, username) {
-  await page.goto(base);
-  await page.fill('#login-username', username);
-  await page.fill('#login-password', password);
-  await page.click('form.login-form button[type=submit]');
+  await login(page, base, username, password);
   await page.waitForSelector('.topbar', { timeout: 15000 });
 }
 

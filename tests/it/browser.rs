@@ -2005,15 +2005,12 @@ async fn the_end_of_a_term_and_my_data_in_the_browser() {
         "mydata-en.png",
         "mydata-zh.png",
     ];
-    for f in shots {
-        let _ = std::fs::remove_file(dir.join(f));
-    }
     let ids = json!({
         "teacher": "test-ui-term-teacher", "student": "test-ui-term-me", "admin": "test-ui-term-admin",
         "otherId": other["id"], "courseId": cid, "code": "test-ui-term", "vmId": vm,
         "erasedCode": "test-ui-term-old",
     });
-    run_script(
+    run_script_shots(
         "term.mjs",
         &[
             &env.server.url(),
@@ -2033,11 +2030,10 @@ async fn the_end_of_a_term_and_my_data_in_the_browser() {
             "1",
             dir.to_str().unwrap(),
         ],
+        &dir,
+        &shots,
     )
     .await;
-    for f in shots {
-        assert_png(&dir.join(f));
-    }
     // What the pages did is real.
     let (_, c) = teacher.get(&format!("/api/courses/{cid}")).await;
     assert_eq!(c["state"], "archived", "{c}");
@@ -2078,10 +2074,7 @@ async fn teacher_watches_the_wall_and_answers_a_raised_hand_in_the_browser() {
     let base = env.server.url();
     let dir = artifact_dir();
     let shots = ["wall-en.png", "wall-student-watched.png", "wall-zh.png"];
-    for f in shots {
-        let _ = std::fs::remove_file(dir.join(f));
-    }
-    run_script(
+    run_script_shots(
         "wall.mjs",
         &[
             &base,
@@ -2092,11 +2085,10 @@ async fn teacher_watches_the_wall_and_answers_a_raised_hand_in_the_browser() {
             &vm,
             dir.to_str().unwrap(),
         ],
+        &dir,
+        &shots,
     )
     .await;
-    for f in shots {
-        assert_png(&dir.join(f));
-    }
     // What the page did is real: the hand is down, and the view was logged.
     let (_, a) = student.get(&format!("/api/vms/{vm}/assist")).await;
     assert!(a["hand_raised_at"].is_null(), "{a}");

@@ -47,7 +47,7 @@ mod sso;
 mod storage_full;
 mod template_layers;
 mod templates_tree;
-mod usage;
 mod term;
+mod usage;
 mod vm_lifecycle;
 mod wall;
