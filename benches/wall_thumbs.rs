@@ -68,7 +68,7 @@ async fn main() {
         .tempdir()
         .unwrap();
     let mut config = Config::for_data_dir(dir.path().join("data"));
-    config.domain_prefix = "test-pvce-wallbench-".into();
+    config.domain_prefix = Some("test-pvce-wallbench-".into());
     let server = pvce::app::start(config, "127.0.0.1:0").await.unwrap();
     let st = &server.state;
     let limits = pvce::templates::ImportLimits {

@@ -202,7 +202,7 @@ impl MyData {
     /// sections agree with each other.
     pub async fn export(&self, user: &User) -> Result<Export, MyDataError> {
         let id = user.id.to_string();
-        let mut tx = db::begin(&self.pool).await?;
+        let mut tx = crate::db::begin(&self.pool).await?;
         let mut sections = Map::new();
         let extra = self.extra.iter().map(|&(name, sql)| Section {
             name,

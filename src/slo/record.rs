@@ -182,7 +182,7 @@ async fn write_prestart(
     at_ms: i64,
     vms: &[Uuid],
 ) -> Result<(), sqlx::Error> {
-    let mut tx = db::begin(pool).await?;
+    let mut tx = crate::db::begin(pool).await?;
     sqlx::query(
         "INSERT INTO slo_class_prestarts (id, course_id, session_start_ms, session_end_ms, prestart_ms)
          VALUES (?, ?, ?, ?, ?) ON CONFLICT (course_id, session_start_ms) DO NOTHING",

@@ -373,7 +373,7 @@ async fn wall_thumbnails_hands_view_only_and_presenting() {
     let (s, ticket) = alice.post_empty(&format!("{presentation}/console")).await;
     assert_eq!(s, StatusCode::OK, "{ticket}");
     assert_eq!(ticket["view_only"], true);
-    let (mut watching, _, _, _) = session(&env, &ticket).await;
+    let (watching, _, _, _) = session(&env, &ticket).await;
     // Alice's session on the teacher's VM is view-only too.
     let watchers = env.server.state.console.watchers(tvm_id.parse().unwrap());
     assert!(watchers.iter().all(|w| w.view_only) && !watchers.is_empty());
