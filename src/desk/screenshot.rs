@@ -51,6 +51,16 @@ pub fn to_png(mime: &str, raw: &[u8]) -> Result<Vec<u8>, ShotError> {
     }
     let _ = mime; // the bytes decide; libvirt's MIME type is only a hint
     let (width, height, pixels) = parse_ppm(raw)?;
+    let out = encode_rgb_png(width, height, pixels)?;
+    if out.len() > MAX_PNG_BYTES {
+        return Err(ShotError::TooLarge);
+    }
+    Ok(out)
+}
+
+/// 8-bit RGB `pixels` of a `width` × `height` picture as PNG (fast
+/// compression: screens are taken often and stored once).
+pub fn encode_rgb_png(width: u32, height: u32, pixels: &[u8]) -> Result<Vec<u8>, ShotError> {
     let mut out = Vec::new();
     {
         let mut enc = png::Encoder::new(&mut out, width, height);
@@ -66,9 +76,6 @@ pub fn to_png(mime: &str, raw: &[u8]) -> Result<Vec<u8>, ShotError> {
         writer
             .finish()
             .map_err(|e| ShotError::Encode(e.to_string()))?;
-    }
-    if out.len() > MAX_PNG_BYTES {
-        return Err(ShotError::TooLarge);
     }
     Ok(out)
 }

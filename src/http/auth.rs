@@ -173,6 +173,16 @@ async fn login(
         lifetime,
     )
     .await?;
+    signed_in_answer(&cookies, &signed_in, lifetime)
+}
+
+/// The answer to a successful sign-in: the session and device cookies,
+/// and the user with the token (for API clients).
+fn signed_in_answer(
+    cookies: &Cookies,
+    signed_in: &auth::SignedIn,
+    lifetime: std::time::Duration,
+) -> Result<(HeaderMap, Json<serde_json::Value>), ApiError> {
     let mut out = HeaderMap::new();
     for cookie in [
         cookies.set_session(&signed_in.token, lifetime),
@@ -217,20 +227,7 @@ async fn ldap_login(
         )
         .await?;
     let lifetime = std::time::Duration::from_secs(state.config.session_hours * 3600);
-    let mut out = HeaderMap::new();
-    for cookie in [
-        cookies.set_session(&signed_in.token, lifetime),
-        cookies.set_device(&signed_in.device_cookie),
-    ] {
-        out.append(
-            header::SET_COOKIE,
-            HeaderValue::from_str(&cookie).map_err(|_| ApiError::bad_request("bad token"))?,
-        );
-    }
-    Ok((
-        out,
-        Json(json!({ "user": signed_in.user, "token": signed_in.token })),
-    ))
+    signed_in_answer(&cookies, &signed_in, lifetime)
 }
 
 async fn logout(

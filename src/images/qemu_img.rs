@@ -501,27 +501,34 @@ pub async fn snapshot_tags(path: &Path) -> Result<Vec<String>, ImageError> {
 /// without ever being opened. Correct only when the layer was made on a chain
 /// with the same content as `backing`.
 pub async fn rebase_unsafe(path: &Path, backing: &Path) -> Result<(), ImageError> {
+    rebase(path, backing, true).await
+}
+
+/// `qemu-img rebase [-u] -f qcow2 -b <backing> -F qcow2 <path>`: unsafe
+/// (`-u`) rewrites only the header; safe mode reads both chains, so it
+/// gets the conversion's limits.
+async fn rebase(path: &Path, backing: &Path, header_only: bool) -> Result<(), ImageError> {
     let path = absolute(path)?;
     let backing = absolute(backing)?;
-    run(
-        "rebase",
-        QEMU_IMG,
-        INFO_LIMITS,
-        &[
-            "rebase".as_ref(),
-            "-q".as_ref(),
-            "-u".as_ref(),
-            "-f".as_ref(),
-            "qcow2".as_ref(),
-            "-b".as_ref(),
-            backing.as_os_str(),
-            "-F".as_ref(),
-            "qcow2".as_ref(),
-            path.as_os_str(),
-        ],
-        &[0],
-    )
-    .await?;
+    let mut args: Vec<&OsStr> = vec!["rebase".as_ref(), "-q".as_ref()];
+    if header_only {
+        args.push("-u".as_ref());
+    }
+    args.extend::<[&OsStr; 7]>([
+        "-f".as_ref(),
+        "qcow2".as_ref(),
+        "-b".as_ref(),
+        backing.as_os_str(),
+        "-F".as_ref(),
+        "qcow2".as_ref(),
+        path.as_os_str(),
+    ]);
+    let limits = if header_only {
+        INFO_LIMITS
+    } else {
+        CONVERT_LIMITS
+    };
+    run("rebase", QEMU_IMG, limits, &args, &[0]).await?;
     Ok(())
 }
 
@@ -530,27 +537,7 @@ pub async fn rebase_unsafe(path: &Path, backing: &Path) -> Result<(), ImageError
 /// where the old and the new chain differ are written into the layer). Opens
 /// the layer's current backing chain, so only for layers pvce made itself.
 pub async fn rebase_safe(path: &Path, backing: &Path) -> Result<(), ImageError> {
-    let path = absolute(path)?;
-    let backing = absolute(backing)?;
-    run(
-        "rebase",
-        QEMU_IMG,
-        CONVERT_LIMITS,
-        &[
-            "rebase".as_ref(),
-            "-q".as_ref(),
-            "-f".as_ref(),
-            "qcow2".as_ref(),
-            "-b".as_ref(),
-            backing.as_os_str(),
-            "-F".as_ref(),
-            "qcow2".as_ref(),
-            path.as_os_str(),
-        ],
-        &[0],
-    )
-    .await?;
-    Ok(())
+    rebase(path, backing, false).await
 }
 
 /// Writes a compact copy of the overlay `src` to `dst` as a new overlay on

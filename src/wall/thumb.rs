@@ -4,7 +4,7 @@
 //! rather than vanishing between samples) and encoded as PNG with fast
 //! compression. Pure: bytes in, bytes out.
 
-use crate::desk::screenshot::{ShotError, parse_ppm};
+use crate::desk::screenshot::{ShotError, encode_rgb_png, parse_ppm};
 
 /// Width of a wall thumbnail (a 40-tile wall at 1366 px shows ~5 columns).
 pub const WIDTH: u32 = 320;
@@ -61,23 +61,7 @@ pub fn shrink(width: u32, height: u32, pixels: &[u8], max_width: u32) -> Rgb {
 
 /// PNG bytes of a picture (fast compression: made once a second per VM).
 pub fn encode_png(img: &Rgb) -> Result<Vec<u8>, ShotError> {
-    let mut out = Vec::new();
-    {
-        let mut enc = png::Encoder::new(&mut out, img.width, img.height);
-        enc.set_color(png::ColorType::Rgb);
-        enc.set_depth(png::BitDepth::Eight);
-        enc.set_compression(png::Compression::Fast);
-        let mut writer = enc
-            .write_header()
-            .map_err(|e| ShotError::Encode(e.to_string()))?;
-        writer
-            .write_image_data(&img.pixels)
-            .map_err(|e| ShotError::Encode(e.to_string()))?;
-        writer
-            .finish()
-            .map_err(|e| ShotError::Encode(e.to_string()))?;
-    }
-    Ok(out)
+    encode_rgb_png(img.width, img.height, &img.pixels)
 }
 
 /// The wall's thumbnail of a hypervisor picture (PPM, or PNG as newer
