@@ -1705,8 +1705,16 @@ async fn the_event_log_records_node_changes_with_who_asked() {
         "{all}"
     );
     // The settings placement runs with, for the overview.
-    let (status, cluster) = admin.get("/api/cluster").await;
+    let (status, mut cluster) = admin.get("/api/cluster").await;
     assert_eq!(status, StatusCode::OK, "{cluster}");
+    // This deployment's id and the template store pool named after it
+    // (src/installation).
+    let id = cluster["installation_id"].as_str().unwrap().to_owned();
+    assert!(uuid::Uuid::parse_str(&id).is_ok(), "{cluster}");
+    assert!(cluster["template_pool"].is_string(), "{cluster}");
+    let map = cluster.as_object_mut().unwrap();
+    map.remove("installation_id");
+    map.remove("template_pool");
     assert_eq!(
         cluster,
         json!({"placement_policy": "spread", "host_reserve_mib": 256, "layer_storage": "shared",
