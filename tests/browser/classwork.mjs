@@ -15,12 +15,12 @@ await run('classwork', artifactDir, async ({ newPage, step, shot, logs }) => {
   await login(page, base, username, password);
   await page.waitForSelector('.course-tile');
   await page.goto(`${base}/#/teach/${courseId}`);
-  await page.waitForFunction(() => document.querySelectorAll('table.data tbody tr').length === 2, null, { timeout: 20000 });
+  await page.waitForFunction(() => document.querySelectorAll('#class-table tbody tr').length === 2, null, { timeout: 20000 });
   step('class view with two students');
 
   // Select one student's VM: the bulk button names the selection, and its
   // dialog counts one VM, not the class.
-  const s1Row = page.locator('table.data tbody tr', { hasText: 'test-ui-s1' });
+  const s1Row = page.locator('#class-table tbody tr', { hasText: 'test-ui-s1' });
   await s1Row.locator('input.row-select').check();
   await page.waitForSelector('.section-head .btn-group button:first-child >> text=Start selected (1)');
   await page.click('.section-head .btn-group button:first-child');
@@ -60,7 +60,7 @@ await run('classwork', artifactDir, async ({ newPage, step, shot, logs }) => {
   // delete the course.
   await page.click('.lang-toggle');
   await page.waitForSelector('.section-head h2 >> text=班级视图');
-  const s2Row = page.locator('table.data tbody tr', { hasText: 'test-ui-s2' });
+  const s2Row = page.locator('#class-table tbody tr', { hasText: 'test-ui-s2' });
   await s2Row.locator('.unenrol-btn').click();
   await page.waitForSelector('dialog[open] h2 >> text=将 test-ui-s2 移出课程？');
   const warn = await page.textContent('dialog[open] p');
@@ -68,7 +68,7 @@ await run('classwork', artifactDir, async ({ newPage, step, shot, logs }) => {
   await shot(page, 'teacher-unenrol-zh.png');
   await page.click('dialog[open] button[value=ok]');
   await page.waitForSelector('.toast-success >> text=已将 test-ui-s2 移出课程。');
-  await page.waitForFunction(() => document.querySelectorAll('table.data tbody tr').length === 1, null, { timeout: 15000 });
+  await page.waitForFunction(() => document.querySelectorAll('#class-table tbody tr').length === 1, null, { timeout: 15000 });
   step('student removed (zh)');
 
   await page.click('#delete-course');

@@ -71,7 +71,7 @@ await run('teacher', artifactDir, async ({ newPage, step, shot, logs }) => {
   // Enrol by pasting usernames (and one that doesn't exist).
   await page.fill('#enrol-names', `${students.join('\n')}\nnobody-such`);
   await page.click('.section-body button[type=submit]');
-  await page.waitForFunction((n) => document.querySelectorAll('table.data tbody tr').length === n, students.length, { timeout: 20000 });
+  await page.waitForFunction((n) => document.querySelectorAll('#class-table tbody tr').length === n, students.length, { timeout: 20000 });
   const result = await page.textContent('.enrol-result');
   assert(result.includes('nobody-such'), `unknown usernames reported, got "${result}"`);
   assert(result.includes(`Newly enrolled: ${students.length}; VMs created: ${students.length}.`), `new enrolments counted, got "${result}"`);
@@ -86,7 +86,7 @@ await run('teacher', artifactDir, async ({ newPage, step, shot, logs }) => {
 
   // The class view names students by display name (and username); a
   // student's desktop opened by the teacher says whose it is.
-  const s1Row = page.locator('table.data tbody tr', { hasText: `Student One (${students[0]})` });
+  const s1Row = page.locator('#class-table tbody tr', { hasText: `Student One (${students[0]})` });
   await s1Row.waitFor();
   const s1Vm = await s1Row.getAttribute('data-vm-id');
   const classUrl = page.url();
@@ -96,7 +96,7 @@ await run('teacher', artifactDir, async ({ newPage, step, shot, logs }) => {
   const back = await page.getAttribute('.desktop-bar a.btn', 'href');
   assert(classUrl.endsWith(back), `Back from a student's desktop goes to the class (${back})`);
   await page.click('.desktop-bar a.btn');
-  await page.waitForSelector('table.data tbody tr');
+  await page.waitForSelector('#class-table tbody tr');
   step('display names in the class view; the student desktop says whose it is');
 
   // "Start all" says how many VMs it touches before it does (cancelled here).
@@ -106,7 +106,7 @@ await run('teacher', artifactDir, async ({ newPage, step, shot, logs }) => {
   await page.waitForSelector('dialog', { state: 'detached' });
   for (const s of await page.locator('tbody tr .badge').allTextContents()) assert(s === 'Stopped', `cancelled: still ${s}`);
   step('bulk start asks first with the number of VMs');
-  const rows = await page.locator('table.data tbody tr').count();
+  const rows = await page.locator('#class-table tbody tr').count();
   assert(rows === students.length, `one VM row per student, got ${rows}`);
   for (const s of await page.locator('tbody tr .badge').allTextContents()) assert(s === 'Stopped', `state ${s}`);
   await shot(page, 'teacher-class.png');

@@ -10,15 +10,12 @@ import { run, assert, unexpectedErrors, args, login } from './lib.mjs';
 
 const [base, teacherName, studentName, password, courseId, vmId, artifactDir] = args('wall.mjs <base-url> <teacher> <student> <password> <course-id> <vm-id> <artifact-dir>');
 
-async function login(page, username) {
-  await login(page, base, username, password);
-  await page.waitForSelector('.topbar', { timeout: 15000 });
-}
+const signIn = (page, username) => login(page, base, username, password, '.topbar');
 
 await run('wall', artifactDir, async ({ newPage, step, shot, logs }) => {
   // The student, on the desktop of their running VM, asks for help.
   const student = await newPage({ locale: 'en-US' });
-  await login(student, studentName);
+  await signIn(student, studentName);
   await student.goto(`${base}#/desktop/${vmId}`);
   await student.waitForSelector('#assist-hand:not([hidden])', { timeout: 20000 });
   assert((await student.textContent('#assist-hand')).trim() === 'Ask for help', 'the student can ask for help');
@@ -29,7 +26,7 @@ await run('wall', artifactDir, async ({ newPage, step, shot, logs }) => {
 
   // The teacher reaches the wall from the class page.
   const teacher = await newPage({ locale: 'en-US', viewport: { width: 1366, height: 900 } });
-  await login(teacher, teacherName);
+  await signIn(teacher, teacherName);
   await teacher.goto(`${base}#/teach/${courseId}`);
   await teacher.click('#open-wall', { timeout: 15000 });
   await teacher.waitForSelector(`.wall-tile[data-vm="${vmId}"]`, { timeout: 15000 });

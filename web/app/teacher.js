@@ -198,7 +198,7 @@ function classView(container, courseId, { me }) {
       h('div', { class: 'section-head' }, h('h2', { i18n: 'teach.class' }), selInfo, h('div', { class: 'btn-group' }, startAll, stopAll,
         h('a', { class: 'btn small', id: 'open-wall', href: `#/wall/${courseId}` }, icon('monitor'), h('span', { class: 'label', i18n: 'wall.open' })))),
       h('div', { class: 'table-wrap', tabindex: '0' },
-        h('table', { class: 'data' },
+        h('table', { class: 'data', id: 'class-table' },
           h('thead', {}, h('tr', {},
             h('th', { scope: 'col', class: 'sel-col' }, selectAll),
             ['teach.col.student', 'teach.col.vm', 'teach.col.state', 'teach.col.lastUsed', 'teach.col.disk', 'teach.col.actions']
