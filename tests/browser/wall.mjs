@@ -58,7 +58,7 @@ await run('wall', artifactDir, async ({ newPage, step, shot, logs }) => {
   assert(banner.startsWith('Your teacher is watching your screen'), `the student's banner, got "${banner}"`);
   await shot(student, 'wall-student-watched.png');
   await teacher.click('#viewer-close');
-  await student.waitForSelector('#assist-banner[hidden]', { timeout: 15000 });
+  await student.waitForSelector('#assist-banner[hidden]', { state: 'attached', timeout: 15000 });
   step('teacher watches view-only; the student sees the banner until it closes');
 
   // The teacher lowers the hand: the student's button says so.
