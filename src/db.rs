@@ -57,8 +57,20 @@ pub async fn connect(url: &str) -> Result<Pool, DbError> {
 /// `SQLITE_BUSY` when another writer committed in between (seen under load
 /// as 500s and a "degraded" health), since SQLite cannot upgrade its stale
 /// read snapshot.
+///
+/// A connection still inside a transaction — its COMMIT or ROLLBACK failed,
+/// e.g. on a full disk — is closed instead of reused: beginning on it would
+/// fail, and its stale transaction must not swallow the next writer's work.
 pub async fn begin(pool: &Pool) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
-    pool.begin_with("BEGIN IMMEDIATE").await
+    use sqlx::Connection;
+    loop {
+        let conn = pool.acquire().await?;
+        if conn.is_in_transaction() {
+            conn.close().await?;
+            continue;
+        }
+        return sqlx::Transaction::begin(conn, Some("BEGIN IMMEDIATE".into())).await;
+    }
 }
 
 /// The row `sql` selects with `binds`, mapped by `from_row`; `None` when
