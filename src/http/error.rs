@@ -980,6 +980,10 @@ impl From<UsageError> for ApiError {
     fn from(e: UsageError) -> Self {
         match e {
             UsageError::Invalid(m) => Self::bad_request(m),
+            UsageError::Unacceptable(m) => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "unacceptable", m)
+            }
+            UsageError::Range(r) => r.into(),
             UsageError::NotEnrolled => Self::not_found(),
             UsageError::Course(c) => c.into(),
             UsageError::Class(c) => c.into(),
@@ -992,7 +996,8 @@ impl From<UsageError> for ApiError {
 impl From<IdleError> for ApiError {
     fn from(e: IdleError) -> Self {
         match e {
-            IdleError::Invalid(m) => Self::bad_request(m),
+            // The body parsed: what is left are values that cannot be.
+            IdleError::Invalid(m) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "unacceptable", m),
             IdleError::Course(c) => c.into(),
             IdleError::Vm(v) => v.into(),
             IdleError::Db(_) => Self::internal(&e),

@@ -531,7 +531,7 @@ impl Term {
             ));
         }
         if new.course_id.is_some() == new.user_id.is_some() {
-            return Err(TermError::Invalid(
+            return Err(TermError::Unacceptable(
                 "give exactly one of course_id and user_id".into(),
             ));
         }

@@ -43,6 +43,11 @@ pub const DEFAULT_PERIOD_DAYS: i64 = 30;
 pub enum UsageError {
     #[error("{0}")]
     Invalid(String),
+    /// A well-formed value that cannot be: a date like 2026-02-30.
+    #[error("{0}")]
+    Unacceptable(String),
+    #[error(transparent)]
+    Range(#[from] crate::range::RangeError),
     #[error("no such student in this course")]
     NotEnrolled,
     #[error(transparent)]
@@ -107,8 +112,24 @@ fn format_date(d: Date) -> String {
 
 /// Parses a lab date of a query (`2026-09-07`).
 pub fn parse_date(field: &str, s: &str) -> Result<Date, UsageError> {
-    Date::parse(s.trim(), format_description!("[year]-[month]-[day]"))
-        .map_err(|_| UsageError::Invalid(format!("{field} must be a date like 2026-09-07")))
+    let s = s.trim();
+    Date::parse(s, format_description!("[year]-[month]-[day]")).map_err(|_| {
+        let shaped = s.len() == 10
+            && s.bytes().enumerate().all(|(i, b)| {
+                if i == 4 || i == 7 {
+                    b == b'-'
+                } else {
+                    b.is_ascii_digit()
+                }
+            });
+        let why = format!("{field} must be a date like 2026-09-07");
+        // Shaped like a date but no such day (2026-02-30): unacceptable, not malformed.
+        if shaped {
+            UsageError::Unacceptable(format!("{why}: there is no day {s}"))
+        } else {
+            UsageError::Invalid(why)
+        }
+    })
 }
 
 /// The metering service.
@@ -136,12 +157,10 @@ impl Usage {
         let to = to.unwrap_or(today);
         let from = from.unwrap_or(to - Duration::days(DEFAULT_PERIOD_DAYS - 1));
         if from > to {
-            return Err(UsageError::Invalid("from must not be after to".into()));
+            return Err(crate::range::RangeError::Order.into());
         }
         if (to - from).whole_days() >= MAX_PERIOD_DAYS {
-            return Err(UsageError::Invalid(format!(
-                "a period spans at most {MAX_PERIOD_DAYS} days"
-            )));
+            return Err(crate::range::RangeError::TooLong(MAX_PERIOD_DAYS).into());
         }
         let start = from.with_time(Time::MIDNIGHT).assume_offset(lab);
         let end = to

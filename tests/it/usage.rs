@@ -148,14 +148,18 @@ async fn usage_is_split_by_sessions_per_student_and_day() {
         "forbidden",
     );
     assert_error(&other.get(&path).await, StatusCode::NOT_FOUND, "not_found");
-    // Bad periods: 400 with a reason.
-    for q in [
-        "from=2026-11-05&to=2026-11-01",
-        "from=2025-01-01&to=2026-11-01",
-        "from=yesterday",
-        "format=xml",
-        "colour=red",
+    // Reversed or too long: 422 invalid_range; no such day: 422.
+    for (q, code) in [
+        ("from=2026-11-05&to=2026-11-01", "invalid_range"),
+        ("from=2025-01-01&to=2026-11-01", "invalid_range"),
+        ("from=2026-02-30", "unacceptable"),
+        ("from=0000-00-00&to=0000-00-00", "unacceptable"),
     ] {
+        let got = teacher.get(&format!("/api/courses/{cid}/usage?{q}")).await;
+        assert_error(&got, StatusCode::UNPROCESSABLE_ENTITY, code);
+    }
+    // Malformed: 400 with a reason.
+    for q in ["from=yesterday", "format=xml", "colour=red"] {
         let got = teacher.get(&format!("/api/courses/{cid}/usage?{q}")).await;
         assert_error(&got, StatusCode::BAD_REQUEST, "bad_request");
     }
@@ -330,12 +334,29 @@ async fn starts_over_a_quota_are_refused_and_the_power_history_is_kept() {
     .await;
     let states: Vec<bool> = power_rows(&env, &two).await.iter().map(|r| r.1).collect();
     assert_eq!(states, vec![true, false]);
-    // Bad rules: 400, nothing stored.
-    for bad in [
-        json!({"never_connected_minutes": 0}),
-        json!({"cpu_below_percent": 5}),
-        json!({"cpu_below_percent": 150, "cpu_minutes": 10}),
-        json!({"idle": true}),
+    // Bad rules: 422 for values that cannot be, 400 for a body that is
+    // not a rule; nothing stored.
+    for (bad, status, code) in [
+        (
+            json!({"never_connected_minutes": 0}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unacceptable",
+        ),
+        (
+            json!({"cpu_below_percent": 5}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unacceptable",
+        ),
+        (
+            json!({"cpu_below_percent": 150, "cpu_minutes": 10}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unacceptable",
+        ),
+        (
+            json!({"idle": true}),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
     ] {
         let got = teacher
             .send(
@@ -344,7 +365,7 @@ async fn starts_over_a_quota_are_refused_and_the_power_history_is_kept() {
                 Some(bad),
             )
             .await;
-        assert_error(&got, StatusCode::BAD_REQUEST, "bad_request");
+        assert_error(&got, status, code);
     }
 }
 
