@@ -100,7 +100,9 @@ if [ -e /dev/kvm ]; then
   id libvirt-qemu >/dev/null 2>&1 && $SUDO usermod -aG kvm libvirt-qemu 2>/dev/null || true
 fi
 
-# The OpenID Connect provider of the sign-in tests (PyPI, in a venv under target/).
-bash "$(dirname "$0")/oidc-provider.sh" >/dev/null || echo "setup: oidc-provider-mock not installed yet (tests/it/sso.rs retries)" >&2
+# The OpenID Connect provider and the CAS server of the sign-in tests (PyPI, in venvs under target/).
+for venv in oidc cas; do
+  bash "$(dirname "$0")/test-venv.sh" "$venv" >/dev/null || echo "setup: the $venv test server is not installed yet (its tests retry)" >&2
+done
 
 echo "setup: ok ($(virsh -c qemu:///system version --daemon 2>/dev/null | grep -i 'running hypervisor' || echo libvirt up))"

@@ -241,7 +241,7 @@ fn spawn_desk_watch(state: &AppState) -> tokio::task::JoinHandle<()> {
     })
 }
 
-/// The alert loop, the nightly backup and the daily inspection's schedule, on the wall clock
+/// The alert loop, the nightly backup, the daily directory sync and the daily inspection's schedule, on the wall clock
 /// (both services take the instant as an argument; tests pass their own).
 fn spawn_alerts_and_inspection(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
     let mut out = Vec::new();
@@ -274,6 +274,22 @@ fn spawn_alerts_and_inspection(state: &AppState) -> Vec<tokio::task::JoinHandle<
                 async move {
                     let now = time::OffsetDateTime::now_utc().unix_timestamp();
                     backups.run_if_due(now, since).await.map(|_| ())
+                }
+            },
+        ));
+    }
+    if state.config.directory_sync_at.0.is_some() && state.sso.directories().next().is_some() {
+        let directory = state.directory.clone();
+        let since = time::OffsetDateTime::now_utc().unix_timestamp();
+        out.push(crate::health::spawn_periodic(
+            &state.health,
+            "directory_sync",
+            crate::inspection::POLL,
+            move || {
+                let directory = directory.clone();
+                async move {
+                    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+                    directory.run_if_due(now, since).await.map(|_| ())
                 }
             },
         ));

@@ -15,6 +15,7 @@
 //! - Every sign-in, local or through a campus provider ([`sso`]), opens its
 //!   session through [`open_session`] with the provider's id.
 
+pub mod cas;
 pub mod device;
 pub mod hashing;
 pub mod ldap;
@@ -399,6 +400,43 @@ pub async fn logout(pool: &Pool, user: &User, token: &str) -> Result<(), AuthErr
         crate::audit::Entry::new(me, crate::audit::Action::SignOut, target),
     )
     .await;
+    Ok(())
+}
+
+/// Remembers which single-sign-out index (a CAS ticket) opened the session
+/// of `token`; only its hash is kept, like the token's.
+pub async fn bind_session_index(pool: &Pool, token: &str, index: &str) -> Result<(), AuthError> {
+    sqlx::query("UPDATE sessions SET sso_session_index = ? WHERE token_hash = ?")
+        .bind(token_hash(index))
+        .bind(token_hash(token))
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// The provider's single sign-out: ends the sessions `provider` opened with
+/// `index`, each recorded as a sign-out.
+pub async fn end_sessions_by_index(
+    pool: &Pool,
+    provider: &str,
+    index: &str,
+) -> Result<(), AuthError> {
+    let ended: Vec<(String, String)> = sqlx::query_as(
+        "DELETE FROM sessions WHERE provider = ? AND sso_session_index = ? \
+         RETURNING user_id, (SELECT username FROM users WHERE users.id = sessions.user_id)",
+    )
+    .bind(provider)
+    .bind(token_hash(index))
+    .fetch_all(pool)
+    .await?;
+    for (user_id, username) in ended {
+        let Ok(id) = user_id.parse() else { continue };
+        let who = crate::audit::Actor::user(id, &username);
+        let target = crate::audit::Target::new(crate::audit::TargetKind::User, id, &username);
+        let mut entry = crate::audit::Entry::new(who, crate::audit::Action::SignOut, target);
+        entry = entry.detail(serde_json::json!({ "provider": provider, "single_sign_out": true }));
+        crate::audit::record(pool, entry).await;
+    }
     Ok(())
 }
 

@@ -168,7 +168,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             command: DirectoryCommand::Sync { config, dry_run },
         } => {
             let state = crate::state::AppState::new(config).await?;
-            let report = state.directory.sync(dry_run).await?;
+            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            let report = state
+                .directory
+                .requested(dry_run, crate::directory::Trigger::Command, now)
+                .await?;
             for line in report.lines() {
                 crate::logging::say(&line);
             }

@@ -275,6 +275,11 @@ pub struct Config {
     #[arg(long, env = "PVCE_INSPECTION_AT", default_value = "02:30")]
     pub inspection_at: crate::inspection::schedule::InspectionAt,
 
+    /// Time of day (UTC, HH:MM) of the daily directory sync of the LDAP
+    /// providers (src/directory/), or `off`.
+    #[arg(long, env = "PVCE_DIRECTORY_SYNC_AT", default_value = "03:30")]
+    pub directory_sync_at: crate::directory::SyncAt,
+
     /// Campus sign-in settings (TOML): the providers the login page offers
     /// and the rules from their attributes to roles (src/auth/providers.rs
     /// shows the format). Secrets live in files the settings name, never here.
@@ -540,6 +545,7 @@ impl Config {
             class_interval_secs: 15,
             alert_interval_secs: 60,
             inspection_at: crate::inspection::schedule::InspectionAt(Some(150)),
+            directory_sync_at: crate::directory::SyncAt(Some(210)),
             sample_interval_secs: 5,
             template_pool: None,
             layer_storage: LayerStorage::Shared,

@@ -36,3 +36,14 @@ pub fn last_slot(now: i64, minute_of_day: u32) -> i64 {
     let slot = now - now.rem_euclid(DAY) + i64::from(minute_of_day) * 60;
     if slot > now { slot - DAY } else { slot }
 }
+
+/// Whether a run is due at `now`: a scheduled instant has passed since the
+/// last run — or, with none yet, since `since` (when the schedule started
+/// watching), so a fresh server waits for its first slot instead of running
+/// at start-up. A missed slot (server down) is run once when it comes back,
+/// not once per missed day.
+pub fn is_due(now: i64, last: Option<i64>, since: i64, minute_of_day: u32) -> bool {
+    let reference = last.unwrap_or(since);
+    let slot = last_slot(now, minute_of_day);
+    reference < slot && slot <= now
+}

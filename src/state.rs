@@ -217,6 +217,7 @@ impl AppState {
             pool.clone(),
             sso.clone(),
             courses.clone(),
+            config.directory_sync_at,
         ));
         let sessions = Arc::new(crate::classtime::Sessions::new(
             pool.clone(),

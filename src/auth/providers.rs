@@ -38,13 +38,27 @@
 //! group_base_dn = "ou=groups,dc=example,dc=edu"       # groups → attribute `groups`
 //! ```
 //!
+//! A CAS server (protocol 3.0, or 2.0 without attributes, [`super::cas`]):
+//!
+//! ```toml
+//! [[provider]]
+//! id = "cas"
+//! kind = "cas"
+//! label = "Campus account"
+//! label_zh = "统一身份认证"
+//! server_url = "https://cas.example.edu/cas"
+//! version = 3                              # 2: serviceValidate, no attributes
+//! username_attribute = "uid"               # default: the CAS user
+//! display_name_attribute = "displayName"
+//! ```
+//!
 //! Invariants:
 //! - Secrets are read from their own file (not the settings file, not a
 //!   flag) and held as [`Secret`], whose `Debug` is redacted; nothing here
 //!   prints one.
 //! - Provider ids are unique, short and URL-safe; a bad file stops the server
 //!   at start with a message naming the problem, never half-applies.
-//! - Only provider kinds this build implements are accepted (`oidc`,
+//! - Only provider kinds this build implements are accepted (`cas`, `oidc`,
 //!   `ldap`); any other `kind` is refused at start rather than shown as a
 //!   dead button.
 //! - An LDAP directory is only spoken to over TLS (LDAPS, or StartTLS on
@@ -86,6 +100,7 @@ pub struct Provider {
 
 #[derive(Debug)]
 pub enum ProviderKind {
+    Cas(CasSettings),
     Oidc(OidcSettings),
     Ldap(LdapSettings),
 }
@@ -123,6 +138,21 @@ pub struct LdapSettings {
     pub timeout_secs: u64,
 }
 
+/// A CAS server's settings.
+#[derive(Debug)]
+pub struct CasSettings {
+    /// The CAS base URL (`…/login`, `…/p3/serviceValidate` are below it).
+    pub server_url: String,
+    /// 3: `p3/serviceValidate` with attributes; 2: `serviceValidate`.
+    pub version: u8,
+    /// The attribute whose value becomes the pvce username at first
+    /// sign-in; `None`: the CAS user itself.
+    pub username_attribute: Option<String>,
+    pub display_name_attribute: String,
+    /// Accept a server over plain http (test rigs on loopback only).
+    pub allow_http: bool,
+}
+
 /// An OpenID Connect relying party's settings.
 #[derive(Debug)]
 pub struct OidcSettings {
@@ -152,6 +182,7 @@ impl Provider {
         PublicProvider {
             id: self.id.clone(),
             kind: match self.kind {
+                ProviderKind::Cas(_) => "cas",
                 ProviderKind::Oidc(_) => "oidc",
                 ProviderKind::Ldap(_) => "ldap",
             },
@@ -183,6 +214,16 @@ struct RawProvider {
 #[derive(Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 enum RawKind {
+    Cas {
+        server_url: String,
+        #[serde(default = "default_cas_version")]
+        version: u8,
+        username_attribute: Option<String>,
+        #[serde(default = "default_display_name")]
+        display_name_attribute: String,
+        #[serde(default)]
+        allow_http: bool,
+    },
     Oidc {
         issuer: String,
         client_id: String,
@@ -220,6 +261,12 @@ enum RawKind {
     },
 }
 
+fn default_cas_version() -> u8 {
+    3
+}
+fn default_display_name() -> String {
+    "displayName".into()
+}
 fn default_user_filter() -> String {
     "(uid={username})".into()
 }
@@ -322,6 +369,41 @@ impl AuthSettings {
                 )));
             }
             let kind = match raw.kind {
+                RawKind::Cas {
+                    server_url,
+                    version,
+                    username_attribute,
+                    display_name_attribute,
+                    allow_http,
+                } => {
+                    if !(server_url.starts_with("https://")
+                        || (allow_http && server_url.starts_with("http://")))
+                    {
+                        return Err(SettingsError::Invalid(format!(
+                            "provider {:?}: server_url must be an https:// URL",
+                            raw.id
+                        )));
+                    }
+                    if reqwest::Url::parse(&server_url).is_err() {
+                        return Err(SettingsError::Invalid(format!(
+                            "provider {:?}: server_url is not a URL",
+                            raw.id
+                        )));
+                    }
+                    if !(2..=3).contains(&version) {
+                        return Err(SettingsError::Invalid(format!(
+                            "provider {:?}: version must be 2 or 3",
+                            raw.id
+                        )));
+                    }
+                    ProviderKind::Cas(CasSettings {
+                        server_url,
+                        version,
+                        username_attribute,
+                        display_name_attribute,
+                        allow_http,
+                    })
+                }
                 RawKind::Oidc {
                     issuer,
                     client_id,
@@ -554,8 +636,27 @@ mod tests {
             .is_ok()
         );
         // Kinds this build does not implement are refused, not shown as dead buttons.
-        let cas = "[[provider]]\nid = \"c\"\nkind = \"cas\"\nlabel = \"x\"\n";
-        assert!(err(cas).contains("cas"), "{}", err(cas));
+        let saml = "[[provider]]\nid = \"c\"\nkind = \"saml\"\nlabel = \"x\"\n";
+        assert!(err(saml).contains("saml"), "{}", err(saml));
+        let cas = |url: &str, extra: &str| {
+            format!(
+                "[[provider]]\nid = \"c\"\nkind = \"cas\"\nlabel = \"x\"\nserver_url = \"{url}\"\n{extra}"
+            )
+        };
+        let ok = AuthSettings::parse(&cas("https://cas.example.edu/cas", ""), p).expect("cas");
+        let ProviderKind::Cas(c) = &ok.providers[0].kind else {
+            panic!("not cas");
+        };
+        assert_eq!(
+            (c.version, c.display_name_attribute.as_str()),
+            (3, "displayName")
+        );
+        assert_eq!(ok.providers[0].public().kind, "cas");
+        assert!(err(&cas("http://cas.example.edu", "")).contains("https"));
+        assert!(
+            AuthSettings::parse(&cas("http://127.0.0.1:1/cas", "allow_http = true\n"), p).is_ok()
+        );
+        assert!(err(&cas("https://cas.example.edu", "version = 1\n")).contains("version"));
         // A pasted secret in a bad line is not echoed back.
         let e = err("[[provider]]\nid = \"a\"\nclient_secret = \"hunter2-topsecret\"\n");
         assert!(!e.contains("hunter2"), "{e}");

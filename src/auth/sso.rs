@@ -20,6 +20,11 @@
 //!   [`AfterSignIn`] hook set at start-up (course enrolments from directory
 //!   groups, in `courses`, which depends on this module, not the other way);
 //!   the hook's failures are logged and never stop the sign-in.
+//! - A CAS sign-in uses the same flow record and cookie as OIDC: the
+//!   `state` travels inside the `service` URL, so the ticket is only valid
+//!   for the browser that started the flow ([`super::cas`]). The session it
+//!   opens remembers (a hash of) its ticket, so the CAS server's single
+//!   sign-out ends exactly that session.
 //! - An LDAP sign-in is a password form: it goes through the same throttle
 //!   as the local one ([`super::admit`]), a wrong password is the same 401,
 //!   and an unreachable directory is a 503 that says so.
@@ -30,6 +35,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use super::cas::CasClient;
 use super::ldap::{Directory, LdapOutcome};
 use super::oidc::OidcRp;
 use super::providers::{AuthSettings, ProviderKind, PublicProvider};
@@ -78,6 +84,21 @@ pub enum SsoError {
     Db(#[from] sqlx::Error),
 }
 
+impl SsoError {
+    /// The `reason` of the audit entry of a sign-in that failed so.
+    pub fn audit_reason(&self) -> &'static str {
+        match self {
+            SsoError::Refused => "refused_by_rules",
+            SsoError::Disabled => "disabled",
+            SsoError::AccountConflict(_) => "account_conflict",
+            SsoError::ProviderUnavailable(_) => "provider_unavailable",
+            SsoError::ProviderRefused(_) | SsoError::BadIdToken(_) => "provider_refused",
+            SsoError::BadState => "bad_state",
+            _ => "error",
+        }
+    }
+}
+
 /// A campus identity as a provider vouched for it.
 #[derive(Debug, Clone)]
 pub struct Identity {
@@ -117,6 +138,7 @@ struct Flow {
 
 #[derive(Debug)]
 enum Backend {
+    Cas(Box<CasClient>),
     Oidc(Box<OidcRp>),
     Ldap(Box<Directory>),
 }
@@ -170,6 +192,12 @@ pub fn callback_url(origin: &str, provider: &str) -> String {
     format!("{origin}/api/auth/oidc/{provider}/callback")
 }
 
+/// The `service` of a CAS flow: the callback with the flow's `state`
+/// (URL-safe: [`super::random_token`]), so a ticket is bound to its flow.
+pub fn cas_service_url(origin: &str, provider: &str, state: &str) -> String {
+    format!("{origin}/api/auth/cas/{provider}/callback?state={state}")
+}
+
 impl Sso {
     pub fn new(
         pool: Pool,
@@ -187,6 +215,7 @@ impl Sso {
                 Ok(Configured {
                     public: p.public(),
                     backend: match p.kind {
+                        ProviderKind::Cas(c) => Backend::Cas(Box::new(CasClient::new(c))),
                         ProviderKind::Oidc(o) => Backend::Oidc(Box::new(OidcRp::new(o))),
                         ProviderKind::Ldap(l) => Backend::Ldap(Box::new(Directory::new(l)?)),
                     },
@@ -229,6 +258,16 @@ impl Sso {
         }
     }
 
+    fn cas(&self, id: &str) -> Result<&CasClient, SsoError> {
+        match self.providers.iter().find(|p| p.public.id == id) {
+            Some(Configured {
+                backend: Backend::Cas(c),
+                ..
+            }) => Ok(c),
+            _ => Err(SsoError::UnknownProvider(id.to_owned())),
+        }
+    }
+
     fn ldap(&self, id: &str) -> Result<&Directory, SsoError> {
         match self.providers.iter().find(|p| p.public.id == id) {
             Some(Configured {
@@ -243,7 +282,7 @@ impl Sso {
     pub fn directories(&self) -> impl Iterator<Item = (&str, &Directory)> {
         self.providers.iter().filter_map(|p| match &p.backend {
             Backend::Ldap(d) => Some((p.public.id.as_str(), &**d)),
-            Backend::Oidc(_) => None,
+            Backend::Oidc(_) | Backend::Cas(_) => None,
         })
     }
 
@@ -298,20 +337,9 @@ impl Sso {
             display_name: person.display_name,
             attributes: person.attributes,
         };
-        let (user, token) = match self.sign_in(&identity).await {
-            Ok(done) => done,
-            Err(e) => {
-                let reason = match &e {
-                    SsoError::Refused => "refused_by_rules",
-                    SsoError::Disabled => "disabled",
-                    SsoError::AccountConflict(_) => "account_conflict",
-                    _ => "error",
-                };
-                crate::audit::sign_in_failed(&self.pool, attempt.username, None, provider, reason)
-                    .await;
-                return Err(e);
-            }
-        };
+        let (user, token) = self
+            .audited(provider, attempt.username, self.sign_in(&identity).await)
+            .await?;
         let device_cookie = sign_in.device_key.issue(&user.username, now_unix);
         Ok(super::SignedIn {
             user,
@@ -333,26 +361,127 @@ impl Sso {
         let started = rp
             .start(&self.http, &callback_url(origin, provider))
             .await?;
-        let now = Instant::now();
-        let mut flows = self.flows.lock().unwrap_or_else(|p| p.into_inner());
-        flows.retain(|_, f| now.duration_since(f.started) < FLOW_TTL);
-        if flows.len() >= MAX_FLOWS {
-            return Err(SsoError::Busy);
-        }
-        flows.insert(
+        self.keep_flow(
             started.state.clone(),
             Flow {
                 provider: provider.to_owned(),
                 pkce_verifier: started.pkce_verifier,
                 nonce: started.nonce,
                 next,
-                started: now,
+                started: Instant::now(),
             },
-        );
+        )?;
         Ok(Redirect {
             url: started.url,
             flow_cookie: started.state,
         })
+    }
+
+    /// `result`, with a failed sign-in recorded in the audit log under the
+    /// name the person gave (`-` while the provider has vouched for nobody).
+    async fn audited<T>(
+        &self,
+        provider: &str,
+        name: &str,
+        result: Result<T, SsoError>,
+    ) -> Result<T, SsoError> {
+        if let Err(e) = &result {
+            crate::audit::sign_in_failed(&self.pool, name, None, provider, e.audit_reason()).await;
+        }
+        result
+    }
+
+    /// Keeps a started flow under its `state` until the browser returns.
+    fn keep_flow(&self, state: String, flow: Flow) -> Result<(), SsoError> {
+        let now = Instant::now();
+        let mut flows = self.flows.lock().unwrap_or_else(|p| p.into_inner());
+        flows.retain(|_, f| now.duration_since(f.started) < FLOW_TTL);
+        if flows.len() >= MAX_FLOWS {
+            return Err(SsoError::Busy);
+        }
+        flows.insert(state, flow);
+        Ok(())
+    }
+
+    /// Starts a CAS sign-in for a browser on this server's `origin`.
+    pub fn cas_start(
+        &self,
+        provider: &str,
+        origin: &str,
+        next: Option<&str>,
+    ) -> Result<Redirect, SsoError> {
+        let next = safe_next(next)?;
+        let cas = self.cas(provider)?;
+        let state = super::random_token();
+        let url = cas.login_url(&cas_service_url(origin, provider, &state))?;
+        self.keep_flow(
+            state.clone(),
+            Flow {
+                provider: provider.to_owned(),
+                pkce_verifier: String::new(),
+                nonce: String::new(),
+                next,
+                started: Instant::now(),
+            },
+        )?;
+        Ok(Redirect {
+            url,
+            flow_cookie: state,
+        })
+    }
+
+    /// The CAS server sent the browser back with a ticket: checks the flow,
+    /// validates the ticket for this flow's service and signs the person in.
+    pub async fn cas_callback(
+        &self,
+        provider: &str,
+        origin: &str,
+        back: Callback<'_>,
+    ) -> Result<SsoSignedIn, SsoError> {
+        let cas = self.cas(provider)?;
+        let flow = self.take_flow(provider, back.state, back.flow_cookie)?;
+        let ticket = back
+            .code
+            .filter(|t| !t.is_empty() && t.len() <= 256)
+            .ok_or_else(|| SsoError::ProviderRefused("no ticket in the answer".into()))?;
+        let service = cas_service_url(origin, provider, back.state);
+        let person = self
+            .audited(
+                provider,
+                "-",
+                cas.validate(&self.http, &service, ticket).await,
+            )
+            .await?;
+        let (username, display_name) = cas.names(&person);
+        let identity = Identity {
+            provider: provider.to_owned(),
+            subject: person.user,
+            username,
+            display_name,
+            attributes: person.attributes,
+        };
+        let (user, token) = self
+            .audited(provider, &identity.username, self.sign_in(&identity).await)
+            .await?;
+        super::bind_session_index(&self.pool, &token, ticket).await?;
+        Ok(SsoSignedIn {
+            user,
+            token,
+            next: flow.next,
+        })
+    }
+
+    /// The CAS server's single sign-out: ends the session its ticket opened
+    /// (nothing when the request names no session of this provider).
+    pub async fn cas_single_logout(&self, provider: &str, request: &str) -> Result<(), SsoError> {
+        self.cas(provider)?;
+        let Some(ticket) = super::cas::parse_logout_request(request) else {
+            return Err(SsoError::ProviderRefused(
+                "not a CAS LogoutRequest with a SessionIndex".into(),
+            ));
+        };
+        super::end_sessions_by_index(&self.pool, provider, &ticket).await?;
+        Ok(())
     }
 
     /// Takes the flow of `state` (once), if this browser started it and it is fresh.
@@ -402,7 +531,8 @@ impl Sso {
                 flow.pkce_verifier,
                 flow.nonce,
             )
-            .await?;
+            .await;
+        let claims = self.audited(provider, "-", claims).await?;
         let identity = Identity {
             provider: provider.to_owned(),
             username: claims
@@ -413,7 +543,9 @@ impl Sso {
             display_name: claims.display_name,
             attributes: claims.attributes,
         };
-        let (user, token) = self.sign_in(&identity).await?;
+        let (user, token) = self
+            .audited(provider, &identity.username, self.sign_in(&identity).await)
+            .await?;
         Ok(SsoSignedIn {
             user,
             token,
@@ -432,7 +564,13 @@ impl Sso {
     ) -> Result<Option<String>, SsoError> {
         let provider = super::session_provider(&self.pool, token).await?;
         super::logout(&self.pool, user, token).await?;
-        let Some(rp) = provider.as_deref().and_then(|p| self.oidc(p).ok()) else {
+        let Some(provider) = provider else {
+            return Ok(None);
+        };
+        if let Ok(cas) = self.cas(&provider) {
+            return Ok(cas.logout_url(&format!("{origin}/")));
+        }
+        let Ok(rp) = self.oidc(&provider) else {
             return Ok(None);
         };
         match rp.logout_url(&self.http, None, &format!("{origin}/")).await {

@@ -16,7 +16,13 @@
 //! - A directory that cannot be reached changes nothing for its accounts:
 //!   "unreachable" is never read as "everyone left". The report says so.
 //! - `dry_run` computes the same report and writes nothing.
+//! - Every real sync — scheduled (`--directory-sync-at HH:MM`, UTC, daily),
+//!   the admin's or the command's — is recorded with its report in
+//!   `directory_syncs` (the last [`KEEP_RUNS`] are kept); the schedule reads
+//!   its last run there, so a restart neither repeats nor skips a slot
+//!   ([`crate::daily::is_due`], a pure function of the instants).
 
+use std::str::FromStr;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -36,6 +42,68 @@ pub enum DirectoryError {
     User(#[from] UserError),
     #[error(transparent)]
     Course(#[from] crate::courses::CourseError),
+}
+
+/// Runs kept in `directory_syncs`.
+pub const KEEP_RUNS: i64 = 200;
+
+/// The configured time of day of the scheduled sync (UTC), or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncAt(pub Option<u32>);
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("the directory sync time must be HH:MM (00:00 to 23:59, UTC) or off")]
+pub struct BadTime;
+
+impl FromStr for SyncAt {
+    type Err = BadTime;
+    fn from_str(s: &str) -> Result<Self, BadTime> {
+        crate::daily::parse(s).map(SyncAt).ok_or(BadTime)
+    }
+}
+
+impl std::fmt::Display for SyncAt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        crate::daily::format(self.0, f)
+    }
+}
+
+/// What started a sync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Trigger {
+    Scheduled,
+    Admin,
+    Command,
+}
+
+impl Trigger {
+    fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Scheduled => "scheduled",
+            Trigger::Admin => "admin",
+            Trigger::Command => "command",
+        }
+    }
+}
+
+/// A recorded sync.
+#[derive(Debug, Clone, Serialize)]
+pub struct SyncRun {
+    /// Unix seconds.
+    pub at: i64,
+    pub trigger: String,
+    pub report: serde_json::Value,
+}
+
+/// The schedule and the recent runs, for the admin's page.
+#[derive(Debug, Clone, Serialize)]
+pub struct SyncHistory {
+    /// `HH:MM` (UTC) or `off`.
+    pub schedule: String,
+    /// Whether any LDAP provider is configured (else nothing ever runs).
+    pub configured: bool,
+    pub runs: Vec<SyncRun>,
 }
 
 /// One account's role change.
@@ -129,11 +197,103 @@ pub struct DirectorySync {
     pool: Pool,
     sso: Arc<Sso>,
     courses: Arc<Courses>,
+    schedule: SyncAt,
 }
 
 impl DirectorySync {
-    pub fn new(pool: Pool, sso: Arc<Sso>, courses: Arc<Courses>) -> Self {
-        Self { pool, sso, courses }
+    pub fn new(pool: Pool, sso: Arc<Sso>, courses: Arc<Courses>, schedule: SyncAt) -> Self {
+        Self {
+            pool,
+            sso,
+            courses,
+            schedule,
+        }
+    }
+
+    /// A real sync at `now` (Unix seconds), recorded with what started it.
+    pub async fn run(&self, trigger: Trigger, now: i64) -> Result<SyncReport, DirectoryError> {
+        let report = self.sync(false).await?;
+        let json = serde_json::to_string(&report).unwrap_or_else(|_| "{}".into());
+        let mut tx = crate::db::begin(&self.pool).await?;
+        sqlx::query("INSERT INTO directory_syncs (at, trigger, report) VALUES (?, ?, ?)")
+            .bind(now)
+            .bind(trigger.as_str())
+            .bind(json)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "DELETE FROM directory_syncs WHERE id <= (SELECT MAX(id) FROM directory_syncs) - ?",
+        )
+        .bind(KEEP_RUNS)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(report)
+    }
+
+    /// A sync someone asked for: a preview (`dry_run`, nothing written or
+    /// recorded) or a real, recorded run.
+    pub async fn requested(
+        &self,
+        dry_run: bool,
+        trigger: Trigger,
+        now: i64,
+    ) -> Result<SyncReport, DirectoryError> {
+        if dry_run {
+            self.sync(true).await
+        } else {
+            self.run(trigger, now).await
+        }
+    }
+
+    /// The scheduled sync: runs when a daily slot has passed since the last
+    /// scheduled run (or since `since`, when the loop started watching).
+    /// `None` when not due, off, or no LDAP provider is configured.
+    pub async fn run_if_due(
+        &self,
+        now: i64,
+        since: i64,
+    ) -> Result<Option<SyncReport>, DirectoryError> {
+        let Some(minute) = self.schedule.0 else {
+            return Ok(None);
+        };
+        if self.sso.directories().next().is_none() {
+            return Ok(None);
+        }
+        let last: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(at) FROM directory_syncs WHERE trigger = 'scheduled'")
+                .fetch_one(&self.pool)
+                .await?;
+        if !crate::daily::is_due(now, last, since, minute) {
+            return Ok(None);
+        }
+        let report = self.run(Trigger::Scheduled, now).await?;
+        for line in report.lines() {
+            tracing::info!(target: "pvce::directory", "scheduled sync: {line}");
+        }
+        Ok(Some(report))
+    }
+
+    /// The schedule and the last `limit` runs, newest first.
+    pub async fn history(&self, limit: u32) -> Result<SyncHistory, DirectoryError> {
+        let rows: Vec<(i64, String, String)> = sqlx::query_as(
+            "SELECT at, trigger, report FROM directory_syncs ORDER BY id DESC LIMIT ?",
+        )
+        .bind(i64::from(limit.clamp(1, 100)))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(SyncHistory {
+            schedule: self.schedule.to_string(),
+            configured: self.sso.directories().next().is_some(),
+            runs: rows
+                .into_iter()
+                .map(|(at, trigger, report)| SyncRun {
+                    at,
+                    trigger,
+                    report: serde_json::from_str(&report).unwrap_or(serde_json::Value::Null),
+                })
+                .collect(),
+        })
     }
 
     /// Syncs every LDAP provider's accounts (see the module's invariants).

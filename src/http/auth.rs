@@ -24,6 +24,11 @@ pub fn router() -> Router<AppState> {
         .route("/api/auth/providers", get(providers))
         .route("/api/auth/oidc/{id}/start", get(oidc_start))
         .route("/api/auth/oidc/{id}/callback", get(oidc_callback))
+        .route("/api/auth/cas/{id}/start", get(cas_start))
+        .route(
+            "/api/auth/cas/{id}/callback",
+            get(cas_callback).post(cas_single_logout),
+        )
         .route("/api/auth/ldap/{id}/login", post(ldap_login))
 }
 
@@ -116,6 +121,85 @@ async fn oidc_callback(
             cookies.set_sso_flow(None),
         ],
     )
+}
+
+/// The login page's CAS button: off to the CAS server's login page.
+async fn cas_start(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<StartQuery>,
+    headers: HeaderMap,
+) -> Result<axum::response::Response, ApiError> {
+    let origin = origin_of(&state, &headers)?;
+    let started = state.sso.cas_start(&id, &origin, q.next.as_deref())?;
+    let cookies = Cookies::for_request(&state.config, &headers);
+    redirect(
+        &started.url,
+        &[cookies.set_sso_flow(Some(&started.flow_cookie))],
+    )
+}
+
+#[derive(Debug, Deserialize)]
+struct CasCallbackQuery {
+    #[serde(default)]
+    state: String,
+    ticket: Option<String>,
+}
+
+/// The CAS server sends the browser back here with a service ticket.
+async fn cas_callback(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<CasCallbackQuery>,
+    headers: HeaderMap,
+) -> Result<axum::response::Response, ApiError> {
+    let origin = origin_of(&state, &headers)?;
+    let flow = cookie_value(&headers, auth::sso::FLOW_COOKIE);
+    let signed_in = state
+        .sso
+        .cas_callback(
+            &id,
+            &origin,
+            auth::sso::Callback {
+                state: &q.state,
+                code: q.ticket.as_deref(),
+                error: None,
+                flow_cookie: flow.as_deref(),
+            },
+        )
+        .await?;
+    let cookies = Cookies::for_request(&state.config, &headers);
+    let lifetime = std::time::Duration::from_secs(state.config.session_hours * 3600);
+    redirect(
+        &signed_in.next,
+        &[
+            cookies.set_session(&signed_in.token, lifetime),
+            cookies.set_sso_flow(None),
+        ],
+    )
+}
+
+#[derive(Debug, Deserialize)]
+struct SingleLogoutBody {
+    #[serde(rename = "logoutRequest")]
+    logout_request: String,
+}
+
+/// The CAS server's single sign-out (a back-channel POST to the service
+/// URL): ends the session that ticket opened.
+async fn cas_single_logout(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<axum::Form<SingleLogoutBody>, axum::extract::rejection::FormRejection>,
+) -> Result<StatusCode, ApiError> {
+    let axum::Form(body) = body.map_err(|_| {
+        ApiError::bad_request("expected a form with logoutRequest (CAS single sign-out)")
+    })?;
+    state
+        .sso
+        .cas_single_logout(&id, &body.logout_request)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Debug, Deserialize)]

@@ -35,18 +35,7 @@ impl std::fmt::Display for InspectionAt {
     }
 }
 
-pub use crate::daily::last_slot;
-
-/// Whether an inspection is due at `now`: a scheduled instant has passed
-/// since the last run — or, with none yet, since `since` (when the
-/// schedule started watching), so a fresh server waits for its first slot
-/// instead of inspecting at start-up. A missed slot (server down) is run
-/// once when it comes back, not once per missed day.
-pub fn is_due(now: i64, last: Option<i64>, since: i64, minute_of_day: u32) -> bool {
-    let reference = last.unwrap_or(since);
-    let slot = last_slot(now, minute_of_day);
-    reference < slot && slot <= now
-}
+pub use crate::daily::{is_due, last_slot};
 
 /// Day number of `now` (days since 1970-01-01 UTC).
 pub fn day(now: i64) -> i64 {

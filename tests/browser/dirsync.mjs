@@ -1,7 +1,8 @@
 // A course's directory group and the admin's directory sync (issue 16):
 // the teacher links the course to a group on the class page (saved, shown
 // after a reload, Chinese too); the admin previews a sync (nothing changes),
-// then syncs now: the person the directory marked gone is disabled.
+// then syncs now: the person the directory marked gone is disabled, and the
+// sync is listed under the daily schedule with who started it.
 // usage: node tests/browser/dirsync.mjs <base-url> <teacher> <admin> <password> <course-id> <gone-user> <artifact-dir>
 
 import { run, assert, unexpectedErrors, args, login } from './lib.mjs';
@@ -35,6 +36,10 @@ await run('dirsync', artifactDir, async ({ newPage, step, shot, logs }) => {
   await signIn(page, admin);
   await page.goto(`${base}#/users`);
   await page.waitForSelector('#dirsync:not([hidden])', { timeout: 15000 });
+  await page.waitForSelector('#dirsync-schedule');
+  const schedule = await page.textContent('#dirsync-schedule');
+  assert(schedule.includes('every day at 03:30 UTC'), `schedule: ${schedule}`);
+  assert(await page.locator('#dirsync-runs').count() === 0, 'no sync listed yet');
   await page.click('#dirsync-preview');
   await page.waitForSelector('.dirsync-lines li');
   const preview = await page.textContent('.dirsync-lines');
@@ -43,9 +48,15 @@ await run('dirsync', artifactDir, async ({ newPage, step, shot, logs }) => {
   step('the admin previews a sync');
   await page.click('#dirsync-now');
   await page.waitForFunction((u) => document.querySelector('.dirsync-lines').textContent.includes(`Disabled ${u}`), gone);
+  // The real sync is listed (the preview is not): started by an administrator.
+  await page.waitForSelector('#dirsync-runs tbody tr');
+  assert(await page.locator('#dirsync-runs tbody tr').count() === 1, 'one sync listed');
+  const listed = await page.textContent('#dirsync-runs tbody tr');
+  assert(listed.includes('An administrator') && listed.includes('accounts checked'), `listed: ${listed}`);
   await page.click('.lang-toggle');
   await page.waitForFunction(() => document.querySelector('#dirsync h2').textContent.trim() === '目录同步');
   assert((await page.textContent('.dirsync-lines')).includes(`已停用 ${gone}`), 'the result in Chinese');
+  assert((await page.textContent('#dirsync-runs tbody tr')).includes('管理员'), 'the listed sync in Chinese');
   await shot(page, 'dirsync-done-zh.png');
   step('sync now: disabled');
   const errors = unexpectedErrors(logs);

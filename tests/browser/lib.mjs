@@ -24,17 +24,15 @@ export async function launch() {
 }
 
 /**
- * Inside the test's own network namespace (tests/it/browser.rs), the server's
- * loopback address is served here and relayed to the Unix socket the test
- * harness bridges to the real server. Returns { close, cut }: cut() tears
+ * Serves `127.0.0.1:port` inside the test's own network namespace
+ * (tests/it/browser.rs) and relays each connection to the Unix socket `sock`
+ * that the test harness bridges to the real service on the host's loopback
+ * (the pvce server, a sign-in provider). Returns { close, cut }: cut() tears
  * down every open connection at once without a word (no WebSocket close
  * frame, no FIN before the data stops) — a network drop as the browser sees
  * one — while new connections keep working.
  */
-async function bridgeLoopback() {
-  const sock = process.env.PVCE_BROWSER_BRIDGE;
-  const port = Number(process.env.PVCE_BROWSER_PORT);
-  if (!sock || !port) return { close: () => {}, cut: () => 0 };
+export async function relayLoopback(port, sock) {
   const open = new Set();
   const server = net.createServer((client) => {
     const upstream = net.connect(sock);
@@ -49,7 +47,7 @@ async function bridgeLoopback() {
   });
   await new Promise((resolve, reject) => {
     server.once('error', reject);
-    server.listen(port, '127.0.0.1', resolve);
+    server.listen(Number(port), '127.0.0.1', resolve);
   });
   const cut = () => {
     const n = open.size;
@@ -60,6 +58,14 @@ async function bridgeLoopback() {
     return n;
   };
   return { close: () => { server.close(); cut(); }, cut };
+}
+
+/** The pvce server's relay, when the harness gave one. */
+async function bridgeLoopback() {
+  const sock = process.env.PVCE_BROWSER_BRIDGE;
+  const port = Number(process.env.PVCE_BROWSER_PORT);
+  if (!sock || !port) return { close: () => {}, cut: () => 0 };
+  return relayLoopback(port, sock);
 }
 
 /**

@@ -5,23 +5,10 @@
 // The provider listens on the host's loopback; like the server, it is
 // relayed into this network namespace (a Unix socket the harness bridges).
 
-import net from 'node:net';
-import { run, assert, unexpectedErrors, args } from './lib.mjs';
+import { run, assert, unexpectedErrors, args, relayLoopback } from './lib.mjs';
 
 const [base, providerPort, providerSock, artifactDir] = args('sso.mjs <base-url> <provider-port> <provider-socket> <artifact-dir>');
-
-const relay = net.createServer((client) => {
-  const upstream = net.connect(providerSock);
-  const end = () => { client.destroy(); upstream.destroy(); };
-  client.on('error', end).on('close', end);
-  upstream.on('error', end).on('close', end);
-  client.pipe(upstream);
-  upstream.pipe(client);
-});
-await new Promise((resolve, reject) => {
-  relay.once('error', reject);
-  relay.listen(Number(providerPort), '127.0.0.1', resolve);
-});
+const relay = await relayLoopback(providerPort, providerSock);
 
 await run('sso', artifactDir, async ({ newPage, step, shot, logs }) => {
   const page = await newPage({ locale: 'en-US' });

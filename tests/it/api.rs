@@ -158,6 +158,12 @@ fn role_matrix() -> Vec<Row> {
             [401, 403, 403, 403, 200],
         )
         .with_query("?dry_run=true"),
+        row(
+            Method::GET,
+            "/api/directory/syncs",
+            NO,
+            [401, 403, 403, 403, 200],
+        ),
         // No LDAP provider is configured in this test server.
         row(
             Method::POST,
@@ -184,6 +190,29 @@ fn role_matrix() -> Vec<Row> {
             [404, 404, 404, 404, 404],
         )
         .with_query("?state=x&code=y"),
+        // No CAS provider is configured in this test server.
+        row(
+            Method::GET,
+            "/api/auth/cas/{id}/start",
+            NO,
+            [404, 404, 404, 404, 404],
+        ),
+        row(
+            Method::GET,
+            "/api/auth/cas/{id}/callback",
+            NO,
+            [404, 404, 404, 404, 404],
+        )
+        .with_query("?state=x&ticket=ST-1"),
+        row(
+            Method::POST,
+            "/api/auth/cas/{id}/callback",
+            Raw(
+                "application/x-www-form-urlencoded",
+                "logoutRequest=%3Cx%2F%3E",
+            ),
+            [404, 404, 404, 404, 404],
+        ),
         // ---- area: backup (new rows of this area go right below this line)
         row(Method::GET, "/api/backups", NO, [401, 403, 403, 403, 200]),
         // No repository is configured in this test server.

@@ -1644,6 +1644,41 @@ async fn campus_sign_in_through_the_login_page() {
     .await;
 }
 
+/// Campus sign-in through CAS (tests/it/cas.rs has the protocol's
+/// refusals and single sign-out): the CAS button in both languages, the real
+/// CAS server's login page filled in Chromium (a wrong password refused
+/// there), back signed in as the student the attributes make, and signing
+/// out through the CAS logout.
+#[tokio::test]
+async fn cas_sign_in_through_the_login_page() {
+    let _serial = one_at_a_time().await;
+    let cas = crate::cas::CasServer::start().await;
+    cas.set_users(json!({
+        "test-web-li": {"password": "pw-web-li", "attributes": {"uid": "test-web-li", "personCategory": "02"}}
+    }));
+    let auth_dir = tempfile::tempdir().unwrap();
+    let auth_file = cas.auth_file(auth_dir.path());
+    let env = TestEnv::start_with(|c| c.auth_config = Some(auth_file)).await;
+    let port = loopback_port(&cas.url).unwrap();
+    let bridge = LoopbackBridge::to(port);
+    let dir = artifact_dir();
+    let shots = ["cas-login-en.png", "cas-login-zh.png", "cas-signed-in.png"];
+    run_script_shots(
+        "cas.mjs",
+        &[
+            &env.server.url(),
+            &port.to_string(),
+            bridge.path.to_str().unwrap(),
+            "test-web-li",
+            "pw-web-li",
+            dir.to_str().unwrap(),
+        ],
+        &dir,
+        &shots,
+    )
+    .await;
+}
+
 /// Campus sign-in with an LDAP directory (tests/it/ldap.rs has the
 /// protocol's refusals): the directory's button turns the login form into
 /// its form in both languages; a wrong password is refused in place; the

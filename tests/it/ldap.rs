@@ -665,3 +665,86 @@ async fn course_links_and_directory_sync() {
     assert_eq!(r["providers"][0]["left"], json!([]), "{r}");
     assert_eq!(students().await, ["test-lin", "test-sync-local"]);
 }
+
+/// The daily directory sync: due once per slot (`--directory-sync-at`,
+/// 03:30 UTC in tests), on instants the test gives; each real run recorded
+/// with what started it (`GET /api/directory/syncs`), a preview never.
+#[tokio::test]
+async fn scheduled_directory_sync_runs_once_per_slot() {
+    let slapd = Slapd::start().await;
+    slapd.ready().await;
+    let auth_dir = tempfile::tempdir().unwrap();
+    let auth_file = slapd.auth_file(auth_dir.path());
+    let env = TestEnv::start_with(|c| c.auth_config = Some(auth_file)).await;
+    env.user("test-sched-admin", pvce::auth::Role::Admin).await;
+    let admin = env.client("test-sched-admin").await;
+    let (s, _, prof) = ldap_login(&env, "ldap", "test-prof", password_of("test-prof")).await;
+    assert_eq!(s, StatusCode::OK);
+    let prof = prof.unwrap();
+    slapd.set("test-prof", "employeeType", &["gone"]).await;
+
+    let (s, h) = admin.get("/api/directory/syncs").await;
+    assert_eq!(s, StatusCode::OK, "{h}");
+    assert_eq!(h["schedule"], "03:30");
+    assert_eq!(h["configured"], true);
+    assert_eq!(h["runs"], json!([]));
+
+    let directory = &env.server.state.directory;
+    // The loop started watching at 03:00; the slot is 03:30.
+    let since = time::macros::datetime!(2026-12-01 03:00 UTC).unix_timestamp();
+    assert!(
+        directory
+            .run_if_due(since + 600, since)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        me(&env, &prof).await,
+        StatusCode::OK,
+        "not due: nothing done"
+    );
+    let r = directory
+        .run_if_due(since + 40 * 60, since)
+        .await
+        .unwrap()
+        .expect("due at 03:40");
+    assert_eq!(r.providers[0].disabled, ["test-prof"]);
+    assert_eq!(me(&env, &prof).await, StatusCode::UNAUTHORIZED);
+    // The same slot again (a restart, the next poll): not due.
+    assert!(
+        directory
+            .run_if_due(since + 50 * 60, 0)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // A preview is not recorded; the admin's sync is.
+    let (s, _) = admin.post_empty("/api/directory/sync?dry_run=true").await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = admin.post_empty("/api/directory/sync").await;
+    assert_eq!(s, StatusCode::OK);
+    // The next day's slot.
+    assert!(
+        directory
+            .run_if_due(since + 86_400 + 31 * 60, since)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let (_, h) = admin.get("/api/directory/syncs?limit=10").await;
+    let triggers: Vec<&str> = h["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["trigger"].as_str().unwrap())
+        .collect();
+    assert_eq!(triggers, ["scheduled", "admin", "scheduled"], "{h}");
+    assert_eq!(
+        h["runs"][2]["report"]["providers"][0]["disabled"],
+        json!(["test-prof"]),
+        "{h}"
+    );
+    let (s, body) = admin.get("/api/directory/syncs?limit=nope").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+}

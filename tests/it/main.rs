@@ -18,6 +18,7 @@ mod api;
 mod audit;
 mod backups;
 mod browser;
+mod cas;
 mod classtime;
 mod clipboard_agent;
 mod cluster;

@@ -1,5 +1,5 @@
 //! Campus sign-in against a real OpenID Connect provider: PyPI's
-//! `oidc-provider-mock` (installed by scripts/oidc-provider.sh into a venv
+//! `oidc-provider-mock` (installed by `scripts/test-venv.sh oidc` into a venv
 //! under target/), started by the test on a loopback port. The test walks the
 //! code flow as a browser would (start → the provider's form → callback),
 //! with redirects followed by hand so every hop is checked.
@@ -12,7 +12,7 @@ use reqwest::StatusCode;
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use serde_json::{Value, json};
 
-use crate::common::{self, TestEnv, process::free_port, repo_root};
+use crate::common::{self, TestEnv, process::free_port};
 use pvce::auth::Role;
 
 /// The provider process; killed when dropped.
@@ -30,16 +30,7 @@ impl Drop for Provider {
 
 impl Provider {
     pub async fn start() -> Provider {
-        let out = Command::new("bash")
-            .arg(repo_root().join("scripts/oidc-provider.sh"))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "oidc-provider.sh: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let exe = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        let exe = common::process::test_venv("oidc").join("oidc-provider-mock");
         let port = free_port();
         let child = Command::new(exe)
             .args(["--host", "127.0.0.1", "--port", &port.to_string()])
@@ -121,14 +112,14 @@ then = "student"
     }
 }
 
-fn no_redirects() -> reqwest::Client {
+pub(crate) fn no_redirects() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap()
 }
 
-fn location(r: &reqwest::Response) -> String {
+pub(crate) fn location(r: &reqwest::Response) -> String {
     r.headers()
         .get(LOCATION)
         .and_then(|v| v.to_str().ok())
@@ -136,7 +127,7 @@ fn location(r: &reqwest::Response) -> String {
         .to_owned()
 }
 
-fn set_cookie(r: &reqwest::Response, name: &str) -> Option<String> {
+pub(crate) fn set_cookie(r: &reqwest::Response, name: &str) -> Option<String> {
     r.headers().get_all(SET_COOKIE).iter().find_map(|v| {
         let v = v.to_str().ok()?;
         let (pair, _) = v.split_once(';').unwrap_or((v, ""));
@@ -145,7 +136,7 @@ fn set_cookie(r: &reqwest::Response, name: &str) -> Option<String> {
     })
 }
 
-async fn json_of(r: reqwest::Response) -> (StatusCode, Value) {
+pub(crate) async fn json_of(r: reqwest::Response) -> (StatusCode, Value) {
     let s = r.status();
     (s, r.json().await.unwrap_or(Value::Null))
 }
@@ -176,7 +167,7 @@ async fn approve(authorize: &str, sub: &str) -> String {
 }
 
 /// The browser arrives at the callback with its flow cookie.
-async fn callback(url: &str, flow: &str) -> reqwest::Response {
+pub(crate) async fn callback(url: &str, flow: &str) -> reqwest::Response {
     no_redirects()
         .get(url)
         .header(COOKIE, format!("pvce_sso_flow={flow}"))
@@ -192,7 +183,7 @@ async fn sign_in(env: &TestEnv, sub: &str) -> reqwest::Response {
     callback(&back, &flow).await
 }
 
-async fn me(env: &TestEnv, session: &str) -> (StatusCode, Value) {
+pub(crate) async fn me(env: &TestEnv, session: &str) -> (StatusCode, Value) {
     json_of(
         reqwest::Client::new()
             .get(env.url("/api/me"))

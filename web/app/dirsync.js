@@ -2,14 +2,16 @@
 // (a dry run: what a sync would change) and "Sync now" — accounts the LDAP
 // directory removed or disabled are disabled (their sessions end), roles and
 // course enrolments follow the directory. Shown only when an LDAP provider
-// is configured.
+// is configured. Below: the daily schedule and the recent syncs (scheduled,
+// the admin's, the command line's) with what each changed.
 
 import { bind } from './i18n.js';
-import { h, replace, toastError } from './ui.js';
+import { h, replace, toastError, absoluteTime } from './ui.js';
 import { get, post } from './api.js';
 
 /** The card; `after` runs when a real sync changed accounts (to reload the list). */
 export function directorySyncCard(after) {
+  const history = h('div', { id: 'dirsync-history' });
   const result = h('div', { class: 'dirsync-result', 'aria-live': 'polite' });
   const preview = h('button', { type: 'button', class: 'btn', id: 'dirsync-preview', i18n: 'dirsync.preview' });
   const now = h('button', { type: 'button', class: 'btn primary', id: 'dirsync-now', i18n: 'dirsync.now' });
@@ -18,9 +20,12 @@ export function directorySyncCard(after) {
     h('div', { class: 'section-body' },
       h('p', { class: 'muted small', i18n: 'dirsync.hint' }),
       result,
-      h('div', { class: 'form-actions' }, h('span', { style: 'flex:1' }), preview, now)));
+      h('div', { class: 'form-actions' }, h('span', { style: 'flex:1' }), preview, now),
+      h('h3', { class: 'small', i18n: 'dirsync.recent' }),
+      history));
   get('/api/auth/providers', { quiet401: true }).then((list) => {
     card.hidden = !(Array.isArray(list) && list.some((p) => p.kind === 'ldap'));
+    if (!card.hidden) loadHistory();
   }).catch(() => {});
 
   const line = (key, args) => bind(h('li', {}), key, args);
@@ -35,16 +40,46 @@ export function directorySyncCard(after) {
       for (const c of p.enrolled) items.push(line(dry ? 'dirsync.wouldEnrol' : 'dirsync.enrolled', { user: c.username, course: c.course }));
       for (const c of p.left) items.push(line(dry ? 'dirsync.wouldLeave' : 'dirsync.left', { user: c.username, course: c.course }));
     }
-    const changes = r.providers.reduce((n, p) => n + p.disabled.length + p.role_changes.length + p.enrolled.length + p.left.length, 0);
+    const changes = changesOf(r);
     if (!changes) items.push(line('dirsync.nothing'));
     replace(result, h('ul', { class: 'dirsync-lines' }, items));
     return changes;
   };
+  const changesOf = (r) => (r && Array.isArray(r.providers)
+    ? r.providers.reduce((n, p) => n + p.disabled.length + p.role_changes.length + p.enrolled.length + p.left.length, 0)
+    : 0);
+  const summary = (r) => {
+    const down = (r && Array.isArray(r.providers) ? r.providers : []).filter((p) => p.unavailable).map((p) => p.provider);
+    if (down.length) return bind(h('span', { class: 'chip warn' }), 'dirsync.runUnavailable', { providers: down.join(', ') });
+    const checked = r.providers.reduce((n, p) => n + p.checked, 0);
+    return bind(h('span', {}), 'dirsync.runSummary', { checked, changes: changesOf(r) });
+  };
+  async function loadHistory() {
+    try {
+      const hist = await get('/api/directory/syncs?limit=5');
+      const schedule = hist.schedule === 'off'
+        ? bind(h('p', { class: 'muted small', id: 'dirsync-schedule' }), 'dirsync.scheduleOff')
+        : bind(h('p', { class: 'muted small', id: 'dirsync-schedule' }), 'dirsync.schedule', { at: hist.schedule });
+      const rows = hist.runs.map((run) => h('tr', {},
+        h('td', {}, absoluteTime(new Date(run.at * 1000).toISOString())),
+        h('td', { i18n: `dirsync.trigger.${run.trigger}` }),
+        h('td', {}, summary(run.report))));
+      replace(history, schedule, rows.length
+        ? h('table', { class: 'table compact', id: 'dirsync-runs' },
+          h('thead', {}, h('tr', {},
+            h('th', { i18n: 'dirsync.col.at' }), h('th', { i18n: 'dirsync.col.trigger' }), h('th', { i18n: 'dirsync.col.result' }))),
+          h('tbody', {}, rows))
+        : h('p', { class: 'muted small', i18n: 'dirsync.noRuns' }));
+    } catch (err) {
+      toastError(err);
+    }
+  }
   const run = async (dry) => {
     preview.disabled = now.disabled = true;
     try {
       const r = await post(`/api/directory/sync${dry ? '?dry_run=true' : ''}`, null);
       if (show(r) && !dry && after) after();
+      if (!dry) loadHistory();
     } catch (err) {
       toastError(err);
     }

@@ -36,6 +36,22 @@ pub fn free_port() -> u16 {
         .unwrap()
 }
 
+/// The bin directory of a test server's venv (`scripts/test-venv.sh NAME`
+/// installs it once per requirements file).
+pub fn test_venv(name: &str) -> PathBuf {
+    let out = std::process::Command::new("bash")
+        .arg(super::repo_root().join("scripts/test-venv.sh"))
+        .arg(name)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "test-venv.sh {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
 pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_pvce"))
 }
