@@ -161,6 +161,8 @@ pub fn parse_validation(xml: &str) -> Result<CasPerson, Refusal> {
     loop {
         match reader.read_event() {
             Err(_) => return Err(Refusal::Malformed("not well-formed XML")),
+            // A cut-off answer ends with elements still open.
+            Ok(Event::Eof) if !path.is_empty() => return Err(Refusal::Malformed("cut off")),
             Ok(Event::Eof) => break,
             Ok(Event::DocType(_)) => return Err(Refusal::Malformed("a DOCTYPE")),
             Ok(Event::Start(e)) => {

@@ -45,9 +45,17 @@ await run('cas', artifactDir, async ({ newPage, step, shot, logs }) => {
   await shot(page, 'cas-signed-in.png');
   step('signed in through the CAS');
 
-  // Signing out ends the CAS session too (the CAS logout page).
+  // Signing out ends the CAS session too: the browser visits the CAS
+  // logout, so the CAS button asks for the password again.
+  const toCas = page.waitForRequest((r) => r.url().startsWith(`http://127.0.0.1:${casPort}/cas/logout`));
   await page.click('.topbar-right button[data-i18n-aria=logout]');
-  await page.waitForURL((u) => u.port === String(casPort) && u.pathname.startsWith('/cas/logout'));
+  await toCas;
+  await page.waitForLoadState();
+  await page.goto(base);
+  await page.waitForSelector('.sso-btn');
+  await page.click('.sso-btn');
+  await page.waitForURL((u) => u.port === String(casPort) && u.pathname === '/cas/login');
+  await page.waitForSelector('#id_password');
   step('signed out through the CAS');
   const errors = unexpectedErrors(logs);
   assert(errors.length === 0, `page errors: ${errors.join('\n')}`);

@@ -2,8 +2,11 @@
 tests start on a loopback port (tests/cas/run.py). The users and their
 attributes come from the JSON file $PVCE_CAS_USERS (auth.py), read at every
 sign-in so a test can change what the directory says between two sign-ins.
-Nothing here reaches the network: no CDN components, no version check."""
+Nothing here reaches the network: no CDN components (jQuery is served
+locally), no version check."""
 import os
+
+import xstatic.pkg.jquery
 
 SECRET_KEY = 'pvce-test-cas-only'
 DEBUG = False
@@ -13,6 +16,7 @@ INSTALLED_APPS = [
     'django.contrib.contenttypes',
     'django.contrib.sessions',
     'django.contrib.messages',
+    'django.contrib.staticfiles',
     'cas_server',
 ]
 MIDDLEWARE = [
@@ -39,11 +43,15 @@ DATABASES = {'default': {
 USE_TZ = True
 TIME_ZONE = 'UTC'
 STATIC_URL = '/static/'
+# The login page's jQuery from PyPI's XStatic-jQuery, served by runserver
+# (run.py asks it to serve static files although DEBUG is off).
+STATICFILES_DIRS = [('jquery', xstatic.pkg.jquery.BASE_DIR)]
 CAS_AUTH_CLASS = 'pvce_cas_auth.FileAuthUser'
 CAS_NEW_VERSION_HTML_WARNING = False
 CAS_NEW_VERSION_EMAIL_WARNING = False
 CAS_SHOW_POWERED = False
 CAS_COMPONENT_URLS = {k: 'data:,' for k in (
     'bootstrap3_css', 'bootstrap3_js', 'html5shiv', 'respond',
-    'bootstrap4_css', 'bootstrap4_js', 'jquery')}
+    'bootstrap4_css', 'bootstrap4_js')}
+CAS_COMPONENT_URLS['jquery'] = STATIC_URL + 'jquery/jquery.min.js'
 CAS_SLO_TIMEOUT = 5

@@ -20,4 +20,5 @@ call_command('migrate', verbosity=0, interactive=False)
 sp, _ = ServicePattern.objects.get_or_create(
     name='pvce-test', defaults={'pattern': pattern, 'pos': 1, 'single_log_out': True})
 ReplaceAttributName.objects.get_or_create(name='*', replace='', service_pattern=sp)
-call_command('runserver', f'127.0.0.1:{port}', use_reloader=False, use_threading=True)
+call_command('runserver', f'127.0.0.1:{port}', use_reloader=False, use_threading=True,
+             insecure_serving=True)
