@@ -19,13 +19,44 @@ pub enum RangeError {
     TooLong(i64),
 }
 
+/// Why a text is not a `YYYY-MM-DD` day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DayError {
+    /// Not shaped like `YYYY-MM-DD`.
+    Malformed,
+    /// Shaped like a date, but no such day (2026-02-30).
+    NoSuchDay,
+}
+
+/// A calendar day written `YYYY-MM-DD` (surrounding blanks ignored): the one
+/// date parser of the API's date fields; each caller maps [`DayError`] to
+/// its own error (a malformed field is a 400 everywhere; some also answer
+/// an impossible day with a 422).
+pub fn parse_day(s: &str) -> Result<Date, DayError> {
+    let s = s.trim();
+    Date::parse(s, time::macros::format_description!("[year]-[month]-[day]")).map_err(|_| {
+        let shaped = s.len() == 10
+            && s.bytes().enumerate().all(|(i, b)| {
+                if i == 4 || i == 7 {
+                    b == b'-'
+                } else {
+                    b.is_ascii_digit()
+                }
+            });
+        if shaped {
+            DayError::NoSuchDay
+        } else {
+            DayError::Malformed
+        }
+    })
+}
+
 /// One bound; `field` names it in the error.
 pub fn parse_bound(field: &'static str, s: &str) -> Result<OffsetDateTime, RangeError> {
     if let Ok(t) = OffsetDateTime::parse(s, &Rfc3339) {
         return Ok(t);
     }
-    let fmt = time::macros::format_description!("[year]-[month]-[day]");
-    Date::parse(s, &fmt)
+    parse_day(s)
         .map(|d| d.midnight().assume_utc())
         .map_err(|_| RangeError::Bound(field))
 }
@@ -81,5 +112,24 @@ mod tests {
             check(d("2026-01-01"), d("2026-02-01"), Some(30)),
             Err(RangeError::TooLong(30))
         );
+    }
+
+    #[test]
+    fn days_are_malformed_or_impossible() {
+        assert_eq!(
+            parse_day(" 2026-09-07 "),
+            Ok(time::macros::date!(2026 - 09 - 07))
+        );
+        assert_eq!(parse_day("2026-02-30"), Err(DayError::NoSuchDay));
+        assert_eq!(parse_day("2026-13-01"), Err(DayError::NoSuchDay));
+        for bad in [
+            "",
+            "2026-9-7",
+            "07/09/2026",
+            "2026-09-07T00:00",
+            "yyyy-mm-dd",
+        ] {
+            assert_eq!(parse_day(bad), Err(DayError::Malformed), "{bad:?}");
+        }
     }
 }

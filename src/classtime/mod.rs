@@ -170,7 +170,7 @@ fn parse_instant(field: &str, s: &str) -> Result<OffsetDateTime, ClassError> {
 }
 
 fn parse_date(field: &str, s: &str) -> Result<Date, ClassError> {
-    Date::parse(s.trim(), format_description!("[year]-[month]-[day]"))
+    crate::range::parse_day(s)
         .map_err(|_| ClassError::Invalid(format!("{field} must be a date like 2026-09-07")))
 }
 

@@ -112,23 +112,13 @@ fn format_date(d: Date) -> String {
 
 /// Parses a lab date of a query (`2026-09-07`).
 pub fn parse_date(field: &str, s: &str) -> Result<Date, UsageError> {
-    let s = s.trim();
-    Date::parse(s, format_description!("[year]-[month]-[day]")).map_err(|_| {
-        let shaped = s.len() == 10
-            && s.bytes().enumerate().all(|(i, b)| {
-                if i == 4 || i == 7 {
-                    b == b'-'
-                } else {
-                    b.is_ascii_digit()
-                }
-            });
-        let why = format!("{field} must be a date like 2026-09-07");
+    let why = format!("{field} must be a date like 2026-09-07");
+    crate::range::parse_day(s).map_err(|e| match e {
         // Shaped like a date but no such day (2026-02-30): unacceptable, not malformed.
-        if shaped {
-            UsageError::Unacceptable(format!("{why}: there is no day {s}"))
-        } else {
-            UsageError::Invalid(why)
+        crate::range::DayError::NoSuchDay => {
+            UsageError::Unacceptable(format!("{why}: there is no day {}", s.trim()))
         }
+        crate::range::DayError::Malformed => UsageError::Invalid(why),
     })
 }
 
