@@ -282,8 +282,12 @@ impl AppState {
                 pool.clone(),
                 usage.clone(),
             )),
+            idle: Arc::new(crate::idle::Idle::new(
+                pool.clone(),
+                vms.clone(),
+                usage.clone(),
+            )),
             usage,
-            idle: Arc::new(crate::idle::Idle::new(pool.clone(), vms.clone())),
             sessions: sessions.clone(),
             class: Arc::new(crate::classtime::class::ClassTime::new(
                 sessions,

@@ -1000,6 +1000,7 @@ impl From<IdleError> for ApiError {
             IdleError::Invalid(m) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "unacceptable", m),
             IdleError::Course(c) => c.into(),
             IdleError::Vm(v) => v.into(),
+            IdleError::Usage(u) => u.into(),
             IdleError::Db(_) => Self::internal(&e),
         }
     }

@@ -5,6 +5,12 @@
 //! this service keeps each course's rule, runs it on [`Idle::tick`] and
 //! answers the desktop page's question "is this VM about to be stopped?".
 //!
+//! The same loop ends runs that outlast the owner's hours: a VM running
+//! outside sessions in a course with an hour quota is shut down when its
+//! owner's budget there (course hours plus extra hours) is spent, with the
+//! same warning ahead ([`rule::hours`]; the quota itself refuses starts in
+//! [`crate::usage::quota`]). Session time never counts.
+//!
 //! Invariants: off by default (a course without a rule is never touched);
 //! only personal VMs of courses are considered, never template builds; a
 //! stop is the VM manager's graceful shutdown (ACPI, forced off after the
@@ -28,6 +34,7 @@ use uuid::Uuid;
 
 use crate::courses::{self, CourseError};
 use crate::db::Pool;
+use crate::usage::{Usage, UsageError};
 use crate::users::User;
 use crate::vms::{VmError, VmManager, VmState};
 use rule::{ConsoleSpan, Facts, IdleRule, Reason, Verdict};
@@ -43,6 +50,8 @@ pub enum IdleError {
     Course(#[from] CourseError),
     #[error(transparent)]
     Vm(#[from] VmError),
+    #[error(transparent)]
+    Usage(#[from] UsageError),
     #[error(transparent)]
     Db(#[from] sqlx::Error),
 }
@@ -110,12 +119,23 @@ pub struct IdleReport {
     pub warned: Vec<Uuid>,
 }
 
-/// The desktop page's answer: when the VM will be stopped for idleness
-/// (null: it will not, as far as is known now).
+/// The desktop page's answer: when the VM will be stopped for idleness or
+/// because its owner's hours are spent (null: it will not, as far as is
+/// known now).
 #[derive(Debug, Clone, Serialize)]
 pub struct IdleWarning {
     #[serde(with = "time::serde::rfc3339::option")]
     pub stop_at: Option<OffsetDateTime>,
+    /// `idle` or `hours` (null with `stop_at`).
+    pub reason: Option<&'static str>,
+}
+
+/// A warning given: when (the stop comes [`rule::WARN_AHEAD`] later) and
+/// whether for the hours rather than idleness.
+#[derive(Debug, Clone, Copy)]
+struct Warned {
+    at: OffsetDateTime,
+    hours: bool,
 }
 
 /// The idle auto-stop service.
@@ -123,8 +143,9 @@ pub struct IdleWarning {
 pub struct Idle {
     pool: Pool,
     vms: Arc<VmManager>,
+    usage: Arc<Usage>,
     /// VM → when its user was first warned (while the rule keeps holding).
-    warned: Mutex<HashMap<Uuid, OffsetDateTime>>,
+    warned: Mutex<HashMap<Uuid, Warned>>,
 }
 
 fn millis(t: OffsetDateTime) -> i64 {
@@ -156,15 +177,16 @@ async fn load_settings(pool: &Pool, course_id: Uuid) -> Result<IdleSettings, sql
 }
 
 impl Idle {
-    pub fn new(pool: Pool, vms: Arc<VmManager>) -> Self {
+    pub fn new(pool: Pool, vms: Arc<VmManager>, usage: Arc<Usage>) -> Self {
         Self {
             pool,
             vms,
+            usage,
             warned: Mutex::default(),
         }
     }
 
-    fn warned_mut(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, OffsetDateTime>> {
+    fn warned_mut(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Warned>> {
         self.warned
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -252,11 +274,18 @@ impl Idle {
                     continue;
                 };
                 let facts = self.facts(vm.id, started).await?;
-                let warned = self.warned_mut().get(&vm.id).copied();
+                let warned = self
+                    .warned_mut()
+                    .get(&vm.id)
+                    .filter(|w| !w.hours)
+                    .map(|w| w.at);
                 match rule::decide(&rule, &facts, warned, now) {
                     Verdict::Keep => {}
                     Verdict::Warn { .. } => {
-                        self.warned_mut().entry(vm.id).or_insert(now);
+                        self.warned_mut().entry(vm.id).or_insert(Warned {
+                            at: now,
+                            hours: false,
+                        });
                         still_warned.push(vm.id);
                         report.warned.push(vm.id);
                     }
@@ -267,14 +296,74 @@ impl Idle {
                 }
             }
         }
-        // A warning lapses when its rule stops holding (the guest got busy).
+        self.hours_tick(now, &mut report, &mut still_warned).await?;
+        // A warning lapses when its rule stops holding (the guest got busy,
+        // extra hours were granted, a session began).
         self.warned_mut().retain(|id, _| still_warned.contains(id));
         Ok(report)
     }
 
+    /// The hour budgets: running VMs outside sessions of courses with an
+    /// hour quota, stopped when their owner's budget there is spent.
+    async fn hours_tick(
+        &self,
+        now: OffsetDateTime,
+        report: &mut IdleReport,
+        still_warned: &mut Vec<Uuid>,
+    ) -> Result<(), IdleError> {
+        let courses: Vec<String> = sqlx::query_scalar(
+            "SELECT course_id FROM course_quotas WHERE hours_outside IS NOT NULL",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        for course in courses {
+            let course = crate::db::parse_uuid(&course)?;
+            let running: Vec<crate::vms::Vm> = crate::vms::load_of_course(&self.pool, course)
+                .await?
+                .into_iter()
+                .filter(|v| {
+                    v.state == VmState::Running && !report.stopped.iter().any(|s| s.0 == v.id)
+                })
+                .collect();
+            if running.is_empty() || self.usage.in_session(course, now).await? {
+                continue;
+            }
+            for vm in running {
+                let Some(budget) =
+                    crate::usage::budget_minutes(&self.pool, course, vm.owner_id).await?
+                else {
+                    continue;
+                };
+                let (_, outside) = self.usage.secs_of(course, vm.owner_id, now).await?;
+                let left = Duration::minutes(budget) - Duration::seconds(outside);
+                match rule::hours(left, now) {
+                    Verdict::Keep => {}
+                    Verdict::Warn { stop_at } => {
+                        // The stop instant is the budget's end: the warning
+                        // is dated so that it says so.
+                        self.warned_mut().insert(
+                            vm.id,
+                            Warned {
+                                at: stop_at - rule::WARN_AHEAD,
+                                hours: true,
+                            },
+                        );
+                        still_warned.push(vm.id);
+                        report.warned.push(vm.id);
+                    }
+                    Verdict::Stop(reason) => {
+                        report.stopped.push((vm.id, reason.as_str()));
+                        self.stop(vm, reason);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn stop(&self, vm: crate::vms::Vm, reason: Reason) {
         let vms = self.vms.clone();
-        tracing::info!(vm = %vm.id, rule = reason.as_str(), "idle auto-stop: shutting down");
+        tracing::info!(vm = %vm.id, rule = reason.as_str(), "auto-stop: shutting down");
         tokio::spawn(async move {
             if let Err(e) = vms.shutdown(&vm).await {
                 tracing::warn!(vm = %vm.id, error = %e, "idle auto-stop: shutdown failed");
@@ -285,8 +374,10 @@ impl Idle {
     /// When the VM will be stopped for idleness, for who may use the VM.
     pub async fn warning(&self, user: &User, vm_id: Uuid) -> Result<IdleWarning, IdleError> {
         let vm = self.vms.get_for(user, vm_id).await?;
+        let warned = self.warned_mut().get(&vm.id).copied();
         Ok(IdleWarning {
-            stop_at: self.warned_mut().get(&vm.id).map(|w| *w + rule::WARN_AHEAD),
+            stop_at: warned.map(|w| w.at + rule::WARN_AHEAD),
+            reason: warned.map(|w| if w.hours { "hours" } else { "idle" }),
         })
     }
 }

@@ -12,6 +12,10 @@
 //!   x %, the VM has run N minutes, and the samples cover the window (no gap
 //!   over [`MAX_SAMPLE_GAP`], edges included: missing data is not idleness).
 //!
+//! - **hours spent** (from the course's hour quota, not the idle rule): a
+//!   VM running outside sessions stops when its owner's budget of hours in
+//!   the course is spent ([`hours`]), with a warning [`WARN_AHEAD`] before.
+//!
 //! Invariants: a VM with a console open is never stopped without a warning
 //! first — the guest-idle rule (the only one that can fire then) answers
 //! [`Verdict::Warn`] and stops only [`WARN_AHEAD`] after the warning was
@@ -67,6 +71,7 @@ pub enum Reason {
     Disconnected,
     NeverConnected,
     GuestIdle,
+    HoursSpent,
 }
 
 impl Reason {
@@ -75,6 +80,7 @@ impl Reason {
             Reason::Disconnected => "disconnected",
             Reason::NeverConnected => "never_connected",
             Reason::GuestIdle => "guest_idle",
+            Reason::HoursSpent => "hours_spent",
         }
     }
 }
@@ -127,6 +133,22 @@ fn guest_idle(
 
 /// The verdict for a running VM at `now`; `warned`: when a warning for it
 /// was given (and the rule has held since).
+/// The hour budget's verdict for a VM running outside sessions whose owner
+/// has `left` of their budget at `now`: stop when none is left, warn when
+/// the end is nearer than [`WARN_AHEAD`] (the stop instant is known: the
+/// budget's end), keep otherwise.
+pub fn hours(left: Duration, now: OffsetDateTime) -> Verdict {
+    if left <= Duration::ZERO {
+        Verdict::Stop(Reason::HoursSpent)
+    } else if left <= WARN_AHEAD {
+        Verdict::Warn {
+            stop_at: now + left,
+        }
+    } else {
+        Verdict::Keep
+    }
+}
+
 pub fn decide(
     rule: &IdleRule,
     facts: &Facts,
@@ -372,5 +394,31 @@ mod tests {
                 prop_assert_eq!(stop_at, now + WARN_AHEAD);
             }
         }
+    }
+
+    #[test]
+    fn hours_stop_when_spent_and_warn_before() {
+        let now = time::macros::datetime!(2026-12-01 10:00 UTC);
+        assert_eq!(hours(Duration::minutes(30), now), Verdict::Keep);
+        assert_eq!(
+            hours(Duration::minutes(5), now),
+            Verdict::Warn {
+                stop_at: now + Duration::minutes(5)
+            }
+        );
+        assert_eq!(
+            hours(Duration::seconds(1), now),
+            Verdict::Warn {
+                stop_at: now + Duration::seconds(1)
+            }
+        );
+        assert_eq!(
+            hours(Duration::ZERO, now),
+            Verdict::Stop(Reason::HoursSpent)
+        );
+        assert_eq!(
+            hours(Duration::minutes(-90), now),
+            Verdict::Stop(Reason::HoursSpent)
+        );
     }
 }

@@ -367,6 +367,68 @@ async fn starts_over_a_quota_are_refused_and_the_power_history_is_kept() {
             .await;
         assert_error(&got, status, code);
     }
+
+    // The hours: Alice's budget outside sessions is 60 minutes (her extra
+    // hour; the course gives none). With the idle rule off, a VM that runs
+    // on is warned before her hours are spent, then shut down.
+    let (s, rule) = teacher
+        .send(
+            reqwest::Method::PUT,
+            &format!("/api/courses/{cid}/idle"),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{rule}");
+    let (s, v) = alice.post_empty(&format!("/api/vms/{two}/start")).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let now = time::OffsetDateTime::now_utc();
+    let course_id: uuid::Uuid = cid.parse().unwrap();
+    let alice_uuid: uuid::Uuid = alice_id.parse().unwrap();
+    let usage = &env.server.state.usage;
+    let (_, used) = usage.secs_of(course_id, alice_uuid, now).await.unwrap();
+    // The instant her budget ends, as the meter sees it now.
+    let ends = now + time::Duration::seconds(3600 - used);
+    let report = idle.tick(ends - time::Duration::minutes(30)).await.unwrap();
+    assert!(
+        report.stopped.is_empty() && report.warned.is_empty(),
+        "{report:?}"
+    );
+    let (s, w) = alice.get(&format!("/api/vms/{two}/idle")).await;
+    assert_eq!(s, StatusCode::OK, "{w}");
+    assert_eq!(w, json!({"stop_at": null, "reason": null}));
+    let report = idle.tick(ends - time::Duration::minutes(2)).await.unwrap();
+    assert_eq!(
+        report.warned,
+        vec![two.parse::<uuid::Uuid>().unwrap()],
+        "{report:?}"
+    );
+    assert!(report.stopped.is_empty(), "{report:?}");
+    let (_, w) = alice.get(&format!("/api/vms/{two}/idle")).await;
+    assert_eq!(w["reason"], "hours", "{w}");
+    let stop_at = time::OffsetDateTime::parse(
+        w["stop_at"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    assert!(
+        (stop_at - ends).abs() < time::Duration::seconds(30),
+        "the warning names the end of her hours: {stop_at} vs {ends}"
+    );
+    let report = idle.tick(ends + time::Duration::minutes(1)).await.unwrap();
+    assert_eq!(
+        report.stopped,
+        vec![(two.parse().unwrap(), "hours_spent")],
+        "{report:?}"
+    );
+    crate::common::wait_for(
+        "the VM whose hours are spent to stop",
+        std::time::Duration::from_secs(90),
+        || async {
+            let (_, v) = alice.get(&format!("/api/vms/{two}")).await;
+            (v["state"] == "stopped").then_some(())
+        },
+    )
+    .await;
 }
 
 /// The 15-minute extension at the end of a session (real time: the

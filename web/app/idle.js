@@ -56,7 +56,10 @@ export function idleCard(courseId) {
   return { el: form };
 }
 
-/** Warns on the desktop page before an idle VM is stopped. Returns a stop function. */
+/**
+ * Warns on the desktop page before the VM is stopped — for idleness, or
+ * because the student's hours outside class are spent. Returns a stop function.
+ */
 export function watchIdle(vmId) {
   let stopped = false;
   let timer = null;
@@ -67,7 +70,8 @@ export function watchIdle(vmId) {
       if (stopped) return;
       if (w.stop_at && w.stop_at !== shown) {
         shown = w.stop_at;
-        toast(t('idle.warn', { time: clockTime(w.stop_at) }), 'error', { timeout: 60000 });
+        const key = w.reason === 'hours' ? 'idle.warnHours' : 'idle.warn';
+        toast(t(key, { time: clockTime(w.stop_at) }), 'error', { timeout: 60000 });
       }
       if (!w.stop_at) shown = null;
     } catch { /* the desktop works without it */ }
