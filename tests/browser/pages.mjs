@@ -44,6 +44,7 @@ const PAGES = [
   ['student-mydata', 'student', '#/me', '#my-erasures:not([aria-busy])'],
   ['admin-retention', 'admin', '#/retention', '#erasures:not([aria-busy])'],
   ['teacher-wall', 'teacher', `#/wall/${ids.courseId}`, '.wall-tile[data-vm] .badge'],
+  ['admin-walls', 'admin', '#/walls', '#walls-table tr[data-course]'],
 ];
 
 await run('pages', outDir, async ({ newPage, step, logs }) => {

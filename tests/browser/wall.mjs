@@ -3,12 +3,13 @@
 // live thumbnail (refreshed about once a second) and a raised hand, filters
 // on raised hands, opens the screen view-only (the student's page then says
 // the teacher is watching), and lowers the hand (the student's button says
-// "Ask for help" again). English and Chinese.
-// usage: node tests/browser/wall.mjs <base-url> <teacher> <student> <password> <course-id> <vm-id> <artifact-dir>
+// "Ask for help" again). English and Chinese. A lab technician (staff), who
+// has no class page, finds the course under Video walls and opens its wall.
+// usage: node tests/browser/wall.mjs <base-url> <teacher> <student> <staff> <password> <course-id> <vm-id> <artifact-dir>
 
 import { run, assert, unexpectedErrors, args, login } from './lib.mjs';
 
-const [base, teacherName, studentName, password, courseId, vmId, artifactDir] = args('wall.mjs <base-url> <teacher> <student> <password> <course-id> <vm-id> <artifact-dir>');
+const [base, teacherName, studentName, staffName, password, courseId, vmId, artifactDir] = args('wall.mjs <base-url> <teacher> <student> <staff> <password> <course-id> <vm-id> <artifact-dir>');
 
 const signIn = (page, username) => login(page, base, username, password, '.topbar');
 
@@ -75,6 +76,22 @@ await run('wall', artifactDir, async ({ newPage, step, shot, logs }) => {
   assert(label === '只看运行中', `the filter in Chinese, got "${label}"`);
   await shot(teacher, 'wall-zh.png');
   step('wall in Chinese');
+
+  // Staff: Video walls in the navigation, the course's row, its wall.
+  const staff = await newPage({ locale: 'en-US', viewport: { width: 1366, height: 900 } });
+  await signIn(staff, staffName);
+  await staff.click('nav a[data-route=walls]');
+  await staff.waitForSelector(`#walls-table tr[data-course="${courseId}"]`, { timeout: 15000 });
+  assert((await staff.textContent('.page-head h1')).trim() === 'Video walls', 'the list of walls');
+  await shot(staff, 'walls-staff-en.png');
+  await staff.click(`#walls-table tr[data-course="${courseId}"] a`);
+  await staff.waitForSelector(`.wall-tile[data-vm="${vmId}"]`, { timeout: 20000 });
+  assert(await staff.locator('.wall-present').isHidden(), 'staff do not present a screen to the class');
+  await staff.click('.back-link');
+  await staff.waitForSelector('#walls-table');
+  await staff.click('.lang-toggle');
+  await staff.waitForFunction(() => document.querySelector('.page-head h1').textContent.trim() === '视频墙', null, { timeout: 10000 });
+  step('staff open a course\'s wall from Video walls');
 
   const errors = unexpectedErrors(logs);
   assert(errors.length === 0, `no page errors: ${errors.join('\n')}`);

@@ -2097,6 +2097,7 @@ async fn teacher_watches_the_wall_and_answers_a_raised_hand_in_the_browser() {
     env.user("test-ui-wall-teacher", Role::Teacher).await;
     env.user("test-ui-wall-alice", Role::Student).await;
     env.user("test-ui-wall-bob", Role::Student).await;
+    env.user("test-ui-wall-staff", Role::Staff).await;
     let teacher = env.client("test-ui-wall-teacher").await;
     let student = env.client("test-ui-wall-alice").await;
     let tpl = lab::import_tiny(&teacher, "test-ui-wall-tiny").await;
@@ -2112,13 +2113,19 @@ async fn teacher_watches_the_wall_and_answers_a_raised_hand_in_the_browser() {
     common::wait_serial(&env, &vm, "BOOT-OK", Duration::from_secs(120)).await;
     let base = env.server.url();
     let dir = artifact_dir();
-    let shots = ["wall-en.png", "wall-student-watched.png", "wall-zh.png"];
+    let shots = [
+        "wall-en.png",
+        "wall-student-watched.png",
+        "wall-zh.png",
+        "walls-staff-en.png",
+    ];
     run_script_shots(
         "wall.mjs",
         &[
             &base,
             "test-ui-wall-teacher",
             "test-ui-wall-alice",
+            "test-ui-wall-staff",
             PASSWORD,
             course["id"].as_str().unwrap(),
             &vm,

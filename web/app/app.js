@@ -58,6 +58,7 @@ const ROUTES = [
   [/^retention$/, './retention.js', ['admin']],
   // The teacher's video wall of a course (wall.js).
   [/^wall\/([\w-]+)$/, './wall.js', ['teacher', 'staff', 'admin']],
+  [/^walls$/, './wall.js', ['staff', 'admin'], 'list'],
 ];
 
 function homeFor(user) {
@@ -78,6 +79,7 @@ const NAV = [
     ['nodes', 'nav.nodes', ['admin']],
     ['vms', 'nav.vms', ['admin']],
     ['users', 'nav.users', ['admin']],
+    ['walls', 'nav.walls', ['staff', 'admin']],
   ]],
   ['service', 'nav.group.service', [
     ['desk', 'nav.desk', ['staff', 'admin']],

@@ -65,10 +65,10 @@ export function directorySyncCard(after) {
         h('td', { i18n: `dirsync.trigger.${run.trigger}` }),
         h('td', {}, summary(run.report))));
       replace(history, schedule, rows.length
-        ? h('table', { class: 'table compact', id: 'dirsync-runs' },
+        ? h('div', { class: 'table-wrap' }, h('table', { class: 'data', id: 'dirsync-runs' },
           h('thead', {}, h('tr', {},
             h('th', { i18n: 'dirsync.col.at' }), h('th', { i18n: 'dirsync.col.trigger' }), h('th', { i18n: 'dirsync.col.result' }))),
-          h('tbody', {}, rows))
+          h('tbody', {}, rows)))
         : h('p', { class: 'muted small', i18n: 'dirsync.noRuns' }));
     } catch (err) {
       toastError(err);

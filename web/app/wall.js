@@ -5,6 +5,8 @@
 // A tile opens the screen view-only (viewer.js) or takes control (the
 // desktop page); the teacher lowers a hand once helped, and shows their own
 // VM's screen to the class with one switch.
+// Staff and admins reach every course's wall from #/walls (the list below);
+// a teacher reaches their course's from the class page.
 
 import { t, bind } from './i18n.js';
 import { h, icon, button, replace, toastError, relativeTime } from './ui.js';
@@ -15,7 +17,39 @@ import { openViewer } from './viewer.js';
 const LIST_MS = 3000;
 const THUMB_MS = 1000;
 
-export function mount(container, [courseId], { me }) {
+export function mount(container, params, ctx) {
+  if (ctx.kind === 'list') return wallList(container);
+  return wallView(container, params, ctx);
+}
+
+/** #/walls: every course the user may watch, each with a link to its wall. */
+function wallList(container) {
+  const body = h('tbody', {});
+  const empty = h('p', { class: 'muted empty-small', hidden: true, i18n: 'walls.empty' });
+  replace(container,
+    h('div', { class: 'page-head' }, h('h1', { i18n: 'walls.title' })),
+    h('p', { class: 'muted', i18n: 'walls.hint' }),
+    h('section', { class: 'card section' },
+      h('div', { class: 'table-wrap', tabindex: '0' },
+        h('table', { class: 'data', id: 'walls-table' },
+          h('thead', {}, h('tr', {},
+            h('th', { i18n: 'walls.col.code' }), h('th', { i18n: 'walls.col.name' }),
+            h('th', { i18n: 'walls.col.students' }), h('th', { i18n: 'walls.col.open' }))),
+          body)),
+      empty));
+  get('/api/courses').then((list) => {
+    const courses = Array.isArray(list) ? list.filter((c) => c.state !== 'archived') : [];
+    empty.hidden = courses.length > 0;
+    replace(body, ...courses.map((c) => h('tr', { dataset: { course: c.id } },
+      h('td', {}, h('span', { class: 'course-code' }, c.code)),
+      h('td', {}, c.name),
+      h('td', {}, String(c.student_count ?? '')),
+      h('td', {}, h('a', { class: 'btn small', href: `#/wall/${encodeURIComponent(c.id)}` },
+        icon('monitor'), h('span', { class: 'label', i18n: 'wall.open' }))))));
+  }, toastError);
+}
+
+function wallView(container, [courseId], { me }) {
   let unmounted = false;
   let listTimer = null;
   let thumbTimer = null;
@@ -25,7 +59,10 @@ export function mount(container, [courseId], { me }) {
 
   const title = h('h1', { i18n: 'wall.title' });
   const code = h('span', { class: 'course-code' });
-  const back = h('a', { href: me.role === 'staff' ? '#/desk' : `#/teach/${courseId}`, class: 'back-link' }, icon('back'), h('span', { i18n: 'wall.back' }));
+  // Staff have no class page: back to the list of walls.
+  const back = me.role === 'staff'
+    ? h('a', { href: '#/walls', class: 'back-link' }, icon('back'), h('span', { i18n: 'walls.title' }))
+    : h('a', { href: `#/teach/${courseId}`, class: 'back-link' }, icon('back'), h('span', { i18n: 'wall.back' }));
   const onlyRunning = h('input', { type: 'checkbox', id: 'wall-running' });
   const onlyHands = h('input', { type: 'checkbox', id: 'wall-hands' });
   const counts = h('span', { class: 'muted small wall-counts', 'aria-live': 'polite' });
