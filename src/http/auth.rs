@@ -112,15 +112,7 @@ async fn oidc_callback(
             },
         )
         .await?;
-    let cookies = Cookies::for_request(&state.config, &headers);
-    let lifetime = std::time::Duration::from_secs(state.config.session_hours * 3600);
-    redirect(
-        &signed_in.next,
-        &[
-            cookies.set_session(&signed_in.token, lifetime),
-            cookies.set_sso_flow(None),
-        ],
-    )
+    campus_signed_in(&state, &headers, &signed_in)
 }
 
 /// The login page's CAS button: off to the CAS server's login page.
@@ -136,6 +128,24 @@ async fn cas_start(
     redirect(
         &started.url,
         &[cookies.set_sso_flow(Some(&started.flow_cookie))],
+    )
+}
+
+/// The end of a campus sign-in's redirect flow: the session cookie, the flow
+/// cookie cleared, and back to the page the user started from.
+fn campus_signed_in(
+    state: &AppState,
+    headers: &HeaderMap,
+    signed_in: &auth::sso::SsoSignedIn,
+) -> Result<axum::response::Response, ApiError> {
+    let cookies = Cookies::for_request(&state.config, headers);
+    let lifetime = std::time::Duration::from_secs(state.config.session_hours * 3600);
+    redirect(
+        &signed_in.next,
+        &[
+            cookies.set_session(&signed_in.token, lifetime),
+            cookies.set_sso_flow(None),
+        ],
     )
 }
 
@@ -168,15 +178,7 @@ async fn cas_callback(
             },
         )
         .await?;
-    let cookies = Cookies::for_request(&state.config, &headers);
-    let lifetime = std::time::Duration::from_secs(state.config.session_hours * 3600);
-    redirect(
-        &signed_in.next,
-        &[
-            cookies.set_session(&signed_in.token, lifetime),
-            cookies.set_sso_flow(None),
-        ],
-    )
+    campus_signed_in(&state, &headers, &signed_in)
 }
 
 #[derive(Debug, Deserialize)]

@@ -190,6 +190,45 @@ impl CasBrowser {
     }
 }
 
+/// The value of `key` in the query of `url`.
+fn query_value(url: &str, key: &str) -> String {
+    reqwest::Url::parse(url)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_else(|| panic!("no {key} in {url}"))
+}
+
+/// A provider's start refuses an open redirect (the return address must be
+/// a path here) and names an unknown provider (`kind`: cas, oidc).
+pub(crate) async fn refuses_bad_starts(env: &TestEnv, kind: &str, provider: &str) {
+    let http = no_redirects();
+    for next in [
+        "https://evil.example/",
+        "//evil.example/",
+        "/\\evil.example",
+    ] {
+        let got = json_of(
+            http.get(env.url(&format!("/api/auth/{kind}/{provider}/start")))
+                .query(&[("next", next)])
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        common::assert_error(&got, StatusCode::BAD_REQUEST, "bad_redirect");
+    }
+    let got = json_of(
+        http.get(env.url(&format!("/api/auth/{kind}/nope/start")))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    common::assert_error(&got, StatusCode::NOT_FOUND, "unknown_provider");
+}
+
 /// A flow started at pvce: (the CAS login URL, the flow cookie).
 async fn start(env: &TestEnv, next: &str) -> (String, String) {
     let r = no_redirects()
@@ -261,11 +300,7 @@ async fn cas_sign_in_rules_and_single_sign_out() {
         ),
         format!("{}/login", cas.url)
     );
-    let asked: String = parsed
-        .query_pairs()
-        .find(|(k, _)| k == "service")
-        .map(|(_, v)| v.into_owned())
-        .unwrap();
+    let asked = query_value(&login, "service");
     assert!(asked.starts_with(&service), "{asked}");
 
     // First sign-in creates the account from the attributes; the category
@@ -380,30 +415,7 @@ async fn cas_refuses_replayed_foreign_and_redirected_tickets() {
     let http = no_redirects();
     let browser = CasBrowser::new();
 
-    // Open redirect: the return address must be a path here.
-    for next in [
-        "https://evil.example/",
-        "//evil.example/",
-        "/\\evil.example",
-    ] {
-        let got = json_of(
-            http.get(env.url("/api/auth/cas/cas/start"))
-                .query(&[("next", next)])
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
-        common::assert_error(&got, StatusCode::BAD_REQUEST, "bad_redirect");
-    }
-    let got = json_of(
-        http.get(env.url("/api/auth/cas/nope/start"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    common::assert_error(&got, StatusCode::NOT_FOUND, "unknown_provider");
+    refuses_bad_starts(&env, "cas", "cas").await;
 
     // A callback this browser did not start (login CSRF), or no cookie.
     let (login, flow) = start(&env, "/").await;
@@ -422,12 +434,7 @@ async fn cas_refuses_replayed_foreign_and_redirected_tickets() {
     common::assert_error(&got, StatusCode::BAD_REQUEST, "bad_state");
 
     // The used ticket inside a fresh flow: the CAS server refuses it.
-    let ticket = reqwest::Url::parse(&back)
-        .unwrap()
-        .query_pairs()
-        .find(|(k, _)| k == "ticket")
-        .map(|(_, v)| v.into_owned())
-        .unwrap();
+    let ticket = query_value(&back, "ticket");
     let (_, flow2) = start(&env, "/").await;
     let replay = reqwest::Url::parse_with_params(
         &env.url("/api/auth/cas/cas/callback"),
@@ -448,12 +455,7 @@ async fn cas_refuses_replayed_foreign_and_redirected_tickets() {
         .log_in(other_login.as_str(), "test-li", "pw-li")
         .await;
     assert!(to_other.starts_with(&other_site), "{to_other}");
-    let foreign_ticket = reqwest::Url::parse(&to_other)
-        .unwrap()
-        .query_pairs()
-        .find(|(k, _)| k == "ticket")
-        .map(|(_, v)| v.into_owned())
-        .unwrap();
+    let foreign_ticket = query_value(&to_other, "ticket");
     let foreign = reqwest::Url::parse_with_params(
         &env.url("/api/auth/cas/cas/callback"),
         [
