@@ -14,7 +14,7 @@
 #
 # Bounded: PVCE_ST_SECONDS (default 90) per role.
 #
-# Environment: PVCE_ST_SECONDS, PVCE_ST_PORT (default 18090), PVCE_ST_VENV
+# Environment: PVCE_ST_SECONDS, PVCE_ST_PORT (default 18090), PVCE_TEST_VENVS (scripts/test-venv.sh)
 # (default target/schemathesis-venv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,7 +23,6 @@ SECONDS_PER_ROLE=${PVCE_ST_SECONDS:-90}
 PORT=${PVCE_ST_PORT:-18090}
 URL="http://127.0.0.1:$PORT"
 PVCE=$ROOT/target/debug/pvce
-VENV=${PVCE_ST_VENV:-$ROOT/target/schemathesis-venv}
 PREFIX=pvce-st-$$-
 
 fail() { echo "== schemathesis: FAIL ($*)"; exit 1; }
@@ -33,19 +32,8 @@ fail() { echo "== schemathesis: FAIL ($*)"; exit 1; }
 # change (about 15 minutes of CI).
 cargo test --locked --quiet --no-run
 
-# The pinned schemathesis, once per requirements file.
-REQ=$ROOT/scripts/schemathesis-requirements.txt
-if ! cmp -s "$REQ" "$VENV/.requirements" 2>/dev/null; then
-  rm -rf "$VENV"
-  if ! python3 -m venv "$VENV" 2>/dev/null; then
-    # Debian's python3 keeps venv (ensurepip) in a package of its own.
-    rm -rf "$VENV"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null || fail "apt-get install python3-venv"
-    python3 -m venv "$VENV" || fail "python3 -m venv"
-  fi
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$REQ" || fail "pip install"
-  cp "$REQ" "$VENV/.requirements"
-fi
+# The pinned schemathesis, once per requirements file (target/schemathesis-venv).
+VENV_BIN=$(bash "$ROOT/scripts/test-venv.sh" schemathesis) || fail "installing schemathesis"
 
 DATA=$(mktemp -d /tmp/pvce-st-XXXXXX)
 # QEMU runs as its own user and must reach the layers (derive boots a VM).
@@ -151,7 +139,7 @@ run_role() { # name token
   # once and CPython 3.11 can fail with "AST constructor recursion depth
   # mismatch" — a Runtime Error of the tool's, not a finding about pvce.
   (cd "$DATA" && SCHEMATHESIS_HOOKS=$ROOT/scripts/schemathesis_hooks.py \
-    "$VENV/bin/st" --config-file "$ROOT/scripts/schemathesis.toml" run "$URL/api/openapi.json" \
+    "$VENV_BIN/st" --config-file "$ROOT/scripts/schemathesis.toml" run "$URL/api/openapi.json" \
     --checks "$CHECKS" "${EXCLUDE[@]}" \
     -H "Authorization: Bearer $2" \
     --max-time "$SECONDS_PER_ROLE" --workers 1 --seed 1 --no-color \

@@ -5,13 +5,15 @@
 #                       pinned in scripts/oidc-requirements.txt
 #   test-venv.sh cas    PyPI django-cas-server (tests/it/cas.rs, the
 #                       project in tests/cas/), pinned in scripts/cas-requirements.txt
+#   test-venv.sh schemathesis   the API fuzzer of scripts/schemathesis.sh,
+#                       pinned in scripts/schemathesis-requirements.txt
 # Called by the tests (and setup.sh, so CI has them before the tests).
 #
 # Environment: PVCE_TEST_VENVS (default target/), where the venvs live.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-NAME=${1:?usage: test-venv.sh oidc|cas}
+NAME=${1:?usage: test-venv.sh oidc|cas|schemathesis}
 REQ=$ROOT/scripts/$NAME-requirements.txt
 VENV=${PVCE_TEST_VENVS:-$ROOT/target}/$NAME-venv
 fail() { echo "test-venv.sh $NAME: $*" >&2; exit 1; }
