@@ -703,17 +703,10 @@ pub async fn load(
     .into_iter()
     .map(|(hour, vms_peak)| ClusterHour { hour, vms_peak })
     .collect();
-    let rows: Vec<(Option<String>, i64)> = sqlx::query_as(
-        "SELECT c.code, (SELECT COUNT(*) FROM vm_samples_minute s NOT INDEXED
-                         WHERE s.vm_id = v.id AND s.at >= ?1 AND s.at < ?2) AS minutes
-         FROM vms v LEFT JOIN courses c ON c.id = v.course_id
-         WHERE minutes > 0",
-    )
-    .bind(from.unix_timestamp())
-    .bind(to.unix_timestamp())
-    .fetch_all(pool)
-    .await?;
-    let vm_usage = rows
+    // VM hours from the power history (kept for good), not the load
+    // samples (kept 8 days): a quarter's report counts every hour.
+    let vm_usage = crate::usage::minutes_by_vm(pool, from, to)
+        .await?
         .into_iter()
         .map(|(course, minutes)| VmUsage { course, minutes })
         .collect();

@@ -18,7 +18,7 @@
 pub mod meter;
 pub mod quota;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::sync::Arc;
 
@@ -308,6 +308,43 @@ fn student_row(u: &User) -> StudentUsage {
         outside_minutes: 0,
         days: Vec::new(),
     }
+}
+
+/// Minutes each VM ran in `[from, to)` with its course's code (`None`: a
+/// template build), from the power history — kept for good, unlike the
+/// load samples, so a quarter's report counts every hour. VMs that did not
+/// run are left out.
+pub async fn minutes_by_vm(
+    pool: &Pool,
+    from: OffsetDateTime,
+    to: OffsetDateTime,
+) -> Result<Vec<(Option<String>, i64)>, sqlx::Error> {
+    let history = power_log::until(pool, to).await?;
+    let codes: HashMap<Uuid, Option<String>> = sqlx::query_as::<_, (String, Option<String>)>(
+        "SELECT v.id, c.code FROM vms v LEFT JOIN courses c ON c.id = v.course_id",
+    )
+    .fetch_all(pool)
+    .await?
+    .into_iter()
+    .filter_map(|(id, code)| Some((Uuid::parse_str(&id).ok()?, code)))
+    .collect();
+    let window = Span::new(from, to);
+    let mut out = Vec::new();
+    for (vm, changes) in history {
+        // A VM removed since keeps no row to name its course.
+        let Some(code) = codes.get(&vm) else {
+            continue;
+        };
+        let secs: i64 = meter::merge(&meter::on_spans(&changes, to), window)
+            .iter()
+            .map(|s| (s.end - s.start).whole_seconds())
+            .sum();
+        let minutes = meter::minutes(secs);
+        if minutes > 0 {
+            out.push((code.clone(), minutes));
+        }
+    }
+    Ok(out)
 }
 
 /// The student's budget outside sessions in a course (course hours plus

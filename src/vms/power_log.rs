@@ -55,6 +55,19 @@ pub(super) async fn record(
     Ok(())
 }
 
+/// The power changes `(at, on)` of every VM, oldest first, up to `to`
+/// (RFC 3339 times of one format compare as text).
+pub async fn until(
+    pool: &Pool,
+    to: OffsetDateTime,
+) -> Result<HashMap<Uuid, Vec<(OffsetDateTime, bool)>>, sqlx::Error> {
+    let rows = sqlx::query("SELECT vm_id, at, running FROM vm_power_log WHERE at < ? ORDER BY id")
+        .bind(db::format_time(to))
+        .fetch_all(pool)
+        .await?;
+    changes_by_vm(rows)
+}
+
 /// The power changes `(at, on)` of every VM of a course, oldest first.
 pub async fn of_course(
     pool: &Pool,
@@ -67,6 +80,12 @@ pub async fn of_course(
     .bind(course_id.to_string())
     .fetch_all(pool)
     .await?;
+    changes_by_vm(rows)
+}
+
+fn changes_by_vm(
+    rows: Vec<sqlx::sqlite::SqliteRow>,
+) -> Result<HashMap<Uuid, Vec<(OffsetDateTime, bool)>>, sqlx::Error> {
     let mut out: HashMap<Uuid, Vec<(OffsetDateTime, bool)>> = HashMap::new();
     for row in rows {
         let at: String = row.try_get("at")?;

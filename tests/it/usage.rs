@@ -163,6 +163,25 @@ async fn usage_is_split_by_sessions_per_student_and_day() {
         let got = teacher.get(&format!("/api/courses/{cid}/usage?{q}")).await;
         assert_error(&got, StatusCode::BAD_REQUEST, "bad_request");
     }
+
+    // The service report counts the same hours from the power history, for
+    // a period long past the load samples' 8 days.
+    env.user("test-usage-admin", Role::Admin).await;
+    let admin = env.client("test-usage-admin").await;
+    let (s, r) = admin
+        .post(
+            "/api/reports",
+            json!({"period": "custom", "from": "2026-11-01", "to": "2026-11-08"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{r}");
+    let res = &r["sections"]["resources"];
+    assert_eq!(res["vm_hours"], 2.5, "{res}");
+    assert_eq!(
+        res["hours_per_course"],
+        json!([{"course": "test-usage", "hours": 2.5}]),
+        "{res}"
+    );
 }
 
 /// The power history of a VM as stored: `(at, on)` oldest first.
