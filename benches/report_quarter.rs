@@ -4,7 +4,8 @@
 //! one VM each, 10 staff, 4 nodes; a year of tickets (6 per student), node
 //! outages and VM start failures in the event log, per-minute node samples
 //! for the whole year (4 × 525 600 rows — more than pvce keeps, a worst
-//! case) and per-minute VM samples (every VM used 90 minutes a week).
+//! case) and per-minute VM samples with the matching power history (every
+//! VM used 90 minutes a week).
 //! Then times generating the report of the second quarter (loading the
 //! records and computing every figure), its CSV and its PDF.
 //!
@@ -256,9 +257,30 @@ async fn main() {
         )
         .await;
     }
+    // The same use as power history (what the report's VM hours read):
+    // each VM on and off again once a week.
+    let mut power_rows = 0;
+    for s in 0..students {
+        let vm = id("00008", s);
+        let offset = rng.gen_range(0..(7 * 24 * 60 - 90));
+        let rows: Vec<String> = (0..52)
+            .flat_map(|w| {
+                let on = year + Duration::minutes(w * 7 * 24 * 60 + offset);
+                [(on, 1), (on + Duration::minutes(90), 0)]
+            })
+            .map(|(at, running)| format!("({}, {}, {running})", q(&vm), q(&ts(at))))
+            .collect();
+        power_rows += rows.len();
+        insert(
+            &pool,
+            "INSERT INTO vm_power_log (vm_id, at, running)",
+            &rows,
+        )
+        .await;
+    }
     sqlx::query("ANALYZE").execute(&pool).await.unwrap();
     println!(
-        "generated in {:.1} s: {students} students, {} tickets, {} events, {node_rows} node minutes, {vm_rows} VM minutes",
+        "generated in {:.1} s: {students} students, {} tickets, {} events, {node_rows} node minutes, {vm_rows} VM minutes, {power_rows} power changes",
         started.elapsed().as_secs_f64(),
         tickets.len(),
         events.len()

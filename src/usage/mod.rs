@@ -319,7 +319,7 @@ pub async fn minutes_by_vm(
     from: OffsetDateTime,
     to: OffsetDateTime,
 ) -> Result<Vec<(Option<String>, i64)>, sqlx::Error> {
-    let history = power_log::until(pool, to).await?;
+    let history = power_log::between(pool, from, to).await?;
     let codes: HashMap<Uuid, Option<String>> = sqlx::query_as::<_, (String, Option<String>)>(
         "SELECT v.id, c.code FROM vms v LEFT JOIN courses c ON c.id = v.course_id",
     )

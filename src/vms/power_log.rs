@@ -55,16 +55,25 @@ pub(super) async fn record(
     Ok(())
 }
 
-/// The power changes `(at, on)` of every VM, oldest first, up to `to`
-/// (RFC 3339 times of one format compare as text).
-pub async fn until(
+/// The power changes `(at, on)` of every VM that tell its state in
+/// `[from, to)`: each VM's last change before `from` and those inside,
+/// oldest first (RFC 3339 times of one format compare as text), so a range
+/// reads its own rows however long the history grows.
+pub async fn between(
     pool: &Pool,
+    from: OffsetDateTime,
     to: OffsetDateTime,
 ) -> Result<HashMap<Uuid, Vec<(OffsetDateTime, bool)>>, sqlx::Error> {
-    let rows = sqlx::query("SELECT vm_id, at, running FROM vm_power_log WHERE at < ? ORDER BY id")
-        .bind(db::format_time(to))
-        .fetch_all(pool)
-        .await?;
+    let rows = sqlx::query(
+        "SELECT vm_id, at, running FROM vm_power_log
+         WHERE at < ?2 AND (at >= ?1 OR id IN (
+             SELECT MAX(id) FROM vm_power_log WHERE at < ?1 GROUP BY vm_id))
+         ORDER BY id",
+    )
+    .bind(db::format_time(from))
+    .bind(db::format_time(to))
+    .fetch_all(pool)
+    .await?;
     changes_by_vm(rows)
 }
 

@@ -182,6 +182,16 @@ async fn usage_is_split_by_sessions_per_student_and_day() {
         json!([{"course": "test-usage", "hours": 2.5}]),
         "{res}"
     );
+    // A range that begins while the VM runs: its last change before the
+    // range counts (on since 00:40), clipped to the range.
+    let minutes = pvce::usage::minutes_by_vm(
+        &env.server.state.pool,
+        time::macros::datetime!(2026-11-02 01:00 UTC),
+        time::macros::datetime!(2026-11-02 16:00 UTC),
+    )
+    .await
+    .unwrap();
+    assert_eq!(minutes, vec![(Some("test-usage".to_owned()), 60 + 30)]);
 }
 
 /// The power history of a VM as stored: `(at, on)` oldest first.
