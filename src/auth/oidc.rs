@@ -3,7 +3,8 @@
 //!
 //! Invariants:
 //! - The provider's metadata and keys come from its discovery document
-//!   (fetched once, retried after a failure); the ID token's signature,
+//!   (fetched at first use, retried after a failure, refetched on a key
+//!   rotation as below); the ID token's signature,
 //!   issuer, audience, expiry and `nonce` are checked by the crate before any
 //!   claim is read.
 //! - An ID token signed by a key the cached key set lacks (the provider
