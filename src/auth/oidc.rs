@@ -4,9 +4,8 @@
 //! Invariants:
 //! - The provider's metadata and keys come from its discovery document
 //!   (fetched at first use, retried after a failure, refetched on a key
-//!   rotation as below); the ID token's signature,
-//!   issuer, audience, expiry and `nonce` are checked by the crate before any
-//!   claim is read.
+//!   rotation as below); the ID token's signature, issuer, audience, expiry
+//!   and `nonce` are checked by the crate before any claim is read.
 //! - An ID token signed by a key the cached key set lacks (the provider
 //!   rotated its keys) makes pvce refetch the discovery document and keys
 //!   once and verify the same token again; such refetches happen at most once
