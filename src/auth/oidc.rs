@@ -3,9 +3,13 @@
 //!
 //! Invariants:
 //! - The provider's metadata and keys come from its discovery document
-//!   (fetched once, retried after a failure); the ID token's signature,
-//!   issuer, audience, expiry and `nonce` are checked by the crate before any
-//!   claim is read.
+//!   (fetched at first use, retried after a failure, refetched on a key
+//!   rotation as below); the ID token's signature, issuer, audience, expiry
+//!   and `nonce` are checked by the crate before any claim is read.
+//! - An ID token signed by a key the cached key set lacks (the provider
+//!   rotated its keys) makes pvce refetch the discovery document and keys
+//!   once and verify the same token again; such refetches happen at most once
+//!   per [`REFETCH_EVERY`], so forged tokens cannot make pvce hammer the IdP.
 //! - Every flow carries a fresh PKCE verifier and nonce; the caller keeps
 //!   them with the `state` and hands them back once ([`super::sso`]).
 //! - The HTTP client follows no redirects (the crate's advice against SSRF
@@ -17,6 +21,11 @@ use openidconnect::{
     EndpointSet, IssuerUrl, Nonce, PkceCodeChallenge, PkceCodeVerifier, PostLogoutRedirectUrl,
     ProviderMetadataWithLogout, RedirectUrl, Scope, TokenResponse,
 };
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use openidconnect::{ClaimsVerificationError, SignatureVerificationError};
 
 use super::providers::OidcSettings;
 use super::rules::Attributes;
@@ -31,10 +40,17 @@ type Client = CoreClient<
     EndpointMaybeSet,
 >;
 
+/// The least time between two refetches of the provider's keys caused by an
+/// ID token signed with a key pvce does not know.
+pub const REFETCH_EVERY: Duration = Duration::from_secs(60);
+
 #[derive(Debug)]
 pub struct OidcRp {
     settings: OidcSettings,
-    metadata: tokio::sync::OnceCell<ProviderMetadataWithLogout>,
+    /// Replaceable: a key rotation at the provider swaps in fresh metadata.
+    metadata: tokio::sync::RwLock<Option<Arc<ProviderMetadataWithLogout>>>,
+    /// When an unknown key last caused a refetch (the rate limit's clock).
+    last_refetch: Mutex<Option<Instant>>,
 }
 
 /// A started flow: where to send the browser and what to keep for its return.
@@ -61,30 +77,66 @@ impl OidcRp {
     pub fn new(settings: OidcSettings) -> Self {
         Self {
             settings,
-            metadata: tokio::sync::OnceCell::new(),
+            metadata: tokio::sync::RwLock::new(None),
+            last_refetch: Mutex::new(None),
         }
     }
 
     async fn metadata(
         &self,
         http: &reqwest::Client,
-    ) -> Result<&ProviderMetadataWithLogout, SsoError> {
-        self.metadata
-            .get_or_try_init(|| async {
-                let issuer = IssuerUrl::new(self.settings.issuer.clone())
-                    .map_err(|e| SsoError::ProviderUnavailable(format!("bad issuer URL: {e}")))?;
-                ProviderMetadataWithLogout::discover_async(issuer, http)
-                    .await
-                    .map_err(|e| {
-                        tracing::warn!(issuer = %self.settings.issuer, error = %e, "OIDC discovery failed");
-                        SsoError::ProviderUnavailable("its discovery document could not be read".into())
-                    })
-            })
-            .await
+    ) -> Result<Arc<ProviderMetadataWithLogout>, SsoError> {
+        if let Some(meta) = self.metadata.read().await.as_ref() {
+            return Ok(meta.clone());
+        }
+        let mut slot = self.metadata.write().await;
+        // Another flow may have fetched it while this one waited for the lock.
+        if let Some(meta) = slot.as_ref() {
+            return Ok(meta.clone());
+        }
+        let meta = Arc::new(self.discover(http).await?);
+        *slot = Some(meta.clone());
+        Ok(meta)
     }
 
-    async fn client(&self, http: &reqwest::Client, redirect: &str) -> Result<Client, SsoError> {
-        let meta = self.metadata(http).await?.clone();
+    async fn discover(
+        &self,
+        http: &reqwest::Client,
+    ) -> Result<ProviderMetadataWithLogout, SsoError> {
+        let issuer = IssuerUrl::new(self.settings.issuer.clone())
+            .map_err(|e| SsoError::ProviderUnavailable(format!("bad issuer URL: {e}")))?;
+        ProviderMetadataWithLogout::discover_async(issuer, http)
+            .await
+            .map_err(|e| {
+                tracing::warn!(issuer = %self.settings.issuer, error = %e, "OIDC discovery failed");
+                SsoError::ProviderUnavailable("its discovery document could not be read".into())
+            })
+    }
+
+    /// Fresh metadata and keys after an ID token named a key pvce lacks, or
+    /// `None` when the rate limit says not yet (or the refetch failed: the
+    /// cached metadata stays).
+    async fn refetch(&self, http: &reqwest::Client) -> Option<Arc<ProviderMetadataWithLogout>> {
+        {
+            let mut last = self.last_refetch.lock().unwrap_or_else(|p| p.into_inner());
+            let now = Instant::now();
+            if !may_refetch(*last, now, REFETCH_EVERY) {
+                return None;
+            }
+            *last = Some(now);
+        }
+        tracing::info!(issuer = %self.settings.issuer, "ID token signed by an unknown key: refetching the provider's keys");
+        let meta = Arc::new(self.discover(http).await.ok()?);
+        *self.metadata.write().await = Some(meta.clone());
+        Some(meta)
+    }
+
+    fn client_of(
+        &self,
+        meta: &ProviderMetadataWithLogout,
+        redirect: &str,
+    ) -> Result<Client, SsoError> {
+        let meta = meta.clone();
         let redirect = RedirectUrl::new(redirect.to_owned()).map_err(|_| SsoError::BadRedirect)?;
         Ok(CoreClient::from_provider_metadata(
             meta,
@@ -95,6 +147,11 @@ impl OidcRp {
                 .map(|s| ClientSecret::new(s.expose().to_owned())),
         )
         .set_redirect_uri(redirect))
+    }
+
+    async fn client(&self, http: &reqwest::Client, redirect: &str) -> Result<Client, SsoError> {
+        let meta = self.metadata(http).await?;
+        self.client_of(&meta, redirect)
     }
 
     /// A new flow towards the provider's authorization endpoint.
@@ -142,9 +199,25 @@ impl OidcRp {
         let id_token = response
             .id_token()
             .ok_or_else(|| SsoError::BadIdToken("the provider sent no ID token".into()))?;
-        let claims = id_token
-            .claims(&client.id_token_verifier(), &Nonce::new(nonce))
-            .map_err(|e| SsoError::BadIdToken(e.to_string()))?;
+        let nonce = Nonce::new(nonce);
+        let claims = match id_token.claims(&client.id_token_verifier(), &nonce) {
+            Err(ClaimsVerificationError::SignatureVerification(
+                SignatureVerificationError::NoMatchingKey,
+            )) => {
+                // Perhaps the provider rotated its keys since they were
+                // cached: the same token again with fresh ones (the code is
+                // redeemed already and cannot be used twice).
+                let Some(meta) = self.refetch(http).await else {
+                    return Err(SsoError::BadIdToken(
+                        "the ID token is signed by a key the provider does not publish".into(),
+                    ));
+                };
+                let fresh = self.client_of(&meta, redirect)?;
+                id_token.claims(&fresh.id_token_verifier(), &nonce)
+            }
+            other => other,
+        }
+        .map_err(|e| SsoError::BadIdToken(e.to_string()))?;
         let raw = id_token.to_string();
         // Verified above: its payload is the provider's word, custom claims
         // (groups, affiliations) included, which the typed claims leave out.
@@ -190,6 +263,12 @@ impl OidcRp {
     }
 }
 
+/// Whether an unknown signing key may cause a refetch now: never before, or
+/// at least `every` since the last one.
+fn may_refetch(last: Option<Instant>, now: Instant, every: Duration) -> bool {
+    last.is_none_or(|t| now.saturating_duration_since(t) >= every)
+}
+
 /// The claims of a (verified) JWT's payload as multi-valued attributes:
 /// strings, numbers and booleans, and arrays of them.
 fn payload_attributes(jwt: &str) -> Attributes {
@@ -230,6 +309,21 @@ fn payload_attributes(jwt: &str) -> Attributes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unknown_keys_refetch_at_most_once_a_minute() {
+        let t0 = Instant::now();
+        assert!(may_refetch(None, t0, REFETCH_EVERY));
+        assert!(!may_refetch(Some(t0), t0, REFETCH_EVERY));
+        assert!(!may_refetch(
+            Some(t0),
+            t0 + Duration::from_secs(59),
+            REFETCH_EVERY
+        ));
+        assert!(may_refetch(Some(t0), t0 + REFETCH_EVERY, REFETCH_EVERY));
+        // A clock that seems to go backwards does not open the gate.
+        assert!(!may_refetch(Some(t0 + REFETCH_EVERY), t0, REFETCH_EVERY));
+    }
 
     #[test]
     fn payload_claims_become_attributes() {

@@ -6,7 +6,13 @@
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use base64::Engine;
+use openidconnect::core::{CoreJwsSigningAlgorithm, CoreRsaPrivateSigningKey};
+use openidconnect::{JsonWebKey, JsonWebKeyId, PrivateSigningKey};
 
 use reqwest::StatusCode;
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
@@ -68,6 +74,13 @@ impl Provider {
 
     /// The settings file of a server that signs in through this provider.
     pub fn auth_file(&self, dir: &std::path::Path) -> PathBuf {
+        auth_file(&self.url, dir)
+    }
+}
+
+/// The settings file of a server whose campus provider is at `issuer`.
+fn auth_file(issuer: &str, dir: &std::path::Path) -> PathBuf {
+    {
         let path = dir.join("auth.toml");
         std::fs::write(dir.join("oidc-secret"), "test-client-secret\n").unwrap();
         std::fs::write(
@@ -104,7 +117,7 @@ attribute = "eduPersonAffiliation"
 value = "student"
 then = "student"
 "#,
-                self.url
+                issuer
             ),
         )
         .unwrap();
@@ -434,4 +447,317 @@ async fn oidc_refuses_forged_replayed_and_redirected_flows() {
         common::assert_error(&got, StatusCode::BAD_REQUEST, "bad_state");
     }
     assert!(denied.contains("error=access_denied"), "{denied}");
+}
+
+// ---------------------------------------------------------------------------
+// A party in the path between pvce and the provider (an attacker, or a
+// provider rotating its keys): a reverse proxy that pvce takes for the
+// provider. It forwards the browser's Host, so the provider names the proxy
+// as issuer and in every endpoint of its discovery document, and the `iss`
+// of its ID tokens is the proxy's URL too: all of pvce's traffic goes
+// through it, and pvce's real verification code judges what it changes.
+// ---------------------------------------------------------------------------
+
+/// What the proxy does to the ID token in the token endpoint's answer.
+#[derive(Clone, Default)]
+enum Tamper {
+    #[default]
+    Pass,
+    /// Flips bits of the signature (everything else untouched).
+    FlipSignature,
+    /// Re-signs the provider's token with `key` after merging `claims`
+    /// into its payload.
+    Resign {
+        key: Arc<CoreRsaPrivateSigningKey>,
+        claims: Value,
+    },
+}
+
+struct ProxyState {
+    upstream: String,
+    http: reqwest::Client,
+    tamper: Mutex<Tamper>,
+    /// When set, the key set served at the provider's `jwks_uri` instead
+    /// of the provider's own.
+    published: Mutex<Option<Value>>,
+    /// How often the key set was fetched (pvce's refetches).
+    jwks_fetches: AtomicUsize,
+}
+
+struct Proxy {
+    url: String,
+    state: Arc<ProxyState>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Proxy {
+    async fn start(upstream: &str) -> Proxy {
+        let state = Arc::new(ProxyState {
+            upstream: upstream.to_owned(),
+            http: no_redirects(),
+            tamper: Mutex::new(Tamper::Pass),
+            published: Mutex::new(None),
+            jwks_fetches: AtomicUsize::new(0),
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let app = axum::Router::new()
+            .fallback(forward)
+            .with_state(state.clone());
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Proxy { url, state, task }
+    }
+
+    fn tamper(&self, t: Tamper) {
+        *self.state.tamper.lock().unwrap() = t;
+    }
+
+    /// Serve these keys (public halves) as the provider's key set.
+    fn publish(&self, keys: &[&CoreRsaPrivateSigningKey]) {
+        let keys: Vec<Value> = keys
+            .iter()
+            .map(|k| serde_json::to_value(k.as_verification_key()).unwrap())
+            .collect();
+        *self.state.published.lock().unwrap() = Some(json!({ "keys": keys }));
+    }
+
+    fn jwks_fetches(&self) -> usize {
+        self.state.jwks_fetches.load(Ordering::SeqCst)
+    }
+}
+
+async fn forward(
+    axum::extract::State(st): axum::extract::State<Arc<ProxyState>>,
+    req: axum::extract::Request,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let path = req.uri().path().to_owned();
+    if path == "/jwks" {
+        st.jwks_fetches.fetch_add(1, Ordering::SeqCst);
+        let published = st.published.lock().unwrap().clone();
+        if let Some(keys) = published {
+            return axum::Json(keys).into_response();
+        }
+    }
+    let target = format!(
+        "{}{}",
+        st.upstream,
+        req.uri().path_and_query().map_or("/", |p| p.as_str())
+    );
+    let (parts, body) = req.into_parts();
+    let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+    let mut out = st.http.request(parts.method, &target);
+    for (name, value) in &parts.headers {
+        // The Host stays the proxy's: the provider derives its issuer and
+        // endpoints from it.
+        if name != "content-length" && name != "connection" && name != "transfer-encoding" {
+            out = out.header(name, value);
+        }
+    }
+    let answer = out.body(body).send().await.unwrap();
+    let status = answer.status();
+    let headers = answer.headers().clone();
+    let mut bytes = answer.bytes().await.unwrap().to_vec();
+    if path == "/oauth2/token" && status.is_success() {
+        let mut doc: Value = serde_json::from_slice(&bytes).unwrap();
+        if let Some(token) = doc["id_token"].as_str() {
+            let tamper = st.tamper.lock().unwrap().clone();
+            doc["id_token"] = Value::String(tamper_with(token, &tamper));
+        }
+        bytes = serde_json::to_vec(&doc).unwrap();
+    }
+    let mut r = (status, bytes).into_response();
+    // The provider's own Content-Type, not the default of raw bytes.
+    r.headers_mut().remove("content-type");
+    for (name, value) in &headers {
+        if name != "content-length" && name != "transfer-encoding" && name != "connection" {
+            r.headers_mut().append(name, value.clone());
+        }
+    }
+    r
+}
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn unb64(s: &str) -> Vec<u8> {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(s)
+        .unwrap()
+}
+
+fn tamper_with(token: &str, how: &Tamper) -> String {
+    let parts: Vec<&str> = token.split('.').collect();
+    assert_eq!(parts.len(), 3, "a signed JWT: {token}");
+    match how {
+        Tamper::Pass => token.to_owned(),
+        Tamper::FlipSignature => {
+            let mut sig = unb64(parts[2]);
+            sig[10] ^= 0xff;
+            format!("{}.{}.{}", parts[0], parts[1], b64(&sig))
+        }
+        Tamper::Resign { key, claims } => {
+            let mut payload: Value = serde_json::from_slice(&unb64(parts[1])).unwrap();
+            for (k, v) in claims.as_object().unwrap() {
+                payload[k] = v.clone();
+            }
+            let kid = key.as_verification_key().key_id().cloned().unwrap();
+            let header = json!({"alg": "RS256", "typ": "JWT", "kid": kid.as_str()});
+            let input = format!(
+                "{}.{}",
+                b64(header.to_string().as_bytes()),
+                b64(payload.to_string().as_bytes())
+            );
+            let sig = key
+                .sign(
+                    &CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
+                    input.as_bytes(),
+                )
+                .unwrap();
+            format!("{input}.{}", b64(&sig))
+        }
+    }
+}
+
+/// A fresh RSA signing key named `kid`.
+fn rsa_key(kid: &str) -> Arc<CoreRsaPrivateSigningKey> {
+    use rsa::pkcs1::EncodeRsaPrivateKey;
+    let key = rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, 2048).unwrap();
+    let pem = key.to_pkcs1_pem(rsa::pkcs1::LineEnding::LF).unwrap();
+    Arc::new(
+        CoreRsaPrivateSigningKey::from_pem(&pem, Some(JsonWebKeyId::new(kid.to_owned()))).unwrap(),
+    )
+}
+
+/// Failed campus sign-ins the provider was to blame for, in the audit log.
+async fn refused_by_provider(env: &TestEnv) -> usize {
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT user_name, detail FROM audit_log WHERE action = 'sign_in' AND outcome = 'failed'",
+    )
+    .fetch_all(&env.server.state.pool)
+    .await
+    .unwrap();
+    rows.iter()
+        .filter(|(who, d)| who == "-" && d.contains("\"campus\"") && d.contains("provider_refused"))
+        .count()
+}
+
+/// A sign-in of `sub` that must fail with `bad_id_token`, making no
+/// account or session and leaving an audit entry; the error message.
+async fn refused_id_token(env: &TestEnv, sub: &str, username: &str) -> String {
+    let before = refused_by_provider(env).await;
+    let r = sign_in(env, sub).await;
+    assert!(set_cookie(&r, "pvce_session").is_none(), "no session");
+    let got = json_of(r).await;
+    common::assert_error(&got, StatusCode::UNAUTHORIZED, "bad_id_token");
+    assert!(
+        pvce::users::find_with_hash(&env.server.state.pool, username)
+            .await
+            .unwrap()
+            .is_none(),
+        "no account for {username}"
+    );
+    assert_eq!(refused_by_provider(env).await, before + 1, "audited");
+    got.1["message"].as_str().unwrap_or_default().to_owned()
+}
+
+async fn behind_proxy() -> (Provider, Proxy, TestEnv, tempfile::TempDir) {
+    let op = Provider::start().await;
+    let proxy = Proxy::start(&op.url).await;
+    let auth_dir = tempfile::tempdir().unwrap();
+    let file = auth_file(&proxy.url, auth_dir.path());
+    let env = TestEnv::start_with(|c| c.auth_config = Some(file)).await;
+    for (sub, name) in [("u-fay", "test-fay"), ("u-eve", "test-eve")] {
+        op.set_user(
+            sub,
+            json!({"preferred_username": name, "eduPersonAffiliation": ["student"]}),
+        )
+        .await;
+    }
+    (op, proxy, env, auth_dir)
+}
+
+#[tokio::test]
+async fn oidc_refuses_tampered_expired_and_misaddressed_id_tokens() {
+    let (_op, proxy, env, _dir) = behind_proxy().await;
+    let key = rsa_key("test-k1");
+    // The party in the path holds the key pvce trusts (it serves the key
+    // set): it can sign anything, so only the claims can give it away.
+    proxy.publish(&[&key]);
+    let resign = |claims: Value| Tamper::Resign {
+        key: key.clone(),
+        claims,
+    };
+
+    // Untouched claims signed by the trusted key: a good sign-in, which
+    // also shows every hop goes through the proxy.
+    proxy.tamper(resign(json!({})));
+    let r = sign_in(&env, "u-fay").await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER, "{:?}", r.headers());
+    assert!(set_cookie(&r, "pvce_session").is_some());
+
+    // Bits of the signature flipped.
+    proxy.tamper(Tamper::FlipSignature);
+    refused_id_token(&env, "u-eve", "test-eve").await;
+
+    // Validly signed, but expired an hour ago.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    proxy.tamper(resign(json!({"exp": now - 3600, "iat": now - 7200})));
+    let message = refused_id_token(&env, "u-eve", "test-eve").await;
+    assert!(message.to_lowercase().contains("expired"), "{message}");
+
+    // Validly signed, for another client.
+    proxy.tamper(resign(json!({"aud": ["test-other-client"]})));
+    let message = refused_id_token(&env, "u-eve", "test-eve").await;
+    assert!(message.to_lowercase().contains("audience"), "{message}");
+}
+
+#[tokio::test]
+async fn oidc_follows_a_key_rotation_and_refuses_unpublished_keys() {
+    let (_op, proxy, env, _dir) = behind_proxy().await;
+    let (old, new, forged) = (rsa_key("test-k1"), rsa_key("test-k2"), rsa_key("test-k3"));
+    proxy.publish(&[&old]);
+    proxy.tamper(Tamper::Resign {
+        key: old.clone(),
+        claims: json!({}),
+    });
+    let r = sign_in(&env, "u-fay").await;
+    assert!(
+        set_cookie(&r, "pvce_session").is_some(),
+        "{:?}",
+        r.headers()
+    );
+    assert_eq!(proxy.jwks_fetches(), 1, "the keys are cached");
+
+    // The provider rotates: a new key signs, and only it is published.
+    proxy.publish(&[&new]);
+    proxy.tamper(Tamper::Resign {
+        key: new.clone(),
+        claims: json!({}),
+    });
+    let r = sign_in(&env, "u-fay").await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER, "{:?}", r.headers());
+    assert!(set_cookie(&r, "pvce_session").is_some());
+    assert_eq!(proxy.jwks_fetches(), 2, "refetched once for the new key");
+
+    // A key the provider never published is still refused, and within the
+    // minute after a refetch it does not make pvce fetch the keys again.
+    proxy.tamper(Tamper::Resign {
+        key: forged,
+        claims: json!({}),
+    });
+    refused_id_token(&env, "u-eve", "test-eve").await;
+    assert_eq!(proxy.jwks_fetches(), 2, "rate-limited");
 }
