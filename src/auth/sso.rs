@@ -15,7 +15,10 @@
 //!   follows the directory; `disable` disables the account and ends its
 //!   sessions; `refuse` opens nothing. A pvce account an admin disabled stays
 //!   disabled whatever the directory says.
-//! - Every campus sign-in ends in [`super::open_session`] with the provider id.
+//! - Every campus sign-in ends in [`super::open_session`] with the provider id;
+//!   every refused one (a foreign return address, a flow this browser did not
+//!   start or a replay, a ticket, code or ID token the provider does not
+//!   vouch for, the rules) is an audit entry with the provider and reason.
 //! - After the rules, a campus sign-in hands the person's attributes to the
 //!   [`AfterSignIn`] hook set at start-up (course enrolments from directory
 //!   groups, in `courses`, which depends on this module, not the other way);
@@ -94,6 +97,7 @@ impl SsoError {
             SsoError::ProviderUnavailable(_) => "provider_unavailable",
             SsoError::ProviderRefused(_) | SsoError::BadIdToken(_) => "provider_refused",
             SsoError::BadState => "bad_state",
+            SsoError::BadRedirect => "bad_redirect",
             _ => "error",
         }
     }
@@ -356,7 +360,7 @@ impl Sso {
         origin: &str,
         next: Option<&str>,
     ) -> Result<Redirect, SsoError> {
-        let next = safe_next(next)?;
+        let next = self.audited(provider, "-", safe_next(next)).await?;
         let rp = self.oidc(provider)?;
         let started = rp
             .start(&self.http, &callback_url(origin, provider))
@@ -404,13 +408,13 @@ impl Sso {
     }
 
     /// Starts a CAS sign-in for a browser on this server's `origin`.
-    pub fn cas_start(
+    pub async fn cas_start(
         &self,
         provider: &str,
         origin: &str,
         next: Option<&str>,
     ) -> Result<Redirect, SsoError> {
-        let next = safe_next(next)?;
+        let next = self.audited(provider, "-", safe_next(next)).await?;
         let cas = self.cas(provider)?;
         let state = super::random_token();
         let url = cas.login_url(&cas_service_url(origin, provider, &state))?;
@@ -439,7 +443,14 @@ impl Sso {
         back: Callback<'_>,
     ) -> Result<SsoSignedIn, SsoError> {
         let cas = self.cas(provider)?;
-        let flow = self.take_flow(provider, back.state, back.flow_cookie)?;
+        // A callback this browser did not start (login CSRF) or a replay.
+        let flow = self
+            .audited(
+                provider,
+                "-",
+                self.take_flow(provider, back.state, back.flow_cookie),
+            )
+            .await?;
         let ticket = back
             .code
             .filter(|t| !t.is_empty() && t.len() <= 256)
@@ -515,7 +526,14 @@ impl Sso {
         back: Callback<'_>,
     ) -> Result<SsoSignedIn, SsoError> {
         let rp = self.oidc(provider)?;
-        let flow = self.take_flow(provider, back.state, back.flow_cookie)?;
+        // A callback this browser did not start (login CSRF) or a replay.
+        let flow = self
+            .audited(
+                provider,
+                "-",
+                self.take_flow(provider, back.state, back.flow_cookie),
+            )
+            .await?;
         if let Some(err) = back.error {
             return Err(SsoError::ProviderRefused(err.chars().take(100).collect()));
         }

@@ -123,7 +123,7 @@ async fn cas_start(
     headers: HeaderMap,
 ) -> Result<axum::response::Response, ApiError> {
     let origin = origin_of(&state, &headers)?;
-    let started = state.sso.cas_start(&id, &origin, q.next.as_deref())?;
+    let started = state.sso.cas_start(&id, &origin, q.next.as_deref()).await?;
     let cookies = Cookies::for_request(&state.config, &headers);
     redirect(
         &started.url,

@@ -203,6 +203,14 @@ fn query_value(url: &str, key: &str) -> String {
 /// A provider's start refuses an open redirect (the return address must be
 /// a path here) and names an unknown provider (`kind`: cas, oidc).
 pub(crate) async fn refuses_bad_starts(env: &TestEnv, kind: &str, provider: &str) {
+    let audited = || async {
+        failed_sign_ins(env)
+            .await
+            .into_iter()
+            .filter(|(_, d)| d.contains("bad_redirect"))
+            .count()
+    };
+    let before = audited().await;
     let http = no_redirects();
     for next in [
         "https://evil.example/",
@@ -219,6 +227,7 @@ pub(crate) async fn refuses_bad_starts(env: &TestEnv, kind: &str, provider: &str
         .await;
         common::assert_error(&got, StatusCode::BAD_REQUEST, "bad_redirect");
     }
+    assert_eq!(audited().await, before + 3, "each open redirect is audited");
     let got = json_of(
         http.get(env.url(&format!("/api/auth/{kind}/nope/start")))
             .send()
@@ -262,7 +271,7 @@ fn people() -> Value {
     })
 }
 
-async fn failed_sign_ins(env: &TestEnv) -> Vec<(String, String)> {
+pub(crate) async fn failed_sign_ins(env: &TestEnv) -> Vec<(String, String)> {
     sqlx::query_as(
         "SELECT user_name, detail FROM audit_log WHERE action = 'sign_in' AND outcome = 'failed'",
     )
@@ -425,6 +434,12 @@ async fn cas_refuses_replayed_foreign_and_redirected_tickets() {
     common::assert_error(&got, StatusCode::BAD_REQUEST, "bad_state");
     let got = json_of(http.get(&back).send().await.unwrap()).await;
     common::assert_error(&got, StatusCode::BAD_REQUEST, "bad_state");
+    let states = failed_sign_ins(&env)
+        .await
+        .into_iter()
+        .filter(|(w, d)| w == "-" && d.contains("\"cas\"") && d.contains("bad_state"))
+        .count();
+    assert_eq!(states, 2, "each refused callback is audited");
 
     // The real browser finishes; the same callback again is a replay.
     let r = callback(&back, &flow).await;
