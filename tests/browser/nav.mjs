@@ -17,9 +17,9 @@ process.env.PVCE_BROWSER_TIMEOUT_MS ||= '280000';
 const EXPECT = {
   student: [['lab', ['courses']], ['service', ['tickets']], ['quality', ['status']]],
   teacher: [['lab', ['teach', 'templates']], ['service', ['tickets']], ['quality', ['slo', 'reports', 'status']]],
-  staff: [['service', ['desk', 'tickets', 'problems', 'kb', 'alerts', 'inspections']], ['quality', ['slo', 'reports']]],
+  staff: [['lab', ['walls']], ['service', ['desk', 'tickets', 'problems', 'kb', 'alerts', 'inspections']], ['quality', ['slo', 'reports']]],
   admin: [
-    ['lab', ['teach', 'templates', 'nodes', 'vms', 'users']],
+    ['lab', ['teach', 'templates', 'nodes', 'vms', 'users', 'walls']],
     ['service', ['desk', 'problems', 'kb', 'alerts', 'inspections', 'backups', 'retention']],
     ['quality', ['slo', 'reports', 'status', 'audit']],
   ],
@@ -122,8 +122,12 @@ await run('nav', artifactDir, async ({ newPage, step, shot, logs }) => {
           assert(await focused(page) === EXPECT[role][0][1][0], `${tag}: Home goes to the first entry`);
           await page.keyboard.press('ArrowUp');
           assert(await focused(page) === last, `${tag}: ArrowUp from the first wraps to the last (${last})`);
+          // ArrowDown wraps from the last to the first entry, then on to the
+          // second (the one after, if that is the page already open).
           await page.keyboard.press('ArrowDown');
+          assert(await focused(page) === EXPECT[role][0][1][0], `${tag}: ArrowDown from the last wraps to the first`);
           await page.keyboard.press('ArrowDown');
+          if (await focused(page) === home) await page.keyboard.press('ArrowDown');
           const target = await focused(page);
           assert(target && target !== home, `${tag}: ArrowDown moved to another entry (${target})`);
           await page.keyboard.press('Enter');
