@@ -8,20 +8,30 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
-echo "== cargo fmt --check"
+echo "== cargo fmt --check (at ${SECONDS} s)"
 cargo fmt --all -- --check
-echo "== cargo clippy"
+echo "== cargo clippy (at ${SECONDS} s)"
 cargo clippy --all-targets --locked -- -D warnings
-echo "== prometheus rules"
+echo "== prometheus rules (at ${SECONDS} s)"
 bash scripts/check-prometheus.sh
-echo "== tests"
+echo "== tests (at ${SECONDS} s)"
 # Build the tiny guest once up front so the first VM test doesn't pay for it.
 cargo test --locked --no-run
 # VM tests are CPU-heavy under TCG on 2 cores: unit tests, then the one
 # black-box binary (tests/it), two tests at a time; the heaviest (several
 # guests, the multi-node rig, Chromium) run alone (tests/it/common/gate.rs).
-cargo test --locked -- --test-threads="${PVCE_TEST_THREADS:-2}"
-echo "== schemathesis"
+export PVCE_TEST_TIMES="$PWD/target/test-times.tsv"
+rm -f "$PVCE_TEST_TIMES"
+slowest() {
+    echo "== the slowest black-box tests (seconds held, seconds waiting for the gate, pass, name) (at ${SECONDS} s)"
+    sort -rn "$PVCE_TEST_TIMES" 2>/dev/null | head -n 25 || true
+}
+echo "== running the tests (at ${SECONDS} s)"
+status=0
+cargo test --locked -- --test-threads="${PVCE_TEST_THREADS:-2}" || status=$?
+slowest
+[ "$status" = 0 ] || exit "$status"
+echo "== schemathesis (at ${SECONDS} s)"
 # The API against its own openapi.json, as admin and as student (bounded).
 bash scripts/schemathesis.sh
-echo "== all tests passed"
+echo "== all tests passed (at ${SECONDS} s)"

@@ -363,21 +363,10 @@ impl Collector {
         )
         .await;
         // The collection as started (its files stream after this answer).
-        let mut detail = serde_json::json!({ "path": path });
-        if let Err(e) = &result {
-            detail["error"] = serde_json::Value::String(e.to_string());
-        }
-        crate::audit::record(
-            &self.pool,
-            crate::audit::Entry::new(
-                crate::audit::Actor::user(user.id, &user.username),
-                crate::audit::Action::Collection,
-                target,
-            )
-            .outcome(result.is_ok())
-            .detail(detail),
-        )
-        .await;
+        let detail = serde_json::json!({ "path": path });
+        let actor = crate::audit::Actor::user(user.id, &user.username);
+        let entry = crate::audit::Entry::new(actor, crate::audit::Action::Collection, target);
+        crate::audit::record(&self.pool, entry.result(&result, detail)).await;
         result
     }
 }

@@ -76,6 +76,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use uuid::Uuid;
 
+use crate::audit::Action;
 use crate::db::{self, Pool};
 use crate::images::inspect::InspectLimits;
 use crate::images::{self, ImageError, ImageFormat, qemu_img};
@@ -351,14 +352,8 @@ impl Portable {
         let vm = self.vms.get_for_layer(user, vm_id).await?;
         let result = export(&self.pool, &self.vms, &self.storage, vm.id, standalone).await;
         let detail = serde_json::json!({ "standalone": standalone });
-        self.record(
-            user,
-            &vm,
-            crate::audit::Action::LayerExport,
-            result.as_ref().err(),
-            detail,
-        )
-        .await;
+        self.record(user, &vm, Action::LayerExport, &result, detail)
+            .await;
         result
     }
 
@@ -367,29 +362,14 @@ impl Portable {
         &self,
         user: &User,
         vm: &Vm,
-        action: crate::audit::Action,
-        error: Option<&PortableError>,
+        action: Action,
+        result: &Result<impl Sized, PortableError>,
         mut detail: serde_json::Value,
     ) {
-        use crate::audit::{Actor, Entry, Target, TargetKind};
-        let (owner, course) = crate::vms::labels(&self.pool, vm)
-            .await
-            .unwrap_or_else(|_| (vm.owner_id.to_string(), String::new()));
+        let (target, _, _) = vms::audit_target(&self.pool, vm).await;
         detail["owner_id"] = serde_json::json!(vm.owner_id);
-        if let Some(e) = error {
-            detail["error"] = serde_json::Value::String(e.to_string());
-        }
-        let entry = Entry::new(
-            Actor::user(user.id, &user.username),
-            action,
-            Target::new(
-                TargetKind::Vm,
-                vm.id,
-                &format!("{owner} · {course} · {}", vm.name),
-            ),
-        )
-        .outcome(error.is_none())
-        .detail(detail);
+        let actor = crate::audit::Actor::user(user.id, &user.username);
+        let entry = crate::audit::Entry::new(actor, action, target).result(result, detail);
         crate::audit::record(&self.pool, entry).await;
     }
 
@@ -442,14 +422,8 @@ impl Portable {
                 Ok(o) => serde_json::json!({ "backup_snapshot": o.backup.id }),
                 Err(_) => serde_json::json!({}),
             };
-            self.record(
-                user,
-                &vm,
-                crate::audit::Action::LayerImport,
-                result.as_ref().err(),
-                detail,
-            )
-            .await;
+            self.record(user, &vm, Action::LayerImport, &result, detail)
+                .await;
         }
         result
     }

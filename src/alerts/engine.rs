@@ -46,6 +46,22 @@ pub struct Engine {
     states: BTreeMap<AlertKey, AlertState>,
 }
 
+/// The rule named `rule` and the key of its alert for `subject`.
+fn lookup<'a>(
+    rules: &'a RuleSet,
+    rule: &str,
+    subject: &str,
+) -> Result<(&'a super::rules::Rule, AlertKey), EngineError> {
+    let r = rules
+        .get(rule)
+        .ok_or_else(|| EngineError::UnknownRule(rule.to_owned()))?;
+    let key = AlertKey {
+        rule: rule.to_owned(),
+        subject: subject.to_owned(),
+    };
+    Ok((r, key))
+}
+
 impl Engine {
     pub fn new(rules: RuleSet) -> Self {
         Engine {
@@ -62,14 +78,7 @@ impl Engine {
         reading: &Reading,
         now: i64,
     ) -> Result<Vec<Event>, EngineError> {
-        let r = self
-            .rules
-            .get(rule)
-            .ok_or_else(|| EngineError::UnknownRule(rule.to_owned()))?;
-        let key = AlertKey {
-            rule: rule.to_owned(),
-            subject: subject.to_owned(),
-        };
+        let (r, key) = lookup(&self.rules, rule, subject)?;
         let state = self
             .states
             .remove(&key)
@@ -107,14 +116,7 @@ impl Engine {
         now: i64,
     ) -> Result<Vec<Event>, EngineError> {
         let not_open = || EngineError::NotOpen(rule.to_owned(), subject.to_owned());
-        let r = self
-            .rules
-            .get(rule)
-            .ok_or_else(|| EngineError::UnknownRule(rule.to_owned()))?;
-        let key = AlertKey {
-            rule: rule.to_owned(),
-            subject: subject.to_owned(),
-        };
+        let (r, key) = lookup(&self.rules, rule, subject)?;
         let state = self
             .states
             .get(&key)

@@ -72,6 +72,13 @@ pub struct Point {
     pub value: f64,
 }
 
+/// A point from a query's `(at, value)` row.
+impl From<(i64, f64)> for Point {
+    fn from((at, value): (i64, f64)) -> Self {
+        Point { at, value }
+    }
+}
+
 /// Seconds in an hour, a day and a week (UTC offsets shift the week, see
 /// [`baseline::BaselineSpec::utc_offset_secs`]).
 pub const HOUR: i64 = 3600;

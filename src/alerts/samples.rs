@@ -73,10 +73,7 @@ pub async fn node_series(
         .bind(to)
         .fetch_all(pool)
         .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(at, value)| Point { at, value })
-        .collect())
+    Ok(rows.into_iter().map(Point::from).collect())
 }
 
 /// A sample newer than this is the node's current value.
@@ -139,10 +136,7 @@ pub async fn recorded(
     .bind(to)
     .fetch_all(pool)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(at, value)| Point { at, value })
-        .collect())
+    Ok(rows.into_iter().map(Point::from).collect())
 }
 
 /// Records `value` of a series the loop keeps itself, and prunes rows

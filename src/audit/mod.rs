@@ -140,6 +140,18 @@ impl Entry {
         self.detail = detail;
         self
     }
+    /// The outcome of an operation that was tried, with `detail` and, for a
+    /// failure, its reason (`detail.error`).
+    pub fn result<T, E: std::fmt::Display>(
+        self,
+        result: &Result<T, E>,
+        mut detail: serde_json::Value,
+    ) -> Self {
+        if let Err(e) = result {
+            detail["error"] = serde_json::Value::String(e.to_string());
+        }
+        self.outcome(result.is_ok()).detail(detail)
+    }
 }
 
 /// Writes `entry` now, from the current request's address; a failure is

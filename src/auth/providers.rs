@@ -379,22 +379,13 @@ impl AuthSettings {
                     if !(server_url.starts_with("https://")
                         || (allow_http && server_url.starts_with("http://")))
                     {
-                        return Err(SettingsError::Invalid(format!(
-                            "provider {:?}: server_url must be an https:// URL",
-                            raw.id
-                        )));
+                        return Err(invalid(&raw.id, "server_url must be an https:// URL"));
                     }
                     if reqwest::Url::parse(&server_url).is_err() {
-                        return Err(SettingsError::Invalid(format!(
-                            "provider {:?}: server_url is not a URL",
-                            raw.id
-                        )));
+                        return Err(invalid(&raw.id, "server_url is not a URL"));
                     }
                     if !(2..=3).contains(&version) {
-                        return Err(SettingsError::Invalid(format!(
-                            "provider {:?}: version must be 2 or 3",
-                            raw.id
-                        )));
+                        return Err(invalid(&raw.id, "version must be 2 or 3"));
                     }
                     ProviderKind::Cas(CasSettings {
                         server_url,
@@ -415,10 +406,7 @@ impl AuthSettings {
                     if !(issuer.starts_with("https://")
                         || (allow_http && issuer.starts_with("http://")))
                     {
-                        return Err(SettingsError::Invalid(format!(
-                            "provider {:?}: the issuer must be an https:// URL",
-                            raw.id
-                        )));
+                        return Err(invalid(&raw.id, "the issuer must be an https:// URL"));
                     }
                     let client_secret = client_secret_file
                         .map(|f| read_secret(&base.join(f)))
@@ -451,28 +439,22 @@ impl AuthSettings {
                     let tls = url.starts_with("ldaps://") && !starttls
                         || url.starts_with("ldap://") && starttls;
                     if !tls {
-                        return Err(SettingsError::Invalid(format!(
-                            "provider {:?}: the url must be ldaps://, or ldap:// with starttls = true (passwords never cross the network in clear)",
-                            raw.id
-                        )));
+                        return Err(invalid(
+                            &raw.id,
+                            "the url must be ldaps://, or ldap:// with starttls = true (passwords never cross the network in clear)",
+                        ));
                     }
                     if !user_filter.contains("{username}") {
-                        return Err(SettingsError::Invalid(format!(
-                            "provider {:?}: user_filter must contain {{username}}",
-                            raw.id
-                        )));
+                        return Err(invalid(&raw.id, "user_filter must contain {username}"));
                     }
                     if bind_dn.is_some() != bind_password_file.is_some() {
-                        return Err(SettingsError::Invalid(format!(
-                            "provider {:?}: bind_dn and bind_password_file go together",
-                            raw.id
-                        )));
+                        return Err(invalid(
+                            &raw.id,
+                            "bind_dn and bind_password_file go together",
+                        ));
                     }
                     if !(1..=60).contains(&timeout_secs) {
-                        return Err(SettingsError::Invalid(format!(
-                            "provider {:?}: timeout_secs must be 1-60",
-                            raw.id
-                        )));
+                        return Err(invalid(&raw.id, "timeout_secs must be 1-60"));
                     }
                     ProviderKind::Ldap(LdapSettings {
                         url,
@@ -506,6 +488,11 @@ impl AuthSettings {
             rules: file.rules,
         })
     }
+}
+
+/// A setting of provider `id` that is wrong, and why.
+fn invalid(id: &str, why: &str) -> SettingsError {
+    SettingsError::Invalid(format!("provider {id:?}: {why}"))
 }
 
 #[cfg(test)]

@@ -252,32 +252,30 @@ impl Sso {
         self.providers.iter().map(|p| p.public.clone()).collect()
     }
 
+    fn backend(&self, id: &str) -> Option<&Backend> {
+        self.providers
+            .iter()
+            .find(|p| p.public.id == id)
+            .map(|p| &p.backend)
+    }
+
     fn oidc(&self, id: &str) -> Result<&OidcRp, SsoError> {
-        match self.providers.iter().find(|p| p.public.id == id) {
-            Some(Configured {
-                backend: Backend::Oidc(rp),
-                ..
-            }) => Ok(rp),
+        match self.backend(id) {
+            Some(Backend::Oidc(rp)) => Ok(rp),
             _ => Err(SsoError::UnknownProvider(id.to_owned())),
         }
     }
 
     fn cas(&self, id: &str) -> Result<&CasClient, SsoError> {
-        match self.providers.iter().find(|p| p.public.id == id) {
-            Some(Configured {
-                backend: Backend::Cas(c),
-                ..
-            }) => Ok(c),
+        match self.backend(id) {
+            Some(Backend::Cas(c)) => Ok(c),
             _ => Err(SsoError::UnknownProvider(id.to_owned())),
         }
     }
 
     fn ldap(&self, id: &str) -> Result<&Directory, SsoError> {
-        match self.providers.iter().find(|p| p.public.id == id) {
-            Some(Configured {
-                backend: Backend::Ldap(d),
-                ..
-            }) => Ok(d),
+        match self.backend(id) {
+            Some(Backend::Ldap(d)) => Ok(d),
             _ => Err(SsoError::UnknownProvider(id.to_owned())),
         }
     }
@@ -352,6 +350,35 @@ impl Sso {
         })
     }
 
+    /// Starts a redirect sign-in (OpenID Connect or CAS) for a browser on
+    /// this server's `origin`; it returns to `next` afterwards.
+    pub async fn start(
+        &self,
+        protocol: Protocol,
+        provider: &str,
+        origin: &str,
+        next: Option<&str>,
+    ) -> Result<Redirect, SsoError> {
+        match protocol {
+            Protocol::Oidc => self.oidc_start(provider, origin, next).await,
+            Protocol::Cas => self.cas_start(provider, origin, next).await,
+        }
+    }
+
+    /// The end of a redirect sign-in: the browser is back from the provider.
+    pub async fn callback(
+        &self,
+        protocol: Protocol,
+        provider: &str,
+        origin: &str,
+        back: Callback<'_>,
+    ) -> Result<SsoSignedIn, SsoError> {
+        match protocol {
+            Protocol::Oidc => self.oidc_callback(provider, origin, back).await,
+            Protocol::Cas => self.cas_callback(provider, origin, back).await,
+        }
+    }
+
     /// Starts an OpenID Connect sign-in for a browser on this server's
     /// `origin`; it returns to `next` afterwards.
     pub async fn oidc_start(
@@ -365,20 +392,16 @@ impl Sso {
         let started = rp
             .start(&self.http, &callback_url(origin, provider))
             .await?;
-        self.keep_flow(
-            started.state.clone(),
-            Flow {
-                provider: provider.to_owned(),
-                pkce_verifier: started.pkce_verifier,
-                nonce: started.nonce,
-                next,
-                started: Instant::now(),
+        self.begin(
+            provider,
+            next,
+            Redirect {
+                url: started.url,
+                flow_cookie: started.state,
             },
-        )?;
-        Ok(Redirect {
-            url: started.url,
-            flow_cookie: started.state,
-        })
+            started.pkce_verifier,
+            started.nonce,
+        )
     }
 
     /// `result`, with a failed sign-in recorded in the audit log under the
@@ -418,20 +441,39 @@ impl Sso {
         let cas = self.cas(provider)?;
         let state = super::random_token();
         let url = cas.login_url(&cas_service_url(origin, provider, &state))?;
+        self.begin(
+            provider,
+            next,
+            Redirect {
+                url,
+                flow_cookie: state,
+            },
+            String::new(),
+            String::new(),
+        )
+    }
+
+    /// Keeps the flow a redirect starts (bound to its state, which is also
+    /// the flow cookie) and hands the redirect back.
+    fn begin(
+        &self,
+        provider: &str,
+        next: String,
+        redirect: Redirect,
+        pkce_verifier: String,
+        nonce: String,
+    ) -> Result<Redirect, SsoError> {
         self.keep_flow(
-            state.clone(),
+            redirect.flow_cookie.clone(),
             Flow {
                 provider: provider.to_owned(),
-                pkce_verifier: String::new(),
-                nonce: String::new(),
+                pkce_verifier,
+                nonce,
                 next,
                 started: Instant::now(),
             },
         )?;
-        Ok(Redirect {
-            url,
-            flow_cookie: state,
-        })
+        Ok(redirect)
     }
 
     /// The CAS server sent the browser back with a ticket: checks the flow,
@@ -443,14 +485,7 @@ impl Sso {
         back: Callback<'_>,
     ) -> Result<SsoSignedIn, SsoError> {
         let cas = self.cas(provider)?;
-        // A callback this browser did not start (login CSRF) or a replay.
-        let flow = self
-            .audited(
-                provider,
-                "-",
-                self.take_flow(provider, back.state, back.flow_cookie),
-            )
-            .await?;
+        let flow = self.returning_flow(provider, &back).await?;
         let ticket = back
             .code
             .filter(|t| !t.is_empty() && t.len() <= 256)
@@ -471,15 +506,9 @@ impl Sso {
             display_name,
             attributes: person.attributes,
         };
-        let (user, token) = self
-            .audited(provider, &identity.username, self.sign_in(&identity).await)
-            .await?;
-        super::bind_session_index(&self.pool, &token, ticket).await?;
-        Ok(SsoSignedIn {
-            user,
-            token,
-            next: flow.next,
-        })
+        let signed_in = self.finish(&identity, flow).await?;
+        super::bind_session_index(&self.pool, &signed_in.token, ticket).await?;
+        Ok(signed_in)
     }
 
     /// The CAS server's single sign-out: ends the session its ticket opened
@@ -526,14 +555,7 @@ impl Sso {
         back: Callback<'_>,
     ) -> Result<SsoSignedIn, SsoError> {
         let rp = self.oidc(provider)?;
-        // A callback this browser did not start (login CSRF) or a replay.
-        let flow = self
-            .audited(
-                provider,
-                "-",
-                self.take_flow(provider, back.state, back.flow_cookie),
-            )
-            .await?;
+        let flow = self.returning_flow(provider, &back).await?;
         if let Some(err) = back.error {
             return Err(SsoError::ProviderRefused(err.chars().take(100).collect()));
         }
@@ -561,8 +583,24 @@ impl Sso {
             display_name: claims.display_name,
             attributes: claims.attributes,
         };
+        self.finish(&identity, flow).await
+    }
+
+    /// The flow a callback returns to (once): a callback this browser did
+    /// not start (login CSRF) or a replay is refused, and audited.
+    async fn returning_flow(&self, provider: &str, back: &Callback<'_>) -> Result<Flow, SsoError> {
+        let flow = self.take_flow(provider, back.state, back.flow_cookie);
+        self.audited(provider, "-", flow).await
+    }
+
+    /// Signs a campus identity in at the end of a redirect flow.
+    async fn finish(&self, identity: &Identity, flow: Flow) -> Result<SsoSignedIn, SsoError> {
         let (user, token) = self
-            .audited(provider, &identity.username, self.sign_in(&identity).await)
+            .audited(
+                &identity.provider,
+                &identity.username,
+                self.sign_in(identity).await,
+            )
             .await?;
         Ok(SsoSignedIn {
             user,
@@ -709,6 +747,15 @@ impl Sso {
 
 /// What the provider sent back to the callback.
 #[derive(Debug, Clone, Copy)]
+/// The two redirect protocols of campus sign-in (LDAP has a form instead).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Oidc,
+    Cas,
+}
+
+/// What the provider sent the browser back with (for CAS, `code` is the
+/// service ticket and `error` is always `None`).
 pub struct Callback<'a> {
     pub state: &'a str,
     pub code: Option<&'a str>,

@@ -164,11 +164,7 @@ pub async fn restore(
         };
         storage.ensure_overlay_dir(owner, course)?;
         let layer = storage.overlay_path(owner, course, vm);
-        sqlx::query("UPDATE vms SET overlay_path = ? WHERE id = ?")
-            .bind(layer.to_string_lossy().into_owned())
-            .bind(vm.to_string())
-            .execute(&pool)
-            .await?;
+        crate::vms::offline::set_layer_path(&pool, vm, &layer).await?;
         // The newest snapshot of the layer in the repository (it may be
         // newer than the database copy).
         let tag = format!("vm={vm}");
@@ -199,10 +195,7 @@ pub async fn restore(
             }
         }
     }
-    // What the old installation was running is not running here.
-    sqlx::query("UPDATE vms SET state = 'stopped', node_id = NULL, node_down = 0")
-        .execute(&pool)
-        .await?;
+    crate::vms::offline::all_stopped(&pool).await?;
     pool.close().await;
     tracing::info!(from = %old_root.display(), templates = report.templates, layers = report.layers, "installation restored");
     Ok(report)

@@ -219,19 +219,12 @@ impl Console {
         token: &str,
         session_user: Option<Uuid>,
     ) -> Result<Admitted, ConsoleError> {
-        let ticket = self.hub.redeem(token)?;
-        if session_user.is_some_and(|u| u != ticket.user_id) {
-            return Err(ConsoleError::BadToken);
-        }
+        let ticket = redeemed(self.hub.redeem(token)?, session_user)?;
         let (vm, target) = self
             .target(ticket.vm_id)
             .await
             .map_err(|_| ConsoleError::NotRunning)?;
-        if vm.node_id != Some(ticket.node_id)
-            || vm.last_started_at.clone().unwrap_or_default() != ticket.boot
-        {
-            return Err(ConsoleError::BadToken);
-        }
+        same_boot(&ticket, &vm)?;
         Ok(Admitted { ticket, target })
     }
 
@@ -266,25 +259,36 @@ impl Console {
         session_user: Option<Uuid>,
     ) -> Result<SerialAdmitted, ConsoleError> {
         let ticket = self.hub.redeem_for(ConsoleKind::Serial, token)?;
-        if session_user.is_some_and(|u| u != ticket.user_id) {
-            return Err(ConsoleError::BadToken);
-        }
+        let ticket = redeemed(ticket, session_user)?;
         let (vm, _, conn) = self
             .vms
             .running_on_node(ticket.vm_id)
             .await
             .map_err(|_| ConsoleError::NotRunning)?;
-        if vm.node_id != Some(ticket.node_id)
-            || vm.last_started_at.clone().unwrap_or_default() != ticket.boot
-        {
-            return Err(ConsoleError::BadToken);
-        }
+        same_boot(&ticket, &vm)?;
         let console = conn
             .open_serial(&self.vms.domain_name(vm.id))
             .await
             .map_err(|e| ConsoleError::Vm(e.into()))?
             .ok_or(ConsoleError::NotRunning)?;
         Ok(SerialAdmitted { ticket, console })
+    }
+
+    /// A console WebSocket of `kind`: its token redeemed (the rules of
+    /// [`Console::admit`]), then the session relayed.
+    pub async fn connect(
+        &self,
+        kind: ConsoleKind,
+        ws: axum::extract::ws::WebSocketUpgrade,
+        token: &str,
+        session_user: Option<Uuid>,
+    ) -> Result<axum::response::Response, ConsoleError> {
+        Ok(match kind {
+            ConsoleKind::Graphics => self.upgrade(ws, self.admit(token, session_user).await?),
+            ConsoleKind::Serial => {
+                self.upgrade_serial(ws, self.admit_serial(token, session_user).await?)
+            }
+        })
     }
 
     /// Relays an admitted serial session over the upgraded WebSocket.
@@ -381,18 +385,12 @@ impl Console {
     /// record (`detail.other_user`), in the audit log and, for someone
     /// else's VM, in the event log (watched / taken over).
     async fn record_open(&self, user: &User, vm: &Vm, via: &str, mode: &str) {
-        use crate::audit::{Action, Actor, Entry, Target, TargetKind};
-        let (owner, course) = labels(&self.pool, vm)
-            .await
-            .unwrap_or_else(|_| (vm.owner_id.to_string(), String::new()));
+        use crate::audit::{Action, Actor, Entry};
+        let (target, owner, course) = crate::vms::audit_target(&self.pool, vm).await;
         let entry = Entry::new(
             Actor::user(user.id, &user.username),
             Action::ConsoleOpen,
-            Target::new(
-                TargetKind::Vm,
-                vm.id,
-                &format!("{owner} · {course} · {}", vm.name),
-            ),
+            target,
         )
         .detail(serde_json::json!({
             "via": via,
@@ -452,4 +450,22 @@ impl Console {
             }
         }
     }
+}
+/// A redeemed token, refused when a browser's login session names someone
+/// other than the user it was issued to.
+fn redeemed(ticket: IssuedToken, session_user: Option<Uuid>) -> Result<IssuedToken, ConsoleError> {
+    if session_user.is_some_and(|u| u != ticket.user_id) {
+        return Err(ConsoleError::BadToken);
+    }
+    Ok(ticket)
+}
+
+/// A token is void once the VM stopped, restarted or moved since it was issued.
+fn same_boot(ticket: &IssuedToken, vm: &Vm) -> Result<(), ConsoleError> {
+    if vm.node_id != Some(ticket.node_id)
+        || vm.last_started_at.clone().unwrap_or_default() != ticket.boot
+    {
+        return Err(ConsoleError::BadToken);
+    }
+    Ok(())
 }

@@ -289,15 +289,8 @@ pub async fn get(pool: &Pool, id: Uuid) -> Result<Article, DeskError> {
 
 /// Staff and admins write articles.
 pub async fn create(pool: &Pool, actor: &User, new: NewArticle) -> Result<Article, DeskError> {
-    if !on_desk(actor) {
-        return Err(DeskError::Forbidden(
-            "knowledge-base articles are written by staff and admins".into(),
-        ));
-    }
-    let title = required("title", &new.title, MAX_TITLE, true)?;
-    let symptom = required("symptom", &new.symptom, MAX_TEXT, false)?;
-    let cause = text("cause", &new.cause, MAX_TEXT, false)?;
-    let fix = required("fix", &new.fix, MAX_TEXT, false)?;
+    writers_only(actor, "written")?;
+    let text = Text::checked(&new.title, &new.symptom, &new.cause, &new.fix, new.lang)?;
     if let Some(t) = new.ticket_id {
         let known: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tickets WHERE id = ?")
             .bind(t.to_string())
@@ -315,11 +308,11 @@ pub async fn create(pool: &Pool, actor: &User, new: NewArticle) -> Result<Articl
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(id.to_string())
-    .bind(&title)
-    .bind(&symptom)
-    .bind(&cause)
-    .bind(&fix)
-    .bind(new.lang.as_str())
+    .bind(&text.title)
+    .bind(&text.symptom)
+    .bind(&text.cause)
+    .bind(&text.fix)
+    .bind(text.lang.as_str())
     .bind(new.ticket_id.map(|t| t.to_string()))
     .bind(actor.id.to_string())
     .bind(&now)
@@ -330,30 +323,59 @@ pub async fn create(pool: &Pool, actor: &User, new: NewArticle) -> Result<Articl
         "INSERT INTO kb_fts (article_id, title, symptom, cause, fix) VALUES (?, ?, ?, ?, ?)",
     )
     .bind(id.to_string())
-    .bind(&title)
-    .bind(&symptom)
-    .bind(&cause)
-    .bind(&fix)
+    .bind(&text.title)
+    .bind(&text.symptom)
+    .bind(&text.cause)
+    .bind(&text.fix)
     .execute(&mut *tx)
     .await?;
-    insert_revision(
-        &mut tx, id, 1, &title, &symptom, &cause, &fix, new.lang, actor, &now,
-    )
-    .await?;
+    insert_revision(&mut tx, id, 1, &text, actor, &now).await?;
     tx.commit().await?;
     get(pool, id).await
 }
 
-#[allow(clippy::too_many_arguments)]
+/// An article's text, checked: what each revision keeps.
+struct Text {
+    title: String,
+    symptom: String,
+    cause: String,
+    fix: String,
+    lang: Lang,
+}
+
+impl Text {
+    fn checked(
+        title: &str,
+        symptom: &str,
+        cause: &str,
+        fix: &str,
+        lang: Lang,
+    ) -> Result<Text, DeskError> {
+        Ok(Text {
+            title: required("title", title, MAX_TITLE, true)?,
+            symptom: required("symptom", symptom, MAX_TEXT, false)?,
+            cause: text("cause", cause, MAX_TEXT, false)?,
+            fix: required("fix", fix, MAX_TEXT, false)?,
+            lang,
+        })
+    }
+}
+
+/// Only the desk (staff and admins) writes the knowledge base.
+fn writers_only(actor: &User, done: &str) -> Result<(), DeskError> {
+    if on_desk(actor) {
+        return Ok(());
+    }
+    Err(DeskError::Forbidden(format!(
+        "knowledge-base articles are {done} by staff and admins"
+    )))
+}
+
 async fn insert_revision(
     tx: &mut sqlx::SqliteConnection,
     id: Uuid,
     number: i64,
-    title: &str,
-    symptom: &str,
-    cause: &str,
-    fix: &str,
-    lang: Lang,
+    text: &Text,
     editor: &User,
     at: &str,
 ) -> Result<(), DeskError> {
@@ -363,11 +385,11 @@ async fn insert_revision(
     )
     .bind(id.to_string())
     .bind(number)
-    .bind(title)
-    .bind(symptom)
-    .bind(cause)
-    .bind(fix)
-    .bind(lang.as_str())
+    .bind(&text.title)
+    .bind(&text.symptom)
+    .bind(&text.cause)
+    .bind(&text.fix)
+    .bind(text.lang.as_str())
     .bind(editor.id.to_string())
     .bind(at)
     .execute(&mut *tx)
@@ -383,15 +405,14 @@ pub async fn update(
     id: Uuid,
     edit: ArticleEdit,
 ) -> Result<Article, DeskError> {
-    if !on_desk(actor) {
-        return Err(DeskError::Forbidden(
-            "knowledge-base articles are edited by staff and admins".into(),
-        ));
-    }
-    let title = required("title", &edit.title, MAX_TITLE, true)?;
-    let symptom = required("symptom", &edit.symptom, MAX_TEXT, false)?;
-    let cause = text("cause", &edit.cause, MAX_TEXT, false)?;
-    let fix = required("fix", &edit.fix, MAX_TEXT, false)?;
+    writers_only(actor, "edited")?;
+    let text = Text::checked(
+        &edit.title,
+        &edit.symptom,
+        &edit.cause,
+        &edit.fix,
+        edit.lang,
+    )?;
     let now = db::now();
     let mut tx = db::begin(pool).await?;
     let row: Option<(i64, Option<String>)> =
@@ -413,11 +434,11 @@ pub async fn update(
              revision = ?, editor_id = ?, updated_at = ?
          WHERE id = ? AND revision = ?",
     )
-    .bind(&title)
-    .bind(&symptom)
-    .bind(&cause)
-    .bind(&fix)
-    .bind(edit.lang.as_str())
+    .bind(&text.title)
+    .bind(&text.symptom)
+    .bind(&text.cause)
+    .bind(&text.fix)
+    .bind(text.lang.as_str())
     .bind(next)
     .bind(actor.id.to_string())
     .bind(&now)
@@ -429,17 +450,14 @@ pub async fn update(
     if changed == 0 {
         return Err(DeskError::ArticleChanged);
     }
-    insert_revision(
-        &mut tx, id, next, &title, &symptom, &cause, &fix, edit.lang, actor, &now,
-    )
-    .await?;
+    insert_revision(&mut tx, id, next, &text, actor, &now).await?;
     sqlx::query(
         "UPDATE kb_fts SET title = ?, symptom = ?, cause = ?, fix = ? WHERE article_id = ?",
     )
-    .bind(&title)
-    .bind(&symptom)
-    .bind(&cause)
-    .bind(&fix)
+    .bind(&text.title)
+    .bind(&text.symptom)
+    .bind(&text.cause)
+    .bind(&text.fix)
     .bind(id.to_string())
     .execute(&mut *tx)
     .await?;
@@ -450,11 +468,7 @@ pub async fn update(
 /// Staff and admins retire an article: out of search and suggestions, its
 /// text and revisions kept. Retiring a retired article changes nothing.
 pub async fn retire(pool: &Pool, actor: &User, id: Uuid) -> Result<Article, DeskError> {
-    if !on_desk(actor) {
-        return Err(DeskError::Forbidden(
-            "knowledge-base articles are retired by staff and admins".into(),
-        ));
-    }
+    writers_only(actor, "retired")?;
     get(pool, id).await?;
     sqlx::query(
         "UPDATE kb_articles SET archived_at = ?, archived_by = ? WHERE id = ? AND archived_at IS NULL",

@@ -122,6 +122,18 @@ pub struct Finding {
     pub repaired: Option<String>,
 }
 
+impl Finding {
+    /// A finding not (yet) repaired.
+    fn new(kind: Kind, subject: String, detail: String) -> Finding {
+        Finding {
+            kind,
+            subject,
+            detail,
+            repaired: None,
+        }
+    }
+}
+
 /// The whole report.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -332,12 +344,11 @@ impl Fsck {
                         .is_none()
                         .then(|| format!("volume {volume} on its node")),
                     Err(e) => {
-                        report.findings.push(Finding {
-                            kind: Kind::NodeUnchecked,
-                            subject: format!("vm {}", vm.id),
-                            detail: format!("the node-local layer could not be checked: {e}"),
-                            repaired: None,
-                        });
+                        report.findings.push(Finding::new(
+                            Kind::NodeUnchecked,
+                            format!("vm {}", vm.id),
+                            format!("the node-local layer could not be checked: {e}"),
+                        ));
                         continue;
                     }
                 }
@@ -352,19 +363,14 @@ impl Fsck {
                 }
             };
             let Some(what) = missing else { continue };
-            let mut finding = Finding {
-                kind: Kind::VmWithoutLayer,
-                subject: format!("vm {}", vm.id),
-                detail: format!("{what} is missing"),
-                repaired: None,
-            };
+            let mut finding = Finding::new(
+                Kind::VmWithoutLayer,
+                format!("vm {}", vm.id),
+                format!("{what} is missing"),
+            );
             let active = matches!(vm.state.as_str(), "starting" | "running" | "stopping");
             if repair && !active {
-                sqlx::query("UPDATE vms SET state = 'error', last_error = ? WHERE id = ?")
-                    .bind(VM_MARK)
-                    .bind(&vm.id)
-                    .execute(&self.pool)
-                    .await?;
+                crate::vms::offline::mark_layer_missing(&self.pool, &vm.id, VM_MARK).await?;
                 finding.repaired = Some("VM marked error".into());
             }
             report.findings.push(finding);
@@ -413,12 +419,7 @@ impl Fsck {
             let Some((kind, detail)) = broken else {
                 continue;
             };
-            let mut finding = Finding {
-                kind,
-                subject: format!("template {name} ({id})"),
-                detail,
-                repaired: None,
-            };
+            let mut finding = Finding::new(kind, format!("template {name} ({id})"), detail);
             if repair {
                 sqlx::query("UPDATE templates SET state = 'failed' WHERE id = ?")
                     .bind(&id)
@@ -479,12 +480,11 @@ impl Fsck {
             let (conn, domains) = match listed {
                 Ok(x) => x,
                 Err(e) => {
-                    report.findings.push(Finding {
-                        kind: Kind::NodeUnchecked,
-                        subject: format!("node {}", node.name),
-                        detail: format!("its domains could not be listed: {e}"),
-                        repaired: None,
-                    });
+                    report.findings.push(Finding::new(
+                        Kind::NodeUnchecked,
+                        format!("node {}", node.name),
+                        format!("its domains could not be listed: {e}"),
+                    ));
                     continue;
                 }
             };

@@ -13,6 +13,7 @@ use serde_json::json;
 use super::error::ApiError;
 use super::extract::{ApiJson, Cookies, CurrentUser, client_ip, cookie_value};
 use crate::auth;
+use crate::auth::sso::Protocol;
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -22,12 +23,21 @@ pub fn router() -> Router<AppState> {
         .route("/api/me", get(me))
         .route("/api/me/password", post(change_password))
         .route("/api/auth/providers", get(providers))
-        .route("/api/auth/oidc/{id}/start", get(oidc_start))
-        .route("/api/auth/oidc/{id}/callback", get(oidc_callback))
-        .route("/api/auth/cas/{id}/start", get(cas_start))
+        .route(
+            "/api/auth/oidc/{id}/start",
+            get(|s, p, q, h| start(Protocol::Oidc, s, p, q, h)),
+        )
+        .route(
+            "/api/auth/oidc/{id}/callback",
+            get(|s, p, q, h| callback(Protocol::Oidc, s, p, q, h)),
+        )
+        .route(
+            "/api/auth/cas/{id}/start",
+            get(|s, p, q, h| start(Protocol::Cas, s, p, q, h)),
+        )
         .route(
             "/api/auth/cas/{id}/callback",
-            get(cas_callback).post(cas_single_logout),
+            get(|s, p, q, h| callback(Protocol::Cas, s, p, q, h)).post(cas_single_logout),
         )
         .route("/api/auth/ldap/{id}/login", post(ldap_login))
 }
@@ -61,9 +71,10 @@ fn redirect(to: &str, cookies: &[String]) -> Result<axum::response::Response, Ap
     Ok((StatusCode::SEE_OTHER, out).into_response())
 }
 
-/// The login page's provider button: off to the provider, the flow bound to
-/// this browser by a cookie.
-async fn oidc_start(
+/// The login page's provider button: off to the provider (OpenID Connect or
+/// CAS), the flow bound to this browser by a cookie.
+async fn start(
+    protocol: Protocol,
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(q): Query<StartQuery>,
@@ -72,7 +83,7 @@ async fn oidc_start(
     let origin = origin_of(&state, &headers)?;
     let started = state
         .sso
-        .oidc_start(&id, &origin, q.next.as_deref())
+        .start(protocol, &id, &origin, q.next.as_deref())
         .await?;
     let cookies = Cookies::for_request(&state.config, &headers);
     redirect(
@@ -81,17 +92,21 @@ async fn oidc_start(
     )
 }
 
+/// What a provider sends the browser back with: OpenID Connect a `code` (or
+/// an `error`), CAS a service `ticket`.
 #[derive(Debug, Deserialize)]
 struct CallbackQuery {
     #[serde(default)]
     state: String,
     code: Option<String>,
     error: Option<String>,
+    ticket: Option<String>,
 }
 
-/// The provider sends the browser back here: a session, then the page the
-/// user started from.
-async fn oidc_callback(
+/// The provider sends the browser back here: the session cookie, the flow
+/// cookie cleared, and back to the page the user started from.
+async fn callback(
+    protocol: Protocol,
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(q): Query<CallbackQuery>,
@@ -99,46 +114,18 @@ async fn oidc_callback(
 ) -> Result<axum::response::Response, ApiError> {
     let origin = origin_of(&state, &headers)?;
     let flow = cookie_value(&headers, auth::sso::FLOW_COOKIE);
-    let signed_in = state
-        .sso
-        .oidc_callback(
-            &id,
-            &origin,
-            auth::sso::Callback {
-                state: &q.state,
-                code: q.code.as_deref(),
-                error: q.error.as_deref(),
-                flow_cookie: flow.as_deref(),
-            },
-        )
-        .await?;
-    campus_signed_in(&state, &headers, &signed_in)
-}
-
-/// The login page's CAS button: off to the CAS server's login page.
-async fn cas_start(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    Query(q): Query<StartQuery>,
-    headers: HeaderMap,
-) -> Result<axum::response::Response, ApiError> {
-    let origin = origin_of(&state, &headers)?;
-    let started = state.sso.cas_start(&id, &origin, q.next.as_deref()).await?;
+    let (code, error) = match protocol {
+        Protocol::Oidc => (q.code, q.error),
+        Protocol::Cas => (q.ticket, None),
+    };
+    let back = auth::sso::Callback {
+        state: &q.state,
+        code: code.as_deref(),
+        error: error.as_deref(),
+        flow_cookie: flow.as_deref(),
+    };
+    let signed_in = state.sso.callback(protocol, &id, &origin, back).await?;
     let cookies = Cookies::for_request(&state.config, &headers);
-    redirect(
-        &started.url,
-        &[cookies.set_sso_flow(Some(&started.flow_cookie))],
-    )
-}
-
-/// The end of a campus sign-in's redirect flow: the session cookie, the flow
-/// cookie cleared, and back to the page the user started from.
-fn campus_signed_in(
-    state: &AppState,
-    headers: &HeaderMap,
-    signed_in: &auth::sso::SsoSignedIn,
-) -> Result<axum::response::Response, ApiError> {
-    let cookies = Cookies::for_request(&state.config, headers);
     let lifetime = std::time::Duration::from_secs(state.config.session_hours * 3600);
     redirect(
         &signed_in.next,
@@ -147,38 +134,6 @@ fn campus_signed_in(
             cookies.set_sso_flow(None),
         ],
     )
-}
-
-#[derive(Debug, Deserialize)]
-struct CasCallbackQuery {
-    #[serde(default)]
-    state: String,
-    ticket: Option<String>,
-}
-
-/// The CAS server sends the browser back here with a service ticket.
-async fn cas_callback(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    Query(q): Query<CasCallbackQuery>,
-    headers: HeaderMap,
-) -> Result<axum::response::Response, ApiError> {
-    let origin = origin_of(&state, &headers)?;
-    let flow = cookie_value(&headers, auth::sso::FLOW_COOKIE);
-    let signed_in = state
-        .sso
-        .cas_callback(
-            &id,
-            &origin,
-            auth::sso::Callback {
-                state: &q.state,
-                code: q.ticket.as_deref(),
-                error: None,
-                flow_cookie: flow.as_deref(),
-            },
-        )
-        .await?;
-    campus_signed_in(&state, &headers, &signed_in)
 }
 
 #[derive(Debug, Deserialize)]

@@ -14,7 +14,7 @@ use serde_json::json;
 
 use super::error::ApiError;
 use super::extract::{ApiQuery, CurrentUser, IdPath};
-use crate::console::ConsoleError;
+use crate::console::{ConsoleError, ConsoleKind};
 use crate::libvirt::GraphicsKind;
 use crate::state::AppState;
 
@@ -22,9 +22,15 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/vms/{id}/console", post(issue))
         .route("/api/vms/{id}/console.vv", get(viewer_file))
-        .route("/ws/console", get(connect))
+        .route(
+            "/ws/console",
+            get(|s, h, q, ws| connect(ConsoleKind::Graphics, s, h, q, ws)),
+        )
         .route("/api/vms/{id}/serial", post(issue_serial))
-        .route("/ws/serial", get(connect_serial))
+        .route(
+            "/ws/serial",
+            get(|s, h, q, ws| connect(ConsoleKind::Serial, s, h, q, ws)),
+        )
 }
 
 fn protocol(kind: GraphicsKind) -> &'static str {
@@ -71,15 +77,19 @@ struct ConnectQuery {
     token: String,
 }
 
+/// `GET /ws/console` and `GET /ws/serial`: a token redeemed, then relayed.
 async fn connect(
+    kind: ConsoleKind,
     State(state): State<AppState>,
     headers: HeaderMap,
     ApiQuery(q): ApiQuery<ConnectQuery>,
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
     let session_user = browser_user(&state, &headers).await?;
-    let admitted = state.console.admit(&q.token, session_user).await?;
-    Ok(state.console.upgrade(ws, admitted))
+    Ok(state
+        .console
+        .connect(kind, ws, &q.token, session_user)
+        .await?)
 }
 
 async fn issue_serial(
@@ -94,17 +104,6 @@ async fn issue_serial(
         "protocol": "serial",
         "expires_in": t.expires_in.as_secs(),
     })))
-}
-
-async fn connect_serial(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    ApiQuery(q): ApiQuery<ConnectQuery>,
-    ws: WebSocketUpgrade,
-) -> Result<Response, ApiError> {
-    let session_user = browser_user(&state, &headers).await?;
-    let admitted = state.console.admit_serial(&q.token, session_user).await?;
-    Ok(state.console.upgrade_serial(ws, admitted))
 }
 
 /// The checks both console WebSockets make before redeeming a token: the

@@ -71,10 +71,7 @@ pub async fn render(state: &AppState) -> Result<String, MonitorError> {
         )
             .fetch_all(&state.pool)
             .await?;
-    let _ = writeln!(
-        out,
-        "# HELP pvce_vms Personal VMs by state.\n# TYPE pvce_vms gauge"
-    );
+    header(&mut out, "pvce_vms", "Personal VMs by state.", "gauge");
     for s in VmState::ALL.map(VmState::as_str) {
         let n = by_state.iter().find(|(k, _)| k == s).map_or(0, |(_, n)| *n);
         let _ = writeln!(out, "pvce_vms{{state=\"{s}\"}} {n}");
@@ -139,21 +136,22 @@ pub async fn render(state: &AppState) -> Result<String, MonitorError> {
     let users: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
         .fetch_one(&state.pool)
         .await?;
-    let _ = writeln!(
-        out,
-        "# HELP pvce_users Registered users.\n# TYPE pvce_users gauge\npvce_users {users}"
-    );
+    single(&mut out, "pvce_users", "Registered users.", "gauge", users);
     let m = state.console.metrics();
     let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
-    let _ = writeln!(
-        out,
-        "# HELP pvce_console_sessions_active Open console sessions.\n# TYPE pvce_console_sessions_active gauge\npvce_console_sessions_active {}",
-        state.console.active_sessions()
+    single(
+        &mut out,
+        "pvce_console_sessions_active",
+        "Open console sessions.",
+        "gauge",
+        state.console.active_sessions(),
     );
-    let _ = writeln!(
-        out,
-        "# HELP pvce_console_sessions_total Console sessions opened.\n# TYPE pvce_console_sessions_total counter\npvce_console_sessions_total {}",
-        load(&m.sessions_total)
+    single(
+        &mut out,
+        "pvce_console_sessions_total",
+        "Console sessions opened.",
+        "counter",
+        load(&m.sessions_total),
     );
     let _ = writeln!(
         out,
@@ -161,15 +159,19 @@ pub async fn render(state: &AppState) -> Result<String, MonitorError> {
         load(&m.bytes_to_client),
         load(&m.bytes_to_node)
     );
-    let _ = writeln!(
-        out,
-        "# HELP pvce_console_session_seconds_total Summed duration of ended console sessions.\n# TYPE pvce_console_session_seconds_total counter\npvce_console_session_seconds_total {}",
-        load(&m.session_seconds_total)
+    single(
+        &mut out,
+        "pvce_console_session_seconds_total",
+        "Summed duration of ended console sessions.",
+        "counter",
+        load(&m.session_seconds_total),
     );
-    let _ = writeln!(
-        out,
-        "# HELP pvce_console_refused_total Console connections refused (bad, used or expired token).\n# TYPE pvce_console_refused_total counter\npvce_console_refused_total {}",
-        load(&m.refused_total)
+    single(
+        &mut out,
+        "pvce_console_refused_total",
+        "Console connections refused (bad, used or expired token).",
+        "counter",
+        load(&m.refused_total),
     );
     backups(&mut out, &state.pool).await?;
     let now_ms = crate::vms::starts::now_ms();
@@ -186,18 +188,25 @@ async fn backups(out: &mut String, pool: &crate::db::Pool) -> Result<(), sqlx::E
     let Some(overall) = ages.overall_secs else {
         return Ok(());
     };
-    let _ = writeln!(
+    single(
         out,
-        "# HELP pvce_backup_age_seconds Seconds since the last backup run in which every item succeeded.\n# TYPE pvce_backup_age_seconds gauge\npvce_backup_age_seconds {overall}"
+        "pvce_backup_age_seconds",
+        "Seconds since the last backup run in which every item succeeded.",
+        "gauge",
+        overall,
     );
-    let _ = writeln!(
+    single(
         out,
-        "# HELP pvce_backup_last_run_failed_items Items that failed in the last finished backup run.\n# TYPE pvce_backup_last_run_failed_items gauge\npvce_backup_last_run_failed_items {}",
-        ages.last_failed
+        "pvce_backup_last_run_failed_items",
+        "Items that failed in the last finished backup run.",
+        "gauge",
+        ages.last_failed,
     );
-    let _ = writeln!(
+    header(
         out,
-        "# HELP pvce_backup_item_age_seconds Seconds since an item's last good backup (a VM's layer, or the control plane).\n# TYPE pvce_backup_item_age_seconds gauge"
+        "pvce_backup_item_age_seconds",
+        "Seconds since an item's last good backup (a VM's layer, or the control plane).",
+        "gauge",
     );
     for (subject, age) in &ages.items {
         if let Some(a) = age {
@@ -220,9 +229,11 @@ fn service_levels(out: &mut String, e: &crate::slo::exposition::Exposition) {
         e.starts.ok, e.starts.failed
     );
     let h = &e.starts.duration;
-    let _ = writeln!(
+    header(
         out,
-        "# HELP pvce_vm_start_duration_seconds Time from a successful start's request to the VM running.\n# TYPE pvce_vm_start_duration_seconds histogram"
+        "pvce_vm_start_duration_seconds",
+        "Time from a successful start's request to the VM running.",
+        "histogram",
     );
     for (le, n) in &h.buckets {
         let _ = writeln!(
@@ -235,16 +246,20 @@ fn service_levels(out: &mut String, e: &crate::slo::exposition::Exposition) {
         "pvce_vm_start_duration_seconds_bucket{{le=\"+Inf\"}} {}\npvce_vm_start_duration_seconds_sum {}\npvce_vm_start_duration_seconds_count {}",
         h.count, h.sum_seconds, h.count
     );
-    let _ = writeln!(
+    header(
         out,
-        "# HELP pvce_slo_target An objective's target in force (a ratio, or seconds for start_p95).\n# TYPE pvce_slo_target gauge"
+        "pvce_slo_target",
+        "An objective's target in force (a ratio, or seconds for start_p95).",
+        "gauge",
     );
     for (i, t) in &e.targets {
         let _ = writeln!(out, "pvce_slo_target{{indicator=\"{}\"}} {t}", i.as_str());
     }
-    let _ = writeln!(
+    header(
         out,
-        "# HELP pvce_slo_burn_rate An objective's error-budget burn rate over the window (1 spends the budget in exactly one period; absent without events).\n# TYPE pvce_slo_burn_rate gauge"
+        "pvce_slo_burn_rate",
+        "An objective's error-budget burn rate over the window (1 spends the budget in exactly one period; absent without events).",
+        "gauge",
     );
     for b in &e.burn {
         let _ = writeln!(
@@ -257,12 +272,23 @@ fn service_levels(out: &mut String, e: &crate::slo::exposition::Exposition) {
     }
 }
 
+/// The `# HELP` and `# TYPE` lines of a metric.
+fn header(out: &mut String, name: &str, help: &str, kind: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// A metric with one unlabelled value.
+fn single(out: &mut String, name: &str, help: &str, kind: &str, value: impl std::fmt::Display) {
+    header(out, name, help, kind);
+    let _ = writeln!(out, "{name} {value}");
+}
+
 /// (metric, help, value) of a per-node gauge.
 type NodeGauge = (&'static str, &'static str, fn(&Node) -> f64);
 
 /// One gauge with a sample per node.
 fn per_node(out: &mut String, metric: &str, help: &str, nodes: &[Node], value: fn(&Node) -> f64) {
-    let _ = writeln!(out, "# HELP {metric} {help}\n# TYPE {metric} gauge");
+    header(out, metric, help, "gauge");
     for n in nodes {
         let _ = writeln!(out, "{metric}{{node=\"{}\"}} {}", escape(&n.name), value(n));
     }
@@ -274,9 +300,11 @@ type VmGauge = (&'static str, &'static str, fn(&VmLoad) -> Option<f64>);
 /// The server's own health: background loops and lost log lines.
 fn server_health(out: &mut String, health: &crate::health::Health) {
     let loops = health.loops();
-    let _ = writeln!(
+    header(
         out,
-        "# HELP pvce_loop_last_success_timestamp_seconds Unix time of a background loop's last completed pass.\n# TYPE pvce_loop_last_success_timestamp_seconds gauge"
+        "pvce_loop_last_success_timestamp_seconds",
+        "Unix time of a background loop's last completed pass.",
+        "gauge",
     );
     for (name, l) in &loops {
         if let Some(t) = l.last_success_unix {
@@ -286,9 +314,11 @@ fn server_health(out: &mut String, health: &crate::health::Health) {
             );
         }
     }
-    let _ = writeln!(
+    header(
         out,
-        "# HELP pvce_loop_restarts_total Times a background loop was restarted after a panic.\n# TYPE pvce_loop_restarts_total counter"
+        "pvce_loop_restarts_total",
+        "Times a background loop was restarted after a panic.",
+        "counter",
     );
     for (name, l) in &loops {
         let _ = writeln!(
@@ -297,10 +327,12 @@ fn server_health(out: &mut String, health: &crate::health::Health) {
             l.restarts
         );
     }
-    let _ = writeln!(
+    single(
         out,
-        "# HELP pvce_log_lines_dropped_total Log lines that could not be written (e.g. the log's disk is full).\n# TYPE pvce_log_lines_dropped_total counter\npvce_log_lines_dropped_total {}",
-        crate::logging::dropped_lines()
+        "pvce_log_lines_dropped_total",
+        "Log lines that could not be written (e.g. the log's disk is full).",
+        "counter",
+        crate::logging::dropped_lines(),
     );
 }
 
@@ -313,7 +345,7 @@ fn per_vm(
     nodes: &[Node],
     value: fn(&VmLoad) -> Option<f64>,
 ) {
-    let _ = writeln!(out, "# HELP {metric} {help}\n# TYPE {metric} gauge");
+    header(out, metric, help, "gauge");
     for v in vms {
         let Some(x) = value(v) else { continue };
         let node = nodes

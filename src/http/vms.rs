@@ -143,11 +143,7 @@ async fn move_layer(
     ApiJson(body): ApiJson<MigrateBody>,
 ) -> Result<Json<Vm>, ApiError> {
     me.require(&[Role::Admin])?;
-    let vm = state.vms.get_for(&me.user, id).await?;
     Ok(Json(
-        state
-            .vms
-            .move_layer(&vm, body.node_id, Some(&me.user.username))
-            .await?,
+        state.vms.move_layer(&me.user, id, body.node_id).await?,
     ))
 }

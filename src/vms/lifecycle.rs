@@ -100,9 +100,7 @@ impl VmManager {
         by: StartBy,
     ) -> Result<Vm, VmError> {
         let attempt = super::starts::StartAttempt::begin(vm.id, vm.owner_id, vm.course_id);
-        let lock = self.lock_for(vm.id);
-        let _guard = lock.lock().await;
-        let vm = self.sync_with_node(load(&self.pool, vm.id).await?).await?;
+        let (_guard, vm) = self.locked(vm.id).await?;
         if matches!(vm.state, VmState::Running | VmState::Starting) {
             return Ok(vm);
         }
@@ -370,9 +368,7 @@ impl VmManager {
 
     /// ACPI shutdown; forced off if the guest has not stopped after the timeout.
     pub async fn shutdown(self: &Arc<Self>, vm: &Vm) -> Result<Vm, VmError> {
-        let lock = self.lock_for(vm.id);
-        let _guard = lock.lock().await;
-        let current = self.sync_with_node(load(&self.pool, vm.id).await?).await?;
+        let (_guard, current) = self.locked(vm.id).await?;
         if current.state == VmState::Stopped {
             return Ok(current);
         }
@@ -443,9 +439,7 @@ impl VmManager {
 
     /// Forced power-off.
     pub async fn poweroff(&self, vm: &Vm) -> Result<Vm, VmError> {
-        let lock = self.lock_for(vm.id);
-        let _guard = lock.lock().await;
-        let current = self.sync_with_node(load(&self.pool, vm.id).await?).await?;
+        let (_guard, current) = self.locked(vm.id).await?;
         if current.state == VmState::Stopped {
             return Ok(current);
         }
@@ -468,9 +462,7 @@ impl VmManager {
 
     /// Discards the personal layer: a fresh overlay on the template replaces it.
     pub async fn reset(&self, vm: &Vm) -> Result<Vm, VmError> {
-        let lock = self.lock_for(vm.id);
-        let _guard = lock.lock().await;
-        let vm = self.sync_with_node(load(&self.pool, vm.id).await?).await?;
+        let (_guard, vm) = self.locked(vm.id).await?;
         if vm.state.is_active() {
             return Err(VmError::Running("stop the VM before resetting it".into()));
         }

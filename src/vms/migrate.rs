@@ -14,6 +14,7 @@ use crate::labnets::{self};
 use crate::nodes::NodeError;
 use crate::placement::{Candidate, Constraint};
 use crate::templates;
+use crate::users::User;
 use crate::vms::layers::{LayerError, LayerStorage};
 
 /// Longest a live migration may take before pvce stops waiting (libvirt goes
@@ -146,15 +147,10 @@ impl VmManager {
     /// target's template store gets the chain, the layer is copied through
     /// the server and verified, then the VM's home is the target. 409
     /// `layer_shared` for a shared layer (it needs no move).
-    pub async fn move_layer(
-        &self,
-        vm: &Vm,
-        target: Uuid,
-        actor: Option<&str>,
-    ) -> Result<Vm, VmError> {
-        let lock = self.lock_for(vm.id);
-        let _guard = lock.lock().await;
-        let vm = self.sync_with_node(load(&self.pool, vm.id).await?).await?;
+    pub async fn move_layer(&self, user: &User, id: Uuid, target: Uuid) -> Result<Vm, VmError> {
+        let vm = self.get_for(user, id).await?;
+        let actor = Some(user.username.as_str());
+        let (_guard, vm) = self.locked(vm.id).await?;
         if vm.state.is_active() {
             return Err(VmError::Running(
                 "stop the VM before moving its disk".into(),

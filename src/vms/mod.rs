@@ -42,6 +42,7 @@ pub mod layers;
 mod lifecycle;
 mod migrate;
 mod model;
+pub mod offline;
 mod power;
 pub mod power_log;
 mod provision;
@@ -53,7 +54,7 @@ pub mod starts;
 pub(crate) use model::graphics_from_db;
 pub(crate) use model::load;
 use model::{COLUMNS, from_row};
-pub use model::{Vm, VmError, VmSpec, VmState, labels, users_affected};
+pub use model::{Vm, VmError, VmSpec, VmState, audit_target, labels, users_affected};
 pub use power::Power;
 pub use provision::{NewBuildVm, Provision, STAGING_SUFFIX, SweepReport, sweep_layers_at_start};
 
@@ -323,6 +324,23 @@ impl VmManager {
     pub(crate) fn lock_for(&self, id: Uuid) -> Arc<tokio::sync::Mutex<()>> {
         let mut map = self.locks.lock().unwrap_or_else(|e| e.into_inner());
         map.entry(id).or_default().clone()
+    }
+
+    /// Takes the VM's lock (held while the guard lives), then reads the VM
+    /// as its node has it now.
+    pub(crate) async fn locked(
+        &self,
+        id: Uuid,
+    ) -> Result<(tokio::sync::OwnedMutexGuard<()>, Vm), VmError> {
+        let guard = self.lock_for(id).lock_owned().await;
+        let vm = self.sync_with_node(load(&self.pool, id).await?).await?;
+        Ok((guard, vm))
+    }
+
+    /// The VM's lock if nobody holds it: background passes skip a VM an
+    /// operation is busy with and look again next pass.
+    pub(crate) fn try_locked(&self, id: Uuid) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        self.lock_for(id).try_lock_owned().ok()
     }
 
     fn stops_in_flight_mut(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<Uuid>> {

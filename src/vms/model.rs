@@ -372,6 +372,22 @@ pub async fn labels(pool: &Pool, vm: &Vm) -> Result<(String, String), VmError> {
     Ok((owner, context.unwrap_or_else(|| "template build".into())))
 }
 
+/// How the audit log names a VM: `owner · course · name`, and the owner
+/// and course labels (the owner's id when they cannot be read: an entry is
+/// never lost for want of a name).
+pub async fn audit_target(pool: &Pool, vm: &Vm) -> (crate::audit::Target, String, String) {
+    let (owner, course) = labels(pool, vm)
+        .await
+        .unwrap_or_else(|_| (vm.owner_id.to_string(), String::new()));
+    (vm_target(vm, &owner, &course), owner, course)
+}
+
+/// The audit target of `vm` with its labels already at hand.
+pub fn vm_target(vm: &Vm, owner: &str, course: &str) -> crate::audit::Target {
+    let label = format!("{owner} · {course} · {}", vm.name);
+    crate::audit::Target::new(crate::audit::TargetKind::Vm, vm.id, &label)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -46,23 +46,12 @@ impl VmManager {
         };
         // Only actions the user was allowed to try are recorded (a refused
         // one is a 403/404 with nothing done); failures with their reason.
-        let label = format!("{owner} · {course} · {}", vm.name);
-        let mut detail =
+        let target = super::model::vm_target(&vm, &owner, &course);
+        let detail =
             serde_json::json!({ "owner_id": vm.owner_id, "owner": &owner, "course": &course });
-        if let Err(e) = &result {
-            detail["error"] = serde_json::Value::String(e.to_string());
-        }
-        crate::audit::record(
-            &self.pool,
-            crate::audit::Entry::new(
-                crate::audit::Actor::user(user.id, &user.username),
-                action.audit_action(),
-                crate::audit::Target::new(crate::audit::TargetKind::Vm, vm.id, &label),
-            )
-            .outcome(result.is_ok())
-            .detail(detail),
-        )
-        .await;
+        let actor = crate::audit::Actor::user(user.id, &user.username);
+        let entry = crate::audit::Entry::new(actor, action.audit_action(), target);
+        crate::audit::record(&self.pool, entry.result(&result, detail)).await;
         result
     }
 }

@@ -166,8 +166,7 @@ impl VmManager {
         .await?;
         for row in &rows {
             let vm = from_row(row)?;
-            let lock = self.lock_for(vm.id);
-            let Ok(_guard) = lock.try_lock() else {
+            let Some(_guard) = self.try_locked(vm.id) else {
                 continue;
             };
             let action = rule::decide(self.recorded(&vm), node_id, Seen::Unreachable);
@@ -187,8 +186,7 @@ impl VmManager {
             }
         };
         for (vm_id, volume) in orphans {
-            let lock = self.lock_for(vm_id);
-            let Ok(_guard) = lock.try_lock() else {
+            let Some(_guard) = self.try_locked(vm_id) else {
                 continue;
             };
             match self
@@ -250,8 +248,7 @@ impl VmManager {
         .await?;
         for row in &rows {
             let vm = from_row(row)?;
-            let lock = self.lock_for(vm.id);
-            let Ok(_guard) = lock.try_lock() else {
+            let Some(_guard) = self.try_locked(vm.id) else {
                 continue;
             };
             let seen = Seen::Domain(running.get(&vm.id).copied());

@@ -7,7 +7,7 @@
 import { t, bind, onLangChange } from './i18n.js';
 import { h, icon, button, replace, formatBytes, formatMib, formatNumber, relativeTime, absoluteTime, toast, toastError, confirmDialog, errorText } from './ui.js';
 import { get, post, api } from './api.js';
-import { lineChart, align } from './charts.js';
+import { align, chartRow } from './charts.js';
 import { stateBadge, runAction, allowed, STATES } from './vmcontrols.js';
 import { limitsCard } from './usage.js';
 import { directorySyncCard } from './dirsync.js';
@@ -70,8 +70,7 @@ function loadCharts(fetchHistory) {
     h('div', { class: 'section-head' }, h('h2', { i18n: 'nodes.charts' }), tabs),
     empty,
     h('div', { class: 'charts' }, boxes));
-  let charts = [];
-  let lastKey = '';
+  const row = chartRow(boxes);
   let lastNodes = [];
 
   function draw(list) {
@@ -84,30 +83,18 @@ function loadCharts(fetchHistory) {
       align(withData, (s) => (s.mem_total_mib ? (100 * s.mem_used_mib) / s.mem_total_mib : null)),
       align(withData, (s) => s.vms_running),
     ];
-    const key = `${names.join('|')}#${document.documentElement.lang}`;
-    if (key === lastKey && charts.length) {
-      charts.forEach((c, i) => c.update(data[i]));
-      return;
-    }
-    charts.forEach((c) => c.destroy());
-    charts = [];
-    lastKey = key;
-    if (!withData.length) return;
-    const specs = [
-      { title: t('nodes.chart.cpu'), unit: '%', max: 100 },
-      { title: t('nodes.chart.mem'), unit: '%', max: 100 },
-      { title: t('nodes.chart.vms'), unit: '' },
-    ];
-    charts = specs.map((spec, i) => {
-      boxes[i].replaceChildren();
-      return lineChart(boxes[i], { ...spec, names, data: data[i], spanSeconds: () => Number(range) * 60 });
-    });
+    const spanSeconds = () => Number(range) * 60;
+    row.draw(`${names.join('|')}#${document.documentElement.lang}`, data, () => (withData.length ? [
+      { title: t('nodes.chart.cpu'), unit: '%', max: 100, names, spanSeconds },
+      { title: t('nodes.chart.mem'), unit: '%', max: 100, names, spanSeconds },
+      { title: t('nodes.chart.vms'), unit: '', names, spanSeconds },
+    ] : null));
   }
   async function refresh() {
     draw(await fetchHistory(Number(range)));
   }
-  const offLang = onLangChange(() => { lastKey = ''; draw(lastNodes); });
-  return { el, refresh, destroy() { offLang(); charts.forEach((c) => c.destroy()); } };
+  const offLang = onLangChange(() => { row.reset(); draw(lastNodes); });
+  return { el, refresh, destroy() { offLang(); row.destroy(); } };
 }
 
 function maintenanceToggle(n, after) {
@@ -431,8 +418,7 @@ function vmLoadDialog(vm, label) {
       empty,
       h('div', { class: 'charts' }, boxes),
       h('div', { class: 'dialog-actions' }, close)));
-  let charts = [];
-  let lastKey = '';
+  const row = chartRow(boxes);
   let last = [];
 
   function draw(samples) {
@@ -444,29 +430,17 @@ function vmLoadDialog(vm, label) {
       [times, samples.map((s) => val(s.cpu_percent))],
       [times, samples.map((s) => val(s.mem_mib)), samples.map((s) => val(s.rss_mib))],
     ];
-    const key = `${samples.length > 0}#${document.documentElement.lang}`;
-    if (key === lastKey && charts.length) {
-      charts.forEach((c, i) => c.update(data[i]));
-      return;
-    }
-    charts.forEach((c) => c.destroy());
-    charts = [];
-    lastKey = key;
-    if (!samples.length) return;
-    const specs = [
-      { title: t('cvms.load.cpu'), unit: '%', max: 100, names: [vm.name] },
+    const spanSeconds = () => 3600;
+    row.draw(`${samples.length > 0}#${document.documentElement.lang}`, data, () => (samples.length ? [
+      { title: t('cvms.load.cpu'), unit: '%', max: 100, names: [vm.name], spanSeconds },
       // No unit on the axis: "1024 MiB" does not fit; the title says MiB.
-      { title: t('cvms.load.mem'), names: [t('cvms.load.guest'), t('cvms.load.rss')] },
-    ];
-    charts = specs.map((spec, i) => {
-      boxes[i].replaceChildren();
-      return lineChart(boxes[i], { ...spec, data: data[i], spanSeconds: () => 3600 });
-    });
+      { title: t('cvms.load.mem'), names: [t('cvms.load.guest'), t('cvms.load.rss')], spanSeconds },
+    ] : null));
   }
-  const offLang = onLangChange(() => { lastKey = ''; draw(last); });
+  const offLang = onLangChange(() => { row.reset(); draw(last); });
   const stop = poller(async () => draw((await get(`/api/vms/${encodeURIComponent(vm.id)}/history?minutes=60`)).samples));
   close.addEventListener('click', () => dlg.close());
-  dlg.addEventListener('close', () => { stop(); offLang(); charts.forEach((c) => c.destroy()); dlg.remove(); });
+  dlg.addEventListener('close', () => { stop(); offLang(); row.destroy(); dlg.remove(); });
   document.body.append(dlg);
   dlg.showModal();
   close.focus();

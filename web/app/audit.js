@@ -5,7 +5,7 @@
 // Everything users typed (names, labels, details) is rendered with
 // textContent through h(): never as HTML.
 
-import { h, replace, absoluteTime, toastError } from './ui.js';
+import { h, replace, absoluteTime, toastError, field } from './ui.js';
 import { get } from './api.js';
 
 // The action names of the API (src/audit/action.rs), in the same order.
@@ -17,9 +17,6 @@ const ACTIONS = ['sign_in', 'sign_out', 'user_role_changed', 'user_disabled', 'u
 const KINDS = ['user', 'vm', 'template', 'course', 'settings'];
 const PAGE = 50;
 
-function field(id, labelKey, control) {
-  return h('div', { class: 'field' }, h('label', { for: id, i18n: labelKey }), control);
-}
 
 /** A date input's day as the RFC 3339 instant of its local midnight (+`days`). */
 function dayStart(value, days = 0) {

@@ -126,3 +126,33 @@ export function barChart(container, { title, items, unit = '', decimals = 0 }) {
   container.dataset.bars = String(items.length);
   container.replaceChildren(svg);
 }
+
+/**
+ * A row of line charts, one per box, redrawn with new data: kept (uPlot's
+ * update) while `key` — what they show, and the language — stays the same;
+ * rebuilt from `specs()` (null: nothing to draw) when it changes.
+ */
+export function chartRow(boxes) {
+  let charts = [];
+  let lastKey = '';
+  const destroy = () => { charts.forEach((c) => c.destroy()); charts = []; };
+  return {
+    draw(key, data, specs) {
+      if (key === lastKey && charts.length) {
+        charts.forEach((c, i) => c.update(data[i]));
+        return;
+      }
+      destroy();
+      lastKey = key;
+      const list = specs();
+      if (!list) return;
+      charts = list.map((spec, i) => {
+        boxes[i].replaceChildren();
+        return lineChart(boxes[i], { ...spec, data: data[i] });
+      });
+    },
+    /** Forgets the key, so the next draw rebuilds (a language change). */
+    reset() { lastKey = ''; },
+    destroy,
+  };
+}

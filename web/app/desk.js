@@ -8,7 +8,7 @@
 // textContent through h(): never as HTML.
 
 import { t, bind, onLangChange } from './i18n.js';
-import { h, icon, button, replace, relativeTime, absoluteTime, toast, toastError, formatBytes, confirmDialog } from './ui.js';
+import { h, icon, button, replace, relativeTime, absoluteTime, toast, toastError, formatBytes, confirmDialog, busy, field } from './ui.js';
 import { api, get, post } from './api.js';
 import { stateBadge, actionBar } from './vmcontrols.js';
 import { lineChart } from './charts.js';
@@ -66,25 +66,7 @@ function select(id, values, keyOf, extra = []) {
   return h('select', { id }, extra, values.map((v) => option(v, keyOf(v))));
 }
 
-function field(id, labelKey, control, hintKey) {
-  return h('div', { class: 'field' }, h('label', { for: id, i18n: labelKey }), control,
-    hintKey ? h('p', { class: 'muted small', i18n: hintKey }) : null);
-}
 
-/** Disables `btn` while `f` runs; toasts an error. Resolves to f's result or null. */
-async function busy(btn, f) {
-  btn.disabled = true;
-  btn.classList.add('busy');
-  try {
-    return await f();
-  } catch (err) {
-    toastError(err);
-    return null;
-  } finally {
-    btn.disabled = false;
-    btn.classList.remove('busy');
-  }
-}
 
 // ---------------------------------------------------------------- report
 

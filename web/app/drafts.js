@@ -5,7 +5,7 @@
 // Both ask first and report in a toast; they resolve to true when done.
 
 import { t } from './i18n.js';
-import { toast, toastError, confirmDialog } from './ui.js';
+import { toast, confirmDialog, busy } from './ui.js';
 import { post, del } from './api.js';
 
 export async function sealDraft(tpl, btn) {
@@ -14,30 +14,22 @@ export async function sealDraft(tpl, btn) {
   // The server shuts the build VM down first (ACPI, forced after a timeout):
   // say so, the answer may take a minute.
   toast(t('tpl.sealing', { name: tpl.name }), 'info');
-  return busy(btn, async () => {
+  const done = await busy(btn, async () => {
     await post(`/api/templates/${encodeURIComponent(tpl.id)}/seal`);
     toast(t('tpl.sealed', { name: tpl.name }), 'success');
+    return true;
   });
+  return done ?? false;
 }
 
 export async function abandonDraft(tpl, btn) {
   const ok = await confirmDialog({ title: ['tpl.abandon.title', { name: tpl.name }], body: 'tpl.abandon.body', confirm: 'tpl.abandon', danger: true });
   if (!ok) return false;
-  return busy(btn, async () => {
+  const done = await busy(btn, async () => {
     await del(`/api/templates/${encodeURIComponent(tpl.id)}`);
     toast(t('tpl.abandoned', { name: tpl.name }), 'success');
+    return true;
   });
+  return done ?? false;
 }
 
-async function busy(btn, f) {
-  if (btn) { btn.disabled = true; btn.classList.add('busy'); }
-  try {
-    await f();
-    return true;
-  } catch (err) {
-    toastError(err);
-    return false;
-  } finally {
-    if (btn && btn.isConnected) { btn.disabled = false; btn.classList.remove('busy'); }
-  }
-}

@@ -8,7 +8,7 @@
 // with textContent through h(): never as HTML.
 
 import { t, lang, onLangChange } from './i18n.js';
-import { h, button, replace, absoluteTime, toast, toastError, formatBytes, confirmDialog } from './ui.js';
+import { h, button, replace, absoluteTime, toast, toastError, formatBytes, confirmDialog, busy, field } from './ui.js';
 import { api, get, post } from './api.js';
 import { barChart } from './charts.js';
 
@@ -21,21 +21,7 @@ export function mount(container, params, ctx) {
   return listView(container, ctx);
 }
 
-function field(id, labelKey, control) {
-  return h('div', { class: 'field' }, h('label', { for: id, i18n: labelKey }), control);
-}
 
-async function busy(btn, f) {
-  btn.disabled = true;
-  try {
-    return await f();
-  } catch (err) {
-    toastError(err);
-    return null;
-  } finally {
-    btn.disabled = false;
-  }
-}
 
 const none = () => t('common.none');
 const pct = (v) => (v === null || v === undefined ? none() : `${(v * 100).toFixed(1)}%`);

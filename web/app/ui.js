@@ -137,6 +137,28 @@ export function toastError(err) {
  * Asks for confirmation with a modal <dialog>. Resolves true when confirmed.
  * `danger` styles the confirm button red.
  */
+/**
+ * Disables `btn` (if given) with the busy spinner while `f` runs; an error is
+ * toasted. Resolves to f's result, or null after an error.
+ */
+export async function busy(btn, f) {
+  if (btn) { btn.disabled = true; btn.classList.add('busy'); }
+  try {
+    return await f();
+  } catch (err) {
+    toastError(err);
+    return null;
+  } finally {
+    if (btn && btn.isConnected) { btn.disabled = false; btn.classList.remove('busy'); }
+  }
+}
+
+/** A labelled form field, with an optional hint below the control. */
+export function field(id, labelKey, control, hintKey) {
+  return h('div', { class: 'field' }, h('label', { for: id, i18n: labelKey }), control,
+    hintKey ? h('p', { class: 'muted small', i18n: hintKey }) : null);
+}
+
 export function confirmDialog({ title, body, confirm, danger = false }) {
   return new Promise((resolve) => {
     const ok = h('button', { type: 'submit', class: `btn ${danger ? 'danger' : 'primary'}`, value: 'ok', i18n: confirm });

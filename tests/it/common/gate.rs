@@ -22,6 +22,7 @@
 
 use std::cell::RefCell;
 use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -30,6 +31,39 @@ static GATE: RwLock<()> = RwLock::const_new(());
 /// Held for as long as the test runs beside others (shared) or alone.
 pub struct Pass {
     guard: Guard,
+    /// When the pass was granted, and how long the test waited for it.
+    since: Instant,
+    waited: Duration,
+}
+
+/// With `PVCE_TEST_TIMES=<file>` (scripts/test.sh sets it), each test that
+/// held a pass appends `seconds held, seconds waited, shared|alone, name`:
+/// the run ends with a list of the slowest tests, so CI time is measured
+/// where it goes instead of guessed.
+impl Drop for Pass {
+    fn drop(&mut self) {
+        let Some(path) = std::env::var_os("PVCE_TEST_TIMES") else {
+            return;
+        };
+        let kind = match self.guard {
+            Guard::Shared { .. } => "shared",
+            Guard::Alone { .. } => "alone",
+        };
+        let name = std::thread::current().name().unwrap_or("?").to_owned();
+        let line = format!(
+            "{:.1}\t{:.1}\t{kind}\t{name}\n",
+            self.since.elapsed().as_secs_f64(),
+            self.waited.as_secs_f64()
+        );
+        use std::io::Write;
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            let _ = f.write_all(line.as_bytes());
+        }
+    }
 }
 
 enum Guard {
@@ -60,10 +94,12 @@ pub async fn shared() -> Arc<Pass> {
     if let Some(p) = held() {
         return p;
     }
+    let asked = Instant::now();
+    let guard = GATE.read().await;
     remember(Pass {
-        guard: Guard::Shared {
-            _guard: GATE.read().await,
-        },
+        guard: Guard::Shared { _guard: guard },
+        since: Instant::now(),
+        waited: asked.elapsed(),
     })
 }
 
@@ -77,10 +113,12 @@ pub async fn alone() -> Arc<Pass> {
         );
         return p;
     }
+    let asked = Instant::now();
+    let guard = GATE.write().await;
     remember(Pass {
-        guard: Guard::Alone {
-            _guard: GATE.write().await,
-        },
+        guard: Guard::Alone { _guard: guard },
+        since: Instant::now(),
+        waited: asked.elapsed(),
     })
 }
 
