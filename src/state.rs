@@ -112,7 +112,7 @@ impl AppState {
                 pool.clone(),
                 storage.clone(),
                 nodes.clone(),
-                stores,
+                stores.clone(),
                 config.shutdown_timeout(),
                 names.domain_prefix.clone(),
             )
@@ -187,7 +187,7 @@ impl AppState {
             nodes.clone(),
             desk.clone(),
             storage.clone(),
-            names.template_pool.clone(),
+            stores,
             config.min_free_mib,
         ));
         let templates = Arc::new(crate::templates::Templates::new(

@@ -119,6 +119,23 @@ impl Stores {
         adopt_legacy_pools(&self.nodes, &self.pool_name, &self.dir(), &self.claim).await
     }
 
+    /// Reads node `node_id`'s clock through its store pool (set up first
+    /// if no template was copied there yet): see `Node::probe_clock`. For
+    /// the daily inspection's clock skew check.
+    pub async fn probe_clock(
+        &self,
+        node_id: Uuid,
+    ) -> Result<crate::libvirt::ClockProbe, StoreError> {
+        let conn = self.nodes.conn(node_id).await?;
+        {
+            let lock = self.lock(node_id, Uuid::nil());
+            let _guard = lock.lock().await;
+            conn.ensure_dir_pool(&self.pool_name, &self.dir(), self.claim.clone())
+                .await?;
+        }
+        Ok(conn.probe_clock(&self.pool_name).await?)
+    }
+
     /// The backing chain of `template_id` (child first), read once per start
     /// and handed to [`Self::holders`] and [`Self::ensure_chain`].
     pub async fn chain(&self, template_id: Uuid) -> Result<Vec<ChainLayer>, StoreError> {

@@ -7,16 +7,20 @@
 //! copies (a seventh each day, all on the weekly full run or when asked);
 //! SQLite `PRAGMA quick_check`; rows without files and files without rows
 //! (templates, personal layers, desk screenshots); free space of the data
-//! dir and of each node's store; clock skew (libvirt gives no node time:
-//! recorded "not checked"); the age of the last good backup and the last
-//! run's failures ([`crate::backup`]; "not checked" while none has run).
+//! dir and of each node's store; each node's clock skew against this
+//! server ([`clock`]: read from the file time of a probe volume the node
+//! creates in its store pool; a warning over 2 s, a failure over 30 s); the
+//! age of the last good backup and the last run's failures
+//! ([`crate::backup`]; "not checked" while none has run).
 //!
 //! Invariants: an inspection is recorded whole, after all its checks (one
 //! at a time: a second request waits for the first); a check that cannot
-//! be made says so (`not_checked`) instead of passing; a failed item's
+//! be made says so (`not_checked`) instead of passing; a `warning` is not a
+//! failure (no ticket); a failed item's
 //! ticket is keyed `inspection:<check>:<subject>`, so a failure found again
 //! the next day joins the open ticket.
 
+pub mod clock;
 pub mod schedule;
 
 use std::collections::HashSet;
@@ -34,6 +38,7 @@ use crate::desk::{Desk, DeskError, SystemIncident};
 use crate::events::{self, EventKind, NewEvent};
 use crate::nodes::Nodes;
 use crate::storage::Storage;
+use crate::stores::Stores;
 
 /// How often the loop asks whether an inspection is due.
 pub const POLL: Duration = Duration::from_secs(60);
@@ -65,6 +70,8 @@ pub enum InspectionError {
 #[serde(rename_all = "snake_case")]
 pub enum ItemStatus {
     Ok,
+    /// Worth a look, not a failure: no ticket (a clock skew over 2 s).
+    Warning,
     Failed,
     NotChecked,
 }
@@ -109,6 +116,10 @@ pub struct Item {
     /// The desk ticket a failure opened or joined.
     #[serde(default)]
     pub ticket_id: Option<Uuid>,
+    /// The measured skew of a `clock_skew` item (the UI words it in the
+    /// reader's language).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock: Option<clock::Skew>,
 }
 
 impl Item {
@@ -120,6 +131,7 @@ impl Item {
             status,
             detail: detail.into(),
             ticket_id: None,
+            clock: None,
         }
     }
     fn ok(check: Check, subject: &str, detail: impl Into<String>) -> Self {
@@ -176,7 +188,8 @@ pub struct Inspections {
     nodes: Arc<Nodes>,
     desk: Arc<Desk>,
     storage: Storage,
-    template_pool: String,
+    /// The node stores: their pool name, and the pool a clock probe uses.
+    stores: Arc<Stores>,
     min_free_bytes: u64,
     /// One inspection at a time.
     running: tokio::sync::Mutex<()>,
@@ -188,7 +201,7 @@ impl Inspections {
         nodes: Arc<Nodes>,
         desk: Arc<Desk>,
         storage: Storage,
-        template_pool: String,
+        stores: Arc<Stores>,
         min_free_mib: u64,
     ) -> Self {
         Self {
@@ -196,7 +209,7 @@ impl Inspections {
             nodes,
             desk,
             storage,
-            template_pool,
+            stores,
             min_free_bytes: min_free_mib.saturating_mul(1024 * 1024),
             running: tokio::sync::Mutex::new(()),
         }
@@ -246,11 +259,7 @@ impl Inspections {
         self.check_layer_files(&mut items).await?;
         self.check_screenshot_files(&mut items).await?;
         self.check_space(&mut items).await?;
-        items.push(Item::not_checked(
-            Check::ClockSkew,
-            "nodes",
-            "libvirt reports no node time; clock skew not checked",
-        ));
+        self.check_clocks(&mut items).await?;
         items.push(self.check_backup(now).await?);
         for item in items.iter_mut().filter(|i| i.status == ItemStatus::Failed) {
             let check = item.name.as_str();
@@ -363,6 +372,40 @@ impl Inspections {
                 format!("last fully good backup {hours} h ago"),
             )
         })
+    }
+
+    /// Each node's clock against this server's ([`clock`]), one probe each.
+    async fn check_clocks(&self, items: &mut Vec<Item>) -> Result<(), InspectionError> {
+        for n in self.nodes.list().await? {
+            let probe = tokio::time::timeout(NODE_DEADLINE, self.stores.probe_clock(n.id))
+                .await
+                .map_err(|_| "no answer in time".to_owned())
+                .and_then(|r| r.map_err(|e| e.to_string()));
+            items.push(match probe {
+                Ok(p) => {
+                    let skew = clock::measure(&p);
+                    let verdict = clock::verdict(skew);
+                    let status = match verdict {
+                        clock::Verdict::Ok => ItemStatus::Ok,
+                        clock::Verdict::Warn => ItemStatus::Warning,
+                        clock::Verdict::Fail => ItemStatus::Failed,
+                        clock::Verdict::Inconclusive => ItemStatus::NotChecked,
+                    };
+                    let mut item = Item::new(
+                        Check::ClockSkew,
+                        &n.name,
+                        status,
+                        clock::describe(skew, verdict),
+                    );
+                    item.clock = Some(skew);
+                    item
+                }
+                Err(e) => {
+                    Item::not_checked(Check::ClockSkew, &n.name, format!("not measured: {e}"))
+                }
+            });
+        }
+        Ok(())
     }
 
     async fn check_nodes(&self, items: &mut Vec<Item>) -> Result<(), InspectionError> {
@@ -494,7 +537,7 @@ impl Inspections {
                     .conn(db::parse_uuid(node_id).map_err(|e| e.to_string())?)
                     .await
                     .map_err(|e| e.to_string())?;
-                conn.volume_sha256(&self.template_pool, &vol, len)
+                conn.volume_sha256(self.stores.pool_name(), &vol, len)
                     .await
                     .map_err(|e| e.to_string())
             }

@@ -15,7 +15,7 @@
 //! - [`conn`]: [`Node`], one libvirt connection with its own worker threads,
 //!   timeouts and keep-alive.
 //! - [`storage`]: storage pools and volumes (the per-node template store: upload,
-//!   read back for a checksum).
+//!   read back for a checksum; a probe volume's file time tells the node's clock).
 //! - [`serial`]: a running domain's serial console as a byte stream
 //!   (`virDomainOpenConsole`), pumped by its own thread, for the rescue console.
 //! - [`stats`]: host CPU and memory statistics (the crate's only `unsafe`: two FFI
@@ -51,7 +51,7 @@ pub use conn::{DomainInfo, DomainState, DriverKind, NetworkInfo, Node, NodeInfo,
 pub use domcaps::NodeCapabilities;
 pub use serial::SerialConsole;
 pub use stats::{CpuTimes, DomainStats, HostStats, MemoryStats};
-pub use storage::{PoolClaim, PoolInfo};
+pub use storage::{CLOCK_PROBE_PREFIX, ClockProbe, FileStamp, PoolClaim, PoolInfo};
 pub use xml::{
     ConsoleAuth, DiskCache, DomainSpec, Graphics, GraphicsKind, Hypervisor, MAX_BRIDGE_NAME,
     NetworkSpec, PVCE_NET_XMLNS, PVCE_XMLNS, PvceMetadata, domain_xml, network_xml,

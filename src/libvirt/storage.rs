@@ -12,10 +12,16 @@
 //! Transfers are long calls: they run on one of the node's workers with a
 //! deadline proportional to the size ([`transfer_deadline`]), not the
 //! connection's short call deadline.
+//!
+//! The same pool also tells a node's time ([`Node::probe_clock`]): libvirt
+//! has no call that returns a host's clock, but a file volume's XML carries
+//! the file's `<timestamps>`, which the node's kernel stamped when libvirt
+//! created it. An empty probe volume (`pvce-clock-probe-*`) is created,
+//! read and deleted in one worker call; no domain is touched.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -187,6 +193,30 @@ pub fn layer_volume_xml(name: &str, capacity: u64, backing: &Path) -> Result<Str
             format: XFormat { kind: "qcow2" },
         },
     })
+}
+
+/// Name prefix of the clock probe volumes ([`Node::probe_clock`]); a volume
+/// of the pool named so is always a leftover probe, deleted on sight.
+pub const CLOCK_PROBE_PREFIX: &str = "pvce-clock-probe-";
+
+/// A file time as a volume's XML gives it: whole seconds since the epoch
+/// and, where the file system keeps finer times, the nanoseconds (libvirt
+/// leaves the fraction out when it is zero, e.g. on a file system with
+/// one-second times).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStamp {
+    pub secs: i64,
+    pub nanos: Option<u32>,
+}
+
+/// One reading of a node's clock: this server's wall clock just before and
+/// just after the node created a file, and the file's modification time as
+/// the node's kernel stamped it in between.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClockProbe {
+    pub before: SystemTime,
+    pub after: SystemTime,
+    pub node: FileStamp,
 }
 
 /// How long moving `bytes` over a libvirt connection may take: at least a
@@ -504,6 +534,53 @@ impl Node {
         .await
     }
 
+    /// Reads the node's clock through pool `pool` (see the module doc):
+    /// creates an empty raw volume named [`CLOCK_PROBE_PREFIX`]`<random>`,
+    /// noting this server's wall clock just before and just after, reads the
+    /// volume's modification time and deletes it. The volume is deleted
+    /// whatever happens after its creation (the worker finishes the job even
+    /// when the caller stopped waiting), and probes a crash left behind are
+    /// deleted first, so no probe outlives the call.
+    pub async fn probe_clock(&self, pool: &str) -> Result<ClockProbe, LibvirtError> {
+        let vol = format!("{CLOCK_PROBE_PREFIX}{}", uuid::Uuid::new_v4().simple());
+        let xml = volume_xml(&vol, 0)?;
+        let pool = pool.to_owned();
+        self.call(move |c| {
+            let p = lookup_pool(c, &pool)?
+                .ok_or_else(|| LibvirtError::InvalidSpec(format!("no storage pool {pool}")))?;
+            if !p.is_active()? {
+                return Err(LibvirtError::InvalidSpec(format!(
+                    "storage pool {pool} is not active"
+                )));
+            }
+            for stale in p.list_volumes()? {
+                if stale.starts_with(CLOCK_PROBE_PREFIX)
+                    && let Some(v) = lookup_vol(&p, &stale)?
+                {
+                    tracing::info!(pool = %pool, volume = %stale, "deleting a clock probe left behind");
+                    v.delete(0)?;
+                }
+            }
+            // The real wall clock, not a test-controlled one: this is the
+            // measurement itself. Read as close to the creation as possible,
+            // so the interval holds nothing but the node's round trip.
+            let before = SystemTime::now();
+            let v = StorageVol::create_xml(&p, &xml, 0)?;
+            let after = SystemTime::now();
+            // `virStorageVolGetXMLDesc` stats the file afresh.
+            let desc = v.xml_desc(0);
+            let deleted = v.delete(0);
+            let node = volume_mtime(&desc?)?;
+            deleted?;
+            Ok(ClockProbe {
+                before,
+                after,
+                node,
+            })
+        })
+        .await
+    }
+
     /// Stops and undefines pool `name`, leaving its directory and files alone
     /// (absent is fine). For tests and node removal.
     pub async fn undefine_pool(&self, name: &str) -> Result<(), LibvirtError> {
@@ -565,6 +642,54 @@ fn pool_target_path(xml: &str) -> Option<PathBuf> {
         .map(|p| p.target.path)
 }
 
+/// The modification time in a volume's XML
+/// (`<target><timestamps><mtime>SECS[.NANOS]</mtime>`).
+fn volume_mtime(xml: &str) -> Result<FileStamp, LibvirtError> {
+    #[derive(serde::Deserialize)]
+    struct Volume {
+        target: Target,
+    }
+    #[derive(serde::Deserialize)]
+    struct Target {
+        timestamps: Option<Timestamps>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Timestamps {
+        mtime: Option<String>,
+    }
+    let v: Volume =
+        quick_xml::de::from_str(xml).map_err(|e| LibvirtError::Xml(format!("volume XML: {e}")))?;
+    let mtime = v
+        .target
+        .timestamps
+        .and_then(|t| t.mtime)
+        .ok_or_else(|| LibvirtError::Xml("the volume XML has no modification time".into()))?;
+    parse_file_stamp(&mtime)
+        .ok_or_else(|| LibvirtError::Xml(format!("unreadable volume time {mtime:?}")))
+}
+
+/// `SECS` or `SECS.FRACTION` (at most nine digits: nanoseconds).
+fn parse_file_stamp(s: &str) -> Option<FileStamp> {
+    let s = s.trim();
+    let (secs, frac) = match s.split_once('.') {
+        Some((a, b)) => (a, Some(b)),
+        None => (s, None),
+    };
+    let digits = |d: &str| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit());
+    if !digits(secs) {
+        return None;
+    }
+    let nanos = match frac {
+        None => None,
+        Some(f) if digits(f) && f.len() <= 9 => Some(format!("{f:0<9}").parse().ok()?),
+        Some(_) => return None,
+    };
+    Some(FileStamp {
+        secs: secs.parse().ok()?,
+        nanos,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -612,5 +737,39 @@ mod tests {
     fn transfers_get_time_by_size() {
         assert_eq!(transfer_deadline(0), Duration::from_secs(60));
         assert_eq!(transfer_deadline(10_000_000_000), Duration::from_secs(1060));
+    }
+
+    #[test]
+    fn reads_a_volumes_modification_time() {
+        let xml = "<volume type='file'><name>pvce-clock-probe-x</name><capacity unit='bytes'>0</capacity>\
+            <target><path>/srv/t/pvce-clock-probe-x</path><format type='raw'/>\
+            <timestamps><atime>1796391463.008087057</atime><mtime>1796391463.007157073</mtime>\
+            <ctime>1796391463.007157073</ctime><btime>0</btime></timestamps></target></volume>";
+        assert_eq!(
+            volume_mtime(xml).expect("mtime"),
+            FileStamp {
+                secs: 1_796_391_463,
+                nanos: Some(7_157_073)
+            }
+        );
+        assert!(volume_mtime("<volume><target><path>/x</path></target></volume>").is_err());
+        assert!(volume_mtime("<pool/>").is_err());
+        assert_eq!(
+            parse_file_stamp("12"),
+            Some(FileStamp {
+                secs: 12,
+                nanos: None
+            })
+        );
+        assert_eq!(
+            parse_file_stamp("12.5"),
+            Some(FileStamp {
+                secs: 12,
+                nanos: Some(500_000_000)
+            })
+        );
+        for bad in ["", ".5", "12.", "-1", "1.0000000001", "1e3", "12.x"] {
+            assert_eq!(parse_file_stamp(bad), None, "{bad:?}");
+        }
     }
 }

@@ -71,11 +71,13 @@ await run('alerts', artifactDir, async ({ newPage, step, shot, logs }) => {
   await e.waitForSelector('#insp-items tr.insp-item[data-check=database][data-status=ok]');
   assert((await e.textContent('#insp-items tr[data-check=database] td:first-child')).trim() === 'Database integrity', 'items are named');
   assert(await e.locator('#insp-items tr[data-check=backup][data-status=not_checked]').count() === 1, 'the backup is not checked');
+  assert(/^Node clock .* \(±[\d.]+ s\)$/.test((await e.textContent('#insp-items tr[data-check=clock_skew][data-status=ok] .insp-clock')).trim()), 'the clock skew is measured');
   await e.waitForSelector('#insp-list tr');
   await shot(e, 'inspections-en.png');
   await a.goto(`${base}/#/inspections`);
   await a.waitForSelector('#insp-items tr[data-check=database]');
   assert((await a.textContent('#insp-items tr[data-check=database] td:first-child')).trim() === '数据库完整性', 'items in Chinese');
+  assert((await a.textContent('#insp-items tr[data-check=clock_skew] .insp-clock')).trim().startsWith('节点时钟'), 'the clock skew in Chinese');
   await shot(a, 'inspections-zh.png');
   step('admin ran an inspection and read it in both languages');
 

@@ -2,7 +2,9 @@
 //! written to the real database, the alert loop ticked at the test's own
 //! instants (the server's own loops are off), the desk incident a critical
 //! alert opens, the rules' validation, and an inspection that passes, then
-//! fails once the test breaks a template file in its own data dir.
+//! fails once the test breaks a template file in its own data dir; the
+//! local node's clock skew measured through a probe volume that is gone
+//! afterwards.
 
 use crate::common::{TestEnv, assert_error, lab};
 use pvce::alerts::samples::text_time;
@@ -390,7 +392,7 @@ async fn an_inspection_passes_then_a_broken_template_fails_it_and_opens_a_ticket
         "ok"
     );
     assert_eq!(item(&first, "backup", "site")["status"], "not_checked");
-    assert_eq!(item(&first, "clock_skew", "nodes")["status"], "not_checked");
+    assert_eq!(item(&first, "clock_skew", "local")["status"], "ok");
 
     // Corrupt the template's file in this test's own data dir.
     let path = env
@@ -482,6 +484,64 @@ async fn an_inspection_passes_then_a_broken_template_fails_it_and_opens_a_ticket
             .iter()
             .any(|e| e["kind"] == "inspection_failed"),
         "{events}"
+    );
+}
+
+/// The local node's clock is measured through a probe volume in the
+/// template store pool, which no template has been copied into yet (the
+/// check sets the pool up); the check passes and no probe is left behind.
+#[tokio::test]
+async fn the_local_nodes_clock_skew_is_measured_and_its_probe_removed() {
+    let env = env().await;
+    env.user("test-ck-staff", Role::Staff).await;
+    let staff = env.client("test-ck-staff").await;
+    let (s, insp) = staff.post("/api/inspections", json!({"full": false})).await;
+    assert_eq!(s, StatusCode::CREATED, "{insp}");
+    let clock = item(&insp, "clock_skew", "local");
+    assert_eq!(
+        (&clock["status"], &clock["ok"], &clock["ticket_id"]),
+        (&json!("ok"), &json!(true), &Value::Null),
+        "{clock}"
+    );
+    // Server and node share one kernel clock here: the skew is within the
+    // measurement's own width, and that width is a local round trip.
+    let skew = clock["clock"]["skew_ms"].as_i64().expect("skew_ms");
+    let uncertainty = clock["clock"]["uncertainty_ms"]
+        .as_i64()
+        .expect("uncertainty_ms");
+    assert!(skew.abs() < 2_000, "{clock}");
+    assert!((5..1_000).contains(&uncertainty), "{clock}");
+    assert!(skew.abs() <= uncertainty, "{clock}");
+    assert!(
+        clock["detail"].as_str().unwrap().starts_with("node clock "),
+        "{clock}"
+    );
+
+    // Nothing left: neither a volume libvirt lists nor a file in the pool's
+    // directory (the local node's store is the library directory).
+    let state = &env.server.state;
+    let node = state.nodes.list().await.unwrap().remove(0);
+    let conn = state.nodes.conn(node.id).await.unwrap();
+    let vols = conn
+        .list_volumes(&state.names.template_pool)
+        .await
+        .unwrap()
+        .expect("the inspection set the store pool up");
+    assert!(
+        !vols
+            .iter()
+            .any(|v| v.starts_with(pvce::libvirt::CLOCK_PROBE_PREFIX)),
+        "{vols:?}"
+    );
+    let files: Vec<String> = std::fs::read_dir(env.data_dir().join("templates"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !files
+            .iter()
+            .any(|f| f.starts_with(pvce::libvirt::CLOCK_PROBE_PREFIX)),
+        "{files:?}"
     );
 }
 

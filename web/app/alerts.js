@@ -40,6 +40,17 @@ function subjectText(subject) {
   return subject;
 }
 
+// A measured clock skew in the reader's language (the English detail,
+// which the server words from the same figures, stays as the tooltip).
+function clockText(it) {
+  const { skew_ms: skew, uncertainty_ms: unc } = it.clock;
+  const secs = (ms) => formatNumber(Math.abs(ms) / 1000, 3);
+  const key = skew > 0 ? 'insp.clock.ahead' : skew < 0 ? 'insp.clock.behind' : 'insp.clock.same';
+  const verdict = it.status === 'ok' ? null : h('span', { i18n: `insp.clock.${it.status}` });
+  return h('span', { class: 'insp-clock', title: it.detail },
+    h('span', { i18n: [key, { s: secs(skew), u: secs(unc) }] }), verdict ? ['; ', verdict] : null);
+}
+
 function levelBadge(level) {
   return h('span', { class: `badge alert-level level-${level}`, dataset: { level }, i18n: `alerts.level.${level}` });
 }
@@ -222,7 +233,7 @@ function inspectionsView(container, id) {
           h('td', { i18n: `insp.check.${it.name}` }),
           h('td', {}, subjectText(it.subject)),
           h('td', {}, h('span', { class: `badge insp-status is-${it.status}`, i18n: `insp.status.${it.status}` })),
-          h('td', { class: 'small' }, it.detail),
+          h('td', { class: 'small' }, it.clock ? clockText(it) : it.detail),
           h('td', {}, it.ticket_id ? h('a', { href: `#/tickets/${it.ticket_id}`, i18n: 'alerts.ticket' }) : null))))))));
   }
   async function open(iid) {
