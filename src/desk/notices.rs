@@ -523,7 +523,7 @@ struct RawEntry {
 // ---------------------------------------------------------------- the service
 
 /// The server-wide settings (from `Config`).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct NoticeConfig {
     /// The URL users reach pvce at: links in messages.
     pub public_url: Option<String>,
