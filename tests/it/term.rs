@@ -592,17 +592,17 @@ async fn students_are_told_of_the_end_once_in_the_bell_and_by_mail_in_their_lang
     assert_eq!(s, StatusCode::OK, "{v}");
     let term = &env.server.state.term;
     let notices = &env.server.state.notices;
-    let day = time::Duration::days(1);
+    let days = time::Duration::days;
 
     // Before the window: nothing.
-    let r = term.tick(end - 15 * day).await.unwrap();
+    let r = term.tick(end - days(15)).await.unwrap();
     assert_eq!(r.told, 0, "{r:?}");
     // In the window: each student once.
-    let t1 = end - 10 * day;
+    let t1 = end - days(10);
     let r = term.tick(t1).await.unwrap();
     assert_eq!(r.told, 3, "{r:?}");
     notices.run_once(t1).await.unwrap();
-    let until = shown(end + 30 * day);
+    let until = shown(end + days(30));
     let (_, page) = zh.get("/api/me/notifications").await;
     assert_eq!(page["unread"], 1, "{page}");
     let n = &page["items"][0];
@@ -665,16 +665,16 @@ async fn students_are_told_of_the_end_once_in_the_bell_and_by_mail_in_their_lang
 
     // The next pass, and a restarted server's (a new service over the same
     // database), tell nobody again.
-    let r = term.tick(t1 + day).await.unwrap();
+    let r = term.tick(t1 + days(1)).await.unwrap();
     assert_eq!(r.told, 0, "{r:?}");
     let restarted = pvce::term::Term::new(
         env.server.state.pool.clone(),
         env.server.state.vms.clone(),
         env.server.state.backups.clone(),
     );
-    let r = restarted.tick(t1 + 2 * day).await.unwrap();
+    let r = restarted.tick(t1 + days(2)).await.unwrap();
     assert_eq!(r.told, 0, "{r:?}");
-    notices.run_once(t1 + 2 * day).await.unwrap();
+    notices.run_once(t1 + days(2)).await.unwrap();
     for client in [&zh, &en] {
         let (_, page) = client.get("/api/me/notifications").await;
         assert_eq!(page["items"].as_array().unwrap().len(), 1, "{page}");
@@ -687,7 +687,7 @@ async fn students_are_told_of_the_end_once_in_the_bell_and_by_mail_in_their_lang
     assert_eq!(sent, 2, "one e-mail each, no more");
 
     // The teacher moves the end a week later: the new date is told anew.
-    let later = end + 7 * day;
+    let later = end + days(7);
     let (s, v) = teacher
         .send(
             reqwest::Method::PATCH,
@@ -696,7 +696,7 @@ async fn students_are_told_of_the_end_once_in_the_bell_and_by_mail_in_their_lang
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
-    let t2 = later - 10 * day;
+    let t2 = later - days(10);
     let r = term.tick(t2).await.unwrap();
     assert_eq!(r.told, 3, "{r:?}");
     notices.run_once(t2).await.unwrap();
@@ -706,7 +706,7 @@ async fn students_are_told_of_the_end_once_in_the_bell_and_by_mail_in_their_lang
         page["items"][0]["subject"]
             .as_str()
             .unwrap()
-            .contains(&shown(later + 30 * day)),
+            .contains(&shown(later + days(30))),
         "{page}"
     );
     let m = sink.next_mail().await;
@@ -717,7 +717,7 @@ async fn students_are_told_of_the_end_once_in_the_bell_and_by_mail_in_their_lang
     ];
     to.sort_unstable();
     assert_eq!(to, ["en@lab.example", "zh@lab.example"]);
-    let r = term.tick(t2 + day).await.unwrap();
+    let r = term.tick(t2 + days(1)).await.unwrap();
     assert_eq!(r.told, 0, "{r:?}");
     let (_, page) = off.get("/api/me/notifications").await;
     assert_eq!(page["unread"], 0, "{page}");
