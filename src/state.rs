@@ -348,6 +348,7 @@ fn notices(config: &Config, pool: &Pool) -> anyhow::Result<crate::desk::notices:
             hooks: config.notify_webhooks.clone(),
             hooks_lang: config.notify_webhook_lang,
             allowed_webhooks: config.notify_webhook_allow.clone(),
+            lab_offset: config.lab_utc_offset,
         },
     ))
 }

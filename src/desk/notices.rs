@@ -30,8 +30,8 @@ use uuid::Uuid;
 use crate::auth::Role;
 use crate::db::{self, Pool};
 use crate::desk::notify::{
-    AlertChange, AlertRef, Destination, Event, EventKind, Lang, Notifier, NotifyError, TicketRef,
-    WebhookFormat, WebhookTarget, render,
+    AlertChange, AlertRef, CourseRef, Destination, Event, EventKind, Lang, Notifier, NotifyError,
+    TicketRef, WebhookFormat, WebhookTarget, render,
 };
 use crate::users::User;
 
@@ -98,6 +98,8 @@ pub struct Prefs {
     pub callback: Channels,
     /// Alerts of the lab's monitoring (only staff and admins receive them).
     pub alert: Channels,
+    /// A course of theirs ends soon (only students receive them).
+    pub term: Channels,
 }
 
 impl Prefs {
@@ -109,6 +111,7 @@ impl Prefs {
             EventKind::Resolved => self.resolved,
             EventKind::Callback => self.callback,
             EventKind::Alert => self.alert,
+            EventKind::Term => self.term,
         }
     }
 }
@@ -270,7 +273,8 @@ fn excerpt(s: &str, max: usize) -> String {
 }
 
 /// The message of a timeline entry (pure; `actor`: the actor's name);
-/// `None` for a kind no timeline entry has (alerts come from their own outbox).
+/// `None` for a kind no timeline entry has (alerts and the end of a term
+/// come from their own outboxes).
 fn event_of(kind: EventKind, ticket: TicketRef, actor: &str, row: &RawEntry) -> Option<Event> {
     let text = row.text.clone().unwrap_or_default();
     let data: Value = row
@@ -280,7 +284,7 @@ fn event_of(kind: EventKind, ticket: TicketRef, actor: &str, row: &RawEntry) -> 
         .unwrap_or(Value::Null);
     let by = actor.to_owned();
     Some(match kind {
-        EventKind::Alert => return None,
+        EventKind::Alert | EventKind::Term => return None,
         EventKind::Assigned => Event::Assigned { ticket, by },
         EventKind::Commented => Event::Commented {
             ticket,
@@ -328,6 +332,8 @@ fn event_of(kind: EventKind, ticket: TicketRef, actor: &str, row: &RawEntry) -> 
 enum Source<'a> {
     Ticket(&'a str),
     Alert(&'a str),
+    /// A course's end, told to one student.
+    Term(&'a str),
 }
 
 /// One event on its way to its recipients.
@@ -426,6 +432,82 @@ pub async fn queue_alert(pool: &Pool, n: &AlertNotice<'_>) -> Result<(), sqlx::E
     Ok(())
 }
 
+/// A course's end, to tell one student (the term loop's selection).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TermEnding {
+    pub user_id: Uuid,
+    pub course_id: Uuid,
+    pub ends_at: OffsetDateTime,
+    /// `None` while an admin holds the course or the student.
+    pub download_until: Option<OffsetDateTime>,
+}
+
+/// Puts the end of a term into the desk's outbox, once per student, course
+/// and end date (the unique key: a second pass, or a restart, inserts
+/// nothing); the next dispatch pass tells each student. Returns how many
+/// were new. The term loop calls this, so it needs nothing of the
+/// notifications but this and [`terms_told`].
+pub async fn queue_terms(
+    pool: &Pool,
+    endings: &[TermEnding],
+    now: OffsetDateTime,
+) -> Result<u64, sqlx::Error> {
+    if endings.is_empty() {
+        return Ok(0);
+    }
+    let mut tx = db::begin(pool).await?;
+    let mut new = 0;
+    for e in endings {
+        new += sqlx::query(
+            "INSERT OR IGNORE INTO term_notices (user_id, course_id, ends_at, download_until, at)
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(e.user_id.to_string())
+        .bind(e.course_id.to_string())
+        .bind(db::format_time(e.ends_at))
+        .bind(e.download_until.map(db::format_time))
+        .bind(db::format_time(now))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    }
+    tx.commit().await?;
+    Ok(new)
+}
+
+/// The (student, course, end) already told, for the courses not archived
+/// yet (the only ones the term loop still tells).
+pub async fn terms_told(pool: &Pool) -> Result<Vec<(Uuid, Uuid, OffsetDateTime)>, sqlx::Error> {
+    let rows: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT t.user_id, t.course_id, t.ends_at FROM term_notices t
+         JOIN courses c ON c.id = t.course_id WHERE c.archived_at IS NULL",
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for (user, course, ends_at) in rows {
+        let Ok(end) =
+            OffsetDateTime::parse(&ends_at, &time::format_description::well_known::Rfc3339)
+        else {
+            continue;
+        };
+        out.push((db::parse_uuid(&user)?, db::parse_uuid(&course)?, end));
+    }
+    Ok(out)
+}
+
+#[derive(sqlx::FromRow)]
+struct TermRow {
+    id: i64,
+    user_id: String,
+    course_id: String,
+    code: String,
+    name: String,
+    ends_at: String,
+    download_until: Option<String>,
+    at: String,
+}
+
 struct RawEntry {
     id: i64,
     ticket_id: String,
@@ -441,7 +523,7 @@ struct RawEntry {
 // ---------------------------------------------------------------- the service
 
 /// The server-wide settings (from `Config`).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct NoticeConfig {
     /// The URL users reach pvce at: links in messages.
     pub public_url: Option<String>,
@@ -451,6 +533,8 @@ pub struct NoticeConfig {
     pub hooks_lang: Lang,
     /// URL prefixes non-admins may point their own webhook at.
     pub allowed_webhooks: Vec<String>,
+    /// The lab's wall-clock offset: dates in messages are shown in it.
+    pub lab_offset: time::UtcOffset,
 }
 
 #[derive(Debug)]
@@ -468,9 +552,11 @@ pub struct Notices {
 #[derive(Debug, Serialize)]
 pub struct Notice {
     pub id: i64,
-    /// The ticket it is about (`None` for an alert's).
+    /// The ticket it is about (`None` for an alert's or a term's).
     pub ticket_id: Option<Uuid>,
     pub ticket_number: Option<String>,
+    /// The course whose end it tells (a term's only).
+    pub course_id: Option<Uuid>,
     pub kind: EventKind,
     /// The one-line subject in the asked language.
     pub subject: String,
@@ -557,7 +643,9 @@ impl Notices {
             "SELECT EXISTS (SELECT 1 FROM ticket_events
                             WHERE id > (SELECT last_event_id FROM notify_cursor WHERE id = 1))
                  OR EXISTS (SELECT 1 FROM alert_notices
-                            WHERE id > (SELECT last_alert_notice_id FROM notify_cursor WHERE id = 1))",
+                            WHERE id > (SELECT last_alert_notice_id FROM notify_cursor WHERE id = 1))
+                 OR EXISTS (SELECT 1 FROM term_notices
+                            WHERE id > (SELECT last_term_notice_id FROM notify_cursor WHERE id = 1))",
         )
         .fetch_one(&self.pool)
         .await?;
@@ -680,15 +768,77 @@ impl Notices {
         let alert_cursor = self
             .dispatch_alerts(&mut tx, &staff, &admins, &next_at)
             .await?;
+        let term_cursor = self.dispatch_terms(&mut tx, &next_at).await?;
         sqlx::query(
-            "UPDATE notify_cursor SET last_event_id = ?, last_alert_notice_id = ? WHERE id = 1",
+            "UPDATE notify_cursor SET last_event_id = ?, last_alert_notice_id = ?, last_term_notice_id = ?
+             WHERE id = 1",
         )
         .bind(last)
         .bind(alert_cursor.1)
+        .bind(term_cursor.1)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(entries.len() as u64 + alert_cursor.0)
+        Ok(entries.len() as u64 + alert_cursor.0 + term_cursor.0)
+    }
+
+    /// The term outbox past its cursor: each row tells its one student (by
+    /// their settings; never the server's webhooks — a chat room is not
+    /// where a student's deadline goes). Returns (entries handled, new cursor).
+    async fn dispatch_terms(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+        next_at: &str,
+    ) -> Result<(u64, i64), NoticeError> {
+        let cursor: i64 =
+            sqlx::query_scalar("SELECT last_term_notice_id FROM notify_cursor WHERE id = 1")
+                .fetch_optional(&mut **tx)
+                .await?
+                .unwrap_or(0);
+        let rows: Vec<TermRow> = sqlx::query_as(
+            "SELECT t.id, t.user_id, t.course_id, c.code, c.name, t.ends_at, t.download_until, t.at
+             FROM term_notices t JOIN courses c ON c.id = t.course_id
+             WHERE t.id > ? ORDER BY t.id LIMIT ?",
+        )
+        .bind(cursor)
+        .bind(DISPATCH_BATCH)
+        .fetch_all(&mut **tx)
+        .await?;
+        // (A deleted course takes its rows along: the join drops none.)
+        let last = rows.last().map_or(cursor, |r| r.id);
+        let parse = |s: &str| {
+            OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+                .ok()
+                .map(|t| t.to_offset(self.config.lab_offset))
+        };
+        for r in &rows {
+            let (Some(ends_at), Ok(user)) = (parse(&r.ends_at), Uuid::parse_str(&r.user_id)) else {
+                continue;
+            };
+            let event = Event::TermEnding {
+                course: CourseRef {
+                    id: r.course_id.clone(),
+                    code: r.code.clone(),
+                    name: r.name.clone(),
+                    url: self
+                        .config
+                        .public_url
+                        .as_ref()
+                        .map(|u| format!("{u}/#/courses")),
+                },
+                ends_at,
+                download_until: r.download_until.as_deref().and_then(parse),
+            };
+            let out = Outgoing {
+                source: Source::Term(&r.course_id),
+                event_id: r.id,
+                at: &r.at,
+                event: &event,
+                server_hooks: false,
+            };
+            self.fan_out(tx, &out, &[user], next_at).await?;
+        }
+        Ok((rows.len() as u64, last))
     }
 
     /// The alert outbox past its cursor: notifications and deliveries for
@@ -759,9 +909,10 @@ impl Notices {
     ) -> Result<(), NoticeError> {
         let kind = out.event.kind();
         let event_json = serde_json::to_string(out.event).unwrap_or_default();
-        let (source, ticket_id, alert_id) = match out.source {
-            Source::Ticket(t) => ("ticket", Some(t), None),
-            Source::Alert(a) => ("alert", None, Some(a)),
+        let (source, ticket_id, alert_id, course_id) = match out.source {
+            Source::Ticket(t) => ("ticket", Some(t), None, None),
+            Source::Alert(a) => ("alert", None, Some(a), None),
+            Source::Term(c) => ("term", None, None, Some(c)),
         };
         for user in people {
             let Some(settings) = load_settings(tx, *user, true).await? else {
@@ -770,13 +921,14 @@ impl Notices {
             let (in_app, outside) = channels_for(&settings, kind, self.mail);
             if in_app {
                 sqlx::query(
-                    "INSERT OR IGNORE INTO notifications (user_id, source, ticket_id, alert_id, event_id, kind, event, created_at)
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT OR IGNORE INTO notifications (user_id, source, ticket_id, alert_id, course_id, event_id, kind, event, created_at)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 )
                 .bind(user.to_string())
                 .bind(source)
                 .bind(ticket_id)
                 .bind(alert_id)
+                .bind(course_id)
                 .bind(out.event_id)
                 .bind(kind.as_str())
                 .bind(&event_json)
@@ -931,7 +1083,7 @@ impl Notices {
         .fetch_one(&self.pool)
         .await?;
         let rows = sqlx::query(
-            "SELECT id, ticket_id, kind, event, created_at, read_at FROM notifications
+            "SELECT id, ticket_id, course_id, kind, event, created_at, read_at FROM notifications
              WHERE user_id = ? AND (? = 0 OR read_at IS NULL) AND id < ? ORDER BY id DESC LIMIT ?",
         )
         .bind(user.id.to_string())
@@ -950,6 +1102,7 @@ impl Notices {
                 id: r.try_get("id")?,
                 ticket_id: db::opt_uuid(&r, "ticket_id")?,
                 ticket_number: event.ticket().map(|t| t.number.clone()),
+                course_id: db::opt_uuid(&r, "course_id")?,
                 kind: event.kind(),
                 subject: m.subject,
                 text: m.text,

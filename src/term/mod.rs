@@ -6,7 +6,10 @@
 //! 1. **active** — before `ends_at`; from [`rules::NOTICE_LEAD_DAYS`] before
 //!    it, students are told (the desktop page's banner, `GET /api/me/term`)
 //!    until when they can download their work (the layer export, and their
-//!    own data, [`crate::mydata`]);
+//!    own data, [`crate::mydata`]); the loop also tells each of them once
+//!    through the desk's notifications (the bell, e-mail in their language:
+//!    [`rules::notices_due`] picks who, the desk's outbox
+//!    [`crate::desk::notices::queue_terms`] records it once per end date);
 //! 2. **archived** — at `ends_at` (the loop, [`Term::tick`]) or by hand
 //!    (`POST /api/courses/{id}/archive`): running VMs are shut down, no VM
 //!    of the course starts and its layers are read-only (409
@@ -48,7 +51,7 @@ use crate::courses::{self, Course, CourseError};
 use crate::db::{self, Pool};
 use crate::users::User;
 use crate::vms::{VmError, VmManager};
-use rules::{CourseTerm, Holds, LayerRef};
+use rules::{CourseTerm, Holds, LayerRef, Student};
 
 /// Longest reason of a hold, in characters.
 pub const MAX_REASON: usize = 500;
@@ -161,6 +164,8 @@ pub struct TermNotice {
 /// What one pass of the loop did.
 #[derive(Debug, Default, Serialize)]
 pub struct TickReport {
+    /// Students newly told of a course's end (bell and e-mail).
+    pub told: u64,
     pub archived: Vec<Uuid>,
     pub erased: u64,
 }
@@ -291,11 +296,15 @@ impl Term {
         Ok(holds)
     }
 
-    /// One pass at `now`: archives the courses whose end came, then erases
-    /// the layers the rules select ([`rules::to_erase`]).
+    /// One pass at `now`: tells the students of courses in their notice
+    /// window ([`rules::notices_due`]), archives the courses whose end came,
+    /// then erases the layers the rules select ([`rules::to_erase`]).
     pub async fn tick(&self, now: OffsetDateTime) -> Result<TickReport, TermError> {
+        let mut report = TickReport {
+            told: self.tell(now).await?,
+            ..TickReport::default()
+        };
         let now = now.unix_timestamp();
-        let mut report = TickReport::default();
         for id in rules::to_archive(&self.course_terms().await?, now) {
             self.archive_course(id, BY_END_DATE, now).await?;
             report.archived.push(id);
@@ -336,6 +345,53 @@ impl Term {
             }
         }
         Ok(report)
+    }
+
+    /// Queues the notices due at `now` into the desk's outbox (which sends
+    /// each once per student, course and end date); returns how many were new.
+    async fn tell(&self, at: OffsetDateTime) -> Result<u64, TermError> {
+        let now = at.unix_timestamp();
+        let courses = self.course_terms().await?;
+        if !courses.iter().any(|c| rules::in_notice_window(c, now)) {
+            return Ok(0);
+        }
+        // Enabled students with work in a course that has an end and is not
+        // archived (the window itself is the rules' business).
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT DISTINCT e.course_id, e.user_id FROM enrolments e
+             JOIN users u ON u.id = e.user_id JOIN courses c ON c.id = e.course_id
+             WHERE u.role = 'student' AND u.disabled = 0
+               AND c.ends_at IS NOT NULL AND c.archived_at IS NULL
+               AND EXISTS (SELECT 1 FROM vms v WHERE v.course_id = e.course_id AND v.owner_id = e.user_id)",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut students = Vec::with_capacity(rows.len());
+        for (course, user) in rows {
+            students.push(Student {
+                course_id: db::parse_uuid(&course)?,
+                user_id: db::parse_uuid(&user)?,
+            });
+        }
+        let told: rules::Told = crate::desk::notices::terms_told(&self.pool)
+            .await?
+            .into_iter()
+            .map(|(user, course, end)| (user, course, end.unix_timestamp()))
+            .collect();
+        let holds = self.holds_set().await?;
+        let at_unix = |t: i64| OffsetDateTime::from_unix_timestamp(t).ok();
+        let endings: Vec<_> = rules::notices_due(&courses, &students, &holds, &told, now)
+            .into_iter()
+            .filter_map(|n| {
+                Some(crate::desk::notices::TermEnding {
+                    user_id: n.user_id,
+                    course_id: n.course_id,
+                    ends_at: at_unix(n.ends_at)?,
+                    download_until: n.download_until.and_then(at_unix),
+                })
+            })
+            .collect();
+        Ok(crate::desk::notices::queue_terms(&self.pool, &endings, at).await?)
     }
 
     /// Erases one student's layers of an archived course: backups pruned,

@@ -1,6 +1,7 @@
 //! The end-of-term rules as pure functions of (courses, layers, holds, now):
-//! which courses the loop archives, which layers it erases, and what a
-//! student is told. Times are Unix seconds; nothing here reads a clock.
+//! which courses the loop archives, which layers it erases, what a student
+//! is told, and which students the loop notifies (once per course and end
+//! date). Times are Unix seconds; nothing here reads a clock.
 //!
 //! Invariants (property-tested below):
 //! - a layer of a course that is not archived (active) is never selected;
@@ -8,7 +9,11 @@
 //! - a layer is selected only once its course's retention is over, and from
 //!   then on at every later instant (the rule never changes its mind while
 //!   nothing else changes);
-//! - every layer that is past retention and not held is selected.
+//! - every layer that is past retention and not held is selected;
+//! - a student is notified of a course's end only inside its notice window
+//!   (from [`NOTICE_LEAD_DAYS`] before the end date until it, not archived),
+//!   and once per end date: never again for a (student, course, end) told,
+//!   again when the end date moves.
 
 use std::collections::HashSet;
 
@@ -74,9 +79,34 @@ pub struct Holds {
 
 impl Holds {
     pub fn holds(&self, layer: &LayerRef) -> bool {
-        self.courses.contains(&layer.course_id) || self.users.contains(&layer.owner_id)
+        self.holds_student(layer.course_id, layer.owner_id)
+    }
+
+    /// Whether a student's work in a course is held (the course or them).
+    pub fn holds_student(&self, course: Uuid, user: Uuid) -> bool {
+        self.courses.contains(&course) || self.users.contains(&user)
     }
 }
+
+/// A student of a course with work there (a VM of theirs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Student {
+    pub course_id: Uuid,
+    pub user_id: Uuid,
+}
+
+/// A notice the loop queues: the course ends at `ends_at`, the work can be
+/// downloaded until `download_until` (`None`: held against erasure).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct NoticeDue {
+    pub course_id: Uuid,
+    pub user_id: Uuid,
+    pub ends_at: i64,
+    pub download_until: Option<i64>,
+}
+
+/// Who has been told, of which end: (student, course, end date).
+pub type Told = HashSet<(Uuid, Uuid, i64)>;
 
 /// The courses the loop archives at `now`: an end date reached, not
 /// archived yet.
@@ -122,6 +152,51 @@ pub fn notice_shown(course: &CourseTerm, now: i64) -> bool {
     };
     let until = course.download_until().unwrap_or(i64::MAX);
     now >= from && now < until
+}
+
+/// Whether a course is in its notice window at `now`: it has an end date,
+/// is not archived, and the end is at most [`NOTICE_LEAD_DAYS`] away.
+pub fn in_notice_window(course: &CourseTerm, now: i64) -> bool {
+    course.archived_at.is_none()
+        && course
+            .ends_at
+            .is_some_and(|end| now >= end.saturating_sub(NOTICE_LEAD_DAYS * DAY) && now < end)
+}
+
+/// The students the loop notifies at `now` (the desk's bell and e-mail):
+/// each student of a course in its notice window who was not told of this
+/// end date yet. A student of a course not in `courses` is never selected.
+pub fn notices_due(
+    courses: &[CourseTerm],
+    students: &[Student],
+    holds: &Holds,
+    told: &Told,
+    now: i64,
+) -> Vec<NoticeDue> {
+    let mut seen = HashSet::new();
+    students
+        .iter()
+        .filter_map(|s| {
+            let c = courses.iter().find(|c| c.id == s.course_id)?;
+            let end = c.ends_at?;
+            if !in_notice_window(c, now)
+                || told.contains(&(s.user_id, s.course_id, end))
+                || !seen.insert(*s)
+            {
+                return None;
+            }
+            Some(NoticeDue {
+                course_id: s.course_id,
+                user_id: s.user_id,
+                ends_at: end,
+                download_until: if holds.holds_student(s.course_id, s.user_id) {
+                    None
+                } else {
+                    c.download_until()
+                },
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -208,6 +283,70 @@ mod tests {
         assert!(!notice_shown(&course(1, None, 30, None), end));
         // Archived by hand long before its end date: told at once.
         assert!(notice_shown(&course(1, Some(end), 30, Some(10)), 20));
+    }
+
+    #[test]
+    fn students_are_notified_once_per_end_date_inside_the_window() {
+        let end = 100 * DAY;
+        let c = course(1, Some(end), 30, None);
+        let (a, b) = (id(20), id(21));
+        let students = [
+            Student {
+                course_id: id(1),
+                user_id: a,
+            },
+            Student {
+                course_id: id(1),
+                user_id: b,
+            },
+            // A student of a course nobody knows: never selected.
+            Student {
+                course_id: id(9),
+                user_id: a,
+            },
+        ];
+        let mut holds = Holds::default();
+        holds.users.insert(b);
+        let mut told = Told::new();
+        let due =
+            |cs: &[CourseTerm], told: &Told, now| notices_due(cs, &students, &holds, told, now);
+        assert!(due(&[c], &told, end - 14 * DAY - 1).is_empty(), "too early");
+        let got = due(&[c], &told, end - 14 * DAY);
+        assert_eq!(
+            got,
+            vec![
+                NoticeDue {
+                    course_id: id(1),
+                    user_id: a,
+                    ends_at: end,
+                    download_until: Some(end + 30 * DAY)
+                },
+                NoticeDue {
+                    course_id: id(1),
+                    user_id: b,
+                    ends_at: end,
+                    download_until: None
+                },
+            ]
+        );
+        for n in &got {
+            told.insert((n.user_id, n.course_id, n.ends_at));
+        }
+        assert!(due(&[c], &told, end - DAY).is_empty(), "told once");
+        // The teacher moves the end a week later: a new notice for the new date.
+        let moved = course(1, Some(end + 7 * DAY), 30, None);
+        assert_eq!(due(&[moved], &told, end - DAY).len(), 2);
+        // At the end the loop archives; nothing more is sent.
+        assert!(due(&[c], &Told::new(), end).is_empty());
+        assert!(
+            due(
+                &[course(1, Some(end), 30, Some(end - DAY))],
+                &Told::new(),
+                end - DAY
+            )
+            .is_empty()
+        );
+        assert!(due(&[course(1, None, 30, None)], &Told::new(), end).is_empty());
     }
 
     const T: i64 = 400 * DAY;
@@ -297,6 +436,57 @@ mod tests {
             for c in &courses {
                 let due = c.archived_at.is_none() && c.ends_at.is_some_and(|e| e <= now);
                 prop_assert_eq!(picked.contains(&c.id), due);
+            }
+        }
+
+        #[test]
+        fn notices_go_once_inside_the_window_to_every_student_not_told(
+            (courses, layers, holds, now) in arb_world(), later in 0..T, told_some in proptest::collection::vec(any::<bool>(), 30)
+        ) {
+            let students: Vec<Student> = layers.iter()
+                .map(|l| Student { course_id: l.course_id, user_id: l.owner_id })
+                .collect();
+            let mut told = Told::new();
+            for (s, yes) in students.iter().zip(&told_some) {
+                let end = courses.iter().find(|c| c.id == s.course_id).and_then(|c| c.ends_at);
+                if let (true, Some(end)) = (*yes, end) {
+                    told.insert((s.user_id, s.course_id, end));
+                }
+            }
+            let due = notices_due(&courses, &students, &holds, &told, now);
+            let mut once = HashSet::new();
+            for n in &due {
+                prop_assert!(once.insert((n.user_id, n.course_id)), "one notice per student and course");
+                let c = courses.iter().find(|c| c.id == n.course_id);
+                prop_assert!(c.is_some(), "a notice of an unknown course");
+                let c = c.unwrap_or_else(|| unreachable!());
+                prop_assert!(in_notice_window(c, now) && c.archived_at.is_none());
+                prop_assert_eq!(c.ends_at, Some(n.ends_at));
+                prop_assert!(now < n.ends_at && now >= n.ends_at - NOTICE_LEAD_DAYS * DAY);
+                prop_assert!(!told.contains(&(n.user_id, n.course_id, n.ends_at)), "told twice");
+                // What the bell says is what the desktop page says.
+                prop_assert!(notice_shown(c, now));
+                let held = holds.holds_student(n.course_id, n.user_id);
+                prop_assert_eq!(n.download_until, if held { None } else { c.download_until() });
+                prop_assert!(students.contains(&Student { course_id: n.course_id, user_id: n.user_id }));
+            }
+            // Everyone due and not told is selected.
+            for s in &students {
+                let Some(c) = courses.iter().find(|c| c.id == s.course_id) else { continue };
+                let expect = in_notice_window(c, now)
+                    && c.ends_at.is_some_and(|end| !told.contains(&(s.user_id, s.course_id, end)));
+                prop_assert_eq!(due.iter().any(|n| n.user_id == s.user_id && n.course_id == s.course_id), expect);
+            }
+            // Once recorded, no later pass selects them again (a restart, the next tick).
+            for n in &due {
+                told.insert((n.user_id, n.course_id, n.ends_at));
+            }
+            prop_assert!(notices_due(&courses, &students, &holds, &told, now).is_empty());
+            for n in notices_due(&courses, &students, &holds, &told, now + later) {
+                prop_assert!(
+                    !due.iter().any(|d| (d.user_id, d.course_id, d.ends_at) == (n.user_id, n.course_id, n.ends_at)),
+                    "told again later"
+                );
             }
         }
 

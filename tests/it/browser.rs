@@ -1974,8 +1974,9 @@ async fn teacher_sets_quotas_and_the_student_sees_hours_left_in_the_browser() {
 /// the teacher sets the end and archives on the class page, the student's
 /// desktop page tells them until when to download their work (Chinese), an
 /// admin holds the other student and reads the erase records; then the
-/// student downloads everything pvce holds about them from their own page
-/// and sees the erase record of an earlier course. No VM runs.
+/// student downloads everything pvce holds about them from their own page,
+/// sees the erase record of an earlier course, and the bell's notice of
+/// that course's end (English, then Chinese). No VM runs.
 #[tokio::test]
 async fn the_end_of_a_term_and_my_data_in_the_browser() {
     let _serial = one_at_a_time().await;
@@ -2009,6 +2010,9 @@ async fn the_end_of_a_term_and_my_data_in_the_browser() {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{v}");
+    // The day before its end, the term loop told its student (the bell).
+    env.server.state.term.tick(now).await.unwrap();
+    env.server.state.notices.run_once(now).await.unwrap();
     let r = env
         .server
         .state
@@ -2039,6 +2043,7 @@ async fn the_end_of_a_term_and_my_data_in_the_browser() {
         "term-holds.png",
         "mydata-en.png",
         "mydata-zh.png",
+        "term-bell-zh.png",
     ];
     let ids = json!({
         "teacher": "test-ui-term-teacher", "student": "test-ui-term-me", "admin": "test-ui-term-admin",
@@ -2067,6 +2072,7 @@ async fn the_end_of_a_term_and_my_data_in_the_browser() {
             "test-ui-term-other",
             "1",
             dir.to_str().unwrap(),
+            "test-ui-term-old",
         ],
     )
     .await;

@@ -504,3 +504,221 @@ async fn a_student_carries_a_disk_over_to_a_follow_up_course() {
     let got = a.post(&carry(&a_old), json!({"from_vm_id": a_next})).await;
     crate::common::assert_error(&got, StatusCode::CONFLICT, "course_archived");
 }
+
+/// An instant as the desk's messages show it: in the lab's offset (the
+/// test server's default, +08:00).
+fn shown(t: time::OffsetDateTime) -> String {
+    let t = t.to_offset(time::macros::offset!(+08:00));
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02} (UTC+08:00)",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute()
+    )
+}
+
+/// The end of a term reaches the students through the desk too, on a clock
+/// the test controls: when the course enters its notice window each
+/// student gets one bell entry and one e-mail (a real SMTP server) in their
+/// language, saying until when and how to download their work; a student
+/// who switched the kind off gets nothing; the next pass — or a restarted
+/// server's — sends nothing again; a moved end date is told anew.
+#[tokio::test]
+async fn students_are_told_of_the_end_once_in_the_bell_and_by_mail_in_their_language() {
+    let mut sink = crate::notify::SmtpSink::start(&[]).await;
+    let port = sink.port;
+    let env = TestEnv::start_with(|c| {
+        c.smtp_host = Some("127.0.0.1".into());
+        c.smtp_port = Some(port);
+        c.smtp_security = pvce::desk::notify::SmtpSecurity::None;
+        c.smtp_from = "pvce <desk@lab.example>".into();
+        c.public_url = Some("https://pvce.lab.example".into());
+        c.notify_loop = false;
+    })
+    .await;
+    env.user("test-tn-teacher", Role::Teacher).await;
+    for name in ["test-tn-zh", "test-tn-en", "test-tn-off"] {
+        env.user(name, Role::Student).await;
+    }
+    let teacher = env.client("test-tn-teacher").await;
+    let zh = env.client("test-tn-zh").await;
+    let en = env.client("test-tn-en").await;
+    let off = env.client("test-tn-off").await;
+    let settings = "/api/me/notification-settings";
+    let (_, set) = zh.get(settings).await;
+    assert_eq!(
+        set["events"]["term"],
+        json!({"in_app": true, "email": true, "webhook": true}),
+        "on by default: {set}"
+    );
+    for (client, body) in [
+        (&zh, json!({"lang": "zh-CN", "email": "zh@lab.example"})),
+        (&en, json!({"lang": "en", "email": "en@lab.example"})),
+        (
+            &off,
+            json!({"lang": "en", "email": "off@lab.example",
+                   "events": {"term": {"in_app": false, "email": false, "webhook": false}}}),
+        ),
+    ] {
+        let (s, v) = client
+            .send(reqwest::Method::PUT, settings, Some(body))
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+    }
+    let tpl = import_tiny(&teacher, "test-tn-tiny").await;
+    let c = course(
+        &teacher,
+        json!({"code": "TN-1", "name": "操作系统", "vm_specs": [spec("main", &tpl, 128)]}),
+        &["test-tn-zh", "test-tn-en", "test-tn-off"],
+    )
+    .await;
+    let cid = c["id"].as_str().unwrap();
+    // The end far away on the wall clock (the server's own loop, on real
+    // time, has nothing to tell), near on the test's.
+    let end = time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .unwrap()
+        + time::Duration::days(100);
+    let patch = |end: time::OffsetDateTime| json!({"ends_at": pvce::db::format_time(end), "retention_days": 30});
+    let (s, v) = teacher
+        .send(
+            reqwest::Method::PATCH,
+            &format!("/api/courses/{cid}"),
+            Some(patch(end)),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let term = &env.server.state.term;
+    let notices = &env.server.state.notices;
+    let days = time::Duration::days;
+
+    // Before the window: nothing.
+    let r = term.tick(end - days(15)).await.unwrap();
+    assert_eq!(r.told, 0, "{r:?}");
+    // In the window: each student once.
+    let t1 = end - days(10);
+    let r = term.tick(t1).await.unwrap();
+    assert_eq!(r.told, 3, "{r:?}");
+    notices.run_once(t1).await.unwrap();
+    let until = shown(end + days(30));
+    let (_, page) = zh.get("/api/me/notifications").await;
+    assert_eq!(page["unread"], 1, "{page}");
+    let n = &page["items"][0];
+    assert_eq!(n["kind"], "term", "{n}");
+    assert_eq!(n["course_id"], cid, "{n}");
+    assert!(n["ticket_id"].is_null(), "{n}");
+    assert_eq!(
+        n["subject"],
+        format!("[pvce] 课程 TN-1「操作系统」即将结束：请在 {until} 之前下载你的作业"),
+    );
+    let (_, page) = en.get("/api/me/notifications").await;
+    assert_eq!(page["unread"], 1, "{page}");
+    assert_eq!(
+        page["items"][0]["subject"],
+        format!("[pvce] Course TN-1 “操作系统” ends soon: download your work before {until}"),
+    );
+    // The reader's language on request.
+    let (_, page) = en.get("/api/me/notifications?lang=zh-CN").await;
+    assert!(
+        page["items"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("将于 {} 结束", shown(end))),
+        "{page}"
+    );
+    let (_, page) = off.get("/api/me/notifications").await;
+    assert_eq!(page["unread"], 0, "switched off: {page}");
+
+    // Mail: one each, in the reader's language, with until when, how, and the link.
+    let mut mails = std::collections::BTreeMap::new();
+    for _ in 0..2 {
+        let m = sink.next_mail().await;
+        mails.insert(
+            m["rcpt_tos"][0].as_str().unwrap().to_owned(),
+            (
+                m["subject"].as_str().unwrap().to_owned(),
+                m["body"].as_str().unwrap().replace("\r\n", "\n"),
+            ),
+        );
+    }
+    let (subject, body) = &mails["zh@lab.example"];
+    assert!(subject.contains("即将结束"), "{subject}");
+    assert!(
+        body.contains(&format!("你可以下载自己的作业直到 {until}")),
+        "{body}"
+    );
+    assert!(body.contains("“导出”"), "{body}");
+    assert!(
+        body.contains("https://pvce.lab.example/#/courses"),
+        "{body}"
+    );
+    let (subject, body) = &mails["en@lab.example"];
+    assert!(subject.contains("ends soon"), "{subject}");
+    assert!(
+        body.contains(&format!("You can download your work until {until}")),
+        "{body}"
+    );
+    assert!(body.contains("Export on your VM's card"), "{body}");
+    assert!(!mails.contains_key("off@lab.example"));
+
+    // The next pass, and a restarted server's (a new service over the same
+    // database), tell nobody again.
+    let r = term.tick(t1 + days(1)).await.unwrap();
+    assert_eq!(r.told, 0, "{r:?}");
+    let restarted = pvce::term::Term::new(
+        env.server.state.pool.clone(),
+        env.server.state.vms.clone(),
+        env.server.state.backups.clone(),
+    );
+    let r = restarted.tick(t1 + days(2)).await.unwrap();
+    assert_eq!(r.told, 0, "{r:?}");
+    notices.run_once(t1 + days(2)).await.unwrap();
+    for client in [&zh, &en] {
+        let (_, page) = client.get("/api/me/notifications").await;
+        assert_eq!(page["items"].as_array().unwrap().len(), 1, "{page}");
+    }
+    let sent: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM notification_deliveries WHERE source = 'term'")
+            .fetch_one(&env.server.state.pool)
+            .await
+            .unwrap();
+    assert_eq!(sent, 2, "one e-mail each, no more");
+
+    // The teacher moves the end a week later: the new date is told anew.
+    let later = end + days(7);
+    let (s, v) = teacher
+        .send(
+            reqwest::Method::PATCH,
+            &format!("/api/courses/{cid}"),
+            Some(patch(later)),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let t2 = later - days(10);
+    let r = term.tick(t2).await.unwrap();
+    assert_eq!(r.told, 3, "{r:?}");
+    notices.run_once(t2).await.unwrap();
+    let (_, page) = en.get("/api/me/notifications").await;
+    assert_eq!(page["unread"], 2, "{page}");
+    assert!(
+        page["items"][0]["subject"]
+            .as_str()
+            .unwrap()
+            .contains(&shown(later + days(30))),
+        "{page}"
+    );
+    let m = sink.next_mail().await;
+    let m2 = sink.next_mail().await;
+    let mut to = [
+        m["rcpt_tos"][0].as_str().unwrap(),
+        m2["rcpt_tos"][0].as_str().unwrap(),
+    ];
+    to.sort_unstable();
+    assert_eq!(to, ["en@lab.example", "zh@lab.example"]);
+    let r = term.tick(t2 + days(1)).await.unwrap();
+    assert_eq!(r.told, 0, "{r:?}");
+    let (_, page) = off.get("/api/me/notifications").await;
+    assert_eq!(page["unread"], 0, "{page}");
+}

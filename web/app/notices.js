@@ -13,6 +13,8 @@ import { api, get, post } from './api.js';
 const KINDS = ['assigned', 'commented', 'escalated', 'resolved', 'callback'];
 // Alerts of the lab's monitoring reach only the desk (staff and admins).
 const DESK_KINDS = ['alert'];
+// The end of a course's term reaches only its students.
+const STUDENT_KINDS = ['term'];
 const CHANNELS = [['in_app', 'notices.set.inApp'], ['email', 'notices.set.emailCol'], ['webhook', 'notices.set.webhookCol']];
 const FORMATS = ['json', 'text', 'markdown', 'chat'];
 const enc = encodeURIComponent;
@@ -62,9 +64,13 @@ function listView(container) {
     location.hash = target(n);
   }
 
-  /** A ticket's notification opens the ticket; an alert's the alerts page. */
+  /**
+   * A ticket's notification opens the ticket; a term's end the student's
+   * courses (their VMs' cards, with Export); an alert's the alerts page.
+   */
   function target(n) {
-    return n.ticket_id ? `#/tickets/${enc(n.ticket_id)}` : '#/alerts';
+    if (n.ticket_id) return `#/tickets/${enc(n.ticket_id)}`;
+    return n.kind === 'term' ? '#/courses' : '#/alerts';
   }
 
   function render() {
@@ -91,7 +97,9 @@ function listView(container) {
 }
 
 function settingsView(container, me) {
-  const kinds = me && ['staff', 'admin'].includes(me.role) ? [...KINDS, ...DESK_KINDS] : KINDS;
+  const role = me && me.role;
+  const kinds = ['staff', 'admin'].includes(role) ? [...KINDS, ...DESK_KINDS]
+    : role === 'student' ? [...KINDS, ...STUDENT_KINDS] : KINDS;
   let stopped = false;
   const form = h('form', { class: 'card pad notice-settings', id: 'notice-settings', novalidate: true, 'aria-busy': 'true' });
   replace(container,

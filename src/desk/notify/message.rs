@@ -62,6 +62,18 @@ pub struct AlertRef {
     pub url: Option<String>,
 }
 
+/// The course an [`Event::TermEnding`] is about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CourseRef {
+    pub id: String,
+    /// The course's code (`OS-2026`), as students know it.
+    pub code: String,
+    pub name: String,
+    /// Absolute link to the student's courses page (their VMs' cards, with
+    /// *Export*), when the server knows its public URL.
+    pub url: Option<String>,
+}
+
 /// What happened to an alert.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -83,16 +95,20 @@ pub enum EventKind {
     /// An alert of the lab's monitoring fired, escalated or resolved (staff
     /// and admins only).
     Alert,
+    /// A course of the student's ends soon: until when they can download
+    /// their work (students only).
+    Term,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 6] = [
+    pub const ALL: [EventKind; 7] = [
         EventKind::Assigned,
         EventKind::Commented,
         EventKind::Escalated,
         EventKind::Resolved,
         EventKind::Callback,
         EventKind::Alert,
+        EventKind::Term,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -102,6 +118,7 @@ impl EventKind {
             EventKind::Resolved => "resolved",
             EventKind::Callback => "callback",
             EventKind::Alert => "alert",
+            EventKind::Term => "term",
         }
     }
 }
@@ -152,6 +169,16 @@ pub enum Event {
         /// Which check gave the level (`threshold`, `deviation`, `forecast`).
         cause: Option<String>,
     },
+    /// A course of the recipient's ends at `ends_at`: they can download
+    /// their work until `download_until` (then it is erased); `None` while
+    /// an admin holds it against erasure.
+    TermEnding {
+        course: CourseRef,
+        #[serde(with = "time::serde::rfc3339")]
+        ends_at: OffsetDateTime,
+        #[serde(with = "time::serde::rfc3339::option")]
+        download_until: Option<OffsetDateTime>,
+    },
 }
 
 impl Event {
@@ -163,9 +190,10 @@ impl Event {
             Event::Resolved { .. } => EventKind::Resolved,
             Event::Callback { .. } => EventKind::Callback,
             Event::Alert { .. } => EventKind::Alert,
+            Event::TermEnding { .. } => EventKind::Term,
         }
     }
-    /// The ticket it is about (`None` for an alert).
+    /// The ticket it is about (`None` for an alert or a term's end).
     pub fn ticket(&self) -> Option<&TicketRef> {
         match self {
             Event::Assigned { ticket, .. }
@@ -173,7 +201,7 @@ impl Event {
             | Event::Escalated { ticket, .. }
             | Event::Resolved { ticket, .. }
             | Event::Callback { ticket, .. } => Some(ticket),
-            Event::Alert { .. } => None,
+            Event::Alert { .. } | Event::TermEnding { .. } => None,
         }
     }
 }
@@ -276,6 +304,9 @@ struct Parts {
 /// Renders `event` for a recipient reading `lang`.
 pub fn render(event: &Event, lang: Lang) -> Message {
     let zh = lang == Lang::ZhCn;
+    if let Event::TermEnding { .. } = event {
+        return assemble(term_parts(event, zh), term_link(event, zh), zh);
+    }
     let Some(t) = event.ticket() else {
         return assemble(alert_parts(event, zh), alert_link(event, zh), zh);
     };
@@ -478,7 +509,7 @@ pub fn render(event: &Event, lang: Lang) -> Message {
             quote: Some(outcome.clone()),
             closing: vec![],
         },
-        Event::Alert { .. } => alert_parts(event, zh),
+        Event::Alert { .. } | Event::TermEnding { .. } => alert_parts(event, zh),
     };
     let link = t.url.as_ref().map(|u| {
         let u = one_line(u, 2048);
@@ -629,6 +660,95 @@ fn alert_link(event: &Event, zh: bool) -> Option<(String, String)> {
     })
 }
 
+/// The parts of a term's end message: the course (the teacher's code and
+/// name, flattened and escaped like user text), the end, until when the
+/// work can be downloaded and how.
+fn term_parts(event: &Event, zh: bool) -> Parts {
+    let Event::TermEnding {
+        course,
+        ends_at,
+        download_until,
+    } = event
+    else {
+        return alert_parts(event, zh);
+    };
+    let code = one_line(&course.code, 64);
+    let name = one_line(&course.name, SUBJECT_TITLE_CHARS);
+    let full_name = one_line(&course.name, 1000);
+    let (code_md, name_md) = (escape_markdown(&code), escape_markdown(&full_name));
+    let end = format_time(*ends_at);
+    let headline = match (download_until, zh) {
+        (Some(u), true) => format!(
+            "课程 {code}「{name}」即将结束：请在 {} 之前下载你的作业",
+            format_time(*u)
+        ),
+        (Some(u), false) => format!(
+            "Course {code} “{name}” ends soon: download your work before {}",
+            format_time(*u)
+        ),
+        (None, true) => format!("课程 {code}「{name}」即将结束"),
+        (None, false) => format!("Course {code} “{name}” ends soon"),
+    };
+    let what = |c: &str, n: &str| {
+        if zh {
+            format!("课程 {c}「{n}」将于 {end} 结束。届时课程归档：虚拟机不能再启动，个人层只读。")
+        } else {
+            format!(
+                "The course {c} “{n}” ends at {end}. It is then archived: its VMs no longer start and their disks are read-only."
+            )
+        }
+    };
+    let mut closing = Vec::new();
+    match (download_until, zh) {
+        (Some(u), true) => {
+            let u = format_time(*u);
+            closing.push(format!("你可以下载自己的作业直到 {u}，此后它将被清除。"));
+            closing.push(
+                "下载方法：在“我的课程”页面，点击虚拟机卡片上的“导出”（下载虚拟机磁盘）；在“我的数据”页面可以下载 pvce 保存的关于你的全部数据。"
+                    .to_string(),
+            );
+        }
+        (Some(u), false) => {
+            let u = format_time(*u);
+            closing.push(format!(
+                "You can download your work until {u}; after that it is erased."
+            ));
+            closing.push(
+                "How: on the My courses page, use Export on your VM's card (the VM's disk); on My data, download everything pvce holds about you."
+                    .to_string(),
+            );
+        }
+        (None, true) => closing.push("你的作业暂时保留（管理员已冻结清除）。".to_string()),
+        (None, false) => {
+            closing.push("Your work is kept for now (held by an administrator).".to_string())
+        }
+    }
+    Parts {
+        headline,
+        lead: what(&code, &full_name),
+        lead_md: what(&code_md, &name_md),
+        quote: None,
+        closing,
+    }
+}
+
+fn term_link(event: &Event, zh: bool) -> Option<(String, String)> {
+    let Event::TermEnding { course, .. } = event else {
+        return None;
+    };
+    course.url.as_ref().map(|u| {
+        let u = one_line(u, 2048);
+        if zh {
+            (format!("我的课程：{u}"), format!("[我的课程]({u})"))
+        } else {
+            (
+                format!("Open My courses: {u}"),
+                format!("[Open My courses]({u})"),
+            )
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -683,7 +803,13 @@ mod tests {
     fn both_languages_for_every_event() {
         let seen: std::collections::HashSet<EventKind> = all_events("x")
             .iter()
-            .chain([alert_event(AlertChange::Fired, "[x](http://evil)")].iter())
+            .chain(
+                [
+                    alert_event(AlertChange::Fired, "[x](http://evil)"),
+                    term_event("x", true),
+                ]
+                .iter(),
+            )
             .map(Event::kind)
             .collect();
         assert_eq!(seen.len(), EventKind::ALL.len(), "every kind has a sample");
@@ -740,6 +866,94 @@ mod tests {
             value: Some("97.5".into()),
             cause: Some("threshold".into()),
         }
+    }
+
+    fn term_event(name: &str, until: bool) -> Event {
+        Event::TermEnding {
+            course: CourseRef {
+                id: "c1".into(),
+                code: "OS-2026".into(),
+                name: name.into(),
+                url: Some("https://pvce.lab.example/#/courses".into()),
+            },
+            ends_at: time::macros::datetime!(2026-12-18 18:00 +8),
+            download_until: until.then_some(time::macros::datetime!(2027-06-16 18:00 +8)),
+        }
+    }
+
+    #[test]
+    fn a_terms_end_says_until_when_and_how_in_both_languages() {
+        let e = term_event("操作系统", true);
+        assert!(e.ticket().is_none());
+        assert_eq!(e.kind(), EventKind::Term);
+        let zh = render(&e, Lang::ZhCn);
+        let en = render(&e, Lang::En);
+        assert_eq!(
+            zh.subject,
+            "[pvce] 课程 OS-2026「操作系统」即将结束：请在 2027-06-16 18:00 (UTC+08:00) 之前下载你的作业"
+        );
+        assert_eq!(
+            en.subject,
+            "[pvce] Course OS-2026 “操作系统” ends soon: download your work before 2027-06-16 18:00 (UTC+08:00)"
+        );
+        assert!(
+            zh.text.contains("将于 2026-12-18 18:00 (UTC+08:00) 结束"),
+            "{}",
+            zh.text
+        );
+        assert!(
+            zh.text.contains("“导出”")
+                && zh
+                    .text
+                    .contains("我的课程：https://pvce.lab.example/#/courses")
+        );
+        assert!(
+            en.text.contains("until 2027-06-16 18:00 (UTC+08:00)") && en.text.contains("Export")
+        );
+        assert!(
+            en.text
+                .contains("Open My courses: https://pvce.lab.example/#/courses")
+        );
+        assert!(en.markdown.contains("[Open My courses](https://"));
+        let en_own = en.text.replace("操作系统", "");
+        assert!(
+            !en_own
+                .chars()
+                .any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c)),
+            "{en_own}"
+        );
+        // Held: no date to download by, and it says so.
+        let held = render(&term_event("OS", false), Lang::En);
+        assert_eq!(held.subject, "[pvce] Course OS-2026 “OS” ends soon");
+        assert!(
+            held.text.contains("held by an administrator"),
+            "{}",
+            held.text
+        );
+        assert!(
+            render(&term_event("OS", false), Lang::ZhCn)
+                .text
+                .contains("暂时保留")
+        );
+        // The teacher's course name cannot break the subject or the markdown.
+        let evil = render(
+            &term_event("n\r\nBcc: x@evil [x](http://evil)", true),
+            Lang::En,
+        );
+        assert!(
+            !evil.subject.chars().any(char::is_control),
+            "{}",
+            evil.subject
+        );
+        assert!(
+            !evil.markdown.contains("[x](http://evil)"),
+            "{}",
+            evil.markdown
+        );
+        // It round-trips through the JSON the outbox stores.
+        let back: Event = serde_json::from_str(&serde_json::to_string(&e).unwrap_or_default())
+            .unwrap_or_else(|_| term_event("", false));
+        assert_eq!(back, e);
     }
 
     #[test]

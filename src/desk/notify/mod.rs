@@ -22,7 +22,9 @@ pub mod webhook;
 use serde::{Deserialize, Serialize};
 
 pub use mail::{Mailer, SmtpSecurity, SmtpSettings};
-pub use message::{AlertChange, AlertRef, Event, EventKind, Lang, Message, TicketRef, render};
+pub use message::{
+    AlertChange, AlertRef, CourseRef, Event, EventKind, Lang, Message, TicketRef, render,
+};
 pub use webhook::{WebhookFormat, WebhookSender, WebhookTarget};
 
 #[derive(Debug, thiserror::Error)]
