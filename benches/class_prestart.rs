@@ -222,15 +222,6 @@ fn settings(per_node: u32, cluster: u32, boot_secs: i64) -> ClassSettings {
     }
 }
 
-fn uptime() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 #[tokio::main]
 async fn main() {
     let _cleanup = support::DestroyDomains(PREFIX);
@@ -253,7 +244,7 @@ async fn main() {
         http,
         token,
     };
-    println!("load average at the start: {}", uptime());
+    println!("load average at the start: {}", support::loadavg());
 
     if parts.contains("storm") {
         let (course, vms) =
@@ -274,7 +265,7 @@ async fn main() {
                 secs(support::pct(&run.booted, 50.0)),
                 run.peak_in_flight,
                 run.peak_starting,
-                uptime(),
+                support::loadavg(),
             );
             bench.power_off(&course, &vms).await;
         }
@@ -296,7 +287,7 @@ async fn main() {
             run.peak_in_flight,
             run.peak_starting,
             secs(*run.running.last().unwrap()),
-            uptime(),
+            support::loadavg(),
         );
         assert!(run.peak_in_flight <= burst_limit && run.peak_starting <= burst_limit as usize);
         assert_eq!(all_running, burst);

@@ -605,6 +605,16 @@ pub fn tree_cpu_secs(pid: u32) -> f64 {
     total
 }
 
+/// The load averages (1, 5, 15 minutes) as `uptime` prints them.
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Percentile (0–100) of sorted samples.
 pub fn pct(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
@@ -686,6 +696,9 @@ pub async fn lab_server(
         .tempdir()
         .unwrap();
     let mut config = pvce::config::Config::for_data_dir(dir.path().join("data"));
+    // Its own libvirt names (template store `<prefix><id>-templates`):
+    // beside a running server it never touches that server's pool.
+    config.libvirt_prefix = domain_prefix.trim_end_matches('-').into();
     config.domain_prefix = Some(domain_prefix.into());
     tweak(&mut config);
     let server = pvce::app::start(config, "127.0.0.1:0").await.unwrap();
@@ -755,20 +768,10 @@ pub async fn tiny_class(
         serde_json::json!({"usernames": names}),
     )
     .await;
-    let vms: serde_json::Value = http
-        .get(format!("{base}/api/vms?course_id={cid}"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .json()
+    let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM vms WHERE course_id = ? ORDER BY id")
+        .bind(&cid)
+        .fetch_all(&st.pool)
         .await
         .unwrap();
-    let ids = vms
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v["id"].as_str().unwrap().to_owned())
-        .collect();
     (cid, ids)
 }
