@@ -204,15 +204,6 @@ fn report(name: &str, o: &Outcome, el: f64) {
     );
 }
 
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 fn main() {
     if std::env::var("PVCE_BENCH_ROLE").as_deref() == Ok("proxy") {
         support::run_proxy_child();
@@ -238,7 +229,7 @@ fn main() {
             load.frame.1,
             usize::from(load.frame.0) * usize::from(load.frame.1) * 4 / 1024,
             std::thread::available_parallelism().map_or(0, |n| n.get()),
-            loadavg(),
+            support::loadavg(),
         );
 
         let (rss_idle, _) = rss_kib(&pid);
@@ -318,7 +309,7 @@ fn main() {
             "bench process (clients + synthetic server): {:.0}% CPU, VmHWM {:.1} MiB; load average {} at the end",
             100.0 * me_cpu / el,
             rss_kib("self").1 as f64 / 1024.0,
-            loadavg()
+            support::loadavg()
         );
         let errors = direct.errors + proxied.errors;
         if let Some(e) = direct.first_error.as_ref().or(proxied.first_error.as_ref()) {

@@ -156,15 +156,6 @@ fn median(v: &[Round]) -> Round {
     }
 }
 
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 fn main() {
     if std::env::var("PVCE_BENCH_ROLE").as_deref() == Ok("proxy") {
         support::run_proxy_child();
@@ -195,7 +186,7 @@ fn main() {
             frame.1,
             f64::from(frame.0) * f64::from(frame.1) * 4.0 / 1e6,
             std::thread::available_parallelism().map_or(0, |n| n.get()),
-            loadavg(),
+            support::loadavg(),
             if std::env::var_os("PVCE_BENCH_NAGLE").is_some() { "; pvce WITHOUT TCP_NODELAY on accepted sockets" } else { "" },
         );
         let mut results: Vec<Vec<Round>> = vec![Vec::new(); modes.len()];
@@ -211,7 +202,7 @@ fn main() {
                     us(p50),
                     us(p99),
                     proxy_cpu,
-                    loadavg(),
+                    support::loadavg(),
                 );
                 results[i].push(Round {
                     mb_s,

@@ -6,10 +6,10 @@
 //! Run: `cargo bench --bench vm_start` (N from PVCE_BENCH_VMS, default 20).
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::time::{Duration, Instant};
 
-use pvce::auth::Role;
-use pvce::config::Config;
 use serde_json::{Value, json};
 
 struct Api {
@@ -19,21 +19,13 @@ struct Api {
 }
 
 impl Api {
-    async fn login(base: &str, user: &str, password: &str) -> Api {
+    async fn login(base: &str, user: &str) -> Api {
         let http = reqwest::Client::new();
-        let v: Value = http
-            .post(format!("{base}/api/auth/login"))
-            .json(&json!({"username": user, "password": password}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let token = support::login(&http, base, user).await;
         Api {
             base: base.into(),
             http,
-            token: v["token"].as_str().unwrap().into(),
+            token,
         }
     }
     async fn post(&self, path: &str, body: Value) -> Value {
@@ -48,37 +40,6 @@ impl Api {
         assert!(r.status().is_success(), "{path}: {}", r.status());
         r.json().await.unwrap()
     }
-    async fn get(&self, path: &str) -> Value {
-        self.http
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    }
-}
-
-/// Destroys every benchmark domain when dropped, also when the run panics.
-struct Cleanup;
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let out = std::process::Command::new("virsh")
-            .args(["-q", "-c", "qemu:///system", "list", "--name"])
-            .output();
-        if let Ok(out) = out {
-            for name in String::from_utf8_lossy(&out.stdout).lines() {
-                if name.starts_with("test-pvce-bench-") {
-                    let _ = std::process::Command::new("virsh")
-                        .args(["-q", "-c", "qemu:///system", "destroy", name])
-                        .output();
-                }
-            }
-        }
-    }
 }
 
 fn pct(mut v: Vec<f64>, p: f64) -> f64 {
@@ -88,7 +49,7 @@ fn pct(mut v: Vec<f64>, p: f64) -> f64 {
 
 #[tokio::main]
 async fn main() {
-    let _cleanup = Cleanup;
+    let _cleanup = support::DestroyDomains("test-pvce-bench-");
     let _ = tracing_subscriber::fmt()
         .with_env_filter("pvce=warn")
         .try_init();
@@ -96,64 +57,14 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20);
-    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let dir = tempfile::Builder::new()
-        .prefix("test-pvce-bench-")
-        .tempdir()
-        .unwrap();
-    let mut config = Config::for_data_dir(dir.path().join("data"));
-    // Names derived from this run's own installation id (its template store
-    // is `test-pvce-bench-<id>-templates`): beside a running server it never
+    // Names derived from the prefix (its template store is
+    // `test-pvce-bench-<id>-templates`): beside a running server it never
     // touches that server's pool (issue 17; it once repointed it).
-    config.libvirt_prefix = "test-pvce-bench".into();
-    let server = pvce::app::start(config, "127.0.0.1:0").await.unwrap();
+    let (_dir, server) = support::lab_server("test-pvce-bench-", |_| {}).await;
     let st = &server.state;
-    let limits = pvce::templates::ImportLimits {
-        max_upload_bytes: u64::MAX,
-        max_virtual_size: u64::MAX,
-    };
-    pvce::library::build(&st.pool, &st.storage, limits, &root.join("templates-tree"))
-        .await
-        .unwrap();
-    let new = |u: &str, r| pvce::users::NewUser {
-        username: u.into(),
-        password: "bench-password".into(),
-        role: r,
-        display_name: None,
-    };
-    pvce::users::create(&st.pool, new("bench-teacher", Role::Teacher))
-        .await
-        .unwrap();
-    let mut names = vec![];
-    for i in 0..n.max(1) {
-        let u = format!("bench-s{i:02}");
-        pvce::users::create(&st.pool, new(&u, Role::Student))
-            .await
-            .unwrap();
-        names.push(u);
-    }
     let base = server.url();
-    let teacher = Api::login(&base, "bench-teacher", "bench-password").await;
-    let tiny = pvce::templates::find_by_name(&st.pool, "tiny-linux")
-        .await
-        .unwrap()
-        .unwrap();
-    let course = teacher
-        .post("/api/courses", json!({"code":"BENCH","name":"bench","vm_specs":[{"name":"vm","template_id":tiny.id,"vcpus":1,"memory_mib":128}]}))
-        .await;
-    teacher
-        .post(
-            &format!("/api/courses/{}/students", course["id"].as_str().unwrap()),
-            json!({"usernames": names}),
-        )
-        .await;
-    let vms = teacher.get("/api/vms").await;
-    let ids: Vec<String> = vms
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v["id"].as_str().unwrap().to_owned())
-        .collect();
+    let teacher = Api::login(&base, "bench-teacher").await;
+    let (_, ids) = support::tiny_class(&server, &teacher.token, "BENCH", n, 128).await;
 
     for batch in [1usize, n] {
         let chosen = &ids[..batch];

@@ -16,132 +16,27 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pvce::auth::Role;
-use pvce::config::Config;
-use serde_json::{Value, json};
-
-/// Destroys every benchmark domain when dropped, also when the run panics.
-struct Cleanup;
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let out = std::process::Command::new("virsh")
-            .args(["-q", "-c", "qemu:///system", "list", "--name"])
-            .output();
-        if let Ok(out) = out {
-            for name in String::from_utf8_lossy(&out.stdout).lines() {
-                if name.starts_with("test-pvce-wallbench-") {
-                    let _ = std::process::Command::new("virsh")
-                        .args(["-q", "-c", "qemu:///system", "destroy", name])
-                        .output();
-                }
-            }
-        }
-    }
-}
-
-async fn login(http: &reqwest::Client, base: &str, user: &str) -> String {
-    let v: Value = http
-        .post(format!("{base}/api/auth/login"))
-        .json(&json!({"username": user, "password": "bench-password"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    v["token"].as_str().unwrap().to_owned()
-}
+use serde_json::json;
 
 #[tokio::main]
 async fn main() {
-    let _cleanup = Cleanup;
+    let _cleanup = support::DestroyDomains("test-pvce-wallbench-");
     let _ = tracing_subscriber::fmt()
         .with_env_filter("pvce=warn")
         .try_init();
     let n: usize = support::env_or("PVCE_BENCH_VMS", 8);
     let walls: usize = support::env_or("PVCE_BENCH_WALLS", 3);
     let secs: u64 = support::env_or("PVCE_BENCH_SECS", 20);
-    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let dir = tempfile::Builder::new()
-        .prefix("test-pvce-wallbench-")
-        .tempdir()
-        .unwrap();
-    let mut config = Config::for_data_dir(dir.path().join("data"));
-    config.domain_prefix = Some("test-pvce-wallbench-".into());
-    let server = pvce::app::start(config, "127.0.0.1:0").await.unwrap();
+    let (_dir, server) = support::lab_server("test-pvce-wallbench-", |_| {}).await;
     let st = &server.state;
-    let limits = pvce::templates::ImportLimits {
-        max_upload_bytes: u64::MAX,
-        max_virtual_size: u64::MAX,
-    };
-    pvce::library::build(&st.pool, &st.storage, limits, &root.join("templates-tree"))
-        .await
-        .unwrap();
-    let new = |u: &str, r| pvce::users::NewUser {
-        username: u.into(),
-        password: "bench-password".into(),
-        role: r,
-        display_name: None,
-    };
-    pvce::users::create(&st.pool, new("bench-teacher", Role::Teacher))
-        .await
-        .unwrap();
-    let mut names = vec![];
-    for i in 0..n.max(1) {
-        let u = format!("bench-s{i:02}");
-        pvce::users::create(&st.pool, new(&u, Role::Student))
-            .await
-            .unwrap();
-        names.push(u);
-    }
     let base = server.url();
     let http = reqwest::Client::new();
-    let token = login(&http, &base, "bench-teacher").await;
-    let tiny = pvce::templates::find_by_name(&st.pool, "tiny-linux")
-        .await
-        .unwrap()
-        .unwrap();
-    let post = |path: String, body: Value| {
+    let token = support::login(&http, &base, "bench-teacher").await;
+    let post = |path: String, body: serde_json::Value| {
         let (http, token) = (http.clone(), token.clone());
-        async move {
-            let r = http
-                .post(path)
-                .bearer_auth(token)
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
-            assert!(r.status().is_success(), "{}", r.status());
-            r.json::<Value>().await.unwrap()
-        }
+        async move { support::post_ok(&http, &token, path, body).await }
     };
-    let course = post(
-        format!("{base}/api/courses"),
-        json!({"code":"WALLBENCH","name":"wall bench","vm_specs":[{"name":"vm","template_id":tiny.id,"vcpus":1,"memory_mib":128}]}),
-    )
-    .await;
-    let cid = course["id"].as_str().unwrap().to_owned();
-    post(
-        format!("{base}/api/courses/{cid}/students"),
-        json!({"usernames": names}),
-    )
-    .await;
-    let vms: Value = http
-        .get(format!("{base}/api/vms?course_id={cid}"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let ids: Vec<String> = vms
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v["id"].as_str().unwrap().to_owned())
-        .collect();
+    let (_, ids) = support::tiny_class(&server, &token, "WALLBENCH", n, 128).await;
     for id in &ids {
         post(format!("{base}/api/vms/{id}/start"), json!({})).await;
     }

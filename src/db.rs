@@ -126,6 +126,17 @@ pub fn format_time(t: time::OffsetDateTime) -> String {
         .unwrap_or_default()
 }
 
+/// An instant as Unix milliseconds (how loop clocks' instants are stored).
+pub fn unix_ms(t: time::OffsetDateTime) -> i64 {
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
+/// The instant of stored Unix milliseconds.
+pub fn from_unix_ms(ms: i64) -> time::OffsetDateTime {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+}
+
 /// If `err` is a UNIQUE/PRIMARY KEY violation, returns the `table.column[, ...]`
 /// that SQLite names in its message (SQLite reports columns, not constraint names).
 pub fn unique_violation(err: &sqlx::Error) -> Option<String> {

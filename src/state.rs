@@ -282,26 +282,27 @@ impl AppState {
                 pool.clone(),
                 usage.clone(),
             )),
-            idle: Arc::new(crate::idle::Idle::new(
-                pool.clone(),
-                vms.clone(),
-                usage.clone(),
-            )),
+            idle: Arc::new(
+                crate::idle::Idle::load(pool.clone(), vms.clone(), usage.clone()).await?,
+            ),
             usage,
             sessions: sessions.clone(),
-            class: Arc::new(crate::classtime::class::ClassTime::new(
-                sessions,
-                vms.clone(),
-                nodes.clone(),
-                crate::classtime::class::ClassSettings {
-                    limits: crate::classtime::admission::Limits {
-                        per_node: config.class_starts_per_node,
-                        cluster: config.class_starts_cluster,
+            class: Arc::new(
+                crate::classtime::class::ClassTime::load(
+                    sessions,
+                    vms.clone(),
+                    nodes.clone(),
+                    crate::classtime::class::ClassSettings {
+                        limits: crate::classtime::admission::Limits {
+                            per_node: config.class_starts_per_node,
+                            cluster: config.class_starts_cluster,
+                        },
+                        lead: time::Duration::minutes(i64::from(config.class_lead_minutes)),
+                        boot: time::Duration::seconds(i64::from(config.class_boot_secs)),
                     },
-                    lead: time::Duration::minutes(i64::from(config.class_lead_minutes)),
-                    boot: time::Duration::seconds(i64::from(config.class_boot_secs)),
-                },
-            )),
+                )
+                .await?,
+            ),
             desk,
             snapshots,
             portable,

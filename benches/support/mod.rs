@@ -605,6 +605,16 @@ pub fn tree_cpu_secs(pid: u32) -> f64 {
     total
 }
 
+/// The load averages (1, 5, 15 minutes) as `uptime` prints them.
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Percentile (0–100) of sorted samples.
 pub fn pct(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
@@ -616,4 +626,152 @@ pub fn pct(sorted: &[Duration], p: f64) -> Duration {
 
 pub fn us(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
+}
+
+// ---------------------------------------------------------------- real VMs
+
+/// Destroys every libvirt domain whose name starts with its prefix when
+/// dropped, also when the run panics (benches with real guests).
+pub struct DestroyDomains(pub &'static str);
+
+impl Drop for DestroyDomains {
+    fn drop(&mut self) {
+        let out = std::process::Command::new("virsh")
+            .args(["-q", "-c", "qemu:///system", "list", "--name"])
+            .output();
+        if let Ok(out) = out {
+            for name in String::from_utf8_lossy(&out.stdout).lines() {
+                if name.starts_with(self.0) {
+                    let _ = std::process::Command::new("virsh")
+                        .args(["-q", "-c", "qemu:///system", "destroy", name])
+                        .output();
+                }
+            }
+        }
+    }
+}
+
+pub const BENCH_PASSWORD: &str = "bench-password";
+
+/// A bearer token for `user` (password [`BENCH_PASSWORD`]).
+pub async fn login(http: &reqwest::Client, base: &str, user: &str) -> String {
+    let v: serde_json::Value = http
+        .post(format!("{base}/api/auth/login"))
+        .json(&serde_json::json!({"username": user, "password": BENCH_PASSWORD}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["token"].as_str().unwrap().to_owned()
+}
+
+/// POSTs `body` as `token`, asserting success; the JSON answer.
+pub async fn post_ok(
+    http: &reqwest::Client,
+    token: &str,
+    url: String,
+    body: serde_json::Value,
+) -> serde_json::Value {
+    let r = http
+        .post(&url)
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{url}: {}", r.status());
+    r.json().await.unwrap()
+}
+
+/// A server on a fresh data dir with the built-in template library and a
+/// teacher `bench-teacher` (the dir goes when the returned guard drops).
+pub async fn lab_server(
+    domain_prefix: &str,
+    tweak: impl FnOnce(&mut pvce::config::Config),
+) -> (tempfile::TempDir, pvce::app::Server) {
+    let dir = tempfile::Builder::new()
+        .prefix(domain_prefix)
+        .tempdir()
+        .unwrap();
+    let mut config = pvce::config::Config::for_data_dir(dir.path().join("data"));
+    // Its own libvirt names (template store `<prefix><id>-templates`):
+    // beside a running server it never touches that server's pool.
+    config.libvirt_prefix = domain_prefix.trim_end_matches('-').into();
+    config.domain_prefix = Some(domain_prefix.into());
+    tweak(&mut config);
+    let server = pvce::app::start(config, "127.0.0.1:0").await.unwrap();
+    let st = &server.state;
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let limits = pvce::templates::ImportLimits {
+        max_upload_bytes: u64::MAX,
+        max_virtual_size: u64::MAX,
+    };
+    pvce::library::build(&st.pool, &st.storage, limits, &root.join("templates-tree"))
+        .await
+        .unwrap();
+    create_user(st, "bench-teacher", pvce::auth::Role::Teacher).await;
+    (dir, server)
+}
+
+async fn create_user(st: &pvce::state::AppState, username: &str, role: pvce::auth::Role) {
+    pvce::users::create(
+        &st.pool,
+        pvce::users::NewUser {
+            username: username.into(),
+            password: BENCH_PASSWORD.into(),
+            role,
+            display_name: None,
+        },
+    )
+    .await
+    .unwrap();
+}
+
+/// A course `code` of `n` new students (`<code>-sNN`), each with one VM of
+/// the tiny guest (`memory_mib`), made by `bench-teacher`: (course id, the
+/// VMs' ids).
+pub async fn tiny_class(
+    server: &pvce::app::Server,
+    token: &str,
+    code: &str,
+    n: usize,
+    memory_mib: u32,
+) -> (String, Vec<String>) {
+    let st = &server.state;
+    let base = server.url();
+    let http = reqwest::Client::new();
+    let mut names = vec![];
+    for i in 0..n.max(1) {
+        let u = format!("{}-s{i:03}", code.to_lowercase());
+        create_user(st, &u, pvce::auth::Role::Student).await;
+        names.push(u);
+    }
+    let tiny = pvce::templates::find_by_name(&st.pool, "tiny-linux")
+        .await
+        .unwrap()
+        .unwrap();
+    let course = post_ok(
+        &http,
+        token,
+        format!("{base}/api/courses"),
+        serde_json::json!({"code": code, "name": code, "vm_specs": [
+            {"name": "vm", "template_id": tiny.id, "vcpus": 1, "memory_mib": memory_mib}]}),
+    )
+    .await;
+    let cid = course["id"].as_str().unwrap().to_owned();
+    post_ok(
+        &http,
+        token,
+        format!("{base}/api/courses/{cid}/students"),
+        serde_json::json!({"usernames": names}),
+    )
+    .await;
+    let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM vms WHERE course_id = ? ORDER BY id")
+        .bind(&cid)
+        .fetch_all(&st.pool)
+        .await
+        .unwrap();
+    (cid, ids)
 }

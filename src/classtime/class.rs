@@ -24,10 +24,27 @@
 //! says, for a VM and an instant, which session it is in and what warning is
 //! due ([`end_warning`], pure), and the desktop page polls it.
 //!
-//! State (the queue, starts in flight, what was done per occurrence) is in
-//! memory: after a restart the next tick rebuilds the queue from the
-//! timetable; a stop already done is harmless to repeat (stopping a stopped
-//! VM does nothing).
+//! What must survive a restart is stored (migration 0039, [`super::memory`],
+//! written only by this loop and loaded by [`ClassTime::load`]; memory holds
+//! a copy):
+//! - which VMs each occurrence pre-started: marked when the pre-start
+//!   returned, or when the loop found the VM already running — so a class
+//!   is never pre-started twice, and a student who shut their VM down in
+//!   class is not overruled by a restarted server;
+//! - which courses were stopped at an occurrence's end, marked after the
+//!   shutdowns were asked (a stop repeated is harmless, one forgotten is
+//!   not): a restart within the stop window does not stop again a VM its
+//!   student started since;
+//! - the 15-minute extensions, stored before they are granted: a restart
+//!   neither stops an extended VM at the end nor lets it run past its
+//!   extension.
+//!
+//! Markers go once their occurrence is past the stop window. The admission
+//! queue, the starts in flight, the queue places and the peaks stay in
+//! memory: they are work under way in this process, and the restarted loop
+//! rebuilds them — a VM that was still waiting, or whose start was cut
+//! short (the VM manager's reconcile at start-up settles it), is not marked
+//! yet, so the next tick queues it again.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -37,8 +54,10 @@ use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
 use super::admission::{self, Limits, NodeSlots, QueuePlace, Waiting};
+use super::memory::{self, Extended, Prestarted, Stopped};
 use super::timetable::Occurrence;
 use super::{ClassError, Sessions};
+use crate::db::unix_ms;
 use crate::nodes::{NodeState, Nodes};
 use crate::users::User;
 use crate::vms::{VmManager, VmState};
@@ -56,10 +75,6 @@ pub struct ClassSettings {
     /// How long after its start call returned a start still counts as in
     /// flight (the guest's boot).
     pub boot: Duration,
-}
-
-fn unix_ms(t: OffsetDateTime) -> i64 {
-    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
 }
 
 /// The warning due at `now` for a session ending at `ends_at`: 15 in its last
@@ -99,6 +114,14 @@ pub fn phase(o: &Occurrence, now: OffsetDateTime, lead: Duration) -> Phase {
     }
 }
 
+/// A VM waiting in the admission queue for its pre-start.
+#[derive(Debug, Clone, Copy)]
+struct Queued {
+    waiting: Waiting,
+    course: Uuid,
+    occurrence: Occurrence,
+}
+
 #[derive(Debug)]
 struct Flight {
     node: Uuid,
@@ -108,15 +131,16 @@ struct Flight {
 
 #[derive(Debug, Default)]
 struct LoopState {
-    queue: Vec<(Waiting, Uuid)>, // (waiting VM, its course)
+    queue: Vec<Queued>,
     in_flight: HashMap<Uuid, Flight>,
     places: HashMap<Uuid, QueuePlace>,
-    /// (vm, occurrence start) already pre-started.
-    prestarted: HashSet<(Uuid, OffsetDateTime)>,
+    /// (vm, occurrence start) → its end: already pre-started (queued by
+    /// this process, or stored).
+    prestarted: Prestarted,
     /// (course, occurrence end) already stopped.
-    stopped: HashSet<(Uuid, OffsetDateTime)>,
+    stopped: Stopped,
     /// VMs given 15 more minutes: (session end, until).
-    extended: HashMap<Uuid, (OffsetDateTime, OffsetDateTime)>,
+    extended: Extended,
     /// The most starts in flight seen at once, per node and in total.
     peak_node: HashMap<Uuid, u32>,
     peak_total: u32,
@@ -157,19 +181,26 @@ pub struct ClassTime {
 }
 
 impl ClassTime {
-    pub fn new(
+    /// The loop, with what a previous run did still remembered.
+    pub async fn load(
         sessions: Arc<Sessions>,
         vms: Arc<VmManager>,
         nodes: Arc<Nodes>,
         settings: ClassSettings,
-    ) -> Self {
-        Self {
+    ) -> Result<Self, sqlx::Error> {
+        let stored = memory::load(sessions.pool()).await?;
+        Ok(Self {
             sessions,
             vms,
             nodes,
             settings,
-            state: Arc::default(),
-        }
+            state: Arc::new(Mutex::new(LoopState {
+                prestarted: stored.prestarted,
+                stopped: stored.stopped,
+                extended: stored.extended,
+                ..LoopState::default()
+            })),
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, LoopState> {
@@ -180,21 +211,17 @@ impl ClassTime {
     /// One pass at `now` (see the module docs).
     pub async fn tick(&self, now: OffsetDateTime) -> Result<TickReport, ClassError> {
         let mut report = TickReport::default();
-        // Extensions that ran out: those VMs shut down now.
-        let expired: Vec<Uuid> = {
-            let mut st = self.lock();
-            let done: Vec<Uuid> = st
-                .extended
-                .iter()
-                .filter(|(_, (_, until))| *until <= now)
-                .map(|(vm, _)| *vm)
-                .collect();
-            for vm in &done {
-                st.extended.remove(vm);
-            }
-            done
-        };
-        for id in expired {
+        let pool = self.sessions.pool();
+        // Extensions that ran out: those VMs shut down now, then the
+        // extensions are forgotten.
+        let expired: Vec<Uuid> = self
+            .lock()
+            .extended
+            .iter()
+            .filter(|(_, (_, until))| *until <= now)
+            .map(|(vm, _)| *vm)
+            .collect();
+        for &id in &expired {
             let vm = match crate::vms::load(self.vms.pool(), id).await {
                 Ok(vm) => vm,
                 Err(_) => continue, // deleted meanwhile
@@ -208,6 +235,14 @@ impl ClassTime {
                 }
             }
         }
+        if !expired.is_empty() {
+            memory::drop_extensions(pool, &expired).await?;
+            let mut st = self.lock();
+            for vm in &expired {
+                st.extended.remove(vm);
+            }
+        }
+        self.prune(now).await?;
         let occurrences = self
             .sessions
             .occurrences_between(now - STOP_WINDOW, now + self.settings.lead)
@@ -222,34 +257,54 @@ impl ClassTime {
             match phase(&o, now, self.settings.lead) {
                 Phase::Before => {}
                 Phase::Run => {
+                    let vms = self.vms.of_course(course).await?;
+                    // Found running (or on its way) when first seen: nothing
+                    // to start, and marked at once — stopped since, it was
+                    // stopped by its student, who is not overruled.
+                    let seen: Vec<(Uuid, Occurrence)> = {
+                        let st = self.lock();
+                        vms.iter()
+                            .filter(|vm| {
+                                vm.state != VmState::Stopped
+                                    && !st.prestarted.contains_key(&(vm.id, o.starts_at))
+                            })
+                            .map(|vm| (vm.id, o))
+                            .collect()
+                    };
+                    memory::mark_prestarted(pool, &seen).await?;
                     let mut queued = Vec::new();
-                    for vm in self.vms.of_course(course).await? {
+                    {
                         let mut st = self.lock();
-                        // Marked whatever its state: a VM seen running once
-                        // in this occurrence and stopped since was stopped
-                        // by its student, who is not overruled.
-                        let first = st.prestarted.insert((vm.id, o.starts_at));
-                        if !first
-                            || vm.state != VmState::Stopped
-                            || st.in_flight.contains_key(&vm.id)
-                            || st.queue.iter().any(|(w, _)| w.vm == vm.id)
-                        {
-                            continue;
+                        for vm in &vms {
+                            // Marked in memory whatever its state (stored
+                            // when its pre-start returns).
+                            let first = st
+                                .prestarted
+                                .insert((vm.id, o.starts_at), o.ends_at)
+                                .is_none();
+                            if !first
+                                || vm.state != VmState::Stopped
+                                || st.in_flight.contains_key(&vm.id)
+                                || st.queue.iter().any(|q| q.waiting.vm == vm.id)
+                            {
+                                continue;
+                            }
+                            st.queue.push(Queued {
+                                waiting: Waiting {
+                                    vm: vm.id,
+                                    pinned: None,
+                                },
+                                course,
+                                occurrence: o,
+                            });
+                            report.queued += 1;
+                            queued.push(vm.id);
                         }
-                        st.queue.push((
-                            Waiting {
-                                vm: vm.id,
-                                pinned: None,
-                            },
-                            course,
-                        ));
-                        report.queued += 1;
-                        queued.push(vm.id);
                     }
                     if !queued.is_empty() {
                         // For the class provisioning indicator (src/slo).
                         crate::slo::record::class_prestart(
-                            self.sessions.pool(),
+                            pool,
                             course,
                             (unix_ms(o.starts_at), unix_ms(o.ends_at)),
                             unix_ms(now),
@@ -259,11 +314,12 @@ impl ClassTime {
                     }
                 }
                 Phase::Ended => {
-                    if running.contains(&course) || !self.lock().stopped.insert((course, o.ends_at))
+                    if running.contains(&course)
+                        || self.lock().stopped.contains(&(course, o.ends_at))
                     {
                         continue;
                     }
-                    self.lock().queue.retain(|(_, c)| *c != course);
+                    self.lock().queue.retain(|q| q.course != course);
                     for vm in self.vms.of_course(course).await? {
                         // Given 15 more minutes: stopped when they run out.
                         let extended = self
@@ -283,6 +339,8 @@ impl ClassTime {
                             }
                         }
                     }
+                    memory::mark_stopped(pool, course, o.ends_at).await?;
+                    self.lock().stopped.insert((course, o.ends_at));
                 }
             }
         }
@@ -293,7 +351,7 @@ impl ClassTime {
     async fn admit(&self, now: OffsetDateTime, report: &mut TickReport) -> Result<(), ClassError> {
         let nodes = self.nodes.list().await?;
         let boot = self.settings.boot;
-        let decision = {
+        let (decision, starts) = {
             let mut st = self.lock();
             // Starts whose call returned and whose boot time passed are done.
             st.in_flight
@@ -307,10 +365,18 @@ impl ClassTime {
                     starting: counts.get(&n.id).copied().unwrap_or(0),
                 })
                 .collect();
-            let queue: Vec<Waiting> = st.queue.iter().map(|(w, _)| *w).collect();
+            let queue: Vec<Waiting> = st.queue.iter().map(|q| q.waiting).collect();
             let d = admission::admit(self.settings.limits, &slots, &queue);
-            let admitted: HashSet<Uuid> = d.admitted.iter().map(|(vm, _)| *vm).collect();
-            st.queue.retain(|(w, _)| !admitted.contains(&w.vm));
+            let admitted: HashMap<Uuid, Uuid> = d.admitted.iter().copied().collect();
+            // Each admitted VM with its occurrence, marked when it returns.
+            let mut starts = Vec::new();
+            st.queue.retain(|q| match admitted.get(&q.waiting.vm) {
+                Some(node) => {
+                    starts.push((q.waiting.vm, *node, q.occurrence));
+                    false
+                }
+                None => true,
+            });
             for (vm, node) in &d.admitted {
                 st.in_flight.insert(
                     *vm,
@@ -348,10 +414,10 @@ impl ClassTime {
                 let peak = st.peak_node.entry(node).or_insert(0);
                 *peak = (*peak).max(n);
             }
-            d
+            (d, starts)
         };
         report.waiting = decision.waiting.len();
-        for (vm, node) in decision.admitted {
+        for (vm, node, occurrence) in starts {
             report.admitted.push(vm);
             let vms = self.vms.clone();
             let state = self.state.clone();
@@ -366,11 +432,34 @@ impl ClassTime {
                 if let Err(e) = result {
                     tracing::warn!(vm = %vm, error = %e, "class pre-start failed");
                 }
+                // Done (or failed) for this occurrence: a restarted loop
+                // leaves it be. Unwritten, a restart only queues it again.
+                if let Err(e) = memory::mark_prestarted(&pool, &[(vm, occurrence)]).await {
+                    tracing::warn!(vm = %vm, error = %e, "could not record a class pre-start");
+                }
                 let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
                 if let Some(f) = st.in_flight.get_mut(&vm) {
                     f.done = true;
                 }
             });
+        }
+        Ok(())
+    }
+
+    /// Forgets the markers of occurrences past the stop window (they can
+    /// no longer be pre-started nor stopped by the loop).
+    async fn prune(&self, now: OffsetDateTime) -> Result<(), ClassError> {
+        let before = now - STOP_WINDOW;
+        let stale = {
+            let st = self.lock();
+            st.prestarted.values().any(|end| *end < before)
+                || st.stopped.iter().any(|(_, end)| *end < before)
+        };
+        if stale {
+            memory::prune(self.sessions.pool(), before).await?;
+            let mut st = self.lock();
+            st.prestarted.retain(|_, end| *end >= before);
+            st.stopped.retain(|(_, end)| *end >= before);
         }
         Ok(())
     }
@@ -471,6 +560,7 @@ impl ClassTime {
             .is_some_and(|(end, _)| *end == session.ends_at);
         let until = extension::decide(allowed, &session, &others, lead, already, now)
             .map_err(ClassError::Extension)?;
+        memory::put_extension(self.sessions.pool(), vm.id, session.ends_at, until).await?;
         self.lock().extended.insert(vm.id, (session.ends_at, until));
         self.status(user, vm_id, now).await
     }

@@ -9,7 +9,8 @@
 //!
 //! What the timetable makes happen — pre-starting a class through the
 //! admission queue ([`admission`]), warning before the end and stopping at
-//! it — is the class-time loop, [`class`].
+//! it — is the class-time loop, [`class`]; what it must not forget across a
+//! restart is stored by [`memory`].
 //!
 //! Invariants: every stored session satisfies [`timetable::Schedule::validate`]
 //! (checked before any write); a session belongs to one course and goes with
@@ -22,6 +23,7 @@ pub mod admission;
 pub mod class;
 pub mod extension;
 pub mod ics;
+pub mod memory;
 pub mod timetable;
 
 use std::collections::BTreeSet;

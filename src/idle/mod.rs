@@ -18,8 +18,14 @@
 //! connected is warned [`rule::WARN_AHEAD`] before (the desktop page polls
 //! [`Idle::warning`]); only who manages a course changes its rule. Nothing
 //! here reads a clock: `now` comes from the caller (the app's loop passes
-//! the wall clock, tests their own instant). Warnings are in memory: after
-//! a restart a warning is given again before any stop.
+//! the wall clock, tests their own instant).
+//!
+//! Warnings are remembered (table `idle_warnings`, written only here at the
+//! end of each tick, loaded by [`Idle::load`]): after a restart a VM warned
+//! at T−5 is stopped at T, not given a fresh five minutes, and the desktop
+//! page keeps showing the same stop instant. The copy in memory is what the
+//! stored rows say; a tick that cannot write them leaves both unchanged, so
+//! the next tick writes them again.
 
 pub mod rule;
 
@@ -33,7 +39,7 @@ use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
 use crate::courses::{self, CourseError};
-use crate::db::Pool;
+use crate::db::{Pool, from_unix_ms as from_millis, unix_ms as millis};
 use crate::usage::{Usage, UsageError};
 use crate::users::User;
 use crate::vms::{VmError, VmManager, VmState};
@@ -130,9 +136,9 @@ pub struct IdleWarning {
     pub reason: Option<&'static str>,
 }
 
-/// A warning given: when (the stop comes [`rule::WARN_AHEAD`] later) and
-/// whether for the hours rather than idleness.
-#[derive(Debug, Clone, Copy)]
+/// A warning given: when (the stop comes [`rule::WARN_AHEAD`] later; to the
+/// millisecond, as stored) and whether for the hours rather than idleness.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Warned {
     at: OffsetDateTime,
     hours: bool,
@@ -148,13 +154,54 @@ pub struct Idle {
     warned: Mutex<HashMap<Uuid, Warned>>,
 }
 
-fn millis(t: OffsetDateTime) -> i64 {
-    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+impl Warned {
+    /// A warning given at `at`, cut to the millisecond as it is stored (the
+    /// copy in memory and the row must say the same).
+    fn new(at: OffsetDateTime, hours: bool) -> Self {
+        Self {
+            at: from_millis(millis(at)),
+            hours,
+        }
+    }
 }
 
-fn from_millis(ms: i64) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+/// What to write so that the stored warnings go from `before` to `after`
+/// (pure): the warnings new or changed, and the VMs no longer warned.
+fn changes(
+    before: &HashMap<Uuid, Warned>,
+    after: &HashMap<Uuid, Warned>,
+) -> (Vec<(Uuid, Warned)>, Vec<Uuid>) {
+    let mut put: Vec<(Uuid, Warned)> = after
+        .iter()
+        .filter(|(id, w)| before.get(id) != Some(w))
+        .map(|(id, w)| (*id, *w))
+        .collect();
+    let mut gone: Vec<Uuid> = before
+        .keys()
+        .filter(|id| !after.contains_key(id))
+        .copied()
+        .collect();
+    put.sort_by_key(|(id, _)| *id);
+    gone.sort();
+    (put, gone)
+}
+
+async fn load_warnings(pool: &Pool) -> Result<HashMap<Uuid, Warned>, sqlx::Error> {
+    let rows = sqlx::query("SELECT vm_id, warned_ms, reason FROM idle_warnings")
+        .fetch_all(pool)
+        .await?;
+    let mut out = HashMap::new();
+    for r in rows {
+        let reason: String = r.try_get("reason")?;
+        out.insert(
+            crate::db::uuid(&r, "vm_id")?,
+            Warned {
+                at: from_millis(r.try_get("warned_ms")?),
+                hours: reason == "hours",
+            },
+        );
+    }
+    Ok(out)
 }
 
 async fn load_settings(pool: &Pool, course_id: Uuid) -> Result<IdleSettings, sqlx::Error> {
@@ -177,13 +224,52 @@ async fn load_settings(pool: &Pool, course_id: Uuid) -> Result<IdleSettings, sql
 }
 
 impl Idle {
-    pub fn new(pool: Pool, vms: Arc<VmManager>, usage: Arc<Usage>) -> Self {
-        Self {
+    /// The service, with the warnings a previous run gave still in force.
+    pub async fn load(
+        pool: Pool,
+        vms: Arc<VmManager>,
+        usage: Arc<Usage>,
+    ) -> Result<Self, sqlx::Error> {
+        let warned = load_warnings(&pool).await?;
+        Ok(Self {
             pool,
             vms,
             usage,
-            warned: Mutex::default(),
+            warned: Mutex::new(warned),
+        })
+    }
+
+    /// Writes the warnings' changes from `before` to `after` in one
+    /// transaction.
+    async fn save(
+        &self,
+        before: &HashMap<Uuid, Warned>,
+        after: &HashMap<Uuid, Warned>,
+    ) -> Result<(), sqlx::Error> {
+        let (put, gone) = changes(before, after);
+        if put.is_empty() && gone.is_empty() {
+            return Ok(());
         }
+        let mut tx = crate::db::begin(&self.pool).await?;
+        for (vm, w) in put {
+            sqlx::query(
+                "INSERT INTO idle_warnings (vm_id, warned_ms, reason) VALUES (?, ?, ?)
+                 ON CONFLICT (vm_id) DO UPDATE SET warned_ms = excluded.warned_ms,
+                 reason = excluded.reason",
+            )
+            .bind(vm.to_string())
+            .bind(millis(w.at))
+            .bind(if w.hours { "hours" } else { "idle" })
+            .execute(&mut *tx)
+            .await?;
+        }
+        for vm in gone {
+            sqlx::query("DELETE FROM idle_warnings WHERE vm_id = ?")
+                .bind(vm.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await
     }
 
     fn warned_mut(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Warned>> {
@@ -258,6 +344,9 @@ impl Idle {
         .await?;
         let mut report = IdleReport::default();
         let mut still_warned = Vec::new();
+        // This tick works on a copy: memory takes it once it is stored.
+        let before = self.warned_mut().clone();
+        let mut warnings = before.clone();
         for course in courses {
             let course = crate::db::parse_uuid(&course)?;
             let rule = load_settings(&self.pool, course).await?.rule();
@@ -274,18 +363,11 @@ impl Idle {
                     continue;
                 };
                 let facts = self.facts(vm.id, started).await?;
-                let warned = self
-                    .warned_mut()
-                    .get(&vm.id)
-                    .filter(|w| !w.hours)
-                    .map(|w| w.at);
+                let warned = warnings.get(&vm.id).filter(|w| !w.hours).map(|w| w.at);
                 match rule::decide(&rule, &facts, warned, now) {
                     Verdict::Keep => {}
                     Verdict::Warn { .. } => {
-                        self.warned_mut().entry(vm.id).or_insert(Warned {
-                            at: now,
-                            hours: false,
-                        });
+                        warnings.entry(vm.id).or_insert(Warned::new(now, false));
                         still_warned.push(vm.id);
                         report.warned.push(vm.id);
                     }
@@ -296,10 +378,13 @@ impl Idle {
                 }
             }
         }
-        self.hours_tick(now, &mut report, &mut still_warned).await?;
+        self.hours_tick(now, &mut report, &mut warnings, &mut still_warned)
+            .await?;
         // A warning lapses when its rule stops holding (the guest got busy,
-        // extra hours were granted, a session began).
-        self.warned_mut().retain(|id, _| still_warned.contains(id));
+        // extra hours were granted, a session began) or the VM is stopped.
+        warnings.retain(|id, _| still_warned.contains(id));
+        self.save(&before, &warnings).await?;
+        *self.warned_mut() = warnings;
         Ok(report)
     }
 
@@ -309,6 +394,7 @@ impl Idle {
         &self,
         now: OffsetDateTime,
         report: &mut IdleReport,
+        warnings: &mut HashMap<Uuid, Warned>,
         still_warned: &mut Vec<Uuid>,
     ) -> Result<(), IdleError> {
         let courses: Vec<String> = sqlx::query_scalar(
@@ -328,26 +414,23 @@ impl Idle {
             if running.is_empty() || self.usage.in_session(course, now).await? {
                 continue;
             }
+            // The course's power history and sessions, read once for all
+            // its running VMs.
+            let hours = self.usage.course_hours(course, now).await?;
             for vm in running {
                 let Some(budget) =
                     crate::usage::budget_minutes(&self.pool, course, vm.owner_id).await?
                 else {
                     continue;
                 };
-                let (_, outside) = self.usage.secs_of(course, vm.owner_id, now).await?;
+                let (_, outside) = hours.secs_of(vm.owner_id);
                 let left = Duration::minutes(budget) - Duration::seconds(outside);
                 match rule::hours(left, now) {
                     Verdict::Keep => {}
                     Verdict::Warn { stop_at } => {
                         // The stop instant is the budget's end: the warning
                         // is dated so that it says so.
-                        self.warned_mut().insert(
-                            vm.id,
-                            Warned {
-                                at: stop_at - rule::WARN_AHEAD,
-                                hours: true,
-                            },
-                        );
+                        warnings.insert(vm.id, Warned::new(stop_at - rule::WARN_AHEAD, true));
                         still_warned.push(vm.id);
                         report.warned.push(vm.id);
                     }
@@ -379,5 +462,39 @@ impl Idle {
             stop_at: warned.map(|w| w.at + rule::WARN_AHEAD),
             reason: warned.map(|w| if w.hours { "hours" } else { "idle" }),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn a_warning_is_kept_to_the_millisecond_it_is_stored_with() {
+        let at = datetime!(2026-12-07 09:35:00.123456789 UTC);
+        let w = Warned::new(at, false);
+        assert_eq!(w.at, datetime!(2026-12-07 09:35:00.123 UTC));
+        assert_eq!(from_millis(millis(w.at)), w.at, "reads back the same");
+    }
+
+    #[test]
+    fn only_what_changed_is_written() {
+        let (a, b, c) = (Uuid::from_u128(1), Uuid::from_u128(2), Uuid::from_u128(3));
+        let t = datetime!(2026-12-07 09:35 UTC);
+        let before = HashMap::from([(a, Warned::new(t, false)), (b, Warned::new(t, true))]);
+        // Nothing changed: nothing written.
+        assert_eq!(changes(&before, &before), (vec![], vec![]));
+        // a kept, b's hours moved, c new; then a lapses.
+        let mut after = before.clone();
+        let moved = Warned::new(t + Duration::minutes(1), true);
+        after.insert(b, moved);
+        after.insert(c, Warned::new(t, false));
+        assert_eq!(
+            changes(&before, &after),
+            (vec![(b, moved), (c, Warned::new(t, false))], vec![])
+        );
+        after.remove(&a);
+        assert_eq!(changes(&before, &after).1, vec![a]);
     }
 }

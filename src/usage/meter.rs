@@ -151,6 +151,20 @@ pub fn outside_secs(running: &[Span], sessions: &[Span], window: Span) -> i64 {
         .sum()
 }
 
+/// Seconds the `running` spans (one user's VMs of a course) cover from the
+/// first of them until `now`: (in sessions, outside). Sessions outside that
+/// window change nothing, so the course's sessions read once for all its
+/// users give each of them what sessions read for their own window give.
+pub fn owner_secs(running: &[Span], sessions: &[Span], now: OffsetDateTime) -> (i64, i64) {
+    let Some(first) = running.iter().map(|s| s.start).min() else {
+        return (0, 0);
+    };
+    let window = Span::new(first, now);
+    let total: i64 = merge(running, window).iter().map(Span::secs).sum();
+    let outside = outside_secs(running, sessions, window);
+    (total - outside, outside)
+}
+
 /// Whole minutes of `secs`, rounded to the nearest (for showing).
 pub fn minutes(secs: i64) -> i64 {
     (secs + 30).div_euclid(60)
@@ -241,6 +255,18 @@ mod tests {
         (inside, outside)
     }
 
+    /// The spans as a power history says them (on at each start, off at
+    /// each end, in order) and [`on_spans`] reads them back until `now`.
+    fn on_spans_of(spans: &[Span], now: OffsetDateTime) -> Vec<Span> {
+        let mut sorted = spans.to_vec();
+        sorted.sort();
+        let changes: Vec<(OffsetDateTime, bool)> = sorted
+            .iter()
+            .flat_map(|s| [(s.start, true), (s.end, false)])
+            .collect();
+        on_spans(&changes, now)
+    }
+
     proptest! {
         #[test]
         fn in_plus_out_is_total_and_no_minute_counts_twice(run in spans(), ses in spans()) {
@@ -253,6 +279,43 @@ mod tests {
             for d in days.values() {
                 prop_assert!(d.in_session >= 0 && d.outside >= 0);
                 prop_assert!(d.total() <= 24 * 3600);
+            }
+        }
+
+        #[test]
+        fn sessions_read_once_per_course_give_each_user_the_same(
+            owners in prop::collection::vec(spans(), 1..4), ses in spans(), now in 0i64..4400,
+        ) {
+            let now = at(now);
+            // Each owner's running spans, and the course's window from the
+            // first start of anyone's (as Usage::course_hours reads them).
+            let running: Vec<Vec<Span>> = owners.iter().map(|o| on_spans_of(o, now)).collect();
+            let course_window = running
+                .iter()
+                .flatten()
+                .map(|s| s.start)
+                .min()
+                .map(|f| Span::new(f, now));
+            // Sessions overlapping the course's window (what is read once)
+            // vs those overlapping the owner's own window (what was read
+            // per owner before).
+            let overlapping = |w: Span| -> Vec<Span> {
+                ses.iter().copied().filter(|s| s.end > w.start && s.start < w.end).collect()
+            };
+            let course_sessions = course_window.map(overlapping).unwrap_or_default();
+            for running in &running {
+                let mine = running
+                    .iter()
+                    .map(|s| s.start)
+                    .min()
+                    .map(|f| overlapping(Span::new(f, now)))
+                    .unwrap_or_default();
+                prop_assert_eq!(
+                    owner_secs(running, &course_sessions, now),
+                    owner_secs(running, &mine, now)
+                );
+                let (inside, outside) = owner_secs(running, &course_sessions, now);
+                prop_assert!(inside >= 0 && outside >= 0);
             }
         }
 

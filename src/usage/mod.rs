@@ -266,36 +266,62 @@ impl Usage {
     }
 
     /// Seconds the user's VMs of a course ran (in sessions, outside), from
-    /// the first power change of any of them until `now`.
+    /// the first power change of any of them until `now`. For several users
+    /// of one course, read [`Usage::course_hours`] once instead.
     pub async fn secs_of(
         &self,
         course_id: Uuid,
         owner: Uuid,
         now: OffsetDateTime,
     ) -> Result<(i64, i64), UsageError> {
+        Ok(self.course_hours(course_id, now).await?.secs_of(owner))
+    }
+
+    /// A course's power history and sessions until `now`, read once: every
+    /// user's hours in it without reading them again.
+    pub async fn course_hours(
+        &self,
+        course_id: Uuid,
+        now: OffsetDateTime,
+    ) -> Result<CourseHours, UsageError> {
         let history = power_log::of_course(&self.pool, course_id).await?;
-        let owned: Vec<Uuid> = crate::vms::load_of_course(&self.pool, course_id)
-            .await?
-            .into_iter()
-            .filter(|v| v.owner_id == owner)
-            .map(|v| v.id)
-            .collect();
-        let running: Vec<Span> = owned
-            .iter()
-            .filter_map(|id| history.get(id))
-            .flat_map(|changes| meter::on_spans(changes, now))
-            .collect();
-        let Some(first) = running.iter().map(|s| s.start).min() else {
-            return Ok((0, 0));
+        let mut running: HashMap<Uuid, Vec<Span>> = HashMap::new();
+        for vm in crate::vms::load_of_course(&self.pool, course_id).await? {
+            if let Some(changes) = history.get(&vm.id) {
+                running
+                    .entry(vm.owner_id)
+                    .or_default()
+                    .extend(meter::on_spans(changes, now));
+            }
+        }
+        // From the first start of anyone's: covers each user's own window
+        // (sessions outside it count for nothing, see meter::owner_secs).
+        let sessions = match running.values().flatten().map(|s| s.start).min() {
+            Some(first) => self.session_spans(course_id, Span::new(first, now)).await?,
+            None => Vec::new(),
         };
-        let window = Span::new(first, now);
-        let sessions = self.session_spans(course_id, window).await?;
-        let total: i64 = meter::merge(&running, window)
-            .iter()
-            .map(|s| (s.end - s.start).whole_seconds())
-            .sum();
-        let outside = meter::outside_secs(&running, &sessions, window);
-        Ok((total - outside, outside))
+        Ok(CourseHours {
+            running,
+            sessions,
+            now,
+        })
+    }
+}
+
+/// A course's running spans per user and its sessions, as of `now`
+/// ([`Usage::course_hours`]).
+#[derive(Debug, Clone)]
+pub struct CourseHours {
+    running: HashMap<Uuid, Vec<Span>>,
+    sessions: Vec<Span>,
+    now: OffsetDateTime,
+}
+
+impl CourseHours {
+    /// Seconds the user's VMs of the course ran: (in sessions, outside).
+    pub fn secs_of(&self, owner: Uuid) -> (i64, i64) {
+        let running = self.running.get(&owner).map(Vec::as_slice).unwrap_or(&[]);
+        meter::owner_secs(running, &self.sessions, self.now)
     }
 }
 

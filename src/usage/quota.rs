@@ -233,9 +233,10 @@ impl Quotas {
         .into_iter()
         .collect();
         let mut students = Vec::new();
+        let used = self.usage.course_hours(course.id, now).await?;
         for s in courses::students(&self.pool, course.id).await? {
             let extra = extras.get(&s.id.to_string()).copied().unwrap_or(0);
-            let (_, outside) = self.usage.secs_of(course.id, s.id, now).await?;
+            let (_, outside) = used.secs_of(s.id);
             let outside_minutes = super::meter::minutes(outside);
             let budget = hours.map(|h| (h + extra) * 60);
             students.push(StudentQuota {

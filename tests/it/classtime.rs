@@ -364,3 +364,140 @@ async fn a_session_prestarts_the_class_within_the_limits_warns_and_stops_it() {
         .unwrap();
     assert!(st.session.is_none() && st.warning_minutes.is_none());
 }
+
+/// Nothing the class-time loop did is forgotten when the server restarts
+/// on the same data (its loop ticked with the test's instants): the class
+/// is pre-started once — a student who shut her VM down in class is not
+/// overruled by the restarted server — and her 15 more minutes still hold:
+/// the end of the session leaves her VM running, the end of the extension
+/// shuts it down.
+#[tokio::test]
+async fn a_restart_forgets_neither_the_prestart_nor_the_extension() {
+    use crate::common::{self, lab};
+    use std::time::Duration as StdDuration;
+    use time::{Duration, OffsetDateTime};
+
+    let mut env = TestEnv::start_with(|c| {
+        c.class_interval_secs = 0;
+        c.class_boot_secs = 0;
+        c.class_lead_minutes = 10;
+        c.shutdown_timeout_secs = 20;
+    })
+    .await;
+    env.user("test-ctr-teacher", Role::Teacher).await;
+    let alice_user = env.user("test-ctr-alice", Role::Student).await;
+    let teacher = env.client("test-ctr-teacher").await;
+    let alice = env.client("test-ctr-alice").await;
+    let tpl = import_tiny(&teacher, "test-ctr-tiny").await;
+    let course = lab::course(
+        &teacher,
+        json!({"code": "test-ctr", "name": "Restart", "vm_specs": [spec("linux", &tpl, 192)]}),
+        &["test-ctr-alice"],
+    )
+    .await;
+    let cid = course["id"].as_str().unwrap();
+    let vm = lab::vm_of(&env, &alice, &course, "linux").await;
+    let vm_id = uuid::Uuid::parse_str(&vm).unwrap();
+    let (s, r) = teacher
+        .send(
+            reqwest::Method::PUT,
+            &format!("/api/courses/{cid}/extension"),
+            Some(json!({"allowed": true})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    let start = (OffsetDateTime::now_utc() + Duration::days(1))
+        .replace_nanosecond(0)
+        .unwrap();
+    let end = start + Duration::minutes(30);
+    let fmt = |t: OffsetDateTime| pvce::db::format_time(t);
+    let (s, session) = teacher
+        .post(
+            &format!("/api/courses/{cid}/sessions"),
+            json!({"title": "Lab", "starts_at": fmt(start), "ends_at": fmt(end)}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{session}");
+    let alice_id = uuid::Uuid::parse_str(alice_user["id"].as_str().unwrap()).unwrap();
+    let alice_u = pvce::users::get(&env.server.state.pool, alice_id)
+        .await
+        .unwrap();
+    let state_of = |client: &crate::common::Client| {
+        let (client, vm) = (client.clone(), vm.clone());
+        async move {
+            let (_, v) = client.get(&format!("/api/vms/{vm}")).await;
+            v["state"].as_str().unwrap_or_default().to_owned()
+        }
+    };
+
+    // The pre-start: her VM starts; she gets 15 more minutes ten minutes
+    // before the end (the loop's instant), then shuts her VM down.
+    let class = env.server.state.class.clone();
+    let r = class.tick(start - Duration::minutes(5)).await.unwrap();
+    assert_eq!((r.queued, r.admitted.clone()), (1, vec![vm_id]), "{r:?}");
+    common::wait_for("the pre-start", StdDuration::from_secs(120), || async {
+        (class.starts_in_flight() == 0).then_some(())
+    })
+    .await;
+    assert_eq!(state_of(&alice).await, "running");
+    let until = end + Duration::minutes(15);
+    let st = class
+        .extend(&alice_u, vm_id, end - Duration::minutes(10))
+        .await
+        .unwrap();
+    assert_eq!(st.extended_until, Some(until));
+    let (s, v) = alice.post_empty(&format!("/api/vms/{vm}/poweroff")).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(state_of(&alice).await, "stopped");
+
+    // The server restarts on the same data.
+    drop(class);
+    env.restart().await;
+    let class = env.server.state.class.clone();
+    let alice = env.client("test-ctr-alice").await;
+
+    // In the session still: her VM is not pre-started again.
+    let r = class.tick(start + Duration::minutes(1)).await.unwrap();
+    assert_eq!((r.queued, r.admitted.len()), (0, 0), "{r:?}");
+    assert_eq!(state_of(&alice).await, "stopped");
+    // Her extension is known, and refused a second time.
+    let st = class
+        .status(&alice_u, vm_id, end - Duration::minutes(5))
+        .await
+        .unwrap();
+    assert_eq!(st.extended_until, Some(until), "{st:?}");
+    assert!(!st.can_extend, "{st:?}");
+    assert!(matches!(
+        class
+            .extend(&alice_u, vm_id, end - Duration::minutes(5))
+            .await,
+        Err(pvce::classtime::ClassError::Extension(
+            pvce::classtime::extension::Refusal::Already
+        ))
+    ));
+    // She starts it herself; the end of the session leaves it running.
+    let (s, v) = alice.post_empty(&format!("/api/vms/{vm}/start")).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let r = class.tick(end).await.unwrap();
+    assert!(
+        r.stopped.is_empty(),
+        "extended: not stopped at the end {r:?}"
+    );
+    assert_eq!(state_of(&alice).await, "running");
+    let r = class.tick(end + Duration::minutes(5)).await.unwrap();
+    assert!(r.stopped.is_empty(), "{r:?}");
+    // The end of her extension shuts it down, and it is forgotten.
+    let r = class.tick(until).await.unwrap();
+    assert_eq!(r.stopped, vec![vm_id], "{r:?}");
+    common::wait_for(
+        "the VM stopped at the end of the extension",
+        StdDuration::from_secs(90),
+        || async { (state_of(&alice).await == "stopped").then_some(()) },
+    )
+    .await;
+    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM class_extensions")
+        .fetch_one(&env.server.state.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, 0);
+}

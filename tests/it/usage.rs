@@ -443,12 +443,29 @@ async fn starts_over_a_quota_are_refused_and_the_power_history_is_kept() {
         (stop_at - ends).abs() < time::Duration::seconds(30),
         "the warning names the end of her hours: {stop_at} vs {ends}"
     );
+    // The warning is stored: the service as a restarted server loads it
+    // from the same data says the same stop instant, and it stops the VM.
+    let st = &env.server.state;
+    let idle = pvce::idle::Idle::load(st.pool.clone(), st.vms.clone(), st.usage.clone())
+        .await
+        .unwrap();
+    let alice_u = pvce::users::get(&st.pool, alice_uuid).await.unwrap();
+    let again = idle.warning(&alice_u, two.parse().unwrap()).await.unwrap();
+    assert_eq!(
+        (again.stop_at, again.reason),
+        (Some(stop_at), Some("hours"))
+    );
     let report = idle.tick(ends + time::Duration::minutes(1)).await.unwrap();
     assert_eq!(
         report.stopped,
         vec![(two.parse().unwrap(), "hours_spent")],
         "{report:?}"
     );
+    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM idle_warnings")
+        .fetch_one(&st.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, 0, "a warning goes with the stop");
     crate::common::wait_for(
         "the VM whose hours are spent to stop",
         std::time::Duration::from_secs(90),

@@ -78,6 +78,15 @@ impl TestEnv {
         format!("{}{}", self.server.url(), path)
     }
 
+    /// Stops the server and starts a new one with the same configuration on
+    /// the same data directory (a restart: VMs keep running on their node).
+    /// Clients log in again: the new server listens on another port.
+    pub async fn restart(&mut self) {
+        let config = (*self.server.state.config).clone();
+        self.server.abort();
+        self.server = pvce::app::start(config, "127.0.0.1:0").await.unwrap();
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
     }
