@@ -273,12 +273,12 @@ pub struct Config {
 
     /// Time of day (UTC, HH:MM) of the daily inspection (src/inspection/), or `off`.
     #[arg(long, env = "PVCE_INSPECTION_AT", default_value = "02:30")]
-    pub inspection_at: crate::inspection::schedule::InspectionAt,
+    pub inspection_at: crate::daily::TimeOfDay,
 
     /// Time of day (UTC, HH:MM) of the daily directory sync of the LDAP
     /// providers (src/directory/), or `off`.
     #[arg(long, env = "PVCE_DIRECTORY_SYNC_AT", default_value = "03:30")]
-    pub directory_sync_at: crate::directory::SyncAt,
+    pub directory_sync_at: crate::daily::TimeOfDay,
 
     /// Campus sign-in settings (TOML): the providers the login page offers
     /// and the rules from their attributes to roles (src/auth/providers.rs
@@ -302,7 +302,7 @@ pub struct Config {
 
     /// Time of day (UTC, HH:MM) of the nightly backup, or `off`.
     #[arg(long, env = "PVCE_BACKUP_AT", default_value = "02:00")]
-    pub backup_at: crate::backup::schedule::BackupAt,
+    pub backup_at: crate::daily::TimeOfDay,
 
     /// Retention: daily, weekly and monthly backups kept (restic forget).
     #[arg(long, env = "PVCE_BACKUP_KEEP_DAILY", default_value_t = 7)]
@@ -544,8 +544,8 @@ impl Config {
             class_boot_secs: 20,
             class_interval_secs: 15,
             alert_interval_secs: 60,
-            inspection_at: crate::inspection::schedule::InspectionAt(Some(150)),
-            directory_sync_at: crate::directory::SyncAt(Some(210)),
+            inspection_at: crate::daily::TimeOfDay(Some(150)),
+            directory_sync_at: crate::daily::TimeOfDay(Some(210)),
             sample_interval_secs: 5,
             template_pool: None,
             layer_storage: LayerStorage::Shared,
@@ -554,7 +554,7 @@ impl Config {
             placement_policy: Policy::Spread,
             host_reserve_mib: crate::placement::DEFAULT_HOST_RESERVE_MIB,
             backup_repo: None,
-            backup_at: crate::backup::schedule::BackupAt(Some(120)),
+            backup_at: crate::daily::TimeOfDay(Some(120)),
             backup_keep_daily: 7,
             backup_keep_weekly: 4,
             backup_keep_monthly: 6,

@@ -278,7 +278,7 @@ pub struct Backups {
     storage: Storage,
     vms: Arc<VmManager>,
     settings: Option<Settings>,
-    schedule: schedule::BackupAt,
+    schedule: crate::daily::TimeOfDay,
     /// One run at a time.
     running: Arc<tokio::sync::Mutex<()>>,
 }
@@ -289,7 +289,7 @@ impl Backups {
         storage: Storage,
         vms: Arc<VmManager>,
         settings: Option<Settings>,
-        schedule: schedule::BackupAt,
+        schedule: crate::daily::TimeOfDay,
     ) -> Self {
         Self {
             pool,

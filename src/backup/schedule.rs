@@ -11,8 +11,6 @@
 //! - The repository's own `restic check` runs with the first run at least
 //!   [`CHECK_EVERY_SECS`] (a week) after the last check.
 
-use std::str::FromStr;
-
 /// Seconds in a day.
 const DAY: i64 = 86_400;
 /// First wait before a failed run is tried again.
@@ -21,34 +19,6 @@ pub const RETRY_SECS: i64 = 15 * 60;
 pub const MAX_RETRIES: u32 = 3;
 /// How often the repository is checked.
 pub const CHECK_EVERY_SECS: i64 = 7 * DAY;
-
-/// The configured time of day (`--backup-at HH:MM`, UTC), or `off`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BackupAt(pub Option<u32>);
-
-impl BackupAt {
-    /// Minutes after midnight UTC; `None` when scheduled runs are off.
-    pub fn minute_of_day(self) -> Option<u32> {
-        self.0
-    }
-}
-
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("the backup time must be HH:MM (00:00 to 23:59, UTC) or off")]
-pub struct BadTime;
-
-impl FromStr for BackupAt {
-    type Err = BadTime;
-    fn from_str(s: &str) -> Result<Self, BadTime> {
-        crate::daily::parse(s).map(BackupAt).ok_or(BadTime)
-    }
-}
-
-impl std::fmt::Display for BackupAt {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        crate::daily::format(self.0, f)
-    }
-}
 
 /// What the schedule needs to know of the last run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,15 +60,6 @@ mod tests {
     use proptest::prelude::*;
 
     const T0: i64 = 1_796_256_000; // 2026-12-03 00:00 UTC
-
-    #[test]
-    fn parses_times() {
-        assert_eq!("02:00".parse(), Ok(BackupAt(Some(120))));
-        assert_eq!("off".parse(), Ok(BackupAt(None)));
-        assert_eq!("24:00".parse::<BackupAt>(), Err(BadTime));
-        assert_eq!("2:00".parse::<BackupAt>(), Err(BadTime));
-        assert_eq!(BackupAt(Some(125)).to_string(), "02:05");
-    }
 
     #[test]
     fn a_fresh_server_waits_for_its_slot() {

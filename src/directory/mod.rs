@@ -22,7 +22,6 @@
 //!   its last run there, so a restart neither repeats nor skips a slot
 //!   ([`crate::daily::is_due`], a pure function of the instants).
 
-use std::str::FromStr;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -31,6 +30,7 @@ use crate::auth::ldap::LdapOutcome;
 use crate::auth::rules::{self, Outcome};
 use crate::auth::sso::Sso;
 use crate::courses::Courses;
+use crate::daily::TimeOfDay;
 use crate::db::Pool;
 use crate::users::{self, User, UserError, UserPatch};
 
@@ -46,27 +46,6 @@ pub enum DirectoryError {
 
 /// Runs kept in `directory_syncs`.
 pub const KEEP_RUNS: i64 = 200;
-
-/// The configured time of day of the scheduled sync (UTC), or `off`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SyncAt(pub Option<u32>);
-
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("the directory sync time must be HH:MM (00:00 to 23:59, UTC) or off")]
-pub struct BadTime;
-
-impl FromStr for SyncAt {
-    type Err = BadTime;
-    fn from_str(s: &str) -> Result<Self, BadTime> {
-        crate::daily::parse(s).map(SyncAt).ok_or(BadTime)
-    }
-}
-
-impl std::fmt::Display for SyncAt {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        crate::daily::format(self.0, f)
-    }
-}
 
 /// What started a sync.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -197,11 +176,11 @@ pub struct DirectorySync {
     pool: Pool,
     sso: Arc<Sso>,
     courses: Arc<Courses>,
-    schedule: SyncAt,
+    schedule: TimeOfDay,
 }
 
 impl DirectorySync {
-    pub fn new(pool: Pool, sso: Arc<Sso>, courses: Arc<Courses>, schedule: SyncAt) -> Self {
+    pub fn new(pool: Pool, sso: Arc<Sso>, courses: Arc<Courses>, schedule: TimeOfDay) -> Self {
         Self {
             pool,
             sso,

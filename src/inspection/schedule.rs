@@ -2,38 +2,8 @@
 //! run and the configured time of day (UTC), so the loop and the tests ask
 //! the same question with their own clocks.
 
-use std::str::FromStr;
-
 /// Seconds in a day.
 const DAY: i64 = 86_400;
-
-/// The configured time of day (`--inspection-at HH:MM`, UTC), or `off`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct InspectionAt(pub Option<u32>);
-
-impl InspectionAt {
-    /// Minutes after midnight UTC, `None` when scheduled runs are off.
-    pub fn minute_of_day(self) -> Option<u32> {
-        self.0
-    }
-}
-
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("the inspection time must be HH:MM (00:00 to 23:59, UTC) or off")]
-pub struct BadTime;
-
-impl FromStr for InspectionAt {
-    type Err = BadTime;
-    fn from_str(s: &str) -> Result<Self, BadTime> {
-        crate::daily::parse(s).map(InspectionAt).ok_or(BadTime)
-    }
-}
-
-impl std::fmt::Display for InspectionAt {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        crate::daily::format(self.0, f)
-    }
-}
 
 pub use crate::daily::{is_due, last_slot};
 
@@ -62,17 +32,6 @@ mod tests {
 
     // 2026-12-03 00:00:00 UTC, a Thursday.
     const D: i64 = 1_796_256_000;
-
-    #[test]
-    fn parses_times_and_off() {
-        assert_eq!("03:30".parse(), Ok(InspectionAt(Some(210))));
-        assert_eq!("00:00".parse(), Ok(InspectionAt(Some(0))));
-        assert_eq!("OFF".parse(), Ok(InspectionAt(None)));
-        for bad in ["24:00", "3:30", "03:60", "", "03-30", "aa:bb", "03:3"] {
-            assert_eq!(bad.parse::<InspectionAt>(), Err(BadTime), "{bad}");
-        }
-        assert_eq!(InspectionAt(Some(65)).to_string(), "01:05");
-    }
 
     #[test]
     fn due_once_per_slot() {

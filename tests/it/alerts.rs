@@ -9,7 +9,7 @@
 use crate::common::{TestEnv, assert_error, lab};
 use pvce::alerts::samples::text_time;
 use pvce::auth::Role;
-use pvce::inspection::schedule::InspectionAt;
+use pvce::daily::TimeOfDay;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 pub async fn env() -> TestEnv {
     TestEnv::start_with(|c| {
         c.alert_interval_secs = 0;
-        c.inspection_at = InspectionAt(None);
+        c.inspection_at = TimeOfDay(None);
     })
     .await
 }
@@ -551,7 +551,7 @@ async fn the_local_nodes_clock_skew_is_measured_and_its_probe_removed() {
 async fn the_alert_loop_ticks_on_the_wall_clock() {
     let env = TestEnv::start_with(|c| {
         c.alert_interval_secs = 1;
-        c.inspection_at = InspectionAt(None);
+        c.inspection_at = TimeOfDay(None);
     })
     .await;
     let pool = env.server.state.pool.clone();

@@ -237,7 +237,7 @@ async fn an_unusable_repository_fails_the_run_which_is_retried_and_inspected() {
     // A repository under a regular file can never be created.
     let env = TestEnv::start_with(|c| {
         c.backup_repo = Some("/dev/null/test-pvce-repo".into());
-        c.backup_at = pvce::backup::schedule::BackupAt(Some(120));
+        c.backup_at = pvce::daily::TimeOfDay(Some(120));
     })
     .await;
     env.user("test-admin", Role::Admin).await;

@@ -62,7 +62,7 @@ impl TestEnv {
         // off, so they never add alerts, events or desk tickets to another
         // area's test; tests/it/alerts.rs drives them with its own instants.
         config.alert_interval_secs = 0;
-        config.inspection_at = pvce::inspection::schedule::InspectionAt(None);
+        config.inspection_at = pvce::daily::TimeOfDay(None);
         tweak(&mut config);
         let server = pvce::app::start(config, "127.0.0.1:0").await.unwrap();
         TestEnv {
