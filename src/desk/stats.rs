@@ -6,13 +6,21 @@
 //! *created* in `[from, to)`; SLA compliance ([`SlaCompliance`]) per clock
 //! and priority, from the breaches the escalation pass recorded.
 //!
-//! The percentile is pure ([`percentile`]); the rest is SQL over indexed
-//! columns (`tickets_created`).
+//! Read from what migration 0038 keeps as tickets change (the triggers on
+//! `tickets` are its only writers, so the figures always equal a count
+//! over the tickets themselves): per hour, day and week of creation, how
+//! many tickets count under each key (`desk_stats_rollup`); per ticket,
+//! its response and resolution time and their magnitude bucket
+//! (`ticket_clock_facts`). A range is split into whole weeks, days and
+//! hours read from the rollup plus the seconds at either end counted from
+//! the tickets ([`pieces`], pure); a percentile's bucket is found from the
+//! counts ([`locate`], pure) and only that bucket is sorted. A quarter at
+//! 100,000 tickets thus reads a few thousand rows instead of evaluating
+//! every figure over 25,000 tickets (README, "Desk stats").
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 use time::OffsetDateTime;
 
 use super::priority::Priority;
@@ -135,20 +143,22 @@ pub struct SlaPriority {
     pub resolution: ClockFigures,
 }
 
-/// One row of the compliance query: priority, response met / breached,
+/// One priority's compliance counts: priority, response met / breached,
 /// resolution met / breached.
 type SlaRow = (String, i64, i64, i64, i64);
 
-/// Response met, response breached, resolution met, resolution breached
-/// (see [`SlaCompliance`]): the conditions counted, in that order; a
-/// resolved or closed ticket's resolution clock has stopped (a reopened one
-/// runs again).
-const SLA_SUMS: [&str; 4] = [
-    "responded_at IS NOT NULL AND response_breached_at IS NULL",
-    "response_breached_at IS NOT NULL",
-    "state IN ('resolved', 'closed') AND resolution_breached_at IS NULL",
-    "resolution_breached_at IS NOT NULL",
+/// The four compliance counters of a priority (see [`SlaCompliance`]), as
+/// the rollup names them (migration 0038, `ticket_stat_keys`).
+const SLA_KEYS: [&str; 4] = [
+    "response_met",
+    "response_breached",
+    "resolution_met",
+    "resolution_breached",
 ];
+
+fn sla_key(p: Priority, which: &str) -> String {
+    format!("sla:{}:{which}", p.as_str())
+}
 
 /// Sums the per-priority rows into [`SlaCompliance`] and the overall share (pure).
 pub fn compliance(rows: &[SlaRow]) -> (SlaCompliance, Option<f64>) {
@@ -172,30 +182,32 @@ pub fn compliance(rows: &[SlaRow]) -> (SlaCompliance, Option<f64>) {
     (out, rate(rm + sm, rm + rb + sm + sb))
 }
 
-/// The compliance rows of the tickets created in `[from, to)` (text
-/// times), one pass per priority.
-async fn sla_rows(pool: &db::Pool, from: &str, to: &str) -> Result<Vec<SlaRow>, sqlx::Error> {
-    let sums = SLA_SUMS
-        .map(|c| format!("COALESCE(SUM({c}), 0)"))
-        .join(", ");
-    sqlx::query_as(&format!(
-        "SELECT priority, {sums} FROM tickets {RANGE} GROUP BY priority ORDER BY priority"
-    ))
-    .bind(from)
-    .bind(to)
-    .fetch_all(pool)
-    .await
+/// The compliance rows of the counts: one per priority with tickets.
+fn sla_rows(c: &Counts) -> Vec<SlaRow> {
+    Priority::ALL
+        .iter()
+        .filter(|p| c.get(&format!("priority:{}", p.as_str())) > 0)
+        .map(|p| {
+            let [a, b, d, e] = SLA_KEYS.map(|k| c.get(&sla_key(*p, k)));
+            (p.as_str().to_owned(), a, b, d, e)
+        })
+        .collect()
 }
 
-/// SLA compliance of the tickets created in `[from, to)` (text times): the
-/// figures `GET /api/desk/stats` reports as `sla`, by the same query — the
+/// SLA compliance of the tickets created in `[from, to)`: the figures
+/// `GET /api/desk/stats` reports as `sla`, from the same counts — the
 /// service levels' ticket-response objective reads it from here.
 pub async fn sla_compliance(
     pool: &db::Pool,
-    from: &str,
-    to: &str,
+    from: OffsetDateTime,
+    to: OffsetDateTime,
 ) -> Result<SlaCompliance, sqlx::Error> {
-    Ok(compliance(&sla_rows(pool, from, to).await?).0)
+    let (from, to) = (utc_seconds(from), utc_seconds(to));
+    if from >= to {
+        return Ok(SlaCompliance::default());
+    }
+    let counts = Counts::read(pool, &pieces(from, to)).await?;
+    Ok(compliance(&sla_rows(&counts)).0)
 }
 
 pub use crate::quantile::{nearest_rank, percentile};
@@ -222,72 +234,53 @@ impl Desk {
             None => to - time::Duration::days(30),
         };
         range::check(from, to, None)?;
+        let (start, end) = (utc_seconds(from), utc_seconds(to));
         let (from, to) = (db::format_time(from), db::format_time(to));
-        let key = match q.group_by.unwrap_or_default() {
-            GroupBy::Day => "substr(created_at, 1, 10)",
-            GroupBy::Week => "strftime('%Y-W%W', created_at)",
-            GroupBy::Month => "substr(created_at, 1, 7)",
-        };
-        let tally = Tally::read(&self.pool, key, &from, &to).await?;
-        let l = &tally.layout;
-        let t = &tally.totals;
-        let (response, resolution) =
-            durations(&self.pool, (t[l.responded], t[l.resolved]), &from, &to).await?;
-        let per_staff = per_staff(&self.pool, &from, &to).await?;
-        let complaints_replied: i64 = sqlx::query_scalar(&format!(
-            "SELECT COUNT(*) FROM tickets {RANGE} AND kind = 'complaint' AND replied_at IS NOT NULL"
-        ))
-        .bind(&from)
-        .bind(&to)
-        .fetch_one(&self.pool)
-        .await?;
+        let group_by = q.group_by.unwrap_or_default();
+        let pieces = pieces(start, end);
+        let c = Counts::read(&self.pool, &pieces).await?;
+        let series = read_series(&self.pool, &pieces, group_by).await?;
+        let bounds = (db::format_time(start), db::format_time(end));
+        let response = clock_percentiles(&self.pool, Clock::Response, &c, &bounds).await?;
+        let resolution = clock_percentiles(&self.pool, Clock::Resolution, &c, &bounds).await?;
+        let per_staff = per_staff(&self.pool, &c).await?;
 
-        let counts = |names: &[&str], at: usize| -> BTreeMap<String, i64> {
+        let counts = |prefix: &str, names: &[&str]| -> BTreeMap<String, i64> {
             names
                 .iter()
-                .enumerate()
-                .map(|(i, n)| ((*n).to_owned(), t[at + i]))
+                .map(|n| ((*n).to_owned(), c.get(&format!("{prefix}:{n}"))))
                 .filter(|(_, c)| *c > 0)
                 .collect()
         };
         let by_kind = counts(
+            "kind",
             &Kind::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>(),
-            l.kind,
         );
         let by_channel = counts(
+            "channel",
             &Channel::ALL.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
-            l.channel,
         );
         let by_priority = counts(
+            "priority",
             &Priority::ALL.iter().map(|p| p.as_str()).collect::<Vec<_>>(),
-            l.priority,
         );
         let by_state = counts(
+            "state",
             &State::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
-            l.state,
         );
-        let satisfaction = counts(&RATINGS, l.rating);
+        let satisfaction = counts("rating", &RATINGS);
         let rated: i64 = satisfaction.values().sum();
         let rating_sum: i64 = satisfaction
             .iter()
             .map(|(k, n)| k.parse::<i64>().unwrap_or(0) * n)
             .sum();
-        let (done, first_time) = (t[l.done], t[l.first_time]);
-        let sla_rows: Vec<SlaRow> = Priority::ALL
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| t[l.priority + i] > 0)
-            .map(|(i, p)| {
-                let c = l.sla + 4 * i;
-                (p.as_str().to_owned(), t[c], t[c + 1], t[c + 2], t[c + 3])
-            })
-            .collect();
-        let (sla, sla_compliance) = compliance(&sla_rows);
+        let (done, first_time) = (c.get("done"), c.get("first_time"));
+        let (sla, sla_compliance) = compliance(&sla_rows(&c));
 
         Ok(Stats {
             from,
             to,
-            total: t[l.total],
+            total: c.get("total"),
             by_kind,
             by_channel,
             by_priority,
@@ -298,265 +291,529 @@ impl Desk {
             reopen_rate: rate(done - first_time, done),
             satisfaction_average: rate(rating_sum, rated),
             satisfaction,
-            unrated: t[l.unrated],
-            complaints: t[l.kind + kind_index(Kind::Complaint)],
-            complaints_replied,
+            unrated: c.get("unrated"),
+            complaints: c.get(&format!("kind:{}", Kind::Complaint.as_str())),
+            complaints_replied: c.get("complaint_replied"),
             per_staff,
-            series: tally
-                .periods
-                .into_iter()
-                .map(|(period, v)| {
-                    let (mut rm, mut rb, mut sm, mut sb) = (0, 0, 0, 0);
-                    for i in 0..Priority::ALL.len() {
-                        let c = l.sla + 4 * i;
-                        rm += v[c];
-                        rb += v[c + 1];
-                        sm += v[c + 2];
-                        sb += v[c + 3];
-                    }
-                    Period {
-                        period,
-                        created: v[l.total],
-                        resolved: v[l.resolved],
-                        response_compliance: rate(rm, rm + rb),
-                        resolution_compliance: rate(sm, sm + sb),
-                    }
-                })
-                .collect(),
+            series,
             sla_compliance,
             sla,
         })
     }
 }
 
-/// The tickets created in `[?1, ?2)`, read through the covering index
-/// `tickets_stats` (migration 0021). Named because the server never runs
-/// `ANALYZE`, and without statistics SQLite's planner sometimes took the
-/// narrower `tickets_created` and read every row from the table — ten times
-/// slower at 100,000 tickets.
-const RANGE: &str = "INDEXED BY tickets_stats WHERE created_at >= ?1 AND created_at < ?2";
-
 const RATINGS: [&str; 5] = ["1", "2", "3", "4", "5"];
 
-fn kind_index(kind: Kind) -> usize {
-    Kind::ALL.iter().position(|k| *k == kind).unwrap_or(0)
+/// `t` in UTC, to the second: the times tickets are stored with.
+fn utc_seconds(t: OffsetDateTime) -> OffsetDateTime {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    t.replace_nanosecond(0).unwrap_or(t)
 }
 
-/// Where each count sits in a [`Tally`] row: the counts of one pass, built
-/// from the enums so a new state or channel is counted without a new query.
-struct Layout {
-    total: usize,
-    resolved: usize,
-    responded: usize,
-    kind: usize,
-    channel: usize,
-    priority: usize,
-    state: usize,
-    rating: usize,
-    done: usize,
-    first_time: usize,
-    unrated: usize,
-    /// Per priority (in [`Priority::ALL`] order) the four [`SLA_SUMS`].
-    sla: usize,
-    exprs: Vec<String>,
+/// Where the figures of `[from, to)` are read from (see [`pieces`]).
+#[derive(Debug, PartialEq)]
+struct Pieces {
+    /// Created-at ranges counted from the tickets themselves: the seconds
+    /// before the first whole hour and after the last.
+    edges: Vec<(String, String)>,
+    /// Rollup ranges `(span, first start, end start)` that together cover
+    /// the whole hours between the edges, as few rows as possible: hours
+    /// up to the first midnight, days up to the first Monday, weeks, then
+    /// days and hours again.
+    totals: Vec<(&'static str, String, String)>,
+    /// The same hours in hours and days only: a week may straddle the
+    /// periods the series group by (a month, or a year's `%W` weeks).
+    series: Vec<(&'static str, String, String)>,
 }
 
-impl Layout {
-    fn new() -> Self {
-        let mut exprs: Vec<String> = Vec::new();
-        let mut add = |e: String| {
-            exprs.push(e);
-            exprs.len() - 1
-        };
-        let total = add("COUNT(*)".into());
-        let resolved = add("SUM(resolved_at IS NOT NULL)".into());
-        let responded = add("SUM(responded_at IS NOT NULL)".into());
-        let each = |add: &mut dyn FnMut(String) -> usize, col: &str, values: &[&str]| {
-            let at = values
-                .iter()
-                .map(|v| add(format!("SUM({col} = '{v}')")))
-                .collect::<Vec<_>>();
-            at[0]
-        };
-        let kind = each(
-            &mut add,
-            "kind",
-            &Kind::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>(),
-        );
-        let channel = each(
-            &mut add,
-            "channel",
-            &Channel::ALL.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
-        );
-        let priority = each(
-            &mut add,
-            "priority",
-            &Priority::ALL.iter().map(|p| p.as_str()).collect::<Vec<_>>(),
-        );
-        let state = each(
-            &mut add,
-            "state",
-            &State::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
-        );
-        let rating = each(&mut add, "CAST(rating AS TEXT)", &RATINGS);
-        let done = add("SUM(state IN ('resolved', 'closed'))".into());
-        let first_time = add("SUM(state IN ('resolved', 'closed') AND reopen_count = 0)".into());
-        let unrated = add("SUM(state = 'closed' AND rating IS NULL)".into());
-        let mut sla = None;
-        for p in Priority::ALL {
-            for sum in SLA_SUMS {
-                let i = add(format!("SUM(priority = '{}' AND {sum})", p.as_str()));
-                sla.get_or_insert(i);
-            }
+/// Splits `[from, to)` (UTC, whole seconds) into [`Pieces`] (pure).
+fn pieces(from: OffsetDateTime, to: OffsetDateTime) -> Pieces {
+    use time::{Duration, Time};
+    let hour = |t: OffsetDateTime| {
+        t.replace_time(Time::from_hms(t.hour(), 0, 0).unwrap_or(Time::MIDNIGHT))
+    };
+    let day = |t: OffsetDateTime| t.replace_time(Time::MIDNIGHT);
+    let week = |t: OffsetDateTime| {
+        day(t) - Duration::days(i64::from(t.weekday().number_days_from_monday()))
+    };
+    let ceil = |f: &dyn Fn(OffsetDateTime) -> OffsetDateTime, t: OffsetDateTime, step: Duration| {
+        if f(t) == t { t } else { f(t) + step }
+    };
+    let text = |t: OffsetDateTime, len: usize| db::format_time(t)[..len].to_owned();
+    let mut p = Pieces {
+        edges: Vec::new(),
+        totals: Vec::new(),
+        series: Vec::new(),
+    };
+    let mut edge = |a: OffsetDateTime, b: OffsetDateTime| {
+        if a < b {
+            p.edges.push((db::format_time(a), db::format_time(b)));
         }
-        Self {
-            total,
-            resolved,
-            responded,
-            kind,
-            channel,
-            priority,
-            state,
-            rating,
-            done,
-            first_time,
-            unrated,
-            sla: sla.unwrap_or(0),
-            exprs,
-        }
+    };
+    let (a, b) = (ceil(&hour, from, Duration::HOUR), hour(to));
+    if a >= b {
+        edge(from, to);
+        return p;
     }
+    edge(from, a);
+    edge(b, to);
+    let span = |out: &mut Vec<_>, name: &'static str, x: OffsetDateTime, y: OffsetDateTime| {
+        if x < y {
+            let len = if name == "hour" { 13 } else { 10 };
+            out.push((name, text(x, len), text(y, len)));
+        }
+    };
+    let (c, d) = (ceil(&day, a, Duration::DAY), day(b));
+    if c >= d {
+        span(&mut p.totals, "hour", a, b);
+        span(&mut p.series, "hour", a, b);
+        return p;
+    }
+    for (x, y) in [(a, c), (d, b)] {
+        span(&mut p.totals, "hour", x, y);
+        span(&mut p.series, "hour", x, y);
+    }
+    span(&mut p.series, "day", c, d);
+    let (e, f) = (ceil(&week, c, Duration::WEEK), week(d));
+    if e >= f {
+        span(&mut p.totals, "day", c, d);
+    } else {
+        span(&mut p.totals, "day", c, e);
+        span(&mut p.totals, "week", e, f);
+        span(&mut p.totals, "day", f, d);
+    }
+    p
 }
 
-/// Every count of the figures in one pass over the range: per period and
-/// summed.
-struct Tally {
-    layout: Layout,
-    periods: Vec<(String, Vec<i64>)>,
-    totals: Vec<i64>,
-}
+/// The counters of a range (`key -> tickets`, as migration 0038's
+/// `ticket_stat_keys` names them).
+struct Counts(BTreeMap<String, i64>);
 
-impl Tally {
-    async fn read(pool: &db::Pool, key: &str, from: &str, to: &str) -> Result<Self, sqlx::Error> {
-        let layout = Layout::new();
+impl Counts {
+    fn get(&self, key: &str) -> i64 {
+        self.0.get(key).copied().unwrap_or(0)
+    }
+
+    /// `(value, count)` of the keys `prefix:<integer>`, by value.
+    fn numbered(&self, prefix: &str) -> Vec<(i64, i64)> {
+        let mut v: Vec<(i64, i64)> = self
+            .0
+            .iter()
+            .filter_map(|(k, n)| Some((k.strip_prefix(prefix)?.parse().ok()?, *n)))
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// One statement: the rollup's rows of each piece and the edges'
+    /// tickets, summed per key.
+    async fn read(pool: &db::Pool, p: &Pieces) -> Result<Self, sqlx::Error> {
+        let mut arms = Vec::new();
+        let mut binds = Vec::new();
+        for (span, a, b) in &p.totals {
+            arms.push(format!(
+                "SELECT key, n FROM desk_stats_rollup WHERE span = '{span}' AND start >= ? AND start < ?"
+            ));
+            binds.extend([a, b]);
+        }
+        for (a, b) in &p.edges {
+            arms.push(
+                "SELECT key, 1 AS n FROM ticket_stat_keys WHERE created_at >= ? AND created_at < ?"
+                    .into(),
+            );
+            binds.extend([a, b]);
+        }
         let sql = format!(
-            "SELECT {key} AS period, {} FROM tickets {RANGE} GROUP BY period ORDER BY period",
-            layout.exprs.join(", ")
+            "SELECT key, SUM(n) FROM ({}) GROUP BY key",
+            arms.join(" UNION ALL ")
         );
-        let rows = sqlx::query(&sql)
-            .bind(from)
-            .bind(to)
-            .fetch_all(pool)
-            .await?;
-        let mut totals = vec![0; layout.exprs.len()];
-        let mut periods = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let v = (0..layout.exprs.len())
-                .map(|i| r.try_get::<i64, _>(i + 1))
-                .collect::<Result<Vec<i64>, _>>()?;
-            for (t, x) in totals.iter_mut().zip(&v) {
-                *t += x;
-            }
-            periods.push((r.try_get::<String, _>(0)?, v));
+        let mut q = sqlx::query_as::<_, (String, i64)>(&sql);
+        for b in binds {
+            q = q.bind(b);
         }
-        Ok(Self {
-            layout,
-            periods,
-            totals,
-        })
+        Ok(Self(q.fetch_all(pool).await?.into_iter().collect()))
     }
 }
 
-/// Response and resolution times (seconds from creation) of the range's
-/// tickets: the count and the p50/p90 by nearest rank, picked in SQL — the
-/// values themselves never cross into Rust (a quarter holds ~25,000 of them,
-/// and reading each row through the driver cost more than the scan).
-async fn durations(
+/// Created and resolved tickets and SLA compliance per period: the series
+/// keys of the hours and days of the range (and its edges' tickets),
+/// summed per period.
+async fn read_series(
     pool: &db::Pool,
-    counts: (i64, i64),
-    from: &str,
-    to: &str,
-) -> Result<(Percentiles, Percentiles), sqlx::Error> {
-    Ok((
-        clock_percentiles(pool, "responded_at", counts.0, from, to).await?,
-        clock_percentiles(pool, "resolved_at", counts.1, from, to).await?,
-    ))
+    p: &Pieces,
+    group_by: GroupBy,
+) -> Result<Vec<Period>, sqlx::Error> {
+    let period = |col: &str| match group_by {
+        GroupBy::Day => format!("substr({col}, 1, 10)"),
+        GroupBy::Week => format!("strftime('%Y-W%W', substr({col}, 1, 10))"),
+        GroupBy::Month => format!("substr({col}, 1, 7)"),
+    };
+    let mut keys = vec!["'total'".to_owned(), "'resolved'".to_owned()];
+    for pr in Priority::ALL {
+        keys.extend(SLA_KEYS.map(|k| format!("'{}'", sla_key(*pr, k))));
+    }
+    let keys = keys.join(", ");
+    let mut arms = Vec::new();
+    let mut binds = Vec::new();
+    for (span, a, b) in &p.series {
+        arms.push(format!(
+            "SELECT {} AS period, key, n FROM desk_stats_rollup INDEXED BY desk_stats_rollup_key
+             WHERE span = '{span}' AND key IN ({keys}) AND start >= ? AND start < ?",
+            period("start")
+        ));
+        binds.extend([a, b]);
+    }
+    for (a, b) in &p.edges {
+        arms.push(format!(
+            "SELECT {} AS period, key, 1 AS n FROM ticket_stat_keys
+             WHERE key IN ({keys}) AND created_at >= ? AND created_at < ?",
+            period("created_at")
+        ));
+        binds.extend([a, b]);
+    }
+    let sql = format!(
+        "SELECT period, key, SUM(n) FROM ({}) GROUP BY period, key ORDER BY period",
+        arms.join(" UNION ALL ")
+    );
+    let mut q = sqlx::query_as::<_, (String, String, i64)>(&sql);
+    for b in binds {
+        q = q.bind(b);
+    }
+    let mut periods: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
+    for (period, key, n) in q.fetch_all(pool).await? {
+        periods.entry(period).or_default().insert(key, n);
+    }
+    Ok(periods
+        .into_iter()
+        .map(|(period, v)| {
+            let c = Counts(v);
+            let sum = |which: &str| -> i64 {
+                Priority::ALL
+                    .iter()
+                    .map(|p| c.get(&sla_key(*p, which)))
+                    .sum()
+            };
+            let [rm, rb, sm, sb] = SLA_KEYS.map(sum);
+            Period {
+                period,
+                created: c.get("total"),
+                resolved: c.get("resolved"),
+                response_compliance: rate(rm, rm + rb),
+                resolution_compliance: rate(sm, sm + sb),
+            }
+        })
+        .collect())
 }
 
-/// `n`: how many of the range's tickets have `end` set (from the tally).
+#[derive(Debug, Clone, Copy)]
+enum Clock {
+    Response,
+    Resolution,
+}
+
+impl Clock {
+    /// The column prefix in `ticket_clock_facts`, and the counters' names.
+    fn name(self) -> &'static str {
+        match self {
+            Clock::Response => "response",
+            Clock::Resolution => "resolution",
+        }
+    }
+}
+
+/// Which bucket holds the `rank`-th smallest time (1-based) and its
+/// 0-based place there, given the count of each bucket in bucket order
+/// (pure).
+fn locate(buckets: &[(i64, i64)], rank: usize) -> Option<(i64, usize)> {
+    let mut before = 0usize;
+    for (bucket, n) in buckets {
+        let n = usize::try_from(*n).unwrap_or(0);
+        if rank <= before + n {
+            return Some((*bucket, rank.checked_sub(before + 1)?));
+        }
+        before += n;
+    }
+    None
+}
+
+/// Response or resolution time (seconds from creation) of the range's
+/// tickets: the count and the p50/p90 by nearest rank. The counts per
+/// bucket say which bucket holds each rank; only that bucket's times of
+/// the range are sorted, read from the facts' index.
 async fn clock_percentiles(
     pool: &db::Pool,
-    end: &str,
-    n: i64,
-    from: &str,
-    to: &str,
+    clock: Clock,
+    c: &Counts,
+    (from, to): &(String, String),
 ) -> Result<Percentiles, sqlx::Error> {
-    let seconds = format!(
-        "SELECT (julianday({end}) - julianday(created_at)) * 86400.0 AS s
-         FROM tickets {RANGE} AND {end} IS NOT NULL"
-    );
-    let count = usize::try_from(n).unwrap_or(0);
-    let (Some(r50), Some(r90)) = (nearest_rank(count, 50.0), nearest_rank(count, 90.0)) else {
-        return Ok(Percentiles {
-            count,
-            p50_seconds: None,
-            p90_seconds: None,
-        });
+    let name = clock.name();
+    let count = usize::try_from(c.get(match clock {
+        Clock::Response => "responded",
+        Clock::Resolution => "resolved",
+    }))
+    .unwrap_or(0);
+    let buckets = c.numbered(&format!("{name}_bucket:"));
+    let at = |p: f64| {
+        let place = nearest_rank(count, p).and_then(|r| locate(&buckets, r));
+        async move {
+            let Some((bucket, offset)) = place else {
+                return Ok::<_, sqlx::Error>(None);
+            };
+            sqlx::query_scalar::<_, f64>(&format!(
+                "SELECT {name}_s FROM ticket_clock_facts INDEXED BY ticket_clock_facts_{name}
+                 WHERE {name}_bucket = ? AND created_at >= ? AND created_at < ?
+                 ORDER BY {name}_s LIMIT 1 OFFSET ?"
+            ))
+            .bind(bucket)
+            .bind(from)
+            .bind(to)
+            .bind(i64::try_from(offset).unwrap_or(i64::MAX))
+            .fetch_optional(pool)
+            .await
+        }
     };
-    let picked: Vec<(i64, f64)> = sqlx::query_as(&format!(
-        "SELECT rn, s FROM (SELECT s, row_number() OVER (ORDER BY s) AS rn FROM ({seconds}))
-         WHERE rn IN (?3, ?4)"
-    ))
-    .bind(from)
-    .bind(to)
-    .bind(i64::try_from(r50).unwrap_or(i64::MAX))
-    .bind(i64::try_from(r90).unwrap_or(i64::MAX))
-    .fetch_all(pool)
-    .await?;
-    let at = |r: usize| {
-        picked
-            .iter()
-            .find(|(rn, _)| usize::try_from(*rn).ok() == Some(r))
-            .map(|(_, s)| *s)
-    };
+    let p50_seconds = at(50.0).await?;
+    let p90_seconds = at(90.0).await?;
     Ok(Percentiles {
         count,
-        p50_seconds: at(r50),
-        p90_seconds: at(r90),
+        p50_seconds,
+        p90_seconds,
     })
 }
 
-/// Tickets assigned to and resolved by each engineer, most assigned first.
-async fn per_staff(
-    pool: &db::Pool,
-    from: &str,
-    to: &str,
-) -> Result<Vec<StaffFigures>, sqlx::Error> {
-    let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(&format!(
-        "SELECT s.assignee_id, COALESCE(NULLIF(u.display_name, ''), u.username), s.assigned, s.resolved
-         FROM (SELECT assignee_id, COUNT(*) AS assigned, SUM(resolved_at IS NOT NULL) AS resolved
-               FROM tickets {RANGE} AND assignee_id IS NOT NULL GROUP BY assignee_id) s
-         JOIN users u ON u.id = s.assignee_id
-         ORDER BY s.assigned DESC, s.assignee_id"
-    ))
-    .bind(from)
-    .bind(to)
+/// Tickets assigned to and resolved by each engineer, most assigned first
+/// (engineers no longer among the users left out).
+async fn per_staff(pool: &db::Pool, c: &Counts) -> Result<Vec<StaffFigures>, sqlx::Error> {
+    let assigned: Vec<(&str, i64)> =
+        c.0.iter()
+            .filter_map(|(k, n)| Some((k.strip_prefix("assigned:")?, *n)))
+            .collect();
+    if assigned.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids = serde_json::to_string(&assigned.iter().map(|(id, _)| id).collect::<Vec<_>>())
+        .unwrap_or_default();
+    let names: BTreeMap<String, String> = sqlx::query_as(
+        "SELECT id, COALESCE(NULLIF(display_name, ''), username) FROM users
+         WHERE id IN (SELECT value FROM json_each(?))",
+    )
+    .bind(ids)
     .fetch_all(pool)
-    .await?;
-    Ok(rows
+    .await?
+    .into_iter()
+    .collect();
+    let mut out: Vec<StaffFigures> = assigned
         .into_iter()
-        .map(|(user_id, name, assigned, resolved)| StaffFigures {
-            user_id,
-            name,
-            assigned,
-            resolved,
-            handling_rate: rate(resolved, assigned),
+        .filter_map(|(id, assigned)| {
+            let resolved = c.get(&format!("assigned_resolved:{id}"));
+            Some(StaffFigures {
+                user_id: id.to_owned(),
+                name: names.get(id)?.clone(),
+                assigned,
+                resolved,
+                handling_rate: rate(resolved, assigned),
+            })
         })
-        .collect())
+        .collect();
+    out.sort_by(|a, b| b.assigned.cmp(&a.assigned).then(a.user_id.cmp(&b.user_id)));
+    Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn at(s: &str) -> OffsetDateTime {
+        OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).expect("time")
+    }
+
+    fn span(name: &'static str, a: &str, b: &str) -> (&'static str, String, String) {
+        (name, a.into(), b.into())
+    }
+
+    #[test]
+    fn a_range_is_weeks_days_hours_and_two_edges() {
+        // Wednesday 10:30:15 to the Tuesday four weeks later, 08:00:05.
+        let p = pieces(at("2026-01-07T10:30:15Z"), at("2026-02-03T08:00:05Z"));
+        assert_eq!(
+            p.edges,
+            vec![
+                ("2026-01-07T10:30:15Z".into(), "2026-01-07T11:00:00Z".into()),
+                ("2026-02-03T08:00:00Z".into(), "2026-02-03T08:00:05Z".into()),
+            ]
+        );
+        assert_eq!(
+            p.totals,
+            vec![
+                span("hour", "2026-01-07T11", "2026-01-08T00"),
+                span("hour", "2026-02-03T00", "2026-02-03T08"),
+                span("day", "2026-01-08", "2026-01-12"),
+                span("week", "2026-01-12", "2026-02-02"),
+                span("day", "2026-02-02", "2026-02-03"),
+            ]
+        );
+        assert_eq!(
+            p.series,
+            vec![
+                span("hour", "2026-01-07T11", "2026-01-08T00"),
+                span("hour", "2026-02-03T00", "2026-02-03T08"),
+                span("day", "2026-01-08", "2026-02-03"),
+            ]
+        );
+    }
+
+    #[test]
+    fn aligned_and_short_ranges_need_no_edges_or_only_edges() {
+        // Whole days from a Monday: no hours, no edges, weeks then a day.
+        let p = pieces(at("2026-01-05T00:00:00Z"), at("2026-01-20T00:00:00Z"));
+        assert!(p.edges.is_empty());
+        assert_eq!(
+            p.totals,
+            vec![
+                span("week", "2026-01-05", "2026-01-19"),
+                span("day", "2026-01-19", "2026-01-20"),
+            ]
+        );
+        // Within one hour: the tickets themselves.
+        let p = pieces(at("2026-01-05T10:05:00Z"), at("2026-01-05T10:55:00Z"));
+        assert_eq!(p.edges.len(), 1);
+        assert!(p.totals.is_empty() && p.series.is_empty());
+        // Within one day: hours, no days.
+        let p = pieces(at("2026-01-05T10:05:00Z"), at("2026-01-05T20:00:00Z"));
+        assert_eq!(
+            p.totals,
+            vec![span("hour", "2026-01-05T11", "2026-01-05T20")]
+        );
+        assert_eq!(p.series, p.totals);
+        // Days that reach no Monday: days only.
+        let p = pieces(at("2026-01-06T00:00:00Z"), at("2026-01-09T00:00:00Z"));
+        assert_eq!(p.totals, vec![span("day", "2026-01-06", "2026-01-09")]);
+    }
+
+    #[test]
+    fn a_rank_is_located_in_its_bucket() {
+        let b = [(26, 2), (31, 0), (40, 3)];
+        assert_eq!(locate(&b, 1), Some((26, 0)));
+        assert_eq!(locate(&b, 2), Some((26, 1)));
+        assert_eq!(locate(&b, 3), Some((40, 0)));
+        assert_eq!(locate(&b, 5), Some((40, 2)));
+        assert_eq!(locate(&b, 6), None);
+        assert_eq!(locate(&b, 0), None);
+    }
+
+    /// Every counter row, and every clock fact, as counted from scratch
+    /// over the tickets by the views that define them.
+    async fn drift(pool: &db::Pool) -> (i64, i64) {
+        let rollup: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM (
+               SELECT * FROM (SELECT span, start, key, n FROM desk_stats_rollup
+                              EXCEPT SELECT span, start, key, COUNT(*) FROM ticket_stat_rows GROUP BY 1, 2, 3)
+               UNION ALL
+               SELECT * FROM (SELECT span, start, key, COUNT(*) FROM ticket_stat_rows GROUP BY 1, 2, 3
+                              EXCEPT SELECT span, start, key, n FROM desk_stats_rollup))",
+        )
+        .fetch_one(pool)
+        .await
+        .expect("rollup");
+        let facts: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM (
+               SELECT * FROM (SELECT * FROM ticket_clock_facts EXCEPT SELECT * FROM ticket_clock_times)
+               UNION ALL
+               SELECT * FROM (SELECT * FROM ticket_clock_times EXCEPT SELECT * FROM ticket_clock_facts))",
+        )
+        .fetch_one(pool)
+        .await
+        .expect("facts");
+        (rollup, facts)
+    }
+
+    async fn keys(pool: &db::Pool, id: &str) -> Vec<String> {
+        sqlx::query_scalar("SELECT key FROM ticket_stat_keys WHERE ticket_id = ? ORDER BY key")
+            .bind(id)
+            .fetch_all(pool)
+            .await
+            .expect("keys")
+    }
+
+    #[tokio::test]
+    async fn a_ticket_counts_under_its_keys_and_the_rollup_follows_every_write() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pool = db::connect(&format!("sqlite://{}", dir.path().join("t.db").display()))
+            .await
+            .expect("db");
+        let exec = |sql: &'static str| {
+            let pool = pool.clone();
+            async move { sqlx::query(sql).execute(&pool).await.expect(sql) }
+        };
+        exec(
+            "INSERT INTO users (id, username, display_name, role, password_hash, created_at)
+             VALUES ('u', 'test-u', '', 'admin', 'x', '2026-01-01T00:00:00Z'),
+                    ('s', 'test-s', '', 'admin', 'x', '2026-01-01T00:00:00Z')",
+        )
+        .await;
+        // A closed P2 complaint, answered after 60 s and resolved after an
+        // hour, rated 4; an open P3 incident with a response breach.
+        exec(
+            "INSERT INTO tickets (id, number, kind, title, description, state, priority, impact, urgency,
+                 channel, reporter_id, created_by, assignee_id, created_at, updated_at, responded_at,
+                 resolved_at, rating, replied_at)
+             VALUES ('a', 1, 'complaint', 't', 'd', 'closed', 'P2', 'x', 'y', 'web', 'u', 'u', 's',
+                     '2026-01-07T10:00:00Z', '2026-01-07T10:00:00Z', '2026-01-07T10:01:00Z',
+                     '2026-01-07T11:00:00Z', 4, '2026-01-07T10:01:00Z'),
+                    ('b', 2, 'incident', 't', 'd', 'in_progress', 'P3', 'x', 'y', 'phone', 'u', 'u', 's',
+                     '2026-01-07T10:30:00Z', '2026-01-07T10:30:00Z', NULL, NULL, NULL, NULL)",
+        )
+        .await;
+        assert_eq!(
+            keys(&pool, "a").await,
+            [
+                "assigned:s",
+                "assigned_resolved:s",
+                "channel:web",
+                "complaint_replied",
+                "done",
+                "first_time",
+                "kind:complaint",
+                "priority:P2",
+                "rating:4",
+                // 60 s: 2 digits, 60 >= 56 (9 steps); 3,600 s: 4 digits, 36 >= 33 (6).
+                "resolution_bucket:54",
+                "resolved",
+                "responded",
+                "response_bucket:33",
+                "sla:P2:resolution_met",
+                "sla:P2:response_met",
+                "state:closed",
+                "total",
+            ]
+        );
+        assert_eq!(drift(&pool).await, (0, 0));
+        // Each kind of write: the escalation pass's breach, a state change,
+        // a reopen, a rating, a creation time moved to another week, an
+        // unrelated column, a deletion.
+        for sql in [
+            "UPDATE tickets SET response_breached_at = '2026-01-07T11:30:00Z' WHERE id = 'b'",
+            "UPDATE tickets SET state = 'resolved', responded_at = '2026-01-07T10:35:00Z',
+                 resolved_at = '2026-01-08T10:30:00Z' WHERE id = 'b'",
+            "UPDATE tickets SET state = 'assigned', resolved_at = NULL, reopen_count = 1 WHERE id = 'b'",
+            "UPDATE tickets SET state = 'closed', rating = 2 WHERE id = 'a'",
+            "UPDATE tickets SET created_at = '2025-12-31T23:59:59Z' WHERE id = 'a'",
+            "UPDATE tickets SET title = 'x', updated_at = '2026-02-01T00:00:00Z' WHERE id = 'a'",
+            "DELETE FROM tickets WHERE id = 'a'",
+        ] {
+            sqlx::query(sql).execute(&pool).await.expect(sql);
+            assert_eq!(drift(&pool).await, (0, 0), "{sql}");
+        }
+        let b = keys(&pool, "b").await;
+        assert!(b.contains(&"sla:P3:response_breached".to_owned()), "{b:?}");
+        assert!(!b.iter().any(|k| k.starts_with("resolution")), "{b:?}");
+        exec("DELETE FROM tickets").await;
+        let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM desk_stats_rollup")
+            .fetch_one(&pool)
+            .await
+            .expect("count");
+        assert_eq!(left, 0);
+    }
 
     #[test]
     fn compliance_sums_priorities_and_clocks() {

@@ -524,13 +524,10 @@ impl Slo {
 
     /// The desk's response clocks of the tickets created in `w`.
     async fn ticket_response(&self, w: Window) -> Result<compute::TicketResponse, sqlx::Error> {
-        let response = crate::desk::stats::sla_compliance(
-            &self.pool,
-            &db::format_time(from_ms(w.from_ms)),
-            &db::format_time(from_ms(w.to_ms)),
-        )
-        .await?
-        .response;
+        let response =
+            crate::desk::stats::sla_compliance(&self.pool, from_ms(w.from_ms), from_ms(w.to_ms))
+                .await?
+                .response;
         Ok(compute::TicketResponse {
             met: response.met,
             breached: response.breached,

@@ -627,6 +627,145 @@ async fn resolved_ticket(
     id
 }
 
+/// The desk's figures are read from counters the database keeps as tickets
+/// change (migration 0038): after every kind of change, through the API and
+/// by hand, they equal the figures over counters rebuilt from scratch, and
+/// the counts and percentiles a plain query over the tickets gives.
+#[tokio::test]
+async fn the_desk_stats_after_ticket_changes_equal_the_stats_from_scratch() {
+    let d = desk().await;
+    let staff_id = d.ids["test-d-staff"].clone();
+    let staff2_id = d.ids["test-d-staff2"].clone();
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        let reporter = if i % 2 == 0 { &d.student } else { &d.other };
+        let (staff, sid) = if i % 3 == 0 {
+            (&d.staff2, &staff2_id)
+        } else {
+            (&d.staff, &staff_id)
+        };
+        ids.push(resolved_ticket(reporter, staff, sid, &format!("stats {i}")).await);
+    }
+    let (s, _) = d
+        .student
+        .post(
+            &format!("/api/tickets/{}/confirm", ids[0]),
+            json!({"rating":5}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = d
+        .other
+        .post(
+            &format!("/api/tickets/{}/reopen", ids[1]),
+            json!({"reason":"again"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, t) = d
+        .student
+        .post("/api/tickets", json!({"kind":"complaint","title":"slow"}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{t}");
+    ids.push(t["id"].as_str().unwrap().to_owned());
+    // Spread the tickets over weeks, days, hours and seconds (a ticket's
+    // creation and clocks move together), so a range reads every level
+    // of the counters and its edges.
+    let pool = &d.env.server.state.pool;
+    for (i, id) in ids.iter().enumerate() {
+        let back = format!("-{} seconds", i as i64 * (9 * 86_400 + 3_671) + 17);
+        sqlx::query(
+            "UPDATE tickets SET
+                created_at = strftime('%Y-%m-%dT%H:%M:%SZ', created_at, ?1),
+                responded_at = strftime('%Y-%m-%dT%H:%M:%SZ', responded_at, ?1, ?2),
+                resolved_at = strftime('%Y-%m-%dT%H:%M:%SZ', resolved_at, ?1, ?3)
+             WHERE id = ?4",
+        )
+        .bind(&back)
+        .bind(format!("+{} seconds", 30 + 97 * i))
+        .bind(format!("+{} seconds", 600 + 7_919 * i))
+        .bind(id)
+        .execute(pool)
+        .await
+        .unwrap();
+    }
+    let now = time::OffsetDateTime::now_utc();
+    let text = |t: time::OffsetDateTime| pvce::db::format_time(t).replace('+', "%2B");
+    // Fixed bounds: the figures are compared again later.
+    let end = text(now + time::Duration::seconds(5));
+    let queries = [
+        format!("?to={end}&group_by=day"),
+        format!(
+            "?from={}&to={end}&group_by=week",
+            text(now - time::Duration::days(70))
+        ),
+        format!(
+            "?from={}&to={}&group_by=month",
+            text(now - time::Duration::seconds(50 * 86_400 + 4_321)),
+            text(now - time::Duration::seconds(86_400 + 77))
+        ),
+        format!(
+            "?from={}&to={end}",
+            text(now - time::Duration::seconds(19 * 86_400))
+        ),
+    ];
+    let mut before = Vec::new();
+    for q in &queries {
+        let (s, st) = d.staff.get(&format!("/api/desk/stats{q}")).await;
+        assert_eq!(s, StatusCode::OK, "{st}");
+        before.push(st);
+    }
+    // A plain count over the tickets of each range.
+    for st in &before {
+        let (from, to) = (st["from"].as_str().unwrap(), st["to"].as_str().unwrap());
+        let total: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM tickets WHERE created_at >= ? AND created_at < ?",
+        )
+        .bind(from)
+        .bind(to)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        assert_eq!(st["total"], total, "{st}");
+        assert!((1..=7).contains(&total), "{st}");
+        let series: i64 = st["series"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["created"].as_i64().unwrap())
+            .sum();
+        assert_eq!(series, total, "{st}");
+        let resolved: Vec<f64> = sqlx::query_scalar(
+            "SELECT (julianday(resolved_at) - julianday(created_at)) * 86400.0 AS s FROM tickets
+             WHERE created_at >= ? AND created_at < ? AND resolved_at IS NOT NULL ORDER BY s",
+        )
+        .bind(from)
+        .bind(to)
+        .fetch_all(pool)
+        .await
+        .unwrap();
+        assert_eq!(st["resolution"]["count"], resolved.len(), "{st}");
+        let rank =
+            |p: f64| pvce::desk::stats::nearest_rank(resolved.len(), p).map(|r| resolved[r - 1]);
+        assert_eq!(st["resolution"]["p50_seconds"].as_f64(), rank(50.0), "{st}");
+        assert_eq!(st["resolution"]["p90_seconds"].as_f64(), rank(90.0), "{st}");
+    }
+    // The counters rebuilt from scratch give the very same figures.
+    for sql in [
+        "DELETE FROM desk_stats_rollup",
+        "DELETE FROM ticket_clock_facts",
+        "INSERT INTO ticket_clock_facts SELECT * FROM ticket_clock_times",
+        "INSERT INTO desk_stats_rollup (span, start, key, n)
+         SELECT span, start, key, COUNT(*) FROM ticket_stat_rows GROUP BY 1, 2, 3",
+    ] {
+        sqlx::query(sql).execute(pool).await.unwrap();
+    }
+    for (q, want) in queries.iter().zip(&before) {
+        let (_, st) = d.staff.get(&format!("/api/desk/stats{q}")).await;
+        assert_eq!(&st, want, "{q}");
+    }
+}
+
 #[tokio::test]
 async fn unanswered_resolved_tickets_close_unrated_and_staff_record_callbacks() {
     let d = desk().await;
