@@ -21,10 +21,37 @@
 //! 2. every personal layer whose file changed (size, mtime) since its last
 //!    good backup: only the layer, never its template chain. A stopped VM's
 //!    layer is read under the VM's lifecycle lock, so it cannot start
-//!    mid-read. A running VM is skipped and said so (`skipped`): its layer
-//!    is backed up by the first run after it stops (backing up a running
-//!    guest through libvirt's backup API is not built yet). Node-local
-//!    layers are skipped likewise (their file is on the node);
+//!    mid-read. A **running** VM is backed up while it runs
+//!    ([`Backups::live_layer`]):
+//!    - under its lock (no pvce stop or migration meanwhile), libvirt's
+//!      backup API copies its disk as it was at one instant into
+//!      `<data dir>/backup/scratch/` (push mode, [`crate::libvirt::backup`];
+//!      crash-consistent, the guest never pauses; a guest that powers
+//!      itself off is held paused until the copy is done);
+//!    - the lock released, the copy becomes a layer again: an empty overlay
+//!      on the copy, rebased in `qemu-img`'s safe mode onto the VM's
+//!      template, holds exactly the clusters where the guest's disk differs
+//!      from the template chain (`qemu-img convert -B` would not do: it
+//!      copies every allocated cluster of a standalone image, template data
+//!      included);
+//!    - that file is backed up *as* the layer (`restic backup --stdin
+//!      --stdin-filename <layer path>`): the snapshot has the layer's path
+//!      and tags, so retention, restore, single files and `pvce restore
+//!      --from` treat both kinds of point alike. The live layer file is
+//!      only ever read by QEMU; scratch files go with their work directory,
+//!      and a killed run's are removed by the next;
+//!    - a copy that fails or outlives [`LIVE_COPY_DEADLINE`] is aborted and
+//!      counts as the item's failure like any other;
+//!    - **why no checkpoints (dirty bitmaps) yet:** a checkpoint leaves a
+//!      persistent bitmap in the layer file that outlives the transient
+//!      domain (QEMU stores it on close) and must be cleaned from the
+//!      stopped layer before other qemu-img work; each copy of a running VM
+//!      therefore reads its whole disk (restic still stores only the chunks
+//!      that changed).
+//!
+//!    A domain whose hypervisor has no backup API (Xen) is skipped and said
+//!    so (`skipped`), as are VMs starting or stopping; node-local layers are
+//!    skipped likewise (their file is on the node);
 //! 3. the control plane: `VACUUM INTO` a consistent copy of the SQLite
 //!    database (after the layers, so it records their points), with the
 //!    template store (content-addressed by SHA-256, so unchanged templates
@@ -69,6 +96,9 @@ use schedule::LastRun;
 
 /// Tries of one item within a run.
 pub const ITEM_TRIES: u32 = 3;
+/// Longest a running VM's disk copy may take before it is aborted (the
+/// VM's lock is held meanwhile).
+const LIVE_COPY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(2 * 3600);
 /// The subject of the control plane's item.
 pub const CONTROL: &str = "control";
 
@@ -495,6 +525,16 @@ impl Backups {
         let r = self.restic()?;
         r.init_if_needed().await?;
         r.unlock().await?;
+        // Disk copies a killed run left behind (one run at a time, so none
+        // is in use now).
+        let scratch = self.dir().join("scratch");
+        if scratch.exists() {
+            for e in std::fs::read_dir(&scratch)? {
+                let e = e?;
+                tracing::warn!(path = %e.path().display(), "removing a dead run's scratch copy");
+                std::fs::remove_dir_all(e.path())?;
+            }
+        }
         Ok(r)
     }
 
@@ -587,7 +627,8 @@ impl Backups {
         Ok(())
     }
 
-    /// One VM's layer: backed up if it changed and the VM is stopped.
+    /// One VM's layer: backed up if it changed — read directly while the
+    /// VM is stopped, through a consistent copy while it runs.
     async fn layer(
         &self,
         r: &Restic,
@@ -596,7 +637,7 @@ impl Backups {
         now: i64,
     ) -> Result<Outcome, BackupError> {
         let lock = self.vms.lock_for(vm_id);
-        let _held = lock.lock().await;
+        let held = lock.lock().await;
         let vm = crate::vms::snapshots::reload(&self.vms, vm_id).await?;
         if vm.layer_storage != LayerStorage::Shared {
             self.item_note(&vm_id.to_string(), now, "node-local layer: not backed up")
@@ -617,17 +658,23 @@ impl Backups {
         {
             return Ok(Outcome::Unchanged);
         }
-        if !matches!(vm.state, VmState::Stopped | VmState::Error) {
-            self.item_note(
-                &vm_id.to_string(),
-                now,
-                "running: backed up by the first run after it stops",
-            )
-            .await?;
-            return Ok(Outcome::Skipped);
+        let tags = vec!["kind=layer".to_owned(), format!("vm={vm_id}")];
+        match how_to_read(vm.state) {
+            Read::File => {}
+            Read::LiveCopy => {
+                return self.live_layer(r, &vm, &sig, held, &tags, run, now).await;
+            }
+            Read::Later => {
+                self.item_note(
+                    &vm_id.to_string(),
+                    now,
+                    "starting, stopping or on a node that is down: backed up by the next run",
+                )
+                .await?;
+                return Ok(Outcome::Skipped);
+            }
         }
         crate::vms::snapshots::settle(&vm.overlay_path).await?;
-        let tags = vec!["kind=layer".to_owned(), format!("vm={vm_id}")];
         let mut last = None;
         for _ in 0..ITEM_TRIES {
             match r.backup(&[vm.overlay_path.as_path()], &tags, now).await {
@@ -641,6 +688,95 @@ impl Backups {
             }
         }
         Err(last.map_or(BackupError::NotConfigured, BackupError::Restic))
+    }
+
+    /// A running VM's layer (see the module doc): a point-in-time copy of
+    /// its disk by libvirt's backup API under the VM's lock (`held`, so it
+    /// neither stops through pvce nor migrates meanwhile), then, with the
+    /// lock released, the copy made a layer over the same template and that
+    /// layer backed up *as* the VM's layer file. The live layer is never
+    /// written; every scratch file goes with the work directory.
+    #[allow(clippy::too_many_arguments)] // one item's context
+    async fn live_layer(
+        &self,
+        r: &Restic,
+        vm: &crate::vms::Vm,
+        sig: &str,
+        held: tokio::sync::MutexGuard<'_, ()>,
+        tags: &[String],
+        run: Uuid,
+        now: i64,
+    ) -> Result<Outcome, BackupError> {
+        use crate::images::qemu_img;
+        let subject = vm.id.to_string();
+        let work = WorkDir::new(self.scratch_dir()?.join(format!(
+            "{}.{}",
+            vm.id,
+            Uuid::new_v4().simple()
+        )))?;
+        let copy = work.0.join("disk.qcow2");
+        let later = match self
+            .vms
+            .copy_running_disk(vm, &copy, LIVE_COPY_DEADLINE)
+            .await
+        {
+            Ok(Some(c)) => {
+                tracing::info!(vm = %vm.id, bytes = c.bytes, secs = c.elapsed.as_secs_f64(), "copied a running VM's disk");
+                None
+            }
+            // It stopped in between: the next run reads the file itself.
+            Ok(None) => Some("stopped during the run: backed up by the next run"),
+            Err(VmError::Libvirt(e)) if e.is_unsupported() => Some(
+                "running on a hypervisor without a backup API: backed up by the first run after it stops",
+            ),
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(why) = later {
+            self.item_note(&subject, now, why).await?;
+            return Ok(Outcome::Skipped);
+        }
+        drop(held);
+        // Only the layer: an empty overlay on the copy, moved onto the VM's
+        // template in safe mode, holds exactly the clusters where the guest's
+        // disk differs from the template chain.
+        let layer = work.0.join("layer.qcow2");
+        let size = qemu_img::info(&copy, crate::images::ImageFormat::Qcow2)
+            .await?
+            .virtual_size;
+        {
+            let (layer, copy) = (layer.clone(), copy.clone());
+            tokio::task::spawn_blocking(move || {
+                crate::images::overlay::create_overlay(&layer, &copy, size)
+            })
+            .await
+            .map_err(std::io::Error::other)??;
+        }
+        qemu_img::rebase_safe(&layer, &self.storage.template_path(vm.template_id)).await?;
+        crate::storage::remove_file_if_exists(&copy)?;
+        let mut last = None;
+        for _ in 0..ITEM_TRIES {
+            match r.backup_as(&layer, &vm.overlay_path, tags, now).await {
+                Ok(s) => {
+                    self.record_point(Some(vm.id), "layer", &s, &vm.overlay_path, now, run)
+                        .await?;
+                    self.item_ok(&subject, Some(sig), now).await?;
+                    return Ok(Outcome::BackedUp(s.data_added));
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.map_or(BackupError::NotConfigured, BackupError::Restic))
+    }
+
+    /// Where running VMs' disk copies are made (`backup/scratch` in the data
+    /// dir, which every node sees at the same path, as it sees the shared
+    /// layers): traversable for QEMU, listable by pvce only.
+    fn scratch_dir(&self) -> std::io::Result<PathBuf> {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = self.dir().join("scratch");
+        std::fs::create_dir_all(&dir)?;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711))?;
+        Ok(dir)
     }
 
     async fn record_point(
@@ -1034,6 +1170,26 @@ enum Outcome {
     Skipped,
 }
 
+/// How a changed layer is read, by its VM's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Read {
+    /// No QEMU has it open: the file itself.
+    File,
+    /// A running QEMU writes it: a point-in-time copy through libvirt.
+    LiveCopy,
+    /// Between the two (or on a node that is down, where it may still
+    /// run): the next run.
+    Later,
+}
+
+fn how_to_read(state: VmState) -> Read {
+    match state {
+        VmState::Stopped | VmState::Error => Read::File,
+        VmState::Running => Read::LiveCopy,
+        VmState::Starting | VmState::Stopping | VmState::NodeDown => Read::Later,
+    }
+}
+
 /// Whether a database error is the database being busy or full, i.e. an
 /// item's failure rather than the run's.
 fn is_busy(e: &sqlx::Error) -> bool {
@@ -1133,6 +1289,16 @@ async fn get_run(pool: &Pool, id: Uuid) -> Result<Option<Run>, sqlx::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_layer_is_read_directly_only_when_no_qemu_can_write_it() {
+        assert_eq!(how_to_read(VmState::Stopped), Read::File);
+        assert_eq!(how_to_read(VmState::Error), Read::File);
+        assert_eq!(how_to_read(VmState::Running), Read::LiveCopy);
+        for s in [VmState::Starting, VmState::Stopping, VmState::NodeDown] {
+            assert_eq!(how_to_read(s), Read::Later, "{s:?}");
+        }
+    }
 
     #[test]
     fn masks_credentials_in_the_repository() {

@@ -146,37 +146,38 @@ impl Restic {
         tags: &[String],
         time: i64,
     ) -> Result<Summary, ResticError> {
-        let at = time::OffsetDateTime::from_unix_timestamp(time)
-            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-        let stamp = format!(
-            "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
-            at.year(),
-            u8::from(at.month()),
-            at.day(),
-            at.hour(),
-            at.minute(),
-            at.second()
-        );
-        let mut args: Vec<String> = vec![
-            "backup".into(),
-            "--json".into(),
-            "--host".into(),
-            "pvce".into(),
-            "--time".into(),
-            stamp,
-        ];
-        for t in tags {
-            args.push("--tag".into());
-            args.push(t.clone());
-        }
+        let mut args = backup_args(tags, time);
         args.push("--".into());
         for p in paths {
             args.push(p.to_string_lossy().into_owned());
         }
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         // restic reads TZ for `--time`; UTC is what we formatted.
         let mut c = self.command();
-        c.env("TZ", "UTC").args(&refs);
+        c.env("TZ", "UTC").args(&args);
+        let out = finish("backup", c).await?;
+        summary(&out)
+    }
+
+    /// Backs up the content of the file `from` as if it were the file
+    /// `as_path` (fed on stdin with `--stdin-filename`, which keeps the
+    /// whole absolute path), so the snapshot has exactly the paths and tags
+    /// a backup of `as_path` itself has: the same retention group, the same
+    /// `dump` path. For a running VM's layer, read from a consistent copy.
+    pub async fn backup_as(
+        &self,
+        from: &Path,
+        as_path: &Path,
+        tags: &[String],
+        time: i64,
+    ) -> Result<Summary, ResticError> {
+        let mut args = backup_args(tags, time);
+        args.push("--stdin".into());
+        args.push("--stdin-filename".into());
+        args.push(as_path.to_string_lossy().into_owned());
+        let mut c = self.command();
+        c.env("TZ", "UTC")
+            .args(&args)
+            .stdin(std::fs::File::open(from)?);
         let out = finish("backup", c).await?;
         summary(&out)
     }
@@ -253,6 +254,35 @@ impl Restic {
             .await
             .map(|_| ())
     }
+}
+
+/// The common arguments of `restic backup`: JSON output, our host name,
+/// the snapshot time `time` (Unix seconds, written in UTC) and the tags.
+fn backup_args(tags: &[String], time: i64) -> Vec<String> {
+    let at =
+        time::OffsetDateTime::from_unix_timestamp(time).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let stamp = format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+        at.year(),
+        u8::from(at.month()),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second()
+    );
+    let mut args: Vec<String> = vec![
+        "backup".into(),
+        "--json".into(),
+        "--host".into(),
+        "pvce".into(),
+        "--time".into(),
+        stamp,
+    ];
+    for t in tags {
+        args.push("--tag".into());
+        args.push(t.clone());
+    }
+    args
 }
 
 /// The summary line of `restic backup --json` (the last JSON line whose

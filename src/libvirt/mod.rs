@@ -18,8 +18,10 @@
 //!   read back for a checksum; a probe volume's file time tells the node's clock).
 //! - [`serial`]: a running domain's serial console as a byte stream
 //!   (`virDomainOpenConsole`), pumped by its own thread, for the rescue console.
-//! - [`stats`]: host CPU and memory statistics (the crate's only `unsafe`: two FFI
-//!   calls `virt` does not wrap) and each running pvce domain's CPU time and memory.
+//! - [`backup`]: a consistent copy of a running domain's disk through libvirt's
+//!   backup API (`virDomainBackupBegin`, push mode), for nightly backups.
+//! - [`stats`]: host CPU and memory statistics (with [`backup`] the crate's only
+//!   `unsafe`: FFI calls `virt` does not wrap) and each running pvce domain's CPU time and memory.
 //!
 //! Invariants the rest of the server can rely on:
 //! - No call blocks the async runtime: libvirt calls run on the node's own worker
@@ -38,6 +40,7 @@
 
 pub mod accel;
 pub mod address;
+pub mod backup;
 pub mod conn;
 pub mod domcaps;
 pub mod serial;
@@ -87,6 +90,10 @@ pub enum LibvirtError {
     /// pvce's, or not pvce's at all): pvce never changes it (src/installation).
     #[error("libvirt object {0} belongs to another installation; pvce leaves it alone")]
     NotOurs(String),
+    /// A long-running hypervisor job (a backup's disk copy) failed, was
+    /// aborted, or its domain stopped under it.
+    #[error("hypervisor job failed: {0}")]
+    JobFailed(String),
     /// What the node sent back (a screenshot) is larger than the caller's limit.
     #[error("the node's answer is larger than {0} bytes")]
     TooLarge(usize),
@@ -96,6 +103,14 @@ impl LibvirtError {
     /// True when the failure is about the node rather than the request (→ HTTP 503).
     pub fn is_unavailable(&self) -> bool {
         matches!(self, Self::Unreachable(_) | Self::Timeout)
+    }
+
+    /// The hypervisor or driver cannot do this at all (e.g. a backup job on
+    /// Xen): `VIR_ERR_NO_SUPPORT` or `VIR_ERR_OPERATION_UNSUPPORTED`.
+    pub fn is_unsupported(&self) -> bool {
+        matches!(self, Self::Libvirt { code, .. }
+            if *code == virt::sys::VIR_ERR_NO_SUPPORT as i32
+                || *code == virt::sys::VIR_ERR_OPERATION_UNSUPPORTED as i32)
     }
 
     /// libvirt's `VIR_ERR_OPERATION_INVALID`: the domain is not in a state that allows

@@ -2,8 +2,8 @@
 //! (`virNodeGetCPUStats`, `virNodeGetMemoryStats`) and the CPU time and
 //! memory of each running pvce domain.
 //!
-//! The `virt` crate (0.5) wraps neither host call, so this file is the crate's
-//! only `unsafe` code: two FFI calls through `virt::sys` with buffers sized by
+//! The `virt` crate (0.5) wraps neither host call, so this file holds (with
+//! the backup calls of `backup.rs`) the crate's only `unsafe` code: two FFI calls through `virt::sys` with buffers sized by
 //! libvirt's own "how many fields?" first call, both through the one private
 //! `node_stats` helper; callers see plain Rust values.
 //!

@@ -460,6 +460,27 @@ impl VmManager {
         Ok(vm)
     }
 
+    /// Copies the running VM's disk, as it is now, to the new file `target`
+    /// while it keeps running (libvirt's backup API, see
+    /// [`libvirt::backup`]); for the nightly backup of its layer, which holds
+    /// the VM's lock meanwhile. `Ok(None)`: the VM is not running (any
+    /// more). The caller removes `target`.
+    pub async fn copy_running_disk(
+        &self,
+        vm: &Vm,
+        target: &std::path::Path,
+        deadline: Duration,
+    ) -> Result<Option<libvirt::backup::DiskCopy>, VmError> {
+        let (vm, conn) = match self.require_running(vm).await {
+            Ok(r) => r,
+            Err(VmError::NotRunning(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        Ok(conn
+            .copy_running_disk(&self.domain_name(vm.id), target, deadline)
+            .await?)
+    }
+
     /// Discards the personal layer: a fresh overlay on the template replaces it.
     pub async fn reset(&self, vm: &Vm) -> Result<Vm, VmError> {
         let (_guard, vm) = self.locked(vm.id).await?;

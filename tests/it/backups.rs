@@ -308,10 +308,12 @@ async fn an_unusable_repository_fails_the_run_which_is_retried_and_inspected() {
     assert_eq!(s, StatusCode::ACCEPTED, "{body}");
 }
 
-/// A real tiny guest: it writes a marker through its console and stops; the
-/// night's backup takes its layer (a running VM is skipped and said so); the
+/// A real tiny guest writes a marker through its console; the night's
+/// backup takes its layer *while it runs* (libvirt's backup API: the same
+/// QEMU keeps running, no scratch copy is left, the point holds only the
+/// layer); the marker reads back from the point without a restore; the
 /// student changes the marker; a restore is refused while the VM runs
-/// (409 vm_running); stopped, the restore brings the marker back.
+/// (409 vm_running); stopped, the restore brings the first marker back.
 #[tokio::test]
 async fn a_marker_written_in_the_guest_comes_back_after_a_restore() {
     use crate::common::{serial_run, wait_serial};
@@ -344,19 +346,50 @@ async fn a_marker_written_in_the_guest_comes_back_after_a_restore() {
         "WROTE-42",
     )
     .await;
-    // While it runs, its layer is skipped (with the reason on the status page).
-    let run = backups.run(t, Trigger::Manual, None).await.unwrap();
-    assert!(run.skipped >= 1, "{run:?}");
-    let (s, v) = alice.post_empty(&format!("/api/vms/{vm}/shutdown")).await;
-    assert_eq!(s, StatusCode::OK, "{v}");
-    common::wait_vm_gone(alice, &vm).await;
-    let run = backups
-        .run(t + DAY, Trigger::Scheduled, None)
-        .await
-        .unwrap();
-    assert!(run.ok && run.backed_up >= 2, "{run:?}");
+    // Backed up while it runs: the same QEMU process before and after.
+    let domain = env.server.state.vms.domain_name(vm.parse().unwrap());
+    let qemu_id = || {
+        let out = Command::new("virsh")
+            .args(["-q", "-c", "qemu:///system", "domid", &domain])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let before = qemu_id();
+    assert!(!before.is_empty(), "the domain runs");
+    let run = backups.run(t, Trigger::Scheduled, None).await.unwrap();
+    assert!(run.ok && run.backed_up >= 2 && run.skipped == 0, "{run:?}");
+    assert_eq!(common::virsh_domstate(&domain), "running");
+    assert_eq!(
+        qemu_id(),
+        before,
+        "the domain kept running through the backup"
+    );
+    let scratch = env.data_dir().join("backup").join("scratch");
+    assert_eq!(
+        std::fs::read_dir(&scratch).unwrap().count(),
+        0,
+        "no scratch copy is left"
+    );
+    let (s, st) = alice.get(&format!("/api/vms/{vm}")).await;
+    assert_eq!(
+        (s, st["state"].as_str()),
+        (StatusCode::OK, Some("running")),
+        "{st}"
+    );
+    // Only the layer: the point is far smaller than the guest's whole disk.
     let (_, points) = alice.get(&format!("/api/vms/{vm}/backups")).await;
     let point = points[0]["id"].as_str().unwrap().to_owned();
+    let layer_bytes = points[0]["layer_bytes"].as_u64().unwrap();
+    let live_bytes = std::fs::metadata(layer_path(&env, &vm).await)
+        .unwrap()
+        .len();
+    assert!(
+        layer_bytes > 0 && layer_bytes <= live_bytes + (1 << 20),
+        "{points} vs the live layer's {live_bytes} bytes"
+    );
+    // The console still answers.
+    serial_run(&env, &vm, "echo ALIVE-$((40+4))", "ALIVE-44").await;
     // One file and one folder of the point, without restoring anything.
     let files = format!("/api/vms/{vm}/backups/{point}/files");
     let (s, dir) = alice.get(&format!("{files}?path=/root")).await;
@@ -384,8 +417,6 @@ async fn a_marker_written_in_the_guest_comes_back_after_a_restore() {
     );
 
     // The student changes the marker; a restore while running is refused.
-    start(alice).await;
-    wait_serial(&env, &vm, "BOOT-OK", BOOT).await;
     serial_run(
         &env,
         &vm,

@@ -1,0 +1,423 @@
+//! A consistent copy of a *running* domain's disk through libvirt's backup
+//! API (`virDomainBackupBegin`, push mode), for the nightly backup of
+//! personal layers (src/backup).
+//!
+//! Push mode: QEMU copies the disk as it was at the instant the job began to
+//! a target file libvirt creates, while the guest keeps running; a guest
+//! write to a cluster not copied yet first copies the old cluster out
+//! (copy-before-write), so the target is one point in time — crash
+//! consistent, like pulling the plug at that instant. The target is a
+//! standalone qcow2 of the whole guest-visible disk (its template chain
+//! included); src/backup turns it into a layer.
+//!
+//! The `virt` crate (0.5) wraps neither `virDomainBackupBegin` nor
+//! `virDomainAbortJob`; their C declarations come with `virt::sys` (the
+//! bindings of the libvirt this crate links), so this file calls them
+//! directly — the module's second piece of `unsafe` after [`super::stats`]
+//! (no `extern` block of our own is needed: `virt::sys` declares them).
+//! The job is then watched with `virDomainGetJobStats`, also called directly
+//! (see [`job_record`] for why not through `virt`).
+//!
+//! `PRESERVE_SHUTDOWN_DOMAIN`: a guest that powers itself off during the
+//! copy is paused instead until the job is over, then shut down by libvirt,
+//! so a student's shutdown never breaks the backup and never loses the
+//! copy. A job that fails or outlives its deadline is aborted
+//! (`virDomainAbortJob`); the caller removes the target.
+//!
+//! The backup XML is built from typed structs and serialised (never
+//! formatted), like the domain XML in [`super::xml`].
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::LibvirtError;
+use super::conn::{Node, lookup};
+
+/// The guest disk pvce gives every QEMU domain (see [`super::xml`]).
+pub const GUEST_DISK: &str = "vda";
+
+/// How often a running job's state is asked for.
+const POLL: Duration = Duration::from_millis(250);
+
+#[derive(Serialize)]
+#[serde(rename = "domainbackup")]
+struct XBackup<'a> {
+    #[serde(rename = "@mode")]
+    mode: &'static str,
+    disks: XBackupDisks<'a>,
+}
+
+#[derive(Serialize)]
+struct XBackupDisks<'a> {
+    disk: Vec<XBackupDisk<'a>>,
+}
+
+#[derive(Serialize)]
+struct XBackupDisk<'a> {
+    #[serde(rename = "@name")]
+    name: &'a str,
+    #[serde(rename = "@backup")]
+    backup: &'static str,
+    #[serde(rename = "@type")]
+    kind: &'static str,
+    target: XBackupTarget<'a>,
+    driver: XBackupDriver,
+}
+
+#[derive(Serialize)]
+struct XBackupTarget<'a> {
+    #[serde(rename = "@file")]
+    file: &'a str,
+}
+
+#[derive(Serialize)]
+struct XBackupDriver {
+    #[serde(rename = "@type")]
+    format: &'static str,
+}
+
+/// `<domainbackup mode='push'>` copying the disk `disk` (and no other) to
+/// the new qcow2 file `target`.
+pub fn backup_xml(disk: &str, target: &Path) -> Result<String, LibvirtError> {
+    let target = target
+        .to_str()
+        .filter(|t| target.is_absolute() && !t.is_empty())
+        .ok_or_else(|| LibvirtError::InvalidSpec(format!("backup target {target:?}")))?;
+    let x = XBackup {
+        mode: "push",
+        disks: XBackupDisks {
+            disk: vec![XBackupDisk {
+                name: disk,
+                backup: "yes",
+                kind: "file",
+                target: XBackupTarget { file: target },
+                driver: XBackupDriver { format: "qcow2" },
+            }],
+        },
+    };
+    quick_xml::se::to_string(&x).map_err(|e| LibvirtError::Xml(e.to_string()))
+}
+
+/// What a finished copy read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiskCopy {
+    /// Bytes of the disk the job processed.
+    pub bytes: u64,
+    pub elapsed: Duration,
+}
+
+/// The state of the domain's job, as [`job_state`] reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum JobState {
+    Active,
+    Completed { bytes: u64 },
+    Failed(String),
+}
+
+/// What the job statistics say, as a pure decision: an active job is
+/// running; with none active, the last completed job's statistics tell
+/// success (only a backup's count: another job's record is no answer).
+fn job_state(
+    active_type: i32,
+    completed: Option<(i32, Option<i32>, Option<String>, u64)>,
+) -> JobState {
+    use virt::sys;
+    if active_type == sys::VIR_DOMAIN_JOB_BOUNDED as i32
+        || active_type == sys::VIR_DOMAIN_JOB_UNBOUNDED as i32
+    {
+        return JobState::Active;
+    }
+    match completed {
+        Some((t, op, _, bytes))
+            if t == sys::VIR_DOMAIN_JOB_COMPLETED as i32
+                && op.is_none_or(|o| o == sys::VIR_DOMAIN_JOB_OPERATION_BACKUP as i32) =>
+        {
+            JobState::Completed { bytes }
+        }
+        Some((_, _, msg, _)) => JobState::Failed(
+            msg.unwrap_or_else(|| "the backup job ended without completing".into()),
+        ),
+        None => JobState::Failed("the backup job ended without a record".into()),
+    }
+}
+
+impl Node {
+    /// Copies the disk [`GUEST_DISK`] of the running domain `name`, as it is
+    /// now, to the new file `target` (absolute; it must not exist, and the
+    /// hypervisor must be able to create it there) while the domain keeps
+    /// running. `Ok(None)`: no such running domain. Waits for the job; on a
+    /// failure or after `deadline` the job is aborted. Never removes
+    /// `target` (the caller's scratch area does).
+    pub async fn copy_running_disk(
+        &self,
+        name: &str,
+        target: &Path,
+        deadline: Duration,
+    ) -> Result<Option<DiskCopy>, LibvirtError> {
+        let xml = backup_xml(GUEST_DISK, target)?;
+        let started = Instant::now();
+        let n = name.to_owned();
+        let begun = self
+            .call(move |c| {
+                let Some(dom) = lookup(c, &n)? else {
+                    return Ok(false);
+                };
+                if !dom.is_active()? {
+                    return Ok(false);
+                }
+                backup_begin(&dom, &xml)?;
+                Ok(true)
+            })
+            .await?;
+        if !begun {
+            return Ok(None);
+        }
+        loop {
+            let state = match self.backup_job(name).await {
+                Ok(s) => s,
+                Err(e) => {
+                    self.abort_job(name).await;
+                    return Err(e);
+                }
+            };
+            match state {
+                JobState::Active if started.elapsed() > deadline => {
+                    self.abort_job(name).await;
+                    return Err(LibvirtError::JobFailed(format!(
+                        "the disk copy took longer than {} s and was aborted",
+                        deadline.as_secs()
+                    )));
+                }
+                JobState::Active => tokio::time::sleep(POLL).await,
+                JobState::Completed { bytes } => {
+                    return Ok(Some(DiskCopy {
+                        bytes,
+                        elapsed: started.elapsed(),
+                    }));
+                }
+                JobState::Failed(m) => return Err(LibvirtError::JobFailed(m)),
+            }
+        }
+    }
+
+    /// The state of `name`'s job (the domain gone counts as a failure: its
+    /// copy can no longer complete).
+    async fn backup_job(&self, name: &str) -> Result<JobState, LibvirtError> {
+        let n = name.to_owned();
+        self.call(move |c| {
+            let Some(dom) = lookup(c, &n)? else {
+                return Ok(JobState::Failed(
+                    "the domain stopped during the backup".into(),
+                ));
+            };
+            let active = match job_record(&dom, 0) {
+                Ok(r) => r.kind,
+                Err(LibvirtError::NotFound) => {
+                    return Ok(JobState::Failed(
+                        "the domain stopped during the backup".into(),
+                    ));
+                }
+                Err(e) => return Err(e),
+            };
+            let completed = if active == virt::sys::VIR_DOMAIN_JOB_BOUNDED as i32
+                || active == virt::sys::VIR_DOMAIN_JOB_UNBOUNDED as i32
+            {
+                None
+            } else {
+                job_record(&dom, virt::sys::VIR_DOMAIN_JOB_STATS_COMPLETED)
+                    .ok()
+                    .map(|r| (r.kind, r.operation, r.error, r.bytes))
+            };
+            Ok(job_state(active, completed))
+        })
+        .await
+    }
+
+    /// Aborts `name`'s job, best effort (it may have ended meanwhile).
+    async fn abort_job(&self, name: &str) {
+        let n = name.to_owned();
+        let r = self
+            .call(move |c| {
+                if let Some(dom) = lookup(c, &n)? {
+                    abort(&dom)?;
+                }
+                Ok(())
+            })
+            .await;
+        if let Err(e) = r {
+            tracing::warn!(domain = name, error = %e, "could not abort the backup job");
+        }
+    }
+}
+
+/// One job's record as `virDomainGetJobStats` gives it.
+struct JobRecord {
+    kind: i32,
+    operation: Option<i32>,
+    error: Option<String>,
+    bytes: u64,
+}
+
+/// `virDomainGetJobStats(dom, flags)`. Not `virt`'s `job_stats`: that one
+/// turns libvirt's parameter array into a `Vec` (a null pointer when there
+/// are none, and never freed with `virTypedParamsFree`); here the array is
+/// read with libvirt's own getters and freed by libvirt.
+#[allow(unsafe_code)]
+fn job_record(
+    dom: &virt::domain::Domain,
+    flags: virt::sys::virDomainGetJobStatsFlags,
+) -> Result<JobRecord, LibvirtError> {
+    use std::os::raw::{c_char, c_int, c_ulonglong};
+    use virt::sys;
+    let mut kind: c_int = 0;
+    let mut params: sys::virTypedParameterPtr = std::ptr::null_mut();
+    let mut n: c_int = 0;
+    // SAFETY: a live domain handle while we hold `dom`; libvirt allocates
+    // `params` (n entries, or null) and we free it below with its own free.
+    let rc = unsafe {
+        sys::virDomainGetJobStats(
+            dom.as_ptr(),
+            &raw mut kind,
+            &raw mut params,
+            &raw mut n,
+            flags,
+        )
+    };
+    if rc < 0 {
+        return Err(virt::error::Error::last_error().into());
+    }
+    let mut op: c_int = 0;
+    let mut msg: *const c_char = std::ptr::null();
+    let (mut disk, mut data): (c_ulonglong, c_ulonglong) = (0, 0);
+    // SAFETY: `params`/`n` are what libvirt returned (the getters accept a
+    // null array with n = 0 and find nothing); the names are NUL-terminated
+    // constants; a string found points into `params`, copied before the
+    // free; `params` is freed exactly once.
+    let record = unsafe {
+        let has_op = sys::virTypedParamsGetInt(
+            params,
+            n,
+            sys::VIR_DOMAIN_JOB_OPERATION.as_ptr(),
+            &raw mut op,
+        ) == 1;
+        let has_msg = sys::virTypedParamsGetString(
+            params,
+            n,
+            sys::VIR_DOMAIN_JOB_ERRMSG.as_ptr(),
+            &raw mut msg,
+        ) == 1;
+        let error = (has_msg && !msg.is_null())
+            .then(|| std::ffi::CStr::from_ptr(msg).to_string_lossy().into_owned());
+        let has_disk = sys::virTypedParamsGetULLong(
+            params,
+            n,
+            sys::VIR_DOMAIN_JOB_DISK_PROCESSED.as_ptr(),
+            &raw mut disk,
+        ) == 1;
+        if !has_disk {
+            sys::virTypedParamsGetULLong(
+                params,
+                n,
+                sys::VIR_DOMAIN_JOB_DATA_PROCESSED.as_ptr(),
+                &raw mut data,
+            );
+        }
+        sys::virTypedParamsFree(params, n);
+        JobRecord {
+            kind,
+            operation: has_op.then_some(op),
+            error,
+            bytes: if has_disk { disk } else { data },
+        }
+    };
+    Ok(record)
+}
+
+/// `virDomainBackupBegin(dom, xml, NULL, PRESERVE_SHUTDOWN_DOMAIN)`.
+#[allow(unsafe_code)]
+fn backup_begin(dom: &virt::domain::Domain, xml: &str) -> Result<(), LibvirtError> {
+    let xml = std::ffi::CString::new(xml).map_err(|e| LibvirtError::Xml(e.to_string()))?;
+    // SAFETY: `dom.as_ptr()` is a live domain handle while we hold `dom`;
+    // `xml` is a NUL-terminated string that outlives the call, and libvirt
+    // only reads it; a null checkpoint XML means "no checkpoint".
+    let rc = unsafe {
+        virt::sys::virDomainBackupBegin(
+            dom.as_ptr(),
+            xml.as_ptr(),
+            std::ptr::null(),
+            virt::sys::VIR_DOMAIN_BACKUP_BEGIN_PRESERVE_SHUTDOWN_DOMAIN,
+        )
+    };
+    if rc < 0 {
+        return Err(virt::error::Error::last_error().into());
+    }
+    Ok(())
+}
+
+/// `virDomainAbortJob(dom)`.
+#[allow(unsafe_code)]
+fn abort(dom: &virt::domain::Domain) -> Result<(), LibvirtError> {
+    // SAFETY: `dom.as_ptr()` is a live domain handle while we hold `dom`.
+    let rc = unsafe { virt::sys::virDomainAbortJob(dom.as_ptr()) };
+    if rc < 0 {
+        return Err(virt::error::Error::last_error().into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use virt::sys;
+
+    #[test]
+    fn the_backup_xml_copies_one_disk_to_the_target() {
+        let xml = backup_xml("vda", Path::new("/data/backup/scratch/x/full.qcow2")).expect("xml");
+        assert_eq!(
+            xml,
+            "<domainbackup mode=\"push\"><disks><disk name=\"vda\" backup=\"yes\" type=\"file\">\
+             <target file=\"/data/backup/scratch/x/full.qcow2\"/><driver type=\"qcow2\"/>\
+             </disk></disks></domainbackup>"
+        );
+    }
+
+    #[test]
+    fn the_target_is_escaped_and_must_be_absolute() {
+        let xml = backup_xml("vda", Path::new("/d/a'b\"<c>&.qcow2")).expect("xml");
+        assert!(
+            xml.contains("file=\"/d/a&apos;b&quot;&lt;c&gt;&amp;.qcow2\""),
+            "{xml}"
+        );
+        assert!(matches!(
+            backup_xml("vda", Path::new("rel.qcow2")),
+            Err(LibvirtError::InvalidSpec(_))
+        ));
+    }
+
+    #[test]
+    fn a_job_is_done_only_when_a_backup_completed() {
+        let bounded = sys::VIR_DOMAIN_JOB_BOUNDED as i32;
+        let none = sys::VIR_DOMAIN_JOB_NONE as i32;
+        let done = sys::VIR_DOMAIN_JOB_COMPLETED as i32;
+        let failed = sys::VIR_DOMAIN_JOB_FAILED as i32;
+        let backup = Some(sys::VIR_DOMAIN_JOB_OPERATION_BACKUP as i32);
+        assert_eq!(job_state(bounded, None), JobState::Active);
+        assert_eq!(
+            job_state(none, Some((done, backup, None, 7))),
+            JobState::Completed { bytes: 7 }
+        );
+        assert!(matches!(
+            job_state(none, Some((failed, backup, Some("No space left on device".into()), 0))),
+            JobState::Failed(m) if m.contains("No space")
+        ));
+        // A migration's record after the copy vanished is no success.
+        let migration = Some(sys::VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT as i32);
+        assert!(matches!(
+            job_state(none, Some((done, migration, None, 1))),
+            JobState::Failed(_)
+        ));
+        assert!(matches!(job_state(none, None), JobState::Failed(_)));
+    }
+}
