@@ -506,7 +506,7 @@ impl Sso {
             display_name,
             attributes: person.attributes,
         };
-        let signed_in = self.finish(&identity, flow).await?;
+        let signed_in = self.finish(&identity, flow.next).await?;
         super::bind_session_index(&self.pool, &signed_in.token, ticket).await?;
         Ok(signed_in)
     }
@@ -583,7 +583,7 @@ impl Sso {
             display_name: claims.display_name,
             attributes: claims.attributes,
         };
-        self.finish(&identity, flow).await
+        self.finish(&identity, flow.next).await
     }
 
     /// The flow a callback returns to (once): a callback this browser did
@@ -594,7 +594,7 @@ impl Sso {
     }
 
     /// Signs a campus identity in at the end of a redirect flow.
-    async fn finish(&self, identity: &Identity, flow: Flow) -> Result<SsoSignedIn, SsoError> {
+    async fn finish(&self, identity: &Identity, next: String) -> Result<SsoSignedIn, SsoError> {
         let (user, token) = self
             .audited(
                 &identity.provider,
@@ -602,11 +602,7 @@ impl Sso {
                 self.sign_in(identity).await,
             )
             .await?;
-        Ok(SsoSignedIn {
-            user,
-            token,
-            next: flow.next,
-        })
+        Ok(SsoSignedIn { user, token, next })
     }
 
     /// Ends the session of `token`; for a session a campus provider opened,
@@ -745,8 +741,6 @@ impl Sso {
     }
 }
 
-/// What the provider sent back to the callback.
-#[derive(Debug, Clone, Copy)]
 /// The two redirect protocols of campus sign-in (LDAP has a form instead).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
@@ -756,6 +750,7 @@ pub enum Protocol {
 
 /// What the provider sent the browser back with (for CAS, `code` is the
 /// service ticket and `error` is always `None`).
+#[derive(Debug, Clone, Copy)]
 pub struct Callback<'a> {
     pub state: &'a str,
     pub code: Option<&'a str>,

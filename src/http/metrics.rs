@@ -229,11 +229,11 @@ fn service_levels(out: &mut String, e: &crate::slo::exposition::Exposition) {
         e.starts.ok, e.starts.failed
     );
     let h = &e.starts.duration;
-    header(
+    // Written out, so the deploy check (alerts/deploy_check.rs) sees the
+    // histogram's TYPE line beside its series.
+    let _ = writeln!(
         out,
-        "pvce_vm_start_duration_seconds",
-        "Time from a successful start's request to the VM running.",
-        "histogram",
+        "# HELP pvce_vm_start_duration_seconds Time from a successful start's request to the VM running.\n# TYPE pvce_vm_start_duration_seconds histogram"
     );
     for (le, n) in &h.buckets {
         let _ = writeln!(

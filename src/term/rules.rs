@@ -468,7 +468,8 @@ mod tests {
                 prop_assert!(notice_shown(c, now));
                 let held = holds.holds_student(n.course_id, n.user_id);
                 prop_assert_eq!(n.download_until, if held { None } else { c.download_until() });
-                prop_assert!(students.contains(&Student { course_id: n.course_id, user_id: n.user_id }));
+                let student = Student { course_id: n.course_id, user_id: n.user_id };
+                prop_assert!(students.contains(&student), "a notice for someone not enrolled");
             }
             // Everyone due and not told is selected.
             for s in &students {

@@ -541,9 +541,9 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
         assert!(qemu_img::snapshot_tags(&img).await.is_err(), "locked");
-        let started = std::time::Instant::now();
+        // Locked just before, free just after: settle waited for the writer
+        // (no bound on how long that took — a loaded machine stretches it).
         settle(&img).await.expect("settles");
-        assert!(started.elapsed() >= std::time::Duration::from_millis(500));
         assert!(qemu_img::snapshot_tags(&img).await.is_ok());
         let _ = holder.wait().await;
     }
