@@ -23,9 +23,11 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use pvce::auth::Role;
 use pvce::config::Config;
-use serde_json::{Value, json};
+use serde_json::json;
 
-const PASSWORD: &str = "bench-password";
+mod support;
+
+use support::BENCH_PASSWORD as PASSWORD;
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
@@ -205,16 +207,7 @@ fn run_mode(inline: bool, clients: usize, secs: u64, with_idle: bool) -> Vec<Row
         .build()
         .unwrap();
     let rows = client_rt.block_on(async {
-        let v: Value = reqwest::Client::new()
-            .post(format!("{base}/api/auth/login"))
-            .json(&json!({"username": "bench-watch", "password": PASSWORD}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let token = v["token"].as_str().unwrap().to_owned();
+        let token = support::login(&reqwest::Client::new(), &base, "bench-watch").await;
         let mode = if inline { "inline" } else { "pool" };
         let mut rows = Vec::new();
         if with_idle {

@@ -18,10 +18,9 @@
 //! The job is then watched with `virDomainGetJobStats`, also called directly
 //! (see [`job_record`] for why not through `virt`).
 //!
-//! `PRESERVE_SHUTDOWN_DOMAIN`: a guest that powers itself off during the
-//! copy is paused instead until the job is over, then shut down by libvirt,
-//! so a student's shutdown never breaks the backup and never loses the
-//! copy. A job that fails or outlives its deadline is aborted
+//! `PRESERVE_SHUTDOWN_DOMAIN` (where libvirt has it): a guest that powers
+//! itself off during the copy is paused instead until the job is over, then
+//! shut down by libvirt, so a student's shutdown never breaks the backup. A job that fails or outlives its deadline is aborted
 //! (`virDomainAbortJob`); the caller removes the target.
 //!
 //! The backup XML is built from typed structs and serialised (never
@@ -335,23 +334,41 @@ fn job_record(
     Ok(record)
 }
 
-/// `virDomainBackupBegin(dom, xml, NULL, PRESERVE_SHUTDOWN_DOMAIN)`.
-#[allow(unsafe_code)]
+/// `virDomainBackupBegin(dom, xml, NULL, PRESERVE_SHUTDOWN_DOMAIN)`, or
+/// without the flag where libvirt does not know it yet (it came with
+/// libvirt 10.x; Debian 12 ships 9.0, which refuses it as an unsupported
+/// flag): there a guest that powers off mid-copy fails the job, and the
+/// layer is backed up by the next run, from the stopped VM's file.
 fn backup_begin(dom: &virt::domain::Domain, xml: &str) -> Result<(), LibvirtError> {
     let xml = std::ffi::CString::new(xml).map_err(|e| LibvirtError::Xml(e.to_string()))?;
+    let preserve = virt::sys::VIR_DOMAIN_BACKUP_BEGIN_PRESERVE_SHUTDOWN_DOMAIN;
+    match backup_begin_with(dom, &xml, preserve) {
+        Err(e)
+            if matches!(
+                e.code(),
+                virt::enumutil::Enum::Known(virt::error::ErrorNumber::InvalidArg)
+            ) =>
+        {
+            backup_begin_with(dom, &xml, 0).map_err(Into::into)
+        }
+        other => other.map_err(Into::into),
+    }
+}
+
+#[allow(unsafe_code)]
+fn backup_begin_with(
+    dom: &virt::domain::Domain,
+    xml: &std::ffi::CStr,
+    flags: std::os::raw::c_uint,
+) -> Result<(), virt::error::Error> {
     // SAFETY: `dom.as_ptr()` is a live domain handle while we hold `dom`;
     // `xml` is a NUL-terminated string that outlives the call, and libvirt
     // only reads it; a null checkpoint XML means "no checkpoint".
     let rc = unsafe {
-        virt::sys::virDomainBackupBegin(
-            dom.as_ptr(),
-            xml.as_ptr(),
-            std::ptr::null(),
-            virt::sys::VIR_DOMAIN_BACKUP_BEGIN_PRESERVE_SHUTDOWN_DOMAIN,
-        )
+        virt::sys::virDomainBackupBegin(dom.as_ptr(), xml.as_ptr(), std::ptr::null(), flags)
     };
     if rc < 0 {
-        return Err(virt::error::Error::last_error().into());
+        return Err(virt::error::Error::last_error());
     }
     Ok(())
 }
