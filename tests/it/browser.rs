@@ -30,11 +30,17 @@ fn artifact_dir() -> PathBuf {
     dir
 }
 
-/// Browser tests run alone (see `common::gate`): they always ran one at a
-/// time, and their scripts' page timeouts were set for a machine with no
-/// other guest booting beside Chromium.
+/// Browser tests that boot guests (or drive the multi-node rig) run alone
+/// (see `common::gate`): their scripts wait on consoles and guests whose
+/// time under TCG doubles when another guest boots beside Chromium.
 async fn one_at_a_time() -> std::sync::Arc<common::gate::Pass> {
     common::gate::alone().await
+}
+
+/// Browser tests that boot no guest: one Chromium at a time, beside one
+/// ordinary test (see `common::gate::browser`).
+async fn one_chromium() -> std::sync::Arc<common::gate::Pass> {
+    common::gate::browser().await
 }
 
 fn check_tools() {
@@ -174,7 +180,7 @@ fn assert_png(path: &Path) {
 
 #[tokio::test]
 async fn login_page_language_switch_and_logout() {
-    let _serial = one_at_a_time().await;
+    let _serial = one_chromium().await;
     let env = TestEnv::start().await;
     env.user("test-web-lonely", Role::Student).await;
     let base = env.server.url();
@@ -333,7 +339,7 @@ async fn student_sees_vm_details_and_when_a_stopping_vm_is_forced_off() {
 
 #[tokio::test]
 async fn teacher_imports_an_image_creates_a_course_and_enrols_students() {
-    let _serial = one_at_a_time().await;
+    let _serial = one_chromium().await;
     let image = tokio::task::spawn_blocking(common::tiny_image)
         .await
         .unwrap();
@@ -446,7 +452,7 @@ async fn teacher_derives_and_seals_a_template_in_the_browser() {
 /// real personal layer.
 #[tokio::test]
 async fn student_snapshots_exports_and_imports_in_the_browser() {
-    let _serial = one_at_a_time().await;
+    let _serial = one_chromium().await;
     let env = TestEnv::start().await;
     env.user("test-ui-teacher", Role::Teacher).await;
     env.user("test-ui-student", Role::Student).await;
@@ -729,7 +735,7 @@ async fn teacher_collects_unenrols_and_deletes_a_course_in_the_browser() {
 /// their own first (issue 21).
 #[tokio::test]
 async fn admin_resets_a_password_and_the_user_must_change_it() {
-    let _serial = one_at_a_time().await;
+    let _serial = one_chromium().await;
     let env = TestEnv::start().await;
     env.user("test-ui-admin", Role::Admin).await;
     env.user("test-ui-forgetful", Role::Student).await;
@@ -768,7 +774,7 @@ async fn admin_resets_a_password_and_the_user_must_change_it() {
 /// the screenshots land in `target/screens/` (`scripts/screens.sh`).
 #[tokio::test]
 async fn every_page_passes_axe_in_both_languages_on_desktop_and_phone() {
-    let _serial = one_at_a_time().await;
+    let _serial = one_chromium().await;
     let env = TestEnv::start().await;
     env.user("test-ui-admin", Role::Admin).await;
     env.user("test-ui-teacher", Role::Teacher).await;
@@ -874,7 +880,7 @@ async fn a_student_reports_from_the_desktop_and_staff_resolve_it() {
 /// refused) and the stats charts, in Chinese and English.
 #[tokio::test]
 async fn the_queue_shows_sla_levels_and_admins_edit_sla_settings() {
-    let _serial = one_at_a_time().await;
+    let _serial = one_chromium().await;
     let env = TestEnv::start().await;
     let admin_u = env.user("test-sla-admin", Role::Admin).await;
     let staff_u = env.user("test-sla-staff", Role::Staff).await;
@@ -991,7 +997,7 @@ async fn the_queue_shows_sla_levels_and_admins_edit_sla_settings() {
 /// prefixes and saves; a teacher links their software request to a template.
 #[tokio::test]
 async fn a_student_reads_notifications_from_the_bell_in_both_languages() {
-    let _serial = one_at_a_time().await;
+    let _serial = one_chromium().await;
     let env = TestEnv::start().await;
     env.user("test-ui-nstudent", Role::Student).await;
     let staff_id = env.user("test-ui-nstaff", Role::Staff).await["id"]
@@ -1115,7 +1121,7 @@ async fn a_student_reads_notifications_from_the_bell_in_both_languages() {
 /// status dot, in both languages.
 #[tokio::test]
 async fn admin_reads_the_slo_page_and_a_student_the_status_page() {
-    let _serial = one_at_a_time().await;
+    let _serial = one_chromium().await;
     let env = TestEnv::start().await;
     let lab = lab::course_with_student_vm(&env, "test-ui-slo").await;
     env.user("test-ui-admin", Role::Admin).await;
@@ -1219,7 +1225,7 @@ async fn admin_reads_the_slo_page_and_a_student_the_status_page() {
 /// admin edits them (a bad rule refused) and runs an inspection.
 #[tokio::test]
 async fn staff_acknowledge_an_alert_and_an_admin_edits_rules_and_runs_an_inspection() {
-    let _serial = one_at_a_time().await;
+    let _serial = one_chromium().await;
     let env = crate::alerts::env().await;
     env.user("test-ui-al-staff", Role::Staff).await;
     env.user("test-ui-al-admin", Role::Admin).await;
@@ -1275,7 +1281,7 @@ async fn staff_acknowledge_an_alert_and_an_admin_edits_rules_and_runs_an_inspect
 
 #[tokio::test]
 async fn admin_publishes_a_service_report_and_a_teacher_reads_it() {
-    let _serial = one_at_a_time().await;
+    let _serial = one_chromium().await;
     let env = TestEnv::start().await;
     let mut ids = Vec::new();
     for (name, role) in [
@@ -1324,7 +1330,7 @@ async fn admin_publishes_a_service_report_and_a_teacher_reads_it() {
 /// staff. A system incident's title is worded in each reader's language.
 #[tokio::test]
 async fn staff_edit_an_article_and_an_admin_retires_it() {
-    let _serial = one_at_a_time().await;
+    let _serial = one_chromium().await;
     let env = TestEnv::start().await;
     env.user("test-kbui-admin", Role::Admin).await;
     env.user("test-kbui-staff", Role::Staff).await;
@@ -1392,7 +1398,7 @@ async fn staff_edit_an_article_and_an_admin_retires_it() {
 /// course; the VM need not run for that.
 #[tokio::test]
 async fn a_course_without_clipboard_hides_pasting_on_the_desktop() {
-    let _serial = one_at_a_time().await;
+    let _serial = one_chromium().await;
     let env = TestEnv::start().await;
     env.user("test-web-clip-teacher", Role::Teacher).await;
     env.user("test-web-clip-student", Role::Student).await;
@@ -1427,7 +1433,7 @@ async fn a_course_without_clipboard_hides_pasting_on_the_desktop() {
 /// keyboard, and a top bar that never sticks out of the viewport.
 #[tokio::test]
 async fn every_role_navigates_by_keyboard_and_the_top_bar_fits_from_phone_to_wide_screen() {
-    let _serial = one_at_a_time().await;
+    let _serial = one_chromium().await;
     let env = TestEnv::start().await;
     let users = json!({
         "student": "test-nav-student",
@@ -1518,7 +1524,7 @@ async fn serial_console_and_keyboard_layouts_in_the_browser() {
 /// class page (issue 18); the API then has it off, the other one on.
 #[tokio::test]
 async fn a_teacher_edits_the_clipboard_switches_of_an_existing_course() {
-    let _serial = one_at_a_time().await;
+    let _serial = one_chromium().await;
     let env = TestEnv::start().await;
     env.user("test-web-clipedit-teacher", Role::Teacher).await;
     let teacher = env.client("test-web-clipedit-teacher").await;
@@ -1554,7 +1560,7 @@ async fn a_teacher_edits_the_clipboard_switches_of_an_existing_course() {
 /// restores the point from the VM's panel.
 #[tokio::test]
 async fn admin_runs_a_backup_and_the_student_restores_it_in_the_browser() {
-    let _serial = one_at_a_time().await;
+    let _serial = one_chromium().await;
     let repo_dir = tempfile::Builder::new()
         .prefix("test-pvce-repo-")
         .tempdir()
@@ -1615,7 +1621,7 @@ async fn admin_runs_a_backup_and_the_student_restores_it_in_the_browser() {
 /// rules gave, and signing out through the provider.
 #[tokio::test]
 async fn campus_sign_in_through_the_login_page() {
-    let _serial = one_at_a_time().await;
+    let _serial = one_chromium().await;
     let op = crate::sso::Provider::start().await;
     let auth_dir = tempfile::tempdir().unwrap();
     let auth_file = op.auth_file(auth_dir.path());
@@ -1651,7 +1657,7 @@ async fn campus_sign_in_through_the_login_page() {
 /// out through the CAS logout.
 #[tokio::test]
 async fn cas_sign_in_through_the_login_page() {
-    let _serial = one_at_a_time().await;
+    let _serial = one_chromium().await;
     let cas = crate::cas::CasServer::start().await;
     cas.set_users(json!({
         "test-web-li": {"password": "pw-web-li", "attributes": {"uid": "test-web-li", "personCategory": "02"}}
@@ -1685,7 +1691,7 @@ async fn cas_sign_in_through_the_login_page() {
 /// right one signs a faculty member in as a teacher.
 #[tokio::test]
 async fn directory_sign_in_through_the_login_page() {
-    let _serial = one_at_a_time().await;
+    let _serial = one_chromium().await;
     let slapd = crate::ldap::Slapd::start().await;
     slapd.ready().await;
     let auth_dir = tempfile::tempdir().unwrap();
@@ -1716,7 +1722,7 @@ async fn directory_sign_in_through_the_login_page() {
 /// that disables the person the directory marked gone.
 #[tokio::test]
 async fn teacher_links_a_course_and_admin_syncs_the_directory() {
-    let _serial = one_at_a_time().await;
+    let _serial = one_chromium().await;
     let slapd = crate::ldap::Slapd::start().await;
     slapd.ready().await;
     let auth_dir = tempfile::tempdir().unwrap();
@@ -1776,7 +1782,7 @@ async fn teacher_links_a_course_and_admin_syncs_the_directory() {
 /// and a hostile name typed at the sign-in form shown as text.
 #[tokio::test]
 async fn admin_reads_filters_and_downloads_the_audit_log() {
-    let _serial = one_at_a_time().await;
+    let _serial = one_chromium().await;
     let env = TestEnv::start().await;
     env.user("test-ui-auditor", Role::Admin).await;
     let hostile = "<img src=x onerror=window.__pwned=1>";
@@ -1821,7 +1827,7 @@ async fn admin_reads_filters_and_downloads_the_audit_log() {
 /// the course card in English and Chinese. No VM runs.
 #[tokio::test]
 async fn teacher_keeps_a_timetable_and_the_student_sees_it_in_the_browser() {
-    let _serial = one_at_a_time().await;
+    let _serial = one_chromium().await;
     // No class-time loop: it would pre-start the VM of the ongoing session
     // below (a guest booting beside Chromium); the page only reads.
     let env = TestEnv::start_with(|c| c.class_interval_secs = 0).await;
@@ -1905,7 +1911,7 @@ async fn teacher_keeps_a_timetable_and_the_student_sees_it_in_the_browser() {
 /// manager would have, at chosen times in the past.
 #[tokio::test]
 async fn teacher_sets_quotas_and_the_student_sees_hours_left_in_the_browser() {
-    let _serial = one_at_a_time().await;
+    let _serial = one_chromium().await;
     let env = TestEnv::start_with(|c| c.class_interval_secs = 0).await;
     env.user("test-ui-q-teacher", Role::Teacher).await;
     env.user("test-ui-q-student", Role::Student).await;
@@ -1979,7 +1985,7 @@ async fn teacher_sets_quotas_and_the_student_sees_hours_left_in_the_browser() {
 /// that course's end (English, then Chinese). No VM runs.
 #[tokio::test]
 async fn the_end_of_a_term_and_my_data_in_the_browser() {
-    let _serial = one_at_a_time().await;
+    let _serial = one_chromium().await;
     let env = TestEnv::start().await;
     env.user("test-ui-term-teacher", Role::Teacher).await;
     env.user("test-ui-term-admin", Role::Admin).await;

@@ -14,6 +14,11 @@
 //! `RwLock` is fair: a waiting writer queues the readers behind it, so an
 //! alone test is not starved). A test that starts neither needs no pass.
 //!
+//! Browser tests that boot no guest take [`browser`]: a shared pass, and
+//! the one Chromium slot — two Chromiums at once would starve each other's
+//! page timeouts on two cores, but one beside an ordinary test is fine.
+//! Browser tests that boot guests (or the rig) still run [`alone`].
+//!
 //! A pass belongs to the test's thread (libtest runs each test on a thread
 //! of its own and `#[tokio::test]` drives the test's future on it): asking
 //! again on the same thread hands out the pass already held, so a test with
@@ -24,9 +29,11 @@ use std::cell::RefCell;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use tokio::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 static GATE: RwLock<()> = RwLock::const_new(());
+/// The one Chromium slot of [`browser`].
+static CHROMIUM: Mutex<()> = Mutex::const_new(());
 
 /// Held for as long as the test runs beside others (shared) or alone.
 pub struct Pass {
@@ -47,6 +54,7 @@ impl Drop for Pass {
         };
         let kind = match self.guard {
             Guard::Shared { .. } => "shared",
+            Guard::Browser { .. } => "browser",
             Guard::Alone { .. } => "alone",
         };
         let name = std::thread::current().name().unwrap_or("?").to_owned();
@@ -69,6 +77,11 @@ impl Drop for Pass {
 enum Guard {
     Shared {
         _guard: RwLockReadGuard<'static, ()>,
+    },
+    /// Field order is drop order: the shared pass goes before the slot.
+    Browser {
+        _guard: RwLockReadGuard<'static, ()>,
+        _chromium: MutexGuard<'static, ()>,
     },
     Alone {
         _guard: RwLockWriteGuard<'static, ()>,
@@ -98,6 +111,30 @@ pub async fn shared() -> Arc<Pass> {
     let guard = GATE.read().await;
     remember(Pass {
         guard: Guard::Shared { _guard: guard },
+        since: Instant::now(),
+        waited: asked.elapsed(),
+    })
+}
+
+/// A shared pass that also holds the one Chromium slot: for a browser test
+/// that boots no guest. The slot is taken first, so a browser test waiting
+/// for it holds no shared pass that would keep an [`alone`] test waiting.
+pub async fn browser() -> Arc<Pass> {
+    if let Some(p) = held() {
+        assert!(
+            !matches!(p.guard, Guard::Shared { .. }),
+            "take gate::browser() before starting a server"
+        );
+        return p;
+    }
+    let asked = Instant::now();
+    let chromium = CHROMIUM.lock().await;
+    let guard = GATE.read().await;
+    remember(Pass {
+        guard: Guard::Browser {
+            _guard: guard,
+            _chromium: chromium,
+        },
         since: Instant::now(),
         waited: asked.elapsed(),
     })
@@ -138,6 +175,18 @@ async fn a_pass_is_the_threads_and_keeps_alone_tests_out() {
     assert!(traded.is_err(), "alone() after a shared pass must refuse");
     drop(pass);
     assert!(held().is_none(), "the pass ends with its last holder");
+}
+
+#[tokio::test]
+async fn a_browser_pass_runs_beside_others_but_not_beside_another_browser() {
+    let pass = browser().await;
+    // A read guard: ordinary tests run beside it (a queued alone test may
+    // make try_read fail, so the kind of guard is what is checked).
+    assert!(matches!(pass.guard, Guard::Browser { .. }));
+    assert!(GATE.try_write().is_err(), "nobody runs alone meanwhile");
+    assert!(CHROMIUM.try_lock().is_err(), "no second Chromium meanwhile");
+    // Its own server (a TestEnv) reuses the browser pass.
+    assert!(Arc::ptr_eq(&pass, &shared().await));
 }
 
 #[tokio::test]
