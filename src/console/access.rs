@@ -40,6 +40,19 @@ pub struct Issued {
     pub expires_in: Duration,
 }
 
+/// What a request to open a console gets.
+#[derive(Debug)]
+pub enum Grant {
+    /// A token for a session through the proxy.
+    Token(Issued),
+    /// Watching a console the proxy cannot filter (SPICE streams are
+    /// relayed untouched, so input could not be kept from the guest): no
+    /// session at all, the viewer shows the VM's live picture instead
+    /// (`GET /api/vms/{id}/screen`, [`crate::wall`]), whose first fetch
+    /// records the watch ([`Console::record_picture_watch`]).
+    Picture { vm_id: Uuid, protocol: GraphicsKind },
+}
+
 /// A redeemed token that may open a session, and where the session goes.
 #[derive(Debug)]
 pub struct Admitted {
@@ -167,7 +180,7 @@ impl Console {
         user: &User,
         vm_id: Uuid,
         view_only: bool,
-    ) -> Result<Issued, ConsoleError> {
+    ) -> Result<Grant, ConsoleError> {
         match self.vms.get_for(user, vm_id).await {
             Ok(_) => {}
             Err(VmError::NotFound) if view_only && user.role == crate::auth::Role::Staff => {
@@ -183,17 +196,20 @@ impl Console {
 
     /// [`Console::issue`] for a caller that has decided the user may open
     /// the console this way (a class watching their teacher's screen).
+    /// View-only of a SPICE console is the live picture ([`Grant::Picture`]).
     pub async fn issue_checked(
         &self,
         user: &User,
         vm_id: Uuid,
         view_only: bool,
-    ) -> Result<Issued, ConsoleError> {
+    ) -> Result<Grant, ConsoleError> {
         let (vm, _, _, protocol) = self.endpoint(vm_id).await?;
         let node_id = vm.node_id.ok_or(ConsoleError::NotRunning)?;
         if view_only && protocol != GraphicsKind::Vnc {
-            // SPICE streams are relayed untouched: input cannot be filtered.
-            return Err(ConsoleError::NoGraphics("view-only (VNC)"));
+            return Ok(Grant::Picture {
+                vm_id: vm.id,
+                protocol,
+            });
         }
         let boot = vm.last_started_at.clone().unwrap_or_default();
         let token = if view_only {
@@ -203,11 +219,18 @@ impl Console {
         };
         let mode = if view_only { "view" } else { "control" };
         self.record_open(user, &vm, "browser", mode).await;
-        Ok(Issued {
+        Ok(Grant::Token(Issued {
             token,
             protocol,
             expires_in: self.hub.ttl,
-        })
+        }))
+    }
+
+    /// Records that `user` started watching `vm`'s live picture (a view,
+    /// like a view-only console: the audit log, and the event log for
+    /// someone else's VM). The caller calls it once per watch.
+    pub async fn record_picture_watch(&self, user: &User, vm: &Vm) {
+        self.record_open(user, vm, "picture", "view").await;
     }
 
     /// Redeems a token for a session: `session_user` is the user whose
@@ -379,11 +402,11 @@ impl Console {
         })
     }
 
-    /// Records that `user` opened `vm`'s console (`via` the browser or a
-    /// native viewer; `mode` "view" or "control") — every open, so a
-    /// teacher or staff member viewing a student's screen is always on
-    /// record (`detail.other_user`), in the audit log and, for someone
-    /// else's VM, in the event log (watched / taken over).
+    /// Records that `user` opened `vm`'s console (`via` the browser, a
+    /// native viewer or the live picture; `mode` "view" or "control") —
+    /// every open, so a teacher or staff member viewing a student's screen
+    /// is always on record (`detail.other_user`), in the audit log and, for
+    /// someone else's VM, in the event log (watched / taken over).
     async fn record_open(&self, user: &User, vm: &Vm, via: &str, mode: &str) {
         use crate::audit::{Action, Actor, Entry};
         let (target, owner, course) = crate::vms::audit_target(&self.pool, vm).await;

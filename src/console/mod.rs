@@ -77,7 +77,8 @@ pub mod rfb;
 pub mod serial;
 mod viewonly;
 pub use access::{
-    Admitted, Console, Issued, SerialAdmitted, SerialIssued, ViewerPassword, password_expired,
+    Admitted, Console, Grant, Issued, SerialAdmitted, SerialIssued, ViewerPassword,
+    password_expired,
 };
 pub use rfb::{RfbError, vnc_auth_response};
 pub use viewonly::{UnknownMessage, ViewOnly};
@@ -202,8 +203,6 @@ pub enum ConsoleError {
     TooMany(&'static str),
     #[error("the request's Origin is not allowed")]
     BadOrigin,
-    #[error("the VM has no {0} console")]
-    NoGraphics(&'static str),
     /// The VM is not the user's to reach, or not running (issuing a token).
     #[error(transparent)]
     Vm(#[from] crate::vms::VmError),

@@ -1,4 +1,5 @@
-//! `POST /api/vms/{id}/console` (issue a token), `GET /ws/console` (the
+//! `POST /api/vms/{id}/console` (issue a token; watching a SPICE console
+//! answers with the live picture's URL instead), `GET /ws/console` (the
 //! relay), `POST /api/vms/{id}/serial` and `GET /ws/serial` (the same for the
 //! rescue serial console) and `GET /api/vms/{id}/console.vv` (a virt-viewer file with a
 //! one-time console password; the response is never cached or logged).
@@ -14,7 +15,7 @@ use serde_json::json;
 
 use super::error::ApiError;
 use super::extract::{ApiQuery, CurrentUser, IdPath};
-use crate::console::{ConsoleError, ConsoleKind};
+use crate::console::{ConsoleError, ConsoleKind, Grant};
 use crate::libvirt::GraphicsKind;
 use crate::state::AppState;
 
@@ -61,14 +62,29 @@ async fn issue(
     } else {
         serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(e.to_string()))?
     };
-    let t = state.console.issue(&me.user, id, opts.view_only).await?;
-    Ok(Json(json!({
-        "url": format!("/ws/console?token={}", t.token),
-        "token": t.token,
-        "protocol": protocol(t.protocol),
-        "expires_in": t.expires_in.as_secs(),
-        "view_only": opts.view_only,
-    })))
+    let grant = state.console.issue(&me.user, id, opts.view_only).await?;
+    Ok(Json(grant_json(grant, opts.view_only)))
+}
+
+/// The answer to a console request: a token for the WebSocket (`mode`
+/// `console`), or the live picture to fetch (`mode` `picture`).
+pub(super) fn grant_json(grant: Grant, view_only: bool) -> serde_json::Value {
+    match grant {
+        Grant::Token(t) => json!({
+            "mode": "console",
+            "url": format!("/ws/console?token={}", t.token),
+            "token": t.token,
+            "protocol": protocol(t.protocol),
+            "expires_in": t.expires_in.as_secs(),
+            "view_only": view_only,
+        }),
+        Grant::Picture { vm_id, protocol: p } => json!({
+            "mode": "picture",
+            "picture_url": format!("/api/vms/{vm_id}/screen"),
+            "protocol": protocol(p),
+            "view_only": true,
+        }),
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -655,7 +655,7 @@ impl From<ConsoleError> for ApiError {
             ConsoleError::BadOrigin => {
                 Self::new(StatusCode::FORBIDDEN, "bad_origin", e.to_string())
             }
-            ConsoleError::NotRunning | ConsoleError::NoGraphics(_) => {
+            ConsoleError::NotRunning => {
                 Self::new(StatusCode::CONFLICT, "vm_not_running", e.to_string())
             }
             ConsoleError::TooMany(_) => Self::new(

@@ -1,6 +1,8 @@
 //! The teacher's video wall and assist: `GET /api/courses/{id}/wall` (a
 //! course's VMs with thumbnail URLs, hands, watchers), `GET
-//! /api/vms/{id}/thumbnail` (PNG of the screen, ~1 s fresh), the student's
+//! /api/vms/{id}/thumbnail` (PNG of the screen, ~1 s fresh), `GET
+//! /api/vms/{id}/screen` (the same at full size: a live picture watched
+//! view-only), the student's
 //! hand (`POST`/`DELETE /api/vms/{id}/hand`), `GET /api/vms/{id}/assist`
 //! (hand and watchers: the desktop's banner), and the teacher's
 //! presentation to the class (`/api/courses/{id}/presentation`, its
@@ -12,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::json;
+use std::time::Instant;
 
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiQuery, CurrentUser, IdPath};
@@ -37,6 +39,7 @@ pub fn router() -> Router<AppState> {
         )
         .route("/api/courses/{id}/teacher-vm", post(teacher_vm))
         .route("/api/vms/{id}/thumbnail", get(thumbnail))
+        .route("/api/vms/{id}/screen", get(screen))
         .route("/api/vms/{id}/hand", post(raise).delete(lower))
         .route("/api/vms/{id}/assist", get(assist))
 }
@@ -61,7 +64,25 @@ async fn wall(
         running: q.running,
         hands: q.hands,
     };
-    Ok(Json(state.wall.wall(&me.user, id, filter).await?))
+    Ok(Json(
+        state
+            .wall
+            .wall(&me.user, id, filter, Instant::now())
+            .await?,
+    ))
+}
+
+/// A picture of a screen: a new one every second, so never from a cache.
+fn png(bytes: bytes::Bytes) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "image/png"),
+            (header::CACHE_CONTROL, "no-store"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        bytes,
+    )
+        .into_response()
 }
 
 async fn thumbnail(
@@ -69,20 +90,16 @@ async fn thumbnail(
     me: CurrentUser,
     IdPath(id): IdPath,
 ) -> Result<Response, ApiError> {
-    let shot = state
-        .wall
-        .thumbnail(&me.user, id, std::time::Instant::now())
-        .await?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, "image/png"),
-            // A new picture every second: never from a cache.
-            (header::CACHE_CONTROL, "no-store"),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        ],
-        shot.png,
-    )
-        .into_response())
+    let shot = state.wall.thumbnail(&me.user, id, Instant::now()).await?;
+    Ok(png(shot.png))
+}
+
+async fn screen(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    IdPath(id): IdPath,
+) -> Result<Response, ApiError> {
+    Ok(png(state.wall.screen(&me.user, id, Instant::now()).await?))
 }
 
 async fn raise(
@@ -90,7 +107,9 @@ async fn raise(
     me: CurrentUser,
     IdPath(id): IdPath,
 ) -> Result<Json<Assist>, ApiError> {
-    Ok(Json(state.wall.raise_hand(&me.user, id).await?))
+    Ok(Json(
+        state.wall.raise_hand(&me.user, id, Instant::now()).await?,
+    ))
 }
 
 async fn lower(
@@ -107,7 +126,7 @@ async fn assist(
     me: CurrentUser,
     IdPath(id): IdPath,
 ) -> Result<Json<Assist>, ApiError> {
-    Ok(Json(state.wall.assist(&me.user, id).await?))
+    Ok(Json(state.wall.assist(&me.user, id, Instant::now()).await?))
 }
 
 async fn presentation(
@@ -164,12 +183,6 @@ async fn presentation_console(
     me: CurrentUser,
     IdPath(id): IdPath,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let t = state.wall.presentation_console(&me.user, id).await?;
-    Ok(Json(json!({
-        "url": format!("/ws/console?token={}", t.token),
-        "token": t.token,
-        "protocol": "vnc",
-        "expires_in": t.expires_in.as_secs(),
-        "view_only": true,
-    })))
+    let grant = state.wall.presentation_console(&me.user, id).await?;
+    Ok(Json(super::console::grant_json(grant, true)))
 }

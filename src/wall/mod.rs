@@ -5,8 +5,9 @@
 //!
 //! Rooms: [`thumb`] shrinks the hypervisor's picture (pure), [`shots`]
 //! caches one screenshot per VM per second and bounds screenshots per node,
-//! this file is the service the handlers call and owns the queries of
-//! `vm_hands` and `course_presentations` (migration 0032).
+//! [`lease`] tells who watches a live picture (pure), this file is the
+//! service the handlers call and owns the queries of `vm_hands` and
+//! `course_presentations` (migration 0032).
 //!
 //! Who may do what:
 //! - The wall of a course and the thumbnails of its VMs: the course's
@@ -15,6 +16,14 @@
 //! - Watching a VM's console view-only and taking control are console
 //!   tokens ([`crate::console::Console::issue`]); each is written to the
 //!   audit log and, for someone else's VM, the event log there.
+//! - Watching a SPICE console view-only is the live picture instead (the
+//!   proxy cannot filter SPICE input, so no session is opened at all): the
+//!   full-size screenshot ([`Wall::screen`], the thumbnail's who-may rule,
+//!   plus the class for the screen its teacher shows it), fetched about
+//!   once a second. Each fetch renews a watch lease ([`lease`]); the lease's
+//!   watchers are watchers like view-only sessions (the student's banner,
+//!   the wall's tile) and a watch's first fetch records it like a view-only
+//!   console open.
 //! - A hand is raised by the VM's owner only (on a VM of a course) and
 //!   lowered by the owner or by anyone who may watch the VM.
 //! - A presentation: the course's teacher (or an admin) shows a running VM
@@ -22,13 +31,14 @@
 //!   for it while it lasts. It ends when stopped, or when the VM stops
 //!   (the token issue then answers `vm_not_running`).
 //!
-//! Time: the thumbnail cache takes `now` from its caller (handlers pass
-//! `Instant::now()`, tests their own).
+//! Time: the thumbnail cache and the watch leases take `now` from their
+//! caller (handlers pass `Instant::now()`, tests their own).
 
+pub mod lease;
 pub mod shots;
 pub mod thumb;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use serde::Serialize;
@@ -36,7 +46,7 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use crate::auth::Role;
-use crate::console::{Console, ConsoleError, Issued};
+use crate::console::{Console, ConsoleError, Grant};
 use crate::courses::{self, CourseError};
 use crate::db::{self, Pool};
 use crate::desk::screenshot::{MAX_RAW_BYTES, ShotError};
@@ -45,6 +55,7 @@ use crate::storage::Storage;
 use crate::users::User;
 use crate::vms::{Vm, VmError, VmManager, VmState};
 
+pub use lease::{Leases, Renewal};
 pub use shots::{Shot, Shots};
 
 /// Screenshots in flight per node at most (a screenshot makes QEMU write
@@ -162,6 +173,8 @@ pub struct Wall {
     vms: Arc<VmManager>,
     console: Arc<Console>,
     shots: Shots,
+    /// Who watches which VM's live picture.
+    leases: Mutex<Leases>,
 }
 
 impl Wall {
@@ -172,7 +185,12 @@ impl Wall {
             vms,
             console,
             shots: Shots::new(SHOTS_PER_NODE, shots::MAX_AGE),
+            leases: Mutex::new(Leases::new(lease::LEASE)),
         }
+    }
+
+    fn leases(&self) -> std::sync::MutexGuard<'_, Leases> {
+        self.leases.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Screenshots taken so far (cache misses).
@@ -207,8 +225,33 @@ impl Wall {
         }
     }
 
-    /// The wall of a course: its VMs (the filter applied), hands, watchers.
-    pub async fn wall(&self, user: &User, id: Uuid, filter: Filter) -> Result<WallView, WallError> {
+    /// A VM whose live picture the user may see: one they may watch (or
+    /// own), or the one their course's teacher shows the class; NotFound
+    /// otherwise.
+    async fn screen_vm(&self, user: &User, id: Uuid) -> Result<Vm, WallError> {
+        match self.watched_vm(user, id).await {
+            Err(WallError::NotFound) => {}
+            other => return other,
+        }
+        let vm = crate::vms::load(&self.pool, id).await?;
+        let Some(course_id) = vm.course_id else {
+            return Err(WallError::NotFound);
+        };
+        match self.presentation(user, course_id).await? {
+            Some(p) if p.vm_id == vm.id => Ok(vm),
+            _ => Err(WallError::NotFound),
+        }
+    }
+
+    /// The wall of a course at `now`: its VMs (the filter applied), hands,
+    /// watchers.
+    pub async fn wall(
+        &self,
+        user: &User,
+        id: Uuid,
+        filter: Filter,
+        now: Instant,
+    ) -> Result<WallView, WallError> {
         let course = self.watched_course(user, id).await?;
         let vms = self.vms.of_course(course.id).await?;
         let names = self.owner_names(course.id).await?;
@@ -226,7 +269,7 @@ impl Wall {
                 state: vm.state,
                 node_name: vm.node_name.clone(),
                 hand_raised_at: hands.get(&vm.id).cloned(),
-                watchers: self.watchers_of(&vm).await?,
+                watchers: self.watchers_of(&vm, now).await?,
                 thumbnail_url: running.then(|| format!("/api/vms/{}/thumbnail", vm.id)),
                 vm_name: vm.name,
             });
@@ -260,35 +303,76 @@ impl Wall {
     /// cache when fresh (module docs of [`shots`]).
     pub async fn thumbnail(&self, user: &User, id: Uuid, now: Instant) -> Result<Shot, WallError> {
         let vm = self.watched_vm(user, id).await?;
+        self.picture(&vm, now, false).await
+    }
+
+    /// The running VM's screen at full size at `now` (PNG), at most about a
+    /// second old: the live picture of a view-only watch. The fetch renews
+    /// the user's watch lease; the first of a watch records it like a
+    /// view-only console open (module docs).
+    pub async fn screen(
+        &self,
+        user: &User,
+        id: Uuid,
+        now: Instant,
+    ) -> Result<bytes::Bytes, WallError> {
+        let vm = self.screen_vm(user, id).await?;
         if vm.state != VmState::Running {
             return Err(WallError::NotRunning);
         }
+        let renewal = self.leases().renew(vm.id, user.id, now);
+        if renewal == Renewal::Started {
+            self.console.record_picture_watch(user, &vm).await;
+        }
+        self.picture(&vm, now, true)
+            .await?
+            .full
+            .ok_or_else(|| WallError::Invalid("the screenshot has no full-size picture".into()))
+    }
+
+    /// The pictures of a running VM's screen at `now`, from the cache when
+    /// fresh (module docs of [`shots`]); with the full size if `full`.
+    async fn picture(&self, vm: &Vm, now: Instant, full: bool) -> Result<Shot, WallError> {
+        if vm.state != VmState::Running {
+            return Err(WallError::NotRunning);
+        }
+        // While someone watches the live picture, every screenshot of the
+        // VM is made in both sizes, so the wall and the watcher share it.
+        let full = full || self.leases().watched(vm.id, now);
         let boot = vm.last_started_at.clone().unwrap_or_default();
         // A fresh picture costs no call to the node.
-        if let Some(shot) = self.shots.peek(vm.id, &boot, now) {
+        if let Some(shot) = self.shots.peek(vm.id, &boot, now, full) {
             return Ok(shot);
         }
-        let (vm, node, conn) = self.vms.running_on_node(id).await?;
+        let (vm, node, conn) = self.vms.running_on_node(vm.id).await?;
         let boot = vm.last_started_at.clone().unwrap_or_default();
         let domain = self.vms.domain_name(vm.id);
         self.shots
-            .get(vm.id, node.id, &boot, now, || async move {
+            .get(vm.id, node.id, &boot, now, full, |full| async move {
                 let (_, raw) = conn
                     .screenshot(&domain, MAX_RAW_BYTES)
                     .await?
                     .ok_or(WallError::NotRunning)?;
-                // Shrinking a screen is CPU work: off the async threads.
-                let png = tokio::task::spawn_blocking(move || thumb::thumbnail(&raw, thumb::WIDTH))
-                    .await
-                    .map_err(|e| WallError::Invalid(format!("thumbnail task: {e}")))??;
-                Ok::<_, WallError>(png)
+                // Shrinking and encoding a screen is CPU work: off the
+                // async threads.
+                let pictures =
+                    tokio::task::spawn_blocking(move || thumb::pictures(&raw, thumb::WIDTH, full))
+                        .await
+                        .map_err(|e| WallError::Invalid(format!("thumbnail task: {e}")))??;
+                Ok::<_, WallError>(pictures)
             })
             .await
     }
 
     /// Raises the owner's hand on their VM of a course; returns when it
-    /// was raised (the first time, if it was already up).
-    pub async fn raise_hand(&self, user: &User, id: Uuid) -> Result<Assist, WallError> {
+    /// was raised (the first time, if it was already up) and the assist
+    /// state at `now`.
+    pub async fn raise_hand(
+        &self,
+        user: &User,
+        id: Uuid,
+        now: Instant,
+    ) -> Result<Assist, WallError> {
         let vm = crate::vms::load(&self.pool, id).await?;
         if vm.owner_id != user.id {
             return Err(WallError::NotFound);
@@ -307,7 +391,7 @@ impl Wall {
         .bind(db::now())
         .execute(&self.pool)
         .await?;
-        self.assist_of(&vm).await
+        self.assist_of(&vm, now).await
     }
 
     /// Lowers the hand on a VM (its owner, or whoever may watch it).
@@ -320,14 +404,14 @@ impl Wall {
         Ok(())
     }
 
-    /// The hand and the watchers of a VM, for its owner (the desktop's
-    /// banner) or whoever may watch it.
-    pub async fn assist(&self, user: &User, id: Uuid) -> Result<Assist, WallError> {
+    /// The hand and the watchers at `now` of a VM, for its owner (the
+    /// desktop's banner) or whoever may watch it.
+    pub async fn assist(&self, user: &User, id: Uuid, now: Instant) -> Result<Assist, WallError> {
         let vm = self.watched_vm(user, id).await?;
-        self.assist_of(&vm).await
+        self.assist_of(&vm, now).await
     }
 
-    async fn assist_of(&self, vm: &Vm) -> Result<Assist, WallError> {
+    async fn assist_of(&self, vm: &Vm, now: Instant) -> Result<Assist, WallError> {
         let hand: Option<String> =
             sqlx::query_scalar("SELECT raised_at FROM vm_hands WHERE vm_id = ?")
                 .bind(vm.id.to_string())
@@ -340,16 +424,27 @@ impl Wall {
         Ok(Assist {
             vm_id: vm.id,
             hand_raised_at: hand,
-            watchers: self.watchers_of(vm).await?,
+            watchers: self.watchers_of(vm, now).await?,
             presentation,
         })
     }
 
-    /// Who other than the owner has the VM's screen open, one entry per
-    /// user (control wins over view when they have both).
-    async fn watchers_of(&self, vm: &Vm) -> Result<Vec<Watcher>, WallError> {
+    /// Who other than the owner has the VM's screen open at `now` — a
+    /// console session, or a live picture watched while the VM runs — one
+    /// entry per user (control wins over view when they have both).
+    async fn watchers_of(&self, vm: &Vm, now: Instant) -> Result<Vec<Watcher>, WallError> {
         let mut live: Vec<(Uuid, bool)> = Vec::new();
-        for w in self.console.watchers(vm.id) {
+        let pictures = if vm.state == VmState::Running {
+            self.leases().watchers(vm.id, now)
+        } else {
+            Vec::new()
+        };
+        let sessions = self.console.watchers(vm.id).into_iter();
+        let watches = pictures.into_iter().map(|user_id| crate::console::Watcher {
+            user_id,
+            view_only: true,
+        });
+        for w in sessions.chain(watches) {
             if w.user_id == vm.owner_id {
                 continue;
             }
@@ -545,13 +640,14 @@ impl Wall {
         Ok(vms.into_iter().find(|v| v.owner_id == course.teacher_id))
     }
 
-    /// A view-only console token for the course's presentation, for anyone
-    /// who may see the course (its students above all).
+    /// A view-only console token for the course's presentation (or, for a
+    /// SPICE screen, its live picture), for anyone who may see the course
+    /// (its students above all).
     pub async fn presentation_console(
         &self,
         user: &User,
         course_id: Uuid,
-    ) -> Result<Issued, WallError> {
+    ) -> Result<Grant, WallError> {
         let p = self
             .presentation(user, course_id)
             .await?

@@ -5,7 +5,10 @@
 //! Each VM has a slot behind an async lock: the first viewer whose copy is
 //! too old takes the screenshot while the others wait on the lock and then
 //! get that same picture ([`reusable`], pure, decides). A picture belongs to
-//! one boot of the VM; after a restart the old one is never shown. Slots of
+//! one boot of the VM; after a restart the old one is never shown. The
+//! full-size picture (a live watch, [`super::lease`]) comes from the same
+//! screenshot as the thumbnail: a caller that needs it asks for it, and a
+//! cached shot without it is then taken again. Slots of
 //! VMs nobody asked about for a minute are dropped, so the cache stays as
 //! large as the walls being watched.
 
@@ -18,22 +21,29 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use uuid::Uuid;
 
+use super::thumb::Pictures;
+
 /// How long one screenshot serves every viewer (the wall refreshes ~1/s).
 pub const MAX_AGE: Duration = Duration::from_millis(900);
 /// Slots unused this long are dropped.
 const IDLE: Duration = Duration::from_secs(60);
 
-/// A thumbnail and when (and of which boot) it was taken.
+/// A thumbnail (and the full-size picture, if it was asked for) and when
+/// (and of which boot) it was taken.
 #[derive(Debug, Clone)]
 pub struct Shot {
     pub png: bytes::Bytes,
+    pub full: Option<bytes::Bytes>,
     pub at: Instant,
     pub boot: String,
 }
 
-/// True if `shot` may be served at `now` for the VM's boot `boot`.
-pub fn reusable(shot: &Shot, boot: &str, now: Instant, max_age: Duration) -> bool {
-    shot.boot == boot && now.saturating_duration_since(shot.at) < max_age
+/// True if `shot` may be served at `now` for the VM's boot `boot`, to a
+/// caller that needs the full-size picture if `full`.
+pub fn reusable(shot: &Shot, boot: &str, now: Instant, max_age: Duration, full: bool) -> bool {
+    shot.boot == boot
+        && now.saturating_duration_since(shot.at) < max_age
+        && (!full || shot.full.is_some())
 }
 
 type Slot = Arc<tokio::sync::Mutex<Option<Shot>>>;
@@ -78,47 +88,50 @@ impl Shots {
             .clone()
     }
 
-    /// The cached picture of `vm` if one is fresh at `now`, without waiting
-    /// on a screenshot in flight.
-    pub fn peek(&self, vm: Uuid, boot: &str, now: Instant) -> Option<Shot> {
+    /// The cached picture of `vm` if one is fresh at `now` (with the full
+    /// size if `full`), without waiting on a screenshot in flight.
+    pub fn peek(&self, vm: Uuid, boot: &str, now: Instant, full: bool) -> Option<Shot> {
         let slot = self.slot(vm, now);
         let guard = slot.try_lock().ok()?;
         guard
             .as_ref()
-            .filter(|s| reusable(s, boot, now, self.max_age))
+            .filter(|s| reusable(s, boot, now, self.max_age, full))
             .cloned()
     }
 
-    /// The picture of `vm` (running on `node` in boot `boot`) at `now`: the
-    /// cached one if [`reusable`], else one `take` makes, under the node's
-    /// limit. A failed take leaves the old picture in place.
+    /// The picture of `vm` (running on `node` in boot `boot`) at `now`, with
+    /// the full size if `full`: the cached one if [`reusable`], else the
+    /// ones `take` makes (told whether to make the full size too), under
+    /// the node's limit. A failed take leaves the old picture in place.
     pub async fn get<F, Fut, E>(
         &self,
         vm: Uuid,
         node: Uuid,
         boot: &str,
         now: Instant,
+        full: bool,
         take: F,
     ) -> Result<Shot, E>
     where
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Vec<u8>, E>>,
+        F: FnOnce(bool) -> Fut,
+        Fut: Future<Output = Result<Pictures, E>>,
     {
         let slot = self.slot(vm, now);
         let mut guard = slot.lock().await;
         if let Some(s) = guard
             .as_ref()
-            .filter(|s| reusable(s, boot, now, self.max_age))
+            .filter(|s| reusable(s, boot, now, self.max_age, full))
         {
             return Ok(s.clone());
         }
         let limit = self.node_limit(node);
         // The semaphore is never closed, so acquiring cannot fail.
         let _permit = limit.acquire_owned().await.ok();
-        let png = take().await?;
+        let pictures = take(full).await?;
         self.taken.fetch_add(1, Ordering::Relaxed);
         let shot = Shot {
-            png: png.into(),
+            png: pictures.thumbnail.into(),
+            full: pictures.full.map(Into::into),
             at: now,
             boot: boot.to_owned(),
         };
@@ -135,8 +148,16 @@ mod tests {
     fn shot(at: Instant, boot: &str) -> Shot {
         Shot {
             png: bytes::Bytes::new(),
+            full: None,
             at,
             boot: boot.into(),
+        }
+    }
+
+    fn thumb(png: Vec<u8>) -> Pictures {
+        Pictures {
+            thumbnail: png,
+            full: None,
         }
     }
 
@@ -144,17 +165,29 @@ mod tests {
     fn a_picture_serves_its_boot_for_max_age() {
         let t = Instant::now();
         let age = Duration::from_secs(1);
-        assert!(reusable(&shot(t, "b1"), "b1", t, age));
+        assert!(reusable(&shot(t, "b1"), "b1", t, age, false));
         assert!(reusable(
             &shot(t, "b1"),
             "b1",
             t + Duration::from_millis(999),
-            age
+            age,
+            false
         ));
-        assert!(!reusable(&shot(t, "b1"), "b1", t + age, age));
-        assert!(!reusable(&shot(t, "b1"), "b2", t, age), "another boot");
+        assert!(!reusable(&shot(t, "b1"), "b1", t + age, age, false));
+        assert!(
+            !reusable(&shot(t, "b1"), "b2", t, age, false),
+            "another boot"
+        );
         // A viewer that asked before the picture was taken gets it too.
-        assert!(reusable(&shot(t + age, "b1"), "b1", t, age));
+        assert!(reusable(&shot(t + age, "b1"), "b1", t, age, false));
+        // A live watch needs the full size: a thumbnail alone will not do.
+        assert!(!reusable(&shot(t, "b1"), "b1", t, age, true));
+        let both = Shot {
+            full: Some(bytes::Bytes::from_static(b"full")),
+            ..shot(t, "b1")
+        };
+        assert!(reusable(&both, "b1", t, age, true) && reusable(&both, "b1", t, age, false));
+        assert!(!reusable(&both, "b1", t + age, age, true));
     }
 
     #[tokio::test]
@@ -171,12 +204,12 @@ mod tests {
             let (shots, calls, wait) = (shots.clone(), calls.clone(), wait.clone());
             viewers.push(tokio::spawn(async move {
                 shots
-                    .get(vm, node, "b", t0, || async move {
+                    .get(vm, node, "b", t0, false, |_| async move {
                         calls.fetch_add(1, Ordering::SeqCst);
                         if let Some(w) = wait.lock().await.take() {
                             let _ = w.await;
                         }
-                        Ok::<_, ()>(vec![7])
+                        Ok::<_, ()>(thumb(vec![7]))
                     })
                     .await
             }));
@@ -186,24 +219,71 @@ mod tests {
             assert_eq!(v.await.expect("join").expect("shot").png.as_ref(), &[7]);
         }
         assert_eq!(calls.load(Ordering::SeqCst), 1);
-        assert!(shots.peek(vm, "b", t0).is_some());
+        assert!(shots.peek(vm, "b", t0, false).is_some());
         // A second later, one more.
         let later = t0 + Duration::from_secs(1);
-        assert!(shots.peek(vm, "b", later).is_none());
+        assert!(shots.peek(vm, "b", later, false).is_none());
         let s = shots
-            .get(vm, node, "b", later, || async { Ok::<_, ()>(vec![8]) })
+            .get(vm, node, "b", later, false, |_| async {
+                Ok::<_, ()>(thumb(vec![8]))
+            })
             .await
             .expect("shot");
         assert_eq!(s.png.as_ref(), &[8]);
         assert_eq!(shots.taken.load(Ordering::Relaxed), 2);
         // A failed take keeps the last picture and reports the error.
         let err = shots
-            .get(vm, node, "b", later + Duration::from_secs(5), || async {
-                Err::<Vec<u8>, _>("node gone")
-            })
+            .get(
+                vm,
+                node,
+                "b",
+                later + Duration::from_secs(5),
+                false,
+                |_| async { Err::<Pictures, _>("node gone") },
+            )
             .await;
         assert_eq!(err.err(), Some("node gone"));
-        assert!(shots.peek(vm, "b", later).is_some());
+        assert!(shots.peek(vm, "b", later, false).is_some());
+    }
+
+    #[tokio::test]
+    async fn a_live_watch_and_the_wall_share_one_screenshot() {
+        let shots = Shots::new(4, Duration::from_secs(1));
+        let (vm, node) = (Uuid::new_v4(), Uuid::new_v4());
+        let t0 = Instant::now();
+        let take = |full: bool| async move {
+            Ok::<_, ()>(Pictures {
+                thumbnail: vec![1],
+                full: full.then(|| vec![1, 1]),
+            })
+        };
+        // The wall's thumbnail alone: no full-size picture made.
+        let s = shots
+            .get(vm, node, "b", t0, false, take)
+            .await
+            .expect("shot");
+        assert!(s.full.is_none());
+        // A watcher needs the full size: that shot will not do, so one more
+        // is taken, with both sizes.
+        assert!(shots.peek(vm, "b", t0, true).is_none());
+        let s = shots
+            .get(vm, node, "b", t0, true, take)
+            .await
+            .expect("shot");
+        assert_eq!(s.full.as_deref(), Some(&[1, 1][..]));
+        assert_eq!(shots.taken.load(Ordering::Relaxed), 2);
+        // Within the second, the wall and the watcher get that one.
+        let thumb_again = shots
+            .get(vm, node, "b", t0, false, take)
+            .await
+            .expect("thumb");
+        assert_eq!(
+            thumb_again.full, s.full,
+            "the wall's thumbnail is of that shot"
+        );
+        let full_again = shots.peek(vm, "b", t0, true).expect("full");
+        assert_eq!(full_again.full, s.full);
+        assert_eq!(shots.taken.load(Ordering::Relaxed), 2);
     }
 
     #[tokio::test]
@@ -227,14 +307,21 @@ mod tests {
             let n = if i < 8 { node } else { other };
             tasks.push(tokio::spawn(async move {
                 shots
-                    .get(Uuid::new_v4(), n, "b", Instant::now(), || async move {
-                        let now = inflight.fetch_add(1, Ordering::SeqCst) + 1;
-                        peak.fetch_max(now, Ordering::SeqCst);
-                        started.add_permits(1);
-                        let _ = rx.recv().await;
-                        inflight.fetch_sub(1, Ordering::SeqCst);
-                        Ok::<_, ()>(vec![])
-                    })
+                    .get(
+                        Uuid::new_v4(),
+                        n,
+                        "b",
+                        Instant::now(),
+                        i % 2 == 0,
+                        |_| async move {
+                            let now = inflight.fetch_add(1, Ordering::SeqCst) + 1;
+                            peak.fetch_max(now, Ordering::SeqCst);
+                            started.add_permits(1);
+                            let _ = rx.recv().await;
+                            inflight.fetch_sub(1, Ordering::SeqCst);
+                            Ok::<_, ()>(thumb(vec![]))
+                        },
+                    )
                     .await
             }));
         }

@@ -2,9 +2,10 @@
 //! (QEMU: a binary PPM) shrunk to at most [`WIDTH`] pixels wide with a box
 //! filter (every source pixel counts once, so text stays visible as grey
 //! rather than vanishing between samples) and encoded as PNG with fast
-//! compression. Pure: bytes in, bytes out.
+//! compression; and, when someone watches the live picture, the same
+//! screenshot at full size ([`pictures`]). Pure: bytes in, bytes out.
 
-use crate::desk::screenshot::{ShotError, encode_rgb_png, parse_ppm};
+use crate::desk::screenshot::{ShotError, encode_rgb_png, parse_ppm, to_png};
 
 /// Width of a wall thumbnail (a 40-tile wall at 1366 px shows ~5 columns).
 pub const WIDTH: u32 = 320;
@@ -64,6 +65,14 @@ pub fn encode_png(img: &Rgb) -> Result<Vec<u8>, ShotError> {
     encode_rgb_png(img.width, img.height, &img.pixels)
 }
 
+/// What one screenshot gives: the wall's thumbnail, and the full-size
+/// picture when someone watches it live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pictures {
+    pub thumbnail: Vec<u8>,
+    pub full: Option<Vec<u8>>,
+}
+
 /// The wall's thumbnail of a hypervisor picture (PPM, or PNG as newer
 /// QEMU and libvirt hand over): PNG, at most `max_width` wide.
 pub fn thumbnail(raw: &[u8], max_width: u32) -> Result<Vec<u8>, ShotError> {
@@ -73,6 +82,15 @@ pub fn thumbnail(raw: &[u8], max_width: u32) -> Result<Vec<u8>, ShotError> {
     }
     let (width, height, pixels) = parse_ppm(raw)?;
     encode_png(&shrink(width, height, pixels, max_width))
+}
+
+/// The thumbnail of a hypervisor picture and, if `full`, the picture at
+/// the screen's own size as PNG (a PNG from the hypervisor passes through).
+pub fn pictures(raw: &[u8], max_width: u32, full: bool) -> Result<Pictures, ShotError> {
+    Ok(Pictures {
+        thumbnail: thumbnail(raw, max_width)?,
+        full: if full { Some(to_png("", raw)?) } else { None },
+    })
 }
 
 /// A PNG as 8-bit RGB (palette, grey and 16-bit expanded; alpha dropped).
@@ -177,6 +195,27 @@ mod tests {
         let (w, h, px) = decode(&thumbnail(&big, WIDTH).expect("thumb"));
         assert_eq!((w, h), (320, 177));
         assert_eq!(&px[..3], &[255, 0, 0]);
+    }
+
+    #[test]
+    fn the_full_picture_keeps_the_screen_size_only_when_asked_for() {
+        let raw = ppm(1024, 768, |x, y| {
+            if (x + y) % 2 == 0 {
+                [200, 10, 10]
+            } else {
+                [0; 3]
+            }
+        });
+        let p = pictures(&raw, WIDTH, true).expect("pictures");
+        assert_eq!(p.thumbnail, thumbnail(&raw, WIDTH).expect("thumb"));
+        let (w, h, px) = decode(p.full.as_deref().expect("full"));
+        assert_eq!((w, h), (1024, 768));
+        assert_eq!(&px[..6], &[200, 10, 10, 0, 0, 0], "every pixel kept");
+        assert_eq!(pictures(&raw, WIDTH, false).expect("thumb only").full, None);
+        // A PNG from the hypervisor is the full picture as it is.
+        let png = p.full.expect("full");
+        assert_eq!(pictures(&png, WIDTH, true).expect("png").full, Some(png));
+        assert!(pictures(b"GIF89a", WIDTH, true).is_err());
     }
 
     #[test]

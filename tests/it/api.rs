@@ -402,6 +402,12 @@ fn role_matrix() -> Vec<Row> {
             [401, 404, 404, 404, 404],
         ),
         row(
+            Method::GET,
+            "/api/vms/{id}/screen",
+            NO,
+            [401, 404, 404, 404, 404],
+        ),
+        row(
             Method::POST,
             "/api/vms/{id}/hand",
             NO,

@@ -2153,3 +2153,68 @@ async fn teacher_watches_the_wall_and_answers_a_raised_hand_in_the_browser() {
     let (s, v) = student.post_empty(&format!("/api/vms/{vm}/poweroff")).await;
     assert_eq!(s, StatusCode::OK, "{v}");
 }
+
+/// Watching a SPICE VM in the browser (issue 15): the wall's Watch opens
+/// the live picture (the proxy cannot filter SPICE input), refreshed about
+/// once a second, with its note; the student's page says the teacher is
+/// watching until the dialog has closed; en and zh-CN.
+#[tokio::test]
+async fn teacher_watches_a_spice_vm_as_a_live_picture_in_the_browser() {
+    let _serial = one_at_a_time().await;
+    let env = TestEnv::start().await;
+    env.user("test-ui-spw-teacher", Role::Teacher).await;
+    env.user("test-ui-spw-alice", Role::Student).await;
+    let teacher = env.client("test-ui-spw-teacher").await;
+    let student = env.client("test-ui-spw-alice").await;
+    let (course, vm) = lab::spice_course_with_running_vm(
+        &env,
+        (&teacher, "test-ui-spw-tiny"),
+        ("test-ui-spw", 192),
+        &student,
+        &["test-ui-spw-alice"],
+    )
+    .await;
+    let base = env.server.url();
+    let dir = artifact_dir();
+    let shots = [
+        "wall-spice-en.png",
+        "wall-spice-student.png",
+        "wall-spice-zh.png",
+    ];
+    run_script_shots(
+        "wall-spice.mjs",
+        &[
+            &base,
+            "test-ui-spw-teacher",
+            "test-ui-spw-alice",
+            PASSWORD,
+            course["id"].as_str().unwrap(),
+            &vm,
+            dir.to_str().unwrap(),
+        ],
+        &dir,
+        &shots,
+    )
+    .await;
+    // What the page did is real: two watches (en, then zh-CN after the
+    // first had ended) on record, once each.
+    env.user("test-ui-spw-admin", Role::Admin).await;
+    let (_, events) = env
+        .client("test-ui-spw-admin")
+        .await
+        .get("/api/events?limit=100")
+        .await;
+    let watches = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| {
+            e["vm_id"] == vm.as_str()
+                && e["kind"] == "console_watched"
+                && e["actor"] == "test-ui-spw-teacher"
+        })
+        .count();
+    assert_eq!(watches, 2, "{events}");
+    let (s, v) = student.post_empty(&format!("/api/vms/{vm}/poweroff")).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+}

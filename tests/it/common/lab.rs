@@ -103,3 +103,35 @@ pub async fn course_with_student_vm(env: &TestEnv, code: &str) -> Lab {
         vm,
     }
 }
+
+/// Starts `vm` as `client` and waits until its guest has booted (BOOT-OK
+/// on its serial console).
+pub async fn boot(env: &TestEnv, client: &Client, vm: &str) {
+    let (s, v) = client.post_empty(&format!("/api/vms/{vm}/start")).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    super::wait_serial(env, vm, "BOOT-OK", std::time::Duration::from_secs(120)).await;
+}
+
+/// A course `code` whose one spec `linux` (1 vCPU, `memory_mib`) has SPICE
+/// graphics, on the tiny guest imported by `teacher` as `template`, with
+/// `students` enrolled; returns the course and `student`'s VM in it, booted.
+pub async fn spice_course_with_running_vm(
+    env: &TestEnv,
+    (teacher, template): (&Client, &str),
+    (code, memory_mib): (&str, u32),
+    student: &Client,
+    students: &[&str],
+) -> (Value, String) {
+    let tpl = import_tiny(teacher, template).await;
+    let mut linux = spec("linux", &tpl, memory_mib);
+    linux["graphics"] = json!("spice");
+    let course = course(
+        teacher,
+        json!({"code": code, "name": code, "vm_specs": [linux]}),
+        students,
+    )
+    .await;
+    let vm = vm_of(env, student, &course, "linux").await;
+    boot(env, student, &vm).await;
+    (course, vm)
+}
