@@ -356,12 +356,19 @@ pub async fn list(pool: &Pool, user: &User, f: &Filter) -> Result<Vec<Ticket>, s
             binds.push(a.to_owned());
         }
     }
+    // The queue's order is open-first, by priority, newest first; the
+    // `*_order` indexes (migrations 0021, 0041) hold it under each filter so
+    // a page stops after LIMIT rows. "Open" is spelled as the indexed
+    // expression so the index can seek it, and being constant then it
+    // leaves the ORDER BY (SQLite would sort instead of reading in order).
     if f.open == Some(true) {
-        sql.push_str(" AND t.state NOT IN ('resolved', 'closed')");
+        sql.push_str(
+            " AND (t.state IN ('resolved', 'closed')) = 0 ORDER BY t.priority, t.created_at DESC",
+        );
+    } else {
+        sql.push_str(" ORDER BY t.state IN ('resolved', 'closed'), t.priority, t.created_at DESC");
     }
-    sql.push_str(
-        " ORDER BY t.state IN ('resolved', 'closed'), t.priority, t.created_at DESC LIMIT ?",
-    );
+    sql.push_str(" LIMIT ?");
     let mut q = sqlx::query(&sql);
     for b in binds {
         q = q.bind(b);
@@ -576,6 +583,95 @@ pub async fn update(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The queue's order under the filters that take other SQL paths:
+    /// open (the indexed expression, no open-first term), open + priority,
+    /// and no filter (open first). Real SQLite with the migrations.
+    #[tokio::test]
+    async fn the_queue_lists_open_first_by_priority_newest_first() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pool = db::connect(&format!("sqlite://{}", dir.path().join("t.db").display()))
+            .await
+            .expect("db");
+        let admin = Uuid::new_v4();
+        sqlx::query(
+            "INSERT INTO users (id, username, display_name, role, password_hash, created_at)
+             VALUES (?, 'test-admin', '', 'admin', 'x', '2026-01-01T00:00:00Z')",
+        )
+        .bind(admin.to_string())
+        .execute(&pool)
+        .await
+        .expect("user");
+        // number, state, priority, created_at (day of January)
+        let rows = [
+            (1, "new", "P3", 1),
+            (2, "closed", "P1", 2),
+            (3, "in_progress", "P1", 3),
+            (4, "resolved", "P2", 4),
+            (5, "waiting", "P3", 5),
+            (6, "assigned", "P1", 6),
+            (7, "closed", "P3", 7),
+        ];
+        for (n, state, priority, day) in rows {
+            sqlx::query(
+                "INSERT INTO tickets (id, number, kind, title, description, state, priority, impact,
+                     urgency, channel, reporter_id, created_by, context, created_at, updated_at)
+                 VALUES (?, ?, 'incident', 't', 'd', ?, ?, 'user', 'not_blocking', 'web', ?, ?, '{}', ?, ?)",
+            )
+            .bind(Uuid::new_v4().to_string())
+            .bind(n)
+            .bind(state)
+            .bind(priority)
+            .bind(admin.to_string())
+            .bind(admin.to_string())
+            .bind(format!("2026-01-{day:02}T10:00:00Z"))
+            .bind(format!("2026-01-{day:02}T10:00:00Z"))
+            .execute(&pool)
+            .await
+            .expect("ticket");
+        }
+        let me = User {
+            id: admin,
+            username: "test-admin".into(),
+            display_name: String::new(),
+            role: Role::Admin,
+            disabled: false,
+            must_change_password: false,
+        };
+        let numbers = |f: Filter| {
+            let pool = pool.clone();
+            let me = me.clone();
+            async move {
+                list(&pool, &me, &f)
+                    .await
+                    .expect("list")
+                    .iter()
+                    .map(|t| t.number)
+                    .collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(numbers(Filter::default()).await, [6, 3, 5, 1, 2, 4, 7]);
+        let open = Filter {
+            open: Some(true),
+            ..Filter::default()
+        };
+        assert_eq!(numbers(open.clone()).await, [6, 3, 5, 1]);
+        let open_p1 = Filter {
+            priority: Some(Priority::P1),
+            ..open.clone()
+        };
+        assert_eq!(numbers(open_p1).await, [6, 3]);
+        let p1 = Filter {
+            priority: Some(Priority::P1),
+            ..Filter::default()
+        };
+        assert_eq!(numbers(p1).await, [6, 3, 2]);
+        let limited = Filter {
+            limit: Some(2),
+            ..open
+        };
+        assert_eq!(numbers(limited).await, [6, 3]);
+    }
 
     #[test]
     fn the_happy_path() {
