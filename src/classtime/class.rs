@@ -9,6 +9,12 @@
 //!   within the per-node and cluster limits of concurrent starts; a start
 //!   counts as in flight from its admission until its start returned and
 //!   `boot` has passed (the guest boots after QEMU is up: the heavy part);
+//! - **retry**: a pre-start that failed (a node short of memory or
+//!   unreachable for a moment, a layer on shared storage not there) is
+//!   queued again after [`retry_delay`] (pure: 30 s, then 60 s), at most
+//!   [`MAX_ATTEMPTS`] times in all, while the session lasts; the last
+//!   failure marks the VM as pre-started like a success (the student can
+//!   still start it by hand);
 //! - **end**: at the end of a session its course's running VMs get an ACPI
 //!   shutdown, forced off after the shutdown timeout (the VM manager's
 //!   shutdown), once per occurrence; queued starts of the course are dropped.
@@ -66,6 +72,17 @@ use crate::vms::{VmManager, VmState};
 /// (a server down at the end catches up when it is back within this).
 const STOP_WINDOW: Duration = Duration::minutes(10);
 
+/// How many times one VM's pre-start of one occurrence is tried.
+pub const MAX_ATTEMPTS: u8 = 3;
+
+/// How long after failed attempt number `attempt` (1-based) a pre-start is
+/// tried again, or `None` when it has had its [`MAX_ATTEMPTS`]: long enough
+/// for a node's memory or health to change, short enough to be ready for
+/// the class (the lead is 10 minutes by default).
+pub fn retry_delay(attempt: u8) -> Option<Duration> {
+    (attempt < MAX_ATTEMPTS).then(|| Duration::seconds(30 * i64::from(attempt.max(1))))
+}
+
 /// Settings of the class-time loop.
 #[derive(Debug, Clone, Copy)]
 pub struct ClassSettings {
@@ -120,6 +137,10 @@ struct Queued {
     waiting: Waiting,
     course: Uuid,
     occurrence: Occurrence,
+    /// Attempts made so far (0 for a first start).
+    attempts: u8,
+    /// Not admitted before this instant (a retry's back-off).
+    not_before: OffsetDateTime,
 }
 
 #[derive(Debug)]
@@ -296,6 +317,8 @@ impl ClassTime {
                                 },
                                 course,
                                 occurrence: o,
+                                attempts: 0,
+                                not_before: now,
                             });
                             report.queued += 1;
                             queued.push(vm.id);
@@ -365,14 +388,23 @@ impl ClassTime {
                     starting: counts.get(&n.id).copied().unwrap_or(0),
                 })
                 .collect();
-            let queue: Vec<Waiting> = st.queue.iter().map(|q| q.waiting).collect();
+            // A retry queued by a start that returned after its session
+            // ended is not for this class any more.
+            st.queue.retain(|q| now < q.occurrence.ends_at);
+            // Retries still in their back-off wait outside the admission.
+            let queue: Vec<Waiting> = st
+                .queue
+                .iter()
+                .filter(|q| q.not_before <= now)
+                .map(|q| q.waiting)
+                .collect();
             let d = admission::admit(self.settings.limits, &slots, &queue);
             let admitted: HashMap<Uuid, Uuid> = d.admitted.iter().copied().collect();
-            // Each admitted VM with its occurrence, marked when it returns.
+            // Each admitted VM with its queue entry, marked when it returns.
             let mut starts = Vec::new();
             st.queue.retain(|q| match admitted.get(&q.waiting.vm) {
                 Some(node) => {
-                    starts.push((q.waiting.vm, *node, q.occurrence));
+                    starts.push((*node, *q));
                     false
                 }
                 None => true,
@@ -417,7 +449,9 @@ impl ClassTime {
             (d, starts)
         };
         report.waiting = decision.waiting.len();
-        for (vm, node, occurrence) in starts {
+        for (node, queued) in starts {
+            let vm = queued.waiting.vm;
+            let occurrence = queued.occurrence;
             report.admitted.push(vm);
             let vms = self.vms.clone();
             let state = self.state.clone();
@@ -429,17 +463,35 @@ impl ClassTime {
                 let result = vms.start_on(vm, node).await;
                 let at = unix_ms(now) + i64::try_from(took.elapsed().as_millis()).unwrap_or(0);
                 crate::slo::record::class_vm_started(&pool, vm, at, result.is_ok()).await;
-                if let Err(e) = result {
-                    tracing::warn!(vm = %vm, error = %e, "class pre-start failed");
-                }
-                // Done (or failed) for this occurrence: a restarted loop
-                // leaves it be. Unwritten, a restart only queues it again.
-                if let Err(e) = memory::mark_prestarted(&pool, &[(vm, occurrence)]).await {
+                let attempts = queued.attempts.saturating_add(1);
+                let retry = match &result {
+                    Ok(_) => None,
+                    Err(e) => {
+                        let delay = retry_delay(attempts);
+                        tracing::warn!(vm = %vm, error = %e, attempt = attempts,
+                            retry_in_secs = delay.map(|d| d.whole_seconds()),
+                            "class pre-start failed");
+                        delay
+                    }
+                };
+                // Done (or given up) for this occurrence: a restarted loop
+                // leaves it be. Unwritten (a retry pending), a restart only
+                // queues it again.
+                if retry.is_none()
+                    && let Err(e) = memory::mark_prestarted(&pool, &[(vm, occurrence)]).await
+                {
                     tracing::warn!(vm = %vm, error = %e, "could not record a class pre-start");
                 }
                 let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
                 if let Some(f) = st.in_flight.get_mut(&vm) {
                     f.done = true;
+                }
+                if let Some(delay) = retry {
+                    st.queue.push(Queued {
+                        attempts,
+                        not_before: now + delay,
+                        ..queued
+                    });
                 }
             });
         }
@@ -569,6 +621,20 @@ impl ClassTime {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_prestart_is_tried_again_later_and_at_most_three_times() {
+        assert_eq!(retry_delay(1), Some(Duration::seconds(30)));
+        assert_eq!(retry_delay(2), Some(Duration::seconds(60)));
+        assert_eq!(retry_delay(MAX_ATTEMPTS), None);
+        assert_eq!(retry_delay(u8::MAX), None);
+        // Every delay fits in the default 10-minute lead, all of them too.
+        let total: i64 = (1..MAX_ATTEMPTS)
+            .filter_map(retry_delay)
+            .map(|d| d.whole_seconds())
+            .sum();
+        assert!(total < 600, "{total}");
+    }
     use time::macros::datetime;
 
     #[test]

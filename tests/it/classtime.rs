@@ -501,3 +501,81 @@ async fn a_restart_forgets_neither_the_prestart_nor_the_extension() {
         .unwrap();
     assert_eq!(stored, 0);
 }
+
+/// A pre-start that fails is tried again after its back-off (the pure
+/// `retry_delay`), not given up at the first error: the student's layer is
+/// not there when the class's VM is first started (shared storage away for
+/// a moment), the start fails; once the file is back the retry, admitted
+/// no sooner than 30 s (test clock) later, starts the VM.
+#[tokio::test]
+async fn a_failed_prestart_is_tried_again_after_its_back_off() {
+    use crate::common::{self, lab};
+    use std::time::Duration as StdDuration;
+    use time::{Duration, OffsetDateTime};
+
+    let env = TestEnv::start_with(|c| {
+        c.class_interval_secs = 0;
+        c.class_boot_secs = 0;
+        c.class_lead_minutes = 10;
+    })
+    .await;
+    env.user("test-ctr-teacher", Role::Teacher).await;
+    env.user("test-ctr-alice", Role::Student).await;
+    let teacher = env.client("test-ctr-teacher").await;
+    let alice = env.client("test-ctr-alice").await;
+    let tpl = import_tiny(&teacher, "test-ctr-tiny").await;
+    let course = lab::course(
+        &teacher,
+        json!({"code": "test-ctr", "name": "Retry", "vm_specs": [spec("linux", &tpl, 192)]}),
+        &["test-ctr-alice"],
+    )
+    .await;
+    let cid = course["id"].as_str().unwrap();
+    let vm = lab::vm_of(&env, &alice, &course, "linux").await;
+    let vm_id = uuid::Uuid::parse_str(&vm).unwrap();
+    let start = (OffsetDateTime::now_utc() + Duration::days(1))
+        .replace_nanosecond(0)
+        .unwrap();
+    let fmt = |t: OffsetDateTime| pvce::db::format_time(t);
+    let (s, session) = teacher
+        .post(
+            &format!("/api/courses/{cid}/sessions"),
+            json!({"title": "Lab", "starts_at": fmt(start), "ends_at": fmt(start + Duration::minutes(30))}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{session}");
+    let layer: String = sqlx::query_scalar("SELECT overlay_path FROM vms WHERE id = ?")
+        .bind(&vm)
+        .fetch_one(&env.server.state.pool)
+        .await
+        .unwrap();
+    let away = format!("{layer}.test-away");
+    std::fs::rename(&layer, &away).unwrap();
+
+    let class = env.server.state.class.clone();
+    let settled = || async { (class.starts_in_flight() == 0).then_some(()) };
+    let state = || async {
+        let (_, v) = alice.get(&format!("/api/vms/{vm}")).await;
+        v["state"].as_str().unwrap_or_default().to_owned()
+    };
+    let t = start - Duration::minutes(5);
+    let r = class.tick(t).await.unwrap();
+    assert_eq!(r.admitted, vec![vm_id], "{r:?}");
+    common::wait_for("the first attempt", StdDuration::from_secs(120), settled).await;
+    assert_ne!(state().await, "running");
+
+    std::fs::rename(&away, &layer).unwrap();
+    // Within the back-off: waiting, not admitted.
+    let r = class.tick(t + Duration::seconds(10)).await.unwrap();
+    assert!(r.admitted.is_empty(), "{r:?}");
+    // After it: the retry starts the VM.
+    let r = class.tick(t + Duration::seconds(31)).await.unwrap();
+    assert_eq!(r.admitted, vec![vm_id], "{r:?}");
+    common::wait_for("the retry", StdDuration::from_secs(120), settled).await;
+    assert_eq!(state().await, "running");
+    // Started once it worked: never queued again in this session.
+    let r = class.tick(t + Duration::minutes(3)).await.unwrap();
+    assert_eq!((r.queued, r.admitted.len()), (0, 0), "{r:?}");
+    let (s, v) = alice.post_empty(&format!("/api/vms/{vm}/poweroff")).await;
+    assert!(s.is_success(), "{v}");
+}
