@@ -32,37 +32,25 @@
 //! PVCE_BENCH_CHANGE_MIB (20), PVCE_BENCH_OWN_MIB (8), PVCE_BENCH_VERIFY
 //! (restored layers compared with their originals, default 30, spread over
 //! changed and unchanged ones), PVCE_BENCH_KEEP=1 keeps the temporary
-//! directory. With the defaults it takes about 10 minutes on the 2-core
-//! development machine and needs about 15 GiB of free space under the
-//! temporary directory.
+//! directory. With the defaults it took 33 minutes on the 2-core
+//! development machine at load average 8–12 (each of the 500 first backups
+//! and of the 500 restores is one restic process, ≈1.7 s each there); with
+//! PVCE_BENCH_LAYERS=200 it stays within about 15 minutes. It needs about
+//! 15 GiB of free space under the temporary directory (removed at the end).
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use pvce::auth::Role;
 use pvce::backup::{Run, Trigger};
 use pvce::config::Config;
+use support::{env_or, loadavg};
 use uuid::Uuid;
 
+mod support;
+
 const MIB: u64 = 1024 * 1024;
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
 
 /// Apparent bytes of the files under `dir` (what the repository stores;
 /// 0 before it exists).
@@ -241,92 +229,11 @@ async fn main() {
     let pool = state.pool.clone();
 
     // A blank 1 GiB template (its content is not what is measured).
-    let src = work.join("base.qcow2");
-    run_ok(
-        Command::new("qemu-img")
-            .args(["create", "-q", "-f", "qcow2"])
-            .arg(&src)
-            .arg("1G"),
-    );
-    let limits = pvce::templates::ImportLimits {
-        max_upload_bytes: u64::MAX,
-        max_virtual_size: u64::MAX,
-    };
-    let template = pvce::templates::import_local_file(
-        &pool,
-        &state.storage,
-        limits,
-        pvce::templates::ImportParams {
-            name: "bench-base".into(),
-            format: pvce::images::ImageFormat::Qcow2,
-            os: "linux".into(),
-            software: vec![],
-            parent_id: None,
-        },
-        None,
-        &src,
-    )
-    .await
-    .unwrap();
-    std::fs::remove_file(&src).unwrap();
-    let teacher = pvce::users::create(
-        &pool,
-        pvce::users::NewUser {
-            username: "bench-teacher".into(),
-            password: "bench-password".into(),
-            role: Role::Teacher,
-            display_name: None,
-        },
-    )
-    .await
-    .unwrap();
-    // Students straight in SQL: 500 argon2 hashes are not what is measured.
-    let mut names = Vec::with_capacity(layers);
-    let mut tx = pool.begin().await.unwrap();
-    for i in 0..layers {
-        let name = format!("bench-s{i:04}");
-        sqlx::query("INSERT INTO users (id, username, display_name, role, password_hash, created_at) VALUES (?, ?, ?, 'student', 'x', '2026-01-01T00:00:00Z')")
-            .bind(Uuid::new_v4().to_string())
-            .bind(&name)
-            .bind(&name)
-            .execute(&mut *tx)
-            .await
-            .unwrap();
-        names.push(name);
-    }
-    tx.commit().await.unwrap();
-    let course = pvce::courses::create(
-        &pool,
-        &teacher,
-        pvce::courses::NewCourse {
-            code: "BENCH-BK".into(),
-            name: "Backup bench".into(),
-            vm_specs: vec![pvce::courses::NewVmSpec {
-                name: "vm".into(),
-                template_id: template.id,
-                vcpus: 1,
-                memory_mib: 512,
-                graphics: None,
-            }],
-            lab_network: false,
-            clipboard_to_guest: true,
-            clipboard_from_guest: true,
-            clipboard_agent: false,
-            teacher_id: None,
-        },
-    )
-    .await
-    .unwrap();
-    pvce::courses::enrol(
-        &pool,
-        &state.storage,
-        pvce::vms::layers::LayerStorage::Shared,
-        &course,
-        &names,
-        pvce::courses::EnrolSource::Teacher,
-    )
-    .await
-    .unwrap();
+    let template = support::blank_template(&pool, &state.storage, &work, "1G").await;
+    let (teacher, names) = support::teacher_and_students(&pool, layers).await;
+    let specs = [("vm".to_owned(), template.id)];
+    let course = support::course(&pool, &teacher, "BENCH-BK", &specs, 512).await;
+    support::enrol(&pool, &state.storage, &course, &names).await;
     let vms: Vec<(String, String)> = sqlx::query_as(
         "SELECT id, overlay_path FROM vms WHERE course_id = ? ORDER BY overlay_path",
     )
