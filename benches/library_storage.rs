@@ -20,8 +20,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use pvce::auth::Role;
 use pvce::config::Config;
+
+mod support;
 
 const MIB: f64 = 1024.0 * 1024.0;
 
@@ -67,78 +68,25 @@ async fn main() {
         .unwrap();
     let config = Config::for_data_dir(dir.path().join("data"));
     let (storage, pool) = pvce::state::open(&config).await.unwrap();
-    let limits = pvce::templates::ImportLimits {
-        max_upload_bytes: u64::MAX,
-        max_virtual_size: u64::MAX,
-    };
 
     let t0 = Instant::now();
-    pvce::library::build(&pool, &storage, limits, &repo.join("templates-tree"))
-        .await
-        .unwrap();
+    pvce::library::build(
+        &pool,
+        &storage,
+        support::NO_LIMITS,
+        &repo.join("templates-tree"),
+    )
+    .await
+    .unwrap();
     let built = t0.elapsed();
     let templates = pvce::templates::list(&pool).await.unwrap();
     let by_name = |n: &str| templates.iter().find(|t| t.name == n).unwrap().clone();
     let courses = [by_name("tiny-linux-c"), by_name("tiny-linux-db")];
 
-    let teacher = pvce::users::create(
-        &pool,
-        pvce::users::NewUser {
-            username: "bench-teacher".into(),
-            password: "bench-password".into(),
-            role: Role::Teacher,
-            display_name: None,
-        },
-    )
-    .await
-    .unwrap();
-    let mut names = Vec::with_capacity(students);
-    for i in 0..students {
-        let name = format!("bench-s{i:03}");
-        sqlx::query("INSERT INTO users (id, username, display_name, role, password_hash, created_at) VALUES (?, ?, ?, 'student', 'x', '2026-01-01T00:00:00Z')")
-            .bind(uuid::Uuid::new_v4().to_string())
-            .bind(&name)
-            .bind(&name)
-            .execute(&pool)
-            .await
-            .unwrap();
-        names.push(name);
-    }
-    let course = pvce::courses::create(
-        &pool,
-        &teacher,
-        pvce::courses::NewCourse {
-            code: "BENCH-STORAGE".into(),
-            name: "Bench".into(),
-            vm_specs: courses
-                .iter()
-                .map(|t| pvce::courses::NewVmSpec {
-                    name: t.name.clone(),
-                    template_id: t.id,
-                    vcpus: 1,
-                    memory_mib: 256,
-                    graphics: None,
-                })
-                .collect(),
-            lab_network: false,
-            clipboard_to_guest: true,
-            clipboard_from_guest: true,
-            clipboard_agent: false,
-            teacher_id: None,
-        },
-    )
-    .await
-    .unwrap();
-    let report = pvce::courses::enrol(
-        &pool,
-        &storage,
-        pvce::vms::layers::LayerStorage::Shared,
-        &course,
-        &names,
-        pvce::courses::EnrolSource::Teacher,
-    )
-    .await
-    .unwrap();
+    let (teacher, names) = support::teacher_and_students(&pool, students).await;
+    let specs: Vec<(String, uuid::Uuid)> = courses.iter().map(|t| (t.name.clone(), t.id)).collect();
+    let course = support::course(&pool, &teacher, "BENCH-STORAGE", &specs, 256).await;
+    let report = support::enrol(&pool, &storage, &course, &names).await;
     let layers: Vec<PathBuf> = sqlx::query_scalar::<_, String>("SELECT overlay_path FROM vms")
         .fetch_all(&pool)
         .await

@@ -7,8 +7,9 @@
 
 use std::time::Instant;
 
-use pvce::auth::Role;
 use pvce::config::Config;
+
+mod support;
 
 #[tokio::main]
 async fn main() {
@@ -22,99 +23,18 @@ async fn main() {
         .unwrap();
     let config = Config::for_data_dir(dir.path().join("data"));
     let (storage, pool) = pvce::state::open(&config).await.unwrap();
-    let limits = pvce::templates::ImportLimits {
-        max_upload_bytes: u64::MAX,
-        max_virtual_size: u64::MAX,
-    };
 
     // A 1 GiB template layer (content doesn't matter for provisioning).
-    let src = dir.path().join("base.qcow2");
-    let st = std::process::Command::new("qemu-img")
-        .args(["create", "-q", "-f", "qcow2"])
-        .arg(&src)
-        .arg("1G")
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let t = pvce::templates::import_local_file(
-        &pool,
-        &storage,
-        limits,
-        pvce::templates::ImportParams {
-            name: "bench-base".into(),
-            format: pvce::images::ImageFormat::Qcow2,
-            os: "linux".into(),
-            software: vec![],
-            parent_id: None,
-        },
-        None,
-        &src,
-    )
-    .await
-    .unwrap();
-
-    let teacher = pvce::users::create(
-        &pool,
-        pvce::users::NewUser {
-            username: "bench-teacher".into(),
-            password: "bench-password".into(),
-            role: Role::Teacher,
-            display_name: None,
-        },
-    )
-    .await
-    .unwrap();
-    // Users are created straight in SQL: hashing 500 argon2 passwords is not what we measure.
-    let mut names = Vec::with_capacity(students);
-    let mut tx = pool.begin().await.unwrap();
-    for i in 0..students {
-        let name = format!("bench-s{i:04}");
-        sqlx::query("INSERT INTO users (id, username, display_name, role, password_hash, created_at) VALUES (?, ?, ?, 'student', 'x', '2026-01-01T00:00:00Z')")
-            .bind(uuid::Uuid::new_v4().to_string())
-            .bind(&name)
-            .bind(&name)
-            .execute(&mut *tx)
-            .await
-            .unwrap();
-        names.push(name);
-    }
-    tx.commit().await.unwrap();
-
-    let spec = |n: &str| pvce::courses::NewVmSpec {
-        name: n.into(),
-        template_id: t.id,
-        vcpus: 1,
-        memory_mib: 512,
-        graphics: None,
-    };
-    let course = pvce::courses::create(
-        &pool,
-        &teacher,
-        pvce::courses::NewCourse {
-            code: "BENCH-1".into(),
-            name: "Bench".into(),
-            vm_specs: vec![spec("desktop"), spec("server"), spec("router")],
-            lab_network: false,
-            clipboard_to_guest: true,
-            clipboard_from_guest: true,
-            clipboard_agent: false,
-            teacher_id: None,
-        },
-    )
-    .await
-    .unwrap();
+    let t = support::blank_template(&pool, &storage, dir.path(), "1G").await;
+    let (teacher, names) = support::teacher_and_students(&pool, students).await;
+    let specs: Vec<(String, uuid::Uuid)> = ["desktop", "server", "router"]
+        .iter()
+        .map(|n| ((*n).to_owned(), t.id))
+        .collect();
+    let course = support::course(&pool, &teacher, "BENCH-1", &specs, 512).await;
 
     let start = Instant::now();
-    let report = pvce::courses::enrol(
-        &pool,
-        &storage,
-        pvce::vms::layers::LayerStorage::Shared,
-        &course,
-        &names,
-        pvce::courses::EnrolSource::Teacher,
-    )
-    .await
-    .unwrap();
+    let report = support::enrol(&pool, &storage, &course, &names).await;
     let elapsed = start.elapsed();
     let overlays = report.vms_created;
     assert_eq!(overlays as usize, students * 3);

@@ -711,13 +711,17 @@ pub async fn lab_server(
     pvce::library::build(&st.pool, &st.storage, limits, &root.join("templates-tree"))
         .await
         .unwrap();
-    create_user(st, "bench-teacher", pvce::auth::Role::Teacher).await;
+    create_user(&st.pool, "bench-teacher", pvce::auth::Role::Teacher).await;
     (dir, server)
 }
 
-async fn create_user(st: &pvce::state::AppState, username: &str, role: pvce::auth::Role) {
+async fn create_user(
+    pool: &pvce::db::Pool,
+    username: &str,
+    role: pvce::auth::Role,
+) -> pvce::users::User {
     pvce::users::create(
-        &st.pool,
+        pool,
         pvce::users::NewUser {
             username: username.into(),
             password: BENCH_PASSWORD.into(),
@@ -726,7 +730,7 @@ async fn create_user(st: &pvce::state::AppState, username: &str, role: pvce::aut
         },
     )
     .await
-    .unwrap();
+    .unwrap()
 }
 
 /// A course `code` of `n` new students (`<code>-sNN`), each with one VM of
@@ -745,7 +749,7 @@ pub async fn tiny_class(
     let mut names = vec![];
     for i in 0..n.max(1) {
         let u = format!("{}-s{i:03}", code.to_lowercase());
-        create_user(st, &u, pvce::auth::Role::Student).await;
+        create_user(&st.pool, &u, pvce::auth::Role::Student).await;
         names.push(u);
     }
     let tiny = pvce::templates::find_by_name(&st.pool, "tiny-linux")
@@ -774,4 +778,130 @@ pub async fn tiny_class(
         .await
         .unwrap();
     (cid, ids)
+}
+
+// ---------------------------------------------------------------- classes on disk
+
+/// The unlimited import limits benches import their templates with.
+pub const NO_LIMITS: pvce::templates::ImportLimits = pvce::templates::ImportLimits {
+    max_upload_bytes: u64::MAX,
+    max_virtual_size: u64::MAX,
+};
+
+/// A blank qcow2 template of `size` (`qemu-img` syntax, e.g. `1G`) imported
+/// as `bench-base`, for benches that measure layers rather than a guest.
+pub async fn blank_template(
+    pool: &pvce::db::Pool,
+    storage: &pvce::storage::Storage,
+    work: &std::path::Path,
+    size: &str,
+) -> pvce::templates::Template {
+    let src = work.join("base.qcow2");
+    let st = std::process::Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2"])
+        .arg(&src)
+        .arg(size)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let t = pvce::templates::import_local_file(
+        pool,
+        storage,
+        NO_LIMITS,
+        pvce::templates::ImportParams {
+            name: "bench-base".into(),
+            format: pvce::images::ImageFormat::Qcow2,
+            os: "linux".into(),
+            software: vec![],
+            parent_id: None,
+        },
+        None,
+        &src,
+    )
+    .await
+    .unwrap();
+    std::fs::remove_file(&src).unwrap();
+    t
+}
+
+/// The teacher `bench-teacher` (password [`BENCH_PASSWORD`]) and `n`
+/// students `bench-sNNNN`, these straight in SQL (hashing n argon2
+/// passwords is not what benches measure): the teacher and the students'
+/// usernames.
+pub async fn teacher_and_students(
+    pool: &pvce::db::Pool,
+    n: usize,
+) -> (pvce::users::User, Vec<String>) {
+    let teacher = create_user(pool, "bench-teacher", pvce::auth::Role::Teacher).await;
+    let mut names = Vec::with_capacity(n);
+    let mut tx = pool.begin().await.unwrap();
+    for i in 0..n {
+        let name = format!("bench-s{i:04}");
+        sqlx::query("INSERT INTO users (id, username, display_name, role, password_hash, created_at) VALUES (?, ?, ?, 'student', 'x', '2026-01-01T00:00:00Z')")
+            .bind(uuid::Uuid::new_v4().to_string())
+            .bind(&name)
+            .bind(&name)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        names.push(name);
+    }
+    tx.commit().await.unwrap();
+    (teacher, names)
+}
+
+/// A course `code` of `teacher` with one VM spec per (name, template), each
+/// 1 vCPU and `memory_mib`, no lab network.
+pub async fn course(
+    pool: &pvce::db::Pool,
+    teacher: &pvce::users::User,
+    code: &str,
+    specs: &[(String, uuid::Uuid)],
+    memory_mib: i64,
+) -> pvce::courses::Course {
+    pvce::courses::create(
+        pool,
+        teacher,
+        pvce::courses::NewCourse {
+            code: code.into(),
+            name: code.into(),
+            vm_specs: specs
+                .iter()
+                .map(|(name, template)| pvce::courses::NewVmSpec {
+                    name: name.clone(),
+                    template_id: *template,
+                    vcpus: 1,
+                    memory_mib,
+                    graphics: None,
+                })
+                .collect(),
+            lab_network: false,
+            clipboard_to_guest: true,
+            clipboard_from_guest: true,
+            clipboard_agent: false,
+            teacher_id: None,
+        },
+    )
+    .await
+    .unwrap()
+}
+
+/// Enrols `names` in `course` as its teacher does, layers on the shared
+/// data dir.
+pub async fn enrol(
+    pool: &pvce::db::Pool,
+    storage: &pvce::storage::Storage,
+    course: &pvce::courses::Course,
+    names: &[String],
+) -> pvce::courses::EnrolReport {
+    pvce::courses::enrol(
+        pool,
+        storage,
+        pvce::vms::layers::LayerStorage::Shared,
+        course,
+        names,
+        pvce::courses::EnrolSource::Teacher,
+    )
+    .await
+    .unwrap()
 }
