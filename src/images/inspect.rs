@@ -875,8 +875,8 @@ fn value_after_eq(line: &[u8]) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::images::testkit::{hostile_backing_qcow2, qemu_img};
     use proptest::prelude::*;
-    use std::process::Command;
 
     const MIB: u64 = 1 << 20;
 
@@ -884,18 +884,6 @@ mod tests {
         InspectLimits {
             max_virtual_size: 4 << 30,
         }
-    }
-
-    fn qemu_img(args: &[&str]) {
-        let out = Command::new("qemu-img")
-            .args(args)
-            .output()
-            .expect("qemu-img is installed (apt install qemu-utils)");
-        assert!(
-            out.status.success(),
-            "qemu-img {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
     }
 
     fn tmp() -> tempfile::TempDir {
@@ -1037,19 +1025,7 @@ mod tests {
     fn qcow2_with_backing_file_is_unsafe() {
         let d = tmp();
         let p = d.path().join("evil.qcow2");
-        qemu_img(&[
-            "create",
-            "-q",
-            "-f",
-            "qcow2",
-            "-u",
-            "-b",
-            "/etc/passwd",
-            "-F",
-            "raw",
-            path_str(&p),
-            "1M",
-        ]);
+        hostile_backing_qcow2(&p);
         let msg = unsafe_msg(inspect(&p, ImageFormat::Qcow2, &limits()));
         assert!(msg.contains("backing file \"/etc/passwd\""), "{msg}");
 
@@ -1579,19 +1555,7 @@ mod tests {
 
         // A hostile backing name is only reported, never opened.
         let evil = d.path().join("evil.qcow2");
-        qemu_img(&[
-            "create",
-            "-q",
-            "-f",
-            "qcow2",
-            "-u",
-            "-b",
-            "/etc/passwd",
-            "-F",
-            "raw",
-            path_str(&evil),
-            "1M",
-        ]);
+        hostile_backing_qcow2(&evil);
         let r = inspect_layer(&evil, &limits()).expect("reported");
         assert_eq!(r.backing_file.as_deref(), Some("/etc/passwd"));
         assert_eq!(r.backing_format.as_deref(), Some("raw"));

@@ -31,6 +31,8 @@ pub mod inspect;
 pub mod overlay;
 pub mod partition;
 pub mod qemu_img;
+#[cfg(test)]
+mod testkit;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -286,6 +288,7 @@ pub async fn adopt_layer(
 
 #[cfg(test)]
 mod tests {
+    use super::testkit::{hostile_backing_qcow2, qemu_img};
     use super::*;
 
     #[test]
@@ -307,15 +310,6 @@ mod tests {
             serde_json::to_string(&ImageFormat::Vmdk).ok().as_deref(),
             Some("\"vmdk\"")
         );
-    }
-
-    fn qemu_img(args: &[&str]) {
-        let ok = std::process::Command::new("qemu-img")
-            .args(args)
-            .status()
-            .expect("qemu-utils installed")
-            .success();
-        assert!(ok, "qemu-img {args:?}");
     }
 
     #[tokio::test]
@@ -352,20 +346,7 @@ mod tests {
     async fn import_refuses_unsafe_without_leaving_files() {
         let d = tempfile::tempdir().expect("tempdir");
         let evil = d.path().join("upload.qcow2");
-        let e = evil.to_str().expect("utf-8");
-        qemu_img(&[
-            "create",
-            "-q",
-            "-f",
-            "qcow2",
-            "-u",
-            "-b",
-            "/etc/passwd",
-            "-F",
-            "raw",
-            e,
-            "1M",
-        ]);
+        hostile_backing_qcow2(&evil);
         let dst = d.path().join("t.qcow2");
         let err = import_image(&evil, ImageFormat::Qcow2, &dst, &InspectLimits::default()).await;
         assert!(matches!(&err, Err(e) if e.is_bad_image()), "{err:?}");
