@@ -753,51 +753,72 @@ mod tests {
     #[test]
     fn periods() {
         let now = datetime!(2026-03-04 12:00 UTC);
-        let r = |p, a| period_range(p, a, now);
-        // The week of a Wednesday; without an anchor the last complete week.
-        assert_eq!(
-            r(Period::Week, Some(now)),
-            Some((
-                datetime!(2026-03-02 00:00 UTC),
-                datetime!(2026-03-09 00:00 UTC)
-            ))
-        );
-        assert_eq!(
-            r(Period::Week, None),
-            Some((
-                datetime!(2026-02-23 00:00 UTC),
-                datetime!(2026-03-02 00:00 UTC)
-            ))
-        );
-        assert_eq!(
-            r(Period::Month, None),
-            Some((
-                datetime!(2026-02-01 00:00 UTC),
-                datetime!(2026-03-01 00:00 UTC)
-            ))
-        );
-        assert_eq!(
-            period_range(Period::Month, None, datetime!(2026-01-15 00:00 UTC)),
-            Some((
-                datetime!(2025-12-01 00:00 UTC),
-                datetime!(2026-01-01 00:00 UTC)
-            ))
-        );
-        assert_eq!(
-            r(Period::Quarter, Some(datetime!(2026-11-20 00:00 UTC))),
-            Some((
-                datetime!(2026-10-01 00:00 UTC),
-                datetime!(2027-01-01 00:00 UTC)
-            ))
-        );
-        assert_eq!(
-            r(Period::Quarter, None),
-            Some((
-                datetime!(2025-10-01 00:00 UTC),
-                datetime!(2026-01-01 00:00 UTC)
-            ))
-        );
-        assert_eq!(r(Period::Custom, None), None);
+        // (period, anchor, now, expected [from, to)): a Wednesday's week;
+        // without an anchor the last complete period before `now`.
+        let cases = [
+            (
+                Period::Week,
+                Some(now),
+                now,
+                (
+                    datetime!(2026-03-02 00:00 UTC),
+                    datetime!(2026-03-09 00:00 UTC),
+                ),
+            ),
+            (
+                Period::Week,
+                None,
+                now,
+                (
+                    datetime!(2026-02-23 00:00 UTC),
+                    datetime!(2026-03-02 00:00 UTC),
+                ),
+            ),
+            (
+                Period::Month,
+                None,
+                now,
+                (
+                    datetime!(2026-02-01 00:00 UTC),
+                    datetime!(2026-03-01 00:00 UTC),
+                ),
+            ),
+            (
+                Period::Month,
+                None,
+                datetime!(2026-01-15 00:00 UTC),
+                (
+                    datetime!(2025-12-01 00:00 UTC),
+                    datetime!(2026-01-01 00:00 UTC),
+                ),
+            ),
+            (
+                Period::Quarter,
+                Some(datetime!(2026-11-20 00:00 UTC)),
+                now,
+                (
+                    datetime!(2026-10-01 00:00 UTC),
+                    datetime!(2027-01-01 00:00 UTC),
+                ),
+            ),
+            (
+                Period::Quarter,
+                None,
+                now,
+                (
+                    datetime!(2025-10-01 00:00 UTC),
+                    datetime!(2026-01-01 00:00 UTC),
+                ),
+            ),
+        ];
+        for (period, anchor, now, expected) in cases {
+            assert_eq!(
+                period_range(period, anchor, now),
+                Some(expected),
+                "{period:?} {anchor:?} at {now}"
+            );
+        }
+        assert_eq!(period_range(Period::Custom, None, now), None);
     }
 
     #[test]
