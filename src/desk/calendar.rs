@@ -507,34 +507,51 @@ mod tests {
         let fri_close = datetime!(2026-12-04 17:30 +8);
         let mon_open = datetime!(2026-12-07 08:00 +8);
         assert_eq!(c.business_time_between(fri_close, mon_open), Duration::ZERO);
-        // Thursday 16:30 + 2 h = Friday 09:00: the night is skipped.
-        let t = c
-            .add_business_time(datetime!(2026-12-03 16:30 +8), Duration::hours(2))
-            .unwrap();
-        assert_eq!(t, datetime!(2026-12-04 09:00 +8));
-        // Friday 17:00 + 1 h = Monday 08:30.
-        let t = c
-            .add_business_time(datetime!(2026-12-04 17:00 +8), Duration::hours(1))
-            .unwrap();
-        assert_eq!(t, datetime!(2026-12-07 08:30 +8));
     }
 
     #[test]
-    fn add_lands_on_interval_end_not_next_opening() {
+    fn adding_business_time() {
         let c = lab();
-        let t = c
-            .add_business_time(datetime!(2026-11-30 11:00 +8), Duration::hours(1))
-            .unwrap();
-        assert_eq!(t, datetime!(2026-11-30 12:00 +8));
-        // Starting while closed: counting begins at the next opening.
-        let t = c
-            .add_business_time(datetime!(2026-11-30 12:30 +8), Duration::minutes(15))
-            .unwrap();
-        assert_eq!(t, datetime!(2026-11-30 13:45 +8));
-        assert_eq!(
-            c.add_business_time(datetime!(2026-11-30 12:30 +8), Duration::ZERO),
-            Some(datetime!(2026-11-30 12:30 +8))
-        );
+        // (start, business time to add, when it is used up), on the lab's clock.
+        let cases = [
+            // Thursday 16:30 + 2 h = Friday 09:00: the night is skipped.
+            (
+                datetime!(2026-12-03 16:30 +8),
+                Duration::hours(2),
+                datetime!(2026-12-04 09:00 +8),
+            ),
+            // Friday 17:00 + 1 h = Monday 08:30: so is the weekend.
+            (
+                datetime!(2026-12-04 17:00 +8),
+                Duration::hours(1),
+                datetime!(2026-12-07 08:30 +8),
+            ),
+            // Used up at an interval's end: that end, not the next opening.
+            (
+                datetime!(2026-11-30 11:00 +8),
+                Duration::hours(1),
+                datetime!(2026-11-30 12:00 +8),
+            ),
+            // Starting while closed: counting begins at the next opening.
+            (
+                datetime!(2026-11-30 12:30 +8),
+                Duration::minutes(15),
+                datetime!(2026-11-30 13:45 +8),
+            ),
+            // Nothing to add: the start itself, even while closed.
+            (
+                datetime!(2026-11-30 12:30 +8),
+                Duration::ZERO,
+                datetime!(2026-11-30 12:30 +8),
+            ),
+        ];
+        for (start, add, end) in cases {
+            assert_eq!(
+                c.add_business_time(start, add),
+                Some(end),
+                "{start} + {add}"
+            );
+        }
     }
 
     #[test]
