@@ -20,17 +20,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use pvce::auth::Role;
 use pvce::config::Config;
 
-const MIB: f64 = 1024.0 * 1024.0;
+mod support;
 
-fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+use support::env_or;
+
+const MIB: f64 = 1024.0 * 1024.0;
 
 fn allocated(path: &Path) -> u64 {
     std::fs::metadata(path)
@@ -56,8 +52,8 @@ fn flat_bytes(path: &Path) -> u64 {
 
 #[tokio::main]
 async fn main() {
-    let students = env_num("PVCE_BENCH_STUDENTS", 50) as usize;
-    let student_mib = env_num("PVCE_BENCH_STUDENT_MIB", 4);
+    let students: usize = env_or("PVCE_BENCH_STUDENTS", 50);
+    let student_mib: u64 = env_or("PVCE_BENCH_STUDENT_MIB", 4);
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     // On the real disk (not tmpfs), beside the build output.
     let scratch = repo.join("target");
@@ -81,29 +77,8 @@ async fn main() {
     let by_name = |n: &str| templates.iter().find(|t| t.name == n).unwrap().clone();
     let courses = [by_name("tiny-linux-c"), by_name("tiny-linux-db")];
 
-    let teacher = pvce::users::create(
-        &pool,
-        pvce::users::NewUser {
-            username: "bench-teacher".into(),
-            password: "bench-password".into(),
-            role: Role::Teacher,
-            display_name: None,
-        },
-    )
-    .await
-    .unwrap();
-    let mut names = Vec::with_capacity(students);
-    for i in 0..students {
-        let name = format!("bench-s{i:03}");
-        sqlx::query("INSERT INTO users (id, username, display_name, role, password_hash, created_at) VALUES (?, ?, ?, 'student', 'x', '2026-01-01T00:00:00Z')")
-            .bind(uuid::Uuid::new_v4().to_string())
-            .bind(&name)
-            .bind(&name)
-            .execute(&pool)
-            .await
-            .unwrap();
-        names.push(name);
-    }
+    let teacher = support::bench_teacher(&pool).await;
+    let names = support::sql_students(&pool, students).await;
     let course = pvce::courses::create(
         &pool,
         &teacher,

@@ -28,21 +28,7 @@ use serde_json::json;
 mod support;
 
 use support::BENCH_PASSWORD as PASSWORD;
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn percentile(v: &mut [f64], p: f64) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(f64::total_cmp);
-    v[((v.len() - 1) as f64 * p).round() as usize]
-}
+use support::{env_or, percentile};
 
 #[derive(Default)]
 struct Counts {

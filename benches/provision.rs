@@ -7,15 +7,13 @@
 
 use std::time::Instant;
 
-use pvce::auth::Role;
 use pvce::config::Config;
+
+mod support;
 
 #[tokio::main]
 async fn main() {
-    let students: usize = std::env::var("PVCE_BENCH_STUDENTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(500);
+    let students: usize = support::env_or("PVCE_BENCH_STUDENTS", 500);
     let dir = tempfile::Builder::new()
         .prefix("test-pvce-bench-")
         .tempdir()
@@ -53,32 +51,8 @@ async fn main() {
     .await
     .unwrap();
 
-    let teacher = pvce::users::create(
-        &pool,
-        pvce::users::NewUser {
-            username: "bench-teacher".into(),
-            password: "bench-password".into(),
-            role: Role::Teacher,
-            display_name: None,
-        },
-    )
-    .await
-    .unwrap();
-    // Users are created straight in SQL: hashing 500 argon2 passwords is not what we measure.
-    let mut names = Vec::with_capacity(students);
-    let mut tx = pool.begin().await.unwrap();
-    for i in 0..students {
-        let name = format!("bench-s{i:04}");
-        sqlx::query("INSERT INTO users (id, username, display_name, role, password_hash, created_at) VALUES (?, ?, ?, 'student', 'x', '2026-01-01T00:00:00Z')")
-            .bind(uuid::Uuid::new_v4().to_string())
-            .bind(&name)
-            .bind(&name)
-            .execute(&mut *tx)
-            .await
-            .unwrap();
-        names.push(name);
-    }
-    tx.commit().await.unwrap();
+    let teacher = support::bench_teacher(&pool).await;
+    let names = support::sql_students(&pool, students).await;
 
     let spec = |n: &str| pvce::courses::NewVmSpec {
         name: n.into(),

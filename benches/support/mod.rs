@@ -615,6 +615,15 @@ pub fn loadavg() -> String {
         .join(" ")
 }
 
+/// The `p`-th quantile (0–1) of `v`, sorting it in place; NaN when empty.
+pub fn percentile(v: &mut [f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
 /// Percentile (0–100) of sorted samples.
 pub fn pct(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
@@ -713,6 +722,42 @@ pub async fn lab_server(
         .unwrap();
     create_user(st, "bench-teacher", pvce::auth::Role::Teacher).await;
     (dir, server)
+}
+
+/// `bench-teacher` (password [`BENCH_PASSWORD`]) in `pool`.
+pub async fn bench_teacher(pool: &pvce::db::Pool) -> pvce::users::User {
+    pvce::users::create(
+        pool,
+        pvce::users::NewUser {
+            username: "bench-teacher".into(),
+            password: BENCH_PASSWORD.into(),
+            role: pvce::auth::Role::Teacher,
+            display_name: None,
+        },
+    )
+    .await
+    .unwrap()
+}
+
+/// `n` students `bench-s0000`… written straight in SQL, in one transaction
+/// (hashing their argon2 passwords is not what the benches measure): their
+/// usernames.
+pub async fn sql_students(pool: &pvce::db::Pool, n: usize) -> Vec<String> {
+    let mut names = Vec::with_capacity(n);
+    let mut tx = pool.begin().await.unwrap();
+    for i in 0..n {
+        let name = format!("bench-s{i:04}");
+        sqlx::query("INSERT INTO users (id, username, display_name, role, password_hash, created_at) VALUES (?, ?, ?, 'student', 'x', '2026-01-01T00:00:00Z')")
+            .bind(uuid::Uuid::new_v4().to_string())
+            .bind(&name)
+            .bind(&name)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        names.push(name);
+    }
+    tx.commit().await.unwrap();
+    names
 }
 
 async fn create_user(st: &pvce::state::AppState, username: &str, role: pvce::auth::Role) {
