@@ -288,7 +288,7 @@ pub async fn adopt_layer(
 
 #[cfg(test)]
 mod tests {
-    use super::testkit::{hostile_backing_qcow2, qemu_img};
+    use super::testkit::{create_image, hostile_backing_qcow2};
     use super::*;
 
     #[test]
@@ -332,8 +332,7 @@ mod tests {
         );
 
         let vmdk = d.path().join("upload.vmdk");
-        let v = vmdk.to_str().expect("utf-8");
-        qemu_img(&["create", "-q", "-f", "vmdk", v, "32M"]);
+        create_image(&vmdk, "vmdk", &[], "32M");
         let dst = d.path().join("t2.qcow2");
         let r = import_image(&vmdk, ImageFormat::Vmdk, &dst, &InspectLimits::default())
             .await

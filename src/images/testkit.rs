@@ -17,21 +17,23 @@ pub fn qemu_img(args: &[&str]) {
     );
 }
 
+/// `qemu-img create -q -f <format> <options…> <path> <size>`.
+pub fn create_image(path: &Path, format: &str, options: &[&str], size: &str) {
+    let path = path.to_str().expect("utf-8 temp path");
+    let mut args = vec!["create", "-q", "-f", format];
+    args.extend_from_slice(options);
+    args.extend_from_slice(&[path, size]);
+    qemu_img(&args);
+}
+
 /// Creates at `path` a 1 MiB qcow2 whose backing file names `/etc/passwd`
 /// (as raw), written unsafe (`-u`) so that qemu-img never opens it: what a
 /// hostile upload would hold.
 pub fn hostile_backing_qcow2(path: &Path) {
-    qemu_img(&[
-        "create",
-        "-q",
-        "-f",
+    create_image(
+        path,
         "qcow2",
-        "-u",
-        "-b",
-        "/etc/passwd",
-        "-F",
-        "raw",
-        path.to_str().expect("utf-8 temp path"),
+        &["-u", "-b", "/etc/passwd", "-F", "raw"],
         "1M",
-    ]);
+    );
 }
