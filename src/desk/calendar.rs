@@ -512,43 +512,36 @@ mod tests {
     #[test]
     fn adding_business_time() {
         let c = lab();
-        // (start, business time to add, when it is used up), on the lab's clock.
+        // "YYYY-MM-DD hh:mm" on the lab's clock (UTC+8).
+        let at = |s: &str| {
+            PrimitiveDateTime::parse(
+                s,
+                time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]"),
+            )
+            .expect("time")
+            .assume_offset(time::macros::offset!(+8))
+        };
+        // (start, business time to add, when it is used up)
         let cases = [
             // Thursday 16:30 + 2 h = Friday 09:00: the night is skipped.
-            (
-                datetime!(2026-12-03 16:30 +8),
-                Duration::hours(2),
-                datetime!(2026-12-04 09:00 +8),
-            ),
+            ("2026-12-03 16:30", Duration::hours(2), "2026-12-04 09:00"),
             // Friday 17:00 + 1 h = Monday 08:30: so is the weekend.
-            (
-                datetime!(2026-12-04 17:00 +8),
-                Duration::hours(1),
-                datetime!(2026-12-07 08:30 +8),
-            ),
+            ("2026-12-04 17:00", Duration::hours(1), "2026-12-07 08:30"),
             // Used up at an interval's end: that end, not the next opening.
-            (
-                datetime!(2026-11-30 11:00 +8),
-                Duration::hours(1),
-                datetime!(2026-11-30 12:00 +8),
-            ),
+            ("2026-11-30 11:00", Duration::hours(1), "2026-11-30 12:00"),
             // Starting while closed: counting begins at the next opening.
             (
-                datetime!(2026-11-30 12:30 +8),
+                "2026-11-30 12:30",
                 Duration::minutes(15),
-                datetime!(2026-11-30 13:45 +8),
+                "2026-11-30 13:45",
             ),
             // Nothing to add: the start itself, even while closed.
-            (
-                datetime!(2026-11-30 12:30 +8),
-                Duration::ZERO,
-                datetime!(2026-11-30 12:30 +8),
-            ),
+            ("2026-11-30 12:30", Duration::ZERO, "2026-11-30 12:30"),
         ];
         for (start, add, end) in cases {
             assert_eq!(
-                c.add_business_time(start, add),
-                Some(end),
+                c.add_business_time(at(start), add),
+                Some(at(end)),
                 "{start} + {add}"
             );
         }
