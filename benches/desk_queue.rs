@@ -30,8 +30,7 @@ use uuid::Uuid;
 
 mod support;
 
-use support::BENCH_PASSWORD as PASSWORD;
-use support::{env_or, percentile};
+use support::{bench_user, env_or, percentile};
 
 fn pick<'a, T>(rng: &mut StdRng, weighted: &'a [(T, u32)]) -> &'a T {
     let total: u32 = weighted.iter().map(|(_, w)| w).sum();
@@ -58,28 +57,12 @@ async fn main() {
     let pool = state.pool.clone();
     let desk = state.desk.clone();
 
-    let mk = |name: String, role: Role| {
-        let pool = pool.clone();
-        async move {
-            pvce::users::create(
-                &pool,
-                pvce::users::NewUser {
-                    username: name,
-                    password: PASSWORD.into(),
-                    role,
-                    display_name: None,
-                },
-            )
-            .await
-            .unwrap()
-        }
-    };
-    let admin = mk("bench-admin".into(), Role::Admin).await;
+    let admin = bench_user(&pool, "bench-admin", Role::Admin).await;
     let mut staff = Vec::new();
     for i in 0..20 {
-        staff.push(mk(format!("bench-staff{i}"), Role::Staff).await);
+        staff.push(bench_user(&pool, &format!("bench-staff{i}"), Role::Staff).await);
     }
-    let student = mk("bench-student0".into(), Role::Student).await;
+    let student = bench_user(&pool, "bench-student0", Role::Student).await;
     // 2,000 reporters, sharing the first one's password hash.
     let t0 = Instant::now();
     let mut tx = pool.begin().await.unwrap();

@@ -720,23 +720,32 @@ pub async fn lab_server(
     pvce::library::build(&st.pool, &st.storage, limits, &root.join("templates-tree"))
         .await
         .unwrap();
-    create_user(st, "bench-teacher", pvce::auth::Role::Teacher).await;
+    bench_teacher(&st.pool).await;
     (dir, server)
 }
 
-/// `bench-teacher` (password [`BENCH_PASSWORD`]) in `pool`.
-pub async fn bench_teacher(pool: &pvce::db::Pool) -> pvce::users::User {
+/// A user of `role` with the password [`BENCH_PASSWORD`].
+pub async fn bench_user(
+    pool: &pvce::db::Pool,
+    username: &str,
+    role: pvce::auth::Role,
+) -> pvce::users::User {
     pvce::users::create(
         pool,
         pvce::users::NewUser {
-            username: "bench-teacher".into(),
+            username: username.into(),
             password: BENCH_PASSWORD.into(),
-            role: pvce::auth::Role::Teacher,
+            role,
             display_name: None,
         },
     )
     .await
     .unwrap()
+}
+
+/// `bench-teacher`, the teacher [`lab_server`] and the course benches use.
+pub async fn bench_teacher(pool: &pvce::db::Pool) -> pvce::users::User {
+    bench_user(pool, "bench-teacher", pvce::auth::Role::Teacher).await
 }
 
 /// `n` students `bench-s0000`… written straight in SQL, in one transaction
@@ -760,20 +769,6 @@ pub async fn sql_students(pool: &pvce::db::Pool, n: usize) -> Vec<String> {
     names
 }
 
-async fn create_user(st: &pvce::state::AppState, username: &str, role: pvce::auth::Role) {
-    pvce::users::create(
-        &st.pool,
-        pvce::users::NewUser {
-            username: username.into(),
-            password: BENCH_PASSWORD.into(),
-            role,
-            display_name: None,
-        },
-    )
-    .await
-    .unwrap();
-}
-
 /// A course `code` of `n` new students (`<code>-sNN`), each with one VM of
 /// the tiny guest (`memory_mib`), made by `bench-teacher`: (course id, the
 /// VMs' ids).
@@ -790,7 +785,7 @@ pub async fn tiny_class(
     let mut names = vec![];
     for i in 0..n.max(1) {
         let u = format!("{}-s{i:03}", code.to_lowercase());
-        create_user(st, &u, pvce::auth::Role::Student).await;
+        bench_user(&st.pool, &u, pvce::auth::Role::Student).await;
         names.push(u);
     }
     let tiny = pvce::templates::find_by_name(&st.pool, "tiny-linux")
