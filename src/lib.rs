@@ -87,6 +87,8 @@ pub mod storage;
 pub mod stores;
 pub mod templates;
 pub mod term;
+#[cfg(test)]
+mod testkit;
 pub mod usage;
 pub mod users;
 pub mod vms;

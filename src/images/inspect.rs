@@ -875,7 +875,7 @@ fn value_after_eq(line: &[u8]) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::images::testkit::{create_image, hostile_backing_qcow2, qemu_img};
+    use crate::testkit::{create_image, hostile_backing_qcow2, qemu_img};
     use proptest::prelude::*;
 
     const MIB: u64 = 1 << 20;

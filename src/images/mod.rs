@@ -31,8 +31,6 @@ pub mod inspect;
 pub mod overlay;
 pub mod partition;
 pub mod qemu_img;
-#[cfg(test)]
-mod testkit;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -288,8 +286,8 @@ pub async fn adopt_layer(
 
 #[cfg(test)]
 mod tests {
-    use super::testkit::{create_image, hostile_backing_qcow2};
     use super::*;
+    use crate::testkit::{create_image, hostile_backing_qcow2};
 
     #[test]
     fn format_names_round_trip() {

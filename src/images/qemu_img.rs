@@ -655,20 +655,11 @@ pub async fn read_guest(path: &Path, offset: u64, len: usize) -> Result<Vec<u8>,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::images::testkit::create_image;
+    use crate::testkit::{create_image, run_ok};
     use std::process::Command as StdCommand;
 
     fn qemu(tool: &str, args: &[&OsStr]) -> Output {
-        let out = StdCommand::new(tool)
-            .args(args)
-            .output()
-            .expect("qemu-utils installed");
-        assert!(
-            out.status.success(),
-            "{tool} {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
+        run_ok(StdCommand::new(tool).args(args))
     }
 
     fn dir_names(d: &Path) -> Vec<String> {

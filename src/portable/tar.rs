@@ -308,22 +308,14 @@ pub fn member_path(name: &str) -> Result<Vec<&str>, UnsafeName> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testkit::run_ok;
     use std::path::Path;
     use std::process::Command;
 
     /// Runs GNU tar with `args` in `dir` and returns what it printed; a
     /// failure fails the test with tar's own message.
     fn gnu_tar(dir: &Path, args: &[&str]) -> String {
-        let out = Command::new("tar")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("tar");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = run_ok(Command::new("tar").args(args).current_dir(dir));
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 

@@ -1,20 +1,27 @@
-//! Test-only helpers shared by the image modules' unit tests: running
-//! `qemu-img`, and the hostile image several of them refuse or report.
+//! Test-only helpers shared by several modules' unit tests: running the
+//! external tools they check against (qemu-img, tar, e2fsprogs), and the
+//! images the image tests make.
 
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Output};
 
-/// Runs `qemu-img` with `args`; a failure fails the test with its stderr.
-pub fn qemu_img(args: &[&str]) {
-    let out = Command::new("qemu-img")
-        .args(args)
+/// Runs `cmd` to its end; a failure fails the test with what the tool printed.
+pub fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd
         .output()
-        .expect("qemu-img is installed (apt install qemu-utils)");
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e} (is the tool installed?)"));
     assert!(
         out.status.success(),
-        "qemu-img {args:?}: {}",
+        "{cmd:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    out
+}
+
+/// Runs `qemu-img` with `args`.
+pub fn qemu_img(args: &[&str]) {
+    run_ok(Command::new("qemu-img").args(args));
 }
 
 /// `qemu-img create -q -f <format> <options…> <path> <size>`.
