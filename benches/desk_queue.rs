@@ -28,19 +28,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use uuid::Uuid;
 
-const PASSWORD: &str = "bench-password";
+mod support;
 
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn percentile(v: &mut [f64], p: f64) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[((v.len() - 1) as f64 * p).round() as usize]
-}
+use support::{bench_user, env_or, percentile};
 
 fn pick<'a, T>(rng: &mut StdRng, weighted: &'a [(T, u32)]) -> &'a T {
     let total: u32 = weighted.iter().map(|(_, w)| w).sum();
@@ -67,28 +57,12 @@ async fn main() {
     let pool = state.pool.clone();
     let desk = state.desk.clone();
 
-    let mk = |name: String, role: Role| {
-        let pool = pool.clone();
-        async move {
-            pvce::users::create(
-                &pool,
-                pvce::users::NewUser {
-                    username: name,
-                    password: PASSWORD.into(),
-                    role,
-                    display_name: None,
-                },
-            )
-            .await
-            .unwrap()
-        }
-    };
-    let admin = mk("bench-admin".into(), Role::Admin).await;
+    let admin = bench_user(&pool, "bench-admin", Role::Admin).await;
     let mut staff = Vec::new();
     for i in 0..20 {
-        staff.push(mk(format!("bench-staff{i}"), Role::Staff).await);
+        staff.push(bench_user(&pool, &format!("bench-staff{i}"), Role::Staff).await);
     }
-    let student = mk("bench-student0".into(), Role::Student).await;
+    let student = bench_user(&pool, "bench-student0", Role::Student).await;
     // 2,000 reporters, sharing the first one's password hash.
     let t0 = Instant::now();
     let mut tx = pool.begin().await.unwrap();

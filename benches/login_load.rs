@@ -28,21 +28,7 @@ use serde_json::json;
 mod support;
 
 use support::BENCH_PASSWORD as PASSWORD;
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn percentile(v: &mut [f64], p: f64) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(f64::total_cmp);
-    v[((v.len() - 1) as f64 * p).round() as usize]
-}
+use support::{bench_user, env_or, percentile};
 
 #[derive(Default)]
 struct Counts {
@@ -177,24 +163,14 @@ fn run_mode(inline: bool, clients: usize, secs: u64, with_idle: bool) -> Vec<Row
     let server = server_rt.block_on(async {
         let server = pvce::app::start(config, "127.0.0.1:0").await.unwrap();
         let pool = server.state.pool.clone();
-        let new = move |u: String, r| {
+        let new = move |u: String| {
             let pool = pool.clone();
             async move {
-                pvce::users::create(
-                    &pool,
-                    pvce::users::NewUser {
-                        username: u,
-                        password: PASSWORD.into(),
-                        role: r,
-                        display_name: None,
-                    },
-                )
-                .await
-                .unwrap();
+                bench_user(&pool, &u, Role::Student).await;
             }
         };
-        new("bench-watch".into(), Role::Student).await;
-        futures::stream::iter((0..clients).map(|i| new(format!("bench-c{i:03}"), Role::Student)))
+        new("bench-watch".into()).await;
+        futures::stream::iter((0..clients).map(|i| new(format!("bench-c{i:03}"))))
             .buffer_unordered(cores)
             .collect::<Vec<()>>()
             .await;

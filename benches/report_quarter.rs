@@ -21,12 +21,9 @@ use rand::{Rng, SeedableRng};
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
 
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+mod support;
+
+use support::env_or;
 
 fn ts(t: OffsetDateTime) -> String {
     pvce::db::format_time(t)

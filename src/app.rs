@@ -264,53 +264,45 @@ fn spawn_alerts_and_inspection(state: &AppState) -> Vec<tokio::task::JoinHandle<
     }
     if state.backups.configured() && state.config.backup_at.minute_of_day().is_some() {
         let backups = state.backups.clone();
-        let since = time::OffsetDateTime::now_utc().unix_timestamp();
-        out.push(crate::health::spawn_periodic(
-            &state.health,
-            "backup",
-            crate::inspection::POLL,
-            move || {
-                let backups = backups.clone();
-                async move {
-                    let now = time::OffsetDateTime::now_utc().unix_timestamp();
-                    backups.run_if_due(now, since).await.map(|_| ())
-                }
-            },
-        ));
+        out.push(spawn_daily(state, "backup", move |now, since| {
+            let backups = backups.clone();
+            async move { backups.run_if_due(now, since).await.map(|_| ()) }
+        }));
     }
     if state.config.directory_sync_at.0.is_some() && state.sso.directories().next().is_some() {
         let directory = state.directory.clone();
-        let since = time::OffsetDateTime::now_utc().unix_timestamp();
-        out.push(crate::health::spawn_periodic(
-            &state.health,
-            "directory_sync",
-            crate::inspection::POLL,
-            move || {
-                let directory = directory.clone();
-                async move {
-                    let now = time::OffsetDateTime::now_utc().unix_timestamp();
-                    directory.run_if_due(now, since).await.map(|_| ())
-                }
-            },
-        ));
+        out.push(spawn_daily(state, "directory_sync", move |now, since| {
+            let directory = directory.clone();
+            async move { directory.run_if_due(now, since).await.map(|_| ()) }
+        }));
     }
     if let Some(minute) = state.config.inspection_at.minute_of_day() {
         let inspections = state.inspections.clone();
-        let since = time::OffsetDateTime::now_utc().unix_timestamp();
-        out.push(crate::health::spawn_periodic(
-            &state.health,
-            "inspection",
-            crate::inspection::POLL,
-            move || {
-                let inspections = inspections.clone();
-                async move {
-                    let now = time::OffsetDateTime::now_utc().unix_timestamp();
-                    inspections.run_if_due(now, since, minute).await.map(|_| ())
-                }
-            },
-        ));
+        out.push(spawn_daily(state, "inspection", move |now, since| {
+            let inspections = inspections.clone();
+            async move { inspections.run_if_due(now, since, minute).await.map(|_| ()) }
+        }));
     }
     out
+}
+
+/// A job that runs at a time of day: `pass(now, since)` every
+/// [`crate::inspection::POLL`] on the wall clock, `since` being when the loop
+/// started (each service's `run_if_due` decides from both whether it is due).
+fn spawn_daily<F, Fut, E>(
+    state: &AppState,
+    name: &'static str,
+    mut pass: F,
+) -> tokio::task::JoinHandle<()>
+where
+    F: FnMut(i64, i64) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), E>> + Send,
+    E: std::fmt::Display + Send,
+{
+    let since = time::OffsetDateTime::now_utc().unix_timestamp();
+    crate::health::spawn_periodic(&state.health, name, crate::inspection::POLL, move || {
+        pass(time::OffsetDateTime::now_utc().unix_timestamp(), since)
+    })
 }
 
 /// The class-time loop (src/classtime/class.rs) on the wall clock.

@@ -498,16 +498,20 @@ mod tests {
         assert_ne!(a, random_token());
     }
 
-    #[test]
-    fn role_checks() {
-        let u = User {
+    fn user(role: Role) -> User {
+        User {
             id: uuid::Uuid::new_v4(),
             username: "s".into(),
             display_name: "s".into(),
-            role: Role::Student,
+            role,
             disabled: false,
             must_change_password: false,
-        };
+        }
+    }
+
+    #[test]
+    fn role_checks() {
+        let u = user(Role::Student);
         assert!(require(&u, &[Role::Student, Role::Teacher, Role::Admin]).is_ok());
         assert!(matches!(
             require(&u, &[Role::Teacher, Role::Admin]),
@@ -517,14 +521,7 @@ mod tests {
 
     #[test]
     fn refusals_name_every_allowed_role() {
-        let student = User {
-            id: uuid::Uuid::new_v4(),
-            username: "s".into(),
-            display_name: "s".into(),
-            role: Role::Student,
-            disabled: false,
-            must_change_password: false,
-        };
+        let student = user(Role::Student);
         let msg = |allowed: &[Role]| {
             require(&student, allowed)
                 .err()
@@ -536,10 +533,7 @@ mod tests {
             "this action needs the teacher or admin role"
         );
         assert_eq!(msg(&[Role::Admin]), "this action needs the admin role");
-        let teacher = User {
-            role: Role::Teacher,
-            ..student.clone()
-        };
+        let teacher = user(Role::Teacher);
         assert_eq!(
             require(&teacher, &[Role::Student, Role::Admin])
                 .err()

@@ -36,6 +36,7 @@
 //!   of a term: archive, retention, erasure, holds);
 //! - the server itself: [`storage`] (files under the data dir), [`space`]
 //!   (running out of disk), [`fsck`] (the invariant check and safe repairs), [`health`], [`logging`], [`config`], [`db`],
+//!   [`patch`] (partial updates: a field left out keeps its value),
 //!   [`daily`] (a time of day something runs at);
 //! - wiring: [`state`] (the shared application state), [`http`] (the API,
 //!   the web UI and `/metrics`), [`app`] (start-up, background loops,
@@ -73,6 +74,7 @@ pub mod monitor;
 pub mod mydata;
 pub mod names;
 pub mod nodes;
+pub mod patch;
 pub mod placement;
 pub mod portable;
 pub mod quantile;
@@ -85,6 +87,8 @@ pub mod storage;
 pub mod stores;
 pub mod templates;
 pub mod term;
+#[cfg(test)]
+mod testkit;
 pub mod usage;
 pub mod users;
 pub mod vms;

@@ -1234,18 +1234,26 @@ mod tests {
         .await
     }
 
+    /// Reads an export as `export` writes it: the manifest, then the layer.
+    async fn read_export(
+        manifest: &[u8],
+        layer: &[u8],
+        dir: &Path,
+    ) -> Result<Received, PortableError> {
+        read(
+            archive(&[(MANIFEST_NAME, manifest), (LAYER_NAME, layer)]),
+            dir,
+        )
+        .await
+    }
+
     #[tokio::test]
     async fn archive_reader_accepts_exports_and_refuses_the_rest() {
         let d = tempfile::tempdir().expect("tempdir");
         let layer = vec![9u8; 3000];
         let m = serde_json::to_vec(&manifest(&layer)).expect("json");
         // What export writes.
-        let r = read(
-            archive(&[(MANIFEST_NAME, &m), (LAYER_NAME, &layer)]),
-            d.path(),
-        )
-        .await
-        .expect("accepted");
+        let r = read_export(&m, &layer, d.path()).await.expect("accepted");
         assert_eq!(r.sha256, r.manifest.layer.sha256);
         assert_eq!(std::fs::read(d.path().join("up")).expect("read"), layer);
         std::fs::remove_file(d.path().join("up")).expect("rm");
@@ -1326,19 +1334,11 @@ mod tests {
         other.chain_sha256 = "d".repeat(64);
         let other = serde_json::to_vec(&other).expect("json");
         assert!(matches!(
-            read(
-                archive(&[(MANIFEST_NAME, &other), (LAYER_NAME, &layer)]),
-                d.path()
-            )
-            .await,
+            read_export(&other, &layer, d.path()).await,
             Err(PortableError::TemplateMismatch(_))
         ));
         assert!(matches!(
-            read(
-                archive(&[(MANIFEST_NAME, b"{not json"), (LAYER_NAME, &layer)]),
-                d.path()
-            )
-            .await,
+            read_export(b"{not json", &layer, d.path()).await,
             Err(PortableError::BadArchive(_))
         ));
         assert!(matches!(
@@ -1353,22 +1353,14 @@ mod tests {
         let _ = std::fs::remove_file(d.path().join("up"));
         let short = vec![9u8; 10];
         assert!(matches!(
-            read(
-                archive(&[(MANIFEST_NAME, &m), (LAYER_NAME, &short)]),
-                d.path()
-            )
-            .await,
+            read_export(&m, &short, d.path()).await,
             Err(PortableError::CorruptExport(_))
         ));
         let mut v2 = manifest(&layer);
         v2.version = 2;
         let v2 = serde_json::to_vec(&v2).expect("json");
         assert!(matches!(
-            read(
-                archive(&[(MANIFEST_NAME, &v2), (LAYER_NAME, &layer)]),
-                d.path()
-            )
-            .await,
+            read_export(&v2, &layer, d.path()).await,
             Err(PortableError::UnsupportedExport(_))
         ));
     }

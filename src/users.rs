@@ -89,28 +89,19 @@ pub struct NewUser {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UserPatch {
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::patch::present")]
     pub display_name: Option<String>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::patch::present")]
     pub role: Option<Role>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::patch::present")]
     pub disabled: Option<bool>,
     /// A new password (an admin resetting a forgotten one).
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::patch::present")]
     pub password: Option<String>,
     /// With a reset: the user must choose their own password at the next
     /// sign-in (cleared by [`change_own_password`]).
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::patch::present")]
     pub must_change_password: Option<bool>,
-}
-
-/// A field that, when present, must hold a value (`null` is a type error).
-fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    T::deserialize(d).map(Some)
 }
 
 pub const MAX_PASSWORD_LEN: usize = 1024;

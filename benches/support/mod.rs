@@ -615,6 +615,15 @@ pub fn loadavg() -> String {
         .join(" ")
 }
 
+/// The `p`-th quantile (0–1) of `v`, sorting it in place; NaN when empty.
+pub fn percentile(v: &mut [f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
 /// Percentile (0–100) of sorted samples.
 pub fn pct(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
@@ -711,11 +720,12 @@ pub async fn lab_server(
     pvce::library::build(&st.pool, &st.storage, limits, &root.join("templates-tree"))
         .await
         .unwrap();
-    create_user(&st.pool, "bench-teacher", pvce::auth::Role::Teacher).await;
+    bench_user(&st.pool, "bench-teacher", pvce::auth::Role::Teacher).await;
     (dir, server)
 }
 
-async fn create_user(
+/// A user of `role` with the password [`BENCH_PASSWORD`].
+pub async fn bench_user(
     pool: &pvce::db::Pool,
     username: &str,
     role: pvce::auth::Role,
@@ -749,7 +759,7 @@ pub async fn tiny_class(
     let mut names = vec![];
     for i in 0..n.max(1) {
         let u = format!("{}-s{i:03}", code.to_lowercase());
-        create_user(&st.pool, &u, pvce::auth::Role::Student).await;
+        bench_user(&st.pool, &u, pvce::auth::Role::Student).await;
         names.push(u);
     }
     let tiny = pvce::templates::find_by_name(&st.pool, "tiny-linux")
@@ -832,7 +842,7 @@ pub async fn teacher_and_students(
     pool: &pvce::db::Pool,
     n: usize,
 ) -> (pvce::users::User, Vec<String>) {
-    let teacher = create_user(pool, "bench-teacher", pvce::auth::Role::Teacher).await;
+    let teacher = bench_user(pool, "bench-teacher", pvce::auth::Role::Teacher).await;
     let mut names = Vec::with_capacity(n);
     let mut tx = pool.begin().await.unwrap();
     for i in 0..n {

@@ -291,19 +291,15 @@ pub async fn observe(
             }
             Metric::NodeDown => {
                 for (id, name, state, maintenance, ..) in &nodes {
+                    let node = db::parse_uuid(id)?;
                     let down = state == "down" && !maintenance;
                     let v = if down { 1.0 } else { 0.0 };
-                    out.push(obs(
-                        id,
-                        name,
-                        Some(db::parse_uuid(id)?),
-                        Some(v),
-                        Vec::new(),
-                    ));
+                    out.push(obs(id, name, Some(node), Some(v), Vec::new()));
                 }
             }
             Metric::NodeFailures7d => {
                 for (id, name, ..) in &nodes {
+                    let node = db::parse_uuid(id)?;
                     let n: i64 = sqlx::query_scalar(
                         "SELECT COUNT(*) FROM events WHERE node_id = ? AND kind = 'node_down' AND at > ? AND at <= ?",
                     )
@@ -314,13 +310,7 @@ pub async fn observe(
                     .await?;
                     #[allow(clippy::cast_precision_loss)]
                     let v = n as f64;
-                    out.push(obs(
-                        id,
-                        name,
-                        Some(db::parse_uuid(id)?),
-                        Some(v),
-                        Vec::new(),
-                    ));
+                    out.push(obs(id, name, Some(node), Some(v), Vec::new()));
                 }
             }
             Metric::StoreUsedPercent => {

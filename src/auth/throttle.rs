@@ -323,15 +323,21 @@ mod tests {
         }
     }
 
-    /// Admits and finishes one attempt; returns its wait.
+    /// Admits an attempt of `name` from `source` (no device cookie).
+    fn admit(t: &Throttle, name: &str, source: &str, now: Instant) -> Result<Admission, Refusal> {
+        t.admit(user(name, source), ip(source), now)
+    }
+
+    /// Admits and finishes one attempt of `name` from `source` (no device
+    /// cookie); returns its wait.
     fn attempt(
         t: &Throttle,
-        subject: Subject,
+        name: &str,
         source: &str,
         outcome: Outcome,
         now: Instant,
     ) -> Result<Duration, Refusal> {
-        let a = t.admit(subject, ip(source), now)?;
+        let a = admit(t, name, source, now)?;
         t.finish(a.ticket, outcome, now + a.wait);
         Ok(a.wait)
     }
@@ -348,33 +354,15 @@ mod tests {
         let t = Throttle::new(LIMITS);
         let now = Instant::now();
         for _ in 0..FREE_FAILURES {
-            let w = attempt(
-                &t,
-                user("alice", "10.0.0.1"),
-                "10.0.0.1",
-                Outcome::Failure,
-                now,
-            );
+            let w = attempt(&t, "alice", "10.0.0.1", Outcome::Failure, now);
             assert_eq!(w, Ok(Duration::ZERO));
         }
         // The sixth waits one second after the fifth started, then succeeds…
-        let w = attempt(
-            &t,
-            user("alice", "10.0.0.1"),
-            "10.0.0.1",
-            Outcome::Success,
-            now,
-        );
+        let w = attempt(&t, "alice", "10.0.0.1", Outcome::Success, now);
         assert_eq!(w, Ok(FIRST_DELAY));
         // …and the success forgets the failures.
         let later = now + FIRST_DELAY;
-        let w = attempt(
-            &t,
-            user("alice", "10.0.0.1"),
-            "10.0.0.1",
-            Outcome::Failure,
-            later,
-        );
+        let w = attempt(&t, "alice", "10.0.0.1", Outcome::Failure, later);
         assert_eq!(w, Ok(Duration::ZERO));
     }
 
@@ -383,13 +371,7 @@ mod tests {
         let t = Throttle::new(LIMITS);
         let mut now = Instant::now();
         for k in 0..10 {
-            let w = attempt(
-                &t,
-                user("bob", "10.0.0.1"),
-                "10.0.0.1",
-                Outcome::Failure,
-                now,
-            );
+            let w = attempt(&t, "bob", "10.0.0.1", Outcome::Failure, now);
             assert_eq!(w, Ok(Duration::ZERO), "attempt {k}");
             now += MAX_DELAY;
         }
@@ -402,7 +384,7 @@ mod tests {
         // All admitted at the same instant, none finished yet.
         let mut waits = Vec::new();
         let refused = loop {
-            match t.admit(user("carol", "10.0.0.1"), ip("10.0.0.1"), now) {
+            match admit(&t, "carol", "10.0.0.1", now) {
                 Ok(a) => waits.push(a.wait.as_secs()),
                 Err(r) => break r,
             }
@@ -411,21 +393,10 @@ mod tests {
         assert_eq!(waits, [0, 0, 0, 0, 0, 1, 3, 7, 15]);
         assert_eq!(refused.retry_after, Duration::from_secs(31) - MAX_WAIT);
         // Another user from the same address is not held up.
-        let w = attempt(
-            &t,
-            user("dave", "10.0.0.1"),
-            "10.0.0.1",
-            Outcome::Success,
-            now,
-        );
+        let w = attempt(&t, "dave", "10.0.0.1", Outcome::Success, now);
         assert_eq!(w, Ok(Duration::ZERO));
         // Once the queue has moved on, the refused attempt is admitted.
-        let a = t
-            .admit(
-                user("carol", "10.0.0.1"),
-                ip("10.0.0.1"),
-                now + refused.retry_after,
-            )
+        let a = admit(&t, "carol", "10.0.0.1", now + refused.retry_after)
             .expect("admitted after Retry-After");
         assert_eq!(a.wait, MAX_WAIT);
     }
@@ -435,7 +406,7 @@ mod tests {
         let t = Throttle::new(LIMITS);
         let now = Instant::now();
         for _ in 0..8 {
-            let _ = t.admit(user("erin", "10.0.0.1"), ip("10.0.0.1"), now);
+            let _ = admit(&t, "erin", "10.0.0.1", now);
         }
         for other in [
             user("erin", "10.0.0.2"),
@@ -457,41 +428,17 @@ mod tests {
         });
         let now = Instant::now();
         for name in ["u1", "u2", "u3"] {
-            assert!(
-                attempt(
-                    &t,
-                    user(name, "10.0.0.9"),
-                    "10.0.0.9",
-                    Outcome::Failure,
-                    now
-                )
-                .is_ok()
-            );
+            assert!(attempt(&t, name, "10.0.0.9", Outcome::Failure, now).is_ok());
         }
-        let r = t
-            .admit(user("u4", "10.0.0.9"), ip("10.0.0.9"), now)
-            .expect_err("bucket empty");
+        let r = admit(&t, "u4", "10.0.0.9", now).expect_err("bucket empty");
         assert_eq!(r.retry_after, Duration::from_secs(10));
         // Even the right password of a new browser waits for a token…
-        assert!(
-            t.admit(user("student", "10.0.0.9"), ip("10.0.0.9"), now)
-                .is_err()
-        );
+        assert!(admit(&t, "student", "10.0.0.9", now).is_err());
         // …but a browser with a device cookie is not counted against the source.
         assert!(t.admit(device("student", "n"), ip("10.0.0.9"), now).is_ok());
         // Other sources are unaffected; the bucket refills with time.
-        assert!(
-            t.admit(user("u4", "10.0.0.10"), ip("10.0.0.10"), now)
-                .is_ok()
-        );
-        assert!(
-            t.admit(
-                user("u4", "10.0.0.9"),
-                ip("10.0.0.9"),
-                now + Duration::from_secs(10)
-            )
-            .is_ok()
-        );
+        assert!(admit(&t, "u4", "10.0.0.10", now).is_ok());
+        assert!(admit(&t, "u4", "10.0.0.9", now + Duration::from_secs(10)).is_ok());
     }
 
     #[test]
@@ -504,40 +451,21 @@ mod tests {
         // A hundred students behind one NAT signing in right never spend the budget.
         for i in 0..100 {
             let name = format!("s{i}");
-            assert!(
-                attempt(
-                    &t,
-                    user(&name, "10.1.1.1"),
-                    "10.1.1.1",
-                    Outcome::Success,
-                    now
-                )
-                .is_ok()
-            );
+            assert!(attempt(&t, &name, "10.1.1.1", Outcome::Success, now).is_ok());
         }
         // Concurrent attempts hold their tokens until they finish; a refusal
         // that only waits for them says to come back soon, not in a minute.
-        let a = t
-            .admit(user("x", "10.1.1.1"), ip("10.1.1.1"), now)
-            .expect("1st");
-        let b = t
-            .admit(user("y", "10.1.1.1"), ip("10.1.1.1"), now)
-            .expect("2nd");
-        let r = t
-            .admit(user("z", "10.1.1.1"), ip("10.1.1.1"), now)
-            .expect_err("both tokens lent");
+        let a = admit(&t, "x", "10.1.1.1", now).expect("1st");
+        let b = admit(&t, "y", "10.1.1.1", now).expect("2nd");
+        let r = admit(&t, "z", "10.1.1.1", now).expect_err("both tokens lent");
         assert_eq!(r.retry_after, Duration::from_secs(1));
         // A busy server never checked one of them: its token and count come back.
         t.finish(a.ticket, Outcome::NotTried, now);
         t.finish(b.ticket, Outcome::Failure, now);
-        let c = t
-            .admit(user("z", "10.1.1.1"), ip("10.1.1.1"), now)
-            .expect("3rd");
+        let c = admit(&t, "z", "10.1.1.1", now).expect("3rd");
         t.finish(c.ticket, Outcome::Failure, now);
         // Two failures, nothing in flight: a real wait for a token.
-        let r = t
-            .admit(user("w", "10.1.1.1"), ip("10.1.1.1"), now)
-            .expect_err("spent");
+        let r = admit(&t, "w", "10.1.1.1", now).expect_err("spent");
         assert_eq!(r.retry_after, Duration::from_secs(60));
     }
 
@@ -546,13 +474,7 @@ mod tests {
         let t = Throttle::new(LIMITS);
         let now = Instant::now();
         for _ in 0..20 {
-            let w = attempt(
-                &t,
-                user("gina", "10.0.0.1"),
-                "10.0.0.1",
-                Outcome::NotTried,
-                now,
-            );
+            let w = attempt(&t, "gina", "10.0.0.1", Outcome::NotTried, now);
             assert_eq!(w, Ok(Duration::ZERO));
         }
     }
@@ -562,17 +484,13 @@ mod tests {
         let t = Throttle::new(LIMITS);
         let now = Instant::now();
         for _ in 0..9 {
-            let _ = t.admit(user("hal", "10.0.0.1"), ip("10.0.0.1"), now);
+            let _ = admit(&t, "hal", "10.0.0.1", now);
         }
-        let w = t
-            .admit(user("hal", "10.0.0.1"), ip("10.0.0.1"), now)
-            .map(|a| a.wait);
+        let w = admit(&t, "hal", "10.0.0.1", now).map(|a| a.wait);
         assert!(w.is_err_and(|r| r.retry_after > Duration::ZERO));
         // 15 s of scheduled waits, then FORGET_AFTER of silence.
         let later = now + Duration::from_secs(15) + FORGET_AFTER;
-        let a = t
-            .admit(user("hal", "10.0.0.1"), ip("10.0.0.1"), later)
-            .expect("admitted");
+        let a = admit(&t, "hal", "10.0.0.1", later).expect("admitted");
         assert_eq!(a.wait, Duration::ZERO);
     }
 
@@ -590,10 +508,10 @@ mod tests {
         let now = Instant::now();
         for i in 0..(PRUNE_ABOVE as u32 + 10) {
             let source = format!("10.{}.{}.{}", i >> 16 & 255, i >> 8 & 255, i & 255);
-            let _ = attempt(&t, user("x", &source), &source, Outcome::Failure, now);
+            let _ = attempt(&t, "x", &source, Outcome::Failure, now);
         }
         let later = now + FORGET_AFTER + Duration::from_secs(3600);
-        let _ = t.admit(user("y", "10.200.0.1"), ip("10.200.0.1"), later);
+        let _ = admit(&t, "y", "10.200.0.1", later);
         let st = t.state.lock().expect("lock");
         assert!(st.schedules.len() <= 2, "{}", st.schedules.len());
         assert!(st.buckets.len() <= 2, "{}", st.buckets.len());

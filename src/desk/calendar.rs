@@ -507,34 +507,44 @@ mod tests {
         let fri_close = datetime!(2026-12-04 17:30 +8);
         let mon_open = datetime!(2026-12-07 08:00 +8);
         assert_eq!(c.business_time_between(fri_close, mon_open), Duration::ZERO);
-        // Thursday 16:30 + 2 h = Friday 09:00: the night is skipped.
-        let t = c
-            .add_business_time(datetime!(2026-12-03 16:30 +8), Duration::hours(2))
-            .unwrap();
-        assert_eq!(t, datetime!(2026-12-04 09:00 +8));
-        // Friday 17:00 + 1 h = Monday 08:30.
-        let t = c
-            .add_business_time(datetime!(2026-12-04 17:00 +8), Duration::hours(1))
-            .unwrap();
-        assert_eq!(t, datetime!(2026-12-07 08:30 +8));
     }
 
     #[test]
-    fn add_lands_on_interval_end_not_next_opening() {
+    fn adding_business_time() {
         let c = lab();
-        let t = c
-            .add_business_time(datetime!(2026-11-30 11:00 +8), Duration::hours(1))
-            .unwrap();
-        assert_eq!(t, datetime!(2026-11-30 12:00 +8));
-        // Starting while closed: counting begins at the next opening.
-        let t = c
-            .add_business_time(datetime!(2026-11-30 12:30 +8), Duration::minutes(15))
-            .unwrap();
-        assert_eq!(t, datetime!(2026-11-30 13:45 +8));
-        assert_eq!(
-            c.add_business_time(datetime!(2026-11-30 12:30 +8), Duration::ZERO),
-            Some(datetime!(2026-11-30 12:30 +8))
-        );
+        // "YYYY-MM-DD hh:mm" on the lab's clock (UTC+8).
+        let at = |s: &str| {
+            PrimitiveDateTime::parse(
+                s,
+                time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]"),
+            )
+            .expect("time")
+            .assume_offset(time::macros::offset!(+8))
+        };
+        // (start, business time to add, when it is used up)
+        let cases = [
+            // Thursday 16:30 + 2 h = Friday 09:00: the night is skipped.
+            ("2026-12-03 16:30", Duration::hours(2), "2026-12-04 09:00"),
+            // Friday 17:00 + 1 h = Monday 08:30: so is the weekend.
+            ("2026-12-04 17:00", Duration::hours(1), "2026-12-07 08:30"),
+            // Used up at an interval's end: that end, not the next opening.
+            ("2026-11-30 11:00", Duration::hours(1), "2026-11-30 12:00"),
+            // Starting while closed: counting begins at the next opening.
+            (
+                "2026-11-30 12:30",
+                Duration::minutes(15),
+                "2026-11-30 13:45",
+            ),
+            // Nothing to add: the start itself, even while closed.
+            ("2026-11-30 12:30", Duration::ZERO, "2026-11-30 12:30"),
+        ];
+        for (start, add, end) in cases {
+            assert_eq!(
+                c.add_business_time(at(start), add),
+                Some(at(end)),
+                "{start} + {add}"
+            );
+        }
     }
 
     #[test]

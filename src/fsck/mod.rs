@@ -233,6 +233,7 @@ pub struct Fsck {
     layer_pool: String,
 }
 
+#[derive(sqlx::FromRow)]
 struct VmRow {
     id: String,
     state: String,
@@ -285,42 +286,11 @@ impl Fsck {
     }
 
     async fn vm_rows(&self) -> Result<Vec<VmRow>, FsckError> {
-        #[allow(clippy::type_complexity)]
-        let rows: Vec<(
-            String,
-            String,
-            Option<String>,
-            String,
-            String,
-            Option<String>,
-            Option<String>,
-        )> = sqlx::query_as(
+        Ok(sqlx::query_as::<_, VmRow>(
             "SELECT id, state, last_error, overlay_path, layer_storage, layer_node_id, layer_volume FROM vms",
         )
         .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(
-                |(
-                    id,
-                    state,
-                    last_error,
-                    overlay_path,
-                    layer_storage,
-                    layer_node_id,
-                    layer_volume,
-                )| VmRow {
-                    id,
-                    state,
-                    last_error,
-                    overlay_path,
-                    layer_storage,
-                    layer_node_id,
-                    layer_volume,
-                },
-            )
-            .collect())
+        .await?)
     }
 
     /// Every VM record has its layer.

@@ -4,7 +4,6 @@
 //! wall clock's, read here; the services take it as an argument.
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -12,6 +11,7 @@ use uuid::Uuid;
 
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiQuery, CurrentUser};
+use super::respond::Created;
 use crate::alerts::rules::RuleSet;
 use crate::alerts::service::{Alert, ListQuery};
 use crate::auth::Role;
@@ -104,14 +104,14 @@ async fn inspect(
     State(state): State<AppState>,
     me: CurrentUser,
     ApiJson(body): ApiJson<RunInspection>,
-) -> Result<(StatusCode, Json<Inspection>), ApiError> {
+) -> Result<Created<Inspection>, ApiError> {
     me.require(DESK)?;
     let full = body.full.unwrap_or(true);
     let done = state
         .inspections
         .run(now(), Trigger::Manual, Some(&me.user.username), full)
         .await?;
-    Ok((StatusCode::CREATED, Json(done)))
+    Ok(Created(done))
 }
 
 async fn inspection(

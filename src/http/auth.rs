@@ -196,25 +196,51 @@ async fn login(
     headers: HeaderMap,
     ApiJson(body): ApiJson<LoginBody>,
 ) -> Result<impl IntoResponse, ApiError> {
-    if body.username.len() > 64 || body.password.len() > crate::users::MAX_PASSWORD_LEN {
-        return Err(auth::AuthError::BadCredentials.into());
-    }
-    let cookies = Cookies::for_request(&state.config, &headers);
-    let device = cookie_value(&headers, cookies.device_name());
+    let form = SignInForm::read(&state, &headers, addr, body)?;
     let lifetime = std::time::Duration::from_secs(state.config.session_hours * 3600);
-    let signed_in = auth::login(
-        &state.pool,
-        &state.sign_in,
+    let signed_in = auth::login(&state.pool, &state.sign_in, form.attempt(), lifetime).await?;
+    signed_in_answer(&form.cookies, &signed_in, lifetime)
+}
+
+/// What a sign-in form (the local one or an LDAP provider's) takes from its
+/// request: the credentials, the cookies for this request's origin, this
+/// browser's device cookie and address.
+struct SignInForm {
+    body: LoginBody,
+    cookies: Cookies,
+    device: Option<String>,
+    source: std::net::IpAddr,
+}
+
+impl SignInForm {
+    /// Oversized credentials are refused as bad ones, before any hashing.
+    fn read(
+        state: &AppState,
+        headers: &HeaderMap,
+        addr: SocketAddr,
+        body: LoginBody,
+    ) -> Result<Self, ApiError> {
+        if body.username.len() > 64 || body.password.len() > crate::users::MAX_PASSWORD_LEN {
+            return Err(auth::AuthError::BadCredentials.into());
+        }
+        let cookies = Cookies::for_request(&state.config, headers);
+        let device = cookie_value(headers, cookies.device_name());
+        Ok(Self {
+            body,
+            cookies,
+            device,
+            source: client_ip(&state.config, headers, addr.ip()),
+        })
+    }
+
+    fn attempt(&self) -> auth::Attempt<'_> {
         auth::Attempt {
-            username: &body.username,
-            password: &body.password,
-            source: client_ip(&state.config, &headers, addr.ip()),
-            device_cookie: device.as_deref(),
-        },
-        lifetime,
-    )
-    .await?;
-    signed_in_answer(&cookies, &signed_in, lifetime)
+            username: &self.body.username,
+            password: &self.body.password,
+            source: self.source,
+            device_cookie: self.device.as_deref(),
+        }
+    }
 }
 
 /// The answer to a successful sign-in: the session and device cookies,
@@ -249,26 +275,13 @@ async fn ldap_login(
     headers: HeaderMap,
     ApiJson(body): ApiJson<LoginBody>,
 ) -> Result<impl IntoResponse, ApiError> {
-    if body.username.len() > 64 || body.password.len() > crate::users::MAX_PASSWORD_LEN {
-        return Err(auth::AuthError::BadCredentials.into());
-    }
-    let cookies = Cookies::for_request(&state.config, &headers);
-    let device = cookie_value(&headers, cookies.device_name());
+    let form = SignInForm::read(&state, &headers, addr, body)?;
     let signed_in = state
         .sso
-        .ldap_login(
-            &state.sign_in,
-            &id,
-            auth::Attempt {
-                username: &body.username,
-                password: &body.password,
-                source: client_ip(&state.config, &headers, addr.ip()),
-                device_cookie: device.as_deref(),
-            },
-        )
+        .ldap_login(&state.sign_in, &id, form.attempt())
         .await?;
     let lifetime = std::time::Duration::from_secs(state.config.session_hours * 3600);
-    signed_in_answer(&cookies, &signed_in, lifetime)
+    signed_in_answer(&form.cookies, &signed_in, lifetime)
 }
 
 async fn logout(

@@ -13,6 +13,7 @@ use axum::{Json, Router};
 
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiText, CurrentUser, IdPath, IdPath2};
+use super::respond::Created;
 use crate::auth::Role;
 use crate::classtime::class::VmClassStatus;
 use crate::classtime::{Added, ExtensionRule, NewSession, Session, SessionInput};
@@ -76,11 +77,10 @@ async fn add(
     me: CurrentUser,
     IdPath(id): IdPath,
     Input(input): Input,
-) -> Result<(StatusCode, Json<Added>), ApiError> {
+) -> Result<Created<Added>, ApiError> {
     me.require(MANAGERS)?;
-    Ok((
-        StatusCode::CREATED,
-        Json(state.sessions.add(&me.user, id, input, now()).await?),
+    Ok(Created(
+        state.sessions.add(&me.user, id, input, now()).await?,
     ))
 }
 

@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use super::error::ApiError;
 use super::extract::{ApiJson, CurrentUser, IdPath, IdPath2};
+use super::respond::Created;
 use crate::auth::Role;
 use crate::courses::{ClipboardSwitches, Course, DirectoryLink, EnrolReport, NewCourse};
 use crate::state::AppState;
@@ -38,12 +39,9 @@ async fn create(
     State(state): State<AppState>,
     me: CurrentUser,
     ApiJson(body): ApiJson<NewCourse>,
-) -> Result<(StatusCode, Json<Course>), ApiError> {
+) -> Result<Created<Course>, ApiError> {
     me.require(STAFF)?;
-    Ok((
-        StatusCode::CREATED,
-        Json(state.courses.create(&me.user, body).await?),
-    ))
+    Ok(Created(state.courses.create(&me.user, body).await?))
 }
 
 async fn show(

@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiQuery, CurrentUser, IdPath};
+use super::respond::Created;
 use crate::desk::priority::Priority;
 use crate::desk::problems::{NewProblem, Problem};
 use crate::desk::tickets::{Filter, State as TicketState, Ticket};
@@ -113,11 +114,8 @@ async fn create(
     State(state): State<AppState>,
     me: CurrentUser,
     ApiJson(body): ApiJson<NewTicket>,
-) -> Result<(StatusCode, Json<TicketView>), ApiError> {
-    Ok((
-        StatusCode::CREATED,
-        Json(state.desk.create(&me.user, body).await?),
-    ))
+) -> Result<Created<TicketView>, ApiError> {
+    Ok(Created(state.desk.create(&me.user, body).await?))
 }
 
 async fn show(
@@ -192,11 +190,8 @@ async fn comment(
     me: CurrentUser,
     IdPath(id): IdPath,
     ApiJson(body): ApiJson<NewComment>,
-) -> Result<(StatusCode, Json<TicketView>), ApiError> {
-    Ok((
-        StatusCode::CREATED,
-        Json(state.desk.comment(&me.user, id, body).await?),
-    ))
+) -> Result<Created<TicketView>, ApiError> {
+    Ok(Created(state.desk.comment(&me.user, id, body).await?))
 }
 
 #[derive(Debug, Deserialize)]
@@ -257,11 +252,8 @@ async fn callback(
     me: CurrentUser,
     IdPath(id): IdPath,
     ApiJson(body): ApiJson<NewCallback>,
-) -> Result<(StatusCode, Json<TicketView>), ApiError> {
-    Ok((
-        StatusCode::CREATED,
-        Json(state.desk.callback(&me.user, id, body).await?),
-    ))
+) -> Result<Created<TicketView>, ApiError> {
+    Ok(Created(state.desk.callback(&me.user, id, body).await?))
 }
 
 async fn ticket_screenshot(
@@ -282,10 +274,9 @@ async fn take_screenshot(
     State(state): State<AppState>,
     me: CurrentUser,
     ApiJson(body): ApiJson<ShotBody>,
-) -> Result<(StatusCode, Json<Shot>), ApiError> {
-    Ok((
-        StatusCode::CREATED,
-        Json(state.desk.take_screenshot(&me.user, body.vm_id).await?),
+) -> Result<Created<Shot>, ApiError> {
+    Ok(Created(
+        state.desk.take_screenshot(&me.user, body.vm_id).await?,
     ))
 }
 
@@ -358,11 +349,8 @@ async fn kb_create(
     State(state): State<AppState>,
     me: CurrentUser,
     ApiJson(body): ApiJson<kb::NewArticle>,
-) -> Result<(StatusCode, Json<kb::Article>), ApiError> {
-    Ok((
-        StatusCode::CREATED,
-        Json(state.desk.kb_create(&me.user, body).await?),
-    ))
+) -> Result<Created<kb::Article>, ApiError> {
+    Ok(Created(state.desk.kb_create(&me.user, body).await?))
 }
 
 #[derive(Debug, Deserialize)]
@@ -391,11 +379,8 @@ async fn create_problem(
     State(state): State<AppState>,
     me: CurrentUser,
     ApiJson(body): ApiJson<NewProblem>,
-) -> Result<(StatusCode, Json<Problem>), ApiError> {
-    Ok((
-        StatusCode::CREATED,
-        Json(state.desk.create_problem(&me.user, body).await?),
-    ))
+) -> Result<Created<Problem>, ApiError> {
+    Ok(Created(state.desk.create_problem(&me.user, body).await?))
 }
 
 async fn problem(

@@ -27,6 +27,7 @@ pub mod notices;
 pub mod origin;
 pub mod portable;
 pub mod reports;
+pub mod respond;
 pub mod serve;
 pub mod slo;
 pub mod snapshots;

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiQuery, CurrentUser, IdPath};
+use super::respond::Created;
 use crate::auth::Role;
 use crate::monitor::{self, History, NodeHistory};
 use crate::nodes::{NewNode, Node};
@@ -81,10 +82,10 @@ async fn create(
     State(state): State<AppState>,
     me: CurrentUser,
     ApiJson(body): ApiJson<NewNode>,
-) -> Result<(StatusCode, Json<Node>), ApiError> {
+) -> Result<Created<Node>, ApiError> {
     me.require(&[Role::Admin])?;
     let node = state.nodes.register(body, Some(&me.user.username)).await?;
-    Ok((StatusCode::CREATED, Json(node)))
+    Ok(Created(node))
 }
 
 async fn remove(

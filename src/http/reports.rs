@@ -4,7 +4,7 @@
 //! as `/pdf` and `/csv`.
 
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiQuery, CurrentUser, IdPath};
+use super::respond::Created;
 use crate::reports::pdf::Lang;
 use crate::reports::{NewReport, Report, ReportPatch};
 use crate::state::AppState;
@@ -46,11 +47,8 @@ async fn create(
     State(state): State<AppState>,
     me: CurrentUser,
     ApiJson(body): ApiJson<NewReport>,
-) -> Result<(StatusCode, Json<Report>), ApiError> {
-    Ok((
-        StatusCode::CREATED,
-        Json(state.reports.create(&me.user, body).await?),
-    ))
+) -> Result<Created<Report>, ApiError> {
+    Ok(Created(state.reports.create(&me.user, body).await?))
 }
 
 /// `{id}`, `{id}.pdf` or `{id}.csv`.

@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use super::error::ApiError;
 use super::extract::{ApiJson, CurrentUser, IdPath, IdPath2};
+use super::respond::Created;
 use crate::state::AppState;
 use crate::vms::Vm;
 use crate::vms::snapshots::Snapshot;
@@ -39,9 +40,9 @@ async fn create(
     me: CurrentUser,
     IdPath(id): IdPath,
     ApiJson(body): ApiJson<CreateBody>,
-) -> Result<(StatusCode, Json<Snapshot>), ApiError> {
+) -> Result<Created<Snapshot>, ApiError> {
     let s = state.snapshots.create(&me.user, id, &body.name).await?;
-    Ok((StatusCode::CREATED, Json(s)))
+    Ok(Created(s))
 }
 
 async fn show(

@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiQuery, CurrentUser, IdPath};
+use super::respond::Created;
 use crate::auth::Role;
 use crate::builds::DeriveRequest;
 use crate::images::ImageFormat;
@@ -76,7 +77,7 @@ async fn import(
     ApiQuery(q): ApiQuery<ImportQuery>,
     headers: axum::http::HeaderMap,
     body: Body,
-) -> Result<(StatusCode, Json<Template>), ApiError> {
+) -> Result<Created<Template>, ApiError> {
     me.require(STAFF)?;
     let declared_len = headers
         .get(axum::http::header::CONTENT_LENGTH)
@@ -103,7 +104,7 @@ async fn import(
         .templates
         .import(me.user.id, declared_len, params, body.into_data_stream())
         .await?;
-    Ok((StatusCode::CREATED, Json(t)))
+    Ok(Created(t))
 }
 
 #[derive(Debug, Deserialize)]
@@ -129,12 +130,11 @@ async fn derive(
     me: CurrentUser,
     IdPath(id): IdPath,
     ApiJson(body): ApiJson<DeriveRequest>,
-) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+) -> Result<Created<serde_json::Value>, ApiError> {
     me.require(STAFF)?;
     let (template, vm) = state.builds.derive(&me.user, id, body).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(serde_json::json!({ "template": template, "vm": vm })),
+    Ok(Created(
+        serde_json::json!({ "template": template, "vm": vm }),
     ))
 }
 
@@ -158,10 +158,10 @@ async fn flatten(
     me: CurrentUser,
     IdPath(id): IdPath,
     ApiJson(body): ApiJson<FlattenBody>,
-) -> Result<(StatusCode, Json<Template>), ApiError> {
+) -> Result<Created<Template>, ApiError> {
     me.require(&[Role::Admin])?;
     let t = state.templates.flatten(id, &body.name, me.user.id).await?;
-    Ok((StatusCode::CREATED, Json(t)))
+    Ok(Created(t))
 }
 
 async fn usage(

@@ -13,6 +13,7 @@ use axum::{Json, Router};
 
 use super::error::ApiError;
 use super::extract::{ApiJson, CurrentUser, IdPath};
+use super::respond::Created;
 use crate::auth::Role;
 use crate::courses::Course;
 use crate::state::AppState;
@@ -100,12 +101,9 @@ async fn add_hold(
     State(state): State<AppState>,
     me: CurrentUser,
     ApiJson(body): ApiJson<NewHold>,
-) -> Result<(StatusCode, Json<Hold>), ApiError> {
+) -> Result<Created<Hold>, ApiError> {
     me.require(&[Role::Admin])?;
-    Ok((
-        StatusCode::CREATED,
-        Json(state.term.add_hold(&me.user, body).await?),
-    ))
+    Ok(Created(state.term.add_hold(&me.user, body).await?))
 }
 
 async fn remove_hold(

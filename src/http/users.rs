@@ -1,12 +1,12 @@
 //! `/api/users` (admin only).
 
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::routing::{get, patch, post};
 use axum::{Json, Router};
 
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiQuery, ApiText, CurrentUser, IdPath};
+use super::respond::Created;
 use crate::auth::Role;
 use crate::state::AppState;
 use crate::users::{self, ImportReport, NewUser, User, UserPatch};
@@ -51,12 +51,9 @@ async fn create(
     State(state): State<AppState>,
     me: CurrentUser,
     ApiJson(body): ApiJson<NewUser>,
-) -> Result<(StatusCode, Json<User>), ApiError> {
+) -> Result<Created<User>, ApiError> {
     me.require(&[Role::Admin])?;
-    Ok((
-        StatusCode::CREATED,
-        Json(users::create(&state.pool, body).await?),
-    ))
+    Ok(Created(users::create(&state.pool, body).await?))
 }
 
 async fn import(

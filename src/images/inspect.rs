@@ -875,8 +875,8 @@ fn value_after_eq(line: &[u8]) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testkit::{create_image, hostile_backing_qcow2, qemu_img};
     use proptest::prelude::*;
-    use std::process::Command;
 
     const MIB: u64 = 1 << 20;
 
@@ -884,18 +884,6 @@ mod tests {
         InspectLimits {
             max_virtual_size: 4 << 30,
         }
-    }
-
-    fn qemu_img(args: &[&str]) {
-        let out = Command::new("qemu-img")
-            .args(args)
-            .output()
-            .expect("qemu-img is installed (apt install qemu-utils)");
-        assert!(
-            out.status.success(),
-            "qemu-img {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
     }
 
     fn tmp() -> tempfile::TempDir {
@@ -976,16 +964,7 @@ mod tests {
         let d = tmp();
         for compat in ["1.1", "0.10"] {
             let p = d.path().join(format!("ok-{compat}.qcow2"));
-            qemu_img(&[
-                "create",
-                "-q",
-                "-f",
-                "qcow2",
-                "-o",
-                &format!("compat={compat}"),
-                path_str(&p),
-                "1G",
-            ]);
+            create_image(&p, "qcow2", &["-o", &format!("compat={compat}")], "1G");
             let r = inspect(&p, ImageFormat::Qcow2, &limits()).expect("accepted");
             assert_eq!(
                 r,
@@ -997,16 +976,12 @@ mod tests {
         }
         // zstd compression and extended L2 are fine.
         let p = d.path().join("zstd.qcow2");
-        qemu_img(&[
-            "create",
-            "-q",
-            "-f",
+        create_image(
+            &p,
             "qcow2",
-            "-o",
-            "compression_type=zstd,extended_l2=on",
-            path_str(&p),
+            &["-o", "compression_type=zstd,extended_l2=on"],
             "64M",
-        ]);
+        );
         assert_eq!(
             inspect(&p, ImageFormat::Qcow2, &limits())
                 .ok()
@@ -1037,19 +1012,7 @@ mod tests {
     fn qcow2_with_backing_file_is_unsafe() {
         let d = tmp();
         let p = d.path().join("evil.qcow2");
-        qemu_img(&[
-            "create",
-            "-q",
-            "-f",
-            "qcow2",
-            "-u",
-            "-b",
-            "/etc/passwd",
-            "-F",
-            "raw",
-            path_str(&p),
-            "1M",
-        ]);
+        hostile_backing_qcow2(&p);
         let msg = unsafe_msg(inspect(&p, ImageFormat::Qcow2, &limits()));
         assert!(msg.contains("backing file \"/etc/passwd\""), "{msg}");
 
@@ -1068,16 +1031,12 @@ mod tests {
         let d = tmp();
         let p = d.path().join("df.qcow2");
         let data = d.path().join("df.raw");
-        qemu_img(&[
-            "create",
-            "-q",
-            "-f",
+        create_image(
+            &p,
             "qcow2",
-            "-o",
-            &format!("data_file={}", path_str(&data)),
-            path_str(&p),
+            &["-o", &format!("data_file={}", path_str(&data))],
             "1M",
-        ]);
+        );
         let msg = unsafe_msg(inspect(&p, ImageFormat::Qcow2, &limits()));
         assert!(msg.contains("external data file"), "{msg}");
 
@@ -1124,18 +1083,17 @@ mod tests {
     fn encrypted_qcow2_is_unsafe() {
         let d = tmp();
         let p = d.path().join("enc.qcow2");
-        qemu_img(&[
-            "create",
-            "-q",
-            "-f",
+        create_image(
+            &p,
             "qcow2",
-            "--object",
-            "secret,id=s0,data=pw",
-            "-o",
-            "encrypt.format=luks,encrypt.key-secret=s0",
-            path_str(&p),
+            &[
+                "--object",
+                "secret,id=s0,data=pw",
+                "-o",
+                "encrypt.format=luks,encrypt.key-secret=s0",
+            ],
             "1M",
-        ]);
+        );
         assert!(unsafe_msg(inspect(&p, ImageFormat::Qcow2, &limits())).contains("encrypted"));
         // Legacy AES: only crypt_method.
         let mut b = craft_qcow2(2, MIB);
@@ -1152,7 +1110,7 @@ mod tests {
         ));
         let d = tmp();
         let p = d.path().join("big.qcow2");
-        qemu_img(&["create", "-q", "-f", "qcow2", path_str(&p), "8G"]);
+        create_image(&p, "qcow2", &[], "8G");
         assert!(matches!(
             inspect(&p, ImageFormat::Qcow2, &limits()),
             Err(ImageError::TooLarge { .. })
@@ -1234,7 +1192,7 @@ mod tests {
         ));
         let d = tmp();
         let p = d.path().join("s.vmdk");
-        qemu_img(&["create", "-q", "-f", "vmdk", path_str(&p), "1M"]);
+        create_image(&p, "vmdk", &[], "1M");
         assert!(matches!(
             inspect(&p, ImageFormat::Raw, &limits()),
             Err(ImageError::FormatMismatch {
@@ -1293,7 +1251,7 @@ mod tests {
         ];
         for (fmt, want) in cases {
             let p = d.path().join(format!("x.{fmt}"));
-            qemu_img(&["create", "-q", "-f", fmt, path_str(&p), "4M"]);
+            create_image(&p, fmt, &[], "4M");
             for declared in [ImageFormat::Raw, ImageFormat::Qcow2] {
                 match inspect(&p, declared, &limits()) {
                     Err(ImageError::FormatMismatch { detected, .. }) => {
@@ -1304,18 +1262,12 @@ mod tests {
             }
         }
         let p = d.path().join("x.luks");
-        qemu_img(&[
-            "create",
-            "-q",
-            "-f",
+        create_image(
+            &p,
             "luks",
-            "--object",
-            "secret,id=s0,data=pw",
-            "-o",
-            "key-secret=s0",
-            path_str(&p),
+            &["--object", "secret,id=s0,data=pw", "-o", "key-secret=s0"],
             "4M",
-        ]);
+        );
         assert!(matches!(
             inspect(&p, ImageFormat::Raw, &limits()),
             Err(ImageError::FormatMismatch {
@@ -1337,16 +1289,7 @@ mod tests {
         let d = tmp();
         for sub in ["monolithicSparse", "streamOptimized"] {
             let p = d.path().join(format!("{sub}.vmdk"));
-            qemu_img(&[
-                "create",
-                "-q",
-                "-f",
-                "vmdk",
-                "-o",
-                &format!("subformat={sub}"),
-                path_str(&p),
-                "1G",
-            ]);
+            create_image(&p, "vmdk", &["-o", &format!("subformat={sub}")], "1G");
             let r = inspect(&p, ImageFormat::Vmdk, &limits()).expect(sub);
             assert_eq!(
                 r,
@@ -1368,16 +1311,7 @@ mod tests {
 
         // What qemu-img itself writes for split formats is refused the same way.
         let p = d.path().join("flat.vmdk");
-        qemu_img(&[
-            "create",
-            "-q",
-            "-f",
-            "vmdk",
-            "-o",
-            "subformat=monolithicFlat",
-            path_str(&p),
-            "1M",
-        ]);
+        create_image(&p, "vmdk", &["-o", "subformat=monolithicFlat"], "1M");
         assert!(unsafe_msg(inspect(&p, ImageFormat::Vmdk, &limits())).contains("flat-flat.vmdk"));
         // A descriptor with only ZERO extents names no file but holds no data.
         let b = sparse_desc("RW 2048 ZERO");
@@ -1552,20 +1486,9 @@ mod tests {
     fn layer_with_backing_is_reported_not_refused() {
         let d = tmp();
         let base = d.path().join("base.qcow2");
-        qemu_img(&["create", "-q", "-f", "qcow2", path_str(&base), "64M"]);
+        create_image(&base, "qcow2", &[], "64M");
         let ov = d.path().join("ov.qcow2");
-        qemu_img(&[
-            "create",
-            "-q",
-            "-f",
-            "qcow2",
-            "-b",
-            path_str(&base),
-            "-F",
-            "qcow2",
-            path_str(&ov),
-            "64M",
-        ]);
+        create_image(&ov, "qcow2", &["-b", path_str(&base), "-F", "qcow2"], "64M");
         let r = inspect_layer(&ov, &limits()).expect("layer accepted");
         assert_eq!(r.virtual_size, 64 * MIB);
         assert_eq!(r.backing_file.as_deref(), Some(path_str(&base)));
@@ -1579,19 +1502,7 @@ mod tests {
 
         // A hostile backing name is only reported, never opened.
         let evil = d.path().join("evil.qcow2");
-        qemu_img(&[
-            "create",
-            "-q",
-            "-f",
-            "qcow2",
-            "-u",
-            "-b",
-            "/etc/passwd",
-            "-F",
-            "raw",
-            path_str(&evil),
-            "1M",
-        ]);
+        hostile_backing_qcow2(&evil);
         let r = inspect_layer(&evil, &limits()).expect("reported");
         assert_eq!(r.backing_file.as_deref(), Some("/etc/passwd"));
         assert_eq!(r.backing_format.as_deref(), Some("raw"));
@@ -1606,16 +1517,7 @@ mod tests {
         let d = tmp();
         let df = d.path().join("df.qcow2");
         let data = format!("data_file={}", d.path().join("df.raw").display());
-        qemu_img(&[
-            "create",
-            "-q",
-            "-f",
-            "qcow2",
-            "-o",
-            &data,
-            path_str(&df),
-            "1M",
-        ]);
+        create_image(&df, "qcow2", &["-o", &data], "1M");
         assert!(unsafe_msg_layer(inspect_layer(&df, &limits())).contains("data file"));
 
         let mut b = craft_qcow2(3, MIB);

@@ -287,6 +287,7 @@ pub async fn adopt_layer(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testkit::{create_image, hostile_backing_qcow2};
 
     #[test]
     fn format_names_round_trip() {
@@ -309,15 +310,6 @@ mod tests {
         );
     }
 
-    fn qemu_img(args: &[&str]) {
-        let ok = std::process::Command::new("qemu-img")
-            .args(args)
-            .status()
-            .expect("qemu-utils installed")
-            .success();
-        assert!(ok, "qemu-img {args:?}");
-    }
-
     #[tokio::test]
     async fn import_accepts_raw_and_vmdk() {
         let d = tempfile::tempdir().expect("tempdir");
@@ -338,8 +330,7 @@ mod tests {
         );
 
         let vmdk = d.path().join("upload.vmdk");
-        let v = vmdk.to_str().expect("utf-8");
-        qemu_img(&["create", "-q", "-f", "vmdk", v, "32M"]);
+        create_image(&vmdk, "vmdk", &[], "32M");
         let dst = d.path().join("t2.qcow2");
         let r = import_image(&vmdk, ImageFormat::Vmdk, &dst, &InspectLimits::default())
             .await
@@ -352,20 +343,7 @@ mod tests {
     async fn import_refuses_unsafe_without_leaving_files() {
         let d = tempfile::tempdir().expect("tempdir");
         let evil = d.path().join("upload.qcow2");
-        let e = evil.to_str().expect("utf-8");
-        qemu_img(&[
-            "create",
-            "-q",
-            "-f",
-            "qcow2",
-            "-u",
-            "-b",
-            "/etc/passwd",
-            "-F",
-            "raw",
-            e,
-            "1M",
-        ]);
+        hostile_backing_qcow2(&evil);
         let dst = d.path().join("t.qcow2");
         let err = import_image(&evil, ImageFormat::Qcow2, &dst, &InspectLimits::default()).await;
         assert!(matches!(&err, Err(e) if e.is_bad_image()), "{err:?}");

@@ -347,21 +347,12 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 mod tests {
     use super::*;
     use crate::images::{ImageFormat, InspectLimits, inspect};
+    use crate::testkit::run_ok;
     use std::process::{Command, Output};
     use std::time::Instant;
 
     fn run(tool: &str, args: &[&str]) -> Output {
-        let out = Command::new(tool)
-            .args(args)
-            .output()
-            .expect("qemu-utils installed");
-        assert!(
-            out.status.success(),
-            "{tool} {args:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
+        run_ok(Command::new(tool).args(args))
     }
 
     fn s(p: &Path) -> &str {

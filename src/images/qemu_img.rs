@@ -655,27 +655,11 @@ pub async fn read_guest(path: &Path, offset: u64, len: usize) -> Result<Vec<u8>,
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testkit::{create_image, run_ok};
     use std::process::Command as StdCommand;
 
     fn qemu(tool: &str, args: &[&OsStr]) -> Output {
-        let out = StdCommand::new(tool)
-            .args(args)
-            .output()
-            .expect("qemu-utils installed");
-        assert!(
-            out.status.success(),
-            "{tool} {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
-    }
-
-    fn create(args: &[&str], path: &Path, size: &str) {
-        let mut v: Vec<&OsStr> = vec!["create".as_ref(), "-q".as_ref()];
-        v.extend(args.iter().map(OsStr::new));
-        v.push(path.as_os_str());
-        v.push(size.as_ref());
-        qemu("qemu-img", &v);
+        run_ok(StdCommand::new(tool).args(args))
     }
 
     fn dir_names(d: &Path) -> Vec<String> {
@@ -692,7 +676,7 @@ mod tests {
     async fn info_reads_size_and_references() {
         let d = tempfile::tempdir().expect("tempdir");
         let base = d.path().join("base.qcow2");
-        create(&["-f", "qcow2"], &base, "64M");
+        create_image(&base, "qcow2", &[], "64M");
         let i = info(&base, ImageFormat::Qcow2).await.expect("info");
         assert_eq!(i.format, "qcow2");
         assert_eq!(i.virtual_size, 64 << 20);
@@ -701,7 +685,7 @@ mod tests {
 
         let ov = d.path().join("ov.qcow2");
         let b = base.to_str().expect("utf-8");
-        create(&["-f", "qcow2", "-b", b, "-F", "qcow2"], &ov, "64M");
+        create_image(&ov, "qcow2", &["-b", b, "-F", "qcow2"], "64M");
         let i = info(&ov, ImageFormat::Qcow2).await.expect("info");
         assert_eq!(i.backing_filename.as_deref(), Some(b));
         assert_eq!(i.backing_format.as_deref(), Some("qcow2"));
@@ -712,7 +696,7 @@ mod tests {
 
         let df = d.path().join("df.qcow2");
         let data = format!("data_file={}", d.path().join("df.raw").display());
-        create(&["-f", "qcow2", "-o", &data], &df, "1M");
+        create_image(&df, "qcow2", &["-o", &data], "1M");
         let i = info(&df, ImageFormat::Qcow2).await.expect("info");
         assert!(i.data_file.is_some());
         assert!(matches!(
@@ -721,7 +705,7 @@ mod tests {
         ));
 
         let vm = d.path().join("s.vmdk");
-        create(&["-f", "vmdk"], &vm, "1M");
+        create_image(&vm, "vmdk", &[], "1M");
         let i = info(&vm, ImageFormat::Vmdk).await.expect("info");
         assert_eq!(i.vmdk_extents.len(), 1);
         i.ensure_self_contained(&vm).expect("single file vmdk");
@@ -774,11 +758,7 @@ mod tests {
     async fn convert_vmdk_to_qcow2() {
         let d = tempfile::tempdir().expect("tempdir");
         let src = d.path().join("in.vmdk");
-        create(
-            &["-f", "vmdk", "-o", "subformat=streamOptimized"],
-            &src,
-            "8M",
-        );
+        create_image(&src, "vmdk", &["-o", "subformat=streamOptimized"], "8M");
         let dst = d.path().join("out.qcow2");
         convert_to_qcow2(&src, ImageFormat::Vmdk, &dst)
             .await
@@ -810,7 +790,7 @@ mod tests {
     async fn check_reports_corruption() {
         let d = tempfile::tempdir().expect("tempdir");
         let p = d.path().join("c.qcow2");
-        create(&["-f", "qcow2"], &p, "1G");
+        create_image(&p, "qcow2", &[], "1G");
         assert!(check(&p).await.expect("check").is_clean());
         // Refcount of the refcount table's cluster 1 → 0: a corruption.
         let mut bytes = std::fs::read(&p).expect("read");
@@ -825,7 +805,7 @@ mod tests {
     async fn layer_operations_touch_only_the_layer() {
         let d = tempfile::tempdir().expect("tempdir");
         let base = d.path().join("base.qcow2");
-        create(&["-f", "qcow2"], &base, "8M");
+        create_image(&base, "qcow2", &[], "8M");
         qemu(
             "qemu-io",
             &[
@@ -839,7 +819,7 @@ mod tests {
         let base_bytes = std::fs::read(&base).expect("read");
         let ov = d.path().join("ov.qcow2");
         let b = base.to_str().expect("utf-8");
-        create(&["-f", "qcow2", "-b", b, "-F", "qcow2"], &ov, "8M");
+        create_image(&ov, "qcow2", &["-b", b, "-F", "qcow2"], "8M");
         let write = |pat: &str| {
             let cmd = format!("write -P {pat} 1M 64k");
             qemu(
@@ -897,9 +877,10 @@ mod tests {
 
         // Unsafe rebase replaces a hostile backing name without opening it.
         let evil = d.path().join("evil.qcow2");
-        create(
-            &["-f", "qcow2", "-u", "-b", "/etc/passwd", "-F", "raw"],
+        create_image(
             &evil,
+            "qcow2",
+            &["-u", "-b", "/etc/passwd", "-F", "raw"],
             "8M",
         );
         rebase_unsafe(&evil, &base).await.expect("rebase");

@@ -528,28 +528,18 @@ impl FsUsage {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testkit::run_ok;
     use std::process::Command;
 
     fn mkfs(path: &std::path::Path, size: &str, dir: &std::path::Path, extra: &[&str]) {
-        let ok = Command::new("truncate")
-            .args(["-s", size])
-            .arg(path)
-            .status()
-            .expect("truncate")
-            .success();
-        assert!(ok);
-        let out = Command::new("mkfs.ext4")
-            .args(["-q", "-F"])
-            .args(extra)
-            .arg("-d")
-            .arg(dir)
-            .arg(path)
-            .output()
-            .expect("e2fsprogs installed");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        run_ok(Command::new("truncate").args(["-s", size]).arg(path));
+        run_ok(
+            Command::new("mkfs.ext4")
+                .args(["-q", "-F"])
+                .args(extra)
+                .arg("-d")
+                .arg(dir)
+                .arg(path),
         );
     }
 
@@ -611,17 +601,12 @@ mod tests {
         script.push_str("jc\n");
         let cmds = img.with_extension("cmds");
         std::fs::write(&cmds, script).expect("write");
-        let out = Command::new("debugfs")
-            .arg("-w")
-            .arg("-f")
-            .arg(&cmds)
-            .arg(img)
-            .output()
-            .expect("debugfs");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        run_ok(
+            Command::new("debugfs")
+                .arg("-w")
+                .arg("-f")
+                .arg(&cmds)
+                .arg(img),
         );
     }
 

@@ -308,7 +308,20 @@ pub fn member_path(name: &str) -> Result<Vec<&str>, UnsafeName> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testkit::run_ok;
+    use std::path::Path;
     use std::process::Command;
+
+    /// Runs GNU tar with `args` in `dir` and returns what it printed; a
+    /// failure fails the test with tar's own message.
+    fn gnu_tar(dir: &Path, args: &[&str]) -> String {
+        let out = run_ok(Command::new("tar").args(args).current_dir(dir));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn path_str(p: &Path) -> &str {
+        p.to_str().expect("utf-8 temp path")
+    }
 
     #[test]
     fn headers_round_trip_and_gnu_tar_reads_them() {
@@ -332,29 +345,12 @@ mod tests {
         assert_eq!(archive.len() as u64, entry_len(7) + entry_len(1500) + 1024);
         let tar = d.path().join("x.tar");
         std::fs::write(&tar, &archive).expect("write");
-        let out = Command::new("tar")
-            .arg("-tvf")
-            .arg(&tar)
-            .output()
-            .expect("tar");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let listing = String::from_utf8_lossy(&out.stdout);
+        let listing = gnu_tar(d.path(), &["-tvf", path_str(&tar)]);
         assert!(
             listing.contains("manifest.json") && listing.contains("1500"),
             "{listing}"
         );
-        let out = Command::new("tar")
-            .arg("-xf")
-            .arg(&tar)
-            .arg("-C")
-            .arg(d.path())
-            .output()
-            .expect("tar");
-        assert!(out.status.success());
+        gnu_tar(d.path(), &["-xf", path_str(&tar), "-C", path_str(d.path())]);
         assert_eq!(
             std::fs::read(d.path().join("layer.qcow2")).expect("read"),
             vec![7u8; 1500]
@@ -375,18 +371,7 @@ mod tests {
         assert_eq!(file_headers("short.txt", 3, 0).len(), BLOCK);
         let tar = d.path().join("x.tar");
         std::fs::write(&tar, &archive).expect("write");
-        let out = Command::new("tar")
-            .arg("-xf")
-            .arg(&tar)
-            .arg("-C")
-            .arg(d.path())
-            .output()
-            .expect("tar");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        gnu_tar(d.path(), &["-xf", path_str(&tar), "-C", path_str(d.path())]);
         assert_eq!(
             std::fs::read(d.path().join(&long)).expect("long name"),
             b"one"
@@ -426,19 +411,16 @@ mod tests {
         std::fs::write(d.path().join(&dir).join(&long), b"hello").expect("write");
         for format in ["gnu", "pax", "ustar"] {
             let tar = d.path().join(format!("{format}.tar"));
-            let out = Command::new("tar")
-                .arg(format!("--format={format}"))
-                .arg("-cf")
-                .arg(&tar)
-                .arg("-C")
-                .arg(d.path())
-                .arg(format!("{dir}/{long}"))
-                .output()
-                .expect("tar");
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
+            gnu_tar(
+                d.path(),
+                &[
+                    &format!("--format={format}"),
+                    "-cf",
+                    path_str(&tar),
+                    "-C",
+                    path_str(d.path()),
+                    &format!("{dir}/{long}"),
+                ],
             );
             let bytes = std::fs::read(&tar).expect("read");
             // Walk the archive the way the importer does.
@@ -510,19 +492,8 @@ mod tests {
         let long_target = format!("/{}", "t".repeat(150));
         std::os::unix::fs::symlink(&long_target, src.join("long")).expect("symlink");
         let tar = d.path().join("hostile.tar");
-        let make = |args: &[&str]| {
-            let out = Command::new("tar")
-                .args(args)
-                .current_dir(&src)
-                .output()
-                .expect("tar");
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
-        let t = tar.to_str().expect("utf-8");
+        let make = |args: &[&str]| gnu_tar(&src, args);
+        let t = path_str(&tar);
         make(&[
             "--format=gnu",
             "-cf",

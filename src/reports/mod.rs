@@ -752,52 +752,39 @@ mod tests {
 
     #[test]
     fn periods() {
-        let now = datetime!(2026-03-04 12:00 UTC);
-        let r = |p, a| period_range(p, a, now);
-        // The week of a Wednesday; without an anchor the last complete week.
-        assert_eq!(
-            r(Period::Week, Some(now)),
-            Some((
-                datetime!(2026-03-02 00:00 UTC),
-                datetime!(2026-03-09 00:00 UTC)
-            ))
-        );
-        assert_eq!(
-            r(Period::Week, None),
-            Some((
-                datetime!(2026-02-23 00:00 UTC),
-                datetime!(2026-03-02 00:00 UTC)
-            ))
-        );
-        assert_eq!(
-            r(Period::Month, None),
-            Some((
-                datetime!(2026-02-01 00:00 UTC),
-                datetime!(2026-03-01 00:00 UTC)
-            ))
-        );
-        assert_eq!(
-            period_range(Period::Month, None, datetime!(2026-01-15 00:00 UTC)),
-            Some((
-                datetime!(2025-12-01 00:00 UTC),
-                datetime!(2026-01-01 00:00 UTC)
-            ))
-        );
-        assert_eq!(
-            r(Period::Quarter, Some(datetime!(2026-11-20 00:00 UTC))),
-            Some((
-                datetime!(2026-10-01 00:00 UTC),
-                datetime!(2027-01-01 00:00 UTC)
-            ))
-        );
-        assert_eq!(
-            r(Period::Quarter, None),
-            Some((
-                datetime!(2025-10-01 00:00 UTC),
-                datetime!(2026-01-01 00:00 UTC)
-            ))
-        );
-        assert_eq!(r(Period::Custom, None), None);
+        // RFC 3339, or a day for its midnight UTC.
+        let at = |s: &str| crate::range::parse_bound("at", s).expect("time");
+        let now = "2026-03-04T12:00:00Z";
+        // (period, anchor, now, [from, to)): the week of a Wednesday; without
+        // an anchor the last complete period before `now`.
+        let cases = [
+            (Period::Week, Some(now), now, "2026-03-02", "2026-03-09"),
+            (Period::Week, None, now, "2026-02-23", "2026-03-02"),
+            (Period::Month, None, now, "2026-02-01", "2026-03-01"),
+            (
+                Period::Month,
+                None,
+                "2026-01-15",
+                "2025-12-01",
+                "2026-01-01",
+            ),
+            (
+                Period::Quarter,
+                Some("2026-11-20"),
+                now,
+                "2026-10-01",
+                "2027-01-01",
+            ),
+            (Period::Quarter, None, now, "2025-10-01", "2026-01-01"),
+        ];
+        for (period, anchor, now, from, to) in cases {
+            assert_eq!(
+                period_range(period, anchor.map(at), at(now)),
+                Some((at(from), at(to))),
+                "{period:?} {anchor:?} at {now}"
+            );
+        }
+        assert_eq!(period_range(Period::Custom, None, at(now)), None);
     }
 
     #[test]

@@ -93,18 +93,10 @@ pub enum TermError {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TermPatch {
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::patch::present")]
     pub ends_at: Option<Option<String>>,
     #[serde(default)]
     pub retention_days: Option<i64>,
-}
-
-fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    T::deserialize(d).map(Some)
 }
 
 #[derive(Debug, Deserialize)]
