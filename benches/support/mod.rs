@@ -640,21 +640,34 @@ pub fn us(d: Duration) -> f64 {
 // ---------------------------------------------------------------- real VMs
 
 /// Destroys every libvirt domain whose name starts with its prefix when
-/// dropped, also when the run panics (benches with real guests).
-pub struct DestroyDomains(pub &'static str);
+/// made (a run killed by a signal skipped its `Drop`: its guests would
+/// still fill the node) and again when dropped, also when the run panics
+/// (benches with real guests).
+pub struct DestroyDomains(&'static str);
+
+impl DestroyDomains {
+    pub fn new(prefix: &'static str) -> Self {
+        destroy_domains(prefix);
+        Self(prefix)
+    }
+}
 
 impl Drop for DestroyDomains {
     fn drop(&mut self) {
-        let out = std::process::Command::new("virsh")
-            .args(["-q", "-c", "qemu:///system", "list", "--name"])
-            .output();
-        if let Ok(out) = out {
-            for name in String::from_utf8_lossy(&out.stdout).lines() {
-                if name.starts_with(self.0) {
-                    let _ = std::process::Command::new("virsh")
-                        .args(["-q", "-c", "qemu:///system", "destroy", name])
-                        .output();
-                }
+        destroy_domains(self.0);
+    }
+}
+
+fn destroy_domains(prefix: &str) {
+    let out = std::process::Command::new("virsh")
+        .args(["-q", "-c", "qemu:///system", "list", "--name"])
+        .output();
+    if let Ok(out) = out {
+        for name in String::from_utf8_lossy(&out.stdout).lines() {
+            if name.starts_with(prefix) {
+                let _ = std::process::Command::new("virsh")
+                    .args(["-q", "-c", "qemu:///system", "destroy", name])
+                    .output();
             }
         }
     }
