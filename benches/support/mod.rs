@@ -928,3 +928,109 @@ pub async fn enrol(
     .await
     .unwrap()
 }
+
+// ------------------------------------------------------------ the node rig
+
+/// The multi-node rig of `scripts/multinode.sh` (N libvirtd "nodes" in
+/// their own namespaces on this machine), for benches that place VMs on
+/// several nodes. Up when made, torn down when dropped (also on a panic).
+/// Holds the rig lock the black-box tests take, so a bench and a test never
+/// share the rig.
+pub struct Rig {
+    pub n: usize,
+    _lock: std::fs::File,
+}
+
+impl Rig {
+    pub fn up(n: usize) -> Rig {
+        let lock = std::fs::File::create("/run/pvce-test-rig.lock").unwrap();
+        lock.lock().unwrap();
+        let rig = Rig { n, _lock: lock };
+        rig.script(&["up", &n.to_string()]);
+        rig
+    }
+
+    fn script(&self, args: &[&str]) -> bool {
+        let out = std::process::Command::new("bash")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/multinode.sh"))
+            .args(args)
+            .output()
+            .unwrap();
+        if !out.status.success() {
+            eprintln!(
+                "multinode.sh {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        out.status.success()
+    }
+
+    /// Registers nodes 1..=n with the server (`rig-node<i>`) and removes the
+    /// `local` node, so every VM is placed on the rig; waits until all are up.
+    pub async fn register(&self, http: &reqwest::Client, base: &str, admin_token: &str) {
+        let nodes: serde_json::Value = http
+            .get(format!("{base}/api/nodes"))
+            .bearer_auth(admin_token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let mut ids = Vec::new();
+        for i in 1..=self.n {
+            let addr = format!("10.77.{i}.2");
+            let node = post_ok(
+                http,
+                admin_token,
+                format!("{base}/api/nodes"),
+                serde_json::json!({"name": format!("rig-node{i}"), "uri": format!("qemu+tcp://{addr}/system"), "console_address": addr}),
+            )
+            .await;
+            ids.push(node["id"].as_str().unwrap().to_owned());
+        }
+        for n in nodes
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["name"] == "local")
+        {
+            let r = http
+                .delete(format!("{base}/api/nodes/{}", n["id"].as_str().unwrap()))
+                .bearer_auth(admin_token)
+                .send()
+                .await
+                .unwrap();
+            assert!(
+                r.status().is_success(),
+                "removing the local node: {}",
+                r.status()
+            );
+        }
+        let give_up = Instant::now() + Duration::from_secs(60);
+        for id in &ids {
+            loop {
+                let n: serde_json::Value = http
+                    .get(format!("{base}/api/nodes/{id}"))
+                    .bearer_auth(admin_token)
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                if n["state"] == "up" {
+                    break;
+                }
+                assert!(Instant::now() < give_up, "rig node {id} not up: {n}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        self.script(&["down"]);
+    }
+}

@@ -522,6 +522,12 @@ impl ClassTime {
         (st.peak_node.clone(), st.peak_total)
     }
 
+    /// VMs waiting for a (re)start, in the admission queue or a retry's
+    /// back-off: zero when every pre-start was admitted or given up.
+    pub fn queued(&self) -> usize {
+        self.lock().queue.len()
+    }
+
     /// Starts admitted whose start call has not returned yet.
     pub fn starts_in_flight(&self) -> usize {
         self.lock().in_flight.values().filter(|f| !f.done).count()
