@@ -258,6 +258,7 @@ impl AppState {
             storage.clone(),
             vms.clone(),
             console.clone(),
+            config.wall_shots_per_node as usize,
         ));
         Ok(Self {
             mydata,

@@ -58,10 +58,6 @@ use crate::vms::{Vm, VmError, VmManager, VmState};
 pub use lease::{Leases, Renewal};
 pub use shots::{Shot, Shots};
 
-/// Screenshots in flight per node at most (a screenshot makes QEMU write
-/// the whole framebuffer; a node with 40 VMs is asked for 40 a second).
-pub const SHOTS_PER_NODE: usize = 4;
-
 #[derive(Debug, thiserror::Error)]
 pub enum WallError {
     #[error("not found")]
@@ -178,13 +174,22 @@ pub struct Wall {
 }
 
 impl Wall {
-    pub fn new(pool: Pool, storage: Storage, vms: Arc<VmManager>, console: Arc<Console>) -> Self {
+    /// `shots_per_node`: screenshots in flight per node at most (a
+    /// screenshot makes QEMU write the whole framebuffer; a node with 40
+    /// VMs on the wall is asked for 40 a second).
+    pub fn new(
+        pool: Pool,
+        storage: Storage,
+        vms: Arc<VmManager>,
+        console: Arc<Console>,
+        shots_per_node: usize,
+    ) -> Self {
         Self {
             pool,
             storage,
             vms,
             console,
-            shots: Shots::new(SHOTS_PER_NODE, shots::MAX_AGE),
+            shots: Shots::new(shots_per_node, shots::MAX_AGE),
             leases: Mutex::new(Leases::new(lease::LEASE)),
         }
     }
