@@ -31,21 +31,17 @@ fn env_num(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+#[path = "../tests/it/common/tool.rs"]
+mod tool;
+use tool::run_tool;
 
 fn overlay(dst: &Path, backing: &Path) {
-    run(Command::new("qemu-img")
-        .args(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b"])
-        .arg(backing)
-        .arg(dst));
+    run_tool(
+        Command::new("qemu-img")
+            .args(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b"])
+            .arg(backing)
+            .arg(dst),
+    );
 }
 
 fn tiny_image(repo: &Path) -> PathBuf {
@@ -54,7 +50,7 @@ fn tiny_image(repo: &Path) -> PathBuf {
     let image = cache.join("tiny-linux.qcow2");
     if !image.exists() {
         let tmp = cache.join("tiny-linux.qcow2.bench-tmp");
-        run(Command::new(repo.join("scripts/build-tiny-guest.sh")).arg(&tmp));
+        run_tool(Command::new(repo.join("scripts/build-tiny-guest.sh")).arg(&tmp));
         std::fs::rename(&tmp, &image).unwrap();
     }
     image
@@ -179,22 +175,28 @@ fn main() {
 
     // Depth 1: a standalone copy of the tiny guest with data in the read region.
     let vsize: u64 = {
-        let v: serde_json::Value = serde_json::from_str(&run(Command::new("qemu-img")
-            .args(["info", "--output=json", "-f", "qcow2"])
-            .arg(&image)))
+        let v: serde_json::Value = serde_json::from_str(&run_tool(
+            Command::new("qemu-img")
+                .args(["info", "--output=json", "-f", "qcow2"])
+                .arg(&image),
+        ))
         .unwrap();
         v["virtual-size"].as_u64().unwrap()
     };
     let region_mib = vsize / (1024 * 1024) - read_mib - 32;
     let base = d.join("depth1.qcow2");
-    run(Command::new("qemu-img")
-        .args(["convert", "-q", "-f", "qcow2", "-O", "qcow2"])
-        .arg(&image)
-        .arg(&base));
-    run(Command::new("qemu-io")
-        .args(["-f", "qcow2", "-c"])
-        .arg(format!("write -P 0x5a {region_mib}M {read_mib}M"))
-        .arg(&base));
+    run_tool(
+        Command::new("qemu-img")
+            .args(["convert", "-q", "-f", "qcow2", "-O", "qcow2"])
+            .arg(&image)
+            .arg(&base),
+    );
+    run_tool(
+        Command::new("qemu-io")
+            .args(["-f", "qcow2", "-c"])
+            .arg(format!("write -P 0x5a {region_mib}M {read_mib}M"))
+            .arg(&base),
+    );
     // Depth 4: three thin layers on top (as children holding only small changes).
     let mut top = base.clone();
     for i in 2..=4 {
@@ -203,10 +205,12 @@ fn main() {
         top = l;
     }
     let flat = d.join("flat.qcow2");
-    run(Command::new("qemu-img")
-        .args(["convert", "-q", "-f", "qcow2", "-O", "qcow2"])
-        .arg(&top)
-        .arg(&flat));
+    run_tool(
+        Command::new("qemu-img")
+            .args(["convert", "-q", "-f", "qcow2", "-O", "qcow2"])
+            .arg(&top)
+            .arg(&flat),
+    );
 
     println!(
         "chain_read: dd of {read_mib} MiB of /dev/vda at {region_mib} MiB, accel {accel}, {runs} runs after a warm-up"

@@ -23,6 +23,9 @@ use std::time::Instant;
 use pvce::config::Config;
 
 mod support;
+#[path = "../tests/it/common/tool.rs"]
+mod tool;
+use tool::run_tool;
 
 const MIB: f64 = 1024.0 * 1024.0;
 
@@ -41,17 +44,12 @@ fn allocated(path: &Path) -> u64 {
 
 /// Bytes a standalone qcow2 copy of `path` (through its chain) would need.
 fn flat_bytes(path: &Path) -> u64 {
-    let out = Command::new("qemu-img")
-        .args(["measure", "--output=json", "-f", "qcow2", "-O", "qcow2"])
-        .arg(path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_tool(
+        Command::new("qemu-img")
+            .args(["measure", "--output=json", "-f", "qcow2", "-O", "qcow2"])
+            .arg(path),
     );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     v["required"].as_u64().unwrap()
 }
 

@@ -408,15 +408,21 @@ impl Portable {
         S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
         E: std::fmt::Display,
     {
-        let result = import(
+        let body = body.map(|r| r.map_err(|e| io::Error::other(e.to_string())));
+        let mut reader = ArchiveReader {
+            inner: tokio_util::io::StreamReader::new(body),
+        };
+        let result = import_inner(
             &self.pool,
             &self.vms,
             &self.storage,
             self.limits,
             vm_id,
-            body,
+            &mut reader,
         )
         .await;
+        // Let the client read the answer instead of a reset connection.
+        reader.drain().await;
         if let Ok(vm) = self.vms.get_for(user, vm_id).await {
             let detail = match &result {
                 Ok(o) => serde_json::json!({ "backup_snapshot": o.backup.id }),
@@ -880,28 +886,6 @@ fn upload_image_error(e: ImageError) -> PortableError {
 
 /// Imports an export archive as the new layer of a stopped VM (see the
 /// module docs for every check). The caller has checked access.
-async fn import<S, E>(
-    pool: &Pool,
-    vms: &VmManager,
-    storage: &Storage,
-    limits: ImportLimits,
-    vm_id: Uuid,
-    body: S,
-) -> Result<ImportOutcome, PortableError>
-where
-    S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
-    E: std::fmt::Display,
-{
-    let body = body.map(|r| r.map_err(|e| io::Error::other(e.to_string())));
-    let mut reader = ArchiveReader {
-        inner: tokio_util::io::StreamReader::new(body),
-    };
-    let result = import_inner(pool, vms, storage, limits, vm_id, &mut reader).await;
-    // Let the client read the answer instead of a reset connection.
-    reader.drain().await;
-    result
-}
-
 async fn import_inner<R: AsyncRead + Unpin>(
     pool: &Pool,
     vms: &VmManager,

@@ -563,7 +563,7 @@ impl Backups {
         }
         let e = last_error.unwrap_or_default();
         tracing::warn!(error = %e, "control-plane backup failed");
-        self.item_failed(CONTROL, now, &e).await?;
+        self.item_attempt(CONTROL, now, &e, true).await?;
         tally.failed += 1;
         Ok(())
     }
@@ -618,7 +618,7 @@ impl Backups {
                 Err(BackupError::Db(e)) if !is_busy(&e) => return Err(BackupError::Db(e)),
                 Err(e) => {
                     tracing::warn!(vm = %id, error = %e, "layer backup failed");
-                    self.item_failed(&id.to_string(), now, &e.to_string())
+                    self.item_attempt(&id.to_string(), now, &e.to_string(), true)
                         .await?;
                     tally.failed += 1;
                 }
@@ -640,8 +640,13 @@ impl Backups {
         let held = lock.lock().await;
         let vm = crate::vms::snapshots::reload(&self.vms, vm_id).await?;
         if vm.layer_storage != LayerStorage::Shared {
-            self.item_note(&vm_id.to_string(), now, "node-local layer: not backed up")
-                .await?;
+            self.item_attempt(
+                &vm_id.to_string(),
+                now,
+                "node-local layer: not backed up",
+                false,
+            )
+            .await?;
             return Ok(Outcome::Skipped);
         }
         let Some(sig) = signature(&vm.overlay_path) else {
@@ -665,10 +670,11 @@ impl Backups {
                 return self.live_layer(r, &vm, &sig, held, &tags, run, now).await;
             }
             Read::Later => {
-                self.item_note(
+                self.item_attempt(
                     &vm_id.to_string(),
                     now,
                     "starting, stopping or on a node that is down: backed up by the next run",
+                    false,
                 )
                 .await?;
                 return Ok(Outcome::Skipped);
@@ -732,7 +738,7 @@ impl Backups {
             Err(e) => return Err(e.into()),
         };
         if let Some(why) = later {
-            self.item_note(&subject, now, why).await?;
+            self.item_attempt(&subject, now, why, false).await?;
             return Ok(Outcome::Skipped);
         }
         drop(held);
@@ -826,31 +832,25 @@ impl Backups {
         Ok(())
     }
 
-    async fn item_failed(&self, subject: &str, now: i64, error: &str) -> Result<(), sqlx::Error> {
+    /// An attempt that left no new good copy, with what it says: a failure
+    /// (`failed`, counted against the item) or a note (why a layer was skipped).
+    async fn item_attempt(
+        &self,
+        subject: &str,
+        now: i64,
+        message: &str,
+        failed: bool,
+    ) -> Result<(), sqlx::Error> {
         sqlx::query(
             "INSERT INTO backup_items (subject, last_attempt_at, failures, last_error)
-             VALUES (?1, ?2, 1, ?3)
+             VALUES (?1, ?2, ?4, ?3)
              ON CONFLICT (subject) DO UPDATE SET last_attempt_at = ?2,
-               failures = failures + 1, last_error = ?3",
+               failures = failures + ?4, last_error = ?3",
         )
         .bind(subject)
         .bind(now)
-        .bind(error)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    /// A note that is not a failure (why a layer was skipped).
-    async fn item_note(&self, subject: &str, now: i64, note: &str) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            "INSERT INTO backup_items (subject, last_attempt_at, failures, last_error)
-             VALUES (?1, ?2, 0, ?3)
-             ON CONFLICT (subject) DO UPDATE SET last_attempt_at = ?2, last_error = ?3",
-        )
-        .bind(subject)
-        .bind(now)
-        .bind(note)
+        .bind(message)
+        .bind(i64::from(failed))
         .execute(&self.pool)
         .await?;
         Ok(())

@@ -371,7 +371,7 @@ impl Sessions {
     ) -> Result<Session, ClassError> {
         let course = courses::get_managed(&self.pool, user, course_id).await?;
         let (title, schedule) = new.schedule(self.lab)?;
-        let done = sqlx::query(
+        let update = sqlx::query(
             "UPDATE class_sessions SET title = ?, starts_at = ?, ends_at = ?, weekly_until = ?, \
              exceptions = ? WHERE id = ? AND course_id = ?",
         )
@@ -379,14 +379,8 @@ impl Sessions {
         .bind(db::format_time(schedule.starts_at))
         .bind(db::format_time(schedule.ends_at))
         .bind(schedule.weekly_until.map(format_date))
-        .bind(exceptions_json(&schedule))
-        .bind(id.to_string())
-        .bind(course.id.to_string())
-        .execute(&self.pool)
-        .await?;
-        if done.rows_affected() == 0 {
-            return Err(ClassError::NotFound);
-        }
+        .bind(exceptions_json(&schedule));
+        on_session(&self.pool, update, id, course.id).await?;
         let row = load_course(&self.pool, course.id)
             .await?
             .into_iter()
@@ -397,15 +391,8 @@ impl Sessions {
 
     pub async fn delete(&self, user: &User, course_id: Uuid, id: Uuid) -> Result<(), ClassError> {
         let course = courses::get_managed(&self.pool, user, course_id).await?;
-        let done = sqlx::query("DELETE FROM class_sessions WHERE id = ? AND course_id = ?")
-            .bind(id.to_string())
-            .bind(course.id.to_string())
-            .execute(&self.pool)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(ClassError::NotFound);
-        }
-        Ok(())
+        let delete = sqlx::query("DELETE FROM class_sessions WHERE id = ? AND course_id = ?");
+        on_session(&self.pool, delete, id, course.id).await
     }
 
     /// The course's extension rule, for who manages the course.
@@ -570,6 +557,26 @@ fn stored(row: &sqlx::sqlite::SqliteRow) -> Result<Stored, sqlx::Error> {
         source: row.try_get("source")?,
         created_at: row.try_get("created_at")?,
     })
+}
+
+/// Runs `statement` (ending `WHERE id = ? AND course_id = ?`, the two binds
+/// added here) on one session of the course: a session of another course,
+/// or none, is not found.
+async fn on_session<'q>(
+    pool: &Pool,
+    statement: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
+    id: Uuid,
+    course_id: Uuid,
+) -> Result<(), ClassError> {
+    let done = statement
+        .bind(id.to_string())
+        .bind(course_id.to_string())
+        .execute(pool)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(ClassError::NotFound);
+    }
+    Ok(())
 }
 
 async fn load_course(pool: &Pool, course_id: Uuid) -> Result<Vec<Stored>, sqlx::Error> {

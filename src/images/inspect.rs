@@ -32,6 +32,7 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
+use super::fields::{be32, be64, le32, le64};
 use super::{ImageError, ImageFormat};
 
 /// Limits applied while inspecting.
@@ -264,28 +265,6 @@ fn read_region(src: &dyn Source, offset: u64, len: usize) -> io::Result<Vec<u8>>
     }
     buf.truncate(done);
     Ok(buf)
-}
-
-// Field accessors. Out-of-range bytes read as zero, like QEMU reading past EOF;
-// callers check lengths explicitly where truncation must be an error.
-fn arr<const N: usize>(b: &[u8], off: usize) -> [u8; N] {
-    let mut a = [0u8; N];
-    if let Some(s) = off.checked_add(N).and_then(|end| b.get(off..end)) {
-        a.copy_from_slice(s);
-    }
-    a
-}
-fn be32(b: &[u8], off: usize) -> u32 {
-    u32::from_be_bytes(arr(b, off))
-}
-fn be64(b: &[u8], off: usize) -> u64 {
-    u64::from_be_bytes(arr(b, off))
-}
-fn le32(b: &[u8], off: usize) -> u32 {
-    u32::from_le_bytes(arr(b, off))
-}
-fn le64(b: &[u8], off: usize) -> u64 {
-    u64::from_le_bytes(arr(b, off))
 }
 
 fn invalid(format: ImageFormat, reason: impl Into<String>) -> ImageError {

@@ -27,6 +27,7 @@
 //! async runtime should run [`inspect::inspect`] and the overlay functions in
 //! `spawn_blocking`.
 
+pub mod fields;
 pub mod inspect;
 pub mod overlay;
 pub mod partition;

@@ -611,12 +611,9 @@ impl Node {
     pub async fn destroy(&self, name: &str, mark: &str) -> Result<bool, LibvirtError> {
         let (name, mark) = (name.to_owned(), mark.to_owned());
         self.call(move |c| {
-            let Some(dom) = lookup(c, &name)? else {
+            let Some(dom) = lookup_ours(c, &name, &mark)? else {
                 return Ok(false);
             };
-            if !domain_is_ours(&dom, &mark)? {
-                return Err(LibvirtError::NotOurs(name));
-            }
             match dom.is_active().map_err(LibvirtError::from) {
                 Ok(true) => {}
                 Ok(false) | Err(LibvirtError::NotFound) => return Ok(false),
@@ -639,12 +636,9 @@ impl Node {
     pub async fn undefine_inactive(&self, name: &str, mark: &str) -> Result<bool, LibvirtError> {
         let (name, mark) = (name.to_owned(), mark.to_owned());
         self.call(move |c| {
-            let Some(dom) = lookup(c, &name)? else {
+            let Some(dom) = lookup_ours(c, &name, &mark)? else {
                 return Ok(false);
             };
-            if !domain_is_ours(&dom, &mark)? {
-                return Err(LibvirtError::NotOurs(name));
-            }
             if dom.is_active()? || !dom.is_persistent()? {
                 return Ok(false);
             }
@@ -993,13 +987,22 @@ fn lookup_network(c: &Connect, name: &str) -> Result<Option<Network>, LibvirtErr
     }
 }
 
-/// Whether installation `mark` may act on `dom`: it carries pvce's metadata
-/// with that installation, or pvce's metadata without one (an older pvce's).
-fn domain_is_ours(dom: &Domain, mark: &str) -> Result<bool, LibvirtError> {
-    Ok(match parse_metadata(&dom.xml_desc(0)?) {
+/// The domain `name` if installation `mark` may act on it: it carries pvce's
+/// metadata with that installation, or pvce's metadata without one (an older
+/// pvce's). `None`: no such domain; anything else of that name is
+/// [`LibvirtError::NotOurs`].
+fn lookup_ours(c: &Connect, name: &str, mark: &str) -> Result<Option<Domain>, LibvirtError> {
+    let Some(dom) = lookup(c, name)? else {
+        return Ok(None);
+    };
+    let ours = match parse_metadata(&dom.xml_desc(0)?) {
         Some(m) => crate::installation::marked_ours(m.installation.as_deref(), mark, true),
         None => false,
-    })
+    };
+    if !ours {
+        return Err(LibvirtError::NotOurs(name.to_owned()));
+    }
+    Ok(Some(dom))
 }
 
 fn network_info(net: &Network) -> Result<NetworkInfo, LibvirtError> {

@@ -15,6 +15,8 @@
 //! followed (what mkfs.ext4 makes); otherwise the in-place numbers are used and
 //! [`FsUsage::clean`] says they may lag.
 
+use crate::images::fields::{be16, be32, le16, le32};
+
 /// Where the superblock starts, relative to the file system.
 pub const SUPERBLOCK_OFFSET: u64 = 1024;
 pub const SUPERBLOCK_LEN: usize = 1024;
@@ -24,15 +26,6 @@ const INCOMPAT_META_BG: u32 = 0x10;
 const INCOMPAT_64BIT: u32 = 0x80;
 const RO_COMPAT_BIGALLOC: u32 = 0x200;
 const COMPAT_HAS_JOURNAL: u32 = 0x4;
-
-fn le16(b: &[u8], off: usize) -> u16 {
-    b.get(off..off + 2)
-        .map_or(0, |s| u16::from_le_bytes([s[0], s[1]]))
-}
-fn le32(b: &[u8], off: usize) -> u32 {
-    b.get(off..off + 4)
-        .map_or(0, |s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
-}
 
 /// True if `sb` (1024 bytes at [`SUPERBLOCK_OFFSET`]) carries the ext magic.
 pub fn has_magic(sb: &[u8]) -> bool {
@@ -229,15 +222,6 @@ const JBD2_FLAG_LAST_TAG: u32 = 8;
 const EXT4_EXTENTS_FL: u32 = 0x80000;
 /// Journal blocks read per request while scanning the log.
 const JOURNAL_CHUNK_BLOCKS: u64 = 256;
-
-fn be32(b: &[u8], off: usize) -> u32 {
-    b.get(off..off + 4)
-        .map_or(0, |s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
-}
-fn be16(b: &[u8], off: usize) -> u16 {
-    b.get(off..off + 2)
-        .map_or(0, |s| u16::from_be_bytes([s[0], s[1]]))
-}
 
 /// The journal inode's extents: (first logical block, length, first physical block).
 fn journal_extents(inode: &[u8]) -> Option<Vec<(u64, u64, u64)>> {

@@ -110,6 +110,29 @@ async fn run_script_shots(script: &str, args: &[&str], dir: &Path, shots: &[&str
     }
 }
 
+/// Runs a wall script: the `people` (the teacher first, then the student
+/// whose VM is watched, then anyone else the script signs in) with the
+/// shared password, on `vm` of `course`; it leaves `shots`.
+async fn run_wall_script(
+    script: &str,
+    env: &TestEnv,
+    people: &[&str],
+    (course, vm): (&Value, &str),
+    shots: &[&str],
+) {
+    let base = env.server.url();
+    let dir = artifact_dir();
+    let mut args: Vec<&str> = vec![&base];
+    args.extend_from_slice(people);
+    args.extend([
+        PASSWORD,
+        course["id"].as_str().unwrap(),
+        vm,
+        dir.to_str().unwrap(),
+    ]);
+    run_script_shots(script, &args, &dir, shots).await;
+}
+
 /// Runs `node tests/browser/<script> args…` in a network namespace of its
 /// own (see the module doc), echoing its output; panics with it if the
 /// script fails or runs out of time. A first argument naming the test
@@ -2123,28 +2146,21 @@ async fn teacher_watches_the_wall_and_answers_a_raised_hand_in_the_browser() {
     let (s, v) = student.post_empty(&format!("/api/vms/{vm}/start")).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     common::wait_serial(&env, &vm, "BOOT-OK", Duration::from_secs(120)).await;
-    let base = env.server.url();
-    let dir = artifact_dir();
-    let shots = [
-        "wall-en.png",
-        "wall-student-watched.png",
-        "wall-zh.png",
-        "walls-staff-en.png",
-    ];
-    run_script_shots(
+    run_wall_script(
         "wall.mjs",
+        &env,
         &[
-            &base,
             "test-ui-wall-teacher",
             "test-ui-wall-alice",
             "test-ui-wall-staff",
-            PASSWORD,
-            course["id"].as_str().unwrap(),
-            &vm,
-            dir.to_str().unwrap(),
         ],
-        &dir,
-        &shots,
+        (&course, &vm),
+        &[
+            "wall-en.png",
+            "wall-student-watched.png",
+            "wall-zh.png",
+            "walls-staff-en.png",
+        ],
     )
     .await;
     // What the page did is real: the hand is down, and the view was logged.
@@ -2174,26 +2190,16 @@ async fn teacher_watches_a_spice_vm_as_a_live_picture_in_the_browser() {
         &["test-ui-spw-alice"],
     )
     .await;
-    let base = env.server.url();
-    let dir = artifact_dir();
-    let shots = [
-        "wall-spice-en.png",
-        "wall-spice-student.png",
-        "wall-spice-zh.png",
-    ];
-    run_script_shots(
+    run_wall_script(
         "wall-spice.mjs",
+        &env,
+        &["test-ui-spw-teacher", "test-ui-spw-alice"],
+        (&course, &vm),
         &[
-            &base,
-            "test-ui-spw-teacher",
-            "test-ui-spw-alice",
-            PASSWORD,
-            course["id"].as_str().unwrap(),
-            &vm,
-            dir.to_str().unwrap(),
+            "wall-spice-en.png",
+            "wall-spice-student.png",
+            "wall-spice-zh.png",
         ],
-        &dir,
-        &shots,
     )
     .await;
     // What the page did is real: two watches (en, then zh-CN after the

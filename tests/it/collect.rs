@@ -7,6 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::common::lab::{course, import_tiny, spec, vm_of};
+use crate::common::tool::run_tool;
 use crate::common::{self, TestEnv, assert_error, download, serial_run, wait_serial};
 use pvce::auth::Role;
 use reqwest::StatusCode;
@@ -120,28 +121,13 @@ async fn collection_holds_each_students_files_and_nothing_from_other_courses() {
         headers["content-disposition"],
         "attachment; filename=\"test-col-a-lab1.tar\""
     );
-    let out = Command::new("tar")
-        .arg("-tvf")
-        .arg(&archive)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let listing = String::from_utf8_lossy(&out.stdout).into_owned();
-    let out = Command::new("tar")
-        .arg("-xf")
-        .arg(&archive)
-        .arg("-C")
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let listing = run_tool(Command::new("tar").arg("-tvf").arg(&archive));
+    run_tool(
+        Command::new("tar")
+            .arg("-xf")
+            .arg(&archive)
+            .arg("-C")
+            .arg(&dir),
     );
     let read = |p: &str| std::fs::read_to_string(dir.join("test-col-a").join(p)).unwrap();
     assert_eq!(read("test-alice/linux/lab1/report.txt"), "alice-a-2\n");

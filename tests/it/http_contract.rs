@@ -88,15 +88,7 @@ fn harmless_body(media: &'static str) -> (&'static str, String) {
 }
 
 fn qemu_img(args: &[&str]) {
-    let out = std::process::Command::new("qemu-img")
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::common::tool::run_tool(std::process::Command::new("qemu-img").args(args));
 }
 
 #[tokio::test]

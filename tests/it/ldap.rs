@@ -44,12 +44,7 @@ impl Drop for Slapd {
 }
 
 fn run(cmd: &mut Command) {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::common::tool::run_tool(cmd);
 }
 
 /// A CA and a certificate for 127.0.0.1 it signed, in `dir` as

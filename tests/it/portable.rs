@@ -9,6 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::common::lab::course_with_student_vm;
+use crate::common::tool::run_tool;
 use crate::common::{
     self, TestEnv, assert_error, download, serial_run, sha256_file, wait_for, wait_serial,
     walk_find,
@@ -30,20 +31,12 @@ async fn shutdown(client: &common::Client, vm: &str) {
     common::wait_vm_gone(client, vm).await;
 }
 
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn qemu_img_info(path: &Path) -> Value {
-    serde_json::from_str(&run(Command::new("qemu-img")
-        .args(["info", "--output=json", "-U", "-f", "qcow2"])
-        .arg(path)))
+    serde_json::from_str(&run_tool(
+        Command::new("qemu-img")
+            .args(["info", "--output=json", "-U", "-f", "qcow2"])
+            .arg(path),
+    ))
     .unwrap()
 }
 
@@ -54,12 +47,14 @@ fn pack(dir: &Path, name: &str, manifest: &Value, layer: &Path) -> std::path::Pa
     std::fs::write(work.join("manifest.json"), manifest.to_string()).unwrap();
     std::fs::copy(layer, work.join("layer.qcow2")).unwrap();
     let tar = dir.join(format!("{name}.tar"));
-    run(Command::new("tar")
-        .arg("-cf")
-        .arg(&tar)
-        .arg("-C")
-        .arg(&work)
-        .args(["manifest.json", "layer.qcow2"]));
+    run_tool(
+        Command::new("tar")
+            .arg("-cf")
+            .arg(&tar)
+            .arg("-C")
+            .arg(&work)
+            .args(["manifest.json", "layer.qcow2"]),
+    );
     tar
 }
 
@@ -184,15 +179,17 @@ async fn export_reset_import_restores_the_file_and_tampering_never_reaches_qemu(
         headers["content-length"].to_str().unwrap(),
         std::fs::metadata(&export_tar).unwrap().len().to_string()
     );
-    let listing = run(Command::new("tar").arg("-tf").arg(&export_tar));
+    let listing = run_tool(Command::new("tar").arg("-tf").arg(&export_tar));
     assert_eq!(listing, "manifest.json\nlayer.qcow2\n");
     let unpacked = work.join("unpacked");
     std::fs::create_dir_all(&unpacked).unwrap();
-    run(Command::new("tar")
-        .arg("-xf")
-        .arg(&export_tar)
-        .arg("-C")
-        .arg(&unpacked));
+    run_tool(
+        Command::new("tar")
+            .arg("-xf")
+            .arg(&export_tar)
+            .arg("-C")
+            .arg(&unpacked),
+    );
     let manifest: Value =
         serde_json::from_slice(&std::fs::read(unpacked.join("manifest.json")).unwrap()).unwrap();
     let exported_layer = unpacked.join("layer.qcow2");
@@ -244,18 +241,20 @@ async fn export_reset_import_restores_the_file_and_tampering_never_reaches_qemu(
     // Tampering that is refused before the layer is used.
     let evil = work.join("evil.qcow2");
     std::fs::copy(&exported_layer, &evil).unwrap();
-    run(Command::new("qemu-img")
-        .args([
-            "rebase",
-            "-u",
-            "-f",
-            "qcow2",
-            "-b",
-            "/etc/passwd",
-            "-F",
-            "raw",
-        ])
-        .arg(&evil));
+    run_tool(
+        Command::new("qemu-img")
+            .args([
+                "rebase",
+                "-u",
+                "-f",
+                "qcow2",
+                "-b",
+                "/etc/passwd",
+                "-F",
+                "raw",
+            ])
+            .arg(&evil),
+    );
     // … the layer changed but the manifest still has the old checksum,
     let t = pack(&work, "stale-sum", &manifest, &evil);
     assert_error(
@@ -274,11 +273,13 @@ async fn export_reset_import_restores_the_file_and_tampering_never_reaches_qemu(
     );
     // … an external data file,
     let df = work.join("df.qcow2");
-    run(Command::new("qemu-img")
-        .args(["create", "-q", "-f", "qcow2", "-o"])
-        .arg(format!("data_file={}", work.join("df.raw").display()))
-        .arg(&df)
-        .arg("1G"));
+    run_tool(
+        Command::new("qemu-img")
+            .args(["create", "-q", "-f", "qcow2", "-o"])
+            .arg(format!("data_file={}", work.join("df.raw").display()))
+            .arg(&df)
+            .arg("1G"),
+    );
     let t = pack(&work, "data-file", &manifest_for(&manifest, &df), &df);
     assert_error(
         &alice.upload(&format!("/api/vms/{vm}/import"), &t).await,
@@ -287,10 +288,12 @@ async fn export_reset_import_restores_the_file_and_tampering_never_reaches_qemu(
     );
     // … a self-contained image instead of a layer,
     let flat = work.join("flat.qcow2");
-    run(Command::new("qemu-img")
-        .args(["create", "-q", "-f", "qcow2"])
-        .arg(&flat)
-        .arg("1G"));
+    run_tool(
+        Command::new("qemu-img")
+            .args(["create", "-q", "-f", "qcow2"])
+            .arg(&flat)
+            .arg("1G"),
+    );
     let t = pack(&work, "flat", &manifest_for(&manifest, &flat), &flat);
     assert_error(
         &alice.upload(&format!("/api/vms/{vm}/import"), &t).await,
@@ -306,12 +309,14 @@ async fn export_reset_import_restores_the_file_and_tampering_never_reaches_qemu(
         "bad_archive",
     );
     let reversed = work.join("reversed.tar");
-    run(Command::new("tar")
-        .arg("-cf")
-        .arg(&reversed)
-        .arg("-C")
-        .arg(&unpacked)
-        .args(["layer.qcow2", "manifest.json"]));
+    run_tool(
+        Command::new("tar")
+            .arg("-cf")
+            .arg(&reversed)
+            .arg("-C")
+            .arg(&unpacked)
+            .args(["layer.qcow2", "manifest.json"]),
+    );
     assert_error(
         &alice
             .upload(&format!("/api/vms/{vm}/import"), &reversed)
@@ -370,10 +375,12 @@ async fn export_reset_import_restores_the_file_and_tampering_never_reaches_qemu(
         .post_empty(&format!("/api/vms/{vm}/snapshots/{backup}/revert"))
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
-    run(Command::new("qemu-img")
-        .args(["compare", "-f", "qcow2", "-F", "qcow2"])
-        .arg(&layer_path)
-        .arg(&before));
+    run_tool(
+        Command::new("qemu-img")
+            .args(["compare", "-f", "qcow2", "-F", "qcow2"])
+            .arg(&layer_path)
+            .arg(&before),
+    );
 
     // The template layer was never written.
     let (_, info_after) = alice.get(&format!("/api/vms/{vm}/export/manifest")).await;
@@ -490,11 +497,13 @@ async fn standalone_export_boots_with_plain_qemu() {
 /// Appends members to an export with GNU tar: `-P` keeps absolute and `..`
 /// names as written; `from` is the directory the names are relative to.
 fn append(tar: &Path, from: &Path, names: &[&str]) {
-    run(Command::new("tar")
-        .arg("-rPf")
-        .arg(tar)
-        .current_dir(from)
-        .args(names));
+    run_tool(
+        Command::new("tar")
+            .arg("-rPf")
+            .arg(tar)
+            .current_dir(from)
+            .args(names),
+    );
 }
 
 #[tokio::test]
@@ -512,7 +521,7 @@ async fn archives_with_members_besides_the_export_are_refused_naming_them() {
     assert_eq!(s, StatusCode::OK);
     std::fs::write(work.join("evil"), b"#!/bin/sh\n").unwrap();
     std::os::unix::fs::symlink("/etc/shadow", inner.join("link")).unwrap();
-    run(Command::new("mkfifo").arg(inner.join("fifo")));
+    run_tool(Command::new("mkfifo").arg(inner.join("fifo")));
     let absolute = work.join("evil");
     let cases: [(&str, &Path, &str); 5] = [
         ("dotdot", &inner, "../evil"),

@@ -15,6 +15,7 @@ use std::process::Command;
 use std::time::{Duration, SystemTime};
 
 use crate::common::lab::{course, import_tiny, spec, vm_of};
+use crate::common::tool::run_tool;
 use crate::common::{self, TestEnv};
 use pvce::auth::Role;
 use reqwest::StatusCode;
@@ -485,17 +486,12 @@ async fn fsck_reports_every_broken_state_and_repairs_what_is_safe() {
         .unwrap();
     }
     let missing_base = scratch.path().join("missing-base.qcow2");
-    let out = Command::new("qemu-img")
-        .args(["create", "-f", "qcow2", "-F", "qcow2", "-u", "-b"])
-        .arg(&missing_base)
-        .arg(state.storage.template_path(broken))
-        .arg("64M")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    run_tool(
+        Command::new("qemu-img")
+            .args(["create", "-f", "qcow2", "-F", "qcow2", "-u", "-b"])
+            .arg(&missing_base)
+            .arg(state.storage.template_path(broken))
+            .arg("64M"),
     );
 
     // Files younger than the grace period are not judged yet…

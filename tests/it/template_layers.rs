@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use crate::common::tool::run_tool;
 use crate::common::{self, TestEnv, assert_error, wait_serial};
 use pvce::auth::Role;
 use reqwest::StatusCode;
@@ -16,34 +17,28 @@ use serde_json::{Value, json};
 
 const MIB: u64 = 1024 * 1024;
 
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// A qcow2 layer whose header names `backing` (never opened: `-u`) and whose
 /// last MiB holds the byte 0xab when `pattern` is set.
 fn layer(dir: &Path, name: &str, backing: &str, size: u64, pattern: bool) -> PathBuf {
     let p = dir.join(name);
-    run(Command::new("qemu-img")
-        .args([
-            "create", "-q", "-f", "qcow2", "-u", "-F", "qcow2", "-b", backing,
-        ])
-        .arg(&p)
-        .arg(size.to_string()));
+    run_tool(
+        Command::new("qemu-img")
+            .args([
+                "create", "-q", "-f", "qcow2", "-u", "-F", "qcow2", "-b", backing,
+            ])
+            .arg(&p)
+            .arg(size.to_string()),
+    );
     if pattern {
         // Opened without its backing file, so the fake name is never followed.
         let spec =
             json!({"driver": "qcow2", "file": {"driver": "file", "filename": p}, "backing": null});
-        run(Command::new("qemu-io")
-            .arg("-c")
-            .arg(format!("write -P 0xab {} {MIB}", size - MIB))
-            .arg(format!("json:{spec}")));
+        run_tool(
+            Command::new("qemu-io")
+                .arg("-c")
+                .arg(format!("write -P 0xab {} {MIB}", size - MIB))
+                .arg(format!("json:{spec}")),
+        );
     }
     p
 }
@@ -116,9 +111,11 @@ async fn an_uploaded_layer_becomes_a_thin_child_and_tampered_ones_are_refused() 
     assert!(child["size_bytes"].as_u64().unwrap() < 4 * MIB, "{child}");
 
     // The chain: child → P's layer by pvce's path, format recorded; clean.
-    let info: Value = serde_json::from_str(&run(Command::new("qemu-img")
-        .args(["info", "--output=json", "-f", "qcow2"])
-        .arg(&child_layer)))
+    let info: Value = serde_json::from_str(&run_tool(
+        Command::new("qemu-img")
+            .args(["info", "--output=json", "-f", "qcow2"])
+            .arg(&child_layer),
+    ))
     .unwrap();
     assert_eq!(
         info["full-backing-filename"].as_str().unwrap(),
@@ -129,9 +126,11 @@ async fn an_uploaded_layer_becomes_a_thin_child_and_tampered_ones_are_refused() 
         "{info}"
     );
     assert_eq!(info["backing-filename-format"], "qcow2", "{info}");
-    run(Command::new("qemu-img")
-        .args(["check", "-q", "-f", "qcow2"])
-        .arg(&child_layer));
+    run_tool(
+        Command::new("qemu-img")
+            .args(["check", "-q", "-f", "qcow2"])
+            .arg(&child_layer),
+    );
     // Through the chain the guest sees P's bytes everywhere except its own MiB.
     let cmp = Command::new("qemu-img")
         .args(["compare", "-f", "qcow2", "-F", "qcow2"])
@@ -145,10 +144,12 @@ async fn an_uploaded_layer_becomes_a_thin_child_and_tampered_ones_are_refused() 
         said.contains(&format!("offset {}", vsize - MIB)),
         "first difference must be the child's own data: {said}"
     );
-    run(Command::new("qemu-io")
-        .args(["-r", "-f", "qcow2", "-c"])
-        .arg(format!("read -P 0xab {} {MIB}", vsize - MIB))
-        .arg(&child_layer));
+    run_tool(
+        Command::new("qemu-io")
+            .args(["-r", "-f", "qcow2", "-c"])
+            .arg(format!("read -P 0xab {} {MIB}", vsize - MIB))
+            .arg(&child_layer),
+    );
 
     // It boots: a course on the child, a student's VM from it.
     let (s, course) = teacher
@@ -187,10 +188,12 @@ async fn an_uploaded_layer_becomes_a_thin_child_and_tampered_ones_are_refused() 
         .await;
     assert_eq!(s, StatusCode::CREATED, "{t}");
     let l = tdir.join(format!("{}.qcow2", t["id"].as_str().unwrap()));
-    run(Command::new("qemu-img")
-        .args(["compare", "-q", "-f", "qcow2", "-F", "qcow2"])
-        .arg(&parent_layer)
-        .arg(&l));
+    run_tool(
+        Command::new("qemu-img")
+            .args(["compare", "-q", "-f", "qcow2", "-F", "qcow2"])
+            .arg(&parent_layer)
+            .arg(&l),
+    );
 
     // Refusals. Each leaves no file and no row behind.
     let before_files = files_in(&tdir);
@@ -244,13 +247,15 @@ async fn an_uploaded_layer_becomes_a_thin_child_and_tampered_ones_are_refused() 
     }
     // An external data file is still refused.
     let df = work.join("df.qcow2");
-    run(Command::new("qemu-img")
-        .args([
-            "create", "-q", "-f", "qcow2", "-u", "-F", "qcow2", "-b", "/x.qcow2", "-o",
-        ])
-        .arg(format!("data_file={}", work.join("df.raw").display()))
-        .arg(&df)
-        .arg(vsize.to_string()));
+    run_tool(
+        Command::new("qemu-img")
+            .args([
+                "create", "-q", "-f", "qcow2", "-u", "-F", "qcow2", "-b", "/x.qcow2", "-o",
+            ])
+            .arg(format!("data_file={}", work.join("df.raw").display()))
+            .arg(&df)
+            .arg(vsize.to_string()),
+    );
     assert_error(
         &teacher
             .upload(&import_url("test-t5", "busybox,x", Some(&pid)), &df)

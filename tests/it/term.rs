@@ -3,6 +3,7 @@
 //! runs (the layers are files made at enrolment).
 
 use crate::common::lab::{course, import_tiny, spec};
+use crate::common::tool::run_tool;
 use crate::common::{Client, TestEnv, get_bytes};
 use pvce::auth::Role;
 use reqwest::StatusCode;
@@ -345,16 +346,6 @@ async fn a_teacher_archives_a_course_by_hand() {
     assert_eq!(told[0]["state"], "archived", "{told}");
 }
 
-fn run(cmd: &mut std::process::Command) -> String {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// Carry-over (issue 20): a student takes the disk of an old course's VM
 /// (archived, even) into their VM of a follow-up course whose template
 /// descends from the old one — the disk arrives exactly as the guest saw it
@@ -377,25 +368,29 @@ async fn a_student_carries_a_disk_over_to_a_follow_up_course() {
     let work = env.dir.path().join("carry");
     std::fs::create_dir_all(&work).unwrap();
     let child_src = work.join("child.qcow2");
-    run(std::process::Command::new("qemu-img")
-        .args([
-            "create",
-            "-q",
-            "-f",
-            "qcow2",
-            "-u",
-            "-F",
-            "qcow2",
-            "-b",
-            "/elsewhere/base.qcow2",
-        ])
-        .arg(&child_src)
-        .arg(vsize.to_string()));
+    run_tool(
+        std::process::Command::new("qemu-img")
+            .args([
+                "create",
+                "-q",
+                "-f",
+                "qcow2",
+                "-u",
+                "-F",
+                "qcow2",
+                "-b",
+                "/elsewhere/base.qcow2",
+            ])
+            .arg(&child_src)
+            .arg(vsize.to_string()),
+    );
     let raw = json!({"driver": "qcow2", "file": {"driver": "file", "filename": child_src}, "backing": null});
-    run(std::process::Command::new("qemu-io")
-        .arg("-c")
-        .arg(format!("write -P 0xab {} {MIB}", vsize - MIB))
-        .arg(format!("json:{raw}")));
+    run_tool(
+        std::process::Command::new("qemu-io")
+            .arg("-c")
+            .arg(format!("write -P 0xab {} {MIB}", vsize - MIB))
+            .arg(format!("json:{raw}")),
+    );
     let (s, follow) = teacher
         .upload(
             &format!(
@@ -434,10 +429,12 @@ async fn a_student_carries_a_disk_over_to_a_follow_up_course() {
     // one of them where the new template changed the base.
     let old_layer = overlay_of(&env, &a_old).await.unwrap();
     for (offset, pattern) in [(MIB, "0x5a"), (vsize - MIB, "0x11")] {
-        run(std::process::Command::new("qemu-io")
-            .args(["-f", "qcow2", "-c"])
-            .arg(format!("write -P {pattern} {offset} 65536"))
-            .arg(&old_layer));
+        run_tool(
+            std::process::Command::new("qemu-io")
+                .args(["-f", "qcow2", "-c"])
+                .arg(format!("write -P {pattern} {offset} 65536"))
+                .arg(&old_layer),
+        );
     }
 
     let carry = |target: &str| format!("/api/vms/{target}/carry-over");
@@ -483,13 +480,17 @@ async fn a_student_carries_a_disk_over_to_a_follow_up_course() {
     assert_eq!(vm["id"], a_next.as_str());
     let new_layer = overlay_of(&env, &a_next).await.unwrap();
     // What the guest sees through each chain is the same disk.
-    run(std::process::Command::new("qemu-img")
-        .args(["compare", "-q", "-f", "qcow2", "-F", "qcow2"])
-        .arg(&old_layer)
-        .arg(&new_layer));
-    let info: Value = serde_json::from_str(&run(std::process::Command::new("qemu-img")
-        .args(["info", "--output=json", "-f", "qcow2"])
-        .arg(&new_layer)))
+    run_tool(
+        std::process::Command::new("qemu-img")
+            .args(["compare", "-q", "-f", "qcow2", "-F", "qcow2"])
+            .arg(&old_layer)
+            .arg(&new_layer),
+    );
+    let info: Value = serde_json::from_str(&run_tool(
+        std::process::Command::new("qemu-img")
+            .args(["info", "--output=json", "-f", "qcow2"])
+            .arg(&new_layer),
+    ))
     .unwrap();
     assert!(
         info["backing-filename"]

@@ -10,6 +10,7 @@ pub mod lab;
 pub mod logs;
 pub mod multinode;
 pub mod process;
+pub mod tool;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
