@@ -446,6 +446,7 @@ where
     let upload = storage.upload_path();
     let mut upload_guard = FileGuard::new(upload.clone());
     receive_upload(&upload, body, limits.max_upload_bytes).await?;
+    crate::crashpoint::hit("template_import.upload_received");
     let layer = import_file(
         pool,
         storage,
@@ -563,6 +564,7 @@ async fn import_file(
             .virtual_size
     };
     seal_file(&dst)?;
+    crate::crashpoint::hit("template_import.layer_written");
     let t = Template {
         id,
         name: params.name.clone(),
@@ -577,6 +579,7 @@ async fn import_file(
         created_at: db::now(),
     };
     insert(pool, &t).await?;
+    crate::crashpoint::hit("template_import.row_inserted");
     layer_guard.disarm();
     Ok(t)
 }

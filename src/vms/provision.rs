@@ -200,6 +200,7 @@ fn publish_staged(moves: &[(PathBuf, PathBuf)]) -> std::io::Result<()> {
     let mut dirs = std::collections::BTreeSet::new();
     for (staged, path) in moves {
         std::fs::rename(staged, path)?;
+        crate::crashpoint::hit("enrol.first_layer_published");
         if let Some(d) = path.parent() {
             dirs.insert(d.to_path_buf());
         }

@@ -384,6 +384,7 @@ pub async fn revert(vms: &VmManager, vm_id: Uuid, snapshot_id: Uuid) -> Result<V
                 return Err(SnapshotError::Missing);
             }
             qemu_img::snapshot(&vm.overlay_path, SnapshotOp::Apply, &tag).await?;
+            crate::crashpoint::hit("snapshot_revert.internal_applied");
             work.commit().await.map_err(VmError::from)?;
         }
         SnapshotKind::Backup => {
@@ -410,7 +411,9 @@ pub async fn revert(vms: &VmManager, vm_id: Uuid, snapshot_id: Uuid) -> Result<V
                 let _ = storage::remove_file_if_exists(&tmp);
                 return Err(e);
             }
+            crate::crashpoint::hit("snapshot_revert.copy_written");
             storage::install_file(&tmp, &vm.overlay_path).await?;
+            crate::crashpoint::hit("snapshot_revert.layer_installed");
             work.commit().await.map_err(VmError::from)?;
             sqlx::query("DELETE FROM snapshots WHERE vm_id = ? AND kind = 'internal'")
                 .bind(vm.id.to_string())
