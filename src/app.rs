@@ -79,6 +79,7 @@ pub async fn start(config: Config, listen: &str) -> anyhow::Result<Server> {
         tracing::warn!(
             published = swept.published,
             removed = swept.removed,
+            temp_removed = swept.temp_removed,
             quarantined = ?swept.quarantined,
             "settled personal layers left by an interrupted operation"
         );

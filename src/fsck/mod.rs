@@ -209,7 +209,7 @@ pub enum FileClass {
 pub fn classify(name: &str, known: bool, staged_for_missing: bool) -> FileClass {
     if known {
         FileClass::Known
-    } else if name.starts_with('.') && name.ends_with(".tmp") {
+    } else if crate::storage::is_temp_name(name) {
         FileClass::Temp
     } else if name.ends_with(STAGING_SUFFIX) && staged_for_missing {
         FileClass::Unpublished
@@ -429,13 +429,15 @@ impl Fsck {
         repair: bool,
         quarantine: &Path,
     ) -> Result<(), FsckError> {
-        let layers: HashSet<PathBuf> = self
+        let mut layers: HashSet<PathBuf> = self
             .vm_rows()
             .await?
             .into_iter()
             .filter(|v| v.layer_storage != "node-local" || v.layer_volume.is_none())
             .map(|v| PathBuf::from(v.overlay_path))
             .collect();
+        // Backup snapshots live beside their VM's layer.
+        layers.extend(crate::vms::snapshots::backup_files(&self.pool).await?);
         let templates: Vec<String> = sqlx::query_scalar("SELECT id FROM templates")
             .fetch_all(&self.pool)
             .await?;
