@@ -481,12 +481,24 @@ async fn vm_start_killed_at_each_step_settles_and_boots_on_retry() {
         let p = format!("/api/vms/{vm}/start");
         rig.crash_at(point, |_, a| async move { a.try_post(&p, json!({})).await })
             .await;
-        // The start-up reconcile settled the VM from what libvirt says.
-        let (_, v) = rig.alice.get(&format!("/api/vms/{vm}")).await;
-        assert!(
-            v["state"] == "running" || v["state"] == "stopped",
-            "{point}: {v}"
-        );
+        // The reconciler settles the VM from what libvirt says: running
+        // (the domain was created) or stopped (it was not).
+        let alice = rig.alice.clone();
+        let v = common::wait_for(
+            "the interrupted start settled",
+            Duration::from_secs(60),
+            || {
+                let alice = alice.clone();
+                let path = format!("/api/vms/{vm}");
+                async move {
+                    let (_, v) = alice.get(&path).await;
+                    (v["state"] == "running" || v["state"] == "stopped").then_some(v)
+                }
+            },
+        )
+        .await;
+        let created = point != "vm_start.state_starting";
+        assert_eq!(v["state"] == "running", created, "{point}: {v}");
         let (s, v) = rig.alice.post_empty(&format!("/api/vms/{vm}/start")).await;
         assert_eq!(s, StatusCode::OK, "{point}: {v}");
         assert_eq!(v["state"], "running", "{point}: {v}");
