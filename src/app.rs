@@ -65,6 +65,15 @@ pub async fn start(config: Config, listen: &str) -> anyhow::Result<Server> {
         .nodes
         .ensure_local(&state.config.node_uri, &state.config.console_address)
         .await?;
+    // Layers an import, derive or flatten killed before its row left.
+    let swept = crate::templates::sweep_at_start(&state.pool, &state.storage).await?;
+    if swept != crate::templates::TemplateSweep::default() {
+        tracing::warn!(
+            temp_removed = swept.temp_removed,
+            quarantined = ?swept.quarantined,
+            "settled template files left by an interrupted operation"
+        );
+    }
     crate::templates::ensure_root(&state.pool, &state.storage).await?;
     // Upgrade from a pvce without installation ids: its store pools are
     // adopted under this installation's names (src/installation).
@@ -79,6 +88,7 @@ pub async fn start(config: Config, listen: &str) -> anyhow::Result<Server> {
         tracing::warn!(
             published = swept.published,
             removed = swept.removed,
+            temp_removed = swept.temp_removed,
             quarantined = ?swept.quarantined,
             "settled personal layers left by an interrupted operation"
         );

@@ -191,6 +191,7 @@ pub async fn derive(
             .map_err(|e| TemplateError::Io(std::io::Error::other(e.to_string())))?
             .map_err(TemplateError::from)?;
     }
+    crate::crashpoint::hit("derive.layer_created");
     let template = Template {
         id,
         name: req.name.clone(),
@@ -208,6 +209,7 @@ pub async fn derive(
         let _ = storage::remove_file_if_exists(&layer);
         return Err(e.into());
     }
+    crate::crashpoint::hit("derive.draft_inserted");
     let inserted = vms
         .insert_build_vm(&vms::NewBuildVm {
             draft_id: id,
@@ -225,6 +227,7 @@ pub async fn derive(
             return Err(e.into());
         }
     };
+    crate::crashpoint::hit("derive.build_vm_inserted");
     let vm = vms.get_for(teacher, vm_id).await?;
     match vms.start(&vm, &teacher.username, "template build").await {
         Ok(vm) => Ok((templates::get(pool, id).await?, vm)),
@@ -288,6 +291,7 @@ pub async fn seal(
         if !vms.delete_stopped_build_vm(vm_id).await? {
             return Err(BuildError::StillRunning);
         }
+        crate::crashpoint::hit("seal.build_vm_deleted");
     }
     let layer = storage.template_path(template_id);
     let report = images::qemu_img::check(&layer)
@@ -303,6 +307,7 @@ pub async fn seal(
         );
     }
     templates::seal_file(&layer).map_err(TemplateError::from)?;
+    crate::crashpoint::hit("seal.layer_sealed");
     let size = std::fs::metadata(&layer)
         .map_err(TemplateError::from)?
         .len();
@@ -312,6 +317,7 @@ pub async fn seal(
         .execute(pool)
         .await
         .map_err(TemplateError::Db)?;
+    crate::crashpoint::hit("seal.state_ready");
     // Service requests that led to this template are resolved now; the
     // desk's pass catches up if this fails (the seal itself stands).
     if let Err(e) =

@@ -59,6 +59,11 @@ pub enum Command {
         /// The report as JSON instead of text.
         #[arg(long)]
         json: bool,
+        /// Judge files at least this old (younger ones may be being written
+        /// by a running operation). 0 judges everything: right when the
+        /// server is stopped, or idle after a crash.
+        #[arg(long, default_value_t = crate::fsck::GRACE.as_secs())]
+        grace_secs: u64,
     },
     /// Rebuild an installation from its backup repository onto an empty
     /// data dir (src/backup/install.rs).
@@ -204,9 +209,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             config,
             repair,
             json,
+            grace_secs,
         } => {
             let state = crate::state::AppState::new(config).await?;
-            let report = state.fsck.run(std::time::SystemTime::now(), repair).await?;
+            let report = state
+                .fsck
+                .run_with_grace(
+                    std::time::SystemTime::now(),
+                    std::time::Duration::from_secs(grace_secs),
+                    repair,
+                )
+                .await?;
             let text = if json {
                 serde_json::to_string_pretty(&report)?
             } else {

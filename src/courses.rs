@@ -776,6 +776,7 @@ pub async fn enrol(
         let plan =
             vms::Provision::stage(&pool, &storage, layer_storage, course_id, &specs, &owners)
                 .await?;
+        crate::crashpoint::hit("enrol.layers_staged");
         let committed = async {
             let now = db::now();
             let mut tx = db::begin(&pool).await?;
@@ -790,6 +791,7 @@ pub async fn enrol(
             }
             plan.insert(&mut tx).await?;
             tx.commit().await?;
+            crate::crashpoint::hit("enrol.rows_committed");
             Ok::<_, CourseError>(())
         }
         .await;
@@ -803,6 +805,7 @@ pub async fn enrol(
             tracing::error!(error = %e, "publishing new personal layers failed");
             return Err(e.into());
         }
+        crate::crashpoint::hit("enrol.layers_published");
         Ok(created)
     })
     .await

@@ -35,7 +35,8 @@
 //!   restic repository), [`mydata`] (a person's own data, one download), [`term`] (the end
 //!   of a term: archive, retention, erasure, holds);
 //! - the server itself: [`storage`] (files under the data dir), [`space`]
-//!   (running out of disk), [`fsck`] (the invariant check and safe repairs), [`health`], [`logging`], [`config`], [`db`],
+//!   (running out of disk), [`fsck`] (the invariant check and safe repairs), [`crashpoint`] (where the chaos
+//!   suite kills the server), [`health`], [`logging`], [`config`], [`db`],
 //!   [`patch`] (partial updates: a field left out keeps its value),
 //!   [`daily`] (a time of day something runs at);
 //! - wiring: [`state`] (the shared application state), [`http`] (the API,
@@ -54,6 +55,7 @@ pub mod collect;
 pub mod config;
 pub mod console;
 pub mod courses;
+pub mod crashpoint;
 pub mod daily;
 pub mod db;
 pub mod desk;

@@ -475,12 +475,14 @@ async fn export(
     } else {
         Some(storage::sha256_file(&tmp).await?)
     };
+    crate::crashpoint::hit("layer_export.copy_written");
     let file = tokio::fs::File::open(&tmp).await?;
     let size = file.metadata().await?.len();
     // The open handle keeps the data; the name goes now, so nothing is left
     // behind however the download ends.
     storage::remove_file_if_exists(&tmp)?;
     guard.disarm();
+    crate::crashpoint::hit("layer_export.copy_unlinked");
     if standalone {
         let file_name = standalone_file_name(&vm);
         return Ok(Export {
@@ -917,6 +919,7 @@ async fn import_inner<R: AsyncRead + Unpin>(
         Ok(())
     })
     .await?;
+    crate::crashpoint::hit("layer_import.upload_received");
     if received.sha256 != received.manifest.layer.sha256 {
         return Err(PortableError::CorruptExport(format!(
             "{LAYER_NAME} does not match the SHA-256 in the manifest; the copy is damaged"
@@ -945,6 +948,7 @@ async fn import_inner<R: AsyncRead + Unpin>(
     let staged = storage::temp_beside(&vm.overlay_path);
     move_file(&upload, &staged).await?;
     upload_guard.disarm();
+    crate::crashpoint::hit("layer_import.staged");
     let mut staged_guard = FileGuard::new(staged.clone());
     let lock = vms.lock_for(vm_id);
     let _held = lock.lock().await;
@@ -963,11 +967,13 @@ async fn import_inner<R: AsyncRead + Unpin>(
     let backup_file = snapshots::backup_path(&vm, backup.id);
     // A hard link: the layer's name exists at every moment.
     tokio::fs::hard_link(&vm.overlay_path, &backup_file).await?;
+    crate::crashpoint::hit("layer_import.backup_linked");
     if let Err(e) = storage::install_file(&staged, &vm.overlay_path).await {
         let _ = storage::remove_file_if_exists(&backup_file);
         return Err(e.into());
     }
     staged_guard.disarm();
+    crate::crashpoint::hit("layer_import.layer_installed");
     // A node-local layer: the new one goes to the node before anything
     // records the import.
     if let Err(e) = work.commit().await {
@@ -983,6 +989,7 @@ async fn import_inner<R: AsyncRead + Unpin>(
             return Err(e.into());
         }
     };
+    crate::crashpoint::hit("layer_import.backup_recorded");
     for id in old {
         if let Err(e) = storage::remove_file_if_exists(&snapshots::backup_path(&vm, id)) {
             tracing::warn!(vm = %vm.id, error = %e, "could not remove an older backup layer");

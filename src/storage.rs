@@ -174,6 +174,12 @@ pub fn temp_beside(layer: &Path) -> PathBuf {
     layer.with_file_name(format!(".{name}.{}.tmp", Uuid::new_v4().simple()))
 }
 
+/// Whether a file name is one [`temp_beside`] makes: a half-written file
+/// whose real one, beside it, is intact (installs are atomic renames).
+pub fn is_temp_name(name: &str) -> bool {
+    name.starts_with('.') && name.ends_with(".tmp")
+}
+
 /// Makes a complete file the target (e.g. a VM's layer) atomically: mode 0644 (libvirt chowns it when
 /// QEMU opens it), fsync, rename over the layer, fsync the directory. On
 /// failure the temporary file is removed and the old layer is untouched.

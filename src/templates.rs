@@ -281,6 +281,75 @@ fn validate_os(os: &str) -> Result<String, TemplateError> {
     Ok(os)
 }
 
+/// What the start-up sweep of `templates/` did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct TemplateSweep {
+    /// Half-written temporary files, removed.
+    pub temp_removed: u64,
+    /// Files no template names, moved to `quarantine/<time>/templates/`.
+    pub quarantined: Vec<std::path::PathBuf>,
+}
+
+/// Brings `templates/` in line with the `templates` table after a crash,
+/// before the server serves. A layer is written before its row is inserted
+/// (import, derive, flatten), so a server killed in between leaves a file no
+/// template names: moved to quarantine (what `pvce fsck --repair` does too;
+/// nothing is deleted that a person might want), and half-written temporary
+/// files are removed. Runs while nothing else writes there (start-up).
+pub async fn sweep_at_start(
+    pool: &Pool,
+    storage: &Storage,
+) -> Result<TemplateSweep, TemplateError> {
+    let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM templates")
+        .fetch_all(pool)
+        .await?;
+    let known: std::collections::HashSet<std::path::PathBuf> = ids
+        .iter()
+        .filter_map(|t| Uuid::parse_str(t).ok())
+        .map(|t| storage.template_path(t))
+        .collect();
+    let dir = storage.templates_dir();
+    let quarantine = storage
+        .root()
+        .join("quarantine")
+        .join(db::now().replace(':', ""))
+        .join("templates");
+    tokio::task::spawn_blocking(move || sweep_templates_dir(&dir, &known, &quarantine))
+        .await
+        .map_err(|e| TemplateError::Io(std::io::Error::other(e.to_string())))?
+        .map_err(TemplateError::Io)
+}
+
+fn sweep_templates_dir(
+    dir: &Path,
+    known: &std::collections::HashSet<std::path::PathBuf>,
+    quarantine: &Path,
+) -> std::io::Result<TemplateSweep> {
+    let mut report = TemplateSweep::default();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(report),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let path = entry.path();
+        if !entry.file_type()?.is_file() || known.contains(&path) {
+            continue;
+        }
+        if storage::is_temp_name(&entry.file_name().to_string_lossy()) {
+            std::fs::remove_file(&path)?;
+            report.temp_removed += 1;
+        } else {
+            std::fs::create_dir_all(quarantine)?;
+            let to = quarantine.join(entry.file_name());
+            std::fs::rename(&path, &to)?;
+            report.quarantined.push(to);
+        }
+    }
+    Ok(report)
+}
+
 /// Makes sure the blank root template exists; returns it.
 pub async fn ensure_root(pool: &Pool, storage: &Storage) -> Result<Template, TemplateError> {
     if let Some(t) = find_by_name(pool, ROOT_NAME).await?
@@ -446,6 +515,7 @@ where
     let upload = storage.upload_path();
     let mut upload_guard = FileGuard::new(upload.clone());
     receive_upload(&upload, body, limits.max_upload_bytes).await?;
+    crate::crashpoint::hit("template_import.upload_received");
     let layer = import_file(
         pool,
         storage,
@@ -563,6 +633,7 @@ async fn import_file(
             .virtual_size
     };
     seal_file(&dst)?;
+    crate::crashpoint::hit("template_import.layer_written");
     let t = Template {
         id,
         name: params.name.clone(),
@@ -577,6 +648,7 @@ async fn import_file(
         created_at: db::now(),
     };
     insert(pool, &t).await?;
+    crate::crashpoint::hit("template_import.row_inserted");
     layer_guard.disarm();
     Ok(t)
 }
@@ -783,6 +855,33 @@ pub async fn delete(pool: &Pool, storage: &Storage, id: Uuid) -> Result<(), Temp
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_start_up_sweep_quarantines_unrecorded_layers_and_removes_temp_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let templates = dir.path().join("templates");
+        std::fs::create_dir_all(&templates).expect("mkdir");
+        let known = templates.join(format!("{}.qcow2", Uuid::new_v4()));
+        let orphan = templates.join(format!("{}.qcow2", Uuid::new_v4()));
+        let temp = storage::temp_beside(&templates.join(format!("{}.qcow2", Uuid::new_v4())));
+        for (p, data) in [(&known, b"k"), (&orphan, b"o"), (&temp, b"t")] {
+            std::fs::write(p, data).expect("write");
+        }
+        let quarantine = dir.path().join("quarantine").join("t").join("templates");
+        let set = std::collections::HashSet::from([known.clone()]);
+        let r = sweep_templates_dir(&templates, &set, &quarantine).expect("sweep");
+        assert_eq!(r.temp_removed, 1);
+        assert!(known.exists(), "a recorded layer stays");
+        assert!(!temp.exists() && !orphan.exists());
+        let moved = quarantine.join(orphan.file_name().expect("name"));
+        assert_eq!(r.quarantined, vec![moved.clone()]);
+        assert_eq!(std::fs::read(&moved).expect("kept"), b"o");
+        // A second sweep finds nothing; a missing dir is no error.
+        let again = sweep_templates_dir(&templates, &set, &quarantine).expect("sweep");
+        assert_eq!(again, TemplateSweep::default());
+        let none = sweep_templates_dir(&dir.path().join("nope"), &set, &quarantine);
+        assert_eq!(none.expect("sweep"), TemplateSweep::default());
+    }
 
     #[test]
     fn software_is_normalised() {

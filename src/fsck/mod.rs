@@ -209,7 +209,7 @@ pub enum FileClass {
 pub fn classify(name: &str, known: bool, staged_for_missing: bool) -> FileClass {
     if known {
         FileClass::Known
-    } else if name.starts_with('.') && name.ends_with(".tmp") {
+    } else if crate::storage::is_temp_name(name) {
         FileClass::Temp
     } else if name.ends_with(STAGING_SUFFIX) && staged_for_missing {
         FileClass::Unpublished
@@ -220,7 +220,13 @@ pub fn classify(name: &str, known: bool, staged_for_missing: bool) -> FileClass 
 
 /// Whether a file last written at `mtime` is old enough at `now` to judge.
 pub fn is_settled(mtime: SystemTime, now: SystemTime) -> bool {
-    now.duration_since(mtime).is_ok_and(|age| age >= GRACE)
+    is_settled_after(mtime, now, GRACE)
+}
+
+/// [`is_settled`] with another grace: `Duration::ZERO` judges every file
+/// (right for a stopped or idle server, e.g. after a crash).
+pub fn is_settled_after(mtime: SystemTime, now: SystemTime, grace: Duration) -> bool {
+    now.duration_since(mtime).is_ok_and(|age| age >= grace)
 }
 
 /// The fsck service.
@@ -263,6 +269,18 @@ impl Fsck {
 
     /// Checks every invariant at `now`; with `repair`, makes the safe repairs.
     pub async fn run(&self, now: SystemTime, repair: bool) -> Result<Report, FsckError> {
+        self.run_with_grace(now, GRACE, repair).await
+    }
+
+    /// [`Fsck::run`] judging files older than `grace` (`pvce fsck
+    /// --grace-secs`: the chaos suite checks right after a crash, with
+    /// nothing in flight, and judges every file).
+    pub async fn run_with_grace(
+        &self,
+        now: SystemTime,
+        grace: Duration,
+        repair: bool,
+    ) -> Result<Report, FsckError> {
         let mut report = Report {
             installation_id: self.installation.clone(),
             repair,
@@ -276,7 +294,7 @@ impl Fsck {
             .join(format!("fsck-{}", db::now().replace(':', "")));
         self.check_vm_layers(&mut report, repair).await?;
         self.check_templates(&mut report, repair).await?;
-        self.check_files(&mut report, now, repair, &quarantine)
+        self.check_files(&mut report, now, grace, repair, &quarantine)
             .await?;
         self.check_domains(&mut report, repair).await?;
         if quarantine.exists() {
@@ -407,16 +425,19 @@ impl Fsck {
         &self,
         report: &mut Report,
         now: SystemTime,
+        grace: Duration,
         repair: bool,
         quarantine: &Path,
     ) -> Result<(), FsckError> {
-        let layers: HashSet<PathBuf> = self
+        let mut layers: HashSet<PathBuf> = self
             .vm_rows()
             .await?
             .into_iter()
             .filter(|v| v.layer_storage != "node-local" || v.layer_volume.is_none())
             .map(|v| PathBuf::from(v.overlay_path))
             .collect();
+        // Backup snapshots live beside their VM's layer.
+        layers.extend(crate::vms::snapshots::backup_files(&self.pool).await?);
         let templates: Vec<String> = sqlx::query_scalar("SELECT id FROM templates")
             .fetch_all(&self.pool)
             .await?;
@@ -428,7 +449,14 @@ impl Fsck {
         let root = self.storage.root().to_path_buf();
         let quarantine = quarantine.to_path_buf();
         let findings = tokio::task::spawn_blocking(move || {
-            walk_files(&root, &layers, &templates, now, repair, &quarantine)
+            walk_files(
+                &root,
+                &layers,
+                &templates,
+                (now, grace),
+                repair,
+                &quarantine,
+            )
         })
         .await
         .map_err(|e| std::io::Error::other(e.to_string()))??;
@@ -543,7 +571,7 @@ fn walk_files(
     root: &Path,
     layers: &HashSet<PathBuf>,
     templates: &HashSet<PathBuf>,
-    now: SystemTime,
+    (now, grace): (SystemTime, Duration),
     repair: bool,
     quarantine: &Path,
 ) -> std::io::Result<Vec<Finding>> {
@@ -565,7 +593,7 @@ fn walk_files(
                 .as_ref()
                 .is_some_and(|t| known.contains(t) && !t.exists());
             let class = classify(&name, known.contains(&path), staged_for_missing);
-            if class == FileClass::Known || !is_settled(modified(&path)?, now) {
+            if class == FileClass::Known || !is_settled_after(modified(&path)?, now, grace) {
                 continue;
             }
             let subject = path.display().to_string();
@@ -627,7 +655,7 @@ fn walk_files(
     };
     for entry in entries {
         let path = entry.path();
-        if !is_settled(modified(&path)?, now) {
+        if !is_settled_after(modified(&path)?, now, grace) {
             continue;
         }
         let repaired = if repair {

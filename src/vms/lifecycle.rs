@@ -215,6 +215,7 @@ impl VmManager {
         }
         self.set_state(vm.id, VmState::Starting, Some(node_id), None)
             .await?;
+        crate::crashpoint::hit("vm_start.state_starting");
         let network = match lab {
             Some(pair) => match self.labnets.ensure(node_id, &conn, pair).await {
                 Ok(name) => Some(name),
@@ -263,6 +264,7 @@ impl VmManager {
         };
         match conn.create_domain(&spec).await {
             Ok(_) => {
+                crate::crashpoint::hit("vm_start.domain_created");
                 self.write_state(
                     vm.id,
                     VmState::Running,
@@ -272,6 +274,7 @@ impl VmManager {
                     None,
                 )
                 .await?;
+                crate::crashpoint::hit("vm_start.running_recorded");
                 drop(reservation);
                 load(&self.pool, vm.id).await
             }

@@ -200,6 +200,7 @@ fn publish_staged(moves: &[(PathBuf, PathBuf)]) -> std::io::Result<()> {
     let mut dirs = std::collections::BTreeSet::new();
     for (staged, path) in moves {
         std::fs::rename(staged, path)?;
+        crate::crashpoint::hit("enrol.first_layer_published");
         if let Some(d) = path.parent() {
             dirs.insert(d.to_path_buf());
         }
@@ -217,13 +218,17 @@ pub struct SweepReport {
     pub published: u64,
     /// Fresh (never written) layers no VM names, removed.
     pub removed: u64,
+    /// Half-written temporary files, removed.
+    pub temp_removed: u64,
     /// Layers no VM names that hold data, moved to `quarantine/`.
     pub quarantined: Vec<PathBuf>,
 }
 
-/// Brings `overlays/` in line with the `vms` table after a crash, before the
-/// server serves: a staged layer whose VM row exists is published; any file
-/// no VM row names is removed if it is a pristine overlay (no cluster
+/// Brings `overlays/` in line with the `vms` and `snapshots` tables after a
+/// crash, before the server serves: a staged layer whose VM row exists is
+/// published; a half-written temporary file (`.<name>.<id>.tmp`: the real
+/// file beside it is intact) is removed; any other file no VM row or backup
+/// snapshot names is removed if it is a pristine overlay (no cluster
 /// allocated: it cannot hold student data) and otherwise moved to
 /// `quarantine/<time>/…` — never deleted. Runs while nothing else touches
 /// the layers (start-up).
@@ -231,7 +236,10 @@ pub async fn sweep_layers_at_start(pool: &Pool, storage: &Storage) -> Result<Swe
     let known: Vec<String> = sqlx::query_scalar("SELECT overlay_path FROM vms")
         .fetch_all(pool)
         .await?;
-    let known: std::collections::HashSet<PathBuf> = known.into_iter().map(PathBuf::from).collect();
+    let mut known: std::collections::HashSet<PathBuf> =
+        known.into_iter().map(PathBuf::from).collect();
+    // A backup snapshot's file is somebody's former layer: recorded, kept.
+    known.extend(super::snapshots::backup_files(pool).await?);
     let root = storage.root().join("overlays");
     let quarantine = storage
         .root()
@@ -265,6 +273,11 @@ fn sweep_dir(
                 continue;
             }
             if !kind.is_file() || known.contains(&path) {
+                continue;
+            }
+            if storage::is_temp_name(&entry.file_name().to_string_lossy()) {
+                std::fs::remove_file(&path)?;
+                report.temp_removed += 1;
                 continue;
             }
             let name = path.to_string_lossy();
@@ -420,5 +433,38 @@ impl VmManager {
         // Only a log: a failure to remove it is not the caller's failure.
         let _ = storage::remove_file_if_exists(&self.storage.console_log_path(vm_id));
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sweep_keeps_recorded_backups_and_removes_temp_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("overlays");
+        let vm_dir = root.join("owner").join("course");
+        std::fs::create_dir_all(&vm_dir).expect("mkdir");
+        let layer = vm_dir.join("vm.qcow2");
+        let backup = vm_dir.join("vm.backup-b.qcow2");
+        let temp = storage::temp_beside(&layer);
+        for p in [&layer, &backup, &temp] {
+            // Not an overlay: would be quarantined if unknown, never removed.
+            std::fs::write(p, vec![7u8; 4096]).expect("write");
+        }
+        let known = std::collections::HashSet::from([layer.clone(), backup.clone()]);
+        let quarantine = dir.path().join("quarantine");
+        let r = sweep_dir(&root, &known, &quarantine).expect("sweep");
+        assert!(layer.exists() && backup.exists(), "recorded files stay");
+        assert!(!temp.exists(), "a half-written file goes");
+        assert_eq!(
+            r,
+            SweepReport {
+                temp_removed: 1,
+                ..SweepReport::default()
+            }
+        );
+        assert!(!quarantine.exists(), "nothing quarantined");
     }
 }

@@ -227,8 +227,30 @@ async fn delete_row(pool: &Pool, id: Uuid) -> Result<(), sqlx::Error> {
 
 /// Where the backup snapshot `id` of `vm` keeps its file (beside the layer).
 pub fn backup_path(vm: &Vm, id: Uuid) -> PathBuf {
-    vm.overlay_path
-        .with_file_name(format!("{}.backup-{id}.qcow2", vm.id))
+    backup_path_beside(&vm.overlay_path, vm.id, id)
+}
+
+fn backup_path_beside(
+    layer: &Path,
+    vm_id: impl std::fmt::Display,
+    id: impl std::fmt::Display,
+) -> PathBuf {
+    layer.with_file_name(format!("{vm_id}.backup-{id}.qcow2"))
+}
+
+/// The files of every recorded backup snapshot: they live beside their VM's
+/// layer under `overlays/`, so whatever judges the files there (the
+/// start-up sweep, `pvce fsck`) must know them as recorded.
+pub(crate) async fn backup_files(pool: &Pool) -> Result<Vec<PathBuf>, sqlx::Error> {
+    let rows: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT v.overlay_path, v.id, s.id FROM snapshots s JOIN vms v ON v.id = s.vm_id WHERE s.kind = 'backup'",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|(layer, vm, id)| backup_path_beside(Path::new(layer), vm, id))
+        .collect())
 }
 
 /// 409 `vm_running` unless the VM is stopped (or failed to start).
@@ -384,6 +406,7 @@ pub async fn revert(vms: &VmManager, vm_id: Uuid, snapshot_id: Uuid) -> Result<V
                 return Err(SnapshotError::Missing);
             }
             qemu_img::snapshot(&vm.overlay_path, SnapshotOp::Apply, &tag).await?;
+            crate::crashpoint::hit("snapshot_revert.internal_applied");
             work.commit().await.map_err(VmError::from)?;
         }
         SnapshotKind::Backup => {
@@ -410,7 +433,9 @@ pub async fn revert(vms: &VmManager, vm_id: Uuid, snapshot_id: Uuid) -> Result<V
                 let _ = storage::remove_file_if_exists(&tmp);
                 return Err(e);
             }
+            crate::crashpoint::hit("snapshot_revert.copy_written");
             storage::install_file(&tmp, &vm.overlay_path).await?;
+            crate::crashpoint::hit("snapshot_revert.layer_installed");
             work.commit().await.map_err(VmError::from)?;
             sqlx::query("DELETE FROM snapshots WHERE vm_id = ? AND kind = 'internal'")
                 .bind(vm.id.to_string())

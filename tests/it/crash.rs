@@ -2,99 +2,21 @@
 //! left without anywhere to write its log, then restarted — nothing lost,
 //! nothing half-done left behind (issue 22, items 8, 9 and 12).
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
 use crate::common::lab::{course, import_tiny, spec};
-use crate::common::process::{ServerProcess, add_user, base_args, remove_pool};
+use crate::common::process::{
+    ServerProcess, add_user, assert_enrolment_consistent, base_args, files_under, insert_students,
+    remove_pool,
+};
 use crate::common::{self, Client, PASSWORD, TestEnv, wait_for};
 use pvce::auth::Role;
 use reqwest::StatusCode;
 use serde_json::json;
 
 const STUDENTS: usize = 300;
-
-async fn open_db(data_dir: &Path) -> sqlx::SqlitePool {
-    let url = format!("sqlite://{}", data_dir.join("pvce.db").display());
-    sqlx::SqlitePool::connect(&url).await.unwrap()
-}
-
-/// Inserts students straight into the database with one shared hash (300
-/// argon2 hashes would dominate the test's time; sign-in is tested elsewhere).
-async fn insert_students(data_dir: &Path, n: usize) -> Vec<String> {
-    let db = open_db(data_dir).await;
-    let hash = pvce::auth::hash_password(PASSWORD).unwrap();
-    let mut names = Vec::new();
-    let mut tx = db.begin().await.unwrap();
-    for i in 0..n {
-        let name = format!("test-crash-s{i:03}");
-        sqlx::query("INSERT INTO users (id, username, display_name, role, password_hash, created_at) VALUES (?, ?, ?, 'student', ?, '2026-01-01T00:00:00Z')")
-            .bind(uuid::Uuid::new_v4().to_string())
-            .bind(&name)
-            .bind(&name)
-            .bind(&hash)
-            .execute(&mut *tx)
-            .await
-            .unwrap();
-        names.push(name);
-    }
-    tx.commit().await.unwrap();
-    db.close().await;
-    names
-}
-
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
-}
-
-/// The invariant the issue names: every enrolled student has their VM, every
-/// VM row has its layer, every layer file has its row, nothing staged.
-async fn assert_consistent(data_dir: &Path, course_id: &str) {
-    let db = open_db(data_dir).await;
-    let without_vm: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM enrolments e WHERE e.course_id = ? AND NOT EXISTS
-         (SELECT 1 FROM vms v WHERE v.course_id = e.course_id AND v.owner_id = e.user_id)",
-    )
-    .bind(course_id)
-    .fetch_one(&db)
-    .await
-    .unwrap();
-    assert_eq!(without_vm, 0, "students enrolled without their VM");
-    let paths: Vec<String> = sqlx::query_scalar("SELECT overlay_path FROM vms WHERE course_id = ?")
-        .bind(course_id)
-        .fetch_all(&db)
-        .await
-        .unwrap();
-    db.close().await;
-    for p in &paths {
-        assert!(Path::new(p).is_file(), "VM row without its layer: {p}");
-    }
-    let known: HashSet<PathBuf> = paths.iter().map(PathBuf::from).collect();
-    for f in files_under(&data_dir.join("overlays")) {
-        assert!(
-            known.contains(&f),
-            "layer file without a VM row: {}",
-            f.display()
-        );
-    }
-}
 
 #[tokio::test]
 async fn an_enrolment_killed_midway_leaves_every_student_with_a_vm_or_none() {
@@ -108,7 +30,7 @@ async fn an_enrolment_killed_midway_leaves_every_student_with_a_vm_or_none() {
     let data = dir.path().join("data");
     let pool = format!("{}-tpl", dir.path().file_name().unwrap().to_string_lossy());
     add_user(&data, "test-teacher", "teacher", PASSWORD);
-    let students = insert_students(&data, STUDENTS).await;
+    let students = insert_students(&data, "test-crash-s", STUDENTS).await;
     let args = base_args(&data, &pool);
 
     let mut server = ServerProcess::start(&args, Stdio::null(), Stdio::null(), &[]).await;
@@ -139,7 +61,7 @@ async fn an_enrolment_killed_midway_leaves_every_student_with_a_vm_or_none() {
         server.kill();
         let _ = req.await;
         server = ServerProcess::start(&args, Stdio::null(), Stdio::null(), &[]).await;
-        assert_consistent(&data, &course_id).await;
+        assert_enrolment_consistent(&data, &course_id).await;
     }
     let teacher = Client::login(&server.url, "test-teacher", PASSWORD).await;
     let (s, report) = teacher
@@ -149,7 +71,7 @@ async fn an_enrolment_killed_midway_leaves_every_student_with_a_vm_or_none() {
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{report}");
-    assert_consistent(&data, &course_id).await;
+    assert_enrolment_consistent(&data, &course_id).await;
     let (_, vms) = teacher
         .get(&format!("/api/vms?course_id={course_id}"))
         .await;

@@ -19,6 +19,7 @@ mod audit;
 mod backups;
 mod browser;
 mod cas;
+mod chaos;
 mod classtime;
 mod clipboard_agent;
 mod cluster;

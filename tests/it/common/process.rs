@@ -139,6 +139,100 @@ pub fn add_user(data_dir: &Path, username: &str, role: &str, password: &str) {
     assert!(child.wait().unwrap().success(), "pvce user add {username}");
 }
 
+/// The SQLite database of a child server's data dir.
+pub async fn open_db(data_dir: &Path) -> sqlx::SqlitePool {
+    let url = format!("sqlite://{}", data_dir.join("pvce.db").display());
+    sqlx::SqlitePool::connect(&url).await.unwrap()
+}
+
+/// Inserts `n` students `<prefix>000`… straight into the database with one
+/// shared hash (hundreds of argon2 hashes would dominate a test's time;
+/// sign-in is tested elsewhere); returns their names.
+pub async fn insert_students(data_dir: &Path, prefix: &str, n: usize) -> Vec<String> {
+    let db = open_db(data_dir).await;
+    let hash = pvce::auth::hash_password(super::PASSWORD).unwrap();
+    let mut names = Vec::new();
+    let mut tx = db.begin().await.unwrap();
+    for i in 0..n {
+        let name = format!("{prefix}{i:03}");
+        sqlx::query("INSERT INTO users (id, username, display_name, role, password_hash, created_at) VALUES (?, ?, ?, 'student', ?, '2026-01-01T00:00:00Z')")
+            .bind(uuid::Uuid::new_v4().to_string())
+            .bind(&name)
+            .bind(&name)
+            .bind(&hash)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        names.push(name);
+    }
+    tx.commit().await.unwrap();
+    db.close().await;
+    names
+}
+
+/// Every file below `dir`.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// The enrolment invariant: every enrolled student of the course has their
+/// VM, every VM row has its layer, every file under `overlays/` is a VM's
+/// layer (or a recorded backup snapshot's), nothing staged.
+pub async fn assert_enrolment_consistent(data_dir: &Path, course_id: &str) {
+    let db = open_db(data_dir).await;
+    let without_vm: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM enrolments e WHERE e.course_id = ? AND NOT EXISTS
+         (SELECT 1 FROM vms v WHERE v.course_id = e.course_id AND v.owner_id = e.user_id)",
+    )
+    .bind(course_id)
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!(without_vm, 0, "students enrolled without their VM");
+    let paths: Vec<String> = sqlx::query_scalar("SELECT overlay_path FROM vms")
+        .fetch_all(&db)
+        .await
+        .unwrap();
+    let backups: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT v.overlay_path, v.id, s.id FROM snapshots s JOIN vms v ON v.id = s.vm_id WHERE s.kind = 'backup'",
+    )
+    .fetch_all(&db)
+    .await
+    .unwrap();
+    db.close().await;
+    for p in &paths {
+        assert!(Path::new(p).is_file(), "VM row without its layer: {p}");
+    }
+    let mut known: std::collections::HashSet<PathBuf> = paths.iter().map(PathBuf::from).collect();
+    known.extend(
+        backups
+            .iter()
+            .map(|(l, v, s)| Path::new(l).with_file_name(format!("{v}.backup-{s}.qcow2"))),
+    );
+    for f in files_under(&data_dir.join("overlays")) {
+        assert!(
+            known.contains(&f),
+            "layer file without a VM row: {}",
+            f.display()
+        );
+    }
+}
+
 /// Removes a template pool the child may have defined on the local libvirtd.
 pub fn remove_pool(pool: &str) {
     let _ = Command::new("virsh")
