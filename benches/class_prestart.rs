@@ -291,7 +291,7 @@ fn settings(per_node: u32, cluster: u32, boot_secs: i64) -> ClassSettings {
 
 #[tokio::main]
 async fn main() {
-    let _cleanup = support::DestroyDomains::new(PREFIX);
+    let _cleanup = support::LibvirtLeftovers::new(PREFIX);
     let _ = tracing_subscriber::fmt()
         .with_env_filter("pvce=warn")
         .try_init();

@@ -49,7 +49,7 @@ fn pct(mut v: Vec<f64>, p: f64) -> f64 {
 
 #[tokio::main]
 async fn main() {
-    let _cleanup = support::DestroyDomains::new("test-pvce-bench-");
+    let _cleanup = support::LibvirtLeftovers::new("test-pvce-bench-");
     let _ = tracing_subscriber::fmt()
         .with_env_filter("pvce=warn")
         .try_init();

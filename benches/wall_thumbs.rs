@@ -21,7 +21,7 @@ use serde_json::json;
 
 #[tokio::main]
 async fn main() {
-    let _cleanup = support::DestroyDomains::new("test-pvce-wallbench-");
+    let _cleanup = support::LibvirtLeftovers::new("test-pvce-wallbench-");
     let _ = tracing_subscriber::fmt()
         .with_env_filter("pvce=warn")
         .try_init();

@@ -639,36 +639,46 @@ pub fn us(d: Duration) -> f64 {
 
 // ---------------------------------------------------------------- real VMs
 
-/// Destroys every libvirt domain whose name starts with its prefix when
-/// made (a run killed by a signal skipped its `Drop`: its guests would
-/// still fill the node) and again when dropped, also when the run panics
-/// (benches with real guests).
-pub struct DestroyDomains(&'static str);
+/// Removes the libvirt objects a bench's server made — domains and storage
+/// pools whose names start with its prefix — when made (a run killed by a
+/// signal skipped its `Drop`: its guests would still fill the node, its
+/// pools would pile up) and again when dropped, also when the run panics
+/// (benches with real guests). Declare it first, so the server is dropped
+/// before it.
+pub struct LibvirtLeftovers(&'static str);
 
-impl DestroyDomains {
+impl LibvirtLeftovers {
     pub fn new(prefix: &'static str) -> Self {
-        destroy_domains(prefix);
+        remove_leftovers(prefix);
         Self(prefix)
     }
 }
 
-impl Drop for DestroyDomains {
+impl Drop for LibvirtLeftovers {
     fn drop(&mut self) {
-        destroy_domains(self.0);
+        remove_leftovers(self.0);
     }
 }
 
-fn destroy_domains(prefix: &str) {
-    let out = std::process::Command::new("virsh")
-        .args(["-q", "-c", "qemu:///system", "list", "--name"])
-        .output();
-    if let Ok(out) = out {
-        for name in String::from_utf8_lossy(&out.stdout).lines() {
-            if name.starts_with(prefix) {
-                let _ = std::process::Command::new("virsh")
-                    .args(["-q", "-c", "qemu:///system", "destroy", name])
-                    .output();
-            }
+fn virsh(args: &[&str]) -> String {
+    std::process::Command::new("virsh")
+        .args(["-q", "-c", "qemu:///system"])
+        .args(args)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+fn remove_leftovers(prefix: &str) {
+    for name in virsh(&["list", "--name"]).lines() {
+        if name.starts_with(prefix) {
+            virsh(&["destroy", name]);
+        }
+    }
+    for pool in virsh(&["pool-list", "--all", "--name"]).lines() {
+        if pool.starts_with(prefix) {
+            virsh(&["pool-destroy", pool]);
+            virsh(&["pool-undefine", pool]);
         }
     }
 }
