@@ -8,7 +8,7 @@
 //!
 //! Run: `cargo bench --bench wall_thumbs` (PVCE_BENCH_VMS, default 8;
 //! PVCE_BENCH_WALLS, default 3; PVCE_BENCH_SECS, default 20;
-//! PVCE_BENCH_SHOTS_PER_NODE, the server's `--wall-shots-per-node`, default 4). 40 VMs at
+//! PVCE_BENCH_SHOTS_PER_NODE, the server's `--wall-shots-per-node`, default 8). 40 VMs at
 //! 40 thumbnails/s need a node that runs 40 guests.
 #![allow(clippy::unwrap_used)]
 
@@ -28,7 +28,7 @@ async fn main() {
     let n: usize = support::env_or("PVCE_BENCH_VMS", 8);
     let walls: usize = support::env_or("PVCE_BENCH_WALLS", 3);
     let secs: u64 = support::env_or("PVCE_BENCH_SECS", 20);
-    let shots_per_node: u32 = support::env_or("PVCE_BENCH_SHOTS_PER_NODE", 4);
+    let shots_per_node: u32 = support::env_or("PVCE_BENCH_SHOTS_PER_NODE", 8);
     let (_dir, server) = support::lab_server("test-pvce-wallbench-", |c| {
         c.wall_shots_per_node = shots_per_node;
     })
