@@ -978,15 +978,7 @@ impl Rig {
     /// Registers nodes 1..=n with the server (`rig-node<i>`) and removes the
     /// `local` node, so every VM is placed on the rig; waits until all are up.
     pub async fn register(&self, http: &reqwest::Client, base: &str, admin_token: &str) {
-        let nodes: serde_json::Value = http
-            .get(format!("{base}/api/nodes"))
-            .bearer_auth(admin_token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let nodes = get_json(http, admin_token, format!("{base}/api/nodes")).await;
         let mut ids = Vec::new();
         for i in 1..=self.n {
             let addr = format!("10.77.{i}.2");
@@ -1020,15 +1012,7 @@ impl Rig {
         let give_up = Instant::now() + Duration::from_secs(60);
         for id in &ids {
             loop {
-                let n: serde_json::Value = http
-                    .get(format!("{base}/api/nodes/{id}"))
-                    .bearer_auth(admin_token)
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
+                let n = get_json(http, admin_token, format!("{base}/api/nodes/{id}")).await;
                 if n["state"] == "up" {
                     break;
                 }
@@ -1037,6 +1021,18 @@ impl Rig {
             }
         }
     }
+}
+
+/// GET `url` with the bearer token; the JSON answer.
+async fn get_json(http: &reqwest::Client, token: &str, url: String) -> serde_json::Value {
+    http.get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }
 
 impl Drop for Rig {

@@ -47,7 +47,12 @@ await run('notices', artifactDir, async ({ newPage, step, shot, logs }) => {
   await page.click('#notices-read-all');
   await page.waitForSelector('.toast-success >> text=已将 2 条标为已读。');
   await page.waitForSelector('#bell-count', { state: 'hidden' });
+  // The list is drawn again after the bell (its own request): wait for it,
+  // then check nothing is left unread and every notice is still listed.
+  await page.waitForFunction(() => document.querySelectorAll('#notice-list li.notice.unread').length === 0, null, { timeout: 10000 })
+    .catch(() => {});
   assert(await page.locator('#notice-list li.notice.unread').count() === 0, 'none unread');
+  assert(await page.locator('#notice-list li.notice').count() === 3, 'all three still listed');
   step('marked all read in Chinese');
 
   // The complaint shows the lab's written reply.

@@ -20,6 +20,7 @@ use crate::common::process::{
     ServerProcess, add_user, assert_enrolment_consistent, base_args, binary, insert_students,
     remove_pool,
 };
+use crate::common::tool::run_tool as run;
 use crate::common::{self, Client, PASSWORD, walk_find};
 use pvce::crashpoint::POINTS;
 use reqwest::StatusCode;
@@ -270,16 +271,6 @@ async fn try_upload(
         .send()
         .await
         .map(|r| r.status())
-}
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[tokio::test]
