@@ -180,6 +180,18 @@ pub fn is_temp_name(name: &str) -> bool {
     name.starts_with('.') && name.ends_with(".tmp")
 }
 
+/// Moves `path` (under `root`) to the same place under `quarantine` — what
+/// the start-up sweeps and `pvce fsck --repair` do with a file no record
+/// names: kept for a person to look at, never deleted. Returns where it went.
+pub fn quarantine_file(root: &Path, path: &Path, quarantine: &Path) -> io::Result<PathBuf> {
+    let to = quarantine.join(path.strip_prefix(root).unwrap_or(path));
+    if let Some(parent) = to.parent() {
+        fs::create_dir_all(parent)?;
+    }
+    fs::rename(path, &to)?;
+    Ok(to)
+}
+
 /// Makes a complete file the target (e.g. a VM's layer) atomically: mode 0644 (libvirt chowns it when
 /// QEMU opens it), fsync, rename over the layer, fsync the directory. On
 /// failure the temporary file is removed and the old layer is untouched.

@@ -341,9 +341,7 @@ fn sweep_templates_dir(
             std::fs::remove_file(&path)?;
             report.temp_removed += 1;
         } else {
-            std::fs::create_dir_all(quarantine)?;
-            let to = quarantine.join(entry.file_name());
-            std::fs::rename(&path, &to)?;
+            let to = storage::quarantine_file(dir, &path, quarantine)?;
             report.quarantined.push(to);
         }
     }

@@ -557,16 +557,6 @@ fn files_below(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// Moves `path` (under `root`) to the same place under `quarantine`.
-fn quarantine_file(root: &Path, path: &Path, quarantine: &Path) -> std::io::Result<PathBuf> {
-    let to = quarantine.join(path.strip_prefix(root).unwrap_or(path));
-    if let Some(parent) = to.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    std::fs::rename(path, &to)?;
-    Ok(to)
-}
-
 fn walk_files(
     root: &Path,
     layers: &HashSet<PathBuf>,
@@ -630,7 +620,7 @@ fn walk_files(
                 }
                 FileClass::Orphan => {
                     let repaired = if repair {
-                        let to = quarantine_file(root, &path, quarantine)?;
+                        let to = crate::storage::quarantine_file(root, &path, quarantine)?;
                         Some(format!("moved to {}", to.display()))
                     } else {
                         None

@@ -293,12 +293,7 @@ fn sweep_dir(
                 std::fs::remove_file(&path)?;
                 report.removed += 1;
             } else {
-                let rel = path.strip_prefix(root).unwrap_or(&path);
-                let to = quarantine.join(rel);
-                if let Some(parent) = to.parent() {
-                    std::fs::create_dir_all(parent)?;
-                }
-                std::fs::rename(&path, &to)?;
+                let to = storage::quarantine_file(root, &path, quarantine)?;
                 report.quarantined.push(to);
             }
         }
