@@ -95,6 +95,18 @@ struct Rig {
 }
 
 impl Rig {
+    /// The template called `name`, as the teacher's list shows it; `context`
+    /// (the crash point) names the case when there is none.
+    async fn template_named(&self, name: &str, context: &str) -> Value {
+        let (_, all) = self.teacher.get("/api/templates").await;
+        all.as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == name)
+            .unwrap_or_else(|| panic!("{context}: no template {name}: {all}"))
+            .clone()
+    }
+
     async fn new() -> Rig {
         let dir = tempfile::Builder::new()
             .prefix("test-pvce-chaos-")
@@ -330,13 +342,7 @@ async fn template_import_killed_at_each_step_is_consistent_and_retryable() {
             s == StatusCode::CREATED || (s == StatusCode::CONFLICT && r["error"] == "name_taken"),
             "{point}: {s} {r}"
         );
-        let (_, all) = rig.teacher.get("/api/templates").await;
-        let t = all
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|t| t["name"] == name.as_str())
-            .unwrap_or_else(|| panic!("{point}: no template {name}: {all}"));
+        let t = rig.template_named(&name, point).await;
         assert_eq!(t["state"], "ready", "{point}: {t}");
     }
     rig.assert_fsck_clean("the last retry");
@@ -532,14 +538,9 @@ async fn derive_and_seal_killed_at_each_step_end_in_a_ready_template() {
             "{:?}: {s} {r}",
             derive_points.get(i)
         );
-        let (_, all) = rig.teacher.get("/api/templates").await;
-        let draft = all
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|t| t["name"] == name.as_str())
-            .unwrap_or_else(|| panic!("no draft {name}: {all}"))
-            .clone();
+        let draft = rig
+            .template_named(&name, &format!("{:?}", derive_points.get(i)))
+            .await;
         assert_eq!(draft["state"], "draft", "{draft}");
         let seal = format!("/api/templates/{}/seal", draft["id"].as_str().unwrap());
         if let Some(point) = seal_points.get(i) {
