@@ -218,14 +218,10 @@ pub fn classify(name: &str, known: bool, staged_for_missing: bool) -> FileClass 
     }
 }
 
-/// Whether a file last written at `mtime` is old enough at `now` to judge.
-pub fn is_settled(mtime: SystemTime, now: SystemTime) -> bool {
-    is_settled_after(mtime, now, GRACE)
-}
-
-/// [`is_settled`] with another grace: `Duration::ZERO` judges every file
-/// (right for a stopped or idle server, e.g. after a crash).
-pub fn is_settled_after(mtime: SystemTime, now: SystemTime, grace: Duration) -> bool {
+/// Whether a file last written at `mtime` is old enough at `now` to judge:
+/// older than `grace` ([`GRACE`] for a running server; `Duration::ZERO`
+/// judges every file, right for a stopped or idle server, e.g. after a crash).
+pub fn is_settled(mtime: SystemTime, now: SystemTime, grace: Duration) -> bool {
     now.duration_since(mtime).is_ok_and(|age| age >= grace)
 }
 
@@ -583,7 +579,7 @@ fn walk_files(
                 .as_ref()
                 .is_some_and(|t| known.contains(t) && !t.exists());
             let class = classify(&name, known.contains(&path), staged_for_missing);
-            if class == FileClass::Known || !is_settled_after(modified(&path)?, now, grace) {
+            if class == FileClass::Known || !is_settled(modified(&path)?, now, grace) {
                 continue;
             }
             let subject = path.display().to_string();
@@ -645,7 +641,7 @@ fn walk_files(
     };
     for entry in entries {
         let path = entry.path();
-        if !is_settled_after(modified(&path)?, now, grace) {
+        if !is_settled(modified(&path)?, now, grace) {
             continue;
         }
         let repaired = if repair {
@@ -692,11 +688,11 @@ mod tests {
     #[test]
     fn young_files_are_not_judged() {
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
-        assert!(!is_settled(t0, t0));
-        assert!(!is_settled(t0, t0 + GRACE - Duration::from_secs(1)));
-        assert!(is_settled(t0, t0 + GRACE));
+        assert!(!is_settled(t0, t0, GRACE));
+        assert!(!is_settled(t0, t0 + GRACE - Duration::from_secs(1), GRACE));
+        assert!(is_settled(t0, t0 + GRACE, GRACE));
         // A file from the future (clock skew) is not judged either.
-        assert!(!is_settled(t0 + Duration::from_secs(5), t0));
+        assert!(!is_settled(t0 + Duration::from_secs(5), t0, GRACE));
     }
 
     proptest::proptest! {
@@ -706,7 +702,7 @@ mod tests {
             let (lo, hi) = (a.min(b), a.max(b));
             let (lo, hi) = (SystemTime::UNIX_EPOCH + Duration::from_secs(lo), SystemTime::UNIX_EPOCH + Duration::from_secs(hi));
             // Once settled, a file stays settled as time goes on.
-            proptest::prop_assert!(!is_settled(mtime, lo) || is_settled(mtime, hi));
+            proptest::prop_assert!(!is_settled(mtime, lo, GRACE) || is_settled(mtime, hi, GRACE));
         }
     }
 
