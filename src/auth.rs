@@ -346,7 +346,7 @@ pub async fn open_session(
     let expires = time::OffsetDateTime::now_utc()
         + time::Duration::seconds(i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX));
     sqlx::query(
-        "INSERT INTO sessions (token_hash, user_id, created_at, expires_at, provider) VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO sessions (token_hash, user_id, created_at, expires_at, provider) VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(token_hash(&token))
     .bind(user.id.to_string())
@@ -362,12 +362,13 @@ pub async fn open_session(
 
 /// Resolves a session token to its (enabled) user.
 pub async fn authenticate(pool: &Pool, token: &str) -> Result<User, AuthError> {
-    let user_id: Option<String> =
-        sqlx::query_scalar("SELECT user_id FROM sessions WHERE token_hash = ? AND expires_at > ?")
-            .bind(token_hash(token))
-            .bind(db::now())
-            .fetch_optional(pool)
-            .await?;
+    let user_id: Option<String> = sqlx::query_scalar(
+        "SELECT user_id FROM sessions WHERE token_hash = $1 AND expires_at > $2",
+    )
+    .bind(token_hash(token))
+    .bind(db::now())
+    .fetch_optional(pool)
+    .await?;
     let user_id = user_id.ok_or(AuthError::Unauthenticated)?;
     let user = users::get_by_id_str(pool, &user_id)
         .await?
@@ -380,7 +381,7 @@ pub async fn authenticate(pool: &Pool, token: &str) -> Result<User, AuthError> {
 /// or a session from before providers were recorded).
 pub async fn session_provider(pool: &Pool, token: &str) -> Result<Option<String>, AuthError> {
     Ok(sqlx::query_scalar::<_, Option<String>>(
-        "SELECT provider FROM sessions WHERE token_hash = ?",
+        "SELECT provider FROM sessions WHERE token_hash = $1",
     )
     .bind(token_hash(token))
     .fetch_optional(pool)
@@ -389,7 +390,7 @@ pub async fn session_provider(pool: &Pool, token: &str) -> Result<Option<String>
 }
 
 pub async fn logout(pool: &Pool, user: &User, token: &str) -> Result<(), AuthError> {
-    sqlx::query("DELETE FROM sessions WHERE token_hash = ?")
+    sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
         .bind(token_hash(token))
         .execute(pool)
         .await?;
@@ -406,7 +407,7 @@ pub async fn logout(pool: &Pool, user: &User, token: &str) -> Result<(), AuthErr
 /// Remembers which single-sign-out index (a CAS ticket) opened the session
 /// of `token`; only its hash is kept, like the token's.
 pub async fn bind_session_index(pool: &Pool, token: &str, index: &str) -> Result<(), AuthError> {
-    sqlx::query("UPDATE sessions SET sso_session_index = ? WHERE token_hash = ?")
+    sqlx::query("UPDATE sessions SET sso_session_index = $1 WHERE token_hash = $2")
         .bind(token_hash(index))
         .bind(token_hash(token))
         .execute(pool)
@@ -422,7 +423,7 @@ pub async fn end_sessions_by_index(
     index: &str,
 ) -> Result<(), AuthError> {
     let ended: Vec<(String, String)> = sqlx::query_as(
-        "DELETE FROM sessions WHERE provider = ? AND sso_session_index = ? \
+        "DELETE FROM sessions WHERE provider = $1 AND sso_session_index = $2 \
          RETURNING user_id, (SELECT username FROM users WHERE users.id = sessions.user_id)",
     )
     .bind(provider)
@@ -442,7 +443,7 @@ pub async fn end_sessions_by_index(
 
 /// Ends every session of a user (used when an admin disables the account).
 pub async fn revoke_all(pool: &Pool, user_id: &str) -> Result<(), AuthError> {
-    sqlx::query("DELETE FROM sessions WHERE user_id = ?")
+    sqlx::query("DELETE FROM sessions WHERE user_id = $1")
         .bind(user_id)
         .execute(pool)
         .await?;

@@ -298,7 +298,7 @@ pub async fn seal(
         .await
         .map_err(TemplateError::from)?;
     if !report.is_clean() {
-        let _ = sqlx::query("UPDATE templates SET state = 'failed' WHERE id = ?")
+        let _ = sqlx::query("UPDATE templates SET state = 'failed' WHERE id = $1")
             .bind(template_id.to_string())
             .execute(pool)
             .await;
@@ -311,7 +311,7 @@ pub async fn seal(
     let size = std::fs::metadata(&layer)
         .map_err(TemplateError::from)?
         .len();
-    sqlx::query("UPDATE templates SET state = 'ready', size_bytes = ? WHERE id = ?")
+    sqlx::query("UPDATE templates SET state = 'ready', size_bytes = $1 WHERE id = $2")
         .bind(i64::try_from(size).unwrap_or(i64::MAX))
         .bind(template_id.to_string())
         .execute(pool)
@@ -355,7 +355,7 @@ async fn remove_draft(
     storage: &Storage,
     template_id: Uuid,
 ) -> Result<(), TemplateError> {
-    sqlx::query("DELETE FROM templates WHERE id = ?")
+    sqlx::query("DELETE FROM templates WHERE id = $1")
         .bind(template_id.to_string())
         .execute(pool)
         .await?;

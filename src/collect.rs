@@ -319,7 +319,7 @@ async fn course_vms(
 ) -> Result<Vec<(Uuid, String)>, sqlx::Error> {
     let rows: Vec<(String, String)> = sqlx::query_as(
         "SELECT v.id, u.username FROM vms v JOIN users u ON u.id = v.owner_id \
-         WHERE v.course_id = ? ORDER BY u.username, v.name",
+         WHERE v.course_id = $1 ORDER BY u.username, v.name",
     )
     .bind(course.to_string())
     .fetch_all(pool)

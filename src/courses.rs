@@ -331,7 +331,7 @@ pub async fn create(pool: &Pool, actor: &User, new: NewCourse) -> Result<Course,
     let mut tx = db::begin(pool).await?;
     let res = sqlx::query(
         "INSERT INTO courses (id, code, name, teacher_id, lab_network, clipboard_to_guest, clipboard_from_guest, clipboard_agent, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(id.to_string())
     .bind(&new.code)
@@ -354,7 +354,7 @@ pub async fn create(pool: &Pool, actor: &User, new: NewCourse) -> Result<Course,
     }
     for (pos, s) in new.vm_specs.iter().enumerate() {
         let graphics = s.graphics_kind().unwrap_or(GraphicsKind::Vnc);
-        sqlx::query("INSERT INTO vm_specs (id, course_id, name, template_id, vcpus, memory_mib, graphics, position) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+        sqlx::query("INSERT INTO vm_specs (id, course_id, name, template_id, vcpus, memory_mib, graphics, position) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
             .bind(Uuid::new_v4().to_string())
             .bind(id.to_string())
             .bind(&s.name)
@@ -371,7 +371,7 @@ pub async fn create(pool: &Pool, actor: &User, new: NewCourse) -> Result<Course,
 }
 
 async fn specs(pool: &Pool, course_id: Uuid) -> Result<Vec<VmSpec>, CourseError> {
-    let rows = sqlx::query("SELECT id, name, template_id, vcpus, memory_mib, graphics FROM vm_specs WHERE course_id = ? ORDER BY position")
+    let rows = sqlx::query("SELECT id, name, template_id, vcpus, memory_mib, graphics FROM vm_specs WHERE course_id = $1 ORDER BY position")
         .bind(course_id.to_string())
         .fetch_all(pool)
         .await?;
@@ -397,7 +397,7 @@ pub async fn load(pool: &Pool, id: Uuid) -> Result<Course, CourseError> {
                 c.clipboard_from_guest, c.clipboard_agent, c.created_at, c.link_attribute, c.link_value,
                 c.ends_at, c.retention_days, c.archived_at,
                 (SELECT COUNT(*) FROM enrolments e WHERE e.course_id = c.id) AS student_count
-         FROM courses c WHERE c.id = ?",
+         FROM courses c WHERE c.id = $1",
     )
     .bind(id.to_string())
     .fetch_optional(pool)
@@ -450,7 +450,7 @@ pub fn can_manage(user: &User, course: &Course) -> bool {
 
 async fn is_enrolled(pool: &Pool, course_id: Uuid, user_id: Uuid) -> Result<bool, CourseError> {
     let n: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM enrolments WHERE course_id = ? AND user_id = ?")
+        sqlx::query_scalar("SELECT COUNT(*) FROM enrolments WHERE course_id = $1 AND user_id = $2")
             .bind(course_id.to_string())
             .bind(user_id.to_string())
             .fetch_one(pool)
@@ -483,13 +483,13 @@ pub async fn list(pool: &Pool, user: &User) -> Result<Vec<Course>, CourseError> 
     let ids: Vec<String> = match user.role {
         Role::Admin | Role::Staff => sqlx::query_scalar("SELECT id FROM courses ORDER BY code").fetch_all(pool).await?,
         Role::Teacher => {
-            sqlx::query_scalar("SELECT id FROM courses WHERE teacher_id = ? ORDER BY code")
+            sqlx::query_scalar("SELECT id FROM courses WHERE teacher_id = $1 ORDER BY code")
                 .bind(&uid)
                 .fetch_all(pool)
                 .await?
         }
         Role::Student => sqlx::query_scalar(
-            "SELECT c.id FROM courses c JOIN enrolments e ON e.course_id = c.id WHERE e.user_id = ? ORDER BY c.code",
+            "SELECT c.id FROM courses c JOIN enrolments e ON e.course_id = c.id WHERE e.user_id = $1 ORDER BY c.code",
         )
         .bind(&uid)
         .fetch_all(pool)
@@ -506,7 +506,7 @@ pub async fn list(pool: &Pool, user: &User) -> Result<Vec<Course>, CourseError> 
 /// The students enrolled in a course, by username.
 pub async fn students(pool: &Pool, course_id: Uuid) -> Result<Vec<User>, CourseError> {
     let ids: Vec<String> = sqlx::query_scalar(
-        "SELECT e.user_id FROM enrolments e JOIN users u ON u.id = e.user_id WHERE e.course_id = ? ORDER BY u.username",
+        "SELECT e.user_id FROM enrolments e JOIN users u ON u.id = e.user_id WHERE e.course_id = $1 ORDER BY u.username",
     )
     .bind(course_id.to_string())
     .fetch_all(pool)
@@ -564,8 +564,8 @@ impl Courses {
     ) -> Result<Course, CourseError> {
         let course = get_managed(&self.pool, user, id).await?;
         sqlx::query(
-            "UPDATE courses SET clipboard_to_guest = ?, clipboard_from_guest = ?,
-                    clipboard_agent = COALESCE(?, clipboard_agent) WHERE id = ?",
+            "UPDATE courses SET clipboard_to_guest = $1, clipboard_from_guest = $2,
+                    clipboard_agent = COALESCE($3, clipboard_agent) WHERE id = $4",
         )
         .bind(switches.to_guest)
         .bind(switches.from_guest)
@@ -611,7 +611,7 @@ impl Courses {
         if let Some(l) = &link {
             valid_link(l)?;
         }
-        sqlx::query("UPDATE courses SET link_attribute = ?, link_value = ? WHERE id = ?")
+        sqlx::query("UPDATE courses SET link_attribute = $1, link_value = $2 WHERE id = $3")
             .bind(link.as_ref().map(|l| l.attribute.clone()))
             .bind(link.as_ref().map(|l| l.value.clone()))
             .bind(course.id.to_string())
@@ -635,7 +635,7 @@ impl Courses {
         }
         let rows = sqlx::query(
             "SELECT c.id, c.code, c.link_attribute, c.link_value, e.source
-             FROM courses c LEFT JOIN enrolments e ON e.course_id = c.id AND e.user_id = ?
+             FROM courses c LEFT JOIN enrolments e ON e.course_id = c.id AND e.user_id = $1
              WHERE c.link_attribute IS NOT NULL AND c.link_value IS NOT NULL",
         )
         .bind(student.id.to_string())
@@ -680,7 +680,7 @@ impl Courses {
                     if !dry_run {
                         // Only the enrolment: the VMs and layers stay.
                         sqlx::query(
-                            "DELETE FROM enrolments WHERE course_id = ? AND user_id = ? AND source = 'directory'",
+                            "DELETE FROM enrolments WHERE course_id = $1 AND user_id = $2 AND source = 'directory'",
                         )
                         .bind(course_id.to_string())
                         .bind(student.id.to_string())
@@ -751,7 +751,7 @@ pub async fn enrol(
     let mut already_enrolled = Vec::new();
     for s in &students {
         let here: Option<i64> =
-            sqlx::query_scalar("SELECT 1 FROM enrolments WHERE course_id = ? AND user_id = ?")
+            sqlx::query_scalar("SELECT 1 FROM enrolments WHERE course_id = $1 AND user_id = $2")
                 .bind(course.id.to_string())
                 .bind(s.id.to_string())
                 .fetch_optional(pool)
@@ -781,7 +781,7 @@ pub async fn enrol(
             let now = db::now();
             let mut tx = db::begin(&pool).await?;
             for owner in &owners {
-                sqlx::query("INSERT INTO enrolments (course_id, user_id, created_at, source) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING")
+                sqlx::query("INSERT INTO enrolments (course_id, user_id, created_at, source) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING")
                     .bind(course_id.to_string())
                     .bind(owner.to_string())
                     .bind(&now)
@@ -832,7 +832,7 @@ async fn unenrol(
     vms.delete_for(course.id, Some(user_id))
         .await
         .map_err(running_to_conflict)?;
-    sqlx::query("DELETE FROM enrolments WHERE course_id = ? AND user_id = ?")
+    sqlx::query("DELETE FROM enrolments WHERE course_id = $1 AND user_id = $2")
         .bind(course.id.to_string())
         .bind(user_id.to_string())
         .execute(pool)
@@ -845,7 +845,7 @@ async fn delete(pool: &Pool, vms: &VmManager, course: &Course) -> Result<(), Cou
     vms.delete_for(course.id, None)
         .await
         .map_err(running_to_conflict)?;
-    sqlx::query("DELETE FROM courses WHERE id = ?")
+    sqlx::query("DELETE FROM courses WHERE id = $1")
         .bind(course.id.to_string())
         .execute(pool)
         .await?;

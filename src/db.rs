@@ -92,6 +92,33 @@ pub async fn fetch_row<T>(
         .transpose()
 }
 
+/// Numbers the bare `?` placeholders of SQL composed at run time from
+/// fragments (`$1`, `$2`, … in order), the form both SQLite and PostgreSQL
+/// accept. Static queries are written with `$N` directly; a query assembled
+/// from optional filters writes `?` in each fragment and numbers the whole
+/// text once, so no fragment needs to know how many binds precede it. A `?`
+/// inside a quoted SQL string literal is left alone.
+pub fn numbered(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut quoted = false;
+    let mut n = 0;
+    for c in sql.chars() {
+        match c {
+            '\'' => {
+                quoted = !quoted;
+                out.push(c);
+            }
+            '?' if !quoted => {
+                n += 1;
+                out.push('$');
+                out.push_str(&n.to_string());
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
 /// Parses a UUID stored as text (a decode error if the database holds garbage).
 pub fn parse_uuid(s: &str) -> Result<uuid::Uuid, sqlx::Error> {
     uuid::Uuid::parse_str(s).map_err(|e| sqlx::Error::Decode(Box::new(e)))
@@ -153,4 +180,23 @@ pub fn unique_violation(err: &sqlx::Error) -> Option<String> {
 pub fn is_foreign_key_violation(err: &sqlx::Error) -> bool {
     err.as_database_error()
         .is_some_and(|db| db.is_foreign_key_violation())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbered_counts_placeholders_outside_quoted_text() {
+        assert_eq!(
+            numbered("SELECT a FROM t WHERE b = ? AND c IN (?, ?) AND d = '?' LIMIT ?"),
+            "SELECT a FROM t WHERE b = $1 AND c IN ($2, $3) AND d = '?' LIMIT $4"
+        );
+        assert_eq!(numbered("SELECT 1"), "SELECT 1");
+        // A doubled quote inside a literal closes and reopens it.
+        assert_eq!(
+            numbered("SELECT 'it''s ?' WHERE x = ?"),
+            "SELECT 'it''s ?' WHERE x = $1"
+        );
+    }
 }

@@ -195,7 +195,7 @@ pub async fn record(pool: &Pool, e: NewEvent<'_>) {
 async fn insert(pool: &Pool, e: &NewEvent<'_>) -> Result<(), sqlx::Error> {
     let now = time::OffsetDateTime::now_utc();
     sqlx::query(
-        "INSERT INTO events (at, kind, node_id, node_name, vm_id, actor, message) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO events (at, kind, node_id, node_name, vm_id, actor, message) VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(db::format_time(now))
     .bind(e.kind.as_str())
@@ -206,7 +206,7 @@ async fn insert(pool: &Pool, e: &NewEvent<'_>) -> Result<(), sqlx::Error> {
     .bind(&e.message)
     .execute(pool)
     .await?;
-    sqlx::query("DELETE FROM events WHERE at < ?")
+    sqlx::query("DELETE FROM events WHERE at < $1")
         .bind(db::format_time(now - time::Duration::days(RETENTION_DAYS)))
         .execute(pool)
         .await?;
@@ -222,7 +222,7 @@ pub async fn list(pool: &Pool, node: Option<Uuid>, limit: u32) -> Result<Vec<Eve
     }
     let rows = sqlx::query(
         "SELECT id, at, kind, node_id, node_name, vm_id, actor, message FROM events
-         WHERE (?1 IS NULL OR node_id = ?1) ORDER BY id DESC LIMIT ?2",
+         WHERE ($1 IS NULL OR node_id = $1) ORDER BY id DESC LIMIT $2",
     )
     .bind(node.map(|n| n.to_string()))
     .bind(i64::from(limit))
@@ -241,8 +241,8 @@ pub async fn recent_for(
 ) -> Result<Vec<Event>, EventError> {
     let rows = sqlx::query(
         "SELECT id, at, kind, node_id, node_name, vm_id, actor, message FROM events
-         WHERE (?1 IS NOT NULL AND vm_id = ?1) OR (?2 IS NOT NULL AND node_id = ?2)
-         ORDER BY id DESC LIMIT ?3",
+         WHERE ($1 IS NOT NULL AND vm_id = $1) OR ($2 IS NOT NULL AND node_id = $2)
+         ORDER BY id DESC LIMIT $3",
     )
     .bind(vm.map(|v| v.to_string()))
     .bind(node.map(|n| n.to_string()))

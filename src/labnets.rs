@@ -89,7 +89,7 @@ pub fn bridge_name(network_name: &str) -> String {
 
 /// True if the course asks for lab networks.
 pub async fn course_has_lab_network(pool: &Pool, course_id: Uuid) -> Result<bool, sqlx::Error> {
-    let on: Option<i64> = sqlx::query_scalar("SELECT lab_network FROM courses WHERE id = ?")
+    let on: Option<i64> = sqlx::query_scalar("SELECT lab_network FROM courses WHERE id = $1")
         .bind(course_id.to_string())
         .fetch_optional(pool)
         .await?;
@@ -138,7 +138,7 @@ impl LabNets {
     /// active VMs of the course, if any. Call with the pair's lock held.
     pub async fn constraint(&self, pair: Pair, vm_id: Uuid) -> Result<Constraint, LabNetError> {
         let node: Option<String> = sqlx::query_scalar(
-            "SELECT node_id FROM vms WHERE course_id = ? AND owner_id = ? AND id <> ?
+            "SELECT node_id FROM vms WHERE course_id = $1 AND owner_id = $2 AND id <> $3
                AND node_id IS NOT NULL AND state IN ('starting', 'running', 'stopping')
              ORDER BY last_started_at LIMIT 1",
         )
@@ -164,7 +164,7 @@ impl LabNets {
         // Record ownership before creating anything (see the module docs).
         sqlx::query(
             "INSERT INTO lab_networks (course_id, owner_id, node_id, name, created_at)
-             VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
         )
         .bind(pair.0.to_string())
         .bind(pair.1.to_string())
@@ -176,7 +176,7 @@ impl LabNets {
         // The recorded name: a network an older pvce made before installation
         // ids keeps its name while it lives (adopted on upgrade).
         let name: String = sqlx::query_scalar(
-            "SELECT name FROM lab_networks WHERE course_id = ? AND owner_id = ? AND node_id = ?",
+            "SELECT name FROM lab_networks WHERE course_id = $1 AND owner_id = $2 AND node_id = $3",
         )
         .bind(pair.0.to_string())
         .bind(pair.1.to_string())
@@ -204,7 +204,7 @@ impl LabNets {
     /// [`LabNets::release`] for a caller already holding the pair's lock.
     pub async fn release_locked(&self, pair: Pair) -> Result<(), LabNetError> {
         let rows: Vec<(String, String)> = sqlx::query_as(
-            "SELECT node_id, name FROM lab_networks WHERE course_id = ? AND owner_id = ?",
+            "SELECT node_id, name FROM lab_networks WHERE course_id = $1 AND owner_id = $2",
         )
         .bind(pair.0.to_string())
         .bind(pair.1.to_string())
@@ -252,7 +252,7 @@ impl LabNets {
 
     async fn forget(&self, course: &str, owner: &str, node: &str) -> Result<(), LabNetError> {
         sqlx::query(
-            "DELETE FROM lab_networks WHERE course_id = ? AND owner_id = ? AND node_id = ?",
+            "DELETE FROM lab_networks WHERE course_id = $1 AND owner_id = $2 AND node_id = $3",
         )
         .bind(course)
         .bind(owner)

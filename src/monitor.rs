@@ -233,12 +233,14 @@ impl Monitor {
         };
         // The template store's capacity (absent until a VM first needed it there).
         if let Ok(Some(store)) = conn.pool_info(&self.store_pool).await {
-            sqlx::query("UPDATE nodes SET store_used_bytes = ?, store_free_bytes = ? WHERE id = ?")
-                .bind(to_i64(store.allocation))
-                .bind(to_i64(store.available))
-                .bind(node_id.to_string())
-                .execute(&self.pool)
-                .await?;
+            sqlx::query(
+                "UPDATE nodes SET store_used_bytes = $1, store_free_bytes = $2 WHERE id = $3",
+            )
+            .bind(to_i64(store.allocation))
+            .bind(to_i64(store.available))
+            .bind(node_id.to_string())
+            .execute(&self.pool)
+            .await?;
         }
         // The VMs' figures; without them the node's own row still counts.
         let domains = match conn.domain_stats(&self.domain_prefix).await {
@@ -251,7 +253,7 @@ impl Monitor {
         let vm_rows = self.vm_percentages(node_id, &domains);
         let res = sqlx::query(
             "INSERT OR REPLACE INTO node_samples (node_id, at, cpu_percent, mem_used_mib, mem_total_mib, vms_running)
-             VALUES (?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(node_id.to_string())
         .bind(at)
@@ -318,7 +320,7 @@ impl Monitor {
             "INSERT OR REPLACE INTO node_samples_minute (node_id, at, cpu_percent, mem_used_mib, mem_total_mib, vms_running)
              SELECT node_id, at - (at % 60), AVG(cpu_percent), CAST(AVG(mem_used_mib) AS INTEGER),
                     MAX(mem_total_mib), CAST(ROUND(AVG(vms_running)) AS INTEGER)
-             FROM node_samples WHERE at >= ? AND at < ? GROUP BY node_id, at - (at % 60)",
+             FROM node_samples WHERE at >= $1 AND at < $2 GROUP BY node_id, at - (at % 60)",
         )
         .bind(from)
         .bind(this_minute)
@@ -328,7 +330,7 @@ impl Monitor {
             "INSERT OR REPLACE INTO vm_samples_minute (vm_id, at, node_id, cpu_percent, mem_mib, rss_mib)
              SELECT vm_id, at - (at % 60), MAX(node_id), AVG(cpu_percent), CAST(AVG(mem_mib) AS INTEGER),
                     CAST(AVG(rss_mib) AS INTEGER)
-             FROM vm_samples WHERE at >= ? AND at < ? GROUP BY vm_id, at - (at % 60)",
+             FROM vm_samples WHERE at >= $1 AND at < $2 GROUP BY vm_id, at - (at % 60)",
         )
         .bind(from)
         .bind(this_minute)
@@ -336,11 +338,11 @@ impl Monitor {
         .await?;
         for table in ["node_samples", "vm_samples"] {
             // `table` is one of two constants, never input.
-            sqlx::query(&format!("DELETE FROM {table} WHERE at < ?"))
+            sqlx::query(&format!("DELETE FROM {table} WHERE at < $1"))
                 .bind(now - RAW_RETENTION_SECS)
                 .execute(&mut *tx)
                 .await?;
-            sqlx::query(&format!("DELETE FROM {table}_minute WHERE at < ?"))
+            sqlx::query(&format!("DELETE FROM {table}_minute WHERE at < $1"))
                 .bind(now - MINUTE_RETENTION_SECS)
                 .execute(&mut *tx)
                 .await?;
@@ -352,7 +354,7 @@ impl Monitor {
 
 /// A node's history over the last `minutes`.
 pub async fn history(pool: &Pool, node_id: Uuid, minutes: u32) -> Result<History, MonitorError> {
-    let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM nodes WHERE id = ?")
+    let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM nodes WHERE id = $1")
         .bind(node_id.to_string())
         .fetch_optional(pool)
         .await?;
@@ -425,18 +427,18 @@ async fn query(
     // minute not rolled up yet still shows.
     let source = if raw {
         "SELECT node_id, at, cpu_percent, mem_used_mib, mem_total_mib, vms_running
-         FROM node_samples WHERE at >= ?2 AND (?3 IS NULL OR node_id = ?3)"
+         FROM node_samples WHERE at >= $2 AND ($3 IS NULL OR node_id = $3)"
     } else {
         "SELECT node_id, at, cpu_percent, mem_used_mib, mem_total_mib, vms_running
-         FROM node_samples_minute WHERE at >= ?2 AND (?3 IS NULL OR node_id = ?3)
+         FROM node_samples_minute WHERE at >= $2 AND ($3 IS NULL OR node_id = $3)
          UNION ALL
          SELECT r.node_id, r.at, r.cpu_percent, r.mem_used_mib, r.mem_total_mib, r.vms_running
-         FROM node_samples r WHERE r.at >= ?2 AND (?3 IS NULL OR r.node_id = ?3)
+         FROM node_samples r WHERE r.at >= $2 AND ($3 IS NULL OR r.node_id = $3)
            AND r.at >= COALESCE((SELECT MAX(m.at) + 60 FROM node_samples_minute m WHERE m.node_id = r.node_id), 0)"
     };
     // `source` is one of two constants above, never input.
     let sql = format!(
-        "SELECT node_id, at - (at % ?1) AS t, AVG(cpu_percent) AS cpu, CAST(AVG(mem_used_mib) AS INTEGER) AS used,
+        "SELECT node_id, at - (at % $1) AS t, AVG(cpu_percent) AS cpu, CAST(AVG(mem_used_mib) AS INTEGER) AS used,
                 MAX(mem_total_mib) AS total, CAST(ROUND(AVG(vms_running)) AS INTEGER) AS vms
          FROM ({source}) GROUP BY node_id, t ORDER BY node_id, t"
     );
@@ -476,7 +478,7 @@ async fn store_vm_samples(
     for (d, cpu_percent) in rows {
         sqlx::query(
             "INSERT OR REPLACE INTO vm_samples (vm_id, at, node_id, cpu_percent, mem_mib, rss_mib)
-             SELECT id, ?, ?, ?, ?, ? FROM vms WHERE id = ?",
+             SELECT id, $1, $2, $3, $4, $5 FROM vms WHERE id = $6",
         )
         .bind(at)
         .bind(node_id.to_string())
@@ -507,16 +509,16 @@ async fn vm_query(
     // As for nodes: long ranges read the rollups plus the raw samples newer
     // than the VM's last rollup.
     let source = if raw {
-        "SELECT at, cpu_percent, mem_mib, rss_mib FROM vm_samples WHERE vm_id = ?3 AND at >= ?2"
+        "SELECT at, cpu_percent, mem_mib, rss_mib FROM vm_samples WHERE vm_id = $3 AND at >= $2"
     } else {
-        "SELECT at, cpu_percent, mem_mib, rss_mib FROM vm_samples_minute WHERE vm_id = ?3 AND at >= ?2
+        "SELECT at, cpu_percent, mem_mib, rss_mib FROM vm_samples_minute WHERE vm_id = $3 AND at >= $2
          UNION ALL
-         SELECT at, cpu_percent, mem_mib, rss_mib FROM vm_samples WHERE vm_id = ?3 AND at >= ?2
-           AND at >= COALESCE((SELECT MAX(at) + 60 FROM vm_samples_minute WHERE vm_id = ?3), 0)"
+         SELECT at, cpu_percent, mem_mib, rss_mib FROM vm_samples WHERE vm_id = $3 AND at >= $2
+           AND at >= COALESCE((SELECT MAX(at) + 60 FROM vm_samples_minute WHERE vm_id = $3), 0)"
     };
     // `source` is one of two constants above, never input.
     let sql = format!(
-        "SELECT at - (at % ?1) AS t, AVG(cpu_percent) AS cpu, CAST(AVG(mem_mib) AS INTEGER) AS mem,
+        "SELECT at - (at % $1) AS t, AVG(cpu_percent) AS cpu, CAST(AVG(mem_mib) AS INTEGER) AS mem,
                 CAST(AVG(rss_mib) AS INTEGER) AS rss
          FROM ({source}) GROUP BY t ORDER BY t"
     );
@@ -555,7 +557,7 @@ pub async fn latest_vm_loads(
     let rows = sqlx::query(
         "SELECT s.vm_id, s.node_id, s.cpu_percent, s.mem_mib, s.rss_mib, MAX(s.at) AS at
          FROM vm_samples s JOIN vms v ON v.id = s.vm_id AND v.state = 'running'
-         WHERE s.at >= ? GROUP BY s.vm_id ORDER BY s.vm_id",
+         WHERE s.at >= $1 GROUP BY s.vm_id ORDER BY s.vm_id",
     )
     .bind(unix_now() - max_age)
     .fetch_all(pool)
@@ -606,7 +608,7 @@ pub async fn vm_cpu_since(
 ) -> Result<Vec<(i64, f64)>, sqlx::Error> {
     sqlx::query_as(
         "SELECT at, cpu_percent FROM vm_samples
-         WHERE vm_id = ? AND at >= ? AND cpu_percent IS NOT NULL ORDER BY at",
+         WHERE vm_id = $1 AND at >= $2 AND cpu_percent IS NOT NULL ORDER BY at",
     )
     .bind(vm_id.to_string())
     .bind(since)
@@ -639,7 +641,7 @@ pub(crate) mod tests {
             .await
             .expect("db");
         let id = Uuid::new_v4();
-        sqlx::query("INSERT INTO nodes (id, name, uri, console_address, created_at) VALUES (?, 'n1', 'test:///default', '127.0.0.1', ?)")
+        sqlx::query("INSERT INTO nodes (id, name, uri, console_address, created_at) VALUES ($1, 'n1', 'test:///default', '127.0.0.1', $2)")
             .bind(id.to_string())
             .bind(db::now())
             .execute(&pool)
@@ -649,7 +651,7 @@ pub(crate) mod tests {
     }
 
     async fn insert(pool: &Pool, node: Uuid, at: i64, cpu: Option<f64>, used: i64) {
-        sqlx::query("INSERT INTO node_samples (node_id, at, cpu_percent, mem_used_mib, mem_total_mib, vms_running) VALUES (?, ?, ?, ?, 1000, 2)")
+        sqlx::query("INSERT INTO node_samples (node_id, at, cpu_percent, mem_used_mib, mem_total_mib, vms_running) VALUES ($1, $2, $3, $4, 1000, 2)")
             .bind(node.to_string())
             .bind(at)
             .bind(cpu)
@@ -705,21 +707,21 @@ pub(crate) mod tests {
     /// A VM row (a build VM: the fewest other rows) in `state`.
     async fn insert_vm(pool: &Pool, state: &str) -> Uuid {
         let (user, tpl, vm) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
-        sqlx::query("INSERT INTO users (id, username, display_name, role, password_hash, created_at) VALUES (?, ?, 'T', 'teacher', 'x', ?)")
+        sqlx::query("INSERT INTO users (id, username, display_name, role, password_hash, created_at) VALUES ($1, $2, 'T', 'teacher', 'x', $3)")
             .bind(user.to_string())
             .bind(format!("u-{user}"))
             .bind(db::now())
             .execute(pool)
             .await
             .expect("user");
-        sqlx::query("INSERT INTO templates (id, name, os, state, created_at) VALUES (?, ?, 'linux', 'draft', ?)")
+        sqlx::query("INSERT INTO templates (id, name, os, state, created_at) VALUES ($1, $2, 'linux', 'draft', $3)")
             .bind(tpl.to_string())
             .bind(format!("t-{tpl}"))
             .bind(db::now())
             .execute(pool)
             .await
             .expect("template");
-        sqlx::query("INSERT INTO vms (id, name, build_template_id, owner_id, template_id, state, vcpus, memory_mib, overlay_path, created_at) VALUES (?, 'b', ?, ?, ?, ?, 1, 256, '/x', ?)")
+        sqlx::query("INSERT INTO vms (id, name, build_template_id, owner_id, template_id, state, vcpus, memory_mib, overlay_path, created_at) VALUES ($1, 'b', $2, $3, $4, $5, 1, 256, '/x', $6)")
             .bind(vm.to_string())
             .bind(tpl.to_string())
             .bind(user.to_string())
@@ -858,7 +860,7 @@ pub(crate) mod tests {
                 .is_empty()
         );
         // Deleting the VM deletes its history.
-        sqlx::query("DELETE FROM vms WHERE id = ?")
+        sqlx::query("DELETE FROM vms WHERE id = $1")
             .bind(vm.to_string())
             .execute(&pool)
             .await

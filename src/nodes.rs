@@ -292,7 +292,7 @@ impl Nodes {
     }
 
     pub async fn get(&self, id: Uuid) -> Result<Node, NodeError> {
-        let sql = format!("SELECT {COLUMNS} FROM nodes n WHERE n.id = ?");
+        let sql = format!("SELECT {COLUMNS} FROM nodes n WHERE n.id = $1");
         db::fetch_row(&self.pool, &sql, &[&id.to_string()], from_row)
             .await?
             .map(|n| self.with_caps(n))
@@ -315,7 +315,7 @@ impl Nodes {
         }
         let id = Uuid::new_v4();
         let res = sqlx::query(
-            "INSERT INTO nodes (id, name, uri, console_address, created_at) VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO nodes (id, name, uri, console_address, created_at) VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(id.to_string())
         .bind(&new.name)
@@ -379,7 +379,7 @@ impl Nodes {
     /// node meanwhile cannot slip in between.
     pub async fn begin_removal(&self, id: Uuid) -> Result<Removal<'_>, NodeError> {
         let mut tx = db::begin(&self.pool).await?;
-        let name: Option<String> = sqlx::query_scalar("SELECT name FROM nodes WHERE id = ?")
+        let name: Option<String> = sqlx::query_scalar("SELECT name FROM nodes WHERE id = $1")
             .bind(id.to_string())
             .fetch_optional(&mut *tx)
             .await?;
@@ -404,7 +404,7 @@ impl Nodes {
     ) -> Result<Node, NodeError> {
         // Only a change returns a row, so concurrent toggles log it once.
         let changed: Option<String> = sqlx::query_scalar(
-            "UPDATE nodes SET maintenance = ? WHERE id = ? AND maintenance <> ? RETURNING name",
+            "UPDATE nodes SET maintenance = $1 WHERE id = $2 AND maintenance <> $3 RETURNING name",
         )
         .bind(i64::from(enabled))
         .bind(id.to_string())
@@ -490,7 +490,7 @@ impl Nodes {
         let state = if up { "up" } else { "down" };
         // Only a change of state returns a row (with the name the event needs).
         let changed: Option<String> = sqlx::query_scalar(
-            "UPDATE nodes SET state = ? WHERE id = ? AND state <> ? RETURNING name",
+            "UPDATE nodes SET state = $1 WHERE id = $2 AND state <> $3 RETURNING name",
         )
         .bind(state)
         .bind(id.to_string())
@@ -521,9 +521,9 @@ impl Nodes {
             Mark::Up(_) => None,
         };
         sqlx::query(
-            "UPDATE nodes SET cpus = COALESCE(?, cpus), mem_total_mib = COALESCE(?, mem_total_mib),
-             mem_used_mib = COALESCE(?, mem_used_mib), last_seen = CASE WHEN ? THEN ? ELSE last_seen END,
-             last_error = ? WHERE id = ?",
+            "UPDATE nodes SET cpus = COALESCE($1, cpus), mem_total_mib = COALESCE($2, mem_total_mib),
+             mem_used_mib = COALESCE($3, mem_used_mib), last_seen = CASE WHEN $4 THEN $5 ELSE last_seen END,
+             last_error = $6 WHERE id = $7",
         )
         .bind(cpus)
         .bind(total)
@@ -622,7 +622,7 @@ impl Removal<'_> {
     /// event.
     pub async fn finish(mut self, actor: Option<&str>) -> Result<(), NodeError> {
         let id = self.id;
-        sqlx::query("DELETE FROM nodes WHERE id = ?")
+        sqlx::query("DELETE FROM nodes WHERE id = $1")
             .bind(id.to_string())
             .execute(&mut *self.tx)
             .await?;

@@ -241,11 +241,11 @@ impl AppState {
                 .with_section(
                     "erasures",
                     "SELECT at, course_id, course_code, vm_id, vm_name, what, rule, bytes, backups_pruned
-                     FROM erasures WHERE user_id = ?1 ORDER BY at",
+                     FROM erasures WHERE user_id = $1 ORDER BY at",
                 )
                 .with_section(
                     "holds",
-                    "SELECT created_at, reason FROM term_holds WHERE user_id = ?1",
+                    "SELECT created_at, reason FROM term_holds WHERE user_id = $1",
                 ),
         );
         let term = Arc::new(crate::term::Term::new(

@@ -146,7 +146,7 @@ impl Stores {
     /// Layers (template id → verified SHA-256) node `node_id` holds.
     async fn held(&self, node_id: Uuid) -> Result<HashMap<Uuid, String>, StoreError> {
         let rows: Vec<(String, String)> =
-            sqlx::query_as("SELECT template_id, sha256 FROM node_layers WHERE node_id = ?")
+            sqlx::query_as("SELECT template_id, sha256 FROM node_layers WHERE node_id = $1")
                 .bind(node_id.to_string())
                 .fetch_all(&self.pool)
                 .await?;
@@ -223,7 +223,7 @@ impl Stores {
                 }
             }
             let res = sqlx::query(
-                "INSERT OR REPLACE INTO node_layers (node_id, template_id, sha256, verified_at) VALUES (?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO node_layers (node_id, template_id, sha256, verified_at) VALUES ($1, $2, $3, $4)",
             )
             .bind(node_id.to_string())
             .bind(layer.id.to_string())

@@ -223,14 +223,14 @@ pub async fn list(pool: &Pool) -> Result<Vec<Template>, TemplateError> {
 }
 
 pub async fn get(pool: &Pool, id: Uuid) -> Result<Template, TemplateError> {
-    let sql = format!("SELECT {COLUMNS} FROM templates WHERE id = ?");
+    let sql = format!("SELECT {COLUMNS} FROM templates WHERE id = $1");
     db::fetch_row(pool, &sql, &[&id.to_string()], from_row)
         .await?
         .ok_or(TemplateError::NotFound)
 }
 
 pub async fn find_by_name(pool: &Pool, name: &str) -> Result<Option<Template>, TemplateError> {
-    let sql = format!("SELECT {COLUMNS} FROM templates WHERE name = ?");
+    let sql = format!("SELECT {COLUMNS} FROM templates WHERE name = $1");
     Ok(db::fetch_row(pool, &sql, &[name], from_row).await?)
 }
 
@@ -388,7 +388,7 @@ pub async fn ensure_root(pool: &Pool, storage: &Storage) -> Result<Template, Tem
 
 pub(crate) async fn insert(pool: &Pool, t: &Template) -> Result<(), TemplateError> {
     let res = sqlx::query(
-        "INSERT INTO templates (id, name, parent_id, os, software, state, size_bytes, virtual_size_bytes, depth, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO templates (id, name, parent_id, os, software, state, size_bytes, virtual_size_bytes, depth, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(t.id.to_string())
     .bind(&t.name)
@@ -817,7 +817,7 @@ pub async fn usage(pool: &Pool) -> Result<LibraryUsage, TemplateError> {
 pub async fn delete(pool: &Pool, storage: &Storage, id: Uuid) -> Result<(), TemplateError> {
     let t = get(pool, id).await?;
     let id_s = id.to_string();
-    let children: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM templates WHERE parent_id = ?")
+    let children: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM templates WHERE parent_id = $1")
         .bind(&id_s)
         .fetch_one(pool)
         .await?;
@@ -826,7 +826,7 @@ pub async fn delete(pool: &Pool, storage: &Storage, id: Uuid) -> Result<(), Temp
             "{children} child template(s)"
         )));
     }
-    let specs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM vm_specs WHERE template_id = ?")
+    let specs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM vm_specs WHERE template_id = $1")
         .bind(&id_s)
         .fetch_one(pool)
         .await?;
@@ -835,7 +835,7 @@ pub async fn delete(pool: &Pool, storage: &Storage, id: Uuid) -> Result<(), Temp
             "used by {specs} course VM spec(s)"
         )));
     }
-    let res = sqlx::query("DELETE FROM templates WHERE id = ?")
+    let res = sqlx::query("DELETE FROM templates WHERE id = $1")
         .bind(&id_s)
         .execute(pool)
         .await;

@@ -181,7 +181,7 @@ pub async fn create(pool: &Pool, new: NewUser) -> Result<User, UserError> {
 /// Writes a new account; a taken username is [`UserError::UsernameTaken`].
 async fn insert(pool: &Pool, user: User, password_hash: &str) -> Result<User, UserError> {
     let res = sqlx::query(
-        "INSERT INTO users (id, username, display_name, role, password_hash, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO users (id, username, display_name, role, password_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(user.id.to_string())
     .bind(&user.username)
@@ -255,8 +255,8 @@ pub async fn search(pool: &Pool, q: &str, limit: u32, offset: u32) -> Result<Vec
             .replace('_', "\\_")
     );
     let rows = sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM users WHERE username LIKE ?1 ESCAPE '\\' OR display_name LIKE ?1 ESCAPE '\\'
-         ORDER BY username LIMIT ?2 OFFSET ?3"
+        "SELECT {COLUMNS} FROM users WHERE username LIKE $1 ESCAPE '\\' OR display_name LIKE $1 ESCAPE '\\'
+         ORDER BY username LIMIT $2 OFFSET $3"
     ))
     .bind(pattern)
     .bind(i64::from(limit))
@@ -289,7 +289,7 @@ pub async fn change_own_password(
     new: &str,
 ) -> Result<User, UserError> {
     validate_password(new)?;
-    let hash: String = sqlx::query_scalar("SELECT password_hash FROM users WHERE id = ?")
+    let hash: String = sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1")
         .bind(user.id.to_string())
         .fetch_optional(pool)
         .await?
@@ -309,7 +309,7 @@ pub async fn change_own_password(
         ));
     }
     let hash = hash_off_thread(new.to_owned()).await?;
-    sqlx::query("UPDATE users SET password_hash = ?, must_change_password = 0 WHERE id = ?")
+    sqlx::query("UPDATE users SET password_hash = $1, must_change_password = 0 WHERE id = $2")
         .bind(hash)
         .bind(user.id.to_string())
         .execute(pool)
@@ -318,7 +318,7 @@ pub async fn change_own_password(
 }
 
 pub async fn get_by_id_str(pool: &Pool, id: &str) -> Result<Option<User>, sqlx::Error> {
-    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM users WHERE id = ?"))
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM users WHERE id = $1"))
         .bind(id)
         .fetch_optional(pool)
         .await?;
@@ -380,7 +380,7 @@ pub async fn update(
     };
     let mut tx = db::begin(pool).await?;
     if patch.role == Some(Role::Student) && current.role != Role::Student {
-        let owned: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM courses WHERE teacher_id = ?")
+        let owned: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM courses WHERE teacher_id = $1")
             .bind(id.to_string())
             .fetch_one(&mut *tx)
             .await?;
@@ -389,9 +389,9 @@ pub async fn update(
         }
     }
     sqlx::query(
-        "UPDATE users SET display_name = COALESCE(?, display_name), role = COALESCE(?, role),
-         disabled = COALESCE(?, disabled), password_hash = COALESCE(?, password_hash),
-         must_change_password = COALESCE(?, must_change_password) WHERE id = ?",
+        "UPDATE users SET display_name = COALESCE($1, display_name), role = COALESCE($2, role),
+         disabled = COALESCE($3, disabled), password_hash = COALESCE($4, password_hash),
+         must_change_password = COALESCE($5, must_change_password) WHERE id = $6",
     )
     .bind(patch.display_name.as_deref().map(str::trim))
     .bind(patch.role.map(Role::as_str))
@@ -402,7 +402,7 @@ pub async fn update(
     .execute(&mut *tx)
     .await?;
     if patch.disabled == Some(true) || hash.is_some() {
-        sqlx::query("DELETE FROM sessions WHERE user_id = ?")
+        sqlx::query("DELETE FROM sessions WHERE user_id = $1")
             .bind(id.to_string())
             .execute(&mut *tx)
             .await?;
@@ -458,7 +458,7 @@ pub async fn find_with_hash(
     username: &str,
 ) -> Result<Option<(User, String)>, sqlx::Error> {
     let row = sqlx::query(&format!(
-        "SELECT {COLUMNS}, password_hash FROM users WHERE username = ?"
+        "SELECT {COLUMNS}, password_hash FROM users WHERE username = $1"
     ))
     .bind(username)
     .fetch_optional(pool)
@@ -476,7 +476,9 @@ pub async fn find_by_usernames(
     let mut unknown = Vec::new();
     for chunk in names.chunks(500) {
         let placeholders = vec!["?"; chunk.len()].join(",");
-        let sql = format!("SELECT {COLUMNS} FROM users WHERE username IN ({placeholders})");
+        let sql = db::numbered(&format!(
+            "SELECT {COLUMNS} FROM users WHERE username IN ({placeholders})"
+        ));
         let mut q = sqlx::query(&sql);
         for n in chunk {
             q = q.bind(n);

@@ -60,11 +60,11 @@ pub async fn node_series(
     let sql = format!(
         "SELECT at, v FROM (
            SELECT at, {e} AS v FROM node_samples_minute
-            WHERE node_id = ?1 AND at >= ?2 AND at < ?3
+            WHERE node_id = $1 AND at >= $2 AND at < $3
            UNION ALL
            SELECT at, {e} AS v FROM node_samples
-            WHERE node_id = ?1 AND at >= ?2 AND at < ?3
-              AND at >= COALESCE((SELECT MAX(at) + 60 FROM node_samples_minute WHERE node_id = ?1), 0)
+            WHERE node_id = $1 AND at >= $2 AND at < $3
+              AND at >= COALESCE((SELECT MAX(at) + 60 FROM node_samples_minute WHERE node_id = $1), 0)
          ) WHERE v IS NOT NULL ORDER BY at"
     );
     let rows: Vec<(i64, f64)> = sqlx::query_as(&sql)
@@ -128,7 +128,7 @@ pub async fn recorded(
     to: i64,
 ) -> Result<Vec<Point>, sqlx::Error> {
     let rows: Vec<(i64, f64)> = sqlx::query_as(
-        "SELECT at, value FROM alert_samples WHERE series = ? AND subject = ? AND at > ? AND at <= ? ORDER BY at",
+        "SELECT at, value FROM alert_samples WHERE series = $1 AND subject = $2 AND at > $3 AND at <= $4 ORDER BY at",
     )
     .bind(series)
     .bind(subject)
@@ -150,7 +150,7 @@ async fn record(
     keep: i64,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT OR REPLACE INTO alert_samples (series, subject, at, value) VALUES (?, ?, ?, ?)",
+        "INSERT OR REPLACE INTO alert_samples (series, subject, at, value) VALUES ($1, $2, $3, $4)",
     )
     .bind(series)
     .bind(subject)
@@ -158,7 +158,7 @@ async fn record(
     .bind(value)
     .execute(pool)
     .await?;
-    sqlx::query("DELETE FROM alert_samples WHERE series = ? AND subject = ? AND at < ?")
+    sqlx::query("DELETE FROM alert_samples WHERE series = $1 AND subject = $2 AND at < $3")
         .bind(series)
         .bind(subject)
         .bind(now - keep)
@@ -301,7 +301,7 @@ pub async fn observe(
                 for (id, name, ..) in &nodes {
                     let node = db::parse_uuid(id)?;
                     let n: i64 = sqlx::query_scalar(
-                        "SELECT COUNT(*) FROM events WHERE node_id = ? AND kind = 'node_down' AND at > ? AND at <= ?",
+                        "SELECT COUNT(*) FROM events WHERE node_id = $1 AND kind = 'node_down' AND at > $2 AND at <= $3",
                     )
                     .bind(id)
                     .bind(text_time(now - 7 * DAY))
@@ -375,7 +375,7 @@ mod tests {
         used: i64,
         total: i64,
     ) {
-        sqlx::query(&format!("INSERT INTO {table} (node_id, at, cpu_percent, mem_used_mib, mem_total_mib, vms_running) VALUES (?, ?, ?, ?, ?, 0)"))
+        sqlx::query(&format!("INSERT INTO {table} (node_id, at, cpu_percent, mem_used_mib, mem_total_mib, vms_running) VALUES ($1, $2, $3, $4, $5, 0)"))
             .bind(node.to_string())
             .bind(at)
             .bind(cpu)
@@ -414,7 +414,7 @@ mod tests {
         }
         // Another node's samples are not ours.
         let (other, _) = (Uuid::new_v4(), ());
-        sqlx::query("INSERT INTO nodes (id, name, uri, console_address, created_at) VALUES (?, 'n2', 'test:///other', '127.0.0.1', ?)")
+        sqlx::query("INSERT INTO nodes (id, name, uri, console_address, created_at) VALUES ($1, 'n2', 'test:///other', '127.0.0.1', $2)")
             .bind(other.to_string())
             .bind(db::now())
             .execute(&pool)
@@ -472,7 +472,7 @@ mod tests {
         let now = 1_796_256_000;
         // Down (state defaults to down), twice in the week, once before it;
         // its store 60 % used; two failed starts in the last hour, one older.
-        sqlx::query("UPDATE nodes SET store_used_bytes = 60, store_free_bytes = 40 WHERE id = ?")
+        sqlx::query("UPDATE nodes SET store_used_bytes = 60, store_free_bytes = 40 WHERE id = $1")
             .bind(node.to_string())
             .execute(&pool)
             .await
@@ -483,7 +483,7 @@ mod tests {
             ("node_down", 8 * DAY),
         ] {
             sqlx::query(
-                "INSERT INTO events (at, kind, node_id, node_name, message) VALUES (?, ?, ?, 'n1', '')",
+                "INSERT INTO events (at, kind, node_id, node_name, message) VALUES ($1, $2, $3, 'n1', '')",
             )
             .bind(text_time(now - ago))
             .bind(kind)
@@ -508,7 +508,7 @@ mod tests {
         {
             sqlx::query(
                 "INSERT INTO slo_vm_starts (id, vm_id, user_id, requested_ms, outcome, error_code, running_ms)
-                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )
             .bind(format!("s{n}"))
             .bind(Uuid::new_v4().to_string())
@@ -525,7 +525,7 @@ mod tests {
             let at = ms - 600_000 + i64::try_from(n).expect("n") * 1000;
             sqlx::query(
                 "INSERT INTO slo_console_sessions (id, vm_id, user_id, issued_ms, opened_ms, established_ms, ended_ms, ended_by)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             )
             .bind(format!("c{n}"))
             .bind(Uuid::new_v4().to_string())
@@ -585,7 +585,7 @@ mod tests {
             }]
         );
         // In maintenance, a down node is not "down" for the alert.
-        sqlx::query("UPDATE nodes SET maintenance = 1 WHERE id = ?")
+        sqlx::query("UPDATE nodes SET maintenance = 1 WHERE id = $1")
             .bind(node.to_string())
             .execute(&pool)
             .await

@@ -198,7 +198,7 @@ impl Alerts {
             .execute(&mut *tx)
             .await?;
         for (k, s) in engine.states() {
-            sqlx::query("INSERT INTO alert_states (rule, subject, state) VALUES (?, ?, ?)")
+            sqlx::query("INSERT INTO alert_states (rule, subject, state) VALUES ($1, $2, $3)")
                 .bind(&k.rule)
                 .bind(&k.subject)
                 .bind(serde_json::to_string(s)?)
@@ -255,7 +255,7 @@ impl Alerts {
             self.apply(&evs, Some(o)).await?;
             if let Some(v) = o.value {
                 sqlx::query(
-                    "UPDATE alerts SET value = ? WHERE rule = ? AND subject = ? AND status <> 'resolved'",
+                    "UPDATE alerts SET value = $1 WHERE rule = $2 AND subject = $3 AND status <> 'resolved'",
                 )
                 .bind(v)
                 .bind(&o.rule)
@@ -284,7 +284,7 @@ impl Alerts {
     async fn apply(&self, evs: &[Event], o: Option<&Observation>) -> Result<(), AlertError> {
         for ev in evs {
             let open: Option<(String, String, String)> = sqlx::query_as(
-                "SELECT id, subject_name, level FROM alerts WHERE rule = ? AND subject = ? AND status <> 'resolved'",
+                "SELECT id, subject_name, level FROM alerts WHERE rule = $1 AND subject = $2 AND status <> 'resolved'",
             )
             .bind(&ev.key.rule)
             .bind(&ev.key.subject)
@@ -320,7 +320,7 @@ impl Alerts {
                         .unwrap_or_default();
                     sqlx::query(
                         "INSERT INTO alerts (id, rule, metric, subject, subject_name, level, status, cause, value, fired_at, updated_at)
-                         VALUES (?, ?, ?, ?, ?, ?, 'firing', ?, ?, ?, ?)",
+                         VALUES ($1, $2, $3, $4, $5, $6, 'firing', $7, $8, $9, $10)",
                     )
                     .bind(id.to_string())
                     .bind(&ev.key.rule)
@@ -340,20 +340,20 @@ impl Alerts {
                     let id = db::parse_uuid(&id)?;
                     let set = match &ev.transition {
                         Transition::Escalated { .. } => {
-                            "level = ?2, status = 'firing', acknowledged_at = NULL, acknowledged_by = NULL, cause = COALESCE(?3, cause)"
+                            "level = $2, status = 'firing', acknowledged_at = NULL, acknowledged_by = NULL, cause = COALESCE($3, cause)"
                         }
-                        Transition::Deescalated { .. } => "level = ?2, cause = COALESCE(?3, cause)",
+                        Transition::Deescalated { .. } => "level = $2, cause = COALESCE($3, cause)",
                         Transition::Acknowledged { .. } => {
-                            "status = 'acknowledged', acknowledged_at = ?4, acknowledged_by = ?5"
+                            "status = 'acknowledged', acknowledged_at = $4, acknowledged_by = $5"
                         }
                         Transition::FlappingStarted => "flapping = 1",
-                        Transition::Resolved => "status = 'resolved', resolved_at = ?4",
+                        Transition::Resolved => "status = 'resolved', resolved_at = $4",
                         // A second "fired" for an open row cannot happen
                         // (the engine has one state per key); keep the row.
-                        Transition::Fired { .. } => "level = ?2",
+                        Transition::Fired { .. } => "level = $2",
                     };
                     sqlx::query(&format!(
-                        "UPDATE alerts SET {set}, updated_at = ?4 WHERE id = ?1"
+                        "UPDATE alerts SET {set}, updated_at = $4 WHERE id = $1"
                     ))
                     .bind(id.to_string())
                     .bind(level.map(Level::as_str))
@@ -368,7 +368,7 @@ impl Alerts {
                 (_, None) => continue,
             };
             sqlx::query(
-                "INSERT INTO alert_transitions (alert_id, at, kind, level, detail) VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO alert_transitions (alert_id, at, kind, level, detail) VALUES ($1, $2, $3, $4, $5)",
             )
             .bind(id.to_string())
             .bind(ev.at)
@@ -481,7 +481,7 @@ impl Alerts {
             })
             .await?;
         if let Some(t) = ticket {
-            sqlx::query("UPDATE alerts SET ticket_id = ? WHERE id = ?")
+            sqlx::query("UPDATE alerts SET ticket_id = $1 WHERE id = $2")
                 .bind(t.to_string())
                 .bind(id.to_string())
                 .execute(&self.pool)
@@ -545,8 +545,8 @@ impl Alerts {
             return Err(AlertError::NotFound);
         };
         sqlx::query(
-            "INSERT INTO alert_rules (id, rules, updated_at, updated_by) VALUES (1, ?1, ?2, ?3)
-             ON CONFLICT (id) DO UPDATE SET rules = ?1, updated_at = ?2, updated_by = ?3",
+            "INSERT INTO alert_rules (id, rules, updated_at, updated_by) VALUES (1, $1, $2, $3)
+             ON CONFLICT (id) DO UPDATE SET rules = $1, updated_at = $2, updated_by = $3",
         )
         .bind(serde_json::to_string(&rules)?)
         .bind(now)
@@ -599,14 +599,14 @@ impl Alerts {
         };
         let rows = sqlx::query(
             "SELECT * FROM alerts WHERE
-               CASE ?1 WHEN 'open' THEN status <> 'resolved'
+               CASE $1 WHEN 'open' THEN status <> 'resolved'
                        WHEN 'firing' THEN status = 'firing'
                        WHEN 'acknowledged' THEN status = 'acknowledged'
                        WHEN 'resolved' THEN status = 'resolved'
                        WHEN 'all' THEN 1
-                       ELSE status <> 'resolved' OR resolved_at >= ?2 END
-               AND (?3 IS NULL OR level = ?3) AND (?4 IS NULL OR rule = ?4)
-             ORDER BY (status = 'resolved'), fired_at DESC, id LIMIT ?5",
+                       ELSE status <> 'resolved' OR resolved_at >= $2 END
+               AND ($3 IS NULL OR level = $3) AND ($4 IS NULL OR rule = $4)
+             ORDER BY (status = 'resolved'), fired_at DESC, id LIMIT $5",
         )
         .bind(status)
         .bind(now - RECENT_SECS)
@@ -623,7 +623,7 @@ impl Alerts {
     }
 
     pub async fn get(&self, id: Uuid) -> Result<Alert, AlertError> {
-        let row = sqlx::query("SELECT * FROM alerts WHERE id = ?")
+        let row = sqlx::query("SELECT * FROM alerts WHERE id = $1")
             .bind(id.to_string())
             .fetch_optional(&self.pool)
             .await?
@@ -636,7 +636,7 @@ impl Alerts {
         let level: String = r.try_get("level")?;
         let status: String = r.try_get("status")?;
         let transitions = sqlx::query_as::<_, (i64, String, Option<String>, String)>(
-            "SELECT at, kind, level, detail FROM alert_transitions WHERE alert_id = ? ORDER BY id",
+            "SELECT at, kind, level, detail FROM alert_transitions WHERE alert_id = $1 ORDER BY id",
         )
         .bind(id.to_string())
         .fetch_all(&self.pool)

@@ -72,7 +72,7 @@ impl Actor {
 /// The actor of a service that knows only the username (its id is looked
 /// up; a name no account has is kept as given).
 pub async fn actor_named(pool: &Pool, username: &str) -> Actor {
-    let id: Option<String> = sqlx::query_scalar("SELECT id FROM users WHERE username = ?")
+    let id: Option<String> = sqlx::query_scalar("SELECT id FROM users WHERE username = $1")
         .bind(username)
         .fetch_optional(pool)
         .await
@@ -175,7 +175,7 @@ pub async fn record(pool: &Pool, entry: Entry) {
 pub async fn record_in(conn: &mut sqlx::SqliteConnection, entry: Entry) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO audit_log (at, user_id, user_name, action, target_kind, target_id,
-         target_label, ip, outcome, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         target_label, ip, outcome, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(db::now())
     .bind(entry.actor.id.map(|u| u.to_string()))
@@ -358,14 +358,14 @@ impl Audit {
             "SELECT seq, at, user_id, user_name, action, target_kind, target_id, target_label,
                     ip, outcome, detail
              FROM audit_log
-             WHERE (?1 IS NULL OR user_id = ?1)
-               AND (?2 IS NULL OR user_name = ?2)
-               AND (?3 IS NULL OR action = ?3)
-               AND (?4 IS NULL OR target_kind = ?4)
-               AND (?5 IS NULL OR target_id = ?5)
-               AND (?6 IS NULL OR at >= ?6)
-               AND (?7 IS NULL OR at < ?7)
-             ORDER BY seq DESC LIMIT ?8 OFFSET ?9",
+             WHERE ($1 IS NULL OR user_id = $1)
+               AND ($2 IS NULL OR user_name = $2)
+               AND ($3 IS NULL OR action = $3)
+               AND ($4 IS NULL OR target_kind = $4)
+               AND ($5 IS NULL OR target_id = $5)
+               AND ($6 IS NULL OR at >= $6)
+               AND ($7 IS NULL OR at < $7)
+             ORDER BY seq DESC LIMIT $8 OFFSET $9",
         )
         .bind(filter.user_id.map(|u| u.to_string()))
         .bind(filter.user.as_deref().filter(|s| !s.is_empty()))
@@ -391,11 +391,11 @@ impl Audit {
         let mut tx = db::begin(&self.pool).await?;
         // The horizon only moves forward (a trigger refuses going back): a
         // `now` behind an earlier prune's changes nothing.
-        sqlx::query("UPDATE audit_horizon SET horizon = ?1 WHERE id = 1 AND horizon < ?1")
+        sqlx::query("UPDATE audit_horizon SET horizon = $1 WHERE id = 1 AND horizon < $1")
             .bind(&horizon)
             .execute(&mut *tx)
             .await?;
-        let gone = sqlx::query("DELETE FROM audit_log WHERE at < ?")
+        let gone = sqlx::query("DELETE FROM audit_log WHERE at < $1")
             .bind(&horizon)
             .execute(&mut *tx)
             .await?

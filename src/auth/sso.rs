@@ -639,7 +639,7 @@ impl Sso {
     pub async fn sign_in(&self, id: &Identity) -> Result<(User, String), SsoError> {
         let decision = rules::decide(&self.rules, &id.attributes);
         let linked: Option<String> = sqlx::query_scalar(
-            "SELECT user_id FROM external_accounts WHERE provider = ? AND subject = ?",
+            "SELECT user_id FROM external_accounts WHERE provider = $1 AND subject = $2",
         )
         .bind(&id.provider)
         .bind(&id.subject)
@@ -713,7 +713,7 @@ impl Sso {
                     Err(e) => return Err(e.into()),
                 };
                 let now = db::now();
-                sqlx::query("INSERT INTO external_accounts (provider, subject, user_id, created_at, last_sign_in_at) VALUES (?, ?, ?, ?, ?)")
+                sqlx::query("INSERT INTO external_accounts (provider, subject, user_id, created_at, last_sign_in_at) VALUES ($1, $2, $3, $4, $5)")
                     .bind(&id.provider)
                     .bind(&id.subject)
                     .bind(u.id.to_string())
@@ -725,7 +725,7 @@ impl Sso {
             }
         };
         sqlx::query(
-            "UPDATE external_accounts SET last_sign_in_at = ? WHERE provider = ? AND subject = ?",
+            "UPDATE external_accounts SET last_sign_in_at = $1 WHERE provider = $2 AND subject = $3",
         )
         .bind(db::now())
         .bind(&id.provider)

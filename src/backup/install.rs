@@ -182,7 +182,7 @@ pub async fn restore(
             }
             None => {
                 let size: i64 =
-                    sqlx::query_scalar("SELECT virtual_size_bytes FROM templates WHERE id = ?")
+                    sqlx::query_scalar("SELECT virtual_size_bytes FROM templates WHERE id = $1")
                         .bind(template.to_string())
                         .fetch_one(&pool)
                         .await?;

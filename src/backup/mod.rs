@@ -355,7 +355,7 @@ impl Backups {
 
     async fn last_run(&self) -> Result<Option<LastRun>, sqlx::Error> {
         let rows: Vec<(i64, bool)> = sqlx::query_as(
-            "SELECT started_at, ok FROM backup_runs ORDER BY started_at DESC, rowid DESC LIMIT ?",
+            "SELECT started_at, ok FROM backup_runs ORDER BY started_at DESC, rowid DESC LIMIT $1",
         )
         .bind(i64::from(schedule::MAX_RETRIES) + 2)
         .fetch_all(&self.pool)
@@ -431,7 +431,7 @@ impl Backups {
     ) -> Result<Run, BackupError> {
         let id = Uuid::new_v4();
         sqlx::query(
-            "INSERT INTO backup_runs (id, started_at, trigger, requested_by) VALUES (?, ?, ?, ?)",
+            "INSERT INTO backup_runs (id, started_at, trigger, requested_by) VALUES ($1, $2, $3, $4)",
         )
         .bind(id.to_string())
         .bind(now)
@@ -481,9 +481,9 @@ impl Backups {
         let finished = now + i64::try_from(clock.elapsed().as_secs()).unwrap_or(0);
         let ok = tally.failed == 0;
         sqlx::query(
-            "UPDATE backup_runs SET finished_at = ?, ok = ?, backed_up = ?, unchanged = ?,
-             skipped = ?, failed = ?, bytes_added = ?, checked = ?, check_ok = ?, error = ?
-             WHERE id = ?",
+            "UPDATE backup_runs SET finished_at = $1, ok = $2, backed_up = $3, unchanged = $4,
+             skipped = $5, failed = $6, bytes_added = $7, checked = $8, check_ok = $9, error = $10
+             WHERE id = $11",
         )
         .bind(finished)
         .bind(ok)
@@ -654,7 +654,7 @@ impl Backups {
             return Ok(Outcome::Unchanged);
         };
         let known: Option<(Option<String>, Option<i64>)> =
-            sqlx::query_as("SELECT signature, last_good_at FROM backup_items WHERE subject = ?")
+            sqlx::query_as("SELECT signature, last_good_at FROM backup_items WHERE subject = $1")
                 .bind(vm_id.to_string())
                 .fetch_optional(&self.pool)
                 .await?;
@@ -796,7 +796,7 @@ impl Backups {
     ) -> Result<(), sqlx::Error> {
         sqlx::query(
             "INSERT INTO backup_points (id, vm_id, kind, snapshot, path, at, bytes_added, bytes_total, run_id)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(Uuid::new_v4().to_string())
         .bind(vm.map(|v| v.to_string()))
@@ -820,9 +820,9 @@ impl Backups {
     ) -> Result<(), sqlx::Error> {
         sqlx::query(
             "INSERT INTO backup_items (subject, signature, last_good_at, last_attempt_at, failures, last_error)
-             VALUES (?1, ?2, ?3, ?3, 0, NULL)
-             ON CONFLICT (subject) DO UPDATE SET signature = ?2, last_good_at = ?3,
-               last_attempt_at = ?3, failures = 0, last_error = NULL",
+             VALUES ($1, $2, $3, $3, 0, NULL)
+             ON CONFLICT (subject) DO UPDATE SET signature = $2, last_good_at = $3,
+               last_attempt_at = $3, failures = 0, last_error = NULL",
         )
         .bind(subject)
         .bind(signature)
@@ -843,9 +843,9 @@ impl Backups {
     ) -> Result<(), sqlx::Error> {
         sqlx::query(
             "INSERT INTO backup_items (subject, last_attempt_at, failures, last_error)
-             VALUES (?1, ?2, ?4, ?3)
-             ON CONFLICT (subject) DO UPDATE SET last_attempt_at = ?2,
-               failures = failures + ?4, last_error = ?3",
+             VALUES ($1, $2, $4, $3)
+             ON CONFLICT (subject) DO UPDATE SET last_attempt_at = $2,
+               failures = failures + $4, last_error = $3",
         )
         .bind(subject)
         .bind(now)
@@ -871,7 +871,7 @@ impl Backups {
             .await?;
         for (id, snap) in ours {
             if !kept.contains(&snap) && !kept.iter().any(|k| k.starts_with(&snap)) {
-                sqlx::query("DELETE FROM backup_points WHERE id = ?")
+                sqlx::query("DELETE FROM backup_points WHERE id = $1")
                     .bind(id)
                     .execute(&self.pool)
                     .await?;
@@ -888,7 +888,7 @@ impl Backups {
     pub async fn forget_vm(&self, vm_id: Uuid) -> Result<u64, BackupError> {
         let _one = self.running.lock().await;
         let snapshots: Vec<String> = sqlx::query_scalar(
-            "SELECT snapshot FROM backup_points WHERE vm_id = ? AND kind = 'layer'",
+            "SELECT snapshot FROM backup_points WHERE vm_id = $1 AND kind = 'layer'",
         )
         .bind(vm_id.to_string())
         .fetch_all(&self.pool)
@@ -896,11 +896,11 @@ impl Backups {
         if !snapshots.is_empty() {
             self.restic()?.forget_ids(&snapshots).await?;
         }
-        sqlx::query("DELETE FROM backup_points WHERE vm_id = ? AND kind = 'layer'")
+        sqlx::query("DELETE FROM backup_points WHERE vm_id = $1 AND kind = 'layer'")
             .bind(vm_id.to_string())
             .execute(&self.pool)
             .await?;
-        sqlx::query("DELETE FROM backup_items WHERE subject = ?")
+        sqlx::query("DELETE FROM backup_items WHERE subject = $1")
             .bind(vm_id.to_string())
             .execute(&self.pool)
             .await?;
@@ -912,7 +912,7 @@ impl Backups {
         let vm = self.vms.get_for(user, vm_id).await?;
         let rows: Vec<(String, i64, i64, i64)> = sqlx::query_as(
             "SELECT id, at, bytes_added, bytes_total FROM backup_points
-             WHERE vm_id = ? AND kind = 'layer' ORDER BY at, rowid",
+             WHERE vm_id = $1 AND kind = 'layer' ORDER BY at, rowid",
         )
         .bind(vm.id.to_string())
         .fetch_all(&self.pool)
@@ -952,7 +952,7 @@ impl Backups {
         crate::vms::require_open_course(self.vms.pool(), &vm, "its disk can no longer be restored")
             .await?;
         let point: Option<(String, String, i64)> = sqlx::query_as(
-            "SELECT snapshot, path, at FROM backup_points WHERE id = ? AND vm_id = ? AND kind = 'layer'",
+            "SELECT snapshot, path, at FROM backup_points WHERE id = $1 AND vm_id = $2 AND kind = 'layer'",
         )
         .bind(point_id.to_string())
         .bind(vm.id.to_string())
@@ -1008,7 +1008,7 @@ impl Backups {
         }
         sqlx::query(
             "INSERT INTO backup_restores (id, vm_id, point_id, point_at, by_user, at, kept_snapshot_id)
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(Uuid::new_v4().to_string())
         .bind(vm.id.to_string())
@@ -1052,7 +1052,7 @@ impl Backups {
         };
         let vm = self.vms.get_for(user, vm_id).await?;
         let point: Option<(String, String)> = sqlx::query_as(
-            "SELECT snapshot, path FROM backup_points WHERE id = ? AND vm_id = ? AND kind = 'layer'",
+            "SELECT snapshot, path FROM backup_points WHERE id = $1 AND vm_id = $2 AND kind = 'layer'",
         )
         .bind(point_id.to_string())
         .bind(vm.id.to_string())
@@ -1260,7 +1260,7 @@ async fn get_run(pool: &Pool, id: Uuid) -> Result<Option<Run>, sqlx::Error> {
         Option<String>,
     )> = sqlx::query_as(
         "SELECT started_at, finished_at, trigger, requested_by, ok, backed_up, unchanged, skipped,
-                failed, bytes_added, checked, check_ok, error FROM backup_runs WHERE id = ?",
+                failed, bytes_added, checked, check_ok, error FROM backup_runs WHERE id = $1",
     )
     .bind(id.to_string())
     .fetch_optional(pool)

@@ -79,7 +79,7 @@ pub async fn mark_prestarted(pool: &Pool, vms: &[(Uuid, Occurrence)]) -> Result<
     for (vm, o) in vms {
         sqlx::query(
             "INSERT OR IGNORE INTO class_prestarts_done (vm_id, session_start_ms, session_end_ms)
-             VALUES (?, ?, ?)",
+             VALUES ($1, $2, $3)",
         )
         .bind(vm.to_string())
         .bind(unix_ms(o.starts_at))
@@ -96,11 +96,13 @@ pub async fn mark_stopped(
     course: Uuid,
     ends_at: OffsetDateTime,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT OR IGNORE INTO class_stops_done (course_id, session_end_ms) VALUES (?, ?)")
-        .bind(course.to_string())
-        .bind(unix_ms(ends_at))
-        .execute(pool)
-        .await?;
+    sqlx::query(
+        "INSERT OR IGNORE INTO class_stops_done (course_id, session_end_ms) VALUES ($1, $2)",
+    )
+    .bind(course.to_string())
+    .bind(unix_ms(ends_at))
+    .execute(pool)
+    .await?;
     Ok(())
 }
 
@@ -112,7 +114,7 @@ pub async fn put_extension(
     until: OffsetDateTime,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO class_extensions (vm_id, session_end_ms, until_ms) VALUES (?, ?, ?)
+        "INSERT INTO class_extensions (vm_id, session_end_ms, until_ms) VALUES ($1, $2, $3)
          ON CONFLICT (vm_id) DO UPDATE SET session_end_ms = excluded.session_end_ms,
          until_ms = excluded.until_ms",
     )
@@ -131,7 +133,7 @@ pub async fn drop_extensions(pool: &Pool, vms: &[Uuid]) -> Result<(), sqlx::Erro
     }
     let mut tx = db::begin(pool).await?;
     for vm in vms {
-        sqlx::query("DELETE FROM class_extensions WHERE vm_id = ?")
+        sqlx::query("DELETE FROM class_extensions WHERE vm_id = $1")
             .bind(vm.to_string())
             .execute(&mut *tx)
             .await?;
@@ -142,11 +144,11 @@ pub async fn drop_extensions(pool: &Pool, vms: &[Uuid]) -> Result<(), sqlx::Erro
 /// Forgets the markers of occurrences that ended before `before`.
 pub async fn prune(pool: &Pool, before: OffsetDateTime) -> Result<(), sqlx::Error> {
     let mut tx = db::begin(pool).await?;
-    sqlx::query("DELETE FROM class_prestarts_done WHERE session_end_ms < ?")
+    sqlx::query("DELETE FROM class_prestarts_done WHERE session_end_ms < $1")
         .bind(unix_ms(before))
         .execute(&mut *tx)
         .await?;
-    sqlx::query("DELETE FROM class_stops_done WHERE session_end_ms < ?")
+    sqlx::query("DELETE FROM class_stops_done WHERE session_end_ms < $1")
         .bind(unix_ms(before))
         .execute(&mut *tx)
         .await?;

@@ -312,7 +312,7 @@ impl Sessions {
         };
         let mut tx = db::begin(&self.pool).await?;
         let existing: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM class_sessions WHERE course_id = ?")
+            sqlx::query_scalar("SELECT COUNT(*) FROM class_sessions WHERE course_id = $1")
                 .bind(course.id.to_string())
                 .fetch_one(&mut *tx)
                 .await?;
@@ -331,7 +331,7 @@ impl Sessions {
             };
             sqlx::query(
                 "INSERT INTO class_sessions (id, course_id, title, starts_at, ends_at, weekly_until, \
-                 exceptions, source, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 exceptions, source, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             )
             .bind(row.id.to_string())
             .bind(row.course_id.to_string())
@@ -372,8 +372,8 @@ impl Sessions {
         let course = courses::get_managed(&self.pool, user, course_id).await?;
         let (title, schedule) = new.schedule(self.lab)?;
         let update = sqlx::query(
-            "UPDATE class_sessions SET title = ?, starts_at = ?, ends_at = ?, weekly_until = ?, \
-             exceptions = ? WHERE id = ? AND course_id = ?",
+            "UPDATE class_sessions SET title = $1, starts_at = $2, ends_at = $3, weekly_until = $4, \
+             exceptions = $5 WHERE id = $6 AND course_id = $7",
         )
         .bind(&title)
         .bind(db::format_time(schedule.starts_at))
@@ -391,7 +391,7 @@ impl Sessions {
 
     pub async fn delete(&self, user: &User, course_id: Uuid, id: Uuid) -> Result<(), ClassError> {
         let course = courses::get_managed(&self.pool, user, course_id).await?;
-        let delete = sqlx::query("DELETE FROM class_sessions WHERE id = ? AND course_id = ?");
+        let delete = sqlx::query("DELETE FROM class_sessions WHERE id = $1 AND course_id = $2");
         on_session(&self.pool, delete, id, course.id).await
     }
 
@@ -416,7 +416,7 @@ impl Sessions {
     ) -> Result<ExtensionRule, ClassError> {
         let course = courses::get_managed(&self.pool, user, course_id).await?;
         sqlx::query(
-            "INSERT INTO class_extension_rules (course_id, allowed) VALUES (?, ?)
+            "INSERT INTO class_extension_rules (course_id, allowed) VALUES ($1, $2)
              ON CONFLICT (course_id) DO UPDATE SET allowed = excluded.allowed",
         )
         .bind(course.id.to_string())
@@ -429,7 +429,7 @@ impl Sessions {
     /// Whether students of the course may extend their session.
     pub async fn extension_allowed(&self, course_id: Uuid) -> Result<bool, ClassError> {
         let allowed: Option<i64> =
-            sqlx::query_scalar("SELECT allowed FROM class_extension_rules WHERE course_id = ?")
+            sqlx::query_scalar("SELECT allowed FROM class_extension_rules WHERE course_id = $1")
                 .bind(course_id.to_string())
                 .fetch_optional(&self.pool)
                 .await?;
@@ -446,11 +446,13 @@ impl Sessions {
         // A weekly session's rows start before `from`; its first start is at
         // most MAX_SPAN_DAYS before any of its occurrences.
         let earliest = from - time::Duration::days(timetable::MAX_SPAN_DAYS + 1);
-        let rows = sqlx::query(&format!("{SELECT} WHERE starts_at < ? AND starts_at >= ?"))
-            .bind(db::format_time(to))
-            .bind(db::format_time(earliest))
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(&format!(
+            "{SELECT} WHERE starts_at < $1 AND starts_at >= $2"
+        ))
+        .bind(db::format_time(to))
+        .bind(db::format_time(earliest))
+        .fetch_all(&self.pool)
+        .await?;
         let mut out = Vec::new();
         for row in rows {
             let s = stored(&row)?;
@@ -581,7 +583,7 @@ async fn on_session<'q>(
 
 async fn load_course(pool: &Pool, course_id: Uuid) -> Result<Vec<Stored>, sqlx::Error> {
     let rows = sqlx::query(&format!(
-        "{SELECT} WHERE course_id = ? ORDER BY starts_at, id"
+        "{SELECT} WHERE course_id = $1 ORDER BY starts_at, id"
     ))
     .bind(course_id.to_string())
     .fetch_all(pool)

@@ -58,7 +58,7 @@ pub async fn transitions(
     let list = serde_json::Value::from(ids.iter().map(|i| i.to_string()).collect::<Vec<_>>());
     let rows: Vec<(String, String, Option<String>)> = sqlx::query_as(
         "SELECT ticket_id, at, data FROM ticket_events
-         WHERE ticket_id IN (SELECT value FROM json_each(?))
+         WHERE ticket_id IN (SELECT value FROM json_each($1))
            AND data IS NOT NULL AND json_extract(data, '$.to') IS NOT NULL
          ORDER BY id",
     )
@@ -175,7 +175,7 @@ impl Desk {
             return Ok(0);
         };
         let stored: Option<String> =
-            sqlx::query_scalar("SELECT sla_escalated FROM tickets WHERE id = ?")
+            sqlx::query_scalar("SELECT sla_escalated FROM tickets WHERE id = $1")
                 .bind(id.to_string())
                 .fetch_one(&self.pool)
                 .await?;
@@ -201,15 +201,16 @@ impl Desk {
         let mut tx = db::begin(&self.pool).await?;
         // Compare-and-set on the steps taken: a concurrent pass that got
         // here first wrote them already.
-        let claimed =
-            sqlx::query("UPDATE tickets SET sla_escalated = ? WHERE id = ? AND sla_escalated IS ?")
-                .bind(&after_json)
-                .bind(id.to_string())
-                .bind(stored.as_deref())
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
-                == 1;
+        let claimed = sqlx::query(
+            "UPDATE tickets SET sla_escalated = $1 WHERE id = $2 AND sla_escalated IS $3",
+        )
+        .bind(&after_json)
+        .bind(id.to_string())
+        .bind(stored.as_deref())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
         if !claimed {
             return Ok(0);
         }
@@ -241,8 +242,8 @@ impl Desk {
         }
         sqlx::query(
             "UPDATE tickets SET sla_seen_event =
-               COALESCE((SELECT MAX(id) FROM ticket_events WHERE ticket_id = ?1), 0)
-             WHERE id = ?1",
+               COALESCE((SELECT MAX(id) FROM ticket_events WHERE ticket_id = $1), 0)
+             WHERE id = $1",
         )
         .bind(id.to_string())
         .execute(&mut *tx)

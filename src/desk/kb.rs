@@ -240,8 +240,8 @@ pub async fn search(pool: &Pool, actor: &User, s: &Search) -> Result<Vec<Article
         None => {
             sqlx::query(&format!(
                 "SELECT {COLUMNS} FROM {FROM}
-                 WHERE (?1 IS NULL OR a.lang = ?1) AND (a.archived_at IS NOT NULL) = ?3
-                 ORDER BY a.created_at DESC LIMIT ?2"
+                 WHERE ($1 IS NULL OR a.lang = $1) AND (a.archived_at IS NOT NULL) = $3
+                 ORDER BY a.created_at DESC LIMIT $2"
             ))
             .bind(lang)
             .bind(i64::from(limit))
@@ -256,9 +256,9 @@ pub async fn search(pool: &Pool, actor: &User, s: &Search) -> Result<Vec<Article
             sqlx::query(&format!(
                 "SELECT {COLUMNS} FROM kb_fts f JOIN kb_articles a ON a.id = f.article_id
                  JOIN users u ON u.id = a.author_id LEFT JOIN users e ON e.id = a.editor_id
-                 WHERE kb_fts MATCH ?1 AND (?2 IS NULL OR a.lang = ?2)
-                   AND (a.archived_at IS NOT NULL) = ?4
-                 ORDER BY bm25(kb_fts, 0.0, 4.0, 2.0, 1.0, 1.0) LIMIT ?3"
+                 WHERE kb_fts MATCH $1 AND ($2 IS NULL OR a.lang = $2)
+                   AND (a.archived_at IS NOT NULL) = $4
+                 ORDER BY bm25(kb_fts, 0.0, 4.0, 2.0, 1.0, 1.0) LIMIT $3"
             ))
             .bind(fts)
             .bind(lang)
@@ -281,7 +281,7 @@ pub async fn read(pool: &Pool, actor: &User, id: Uuid) -> Result<Article, DeskEr
 }
 
 pub async fn get(pool: &Pool, id: Uuid) -> Result<Article, DeskError> {
-    let sql = format!("SELECT {COLUMNS} FROM {FROM} WHERE a.id = ?");
+    let sql = format!("SELECT {COLUMNS} FROM {FROM} WHERE a.id = $1");
     db::fetch_row(pool, &sql, &[&id.to_string()], from_row)
         .await?
         .ok_or(DeskError::NotFound)
@@ -292,7 +292,7 @@ pub async fn create(pool: &Pool, actor: &User, new: NewArticle) -> Result<Articl
     writers_only(actor, "written")?;
     let text = Text::checked(&new.title, &new.symptom, &new.cause, &new.fix, new.lang)?;
     if let Some(t) = new.ticket_id {
-        let known: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tickets WHERE id = ?")
+        let known: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tickets WHERE id = $1")
             .bind(t.to_string())
             .fetch_one(pool)
             .await?;
@@ -305,7 +305,7 @@ pub async fn create(pool: &Pool, actor: &User, new: NewArticle) -> Result<Articl
     let mut tx = db::begin(pool).await?;
     sqlx::query(
         "INSERT INTO kb_articles (id, title, symptom, cause, fix, lang, ticket_id, author_id, created_at, updated_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(id.to_string())
     .bind(&text.title)
@@ -320,7 +320,7 @@ pub async fn create(pool: &Pool, actor: &User, new: NewArticle) -> Result<Articl
     .execute(&mut *tx)
     .await?;
     sqlx::query(
-        "INSERT INTO kb_fts (article_id, title, symptom, cause, fix) VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO kb_fts (article_id, title, symptom, cause, fix) VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(id.to_string())
     .bind(&text.title)
@@ -381,7 +381,7 @@ async fn insert_revision(
 ) -> Result<(), DeskError> {
     sqlx::query(
         "INSERT INTO kb_revisions (article_id, number, title, symptom, cause, fix, lang, editor_id, at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(id.to_string())
     .bind(number)
@@ -416,7 +416,7 @@ pub async fn update(
     let now = db::now();
     let mut tx = db::begin(pool).await?;
     let row: Option<(i64, Option<String>)> =
-        sqlx::query_as("SELECT revision, archived_at FROM kb_articles WHERE id = ?")
+        sqlx::query_as("SELECT revision, archived_at FROM kb_articles WHERE id = $1")
             .bind(id.to_string())
             .fetch_optional(&mut *tx)
             .await?;
@@ -430,9 +430,9 @@ pub async fn update(
     let next = current + 1;
     // The revision in the WHERE clause makes a concurrent edit lose cleanly.
     let changed = sqlx::query(
-        "UPDATE kb_articles SET title = ?, symptom = ?, cause = ?, fix = ?, lang = ?,
-             revision = ?, editor_id = ?, updated_at = ?
-         WHERE id = ? AND revision = ?",
+        "UPDATE kb_articles SET title = $1, symptom = $2, cause = $3, fix = $4, lang = $5,
+             revision = $6, editor_id = $7, updated_at = $8
+         WHERE id = $9 AND revision = $10",
     )
     .bind(&text.title)
     .bind(&text.symptom)
@@ -452,7 +452,7 @@ pub async fn update(
     }
     insert_revision(&mut tx, id, next, &text, actor, &now).await?;
     sqlx::query(
-        "UPDATE kb_fts SET title = ?, symptom = ?, cause = ?, fix = ? WHERE article_id = ?",
+        "UPDATE kb_fts SET title = $1, symptom = $2, cause = $3, fix = $4 WHERE article_id = $5",
     )
     .bind(&text.title)
     .bind(&text.symptom)
@@ -471,7 +471,7 @@ pub async fn retire(pool: &Pool, actor: &User, id: Uuid) -> Result<Article, Desk
     writers_only(actor, "retired")?;
     get(pool, id).await?;
     sqlx::query(
-        "UPDATE kb_articles SET archived_at = ?, archived_by = ? WHERE id = ? AND archived_at IS NULL",
+        "UPDATE kb_articles SET archived_at = $1, archived_by = $2 WHERE id = $3 AND archived_at IS NULL",
     )
     .bind(db::now())
     .bind(actor.id.to_string())
@@ -493,7 +493,7 @@ pub async fn revisions(pool: &Pool, actor: &User, id: Uuid) -> Result<Vec<Revisi
         "SELECT r.number, r.title, r.symptom, r.cause, r.fix, r.lang, r.editor_id, r.at,
                 u.display_name, u.username
          FROM kb_revisions r JOIN users u ON u.id = r.editor_id
-         WHERE r.article_id = ? ORDER BY r.number DESC",
+         WHERE r.article_id = $1 ORDER BY r.number DESC",
     )
     .bind(id.to_string())
     .fetch_all(pool)
@@ -527,13 +527,15 @@ pub async fn helped(
     if get(pool, id).await?.archived_at.is_some() {
         return Err(DeskError::NotFound);
     }
-    sqlx::query("INSERT INTO kb_deflections (article_id, user_id, vm_id, at) VALUES (?, ?, ?, ?)")
-        .bind(id.to_string())
-        .bind(user.id.to_string())
-        .bind(vm_id.map(|v| v.to_string()))
-        .bind(db::now())
-        .execute(pool)
-        .await?;
+    sqlx::query(
+        "INSERT INTO kb_deflections (article_id, user_id, vm_id, at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(id.to_string())
+    .bind(user.id.to_string())
+    .bind(vm_id.map(|v| v.to_string()))
+    .bind(db::now())
+    .execute(pool)
+    .await?;
     get(pool, id).await
 }
 

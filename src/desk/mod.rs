@@ -352,7 +352,7 @@ impl Desk {
     pub async fn close_unconfirmed(&self, now: time::OffsetDateTime) -> Result<u64, DeskError> {
         let cutoff = db::format_time(confirm_cutoff(now, self.confirm_days));
         let ids: Vec<String> = sqlx::query_scalar(
-            "SELECT id FROM tickets WHERE state = 'resolved' AND resolved_at < ?",
+            "SELECT id FROM tickets WHERE state = 'resolved' AND resolved_at < $1",
         )
         .bind(&cutoff)
         .fetch_all(&self.pool)
@@ -394,7 +394,7 @@ impl Desk {
     /// [`system`]). The event-log entry is linked by its id.
     pub async fn node_changed(&self, node: Uuid, up: bool) -> Result<(), DeskError> {
         let open: Option<String> = sqlx::query_scalar(
-            "SELECT id FROM tickets WHERE channel = 'system' AND node_id = ? AND vm_id IS NULL
+            "SELECT id FROM tickets WHERE channel = 'system' AND node_id = $1 AND vm_id IS NULL
              AND state NOT IN ('resolved', 'closed') ORDER BY created_at LIMIT 1",
         )
         .bind(node.to_string())
@@ -403,7 +403,7 @@ impl Desk {
         let open = open.map(|id| db::parse_uuid(&id)).transpose()?;
         let kind = if up { "node_up" } else { "node_down" };
         let event: Option<(i64, String, String)> = sqlx::query_as(
-            "SELECT id, COALESCE(node_name, ''), message FROM events WHERE node_id = ? AND kind = ?
+            "SELECT id, COALESCE(node_name, ''), message FROM events WHERE node_id = $1 AND kind = $2
              ORDER BY id DESC LIMIT 1",
         )
         .bind(node.to_string())
@@ -417,7 +417,7 @@ impl Desk {
         } else {
             sqlx::query_as(
                 "SELECT DISTINCT u.id, u.username FROM vms v JOIN users u ON u.id = v.owner_id
-                 WHERE v.node_id = ? AND v.state IN ('starting', 'running', 'stopping')
+                 WHERE v.node_id = $1 AND v.state IN ('starting', 'running', 'stopping')
                  ORDER BY u.username",
             )
             .bind(node.to_string())
@@ -514,7 +514,7 @@ impl Desk {
                 - time::Duration::minutes(system::FAILURE_WINDOW_MINUTES),
         );
         let failures: Vec<(i64, String)> = sqlx::query_as(
-            "SELECT id, message FROM events WHERE vm_id = ? AND kind = 'vm_start_failed' AND at >= ?
+            "SELECT id, message FROM events WHERE vm_id = $1 AND kind = 'vm_start_failed' AND at >= $2
              ORDER BY id",
         )
         .bind(vm_id.to_string())
@@ -527,7 +527,7 @@ impl Desk {
         // Each failure is handled once, whatever else the VM does after it.
         let handled: bool = sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM ticket_events e JOIN tickets t ON t.id = e.ticket_id
-             WHERE t.vm_id = ? AND t.channel = 'system' AND json_extract(e.data, '$.event_id') = ?)",
+             WHERE t.vm_id = $1 AND t.channel = 'system' AND json_extract(e.data, '$.event_id') = $2)",
         )
         .bind(vm_id.to_string())
         .bind(latest)
@@ -537,7 +537,7 @@ impl Desk {
             return Ok(());
         }
         let open: Option<String> = sqlx::query_scalar(
-            "SELECT id FROM tickets WHERE channel = 'system' AND vm_id = ?
+            "SELECT id FROM tickets WHERE channel = 'system' AND vm_id = $1
              AND state NOT IN ('resolved', 'closed') ORDER BY created_at LIMIT 1",
         )
         .bind(vm_id.to_string())
@@ -617,8 +617,8 @@ impl Desk {
     ) -> Result<Option<Uuid>, DeskError> {
         let open: Option<String> = sqlx::query_scalar(
             "SELECT id FROM tickets WHERE channel = 'system' AND state NOT IN ('resolved', 'closed')
-             AND (json_extract(context, '$.system_key') = ?1
-                  OR (?2 IS NOT NULL AND node_id = ?2 AND vm_id IS NULL))
+             AND (json_extract(context, '$.system_key') = $1
+                  OR ($2 IS NOT NULL AND node_id = $2 AND vm_id IS NULL))
              ORDER BY created_at LIMIT 1",
         )
         .bind(s.key)
@@ -927,7 +927,7 @@ impl Desk {
         )
         .await?;
         if let Some(shot_id) = new.screenshot_id {
-            sqlx::query("UPDATE desk_screenshots SET ticket_id = ? WHERE id = ?")
+            sqlx::query("UPDATE desk_screenshots SET ticket_id = $1 WHERE id = $2")
                 .bind(id.to_string())
                 .bind(shot_id.to_string())
                 .execute(&mut *tx)
@@ -1527,7 +1527,7 @@ impl Desk {
             taken_at: db::now(),
         };
         sqlx::query(
-            "INSERT INTO desk_screenshots (id, sha256, bytes, taken_by, vm_id, taken_at) VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO desk_screenshots (id, sha256, bytes, taken_by, vm_id, taken_at) VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(shot.id.to_string())
         .bind(&shot.sha256)
@@ -1548,7 +1548,7 @@ impl Desk {
         id: Uuid,
     ) -> Result<String, DeskError> {
         let sha: Option<String> = sqlx::query_scalar(
-            "SELECT sha256 FROM desk_screenshots WHERE id = ? AND taken_by = ? AND vm_id = ? AND ticket_id IS NULL",
+            "SELECT sha256 FROM desk_screenshots WHERE id = $1 AND taken_by = $2 AND vm_id = $3 AND ticket_id IS NULL",
         )
         .bind(id.to_string())
         .bind(actor.id.to_string())
@@ -1562,19 +1562,20 @@ impl Desk {
 
     /// The PNG of a screenshot the user took and has not sent.
     pub async fn screenshot(&self, user: &User, id: Uuid) -> Result<Vec<u8>, DeskError> {
-        let sha: Option<String> =
-            sqlx::query_scalar("SELECT sha256 FROM desk_screenshots WHERE id = ? AND taken_by = ?")
-                .bind(id.to_string())
-                .bind(user.id.to_string())
-                .fetch_optional(&self.pool)
-                .await?;
+        let sha: Option<String> = sqlx::query_scalar(
+            "SELECT sha256 FROM desk_screenshots WHERE id = $1 AND taken_by = $2",
+        )
+        .bind(id.to_string())
+        .bind(user.id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
         self.read_shot(sha.as_deref()).await
     }
 
     /// Drops a screenshot the user took and has not sent.
     pub async fn drop_screenshot(&self, user: &User, id: Uuid) -> Result<(), DeskError> {
         let sha: Option<String> = sqlx::query_scalar(
-            "DELETE FROM desk_screenshots WHERE id = ? AND taken_by = ? AND ticket_id IS NULL RETURNING sha256",
+            "DELETE FROM desk_screenshots WHERE id = $1 AND taken_by = $2 AND ticket_id IS NULL RETURNING sha256",
         )
         .bind(id.to_string())
         .bind(user.id.to_string())
@@ -1604,7 +1605,7 @@ impl Desk {
     /// Removes the file of `sha` unless a ticket or another screenshot uses it.
     async fn remove_if_unused(&self, sha: &str) -> Result<(), DeskError> {
         let used: i64 = sqlx::query_scalar(
-            "SELECT (SELECT COUNT(*) FROM desk_screenshots WHERE sha256 = ?1) + (SELECT COUNT(*) FROM tickets WHERE screenshot = ?1)",
+            "SELECT (SELECT COUNT(*) FROM desk_screenshots WHERE sha256 = $1) + (SELECT COUNT(*) FROM tickets WHERE screenshot = $1)",
         )
         .bind(sha)
         .fetch_one(&self.pool)
@@ -1630,7 +1631,7 @@ impl Desk {
     ) -> Result<(u64, u64), DeskError> {
         let cutoff = now - time::Duration::hours(UNCLAIMED_SHOT_HOURS);
         let gone: Vec<String> = sqlx::query_scalar(
-            "DELETE FROM desk_screenshots WHERE ticket_id IS NULL AND taken_at < ? RETURNING sha256",
+            "DELETE FROM desk_screenshots WHERE ticket_id IS NULL AND taken_at < $1 RETURNING sha256",
         )
         .bind(db::format_time(cutoff))
         .fetch_all(&self.pool)

@@ -417,7 +417,7 @@ pub async fn queue_alert(pool: &Pool, n: &AlertNotice<'_>) -> Result<(), sqlx::E
         .unwrap_or_default();
     sqlx::query(
         "INSERT INTO alert_notices (alert_id, at, change, level, rule, subject, value, cause)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(n.alert_id.to_string())
     .bind(db::format_time(at))
@@ -460,7 +460,7 @@ pub async fn queue_terms(
     for e in endings {
         new += sqlx::query(
             "INSERT OR IGNORE INTO term_notices (user_id, course_id, ends_at, download_until, at)
-             VALUES (?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(e.user_id.to_string())
         .bind(e.course_id.to_string())
@@ -668,7 +668,7 @@ impl Notices {
             "SELECT e.id, e.ticket_id, e.at, e.actor_id, COALESCE(NULLIF(u.display_name, ''), u.username) AS actor_name,
                     e.kind, e.internal, e.text, e.data
              FROM ticket_events e LEFT JOIN users u ON u.id = e.actor_id
-             WHERE e.id > ? ORDER BY e.id LIMIT ?",
+             WHERE e.id > $1 ORDER BY e.id LIMIT $2",
         )
         .bind(cursor)
         .bind(DISPATCH_BATCH)
@@ -707,7 +707,7 @@ impl Notices {
         for entry in &entries {
             let t = sqlx::query(
                 "SELECT t.number, t.title, t.reporter_id, t.assignee_id, c.teacher_id
-                 FROM tickets t LEFT JOIN courses c ON c.id = t.course_id WHERE t.id = ?",
+                 FROM tickets t LEFT JOIN courses c ON c.id = t.course_id WHERE t.id = $1",
             )
             .bind(&entry.ticket_id)
             .fetch_optional(&mut *tx)
@@ -770,7 +770,7 @@ impl Notices {
             .await?;
         let term_cursor = self.dispatch_terms(&mut tx, &next_at).await?;
         sqlx::query(
-            "UPDATE notify_cursor SET last_event_id = ?, last_alert_notice_id = ?, last_term_notice_id = ?
+            "UPDATE notify_cursor SET last_event_id = $1, last_alert_notice_id = $2, last_term_notice_id = $3
              WHERE id = 1",
         )
         .bind(last)
@@ -798,7 +798,7 @@ impl Notices {
         let rows: Vec<TermRow> = sqlx::query_as(
             "SELECT t.id, t.user_id, t.course_id, c.code, c.name, t.ends_at, t.download_until, t.at
              FROM term_notices t JOIN courses c ON c.id = t.course_id
-             WHERE t.id > ? ORDER BY t.id LIMIT ?",
+             WHERE t.id > $1 ORDER BY t.id LIMIT $2",
         )
         .bind(cursor)
         .bind(DISPATCH_BATCH)
@@ -857,7 +857,7 @@ impl Notices {
                 .unwrap_or(0);
         let rows: Vec<AlertRow> = sqlx::query_as(
             "SELECT id, alert_id, at, change, level, rule, subject, value, cause
-             FROM alert_notices WHERE id > ? ORDER BY id LIMIT ?",
+             FROM alert_notices WHERE id > $1 ORDER BY id LIMIT $2",
         )
         .bind(cursor)
         .bind(DISPATCH_BATCH)
@@ -922,7 +922,7 @@ impl Notices {
             if in_app {
                 sqlx::query(
                     "INSERT OR IGNORE INTO notifications (user_id, source, ticket_id, alert_id, course_id, event_id, kind, event, created_at)
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                 )
                 .bind(user.to_string())
                 .bind(source)
@@ -943,7 +943,7 @@ impl Notices {
                 };
                 sqlx::query(
                     "INSERT INTO notification_deliveries (source, event_id, user_id, channel, lang, event, next_at)
-                     VALUES (?, ?, ?, ?, ?, ?, ?)",
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
                 )
                 .bind(source)
                 .bind(out.event_id)
@@ -960,7 +960,7 @@ impl Notices {
             for i in 0..self.config.hooks.len() {
                 sqlx::query(
                     "INSERT INTO notification_deliveries (source, event_id, user_id, channel, target, lang, event, next_at)
-                     VALUES (?, ?, NULL, 'webhook', ?, ?, ?, ?)",
+                     VALUES ($1, $2, NULL, 'webhook', $3, $4, $5, $6)",
                 )
                 .bind(source)
                 .bind(out.event_id)
@@ -980,7 +980,7 @@ impl Notices {
         let _one = self.running.lock().await;
         let due = sqlx::query(
             "SELECT id, user_id, channel, target, lang, event, attempts FROM notification_deliveries
-             WHERE sent_at IS NULL AND gave_up_at IS NULL AND next_at <= ? ORDER BY next_at, id LIMIT ?",
+             WHERE sent_at IS NULL AND gave_up_at IS NULL AND next_at <= $1 ORDER BY next_at, id LIMIT $2",
         )
         .bind(db::format_time(now))
         .bind(DELIVER_BATCH)
@@ -1018,7 +1018,7 @@ impl Notices {
                 (Some(dest), Some(event)) => self.notifier.deliver(&dest, &event).await,
                 // Nowhere to send it any more: nothing to retry.
                 _ => {
-                    sqlx::query("UPDATE notification_deliveries SET gave_up_at = ?, last_error = 'no destination' WHERE id = ?")
+                    sqlx::query("UPDATE notification_deliveries SET gave_up_at = $1, last_error = 'no destination' WHERE id = $2")
                         .bind(db::format_time(now))
                         .bind(id)
                         .execute(&self.pool)
@@ -1029,7 +1029,7 @@ impl Notices {
             match result {
                 Ok(()) => {
                     sent += 1;
-                    sqlx::query("UPDATE notification_deliveries SET sent_at = ?, attempts = ?, last_error = NULL WHERE id = ?")
+                    sqlx::query("UPDATE notification_deliveries SET sent_at = $1, attempts = $2, last_error = NULL WHERE id = $3")
                         .bind(db::format_time(now))
                         .bind(i64::from(attempts))
                         .bind(id)
@@ -1042,8 +1042,8 @@ impl Notices {
                     tracing::warn!(delivery = id, channel = %channel, attempts, error = %e, "notification not sent");
                     let next = retry_at(attempts, now);
                     sqlx::query(
-                        "UPDATE notification_deliveries SET attempts = ?, last_error = ?, next_at = COALESCE(?, next_at),
-                         gave_up_at = CASE WHEN ? IS NULL THEN ? ELSE NULL END WHERE id = ?",
+                        "UPDATE notification_deliveries SET attempts = $1, last_error = $2, next_at = COALESCE($3, next_at),
+                         gave_up_at = CASE WHEN $4 IS NULL THEN $5 ELSE NULL END WHERE id = $6",
                     )
                     .bind(i64::from(attempts))
                     .bind(e.to_string())
@@ -1077,14 +1077,14 @@ impl Notices {
             }
         };
         let unread: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM notifications WHERE user_id = ? AND read_at IS NULL",
+            "SELECT COUNT(*) FROM notifications WHERE user_id = $1 AND read_at IS NULL",
         )
         .bind(user.id.to_string())
         .fetch_one(&self.pool)
         .await?;
         let rows = sqlx::query(
             "SELECT id, ticket_id, course_id, kind, event, created_at, read_at FROM notifications
-             WHERE user_id = ? AND (? = 0 OR read_at IS NULL) AND id < ? ORDER BY id DESC LIMIT ?",
+             WHERE user_id = $1 AND ($2 = 0 OR read_at IS NULL) AND id < $3 ORDER BY id DESC LIMIT $4",
         )
         .bind(user.id.to_string())
         .bind(q.unread)
@@ -1116,7 +1116,7 @@ impl Notices {
     /// Marks one of the user's notifications read.
     pub async fn mark_read(&self, user: &User, id: i64) -> Result<(), NoticeError> {
         let done = sqlx::query(
-            "UPDATE notifications SET read_at = COALESCE(read_at, ?) WHERE id = ? AND user_id = ?",
+            "UPDATE notifications SET read_at = COALESCE(read_at, $1) WHERE id = $2 AND user_id = $3",
         )
         .bind(db::now())
         .bind(id)
@@ -1132,7 +1132,7 @@ impl Notices {
     /// Marks all of the user's notifications read; returns how many were unread.
     pub async fn mark_all_read(&self, user: &User) -> Result<u64, NoticeError> {
         let done = sqlx::query(
-            "UPDATE notifications SET read_at = ? WHERE user_id = ? AND read_at IS NULL",
+            "UPDATE notifications SET read_at = $1 WHERE user_id = $2 AND read_at IS NULL",
         )
         .bind(db::now())
         .bind(user.id.to_string())
@@ -1213,7 +1213,7 @@ impl Notices {
         };
         sqlx::query(
             "INSERT INTO notification_settings (user_id, lang, email, webhook_url, webhook_format, prefs)
-             VALUES (?, ?, ?, ?, ?, ?)
+             VALUES ($1, $2, $3, $4, $5, $6)
              ON CONFLICT (user_id) DO UPDATE SET lang = excluded.lang, email = excluded.email,
                webhook_url = excluded.webhook_url, webhook_format = excluded.webhook_format, prefs = excluded.prefs",
         )
@@ -1258,7 +1258,7 @@ async fn load_settings(
 ) -> Result<Option<Settings>, sqlx::Error> {
     let row = sqlx::query(
         "SELECT u.disabled, s.lang, s.email, s.webhook_url, s.webhook_format, s.prefs
-         FROM users u LEFT JOIN notification_settings s ON s.user_id = u.id WHERE u.id = ?",
+         FROM users u LEFT JOIN notification_settings s ON s.user_id = u.id WHERE u.id = $1",
     )
     .bind(user.to_string())
     .fetch_optional(&mut *conn)

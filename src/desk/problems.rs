@@ -64,7 +64,7 @@ fn require_desk(actor: &User) -> Result<(), DeskError> {
 impl Desk {
     async fn problem_tickets(&self, id: Uuid) -> Result<Vec<LinkedTicket>, DeskError> {
         let rows = sqlx::query(
-            "SELECT id, number, title, state FROM tickets WHERE problem_id = ? ORDER BY number",
+            "SELECT id, number, title, state FROM tickets WHERE problem_id = $1 ORDER BY number",
         )
         .bind(id.to_string())
         .fetch_all(&self.pool)
@@ -84,7 +84,7 @@ impl Desk {
     async fn load_problem(&self, id: Uuid) -> Result<Problem, DeskError> {
         let r = sqlx::query(
             "SELECT id, number, title, root_cause, workaround, state, resolution, created_by, created_at, resolved_at
-             FROM problems WHERE id = ?",
+             FROM problems WHERE id = $1",
         )
         .bind(id.to_string())
         .fetch_optional(&self.pool)
@@ -147,7 +147,7 @@ impl Desk {
         // timeout); a single INSERT waits for the lock like any write.
         sqlx::query(
             "INSERT INTO problems (id, number, title, root_cause, workaround, state, created_by, created_at)
-             VALUES (?, (SELECT COALESCE(MAX(number), 0) + 1 FROM problems), ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, (SELECT COALESCE(MAX(number), 0) + 1 FROM problems), $2, $3, $4, $5, $6, $7)",
         )
         .bind(id.to_string())
         .bind(&title)
@@ -216,7 +216,7 @@ impl Desk {
         let resolution = required("resolution", resolution, MAX_TEXT, false)?;
         let now = db::now();
         sqlx::query(
-            "UPDATE problems SET state = 'resolved', resolution = ?, resolved_at = ? WHERE id = ? AND state != 'resolved'",
+            "UPDATE problems SET state = 'resolved', resolution = $1, resolved_at = $2 WHERE id = $3 AND state != 'resolved'",
         )
         .bind(&resolution)
         .bind(&now)

@@ -110,7 +110,7 @@ pub async fn resolve_sealed(pool: &Pool, now: OffsetDateTime) -> Result<u64, Des
         let mut tx = db::begin(pool).await?;
         // Once only, even if two passes race.
         let claimed = sqlx::query(
-            "UPDATE tickets SET leads_to_handled_at = ? WHERE id = ? AND leads_to_handled_at IS NULL",
+            "UPDATE tickets SET leads_to_handled_at = $1 WHERE id = $2 AND leads_to_handled_at IS NULL",
         )
         .bind(&at)
         .bind(id.to_string())

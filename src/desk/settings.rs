@@ -41,7 +41,7 @@ pub struct SlaSettings {
 /// The stored policy and calendar (defaults where none is stored), in one query.
 pub async fn load(pool: &Pool) -> Result<SlaSettings, sqlx::Error> {
     let rows: Vec<(String, String)> =
-        sqlx::query_as("SELECT key, value FROM desk_settings WHERE key IN (?, ?)")
+        sqlx::query_as("SELECT key, value FROM desk_settings WHERE key IN ($1, $2)")
             .bind(POLICY_KEY)
             .bind(CALENDAR_KEY)
             .fetch_all(pool)
@@ -69,7 +69,7 @@ pub async fn load(pool: &Pool) -> Result<SlaSettings, sqlx::Error> {
 async fn store(pool: &Pool, key: &str, value: String, by: &User) -> Result<(), sqlx::Error> {
     // Both settings are written here, so here they are audited.
     sqlx::query(
-        "INSERT INTO desk_settings (key, value, updated_at, updated_by) VALUES (?, ?, ?, ?)
+        "INSERT INTO desk_settings (key, value, updated_at, updated_by) VALUES ($1, $2, $3, $4)
          ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at,
          updated_by = excluded.updated_by",
     )

@@ -423,10 +423,10 @@ impl Counts {
             );
             binds.extend([a, b]);
         }
-        let sql = format!(
-            "SELECT key, SUM(n) FROM ({}) GROUP BY key",
+        let sql = db::numbered(&format!(
+            "SELECT key, SUM(n) FROM ({}) AS arms GROUP BY key",
             arms.join(" UNION ALL ")
-        );
+        ));
         let mut q = sqlx::query_as::<_, (String, i64)>(&sql);
         for b in binds {
             q = q.bind(b);
@@ -471,10 +471,10 @@ async fn read_series(
         ));
         binds.extend([a, b]);
     }
-    let sql = format!(
-        "SELECT period, key, SUM(n) FROM ({}) GROUP BY period, key ORDER BY period",
+    let sql = db::numbered(&format!(
+        "SELECT period, key, SUM(n) FROM ({}) AS arms GROUP BY period, key ORDER BY period",
         arms.join(" UNION ALL ")
-    );
+    ));
     let mut q = sqlx::query_as::<_, (String, String, i64)>(&sql);
     for b in binds {
         q = q.bind(b);
@@ -561,8 +561,8 @@ async fn clock_percentiles(
             };
             sqlx::query_scalar::<_, f64>(&format!(
                 "SELECT {name}_s FROM ticket_clock_facts INDEXED BY ticket_clock_facts_{name}
-                 WHERE {name}_bucket = ? AND created_at >= ? AND created_at < ?
-                 ORDER BY {name}_s LIMIT 1 OFFSET ?"
+                 WHERE {name}_bucket = $1 AND created_at >= $2 AND created_at < $3
+                 ORDER BY {name}_s LIMIT 1 OFFSET $4"
             ))
             .bind(bucket)
             .bind(from)
@@ -595,7 +595,7 @@ async fn per_staff(pool: &db::Pool, c: &Counts) -> Result<Vec<StaffFigures>, sql
         .unwrap_or_default();
     let names: BTreeMap<String, String> = sqlx::query_as(
         "SELECT id, COALESCE(NULLIF(display_name, ''), username) FROM users
-         WHERE id IN (SELECT value FROM json_each(?))",
+         WHERE id IN (SELECT value FROM json_each($1))",
     )
     .bind(ids)
     .fetch_all(pool)
@@ -728,7 +728,7 @@ mod tests {
     }
 
     async fn keys(pool: &db::Pool, id: &str) -> Vec<String> {
-        sqlx::query_scalar("SELECT key FROM ticket_stat_keys WHERE ticket_id = ? ORDER BY key")
+        sqlx::query_scalar("SELECT key FROM ticket_stat_keys WHERE ticket_id = $1 ORDER BY key")
             .bind(id)
             .fetch_all(pool)
             .await

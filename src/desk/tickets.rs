@@ -266,7 +266,7 @@ fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Ticket, sqlx::Error> {
 
 /// Loads a ticket without any access check.
 pub async fn load(pool: &Pool, id: Uuid) -> Result<Option<Ticket>, sqlx::Error> {
-    let row = sqlx::query(&format!("SELECT {COLUMNS} {FROM} WHERE t.id = ?"))
+    let row = sqlx::query(&format!("SELECT {COLUMNS} {FROM} WHERE t.id = $1"))
         .bind(id.to_string())
         .fetch_optional(pool)
         .await?;
@@ -289,7 +289,7 @@ pub async fn can_view(pool: &Pool, user: &User, ticket: &Ticket) -> Result<bool,
         Role::Teacher => match ticket.course_id {
             Some(c) => {
                 let n: i64 = sqlx::query_scalar(
-                    "SELECT COUNT(*) FROM courses WHERE id = ? AND teacher_id = ?",
+                    "SELECT COUNT(*) FROM courses WHERE id = $1 AND teacher_id = $2",
                 )
                 .bind(c.to_string())
                 .bind(user.id.to_string())
@@ -369,6 +369,7 @@ pub async fn list(pool: &Pool, user: &User, f: &Filter) -> Result<Vec<Ticket>, s
         sql.push_str(" ORDER BY t.state IN ('resolved', 'closed'), t.priority, t.created_at DESC");
     }
     sql.push_str(" LIMIT ?");
+    let sql = db::numbered(&sql);
     let mut q = sqlx::query(&sql);
     for b in binds {
         q = q.bind(b);
@@ -389,7 +390,7 @@ pub async fn events(
     let rows = sqlx::query(
         "SELECT e.id, e.at, e.actor_id, u.display_name, u.username, e.kind, e.internal, e.text, e.data
          FROM ticket_events e LEFT JOIN users u ON u.id = e.actor_id
-         WHERE e.ticket_id = ? AND (e.internal = 0 OR ?) ORDER BY e.id",
+         WHERE e.ticket_id = $1 AND (e.internal = 0 OR $2) ORDER BY e.id",
     )
     .bind(ticket_id.to_string())
     .bind(internal)
@@ -472,7 +473,7 @@ pub async fn add_event(
     e: NewEvent<'_>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO ticket_events (ticket_id, at, actor_id, kind, internal, text, data) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO ticket_events (ticket_id, at, actor_id, kind, internal, text, data) VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(ticket_id.to_string())
     .bind(at)
@@ -518,7 +519,7 @@ pub async fn insert(
     sqlx::query(
         "INSERT INTO tickets (id, number, kind, title, description, state, priority, impact, urgency, channel,
            reporter_id, created_by, vm_id, node_id, course_id, template_id, context, screenshot, created_at, updated_at)
-         VALUES (?, ?, ?, ?, ?, 'new', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, 'new', $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
     )
     .bind(t.id.to_string())
     .bind(number)
@@ -554,7 +555,7 @@ pub async fn set_state(
     now: &str,
 ) -> Result<bool, sqlx::Error> {
     let done =
-        sqlx::query("UPDATE tickets SET state = ?, updated_at = ? WHERE id = ? AND state = ?")
+        sqlx::query("UPDATE tickets SET state = $1, updated_at = $2 WHERE id = $3 AND state = $4")
             .bind(to.as_str())
             .bind(now)
             .bind(id.to_string())
@@ -564,14 +565,15 @@ pub async fn set_state(
     Ok(done.rows_affected() == 1)
 }
 
-/// Runs one `UPDATE tickets SET <set> WHERE id = ?` with `binds` before the id.
+/// Runs one `UPDATE tickets SET <set> WHERE id = ?` with `binds` before the
+/// id (`set` binds with bare `?`).
 pub async fn update(
     tx: &mut sqlx::SqliteConnection,
     id: Uuid,
     set: &str,
     binds: &[Option<String>],
 ) -> Result<(), sqlx::Error> {
-    let sql = format!("UPDATE tickets SET {set} WHERE id = ?");
+    let sql = db::numbered(&format!("UPDATE tickets SET {set} WHERE id = ?"));
     let mut q = sqlx::query(&sql);
     for b in binds {
         q = q.bind(b.clone());
@@ -596,7 +598,7 @@ mod tests {
         let admin = Uuid::new_v4();
         sqlx::query(
             "INSERT INTO users (id, username, display_name, role, password_hash, created_at)
-             VALUES (?, 'test-admin', '', 'admin', 'x', '2026-01-01T00:00:00Z')",
+             VALUES ($1, 'test-admin', '', 'admin', 'x', '2026-01-01T00:00:00Z')",
         )
         .bind(admin.to_string())
         .execute(&pool)
@@ -616,7 +618,7 @@ mod tests {
             sqlx::query(
                 "INSERT INTO tickets (id, number, kind, title, description, state, priority, impact,
                      urgency, channel, reporter_id, created_by, context, created_at, updated_at)
-                 VALUES (?, ?, 'incident', 't', 'd', ?, ?, 'user', 'not_blocking', 'web', ?, ?, '{}', ?, ?)",
+                 VALUES ($1, $2, 'incident', 't', 'd', $3, $4, 'user', 'not_blocking', 'web', $5, $6, '{}', $7, $8)",
             )
             .bind(Uuid::new_v4().to_string())
             .bind(n)

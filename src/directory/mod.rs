@@ -194,14 +194,14 @@ impl DirectorySync {
         let report = self.sync(false).await?;
         let json = serde_json::to_string(&report).unwrap_or_else(|_| "{}".into());
         let mut tx = crate::db::begin(&self.pool).await?;
-        sqlx::query("INSERT INTO directory_syncs (at, trigger, report) VALUES (?, ?, ?)")
+        sqlx::query("INSERT INTO directory_syncs (at, trigger, report) VALUES ($1, $2, $3)")
             .bind(now)
             .bind(trigger.as_str())
             .bind(json)
             .execute(&mut *tx)
             .await?;
         sqlx::query(
-            "DELETE FROM directory_syncs WHERE id <= (SELECT MAX(id) FROM directory_syncs) - ?",
+            "DELETE FROM directory_syncs WHERE id <= (SELECT MAX(id) FROM directory_syncs) - $1",
         )
         .bind(KEEP_RUNS)
         .execute(&mut *tx)
@@ -256,7 +256,7 @@ impl DirectorySync {
     /// The schedule and the last `limit` runs, newest first.
     pub async fn history(&self, limit: u32) -> Result<SyncHistory, DirectoryError> {
         let rows: Vec<(i64, String, String)> = sqlx::query_as(
-            "SELECT at, trigger, report FROM directory_syncs ORDER BY id DESC LIMIT ?",
+            "SELECT at, trigger, report FROM directory_syncs ORDER BY id DESC LIMIT $1",
         )
         .bind(i64::from(limit.clamp(1, 100)))
         .fetch_all(&self.pool)
@@ -287,7 +287,7 @@ impl DirectorySync {
                 ..ProviderReport::default()
             };
             let accounts: Vec<(String, String)> = sqlx::query_as(
-                "SELECT subject, user_id FROM external_accounts WHERE provider = ? ORDER BY user_id",
+                "SELECT subject, user_id FROM external_accounts WHERE provider = $1 ORDER BY user_id",
             )
             .bind(provider)
             .fetch_all(&self.pool)

@@ -405,7 +405,7 @@ impl Fsck {
             };
             let mut finding = Finding::new(kind, format!("template {name} ({id})"), detail);
             if repair {
-                sqlx::query("UPDATE templates SET state = 'failed' WHERE id = ?")
+                sqlx::query("UPDATE templates SET state = 'failed' WHERE id = $1")
                     .bind(&id)
                     .execute(&self.pool)
                     .await?;

@@ -207,7 +207,7 @@ async fn load_warnings(pool: &Pool) -> Result<HashMap<Uuid, Warned>, sqlx::Error
 async fn load_settings(pool: &Pool, course_id: Uuid) -> Result<IdleSettings, sqlx::Error> {
     let row = sqlx::query(
         "SELECT disconnected_minutes, never_connected_minutes, cpu_below_percent, cpu_minutes
-         FROM course_idle WHERE course_id = ?",
+         FROM course_idle WHERE course_id = $1",
     )
     .bind(course_id.to_string())
     .fetch_optional(pool)
@@ -253,7 +253,7 @@ impl Idle {
         let mut tx = crate::db::begin(&self.pool).await?;
         for (vm, w) in put {
             sqlx::query(
-                "INSERT INTO idle_warnings (vm_id, warned_ms, reason) VALUES (?, ?, ?)
+                "INSERT INTO idle_warnings (vm_id, warned_ms, reason) VALUES ($1, $2, $3)
                  ON CONFLICT (vm_id) DO UPDATE SET warned_ms = excluded.warned_ms,
                  reason = excluded.reason",
             )
@@ -264,7 +264,7 @@ impl Idle {
             .await?;
         }
         for vm in gone {
-            sqlx::query("DELETE FROM idle_warnings WHERE vm_id = ?")
+            sqlx::query("DELETE FROM idle_warnings WHERE vm_id = $1")
                 .bind(vm.to_string())
                 .execute(&mut *tx)
                 .await?;
@@ -295,7 +295,7 @@ impl Idle {
         s.validate()?;
         sqlx::query(
             "INSERT INTO course_idle (course_id, disconnected_minutes, never_connected_minutes,
-             cpu_below_percent, cpu_minutes) VALUES (?, ?, ?, ?, ?)
+             cpu_below_percent, cpu_minutes) VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (course_id) DO UPDATE SET disconnected_minutes = excluded.disconnected_minutes,
              never_connected_minutes = excluded.never_connected_minutes,
              cpu_below_percent = excluded.cpu_below_percent, cpu_minutes = excluded.cpu_minutes",

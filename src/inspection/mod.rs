@@ -289,7 +289,7 @@ impl Inspections {
         let id = Uuid::new_v4();
         sqlx::query(
             "INSERT INTO inspections (id, started_at, finished_at, trigger, requested_by, full_check, failed, items)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(id.to_string())
         .bind(now)
@@ -461,7 +461,7 @@ impl Inspections {
                 match crate::storage::sha256_file(&path).await {
                     Ok(sum) => {
                         sqlx::query(
-                            "UPDATE templates SET checksum = ? WHERE id = ? AND checksum IS NULL",
+                            "UPDATE templates SET checksum = $1 WHERE id = $2 AND checksum IS NULL",
                         )
                         .bind(&sum)
                         .bind(id)
@@ -689,7 +689,7 @@ impl Inspections {
         let rows: Vec<(String, i64, i64, String, Option<String>, bool, u32, String)> =
             sqlx::query_as(
                 "SELECT id, started_at, finished_at, trigger, requested_by, full_check, failed, items
-                 FROM inspections ORDER BY started_at DESC, rowid DESC LIMIT ?",
+                 FROM inspections ORDER BY started_at DESC, rowid DESC LIMIT $1",
             )
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
@@ -717,7 +717,7 @@ impl Inspections {
     pub async fn get(&self, id: Uuid) -> Result<Inspection, InspectionError> {
         let row: Option<(i64, i64, String, Option<String>, bool, u32, String)> = sqlx::query_as(
             "SELECT started_at, finished_at, trigger, requested_by, full_check, failed, items
-             FROM inspections WHERE id = ?",
+             FROM inspections WHERE id = $1",
         )
         .bind(id.to_string())
         .fetch_optional(&self.pool)

@@ -53,7 +53,7 @@ impl Installation {
     /// `ON CONFLICT DO NOTHING` and both read back the one row).
     pub async fn load_or_create(pool: &Pool) -> Result<Self, InstallationError> {
         sqlx::query(
-            "INSERT INTO installation (singleton, id, created_at) VALUES (1, ?, ?) ON CONFLICT DO NOTHING",
+            "INSERT INTO installation (singleton, id, created_at) VALUES (1, $1, $2) ON CONFLICT DO NOTHING",
         )
         .bind(Uuid::new_v4().to_string())
         .bind(db::now())

@@ -77,101 +77,101 @@ const SECTIONS: &[Section] = &[
     Section {
         name: "account",
         sql: "SELECT id, username, display_name, role, disabled, must_change_password, created_at
-              FROM users WHERE id = ?1",
+              FROM users WHERE id = $1",
         single: true,
     },
     list(
         "sign_in_links",
         "SELECT provider, subject, created_at, last_sign_in_at FROM external_accounts
-         WHERE user_id = ?1 ORDER BY provider",
+         WHERE user_id = $1 ORDER BY provider",
     ),
     list(
         "sessions",
-        "SELECT created_at, expires_at, provider FROM sessions WHERE user_id = ?1 ORDER BY created_at",
+        "SELECT created_at, expires_at, provider FROM sessions WHERE user_id = $1 ORDER BY created_at",
     ),
     list(
         "notification_settings",
         "SELECT lang, email, webhook_url, webhook_format, prefs FROM notification_settings
-         WHERE user_id = ?1",
+         WHERE user_id = $1",
     ),
     list(
         "courses_enrolled",
         "SELECT c.id, c.code, c.name, c.teacher_id, e.created_at AS enrolled_at
          FROM enrolments e JOIN courses c ON c.id = e.course_id
-         WHERE e.user_id = ?1 ORDER BY c.code",
+         WHERE e.user_id = $1 ORDER BY c.code",
     ),
     list(
         "courses_taught",
-        "SELECT id, code, name, created_at FROM courses WHERE teacher_id = ?1 ORDER BY code",
+        "SELECT id, code, name, created_at FROM courses WHERE teacher_id = $1 ORDER BY code",
     ),
     list(
         "layers",
         "SELECT v.id AS vm_id, v.name, v.course_id, c.code AS course_code, v.template_id, v.state,
                 v.layer_storage, v.layer_bytes, v.last_started_at, v.created_at
          FROM vms v LEFT JOIN courses c ON c.id = v.course_id
-         WHERE v.owner_id = ?1 ORDER BY v.created_at",
+         WHERE v.owner_id = $1 ORDER BY v.created_at",
     ),
     list(
         "snapshots",
         "SELECT s.id, s.vm_id, s.name, s.kind, s.size_bytes, s.created_at
          FROM snapshots s JOIN vms v ON v.id = s.vm_id
-         WHERE v.owner_id = ?1 ORDER BY s.created_at",
+         WHERE v.owner_id = $1 ORDER BY s.created_at",
     ),
     list(
         "backups",
         "SELECT p.id, p.vm_id, p.at, p.bytes_added, p.bytes_total
          FROM backup_points p JOIN vms v ON v.id = p.vm_id
-         WHERE p.kind = 'layer' AND v.owner_id = ?1 ORDER BY p.at",
+         WHERE p.kind = 'layer' AND v.owner_id = $1 ORDER BY p.at",
     ),
     list(
         "restores",
         "SELECT r.id, r.vm_id, r.point_id, r.point_at, r.by_user, r.at
          FROM backup_restores r JOIN vms v ON v.id = r.vm_id
-         WHERE v.owner_id = ?1 ORDER BY r.at",
+         WHERE v.owner_id = $1 ORDER BY r.at",
     ),
     list(
         "tickets",
         "SELECT id, number, kind, title, description, state, priority, channel, assignee_id,
                 vm_id, course_id, created_at, updated_at, responded_at, resolved_at, reply, replied_at
-         FROM tickets WHERE reporter_id = ?1 ORDER BY number",
+         FROM tickets WHERE reporter_id = $1 ORDER BY number",
     ),
     list(
         "ticket_comments",
         // What the reporter sees on the ticket's timeline: never internal notes.
         "SELECT e.ticket_id, e.at, e.actor_id, e.kind, e.text
          FROM ticket_events e JOIN tickets t ON t.id = e.ticket_id
-         WHERE t.reporter_id = ?1 AND e.internal = 0 ORDER BY e.id",
+         WHERE t.reporter_id = $1 AND e.internal = 0 ORDER BY e.id",
     ),
     list(
         "screenshots",
         "SELECT id, bytes, vm_id, taken_at, ticket_id FROM desk_screenshots
-         WHERE taken_by = ?1 ORDER BY taken_at",
+         WHERE taken_by = $1 ORDER BY taken_at",
     ),
     list(
         "notifications",
         "SELECT id, source, ticket_id, kind, event, created_at, read_at FROM notifications
-         WHERE user_id = ?1 ORDER BY id",
+         WHERE user_id = $1 ORDER BY id",
     ),
     list(
         "vm_starts",
         "SELECT vm_id, course_id, requested_ms, outcome, error_code, running_ms, first_frame_ms
-         FROM slo_vm_starts WHERE user_id = ?1 ORDER BY requested_ms",
+         FROM slo_vm_starts WHERE user_id = $1 ORDER BY requested_ms",
     ),
     list(
         "console_sessions",
         "SELECT vm_id, issued_ms, opened_ms, established_ms, first_frame_ms, ended_ms, ended_by
-         FROM slo_console_sessions WHERE user_id = ?1 ORDER BY issued_ms",
+         FROM slo_console_sessions WHERE user_id = $1 ORDER BY issued_ms",
     ),
     list(
         "vm_events",
         "SELECT ev.at, ev.kind, ev.vm_id, ev.message FROM events ev
-         JOIN vms v ON v.id = ev.vm_id WHERE v.owner_id = ?1 ORDER BY ev.id",
+         JOIN vms v ON v.id = ev.vm_id WHERE v.owner_id = $1 ORDER BY ev.id",
     ),
     list(
         "audit",
         // Entries of their own actions, and of others' actions on their account.
         "SELECT at, user_name, action, target_kind, target_id, target_label, ip, outcome, detail
-         FROM audit_log WHERE user_id = ?1 OR (target_kind = 'user' AND target_id = ?1)
+         FROM audit_log WHERE user_id = $1 OR (target_kind = 'user' AND target_id = $1)
          ORDER BY seq",
     ),
 ];

@@ -301,7 +301,7 @@ impl Reports {
         sqlx::query(
             "INSERT INTO reports (id, period, range_from, range_to, state, figures, texts,
                                   created_by, created_at, generated_at)
-             VALUES (?, ?, ?, ?, 'draft', ?, '{}', ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, 'draft', $5, '{}', $6, $7, $8)",
         )
         .bind(id.to_string())
         .bind(req.period.as_str())
@@ -339,7 +339,7 @@ impl Reports {
             ));
         }
         let rows = sqlx::query(
-            "SELECT * FROM reports WHERE ?1 OR state = 'published'
+            "SELECT * FROM reports WHERE $1 OR state = 'published'
              ORDER BY range_from DESC, created_at DESC",
         )
         .bind(is_admin(actor))
@@ -363,7 +363,7 @@ impl Reports {
     }
 
     async fn fetch(&self, id: Uuid) -> Result<Report, ReportError> {
-        let row = sqlx::query("SELECT * FROM reports WHERE id = ?")
+        let row = sqlx::query("SELECT * FROM reports WHERE id = $1")
             .bind(id.to_string())
             .fetch_optional(&self.pool)
             .await?
@@ -406,7 +406,7 @@ impl Reports {
             }
         }
         // The state check again in the UPDATE: a publish in between wins.
-        let done = sqlx::query("UPDATE reports SET texts = ? WHERE id = ? AND state = 'draft'")
+        let done = sqlx::query("UPDATE reports SET texts = $1 WHERE id = $2 AND state = 'draft'")
             .bind(serde_json::to_string(&r.texts)?)
             .bind(id.to_string())
             .execute(&self.pool)
@@ -425,7 +425,7 @@ impl Reports {
         );
         let figures = self.generate(from, to, now).await?;
         let done = sqlx::query(
-            "UPDATE reports SET figures = ?, generated_at = ? WHERE id = ? AND state = 'draft'",
+            "UPDATE reports SET figures = $1, generated_at = $2 WHERE id = $3 AND state = 'draft'",
         )
         .bind(serde_json::to_string(&figures)?)
         .bind(db::format_time(now))
@@ -474,7 +474,7 @@ impl Reports {
             _ => ("reviewed_by", "reviewed_at"),
         };
         let done = sqlx::query(&format!(
-            "UPDATE reports SET state = ?1, {who} = ?2, {when} = ?3 WHERE id = ?4 AND state = ?5"
+            "UPDATE reports SET state = $1, {who} = $2, {when} = $3 WHERE id = $4 AND state = $5"
         ))
         .bind(to.as_str())
         .bind(actor.id.to_string())
@@ -592,7 +592,7 @@ pub async fn load(
                 t.responded_at, t.resolved_at, t.closed_at, t.rating, t.resolution, t.reopen_count,
                 COALESCE(NULLIF(u.display_name, ''), u.username) AS assignee
          FROM tickets t LEFT JOIN users u ON u.id = t.assignee_id
-         WHERE t.created_at >= ?1 AND t.created_at < ?2 ORDER BY t.number",
+         WHERE t.created_at >= $1 AND t.created_at < $2 ORDER BY t.number",
     )
     .bind(&f)
     .bind(&t)
@@ -628,9 +628,9 @@ pub async fn load(
     let since = db::format_time(from - Duration::days(crate::events::RETENTION_DAYS));
     let rows: Vec<(String, String, Option<String>)> = sqlx::query_as(
         "SELECT at, kind, COALESCE(node_name, node_id) FROM events
-         WHERE at < ?2 AND (
-             (kind IN ('node_down', 'node_up') AND at >= ?3)
-             OR (kind = 'vm_start_failed' AND at >= ?1))
+         WHERE at < $2 AND (
+             (kind IN ('node_down', 'node_up') AND at >= $3)
+             OR (kind = 'vm_start_failed' AND at >= $1))
          ORDER BY at, id",
     )
     .bind(&f)
@@ -666,7 +666,7 @@ pub async fn load(
                     THEN 100.0 * s.mem_used_mib / s.mem_total_mib END) AS mem_max,
                 MAX(s.vms_running) AS vms_max
          FROM nodes n CROSS JOIN node_samples_minute s NOT INDEXED
-         WHERE s.node_id = n.id AND s.at >= ?1 AND s.at < ?2
+         WHERE s.node_id = n.id AND s.at >= $1 AND s.at < $2
          GROUP BY s.node_id, hour",
     )
     .bind(from.unix_timestamp())
@@ -693,7 +693,7 @@ pub async fn load(
         "SELECT minute / 3600 * 3600 AS hour, MAX(vms) FROM (
              SELECT s.at / 60 * 60 AS minute, SUM(s.vms_running) AS vms
              FROM nodes n CROSS JOIN node_samples_minute s NOT INDEXED
-             WHERE s.node_id = n.id AND s.at >= ?1 AND s.at < ?2 GROUP BY minute)
+             WHERE s.node_id = n.id AND s.at >= $1 AND s.at < $2 GROUP BY minute)
          GROUP BY hour ORDER BY hour",
     )
     .bind(from.unix_timestamp())

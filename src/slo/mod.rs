@@ -403,7 +403,7 @@ impl Slo {
         let mut tx = db::begin(&self.pool).await?;
         for (i, value) in checked {
             sqlx::query(
-                "INSERT INTO slo_targets (indicator, target, updated_at, updated_by) VALUES (?, ?, ?, ?)
+                "INSERT INTO slo_targets (indicator, target, updated_at, updated_by) VALUES ($1, $2, $3, $4)
                  ON CONFLICT (indicator) DO UPDATE SET target = excluded.target,
                  updated_at = excluded.updated_at, updated_by = excluded.updated_by",
             )
@@ -416,7 +416,7 @@ impl Slo {
         }
         if let Some(d) = update.period_days {
             sqlx::query(
-                "INSERT INTO slo_settings (id, period_days) VALUES (1, ?)
+                "INSERT INTO slo_settings (id, period_days) VALUES (1, $1)
                  ON CONFLICT (id) DO UPDATE SET period_days = excluded.period_days",
             )
             .bind(i64::from(d))
@@ -448,12 +448,12 @@ impl Slo {
             Role::Student => Err(SloError::Forbidden),
             Role::Teacher => {
                 let courses: Vec<(String,)> =
-                    sqlx::query_as("SELECT id FROM courses WHERE teacher_id = ?")
+                    sqlx::query_as("SELECT id FROM courses WHERE teacher_id = $1")
                         .bind(viewer.id.to_string())
                         .fetch_all(&self.pool)
                         .await?;
                 let vms: Vec<(String,)> = sqlx::query_as(
-                    "SELECT v.id FROM vms v JOIN courses c ON c.id = v.course_id WHERE c.teacher_id = ?",
+                    "SELECT v.id FROM vms v JOIN courses c ON c.id = v.course_id WHERE c.teacher_id = $1",
                 )
                 .bind(viewer.id.to_string())
                 .fetch_all(&self.pool)
@@ -610,7 +610,7 @@ impl Slo {
     async fn load(&self, w: Window) -> Result<Inputs, sqlx::Error> {
         let starts = sqlx::query(
             "SELECT vm_id, course_id, node_id, requested_ms, outcome, error_code, running_ms,
-             first_frame_ms FROM slo_vm_starts WHERE requested_ms >= ? AND requested_ms < ?",
+             first_frame_ms FROM slo_vm_starts WHERE requested_ms >= $1 AND requested_ms < $2",
         )
         .bind(w.from_ms - compute::WANTED_WINDOW_MS)
         .bind(w.to_ms)
@@ -633,7 +633,7 @@ impl Slo {
         // Sessions of a day before the window may still run into it.
         let sessions = sqlx::query(
             "SELECT vm_id, node_id, issued_ms, opened_ms, established_ms, ended_ms, ended_by
-             FROM slo_console_sessions WHERE issued_ms >= ? AND issued_ms < ?",
+             FROM slo_console_sessions WHERE issued_ms >= $1 AND issued_ms < $2",
         )
         .bind(w.from_ms - 24 * compute::HOUR_MS)
         .bind(w.to_ms)
@@ -659,7 +659,7 @@ impl Slo {
         // second (the pure code compares in milliseconds).
         let events: Vec<(String, String, String)> = sqlx::query_as(
             "SELECT node_id, at, kind FROM events
-             WHERE kind IN ('node_down', 'node_up') AND node_id IS NOT NULL AND at <= ?",
+             WHERE kind IN ('node_down', 'node_up') AND node_id IS NOT NULL AND at <= $1",
         )
         .bind(db::format_time(from_ms(w.to_ms)))
         .fetch_all(&self.pool)
@@ -679,7 +679,7 @@ impl Slo {
                 .fetch_all(&self.pool)
                 .await?;
         let samples: Vec<(String, i64, i64)> = sqlx::query_as(
-            "SELECT node_id, at, vms_running FROM node_samples_minute WHERE at >= ? AND at < ?",
+            "SELECT node_id, at, vms_running FROM node_samples_minute WHERE at >= $1 AND at < $2",
         )
         .bind(w.from_ms.div_euclid(1000))
         .bind(w.to_ms.div_euclid(1000) + 1)
@@ -712,7 +712,7 @@ pub async fn load_prestarts(
     let rows = sqlx::query(
         "SELECT p.id, p.course_id, p.session_start_ms, p.prestart_ms, v.ready_ms, v.failed_ms
          FROM slo_class_prestarts p JOIN slo_class_prestart_vms v ON v.prestart_id = p.id
-         WHERE p.session_start_ms >= ? AND p.session_start_ms < ? ORDER BY p.id",
+         WHERE p.session_start_ms >= $1 AND p.session_start_ms < $2 ORDER BY p.id",
     )
     .bind(from_ms)
     .bind(to_ms)

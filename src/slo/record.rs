@@ -83,7 +83,7 @@ async fn write(pool: &Pool, fact: ConsoleFact, at: i64) -> Result<(), sqlx::Erro
         } => {
             sqlx::query(
                 "INSERT INTO slo_console_sessions (id, vm_id, user_id, node_id, issued_ms)
-                 VALUES (?, ?, ?, ?, ?)",
+                 VALUES ($1, $2, $3, $4, $5)",
             )
             .bind(id.to_string())
             .bind(vm_id.to_string())
@@ -94,14 +94,14 @@ async fn write(pool: &Pool, fact: ConsoleFact, at: i64) -> Result<(), sqlx::Erro
             .await?;
         }
         ConsoleFact::Opened { id } => {
-            sqlx::query("UPDATE slo_console_sessions SET opened_ms = ? WHERE id = ?")
+            sqlx::query("UPDATE slo_console_sessions SET opened_ms = $1 WHERE id = $2")
                 .bind(at)
                 .bind(id.to_string())
                 .execute(pool)
                 .await?;
         }
         ConsoleFact::Established { id } => {
-            sqlx::query("UPDATE slo_console_sessions SET established_ms = ? WHERE id = ?")
+            sqlx::query("UPDATE slo_console_sessions SET established_ms = $1 WHERE id = $2")
                 .bind(at)
                 .bind(id.to_string())
                 .execute(pool)
@@ -109,7 +109,7 @@ async fn write(pool: &Pool, fact: ConsoleFact, at: i64) -> Result<(), sqlx::Erro
         }
         ConsoleFact::FirstFrame { id, vm_id } => {
             sqlx::query(
-                "UPDATE slo_console_sessions SET first_frame_ms = ? WHERE id = ? AND first_frame_ms IS NULL",
+                "UPDATE slo_console_sessions SET first_frame_ms = $1 WHERE id = $2 AND first_frame_ms IS NULL",
             )
             .bind(at)
             .bind(id.to_string())
@@ -117,8 +117,8 @@ async fn write(pool: &Pool, fact: ConsoleFact, at: i64) -> Result<(), sqlx::Erro
             .await?;
             // The boot's first frame: on the VM's latest successful start.
             sqlx::query(
-                "UPDATE slo_vm_starts SET first_frame_ms = ?1 WHERE first_frame_ms IS NULL AND id =
-                 (SELECT id FROM slo_vm_starts WHERE vm_id = ?2 AND outcome = 'ok'
+                "UPDATE slo_vm_starts SET first_frame_ms = $1 WHERE first_frame_ms IS NULL AND id =
+                 (SELECT id FROM slo_vm_starts WHERE vm_id = $2 AND outcome = 'ok'
                   ORDER BY requested_ms DESC LIMIT 1)",
             )
             .bind(at)
@@ -128,8 +128,8 @@ async fn write(pool: &Pool, fact: ConsoleFact, at: i64) -> Result<(), sqlx::Erro
         }
         ConsoleFact::Ended { id, code, by } => {
             sqlx::query(
-                "UPDATE slo_console_sessions SET ended_ms = ?, ended_by = ?, close_code = ?
-                 WHERE id = ? AND ended_ms IS NULL",
+                "UPDATE slo_console_sessions SET ended_ms = $1, ended_by = $2, close_code = $3
+                 WHERE id = $4 AND ended_ms IS NULL",
             )
             .bind(at)
             .bind(by.as_str())
@@ -152,7 +152,7 @@ pub async fn console_spans(
 ) -> Result<Vec<(i64, Option<i64>)>, sqlx::Error> {
     sqlx::query_as(
         "SELECT opened_ms, ended_ms FROM slo_console_sessions
-         WHERE vm_id = ? AND opened_ms IS NOT NULL AND opened_ms >= ? ORDER BY opened_ms",
+         WHERE vm_id = $1 AND opened_ms IS NOT NULL AND opened_ms >= $2 ORDER BY opened_ms",
     )
     .bind(vm_id.to_string())
     .bind(since_ms)
@@ -185,7 +185,7 @@ async fn write_prestart(
     let mut tx = crate::db::begin(pool).await?;
     sqlx::query(
         "INSERT INTO slo_class_prestarts (id, course_id, session_start_ms, session_end_ms, prestart_ms)
-         VALUES (?, ?, ?, ?, ?) ON CONFLICT (course_id, session_start_ms) DO NOTHING",
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (course_id, session_start_ms) DO NOTHING",
     )
     .bind(Uuid::new_v4().to_string())
     .bind(course_id.to_string())
@@ -195,7 +195,7 @@ async fn write_prestart(
     .execute(&mut *tx)
     .await?;
     let (id,): (String,) = sqlx::query_as(
-        "SELECT id FROM slo_class_prestarts WHERE course_id = ? AND session_start_ms = ?",
+        "SELECT id FROM slo_class_prestarts WHERE course_id = $1 AND session_start_ms = $2",
     )
     .bind(course_id.to_string())
     .bind(start_ms)
@@ -203,7 +203,7 @@ async fn write_prestart(
     .await?;
     for vm in vms {
         sqlx::query(
-            "INSERT INTO slo_class_prestart_vms (prestart_id, vm_id) VALUES (?, ?)
+            "INSERT INTO slo_class_prestart_vms (prestart_id, vm_id) VALUES ($1, $2)
              ON CONFLICT (prestart_id, vm_id) DO NOTHING",
         )
         .bind(&id)
@@ -218,10 +218,10 @@ async fn write_prestart(
 /// usable (`ok`) or failed. Goes to the VM's latest pre-start, once.
 pub async fn class_vm_started(pool: &Pool, vm_id: Uuid, at_ms: i64, ok: bool) {
     let written = sqlx::query(
-        "UPDATE slo_class_prestart_vms SET ready_ms = ?1, failed_ms = ?2
-         WHERE vm_id = ?3 AND ready_ms IS NULL AND failed_ms IS NULL AND prestart_id =
+        "UPDATE slo_class_prestart_vms SET ready_ms = $1, failed_ms = $2
+         WHERE vm_id = $3 AND ready_ms IS NULL AND failed_ms IS NULL AND prestart_id =
          (SELECT p.id FROM slo_class_prestarts p JOIN slo_class_prestart_vms v ON v.prestart_id = p.id
-          WHERE v.vm_id = ?3 ORDER BY p.prestart_ms DESC LIMIT 1)",
+          WHERE v.vm_id = $3 ORDER BY p.prestart_ms DESC LIMIT 1)",
     )
     .bind(ok.then_some(at_ms))
     .bind((!ok).then_some(at_ms))

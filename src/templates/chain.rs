@@ -34,7 +34,7 @@ async fn template_sha256(
     storage: &Storage,
     t: &Template,
 ) -> Result<String, TemplateError> {
-    let cached: Option<String> = sqlx::query_scalar("SELECT checksum FROM templates WHERE id = ?")
+    let cached: Option<String> = sqlx::query_scalar("SELECT checksum FROM templates WHERE id = $1")
         .bind(t.id.to_string())
         .fetch_optional(pool)
         .await?
@@ -44,7 +44,7 @@ async fn template_sha256(
     }
     let sum = storage::sha256_file(&storage.template_path(t.id)).await?;
     if t.state == TemplateState::Ready {
-        sqlx::query("UPDATE templates SET checksum = ? WHERE id = ? AND checksum IS NULL")
+        sqlx::query("UPDATE templates SET checksum = $1 WHERE id = $2 AND checksum IS NULL")
             .bind(&sum)
             .bind(t.id.to_string())
             .execute(pool)

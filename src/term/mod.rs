@@ -210,8 +210,8 @@ impl Term {
             ));
         }
         sqlx::query(
-            "UPDATE courses SET ends_at = CASE WHEN ? THEN ? ELSE ends_at END,
-                    retention_days = COALESCE(?, retention_days) WHERE id = ?",
+            "UPDATE courses SET ends_at = CASE WHEN $1 THEN $2 ELSE ends_at END,
+                    retention_days = COALESCE($3, retention_days) WHERE id = $4",
         )
         .bind(ends_at.is_some())
         .bind(ends_at.flatten())
@@ -242,7 +242,7 @@ impl Term {
     /// stopped now is logged; it cannot start again either way.
     async fn archive_course(&self, id: Uuid, by: &str, now: i64) -> Result<(), TermError> {
         sqlx::query(
-            "UPDATE courses SET archived_at = ?, archived_by = ? WHERE id = ? AND archived_at IS NULL",
+            "UPDATE courses SET archived_at = $1, archived_by = $2 WHERE id = $3 AND archived_at IS NULL",
         )
         .bind(format_unix(now))
         .bind(by)
@@ -406,7 +406,7 @@ impl Term {
                 v.state.as_str()
             ))));
         }
-        let code: String = sqlx::query_scalar("SELECT code FROM courses WHERE id = ?")
+        let code: String = sqlx::query_scalar("SELECT code FROM courses WHERE id = $1")
             .bind(course.to_string())
             .fetch_one(&self.pool)
             .await?;
@@ -428,7 +428,7 @@ impl Term {
                 .unwrap_or(vm.overlay_bytes);
             sqlx::query(
                 "INSERT OR IGNORE INTO erasures (id, at, user_id, course_id, course_code, vm_id, vm_name, what, rule, bytes, backups_pruned)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, 'layer', ?, ?, ?)",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'layer', $8, $9, $10)",
             )
             .bind(Uuid::new_v4().to_string())
             .bind(&at)
@@ -470,7 +470,7 @@ impl Term {
                 .fetch_all(&self.pool)
                 .await?
         } else {
-            sqlx::query(&format!("{sql} WHERE user_id = ? ORDER BY at DESC, vm_id"))
+            sqlx::query(&format!("{sql} WHERE user_id = $1 ORDER BY at DESC, vm_id"))
                 .bind(user.id.to_string())
                 .fetch_all(&self.pool)
                 .await?
@@ -505,8 +505,8 @@ impl Term {
             "SELECT c.id, c.code, c.name, c.ends_at, c.retention_days, c.archived_at,
                     EXISTS (SELECT 1 FROM term_holds h WHERE h.course_id = c.id OR h.user_id = e.user_id) AS held
              FROM courses c JOIN enrolments e ON e.course_id = c.id
-             -- Nothing to tell once the student's work there is gone (erased).
-             WHERE e.user_id = ?
+             -- Nothing to tell once the work of the student there is gone (erased).
+             WHERE e.user_id = $1
                AND EXISTS (SELECT 1 FROM vms v WHERE v.course_id = c.id AND v.owner_id = e.user_id)
              ORDER BY c.code",
         )
@@ -585,7 +585,7 @@ impl Term {
         }
         let id = Uuid::new_v4();
         let res = sqlx::query(
-            "INSERT INTO term_holds (id, course_id, user_id, reason, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO term_holds (id, course_id, user_id, reason, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(id.to_string())
         .bind(new.course_id.map(|c| c.to_string()))
@@ -616,7 +616,7 @@ impl Term {
     }
 
     pub async fn remove_hold(&self, id: Uuid) -> Result<(), TermError> {
-        let done = sqlx::query("DELETE FROM term_holds WHERE id = ?")
+        let done = sqlx::query("DELETE FROM term_holds WHERE id = $1")
             .bind(id.to_string())
             .execute(&self.pool)
             .await?;

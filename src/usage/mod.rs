@@ -381,7 +381,7 @@ pub async fn budget_minutes(
     user_id: Uuid,
 ) -> Result<Option<i64>, sqlx::Error> {
     let hours: Option<Option<i64>> =
-        sqlx::query_scalar("SELECT hours_outside FROM course_quotas WHERE course_id = ?")
+        sqlx::query_scalar("SELECT hours_outside FROM course_quotas WHERE course_id = $1")
             .bind(course_id.to_string())
             .fetch_optional(pool)
             .await?;
@@ -389,7 +389,7 @@ pub async fn budget_minutes(
         return Ok(None);
     };
     let extra: Option<i64> = sqlx::query_scalar(
-        "SELECT extra_hours FROM quota_extra_hours WHERE course_id = ? AND user_id = ?",
+        "SELECT extra_hours FROM quota_extra_hours WHERE course_id = $1 AND user_id = $2",
     )
     .bind(course_id.to_string())
     .bind(user_id.to_string())

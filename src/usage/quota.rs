@@ -169,7 +169,7 @@ async fn course_settings(
     course_id: Uuid,
 ) -> Result<(Option<i64>, Option<i64>), sqlx::Error> {
     let row: Option<(Option<i64>, Option<i64>)> = sqlx::query_as(
-        "SELECT hours_outside, max_concurrent_vms FROM course_quotas WHERE course_id = ?",
+        "SELECT hours_outside, max_concurrent_vms FROM course_quotas WHERE course_id = $1",
     )
     .bind(course_id.to_string())
     .fetch_optional(pool)
@@ -225,7 +225,7 @@ impl Quotas {
         let course = courses::get_managed(&self.pool, user, course_id).await?;
         let (hours, max_vms) = course_settings(&self.pool, course.id).await?;
         let extras: HashMap<String, i64> = sqlx::query_as::<_, (String, i64)>(
-            "SELECT user_id, extra_hours FROM quota_extra_hours WHERE course_id = ?",
+            "SELECT user_id, extra_hours FROM quota_extra_hours WHERE course_id = $1",
         )
         .bind(course.id.to_string())
         .fetch_all(&self.pool)
@@ -269,7 +269,7 @@ impl Quotas {
         in_range("hours_outside", input.hours_outside, 0, MAX_HOURS)?;
         in_range("max_concurrent_vms", input.max_concurrent_vms, 1, MAX_HOURS)?;
         sqlx::query(
-            "INSERT INTO course_quotas (course_id, hours_outside, max_concurrent_vms) VALUES (?, ?, ?)
+            "INSERT INTO course_quotas (course_id, hours_outside, max_concurrent_vms) VALUES ($1, $2, $3)
              ON CONFLICT (course_id) DO UPDATE SET hours_outside = excluded.hours_outside,
              max_concurrent_vms = excluded.max_concurrent_vms",
         )
@@ -300,7 +300,7 @@ impl Quotas {
             return Err(UsageError::NotEnrolled);
         }
         sqlx::query(
-            "INSERT INTO quota_extra_hours (course_id, user_id, extra_hours) VALUES (?, ?, ?)
+            "INSERT INTO quota_extra_hours (course_id, user_id, extra_hours) VALUES ($1, $2, $3)
              ON CONFLICT (course_id, user_id) DO UPDATE SET extra_hours = excluded.extra_hours",
         )
         .bind(course.id.to_string())
@@ -323,7 +323,7 @@ impl Quotas {
         in_range("max_vcpus", w(limits.max_vcpus), 1, 100_000)?;
         in_range("max_memory_mib", w(limits.max_memory_mib), 1, 100_000_000)?;
         sqlx::query(
-            "INSERT INTO user_limits (id, max_running_vms, max_vcpus, max_memory_mib) VALUES (1, ?, ?, ?)
+            "INSERT INTO user_limits (id, max_running_vms, max_vcpus, max_memory_mib) VALUES (1, $1, $2, $3)
              ON CONFLICT (id) DO UPDATE SET max_running_vms = excluded.max_running_vms,
              max_vcpus = excluded.max_vcpus, max_memory_mib = excluded.max_memory_mib",
         )

@@ -102,7 +102,7 @@ pub async fn active_for(
     use sqlx::Row;
     let rows = sqlx::query(
         "SELECT id, owner_id, course_id, vcpus, memory_mib FROM vms
-         WHERE (owner_id = ? OR course_id = ?)
+         WHERE (owner_id = $1 OR course_id = $2)
            AND (state IN ('starting', 'running', 'stopping') OR node_down = 1)",
     )
     .bind(owner.to_string())

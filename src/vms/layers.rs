@@ -250,7 +250,7 @@ impl Layers {
             .await?
             .unwrap_or(0);
         let res = sqlx::query(
-            "UPDATE vms SET layer_node_id = ?, layer_volume = ?, layer_bytes = ? WHERE id = ? AND layer_storage = 'node-local'",
+            "UPDATE vms SET layer_node_id = $1, layer_volume = $2, layer_bytes = $3 WHERE id = $4 AND layer_storage = 'node-local'",
         )
         .bind(node_id.to_string())
         .bind(&volume)
@@ -283,7 +283,7 @@ impl Layers {
         let Some((_, _, conn)) = self.home(loc).await? else {
             return Ok(());
         };
-        sqlx::query("UPDATE vms SET layer_node_id = NULL, layer_volume = NULL, layer_bytes = NULL WHERE id = ?")
+        sqlx::query("UPDATE vms SET layer_node_id = NULL, layer_volume = NULL, layer_bytes = NULL WHERE id = $1")
             .bind(vm_id.to_string())
             .execute(&self.pool)
             .await?;
@@ -323,7 +323,7 @@ impl Layers {
             return Ok(());
         };
         if let Some(bytes) = conn.volume_size(&self.pool_name, v).await? {
-            sqlx::query("UPDATE vms SET layer_bytes = ? WHERE id = ?")
+            sqlx::query("UPDATE vms SET layer_bytes = $1 WHERE id = $2")
                 .bind(i64::try_from(bytes).unwrap_or(i64::MAX))
                 .bind(vm_id.to_string())
                 .execute(&self.pool)
@@ -418,7 +418,7 @@ impl Layers {
         let Some(remote) = work.remote.as_mut() else {
             return Ok(());
         };
-        sqlx::query("UPDATE vms SET layer_node_id = ?, layer_volume = ? WHERE id = ?")
+        sqlx::query("UPDATE vms SET layer_node_id = $1, layer_volume = $2 WHERE id = $3")
             .bind(target.to_string())
             .bind(&new_volume)
             .bind(vm_id.to_string())
@@ -462,7 +462,7 @@ impl Layers {
             return Ok(ours);
         }
         let referenced: std::collections::HashSet<String> = sqlx::query_scalar(
-            "SELECT layer_volume FROM vms WHERE layer_node_id = ? AND layer_volume IS NOT NULL",
+            "SELECT layer_volume FROM vms WHERE layer_node_id = $1 AND layer_volume IS NOT NULL",
         )
         .bind(node_id.to_string())
         .fetch_all(&self.pool)
@@ -486,7 +486,7 @@ impl Layers {
         volume: &str,
     ) -> Result<bool, LayerError> {
         let named: Option<i64> =
-            sqlx::query_scalar("SELECT 1 FROM vms WHERE layer_node_id = ? AND layer_volume = ?")
+            sqlx::query_scalar("SELECT 1 FROM vms WHERE layer_node_id = $1 AND layer_volume = $2")
                 .bind(node_id.to_string())
                 .bind(volume)
                 .fetch_optional(&self.pool)
@@ -586,7 +586,7 @@ impl Checkout<'_> {
         let new_volume = self.send_to(&conn, &node_name).await?;
         let len = tokio::fs::metadata(&self.path).await?.len();
         let switched = sqlx::query(
-            "UPDATE vms SET layer_volume = ?, layer_bytes = ? WHERE id = ? AND layer_volume = ?",
+            "UPDATE vms SET layer_volume = $1, layer_bytes = $2 WHERE id = $3 AND layer_volume = $4",
         )
         .bind(&new_volume)
         .bind(i64::try_from(len).unwrap_or(i64::MAX))

@@ -209,7 +209,7 @@ impl VmManager {
 
     pub(super) async fn drain(&self, node_id: Uuid, actor: Option<&str>) -> Result<(), VmError> {
         let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM vms WHERE node_id = ? AND state = 'running' ORDER BY id"
+            "SELECT {COLUMNS} FROM vms WHERE node_id = $1 AND state = 'running' ORDER BY id"
         ))
         .bind(node_id.to_string())
         .fetch_all(&self.pool)
@@ -292,7 +292,7 @@ impl VmManager {
         let tx = removal.conn();
         // `node_down` VMs keep their active state underneath (migration 0005).
         let active: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM vms WHERE node_id = ?
+            "SELECT COUNT(*) FROM vms WHERE node_id = $1
              AND state IN ('starting', 'running', 'stopping')",
         )
         .bind(id.to_string())
@@ -301,7 +301,7 @@ impl VmManager {
         if active > 0 {
             return Err(NodeError::Busy(u64::try_from(active).unwrap_or(0)));
         }
-        let disks: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM vms WHERE layer_node_id = ?")
+        let disks: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM vms WHERE layer_node_id = $1")
             .bind(id.to_string())
             .fetch_one(&mut *tx)
             .await?;
@@ -309,7 +309,7 @@ impl VmManager {
             return Err(NodeError::HoldsLayers(u64::try_from(disks).unwrap_or(0)));
         }
         // Stopped VMs only remember where they last ran.
-        sqlx::query("UPDATE vms SET node_id = NULL WHERE node_id = ?")
+        sqlx::query("UPDATE vms SET node_id = NULL WHERE node_id = $1")
             .bind(id.to_string())
             .execute(&mut *tx)
             .await?;

@@ -66,7 +66,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::auth::Role;
-use crate::db::Pool;
+use crate::db::{self, Pool};
 use crate::labnets::LabNets;
 use crate::libvirt::{self};
 use crate::nodes::Nodes;
@@ -85,7 +85,7 @@ const VMS_IN_OPEN_TICKETS: &str =
 /// Whether an open ticket names the VM.
 async fn in_open_ticket(pool: &Pool, vm_id: Uuid) -> Result<bool, sqlx::Error> {
     let n: i64 = sqlx::query_scalar(&format!(
-        "SELECT COUNT(*) FROM ({VMS_IN_OPEN_TICKETS}) WHERE vm_id = ?"
+        "SELECT COUNT(*) FROM ({VMS_IN_OPEN_TICKETS}) WHERE vm_id = $1"
     ))
     .bind(vm_id.to_string())
     .fetch_one(pool)
@@ -96,7 +96,7 @@ async fn in_open_ticket(pool: &Pool, vm_id: Uuid) -> Result<bool, sqlx::Error> {
 /// The VMs of a course, whoever owns them (no access check: the caller's).
 pub async fn load_of_course(pool: &Pool, course_id: Uuid) -> Result<Vec<Vm>, VmError> {
     let rows = sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM vms v WHERE v.course_id = ? ORDER BY v.created_at, v.name"
+        "SELECT {COLUMNS} FROM vms v WHERE v.course_id = $1 ORDER BY v.created_at, v.name"
     ))
     .bind(course_id.to_string())
     .fetch_all(pool)
@@ -113,7 +113,7 @@ pub(crate) async fn require_open_course(pool: &Pool, vm: &Vm, what: &str) -> Res
         return Ok(());
     };
     let archived: Option<(String, Option<String>)> = sqlx::query_as(
-        "SELECT code, archived_at FROM courses WHERE id = ? AND archived_at IS NOT NULL",
+        "SELECT code, archived_at FROM courses WHERE id = $1 AND archived_at IS NOT NULL",
     )
     .bind(course.to_string())
     .fetch_optional(pool)
@@ -374,6 +374,7 @@ impl VmManager {
             sql.push_str(" AND v.course_id = ?");
         }
         sql.push_str(" ORDER BY v.created_at, v.name");
+        let sql = db::numbered(&sql);
         let mut q = sqlx::query(&sql);
         match user.role {
             Role::Admin => {}
@@ -411,7 +412,7 @@ impl VmManager {
             // A build VM has no course: only its owner (and admins) reach it.
             Role::Teacher if vm.course_id.is_some() => {
                 let teacher: Option<String> =
-                    sqlx::query_scalar("SELECT teacher_id FROM courses WHERE id = ?")
+                    sqlx::query_scalar("SELECT teacher_id FROM courses WHERE id = $1")
                         .bind(vm.course_id.map(|c| c.to_string()))
                         .fetch_optional(&self.pool)
                         .await?;
@@ -491,11 +492,11 @@ impl VmManager {
             LastError::Clear => (0, None),
         };
         sqlx::query(
-            "UPDATE vms SET state = COALESCE(?, state), node_down = ?, node_id = ?,
-             last_error = CASE WHEN ? THEN last_error ELSE ? END,
-             last_started_at = COALESCE(?, last_started_at),
-             stop_deadline = CASE WHEN ? THEN COALESCE(?, stop_deadline) ELSE NULL END
-             WHERE id = ?",
+            "UPDATE vms SET state = COALESCE($1, state), node_down = $2, node_id = $3,
+             last_error = CASE WHEN $4 THEN last_error ELSE $5 END,
+             last_started_at = COALESCE($6, last_started_at),
+             stop_deadline = CASE WHEN $7 THEN COALESCE($8, stop_deadline) ELSE NULL END
+             WHERE id = $9",
         )
         .bind(column_state)
         .bind(node_down)

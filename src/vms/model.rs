@@ -305,7 +305,7 @@ pub(super) fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Vm, sqlx::Error>
 
 /// Loads a VM row without any access check.
 pub(crate) async fn load(pool: &Pool, id: Uuid) -> Result<Vm, VmError> {
-    let sql = format!("SELECT {COLUMNS} FROM vms WHERE id = ?");
+    let sql = format!("SELECT {COLUMNS} FROM vms WHERE id = $1");
     db::fetch_row(pool, &sql, &[&id.to_string()], from_row)
         .await?
         .ok_or(VmError::NotFound)
@@ -314,7 +314,7 @@ pub(crate) async fn load(pool: &Pool, id: Uuid) -> Result<Vm, VmError> {
 /// The console protocol a VM starts with: its course spec's (build VMs: VNC).
 pub(super) async fn graphics_of(pool: &Pool, vm_id: Uuid) -> Result<GraphicsKind, VmError> {
     let g: Option<String> = sqlx::query_scalar(
-        "SELECT s.graphics FROM vms v JOIN vm_specs s ON s.id = v.spec_id WHERE v.id = ?",
+        "SELECT s.graphics FROM vms v JOIN vm_specs s ON s.id = v.spec_id WHERE v.id = $1",
     )
     .bind(vm_id.to_string())
     .fetch_optional(pool)
@@ -327,7 +327,7 @@ pub(super) async fn graphics_of(pool: &Pool, vm_id: Uuid) -> Result<GraphicsKind
 /// this one). A VM without a course (a template build) has none.
 pub(super) async fn clipboard_agent_of(pool: &Pool, vm_id: Uuid) -> Result<bool, VmError> {
     let on: Option<i64> = sqlx::query_scalar(
-        "SELECT c.clipboard_agent FROM vms v JOIN courses c ON c.id = v.course_id WHERE v.id = ?",
+        "SELECT c.clipboard_agent FROM vms v JOIN courses c ON c.id = v.course_id WHERE v.id = $1",
     )
     .bind(vm_id.to_string())
     .fetch_optional(pool)
@@ -342,7 +342,7 @@ pub async fn users_affected(pool: &Pool, vm: &Vm) -> Result<u64, VmError> {
     let n: i64 = match vm.node_id {
         Some(node) => {
             sqlx::query_scalar(
-                "SELECT COUNT(DISTINCT owner_id) FROM vms WHERE node_id = ?
+                "SELECT COUNT(DISTINCT owner_id) FROM vms WHERE node_id = $1
              AND state IN ('starting', 'running', 'stopping')",
             )
             .bind(node.to_string())
@@ -350,7 +350,7 @@ pub async fn users_affected(pool: &Pool, vm: &Vm) -> Result<u64, VmError> {
             .await?
         }
         None => sqlx::query_scalar(
-            "SELECT COUNT(DISTINCT owner_id) FROM vms WHERE template_id = ? AND state = 'error'",
+            "SELECT COUNT(DISTINCT owner_id) FROM vms WHERE template_id = $1 AND state = 'error'",
         )
         .bind(vm.template_id.to_string())
         .fetch_one(pool)
@@ -361,11 +361,11 @@ pub async fn users_affected(pool: &Pool, vm: &Vm) -> Result<u64, VmError> {
 
 /// The owner's username and the course code (or "template build"), for the domain title.
 pub async fn labels(pool: &Pool, vm: &Vm) -> Result<(String, String), VmError> {
-    let owner: String = sqlx::query_scalar("SELECT username FROM users WHERE id = ?")
+    let owner: String = sqlx::query_scalar("SELECT username FROM users WHERE id = $1")
         .bind(vm.owner_id.to_string())
         .fetch_one(pool)
         .await?;
-    let context: Option<String> = sqlx::query_scalar("SELECT code FROM courses WHERE id = ?")
+    let context: Option<String> = sqlx::query_scalar("SELECT code FROM courses WHERE id = $1")
         .bind(vm.course_id.map(|c| c.to_string()))
         .fetch_optional(pool)
         .await?;

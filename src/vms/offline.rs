@@ -12,7 +12,7 @@ use crate::db::Pool;
 /// Marks a VM whose layer is gone `error` with `why`, so that nobody starts
 /// it (fsck's repair; the VM is not running).
 pub async fn mark_layer_missing(pool: &Pool, id: &str, why: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE vms SET state = 'error', last_error = ? WHERE id = ?")
+    sqlx::query("UPDATE vms SET state = 'error', last_error = $1 WHERE id = $2")
         .bind(why)
         .bind(id)
         .execute(pool)
@@ -22,7 +22,7 @@ pub async fn mark_layer_missing(pool: &Pool, id: &str, why: &str) -> Result<(), 
 
 /// Points a VM at its layer's path in a restored data dir.
 pub async fn set_layer_path(pool: &Pool, id: Uuid, layer: &Path) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE vms SET overlay_path = ? WHERE id = ?")
+    sqlx::query("UPDATE vms SET overlay_path = $1 WHERE id = $2")
         .bind(layer.to_string_lossy().into_owned())
         .bind(id.to_string())
         .execute(pool)

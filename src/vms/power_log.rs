@@ -41,9 +41,9 @@ pub(super) async fn record(
     };
     let id = vm_id.to_string();
     sqlx::query(
-        "INSERT INTO vm_power_log (vm_id, at, running) SELECT ?, ?, ?
-         WHERE COALESCE((SELECT running FROM vm_power_log WHERE vm_id = ?
-                         ORDER BY id DESC LIMIT 1), 0) <> ?",
+        "INSERT INTO vm_power_log (vm_id, at, running) SELECT $1, $2, $3
+         WHERE COALESCE((SELECT running FROM vm_power_log WHERE vm_id = $4
+                         ORDER BY id DESC LIMIT 1), 0) <> $5",
     )
     .bind(&id)
     .bind(db::format_time(at))
@@ -66,8 +66,8 @@ pub async fn between(
 ) -> Result<HashMap<Uuid, Vec<(OffsetDateTime, bool)>>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT vm_id, at, running FROM vm_power_log
-         WHERE at < ?2 AND (at >= ?1 OR id IN (
-             SELECT MAX(id) FROM vm_power_log WHERE at < ?1 GROUP BY vm_id))
+         WHERE at < $2 AND (at >= $1 OR id IN (
+             SELECT MAX(id) FROM vm_power_log WHERE at < $1 GROUP BY vm_id))
          ORDER BY id",
     )
     .bind(db::format_time(from))
@@ -84,7 +84,7 @@ pub async fn of_course(
 ) -> Result<HashMap<Uuid, Vec<(OffsetDateTime, bool)>>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT l.vm_id, l.at, l.running FROM vm_power_log l JOIN vms v ON v.id = l.vm_id
-         WHERE v.course_id = ? ORDER BY l.id",
+         WHERE v.course_id = $1 ORDER BY l.id",
     )
     .bind(course_id.to_string())
     .fetch_all(pool)

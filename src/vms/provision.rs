@@ -72,7 +72,7 @@ impl Provision {
             return Ok(plan);
         }
         let existing: Vec<(String, String)> =
-            sqlx::query_as("SELECT spec_id, owner_id FROM vms WHERE course_id = ?")
+            sqlx::query_as("SELECT spec_id, owner_id FROM vms WHERE course_id = $1")
                 .bind(course_id.to_string())
                 .fetch_all(pool)
                 .await?;
@@ -142,7 +142,7 @@ impl Provision {
         for n in &self.todo {
             let inserted = sqlx::query(
                 "INSERT INTO vms (id, name, course_id, spec_id, owner_id, template_id, state, vcpus, memory_mib, overlay_path, created_at, layer_storage)
-                 VALUES (?, ?, ?, ?, ?, ?, 'stopped', ?, ?, ?, ?, ?)",
+                 VALUES ($1, $2, $3, $4, $5, $6, 'stopped', $7, $8, $9, $10, $11)",
             )
             .bind(n.id.to_string())
             .bind(&n.name)
@@ -310,9 +310,9 @@ pub async fn delete_for(
     course_id: Uuid,
     owner: Option<Uuid>,
 ) -> Result<(), VmError> {
-    let mut sql = format!("SELECT {COLUMNS} FROM vms WHERE course_id = ?");
+    let mut sql = format!("SELECT {COLUMNS} FROM vms WHERE course_id = $1");
     if owner.is_some() {
-        sql.push_str(" AND owner_id = ?");
+        sql.push_str(" AND owner_id = $2");
     }
     let mut q = sqlx::query(&sql).bind(course_id.to_string());
     if let Some(o) = owner {
@@ -340,7 +340,7 @@ pub async fn delete_for(
     }
     let mut tx = db::begin(pool).await?;
     for vm in &vms {
-        sqlx::query("DELETE FROM vms WHERE id = ?")
+        sqlx::query("DELETE FROM vms WHERE id = $1")
             .bind(vm.id.to_string())
             .execute(&mut *tx)
             .await?;
@@ -374,7 +374,7 @@ impl VmManager {
         let vm_id = Uuid::new_v4();
         sqlx::query(
             "INSERT INTO vms (id, name, build_template_id, owner_id, template_id, state, vcpus, memory_mib, overlay_path, created_at)
-             VALUES (?, ?, ?, ?, ?, 'stopped', ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, 'stopped', $6, $7, $8, $9)",
         )
         .bind(vm_id.to_string())
         .bind("build")
@@ -393,7 +393,7 @@ impl VmManager {
     /// The build VM of draft template `draft_id`, if it has one.
     pub async fn build_vm_of(&self, draft_id: Uuid) -> Result<Option<Uuid>, VmError> {
         let id: Option<String> =
-            sqlx::query_scalar("SELECT id FROM vms WHERE build_template_id = ?")
+            sqlx::query_scalar("SELECT id FROM vms WHERE build_template_id = $1")
                 .bind(draft_id.to_string())
                 .fetch_optional(&self.pool)
                 .await?;
@@ -421,7 +421,7 @@ impl VmManager {
     }
 
     async fn delete_build_vm_locked(&self, vm_id: Uuid) -> Result<(), VmError> {
-        sqlx::query("DELETE FROM vms WHERE id = ? AND build_template_id IS NOT NULL")
+        sqlx::query("DELETE FROM vms WHERE id = $1 AND build_template_id IS NOT NULL")
             .bind(vm_id.to_string())
             .execute(&self.pool)
             .await?;

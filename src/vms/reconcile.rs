@@ -159,7 +159,7 @@ impl VmManager {
     /// Marks the active VMs of a node that stopped answering `node_down`.
     pub(super) async fn mark_node_down(&self, node_id: Uuid) -> Result<(), VmError> {
         let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM vms WHERE node_id = ? AND state IN ('starting', 'running', 'stopping') AND node_down = 0"
+            "SELECT {COLUMNS} FROM vms WHERE node_id = $1 AND state IN ('starting', 'running', 'stopping') AND node_down = 0"
         ))
         .bind(node_id.to_string())
         .fetch_all(&self.pool)
@@ -237,7 +237,7 @@ impl VmManager {
             running.insert(id, d.state);
         }
         let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM vms WHERE node_id = ? OR id IN (SELECT value FROM json_each(?))"
+            "SELECT {COLUMNS} FROM vms WHERE node_id = $1 OR id IN (SELECT value FROM json_each($2))"
         ))
         .bind(node.id.to_string())
         .bind(
@@ -282,7 +282,7 @@ impl VmManager {
             ));
         }
         let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM vms WHERE node_id = ? AND state IN ('starting', 'running', 'stopping')"
+            "SELECT {COLUMNS} FROM vms WHERE node_id = $1 AND state IN ('starting', 'running', 'stopping')"
         ))
         .bind(node_id.to_string())
         .fetch_all(&self.pool)

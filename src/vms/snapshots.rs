@@ -200,7 +200,7 @@ const COLUMNS: &str = "id, vm_id, name, kind, size_bytes, created_at";
 /// The snapshots of a VM, oldest first.
 pub async fn list(pool: &Pool, vm_id: Uuid) -> Result<Vec<Snapshot>, SnapshotError> {
     let rows = sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM snapshots WHERE vm_id = ? ORDER BY created_at, rowid"
+        "SELECT {COLUMNS} FROM snapshots WHERE vm_id = $1 ORDER BY created_at, rowid"
     ))
     .bind(vm_id.to_string())
     .fetch_all(pool)
@@ -210,7 +210,7 @@ pub async fn list(pool: &Pool, vm_id: Uuid) -> Result<Vec<Snapshot>, SnapshotErr
 
 /// One snapshot of a VM.
 pub async fn get(pool: &Pool, vm_id: Uuid, id: Uuid) -> Result<Snapshot, SnapshotError> {
-    let sql = format!("SELECT {COLUMNS} FROM snapshots WHERE vm_id = ? AND id = ?");
+    let sql = format!("SELECT {COLUMNS} FROM snapshots WHERE vm_id = $1 AND id = $2");
     let binds = [vm_id.to_string(), id.to_string()];
     db::fetch_row(pool, &sql, &[&binds[0], &binds[1]], from_row)
         .await?
@@ -218,7 +218,7 @@ pub async fn get(pool: &Pool, vm_id: Uuid, id: Uuid) -> Result<Snapshot, Snapsho
 }
 
 async fn delete_row(pool: &Pool, id: Uuid) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM snapshots WHERE id = ?")
+    sqlx::query("DELETE FROM snapshots WHERE id = $1")
         .bind(id.to_string())
         .execute(pool)
         .await?;
@@ -372,7 +372,7 @@ where
     E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
 {
     sqlx::query(
-        "INSERT INTO snapshots (id, vm_id, name, kind, size_bytes, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO snapshots (id, vm_id, name, kind, size_bytes, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(s.id.to_string())
     .bind(s.vm_id.to_string())
@@ -437,7 +437,7 @@ pub async fn revert(vms: &VmManager, vm_id: Uuid, snapshot_id: Uuid) -> Result<V
             storage::install_file(&tmp, &vm.overlay_path).await?;
             crate::crashpoint::hit("snapshot_revert.layer_installed");
             work.commit().await.map_err(VmError::from)?;
-            sqlx::query("DELETE FROM snapshots WHERE vm_id = ? AND kind = 'internal'")
+            sqlx::query("DELETE FROM snapshots WHERE vm_id = $1 AND kind = 'internal'")
                 .bind(vm.id.to_string())
                 .execute(pool)
                 .await?;
@@ -482,11 +482,11 @@ pub async fn delete(vms: &VmManager, vm_id: Uuid, snapshot_id: Uuid) -> Result<(
 /// with the layer they are in.
 pub async fn forget_all(pool: &Pool, vm: &Vm) -> Result<(), sqlx::Error> {
     let backups: Vec<String> =
-        sqlx::query_scalar("SELECT id FROM snapshots WHERE vm_id = ? AND kind = 'backup'")
+        sqlx::query_scalar("SELECT id FROM snapshots WHERE vm_id = $1 AND kind = 'backup'")
             .bind(vm.id.to_string())
             .fetch_all(pool)
             .await?;
-    sqlx::query("DELETE FROM snapshots WHERE vm_id = ?")
+    sqlx::query("DELETE FROM snapshots WHERE vm_id = $1")
         .bind(vm.id.to_string())
         .execute(pool)
         .await?;
@@ -509,11 +509,11 @@ pub(crate) async fn record_import_backup(
 ) -> Result<Vec<Uuid>, sqlx::Error> {
     let mut tx = db::begin(pool).await?;
     let old: Vec<String> =
-        sqlx::query_scalar("SELECT id FROM snapshots WHERE vm_id = ? AND kind = 'backup'")
+        sqlx::query_scalar("SELECT id FROM snapshots WHERE vm_id = $1 AND kind = 'backup'")
             .bind(backup.vm_id.to_string())
             .fetch_all(&mut *tx)
             .await?;
-    sqlx::query("DELETE FROM snapshots WHERE vm_id = ?")
+    sqlx::query("DELETE FROM snapshots WHERE vm_id = $1")
         .bind(backup.vm_id.to_string())
         .execute(&mut *tx)
         .await?;

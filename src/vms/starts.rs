@@ -50,7 +50,7 @@ pub async fn record_start(
     };
     let written = sqlx::query(
         "INSERT INTO slo_vm_starts (id, vm_id, user_id, course_id, node_id, requested_ms,
-         outcome, error_code, running_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         outcome, error_code, running_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(Uuid::new_v4().to_string())
     .bind(a.vm_id.to_string())

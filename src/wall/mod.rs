@@ -388,7 +388,7 @@ impl Wall {
             ));
         }
         sqlx::query(
-            "INSERT INTO vm_hands (vm_id, user_id, raised_at) VALUES (?, ?, ?) \
+            "INSERT INTO vm_hands (vm_id, user_id, raised_at) VALUES ($1, $2, $3) \
              ON CONFLICT (vm_id) DO NOTHING",
         )
         .bind(vm.id.to_string())
@@ -402,7 +402,7 @@ impl Wall {
     /// Lowers the hand on a VM (its owner, or whoever may watch it).
     pub async fn lower_hand(&self, user: &User, id: Uuid) -> Result<(), WallError> {
         let vm = self.watched_vm(user, id).await?;
-        sqlx::query("DELETE FROM vm_hands WHERE vm_id = ?")
+        sqlx::query("DELETE FROM vm_hands WHERE vm_id = $1")
             .bind(vm.id.to_string())
             .execute(&self.pool)
             .await?;
@@ -418,7 +418,7 @@ impl Wall {
 
     async fn assist_of(&self, vm: &Vm, now: Instant) -> Result<Assist, WallError> {
         let hand: Option<String> =
-            sqlx::query_scalar("SELECT raised_at FROM vm_hands WHERE vm_id = ?")
+            sqlx::query_scalar("SELECT raised_at FROM vm_hands WHERE vm_id = $1")
                 .bind(vm.id.to_string())
                 .fetch_optional(&self.pool)
                 .await?;
@@ -460,7 +460,7 @@ impl Wall {
         }
         let mut out = Vec::with_capacity(live.len());
         for (user_id, view_only) in live {
-            let row = sqlx::query("SELECT username, display_name FROM users WHERE id = ?")
+            let row = sqlx::query("SELECT username, display_name FROM users WHERE id = $1")
                 .bind(user_id.to_string())
                 .fetch_optional(&self.pool)
                 .await?;
@@ -483,7 +483,7 @@ impl Wall {
     ) -> Result<std::collections::HashMap<Uuid, (String, String)>, WallError> {
         let rows = sqlx::query(
             "SELECT u.id, u.username, u.display_name FROM users u \
-             WHERE u.id IN (SELECT owner_id FROM vms WHERE course_id = ?)",
+             WHERE u.id IN (SELECT owner_id FROM vms WHERE course_id = $1)",
         )
         .bind(course_id.to_string())
         .fetch_all(&self.pool)
@@ -505,7 +505,7 @@ impl Wall {
     ) -> Result<std::collections::HashMap<Uuid, String>, WallError> {
         let rows = sqlx::query(
             "SELECT h.vm_id, h.raised_at FROM vm_hands h JOIN vms v ON v.id = h.vm_id \
-             WHERE v.course_id = ?",
+             WHERE v.course_id = $1",
         )
         .bind(course_id.to_string())
         .fetch_all(&self.pool)
@@ -524,7 +524,7 @@ impl Wall {
     async fn presentation_of(&self, course_id: Uuid) -> Result<Option<Presentation>, WallError> {
         let row = sqlx::query(
             "SELECT p.vm_id, p.user_id, p.started_at, u.username, u.display_name \
-             FROM course_presentations p JOIN users u ON u.id = p.user_id WHERE p.course_id = ?",
+             FROM course_presentations p JOIN users u ON u.id = p.user_id WHERE p.course_id = $1",
         )
         .bind(course_id.to_string())
         .fetch_optional(&self.pool)
@@ -576,7 +576,7 @@ impl Wall {
         }
         sqlx::query(
             "INSERT INTO course_presentations (course_id, vm_id, user_id, started_at) \
-             VALUES (?, ?, ?, ?) ON CONFLICT (course_id) DO UPDATE SET \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (course_id) DO UPDATE SET \
              vm_id = excluded.vm_id, user_id = excluded.user_id, started_at = excluded.started_at",
         )
         .bind(course.id.to_string())
@@ -593,7 +593,7 @@ impl Wall {
     /// Stops the course's presentation (absent is fine).
     pub async fn stop_presenting(&self, user: &User, course_id: Uuid) -> Result<(), WallError> {
         let course = courses::get_managed(&self.pool, user, course_id).await?;
-        sqlx::query("DELETE FROM course_presentations WHERE course_id = ?")
+        sqlx::query("DELETE FROM course_presentations WHERE course_id = $1")
             .bind(course.id.to_string())
             .execute(&self.pool)
             .await?;
