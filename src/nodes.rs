@@ -205,7 +205,7 @@ const COLUMNS: &str = "n.id, n.name, n.uri, n.console_address, n.maintenance, n.
     (SELECT COUNT(*) FROM events e WHERE e.node_id = n.id AND e.kind = 'node_down'
      AND e.at >= strftime('%Y-%m-%dT%H:%M:%SZ', 'now', '-7 days')) AS failures_7d";
 
-fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Node, sqlx::Error> {
+fn from_row(row: &sqlx::any::AnyRow) -> Result<Node, sqlx::Error> {
     let state: String = row.try_get("state")?;
     let maintenance = row.try_get::<i64, _>("maintenance")? != 0;
     let store_free = row
@@ -607,14 +607,14 @@ impl Nodes {
 #[derive(Debug)]
 pub struct Removal<'a> {
     nodes: &'a Nodes,
-    tx: sqlx::Transaction<'static, sqlx::Sqlite>,
+    tx: sqlx::Transaction<'static, sqlx::Any>,
     id: Uuid,
     name: String,
 }
 
 impl Removal<'_> {
     /// The removal's transaction, for the checks of what runs on the node.
-    pub fn conn(&mut self) -> &mut sqlx::SqliteConnection {
+    pub fn conn(&mut self) -> &mut sqlx::AnyConnection {
         &mut self.tx
     }
 

@@ -188,7 +188,7 @@ pub trait SignalSource: Send + Sync + std::fmt::Debug {
 }
 
 /// id, name, state, maintenance, store used and free bytes.
-type NodeRow = (String, String, String, bool, Option<i64>, Option<i64>);
+type NodeRow = (String, String, String, db::Flag, Option<i64>, Option<i64>);
 
 /// Every rule's observations at `now`. `data_dir` holds the shared layer
 /// storage (personal layers), whose file system's use is measured.
@@ -292,7 +292,7 @@ pub async fn observe(
             Metric::NodeDown => {
                 for (id, name, state, maintenance, ..) in &nodes {
                     let node = db::parse_uuid(id)?;
-                    let down = state == "down" && !maintenance;
+                    let down = state == "down" && !maintenance.0;
                     let v = if down { 1.0 } else { 0.0 };
                     out.push(obs(id, name, Some(node), Some(v), Vec::new()));
                 }

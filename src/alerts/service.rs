@@ -631,7 +631,7 @@ impl Alerts {
         self.alert_of(&row).await
     }
 
-    async fn alert_of(&self, r: &sqlx::sqlite::SqliteRow) -> Result<Alert, AlertError> {
+    async fn alert_of(&self, r: &sqlx::any::AnyRow) -> Result<Alert, AlertError> {
         let id = db::uuid(r, "id")?;
         let level: String = r.try_get("level")?;
         let status: String = r.try_get("status")?;
@@ -663,7 +663,7 @@ impl Alerts {
             },
             cause: r.try_get("cause")?,
             value: r.try_get("value")?,
-            flapping: r.try_get("flapping")?,
+            flapping: r.try_get::<db::Flag, _>("flapping")?.0,
             started_at: text_time(r.try_get("fired_at")?),
             updated_at: text_time(r.try_get("updated_at")?),
             acknowledged_at: r

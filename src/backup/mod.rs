@@ -86,7 +86,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::db::Pool;
+use crate::db::{self, Pool};
 use crate::storage::Storage;
 use crate::users::User;
 use crate::vms::layers::LayerStorage;
@@ -354,16 +354,16 @@ impl Backups {
     }
 
     async fn last_run(&self) -> Result<Option<LastRun>, sqlx::Error> {
-        let rows: Vec<(i64, bool)> = sqlx::query_as(
+        let rows: Vec<(i64, db::Flag)> = sqlx::query_as(
             "SELECT started_at, ok FROM backup_runs ORDER BY started_at DESC, rowid DESC LIMIT $1",
         )
         .bind(i64::from(schedule::MAX_RETRIES) + 2)
         .fetch_all(&self.pool)
         .await?;
-        let Some(&(started_at, ok)) = rows.first() else {
+        let Some(&(started_at, db::Flag(ok))) = rows.first() else {
             return Ok(None);
         };
-        let failures = rows.iter().take_while(|(_, ok)| !ok).count();
+        let failures = rows.iter().take_while(|(_, ok)| !ok.0).count();
         Ok(Some(LastRun {
             started_at,
             ok,
@@ -486,14 +486,14 @@ impl Backups {
              WHERE id = $11",
         )
         .bind(finished)
-        .bind(ok)
-        .bind(tally.backed_up)
-        .bind(tally.unchanged)
-        .bind(tally.skipped)
-        .bind(tally.failed)
+        .bind(db::Flag(ok))
+        .bind(i64::from(tally.backed_up))
+        .bind(i64::from(tally.unchanged))
+        .bind(i64::from(tally.skipped))
+        .bind(i64::from(tally.failed))
         .bind(i64::try_from(tally.bytes_added).unwrap_or(i64::MAX))
-        .bind(tally.checked)
-        .bind(tally.check_ok)
+        .bind(db::Flag(tally.checked))
+        .bind(tally.check_ok.map(db::Flag))
         .bind(&error)
         .bind(id.to_string())
         .execute(&self.pool)
@@ -1094,7 +1094,7 @@ impl Backups {
             sqlx::query_scalar("SELECT MAX(started_at) FROM backup_runs WHERE ok = 1")
                 .fetch_one(&self.pool)
                 .await?;
-        let check: Option<(i64, Option<bool>)> = sqlx::query_as(
+        let check: Option<(i64, Option<db::Flag>)> = sqlx::query_as(
             "SELECT started_at, check_ok FROM backup_runs WHERE checked = 1 ORDER BY started_at DESC LIMIT 1",
         )
         .fetch_optional(&self.pool)
@@ -1147,7 +1147,7 @@ impl Backups {
             last_good_at: good.map(text_time),
             age_secs: good.map(|g| (now - g).max(0)),
             last_check_at: check.map(|c| text_time(c.0)),
-            last_check_ok: check.and_then(|c| c.1),
+            last_check_ok: check.and_then(|c| c.1).map(bool::from),
             items,
         })
     }
@@ -1249,14 +1249,14 @@ async fn get_run(pool: &Pool, id: Uuid) -> Result<Option<Run>, sqlx::Error> {
         Option<i64>,
         String,
         Option<String>,
-        bool,
+        db::Flag,
         i64,
         i64,
         i64,
         i64,
         i64,
-        bool,
-        Option<bool>,
+        db::Flag,
+        Option<db::Flag>,
         Option<String>,
     )> = sqlx::query_as(
         "SELECT started_at, finished_at, trigger, requested_by, ok, backed_up, unchanged, skipped,
@@ -1273,14 +1273,14 @@ async fn get_run(pool: &Pool, id: Uuid) -> Result<Option<Run>, sqlx::Error> {
             finished_at: f.map(text_time),
             trigger,
             requested_by: by,
-            ok,
+            ok: ok.0,
             backed_up: n(b),
             unchanged: n(u),
             skipped: n(sk),
             failed: n(fa),
             bytes_added: u64::try_from(bytes).unwrap_or(0),
-            checked,
-            check_ok,
+            checked: checked.0,
+            check_ok: check_ok.map(bool::from),
             error,
         },
     ))

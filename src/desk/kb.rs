@@ -188,7 +188,7 @@ fn name(display: Option<String>, username: Option<String>) -> Option<String> {
     display.filter(|d| !d.is_empty()).or(username)
 }
 
-fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Article, sqlx::Error> {
+fn from_row(row: &sqlx::any::AnyRow) -> Result<Article, sqlx::Error> {
     let display: String = row.try_get("display_name")?;
     Ok(Article {
         id: db::uuid(row, "id")?,
@@ -372,7 +372,7 @@ fn writers_only(actor: &User, done: &str) -> Result<(), DeskError> {
 }
 
 async fn insert_revision(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut sqlx::AnyConnection,
     id: Uuid,
     number: i64,
     text: &Text,

@@ -205,7 +205,7 @@ pub const VISIBLE_TO: &str = "(t.reporter_id = ? OR t.course_id IN (SELECT id FR
      OR (t.channel = 'system' AND EXISTS (SELECT 1 FROM json_each(t.context, '$.user_ids') WHERE value = ?)))";
 
 fn name_of(
-    row: &sqlx::sqlite::SqliteRow,
+    row: &sqlx::any::AnyRow,
     display: &str,
     user: &str,
 ) -> Result<String, sqlx::Error> {
@@ -214,7 +214,7 @@ fn name_of(
     Ok(d.filter(|d| !d.is_empty()).or(u).unwrap_or_default())
 }
 
-fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Ticket, sqlx::Error> {
+fn from_row(row: &sqlx::any::AnyRow) -> Result<Ticket, sqlx::Error> {
     let text = |c: &str| row.try_get::<String, _>(c);
     let bad = |c: &str| sqlx::Error::ColumnDecode {
         index: c.to_owned(),
@@ -467,7 +467,7 @@ impl<'a> NewEvent<'a> {
 }
 
 pub async fn add_event(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut sqlx::AnyConnection,
     ticket_id: Uuid,
     at: &str,
     e: NewEvent<'_>,
@@ -509,7 +509,7 @@ pub struct NewTicketRow<'a> {
 }
 
 pub async fn insert(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut sqlx::AnyConnection,
     t: &NewTicketRow<'_>,
     now: &str,
 ) -> Result<(), sqlx::Error> {
@@ -548,7 +548,7 @@ pub async fn insert(
 /// Sets the state (and `updated_at`), only if it is still `from`: a
 /// concurrent change makes this return false instead of overwriting it.
 pub async fn set_state(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut sqlx::AnyConnection,
     id: Uuid,
     from: State,
     to: State,
@@ -568,7 +568,7 @@ pub async fn set_state(
 /// Runs one `UPDATE tickets SET <set> WHERE id = ?` with `binds` before the
 /// id (`set` binds with bare `?`).
 pub async fn update(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut sqlx::AnyConnection,
     id: Uuid,
     set: &str,
     binds: &[Option<String>],

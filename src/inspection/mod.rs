@@ -299,8 +299,8 @@ impl Inspections {
             Trigger::Manual => "manual",
         })
         .bind(by)
-        .bind(full)
-        .bind(failed)
+        .bind(db::Flag(full))
+        .bind(i64::from(failed))
         .bind(serde_json::to_string(&items)?)
         .execute(&self.pool)
         .await?;
@@ -686,7 +686,7 @@ impl Inspections {
         if !(1..=MAX_LIMIT).contains(&limit) {
             return Err(InspectionError::BadLimit);
         }
-        let rows: Vec<(String, i64, i64, String, Option<String>, bool, u32, String)> =
+        let rows: Vec<(String, i64, i64, String, Option<String>, db::Flag, i64, String)> =
             sqlx::query_as(
                 "SELECT id, started_at, finished_at, trigger, requested_by, full_check, failed, items
                  FROM inspections ORDER BY started_at DESC, rowid DESC LIMIT $1",
@@ -704,8 +704,8 @@ impl Inspections {
                         finished_at: text_time(finished_at),
                         trigger: parse_trigger(&trigger),
                         requested_by,
-                        full,
-                        failed,
+                        full: full.0,
+                        failed: u32::try_from(failed).unwrap_or(0),
                         check_count: u32::try_from(items.len()).unwrap_or(u32::MAX),
                     })
                 },
@@ -715,7 +715,7 @@ impl Inspections {
 
     #[allow(clippy::type_complexity)] // one row's columns, named where destructured
     pub async fn get(&self, id: Uuid) -> Result<Inspection, InspectionError> {
-        let row: Option<(i64, i64, String, Option<String>, bool, u32, String)> = sqlx::query_as(
+        let row: Option<(i64, i64, String, Option<String>, db::Flag, i64, String)> = sqlx::query_as(
             "SELECT started_at, finished_at, trigger, requested_by, full_check, failed, items
              FROM inspections WHERE id = $1",
         )
@@ -730,8 +730,8 @@ impl Inspections {
             finished_at: text_time(finished_at),
             trigger: parse_trigger(&trigger),
             requested_by,
-            full,
-            failed,
+            full: full.0,
+            failed: u32::try_from(failed).unwrap_or(0),
             checks: serde_json::from_str(&items)?,
         })
     }

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 #[allow(clippy::too_many_arguments)]
 async fn ticket(
-    pool: &sqlx::SqlitePool,
+    pool: &pvce::db::Pool,
     reporter: &str,
     number: i64,
     kind: &str,
@@ -56,7 +56,7 @@ async fn ticket(
     .unwrap();
 }
 
-async fn event(pool: &sqlx::SqlitePool, at: &str, kind: &str, node: &str) {
+async fn event(pool: &pvce::db::Pool, at: &str, kind: &str, node: &str) {
     sqlx::query("INSERT INTO events (at, kind, node_id, node_name, message) VALUES (?, ?, NULL, ?, 'fixture')")
         .bind(at)
         .bind(kind)
