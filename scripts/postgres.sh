@@ -8,25 +8,24 @@
 #   bash scripts/postgres.sh stop   stop it (the data stays for the next start)
 #
 # The base URL, `postgres://postgres@127.0.0.1:PORT`, is also written to
-# target/pg/url; the tests read it from PVCE_TEST_DATABASE_URL and create a
-# database of their own on it per test. Settings, and why:
+# target/pg/url (the cluster itself may be in /tmp, see DIR below); the
+# tests take it from PVCE_TEST_DATABASE_URL and create a database of their
+# own on it per data dir (tests/it/common/database.rs). Settings, and why:
 # - initdb runs as the `postgres` OS user: it refuses root;
 # - locale C.UTF-8, encoding UTF8: text sorts by code point, as SQLite's
 #   BINARY collation does, and pg_trgm (the knowledge-base search) takes
 #   CJK characters for word characters;
-# - `trust` for local connections only (the unix socket in target/pg/ and
-#   127.0.0.1): a test cluster, reachable from this machine alone;
+# - `trust` for local connections only (the unix socket in the cluster's
+#   directory and 127.0.0.1): a test cluster, reachable from this machine alone;
 # - fsync, synchronous_commit and full_page_writes off: nothing here must
 #   survive a power cut, and the tests then do not wait on the disk;
-# - max_connections 400: ~40 test databases at once (two tests at a time,
-#   each with a server or two) × a pool of 8 connections, plus slack.
+# - max_connections 400: ~40 test databases in use at once × a server's
+#   pool of 8 connections (320), plus the tests' own and the admin ones.
 # Idempotent: a second start finds the running cluster (pg_ctl status) and
 # prints its URL. PVCE_PG_DIR overrides the directory.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-DIR="${PVCE_PG_DIR:-$PWD/target/pg}"
-DATA="$DIR/data"
 PGUSER_OS=postgres
 
 # Debian 12 ships PostgreSQL 15, Debian 13 PostgreSQL 17: take the newest
@@ -44,12 +43,33 @@ as_pg() {
   if [ "$(id -un)" = "$PGUSER_OS" ]; then "$@"; else runuser -u "$PGUSER_OS" -- "$@"; fi
 }
 
+# The cluster's directory, owned by the postgres user, who must reach it: a
+# checkout under a 0700 home directory (Debian 12's default) is out of its
+# reach, and the socket's path must stay under ~100 bytes. Then a directory
+# in /tmp named after this checkout is used instead (same one every run).
+DIR="${PVCE_PG_DIR:-$PWD/target/pg}"
+mkdir -p "$DIR"
+chown "$PGUSER_OS:" "$DIR"
+if ! as_pg test -w "$DIR" || [ "${#DIR}" -gt 80 ]; then
+  DIR="/tmp/pvce-pg-$(printf '%s' "$PWD" | sha256sum | cut -c1-12)"
+  mkdir -p "$DIR"
+  chown "$PGUSER_OS:" "$DIR"
+fi
+DATA="$DIR/data"
+
 running() {
   [ -f "$DATA/PG_VERSION" ] && as_pg "$BIN/pg_ctl" -D "$DATA" status >/dev/null 2>&1
 }
 
 url() {
   echo "postgres://postgres@127.0.0.1:$(cat "$DIR/port")"
+}
+
+# Prints the URL and writes it where the tests look for it (target/pg/url),
+# whichever directory the cluster is in.
+publish() {
+  mkdir -p target/pg
+  url | tee target/pg/url
 }
 
 free_port() {
@@ -72,12 +92,10 @@ case "${1:-start}" in
 esac
 
 if running; then
-  url
+  publish
   exit 0
 fi
 
-mkdir -p "$DIR"
-chown "$PGUSER_OS:" "$DIR"
 if [ ! -f "$DATA/PG_VERSION" ]; then
   rm -rf "$DATA"
   as_pg "$BIN/initdb" -D "$DATA" -U postgres --auth=trust --encoding=UTF8 --locale=C.UTF-8 >"$DIR/initdb.log"
@@ -96,4 +114,4 @@ as_pg "$BIN/pg_ctl" -D "$DATA" -l "$DIR/server.log" -w -t 60 start -o "\
   -c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=$DIR \
   -c max_connections=400 -c shared_buffers=128MB \
   -c fsync=off -c synchronous_commit=off -c full_page_writes=off" >/dev/null
-url | tee "$DIR/url"
+publish
