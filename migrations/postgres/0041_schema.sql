@@ -3,7 +3,7 @@
 -- order, defaults, CHECKs, foreign keys (same ON DELETE) and indexes. Why
 -- each table and column exists is told in the SQLite migration that made
 -- it; what follows says only how SQLite's forms were translated.
--- scripts/check-schema.sh compares the two schemas.
+-- scripts/check-schema.py compares the two schemas.
 --
 -- - INTEGER -> BIGINT (the code binds and reads i64; flags stay 0/1 integers,
 --   the queries compare them with 0 and 1); REAL -> DOUBLE PRECISION.
