@@ -72,7 +72,15 @@ impl TestEnv {
         if config.database_url.is_none() {
             config.database_url = database::url_for(&config.data_dir);
         }
-        let server = pvce::app::start(config, "127.0.0.1:0").await.unwrap();
+        let data_dir = config.data_dir.clone();
+        let server = match pvce::app::start(config, "127.0.0.1:0").await {
+            Ok(server) => server,
+            Err(e) => {
+                // No TestEnv to drop it: its database goes now.
+                database::drop_for(&data_dir);
+                panic!("the test server did not start: {e:?}");
+            }
+        };
         TestEnv {
             server,
             dir,
