@@ -14,6 +14,9 @@ echo "== cargo clippy (at ${SECONDS} s)"
 cargo clippy --all-targets --locked -- -D warnings
 echo "== prometheus rules (at ${SECONDS} s)"
 bash scripts/check-prometheus.sh
+echo "== the SQLite and PostgreSQL schemas match (at ${SECONDS} s)"
+# On the test cluster (scripts/postgres.sh, started if need be).
+python3 scripts/check-schema.py
 echo "== tests (at ${SECONDS} s)"
 # Build the tiny guest once up front so the first VM test doesn't pay for it.
 cargo test --locked --no-run
