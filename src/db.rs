@@ -221,6 +221,38 @@ pub async fn fetch_row<T>(
         .transpose()
 }
 
+/// `sql` for `pool`'s database: SQLite's planner hints (`INDEXED BY <index>`,
+/// `NOT INDEXED`), which some hot queries need to pick the right index, are
+/// removed for PostgreSQL, whose planner has no such syntax.
+pub fn index_hints<'a>(pool: &Pool, sql: &'a str) -> std::borrow::Cow<'a, str> {
+    if backend(pool) == Backend::Sqlite {
+        return std::borrow::Cow::Borrowed(sql);
+    }
+    std::borrow::Cow::Owned(strip_index_hints(sql))
+}
+
+fn strip_index_hints(sql: &str) -> String {
+    // Word by word (runs of white space become one space, which no query
+    // that uses hints has inside a quoted literal).
+    let words: Vec<&str> = sql.split_whitespace().collect();
+    let mut out: Vec<&str> = Vec::with_capacity(words.len());
+    let mut i = 0;
+    while i < words.len() {
+        match (words[i], words.get(i + 1)) {
+            ("INDEXED", _) if out.last() == Some(&"NOT") => {
+                out.pop();
+                i += 1;
+            }
+            ("INDEXED", Some(&"BY")) => i += 3,
+            (w, _) => {
+                out.push(w);
+                i += 1;
+            }
+        }
+    }
+    out.join(" ")
+}
+
 /// Numbers the bare `?` placeholders of SQL composed at run time from
 /// fragments (`$1`, `$2`, … in order), the form both SQLite and PostgreSQL
 /// accept. Static queries are written with `$N` directly; a query assembled
@@ -294,7 +326,9 @@ pub fn from_unix_ms(ms: i64) -> time::OffsetDateTime {
 }
 
 /// If `err` is a UNIQUE/PRIMARY KEY violation, returns the `table.column[, ...]`
-/// that SQLite names in its message (SQLite reports columns, not constraint names).
+/// that SQLite names in its message (SQLite reports columns, not constraint
+/// names). PostgreSQL reports the constraint's name, and the PostgreSQL
+/// schema names each constraint with that same text (`migrations/README.md`).
 pub fn unique_violation(err: &sqlx::Error) -> Option<String> {
     let db = err.as_database_error()?;
     if !db.is_unique_violation() {
@@ -302,6 +336,7 @@ pub fn unique_violation(err: &sqlx::Error) -> Option<String> {
     }
     db.message()
         .strip_prefix("UNIQUE constraint failed: ")
+        .or(db.constraint())
         .map(str::to_owned)
 }
 
@@ -326,6 +361,18 @@ mod tests {
         assert_eq!(
             numbered("SELECT 'it''s ?' WHERE x = ?"),
             "SELECT 'it''s ?' WHERE x = $1"
+        );
+    }
+
+    #[test]
+    fn index_hints_are_stripped_word_by_word() {
+        assert_eq!(
+            strip_index_hints("SELECT a FROM t INDEXED BY t_a\n WHERE a = 1"),
+            "SELECT a FROM t WHERE a = 1"
+        );
+        assert_eq!(
+            strip_index_hints("FROM n CROSS JOIN s NOT INDEXED\n WHERE x"),
+            "FROM n CROSS JOIN s WHERE x"
         );
     }
 }

@@ -252,8 +252,9 @@ impl Monitor {
         };
         let vm_rows = self.vm_percentages(node_id, &domains);
         let res = sqlx::query(
-            "INSERT OR REPLACE INTO node_samples (node_id, at, cpu_percent, mem_used_mib, mem_total_mib, vms_running)
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO node_samples (node_id, at, cpu_percent, mem_used_mib, mem_total_mib, vms_running)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (node_id, at) DO UPDATE SET cpu_percent = excluded.cpu_percent, mem_used_mib = excluded.mem_used_mib, mem_total_mib = excluded.mem_total_mib, vms_running = excluded.vms_running",
         )
         .bind(node_id.to_string())
         .bind(at)
@@ -317,20 +318,22 @@ impl Monitor {
         let from = this_minute - 10 * 60;
         let mut tx = db::begin(&self.pool).await?;
         sqlx::query(
-            "INSERT OR REPLACE INTO node_samples_minute (node_id, at, cpu_percent, mem_used_mib, mem_total_mib, vms_running)
+            "INSERT INTO node_samples_minute (node_id, at, cpu_percent, mem_used_mib, mem_total_mib, vms_running)
              SELECT node_id, at - (at % 60), AVG(cpu_percent), CAST(AVG(mem_used_mib) AS INTEGER),
                     MAX(mem_total_mib), CAST(ROUND(AVG(vms_running)) AS INTEGER)
-             FROM node_samples WHERE at >= $1 AND at < $2 GROUP BY node_id, at - (at % 60)",
+             FROM node_samples WHERE at >= $1 AND at < $2 GROUP BY node_id, at - (at % 60)
+             ON CONFLICT (node_id, at) DO UPDATE SET cpu_percent = excluded.cpu_percent, mem_used_mib = excluded.mem_used_mib, mem_total_mib = excluded.mem_total_mib, vms_running = excluded.vms_running",
         )
         .bind(from)
         .bind(this_minute)
         .execute(&mut *tx)
         .await?;
         sqlx::query(
-            "INSERT OR REPLACE INTO vm_samples_minute (vm_id, at, node_id, cpu_percent, mem_mib, rss_mib)
+            "INSERT INTO vm_samples_minute (vm_id, at, node_id, cpu_percent, mem_mib, rss_mib)
              SELECT vm_id, at - (at % 60), MAX(node_id), AVG(cpu_percent), CAST(AVG(mem_mib) AS INTEGER),
                     CAST(AVG(rss_mib) AS INTEGER)
-             FROM vm_samples WHERE at >= $1 AND at < $2 GROUP BY vm_id, at - (at % 60)",
+             FROM vm_samples WHERE at >= $1 AND at < $2 GROUP BY vm_id, at - (at % 60)
+             ON CONFLICT (vm_id, at) DO UPDATE SET node_id = excluded.node_id, cpu_percent = excluded.cpu_percent, mem_mib = excluded.mem_mib, rss_mib = excluded.rss_mib",
         )
         .bind(from)
         .bind(this_minute)
@@ -477,8 +480,9 @@ async fn store_vm_samples(
     let mut tx = db::begin(pool).await?;
     for (d, cpu_percent) in rows {
         sqlx::query(
-            "INSERT OR REPLACE INTO vm_samples (vm_id, at, node_id, cpu_percent, mem_mib, rss_mib)
-             SELECT id, $1, $2, $3, $4, $5 FROM vms WHERE id = $6",
+            "INSERT INTO vm_samples (vm_id, at, node_id, cpu_percent, mem_mib, rss_mib)
+             SELECT id, $1, $2, $3, $4, $5 FROM vms WHERE id = $6
+             ON CONFLICT (vm_id, at) DO UPDATE SET node_id = excluded.node_id, cpu_percent = excluded.cpu_percent, mem_mib = excluded.mem_mib, rss_mib = excluded.rss_mib",
         )
         .bind(at)
         .bind(node_id.to_string())

@@ -45,6 +45,33 @@ LANGUAGE sql STABLE STRICT PARALLEL SAFE AS $$
         / 86400000.0::double precision
 $$;
 
+-- SQLite forms the shared queries use (src/ writes one SQL text for both
+-- databases), given to PostgreSQL under SQLite's names:
+-- - a comparison's truth value compared with a 0/1 integer, e.g. the desk
+--   queue's `(state IN ('resolved', 'closed')) = 0` (the form SQLite's
+--   expression index needs) or `(archived_at IS NOT NULL) = $1` with a flag;
+CREATE FUNCTION sqlite_bool_eq_int(a boolean, b bigint) RETURNS boolean
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$ SELECT a = (b <> 0) $$;
+CREATE OPERATOR = (LEFTARG = boolean, RIGHTARG = bigint, FUNCTION = sqlite_bool_eq_int);
+CREATE FUNCTION sqlite_bool_eq_int4(a boolean, b integer) RETURNS boolean
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$ SELECT a = (b <> 0) $$;
+CREATE OPERATOR = (LEFTARG = boolean, RIGHTARG = integer, FUNCTION = sqlite_bool_eq_int4);
+-- - json_extract(json_text, '$.a.b') of a scalar, as text;
+CREATE FUNCTION json_extract(j text, path text) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
+    SELECT j::jsonb #>> string_to_array(substr(path, 3), '.')
+$$;
+-- - json_each over a JSON array (the whole text, or the array at a path):
+--   its elements as the column `value` (text).
+CREATE FUNCTION json_each(j text) RETURNS TABLE (value text)
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
+    SELECT jsonb_array_elements_text(j::jsonb)
+$$;
+CREATE FUNCTION json_each(j text, path text) RETURNS TABLE (value text)
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
+    SELECT jsonb_array_elements_text(j::jsonb #> string_to_array(substr(path, 3), '.'))
+$$;
+
 CREATE TABLE users (
     id TEXT COLLATE "C" CONSTRAINT "users.id" PRIMARY KEY,
     username TEXT COLLATE "C" NOT NULL,

@@ -150,7 +150,7 @@ async fn record(
     keep: i64,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT OR REPLACE INTO alert_samples (series, subject, at, value) VALUES ($1, $2, $3, $4)",
+        "INSERT INTO alert_samples (series, subject, at, value) VALUES ($1, $2, $3, $4) ON CONFLICT (series, subject, at) DO UPDATE SET value = excluded.value",
     )
     .bind(series)
     .bind(subject)

@@ -459,8 +459,8 @@ pub async fn queue_terms(
     let mut new = 0;
     for e in endings {
         new += sqlx::query(
-            "INSERT OR IGNORE INTO term_notices (user_id, course_id, ends_at, download_until, at)
-             VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO term_notices (user_id, course_id, ends_at, download_until, at)
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
         )
         .bind(e.user_id.to_string())
         .bind(e.course_id.to_string())
@@ -921,8 +921,8 @@ impl Notices {
             let (in_app, outside) = channels_for(&settings, kind, self.mail);
             if in_app {
                 sqlx::query(
-                    "INSERT OR IGNORE INTO notifications (user_id, source, ticket_id, alert_id, course_id, event_id, kind, event, created_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                    "INSERT INTO notifications (user_id, source, ticket_id, alert_id, course_id, event_id, kind, event, created_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
                 )
                 .bind(user.to_string())
                 .bind(source)

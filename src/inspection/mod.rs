@@ -560,9 +560,19 @@ impl Inspections {
     }
 
     async fn check_database(&self) -> Item {
-        let res: Result<Vec<String>, sqlx::Error> = sqlx::query_scalar("PRAGMA quick_check")
-            .fetch_all(&self.pool)
-            .await;
+        // SQLite's own page-level check; a PostgreSQL server checks its
+        // pages itself (data checksums), so there it is whether it answers
+        // and reports no checksum failure for this database.
+        let sql = match db::backend(&self.pool) {
+            db::Backend::Sqlite => "PRAGMA quick_check",
+            db::Backend::Postgres => {
+                "SELECT CASE WHEN COALESCE(checksum_failures, 0) = 0 THEN 'ok'
+                 ELSE checksum_failures || ' checksum failures' END
+                 FROM pg_stat_database WHERE datname = current_database()"
+            }
+        };
+        let res: Result<Vec<String>, sqlx::Error> =
+            sqlx::query_scalar(sql).fetch_all(&self.pool).await;
         match res {
             Ok(lines) if lines.len() == 1 && lines[0] == "ok" => {
                 Item::ok(Check::Database, "database", "quick_check: ok")

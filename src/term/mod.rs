@@ -427,8 +427,8 @@ impl Term {
                 .map(|m| m.len())
                 .unwrap_or(vm.overlay_bytes);
             sqlx::query(
-                "INSERT OR IGNORE INTO erasures (id, at, user_id, course_id, course_code, vm_id, vm_name, what, rule, bytes, backups_pruned)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'layer', $8, $9, $10)",
+                "INSERT INTO erasures (id, at, user_id, course_id, course_code, vm_id, vm_name, what, rule, bytes, backups_pruned)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'layer', $8, $9, $10) ON CONFLICT DO NOTHING",
             )
             .bind(Uuid::new_v4().to_string())
             .bind(&at)
