@@ -443,7 +443,7 @@ async fn query(
     let sql = format!(
         "SELECT node_id, at - (at % $1) AS t, AVG(cpu_percent) AS cpu, CAST(AVG(mem_used_mib) AS INTEGER) AS used,
                 MAX(mem_total_mib) AS total, CAST(ROUND(AVG(vms_running)) AS INTEGER) AS vms
-         FROM ({source}) GROUP BY node_id, t ORDER BY node_id, t"
+         FROM ({source}) AS samples GROUP BY node_id, t ORDER BY node_id, t"
     );
     let rows = sqlx::query(&sql)
         .bind(bucket)
@@ -524,7 +524,7 @@ async fn vm_query(
     let sql = format!(
         "SELECT at - (at % $1) AS t, AVG(cpu_percent) AS cpu, CAST(AVG(mem_mib) AS INTEGER) AS mem,
                 CAST(AVG(rss_mib) AS INTEGER) AS rss
-         FROM ({source}) GROUP BY t ORDER BY t"
+         FROM ({source}) AS samples GROUP BY t ORDER BY t"
     );
     let rows = sqlx::query(&sql)
         .bind(bucket)
@@ -557,11 +557,12 @@ pub async fn latest_vm_loads(
     sample_interval_secs: u64,
 ) -> Result<Vec<VmLoad>, MonitorError> {
     let max_age = to_i64(sample_interval_secs.saturating_mul(3)).saturating_add(5);
-    // SQLite returns the bare columns of the row holding MAX(at).
+    // Each running VM's latest sample, if recent.
     let rows = sqlx::query(
-        "SELECT s.vm_id, s.node_id, s.cpu_percent, s.mem_mib, s.rss_mib, MAX(s.at) AS at
+        "SELECT s.vm_id, s.node_id, s.cpu_percent, s.mem_mib, s.rss_mib, s.at
          FROM vm_samples s JOIN vms v ON v.id = s.vm_id AND v.state = 'running'
-         WHERE s.at >= $1 GROUP BY s.vm_id ORDER BY s.vm_id",
+         WHERE s.at >= $1 AND s.at = (SELECT MAX(l.at) FROM vm_samples l WHERE l.vm_id = s.vm_id)
+         ORDER BY s.vm_id",
     )
     .bind(unix_now() - max_age)
     .fetch_all(pool)

@@ -40,7 +40,7 @@ impl NodeSeries {
         match self {
             NodeSeries::CpuPercent => "cpu_percent",
             NodeSeries::MemoryPercent => {
-                "CASE WHEN mem_total_mib > 0 THEN 100.0 * mem_used_mib / mem_total_mib END"
+                "CAST(CASE WHEN mem_total_mib > 0 THEN 100.0 * mem_used_mib / mem_total_mib END AS DOUBLE PRECISION)"
             }
         }
     }
@@ -65,7 +65,7 @@ pub async fn node_series(
            SELECT at, {e} AS v FROM node_samples
             WHERE node_id = $1 AND at >= $2 AND at < $3
               AND at >= COALESCE((SELECT MAX(at) + 60 FROM node_samples_minute WHERE node_id = $1), 0)
-         ) WHERE v IS NOT NULL ORDER BY at"
+         ) AS samples WHERE v IS NOT NULL ORDER BY at"
     );
     let rows: Vec<(i64, f64)> = sqlx::query_as(&sql)
         .bind(node.to_string())

@@ -603,7 +603,7 @@ impl Alerts {
                        WHEN 'firing' THEN status = 'firing'
                        WHEN 'acknowledged' THEN status = 'acknowledged'
                        WHEN 'resolved' THEN status = 'resolved'
-                       WHEN 'all' THEN 1
+                       WHEN 'all' THEN 1 = 1
                        ELSE status <> 'resolved' OR resolved_at >= $2 END
                AND ($3 IS NULL OR level = $3) AND ($4 IS NULL OR rule = $4)
              ORDER BY (status = 'resolved'), fired_at DESC, id LIMIT $5",

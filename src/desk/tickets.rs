@@ -479,7 +479,7 @@ pub async fn add_event(
     .bind(at)
     .bind(e.actor.map(|a| a.to_string()))
     .bind(e.kind)
-    .bind(e.internal)
+    .bind(db::Flag(e.internal))
     .bind(e.text)
     .bind(e.data.map(|d| d.to_string()))
     .execute(&mut *tx)
