@@ -92,7 +92,9 @@ pub async fn connect(url: &str) -> Result<Pool, DbError> {
         }
         Backend::Postgres => {
             let mut conn = sqlx::PgConnection::connect(url).await?;
-            sqlx::migrate!("./migrations/postgres").run(&mut conn).await?;
+            sqlx::migrate!("./migrations/postgres")
+                .run(&mut conn)
+                .await?;
             conn.close().await?;
         }
     }
@@ -292,10 +294,7 @@ pub fn uuid(row: &Row, col: &str) -> Result<uuid::Uuid, sqlx::Error> {
 }
 
 /// Reads a nullable UUID column.
-pub fn opt_uuid(
-    row: &Row,
-    col: &str,
-) -> Result<Option<uuid::Uuid>, sqlx::Error> {
+pub fn opt_uuid(row: &Row, col: &str) -> Result<Option<uuid::Uuid>, sqlx::Error> {
     use sqlx::Row;
     row.try_get::<Option<String>, _>(col)?
         .map(|s| parse_uuid(&s))

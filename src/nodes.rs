@@ -292,16 +292,22 @@ impl Nodes {
     }
 
     pub async fn list(&self) -> Result<Vec<Node>, NodeError> {
-        let rows = sqlx::query(&format!("SELECT {} FROM nodes n ORDER BY n.name", columns(&week_ago())))
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {} FROM nodes n ORDER BY n.name",
+            columns(&week_ago())
+        ))
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter()
             .map(|r| Ok(self.with_caps(from_row(r)?)))
             .collect()
     }
 
     pub async fn get(&self, id: Uuid) -> Result<Node, NodeError> {
-        let sql = format!("SELECT {} FROM nodes n WHERE n.id = $1", columns(&week_ago()));
+        let sql = format!(
+            "SELECT {} FROM nodes n WHERE n.id = $1",
+            columns(&week_ago())
+        );
         db::fetch_row(&self.pool, &sql, &[&id.to_string()], from_row)
             .await?
             .map(|n| self.with_caps(n))

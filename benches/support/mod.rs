@@ -805,11 +805,12 @@ pub async fn tiny_class(
         serde_json::json!({"usernames": names}),
     )
     .await;
-    let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM vms WHERE course_id = $1 ORDER BY id")
-        .bind(&cid)
-        .fetch_all(&st.pool)
-        .await
-        .unwrap();
+    let ids: Vec<String> =
+        sqlx::query_scalar("SELECT id FROM vms WHERE course_id = $1 ORDER BY id")
+            .bind(&cid)
+            .fetch_all(&st.pool)
+            .await
+            .unwrap();
     (cid, ids)
 }
 

@@ -639,7 +639,7 @@ impl Notices {
         let _one = self.running.lock().await;
         // Anything to do? Asked outside the transaction: a pass with nothing
         // waiting writes nothing.
-        let waiting: bool = sqlx::query_scalar(
+        let waiting: db::Flag = sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM ticket_events
                             WHERE id > (SELECT last_event_id FROM notify_cursor WHERE id = 1))
                  OR EXISTS (SELECT 1 FROM alert_notices
@@ -649,7 +649,7 @@ impl Notices {
         )
         .fetch_one(&self.pool)
         .await?;
-        if !waiting {
+        if !waiting.0 {
             return Ok(0);
         }
         let mut tx = db::begin(&self.pool).await?;

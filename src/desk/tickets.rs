@@ -204,11 +204,7 @@ const FROM: &str =
 pub const VISIBLE_TO: &str = "(t.reporter_id = ? OR t.course_id IN (SELECT id FROM courses WHERE teacher_id = ?)
      OR (t.channel = 'system' AND EXISTS (SELECT 1 FROM json_each(t.context, '$.user_ids') WHERE value = ?)))";
 
-fn name_of(
-    row: &sqlx::any::AnyRow,
-    display: &str,
-    user: &str,
-) -> Result<String, sqlx::Error> {
+fn name_of(row: &sqlx::any::AnyRow, display: &str, user: &str) -> Result<String, sqlx::Error> {
     let d: Option<String> = row.try_get(display)?;
     let u: Option<String> = row.try_get(user)?;
     Ok(d.filter(|d| !d.is_empty()).or(u).unwrap_or_default())

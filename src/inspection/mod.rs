@@ -696,14 +696,22 @@ impl Inspections {
         if !(1..=MAX_LIMIT).contains(&limit) {
             return Err(InspectionError::BadLimit);
         }
-        let rows: Vec<(String, i64, i64, String, Option<String>, db::Flag, i64, String)> =
-            sqlx::query_as(
-                "SELECT id, started_at, finished_at, trigger, requested_by, full_check, failed, items
+        let rows: Vec<(
+            String,
+            i64,
+            i64,
+            String,
+            Option<String>,
+            db::Flag,
+            i64,
+            String,
+        )> = sqlx::query_as(
+            "SELECT id, started_at, finished_at, trigger, requested_by, full_check, failed, items
                  FROM inspections ORDER BY started_at DESC, rowid DESC LIMIT $1",
-            )
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?;
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
         rows.into_iter()
             .map(
                 |(id, started_at, finished_at, trigger, requested_by, full, failed, items)| {
@@ -725,13 +733,14 @@ impl Inspections {
 
     #[allow(clippy::type_complexity)] // one row's columns, named where destructured
     pub async fn get(&self, id: Uuid) -> Result<Inspection, InspectionError> {
-        let row: Option<(i64, i64, String, Option<String>, db::Flag, i64, String)> = sqlx::query_as(
-            "SELECT started_at, finished_at, trigger, requested_by, full_check, failed, items
+        let row: Option<(i64, i64, String, Option<String>, db::Flag, i64, String)> =
+            sqlx::query_as(
+                "SELECT started_at, finished_at, trigger, requested_by, full_check, failed, items
              FROM inspections WHERE id = $1",
-        )
-        .bind(id.to_string())
-        .fetch_optional(&self.pool)
-        .await?;
+            )
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
         let (started_at, finished_at, trigger, requested_by, full, failed, items) =
             row.ok_or(InspectionError::NotFound)?;
         Ok(Inspection {

@@ -668,7 +668,7 @@ pub async fn load(
                 MAX(s.vms_running) AS vms_max
          FROM nodes n CROSS JOIN node_samples_minute s NOT INDEXED
          WHERE s.node_id = n.id AND s.at >= $1 AND s.at < $2
-         GROUP BY s.node_id, hour",
+         GROUP BY s.node_id, n.name, hour",
     ))
     .bind(from.unix_timestamp())
     .bind(to.unix_timestamp())

@@ -519,7 +519,7 @@ impl Term {
             if !rules::notice_shown(&term, now) {
                 continue;
             }
-            let held = r.try_get::<i64, _>("held")? != 0;
+            let held = r.try_get::<db::Flag, _>("held")?.0;
             out.push(TermNotice {
                 course_id: term.id,
                 code: r.try_get("code")?,

@@ -1185,7 +1185,7 @@ async fn admin_reads_the_slo_page_and_a_student_the_status_page() {
     let now_s = time::OffsetDateTime::now_utc().unix_timestamp();
     for k in 0..5i64 {
         sqlx::query(
-            "INSERT OR REPLACE INTO alert_samples (series, subject, at, value) VALUES ('store', $1, $2, $3)",
+            "INSERT INTO alert_samples (series, subject, at, value) VALUES ('store', $1, $2, $3) ON CONFLICT (series, subject, at) DO UPDATE SET value = excluded.value",
         )
         .bind(&node)
         .bind(now_s - (4 - k) * 86_400)

@@ -673,17 +673,23 @@ async fn the_desk_stats_after_ticket_changes_equal_the_stats_from_scratch() {
     // of the counters and its edges.
     let pool = &d.env.server.state.pool;
     for (i, id) in ids.iter().enumerate() {
-        let back = format!("-{} seconds", i as i64 * (9 * 86_400 + 3_671) + 17);
+        let back = -(i as i64 * (9 * 86_400 + 3_671) + 17);
+        let (created, responded, resolved): (String, Option<String>, Option<String>) =
+            sqlx::query_as(
+                "SELECT created_at, responded_at, resolved_at FROM tickets WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        let resp = 30 + 97 * i as i64;
+        let res = 600 + 7_919 * i as i64;
         sqlx::query(
-            "UPDATE tickets SET
-                created_at = strftime('%Y-%m-%dT%H:%M:%SZ', created_at, $1),
-                responded_at = strftime('%Y-%m-%dT%H:%M:%SZ', responded_at, $1, $2),
-                resolved_at = strftime('%Y-%m-%dT%H:%M:%SZ', resolved_at, $1, $3)
-             WHERE id = $4",
+            "UPDATE tickets SET created_at = $1, responded_at = $2, resolved_at = $3 WHERE id = $4",
         )
-        .bind(&back)
-        .bind(format!("+{} seconds", 30 + 97 * i))
-        .bind(format!("+{} seconds", 600 + 7_919 * i))
+        .bind(shifted(&created, back))
+        .bind(responded.map(|r| shifted(&r, back + resp)))
+        .bind(resolved.map(|r| shifted(&r, back + res)))
         .bind(id)
         .execute(pool)
         .await
@@ -1143,17 +1149,18 @@ async fn the_desk_stats_count_kinds_times_rates_staff_and_satisfaction() {
     .unwrap();
     assert_eq!(ids.len(), 2);
     for (id, (resp, res)) in ids.iter().zip([(600, 7200), (60, 3600)]) {
-        sqlx::query(
-            "UPDATE tickets SET responded_at = strftime('%Y-%m-%dT%H:%M:%SZ', created_at, $1),
-                                resolved_at = strftime('%Y-%m-%dT%H:%M:%SZ', created_at, $2)
-             WHERE id = $3",
-        )
-        .bind(format!("+{resp} seconds"))
-        .bind(format!("+{res} seconds"))
-        .bind(id)
-        .execute(pool)
-        .await
-        .unwrap();
+        let created: String = sqlx::query_scalar("SELECT created_at FROM tickets WHERE id = $1")
+            .bind(id)
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        sqlx::query("UPDATE tickets SET responded_at = $1, resolved_at = $2 WHERE id = $3")
+            .bind(shifted(&created, resp))
+            .bind(shifted(&created, res))
+            .bind(id)
+            .execute(pool)
+            .await
+            .unwrap();
     }
     let (_, st) = d.admin.get("/api/desk/stats").await;
     let secs = |clock: &str, p: &str| st[clock][p].as_f64().map(f64::round);
@@ -1832,4 +1839,11 @@ async fn an_unassigned_urgent_ticket_escalates_faster_and_a_late_resolve_still_r
     );
     // Finished and unchanged: later passes leave it alone.
     assert_eq!(desk.escalate(at(10_000)).await.unwrap(), 0);
+}
+
+/// An RFC 3339 time moved by `secs` seconds (as the server writes times).
+fn shifted(at: &str, secs: i64) -> String {
+    let t =
+        time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339).unwrap();
+    pvce::db::format_time(t + time::Duration::seconds(secs))
 }
