@@ -124,6 +124,10 @@ pub enum BackupError {
     Io(#[from] std::io::Error),
     #[error(transparent)]
     Db(#[from] sqlx::Error),
+    /// `pg_dump` of a PostgreSQL installation's database failed (its
+    /// message; never the URL, which may hold a password).
+    #[error("pg_dump failed: {0}")]
+    PgDump(String),
 }
 
 /// How backups are set up (from the settings).
@@ -575,13 +579,18 @@ impl Backups {
         now: i64,
     ) -> Result<restic::Summary, BackupError> {
         std::fs::create_dir_all(dir)?;
-        let db = dir.join("pvce.db");
-        crate::storage::remove_file_if_exists(&db)?;
-        // A consistent copy while the server writes (SQLite's own).
-        sqlx::query("VACUUM INTO ?")
-            .bind(db.to_string_lossy().into_owned())
-            .execute(&self.pool)
-            .await?;
+        match db::backend(&self.pool) {
+            db::Backend::Sqlite => {
+                let db = dir.join("pvce.db");
+                crate::storage::remove_file_if_exists(&db)?;
+                // A consistent copy while the server writes (SQLite's own).
+                sqlx::query("VACUUM INTO ?")
+                    .bind(db.to_string_lossy().into_owned())
+                    .execute(&self.pool)
+                    .await?;
+            }
+            db::Backend::Postgres => self.pg_dump(&dir.join("pvce.pgdump")).await?,
+        }
         let key = self.storage.root().join("device-cookie.key");
         if key.exists() {
             std::fs::copy(&key, dir.join("device-cookie.key"))?;
@@ -593,6 +602,40 @@ impl Backups {
         }
         let tags = vec!["kind=control".to_owned()];
         Ok(r.backup(&paths, &tags, now).await?)
+    }
+
+    /// A consistent dump of a PostgreSQL installation's database (pg_dump
+    /// reads one snapshot while the servers write), in pg_dump's custom
+    /// format for `pg_restore`. A password in the URL goes through the
+    /// environment (`PGPASSWORD`), not the command line, which every user
+    /// of the machine can read.
+    async fn pg_dump(&self, to: &Path) -> Result<(), BackupError> {
+        let temp = crate::storage::temp_beside(to);
+        let mut url = self.pool.connect_options().database_url.clone();
+        let password = url.password().map(|p| {
+            percent_encoding::percent_decode_str(p)
+                .decode_utf8_lossy()
+                .into_owned()
+        });
+        // Only fails for URLs that cannot carry a password at all.
+        let _ = url.set_password(None);
+        let mut cmd = tokio::process::Command::new("pg_dump");
+        cmd.args(["--format=custom", "--no-owner", "--file"])
+            .arg(&temp)
+            .arg("--dbname")
+            .arg(url.as_str())
+            .stdin(std::process::Stdio::null());
+        if let Some(p) = password {
+            cmd.env("PGPASSWORD", p);
+        }
+        let out = cmd.output().await?;
+        if !out.status.success() {
+            crate::storage::remove_file_if_exists(&temp)?;
+            let msg = String::from_utf8_lossy(&out.stderr);
+            return Err(BackupError::PgDump(msg.trim().chars().take(500).collect()));
+        }
+        std::fs::rename(&temp, to)?;
+        Ok(())
     }
 
     async fn layers(
@@ -845,7 +888,7 @@ impl Backups {
             "INSERT INTO backup_items (subject, last_attempt_at, failures, last_error)
              VALUES ($1, $2, $4, $3)
              ON CONFLICT (subject) DO UPDATE SET last_attempt_at = $2,
-               failures = failures + $4, last_error = $3",
+               failures = backup_items.failures + $4, last_error = $3",
         )
         .bind(subject)
         .bind(now)

@@ -123,6 +123,22 @@ async fn layers_and_the_control_plane_go_to_restic_and_only_what_changed() {
         "{paths:?}"
     );
     assert!(paths.iter().any(|p| p.ends_with("templates")), "{paths:?}");
+    // The database's consistent copy: SQLite's VACUUM INTO, or pg_dump's
+    // archive of a PostgreSQL installation.
+    let db_file = match common::database::url_for(&env.data_dir()) {
+        Some(_) => "backup/control/pvce.pgdump",
+        None => "backup/control/pvce.db",
+    };
+    let listed = restic(
+        &env.data_dir(),
+        &repo,
+        &["ls", "latest", "--tag", "kind=control"],
+    );
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed.lines().any(|l| l.ends_with(db_file)),
+        "{db_file} not in the control backup: {listed}"
+    );
 
     // Next night: nothing changed but the control plane.
     let run = backups
