@@ -153,7 +153,7 @@ async fn nightly(state: &pvce::state::AppState, repo: &Path, now: i64, label: &s
         let id = run.id.to_string();
         async move {
             let v: Option<i64> = sqlx::query_scalar(
-                "SELECT SUM(bytes_total) FROM backup_points WHERE run_id = ? AND kind = ?",
+                "SELECT SUM(bytes_total) FROM backup_points WHERE run_id = $1 AND kind = $2",
             )
             .bind(id)
             .bind(kind)
@@ -235,7 +235,7 @@ async fn main() {
     let course = support::course(&pool, &teacher, "BENCH-BK", &specs, 512).await;
     support::enrol(&pool, &state.storage, &course, &names).await;
     let vms: Vec<(String, String)> = sqlx::query_as(
-        "SELECT id, overlay_path FROM vms WHERE course_id = ? ORDER BY overlay_path",
+        "SELECT id, overlay_path FROM vms WHERE course_id = $1 ORDER BY overlay_path",
     )
     .bind(course.id.to_string())
     .fetch_all(&pool)

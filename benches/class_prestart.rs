@@ -92,7 +92,7 @@ impl Bench {
     }
 
     async fn states(&self, course: &str) -> HashMap<String, String> {
-        sqlx::query_as::<_, (String, String)>("SELECT id, state FROM vms WHERE course_id = ?")
+        sqlx::query_as::<_, (String, String)>("SELECT id, state FROM vms WHERE course_id = $1")
             .bind(course)
             .fetch_all(&self.server.state.pool)
             .await

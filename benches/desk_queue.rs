@@ -71,7 +71,7 @@ async fn main() {
         let id = Uuid::new_v4();
         sqlx::query(
             "INSERT INTO users (id, username, display_name, role, password_hash, created_at)
-             SELECT ?, ?, '', 'student', password_hash, created_at FROM users WHERE id = ?",
+             SELECT $1, $2, '', 'student', password_hash, created_at FROM users WHERE id = $3",
         )
         .bind(id.to_string())
         .bind(format!("bench-student{i}"))
@@ -145,7 +145,7 @@ async fn main() {
                  channel, reporter_id, created_by, assignee_id, vm_id, node_id, course_id, context,
                  created_at, updated_at, responded_at, resolved_at, closed_at, resolution, rating,
                  reopen_count)
-             VALUES (?, ?, ?, ?, ?, ?, ?, 'one_user', 'blocked', ?, ?, ?, ?, ?, ?, ?, '{}', ?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'one_user', 'blocked', $8, $9, $10, $11, $12, $13, $14, '{}', $15, $16, $17, $18, $19, $20, $21, $22)",
         )
         .bind(&id)
         .bind(n as i64 + 1)
@@ -212,7 +212,7 @@ async fn main() {
         for (t, k, data, text) in steps {
             sqlx::query(
                 "INSERT INTO ticket_events (ticket_id, at, actor_id, kind, internal, text, data)
-                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )
             .bind(&id)
             .bind(at(t))

@@ -88,11 +88,11 @@ async fn main() {
     )
     .await;
     let tpl = id("00004", 0);
-    sqlx::query("INSERT INTO templates (id, name, os, state, size_bytes, created_at) VALUES (?, 'bench', 'linux', 'ready', 1073741824, ?)")
+    sqlx::query("INSERT INTO templates (id, name, os, state, size_bytes, created_at) VALUES ($1, 'bench', 'linux', 'ready', 1073741824, $2)")
         .bind(&tpl).bind(&created).execute(&pool).await.unwrap();
     let nodes: Vec<String> = (0..4).map(|i| id("00005", i)).collect();
     for (i, n) in nodes.iter().enumerate() {
-        sqlx::query("INSERT INTO nodes (id, name, uri, console_address, created_at) VALUES (?, ?, ?, '127.0.0.1', ?)")
+        sqlx::query("INSERT INTO nodes (id, name, uri, console_address, created_at) VALUES ($1, $2, $3, '127.0.0.1', $4)")
             .bind(n).bind(format!("node{i}")).bind(format!("qemu+tcp://10.0.0.{i}/system")).bind(&created)
             .execute(&pool).await.unwrap();
     }

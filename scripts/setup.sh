@@ -37,6 +37,11 @@ PACKAGES=(
   python3-aiosmtpd openssl
   prometheus   # for promtool: checks and unit-tests the alerting rules in deploy/prometheus (scripts/check-prometheus.sh); the server it also brings is not used
   restic   # the backup repository tool (src/backup/): the server runs it; tests/it/backups.rs backs up into a real repository
+  # PostgreSQL, the second database (issue 17): scripts/postgres.sh starts a test cluster
+  # of its own from the server binaries (pg_trgm, for the knowledge-base search, is in
+  # the server package itself on Debian 12 and 13: postgresql-contrib is only a
+  # transitional package there); the client (psql) comes with it
+  postgresql
   slapd ldap-utils   # campus sign-in over LDAP (tests/it/ldap.rs): a real OpenLDAP server (slapd; slapadd loads the test tree) in a temp dir; ldap-utils to look at it by hand
 )
 # Deliberately not installed: ovmf (guests boot with SeaBIOS), swtpm (no vTPM),

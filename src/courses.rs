@@ -337,10 +337,10 @@ pub async fn create(pool: &Pool, actor: &User, new: NewCourse) -> Result<Course,
     .bind(&new.code)
     .bind(&new.name)
     .bind(teacher_id.to_string())
-    .bind(new.lab_network)
-    .bind(new.clipboard_to_guest)
-    .bind(new.clipboard_from_guest)
-    .bind(new.clipboard_agent)
+    .bind(db::Flag(new.lab_network))
+    .bind(db::Flag(new.clipboard_to_guest))
+    .bind(db::Flag(new.clipboard_from_guest))
+    .bind(db::Flag(new.clipboard_agent))
     .bind(db::now())
     .execute(&mut *tx)
     .await;
@@ -567,9 +567,9 @@ impl Courses {
             "UPDATE courses SET clipboard_to_guest = $1, clipboard_from_guest = $2,
                     clipboard_agent = COALESCE($3, clipboard_agent) WHERE id = $4",
         )
-        .bind(switches.to_guest)
-        .bind(switches.from_guest)
-        .bind(switches.agent)
+        .bind(db::Flag(switches.to_guest))
+        .bind(db::Flag(switches.from_guest))
+        .bind(switches.agent.map(db::Flag))
         .bind(course.id.to_string())
         .execute(&self.pool)
         .await?;

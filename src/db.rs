@@ -1,17 +1,29 @@
 //! Database connection, migrations and the helpers every module's queries share.
 //!
-//! SQLite (a file in the data dir) is the default; the schema lives in
-//! `migrations/` and is applied at start-up by every subcommand, so the CLI and
-//! the server always see the same schema. Timestamps are RFC 3339 UTC text.
-//! Uniqueness is enforced by the database, and [`unique_violation`] tells a
-//! module which constraint fired so it can answer 409 with a precise code.
+//! Two backends behind one [`Pool`] (sqlx's `Any` driver): SQLite (a file in
+//! the data dir) is the default for one-machine installs; PostgreSQL
+//! (`--database-url postgres://…`) is the one several servers share. Each
+//! backend has its own migrations (`migrations/sqlite/`, `migrations/postgres/`,
+//! same version numbers, see `migrations/README.md`), applied at start-up by
+//! every subcommand, so the CLI and the server always see the same schema.
+//!
+//! The queries are written once for both: `$N` placeholders, RFC 3339 UTC text
+//! timestamps, integers (`i64`) for counts and 0/1 flags, text for UUIDs. The
+//! few places the dialects differ ask [`backend`]. Uniqueness is enforced by
+//! the database, and [`unique_violation`] tells a module which constraint
+//! fired so it can answer 409 with a precise code.
 
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+use sqlx::{ConnectOptions, Connection};
 
-pub type Pool = sqlx::SqlitePool;
+pub type Pool = sqlx::AnyPool;
+pub type Row = sqlx::any::AnyRow;
+pub type Conn = sqlx::AnyConnection;
+pub type Tx = sqlx::Transaction<'static, sqlx::Any>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -19,57 +31,176 @@ pub enum DbError {
     Sqlx(#[from] sqlx::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("unsupported database URL (only sqlite:// is supported by this build)")]
+    #[error("unsupported database URL (use sqlite://PATH or postgres://USER@HOST/DB)")]
     UnsupportedUrl,
 }
 
+/// Which database a pool talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn of_url(url: &str) -> Option<Backend> {
+        if url.starts_with("sqlite:") {
+            Some(Backend::Sqlite)
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Some(Backend::Postgres)
+        } else {
+            None
+        }
+    }
+}
+
+/// The backend of `pool`.
+pub fn backend(pool: &Pool) -> Backend {
+    match pool.connect_options().database_url.scheme() {
+        "sqlite" => Backend::Sqlite,
+        _ => Backend::Postgres,
+    }
+}
+
+/// Connections per server. PostgreSQL's are shared by every server of a
+/// cluster (its `max_connections` must cover servers × this).
+const MAX_CONNECTIONS: u32 = 8;
+
+/// SQLite waits this long for another writer before answering "busy".
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Opens the pool and runs pending migrations.
 pub async fn connect(url: &str) -> Result<Pool, DbError> {
-    if !url.starts_with("sqlite:") {
-        return Err(DbError::UnsupportedUrl);
-    }
-    let options = SqliteConnectOptions::from_str(url)?
-        .create_if_missing(true)
-        .foreign_keys(true)
-        // WAL lets the HTTP handlers read while a long enrolment transaction writes.
-        .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Normal)
-        .busy_timeout(Duration::from_secs(10));
+    sqlx::any::install_default_drivers();
+    let backend = Backend::of_url(url).ok_or(DbError::UnsupportedUrl)?;
     // Migrations run on a connection of their own, closed before the pool
-    // opens: one of them loosens a CHECK constraint in place (0012), which
-    // a connection that parsed the old schema would keep enforcing.
-    {
-        use sqlx::Connection;
-        let mut conn = sqlx::SqliteConnection::connect_with(&options).await?;
-        sqlx::migrate!("./migrations").run(&mut conn).await?;
-        conn.close().await?;
+    // opens: one of them loosens a CHECK constraint in place (SQLite 0012),
+    // which a connection that parsed the old schema would keep enforcing.
+    match backend {
+        Backend::Sqlite => {
+            let options = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                .foreign_keys(true)
+                // WAL lets the HTTP handlers read while a long enrolment
+                // transaction writes (the mode is stored in the file).
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(SQLITE_BUSY_TIMEOUT);
+            let mut conn = options.connect().await?;
+            sqlx::migrate!("./migrations/sqlite").run(&mut conn).await?;
+            conn.close().await?;
+        }
+        Backend::Postgres => {
+            let mut conn = sqlx::PgConnection::connect(url).await?;
+            sqlx::migrate!("./migrations/postgres")
+                .run(&mut conn)
+                .await?;
+            conn.close().await?;
+        }
     }
-    let pool = SqlitePoolOptions::new()
-        .max_connections(8)
+    let options = AnyConnectOptions::from_str(url)?;
+    let pool = AnyPoolOptions::new()
+        .max_connections(MAX_CONNECTIONS)
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                if backend == Backend::Sqlite {
+                    // Per-connection settings the Any driver's URL cannot carry.
+                    sqlx::query(&format!(
+                        "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = {}",
+                        SQLITE_BUSY_TIMEOUT.as_millis()
+                    ))
+                    .execute(conn)
+                    .await?;
+                }
+                Ok(())
+            })
+        })
         .connect_with(options)
         .await?;
     Ok(pool)
 }
 
-/// Begins a write transaction. `BEGIN IMMEDIATE` takes the write lock up
-/// front, waiting out other writers under the busy timeout; a deferred
-/// transaction that reads first and writes later fails at once with
-/// `SQLITE_BUSY` when another writer committed in between (seen under load
-/// as 500s and a "degraded" health), since SQLite cannot upgrade its stale
-/// read snapshot.
+/// The advisory lock every PostgreSQL write transaction of [`begin`] takes:
+/// one writer at a time across the cluster, as SQLite's `BEGIN IMMEDIATE`
+/// gives on one machine, so every read-check-write the modules do inside a
+/// transaction stays race-free whichever server runs it.
+const WRITE_LOCK: i64 = 0x7076_6365; // "pvce"
+
+/// Begins a write transaction that no other writer interleaves with.
+///
+/// SQLite: `BEGIN IMMEDIATE` takes the write lock up front, waiting out other
+/// writers under the busy timeout; a deferred transaction that reads first
+/// and writes later fails at once with `SQLITE_BUSY` when another writer
+/// committed in between (seen under load as 500s and a "degraded" health),
+/// since SQLite cannot upgrade its stale read snapshot. PostgreSQL: the
+/// transaction-scoped advisory lock [`WRITE_LOCK`].
 ///
 /// A connection still inside a transaction — its COMMIT or ROLLBACK failed,
 /// e.g. on a full disk — is closed instead of reused: beginning on it would
 /// fail, and its stale transaction must not swallow the next writer's work.
-pub async fn begin(pool: &Pool) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
-    use sqlx::Connection;
+pub async fn begin(pool: &Pool) -> Result<Tx, sqlx::Error> {
     loop {
         let conn = pool.acquire().await?;
         if conn.is_in_transaction() {
             conn.close().await?;
             continue;
         }
-        return sqlx::Transaction::begin(conn, Some("BEGIN IMMEDIATE".into())).await;
+        return match backend(pool) {
+            Backend::Sqlite => sqlx::Transaction::begin(conn, Some("BEGIN IMMEDIATE".into())).await,
+            Backend::Postgres => {
+                let mut tx = sqlx::Transaction::begin(conn, None).await?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(WRITE_LOCK)
+                    .execute(&mut *tx)
+                    .await?;
+                Ok(tx)
+            }
+        };
+    }
+}
+
+/// A 0/1 flag column, read and written as a Rust `bool`. Both schemas store
+/// flags as integers (SQLite has no boolean; PostgreSQL's `BIGINT` keeps the
+/// SQL's `flag = 0` comparisons portable). sqlx's `Any` driver decodes a
+/// `bool` only from a boolean value and encodes it as one, which fails on
+/// both: bind and read flags through this type instead. A boolean
+/// expression (`EXISTS (…)` on PostgreSQL) is read too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Flag(pub bool);
+
+impl From<Flag> for bool {
+    fn from(f: Flag) -> bool {
+        f.0
+    }
+}
+
+impl sqlx::Type<sqlx::Any> for Flag {
+    fn type_info() -> sqlx::any::AnyTypeInfo {
+        <i64 as sqlx::Type<sqlx::Any>>::type_info()
+    }
+
+    fn compatible(ty: &sqlx::any::AnyTypeInfo) -> bool {
+        ty.kind().is_integer() || ty.kind() == sqlx::any::AnyTypeInfoKind::Bool
+    }
+}
+
+impl<'q> sqlx::Encode<'q, sqlx::Any> for Flag {
+    fn encode_by_ref(
+        &self,
+        buf: &mut <sqlx::Any as sqlx::Database>::ArgumentBuffer<'q>,
+    ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+        <i64 as sqlx::Encode<'q, sqlx::Any>>::encode_by_ref(&i64::from(self.0), buf)
+    }
+}
+
+impl<'r> sqlx::Decode<'r, sqlx::Any> for Flag {
+    fn decode(value: sqlx::any::AnyValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+        use sqlx::ValueRef;
+        if value.type_info().kind() == sqlx::any::AnyTypeInfoKind::Bool {
+            Ok(Flag(<bool as sqlx::Decode<sqlx::Any>>::decode(value)?))
+        } else {
+            Ok(Flag(<i64 as sqlx::Decode<sqlx::Any>>::decode(value)? != 0))
+        }
     }
 }
 
@@ -79,7 +210,7 @@ pub async fn fetch_row<T>(
     pool: &Pool,
     sql: &str,
     binds: &[&str],
-    from_row: impl Fn(&sqlx::sqlite::SqliteRow) -> Result<T, sqlx::Error>,
+    from_row: impl Fn(&Row) -> Result<T, sqlx::Error>,
 ) -> Result<Option<T>, sqlx::Error> {
     let mut q = sqlx::query(sql);
     for b in binds {
@@ -90,6 +221,38 @@ pub async fn fetch_row<T>(
         .as_ref()
         .map(from_row)
         .transpose()
+}
+
+/// `sql` for `pool`'s database: SQLite's planner hints (`INDEXED BY <index>`,
+/// `NOT INDEXED`), which some hot queries need to pick the right index, are
+/// removed for PostgreSQL, whose planner has no such syntax.
+pub fn index_hints<'a>(pool: &Pool, sql: &'a str) -> std::borrow::Cow<'a, str> {
+    if backend(pool) == Backend::Sqlite {
+        return std::borrow::Cow::Borrowed(sql);
+    }
+    std::borrow::Cow::Owned(strip_index_hints(sql))
+}
+
+fn strip_index_hints(sql: &str) -> String {
+    // Word by word (runs of white space become one space, which no query
+    // that uses hints has inside a quoted literal).
+    let words: Vec<&str> = sql.split_whitespace().collect();
+    let mut out: Vec<&str> = Vec::with_capacity(words.len());
+    let mut i = 0;
+    while i < words.len() {
+        match (words[i], words.get(i + 1)) {
+            ("INDEXED", _) if out.last() == Some(&"NOT") => {
+                out.pop();
+                i += 1;
+            }
+            ("INDEXED", Some(&"BY")) => i += 3,
+            (w, _) => {
+                out.push(w);
+                i += 1;
+            }
+        }
+    }
+    out.join(" ")
 }
 
 /// Numbers the bare `?` placeholders of SQL composed at run time from
@@ -125,16 +288,13 @@ pub fn parse_uuid(s: &str) -> Result<uuid::Uuid, sqlx::Error> {
 }
 
 /// Reads a UUID column.
-pub fn uuid(row: &sqlx::sqlite::SqliteRow, col: &str) -> Result<uuid::Uuid, sqlx::Error> {
+pub fn uuid(row: &Row, col: &str) -> Result<uuid::Uuid, sqlx::Error> {
     use sqlx::Row;
     parse_uuid(&row.try_get::<String, _>(col)?)
 }
 
 /// Reads a nullable UUID column.
-pub fn opt_uuid(
-    row: &sqlx::sqlite::SqliteRow,
-    col: &str,
-) -> Result<Option<uuid::Uuid>, sqlx::Error> {
+pub fn opt_uuid(row: &Row, col: &str) -> Result<Option<uuid::Uuid>, sqlx::Error> {
     use sqlx::Row;
     row.try_get::<Option<String>, _>(col)?
         .map(|s| parse_uuid(&s))
@@ -165,7 +325,9 @@ pub fn from_unix_ms(ms: i64) -> time::OffsetDateTime {
 }
 
 /// If `err` is a UNIQUE/PRIMARY KEY violation, returns the `table.column[, ...]`
-/// that SQLite names in its message (SQLite reports columns, not constraint names).
+/// that SQLite names in its message (SQLite reports columns, not constraint
+/// names). PostgreSQL reports the constraint's name, and the PostgreSQL
+/// schema names each constraint with that same text (`migrations/README.md`).
 pub fn unique_violation(err: &sqlx::Error) -> Option<String> {
     let db = err.as_database_error()?;
     if !db.is_unique_violation() {
@@ -173,6 +335,7 @@ pub fn unique_violation(err: &sqlx::Error) -> Option<String> {
     }
     db.message()
         .strip_prefix("UNIQUE constraint failed: ")
+        .or(db.constraint())
         .map(str::to_owned)
 }
 
@@ -197,6 +360,18 @@ mod tests {
         assert_eq!(
             numbered("SELECT 'it''s ?' WHERE x = ?"),
             "SELECT 'it''s ?' WHERE x = $1"
+        );
+    }
+
+    #[test]
+    fn index_hints_are_stripped_word_by_word() {
+        assert_eq!(
+            strip_index_hints("SELECT a FROM t INDEXED BY t_a\n WHERE a = 1"),
+            "SELECT a FROM t WHERE a = 1"
+        );
+        assert_eq!(
+            strip_index_hints("FROM n CROSS JOIN s NOT INDEXED\n WHERE x"),
+            "FROM n CROSS JOIN s WHERE x"
         );
     }
 }

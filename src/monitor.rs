@@ -252,8 +252,9 @@ impl Monitor {
         };
         let vm_rows = self.vm_percentages(node_id, &domains);
         let res = sqlx::query(
-            "INSERT OR REPLACE INTO node_samples (node_id, at, cpu_percent, mem_used_mib, mem_total_mib, vms_running)
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO node_samples (node_id, at, cpu_percent, mem_used_mib, mem_total_mib, vms_running)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (node_id, at) DO UPDATE SET cpu_percent = excluded.cpu_percent, mem_used_mib = excluded.mem_used_mib, mem_total_mib = excluded.mem_total_mib, vms_running = excluded.vms_running",
         )
         .bind(node_id.to_string())
         .bind(at)
@@ -317,20 +318,22 @@ impl Monitor {
         let from = this_minute - 10 * 60;
         let mut tx = db::begin(&self.pool).await?;
         sqlx::query(
-            "INSERT OR REPLACE INTO node_samples_minute (node_id, at, cpu_percent, mem_used_mib, mem_total_mib, vms_running)
+            "INSERT INTO node_samples_minute (node_id, at, cpu_percent, mem_used_mib, mem_total_mib, vms_running)
              SELECT node_id, at - (at % 60), AVG(cpu_percent), CAST(AVG(mem_used_mib) AS INTEGER),
                     MAX(mem_total_mib), CAST(ROUND(AVG(vms_running)) AS INTEGER)
-             FROM node_samples WHERE at >= $1 AND at < $2 GROUP BY node_id, at - (at % 60)",
+             FROM node_samples WHERE at >= $1 AND at < $2 GROUP BY node_id, at - (at % 60)
+             ON CONFLICT (node_id, at) DO UPDATE SET cpu_percent = excluded.cpu_percent, mem_used_mib = excluded.mem_used_mib, mem_total_mib = excluded.mem_total_mib, vms_running = excluded.vms_running",
         )
         .bind(from)
         .bind(this_minute)
         .execute(&mut *tx)
         .await?;
         sqlx::query(
-            "INSERT OR REPLACE INTO vm_samples_minute (vm_id, at, node_id, cpu_percent, mem_mib, rss_mib)
+            "INSERT INTO vm_samples_minute (vm_id, at, node_id, cpu_percent, mem_mib, rss_mib)
              SELECT vm_id, at - (at % 60), MAX(node_id), AVG(cpu_percent), CAST(AVG(mem_mib) AS INTEGER),
                     CAST(AVG(rss_mib) AS INTEGER)
-             FROM vm_samples WHERE at >= $1 AND at < $2 GROUP BY vm_id, at - (at % 60)",
+             FROM vm_samples WHERE at >= $1 AND at < $2 GROUP BY vm_id, at - (at % 60)
+             ON CONFLICT (vm_id, at) DO UPDATE SET node_id = excluded.node_id, cpu_percent = excluded.cpu_percent, mem_mib = excluded.mem_mib, rss_mib = excluded.rss_mib",
         )
         .bind(from)
         .bind(this_minute)
@@ -440,7 +443,7 @@ async fn query(
     let sql = format!(
         "SELECT node_id, at - (at % $1) AS t, AVG(cpu_percent) AS cpu, CAST(AVG(mem_used_mib) AS INTEGER) AS used,
                 MAX(mem_total_mib) AS total, CAST(ROUND(AVG(vms_running)) AS INTEGER) AS vms
-         FROM ({source}) GROUP BY node_id, t ORDER BY node_id, t"
+         FROM ({source}) AS samples GROUP BY node_id, t ORDER BY node_id, t"
     );
     let rows = sqlx::query(&sql)
         .bind(bucket)
@@ -477,8 +480,9 @@ async fn store_vm_samples(
     let mut tx = db::begin(pool).await?;
     for (d, cpu_percent) in rows {
         sqlx::query(
-            "INSERT OR REPLACE INTO vm_samples (vm_id, at, node_id, cpu_percent, mem_mib, rss_mib)
-             SELECT id, $1, $2, $3, $4, $5 FROM vms WHERE id = $6",
+            "INSERT INTO vm_samples (vm_id, at, node_id, cpu_percent, mem_mib, rss_mib)
+             SELECT id, $1, $2, $3, $4, $5 FROM vms WHERE id = $6
+             ON CONFLICT (vm_id, at) DO UPDATE SET node_id = excluded.node_id, cpu_percent = excluded.cpu_percent, mem_mib = excluded.mem_mib, rss_mib = excluded.rss_mib",
         )
         .bind(at)
         .bind(node_id.to_string())
@@ -520,7 +524,7 @@ async fn vm_query(
     let sql = format!(
         "SELECT at - (at % $1) AS t, AVG(cpu_percent) AS cpu, CAST(AVG(mem_mib) AS INTEGER) AS mem,
                 CAST(AVG(rss_mib) AS INTEGER) AS rss
-         FROM ({source}) GROUP BY t ORDER BY t"
+         FROM ({source}) AS samples GROUP BY t ORDER BY t"
     );
     let rows = sqlx::query(&sql)
         .bind(bucket)
@@ -553,11 +557,12 @@ pub async fn latest_vm_loads(
     sample_interval_secs: u64,
 ) -> Result<Vec<VmLoad>, MonitorError> {
     let max_age = to_i64(sample_interval_secs.saturating_mul(3)).saturating_add(5);
-    // SQLite returns the bare columns of the row holding MAX(at).
+    // Each running VM's latest sample, if recent.
     let rows = sqlx::query(
-        "SELECT s.vm_id, s.node_id, s.cpu_percent, s.mem_mib, s.rss_mib, MAX(s.at) AS at
+        "SELECT s.vm_id, s.node_id, s.cpu_percent, s.mem_mib, s.rss_mib, s.at
          FROM vm_samples s JOIN vms v ON v.id = s.vm_id AND v.state = 'running'
-         WHERE s.at >= $1 GROUP BY s.vm_id ORDER BY s.vm_id",
+         WHERE s.at >= $1 AND s.at = (SELECT MAX(l.at) FROM vm_samples l WHERE l.vm_id = s.vm_id)
+         ORDER BY s.vm_id",
     )
     .bind(unix_now() - max_age)
     .fetch_all(pool)

@@ -199,13 +199,22 @@ pub struct NodeChange {
     pub up: bool,
 }
 
-const COLUMNS: &str = "n.id, n.name, n.uri, n.console_address, n.maintenance, n.state, n.cpus, n.mem_total_mib, n.mem_used_mib, n.last_seen, n.last_error, n.store_used_bytes, n.store_free_bytes,
+/// The columns of [`from_row`]; `failures_7d` counts the node's failures
+/// since `week_ago` (RFC 3339 text this module formats, so it is safe to
+/// splice: the two databases share no date arithmetic).
+fn columns(week_ago: &str) -> String {
+    format!("n.id, n.name, n.uri, n.console_address, n.maintenance, n.state, n.cpus, n.mem_total_mib, n.mem_used_mib, n.last_seen, n.last_error, n.store_used_bytes, n.store_free_bytes,
     (SELECT COUNT(*) FROM vms v WHERE v.node_id = n.id AND v.state IN ('starting', 'running', 'stopping')) AS vms_running,
     (SELECT s.cpu_percent FROM node_samples s WHERE s.node_id = n.id AND s.cpu_percent IS NOT NULL ORDER BY s.at DESC LIMIT 1) AS cpu_percent,
     (SELECT COUNT(*) FROM events e WHERE e.node_id = n.id AND e.kind = 'node_down'
-     AND e.at >= strftime('%Y-%m-%dT%H:%M:%SZ', 'now', '-7 days')) AS failures_7d";
+     AND e.at >= '{week_ago}') AS failures_7d")
+}
 
-fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Node, sqlx::Error> {
+fn week_ago() -> String {
+    db::format_time(time::OffsetDateTime::now_utc() - time::Duration::days(7))
+}
+
+fn from_row(row: &sqlx::any::AnyRow) -> Result<Node, sqlx::Error> {
     let state: String = row.try_get("state")?;
     let maintenance = row.try_get::<i64, _>("maintenance")? != 0;
     let store_free = row
@@ -283,16 +292,22 @@ impl Nodes {
     }
 
     pub async fn list(&self) -> Result<Vec<Node>, NodeError> {
-        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM nodes n ORDER BY n.name"))
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {} FROM nodes n ORDER BY n.name",
+            columns(&week_ago())
+        ))
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter()
             .map(|r| Ok(self.with_caps(from_row(r)?)))
             .collect()
     }
 
     pub async fn get(&self, id: Uuid) -> Result<Node, NodeError> {
-        let sql = format!("SELECT {COLUMNS} FROM nodes n WHERE n.id = $1");
+        let sql = format!(
+            "SELECT {} FROM nodes n WHERE n.id = $1",
+            columns(&week_ago())
+        );
         db::fetch_row(&self.pool, &sql, &[&id.to_string()], from_row)
             .await?
             .map(|n| self.with_caps(n))
@@ -607,14 +622,14 @@ impl Nodes {
 #[derive(Debug)]
 pub struct Removal<'a> {
     nodes: &'a Nodes,
-    tx: sqlx::Transaction<'static, sqlx::Sqlite>,
+    tx: sqlx::Transaction<'static, sqlx::Any>,
     id: Uuid,
     name: String,
 }
 
 impl Removal<'_> {
     /// The removal's transaction, for the checks of what runs on the node.
-    pub fn conn(&mut self) -> &mut sqlx::SqliteConnection {
+    pub fn conn(&mut self) -> &mut sqlx::AnyConnection {
         &mut self.tx
     }
 

@@ -223,7 +223,7 @@ impl Stores {
                 }
             }
             let res = sqlx::query(
-                "INSERT OR REPLACE INTO node_layers (node_id, template_id, sha256, verified_at) VALUES ($1, $2, $3, $4)",
+                "INSERT INTO node_layers (node_id, template_id, sha256, verified_at) VALUES ($1, $2, $3, $4) ON CONFLICT (node_id, template_id) DO UPDATE SET sha256 = excluded.sha256, verified_at = excluded.verified_at",
             )
             .bind(node_id.to_string())
             .bind(layer.id.to_string())

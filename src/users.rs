@@ -146,7 +146,7 @@ async fn hash_off_thread(password: String) -> Result<String, UserError> {
     )
 }
 
-fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<User, sqlx::Error> {
+fn from_row(row: &sqlx::any::AnyRow) -> Result<User, sqlx::Error> {
     let id: String = row.try_get("id")?;
     let role: String = row.try_get("role")?;
     Ok(User {
@@ -255,7 +255,9 @@ pub async fn search(pool: &Pool, q: &str, limit: u32, offset: u32) -> Result<Vec
             .replace('_', "\\_")
     );
     let rows = sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM users WHERE username LIKE $1 ESCAPE '\\' OR display_name LIKE $1 ESCAPE '\\'
+        // lower() on both sides: SQLite's LIKE ignores ASCII case, PostgreSQL's does not.
+        "SELECT {COLUMNS} FROM users
+         WHERE lower(username) LIKE lower($1) ESCAPE '\\' OR lower(display_name) LIKE lower($1) ESCAPE '\\'
          ORDER BY username LIMIT $2 OFFSET $3"
     ))
     .bind(pattern)

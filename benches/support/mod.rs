@@ -805,11 +805,12 @@ pub async fn tiny_class(
         serde_json::json!({"usernames": names}),
     )
     .await;
-    let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM vms WHERE course_id = ? ORDER BY id")
-        .bind(&cid)
-        .fetch_all(&st.pool)
-        .await
-        .unwrap();
+    let ids: Vec<String> =
+        sqlx::query_scalar("SELECT id FROM vms WHERE course_id = $1 ORDER BY id")
+            .bind(&cid)
+            .fetch_all(&st.pool)
+            .await
+            .unwrap();
     (cid, ids)
 }
 
@@ -870,7 +871,7 @@ pub async fn teacher_and_students(
     let mut tx = pool.begin().await.unwrap();
     for i in 0..n {
         let name = format!("bench-s{i:04}");
-        sqlx::query("INSERT INTO users (id, username, display_name, role, password_hash, created_at) VALUES (?, ?, ?, 'student', 'x', '2026-01-01T00:00:00Z')")
+        sqlx::query("INSERT INTO users (id, username, display_name, role, password_hash, created_at) VALUES ($1, $2, $3, 'student', 'x', '2026-01-01T00:00:00Z')")
             .bind(uuid::Uuid::new_v4().to_string())
             .bind(&name)
             .bind(&name)

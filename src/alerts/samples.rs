@@ -40,7 +40,7 @@ impl NodeSeries {
         match self {
             NodeSeries::CpuPercent => "cpu_percent",
             NodeSeries::MemoryPercent => {
-                "CASE WHEN mem_total_mib > 0 THEN 100.0 * mem_used_mib / mem_total_mib END"
+                "CAST(CASE WHEN mem_total_mib > 0 THEN 100.0 * mem_used_mib / mem_total_mib END AS DOUBLE PRECISION)"
             }
         }
     }
@@ -65,7 +65,7 @@ pub async fn node_series(
            SELECT at, {e} AS v FROM node_samples
             WHERE node_id = $1 AND at >= $2 AND at < $3
               AND at >= COALESCE((SELECT MAX(at) + 60 FROM node_samples_minute WHERE node_id = $1), 0)
-         ) WHERE v IS NOT NULL ORDER BY at"
+         ) AS samples WHERE v IS NOT NULL ORDER BY at"
     );
     let rows: Vec<(i64, f64)> = sqlx::query_as(&sql)
         .bind(node.to_string())
@@ -150,7 +150,7 @@ async fn record(
     keep: i64,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT OR REPLACE INTO alert_samples (series, subject, at, value) VALUES ($1, $2, $3, $4)",
+        "INSERT INTO alert_samples (series, subject, at, value) VALUES ($1, $2, $3, $4) ON CONFLICT (series, subject, at) DO UPDATE SET value = excluded.value",
     )
     .bind(series)
     .bind(subject)
@@ -188,7 +188,7 @@ pub trait SignalSource: Send + Sync + std::fmt::Debug {
 }
 
 /// id, name, state, maintenance, store used and free bytes.
-type NodeRow = (String, String, String, bool, Option<i64>, Option<i64>);
+type NodeRow = (String, String, String, db::Flag, Option<i64>, Option<i64>);
 
 /// Every rule's observations at `now`. `data_dir` holds the shared layer
 /// storage (personal layers), whose file system's use is measured.
@@ -292,7 +292,7 @@ pub async fn observe(
             Metric::NodeDown => {
                 for (id, name, state, maintenance, ..) in &nodes {
                     let node = db::parse_uuid(id)?;
-                    let down = state == "down" && !maintenance;
+                    let down = state == "down" && !maintenance.0;
                     let v = if down { 1.0 } else { 0.0 };
                     out.push(obs(id, name, Some(node), Some(v), Vec::new()));
                 }

@@ -603,7 +603,7 @@ impl Alerts {
                        WHEN 'firing' THEN status = 'firing'
                        WHEN 'acknowledged' THEN status = 'acknowledged'
                        WHEN 'resolved' THEN status = 'resolved'
-                       WHEN 'all' THEN 1
+                       WHEN 'all' THEN 1 = 1
                        ELSE status <> 'resolved' OR resolved_at >= $2 END
                AND ($3 IS NULL OR level = $3) AND ($4 IS NULL OR rule = $4)
              ORDER BY (status = 'resolved'), fired_at DESC, id LIMIT $5",
@@ -631,7 +631,7 @@ impl Alerts {
         self.alert_of(&row).await
     }
 
-    async fn alert_of(&self, r: &sqlx::sqlite::SqliteRow) -> Result<Alert, AlertError> {
+    async fn alert_of(&self, r: &sqlx::any::AnyRow) -> Result<Alert, AlertError> {
         let id = db::uuid(r, "id")?;
         let level: String = r.try_get("level")?;
         let status: String = r.try_get("status")?;
@@ -663,7 +663,7 @@ impl Alerts {
             },
             cause: r.try_get("cause")?,
             value: r.try_get("value")?,
-            flapping: r.try_get("flapping")?,
+            flapping: r.try_get::<db::Flag, _>("flapping")?.0,
             started_at: text_time(r.try_get("fired_at")?),
             updated_at: text_time(r.try_get("updated_at")?),
             acknowledged_at: r

@@ -86,7 +86,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::db::Pool;
+use crate::db::{self, Pool};
 use crate::storage::Storage;
 use crate::users::User;
 use crate::vms::layers::LayerStorage;
@@ -124,6 +124,10 @@ pub enum BackupError {
     Io(#[from] std::io::Error),
     #[error(transparent)]
     Db(#[from] sqlx::Error),
+    /// `pg_dump` of a PostgreSQL installation's database failed (its
+    /// message; never the URL, which may hold a password).
+    #[error("pg_dump failed: {0}")]
+    PgDump(String),
 }
 
 /// How backups are set up (from the settings).
@@ -354,16 +358,16 @@ impl Backups {
     }
 
     async fn last_run(&self) -> Result<Option<LastRun>, sqlx::Error> {
-        let rows: Vec<(i64, bool)> = sqlx::query_as(
+        let rows: Vec<(i64, db::Flag)> = sqlx::query_as(
             "SELECT started_at, ok FROM backup_runs ORDER BY started_at DESC, rowid DESC LIMIT $1",
         )
         .bind(i64::from(schedule::MAX_RETRIES) + 2)
         .fetch_all(&self.pool)
         .await?;
-        let Some(&(started_at, ok)) = rows.first() else {
+        let Some(&(started_at, db::Flag(ok))) = rows.first() else {
             return Ok(None);
         };
-        let failures = rows.iter().take_while(|(_, ok)| !ok).count();
+        let failures = rows.iter().take_while(|(_, ok)| !ok.0).count();
         Ok(Some(LastRun {
             started_at,
             ok,
@@ -486,14 +490,14 @@ impl Backups {
              WHERE id = $11",
         )
         .bind(finished)
-        .bind(ok)
-        .bind(tally.backed_up)
-        .bind(tally.unchanged)
-        .bind(tally.skipped)
-        .bind(tally.failed)
+        .bind(db::Flag(ok))
+        .bind(i64::from(tally.backed_up))
+        .bind(i64::from(tally.unchanged))
+        .bind(i64::from(tally.skipped))
+        .bind(i64::from(tally.failed))
         .bind(i64::try_from(tally.bytes_added).unwrap_or(i64::MAX))
-        .bind(tally.checked)
-        .bind(tally.check_ok)
+        .bind(db::Flag(tally.checked))
+        .bind(tally.check_ok.map(db::Flag))
         .bind(&error)
         .bind(id.to_string())
         .execute(&self.pool)
@@ -575,13 +579,18 @@ impl Backups {
         now: i64,
     ) -> Result<restic::Summary, BackupError> {
         std::fs::create_dir_all(dir)?;
-        let db = dir.join("pvce.db");
-        crate::storage::remove_file_if_exists(&db)?;
-        // A consistent copy while the server writes (SQLite's own).
-        sqlx::query("VACUUM INTO ?")
-            .bind(db.to_string_lossy().into_owned())
-            .execute(&self.pool)
-            .await?;
+        match db::backend(&self.pool) {
+            db::Backend::Sqlite => {
+                let db = dir.join("pvce.db");
+                crate::storage::remove_file_if_exists(&db)?;
+                // A consistent copy while the server writes (SQLite's own).
+                sqlx::query("VACUUM INTO ?")
+                    .bind(db.to_string_lossy().into_owned())
+                    .execute(&self.pool)
+                    .await?;
+            }
+            db::Backend::Postgres => self.pg_dump(&dir.join("pvce.pgdump")).await?,
+        }
         let key = self.storage.root().join("device-cookie.key");
         if key.exists() {
             std::fs::copy(&key, dir.join("device-cookie.key"))?;
@@ -593,6 +602,40 @@ impl Backups {
         }
         let tags = vec!["kind=control".to_owned()];
         Ok(r.backup(&paths, &tags, now).await?)
+    }
+
+    /// A consistent dump of a PostgreSQL installation's database (pg_dump
+    /// reads one snapshot while the servers write), in pg_dump's custom
+    /// format for `pg_restore`. A password in the URL goes through the
+    /// environment (`PGPASSWORD`), not the command line, which every user
+    /// of the machine can read.
+    async fn pg_dump(&self, to: &Path) -> Result<(), BackupError> {
+        let temp = crate::storage::temp_beside(to);
+        let mut url = self.pool.connect_options().database_url.clone();
+        let password = url.password().map(|p| {
+            percent_encoding::percent_decode_str(p)
+                .decode_utf8_lossy()
+                .into_owned()
+        });
+        // Only fails for URLs that cannot carry a password at all.
+        let _ = url.set_password(None);
+        let mut cmd = tokio::process::Command::new("pg_dump");
+        cmd.args(["--format=custom", "--no-owner", "--file"])
+            .arg(&temp)
+            .arg("--dbname")
+            .arg(url.as_str())
+            .stdin(std::process::Stdio::null());
+        if let Some(p) = password {
+            cmd.env("PGPASSWORD", p);
+        }
+        let out = cmd.output().await?;
+        if !out.status.success() {
+            crate::storage::remove_file_if_exists(&temp)?;
+            let msg = String::from_utf8_lossy(&out.stderr);
+            return Err(BackupError::PgDump(msg.trim().chars().take(500).collect()));
+        }
+        std::fs::rename(&temp, to)?;
+        Ok(())
     }
 
     async fn layers(
@@ -845,7 +888,7 @@ impl Backups {
             "INSERT INTO backup_items (subject, last_attempt_at, failures, last_error)
              VALUES ($1, $2, $4, $3)
              ON CONFLICT (subject) DO UPDATE SET last_attempt_at = $2,
-               failures = failures + $4, last_error = $3",
+               failures = backup_items.failures + $4, last_error = $3",
         )
         .bind(subject)
         .bind(now)
@@ -1094,7 +1137,7 @@ impl Backups {
             sqlx::query_scalar("SELECT MAX(started_at) FROM backup_runs WHERE ok = 1")
                 .fetch_one(&self.pool)
                 .await?;
-        let check: Option<(i64, Option<bool>)> = sqlx::query_as(
+        let check: Option<(i64, Option<db::Flag>)> = sqlx::query_as(
             "SELECT started_at, check_ok FROM backup_runs WHERE checked = 1 ORDER BY started_at DESC LIMIT 1",
         )
         .fetch_optional(&self.pool)
@@ -1147,7 +1190,7 @@ impl Backups {
             last_good_at: good.map(text_time),
             age_secs: good.map(|g| (now - g).max(0)),
             last_check_at: check.map(|c| text_time(c.0)),
-            last_check_ok: check.and_then(|c| c.1),
+            last_check_ok: check.and_then(|c| c.1).map(bool::from),
             items,
         })
     }
@@ -1249,14 +1292,14 @@ async fn get_run(pool: &Pool, id: Uuid) -> Result<Option<Run>, sqlx::Error> {
         Option<i64>,
         String,
         Option<String>,
-        bool,
+        db::Flag,
         i64,
         i64,
         i64,
         i64,
         i64,
-        bool,
-        Option<bool>,
+        db::Flag,
+        Option<db::Flag>,
         Option<String>,
     )> = sqlx::query_as(
         "SELECT started_at, finished_at, trigger, requested_by, ok, backed_up, unchanged, skipped,
@@ -1273,14 +1316,14 @@ async fn get_run(pool: &Pool, id: Uuid) -> Result<Option<Run>, sqlx::Error> {
             finished_at: f.map(text_time),
             trigger,
             requested_by: by,
-            ok,
+            ok: ok.0,
             backed_up: n(b),
             unchanged: n(u),
             skipped: n(sk),
             failed: n(fa),
             bytes_added: u64::try_from(bytes).unwrap_or(0),
-            checked,
-            check_ok,
+            checked: checked.0,
+            check_ok: check_ok.map(bool::from),
             error,
         },
     ))

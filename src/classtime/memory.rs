@@ -78,8 +78,8 @@ pub async fn mark_prestarted(pool: &Pool, vms: &[(Uuid, Occurrence)]) -> Result<
     let mut tx = db::begin(pool).await?;
     for (vm, o) in vms {
         sqlx::query(
-            "INSERT OR IGNORE INTO class_prestarts_done (vm_id, session_start_ms, session_end_ms)
-             VALUES ($1, $2, $3)",
+            "INSERT INTO class_prestarts_done (vm_id, session_start_ms, session_end_ms)
+             VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
         )
         .bind(vm.to_string())
         .bind(unix_ms(o.starts_at))
@@ -97,7 +97,7 @@ pub async fn mark_stopped(
     ends_at: OffsetDateTime,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT OR IGNORE INTO class_stops_done (course_id, session_end_ms) VALUES ($1, $2)",
+        "INSERT INTO class_stops_done (course_id, session_end_ms) VALUES ($1, $2) ON CONFLICT DO NOTHING",
     )
     .bind(course.to_string())
     .bind(unix_ms(ends_at))

@@ -530,7 +530,7 @@ fn decode<T>(col: &str, r: Result<T, impl std::fmt::Display>) -> Result<T, sqlx:
     r.map_err(|e| sqlx::Error::Decode(format!("class_sessions.{col}: {e}").into()))
 }
 
-fn stored(row: &sqlx::sqlite::SqliteRow) -> Result<Stored, sqlx::Error> {
+fn stored(row: &sqlx::any::AnyRow) -> Result<Stored, sqlx::Error> {
     let time = |col: &str| -> Result<OffsetDateTime, sqlx::Error> {
         let s: String = row.try_get(col)?;
         decode(col, OffsetDateTime::parse(&s, &Rfc3339))
@@ -566,7 +566,7 @@ fn stored(row: &sqlx::sqlite::SqliteRow) -> Result<Stored, sqlx::Error> {
 /// or none, is not found.
 async fn on_session<'q>(
     pool: &Pool,
-    statement: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
+    statement: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
     id: Uuid,
     course_id: Uuid,
 ) -> Result<(), ClassError> {

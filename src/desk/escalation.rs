@@ -202,7 +202,7 @@ impl Desk {
         // Compare-and-set on the steps taken: a concurrent pass that got
         // here first wrote them already.
         let claimed = sqlx::query(
-            "UPDATE tickets SET sla_escalated = $1 WHERE id = $2 AND sla_escalated IS $3",
+            "UPDATE tickets SET sla_escalated = $1 WHERE id = $2 AND sla_escalated IS NOT DISTINCT FROM $3",
         )
         .bind(&after_json)
         .bind(id.to_string())

@@ -188,7 +188,7 @@ fn name(display: Option<String>, username: Option<String>) -> Option<String> {
     display.filter(|d| !d.is_empty()).or(username)
 }
 
-fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Article, sqlx::Error> {
+fn from_row(row: &sqlx::any::AnyRow) -> Result<Article, sqlx::Error> {
     let display: String = row.try_get("display_name")?;
     Ok(Article {
         id: db::uuid(row, "id")?,
@@ -253,13 +253,36 @@ pub async fn search(pool: &Pool, actor: &User, s: &Search) -> Result<Vec<Article
             let Some(fts) = match_query(q) else {
                 return Ok(Vec::new());
             };
-            sqlx::query(&format!(
+            sqlx::query(&match db::backend(pool) {
+                db::Backend::Sqlite => format!(
                 "SELECT {COLUMNS} FROM kb_fts f JOIN kb_articles a ON a.id = f.article_id
                  JOIN users u ON u.id = a.author_id LEFT JOIN users e ON e.id = a.editor_id
                  WHERE kb_fts MATCH $1 AND ($2 IS NULL OR a.lang = $2)
                    AND (a.archived_at IS NOT NULL) = $4
                  ORDER BY bm25(kb_fts, 0.0, 4.0, 2.0, 1.0, 1.0) LIMIT $3"
-            ))
+                ),
+                // The same substrings FTS5's trigram tokenizer matches (the
+                // terms of `match_query`'s `"t1" OR "t2"`), ranked by the
+                // same column weights (without term frequency).
+                db::Backend::Postgres => format!(
+                    "WITH terms AS (
+                        SELECT '%' || replace(replace(replace(replace(t, '\"\"', '\"'), '\\', '\\\\'), '%', '\\%'), '_', '\\_') || '%' AS pattern
+                        FROM unnest(string_to_array(substr($1, 2, length($1) - 2), '\" OR \"')) AS t
+                     )
+                     SELECT {COLUMNS} FROM {FROM}
+                     CROSS JOIN LATERAL (
+                        SELECT sum(4 * (a.title ILIKE m.pattern)::int + 2 * (a.symptom ILIKE m.pattern)::int
+                                   + (a.cause ILIKE m.pattern)::int + (a.fix ILIKE m.pattern)::int) AS score
+                        FROM terms m
+                     ) s
+                     WHERE (a.title ILIKE ANY (ARRAY(SELECT pattern FROM terms))
+                            OR a.symptom ILIKE ANY (ARRAY(SELECT pattern FROM terms))
+                            OR a.cause ILIKE ANY (ARRAY(SELECT pattern FROM terms))
+                            OR a.fix ILIKE ANY (ARRAY(SELECT pattern FROM terms)))
+                       AND ($2::text IS NULL OR a.lang = $2) AND (a.archived_at IS NOT NULL) = $4
+                     ORDER BY s.score DESC, a.created_at DESC LIMIT $3"
+                ),
+            })
             .bind(fts)
             .bind(lang)
             .bind(i64::from(limit))
@@ -319,16 +342,20 @@ pub async fn create(pool: &Pool, actor: &User, new: NewArticle) -> Result<Articl
     .bind(&now)
     .execute(&mut *tx)
     .await?;
-    sqlx::query(
-        "INSERT INTO kb_fts (article_id, title, symptom, cause, fix) VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(id.to_string())
-    .bind(&text.title)
-    .bind(&text.symptom)
-    .bind(&text.cause)
-    .bind(&text.fix)
-    .execute(&mut *tx)
-    .await?;
+    // SQLite's full-text index is a table of its own; PostgreSQL searches
+    // the articles themselves (trigram indexes, see [`search`]).
+    if db::backend(pool) == db::Backend::Sqlite {
+        sqlx::query(
+            "INSERT INTO kb_fts (article_id, title, symptom, cause, fix) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(id.to_string())
+        .bind(&text.title)
+        .bind(&text.symptom)
+        .bind(&text.cause)
+        .bind(&text.fix)
+        .execute(&mut *tx)
+        .await?;
+    }
     insert_revision(&mut tx, id, 1, &text, actor, &now).await?;
     tx.commit().await?;
     get(pool, id).await
@@ -372,7 +399,7 @@ fn writers_only(actor: &User, done: &str) -> Result<(), DeskError> {
 }
 
 async fn insert_revision(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut sqlx::AnyConnection,
     id: Uuid,
     number: i64,
     text: &Text,
@@ -451,16 +478,18 @@ pub async fn update(
         return Err(DeskError::ArticleChanged);
     }
     insert_revision(&mut tx, id, next, &text, actor, &now).await?;
-    sqlx::query(
-        "UPDATE kb_fts SET title = $1, symptom = $2, cause = $3, fix = $4 WHERE article_id = $5",
-    )
-    .bind(&text.title)
-    .bind(&text.symptom)
-    .bind(&text.cause)
-    .bind(&text.fix)
-    .bind(id.to_string())
-    .execute(&mut *tx)
-    .await?;
+    if db::backend(pool) == db::Backend::Sqlite {
+        sqlx::query(
+            "UPDATE kb_fts SET title = $1, symptom = $2, cause = $3, fix = $4 WHERE article_id = $5",
+        )
+        .bind(&text.title)
+        .bind(&text.symptom)
+        .bind(&text.cause)
+        .bind(&text.fix)
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?;
+    }
     tx.commit().await?;
     get(pool, id).await
 }

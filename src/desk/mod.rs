@@ -525,15 +525,15 @@ impl Desk {
             return Ok(());
         };
         // Each failure is handled once, whatever else the VM does after it.
-        let handled: bool = sqlx::query_scalar(
+        let handled: db::Flag = sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM ticket_events e JOIN tickets t ON t.id = e.ticket_id
-             WHERE t.vm_id = $1 AND t.channel = 'system' AND json_extract(e.data, '$.event_id') = $2)",
+             WHERE t.vm_id = $1 AND t.channel = 'system' AND CAST(json_extract(e.data, '$.event_id') AS BIGINT) = $2)",
         )
         .bind(vm_id.to_string())
         .bind(latest)
         .fetch_one(&self.pool)
         .await?;
-        if handled {
+        if handled.0 {
             return Ok(());
         }
         let open: Option<String> = sqlx::query_scalar(
@@ -773,7 +773,7 @@ impl Desk {
                     &t,
                     Action::Confirm,
                     event,
-                    "rating = ?, rating_comment = ?, closed_at = ?",
+                    "rating = CAST(? AS BIGINT), rating_comment = ?, closed_at = ?",
                     &[
                         Some(r.to_string()),
                         Some(note.clone()).filter(|n| !n.is_empty()),
@@ -1258,7 +1258,7 @@ impl Desk {
             self.record(
                 id,
                 &now,
-                "responded_at = CASE WHEN ? THEN COALESCE(responded_at, ?) ELSE responded_at END",
+                "responded_at = CASE WHEN CAST(? AS BIGINT) <> 0 THEN COALESCE(responded_at, ?) ELSE responded_at END",
                 &[Some(i64::from(responded).to_string()), Some(now.clone())],
                 event,
             )
@@ -1328,7 +1328,7 @@ impl Desk {
             &t,
             Action::Confirm,
             event,
-            "rating = ?, rating_comment = ?, closed_at = ?",
+            "rating = CAST(? AS BIGINT), rating_comment = ?, closed_at = ?",
             &[Some(rating.to_string()), comment.clone(), Some(now)],
         )
         .await?;

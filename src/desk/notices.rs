@@ -459,8 +459,8 @@ pub async fn queue_terms(
     let mut new = 0;
     for e in endings {
         new += sqlx::query(
-            "INSERT OR IGNORE INTO term_notices (user_id, course_id, ends_at, download_until, at)
-             VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO term_notices (user_id, course_id, ends_at, download_until, at)
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
         )
         .bind(e.user_id.to_string())
         .bind(e.course_id.to_string())
@@ -639,7 +639,7 @@ impl Notices {
         let _one = self.running.lock().await;
         // Anything to do? Asked outside the transaction: a pass with nothing
         // waiting writes nothing.
-        let waiting: bool = sqlx::query_scalar(
+        let waiting: db::Flag = sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM ticket_events
                             WHERE id > (SELECT last_event_id FROM notify_cursor WHERE id = 1))
                  OR EXISTS (SELECT 1 FROM alert_notices
@@ -649,7 +649,7 @@ impl Notices {
         )
         .fetch_one(&self.pool)
         .await?;
-        if !waiting {
+        if !waiting.0 {
             return Ok(0);
         }
         let mut tx = db::begin(&self.pool).await?;
@@ -787,7 +787,7 @@ impl Notices {
     /// where a student's deadline goes). Returns (entries handled, new cursor).
     async fn dispatch_terms(
         &self,
-        tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
         next_at: &str,
     ) -> Result<(u64, i64), NoticeError> {
         let cursor: i64 =
@@ -845,7 +845,7 @@ impl Notices {
     /// the desk (see [`alert_recipients`]). Returns (entries handled, new cursor).
     async fn dispatch_alerts(
         &self,
-        tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
         staff: &[Uuid],
         admins: &[Uuid],
         next_at: &str,
@@ -902,7 +902,7 @@ impl Notices {
     /// their settings) and for the server's own webhooks.
     async fn fan_out(
         &self,
-        tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
         out: &Outgoing<'_>,
         people: &[Uuid],
         next_at: &str,
@@ -921,8 +921,8 @@ impl Notices {
             let (in_app, outside) = channels_for(&settings, kind, self.mail);
             if in_app {
                 sqlx::query(
-                    "INSERT OR IGNORE INTO notifications (user_id, source, ticket_id, alert_id, course_id, event_id, kind, event, created_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                    "INSERT INTO notifications (user_id, source, ticket_id, alert_id, course_id, event_id, kind, event, created_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
                 )
                 .bind(user.to_string())
                 .bind(source)
@@ -1252,7 +1252,7 @@ fn format_name(f: WebhookFormat) -> String {
 
 /// A user's settings; `None` if the user is gone or (`enabled_only`) disabled.
 async fn load_settings(
-    conn: &mut sqlx::SqliteConnection,
+    conn: &mut sqlx::AnyConnection,
     user: Uuid,
     enabled_only: bool,
 ) -> Result<Option<Settings>, sqlx::Error> {

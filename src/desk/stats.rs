@@ -424,7 +424,7 @@ impl Counts {
             binds.extend([a, b]);
         }
         let sql = db::numbered(&format!(
-            "SELECT key, SUM(n) FROM ({}) AS arms GROUP BY key",
+            "SELECT key, CAST(SUM(n) AS BIGINT) FROM ({}) AS arms GROUP BY key",
             arms.join(" UNION ALL ")
         ));
         let mut q = sqlx::query_as::<_, (String, i64)>(&sql);
@@ -445,7 +445,16 @@ async fn read_series(
 ) -> Result<Vec<Period>, sqlx::Error> {
     let period = |col: &str| match group_by {
         GroupBy::Day => format!("substr({col}, 1, 10)"),
-        GroupBy::Week => format!("strftime('%Y-W%W', substr({col}, 1, 10))"),
+        // SQLite's %W: the week of the year (00-53), weeks from Monday,
+        // week 01 beginning on the year's first Monday.
+        GroupBy::Week => match db::backend(pool) {
+            db::Backend::Sqlite => format!("strftime('%Y-W%W', substr({col}, 1, 10))"),
+            db::Backend::Postgres => format!(
+                "(to_char(CAST(substr({col}, 1, 10) AS date), 'YYYY') || '-W' || lpad(CAST(\
+                 (EXTRACT(DOY FROM CAST(substr({col}, 1, 10) AS date))::int + 6 \
+                 - (EXTRACT(ISODOW FROM CAST(substr({col}, 1, 10) AS date))::int - 1)) / 7 AS text), 2, '0'))"
+            ),
+        },
         GroupBy::Month => format!("substr({col}, 1, 7)"),
     };
     let mut keys = vec!["'total'".to_owned(), "'resolved'".to_owned()];
@@ -472,9 +481,10 @@ async fn read_series(
         binds.extend([a, b]);
     }
     let sql = db::numbered(&format!(
-        "SELECT period, key, SUM(n) FROM ({}) AS arms GROUP BY period, key ORDER BY period",
+        "SELECT period, key, CAST(SUM(n) AS BIGINT) FROM ({}) AS arms GROUP BY period, key ORDER BY period",
         arms.join(" UNION ALL ")
     ));
+    let sql = db::index_hints(pool, &sql);
     let mut q = sqlx::query_as::<_, (String, String, i64)>(&sql);
     for b in binds {
         q = q.bind(b);
@@ -559,10 +569,13 @@ async fn clock_percentiles(
             let Some((bucket, offset)) = place else {
                 return Ok::<_, sqlx::Error>(None);
             };
-            sqlx::query_scalar::<_, f64>(&format!(
-                "SELECT {name}_s FROM ticket_clock_facts INDEXED BY ticket_clock_facts_{name}
-                 WHERE {name}_bucket = $1 AND created_at >= $2 AND created_at < $3
-                 ORDER BY {name}_s LIMIT 1 OFFSET $4"
+            sqlx::query_scalar::<_, f64>(&db::index_hints(
+                pool,
+                &format!(
+                    "SELECT {name}_s FROM ticket_clock_facts INDEXED BY ticket_clock_facts_{name}
+                     WHERE {name}_bucket = $1 AND created_at >= $2 AND created_at < $3
+                     ORDER BY {name}_s LIMIT 1 OFFSET $4"
+                ),
             ))
             .bind(bucket)
             .bind(from)

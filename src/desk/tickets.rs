@@ -204,17 +204,13 @@ const FROM: &str =
 pub const VISIBLE_TO: &str = "(t.reporter_id = ? OR t.course_id IN (SELECT id FROM courses WHERE teacher_id = ?)
      OR (t.channel = 'system' AND EXISTS (SELECT 1 FROM json_each(t.context, '$.user_ids') WHERE value = ?)))";
 
-fn name_of(
-    row: &sqlx::sqlite::SqliteRow,
-    display: &str,
-    user: &str,
-) -> Result<String, sqlx::Error> {
+fn name_of(row: &sqlx::any::AnyRow, display: &str, user: &str) -> Result<String, sqlx::Error> {
     let d: Option<String> = row.try_get(display)?;
     let u: Option<String> = row.try_get(user)?;
     Ok(d.filter(|d| !d.is_empty()).or(u).unwrap_or_default())
 }
 
-fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Ticket, sqlx::Error> {
+fn from_row(row: &sqlx::any::AnyRow) -> Result<Ticket, sqlx::Error> {
     let text = |c: &str| row.try_get::<String, _>(c);
     let bad = |c: &str| sqlx::Error::ColumnDecode {
         index: c.to_owned(),
@@ -467,7 +463,7 @@ impl<'a> NewEvent<'a> {
 }
 
 pub async fn add_event(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut sqlx::AnyConnection,
     ticket_id: Uuid,
     at: &str,
     e: NewEvent<'_>,
@@ -479,7 +475,7 @@ pub async fn add_event(
     .bind(at)
     .bind(e.actor.map(|a| a.to_string()))
     .bind(e.kind)
-    .bind(e.internal)
+    .bind(db::Flag(e.internal))
     .bind(e.text)
     .bind(e.data.map(|d| d.to_string()))
     .execute(&mut *tx)
@@ -509,7 +505,7 @@ pub struct NewTicketRow<'a> {
 }
 
 pub async fn insert(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut sqlx::AnyConnection,
     t: &NewTicketRow<'_>,
     now: &str,
 ) -> Result<(), sqlx::Error> {
@@ -548,7 +544,7 @@ pub async fn insert(
 /// Sets the state (and `updated_at`), only if it is still `from`: a
 /// concurrent change makes this return false instead of overwriting it.
 pub async fn set_state(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut sqlx::AnyConnection,
     id: Uuid,
     from: State,
     to: State,
@@ -568,7 +564,7 @@ pub async fn set_state(
 /// Runs one `UPDATE tickets SET <set> WHERE id = ?` with `binds` before the
 /// id (`set` binds with bare `?`).
 pub async fn update(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut sqlx::AnyConnection,
     id: Uuid,
     set: &str,
     binds: &[Option<String>],

@@ -870,7 +870,7 @@ impl From<crate::backup::BackupError> for ApiError {
             ),
             E::Guest(_) | E::Image(_) => Self::internal(&e),
             E::Vm(v) => v.into(),
-            E::Restic(_) | E::Io(_) | E::Db(_) => Self::internal(&e),
+            E::Restic(_) | E::Io(_) | E::Db(_) | E::PgDump(_) => Self::internal(&e),
         }
     }
 }

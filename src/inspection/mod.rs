@@ -299,8 +299,8 @@ impl Inspections {
             Trigger::Manual => "manual",
         })
         .bind(by)
-        .bind(full)
-        .bind(failed)
+        .bind(db::Flag(full))
+        .bind(i64::from(failed))
         .bind(serde_json::to_string(&items)?)
         .execute(&self.pool)
         .await?;
@@ -560,9 +560,19 @@ impl Inspections {
     }
 
     async fn check_database(&self) -> Item {
-        let res: Result<Vec<String>, sqlx::Error> = sqlx::query_scalar("PRAGMA quick_check")
-            .fetch_all(&self.pool)
-            .await;
+        // SQLite's own page-level check; a PostgreSQL server checks its
+        // pages itself (data checksums), so there it is whether it answers
+        // and reports no checksum failure for this database.
+        let sql = match db::backend(&self.pool) {
+            db::Backend::Sqlite => "PRAGMA quick_check",
+            db::Backend::Postgres => {
+                "SELECT CASE WHEN COALESCE(checksum_failures, 0) = 0 THEN 'ok'
+                 ELSE checksum_failures || ' checksum failures' END
+                 FROM pg_stat_database WHERE datname = current_database()"
+            }
+        };
+        let res: Result<Vec<String>, sqlx::Error> =
+            sqlx::query_scalar(sql).fetch_all(&self.pool).await;
         match res {
             Ok(lines) if lines.len() == 1 && lines[0] == "ok" => {
                 Item::ok(Check::Database, "database", "quick_check: ok")
@@ -686,14 +696,22 @@ impl Inspections {
         if !(1..=MAX_LIMIT).contains(&limit) {
             return Err(InspectionError::BadLimit);
         }
-        let rows: Vec<(String, i64, i64, String, Option<String>, bool, u32, String)> =
-            sqlx::query_as(
-                "SELECT id, started_at, finished_at, trigger, requested_by, full_check, failed, items
+        let rows: Vec<(
+            String,
+            i64,
+            i64,
+            String,
+            Option<String>,
+            db::Flag,
+            i64,
+            String,
+        )> = sqlx::query_as(
+            "SELECT id, started_at, finished_at, trigger, requested_by, full_check, failed, items
                  FROM inspections ORDER BY started_at DESC, rowid DESC LIMIT $1",
-            )
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?;
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
         rows.into_iter()
             .map(
                 |(id, started_at, finished_at, trigger, requested_by, full, failed, items)| {
@@ -704,8 +722,8 @@ impl Inspections {
                         finished_at: text_time(finished_at),
                         trigger: parse_trigger(&trigger),
                         requested_by,
-                        full,
-                        failed,
+                        full: full.0,
+                        failed: u32::try_from(failed).unwrap_or(0),
                         check_count: u32::try_from(items.len()).unwrap_or(u32::MAX),
                     })
                 },
@@ -715,13 +733,14 @@ impl Inspections {
 
     #[allow(clippy::type_complexity)] // one row's columns, named where destructured
     pub async fn get(&self, id: Uuid) -> Result<Inspection, InspectionError> {
-        let row: Option<(i64, i64, String, Option<String>, bool, u32, String)> = sqlx::query_as(
-            "SELECT started_at, finished_at, trigger, requested_by, full_check, failed, items
+        let row: Option<(i64, i64, String, Option<String>, db::Flag, i64, String)> =
+            sqlx::query_as(
+                "SELECT started_at, finished_at, trigger, requested_by, full_check, failed, items
              FROM inspections WHERE id = $1",
-        )
-        .bind(id.to_string())
-        .fetch_optional(&self.pool)
-        .await?;
+            )
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
         let (started_at, finished_at, trigger, requested_by, full, failed, items) =
             row.ok_or(InspectionError::NotFound)?;
         Ok(Inspection {
@@ -730,8 +749,8 @@ impl Inspections {
             finished_at: text_time(finished_at),
             trigger: parse_trigger(&trigger),
             requested_by,
-            full,
-            failed,
+            full: full.0,
+            failed: u32::try_from(failed).unwrap_or(0),
             checks: serde_json::from_str(&items)?,
         })
     }

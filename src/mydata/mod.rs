@@ -19,7 +19,7 @@
 
 use serde::Serialize;
 use serde_json::{Map, Value};
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 use sqlx::{Column, Row, TypeInfo, ValueRef};
 use uuid::Uuid;
 
@@ -233,7 +233,7 @@ impl MyData {
 /// A row as a JSON object, each column by the type of the value it holds
 /// (SQLite is dynamically typed). Text holding JSON (settings, details)
 /// stays text: the export shows what is stored.
-fn record(row: &SqliteRow) -> Value {
+fn record(row: &AnyRow) -> Value {
     let mut obj = Map::new();
     for (i, col) in row.columns().iter().enumerate() {
         let value = match row.try_get_raw(i) {

@@ -550,7 +550,7 @@ pub fn csv_bytes(figures: &Figures) -> Vec<u8> {
     w.into_inner().unwrap_or_default()
 }
 
-fn from_row(row: &sqlx::sqlite::SqliteRow, with_figures: bool) -> Result<Report, ReportError> {
+fn from_row(row: &sqlx::any::AnyRow, with_figures: bool) -> Result<Report, ReportError> {
     let period: String = row.try_get("period")?;
     let state: String = row.try_get("state")?;
     let texts: String = row.try_get("texts")?;
@@ -655,20 +655,21 @@ pub async fn load(
     // every hit would be one more lookup into the table (5× slower over a
     // quarter). The same holds for VM samples below.
     // Per node and hour, the same grouping as `figures::aggregate_minutes`.
-    let rows = sqlx::query(
+    let rows = sqlx::query(&db::index_hints(
+        pool,
         "SELECT COALESCE(n.name, s.node_id) AS node, s.at / 3600 * 3600 AS hour,
                 COALESCE(SUM(s.cpu_percent), 0.0) AS cpu_sum, COUNT(s.cpu_percent) AS cpu_n,
                 MAX(s.cpu_percent) AS cpu_max,
-                COALESCE(SUM(CASE WHEN s.mem_total_mib > 0
-                    THEN 100.0 * s.mem_used_mib / s.mem_total_mib END), 0.0) AS mem_sum,
-                COALESCE(SUM(s.mem_total_mib > 0), 0) AS mem_n,
-                MAX(CASE WHEN s.mem_total_mib > 0
-                    THEN 100.0 * s.mem_used_mib / s.mem_total_mib END) AS mem_max,
+                CAST(COALESCE(SUM(CASE WHEN s.mem_total_mib > 0
+                    THEN 100.0 * s.mem_used_mib / s.mem_total_mib END), 0.0) AS DOUBLE PRECISION) AS mem_sum,
+                CAST(COALESCE(SUM(CASE WHEN s.mem_total_mib > 0 THEN 1 ELSE 0 END), 0) AS BIGINT) AS mem_n,
+                CAST(MAX(CASE WHEN s.mem_total_mib > 0
+                    THEN 100.0 * s.mem_used_mib / s.mem_total_mib END) AS DOUBLE PRECISION) AS mem_max,
                 MAX(s.vms_running) AS vms_max
          FROM nodes n CROSS JOIN node_samples_minute s NOT INDEXED
          WHERE s.node_id = n.id AND s.at >= $1 AND s.at < $2
-         GROUP BY s.node_id, hour",
-    )
+         GROUP BY s.node_id, n.name, hour",
+    ))
     .bind(from.unix_timestamp())
     .bind(to.unix_timestamp())
     .fetch_all(pool)
@@ -689,13 +690,14 @@ pub async fn load(
             })
         })
         .collect::<Result<Vec<_>, sqlx::Error>>()?;
-    let cluster_hours = sqlx::query_as::<_, (i64, i64)>(
+    let cluster_hours = sqlx::query_as::<_, (i64, i64)>(&db::index_hints(
+        pool,
         "SELECT minute / 3600 * 3600 AS hour, MAX(vms) FROM (
-             SELECT s.at / 60 * 60 AS minute, SUM(s.vms_running) AS vms
+             SELECT s.at / 60 * 60 AS minute, CAST(SUM(s.vms_running) AS BIGINT) AS vms
              FROM nodes n CROSS JOIN node_samples_minute s NOT INDEXED
-             WHERE s.node_id = n.id AND s.at >= $1 AND s.at < $2 GROUP BY minute)
+             WHERE s.node_id = n.id AND s.at >= $1 AND s.at < $2 GROUP BY minute) AS minutes
          GROUP BY hour ORDER BY hour",
-    )
+    ))
     .bind(from.unix_timestamp())
     .bind(to.unix_timestamp())
     .fetch_all(pool)
@@ -716,7 +718,7 @@ pub async fn load(
                 (SELECT COUNT(DISTINCT user_id) FROM enrolments) AS students,
                 (SELECT COUNT(*) FROM vms) AS vms,
                 (SELECT COUNT(*) FROM templates) AS templates,
-                (SELECT COALESCE(SUM(size_bytes), 0) FROM templates) AS template_bytes",
+                (SELECT CAST(COALESCE(SUM(size_bytes), 0) AS BIGINT) FROM templates) AS template_bytes",
     )
     .fetch_one(pool)
     .await?;

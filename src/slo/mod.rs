@@ -555,9 +555,9 @@ impl Slo {
         .collect::<Result<Vec<_>, sqlx::Error>>()?;
         // The SQL is built from the bucket constants only.
         let buckets = sqlx::query(&format!(
-            "SELECT {} AS b, COUNT(*) AS n, SUM(d) AS s FROM
-             (SELECT MAX(running_ms - requested_ms, 0) AS d FROM slo_vm_starts
-              WHERE outcome = 'ok' AND running_ms IS NOT NULL)
+            "SELECT {} AS b, COUNT(*) AS n, CAST(SUM(d) AS BIGINT) AS s FROM
+             (SELECT CASE WHEN running_ms > requested_ms THEN running_ms - requested_ms ELSE 0 END AS d
+              FROM slo_vm_starts WHERE outcome = 'ok' AND running_ms IS NOT NULL) AS starts
              GROUP BY b",
             exposition::bucket_case_sql()
         ))

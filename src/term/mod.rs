@@ -427,8 +427,8 @@ impl Term {
                 .map(|m| m.len())
                 .unwrap_or(vm.overlay_bytes);
             sqlx::query(
-                "INSERT OR IGNORE INTO erasures (id, at, user_id, course_id, course_code, vm_id, vm_name, what, rule, bytes, backups_pruned)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'layer', $8, $9, $10)",
+                "INSERT INTO erasures (id, at, user_id, course_id, course_code, vm_id, vm_name, what, rule, bytes, backups_pruned)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'layer', $8, $9, $10) ON CONFLICT DO NOTHING",
             )
             .bind(Uuid::new_v4().to_string())
             .bind(&at)
@@ -519,7 +519,7 @@ impl Term {
             if !rules::notice_shown(&term, now) {
                 continue;
             }
-            let held = r.try_get::<i64, _>("held")? != 0;
+            let held = r.try_get::<db::Flag, _>("held")?.0;
             out.push(TermNotice {
                 course_id: term.id,
                 code: r.try_get("code")?,
@@ -627,7 +627,7 @@ impl Term {
     }
 }
 
-fn course_term(r: &sqlx::sqlite::SqliteRow) -> Result<CourseTerm, sqlx::Error> {
+fn course_term(r: &sqlx::any::AnyRow) -> Result<CourseTerm, sqlx::Error> {
     Ok(CourseTerm {
         id: db::uuid(r, "id")?,
         ends_at: r

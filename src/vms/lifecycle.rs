@@ -62,7 +62,7 @@ impl VmManager {
     /// (conservative: what a guest already touched counts twice).
     pub(super) async fn committed_mib(&self) -> Result<HashMap<Uuid, u64>, VmError> {
         let rows: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT node_id, SUM(memory_mib) FROM vms WHERE node_id IS NOT NULL
+            "SELECT node_id, CAST(SUM(memory_mib) AS BIGINT) FROM vms WHERE node_id IS NOT NULL
              AND state IN ('starting', 'running', 'stopping') GROUP BY node_id",
         )
         .fetch_all(&self.pool)

@@ -85,7 +85,7 @@ const VMS_IN_OPEN_TICKETS: &str =
 /// Whether an open ticket names the VM.
 async fn in_open_ticket(pool: &Pool, vm_id: Uuid) -> Result<bool, sqlx::Error> {
     let n: i64 = sqlx::query_scalar(&format!(
-        "SELECT COUNT(*) FROM ({VMS_IN_OPEN_TICKETS}) WHERE vm_id = $1"
+        "SELECT COUNT(*) FROM ({VMS_IN_OPEN_TICKETS}) AS open_ticket_vms WHERE vm_id = $1"
     ))
     .bind(vm_id.to_string())
     .fetch_one(pool)
@@ -487,9 +487,9 @@ impl VmManager {
             s => (Some(s.as_str()), 0),
         };
         let (keep_error, error) = match last_error {
-            LastError::Keep => (1, None),
-            LastError::Set(e) => (0, Some(e)),
-            LastError::Clear => (0, None),
+            LastError::Keep => (true, None),
+            LastError::Set(e) => (false, Some(e)),
+            LastError::Clear => (false, None),
         };
         sqlx::query(
             "UPDATE vms SET state = COALESCE($1, state), node_down = $2, node_id = $3,

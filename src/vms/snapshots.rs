@@ -177,7 +177,7 @@ pub fn validate_name(name: &str) -> Result<(), SnapshotError> {
         .map_err(|e| SnapshotError::Invalid(e.to_string()))
 }
 
-fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Snapshot, sqlx::Error> {
+fn from_row(row: &sqlx::any::AnyRow) -> Result<Snapshot, sqlx::Error> {
     let uuid = |s: String| Uuid::parse_str(&s).map_err(|e| sqlx::Error::Decode(Box::new(e)));
     Ok(Snapshot {
         id: uuid(row.try_get("id")?)?,
@@ -369,7 +369,7 @@ async fn prune_missing(pool: &Pool, vm: &Vm) -> Result<(), SnapshotError> {
 
 async fn insert<'e, E>(exec: E, s: &Snapshot) -> Result<(), sqlx::Error>
 where
-    E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
     sqlx::query(
         "INSERT INTO snapshots (id, vm_id, name, kind, size_bytes, created_at) VALUES ($1, $2, $3, $4, $5, $6)",

@@ -26,7 +26,7 @@ pub async fn env() -> TestEnv {
 async fn memory_sample(env: &TestEnv, node: &str, at: i64, used_pct: i64) {
     sqlx::query(
         "INSERT INTO node_samples (node_id, at, cpu_percent, mem_used_mib, mem_total_mib, vms_running)
-         VALUES (?, ?, 5.0, ?, 1000, 0)",
+         VALUES ($1, $2, 5.0, $3, 1000, 0)",
     )
     .bind(node)
     .bind(at)
@@ -595,7 +595,7 @@ async fn cpu_far_above_its_usual_hour_fires_by_deviation() {
     for (k, usual) in [(1, 20.0), (2, 22.0), (3, 21.0)] {
         for j in 0..6 {
             sqlx::query(
-                "INSERT INTO alert_samples (series, subject, at, value) VALUES ('node_cpu_percent', ?, ?, ?)",
+                "INSERT INTO alert_samples (series, subject, at, value) VALUES ('node_cpu_percent', $1, $2, $3)",
             )
             .bind(&node)
             .bind(hour - k * week + j * 600)
@@ -610,7 +610,7 @@ async fn cpu_far_above_its_usual_hour_fires_by_deviation() {
         let at = t0 + m * 60;
         sqlx::query(
             "INSERT INTO node_samples (node_id, at, cpu_percent, mem_used_mib, mem_total_mib, vms_running)
-             VALUES (?, ?, 50.0, 100, 1000, 0)",
+             VALUES ($1, $2, 50.0, 100, 1000, 0)",
         )
         .bind(&node)
         .bind(at)
@@ -648,7 +648,7 @@ async fn a_node_that_stops_answering_fires_node_down_on_a_desk_incident() {
     let id = uuid::Uuid::new_v4();
     sqlx::query(
         "INSERT INTO nodes (id, name, uri, console_address, state, created_at)
-         VALUES (?, 'test-nd-node', 'qemu+tls://127.0.0.1:9/system', '127.0.0.1', 'up', '2024-01-01T00:00:00Z')",
+         VALUES ($1, 'test-nd-node', 'qemu+tls://127.0.0.1:9/system', '127.0.0.1', 'up', '2024-01-01T00:00:00Z')",
     )
     .bind(id.to_string())
     .execute(&env.server.state.pool)
@@ -705,7 +705,7 @@ async fn a_node_that_stops_answering_fires_node_down_on_a_desk_incident() {
     // The node is removed (which also stops its probes, so nothing races
     // the test): an alert whose subject is gone is observed clear and
     // resolves after the rule's clear time.
-    sqlx::query("DELETE FROM nodes WHERE id = ?")
+    sqlx::query("DELETE FROM nodes WHERE id = $1")
         .bind(id.to_string())
         .execute(&env.server.state.pool)
         .await
@@ -730,7 +730,7 @@ async fn console_sessions(env: &TestEnv, at_ms: i64, n: i64, ended_by: &str) {
         let at = at_ms + k * 1000;
         sqlx::query(
             "INSERT INTO slo_console_sessions (id, vm_id, user_id, issued_ms, opened_ms, established_ms, ended_ms, ended_by)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(uuid::Uuid::new_v4().to_string())
         .bind(uuid::Uuid::new_v4().to_string())
@@ -778,7 +778,7 @@ async fn console_errors_start_failures_and_slo_burn_fire_from_the_service_levels
         let req = ms - 1_000_000 + k * 10_000;
         sqlx::query(
             "INSERT INTO slo_vm_starts (id, vm_id, user_id, requested_ms, outcome, error_code, running_ms)
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(uuid::Uuid::new_v4().to_string())
         .bind(uuid::Uuid::new_v4().to_string())

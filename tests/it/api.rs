@@ -1635,7 +1635,7 @@ async fn admin_changes_roles_disables_and_resets_passwords() {
     }
     // A course owned by the teacher (straight in the database: a bootable
     // template is beside the point here).
-    sqlx::query("INSERT INTO courses (id, code, name, teacher_id, created_at) VALUES (?, 'test-c1', 'C1', ?, '2026-01-01T00:00:00Z')")
+    sqlx::query("INSERT INTO courses (id, code, name, teacher_id, created_at) VALUES ($1, 'test-c1', 'C1', $2, '2026-01-01T00:00:00Z')")
         .bind(uuid::Uuid::new_v4().to_string())
         .bind(tid)
         .execute(&env.server.state.pool)
@@ -1899,7 +1899,7 @@ async fn a_stored_unsafe_uri_is_never_opened() {
     ] {
         let id = uuid::Uuid::new_v4();
         sqlx::query(
-            "INSERT INTO nodes (id, name, uri, console_address, state, created_at) VALUES (?, ?, ?, '127.0.0.1', 'up', '2024-01-01T00:00:00Z')",
+            "INSERT INTO nodes (id, name, uri, console_address, state, created_at) VALUES ($1, $2, $3, '127.0.0.1', 'up', '2024-01-01T00:00:00Z')",
         )
         .bind(id.to_string())
         .bind(name)

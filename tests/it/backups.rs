@@ -35,7 +35,7 @@ fn restic(data_dir: &Path, repo: &Path, args: &[&str]) -> std::process::Output {
 }
 
 async fn layer_path(env: &TestEnv, vm: &str) -> PathBuf {
-    let p: String = sqlx::query_scalar("SELECT overlay_path FROM vms WHERE id = ?")
+    let p: String = sqlx::query_scalar("SELECT overlay_path FROM vms WHERE id = $1")
         .bind(vm)
         .fetch_one(&env.server.state.pool)
         .await
@@ -123,6 +123,22 @@ async fn layers_and_the_control_plane_go_to_restic_and_only_what_changed() {
         "{paths:?}"
     );
     assert!(paths.iter().any(|p| p.ends_with("templates")), "{paths:?}");
+    // The database's consistent copy: SQLite's VACUUM INTO, or pg_dump's
+    // archive of a PostgreSQL installation.
+    let db_file = match common::database::url_for(&env.data_dir()) {
+        Some(_) => "backup/control/pvce.pgdump",
+        None => "backup/control/pvce.db",
+    };
+    let listed = restic(
+        &env.data_dir(),
+        &repo,
+        &["ls", "latest", "--tag", "kind=control"],
+    );
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed.lines().any(|l| l.ends_with(db_file)),
+        "{db_file} not in the control backup: {listed}"
+    );
 
     // Next night: nothing changed but the control plane.
     let run = backups
@@ -190,7 +206,7 @@ async fn layers_and_the_control_plane_go_to_restic_and_only_what_changed() {
     assert_eq!(snaps.as_array().unwrap().len(), 1, "{snaps}");
     assert_eq!(snaps[0]["kind"], "backup");
     assert_eq!(snaps[0]["id"], restored["kept"]["id"]);
-    let by: String = sqlx::query_scalar("SELECT by_user FROM backup_restores WHERE vm_id = ?")
+    let by: String = sqlx::query_scalar("SELECT by_user FROM backup_restores WHERE vm_id = $1")
         .bind(&lab.vm)
         .fetch_one(&env.server.state.pool)
         .await
@@ -587,7 +603,7 @@ async fn a_run_killed_mid_backup_leaves_nothing_the_next_run_cannot_finish() {
     // The server dies mid-run: its row stays unfinished, and a restic that
     // was reading (here: waiting on stdin) is killed with its lock held.
     sqlx::query(
-        "INSERT INTO backup_runs (id, started_at, trigger) VALUES ('test-dead', ?, 'scheduled')",
+        "INSERT INTO backup_runs (id, started_at, trigger) VALUES ('test-dead', $1, 'scheduled')",
     )
     .bind(t + DAY)
     .execute(&env.server.state.pool)

@@ -297,7 +297,7 @@ async fn student_sees_vm_details_and_when_a_stopping_vm_is_forced_off() {
 
     let (s, v) = student.post_empty(&format!("/api/vms/{vm_id}/start")).await;
     assert_eq!(s, StatusCode::OK, "{v}");
-    let node: String = sqlx::query_scalar("SELECT name FROM nodes WHERE id = ?")
+    let node: String = sqlx::query_scalar("SELECT name FROM nodes WHERE id = $1")
         .bind(v["node_id"].as_str().unwrap())
         .fetch_one(&env.server.state.pool)
         .await
@@ -945,7 +945,7 @@ async fn the_queue_shows_sla_levels_and_admins_edit_sla_settings() {
         assert_eq!(t["priority"], "P3", "{t}");
         let id = t["id"].as_str().unwrap().to_owned();
         let at = pvce::db::format_time(now - time::Duration::minutes(age));
-        sqlx::query("UPDATE tickets SET created_at = ? WHERE id = ?")
+        sqlx::query("UPDATE tickets SET created_at = $1 WHERE id = $2")
             .bind(&at)
             .bind(&id)
             .execute(&env.server.state.pool)
@@ -1169,8 +1169,8 @@ async fn admin_reads_the_slo_page_and_a_student_the_status_page() {
     sqlx::query(
         "INSERT INTO tickets (id, number, kind, title, description, state, priority, impact,
          urgency, channel, reporter_id, created_by, created_at, updated_at, responded_at)
-         SELECT 'test-incident', 9001, 'incident', ?, 'test', 'in_progress', 'P2', 'class', 'blocked',
-         'system', id, id, ?, ?, ? FROM users WHERE username = 'test-ui-admin'",
+         SELECT 'test-incident', 9001, 'incident', $1, 'test', 'in_progress', 'P2', 'class', 'blocked',
+         'system', id, id, $2, $3, $4 FROM users WHERE username = 'test-ui-admin'",
     )
     .bind(title)
     .bind(pvce::db::now())
@@ -1185,7 +1185,7 @@ async fn admin_reads_the_slo_page_and_a_student_the_status_page() {
     let now_s = time::OffsetDateTime::now_utc().unix_timestamp();
     for k in 0..5i64 {
         sqlx::query(
-            "INSERT OR REPLACE INTO alert_samples (series, subject, at, value) VALUES ('store', ?, ?, ?)",
+            "INSERT INTO alert_samples (series, subject, at, value) VALUES ('store', $1, $2, $3) ON CONFLICT (series, subject, at) DO UPDATE SET value = excluded.value",
         )
         .bind(&node)
         .bind(now_s - (4 - k) * 86_400)
@@ -1375,7 +1375,7 @@ async fn staff_edit_an_article_and_an_admin_retires_it() {
         .await;
     assert_eq!(s, StatusCode::CREATED, "{t}");
     let system_id = t["id"].as_str().unwrap().to_owned();
-    sqlx::query("UPDATE tickets SET channel = 'system', title = ?, context = ? WHERE id = ?")
+    sqlx::query("UPDATE tickets SET channel = 'system', title = $1, context = $2 WHERE id = $3")
         .bind("Node test-node-7 is down (3 users affected)")
         .bind(
             json!({"system": {"kind": "node_down", "node": "test-node-7", "users": 3}}).to_string(),
@@ -1630,7 +1630,7 @@ async fn admin_runs_a_backup_and_the_student_restores_it_in_the_browser() {
         .await
         .unwrap();
     assert_eq!(by, "test-ui-admin");
-    let by: String = sqlx::query_scalar("SELECT by_user FROM backup_restores WHERE vm_id = ?")
+    let by: String = sqlx::query_scalar("SELECT by_user FROM backup_restores WHERE vm_id = $1")
         .bind(&vm_id)
         .fetch_one(&env.server.state.pool)
         .await
@@ -1959,7 +1959,7 @@ async fn teacher_sets_quotas_and_the_student_sees_hours_left_in_the_browser() {
     assert_eq!(status, StatusCode::CREATED, "{v}");
     // 08:30–10:00 lab time: 30 min in the session, 60 outside.
     for (at, on) in [("2026-11-02T00:30:00Z", 1), ("2026-11-02T02:00:00Z", 0)] {
-        sqlx::query("INSERT INTO vm_power_log (vm_id, at, running) VALUES (?, ?, ?)")
+        sqlx::query("INSERT INTO vm_power_log (vm_id, at, running) VALUES ($1, $2, $3)")
             .bind(&vm)
             .bind(at)
             .bind(on)

@@ -544,7 +544,7 @@ async fn a_failed_prestart_is_tried_again_after_its_back_off() {
         )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{session}");
-    let layer: String = sqlx::query_scalar("SELECT overlay_path FROM vms WHERE id = ?")
+    let layer: String = sqlx::query_scalar("SELECT overlay_path FROM vms WHERE id = $1")
         .bind(&vm)
         .fetch_one(&env.server.state.pool)
         .await

@@ -165,7 +165,7 @@ async fn vms_left_in_transitional_states_are_settled() {
     // b: the server died before the domain was created;
     // c: a shutdown was asked and the server died; the guest still runs.
     for (id, state) in [(&a, "starting"), (&b, "starting"), (&c, "stopping")] {
-        sqlx::query("UPDATE vms SET state = ?, node_id = ? WHERE id = ?")
+        sqlx::query("UPDATE vms SET state = $1, node_id = $2 WHERE id = $3")
             .bind(state)
             .bind(&local)
             .bind(id)
@@ -178,7 +178,7 @@ async fn vms_left_in_transitional_states_are_settled() {
         Duration::from_secs(30),
         || async {
             let rows: Vec<(String, String, Option<String>)> =
-                sqlx::query_as("SELECT id, state, last_error FROM vms WHERE id IN (?, ?, ?)")
+                sqlx::query_as("SELECT id, state, last_error FROM vms WHERE id IN ($1, $2, $3)")
                     .bind(&a)
                     .bind(&b)
                     .bind(&c)

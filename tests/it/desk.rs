@@ -673,17 +673,23 @@ async fn the_desk_stats_after_ticket_changes_equal_the_stats_from_scratch() {
     // of the counters and its edges.
     let pool = &d.env.server.state.pool;
     for (i, id) in ids.iter().enumerate() {
-        let back = format!("-{} seconds", i as i64 * (9 * 86_400 + 3_671) + 17);
+        let back = -(i as i64 * (9 * 86_400 + 3_671) + 17);
+        let (created, responded, resolved): (String, Option<String>, Option<String>) =
+            sqlx::query_as(
+                "SELECT created_at, responded_at, resolved_at FROM tickets WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        let resp = 30 + 97 * i as i64;
+        let res = 600 + 7_919 * i as i64;
         sqlx::query(
-            "UPDATE tickets SET
-                created_at = strftime('%Y-%m-%dT%H:%M:%SZ', created_at, ?1),
-                responded_at = strftime('%Y-%m-%dT%H:%M:%SZ', responded_at, ?1, ?2),
-                resolved_at = strftime('%Y-%m-%dT%H:%M:%SZ', resolved_at, ?1, ?3)
-             WHERE id = ?4",
+            "UPDATE tickets SET created_at = $1, responded_at = $2, resolved_at = $3 WHERE id = $4",
         )
-        .bind(&back)
-        .bind(format!("+{} seconds", 30 + 97 * i))
-        .bind(format!("+{} seconds", 600 + 7_919 * i))
+        .bind(shifted(&created, back))
+        .bind(responded.map(|r| shifted(&r, back + resp)))
+        .bind(resolved.map(|r| shifted(&r, back + res)))
         .bind(id)
         .execute(pool)
         .await
@@ -719,7 +725,7 @@ async fn the_desk_stats_after_ticket_changes_equal_the_stats_from_scratch() {
     for st in &before {
         let (from, to) = (st["from"].as_str().unwrap(), st["to"].as_str().unwrap());
         let total: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM tickets WHERE created_at >= ? AND created_at < ?",
+            "SELECT COUNT(*) FROM tickets WHERE created_at >= $1 AND created_at < $2",
         )
         .bind(from)
         .bind(to)
@@ -737,7 +743,7 @@ async fn the_desk_stats_after_ticket_changes_equal_the_stats_from_scratch() {
         assert_eq!(series, total, "{st}");
         let resolved: Vec<f64> = sqlx::query_scalar(
             "SELECT (julianday(resolved_at) - julianday(created_at)) * 86400.0 AS s FROM tickets
-             WHERE created_at >= ? AND created_at < ? AND resolved_at IS NOT NULL ORDER BY s",
+             WHERE created_at >= $1 AND created_at < $2 AND resolved_at IS NOT NULL ORDER BY s",
         )
         .bind(from)
         .bind(to)
@@ -1143,17 +1149,18 @@ async fn the_desk_stats_count_kinds_times_rates_staff_and_satisfaction() {
     .unwrap();
     assert_eq!(ids.len(), 2);
     for (id, (resp, res)) in ids.iter().zip([(600, 7200), (60, 3600)]) {
-        sqlx::query(
-            "UPDATE tickets SET responded_at = strftime('%Y-%m-%dT%H:%M:%SZ', created_at, ?1),
-                                resolved_at = strftime('%Y-%m-%dT%H:%M:%SZ', created_at, ?2)
-             WHERE id = ?3",
-        )
-        .bind(format!("+{resp} seconds"))
-        .bind(format!("+{res} seconds"))
-        .bind(id)
-        .execute(pool)
-        .await
-        .unwrap();
+        let created: String = sqlx::query_scalar("SELECT created_at FROM tickets WHERE id = $1")
+            .bind(id)
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        sqlx::query("UPDATE tickets SET responded_at = $1, resolved_at = $2 WHERE id = $3")
+            .bind(shifted(&created, resp))
+            .bind(shifted(&created, res))
+            .bind(id)
+            .execute(pool)
+            .await
+            .unwrap();
     }
     let (_, st) = d.admin.get("/api/desk/stats").await;
     let secs = |clock: &str, p: &str| st[clock][p].as_f64().map(f64::round);
@@ -1187,7 +1194,7 @@ async fn unreachable_node(env: &TestEnv, name: &str, port: u16) -> uuid::Uuid {
     let id = uuid::Uuid::new_v4();
     sqlx::query(
         "INSERT INTO nodes (id, name, uri, console_address, state, created_at)
-         VALUES (?, ?, ?, '127.0.0.1', 'up', '2024-01-01T00:00:00Z')",
+         VALUES ($1, $2, $3, '127.0.0.1', 'up', '2024-01-01T00:00:00Z')",
     )
     .bind(id.to_string())
     .bind(name)
@@ -1232,7 +1239,7 @@ async fn a_node_down_with_vms_opens_one_system_incident_and_its_return_is_logged
 
     // Both students' VMs run on a node that stops answering.
     let node = unreachable_node(&d.env, "test-d-node", 2).await;
-    sqlx::query("UPDATE vms SET node_id = ?, state = 'running' WHERE course_id = ?")
+    sqlx::query("UPDATE vms SET node_id = $1, state = 'running' WHERE course_id = $2")
         .bind(node.to_string())
         .bind(cid)
         .execute(pool)
@@ -1279,7 +1286,7 @@ async fn a_node_down_with_vms_opens_one_system_incident_and_its_return_is_logged
 
     // Down again (as if it had answered in between): the same incident
     // gets a work-log line.
-    sqlx::query("UPDATE nodes SET state = 'up' WHERE id = ?")
+    sqlx::query("UPDATE nodes SET state = 'up' WHERE id = $1")
         .bind(node.to_string())
         .execute(pool)
         .await
@@ -1293,20 +1300,20 @@ async fn a_node_down_with_vms_opens_one_system_incident_and_its_return_is_logged
     // local node lends it): a work-log line, and the incident stays open
     // for staff to check and resolve. The VMs were never really there, so
     // they are stopped first: the reconciler has nothing of theirs to find.
-    sqlx::query("UPDATE vms SET node_id = NULL, state = 'stopped' WHERE course_id = ?")
+    sqlx::query("UPDATE vms SET node_id = NULL, state = 'stopped' WHERE course_id = $1")
         .bind(cid)
         .execute(pool)
         .await
         .unwrap();
     let (local_id, local): (String, String) =
-        sqlx::query_as("SELECT id, uri FROM nodes WHERE id NOT IN (?, ?)")
+        sqlx::query_as("SELECT id, uri FROM nodes WHERE id NOT IN ($1, $2)")
             .bind(node.to_string())
             .bind(empty.to_string())
             .fetch_one(pool)
             .await
             .unwrap();
     let set_uri = |id: String, uri: String| async move {
-        sqlx::query("UPDATE nodes SET uri = ? WHERE id = ?")
+        sqlx::query("UPDATE nodes SET uri = $1 WHERE id = $2")
             .bind(uri)
             .bind(id)
             .execute(pool)
@@ -1368,7 +1375,7 @@ async fn repeated_start_failures_of_a_vm_open_one_system_incident() {
     let vm_id = vms[0]["id"].as_str().unwrap().to_owned();
     d.env.track_vm(&vm_id);
     // More vCPUs than QEMU accepts: libvirt refuses the domain every time.
-    sqlx::query("UPDATE vms SET vcpus = 100000 WHERE id = ?")
+    sqlx::query("UPDATE vms SET vcpus = 100000 WHERE id = $1")
         .bind(&vm_id)
         .execute(&d.env.server.state.pool)
         .await
@@ -1791,7 +1798,7 @@ async fn an_unassigned_urgent_ticket_escalates_faster_and_a_late_resolve_still_r
     // before (its report time set back in the database — the clocks read
     // it). Resolved, it is no longer open; the next pass still looks at it
     // (its timeline grew) and records the response breach, once.
-    sqlx::query("UPDATE tickets SET created_at = ? WHERE id = ?")
+    sqlx::query("UPDATE tickets SET created_at = $1 WHERE id = $2")
         .bind(pvce::db::format_time(now - time::Duration::minutes(60)))
         .bind(&id)
         .execute(&d.env.server.state.pool)
@@ -1832,4 +1839,11 @@ async fn an_unassigned_urgent_ticket_escalates_faster_and_a_late_resolve_still_r
     );
     // Finished and unchanged: later passes leave it alone.
     assert_eq!(desk.escalate(at(10_000)).await.unwrap(), 0);
+}
+
+/// An RFC 3339 time moved by `secs` seconds (as the server writes times).
+fn shifted(at: &str, secs: i64) -> String {
+    let t =
+        time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339).unwrap();
+    pvce::db::format_time(t + time::Duration::seconds(secs))
 }

@@ -52,7 +52,7 @@ async fn unattached_screenshots_and_stray_files_are_swept_after_a_day() {
         let Some(hours) = age else { continue };
         sqlx::query(
             "INSERT INTO desk_screenshots (id, sha256, bytes, taken_by, vm_id, taken_at, ticket_id)
-             VALUES (?, ?, 20, ?, ?, ?, ?)",
+             VALUES ($1, $2, 20, $3, $4, $5, $6)",
         )
         .bind(uuid::Uuid::new_v4().to_string())
         .bind(sha(c))
@@ -64,7 +64,7 @@ async fn unattached_screenshots_and_stray_files_are_swept_after_a_day() {
         .await
         .unwrap();
         if attached {
-            sqlx::query("UPDATE tickets SET screenshot = ? WHERE id = ?")
+            sqlx::query("UPDATE tickets SET screenshot = $1 WHERE id = $2")
                 .bind(sha(c))
                 .bind(&ticket)
                 .execute(pool)
@@ -77,7 +77,7 @@ async fn unattached_screenshots_and_stray_files_are_swept_after_a_day() {
     let count = |c: char| {
         let sha = sha(c);
         async move {
-            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM desk_screenshots WHERE sha256 = ?")
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM desk_screenshots WHERE sha256 = $1")
                 .bind(sha)
                 .fetch_one(pool)
                 .await

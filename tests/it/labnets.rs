@@ -288,7 +288,7 @@ async fn a_removed_nodes_lab_network_rows_are_forgotten() {
     sqlx::query(
         "INSERT INTO lab_networks (course_id, owner_id, node_id, name, created_at)
          VALUES ('7e57a000-0000-4000-8000-000000000001', '7e57a000-0000-4000-8000-0000000000aa',
-                 ?, 'test-pvce-lab-gone', '2026-01-01T00:00:00Z')",
+                 $1, 'test-pvce-lab-gone', '2026-01-01T00:00:00Z')",
     )
     .bind(gone)
     .execute(pool)

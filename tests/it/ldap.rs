@@ -565,7 +565,7 @@ async fn course_links_and_directory_sync() {
     };
     assert_eq!(students().await, ["test-lin", "test-sync-local"]);
     let lin_vms = || async {
-        sqlx::query_scalar::<_, String>("SELECT id FROM vms WHERE course_id = ? AND owner_id = ?")
+        sqlx::query_scalar::<_, String>("SELECT id FROM vms WHERE course_id = $1 AND owner_id = $2")
             .bind(&cid)
             .bind(&lin_id)
             .fetch_all(&env.server.state.pool)

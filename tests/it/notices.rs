@@ -369,7 +369,7 @@ async fn a_failing_webhook_is_retried_later_and_the_in_app_row_stays() {
     pass(&env, t0).await;
     let delivery = || async {
         sqlx::query_as::<_, (i64, Option<String>, Option<String>, Option<String>)>(
-            "SELECT attempts, last_error, sent_at, gave_up_at FROM notification_deliveries WHERE user_id = ?",
+            "SELECT attempts, last_error, sent_at, gave_up_at FROM notification_deliveries WHERE user_id = $1",
         )
         .bind(&admin_id)
         .fetch_one(&env.server.state.pool)
@@ -487,7 +487,7 @@ async fn complaints_get_a_reply_and_requests_resolve_when_their_template_is_seal
     let pool = &env.server.state.pool;
     let tid = uuid::Uuid::new_v4();
     sqlx::query(
-        "INSERT INTO templates (id, name, os, state, created_by, created_at) VALUES (?, 'test-nc-matlab', 'linux', 'draft', ?, ?)",
+        "INSERT INTO templates (id, name, os, state, created_by, created_at) VALUES ($1, 'test-nc-matlab', 'linux', 'draft', $2, $3)",
     )
     .bind(tid.to_string())
     .bind(&teacher_id)

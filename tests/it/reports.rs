@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 #[allow(clippy::too_many_arguments)]
 async fn ticket(
-    pool: &sqlx::SqlitePool,
+    pool: &pvce::db::Pool,
     reporter: &str,
     number: i64,
     kind: &str,
@@ -31,7 +31,7 @@ async fn ticket(
         "INSERT INTO tickets (id, number, kind, title, description, state, priority, impact, urgency,
                               channel, reporter_id, created_by, assignee_id, created_at, updated_at,
                               responded_at, resolved_at, closed_at, resolution, rating, reopen_count)
-         VALUES (?, ?, ?, ?, 'fixture', ?, ?, 'user', 'not_blocking', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, 'fixture', $5, $6, 'user', 'not_blocking', $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
     )
     .bind(uuid::Uuid::new_v4().to_string())
     .bind(number)
@@ -56,8 +56,8 @@ async fn ticket(
     .unwrap();
 }
 
-async fn event(pool: &sqlx::SqlitePool, at: &str, kind: &str, node: &str) {
-    sqlx::query("INSERT INTO events (at, kind, node_id, node_name, message) VALUES (?, ?, NULL, ?, 'fixture')")
+async fn event(pool: &pvce::db::Pool, at: &str, kind: &str, node: &str) {
+    sqlx::query("INSERT INTO events (at, kind, node_id, node_name, message) VALUES ($1, $2, NULL, $3, 'fixture')")
         .bind(at)
         .bind(kind)
         .bind(node)

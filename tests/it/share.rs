@@ -273,7 +273,7 @@ async fn an_older_installations_pool_and_running_domain_are_adopted() {
     let node = env.server.state.nodes.list().await.unwrap()[0].clone();
     let conn = env.server.state.nodes.conn(node.id).await.unwrap();
     let row: (String, String) =
-        sqlx::query_as("SELECT owner_id, overlay_path FROM vms WHERE id = ?")
+        sqlx::query_as("SELECT owner_id, overlay_path FROM vms WHERE id = $1")
             .bind(&vm)
             .fetch_one(&env.server.state.pool)
             .await
@@ -371,7 +371,7 @@ fn define_marked_domain(dir: &Path, name: &str, mark: &str) {
 }
 
 async fn layer_of(pool: &pvce::db::Pool, vm: &str) -> PathBuf {
-    let p: String = sqlx::query_scalar("SELECT overlay_path FROM vms WHERE id = ?")
+    let p: String = sqlx::query_scalar("SELECT overlay_path FROM vms WHERE id = $1")
         .bind(vm)
         .fetch_one(pool)
         .await
@@ -380,7 +380,7 @@ async fn layer_of(pool: &pvce::db::Pool, vm: &str) -> PathBuf {
 }
 
 async fn template_state(pool: &pvce::db::Pool, id: uuid::Uuid) -> String {
-    sqlx::query_scalar("SELECT state FROM templates WHERE id = ?")
+    sqlx::query_scalar("SELECT state FROM templates WHERE id = $1")
         .bind(id.to_string())
         .fetch_one(pool)
         .await
@@ -476,7 +476,7 @@ async fn fsck_reports_every_broken_state_and_repairs_what_is_safe() {
     let broken = uuid::Uuid::new_v4();
     for (id, name) in [(gone, "test-gone"), (broken, "test-broken")] {
         sqlx::query(
-            "INSERT INTO templates (id, name, os, software, state, created_at) VALUES (?, ?, 'x', '[]', 'ready', ?)",
+            "INSERT INTO templates (id, name, os, software, state, created_at) VALUES ($1, $2, 'x', '[]', 'ready', $3)",
         )
         .bind(id.to_string())
         .bind(name)

@@ -341,7 +341,7 @@ async fn failed_starts_node_outages_and_targets() {
     let now = time::OffsetDateTime::now_utc();
     for (ago, kind) in [(10, "node_down"), (5, "node_up")] {
         sqlx::query(
-            "INSERT INTO events (at, kind, node_id, node_name, message) VALUES (?, ?, ?, 'local', 'test')",
+            "INSERT INTO events (at, kind, node_id, node_name, message) VALUES ($1, $2, $3, 'local', 'test')",
         )
         .bind(pvce::db::format_time(now - time::Duration::minutes(ago)))
         .bind(kind)
@@ -581,7 +581,7 @@ async fn metrics_export_start_outcomes_and_slo_burn() {
         let at = now - ago * min;
         sqlx::query(
             "INSERT INTO slo_vm_starts (id, vm_id, user_id, requested_ms, outcome, error_code, running_ms)
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(uuid::Uuid::new_v4().to_string())
         .bind(uuid::Uuid::new_v4().to_string())

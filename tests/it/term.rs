@@ -118,7 +118,7 @@ async fn vm_in(client: &Client, course: &str) -> String {
 
 /// The overlay file of a VM (the test reads the server's own record of it).
 async fn overlay_of(env: &TestEnv, vm: &str) -> Option<std::path::PathBuf> {
-    sqlx::query_scalar::<_, String>("SELECT overlay_path FROM vms WHERE id = ?")
+    sqlx::query_scalar::<_, String>("SELECT overlay_path FROM vms WHERE id = $1")
         .bind(vm)
         .fetch_optional(&env.server.state.pool)
         .await

@@ -13,7 +13,7 @@ use serde_json::json;
 /// Writes a VM's power history as the VM manager would have (the manager
 /// stamps real time; this test needs chosen times in the past).
 async fn power(env: &TestEnv, vm: &str, at: &str, on: bool) {
-    sqlx::query("INSERT INTO vm_power_log (vm_id, at, running) VALUES (?, ?, ?)")
+    sqlx::query("INSERT INTO vm_power_log (vm_id, at, running) VALUES ($1, $2, $3)")
         .bind(vm)
         .bind(at)
         .bind(i64::from(on))
@@ -197,7 +197,7 @@ async fn usage_is_split_by_sessions_per_student_and_day() {
 /// The power history of a VM as stored: `(at, on)` oldest first.
 async fn power_rows(env: &TestEnv, vm: &str) -> Vec<(String, bool)> {
     sqlx::query_as::<_, (String, i64)>(
-        "SELECT at, running FROM vm_power_log WHERE vm_id = ? ORDER BY id",
+        "SELECT at, running FROM vm_power_log WHERE vm_id = $1 ORDER BY id",
     )
     .bind(vm)
     .fetch_all(&env.server.state.pool)
@@ -262,7 +262,7 @@ async fn starts_over_a_quota_are_refused_and_the_power_history_is_kept() {
         "stopped"
     );
     assert!(power_rows(&env, &one).await.is_empty());
-    let started: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM slo_vm_starts WHERE vm_id = ?")
+    let started: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM slo_vm_starts WHERE vm_id = $1")
         .bind(&one)
         .fetch_one(&env.server.state.pool)
         .await

@@ -3,8 +3,10 @@
 //!
 //! Everything a test creates is named `test-*` and removed when the
 //! [`TestEnv`] is dropped, even when the test fails: domains are destroyed
-//! with `virsh`, the data dir is deleted.
+//! with `virsh`, the data dir is deleted (and its PostgreSQL database
+//! dropped when the tests run on one, see [`database`]).
 
+pub mod database;
 pub mod gate;
 pub mod lab;
 pub mod logs;
@@ -65,7 +67,20 @@ impl TestEnv {
         config.alert_interval_secs = 0;
         config.inspection_at = pvce::daily::TimeOfDay(None);
         tweak(&mut config);
-        let server = pvce::app::start(config, "127.0.0.1:0").await.unwrap();
+        // SQLite in the data dir, or the data dir's own PostgreSQL database
+        // (after the tweak, which may have moved the data dir).
+        if config.database_url.is_none() {
+            config.database_url = database::url_for(&config.data_dir);
+        }
+        let data_dir = config.data_dir.clone();
+        let server = match pvce::app::start(config, "127.0.0.1:0").await {
+            Ok(server) => server,
+            Err(e) => {
+                // No TestEnv to drop it: its database goes now.
+                database::drop_for(&data_dir);
+                panic!("the test server did not start: {e:?}");
+            }
+        };
         TestEnv {
             server,
             dir,
@@ -180,6 +195,7 @@ impl Drop for TestEnv {
                 .args(["-q", "-c", "qemu:///system", cmd, pool])
                 .output();
         }
+        database::drop_for(&self.server.state.config.data_dir);
     }
 }
 

@@ -14,9 +14,10 @@ pub struct ServerProcess {
     _pass: std::sync::Arc<super::gate::Pass>,
 }
 
-/// Flags every test server gets: test-named domains and its own template pool.
+/// Flags every test server gets: test-named domains, its own template pool,
+/// and the data dir's database when the tests run on PostgreSQL.
 pub fn base_args(data_dir: &Path, pool: &str) -> Vec<String> {
-    vec![
+    let mut args: Vec<String> = vec![
         "--data-dir".into(),
         data_dir.display().to_string(),
         "--domain-prefix".into(),
@@ -25,7 +26,17 @@ pub fn base_args(data_dir: &Path, pool: &str) -> Vec<String> {
         pool.into(),
         "--sample-interval-secs".into(),
         "1".into(),
-    ]
+    ];
+    args.extend(database_args(data_dir));
+    args
+}
+
+/// `--database-url` of `data_dir`'s database; none on SQLite (the default
+/// file in the data dir).
+fn database_args(data_dir: &Path) -> Vec<String> {
+    super::database::url_for(data_dir)
+        .map(|url| vec!["--database-url".into(), url])
+        .unwrap_or_default()
 }
 
 /// A free loopback port (bound and released: the child binds it next).
@@ -126,6 +137,7 @@ pub fn add_user(data_dir: &Path, username: &str, role: &str, password: &str) {
         ])
         .arg("--data-dir")
         .arg(data_dir)
+        .args(database_args(data_dir))
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
@@ -139,10 +151,14 @@ pub fn add_user(data_dir: &Path, username: &str, role: &str, password: &str) {
     assert!(child.wait().unwrap().success(), "pvce user add {username}");
 }
 
-/// The SQLite database of a child server's data dir.
-pub async fn open_db(data_dir: &Path) -> sqlx::SqlitePool {
-    let url = format!("sqlite://{}", data_dir.join("pvce.db").display());
-    sqlx::SqlitePool::connect(&url).await.unwrap()
+/// The database of a child server's data dir: its SQLite file, or its
+/// PostgreSQL database (see [`super::database`]). The queries on it use
+/// `$n` placeholders, which both read.
+pub async fn open_db(data_dir: &Path) -> sqlx::AnyPool {
+    sqlx::any::install_default_drivers();
+    let url = super::database::url_for(data_dir)
+        .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("pvce.db").display()));
+    sqlx::AnyPool::connect(&url).await.unwrap()
 }
 
 /// Inserts `n` students `<prefix>000`… straight into the database with one
@@ -155,7 +171,7 @@ pub async fn insert_students(data_dir: &Path, prefix: &str, n: usize) -> Vec<Str
     let mut tx = db.begin().await.unwrap();
     for i in 0..n {
         let name = format!("{prefix}{i:03}");
-        sqlx::query("INSERT INTO users (id, username, display_name, role, password_hash, created_at) VALUES (?, ?, ?, 'student', ?, '2026-01-01T00:00:00Z')")
+        sqlx::query("INSERT INTO users (id, username, display_name, role, password_hash, created_at) VALUES ($1, $2, $3, 'student', $4, '2026-01-01T00:00:00Z')")
             .bind(uuid::Uuid::new_v4().to_string())
             .bind(&name)
             .bind(&name)
@@ -196,7 +212,7 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
 pub async fn assert_enrolment_consistent(data_dir: &Path, course_id: &str) {
     let db = open_db(data_dir).await;
     let without_vm: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM enrolments e WHERE e.course_id = ? AND NOT EXISTS
+        "SELECT COUNT(*) FROM enrolments e WHERE e.course_id = $1 AND NOT EXISTS
          (SELECT 1 FROM vms v WHERE v.course_id = e.course_id AND v.owner_id = e.user_id)",
     )
     .bind(course_id)
