@@ -22,7 +22,8 @@
 # - max_connections 400: ~40 test databases in use at once × a server's
 #   pool of 8 connections (320), plus the tests' own and the admin ones.
 # Idempotent: a second start finds the running cluster (pg_ctl status) and
-# prints its URL. PVCE_PG_DIR overrides the directory.
+# prints its URL. PVCE_PG_DIR overrides the directory (and then the URL is
+# only printed), PVCE_PG_PORT the port.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -68,6 +69,11 @@ url() {
 # Prints the URL and writes it where the tests look for it (target/pg/url),
 # whichever directory the cluster is in.
 publish() {
+  if [ -n "${PVCE_PG_DIR:-}" ]; then
+    # A cluster of a test's own (tests/it/postgres.rs): not the shared one.
+    url
+    return
+  fi
   mkdir -p target/pg
   url | tee target/pg/url
 }
@@ -107,8 +113,10 @@ host  all all ::1/128      trust
 EOF
 fi
 
-# A new free port at each start: the previous one may have been taken since.
-port=$(free_port)
+# A new free port at each start (the previous one may have been taken
+# since), unless PVCE_PG_PORT asks for one: a test restarting "the database
+# server" keeps its clients' URL.
+port=${PVCE_PG_PORT:-$(free_port)}
 echo "$port" >"$DIR/port"
 as_pg "$BIN/pg_ctl" -D "$DATA" -l "$DIR/server.log" -w -t 60 start -o "\
   -c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=$DIR \

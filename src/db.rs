@@ -66,6 +66,11 @@ pub fn backend(pool: &Pool) -> Backend {
 /// cluster (its `max_connections` must cover servers × this).
 const MAX_CONNECTIONS: u32 = 8;
 
+/// How long a request waits for a free connection before it fails (503):
+/// while the database is down or restarting, requests fail fast instead of
+/// piling up for sqlx's default 30 s.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// SQLite waits this long for another writer before answering "busy".
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -101,6 +106,7 @@ pub async fn connect(url: &str) -> Result<Pool, DbError> {
     let options = AnyConnectOptions::from_str(url)?;
     let pool = AnyPoolOptions::new()
         .max_connections(MAX_CONNECTIONS)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
         .after_connect(move |conn, _| {
             Box::pin(async move {
                 if backend == Backend::Sqlite {
@@ -339,6 +345,65 @@ pub fn unique_violation(err: &sqlx::Error) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// True if `err` (or an error it wraps) says the database cannot be reached
+/// right now — the connection failed or was cut, the pool found none in
+/// time, or the PostgreSQL server is shutting down or starting (SQLSTATE
+/// classes 08 and 57P) — as opposed to a query that is wrong. The API
+/// answers these with 503 so clients retry, and the pool reconnects by itself.
+///
+/// Module errors wrap `sqlx::Error` with `#[error(transparent)]`, which
+/// hides the `sqlx::Error` itself from the source chain (a transparent
+/// error's `source()` is its inner error's source): so besides the typed
+/// check, each error's text is matched against sqlx's own messages for these
+/// cases (the unit test below pins them to sqlx's wording).
+pub fn is_unavailable(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(err);
+    while let Some(e) = next {
+        if let Some(e) = e.downcast_ref::<sqlx::Error>() {
+            match e {
+                sqlx::Error::Io(_)
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::WorkerCrashed => return true,
+                sqlx::Error::Database(db) => {
+                    let code = db.code().unwrap_or_default();
+                    if code.starts_with("08") || code.starts_with("57P") {
+                        return true;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let text = e.to_string();
+        if UNAVAILABLE_TEXTS.iter().any(|t| text.starts_with(t))
+            || (text.starts_with("error returned from database: ")
+                && PG_UNAVAILABLE_TEXTS.iter().any(|t| text.contains(t)))
+        {
+            return true;
+        }
+        next = e.source();
+    }
+    false
+}
+
+/// How sqlx words the connection-level errors (their `Display`).
+const UNAVAILABLE_TEXTS: [&str; 5] = [
+    "error communicating with database",
+    "error occurred while attempting to establish a TLS connection",
+    "pool timed out while waiting for an open connection",
+    "attempted to acquire a connection on a closed pool",
+    "attempted to communicate with a crashed background worker",
+];
+
+/// PostgreSQL's messages for SQLSTATE 57P01–57P03 (shutdown, start-up).
+const PG_UNAVAILABLE_TEXTS: [&str; 4] = [
+    "terminating connection due to administrator command",
+    "the database system is shutting down",
+    "the database system is starting up",
+    "the database system is in recovery mode",
+];
+
 /// True if `err` is a foreign-key violation (something still references the row).
 pub fn is_foreign_key_violation(err: &sqlx::Error) -> bool {
     err.as_database_error()
@@ -373,5 +438,35 @@ mod tests {
             strip_index_hints("FROM n CROSS JOIN s NOT INDEXED\n WHERE x"),
             "FROM n CROSS JOIN s WHERE x"
         );
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    enum Wrapper {
+        #[error(transparent)]
+        Db(#[from] sqlx::Error),
+    }
+
+    #[test]
+    fn connection_failures_are_unavailable_even_behind_a_transparent_wrapper() {
+        let io = || std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        for e in [
+            sqlx::Error::PoolTimedOut,
+            sqlx::Error::PoolClosed,
+            sqlx::Error::WorkerCrashed,
+            sqlx::Error::Io(io()),
+            sqlx::Error::Tls(Box::new(io())),
+        ] {
+            let text = e.to_string();
+            assert!(is_unavailable(&Wrapper::from(e)), "{text}");
+        }
+        for e in [
+            sqlx::Error::RowNotFound,
+            sqlx::Error::Protocol("bad".into()),
+            sqlx::Error::ColumnNotFound("x".into()),
+        ] {
+            let text = e.to_string();
+            assert!(!is_unavailable(&e), "{text}");
+            assert!(!is_unavailable(&Wrapper::from(e)), "{text}");
+        }
     }
 }

@@ -74,6 +74,15 @@ impl ApiError {
         if let Some(store) = crate::space::full_storage(detail) {
             return Self::insufficient_storage(store, detail);
         }
+        if crate::db::is_unavailable(detail) {
+            tracing::warn!(error = %detail, "database unavailable");
+            return Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "database_unavailable",
+                "the database is unavailable; try again shortly",
+            )
+            .with_retry_after(5);
+        }
         tracing::error!(error = %detail, "internal error");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -39,6 +39,7 @@ mod monitor;
 mod notices;
 mod notify;
 mod portable;
+mod postgres;
 mod reports;
 mod serial_console;
 mod share;
