@@ -58,6 +58,7 @@ pub mod courses;
 pub mod crashpoint;
 pub mod daily;
 pub mod db;
+pub mod dbmove;
 pub mod desk;
 pub mod directory;
 pub mod events;
