@@ -4,8 +4,9 @@
 //! database shows the same data — users sign in with their passwords,
 //! tickets keep their timelines, the desk's figures are unchanged, new rows
 //! get fresh ids — while a second move into the now filled database is
-//! refused. Needs PostgreSQL (`PVCE_TEST_DATABASE_URL`, CI's PostgreSQL
-//! phase): without it the test fails, saying so.
+//! refused; and a source at another schema version is refused untouched.
+//! The move itself needs PostgreSQL (`PVCE_TEST_DATABASE_URL`, CI's
+//! PostgreSQL phase): without it that test fails, saying so.
 
 use std::process::Command;
 
@@ -347,4 +348,95 @@ async fn a_sqlite_installation_moves_into_postgresql_whole() {
     );
     let (_, tickets_now) = p.staff.get("/api/tickets").await;
     assert_eq!(tickets_now.as_array().unwrap().len(), 3, "{tickets_now}");
+}
+
+/// A SQLite database at another schema version than this pvce's is refused
+/// before anything touches it (no PostgreSQL needed: the source is judged
+/// first). Older: it stays older; newer: its history stays as it was.
+#[tokio::test]
+async fn a_source_at_another_schema_version_is_refused_untouched() {
+    let dir = tempfile::Builder::new()
+        .prefix("test-pvce-")
+        .tempdir()
+        .unwrap();
+    let data_dir = dir.path().join("data");
+    let db = data_dir.join("pvce.db");
+    let sqlite_url = format!("sqlite://{}", db.display());
+    let mut child = Command::new(process::binary())
+        .args([
+            "user",
+            "add",
+            "--username",
+            "test-mv-old",
+            "--role",
+            "admin",
+        ])
+        .args([
+            "--password-stdin",
+            "--database-url",
+            &sqlite_url,
+            "--data-dir",
+        ])
+        .arg(&data_dir)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(common::PASSWORD.as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let build = pvce::db::schema_version();
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&sqlite_url).await.unwrap();
+    let history = |pool: sqlx::AnyPool| async move {
+        sqlx::query_scalar::<_, i64>("SELECT MAX(version) FROM _sqlx_migrations")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    };
+    // Nothing listens there: the source is refused before the target is reached.
+    let nowhere = "postgres://nobody@127.0.0.1:1/none";
+
+    sqlx::query("DELETE FROM _sqlx_migrations WHERE version = $1")
+        .bind(build)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let out = migrate(&data_dir, nowhere);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "the SQLite database is at schema version {}, this pvce at {build}: start this pvce version on it once",
+            build - 1
+        )),
+        "{stderr}"
+    );
+    assert_eq!(history(pool.clone()).await, build - 1, "not migrated");
+
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, installed_on, success, checksum, execution_time)
+         VALUES ($1, 'from the future', '2030-01-01 00:00:00', 1, x'00', 0)",
+    )
+    .bind(build + 1)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let out = migrate(&data_dir, nowhere);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "at schema version {}, this pvce at {build}: a newer pvce wrote it",
+            build + 1
+        )),
+        "{stderr}"
+    );
+    assert_eq!(history(pool.clone()).await, build + 1);
+    pool.close().await;
 }
