@@ -65,6 +65,11 @@ pub enum Command {
         #[arg(long, default_value_t = crate::fsck::GRACE.as_secs())]
         grace_secs: u64,
     },
+    /// The database itself (src/dbmove.rs).
+    Db {
+        #[command(subcommand)]
+        command: DbCommand,
+    },
     /// Rebuild an installation from its backup repository onto an empty
     /// data dir (src/backup/install.rs).
     Restore {
@@ -109,6 +114,22 @@ pub enum DirectoryCommand {
         /// Print what would change, change nothing.
         #[arg(long)]
         dry_run: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Copy the data dir's SQLite database (or `--database-url sqlite://…`)
+    /// into an empty PostgreSQL database: every table in one transaction,
+    /// row counts and key checksums verified before the commit. Stop the
+    /// server first; afterwards start it with `--database-url` = the target.
+    MigrateFromSqlite {
+        #[command(flatten)]
+        config: Config,
+        /// The PostgreSQL database to fill (`postgres://user@host/db`); it
+        /// must hold no data.
+        #[arg(long)]
+        to: String,
     },
 }
 
@@ -181,6 +202,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             for line in report.lines() {
                 crate::logging::say(&line);
             }
+            Ok(())
+        }
+        Command::Db {
+            command: DbCommand::MigrateFromSqlite { config, to },
+        } => {
+            let report = crate::dbmove::migrate_from_sqlite(&config.database_url(), &to).await?;
+            for t in &report.tables {
+                crate::logging::say(&format!(
+                    "{}: {} rows copied; verified: {} in SQLite = {} in PostgreSQL, key checksum {:016x} on both",
+                    t.table, t.copied, t.source_rows, t.target_rows, t.checksum
+                ));
+            }
+            crate::logging::say(&format!(
+                "moved {} tables ({} rows) at schema version {}; start pvce with --database-url set to the target",
+                report.tables.len(),
+                report.tables.iter().map(|t| t.copied).sum::<u64>(),
+                report.schema_version,
+            ));
             Ok(())
         }
         Command::Restore {

@@ -74,6 +74,22 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// SQLite waits this long for another writer before answering "busy".
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// SQLite's migrations (`migrations/sqlite/`), built into the binary.
+pub static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// PostgreSQL's migrations (`migrations/postgres/`), built into the binary.
+pub static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// The schema version this build brings: the last migration's number, the
+/// same for both backends (`migrations/README.md`).
+pub fn schema_version() -> i64 {
+    SQLITE_MIGRATIONS
+        .iter()
+        .map(|m| m.version)
+        .max()
+        .unwrap_or(0)
+}
+
 /// Opens the pool and runs pending migrations.
 pub async fn connect(url: &str) -> Result<Pool, DbError> {
     sqlx::any::install_default_drivers();
@@ -92,14 +108,12 @@ pub async fn connect(url: &str) -> Result<Pool, DbError> {
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(SQLITE_BUSY_TIMEOUT);
             let mut conn = options.connect().await?;
-            sqlx::migrate!("./migrations/sqlite").run(&mut conn).await?;
+            SQLITE_MIGRATIONS.run(&mut conn).await?;
             conn.close().await?;
         }
         Backend::Postgres => {
             let mut conn = sqlx::PgConnection::connect(url).await?;
-            sqlx::migrate!("./migrations/postgres")
-                .run(&mut conn)
-                .await?;
+            POSTGRES_MIGRATIONS.run(&mut conn).await?;
             conn.close().await?;
         }
     }

@@ -37,6 +37,7 @@
 //! - the server itself: [`storage`] (files under the data dir), [`space`]
 //!   (running out of disk), [`fsck`] (the invariant check and safe repairs), [`crashpoint`] (where the chaos
 //!   suite kills the server), [`health`], [`logging`], [`config`], [`db`],
+//!   [`dbmove`] (moving a SQLite installation into PostgreSQL),
 //!   [`patch`] (partial updates: a field left out keeps its value),
 //!   [`daily`] (a time of day something runs at);
 //! - wiring: [`state`] (the shared application state), [`http`] (the API,
@@ -58,6 +59,7 @@ pub mod courses;
 pub mod crashpoint;
 pub mod daily;
 pub mod db;
+pub mod dbmove;
 pub mod desk;
 pub mod directory;
 pub mod events;

@@ -28,6 +28,7 @@ mod console;
 mod console_viewer;
 mod course_clipboard;
 mod crash;
+mod dbmove;
 mod desk;
 mod desk_shots;
 mod http_contract;

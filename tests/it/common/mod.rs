@@ -98,7 +98,14 @@ impl TestEnv {
     /// the same data directory (a restart: VMs keep running on their node).
     /// Clients log in again: the new server listens on another port.
     pub async fn restart(&mut self) {
-        let config = (*self.server.state.config).clone();
+        self.restart_with(|_| {}).await;
+    }
+
+    /// [`Self::restart`] with the configuration changed by `tweak` (e.g.
+    /// another database URL after moving the data into it).
+    pub async fn restart_with(&mut self, tweak: impl FnOnce(&mut Config)) {
+        let mut config = (*self.server.state.config).clone();
+        tweak(&mut config);
         self.server.abort();
         self.server = pvce::app::start(config, "127.0.0.1:0").await.unwrap();
     }
