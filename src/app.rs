@@ -105,7 +105,10 @@ pub async fn start(config: Config, listen: &str) -> anyhow::Result<Server> {
         tracing::warn!(error = %e, "initial reconcile failed");
     }
     let mut background = vec![
-        state.nodes.clone().spawn_monitor(&state.health),
+        state
+            .nodes
+            .clone()
+            .spawn_monitor(&state.health, &state.leases),
         Arc::new(crate::monitor::Monitor::new(
             state.pool.clone(),
             state.nodes.clone(),
@@ -113,8 +116,11 @@ pub async fn start(config: Config, listen: &str) -> anyhow::Result<Server> {
             state.names.template_pool.clone(),
             state.names.domain_prefix.clone(),
         ))
-        .spawn(&state.health),
-        state.vms.clone().spawn_reconciler(&state.health),
+        .spawn(&state.health, &state.leases),
+        state
+            .vms
+            .clone()
+            .spawn_reconciler(&state.health, &state.leases),
         spawn_console_closer(&state),
         spawn_space_check(&state),
         spawn_desk_pass(&state),
@@ -174,8 +180,9 @@ fn spawn_space_check(state: &AppState) -> tokio::task::JoinHandle<()> {
 /// an argument, so tests pass their own.
 fn spawn_desk_pass(state: &AppState) -> tokio::task::JoinHandle<()> {
     let desk = state.desk.clone();
-    crate::health::spawn_periodic(
+    crate::lease::spawn_leased(
         &state.health,
+        &state.leases,
         "desk",
         crate::desk::PASS_INTERVAL,
         move || {
@@ -199,8 +206,9 @@ fn spawn_desk_pass(state: &AppState) -> tokio::task::JoinHandle<()> {
 /// here; tests call `Notices::run_once` with their own).
 fn spawn_notices(state: &AppState) -> tokio::task::JoinHandle<()> {
     let notices = state.notices.clone();
-    crate::health::spawn_periodic(
+    crate::lease::spawn_leased(
         &state.health,
+        &state.leases,
         "notices",
         crate::desk::notices::INTERVAL,
         move || {
@@ -257,8 +265,9 @@ fn spawn_alerts_and_inspection(state: &AppState) -> Vec<tokio::task::JoinHandle<
     let mut out = Vec::new();
     if state.config.alert_interval_secs > 0 {
         let alerts = state.alerts.clone();
-        out.push(crate::health::spawn_periodic(
+        out.push(crate::lease::spawn_leased(
             &state.health,
+            &state.leases,
             "alerts",
             Duration::from_secs(state.config.alert_interval_secs),
             move || {
@@ -310,16 +319,21 @@ where
     E: std::fmt::Display + Send,
 {
     let since = time::OffsetDateTime::now_utc().unix_timestamp();
-    crate::health::spawn_periodic(&state.health, name, crate::inspection::POLL, move || {
-        pass(time::OffsetDateTime::now_utc().unix_timestamp(), since)
-    })
+    crate::lease::spawn_leased(
+        &state.health,
+        &state.leases,
+        name,
+        crate::inspection::POLL,
+        move || pass(time::OffsetDateTime::now_utc().unix_timestamp(), since),
+    )
 }
 
 /// The class-time loop (src/classtime/class.rs) on the wall clock.
 fn spawn_class_time(state: &AppState) -> tokio::task::JoinHandle<()> {
     let class = state.class.clone();
-    crate::health::spawn_periodic(
+    crate::lease::spawn_leased(
         &state.health,
+        &state.leases,
         "class_time",
         Duration::from_secs(state.config.class_interval_secs),
         move || {
@@ -338,8 +352,9 @@ fn spawn_class_time(state: &AppState) -> tokio::task::JoinHandle<()> {
 /// class-time loop.
 fn spawn_idle(state: &AppState) -> tokio::task::JoinHandle<()> {
     let idle = state.idle.clone();
-    crate::health::spawn_periodic(
+    crate::lease::spawn_leased(
         &state.health,
+        &state.leases,
         "idle_stop",
         Duration::from_secs(state.config.class_interval_secs),
         move || {
@@ -364,18 +379,25 @@ fn spawn_console_closer(state: &AppState) -> tokio::task::JoinHandle<()> {
 /// their own.
 fn spawn_term(state: &AppState) -> tokio::task::JoinHandle<()> {
     let term = state.term.clone();
-    crate::health::spawn_periodic(&state.health, "term", crate::term::INTERVAL, move || {
-        let term = term.clone();
-        async move { term.tick(time::OffsetDateTime::now_utc()).await.map(|_| ()) }
-    })
+    crate::lease::spawn_leased(
+        &state.health,
+        &state.leases,
+        "term",
+        crate::term::INTERVAL,
+        move || {
+            let term = term.clone();
+            async move { term.tick(time::OffsetDateTime::now_utc()).await.map(|_| ()) }
+        },
+    )
 }
 
 /// The audit log's daily prune on the wall clock (`Audit::prune` takes the
 /// instant as an argument; tests pass their own).
 fn spawn_audit_prune(state: &AppState) -> tokio::task::JoinHandle<()> {
     let audit = state.audit.clone();
-    crate::health::spawn_periodic(
+    crate::lease::spawn_leased(
         &state.health,
+        &state.leases,
         "audit_prune",
         crate::audit::retention::PRUNE_INTERVAL,
         move || {

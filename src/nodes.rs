@@ -591,15 +591,23 @@ impl Nodes {
         }
     }
 
-    /// Probes every node concurrently, forever.
+    /// Probes every node concurrently, forever, while this server holds
+    /// the `node_monitor` lease (one server of a cluster probes).
     pub fn spawn_monitor(
         self: Arc<Self>,
         health: &Arc<crate::health::Health>,
+        leases: &Arc<crate::lease::Leases>,
     ) -> tokio::task::JoinHandle<()> {
-        crate::health::spawn_periodic(health, "node_monitor", MONITOR_INTERVAL, move || {
-            let this = self.clone();
-            async move { this.probe_all().await }
-        })
+        crate::lease::spawn_leased(
+            health,
+            leases,
+            "node_monitor",
+            MONITOR_INTERVAL,
+            move || {
+                let this = self.clone();
+                async move { this.probe_all().await }
+            },
+        )
     }
 
     /// Probes every node concurrently; a node that fails its probe is marked
