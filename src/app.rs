@@ -1,6 +1,13 @@
 //! The application: start-up (the local node, the root template, settling
 //! what a crash left, the first reconcile), the background loops and serving.
 //! Tests start it on port 0. The shared state itself is [`crate::state`].
+//!
+//! Background loops whose work is the cluster's (node monitor, sampler,
+//! reconciler, desk pass, notices, alerts, the daily jobs, audit prune,
+//! term, class time, idle stop) run through [`crate::lease::spawn_leased`],
+//! so one server of several on a database runs each; the console closer,
+//! the storage check and the desk watch run on every server (the list and
+//! why: [`crate::lease`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
