@@ -6,8 +6,8 @@
 //! reconciler, desk pass, notices, alerts, the daily jobs, audit prune,
 //! term, class time, idle stop) run through [`crate::lease::spawn_leased`],
 //! so one server of several on a database runs each; the console closer,
-//! the storage check and the desk watch run on every server (the list and
-//! why: [`crate::lease`]).
+//! the storage check, the desk watch and the node capabilities' reader run
+//! on every server (the list and why: [`crate::lease`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;

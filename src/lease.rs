@@ -43,7 +43,9 @@
 //! they reached), the storage check (`storage`: this server's data dir) and
 //! the desk watch (`desk_watch`: it turns this server's own events — node
 //! changes the node monitor saw here, VM starts that failed here — into
-//! system incidents).
+//! system incidents) and the node capabilities' reader
+//! (`node_capabilities`: each server's placement needs them in its memory;
+//! the node monitor reads them only where it runs).
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;

@@ -11,7 +11,12 @@ use serde_json::Value;
 use crate::common::{TestEnv, database, wait_for};
 
 /// Loops every server runs itself (never leased).
-const LOCAL: [&str; 3] = ["console_closer", "storage", "desk_watch"];
+const LOCAL: [&str; 4] = [
+    "console_closer",
+    "storage",
+    "desk_watch",
+    "node_capabilities",
+];
 /// Cluster-wide loops a test server always runs (the others depend on
 /// settings the test config turns off, e.g. alerts and the inspection).
 const CLUSTER_WIDE: [&str; 6] = [
