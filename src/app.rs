@@ -116,6 +116,7 @@ pub async fn start(config: Config, listen: &str) -> anyhow::Result<Server> {
             .nodes
             .clone()
             .spawn_monitor(&state.health, &state.leases),
+        state.nodes.clone().spawn_capabilities(&state.health),
         Arc::new(crate::monitor::Monitor::new(
             state.pool.clone(),
             state.nodes.clone(),

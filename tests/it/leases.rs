@@ -144,10 +144,14 @@ async fn two_servers_share_the_leases_and_one_takes_over_when_the_other_stops() 
         assert!(la.contains_key(name), "{name}: {ha}");
     }
     // The database has one row per lease, each naming the holder both see.
-    let rows = rows(&env).await;
+    let before = rows(&env).await;
     for (name, held_a) in &la {
         let holder = if *held_a { &ha } else { &hb };
-        assert_eq!(rows[name], holder["server_id"].as_str().unwrap(), "{name}");
+        assert_eq!(
+            before[name],
+            holder["server_id"].as_str().unwrap(),
+            "{name}"
+        );
     }
     eprintln!("held by the first server: {la:?}\nby the second: {lb:?}");
 
