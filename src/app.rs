@@ -108,6 +108,14 @@ pub async fn start(config: Config, listen: &str) -> anyhow::Result<Server> {
     {
         tracing::warn!(error = %e, "screenshot sweep failed");
     }
+    match state.leases.settle_at_start().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            leases = n,
+            "dropped the leases an earlier server process left"
+        ),
+        Err(e) => tracing::warn!(error = %e, "could not drop the leases an earlier server left"),
+    }
     if let Err(e) = state.vms.reconcile_once().await {
         tracing::warn!(error = %e, "initial reconcile failed");
     }

@@ -30,7 +30,8 @@
 //! The loops renew at every tick and at least every third of a term. The
 //! clock comes from the caller ([`Leases::claim`] takes `now_ms`); the loops
 //! pass the wall clock. On SQLite (one server) the same code runs: the only
-//! server takes every lease at once and keeps it.
+//! server takes every lease at once and keeps it (a restarted one too: the
+//! leases its predecessor left are dropped at start-up, [`Leases::settle_at_start`]).
 //!
 //! Which background work is cluster-wide (leased, lease name = loop name in
 //! `/healthz`): the node monitor (`node_monitor`), the load sampler
@@ -212,6 +213,22 @@ impl Leases {
 
     pub fn timing(&self) -> Timing {
         self.timing
+    }
+
+    /// At start-up, before any loop: on SQLite, where one server uses the
+    /// database, every lease in it is a dead process's (this server's
+    /// predecessor, e.g. killed a moment ago) and is dropped, so the loops
+    /// start at once instead of a term later. On PostgreSQL other live
+    /// servers may hold them: they are left to expire. Returns how many
+    /// were dropped.
+    pub async fn settle_at_start(&self) -> Result<u64, LeaseError> {
+        if crate::db::backend(&self.pool) != crate::db::Backend::Sqlite {
+            return Ok(0);
+        }
+        Ok(sqlx::query("DELETE FROM leases")
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
     }
 
     /// Takes or renews lease `name` at `now_ms`: one conditional upsert, so
@@ -566,6 +583,27 @@ mod tests {
         assert_eq!(
             a.claim("y", 16_000).await.unwrap(),
             Claim::Held { until_ms: 26_000 }
+        );
+    }
+
+    /// A restarted server on SQLite does not wait out its predecessor's
+    /// leases.
+    #[tokio::test]
+    async fn on_sqlite_a_new_server_drops_the_leases_a_dead_one_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = pool(dir.path()).await;
+        let term = Duration::from_secs(10);
+        let dead = Leases::new(pool.clone(), "dead".into(), term);
+        dead.claim("x", 1_000).await.unwrap();
+        let next = Leases::new(pool.clone(), "next".into(), term);
+        assert!(matches!(
+            next.claim("x", 2_000).await.unwrap(),
+            Claim::HeldBy { .. }
+        ));
+        assert_eq!(next.settle_at_start().await.unwrap(), 1);
+        assert_eq!(
+            next.claim("x", 2_000).await.unwrap(),
+            Claim::Held { until_ms: 12_000 }
         );
     }
 

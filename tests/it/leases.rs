@@ -176,3 +176,53 @@ async fn two_servers_share_the_leases_and_one_takes_over_when_the_other_stops() 
     assert!(rows(&env).await.values().all(|h| h == me));
     drop(other);
 }
+
+/// A restarted server (a new process id, its predecessor killed): on
+/// SQLite it drops the leases the dead one left and runs every loop at
+/// once; on PostgreSQL, where another live server could hold them, it
+/// waits them out like any other server.
+#[tokio::test]
+async fn a_restarted_server_takes_its_predecessors_leases_at_once_on_sqlite_only() {
+    let long = Duration::from_secs(60);
+    let mut env = TestEnv::start_with(|c| c.lease_term_secs = long.as_secs()).await;
+    let url = env.server.url();
+    let before = wait_for("every lease held", Duration::from_secs(15), || async {
+        let h = healthz(&url).await;
+        held(&h).values().all(|h| *h).then_some(h)
+    })
+    .await;
+    env.restart().await;
+    let url = env.server.url();
+    let after = healthz(&url).await;
+    assert_ne!(after["server_id"], before["server_id"]);
+    if std::env::var(database::ENV).is_ok_and(|u| !u.trim().is_empty()) {
+        // PostgreSQL: still the dead server's until their term ends.
+        let h = wait_for(
+            "the new server to see the holder",
+            Duration::from_secs(15),
+            || async {
+                let h = healthz(&url).await;
+                h["leases"]["node_monitor"]["holder"]
+                    .is_string()
+                    .then_some(h)
+            },
+        )
+        .await;
+        assert_eq!(
+            h["leases"]["node_monitor"]["holder"], before["server_id"],
+            "{h}"
+        );
+        assert_eq!(h["leases"]["node_monitor"]["held"], false, "{h}");
+    } else {
+        // SQLite: at once, far within the 60 s term.
+        wait_for(
+            "every lease held after the restart",
+            Duration::from_secs(15),
+            || async {
+                let h = healthz(&url).await;
+                held(&h).values().all(|h| *h).then_some(h)
+            },
+        )
+        .await;
+    }
+}
