@@ -434,6 +434,7 @@ where
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     fn row(holder: &str, expires_ms: i64) -> LeaseRow {
