@@ -213,6 +213,19 @@ pub fn restart_backoff(n: u32) -> Duration {
     Duration::from_secs(1u64 << n.saturating_sub(1).min(6)).min(Duration::from_secs(60))
 }
 
+/// After a supervised pass: a success resets the count of panics in a row,
+/// a panic counts and waits [`restart_backoff`] before the loop goes on.
+pub async fn after_pass(outcome: PassOutcome, panics: &mut u32) {
+    match outcome {
+        PassOutcome::Succeeded => *panics = 0,
+        PassOutcome::Failed => {}
+        PassOutcome::Panicked => {
+            *panics += 1;
+            tokio::time::sleep(restart_backoff(*panics)).await;
+        }
+    }
+}
+
 /// Runs `pass` every `every` for as long as the server runs, supervised:
 /// a pass that fails is logged and recorded (the loop carries on at its next
 /// tick); a pass that panics is recorded as a restart and the loop resumes
@@ -238,14 +251,7 @@ where
         loop {
             tick.tick().await;
             let ended = AssertUnwindSafe(pass()).catch_unwind().await;
-            match record_pass(&health, name, ended) {
-                PassOutcome::Succeeded => panics = 0,
-                PassOutcome::Failed => {}
-                PassOutcome::Panicked => {
-                    panics += 1;
-                    tokio::time::sleep(restart_backoff(panics)).await;
-                }
-            }
+            after_pass(record_pass(&health, name, ended), &mut panics).await;
         }
     })
 }

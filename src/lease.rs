@@ -58,7 +58,7 @@ use sqlx::Row;
 use tokio::time::Instant;
 
 use crate::db::Pool;
-use crate::health::{Health, LeaseStatus, PassOutcome};
+use crate::health::{Health, LeaseStatus};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LeaseError {
@@ -412,14 +412,10 @@ where
                 }
             };
             match outcome {
-                Some(ended) => match crate::health::record_pass(&health, name, ended) {
-                    PassOutcome::Succeeded => panics = 0,
-                    PassOutcome::Failed => {}
-                    PassOutcome::Panicked => {
-                        panics += 1;
-                        tokio::time::sleep(crate::health::restart_backoff(panics)).await;
-                    }
-                },
+                Some(ended) => {
+                    let outcome = crate::health::record_pass(&health, name, ended);
+                    crate::health::after_pass(outcome, &mut panics).await;
+                }
                 None => {
                     tracing::warn!(
                         loop_name = name,
