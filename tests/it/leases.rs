@@ -111,8 +111,10 @@ async fn a_single_server_holds_every_cluster_wide_lease() {
 
 /// Two servers on one PostgreSQL database: each lease has one holder; the
 /// holder stops, the other takes every lease over within a term and a
-/// margin.
+/// margin. Ignored in the SQLite run; scripts/test.sh's PostgreSQL phase
+/// runs it (`--include-ignored`).
 #[tokio::test]
+#[ignore = "needs PostgreSQL: PVCE_TEST_DATABASE_URL and --include-ignored"]
 async fn two_servers_share_the_leases_and_one_takes_over_when_the_other_stops() {
     assert!(
         std::env::var(database::ENV).is_ok_and(|u| !u.trim().is_empty()),
