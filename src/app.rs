@@ -45,6 +45,26 @@ impl Server {
     }
 }
 
+impl Server {
+    /// A clean stop: stops serving and the background loops, waits until
+    /// the loops have ended, then hands this server's leases back, so
+    /// another server takes the cluster-wide work over at once rather than
+    /// a lease term later (src/lease.rs).
+    pub async fn stop(mut self) {
+        self.abort();
+        for b in self.background.drain(..) {
+            // Aborted: the error is the cancellation itself.
+            let _ = b.await;
+        }
+        match self.state.leases.release_mine().await {
+            Ok(n) => tracing::info!(leases = n, "leases handed back"),
+            Err(e) => {
+                tracing::warn!(error = %e, "leases not handed back; they expire after their term")
+            }
+        }
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         self.abort();

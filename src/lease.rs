@@ -32,6 +32,9 @@
 //! pass the wall clock. On SQLite (one server) the same code runs: the only
 //! server takes every lease at once and keeps it (a restarted one too: the
 //! leases its predecessor left are dropped at start-up, [`Leases::settle_at_start`]).
+//! A server stopped cleanly (`pvce serve` on Ctrl-C/SIGINT,
+//! [`crate::app::Server::stop`]) hands its leases back once its loops have
+//! ended, so the others take over at their next try.
 //!
 //! Which background work is cluster-wide (leased, lease name = loop name in
 //! `/healthz`): the node monitor (`node_monitor`), the load sampler
@@ -226,6 +229,17 @@ impl Leases {
             return Ok(0);
         }
         Ok(sqlx::query("DELETE FROM leases")
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
+    }
+
+    /// Hands back every lease this server holds (a clean stop, after its
+    /// loops ended): another server takes the work over at its next try
+    /// instead of a term later. Returns how many were held.
+    pub async fn release_mine(&self) -> Result<u64, LeaseError> {
+        Ok(sqlx::query("DELETE FROM leases WHERE holder = $1")
+            .bind(&self.holder)
             .execute(&self.pool)
             .await?
             .rows_affected())
@@ -601,6 +615,31 @@ mod tests {
         assert_eq!(
             next.claim("x", 2_000).await.unwrap(),
             Claim::Held { until_ms: 12_000 }
+        );
+    }
+
+    /// A server stopping cleanly hands back its own leases, no other's.
+    #[tokio::test]
+    async fn a_stopping_server_releases_only_its_own_leases() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = pool(dir.path()).await;
+        let term = Duration::from_secs(10);
+        let a = Leases::new(pool.clone(), "a".into(), term);
+        let b = Leases::new(pool.clone(), "b".into(), term);
+        a.claim("x", 1_000).await.unwrap();
+        a.claim("y", 1_000).await.unwrap();
+        b.claim("z", 1_000).await.unwrap();
+        assert_eq!(a.release_mine().await.unwrap(), 2);
+        assert_eq!(
+            b.claim("x", 2_000).await.unwrap(),
+            Claim::Held { until_ms: 12_000 }
+        );
+        assert_eq!(
+            a.claim("z", 2_000).await.unwrap(),
+            Claim::HeldBy {
+                holder: "b".into(),
+                until_ms: 11_000
+            }
         );
     }
 
