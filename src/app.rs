@@ -1,6 +1,13 @@
 //! The application: start-up (the local node, the root template, settling
 //! what a crash left, the first reconcile), the background loops and serving.
 //! Tests start it on port 0. The shared state itself is [`crate::state`].
+//!
+//! Background loops whose work is the cluster's (node monitor, sampler,
+//! reconciler, desk pass, notices, alerts, the daily jobs, audit prune,
+//! term, class time, idle stop) run through [`crate::lease::spawn_leased`],
+//! so one server of several on a database runs each; the console closer,
+//! the storage check, the desk watch and the node capabilities' reader run
+//! on every server (the list and why: [`crate::lease`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -34,6 +41,26 @@ impl Server {
         self.handle.abort();
         for b in &self.background {
             b.abort();
+        }
+    }
+}
+
+impl Server {
+    /// A clean stop: stops serving and the background loops, waits until
+    /// the loops have ended, then hands this server's leases back, so
+    /// another server takes the cluster-wide work over at once rather than
+    /// a lease term later (src/lease.rs).
+    pub async fn stop(mut self) {
+        self.abort();
+        for b in self.background.drain(..) {
+            // Aborted: the error is the cancellation itself.
+            let _ = b.await;
+        }
+        match self.state.leases.release_mine().await {
+            Ok(n) => tracing::info!(leases = n, "leases handed back"),
+            Err(e) => {
+                tracing::warn!(error = %e, "leases not handed back; they expire after their term")
+            }
         }
     }
 }
@@ -101,11 +128,23 @@ pub async fn start(config: Config, listen: &str) -> anyhow::Result<Server> {
     {
         tracing::warn!(error = %e, "screenshot sweep failed");
     }
+    match state.leases.settle_at_start().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            leases = n,
+            "dropped the leases an earlier server process left"
+        ),
+        Err(e) => tracing::warn!(error = %e, "could not drop the leases an earlier server left"),
+    }
     if let Err(e) = state.vms.reconcile_once().await {
         tracing::warn!(error = %e, "initial reconcile failed");
     }
     let mut background = vec![
-        state.nodes.clone().spawn_monitor(&state.health),
+        state
+            .nodes
+            .clone()
+            .spawn_monitor(&state.health, &state.leases),
+        state.nodes.clone().spawn_capabilities(&state.health),
         Arc::new(crate::monitor::Monitor::new(
             state.pool.clone(),
             state.nodes.clone(),
@@ -113,8 +152,11 @@ pub async fn start(config: Config, listen: &str) -> anyhow::Result<Server> {
             state.names.template_pool.clone(),
             state.names.domain_prefix.clone(),
         ))
-        .spawn(&state.health),
-        state.vms.clone().spawn_reconciler(&state.health),
+        .spawn(&state.health, &state.leases),
+        state
+            .vms
+            .clone()
+            .spawn_reconciler(&state.health, &state.leases),
         spawn_console_closer(&state),
         spawn_space_check(&state),
         spawn_desk_pass(&state),
@@ -174,8 +216,9 @@ fn spawn_space_check(state: &AppState) -> tokio::task::JoinHandle<()> {
 /// an argument, so tests pass their own.
 fn spawn_desk_pass(state: &AppState) -> tokio::task::JoinHandle<()> {
     let desk = state.desk.clone();
-    crate::health::spawn_periodic(
+    crate::lease::spawn_leased(
         &state.health,
+        &state.leases,
         "desk",
         crate::desk::PASS_INTERVAL,
         move || {
@@ -199,8 +242,9 @@ fn spawn_desk_pass(state: &AppState) -> tokio::task::JoinHandle<()> {
 /// here; tests call `Notices::run_once` with their own).
 fn spawn_notices(state: &AppState) -> tokio::task::JoinHandle<()> {
     let notices = state.notices.clone();
-    crate::health::spawn_periodic(
+    crate::lease::spawn_leased(
         &state.health,
+        &state.leases,
         "notices",
         crate::desk::notices::INTERVAL,
         move || {
@@ -257,8 +301,9 @@ fn spawn_alerts_and_inspection(state: &AppState) -> Vec<tokio::task::JoinHandle<
     let mut out = Vec::new();
     if state.config.alert_interval_secs > 0 {
         let alerts = state.alerts.clone();
-        out.push(crate::health::spawn_periodic(
+        out.push(crate::lease::spawn_leased(
             &state.health,
+            &state.leases,
             "alerts",
             Duration::from_secs(state.config.alert_interval_secs),
             move || {
@@ -310,16 +355,21 @@ where
     E: std::fmt::Display + Send,
 {
     let since = time::OffsetDateTime::now_utc().unix_timestamp();
-    crate::health::spawn_periodic(&state.health, name, crate::inspection::POLL, move || {
-        pass(time::OffsetDateTime::now_utc().unix_timestamp(), since)
-    })
+    crate::lease::spawn_leased(
+        &state.health,
+        &state.leases,
+        name,
+        crate::inspection::POLL,
+        move || pass(time::OffsetDateTime::now_utc().unix_timestamp(), since),
+    )
 }
 
 /// The class-time loop (src/classtime/class.rs) on the wall clock.
 fn spawn_class_time(state: &AppState) -> tokio::task::JoinHandle<()> {
     let class = state.class.clone();
-    crate::health::spawn_periodic(
+    crate::lease::spawn_leased(
         &state.health,
+        &state.leases,
         "class_time",
         Duration::from_secs(state.config.class_interval_secs),
         move || {
@@ -338,8 +388,9 @@ fn spawn_class_time(state: &AppState) -> tokio::task::JoinHandle<()> {
 /// class-time loop.
 fn spawn_idle(state: &AppState) -> tokio::task::JoinHandle<()> {
     let idle = state.idle.clone();
-    crate::health::spawn_periodic(
+    crate::lease::spawn_leased(
         &state.health,
+        &state.leases,
         "idle_stop",
         Duration::from_secs(state.config.class_interval_secs),
         move || {
@@ -364,18 +415,25 @@ fn spawn_console_closer(state: &AppState) -> tokio::task::JoinHandle<()> {
 /// their own.
 fn spawn_term(state: &AppState) -> tokio::task::JoinHandle<()> {
     let term = state.term.clone();
-    crate::health::spawn_periodic(&state.health, "term", crate::term::INTERVAL, move || {
-        let term = term.clone();
-        async move { term.tick(time::OffsetDateTime::now_utc()).await.map(|_| ()) }
-    })
+    crate::lease::spawn_leased(
+        &state.health,
+        &state.leases,
+        "term",
+        crate::term::INTERVAL,
+        move || {
+            let term = term.clone();
+            async move { term.tick(time::OffsetDateTime::now_utc()).await.map(|_| ()) }
+        },
+    )
 }
 
 /// The audit log's daily prune on the wall clock (`Audit::prune` takes the
 /// instant as an argument; tests pass their own).
 fn spawn_audit_prune(state: &AppState) -> tokio::task::JoinHandle<()> {
     let audit = state.audit.clone();
-    crate::health::spawn_periodic(
+    crate::lease::spawn_leased(
         &state.health,
+        &state.leases,
         "audit_prune",
         crate::audit::retention::PRUNE_INTERVAL,
         move || {

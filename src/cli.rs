@@ -155,7 +155,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             tracing::info!(url = %server.url(), "pvce serving");
             crate::logging::say(&format!("pvce listening on {}", server.url()));
             tokio::signal::ctrl_c().await?;
-            server.abort();
+            server.stop().await;
             Ok(())
         }
         Command::User {

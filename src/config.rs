@@ -266,6 +266,11 @@ pub struct Config {
     /// its passes themselves, with their own clock, turn it off.
     #[arg(skip = true)]
     pub notify_loop: bool,
+    /// Seconds of a lease's term (src/lease.rs): background work that runs
+    /// once per cluster is taken over this long after its server dies.
+    #[arg(long, env = "PVCE_LEASE_TERM_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub lease_term_secs: u64,
+
     /// Seconds between two passes of the alert loop (src/alerts/service.rs);
     /// 0 turns the loop off (tests tick it with their own clock).
     #[arg(long, env = "PVCE_ALERT_INTERVAL", default_value_t = 60, value_parser = clap::value_parser!(u64).range(0..=3600))]
@@ -551,6 +556,7 @@ impl Config {
             class_boot_secs: 20,
             class_interval_secs: 15,
             alert_interval_secs: 60,
+            lease_term_secs: 10,
             inspection_at: crate::daily::TimeOfDay(Some(150)),
             directory_sync_at: crate::daily::TimeOfDay(Some(210)),
             sample_interval_secs: 5,

@@ -32,10 +32,24 @@ pub struct LoopStatus {
     pub last_success_unix: Option<i64>,
 }
 
+/// A cluster-wide loop's lease as this server last saw it (src/lease.rs).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct LeaseStatus {
+    /// Whether this server holds it (and so runs the loop).
+    pub held: bool,
+    /// Who holds it, as last seen (`None`: not known yet, or the database
+    /// did not answer).
+    pub holder: Option<String>,
+}
+
 /// Shared health registry.
 #[derive(Debug, Default)]
 pub struct Health {
     loops: Mutex<BTreeMap<&'static str, LoopStatus>>,
+    /// The leases of the cluster-wide loops.
+    leases: Mutex<BTreeMap<&'static str, LeaseStatus>>,
+    /// This server process's id, the holder name of its leases.
+    server_id: Mutex<String>,
     /// Named problems found by checks (e.g. `storage` → "data dir full").
     problems: Mutex<BTreeMap<&'static str, String>>,
 }
@@ -46,6 +60,19 @@ pub struct Report {
     pub status: &'static str,
     pub reasons: Vec<String>,
     pub loops: BTreeMap<&'static str, LoopStatus>,
+    /// This server process's id (the holder name of its leases).
+    pub server_id: String,
+    /// The cluster-wide loops' leases: which this server holds, who holds
+    /// the others. Loops not listed run on every server.
+    pub leases: BTreeMap<&'static str, LeaseStatus>,
+}
+
+/// How a supervised pass ended (see [`record_pass`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PassOutcome {
+    Succeeded,
+    Failed,
+    Panicked,
 }
 
 impl Health {
@@ -79,6 +106,32 @@ impl Health {
         if let Some(s) = loops.get_mut(name) {
             s.restarts += 1;
         }
+    }
+
+    /// The loop is another server's to run now (its lease is held there):
+    /// an earlier failure here no longer makes this server degraded.
+    pub fn loop_idle(&self, name: &'static str) {
+        let mut loops = self.loops.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = loops.get_mut(name) {
+            s.last_error = None;
+        }
+    }
+
+    pub fn set_server_id(&self, id: &str) {
+        *self.server_id.lock().unwrap_or_else(|e| e.into_inner()) = id.to_owned();
+    }
+
+    pub fn set_lease(&self, name: &'static str, status: LeaseStatus) {
+        let mut leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
+        leases.insert(name, status);
+    }
+
+    /// Every cluster-wide loop's lease (for `/metrics`).
+    pub fn leases(&self) -> BTreeMap<&'static str, LeaseStatus> {
+        self.leases
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Sets (Some) or clears (None) a named problem.
@@ -117,6 +170,38 @@ impl Health {
             status: if reasons.is_empty() { "ok" } else { "degraded" },
             reasons,
             loops,
+            server_id: self
+                .server_id
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+            leases: self.leases(),
+        }
+    }
+}
+
+/// Records how a pass of loop `name` ended (`Err` of the outer result: it
+/// panicked), for `/healthz` and the log.
+pub fn record_pass<E: std::fmt::Display>(
+    health: &Health,
+    name: &'static str,
+    ended: Result<Result<(), E>, Box<dyn std::any::Any + Send>>,
+) -> PassOutcome {
+    match ended {
+        Ok(Ok(())) => {
+            health.loop_ok(name);
+            PassOutcome::Succeeded
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(loop_name = name, error = %e, "background pass failed");
+            health.loop_failed(name, &e);
+            PassOutcome::Failed
+        }
+        Err(_) => {
+            tracing::error!(loop_name = name, "background pass panicked; restarting");
+            health.loop_failed(name, &"the last pass panicked");
+            health.loop_restarted(name);
+            PassOutcome::Panicked
         }
     }
 }
@@ -126,6 +211,19 @@ impl Health {
 /// crashing neither spins nor stays away for long once the cause is gone.
 pub fn restart_backoff(n: u32) -> Duration {
     Duration::from_secs(1u64 << n.saturating_sub(1).min(6)).min(Duration::from_secs(60))
+}
+
+/// After a supervised pass: a success resets the count of panics in a row,
+/// a panic counts and waits [`restart_backoff`] before the loop goes on.
+pub async fn after_pass(outcome: PassOutcome, panics: &mut u32) {
+    match outcome {
+        PassOutcome::Succeeded => *panics = 0,
+        PassOutcome::Failed => {}
+        PassOutcome::Panicked => {
+            *panics += 1;
+            tokio::time::sleep(restart_backoff(*panics)).await;
+        }
+    }
 }
 
 /// Runs `pass` every `every` for as long as the server runs, supervised:
@@ -152,23 +250,8 @@ where
         let mut panics = 0u32;
         loop {
             tick.tick().await;
-            match AssertUnwindSafe(pass()).catch_unwind().await {
-                Ok(Ok(())) => {
-                    panics = 0;
-                    health.loop_ok(name);
-                }
-                Ok(Err(e)) => {
-                    tracing::warn!(loop_name = name, error = %e, "background pass failed");
-                    health.loop_failed(name, &e);
-                }
-                Err(_) => {
-                    panics += 1;
-                    tracing::error!(loop_name = name, "background pass panicked; restarting");
-                    health.loop_failed(name, &"the last pass panicked");
-                    health.loop_restarted(name);
-                    tokio::time::sleep(restart_backoff(panics)).await;
-                }
-            }
+            let ended = AssertUnwindSafe(pass()).catch_unwind().await;
+            after_pass(record_pass(&health, name, ended), &mut panics).await;
         }
     })
 }

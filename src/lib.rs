@@ -71,6 +71,7 @@ pub mod images;
 pub mod inspection;
 pub mod installation;
 pub mod labnets;
+pub mod lease;
 pub mod library;
 pub mod libvirt;
 pub mod logging;

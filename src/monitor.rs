@@ -163,13 +163,16 @@ impl Monitor {
     }
 
     /// Samples every up node every `interval`, and rolls up / prunes once a
-    /// minute, as a supervised loop (`sampler` in `/healthz`).
+    /// minute, as a supervised loop (`sampler` in `/healthz`), while this
+    /// server holds the `sampler` lease (one server of a cluster samples).
     pub fn spawn(
         self: Arc<Self>,
         health: &Arc<crate::health::Health>,
+        leases: &Arc<crate::lease::Leases>,
     ) -> tokio::task::JoinHandle<()> {
         let last_rollup = Arc::new(std::sync::atomic::AtomicI64::new(0));
-        crate::health::spawn_periodic(health, "sampler", self.interval, move || {
+        let every = self.interval;
+        crate::lease::spawn_leased(health, leases, "sampler", every, move || {
             let this = self.clone();
             let last_rollup = last_rollup.clone();
             async move { this.pass(&last_rollup).await }

@@ -552,6 +552,22 @@ impl Nodes {
         Ok(())
     }
 
+    /// Reads node `id`'s capabilities over `conn` into the cache, within
+    /// [`PROBE_DEADLINE`]. Failing, placement does not filter this node
+    /// (the start itself tells); debug only, as it repeats every probe.
+    async fn read_capabilities(&self, id: Uuid, conn: &libvirt::Node) {
+        match tokio::time::timeout(PROBE_DEADLINE, conn.capabilities(self.accel)).await {
+            Ok(Ok(caps)) => {
+                self.caps
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(id, caps);
+            }
+            Ok(Err(e)) => tracing::debug!(node = %id, error = %e, "capabilities unreadable"),
+            Err(_) => tracing::debug!(node = %id, "capabilities: no answer in time"),
+        }
+    }
+
     /// Checks one node now and records the result; bounded by
     /// [`PROBE_DEADLINE`] for the connection and again for the answer.
     pub async fn probe(&self, id: Uuid) -> Result<(), NodeError> {
@@ -565,20 +581,7 @@ impl Nodes {
             Ok(info) => {
                 // Before the node counts as up, so placement knows what it
                 // can run from its first start on (cached per connection).
-                match tokio::time::timeout(PROBE_DEADLINE, conn.capabilities(self.accel)).await {
-                    Ok(Ok(caps)) => {
-                        self.caps
-                            .write()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .insert(id, caps);
-                    }
-                    // Placement then does not filter this node (the start
-                    // itself tells); debug only, as it repeats every probe.
-                    Ok(Err(e)) => {
-                        tracing::debug!(node = %id, error = %e, "capabilities unreadable")
-                    }
-                    Err(_) => tracing::debug!(node = %id, "capabilities: no answer in time"),
-                }
+                self.read_capabilities(id, &conn).await;
                 self.mark(id, Mark::Up(&info)).await
             }
             Err(e) => {
@@ -591,14 +594,54 @@ impl Nodes {
         }
     }
 
-    /// Probes every node concurrently, forever.
+    /// Probes every node concurrently, forever, while this server holds
+    /// the `node_monitor` lease (one server of a cluster probes).
     pub fn spawn_monitor(
         self: Arc<Self>,
         health: &Arc<crate::health::Health>,
+        leases: &Arc<crate::lease::Leases>,
     ) -> tokio::task::JoinHandle<()> {
-        crate::health::spawn_periodic(health, "node_monitor", MONITOR_INTERVAL, move || {
+        crate::lease::spawn_leased(
+            health,
+            leases,
+            "node_monitor",
+            MONITOR_INTERVAL,
+            move || {
+                let this = self.clone();
+                async move { this.probe_all().await }
+            },
+        )
+    }
+
+    /// Reads the capabilities of every up node this server has none of, on
+    /// every server (`node_capabilities` in `/healthz`): the node monitor,
+    /// which reads them as it probes, runs on one server of a cluster (its
+    /// lease), but each server's placement needs them, and they are kept in
+    /// this server's memory.
+    pub fn spawn_capabilities(
+        self: Arc<Self>,
+        health: &Arc<crate::health::Health>,
+    ) -> tokio::task::JoinHandle<()> {
+        crate::health::spawn_periodic(health, "node_capabilities", MONITOR_INTERVAL, move || {
             let this = self.clone();
-            async move { this.probe_all().await }
+            async move {
+                let nodes = this.list().await?;
+                let reads = nodes
+                    .iter()
+                    .filter(|n| n.state.is_up() && n.capabilities.is_none())
+                    .map(|n| {
+                        let this = this.clone();
+                        let id = n.id;
+                        async move {
+                            let timeout = this.connect_timeout.min(PROBE_DEADLINE);
+                            if let Ok(conn) = this.conn_within(id, timeout).await {
+                                this.read_capabilities(id, &conn).await;
+                            }
+                        }
+                    });
+                futures::future::join_all(reads).await;
+                Ok::<(), NodeError>(())
+            }
         })
     }
 

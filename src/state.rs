@@ -24,6 +24,8 @@ pub struct AppState {
     pub sign_in: Arc<SignIn>,
     pub console: Arc<Console>,
     pub health: Arc<crate::health::Health>,
+    /// This server's leases on the cluster-wide background work.
+    pub leases: Arc<crate::lease::Leases>,
     /// The `storage` health check (free space, failed writes).
     pub space: Arc<crate::space::SpaceCheck>,
     /// The service desk.
@@ -260,6 +262,14 @@ impl AppState {
             console.clone(),
             config.wall_shots_per_node as usize,
         ));
+        let leases = Arc::new(crate::lease::Leases::new(
+            pool.clone(),
+            crate::lease::holder_id(),
+            std::time::Duration::from_secs(config.lease_term_secs),
+        ));
+        tracing::info!(server_id = leases.holder(), "this server's lease holder id");
+        let health = Arc::new(crate::health::Health::new());
+        health.set_server_id(leases.holder());
         Ok(Self {
             mydata,
             term,
@@ -314,7 +324,8 @@ impl AppState {
             vms,
             slo,
             sign_in,
-            health: Arc::new(crate::health::Health::new()),
+            health,
+            leases,
             space: Arc::new(crate::space::SpaceCheck::new(
                 &config.data_dir,
                 &config.database_url(),

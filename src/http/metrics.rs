@@ -300,13 +300,20 @@ type VmGauge = (&'static str, &'static str, fn(&VmLoad) -> Option<f64>);
 /// The server's own health: background loops and lost log lines.
 fn server_health(out: &mut String, health: &crate::health::Health) {
     let loops = health.loops();
+    let leases = health.leases();
     header(
         out,
         "pvce_loop_last_success_timestamp_seconds",
-        "Unix time of a background loop's last completed pass.",
+        "Unix time of a background loop's last completed pass (cluster-wide loops: only on the server holding their lease).",
         "gauge",
     );
     for (name, l) in &loops {
+        // A cluster-wide loop another server runs now is not stalled here:
+        // its last pass here is left out, so PvceLoopStalled watches only
+        // the server that runs it.
+        if leases.get(name).is_some_and(|s| !s.held) {
+            continue;
+        }
         if let Some(t) = l.last_success_unix {
             let _ = writeln!(
                 out,
@@ -325,6 +332,19 @@ fn server_health(out: &mut String, health: &crate::health::Health) {
             out,
             "pvce_loop_restarts_total{{loop=\"{name}\"}} {}",
             l.restarts
+        );
+    }
+    header(
+        out,
+        "pvce_lease_held",
+        "1 while this server holds the lease of a cluster-wide background loop (and runs it), else 0.",
+        "gauge",
+    );
+    for (name, s) in &leases {
+        let _ = writeln!(
+            out,
+            "pvce_lease_held{{name=\"{name}\"}} {}",
+            u8::from(s.held)
         );
     }
     single(

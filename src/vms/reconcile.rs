@@ -319,13 +319,22 @@ impl VmManager {
         Ok(released)
     }
 
+    /// Reconciles every 2 s while this server holds the `reconciler` lease
+    /// (one server of a cluster reconciles).
     pub fn spawn_reconciler(
         self: Arc<Self>,
         health: &Arc<crate::health::Health>,
+        leases: &Arc<crate::lease::Leases>,
     ) -> tokio::task::JoinHandle<()> {
-        crate::health::spawn_periodic(health, "reconciler", Duration::from_secs(2), move || {
-            let this = self.clone();
-            async move { this.reconcile_once().await }
-        })
+        crate::lease::spawn_leased(
+            health,
+            leases,
+            "reconciler",
+            Duration::from_secs(2),
+            move || {
+                let this = self.clone();
+                async move { this.reconcile_once().await }
+            },
+        )
     }
 }

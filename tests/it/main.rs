@@ -35,6 +35,7 @@ mod http_contract;
 mod kb;
 mod labnets;
 mod ldap;
+mod leases;
 mod libvirt_real;
 mod monitor;
 mod notices;

@@ -110,6 +110,15 @@ impl TestEnv {
         self.server = pvce::app::start(config, "127.0.0.1:0").await.unwrap();
     }
 
+    /// Starts another server with this one's configuration — the same data
+    /// dir and database — beside it (several servers of one cluster; on
+    /// SQLite only tests of a single writer make sense). Dropping the
+    /// returned server stops it.
+    pub async fn start_another(&self) -> pvce::app::Server {
+        let config = (*self.server.state.config).clone();
+        pvce::app::start(config, "127.0.0.1:0").await.unwrap()
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
     }
