@@ -268,7 +268,7 @@ pub struct Config {
     pub notify_loop: bool,
     /// Seconds of a lease's term (src/lease.rs): background work that runs
     /// once per cluster is taken over this long after its server dies.
-    #[arg(long, env = "PVCE_LEASE_TERM_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
+    #[arg(long, env = "PVCE_LEASE_TERM_SECS", default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=300))]
     pub lease_term_secs: u64,
 
     /// Seconds between two passes of the alert loop (src/alerts/service.rs);
@@ -556,7 +556,7 @@ impl Config {
             class_boot_secs: 20,
             class_interval_secs: 15,
             alert_interval_secs: 60,
-            lease_term_secs: 10,
+            lease_term_secs: 8,
             inspection_at: crate::daily::TimeOfDay(Some(150)),
             directory_sync_at: crate::daily::TimeOfDay(Some(210)),
             sample_interval_secs: 5,
