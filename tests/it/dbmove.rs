@@ -363,34 +363,13 @@ async fn a_source_at_another_schema_version_is_refused_untouched() {
     let data_dir = dir.path().join("data");
     let db = data_dir.join("pvce.db");
     let sqlite_url = format!("sqlite://{}", db.display());
-    let mut child = Command::new(process::binary())
-        .args([
-            "user",
-            "add",
-            "--username",
-            "test-mv-old",
-            "--role",
-            "admin",
-        ])
-        .args([
-            "--password-stdin",
-            "--database-url",
-            &sqlite_url,
-            "--data-dir",
-        ])
-        .arg(&data_dir)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(common::PASSWORD.as_bytes())
-        .unwrap();
-    assert!(child.wait().unwrap().success());
+    process::add_user_on(
+        &data_dir,
+        &["--database-url".into(), sqlite_url.clone()],
+        "test-mv-old",
+        "admin",
+        common::PASSWORD,
+    );
     let build = pvce::db::schema_version();
     sqlx::any::install_default_drivers();
     let pool = sqlx::AnyPool::connect(&sqlite_url).await.unwrap();

@@ -124,6 +124,18 @@ impl Drop for ServerProcess {
 
 /// Runs `pvce user add` (the CLI, as an operator would).
 pub fn add_user(data_dir: &Path, username: &str, role: &str, password: &str) {
+    add_user_on(data_dir, &database_args(data_dir), username, role, password);
+}
+
+/// [`add_user`] with the database arguments given (e.g. `--database-url
+/// sqlite://…` for a data dir that stays on SQLite in a PostgreSQL run).
+pub fn add_user_on(
+    data_dir: &Path,
+    database_args: &[String],
+    username: &str,
+    role: &str,
+    password: &str,
+) {
     use std::io::Write;
     let mut child = Command::new(binary())
         .args([
@@ -137,7 +149,7 @@ pub fn add_user(data_dir: &Path, username: &str, role: &str, password: &str) {
         ])
         .arg("--data-dir")
         .arg(data_dir)
-        .args(database_args(data_dir))
+        .args(database_args)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
