@@ -254,7 +254,7 @@ pub async fn recent_for(
 
 /// The events of `rows`; a kind this build does not know (written by a
 /// newer one) is skipped.
-fn events_of(rows: &[sqlx::any::AnyRow]) -> Result<Vec<Event>, sqlx::Error> {
+fn events_of(rows: &[crate::db::Row]) -> Result<Vec<Event>, sqlx::Error> {
     rows.iter()
         .filter_map(|row| {
             let kind = EventKind::parse(row.try_get::<String, _>("kind").ok()?.as_str())?;
@@ -263,7 +263,7 @@ fn events_of(rows: &[sqlx::any::AnyRow]) -> Result<Vec<Event>, sqlx::Error> {
         .collect()
 }
 
-fn from_row(row: &sqlx::any::AnyRow, kind: EventKind) -> Result<Event, sqlx::Error> {
+fn from_row(row: &crate::db::Row, kind: EventKind) -> Result<Event, sqlx::Error> {
     Ok(Event {
         id: row.try_get("id")?,
         at: row.try_get("at")?,

@@ -214,7 +214,7 @@ fn week_ago() -> String {
     db::format_time(time::OffsetDateTime::now_utc() - time::Duration::days(7))
 }
 
-fn from_row(row: &sqlx::any::AnyRow) -> Result<Node, sqlx::Error> {
+fn from_row(row: &crate::db::Row) -> Result<Node, sqlx::Error> {
     let state: String = row.try_get("state")?;
     let maintenance = row.try_get::<i64, _>("maintenance")? != 0;
     let store_free = row
@@ -665,14 +665,14 @@ impl Nodes {
 #[derive(Debug)]
 pub struct Removal<'a> {
     nodes: &'a Nodes,
-    tx: sqlx::Transaction<'static, sqlx::Any>,
+    tx: crate::db::Tx,
     id: Uuid,
     name: String,
 }
 
 impl Removal<'_> {
     /// The removal's transaction, for the checks of what runs on the node.
-    pub fn conn(&mut self) -> &mut sqlx::AnyConnection {
+    pub fn conn(&mut self) -> &mut crate::db::Conn {
         &mut self.tx
     }
 

@@ -110,7 +110,7 @@ pub enum TemplateError {
 
 const COLUMNS: &str = "id, name, parent_id, os, software, state, size_bytes, virtual_size_bytes, depth, created_by, created_at";
 
-fn from_row(row: &sqlx::any::AnyRow) -> Result<Template, sqlx::Error> {
+fn from_row(row: &crate::db::Row) -> Result<Template, sqlx::Error> {
     let software: String = row.try_get("software")?;
     Ok(Template {
         id: db::uuid(row, "id")?,

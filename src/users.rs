@@ -146,7 +146,7 @@ async fn hash_off_thread(password: String) -> Result<String, UserError> {
     )
 }
 
-fn from_row(row: &sqlx::any::AnyRow) -> Result<User, sqlx::Error> {
+fn from_row(row: &crate::db::Row) -> Result<User, sqlx::Error> {
     let id: String = row.try_get("id")?;
     let role: String = row.try_get("role")?;
     Ok(User {

@@ -631,7 +631,7 @@ impl Alerts {
         self.alert_of(&row).await
     }
 
-    async fn alert_of(&self, r: &sqlx::any::AnyRow) -> Result<Alert, AlertError> {
+    async fn alert_of(&self, r: &crate::db::Row) -> Result<Alert, AlertError> {
         let id = db::uuid(r, "id")?;
         let level: String = r.try_get("level")?;
         let status: String = r.try_get("status")?;

@@ -172,7 +172,7 @@ pub async fn record(pool: &Pool, entry: Entry) {
 
 /// Writes `entry` on `conn` (e.g. inside the transaction of the change it
 /// describes, so one never commits without the other).
-pub async fn record_in(conn: &mut sqlx::AnyConnection, entry: Entry) -> Result<(), sqlx::Error> {
+pub async fn record_in(conn: &mut crate::db::Conn, entry: Entry) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO audit_log (at, user_id, user_name, action, target_kind, target_id,
          target_label, ip, outcome, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
@@ -405,7 +405,7 @@ impl Audit {
     }
 }
 
-fn from_row(row: &sqlx::any::AnyRow) -> Result<Record, AuditError> {
+fn from_row(row: &crate::db::Row) -> Result<Record, AuditError> {
     let bad = |what: &str, v: &str| {
         sqlx::Error::Decode(format!("audit_log holds an unknown {what} {v:?}").into())
     };

@@ -530,7 +530,7 @@ fn decode<T>(col: &str, r: Result<T, impl std::fmt::Display>) -> Result<T, sqlx:
     r.map_err(|e| sqlx::Error::Decode(format!("class_sessions.{col}: {e}").into()))
 }
 
-fn stored(row: &sqlx::any::AnyRow) -> Result<Stored, sqlx::Error> {
+fn stored(row: &crate::db::Row) -> Result<Stored, sqlx::Error> {
     let time = |col: &str| -> Result<OffsetDateTime, sqlx::Error> {
         let s: String = row.try_get(col)?;
         decode(col, OffsetDateTime::parse(&s, &Rfc3339))

@@ -188,7 +188,7 @@ fn name(display: Option<String>, username: Option<String>) -> Option<String> {
     display.filter(|d| !d.is_empty()).or(username)
 }
 
-fn from_row(row: &sqlx::any::AnyRow) -> Result<Article, sqlx::Error> {
+fn from_row(row: &crate::db::Row) -> Result<Article, sqlx::Error> {
     let display: String = row.try_get("display_name")?;
     Ok(Article {
         id: db::uuid(row, "id")?,
@@ -399,7 +399,7 @@ fn writers_only(actor: &User, done: &str) -> Result<(), DeskError> {
 }
 
 async fn insert_revision(
-    tx: &mut sqlx::AnyConnection,
+    tx: &mut crate::db::Conn,
     id: Uuid,
     number: i64,
     text: &Text,

@@ -787,7 +787,7 @@ impl Notices {
     /// where a student's deadline goes). Returns (entries handled, new cursor).
     async fn dispatch_terms(
         &self,
-        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        tx: &mut crate::db::Tx,
         next_at: &str,
     ) -> Result<(u64, i64), NoticeError> {
         let cursor: i64 =
@@ -845,7 +845,7 @@ impl Notices {
     /// the desk (see [`alert_recipients`]). Returns (entries handled, new cursor).
     async fn dispatch_alerts(
         &self,
-        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        tx: &mut crate::db::Tx,
         staff: &[Uuid],
         admins: &[Uuid],
         next_at: &str,
@@ -902,7 +902,7 @@ impl Notices {
     /// their settings) and for the server's own webhooks.
     async fn fan_out(
         &self,
-        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        tx: &mut crate::db::Tx,
         out: &Outgoing<'_>,
         people: &[Uuid],
         next_at: &str,
@@ -1252,7 +1252,7 @@ fn format_name(f: WebhookFormat) -> String {
 
 /// A user's settings; `None` if the user is gone or (`enabled_only`) disabled.
 async fn load_settings(
-    conn: &mut sqlx::AnyConnection,
+    conn: &mut crate::db::Conn,
     user: Uuid,
     enabled_only: bool,
 ) -> Result<Option<Settings>, sqlx::Error> {

@@ -204,13 +204,13 @@ const FROM: &str =
 pub const VISIBLE_TO: &str = "(t.reporter_id = ? OR t.course_id IN (SELECT id FROM courses WHERE teacher_id = ?)
      OR (t.channel = 'system' AND EXISTS (SELECT 1 FROM json_each(t.context, '$.user_ids') WHERE value = ?)))";
 
-fn name_of(row: &sqlx::any::AnyRow, display: &str, user: &str) -> Result<String, sqlx::Error> {
+fn name_of(row: &crate::db::Row, display: &str, user: &str) -> Result<String, sqlx::Error> {
     let d: Option<String> = row.try_get(display)?;
     let u: Option<String> = row.try_get(user)?;
     Ok(d.filter(|d| !d.is_empty()).or(u).unwrap_or_default())
 }
 
-fn from_row(row: &sqlx::any::AnyRow) -> Result<Ticket, sqlx::Error> {
+fn from_row(row: &crate::db::Row) -> Result<Ticket, sqlx::Error> {
     let text = |c: &str| row.try_get::<String, _>(c);
     let bad = |c: &str| sqlx::Error::ColumnDecode {
         index: c.to_owned(),
@@ -463,7 +463,7 @@ impl<'a> NewEvent<'a> {
 }
 
 pub async fn add_event(
-    tx: &mut sqlx::AnyConnection,
+    tx: &mut crate::db::Conn,
     ticket_id: Uuid,
     at: &str,
     e: NewEvent<'_>,
@@ -505,7 +505,7 @@ pub struct NewTicketRow<'a> {
 }
 
 pub async fn insert(
-    tx: &mut sqlx::AnyConnection,
+    tx: &mut crate::db::Conn,
     t: &NewTicketRow<'_>,
     now: &str,
 ) -> Result<(), sqlx::Error> {
@@ -544,7 +544,7 @@ pub async fn insert(
 /// Sets the state (and `updated_at`), only if it is still `from`: a
 /// concurrent change makes this return false instead of overwriting it.
 pub async fn set_state(
-    tx: &mut sqlx::AnyConnection,
+    tx: &mut crate::db::Conn,
     id: Uuid,
     from: State,
     to: State,
@@ -564,7 +564,7 @@ pub async fn set_state(
 /// Runs one `UPDATE tickets SET <set> WHERE id = ?` with `binds` before the
 /// id (`set` binds with bare `?`).
 pub async fn update(
-    tx: &mut sqlx::AnyConnection,
+    tx: &mut crate::db::Conn,
     id: Uuid,
     set: &str,
     binds: &[Option<String>],

@@ -19,11 +19,10 @@
 
 use serde::Serialize;
 use serde_json::{Map, Value};
-use sqlx::any::AnyRow;
 use sqlx::{Column, Row, TypeInfo, ValueRef};
 use uuid::Uuid;
 
-use crate::db::Pool;
+use crate::db::{self, Pool};
 use crate::users::User;
 
 /// The version of the export document.
@@ -233,7 +232,7 @@ impl MyData {
 /// A row as a JSON object, each column by the type of the value it holds
 /// (SQLite is dynamically typed). Text holding JSON (settings, details)
 /// stays text: the export shows what is stored.
-fn record(row: &AnyRow) -> Value {
+fn record(row: &db::Row) -> Value {
     let mut obj = Map::new();
     for (i, col) in row.columns().iter().enumerate() {
         let value = match row.try_get_raw(i) {

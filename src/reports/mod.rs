@@ -550,7 +550,7 @@ pub fn csv_bytes(figures: &Figures) -> Vec<u8> {
     w.into_inner().unwrap_or_default()
 }
 
-fn from_row(row: &sqlx::any::AnyRow, with_figures: bool) -> Result<Report, ReportError> {
+fn from_row(row: &crate::db::Row, with_figures: bool) -> Result<Report, ReportError> {
     let period: String = row.try_get("period")?;
     let state: String = row.try_get("state")?;
     let texts: String = row.try_get("texts")?;

@@ -627,7 +627,7 @@ impl Term {
     }
 }
 
-fn course_term(r: &sqlx::any::AnyRow) -> Result<CourseTerm, sqlx::Error> {
+fn course_term(r: &crate::db::Row) -> Result<CourseTerm, sqlx::Error> {
     Ok(CourseTerm {
         id: db::uuid(r, "id")?,
         ends_at: r

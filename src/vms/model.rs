@@ -255,7 +255,7 @@ pub(super) const COLUMNS: &str = "id, name, course_id, build_template_id, owner_
     (SELECT n.name FROM nodes n WHERE n.id = node_id) AS node_name,
     (SELECT t.name FROM templates t WHERE t.id = template_id) AS template_name";
 
-pub(super) fn from_row(row: &sqlx::any::AnyRow) -> Result<Vm, sqlx::Error> {
+pub(super) fn from_row(row: &crate::db::Row) -> Result<Vm, sqlx::Error> {
     let overlay_path = PathBuf::from(row.try_get::<String, _>("overlay_path")?);
     let layer_storage =
         LayerStorage::parse(&row.try_get::<String, _>("layer_storage")?).unwrap_or_default();

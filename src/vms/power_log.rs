@@ -93,7 +93,7 @@ pub async fn of_course(
 }
 
 fn changes_by_vm(
-    rows: Vec<sqlx::any::AnyRow>,
+    rows: Vec<crate::db::Row>,
 ) -> Result<HashMap<Uuid, Vec<(OffsetDateTime, bool)>>, sqlx::Error> {
     let mut out: HashMap<Uuid, Vec<(OffsetDateTime, bool)>> = HashMap::new();
     for row in rows {

@@ -137,7 +137,7 @@ impl Provision {
     }
 
     /// Inserts the VM rows in the caller's transaction.
-    pub async fn insert(&self, tx: &mut sqlx::AnyConnection) -> Result<(), VmError> {
+    pub async fn insert(&self, tx: &mut crate::db::Conn) -> Result<(), VmError> {
         let now = db::now();
         for n in &self.todo {
             let inserted = sqlx::query(

@@ -177,7 +177,7 @@ pub fn validate_name(name: &str) -> Result<(), SnapshotError> {
         .map_err(|e| SnapshotError::Invalid(e.to_string()))
 }
 
-fn from_row(row: &sqlx::any::AnyRow) -> Result<Snapshot, sqlx::Error> {
+fn from_row(row: &crate::db::Row) -> Result<Snapshot, sqlx::Error> {
     let uuid = |s: String| Uuid::parse_str(&s).map_err(|e| sqlx::Error::Decode(Box::new(e)));
     Ok(Snapshot {
         id: uuid(row.try_get("id")?)?,

@@ -381,22 +381,22 @@ async fn a_source_at_another_schema_version_is_refused_untouched() {
     };
     // Nothing listens there: the source is refused before the target is reached.
     let nowhere = "postgres://nobody@127.0.0.1:1/none";
+    let refused = |expected: String| {
+        let out = migrate(&data_dir, nowhere);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!out.status.success(), "{stderr}");
+        assert!(stderr.contains(&expected), "{stderr}");
+    };
 
     sqlx::query("DELETE FROM _sqlx_migrations WHERE version = $1")
         .bind(build)
         .execute(&pool)
         .await
         .unwrap();
-    let out = migrate(&data_dir, nowhere);
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!out.status.success(), "{stderr}");
-    assert!(
-        stderr.contains(&format!(
-            "the SQLite database is at schema version {}, this pvce at {build}: start this pvce version on it once",
-            build - 1
-        )),
-        "{stderr}"
-    );
+    refused(format!(
+        "the SQLite database is at schema version {}, this pvce at {build}: start this pvce version on it once",
+        build - 1
+    ));
     assert_eq!(history(pool.clone()).await, build - 1, "not migrated");
 
     sqlx::query(
@@ -407,16 +407,10 @@ async fn a_source_at_another_schema_version_is_refused_untouched() {
     .execute(&pool)
     .await
     .unwrap();
-    let out = migrate(&data_dir, nowhere);
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!out.status.success(), "{stderr}");
-    assert!(
-        stderr.contains(&format!(
-            "at schema version {}, this pvce at {build}: a newer pvce wrote it",
-            build + 1
-        )),
-        "{stderr}"
-    );
+    refused(format!(
+        "at schema version {}, this pvce at {build}: a newer pvce wrote it",
+        build + 1
+    ));
     assert_eq!(history(pool.clone()).await, build + 1);
     pool.close().await;
 }
