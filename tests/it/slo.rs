@@ -22,6 +22,8 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
 const IO_TIMEOUT: Duration = Duration::from_secs(30);
+/// A whole minute (the report window's step) and then some.
+const WINDOW_TIMEOUT: Duration = Duration::from_secs(90);
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -223,8 +225,13 @@ async fn starts_and_console_sessions_are_recorded_and_move_the_indicators() {
     let init = read_exact(&mut ws, &mut buf, 24).await;
     assert!(u16::from_be_bytes([init[0], init[1]]) > 0, "width");
     ws.close(None).await.unwrap();
-    let r = slo_when(&admin, "the session's end", |r| {
-        r["figures"]["consoles"]["ended_by_user"] == 1
+    // The report's window ends at the last whole minute: a session
+    // established after it shows its minutes once the next minute begins.
+    let r = wait_for("the session's end and minutes", WINDOW_TIMEOUT, || async {
+        let r = slo(&admin).await;
+        let c = &r["figures"]["consoles"];
+        (c["ended_by_user"] == 1 && c["session_minutes"].as_f64().is_some_and(|m| m > 0.0))
+            .then_some(r)
     })
     .await;
     let c = &r["figures"]["consoles"];
