@@ -181,6 +181,22 @@ pub fn plan(claim: Option<&Claim>, now_ms: i64, timing: Timing) -> Plan {
     }
 }
 
+/// The first string after every string that starts with `prefix` (the
+/// prefix with its last character incremented), so a prefix search is a
+/// range over the primary key on both databases (`LIKE` would need escaping
+/// and is case-insensitive on neither the same way).
+fn prefix_end(prefix: &str) -> String {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        if let Some(next) = char::from_u32(u32::from(last) + 1) {
+            chars.push(next);
+            return chars.into_iter().collect();
+        }
+    }
+    // Only for an empty prefix (or one of char::MAX): everything matches.
+    char::MAX.to_string()
+}
+
 /// This server process's holder id: the host name (for the operator) and a
 /// random UUID (two processes on one host, or a restarted one, are distinct
 /// holders; the installation id is the same for all of them).
@@ -244,6 +260,35 @@ impl Leases {
             .execute(&self.pool)
             .await?
             .rows_affected())
+    }
+
+    /// Hands back one lease if this server holds it (e.g. a VM's operation
+    /// lock when the operation ends).
+    pub async fn release(&self, name: &str) -> Result<(), LeaseError> {
+        sqlx::query("DELETE FROM leases WHERE name = $1 AND holder = $2")
+            .bind(name)
+            .bind(&self.holder)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The names starting with `prefix` that another server holds at
+    /// `now_ms` (live rows only).
+    pub async fn held_elsewhere(
+        &self,
+        prefix: &str,
+        now_ms: i64,
+    ) -> Result<Vec<String>, LeaseError> {
+        Ok(sqlx::query_scalar(
+            "SELECT name FROM leases WHERE name >= $1 AND name < $2 AND holder <> $3 AND expires_ms >= $4",
+        )
+        .bind(prefix)
+        .bind(prefix_end(prefix))
+        .bind(&self.holder)
+        .bind(now_ms)
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     /// Takes or renews lease `name` at `now_ms`: one conditional upsert, so
@@ -453,6 +498,56 @@ mod tests {
             holder: holder.into(),
             expires_ms,
         }
+    }
+
+    #[test]
+    fn a_prefix_range_holds_exactly_the_names_with_the_prefix() {
+        let end = prefix_end("vm:");
+        assert_eq!(end, "vm;");
+        for name in ["vm:", "vm:0", "vm:ffff-ffff", "vm:\u{10ffff}"] {
+            assert!(name >= "vm:" && name < end.as_str(), "{name}");
+        }
+        for name in ["vm", "vm;", "vn:", "node_monitor", "VM:1"] {
+            assert!(!(name >= "vm:" && name < end.as_str()), "{name}");
+        }
+    }
+
+    #[tokio::test]
+    async fn released_and_foreign_leases() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = crate::db::connect(&format!("sqlite://{}/t.db", dir.path().display()))
+            .await
+            .unwrap();
+        let term = Duration::from_secs(8);
+        let a = Leases::new(pool.clone(), "a".into(), term);
+        let b = Leases::new(pool, "b".into(), term);
+        assert!(matches!(
+            a.claim("vm:1", 1_000).await.unwrap(),
+            Claim::Held { .. }
+        ));
+        assert!(matches!(
+            a.claim("sampler", 1_000).await.unwrap(),
+            Claim::Held { .. }
+        ));
+        assert!(matches!(
+            b.claim("vm:1", 1_001).await.unwrap(),
+            Claim::HeldBy { .. }
+        ));
+        assert_eq!(b.held_elsewhere("vm:", 1_001).await.unwrap(), ["vm:1"]);
+        assert!(a.held_elsewhere("vm:", 1_001).await.unwrap().is_empty());
+        // Expired rows are nobody's.
+        assert!(b.held_elsewhere("vm:", 10_000).await.unwrap().is_empty());
+        b.release("vm:1").await.unwrap();
+        assert_eq!(
+            b.held_elsewhere("vm:", 1_001).await.unwrap(),
+            ["vm:1"],
+            "not b's to release"
+        );
+        a.release("vm:1").await.unwrap();
+        assert!(matches!(
+            b.claim("vm:1", 1_002).await.unwrap(),
+            Claim::Held { .. }
+        ));
     }
 
     #[test]

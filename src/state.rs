@@ -92,6 +92,11 @@ impl AppState {
         let (storage, pool) = open(&config).await?;
         let installation = crate::installation::Installation::load_or_create(&pool).await?;
         let names = config.libvirt_names(&installation);
+        let leases = Arc::new(crate::lease::Leases::new(
+            pool.clone(),
+            crate::lease::holder_id(),
+            std::time::Duration::from_secs(config.lease_term_secs),
+        ));
         let sign_in = Arc::new(sign_in(&config, &storage)?);
         let nodes = Arc::new(
             Nodes::new(pool.clone(), config.connect_timeout(), config.accel)
@@ -119,6 +124,7 @@ impl AppState {
                 names.domain_prefix.clone(),
             )
             .with_installation(installation.mark())
+            .with_leases(leases.clone())
             .with_disk_cache(config.disk_cache)
             .with_placement(config.placement_policy, config.host_reserve_mib)
             .with_layers(
@@ -164,6 +170,7 @@ impl AppState {
         ));
         let console = Arc::new(Console::new(
             ConsoleHub::new(
+                pool.clone(),
                 std::time::Duration::from_secs(config.console_token_ttl_secs),
                 config.console_max_per_user,
                 config.console_max_total,
@@ -261,11 +268,6 @@ impl AppState {
             vms.clone(),
             console.clone(),
             config.wall_shots_per_node as usize,
-        ));
-        let leases = Arc::new(crate::lease::Leases::new(
-            pool.clone(),
-            crate::lease::holder_id(),
-            std::time::Duration::from_secs(config.lease_term_secs),
         ));
         tracing::info!(server_id = leases.holder(), "this server's lease holder id");
         let health = Arc::new(crate::health::Health::new());

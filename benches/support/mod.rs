@@ -388,13 +388,20 @@ fn refuse(e: &ConsoleError) -> Response {
 
 /// What `POST /api/vms/{id}/console` does, minus the VM lookup: a token for a
 /// fresh (VM, user) pair, so the per-user limit counts one console per student.
-async fn issue(State(s): State<ProxyState>) -> String {
-    s.hub.issue(
-        uuid::Uuid::new_v4(),
-        uuid::Uuid::new_v4(),
-        uuid::Uuid::nil(),
-        "boot".into(),
-    )
+async fn issue(State(s): State<ProxyState>) -> Response {
+    let issued = s
+        .hub
+        .issue(
+            uuid::Uuid::new_v4(),
+            uuid::Uuid::new_v4(),
+            uuid::Uuid::nil(),
+            "boot".into(),
+        )
+        .await;
+    match issued {
+        Ok(token) => token.into_response(),
+        Err(e) => refuse(&e),
+    }
 }
 
 /// What `GET /ws/console` does (src/http/console.rs: Origin check, redeem,
@@ -416,7 +423,7 @@ async fn connect(
             return refuse(&ConsoleError::BadOrigin);
         }
     }
-    let ticket = match s.hub.redeem(&q.token) {
+    let ticket = match s.hub.redeem(&q.token).await {
         Ok(t) => t,
         Err(e) => return refuse(&e),
     };
@@ -454,7 +461,14 @@ pub fn run_proxy_child() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async move {
         let config = pvce::config::Config::for_data_dir("/nonexistent");
+        // Tokens live in the database, as in the server (a file of its own:
+        // the server's SQLite, WAL mode).
+        let db = tempfile::tempdir().unwrap();
+        let pool = pvce::db::connect(&format!("sqlite://{}/bench.db", db.path().display()))
+            .await
+            .unwrap();
         let hub = Arc::new(ConsoleHub::new(
+            pool,
             Duration::from_secs(config.console_token_ttl_secs),
             config.console_max_per_user,
             config.console_max_total,

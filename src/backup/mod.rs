@@ -751,7 +751,7 @@ impl Backups {
         r: &Restic,
         vm: &crate::vms::Vm,
         sig: &str,
-        held: tokio::sync::MutexGuard<'_, ()>,
+        held: crate::vms::lock::VmGuard,
         tags: &[String],
         run: Uuid,
         now: i64,

@@ -18,7 +18,9 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
-use super::{ConsoleError, ConsoleHub, ConsoleKind, ConsoleTarget, IssuedToken, Metrics, close};
+use super::{
+    ConsoleError, ConsoleHub, ConsoleKind, ConsoleTarget, IssuedToken, LiveSession, Metrics, close,
+};
 use crate::db::Pool;
 use crate::libvirt::{self, GraphicsKind};
 use crate::nodes::Nodes;
@@ -213,9 +215,11 @@ impl Console {
         }
         let boot = vm.last_started_at.clone().unwrap_or_default();
         let token = if view_only {
-            self.hub.issue_view_only(vm.id, user.id, node_id, boot)
+            self.hub
+                .issue_view_only(vm.id, user.id, node_id, boot)
+                .await?
         } else {
-            self.hub.issue(vm.id, user.id, node_id, boot)
+            self.hub.issue(vm.id, user.id, node_id, boot).await?
         };
         let mode = if view_only { "view" } else { "control" };
         self.record_open(user, &vm, "browser", mode).await;
@@ -242,7 +246,7 @@ impl Console {
         token: &str,
         session_user: Option<Uuid>,
     ) -> Result<Admitted, ConsoleError> {
-        let ticket = redeemed(self.hub.redeem(token)?, session_user)?;
+        let ticket = redeemed(self.hub.redeem(token).await?, session_user)?;
         let (vm, target) = self
             .target(ticket.vm_id)
             .await
@@ -261,13 +265,16 @@ impl Console {
         self.vms.get_for(user, vm_id).await?;
         let (vm, _, _) = self.vms.running_on_node(vm_id).await?;
         let node_id = vm.node_id.ok_or(ConsoleError::NotRunning)?;
-        let token = self.hub.issue_for(
-            ConsoleKind::Serial,
-            vm.id,
-            user.id,
-            node_id,
-            vm.last_started_at.clone().unwrap_or_default(),
-        );
+        let token = self
+            .hub
+            .issue_for(
+                ConsoleKind::Serial,
+                vm.id,
+                user.id,
+                node_id,
+                vm.last_started_at.clone().unwrap_or_default(),
+            )
+            .await?;
         Ok(SerialIssued {
             token,
             expires_in: self.hub.ttl,
@@ -281,7 +288,7 @@ impl Console {
         token: &str,
         session_user: Option<Uuid>,
     ) -> Result<SerialAdmitted, ConsoleError> {
-        let ticket = self.hub.redeem_for(ConsoleKind::Serial, token)?;
+        let ticket = self.hub.redeem_for(ConsoleKind::Serial, token).await?;
         let ticket = redeemed(ticket, session_user)?;
         let (vm, _, conn) = self
             .vms
@@ -452,15 +459,24 @@ impl Console {
     /// refused on redeem, so only stops need acting on here. A node that
     /// stops answering ends its sessions as unreachable (an error for the
     /// service levels), not whenever TCP gives up.
+    ///
+    /// Two sources, because a session is relayed by the server the browser
+    /// reached while the VM may be stopped, moved or its node declared down
+    /// through another server (several servers behind a balancer): this
+    /// server's own events end sessions at once, and every
+    /// [`SESSION_CHECK_EVERY`] the live sessions are compared with the
+    /// database ([`stale_sessions`]), which every server writes.
     pub async fn close_ended_sessions(&self) {
         use tokio::sync::broadcast::error::RecvError;
         let mut events = self.vms.subscribe();
         let mut changes = self.nodes.watch();
+        let mut check = tokio::time::interval(SESSION_CHECK_EVERY);
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 ev = events.recv() => match ev {
                     Ok(ev) if matches!(ev.state, VmState::Stopped | VmState::Error) => {
-                        self.hub.end_vm(ev.vm_id, close::VM_STOPPED, "VM stopped");
+                        self.hub.end_vm(ev.vm_id, close::VM_STOPPED, "VM stopped").await;
                     }
                     Ok(_) | Err(RecvError::Lagged(_)) => {}
                     Err(RecvError::Closed) => return,
@@ -470,10 +486,98 @@ impl Console {
                     Ok(_) | Err(RecvError::Lagged(_)) => {}
                     Err(RecvError::Closed) => return,
                 },
+                _ = check.tick() => {
+                    if let Err(e) = self.end_stale_sessions().await {
+                        tracing::warn!(error = %e, "console sessions not checked against the database");
+                    }
+                }
             }
         }
     }
+
+    /// Ends the sessions on this server whose VM, as the database has it,
+    /// no longer runs in their boot on their node, or whose node is down.
+    async fn end_stale_sessions(&self) -> Result<(), sqlx::Error> {
+        use sqlx::Row;
+        let live = self.hub.live();
+        if live.is_empty() {
+            return Ok(());
+        }
+        let mut ids: Vec<String> = live.iter().map(|s| s.vm_id.to_string()).collect();
+        ids.dedup();
+        let marks = vec!["?"; ids.len()].join(", ");
+        let sql = crate::db::numbered(&format!(
+            "SELECT id, state, node_id, last_started_at FROM vms WHERE id IN ({marks})"
+        ));
+        let mut q = sqlx::query(&sql);
+        for id in &ids {
+            q = q.bind(id);
+        }
+        let mut now = std::collections::HashMap::new();
+        for r in q.fetch_all(&self.pool).await? {
+            let node: Option<String> = r.try_get("node_id")?;
+            now.insert(
+                crate::db::uuid(&r, "id")?,
+                VmNow {
+                    ended: [VmState::Stopped.as_str(), VmState::Error.as_str()]
+                        .contains(&r.try_get::<String, _>("state")?.as_str()),
+                    node_id: node.as_deref().map(crate::db::parse_uuid).transpose()?,
+                    boot: r
+                        .try_get::<Option<String>, _>("last_started_at")?
+                        .unwrap_or_default(),
+                },
+            );
+        }
+        let down: std::collections::HashSet<Uuid> =
+            sqlx::query_scalar::<_, String>("SELECT id FROM nodes WHERE state = 'down'")
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(|id| crate::db::parse_uuid(id))
+                .collect::<Result<_, _>>()?;
+        for (s, code, reason) in stale_sessions(&live, &now, &down) {
+            self.hub.end_boot(s.vm_id, &s.boot, code, reason);
+        }
+        Ok(())
+    }
 }
+
+/// How often a server compares its live console sessions with the database.
+pub const SESSION_CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// A VM as the database has it now, for [`stale_sessions`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmNow {
+    /// Stopped or failed: no boot goes on.
+    pub ended: bool,
+    pub node_id: Option<Uuid>,
+    pub boot: String,
+}
+
+/// The live sessions that must end, with the close code and reason: the
+/// session's node is down (unreachable); the VM is gone, stopped or failed,
+/// or in another boot (a restart: stopped); it is on another node (moved).
+/// A VM still starting, running or stopping in the session's boot keeps
+/// its sessions (a user may watch a shutdown that takes its time).
+pub fn stale_sessions<'a>(
+    live: &'a [LiveSession],
+    now: &std::collections::HashMap<Uuid, VmNow>,
+    down: &std::collections::HashSet<Uuid>,
+) -> Vec<(&'a LiveSession, u16, &'static str)> {
+    live.iter()
+        .filter_map(|s| {
+            if down.contains(&s.node_id) {
+                return Some((s, close::NODE_UNREACHABLE, "node unreachable"));
+            }
+            match now.get(&s.vm_id) {
+                Some(v) if !v.ended && v.boot == s.boot => (v.node_id != Some(s.node_id))
+                    .then_some((s, close::VM_MOVED, "VM moved to another node")),
+                _ => Some((s, close::VM_STOPPED, "VM stopped")),
+            }
+        })
+        .collect()
+}
+
 /// A redeemed token, refused when a browser's login session names someone
 /// other than the user it was issued to.
 fn redeemed(ticket: IssuedToken, session_user: Option<Uuid>) -> Result<IssuedToken, ConsoleError> {
@@ -491,4 +595,77 @@ fn same_boot(ticket: &IssuedToken, vm: &Vm) -> Result<(), ConsoleError> {
         return Err(ConsoleError::BadToken);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{HashMap, HashSet};
+
+    use super::*;
+
+    fn session(vm: Uuid, node: Uuid, boot: &str) -> LiveSession {
+        LiveSession {
+            vm_id: vm,
+            node_id: node,
+            boot: boot.into(),
+        }
+    }
+
+    fn now(vm: Uuid, ended: bool, node: Option<Uuid>, boot: &str) -> HashMap<Uuid, VmNow> {
+        HashMap::from([(
+            vm,
+            VmNow {
+                ended,
+                node_id: node,
+                boot: boot.into(),
+            },
+        )])
+    }
+
+    fn codes(live: &[LiveSession], now: &HashMap<Uuid, VmNow>, down: &HashSet<Uuid>) -> Vec<u16> {
+        stale_sessions(live, now, down)
+            .into_iter()
+            .map(|(_, code, _)| code)
+            .collect()
+    }
+
+    #[test]
+    fn sessions_of_a_vm_running_in_their_boot_stay() {
+        let (vm, node) = (Uuid::new_v4(), Uuid::new_v4());
+        let live = [session(vm, node, "b1")];
+        let none = HashSet::new();
+        assert!(codes(&live, &now(vm, false, Some(node), "b1"), &none).is_empty());
+    }
+
+    #[test]
+    fn a_stop_a_restart_a_deletion_or_a_move_ends_the_session() {
+        let (vm, node, other) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let live = [session(vm, node, "b1")];
+        let none = HashSet::new();
+        let stopped = now(vm, true, None, "b1");
+        assert_eq!(codes(&live, &stopped, &none), [close::VM_STOPPED]);
+        let restarted = now(vm, false, Some(node), "b2");
+        assert_eq!(codes(&live, &restarted, &none), [close::VM_STOPPED]);
+        assert_eq!(codes(&live, &HashMap::new(), &none), [close::VM_STOPPED]);
+        let moved = now(vm, false, Some(other), "b1");
+        assert_eq!(codes(&live, &moved, &none), [close::VM_MOVED]);
+    }
+
+    #[test]
+    fn a_down_node_ends_its_sessions_as_unreachable_whatever_the_vm_row_says() {
+        let (vm, node) = (Uuid::new_v4(), Uuid::new_v4());
+        let live = [session(vm, node, "b1")];
+        let down = HashSet::from([node]);
+        let running = now(vm, false, Some(node), "b1");
+        assert_eq!(codes(&live, &running, &down), [close::NODE_UNREACHABLE]);
+    }
+
+    #[test]
+    fn only_the_stale_boot_of_a_vm_is_named() {
+        let (vm, node) = (Uuid::new_v4(), Uuid::new_v4());
+        let live = [session(vm, node, "b1"), session(vm, node, "b2")];
+        let got = stale_sessions(&live, &now(vm, false, Some(node), "b2"), &HashSet::new());
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].0.boot, "b1");
+    }
 }

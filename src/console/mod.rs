@@ -9,16 +9,22 @@
 //! only as its SHA-256, bound to (VM, user, node, boot), valid for
 //! `console_token_ttl` seconds and usable once. Redeeming re-checks that the
 //! VM is still running on the same node with the same boot (a stop, reset or
-//! migration in between voids it), before any byte goes to the node.
+//! migration in between voids it), before any byte goes to the node. Tokens
+//! live in the database ([`tokens`]), so the WebSocket may reach another
+//! server than the one that issued its token.
 //!
 //! Two kinds of console ([`ConsoleKind`]): the screen (VNC/SPICE, below) and
 //! the rescue serial console ([`serial`]: `POST /api/vms/{id}/serial`,
 //! `GET /ws/serial`, libvirt's console stream). A token opens only the kind it
 //! was issued for; both follow the same ticket, Origin and session rules.
 //!
-//! Sessions: each relay registers in [`ConsoleHub`]; when a VM stops or moves
-//! the hub closes its sessions with a close code and a reason the UI shows.
-//! Limits on concurrent sessions per user and in total protect the server.
+//! Sessions: each relay registers in [`ConsoleHub`] of the server relaying
+//! it; when a VM stops or moves the hub closes its sessions with a close
+//! code and a reason the UI shows — at once for what this server did, and
+//! within [`access::SESSION_CHECK_EVERY`] for what another server did (the
+//! live sessions are compared with the database). Limits on concurrent
+//! sessions per user and in total protect each server (they count this
+//! server's sessions).
 //!
 //! Node authentication: every VM's console has a random per-boot password
 //! (set in its domain XML at start; VNC's is 8 characters, all VNC auth can
@@ -75,12 +81,14 @@ use crate::libvirt::GraphicsKind;
 mod access;
 pub mod rfb;
 pub mod serial;
+mod tokens;
 mod viewonly;
 pub use access::{
     Admitted, Console, Grant, Issued, SerialAdmitted, SerialIssued, ViewerPassword,
     password_expired,
 };
 pub use rfb::{RfbError, vnc_auth_response};
+use tokens::{TokenRow, Tokens};
 pub use viewonly::{UnknownMessage, ViewOnly};
 
 pub const PING_INTERVAL: Duration = Duration::from_secs(20);
@@ -203,6 +211,9 @@ pub enum ConsoleError {
     TooMany(&'static str),
     #[error("the request's Origin is not allowed")]
     BadOrigin,
+    /// The token table could not be read or written.
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
     /// The VM is not the user's to reach, or not running (issuing a token).
     #[error(transparent)]
     Vm(#[from] crate::vms::VmError),
@@ -230,7 +241,6 @@ pub struct IssuedToken {
     pub record: Uuid,
     /// Watch only: the relay passes no input to the node ([`viewonly`]).
     pub view_only: bool,
-    expires: Instant,
 }
 
 #[derive(Debug, Default)]
@@ -250,9 +260,19 @@ struct Session {
     user_id: Uuid,
     vm_id: Uuid,
     node_id: Uuid,
+    /// The boot the session's token named (`last_started_at`).
+    boot: String,
     /// Graphical sessions: view-only or not; `None` for the serial console.
     view_only: Option<bool>,
     stop: watch::Sender<StopSignal>,
+}
+
+/// A session as the cross-server check sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveSession {
+    pub vm_id: Uuid,
+    pub node_id: Uuid,
+    pub boot: String,
 }
 
 /// A live graphical session on a VM: who has it open and how.
@@ -265,7 +285,7 @@ pub struct Watcher {
 /// Console tickets and live sessions.
 #[derive(Debug)]
 pub struct ConsoleHub {
-    tokens: Mutex<HashMap<String, IssuedToken>>,
+    tokens: Tokens,
     sessions: Mutex<HashMap<u64, Session>>,
     next_id: AtomicU64,
     pub ttl: Duration,
@@ -281,9 +301,14 @@ fn hash(token: &str) -> String {
 }
 
 impl ConsoleHub {
-    pub fn new(ttl: Duration, max_per_user: usize, max_total: usize) -> Self {
+    pub fn new(
+        pool: crate::db::Pool,
+        ttl: Duration,
+        max_per_user: usize,
+        max_total: usize,
+    ) -> Self {
         Self {
-            tokens: Mutex::new(HashMap::new()),
+            tokens: Tokens::new(pool),
             sessions: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             ttl,
@@ -308,36 +333,45 @@ impl ConsoleHub {
     }
 
     /// Issues a single-use token for the graphical console; only its hash is kept.
-    pub fn issue(&self, vm_id: Uuid, user_id: Uuid, node_id: Uuid, boot: String) -> String {
-        self.issue_for(ConsoleKind::Graphics, vm_id, user_id, node_id, boot)
-    }
-
-    /// Issues a single-use token for a view-only graphical console: its
-    /// session passes no input to the node ([`ViewOnly`]).
-    pub fn issue_view_only(
+    pub async fn issue(
         &self,
         vm_id: Uuid,
         user_id: Uuid,
         node_id: Uuid,
         boot: String,
-    ) -> String {
+    ) -> Result<String, ConsoleError> {
+        self.issue_for(ConsoleKind::Graphics, vm_id, user_id, node_id, boot)
+            .await
+    }
+
+    /// Issues a single-use token for a view-only graphical console: its
+    /// session passes no input to the node ([`ViewOnly`]).
+    pub async fn issue_view_only(
+        &self,
+        vm_id: Uuid,
+        user_id: Uuid,
+        node_id: Uuid,
+        boot: String,
+    ) -> Result<String, ConsoleError> {
         self.issue_token(ConsoleKind::Graphics, true, vm_id, user_id, node_id, boot)
+            .await
     }
 
     /// Issues a single-use token for one kind of console. Serial sessions
     /// are not recorded for the service levels (those measure the desktop).
-    pub fn issue_for(
+    pub async fn issue_for(
         &self,
         kind: ConsoleKind,
         vm_id: Uuid,
         user_id: Uuid,
         node_id: Uuid,
         boot: String,
-    ) -> String {
+    ) -> Result<String, ConsoleError> {
         self.issue_token(kind, false, vm_id, user_id, node_id, boot)
+            .await
     }
 
-    fn issue_token(
+    async fn issue_token(
         &self,
         kind: ConsoleKind,
         view_only: bool,
@@ -345,52 +379,63 @@ impl ConsoleHub {
         user_id: Uuid,
         node_id: Uuid,
         boot: String,
-    ) -> String {
+    ) -> Result<String, ConsoleError> {
         let token = auth::random_token();
         let record = Uuid::new_v4();
-        let mut map = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        map.retain(|_, t| t.expires > now);
-        map.insert(
-            hash(&token),
-            IssuedToken {
-                kind,
-                vm_id,
-                user_id,
-                node_id,
-                boot,
-                record,
-                view_only,
-                expires: now + self.ttl,
-            },
-        );
-        drop(map);
-        if kind == ConsoleKind::Serial {
-            return token;
-        }
-        self.note(crate::slo::ConsoleFact::Issued {
-            id: record,
+        let now = crate::vms::starts::now_ms();
+        let ttl_ms = i64::try_from(self.ttl.as_millis()).unwrap_or(i64::MAX);
+        let row = TokenRow {
+            kind,
+            view_only,
             vm_id,
             user_id,
             node_id,
-        });
-        token
+            boot,
+            record,
+            expires_ms: now.saturating_add(ttl_ms),
+        };
+        self.tokens.insert(&hash(&token), &row, now).await?;
+        if kind == ConsoleKind::Graphics {
+            self.note(crate::slo::ConsoleFact::Issued {
+                id: record,
+                vm_id,
+                user_id,
+                node_id,
+            });
+        }
+        Ok(token)
     }
 
     /// Takes a graphical console token out (single use). Expired or unknown → BadToken.
-    pub fn redeem(&self, token: &str) -> Result<IssuedToken, ConsoleError> {
-        self.redeem_for(ConsoleKind::Graphics, token)
+    pub async fn redeem(&self, token: &str) -> Result<IssuedToken, ConsoleError> {
+        self.redeem_for(ConsoleKind::Graphics, token).await
     }
 
-    /// Takes a token of `kind` out (single use). Expired, unknown or of the
-    /// other kind → BadToken (a token of the other kind is used up too).
-    pub fn redeem_for(&self, kind: ConsoleKind, token: &str) -> Result<IssuedToken, ConsoleError> {
-        if token.is_empty() || token.len() > 128 {
-            return Err(ConsoleError::BadToken);
-        }
-        let mut map = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
-        match map.remove(&hash(token)) {
-            Some(t) if t.expires > Instant::now() && t.kind == kind => Ok(t),
+    /// Takes a token of `kind` out (single use), on whichever server it was
+    /// issued. Expired, unknown or of the other kind → BadToken (a token of
+    /// the other kind is used up too).
+    pub async fn redeem_for(
+        &self,
+        kind: ConsoleKind,
+        token: &str,
+    ) -> Result<IssuedToken, ConsoleError> {
+        let row = if token.is_empty() || token.len() > 128 {
+            None
+        } else {
+            self.tokens.take(&hash(token)).await?
+        };
+        match row {
+            Some(t) if t.expires_ms > crate::vms::starts::now_ms() && t.kind == kind => {
+                Ok(IssuedToken {
+                    kind: t.kind,
+                    vm_id: t.vm_id,
+                    user_id: t.user_id,
+                    node_id: t.node_id,
+                    boot: t.boot,
+                    record: t.record,
+                    view_only: t.view_only,
+                })
+            }
             _ => {
                 self.metrics.refused_total.fetch_add(1, Ordering::Relaxed);
                 Err(ConsoleError::BadToken)
@@ -398,20 +443,13 @@ impl ConsoleHub {
         }
     }
 
-    /// Voids every outstanding token of a VM (it stopped, was reset or moved).
-    pub fn void_tokens(&self, vm_id: Uuid) {
-        let mut map = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
-        map.retain(|_, t| t.vm_id != vm_id);
-    }
-
     /// Registers a session if the limits allow it.
     fn open(
         &self,
-        user_id: Uuid,
-        vm_id: Uuid,
-        node_id: Uuid,
+        ticket: &IssuedToken,
         view_only: Option<bool>,
     ) -> Result<(u64, watch::Receiver<StopSignal>), ConsoleError> {
+        let user_id = ticket.user_id;
         let mut map = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         if map.len() >= self.max_total {
             return Err(ConsoleError::TooMany("server"));
@@ -425,8 +463,9 @@ impl ConsoleHub {
             id,
             Session {
                 user_id,
-                vm_id,
-                node_id,
+                vm_id: ticket.vm_id,
+                node_id: ticket.node_id,
+                boot: ticket.boot.clone(),
                 view_only,
                 stop: tx,
             },
@@ -443,8 +482,17 @@ impl ConsoleHub {
     }
 
     /// Ends every session (and token) of a VM with the given close code.
-    pub fn end_vm(&self, vm_id: Uuid, code: u16, reason: &'static str) {
-        self.void_tokens(vm_id);
+    pub async fn end_vm(&self, vm_id: Uuid, code: u16, reason: &'static str) {
+        // Redeeming re-checks the VM's boot and node anyway; voiding is so
+        // that a stopped VM leaves no live tokens, and may fail harmlessly.
+        if let Err(e) = self.tokens.void_vm(vm_id).await {
+            tracing::warn!(vm = %vm_id, error = %e, "console tokens not voided");
+        }
+        self.signal_vm(vm_id, code, reason);
+    }
+
+    /// Tells every session of a VM on this server to end.
+    fn signal_vm(&self, vm_id: Uuid, code: u16, reason: &'static str) {
         let map = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         for s in map.values().filter(|s| s.vm_id == vm_id) {
             let _ = s.stop.send(Some((code, reason)));
@@ -460,6 +508,32 @@ impl ConsoleHub {
             let _ = s
                 .stop
                 .send(Some((close::NODE_UNREACHABLE, "node unreachable")));
+        }
+    }
+
+    /// Every live session on this server: (VM, node, boot), for the check
+    /// against the database that ends sessions whose VM stopped or moved
+    /// through another server ([`Console::close_ended_sessions`]).
+    pub fn live(&self) -> Vec<LiveSession> {
+        let map = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<LiveSession> = map
+            .values()
+            .map(|s| LiveSession {
+                vm_id: s.vm_id,
+                node_id: s.node_id,
+                boot: s.boot.clone(),
+            })
+            .collect();
+        out.sort_by(|a, b| (a.vm_id, a.node_id, &a.boot).cmp(&(b.vm_id, b.node_id, &b.boot)));
+        out.dedup();
+        out
+    }
+
+    /// Ends the sessions of `vm_id` that were opened on `boot`, with a code.
+    pub fn end_boot(&self, vm_id: Uuid, boot: &str, code: u16, reason: &'static str) {
+        let map = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        for s in map.values().filter(|s| s.vm_id == vm_id && s.boot == boot) {
+            let _ = s.stop.send(Some((code, reason)));
         }
     }
 
@@ -518,12 +592,7 @@ impl ConsoleHub {
             code,
             by: close::ended_by(code),
         };
-        let opened = self.open(
-            ticket.user_id,
-            ticket.vm_id,
-            ticket.node_id,
-            Some(ticket.view_only),
-        );
+        let opened = self.open(&ticket, Some(ticket.view_only));
         let (sid, mut stop) = match opened {
             Ok(s) => s,
             Err(e) => {
@@ -717,87 +786,175 @@ pub(crate) fn close_msg(code: u16, reason: &str) -> Message {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
-    #[test]
-    fn tokens_are_single_use_and_expire() {
-        let hub = ConsoleHub::new(Duration::from_millis(50), 2, 10);
-        let vm = Uuid::new_v4();
-        let t = hub.issue(vm, Uuid::new_v4(), Uuid::new_v4(), "boot".into());
-        assert!(hub.redeem(&t).is_ok());
-        assert!(matches!(hub.redeem(&t), Err(ConsoleError::BadToken)));
-        let t2 = hub.issue(vm, Uuid::new_v4(), Uuid::new_v4(), "boot".into());
-        hub.void_tokens(vm);
-        assert!(hub.redeem(&t2).is_err());
-        let expired = ConsoleHub::new(Duration::ZERO, 2, 10);
-        let t3 = expired.issue(vm, Uuid::new_v4(), Uuid::new_v4(), "boot".into());
-        assert!(expired.redeem(&t3).is_err());
+    /// A hub on a fresh, migrated SQLite database (the directory keeps it).
+    async fn hub(ttl: Duration, per_user: usize, total: usize) -> (tempfile::TempDir, ConsoleHub) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pool = crate::db::connect(&format!("sqlite://{}/t.db", dir.path().display()))
+            .await
+            .expect("database");
+        (dir, ConsoleHub::new(pool, ttl, per_user, total))
     }
 
-    #[test]
-    fn a_token_opens_only_its_kind_of_console() {
-        let hub = ConsoleHub::new(Duration::from_secs(60), 2, 10);
+    fn ticket(user: Uuid, vm: Uuid, node: Uuid) -> IssuedToken {
+        IssuedToken {
+            kind: ConsoleKind::Graphics,
+            vm_id: vm,
+            user_id: user,
+            node_id: node,
+            boot: "boot".into(),
+            record: Uuid::new_v4(),
+            view_only: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn tokens_are_single_use_and_expire() {
+        let (_dir, hub) = hub(Duration::from_secs(60), 2, 10).await;
+        let vm = Uuid::new_v4();
+        let t = hub
+            .issue(vm, Uuid::new_v4(), Uuid::new_v4(), "boot".into())
+            .await
+            .unwrap();
+        assert!(hub.redeem(&t).await.is_ok());
+        assert!(matches!(hub.redeem(&t).await, Err(ConsoleError::BadToken)));
+        let t2 = hub
+            .issue(vm, Uuid::new_v4(), Uuid::new_v4(), "boot".into())
+            .await
+            .unwrap();
+        hub.end_vm(vm, close::VM_STOPPED, "VM stopped").await;
+        assert!(
+            hub.redeem(&t2).await.is_err(),
+            "a stopped VM's tokens are void"
+        );
+        // A zero TTL: expired the millisecond it was issued.
+        let expired = ConsoleHub::new(hub.tokens.pool().clone(), Duration::ZERO, 2, 10);
+        let t3 = expired
+            .issue(vm, Uuid::new_v4(), Uuid::new_v4(), "boot".into())
+            .await
+            .unwrap();
+        assert!(matches!(
+            expired.redeem(&t3).await,
+            Err(ConsoleError::BadToken)
+        ));
+        assert!(matches!(hub.redeem("").await, Err(ConsoleError::BadToken)));
+        assert!(matches!(
+            hub.redeem(&"x".repeat(200)).await,
+            Err(ConsoleError::BadToken)
+        ));
+    }
+
+    /// Two servers on one database: a token issued by one is redeemed by
+    /// the other, and when both race for it exactly one wins.
+    #[tokio::test]
+    async fn a_token_opens_one_session_across_servers() {
+        let (_dir, a) = hub(Duration::from_secs(60), 2, 10).await;
+        let b = ConsoleHub::new(a.tokens.pool().clone(), Duration::from_secs(60), 2, 10);
         let (vm, user, node) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
-        let serial = hub.issue_for(ConsoleKind::Serial, vm, user, node, "boot".into());
-        assert!(matches!(hub.redeem(&serial), Err(ConsoleError::BadToken)));
+        let t = a.issue(vm, user, node, "boot-1".into()).await.unwrap();
+        let got = b.redeem(&t).await.expect("issued on a, redeemed on b");
+        assert_eq!((got.vm_id, got.user_id, got.node_id), (vm, user, node));
+        assert_eq!(got.boot, "boot-1");
+        assert!(a.redeem(&t).await.is_err());
+        for _ in 0..20 {
+            let t = a.issue(vm, user, node, "boot".into()).await.unwrap();
+            let (ra, rb) = tokio::join!(a.redeem(&t), b.redeem(&t));
+            assert_eq!(
+                u8::from(ra.is_ok()) + u8::from(rb.is_ok()),
+                1,
+                "{ra:?} {rb:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_token_opens_only_its_kind_of_console() {
+        let (_dir, hub) = hub(Duration::from_secs(60), 2, 10).await;
+        let (vm, user, node) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let serial = hub
+            .issue_for(ConsoleKind::Serial, vm, user, node, "boot".into())
+            .await
+            .unwrap();
+        assert!(matches!(
+            hub.redeem(&serial).await,
+            Err(ConsoleError::BadToken)
+        ));
         // Used up by the wrong attempt: single use holds across kinds.
-        assert!(hub.redeem_for(ConsoleKind::Serial, &serial).is_err());
-        let serial = hub.issue_for(ConsoleKind::Serial, vm, user, node, "boot".into());
+        assert!(hub.redeem_for(ConsoleKind::Serial, &serial).await.is_err());
+        let serial = hub
+            .issue_for(ConsoleKind::Serial, vm, user, node, "boot".into())
+            .await
+            .unwrap();
         let t = hub
             .redeem_for(ConsoleKind::Serial, &serial)
+            .await
             .expect("a serial token opens the serial console");
         assert_eq!(
             (t.kind, t.vm_id, t.user_id),
             (ConsoleKind::Serial, vm, user)
         );
-        let screen = hub.issue(vm, user, node, "boot".into());
-        assert!(hub.redeem_for(ConsoleKind::Serial, &screen).is_err());
+        let screen = hub.issue(vm, user, node, "boot".into()).await.unwrap();
+        assert!(hub.redeem_for(ConsoleKind::Serial, &screen).await.is_err());
+        let view = hub
+            .issue_view_only(vm, user, node, "boot".into())
+            .await
+            .unwrap();
+        assert!(hub.redeem(&view).await.unwrap().view_only);
     }
 
-    #[test]
-    fn tokens_are_stored_hashed() {
-        let hub = ConsoleHub::new(Duration::from_secs(60), 2, 10);
-        let t = hub.issue(
-            Uuid::new_v4(),
-            Uuid::new_v4(),
-            Uuid::new_v4(),
-            String::new(),
-        );
-        let map = hub.tokens.lock().expect("lock");
-        assert!(!map.contains_key(&t));
-        assert!(map.contains_key(&hash(&t)));
+    #[tokio::test]
+    async fn tokens_are_stored_hashed() {
+        let (_dir, hub) = hub(Duration::from_secs(60), 2, 10).await;
+        let t = hub
+            .issue(
+                Uuid::new_v4(),
+                Uuid::new_v4(),
+                Uuid::new_v4(),
+                String::new(),
+            )
+            .await
+            .unwrap();
+        let stored: Vec<String> = sqlx::query_scalar("SELECT hash FROM console_tokens")
+            .fetch_all(hub.tokens.pool())
+            .await
+            .unwrap();
+        assert_eq!(stored, [hash(&t)]);
     }
 
-    #[test]
-    fn session_limits() {
-        let hub = ConsoleHub::new(Duration::from_secs(60), 1, 2);
+    #[tokio::test]
+    async fn session_limits() {
+        let (_dir, hub) = hub(Duration::from_secs(60), 1, 2).await;
         let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
         let n = Uuid::new_v4();
-        let (s1, _r1) = hub.open(a, Uuid::new_v4(), n, Some(false)).expect("first");
+        let (s1, _r1) = hub
+            .open(&ticket(a, Uuid::new_v4(), n), Some(false))
+            .expect("first");
         assert!(matches!(
-            hub.open(a, Uuid::new_v4(), n, Some(false)),
+            hub.open(&ticket(a, Uuid::new_v4(), n), Some(false)),
             Err(ConsoleError::TooMany("user"))
         ));
         let _s2 = hub
-            .open(b, Uuid::new_v4(), n, Some(false))
+            .open(&ticket(b, Uuid::new_v4(), n), Some(false))
             .expect("second user");
         assert!(matches!(
-            hub.open(Uuid::new_v4(), Uuid::new_v4(), n, Some(false)),
+            hub.open(&ticket(Uuid::new_v4(), Uuid::new_v4(), n), Some(false)),
             Err(ConsoleError::TooMany("server"))
         ));
         hub.close(s1);
-        assert!(hub.open(a, Uuid::new_v4(), n, Some(false)).is_ok());
+        assert!(hub.open(&ticket(a, Uuid::new_v4(), n), Some(false)).is_ok());
     }
 
-    #[test]
-    fn a_node_going_down_ends_its_sessions_as_unreachable() {
-        let hub = ConsoleHub::new(Duration::from_secs(60), 4, 10);
+    #[tokio::test]
+    async fn a_node_going_down_ends_its_sessions_as_unreachable() {
+        let (_dir, hub) = hub(Duration::from_secs(60), 4, 10).await;
         let (down, up) = (Uuid::new_v4(), Uuid::new_v4());
         let (_s1, r1) = hub
-            .open(Uuid::new_v4(), Uuid::new_v4(), down, Some(false))
+            .open(&ticket(Uuid::new_v4(), Uuid::new_v4(), down), Some(false))
             .expect("open");
         let (_s2, r2) = hub
-            .open(Uuid::new_v4(), Uuid::new_v4(), up, Some(false))
+            .open(&ticket(Uuid::new_v4(), Uuid::new_v4(), up), Some(false))
             .expect("open");
         hub.end_node(down);
         assert_eq!(
@@ -805,6 +962,22 @@ mod tests {
             Some((close::NODE_UNREACHABLE, "node unreachable"))
         );
         assert_eq!(*r2.borrow(), None, "another node's session goes on");
+    }
+
+    #[tokio::test]
+    async fn live_sessions_are_listed_once_per_boot_and_ended_by_boot() {
+        let (_dir, hub) = hub(Duration::from_secs(60), 4, 10).await;
+        let (vm, node) = (Uuid::new_v4(), Uuid::new_v4());
+        let old = ticket(Uuid::new_v4(), vm, node);
+        let mut new = ticket(Uuid::new_v4(), vm, node);
+        new.boot = "boot-2".into();
+        let (_s1, r1) = hub.open(&old, Some(false)).unwrap();
+        let (_s2, _r1b) = hub.open(&old, Some(true)).unwrap();
+        let (_s3, r3) = hub.open(&new, Some(false)).unwrap();
+        assert_eq!(hub.live().len(), 2);
+        hub.end_boot(vm, "boot", close::VM_STOPPED, "VM stopped");
+        assert_eq!(*r1.borrow(), Some((close::VM_STOPPED, "VM stopped")));
+        assert_eq!(*r3.borrow(), None);
     }
 
     /// A VNC server that demands VNC authentication with `password`, then
@@ -846,7 +1019,8 @@ mod tests {
     /// The relay behind a real WebSocket, authenticating to `node` with `password`.
     async fn relay_server(node: std::net::SocketAddr, password: &'static str) -> String {
         use axum::routing::get;
-        let hub = Arc::new(ConsoleHub::new(Duration::from_secs(60), 4, 10));
+        let (dir, hub) = hub(Duration::from_secs(60), 4, 10).await;
+        let (dir, hub) = (Arc::new(dir), Arc::new(hub));
         let target = ConsoleTarget {
             host: node.ip().to_string(),
             port: node.port(),
@@ -858,14 +1032,19 @@ mod tests {
             get(move |ws: WebSocketUpgrade| {
                 let hub = hub.clone();
                 let target = target.clone();
+                // The database lives as long as the server's handler.
+                let _db = dir.clone();
                 async move {
-                    let t = hub.issue(
-                        Uuid::new_v4(),
-                        Uuid::new_v4(),
-                        Uuid::new_v4(),
-                        String::new(),
-                    );
-                    let ticket = hub.redeem(&t).expect("ticket");
+                    let t = hub
+                        .issue(
+                            Uuid::new_v4(),
+                            Uuid::new_v4(),
+                            Uuid::new_v4(),
+                            String::new(),
+                        )
+                        .await
+                        .expect("token");
+                    let ticket = hub.redeem(&t).await.expect("ticket");
                     hub.upgrade(ws, ticket, target)
                 }
             }),

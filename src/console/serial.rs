@@ -47,7 +47,7 @@ impl ConsoleHub {
         mut ws: WebSocket,
         console: SerialConsole,
     ) {
-        let (sid, mut stop) = match self.open(ticket.user_id, ticket.vm_id, ticket.node_id, None) {
+        let (sid, mut stop) = match self.open(&ticket, None) {
             Ok(s) => s,
             Err(e) => {
                 let _ = ws

@@ -660,6 +660,7 @@ impl From<ConsoleError> for ApiError {
     fn from(e: ConsoleError) -> Self {
         match e {
             ConsoleError::Vm(e) => e.into(),
+            ConsoleError::Db(e) => Self::internal(&e),
             ConsoleError::BadToken => Self::new(StatusCode::FORBIDDEN, "bad_token", e.to_string()),
             ConsoleError::BadOrigin => {
                 Self::new(StatusCode::FORBIDDEN, "bad_origin", e.to_string())

@@ -40,6 +40,7 @@
 pub mod gate;
 pub mod layers;
 mod lifecycle;
+pub mod lock;
 mod migrate;
 mod model;
 pub mod offline;
@@ -151,7 +152,7 @@ pub struct VmManager {
     nodes: Arc<Nodes>,
     stores: Arc<Stores>,
     reservations: Reservations,
-    locks: Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>,
+    locks: Arc<lock::VmLocks>,
     shutdown_timeout: Duration,
     policy: Policy,
     /// Memory placement keeps free on every node for the host itself.
@@ -198,7 +199,7 @@ impl VmManager {
             nodes,
             stores,
             reservations: Reservations::default(),
-            locks: Mutex::new(HashMap::new()),
+            locks: Arc::default(),
             shutdown_timeout,
             policy: Policy::Spread,
             host_reserve_mib: crate::placement::DEFAULT_HOST_RESERVE_MIB,
@@ -211,6 +212,17 @@ impl VmManager {
             installation: String::new(),
             legacy_names: Mutex::default(),
         }
+    }
+
+    /// Shares the VMs' operation locks with the other servers of a
+    /// PostgreSQL database through `leases` (on SQLite, one server: the
+    /// process's locks are the cluster's).
+    #[must_use]
+    pub fn with_leases(mut self, leases: Arc<crate::lease::Leases>) -> Self {
+        if crate::db::backend(&self.pool) == crate::db::Backend::Postgres {
+            self.locks = Arc::new(lock::VmLocks::clustered(leases));
+        }
+        self
     }
 
     /// Sets the start gate (the quotas); only the first call counts.
@@ -320,27 +332,24 @@ impl VmManager {
     }
 
     /// The VM's lifecycle lock: hold it for any operation that must not race a
-    /// start/stop (e.g. touching the personal layer of a stopped VM).
-    pub(crate) fn lock_for(&self, id: Uuid) -> Arc<tokio::sync::Mutex<()>> {
-        let mut map = self.locks.lock().unwrap_or_else(|e| e.into_inner());
-        map.entry(id).or_default().clone()
+    /// start/stop (e.g. touching the personal layer of a stopped VM) — in
+    /// this process and, on PostgreSQL, on every server ([`lock`]).
+    pub(crate) fn lock_for(&self, id: Uuid) -> lock::VmLock {
+        self.locks.of(id)
     }
 
     /// Takes the VM's lock (held while the guard lives), then reads the VM
     /// as its node has it now.
-    pub(crate) async fn locked(
-        &self,
-        id: Uuid,
-    ) -> Result<(tokio::sync::OwnedMutexGuard<()>, Vm), VmError> {
-        let guard = self.lock_for(id).lock_owned().await;
+    pub(crate) async fn locked(&self, id: Uuid) -> Result<(lock::VmGuard, Vm), VmError> {
+        let guard = self.lock_for(id).lock().await;
         let vm = self.sync_with_node(load(&self.pool, id).await?).await?;
         Ok((guard, vm))
     }
 
     /// The VM's lock if nobody holds it: background passes skip a VM an
     /// operation is busy with and look again next pass.
-    pub(crate) fn try_locked(&self, id: Uuid) -> Option<tokio::sync::OwnedMutexGuard<()>> {
-        self.lock_for(id).try_lock_owned().ok()
+    pub(crate) async fn try_locked(&self, id: Uuid) -> Option<lock::VmGuard> {
+        self.lock_for(id).try_lock().await.ok()
     }
 
     fn stops_in_flight_mut(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<Uuid>> {

@@ -25,7 +25,7 @@ impl VmManager {
     pub async fn refresh(&self, id: Uuid) -> Result<Vm, VmError> {
         let lock = self.lock_for(id);
         // A start/stop in flight owns the VM; its result will be written by it.
-        let Ok(_guard) = lock.try_lock() else {
+        let Ok(_guard) = lock.try_lock().await else {
             return load(&self.pool, id).await;
         };
         let vm = load(&self.pool, id).await?;
@@ -166,7 +166,7 @@ impl VmManager {
         .await?;
         for row in &rows {
             let vm = from_row(row)?;
-            let Some(_guard) = self.try_locked(vm.id) else {
+            let Some(_guard) = self.try_locked(vm.id).await else {
                 continue;
             };
             let action = rule::decide(self.recorded(&vm), node_id, Seen::Unreachable);
@@ -186,7 +186,7 @@ impl VmManager {
             }
         };
         for (vm_id, volume) in orphans {
-            let Some(_guard) = self.try_locked(vm_id) else {
+            let Some(_guard) = self.try_locked(vm_id).await else {
                 continue;
             };
             match self
@@ -248,7 +248,7 @@ impl VmManager {
         .await?;
         for row in &rows {
             let vm = from_row(row)?;
-            let Some(_guard) = self.try_locked(vm.id) else {
+            let Some(_guard) = self.try_locked(vm.id).await else {
                 continue;
             };
             let seen = Seen::Domain(running.get(&vm.id).copied());
