@@ -41,12 +41,12 @@ echo "== the same black-box tests on PostgreSQL: accounts, API, desk, knowledge 
 # (README, "PostgreSQL"). Each test gets a fresh database on a throwaway
 # cluster (scripts/postgres.sh; tests/it/common/database.rs). `--include-ignored`
 # adds the tests that need PostgreSQL (moving an install over, leases between
-# two servers), ignored in the SQLite run above.
+# two servers, three servers behind haproxy), ignored in the SQLite run above.
 PVCE_TEST_DATABASE_URL="$(bash scripts/postgres.sh | tail -n 1)"
 export PVCE_TEST_DATABASE_URL
 cargo test --locked --test it -- --test-threads="${PVCE_TEST_THREADS:-2}" --include-ignored \
     api:: audit:: desk:: kb:: notices:: reports:: http_contract:: alerts:: slo:: usage:: \
-    sign_in:: sso:: cas:: ldap:: monitor:: term:: classtime:: dbmove:: leases:: || status=$?
+    sign_in:: sso:: cas:: ldap:: monitor:: term:: classtime:: dbmove:: leases:: balancer:: || status=$?
 unset PVCE_TEST_DATABASE_URL
 slowest
 [ "$status" = 0 ] || exit "$status"

@@ -17,6 +17,7 @@ mod alerts;
 mod api;
 mod audit;
 mod backups;
+mod balancer;
 mod browser;
 mod cas;
 mod chaos;
