@@ -306,7 +306,7 @@ async fn three_servers_behind_haproxy_share_sessions_consoles_locks_and_leases()
     for w in workers {
         w.await.unwrap();
     }
-    let log = log.lock().unwrap();
+    let log = std::mem::take(&mut *log.lock().unwrap());
     let failed: Vec<Duration> = log
         .iter()
         .filter(|(_, ok)| !ok)
