@@ -158,6 +158,7 @@ pub async fn start(config: Config, listen: &str) -> anyhow::Result<Server> {
             .clone()
             .spawn_reconciler(&state.health, &state.leases),
         spawn_console_closer(&state),
+        crate::upgrade::spawn_check(state.upgrade.clone(), &state.health, state.leases.clone()),
         spawn_space_check(&state),
         spawn_desk_pass(&state),
         spawn_desk_watch(&state),

@@ -33,6 +33,22 @@ pub enum DbError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("unsupported database URL (use sqlite://PATH or postgres://USER@HOST/DB)")]
     UnsupportedUrl,
+    /// A newer pvce migrated the database (a rolling upgrade, src/upgrade.rs).
+    #[error(
+        "the database has migration {applied}, which this pvce (schema version {known}) does not know: a newer pvce has upgraded it; run that version"
+    )]
+    SchemaNewer { applied: i64, known: i64 },
+}
+
+/// A migration run's error, naming a database newer than this build plainly.
+fn migrate_error(e: sqlx::migrate::MigrateError) -> DbError {
+    match e {
+        sqlx::migrate::MigrateError::VersionMissing(applied) => DbError::SchemaNewer {
+            applied,
+            known: schema_version(),
+        },
+        other => DbError::Migrate(other),
+    }
 }
 
 /// Which database a pool talks to.
@@ -108,12 +124,18 @@ pub async fn connect(url: &str) -> Result<Pool, DbError> {
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(SQLITE_BUSY_TIMEOUT);
             let mut conn = options.connect().await?;
-            SQLITE_MIGRATIONS.run(&mut conn).await?;
+            SQLITE_MIGRATIONS
+                .run(&mut conn)
+                .await
+                .map_err(migrate_error)?;
             conn.close().await?;
         }
         Backend::Postgres => {
             let mut conn = sqlx::PgConnection::connect(url).await?;
-            POSTGRES_MIGRATIONS.run(&mut conn).await?;
+            POSTGRES_MIGRATIONS
+                .run(&mut conn)
+                .await
+                .map_err(migrate_error)?;
             conn.close().await?;
         }
     }

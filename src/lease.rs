@@ -70,6 +70,10 @@ pub enum LeaseError {
     Db(#[from] sqlx::Error),
     #[error("the database did not answer before the lease ran out")]
     Timeout,
+    /// A newer pvce migrated the database: this server runs no cluster-wide
+    /// work any more (src/upgrade.rs).
+    #[error("this server is older than the database's schema and takes no leases")]
+    Retired,
 }
 
 /// A `leases` row.
@@ -215,6 +219,9 @@ pub struct Leases {
     pool: Pool,
     holder: String,
     timing: Timing,
+    /// Set while this server is outdated (src/upgrade.rs): its loops take
+    /// and renew no lease.
+    retired: std::sync::atomic::AtomicBool,
 }
 
 impl Leases {
@@ -223,7 +230,19 @@ impl Leases {
             pool,
             holder,
             timing: Timing { term },
+            retired: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Stops (or resumes) taking and renewing the loops' leases: a server
+    /// a newer pvce has superseded lets them expire to the others.
+    pub fn retire(&self, retired: bool) {
+        self.retired
+            .store(retired, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn retired(&self) -> bool {
+        self.retired.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// This server's holder id.
@@ -375,9 +394,13 @@ impl Keeper {
             .valid_until
             .filter(|v| *v > started)
             .unwrap_or(started + timing.validity());
-        let answer = tokio::time::timeout_at(deadline, self.leases.claim(self.name, now_ms))
-            .await
-            .unwrap_or(Err(LeaseError::Timeout));
+        let answer = if self.leases.retired() {
+            Err(LeaseError::Retired)
+        } else {
+            tokio::time::timeout_at(deadline, self.leases.claim(self.name, now_ms))
+                .await
+                .unwrap_or(Err(LeaseError::Timeout))
+        };
         let was_held = self.held();
         let p = plan(answer.as_ref().ok(), now_ms, timing);
         self.valid_until = p.valid_for.map(|d| started + d);
@@ -401,6 +424,11 @@ impl Keeper {
                 );
                 // Another server's work now: an earlier failure here is
                 // no longer this server's problem.
+                health.loop_idle(self.name);
+            }
+            Err(LeaseError::Retired) => {
+                // Said once in the health report's `schema` reason.
+                health.set_lease(self.name, LeaseStatus { held, holder: None });
                 health.loop_idle(self.name);
             }
             Err(e) => {

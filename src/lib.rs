@@ -94,6 +94,7 @@ pub mod templates;
 pub mod term;
 #[cfg(test)]
 mod testkit;
+pub mod upgrade;
 pub mod usage;
 pub mod users;
 pub mod vms;

@@ -26,6 +26,8 @@ pub struct AppState {
     pub health: Arc<crate::health::Health>,
     /// This server's leases on the cluster-wide background work.
     pub leases: Arc<crate::lease::Leases>,
+    /// Whether a newer pvce has superseded this server (src/upgrade.rs).
+    pub upgrade: Arc<crate::upgrade::Upgrade>,
     /// The `storage` health check (free space, failed writes).
     pub space: Arc<crate::space::SpaceCheck>,
     /// The service desk.
@@ -272,6 +274,7 @@ impl AppState {
         tracing::info!(server_id = leases.holder(), "this server's lease holder id");
         let health = Arc::new(crate::health::Health::new());
         health.set_server_id(leases.holder());
+        let upgrade = Arc::new(crate::upgrade::Upgrade::new(pool.clone()));
         Ok(Self {
             mydata,
             term,
@@ -328,6 +331,7 @@ impl AppState {
             sign_in,
             health,
             leases,
+            upgrade,
             space: Arc::new(crate::space::SpaceCheck::new(
                 &config.data_dir,
                 &config.database_url(),

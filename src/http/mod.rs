@@ -109,6 +109,10 @@ fn finish(router: Router<AppState>, state: AppState) -> Router {
             state.clone(),
             note_storage_full,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            refuse_if_outdated,
+        ))
         // The client address every audit entry of the request records.
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -129,15 +133,44 @@ fn finish(router: Router<AppState>, state: AppState) -> Router {
         .with_state(state)
 }
 
-/// `{status: "ok"|"degraded", reasons, loops}`: always 200 while the server
-/// answers, so a load balancer's check and an operator both see why.
-async fn healthz(State(state): State<AppState>) -> Json<crate::health::Report> {
+/// `{status: "ok"|"degraded", reasons, loops}`: 200 while the server
+/// answers, so a load balancer's check and an operator both see why — but
+/// 503 with status `outdated` once a newer pvce migrated the database, so
+/// the balancer takes this server out of rotation (src/upgrade.rs).
+async fn healthz(State(state): State<AppState>) -> axum::response::Response {
     // The storage check is one statvfs: current on every call (bounded, so a
     // hung network file system cannot hang the health check too).
     let (space, health) = (state.space.clone(), state.health.clone());
     let check = tokio::task::spawn_blocking(move || space.refresh(&health));
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), check).await;
-    Json(state.health.report())
+    let mut report = state.health.report();
+    if state.upgrade.outdated().is_some() {
+        report.status = "outdated";
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(report)).into_response();
+    }
+    Json(report).into_response()
+}
+
+/// API and console requests reaching a server a newer pvce has superseded
+/// get 503 `server_outdated` (src/upgrade.rs); `/healthz` and `/metrics`
+/// still answer, for the balancer and the operator.
+async fn refuse_if_outdated(
+    State(state): State<AppState>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let path = req.uri().path();
+    if state.upgrade.outdated().is_some() && (path.starts_with("/api/") || path.starts_with("/ws/"))
+    {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_outdated",
+            "this server is older than the database (a newer pvce runs); try again",
+        )
+        .with_retry_after(1)
+        .into_response();
+    }
+    next.run(req).await
 }
 
 /// A request that failed for lack of space updates the `storage` health

@@ -228,3 +228,91 @@ async fn a_restarted_server_takes_its_predecessors_leases_at_once_on_sqlite_only
         .await;
     }
 }
+
+/// A rolling upgrade (src/upgrade.rs): a newer pvce migrates the database
+/// (here: its migration row appears); this older server steps aside — its
+/// health check answers 503 `outdated`, its API 503 `server_outdated`, it
+/// lets every lease go — and another old server refuses to start against
+/// that database, saying why. (When the row goes again the server resumes:
+/// the check is a reading, not a latch.) On both databases.
+#[tokio::test]
+async fn an_older_server_steps_aside_when_a_newer_one_migrates_the_database() {
+    let env = TestEnv::start_with(short_term).await;
+    let url = env.server.url();
+    env.user("test-admin", pvce::auth::Role::Admin).await;
+    let admin = env.client("test-admin").await;
+    wait_for("every lease held", Duration::from_secs(15), || async {
+        held(&healthz(&url).await)
+            .values()
+            .all(|h| *h)
+            .then_some(())
+    })
+    .await;
+    let newer = pvce::db::schema_version() + 1;
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+         VALUES ($1, 'test: a newer pvce''s migration', TRUE, $2, 0)",
+    )
+    .bind(newer)
+    .bind(vec![0u8; 48])
+    .execute(&env.server.state.pool)
+    .await
+    .unwrap();
+
+    let res = wait_for(
+        "the server to step aside",
+        Duration::from_secs(10),
+        || async {
+            let r = reqwest::get(format!("{url}/healthz")).await.unwrap();
+            (r.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE).then_some(r)
+        },
+    )
+    .await;
+    let h: Value = res.json().await.unwrap();
+    assert_eq!(h["status"], "outdated", "{h}");
+    assert!(
+        h["reasons"].as_array().unwrap().iter().any(|r| r
+            .as_str()
+            .unwrap()
+            .contains(&format!("schema version {newer}"))),
+        "{h}"
+    );
+    let got = admin.get("/api/vms").await;
+    crate::common::assert_error(
+        &got,
+        reqwest::StatusCode::SERVICE_UNAVAILABLE,
+        "server_outdated",
+    );
+    // Every lease let go at its next renewal (a third of a term).
+    wait_for("every lease let go", TERM * 2, || async {
+        held(&healthz(&url).await)
+            .values()
+            .all(|h| !*h)
+            .then_some(())
+    })
+    .await;
+
+    // An old server does not start against the newer database.
+    let config = (*env.server.state.config).clone();
+    let err = pvce::app::start(config, "127.0.0.1:0")
+        .await
+        .expect_err("an older server must refuse a newer schema");
+    let text = format!("{err:#}");
+    assert!(
+        text.contains(&format!("migration {newer}")) && text.contains("newer pvce"),
+        "{text}"
+    );
+
+    sqlx::query("DELETE FROM _sqlx_migrations WHERE version = $1")
+        .bind(newer)
+        .execute(&env.server.state.pool)
+        .await
+        .unwrap();
+    wait_for("the server to resume", Duration::from_secs(15), || async {
+        let h = healthz(&url).await;
+        (h["status"] != "outdated" && held(&h).values().all(|h| *h)).then_some(())
+    })
+    .await;
+    let (s, v) = admin.get("/api/vms").await;
+    assert_eq!(s, reqwest::StatusCode::OK, "{v}");
+}
