@@ -75,59 +75,6 @@ impl Drop for Server {
 /// with libvirt, then serves on `listen` (port 0 picks a free port).
 pub async fn start(config: Config, listen: &str) -> anyhow::Result<Server> {
     let state = AppState::new(config).await?;
-    // Nothing in uploads/ outlives its request: what is there was left by a
-    // server that was killed mid-request.
-    match state.storage.clean_uploads() {
-        Ok((0, _)) => {}
-        Ok((entries, bytes)) => {
-            tracing::info!(
-                entries,
-                bytes,
-                "removed what interrupted uploads left behind"
-            );
-        }
-        Err(e) => tracing::warn!(error = %e, "could not clean the uploads directory"),
-    }
-    state
-        .nodes
-        .ensure_local(&state.config.node_uri, &state.config.console_address)
-        .await?;
-    // Layers an import, derive or flatten killed before its row left.
-    let swept = crate::templates::sweep_at_start(&state.pool, &state.storage).await?;
-    if swept != crate::templates::TemplateSweep::default() {
-        tracing::warn!(
-            temp_removed = swept.temp_removed,
-            quarantined = ?swept.quarantined,
-            "settled template files left by an interrupted operation"
-        );
-    }
-    crate::templates::ensure_root(&state.pool, &state.storage).await?;
-    // Upgrade from a pvce without installation ids: its store pools are
-    // adopted under this installation's names (src/installation).
-    let adopted = state.vms.adopt_legacy_pools().await;
-    if adopted > 0 {
-        tracing::info!(adopted, "store pools of an older pvce adopted");
-    }
-    // Layers left by a crash (an enrolment killed midway) are settled before
-    // anyone can start a VM on them.
-    let swept = crate::vms::sweep_layers_at_start(&state.pool, &state.storage).await?;
-    if swept != crate::vms::SweepReport::default() {
-        tracing::warn!(
-            published = swept.published,
-            removed = swept.removed,
-            temp_removed = swept.temp_removed,
-            quarantined = ?swept.quarantined,
-            "settled personal layers left by an interrupted operation"
-        );
-    }
-    // Screenshots of reports never sent, and files a killed server left.
-    if let Err(e) = state
-        .desk
-        .sweep_screenshots(time::OffsetDateTime::now_utc())
-        .await
-    {
-        tracing::warn!(error = %e, "screenshot sweep failed");
-    }
     match state.leases.settle_at_start().await {
         Ok(0) => {}
         Ok(n) => tracing::info!(
@@ -136,10 +83,41 @@ pub async fn start(config: Config, listen: &str) -> anyhow::Result<Server> {
         ),
         Err(e) => tracing::warn!(error = %e, "could not drop the leases an earlier server left"),
     }
-    if let Err(e) = state.vms.reconcile_once().await {
-        tracing::warn!(error = %e, "initial reconcile failed");
+    // The sweeps below settle what a killed server left in the shared data
+    // dir; with another server alive that could be its work in progress,
+    // so they run only on a server that starts alone (src/lease.rs).
+    let alone = match state.leases.join().await {
+        Ok(alone) => alone,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not tell whether other servers run: start-up sweeps skipped");
+            false
+        }
+    };
+    state
+        .nodes
+        .ensure_local(&state.config.node_uri, &state.config.console_address)
+        .await?;
+    if alone {
+        sweep_at_start(&state).await?;
+    }
+    crate::templates::ensure_root(&state.pool, &state.storage).await?;
+    // Upgrade from a pvce without installation ids: its store pools are
+    // adopted under this installation's names (src/installation).
+    let adopted = state.vms.adopt_legacy_pools().await;
+    if adopted > 0 {
+        tracing::info!(adopted, "store pools of an older pvce adopted");
+    }
+    if alone {
+        // With other servers running, their leased reconciler does this.
+        if let Err(e) = state.vms.reconcile_once().await {
+            tracing::warn!(error = %e, "initial reconcile failed");
+        }
+        if let Err(e) = state.leases.finish_start().await {
+            tracing::warn!(error = %e, "start-up lease not handed back; it expires");
+        }
     }
     let mut background = vec![
+        state.leases.spawn_presence(),
         state
             .nodes
             .clone()
@@ -193,6 +171,55 @@ pub async fn start(config: Config, listen: &str) -> anyhow::Result<Server> {
         handle,
         background,
     })
+}
+
+/// What a killed server left, settled before this server serves: uploads
+/// in progress, template files, personal layers, unsent screenshots. Only
+/// on a server that starts alone ([`crate::lease::Leases::join`]).
+async fn sweep_at_start(state: &AppState) -> anyhow::Result<()> {
+    // Nothing in uploads/ outlives its request: what is there was left by a
+    // server that was killed mid-request.
+    match state.storage.clean_uploads() {
+        Ok((0, _)) => {}
+        Ok((entries, bytes)) => {
+            tracing::info!(
+                entries,
+                bytes,
+                "removed what interrupted uploads left behind"
+            );
+        }
+        Err(e) => tracing::warn!(error = %e, "could not clean the uploads directory"),
+    }
+    // Layers an import, derive or flatten killed before its row left.
+    let swept = crate::templates::sweep_at_start(&state.pool, &state.storage).await?;
+    if swept != crate::templates::TemplateSweep::default() {
+        tracing::warn!(
+            temp_removed = swept.temp_removed,
+            quarantined = ?swept.quarantined,
+            "settled template files left by an interrupted operation"
+        );
+    }
+    // Layers left by a crash (an enrolment killed midway) are settled before
+    // anyone can start a VM on them.
+    let swept = crate::vms::sweep_layers_at_start(&state.pool, &state.storage).await?;
+    if swept != crate::vms::SweepReport::default() {
+        tracing::warn!(
+            published = swept.published,
+            removed = swept.removed,
+            temp_removed = swept.temp_removed,
+            quarantined = ?swept.quarantined,
+            "settled personal layers left by an interrupted operation"
+        );
+    }
+    // Screenshots of reports never sent, and files a killed server left.
+    if let Err(e) = state
+        .desk
+        .sweep_screenshots(time::OffsetDateTime::now_utc())
+        .await
+    {
+        tracing::warn!(error = %e, "screenshot sweep failed");
+    }
+    Ok(())
 }
 
 /// The periodic `storage` health check (`statvfs` off the async threads: a

@@ -37,6 +37,16 @@
 //! [`crate::app::Server::stop`]) hands its leases back once its loops have
 //! ended, so the others take over at their next try.
 //!
+//! Two more kinds of lease rows share the table: each server's
+//! **presence** (`server:<holder id>`, renewed while the process lives,
+//! [`Leases::spawn_presence`]) and the **start-up** lease (`startup`). A
+//! starting server joins ([`Leases::join`]) under `startup`: it is *alone*
+//! when no other server's presence is renewed, and only then runs the
+//! start-up sweeps of the shared data dir (what looks like debris may be a
+//! live server's work in progress). Servers started at the same moment are
+//! serialised by `startup`, so exactly the first is alone. VM operation
+//! locks (`vm:<id>`) are leases too (src/vms/lock.rs).
+//!
 //! Which background work is cluster-wide (leased, lease name = loop name in
 //! `/healthz`): the node monitor (`node_monitor`), the load sampler
 //! (`sampler`), the reconciler (`reconciler`), the desk's pass (`desk`),
@@ -185,6 +195,13 @@ pub fn plan(claim: Option<&Claim>, now_ms: i64, timing: Timing) -> Plan {
     }
 }
 
+/// Lease names of the servers' presence ([`Leases::join`]).
+pub const PRESENCE_PREFIX: &str = "server:";
+/// The lease serialising servers' start-ups ([`Leases::join`]).
+const STARTUP: &str = "startup";
+/// How often a starting server looks whether the others renew their presence.
+const PRESENCE_POLL: Duration = Duration::from_millis(200);
+
 /// The first string after every string that starts with `prefix` (the
 /// prefix with its last character incremented), so a prefix search is a
 /// range over the primary key on both databases (`LIKE` would need escaping
@@ -308,6 +325,109 @@ impl Leases {
         .bind(now_ms)
         .fetch_all(&self.pool)
         .await?)
+    }
+
+    /// This server's presence lease: `server:<holder id>`, held while the
+    /// process lives ([`Leases::spawn_presence`]).
+    pub fn presence_name(&self) -> String {
+        format!("{PRESENCE_PREFIX}{}", self.holder)
+    }
+
+    /// Joins the cluster at start-up and tells whether this server is
+    /// **alone** — no other server's presence is live — so that the
+    /// start-up sweeps (debris a crashed server left in the shared data
+    /// dir) may run: with another server alive, what looks like debris may
+    /// be its operation in progress. Serialised by the `startup` lease, so
+    /// of servers started at the same moment exactly the first is alone
+    /// (each later one sees the earlier ones' presence). While alone, the
+    /// caller holds `startup` until [`Leases::finish_start`]; otherwise it
+    /// is already handed back.
+    pub async fn join(&self) -> Result<bool, LeaseError> {
+        loop {
+            let now = crate::db::unix_ms(time::OffsetDateTime::now_utc());
+            let claim = self.claim(STARTUP, now).await?;
+            if matches!(claim, Claim::Held { .. }) {
+                break;
+            }
+            let wait = plan(Some(&claim), now, self.timing).retry_in;
+            tokio::time::sleep(wait).await;
+        }
+        let now = crate::db::unix_ms(time::OffsetDateTime::now_utc());
+        let seen = self.presences_elsewhere(now).await?;
+        self.claim(&self.presence_name(), now).await?;
+        // A server killed a moment ago (this one's predecessor, say) still
+        // looks present until its row expires: watch the rows for one
+        // renewal period — a live server renews (its expiry moves), a dead
+        // one does not — keeping `startup` meanwhile.
+        let mut others: Vec<String> = seen.keys().cloned().collect();
+        if !seen.is_empty() {
+            let until =
+                tokio::time::Instant::now() + self.timing.renew_every() + self.timing.margin();
+            loop {
+                tokio::time::sleep(PRESENCE_POLL).await;
+                let now = crate::db::unix_ms(time::OffsetDateTime::now_utc());
+                let current = self.presences_elsewhere(now).await?;
+                let renewed: Vec<String> = current
+                    .iter()
+                    .filter(|(name, exp)| seen.get(*name).is_none_or(|old| *exp > old))
+                    .map(|(name, _)| name.clone())
+                    .collect();
+                if !renewed.is_empty() || tokio::time::Instant::now() >= until {
+                    others = renewed;
+                    break;
+                }
+                self.claim(STARTUP, now).await?;
+                self.claim(&self.presence_name(), now).await?;
+            }
+        }
+        let alone = others.is_empty();
+        if !alone {
+            tracing::info!(
+                servers = others.len(),
+                "other servers are running: start-up sweeps left to them and to `pvce fsck`"
+            );
+            self.finish_start().await?;
+        }
+        Ok(alone)
+    }
+
+    /// Other servers' live presence rows: name → expiry.
+    async fn presences_elsewhere(
+        &self,
+        now_ms: i64,
+    ) -> Result<std::collections::HashMap<String, i64>, LeaseError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT name, expires_ms FROM leases WHERE name >= $1 AND name < $2 AND holder <> $3 AND expires_ms >= $4",
+        )
+        .bind(PRESENCE_PREFIX)
+        .bind(prefix_end(PRESENCE_PREFIX))
+        .bind(&self.holder)
+        .bind(now_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().collect())
+    }
+
+    /// Hands the `startup` lease back (see [`Leases::join`]).
+    pub async fn finish_start(&self) -> Result<(), LeaseError> {
+        self.release(STARTUP).await
+    }
+
+    /// Renews this server's presence every third of a term until aborted
+    /// (the process's life: a dead server's presence expires one term
+    /// after its last renewal).
+    pub fn spawn_presence(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let name = me.presence_name();
+            loop {
+                tokio::time::sleep(me.timing.renew_every()).await;
+                let now = crate::db::unix_ms(time::OffsetDateTime::now_utc());
+                if let Err(e) = me.claim(&name, now).await {
+                    tracing::debug!(error = %e, "presence not renewed");
+                }
+            }
+        })
     }
 
     /// Takes or renews lease `name` at `now_ms`: one conditional upsert, so
@@ -576,6 +696,38 @@ mod tests {
             b.claim("vm:1", 1_002).await.unwrap(),
             Claim::Held { .. }
         ));
+    }
+
+    /// Start-up: the first server is alone (and holds `startup` until it
+    /// is done); one starting beside a live server is not; one starting
+    /// after a server died (its presence no longer renewed) is alone again.
+    #[tokio::test]
+    async fn a_server_starts_alone_only_when_no_other_server_lives() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = crate::db::connect(&format!("sqlite://{}/t.db", dir.path().display()))
+            .await
+            .unwrap();
+        let term = Duration::from_millis(600);
+        let a = Arc::new(Leases::new(pool.clone(), "a".into(), term));
+        let b = Arc::new(Leases::new(pool.clone(), "b".into(), term));
+        assert!(a.join().await.unwrap(), "the first server is alone");
+        let presence = a.spawn_presence();
+        // b waits for a's start-up to finish.
+        let joining = tokio::spawn({
+            let b = b.clone();
+            async move { b.join().await.unwrap() }
+        });
+        tokio::time::sleep(term / 2).await;
+        assert!(!joining.is_finished(), "b must wait while a sweeps");
+        a.finish_start().await.unwrap();
+        assert!(!joining.await.unwrap(), "a lives: b is not alone");
+        b.finish_start().await.unwrap();
+        // a dies: its presence is no longer renewed.
+        presence.abort();
+        let c = Leases::new(pool, "c".into(), term);
+        let started = Instant::now();
+        assert!(c.join().await.unwrap(), "a died: c is alone");
+        assert!(started.elapsed() < term * 3, "{:?}", started.elapsed());
     }
 
     #[test]

@@ -50,10 +50,11 @@ fn held(h: &Value) -> BTreeMap<String, bool> {
         .collect()
 }
 
-/// The lease rows, as the database has them (name → holder).
+/// The loops' lease rows, as the database has them (name → holder); not
+/// the servers' presence rows (`server:…`, each its own server's).
 async fn rows(env: &TestEnv) -> BTreeMap<String, String> {
     use sqlx::Row;
-    sqlx::query("SELECT name, holder FROM leases")
+    sqlx::query("SELECT name, holder FROM leases WHERE name NOT LIKE 'server:%'")
         .fetch_all(&env.server.state.pool)
         .await
         .unwrap()
@@ -315,4 +316,33 @@ async fn an_older_server_steps_aside_when_a_newer_one_migrates_the_database() {
     .await;
     let (s, v) = admin.get("/api/vms").await;
     assert_eq!(s, reqwest::StatusCode::OK, "{v}");
+}
+
+/// Start-up sweeps in a cluster (src/lease.rs `join`): a server starting
+/// beside a live one leaves the shared data dir's "debris" alone — it may
+/// be the other's upload in progress —; a server starting after the others
+/// died (their presence no longer renewed) is alone and sweeps.
+#[tokio::test]
+#[ignore = "needs PostgreSQL: PVCE_TEST_DATABASE_URL and --include-ignored"]
+async fn a_server_starting_beside_a_live_one_leaves_its_work_in_progress_alone() {
+    assert!(
+        std::env::var(database::ENV).is_ok_and(|u| !u.trim().is_empty()),
+        "this test needs PostgreSQL (see scripts/postgres.sh)"
+    );
+    let env = TestEnv::start_with(short_term).await;
+    let upload = env.data_dir().join("uploads").join("test-in-progress");
+    std::fs::write(&upload, b"an upload another server is receiving").unwrap();
+
+    let beside = env.start_another().await;
+    assert!(upload.exists(), "a live server's upload was swept");
+
+    // Every server gone: the first one killed, the second stopped cleanly.
+    env.server.abort();
+    beside.stop().await;
+    let alone = env.start_another().await;
+    assert!(
+        !upload.exists(),
+        "a server starting alone sweeps what the dead left"
+    );
+    drop(alone);
 }
