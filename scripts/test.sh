@@ -46,7 +46,7 @@ PVCE_TEST_DATABASE_URL="$(bash scripts/postgres.sh | tail -n 1)"
 export PVCE_TEST_DATABASE_URL
 cargo test --locked --test it -- --test-threads="${PVCE_TEST_THREADS:-2}" --include-ignored \
     api:: audit:: desk:: kb:: notices:: reports:: http_contract:: alerts:: slo:: usage:: \
-    sign_in:: sso:: cas:: ldap:: monitor:: term:: classtime:: dbmove:: leases:: balancer:: || status=$?
+    sign_in:: sso:: cas:: ldap:: monitor:: term:: classtime:: dbmove:: leases:: balancer:: backups::an_installation || status=$?
 unset PVCE_TEST_DATABASE_URL
 slowest
 [ "$status" = 0 ] || exit "$status"

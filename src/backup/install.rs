@@ -3,8 +3,10 @@
 //! empty data dir on a new machine.
 //!
 //! From the newest control-plane snapshot: the database copy (made with
-//! `VACUUM INTO`, so consistent), the template store and the settings kept
-//! in the data dir; then every personal layer of that database from its
+//! `VACUUM INTO`, so consistent — or, for a PostgreSQL installation, its
+//! `pg_dump`, restored with `pg_restore` into the empty database
+//! `--database-url` names), the template store and the settings kept in
+//! the data dir; then every personal layer of that database from its
 //! newest snapshot in the repository (`restic dump`). The data dir may be another
 //! path than the old one: the layers' paths in the database and the
 //! backing-file names in the template and layer headers are rewritten to
@@ -12,8 +14,8 @@
 //! Node template-store replicas are forgotten, so each node's store is
 //! verified (or filled) again before its next start.
 //!
-//! Invariants: the target must be empty (an existing installation is never
-//! overwritten); the password is copied into the new data dir so the
+//! Invariants: the target must be empty — data dir and, on PostgreSQL, the
+//! database (an existing installation is never overwritten); the password is copied into the new data dir so the
 //! nightly backups go on into the same repository.
 
 use std::path::{Path, PathBuf};
@@ -38,8 +40,17 @@ pub struct InstallReport {
 pub enum InstallError {
     #[error("the data dir {0} is not empty; restore into an empty one")]
     NotEmpty(PathBuf),
-    #[error("only the default SQLite database can be restored")]
+    #[error(
+        "restore into the data dir's own SQLite database or into PostgreSQL (--database-url postgres://…), not another SQLite file"
+    )]
     NotSqlite,
+    #[error("the PostgreSQL database already holds tables; restore into an empty database")]
+    DatabaseNotEmpty,
+    #[error("the backup is of a {backup} installation; restore it with {target}")]
+    OtherBackend {
+        backup: &'static str,
+        target: &'static str,
+    },
     #[error("the repository holds no control-plane backup")]
     NoControlBackup,
     #[error("the control-plane backup is incomplete: {0}")]
@@ -62,18 +73,42 @@ impl From<super::restic::ResticError> for InstallError {
     }
 }
 
-/// Rebuilds `config.data_dir` from the repository.
+/// Refuses a PostgreSQL database that already holds tables.
+async fn ensure_empty_postgres(url: &str) -> Result<(), InstallError> {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(url).await?;
+    let tables: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = current_schema()",
+    )
+    .fetch_one(&mut conn)
+    .await?;
+    conn.close().await?;
+    if tables > 0 {
+        return Err(InstallError::DatabaseNotEmpty);
+    }
+    Ok(())
+}
+
+/// Rebuilds `config.data_dir` (and, on PostgreSQL, the empty database
+/// `config.database_url` names) from the repository.
 pub async fn restore(
     config: &Config,
     repository: &str,
     password_file: &Path,
 ) -> Result<InstallReport, InstallError> {
-    if config.database_url.is_some() {
-        return Err(InstallError::NotSqlite);
-    }
+    let postgres = match config.database_url.as_deref() {
+        None => None,
+        Some(url) if crate::db::Backend::of_url(url) == Some(crate::db::Backend::Postgres) => {
+            Some(url.to_owned())
+        }
+        Some(_) => return Err(InstallError::NotSqlite),
+    };
     let root = config.data_dir.clone();
     if root.exists() && std::fs::read_dir(&root)?.next().is_some() {
         return Err(InstallError::NotEmpty(root));
+    }
+    if let Some(url) = &postgres {
+        ensure_empty_postgres(url).await?;
     }
     std::fs::create_dir_all(root.join("backup"))?;
     let password = root.join("backup").join("restic-password");
@@ -112,10 +147,32 @@ pub async fn restore(
     r.restore(&control.id, &staging).await?;
     let inside = |p: &Path| staging.join(p.strip_prefix("/").unwrap_or(p));
     let db_copy = inside(&old_root.join("backup/control/pvce.db"));
-    if !db_copy.exists() {
-        return Err(InstallError::Incomplete("no pvce.db".into()));
+    let pg_dump = inside(&old_root.join("backup/control/pvce.pgdump"));
+    match (&postgres, db_copy.exists(), pg_dump.exists()) {
+        (None, true, _) => std::fs::rename(&db_copy, root.join("pvce.db"))?,
+        (Some(url), _, true) => {
+            let url = url::Url::parse(url)
+                .map_err(|e| InstallError::Incomplete(format!("database URL: {e}")))?;
+            let mut cmd = super::pg_tool("pg_restore", &url);
+            // One transaction: a failed restore leaves the database empty.
+            cmd.args(["--no-owner", "--single-transaction", "--exit-on-error"])
+                .arg(&pg_dump);
+            super::run_pg_tool(cmd).await?;
+        }
+        (None, false, true) => {
+            return Err(InstallError::OtherBackend {
+                backup: "PostgreSQL",
+                target: "--database-url postgres://… (an empty database)",
+            });
+        }
+        (Some(_), true, false) => {
+            return Err(InstallError::OtherBackend {
+                backup: "SQLite",
+                target: "the data dir's SQLite database, then `pvce db migrate-from-sqlite`",
+            });
+        }
+        _ => return Err(InstallError::Incomplete("no database copy".into())),
     }
-    std::fs::rename(&db_copy, root.join("pvce.db"))?;
     let key = inside(&old_root.join("backup/control/device-cookie.key"));
     if key.exists() {
         std::fs::rename(&key, root.join("device-cookie.key"))?;

@@ -124,9 +124,9 @@ pub enum BackupError {
     Io(#[from] std::io::Error),
     #[error(transparent)]
     Db(#[from] sqlx::Error),
-    /// `pg_dump` of a PostgreSQL installation's database failed (its
+    /// `pg_dump` or `pg_restore` of a PostgreSQL installation's database failed (its
     /// message; never the URL, which may hold a password).
-    #[error("pg_dump failed: {0}")]
+    #[error("{0}")]
     PgDump(String),
 }
 
@@ -606,33 +606,16 @@ impl Backups {
 
     /// A consistent dump of a PostgreSQL installation's database (pg_dump
     /// reads one snapshot while the servers write), in pg_dump's custom
-    /// format for `pg_restore`. A password in the URL goes through the
-    /// environment (`PGPASSWORD`), not the command line, which every user
-    /// of the machine can read.
+    /// format for `pg_restore` ([`install::restore`]).
     async fn pg_dump(&self, to: &Path) -> Result<(), BackupError> {
         let temp = crate::storage::temp_beside(to);
-        let mut url = self.pool.connect_options().database_url.clone();
-        let password = url.password().map(|p| {
-            percent_encoding::percent_decode_str(p)
-                .decode_utf8_lossy()
-                .into_owned()
-        });
-        // Only fails for URLs that cannot carry a password at all.
-        let _ = url.set_password(None);
-        let mut cmd = tokio::process::Command::new("pg_dump");
+        let url = self.pool.connect_options().database_url.clone();
+        let mut cmd = pg_tool("pg_dump", &url);
         cmd.args(["--format=custom", "--no-owner", "--file"])
-            .arg(&temp)
-            .arg("--dbname")
-            .arg(url.as_str())
-            .stdin(std::process::Stdio::null());
-        if let Some(p) = password {
-            cmd.env("PGPASSWORD", p);
-        }
-        let out = cmd.output().await?;
-        if !out.status.success() {
+            .arg(&temp);
+        if let Err(e) = run_pg_tool(cmd).await {
             crate::storage::remove_file_if_exists(&temp)?;
-            let msg = String::from_utf8_lossy(&out.stderr);
-            return Err(BackupError::PgDump(msg.trim().chars().take(500).collect()));
+            return Err(e);
         }
         std::fs::rename(&temp, to)?;
         Ok(())
@@ -1327,6 +1310,43 @@ async fn get_run(pool: &Pool, id: Uuid) -> Result<Option<Run>, sqlx::Error> {
             error,
         },
     ))
+}
+
+/// A PostgreSQL client tool (`pg_dump`, `pg_restore`) for the database at
+/// `url`. A password in the URL goes through the environment
+/// (`PGPASSWORD`), not the command line, which every user of the machine
+/// can read.
+pub(crate) fn pg_tool(program: &str, url: &url::Url) -> tokio::process::Command {
+    let mut url = url.clone();
+    let password = url.password().map(|p| {
+        percent_encoding::percent_decode_str(p)
+            .decode_utf8_lossy()
+            .into_owned()
+    });
+    // Only fails for URLs that cannot carry a password at all.
+    let _ = url.set_password(None);
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.arg("--dbname")
+        .arg(url.as_str())
+        .stdin(std::process::Stdio::null());
+    if let Some(p) = password {
+        cmd.env("PGPASSWORD", p);
+    }
+    cmd
+}
+
+/// Runs a [`pg_tool`] command; its error output (bounded) on failure.
+pub(crate) async fn run_pg_tool(mut cmd: tokio::process::Command) -> Result<(), BackupError> {
+    let program = cmd.as_std().get_program().to_string_lossy().into_owned();
+    let out = cmd.output().await?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let msg = String::from_utf8_lossy(&out.stderr);
+    Err(BackupError::PgDump(format!(
+        "{program} failed: {}",
+        msg.trim().chars().take(500).collect::<String>()
+    )))
 }
 
 #[cfg(test)]

@@ -471,7 +471,8 @@ async fn a_marker_written_in_the_guest_comes_back_after_a_restore() {
 }
 
 /// `pvce restore --from`: a whole installation rebuilt from its repository
-/// onto an empty data dir at another path; the server starts on it, the
+/// onto an empty data dir at another path (and, in the PostgreSQL run, into
+/// an empty PostgreSQL database from the backup's `pg_dump`); the server starts on it, the
 /// student signs in with her password, her layer is back byte for byte and
 /// her VM boots from it.
 #[tokio::test]
@@ -514,7 +515,10 @@ async fn an_installation_is_rebuilt_from_its_repository_and_a_vm_boots() {
     // Refused into a non-empty data dir.
     std::fs::create_dir_all(&new_dir).unwrap();
     std::fs::write(new_dir.join("something"), b"x").unwrap();
-    let config = pvce::config::Config::for_data_dir(&new_dir);
+    // The new data dir's database: SQLite in it, or (a PostgreSQL run) an
+    // empty PostgreSQL database the backup's pg_dump is restored into.
+    let mut config = pvce::config::Config::for_data_dir(&new_dir);
+    config.database_url = common::database::url_for(&new_dir);
     assert!(matches!(
         pvce::backup::install::restore(&config, &repo_s, &password).await,
         Err(pvce::backup::install::InstallError::NotEmpty(_))
@@ -528,6 +532,16 @@ async fn an_installation_is_rebuilt_from_its_repository_and_a_vm_boots() {
         (2, 0),
         "{report:?}"
     );
+    if config.database_url.is_some() {
+        // Never into a database that holds an installation already.
+        let elsewhere = repo_dir.path().join("other-data");
+        let mut again = pvce::config::Config::for_data_dir(&elsewhere);
+        again.database_url = config.database_url.clone();
+        assert!(matches!(
+            pvce::backup::install::restore(&again, &repo_s, &password).await,
+            Err(pvce::backup::install::InstallError::DatabaseNotEmpty)
+        ));
+    }
 
     let restored = new_dir.clone();
     let env = TestEnv::start_with(move |c| {
