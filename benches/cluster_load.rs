@@ -67,6 +67,9 @@ struct Sample {
     at: Duration,
     latency: Duration,
     outcome: Outcome,
+    /// An error's kind: the status and the API's error code, or the
+    /// transport error.
+    error: Option<String>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -221,23 +224,41 @@ async fn client(
         };
         let t = Instant::now();
         let res = req.bearer_auth(&student.token).send().await;
-        let outcome = match res {
+        let (outcome, error) = match res {
             Ok(r) => {
                 let status = r.status();
-                let body = r.bytes().await;
-                match (status.as_u16(), body) {
-                    (200..=299, Ok(_)) => Outcome::Done,
-                    (409, Ok(_)) if matches!(op, Op::Start | Op::Poweroff) => Outcome::Refused,
-                    _ => Outcome::Error,
+                match (status.as_u16(), r.bytes().await) {
+                    (200..=299, Ok(_)) => (Outcome::Done, None),
+                    (409, Ok(_)) if matches!(op, Op::Start | Op::Poweroff) => {
+                        (Outcome::Refused, None)
+                    }
+                    (_, Ok(body)) => {
+                        let code = serde_json::from_slice::<Value>(&body)
+                            .ok()
+                            .and_then(|v| v["error"].as_str().map(str::to_owned))
+                            .unwrap_or_default();
+                        (Outcome::Error, Some(format!("{} {code}", status.as_u16())))
+                    }
+                    (_, Err(e)) => (Outcome::Error, Some(format!("body: {e}"))),
                 }
             }
-            Err(_) => Outcome::Error,
+            Err(e) => (
+                Outcome::Error,
+                Some(if e.is_timeout() {
+                    "timeout".into()
+                } else if e.is_connect() {
+                    "connect".into()
+                } else {
+                    "transport".into()
+                }),
+            ),
         };
         out.push(Sample {
             op,
             at: t - t0,
             latency: t.elapsed(),
             outcome,
+            error,
         });
         if let Role::VmDriver(pause) = role {
             if outcome == Outcome::Done {
@@ -487,6 +508,22 @@ fn report(p: &Phase, pids: &[u32], stats: &[(String, String, u64, u64)]) {
             of.iter().filter(|s| s.outcome == Outcome::Error).count(),
             ms(pct(&l, 50.0)),
             ms(pct(&l, 99.0))
+        );
+    }
+    let mut kinds: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+    for s in &p.samples {
+        if let Some(e) = &s.error {
+            *kinds.entry((s.op.name(), e.as_str())).or_default() += 1;
+        }
+    }
+    if !kinds.is_empty() {
+        println!(
+            "  errors by kind: {}",
+            kinds
+                .iter()
+                .map(|((op, e), n)| format!("{op} {e}: {n}"))
+                .collect::<Vec<_>>()
+                .join("; ")
         );
     }
     if let Some((at, k)) = &p.kill {

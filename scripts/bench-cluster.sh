@@ -61,6 +61,7 @@ BASE=${BASE%/}
 DB=bench_pvce_cluster_$(head -c6 /dev/urandom | od -An -tx1 | tr -d ' \n')
 URL=$BASE/$DB
 WORK=$(mktemp -d /tmp/test-pvce-cluster.XXXXXX)
+chmod 755 "$WORK"   # QEMU (libvirt-qemu) opens the layers below it
 PIDS=()
 HAPROXY_PID=""
 PREFIX=test-pvce-cl   # libvirt names (domains, pools) start with it: removed at the end
@@ -115,7 +116,7 @@ done
 
 cat >"$WORK/haproxy.cfg" <<CFG
 global
-    maxconn 20000
+    maxconn 5000
     stats socket $WORK/haproxy.sock mode 600 level admin
 defaults
     mode http
@@ -128,7 +129,7 @@ defaults
     option forwardfor
 frontend api
     bind 127.0.0.1:$PLB
-    maxconn 20000
+    maxconn 5000
     default_backend pvce
 backend pvce
     balance roundrobin
@@ -143,6 +144,7 @@ haproxy -db -f "$WORK/haproxy.cfg" >"$WORK/haproxy.log" 2>&1 &
 HAPROXY_PID=$!
 for _ in $(seq 100); do
   curl -fsS "http://127.0.0.1:$PLB/healthz" >/dev/null 2>&1 && break
+  kill -0 "$HAPROXY_PID" 2>/dev/null || { echo "bench-cluster: haproxy died:" >&2; cat "$WORK/haproxy.log" >&2; exit 1; }
   sleep 0.1
 done
 
