@@ -135,7 +135,11 @@ async fn setup(base: &str, n: usize) -> Vec<Student> {
                 .send()
                 .await
                 .unwrap();
-            assert!(r.status().is_success() || r.status() == 409, "{u}: {}", r.status());
+            assert!(
+                r.status().is_success() || r.status() == 409,
+                "{u}: {}",
+                r.status()
+            );
         }
     }))
     .buffer_unordered(4)
@@ -264,8 +268,7 @@ async fn client(
             if outcome == Outcome::Done {
                 running = op == Op::Start;
             }
-            tokio::time::sleep(pause.min(until.saturating_duration_since(Instant::now())))
-                .await;
+            tokio::time::sleep(pause.min(until.saturating_duration_since(Instant::now()))).await;
         }
     }
     out
@@ -345,7 +348,12 @@ struct KillReport {
     new_holders: BTreeMap<String, String>,
 }
 
-async fn watch_kill(c: Arc<Cluster>, victim: usize, leases: Vec<String>, kill_at: Instant) -> KillReport {
+async fn watch_kill(
+    c: Arc<Cluster>,
+    victim: usize,
+    leases: Vec<String>,
+    kill_at: Instant,
+) -> KillReport {
     let http = reqwest::Client::new();
     tokio::time::sleep_until(kill_at.into()).await;
     let killed = std::process::Command::new("kill")
@@ -550,8 +558,10 @@ fn report(p: &Phase, pids: &[u32], stats: &[(String, String, u64, u64)]) {
             "  haproxy marked it DOWN {} after the kill; its leases held by survivors {} after the kill ({})",
             k.marked_down
                 .map_or("(not seen)".into(), |d| format!("{:.0} ms", ms(d))),
-            k.taken_over
-                .map_or("(not within 30 s)".into(), |d| format!("{:.1} s", d.as_secs_f64())),
+            k.taken_over.map_or("(not within 30 s)".into(), |d| format!(
+                "{:.1} s",
+                d.as_secs_f64()
+            )),
             k.new_holders
                 .iter()
                 .map(|(l, h)| format!("{l} → {}", &h[..h.len().min(12)]))

@@ -48,7 +48,8 @@
 //!
 //! Run: `cargo bench --bench cluster_scale`. Settings: PVCE_SCALE_NODES
 //! (1000), PVCE_SCALE_VMS (30000), PVCE_SCALE_SECS per placement run (10),
-//! PVCE_SCALE_BACKENDS (`sqlite,postgres`).
+//! PVCE_SCALE_BACKENDS (`sqlite,postgres`); PVCE_SCALE_KEEP_DB=1 keeps the
+//! PostgreSQL database (its URL is printed) to look at the plans.
 #![allow(
     clippy::unwrap_used,
     clippy::cast_precision_loss,
@@ -143,7 +144,11 @@ async fn populate(url: &str, n_nodes: usize, n_vms: usize) -> Fixture {
         &extra
             .iter()
             .enumerate()
-            .map(|(i, id)| format!("('{id}', 'scale-t{i:02}', 'linux', 'ready', 1073741824, 10737418240, '{now}')"))
+            .map(|(i, id)| {
+                format!(
+                    "('{id}', 'scale-t{i:02}', 'linux', 'ready', 1073741824, 10737418240, '{now}')"
+                )
+            })
             .collect::<Vec<_>>(),
     )
     .await;
@@ -319,7 +324,8 @@ async fn populate(url: &str, n_nodes: usize, n_vms: usize) -> Fixture {
         // Fresh statistics, as autovacuum would have them on a live system.
         sqlx::query("ANALYZE").execute(&pool).await.unwrap();
     }
-    let labnets = pvce::labnets::LabNets::new(pool.clone(), nodes.clone(), "test-pvce-scale-".into());
+    let labnets =
+        pvce::labnets::LabNets::new(pool.clone(), nodes.clone(), "test-pvce-scale-".into());
     Fixture {
         pool,
         nodes,
@@ -519,6 +525,48 @@ fn decode(row: &db::Row) -> bool {
     state != "stopped"
 }
 
+/// One node's part of the pass: its rows query, each row decoded; the
+/// number of active rows.
+async fn node_rows(fx: &Fixture, node: &pvce::nodes::Node) -> Result<usize, sqlx::Error> {
+    let rows = if node.state.is_up() {
+        // `reconcile_node`: rows recorded on the node or named by its
+        // domain listing.
+        let listed: Vec<String> = fx
+            .running
+            .get(&node.id)
+            .map(|v| v.iter().map(Uuid::to_string).collect())
+            .unwrap_or_default();
+        sqlx::query(&format!(
+            "SELECT {VM_COLUMNS} FROM vms WHERE node_id = $1 OR id IN (SELECT value FROM json_each($2))"
+        ))
+        .bind(node.id.to_string())
+        .bind(serde_json::to_string(&listed).unwrap_or_default())
+        .fetch_all(&fx.pool)
+        .await?
+    } else {
+        // `mark_node_down`.
+        sqlx::query(&format!(
+            "SELECT {VM_COLUMNS} FROM vms WHERE node_id = $1 AND state IN ('starting', 'running', 'stopping') AND node_down = 0"
+        ))
+        .bind(node.id.to_string())
+        .fetch_all(&fx.pool)
+        .await?
+    };
+    Ok(rows.iter().filter(|r| decode(r)).count())
+}
+
+/// One up node's query alone (nothing else using the pool), mean over the
+/// first `n` up nodes.
+async fn node_query_alone(fx: &Fixture, n: usize) -> Duration {
+    let nodes = fx.nodes.list().await.unwrap();
+    let up: Vec<_> = nodes.iter().filter(|n| n.state.is_up()).take(n).collect();
+    let t = Instant::now();
+    for node in &up {
+        node_rows(fx, node).await.unwrap();
+    }
+    t.elapsed() / u32::try_from(up.len().max(1)).unwrap_or(1)
+}
+
 /// One pass's outcome.
 struct Pass {
     elapsed: Duration,
@@ -539,31 +587,7 @@ async fn reconcile_pass(fx: &Fixture) -> Pass {
     let nodes = fx.nodes.list().await.unwrap();
     let passes = nodes.iter().map(|node| async move {
         let t = Instant::now();
-        let rows = if node.state.is_up() {
-            // `reconcile_node`: rows recorded on the node or named by its
-            // domain listing.
-            let listed: Vec<String> = fx
-                .running
-                .get(&node.id)
-                .map(|v| v.iter().map(Uuid::to_string).collect())
-                .unwrap_or_default();
-            sqlx::query(&format!(
-                "SELECT {VM_COLUMNS} FROM vms WHERE node_id = $1 OR id IN (SELECT value FROM json_each($2))"
-            ))
-            .bind(node.id.to_string())
-            .bind(serde_json::to_string(&listed).unwrap())
-            .fetch_all(&fx.pool)
-            .await
-        } else {
-            // `mark_node_down`.
-            sqlx::query(&format!(
-                "SELECT {VM_COLUMNS} FROM vms WHERE node_id = $1 AND state IN ('starting', 'running', 'stopping') AND node_down = 0"
-            ))
-            .bind(node.id.to_string())
-            .fetch_all(&fx.pool)
-            .await
-        };
-        (rows.map(|rows| rows.iter().filter(|r| decode(r)).count()), t.elapsed())
+        (node_rows(fx, node).await, t.elapsed())
     });
     let mut pass = Pass {
         elapsed: Duration::ZERO,
@@ -711,6 +735,10 @@ async fn run_backend(label: &str, url: &str, n_nodes: usize, n_vms: usize, secs:
         ms(support::pct(&median.per_node, 50.0)),
         ms(median.per_node.last().copied().unwrap_or_default()),
     );
+    println!(
+        "  one up node's query alone (one at a time, mean of 50): {:.1} ms",
+        ms(node_query_alone(&fx, 50).await)
+    );
     let failed: usize = passes.iter().map(|p| p.failed).sum();
     if failed > 0 {
         println!(
@@ -783,7 +811,11 @@ fn main() {
                         secs,
                     )
                     .await;
-                    database.drop_now().await;
+                    if std::env::var_os("PVCE_SCALE_KEEP_DB").is_some() {
+                        println!("kept the database {}", database.url());
+                    } else {
+                        database.drop_now().await;
+                    }
                 }
                 other => panic!("unknown backend {other:?}: use sqlite and/or postgres"),
             }
