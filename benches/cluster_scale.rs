@@ -613,10 +613,11 @@ async fn reconcile_pass(fx: &Fixture) -> Pass {
 }
 
 /// A PostgreSQL database of this run's own on the cluster at `base`,
-/// dropped when this is dropped.
+/// dropped when this is dropped (also when the run panics), unless `keep`.
 struct PgDatabase {
     base: String,
     name: String,
+    keep: bool,
 }
 
 impl PgDatabase {
@@ -631,26 +632,40 @@ impl PgDatabase {
         Ok(PgDatabase {
             base: base.to_owned(),
             name,
+            keep: false,
         })
     }
 
     fn url(&self) -> String {
         format!("{}/{}", self.base, self.name)
     }
+}
 
-    async fn drop_now(self) {
-        use sqlx::Connection;
-        if let Ok(mut conn) = sqlx::PgConnection::connect(&format!("{}/postgres", self.base)).await
-        {
-            let dropped = sqlx::query(&format!(
-                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
-                self.name
-            ))
-            .execute(&mut conn)
-            .await;
-            if let Err(e) = dropped {
-                eprintln!("could not drop the bench database {}: {e}", self.name);
-            }
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        if self.keep {
+            return;
+        }
+        // On a thread with a runtime of its own: dropped inside the bench's
+        // runtime, which cannot be blocked on from within.
+        let (admin, name) = (format!("{}/postgres", self.base), self.name.clone());
+        let dropped = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(sqlx::Error::Io)?;
+            rt.block_on(async {
+                use sqlx::Connection;
+                let mut conn = sqlx::PgConnection::connect(&admin).await?;
+                sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                    .execute(&mut conn)
+                    .await?;
+                conn.close().await
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("could not drop the bench database {}", self.name);
         }
     }
 }
@@ -788,7 +803,7 @@ fn main() {
                             continue;
                         }
                     };
-                    let database = match PgDatabase::create(&base).await {
+                    let mut database = match PgDatabase::create(&base).await {
                         Ok(d) => d,
                         Err(e) => {
                             println!("\nPostgreSQL: skipped — cannot create a database on {base}: {e}");
@@ -812,9 +827,8 @@ fn main() {
                     )
                     .await;
                     if std::env::var_os("PVCE_SCALE_KEEP_DB").is_some() {
+                        database.keep = true;
                         println!("kept the database {}", database.url());
-                    } else {
-                        database.drop_now().await;
                     }
                 }
                 other => panic!("unknown backend {other:?}: use sqlite and/or postgres"),
