@@ -64,7 +64,8 @@ WORK=$(mktemp -d /tmp/test-pvce-cluster.XXXXXX)
 chmod 755 "$WORK"   # QEMU (libvirt-qemu) opens the layers below it
 PIDS=()
 HAPROXY_PID=""
-PREFIX=test-pvce-cl   # libvirt names (domains, pools) start with it: removed at the end
+# libvirt names (domains, pools) start with "$PREFIX-": this run's own, removed at the end.
+PREFIX=test-pvce-bcl$$
 
 cleanup() {
   set +e
@@ -75,8 +76,8 @@ cleanup() {
     kill -KILL "$p" 2>/dev/null
   done
   psql -q "$BASE/postgres" -c "DROP DATABASE IF EXISTS \"$DB\" WITH (FORCE)" >/dev/null
-  for d in $(virsh -q -c qemu:///system list --name | grep "^$PREFIX"); do virsh -q -c qemu:///system destroy "$d" >/dev/null; done
-  for p in $(virsh -q -c qemu:///system pool-list --all --name | grep "^$PREFIX"); do
+  for d in $(virsh -q -c qemu:///system list --name | grep "^$PREFIX-"); do virsh -q -c qemu:///system destroy "$d" >/dev/null; done
+  for p in $(virsh -q -c qemu:///system pool-list --all --name | grep "^$PREFIX-"); do
     virsh -q -c qemu:///system pool-destroy "$p" >/dev/null 2>&1
     virsh -q -c qemu:///system pool-undefine "$p" >/dev/null
   done
