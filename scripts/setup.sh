@@ -42,7 +42,6 @@ PACKAGES=(
   # the server package itself on Debian 12 and 13: postgresql-contrib is only a
   # transitional package there); the client (psql) comes with it
   postgresql
-  haproxy   # the load balancer in front of several pvce servers (scripts/bench-cluster.sh, issue 17)
   slapd ldap-utils   # campus sign-in over LDAP (tests/it/ldap.rs): a real OpenLDAP server (slapd; slapadd loads the test tree) in a temp dir; ldap-utils to look at it by hand
 )
 # Deliberately not installed: ovmf (guests boot with SeaBIOS), swtpm (no vTPM),
