@@ -246,6 +246,37 @@ impl<'r> sqlx::Decode<'r, sqlx::Any> for Flag {
     }
 }
 
+/// A nullable `DOUBLE PRECISION` value to bind. Bind `Option<f64>` through
+/// this type, never directly: sqlx 0.8's `Any` driver turns a NULL of type
+/// double into a PostgreSQL `float4` parameter (its `Real`/`Double` null
+/// kinds are swapped, sqlx-core `any/arguments.rs`), so a statement first
+/// run with NULL is prepared — and cached — with a `float4` parameter, and
+/// every later run with a number fails ("incorrect binary data format in
+/// bind parameter"). This encodes a number as `f64` and NULL as the kind
+/// the driver maps to `float8`.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Real(pub Option<f64>);
+
+impl sqlx::Type<sqlx::Any> for Real {
+    fn type_info() -> sqlx::any::AnyTypeInfo {
+        <f64 as sqlx::Type<sqlx::Any>>::type_info()
+    }
+}
+
+impl<'q> sqlx::Encode<'q, sqlx::Any> for Real {
+    fn encode_by_ref(
+        &self,
+        buf: &mut <sqlx::Any as sqlx::Database>::ArgumentBuffer<'q>,
+    ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+        match self.0 {
+            Some(v) => <f64 as sqlx::Encode<'q, sqlx::Any>>::encode_by_ref(&v, buf),
+            // The swapped kind: becomes a float8 NULL on PostgreSQL (a plain
+            // NULL on SQLite).
+            None => <Option<f32> as sqlx::Encode<'q, sqlx::Any>>::encode_by_ref(&None, buf),
+        }
+    }
+}
+
 /// The row `sql` selects with `binds`, mapped by `from_row`; `None` when
 /// there is none.
 pub async fn fetch_row<T>(

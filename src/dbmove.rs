@@ -775,7 +775,7 @@ async fn insert(tx: &mut db::Tx, table: &Table, rows: &[Vec<Value>]) -> Result<(
         for v in row {
             q = match v {
                 Value::Int(v) => q.bind(*v),
-                Value::Float(v) => q.bind(*v),
+                Value::Float(v) => q.bind(db::Real(*v)),
                 Value::Text(v) => q.bind(v.clone()),
                 Value::Bytes(v) => q.bind(v.clone()),
             };

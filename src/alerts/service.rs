@@ -329,7 +329,7 @@ impl Alerts {
                     .bind(&name)
                     .bind(level.as_str())
                     .bind(&cause)
-                    .bind(o.and_then(|o| o.value))
+                    .bind(crate::db::Real(o.and_then(|o| o.value)))
                     .bind(ev.at)
                     .bind(ev.at)
                     .execute(&self.pool)

@@ -303,7 +303,7 @@ impl Idle {
         .bind(course.id.to_string())
         .bind(s.disconnected_minutes)
         .bind(s.never_connected_minutes)
-        .bind(s.cpu_below_percent)
+        .bind(crate::db::Real(s.cpu_below_percent))
         .bind(s.cpu_minutes)
         .execute(&self.pool)
         .await?;

@@ -132,3 +132,72 @@ async fn a_restarted_postgresql_means_503_meanwhile_and_service_after() {
         assert_eq!(status["restarts"], 0, "{name}: {status}");
     }
 }
+
+/// Why `db::Real` exists: through sqlx's `Any` driver, a statement first run
+/// with a NULL `Option<f64>` is prepared with a `float4` parameter on
+/// PostgreSQL, and the same statement with a number then fails on that
+/// connection (the sampler's node row, whose first sample has no CPU
+/// figure yet). Bound as `db::Real`, NULL then a number both work. Should
+/// sqlx fix its NULL kinds, the first half fails and the workaround can go.
+#[tokio::test]
+async fn a_null_then_a_number_binds_as_double_precision() {
+    let cluster = Cluster::start();
+    let pool = pvce::db::connect(&cluster.url()).await.unwrap();
+    let node = uuid::Uuid::new_v4().to_string();
+    sqlx::query(
+        "INSERT INTO nodes (id, name, uri, console_address, created_at)
+         VALUES ($1, 'test-n', 'test:///default', '127.0.0.1', '2026-01-01T00:00:00Z')",
+    )
+    .bind(&node)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let mut conn = pool.acquire().await.unwrap();
+    let insert = |table: &'static str| {
+        format!(
+            "INSERT INTO {table} (node_id, at, cpu_percent, mem_used_mib, mem_total_mib, vms_running)
+             VALUES ($1, $2, $3, 1, 2, 0)"
+        )
+    };
+    // Plain Option<f64>: the driver's bug, on one connection.
+    let raw = insert("node_samples");
+    sqlx::query(&raw)
+        .bind(&node)
+        .bind(1_i64)
+        .bind(None::<f64>)
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    let second = sqlx::query(&raw)
+        .bind(&node)
+        .bind(2_i64)
+        .bind(Some(12.5_f64))
+        .execute(&mut *conn)
+        .await;
+    assert!(
+        second.is_err_and(|e| e.to_string().contains("binary data format")),
+        "sqlx binds a NULL double as float4 no more: db::Real may go"
+    );
+    // db::Real: NULL, then numbers, on one connection.
+    let fixed = insert("node_samples_minute");
+    for (at, cpu) in [
+        (60_i64, None),
+        (120, Some(12.5)),
+        (180, None),
+        (240, Some(0.25)),
+    ] {
+        sqlx::query(&fixed)
+            .bind(&node)
+            .bind(at)
+            .bind(pvce::db::Real(cpu))
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+    }
+    let back: Vec<Option<f64>> =
+        sqlx::query_scalar("SELECT cpu_percent FROM node_samples_minute ORDER BY at")
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap();
+    assert_eq!(back, [None, Some(12.5), None, Some(0.25)]);
+}
