@@ -31,7 +31,7 @@
 //! once (8: a server's database pool, src/db.rs).
 //!
 //! (b) One reconcile pass's database side (`VmManager::reconcile_once`):
-//! `Nodes::list`, then for every node at once its rows query — for an up
+//! `Nodes::list`, then for every node its rows query (as many nodes at once as the real pass: `RECONCILE_PARALLEL_NODES`; the query texts are the real ones, `vms::node_rows_sql`) — for an up
 //! node the VMs recorded there or named by its domain listing (the listing is
 //! what libvirt would answer in a steady state: the VMs recorded running
 //! there), for a down node its active VMs not yet marked `node_down` — each
@@ -536,21 +536,17 @@ async fn node_rows(fx: &Fixture, node: &pvce::nodes::Node) -> Result<usize, sqlx
             .get(&node.id)
             .map(|v| v.iter().map(Uuid::to_string).collect())
             .unwrap_or_default();
-        sqlx::query(&format!(
-            "SELECT {VM_COLUMNS} FROM vms WHERE node_id = $1 OR id IN (SELECT value FROM json_each($2))"
-        ))
-        .bind(node.id.to_string())
-        .bind(serde_json::to_string(&listed).unwrap_or_default())
-        .fetch_all(&fx.pool)
-        .await?
+        sqlx::query(&pvce::vms::node_rows_sql())
+            .bind(node.id.to_string())
+            .bind(serde_json::to_string(&listed).unwrap_or_default())
+            .fetch_all(&fx.pool)
+            .await?
     } else {
         // `mark_node_down`.
-        sqlx::query(&format!(
-            "SELECT {VM_COLUMNS} FROM vms WHERE node_id = $1 AND state IN ('starting', 'running', 'stopping') AND node_down = 0"
-        ))
-        .bind(node.id.to_string())
-        .fetch_all(&fx.pool)
-        .await?
+        sqlx::query(&pvce::vms::down_rows_sql())
+            .bind(node.id.to_string())
+            .fetch_all(&fx.pool)
+            .await?
     };
     Ok(rows.iter().filter(|r| decode(r)).count())
 }
@@ -589,6 +585,14 @@ async fn reconcile_pass(fx: &Fixture) -> Pass {
         let t = Instant::now();
         (node_rows(fx, node).await, t.elapsed())
     });
+    // As many nodes at once as the real pass.
+    let passes: Vec<_> = {
+        use futures::StreamExt;
+        futures::stream::iter(passes)
+            .buffer_unordered(pvce::vms::RECONCILE_PARALLEL_NODES)
+            .collect()
+            .await
+    };
     let mut pass = Pass {
         elapsed: Duration::ZERO,
         rows: 0,
@@ -596,7 +600,7 @@ async fn reconcile_pass(fx: &Fixture) -> Pass {
         error: None,
         per_node: Vec::with_capacity(nodes.len()),
     };
-    for (r, d) in futures::future::join_all(passes).await {
+    for (r, d) in passes {
         pass.per_node.push(d);
         match r {
             Ok(n) => pass.rows += n,

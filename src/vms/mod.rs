@@ -48,6 +48,7 @@ mod power;
 pub mod power_log;
 mod provision;
 mod reconcile;
+pub use reconcile::{RECONCILE_PARALLEL_NODES, down_rows_sql, node_rows_sql};
 mod rule;
 pub mod snapshots;
 pub mod starts;
