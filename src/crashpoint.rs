@@ -65,6 +65,9 @@ pub const POINTS: &[&str] = &[
     "snapshot_revert.copy_written",
     "snapshot_revert.layer_installed",
     "snapshot_revert.internal_applied",
+    // Live migration (vms/migrate.rs): the domain runs on the target, the
+    // database still names the source.
+    "migrate.domain_moved",
 ];
 
 static AT: OnceLock<Option<String>> = OnceLock::new();

@@ -101,6 +101,9 @@ impl VmManager {
         let result = src
             .migrate_to(&self.domain_name(vm.id), &dst, listen, MIGRATE_DEADLINE)
             .await;
+        if result.is_ok() {
+            crate::crashpoint::hit("migrate.domain_moved");
+        }
         let event = match &result {
             Ok(_) => NewEvent::node(
                 EventKind::VmMigrated,

@@ -9,7 +9,8 @@
 //!
 //! CI runs the riskiest point of each operation ([`CI_POINTS`]);
 //! `PVCE_CHAOS_FULL=1` (scripts/chaos.sh) runs every point, with the same
-//! code. Live migration is not covered yet (it needs the three-node rig).
+//! code. Live migration's point is exercised on the three-node rig
+//! (tests/it/cluster.rs).
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -17,8 +18,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::common::process::{
-    ServerProcess, add_user, assert_enrolment_consistent, base_args, binary, insert_students,
-    remove_pool,
+    ServerProcess, add_user, assert_enrolment_consistent, base_args, insert_students, remove_pool,
 };
 use crate::common::tool::run_tool as run;
 use crate::common::{self, Client, PASSWORD, walk_find};
@@ -194,25 +194,7 @@ impl Rig {
 
     /// `pvce fsck --json --grace-secs 0` with the server's settings: clean.
     fn assert_fsck_clean(&self, after: &str) {
-        let out = Command::new(binary())
-            .arg("fsck")
-            .args(&self.args)
-            .args(["--json", "--grace-secs", "0"])
-            .output()
-            .unwrap();
-        let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
-            panic!(
-                "{after}: fsck said {}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
-        assert_eq!(
-            report["findings"],
-            json!([]),
-            "{after}: fsck found (exit {:?}):\n{report:#}",
-            out.status.code()
-        );
-        assert!(out.status.success(), "{after}: {report}");
+        crate::common::process::assert_fsck_clean(&self.args, after);
     }
 
     /// Imports the tiny guest as `name` (through the API).

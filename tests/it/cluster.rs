@@ -1043,3 +1043,91 @@ async fn node_local_layers_stay_on_their_node_and_move_with_their_data() {
         "not_found",
     );
 }
+
+/// Live migration killed at its riskiest point (issue 17, chaos): the
+/// domain already runs on the target while the database still names the
+/// source. The real binary dies there by SIGKILL (`PVCE_CRASH_AT`); once
+/// restarted it finds the VM where it runs — one domain, on the target —,
+/// `pvce fsck` finds nothing, and the VM migrates back.
+#[tokio::test]
+async fn a_server_killed_mid_migration_finds_the_vm_where_it_runs() {
+    use crate::common::process::{ServerProcess, assert_fsck_clean, base_args};
+    use std::os::unix::process::ExitStatusExt;
+    let rig = Rig::up(3).await;
+    let c = cluster(&rig, 1).await;
+    let v = c.start(0).await;
+    let a = c.index(&v["node_id"]);
+    let b = if a == 1 { 2 } else { 1 };
+    let vm = c.vms[0].clone();
+    wait_serial(&c.env, &vm, "BOOT-OK", Duration::from_secs(120)).await;
+
+    // The binary takes over the installation (same data dir and settings).
+    c.env.server.abort();
+    let pool = c.env.server.state.config.template_pool.clone().unwrap();
+    let mut args = base_args(&c.env.data_dir(), &pool);
+    args.extend(["--allow-tcp-nodes", "--disk-cache", "none"].map(String::from));
+    let log = |n: usize| {
+        let f = std::fs::File::create(c.env.dir.path().join(format!("server-{n}.log"))).unwrap();
+        (
+            std::process::Stdio::from(f.try_clone().unwrap()),
+            std::process::Stdio::from(f),
+        )
+    };
+    let (out, err) = log(1);
+    let mut server = ServerProcess::start(
+        &args,
+        out,
+        err,
+        &[(pvce::crashpoint::ENV, "migrate.domain_moved")],
+    )
+    .await;
+    let admin = c.admin.clone_for(&server.url);
+    let target = c.nodes[b - 1].clone();
+    let _ = admin
+        .try_post(
+            &format!("/api/vms/{vm}/migrate"),
+            json!({ "node_id": target }),
+        )
+        .await;
+    let child = &mut server.child;
+    let status = wait_for(
+        "the server to die mid-migration",
+        Duration::from_secs(120),
+        || {
+            let s = child.try_wait().unwrap();
+            async move { s }
+        },
+    )
+    .await;
+    assert_eq!(status.signal(), Some(9), "ended with {status}, not SIGKILL");
+    // Where the domain is now: the target only.
+    assert_eq!(rig.domstate(b, &domain(&vm)), "running");
+    assert_ne!(rig.domstate(a, &domain(&vm)), "running");
+
+    let (out, err) = log(2);
+    let server = ServerProcess::start(&args, out, err, &[]).await;
+    let admin = c.admin.clone_for(&server.url);
+    let v = wait_for(
+        "the VM found on the target",
+        Duration::from_secs(30),
+        || async {
+            let (_, v) = admin.get(&format!("/api/vms/{vm}")).await;
+            (v["state"] == "running" && v["node_id"] == target.as_str()).then_some(v)
+        },
+    )
+    .await;
+    assert_eq!(c.index(&v["node_id"]), b, "{v}");
+    assert_fsck_clean(&args, "a migration killed after the domain moved");
+    // Still one domain, and the VM moves back on request.
+    let (s, v) = admin
+        .post(
+            &format!("/api/vms/{vm}/migrate"),
+            json!({ "node_id": c.nodes[a - 1] }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(rig.domstate(a, &domain(&vm)), "running");
+    assert_ne!(rig.domstate(b, &domain(&vm)), "running");
+    let (s, _) = admin.post_empty(&format!("/api/vms/{vm}/poweroff")).await;
+    assert_eq!(s, StatusCode::OK);
+}

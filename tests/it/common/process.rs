@@ -270,3 +270,27 @@ pub fn remove_pool(pool: &str) {
         .args(["-c", "qemu:///system", "pool-undefine", pool])
         .output();
 }
+
+/// Runs `pvce fsck --json --grace-secs 0` with a server's `args` (its data
+/// dir and database) and requires no finding; `after` names the moment.
+pub fn assert_fsck_clean(args: &[String], after: &str) {
+    let out = Command::new(binary())
+        .arg("fsck")
+        .args(args)
+        .args(["--json", "--grace-secs", "0"])
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+        panic!(
+            "{after}: fsck said {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert_eq!(
+        report["findings"],
+        serde_json::json!([]),
+        "{after}: fsck found (exit {:?}):\n{report:#}",
+        out.status.code()
+    );
+    assert!(out.status.success(), "{after}: {report}");
+}
