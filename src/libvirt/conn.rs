@@ -1083,6 +1083,7 @@ mod tests {
             name: format!("test-lab-{tag}"),
             bridge: format!("tpl{tag}"),
             installation: MARK.into(),
+            vxlan: None,
         };
         let a = node.ensure_network(&spec).await.expect("create");
         assert!(a.active);

@@ -909,7 +909,34 @@ pub struct NetworkSpec {
     /// The id of the pvce installation creating it (`<pvce:net installation=…/>`
     /// in `<metadata>`): only that installation ever removes the network.
     pub installation: String,
+    /// The network's VXLAN segment, when it spans nodes: written into pvce's
+    /// metadata mark for the node's libvirt network hook
+    /// (`contrib/libvirt-hooks/network`), which makes the VXLAN device and
+    /// enslaves it to the bridge; the network's MTU leaves room for the
+    /// encapsulation ([`VXLAN_MTU`]).
+    pub vxlan: Option<Vxlan>,
 }
+
+/// What the network hook needs to join a network to its VXLAN segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Vxlan {
+    /// The segment's VXLAN network identifier (24 bits).
+    pub vni: u32,
+    /// The underlay multicast group that carries the segment's broadcast,
+    /// unknown-unicast and multicast frames.
+    pub group: std::net::Ipv4Addr,
+    /// This node's address on the underlay (its VTEP); the hook finds the
+    /// underlay device by it.
+    pub local: std::net::Ipv4Addr,
+}
+
+/// The MTU of a network with a VXLAN segment: VXLAN over IPv4 adds 50 bytes
+/// (outer Ethernet 14, IPv4 20, UDP 8, VXLAN 8) to every frame, so guests
+/// get 1450 on a 1500-byte underlay.
+pub const VXLAN_MTU: u32 = 1450;
+
+/// Largest VXLAN network identifier (24 bits).
+pub const MAX_VNI: u32 = (1 << 24) - 1;
 
 /// XML namespace of pvce's network metadata element.
 pub const PVCE_NET_XMLNS: &str = "https://pvce.org/xmlns/network/1";
@@ -920,6 +947,14 @@ struct XNetwork<'a> {
     name: &'a str,
     metadata: XNetMetadata<'a>,
     bridge: XBridge<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mtu: Option<XMtu>,
+}
+
+#[derive(Serialize)]
+struct XMtu {
+    #[serde(rename = "@size")]
+    size: u32,
 }
 
 #[derive(Serialize)]
@@ -934,6 +969,12 @@ struct XPvceNet<'a> {
     xmlns: &'static str,
     #[serde(rename = "@installation")]
     installation: &'a str,
+    #[serde(rename = "@vni", skip_serializing_if = "Option::is_none")]
+    vni: Option<u32>,
+    #[serde(rename = "@group", skip_serializing_if = "Option::is_none")]
+    group: Option<String>,
+    #[serde(rename = "@local", skip_serializing_if = "Option::is_none")]
+    local: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -964,12 +1005,27 @@ pub fn network_xml(spec: &NetworkSpec) -> Result<String, LibvirtError> {
         )));
     }
     check_text("installation", &spec.installation, false)?;
+    if let Some(v) = &spec.vxlan {
+        if v.vni == 0 || v.vni > MAX_VNI {
+            return Err(invalid(format!("vni must be 1-{MAX_VNI}")));
+        }
+        if !v.group.is_multicast() {
+            return Err(invalid(format!("{} is not a multicast group", v.group)));
+        }
+        if v.local.is_unspecified() || v.local.is_multicast() || v.local.is_broadcast() {
+            return Err(invalid(format!("{} is not a VTEP address", v.local)));
+        }
+    }
+    let vx = spec.vxlan.as_ref();
     let net = XNetwork {
         name: &spec.name,
         metadata: XNetMetadata {
             net: XPvceNet {
                 xmlns: PVCE_NET_XMLNS,
                 installation: &spec.installation,
+                vni: vx.map(|v| v.vni),
+                group: vx.map(|v| v.group.to_string()),
+                local: vx.map(|v| v.local.to_string()),
             },
         },
         bridge: XBridge {
@@ -977,6 +1033,7 @@ pub fn network_xml(spec: &NetworkSpec) -> Result<String, LibvirtError> {
             stp: "off",
             delay: 0,
         },
+        mtu: vx.map(|_| XMtu { size: VXLAN_MTU }),
     };
     let mut out = String::new();
     let mut ser = quick_xml::se::Serializer::new(&mut out);
@@ -1773,6 +1830,7 @@ mod tests {
             name: "pvce-lab-abc".into(),
             bridge: "pvl0123456789ab".into(),
             installation: "inst-1".into(),
+            vxlan: None,
         };
         let xml = network_xml(&spec).expect("xml");
         let els = flatten(&xml);
@@ -1797,8 +1855,13 @@ mod tests {
             "network/ip",
             "network/dns",
             "network/domain",
+            "network/mtu",
         ] {
             assert!(!has(&els, absent), "{absent} in {xml}");
+        }
+        // A single-node network tells the hook nothing to do.
+        for a in ["vni", "group", "local"] {
+            assert!(!has_attr(mark, a), "{a} in {xml}");
         }
         for bad_bridge in ["", "pvl0123456789abc", "Pvl1", "pv l", "-pvl", "pvl<x>"] {
             let s = NetworkSpec {
@@ -1812,5 +1875,62 @@ mod tests {
             ..spec
         };
         assert!(network_xml(&s).is_err());
+    }
+
+    #[test]
+    fn a_network_spanning_nodes_carries_its_vxlan_for_the_hook() {
+        let vx = Vxlan {
+            vni: 4242,
+            group: "239.0.16.146".parse().unwrap(),
+            local: "10.77.1.2".parse().unwrap(),
+        };
+        let spec = NetworkSpec {
+            name: "pvce-lab-abc".into(),
+            bridge: "pvl0123456789ab".into(),
+            installation: "inst-1".into(),
+            vxlan: Some(vx.clone()),
+        };
+        let xml = network_xml(&spec).expect("xml");
+        let els = flatten(&xml);
+        let mark = find(&els, "network/metadata/pvce:net");
+        assert_eq!(attr(mark, "installation"), "inst-1");
+        assert_eq!(attr(mark, "vni"), "4242");
+        assert_eq!(attr(mark, "group"), "239.0.16.146");
+        assert_eq!(attr(mark, "local"), "10.77.1.2");
+        assert_eq!(parse_network_mark(&xml).as_deref(), Some("inst-1"));
+        // Room for the 50 bytes of encapsulation on a 1500-byte underlay.
+        assert_eq!(attr(find(&els, "network/mtu"), "size"), "1450");
+        // Still isolated: the segment is the only way off the bridge.
+        for absent in ["network/forward", "network/ip"] {
+            assert!(!has(&els, absent), "{absent} in {xml}");
+        }
+        for bad in [
+            Vxlan {
+                vni: 0,
+                ..vx.clone()
+            },
+            Vxlan {
+                vni: MAX_VNI + 1,
+                ..vx.clone()
+            },
+            Vxlan {
+                group: "10.0.0.1".parse().unwrap(),
+                ..vx.clone()
+            },
+            Vxlan {
+                local: "0.0.0.0".parse().unwrap(),
+                ..vx.clone()
+            },
+            Vxlan {
+                local: "239.1.1.1".parse().unwrap(),
+                ..vx.clone()
+            },
+        ] {
+            let s = NetworkSpec {
+                vxlan: Some(bad.clone()),
+                ..spec.clone()
+            };
+            assert!(network_xml(&s).is_err(), "{bad:?}");
+        }
     }
 }

@@ -161,9 +161,12 @@ impl VmManager {
             Some(l) => Some(l.lock().await),
             None => None,
         };
-        let constraint = match lab {
-            Some(pair) => self.labnets.constraint(pair, vm.id).await?,
-            None => Constraint::Anywhere,
+        let (constraint, overlay) = match lab {
+            Some(pair) => {
+                let p = self.labnets.placement(pair, vm.id).await?;
+                (p.constraint, p.overlay)
+            }
+            None => (Constraint::Anywhere, false),
         };
         // A node-local layer pins the VM to its home node.
         let constraint = match (self.layers.pinned_node(&vm.layer()).await?, constraint) {
@@ -217,7 +220,7 @@ impl VmManager {
             .await?;
         crate::crashpoint::hit("vm_start.state_starting");
         let network = match lab {
-            Some(pair) => match self.labnets.ensure(node_id, &conn, pair).await {
+            Some(pair) => match self.labnets.ensure(node_id, &conn, pair, overlay).await {
                 Ok(name) => Some(name),
                 Err(e) => {
                     tracing::warn!(vm = %vm.id, error = %e, "lab network unavailable");

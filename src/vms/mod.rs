@@ -244,6 +244,13 @@ impl VmManager {
         self
     }
 
+    /// The VNIs students' lab networks that span nodes get (`--lab-vni-range`).
+    #[must_use]
+    pub fn with_lab_vni_range(mut self, range: crate::labnets::VniRange) -> Self {
+        self.labnets.set_vni_range(range);
+        self
+    }
+
     /// The placement policy of starts and drains, and the memory kept free on
     /// every node for the host.
     #[must_use]
