@@ -71,7 +71,9 @@
 //!   the nodes (one L2 segment, or multicast routing/IGMP snooping with a
 //!   querier).
 //! - The network's MTU is 1450 (`<mtu>`, VXLAN's 50 bytes on a 1500-byte
-//!   underlay); with jumbo frames underneath the guests could keep 1500.
+//!   underlay), and so is each VM's NIC on it ([`LabNet::mtu`]): libvirt
+//!   tells a virtio guest only an interface's own MTU. With jumbo frames
+//!   underneath the guests could keep 1500.
 //! - Isolation is unchanged: each student has their own VNI, and a node's
 //!   VXLAN device for one VNI sits only on that student's bridge.
 //!
@@ -161,6 +163,15 @@ pub fn lowest_free(used: &[u32], range: VniRange) -> Option<u32> {
 pub fn group_for(vni: u32) -> Ipv4Addr {
     let [_, x, y, z] = vni.to_be_bytes();
     Ipv4Addr::new(239, x, y, z)
+}
+
+/// A lab network ready on a node, as a VM's NIC needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabNet {
+    /// The libvirt network's name.
+    pub name: String,
+    /// Its MTU when below 1500 (it has a VXLAN segment).
+    pub mtu: Option<u32>,
 }
 
 /// Where a lab VM may start and whether its network spans nodes.
@@ -326,7 +337,7 @@ impl LabNets {
         Ok(vni)
     }
 
-    /// Makes sure the pair's network exists on the node and returns its name;
+    /// Makes sure the pair's network exists on the node and returns it;
     /// with `overlay` (see [`LabNets::placement`]) it joins the pair's VXLAN
     /// segment. Call with the pair's lock held.
     pub async fn ensure(
@@ -335,7 +346,7 @@ impl LabNets {
         conn: &libvirt::Node,
         pair: Pair,
         overlay: bool,
-    ) -> Result<String, LabNetError> {
+    ) -> Result<LabNet, LabNetError> {
         let vtep = if overlay {
             let node = self.nodes.get(node_id).await?;
             node.vtep_address
@@ -388,7 +399,11 @@ impl LabNets {
         };
         let info = conn.ensure_network(&spec).await?;
         tracing::debug!(network = %info.name, bridge = %info.bridge, vni = ?vni, "lab network ready");
-        Ok(name)
+        Ok(LabNet {
+            name,
+            // A network recorded with a VNI was made with the segment's MTU.
+            mtu: vni.map(|_| libvirt::VXLAN_MTU),
+        })
     }
 
     /// Removes the pair's networks on every node where none of the student's

@@ -1071,6 +1071,7 @@ mod tests {
                 installation: Some(MARK.into()),
             },
             network: None,
+            network_mtu: None,
             clipboard_agent: false,
         }
     }

@@ -169,6 +169,12 @@ pub struct DomainSpec {
     pub metadata: PvceMetadata,
     /// libvirt network for one NIC; `None` = no NIC.
     pub network: Option<String>,
+    /// The NIC's MTU, when the network's is below 1500 (a lab network with
+    /// a VXLAN segment: [`VXLAN_MTU`]). libvirt gives the tap the network's
+    /// MTU by itself, but tells a virtio guest (`host_mtu`) only an MTU set
+    /// on the interface; without it the guest would send 1500-byte frames
+    /// the segment drops.
+    pub network_mtu: Option<u32>,
     /// A qemu-vdagent channel with clipboard copy/paste (QEMU only): the
     /// clipboard through QEMU's VNC server and a guest's spice-vdagent.
     pub clipboard_agent: bool,
@@ -433,6 +439,8 @@ struct XInterface<'a> {
     source: XNetSource<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     model: Option<XModelType>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mtu: Option<XMtu>,
 }
 
 #[derive(Serialize)]
@@ -677,6 +685,7 @@ pub fn domain_xml(spec: &DomainSpec) -> Result<String, LibvirtError> {
                 source: XNetSource { network: net },
                 // Xen HVM: libxl's default gives an emulated NIC plus PV netfront.
                 model: qemu.then_some(XModelType { kind: "virtio" }),
+                mtu: spec.network_mtu.map(|size| XMtu { size }),
             }),
             serial: XSerial {
                 kind: "pty",
@@ -1318,6 +1327,7 @@ mod tests {
                 installation: Some("inst-1".into()),
             },
             network: Some("default".into()),
+            network_mtu: None,
             clipboard_agent: false,
         }
     }
@@ -1530,6 +1540,24 @@ mod tests {
         assert_eq!(
             attr(find(&els, "domain/pm/suspend-to-mem"), "enabled"),
             "no"
+        );
+        schema_validate(&xml);
+    }
+
+    #[test]
+    fn a_nic_on_a_vxlan_network_tells_the_guest_its_mtu() {
+        let mut s = spec(Hypervisor::Tcg);
+        let xml = domain_xml(&s).expect("xml");
+        assert!(
+            !has(&flatten(&xml), "domain/devices/interface/mtu"),
+            "{xml}"
+        );
+        s.network_mtu = Some(VXLAN_MTU);
+        let xml = domain_xml(&s).expect("xml");
+        let els = flatten(&xml);
+        assert_eq!(
+            attr(find(&els, "domain/devices/interface/mtu"), "size"),
+            "1450"
         );
         schema_validate(&xml);
     }

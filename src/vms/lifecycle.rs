@@ -221,7 +221,7 @@ impl VmManager {
         crate::crashpoint::hit("vm_start.state_starting");
         let network = match lab {
             Some(pair) => match self.labnets.ensure(node_id, &conn, pair, overlay).await {
-                Ok(name) => Some(name),
+                Ok(net) => Some(net),
                 Err(e) => {
                     tracing::warn!(vm = %vm.id, error = %e, "lab network unavailable");
                     if created_layer {
@@ -262,7 +262,8 @@ impl VmManager {
                 template: vm.build_template_id.map(|t| t.to_string()),
                 installation: Some(self.installation.clone()),
             },
-            network,
+            network_mtu: network.as_ref().and_then(|n| n.mtu),
+            network: network.map(|n| n.name),
             clipboard_agent,
         };
         match conn.create_domain(&spec).await {

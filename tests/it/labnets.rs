@@ -501,6 +501,27 @@ async fn a_students_lab_network_spans_nodes_and_stays_private() {
         )
         .await;
     }
+    // The guests are told the network's MTU (virtio host_mtu), so their
+    // full-size frames fit through the segment.
+    for (vm, _, tag) in guests {
+        let tag = tag + 50;
+        serial_run_on(
+            &env,
+            &uri(vm),
+            vm,
+            &format!("echo MTU=$(cat /sys/class/net/eth0/mtu) MTU-DONE-$(({tag}+1))"),
+            &format!("MTU-DONE-{}", tag + 1),
+        )
+        .await;
+        let log = tokio::fs::read_to_string(env.console_log(vm))
+            .await
+            .unwrap();
+        assert!(
+            log.contains(&format!("MTU=1450 MTU-DONE-{}", tag + 1)),
+            "{vm}: {}",
+            &log[log.len().saturating_sub(400)..]
+        );
+    }
     // Across nodes, each student reaches their own other VM ...
     for (vm, ip, tag, what) in [
         (
