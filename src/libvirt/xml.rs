@@ -1909,8 +1909,8 @@ mod tests {
     fn a_network_spanning_nodes_carries_its_vxlan_for_the_hook() {
         let vx = Vxlan {
             vni: 4242,
-            group: "239.0.16.146".parse().unwrap(),
-            local: "10.77.1.2".parse().unwrap(),
+            group: std::net::Ipv4Addr::new(239, 0, 16, 146),
+            local: std::net::Ipv4Addr::new(10, 77, 1, 2),
         };
         let spec = NetworkSpec {
             name: "pvce-lab-abc".into(),
@@ -1942,15 +1942,15 @@ mod tests {
                 ..vx.clone()
             },
             Vxlan {
-                group: "10.0.0.1".parse().unwrap(),
+                group: std::net::Ipv4Addr::new(10, 0, 0, 1),
                 ..vx.clone()
             },
             Vxlan {
-                local: "0.0.0.0".parse().unwrap(),
+                local: std::net::Ipv4Addr::UNSPECIFIED,
                 ..vx.clone()
             },
             Vxlan {
-                local: "239.1.1.1".parse().unwrap(),
+                local: std::net::Ipv4Addr::new(239, 1, 1, 1),
                 ..vx.clone()
             },
         ] {
