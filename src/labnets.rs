@@ -297,44 +297,86 @@ impl LabNets {
         Ok(decide(others, plain > 0, without == 0))
     }
 
-    /// The pair's VNI, allocated if it has none (the lowest free one of the
-    /// range, under the serialised writer lock so two allocations never
-    /// pick the same; the UNIQUE constraint backs it).
-    async fn vni(&self, pair: Pair) -> Result<u32, LabNetError> {
+    /// Records the pair's network on the node (before anything is created:
+    /// see the module docs) and returns the recorded name and VNI. With
+    /// `segment`, the pair's VNI is allocated if it has none — the lowest
+    /// free one of the range. Allocation and the network row are one write
+    /// transaction under the serialised writer lock, so two allocations never
+    /// pick the same VNI (the UNIQUE constraint backs it) and a VNI is never
+    /// seen without the network row that holds it (the sweep frees VNIs no
+    /// row holds).
+    async fn record(
+        &self,
+        pair: Pair,
+        node_id: Uuid,
+        segment: bool,
+    ) -> Result<(String, Option<u32>), LabNetError> {
+        let (course, owner) = (pair.0.to_string(), pair.1.to_string());
         let mut tx = db::begin(&self.pool).await?;
-        let have: Option<i64> =
-            sqlx::query_scalar("SELECT vni FROM lab_vnis WHERE course_id = $1 AND owner_id = $2")
-                .bind(pair.0.to_string())
-                .bind(pair.1.to_string())
-                .fetch_optional(&mut *tx)
-                .await?;
-        if let Some(v) = have {
-            tx.commit().await?;
-            return u32::try_from(v).map_err(|_| LabNetError::VnisExhausted);
-        }
-        let used: Vec<i64> = sqlx::query_scalar(
-            "SELECT vni FROM lab_vnis WHERE vni >= $1 AND vni <= $2 ORDER BY vni",
-        )
-        .bind(i64::from(self.vnis.first))
-        .bind(i64::from(self.vnis.last))
-        .fetch_all(&mut *tx)
-        .await?;
-        let used: Vec<u32> = used
-            .into_iter()
-            .filter_map(|v| u32::try_from(v).ok())
-            .collect();
-        let vni = lowest_free(&used, self.vnis).ok_or(LabNetError::VnisExhausted)?;
+        let vni = if segment {
+            let have: Option<i64> = sqlx::query_scalar(
+                "SELECT vni FROM lab_vnis WHERE course_id = $1 AND owner_id = $2",
+            )
+            .bind(&course)
+            .bind(&owner)
+            .fetch_optional(&mut *tx)
+            .await?;
+            Some(match have {
+                Some(v) => v,
+                None => {
+                    let used: Vec<i64> = sqlx::query_scalar(
+                        "SELECT vni FROM lab_vnis WHERE vni >= $1 AND vni <= $2 ORDER BY vni",
+                    )
+                    .bind(i64::from(self.vnis.first))
+                    .bind(i64::from(self.vnis.last))
+                    .fetch_all(&mut *tx)
+                    .await?;
+                    let used: Vec<u32> = used
+                        .into_iter()
+                        .filter_map(|v| u32::try_from(v).ok())
+                        .collect();
+                    let vni =
+                        i64::from(lowest_free(&used, self.vnis).ok_or(LabNetError::VnisExhausted)?);
+                    sqlx::query(
+                        "INSERT INTO lab_vnis (course_id, owner_id, vni, created_at) VALUES ($1, $2, $3, $4)",
+                    )
+                    .bind(&course)
+                    .bind(&owner)
+                    .bind(vni)
+                    .bind(db::now())
+                    .execute(&mut *tx)
+                    .await?;
+                    vni
+                }
+            })
+        } else {
+            None
+        };
         sqlx::query(
-            "INSERT INTO lab_vnis (course_id, owner_id, vni, created_at) VALUES ($1, $2, $3, $4)",
+            "INSERT INTO lab_networks (course_id, owner_id, node_id, name, created_at, vni)
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
         )
-        .bind(pair.0.to_string())
-        .bind(pair.1.to_string())
-        .bind(i64::from(vni))
+        .bind(&course)
+        .bind(&owner)
+        .bind(node_id.to_string())
+        .bind(self.network_name(pair))
         .bind(db::now())
+        .bind(vni)
         .execute(&mut *tx)
         .await?;
+        // The recorded name: a network an older pvce made before installation
+        // ids keeps its name while it lives (adopted on upgrade). Likewise the
+        // recorded VNI: a live network keeps what it was made with.
+        let (name, vni): (String, Option<i64>) = sqlx::query_as(
+            "SELECT name, vni FROM lab_networks WHERE course_id = $1 AND owner_id = $2 AND node_id = $3",
+        )
+        .bind(&course)
+        .bind(&owner)
+        .bind(node_id.to_string())
+        .fetch_one(&mut *tx)
+        .await?;
         tx.commit().await?;
-        Ok(vni)
+        Ok((name, vni.and_then(|v| u32::try_from(v).ok())))
     }
 
     /// Makes sure the pair's network exists on the node and returns it;
@@ -355,35 +397,8 @@ impl LabNets {
         } else {
             None
         };
-        let vni = match vtep {
-            Some(_) => Some(self.vni(pair).await?),
-            None => None,
-        };
-        // Record ownership before creating anything (see the module docs).
-        sqlx::query(
-            "INSERT INTO lab_networks (course_id, owner_id, node_id, name, created_at, vni)
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
-        )
-        .bind(pair.0.to_string())
-        .bind(pair.1.to_string())
-        .bind(node_id.to_string())
-        .bind(self.network_name(pair))
-        .bind(db::now())
-        .bind(vni.map(i64::from))
-        .execute(&self.pool)
-        .await?;
-        // The recorded name: a network an older pvce made before installation
-        // ids keeps its name while it lives (adopted on upgrade). Likewise the
-        // recorded VNI: a live network keeps what it was made with.
-        let (name, vni): (String, Option<i64>) = sqlx::query_as(
-            "SELECT name, vni FROM lab_networks WHERE course_id = $1 AND owner_id = $2 AND node_id = $3",
-        )
-        .bind(pair.0.to_string())
-        .bind(pair.1.to_string())
-        .bind(node_id.to_string())
-        .fetch_one(&self.pool)
-        .await?;
-        let vxlan = match (vni.and_then(|v| u32::try_from(v).ok()), vtep) {
+        let (name, vni) = self.record(pair, node_id, vtep.is_some()).await?;
+        let vxlan = match (vni, vtep) {
             (Some(vni), Some(local)) => Some(Vxlan {
                 vni,
                 group: group_for(vni),
@@ -460,16 +475,25 @@ impl LabNets {
             }
             self.forget(&course, &owner, &node).await?;
         }
-        // The VNI goes with the pair's last network (a network still
-        // recorded anywhere keeps it reserved).
-        sqlx::query(
-            "DELETE FROM lab_vnis WHERE course_id = $1 AND owner_id = $2
-               AND NOT EXISTS (SELECT 1 FROM lab_networks n WHERE n.course_id = $1 AND n.owner_id = $2)",
+        // The VNI goes with the pair's last network.
+        self.free_vnis().await
+    }
+
+    /// Frees every VNI no network row holds any more: the pair's last
+    /// network is gone (or a crash came between its row's removal and this).
+    /// In a write transaction, so it never interleaves with [`Self::record`].
+    async fn free_vnis(&self) -> Result<(), LabNetError> {
+        let mut tx = db::begin(&self.pool).await?;
+        let freed = sqlx::query(
+            "DELETE FROM lab_vnis WHERE NOT EXISTS (SELECT 1 FROM lab_networks n
+               WHERE n.course_id = lab_vnis.course_id AND n.owner_id = lab_vnis.owner_id)",
         )
-        .bind(pair.0.to_string())
-        .bind(pair.1.to_string())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
+        if freed.rows_affected() > 0 {
+            tracing::debug!(n = freed.rows_affected(), "lab network VNIs freed");
+        }
         Ok(())
     }
 
@@ -503,7 +527,7 @@ impl LabNets {
                 tracing::warn!(course = %pair.0, owner = %pair.1, error = %e, "could not clean up a lab network");
             }
         }
-        Ok(())
+        self.free_vnis().await
     }
 }
 
