@@ -586,4 +586,36 @@ async fn a_students_lab_network_spans_nodes_and_stays_private() {
         .await
         .unwrap();
     assert_eq!(left, 0);
+
+    // A node whose hook cannot make the segment (here: a VTEP address the
+    // node does not have) fails the start with the hook's words, and
+    // leaves no network, row or VNI behind: never a split LAN.
+    let (s, n) = admin
+        .post(
+            &format!("/api/nodes/{}/overlay", nodes[2]),
+            json!({ "vtep_address": "10.77.99.3" }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{n}");
+    maintenance(&admin, &nodes[0], true).await;
+    maintenance(&admin, &nodes[1], true).await;
+    maintenance(&admin, &nodes[2], false).await;
+    let (s, v) = alice.post_empty(&format!("/api/vms/{a1}/start")).await;
+    assert!(s.is_server_error() || s.is_client_error(), "{s} {v}");
+    let (_, v) = admin.get(&format!("/api/vms/{a1}")).await;
+    assert_eq!(v["state"], "stopped", "{v}");
+    assert!(
+        v["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("no interface has the VTEP address 10.77.99.3")),
+        "{v}"
+    );
+    assert!(rig_networks(&rig, 3).is_empty() && vxlan_devices(3).is_empty());
+    let rows: i64 = sqlx::query_scalar(
+        "SELECT (SELECT COUNT(*) FROM lab_networks) + (SELECT COUNT(*) FROM lab_vnis)",
+    )
+    .fetch_one(&env.server.state.pool)
+    .await
+    .unwrap();
+    assert_eq!(rows, 0);
 }
