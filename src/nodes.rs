@@ -752,3 +752,33 @@ impl Removal<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_vtep_is_a_unicast_ipv4_address() {
+        assert_eq!(
+            check_vtep("10.77.1.2").ok(),
+            Some(std::net::Ipv4Addr::new(10, 77, 1, 2))
+        );
+        for bad in [
+            "",
+            "10.77.1",
+            "::1",
+            "fe80::1",
+            "0.0.0.0",
+            "127.0.0.1",
+            "239.1.2.3",
+            "255.255.255.255",
+            "10.0.0.1/24",
+            " 10.0.0.1",
+        ] {
+            assert!(
+                matches!(check_vtep(bad), Err(NodeError::Invalid(_))),
+                "{bad:?}"
+            );
+        }
+    }
+}
