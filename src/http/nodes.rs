@@ -129,6 +129,9 @@ async fn maintenance(
 #[serde(deny_unknown_fields)]
 struct OverlayBody {
     /// The node's IPv4 address on the lab-network underlay; `null` withdraws it.
+    /// Required (a missing field is not a withdrawal): deserialised as an
+    /// explicit `Option`, which serde does not default when absent.
+    #[serde(deserialize_with = "Option::deserialize")]
     vtep_address: Option<String>,
 }
 

@@ -389,18 +389,31 @@ async fn a_students_lab_network_spans_nodes_and_stays_private() {
     let (s, n) = admin.get(&format!("/api/nodes/{}", nodes[0])).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(n["vtep_address"], Value::Null, "{n}");
-    for bad in ["239.1.2.3", "10.77.1", "::1", "127.0.0.1"] {
+    // (A missing field is refused too: only an explicit null withdraws.)
+    let bad_bodies = ["239.1.2.3", "10.77.1", "::1", "127.0.0.1"]
+        .map(|a| json!({ "vtep_address": a }))
+        .into_iter()
+        .chain([json!({})]);
+    for body in bad_bodies {
         common::assert_error(
             &admin
-                .post(
-                    &format!("/api/nodes/{}/overlay", nodes[0]),
-                    json!({ "vtep_address": bad }),
-                )
+                .post(&format!("/api/nodes/{}/overlay", nodes[0]), body)
                 .await,
             StatusCode::BAD_REQUEST,
             "bad_request",
         );
     }
+    let (s, n) = admin
+        .post(
+            &format!("/api/nodes/{}/overlay", nodes[0]),
+            json!({ "vtep_address": null }),
+        )
+        .await;
+    assert_eq!(
+        (s, &n["vtep_address"]),
+        (StatusCode::OK, &Value::Null),
+        "{n}"
+    );
     for (i, id) in nodes.iter().enumerate() {
         let (s, n) = admin
             .post(
