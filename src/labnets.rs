@@ -85,8 +85,11 @@
 //! or while the pair still has a network made without one — the old pin
 //! stays: a [`Constraint::OnNode`] for the node where the student's other
 //! VMs of the course already run, so installations without the hook keep
-//! working. Two installations whose nodes share an underlay must use
-//! disjoint `--lab-vni-range`s (the same VNI would be one segment).
+//! working. A VM on a network with the segment also live-migrates
+//! (src/vms/migrate.rs): the network is ensured on the target first and
+//! released from the source after. Two installations whose nodes share an
+//! underlay must use disjoint `--lab-vni-range`s (the same VNI would be one
+//! segment).
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;

@@ -40,12 +40,27 @@ impl VmManager {
             return Err(VmError::LayerNodeLocal("this VM's disk is local to its node, so it cannot live-migrate; stop it, then move it (POST /api/vms/{id}/move)".into(),
             ));
         }
-        // A lab network lives on one node; multi-node lab networks do not exist yet.
-        if let Some(c) = vm.course_id
-            && labnets::course_has_lab_network(&self.pool, c).await?
+        // A lab-network VM moves only where its network can follow it: a
+        // network with a VXLAN segment (src/labnets.rs), made on the target
+        // before the move and removed from the source after it if no VM of
+        // the student is left there. The student's network lock is held
+        // throughout (after the VM's lock: the lock order of a start).
+        let lab = match vm.course_id {
+            Some(c) if labnets::course_has_lab_network(&self.pool, c).await? => {
+                Some((c, vm.owner_id))
+            }
+            _ => None,
+        };
+        let lab_lock = lab.map(|pair| self.labnets.lock_for(pair));
+        let _lab_guard = match &lab_lock {
+            Some(l) => Some(l.lock().await),
+            None => None,
+        };
+        if let Some(pair) = lab
+            && !self.labnets.placement(pair, vm.id).await?.overlay
         {
             return Err(VmError::LabNetwork(
-                "VMs on a lab network cannot move to another node yet".into(),
+                "VMs on a lab network move to another node only when every node has the lab-network overlay (VXLAN) and the network was made with it".into(),
             ));
         }
         if source == target {
@@ -98,9 +113,24 @@ impl VmManager {
             .await
             .map(|n| n.name)
             .unwrap_or_default();
+        if let Some(pair) = lab
+            && let Err(e) = self.labnets.ensure(target, &dst, pair, true).await
+        {
+            if let Err(e2) = self.labnets.release_locked(pair).await {
+                tracing::warn!(vm = %vm.id, error = %e2, "lab network cleanup failed");
+            }
+            return Err(e.into());
+        }
         let result = src
             .migrate_to(&self.domain_name(vm.id), &dst, listen, MIGRATE_DEADLINE)
             .await;
+        // Moved: the source's network goes if nothing else of the student's
+        // runs there. Failed: the target's, likewise.
+        if let Some(pair) = lab
+            && let Err(e) = self.labnets.release_locked(pair).await
+        {
+            tracing::warn!(vm = %vm.id, error = %e, "lab network cleanup after a migration failed");
+        }
         let event = match &result {
             Ok(_) => NewEvent::node(
                 EventKind::VmMigrated,

@@ -6,7 +6,8 @@
 //! disappear when the last VM of their student stops. On the three-node rig
 //! (`scripts/multinode.sh`, with pvce's network hook): one student's VMs on
 //! two nodes share their LAN over VXLAN, another student's, also split, never
-//! see them, and the segments go with the VMs.
+//! see them, a VM live-migrates with its network, and the segments go with
+//! the VMs.
 
 use std::process::Command;
 use std::time::Duration;
@@ -375,7 +376,12 @@ async fn vnis_of(env: &TestEnv, owner: &str) -> Vec<i64> {
 #[tokio::test]
 async fn a_students_lab_network_spans_nodes_and_stays_private() {
     let rig = Rig::up(3).await;
-    let env = TestEnv::start_with(|c| c.allow_tcp_nodes = true).await;
+    let env = TestEnv::start_with(|c| {
+        c.allow_tcp_nodes = true;
+        // Live migration on shared storage needs cache=none (README).
+        c.disk_cache = pvce::libvirt::DiskCache::None;
+    })
+    .await;
     env.user("test-admin", Role::Admin).await;
     env.user("test-teacher", Role::Teacher).await;
     let alice_user = env.user("test-alice", Role::Student).await;
@@ -572,12 +578,33 @@ async fn a_students_lab_network_spans_nodes_and_stays_private() {
         );
     }
 
+    // With the overlay a lab VM live-migrates too: a2 moves to node 3; its
+    // network is made there first and leaves node 2 (bob's stays), and a1
+    // still reaches it.
+    let (vxa, vxb) = (format!("vxlan{}", va[0]), format!("vxlan{}", vb[0]));
+    maintenance(&admin, &nodes[2], false).await;
+    let (s, v) = admin
+        .post(
+            &format!("/api/vms/{a2}/migrate"),
+            json!({ "node_id": nodes[2] }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["node_id"], nodes[2].as_str(), "{v}");
+    assert_eq!(vxlan_devices(2), vec![vxb.clone()]);
+    assert_eq!(vxlan_devices(3), vec![vxa.clone()]);
+    assert!(
+        guest_ping_on(&env, &rig.uri(1), &a1, "192.168.77.2", 580).await,
+        "a1 cannot reach a2 after its migration"
+    );
+
     // Per node, a network and its segment go with the student's last VM
     // there; the VNI goes with the last network.
     let (s, v) = alice.post_empty(&format!("/api/vms/{a1}/poweroff")).await;
     assert_eq!(s, StatusCode::OK, "{v}");
-    assert_eq!(vxlan_devices(1), vec![format!("vxlan{}", vb[0])]);
-    assert_eq!(vxlan_devices(2).len(), 2);
+    assert_eq!(vxlan_devices(1), vec![vxb.clone()]);
+    assert_eq!(vxlan_devices(2), vec![vxb]);
+    assert_eq!(vxlan_devices(3), vec![vxa]);
     for (client, vm) in [(&alice, &a2), (&bob, &b1), (&bob, &b2)] {
         let (s, v) = client.post_empty(&format!("/api/vms/{vm}/poweroff")).await;
         assert_eq!(s, StatusCode::OK, "{v}");
