@@ -267,6 +267,24 @@ impl LabNets {
         map.entry(pair).or_default().clone()
     }
 
+    /// For a VM of `course` (if its course has lab networks): its pair,
+    /// with the pair's lock held until the guard is dropped. Lock order as
+    /// in [`LabNets::lock_for`].
+    pub async fn lock_vm(
+        &self,
+        course: Option<Uuid>,
+        owner: Uuid,
+    ) -> Result<Option<(Pair, tokio::sync::OwnedMutexGuard<()>)>, sqlx::Error> {
+        let Some(course) = course else {
+            return Ok(None);
+        };
+        if !course_has_lab_network(&self.pool, course).await? {
+            return Ok(None);
+        }
+        let pair = (course, owner);
+        Ok(Some((pair, self.lock_for(pair).lock_owned().await)))
+    }
+
     pub fn network_name(&self, (course, owner): Pair) -> String {
         network_name(&self.prefix, course, owner)
     }

@@ -12,7 +12,6 @@ use super::gate::{StartBy, StartPermit};
 use super::model::{Vm, VmError, VmState, clipboard_agent_of, graphics_of, load};
 use super::{LastError, VmManager};
 use crate::images::{self};
-use crate::labnets::{self};
 use crate::libvirt::{self, DomainState, GraphicsKind};
 use crate::placement::{Candidate, Constraint};
 use crate::templates;
@@ -150,17 +149,8 @@ impl VmManager {
         super::require_open_course(&self.pool, &vm, "its VMs no longer start").await?;
         // A lab-network VM: hold its student's network lock for the whole start,
         // so the student's concurrent starts agree on a node and one network.
-        let lab = match vm.course_id {
-            Some(c) if labnets::course_has_lab_network(&self.pool, c).await? => {
-                Some((c, vm.owner_id))
-            }
-            _ => None,
-        };
-        let lab_lock = lab.map(|pair| self.labnets.lock_for(pair));
-        let _lab_guard = match &lab_lock {
-            Some(l) => Some(l.lock().await),
-            None => None,
-        };
+        let lab_held = self.labnets.lock_vm(vm.course_id, vm.owner_id).await?;
+        let lab = lab_held.as_ref().map(|(pair, _)| *pair);
         let (constraint, overlay) = match lab {
             Some(pair) => {
                 let p = self.labnets.placement(pair, vm.id).await?;

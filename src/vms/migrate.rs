@@ -10,7 +10,6 @@ use uuid::Uuid;
 use super::VmManager;
 use super::model::{COLUMNS, Vm, VmError, VmState, from_row, graphics_of, load};
 use crate::events::{self, EventKind, NewEvent};
-use crate::labnets::{self};
 use crate::nodes::NodeError;
 use crate::placement::{Candidate, Constraint};
 use crate::templates;
@@ -45,17 +44,8 @@ impl VmManager {
         // before the move and removed from the source after it if no VM of
         // the student is left there. The student's network lock is held
         // throughout (after the VM's lock: the lock order of a start).
-        let lab = match vm.course_id {
-            Some(c) if labnets::course_has_lab_network(&self.pool, c).await? => {
-                Some((c, vm.owner_id))
-            }
-            _ => None,
-        };
-        let lab_lock = lab.map(|pair| self.labnets.lock_for(pair));
-        let _lab_guard = match &lab_lock {
-            Some(l) => Some(l.lock().await),
-            None => None,
-        };
+        let lab_held = self.labnets.lock_vm(vm.course_id, vm.owner_id).await?;
+        let lab = lab_held.as_ref().map(|(pair, _)| *pair);
         if let Some(pair) = lab
             && !self.labnets.placement(pair, vm.id).await?.overlay
         {
