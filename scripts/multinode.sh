@@ -37,6 +37,13 @@
 #   PVCE_RIG_SHARED_DIRS (default "/tmp /var/lib/pvce") are declared
 #   `shared_filesystems`, so libvirt allows live migration of guests whose disks
 #   live there (with cache=none, as on real shared storage).
+# - Lab networks across nodes: every node gets pvce's libvirt network hook
+#   (contrib/libvirt-hooks/network → /etc/libvirt/hooks/network, read by
+#   libvirtd when it starts), which joins a lab network's bridge to its VXLAN
+#   segment. The underlay is the nodes' eth0 on pvce-test-br: a Linux bridge
+#   floods IPv4 multicast (and snoops the nodes' IGMP joins), which is what
+#   VXLAN's per-VNI multicast groups need; the nodes' VTEP addresses are
+#   their 10.77.i.2.
 # - `nsenter --net` is used rather than `ip netns exec`, which remounts /sys
 #   (and with it the cgroup mounts).
 #
@@ -195,7 +202,8 @@ write_config() {
   for f in /etc/libvirt/*; do
     [ -f "$f" ] && cp "$f" "$d/etc/"
   done
-  mkdir -p "$d/etc/qemu/networks" "$d/etc/storage"
+  mkdir -p "$d/etc/qemu/networks" "$d/etc/storage" "$d/etc/hooks"
+  install -m 0755 "$(dirname "$SELF")/../contrib/libvirt-hooks/network" "$d/etc/hooks/network"
   cat >"$d/etc/libvirtd.conf" <<EOF
 # pvce test rig node $i (scripts/multinode.sh)
 listen_tls = 0

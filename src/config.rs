@@ -190,6 +190,12 @@ pub struct Config {
     #[arg(long, env = "PVCE_HOST_RESERVE_MIB", default_value_t = crate::placement::DEFAULT_HOST_RESERVE_MIB)]
     pub host_reserve_mib: u64,
 
+    /// VXLAN ids (`FIRST-LAST`) for students' lab networks that span nodes
+    /// (src/labnets.rs). Installations whose nodes share an underlay need
+    /// disjoint ranges: one VNI is one segment.
+    #[arg(long, env = "PVCE_LAB_VNI_RANGE", default_value = "4096-1048575", value_parser = parse_vni_range)]
+    pub lab_vni_range: crate::labnets::VniRange,
+
     /// Seconds between two load samples of every node (history charts, load-aware placement).
     #[arg(long, env = "PVCE_SAMPLE_INTERVAL", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=300))]
     pub sample_interval_secs: u64,
@@ -482,6 +488,11 @@ fn parse_layer_storage(s: &str) -> Result<LayerStorage, String> {
         .ok_or_else(|| format!("unknown layer storage {s:?}; use shared or node-local"))
 }
 
+fn parse_vni_range(s: &str) -> Result<crate::labnets::VniRange, String> {
+    crate::labnets::VniRange::parse(s)
+        .ok_or_else(|| format!("bad VNI range {s:?}; use FIRST-LAST within 1-16777215"))
+}
+
 fn parse_policy(s: &str) -> Result<Policy, String> {
     Policy::parse(s)
         .ok_or_else(|| format!("unknown placement policy {s:?}; use spread, pack or load-aware"))
@@ -566,6 +577,7 @@ impl Config {
             layer_pool_dir: None,
             placement_policy: Policy::Spread,
             host_reserve_mib: crate::placement::DEFAULT_HOST_RESERVE_MIB,
+            lab_vni_range: crate::labnets::VniRange::default(),
             backup_repo: None,
             backup_at: crate::daily::TimeOfDay(Some(120)),
             backup_keep_daily: 7,

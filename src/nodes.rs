@@ -74,6 +74,11 @@ pub struct Node {
     pub name: String,
     pub uri: String,
     pub console_address: String,
+    /// The node's IPv4 address on the lab-network underlay (its VXLAN
+    /// tunnel endpoint), set once pvce's libvirt network hook is installed
+    /// there; `None`: no overlay, lab networks stay on one node (see
+    /// src/labnets.rs).
+    pub vtep_address: Option<String>,
     pub state: NodeState,
     pub maintenance: bool,
     pub cpus: u32,
@@ -114,6 +119,25 @@ pub struct NewNode {
     #[serde(default)]
     pub user: Option<String>,
     pub console_address: Option<String>,
+    /// The node's lab-network overlay address ([`Node::vtep_address`]).
+    #[serde(default)]
+    pub vtep_address: Option<String>,
+}
+
+/// A VTEP address must be a plain unicast IPv4 address: VXLAN's multicast
+/// groups are IPv4 here, and the network hook finds the underlay device by it.
+pub fn check_vtep(addr: &str) -> Result<std::net::Ipv4Addr, NodeError> {
+    match addr.parse::<std::net::Ipv4Addr>() {
+        Ok(a)
+            if !(a.is_unspecified() || a.is_multicast() || a.is_broadcast() || a.is_loopback()) =>
+        {
+            Ok(a)
+        }
+        _ => Err(NodeError::Invalid(
+            "vtep_address must be the node's unicast IPv4 address on the lab-network underlay"
+                .into(),
+        )),
+    }
 }
 
 impl NewNode {
@@ -203,7 +227,7 @@ pub struct NodeChange {
 /// since `week_ago` (RFC 3339 text this module formats, so it is safe to
 /// splice: the two databases share no date arithmetic).
 fn columns(week_ago: &str) -> String {
-    format!("n.id, n.name, n.uri, n.console_address, n.maintenance, n.state, n.cpus, n.mem_total_mib, n.mem_used_mib, n.last_seen, n.last_error, n.store_used_bytes, n.store_free_bytes,
+    format!("n.id, n.name, n.uri, n.console_address, n.vtep_address, n.maintenance, n.state, n.cpus, n.mem_total_mib, n.mem_used_mib, n.last_seen, n.last_error, n.store_used_bytes, n.store_free_bytes,
     (SELECT COUNT(*) FROM vms v WHERE v.node_id = n.id AND v.state IN ('starting', 'running', 'stopping')) AS vms_running,
     (SELECT s.cpu_percent FROM node_samples s WHERE s.node_id = n.id AND s.cpu_percent IS NOT NULL ORDER BY s.at DESC LIMIT 1) AS cpu_percent,
     (SELECT COUNT(*) FROM events e WHERE e.node_id = n.id AND e.kind = 'node_down'
@@ -225,6 +249,7 @@ fn from_row(row: &crate::db::Row) -> Result<Node, sqlx::Error> {
         name: row.try_get("name")?,
         uri: row.try_get("uri")?,
         console_address: row.try_get("console_address")?,
+        vtep_address: row.try_get("vtep_address")?,
         state: match (state.as_str(), maintenance) {
             ("up", true) => NodeState::Maintenance,
             ("up", false) => NodeState::Up,
@@ -328,14 +353,18 @@ impl Nodes {
                 "console_address must be an IP address".into(),
             ));
         }
+        if let Some(v) = &new.vtep_address {
+            check_vtep(v)?;
+        }
         let id = Uuid::new_v4();
         let res = sqlx::query(
-            "INSERT INTO nodes (id, name, uri, console_address, created_at) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO nodes (id, name, uri, console_address, vtep_address, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(id.to_string())
         .bind(&new.name)
         .bind(&uri)
         .bind(&console)
+        .bind(new.vtep_address.clone())
         .bind(db::now())
         .execute(&self.pool)
         .await;
@@ -436,6 +465,24 @@ impl Nodes {
                 (EventKind::MaintenanceOff, "the node takes new VMs again")
             };
             events::record(&self.pool, NewEvent::node(kind, id, &name, what).by(actor)).await;
+        }
+        self.get(id).await
+    }
+
+    /// Declares (or, with `None`, withdraws) the node's lab-network overlay
+    /// address. It only affects lab networks created from now on: live ones
+    /// keep what they were made with (src/labnets.rs).
+    pub async fn set_vtep(&self, id: Uuid, vtep: Option<String>) -> Result<Node, NodeError> {
+        if let Some(v) = &vtep {
+            check_vtep(v)?;
+        }
+        let done = sqlx::query("UPDATE nodes SET vtep_address = $1 WHERE id = $2")
+            .bind(vtep)
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(NodeError::NotFound);
         }
         self.get(id).await
     }
@@ -703,5 +750,35 @@ impl Removal<'_> {
         )
         .await;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_vtep_is_a_unicast_ipv4_address() {
+        assert_eq!(
+            check_vtep("10.77.1.2").ok(),
+            Some(std::net::Ipv4Addr::new(10, 77, 1, 2))
+        );
+        for bad in [
+            "",
+            "10.77.1",
+            "::1",
+            "fe80::1",
+            "0.0.0.0",
+            "127.0.0.1",
+            "239.1.2.3",
+            "255.255.255.255",
+            "10.0.0.1/24",
+            " 10.0.0.1",
+        ] {
+            assert!(
+                matches!(check_vtep(bad), Err(NodeError::Invalid(_))),
+                "{bad:?}"
+            );
+        }
     }
 }

@@ -17,10 +17,11 @@
 //! name, so decisions are deterministic.
 //!
 //! Constraint: a start may be *pinned* to one node ([`Constraint::OnNode`]).
-//! Lab networks need it: a student's isolated lab network is a bridge on one
-//! host (see [`crate::labnets`]), so all of that student's running VMs of the
-//! course must share a node. A pinned start never falls back to another node:
-//! if the pinned node cannot take the VM, placement fails.
+//! Lab networks need it where the nodes lack the VXLAN overlay: a student's
+//! isolated lab network is then a bridge on one host (see
+//! [`crate::labnets`]), so all of that student's running VMs of the course
+//! must share a node. A pinned start never falls back to another node: if
+//! the pinned node cannot take the VM, placement fails.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -129,6 +129,7 @@ impl AppState {
             .with_leases(leases.clone())
             .with_disk_cache(config.disk_cache)
             .with_placement(config.placement_policy, config.host_reserve_mib)
+            .with_lab_vni_range(config.lab_vni_range)
             .with_layers(
                 crate::vms::layers::Layers::new(
                     pool.clone(),

@@ -603,6 +603,11 @@ impl From<LabNetError> for ApiError {
             LabNetError::Node(n) => n.into(),
             LabNetError::Libvirt(l) => l.into(),
             LabNetError::Db(_) => Self::internal(&e),
+            LabNetError::VnisExhausted => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no_capacity",
+                e.to_string(),
+            ),
         }
     }
 }

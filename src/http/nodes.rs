@@ -23,6 +23,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/nodes", get(list).post(create))
         .route("/api/nodes/{id}", get(show).delete(remove))
         .route("/api/nodes/{id}/maintenance", post(maintenance))
+        .route("/api/nodes/{id}/overlay", post(overlay))
         .route("/api/nodes/{id}/metrics", get(metrics))
         .route("/api/nodes/metrics", get(cluster_metrics))
         .route("/api/nodes/{id}/fence", post(fence))
@@ -122,6 +123,28 @@ async fn maintenance(
         state.vms.spawn_drain(id, Some(me.user.username.clone()));
     }
     Ok(Json(node))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OverlayBody {
+    /// The node's IPv4 address on the lab-network underlay; `null` withdraws it.
+    /// Required (a missing field is not a withdrawal): deserialised as an
+    /// explicit `Option`, which serde does not default when absent.
+    #[serde(deserialize_with = "Option::deserialize")]
+    vtep_address: Option<String>,
+}
+
+/// Declares whether the node has pvce's lab-network overlay (its network
+/// hook installed) and its VTEP address.
+async fn overlay(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    IdPath(id): IdPath,
+    ApiJson(body): ApiJson<OverlayBody>,
+) -> Result<Json<Node>, ApiError> {
+    me.require(&[Role::Admin])?;
+    Ok(Json(state.nodes.set_vtep(id, body.vtep_address).await?))
 }
 
 #[derive(Debug, Deserialize)]

@@ -1071,6 +1071,7 @@ mod tests {
                 installation: Some(MARK.into()),
             },
             network: None,
+            network_mtu: None,
             clipboard_agent: false,
         }
     }
@@ -1083,6 +1084,7 @@ mod tests {
             name: format!("test-lab-{tag}"),
             bridge: format!("tpl{tag}"),
             installation: MARK.into(),
+            vxlan: None,
         };
         let a = node.ensure_network(&spec).await.expect("create");
         assert!(a.active);

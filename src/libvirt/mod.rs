@@ -57,9 +57,9 @@ pub use stats::{CpuTimes, DomainStats, HostStats, MemoryStats};
 pub use storage::{CLOCK_PROBE_PREFIX, ClockProbe, FileStamp, PoolClaim, PoolInfo};
 pub use xml::{
     ConsoleAuth, DiskCache, DomainSpec, Graphics, GraphicsKind, Hypervisor, MAX_BRIDGE_NAME,
-    NetworkSpec, PVCE_NET_XMLNS, PVCE_XMLNS, PvceMetadata, domain_xml, network_xml,
-    new_console_password, parse_console, parse_graphics, parse_metadata, parse_network_mark,
-    with_graphics_listen,
+    MAX_VNI, NetworkSpec, PVCE_NET_XMLNS, PVCE_XMLNS, PvceMetadata, VXLAN_MTU, Vxlan, domain_xml,
+    network_xml, new_console_password, parse_console, parse_graphics, parse_metadata,
+    parse_network_mark, with_graphics_listen,
 };
 
 /// Everything that can go wrong talking to libvirt, sorted by what the caller should do.

@@ -169,6 +169,12 @@ pub struct DomainSpec {
     pub metadata: PvceMetadata,
     /// libvirt network for one NIC; `None` = no NIC.
     pub network: Option<String>,
+    /// The NIC's MTU, when the network's is below 1500 (a lab network with
+    /// a VXLAN segment: [`VXLAN_MTU`]). libvirt gives the tap the network's
+    /// MTU by itself, but tells a virtio guest (`host_mtu`) only an MTU set
+    /// on the interface; without it the guest would send 1500-byte frames
+    /// the segment drops.
+    pub network_mtu: Option<u32>,
     /// A qemu-vdagent channel with clipboard copy/paste (QEMU only): the
     /// clipboard through QEMU's VNC server and a guest's spice-vdagent.
     pub clipboard_agent: bool,
@@ -433,6 +439,8 @@ struct XInterface<'a> {
     source: XNetSource<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     model: Option<XModelType>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mtu: Option<XMtu>,
 }
 
 #[derive(Serialize)]
@@ -677,6 +685,7 @@ pub fn domain_xml(spec: &DomainSpec) -> Result<String, LibvirtError> {
                 source: XNetSource { network: net },
                 // Xen HVM: libxl's default gives an emulated NIC plus PV netfront.
                 model: qemu.then_some(XModelType { kind: "virtio" }),
+                mtu: spec.network_mtu.map(|size| XMtu { size }),
             }),
             serial: XSerial {
                 kind: "pty",
@@ -909,7 +918,34 @@ pub struct NetworkSpec {
     /// The id of the pvce installation creating it (`<pvce:net installation=…/>`
     /// in `<metadata>`): only that installation ever removes the network.
     pub installation: String,
+    /// The network's VXLAN segment, when it spans nodes: written into pvce's
+    /// metadata mark for the node's libvirt network hook
+    /// (`contrib/libvirt-hooks/network`), which makes the VXLAN device and
+    /// enslaves it to the bridge; the network's MTU leaves room for the
+    /// encapsulation ([`VXLAN_MTU`]).
+    pub vxlan: Option<Vxlan>,
 }
+
+/// What the network hook needs to join a network to its VXLAN segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Vxlan {
+    /// The segment's VXLAN network identifier (24 bits).
+    pub vni: u32,
+    /// The underlay multicast group that carries the segment's broadcast,
+    /// unknown-unicast and multicast frames.
+    pub group: std::net::Ipv4Addr,
+    /// This node's address on the underlay (its VTEP); the hook finds the
+    /// underlay device by it.
+    pub local: std::net::Ipv4Addr,
+}
+
+/// The MTU of a network with a VXLAN segment: VXLAN over IPv4 adds 50 bytes
+/// (outer Ethernet 14, IPv4 20, UDP 8, VXLAN 8) to every frame, so guests
+/// get 1450 on a 1500-byte underlay.
+pub const VXLAN_MTU: u32 = 1450;
+
+/// Largest VXLAN network identifier (24 bits).
+pub const MAX_VNI: u32 = (1 << 24) - 1;
 
 /// XML namespace of pvce's network metadata element.
 pub const PVCE_NET_XMLNS: &str = "https://pvce.org/xmlns/network/1";
@@ -920,6 +956,14 @@ struct XNetwork<'a> {
     name: &'a str,
     metadata: XNetMetadata<'a>,
     bridge: XBridge<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mtu: Option<XMtu>,
+}
+
+#[derive(Serialize)]
+struct XMtu {
+    #[serde(rename = "@size")]
+    size: u32,
 }
 
 #[derive(Serialize)]
@@ -934,6 +978,12 @@ struct XPvceNet<'a> {
     xmlns: &'static str,
     #[serde(rename = "@installation")]
     installation: &'a str,
+    #[serde(rename = "@vni", skip_serializing_if = "Option::is_none")]
+    vni: Option<u32>,
+    #[serde(rename = "@group", skip_serializing_if = "Option::is_none")]
+    group: Option<String>,
+    #[serde(rename = "@local", skip_serializing_if = "Option::is_none")]
+    local: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -964,12 +1014,27 @@ pub fn network_xml(spec: &NetworkSpec) -> Result<String, LibvirtError> {
         )));
     }
     check_text("installation", &spec.installation, false)?;
+    if let Some(v) = &spec.vxlan {
+        if v.vni == 0 || v.vni > MAX_VNI {
+            return Err(invalid(format!("vni must be 1-{MAX_VNI}")));
+        }
+        if !v.group.is_multicast() {
+            return Err(invalid(format!("{} is not a multicast group", v.group)));
+        }
+        if v.local.is_unspecified() || v.local.is_multicast() || v.local.is_broadcast() {
+            return Err(invalid(format!("{} is not a VTEP address", v.local)));
+        }
+    }
+    let vx = spec.vxlan.as_ref();
     let net = XNetwork {
         name: &spec.name,
         metadata: XNetMetadata {
             net: XPvceNet {
                 xmlns: PVCE_NET_XMLNS,
                 installation: &spec.installation,
+                vni: vx.map(|v| v.vni),
+                group: vx.map(|v| v.group.to_string()),
+                local: vx.map(|v| v.local.to_string()),
             },
         },
         bridge: XBridge {
@@ -977,6 +1042,7 @@ pub fn network_xml(spec: &NetworkSpec) -> Result<String, LibvirtError> {
             stp: "off",
             delay: 0,
         },
+        mtu: vx.map(|_| XMtu { size: VXLAN_MTU }),
     };
     let mut out = String::new();
     let mut ser = quick_xml::se::Serializer::new(&mut out);
@@ -1261,6 +1327,7 @@ mod tests {
                 installation: Some("inst-1".into()),
             },
             network: Some("default".into()),
+            network_mtu: None,
             clipboard_agent: false,
         }
     }
@@ -1473,6 +1540,24 @@ mod tests {
         assert_eq!(
             attr(find(&els, "domain/pm/suspend-to-mem"), "enabled"),
             "no"
+        );
+        schema_validate(&xml);
+    }
+
+    #[test]
+    fn a_nic_on_a_vxlan_network_tells_the_guest_its_mtu() {
+        let mut s = spec(Hypervisor::Tcg);
+        let xml = domain_xml(&s).expect("xml");
+        assert!(
+            !has(&flatten(&xml), "domain/devices/interface/mtu"),
+            "{xml}"
+        );
+        s.network_mtu = Some(VXLAN_MTU);
+        let xml = domain_xml(&s).expect("xml");
+        let els = flatten(&xml);
+        assert_eq!(
+            attr(find(&els, "domain/devices/interface/mtu"), "size"),
+            "1450"
         );
         schema_validate(&xml);
     }
@@ -1773,6 +1858,7 @@ mod tests {
             name: "pvce-lab-abc".into(),
             bridge: "pvl0123456789ab".into(),
             installation: "inst-1".into(),
+            vxlan: None,
         };
         let xml = network_xml(&spec).expect("xml");
         let els = flatten(&xml);
@@ -1797,8 +1883,13 @@ mod tests {
             "network/ip",
             "network/dns",
             "network/domain",
+            "network/mtu",
         ] {
             assert!(!has(&els, absent), "{absent} in {xml}");
+        }
+        // A single-node network tells the hook nothing to do.
+        for a in ["vni", "group", "local"] {
+            assert!(!has_attr(mark, a), "{a} in {xml}");
         }
         for bad_bridge in ["", "pvl0123456789abc", "Pvl1", "pv l", "-pvl", "pvl<x>"] {
             let s = NetworkSpec {
@@ -1812,5 +1903,62 @@ mod tests {
             ..spec
         };
         assert!(network_xml(&s).is_err());
+    }
+
+    #[test]
+    fn a_network_spanning_nodes_carries_its_vxlan_for_the_hook() {
+        let vx = Vxlan {
+            vni: 4242,
+            group: std::net::Ipv4Addr::new(239, 0, 16, 146),
+            local: std::net::Ipv4Addr::new(10, 77, 1, 2),
+        };
+        let spec = NetworkSpec {
+            name: "pvce-lab-abc".into(),
+            bridge: "pvl0123456789ab".into(),
+            installation: "inst-1".into(),
+            vxlan: Some(vx.clone()),
+        };
+        let xml = network_xml(&spec).expect("xml");
+        let els = flatten(&xml);
+        let mark = find(&els, "network/metadata/pvce:net");
+        assert_eq!(attr(mark, "installation"), "inst-1");
+        assert_eq!(attr(mark, "vni"), "4242");
+        assert_eq!(attr(mark, "group"), "239.0.16.146");
+        assert_eq!(attr(mark, "local"), "10.77.1.2");
+        assert_eq!(parse_network_mark(&xml).as_deref(), Some("inst-1"));
+        // Room for the 50 bytes of encapsulation on a 1500-byte underlay.
+        assert_eq!(attr(find(&els, "network/mtu"), "size"), "1450");
+        // Still isolated: the segment is the only way off the bridge.
+        for absent in ["network/forward", "network/ip"] {
+            assert!(!has(&els, absent), "{absent} in {xml}");
+        }
+        for bad in [
+            Vxlan {
+                vni: 0,
+                ..vx.clone()
+            },
+            Vxlan {
+                vni: MAX_VNI + 1,
+                ..vx.clone()
+            },
+            Vxlan {
+                group: std::net::Ipv4Addr::new(10, 0, 0, 1),
+                ..vx.clone()
+            },
+            Vxlan {
+                local: std::net::Ipv4Addr::UNSPECIFIED,
+                ..vx.clone()
+            },
+            Vxlan {
+                local: std::net::Ipv4Addr::new(239, 1, 1, 1),
+                ..vx.clone()
+            },
+        ] {
+            let s = NetworkSpec {
+                vxlan: Some(bad.clone()),
+                ..spec.clone()
+            };
+            assert!(network_xml(&s).is_err(), "{bad:?}");
+        }
     }
 }

@@ -12,7 +12,6 @@ use super::gate::{StartBy, StartPermit};
 use super::model::{Vm, VmError, VmState, clipboard_agent_of, graphics_of, load};
 use super::{LastError, VmManager};
 use crate::images::{self};
-use crate::labnets::{self};
 use crate::libvirt::{self, DomainState, GraphicsKind};
 use crate::placement::{Candidate, Constraint};
 use crate::templates;
@@ -150,20 +149,14 @@ impl VmManager {
         super::require_open_course(&self.pool, &vm, "its VMs no longer start").await?;
         // A lab-network VM: hold its student's network lock for the whole start,
         // so the student's concurrent starts agree on a node and one network.
-        let lab = match vm.course_id {
-            Some(c) if labnets::course_has_lab_network(&self.pool, c).await? => {
-                Some((c, vm.owner_id))
+        let lab_held = self.labnets.lock_vm(vm.course_id, vm.owner_id).await?;
+        let lab = lab_held.as_ref().map(|(pair, _)| *pair);
+        let (constraint, overlay) = match lab {
+            Some(pair) => {
+                let p = self.labnets.placement(pair, vm.id).await?;
+                (p.constraint, p.overlay)
             }
-            _ => None,
-        };
-        let lab_lock = lab.map(|pair| self.labnets.lock_for(pair));
-        let _lab_guard = match &lab_lock {
-            Some(l) => Some(l.lock().await),
-            None => None,
-        };
-        let constraint = match lab {
-            Some(pair) => self.labnets.constraint(pair, vm.id).await?,
-            None => Constraint::Anywhere,
+            None => (Constraint::Anywhere, false),
         };
         // A node-local layer pins the VM to its home node.
         let constraint = match (self.layers.pinned_node(&vm.layer()).await?, constraint) {
@@ -217,8 +210,8 @@ impl VmManager {
             .await?;
         crate::crashpoint::hit("vm_start.state_starting");
         let network = match lab {
-            Some(pair) => match self.labnets.ensure(node_id, &conn, pair).await {
-                Ok(name) => Some(name),
+            Some(pair) => match self.labnets.ensure(node_id, &conn, pair, overlay).await {
+                Ok(net) => Some(net),
                 Err(e) => {
                     tracing::warn!(vm = %vm.id, error = %e, "lab network unavailable");
                     if created_layer {
@@ -259,7 +252,8 @@ impl VmManager {
                 template: vm.build_template_id.map(|t| t.to_string()),
                 installation: Some(self.installation.clone()),
             },
-            network,
+            network_mtu: network.as_ref().and_then(|n| n.mtu),
+            network: network.map(|n| n.name),
             clipboard_agent,
         };
         match conn.create_domain(&spec).await {

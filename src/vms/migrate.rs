@@ -10,7 +10,6 @@ use uuid::Uuid;
 use super::VmManager;
 use super::model::{COLUMNS, Vm, VmError, VmState, from_row, graphics_of, load};
 use crate::events::{self, EventKind, NewEvent};
-use crate::labnets::{self};
 use crate::nodes::NodeError;
 use crate::placement::{Candidate, Constraint};
 use crate::templates;
@@ -40,12 +39,18 @@ impl VmManager {
             return Err(VmError::LayerNodeLocal("this VM's disk is local to its node, so it cannot live-migrate; stop it, then move it (POST /api/vms/{id}/move)".into(),
             ));
         }
-        // A lab network lives on one node; multi-node lab networks do not exist yet.
-        if let Some(c) = vm.course_id
-            && labnets::course_has_lab_network(&self.pool, c).await?
+        // A lab-network VM moves only where its network can follow it: a
+        // network with a VXLAN segment (src/labnets.rs), made on the target
+        // before the move and removed from the source after it if no VM of
+        // the student is left there. The student's network lock is held
+        // throughout (after the VM's lock: the lock order of a start).
+        let lab_held = self.labnets.lock_vm(vm.course_id, vm.owner_id).await?;
+        let lab = lab_held.as_ref().map(|(pair, _)| *pair);
+        if let Some(pair) = lab
+            && !self.labnets.placement(pair, vm.id).await?.overlay
         {
             return Err(VmError::LabNetwork(
-                "VMs on a lab network cannot move to another node yet".into(),
+                "VMs on a lab network move to another node only when every node has the lab-network overlay (VXLAN) and the network was made with it".into(),
             ));
         }
         if source == target {
@@ -98,11 +103,26 @@ impl VmManager {
             .await
             .map(|n| n.name)
             .unwrap_or_default();
+        if let Some(pair) = lab
+            && let Err(e) = self.labnets.ensure(target, &dst, pair, true).await
+        {
+            if let Err(e2) = self.labnets.release_locked(pair).await {
+                tracing::warn!(vm = %vm.id, error = %e2, "lab network cleanup failed");
+            }
+            return Err(e.into());
+        }
         let result = src
             .migrate_to(&self.domain_name(vm.id), &dst, listen, MIGRATE_DEADLINE)
             .await;
         if result.is_ok() {
             crate::crashpoint::hit("migrate.domain_moved");
+        }
+        // Moved: the source's network goes if nothing else of the student's
+        // runs there. Failed: the target's, likewise.
+        if let Some(pair) = lab
+            && let Err(e) = self.labnets.release_locked(pair).await
+        {
+            tracing::warn!(vm = %vm.id, error = %e, "lab network cleanup after a migration failed");
         }
         let event = match &result {
             Ok(_) => NewEvent::node(

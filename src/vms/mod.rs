@@ -14,9 +14,10 @@
 //!   reconcile loop adopts/clears domains after restarts and guest shutdowns.
 //! - A personal layer is replaced only while the VM is stopped, atomically
 //!   (new file renamed over the old), so a crash never leaves half a layer.
-//! - A VM of a lab-network course starts on its student's network, on the
-//!   node where the student's other VMs of the course run; the network goes
-//!   when the last of them stops ([`crate::labnets`]).
+//! - A VM of a lab-network course starts on its student's network: on the
+//!   node where the student's other VMs of the course run, or anywhere when
+//!   every node has the VXLAN overlay; on each node the network goes when
+//!   the student's last VM there stops ([`crate::labnets`]).
 //!
 //! Node failure and fencing. A VM whose node stops answering is shown as
 //! `node_down`, never silently `running`: its QEMU may still run there and
@@ -254,6 +255,13 @@ impl VmManager {
     #[must_use]
     pub fn with_disk_cache(mut self, cache: libvirt::DiskCache) -> Self {
         self.disk_cache = cache;
+        self
+    }
+
+    /// The VNIs students' lab networks that span nodes get (`--lab-vni-range`).
+    #[must_use]
+    pub fn with_lab_vni_range(mut self, range: crate::labnets::VniRange) -> Self {
+        self.labnets.set_vni_range(range);
         self
     }
 

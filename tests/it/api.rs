@@ -143,6 +143,12 @@ fn role_matrix() -> Vec<Row> {
             Json(json!({"enabled":true})),
             [401, 403, 403, 403, 404],
         ),
+        row(
+            Method::POST,
+            "/api/nodes/{id}/overlay",
+            Json(json!({"vtep_address":"10.0.0.2"})),
+            [401, 403, 403, 403, 404],
+        ),
         // ---- area: sso (new rows of this area go right below this line)
         row(
             Method::PUT,

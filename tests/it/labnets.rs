@@ -3,13 +3,19 @@
 //! bob's run; static addresses through the serial console; alice's VMs ping
 //! each other, bob's VM (same subnet) reaches neither; the host has no
 //! address on the networks; the networks are isolated (no forward, no ip) and
-//! disappear when the last VM of their student stops.
+//! disappear when the last VM of their student stops. On the three-node rig
+//! (`scripts/multinode.sh`, with pvce's network hook): one student's VMs on
+//! two nodes share their LAN over VXLAN, another student's, also split, never
+//! see them, a VM live-migrates with its network, and the segments go with
+//! the VMs.
 
 use std::process::Command;
 use std::time::Duration;
 
 use crate::common::lab::import_tiny;
-use crate::common::{self, Client, TestEnv, serial_run, wait_for, wait_serial};
+use crate::common::lab::{self as lab, spec};
+use crate::common::multinode::{self, Rig};
+use crate::common::{self, Client, TestEnv, serial_run, serial_run_on, wait_for, wait_serial};
 use pvce::auth::Role;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -34,12 +40,18 @@ fn network_exists(name: &str) -> bool {
 
 /// Runs `ping` in the guest and tells whether any reply came back.
 async fn guest_ping(env: &TestEnv, vm: &str, ip: &str, tag: u32) -> bool {
+    guest_ping_on(env, "qemu:///system", vm, ip, tag).await
+}
+
+/// [`guest_ping`] for a guest on the node at `uri`.
+async fn guest_ping_on(env: &TestEnv, uri: &str, vm: &str, ip: &str, tag: u32) -> bool {
     let log = env.console_log(vm);
     let from = tokio::fs::metadata(&log)
         .await
         .map_or(0, |m| m.len() as usize);
-    serial_run(
+    serial_run_on(
         env,
+        uri,
         vm,
         &format!(
             "ping -c 3 -W 3 {ip} >/dev/null 2>&1 && echo PONG-$(({tag}+1)) || echo NOPONG-$(({tag}+1)); echo PINGED-$(({tag}+1))"
@@ -306,4 +318,344 @@ async fn a_removed_nodes_lab_network_rows_are_forgotten() {
         },
     )
     .await;
+}
+
+/// VXLAN devices (names) in rig node i's network namespace.
+fn vxlan_devices(i: usize) -> Vec<String> {
+    let out = Command::new("ip")
+        .args([
+            "-n",
+            &format!("pvce-test-node{i}"),
+            "-o",
+            "link",
+            "show",
+            "type",
+            "vxlan",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(|n| n.split('@').next().unwrap_or(n).to_owned())
+        .collect()
+}
+
+/// The active networks on rig node i.
+fn rig_networks(rig: &Rig, i: usize) -> Vec<String> {
+    let out = rig.virsh(i, &["net-list", "--name"]);
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+async fn maintenance(admin: &Client, node: &str, on: bool) {
+    let (s, n) = admin
+        .post(
+            &format!("/api/nodes/{node}/maintenance"),
+            json!({ "enabled": on }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{n}");
+}
+
+/// The VNI recorded for a student's network on each node it runs on.
+async fn vnis_of(env: &TestEnv, owner: &str) -> Vec<i64> {
+    sqlx::query_scalar("SELECT vni FROM lab_networks WHERE owner_id = $1 ORDER BY node_id")
+        .bind(owner)
+        .fetch_all(&env.server.state.pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_students_lab_network_spans_nodes_and_stays_private() {
+    let rig = Rig::up(3).await;
+    let env = TestEnv::start_with(|c| {
+        c.allow_tcp_nodes = true;
+        // Live migration on shared storage needs cache=none (README).
+        c.disk_cache = pvce::libvirt::DiskCache::None;
+    })
+    .await;
+    env.user("test-admin", Role::Admin).await;
+    env.user("test-teacher", Role::Teacher).await;
+    let alice_user = env.user("test-alice", Role::Student).await;
+    let bob_user = env.user("test-bob", Role::Student).await;
+    let admin = env.client("test-admin").await;
+    let teacher = env.client("test-teacher").await;
+    let nodes = multinode::register(&admin, &rig).await;
+
+    // The rig's nodes have the hook: declare their VTEP addresses. A bad
+    // address is refused; a node without one would keep the old pin.
+    let (s, n) = admin.get(&format!("/api/nodes/{}", nodes[0])).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(n["vtep_address"], Value::Null, "{n}");
+    // (A missing field is refused too: only an explicit null withdraws.)
+    let bad_bodies = ["239.1.2.3", "10.77.1", "::1", "127.0.0.1"]
+        .map(|a| json!({ "vtep_address": a }))
+        .into_iter()
+        .chain([json!({})]);
+    for body in bad_bodies {
+        common::assert_error(
+            &admin
+                .post(&format!("/api/nodes/{}/overlay", nodes[0]), body)
+                .await,
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        );
+    }
+    let (s, n) = admin
+        .post(
+            &format!("/api/nodes/{}/overlay", nodes[0]),
+            json!({ "vtep_address": null }),
+        )
+        .await;
+    assert_eq!(
+        (s, &n["vtep_address"]),
+        (StatusCode::OK, &Value::Null),
+        "{n}"
+    );
+    for (i, id) in nodes.iter().enumerate() {
+        let (s, n) = admin
+            .post(
+                &format!("/api/nodes/{id}/overlay"),
+                json!({ "vtep_address": rig.addr(i + 1) }),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{n}");
+        assert_eq!(n["vtep_address"], rig.addr(i + 1).as_str());
+    }
+
+    let tpl = import_tiny(&teacher, "test-tiny").await;
+    let course = lab::course(
+        &teacher,
+        json!({"code": "test-vxlan", "name": "Overlay", "lab_network": true,
+               "vm_specs": [spec("a", &tpl, 256), spec("b", &tpl, 256)]}),
+        &["test-alice", "test-bob"],
+    )
+    .await;
+    let alice = env.client("test-alice").await;
+    let bob = env.client("test-bob").await;
+    let a1 = lab::vm_of(&env, &alice, &course, "a").await;
+    let a2 = lab::vm_of(&env, &alice, &course, "b").await;
+    let b1 = lab::vm_of(&env, &bob, &course, "a").await;
+    let b2 = lab::vm_of(&env, &bob, &course, "b").await;
+
+    // Each student's first VM on node 1, second on node 2: the only way
+    // the pin (one node per student network) could be broken.
+    let start_on = |client: &Client, vm: &str, node: &str| {
+        let (client, vm, node) = (client.clone(), vm.to_owned(), node.to_owned());
+        async move {
+            let (s, v) = client.post_empty(&format!("/api/vms/{vm}/start")).await;
+            assert_eq!(s, StatusCode::OK, "{v}");
+            assert_eq!(v["state"], "running", "{v}");
+            assert_eq!(v["node_id"], node.as_str(), "{v}");
+        }
+    };
+    maintenance(&admin, &nodes[1], true).await;
+    maintenance(&admin, &nodes[2], true).await;
+    start_on(&alice, &a1, &nodes[0]).await;
+    start_on(&bob, &b1, &nodes[0]).await;
+    maintenance(&admin, &nodes[1], false).await;
+    maintenance(&admin, &nodes[0], true).await;
+    start_on(&alice, &a2, &nodes[1]).await;
+    start_on(&bob, &b2, &nodes[1]).await;
+    maintenance(&admin, &nodes[0], false).await;
+
+    // One VNI per student, the same on both nodes; a VXLAN device per
+    // network on each node, and the networks' MTU leaves room for it.
+    let (alice_id, bob_id) = (
+        alice_user["id"].as_str().unwrap(),
+        bob_user["id"].as_str().unwrap(),
+    );
+    let (va, vb) = (vnis_of(&env, alice_id).await, vnis_of(&env, bob_id).await);
+    assert!(va.len() == 2 && va[0] == va[1], "{va:?}");
+    assert!(vb.len() == 2 && vb[0] == vb[1], "{vb:?}");
+    assert_ne!(va[0], vb[0]);
+    for i in [1, 2] {
+        let mut devs = vxlan_devices(i);
+        devs.sort();
+        let mut want = vec![format!("vxlan{}", va[0]), format!("vxlan{}", vb[0])];
+        want.sort();
+        assert_eq!(devs, want, "node {i}");
+        for net in rig_networks(&rig, i) {
+            let out = rig.virsh(i, &["net-dumpxml", &net]);
+            let xml = String::from_utf8_lossy(&out.stdout);
+            assert!(xml.contains("<mtu size='1450'/>"), "{xml}");
+            for absent in ["<forward", "<ip"] {
+                assert!(!xml.contains(absent), "{absent} in {xml}");
+            }
+        }
+    }
+    assert!(vxlan_devices(3).is_empty());
+
+    let uri = |vm: &str| {
+        if vm == a1 || vm == b1 {
+            rig.uri(1)
+        } else {
+            rig.uri(2)
+        }
+    };
+    let guests = [
+        (&a1, "192.168.77.1", 100),
+        (&a2, "192.168.77.2", 200),
+        (&b1, "192.168.77.3", 300),
+        (&b2, "192.168.77.4", 400),
+    ];
+    for (vm, _, _) in guests {
+        wait_serial(&env, vm, "BOOT-OK", BOOT_TIMEOUT).await;
+    }
+    for (vm, ip, tag) in guests {
+        serial_run_on(
+            &env,
+            &uri(vm),
+            vm,
+            &format!("ifconfig eth0 {ip} netmask 255.255.255.0 up && echo IP-SET-$(({tag}+1))"),
+            &format!("IP-SET-{}", tag + 1),
+        )
+        .await;
+    }
+    // The guests are told the network's MTU (virtio host_mtu), so their
+    // full-size frames fit through the segment.
+    for (vm, _, tag) in guests {
+        let tag = tag + 50;
+        serial_run_on(
+            &env,
+            &uri(vm),
+            vm,
+            &format!("echo MTU=$(cat /sys/class/net/eth0/mtu) MTU-DONE-$(({tag}+1))"),
+            &format!("MTU-DONE-{}", tag + 1),
+        )
+        .await;
+        let log = tokio::fs::read_to_string(env.console_log(vm))
+            .await
+            .unwrap();
+        assert!(
+            log.contains(&format!("MTU=1450 MTU-DONE-{}", tag + 1)),
+            "{vm}: {}",
+            &log[log.len().saturating_sub(400)..]
+        );
+    }
+    // Across nodes, each student reaches their own other VM ...
+    for (vm, ip, tag, what) in [
+        (
+            &a1,
+            "192.168.77.2",
+            500,
+            "a1 cannot reach a2 on the other node",
+        ),
+        (
+            &a2,
+            "192.168.77.1",
+            510,
+            "a2 cannot reach a1 on the other node",
+        ),
+        (
+            &b1,
+            "192.168.77.4",
+            520,
+            "b1 cannot reach b2 on the other node",
+        ),
+    ] {
+        assert!(guest_ping_on(&env, &uri(vm), vm, ip, tag).await, "{what}");
+    }
+    // ... and never the other student's, on either node, either way.
+    for (vm, ip, tag) in [
+        (&b1, "192.168.77.1", 530),
+        (&b1, "192.168.77.2", 540),
+        (&b2, "192.168.77.1", 550),
+        (&a1, "192.168.77.4", 560),
+        (&a2, "192.168.77.3", 570),
+    ] {
+        assert!(
+            !guest_ping_on(&env, &uri(vm), vm, ip, tag).await,
+            "{vm} reached {ip}"
+        );
+    }
+
+    // With the overlay a lab VM live-migrates too: a2 moves to node 3; its
+    // network is made there first and leaves node 2 (bob's stays), and a1
+    // still reaches it.
+    let (vxa, vxb) = (format!("vxlan{}", va[0]), format!("vxlan{}", vb[0]));
+    maintenance(&admin, &nodes[2], false).await;
+    let (s, v) = admin
+        .post(
+            &format!("/api/vms/{a2}/migrate"),
+            json!({ "node_id": nodes[2] }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["node_id"], nodes[2].as_str(), "{v}");
+    assert_eq!(vxlan_devices(2), vec![vxb.clone()]);
+    assert_eq!(vxlan_devices(3), vec![vxa.clone()]);
+    assert!(
+        guest_ping_on(&env, &rig.uri(1), &a1, "192.168.77.2", 580).await,
+        "a1 cannot reach a2 after its migration"
+    );
+
+    // Per node, a network and its segment go with the student's last VM
+    // there; the VNI goes with the last network.
+    let (s, v) = alice.post_empty(&format!("/api/vms/{a1}/poweroff")).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(vxlan_devices(1), vec![vxb.clone()]);
+    assert_eq!(vxlan_devices(2), vec![vxb]);
+    assert_eq!(vxlan_devices(3), vec![vxa]);
+    for (client, vm) in [(&alice, &a2), (&bob, &b1), (&bob, &b2)] {
+        let (s, v) = client.post_empty(&format!("/api/vms/{vm}/poweroff")).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+    }
+    for i in 1..=3 {
+        assert!(
+            vxlan_devices(i).is_empty(),
+            "node {i}: {:?}",
+            vxlan_devices(i)
+        );
+        assert!(
+            rig_networks(&rig, i).is_empty(),
+            "node {i}: {:?}",
+            rig_networks(&rig, i)
+        );
+    }
+    let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM lab_vnis")
+        .fetch_one(&env.server.state.pool)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+
+    // A node whose hook cannot make the segment (here: a VTEP address the
+    // node does not have) fails the start with the hook's words, and
+    // leaves no network, row or VNI behind: never a split LAN.
+    let (s, n) = admin
+        .post(
+            &format!("/api/nodes/{}/overlay", nodes[2]),
+            json!({ "vtep_address": "10.77.99.3" }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{n}");
+    maintenance(&admin, &nodes[0], true).await;
+    maintenance(&admin, &nodes[1], true).await;
+    maintenance(&admin, &nodes[2], false).await;
+    let (s, v) = alice.post_empty(&format!("/api/vms/{a1}/start")).await;
+    assert!(s.is_server_error() || s.is_client_error(), "{s} {v}");
+    let (_, v) = admin.get(&format!("/api/vms/{a1}")).await;
+    assert_eq!(v["state"], "stopped", "{v}");
+    assert!(
+        v["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("no interface has the VTEP address 10.77.99.3")),
+        "{v}"
+    );
+    assert!(rig_networks(&rig, 3).is_empty() && vxlan_devices(3).is_empty());
+    let rows: i64 = sqlx::query_scalar(
+        "SELECT (SELECT COUNT(*) FROM lab_networks) + (SELECT COUNT(*) FROM lab_vnis)",
+    )
+    .fetch_one(&env.server.state.pool)
+    .await
+    .unwrap();
+    assert_eq!(rows, 0);
 }

@@ -104,6 +104,7 @@ fn spec(dir: &Path, hypervisor: Hypervisor, graphics: GraphicsKind) -> DomainSpe
             installation: None,
         },
         network: None,
+        network_mtu: None,
         clipboard_agent: false,
     }
 }

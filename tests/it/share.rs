@@ -300,6 +300,7 @@ async fn an_older_installations_pool_and_running_domain_are_adopted() {
             installation: None,
         },
         network: None,
+        network_mtu: None,
         clipboard_agent: false,
     };
     conn.create_domain(&spec).await.unwrap();
@@ -362,6 +363,7 @@ fn define_marked_domain(dir: &Path, name: &str, mark: &str) {
             installation: Some(mark.into()),
         },
         network: None,
+        network_mtu: None,
         clipboard_agent: false,
     };
     let file = dir.join(format!("{name}.xml"));

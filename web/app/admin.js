@@ -202,6 +202,7 @@ function addNodeForm(after) {
   const port = h('input', { id: 'an-port', type: 'number', min: 1, max: 65535, step: 1, inputmode: 'numeric' });
   const user = h('input', { id: 'an-user', maxlength: 32, autocomplete: 'off', autocapitalize: 'none', spellcheck: 'false', placeholder: 'root' });
   const consoleAddr = h('input', { id: 'an-console', maxlength: 45, autocomplete: 'off', placeholder: '127.0.0.1' });
+  const vtep = h('input', { id: 'an-vtep', maxlength: 15, autocomplete: 'off', spellcheck: 'false', placeholder: '10.0.0.7' });
   const help = h('p', { class: 'muted small', id: 'an-help' });
   const hostField = h('div', { class: 'field' }, h('label', { for: 'an-host', i18n: 'nodes.add.host' }), host);
   const portField = h('div', { class: 'field' }, h('label', { for: 'an-port', i18n: 'nodes.add.port' }), port);
@@ -231,7 +232,9 @@ function addNodeForm(after) {
     h('div', { class: 'form-grid' },
       h('div', { class: 'field' }, h('label', { for: 'an-name', i18n: 'nodes.add.name' }), name),
       h('div', { class: 'field' }, h('label', { for: 'an-console', i18n: 'nodes.add.console' }), consoleAddr,
-        h('p', { class: 'muted small', i18n: 'nodes.add.consoleHelp' }))),
+        h('p', { class: 'muted small', i18n: 'nodes.add.consoleHelp' })),
+      h('div', { class: 'field' }, h('label', { for: 'an-vtep', i18n: 'nodes.add.vtep' }), vtep,
+        h('p', { class: 'muted small', i18n: 'nodes.add.vtepHelp' }))),
     h('div', { class: 'form-grid' },
       h('div', { class: 'field' }, h('label', { for: 'an-transport', i18n: 'nodes.add.transport' }), transport),
       hostField, portField, userField),
@@ -251,6 +254,7 @@ function addNodeForm(after) {
         if (tr === 'ssh' && user.value.trim()) body.user = user.value.trim();
       }
       if (consoleAddr.value.trim()) body.console_address = consoleAddr.value.trim();
+      if (vtep.value.trim()) body.vtep_address = vtep.value.trim();
       const n = await post('/api/nodes', body);
       toast(t('nodes.added', { name: n.name }), 'success');
       form.reset();
@@ -358,9 +362,28 @@ function nodeDetail(container, id) {
   const cardBox = h('div', { class: 'node-grid single' });
   const vmBox = h('div');
   const log = eventsCard(id);
+  // The lab-network overlay: built once (the poller must not redraw an
+  // input being typed in), filled from the first answer and after a save.
+  const vtep = h('input', { id: 'node-vtep', maxlength: 15, autocomplete: 'off', spellcheck: 'false', placeholder: '10.0.0.7' });
+  const saveVtep = h('button', { type: 'submit', class: 'btn', i18n: 'node.overlay.save' });
+  const overlayForm = h('form', { class: 'card section-body', id: 'node-overlay', novalidate: true },
+    h('h2', { i18n: 'node.overlay.title' }),
+    h('div', { class: 'field' }, h('label', { for: 'node-vtep', i18n: 'nodes.add.vtep' }), vtep,
+      h('p', { class: 'muted small', i18n: 'nodes.add.vtepHelp' })),
+    h('div', { class: 'form-actions' }, saveVtep));
+  let vtepLoaded = false;
+  overlayForm.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    saveVtep.disabled = true;
+    try {
+      const n = await post(`/api/nodes/${encodeURIComponent(id)}/overlay`, { vtep_address: vtep.value.trim() || null });
+      vtep.value = n.vtep_address || '';
+      toast(t('node.overlay.saved', { name: n.name }), 'success');
+    } catch (err) { toastError(err); } finally { saveVtep.disabled = false; }
+  });
   replace(container,
     h('p', {}, h('a', { href: '#/nodes' }, '← ', h('span', { i18n: 'node.back' }))),
-    head, cardBox, charts.el, vmBox, log.el);
+    head, cardBox, overlayForm, charts.el, vmBox, log.el);
   const table = clusterVms(vmBox, { node: id, embedded: true });
   // Removing a node: pvce forgets it (the server refuses while VMs run or
   // keep their disks there, so no student's work is orphaned).
@@ -381,6 +404,7 @@ function nodeDetail(container, id) {
     bind(remove, 'nodes.remove.aria', { name: n.name }, 'aria-label');
     replace(head, h('div', {}, h('h1', {}, n.name), h('p', { class: 'muted' }, h('code', {}, n.uri))), remove);
     replace(cardBox, nodeCard(n, refresh));
+    if (!vtepLoaded) { vtep.value = n.vtep_address || ''; vtepLoaded = true; }
     await Promise.all([charts.refresh(), log.refresh()]);
   }
   const stop = poller(refresh);
