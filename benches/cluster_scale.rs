@@ -427,22 +427,11 @@ async fn decide(
     lap(steps, 6);
     let candidates: Vec<Candidate> = nodes
         .into_iter()
-        .map(|n| Candidate {
-            node_id: n.id,
-            up: n.state.is_up(),
-            maintenance: n.maintenance,
-            has_template: holders.contains(&n.id)
-                || n.store_free.is_none_or(|free| free >= chain_bytes),
-            mem_total_mib: n.mem_total_mib,
-            mem_used_mib: n.mem_used_mib.saturating_add(
-                committed
-                    .get(&n.id.to_string())
-                    .map_or(0, |&m| u64::try_from(m).unwrap_or(0)),
-            ),
-            cpu_percent: n.cpu_percent,
-            vms_running: n.vms_running,
-            unsupported: None,
-            name: n.name,
+        .map(|n| {
+            let promised = committed
+                .get(&n.id.to_string())
+                .map_or(0, |&m| u64::try_from(m).unwrap_or(0));
+            n.candidate(&holders, chain_bytes, promised, None)
         })
         .collect();
     let placed = ledger

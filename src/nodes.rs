@@ -100,6 +100,36 @@ pub struct Node {
     pub capabilities: Option<NodeCapabilities>,
 }
 
+impl Node {
+    /// This node as placement sees it for a VM whose template chain
+    /// `holders` hold entirely and is `chain_bytes` big (a node without it
+    /// qualifies while its store has room, or has not been sampled: the
+    /// copy itself will tell), with `committed_mib` promised to the VMs
+    /// placed here on top of what the node reports, and why it cannot run
+    /// the VM's spec (`unsupported`).
+    pub fn candidate(
+        self,
+        holders: &std::collections::HashSet<Uuid>,
+        chain_bytes: u64,
+        committed_mib: u64,
+        unsupported: Option<String>,
+    ) -> crate::placement::Candidate {
+        crate::placement::Candidate {
+            node_id: self.id,
+            up: self.state.is_up(),
+            maintenance: self.maintenance,
+            has_template: holders.contains(&self.id)
+                || self.store_free.is_none_or(|free| free >= chain_bytes),
+            mem_total_mib: self.mem_total_mib,
+            mem_used_mib: self.mem_used_mib.saturating_add(committed_mib),
+            cpu_percent: self.cpu_percent,
+            vms_running: self.vms_running,
+            unsupported,
+            name: self.name,
+        }
+    }
+}
+
 /// A node to register: its address either as `uri` or as the structured
 /// `transport`, `host`, `port`, `user` (exactly one of the two forms).
 #[derive(Debug, Default, Deserialize)]

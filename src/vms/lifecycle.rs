@@ -25,31 +25,18 @@ impl VmManager {
         chain: &[ChainLayer],
         graphics: GraphicsKind,
     ) -> Result<Vec<Candidate>, VmError> {
-        // A node qualifies for the template if its store holds the whole chain,
-        // or has room to receive it (or its store has not been sampled yet:
-        // the copy itself will tell).
         let (holders, chain_bytes) = self.stores.holders(chain).await?;
         let nodes = self.nodes.list().await?;
         let committed = self.committed_mib().await?;
         Ok(nodes
             .into_iter()
-            .map(|n| Candidate {
-                node_id: n.id,
-                up: n.state.is_up(),
-                maintenance: n.maintenance,
-                has_template: holders.contains(&n.id)
-                    || n.store_free.is_none_or(|free| free >= chain_bytes),
-                mem_total_mib: n.mem_total_mib,
-                mem_used_mib: n
-                    .mem_used_mib
-                    .saturating_add(committed.get(&n.id).copied().unwrap_or(0)),
-                cpu_percent: n.cpu_percent,
-                vms_running: n.vms_running,
-                unsupported: n
+            .map(|n| {
+                let unsupported = n
                     .capabilities
                     .as_ref()
-                    .and_then(|c| c.lacks(graphics, self.nodes.accel())),
-                name: n.name,
+                    .and_then(|c| c.lacks(graphics, self.nodes.accel()));
+                let promised = committed.get(&n.id).copied().unwrap_or(0);
+                n.candidate(&holders, chain_bytes, promised, unsupported)
             })
             .collect())
     }

@@ -549,10 +549,14 @@ mod tests {
             .expect("qemu-img")
             .success();
         assert!(ok);
-        // A writer holding the layer (as QEMU does while a VM shuts down).
+        // A writer holding the layer (as QEMU does while a VM shuts down),
+        // until told to quit on its stdin: however slow the machine, the
+        // lock is there until the test lets it go.
         let mut holder = tokio::process::Command::new("qemu-io")
-            .args(["-f", "qcow2", "-c", "sleep 1500"])
+            .args(["-f", "qcow2"])
             .arg(&img)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
             .kill_on_drop(true)
             .spawn()
             .expect("qemu-io");
@@ -560,15 +564,27 @@ mod tests {
         let spawned = std::time::Instant::now();
         while qemu_img::snapshot_tags(&img).await.is_ok() {
             assert!(
-                spawned.elapsed() < std::time::Duration::from_secs(30),
+                spawned.elapsed() < std::time::Duration::from_secs(60),
                 "qemu-io never locked the layer"
             );
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
-        assert!(qemu_img::snapshot_tags(&img).await.is_err(), "locked");
-        // Locked just before, free just after: settle waited for the writer
-        // (no bound on how long that took — a loaded machine stretches it).
-        settle(&img).await.expect("settles");
+        let settling = tokio::spawn({
+            let img = img.clone();
+            async move { settle(&img).await }
+        });
+        // Still locked: settle must still be waiting.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(
+            !settling.is_finished(),
+            "settle returned while the layer was locked"
+        );
+        {
+            use tokio::io::AsyncWriteExt;
+            let mut stdin = holder.stdin.take().expect("stdin");
+            stdin.write_all(b"quit\n").await.expect("quit");
+        }
+        settling.await.expect("task").expect("settles");
         assert!(qemu_img::snapshot_tags(&img).await.is_ok());
         let _ = holder.wait().await;
     }
