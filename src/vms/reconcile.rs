@@ -301,10 +301,34 @@ impl VmManager {
                 Ok(d) => Seen::Domain(d.map(|d| d.state)),
                 Err(_) => continue,
             };
-            let action = rule::decide(self.recorded(&vm), node.id, seen);
+            let mut action = rule::decide(self.recorded(&vm), node.id, seen);
+            if action == Action::DestroyStaleCopy
+                && let Some(home) = vm.node_id
+            {
+                action = rule::resolve_copy(self.seen_on(home, vm.id).await);
+            }
             self.act(&vm, node.id, Some(&conn), action).await?;
         }
         Ok(())
+    }
+
+    /// What a VM's home node says about its domain now (unreachable when it
+    /// is marked down or does not answer in time).
+    async fn seen_on(&self, node_id: Uuid, vm_id: Uuid) -> Seen {
+        let look = async {
+            let node = self.nodes.get(node_id).await.ok()?;
+            if !node.state.is_up() {
+                return None;
+            }
+            let conn = self.nodes.conn(node_id).await.ok()?;
+            let d = conn.domain(&self.domain_name(vm_id)).await.ok()?;
+            Some(Seen::Domain(d.map(|d| d.state)))
+        };
+        tokio::time::timeout(SYNC_DEADLINE, look)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or(Seen::Unreachable)
     }
 
     /// An admin's confirmation that a `down` node is powered off (or its

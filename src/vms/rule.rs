@@ -40,8 +40,11 @@ pub(super) enum Action {
     /// Its node stopped answering: it may still run there (and hold its
     /// layer), so it is `node_down` until the node answers or is fenced.
     MarkNodeDown,
-    /// The VM runs elsewhere (after this node was fenced): this copy must not
-    /// keep writing the layer.
+    /// The VM is recorded as active on another node (its *home*): if it
+    /// runs there, this copy is stale (this node was fenced meanwhile) and
+    /// must not keep writing the layer — but first [`resolve_copy`] asks
+    /// the home node, since a live migration whose server died after the
+    /// domain moved leaves the only copy here.
     DestroyStaleCopy,
     /// The domain runs here but the database says otherwise — including a
     /// `starting`/`stopping` whose operation died with a previous server
@@ -97,6 +100,21 @@ pub(super) fn decide(vm: Recorded, node: Uuid, seen: Seen) -> Action {
         }
     } else {
         Action::None
+    }
+}
+
+/// What to do about a live copy on another node than the VM's recorded
+/// home ([`Action::DestroyStaleCopy`] from [`decide`]), given what the home
+/// node says: it runs the VM → this copy is stale, destroy it; it has no
+/// domain or a dead one → this copy is the VM (a live migration finished on
+/// libvirt's side but not in the database): adopt it here; its domain is
+/// still shutting down, or the home does not answer → nothing yet (two
+/// copies may run: never destroy one on a guess; fencing decides).
+pub(super) fn resolve_copy(home: Seen) -> Action {
+    match home {
+        Seen::Domain(Some(DomainState::Running | DomainState::Paused)) => Action::DestroyStaleCopy,
+        Seen::Domain(None | Some(DomainState::Shutoff | DomainState::Crashed)) => Action::Adopt,
+        Seen::Domain(Some(_)) | Seen::Unreachable => Action::None,
     }
 }
 
@@ -159,6 +177,20 @@ mod tests {
         );
         // Another node's VM with no domain here is not this pass's business.
         assert_eq!(act(VmState::Running, Some(other), None), Action::None);
+    }
+
+    #[test]
+    fn a_copy_elsewhere_is_destroyed_only_while_its_home_runs_it() {
+        let home = |d| resolve_copy(Seen::Domain(d));
+        assert_eq!(home(Some(Running)), Action::DestroyStaleCopy);
+        assert_eq!(home(Some(Paused)), Action::DestroyStaleCopy);
+        // A migration whose server died after the domain moved.
+        assert_eq!(home(None), Action::Adopt);
+        assert_eq!(home(Some(Shutoff)), Action::Adopt);
+        assert_eq!(home(Some(Crashed)), Action::Adopt);
+        // Not yet known: both may hold the layer; fencing decides.
+        assert_eq!(home(Some(ShuttingDown)), Action::None);
+        assert_eq!(resolve_copy(Seen::Unreachable), Action::None);
     }
 
     #[test]

@@ -1109,7 +1109,7 @@ async fn a_server_killed_mid_migration_finds_the_vm_where_it_runs() {
     let admin = c.admin.clone_for(&server.url);
     let v = wait_for(
         "the VM found on the target",
-        Duration::from_secs(30),
+        Duration::from_secs(60),
         || async {
             let (_, v) = admin.get(&format!("/api/vms/{vm}")).await;
             (v["state"] == "running" && v["node_id"] == target.as_str()).then_some(v)
