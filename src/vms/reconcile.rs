@@ -91,7 +91,12 @@ impl VmManager {
         Recorded {
             state: vm.state,
             node: vm.node_id,
-            stop_in_flight: self.stop_in_flight(vm.id),
+            stop_in_flight: rule::stop_pending(
+                vm.state,
+                vm.stop_deadline.as_deref(),
+                self.stop_in_flight(vm.id),
+                time::OffsetDateTime::now_utc(),
+            ),
         }
     }
 

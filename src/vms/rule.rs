@@ -20,8 +20,32 @@ pub(super) struct Recorded {
     /// The node the VM is (or was last) active on.
     pub node: Option<Uuid>,
     /// A graceful shutdown of this VM is waiting for the guest: `stopping`
-    /// with a live domain is then expected, not a stop that died.
+    /// with a live domain is then expected, not a stop that died
+    /// ([`stop_pending`]).
     pub stop_in_flight: bool,
+}
+
+/// Whether a graceful shutdown of a VM is still waiting for its guest: this
+/// server waits for it (`waiting_here`), or the VM is `stopping` and the
+/// deadline written with it (`stop_deadline`, RFC 3339) has not passed —
+/// the shutdown may be another server's, whose wait this server cannot see.
+/// After the deadline a live domain means the stop died with its server:
+/// the rule adopts it as running again. An unreadable deadline counts as
+/// passed.
+pub(super) fn stop_pending(
+    state: VmState,
+    stop_deadline: Option<&str>,
+    waiting_here: bool,
+    now: time::OffsetDateTime,
+) -> bool {
+    waiting_here
+        || (state == VmState::Stopping
+            && stop_deadline
+                .and_then(|d| {
+                    time::OffsetDateTime::parse(d, &time::format_description::well_known::Rfc3339)
+                        .ok()
+                })
+                .is_some_and(|d| d > now))
 }
 
 /// What libvirt says on the node looked at.
@@ -191,6 +215,23 @@ mod tests {
         // Not yet known: both may hold the layer; fencing decides.
         assert_eq!(home(Some(ShuttingDown)), Action::None);
         assert_eq!(resolve_copy(Seen::Unreachable), Action::None);
+    }
+
+    #[test]
+    fn a_shutdown_is_pending_here_or_until_its_deadline() {
+        let now = time::macros::datetime!(2026-12-05 10:00 UTC);
+        let at = |hms: &str| Some(format!("2026-12-05T{hms}Z"));
+        let pending = |state, d: Option<String>, here| stop_pending(state, d.as_deref(), here, now);
+        assert!(pending(VmState::Running, None, true));
+        // Another server's shutdown, still within its deadline.
+        assert!(pending(VmState::Stopping, at("10:00:30"), false));
+        // Its deadline passed: the stop died with its server.
+        assert!(!pending(VmState::Stopping, at("10:00:00"), false));
+        assert!(!pending(VmState::Stopping, at("09:59:00"), false));
+        assert!(!pending(VmState::Stopping, Some("garbage".into()), false));
+        assert!(!pending(VmState::Stopping, None, false));
+        // Only a stopping VM has a stop in flight.
+        assert!(!pending(VmState::Running, at("10:00:30"), false));
     }
 
     #[test]
