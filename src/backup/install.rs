@@ -11,7 +11,9 @@
 //! path than the old one: the layers' paths in the database and the
 //! backing-file names in the template and layer headers are rewritten to
 //! the new place (`qemu-img rebase -u`, which only rewrites the header).
-//! Node template-store replicas are forgotten, so each node's store is
+//! Node-local layers come back as shared layers (files in the new data
+//! dir: their volumes were on the old nodes). Node template-store replicas
+//! are forgotten, so each node's store is
 //! verified (or filled) again before its next start.
 //!
 //! Invariants: the target must be empty — data dir and, on PostgreSQL, the

@@ -50,8 +50,16 @@
 //!      that changed).
 //!
 //!    A domain whose hypervisor has no backup API (Xen) is skipped and said
-//!    so (`skipped`), as are VMs starting or stopping; node-local layers are
-//!    skipped likewise (their file is on the node);
+//!    so (`skipped`), as are VMs starting or stopping.
+//!    A **node-local** layer (its file on a node's own disk,
+//!    [`crate::vms::layers`]) is backed up while its VM is stopped: read
+//!    from the node into the server's working copy (the layer checkout
+//!    every offline layer operation uses, verified by SHA-256) and backed
+//!    up at its `overlay_path`, so restore, single files and retention treat
+//!    it like a shared one; whether it changed is known without reading it
+//!    ([`node_local_signature`]). While it runs it is skipped (the disk copy
+//!    would land on the node's disk) and taken by the first run after it
+//!    stops;
 //! 3. the control plane: `VACUUM INTO` a consistent copy of the SQLite
 //!    database (after the layers, so it records their points), with the
 //!    template store (content-addressed by SHA-256, so unchanged templates
@@ -665,17 +673,11 @@ impl Backups {
         let lock = self.vms.lock_for(vm_id);
         let held = lock.lock().await;
         let vm = crate::vms::snapshots::reload(&self.vms, vm_id).await?;
-        if vm.layer_storage != LayerStorage::Shared {
-            self.item_attempt(
-                &vm_id.to_string(),
-                now,
-                "node-local layer: not backed up",
-                false,
-            )
-            .await?;
-            return Ok(Outcome::Skipped);
-        }
-        let Some(sig) = signature(&vm.overlay_path) else {
+        let sig = match vm.layer_storage {
+            LayerStorage::Shared => signature(&vm.overlay_path),
+            LayerStorage::NodeLocal => node_local_signature(&vm),
+        };
+        let Some(sig) = sig else {
             // No layer file yet (never provisioned): nothing to keep.
             return Ok(Outcome::Unchanged);
         };
@@ -692,6 +694,18 @@ impl Backups {
         let tags = vec!["kind=layer".to_owned(), format!("vm={vm_id}")];
         match how_to_read(vm.state) {
             Read::File => {}
+            Read::LiveCopy if vm.layer_storage == LayerStorage::NodeLocal => {
+                // The disk copy would be made on the node's own disk, which
+                // this server cannot read; lab VMs are stopped most nights.
+                self.item_attempt(
+                    &vm_id.to_string(),
+                    now,
+                    "running with a node-local layer: backed up by the first run after it stops",
+                    false,
+                )
+                .await?;
+                return Ok(Outcome::Skipped);
+            }
             Read::LiveCopy => {
                 return self.live_layer(r, &vm, &sig, held, &tags, run, now).await;
             }
@@ -706,6 +720,13 @@ impl Backups {
                 return Ok(Outcome::Skipped);
             }
         }
+        // A node-local layer is read from its node into the server's working
+        // copy at `overlay_path` (verified by its SHA-256), which goes when
+        // `_checkout` does; a shared one is read in place.
+        let _checkout = match vm.layer_storage {
+            LayerStorage::Shared => None,
+            LayerStorage::NodeLocal => Some(self.vms.checkout_layer(&vm).await?),
+        };
         crate::vms::snapshots::settle(&vm.overlay_path).await?;
         let mut last = None;
         for _ in 0..ITEM_TRIES {
@@ -1227,6 +1248,20 @@ fn is_busy(e: &sqlx::Error) -> bool {
 fn signature(path: &Path) -> Option<String> {
     let m = std::fs::metadata(path).ok()?;
     Some(format!("{}:{}.{}", m.len(), m.mtime(), m.mtime_nsec()))
+}
+
+/// A node-local layer's signature without reading it: its volume and the
+/// VM's last start. Only a running QEMU writes the volume in place (every
+/// other change installs a new volume), and every run begins with a start,
+/// so a layer whose VM has not started since its last good backup, in the
+/// same volume, is unchanged. `None` before the layer exists.
+fn node_local_signature(vm: &crate::vms::Vm) -> Option<String> {
+    let volume = vm.layer_volume.as_deref()?;
+    Some(format!(
+        "node-local:{}:{volume}:{}",
+        vm.layer_node_id.map(|n| n.to_string()).unwrap_or_default(),
+        vm.last_started_at.as_deref().unwrap_or("never")
+    ))
 }
 
 /// Makes the repository password once: 32 random bytes, hex, mode 0600.

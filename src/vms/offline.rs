@@ -20,10 +20,16 @@ pub async fn mark_layer_missing(pool: &Pool, id: &str, why: &str) -> Result<(), 
     Ok(())
 }
 
-/// Points a VM at its layer's path in a restored data dir.
+/// Points a VM at its layer's path in a restored data dir. The layer is
+/// that file from now on: a node-local layer's volume was on the old
+/// installation's nodes, so its backup comes back as a shared layer.
 pub async fn set_layer_path(pool: &Pool, id: Uuid, layer: &Path) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE vms SET overlay_path = $1 WHERE id = $2")
+    sqlx::query(
+        "UPDATE vms SET overlay_path = $1, layer_storage = $2, layer_node_id = NULL, layer_volume = NULL
+         WHERE id = $3",
+    )
         .bind(layer.to_string_lossy().into_owned())
+        .bind(crate::vms::layers::LayerStorage::Shared.as_str())
         .bind(id.to_string())
         .execute(pool)
         .await?;

@@ -34,7 +34,7 @@ fn restic(data_dir: &Path, repo: &Path, args: &[&str]) -> std::process::Output {
         .expect("restic runs")
 }
 
-async fn layer_path(env: &TestEnv, vm: &str) -> PathBuf {
+pub(crate) async fn layer_path(env: &TestEnv, vm: &str) -> PathBuf {
     let p: String = sqlx::query_scalar("SELECT overlay_path FROM vms WHERE id = $1")
         .bind(vm)
         .fetch_one(&env.server.state.pool)

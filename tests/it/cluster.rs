@@ -782,10 +782,16 @@ fn layer_volumes(rig: &Rig, i: usize, vm: &str) -> Vec<String> {
 #[tokio::test]
 async fn node_local_layers_stay_on_their_node_and_move_with_their_data() {
     let rig = Rig::up(2).await;
+    let repo_dir = tempfile::Builder::new()
+        .prefix("test-pvce-repo-")
+        .tempdir()
+        .unwrap();
+    let repo = repo_dir.path().join("repo").to_string_lossy().into_owned();
     let c = cluster_with(&rig, 1, |cfg| {
         cfg.layer_storage = pvce::vms::layers::LayerStorage::NodeLocal;
         cfg.layer_pool = Some(LAYER_POOL.into());
         cfg.layer_pool_dir = Some(RIG_LOCAL_DIR.into());
+        cfg.backup_repo = Some(repo);
     })
     .await;
     let vm_id = c.vms[0].clone();
@@ -886,6 +892,37 @@ async fn node_local_layers_stay_on_their_node_and_move_with_their_data() {
         .post_empty(&format!("/api/vms/{vm_id}/poweroff"))
         .await;
     assert_eq!(status, StatusCode::OK);
+    // Backed up while stopped: read from its node, what changed only, and
+    // one file of the point readable without restoring.
+    let backups = c.env.server.state.backups.clone();
+    let t = time::OffsetDateTime::now_utc().unix_timestamp() + 30 * 86_400;
+    let run = backups
+        .run(t, pvce::backup::Trigger::Scheduled, None)
+        .await
+        .unwrap();
+    assert!(run.ok && run.backed_up >= 2 && run.skipped == 0, "{run:?}");
+    let run = backups
+        .run(t + 86_400, pvce::backup::Trigger::Scheduled, None)
+        .await
+        .unwrap();
+    assert!(run.ok && run.unchanged >= 1, "not started since: {run:?}");
+    let (_, points) = c.students[0]
+        .get(&format!("/api/vms/{vm_id}/backups"))
+        .await;
+    assert_eq!(points.as_array().map(Vec::len), Some(1), "{points}");
+    let point = points[0]["id"].as_str().unwrap().to_owned();
+    let (status, _, bytes) = common::get_bytes(
+        &c.students[0],
+        &format!("/api/vms/{vm_id}/backups/{point}/files?path=/root/f"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(bytes, b"pvce-local-data\n");
+    assert!(
+        !crate::backups::layer_path(&c.env, &vm_id).await.exists(),
+        "no working copy stays on the server"
+    );
+
     // Nor one that keeps a stopped VM's disk: it would be lost with the node.
     assert_error(
         &c.admin.delete(&remove_first).await,
@@ -990,6 +1027,32 @@ async fn node_local_layers_stay_on_their_node_and_move_with_their_data() {
     let vm = c.start(0).await;
     let home = c.index(&vm["layer_node_id"]);
     assert_eq!(layer_volumes(&rig, home, &vm_id).len(), 1);
+    let (status, _) = c
+        .admin
+        .post_empty(&format!("/api/vms/{vm_id}/poweroff"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    // The backup point restores the student's file onto the fresh layer, on
+    // its node.
+    let (status, restored) = c.students[0]
+        .post(
+            &format!("/api/vms/{vm_id}/restore"),
+            json!({ "backup_id": point }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{restored}");
+    let vm = c.start(0).await;
+    assert_eq!(c.index(&vm["node_id"]), home, "{vm}");
+    wait_serial(&c.env, &vm_id, "BOOT-OK", BOOT_TIMEOUT).await;
+    serial_run_on(
+        &c.env,
+        &rig.uri(home),
+        &vm_id,
+        "echo BACK-$(cat /root/f)-END",
+        "BACK-pvce-local-data-END",
+    )
+    .await;
     let (status, _) = c
         .admin
         .post_empty(&format!("/api/vms/{vm_id}/poweroff"))
