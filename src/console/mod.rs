@@ -798,6 +798,18 @@ mod tests {
         (dir, ConsoleHub::new(pool, ttl, per_user, total))
     }
 
+    /// A token for some VM, user and node.
+    async fn any_token(hub: &ConsoleHub) -> String {
+        hub.issue(
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+            String::new(),
+        )
+        .await
+        .expect("token")
+    }
+
     fn ticket(user: Uuid, vm: Uuid, node: Uuid) -> IssuedToken {
         IssuedToken {
             kind: ConsoleKind::Graphics,
@@ -907,15 +919,7 @@ mod tests {
     #[tokio::test]
     async fn tokens_are_stored_hashed() {
         let (_dir, hub) = hub(Duration::from_secs(60), 2, 10).await;
-        let t = hub
-            .issue(
-                Uuid::new_v4(),
-                Uuid::new_v4(),
-                Uuid::new_v4(),
-                String::new(),
-            )
-            .await
-            .unwrap();
+        let t = any_token(&hub).await;
         let stored: Vec<String> = sqlx::query_scalar("SELECT hash FROM console_tokens")
             .fetch_all(hub.tokens.pool())
             .await
@@ -1035,15 +1039,7 @@ mod tests {
                 // The database lives as long as the server's handler.
                 let _db = dir.clone();
                 async move {
-                    let t = hub
-                        .issue(
-                            Uuid::new_v4(),
-                            Uuid::new_v4(),
-                            Uuid::new_v4(),
-                            String::new(),
-                        )
-                        .await
-                        .expect("token");
+                    let t = any_token(&hub).await;
                     let ticket = hub.redeem(&t).await.expect("ticket");
                     hub.upgrade(ws, ticket, target)
                 }

@@ -121,6 +121,15 @@ impl Cluster {
         vm
     }
 
+    /// Powers VM `i` off (as its student); returns the VM.
+    async fn poweroff(&self, i: usize) -> Value {
+        let (status, vm) = self.students[i]
+            .post_empty(&format!("/api/vms/{}/poweroff", self.vms[i]))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{vm}");
+        vm
+    }
+
     async fn vm(&self, i: usize) -> Value {
         self.admin.get(&format!("/api/vms/{}", self.vms[i])).await.1
     }
@@ -301,11 +310,7 @@ async fn spread_uses_every_node_and_maintenance_gets_none() {
     }
     assert_eq!(used.len(), 3, "spread must use all three nodes: {used:?}");
     for i in 0..3 {
-        let (status, vm) = c.students[i]
-            .post_empty(&format!("/api/vms/{}/poweroff", c.vms[i]))
-            .await;
-        assert_eq!(status, StatusCode::OK, "{vm}");
-        assert_eq!(vm["state"], "stopped");
+        assert_eq!(c.poweroff(i).await["state"], "stopped");
     }
 
     let (status, n) = c
@@ -354,10 +359,7 @@ async fn pack_fills_one_node_before_the_next() {
 
     // With the full node in maintenance, pack moves on to one other node.
     for i in 0..3 {
-        let (status, vm) = c.students[i]
-            .post_empty(&format!("/api/vms/{}/poweroff", c.vms[i]))
-            .await;
-        assert_eq!(status, StatusCode::OK, "{vm}");
+        c.poweroff(i).await;
     }
     let (status, n) = c
         .admin
@@ -756,10 +758,7 @@ async fn a_restarted_server_reconciles_with_every_node() {
     }
     // And the restarted server drives the VMs as before.
     c.start(1).await;
-    let (status, v) = c.students[0]
-        .post_empty(&format!("/api/vms/{}/poweroff", c.vms[0]))
-        .await;
-    assert_eq!(status, StatusCode::OK, "{v}");
+    c.poweroff(0).await;
     assert_eq!(rig.domstate(a, foreign), "running");
     let _ = rig.virsh(a, &["destroy", foreign]);
 }
@@ -887,11 +886,7 @@ async fn node_local_layers_stay_on_their_node_and_move_with_their_data() {
         StatusCode::CONFLICT,
         "node_busy",
     );
-    let (status, _) = c
-        .admin
-        .post_empty(&format!("/api/vms/{vm_id}/poweroff"))
-        .await;
-    assert_eq!(status, StatusCode::OK);
+    c.poweroff(0).await;
     // Backed up while stopped: read from its node, what changed only, and
     // one file of the point readable without restoring.
     let backups = c.env.server.state.backups.clone();
@@ -1010,11 +1005,7 @@ async fn node_local_layers_stay_on_their_node_and_move_with_their_data() {
         "DATA-pvce-local-data-END",
     )
     .await;
-    let (status, _) = c
-        .admin
-        .post_empty(&format!("/api/vms/{vm_id}/poweroff"))
-        .await;
-    assert_eq!(status, StatusCode::OK);
+    c.poweroff(0).await;
 
     // A reset discards the layer on its node; the next start places afresh.
     let (status, reset) = c.students[0]
@@ -1027,11 +1018,7 @@ async fn node_local_layers_stay_on_their_node_and_move_with_their_data() {
     let vm = c.start(0).await;
     let home = c.index(&vm["layer_node_id"]);
     assert_eq!(layer_volumes(&rig, home, &vm_id).len(), 1);
-    let (status, _) = c
-        .admin
-        .post_empty(&format!("/api/vms/{vm_id}/poweroff"))
-        .await;
-    assert_eq!(status, StatusCode::OK);
+    c.poweroff(0).await;
 
     // The backup point restores the student's file onto the fresh layer, on
     // its node.
@@ -1053,11 +1040,7 @@ async fn node_local_layers_stay_on_their_node_and_move_with_their_data() {
         "BACK-pvce-local-data-END",
     )
     .await;
-    let (status, _) = c
-        .admin
-        .post_empty(&format!("/api/vms/{vm_id}/poweroff"))
-        .await;
-    assert_eq!(status, StatusCode::OK);
+    c.poweroff(0).await;
 
     // Its home node dies: the disk is out of reach, so the VM does not start
     // anywhere else and the course cannot be deleted (its layer would stay
