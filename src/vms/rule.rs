@@ -132,13 +132,17 @@ pub(super) fn decide(vm: Recorded, node: Uuid, seen: Seen) -> Action {
 /// node says: it runs the VM → this copy is stale, destroy it; it has no
 /// domain or a dead one → this copy is the VM (a live migration finished on
 /// libvirt's side but not in the database): adopt it here; its domain is
-/// still shutting down, or the home does not answer → nothing yet (two
-/// copies may run: never destroy one on a guess; fencing decides).
+/// still shutting down → nothing yet. The home does not answer → destroy,
+/// as before homes were asked: a copy the home may also run could write the
+/// layer beside it (a corrupt layer loses the student's work), while
+/// destroying the only copy loses no more than a power cut would.
 pub(super) fn resolve_copy(home: Seen) -> Action {
     match home {
-        Seen::Domain(Some(DomainState::Running | DomainState::Paused)) => Action::DestroyStaleCopy,
+        Seen::Domain(Some(DomainState::Running | DomainState::Paused)) | Seen::Unreachable => {
+            Action::DestroyStaleCopy
+        }
         Seen::Domain(None | Some(DomainState::Shutoff | DomainState::Crashed)) => Action::Adopt,
-        Seen::Domain(Some(_)) | Seen::Unreachable => Action::None,
+        Seen::Domain(Some(_)) => Action::None,
     }
 }
 
@@ -204,7 +208,7 @@ mod tests {
     }
 
     #[test]
-    fn a_copy_elsewhere_is_destroyed_only_while_its_home_runs_it() {
+    fn a_copy_elsewhere_is_adopted_only_when_its_home_has_none() {
         let home = |d| resolve_copy(Seen::Domain(d));
         assert_eq!(home(Some(Running)), Action::DestroyStaleCopy);
         assert_eq!(home(Some(Paused)), Action::DestroyStaleCopy);
@@ -212,9 +216,10 @@ mod tests {
         assert_eq!(home(None), Action::Adopt);
         assert_eq!(home(Some(Shutoff)), Action::Adopt);
         assert_eq!(home(Some(Crashed)), Action::Adopt);
-        // Not yet known: both may hold the layer; fencing decides.
+        // Still shutting down there: wait.
         assert_eq!(home(Some(ShuttingDown)), Action::None);
-        assert_eq!(resolve_copy(Seen::Unreachable), Action::None);
+        // Unknown: two writers of one layer are worse than a lost copy.
+        assert_eq!(resolve_copy(Seen::Unreachable), Action::DestroyStaleCopy);
     }
 
     #[test]
