@@ -697,27 +697,25 @@ impl Backups {
             Read::LiveCopy if vm.layer_storage == LayerStorage::NodeLocal => {
                 // The disk copy would be made on the node's own disk, which
                 // this server cannot read; lab VMs are stopped most nights.
-                self.item_attempt(
-                    &vm_id.to_string(),
-                    now,
-                    "running with a node-local layer: backed up by the first run after it stops",
-                    false,
-                )
-                .await?;
-                return Ok(Outcome::Skipped);
+                return self
+                    .skip(
+                        vm_id,
+                        now,
+                        "running with a node-local layer: backed up by the first run after it stops",
+                    )
+                    .await;
             }
             Read::LiveCopy => {
                 return self.live_layer(r, &vm, &sig, held, &tags, run, now).await;
             }
             Read::Later => {
-                self.item_attempt(
-                    &vm_id.to_string(),
-                    now,
-                    "starting, stopping or on a node that is down: backed up by the next run",
-                    false,
-                )
-                .await?;
-                return Ok(Outcome::Skipped);
+                return self
+                    .skip(
+                        vm_id,
+                        now,
+                        "starting, stopping or on a node that is down: backed up by the next run",
+                    )
+                    .await;
             }
         }
         // A node-local layer is read from its node into the server's working
@@ -785,8 +783,7 @@ impl Backups {
             Err(e) => return Err(e.into()),
         };
         if let Some(why) = later {
-            self.item_attempt(&subject, now, why, false).await?;
-            return Ok(Outcome::Skipped);
+            return self.skip(vm.id, now, why).await;
         }
         drop(held);
         // Only the layer: an empty overlay on the copy, moved onto the VM's
@@ -881,6 +878,14 @@ impl Backups {
 
     /// An attempt that left no new good copy, with what it says: a failure
     /// (`failed`, counted against the item) or a note (why a layer was skipped).
+    /// A layer left for a later run, and why (a note on its item, not a
+    /// failure).
+    async fn skip(&self, vm_id: Uuid, now: i64, why: &str) -> Result<Outcome, BackupError> {
+        self.item_attempt(&vm_id.to_string(), now, why, false)
+            .await?;
+        Ok(Outcome::Skipped)
+    }
+
     async fn item_attempt(
         &self,
         subject: &str,
