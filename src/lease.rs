@@ -316,8 +316,23 @@ impl Leases {
         prefix: &str,
         now_ms: i64,
     ) -> Result<Vec<String>, LeaseError> {
-        Ok(sqlx::query_scalar(
-            "SELECT name FROM leases WHERE name >= $1 AND name < $2 AND holder <> $3 AND expires_ms >= $4",
+        Ok(self
+            .live_elsewhere(prefix, now_ms)
+            .await?
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect())
+    }
+
+    /// Live rows named with `prefix` that another server holds at `now_ms`:
+    /// (name, expiry).
+    async fn live_elsewhere(
+        &self,
+        prefix: &str,
+        now_ms: i64,
+    ) -> Result<Vec<(String, i64)>, LeaseError> {
+        Ok(sqlx::query_as(
+            "SELECT name, expires_ms FROM leases WHERE name >= $1 AND name < $2 AND holder <> $3 AND expires_ms >= $4",
         )
         .bind(prefix)
         .bind(prefix_end(prefix))
@@ -396,16 +411,11 @@ impl Leases {
         &self,
         now_ms: i64,
     ) -> Result<std::collections::HashMap<String, i64>, LeaseError> {
-        let rows: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT name, expires_ms FROM leases WHERE name >= $1 AND name < $2 AND holder <> $3 AND expires_ms >= $4",
-        )
-        .bind(PRESENCE_PREFIX)
-        .bind(prefix_end(PRESENCE_PREFIX))
-        .bind(&self.holder)
-        .bind(now_ms)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.into_iter().collect())
+        Ok(self
+            .live_elsewhere(PRESENCE_PREFIX, now_ms)
+            .await?
+            .into_iter()
+            .collect())
     }
 
     /// Hands the `startup` lease back (see [`Leases::join`]).
