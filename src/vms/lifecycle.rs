@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::gate::{StartBy, StartPermit};
 use super::model::{Vm, VmError, VmState, clipboard_agent_of, graphics_of, load};
-use super::{LastError, VmManager};
+use super::{LastError, VmManager, rule};
 use crate::images::{self};
 use crate::libvirt::{self, DomainState, GraphicsKind};
 use crate::placement::{Candidate, Constraint};
@@ -369,44 +369,66 @@ impl VmManager {
             vm.node_id,
             LastError::Keep,
             false,
-            Some(forced_at),
+            Some(forced_at.clone()),
         )
         .await?;
-        self.stops_in_flight_mut().insert(vm.id);
+        self.stops_in_flight_mut().insert(vm.id, forced_at.clone());
         let this = Arc::clone(self);
         let vm_id = vm.id;
-        tokio::spawn(async move { this.finish_shutdown(vm_id, conn, deadline).await });
+        tokio::spawn(async move { this.finish_shutdown(vm_id, conn, deadline, forced_at).await });
         load(&self.pool, vm.id).await
     }
 
+    /// Waits for the guest of the shutdown recorded with `forced_at` to
+    /// power off, forcing it off at `deadline`, and marks the VM stopped —
+    /// as long as that shutdown is still the VM's operation
+    /// ([`rule::own_stop`]): the VM's lock is not held while the guest takes
+    /// its time, so a power-off, a refresh that found the guest gone, and a
+    /// new start may all come first, and the new run is not this task's to
+    /// end or to record as stopped.
     pub(super) async fn finish_shutdown(
         &self,
         vm_id: Uuid,
         conn: libvirt::Node,
         deadline: Instant,
+        forced_at: String,
     ) {
         let name = self.domain_name(vm_id);
-        loop {
+        let owns = |vm: &Vm| rule::own_stop(vm.state, vm.stop_deadline.as_deref(), &forced_at);
+        let force = loop {
             match conn.domain(&name).await {
-                Ok(None) => break,
-                Ok(Some(d)) if d.state == DomainState::Shutoff => break,
+                Ok(None) => break false,
+                Ok(Some(d)) if d.state == DomainState::Shutoff => break false,
                 _ => {}
             }
             if Instant::now() >= deadline {
-                tracing::info!(vm = %vm_id, "ACPI shutdown timed out; forcing off");
-                let _ = conn.destroy(&name, &self.installation).await;
-                break;
+                break true;
+            }
+            // Taken over meanwhile: the domain polled now may be a new run.
+            if !load(&self.pool, vm_id).await.is_ok_and(|vm| owns(&vm)) {
+                self.forget_stop(vm_id, &forced_at);
+                return;
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
-        }
+        };
         let lock = self.lock_for(vm_id);
         let _guard = lock.lock().await;
-        let _ = self.set_state(vm_id, VmState::Stopped, None, None).await;
-        self.stops_in_flight_mut().remove(&vm_id);
-        if let Ok(vm) = load(&self.pool, vm_id).await {
+        // Under the lock the last word: another operation may have finished
+        // while this task waited for it.
+        if let Ok(vm) = load(&self.pool, vm_id).await
+            && owns(&vm)
+        {
+            if force {
+                tracing::info!(vm = %vm_id, "ACPI shutdown timed out; forcing off");
+                let _ = conn.destroy(&name, &self.installation).await;
+            }
+            let _ = self.set_state(vm_id, VmState::Stopped, None, None).await;
+            self.forget_stop(vm_id, &forced_at);
             self.release_lab_network(&vm).await;
+            self.refresh_layer_bytes(vm_id).await;
+        } else {
+            self.forget_stop(vm_id, &forced_at);
         }
-        self.refresh_layer_bytes(vm_id).await;
     }
 
     /// After a stop: removes the VM's lab network if no VM of its student in

@@ -163,8 +163,9 @@ pub struct VmManager {
     disk_cache: libvirt::DiskCache,
     events: tokio::sync::broadcast::Sender<VmEvent>,
     /// VMs whose graceful shutdown is waiting for the guest (see
-    /// [`rule::Recorded::stop_in_flight`]).
-    stops_in_flight: Mutex<std::collections::HashSet<Uuid>>,
+    /// [`rule::Recorded::stop_in_flight`]), with that shutdown's deadline
+    /// as recorded (a later shutdown of the same VM replaces it).
+    stops_in_flight: Mutex<HashMap<Uuid, String>>,
     labnets: LabNets,
     layers: Layers,
     /// The quotas every start passes ([`gate`]); set once at wiring.
@@ -361,7 +362,7 @@ impl VmManager {
         self.lock_for(id).try_lock().await.ok()
     }
 
-    fn stops_in_flight_mut(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<Uuid>> {
+    fn stops_in_flight_mut(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, String>> {
         self.stops_in_flight
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -369,7 +370,16 @@ impl VmManager {
 
     /// True while a graceful shutdown of the VM waits for its guest.
     fn stop_in_flight(&self, id: Uuid) -> bool {
-        self.stops_in_flight_mut().contains(&id)
+        self.stops_in_flight_mut().contains_key(&id)
+    }
+
+    /// The shutdown with `deadline` no longer waits (a later one's entry
+    /// stays).
+    fn forget_stop(&self, id: Uuid, deadline: &str) {
+        let mut stops = self.stops_in_flight_mut();
+        if stops.get(&id).is_some_and(|d| d == deadline) {
+            stops.remove(&id);
+        }
     }
 
     /// Lists the VMs a user may see, optionally for one course.

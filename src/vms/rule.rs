@@ -48,6 +48,16 @@ pub(super) fn stop_pending(
                 .is_some_and(|d| d > now))
 }
 
+/// Whether the graceful shutdown that recorded `deadline` is still the VM's
+/// operation: the VM is `stopping` with exactly that deadline. A power-off,
+/// a refresh that found the guest already off, a new start or a later
+/// shutdown (with its own deadline) has taken the VM over, and the task
+/// waiting for this shutdown's guest must then neither force off nor mark
+/// stopped what it finds: that would be the student's next run.
+pub(super) fn own_stop(state: VmState, stop_deadline: Option<&str>, deadline: &str) -> bool {
+    state == VmState::Stopping && stop_deadline == Some(deadline)
+}
+
 /// What libvirt says on the node looked at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Seen {
@@ -237,6 +247,24 @@ mod tests {
         assert!(!pending(VmState::Stopping, None, false));
         // Only a stopping VM has a stop in flight.
         assert!(!pending(VmState::Running, at("10:00:30"), false));
+    }
+
+    #[test]
+    fn a_shutdown_is_its_vms_operation_only_until_something_else_takes_over() {
+        let mine = "2026-12-05T10:00:30Z";
+        assert!(own_stop(VmState::Stopping, Some(mine), mine));
+        // Powered off, or found off by a refresh, then maybe started again.
+        assert!(!own_stop(VmState::Stopped, None, mine));
+        assert!(!own_stop(VmState::Starting, None, mine));
+        assert!(!own_stop(VmState::Running, None, mine));
+        // A later shutdown of the new run waits on its own deadline.
+        assert!(!own_stop(
+            VmState::Stopping,
+            Some("2026-12-05T10:01:10Z"),
+            mine
+        ));
+        assert!(!own_stop(VmState::Stopping, None, mine));
+        assert!(!own_stop(VmState::NodeDown, Some(mine), mine));
     }
 
     #[test]

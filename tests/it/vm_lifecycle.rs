@@ -264,3 +264,103 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// A graceful shutdown waits for the guest without holding the VM, so
+/// another shutdown, a power-off and a new start can overtake it; then the
+/// VM is no longer its to force off or to record as stopped. Seen in CI: a
+/// refresh found the guest gone, the student started again, and the waiting
+/// shutdown wrote `stopped` over the new run.
+#[tokio::test]
+async fn a_shutdown_overtaken_by_another_operation_leaves_the_vm_to_it() {
+    const TIMEOUT_SECS: u64 = 6;
+    let env = TestEnv::start_with(|c| c.shutdown_timeout_secs = TIMEOUT_SECS).await;
+    let lab = common::lab::course_with_student_vm(&env, "test-overtaken").await;
+    let (alice, vm) = (&lab.alice, &lab.vm);
+    let domain = format!("test-pvce-{vm}");
+    let deadline_of = |v: &Value| {
+        time::OffsetDateTime::parse(
+            v["stop_deadline"].as_str().unwrap(),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap()
+    };
+    let power = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT running FROM vm_power_log WHERE vm_id = $1 ORDER BY id",
+        )
+        .bind(vm)
+        .fetch_all(&env.server.state.pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|on| on != 0)
+        .collect::<Vec<bool>>()
+    };
+    let (s, v) = alice.post_empty(&format!("/api/vms/{vm}/start")).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+
+    // Two shutdowns asked while the guest still boots (it has no ear for
+    // ACPI yet, so it never powers off by itself): the second one's
+    // deadline is the VM's, and the first one's passes without a force-off.
+    let (s, first) = alice.post_empty(&format!("/api/vms/{vm}/shutdown")).await;
+    // Its deadline is at most this long from here (the API's is whole
+    // seconds, too coarse to wait by).
+    let first_asked = std::time::Instant::now();
+    assert_eq!(s, StatusCode::OK, "{first}");
+    assert_eq!(first["state"], "stopping", "{first}");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let (s, second) = alice.post_empty(&format!("/api/vms/{vm}/shutdown")).await;
+    assert_eq!(s, StatusCode::OK, "{second}");
+    assert!(
+        deadline_of(&second) > deadline_of(&first),
+        "{first} {second}"
+    );
+    // Real-time deadlines: waiting past one is the point here.
+    let until = |t: time::OffsetDateTime| {
+        let left = t - time::OffsetDateTime::now_utc();
+        Duration::try_from(left).unwrap_or_default()
+    };
+    // Past the first deadline by more than one poll of its wait, well
+    // before the second.
+    tokio::time::sleep_until(
+        (first_asked + Duration::from_secs(TIMEOUT_SECS) + Duration::from_millis(500)).into(),
+    )
+    .await;
+    let (_, v) = alice.get(&format!("/api/vms/{vm}")).await;
+    assert_eq!(v["state"], "stopping", "{v}");
+    assert_eq!(v["stop_deadline"], second["stop_deadline"], "{v}");
+    assert_eq!(virsh_domstate(&domain), "running");
+    wait_for(
+        "the second shutdown to force the VM off",
+        Duration::from_secs(TIMEOUT_SECS + 20),
+        || async {
+            let (_, v) = alice.get(&format!("/api/vms/{vm}")).await;
+            (v["state"] == "stopped").then_some(())
+        },
+    )
+    .await;
+    assert_eq!(virsh_domstate(&domain), "");
+    assert_eq!(power().await, vec![true, false]);
+
+    // A shutdown overtaken by a power-off and a new start: the new run
+    // outlives the first shutdown's deadline, with nothing written over it.
+    let (s, v) = alice.post_empty(&format!("/api/vms/{vm}/start")).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, stopping) = alice.post_empty(&format!("/api/vms/{vm}/shutdown")).await;
+    assert_eq!(s, StatusCode::OK, "{stopping}");
+    assert_eq!(stopping["state"], "stopping", "{stopping}");
+    let (s, v) = alice.post_empty(&format!("/api/vms/{vm}/poweroff")).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["state"], "stopped", "{v}");
+    let (s, v) = alice.post_empty(&format!("/api/vms/{vm}/start")).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["state"], "running", "{v}");
+    assert!(v["stop_deadline"].is_null(), "{v}");
+    tokio::time::sleep(until(deadline_of(&stopping)) + Duration::from_secs(2)).await;
+    assert_eq!(virsh_domstate(&domain), "running");
+    let (_, v) = alice.get(&format!("/api/vms/{vm}")).await;
+    assert_eq!(v["state"], "running", "{v}");
+    assert_eq!(power().await, vec![true, false, true, false, true]);
+    let (s, v) = alice.post_empty(&format!("/api/vms/{vm}/poweroff")).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+}
