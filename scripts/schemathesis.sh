@@ -22,7 +22,7 @@ ROOT=$PWD
 SECONDS_PER_ROLE=${PVCE_ST_SECONDS:-90}
 PORT=${PVCE_ST_PORT:-18090}
 URL="http://127.0.0.1:$PORT"
-PVCE=$ROOT/target/debug/pvce
+PVCE=${CARGO_TARGET_DIR:-$ROOT/target}/debug/pvce
 PREFIX=pvce-st-$$-
 
 fail() { echo "== schemathesis: FAIL ($*)"; exit 1; }
