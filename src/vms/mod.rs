@@ -163,7 +163,7 @@ pub struct VmManager {
     disk_cache: libvirt::DiskCache,
     events: tokio::sync::broadcast::Sender<VmEvent>,
     /// VMs whose graceful shutdown is waiting for the guest (see
-    /// [`rule::Recorded::stop_in_flight`]), with that shutdown's deadline
+    /// [`rule::Stop::Pending`]), with that shutdown's deadline
     /// as recorded (a later shutdown of the same VM replaces it).
     stops_in_flight: Mutex<HashMap<Uuid, String>>,
     labnets: LabNets,

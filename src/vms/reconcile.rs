@@ -91,7 +91,7 @@ impl VmManager {
         Recorded {
             state: vm.state,
             node: vm.node_id,
-            stop_in_flight: rule::stop_pending(
+            stop: rule::stop_of(
                 vm.state,
                 vm.stop_deadline.as_deref(),
                 self.stop_in_flight(vm.id),
@@ -132,6 +132,18 @@ impl VmManager {
             Action::MarkStopping => {
                 self.set_state(vm.id, VmState::Stopping, Some(node_id), None)
                     .await
+            }
+            Action::ForceOff => {
+                tracing::warn!(vm = %vm.id, node = %node_id, "a shutdown's deadline passed with no server waiting for it (the one asked died): forcing off");
+                let Some(conn) = conn else {
+                    return Ok(());
+                };
+                conn.destroy(&self.domain_name(vm.id), &self.installation)
+                    .await?;
+                self.set_state(vm.id, VmState::Stopped, None, None).await?;
+                self.release_lab_network(vm).await;
+                self.refresh_layer_bytes(vm.id).await;
+                Ok(())
             }
             Action::MarkStopped { interrupted_start } => {
                 let reason = interrupted_start.then(|| {

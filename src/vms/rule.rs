@@ -19,33 +19,56 @@ pub(super) struct Recorded {
     pub state: VmState,
     /// The node the VM is (or was last) active on.
     pub node: Option<Uuid>,
-    /// A graceful shutdown of this VM is waiting for the guest: `stopping`
-    /// with a live domain is then expected, not a stop that died
-    /// ([`stop_pending`]).
-    pub stop_in_flight: bool,
+    /// Where a graceful shutdown of this VM stands ([`stop_of`]).
+    pub stop: Stop,
 }
 
-/// Whether a graceful shutdown of a VM is still waiting for its guest: this
-/// server waits for it (`waiting_here`), or the VM is `stopping` and the
-/// deadline written with it (`stop_deadline`, RFC 3339) has not passed —
-/// the shutdown may be another server's, whose wait this server cannot see.
-/// After the deadline a live domain means the stop died with its server:
-/// the rule adopts it as running again. An unreadable deadline counts as
-/// passed.
-pub(super) fn stop_pending(
+/// Where a graceful shutdown of a VM stands, as far as reconciling goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Stop {
+    /// None is known to wait: the VM is not `stopping`, or it is without a
+    /// readable deadline (the guest began shutting down by itself, or a
+    /// stop died with a server too old to record deadlines) — a live domain
+    /// is then adopted as running.
+    None,
+    /// One waits for the guest: `stopping` with a live domain is expected.
+    Pending,
+    /// Its deadline passed more than [`STOP_GRACE`] ago and no server
+    /// waits any more: the one that asked died. The VM is forced off, as
+    /// the shutdown promised (the UI showed "forced off at …").
+    Overdue,
+}
+
+/// How long after a shutdown's deadline another server's wait may still be
+/// finishing (its force-off, then its write): reconciling leaves the VM to
+/// it until then.
+pub const STOP_GRACE: time::Duration = time::Duration::seconds(30);
+
+/// Where the graceful shutdown of a VM in `state` stands at `now`: pending
+/// while this server waits for it (`waiting_here`), or until the deadline
+/// written with it (`stop_deadline`, RFC 3339) and [`STOP_GRACE`] after
+/// have passed — the shutdown may be another server's, whose wait this
+/// server cannot see; overdue after that. An unreadable deadline is none.
+pub(super) fn stop_of(
     state: VmState,
     stop_deadline: Option<&str>,
     waiting_here: bool,
     now: time::OffsetDateTime,
-) -> bool {
-    waiting_here
-        || (state == VmState::Stopping
-            && stop_deadline
-                .and_then(|d| {
-                    time::OffsetDateTime::parse(d, &time::format_description::well_known::Rfc3339)
-                        .ok()
-                })
-                .is_some_and(|d| d > now))
+) -> Stop {
+    if waiting_here {
+        return Stop::Pending;
+    }
+    if state != VmState::Stopping {
+        return Stop::None;
+    }
+    let deadline = stop_deadline.and_then(|d| {
+        time::OffsetDateTime::parse(d, &time::format_description::well_known::Rfc3339).ok()
+    });
+    match deadline {
+        None => Stop::None,
+        Some(d) if now < d + STOP_GRACE => Stop::Pending,
+        Some(_) => Stop::Overdue,
+    }
 }
 
 /// Whether the graceful shutdown that recorded `deadline` is still the VM's
@@ -92,6 +115,9 @@ pub(super) enum Action {
     MarkStopped {
         interrupted_start: bool,
     },
+    /// Its graceful shutdown is overdue ([`Stop::Overdue`]): force the
+    /// domain off here, then the VM is stopped.
+    ForceOff,
 }
 
 /// The rule (see the module doc). `node` is the node looked at.
@@ -99,7 +125,7 @@ pub(super) fn decide(vm: Recorded, node: Uuid, seen: Seen) -> Action {
     let Recorded {
         state,
         node: vm_node,
-        stop_in_flight,
+        stop,
     } = vm;
     let here = vm_node == Some(node);
     let domain = match seen {
@@ -119,8 +145,11 @@ pub(super) fn decide(vm: Recorded, node: Uuid, seen: Seen) -> Action {
         Action::DestroyStaleCopy
     } else if alive && !here {
         Action::Adopt
+    } else if present && here && state == VmState::Stopping && stop == Stop::Overdue {
+        Action::ForceOff
     } else if alive {
-        let expected = state == VmState::Running || (state == VmState::Stopping && stop_in_flight);
+        let expected =
+            state == VmState::Running || (state == VmState::Stopping && stop == Stop::Pending);
         if expected {
             Action::None
         } else {
@@ -166,7 +195,7 @@ mod tests {
         Recorded {
             state,
             node,
-            stop_in_flight: false,
+            stop: Stop::None,
         }
     }
 
@@ -233,20 +262,72 @@ mod tests {
     }
 
     #[test]
-    fn a_shutdown_is_pending_here_or_until_its_deadline() {
+    fn a_shutdown_is_pending_here_or_until_its_deadline_and_grace_then_overdue() {
         let now = time::macros::datetime!(2026-12-05 10:00 UTC);
         let at = |hms: &str| Some(format!("2026-12-05T{hms}Z"));
-        let pending = |state, d: Option<String>, here| stop_pending(state, d.as_deref(), here, now);
-        assert!(pending(VmState::Running, None, true));
-        // Another server's shutdown, still within its deadline.
-        assert!(pending(VmState::Stopping, at("10:00:30"), false));
-        // Its deadline passed: the stop died with its server.
-        assert!(!pending(VmState::Stopping, at("10:00:00"), false));
-        assert!(!pending(VmState::Stopping, at("09:59:00"), false));
-        assert!(!pending(VmState::Stopping, Some("garbage".into()), false));
-        assert!(!pending(VmState::Stopping, None, false));
+        let stop = |state, d: Option<String>, here| stop_of(state, d.as_deref(), here, now);
+        assert_eq!(stop(VmState::Running, None, true), Stop::Pending);
+        assert_eq!(stop(VmState::Stopping, at("09:00:00"), true), Stop::Pending);
+        // Another server's shutdown, within its deadline or the grace after.
+        assert_eq!(
+            stop(VmState::Stopping, at("10:00:30"), false),
+            Stop::Pending
+        );
+        assert_eq!(
+            stop(VmState::Stopping, at("10:00:00"), false),
+            Stop::Pending
+        );
+        assert_eq!(
+            stop(VmState::Stopping, at("09:59:31"), false),
+            Stop::Pending
+        );
+        // Past both: the server that asked died.
+        assert_eq!(
+            stop(VmState::Stopping, at("09:59:30"), false),
+            Stop::Overdue
+        );
+        assert_eq!(
+            stop(VmState::Stopping, at("09:00:00"), false),
+            Stop::Overdue
+        );
+        // No deadline to keep: the guest's own shutdown, or an older stop.
+        assert_eq!(
+            stop(VmState::Stopping, Some("garbage".into()), false),
+            Stop::None
+        );
+        assert_eq!(stop(VmState::Stopping, None, false), Stop::None);
         // Only a stopping VM has a stop in flight.
-        assert!(!pending(VmState::Running, at("10:00:30"), false));
+        assert_eq!(stop(VmState::Running, at("09:00:00"), false), Stop::None);
+    }
+
+    #[test]
+    fn an_overdue_shutdown_is_forced_off_where_the_vm_is() {
+        let (here, there) = (Uuid::new_v4(), Uuid::new_v4());
+        let vm = Recorded {
+            stop: Stop::Overdue,
+            ..rec(Stopping, Some(here))
+        };
+        for d in [Running, Paused, ShuttingDown, Crashed] {
+            assert_eq!(decide(vm, here, Seen::Domain(Some(d))), Action::ForceOff);
+        }
+        // Already gone: stopped; a live copy elsewhere is the stale-copy
+        // case, never forced off from here without asking its home.
+        assert_eq!(
+            decide(vm, here, Seen::Domain(None)),
+            Action::MarkStopped {
+                interrupted_start: false
+            }
+        );
+        assert_eq!(
+            decide(vm, there, Seen::Domain(Some(Running))),
+            Action::DestroyStaleCopy
+        );
+        assert_eq!(decide(vm, here, Seen::Unreachable), Action::MarkNodeDown);
+        // Without a deadline (the guest shuts down by itself): adopted.
+        assert_eq!(
+            decide(rec(Stopping, Some(here)), here, Seen::Domain(Some(Running))),
+            Action::Adopt
+        );
     }
 
     #[test]
@@ -271,7 +352,7 @@ mod tests {
     fn a_shutdown_in_flight_keeps_its_vm_stopping() {
         let here = Uuid::new_v4();
         let vm = Recorded {
-            stop_in_flight: true,
+            stop: Stop::Pending,
             ..rec(Stopping, Some(here))
         };
         assert_eq!(decide(vm, here, Seen::Domain(Some(Running))), Action::None);

@@ -117,7 +117,9 @@ async fn start_up_removes_fresh_orphan_layers_and_quarantines_written_ones() {
 
 /// A start or stop that died with the server left `starting`/`stopping`
 /// rows; the reconciler settles them from what libvirt says (the rows are
-/// set as a killed server leaves them: its lock is gone with it).
+/// set as a killed server leaves them: its lock is gone with it). A
+/// graceful shutdown whose deadline has long passed is forced off, as the
+/// UI promised.
 #[tokio::test]
 async fn vms_left_in_transitional_states_are_settled() {
     let env = TestEnv::start().await;
@@ -125,7 +127,7 @@ async fn vms_left_in_transitional_states_are_settled() {
     env.user("test-alice", Role::Student).await;
     let teacher = env.client("test-teacher").await;
     let tpl = import_tiny(&teacher, "test-tiny").await;
-    let specs: Vec<_> = ["a", "b", "c"].map(|n| spec(n, &tpl, 128)).into();
+    let specs: Vec<_> = ["a", "b", "c", "d"].map(|n| spec(n, &tpl, 128)).into();
     course(
         &teacher,
         json!({"code": "test-settle", "name": "Settle", "vm_specs": specs}),
@@ -150,8 +152,8 @@ async fn vms_left_in_transitional_states_are_settled() {
             .unwrap()
             .to_owned()
     };
-    let (a, b, c) = (by_name("a"), by_name("b"), by_name("c"));
-    for id in [&a, &c] {
+    let (a, b, c, d) = (by_name("a"), by_name("b"), by_name("c"), by_name("d"));
+    for id in [&a, &c, &d] {
         env.track_vm(id);
         let (s, vm) = alice.post_empty(&format!("/api/vms/{id}/start")).await;
         assert_eq!(s, StatusCode::OK, "{vm}");
@@ -164,10 +166,20 @@ async fn vms_left_in_transitional_states_are_settled() {
     // a: its start created the domain but the server died before recording it;
     // b: the server died before the domain was created;
     // c: a shutdown was asked and the server died; the guest still runs.
-    for (id, state) in [(&a, "starting"), (&b, "starting"), (&c, "stopping")] {
-        sqlx::query("UPDATE vms SET state = $1, node_id = $2 WHERE id = $3")
+    // d: a shutdown was asked and the server died; its deadline passed two
+    // minutes ago, with the guest still running.
+    let overdue =
+        pvce::db::format_time(time::OffsetDateTime::now_utc() - time::Duration::minutes(2));
+    for (id, state, deadline) in [
+        (&a, "starting", None),
+        (&b, "starting", None),
+        (&c, "stopping", None),
+        (&d, "stopping", Some(overdue)),
+    ] {
+        sqlx::query("UPDATE vms SET state = $1, node_id = $2, stop_deadline = $3 WHERE id = $4")
             .bind(state)
             .bind(&local)
+            .bind(deadline)
             .bind(id)
             .execute(db)
             .await
@@ -177,14 +189,16 @@ async fn vms_left_in_transitional_states_are_settled() {
         "transitional states settled",
         Duration::from_secs(30),
         || async {
-            let rows: Vec<(String, String, Option<String>)> =
-                sqlx::query_as("SELECT id, state, last_error FROM vms WHERE id IN ($1, $2, $3)")
-                    .bind(&a)
-                    .bind(&b)
-                    .bind(&c)
-                    .fetch_all(db)
-                    .await
-                    .unwrap();
+            let rows: Vec<(String, String, Option<String>)> = sqlx::query_as(
+                "SELECT id, state, last_error FROM vms WHERE id IN ($1, $2, $3, $4)",
+            )
+            .bind(&a)
+            .bind(&b)
+            .bind(&c)
+            .bind(&d)
+            .fetch_all(db)
+            .await
+            .unwrap();
             rows.iter()
                 .all(|(_, s, _)| s != "starting" && s != "stopping")
                 .then_some(rows)
@@ -194,6 +208,8 @@ async fn vms_left_in_transitional_states_are_settled() {
     let get = |id: &str| states.iter().find(|r| r.0 == id).unwrap().clone();
     assert_eq!(get(&a).1, "running");
     assert_eq!(get(&c).1, "running");
+    assert_eq!(get(&d).1, "stopped");
+    assert_eq!(common::virsh_domstate(&format!("test-pvce-{d}")), "");
     let (_, state_b, err_b) = get(&b);
     assert_eq!(state_b, "stopped");
     assert!(err_b.unwrap_or_default().contains("interrupted"));
