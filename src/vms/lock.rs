@@ -52,7 +52,7 @@ pub fn lease_name(vm_id: Uuid) -> String {
 /// other servers to share them with.
 #[derive(Debug, Default)]
 pub struct VmLocks {
-    local: Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>,
+    local: Mutex<LocalLocks>,
     cluster: Option<Arc<Leases>>,
     peek: Mutex<Option<(Instant, HashSet<Uuid>)>>,
 }
@@ -68,10 +68,11 @@ impl VmLocks {
 
     /// The lock of one VM.
     pub fn of(self: &Arc<Self>, vm_id: Uuid) -> VmLock {
-        let local = {
-            let mut map = self.local.lock().unwrap_or_else(|e| e.into_inner());
-            map.entry(vm_id).or_default().clone()
-        };
+        let local = self
+            .local
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(vm_id);
         VmLock {
             vm_id,
             local,
@@ -106,6 +107,40 @@ impl VmLocks {
         };
         *self.peek.lock().unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), set.clone()));
         set
+    }
+}
+
+/// The smallest size of the local map at which unused locks are dropped.
+const PRUNE_FLOOR: usize = 1024;
+
+/// This process's mutex per VM. A mutex nobody holds or waits for (the map
+/// holds the only reference: every lock and guard keeps a clone, and clones
+/// are only made under the map's lock) is dropped once the map has doubled
+/// since the last pruning, so a server that has touched 30,000 VMs does not
+/// keep 30,000 mutexes; the VM's next operation makes a fresh one.
+#[derive(Debug)]
+struct LocalLocks {
+    map: HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>,
+    prune_at: usize,
+}
+
+impl Default for LocalLocks {
+    fn default() -> Self {
+        Self {
+            map: HashMap::new(),
+            prune_at: PRUNE_FLOOR,
+        }
+    }
+}
+
+impl LocalLocks {
+    fn get(&mut self, vm_id: Uuid) -> Arc<tokio::sync::Mutex<()>> {
+        let lock = self.map.entry(vm_id).or_default().clone();
+        if self.map.len() >= self.prune_at {
+            self.map.retain(|_, m| Arc::strong_count(m) > 1);
+            self.prune_at = (self.map.len() * 2).max(PRUNE_FLOOR);
+        }
+        lock
     }
 }
 
@@ -250,6 +285,25 @@ mod tests {
             .fetch_all(pool)
             .await
             .unwrap()
+    }
+
+    #[tokio::test]
+    async fn unused_local_locks_are_dropped_and_held_ones_still_exclude() {
+        let locks = Arc::new(VmLocks::default());
+        let held_vm = Uuid::new_v4();
+        let held = locks.of(held_vm).lock().await;
+        let waiting = locks.of(held_vm);
+        for _ in 0..10 * PRUNE_FLOOR {
+            let _ = locks.of(Uuid::new_v4()).try_lock().await.unwrap();
+        }
+        let size = locks.local.lock().unwrap().map.len();
+        assert!(size < 2 * PRUNE_FLOOR, "{size} mutexes kept");
+        // The held one survived every pruning: still one lock for its VM.
+        assert_eq!(locks.of(held_vm).try_lock().await.unwrap_err(), Busy);
+        let next = tokio::spawn(async move { waiting.lock().await });
+        drop(held);
+        drop(next.await.unwrap());
+        assert!(locks.of(held_vm).try_lock().await.is_ok());
     }
 
     #[tokio::test]
