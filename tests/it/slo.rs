@@ -224,6 +224,31 @@ async fn starts_and_console_sessions_are_recorded_and_move_the_indicators() {
     ws.send(Message::Binary(vec![1].into())).await.unwrap();
     let init = read_exact(&mut ws, &mut buf, 24).await;
     assert!(u16::from_be_bytes([init[0], init[1]]) > 0, "width");
+    // Minutes count from the establishment to the end, in whole
+    // milliseconds: a session closed within the millisecond it was
+    // established lasted nothing (and failed this test once, when it ran
+    // alone and fast). Close it once its establishment is recorded and the
+    // clock has moved past it.
+    let pool = env.server.state.pool.clone();
+    wait_for("the session's establishment recorded", IO_TIMEOUT, || {
+        let pool = pool.clone();
+        async move {
+            let at: Option<i64> =
+                sqlx::query_scalar("SELECT MAX(established_ms) FROM slo_console_sessions")
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+            let now = i64::try_from(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_millis(),
+            )
+            .unwrap();
+            at.filter(|at| *at < now).map(|_| ())
+        }
+    })
+    .await;
     ws.close(None).await.unwrap();
     // The report's window ends at the last whole minute: a session
     // established after it shows its minutes once the next minute begins.
