@@ -876,8 +876,6 @@ impl Backups {
         Ok(())
     }
 
-    /// An attempt that left no new good copy, with what it says: a failure
-    /// (`failed`, counted against the item) or a note (why a layer was skipped).
     /// A layer left for a later run, and why (a note on its item, not a
     /// failure).
     async fn skip(&self, vm_id: Uuid, now: i64, why: &str) -> Result<Outcome, BackupError> {
@@ -886,6 +884,8 @@ impl Backups {
         Ok(Outcome::Skipped)
     }
 
+    /// An attempt that left no new good copy, with what it says: a failure
+    /// (`failed`, counted against the item) or a note (why a layer was skipped).
     async fn item_attempt(
         &self,
         subject: &str,

@@ -422,13 +422,19 @@ impl VmManager {
                 tracing::info!(vm = %vm_id, "ACPI shutdown timed out; forcing off");
                 let _ = conn.destroy(&name, &self.installation).await;
             }
-            let _ = self.set_state(vm_id, VmState::Stopped, None, None).await;
-            self.forget_stop(vm_id, &forced_at);
-            self.release_lab_network(&vm).await;
-            self.refresh_layer_bytes(vm_id).await;
-        } else {
-            self.forget_stop(vm_id, &forced_at);
+            let _ = self.record_stopped(&vm).await;
         }
+        self.forget_stop(vm_id, &forced_at);
+    }
+
+    /// Records that `vm`'s domain is gone (powered off, forced off or shut
+    /// down), under the VM's lock: `stopped`, then its lab network and the
+    /// size of a node-local layer follow.
+    pub(super) async fn record_stopped(&self, vm: &Vm) -> Result<(), VmError> {
+        self.set_state(vm.id, VmState::Stopped, None, None).await?;
+        self.release_lab_network(vm).await;
+        self.refresh_layer_bytes(vm.id).await;
+        Ok(())
     }
 
     /// After a stop: removes the VM's lab network if no VM of its student in
@@ -452,9 +458,7 @@ impl VmManager {
         let (vm, conn) = self.require_running(&current).await?;
         conn.destroy(&self.domain_name(vm.id), &self.installation)
             .await?;
-        self.set_state(vm.id, VmState::Stopped, None, None).await?;
-        self.release_lab_network(&vm).await;
-        self.refresh_layer_bytes(vm.id).await;
+        self.record_stopped(&vm).await?;
         load(&self.pool, vm.id).await
     }
 

@@ -140,10 +140,7 @@ impl VmManager {
                 };
                 conn.destroy(&self.domain_name(vm.id), &self.installation)
                     .await?;
-                self.set_state(vm.id, VmState::Stopped, None, None).await?;
-                self.release_lab_network(vm).await;
-                self.refresh_layer_bytes(vm.id).await;
-                Ok(())
+                self.record_stopped(vm).await
             }
             Action::MarkStopped { interrupted_start } => {
                 let reason = interrupted_start.then(|| {
