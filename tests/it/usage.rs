@@ -5,7 +5,7 @@
 //! idle auto-stop shutting a real VM down at a test-chosen time.
 
 use crate::common::lab::course_with_student_vm;
-use crate::common::{TestEnv, assert_error};
+use crate::common::{TestEnv, assert_error, power_rows};
 use pvce::auth::Role;
 use reqwest::StatusCode;
 use serde_json::json;
@@ -192,20 +192,6 @@ async fn usage_is_split_by_sessions_per_student_and_day() {
     .await
     .unwrap();
     assert_eq!(minutes, vec![(Some("test-usage".to_owned()), 60 + 30)]);
-}
-
-/// The power history of a VM as stored: `(at, on)` oldest first.
-async fn power_rows(env: &TestEnv, vm: &str) -> Vec<(String, bool)> {
-    sqlx::query_as::<_, (String, i64)>(
-        "SELECT at, running FROM vm_power_log WHERE vm_id = $1 ORDER BY id",
-    )
-    .bind(vm)
-    .fetch_all(&env.server.state.pool)
-    .await
-    .unwrap()
-    .into_iter()
-    .map(|(at, on)| (at, on != 0))
-    .collect()
 }
 
 /// Quotas with a real VM: a start over the hour budget and one over the

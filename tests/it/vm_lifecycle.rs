@@ -285,16 +285,8 @@ async fn a_shutdown_overtaken_by_another_operation_leaves_the_vm_to_it() {
         .unwrap()
     };
     let power = || async {
-        sqlx::query_scalar::<_, i64>(
-            "SELECT running FROM vm_power_log WHERE vm_id = $1 ORDER BY id",
-        )
-        .bind(vm)
-        .fetch_all(&env.server.state.pool)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|on| on != 0)
-        .collect::<Vec<bool>>()
+        let rows = common::power_rows(&env, vm).await;
+        rows.into_iter().map(|(_, on)| on).collect::<Vec<bool>>()
     };
     common::lab::boot(&env, alice, vm).await;
     // The guest stops listening to the power button, so it never powers

@@ -657,3 +657,17 @@ pub fn strings<'a>(list: &'a Value, field: &str) -> Vec<&'a str> {
         .map(|a| a.iter().filter_map(|o| o[field].as_str()).collect())
         .unwrap_or_default()
 }
+
+/// The power history of a VM as stored: `(at, on)` oldest first.
+pub async fn power_rows(env: &TestEnv, vm: &str) -> Vec<(String, bool)> {
+    sqlx::query_as::<_, (String, i64)>(
+        "SELECT at, running FROM vm_power_log WHERE vm_id = $1 ORDER BY id",
+    )
+    .bind(vm)
+    .fetch_all(&env.server.state.pool)
+    .await
+    .unwrap()
+    .into_iter()
+    .map(|(at, on)| (at, on != 0))
+    .collect()
+}
