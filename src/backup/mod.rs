@@ -57,9 +57,12 @@
 //!    every offline layer operation uses, verified by SHA-256) and backed
 //!    up at its `overlay_path`, so restore, single files and retention treat
 //!    it like a shared one; whether it changed is known without reading it
-//!    ([`node_local_signature`]). While it runs it is skipped (the disk copy
-//!    would land on the node's disk) and taken by the first run after it
-//!    stops;
+//!    ([`node_local_signature`]). While it runs it is copied like a shared
+//!    one, except that the node writes the copy into a scratch volume of its
+//!    own layer pool, which is downloaded through libvirt and deleted
+//!    ([`crate::vms::layers::Layers::copy_running_disk`]; a killed run's
+//!    scratch volumes go at the next run's start); such a layer counts as
+//!    changed at every run while it runs, and once more after it stops;
 //! 3. the control plane: `VACUUM INTO` a consistent copy of the SQLite
 //!    database (after the layers, so it records their points), with the
 //!    template store (content-addressed by SHA-256, so unchanged templates
@@ -538,7 +541,8 @@ impl Backups {
         r.init_if_needed().await?;
         r.unlock().await?;
         // Disk copies a killed run left behind (one run at a time, so none
-        // is in use now).
+        // is in use now), here and on the nodes.
+        self.vms.sweep_disk_copies().await;
         let scratch = self.dir().join("scratch");
         if scratch.exists() {
             for e in std::fs::read_dir(&scratch)? {
@@ -675,7 +679,7 @@ impl Backups {
         let vm = crate::vms::snapshots::reload(&self.vms, vm_id).await?;
         let sig = match vm.layer_storage {
             LayerStorage::Shared => signature(&vm.overlay_path),
-            LayerStorage::NodeLocal => node_local_signature(&vm),
+            LayerStorage::NodeLocal => node_local_signature(&vm, now),
         };
         let Some(sig) = sig else {
             // No layer file yet (never provisioned): nothing to keep.
@@ -694,17 +698,6 @@ impl Backups {
         let tags = vec!["kind=layer".to_owned(), format!("vm={vm_id}")];
         match how_to_read(vm.state) {
             Read::File => {}
-            Read::LiveCopy if vm.layer_storage == LayerStorage::NodeLocal => {
-                // The disk copy would be made on the node's own disk, which
-                // this server cannot read; lab VMs are stopped most nights.
-                return self
-                    .skip(
-                        vm_id,
-                        now,
-                        "running with a node-local layer: backed up by the first run after it stops",
-                    )
-                    .await;
-            }
             Read::LiveCopy => {
                 return self.live_layer(r, &vm, &sig, held, &tags, run, now).await;
             }
@@ -1259,14 +1252,20 @@ fn signature(path: &Path) -> Option<String> {
 /// VM's last start. Only a running QEMU writes the volume in place (every
 /// other change installs a new volume), and every run begins with a start,
 /// so a layer whose VM has not started since its last good backup, in the
-/// same volume, is unchanged. `None` before the layer exists.
-fn node_local_signature(vm: &crate::vms::Vm) -> Option<String> {
+/// same volume, is unchanged. While its VM runs (or may run: any state but
+/// stopped or failed) the layer counts as changed at every run (`now` in the
+/// signature), and once more after it stops. `None` before the layer exists.
+fn node_local_signature(vm: &crate::vms::Vm, now: i64) -> Option<String> {
     let volume = vm.layer_volume.as_deref()?;
-    Some(format!(
+    let base = format!(
         "node-local:{}:{volume}:{}",
         vm.layer_node_id.map(|n| n.to_string()).unwrap_or_default(),
         vm.last_started_at.as_deref().unwrap_or("never")
-    ))
+    );
+    Some(match how_to_read(vm.state) {
+        Read::File => base,
+        Read::LiveCopy | Read::Later => format!("{base}:live@{now}"),
+    })
 }
 
 /// Makes the repository password once: 32 random bytes, hex, mode 0600.

@@ -36,9 +36,13 @@
 //!   content goes to a new volume and the row switches afterwards; a crash
 //!   in between leaves at most an unreferenced volume, never a half layer.
 //! - Everything here runs under the VM's lifecycle lock with the VM stopped
-//!   (callers' duty), so a working copy never races a running QEMU.
+//!   (callers' duty), so a working copy never races a running QEMU — except
+//!   the nightly backup's copy of a running VM's disk
+//!   ([`Layers::copy_running_disk`]), which QEMU itself writes, at one
+//!   instant, into a scratch volume `pvce-disk-copy-<32 hex>.qcow2`; the
+//!   layer volume is only ever read for it.
 //! - pvce deletes only volumes named like its layers (`<vm-id>.<8 hex>.qcow2`)
-//!   in its own layer pool. The reconcile loop removes such volumes that no
+//!   or its disk copies in its own layer pool. The reconcile loop removes such volumes that no
 //!   VM row names on that node (an interrupted operation's leftovers), under
 //!   the VM's lock, which every volume-creating operation holds until the
 //!   row names its volume.
@@ -317,6 +321,72 @@ impl Layers {
         }
     }
 
+    /// A point-in-time copy of a running VM's node-local disk in the local
+    /// file `dest` (see [`crate::libvirt::backup`]): libvirt's backup API
+    /// writes the copy beside the layer, into a scratch volume of the node's
+    /// layer pool (the only place on the node pvce may write), which is then
+    /// downloaded through libvirt like a checkout and deleted. `conn` is the
+    /// node running domain `domain`. `Ok(None)`: the domain is not running.
+    /// The scratch volume is deleted whatever happens; one a killed server
+    /// left behind goes with [`Self::sweep_disk_copies`].
+    pub async fn copy_running_disk(
+        &self,
+        conn: &crate::libvirt::Node,
+        domain: &str,
+        dest: &Path,
+        deadline: std::time::Duration,
+    ) -> Result<Option<crate::libvirt::backup::DiskCopy>, LayerError> {
+        let name = disk_copy_name();
+        let result = async {
+            let Some(copy) = conn
+                .copy_running_disk(domain, &self.pool_dir.join(&name), deadline)
+                .await?
+            else {
+                return Ok(None);
+            };
+            conn.download_volume(&self.pool_name, &name, dest).await?;
+            Ok(Some(copy))
+        }
+        .await;
+        self.drop_disk_copy(conn, &name).await;
+        result
+    }
+
+    /// Deletes the scratch volumes of disk copies on every node that is up
+    /// (left by a server killed mid-copy). Call when no copy is in progress
+    /// (a backup run's start: runs are one at a time).
+    pub async fn sweep_disk_copies(&self) {
+        let Ok(nodes) = self.nodes.list().await else {
+            return;
+        };
+        for node in nodes.iter().filter(|n| n.state.is_up()) {
+            let Ok(conn) = self.nodes.conn(node.id).await else {
+                continue;
+            };
+            let Ok(Some(names)) = conn.list_volumes(&self.pool_name).await else {
+                continue;
+            };
+            for name in names.iter().filter(|n| is_disk_copy_name(n)) {
+                tracing::warn!(node = %node.name, volume = %name, "removing a dead run's disk copy");
+                self.drop_disk_copy(&conn, name).await;
+            }
+        }
+    }
+
+    /// Deletes scratch volume `name` (best effort: logged; the next sweep
+    /// tries again). The pool is refreshed first: a copy libvirt wrote
+    /// but pvce never read is not in the pool's list yet.
+    async fn drop_disk_copy(&self, conn: &crate::libvirt::Node, name: &str) {
+        let result = async {
+            conn.volume_size(&self.pool_name, name).await?;
+            conn.delete_volume(&self.pool_name, name).await
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(volume = %name, error = %e, "could not delete a disk copy's scratch volume");
+        }
+    }
+
     /// Re-reads a node-local layer's size into the row (after the VM ran).
     pub async fn refresh_bytes(&self, vm_id: Uuid, loc: &LayerLocation) -> Result<(), LayerError> {
         let (Some((_, _, conn)), Some(v)) = (self.home(loc).await?, &loc.volume) else {
@@ -509,6 +579,20 @@ fn parse_volume_name(name: &str) -> Option<Uuid> {
     (ok && id.hyphenated().to_string() == text).then_some(id)
 }
 
+/// Scratch volumes of running disk copies: never named like a layer, so the
+/// sweep of unreferenced layers leaves them to [`Layers::sweep_disk_copies`].
+const DISK_COPY_PREFIX: &str = "pvce-disk-copy-";
+
+fn disk_copy_name() -> String {
+    format!("{DISK_COPY_PREFIX}{}.qcow2", Uuid::new_v4().simple())
+}
+
+fn is_disk_copy_name(name: &str) -> bool {
+    name.strip_prefix(DISK_COPY_PREFIX)
+        .and_then(|r| r.strip_suffix(".qcow2"))
+        .is_some_and(|id| id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
 /// A fresh volume name for a VM's layer: the VM id plus a generation, so a
 /// new version never overwrites the one the row names.
 fn volume_name(vm_id: Uuid) -> String {
@@ -628,6 +712,23 @@ impl Drop for Checkout<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn disk_copy_names_are_never_layer_names() {
+        let name = disk_copy_name();
+        assert!(is_disk_copy_name(&name), "{name}");
+        assert_eq!(parse_volume_name(&name), None, "{name}");
+        let layer = volume_name(Uuid::new_v4());
+        assert!(!is_disk_copy_name(&layer), "{layer}");
+        for other in [
+            "pvce-disk-copy-.qcow2",
+            "pvce-disk-copy-../x.qcow2",
+            "test-foreign.qcow2",
+            "pvce-disk-copy-0123456789abcdef0123456789abcdef.raw",
+        ] {
+            assert!(!is_disk_copy_name(other), "{other}");
+        }
+    }
 
     #[test]
     fn storage_names_round_trip() {

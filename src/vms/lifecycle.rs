@@ -475,6 +475,11 @@ impl VmManager {
     /// [`libvirt::backup`]); for the nightly backup of its layer, which holds
     /// the VM's lock meanwhile. `Ok(None)`: the VM is not running (any
     /// more). The caller removes `target`.
+    ///
+    /// A shared layer's copy is written by the node straight to `target`
+    /// (in the data dir every node sees at the same path); a node-local
+    /// one's on the node, then downloaded to `target` (see
+    /// [`super::layers::Layers::copy_running_disk`]).
     pub async fn copy_running_disk(
         &self,
         vm: &Vm,
@@ -486,9 +491,21 @@ impl VmManager {
             Err(VmError::NotRunning(_)) => return Ok(None),
             Err(e) => return Err(e),
         };
-        Ok(conn
-            .copy_running_disk(&self.domain_name(vm.id), target, deadline)
-            .await?)
+        let domain = self.domain_name(vm.id);
+        Ok(match vm.layer_storage {
+            LayerStorage::Shared => conn.copy_running_disk(&domain, target, deadline).await?,
+            LayerStorage::NodeLocal => {
+                self.layers
+                    .copy_running_disk(&conn, &domain, target, deadline)
+                    .await?
+            }
+        })
+    }
+
+    /// Deletes what disk copies of node-local layers a killed server left
+    /// on the nodes (see [`super::layers::Layers::sweep_disk_copies`]).
+    pub async fn sweep_disk_copies(&self) {
+        self.layers.sweep_disk_copies().await;
     }
 
     /// Discards the personal layer: a fresh overlay on the template replaces it.
