@@ -199,6 +199,8 @@ async fn three_nodes_register_and_come_up() {
 
 #[tokio::test]
 async fn dead_and_frozen_nodes_are_down_within_10s_and_hold_up_nobody() {
+    // Time bounds a neighbour's guest could break: alone (see common::gate).
+    let _alone = crate::common::gate::alone().await;
     let rig = Rig::up(3).await;
     let c = cluster(&rig, 1).await;
 
@@ -886,9 +888,26 @@ async fn node_local_layers_stay_on_their_node_and_move_with_their_data() {
         StatusCode::CONFLICT,
         "node_busy",
     );
-    c.poweroff(0).await;
-    // Backed up while stopped: read from its node, what changed only, and
-    // one file of the point readable without restoring.
+    // Backed up while it runs: the node copies the disk at one instant into
+    // a scratch volume of its own pool, which pvce reads back through
+    // libvirt and deletes (a killed run's stray copy goes too).
+    let stray_copy = "pvce-disk-copy-7e57c0de7e57c0de7e57c0de7e57c0de.qcow2";
+    let out = rig.virsh(
+        first,
+        &[
+            "vol-create-as",
+            LAYER_POOL,
+            stray_copy,
+            "1M",
+            "--format",
+            "qcow2",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let backups = c.env.server.state.backups.clone();
     let t = time::OffsetDateTime::now_utc().unix_timestamp() + 30 * 86_400;
     let run = backups
@@ -896,23 +915,59 @@ async fn node_local_layers_stay_on_their_node_and_move_with_their_data() {
         .await
         .unwrap();
     assert!(run.ok && run.backed_up >= 2 && run.skipped == 0, "{run:?}");
+    assert!(
+        !pool_names().contains("pvce-disk-copy-"),
+        "no disk copy stays on the node: {}",
+        pool_names()
+    );
+    assert_eq!(layer_volumes(&rig, first, &vm_id).len(), 1);
+    let backup_file = |point: String| {
+        let student = &c.students[0];
+        let vm_id = vm_id.clone();
+        async move {
+            let (status, _, bytes) = common::get_bytes(
+                student,
+                &format!("/api/vms/{vm_id}/backups/{point}/files?path=/root/f"),
+            )
+            .await;
+            assert_eq!(status, StatusCode::OK);
+            bytes
+        }
+    };
+    let points = |n: usize| {
+        let student = &c.students[0];
+        let vm_id = vm_id.clone();
+        async move {
+            let (_, points) = student.get(&format!("/api/vms/{vm_id}/backups")).await;
+            assert_eq!(points.as_array().map(Vec::len), Some(n), "{points}");
+            points[0]["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let point = points(1).await;
+    assert_eq!(backup_file(point.clone()).await, b"pvce-local-data\n");
+    // A change after the copy is not in it, and is in the next point.
+    serial_run_on(
+        &c.env,
+        &rig.uri(first),
+        &vm_id,
+        "echo pvce-local-later > /root/f; sync; echo WROTE-$((40+3))",
+        "WROTE-43",
+    )
+    .await;
+    c.poweroff(0).await;
+    // Stopped: read from its node once more (it ran since), then not again
+    // until it starts; one file of a point readable without restoring.
     let run = backups
         .run(t + 86_400, pvce::backup::Trigger::Scheduled, None)
         .await
         .unwrap();
+    assert!(run.ok && run.backed_up >= 2 && run.skipped == 0, "{run:?}");
+    let run = backups
+        .run(t + 2 * 86_400, pvce::backup::Trigger::Scheduled, None)
+        .await
+        .unwrap();
     assert!(run.ok && run.unchanged >= 1, "not started since: {run:?}");
-    let (_, points) = c.students[0]
-        .get(&format!("/api/vms/{vm_id}/backups"))
-        .await;
-    assert_eq!(points.as_array().map(Vec::len), Some(1), "{points}");
-    let point = points[0]["id"].as_str().unwrap().to_owned();
-    let (status, _, bytes) = common::get_bytes(
-        &c.students[0],
-        &format!("/api/vms/{vm_id}/backups/{point}/files?path=/root/f"),
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK);
-    assert_eq!(bytes, b"pvce-local-data\n");
+    assert_eq!(backup_file(points(2).await).await, b"pvce-local-later\n");
     assert!(
         !crate::backups::layer_path(&c.env, &vm_id).await.exists(),
         "no working copy stays on the server"
@@ -1002,7 +1057,7 @@ async fn node_local_layers_stay_on_their_node_and_move_with_their_data() {
         &rig.uri(other),
         &vm_id,
         "echo DATA-$(cat /root/f)-END",
-        "DATA-pvce-local-data-END",
+        "DATA-pvce-local-later-END",
     )
     .await;
     c.poweroff(0).await;
@@ -1020,8 +1075,8 @@ async fn node_local_layers_stay_on_their_node_and_move_with_their_data() {
     assert_eq!(layer_volumes(&rig, home, &vm_id).len(), 1);
     c.poweroff(0).await;
 
-    // The backup point restores the student's file onto the fresh layer, on
-    // its node.
+    // The point copied while the VM ran restores the student's file as it
+    // was then onto the fresh layer, on its node.
     let (status, restored) = c.students[0]
         .post(
             &format!("/api/vms/{vm_id}/restore"),
