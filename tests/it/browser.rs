@@ -30,17 +30,18 @@ fn artifact_dir() -> PathBuf {
     dir
 }
 
-/// Browser tests that boot guests (or drive the multi-node rig) run alone
-/// (see `common::gate`): their scripts wait on consoles and guests whose
-/// time under TCG doubles when another guest boots beside Chromium.
+/// Browser tests that boot several guests one after another (a template's
+/// build VM and its children; a collection) run alone (see `common::gate`):
+/// their scripts wait on guests whose time under TCG doubles beside
+/// another guest.
 async fn one_at_a_time() -> std::sync::Arc<common::gate::Pass> {
     common::gate::alone().await
 }
 
-/// Browser tests that boot no guest: one Chromium at a time, beside one
-/// ordinary test (see `common::gate::browser`).
+/// Every other browser test — with one guest, the rig, or none: one heavy
+/// test at a time, beside one ordinary test (see `common::gate::heavy`).
 async fn one_chromium() -> std::sync::Arc<common::gate::Pass> {
-    common::gate::browser().await
+    common::gate::heavy().await
 }
 
 fn check_tools() {
@@ -221,7 +222,7 @@ async fn login_page_language_switch_and_logout() {
 
 #[tokio::test]
 async fn student_starts_a_vm_and_types_into_its_desktop() {
-    let _serial = one_at_a_time().await;
+    let _serial = one_chromium().await;
     let env = TestEnv::start().await;
     env.user("test-web-teacher", Role::Teacher).await;
     env.user("test-web-student", Role::Student).await;
@@ -270,7 +271,7 @@ async fn student_starts_a_vm_and_types_into_its_desktop() {
 /// languages (issue 21).
 #[tokio::test]
 async fn student_sees_vm_details_and_when_a_stopping_vm_is_forced_off() {
-    let _serial = one_at_a_time().await;
+    let _serial = one_chromium().await;
     // Long enough for the browser to look while the VM is stopping.
     let env = TestEnv::start_with(|c| c.shutdown_timeout_secs = 600).await;
     env.user("test-stop-teacher", Role::Teacher).await;
@@ -530,7 +531,7 @@ async fn student_snapshots_exports_and_imports_in_the_browser() {
 
 #[tokio::test]
 async fn admin_sees_nodes_and_manages_users() {
-    let _serial = one_at_a_time().await;
+    let _serial = one_chromium().await;
     let image = tokio::task::spawn_blocking(common::tiny_image)
         .await
         .unwrap();
@@ -627,7 +628,7 @@ async fn admin_sees_nodes_and_manages_users() {
 /// screenshot saved as `admin-cluster.png`.
 #[tokio::test]
 async fn admin_sees_a_three_node_cluster_with_charts() {
-    let _serial = one_at_a_time().await;
+    let _serial = one_chromium().await;
     let rig = common::multinode::Rig::up(3).await;
     let env = TestEnv::start_with(|c| {
         c.sample_interval_secs = 1;
@@ -836,7 +837,7 @@ async fn every_page_passes_axe_in_both_languages_on_desktop_and_phone() {
 /// from the queue in Chinese and resolve it, the student confirms and rates it.
 #[tokio::test]
 async fn a_student_reports_from_the_desktop_and_staff_resolve_it() {
-    let _serial = one_at_a_time().await;
+    let _serial = one_chromium().await;
     let env = TestEnv::start().await;
     env.user("test-ui-teacher", Role::Teacher).await;
     env.user("test-ui-student", Role::Student).await;
@@ -1494,7 +1495,7 @@ async fn every_role_navigates_by_keyboard_and_the_top_bar_fits_from_phone_to_wid
 /// positions (QEMU extended key events, no server keymap).
 #[tokio::test]
 async fn serial_console_and_keyboard_layouts_in_the_browser() {
-    let _serial = one_at_a_time().await;
+    let _serial = one_chromium().await;
     let env = TestEnv::start().await;
     env.user("test-web-serial-teacher", Role::Teacher).await;
     env.user("test-web-serial-student", Role::Student).await;
@@ -2127,7 +2128,7 @@ async fn the_end_of_a_term_and_my_data_in_the_browser() {
 /// view-only (the student's page says so) and lowers the hand; en and zh-CN.
 #[tokio::test]
 async fn teacher_watches_the_wall_and_answers_a_raised_hand_in_the_browser() {
-    let _serial = one_at_a_time().await;
+    let _serial = one_chromium().await;
     let env = TestEnv::start().await;
     env.user("test-ui-wall-teacher", Role::Teacher).await;
     env.user("test-ui-wall-alice", Role::Student).await;
@@ -2176,7 +2177,7 @@ async fn teacher_watches_the_wall_and_answers_a_raised_hand_in_the_browser() {
 /// watching until the dialog has closed; en and zh-CN.
 #[tokio::test]
 async fn teacher_watches_a_spice_vm_as_a_live_picture_in_the_browser() {
-    let _serial = one_at_a_time().await;
+    let _serial = one_chromium().await;
     let env = TestEnv::start().await;
     env.user("test-ui-spw-teacher", Role::Teacher).await;
     env.user("test-ui-spw-alice", Role::Student).await;

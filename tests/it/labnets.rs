@@ -378,6 +378,8 @@ async fn vnis_of(env: &TestEnv, owner: &str) -> Vec<i64> {
 
 #[tokio::test]
 async fn a_students_lab_network_spans_nodes_and_stays_private() {
+    // Four guests boot at once and pings have deadlines: alone (see common::gate).
+    let _alone = crate::common::gate::alone().await;
     let rig = Rig::up(3).await;
     let env = TestEnv::start_with(|c| {
         c.allow_tcp_nodes = true;

@@ -1,11 +1,12 @@
 //! Which tests run beside which. CI runs this binary with
 //! `--test-threads=2` on a 2-core machine where every guest runs under TCG:
 //! two ordinary tests side by side are fine, but a few must have the machine
-//! to themselves — they boot several guests at once, drive the multi-node
-//! rig (three libvirtds and their QEMUs) with time bounds to hold, run
-//! Chromium beside a guest, or wait for a console password to expire. When
-//! each area was a binary of its own they ran alone because their binary
-//! had one test (or a lock of its own); in one binary this gate says so.
+//! to themselves — they boot several guests at once, hold time bounds that
+//! a neighbour's guest could break (a node down within 10 s, pings with
+//! deadlines, a console password that must outlive steps and then expire),
+//! or read the whole access log. When each area was a binary of its own
+//! they ran alone because their binary had one test (or a lock of its own);
+//! in one binary this gate says so.
 //!
 //! Every test that starts a server ([`super::TestEnv`], or the binary as a
 //! [`super::process::ServerProcess`]) or a guest holds a [`shared`] pass; a
@@ -14,10 +15,13 @@
 //! `RwLock` is fair: a waiting writer queues the readers behind it, so an
 //! alone test is not starved). A test that starts neither needs no pass.
 //!
-//! Browser tests that boot no guest take [`browser`]: a shared pass, and
-//! the one Chromium slot — two Chromiums at once would starve each other's
-//! page timeouts on two cores, but one beside an ordinary test is fine.
-//! Browser tests that boot guests (or the rig) still run [`alone`].
+//! Heavy tests take [`heavy`]: a shared pass and the one heavy slot. They
+//! run beside one ordinary test but never beside another heavy one: a
+//! Chromium (two at once starve each other's page timeouts on two cores),
+//! a Chromium driving a guest's console, or the multi-node rig (there is one
+//! rig; its libvirtds and guests live in namespaces and cgroups of their
+//! own, and the machine is mostly idle while rig tests wait on nodes —
+//! measured: 60–95 % idle CPU over the rig tests when they ran alone).
 //!
 //! A pass belongs to the test's thread (libtest runs each test on a thread
 //! of its own and `#[tokio::test]` drives the test's future on it): asking
@@ -32,8 +36,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 static GATE: RwLock<()> = RwLock::const_new(());
-/// The one Chromium slot of [`browser`].
-static CHROMIUM: Mutex<()> = Mutex::const_new(());
+/// The one heavy slot of [`heavy`].
+static HEAVY: Mutex<()> = Mutex::const_new(());
 
 /// Held for as long as the test runs beside others (shared) or alone.
 pub struct Pass {
@@ -54,7 +58,7 @@ impl Drop for Pass {
         };
         let kind = match self.guard {
             Guard::Shared { .. } => "shared",
-            Guard::Browser { .. } => "browser",
+            Guard::Heavy { .. } => "heavy",
             Guard::Alone { .. } => "alone",
         };
         let name = std::thread::current().name().unwrap_or("?").to_owned();
@@ -79,9 +83,9 @@ enum Guard {
         _guard: RwLockReadGuard<'static, ()>,
     },
     /// Field order is drop order: the shared pass goes before the slot.
-    Browser {
+    Heavy {
         _guard: RwLockReadGuard<'static, ()>,
-        _chromium: MutexGuard<'static, ()>,
+        _slot: MutexGuard<'static, ()>,
     },
     Alone {
         _guard: RwLockWriteGuard<'static, ()>,
@@ -116,24 +120,25 @@ pub async fn shared() -> Arc<Pass> {
     })
 }
 
-/// A shared pass that also holds the one Chromium slot: for a browser test
-/// that boots no guest. The slot is taken first, so a browser test waiting
-/// for it holds no shared pass that would keep an [`alone`] test waiting.
-pub async fn browser() -> Arc<Pass> {
+/// A shared pass that also holds the one heavy slot: for a browser test,
+/// or a test of the multi-node rig (see the module doc). The slot is taken
+/// first, so a heavy test waiting for it holds no shared pass that would
+/// keep an [`alone`] test waiting. A test that runs alone keeps its pass.
+pub async fn heavy() -> Arc<Pass> {
     if let Some(p) = held() {
         assert!(
             !matches!(p.guard, Guard::Shared { .. }),
-            "take gate::browser() before starting a server"
+            "take gate::heavy() before starting a server"
         );
         return p;
     }
     let asked = Instant::now();
-    let chromium = CHROMIUM.lock().await;
+    let slot = HEAVY.lock().await;
     let guard = GATE.read().await;
     remember(Pass {
-        guard: Guard::Browser {
+        guard: Guard::Heavy {
             _guard: guard,
-            _chromium: chromium,
+            _slot: slot,
         },
         since: Instant::now(),
         waited: asked.elapsed(),
@@ -178,14 +183,14 @@ async fn a_pass_is_the_threads_and_keeps_alone_tests_out() {
 }
 
 #[tokio::test]
-async fn a_browser_pass_runs_beside_others_but_not_beside_another_browser() {
-    let pass = browser().await;
+async fn a_heavy_pass_runs_beside_others_but_not_beside_another_heavy_one() {
+    let pass = heavy().await;
     // A read guard: ordinary tests run beside it (a queued alone test may
     // make try_read fail, so the kind of guard is what is checked).
-    assert!(matches!(pass.guard, Guard::Browser { .. }));
+    assert!(matches!(pass.guard, Guard::Heavy { .. }));
     assert!(GATE.try_write().is_err(), "nobody runs alone meanwhile");
-    assert!(CHROMIUM.try_lock().is_err(), "no second Chromium meanwhile");
-    // Its own server (a TestEnv) reuses the browser pass.
+    assert!(HEAVY.try_lock().is_err(), "no second heavy test meanwhile");
+    // Its own server (a TestEnv) reuses the heavy pass.
     assert!(Arc::ptr_eq(&pass, &shared().await));
 }
 
@@ -196,6 +201,8 @@ async fn an_alone_test_keeps_every_other_pass_out() {
         GATE.try_read().is_err(),
         "no shared pass while one runs alone"
     );
-    // Its own server (a TestEnv) reuses the alone pass instead of waiting.
+    // Its own server (a TestEnv) reuses the alone pass instead of waiting,
+    // and so does the rig it may start (which takes a heavy pass).
     assert!(Arc::ptr_eq(&pass, &shared().await));
+    assert!(Arc::ptr_eq(&pass, &heavy().await));
 }

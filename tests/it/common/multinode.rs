@@ -20,9 +20,9 @@ const LOCK: &str = "/run/pvce-test-rig.lock";
 pub struct Rig {
     pub n: usize,
     _lock: std::fs::File,
-    /// The rig's nodes and their guests load the whole machine and its
-    /// tests hold time bounds: no other test runs meanwhile (see [`gate`]).
-    _alone: std::sync::Arc<gate::Pass>,
+    /// One rig test at a time, beside at most one ordinary test (the heavy
+    /// slot, see [`gate`]).
+    _pass: std::sync::Arc<gate::Pass>,
 }
 
 fn script() -> PathBuf {
@@ -46,10 +46,12 @@ fn run(args: &[&str]) -> Output {
 
 impl Rig {
     /// Starts nodes 1..=n (cleaning up leftovers of aborted runs first) and
-    /// returns once every node's libvirtd answers a real call. The test runs
-    /// alone from here on; call it before starting the test's server.
+    /// returns once every node's libvirtd answers a real call. The test
+    /// holds the heavy slot from here on (see `gate`; one that must run
+    /// alone takes `gate::alone()` first); call it before starting the
+    /// test's server.
     pub async fn up(n: usize) -> Rig {
-        let alone = gate::alone().await;
+        let pass = gate::heavy().await;
         let lock = tokio::task::spawn_blocking(move || {
             let lock = std::fs::File::create(LOCK).unwrap();
             lock.lock().unwrap();
@@ -61,7 +63,7 @@ impl Rig {
         Rig {
             n,
             _lock: lock,
-            _alone: alone,
+            _pass: pass,
         }
     }
 
