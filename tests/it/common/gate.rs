@@ -1,6 +1,6 @@
-//! Which tests run beside which. CI runs this binary with
-//! `--test-threads=2` on a 2-core machine where every guest runs under TCG:
-//! two ordinary tests side by side are fine, but a few must have the machine
+//! Which tests run beside which. CI runs this binary on a 2-core machine
+//! where every guest runs under TCG: two ordinary tests side by side are
+//! fine ([`slots`]: two, or `PVCE_TEST_SLOTS`), but a few must have the machine
 //! to themselves — they boot several guests at once, hold time bounds that
 //! a neighbour's guest could break (a node down within 10 s, pings with
 //! deadlines, a console password that must outlive steps and then expire),
@@ -9,11 +9,17 @@
 //! in one binary this gate says so.
 //!
 //! Every test that starts a server ([`super::TestEnv`], or the binary as a
-//! [`super::process::ServerProcess`]) or a guest holds a [`shared`] pass; a
-//! test that must run alone takes [`alone`] first, which waits until no
-//! other pass is out and keeps new ones waiting until it is done (tokio's
-//! `RwLock` is fair: a waiting writer queues the readers behind it, so an
-//! alone test is not starved). A test that starts neither needs no pass.
+//! [`super::process::ServerProcess`]) or a guest holds a [`shared`] pass
+//! (one slot); a test that must run alone takes [`alone`] first (every
+//! slot), which waits until no other pass is out and keeps new ones waiting
+//! until it is done (tokio's `Semaphore` is fair: a waiting `acquire_many`
+//! queues later requests behind it, so an alone test is not starved). A
+//! test that starts neither needs no pass.
+//!
+//! The gate, not libtest, sets how many tests run at once: scripts/test.sh
+//! gives libtest many more threads than slots, so that tests waiting here
+//! (for the heavy slot, say, while the next heavy test's turn comes) leave
+//! the slots to the ordinary tests queued after them instead of idling.
 //!
 //! Heavy tests take [`heavy`]: a shared pass and the one heavy slot. They
 //! run beside one ordinary test but never beside another heavy one: a
@@ -33,9 +39,23 @@ use std::cell::RefCell;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use tokio::sync::{Mutex, MutexGuard, Semaphore, SemaphorePermit};
 
-static GATE: RwLock<()> = RwLock::const_new(());
+/// The machine's slots: a shared pass takes one, an alone pass all.
+fn slots() -> &'static Semaphore {
+    static SLOTS: std::sync::OnceLock<Semaphore> = std::sync::OnceLock::new();
+    SLOTS.get_or_init(|| Semaphore::new(capacity() as usize))
+}
+
+/// How many ordinary tests run at once: `PVCE_TEST_SLOTS`, default 2.
+fn capacity() -> u32 {
+    std::env::var("PVCE_TEST_SLOTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n >= 1)
+        .unwrap_or(2)
+}
+
 /// The one heavy slot of [`heavy`].
 static HEAVY: Mutex<()> = Mutex::const_new(());
 
@@ -80,15 +100,15 @@ impl Drop for Pass {
 
 enum Guard {
     Shared {
-        _guard: RwLockReadGuard<'static, ()>,
+        _permit: SemaphorePermit<'static>,
     },
     /// Field order is drop order: the shared pass goes before the slot.
     Heavy {
-        _guard: RwLockReadGuard<'static, ()>,
+        _permit: SemaphorePermit<'static>,
         _slot: MutexGuard<'static, ()>,
     },
     Alone {
-        _guard: RwLockWriteGuard<'static, ()>,
+        _permits: SemaphorePermit<'static>,
     },
 }
 
@@ -112,9 +132,9 @@ pub async fn shared() -> Arc<Pass> {
         return p;
     }
     let asked = Instant::now();
-    let guard = GATE.read().await;
+    let permit = slots().acquire().await.expect("the gate never closes");
     remember(Pass {
-        guard: Guard::Shared { _guard: guard },
+        guard: Guard::Shared { _permit: permit },
         since: Instant::now(),
         waited: asked.elapsed(),
     })
@@ -134,10 +154,10 @@ pub async fn heavy() -> Arc<Pass> {
     }
     let asked = Instant::now();
     let slot = HEAVY.lock().await;
-    let guard = GATE.read().await;
+    let permit = slots().acquire().await.expect("the gate never closes");
     remember(Pass {
         guard: Guard::Heavy {
-            _guard: guard,
+            _permit: permit,
             _slot: slot,
         },
         since: Instant::now(),
@@ -156,9 +176,12 @@ pub async fn alone() -> Arc<Pass> {
         return p;
     }
     let asked = Instant::now();
-    let guard = GATE.write().await;
+    let permits = slots()
+        .acquire_many(capacity())
+        .await
+        .expect("the gate never closes");
     remember(Pass {
-        guard: Guard::Alone { _guard: guard },
+        guard: Guard::Alone { _permits: permits },
         since: Instant::now(),
         waited: asked.elapsed(),
     })
@@ -169,7 +192,10 @@ async fn a_pass_is_the_threads_and_keeps_alone_tests_out() {
     use futures::FutureExt;
     let pass = shared().await;
     assert!(Arc::ptr_eq(&pass, &shared().await), "one pass per test");
-    assert!(GATE.try_write().is_err(), "nobody runs alone meanwhile");
+    assert!(
+        slots().try_acquire_many(capacity()).is_err(),
+        "nobody runs alone meanwhile"
+    );
     // A test beside others cannot trade its pass up (it would wait for itself).
     let traded = tokio::time::timeout(
         std::time::Duration::from_secs(10),
@@ -185,10 +211,13 @@ async fn a_pass_is_the_threads_and_keeps_alone_tests_out() {
 #[tokio::test]
 async fn a_heavy_pass_runs_beside_others_but_not_beside_another_heavy_one() {
     let pass = heavy().await;
-    // A read guard: ordinary tests run beside it (a queued alone test may
-    // make try_read fail, so the kind of guard is what is checked).
+    // One slot: ordinary tests run beside it (a queued alone test may make
+    // try_acquire fail, so the kind of guard is what is checked).
     assert!(matches!(pass.guard, Guard::Heavy { .. }));
-    assert!(GATE.try_write().is_err(), "nobody runs alone meanwhile");
+    assert!(
+        slots().try_acquire_many(capacity()).is_err(),
+        "nobody runs alone meanwhile"
+    );
     assert!(HEAVY.try_lock().is_err(), "no second heavy test meanwhile");
     // Its own server (a TestEnv) reuses the heavy pass.
     assert!(Arc::ptr_eq(&pass, &shared().await));
@@ -198,7 +227,7 @@ async fn a_heavy_pass_runs_beside_others_but_not_beside_another_heavy_one() {
 async fn an_alone_test_keeps_every_other_pass_out() {
     let pass = alone().await;
     assert!(
-        GATE.try_read().is_err(),
+        slots().try_acquire().is_err(),
         "no shared pass while one runs alone"
     );
     // Its own server (a TestEnv) reuses the alone pass instead of waiting,
