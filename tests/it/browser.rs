@@ -38,10 +38,11 @@ async fn one_at_a_time() -> std::sync::Arc<common::gate::Pass> {
     common::gate::alone().await
 }
 
-/// Every other browser test — with one guest, the rig, or none: one heavy
-/// test at a time, beside one ordinary test (see `common::gate::heavy`).
+/// Every other browser test — with one guest or none: one Chromium at a
+/// time, beside other tests (see `common::gate::heavy`). A browser test of
+/// the rig takes the rig's slot with it.
 async fn one_chromium() -> std::sync::Arc<common::gate::Pass> {
-    common::gate::heavy().await
+    common::gate::heavy(&[common::gate::Heavy::Chromium]).await
 }
 
 fn check_tools() {
@@ -628,7 +629,8 @@ async fn admin_sees_nodes_and_manages_users() {
 /// screenshot saved as `admin-cluster.png`.
 #[tokio::test]
 async fn admin_sees_a_three_node_cluster_with_charts() {
-    let _serial = one_chromium().await;
+    use common::gate::Heavy;
+    let _serial = common::gate::heavy(&[Heavy::Chromium, Heavy::Rig]).await;
     let rig = common::multinode::Rig::up(3).await;
     let env = TestEnv::start_with(|c| {
         c.sample_interval_secs = 1;

@@ -21,13 +21,15 @@
 //! (for the heavy slot, say, while the next heavy test's turn comes) leave
 //! the slots to the ordinary tests queued after them instead of idling.
 //!
-//! Heavy tests take [`heavy`]: a shared pass and the one heavy slot. They
-//! run beside one ordinary test but never beside another heavy one: a
-//! Chromium (two at once starve each other's page timeouts on two cores),
-//! a Chromium driving a guest's console, or the multi-node rig (there is one
-//! rig; its libvirtds and guests live in namespaces and cgroups of their
-//! own, and the machine is mostly idle while rig tests wait on nodes —
-//! measured: 60–95 % idle CPU over the rig tests when they ran alone).
+//! Heavy tests take [`heavy`]: a shared pass and a heavy slot of their
+//! kind ([`Heavy`]). They run beside ordinary tests and beside a heavy test
+//! of the other kind, never beside one of their own: a Chromium (two at
+//! once starve each other's page timeouts on two cores; the one Chromium
+//! may drive a guest's console), or the multi-node rig (there is one rig;
+//! its libvirtds and guests live in namespaces and cgroups of their own, and
+//! the machine is mostly idle while rig tests wait on nodes — measured:
+//! 60–95 % idle CPU over the rig tests when they ran alone). A browser test
+//! of the rig takes both slots at once.
 //!
 //! A pass belongs to the test's thread (libtest runs each test on a thread
 //! of its own and `#[tokio::test]` drives the test's future on it): asking
@@ -56,8 +58,27 @@ fn capacity() -> u32 {
         .unwrap_or(2)
 }
 
-/// The one heavy slot of [`heavy`].
-static HEAVY: Mutex<()> = Mutex::const_new(());
+/// A kind of heavy test: one of each kind runs at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Heavy {
+    /// The multi-node rig.
+    Rig,
+    /// Chromium.
+    Chromium,
+}
+
+impl Heavy {
+    /// This kind's slot. Slots are always taken in the order of the enum,
+    /// so two tests asking for several never wait for each other in a circle.
+    fn slot(self) -> &'static Mutex<()> {
+        static RIG: Mutex<()> = Mutex::const_new(());
+        static CHROMIUM: Mutex<()> = Mutex::const_new(());
+        match self {
+            Heavy::Rig => &RIG,
+            Heavy::Chromium => &CHROMIUM,
+        }
+    }
+}
 
 /// Held for as long as the test runs beside others (shared) or alone.
 pub struct Pass {
@@ -105,7 +126,8 @@ enum Guard {
     /// Field order is drop order: the shared pass goes before the slot.
     Heavy {
         _permit: SemaphorePermit<'static>,
-        _slot: MutexGuard<'static, ()>,
+        kinds: Vec<Heavy>,
+        _slots: Vec<MutexGuard<'static, ()>>,
     },
     Alone {
         _permits: SemaphorePermit<'static>,
@@ -140,25 +162,36 @@ pub async fn shared() -> Arc<Pass> {
     })
 }
 
-/// A shared pass that also holds the one heavy slot: for a browser test,
-/// or a test of the multi-node rig (see the module doc). The slot is taken
-/// first, so a heavy test waiting for it holds no shared pass that would
-/// keep an [`alone`] test waiting. A test that runs alone keeps its pass.
-pub async fn heavy() -> Arc<Pass> {
+/// A shared pass that also holds the heavy slots of `kinds` (see the module
+/// doc). The slots are taken first, so a heavy test waiting for one holds
+/// no shared pass that would keep others waiting. A test that runs alone,
+/// or already holds these slots, keeps its pass.
+pub async fn heavy(kinds: &[Heavy]) -> Arc<Pass> {
     if let Some(p) = held() {
-        assert!(
-            !matches!(p.guard, Guard::Shared { .. }),
-            "take gate::heavy() before starting a server"
-        );
+        match &p.guard {
+            Guard::Alone { .. } => {}
+            Guard::Heavy { kinds: have, .. } => assert!(
+                kinds.iter().all(|k| have.contains(k)),
+                "take every heavy slot a test needs in one gate::heavy() call"
+            ),
+            Guard::Shared { .. } => panic!("take gate::heavy() before starting a server"),
+        }
         return p;
     }
     let asked = Instant::now();
-    let slot = HEAVY.lock().await;
+    let mut wanted = kinds.to_vec();
+    wanted.sort_by_key(|k| *k as u8);
+    wanted.dedup();
+    let mut slots_held = Vec::new();
+    for k in &wanted {
+        slots_held.push(k.slot().lock().await);
+    }
     let permit = slots().acquire().await.expect("the gate never closes");
     remember(Pass {
         guard: Guard::Heavy {
             _permit: permit,
-            _slot: slot,
+            kinds: wanted,
+            _slots: slots_held,
         },
         since: Instant::now(),
         waited: asked.elapsed(),
@@ -209,8 +242,8 @@ async fn a_pass_is_the_threads_and_keeps_alone_tests_out() {
 }
 
 #[tokio::test]
-async fn a_heavy_pass_runs_beside_others_but_not_beside_another_heavy_one() {
-    let pass = heavy().await;
+async fn a_heavy_pass_runs_beside_others_but_not_beside_another_of_its_kind() {
+    let pass = heavy(&[Heavy::Rig]).await;
     // One slot: ordinary tests run beside it (a queued alone test may make
     // try_acquire fail, so the kind of guard is what is checked).
     assert!(matches!(pass.guard, Guard::Heavy { .. }));
@@ -218,9 +251,25 @@ async fn a_heavy_pass_runs_beside_others_but_not_beside_another_heavy_one() {
         slots().try_acquire_many(capacity()).is_err(),
         "nobody runs alone meanwhile"
     );
-    assert!(HEAVY.try_lock().is_err(), "no second heavy test meanwhile");
-    // Its own server (a TestEnv) reuses the heavy pass.
+    assert!(
+        Heavy::Rig.slot().try_lock().is_err(),
+        "no second rig test meanwhile"
+    );
+    // Its own server (a TestEnv) and the rig reuse the heavy pass.
     assert!(Arc::ptr_eq(&pass, &shared().await));
+    assert!(Arc::ptr_eq(&pass, &heavy(&[Heavy::Rig]).await));
+    // A slot it did not take up front is refused, not waited for.
+    let more = std::panic::AssertUnwindSafe(heavy(&[Heavy::Chromium]));
+    use futures::FutureExt;
+    assert!(more.catch_unwind().await.is_err());
+}
+
+#[tokio::test]
+async fn a_browser_test_of_the_rig_holds_both_slots() {
+    let pass = heavy(&[Heavy::Chromium, Heavy::Rig]).await;
+    assert!(Heavy::Rig.slot().try_lock().is_err());
+    assert!(Heavy::Chromium.slot().try_lock().is_err());
+    assert!(Arc::ptr_eq(&pass, &heavy(&[Heavy::Rig]).await));
 }
 
 #[tokio::test]
@@ -233,5 +282,8 @@ async fn an_alone_test_keeps_every_other_pass_out() {
     // Its own server (a TestEnv) reuses the alone pass instead of waiting,
     // and so does the rig it may start (which takes a heavy pass).
     assert!(Arc::ptr_eq(&pass, &shared().await));
-    assert!(Arc::ptr_eq(&pass, &heavy().await));
+    assert!(Arc::ptr_eq(
+        &pass,
+        &heavy(&[Heavy::Rig, Heavy::Chromium]).await
+    ));
 }

@@ -20,8 +20,8 @@ const LOCK: &str = "/run/pvce-test-rig.lock";
 pub struct Rig {
     pub n: usize,
     _lock: std::fs::File,
-    /// One rig test at a time, beside at most one ordinary test (the heavy
-    /// slot, see [`gate`]).
+    /// One rig test at a time, beside other tests (the rig's heavy slot,
+    /// see [`gate`]).
     _pass: std::sync::Arc<gate::Pass>,
 }
 
@@ -47,11 +47,11 @@ fn run(args: &[&str]) -> Output {
 impl Rig {
     /// Starts nodes 1..=n (cleaning up leftovers of aborted runs first) and
     /// returns once every node's libvirtd answers a real call. The test
-    /// holds the heavy slot from here on (see `gate`; one that must run
+    /// holds the rig's heavy slot from here on (see `gate`; one that must run
     /// alone takes `gate::alone()` first); call it before starting the
     /// test's server.
     pub async fn up(n: usize) -> Rig {
-        let pass = gate::heavy().await;
+        let pass = gate::heavy(&[gate::Heavy::Rig]).await;
         let lock = tokio::task::spawn_blocking(move || {
             let lock = std::fs::File::create(LOCK).unwrap();
             lock.lock().unwrap();
