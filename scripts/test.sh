@@ -53,13 +53,11 @@ echo "== the SQLite and PostgreSQL schemas match (at ${SECONDS} s)"
 # On the test cluster (scripts/postgres.sh, started if need be).
 python3 scripts/check-schema.py
 echo "== tests (at ${SECONDS} s)"
-# VM tests are CPU-heavy under TCG on 2 cores: unit tests, then the one
-# black-box binary (tests/it). Its gate (tests/it/common/gate.rs) runs two
-# tests at a time (PVCE_TEST_SLOTS), the heavy ones (Chromium, the
-# multi-node rig) one at a time beside an ordinary one, and a few alone;
+# Unit tests, then the one black-box binary (tests/it). Its gate
+# (tests/it/common/gate.rs) decides which tests run at once: three
+# (PVCE_TEST_SLOTS), one Chromium and one rig among them, a few alone.
 # libtest gets many more threads than that (PVCE_TEST_THREADS), so that
 # tests waiting at the gate never hold up the ones queued behind them.
-export PVCE_TEST_SLOTS="${PVCE_TEST_SLOTS:-2}"
 THREADS="${PVCE_TEST_THREADS:-16}"
 export PVCE_TEST_TIMES="$PWD/target/test-times.tsv"
 rm -f "$PVCE_TEST_TIMES"
