@@ -821,7 +821,9 @@ async fn node_local_layers_stay_on_their_node_and_move_with_their_data() {
         "{host_files:?}"
     );
     // Leftovers of an interrupted operation (a layer volume no row names,
-    // of this VM or of one long gone) are swept; anything else stays.
+    // of this VM or of one long gone) are swept; anything else stays — a
+    // disk copy a killed backup run left too: the next backup run sweeps it.
+    let stray_copy = "pvce-disk-copy-7e57c0de7e57c0de7e57c0de7e57c0de.qcow2";
     let strays = [
         format!("{vm_id}.0badc0de.qcow2"),
         "7e57a000-0000-4000-8000-00000000dead.0badc0de.qcow2".to_owned(),
@@ -829,7 +831,7 @@ async fn node_local_layers_stay_on_their_node_and_move_with_their_data() {
     for name in strays
         .iter()
         .map(String::as_str)
-        .chain(["test-foreign.qcow2"])
+        .chain(["test-foreign.qcow2", stray_copy])
     {
         let out = rig.virsh(
             first,
@@ -855,6 +857,7 @@ async fn node_local_layers_stay_on_their_node_and_move_with_their_data() {
     )
     .await;
     assert!(pool_names().contains("test-foreign.qcow2"));
+    assert!(pool_names().contains(stray_copy));
     assert_eq!(layer_volumes(&rig, first, &vm_id).len(), 1);
     let out = rig.virsh(
         first,
@@ -891,23 +894,6 @@ async fn node_local_layers_stay_on_their_node_and_move_with_their_data() {
     // Backed up while it runs: the node copies the disk at one instant into
     // a scratch volume of its own pool, which pvce reads back through
     // libvirt and deletes (a killed run's stray copy goes too).
-    let stray_copy = "pvce-disk-copy-7e57c0de7e57c0de7e57c0de7e57c0de.qcow2";
-    let out = rig.virsh(
-        first,
-        &[
-            "vol-create-as",
-            LAYER_POOL,
-            stray_copy,
-            "1M",
-            "--format",
-            "qcow2",
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let backups = c.env.server.state.backups.clone();
     let t = time::OffsetDateTime::now_utc().unix_timestamp() + 30 * 86_400;
     let run = backups
