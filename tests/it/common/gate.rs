@@ -83,7 +83,7 @@ impl Heavy {
     }
 }
 
-/// Held for as long as the test runs beside others (shared) or alone.
+/// Held for as long as the test runs beside others (shared or heavy) or alone.
 pub struct Pass {
     guard: Guard,
     /// When the pass was granted, and how long the test waited for it.
@@ -92,7 +92,7 @@ pub struct Pass {
 }
 
 /// With `PVCE_TEST_TIMES=<file>` (scripts/test.sh sets it), each test that
-/// held a pass appends `seconds held, seconds waited, shared|alone, name`:
+/// held a pass appends `seconds held, seconds waited, shared|heavy|alone, name`:
 /// the run ends with a list of the slowest tests, so CI time is measured
 /// where it goes instead of guessed.
 impl Drop for Pass {
