@@ -27,27 +27,36 @@
 //!      backup API copies its disk as it was at one instant into
 //!      `<data dir>/backup/scratch/` (push mode, [`crate::libvirt::backup`];
 //!      crash-consistent, the guest never pauses; a guest that powers
-//!      itself off is held paused until the copy is done);
-//!    - the lock released, the copy becomes a layer again: an empty overlay
-//!      on the copy, rebased in `qemu-img`'s safe mode onto the VM's
-//!      template, holds exactly the clusters where the guest's disk differs
-//!      from the template chain (`qemu-img convert -B` would not do: it
-//!      copies every allocated cluster of a standalone image, template data
-//!      included);
-//!    - that file is backed up *as* the layer (`restic backup --stdin
+//!      itself off is held paused until the copy is done). The job also
+//!      creates a checkpoint (a QEMU dirty bitmap) at that instant;
+//!    - **only what changed**: when this run of the domain has the previous
+//!      copy's checkpoint and pvce kept that copy's layer (the *base*,
+//!      [`live`]), QEMU reads and writes only the clusters written since,
+//!      which are committed into the base — the second and later copies
+//!      of a running VM cost what the student wrote, not the disk's size.
+//!      Otherwise (the first copy of a run: a transient domain's
+//!      checkpoints end with it) the whole disk is copied and made a layer
+//!      again: an empty overlay on the copy, rebased in `qemu-img`'s safe
+//!      mode onto the VM's template, holds exactly the clusters where the
+//!      guest's disk differs from the template chain (`qemu-img convert -B`
+//!      would not do: it copies every allocated cluster of a standalone
+//!      image, template data included); that layer becomes the base;
+//!    - the base is backed up *as* the layer (`restic backup --stdin
 //!      --stdin-filename <layer path>`): the snapshot has the layer's path
 //!      and tags, so retention, restore, single files and `pvce restore
-//!      --from` treat both kinds of point alike. The live layer file is
-//!      only ever read by QEMU; scratch files go with their work directory,
-//!      and a killed run's are removed by the next;
+//!      --from` treat every kind of point alike; each point records how
+//!      the disk was read ([`PointSource`]) and how many bytes QEMU read.
+//!      The live layer file is only ever read by QEMU; scratch files go
+//!      with their work directory, and a killed run's are removed by the
+//!      next;
+//!    - old checkpoints are dropped as soon as a newer copy exists, and
+//!      those an earlier run of the domain left in the layer (QEMU stores a
+//!      checkpoint's bitmap in the image when the domain stops) at its next
+//!      run's first copy; a revert strips any left in a stopped layer, which
+//!      qemu-img requires ([`crate::images::qemu_img::remove_bitmaps`]). A
+//!      stopped VM's base is deleted (its next copy is a whole one anyway);
 //!    - a copy that fails or outlives [`LIVE_COPY_DEADLINE`] is aborted and
-//!      counts as the item's failure like any other;
-//!    - **why no checkpoints (dirty bitmaps) yet:** a checkpoint leaves a
-//!      persistent bitmap in the layer file that outlives the transient
-//!      domain (QEMU stores it on close) and must be cleaned from the
-//!      stopped layer before other qemu-img work; each copy of a running VM
-//!      therefore reads its whole disk (restic still stores only the chunks
-//!      that changed).
+//!      counts as the item's failure like any other.
 //!
 //!    A domain whose hypervisor has no backup API (Xen) is skipped and said
 //!    so (`skipped`), as are VMs starting or stopping.
@@ -58,8 +67,9 @@
 //!    up at its `overlay_path`, so restore, single files and retention treat
 //!    it like a shared one; whether it changed is known without reading it
 //!    ([`node_local_signature`]). While it runs it is copied like a shared
-//!    one, except that the node writes the copy into a scratch volume of its
-//!    own layer pool, which is downloaded through libvirt and deleted
+//!    one (whole or only the changes, with the base on the server), except
+//!    that the node writes the copy into a scratch volume of its own layer
+//!    pool, which is downloaded through libvirt and deleted
 //!    ([`crate::vms::layers::Layers::copy_running_disk`]; a killed run's
 //!    scratch volumes go at the next run's start); such a layer counts as
 //!    changed at every run while it runs, and once more after it stops;
@@ -87,6 +97,7 @@
 //! (`restic unlock` removes only stale ones).
 
 pub mod install;
+pub mod live;
 pub mod restic;
 pub mod schedule;
 
@@ -187,6 +198,40 @@ pub struct Point {
     /// `full` for a layer's first point, `incremental` after (restic
     /// stores only the chunks that changed).
     pub kind: &'static str,
+    /// How the disk was read (`null` for points older than this field).
+    pub source: Option<PointSource>,
+    /// Bytes of the disk QEMU read for a running VM's copy (`null` when the
+    /// layer file was read).
+    pub disk_read_bytes: Option<u64>,
+}
+
+/// How a layer's point read the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PointSource {
+    /// The VM was stopped: its layer file.
+    LayerFile,
+    /// The VM ran: a copy of its whole disk (the first copy of a run).
+    RunningWhole,
+    /// The VM ran: only the clusters written since the previous copy (a
+    /// checkpoint of the same run, see [`live`]).
+    RunningChanges,
+}
+
+impl PointSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::LayerFile => "layer_file",
+            Self::RunningWhole => "running_whole",
+            Self::RunningChanges => "running_changes",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        [Self::LayerFile, Self::RunningWhole, Self::RunningChanges]
+            .into_iter()
+            .find(|p| p.as_str() == s)
+    }
 }
 
 /// A backup point's guest path: a directory listing, or one file.
@@ -644,7 +689,14 @@ impl Backups {
             sqlx::query_scalar("SELECT id FROM vms WHERE course_id IS NOT NULL ORDER BY id")
                 .fetch_all(&self.pool)
                 .await?;
-        for id in ids.iter().filter_map(|s| Uuid::parse_str(s).ok()) {
+        let ids: Vec<Uuid> = ids.iter().filter_map(|s| Uuid::parse_str(s).ok()).collect();
+        // Kept bases of VMs deleted since.
+        self.live_bases().sweep(
+            &ids.iter()
+                .copied()
+                .collect::<std::collections::HashSet<_>>(),
+        );
+        for id in ids {
             match self.layer(r, id, run, now).await {
                 Ok(Outcome::BackedUp(bytes)) => {
                     tally.backed_up += 1;
@@ -677,6 +729,13 @@ impl Backups {
         let lock = self.vms.lock_for(vm_id);
         let held = lock.lock().await;
         let vm = crate::vms::snapshots::reload(&self.vms, vm_id).await?;
+        let read = how_to_read(vm.state);
+        if matches!(read, Read::File) {
+            // Stopped: its run's checkpoints are gone, so is the base's use.
+            if let Err(e) = self.live_bases().forget_base(vm_id) {
+                tracing::warn!(vm = %vm_id, error = %e, "could not remove a stopped VM's backup base");
+            }
+        }
         let sig = match vm.layer_storage {
             LayerStorage::Shared => signature(&vm.overlay_path),
             LayerStorage::NodeLocal => node_local_signature(&vm, now),
@@ -696,7 +755,7 @@ impl Backups {
             return Ok(Outcome::Unchanged);
         }
         let tags = vec!["kind=layer".to_owned(), format!("vm={vm_id}")];
-        match how_to_read(vm.state) {
+        match read {
             Read::File => {}
             Read::LiveCopy => {
                 return self.live_layer(r, &vm, &sig, held, &tags, run, now).await;
@@ -723,8 +782,16 @@ impl Backups {
         for _ in 0..ITEM_TRIES {
             match r.backup(&[vm.overlay_path.as_path()], &tags, now).await {
                 Ok(s) => {
-                    self.record_point(Some(vm_id), "layer", &s, &vm.overlay_path, now, run)
-                        .await?;
+                    self.record_layer_point(
+                        vm_id,
+                        &s,
+                        &vm.overlay_path,
+                        now,
+                        run,
+                        PointSource::LayerFile,
+                        None,
+                    )
+                    .await?;
                     self.item_ok(&vm_id.to_string(), Some(&sig), now).await?;
                     return Ok(Outcome::BackedUp(s.data_added));
                 }
@@ -736,10 +803,13 @@ impl Backups {
 
     /// A running VM's layer (see the module doc): a point-in-time copy of
     /// its disk by libvirt's backup API under the VM's lock (`held`, so it
-    /// neither stops through pvce nor migrates meanwhile), then, with the
-    /// lock released, the copy made a layer over the same template and that
-    /// layer backed up *as* the VM's layer file. The live layer is never
-    /// written; every scratch file goes with the work directory.
+    /// neither stops through pvce nor migrates meanwhile) — only what
+    /// changed since the previous copy when this run of the domain has that
+    /// copy's checkpoint and the kept base of it ([`live`]), the whole disk
+    /// otherwise. With the lock released, the copy is folded into the kept
+    /// base (or, whole, made a layer over the same template and kept as
+    /// the base), and the base is backed up *as* the VM's layer file. The
+    /// live layer is never written; scratch files go with the work directory.
     #[allow(clippy::too_many_arguments)] // one item's context
     async fn live_layer(
         &self,
@@ -753,6 +823,41 @@ impl Backups {
     ) -> Result<Outcome, BackupError> {
         use crate::images::qemu_img;
         let subject = vm.id.to_string();
+        let bases = self.live_bases();
+        let mut state = bases.load(vm.id);
+        // Copy only the changes when this run of the domain still has the
+        // checkpoint the kept base is of.
+        let current = match state.current.clone() {
+            Some(c)
+                if bases.base(vm.id).exists() && self.vms.has_checkpoint(vm, &c.name).await? =>
+            {
+                Some(c)
+            }
+            _ => None,
+        };
+        // Every other checkpoint pvce made for this VM goes first: an older
+        // copy's, a dead job's, or an earlier run's whose bitmap QEMU kept
+        // in the layer (so bitmaps never pile up in a layer).
+        for old in state.leftovers(current.as_ref()) {
+            match self.vms.drop_checkpoint(vm, &(&old).into()).await {
+                Ok(_) => state.forget(&old.name),
+                Err(e) => {
+                    tracing::warn!(vm = %vm.id, checkpoint = %old.name, error = %e, "could not drop a backup checkpoint");
+                }
+            }
+        }
+        state.current.clone_from(&current);
+        if current.is_none() {
+            crate::storage::remove_file_if_exists(&bases.base(vm.id))?;
+        }
+        let next = live::new_checkpoint(now);
+        state.begin(&next);
+        bases.save(vm.id, &state)?;
+        let plan = crate::libvirt::backup::CopyPlan {
+            since: current.as_ref().map(|c| c.name.clone()),
+            checkpoint: next.clone(),
+        };
+
         let work = WorkDir::new(self.scratch_dir()?.join(format!(
             "{}.{}",
             vm.id,
@@ -761,47 +866,84 @@ impl Backups {
         let copy = work.0.join("disk.qcow2");
         let later = match self
             .vms
-            .copy_running_disk(vm, &copy, LIVE_COPY_DEADLINE)
+            .copy_running_disk(vm, &copy, LIVE_COPY_DEADLINE, &plan)
             .await
         {
             Ok(Some(c)) => {
-                tracing::info!(vm = %vm.id, bytes = c.bytes, secs = c.elapsed.as_secs_f64(), "copied a running VM's disk");
-                None
+                tracing::info!(vm = %vm.id, bytes = c.bytes, secs = c.elapsed.as_secs_f64(), changes_only = plan.since.is_some(), "copied a running VM's disk");
+                Ok(c)
             }
             // It stopped in between: the next run reads the file itself.
-            Ok(None) => Some("stopped during the run: backed up by the next run"),
-            Err(VmError::Libvirt(e)) if e.is_unsupported() => Some(
+            Ok(None) => Err("stopped during the run: backed up by the next run"),
+            Err(VmError::Libvirt(e)) if e.is_unsupported() => Err(
                 "running on a hypervisor without a backup API: backed up by the first run after it stops",
             ),
             Err(e) => return Err(e.into()),
         };
-        if let Some(why) = later {
-            return self.skip(vm.id, now, why).await;
+        let copied = match later {
+            Ok(c) => c,
+            Err(why) => return self.skip(vm.id, now, why).await,
+        };
+        // The copy's checkpoint took over: the one it started from has no
+        // use left (whatever happens to the base below).
+        if let Some(c) = &current {
+            match self.vms.drop_checkpoint(vm, &c.into()).await {
+                Ok(_) => state.forget(&c.name),
+                Err(e) => {
+                    tracing::warn!(vm = %vm.id, checkpoint = %c.name, error = %e, "could not drop a backup checkpoint");
+                }
+            }
         }
         drop(held);
-        // Only the layer: an empty overlay on the copy, moved onto the VM's
-        // template in safe mode, holds exactly the clusters where the guest's
-        // disk differs from the template chain.
-        let layer = work.0.join("layer.qcow2");
-        let size = qemu_img::info(&copy, crate::images::ImageFormat::Qcow2)
-            .await?
-            .virtual_size;
-        {
-            let (layer, copy) = (layer.clone(), copy.clone());
-            tokio::task::spawn_blocking(move || {
-                crate::images::overlay::create_overlay(&layer, &copy, size)
-            })
-            .await
-            .map_err(std::io::Error::other)??;
-        }
-        qemu_img::rebase_safe(&layer, &self.storage.template_path(vm.template_id)).await?;
+        // The base changes from here on: not of any checkpoint until done.
+        state.current = None;
+        bases.save(vm.id, &state)?;
+        let source = if current.is_some() {
+            // The changed clusters, over the base: committed into it.
+            qemu_img::rebase_unsafe(&copy, &bases.base(vm.id)).await?;
+            qemu_img::commit(&copy).await?;
+            bases.sync_base(vm.id)?;
+            PointSource::RunningChanges
+        } else {
+            // Only the layer: an empty overlay on the whole copy, moved onto
+            // the VM's template in safe mode, holds exactly the clusters where
+            // the guest's disk differs from the template chain.
+            let layer = bases.staging(vm.id)?;
+            let mut staged = crate::storage::FileGuard::new(layer.clone());
+            let size = qemu_img::info(&copy, crate::images::ImageFormat::Qcow2)
+                .await?
+                .virtual_size;
+            {
+                let (layer, copy) = (layer.clone(), copy.clone());
+                tokio::task::spawn_blocking(move || {
+                    crate::images::overlay::create_overlay(&layer, &copy, size)
+                })
+                .await
+                .map_err(std::io::Error::other)??;
+            }
+            qemu_img::rebase_safe(&layer, &self.storage.template_path(vm.template_id)).await?;
+            bases.install(vm.id, &layer).await?;
+            staged.disarm();
+            PointSource::RunningWhole
+        };
         crate::storage::remove_file_if_exists(&copy)?;
+        state.current = Some((&next).into());
+        bases.save(vm.id, &state)?;
+        let base = bases.base(vm.id);
         let mut last = None;
         for _ in 0..ITEM_TRIES {
-            match r.backup_as(&layer, &vm.overlay_path, tags, now).await {
+            match r.backup_as(&base, &vm.overlay_path, tags, now).await {
                 Ok(s) => {
-                    self.record_point(Some(vm.id), "layer", &s, &vm.overlay_path, now, run)
-                        .await?;
+                    self.record_layer_point(
+                        vm.id,
+                        &s,
+                        &vm.overlay_path,
+                        now,
+                        run,
+                        source,
+                        Some(copied.bytes),
+                    )
+                    .await?;
                     self.item_ok(&subject, Some(sig), now).await?;
                     return Ok(Outcome::BackedUp(s.data_added));
                 }
@@ -809,6 +951,11 @@ impl Backups {
             }
         }
         Err(last.map_or(BackupError::NotConfigured, BackupError::Restic))
+    }
+
+    /// The kept bases of running VMs' copies (`backup/live` in the data dir).
+    fn live_bases(&self) -> live::LiveBases {
+        live::LiveBases::new(self.dir().join("live"))
     }
 
     /// Where running VMs' disk copies are made (`backup/scratch` in the data
@@ -831,9 +978,50 @@ impl Backups {
         now: i64,
         run: Uuid,
     ) -> Result<(), sqlx::Error> {
+        self.insert_point(vm, kind, s, path, now, run, None, None)
+            .await
+    }
+
+    /// A layer's point, with how its disk was read.
+    #[allow(clippy::too_many_arguments)] // one point's columns
+    async fn record_layer_point(
+        &self,
+        vm: Uuid,
+        s: &restic::Summary,
+        path: &Path,
+        now: i64,
+        run: Uuid,
+        source: PointSource,
+        disk_read_bytes: Option<u64>,
+    ) -> Result<(), sqlx::Error> {
+        self.insert_point(
+            Some(vm),
+            "layer",
+            s,
+            path,
+            now,
+            run,
+            Some(source),
+            disk_read_bytes,
+        )
+        .await
+    }
+
+    #[allow(clippy::too_many_arguments)] // one point's columns
+    async fn insert_point(
+        &self,
+        vm: Option<Uuid>,
+        kind: &str,
+        s: &restic::Summary,
+        path: &Path,
+        now: i64,
+        run: Uuid,
+        source: Option<PointSource>,
+        disk_read_bytes: Option<u64>,
+    ) -> Result<(), sqlx::Error> {
         sqlx::query(
-            "INSERT INTO backup_points (id, vm_id, kind, snapshot, path, at, bytes_added, bytes_total, run_id)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            "INSERT INTO backup_points (id, vm_id, kind, snapshot, path, at, bytes_added, bytes_total, run_id, source, disk_read_bytes)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(Uuid::new_v4().to_string())
         .bind(vm.map(|v| v.to_string()))
@@ -844,6 +1032,8 @@ impl Backups {
         .bind(i64::try_from(s.data_added).unwrap_or(i64::MAX))
         .bind(i64::try_from(s.total_bytes_processed).unwrap_or(i64::MAX))
         .bind(run.to_string())
+        .bind(source.map(PointSource::as_str))
+        .bind(disk_read_bytes.map(|b| i64::try_from(b).unwrap_or(i64::MAX)))
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -955,8 +1145,9 @@ impl Backups {
     /// The backup points of a VM's layer the user may see, newest first.
     pub async fn points(&self, user: &User, vm_id: Uuid) -> Result<Vec<Point>, BackupError> {
         let vm = self.vms.get_for(user, vm_id).await?;
-        let rows: Vec<(String, i64, i64, i64)> = sqlx::query_as(
-            "SELECT id, at, bytes_added, bytes_total FROM backup_points
+        type Row = (String, i64, i64, i64, Option<String>, Option<i64>);
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT id, at, bytes_added, bytes_total, source, disk_read_bytes FROM backup_points
              WHERE vm_id = $1 AND kind = 'layer' ORDER BY at, rowid",
         )
         .bind(vm.id.to_string())
@@ -965,13 +1156,15 @@ impl Backups {
         let mut out: Vec<Point> = rows
             .into_iter()
             .enumerate()
-            .filter_map(|(i, (id, at, added, total))| {
+            .filter_map(|(i, (id, at, added, total, source, read))| {
                 Some(Point {
                     id: Uuid::parse_str(&id).ok()?,
                     at: text_time(at),
                     bytes: u64::try_from(added).unwrap_or(0),
                     layer_bytes: u64::try_from(total).unwrap_or(0),
                     kind: if i == 0 { "full" } else { "incremental" },
+                    source: source.as_deref().and_then(PointSource::parse),
+                    disk_read_bytes: read.and_then(|b| u64::try_from(b).ok()),
                 })
             })
             .collect();
@@ -1012,6 +1205,9 @@ impl Backups {
         let staged = crate::storage::temp_beside(&vm.overlay_path);
         let mut staged_guard = crate::storage::FileGuard::new(staged.clone());
         r.dump(&snapshot, &path, &staged).await?;
+        // A point of a stopped layer can hold the bitmaps of the checkpoints
+        // its VM ran with: stale in the restored layer (see `live`).
+        crate::images::qemu_img::remove_bitmaps(&staged).await?;
         let lock = self.vms.lock_for(vm_id);
         let _held = lock.lock().await;
         let vm = snapshots::reload(&self.vms, vm_id).await?;

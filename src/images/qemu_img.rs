@@ -540,6 +540,97 @@ pub async fn rebase_safe(path: &Path, backing: &Path) -> Result<(), ImageError> 
     rebase(path, backing, false).await
 }
 
+/// Writes the clusters a qcow2 overlay holds into its backing file:
+/// `qemu-img commit -q -f qcow2 -d <path>` (`-d`: the overlay is left as
+/// it is, it is thrown away next). The backing file changes in place, so
+/// only for files pvce keeps itself (a backup's kept base, never a layer a
+/// VM uses); a commit that dies midway leaves it half-written, which its
+/// owner must treat as lost.
+pub async fn commit(path: &Path) -> Result<(), ImageError> {
+    let path = absolute(path)?;
+    run(
+        "commit",
+        QEMU_IMG,
+        CONVERT_LIMITS,
+        &[
+            "commit".as_ref(),
+            "-q".as_ref(),
+            "-f".as_ref(),
+            "qcow2".as_ref(),
+            "-d".as_ref(),
+            path.as_os_str(),
+        ],
+        &[0],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Names of the persistent dirty bitmaps in a qcow2 image, from
+/// `qemu-img info --output=json -f qcow2` (which opens no backing file).
+pub async fn bitmaps(path: &Path) -> Result<Vec<String>, ImageError> {
+    #[derive(Deserialize)]
+    struct Bitmap {
+        name: String,
+    }
+    #[derive(Deserialize, Default)]
+    struct Data {
+        #[serde(default)]
+        bitmaps: Vec<Bitmap>,
+    }
+    #[derive(Deserialize)]
+    struct Specific {
+        #[serde(default)]
+        data: Data,
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "kebab-case")]
+    struct Info {
+        format_specific: Option<Specific>,
+    }
+    let out = info_json(path, "qcow2").await?;
+    let info: Info = serde_json::from_slice(&out).map_err(|e| ImageError::QemuImg {
+        op: "info",
+        detail: format!("unparsable JSON: {e}"),
+    })?;
+    Ok(info
+        .format_specific
+        .map(|f| f.data.bitmaps.into_iter().map(|b| b.name).collect())
+        .unwrap_or_default())
+}
+
+/// Removes every persistent dirty bitmap from a qcow2 layer that no VM has
+/// open (`qemu-img bitmap --remove`). Bitmaps in a stopped layer are
+/// leftovers of backup checkpoints (QEMU stores a checkpoint's bitmap in the
+/// image when the domain stops, see `crate::libvirt::backup`), and qemu-img
+/// refuses to revert an internal snapshot of an image that has any ("Device
+/// has active dirty bitmaps"). Returns how many it removed.
+pub async fn remove_bitmaps(path: &Path) -> Result<usize, ImageError> {
+    let names = bitmaps(path).await?;
+    let path = absolute(path)?;
+    for name in &names {
+        // Names come from the image; keep anything option-like off the
+        // command line (`--` ends the options).
+        run(
+            "bitmap",
+            QEMU_IMG,
+            CHECK_LIMITS,
+            &[
+                "bitmap".as_ref(),
+                "-f".as_ref(),
+                "qcow2".as_ref(),
+                "--remove".as_ref(),
+                "--".as_ref(),
+                path.as_os_str(),
+                name.as_ref(),
+            ],
+            &[0],
+        )
+        .await?;
+    }
+    Ok(names.len())
+}
+
 /// Writes a compact copy of the overlay `src` to `dst` as a new overlay on
 /// `backing`: `qemu-img convert -f qcow2 -O qcow2 -B <backing> -F qcow2`.
 /// Only clusters the overlay itself holds are copied; internal snapshots are

@@ -10,6 +10,17 @@
 //! standalone qcow2 of the whole guest-visible disk (its template chain
 //! included); src/backup turns it into a layer.
 //!
+//! **Checkpoints.** Every job also creates a checkpoint — a persistent QEMU
+//! dirty bitmap in the disk image, named like the checkpoint — at the
+//! instant of its copy; a later job of the same domain given that
+//! checkpoint (`<incremental>`) copies only the clusters written since
+//! (src/backup/live.rs keeps the base they are folded into). pvce's
+//! domains are transient, so libvirt forgets their checkpoints when they
+//! stop, but QEMU leaves the bitmap in the image: [`Node::drop_checkpoint`]
+//! redefines such a leftover (validated against the image) and deletes it
+//! while the domain runs again; a live migration drops all of a domain's
+//! checkpoints first ([`drop_all_checkpoints`]).
+//!
 //! The `virt` crate (0.5) wraps neither `virDomainBackupBegin` nor
 //! `virDomainAbortJob`; their C declarations come with `virt::sys` (the
 //! bindings of the libvirt this crate links), so this file calls them
@@ -45,6 +56,9 @@ const POLL: Duration = Duration::from_millis(250);
 struct XBackup<'a> {
     #[serde(rename = "@mode")]
     mode: &'static str,
+    /// Only what changed since this checkpoint (its bitmap) is copied.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    incremental: Option<&'a str>,
     disks: XBackupDisks<'a>,
 }
 
@@ -78,14 +92,19 @@ struct XBackupDriver {
 }
 
 /// `<domainbackup mode='push'>` copying the disk `disk` (and no other) to
-/// the new qcow2 file `target`.
-pub fn backup_xml(disk: &str, target: &Path) -> Result<String, LibvirtError> {
+/// the new qcow2 file `target`: all of it, or with `since` only the clusters
+/// written since that checkpoint.
+pub fn backup_xml(disk: &str, target: &Path, since: Option<&str>) -> Result<String, LibvirtError> {
     let target = target
         .to_str()
         .filter(|t| target.is_absolute() && !t.is_empty())
         .ok_or_else(|| LibvirtError::InvalidSpec(format!("backup target {target:?}")))?;
+    if let Some(c) = since {
+        check_checkpoint_name(c)?;
+    }
     let x = XBackup {
         mode: "push",
+        incremental: since,
         disks: XBackupDisks {
             disk: vec![XBackupDisk {
                 name: disk,
@@ -97,6 +116,92 @@ pub fn backup_xml(disk: &str, target: &Path) -> Result<String, LibvirtError> {
         },
     };
     quick_xml::se::to_string(&x).map_err(|e| LibvirtError::Xml(e.to_string()))
+}
+
+#[derive(Serialize)]
+#[serde(rename = "domaincheckpoint")]
+struct XCheckpoint<'a> {
+    name: &'a str,
+    #[serde(rename = "creationTime", skip_serializing_if = "Option::is_none")]
+    creation_time: Option<i64>,
+    disks: XCheckpointDisks<'a>,
+}
+
+#[derive(Serialize)]
+struct XCheckpointDisks<'a> {
+    disk: Vec<XCheckpointDisk<'a>>,
+}
+
+#[derive(Serialize)]
+struct XCheckpointDisk<'a> {
+    #[serde(rename = "@name")]
+    name: &'a str,
+    #[serde(rename = "@checkpoint")]
+    checkpoint: &'static str,
+    #[serde(rename = "@bitmap", skip_serializing_if = "Option::is_none")]
+    bitmap: Option<&'a str>,
+}
+
+/// A checkpoint pvce made: its name (also its bitmap's name in the disk
+/// image) and its creation instant (Unix seconds), which redefining it
+/// needs (see [`Node::drop_checkpoint`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub name: String,
+    pub created_at: i64,
+}
+
+/// Checkpoint names pvce puts in XML and QEMU uses as bitmap names: its own
+/// (`pvce-backup-<hex>`), but checked anyway, as tags are for qemu-img.
+fn check_checkpoint_name(name: &str) -> Result<(), LibvirtError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(LibvirtError::InvalidSpec(format!(
+            "checkpoint name {name:?}"
+        )))
+    }
+}
+
+/// `<domaincheckpoint>` of disk `disk` (a bitmap in its image, named like
+/// the checkpoint). With `redefine`, the form that re-creates the metadata
+/// of a checkpoint whose bitmap is already in the image: the creation time
+/// and the bitmap's name are required there.
+pub fn checkpoint_xml(
+    disk: &str,
+    checkpoint: &Checkpoint,
+    redefine: bool,
+) -> Result<String, LibvirtError> {
+    check_checkpoint_name(&checkpoint.name)?;
+    let x = XCheckpoint {
+        name: &checkpoint.name,
+        creation_time: redefine.then_some(checkpoint.created_at),
+        disks: XCheckpointDisks {
+            disk: vec![XCheckpointDisk {
+                name: disk,
+                checkpoint: "bitmap",
+                bitmap: redefine.then_some(checkpoint.name.as_str()),
+            }],
+        },
+    };
+    quick_xml::se::to_string(&x).map_err(|e| LibvirtError::Xml(e.to_string()))
+}
+
+/// What one copy of a running disk reads, and the checkpoint it starts.
+#[derive(Debug, Clone)]
+pub struct CopyPlan {
+    /// Copy only what was written since this checkpoint of the same domain
+    /// (it must exist there); `None`: the whole disk.
+    pub since: Option<String>,
+    /// Created by the job at the instant the copy is of: the next copy's
+    /// `since`.
+    pub checkpoint: Checkpoint,
 }
 
 /// What a finished copy read.
@@ -146,16 +251,23 @@ impl Node {
     /// Copies the disk [`GUEST_DISK`] of the running domain `name`, as it is
     /// now, to the new file `target` (absolute; it must not exist, and the
     /// hypervisor must be able to create it there) while the domain keeps
-    /// running. `Ok(None)`: no such running domain. Waits for the job; on a
-    /// failure or after `deadline` the job is aborted. Never removes
-    /// `target` (the caller's scratch area does).
+    /// running: the whole disk, or with `plan.since` only the clusters
+    /// written since that checkpoint (the rest of `target` stays
+    /// unallocated; its header names the live disk as backing, which the
+    /// caller replaces). The job creates `plan.checkpoint` at the instant
+    /// of the copy. `Ok(None)`: no such running domain. Waits for the job;
+    /// on a failure or after `deadline` the job is aborted (its checkpoint
+    /// may exist then: the caller remembers the name to drop it). Never
+    /// removes `target` (the caller's scratch area does).
     pub async fn copy_running_disk(
         &self,
         name: &str,
         target: &Path,
         deadline: Duration,
+        plan: &CopyPlan,
     ) -> Result<Option<DiskCopy>, LibvirtError> {
-        let xml = backup_xml(GUEST_DISK, target)?;
+        let xml = backup_xml(GUEST_DISK, target, plan.since.as_deref())?;
+        let checkpoint = checkpoint_xml(GUEST_DISK, &plan.checkpoint, false)?;
         let started = Instant::now();
         let n = name.to_owned();
         let begun = self
@@ -166,7 +278,7 @@ impl Node {
                 if !dom.is_active()? {
                     return Ok(false);
                 }
-                backup_begin(&dom, &xml)?;
+                backup_begin(&dom, &xml, &checkpoint)?;
                 Ok(true)
             })
             .await?;
@@ -199,6 +311,60 @@ impl Node {
                 JobState::Failed(m) => return Err(LibvirtError::JobFailed(m)),
             }
         }
+    }
+
+    /// Whether the running domain `name` has checkpoint `checkpoint` — made
+    /// by this very run of the domain: a transient domain's checkpoints go
+    /// with it when it stops, so one that exists has tracked every write
+    /// since it was made. No domain, no checkpoint: `false`.
+    pub async fn has_checkpoint(&self, name: &str, checkpoint: &str) -> Result<bool, LibvirtError> {
+        check_checkpoint_name(checkpoint)?;
+        let (n, ck) = (name.to_owned(), checkpoint.to_owned());
+        self.call(move |c| {
+            let Some(dom) = lookup(c, &n)? else {
+                return Ok(false);
+            };
+            Ok(CheckpointRef::lookup(&dom, &ck)?.is_some())
+        })
+        .await
+    }
+
+    /// Removes checkpoint `checkpoint` and its bitmap from the running
+    /// domain `name`: one this run of the domain made (it is deleted), or
+    /// one an earlier run made whose bitmap QEMU kept in the disk image
+    /// when that run stopped (its metadata is redefined, checked against
+    /// the image, then deleted — so the bitmap stops tracking writes and a
+    /// stopped layer's offline work never meets it). `Ok(false)`: neither
+    /// is there (nothing to do); `Ok(true)`: removed. The domain must run:
+    /// only a running QEMU can drop a bitmap through libvirt.
+    pub async fn drop_checkpoint(
+        &self,
+        name: &str,
+        checkpoint: &Checkpoint,
+    ) -> Result<bool, LibvirtError> {
+        let redefine = checkpoint_xml(GUEST_DISK, checkpoint, true)?;
+        let (n, ck) = (name.to_owned(), checkpoint.name.clone());
+        self.call(move |c| {
+            let Some(dom) = lookup(c, &n)? else {
+                return Ok(false);
+            };
+            if !dom.is_active()? {
+                return Ok(false);
+            }
+            let found = match CheckpointRef::lookup(&dom, &ck)? {
+                Some(r) => r,
+                None => match CheckpointRef::redefine(&dom, &redefine) {
+                    Ok(r) => r,
+                    // The image has no such bitmap (validation failed):
+                    // nothing was left behind.
+                    Err(e) if e.is_checkpoint_inconsistent() => return Ok(false),
+                    Err(e) => return Err(e),
+                },
+            };
+            found.delete()?;
+            Ok(true)
+        })
+        .await
     }
 
     /// The state of `name`'s job (the domain gone counts as a failure: its
@@ -334,22 +500,134 @@ fn job_record(
     Ok(record)
 }
 
-/// `virDomainBackupBegin(dom, xml, NULL, PRESERVE_SHUTDOWN_DOMAIN)`, or
+/// A checkpoint handle (`virDomainCheckpointPtr`), freed on drop. `virt`
+/// 0.5 has no checkpoint type; the calls are declared in `virt::sys`.
+struct CheckpointRef(virt::sys::virDomainCheckpointPtr);
+
+#[allow(unsafe_code)]
+impl CheckpointRef {
+    /// `virDomainCheckpointLookupByName`; `None` when the domain has no
+    /// checkpoint of that name.
+    fn lookup(dom: &virt::domain::Domain, name: &str) -> Result<Option<Self>, LibvirtError> {
+        let name = std::ffi::CString::new(name).map_err(|e| LibvirtError::Xml(e.to_string()))?;
+        // SAFETY: a live domain handle while we hold `dom`; `name` is
+        // NUL-terminated and outlives the call; a non-null result is ours to free.
+        let p =
+            unsafe { virt::sys::virDomainCheckpointLookupByName(dom.as_ptr(), name.as_ptr(), 0) };
+        if p.is_null() {
+            let e = virt::error::Error::last_error();
+            if matches!(
+                e.code(),
+                virt::enumutil::Enum::Known(virt::error::ErrorNumber::NoDomainCheckpoint)
+            ) {
+                return Ok(None);
+            }
+            return Err(e.into());
+        }
+        Ok(Some(Self(p)))
+    }
+
+    /// `virDomainCheckpointCreateXML(dom, xml, REDEFINE | REDEFINE_VALIDATE)`:
+    /// the metadata of a checkpoint whose bitmap must already be in the image.
+    fn redefine(dom: &virt::domain::Domain, xml: &str) -> Result<Self, LibvirtError> {
+        let xml = std::ffi::CString::new(xml).map_err(|e| LibvirtError::Xml(e.to_string()))?;
+        let flags = virt::sys::VIR_DOMAIN_CHECKPOINT_CREATE_REDEFINE
+            | virt::sys::VIR_DOMAIN_CHECKPOINT_CREATE_REDEFINE_VALIDATE;
+        // SAFETY: as in `lookup`; libvirt only reads `xml`.
+        let p =
+            unsafe { virt::sys::virDomainCheckpointCreateXML(dom.as_ptr(), xml.as_ptr(), flags) };
+        if p.is_null() {
+            return Err(virt::error::Error::last_error().into());
+        }
+        Ok(Self(p))
+    }
+
+    /// `virDomainCheckpointDelete(ck, 0)`: the metadata and the bitmap (a
+    /// child's bitmap absorbs what it needs, libvirt's rule).
+    fn delete(self) -> Result<(), LibvirtError> {
+        // SAFETY: a checkpoint handle we own; freed once by `Drop`.
+        let rc = unsafe { virt::sys::virDomainCheckpointDelete(self.0, 0) };
+        if rc < 0 {
+            return Err(virt::error::Error::last_error().into());
+        }
+        Ok(())
+    }
+
+    /// Every checkpoint of `dom` (`virDomainListAllCheckpoints`).
+    fn list(dom: &virt::domain::Domain) -> Result<Vec<Self>, LibvirtError> {
+        let mut arr: *mut virt::sys::virDomainCheckpointPtr = std::ptr::null_mut();
+        // SAFETY: a live domain handle; libvirt allocates `arr` with `n`
+        // handles, each ours to free, and the array ours to free with free(3).
+        let n = unsafe { virt::sys::virDomainListAllCheckpoints(dom.as_ptr(), &raw mut arr, 0) };
+        if n < 0 {
+            return Err(virt::error::Error::last_error().into());
+        }
+        let mut out = Vec::with_capacity(n as usize);
+        if !arr.is_null() {
+            for i in 0..n as usize {
+                // SAFETY: `i < n` entries of the array libvirt returned.
+                out.push(Self(unsafe { *arr.add(i) }));
+            }
+            // SAFETY: the array itself, allocated by libvirt's allocator (malloc).
+            unsafe { libc::free(arr.cast()) };
+        }
+        Ok(out)
+    }
+}
+
+impl Drop for CheckpointRef {
+    #[allow(unsafe_code)]
+    fn drop(&mut self) {
+        // SAFETY: a handle we own, freed exactly once here.
+        unsafe {
+            virt::sys::virDomainCheckpointFree(self.0);
+        }
+    }
+}
+
+/// Deletes every checkpoint of `dom` with its bitmap, best effort (logged):
+/// before a live migration, because a transient domain's checkpoints do not
+/// move with it (the destination would know none of them) and libvirt may
+/// refuse to migrate a domain that has any.
+pub(super) fn drop_all_checkpoints(dom: &virt::domain::Domain) {
+    let list = match CheckpointRef::list(dom) {
+        Ok(l) => l,
+        Err(e) => {
+            if !e.is_unsupported() {
+                tracing::warn!(error = %e, "could not list a domain's checkpoints");
+            }
+            return;
+        }
+    };
+    for ck in list {
+        if let Err(e) = ck.delete() {
+            tracing::warn!(error = %e, "could not delete a checkpoint before a migration");
+        }
+    }
+}
+
+/// `virDomainBackupBegin(dom, xml, checkpoint, PRESERVE_SHUTDOWN_DOMAIN)`, or
 /// without the flag where libvirt does not know it yet (it came with
 /// libvirt 10.x; Debian 12 ships 9.0, which refuses it as an unsupported
 /// flag): there a guest that powers off mid-copy fails the job, and the
 /// layer is backed up by the next run, from the stopped VM's file.
-fn backup_begin(dom: &virt::domain::Domain, xml: &str) -> Result<(), LibvirtError> {
+fn backup_begin(
+    dom: &virt::domain::Domain,
+    xml: &str,
+    checkpoint: &str,
+) -> Result<(), LibvirtError> {
     let xml = std::ffi::CString::new(xml).map_err(|e| LibvirtError::Xml(e.to_string()))?;
+    let checkpoint =
+        std::ffi::CString::new(checkpoint).map_err(|e| LibvirtError::Xml(e.to_string()))?;
     let preserve = virt::sys::VIR_DOMAIN_BACKUP_BEGIN_PRESERVE_SHUTDOWN_DOMAIN;
-    match backup_begin_with(dom, &xml, preserve) {
+    match backup_begin_with(dom, &xml, &checkpoint, preserve) {
         Err(e)
             if matches!(
                 e.code(),
                 virt::enumutil::Enum::Known(virt::error::ErrorNumber::InvalidArg)
             ) =>
         {
-            backup_begin_with(dom, &xml, 0).map_err(Into::into)
+            backup_begin_with(dom, &xml, &checkpoint, 0).map_err(Into::into)
         }
         other => other.map_err(Into::into),
     }
@@ -359,13 +637,14 @@ fn backup_begin(dom: &virt::domain::Domain, xml: &str) -> Result<(), LibvirtErro
 fn backup_begin_with(
     dom: &virt::domain::Domain,
     xml: &std::ffi::CStr,
+    checkpoint: &std::ffi::CStr,
     flags: std::os::raw::c_uint,
 ) -> Result<(), virt::error::Error> {
     // SAFETY: `dom.as_ptr()` is a live domain handle while we hold `dom`;
-    // `xml` is a NUL-terminated string that outlives the call, and libvirt
-    // only reads it; a null checkpoint XML means "no checkpoint".
+    // both XML strings are NUL-terminated, outlive the call, and libvirt
+    // only reads them.
     let rc = unsafe {
-        virt::sys::virDomainBackupBegin(dom.as_ptr(), xml.as_ptr(), std::ptr::null(), flags)
+        virt::sys::virDomainBackupBegin(dom.as_ptr(), xml.as_ptr(), checkpoint.as_ptr(), flags)
     };
     if rc < 0 {
         return Err(virt::error::Error::last_error());
@@ -391,18 +670,60 @@ mod tests {
 
     #[test]
     fn the_backup_xml_copies_one_disk_to_the_target() {
-        let xml = backup_xml("vda", Path::new("/data/backup/scratch/x/full.qcow2")).expect("xml");
+        let xml =
+            backup_xml("vda", Path::new("/data/backup/scratch/x/full.qcow2"), None).expect("xml");
         assert_eq!(
             xml,
             "<domainbackup mode=\"push\"><disks><disk name=\"vda\" backup=\"yes\" type=\"file\">\
              <target file=\"/data/backup/scratch/x/full.qcow2\"/><driver type=\"qcow2\"/>\
              </disk></disks></domainbackup>"
         );
+        let xml =
+            backup_xml("vda", Path::new("/d/inc.qcow2"), Some("pvce-backup-1a")).expect("xml");
+        assert!(
+            xml.starts_with(
+                "<domainbackup mode=\"push\"><incremental>pvce-backup-1a</incremental><disks>"
+            ),
+            "{xml}"
+        );
+        // A checkpoint name is never anything but a plain token.
+        assert!(matches!(
+            backup_xml("vda", Path::new("/d/inc.qcow2"), Some("a b")),
+            Err(LibvirtError::InvalidSpec(_))
+        ));
+    }
+
+    #[test]
+    fn checkpoint_xml_creates_or_redefines_one_bitmap() {
+        let c = Checkpoint {
+            name: "pvce-backup-ab12".into(),
+            created_at: 1_796_482_279,
+        };
+        assert_eq!(
+            checkpoint_xml("vda", &c, false).expect("xml"),
+            "<domaincheckpoint><name>pvce-backup-ab12</name><disks>\
+             <disk name=\"vda\" checkpoint=\"bitmap\"/></disks></domaincheckpoint>"
+        );
+        // Redefining needs the creation time and the bitmap's name.
+        assert_eq!(
+            checkpoint_xml("vda", &c, true).expect("xml"),
+            "<domaincheckpoint><name>pvce-backup-ab12</name>\
+             <creationTime>1796482279</creationTime><disks>\
+             <disk name=\"vda\" checkpoint=\"bitmap\" bitmap=\"pvce-backup-ab12\"/>\
+             </disks></domaincheckpoint>"
+        );
+        for bad in ["", "-x", "a/b", "a<b", &"x".repeat(65)] {
+            let c = Checkpoint {
+                name: bad.into(),
+                created_at: 0,
+            };
+            assert!(checkpoint_xml("vda", &c, false).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
     fn the_target_is_escaped_and_must_be_absolute() {
-        let xml = backup_xml("vda", Path::new("/d/a'b\"<c>&.qcow2")).expect("xml");
+        let xml = backup_xml("vda", Path::new("/d/a'b\"<c>&.qcow2"), None).expect("xml");
         assert!(
             // `'` may stay as it is inside a double-quoted attribute.
             xml.contains("file=\"/d/a'b&quot;&lt;c&gt;&amp;.qcow2\"")
@@ -410,7 +731,7 @@ mod tests {
             "{xml}"
         );
         assert!(matches!(
-            backup_xml("vda", Path::new("rel.qcow2")),
+            backup_xml("vda", Path::new("rel.qcow2"), None),
             Err(LibvirtError::InvalidSpec(_))
         ));
     }

@@ -859,6 +859,9 @@ impl Node {
     /// other; the destination XML is the domain's migratable XML with only the
     /// console address changed. Returns the domain as it runs on `dest`.
     ///
+    /// The domain's backup checkpoints are deleted first (see
+    /// [`super::backup::drop_all_checkpoints`]).
+    ///
     /// Transient stays transient (no `PERSIST_DEST`), and no `UNSAFE` flag:
     /// libvirt refuses a migration it cannot prove safe (e.g. storage it does
     /// not consider shared, or a disk cache other than `none` on it).
@@ -882,6 +885,9 @@ impl Node {
                 virt::sys::VIR_DOMAIN_XML_MIGRATABLE | virt::sys::VIR_DOMAIN_XML_SECURE,
             )?;
             let dxml = with_graphics_listen(&xml, graphics_listen)?;
+            // A backup's checkpoints would not move (the next backup on the
+            // destination copies the whole disk anyway).
+            super::backup::drop_all_checkpoints(&dom);
             let moved = dom.migrate2(
                 &dconn,
                 Some(&dxml),

@@ -19,7 +19,8 @@
 //! - [`serial`]: a running domain's serial console as a byte stream
 //!   (`virDomainOpenConsole`), pumped by its own thread, for the rescue console.
 //! - [`backup`]: a consistent copy of a running domain's disk through libvirt's
-//!   backup API (`virDomainBackupBegin`, push mode), for nightly backups.
+//!   backup API (`virDomainBackupBegin`, push mode), whole or only what changed
+//!   since a checkpoint (a QEMU dirty bitmap), for nightly backups.
 //! - [`stats`]: host CPU and memory statistics (with [`backup`] the crate's only
 //!   `unsafe`: FFI calls `virt` does not wrap) and each running pvce domain's CPU time and memory.
 //!
@@ -111,6 +112,12 @@ impl LibvirtError {
         matches!(self, Self::Libvirt { code, .. }
             if *code == virt::sys::VIR_ERR_NO_SUPPORT as i32
                 || *code == virt::sys::VIR_ERR_OPERATION_UNSUPPORTED as i32)
+    }
+
+    /// libvirt's `VIR_ERR_CHECKPOINT_INCONSISTENT`: a checkpoint's bitmap is
+    /// missing from (or broken in) the disk image.
+    pub fn is_checkpoint_inconsistent(&self) -> bool {
+        matches!(self, Self::Libvirt { code, .. } if *code == virt::sys::VIR_ERR_CHECKPOINT_INCONSISTENT as i32)
     }
 
     /// libvirt's `VIR_ERR_OPERATION_INVALID`: the domain is not in a state that allows

@@ -335,11 +335,12 @@ impl Layers {
         domain: &str,
         dest: &Path,
         deadline: std::time::Duration,
+        plan: &crate::libvirt::backup::CopyPlan,
     ) -> Result<Option<crate::libvirt::backup::DiskCopy>, LayerError> {
         let name = disk_copy_name();
         let result = async {
             let Some(copy) = conn
-                .copy_running_disk(domain, &self.pool_dir.join(&name), deadline)
+                .copy_running_disk(domain, &self.pool_dir.join(&name), deadline, plan)
                 .await?
             else {
                 return Ok(None);

@@ -485,6 +485,7 @@ impl VmManager {
         vm: &Vm,
         target: &std::path::Path,
         deadline: Duration,
+        plan: &libvirt::backup::CopyPlan,
     ) -> Result<Option<libvirt::backup::DiskCopy>, VmError> {
         let (vm, conn) = match self.require_running(vm).await {
             Ok(r) => r,
@@ -493,13 +494,46 @@ impl VmManager {
         };
         let domain = self.domain_name(vm.id);
         Ok(match vm.layer_storage {
-            LayerStorage::Shared => conn.copy_running_disk(&domain, target, deadline).await?,
+            LayerStorage::Shared => {
+                conn.copy_running_disk(&domain, target, deadline, plan)
+                    .await?
+            }
             LayerStorage::NodeLocal => {
                 self.layers
-                    .copy_running_disk(&conn, &domain, target, deadline)
+                    .copy_running_disk(&conn, &domain, target, deadline, plan)
                     .await?
             }
         })
+    }
+
+    /// Whether the running VM's domain has backup checkpoint `name` (made
+    /// during this run of it; see [`libvirt::backup`]). Not running: `false`.
+    pub async fn has_checkpoint(&self, vm: &Vm, name: &str) -> Result<bool, VmError> {
+        let (vm, conn) = match self.require_running(vm).await {
+            Ok(r) => r,
+            Err(VmError::NotRunning(_)) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        Ok(conn.has_checkpoint(&self.domain_name(vm.id), name).await?)
+    }
+
+    /// Removes backup checkpoint `checkpoint` and its bitmap from the running
+    /// VM, whether this run of it made it or an earlier one left its bitmap
+    /// in the layer (see [`libvirt::Node::drop_checkpoint`]). `Ok(false)`:
+    /// not there, or the VM is not running (only a running QEMU can drop one).
+    pub async fn drop_checkpoint(
+        &self,
+        vm: &Vm,
+        checkpoint: &libvirt::backup::Checkpoint,
+    ) -> Result<bool, VmError> {
+        let (vm, conn) = match self.require_running(vm).await {
+            Ok(r) => r,
+            Err(VmError::NotRunning(_)) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        Ok(conn
+            .drop_checkpoint(&self.domain_name(vm.id), checkpoint)
+            .await?)
     }
 
     /// Deletes what disk copies of node-local layers a killed server left

@@ -26,6 +26,11 @@
 //!   only). Reverting to it copies it back into place (without the internal
 //!   snapshots it contained); internal snapshots taken in the replaced layer are
 //!   dropped, because their data was in that layer. At most one backup per VM.
+//! - **Dirty bitmaps.** A layer can hold the bitmaps of backup checkpoints
+//!   (QEMU stores them when the VM stops, see [`crate::backup::live`]);
+//!   qemu-img refuses to apply a snapshot to such an image, so a revert
+//!   strips them first (they only made the next backup of a running VM
+//!   cheaper; it is a whole copy then).
 //! - **Reset keeps nothing**: [`forget_all`] removes every row and backup file
 //!   of a VM; the VM module calls it when it replaces the layer.
 //!
@@ -405,6 +410,9 @@ pub async fn revert(vms: &VmManager, vm_id: Uuid, snapshot_id: Uuid) -> Result<V
                 delete_row(pool, snap.id).await?;
                 return Err(SnapshotError::Missing);
             }
+            // qemu-img refuses to apply a snapshot to an image with dirty
+            // bitmaps; a stopped layer's are leftovers of backup checkpoints.
+            qemu_img::remove_bitmaps(&vm.overlay_path).await?;
             qemu_img::snapshot(&vm.overlay_path, SnapshotOp::Apply, &tag).await?;
             crate::crashpoint::hit("snapshot_revert.internal_applied");
             work.commit().await.map_err(VmError::from)?;
@@ -426,6 +434,8 @@ pub async fn revert(vms: &VmManager, vm_id: Uuid, snapshot_id: Uuid) -> Result<V
                 for tag in qemu_img::snapshot_tags(&tmp).await? {
                     qemu_img::snapshot(&tmp, SnapshotOp::Delete, &tag).await?;
                 }
+                // Nor the bitmaps of backup checkpoints its VM ran with.
+                qemu_img::remove_bitmaps(&tmp).await?;
                 Ok::<(), SnapshotError>(())
             }
             .await;

@@ -432,7 +432,13 @@ async fn a_marker_written_in_the_guest_comes_back_after_a_restore() {
         "bad_request",
     );
 
-    // The student changes the marker; a restore while running is refused.
+    // The first copy of this run of the VM read its whole disk.
+    assert_eq!(points[0]["source"], "running_whole", "{points}");
+    let whole_read = points[0]["disk_read_bytes"].as_u64().unwrap();
+    assert!(whole_read >= 512 << 20, "{points}");
+
+    // The student changes the marker; the next copy reads only what changed
+    // since the first (the checkpoint it made), and holds the change.
     serial_run(
         &env,
         &vm,
@@ -440,6 +446,38 @@ async fn a_marker_written_in_the_guest_comes_back_after_a_restore() {
         "CHANGED-43",
     )
     .await;
+    let run = backups
+        .run(t + DAY, Trigger::Scheduled, None)
+        .await
+        .unwrap();
+    assert!(run.ok && run.backed_up >= 1 && run.skipped == 0, "{run:?}");
+    assert_eq!(
+        qemu_id(),
+        before,
+        "the domain kept running through both copies"
+    );
+    let (_, points) = alice.get(&format!("/api/vms/{vm}/backups")).await;
+    assert_eq!(points.as_array().unwrap().len(), 2, "{points}");
+    assert_eq!(points[0]["source"], "running_changes", "{points}");
+    let changes_read = points[0]["disk_read_bytes"].as_u64().unwrap();
+    assert!(
+        changes_read > 0 && changes_read <= whole_read / 16,
+        "only the changes are read: {changes_read} of the disk's {whole_read} bytes"
+    );
+    let second = points[0]["id"].as_str().unwrap().to_owned();
+    let (s, _, bytes) = common::get_bytes(
+        alice,
+        &format!("/api/vms/{vm}/backups/{second}/files?path=/root/marker"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        bytes, b"pvce-marker-two\n",
+        "the changes were folded into the base"
+    );
+    // The first point is unchanged by the second.
+    let (_, _, bytes) = common::get_bytes(alice, &format!("{files}?path=/root/marker")).await;
+    assert_eq!(bytes, b"pvce-marker-one\n");
     let restore = format!("/api/vms/{vm}/restore");
     common::assert_error(
         &alice
@@ -466,8 +504,72 @@ async fn a_marker_written_in_the_guest_comes_back_after_a_restore() {
     let after = &log[log.rfind("BOOT-OK").unwrap()..];
     assert!(after.contains("\npvce-marker-one"), "{after}");
     assert!(!after.contains("\npvce-marker-two"), "{after}");
-    let (s, _) = alice.post_empty(&format!("/api/vms/{vm}/poweroff")).await;
-    assert_eq!(s, StatusCode::OK);
+
+    // A new run of the VM: its first copy is a whole one again (the
+    // checkpoints ended with the last run). Stopped, the layer holds that
+    // run's last checkpoint as a bitmap (QEMU stores it); the next run's
+    // first copy removes it, so after that run exactly one — its own — is
+    // left, and a snapshot revert still works on such a layer (qemu-img
+    // refuses one on an image with bitmaps unless pvce strips them).
+    let layer = layer_path(&env, &vm).await;
+    let layer_bitmaps = || {
+        let out = Command::new("qemu-img")
+            .args(["info", "--output=json", "-f", "qcow2"])
+            .arg(&layer)
+            .output()
+            .unwrap();
+        let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        info["format-specific"]["data"]["bitmaps"]
+            .as_array()
+            .map(|b| {
+                b.iter()
+                    .map(|m| m["name"].as_str().unwrap().to_owned())
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default()
+    };
+    let mut left = Vec::new();
+    for (i, at) in [(3, t + 2 * DAY), (4, t + 3 * DAY)] {
+        if i == 4 {
+            start(alice).await;
+            wait_serial(&env, &vm, "BOOT-OK", BOOT).await;
+        }
+        serial_run(
+            &env,
+            &vm,
+            &format!("echo pvce-marker-{i} > /root/marker; sync; echo RUN-$((40+{i}))"),
+            &format!("RUN-{}", 40 + i),
+        )
+        .await;
+        let run = backups.run(at, Trigger::Scheduled, None).await.unwrap();
+        assert!(run.ok && run.backed_up >= 1 && run.skipped == 0, "{run:?}");
+        let (_, points) = alice.get(&format!("/api/vms/{vm}/backups")).await;
+        assert_eq!(points[0]["source"], "running_whole", "{points}");
+        let (s, _) = alice.post_empty(&format!("/api/vms/{vm}/poweroff")).await;
+        assert_eq!(s, StatusCode::OK);
+        common::wait_vm_gone(alice, &vm).await;
+        let now = layer_bitmaps();
+        assert_eq!(now.len(), 1, "one checkpoint's bitmap, this run's: {now:?}");
+        assert!(
+            !left.contains(&now[0]),
+            "the earlier run's bitmap was removed: {now:?}"
+        );
+        left = now;
+    }
+    let snaps = format!("/api/vms/{vm}/snapshots");
+    let (s, snap) = alice
+        .post(&snaps, serde_json::json!({"name": "three"}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{snap}");
+    let (s, v) = alice
+        .post_empty(&format!("{snaps}/{}/revert", snap["id"].as_str().unwrap()))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        layer_bitmaps(),
+        Vec::<String>::new(),
+        "the revert stripped the leftover bitmap"
+    );
 }
 
 /// `pvce restore --from`: a whole installation rebuilt from its repository
