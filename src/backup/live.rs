@@ -215,6 +215,7 @@ impl LiveBases {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     fn ck(n: &str) -> Saved {
