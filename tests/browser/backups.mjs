@@ -1,8 +1,10 @@
 // Backups in a real browser against a real restic repository: an admin
 // (English) opens the Backups page from the navigation, runs a backup now and
-// watches it finish with every item listed; the page in Chinese; then the
-// student opens their VM's panel, sees the backup point, downloads one file
-// of it, and restores it (the former disk appears as a backup snapshot).
+// watches it finish with every item listed (the student's VM runs meanwhile:
+// its disk is copied while it runs); the page in Chinese; then the student
+// opens their VM's panel, sees the backup point marked as taken while
+// running, stops the VM, downloads one file of the point, and restores it
+// (the former disk appears as a backup snapshot).
 // usage: node tests/browser/backups.mjs <base-url> <admin> <student> <password> <artifact-dir>
 
 import { readFileSync } from 'node:fs';
@@ -39,11 +41,26 @@ await run('backups', artifactDir, async ({ newPage, step, shot, logs }) => {
   await shot(z, 'backups-zh.png');
   step('the page in Chinese');
 
-  // ---- student: restore the backup point from the VM's panel
+  // ---- student: the point was taken while the VM ran (it still runs)
   const s = await newPage({ locale: 'en-US', acceptDownloads: true });
   await signIn(s, student);
+  const running = s.locator('li.vm[data-state=running]').first();
+  await running.waitFor({ timeout: 15000 });
+  await running.locator('.vm-panel > summary').click();
+  const note = running.locator('.backup-point .backup-source[data-source=running_whole]');
+  await note.waitFor();
+  assert((await note.textContent()) === 'taken while running', `the point's source, got "${await note.textContent()}"`);
+  step('the point says it was taken while the VM ran');
+  // Stopped from the desktop's power controls, to restore.
+  await running.locator('[data-action=open]').click();
+  await s.click('.desktop-power [data-action=poweroff]');
+  await s.click('dialog[open] button[value=ok]');
+  await s.waitForSelector('.desktop[data-conn=stopped]', { timeout: 60000 });
+  await s.click('.desktop-bar a.btn');
+
+  // ---- student: restore the backup point from the VM's panel
   const vm = s.locator('li.vm[data-state=stopped]').first();
-  await vm.waitFor({ timeout: 15000 });
+  await vm.waitFor({ timeout: 60000 });
   await vm.locator('.vm-panel > summary').click();
   const panel = vm.locator('.vm-panel');
   const point = panel.locator('.backup-point').first();

@@ -1582,8 +1582,9 @@ async fn a_teacher_edits_the_clipboard_switches_of_an_existing_course() {
 }
 
 /// Backups in the browser (tests/browser/backups.mjs): the admin runs one
-/// from the Backups page against a real restic repository, the student
-/// restores the point from the VM's panel.
+/// from the Backups page against a real restic repository while the
+/// student's VM runs, the student sees the point marked as taken while
+/// running, stops the VM and restores the point from the VM's panel.
 #[tokio::test]
 async fn admin_runs_a_backup_and_the_student_restores_it_in_the_browser() {
     let _serial = one_chromium().await;
@@ -1607,6 +1608,9 @@ async fn admin_runs_a_backup_and_the_student_restores_it_in_the_browser() {
     )
     .await;
     let vm_id = vm_of(&env, &student, &course, "linux").await;
+    // Running while the admin's backup runs: copied live.
+    let (s, v) = student.post_empty(&format!("/api/vms/{vm_id}/start")).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
     let dir = artifact_dir();
     let shots = [
         "backups-en.png",

@@ -180,6 +180,8 @@ const STRINGS = {
 
     // ---- area: backup (new keys of this area go right below this line)
     'panel.backup.files': 'Files',
+    'panel.backup.source.whole': 'taken while running',
+    'panel.backup.source.changes': 'taken while running, only the changes read ({read})',
     'panel.backup.reading': 'Reading the backup…',
     'panel.backup.empty': 'Empty folder.',
     'apierr.guest_path_not_found': 'That file or folder is not in this backup.',
@@ -1872,6 +1874,8 @@ const STRINGS = {
 
     // ---- area: backup (new keys of this area go right below this line)
     'panel.backup.files': '文件',
+    'panel.backup.source.whole': '运行中备份',
+    'panel.backup.source.changes': '运行中备份，仅读取变化部分（{read}）',
     'panel.backup.reading': '正在读取备份…',
     'panel.backup.empty': '空文件夹。',
     'apierr.guest_path_not_found': '该备份中没有这个文件或文件夹。',

@@ -132,10 +132,19 @@ export function vmPanel(vm) {
       return h('li', { class: 'backup-point', dataset: { id: p.id, kind: p.kind } },
         h('span', { class: 'snap-label' }, h('strong', {}, at), ' ',
           h('span', { class: 'muted small', title: at }, relativeTime(p.at)),
-          h('span', { class: 'muted small' }, ` · ${formatBytes(p.layer_bytes)}`)),
+          h('span', { class: 'muted small' }, ` · ${formatBytes(p.layer_bytes)}`),
+          sourceNote(p)),
         h('span', { class: 'snap-actions' }, filesBtn, restore),
         files);
     }));
+  }
+
+  /** How a point read the disk, when the VM was running: the whole disk, or only what changed (and how much). */
+  function sourceNote(p) {
+    if (p.source !== 'running_whole' && p.source !== 'running_changes') return null;
+    const note = h('span', { class: 'muted small backup-source', dataset: { source: p.source } });
+    if (p.source === 'running_whole') return [' · ', bind(note, 'panel.backup.source.whole')];
+    return [' · ', bind(note, 'panel.backup.source.changes', { read: formatBytes(p.disk_read_bytes ?? 0) })];
   }
 
   /** Lists `path` of a backup point's disk in `box`: folders open in place, files download. */
