@@ -931,7 +931,23 @@ async fn node_local_layers_stay_on_their_node_and_move_with_their_data() {
     };
     let point = points(1).await;
     assert_eq!(backup_file(point.clone()).await, b"pvce-local-data\n");
-    // A change after the copy is not in it, and is in the next point.
+    let source = |n: usize| {
+        let student = &c.students[0];
+        let vm_id = vm_id.clone();
+        async move {
+            let (_, points) = student.get(&format!("/api/vms/{vm_id}/backups")).await;
+            assert_eq!(points.as_array().map(Vec::len), Some(n), "{points}");
+            (
+                points[0]["source"].as_str().unwrap_or_default().to_owned(),
+                points[0]["disk_read_bytes"].as_u64(),
+            )
+        }
+    };
+    let (how, whole) = source(1).await;
+    assert_eq!(how, "running_whole");
+    // A change after the copy is not in it, and is in the next point: still
+    // running, that one reads only the changes on the node (a checkpoint of
+    // this run of the domain), downloaded and folded into the server's base.
     serial_run_on(
         &c.env,
         &rig.uri(first),
@@ -940,20 +956,38 @@ async fn node_local_layers_stay_on_their_node_and_move_with_their_data() {
         "WROTE-43",
     )
     .await;
-    c.poweroff(0).await;
-    // Stopped: read from its node once more (it ran since), then not again
-    // until it starts; one file of a point readable without restoring.
     let run = backups
         .run(t + 86_400, pvce::backup::Trigger::Scheduled, None)
         .await
         .unwrap();
     assert!(run.ok && run.backed_up >= 2 && run.skipped == 0, "{run:?}");
+    let (how, changes) = source(2).await;
+    assert_eq!(how, "running_changes");
+    assert!(
+        changes.unwrap() * 16 <= whole.unwrap(),
+        "only the changes are read: {changes:?} of {whole:?} bytes"
+    );
+    assert!(
+        !pool_names().contains("pvce-disk-copy-"),
+        "no disk copy stays on the node: {}",
+        pool_names()
+    );
+    assert_eq!(backup_file(points(2).await).await, b"pvce-local-later\n");
+    c.poweroff(0).await;
+    // Stopped: read from its node once more (it ran since), then not again
+    // until it starts; one file of a point readable without restoring.
     let run = backups
         .run(t + 2 * 86_400, pvce::backup::Trigger::Scheduled, None)
         .await
         .unwrap();
+    assert!(run.ok && run.backed_up >= 2 && run.skipped == 0, "{run:?}");
+    assert_eq!(source(3).await.0, "layer_file");
+    let run = backups
+        .run(t + 3 * 86_400, pvce::backup::Trigger::Scheduled, None)
+        .await
+        .unwrap();
     assert!(run.ok && run.unchanged >= 1, "not started since: {run:?}");
-    assert_eq!(backup_file(points(2).await).await, b"pvce-local-later\n");
+    assert_eq!(backup_file(points(3).await).await, b"pvce-local-later\n");
     assert!(
         !crate::backups::layer_path(&c.env, &vm_id).await.exists(),
         "no working copy stays on the server"
