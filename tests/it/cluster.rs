@@ -532,7 +532,16 @@ async fn console_token(client: &Client, vm: &str) -> String {
 #[tokio::test]
 async fn live_migration_moves_a_running_vm_and_its_console() {
     let rig = Rig::up(3).await;
-    let c = cluster(&rig, 1).await;
+    let repo_dir = tempfile::Builder::new()
+        .prefix("test-pvce-repo-")
+        .tempdir()
+        .unwrap();
+    let repo = repo_dir.path().join("repo").to_string_lossy().into_owned();
+    let c = cluster_with(&rig, 1, |cfg| {
+        config(cfg);
+        cfg.backup_repo = Some(repo);
+    })
+    .await;
     let vm = c.start(0).await;
     let from = c.index(&vm["node_id"]);
     let to = from % 3 + 1;
@@ -604,6 +613,39 @@ async fn live_migration_moves_a_running_vm_and_its_console() {
     let (w, h) = rfb_handshake(&c.env, &before).await.unwrap();
     assert!(w > 0 && h > 0);
 
+    // Backed up while running: the domain has a backup checkpoint, which
+    // pvce drops before the move (it would not move with a transient
+    // domain); the copy after the move is a whole one again, and succeeds.
+    let backups = c.env.server.state.backups.clone();
+    let day0 = time::OffsetDateTime::now_utc().unix_timestamp() + 30 * 86_400;
+    let sources = || async {
+        let (_, points) = c.students[0]
+            .get(&format!("/api/vms/{}/backups", c.vms[0]))
+            .await;
+        common::strings(&points, "source")
+            .into_iter()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let run = backups
+        .run(day0, pvce::backup::Trigger::Scheduled, None)
+        .await
+        .unwrap();
+    assert!(run.ok && run.skipped == 0, "{run:?}");
+    let checkpoints = |i: usize| {
+        String::from_utf8_lossy(
+            &rig.virsh(i, &["checkpoint-list", "--name", &domain(&c.vms[0])])
+                .stdout,
+        )
+        .trim()
+        .to_owned()
+    };
+    assert!(
+        checkpoints(from).starts_with("pvce-backup-"),
+        "{}",
+        checkpoints(from)
+    );
+
     let t = Instant::now();
     let (status, moved) = c
         .admin
@@ -611,6 +653,13 @@ async fn live_migration_moves_a_running_vm_and_its_console() {
         .await;
     assert_eq!(status, StatusCode::OK, "{moved}");
     eprintln!("live migration took {:?}", t.elapsed());
+    assert_eq!(checkpoints(to), "", "no checkpoint moved");
+    let run = backups
+        .run(day0 + 86_400, pvce::backup::Trigger::Scheduled, None)
+        .await
+        .unwrap();
+    assert!(run.ok && run.skipped == 0 && run.failed == 0, "{run:?}");
+    assert_eq!(sources().await, ["running_whole", "running_whole"]);
     assert_eq!(moved["state"], "running");
     assert_eq!(moved["node_id"], c.nodes[to - 1].as_str());
     assert_eq!(rig.domstate(to, &domain(&c.vms[0])), "running");
