@@ -587,8 +587,9 @@ impl Drop for CheckpointRef {
 
 /// Deletes every checkpoint of `dom` with its bitmap, best effort (logged):
 /// before a live migration, because a transient domain's checkpoints do not
-/// move with it (the destination would know none of them) and libvirt may
-/// refuse to migrate a domain that has any.
+/// move with it — the destination knows none of them — while their bitmaps
+/// would (QEMU stores them in the shared layer and the destination loads
+/// them), tracking writes for nothing until the next copy removed them.
 pub(super) fn drop_all_checkpoints(dom: &virt::domain::Domain) {
     let list = match CheckpointRef::list(dom) {
         Ok(l) => l,

@@ -654,6 +654,22 @@ async fn live_migration_moves_a_running_vm_and_its_console() {
     assert_eq!(status, StatusCode::OK, "{moved}");
     eprintln!("live migration took {:?}", t.elapsed());
     assert_eq!(checkpoints(to), "", "no checkpoint moved");
+    // Nor its bitmap: dropped before the move, so QEMU on the destination
+    // does not load it from the shared layer and track writes for nothing.
+    let nodes = rig.virsh(
+        to,
+        &[
+            "qemu-monitor-command",
+            &domain(&c.vms[0]),
+            r#"{"execute":"query-named-block-nodes","arguments":{"flat":true}}"#,
+        ],
+    );
+    let nodes = String::from_utf8_lossy(&nodes.stdout).into_owned();
+    assert!(nodes.contains("\"return\""), "{nodes}");
+    assert!(
+        !nodes.contains("pvce-backup-"),
+        "a bitmap moved with the layer: {nodes}"
+    );
     let run = backups
         .run(day0 + 86_400, pvce::backup::Trigger::Scheduled, None)
         .await
