@@ -205,6 +205,20 @@ pub struct Point {
     pub disk_read_bytes: Option<u64>,
 }
 
+/// A backup point to record: restic's snapshot of `path` (`kind` `layer`
+/// of `vm`, or `control`), made by run `run` at `at`.
+struct NewPoint<'a> {
+    vm: Option<Uuid>,
+    kind: &'static str,
+    summary: &'a restic::Summary,
+    path: &'a Path,
+    at: i64,
+    run: Uuid,
+    /// A layer's: how the disk was read, and what QEMU read for it.
+    source: Option<PointSource>,
+    disk_read_bytes: Option<u64>,
+}
+
 /// How a layer's point read the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -611,8 +625,17 @@ impl Backups {
         for _ in 0..ITEM_TRIES {
             match self.control_once(r, &dir, now).await {
                 Ok(s) => {
-                    self.record_point(None, "control", &s, &dir, now, run)
-                        .await?;
+                    self.record_point(NewPoint {
+                        vm: None,
+                        kind: "control",
+                        summary: &s,
+                        path: &dir,
+                        at: now,
+                        run,
+                        source: None,
+                        disk_read_bytes: None,
+                    })
+                    .await?;
                     self.item_ok(CONTROL, None, now).await?;
                     tally.backed_up += 1;
                     tally.bytes_added += s.data_added;
@@ -782,15 +805,16 @@ impl Backups {
         for _ in 0..ITEM_TRIES {
             match r.backup(&[vm.overlay_path.as_path()], &tags, now).await {
                 Ok(s) => {
-                    self.record_layer_point(
-                        vm_id,
-                        &s,
-                        &vm.overlay_path,
-                        now,
+                    self.record_point(NewPoint {
+                        vm: Some(vm_id),
+                        kind: "layer",
+                        summary: &s,
+                        path: &vm.overlay_path,
+                        at: now,
                         run,
-                        PointSource::LayerFile,
-                        None,
-                    )
+                        source: Some(PointSource::LayerFile),
+                        disk_read_bytes: None,
+                    })
                     .await?;
                     self.item_ok(&vm_id.to_string(), Some(&sig), now).await?;
                     return Ok(Outcome::BackedUp(s.data_added));
@@ -934,15 +958,16 @@ impl Backups {
         for _ in 0..ITEM_TRIES {
             match r.backup_as(&base, &vm.overlay_path, tags, now).await {
                 Ok(s) => {
-                    self.record_layer_point(
-                        vm.id,
-                        &s,
-                        &vm.overlay_path,
-                        now,
+                    self.record_point(NewPoint {
+                        vm: Some(vm.id),
+                        kind: "layer",
+                        summary: &s,
+                        path: &vm.overlay_path,
+                        at: now,
                         run,
-                        source,
-                        Some(copied.bytes),
-                    )
+                        source: Some(source),
+                        disk_read_bytes: Some(copied.bytes),
+                    })
                     .await?;
                     self.item_ok(&subject, Some(sig), now).await?;
                     return Ok(Outcome::BackedUp(s.data_added));
@@ -969,71 +994,23 @@ impl Backups {
         Ok(dir)
     }
 
-    async fn record_point(
-        &self,
-        vm: Option<Uuid>,
-        kind: &str,
-        s: &restic::Summary,
-        path: &Path,
-        now: i64,
-        run: Uuid,
-    ) -> Result<(), sqlx::Error> {
-        self.insert_point(vm, kind, s, path, now, run, None, None)
-            .await
-    }
-
-    /// A layer's point, with how its disk was read.
-    #[allow(clippy::too_many_arguments)] // one point's columns
-    async fn record_layer_point(
-        &self,
-        vm: Uuid,
-        s: &restic::Summary,
-        path: &Path,
-        now: i64,
-        run: Uuid,
-        source: PointSource,
-        disk_read_bytes: Option<u64>,
-    ) -> Result<(), sqlx::Error> {
-        self.insert_point(
-            Some(vm),
-            "layer",
-            s,
-            path,
-            now,
-            run,
-            Some(source),
-            disk_read_bytes,
-        )
-        .await
-    }
-
-    #[allow(clippy::too_many_arguments)] // one point's columns
-    async fn insert_point(
-        &self,
-        vm: Option<Uuid>,
-        kind: &str,
-        s: &restic::Summary,
-        path: &Path,
-        now: i64,
-        run: Uuid,
-        source: Option<PointSource>,
-        disk_read_bytes: Option<u64>,
-    ) -> Result<(), sqlx::Error> {
+    /// Records a point restic reported.
+    async fn record_point(&self, p: NewPoint<'_>) -> Result<(), sqlx::Error> {
         sqlx::query(
             "INSERT INTO backup_points (id, vm_id, kind, snapshot, path, at, bytes_added, bytes_total, run_id, source, disk_read_bytes)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(Uuid::new_v4().to_string())
-        .bind(vm.map(|v| v.to_string()))
-        .bind(kind)
-        .bind(&s.snapshot_id)
-        .bind(path.to_string_lossy().into_owned())
-        .bind(now)
-        .bind(i64::try_from(s.data_added).unwrap_or(i64::MAX))
-        .bind(i64::try_from(s.total_bytes_processed).unwrap_or(i64::MAX))
-        .bind(run.to_string())
-        .bind(source.map(PointSource::as_str))
-        .bind(disk_read_bytes.map(|b| i64::try_from(b).unwrap_or(i64::MAX)))
+        .bind(p.vm.map(|v| v.to_string()))
+        .bind(p.kind)
+        .bind(&p.summary.snapshot_id)
+        .bind(p.path.to_string_lossy().into_owned())
+        .bind(p.at)
+        .bind(i64::try_from(p.summary.data_added).unwrap_or(i64::MAX))
+        .bind(i64::try_from(p.summary.total_bytes_processed).unwrap_or(i64::MAX))
+        .bind(p.run.to_string())
+        .bind(p.source.map(PointSource::as_str))
+        .bind(p.disk_read_bytes.map(|b| i64::try_from(b).unwrap_or(i64::MAX)))
         .execute(&self.pool)
         .await?;
         Ok(())

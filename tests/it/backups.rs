@@ -43,13 +43,20 @@ pub(crate) async fn layer_path(env: &TestEnv, vm: &str) -> PathBuf {
     PathBuf::from(p)
 }
 
-#[tokio::test]
-async fn layers_and_the_control_plane_go_to_restic_and_only_what_changed() {
-    let repo_dir = tempfile::Builder::new()
+/// A fresh restic repository's path (not created yet: the first run does)
+/// in a temporary directory that goes when the returned guard does.
+pub(crate) fn repository() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::Builder::new()
         .prefix("test-pvce-repo-")
         .tempdir()
         .unwrap();
-    let repo = repo_dir.path().join("repo");
+    let repo = dir.path().join("repo");
+    (dir, repo)
+}
+
+#[tokio::test]
+async fn layers_and_the_control_plane_go_to_restic_and_only_what_changed() {
+    let (_repo_dir, repo) = crate::backups::repository();
     let repo_s = repo.to_string_lossy().into_owned();
     let env = TestEnv::start_with(|c| c.backup_repo = Some(repo_s)).await;
     let lab = lab::course_with_student_vm(&env, "TEST-BK1").await;
@@ -334,11 +341,8 @@ async fn an_unusable_repository_fails_the_run_which_is_retried_and_inspected() {
 async fn a_marker_written_in_the_guest_comes_back_after_a_restore() {
     use crate::common::{serial_run, wait_serial};
     const BOOT: std::time::Duration = std::time::Duration::from_secs(120);
-    let repo_dir = tempfile::Builder::new()
-        .prefix("test-pvce-repo-")
-        .tempdir()
-        .unwrap();
-    let repo = repo_dir.path().join("repo").to_string_lossy().into_owned();
+    let (_repo_dir, repo) = crate::backups::repository();
+    let repo = repo.to_string_lossy().into_owned();
     let env = TestEnv::start_with(|c| c.backup_repo = Some(repo)).await;
     let lab = lab::course_with_student_vm(&env, "TEST-BK2").await;
     let (alice, vm) = (&lab.alice, lab.vm.clone());
@@ -579,11 +583,7 @@ async fn a_marker_written_in_the_guest_comes_back_after_a_restore() {
 /// her VM boots from it.
 #[tokio::test]
 async fn an_installation_is_rebuilt_from_its_repository_and_a_vm_boots() {
-    let repo_dir = tempfile::Builder::new()
-        .prefix("test-pvce-repo-")
-        .tempdir()
-        .unwrap();
-    let repo = repo_dir.path().join("repo");
+    let (repo_dir, repo) = crate::backups::repository();
     let repo_s = repo.to_string_lossy().into_owned();
     let old = TestEnv::start_with(|c| c.backup_repo = Some(repo_s.clone())).await;
     let lab = lab::course_with_student_vm(&old, "TEST-BK3").await;
@@ -698,11 +698,7 @@ async fn an_installation_is_rebuilt_from_its_repository_and_a_vm_boots() {
 /// it should (one daily here) and the repository's own check passes.
 #[tokio::test]
 async fn a_run_killed_mid_backup_leaves_nothing_the_next_run_cannot_finish() {
-    let repo_dir = tempfile::Builder::new()
-        .prefix("test-pvce-repo-")
-        .tempdir()
-        .unwrap();
-    let repo = repo_dir.path().join("repo");
+    let (_repo_dir, repo) = crate::backups::repository();
     let repo_s = repo.to_string_lossy().into_owned();
     let env = TestEnv::start_with(|c| {
         c.backup_repo = Some(repo_s);

@@ -1588,11 +1588,8 @@ async fn a_teacher_edits_the_clipboard_switches_of_an_existing_course() {
 #[tokio::test]
 async fn admin_runs_a_backup_and_the_student_restores_it_in_the_browser() {
     let _serial = one_chromium().await;
-    let repo_dir = tempfile::Builder::new()
-        .prefix("test-pvce-repo-")
-        .tempdir()
-        .unwrap();
-    let repo = repo_dir.path().join("repo").to_string_lossy().into_owned();
+    let (_repo_dir, repo) = crate::backups::repository();
+    let repo = repo.to_string_lossy().into_owned();
     let env = TestEnv::start_with(|c| c.backup_repo = Some(repo)).await;
     env.user("test-ui-admin", Role::Admin).await;
     env.user("test-ui-teacher", Role::Teacher).await;

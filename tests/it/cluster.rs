@@ -532,11 +532,8 @@ async fn console_token(client: &Client, vm: &str) -> String {
 #[tokio::test]
 async fn live_migration_moves_a_running_vm_and_its_console() {
     let rig = Rig::up(3).await;
-    let repo_dir = tempfile::Builder::new()
-        .prefix("test-pvce-repo-")
-        .tempdir()
-        .unwrap();
-    let repo = repo_dir.path().join("repo").to_string_lossy().into_owned();
+    let (_repo_dir, repo) = crate::backups::repository();
+    let repo = repo.to_string_lossy().into_owned();
     let c = cluster_with(&rig, 1, |cfg| {
         config(cfg);
         cfg.backup_repo = Some(repo);
@@ -848,11 +845,8 @@ fn layer_volumes(rig: &Rig, i: usize, vm: &str) -> Vec<String> {
 #[tokio::test]
 async fn node_local_layers_stay_on_their_node_and_move_with_their_data() {
     let rig = Rig::up(2).await;
-    let repo_dir = tempfile::Builder::new()
-        .prefix("test-pvce-repo-")
-        .tempdir()
-        .unwrap();
-    let repo = repo_dir.path().join("repo").to_string_lossy().into_owned();
+    let (_repo_dir, repo) = crate::backups::repository();
+    let repo = repo.to_string_lossy().into_owned();
     let c = cluster_with(&rig, 1, |cfg| {
         cfg.layer_storage = pvce::vms::layers::LayerStorage::NodeLocal;
         cfg.layer_pool = Some(LAYER_POOL.into());
