@@ -566,19 +566,33 @@ mod tests {
             .args(["-f", "qcow2"])
             .arg(&img)
             .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .expect("qemu-io");
-        // Until qemu-io has opened the layer there is no lock to wait for.
-        let spawned = std::time::Instant::now();
-        while qemu_img::snapshot_tags(&img).await.is_ok() {
-            assert!(
-                spawned.elapsed() < std::time::Duration::from_secs(60),
-                "qemu-io never locked the layer"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        // qemu-io answers its first command only once it has opened (and
+        // locked) the layer. Not found out by polling with qemu-img: a
+        // qemu-img holding its shared lock just as qemu-io opens the layer
+        // makes qemu-io fail ("Failed to get \"write\" lock") and exit.
+        let mut stdin = holder.stdin.take().expect("stdin");
+        {
+            use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+            stdin.write_all(b"length\n").await.expect("length");
+            let mut answer = String::new();
+            let mut out = tokio::io::BufReader::new(holder.stdout.take().expect("stdout"));
+            tokio::time::timeout(
+                std::time::Duration::from_secs(60),
+                out.read_line(&mut answer),
+            )
+            .await
+            .expect("qemu-io answers within 60 s")
+            .expect("qemu-io's answer");
+            assert!(!answer.is_empty(), "qemu-io could not open the layer");
         }
+        assert!(
+            qemu_img::snapshot_tags(&img).await.is_err(),
+            "the layer is locked while qemu-io has it open"
+        );
         let settling = tokio::spawn({
             let img = img.clone();
             async move { settle(&img).await }
@@ -591,7 +605,6 @@ mod tests {
         );
         {
             use tokio::io::AsyncWriteExt;
-            let mut stdin = holder.stdin.take().expect("stdin");
             stdin.write_all(b"quit\n").await.expect("quit");
         }
         settling.await.expect("task").expect("settles");
