@@ -21,7 +21,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use axum::Router;
-use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -411,7 +410,7 @@ async fn connect(
     State(s): State<ProxyState>,
     headers: HeaderMap,
     Query(q): Query<ConnectQuery>,
-    ws: WebSocketUpgrade,
+    ws: console::ws::Upgrade,
 ) -> Response {
     if let Some(origin) = headers.get(header::ORIGIN) {
         let config = pvce::config::Config::for_data_dir("/nonexistent");
@@ -427,14 +426,6 @@ async fn connect(
         Ok(t) => t,
         Err(e) => return refuse(&e),
     };
-    if std::env::var_os("PVCE_BENCH_WS_DEFAULT").is_some() {
-        // For comparison: tungstenite's default 128 KiB read buffer.
-        let hub = s.hub.clone();
-        return ws
-            .protocols(["binary"])
-            .on_upgrade(move |socket| hub.relay(ticket, socket, s.target))
-            .into_response();
-    }
     s.hub.clone().upgrade(ws, ticket, s.target)
 }
 
@@ -453,9 +444,9 @@ async fn stats(State(s): State<ProxyState>) -> String {
 /// The child process's body: pvce's `ConsoleHub` with the server's default
 /// limits and TTL (from `Config`), relaying to `PVCE_BENCH_TARGET`, served
 /// as the server serves (`pvce::http::serve`: TCP_NODELAY on accepted sockets; set
-/// `PVCE_BENCH_NAGLE=1` to compare without; `PVCE_BENCH_WS_DEFAULT=1` to
-/// upgrade with axum's default WebSocket config instead of
-/// `ConsoleHub::upgrade`'s). Prints `LISTEN <addr>` once ready.
+/// `PVCE_BENCH_NAGLE=1` to compare without — axum's own serve loop, so the
+/// relay takes its copying path instead of the zero-copy one). Prints
+/// `LISTEN <addr>` once ready.
 pub fn run_proxy_child() {
     let target: SocketAddr = std::env::var("PVCE_BENCH_TARGET").unwrap().parse().unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();

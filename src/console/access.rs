@@ -309,7 +309,7 @@ impl Console {
     pub async fn connect(
         &self,
         kind: ConsoleKind,
-        ws: axum::extract::ws::WebSocketUpgrade,
+        ws: super::ws::Upgrade,
         token: &str,
         session_user: Option<Uuid>,
     ) -> Result<axum::response::Response, ConsoleError> {
@@ -324,7 +324,7 @@ impl Console {
     /// Relays an admitted serial session over the upgraded WebSocket.
     pub fn upgrade_serial(
         &self,
-        ws: axum::extract::ws::WebSocketUpgrade,
+        ws: super::ws::Upgrade,
         admitted: SerialAdmitted,
     ) -> axum::response::Response {
         self.hub
@@ -333,11 +333,7 @@ impl Console {
     }
 
     /// Relays an admitted session over the upgraded WebSocket.
-    pub fn upgrade(
-        &self,
-        ws: axum::extract::ws::WebSocketUpgrade,
-        admitted: Admitted,
-    ) -> axum::response::Response {
+    pub fn upgrade(&self, ws: super::ws::Upgrade, admitted: Admitted) -> axum::response::Response {
         self.hub
             .clone()
             .upgrade(ws, admitted.ticket, admitted.target)

@@ -54,23 +54,24 @@
 //! that one connect fail with 4005; the web UI reconnects with a new token.
 //! Passwords and tickets are never logged (`Debug` impls redact them).
 //!
-//! Hot path: one reusable buffer per direction, frames handed to the socket as
-//! `Bytes` split off that buffer (no per-byte copies), and each direction
-//! awaits its writer before reading more, so a slow peer applies backpressure
-//! instead of growing a queue. A ping every [`PING_INTERVAL`] keeps idle
-//! consoles alive through proxies that cut quiet connections.
+//! Hot path: pvce speaks the WebSocket framing itself ([`ws`]) and the bulk
+//! direction, node → browser, is zero-copy (`splice(2)`) on a plain TCP
+//! connection and one large reusable buffer otherwise ([`downlink`]); browser
+//! → node payload is unmasked in place and handed on as it arrives. Each
+//! direction awaits its writer before reading more, so a slow peer applies
+//! backpressure instead of growing a queue. One writer per session: pings,
+//! pongs and close frames go out between whole frames ([`Control`]). A ping
+//! every [`PING_INTERVAL`] keeps idle consoles alive through proxies that cut
+//! quiet connections.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::response::{IntoResponse, Response};
-use bytes::BytesMut;
-use futures::{SinkExt, StreamExt};
+use axum::response::Response;
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -79,27 +80,23 @@ use crate::auth;
 use crate::libvirt::GraphicsKind;
 
 mod access;
+mod downlink;
 pub mod rfb;
 pub mod serial;
 mod tokens;
 mod viewonly;
+pub mod ws;
 pub use access::{
     Admitted, Console, Grant, Issued, SerialAdmitted, SerialIssued, ViewerPassword,
     password_expired,
 };
+use downlink::{Downlink, Forwarded};
 pub use rfb::{RfbError, vnc_auth_response};
 use tokens::{TokenRow, Tokens};
 pub use viewonly::{UnknownMessage, ViewOnly};
+use ws::Incoming;
 
 pub const PING_INTERVAL: Duration = Duration::from_secs(20);
-const BUF_SIZE: usize = 64 * 1024;
-/// Read buffer of the WebSocket (browser → node). That direction carries
-/// keys, pointer events and update requests; tungstenite zero-fills this
-/// buffer's free part on every read, so its 128 KiB default cost ~40% of the
-/// relay's CPU under 200 sessions (memset) and 124 KiB of RSS per session.
-/// Larger messages (a clipboard paste) still fit: the buffer grows for them.
-const WS_READ_BUFFER: usize = 4 * 1024;
-
 /// WebSocket close codes (application range) and their reasons.
 pub mod close {
     pub const VM_STOPPED: u16 = 4001;
@@ -111,8 +108,13 @@ pub mod close {
     /// The serial console ended while the VM may still run: another
     /// session took it over, or the node closed the stream.
     pub const CONSOLE_CLOSED: u16 = 4006;
-    /// The browser broke the RFB handshake (WebSocket "protocol error").
+    /// The browser broke the RFB handshake or the WebSocket protocol
+    /// (WebSocket "protocol error").
     pub const PROTOCOL: u16 = 1002;
+    /// The browser sent a text frame: consoles take binary only.
+    pub const UNSUPPORTED_DATA: u16 = 1003;
+    /// The browser sent a frame over [`super::ws::MAX_FRAME`].
+    pub const TOO_BIG: u16 = 1009;
     /// Too many sessions (WebSocket "try again later").
     pub const TRY_AGAIN_LATER: u16 = 1013;
 
@@ -122,7 +124,9 @@ pub mod close {
     /// pvce sent (`None`: the browser closed first).
     pub fn ended_by(code: Option<u16>) -> EndedBy {
         match code {
-            Some(NODE_UNREACHABLE | AUTH_FAILED | PROTOCOL) => EndedBy::Error,
+            Some(NODE_UNREACHABLE | AUTH_FAILED | PROTOCOL | UNSUPPORTED_DATA | TOO_BIG) => {
+                EndedBy::Error
+            }
             Some(VM_STOPPED | VM_MOVED | SERVER_SHUTDOWN | TRY_AGAIN_LATER | CONSOLE_CLOSED) => {
                 EndedBy::System
             }
@@ -136,6 +140,8 @@ pub mod close {
         assert_eq!(ended_by(Some(4003)), EndedBy::Error);
         assert_eq!(ended_by(Some(4005)), EndedBy::Error);
         assert_eq!(ended_by(Some(1002)), EndedBy::Error);
+        assert_eq!(ended_by(Some(1003)), EndedBy::Error);
+        assert_eq!(ended_by(Some(1009)), EndedBy::Error);
         assert_eq!(ended_by(Some(4001)), EndedBy::System);
         assert_eq!(ended_by(Some(4002)), EndedBy::System);
         assert_eq!(ended_by(Some(1013)), EndedBy::System);
@@ -214,6 +220,9 @@ pub enum ConsoleError {
     /// The token table could not be read or written.
     #[error(transparent)]
     Db(#[from] sqlx::Error),
+    /// The request is no WebSocket upgrade pvce can accept ([`ws::Upgrade`]).
+    #[error("{0}")]
+    NotWebSocket(&'static str),
     /// The VM is not the user's to reach, or not running (issuing a token).
     #[error(transparent)]
     Vm(#[from] crate::vms::VmError),
@@ -250,6 +259,9 @@ pub struct Metrics {
     pub bytes_to_node: AtomicU64,
     pub session_seconds_total: AtomicU64,
     pub refused_total: AtomicU64,
+    /// Graphical sessions whose node → browser bytes went zero-copy
+    /// ([`downlink`]); the others copied.
+    pub zero_copy_sessions: AtomicU64,
 }
 
 /// Why a session must end: a WebSocket close code and reason.
@@ -559,20 +571,17 @@ impl ConsoleHub {
     }
 
     /// Accepts a redeemed console WebSocket the way consoles need it — the
-    /// `binary` subprotocol noVNC/websockify clients ask for, a small read
-    /// buffer for the light browser → node direction — and relays it to
-    /// `target` ([`ConsoleHub::relay`]). For `GET /ws/console` once the
+    /// `binary` subprotocol noVNC/websockify clients ask for — and relays it
+    /// to `target` ([`ConsoleHub::relay`]). For `GET /ws/console` once the
     /// token, Origin and VM checks have passed.
     pub fn upgrade(
         self: Arc<Self>,
-        ws: WebSocketUpgrade,
+        ws: ws::Upgrade,
         ticket: IssuedToken,
         target: ConsoleTarget,
     ) -> Response {
-        ws.protocols(["binary"])
-            .read_buffer_size(WS_READ_BUFFER)
+        ws.protocol("binary")
             .on_upgrade(move |socket| self.relay(ticket, socket, target))
-            .into_response()
     }
 
     /// Relays a WebSocket to a TCP console until either side closes or the VM
@@ -581,7 +590,7 @@ impl ConsoleHub {
     pub async fn relay(
         self: Arc<Self>,
         ticket: IssuedToken,
-        mut ws: WebSocket,
+        mut socket: ws::Socket,
         target: ConsoleTarget,
     ) {
         use crate::slo::ConsoleFact;
@@ -592,13 +601,12 @@ impl ConsoleHub {
             code,
             by: close::ended_by(code),
         };
+        let (mut ws_rx, mut ws_tx) = socket.split();
         let opened = self.open(&ticket, Some(ticket.view_only));
         let (sid, mut stop) = match opened {
             Ok(s) => s,
             Err(e) => {
-                let _ = ws
-                    .send(close_msg(close::TRY_AGAIN_LATER, &e.to_string()))
-                    .await;
+                let _ = ws_tx.close(close::TRY_AGAIN_LATER, &e.to_string()).await;
                 self.note(ended(Some(close::TRY_AGAIN_LATER)));
                 return;
             }
@@ -612,8 +620,8 @@ impl ConsoleHub {
         let mut tcp = match tcp {
             Ok(Ok(t)) => t,
             _ => {
-                let _ = ws
-                    .send(close_msg(close::NODE_UNREACHABLE, "console unreachable"))
+                let _ = ws_tx
+                    .close(close::NODE_UNREACHABLE, "console unreachable")
                     .await;
                 self.note(ended(Some(close::NODE_UNREACHABLE)));
                 self.close(sid);
@@ -628,7 +636,7 @@ impl ConsoleHub {
         if target.protocol == GraphicsKind::Vnc {
             let handshakes = async {
                 rfb::authenticate_node(&mut tcp, target.password.as_deref()).await?;
-                rfb::greet_browser(&mut ws).await
+                rfb::greet_browser(&mut ws_rx, &mut ws_tx).await
             };
             let failure = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshakes).await {
                 Ok(Ok(pipelined)) => {
@@ -649,7 +657,7 @@ impl ConsoleHub {
                         (close::NODE_UNREACHABLE, "console unreachable")
                     }
                 };
-                let _ = ws.send(close_msg(code, reason)).await;
+                let _ = ws_tx.close(code, reason).await;
                 self.note(ended(Some(code)));
                 self.close(sid);
                 return;
@@ -658,9 +666,7 @@ impl ConsoleHub {
         if let Some(f) = filter.as_mut() {
             filtered.clear();
             if f.feed(&early, &mut filtered).is_err() {
-                let _ = ws
-                    .send(close_msg(close::PROTOCOL, "unknown RFB message"))
-                    .await;
+                let _ = ws_tx.close(close::PROTOCOL, "unknown RFB message").await;
                 self.note(ended(Some(close::PROTOCOL)));
                 self.close(sid);
                 return;
@@ -668,58 +674,73 @@ impl ConsoleHub {
             early = bytes::Bytes::from(std::mem::take(&mut filtered));
         }
         if !early.is_empty() && tcp.write_all(&early).await.is_err() {
-            let _ = ws
-                .send(close_msg(close::NODE_UNREACHABLE, "console unreachable"))
+            let _ = ws_tx
+                .close(close::NODE_UNREACHABLE, "console unreachable")
                 .await;
             self.note(ended(Some(close::NODE_UNREACHABLE)));
             self.close(sid);
             return;
         }
         self.note(ConsoleFact::Established { id: record });
-        let (mut tcp_rd, mut tcp_wr) = tcp.into_split();
-        let (mut ws_tx, mut ws_rx) = ws.split();
+        let (tcp_rd, mut tcp_wr) = tcp.split();
+        let node: &TcpStream = tcp_rd.as_ref();
         let metrics = &self.metrics;
+        let (ctl_tx, mut ctl_rx) = tokio::sync::mpsc::channel::<Control>(4);
 
-        // node → browser, with pings and stop signals on the same sender;
-        // ends with the close code it sent (`None`: the browser was gone).
+        // node → browser, with pings, pongs, stop signals and the end the
+        // browser side asks for on the same writer, each between two whole
+        // frames; ends with the close code it sent (`None`: the browser was
+        // gone or closed first).
         let down = async {
+            let mut downlink = Downlink::new(&ws_tx);
+            if downlink.is_zero_copy() {
+                metrics.zero_copy_sessions.fetch_add(1, Ordering::Relaxed);
+            }
             let mut first_frame = true;
-            let mut buf = BytesMut::with_capacity(BUF_SIZE);
             let mut ping = tokio::time::interval(PING_INTERVAL);
             ping.tick().await;
             loop {
-                if buf.capacity() < BUF_SIZE / 4 {
-                    buf.reserve(BUF_SIZE);
-                }
                 tokio::select! {
-                    n = tcp_rd.read_buf(&mut buf) => {
-                        match n {
-                            Ok(0) | Err(_) => {
-                                let _ = ws_tx.send(close_msg(close::VM_STOPPED, "VM stopped")).await;
-                                return Some(close::VM_STOPPED);
-                            }
-                            Ok(n) => {
+                    () = downlink.ready(node) => {
+                        match downlink.forward(node, &mut ws_tx).await {
+                            Ok(Forwarded::Frame(n)) => {
                                 metrics.bytes_to_client.fetch_add(n as u64, Ordering::Relaxed);
                                 if first_frame {
                                     first_frame = false;
                                     self.note(ConsoleFact::FirstFrame { id: record, vm_id: ticket.vm_id });
                                 }
-                                let frame = buf.split().freeze();
-                                if ws_tx.send(Message::Binary(frame)).await.is_err() {
-                                    return None;
-                                }
                             }
+                            Ok(Forwarded::Nothing) => {}
+                            Ok(Forwarded::End) => {
+                                let _ = ws_tx.close(close::VM_STOPPED, "VM stopped").await;
+                                return Some(close::VM_STOPPED);
+                            }
+                            Err(_) => return None,
                         }
                     }
                     _ = ping.tick() => {
-                        if ws_tx.send(Message::Ping(bytes::Bytes::new())).await.is_err() {
+                        if ws_tx.ping().await.is_err() {
                             return None;
                         }
                     }
+                    ctl = ctl_rx.recv() => match ctl {
+                        Some(Control::Pong(p)) => {
+                            if ws_tx.pong(&p).await.is_err() {
+                                return None;
+                            }
+                        }
+                        Some(Control::End { send, record }) => {
+                            if let Some((code, text)) = send {
+                                let _ = ws_tx.close(code, text).await;
+                            }
+                            return record;
+                        }
+                        None => return None,
+                    },
                     changed = stop.changed() => {
                         let reason = if changed.is_ok() { *stop.borrow() } else { None };
                         let (code, text) = reason.unwrap_or((close::SERVER_SHUTDOWN, "server shutting down"));
-                        let _ = ws_tx.send(close_msg(code, text)).await;
+                        let _ = ws_tx.close(code, text).await;
                         return Some(code);
                     }
                 }
@@ -727,22 +748,26 @@ impl ConsoleHub {
         };
         // browser → node; a view-only session's input is dropped on the way
         // (ends with a protocol error for a message the filter cannot parse).
+        // Its end goes to `down` as a [`Control::End`], so a close frame is
+        // never written into the middle of a frame.
         let up = async {
-            while let Some(Ok(msg)) = ws_rx.next().await {
-                let data = match msg {
-                    Message::Binary(b) => b,
-                    // noVNC only sends binary; text frames are tolerated as bytes.
-                    Message::Text(t) => bytes::Bytes::copy_from_slice(t.as_bytes()),
-                    Message::Close(_) => break,
-                    Message::Ping(_) | Message::Pong(_) => continue,
+            let end = loop {
+                let data = match ws_rx.next().await {
+                    Ok(Incoming::Data(b)) => b,
+                    Ok(Incoming::Ping(p)) => {
+                        // Only the latest ping needs an answer (RFC 6455 §5.5.3).
+                        let _ = ctl_tx.try_send(Control::Pong(p));
+                        continue;
+                    }
+                    Ok(Incoming::Close(code)) => break Control::echo(code),
+                    Err(e) => break Control::failed(&e),
                 };
                 let data = match filter.as_mut() {
                     None => data,
                     Some(f) => {
                         filtered.clear();
                         if f.feed(&data, &mut filtered).is_err() {
-                            let _ = tcp_wr.shutdown().await;
-                            return true;
+                            break Control::error(close::PROTOCOL, "unknown RFB message");
                         }
                         if filtered.is_empty() {
                             continue;
@@ -754,21 +779,18 @@ impl ConsoleHub {
                     .bytes_to_node
                     .fetch_add(data.len() as u64, Ordering::Relaxed);
                 if tcp_wr.write_all(&data).await.is_err() {
-                    break;
+                    break Control::failed(&ws::WsError::Closed);
                 }
-            }
+            };
             let _ = tcp_wr.shutdown().await;
-            false
+            let _ = ctl_tx.send(end).await;
+            // `down` ends the session once it has taken the end.
+            std::future::pending::<()>().await;
         };
         let code = tokio::select! {
             code = down => code,
-            bad = up => bad.then_some(close::PROTOCOL),
+            () = up => None,
         };
-        if code == Some(close::PROTOCOL) {
-            let _ = ws_tx
-                .send(close_msg(close::PROTOCOL, "unknown RFB message"))
-                .await;
-        }
         self.note(ended(code));
         self.metrics
             .session_seconds_total
@@ -777,17 +799,55 @@ impl ConsoleHub {
     }
 }
 
-pub(crate) fn close_msg(code: u16, reason: &str) -> Message {
-    Message::Close(Some(CloseFrame {
-        code,
-        reason: reason.to_owned().into(),
-    }))
+/// From a relay's browser side to its writer (which owns the socket's
+/// write direction): a pong to send, or the end of the session.
+#[derive(Debug)]
+pub(crate) enum Control {
+    Pong(bytes::Bytes),
+    End {
+        /// The close frame to send, if any.
+        send: Option<(u16, &'static str)>,
+        /// The close code to record for the service levels (`None`: the
+        /// browser ended the session).
+        record: Option<u16>,
+    },
+}
+
+impl Control {
+    /// The browser closed: echo its code (RFC 6455 §5.5.1).
+    pub(crate) fn echo(code: Option<u16>) -> Self {
+        let code = code.filter(|c| (1000..5000).contains(c) && !matches!(c, 1005 | 1006 | 1015));
+        Control::End {
+            send: Some((code.unwrap_or(1000), "")),
+            record: None,
+        }
+    }
+
+    /// pvce ends the session with `code`.
+    pub(crate) fn error(code: u16, reason: &'static str) -> Self {
+        Control::End {
+            send: Some((code, reason)),
+            record: Some(code),
+        }
+    }
+
+    /// The browser broke the protocol (its close code), or is gone.
+    pub(crate) fn failed(e: &ws::WsError) -> Self {
+        match e.close() {
+            Some((code, reason)) => Self::error(code, reason),
+            None => Control::End {
+                send: None,
+                record: None,
+            },
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use tokio::io::AsyncReadExt;
 
     /// A hub on a fresh, migrated SQLite database (the directory keeps it).
     async fn hub(ttl: Duration, per_user: usize, total: usize) -> (tempfile::TempDir, ConsoleHub) {
@@ -985,8 +1045,9 @@ mod tests {
     }
 
     /// A VNC server that demands VNC authentication with `password`, then
-    /// expects ClientInit and answers with a fake 4-byte "ServerInit".
-    async fn vnc_server(password: &'static str) -> std::net::SocketAddr {
+    /// expects ClientInit and answers with a fake 4-byte "ServerInit",
+    /// then `bulk` bytes of [`pattern`], then echoes what it reads.
+    async fn vnc_server(password: &'static str, bulk: usize) -> std::net::SocketAddr {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -1011,8 +1072,9 @@ mod tests {
                     s.write_all(&[0, 0, 0, 0]).await?;
                     assert_eq!(s.read_u8().await?, 1, "ClientInit");
                     s.write_all(b"INIT").await?;
-                    let mut rest = Vec::new();
-                    s.read_to_end(&mut rest).await?;
+                    s.write_all(&pattern(bulk)).await?;
+                    let (mut rd, mut wr) = s.split();
+                    tokio::io::copy(&mut rd, &mut wr).await?;
                     Ok(())
                 });
             }
@@ -1020,8 +1082,18 @@ mod tests {
         addr
     }
 
-    /// The relay behind a real WebSocket, authenticating to `node` with `password`.
-    async fn relay_server(node: std::net::SocketAddr, password: &'static str) -> String {
+    fn pattern(n: usize) -> Vec<u8> {
+        (0..n).map(|i| (i % 251) as u8).collect()
+    }
+
+    /// The relay behind a real WebSocket, authenticating to `node` with
+    /// `password`; served by pvce's serve loop (`zero_copy`: the relay gets
+    /// the plain TCP socket) or by axum's (the copying path).
+    async fn relay_server(
+        node: std::net::SocketAddr,
+        password: &'static str,
+        zero_copy: bool,
+    ) -> (String, Arc<ConsoleHub>) {
         use axum::routing::get;
         let (dir, hub) = hub(Duration::from_secs(60), 4, 10).await;
         let (dir, hub) = (Arc::new(dir), Arc::new(hub));
@@ -1031,10 +1103,11 @@ mod tests {
             protocol: GraphicsKind::Vnc,
             password: Some(password.into()),
         };
+        let h = hub.clone();
         let app = axum::Router::new().route(
             "/ws",
-            get(move |ws: WebSocketUpgrade| {
-                let hub = hub.clone();
+            get(move |ws: ws::Upgrade| {
+                let hub = h.clone();
                 let target = target.clone();
                 // The database lives as long as the server's handler.
                 let _db = dir.clone();
@@ -1049,68 +1122,185 @@ mod tests {
             .await
             .expect("bind");
         let url = format!("ws://{}/ws", l.local_addr().expect("addr"));
-        tokio::spawn(async move { axum::serve(l, app).await });
-        url
+        if zero_copy {
+            tokio::spawn(crate::http::serve::serve(l, app));
+        } else {
+            tokio::spawn(async move { axum::serve(l, app).await });
+        }
+        (url, hub)
     }
 
-    #[tokio::test]
-    async fn relay_authenticates_to_the_node_and_reports_a_wrong_password() {
-        use tokio_tungstenite::tungstenite::Message as M;
-        let node = vnc_server("right").await;
+    type Client = tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >;
 
-        // Right password: the browser sees RFB 3.8 with None, then the node's bytes.
-        let url = relay_server(node, "right").await;
+    /// The next `n` bytes of binary messages (`got` keeps the rest).
+    async fn next_bytes(ws: &mut Client, got: &mut Vec<u8>, n: usize) -> Vec<u8> {
+        use futures::StreamExt;
+        use tokio_tungstenite::tungstenite::Message as M;
+        while got.len() < n {
+            let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+                .await
+                .expect("timed out");
+            match msg.expect("open").expect("message") {
+                M::Binary(b) => got.extend_from_slice(&b),
+                M::Ping(_) | M::Pong(_) => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        got.drain(..n).collect()
+    }
+
+    /// Connects and runs the browser's side of the RFB handshake up to the
+    /// node's "ServerInit".
+    async fn greeted(url: &str) -> (Client, Vec<u8>) {
+        use futures::SinkExt;
+        use tokio_tungstenite::tungstenite::Message as M;
         let (mut ws, _) = tokio_tungstenite::connect_async(url)
             .await
             .expect("connect");
         let mut got = Vec::new();
-        let next =
-            async |ws: &mut tokio_tungstenite::WebSocketStream<_>, got: &mut Vec<u8>, n: usize| {
-                while got.len() < n {
-                    let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
-                        .await
-                        .expect("timed out");
-                    match msg.expect("open").expect("message") {
-                        M::Binary(b) => got.extend_from_slice(&b),
-                        M::Ping(_) | M::Pong(_) => {}
-                        other => panic!("unexpected {other:?}"),
-                    }
-                }
-                got.drain(..n).collect::<Vec<u8>>()
-            };
-        assert_eq!(next(&mut ws, &mut got, 12).await, b"RFB 003.008\n");
+        assert_eq!(next_bytes(&mut ws, &mut got, 12).await, b"RFB 003.008\n");
         // Version, the choice of None and ClientInit pipelined in one message:
         // the ClientInit byte must still reach the node.
         ws.send(M::Binary(b"RFB 003.008\n\x01\x01".to_vec().into()))
             .await
             .expect("send");
         assert_eq!(
-            next(&mut ws, &mut got, 2).await,
+            next_bytes(&mut ws, &mut got, 2).await,
             [1, 1],
             "only None offered"
         );
         assert_eq!(
-            next(&mut ws, &mut got, 4).await,
+            next_bytes(&mut ws, &mut got, 4).await,
             [0, 0, 0, 0],
             "SecurityResult"
         );
-        assert_eq!(next(&mut ws, &mut got, 4).await, b"INIT");
+        assert_eq!(next_bytes(&mut ws, &mut got, 4).await, b"INIT");
+        (ws, got)
+    }
 
-        // Wrong password: closed with 4005 and a reason, before any RFB byte.
-        let url = relay_server(node, "wrong").await;
-        let (mut ws, _) = tokio_tungstenite::connect_async(url)
-            .await
-            .expect("connect");
-        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+    /// The close frame the server sends next.
+    async fn closed(ws: &mut Client) -> (u16, String) {
+        use futures::StreamExt;
+        use tokio_tungstenite::tungstenite::Message as M;
+        loop {
+            let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+                .await
+                .expect("timed out");
+            match msg.expect("a message").expect("ok") {
+                M::Close(Some(f)) => return (u16::from(f.code), f.reason.to_string()),
+                M::Binary(_) | M::Ping(_) | M::Pong(_) => {}
+                other => panic!("expected a close frame, got {other:?}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn relay_authenticates_to_the_node_and_reports_a_wrong_password() {
+        let node = vnc_server("right", 0).await;
+        for zero_copy in [true, false] {
+            // Right password: the browser sees RFB 3.8 with None, then the node's bytes.
+            let (url, _) = relay_server(node, "right", zero_copy).await;
+            greeted(&url).await;
+
+            // Wrong password: closed with 4005 and a reason, before any RFB byte.
+            let (url, _) = relay_server(node, "wrong", zero_copy).await;
+            let (mut ws, _) = tokio_tungstenite::connect_async(url)
+                .await
+                .expect("connect");
+            assert_eq!(
+                closed(&mut ws).await,
+                (close::AUTH_FAILED, "console authentication failed".into())
+            );
+        }
+    }
+
+    /// Bulk node → browser bytes arrive intact on both paths (zero-copy
+    /// frames up to the pipe's size, copied ones up to the buffer's), and
+    /// masked browser → node bytes arrive unmasked, pings answered between.
+    #[tokio::test]
+    async fn both_downlink_paths_relay_every_byte_both_ways() {
+        use futures::SinkExt;
+        use tokio_tungstenite::tungstenite::Message as M;
+        const BULK: usize = 5 * 1024 * 1024 + 13;
+        let node = vnc_server("pw", BULK).await;
+        for zero_copy in [true, false] {
+            let (url, hub) = relay_server(node, "pw", zero_copy).await;
+            let (mut ws, mut got) = greeted(&url).await;
+            assert!(
+                next_bytes(&mut ws, &mut got, BULK).await == pattern(BULK),
+                "bulk bytes differ (zero copy: {zero_copy})"
+            );
+            assert_eq!(
+                hub.metrics.zero_copy_sessions.load(Ordering::Relaxed),
+                u64::from(zero_copy),
+                "the path taken"
+            );
+            let up = pattern(70_000);
+            ws.send(M::Binary(up[..5].to_vec().into()))
+                .await
+                .expect("send");
+            ws.send(M::Ping(bytes::Bytes::from_static(b"hi")))
+                .await
+                .expect("ping");
+            ws.send(M::Binary(up[5..].to_vec().into()))
+                .await
+                .expect("send");
+            assert!(
+                next_bytes(&mut ws, &mut got, up.len()).await == up,
+                "echo differs"
+            );
+            // A text frame is refused with 1003 and ends the session.
+            ws.send(M::Text("hello".into())).await.expect("send");
+            assert_eq!(
+                closed(&mut ws).await,
+                (
+                    close::UNSUPPORTED_DATA,
+                    "text frames are not accepted".into()
+                )
+            );
+        }
+    }
+
+    /// A stop signal ends the session with its code, after the frame in
+    /// flight; the browser closing ends it with an echoed close.
+    #[tokio::test]
+    async fn stops_and_browser_closes_end_sessions_cleanly() {
+        use futures::{SinkExt, StreamExt};
+        use tokio_tungstenite::tungstenite::Message as M;
+        let node = vnc_server("pw", 0).await;
+        let (url, hub) = relay_server(node, "pw", true).await;
+        let (mut ws, _) = greeted(&url).await;
+        let vm = hub
+            .sessions
+            .lock()
+            .expect("lock")
+            .values()
+            .next()
+            .map(|s| s.vm_id);
+        hub.end_vm(vm.expect("a session"), close::VM_STOPPED, "VM stopped")
+            .await;
+        assert_eq!(
+            closed(&mut ws).await,
+            (close::VM_STOPPED, "VM stopped".into())
+        );
+
+        let (mut ws, _) = greeted(&url).await;
+        ws.send(M::Close(None)).await.expect("close");
+        let echo = tokio::time::timeout(Duration::from_secs(10), ws.next())
             .await
             .expect("timed out");
-        match msg.expect("a message").expect("ok") {
-            M::Close(Some(f)) => {
-                assert_eq!(u16::from(f.code), close::AUTH_FAILED);
-                assert_eq!(f.reason.as_str(), "console authentication failed");
+        assert!(matches!(echo, Some(Ok(M::Close(_)))), "{echo:?}");
+        // The session is gone from the hub once the relay ended.
+        for _ in 0..1000 {
+            if hub.active_sessions() == 0 {
+                return;
             }
-            other => panic!("expected a close frame, got {other:?}"),
+            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
+        panic!("the session stayed open");
     }
 
     #[test]

@@ -18,12 +18,12 @@
 //! password (first 8 bytes, zero-padded) as key — with each key byte's bits
 //! reversed, a quirk of the original VNC code every server shares.
 
-use axum::extract::ws::{Message, WebSocket};
 use bytes::{Bytes, BytesMut};
 use des::Des;
 use des::cipher::{BlockEncrypt, KeyInit};
-use futures::StreamExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::ws::{Incoming, Reader, Writer, WsError};
 
 const SEC_NONE: u8 = 1;
 const SEC_VNC_AUTH: u8 = 2;
@@ -145,24 +145,32 @@ where
 }
 
 /// Reads exactly `n` bytes from the browser's binary messages; bytes of a
-/// message beyond `n` stay in `pending`.
-async fn ws_read(ws: &mut WebSocket, pending: &mut BytesMut, n: usize) -> Result<Bytes, RfbError> {
+/// message beyond `n` stay in `pending`. Pings are answered on the way.
+async fn ws_read(
+    rd: &mut Reader<'_>,
+    wr: &mut Writer<'_>,
+    pending: &mut BytesMut,
+    n: usize,
+) -> Result<Bytes, RfbError> {
     while pending.len() < n {
-        match ws.next().await {
-            Some(Ok(Message::Binary(b))) => pending.extend_from_slice(&b),
-            Some(Ok(Message::Text(t))) => pending.extend_from_slice(t.as_bytes()),
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-            Some(Ok(Message::Close(_))) | None => {
+        match rd.next().await {
+            Ok(Incoming::Data(b)) => pending.extend_from_slice(&b),
+            Ok(Incoming::Ping(p)) => {
+                wr.pong(&p)
+                    .await
+                    .map_err(|_| RfbError::Browser("WebSocket error"))?;
+            }
+            Ok(Incoming::Close(_)) | Err(WsError::Closed) => {
                 return Err(RfbError::Browser("closed during the handshake"));
             }
-            Some(Err(_)) => return Err(RfbError::Browser("WebSocket error")),
+            Err(_) => return Err(RfbError::Browser("WebSocket error")),
         }
     }
     Ok(pending.split_to(n).freeze())
 }
 
-async fn ws_send(ws: &mut WebSocket, b: &'static [u8]) -> Result<(), RfbError> {
-    ws.send(Message::Binary(Bytes::from_static(b)))
+async fn ws_send(wr: &mut Writer<'_>, b: &'static [u8]) -> Result<(), RfbError> {
+    wr.binary(b)
         .await
         .map_err(|_| RfbError::Browser("WebSocket error"))
 }
@@ -170,10 +178,10 @@ async fn ws_send(ws: &mut WebSocket, b: &'static [u8]) -> Result<(), RfbError> {
 /// Runs the server side of the RFB handshake with the browser, offering
 /// security type None, up to (not including) ClientInit. Returns whatever the
 /// browser already sent after the handshake (ClientInit, if it pipelined).
-pub async fn greet_browser(ws: &mut WebSocket) -> Result<Bytes, RfbError> {
+pub async fn greet_browser(rd: &mut Reader<'_>, ws: &mut Writer<'_>) -> Result<Bytes, RfbError> {
     let mut pending = BytesMut::new();
     ws_send(ws, b"RFB 003.008\n").await?;
-    let v = ws_read(ws, &mut pending, 12).await?;
+    let v = ws_read(rd, ws, &mut pending, 12).await?;
     let v: [u8; 12] = v[..].try_into().map_err(|_| RfbError::NotRfb)?;
     let minor = match parse_version(&v) {
         Some((3, minor)) if minor >= 3 => minor,
@@ -181,7 +189,7 @@ pub async fn greet_browser(ws: &mut WebSocket) -> Result<Bytes, RfbError> {
     };
     if minor >= 7 {
         ws_send(ws, &[1, SEC_NONE]).await?;
-        let pick = ws_read(ws, &mut pending, 1).await?;
+        let pick = ws_read(rd, ws, &mut pending, 1).await?;
         if pick[0] != SEC_NONE {
             return Err(RfbError::Browser(
                 "chose a security type it was not offered",

@@ -10,19 +10,18 @@
 //! may still run (another session took the console over: libvirt allows one).
 //!
 //! Wire format: binary WebSocket messages carry raw bytes both ways (what
-//! the guest writes; what the user types, UTF-8 encoded by xterm.js). Text
-//! messages from the browser are taken as their UTF-8 bytes. Server →
+//! the guest writes; what the user types, UTF-8 encoded by xterm.js). A text
+//! message from the browser ends the session ([`super::ws`]). Server →
 //! browser messages are the stream's chunks as they come (at most 16 KiB).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::response::{IntoResponse, Response};
-use futures::{SinkExt, StreamExt};
+use axum::response::Response;
 
-use super::{ConsoleHub, IssuedToken, PING_INTERVAL, WS_READ_BUFFER, close, close_msg};
+use super::ws::{self, Incoming};
+use super::{ConsoleHub, Control, IssuedToken, PING_INTERVAL, close};
 use crate::libvirt::SerialConsole;
 
 impl ConsoleHub {
@@ -30,13 +29,11 @@ impl ConsoleHub {
     /// opened console ([`ConsoleHub::relay_serial`]).
     pub fn upgrade_serial(
         self: Arc<Self>,
-        ws: WebSocketUpgrade,
+        ws: ws::Upgrade,
         ticket: IssuedToken,
         console: SerialConsole,
     ) -> Response {
-        ws.read_buffer_size(WS_READ_BUFFER)
-            .on_upgrade(move |socket| self.relay_serial(ticket, socket, console))
-            .into_response()
+        ws.on_upgrade(move |socket| self.relay_serial(ticket, socket, console))
     }
 
     /// Relays until the browser leaves, the console ends or the hub stops
@@ -44,24 +41,24 @@ impl ConsoleHub {
     pub async fn relay_serial(
         self: Arc<Self>,
         ticket: IssuedToken,
-        mut ws: WebSocket,
+        mut socket: ws::Socket,
         console: SerialConsole,
     ) {
+        let (mut ws_rx, mut ws_tx) = socket.split();
         let (sid, mut stop) = match self.open(&ticket, None) {
             Ok(s) => s,
             Err(e) => {
-                let _ = ws
-                    .send(close_msg(close::TRY_AGAIN_LATER, &e.to_string()))
-                    .await;
+                let _ = ws_tx.close(close::TRY_AGAIN_LATER, &e.to_string()).await;
                 return;
             }
         };
         let started = Instant::now();
         let SerialConsole { mut output, input } = console;
-        let (mut ws_tx, mut ws_rx) = ws.split();
         let metrics = &self.metrics;
+        let (ctl_tx, mut ctl_rx) = tokio::sync::mpsc::channel::<Control>(4);
 
-        // console → browser, with pings and stop signals on the same sender.
+        // console → browser, with pings, pongs, stop signals and the end
+        // the browser side asks for on the same writer.
         let down = async {
             let mut ping = tokio::time::interval(PING_INTERVAL);
             ping.tick().await;
@@ -70,45 +67,64 @@ impl ConsoleHub {
                     chunk = output.recv() => {
                         let Some(chunk) = chunk else {
                             let _ = ws_tx
-                                .send(close_msg(close::CONSOLE_CLOSED, "serial console closed"))
+                                .close(close::CONSOLE_CLOSED, "serial console closed")
                                 .await;
                             return;
                         };
                         metrics.bytes_to_client.fetch_add(chunk.len() as u64, Ordering::Relaxed);
-                        if ws_tx.send(Message::Binary(chunk)).await.is_err() {
+                        if ws_tx.binary(&chunk).await.is_err() {
                             return;
                         }
                     }
                     _ = ping.tick() => {
-                        if ws_tx.send(Message::Ping(bytes::Bytes::new())).await.is_err() {
+                        if ws_tx.ping().await.is_err() {
                             return;
                         }
                     }
+                    ctl = ctl_rx.recv() => match ctl {
+                        Some(Control::Pong(p)) => {
+                            if ws_tx.pong(&p).await.is_err() {
+                                return;
+                            }
+                        }
+                        Some(Control::End { send, .. }) => {
+                            if let Some((code, text)) = send {
+                                let _ = ws_tx.close(code, text).await;
+                            }
+                            return;
+                        }
+                        None => return,
+                    },
                     changed = stop.changed() => {
                         let reason = if changed.is_ok() { *stop.borrow() } else { None };
                         let (code, text) = reason.unwrap_or((close::SERVER_SHUTDOWN, "server shutting down"));
-                        let _ = ws_tx.send(close_msg(code, text)).await;
+                        let _ = ws_tx.close(code, text).await;
                         return;
                     }
                 }
             }
         };
-        // browser → console.
+        // browser → console; its end goes to `down` (see `ConsoleHub::relay`).
         let up = async {
-            while let Some(Ok(msg)) = ws_rx.next().await {
-                let data = match msg {
-                    Message::Binary(b) => b,
-                    Message::Text(t) => bytes::Bytes::copy_from_slice(t.as_bytes()),
-                    Message::Close(_) => break,
-                    Message::Ping(_) | Message::Pong(_) => continue,
-                };
-                metrics
-                    .bytes_to_node
-                    .fetch_add(data.len() as u64, Ordering::Relaxed);
-                if input.send(data).await.is_err() {
-                    break;
+            let end = loop {
+                match ws_rx.next().await {
+                    Ok(Incoming::Data(data)) => {
+                        metrics
+                            .bytes_to_node
+                            .fetch_add(data.len() as u64, Ordering::Relaxed);
+                        if input.send(data).await.is_err() {
+                            break Control::failed(&ws::WsError::Closed);
+                        }
+                    }
+                    Ok(Incoming::Ping(p)) => {
+                        let _ = ctl_tx.try_send(Control::Pong(p));
+                    }
+                    Ok(Incoming::Close(code)) => break Control::echo(code),
+                    Err(e) => break Control::failed(&e),
                 }
-            }
+            };
+            let _ = ctl_tx.send(end).await;
+            std::future::pending::<()>().await;
         };
         tokio::select! {
             () = down => {},

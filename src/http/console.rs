@@ -4,8 +4,8 @@
 //! rescue serial console) and `GET /api/vms/{id}/console.vv` (a virt-viewer file with a
 //! one-time console password; the response is never cached or logged).
 
-use axum::extract::State;
-use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -15,6 +15,7 @@ use serde_json::json;
 
 use super::error::ApiError;
 use super::extract::{ApiQuery, CurrentUser, IdPath};
+use crate::console::ws::Upgrade;
 use crate::console::{ConsoleError, ConsoleKind, Grant};
 use crate::libvirt::GraphicsKind;
 use crate::state::AppState;
@@ -99,13 +100,23 @@ async fn connect(
     State(state): State<AppState>,
     headers: HeaderMap,
     ApiQuery(q): ApiQuery<ConnectQuery>,
-    ws: WebSocketUpgrade,
+    ws: Upgrade,
 ) -> Result<Response, ApiError> {
     let session_user = browser_user(&state, &headers).await?;
     Ok(state
         .console
         .connect(kind, ws, &q.token, session_user)
         .await?)
+}
+
+/// A WebSocket upgrade request (RFC 6455 checks in [`Upgrade::from_parts`]);
+/// anything else is a 400.
+impl<S: Send + Sync> FromRequestParts<S> for Upgrade {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Upgrade::from_parts(parts)?)
+    }
 }
 
 async fn issue_serial(

@@ -673,6 +673,7 @@ impl From<ConsoleError> for ApiError {
             ConsoleError::NotRunning => {
                 Self::new(StatusCode::CONFLICT, "vm_not_running", e.to_string())
             }
+            ConsoleError::NotWebSocket(_) => Self::bad_request(e.to_string()),
             ConsoleError::TooMany(_) => Self::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "too_many_consoles",

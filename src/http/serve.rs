@@ -108,6 +108,17 @@ impl JsonAutoErrors {
         }
     }
 
+    /// The TCP socket, for a connection that leaves HTTP (a WebSocket);
+    /// `Err(self)` while a rewritten answer is still being written.
+    pub fn into_tcp(mut self) -> Result<TcpStream, Self> {
+        if self.pending.is_empty()
+            && let Some(tcp) = self.inner.take()
+        {
+            return Ok(tcp);
+        }
+        Err(self)
+    }
+
     fn io(&mut self) -> io::Result<&mut TcpStream> {
         self.inner
             .as_mut()

@@ -12,7 +12,7 @@
 //!   refused for a bad Origin or another user's cookie — not the service's
 //!   fault). A session *attempt* is one the relay took; it fails if it ends
 //!   with an error close code (4003 node unreachable, 4005 the node refused
-//!   pvce, 1002 a broken handshake — [`ended_by`]), or when pvce ended it
+//!   pvce, 1002/1003/1009 a broken handshake or WebSocket — [`ended_by`]), or when pvce ended it
 //!   just before its node was marked down ([`reclassify`]). Session minutes run from
 //!   the handshake to the end (or the window's end).
 //! - **Availability in wanted time**: each start request says the student
