@@ -5,7 +5,7 @@
 //!
 //! Zero-copy when the browser's connection is a plain TCP socket (pvce's own
 //! serve loop, no TLS in the process): `splice(2)` moves what the node sent
-//! into a pipe (of [`PIPE_SIZE`]), which says how many bytes the
+//! into a pipe (enlarged to [`PIPE_SIZE`]), which says how many bytes the
 //! frame has; the frame header goes out with `MSG_MORE` (so it shares a
 //! segment with the payload) and a second `splice` moves the pipe into the
 //! browser's socket. The bytes never enter pvce's memory. Otherwise (TLS,
@@ -28,17 +28,11 @@ use tokio::net::TcpStream;
 
 use super::ws::{Writer, binary_header};
 
-/// The largest frame sent, on both paths. Larger frames mean fewer system
-/// calls in pvce but cost the receiver more: a WebSocket client assembles
-/// each frame in a buffer of its own (likely a fresh mapping and its page
-/// faults per frame, over glibc's 128 KiB mmap threshold) — with 1 MiB
-/// frames the benchmark's client spent 40 % more CPU per GB than with
-/// websockify's 64 KiB ones, and throughput did not improve.
-pub const FRAME_MAX: usize = 64 * 1024;
-/// The copying path's buffer.
-pub const COPY_BUF: usize = FRAME_MAX;
-/// The pipe the zero-copy path asks for (the kernel's default is 64 KiB).
-pub const PIPE_SIZE: usize = FRAME_MAX;
+/// The copying path's buffer: large reads mean few frames and system calls.
+pub const COPY_BUF: usize = 256 * 1024;
+/// The pipe the zero-copy path asks for (Linux's default limit for
+/// unprivileged processes; the kernel's default is 64 KiB).
+pub const PIPE_SIZE: usize = 1024 * 1024;
 
 /// A pipe for splicing, both ends non-blocking.
 struct Pipe {
