@@ -11,7 +11,8 @@
 //! `PVCE_WEBSOCKIFY=/path/to/websockify` (skipped when absent).
 //! Knobs: PVCE_BENCH_SECS (throughput seconds per round, 5), PVCE_BENCH_KEYS
 //! (keystrokes per round, 5000), PVCE_BENCH_ROUNDS (3; the median round is
-//! reported), PVCE_BENCH_FRAME (1920x1080).
+//! reported), PVCE_BENCH_FRAME (1920x1080), PVCE_BENCH_ONLY (one path's
+//! name, e.g. `pvce`, to profile it alone: rounds only, no table).
 //!
 //! Loopback only.
 #![allow(clippy::unwrap_used)]
@@ -180,6 +181,14 @@ fn main() {
         if t.websockify.is_some() {
             modes.push(Mode::Websockify);
         }
+        // For profiling one peer (`perf record -p`): the others stay idle.
+        // The comparison and the targets need all three.
+        let only = std::env::var("PVCE_BENCH_ONLY").ok();
+        let measured: Vec<Mode> = modes
+            .iter()
+            .copied()
+            .filter(|m| only.as_deref().is_none_or(|o| o == m.name()))
+            .collect();
         println!(
             "console proxy benchmark: {}x{} Raw frames ({:.1} MB each), {secs} s of frames + {keys} keystrokes per path and round, {rounds} rounds interleaved (medians shown); {} CPUs, load average {} at start{}",
             frame.0,
@@ -192,6 +201,9 @@ fn main() {
         let mut results: Vec<Vec<Round>> = vec![Vec::new(); modes.len()];
         for r in 0..rounds {
             for (i, &m) in modes.iter().enumerate() {
+                if !measured.contains(&m) {
+                    continue;
+                }
                 let (mb_s, proxy_cpu, client_cpu) = throughput(&t, m, secs, frame).await;
                 let (p50, p99) = latency(&t, m, keys).await;
                 eprintln!(
@@ -212,6 +224,9 @@ fn main() {
                     client_cpu_per_gb: client_cpu,
                 });
             }
+        }
+        if measured.len() < modes.len() {
+            return;
         }
         let med: Vec<Round> = results.iter().map(|v| median(v)).collect();
         let direct = med[0];
