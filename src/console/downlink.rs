@@ -8,7 +8,12 @@
 //! into a pipe (enlarged to [`PIPE_SIZE`]), which says how many bytes the
 //! frame has; the frame header goes out with `MSG_MORE` (so it shares a
 //! segment with the payload) and a second `splice` moves the pipe into the
-//! browser's socket. The bytes never enter pvce's memory. Otherwise (TLS,
+//! browser's socket. The bytes never enter pvce's memory. A small frame (at
+//! most [`SMALL_FRAME`]: a keystroke's echo, a cursor) is read back from the
+//! pipe and written with its header in one plain write instead, so it
+//! leaves at once as one segment and nothing of it ever waits behind
+//! `MSG_MORE`; copying a few KiB costs less than the second system call
+//! the header would need. Otherwise (TLS,
 //! another server's connection, no pipe to be had) the copying path: one
 //! large reusable buffer, header and payload in one vectored write.
 //!
@@ -30,15 +35,24 @@ use super::ws::{Writer, binary_header};
 
 /// The copying path's buffer: large reads mean few frames and system calls.
 pub const COPY_BUF: usize = 256 * 1024;
-/// The pipe the zero-copy path asks for (Linux's default limit for
-/// unprivileged processes; the kernel's default is 64 KiB).
-pub const PIPE_SIZE: usize = 1024 * 1024;
+/// The pipe the zero-copy path asks for: Linux's default `fs.pipe-max-size`
+/// (the kernel's default pipe is 64 KiB), so one splice in and one out per
+/// MiB of a busy desktop. Tried on the benchmark (`console_proxy`, one run
+/// each): a 4 MiB pipe (root may have one) cost pvce as much CPU per GB,
+/// and the benchmark's client and server 15 % more (more bytes in flight,
+/// so colder caches where they copy) for 15 % less throughput; a 256 KiB
+/// one cost pvce 30 % more.
+pub const PIPE_SIZE: usize = 1 << 20;
+/// Frames up to this size leave in one write without `MSG_MORE` (module docs).
+pub const SMALL_FRAME: usize = 16 * 1024;
 
 /// A pipe for splicing, both ends non-blocking.
 struct Pipe {
     rd: OwnedFd,
     wr: OwnedFd,
     size: usize,
+    /// A small frame's payload, read back from the pipe ([`SMALL_FRAME`]).
+    small: Box<[u8]>,
 }
 
 impl Pipe {
@@ -47,7 +61,12 @@ impl Pipe {
         // A smaller pipe still works, with smaller frames.
         let size = rustix::pipe::fcntl_setpipe_size(&wr, PIPE_SIZE)
             .or_else(|_| rustix::pipe::fcntl_getpipe_size(&wr))?;
-        Ok(Self { rd, wr, size })
+        Ok(Self {
+            rd,
+            wr,
+            size,
+            small: vec![0; SMALL_FRAME].into_boxed_slice(),
+        })
     }
 }
 
@@ -172,6 +191,20 @@ impl<'a> Downlink<'a> {
                     }
                     Err(_) => return Ok(Forwarded::End),
                 };
+                if n <= SMALL_FRAME {
+                    // All `n` bytes are in the pipe: reads never wait.
+                    let mut got = 0;
+                    while got < n {
+                        match rustix::io::read(&pipe.rd, &mut pipe.small[got..n]) {
+                            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                            Ok(k) => got += k,
+                            Err(rustix::io::Errno::INTR) => {}
+                            Err(e) => return Err(e.into()),
+                        }
+                    }
+                    writer.binary(&pipe.small[..n]).await?;
+                    return Ok(Forwarded::Frame(n));
+                }
                 let (h, len) = binary_header(n);
                 let mut head = &h[..len];
                 while !head.is_empty() {
