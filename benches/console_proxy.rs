@@ -207,13 +207,14 @@ fn main() {
                 let (mb_s, proxy_cpu, client_cpu) = throughput(&t, m, secs, frame).await;
                 let (p50, p99) = latency(&t, m, keys).await;
                 eprintln!(
-                    "  round {}: {:<10} {:>7.1} MB/s  keystroke p50 {:>6.1} µs  p99 {:>7.1} µs  proxy {:.2} CPU-s/GB  (load {})",
+                    "  round {}: {:<10} {:>7.1} MB/s  keystroke p50 {:>6.1} µs  p99 {:>7.1} µs  proxy {:.2} CPU-s/GB  client+server {:.2}  (load {})",
                     r + 1,
                     m.name(),
                     mb_s,
                     us(p50),
                     us(p99),
                     proxy_cpu,
+                    client_cpu,
                     support::loadavg(),
                 );
                 results[i].push(Round {
