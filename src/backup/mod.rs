@@ -865,6 +865,8 @@ impl Backups {
         for old in state.leftovers(current.as_ref()) {
             match self.vms.drop_checkpoint(vm, &(&old).into()).await {
                 Ok(_) => state.forget(&old.name),
+                // A hypervisor without checkpoints (Xen) has none to drop.
+                Err(VmError::Libvirt(e)) if e.is_unsupported() => state.forget(&old.name),
                 Err(e) => {
                     tracing::warn!(vm = %vm.id, checkpoint = %old.name, error = %e, "could not drop a backup checkpoint");
                 }
@@ -906,7 +908,12 @@ impl Backups {
         };
         let copied = match later {
             Ok(c) => c,
-            Err(why) => return self.skip(vm.id, now, why).await,
+            Err(why) => {
+                // No job began, so no checkpoint was made.
+                state.forget(&next.name);
+                bases.save(vm.id, &state)?;
+                return self.skip(vm.id, now, why).await;
+            }
         };
         // The copy's checkpoint took over: the one it started from has no
         // use left (whatever happens to the base below).
