@@ -197,25 +197,28 @@ pub fn quarantine_file(root: &Path, path: &Path, quarantine: &Path) -> io::Resul
 /// failure the temporary file is removed and the old layer is untouched.
 pub async fn install_file(tmp: &Path, layer: &Path) -> Result<(), std::io::Error> {
     let (tmp, layer) = (tmp.to_path_buf(), layer.to_path_buf());
-    tokio::task::spawn_blocking(move || {
-        let r = (|| {
-            use std::os::unix::fs::PermissionsExt;
-            let f = std::fs::File::open(&tmp)?;
-            f.set_permissions(std::fs::Permissions::from_mode(0o644))?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &layer)?;
-            if let Some(dir) = layer.parent() {
-                std::fs::File::open(dir)?.sync_all()?;
-            }
-            Ok(())
-        })();
-        if r.is_err() {
-            let _ = remove_file_if_exists(&tmp);
+    tokio::task::spawn_blocking(move || install_file_blocking(&tmp, &layer))
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))?
+}
+
+/// [`install_file`] on the calling thread (for small files).
+pub fn install_file_blocking(tmp: &Path, target: &Path) -> io::Result<()> {
+    let r = (|| {
+        use std::os::unix::fs::PermissionsExt;
+        let f = fs::File::open(tmp)?;
+        f.set_permissions(fs::Permissions::from_mode(0o644))?;
+        f.sync_all()?;
+        fs::rename(tmp, target)?;
+        if let Some(dir) = target.parent() {
+            fs::File::open(dir)?.sync_all()?;
         }
-        r
-    })
-    .await
-    .map_err(|e| std::io::Error::other(e.to_string()))?
+        Ok(())
+    })();
+    if r.is_err() {
+        let _ = remove_file_if_exists(tmp);
+    }
+    r
 }
 
 /// Lowercase hex of a digest.

@@ -149,21 +149,17 @@ impl LiveBases {
 
     /// Writes `vm`'s state durably (a complete file renamed into place).
     pub fn save(&self, vm: Uuid, state: &LiveState) -> std::io::Result<()> {
-        use std::io::Write;
         self.ensure_dir(vm)?;
         let path = self.vm_dir(vm).join("state.json");
         let tmp = crate::storage::temp_beside(&path);
-        let r = (|| {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&serde_json::to_vec(state).map_err(std::io::Error::other)?)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &path)?;
-            std::fs::File::open(self.vm_dir(vm))?.sync_all()
-        })();
-        if r.is_err() {
+        if let Err(e) = std::fs::write(
+            &tmp,
+            serde_json::to_vec(state).map_err(std::io::Error::other)?,
+        ) {
             let _ = std::fs::remove_file(&tmp);
+            return Err(e);
         }
-        r
+        crate::storage::install_file_blocking(&tmp, &path)
     }
 
     /// Makes the file `staged` (complete, beside the base) `vm`'s base.

@@ -863,14 +863,7 @@ impl Backups {
         // copy's, a dead job's, or an earlier run's whose bitmap QEMU kept
         // in the layer (so bitmaps never pile up in a layer).
         for old in state.leftovers(current.as_ref()) {
-            match self.vms.drop_checkpoint(vm, &(&old).into()).await {
-                Ok(_) => state.forget(&old.name),
-                // A hypervisor without checkpoints (Xen) has none to drop.
-                Err(VmError::Libvirt(e)) if e.is_unsupported() => state.forget(&old.name),
-                Err(e) => {
-                    tracing::warn!(vm = %vm.id, checkpoint = %old.name, error = %e, "could not drop a backup checkpoint");
-                }
-            }
+            self.drop_checkpoint(vm, &mut state, &old).await;
         }
         state.current.clone_from(&current);
         if current.is_none() {
@@ -918,12 +911,7 @@ impl Backups {
         // The copy's checkpoint took over: the one it started from has no
         // use left (whatever happens to the base below).
         if let Some(c) = &current {
-            match self.vms.drop_checkpoint(vm, &c.into()).await {
-                Ok(_) => state.forget(&c.name),
-                Err(e) => {
-                    tracing::warn!(vm = %vm.id, checkpoint = %c.name, error = %e, "could not drop a backup checkpoint");
-                }
-            }
+            self.drop_checkpoint(vm, &mut state, c).await;
         }
         drop(held);
         // The base changes from here on: not of any checkpoint until done.
@@ -983,6 +971,24 @@ impl Backups {
             }
         }
         Err(last.map_or(BackupError::NotConfigured, BackupError::Restic))
+    }
+
+    /// Drops checkpoint `c` from the running `vm` and forgets its name once
+    /// libvirt says it is gone (or a hypervisor without checkpoints, Xen,
+    /// has none); a failure is logged and the name kept for the next copy.
+    async fn drop_checkpoint(
+        &self,
+        vm: &crate::vms::Vm,
+        state: &mut live::LiveState,
+        c: &live::Saved,
+    ) {
+        match self.vms.drop_checkpoint(vm, &c.into()).await {
+            Ok(_) => state.forget(&c.name),
+            Err(VmError::Libvirt(e)) if e.is_unsupported() => state.forget(&c.name),
+            Err(e) => {
+                tracing::warn!(vm = %vm.id, checkpoint = %c.name, error = %e, "could not drop a backup checkpoint");
+            }
+        }
     }
 
     /// The kept bases of running VMs' copies (`backup/live` in the data dir).

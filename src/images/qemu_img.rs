@@ -143,6 +143,13 @@ struct RawSpecificData {
     corrupt: bool,
     #[serde(default)]
     extents: Vec<RawExtent>,
+    #[serde(default)]
+    bitmaps: Vec<RawBitmap>,
+}
+
+#[derive(Deserialize)]
+struct RawBitmap {
+    name: String,
 }
 
 #[derive(Deserialize)]
@@ -569,31 +576,13 @@ pub async fn commit(path: &Path) -> Result<(), ImageError> {
 /// Names of the persistent dirty bitmaps in a qcow2 image, from
 /// `qemu-img info --output=json -f qcow2` (which opens no backing file).
 pub async fn bitmaps(path: &Path) -> Result<Vec<String>, ImageError> {
-    #[derive(Deserialize)]
-    struct Bitmap {
-        name: String,
-    }
-    #[derive(Deserialize, Default)]
-    struct Data {
-        #[serde(default)]
-        bitmaps: Vec<Bitmap>,
-    }
-    #[derive(Deserialize)]
-    struct Specific {
-        #[serde(default)]
-        data: Data,
-    }
-    #[derive(Deserialize)]
-    #[serde(rename_all = "kebab-case")]
-    struct Info {
-        format_specific: Option<Specific>,
-    }
-    let out = info_json(path, "qcow2").await?;
-    let info: Info = serde_json::from_slice(&out).map_err(|e| ImageError::QemuImg {
-        op: "info",
-        detail: format!("unparsable JSON: {e}"),
+    let raw: RawInfo = serde_json::from_slice(&info_json(path, "qcow2").await?).map_err(|e| {
+        ImageError::QemuImg {
+            op: "info",
+            detail: format!("unparsable JSON: {e}"),
+        }
     })?;
-    Ok(info
+    Ok(raw
         .format_specific
         .map(|f| f.data.bitmaps.into_iter().map(|b| b.name).collect())
         .unwrap_or_default())

@@ -885,8 +885,8 @@ impl Node {
                 virt::sys::VIR_DOMAIN_XML_MIGRATABLE | virt::sys::VIR_DOMAIN_XML_SECURE,
             )?;
             let dxml = with_graphics_listen(&xml, graphics_listen)?;
-            // A backup's checkpoints would not move (the next backup on the
-            // destination copies the whole disk anyway).
+            // A backup's checkpoints would not move, but their bitmaps would
+            // (stored in the shared layer, loaded by the destination's QEMU).
             super::backup::drop_all_checkpoints(&dom);
             let moved = dom.migrate2(
                 &dconn,

@@ -337,6 +337,16 @@ impl VmManager {
         }
     }
 
+    /// [`Self::require_running`], with a VM that is not running as `None`
+    /// (for work that simply has nothing to do then).
+    async fn running_conn(&self, vm: &Vm) -> Result<Option<(Vm, libvirt::Node)>, VmError> {
+        match self.require_running(vm).await {
+            Ok(r) => Ok(Some(r)),
+            Err(VmError::NotRunning(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     pub(super) async fn require_running(&self, vm: &Vm) -> Result<(Vm, libvirt::Node), VmError> {
         let vm = self.sync_with_node(load(&self.pool, vm.id).await?).await?;
         let node_id = match (vm.state, vm.node_id) {
@@ -487,10 +497,8 @@ impl VmManager {
         deadline: Duration,
         plan: &libvirt::backup::CopyPlan,
     ) -> Result<Option<libvirt::backup::DiskCopy>, VmError> {
-        let (vm, conn) = match self.require_running(vm).await {
-            Ok(r) => r,
-            Err(VmError::NotRunning(_)) => return Ok(None),
-            Err(e) => return Err(e),
+        let Some((vm, conn)) = self.running_conn(vm).await? else {
+            return Ok(None);
         };
         let domain = self.domain_name(vm.id);
         Ok(match vm.layer_storage {
@@ -509,10 +517,8 @@ impl VmManager {
     /// Whether the running VM's domain has backup checkpoint `name` (made
     /// during this run of it; see [`libvirt::backup`]). Not running: `false`.
     pub async fn has_checkpoint(&self, vm: &Vm, name: &str) -> Result<bool, VmError> {
-        let (vm, conn) = match self.require_running(vm).await {
-            Ok(r) => r,
-            Err(VmError::NotRunning(_)) => return Ok(false),
-            Err(e) => return Err(e),
+        let Some((vm, conn)) = self.running_conn(vm).await? else {
+            return Ok(false);
         };
         Ok(conn.has_checkpoint(&self.domain_name(vm.id), name).await?)
     }
@@ -526,10 +532,8 @@ impl VmManager {
         vm: &Vm,
         checkpoint: &libvirt::backup::Checkpoint,
     ) -> Result<bool, VmError> {
-        let (vm, conn) = match self.require_running(vm).await {
-            Ok(r) => r,
-            Err(VmError::NotRunning(_)) => return Ok(false),
-            Err(e) => return Err(e),
+        let Some((vm, conn)) = self.running_conn(vm).await? else {
+            return Ok(false);
         };
         Ok(conn
             .drop_checkpoint(&self.domain_name(vm.id), checkpoint)
