@@ -8,7 +8,11 @@
 //! - **admission**: the queue is served by the pure [`admission::admit`]
 //!   within the per-node and cluster limits of concurrent starts; a start
 //!   counts as in flight from its admission until its start returned and
-//!   `boot` has passed (the guest boots after QEMU is up: the heavy part);
+//!   `boot` has passed (the guest boots after QEMU is up: the heavy part).
+//!   Starts this loop did not make count the same way, read from the VMs'
+//!   rows (`starting`, or started within `boot`): a student's own, and
+//!   those of a server that died mid-class — the loop that takes its lease
+//!   over does not pile a second boot storm onto the first;
 //! - **retry**: a pre-start that failed (a node short of memory or
 //!   unreachable for a moment, a layer on shared storage not there) is
 //!   queued again after [`retry_delay`] (pure: 30 s, then 60 s), at most
@@ -374,12 +378,26 @@ impl ClassTime {
     async fn admit(&self, now: OffsetDateTime, report: &mut TickReport) -> Result<(), ClassError> {
         let nodes = self.nodes.list().await?;
         let boot = self.settings.boot;
+        // Starts this loop did not make count too: those of the loop this
+        // one took over from (a server that died mid-class leaves its
+        // starts booting), and students' own. Read only while a start waits.
+        let waiting = !self.lock().queue.is_empty();
+        let booting = if waiting {
+            self.vms.booting_since(now - boot).await?
+        } else {
+            Vec::new()
+        };
         let (decision, starts) = {
             let mut st = self.lock();
             // Starts whose call returned and whose boot time passed are done.
             st.in_flight
                 .retain(|_, f| !(f.done && now - f.admitted >= boot));
-            let counts = admission::count_by_node(st.in_flight.values().map(|f| f.node));
+            let others = booting
+                .iter()
+                .filter(|(vm, _)| !st.in_flight.contains_key(vm))
+                .map(|(_, node)| *node);
+            let counts =
+                admission::count_by_node(st.in_flight.values().map(|f| f.node).chain(others));
             let slots: Vec<NodeSlots> = nodes
                 .iter()
                 .map(|n| NodeSlots {

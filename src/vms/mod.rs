@@ -422,6 +422,28 @@ impl VmManager {
         load_of_course(&self.pool, course_id).await
     }
 
+    /// Every VM whose start is under way or whose guest may still be
+    /// booting, with its node: `starting`, or `running` since `since` (a
+    /// start's success stamps `last_started_at`). Whichever server made the
+    /// start: the database is the one place they all write. The class-time
+    /// admission counts these per node (src/classtime).
+    pub async fn booting_since(
+        &self,
+        since: time::OffsetDateTime,
+    ) -> Result<Vec<(Uuid, Uuid)>, VmError> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT id, node_id FROM vms WHERE node_id IS NOT NULL AND node_down = 0
+             AND (state = 'starting' OR (state = 'running' AND last_started_at >= $1))",
+        )
+        .bind(db::format_time(since))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|(vm, node)| Some((vm.parse().ok()?, node.parse().ok()?)))
+            .collect())
+    }
+
     /// Starts a VM for the system (no user asked): on `node` where it may go
     /// anywhere (see [`Self::start_preferring`]).
     pub async fn start_on(&self, id: Uuid, node: Uuid) -> Result<Vm, VmError> {

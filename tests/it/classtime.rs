@@ -365,6 +365,121 @@ async fn a_session_prestarts_the_class_within_the_limits_warns_and_stops_it() {
     assert!(st.session.is_none() && st.warning_minutes.is_none());
 }
 
+/// The server running the class-time loop dies while a pre-start boots;
+/// the loop of the server that takes its lease over (a fresh loop over the
+/// same database, as that server loads it) counts the start left booting
+/// against the per-node limit: the next VM waits until the first one's boot
+/// time has passed instead of adding a second boot storm to the first.
+#[tokio::test]
+async fn a_loop_taking_over_counts_the_starts_left_booting() {
+    use crate::common::{self, lab};
+    use pvce::classtime::{admission::Limits, class};
+    use std::time::Duration as StdDuration;
+    use time::{Duration, OffsetDateTime};
+
+    let boot = Duration::minutes(10);
+    let env = TestEnv::start_with(|c| {
+        c.class_interval_secs = 0;
+        c.class_starts_per_node = 1;
+        c.class_starts_cluster = 10;
+        c.class_boot_secs = 600;
+        c.class_lead_minutes = 10;
+    })
+    .await;
+    env.user("test-cto-teacher", Role::Teacher).await;
+    env.user("test-cto-alice", Role::Student).await;
+    env.user("test-cto-bob", Role::Student).await;
+    let teacher = env.client("test-cto-teacher").await;
+    let alice = env.client("test-cto-alice").await;
+    let bob = env.client("test-cto-bob").await;
+    let tpl = import_tiny(&teacher, "test-cto-tiny").await;
+    let course = lab::course(
+        &teacher,
+        json!({"code": "test-cto", "name": "Takeover", "vm_specs": [spec("linux", &tpl, 192)]}),
+        &["test-cto-alice", "test-cto-bob"],
+    )
+    .await;
+    let cid = course["id"].as_str().unwrap();
+    let vm_a = lab::vm_of(&env, &alice, &course, "linux").await;
+    let vm_b = lab::vm_of(&env, &bob, &course, "linux").await;
+    // The loop's clock is the wall clock here: the VMs' start stamps are.
+    let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
+    let start = now + Duration::minutes(5);
+    let fmt = |t: OffsetDateTime| pvce::db::format_time(t);
+    let (s, session) = teacher
+        .post(
+            &format!("/api/courses/{cid}/sessions"),
+            json!({"title": "Lab", "starts_at": fmt(start), "ends_at": fmt(start + Duration::minutes(40))}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{session}");
+
+    let state = &env.server.state;
+    let r = state.class.tick(now).await.unwrap();
+    assert_eq!((r.queued, r.admitted.len(), r.waiting), (2, 1, 1), "{r:?}");
+    let first = r.admitted[0].to_string();
+    let (first_client, second) = if first == vm_a {
+        (&alice, vm_b.clone())
+    } else {
+        (&bob, vm_a.clone())
+    };
+    let second_client = if second == vm_a { &alice } else { &bob };
+    let running = |client: &crate::common::Client, vm: &str| {
+        let (client, vm) = (client.clone(), vm.to_owned());
+        move || {
+            let (client, vm) = (client.clone(), vm.clone());
+            async move {
+                let (_, v) = client.get(&format!("/api/vms/{vm}")).await;
+                (v["state"] == "running").then_some(())
+            }
+        }
+    };
+    common::wait_for(
+        "the first pre-start",
+        StdDuration::from_secs(120),
+        running(first_client, &first),
+    )
+    .await;
+
+    // Its server is gone; the next holder of the lease loads the loop.
+    let taken_over = class::ClassTime::load(
+        state.sessions.clone(),
+        state.vms.clone(),
+        state.nodes.clone(),
+        class::ClassSettings {
+            limits: Limits {
+                per_node: 1,
+                cluster: 10,
+            },
+            lead: Duration::minutes(10),
+            boot,
+        },
+    )
+    .await
+    .unwrap();
+    let r = taken_over.tick(now + Duration::seconds(2)).await.unwrap();
+    assert_eq!(
+        (r.queued, r.admitted.len(), r.waiting),
+        (1, 0, 1),
+        "the first VM still boots on the only node: {r:?}"
+    );
+    // Once its boot time is over (counted from when its start returned,
+    // a few seconds after `now`), the second is admitted.
+    let later = now + boot + Duration::minutes(3);
+    let r = taken_over.tick(later).await.unwrap();
+    assert_eq!(
+        r.admitted,
+        vec![second.parse::<uuid::Uuid>().unwrap()],
+        "{r:?}"
+    );
+    common::wait_for(
+        "the second pre-start",
+        StdDuration::from_secs(120),
+        running(second_client, &second),
+    )
+    .await;
+}
+
 /// Nothing the class-time loop did is forgotten when the server restarts
 /// on the same data (its loop ticked with the test's instants): the class
 /// is pre-started once — a student who shut her VM down in class is not
