@@ -6,11 +6,13 @@
 //! each node's state and memory figures every few seconds. A node that cannot
 //! be reached is `down`; callers get 503 `node_unavailable` for it.
 //!
-//! Health: every probe has a deadline ([`PROBE_DEADLINE`]) for connecting and
-//! for the answer, so a frozen node (TCP accepted, libvirt silent) is marked
-//! `down` within seconds and never holds up the probes of other nodes; its
-//! half-dead connection is dropped so the next probe reconnects (see
-//! `libvirt::conn` for why a hanging connect cannot pile up threads).
+//! Health: every probe attempt has a deadline ([`PROBE_DEADLINE`]) for
+//! connecting and for the answer, so a frozen node (TCP accepted, libvirt
+//! silent) is marked `down` within seconds and never holds up the probes of
+//! other nodes; its half-dead connection is dropped so the next attempt
+//! reconnects (see `libvirt::conn` for why a hanging connect cannot pile up
+//! threads). One missed answer is not enough: a probe marks a node `down`
+//! only when a second attempt, at once on a fresh connection, fails too.
 //!
 //! Trust: a node is registered as a [`libvirt::NodeAddress`] (from a URI or
 //! from `transport`/`host`/`port`/`user`), never as a free-form URI, and the
@@ -44,11 +46,17 @@ use crate::libvirt::{
 
 pub const LOCAL_NODE_NAME: &str = "local";
 pub const MONITOR_INTERVAL: Duration = Duration::from_secs(3);
-/// Longest a health probe may wait for a connection, and then for the node's
-/// answer. A node that stops answering is marked `down` within
-/// `MONITOR_INTERVAL + 2 × PROBE_DEADLINE` at worst (about 5 s when its
-/// connection breaks, about 6 s when it is frozen), well inside 10 s.
+/// Longest a probe's first attempt may wait for a connection, and then for
+/// the node's answer.
 pub const PROBE_DEADLINE: Duration = Duration::from_secs(3);
+/// The same for the second attempt, at once on a fresh connection
+/// ([`Nodes::probe`]): it rides out a moment's stall, not a slow node — a
+/// node that answers within [`PROBE_DEADLINE`] never needs it. A node that
+/// freezes is marked `down` within `MONITOR_INTERVAL + PROBE_DEADLINE +
+/// RETRY_DEADLINE` = 7.5 s (its open connection's call times out, then the
+/// fresh connection's handshake), one whose connection breaks sooner (both
+/// connects refused at once) — inside 10 s.
+pub const RETRY_DEADLINE: Duration = Duration::from_millis(1500);
 
 /// A node's state as the API shows it: `up` or `down` as its probes last
 /// found it (the `nodes.state` column), `maintenance` for an up node that
@@ -221,6 +229,14 @@ pub enum NodeError {
     Libvirt(#[from] LibvirtError),
     #[error(transparent)]
     Db(#[from] sqlx::Error),
+}
+
+/// A node that could not be connected to, and why (libvirt's words or
+/// the address check's).
+#[derive(Debug)]
+struct Unreachable {
+    name: String,
+    why: String,
 }
 
 /// What a probe found.
@@ -527,10 +543,27 @@ impl Nodes {
         id: Uuid,
         connect_timeout: Duration,
     ) -> Result<libvirt::Node, NodeError> {
+        match self.open(id, connect_timeout).await? {
+            Ok(c) => Ok(c),
+            Err(unreachable) => {
+                self.mark(id, Mark::Down(&unreachable.why)).await?;
+                Err(NodeError::Unavailable(unreachable.name))
+            }
+        }
+    }
+
+    /// Node `id`'s connection: the open one if libvirt still holds it
+    /// alive, else a new one within `connect_timeout`. An unreachable node
+    /// is the inner error (nothing is marked: the caller decides).
+    async fn open(
+        &self,
+        id: Uuid,
+        connect_timeout: Duration,
+    ) -> Result<Result<libvirt::Node, Unreachable>, NodeError> {
         if let Some(c) = self.conns.read().await.get(&id)
             && c.is_alive()
         {
-            return Ok(c.clone());
+            return Ok(Ok(c.clone()));
         }
         let node = self.get(id).await?;
         // Parsed again on every connect: what is in the database is only
@@ -541,8 +574,10 @@ impl Nodes {
                 let why = format!("refusing to connect to {}: {e}", node.uri);
                 tracing::warn!(node = %node.name, "{why}");
                 self.conns.write().await.remove(&id);
-                self.mark(id, Mark::Down(&why)).await?;
-                return Err(NodeError::Unavailable(node.name));
+                return Ok(Err(Unreachable {
+                    name: node.name,
+                    why,
+                }));
             }
         };
         // A class starting together (the paper's boot storm) issues many
@@ -556,13 +591,15 @@ impl Nodes {
         match libvirt::Node::open_with(&address, connect_timeout, options).await {
             Ok(c) => {
                 self.conns.write().await.insert(id, c.clone());
-                Ok(c)
+                Ok(Ok(c))
             }
             Err(e) => {
                 tracing::warn!(node = %node.name, error = %e, "node unreachable");
                 self.conns.write().await.remove(&id);
-                self.mark(id, Mark::Down(&e.to_string())).await?;
-                Err(NodeError::Unavailable(node.name))
+                Ok(Err(Unreachable {
+                    name: node.name,
+                    why: e.to_string(),
+                }))
             }
         }
     }
@@ -645,13 +682,42 @@ impl Nodes {
         }
     }
 
-    /// Checks one node now and records the result; bounded by
-    /// [`PROBE_DEADLINE`] for the connection and again for the answer.
+    /// Checks one node now and records the result. A failed attempt is
+    /// tried once more at once on a fresh connection, and only a second
+    /// failure marks the node down: a libvirtd that missed one answer while
+    /// busy (a boot storm's domain creations) is not a dead node, and a
+    /// `down` costs a system incident, VMs shown `node_down` and starts
+    /// refused. The attempts are bounded by [`PROBE_DEADLINE`] and
+    /// [`RETRY_DEADLINE`], each for the connection and again for the answer.
     pub async fn probe(&self, id: Uuid) -> Result<(), NodeError> {
-        let conn = self
-            .conn_within(id, self.connect_timeout.min(PROBE_DEADLINE))
-            .await?;
-        let answer = tokio::time::timeout(PROBE_DEADLINE, conn.node_info())
+        let first = match self.attempt(id, PROBE_DEADLINE).await? {
+            Ok(info) => return self.up(id, info).await,
+            Err(why) => why,
+        };
+        tracing::info!(node = %id, error = %first, "probe failed; trying again on a fresh connection");
+        match self.attempt(id, RETRY_DEADLINE).await? {
+            Ok(info) => self.up(id, info).await,
+            Err(why) => {
+                self.mark(id, Mark::Down(&why)).await?;
+                Err(NodeError::Unavailable(self.get(id).await?.name))
+            }
+        }
+    }
+
+    /// One probe attempt: the node's info within `deadline` for the
+    /// connection and again for the answer, or why not. A failed connection
+    /// is forgotten (calls still using it finish on their own deadlines), so
+    /// the next attempt connects anew.
+    async fn attempt(
+        &self,
+        id: Uuid,
+        deadline: Duration,
+    ) -> Result<Result<libvirt::NodeInfo, String>, NodeError> {
+        let conn = match self.open(id, self.connect_timeout.min(deadline)).await? {
+            Ok(c) => c,
+            Err(unreachable) => return Ok(Err(unreachable.why)),
+        };
+        let answer = tokio::time::timeout(deadline, conn.node_info())
             .await
             .unwrap_or(Err(LibvirtError::Timeout));
         match answer {
@@ -659,16 +725,17 @@ impl Nodes {
                 // Before the node counts as up, so placement knows what it
                 // can run from its first start on (cached per connection).
                 self.read_capabilities(id, &conn).await;
-                self.mark(id, Mark::Up(&info)).await
+                Ok(Ok(info))
             }
             Err(e) => {
-                // Frozen or broken: forget this connection (calls still using
-                // it finish on their own deadlines) so the next probe reconnects.
                 self.conns.write().await.remove(&id);
-                self.mark(id, Mark::Down(&e.to_string())).await?;
-                Err(e.into())
+                Ok(Err(e.to_string()))
             }
         }
+    }
+
+    async fn up(&self, id: Uuid, info: libvirt::NodeInfo) -> Result<(), NodeError> {
+        self.mark(id, Mark::Up(&info)).await
     }
 
     /// Probes every node concurrently, forever, while this server holds

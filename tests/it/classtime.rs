@@ -173,6 +173,53 @@ RRULE:FREQ=MONTHLY;COUNT=3\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
     assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
 }
 
+/// A course of `tag` with one tiny-guest VM spec, its teacher and two
+/// students (`{tag}-alice`, `{tag}-bob`), each with their VM.
+struct TwoStudents {
+    teacher: crate::common::Client,
+    alice: crate::common::Client,
+    bob: crate::common::Client,
+    alice_user: serde_json::Value,
+    bob_user: serde_json::Value,
+    course: serde_json::Value,
+    vm_a: String,
+    vm_b: String,
+}
+
+async fn two_students(env: &TestEnv, tag: &str) -> TwoStudents {
+    use crate::common::lab;
+    let (t, a, b) = (
+        format!("{tag}-teacher"),
+        format!("{tag}-alice"),
+        format!("{tag}-bob"),
+    );
+    env.user(&t, Role::Teacher).await;
+    let alice_user = env.user(&a, Role::Student).await;
+    let bob_user = env.user(&b, Role::Student).await;
+    let teacher = env.client(&t).await;
+    let alice = env.client(&a).await;
+    let bob = env.client(&b).await;
+    let tpl = import_tiny(&teacher, &format!("{tag}-tiny")).await;
+    let course = lab::course(
+        &teacher,
+        json!({"code": tag, "name": "Class time", "vm_specs": [spec("linux", &tpl, 192)]}),
+        &[&a, &b],
+    )
+    .await;
+    let vm_a = lab::vm_of(env, &alice, &course, "linux").await;
+    let vm_b = lab::vm_of(env, &bob, &course, "linux").await;
+    TwoStudents {
+        teacher,
+        alice,
+        bob,
+        alice_user,
+        bob_user,
+        course,
+        vm_a,
+        vm_b,
+    }
+}
+
 /// A session beginning in a few (test-clock) minutes, with real guests: the
 /// class-time loop pre-starts the class one start at a time (limits of 1),
 /// the waiting student sees their place, the warnings come at T−15 and T−5,
@@ -180,7 +227,7 @@ RRULE:FREQ=MONTHLY;COUNT=3\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
 /// test's instants (its background pass is off).
 #[tokio::test]
 async fn a_session_prestarts_the_class_within_the_limits_warns_and_stops_it() {
-    use crate::common::{self, lab};
+    use crate::common;
     use std::time::Duration as StdDuration;
     use time::{Duration, OffsetDateTime};
 
@@ -193,22 +240,17 @@ async fn a_session_prestarts_the_class_within_the_limits_warns_and_stops_it() {
         c.shutdown_timeout_secs = 20;
     })
     .await;
-    env.user("test-ct-teacher", Role::Teacher).await;
-    let alice_user = env.user("test-ct-alice", Role::Student).await;
-    let bob_user = env.user("test-ct-bob", Role::Student).await;
-    let teacher = env.client("test-ct-teacher").await;
-    let alice = env.client("test-ct-alice").await;
-    let bob = env.client("test-ct-bob").await;
-    let tpl = import_tiny(&teacher, "test-ct-tiny").await;
-    let course = lab::course(
-        &teacher,
-        json!({"code": "test-ct", "name": "Class time", "vm_specs": [spec("linux", &tpl, 192)]}),
-        &["test-ct-alice", "test-ct-bob"],
-    )
-    .await;
+    let TwoStudents {
+        teacher,
+        alice,
+        bob,
+        alice_user,
+        bob_user,
+        course,
+        vm_a,
+        vm_b,
+    } = two_students(&env, "test-ct").await;
     let cid = course["id"].as_str().unwrap();
-    let vm_a = lab::vm_of(&env, &alice, &course, "linux").await;
-    let vm_b = lab::vm_of(&env, &bob, &course, "linux").await;
 
     // The session: a day from now (test clock), 30 minutes.
     let start = (OffsetDateTime::now_utc() + Duration::days(1))
@@ -372,7 +414,7 @@ async fn a_session_prestarts_the_class_within_the_limits_warns_and_stops_it() {
 /// time has passed instead of adding a second boot storm to the first.
 #[tokio::test]
 async fn a_loop_taking_over_counts_the_starts_left_booting() {
-    use crate::common::{self, lab};
+    use crate::common;
     use pvce::classtime::{admission::Limits, class};
     use std::time::Duration as StdDuration;
     use time::{Duration, OffsetDateTime};
@@ -386,22 +428,16 @@ async fn a_loop_taking_over_counts_the_starts_left_booting() {
         c.class_lead_minutes = 10;
     })
     .await;
-    env.user("test-cto-teacher", Role::Teacher).await;
-    env.user("test-cto-alice", Role::Student).await;
-    env.user("test-cto-bob", Role::Student).await;
-    let teacher = env.client("test-cto-teacher").await;
-    let alice = env.client("test-cto-alice").await;
-    let bob = env.client("test-cto-bob").await;
-    let tpl = import_tiny(&teacher, "test-cto-tiny").await;
-    let course = lab::course(
-        &teacher,
-        json!({"code": "test-cto", "name": "Takeover", "vm_specs": [spec("linux", &tpl, 192)]}),
-        &["test-cto-alice", "test-cto-bob"],
-    )
-    .await;
+    let TwoStudents {
+        teacher,
+        alice,
+        bob,
+        course,
+        vm_a,
+        vm_b,
+        ..
+    } = two_students(&env, "test-cto").await;
     let cid = course["id"].as_str().unwrap();
-    let vm_a = lab::vm_of(&env, &alice, &course, "linux").await;
-    let vm_b = lab::vm_of(&env, &bob, &course, "linux").await;
     // The loop's clock is the wall clock here: the VMs' start stamps are.
     let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
     let start = now + Duration::minutes(5);

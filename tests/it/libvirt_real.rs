@@ -206,10 +206,14 @@ async fn domain_round_trip(kind: GraphicsKind) {
 }
 
 /// A TCP front for the local libvirtd socket that can be frozen: it then keeps both
-/// connections open but forwards nothing, exactly like a hung node.
+/// connections open but forwards nothing, exactly like a hung node. Frozen
+/// for the connections open at that moment only ([`Self::freeze_open`]), it
+/// is a node that missed one answer on one connection and serves new ones.
 struct FreezableProxy {
     port: u16,
     frozen: Arc<AtomicBool>,
+    /// Each connection's own switch (its two directions share it).
+    open: Arc<std::sync::Mutex<Vec<Arc<AtomicBool>>>>,
 }
 
 impl FreezableProxy {
@@ -219,23 +223,33 @@ impl FreezableProxy {
             .expect("bind");
         let port = listener.local_addr().expect("addr").port();
         let frozen = Arc::new(AtomicBool::new(false));
-        let f = frozen.clone();
+        let open: Arc<std::sync::Mutex<Vec<Arc<AtomicBool>>>> = Arc::default();
+        let (f, o) = (frozen.clone(), open.clone());
         tokio::spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
                 let unix = tokio::net::UnixStream::connect(LIBVIRT_SOCK)
                     .await
                     .expect("connect libvirt socket");
+                let this = Arc::new(AtomicBool::new(false));
+                o.lock().unwrap().push(this.clone());
                 let (tr, tw) = tcp.into_split();
                 let (ur, uw) = unix.into_split();
-                tokio::spawn(pump(tr, uw, f.clone()));
-                tokio::spawn(pump(ur, tw, f.clone()));
+                tokio::spawn(pump(tr, uw, f.clone(), this.clone()));
+                tokio::spawn(pump(ur, tw, f.clone(), this));
             }
         });
-        Self { port, frozen }
+        Self { port, frozen, open }
     }
 
     fn uri(&self) -> String {
         format!("qemu+tcp://127.0.0.1:{}/system", self.port)
+    }
+
+    /// Freezes the connections open now; later ones pass.
+    fn freeze_open(&self) {
+        for c in self.open.lock().unwrap().iter() {
+            c.store(true, Ordering::SeqCst);
+        }
     }
 }
 
@@ -243,6 +257,7 @@ async fn pump(
     mut from: impl tokio::io::AsyncRead + Unpin,
     mut to: impl tokio::io::AsyncWrite + Unpin,
     frozen: Arc<AtomicBool>,
+    this: Arc<AtomicBool>,
 ) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut buf = vec![0u8; 64 * 1024];
@@ -251,7 +266,7 @@ async fn pump(
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
-        if frozen.load(Ordering::SeqCst) {
+        if frozen.load(Ordering::SeqCst) || this.load(Ordering::SeqCst) {
             // Hold both sockets, answer nothing, forever.
             std::future::pending::<()>().await;
         }
@@ -259,6 +274,67 @@ async fn pump(
             return;
         }
     }
+}
+
+/// A node that misses one answer is not marked down: the probe tries again
+/// at once on a fresh connection (`Nodes::probe`). One that answers neither
+/// attempt is down, with one `node_down` event.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_missed_answer_does_not_mark_a_node_down() {
+    use pvce::nodes::{NewNode, NodeState, Nodes, PROBE_DEADLINE};
+    drop(open_system().await);
+    let proxy = FreezableProxy::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pool = pvce::db::connect(&format!("sqlite://{}/t.db", dir.path().display()))
+        .await
+        .expect("db");
+    let nodes = Nodes::new(pool.clone(), Duration::from_secs(10), AccelSetting::Tcg)
+        .with_address_policy(AddressPolicy::TESTING);
+    let node = nodes
+        .register(
+            NewNode {
+                name: "test-blip".into(),
+                uri: Some(proxy.uri()),
+                console_address: Some("127.0.0.1".into()),
+                ..NewNode::default()
+            },
+            None,
+        )
+        .await
+        .expect("register");
+    assert_eq!(node.state, NodeState::Up, "{node:?}");
+    let downs = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM events WHERE kind = 'node_down' AND node_id = $1",
+        )
+        .bind(node.id.to_string())
+        .fetch_one(&pool)
+        .await
+        .expect("events")
+    };
+
+    // The open connection goes silent; a new one is answered.
+    proxy.freeze_open();
+    let t = Instant::now();
+    nodes
+        .probe(node.id)
+        .await
+        .expect("the second attempt is answered");
+    assert!(
+        t.elapsed() >= PROBE_DEADLINE,
+        "the first attempt was not left unanswered ({:?})",
+        t.elapsed()
+    );
+    let now = nodes.get(node.id).await.expect("node");
+    assert_eq!(now.state, NodeState::Up, "{now:?}");
+    assert_eq!(downs().await, 0);
+
+    // Silent on every connection: down.
+    proxy.frozen.store(true, Ordering::SeqCst);
+    assert!(nodes.probe(node.id).await.is_err());
+    let now = nodes.get(node.id).await.expect("node");
+    assert_eq!(now.state, NodeState::Down, "{now:?}");
+    assert_eq!(downs().await, 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]
