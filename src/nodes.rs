@@ -691,12 +691,14 @@ impl Nodes {
     /// [`RETRY_DEADLINE`], each for the connection and again for the answer.
     pub async fn probe(&self, id: Uuid) -> Result<(), NodeError> {
         let first = match self.attempt(id, PROBE_DEADLINE).await? {
-            Ok(info) => return self.up(id, info).await,
+            Ok(info) => return self.mark(id, Mark::Up(&info)).await,
             Err(why) => why,
         };
-        tracing::info!(node = %id, error = %first, "probe failed; trying again on a fresh connection");
+        // Debug: a node that stays down would say this every interval, beside
+        // the connection's own warnings.
+        tracing::debug!(node = %id, error = %first, "probe failed; trying again on a fresh connection");
         match self.attempt(id, RETRY_DEADLINE).await? {
-            Ok(info) => self.up(id, info).await,
+            Ok(info) => self.mark(id, Mark::Up(&info)).await,
             Err(why) => {
                 self.mark(id, Mark::Down(&why)).await?;
                 Err(NodeError::Unavailable(self.get(id).await?.name))
@@ -732,10 +734,6 @@ impl Nodes {
                 Ok(Err(e.to_string()))
             }
         }
-    }
-
-    async fn up(&self, id: Uuid, info: libvirt::NodeInfo) -> Result<(), NodeError> {
-        self.mark(id, Mark::Up(&info)).await
     }
 
     /// Probes every node concurrently, forever, while this server holds
